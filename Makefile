@@ -1,0 +1,66 @@
+# hgrn2: `make` builds ./hgrn2 (the CPU backend always, the CUDA backend when nvcc is found),
+# `make setup` installs what a fresh Debian machine lacks and builds, `make test` runs every test.
+
+CC      ?= cc
+CFLAGS  ?= -O3 -march=native
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
+LDLIBS  += -lzstd -lpthread -lm
+NVCC    ?= $(shell command -v nvcc 2>/dev/null)
+
+SRC     = hgrn2.c cpu.c data.c tokenizer.c
+HDR     = hgrn2.h ops.h data.h tokenizer.h
+BIN     = tests/bin
+
+ifneq ($(NVCC),)
+ifneq ($(wildcard kernels.cu),)
+  CUDA_OBJ = build/kernels.o
+  CFLAGS  += -DHGRN2_CUDA
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+endif
+endif
+
+.PHONY: all setup test test-gpu bench-tokenizer clean
+all: hgrn2
+	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found))"
+
+hgrn2: $(SRC) $(HDR) $(CUDA_OBJ)
+	$(CC) $(CFLAGS) -o $@ $(SRC) $(CUDA_OBJ) $(LDLIBS)
+
+build/kernels.o: kernels.cu $(HDR)
+	@mkdir -p build
+	$(NVCC) -O3 -std=c++17 -arch=sm_90a -lineinfo -Xcompiler -fopenmp -c -o $@ kernels.cu
+
+# Debian packages the build, the tests and the default run need.
+setup:
+	@if ! [ -f /usr/include/zstd.h ] || ! command -v bible >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then \
+	  echo "installing libzstd-dev zstd bible-kjv"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
+	fi
+	@$(MAKE) --no-print-directory all
+
+# ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
+TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_tokenizer $(BIN)/test_data
+
+$(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c cpu.c $(LDLIBS)
+$(BIN)/test_model: tests/test_model.c hgrn2.c cpu.c data.c tokenizer.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c cpu.c data.c tokenizer.c $(LDLIBS)
+$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c tokenizer.c $(LDLIBS)
+$(BIN)/test_data: tests/test_data.c data.c tokenizer.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ tests/test_data.c data.c tokenizer.c $(LDLIBS)
+
+test: hgrn2 $(TESTS)
+	@tests/run.sh
+
+bench-tokenizer: $(BIN)/test_tokenizer
+	$(BIN)/test_tokenizer --bench
+
+clean:
+	rm -rf hgrn2 build $(BIN) tests/tmp

@@ -1,0 +1,79 @@
+// hgrn2.h: the few things every part of hgrn2 shares: the scalar type, errors, checked allocation and I/O.
+#ifndef HGRN2_H
+#define HGRN2_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <errno.h>
+
+// The CPU backend computes in `real`: float for the program, double for the finite-difference tests,
+// which compile the same sources with -DHGRN2_F64.
+#ifdef HGRN2_F64
+typedef double real;
+#else
+typedef float real;
+#endif
+
+// Exit codes: 1 for a runtime failure, 2 for a usage error (bad flag, missing value, out-of-range number).
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+// die: one message naming what failed and what to do, then exit 1. Never for programmer errors (use assert).
+__attribute__((noreturn, format(printf, 1, 2)))
+static inline void die(const char *fmt, ...) {
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hgrn2: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_RUNTIME);
+}
+
+#define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
+#define xcalloc(n, s) xcalloc_at((n), (s), __FILE__, __LINE__)
+#define xrealloc(p, n) xrealloc_at((p), (n), __FILE__, __LINE__)
+
+static inline void *xmalloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes (%s:%d); use a smaller model, batch or sequence length", n, file, line);
+    return p;
+}
+static inline void *xcalloc_at(size_t n, size_t s, const char *file, int line) {
+    void *p = calloc(n ? n : 1, s ? s : 1);
+    if (!p) die("out of memory allocating %zu x %zu bytes (%s:%d); use a smaller model, batch or sequence length", n, s, file, line);
+    return p;
+}
+static inline void *xrealloc_at(void *q, size_t n, const char *file, int line) {
+    void *p = realloc(q, n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes (%s:%d); use a smaller model, batch or sequence length", n, file, line);
+    return p;
+}
+
+// Strict number parsing for command-line values: the whole string must be a number within [lo, hi].
+// Returns 0 on success, -1 otherwise (the caller prints the usage error).
+static inline int parse_i64(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+static inline int parse_f64(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+#endif
