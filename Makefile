@@ -7,8 +7,8 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
 LDLIBS  += -lzstd -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-SRC     = hgrn2.c cpu.c data.c tokenizer.c
-HDR     = hgrn2.h ops.h data.h tokenizer.h
+SRC     = hgrn2.c cpu.c data.c tokenizer.c json.c hf.c
+HDR     = hgrn2.h ops.h data.h tokenizer.h json.h hf.h
 BIN     = tests/bin
 
 ifneq ($(NVCC),)
@@ -41,20 +41,23 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_tokenizer $(BIN)/test_data
+TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_data
 
 $(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c cpu.c $(LDLIBS)
-$(BIN)/test_model: tests/test_model.c hgrn2.c cpu.c data.c tokenizer.c $(HDR)
+$(BIN)/test_model: tests/test_model.c $(SRC) $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c cpu.c data.c tokenizer.c $(LDLIBS)
-$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c $(HDR)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c cpu.c data.c tokenizer.c json.c hf.c $(LDLIBS)
+$(BIN)/test_parity: tests/test_parity.c $(SRC) $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c tokenizer.c $(LDLIBS)
-$(BIN)/test_data: tests/test_data.c data.c tokenizer.c $(HDR)
+	$(CC) $(CFLAGS) -o $@ tests/test_parity.c cpu.c data.c tokenizer.c json.c hf.c $(LDLIBS)
+$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_data.c data.c tokenizer.c $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c tokenizer.c json.c $(LDLIBS)
+$(BIN)/test_data: tests/test_data.c data.c tokenizer.c json.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ tests/test_data.c data.c tokenizer.c json.c $(LDLIBS)
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh

@@ -1,0 +1,243 @@
+// hf.c: safetensors, the tensor file format of Hugging Face checkpoints: an 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
+// data. Sharded checkpoints add model.safetensors.index.json mapping each tensor name to its shard file.
+#include "hf.h"
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+    u += 0x7fff + ((u >> 16) & 1);                                          // round to nearest even
+    return (uint16_t)(u >> 16);
+}
+float f16_to_f32(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
+    if (e == 31) u = s | 0x7f800000 | (m << 13);
+    else if (e) u = s | ((e + 112) << 23) | (m << 13);
+    else if (!m) u = s;
+    else {                                  // subnormal: normalise
+        e = 113;
+        while (!(m & 1024)) { m <<= 1; e--; }
+        u = s | (e << 23) | ((m & 1023) << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+uint16_t f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t s = (u >> 16) & 0x8000;
+    int32_t e = (int32_t)((u >> 23) & 255) - 127 + 15;
+    uint32_t m = u & 0x7fffff;
+    if (((u >> 23) & 255) == 255) return (uint16_t)(s | 0x7c00 | (m ? 0x200 : 0));
+    if (e >= 31) return (uint16_t)(s | 0x7c00);
+    if (e <= 0) {                           // subnormal or zero, round to nearest even
+        if (e < -10) return (uint16_t)s;
+        m |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
+        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(s | r);
+    }
+    uint32_t r = (uint32_t)(e << 10) | (m >> 13), rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;   // may carry into the exponent: still right
+    return (uint16_t)(s | r);
+}
+
+static int dtype_size(StDtype d) { return (d == ST_F64 || d == ST_I64) ? 8 : (d == ST_F32 || d == ST_I32) ? 4 : 2; }
+
+static void add_file(StSet *s, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    uint64_t hlen;
+    if (fread(&hlen, 8, 1, f) != 1) die("%s is not a safetensors file (shorter than 8 bytes)", path);
+    if (fseeko(f, 0, SEEK_END) != 0) die("cannot read %s: %s", path, strerror(errno));
+    uint64_t fsize = (uint64_t)ftello(f);
+    if (hlen > 100000000 || hlen + 8 > fsize)
+        die("%s is not a safetensors file or is truncated (header of %llu bytes in a file of %llu)", path,
+            (unsigned long long)hlen, (unsigned long long)fsize);
+    char *hdr = xmalloc(hlen + 1);
+    if (fseeko(f, 8, SEEK_SET) != 0 || fread(hdr, 1, hlen, f) != hlen) die("reading %s failed", path);
+    fclose(f);
+    char err[200];
+    Json *j = json_parse(hdr, hlen, err, sizeof err);
+    if (!j || j->type != JSON_OBJ) die("%s: the safetensors header is not a JSON object (%s)", path, j ? "wrong type" : err);
+    int fi = s->npaths++;
+    s->paths = xrealloc(s->paths, (size_t)s->npaths * sizeof(char *));
+    s->paths[fi] = strdup(path);
+    uint64_t data0 = 8 + hlen, data_size = fsize - data0;
+    for (size_t i = 0; i < j->len; i++) {
+        const Json *k = &j->keys[i], *v = &j->items[i];
+        if (!strcmp(k->str, "__metadata__")) continue;
+        const Json *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"), *off = json_get(v, "data_offsets");
+        if (!dt || dt->type != JSON_STR || !sh || sh->type != JSON_ARR || !off || off->type != JSON_ARR || off->len != 2)
+            die("%s: tensor %s has a malformed header entry", path, k->str);
+        StTensor t = {.name = strdup(k->str), .file = fi, .ndim = (int)sh->len, .numel = 1};
+        if (!strcmp(dt->str, "F32")) t.dtype = ST_F32;
+        else if (!strcmp(dt->str, "F16")) t.dtype = ST_F16;
+        else if (!strcmp(dt->str, "BF16")) t.dtype = ST_BF16;
+        else if (!strcmp(dt->str, "F64")) t.dtype = ST_F64;
+        else if (!strcmp(dt->str, "I32")) t.dtype = ST_I32;
+        else if (!strcmp(dt->str, "I64")) t.dtype = ST_I64;
+        else die("%s: tensor %s has dtype %s; hgrn2 reads F32, F16, BF16, F64, I32 and I64", path, k->str, dt->str);
+        if (sh->len > 8) die("%s: tensor %s has %zu dimensions", path, k->str, sh->len);
+        for (size_t d = 0; d < sh->len; d++) {
+            double x = sh->items[d].num;
+            if (sh->items[d].type != JSON_NUM || x < 0 || x > 1e12 || x != floor(x))
+                die("%s: tensor %s has a bad shape", path, k->str);
+            t.shape[d] = (int64_t)x;
+            t.numel *= t.shape[d];
+        }
+        double b = off->items[0].num, e = off->items[1].num;
+        if (off->items[0].type != JSON_NUM || off->items[1].type != JSON_NUM || b < 0 || e < b || e > (double)data_size ||
+            (uint64_t)(e - b) != (uint64_t)t.numel * (uint64_t)dtype_size(t.dtype))
+            die("%s: tensor %s has data offsets [%.0f, %.0f] that disagree with its shape or the file size (%llu data bytes)",
+                path, k->str, b, e, (unsigned long long)data_size);
+        t.offset = data0 + (uint64_t)b;
+        s->t = xrealloc(s->t, (size_t)(s->n + 1) * sizeof(StTensor));
+        s->t[s->n++] = t;
+    }
+    json_free(j);
+    free(hdr);
+}
+
+StSet *st_open_file(const char *path) {
+    StSet *s = xcalloc(1, sizeof *s);
+    add_file(s, path);
+    return s;
+}
+
+StSet *st_open_dir(const char *dir) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (stat(path, &st) == 0) return st_open_file(path);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (stat(path, &st) != 0)
+        die("%s holds neither model.safetensors nor model.safetensors.index.json", dir);
+    size_t len;
+    char *text = read_file(path, &len), err[200];
+    Json *j = json_parse(text, len, err, sizeof err);
+    if (!j) die("%s is not valid JSON: %s", path, err);
+    const Json *map = json_get(j, "weight_map");
+    if (!map || map->type != JSON_OBJ) die("%s has no weight_map object", path);
+    StSet *s = xcalloc(1, sizeof *s);
+    // open each shard once, in the order of first mention
+    for (size_t i = 0; i < map->len; i++) {
+        const Json *f = &map->items[i];
+        if (f->type != JSON_STR || strchr(f->str, '/')) die("%s: weight_map entry %s is not a file name", path, map->keys[i].str);
+        char shard[4400];
+        snprintf(shard, sizeof shard, "%s/%s", dir, f->str);
+        int seen = 0;
+        for (int p = 0; p < s->npaths; p++) if (!strcmp(s->paths[p], shard)) seen = 1;
+        if (!seen) add_file(s, shard);
+    }
+    for (size_t i = 0; i < map->len; i++)
+        if (!st_find(s, map->keys[i].str)) die("%s names tensor %s in %s, which does not hold it", path, map->keys[i].str, map->items[i].str);
+    json_free(j);
+    free(text);
+    return s;
+}
+
+const StTensor *st_find(const StSet *s, const char *name) {
+    for (int i = 0; i < s->n; i++) if (!strcmp(s->t[i].name, name)) return &s->t[i];
+    return NULL;
+}
+
+void st_read(const StSet *s, const StTensor *t, float *out) {
+    const char *path = s->paths[t->file];
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    if (fseeko(f, (off_t)t->offset, SEEK_SET) != 0) die("cannot seek in %s: %s", path, strerror(errno));
+    int es = dtype_size(t->dtype);
+    unsigned char buf[1 << 16];
+    for (int64_t i = 0; i < t->numel;) {
+        int64_t k = t->numel - i < (int64_t)(sizeof buf) / es ? t->numel - i : (int64_t)(sizeof buf) / es;
+        if (fread(buf, (size_t)es, (size_t)k, f) != (size_t)k) die("%s is truncated inside tensor %s", path, t->name);
+        for (int64_t j = 0; j < k; j++) {
+            const unsigned char *b = buf + j * es;
+            uint16_t h;
+            switch (t->dtype) {
+            case ST_F32: memcpy(&out[i + j], b, 4); break;
+            case ST_F64: { double d; memcpy(&d, b, 8); out[i + j] = (float)d; break; }
+            case ST_BF16: memcpy(&h, b, 2); out[i + j] = bf16_to_f32(h); break;
+            case ST_F16: memcpy(&h, b, 2); out[i + j] = f16_to_f32(h); break;
+            case ST_I32: { int32_t v; memcpy(&v, b, 4); out[i + j] = (float)v; break; }
+            case ST_I64: { int64_t v; memcpy(&v, b, 8); out[i + j] = (float)v; break; }
+            }
+        }
+        i += k;
+    }
+    fclose(f);
+}
+
+void st_close(StSet *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) free(s->t[i].name);
+    for (int i = 0; i < s->npaths; i++) free(s->paths[i]);
+    free(s->t); free(s->paths); free(s);
+}
+
+void st_write(const char *path, int n, const char *const *names, const float *const *data,
+              const int64_t (*shapes)[8], const int *ndims, StDtype dtype) {
+    static const char *DT[] = {"F32", "F16", "BF16", "F64", "I32", "I64"};
+    if (dtype == ST_I32 || dtype == ST_I64) die("st_write writes floating-point tensors only");
+    int es = dtype_size(dtype);
+    // header: tensors in the given order, data packed back to back
+    size_t cap = 256 + (size_t)n * 400, len = 0;
+    char *h = xmalloc(cap);
+    len += (size_t)snprintf(h + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t numel = 1;
+        len += (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", names[i], DT[dtype]);
+        for (int d = 0; d < ndims[i]; d++) {
+            numel *= shapes[i][d];
+            len += (size_t)snprintf(h + len, cap - len, d ? ",%lld" : "%lld", (long long)shapes[i][d]);
+        }
+        uint64_t bytes = (uint64_t)numel * (uint64_t)es;
+        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
+                                (unsigned long long)(at + bytes));
+        at += bytes;
+        if (len + 400 > cap) { cap *= 2; h = xrealloc(h, cap); }
+    }
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    while (len % 8) h[len++] = ' ';          // keep the data 8-byte aligned
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+    uint64_t hl = len;
+    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, len, f) == len;
+    unsigned char buf[1 << 16];
+    for (int i = 0; i < n && ok; i++) {
+        int64_t numel = 1;
+        for (int d = 0; d < ndims[i]; d++) numel *= shapes[i][d];
+        for (int64_t j = 0; j < numel && ok;) {
+            int64_t k = numel - j < (int64_t)(sizeof buf) / es ? numel - j : (int64_t)(sizeof buf) / es;
+            for (int64_t q = 0; q < k; q++) {
+                float x = data[i][j + q];
+                uint16_t v;
+                switch (dtype) {
+                case ST_F32: memcpy(buf + q * 4, &x, 4); break;
+                case ST_F64: { double d = x; memcpy(buf + q * 8, &d, 8); break; }
+                case ST_BF16: v = f32_to_bf16(x); memcpy(buf + q * 2, &v, 2); break;
+                case ST_F16: v = f32_to_f16(x); memcpy(buf + q * 2, &v, 2); break;
+                default: break;
+                }
+            }
+            ok = fwrite(buf, (size_t)es, (size_t)k, f) == (size_t)k;
+            j += k;
+        }
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(errno)); }
+    if (rename(tmp, path) != 0) { unlink(tmp); die("renaming %s failed: %s", tmp, strerror(errno)); }
+    free(h);
+}

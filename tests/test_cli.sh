@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The command line: every usage error exits 2 with the usage line, every runtime failure exits 1 with one message.
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+
+expect 0 "hgrn2 --help" -- $H --help
+expect 2 "no command" -- $H
+expect 2 "unknown command" -- $H frobnicate; expect_msg "unknown command"
+for cmd in train eval sample prepare tokenize bench; do
+    expect 0 "$cmd --help" -- $H $cmd --help
+    grep -q "usage:" "$TMP/out" || fail "$cmd --help prints no usage line"
+    expect 2 "$cmd with an unknown flag" -- $H $cmd --no-such-flag; expect_msg "usage:"
+done
+expect 2 "train --steps without a value" -- $H train --steps; expect_msg "needs a value"
+expect 2 "train --steps -5" -- $H train --steps -5; expect_msg "usage:"
+expect 2 "train --steps 12abc" -- $H train --steps 12abc
+expect 2 "train --lr 1e9" -- $H train --lr 1e9
+expect 2 "train --lr nan" -- $H train --lr nan
+expect 2 "train --task nope" -- $H train --task nope
+expect 2 "train --preset nope" -- $H train --preset nope; expect_msg "tiny"
+expect 2 "train --schedule nope" -- $H train --schedule nope
+expect 2 "train --task pile without --data" -- $H train --task pile
+expect 2 "train --expand-ratio not dividing --dim" -- $H train --dim 100 --expand-ratio 7 --data /nonexistent
+expect 2 "train --resume with --lr" -- $H train --resume --lr 1e-3
+expect 2 "train stray argument" -- $H train extra
+expect 2 "train --device tpu" -- $H train --device tpu
+expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
+expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
+printf 'not a checkpoint at all, but long enough to have a header......................' > "$TMP/bad.ckpt"
+expect 1 "sample of a file that is no checkpoint" -- $H sample --ckpt "$TMP/bad.ckpt"; expect_msg "not an hgrn2 checkpoint"
+expect 1 "resume without a checkpoint" -- $H train --resume --out "$TMP/nothing"; expect_msg "cannot open checkpoint"
+expect 2 "sample --top-p 0" -- $H sample --top-p 0
+expect 2 "sample --prompt and --prompt-ids" -- $H sample --prompt a --prompt-ids 1
+expect 2 "eval --logits without --ids" -- $H eval --logits x
+expect 2 "eval --split test" -- $H eval --split test
+expect 2 "bench --dim 0" -- $H bench --dim 0
+finish

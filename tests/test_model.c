@@ -1,0 +1,237 @@
+// test_model.c: the whole model in float64 (this file includes hgrn2.c, compiled with -DHGRN2_F64).
+//  - finite differences of the mean loss against the backward pass, for every parameter tensor
+//  - decoding token by token from the recurrent state equals one forward over the whole sequence
+//  - checkpoints: round trip, and a corrupt or truncated file is refused
+//  - the learning-rate schedules
+#define HGRN2_TESTING
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include "../hgrn2.c"
+#include <sys/wait.h>
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+static double loss_of(Model *m, Acts *a, const int32_t *inp, const int32_t *tgt) {
+    int64_t cnt;
+    double s = model_forward(m, a, inp, tgt, NULL, NULL, 0, 0, &cnt);
+    return s / cnt;
+}
+
+// Checks d(mean loss)/d(param) by central differences on `probe` entries of every tensor (all of
+// lower_bounds). Float64 with h = 1e-5: truncation ~h^2 and rounding ~1e-16/h, both near 1e-10, so an
+// absolute 1e-8 plus a relative 1e-6 leaves two orders of margin while catching any real mistake.
+static void fd_model(Config c, int B, int T, uint64_t seed, const char *what) {
+    const char *bad = config_finish(&c);
+    if (bad) { printf("bad config %s\n", bad); exit(1); }
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, seed);
+    model_alloc_training(&m);
+    uint64_t s = seed * 77 + 1;
+    // move norms and lower bounds away from their initial values so their gradients are exercised
+    for (int p = 0; p < NPARAM; p++) {
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        if (PARAMS[p].init == INIT_NORMAL) continue;
+        for (int l = 0; l < nl; l++) {
+            real *t = W(&m, p, l);
+            for (int64_t i = 0; i < param_numel(&c, p); i++) t[i] += (real)(0.5 * rng_normal(&s));
+        }
+    }
+    // larger weights than 0.02 so that every path carries signal well above the finite-difference noise
+    for (int p = 0; p < NPARAM; p++) {
+        if (PARAMS[p].init != INIT_NORMAL) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        for (int l = 0; l < nl; l++) {
+            real *t = W(&m, p, l);
+            for (int64_t i = 0; i < param_numel(&c, p); i++) t[i] *= 15;
+        }
+    }
+    int64_t N = (int64_t)B * T;
+    int32_t *inp = xmalloc(N * sizeof(int32_t)), *tgt = xmalloc(N * sizeof(int32_t));
+    for (int64_t i = 0; i < N; i++) { inp[i] = (int32_t)(splitmix64(&s) % c.V); tgt[i] = (int32_t)(splitmix64(&s) % c.V); }
+    tgt[1] = -1;    // an ignored position
+    Acts a, e;
+    acts_alloc(&a, &c, B, T, 1);
+    acts_alloc(&e, &c, B, T, 0);
+    int64_t cnt;
+    op_zero(m.grads, m.lay.n);
+    int64_t valid = 0;
+    for (int64_t i = 0; i < N; i++) valid += tgt[i] >= 0;
+    model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 1.0 / valid, &cnt);
+    model_backward(&m, &a, inp);
+    double worst = 0;
+    int checked = 0;
+    for (int p = 0; p < NPARAM; p++) {
+        int64_t n = param_numel(&c, p);
+        if (!n) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        double tworst = 0;
+        for (int l = 0; l < nl; l++) {
+            real *w = W(&m, p, l), *g = G(&m, p, l);
+            int probes = p == P_LB ? (int)n : 6;
+            for (int k = 0; k < probes; k++) {
+                int64_t i = p == P_LB ? k : (int64_t)(splitmix64(&s) % (uint64_t)n);
+                const double h = 1e-5;
+                real keep = w[i];
+                w[i] = keep + h; double lp = loss_of(&m, &e, inp, tgt);
+                w[i] = keep - h; double lm = loss_of(&m, &e, inp, tgt);
+                w[i] = keep;
+                double fd = (lp - lm) / (2 * h), an = g[i];
+                double err = fabs(fd - an), tol = 1e-8 + 1e-6 * fabs(an);
+                if (err / tol > tworst) tworst = err / tol;
+                checked++;
+                CHECK(err <= tol, "%s: d loss / d %s[layer %d][%lld]: backward %.12g, finite difference %.12g",
+                      what, PARAMS[p].name, l, (long long)i, an, fd);
+            }
+        }
+        if (tworst > worst) worst = tworst;
+    }
+    printf("%-44s %d probes, worst error / tolerance %.3g\n", what, checked, worst);
+    acts_free(&a); acts_free(&e);
+    free(inp); free(tgt);
+    model_free(&m);
+}
+
+// Logits of one forward over T tokens equal those of a prefill of the first P tokens followed by
+// single-token steps from the carried recurrent state (the sampling path).
+static void decode_matches_forward(int T, int P) {
+    Config c = {.V = 13, .D = 16, .L = 2, .K = 4, .I = 24, .tie = 1, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 5);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 10;
+    uint64_t s = 99;
+    int32_t *ids = xmalloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)(splitmix64(&s) % c.V);
+    Acts full, pre, one;
+    acts_alloc(&full, &c, 1, T, 0);
+    acts_alloc(&pre, &c, 1, P, 0);
+    acts_alloc(&one, &c, 1, 1, 0);
+    real *ref = xmalloc((size_t)T * c.V * sizeof(real)), *got = xmalloc((size_t)c.V * sizeof(real));
+    model_forward(&m, &full, ids, NULL, NULL, ref, 0, 0, NULL);
+    real *states = xcalloc((size_t)c.L * c.H * c.K * c.Dv, sizeof(real));
+    model_forward(&m, &pre, ids, NULL, states, got, 1, 0, NULL);
+    double worst = 0;
+    for (int v = 0; v < c.V; v++) worst = fmax(worst, fabs(got[v] - ref[(int64_t)(P - 1) * c.V + v]));
+    for (int t = P; t < T; t++) {
+        model_forward(&m, &one, ids + t, NULL, states, got, 1, 0, NULL);
+        for (int v = 0; v < c.V; v++) worst = fmax(worst, fabs(got[v] - ref[(int64_t)t * c.V + v]));
+    }
+    // the two paths differ only in the order of float64 sums: far below 1e-10
+    CHECK(worst < 1e-10, "decode T %d prefill %d: max |logit difference| %.3g", T, P, worst);
+    printf("decode after prefill %3d of %3d tokens        max |logit difference| %.3g\n", P, T, worst);
+    acts_free(&full); acts_free(&pre); acts_free(&one);
+    free(ids); free(ref); free(got); free(states);
+    model_free(&m);
+}
+
+// Runs fn in a child process; returns its exit status (or -1 if it did not exit normally).
+static int in_child(void (*fn)(const char *), const char *arg) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        fn(arg);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+static void load_it(const char *path) {
+    Model m;
+    RunState rs;
+    checkpoint_load(path, &m, &rs, 1);
+}
+
+static void checkpoints(void) {
+    Config c = {.V = 17, .D = 8, .L = 2, .K = 4, .I = 12, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 3);
+    model_alloc_training(&m);
+    for (int64_t i = 0; i < m.lay.n; i++) { m.params[i] = (float)m.params[i]; m.m[i] = (float)(i * 1e-3); m.v[i] = (float)(i * 1e-4); }
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7},
+                   .step = 4, .loader = {7, 4, 0, 0}};
+    snprintf(rs.tokenizer, sizeof rs.tokenizer, "byte");
+    snprintf(rs.data, sizeof rs.data, "data/x");
+    mkdir_p("tests/tmp");
+    const char *path = "tests/tmp/test_model.ckpt";
+    checkpoint_save(path, &m, &rs, 1);
+    RunState back;
+    checkpoint_load(path, &r, &back, 1);
+    int same = r.lay.n == m.lay.n && !memcmp(r.params, m.params, m.lay.n * sizeof(real)) &&
+               !memcmp(r.m, m.m, m.lay.n * sizeof(real)) && !memcmp(r.v, m.v, m.lay.n * sizeof(real));
+    CHECK(same, "checkpoint round trip changed tensors");
+    CHECK(back.step == 4 && back.loader.batches == 4 && back.h.T == 8 && back.h.lr == 1e-3 &&
+          !strcmp(back.tokenizer, "byte") && !strcmp(back.data, "data/x") && back.c.I == 12,
+          "checkpoint round trip changed the run state");
+    model_free(&r);
+    CHECK(!file_exists("tests/tmp/test_model.ckpt.tmp"), "a temporary checkpoint file was left behind");
+
+    // corruptions: a flipped payload byte, a truncated file, a bad magic, a wrong version
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    unsigned char *bytes = xmalloc(size);
+    CHECK(fread(bytes, 1, size, f) == (size_t)size, "read back");
+    fclose(f);
+    struct { const char *name; long at, len; int flip; } cases[] = {
+        {"flipped payload byte", size - 40, size, 1}, {"truncated", 0, size - 100, 0},
+        {"bad magic", 0, size, 2}, {"wrong version", 8, size, 3}, {"empty", 0, 0, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        unsigned char *b = xmalloc(size);
+        memcpy(b, bytes, size);
+        if (cases[k].flip == 1) b[cases[k].at] ^= 0x40;
+        if (cases[k].flip == 2) b[0] = 'X';
+        if (cases[k].flip == 3) b[8] = 9;
+        const char *bad = "tests/tmp/test_model_bad.ckpt";
+        f = fopen(bad, "wb");
+        fwrite(b, 1, cases[k].len, f);
+        fclose(f);
+        int st = in_child(load_it, bad);
+        CHECK(st == 1, "corrupt checkpoint (%s): exit status %d, expected 1", cases[k].name, st);
+        free(b);
+    }
+    int st = in_child(load_it, "tests/tmp/does-not-exist.ckpt");
+    CHECK(st == 1, "missing checkpoint: exit status %d, expected 1", st);
+    printf("checkpoint round trip and 5 corruption cases\n");
+    free(bytes);
+    model_free(&m);
+}
+
+static void schedules(void) {
+    Hyper h = {.steps = 100, .warmup = 10, .lr = 1.0, .min_lr = 0.1, .sched = SCHED_COSINE};
+    CHECK(fabs(lr_at(&h, 5) - 0.5) < 1e-15, "warmup");
+    CHECK(fabs(lr_at(&h, 10) - 1.0) < 1e-15, "end of warmup");
+    CHECK(fabs(lr_at(&h, 55) - 0.55) < 1e-12, "cosine midpoint %g", lr_at(&h, 55));
+    CHECK(fabs(lr_at(&h, 100) - 0.1) < 1e-12, "cosine end");
+    h.sched = SCHED_INVSQRT;
+    CHECK(fabs(lr_at(&h, 40) - 0.5) < 1e-12, "inverse sqrt at 4x warmup %g", lr_at(&h, 40));
+    h.sched = SCHED_CONSTANT;
+    CHECK(lr_at(&h, 77) == 1.0, "constant");
+    printf("learning-rate schedules\n");
+}
+
+int main(void) {
+    omp_set_num_threads(2);
+    Config base = {.V = 11, .D = 8, .L = 3, .K = 4, .I = 12, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    fd_model(base, 2, 7, 1, "untied, lower bounds, T 7");
+    Config tied = base;
+    tied.tie = 1;
+    fd_model(tied, 1, 70, 2, "tied, T 70 (two chunks)");
+    Config nolb = base;
+    nolb.lower_bound = 0; nolb.K = 2; nolb.L = 2;
+    fd_model(nolb, 2, 5, 3, "no lower bounds, K 2");
+    decode_matches_forward(9, 1);
+    decode_matches_forward(150, 70);
+    checkpoints();
+    schedules();
+    printf("%s\n", failures ? "test_model: FAILED" : "test_model: all checks passed");
+    return failures ? 1 : 0;
+}

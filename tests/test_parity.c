@@ -1,0 +1,265 @@
+// test_parity.c: the same model, the same numbers as the reference implementation (flash-linear-attention).
+// tests/fixtures/fla was made by fla itself (scripts/make_fla_fixture.py): a random 3-layer HGRN2 with
+// perturbed lower bounds and norms, its inputs, fp32 logits, loss, every parameter gradient and a greedy
+// continuation. This program (the float32 build, as users run it) imports that checkpoint and compares;
+// then checks export/import round trips, bf16/f16 and sharded files, and the refusals of bad checkpoints.
+#define HGRN2_TESTING
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include "../hgrn2.c"
+#include <sys/wait.h>
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+#define FIX "tests/fixtures/fla"
+#define TMPD "tests/tmp/test_parity"
+
+static double rel_err(const float *ref, const real *got, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) { double d = (double)got[i] - ref[i]; num += d * d; den += (double)ref[i] * ref[i]; }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+static float *fixture_tensor(const StSet *s, const char *name, int64_t *numel) {
+    const StTensor *t = st_find(s, name);
+    if (!t) { printf("fixture lacks %s\n", name); exit(1); }
+    float *buf = xmalloc((size_t)t->numel * sizeof(float));
+    st_read(s, t, buf);
+    if (numel) *numel = t->numel;
+    return buf;
+}
+
+static int run_cmd(int (*cmd)(int, char **), int argc, char **argv, int quiet) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (quiet) { freopen("/dev/null", "w", stdout); freopen("/dev/null", "w", stderr); }
+        _exit(cmd(argc, argv));
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void load_ckpt(const char *path, Model *m) {
+    RunState rs;
+    checkpoint_load(path, m, &rs, 0);
+}
+
+// The imported fixture model against fla's own numbers. Tolerances: fla ran in fp32 without TF32, so the
+// two fp32 computations differ by accumulated rounding only: logits ~1e-6 relative (limit 1e-5), the
+// loss ~1e-7 (1e-6), gradients, through a 3-layer backward, ~1e-6..1e-5 (1e-4).
+static void parity(void) {
+    char *argv[] = {"import", "--hf", FIX "/hf", "--out", TMPD "/fla.ckpt", NULL};
+    CHECK(run_cmd(cmd_import, 5, argv, 1) == 0, "import of the fixture failed");
+    Model m;
+    load_ckpt(TMPD "/fla.ckpt", &m);
+    const Config *c = &m.c;
+    StSet *fx = st_open_file(FIX "/fixture.safetensors");
+    int64_t nids, nlog;
+    float *idsf = NULL;
+    const StTensor *ti = st_find(fx, "input_ids");
+    int B = (int)ti->shape[0], T = (int)ti->shape[1];
+    int32_t *ids = xmalloc((size_t)B * T * sizeof(int32_t)), *tgt = xmalloc((size_t)B * T * sizeof(int32_t));
+    {   // int32 tensor: read raw
+        FILE *f = fopen(fx->paths[ti->file], "rb");
+        fseeko(f, (off_t)ti->offset, SEEK_SET);
+        CHECK(fread(ids, 4, (size_t)B * T, f) == (size_t)B * T, "read input_ids");
+        fclose(f);
+    }
+    nids = (int64_t)B * T;
+    for (int64_t i = 0; i < nids; i++) tgt[i] = (i % T) + 1 < T ? ids[i + 1] : -1;
+    float *ref_logits = fixture_tensor(fx, "logits", &nlog);
+    float *ref_loss = fixture_tensor(fx, "loss", NULL);
+    CHECK(nlog == nids * c->V, "fixture logits shape");
+
+    model_alloc_training(&m);
+    Acts a;
+    acts_alloc(&a, c, B, T, 1);
+    real *logits = xmalloc((size_t)nlog * sizeof(real));
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < nids; i++) cnt += tgt[i] >= 0;
+    op_zero(m.grads, m.lay.n);
+    double sum = model_forward(&m, &a, ids, tgt, NULL, logits, 0, 1.0 / cnt, &cnt);
+    model_backward(&m, &a, ids);
+    double loss = sum / cnt;
+    double e_logits = rel_err(ref_logits, logits, nlog), e_loss = fabs(loss - ref_loss[0]) / ref_loss[0];
+    printf("logits: relative error %.3g (limit 1e-5)\nloss:   %.8f vs fla %.8f, relative error %.3g (limit 1e-6)\n",
+           e_logits, loss, ref_loss[0], e_loss);
+    CHECK(e_logits < 1e-5, "logits differ from fla's by %.3g", e_logits);
+    CHECK(e_loss < 1e-6, "loss differs from fla's by %.3g", e_loss);
+
+    double worst = 0;
+    char name[300], gname[320];
+    for (int p = 0; p < NPARAM; p++) {
+        if (!param_numel(c, p)) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : c->L;
+        for (int l = 0; l < nl; l++) {
+            hf_name(name, sizeof name, p, l);
+            snprintf(gname, sizeof gname, "grad.%s", name);
+            int64_t n;
+            float *g = fixture_tensor(fx, gname, &n);
+            double e = rel_err(g, G(&m, p, l), n);
+            if (e > worst) worst = e;
+            CHECK(e < 1e-4, "gradient of %s differs from fla's by %.3g", name, e);
+            free(g);
+        }
+    }
+    printf("gradients: worst relative error over every tensor %.3g (limit 1e-4)\n", worst);
+
+    // greedy continuation: prefill the prompt, then one token at a time from the recurrent state
+    int64_t np, ng;
+    const StTensor *tp = st_find(fx, "prompt"), *tg = st_find(fx, "greedy");
+    np = tp->numel; ng = tg->numel;
+    int32_t *prompt = xmalloc((size_t)np * 4), *greedy = xmalloc((size_t)ng * 4);
+    FILE *f = fopen(fx->paths[0], "rb");
+    fseeko(f, (off_t)tp->offset, SEEK_SET); CHECK(fread(prompt, 4, (size_t)np, f) == (size_t)np, "read prompt");
+    fseeko(f, (off_t)tg->offset, SEEK_SET); CHECK(fread(greedy, 4, (size_t)ng, f) == (size_t)ng, "read greedy");
+    fclose(f);
+    Acts pre, one;
+    acts_alloc(&pre, c, 1, (int)np, 0);
+    acts_alloc(&one, c, 1, 1, 0);
+    real *states = xcalloc((size_t)c->L * c->H * c->K * c->Dv, sizeof(real)), *lg = xmalloc((size_t)c->V * sizeof(real));
+    model_forward(&m, &pre, prompt, NULL, states, lg, 1, 0, NULL);
+    int same = 1;
+    printf("greedy: ");
+    for (int64_t i = 0; i < ng; i++) {
+        int32_t id = sample_token(lg, c->V, 0, 0, 1, NULL, NULL);
+        printf("%d%s", id, id == greedy[i] ? " " : "(!) ");
+        if (id != greedy[i]) same = 0;
+        model_forward(&m, &one, &id, NULL, states, lg, 1, 0, NULL);
+    }
+    printf("\n");
+    CHECK(same, "the greedy continuation differs from fla's");
+    acts_free(&a); acts_free(&pre); acts_free(&one);
+    free(states); free(lg); free(prompt); free(greedy); free(ids); free(tgt); free(idsf);
+    free(ref_logits); free(ref_loss); free(logits);
+    st_close(fx);
+    model_free(&m);
+}
+
+// Export then import gives identical tensors (f32), bf16/f16 exports give the rounded values.
+static void round_trips(void) {
+    Model a, b;
+    load_ckpt(TMPD "/fla.ckpt", &a);
+    const char *dts[] = {"f32", "bf16", "f16"};
+    for (int k = 0; k < 3; k++) {
+        char dir[256], ck[256];
+        snprintf(dir, sizeof dir, TMPD "/export_%s", dts[k]);
+        snprintf(ck, sizeof ck, TMPD "/back_%s.ckpt", dts[k]);
+        char *ea[] = {"export", "--ckpt", TMPD "/fla.ckpt", "--hf", dir, "--dtype", (char *)dts[k], NULL};
+        CHECK(run_cmd(cmd_export, 7, ea, 1) == 0, "export %s failed", dts[k]);
+        char *ia[] = {"import", "--hf", dir, "--out", ck, NULL};
+        CHECK(run_cmd(cmd_import, 5, ia, 1) == 0, "import of the %s export failed", dts[k]);
+        load_ckpt(ck, &b);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < a.lay.n; i++) {
+            float x = (float)a.params[i], want = k == 0 ? x : k == 1 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
+            if ((float)b.params[i] != want) bad++;
+        }
+        CHECK(bad == 0 && a.c.V == b.c.V && a.c.I == b.c.I && a.c.K == b.c.K, "%s round trip changed %lld values", dts[k], (long long)bad);
+        printf("export %-4s then import: %s\n", dts[k], bad ? "DIFFERENT" : "identical tensors");
+        model_free(&b);
+    }
+    // a sharded copy: two files and an index
+    StSet *s = st_open_file(TMPD "/export_f32/model.safetensors");
+    mkdir_p(TMPD "/sharded");
+    int n = s->n, half = n / 2;
+    const char **names = xcalloc(n, sizeof(char *));
+    float **data = xcalloc(n, sizeof(float *));
+    int64_t (*shapes)[8] = xcalloc(n, sizeof *shapes);
+    int *nd = xcalloc(n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        names[i] = s->t[i].name;
+        data[i] = xmalloc((size_t)s->t[i].numel * sizeof(float));
+        st_read(s, &s->t[i], data[i]);
+        memcpy(shapes[i], s->t[i].shape, sizeof shapes[i]);
+        nd[i] = s->t[i].ndim;
+    }
+    st_write(TMPD "/sharded/model-00001-of-00002.safetensors", half, names, (const float *const *)data, (const int64_t(*)[8])shapes, nd, ST_F32);
+    st_write(TMPD "/sharded/model-00002-of-00002.safetensors", n - half, names + half, (const float *const *)data + half,
+             (const int64_t(*)[8])(shapes + half), nd + half, ST_F32);
+    FILE *f = fopen(TMPD "/sharded/model.safetensors.index.json", "w");
+    fprintf(f, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
+    for (int i = 0; i < n; i++) fprintf(f, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "", names[i], i < half ? 1 : 2);
+    fprintf(f, "}}\n");
+    fclose(f);
+    copy_file(TMPD "/export_f32/config.json", TMPD "/sharded/config.json");
+    char *ia[] = {"import", "--hf", TMPD "/sharded", "--out", TMPD "/sharded.ckpt", NULL};
+    CHECK(run_cmd(cmd_import, 5, ia, 1) == 0, "import of the sharded copy failed");
+    load_ckpt(TMPD "/sharded.ckpt", &b);
+    CHECK(!memcmp(a.params, b.params, (size_t)a.lay.n * sizeof(real)), "sharded import differs");
+    printf("sharded import with an index: identical tensors\n");
+    model_free(&b);
+
+    // refusals: each bad directory must exit 1
+    struct { const char *what, *from, *to; int drop, reshape, extra; } bad[] = {
+        {"use_short_conv true", "\"use_short_conv\": false", "\"use_short_conv\": true", -1, 0, 0},
+        {"model_type llama", "\"model_type\": \"hgrn2\"", "\"model_type\": \"llama\"", -1, 0, 0},
+        {"hybrid attention layers", "\"attn\": null", "\"attn\": {\"layers\": [1]}", -1, 0, 0},
+        {"expand ratio not dividing hidden size", "\"expand_ratio\": 16", "\"expand_ratio\": 15", -1, 0, 0},
+        {"a missing tensor", NULL, NULL, 3, 0, 0},
+        {"a tensor of the wrong shape", NULL, NULL, -1, 1, 0},
+        {"an unknown tensor", NULL, NULL, -1, 0, 1},
+    };
+    size_t clen;
+    char *cfg = read_file(TMPD "/export_f32/config.json", &clen);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char dir[256], path[300];
+        snprintf(dir, sizeof dir, TMPD "/bad%zu", k);
+        mkdir_p(dir);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        f = fopen(path, "w");
+        if (bad[k].from) {
+            char *at = strstr(cfg, bad[k].from);
+            CHECK(at != NULL, "config lacks %s", bad[k].from);
+            if (!at) continue;
+            fwrite(cfg, 1, (size_t)(at - cfg), f);
+            fputs(bad[k].to, f);
+            fputs(at + strlen(bad[k].from), f);
+        } else fputs(cfg, f);
+        fclose(f);
+        int m = 0;
+        const char *nn[64]; const float *dd[64]; int64_t ss[64][8]; int ndd[64];
+        for (int i = 0; i < n && m < 60; i++) {
+            if (i == bad[k].drop) continue;
+            nn[m] = names[i]; dd[m] = data[i]; memcpy(ss[m], shapes[i], sizeof ss[m]); ndd[m] = nd[i];
+            if (bad[k].reshape && i == 4) ss[m][0] -= 1;
+            m++;
+        }
+        if (bad[k].extra) { nn[m] = "model.layers.0.attn.q_conv1d.weight"; dd[m] = data[0]; ss[m][0] = 4; ndd[m] = 1; m++; }
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        st_write(path, m, nn, dd, (const int64_t(*)[8])ss, ndd, ST_F32);
+        char *ia2[] = {"import", "--hf", dir, "--out", TMPD "/bad.ckpt", NULL};
+        int st = run_cmd(cmd_import, 5, ia2, 1);
+        CHECK(st == 1, "import of a checkpoint with %s: exit %d, expected 1", bad[k].what, st);
+        printf("refused: %s\n", bad[k].what);
+    }
+    // a truncated safetensors file
+    {
+        size_t len;
+        char *raw = read_file(TMPD "/export_f32/model.safetensors", &len);
+        mkdir_p(TMPD "/trunc");
+        copy_file(TMPD "/export_f32/config.json", TMPD "/trunc/config.json");
+        f = fopen(TMPD "/trunc/model.safetensors", "wb");
+        fwrite(raw, 1, len - 1000, f);
+        fclose(f);
+        free(raw);
+        char *ia2[] = {"import", "--hf", TMPD "/trunc", "--out", TMPD "/bad.ckpt", NULL};
+        CHECK(run_cmd(cmd_import, 5, ia2, 1) == 1, "import of a truncated file did not fail");
+        printf("refused: a truncated model.safetensors\n");
+    }
+    free(cfg);
+    for (int i = 0; i < n; i++) free(data[i]);
+    free(names); free(data); free(shapes); free(nd);
+    st_close(s);
+    model_free(&a);
+}
+
+int main(void) {
+    mkdir_p(TMPD);
+    parity();
+    round_trips();
+    printf("%s\n", failures ? "test_parity: FAILED" : "test_parity: all checks passed");
+    return failures ? 1 : 0;
+}

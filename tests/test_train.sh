@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Training end to end on a small prepared corpus: the loss falls, --resume repeats an uninterrupted run
+# bit for bit, eval and sample work on the result and refuse bad input.
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+export OMP_NUM_THREADS=2
+D="$TMP/data"
+expect 0 "prepare tinyshakespeare (byte)" -- $H prepare --task text --input "$SHARED/data/text/tinyshakespeare.txt" \
+    --tokenizer byte --out "$D" --val-fraction 0.02
+SMALL=(--task text --data "$D" --dim 32 --layers 2 --expand-ratio 8 --batch 4 --seq-len 80 --lr 3e-3 --warmup 5 --eval-every 10 --eval-batches 4)
+
+# an uninterrupted run of 24 steps
+expect 0 "train 24 steps" -- $H train "${SMALL[@]}" --steps 24 --out "$TMP/a"
+cut -f2 "$TMP/a/log.tsv" | sed -n '2,25p' > "$TMP/a.loss"
+first=$(sed -n 1p "$TMP/a.loss"); last=$(sed -n 24p "$TMP/a.loss")
+checks=$((checks + 1))
+if awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f - 1.0) }'; then ok "loss falls: $first -> $last"; else fail "loss did not fall by 1 nat: $first -> $last"; fi
+
+# the same run interrupted at step 10, then resumed
+expect 0 "train, stop at step 10" -- $H train "${SMALL[@]}" --steps 24 --stop-at 10 --out "$TMP/b"
+expect 0 "resume to step 24" -- $H train --resume --out "$TMP/b"
+cut -f2 "$TMP/b/log.tsv" | grep -v train_loss > "$TMP/b.loss"
+checks=$((checks + 1))
+if cmp -s "$TMP/a.loss" "$TMP/b.loss"; then ok "resumed run repeats the uninterrupted losses exactly"; else fail "resumed losses differ"; diff "$TMP/a.loss" "$TMP/b.loss" | head; fi
+checks=$((checks + 1))
+if cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt"; then ok "resumed run ends in the identical checkpoint"; else fail "final checkpoints differ"; fi
+expect 2 "resume below the steps done" -- $H train --resume --out "$TMP/b" --steps 5
+
+# eval: shards and --ids
+expect 0 "eval on the validation shards" -- $H eval --ckpt "$TMP/a/model.ckpt"
+tail -n 1 "$TMP/out" | grep -Eq '^loss [0-9.]+$' || fail "eval's last line is not 'loss X': $(tail -n 1 "$TMP/out")"
+grep -q "bits per byte" "$TMP/out" || fail "byte-level eval reports no bits per byte"
+printf '72 101 108 108 111 32 119\n 10 84 104 101 32\n' > "$TMP/ids.txt"
+expect 0 "eval --ids --logits" -- $H eval --ckpt "$TMP/a/model.ckpt" --ids "$TMP/ids.txt"
+expect 1 "eval --logits with unequal lengths" -- $H eval --ckpt "$TMP/a/model.ckpt" --ids "$TMP/ids.txt" --logits "$TMP/l.bin"
+printf '72 101 108 108 111\n10 84 104 101 32\n' > "$TMP/ids2.txt"
+expect 0 "eval --ids --logits, equal lengths" -- $H eval --ckpt "$TMP/a/model.ckpt" --ids "$TMP/ids2.txt" --logits "$TMP/l.bin"
+checks=$((checks + 1))
+[ "$(stat -c %s "$TMP/l.bin")" = $((2 * 5 * 256 * 4)) ] && ok "logits file is [2, 5, 256] float32" || fail "logits file has the wrong size"
+printf '72 300 108\n' > "$TMP/bad_ids.txt"
+expect 1 "eval --ids with an id out of range" -- $H eval --ckpt "$TMP/a/model.ckpt" --ids "$TMP/bad_ids.txt"; expect_msg "line 1: token id 300"
+printf '72 x 108\n' > "$TMP/bad_ids.txt"
+expect 1 "eval --ids with a non-number" -- $H eval --ckpt "$TMP/a/model.ckpt" --ids "$TMP/bad_ids.txt"
+
+# sample: greedy is deterministic, seeded sampling is reproducible, ids out of range are refused
+expect 0 "greedy sample ids" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "72 101 108" --temperature 0 -n 24 --ids
+cp "$TMP/out" "$TMP/greedy1"
+expect 0 "greedy sample ids again" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "72 101 108" --temperature 0 -n 24 --ids
+checks=$((checks + 1))
+if cmp -s "$TMP/out" "$TMP/greedy1" && [ "$(wc -w < "$TMP/out")" = 24 ]; then ok "greedy sampling prints 24 ids, twice the same"; else fail "greedy outputs differ or are not 24 ids"; fi
+expect 0 "sample text with top-k and top-p" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt "ROMEO:" -n 40 --top-k 20 --top-p 0.9 --seed 3
+cp "$TMP/out" "$TMP/s1"
+expect 0 "sample text again with the same seed" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt "ROMEO:" -n 40 --top-k 20 --top-p 0.9 --seed 3
+checks=$((checks + 1))
+if cmp -s "$TMP/out" "$TMP/s1" && grep -q "^ROMEO:" "$TMP/out"; then ok "seeded sampling is reproducible and streams the prompt first"; else fail "seeded samples differ"; fi
+expect 1 "sample --prompt-ids out of range" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "1 256" --ids; expect_msg "outside the vocabulary"
+
+# a damaged latest checkpoint is refused by resume, sample and eval alike
+cp "$TMP/a/model.ckpt" "$TMP/damaged.ckpt"
+printf '\x13' | dd of="$TMP/damaged.ckpt" bs=1 seek=4000 conv=notrunc 2>/dev/null
+expect 1 "resume from a damaged checkpoint" -- $H train --resume --ckpt "$TMP/damaged.ckpt" --out "$TMP/c"; expect_msg "checksum"
+finish
