@@ -983,6 +983,10 @@ static int cmd_train(int argc, char **argv) {
         rs.c = (Config){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
                         .K = (int)(expand ? expand : ps->K), .I = (int)mlp, .tie = set[O_TIE] || ps->tie,
                         .lower_bound = !set[O_NO_LB], .eps = 1e-6};
+        Config probe = rs.c;             // check the sizes now, before any data is touched
+        probe.V = (int)(vocab ? vocab : 256);
+        const char *bad = config_finish(&probe);
+        if (bad) usage_error("%s", bad);
         if (!data) {
             if (!strcmp(task, "bible")) data = DEFAULT_BIBLE_DATA;
             else usage_error("--task %s needs --data DIR (shards made by 'hgrn2 prepare')", task);
