@@ -54,4 +54,26 @@ int data_has_split(const char *dir, const char *split);
 // `hgrn2 prepare` (argv[0] is "prepare"). Returns the exit code.
 int cmd_prepare(int argc, char **argv);
 
+// ---- the on-disk layout (docs/shards.md), exposed for tests and tools ----
+#define SHARD_MAGIC "HGRN2SHD"            // the first 8 bytes of every shard (no NUL on disk)
+#define SHARD_VERSION 1
+#define SHARD_HEADER_BYTES 64             // the fixed header; the tokenizer name follows it
+#define SHARD_INDEX_ENTRY_BYTES 16        // per frame: u64 offset, u64 compressed size
+#define SHARD_FRAME_TOKENS 65536          // tokens per zstd frame (all frames but the last)
+#define SHARD_NAME_MAX 1024               // longest tokenizer name in a header
+typedef struct {
+    uint32_t version, token_bytes, vocab_size, frame_tokens, name_len;
+    uint64_t ntokens, nframes, index_offset, meta_hash;
+} ShardHeader;
+void shard_header_encode(const ShardHeader *h, uint8_t out[SHARD_HEADER_BYTES]);
+// Decodes the fixed header and checks it against the file's size. Returns 0, or -1 with the problem in err.
+int shard_header_decode(const uint8_t in[SHARD_HEADER_BYTES], uint64_t file_size, ShardHeader *h, char *err, size_t errlen);
+void shard_index_encode(uint64_t offset, uint64_t csize, uint8_t out[SHARD_INDEX_ENTRY_BYTES]);
+void shard_index_decode(const uint8_t in[SHARD_INDEX_ENTRY_BYTES], uint64_t *offset, uint64_t *csize);
+// The checksum stored in meta_hash: FNV-1a 64 over header bytes [0, 56), the name and the encoded index.
+uint64_t shard_meta_hash(const uint8_t header[SHARD_HEADER_BYTES], const char *name, size_t name_len,
+                         const uint8_t *index, uint64_t nframes);
+// Tokens per frame of the shard writers opened afterwards (tests use small frames); 0 restores the default.
+void shard_set_frame_tokens(uint32_t n);
+
 #endif

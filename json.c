@@ -18,7 +18,9 @@ typedef struct {
 static void *arena(Parser *p, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (p->used + n > p->cap) {
-        size_t cap = n + 16 > (1u << 20) ? n + 16 : (1u << 20);
+        // blocks grow with the input: a small config.json costs a few KiB, a tokenizer.json a few blocks
+        size_t want = p->cap ? 2 * p->cap : 4096 + 2 * (size_t)(p->end - p->start);
+        size_t cap = n + 16 > want ? n + 16 : want;
         char *b = xmalloc(cap);
         *(char **)b = p->block;
         p->block = b;
