@@ -226,12 +226,18 @@ int main(void) {
     fd_model(base, 2, 7, 1, "untied, lower bounds, T 7");
     Config tied = base;
     tied.tie = 1;
-    fd_model(tied, 1, 70, 2, "tied, T 70 (two chunks)");
+    g_hgru_chunk = 64;          // the chunked form of the token mixer, across a chunk boundary
+    fd_model(tied, 1, 70, 2, "tied, chunked mixer, T 70 (two chunks)");
+    g_hgru_chunk = 0;
+    fd_model(tied, 1, 70, 2, "tied, recurrent mixer, T 70");
     Config nolb = base;
     nolb.lower_bound = 0; nolb.K = 2; nolb.L = 2;
     fd_model(nolb, 2, 5, 3, "no lower bounds, K 2");
     decode_matches_forward(9, 1);
     decode_matches_forward(150, 70);
+    g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
+    decode_matches_forward(150, 70);
+    g_hgru_chunk = 0;
     checkpoints();
     schedules();
     printf("%s\n", failures ? "test_model: FAILED" : "test_model: all checks passed");

@@ -1,0 +1,780 @@
+// tests/test_ops.c: checks every op of cpu.c.
+//
+// Built by `make tests/bin/test_ops` in float64 (-DHGRN2_F64): every backward is checked against central
+// finite differences of its forward, with the loss L = sum(w * y) for random w, so the backward runs with
+// dy = w. Step h = 1e-6: the truncation error is O(h^2) ~ 1e-12 and the rounding error O(eps |L| / h) ~ 1e-10
+// relative, so a correct backward lands near 1e-9 and the tolerance is 1e-6 of the largest gradient
+// component (a wrong term shows up as O(1)).
+// Built without -DHGRN2_F64 (float), finite differences are meaningless and are skipped (each says so); the
+// other checks (against naive references, chunked against recurrent, determinism, AdamW) run with
+// tolerances scaled to float's epsilon. `--bench` (best in the float build) times the matmuls and the HGRU2.
+//
+// Exit status 1 when any check fails. One line per check: the measured error and the tolerance.
+#include "../hgrn2.h"
+#include "../ops.h"
+#include <math.h>
+#include <omp.h>
+#include <time.h>
+
+#ifdef HGRN2_F64
+#define EPS 2.220446049250313e-16
+#define FD 1
+#else
+#define EPS 1.1920929e-07
+#define FD 0
+#endif
+#define FD_H 1e-6
+#define FD_TOL 1e-6
+
+static int n_fail = 0, n_pass = 0;
+
+static void check(const char *name, double err, double tol) {
+    int ok = err <= tol;  // false for NaN
+    printf("%s %-64s err %.3e  tol %.1e\n", ok ? "PASS" : "FAIL", name, err, tol);
+    if (ok) n_pass++; else n_fail++;
+}
+
+static void skip_fd(const char *name) {
+    printf("SKIP %-64s (float build: finite differences need -DHGRN2_F64)\n", name);
+}
+
+// ---- random numbers (splitmix64), fixed seeds ----
+static uint64_t rng;
+static void seed(uint64_t s) { rng = s; }
+static uint64_t next_u64(void) {
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double nrand(void) {
+    double u = urand(), v = urand();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+static real *rvec(int64_t n, double scale) {
+    real *p = xmalloc((size_t)n * sizeof(real));
+    for (int64_t i = 0; i < n; i++) p[i] = (real)(scale * nrand());
+    return p;
+}
+static real *zvec(int64_t n) { return xcalloc((size_t)n, sizeof(real)); }
+static real *dup(const real *a, int64_t n) {
+    real *p = xmalloc((size_t)n * sizeof(real));
+    memcpy(p, a, (size_t)n * sizeof(real));
+    return p;
+}
+static double wsum(const real *w, const real *y, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)w[i] * y[i];
+    return s;
+}
+// max |a - b| / max |b| over n elements
+static double relerr(const real *a, const real *b, int64_t n) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        e = d > e || d != d ? d : e;
+        m = fabs((double)b[i]) > m ? fabs((double)b[i]) : m;
+    }
+    return e / (m > 0 ? m : 1);
+}
+static double maxabs(const real *a, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
+    return m;
+}
+
+// ---- finite differences ----
+// The loss is a function of a context; fd_check perturbs the rows x cols elements x[r*ldx + c] one at a
+// time and compares with ana[r*lda + c]. Returns max |fd - ana| / max(max |ana|, gscale): gscale is the largest
+// gradient component over all inputs of the op, so an input whose true gradient is zero (dg at T = 1) is
+// measured against the size of the op's gradients instead of its own rounding noise.
+typedef double (*loss_fn)(void *ctx);
+static double fd_err(loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx, const real *ana,
+                     int64_t lda, double gscale) {
+    double e = 0, m = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            real *xi = x + r * ldx + c, x0 = *xi;
+            *xi = x0 + FD_H;
+            double lp = f(ctx);
+            *xi = x0 - FD_H;
+            double lm = f(ctx);
+            *xi = x0;
+            double num = (lp - lm) / (2 * FD_H), a = ana[r * lda + c];
+            double d = fabs(num - a);
+            e = d > e || d != d ? d : e;
+            m = fabs(a) > m ? fabs(a) : m;
+        }
+    m = m > gscale ? m : gscale;
+    return e / (m > 0 ? m : 1);
+}
+static void fd_scaled(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
+                      const real *ana, int64_t lda, double gscale) {
+    if (!FD) { skip_fd(name); return; }
+    check(name, fd_err(f, ctx, x, rows, cols, ldx, ana, lda, gscale), FD_TOL);
+}
+static void fd(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
+               const real *ana, int64_t lda) {
+    fd_scaled(name, f, ctx, x, rows, cols, ldx, ana, lda, 0);
+}
+
+// ======================================================================================================
+// matmul
+// ======================================================================================================
+typedef struct { real *x, *W, *w, *y; int64_t N; int I, O; } MatCtx;
+static double mat_loss(void *p) {
+    MatCtx *c = p;
+    op_matmul_fwd(c->y, c->x, c->W, c->N, c->I, c->O);
+    return wsum(c->w, c->y, c->N * c->O);
+}
+
+// Blocked results against a naive double loop; the bound on a length-n dot product's rounding error is
+// n eps sum |a_i b_i|, so the error is measured relative to that.
+static void test_matmul_naive(int64_t N, int I, int O) {
+    seed(100 + N * 7 + I * 3 + O);
+    real *x = rvec(N * I, 1), *W = rvec((int64_t)O * I, 1), *dy = rvec(N * O, 1);
+    real *y = zvec(N * O), *dx = zvec(N * I), *dW0 = rvec((int64_t)O * I, 1), *dW = dup(dW0, (int64_t)O * I);
+    op_matmul_fwd(y, x, W, N, I, O);
+    op_matmul_bwd(dx, dW, dy, x, W, N, I, O);
+    double ey = 0, edx = 0, edw = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int o = 0; o < O; o++) {
+            double s = 0, a = 0;
+            for (int i = 0; i < I; i++) { s += (double)x[n * I + i] * W[(int64_t)o * I + i]; a += fabs((double)x[n * I + i] * W[(int64_t)o * I + i]); }
+            double e = fabs(y[n * O + o] - s) / (a + 1e-300);
+            ey = e > ey || e != e ? e : ey;
+        }
+    for (int64_t n = 0; n < N; n++)
+        for (int i = 0; i < I; i++) {
+            double s = 0, a = 0;
+            for (int o = 0; o < O; o++) { s += (double)dy[n * O + o] * W[(int64_t)o * I + i]; a += fabs((double)dy[n * O + o] * W[(int64_t)o * I + i]); }
+            double e = fabs(dx[n * I + i] - s) / (a + 1e-300);
+            edx = e > edx || e != e ? e : edx;
+        }
+    for (int o = 0; o < O; o++)
+        for (int i = 0; i < I; i++) {
+            double s = dW0[(int64_t)o * I + i], a = fabs(s);
+            for (int64_t n = 0; n < N; n++) { s += (double)dy[n * O + o] * x[n * I + i]; a += fabs((double)dy[n * O + o] * x[n * I + i]); }
+            double e = fabs(dW[(int64_t)o * I + i] - s) / (a + 1e-300);
+            edw = e > edw || e != e ? e : edw;
+        }
+    char name[128];
+    snprintf(name, sizeof name, "matmul fwd vs naive N=%lld I=%d O=%d (/ sum|xW|)", (long long)N, I, O);
+    check(name, ey, (I + 1) * EPS);
+    snprintf(name, sizeof name, "matmul bwd dx vs naive N=%lld I=%d O=%d", (long long)N, I, O);
+    check(name, edx, (O + 1) * EPS);
+    snprintf(name, sizeof name, "matmul bwd dW += vs naive N=%lld I=%d O=%d", (long long)N, I, O);
+    check(name, edw, (N + 2) * EPS);
+    // dx NULL and dW NULL leave the other output exactly as the full call computes it
+    real *dx2 = zvec(N * I), *dW2 = dup(dW0, (int64_t)O * I);
+    op_matmul_bwd(dx2, NULL, dy, x, W, N, I, O);
+    op_matmul_bwd(NULL, dW2, dy, x, W, N, I, O);
+    snprintf(name, sizeof name, "matmul bwd dW=NULL / dx=NULL give the same bits N=%lld", (long long)N);
+    check(name, (double)(memcmp(dx2, dx, (size_t)(N * I) * sizeof(real)) != 0) +
+                (memcmp(dW2, dW, (size_t)O * I * sizeof(real)) != 0), 0);
+    free(x); free(W); free(dy); free(y); free(dx); free(dW0); free(dW); free(dx2); free(dW2);
+}
+
+static void test_matmul_fd(void) {
+    const uint64_t s = 1;
+    printf("-- matmul finite differences (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    MatCtx c = {.N = 7, .I = 20, .O = 9};
+    c.x = rvec(c.N * c.I, 1); c.W = rvec((int64_t)c.O * c.I, 1); c.w = rvec(c.N * c.O, 1); c.y = zvec(c.N * c.O);
+    real *dx = zvec(c.N * c.I), *dW0 = rvec((int64_t)c.O * c.I, 1), *dW = dup(dW0, (int64_t)c.O * c.I);
+    op_matmul_bwd(dx, dW, c.w, c.x, c.W, c.N, c.I, c.O);
+    for (int64_t i = 0; i < (int64_t)c.O * c.I; i++) dW[i] -= dW0[i];
+    fd("matmul dx", mat_loss, &c, c.x, 1, c.N * c.I, 0, dx, 0);
+    fd("matmul dW (the += part)", mat_loss, &c, c.W, 1, (int64_t)c.O * c.I, 0, dW, 0);
+    free(c.x); free(c.W); free(c.w); free(c.y); free(dx); free(dW0); free(dW);
+}
+
+// ======================================================================================================
+// embedding
+// ======================================================================================================
+typedef struct { real *E, *w, *x; int32_t *ids; int64_t N; int D; } EmbCtx;
+static double emb_loss(void *p) {
+    EmbCtx *c = p;
+    op_embed_fwd(c->x, c->ids, c->E, c->N, c->D);
+    return wsum(c->w, c->x, c->N * c->D);
+}
+static void test_embed(void) {
+    const uint64_t s = 2;
+    printf("-- embedding (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    int V = 6;
+    EmbCtx c = {.N = 20, .D = 70};
+    c.ids = xmalloc((size_t)c.N * sizeof(int32_t));
+    for (int64_t n = 0; n < c.N; n++) c.ids[n] = (int32_t)(next_u64() % 4);  // ids 0..3 repeat, 4, 5 unused
+    c.E = rvec((int64_t)V * c.D, 1); c.w = rvec(c.N * c.D, 1); c.x = zvec(c.N * c.D);
+    real *dE0 = rvec((int64_t)V * c.D, 1), *dE = dup(dE0, (int64_t)V * c.D);
+    op_embed_bwd(dE, c.w, c.ids, c.N, c.D);
+    for (int64_t i = 0; i < (int64_t)V * c.D; i++) dE[i] -= dE0[i];
+    fd("embed dE (repeated ids, +=)", emb_loss, &c, c.E, 1, (int64_t)V * c.D, 0, dE, 0);
+    free(c.ids); free(c.E); free(c.w); free(c.x); free(dE0); free(dE);
+}
+
+// ======================================================================================================
+// RMSNorm
+// ======================================================================================================
+typedef struct { real *x, *wt, *w, *y; int64_t N; int C; double eps; } RmsCtx;
+static double rms_loss(void *p) {
+    RmsCtx *c = p;
+    op_rmsnorm_fwd(c->y, NULL, c->x, c->wt, c->N, c->C, c->eps);
+    return wsum(c->w, c->y, c->N * c->C);
+}
+static void test_rmsnorm(void) {
+    const uint64_t s = 3;
+    printf("-- rmsnorm (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    RmsCtx c = {.N = 5, .C = 37, .eps = 1e-5};
+    c.x = rvec(c.N * c.C, 1); c.wt = rvec(c.C, 1); c.w = rvec(c.N * c.C, 1); c.y = zvec(c.N * c.C);
+    real *rstd = zvec(c.N), *dx = zvec(c.N * c.C), *dw0 = rvec(c.C, 1), *dw = dup(dw0, c.C);
+    op_rmsnorm_fwd(c.y, rstd, c.x, c.wt, c.N, c.C, c.eps);
+    op_rmsnorm_bwd(dx, dw, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+    for (int i = 0; i < c.C; i++) dw[i] -= dw0[i];
+    fd("rmsnorm dx", rms_loss, &c, c.x, 1, c.N * c.C, 0, dx, 0);
+    fd("rmsnorm dw (+=)", rms_loss, &c, c.wt, 1, c.C, 0, dw, 0);
+    // the forward against a direct double computation
+    op_rmsnorm_fwd(c.y, NULL, c.x, c.wt, c.N, c.C, c.eps);
+    double e = 0;
+    for (int64_t n = 0; n < c.N; n++) {
+        double ss = 0;
+        for (int i = 0; i < c.C; i++) ss += (double)c.x[n * c.C + i] * c.x[n * c.C + i];
+        double r = 1 / sqrt(ss / c.C + c.eps);
+        for (int i = 0; i < c.C; i++) {
+            double d = fabs(c.y[n * c.C + i] - c.x[n * c.C + i] * r * c.wt[i]) / (fabs(c.x[n * c.C + i] * r * c.wt[i]) + 1e-300);
+            e = d > e || d != d ? d : e;
+        }
+    }
+    check("rmsnorm fwd vs double formula (relative per element)", e, 8 * c.C * EPS);
+    // rstd NULL: recomputed with eps, same values
+    real *dx2 = zvec(c.N * c.C), *dw2 = zvec(c.C), *dw1 = zvec(c.C);
+    op_rmsnorm_bwd(dx2, dw2, c.w, c.x, c.wt, NULL, c.N, c.C, c.eps);
+    op_rmsnorm_bwd(NULL, dw1, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+    check("rmsnorm bwd with rstd NULL == with saved rstd", relerr(dx2, dx, c.N * c.C) + relerr(dw2, dw1, c.C), 0);
+    free(c.x); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dw0); free(dw); free(dx2); free(dw2); free(dw1);
+}
+
+// ======================================================================================================
+// gates
+// ======================================================================================================
+typedef struct { real *qf, *lb, *wq, *wk, *wg, *q, *k, *g; int64_t N, ldqf; int HK; } GateCtx;
+static double gate_loss(void *p) {
+    GateCtx *c = p;
+    op_gates_fwd(c->q, c->k, c->g, c->qf, c->ldqf, c->lb, c->N, c->HK);
+    int64_t n = c->N * c->HK;
+    return wsum(c->wq, c->q, n) + wsum(c->wk, c->k, n) + wsum(c->wg, c->g, n);
+}
+static void test_gates(int with_lb) {
+    const uint64_t s = 4 + with_lb;
+    printf("-- gates, %s (seed %llu)\n", with_lb ? "lb in (0,1)" : "layer 0, lb NULL", (unsigned long long)s);
+    seed(s);
+    GateCtx c = {.N = 6, .HK = 21, .ldqf = 3 * 21 + 5};
+    int64_t n = c.N * c.HK;
+    c.qf = rvec(c.N * c.ldqf, 3);
+    // a few large logits in both directions, where the stable forms matter
+    for (int64_t r = 0; r < c.N; r++) { c.qf[r * c.ldqf + c.HK] = 25; c.qf[r * c.ldqf + c.HK + 1] = -25; }
+    c.lb = NULL;
+    if (with_lb) { c.lb = xmalloc((size_t)c.HK * sizeof(real)); for (int i = 0; i < c.HK; i++) c.lb[i] = (real)(0.05 + 0.9 * urand()); }
+    c.wq = rvec(n, 1); c.wk = rvec(n, 1); c.wg = rvec(n, 1); c.q = zvec(n); c.k = zvec(n); c.g = zvec(n);
+    int64_t ld2 = 2 * c.HK + 3;
+    real *dqf = rvec(c.N * ld2, 1), *dqf0 = dup(dqf, c.N * ld2);
+    real *dlb0 = rvec(c.HK, 1), *dlb = dup(dlb0, c.HK);
+    op_gates_bwd(dqf, ld2, with_lb ? dlb : NULL, c.wq, c.wk, c.wg, c.qf, c.ldqf, c.lb, c.N, c.HK);
+    for (int i = 0; i < c.HK; i++) dlb[i] -= dlb0[i];
+    // columns past 2*HK of dqf are not touched
+    int untouched = 1;
+    for (int64_t r = 0; r < c.N; r++)
+        for (int64_t j = 2 * c.HK; j < ld2; j++) untouched &= dqf[r * ld2 + j] == dqf0[r * ld2 + j];
+    char name[96];
+    snprintf(name, sizeof name, "gates%s: dqf columns past 2*HK untouched", with_lb ? " lb" : "");
+    check(name, !untouched, 0);
+    snprintf(name, sizeof name, "gates%s dqf (q and f, strides %lld/%lld)", with_lb ? " lb" : "", (long long)c.ldqf, (long long)ld2);
+    fd(name, gate_loss, &c, c.qf, c.N, 2 * c.HK, c.ldqf, dqf, ld2);
+    if (with_lb) fd("gates lb dlb (+=)", gate_loss, &c, c.lb, 1, c.HK, 0, dlb, 0);
+    // k = 1 - exp(g), g <= 0, finite
+    op_gates_fwd(c.q, c.k, c.g, c.qf, c.ldqf, c.lb, c.N, c.HK);
+    double e = 0; int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bad |= !(c.g[i] <= 0) || !isfinite(c.g[i]);
+        double d = fabs(c.k[i] - (-expm1((double)c.g[i])));
+        e = d > e ? d : e;
+    }
+    snprintf(name, sizeof name, "gates%s: g <= 0 finite, |k - (1 - exp(g))|", with_lb ? " lb" : "");
+    check(name, bad ? INFINITY : e, 4 * EPS);
+    free(c.qf); free(c.lb); free(c.wq); free(c.wk); free(c.wg); free(c.q); free(c.k); free(c.g);
+    free(dqf); free(dqf0); free(dlb0); free(dlb);
+}
+
+// ======================================================================================================
+// lower bounds
+// ======================================================================================================
+typedef struct { real *P, *w, *lb; int L, C; } LbCtx;
+static double lb_loss(void *p) {
+    LbCtx *c = p;
+    op_lower_bounds_fwd(c->lb, c->P, c->L, c->C);
+    return wsum(c->w, c->lb, (int64_t)c->L * c->C);
+}
+static void test_lower_bounds(void) {
+    const uint64_t s = 6;
+    printf("-- lower bounds (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    LbCtx c = {.L = 5, .C = 3};
+    int64_t n = (int64_t)c.L * c.C;
+    c.P = rvec(n, 1); c.w = rvec(n, 1); c.lb = zvec(n);
+    real *dP0 = rvec(n, 1), *dP = dup(dP0, n);
+    op_lower_bounds_bwd(dP, c.w, c.P, c.L, c.C);
+    for (int64_t i = 0; i < n; i++) dP[i] -= dP0[i];
+    fd("lower bounds dP (+=)", lb_loss, &c, c.P, 1, n, 0, dP, 0);
+    // zeros give lb[l] = l / L
+    real *Z = zvec(n);
+    op_lower_bounds_fwd(c.lb, Z, c.L, c.C);
+    double e = 0;
+    for (int l = 0; l < c.L; l++)
+        for (int j = 0; j < c.C; j++) e = fmax(e, fabs(c.lb[l * c.C + j] - (double)l / c.L));
+    check("lower bounds of zeros = l / L", e, 8 * EPS);
+    free(c.P); free(c.w); free(c.lb); free(dP0); free(dP); free(Z);
+}
+
+// ======================================================================================================
+// swiglu
+// ======================================================================================================
+typedef struct { real *gu, *w, *h; int64_t N; int I; } SwiCtx;
+static double swi_loss(void *p) {
+    SwiCtx *c = p;
+    op_swiglu_fwd(c->h, c->gu, c->N, c->I);
+    return wsum(c->w, c->h, c->N * c->I);
+}
+static void test_swiglu(void) {
+    const uint64_t s = 7;
+    printf("-- swiglu (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    SwiCtx c = {.N = 3, .I = 21};
+    c.gu = rvec(c.N * 2 * c.I, 3); c.w = rvec(c.N * c.I, 1); c.h = zvec(c.N * c.I);
+    real *dgu = zvec(c.N * 2 * c.I);
+    op_swiglu_bwd(dgu, c.w, c.gu, c.N, c.I);
+    fd("swiglu dgu", swi_loss, &c, c.gu, 1, c.N * 2 * c.I, 0, dgu, 0);
+    free(c.gu); free(c.w); free(c.h); free(dgu);
+}
+
+// ======================================================================================================
+// cross-entropy
+// ======================================================================================================
+typedef struct { real *x, *loss; int32_t *t; int64_t N; int V; double scale; } XentCtx;
+static double xent_loss(void *p) {
+    XentCtx *c = p;
+    op_xent_fwd(c->loss, c->x, c->t, c->N, c->V);
+    double s = 0;
+    for (int64_t n = 0; n < c->N; n++) s += c->loss[n];
+    return c->scale * s;
+}
+static void test_xent(void) {
+    const uint64_t s = 8;
+    printf("-- cross-entropy (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    XentCtx c = {.N = 5, .V = 37, .scale = 0.37};
+    c.x = rvec(c.N * c.V, 3); c.loss = zvec(c.N);
+    c.t = xmalloc((size_t)c.N * sizeof(int32_t));
+    for (int64_t n = 0; n < c.N; n++) c.t[n] = (int32_t)(next_u64() % c.V);
+    c.t[1] = -1; c.t[3] = -100;
+    c.x[2 * c.V + 5] = 80;  // a large logit: logsumexp must not overflow in float either
+    real *dx = zvec(c.N * c.V);
+    op_xent_bwd(dx, c.x, c.t, (real)c.scale, c.N, c.V);
+    fd("xent dlogits (ignored targets, scale)", xent_loss, &c, c.x, 1, c.N * c.V, 0, dx, 0);
+    op_xent_fwd(c.loss, c.x, c.t, c.N, c.V);
+    double e = 0;
+    for (int64_t n = 0; n < c.N; n++) {
+        if (c.t[n] < 0) { e = fmax(e, fabs(c.loss[n])); e = fmax(e, maxabs(dx + n * c.V, c.V)); continue; }
+        double m = -INFINITY, z = 0;
+        for (int j = 0; j < c.V; j++) m = fmax(m, c.x[n * c.V + j]);
+        for (int j = 0; j < c.V; j++) z += exp(c.x[n * c.V + j] - m);
+        e = fmax(e, fabs(c.loss[n] - (m + log(z) - c.x[n * c.V + c.t[n]])) / (m + log(z) - c.x[n * c.V + c.t[n]] + 1));
+    }
+    check("xent loss vs double formula; ignored rows 0", e, 64 * EPS * 8);
+    real *a = dup(c.x, c.N * c.V);
+    op_xent_bwd(a, a, c.t, (real)c.scale, c.N, c.V);
+    check("xent bwd in place (dlogits == logits) gives the same bits", memcmp(a, dx, (size_t)(c.N * c.V) * sizeof(real)) != 0, 0);
+    free(c.x); free(c.loss); free(c.t); free(dx); free(a);
+}
+
+// ======================================================================================================
+// AdamW
+// ======================================================================================================
+static void test_adamw(void) {
+    const uint64_t s = 9;
+    printf("-- adamw (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    int64_t n = 33;
+    real *p = rvec(n, 1), *m = zvec(n), *v = zvec(n);
+    double *pr = xmalloc((size_t)n * sizeof(double)), *mr = xcalloc((size_t)n, sizeof(double)), *vr = xcalloc((size_t)n, sizeof(double));
+    for (int64_t i = 0; i < n; i++) pr[i] = p[i];
+    double lr = 3e-3, b1 = 0.9, b2 = 0.98, eps = 1e-8, wd = 0.1, gs = 0.5;
+    double e = 0;
+    for (int step = 1; step <= 5; step++) {
+        real *g = rvec(n, 1);
+        op_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, gs, step);
+        for (int64_t i = 0; i < n; i++) {
+            double gi = g[i] * gs;
+            mr[i] = b1 * mr[i] + (1 - b1) * gi;
+            vr[i] = b2 * vr[i] + (1 - b2) * gi * gi;
+            double mh = mr[i] / (1 - pow(b1, step)), vh = vr[i] / (1 - pow(b2, step));
+            pr[i] -= lr * (mh / (sqrt(vh) + eps) + wd * pr[i]);
+            e = fmax(e, fabs(p[i] - pr[i]) / (fabs(pr[i]) + lr));
+        }
+        free(g);
+    }
+    check("adamw 5 steps vs closed form in double (/ (|p| + lr))", e, 64 * EPS);
+    free(p); free(m); free(v); free(pr); free(mr); free(vr);
+}
+
+// ======================================================================================================
+// sumsq
+// ======================================================================================================
+static void test_sumsq(void) {
+    seed(10);
+    int64_t n = 100003;
+    real *a = rvec(n, 1);
+    double s = 0, r = op_sumsq(a, n);
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    check("sumsq vs sequential double sum (n = 100003)", fabs(r - s) / s, 1e-12);
+    free(a);
+}
+
+// ======================================================================================================
+// HGRU2
+// ======================================================================================================
+typedef struct {
+    int B, T, H, K, Dv, chunk;
+    int64_t ldv, lddv;
+    real *q, *k, *g, *v, *w, *o;
+} HgruCtx;
+
+static double hgru_loss(void *p) {
+    HgruCtx *c = p;
+    op_hgru_fwd(c->o, NULL, c->q, c->k, c->g, c->v, c->ldv, NULL, c->B, c->T, c->H, c->K, c->Dv, c->chunk);
+    return wsum(c->w, c->o, (int64_t)c->B * c->T * c->H * c->Dv);
+}
+
+// Gates as the model makes them: g = logsigmoid(x) <= 0, one in ten very negative (forget almost all),
+// k = 1 - exp(g) = sigmoid(-x).
+static void hgru_inputs(HgruCtx *c, uint64_t s) {
+    seed(s);
+    int64_t nqk = (int64_t)c->B * c->T * c->H * c->K, rows = (int64_t)c->B * c->T;
+    c->q = rvec(nqk, 1); c->k = zvec(nqk); c->g = zvec(nqk);
+    for (int64_t i = 0; i < nqk; i++) {
+        double x = urand() < 0.1 ? -10 - 20 * urand() : 2 * nrand() + 1;
+        double g = x > 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+        c->g[i] = (real)g;
+        c->k[i] = (real)(-expm1(g));
+    }
+    c->v = rvec(rows * c->ldv, 1);
+    c->w = rvec(rows * c->H * c->Dv, 1);
+    c->o = zvec(rows * c->H * c->Dv);
+}
+static void hgru_free(HgruCtx *c) { free(c->q); free(c->k); free(c->g); free(c->v); free(c->w); free(c->o); }
+
+static void test_hgru_fd(int B, int T, int H, int K, int Dv, int chunk, uint64_t s) {
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .chunk = chunk, .ldv = H * Dv + 2, .lddv = H * Dv + 1};
+    hgru_inputs(&c, s);
+    int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T;
+    real *dq = zvec(nqk), *dk = zvec(nqk), *dg = zvec(nqk), *dv = zvec(rows * c.lddv);
+    op_hgru_bwd(dq, dk, dg, dv, c.lddv, c.w, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, chunk);
+    char name[128];
+    const char *nm[4] = {"dq", "dk", "dg", "dv"};
+    double gs = fmax(fmax(maxabs(dq, nqk), maxabs(dk, nqk)), fmax(maxabs(dg, nqk), maxabs(dv, rows * c.lddv)));
+    for (int a = 0; a < 4; a++) {
+        snprintf(name, sizeof name, "hgru %s B%d T%d H%d K%d Dv%d chunk %d (seed %llu)", nm[a], B, T, H, K, Dv, chunk,
+                 (unsigned long long)s);
+        if (a == 0) fd_scaled(name, hgru_loss, &c, c.q, 1, nqk, 0, dq, 0, gs);
+        if (a == 1) fd_scaled(name, hgru_loss, &c, c.k, 1, nqk, 0, dk, 0, gs);
+        if (a == 2) fd_scaled(name, hgru_loss, &c, c.g, 1, nqk, 0, dg, 0, gs);
+        if (a == 3) fd_scaled(name, hgru_loss, &c, c.v, rows, H * Dv, c.ldv, dv, c.lddv, gs);
+    }
+    hgru_free(&c);
+    free(dq); free(dk); free(dg); free(dv);
+}
+
+// The plain recurrence in double, straight from MODEL.md, with an entering state.
+static void hgru_naive(double *o, double *ST, const HgruCtx *c, const real *S0) {
+    int K = c->K, Dv = c->Dv, H = c->H, T = c->T;
+    double *S = xmalloc((size_t)K * Dv * sizeof(double));
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < H; h++) {
+            for (int64_t i = 0; i < (int64_t)K * Dv; i++) S[i] = S0[((int64_t)b * H + h) * K * Dv + i];
+            for (int t = 0; t < T; t++) {
+                int64_t qk = (((int64_t)b * T + t) * H + h) * K;
+                const real *v = c->v + ((int64_t)b * T + t) * c->ldv + h * Dv;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < Dv; j++)
+                        S[i * Dv + j] = exp((double)c->g[qk + i]) * S[i * Dv + j] + (double)c->k[qk + i] * v[j];
+                for (int j = 0; j < Dv; j++) {
+                    double s = 0;
+                    for (int i = 0; i < K; i++) s += S[i * Dv + j] * c->q[qk + i] / sqrt((double)K);
+                    o[(((int64_t)b * T + t) * H + h) * Dv + j] = s;
+                }
+            }
+            for (int64_t i = 0; i < (int64_t)K * Dv; i++) ST[((int64_t)b * H + h) * K * Dv + i] = S[i];
+        }
+    free(S);
+}
+
+// Chunked against recurrent, forward (with an entering state, the leaving state, and ST == S0 in place) and
+// backward. The two differ only in rounding: other summation orders over up to a chunk of terms, and the
+// local cumulative sums b, whose absolute error eps |b| enters every decay exp(b_r - b_s). Measured errors
+// are about 50 eps in both builds; the tolerance is 4096 eps (9e-13 in float64).
+static void test_hgru_agree(int T, int chunk, uint64_t s) {
+    int B = 2, H = 2, K = 8, Dv = 5;
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .ldv = H * Dv + 3, .lddv = H * Dv + 1};
+    hgru_inputs(&c, s);
+    int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T, no = rows * H * Dv, ns = (int64_t)B * H * K * Dv;
+    real *S0 = rvec(ns, 1);
+    real *o0 = zvec(no), *o1 = zvec(no), *o2 = zvec(no), *ST0 = zvec(ns), *ST1 = zvec(ns), *X = dup(S0, ns);
+    op_hgru_fwd(o0, ST0, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, 0);
+    op_hgru_fwd(o1, ST1, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk);
+    op_hgru_fwd(o2, X, c.q, c.k, c.g, c.v, c.ldv, X, B, T, H, K, Dv, chunk);
+    double tol = 4096 * EPS;
+    char name[128];
+    double *on = xmalloc((size_t)no * sizeof(double)), *STn = xmalloc((size_t)ns * sizeof(double));
+    hgru_naive(on, STn, &c, S0);
+    real *onr = zvec(no), *STnr = zvec(ns);
+    for (int64_t i = 0; i < no; i++) onr[i] = (real)on[i];
+    for (int64_t i = 0; i < ns; i++) STnr[i] = (real)STn[i];
+    snprintf(name, sizeof name, "hgru fwd recurrent vs naive double: o, ST (T=%d, S0 != 0)", T);
+    check(name, fmax(relerr(o0, onr, no), relerr(ST0, STnr, ns)), 512 * EPS);
+    snprintf(name, sizeof name, "hgru fwd chunk %d vs recurrent: o (T=%d, S0 != 0)", chunk, T);
+    check(name, relerr(o1, o0, no), tol);
+    snprintf(name, sizeof name, "hgru fwd chunk %d vs recurrent: ST (T=%d)", chunk, T);
+    check(name, relerr(ST1, ST0, ns), tol);
+    snprintf(name, sizeof name, "hgru fwd chunk %d ST == S0 in place: same bits (T=%d)", chunk, T);
+    check(name, (memcmp(o2, o1, (size_t)no * sizeof(real)) != 0) + (memcmp(X, ST1, (size_t)ns * sizeof(real)) != 0), 0);
+    real *dout = rvec(no, 1);
+    real *d0[4], *d1[4];
+    for (int m = 0; m < 2; m++) {
+        real **d = m ? d1 : d0;
+        d[0] = zvec(nqk); d[1] = zvec(nqk); d[2] = zvec(nqk); d[3] = zvec(rows * c.lddv);
+        op_hgru_bwd(d[0], d[1], d[2], d[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, m ? chunk : 0);
+    }
+    const char *nm[4] = {"dq", "dk", "dg", "dv"};
+    for (int a = 0; a < 4; a++) {
+        snprintf(name, sizeof name, "hgru bwd chunk %d vs recurrent: %s (T=%d)", chunk, nm[a], T);
+        check(name, relerr(d1[a], d0[a], a == 3 ? rows * c.lddv : nqk), tol);
+        free(d0[a]); free(d1[a]);
+    }
+    hgru_free(&c);
+    free(S0); free(o0); free(o1); free(o2); free(ST0); free(ST1); free(X); free(on); free(STn); free(onr); free(STnr); free(dout);
+}
+
+// ======================================================================================================
+// determinism across thread counts
+// ======================================================================================================
+typedef void (*det_fn)(void *ctx, real *out);
+static void det_check(const char *name, det_fn f, void *ctx, int64_t nout) {
+    real *ref = zvec(nout), *out = zvec(nout);
+    int prev = omp_get_max_threads();
+    omp_set_num_threads(1);
+    f(ctx, ref);
+    int same = 1;
+    for (int nt = 2; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        f(ctx, out);
+        same &= memcmp(out, ref, (size_t)nout * sizeof(real)) == 0;
+    }
+    omp_set_num_threads(prev);
+    char full[128];
+    snprintf(full, sizeof full, "determinism, 1, 2, 3 threads bit-identical: %s", name);
+    check(full, !same, 0);
+    free(ref); free(out);
+}
+
+typedef struct { real *x, *W, *dy, *dW0; int64_t N; int I, O; } DetMat;
+static void det_matmul(void *p, real *out) {
+    DetMat *c = p;
+    memcpy(out + c->N * c->I, c->dW0, (size_t)c->O * c->I * sizeof(real));
+    op_matmul_bwd(out, out + c->N * c->I, c->dy, c->x, c->W, c->N, c->I, c->O);
+    op_matmul_fwd(out + c->N * c->I + (int64_t)c->O * c->I, c->x, c->W, c->N, c->I, c->O);
+}
+typedef struct { real *dx; int32_t *ids; int64_t N; int D, V; } DetEmb;
+static void det_embed(void *p, real *out) {
+    DetEmb *c = p;
+    memset(out, 0, (size_t)c->V * c->D * sizeof(real));
+    op_embed_bwd(out, c->dx, c->ids, c->N, c->D);
+}
+typedef struct { real *qf, *lb, *dq, *dk, *dg; int64_t N; int HK; } DetGate;
+static void det_gates(void *p, real *out) {
+    DetGate *c = p;
+    memset(out + c->N * 2 * c->HK, 0, (size_t)c->HK * sizeof(real));
+    op_gates_bwd(out, 2 * c->HK, out + c->N * 2 * c->HK, c->dq, c->dk, c->dg, c->qf, 2 * c->HK, c->lb, c->N, c->HK);
+}
+typedef struct { HgruCtx h; real *dout; int chunk; } DetHgru;
+static void det_hgru(void *p, real *out) {
+    DetHgru *c = p;
+    HgruCtx *h = &c->h;
+    int64_t nqk = (int64_t)h->B * h->T * h->H * h->K;
+    op_hgru_bwd(out, out + nqk, out + 2 * nqk, out + 3 * nqk, h->H * h->Dv, c->dout, h->q, h->k, h->g, h->v, h->ldv,
+                h->B, h->T, h->H, h->K, h->Dv, c->chunk);
+}
+typedef struct { real *a; int64_t n; } DetSum;
+static void det_sumsq(void *p, real *out) { DetSum *c = p; out[0] = (real)op_sumsq(c->a, c->n); }
+typedef struct { real *x, *w, *dy; int64_t N; int C; } DetRms;
+static void det_rms(void *p, real *out) {
+    DetRms *c = p;
+    memset(out + c->N * c->C, 0, (size_t)c->C * sizeof(real));
+    op_rmsnorm_bwd(out, out + c->N * c->C, c->dy, c->x, c->w, NULL, c->N, c->C, 1e-6);
+}
+
+static void test_determinism(void) {
+    printf("-- determinism (seed 11)\n");
+    seed(11);
+    DetMat m = {.N = 300, .I = 290, .O = 200};
+    m.x = rvec(m.N * m.I, 1); m.W = rvec((int64_t)m.O * m.I, 1); m.dy = rvec(m.N * m.O, 1); m.dW0 = rvec((int64_t)m.O * m.I, 1);
+    det_check("matmul fwd and bwd (dx, dW +=)", det_matmul, &m, m.N * m.I + (int64_t)m.O * m.I + m.N * m.O);
+    DetEmb e = {.N = 3000, .D = 300, .V = 50};
+    e.dx = rvec(e.N * e.D, 1);
+    e.ids = xmalloc((size_t)e.N * sizeof(int32_t));
+    for (int64_t n = 0; n < e.N; n++) e.ids[n] = (int32_t)(next_u64() % e.V);
+    det_check("embed bwd (repeated ids)", det_embed, &e, (int64_t)e.V * e.D);
+    DetGate g = {.N = 1000, .HK = 300};
+    g.qf = rvec(g.N * 2 * g.HK, 2); g.dq = rvec(g.N * g.HK, 1); g.dk = rvec(g.N * g.HK, 1); g.dg = rvec(g.N * g.HK, 1);
+    g.lb = xmalloc((size_t)g.HK * sizeof(real));
+    for (int i = 0; i < g.HK; i++) g.lb[i] = (real)(0.1 + 0.8 * urand());
+    det_check("gates bwd (dqf, dlb +=)", det_gates, &g, g.N * 2 * g.HK + g.HK);
+    DetRms r = {.N = 1000, .C = 300};
+    r.x = rvec(r.N * r.C, 1); r.w = rvec(r.C, 1); r.dy = rvec(r.N * r.C, 1);
+    det_check("rmsnorm bwd (dx, dw +=)", det_rms, &r, r.N * r.C + r.C);
+    DetSum s = {.n = 1000003};
+    s.a = rvec(s.n, 1);
+    det_check("sumsq (n = 1000003)", det_sumsq, &s, 1);
+    for (int ch = 0; ch <= 64; ch += 64) {
+        DetHgru h = {.h = {.B = 3, .T = 150, .H = 2, .K = 16, .Dv = 12, .ldv = 2 * 12}, .chunk = ch};
+        hgru_inputs(&h.h, 12);
+        h.dout = rvec((int64_t)3 * 150 * 2 * 12, 1);
+        int64_t nqk = (int64_t)3 * 150 * 2 * 16;
+        det_check(ch ? "hgru bwd chunk 64" : "hgru bwd recurrent", det_hgru, &h, 3 * nqk + (int64_t)3 * 150 * 2 * 12);
+        hgru_free(&h.h);
+        free(h.dout);
+    }
+    free(m.x); free(m.W); free(m.dy); free(m.dW0); free(e.dx); free(e.ids);
+    free(g.qf); free(g.dq); free(g.dk); free(g.dg); free(g.lb); free(r.x); free(r.w); free(r.dy); free(s.a);
+}
+
+// ======================================================================================================
+// --bench
+// ======================================================================================================
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+// The fastest of REPS runs: on a shared machine other processes only ever add time.
+#define REPS 9
+static double best(const double *t) {
+    double m = t[0];
+    for (int r = 1; r < REPS; r++) m = t[r] < m ? t[r] : m;
+    return m;
+}
+
+static void bench(void) {
+    printf("bench: %s build, %d OpenMP threads; fastest of %d runs after a warm-up\n", FD ? "float64" : "float",
+           omp_get_max_threads(), REPS);
+    int shapes[][3] = {{4096, 256, 768}, {4096, 768, 256}, {4096, 256, 256}, {4096, 256, 4096}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t N = shapes[si][0];
+        int I = shapes[si][1], O = shapes[si][2];
+        seed(13);
+        real *x = rvec(N * I, 1), *W = rvec((int64_t)O * I, 0.02), *y = zvec(N * O), *dy = rvec(N * O, 1);
+        real *dx = zvec(N * I), *dW = zvec((int64_t)O * I);
+        double tf[REPS], tdx[REPS], tdw[REPS], fl = 2.0 * N * I * O;
+        op_matmul_fwd(y, x, W, N, I, O);
+        op_matmul_bwd(dx, dW, dy, x, W, N, I, O);
+        for (int r = 0; r < REPS; r++) {
+            double t0 = now();
+            op_matmul_fwd(y, x, W, N, I, O);
+            double t1 = now();
+            op_matmul_bwd(dx, NULL, dy, x, W, N, I, O);
+            double t2 = now();
+            op_matmul_bwd(NULL, dW, dy, x, W, N, I, O);
+            double t3 = now();
+            tf[r] = t1 - t0; tdx[r] = t2 - t1; tdw[r] = t3 - t2;
+        }
+        double mf = best(tf), mdx = best(tdx), mdw = best(tdw);
+        printf("matmul N=%lld I=%4d O=%4d: fwd %6.2f ms %6.1f GFLOP/s | bwd dx %6.2f ms %6.1f GFLOP/s | "
+               "dW %6.2f ms %6.1f GFLOP/s | bwd total %6.1f GFLOP/s\n",
+               (long long)N, I, O, mf * 1e3, fl / mf * 1e-9, mdx * 1e3, fl / mdx * 1e-9, mdw * 1e3, fl / mdw * 1e-9,
+               2 * fl / (mdx + mdw) * 1e-9);
+        free(x); free(W); free(y); free(dy); free(dx); free(dW);
+    }
+    // the recurrence at a small-model shape, recurrent and chunked, with the test's gates (one in ten very
+    // negative, whose decays underflow: slow on CPUs that trap subnormal numbers) and with mild ones
+    int B = 16, T = 256, H = 2, K = 128, Dv = 128;
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .ldv = H * Dv};
+    hgru_inputs(&c, 14);
+    int64_t nqk = (int64_t)B * T * H * K, no = (int64_t)B * T * H * Dv;
+    real *dq = zvec(nqk), *dk = zvec(nqk), *dg = zvec(nqk), *dv = zvec(no);
+    for (int mild = 0; mild <= 1; mild++) {
+        if (mild)
+            for (int64_t i = 0; i < nqk; i++) { c.g[i] = (real)(-0.2 * urand()); c.k[i] = (real)-expm1((double)c.g[i]); }
+        for (int ch = 0; ch <= 64; ch += 64) {
+            double tf[REPS], tb[REPS];
+            for (int r = 0; r < REPS; r++) {
+                double t0 = now();
+                op_hgru_fwd(c.o, NULL, c.q, c.k, c.g, c.v, c.ldv, NULL, B, T, H, K, Dv, ch);
+                double t1 = now();
+                op_hgru_bwd(dq, dk, dg, dv, H * Dv, c.w, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, ch);
+                tb[r] = now() - t1; tf[r] = t1 - t0;
+            }
+            printf("hgru B=%d T=%d H=%d K=%d Dv=%d chunk %2d, %s gates: fwd %7.2f ms, bwd %7.2f ms (%.2f us per "
+                   "token-head fwd+bwd)\n", B, T, H, K, Dv, ch, mild ? "mild" : "test", best(tf) * 1e3, best(tb) * 1e3,
+                   (best(tf) + best(tb)) * 1e6 / (B * T * H));
+        }
+    }
+    hgru_free(&c);
+    free(dq); free(dk); free(dg); free(dv);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--bench")) { bench(); return 0; }
+    if (argc > 1) { fprintf(stderr, "usage: %s [--bench]\n", argv[0]); return EXIT_USAGE; }
+    double t0 = now();
+    printf("test_ops: %s build, finite-difference step %.0e, tolerance %.0e of the largest gradient component\n",
+           FD ? "float64" : "float", FD_H, FD_TOL);
+
+    printf("-- matmul against naive loops\n");
+    test_matmul_naive(1, 1, 1);
+    test_matmul_naive(37, 19, 13);
+    test_matmul_naive(200, 300, 600);   // several row blocks, column groups and K blocks
+    test_matmul_naive(7, 600, 45);
+    test_matmul_fd();
+    test_embed();
+    test_rmsnorm();
+    test_gates(0);
+    test_gates(1);
+    test_lower_bounds();
+    test_swiglu();
+    test_xent();
+    test_adamw();
+    test_sumsq();
+
+    printf("-- hgru finite differences (g = logsigmoid(x), one in ten very negative; k = 1 - exp(g))\n");
+    int Ts[] = {1, 5, 17};
+    for (int ti = 0; ti < 3; ti++) {
+        test_hgru_fd(2, Ts[ti], 2, 4, 3, 0, 20 + ti);
+        test_hgru_fd(2, Ts[ti], 2, 4, 3, 4, 20 + ti);
+        test_hgru_fd(2, Ts[ti], 2, 4, 3, 16, 20 + ti);
+    }
+    test_hgru_fd(1, 45, 1, 5, 3, 40, 23);   // off-diagonal sub-blocks and a partial last chunk
+    test_hgru_fd(1, 45, 1, 5, 3, 0, 23);
+
+    printf("-- hgru chunked vs recurrent\n");
+    int Ta[] = {1, 63, 64, 65, 200};
+    for (int ti = 0; ti < 5; ti++) {
+        test_hgru_agree(Ta[ti], 64, 30 + ti);
+        test_hgru_agree(Ta[ti], 16, 30 + ti);
+    }
+
+    test_determinism();
+
+    printf("\n%d passed, %d failed (%.1f s)\n", n_pass, n_fail, now() - t0);
+    return n_fail ? 1 : 0;
+}
