@@ -221,7 +221,8 @@ static void schedules(void) {
 }
 
 int main(void) {
-    omp_set_num_threads(2);
+    // thousands of tiny forward passes: one thread avoids paying a parallel region's start-up for each
+    omp_set_num_threads(1);
     Config base = {.V = 11, .D = 8, .L = 3, .K = 4, .I = 12, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     fd_model(base, 2, 7, 1, "untied, lower bounds, T 7");
     Config tied = base;
