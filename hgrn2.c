@@ -17,6 +17,57 @@
 #include "hf.h"
 
 // ----------------------------------------------------------------------------------------------------------
+// Backends: every op runs on the CPU (cpu.c) or, built with nvcc and chosen with --device cuda, on the GPU
+// (kernels.cu), through OP(name, ...). Tensors of the model live where their backend computes; the few
+// host/device crossings (token ids in, losses and logits out, checkpoints) go through dev_* below.
+#if defined(HGRN2_CUDA) && !defined(HGRN2_F64)
+#define USE_CUDA 1
+#include "cuda_ops.h"
+#define OP(name, ...) (g_gpu ? cuda_##name(__VA_ARGS__) : op_##name(__VA_ARGS__))
+#else
+#define USE_CUDA 0
+#define OP(name, ...) op_##name(__VA_ARGS__)
+#endif
+static int g_gpu = 0;
+
+static void *dev_alloc(size_t bytes, const char *what) {
+#if USE_CUDA
+    if (g_gpu) return cuda_alloc(bytes, what);
+#endif
+    (void)what;
+    return xcalloc(1, bytes);
+}
+static void dev_free(void *p) {
+#if USE_CUDA
+    if (g_gpu) { cuda_free(p); return; }
+#endif
+    free(p);
+}
+static void dev_upload(void *dst, const void *src, size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) { cuda_to_device(dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+static void dev_sync(void) {
+#if USE_CUDA
+    if (g_gpu) cuda_sync();
+#endif
+}
+static double dev_peak_mib(void) {
+#if USE_CUDA
+    if (g_gpu) return (double)cuda_peak_bytes() / (1024.0 * 1024.0);
+#endif
+    return 0;
+}
+static void dev_download(void *dst, const void *src, size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) { cuda_to_host(dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+
+// ----------------------------------------------------------------------------------------------------------
 // Configuration
 
 typedef struct {
@@ -168,6 +219,7 @@ typedef struct {
     Config c;
     Layout lay;
     real *params, *grads, *m, *v;   // grads, m, v are NULL until training asks for them
+    int on_device;                  // params, m and v moved to the GPU (grads are always backend memory)
 } Model;
 
 static real *W(Model *m, int p, int l) { return tensor_at(&m->lay, m->params, p, l); }
@@ -175,20 +227,52 @@ static real *G(Model *m, int p, int l) { return tensor_at(&m->lay, m->grads, p, 
 // The classifier: lm_head, or the embedding when tied.
 static int lm_tensor(const Model *m) { return m->c.tie ? P_EMB : P_LM; }
 
+// Parameters are made and loaded on the host (model_alloc, model_init, checkpoint_load), then moved to
+// the backend's memory by model_to_device; gradients and AdamW moments are born there.
 static void model_alloc(Model *m, const Config *c) {
     m->c = *c;
     m->lay = layout_of(c);
     m->params = xcalloc(m->lay.n, sizeof(real));
     m->grads = m->m = m->v = NULL;
+    m->on_device = 0;
+}
+static real *dev_zeros(int64_t n, const char *what) {
+    real *p = dev_alloc((size_t)n * sizeof(real), what);
+    OP(zero, p, n);
+    return p;
+}
+static void model_to_device(Model *m) {
+    if (!g_gpu || m->on_device) return;
+    size_t bytes = (size_t)m->lay.n * sizeof(real);
+    real *params = dev_alloc(bytes, "parameters");
+    dev_upload(params, m->params, bytes);
+    free(m->params);
+    m->params = params;
+    // moments loaded from a checkpoint travel too
+    if (m->m) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->m, bytes); free(m->m); m->m = d; }
+    if (m->v) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->v, bytes); free(m->v); m->v = d; }
+    m->on_device = 1;
 }
 static void model_alloc_training(Model *m) {
-    if (!m->grads) m->grads = xcalloc(m->lay.n, sizeof(real));
-    if (!m->m) m->m = xcalloc(m->lay.n, sizeof(real));
-    if (!m->v) m->v = xcalloc(m->lay.n, sizeof(real));
+    if (!m->grads) m->grads = dev_zeros(m->lay.n, "gradients");
+    if (!m->m) m->m = dev_zeros(m->lay.n, "AdamW moments");
+    if (!m->v) m->v = dev_zeros(m->lay.n, "AdamW moments");
 }
 static void model_free(Model *m) {
-    free(m->params); free(m->grads); free(m->m); free(m->v);
+    void (*release)(void *) = m->on_device ? dev_free : free;
+    release(m->params);
+    if (m->grads) dev_free(m->grads);
+    if (m->m) release(m->m);
+    if (m->v) release(m->v);
     memset(m, 0, sizeof *m);
+}
+// A host copy of n values at p (the pointer itself on the CPU); free *tmp afterwards.
+static const real *host_view(const Model *m, const real *p, int64_t n, real **tmp) {
+    *tmp = NULL;
+    if (!m->on_device) return p;
+    *tmp = xmalloc((size_t)n * sizeof(real));
+    dev_download(*tmp, p, (size_t)n * sizeof(real));
+    return *tmp;
 }
 
 // fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0.
@@ -226,6 +310,8 @@ typedef struct {
     real *hf, *rstdf;                       // final norm [N,D] [N]
     real *logits;                           // [CLS_ROWS, V]
     real *losses;                           // [N]
+    int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
+    real *losses_h;                         // host copy of one classifier block's losses [CLS_ROWS]
     // backward scratch
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dgu, *da, *dlb;
     real *mem;
@@ -253,12 +339,22 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     int n = sizeof parts / sizeof parts[0];
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += parts[i].n;
-    a->mem = xmalloc((size_t)total * sizeof(real));
+    a->mem = dev_alloc((size_t)total * sizeof(real), "activations");
     a->bytes = total * (int64_t)sizeof(real);
     int64_t at = 0;
     for (int i = 0; i < n; i++) { *parts[i].p = parts[i].n ? a->mem + at : NULL; at += parts[i].n; }
+    a->losses_h = xmalloc(CLS_ROWS * sizeof(real));
+    if (g_gpu) {
+        a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+        a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+    }
 }
-static void acts_free(Acts *a) { free(a->mem); memset(a, 0, sizeof *a); }
+static void acts_free(Acts *a) {
+    dev_free(a->mem);
+    free(a->losses_h);
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); }
+    memset(a, 0, sizeof *a);
+}
 
 // Layer l's slice of a per-layer activation of `per` elements per token.
 #define LAYER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
@@ -279,8 +375,14 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     const int chunk = T > 1 ? g_hgru_chunk : 0;
     const int64_t state_size = (int64_t)B * c->H * c->K * c->Dv;
 
-    if (c->lower_bound) op_lower_bounds_fwd(a->lb, W(m, P_LB, 0), c->L, HK);
-    op_embed_fwd(a->resid, ids, W(m, P_EMB, 0), N, D);                      // x [N,D]
+    const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
+    if (g_gpu) {
+        dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
+        ids_b = a->ids_d;
+        if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
+    }
+    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
+    OP(embed_fwd, a->resid, ids_b, W(m, P_EMB, 0), N, D);                    // x [N,D]
 
     for (int l = 0; l < c->L; l++) {
         real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
@@ -292,30 +394,30 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
 
         // token mixer
-        op_rmsnorm_fwd(h1, LAYER(a, rstd1, l, 1), x, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
-        op_matmul_fwd(qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
-        op_gates_fwd(q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
-        op_hgru_fwd(o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk);  // o [N,D]
-        op_rmsnorm_fwd(yo, LAYER(a, rstdo, l, 1), o, W(m, P_GNORM, l), N, D, EPS_O);
-        op_matmul_fwd(xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
-        op_add(xmid, x, N * D);                                             // x + y
+        OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
+        OP(matmul_fwd, qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
+        OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
+        OP(hgru_fwd, o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk);  // o [N,D]
+        OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, W(m, P_GNORM, l), N, D, EPS_O);
+        OP(matmul_fwd, xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
+        OP(add, xmid, x, N * D);                                             // x + y
         // MLP
-        op_rmsnorm_fwd(h2, LAYER(a, rstd2, l, 1), xmid, W(m, P_MLP_NORM, l), N, D, c->eps);
-        op_matmul_fwd(gu, h2, W(m, P_WGATE, l), N, D, 2 * I);               // [gate | up] [N, 2I]
-        op_swiglu_fwd(act, gu, N, I);                                       // [N,I]
-        op_matmul_fwd(xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]
-        op_add(xn, xmid, N * D);
+        OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, W(m, P_MLP_NORM, l), N, D, c->eps);
+        OP(matmul_fwd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);               // [gate | up] [N, 2I]
+        OP(swiglu_fwd, act, gu, N, I);                                       // [N,I]
+        OP(matmul_fwd, xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]
+        OP(add, xn, xmid, N * D);
     }
 
     real *xL = a->resid + (int64_t)c->L * N * D;
-    op_rmsnorm_fwd(a->hf, a->rstdf, xL, W(m, P_NORM, 0), N, D, c->eps);
+    OP(rmsnorm_fwd, a->hf, a->rstdf, xL, W(m, P_NORM, 0), N, D, c->eps);
 
     // Classifier, CLS_ROWS rows at a time: logits, loss, and in training straight away their gradient.
     real *Wlm = W(m, lm_tensor(m), 0);
     real *dWlm = a->train ? G(m, lm_tensor(m), 0) : NULL;
     double loss = 0;
     int64_t cnt = 0;
-    if (a->train) op_zero(a->dx, N * D);
+    if (a->train) OP(zero, a->dx, N * D);
     for (int64_t r0 = 0; r0 < N; r0 += CLS_ROWS) {
         int64_t rows = N - r0 < CLS_ROWS ? N - r0 : CLS_ROWS;
         int64_t first = r0;
@@ -324,18 +426,19 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
             if (r0 >= B) break;
             rows = B - r0 < CLS_ROWS ? B - r0 : CLS_ROWS;
             for (int64_t i = 0; i < rows; i++)
-                op_matmul_fwd(a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
+                OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
         } else {
-            op_matmul_fwd(a->logits, a->hf + first * D, Wlm, rows, D, V);
+            OP(matmul_fwd, a->logits, a->hf + first * D, Wlm, rows, D, V);
         }
-        if (logits_out) memcpy(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
+        if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
         if (!targets || last_only) continue;
-        op_xent_fwd(a->losses + r0, a->logits, targets + r0, rows, V);
+        OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+        dev_download(a->losses_h, a->losses + r0, (size_t)rows * sizeof(real));
         for (int64_t i = 0; i < rows; i++)
-            if (targets[r0 + i] >= 0) { loss += a->losses[r0 + i]; cnt++; }
+            if (targets[r0 + i] >= 0) { loss += a->losses_h[i]; cnt++; }
         if (a->train) {
-            op_xent_bwd(a->logits, a->logits, targets + r0, (real)loss_scale, rows, V);
-            op_matmul_bwd(a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
+            OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
+            OP(matmul_bwd, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
         }
     }
     if (count) *count = cnt;
@@ -352,9 +455,11 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
 
     // final norm: dx holds dhf, turn it into the gradient of the last residual
     real *xL = a->resid + (int64_t)c->L * N * D;
-    op_rmsnorm_bwd(dt, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
-    memcpy(dx, dt, (size_t)(N * D) * sizeof(real));
-    if (c->lower_bound) op_zero(a->dlb, (int64_t)c->L * HK);
+    OP(rmsnorm_bwd, dt, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
+    real *swap = dx;        // the residual gradient now lives in dt: trade the buffers' roles
+    dx = dt;
+    dt = swap;
+    if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);
 
     for (int l = c->L - 1; l >= 0; l--) {
         real *x = a->resid + (int64_t)l * N * D;
@@ -366,23 +471,23 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
 
         // MLP: dx is the gradient of the layer's output
-        op_matmul_bwd(a->da, G(m, P_WDOWN, l), dx, act, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
-        op_swiglu_bwd(a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
-        op_matmul_bwd(dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
-        op_rmsnorm_bwd(dt, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1), N, D, c->eps);
-        op_add(dx, dt, N * D);                                                      // d xmid
+        OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dx, act, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
+        OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
+        OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
+        OP(rmsnorm_bwd, dt, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1), N, D, c->eps);
+        OP(add, dx, dt, N * D);                                                      // d xmid
         // token mixer
-        op_matmul_bwd(dh, G(m, P_WO, l), dx, yo, W(m, P_WO, l), N, D, D);           // d yo
-        op_rmsnorm_bwd(a->dout, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
-        op_hgru_bwd(a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
+        OP(matmul_bwd, dh, G(m, P_WO, l), dx, yo, W(m, P_WO, l), N, D, D);           // d yo
+        OP(rmsnorm_bwd, a->dout, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
                     B, T, c->H, c->K, c->Dv, chunk);
-        op_gates_bwd(a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
-        op_matmul_bwd(dh, G(m, P_WQ, l), a->dqfi, h1, W(m, P_WQ, l), N, D, QFI);
-        op_rmsnorm_bwd(dt, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1), N, D, c->eps);
-        op_add(dx, dt, N * D);                                                      // d x
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        OP(matmul_bwd, dh, G(m, P_WQ, l), a->dqfi, h1, W(m, P_WQ, l), N, D, QFI);
+        OP(rmsnorm_bwd, dt, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1), N, D, c->eps);
+        OP(add, dx, dt, N * D);                                                      // d x
     }
-    op_embed_bwd(G(m, P_EMB, 0), dx, ids, N, D);
-    if (c->lower_bound) op_lower_bounds_bwd(G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
+    OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, N, D);
+    if (c->lower_bound) OP(lower_bounds_bwd, G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -414,7 +519,7 @@ static double lr_at(const Hyper *h, int64_t step) {   // step counts from 1
     }
 }
 
-static double grad_norm(Model *m) { return sqrt(op_sumsq(m->grads, m->lay.n)); }
+static double grad_norm(Model *m) { return sqrt(OP(sumsq, m->grads, m->lay.n)); }
 
 static void adamw_step(Model *m, const Hyper *h, double lr, double grad_scale, int64_t step) {
     for (int p = 0; p < NPARAM; p++) {
@@ -425,7 +530,7 @@ static void adamw_step(Model *m, const Hyper *h, double lr, double grad_scale, i
         for (int l = 0; l < nl; l++) {
             real *pp = W(m, p, l);
             int64_t o = pp - m->params;
-            op_adamw(pp, m->grads + o, m->m + o, m->v + o, n, lr, h->beta1, h->beta2, h->adam_eps, wd,
+            OP(adamw, pp, m->grads + o, m->m + o, m->v + o, n, lr, h->beta1, h->beta2, h->adam_eps, wd,
                      grad_scale, step);
         }
     }
@@ -509,8 +614,18 @@ static void checkpoint_save(const char *path, const Model *m, const RunState *rs
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) out_f64(&o, fl[i]);
     out_str(&o, rs->tokenizer);
     out_str(&o, rs->data);
-    out_reals(&o, m->params, m->lay.n);
-    if (with_optimizer) { out_reals(&o, m->m, m->lay.n); out_reals(&o, m->v, m->lay.n); }
+    real *staged;
+    const real *src = host_view(m, m->params, m->lay.n, &staged);
+    out_reals(&o, src, m->lay.n);
+    free(staged);
+    if (with_optimizer) {
+        src = host_view(m, m->m, m->lay.n, &staged);
+        out_reals(&o, src, m->lay.n);
+        free(staged);
+        src = host_view(m, m->v, m->lay.n, &staged);
+        out_reals(&o, src, m->lay.n);
+        free(staged);
+    }
     uint64_t sum = hash_final(&o.hash);
     if (fwrite(&sum, 8, 1, o.f) != 1 || fflush(o.f) != 0 || fsync(fileno(o.f)) != 0) {
         int e = errno;
@@ -595,7 +710,8 @@ static void checkpoint_load(const char *path, Model *m, RunState *rs, int want_o
         die("checkpoint %s holds no optimizer state, so training cannot resume from it (start a new run with --init %s)", path, path);
     in_reals(&r, m->params, m->lay.n);
     if (has_opt && want_optimizer) {
-        model_alloc_training(m);
+        m->m = xmalloc((size_t)m->lay.n * sizeof(real));
+        m->v = xmalloc((size_t)m->lay.n * sizeof(real));
         in_reals(&r, m->m, m->lay.n);
         in_reals(&r, m->v, m->lay.n);
     } else if (has_opt) {
@@ -773,8 +889,20 @@ static void bad_option(char **argv, int c) {
 
 static int select_device(const char *dev) {
     if (!strcmp(dev, "cpu")) return 0;
-    if (!strcmp(dev, "cuda")) die("this hgrn2 has no CUDA backend yet; use --device cpu");
-    usage_error("--device must be cpu or cuda, got '%s'", dev);
+    if (strcmp(dev, "cuda")) usage_error("--device must be cpu or cuda, got '%s'", dev);
+#if USE_CUDA
+    cuda_init();
+    g_gpu = 1;
+    return 1;
+#else
+    die("this hgrn2 was built without the CUDA backend (no nvcc at build time); use --device cpu");
+#endif
+}
+static const char *device_name(void) {
+#if USE_CUDA
+    if (g_gpu) return cuda_device_name();
+#endif
+    return "cpu";
 }
 
 #define DEFAULT_OUT "runs/default"
@@ -1017,12 +1145,15 @@ static int cmd_train(int argc, char **argv) {
         const char *bad = config_finish(&rs.c);
         if (bad) usage_error("%s", bad);
         if (!init) { model_alloc(&model, &rs.c); model_init(&model, rs.h.seed); }
+        model_to_device(&model);
         model_alloc_training(&model);
         rs.step = 0;
         rs.loader = loader_get_state(train_ld);
         snprintf(rs.tokenizer, sizeof rs.tokenizer, "%s", spec);
         snprintf(rs.data, sizeof rs.data, "%s", data);
     } else {
+        model_to_device(&model);
+        model_alloc_training(&model);
         loader_set_state(train_ld, rs.loader);
     }
     if (rs.c.V < data_vocab)
@@ -1049,7 +1180,8 @@ static int cmd_train(int argc, char **argv) {
            (long long)eval_every, (long long)ckpt_every);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
            bytes_mib(model.lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (val_ld ? eacts.bytes : 0)));
-    printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), out);
+    if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), out);
+    else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), out);
     printf("+--------------+----------------------------------------------------------\n");
     fflush(stdout);
 
@@ -1070,7 +1202,7 @@ static int cmd_train(int argc, char **argv) {
     while (rs.step < last_step) {
         int64_t step = rs.step + 1;
         double t0 = now_s();
-        op_zero(model.grads, model.lay.n);
+        OP(zero, model.grads, model.lay.n);
         double loss_sum = 0;
         for (int micro = 0; micro < h->accum; micro++) {
             loader_next(train_ld, buf);
@@ -1238,6 +1370,7 @@ static int cmd_eval(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
+    model_to_device(&m);
     const Config *cf = &m.c;
     double sum = 0;
     int64_t count = 0;
@@ -1398,6 +1531,7 @@ static int cmd_sample(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
+    model_to_device(&m);
     const Config *cf = &m.c;
     // The tokenizer is needed for a text prompt or text output; ids in and ids out need none.
     Tokenizer *tok = NULL;
@@ -1433,7 +1567,7 @@ static int cmd_sample(int argc, char **argv) {
         if (pr.ids[i] >= cf->V) die("the prompt encodes to id %d, outside the model's vocabulary of %d", pr.ids[i], cf->V);
 
     int64_t state_n = (int64_t)cf->L * cf->H * cf->K * cf->Dv;
-    real *states = xcalloc((size_t)state_n, sizeof(real));
+    real *states = dev_zeros(state_n, "recurrent state");
     real *logits = xmalloc((size_t)cf->V * sizeof(real));
     Cand *cand = xmalloc((size_t)cf->V * sizeof(Cand));
     Acts pre, one;
@@ -1467,7 +1601,8 @@ static int cmd_sample(int argc, char **argv) {
     if (!print_ids)
         fprintf(stderr, "[prompt %zu tokens in %.3f s, %lld tokens in %.3f s, %.1f tokens/s]\n", pr.n, t_prefill,
                 (long long)ntok, t_gen, ntok / (t_gen > 0 ? t_gen : 1e-9));
-    free(text.data); free(pr.ids); free(states); free(logits); free(cand);
+    free(text.data); free(pr.ids); free(logits); free(cand);
+    dev_free(states);
     acts_free(&pre); acts_free(&one);
     if (tok) tokenizer_free(tok);
     model_free(&m);
@@ -1535,6 +1670,7 @@ static int cmd_bench(int argc, char **argv) {
     Model m = {0};
     model_alloc(&m, &cf);
     model_init(&m, seed);
+    model_to_device(&m);
     model_alloc_training(&m);
     Acts a;
     acts_alloc(&a, &cf, h.B, h.T, 1);
@@ -1543,15 +1679,17 @@ static int cmd_bench(int argc, char **argv) {
     uint64_t rng = seed;
     for (int64_t i = 0; i <= N; i++) ids[i] = (int32_t)(splitmix64(&rng) % (uint64_t)cf.V);
     print_config(&cf, &m.lay, stdout);
-    printf("| batch        | %d x %d, cpu with %d threads, memory %.1f MiB\n", h.B, h.T, omp_get_max_threads(),
-           bytes_mib(m.lay.n * 4 * (int64_t)sizeof(real) + a.bytes));
+    if (g_gpu) printf("| batch        | %d x %d on %s\n", h.B, h.T, device_name());
+    else printf("| batch        | %d x %d, cpu with %d threads, memory %.1f MiB\n", h.B, h.T, omp_get_max_threads(),
+                bytes_mib(m.lay.n * 4 * (int64_t)sizeof(real) + a.bytes));
     double *times = xmalloc((size_t)(steps + 1) * sizeof(double)), t_first = 0;
     for (int64_t s = 0; s <= steps; s++) {
         double t0 = now_s();
-        op_zero(m.grads, m.lay.n);
+        OP(zero, m.grads, m.lay.n);
         model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
         model_backward(&m, &a, ids);
         adamw_step(&m, &h, 1e-4, 1.0, s + 1);
+        dev_sync();
         times[s] = now_s() - t0;
         if (s == 0) t_first = now_s() - t_start;
     }
@@ -1560,6 +1698,8 @@ static int cmd_bench(int argc, char **argv) {
     double flops = 6.0 * (double)m.lay.n * N;
     printf("time to first step %.2f s | step %.1f ms (median of %lld) | %.0f tokens/s | %.1f GFLOP/s (6 x params x tokens)\n",
            t_first, med * 1e3, (long long)steps, N / med, flops / med / 1e9);
+    if (g_gpu) printf("MFU %.1f%% of 989 TFLOP/s (dense bf16 peak of an H100) | peak GPU memory %.0f MiB\n",
+                      100 * flops / med / 989e12, dev_peak_mib());
     free(times); free(ids);
     acts_free(&a);
     model_free(&m);
