@@ -62,6 +62,21 @@ $(BIN)/test_data: tests/test_data.c data.c tokenizer.c json.c $(HDR)
 test: hgrn2 $(TESTS)
 	@tests/run.sh
 
+# ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
+$(BIN)/test_gpu: tests/test_gpu.cu kernels.cu cpu.c cuda_ops.h $(HDR)
+	@mkdir -p $(BIN) build
+	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
+	$(NVCC) -O3 -std=c++17 -arch=sm_90a -lineinfo -Xcompiler -fopenmp -o $@ tests/test_gpu.cu kernels.cu build/cpu_test.o -lcublas -lcublasLt -lgomp
+$(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+
+test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
+	$(BIN)/test_gpu
+	$(BIN)/test_gpu_model
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu --quick
+	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu --quick
+
 bench-tokenizer: $(BIN)/test_tokenizer
 	$(BIN)/test_tokenizer --bench
 

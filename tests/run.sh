@@ -14,7 +14,10 @@ run() {
         tail -n 30 "$log" | sed 's/^/    /'
     fi
 }
-for t in tests/bin/test_*; do run "$(basename "$t")" "$t"; done
+for t in tests/bin/test_*; do
+    case "$t" in *test_gpu*) continue ;; esac      # GPU tests run with `make test-gpu`
+    run "$(basename "$t")" "$t"
+done
 for t in tests/test_*.sh; do [ -e "$t" ] && run "$(basename "$t" .sh)" bash "$t"; done
 echo
 echo "$pass passed, $fail failed"

@@ -1,0 +1,241 @@
+// test_gpu_model.c: the whole model on the GPU against the CPU (the oracle), run by `make test-gpu`.
+//  1. one training step from the same initialisation on the same tokens: the loss and every gradient
+//  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
+//  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
+// GEMMs run on TF32 tensor cores by default (10-bit mantissa, relative rounding 2^-11 per product, so
+// sums of products land near 1e-3 relative); the tolerances below are bf16-level (2^-8 = 4e-3 per value,
+// 1e-2 for quantities through several layers), and the exact-fp32 mode is held to 1e-4.
+#define HGRN2_TESTING
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include "../hgrn2.c"
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+static double rel(const real *ref, const real *got, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) { double d = (double)got[i] - ref[i]; num += d * d; den += (double)ref[i] * ref[i]; }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+typedef struct { Model m; Acts a; } Side;
+
+// A model of config c with the given seed on the CPU (gpu = 0) or the GPU (gpu = 1).
+static void side_init(Side *s, const Config *c, uint64_t seed, int gpu, int B, int T) {
+    g_gpu = gpu;
+    model_alloc(&s->m, c);
+    model_init(&s->m, seed);
+    // norms and lower bounds away from their initial values, so their gradients are not trivially equal
+    uint64_t r = seed + 17;
+    for (int p = 0; p < NPARAM; p++) {
+        if (PARAMS[p].init == INIT_NORMAL) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : c->L;
+        for (int l = 0; l < nl; l++) {
+            real *t = W(&s->m, p, l);
+            for (int64_t i = 0; i < param_numel(c, p); i++) t[i] += (real)(0.3 * rng_normal(&r));
+        }
+    }
+    model_to_device(&s->m);
+    model_alloc_training(&s->m);
+    acts_alloc(&s->a, c, B, T, 1);
+    g_gpu = 0;
+}
+
+static double side_step(Side *s, int gpu, const int32_t *inp, const int32_t *tgt, int64_t N, const Hyper *h, int64_t step,
+                        double *gnorm) {
+    g_gpu = gpu;
+    OP(zero, s->m.grads, s->m.lay.n);
+    int64_t cnt;
+    double loss = model_forward(&s->m, &s->a, inp, tgt, NULL, NULL, 0, 1.0 / N, &cnt) / cnt;
+    model_backward(&s->m, &s->a, inp);
+    double gn = grad_norm(&s->m);
+    if (gnorm) *gnorm = gn;
+    if (h) adamw_step(&s->m, h, lr_at(h, step), gn > h->clip ? h->clip / gn : 1.0, step);
+    g_gpu = 0;
+    return loss;
+}
+
+static void one_step(const char *what, Config c, int B, int T, int gemm_mode, double tol_loss, double tol_grad) {
+    config_finish(&c);
+    cuda_set_gemm_precision(gemm_mode);
+    Side cpu, gpu;
+    side_init(&cpu, &c, 11, 0, B, T);
+    side_init(&gpu, &c, 11, 1, B, T);
+    int64_t N = (int64_t)B * T;
+    int32_t *inp = xmalloc(N * 4), *tgt = xmalloc(N * 4);
+    uint64_t r = 5;
+    for (int64_t i = 0; i < N; i++) { inp[i] = (int32_t)(splitmix64(&r) % c.V); tgt[i] = (int32_t)(splitmix64(&r) % c.V); }
+    double lc = side_step(&cpu, 0, inp, tgt, N, NULL, 0, NULL), lg = side_step(&gpu, 1, inp, tgt, N, NULL, 0, NULL);
+    real *g = xmalloc((size_t)gpu.m.lay.n * sizeof(real));
+    cuda_to_host(g, gpu.m.grads, (size_t)gpu.m.lay.n * sizeof(real));
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < NPARAM; p++) {
+        int64_t n = param_numel(&c, p);
+        if (!n) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        for (int l = 0; l < nl; l++) {
+            const real *gc = tensor_at(&cpu.m.lay, cpu.m.grads, p, l), *gg = tensor_at(&gpu.m.lay, g, p, l);
+            double e = rel(gc, gg, n);
+            if (e > worst) { worst = e; worst_name = PARAMS[p].name; }
+            CHECK(e < tol_grad, "%s: gradient of %s (layer %d) differs by %.3g (limit %.g)", what, PARAMS[p].name, l, e, tol_grad);
+        }
+    }
+    double el = fabs(lg - lc) / lc;
+    CHECK(el < tol_loss, "%s: loss %.7f on the GPU, %.7f on the CPU", what, lg, lc);
+    printf("%-46s loss rel %.2e (limit %.0e) | worst gradient rel %.2e (%s; limit %.0e)\n", what, el, tol_loss, worst,
+           worst_name, tol_grad);
+    free(g); free(inp); free(tgt);
+    g_gpu = 1; acts_free(&gpu.a); model_free(&gpu.m); g_gpu = 0;
+    acts_free(&cpu.a); model_free(&cpu.m);
+    cuda_set_gemm_precision(1);
+}
+
+// 200 AdamW steps on real text from the same start. Rounding differences grow through training, so the
+// curves are compared step by step (3%) and over the last 20 steps (1%).
+static void training_curves(void) {
+    Config c = {.V = 256, .D = 128, .L = 2, .K = 32, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    int B = 8, T = 128, steps = 200;
+    Hyper h = {.B = B, .T = T, .accum = 1, .steps = steps, .lr = 2e-3, .min_lr = 2e-4, .wd = 0.1, .beta1 = 0.9,
+               .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1.0, .warmup = 20, .sched = SCHED_COSINE};
+    Side cpu, gpu;
+    side_init(&cpu, &c, 3, 0, B, T);
+    side_init(&gpu, &c, 3, 1, B, T);
+    const char *shared = getenv("HGRN2_SHARED") ? getenv("HGRN2_SHARED") : "../shared";
+    char path[512];
+    snprintf(path, sizeof path, "%s/data/text/tinyshakespeare.txt", shared);
+    size_t len;
+    char *text = read_file(path, &len);
+    int64_t N = (int64_t)B * T;
+    int32_t *inp = xmalloc(N * 4), *tgt = xmalloc(N * 4);
+    uint64_t r = 9;
+    double worst = 0, tail_c = 0, tail_g = 0, first = 0, lc = 0, lg = 0;
+    for (int s = 1; s <= steps; s++) {
+        for (int b = 0; b < B; b++) {
+            size_t at = splitmix64(&r) % (len - T - 1);
+            for (int t = 0; t < T; t++) { inp[b * T + t] = (unsigned char)text[at + t]; tgt[b * T + t] = (unsigned char)text[at + t + 1]; }
+        }
+        lc = side_step(&cpu, 0, inp, tgt, N, &h, s, NULL);
+        lg = side_step(&gpu, 1, inp, tgt, N, &h, s, NULL);
+        if (s == 1) first = lc;
+        double e = fabs(lg - lc) / lc;
+        if (e > worst) worst = e;
+        if (s > steps - 20) { tail_c += lc / 20; tail_g += lg / 20; }
+    }
+    double et = fabs(tail_g - tail_c) / tail_c;
+    printf("200 training steps (tinyshakespeare bytes)      loss %.3f -> cpu %.4f gpu %.4f | worst step rel %.2e | last-20 mean rel %.2e\n",
+           first, lc, lg, worst, et);
+    CHECK(worst < 3e-2, "training curves drift apart: worst step %.3g", worst);
+    CHECK(et < 1e-2, "training curves end apart: %.3g", et);
+    CHECK(tail_c < first - 1.5, "the CPU run did not learn (%.3f -> %.3f)", first, tail_c);
+    free(text); free(inp); free(tgt);
+    g_gpu = 1; acts_free(&gpu.a); model_free(&gpu.m); g_gpu = 0;
+    acts_free(&cpu.a); model_free(&cpu.m);
+}
+
+// The reference fixture on the GPU (imported by test_parity into tests/tmp/test_parity/fla.ckpt; imported
+// again here so this program stands alone).
+static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
+    cuda_set_gemm_precision(gemm_mode);
+    StSet *hf = st_open_dir("tests/fixtures/fla/hf");
+    StSet *fx = st_open_file("tests/fixtures/fla/fixture.safetensors");
+    Config c = {.V = 300, .D = 64, .L = 3, .K = 16, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    char name[256], gname[300];
+    for (int p = 0; p < NPARAM; p++) {
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        if (!param_numel(&c, p)) continue;
+        for (int l = 0; l < nl; l++) { hf_name(name, sizeof name, p, l); st_read(hf, st_find(hf, name), W(&m, p, l)); }
+    }
+    const StTensor *ti = st_find(fx, "input_ids");
+    int B = (int)ti->shape[0], T = (int)ti->shape[1];
+    int64_t N = (int64_t)B * T;
+    float *idsf = xmalloc(N * sizeof(float));
+    st_read(fx, ti, idsf);
+    int32_t *ids = xmalloc(N * 4), *tgt = xmalloc(N * 4);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)idsf[i];
+    for (int64_t i = 0; i < N; i++) tgt[i] = (i % T) + 1 < T ? ids[i + 1] : -1;
+    float *ref = xmalloc((size_t)N * c.V * sizeof(float)), refloss;
+    st_read(fx, st_find(fx, "logits"), ref);
+    st_read(fx, st_find(fx, "loss"), &refloss);
+    g_gpu = 1;
+    model_to_device(&m);
+    model_alloc_training(&m);
+    Acts a;
+    acts_alloc(&a, &c, B, T, 1);
+    real *logits = xmalloc((size_t)N * c.V * sizeof(real));
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < N; i++) cnt += tgt[i] >= 0;
+    OP(zero, m.grads, m.lay.n);
+    double loss = model_forward(&m, &a, ids, tgt, NULL, logits, 0, 1.0 / cnt, &cnt) / cnt;
+    model_backward(&m, &a, ids);
+    real *g = xmalloc((size_t)m.lay.n * sizeof(real));
+    cuda_to_host(g, m.grads, (size_t)m.lay.n * sizeof(real));
+    double el = rel(ref, logits, N * c.V), eloss = fabs(loss - refloss) / refloss, worst = 0;
+    for (int p = 0; p < NPARAM; p++) {
+        int nl = p < P_FIRST_LAYER ? 1 : c.L;
+        int64_t n = param_numel(&c, p);
+        if (!n) continue;
+        for (int l = 0; l < nl; l++) {
+            hf_name(name, sizeof name, p, l);
+            snprintf(gname, sizeof gname, "grad.%s", name);
+            float *gr = xmalloc(n * sizeof(float));
+            st_read(fx, st_find(fx, gname), gr);
+            double e = rel(gr, tensor_at(&m.lay, g, p, l), n);
+            if (e > worst) worst = e;
+            free(gr);
+        }
+    }
+    // greedy continuation from the recurrent state on the GPU
+    const StTensor *tp = st_find(fx, "prompt"), *tg = st_find(fx, "greedy");
+    float *pf = xmalloc(tp->numel * sizeof(float)), *gf = xmalloc(tg->numel * sizeof(float));
+    st_read(fx, tp, pf);
+    st_read(fx, tg, gf);
+    int32_t *prompt = xmalloc(tp->numel * 4);
+    for (int64_t i = 0; i < tp->numel; i++) prompt[i] = (int32_t)pf[i];
+    Acts pre, one;
+    acts_alloc(&pre, &c, 1, (int)tp->numel, 0);
+    acts_alloc(&one, &c, 1, 1, 0);
+    real *states = dev_zeros((int64_t)c.L * c.H * c.K * c.Dv, "state"), *lg = xmalloc(c.V * sizeof(real));
+    model_forward(&m, &pre, prompt, NULL, states, lg, 1, 0, NULL);
+    int same = 1;
+    for (int64_t i = 0; i < tg->numel; i++) {
+        int32_t id = sample_token(lg, c.V, 0, 0, 1, NULL, NULL);
+        if (id != (int32_t)gf[i]) same = 0;
+        model_forward(&m, &one, &id, NULL, states, lg, 1, 0, NULL);
+    }
+    printf("fla fixture on the GPU (gemm mode %d)             logits rel %.2e, loss rel %.2e, worst gradient rel %.2e, greedy %s\n",
+           gemm_mode, el, eloss, worst, same ? "identical" : "DIFFERENT");
+    CHECK(el < tol_logits, "fixture logits differ by %.3g", el);
+    CHECK(eloss < tol_logits, "fixture loss differs by %.3g", eloss);
+    CHECK(worst < tol_grad, "fixture gradients differ by %.3g", worst);
+    CHECK(same, "the greedy continuation on the GPU differs from fla's");
+    dev_free(states);
+    acts_free(&a); acts_free(&pre); acts_free(&one);
+    model_free(&m);
+    g_gpu = 0;
+    free(g); free(lg); free(logits); free(ref); free(ids); free(tgt); free(idsf); free(pf); free(gf); free(prompt);
+    st_close(hf); st_close(fx);
+    cuda_set_gemm_precision(1);
+}
+
+int main(void) {
+    cuda_init();
+    printf("device: %s\n", cuda_device_name());
+    Config small = {.V = 97, .D = 128, .L = 2, .K = 32, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 128, T 65, exact fp32 GEMMs", small, 2, 65, 0, 1e-5, 1e-4);
+    one_step("one step D 128, T 65, TF32 GEMMs", small, 2, 65, 1, 1e-3, 1e-2);
+    Config mid = {.V = 512, .D = 256, .L = 2, .K = 64, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 256 tied, T 200, TF32 GEMMs", mid, 2, 200, 1, 1e-3, 1e-2);
+    Config wide = {.V = 1000, .D = 768, .L = 2, .K = 128, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 768 (K = Dv = 128), T 64, TF32", wide, 1, 64, 1, 1e-3, 1e-2);
+    fixture(0, 1e-5, 1e-4);
+    fixture(1, 1e-2, 1e-2);
+    training_curves();
+    printf("%s\n", failures ? "test_gpu_model: FAILED" : "test_gpu_model: all checks passed");
+    return failures ? 1 : 0;
+}
