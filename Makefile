@@ -27,9 +27,10 @@ all: hgrn2
 hgrn2: $(SRC) $(HDR) $(CUDA_OBJ)
 	$(CC) $(CFLAGS) -o $@ $(SRC) $(CUDA_OBJ) $(LDLIBS)
 
-build/kernels.o: kernels.cu $(HDR)
+NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
+build/kernels.o: kernels.cu cuda_ops.h $(HDR)
 	@mkdir -p build
-	$(NVCC) -O3 -std=c++17 -arch=sm_90a -lineinfo -Xcompiler -fopenmp -c -o $@ kernels.cu
+	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
 
 # Debian packages the build, the tests and the default run need.
 setup:
@@ -63,10 +64,10 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu kernels.cu cpu.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
-	$(NVCC) -O3 -std=c++17 -arch=sm_90a -lineinfo -Xcompiler -fopenmp -o $@ tests/test_gpu.cu kernels.cu build/cpu_test.o -lcublas -lcublasLt -lgomp
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o -lcublas -lcublasLt -lgomp -lm
 $(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)

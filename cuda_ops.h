@@ -1,0 +1,84 @@
+// cuda_ops.h: the CUDA backend (kernels.cu). Every op of ops.h as cuda_* instead of op_*, with the same
+// semantics (= vs +=, NULL handling, strides), on device pointers, in fp32 storage. Plain C interface, so
+// hgrn2.c (C) and the tests (C++) can both call it. docs/kernels.md describes the kernels and their numerics.
+//
+// All ops are launched asynchronously on one stream; cuda_sync() waits for them. cuda_sumsq returns a host
+// scalar and so synchronises. Every reduction is deterministic (no float atomics): the same inputs give the
+// same bits on the same GPU model.
+// Errors (CUDA, cuBLAS, launch) exit through die() naming file, line and the error string. Set the environment
+// variable HGRN2_CUDA_SYNC=1 to synchronise after every launch, so an asynchronous fault names its kernel.
+#ifndef HGRN2_CUDA_OPS_H
+#define HGRN2_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- backend plumbing ----
+void cuda_init(void);                                   // device 0, a stream, the cuBLAS handle; prints nothing
+void *cuda_alloc(size_t bytes, const char *what);       // dies with the sizes and what to reduce on failure
+void cuda_free(void *p);                                // NULL is fine
+void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait for the copy to finish
+void cuda_to_host(void *dst, const void *src, size_t bytes);
+void cuda_sync(void);
+const char *cuda_device_name(void);
+size_t cuda_peak_bytes(void);                           // peak of the bytes allocated through cuda_alloc
+// Matmul precision: 0 = exact fp32 (CUBLAS_COMPUTE_32F), 1 = TF32 tensor cores (the default; ~1e-3 relative),
+// 2 = bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF; ~1e-2 relative). Storage stays fp32 in every mode.
+void cuda_set_gemm_precision(int mode);
+int cuda_get_gemm_precision(void);
+
+// ---- dense ----
+void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O);
+void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int I, int O);
+
+// ---- embedding ----
+void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D);
+void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D);
+
+// ---- elementwise ----
+void cuda_add(float *y, const float *a, int64_t n);
+void cuda_zero(float *y, int64_t n);
+double cuda_sumsq(const float *a, int64_t n);           // synchronises
+
+// ---- RMSNorm ----
+void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps);
+void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                      int64_t N, int C, double eps);
+
+// ---- gates ----
+void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
+void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk, const float *dg,
+                    const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
+
+// ---- lower bounds ----
+void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C);
+void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *P, int L, int C);
+
+// ---- the HGRU2 recurrence (chunk is accepted and ignored: the GPU runs one algorithm for both) ----
+void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v, int64_t ldv,
+                   const float *S0, int B, int T, int H, int K, int Dv, int chunk);
+void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
+                   const float *q, const float *k, const float *g, const float *v, int64_t ldv,
+                   int B, int T, int H, int K, int Dv, int chunk);
+
+// ---- SwiGLU ----
+void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I);
+void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int I);
+
+// ---- softmax cross-entropy ----
+void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
+void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N, int V);
+
+// ---- AdamW ----
+void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1, double beta2,
+                double eps, double wd, double grad_scale, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1177 @@
+// kernels.cu: the CUDA backend of hgrn2. Every op of ops.h as cuda_* (cuda_ops.h), fp32 storage, on one stream.
+// Matmuls go to cuBLAS; everything else is a plain kernel here. docs/kernels.md describes the design.
+//
+// Determinism: no float atomics anywhere. Reductions over rows (dW, dw, dlb, dE) run in a fixed order: cuBLAS
+// for the matmuls (bit-reproducible on one stream), fixed row chunks combined in chunk order for the column sums,
+// a stable radix sort followed by fixed chunks for the embedding gradient. Integer atomics (histograms) give
+// the same counts whatever the order.
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <errno.h>
+#include <stdint.h>
+#include <limits.h>
+#include <math.h>
+#include <unordered_map>
+
+#include "hgrn2.h"      // die(); its functions are static inline, so C++ compiles them as they are
+#include "cuda_ops.h"
+
+// ---------------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------------
+static int g_debug_sync = 0;   // HGRN2_CUDA_SYNC=1: synchronise after every launch
+static cudaStream_t g_stream = 0;
+
+#define CUDA_CHECK(call)                                                                                      \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess)                                                                                \
+            die("CUDA error at %s:%d: %s (%s)", __FILE__, __LINE__, cudaGetErrorString(e_), #call);           \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                                    \
+    do {                                                                                                      \
+        cublasStatus_t s_ = (call);                                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+            die("cuBLAS error at %s:%d: %s (%s)", __FILE__, __LINE__, cublasGetStatusString(s_), #call);      \
+    } while (0)
+
+// After every kernel launch: a bad configuration shows up here, a fault inside the kernel at the next sync
+// (or here at once with HGRN2_CUDA_SYNC=1).
+#define LAUNCH_CHECK(name)                                                                                    \
+    do {                                                                                                      \
+        cudaError_t e_ = cudaGetLastError();                                                                  \
+        if (e_ == cudaSuccess && g_debug_sync) e_ = cudaStreamSynchronize(g_stream);                          \
+        if (e_ != cudaSuccess)                                                                                \
+            die("CUDA error at %s:%d in kernel %s: %s", __FILE__, __LINE__, name, cudaGetErrorString(e_));    \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------------------
+// plumbing: device, stream, cuBLAS, tracked allocations, scratch
+// ---------------------------------------------------------------------------------------------------------
+static int g_init = 0;
+static cublasHandle_t g_blas;
+static cudaDeviceProp g_prop;
+static int g_gemm_mode = 1;   // TF32 by default
+static std::unordered_map<void *, size_t> g_allocs;
+static size_t g_cur_bytes = 0, g_peak_bytes = 0;
+
+extern "C" void cuda_init(void) {
+    if (g_init) return;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        die("no usable CUDA device (%s); use --device cpu", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaGetDeviceProperties(&g_prop, 0));
+    CUDA_CHECK(cudaStreamCreate(&g_stream));
+    CUBLAS_CHECK(cublasCreate(&g_blas));
+    CUBLAS_CHECK(cublasSetStream(g_blas, g_stream));
+    const char *s = getenv("HGRN2_CUDA_SYNC");
+    g_debug_sync = s && *s && strcmp(s, "0") != 0;
+    g_init = 1;
+}
+
+extern "C" const char *cuda_device_name(void) {
+    cuda_init();
+    return g_prop.name;
+}
+
+extern "C" void *cuda_alloc(size_t bytes, const char *what) {
+    cuda_init();
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();   // clear it, so it does not resurface at the next launch check
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        die("out of GPU memory: %s needs %zu bytes (%.1f MiB); %.1f MiB of %.1f MiB are free, %.1f MiB already held "
+            "by hgrn2 (%s); reduce --batch or --seq-len, or use a smaller model (--dim, --layers, --vocab)",
+            what ? what : "a buffer", bytes, bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0,
+            g_cur_bytes / 1048576.0, cudaGetErrorString(e));
+    }
+    g_allocs[p] = bytes;
+    g_cur_bytes += bytes;
+    if (g_cur_bytes > g_peak_bytes) g_peak_bytes = g_cur_bytes;
+    return p;
+}
+
+extern "C" void cuda_free(void *p) {
+    if (!p) return;
+    auto it = g_allocs.find(p);
+    if (it != g_allocs.end()) {
+        g_cur_bytes -= it->second;
+        g_allocs.erase(it);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));   // kernels in flight may still use it
+    CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" size_t cuda_peak_bytes(void) { return g_peak_bytes; }
+
+extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_sync(void) {
+    cuda_init();
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_set_gemm_precision(int mode) {
+    if (mode < 0 || mode > 2) die("GEMM precision must be 0 (fp32), 1 (tf32) or 2 (bf16), got %d", mode);
+    g_gemm_mode = mode;
+}
+extern "C" int cuda_get_gemm_precision(void) { return g_gemm_mode; }
+
+// One scratch buffer shared by the ops that need temporaries (embedding sort, column partial sums, rstd,
+// sumsq partials). Ops run in stream order, so consecutive ops can reuse it; it only grows, after a sync.
+static void *g_scratch = NULL;
+static size_t g_scratch_bytes = 0;
+
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+static char *scratch(size_t bytes) {
+    if (bytes > g_scratch_bytes) {
+        if (g_scratch) cuda_free(g_scratch);   // synchronises first
+        size_t nb = align256(bytes > g_scratch_bytes * 3 / 2 ? bytes : g_scratch_bytes * 3 / 2);
+        g_scratch = cuda_alloc(nb, "scratch space of the CUDA ops");
+        g_scratch_bytes = nb;
+    }
+    return (char *)g_scratch;
+}
+
+// Hands out consecutive 256-byte aligned pieces of one scratch allocation.
+struct Carve {
+    char *p;
+    template <typename T> T *take(size_t n) {
+        T *r = (T *)p;
+        p += align256(n * sizeof(T));
+        return r;
+    }
+};
+
+static unsigned blocks_for(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b > (1 << 20)) b = 1 << 20;   // the kernels loop (grid stride) past this
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+#define GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// ---------------------------------------------------------------------------------------------------------
+// small device helpers
+// ---------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Block sums (blockDim a multiple of 32): every thread gets the result; every warp reduces the same per-warp
+// partials in the same order, so all agree bit for bit.
+__device__ float block_sum(float v) {
+    __shared__ float buf[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();   // buf may still be read by a previous call
+    if (lane == 0) buf[w] = v;
+    __syncthreads();
+    return warp_sum(lane < nw ? buf[lane] : 0.f);
+}
+__device__ double block_sum_d(double v) {
+    __shared__ double bufd[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) bufd[w] = v;
+    __syncthreads();
+    return warp_sum_d(lane < nw ? bufd[lane] : 0.0);
+}
+
+// sigmoid(x) and sigmoid(-x), each to full relative precision; exp never overflows (as cpu.c)
+__device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
+    float e = expf(-fabsf(x));
+    float r = 1.f / (1.f + e);
+    if (x >= 0) { s = r; sn = e * r; }
+    else        { s = e * r; sn = r; }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// dense: cuBLAS, column-major view of row-major data
+// ---------------------------------------------------------------------------------------------------------
+// A row-major [R, C] matrix is a column-major [C, R] one with leading dimension C. So
+//   y[N,O] = x[N,I] W[O,I]^T   is   y^T[O,N] = W^T x^T:  gemm(T, N, m=O, n=N, k=I, A=W (ld I), B=x (ld I), C=y (ld O))
+//   dx[N,I] = dy[N,O] W[O,I]    is  dx^T[I,N] = W^T dy^T: gemm(N, N, m=I, n=N, k=O, A=W (ld I), B=dy (ld O), C=dx (ld I))
+//   dW[O,I] += dy^T x           is  dW^T[I,O] += x^T dy:  gemm(N, T, m=I, n=O, k=N, A=x (ld I), B=dy (ld O), C=dW (ld I))
+static cublasComputeType_t gemm_compute(void) {
+    switch (g_gemm_mode) {
+    case 0: return CUBLAS_COMPUTE_32F;
+    case 2: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    }
+}
+
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+        die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
+            (long long)m, (long long)n, (long long)k);
+    cuda_init();
+    float alpha = 1.f;
+    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, CUDA_R_32F, (int)lda, B, CUDA_R_32F,
+                              (int)ldb, &beta, C, CUDA_R_32F, (int)ldc, gemm_compute(), CUBLAS_GEMM_DEFAULT));
+    if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) { cuda_zero(y, N * O); return; }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, W, I, x, I, 0.f, y, O);
+}
+
+extern "C" void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N,
+                                int I, int O) {
+    if (N <= 0 || I <= 0) return;
+    if (dx) {
+        if (O <= 0) cuda_zero(dx, N * I);
+        else gemm(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, W, I, dy, O, 0.f, dx, I);
+    }
+    if (dW && O > 0) gemm(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, x, I, dy, O, 1.f, dW, I);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// embedding
+// ---------------------------------------------------------------------------------------------------------
+__global__ void embed_fwd_kernel(float *__restrict__ x, const int32_t *__restrict__ ids, const float *__restrict__ E,
+                                 int64_t N, int D) {
+    GRID_STRIDE(i, N * D) {
+        int64_t n = i / D;
+        int c = (int)(i - n * D);
+        x[i] = E[(int64_t)ids[n] * D + c];
+    }
+}
+
+extern "C" void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D) {
+    if (N <= 0 || D <= 0) return;
+    embed_fwd_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(x, ids, E, N, D);
+    LAUNCH_CHECK("embed_fwd");
+}
+
+// Backward, deterministic: rows sharing an id must be summed in a fixed order. A stable LSD radix sort of the ids
+// (4 passes of 8 bits; the ids are non-negative int32) groups the rows of each id, in row order. The sorted
+// positions are then cut into fixed chunks of EB_CH: an id whose rows lie inside one chunk is summed there and
+// added to dE by that chunk; an id spanning chunks leaves per-chunk partial sums (P for the chunks it continues
+// out of, Q for the chunk where it ends) that a second kernel adds to dE in chunk order.
+#define RS_TILE 1024   // rows per radix-sort block (32 warps)
+#define EB_CH 64       // sorted positions per reduction chunk
+#define COL_THREADS 128
+
+// per tile digit histogram: hist[d * ntiles + tile]
+__global__ void rs_hist_kernel(int *hist, const int *__restrict__ keys, int64_t N, int shift, int ntiles) {
+    __shared__ int cnt[256];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) cnt[i] = 0;
+    __syncthreads();
+    int64_t n = (int64_t)blockIdx.x * RS_TILE + threadIdx.x;
+    if (n < N) atomicAdd(&cnt[(keys[n] >> shift) & 255], 1);   // integer: the count is order-independent
+    __syncthreads();
+    for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[(int64_t)d * ntiles + blockIdx.x] = cnt[d];
+}
+
+// In-place exclusive prefix sum of a[0..M) by one block (blockDim a multiple of 32, at most 1024).
+__global__ void scan_exclusive_kernel(int *a, int64_t M) {
+    __shared__ int wsum[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int carry = 0;
+    for (int64_t base = 0; base < M; base += blockDim.x) {
+        int64_t i = base + threadIdx.x;
+        int x = i < M ? a[i] : 0;
+        int s = x;   // inclusive scan within the warp
+        for (int o = 1; o < 32; o <<= 1) {
+            int y = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += y;
+        }
+        if (lane == 31) wsum[w] = s;
+        __syncthreads();
+        if (w == 0) {   // inclusive scan of the warp totals
+            int ws = lane < nw ? wsum[lane] : 0;
+            for (int o = 1; o < 32; o <<= 1) {
+                int y = __shfl_up_sync(0xffffffffu, ws, o);
+                if (lane >= o) ws += y;
+            }
+            if (lane < nw) wsum[lane] = ws;
+        }
+        __syncthreads();
+        if (i < M) a[i] = carry + (w > 0 ? wsum[w - 1] : 0) + s - x;
+        carry += wsum[nw - 1];
+        __syncthreads();   // wsum is rewritten in the next round
+    }
+}
+
+// Stable scatter of one radix pass. Rank among equal digits: within the warp from __match_any_sync, across the
+// warps of the tile from per-warp counts, across tiles from the scanned histogram. vals_in NULL: the row index.
+__global__ void rs_scatter_kernel(int *__restrict__ keys_out, int *__restrict__ vals_out,
+                                  const int *__restrict__ keys_in, const int *__restrict__ vals_in,
+                                  const int *__restrict__ offs, int64_t N, int shift, int ntiles) {
+    __shared__ int wcnt[RS_TILE / 32][256];
+    int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    for (int i = tid; i < (RS_TILE / 32) * 256; i += blockDim.x) (&wcnt[0][0])[i] = 0;
+    __syncthreads();
+    int64_t n = (int64_t)blockIdx.x * RS_TILE + tid;
+    bool valid = n < N;
+    int key = valid ? keys_in[n] : 0;
+    int val = valid ? (vals_in ? vals_in[n] : (int)n) : 0;
+    int d = valid ? (key >> shift) & 255 : 256;   // 256: a group of its own for the rows past N
+    unsigned same = __match_any_sync(0xffffffffu, d);
+    int rank = __popc(same & ((1u << lane) - 1));
+    if (valid && rank == 0) wcnt[w][d] = __popc(same);
+    __syncthreads();
+    if (tid < 256) {   // exclusive prefix over the warps, per digit
+        int acc = 0;
+        for (int ww = 0; ww < RS_TILE / 32; ww++) {
+            int c = wcnt[ww][tid];
+            wcnt[ww][tid] = acc;
+            acc += c;
+        }
+    }
+    __syncthreads();
+    if (valid) {
+        int pos = offs[(int64_t)d * ntiles + blockIdx.x] + wcnt[w][d] + rank;
+        keys_out[pos] = key;
+        vals_out[pos] = val;
+    }
+}
+
+// Pass 1 over the sorted rows: grid (chunk, column tile); each thread owns one column of one chunk and sums the
+// rows of each id segment in order.
+__global__ void embed_bwd_chunks_kernel(float *__restrict__ dE, float *__restrict__ P, float *__restrict__ Q,
+                                        const float *__restrict__ dx, const int *__restrict__ sid,
+                                        const int *__restrict__ srow, int64_t N, int D) {
+    __shared__ int s_id[EB_CH], s_row[EB_CH];
+    __shared__ int prev_id, next_id;
+    int64_t j = blockIdx.x, p0 = j * EB_CH;
+    int n = (int)(N - p0 < EB_CH ? N - p0 : EB_CH);
+    for (int r = threadIdx.x; r < n; r += blockDim.x) { s_id[r] = sid[p0 + r]; s_row[r] = srow[p0 + r]; }
+    if (threadIdx.x == 0) {
+        prev_id = p0 > 0 ? sid[p0 - 1] : -1;
+        next_id = p0 + n < N ? sid[p0 + n] : -1;
+    }
+    __syncthreads();
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= D) return;
+    float acc = 0.f;
+    int start = 0;
+#pragma unroll 4
+    for (int r = 0; r < n; r++) {
+        acc += dx[(int64_t)s_row[r] * D + c];
+        if (r == n - 1 || s_id[r + 1] != s_id[r]) {   // the segment of s_id[r] ends in this chunk at r
+            int id = s_id[r];
+            bool continued = start == 0 && id == prev_id;    // began in an earlier chunk
+            bool continuing = r == n - 1 && id == next_id;   // goes on in the next chunk
+            if (continuing) P[j * D + c] = acc;
+            else if (continued) Q[j * D + c] = acc;
+            else dE[(int64_t)id * D + c] += acc;             // this chunk holds all of the id's rows
+            acc = 0.f;
+            start = r + 1;
+        }
+    }
+}
+
+// Pass 2: the chunk where a multi-chunk segment ends adds P of its earlier chunks, in order, then its own Q.
+__global__ void embed_bwd_merge_kernel(float *__restrict__ dE, const float *__restrict__ P,
+                                       const float *__restrict__ Q, const int *__restrict__ sid, int64_t N, int D) {
+    int64_t j = blockIdx.x, p0 = j * EB_CH;
+    if (j == 0) return;
+    int id = sid[p0];
+    if (sid[p0 - 1] != id) return;   // this chunk's first segment starts here: nothing to merge
+    int64_t plast = (p0 + EB_CH < N ? p0 + EB_CH : N) - 1;
+    if (sid[plast] == id && plast + 1 < N && sid[plast + 1] == id) return;   // it goes on: a later chunk merges
+    int64_t k = j - 1;   // chunks k..j-1 hold the earlier rows (each wrote P); find the first
+    while (k > 0 && sid[k * EB_CH] == id && sid[k * EB_CH - 1] == id) k--;
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= D) return;
+    float acc = dE[(int64_t)id * D + c];
+    for (int64_t m = k; m < j; m++) acc += P[m * D + c];
+    dE[(int64_t)id * D + c] = acc + Q[j * D + c];
+}
+
+extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D) {
+    if (N <= 0 || D <= 0) return;
+    if (N > INT_MAX / 2) die("embedding backward: %lld rows is too many; reduce --batch or --seq-len", (long long)N);
+    int64_t ntiles = (N + RS_TILE - 1) / RS_TILE, nchunks = (N + EB_CH - 1) / EB_CH;
+    size_t bytes = 4 * align256(N * sizeof(int)) + align256(256 * ntiles * sizeof(int)) +
+                   2 * align256(nchunks * D * sizeof(float));
+    Carve cv = {scratch(bytes)};
+    int *ka = cv.take<int>(N), *va = cv.take<int>(N), *kb = cv.take<int>(N), *vb = cv.take<int>(N);
+    int *hist = cv.take<int>(256 * ntiles);
+    float *P = cv.take<float>(nchunks * D), *Q = cv.take<float>(nchunks * D);
+    const int *kin = ids, *vin = NULL;
+    for (int pass = 0; pass < 4; pass++) {
+        int *kout = pass % 2 ? kb : ka, *vout = pass % 2 ? vb : va;
+        rs_hist_kernel<<<(unsigned)ntiles, RS_TILE, 0, g_stream>>>(hist, kin, N, 8 * pass, (int)ntiles);
+        LAUNCH_CHECK("rs_hist");
+        scan_exclusive_kernel<<<1, 1024, 0, g_stream>>>(hist, 256 * ntiles);
+        LAUNCH_CHECK("scan_exclusive");
+        rs_scatter_kernel<<<(unsigned)ntiles, RS_TILE, 0, g_stream>>>(kout, vout, kin, vin, hist, N, 8 * pass,
+                                                                      (int)ntiles);
+        LAUNCH_CHECK("rs_scatter");
+        kin = kout;
+        vin = vout;
+    }
+    dim3 grid((unsigned)nchunks, (unsigned)((D + COL_THREADS - 1) / COL_THREADS));
+    embed_bwd_chunks_kernel<<<grid, COL_THREADS, 0, g_stream>>>(dE, P, Q, dx, kin, vin, N, D);
+    LAUNCH_CHECK("embed_bwd_chunks");
+    embed_bwd_merge_kernel<<<grid, COL_THREADS, 0, g_stream>>>(dE, P, Q, kin, N, D);
+    LAUNCH_CHECK("embed_bwd_merge");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// elementwise
+// ---------------------------------------------------------------------------------------------------------
+__global__ void add_kernel(float *__restrict__ y, const float *__restrict__ a, int64_t n) {
+    GRID_STRIDE(i, n) y[i] += a[i];
+}
+
+extern "C" void cuda_add(float *y, const float *a, int64_t n) {
+    if (n <= 0) return;
+    add_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(y, a, n);
+    LAUNCH_CHECK("add");
+}
+
+extern "C" void cuda_zero(float *y, int64_t n) {
+    if (n <= 0) return;
+    CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
+}
+
+// Sum of squares in double: a fixed grid of SS_BLOCKS blocks whatever n, so the summation order only depends on n.
+#define SS_BLOCKS 512
+__global__ void sumsq_partial_kernel(double *part, const float *__restrict__ a, int64_t n) {
+    double s = 0;
+    GRID_STRIDE(i, n) {
+        double x = a[i];
+        s += x * x;
+    }
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+__global__ void sumsq_final_kernel(double *out, const double *__restrict__ part, int np) {
+    double s = 0;
+    for (int i = threadIdx.x; i < np; i += blockDim.x) s += part[i];
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+extern "C" double cuda_sumsq(const float *a, int64_t n) {
+    if (n <= 0) return 0;
+    Carve cv = {scratch(align256(SS_BLOCKS * sizeof(double)) + align256(sizeof(double)))};
+    double *part = cv.take<double>(SS_BLOCKS), *out = cv.take<double>(1);
+    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
+    LAUNCH_CHECK("sumsq_partial");
+    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
+    LAUNCH_CHECK("sumsq_final");
+    double r;
+    cuda_to_host(&r, out, sizeof r);
+    return r;
+}
+
+// Column sums over rows, deterministic: COL_ROWS-row chunks give partials part[chunk, c] (summed in row order),
+// then one thread per column adds the partials in chunk order to out[c].
+#define COL_ROWS 64
+__global__ void colsum_finish_kernel(float *__restrict__ out, const float *__restrict__ part, int64_t np, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.f;
+#pragma unroll 4
+    for (int64_t j = 0; j < np; j++) s += part[j * C + c];
+    out[c] += s;
+}
+
+static void colsum_finish(float *out, const float *part, int64_t np, int C) {
+    colsum_finish_kernel<<<(C + COL_THREADS - 1) / COL_THREADS, COL_THREADS, 0, g_stream>>>(out, part, np, C);
+    LAUNCH_CHECK("colsum_finish");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// RMSNorm: one warp per row
+// ---------------------------------------------------------------------------------------------------------
+#define ROWS_PER_BLOCK 8   // warps per block
+
+// y may be NULL (only rstd), rstd may be NULL (only y). y may equal x: each lane rewrites what it read.
+__global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, const float *__restrict__ w, int64_t N,
+                                   int C, double eps) {
+    int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;   // the whole warp
+    const float *xr = x + row * C;
+    float ss = 0.f;
+    for (int c = lane; c < C; c += 32) ss += xr[c] * xr[c];
+    ss = warp_sum(ss);
+    float r = (float)(1.0 / sqrt((double)ss / C + eps));
+    if (y) {
+        float *yr = y + row * C;
+        for (int c = lane; c < C; c += 32) yr[c] = xr[c] * r * w[c];
+    }
+    if (rstd && lane == 0) rstd[row] = r;
+}
+
+extern "C" void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps) {
+    if (N <= 0 || C <= 0) return;
+    unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+    rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(y, rstd, x, w, N, C, eps);
+    LAUNCH_CHECK("rmsnorm_fwd");
+}
+
+// dx = r w dy - x r^3 / C * sum(w dy x)
+__global__ void rmsnorm_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *__restrict__ w,
+                                      const float *__restrict__ rstd, int64_t N, int C) {
+    int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    const float *xr = x + row * C, *dyr = dy + row * C;
+    float s = 0.f;
+    for (int c = lane; c < C; c += 32) s += w[c] * dyr[c] * xr[c];
+    s = warp_sum(s);
+    float r = rstd[row];
+    float coef = s * r * r * r / C;
+    float *dxr = dx + row * C;
+    for (int c = lane; c < C; c += 32) dxr[c] = r * w[c] * dyr[c] - coef * xr[c];
+}
+
+// dw partials: part[chunk, c] = sum over the chunk's rows of dy x r
+__global__ void rmsnorm_dw_partial_kernel(float *__restrict__ part, const float *__restrict__ dy,
+                                          const float *__restrict__ x, const float *__restrict__ rstd, int64_t N,
+                                          int C) {
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    float s = 0.f;
+#pragma unroll 4
+    for (int64_t n = n0; n < n1; n++) s += dy[n * C + c] * x[n * C + c] * rstd[n];
+    part[(int64_t)blockIdx.x * C + c] = s;
+}
+
+extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                 const float *rstd, int64_t N, int C, double eps) {
+    if (N <= 0 || C <= 0 || (!dx && !dw)) return;
+    int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
+    Carve cv = {scratch(align256(N * sizeof(float)) + align256(nchunks * C * sizeof(float)))};
+    float *rs = cv.take<float>(N), *part = cv.take<float>(nchunks * C);
+    if (!rstd) {   // recompute it once for both outputs
+        cuda_rmsnorm_fwd(NULL, rs, x, w, N, C, eps);
+        rstd = rs;
+    }
+    if (dx) {
+        unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+        rmsnorm_bwd_dx_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(dx, dy, x, w, rstd, N, C);
+        LAUNCH_CHECK("rmsnorm_bwd_dx");
+    }
+    if (dw) {
+        dim3 grid((unsigned)nchunks, (unsigned)((C + COL_THREADS - 1) / COL_THREADS));
+        rmsnorm_dw_partial_kernel<<<grid, COL_THREADS, 0, g_stream>>>(part, dy, x, rstd, N, C);
+        LAUNCH_CHECK("rmsnorm_dw_partial");
+        colsum_finish(dw, part, nchunks, C);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// gates (MODEL.md "Forward" and "Gradients of the gates"); the same formulas as cpu.c
+// ---------------------------------------------------------------------------------------------------------
+__global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, float *__restrict__ g,
+                                 const float *__restrict__ qf, int64_t ldqf, const float *__restrict__ lb, int64_t N,
+                                 int HK) {
+    GRID_STRIDE(i, N * HK) {
+        int64_t n = i / HK;
+        int c = (int)(i - n * HK);
+        const float *qp = qf + n * ldqf;
+        float x = qp[c], f = qp[HK + c], s, sn;
+        sigmoid2(x, s, sn);
+        q[i] = x * s;
+        sigmoid2(f, s, sn);
+        if (!lb) {
+            g[i] = -((f < 0 ? -f : 0.f) + log1pf(expf(-fabsf(f))));   // logsigmoid(f) = -softplus(-f)
+            k[i] = sn;
+        } else {
+            // g = log(lam) = log1p(-k): log1p keeps precision when the gate is near 1, log(lam) when near 0
+            float l = lb[c], kk = (1 - l) * sn;
+            k[i] = kk;
+            g[i] = kk < 0.5f ? log1pf(-kk) : logf(l + (1 - l) * s);
+        }
+    }
+}
+
+extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
+                               int HK) {
+    if (N <= 0 || HK <= 0) return;
+    gates_fwd_kernel<<<blocks_for(N * HK, 256), 256, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
+    LAUNCH_CHECK("gates_fwd");
+}
+
+// grid (row chunk, column tile): each thread writes dqf for its column over COL_ROWS rows and, with a lower
+// bound, leaves the chunk's dlb partial in part. dqf may equal qf: every element is read before it is written.
+__global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
+                                 const float *__restrict__ dk, const float *__restrict__ dg, const float *qf,
+                                 int64_t ldqf, const float *__restrict__ lb, int64_t N, int HK) {
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= HK) return;
+    int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    float l = lb ? lb[c] : 0.f, acc = 0.f;
+#pragma unroll 4
+    for (int64_t n = n0; n < n1; n++) {
+        float x = qf[n * ldqf + c], f = qf[n * ldqf + HK + c];
+        float dqv = dq[n * HK + c], dkv = dk[n * HK + c], dgv = dg[n * HK + c];
+        float sq, sqn, s, sn;
+        sigmoid2(x, sq, sqn);
+        sigmoid2(f, s, sn);
+        dqf[n * lddqf + c] = dqv * (sq + x * sq * sqn);
+        if (!lb) {
+            dqf[n * lddqf + HK + c] = (dgv - dkv * s) * sn;   // lam = s, k = 1 - s
+        } else {
+            float lam = l + (1 - l) * s, dlam = dgv / lam - dkv;
+            dqf[n * lddqf + HK + c] = dlam * (1 - l) * s * sn;
+            acc += dlam * sn;
+        }
+    }
+    if (part) part[(int64_t)blockIdx.x * HK + c] = acc;
+}
+
+extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
+                               const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
+    if (N <= 0 || HK <= 0) return;
+    int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
+    float *part = NULL;
+    if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
+    dim3 grid((unsigned)nchunks, (unsigned)((HK + COL_THREADS - 1) / COL_THREADS));
+    gates_bwd_kernel<<<grid, COL_THREADS, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
+    LAUNCH_CHECK("gates_bwd");
+    if (part) colsum_finish(dlb, part, nchunks, HK);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// lower bounds: one thread per channel, looping over the L layers (tiny)
+// ---------------------------------------------------------------------------------------------------------
+// p = softmax over layers; lb[l] = p[1] + ... + p[l] (= cumsum(p)[l] - p[0] without the cancellation)
+__global__ void lb_fwd_kernel(float *__restrict__ lb, const float *__restrict__ P, int L, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C || L <= 0) return;
+    float m = P[c];
+    for (int l = 1; l < L; l++) m = fmaxf(m, P[(int64_t)l * C + c]);
+    float z = 0.f;
+    for (int l = 0; l < L; l++) z += expf(P[(int64_t)l * C + c] - m);
+    float acc = 0.f;
+    lb[c] = 0.f;
+    for (int l = 1; l < L; l++) {
+        acc += expf(P[(int64_t)l * C + c] - m) / z;
+        lb[(int64_t)l * C + c] = acc;
+    }
+}
+
+// dp[j] = sum_{l>=j} dlb[l] for j >= 1, dp[0] = 0; dP += p (dp - sum_l p dp)
+__global__ void lb_bwd_kernel(float *__restrict__ dP, const float *__restrict__ dlb, const float *__restrict__ P,
+                              int L, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C || L <= 0) return;
+    float m = P[c];
+    for (int l = 1; l < L; l++) m = fmaxf(m, P[(int64_t)l * C + c]);
+    float z = 0.f;
+    for (int l = 0; l < L; l++) z += expf(P[(int64_t)l * C + c] - m);
+    float acc = 0.f, s = 0.f;
+    for (int l = L - 1; l >= 1; l--) {
+        acc += dlb[(int64_t)l * C + c];
+        s += expf(P[(int64_t)l * C + c] - m) / z * acc;
+    }
+    acc = 0.f;
+    for (int l = L - 1; l >= 0; l--) {
+        if (l >= 1) acc += dlb[(int64_t)l * C + c];
+        float p = expf(P[(int64_t)l * C + c] - m) / z;
+        dP[(int64_t)l * C + c] += p * ((l >= 1 ? acc : 0.f) - s);
+    }
+}
+
+extern "C" void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C) {
+    if (L <= 0 || C <= 0) return;
+    lb_fwd_kernel<<<(C + 127) / 128, 128, 0, g_stream>>>(lb, P, L, C);
+    LAUNCH_CHECK("lower_bounds_fwd");
+}
+
+extern "C" void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *P, int L, int C) {
+    if (L <= 0 || C <= 0) return;
+    lb_bwd_kernel<<<(C + 127) / 128, 128, 0, g_stream>>>(dP, dlb, P, L, C);
+    LAUNCH_CHECK("lower_bounds_bwd");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the HGRU2 recurrence
+// ---------------------------------------------------------------------------------------------------------
+// Forward and backward are four sweeps over time of one kernel template. Each sweep keeps a K x Dv matrix X per
+// (b, h) in registers, updates it with a per-row decay and a rank-1 term, and reduces it against a vector:
+//
+//   sweep  time     state                                      output
+//   FWD    forward  S_t  = diag(a_t) S_{t-1} + k_t v_t^T         o_t  = S_t^T q~_t         (sum over rows i)
+//   DV     reverse  dS_t = diag(a_{t+1}) dS_{t+1} + q~_t do_t^T  dv_t = dS_t^T k_t         (sum over rows i)
+//   DQ     forward  S_t  as in FWD                               dq_t = S_t do_t / sqrt(K) (sum over columns j)
+//   DKG    reverse  dS_t as in DV                                dk_t = dS_t v_t           (sum over columns j)
+//                   and dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) (a running sum in double, from DQ's dq)
+//
+// with a = exp(g) and q~ = q / sqrt(K). The dg identity holds because, from a zero entering state, q_t and
+// G_t = g_1 + ... + g_t enter the outputs only as q_t exp(G_t), and k_s only as k_s exp(-G_s) (MODEL.md).
+// So the backward needs no stored states: DQ reruns the forward, DV and DKG run dS backwards from zero.
+//
+// The reduced dimension runs across lanes: the "lane dim" is rows i (FWD, DV) or columns j (DQ, DKG), the
+// "thread dim" the other. A block owns one (b, h) and NM consecutive thread-dim indices; thread (lg, mg) holds
+// X[l][m] for the LR lane-dim indices l = lg + LG*r (interleaved, so the lanes of a warp read consecutive shared
+// words) and the MC consecutive m = mg*MC + c. The LG lanes of a group (a power of two, within one warp) hold the
+// whole lane dim, padded to PL = LG*LR with zero vectors (decay 1), so the output is a sum over their registers
+// and a few shuffles (group_reduce4). Time runs in chunks of C steps whose vectors are staged in shared memory:
+// LV[t][l] = {x_l, w_l, d_l} for the lane dim (rank-1 factor, reduction weight, decay when rows are lanes) and
+// y, d for the thread dim; outputs collect in shared memory and leave coalesced at the end of the chunk.
+// Rows of the state never mix (the decay is per row), so the split into blocks needs no communication.
+enum { SW_FWD = 0, SW_DV = 1, SW_DQ = 2, SW_DKG = 3 };
+#define SW_MC 4          // thread-dim elements per thread (one float4)
+#define SW_THREADS 128   // target block size
+
+// Sums p[0..3] over the LG lanes of a group (LG a power of two, the group aligned within its warp) as a
+// reduce-scatter: the first level halves the values each lane carries, the second halves them again, the
+// rest all-reduce the one left (LG = 16: 5 shuffles instead of 16). Returns a mask: bit c set when this lane
+// holds the group's full sum of value c in p[c]; every c has exactly one such lane, always the same one.
+__device__ __forceinline__ unsigned group_reduce4(float p[4], int lg, int LG) {
+    if (LG == 1) return 0xFu;
+    const int h = LG >> 1;
+    const bool hi = (lg & h) != 0;
+    float k0 = hi ? p[2] : p[0], k1 = hi ? p[3] : p[1];          // keep two values ...
+    const float s0 = hi ? p[0] : p[2], s1 = hi ? p[1] : p[3];    // ... the partner lane keeps the other two
+    k0 += __shfl_xor_sync(0xffffffffu, s0, h);
+    k1 += __shfl_xor_sync(0xffffffffu, s1, h);
+    if (LG == 2) {
+        p[0] = p[2] = k0;
+        p[1] = p[3] = k1;
+        return hi ? 0xCu : 0x3u;
+    }
+    const int h2 = LG >> 2;
+    const bool hi2 = (lg & h2) != 0;
+    float v = hi2 ? k1 : k0;
+    v += __shfl_xor_sync(0xffffffffu, hi2 ? k0 : k1, h2);
+    for (int off = h2 >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    p[0] = p[1] = p[2] = p[3] = v;
+    if (lg & (h2 - 1)) return 0;   // one writer per value: the lane whose remaining low bits are clear
+    return 1u << ((hi ? 2 : 0) + (hi2 ? 1 : 0));
+}
+
+struct SweepArgs {
+    float *out, *out2, *ST;   // o / dv / dq / dk; dg (DKG); the leaving state (FWD)
+    const float *S0, *q, *k, *g, *v, *dout, *dq;
+    int64_t ldv, ldo;         // row strides of v and of out (and out2)
+    int T, H, K, Dv;
+    int LG, PL, PLsh, NM, C;  // PL = 1 << PLsh
+    float scale;              // 1 / sqrt(K)
+};
+
+template <int MODE, int LR>
+__global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
+    constexpr bool TR = MODE == SW_DQ || MODE == SW_DKG;   // lanes run over columns j, threads over rows i
+    constexpr bool REV = MODE == SW_DV || MODE == SW_DKG;  // reverse time
+    constexpr int MC = SW_MC;
+    static_assert(MC == 4, "the step loop reads the thread-dim vectors as float4");
+    extern __shared__ float4 smem[];
+    const int C = a.C, PL = a.PL, NM = a.NM, LG = a.LG, T = a.T, H = a.H, K = a.K, Dv = a.Dv;
+    float4 *LV = smem;                              // [C][PL]
+    float *yM = (float *)(LV + (size_t)C * PL);     // [C][NM] thread-dim rank-1 factor
+    float *oM = yM + C * NM;                        // [C][NM] outputs
+    float *dM = oM + C * NM;                        // [C][NM] thread-dim decay (TR)
+    float *qM = dM + C * NM, *kM = qM + C * NM, *dqM = kM + C * NM, *gM = dqM + C * NM;   // DKG only
+
+    const int bh = blockIdx.x, b = bh / H, h = bh - b * H;
+    const int m0 = blockIdx.y * NM;
+    const int Ld = TR ? Dv : K, Md = TR ? K : Dv;
+    const int tid = threadIdx.x, nthr = blockDim.x;
+    const int lg = tid % LG, mloc = (tid / LG) * MC;
+    const int64_t HK = (int64_t)H * K, HDv = (int64_t)H * Dv;
+
+    float X[LR][MC];
+#pragma unroll
+    for (int r = 0; r < LR; r++)
+#pragma unroll
+        for (int c = 0; c < MC; c++) {
+            X[r][c] = 0.f;
+            if (MODE == SW_FWD && a.S0) {
+                int i = lg + LG * r, j = m0 + mloc + c;
+                if (i < K && j < Dv) X[r][c] = a.S0[((int64_t)bh * K + i) * Dv + j];
+            }
+        }
+    double acc[MC] = {};   // DKG: running sum of q dq - k dk, per owned row
+
+    const int nch = (T + C - 1) / C;
+    for (int ci = 0; ci < nch; ci++) {
+        const int t0 = (REV ? nch - 1 - ci : ci) * C, n = T - t0 < C ? T - t0 : C;
+        __syncthreads();   // the previous chunk is done with the staging buffers
+        // ---- stage the lane-dim vectors: {x, w, d} ----
+        // (__ldg: read-only global loads, which the compiler may batch across the unrolled iterations ahead of
+        // the shared-memory stores; plain generic loads could alias shared memory and would go one at a time)
+#pragma unroll 4
+        for (int idx = tid; idx < n * PL; idx += nthr) {
+            int tt = idx >> a.PLsh, l = idx & (PL - 1), t = t0 + tt;
+            int64_t row = (int64_t)b * T + t;
+            float4 e = make_float4(0.f, 0.f, 1.f, 0.f);
+            if (l < Ld) {
+                if (MODE == SW_FWD || MODE == SW_DV) {
+                    int64_t o = row * HK + (int64_t)h * K + l;
+                    if (MODE == SW_FWD) {
+                        e.x = __ldg(a.k + o);
+                        e.y = __ldg(a.q + o) * a.scale;
+                        e.z = expf(__ldg(a.g + o));
+                    } else {
+                        e.x = __ldg(a.q + o) * a.scale;
+                        e.y = __ldg(a.k + o);
+                        e.z = t + 1 < T ? expf(__ldg(a.g + o + HK)) : 1.f;   // dS_{T} = 0: any finite decay
+                    }
+                } else {
+                    float vv = __ldg(a.v + row * a.ldv + (int64_t)h * Dv + l);
+                    float dd = __ldg(a.dout + row * HDv + (int64_t)h * Dv + l);
+                    e.x = MODE == SW_DQ ? vv : dd;
+                    e.y = MODE == SW_DQ ? dd : vv;
+                }
+            }
+            LV[idx] = e;
+        }
+        // ---- stage the thread-dim vectors ----
+#pragma unroll 4
+        for (int idx = tid; idx < n * NM; idx += nthr) {
+            int tt = idx / NM, mm = idx - tt * NM, t = t0 + tt, m = m0 + mm;
+            int64_t row = (int64_t)b * T + t;
+            float y = 0.f, d = 1.f, qq = 0.f, kk = 0.f, dqq = 0.f;
+            if (m < Md) {
+                if (MODE == SW_FWD) y = __ldg(a.v + row * a.ldv + (int64_t)h * Dv + m);
+                else if (MODE == SW_DV) y = __ldg(a.dout + row * HDv + (int64_t)h * Dv + m);
+                else {
+                    int64_t o = row * HK + (int64_t)h * K + m;
+                    if (MODE == SW_DQ) {
+                        y = __ldg(a.k + o);
+                        d = expf(__ldg(a.g + o));
+                    } else {
+                        qq = __ldg(a.q + o);
+                        kk = __ldg(a.k + o);
+                        dqq = __ldg(a.dq + o);   // written by the DQ sweep, an earlier kernel
+                        y = qq * a.scale;
+                        d = t + 1 < T ? expf(__ldg(a.g + o + HK)) : 1.f;
+                    }
+                }
+            }
+            yM[idx] = y;
+            if (TR) dM[idx] = d;
+            if (MODE == SW_DKG) { qM[idx] = qq; kM[idx] = kk; dqM[idx] = dqq; }
+        }
+        __syncthreads();
+        // ---- the steps ----
+        for (int s = 0; s < n; s++) {
+            const int tt = REV ? n - 1 - s : s;
+            const float4 *lv = LV + (size_t)tt * PL;
+            const float4 y4 = *(const float4 *)(yM + tt * NM + mloc);
+            const float ym[MC] = {y4.x, y4.y, y4.z, y4.w};
+            float dm[MC] = {1.f, 1.f, 1.f, 1.f};
+            if (TR) {
+                const float4 d4 = *(const float4 *)(dM + tt * NM + mloc);
+                dm[0] = d4.x; dm[1] = d4.y; dm[2] = d4.z; dm[3] = d4.w;
+            }
+            float p[MC] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int r = 0; r < LR; r++) {
+                const float4 e = lv[lg + LG * r];
+#pragma unroll
+                for (int c = 0; c < MC; c++) {
+                    X[r][c] = fmaf(TR ? dm[c] : e.z, X[r][c], e.x * ym[c]);
+                    p[c] = fmaf(e.y, X[r][c], p[c]);
+                }
+            }
+            const unsigned own = group_reduce4(p, lg, LG);
+#pragma unroll
+            for (int c = 0; c < MC; c++)
+                if (own >> c & 1) {   // this lane holds the group's sum for output c (a fixed lane per c)
+                    const int mi = tt * NM + mloc + c;
+                    const float val = MODE == SW_DQ ? p[c] * a.scale : p[c];
+                    oM[mi] = val;
+                    if (MODE == SW_DKG) {
+                        acc[c] += (double)qM[mi] * dqM[mi] - (double)kM[mi] * val;
+                        gM[mi] = (float)acc[c];
+                    }
+                }
+        }
+        __syncthreads();
+        // ---- write the chunk's outputs ----
+        for (int idx = tid; idx < n * NM; idx += nthr) {
+            int tt = idx / NM, mm = idx - tt * NM, m = m0 + mm;
+            if (m < Md) {
+                int64_t o = ((int64_t)b * T + t0 + tt) * a.ldo + (int64_t)h * Md + m;
+                a.out[o] = oM[idx];
+                if (MODE == SW_DKG) a.out2[o] = gM[idx];
+            }
+        }
+    }
+    if (MODE == SW_FWD && a.ST) {   // each thread rewrites only the S0 elements it read: ST may equal S0
+#pragma unroll
+        for (int r = 0; r < LR; r++)
+#pragma unroll
+            for (int c = 0; c < MC; c++) {
+                int i = lg + LG * r, j = m0 + mloc + c;
+                if (i < K && j < Dv) a.ST[((int64_t)bh * K + i) * Dv + j] = X[r][c];
+            }
+    }
+}
+
+template <int MODE, int LR>
+static void sweep_launch_lr(const SweepArgs &a, dim3 grid, int threads, size_t smem) {
+    static size_t attr_bytes = 0;   // per instantiation: the dynamic shared memory already allowed
+    if (smem > 48 * 1024 && smem > attr_bytes) {
+        CUDA_CHECK(cudaFuncSetAttribute(hgru_sweep_kernel<MODE, LR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+        attr_bytes = smem;
+    }
+    hgru_sweep_kernel<MODE, LR><<<grid, threads, smem, g_stream>>>(a);
+    LAUNCH_CHECK(MODE == SW_FWD ? "hgru_fwd" : MODE == SW_DV ? "hgru_bwd_dv" : MODE == SW_DQ ? "hgru_bwd_dq"
+                                                                                               : "hgru_bwd_dk_dg");
+}
+
+// Picks the thread layout and chunk length for one sweep and launches it.
+template <int MODE>
+static void sweep_launch(SweepArgs a, int B) {
+    const bool TR = MODE == SW_DQ || MODE == SW_DKG;
+    const int Ld = TR ? a.Dv : a.K, Md = TR ? a.K : a.Dv;
+    if (Ld > 512) die("the CUDA HGRU2 kernels support K and Dv up to 512, got K %d, Dv %d", a.K, a.Dv);
+    const int LR = Ld <= 256 ? 8 : 16;
+    int LG = 1;
+    while (LG * LR < Ld) LG *= 2;   // at most 32
+    const int PL = LG * LR;
+    int MG = (Md + SW_MC - 1) / SW_MC;                      // thread groups to cover the thread dim
+    if (MG > SW_THREADS / LG) MG = SW_THREADS / LG;
+    const int wq = 32 / LG;                                  // whole warps: shuffles use the full mask
+    MG = (MG + wq - 1) / wq * wq;
+    const int NM = MG * SW_MC, threads = LG * MG;
+    const int nM = MODE == SW_DKG ? 7 : TR ? 3 : 2;          // thread-dim arrays in shared memory
+    auto smem_for = [&](int C) { return (size_t)C * PL * sizeof(float4) + (size_t)nM * C * NM * sizeof(float); };
+    // 64 steps per chunk unless that takes more than ~80 KiB (then fewer, so 2-3 blocks fit on an SM)
+    int C = 64;
+    while (C > 8 && smem_for(C) > 80 * 1024) C /= 2;
+    while (C > 1 && smem_for(C) > (size_t)g_prop.sharedMemPerBlockOptin) C /= 2;
+    if (smem_for(C) > (size_t)g_prop.sharedMemPerBlockOptin)
+        die("HGRU2 kernel: K %d, Dv %d need more shared memory than this GPU has", a.K, a.Dv);
+    a.LG = LG;
+    a.PL = PL;
+    a.PLsh = 0;
+    while ((1 << a.PLsh) < PL) a.PLsh++;
+    a.NM = NM;
+    a.C = C;
+    a.scale = (float)(1.0 / sqrt((double)a.K));
+    if ((int64_t)B * a.H > INT_MAX) die("HGRU2 kernel: B*H = %lld is too large", (long long)B * a.H);
+    dim3 grid((unsigned)(B * a.H), (unsigned)((Md + NM - 1) / NM));
+    if (LR == 8) sweep_launch_lr<MODE, 8>(a, grid, threads, smem_for(C));
+    else sweep_launch_lr<MODE, 16>(a, grid, threads, smem_for(C));
+}
+
+static void hgru_check_dims(const char *op, int B, int T, int H, int K, int Dv) {
+    if (B < 0 || T < 0 || H < 0 || K <= 0 || Dv <= 0)
+        die("%s: bad dimensions B %d T %d H %d K %d Dv %d", op, B, T, H, K, Dv);
+}
+
+extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
+                              int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk) {
+    (void)chunk;   // one algorithm for both forms: they agree up to rounding
+    hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
+    if (B == 0 || H == 0 || (T == 0 && !ST)) return;
+    cuda_init();
+    SweepArgs a = {};
+    a.out = o; a.ST = ST; a.S0 = S0;
+    a.q = q; a.k = k; a.g = g; a.v = v;
+    a.ldv = ldv; a.ldo = (int64_t)H * Dv;
+    a.T = T; a.H = H; a.K = K; a.Dv = Dv;
+    sweep_launch<SW_FWD>(a, B);
+}
+
+extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
+                              const float *q, const float *k, const float *g, const float *v, int64_t ldv, int B, int T,
+                              int H, int K, int Dv, int chunk) {
+    (void)chunk;
+    hgru_check_dims("hgru_bwd", B, T, H, K, Dv);
+    if (B == 0 || H == 0 || T == 0) return;
+    cuda_init();
+    SweepArgs a = {};
+    a.q = q; a.k = k; a.g = g; a.v = v; a.dout = dout;
+    a.ldv = ldv;
+    a.T = T; a.H = H; a.K = K; a.Dv = Dv;
+    SweepArgs s = a;
+    s.out = dq; s.ldo = (int64_t)H * K;
+    sweep_launch<SW_DQ>(s, B);
+    s = a;
+    s.out = dv; s.ldo = lddv;
+    sweep_launch<SW_DV>(s, B);
+    s = a;
+    s.out = dk; s.out2 = dg; s.dq = dq; s.ldo = (int64_t)H * K;   // after DQ on the same stream
+    sweep_launch<SW_DKG>(s, B);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SwiGLU
+// ---------------------------------------------------------------------------------------------------------
+__global__ void swiglu_fwd_kernel(float *__restrict__ h, const float *__restrict__ gu, int64_t N, int I) {
+    GRID_STRIDE(i, N * I) {
+        int64_t n = i / I;
+        int j = (int)(i - n * I);
+        const float *gt = gu + n * 2 * I;
+        float x = gt[j], s, sn;
+        sigmoid2(x, s, sn);
+        h[i] = x * s * gt[I + j];
+    }
+}
+
+__global__ void swiglu_bwd_kernel(float *__restrict__ dgu, const float *__restrict__ dh, const float *__restrict__ gu,
+                                  int64_t N, int I) {
+    GRID_STRIDE(i, N * I) {
+        int64_t n = i / I;
+        int j = (int)(i - n * I);
+        const float *gt = gu + n * 2 * I;
+        float x = gt[j], up = gt[I + j], d = dh[i], s, sn;
+        sigmoid2(x, s, sn);
+        dgu[n * 2 * I + j] = d * up * (s + x * s * sn);
+        dgu[n * 2 * I + I + j] = d * x * s;
+    }
+}
+
+extern "C" void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I) {
+    if (N <= 0 || I <= 0) return;
+    swiglu_fwd_kernel<<<blocks_for(N * I, 256), 256, 0, g_stream>>>(h, gu, N, I);
+    LAUNCH_CHECK("swiglu_fwd");
+}
+
+extern "C" void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int I) {
+    if (N <= 0 || I <= 0) return;
+    swiglu_bwd_kernel<<<blocks_for(N * I, 256), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    LAUNCH_CHECK("swiglu_bwd");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// softmax cross-entropy: one block per row, an online (max, sum of exp) in one pass over the logits
+// ---------------------------------------------------------------------------------------------------------
+#define XENT_THREADS 512
+
+// merge (m2, s2) into (m, s): s is a sum of exp(x - m)
+__device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2) {
+    if (m2 > m) {
+        float t = m; m = m2; m2 = t;
+        t = s; s = s2; s2 = t;
+    }
+    if (m2 != -INFINITY) s += s2 * expf(m2 - m);   // an empty side (-inf, 0) adds nothing
+}
+
+// logsumexp of x[0..V) for the whole block (every thread gets it), in double for the final log
+__device__ double block_logsumexp(const float *x, int V) {
+    __shared__ float bm[32], bs[32];
+    float m = -INFINITY, s = 0.f;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float xv = x[j];
+        if (xv > m) { s = s * expf(m - xv) + 1.f; m = xv; }
+        else s += expf(xv - m);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) { bm[w] = m; bs[w] = s; }
+    __syncthreads();
+    m = lane < nw ? bm[lane] : -INFINITY;
+    s = lane < nw ? bs[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+    return (double)m + log((double)s);
+}
+
+__global__ void xent_fwd_kernel(float *__restrict__ losses, const float *__restrict__ logits,
+                                const int32_t *__restrict__ targets, int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    if (t < 0) {   // the whole block leaves together
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        return;
+    }
+    const float *x = logits + n * V;
+    double lse = block_logsumexp(x, V);
+    if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
+}
+
+// dlogits may equal logits: block_logsumexp reads the row before its barrier; afterwards each thread reads and
+// rewrites only its own elements.
+__global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32_t *__restrict__ targets, float scale,
+                                int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    const float *x = logits + n * V;
+    float *d = dlogits + n * V;
+    if (t < 0) {
+        for (int j = threadIdx.x; j < V; j += blockDim.x) d[j] = 0.f;
+        return;
+    }
+    float lse = (float)block_logsumexp(x, V);
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float val = scale * expf(x[j] - lse);
+        d[j] = j == t ? val - scale : val;
+    }
+}
+
+extern "C" void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, targets, V);
+    LAUNCH_CHECK("xent_fwd");
+}
+
+extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N,
+                              int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
+    LAUNCH_CHECK("xent_bwd");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AdamW: one fused elementwise kernel, in double like cpu.c
+// ---------------------------------------------------------------------------------------------------------
+__global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
+                             float *__restrict__ v, int64_t n, double lr, double beta1, double beta2, double eps,
+                             double wd, double grad_scale, double bc1, double bc2) {
+    GRID_STRIDE(i, n) {
+        double gi = (double)grad[i] * grad_scale;
+        double mi = beta1 * m[i] + (1 - beta1) * gi;
+        double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+        double pi = p[i];
+        double upd = (mi / bc1) / (sqrt(vi / bc2) + eps) + wd * pi;
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)(pi - lr * upd);
+    }
+}
+
+extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
+                           double beta2, double eps, double wd, double grad_scale, int64_t step) {
+    if (n <= 0) return;
+    double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    adamw_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale,
+                                                           bc1, bc2);
+    LAUNCH_CHECK("adamw");
+}

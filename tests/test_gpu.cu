@@ -1,0 +1,742 @@
+// tests/test_gpu.cu: every CUDA op (kernels.cu, cuda_*) against the CPU op (cpu.c in its float build, op_*).
+//
+// Each check draws fresh random inputs (gates as the model makes them: g = logsigmoid(x) <= 0, k = 1 - exp(g)),
+// runs both backends and prints one line: the op, the shape, the relative error |gpu - cpu| / |cpu| (2-norms over
+// the whole output), the largest elementwise error over the largest |cpu|, and the tolerance. A check passes
+// when the relative error is within the tolerance and the elementwise one within 10x it; NaN fails.
+// GPU outputs are poisoned with NaN (bytes 0xFF) before each op, so an element the op forgets to write fails;
+// "+=" outputs start from the same random values on both sides; strided outputs keep random values in the
+// gaps between rows, which must come back untouched.
+//
+// Tolerances (fp32 storage everywhere):
+//   elementwise ops, same formulas: 2e-6 (CUDA's expf/log1pf are within 2 ulp of glibc's)
+//   reductions (norms, column sums, softmax, embedding gradient, the recurrence): 1e-5
+//   hgru backward dq, dk, dv: 2e-5; dg: 5e-5, because the GPU gets it from the identity dg_t =
+//     sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels: float rounding of dq and dk (1e-7) grows to ~5e-6 at
+//     T = 2048 (the CPU recurrent oracle computes dg directly)
+//   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
+//
+// Also: determinism (the backward ops and the reductions run twice give the same bits) and, with --bench,
+// timings of the HGRU2 forward and forward+backward at B 8, T 2048, H 6, K = Dv = 128 (median of 20 after
+// warm-up, CUDA events) with the achieved bandwidth of their compulsory traffic.
+//
+// --quick runs only the small shapes (a smoke test in seconds). Exit status 1 when any check fails.
+#include "../hgrn2.h"
+extern "C" {
+#include "../ops.h"
+}
+#include "../cuda_ops.h"
+#include <cuda_runtime.h>
+#include <math.h>
+#include <vector>
+#include <algorithm>
+#include <string>
+
+typedef std::vector<float> Vec;
+
+#define CK(call)                                                                                              \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) die("CUDA error at %s:%d: %s", __FILE__, __LINE__, cudaGetErrorString(e_));   \
+    } while (0)
+
+static int n_fail = 0, n_pass = 0;
+static int g_quick = 0;   // --quick: only the small shapes (a fast smoke test)
+
+// ---- random numbers (splitmix64) ----
+static uint64_t rng_state = 1;
+static void seed(uint64_t s) { rng_state = s * 0x2545F4914F6CDD1Dull + 12345; }
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double nrand(void) {
+    double u = urand(), v = urand();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+static Vec randn(size_t n, double scale = 1) {
+    Vec v(n);
+    for (auto &x : v) x = (float)(scale * nrand());
+    return v;
+}
+// Gates as the model makes them: g = logsigmoid(x) <= 0 (one in ten strongly forgetting), k = 1 - exp(g).
+static void gates_like(Vec &g, Vec &k, size_t n) {
+    g.resize(n);
+    k.resize(n);
+    for (size_t i = 0; i < n; i++) {
+        double x = urand() < 0.1 ? -10 - 20 * urand() : 2 * nrand() + 1;
+        double lg = x > 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+        g[i] = (float)lg;
+        k[i] = (float)(-expm1(lg));
+    }
+}
+
+// ---- device buffers: a pool freed at the end of each test ----
+struct Pool {
+    std::vector<void *> ps;
+    float *f(size_t n) { return (float *)add(cuda_alloc(n * sizeof(float), "test buffer")); }
+    int32_t *i(size_t n) { return (int32_t *)add(cuda_alloc(n * sizeof(int32_t), "test buffer")); }
+    float *up(const Vec &h) {
+        float *d = f(h.size());
+        cuda_to_device(d, h.data(), h.size() * sizeof(float));
+        return d;
+    }
+    int32_t *up(const std::vector<int32_t> &h) {
+        int32_t *d = i(h.size());
+        cuda_to_device(d, h.data(), h.size() * sizeof(int32_t));
+        return d;
+    }
+    void *add(void *p) { ps.push_back(p); return p; }
+    ~Pool() { for (void *p : ps) cuda_free(p); }
+};
+static Vec down(const float *d, size_t n) {
+    Vec h(n);
+    cuda_to_host(h.data(), d, n * sizeof(float));
+    return h;
+}
+static void poison(void *d, size_t bytes) {   // NaN in every float
+    cuda_sync();
+    CK(cudaMemset(d, 0xFF, bytes));
+    CK(cudaDeviceSynchronize());
+}
+static void set(float *d, const Vec &h) { cuda_to_device(d, h.data(), h.size() * sizeof(float)); }
+// a strided buffer for the GPU: the host values in the gaps, NaN in the `used` leading columns of every row
+static Vec poisoned_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
+    Vec p = h;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < used; c++) p[r * ld + c] = NAN;
+    return p;
+}
+
+// ---- checks ----
+static void compare(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, double tol) {
+    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
+    bool bad = gpu.size() != cpu.size();
+    for (size_t i = 0; i < cpu.size() && !bad; i++) {
+        double g = gpu[i], c = cpu[i], d = fabs(g - c);
+        if (!(d == d) || isinf(d)) { bad = true; break; }   // NaN or inf where the CPU has a number
+        e2 += d * d;
+        r2 += c * c;
+        emax = d > emax ? d : emax;
+        rmax = fabs(c) > rmax ? fabs(c) : rmax;
+    }
+    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
+    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
+    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
+    printf("%s  %-22s %-40s rel %.2e  max %.2e  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
+    ok ? n_pass++ : n_fail++;
+}
+static void check_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes) {
+    bool ok = memcmp(a, b, bytes) == 0;
+    printf("%s  %-22s %-40s %s\n", ok ? "PASS" : "FAIL", op, shape, ok ? "bitwise equal" : "DIFFER");
+    ok ? n_pass++ : n_fail++;
+}
+static void check_scalar(const char *op, const char *shape, double gpu, double cpu, double tol) {
+    double rel = fabs(gpu - cpu) / (fabs(cpu) > 0 ? fabs(cpu) : 1);
+    bool ok = rel <= tol;
+    printf("%s  %-22s %-40s rel %.2e  (gpu %.10g cpu %.10g)  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, gpu,
+           cpu, tol);
+    ok ? n_pass++ : n_fail++;
+}
+
+#define TOL_EW 2e-6
+#define TOL_RED 1e-5
+
+// ======================================================================================================
+// matmul, in the three GEMM precisions
+// ======================================================================================================
+static void test_matmul(void) {
+    struct { int64_t N; int I, O; } sh[] = {{1, 128, 128},  {63, 256, 768},  {64, 768, 256},
+                                            {65, 128, 768}, {2048, 768, 768}, {2048, 256, 128}};
+    const double tol[3] = {1e-5, 2e-3, 1.5e-2};
+    const char *mname[3] = {"fp32", "tf32", "bf16"};
+    for (auto s : sh) {
+        if (g_quick && s.N > 100) continue;
+        seed(100 + s.N + s.I + s.O);
+        Vec x = randn(s.N * s.I), W = randn((size_t)s.O * s.I, 0.05), dy = randn(s.N * s.O), dW0 = randn((size_t)s.O * s.I);
+        Vec y(s.N * s.O), dx(s.N * s.I), dW = dW0;
+        op_matmul_fwd(y.data(), x.data(), W.data(), s.N, s.I, s.O);
+        op_matmul_bwd(dx.data(), dW.data(), dy.data(), x.data(), W.data(), s.N, s.I, s.O);
+        Pool P;
+        float *gx = P.up(x), *gW = P.up(W), *gdy = P.up(dy), *gy = P.f(y.size()), *gdx = P.f(dx.size()),
+              *gdW = P.f(dW.size());
+        for (int m = 0; m < 3; m++) {
+            cuda_set_gemm_precision(m);
+            char shape[96], op[32];
+            snprintf(shape, sizeof shape, "N%lld I%d O%d", (long long)s.N, s.I, s.O);
+            poison(gy, y.size() * 4);
+            cuda_matmul_fwd(gy, gx, gW, s.N, s.I, s.O);
+            snprintf(op, sizeof op, "matmul_fwd y %s", mname[m]);
+            compare(op, shape, down(gy, y.size()), y, tol[m]);
+            poison(gdx, dx.size() * 4);
+            set(gdW, dW0);
+            cuda_matmul_bwd(gdx, gdW, gdy, gx, gW, s.N, s.I, s.O);
+            snprintf(op, sizeof op, "matmul_bwd dx %s", mname[m]);
+            compare(op, shape, down(gdx, dx.size()), dx, tol[m]);
+            snprintf(op, sizeof op, "matmul_bwd dW+= %s", mname[m]);
+            compare(op, shape, down(gdW, dW.size()), dW, tol[m]);
+            // one output at a time (the other NULL)
+            set(gdW, dW0);
+            cuda_matmul_bwd(NULL, gdW, gdy, gx, gW, s.N, s.I, s.O);
+            poison(gdx, dx.size() * 4);
+            cuda_matmul_bwd(gdx, NULL, gdy, gx, gW, s.N, s.I, s.O);
+            snprintf(op, sizeof op, "matmul_bwd dx only %s", mname[m]);
+            compare(op, shape, down(gdx, dx.size()), dx, tol[m]);
+            snprintf(op, sizeof op, "matmul_bwd dW only %s", mname[m]);
+            compare(op, shape, down(gdW, dW.size()), dW, tol[m]);
+        }
+    }
+    cuda_set_gemm_precision(1);
+}
+
+// ======================================================================================================
+// embedding
+// ======================================================================================================
+static void test_embed(void) {
+    struct { int64_t N; int D, V; const char *what; } sh[] = {
+        {1, 128, 37, ""}, {63, 256, 37, ""}, {64, 768, 37, ""}, {65, 128, 37, ""},
+        {8192, 256, 37, "(few ids, long runs)"}, {8192, 768, 50304, ""}, {4096, 128, 1, "(one id)"},
+        {3000, 768, 3, ""}, {2048, 768, 2048, ""}};
+    for (auto s : sh) {
+        if (g_quick && s.N * s.D > 3000 * 768) continue;
+        seed(200 + s.N + s.D + s.V);
+        std::vector<int32_t> ids(s.N);
+        for (auto &id : ids) id = (int32_t)(next_u64() % s.V);
+        Vec E = randn((size_t)s.V * s.D), dx = randn(s.N * s.D), dE0 = randn((size_t)s.V * s.D);
+        Vec x(s.N * s.D), dE = dE0;
+        op_embed_fwd(x.data(), ids.data(), E.data(), s.N, s.D);
+        op_embed_bwd(dE.data(), dx.data(), ids.data(), s.N, s.D);
+        Pool P;
+        int32_t *gid = P.up(ids);
+        float *gE = P.up(E), *gdx = P.up(dx), *gdE = P.up(dE0), *gx = P.f(x.size());
+        poison(gx, x.size() * 4);
+        cuda_embed_fwd(gx, gid, gE, s.N, s.D);
+        cuda_embed_bwd(gdE, gdx, gid, s.N, s.D);
+        char shape[96];
+        snprintf(shape, sizeof shape, "N%lld D%d V%d %s", (long long)s.N, s.D, s.V, s.what);
+        compare("embed_fwd x", shape, down(gx, x.size()), x, 0);
+        compare("embed_bwd dE+=", shape, down(gdE, dE.size()), dE, TOL_RED);
+    }
+}
+
+// ======================================================================================================
+// add, zero, sumsq
+// ======================================================================================================
+static void test_elementwise(void) {
+    int64_t ns[] = {1, 1000, 100003, 12582912};
+    for (int64_t n : ns) {
+        if (g_quick && n > 100003) continue;
+        seed(300 + n);
+        Vec y = randn(n), a = randn(n), yc = y;
+        op_add(yc.data(), a.data(), n);
+        Pool P;
+        float *gy = P.up(y), *ga = P.up(a);
+        cuda_add(gy, ga, n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %lld", (long long)n);
+        Vec r = down(gy, n);
+        check_bits("add y+=", shape, r.data(), yc.data(), n * 4);
+        poison(gy, n * 4);
+        cuda_zero(gy, n);
+        Vec z(n, 0.f);
+        r = down(gy, n);
+        check_bits("zero", shape, r.data(), z.data(), n * 4);
+        check_scalar("sumsq", shape, cuda_sumsq(ga, n), op_sumsq(a.data(), n), 1e-10);
+    }
+}
+
+// ======================================================================================================
+// RMSNorm
+// ======================================================================================================
+static void test_rmsnorm(void) {
+    int64_t Ns[] = {1, 63, 64, 65, 4096};
+    int Cs[] = {128, 256, 768};
+    const double eps = 1e-6;
+    for (int64_t N : Ns)
+        for (int C : Cs) {
+            if (g_quick && N > 100) continue;
+            seed(400 + N * 3 + C);
+            Vec x = randn(N * C), w(C), dy = randn(N * C), dw0 = randn(C);
+            for (auto &v : w) v = (float)(1 + 0.1 * nrand());
+            Vec y(N * C), rstd(N), dx(N * C), dw = dw0;
+            op_rmsnorm_fwd(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+            op_rmsnorm_bwd(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
+            Pool P;
+            float *gx = P.up(x), *gw = P.up(w), *gdy = P.up(dy), *gy = P.f(y.size()), *gr = P.f(N),
+                  *gdx = P.f(dx.size()), *gdw = P.up(dw0);
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+            poison(gy, y.size() * 4);
+            poison(gr, N * 4);
+            cuda_rmsnorm_fwd(gy, gr, gx, gw, N, C, eps);
+            compare("rmsnorm_fwd y", shape, down(gy, y.size()), y, TOL_RED);
+            compare("rmsnorm_fwd rstd", shape, down(gr, N), rstd, TOL_RED);
+            poison(gy, y.size() * 4);
+            cuda_rmsnorm_fwd(gy, NULL, gx, gw, N, C, eps);
+            compare("rmsnorm_fwd y (no rstd)", shape, down(gy, y.size()), y, TOL_RED);
+            for (int saved = 1; saved >= 0; saved--) {
+                poison(gdx, dx.size() * 4);
+                set(gdw, dw0);
+                cuda_rmsnorm_bwd(gdx, gdw, gdy, gx, gw, saved ? gr : NULL, N, C, eps);
+                compare(saved ? "rmsnorm_bwd dx" : "rmsnorm_bwd dx (rstd NULL)", shape, down(gdx, dx.size()), dx,
+                        TOL_RED);
+                compare(saved ? "rmsnorm_bwd dw+=" : "rmsnorm_bwd dw+= (rstd NULL)", shape, down(gdw, C), dw, TOL_RED);
+            }
+            if (N == 65 && C == 256) {   // one output at a time
+                set(gdw, dw0);
+                cuda_rmsnorm_bwd(NULL, gdw, gdy, gx, gw, gr, N, C, eps);
+                compare("rmsnorm_bwd dw only", shape, down(gdw, C), dw, TOL_RED);
+                poison(gdx, dx.size() * 4);
+                cuda_rmsnorm_bwd(gdx, NULL, gdy, gx, gw, gr, N, C, eps);
+                compare("rmsnorm_bwd dx only", shape, down(gdx, dx.size()), dx, TOL_RED);
+            }
+        }
+}
+
+// ======================================================================================================
+// gates
+// ======================================================================================================
+static void test_gates(void) {
+    int64_t Ns[] = {1, 63, 64, 65, 2048};
+    int HKs[] = {128, 256, 768};
+    for (int64_t N : Ns)
+        for (int HK : HKs)
+            for (int withlb = 0; withlb < 2; withlb++) {
+                if (g_quick && N > 100) continue;
+                seed(500 + N * 7 + HK + withlb);
+                int64_t ldqf = 3 * (int64_t)HK, lddqf = 3 * (int64_t)HK + 4;   // the fused q/f/i projection rows
+                Vec qf = randn(N * ldqf, 3);
+                for (auto &v : qf)
+                    if (urand() < 0.05) v = (float)((urand() < 0.5 ? -1 : 1) * (20 + 20 * urand()));   // saturated
+                Vec lb(HK);
+                for (auto &v : lb) v = (float)(0.95 * urand());
+                Vec dq = randn(N * HK), dk = randn(N * HK), dg = randn(N * HK), dlb0 = randn(HK);
+                Vec q(N * HK), k(N * HK), g(N * HK), dqf0 = randn(N * lddqf), dqf = dqf0, dlb = dlb0;
+                const float *lbp = withlb ? lb.data() : NULL;
+                op_gates_fwd(q.data(), k.data(), g.data(), qf.data(), ldqf, lbp, N, HK);
+                op_gates_bwd(dqf.data(), lddqf, dlb.data(), dq.data(), dk.data(), dg.data(), qf.data(), ldqf, lbp, N,
+                             HK);
+                Pool P;
+                float *gqf = P.up(qf), *glb = withlb ? P.up(lb) : NULL, *gq = P.f(q.size()), *gk = P.f(k.size()),
+                      *gg = P.f(g.size()), *gdq = P.up(dq), *gdk = P.up(dk), *gdg = P.up(dg),
+                      *gdqf = P.up(poisoned_rows(dqf0, N, lddqf, 2 * (int64_t)HK)), *gdlb = P.up(dlb0);
+                poison(gq, q.size() * 4);
+                poison(gk, k.size() * 4);
+                poison(gg, g.size() * 4);
+                cuda_gates_fwd(gq, gk, gg, gqf, ldqf, glb, N, HK);
+                cuda_gates_bwd(gdqf, lddqf, gdlb, gdq, gdk, gdg, gqf, ldqf, glb, N, HK);
+                char shape[64];
+                snprintf(shape, sizeof shape, "N%lld HK%d %s", (long long)N, HK, withlb ? "lb" : "no lb");
+                compare("gates_fwd q", shape, down(gq, q.size()), q, TOL_EW);
+                compare("gates_fwd k", shape, down(gk, k.size()), k, TOL_EW);
+                compare("gates_fwd g", shape, down(gg, g.size()), g, TOL_EW);
+                compare("gates_bwd dqf (strided)", shape, down(gdqf, dqf.size()), dqf, TOL_EW);
+                compare(withlb ? "gates_bwd dlb+=" : "gates_bwd dlb untouched", shape, down(gdlb, HK), dlb, TOL_RED);
+            }
+}
+
+// ======================================================================================================
+// lower bounds
+// ======================================================================================================
+static void test_lower_bounds(void) {
+    int Ls[] = {1, 2, 6, 26};
+    const int C = 768;
+    for (int L : Ls) {
+        seed(600 + L);
+        Vec Pm = randn((size_t)L * C), dlb = randn((size_t)L * C), dP0 = randn((size_t)L * C);
+        Vec lb((size_t)L * C), dP = dP0;
+        op_lower_bounds_fwd(lb.data(), Pm.data(), L, C);
+        op_lower_bounds_bwd(dP.data(), dlb.data(), Pm.data(), L, C);
+        Pool P;
+        float *gP = P.up(Pm), *gdlb = P.up(dlb), *gdP = P.up(dP0), *glb = P.f(lb.size());
+        poison(glb, lb.size() * 4);
+        cuda_lower_bounds_fwd(glb, gP, L, C);
+        cuda_lower_bounds_bwd(gdP, gdlb, gP, L, C);
+        char shape[64];
+        snprintf(shape, sizeof shape, "L%d C%d", L, C);
+        compare("lower_bounds_fwd lb", shape, down(glb, lb.size()), lb, TOL_RED);
+        compare("lower_bounds_bwd dP+=", shape, down(gdP, dP.size()), dP, TOL_RED);
+    }
+}
+
+// ======================================================================================================
+// the HGRU2 recurrence
+// ======================================================================================================
+struct HgruIn {
+    int B, T, H, K, Dv;
+    int64_t ldv, lddv, nqk, nv, no, ns, rows;
+    Vec q, k, g, v, dout, S0;
+};
+static HgruIn hgru_inputs(int B, int T, int H, int K, int Dv, uint64_t s) {
+    HgruIn in;
+    in.B = B; in.T = T; in.H = H; in.K = K; in.Dv = Dv;
+    in.ldv = (int64_t)H * Dv + 5;    // v inside wider rows (as in the fused q/f/i projection)
+    in.lddv = (int64_t)H * Dv + 3;
+    in.rows = (int64_t)B * T;
+    in.nqk = in.rows * H * K;
+    in.nv = in.rows * in.ldv;
+    in.no = in.rows * H * Dv;
+    in.ns = (int64_t)B * H * K * Dv;
+    seed(s);
+    in.q = randn(in.nqk);
+    gates_like(in.g, in.k, in.nqk);
+    in.v = randn(in.nv);
+    in.dout = randn(in.no);
+    in.S0 = randn(in.ns);
+    return in;
+}
+
+static void test_hgru_one(int B, int T, int H, int K, int Dv) {
+    HgruIn in = hgru_inputs(B, T, H, K, Dv, 700 + B * 1000 + T * 7 + H * 3 + K + Dv);
+    // CPU oracle: the plain recurrence (chunk 0), its most accurate form
+    Vec o(in.no), ST(in.ns), o0(in.no);
+    op_hgru_fwd(o.data(), ST.data(), in.q.data(), in.k.data(), in.g.data(), in.v.data(), in.ldv, in.S0.data(), B, T, H,
+                K, Dv, 0);
+    op_hgru_fwd(o0.data(), NULL, in.q.data(), in.k.data(), in.g.data(), in.v.data(), in.ldv, NULL, B, T, H, K, Dv, 0);
+    Vec dq(in.nqk), dk(in.nqk), dg(in.nqk), dv0 = randn(in.rows * in.lddv), dv = dv0;
+    op_hgru_bwd(dq.data(), dk.data(), dg.data(), dv.data(), in.lddv, in.dout.data(), in.q.data(), in.k.data(),
+                in.g.data(), in.v.data(), in.ldv, B, T, H, K, Dv, 0);
+
+    Pool P;
+    float *gq = P.up(in.q), *gk = P.up(in.k), *gg = P.up(in.g), *gv = P.up(in.v), *gdo = P.up(in.dout),
+          *gS0 = P.up(in.S0), *go = P.f(in.no), *gST = P.f(in.ns), *gX = P.up(in.S0), *go2 = P.f(in.no),
+          *gdq = P.f(in.nqk), *gdk = P.f(in.nqk), *gdg = P.f(in.nqk),
+          *gdv = P.up(poisoned_rows(dv0, in.rows, in.lddv, (int64_t)H * Dv));
+    char shape[96];
+    snprintf(shape, sizeof shape, "B%d T%d H%d K%d Dv%d", B, T, H, K, Dv);
+    poison(go, in.no * 4);
+    poison(gST, in.ns * 4);
+    cuda_hgru_fwd(go, gST, gq, gk, gg, gv, in.ldv, gS0, B, T, H, K, Dv, 64);
+    Vec go_h = down(go, in.no);
+    compare("hgru_fwd o (S0)", shape, go_h, o, TOL_RED);
+    compare("hgru_fwd ST", shape, down(gST, in.ns), ST, TOL_RED);
+    // ST == S0: updated in place, the same bits
+    poison(go2, in.no * 4);
+    cuda_hgru_fwd(go2, gX, gq, gk, gg, gv, in.ldv, gX, B, T, H, K, Dv, 0);
+    Vec go2_h = down(go2, in.no), gX_h = down(gX, in.ns), gST_h = down(gST, in.ns);
+    check_bits("hgru_fwd ST==S0 o", shape, go2_h.data(), go_h.data(), in.no * 4);
+    check_bits("hgru_fwd ST==S0 state", shape, gX_h.data(), gST_h.data(), in.ns * 4);
+    // no entering or leaving state
+    poison(go, in.no * 4);
+    cuda_hgru_fwd(go, NULL, gq, gk, gg, gv, in.ldv, NULL, B, T, H, K, Dv, 64);
+    compare("hgru_fwd o (S0 NULL)", shape, down(go, in.no), o0, TOL_RED);
+    // backward
+    poison(gdq, in.nqk * 4);
+    poison(gdk, in.nqk * 4);
+    poison(gdg, in.nqk * 4);
+    cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, 64);
+    compare("hgru_bwd dq", shape, down(gdq, in.nqk), dq, 2e-5);
+    compare("hgru_bwd dk", shape, down(gdk, in.nqk), dk, 2e-5);
+    compare("hgru_bwd dg", shape, down(gdg, in.nqk), dg, 5e-5);
+    compare("hgru_bwd dv (strided)", shape, down(gdv, dv.size()), dv, 2e-5);
+}
+
+static void test_hgru(void) {
+    struct { int B, T, H, K, Dv; } cf[] = {
+        // D = 768 (H = 6 heads of 128), every T boundary around the chunk of 64
+        {2, 1, 6, 128, 128}, {2, 63, 6, 128, 128}, {2, 64, 6, 128, 128}, {2, 65, 6, 128, 128}, {1, 2048, 2, 128, 128},
+        // D = 256 and 128
+        {2, 65, 4, 64, 64}, {1, 2048, 4, 64, 64}, {3, 64, 1, 128, 128}, {2, 65, 2, 64, 64},
+        // tiny and uneven heads (LRA-like K = 4, K = 1), K != Dv both ways, large K or Dv
+        {3, 65, 16, 4, 4}, {2, 63, 3, 4, 8}, {2, 33, 4, 1, 1}, {2, 65, 2, 128, 64}, {2, 64, 2, 32, 96},
+        {2, 70, 2, 20, 300}, {1, 100, 1, 256, 256}, {1, 40, 1, 300, 20}};
+    for (auto c : cf)
+        if (!g_quick || (int64_t)c.B * c.T * c.H * c.K * c.Dv <= 2 * 65 * 6 * 128 * 128) test_hgru_one(c.B, c.T, c.H, c.K, c.Dv);
+}
+
+// ======================================================================================================
+// SwiGLU
+// ======================================================================================================
+static void test_swiglu(void) {
+    int64_t Ns[] = {1, 65, 2048};
+    int Is[] = {128, 768, 2048};
+    for (int64_t N : Ns)
+        for (int I : Is) {
+            if (g_quick && N > 100) continue;
+            seed(800 + N + I);
+            Vec gu = randn(N * 2 * I, 2), dh = randn(N * I);
+            Vec h(N * I), dgu(N * 2 * I);
+            op_swiglu_fwd(h.data(), gu.data(), N, I);
+            op_swiglu_bwd(dgu.data(), dh.data(), gu.data(), N, I);
+            Pool P;
+            float *ggu = P.up(gu), *gdh = P.up(dh), *gh = P.f(h.size()), *gdgu = P.f(dgu.size());
+            poison(gh, h.size() * 4);
+            poison(gdgu, dgu.size() * 4);
+            cuda_swiglu_fwd(gh, ggu, N, I);
+            cuda_swiglu_bwd(gdgu, gdh, ggu, N, I);
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld I%d", (long long)N, I);
+            compare("swiglu_fwd h", shape, down(gh, h.size()), h, TOL_EW);
+            compare("swiglu_bwd dgu", shape, down(gdgu, dgu.size()), dgu, TOL_EW);
+        }
+}
+
+// ======================================================================================================
+// cross-entropy
+// ======================================================================================================
+static void test_xent(void) {
+    struct { int64_t N; int V; } sh[] = {{1, 7}, {65, 1000}, {64, 50304}, {63, 50257}, {300, 32000}};
+    for (auto s : sh) {
+        if (g_quick && s.N * s.V > 65 * 50304) continue;
+        seed(900 + s.N + s.V);
+        Vec logits = randn(s.N * s.V, 3);
+        for (int64_t n = 0; n < s.N; n++) logits[n * s.V + next_u64() % s.V] += 15;   // a confident entry
+        std::vector<int32_t> t(s.N);
+        for (int64_t n = 0; n < s.N; n++) t[n] = n > 0 && urand() < 0.2 ? -1 : (int32_t)(next_u64() % s.V);
+        float scale = 1.0f / s.N;
+        Vec loss(s.N), d(s.N * s.V);
+        op_xent_fwd(loss.data(), logits.data(), t.data(), s.N, s.V);
+        op_xent_bwd(d.data(), logits.data(), t.data(), scale, s.N, s.V);
+        Pool P;
+        int32_t *gt = P.up(t);
+        float *gl = P.up(logits), *gloss = P.f(s.N), *gd = P.f(d.size()), *gin = P.up(logits);
+        poison(gloss, s.N * 4);
+        poison(gd, d.size() * 4);
+        cuda_xent_fwd(gloss, gl, gt, s.N, s.V);
+        cuda_xent_bwd(gd, gl, gt, scale, s.N, s.V);
+        cuda_xent_bwd(gin, gin, gt, scale, s.N, s.V);   // in place
+        char shape[64];
+        snprintf(shape, sizeof shape, "N%lld V%d (20%% ignored)", (long long)s.N, s.V);
+        compare("xent_fwd losses", shape, down(gloss, s.N), loss, TOL_RED);
+        Vec gd_h = down(gd, d.size()), gin_h = down(gin, d.size());
+        compare("xent_bwd dlogits", shape, gd_h, d, TOL_RED);
+        check_bits("xent_bwd in place", shape, gin_h.data(), gd_h.data(), d.size() * 4);
+    }
+}
+
+// ======================================================================================================
+// AdamW
+// ======================================================================================================
+static void test_adamw(void) {
+    const int64_t n = 100003;
+    seed(1000);
+    Vec p = randn(n, 0.02), m(n, 0.f), v(n, 0.f);
+    Pool P;
+    float *gp = P.up(p), *gm = P.up(m), *gv = P.up(v), *gg = P.f(n);
+    for (int step = 1; step <= 3; step++) {
+        Vec g = randn(n, 0.1);
+        set(gg, g);
+        op_adamw(p.data(), g.data(), m.data(), v.data(), n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
+        cuda_adamw(gp, gg, gm, gv, n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
+    }
+    compare("adamw p", "n 100003, 3 steps", down(gp, n), p, 1e-6);
+    compare("adamw m", "n 100003, 3 steps", down(gm, n), m, 1e-6);
+    compare("adamw v", "n 100003, 3 steps", down(gv, n), v, 1e-6);
+}
+
+// ======================================================================================================
+// determinism: the same inputs twice give the same bits
+// ======================================================================================================
+static void test_determinism(void) {
+    Pool P;
+    char shape[64];
+    {   // embedding backward with heavily repeated ids
+        int64_t N = g_quick ? 1000 : 8192;
+        int D = 768, V = 37;
+        seed(1100);
+        std::vector<int32_t> ids(N);
+        for (auto &id : ids) id = (int32_t)(next_u64() % V);
+        Vec dx = randn(N * D), dE0 = randn((size_t)V * D);
+        int32_t *gid = P.up(ids);
+        float *gdx = P.up(dx), *a = P.up(dE0), *b = P.up(dE0);
+        cuda_embed_bwd(a, gdx, gid, N, D);
+        cuda_embed_bwd(b, gdx, gid, N, D);
+        Vec ha = down(a, dE0.size()), hb = down(b, dE0.size());
+        snprintf(shape, sizeof shape, "N%lld D%d V%d", (long long)N, D, V);
+        check_bits("determinism embed_bwd", shape, ha.data(), hb.data(), ha.size() * 4);
+    }
+    {   // RMSNorm backward
+        int64_t N = g_quick ? 100 : 4096;
+        int C = 768;
+        seed(1101);
+        Vec x = randn(N * C), w = randn(C), dy = randn(N * C), dw0 = randn(C);
+        float *gx = P.up(x), *gw = P.up(w), *gdy = P.up(dy), *dx1 = P.f(N * C), *dx2 = P.f(N * C), *dw1 = P.up(dw0),
+              *dw2 = P.up(dw0);
+        cuda_rmsnorm_bwd(dx1, dw1, gdy, gx, gw, NULL, N, C, 1e-6);
+        cuda_rmsnorm_bwd(dx2, dw2, gdy, gx, gw, NULL, N, C, 1e-6);
+        Vec a = down(dx1, N * C), b = down(dx2, N * C), c = down(dw1, C), d = down(dw2, C);
+        snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+        check_bits("determinism rmsnorm_bwd", shape, a.data(), b.data(), a.size() * 4);
+        check_bits("determinism rmsnorm dw", shape, c.data(), d.data(), c.size() * 4);
+    }
+    {   // gates backward with a lower bound
+        int64_t N = g_quick ? 100 : 4096;
+        int HK = 768;
+        seed(1102);
+        Vec qf = randn(N * 2 * HK, 3), lb(HK), dq = randn(N * HK), dk = randn(N * HK), dg = randn(N * HK),
+            dlb0 = randn(HK);
+        for (auto &v : lb) v = (float)(0.9 * urand());
+        float *gqf = P.up(qf), *glb = P.up(lb), *gdq = P.up(dq), *gdk = P.up(dk), *gdg = P.up(dg),
+              *d1 = P.f(N * 2 * HK), *d2 = P.f(N * 2 * HK), *l1 = P.up(dlb0), *l2 = P.up(dlb0);
+        cuda_gates_bwd(d1, 2 * HK, l1, gdq, gdk, gdg, gqf, 2 * HK, glb, N, HK);
+        cuda_gates_bwd(d2, 2 * HK, l2, gdq, gdk, gdg, gqf, 2 * HK, glb, N, HK);
+        Vec a = down(d1, N * 2 * HK), b = down(d2, N * 2 * HK), c = down(l1, HK), d = down(l2, HK);
+        snprintf(shape, sizeof shape, "N%lld HK%d", (long long)N, HK);
+        check_bits("determinism gates_bwd", shape, a.data(), b.data(), a.size() * 4);
+        check_bits("determinism gates dlb", shape, c.data(), d.data(), c.size() * 4);
+    }
+    {   // matmul backward (TF32)
+        int64_t N = g_quick ? 64 : 2048;
+        int I = 768, O = 768;
+        seed(1103);
+        Vec x = randn(N * I), W = randn((size_t)O * I), dy = randn(N * O), dW0 = randn((size_t)O * I);
+        float *gx = P.up(x), *gW = P.up(W), *gdy = P.up(dy), *dx1 = P.f(N * I), *dx2 = P.f(N * I), *w1 = P.up(dW0),
+              *w2 = P.up(dW0);
+        cuda_matmul_bwd(dx1, w1, gdy, gx, gW, N, I, O);
+        cuda_matmul_bwd(dx2, w2, gdy, gx, gW, N, I, O);
+        Vec a = down(dx1, N * I), b = down(dx2, N * I), c = down(w1, dW0.size()), d = down(w2, dW0.size());
+        snprintf(shape, sizeof shape, "N%lld I%d O%d tf32", (long long)N, I, O);
+        check_bits("determinism matmul dx", shape, a.data(), b.data(), a.size() * 4);
+        check_bits("determinism matmul dW", shape, c.data(), d.data(), c.size() * 4);
+    }
+    {   // HGRU2 backward
+        HgruIn in = hgru_inputs(2, g_quick ? 100 : 1024, 2, 128, 128, 1104);
+        snprintf(shape, sizeof shape, "B2 T%d H2 K128 Dv128", in.T);
+        float *gq = P.up(in.q), *gk = P.up(in.k), *gg = P.up(in.g), *gv = P.up(in.v), *gdo = P.up(in.dout);
+        std::vector<Vec> res[2];
+        for (int r = 0; r < 2; r++) {
+            float *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
+            poison(dv, in.rows * in.lddv * 4);   // the gaps stay NaN on both runs; compare the bytes
+            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, in.B, in.T, in.H, in.K, in.Dv, 64);
+            res[r] = {down(dq, in.nqk), down(dk, in.nqk), down(dg, in.nqk), down(dv, in.rows * in.lddv)};
+        }
+        const char *nm[4] = {"determinism hgru dq", "determinism hgru dk", "determinism hgru dg", "determinism hgru dv"};
+        for (int a = 0; a < 4; a++)
+            check_bits(nm[a], shape, res[0][a].data(), res[1][a].data(), res[0][a].size() * 4);
+    }
+    {   // sumsq and the cross-entropy forward
+        seed(1105);
+        int64_t N = g_quick ? 8 : 64;
+        int V = 50304;
+        Vec l = randn(N * V, 3);
+        std::vector<int32_t> t(N);
+        for (auto &x : t) x = (int32_t)(next_u64() % V);
+        float *gl = P.up(l), *a = P.f(N), *b = P.f(N);
+        int32_t *gt = P.up(t);
+        double s1 = cuda_sumsq(gl, N * V), s2 = cuda_sumsq(gl, N * V);
+        snprintf(shape, sizeof shape, "n %lld", (long long)(N * V));
+        check_bits("determinism sumsq", shape, &s1, &s2, sizeof s1);
+        cuda_xent_fwd(a, gl, gt, N, V);
+        cuda_xent_fwd(b, gl, gt, N, V);
+        Vec ha = down(a, N), hb = down(b, N);
+        snprintf(shape, sizeof shape, "N%lld V%d", (long long)N, V);
+        check_bits("determinism xent_fwd", shape, ha.data(), hb.data(), N * 4);
+    }
+}
+
+// ======================================================================================================
+// --bench
+// ======================================================================================================
+static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+template <typename F> static double time_ms(F f, int warm = 3, int reps = 20) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    for (int i = 0; i < warm; i++) f();
+    cuda_sync();
+    std::vector<double> ts;
+    for (int i = 0; i < reps; i++) {
+        cuda_sync();
+        CK(cudaEventRecord(a, 0));   // the legacy default stream orders against the ops' stream
+        f();
+        CK(cudaEventRecord(b, 0));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        ts.push_back(ms);
+    }
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    return median(ts);
+}
+
+static void bench(void) {
+    printf("-- bench on %s (median of 20 after warm-up)\n", cuda_device_name());
+    // the three op shapes of PERF.md, K = Dv = 128
+    const int shapes[3][3] = {{8, 2048, 6}, {4, 2048, 16}, {16, 1024, 6}};
+    for (int si = 0; si < 3; si++) {
+        const int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], K = 128, Dv = 128;
+        HgruIn in = hgru_inputs(B, T, H, K, Dv, 1200 + si);
+        Pool P;
+        float *q = P.up(in.q), *k = P.up(in.k), *g = P.up(in.g), *v = P.up(in.v), *dout = P.up(in.dout),
+              *o = P.f(in.no), *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
+        auto fwd = [&] { cuda_hgru_fwd(o, NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 64); };
+        auto fwdbwd = [&] {
+            fwd();
+            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K, Dv, 64);
+        };
+        double nqk = (double)in.nqk, nvo = (double)in.no;
+        double fbytes = 4 * (3 * nqk + 2 * nvo);                    // q, k, g, v in; o out
+        double bbytes = fbytes + 4 * (3 * nqk + 2 * nvo + 3 * nqk + nvo);   // + q, k, g, v, do in; dq, dk, dg, dv out
+        double tf = time_ms(fwd), tb = time_ms(fwdbwd);
+        printf("hgru fwd      B%d T%d H%d K%d Dv%d: %8.3f ms  %7.1f GB/s\n", B, T, H, K, Dv, tf, fbytes / tf * 1e-6);
+        printf("hgru fwd+bwd  B%d T%d H%d K%d Dv%d: %8.3f ms  %7.1f GB/s\n", B, T, H, K, Dv, tb, bbytes / tb * 1e-6);
+    }
+    const int B = 8, T = 2048;
+    Pool P;
+
+    // a few other ops at the same scale (D = 768, N = B*T)
+    const int64_t N = (int64_t)B * T;
+    const int D = 768, V = 50304;
+    seed(1201);
+    std::vector<int32_t> ids(N);
+    for (auto &id : ids) id = (int32_t)(next_u64() % V);
+    int32_t *gid = P.up(ids);
+    float *dx = P.up(randn(N * D)), *dE = P.f((size_t)V * D);
+    cuda_zero(dE, (int64_t)V * D);
+    double te = time_ms([&] { cuda_embed_bwd(dE, dx, gid, N, D); });
+    printf("embed_bwd     N%lld D%d V%d: %8.3f ms\n", (long long)N, D, V, te);
+    float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.f(N * D), *dw = P.f(D);
+    cuda_zero(dw, D);
+    double tr = time_ms([&] { cuda_rmsnorm_bwd(ddx, dw, dy, x, w, NULL, N, D, 1e-6); });
+    printf("rmsnorm_bwd   N%lld C%d: %8.3f ms  %7.1f GB/s\n", (long long)N, D, tr, 4.0 * 3 * N * D / tr * 1e-6);
+    const int64_t NX = 2048;
+    float *lg = P.up(randn(NX * V)), *loss = P.f(NX);
+    std::vector<int32_t> t(NX);
+    for (auto &x : t) x = (int32_t)(next_u64() % V);
+    int32_t *gt = P.up(t);
+    double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, NX, V); });
+    printf("xent_fwd      N%lld V%d: %8.3f ms  %7.1f GB/s\n", (long long)NX, V, tx, 4.0 * NX * V / tx * 1e-6);
+    float *W = P.up(randn((size_t)D * D, 0.05));
+    double tm = time_ms([&] { cuda_matmul_fwd(ddx, x, W, N, D, D); });
+    printf("matmul_fwd    N%lld I%d O%d tf32: %8.3f ms  %7.1f TFLOP/s\n", (long long)N, D, D, tm,
+           2.0 * N * D * D / tm * 1e-9);
+}
+
+int main(int argc, char **argv) {
+    int do_bench = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bench")) do_bench = 1;
+        else if (!strcmp(argv[i], "--quick")) g_quick = 1;
+        else {
+            fprintf(stderr, "usage: %s [--quick | --bench]\n", argv[0]);
+            return EXIT_USAGE;
+        }
+    }
+    cuda_init();
+    if (do_bench) {
+        bench();
+        return 0;
+    }
+    printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
+    test_matmul();
+    test_embed();
+    test_elementwise();
+    test_rmsnorm();
+    test_gates();
+    test_lower_bounds();
+    test_hgru();
+    test_swiglu();
+    test_xent();
+    test_adamw();
+    test_determinism();
+    printf("%d passed, %d failed; peak GPU memory %.1f MiB\n", n_pass, n_fail, cuda_peak_bytes() / 1048576.0);
+    return n_fail ? 1 : 0;
+}
