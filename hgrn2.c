@@ -833,23 +833,41 @@ static void print_config(const Config *c, const Layout *lay, FILE *f) {
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
 
-// Mean loss over the whole (or the first max_batches batches of the) sequential split.
-static double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets) {
+// The UTF-8 bytes the valid targets stand for (for bits per byte with any tokenizer).
+static int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n) {
+    ByteBuf b = {0};
+    int64_t bytes = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (tgt[i] < 0) continue;
+        b.n = 0;
+        tokenizer_decode_one(tok, tgt[i], 0, &b);
+        bytes += (int64_t)b.n;
+    }
+    free(b.data);
+    return bytes;
+}
+
+// Mean loss over the whole (or the first max_batches batches of the) sequential split. With a tokenizer,
+// *nbytes receives the bytes of text the predicted tokens stand for.
+static double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets,
+                       const Tokenizer *tok, int64_t *nbytes) {
     int B = a->B, T = a->T;
     int32_t *buf = xmalloc((size_t)B * (T + 1) * sizeof(int32_t));
     int32_t *inp = xmalloc((size_t)B * T * sizeof(int32_t)), *tgt = xmalloc((size_t)B * T * sizeof(int32_t));
     loader_reset(ld);
     double sum = 0;
-    int64_t cnt = 0;
+    int64_t cnt = 0, bytes = 0;
     for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
         if (loader_next(ld, buf) == 0) break;
         split_batch(buf, B, T, m->c.V, inp, tgt, "the evaluation data");
         int64_t c;
         sum += model_forward(m, a, inp, tgt, NULL, NULL, 0, 0, &c);
         cnt += c;
+        if (tok) bytes += target_bytes(tok, tgt, (int64_t)B * T);
     }
     free(buf); free(inp); free(tgt);
     if (ntargets) *ntargets = cnt;
+    if (nbytes) *nbytes = bytes;
     return cnt ? sum / cnt : NAN;
 }
 
@@ -1227,7 +1245,7 @@ static int cmd_train(int argc, char **argv) {
         tok_per_s = (double)N * h->accum / dt;
 
         int do_eval = val_ld && ((eval_every && step % eval_every == 0) || step == h->steps);
-        if (do_eval) val_loss = evaluate(&model, &eacts, val_ld, eval_batches, NULL);
+        if (do_eval) val_loss = evaluate(&model, &eacts, val_ld, eval_batches, NULL, NULL, NULL);
         if (step % log_every == 0 || step == h->steps || do_eval) {
             double elapsed = now_s() - t_start, eta = elapsed / (double)(step - step0) * (double)(h->steps - step);
             char etas[32];
@@ -1268,9 +1286,10 @@ static int cmd_train(int argc, char **argv) {
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 eval
 
-static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT]";
+static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]";
 static const char *EVAL_HELP =
-    "Report the mean next-token loss, the perplexity and, for byte-level models, bits per byte.\n"
+    "Report the mean next-token loss, the perplexity and bits per byte (from the tokenizer: the bytes of\n"
+    "text the predicted tokens stand for).\n"
     "The last line printed is 'loss X'.\n"
     "\n"
     "  --ckpt PATH          the model (default " DEFAULT_OUT "/model.ckpt)\n"
@@ -1282,6 +1301,7 @@ static const char *EVAL_HELP =
     "  --ids FILE           instead of shards: one sequence of token ids per line, whitespace-separated\n"
     "  --logits OUT         with --ids: write the logits as little-endian float32 [sequences, T, V]\n"
     "                       (all sequences must have the same length T)\n"
+    "  --tokenizer PATH     the tokenizer for bits per byte (default: the model's, when its files are here)\n"
     "  --threads N --device cpu|cuda\n";
 
 // Reads FILE: one sequence of ids per line. Returns the number of sequences; seqs/lens are allocated.
@@ -1333,11 +1353,12 @@ static int cmd_eval(int argc, char **argv) {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
         {"seq-len", required_argument, 0, O_SEQ}, {"max-batches", required_argument, 0, O_MAX_BATCHES},
-        {"ids", required_argument, 0, O_IDS}, {"logits", required_argument, 0, O_LOGITS}, {0, 0, 0, 0}};
+        {"ids", required_argument, 0, O_IDS}, {"logits", required_argument, 0, O_LOGITS},
+        {"tokenizer", required_argument, 0, O_TOKENIZER}, {0, 0, 0, 0}};
     g_prog = "hgrn2 eval";
     g_usage = EVAL_USAGE;
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *data = NULL, *split = "val", *ids_path = NULL, *logits_path = NULL;
-    const char *device = "cpu";
+    const char *device = "cpu", *tok_spec = NULL;
     int64_t B = 0, T = 0, max_batches = 0, threads = 0;
     int c;
     optind = 0;
@@ -1355,6 +1376,7 @@ static int cmd_eval(int argc, char **argv) {
         case O_MAX_BATCHES: max_batches = arg_int("--max-batches", optarg, 0, INT64_C(1) << 40); break;
         case O_IDS: ids_path = optarg; break;
         case O_LOGITS: logits_path = optarg; break;
+        case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: break;
         case O_DEVICE: device = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
@@ -1372,8 +1394,14 @@ static int cmd_eval(int argc, char **argv) {
     checkpoint_load(ckpt, &m, &rs, 0);
     model_to_device(&m);
     const Config *cf = &m.c;
+    // bits per byte need the tokenizer: the one given, else the model's when it can be found
+    Tokenizer *tok = NULL;
+    if (tok_spec) tok = tokenizer_load(tok_spec);
+    else if (!strcmp(rs.tokenizer, "byte") || (rs.tokenizer[0] && file_exists(rs.tokenizer))) tok = tokenizer_load(rs.tokenizer);
+    if (tok && tokenizer_vocab_size(tok) > cf->V)
+        die("the tokenizer has %d ids but the model only %d", tokenizer_vocab_size(tok), cf->V);
     double sum = 0;
-    int64_t count = 0;
+    int64_t count = 0, bytes = 0;
     double t0 = now_s();
 
     if (ids_path) {
@@ -1399,6 +1427,7 @@ static int cmd_eval(int argc, char **argv) {
             int64_t cnt;
             sum += model_forward(&m, &a, seqs[i], tgt, NULL, logits, 0, 0, &cnt);
             count += cnt;
+            if (tok) bytes += target_bytes(tok, tgt, n);
             if (lf) {
                 lbuf = xrealloc(lbuf, (size_t)(n * cf->V) * sizeof(float));
                 for (int64_t j = 0; j < n * cf->V; j++) lbuf[j] = (float)logits[j];
@@ -1418,7 +1447,7 @@ static int cmd_eval(int argc, char **argv) {
         if (loader_vocab(ld) > (uint32_t)cf->V) die("the data in %s has a vocabulary of %u but the model only %d ids", data, loader_vocab(ld), cf->V);
         Acts a;
         acts_alloc(&a, cf, (int)(B ? B : rs.h.B), (int)(T ? T : rs.h.T), 0);
-        double mean = evaluate(&m, &a, ld, max_batches, &count);
+        double mean = evaluate(&m, &a, ld, max_batches, &count, tok, &bytes);
         sum = mean * count;
         printf("%s split of %s: %lld predicted tokens in windows of %d\n", split, data, (long long)count, a.T);
         acts_free(&a);
@@ -1427,9 +1456,10 @@ static int cmd_eval(int argc, char **argv) {
     if (!count) die("nothing to evaluate: no sequence has two or more tokens");
     double loss = sum / count;
     printf("perplexity %.4f", exp(loss));
-    if (!strcmp(rs.tokenizer, "byte")) printf(" | bits per byte %.4f", loss / log(2.0));
+    if (tok && bytes > 0) printf(" | bits per byte %.4f (%lld bytes)", sum / log(2.0) / (double)bytes, (long long)bytes);
     printf(" | %.0f tokens/s\n", count / (now_s() - t0));
     printf("loss %.6f\n", loss);
+    if (tok) tokenizer_free(tok);
     model_free(&m);
     return 0;
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The Hugging Face workflow end to end: a model trained here with a tokenizer.json is exported, imported
+# back, sampled with --tokenizer and evaluated; GPT-2 tokenizer files travel under transformers' names.
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+export OMP_NUM_THREADS=2
+TOK=tests/fixtures/tokenizer/bl.json
+expect 0 "prepare with a tokenizer.json" -- $H prepare --task text --input "$SHARED/data/text/tinyshakespeare.txt" \
+    --tokenizer "$TOK" --out "$TMP/data" --val-fraction 0.02
+TINY=(--task text --dim 32 --layers 2 --expand-ratio 8 --batch 2 --seq-len 32 --steps 6 --eval-every 0 --eval-batches 2)
+expect 0 "train 6 steps" -- $H train "${TINY[@]}" --data "$TMP/data" --out "$TMP/run"
+expect 0 "export" -- $H export --ckpt "$TMP/run/model.ckpt" --hf "$TMP/hf"
+for f in config.json model.safetensors tokenizer.json; do
+    checks=$((checks + 1)); [ -s "$TMP/hf/$f" ] && ok "export wrote $f" || fail "export wrote no $f"
+done
+grep -q '"model_type": "hgrn2"' "$TMP/hf/config.json" || fail "config.json lacks model_type hgrn2"
+expect 0 "import" -- $H import --hf "$TMP/hf" --out "$TMP/imported.ckpt"
+grep -q "tokenizer: /" "$TMP/out" || fail "import did not pick up tokenizer.json"
+expect 0 "sample the imported model with --tokenizer" -- $H sample --ckpt "$TMP/imported.ckpt" --tokenizer "$TMP/hf" \
+    --prompt "ROMEO:" -n 12 --seed 1
+checks=$((checks + 1)); grep -q "^ROMEO:" "$TMP/out" && ok "sample streams text after the prompt" || fail "no text from sample"
+expect 0 "eval the imported model with --tokenizer" -- $H eval --ckpt "$TMP/imported.ckpt" --data "$TMP/data" \
+    --max-batches 2 --tokenizer "$TMP/hf"
+checks=$((checks + 1)); grep -q "bits per byte" "$TMP/out" && ok "bits per byte from a BPE tokenizer" || fail "no bits per byte"
+# the round trip keeps the function: the same loss on the same ids
+printf '5 17 99 240 3 12 7 1000 45\n' > "$TMP/ids.txt"
+expect 0 "eval --ids, trained checkpoint" -- $H eval --ckpt "$TMP/run/model.ckpt" --ids "$TMP/ids.txt"
+a=$(tail -n 1 "$TMP/out")
+expect 0 "eval --ids, exported and imported" -- $H eval --ckpt "$TMP/imported.ckpt" --ids "$TMP/ids.txt"
+checks=$((checks + 1)); [ "$a" = "$(tail -n 1 "$TMP/out")" ] && ok "same loss after export and import: $a" || fail "loss changed: $a vs $(tail -n 1 "$TMP/out")"
+expect 1 "sample with a tokenizer larger than the model" -- $H sample --ckpt "$TMP/imported.ckpt" \
+    --tokenizer "$SHARED/data/tokenizers/gpt2" --prompt hi -n 2; expect_msg "ids but the model only"
+# GPT-2 files go out as vocab.json and merges.txt
+head -c 200000 "$SHARED/data/text/tinyshakespeare.txt" > "$TMP/small.txt"
+expect 0 "prepare with GPT-2" -- $H prepare --task text --input "$TMP/small.txt" --tokenizer "$SHARED/data/tokenizers/gpt2" \
+    --out "$TMP/gdata" --val-fraction 0.05
+expect 0 "train 2 steps with GPT-2" -- $H train --task text --data "$TMP/gdata" --dim 16 --layers 1 --expand-ratio 8 \
+    --batch 2 --seq-len 16 --steps 2 --eval-every 0 --out "$TMP/grun"
+expect 0 "export a GPT-2 run" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$TMP/ghf"
+checks=$((checks + 1))
+[ -s "$TMP/ghf/vocab.json" ] && [ -s "$TMP/ghf/merges.txt" ] && ok "GPT-2 files exported as vocab.json and merges.txt" || fail "GPT-2 files missing"
+grep -q '"eos_token_id": 50256' "$TMP/ghf/config.json" || fail "config.json lacks GPT-2's end-of-text id"
+expect 2 "export --dtype f8" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$TMP/x" --dtype f8
+expect 2 "import without --out" -- $H import --hf "$TMP/hf"
+expect 1 "import of a directory without a model" -- $H import --hf "$TMP" --out "$TMP/x.ckpt"
+finish
