@@ -975,6 +975,30 @@ enum {
     {"tie-embeddings", no_argument, 0, O_TIE}, {"no-lower-bound", no_argument, 0, O_NO_LB}, \
     {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ}
 
+// The values of SIZE_OPTS (0: not given).
+typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb; } SizeArgs;
+// Takes option c when it is one of SIZE_OPTS; returns whether it was.
+static int size_arg(int c, SizeArgs *z) {
+    switch (c) {
+    case O_LAYERS: z->layers = arg_int("--layers", optarg, 1, 1024); return 1;
+    case O_DIM: z->dim = arg_int("--dim", optarg, 1, 65536); return 1;
+    case O_EXPAND: z->expand = arg_int("--expand-ratio", optarg, 1, 65536); return 1;
+    case O_VOCAB: z->vocab = arg_int("--vocab", optarg, 2, 1 << 24); return 1;
+    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); return 1;
+    case O_TIE: z->tie = 1; return 1;
+    case O_NO_LB: z->nolb = 1; return 1;
+    case O_BATCH: z->B = arg_int("--batch", optarg, 1, 1 << 20); return 1;
+    case O_SEQ: z->T = arg_int("--seq-len", optarg, 1, 1 << 24); return 1;
+    }
+    return 0;
+}
+// The model of a preset with the size flags applied; vocab is the vocabulary when --vocab is absent.
+static Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
+    return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
+                    .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),
+                    .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
+}
+
 static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
@@ -1026,7 +1050,8 @@ static int cmd_train(int argc, char **argv) {
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     const char *device = "cpu";
     int set[O_LAST] = {0};
-    int64_t steps = 0, layers = 0, dim = 0, expand = 0, vocab = 0, mlp = 0, B = 0, T = 0, accum = 1, warmup = -1;
+    SizeArgs z = {0};
+    int64_t steps = 0, accum = 1, warmup = -1;
     int64_t eval_every = -1, eval_batches = 20, ckpt_every = -1, log_every = 1, threads = 0, stop_at = 0;
     double lr = 0, min_lr = -1, wd = -1, beta1 = -1, beta2 = -1, adam_eps = 1e-8, clip = 1.0;
     uint64_t seed = 1337;
@@ -1035,6 +1060,7 @@ static int cmd_train(int argc, char **argv) {
     optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < O_LAST) set[c] = 1;
+        if (size_arg(c, &z)) continue;
         switch (c) {
         case O_HELP: print_help(TRAIN_USAGE, TRAIN_HELP); return 0;
         case O_TASK: task = optarg; break;
@@ -1048,14 +1074,6 @@ static int cmd_train(int argc, char **argv) {
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
         case O_DEVICE: device = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
-        case O_LAYERS: layers = arg_int("--layers", optarg, 1, 1024); break;
-        case O_DIM: dim = arg_int("--dim", optarg, 1, 65536); break;
-        case O_EXPAND: expand = arg_int("--expand-ratio", optarg, 1, 65536); break;
-        case O_VOCAB: vocab = arg_int("--vocab", optarg, 2, 1 << 24); break;
-        case O_MLP: mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); break;
-        case O_TIE: case O_NO_LB: break;
-        case O_BATCH: B = arg_int("--batch", optarg, 1, 1 << 20); break;
-        case O_SEQ: T = arg_int("--seq-len", optarg, 1, 1 << 24); break;
         case O_ACCUM: accum = arg_int("--accum", optarg, 1, 1 << 20); break;
         case O_LR: lr = arg_num("--lr", optarg, 1e-12, 10); break;
         case O_MIN_LR: min_lr = arg_num("--min-lr", optarg, 0, 10); break;
@@ -1121,7 +1139,7 @@ static int cmd_train(int argc, char **argv) {
             for (int i = 0; i < NPRESETS; i++) fprintf(stderr, "  %-12s %s\n", PRESETS[i].name, PRESETS[i].about);
             exit(EXIT_USAGE);
         }
-        rs.h = (Hyper){.B = (int)(B ? B : ps->B), .T = (int)(T ? T : ps->T), .accum = (int)accum,
+        rs.h = (Hyper){.B = (int)(z.B ? z.B : ps->B), .T = (int)(z.T ? z.T : ps->T), .accum = (int)accum,
                        .steps = steps ? steps : ps->steps, .lr = lr ? lr : ps->lr,
                        .wd = wd >= 0 ? wd : ps->wd, .beta1 = beta1 >= 0 ? beta1 : ps->beta1,
                        .beta2 = beta2 >= 0 ? beta2 : ps->beta2, .adam_eps = adam_eps, .clip = clip,
@@ -1129,11 +1147,9 @@ static int cmd_train(int argc, char **argv) {
                        .seed = seed};
         rs.h.min_lr = min_lr >= 0 ? min_lr : rs.h.lr / 10;
         if (rs.h.warmup > rs.h.steps) rs.h.warmup = rs.h.steps;
-        rs.c = (Config){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
-                        .K = (int)(expand ? expand : ps->K), .I = (int)mlp, .tie = set[O_TIE] || ps->tie,
-                        .lower_bound = !set[O_NO_LB], .eps = 1e-6};
+        rs.c = preset_config(ps, &z, 0);
         Config probe = rs.c;             // check the sizes now, before any data is touched
-        probe.V = (int)(vocab ? vocab : 256);
+        if (!probe.V) probe.V = 256;
         const char *bad = config_finish(&probe);
         if (bad) usage_error("%s", bad);
         if (!data) {
@@ -1158,7 +1174,7 @@ static int cmd_train(int argc, char **argv) {
             rs.c = from.c;
             printf("initialising from the weights of %s\n", init);
         } else {
-            rs.c.V = (int)(vocab ? vocab : data_vocab);
+            rs.c.V = (int)(z.vocab ? z.vocab : data_vocab);
         }
         const char *bad = config_finish(&rs.c);
         if (bad) usage_error("%s", bad);
@@ -1660,23 +1676,16 @@ static int cmd_bench(int argc, char **argv) {
     g_prog = "hgrn2 bench";
     g_usage = BENCH_USAGE;
     const char *preset_name = "tiny", *device = "cpu";
-    int64_t steps = 5, layers = 0, dim = 0, expand = 0, vocab = 0, mlp = 0, B = 0, T = 0, threads = 0;
+    int64_t steps = 5, threads = 0;
     uint64_t seed = 1;
-    int tie = 0, nolb = 0, c;
+    SizeArgs z = {0};
+    int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (size_arg(c, &z)) continue;
         switch (c) {
         case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
         case O_PRESET: preset_name = optarg; break;
-        case O_LAYERS: layers = arg_int("--layers", optarg, 1, 1024); break;
-        case O_DIM: dim = arg_int("--dim", optarg, 1, 65536); break;
-        case O_EXPAND: expand = arg_int("--expand-ratio", optarg, 1, 65536); break;
-        case O_VOCAB: vocab = arg_int("--vocab", optarg, 2, 1 << 24); break;
-        case O_MLP: mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); break;
-        case O_TIE: tie = 1; break;
-        case O_NO_LB: nolb = 1; break;
-        case O_BATCH: B = arg_int("--batch", optarg, 1, 1 << 20); break;
-        case O_SEQ: T = arg_int("--seq-len", optarg, 1, 1 << 24); break;
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
         case O_DEVICE: device = optarg; break;
@@ -1690,12 +1699,10 @@ static int cmd_bench(int argc, char **argv) {
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
     double t_start = now_s();
-    Config cf = {.V = (int)(vocab ? vocab : (!strcmp(ps->name, "tiny") ? 256 : 50304)), .D = (int)(dim ? dim : ps->D),
-                 .L = (int)(layers ? layers : ps->L), .K = (int)(expand ? expand : ps->K), .I = (int)mlp,
-                 .tie = tie || ps->tie, .lower_bound = !nolb, .eps = 1e-6};
+    Config cf = preset_config(ps, &z, !strcmp(ps->name, "tiny") ? 256 : 50304);
     const char *bad = config_finish(&cf);
     if (bad) usage_error("%s", bad);
-    Hyper h = {.B = (int)(B ? B : ps->B), .T = (int)(T ? T : ps->T), .accum = 1, .steps = steps + 1, .lr = 1e-4,
+    Hyper h = {.B = (int)(z.B ? z.B : ps->B), .T = (int)(z.T ? z.T : ps->T), .accum = 1, .steps = steps + 1, .lr = 1e-4,
                .min_lr = 1e-5, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0};
     Model m = {0};
     model_alloc(&m, &cf);
