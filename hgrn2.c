@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <omp.h>
 
 #include "hgrn2.h"
@@ -999,6 +1000,14 @@ static Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
                     .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
 }
 
+// Ctrl-C (SIGINT) or SIGTERM during training: finish the step, save a checkpoint, stop. A second signal
+// while that happens takes the default action; the checkpoint's write-and-rename keeps the last one whole.
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_stop_signal(int sig) {
+    g_stop_signal = sig;
+    signal(sig, SIG_DFL);
+}
+
 static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
@@ -1024,7 +1033,8 @@ static const char *TRAIN_HELP =
     "Progress:\n"
     "  --eval-every N (held-out loss every N steps, 0: only at the end) --eval-batches N (0: whole split)\n"
     "  --ckpt-every N (0: only at the end) --log-every N\n"
-    "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues)\n"
+    "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
+    "                       Ctrl-C also saves and stops after the step in progress\n"
     "Machine:\n"
     "  --device cpu|cuda --threads N (default: all cores) --seed N\n";
 
@@ -1233,6 +1243,8 @@ static int cmd_train(int argc, char **argv) {
     double tok_per_s = 0;
 
     int64_t last_step = stop_at && stop_at < h->steps ? stop_at : h->steps;
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     while (rs.step < last_step) {
         int64_t step = rs.step + 1;
         double t0 = now_s();
@@ -1266,8 +1278,10 @@ static int cmd_train(int argc, char **argv) {
             double elapsed = now_s() - t_start, eta = elapsed / (double)(step - step0) * (double)(h->steps - step);
             char etas[32];
             fmt_duration(etas, sizeof etas, eta);
-            printf("step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s", (long long)step,
-                   (long long)h->steps, loss, lr_now, gnorm, tok_per_s, etas);
+            printf("step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s", (long long)step,
+                   (long long)h->steps, loss, lr_now, gnorm, tok_per_s);
+            if (g_gpu) printf(" | MFU %.1f%%", 100 * 6.0 * (double)model.lay.n * tok_per_s / 989e12);
+            printf(" | ETA %s", etas);
             if (do_eval) printf(" | val loss %.4f", val_loss);
             printf("\n");
             fflush(stdout);
@@ -1276,8 +1290,18 @@ static int cmd_train(int argc, char **argv) {
         if (do_eval) fprintf(logf, "%.9g", val_loss);
         fprintf(logf, "\t%.9g\t%.9g\n", lr_now, gnorm);
         fflush(logf);
-        if ((ckpt_every && step % ckpt_every == 0) || step == last_step) checkpoint_save(ckpt_path, &model, &rs, 1);
+        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal)
+            checkpoint_save(ckpt_path, &model, &rs, 1);
+        if (g_stop_signal) {
+            printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
+                   g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)rs.step,
+                   (long long)h->steps, out);
+            fclose(logf);
+            return 128 + g_stop_signal;
+        }
     }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (rs.step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs.step, (long long)h->steps);
     if (rs.step == step0) {                 // nothing to do: still leave a checkpoint behind
         checkpoint_save(ckpt_path, &model, &rs, 1);
@@ -1289,6 +1313,7 @@ static int cmd_train(int argc, char **argv) {
     printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
            (long long)(rs.step - step0), tot, t_first, (double)(rs.step - step0) * N * h->accum / total, loss, first_loss);
     if (val_ld) printf(", held-out loss %.4f", val_loss);
+    if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
     printf("\nsaved %s\n", ckpt_path);
     fclose(logf);
     free(buf); free(inp); free(tgt);
