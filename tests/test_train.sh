@@ -58,7 +58,7 @@ expect 1 "sample --prompt-ids out of range" -- $H sample --ckpt "$TMP/a/model.ck
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 3 ] && break; sleep 0.1; done
+for i in $(seq 1 600); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 3 ] && break; sleep 0.1; done
 kill -INT $pid; wait $pid; st=$?
 checks=$((checks + 1))
 if [ $st = 130 ] && grep -q "interrupted: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C saves and exits 130"
