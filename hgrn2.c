@@ -1511,7 +1511,7 @@ static int cmd_eval(int argc, char **argv) {
 static const char *SAMPLE_USAGE =
     "hgrn2 sample [--ckpt PATH] [--prompt TEXT | --prompt-ids \"1 2 3\"] [-n N] [--temperature X] [--top-k K] [--top-p P]";
 static const char *SAMPLE_HELP =
-    "Generate text: the prompt is prefilled with the chunked recurrence, then each token advances the\n"
+    "Generate text: the prompt is prefilled in one pass over all its tokens, then each token advances the\n"
     "recurrent state by one step (constant memory per token). Text is streamed as it is generated.\n"
     "\n"
     "  --ckpt PATH          the model (default " DEFAULT_OUT "/model.ckpt)\n"
