@@ -86,8 +86,8 @@ typedef struct {
 
 #define EPS_O 1e-5          // the token mixer's output norm always uses this eps (MODEL.md)
 // The token mixer's form: 0 runs the plain recurrence, C > 0 the chunked form with chunks of C steps.
-// Both compute the same function (tests/test_ops.c); on the CPU the plain recurrence is the faster
-// (about 12 against 17 us per token and head at K = Dv = 128), the chunked form is the one tensor-core GPU kernels compute.
+// Both compute the same function (tests/test_ops.c). On the CPU the plain recurrence is the faster (about
+// 12 against 17 us per token and head at K = Dv = 128); the chunked form is what tensor-core kernels compute.
 static int g_hgru_chunk = 0;
 
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
