@@ -421,7 +421,6 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     if (a->train) OP(zero, a->dx, N * D);
     for (int64_t r0 = 0; r0 < N; r0 += CLS_ROWS) {
         int64_t rows = N - r0 < CLS_ROWS ? N - r0 : CLS_ROWS;
-        int64_t first = r0;
         if (last_only) {
             // only the last position of each sequence: row b*T + T-1
             if (r0 >= B) break;
@@ -429,7 +428,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
             for (int64_t i = 0; i < rows; i++)
                 OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
         } else {
-            OP(matmul_fwd, a->logits, a->hf + first * D, Wlm, rows, D, V);
+            OP(matmul_fwd, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
         }
         if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
         if (!targets || last_only) continue;
@@ -615,16 +614,10 @@ static void checkpoint_save(const char *path, const Model *m, const RunState *rs
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) out_f64(&o, fl[i]);
     out_str(&o, rs->tokenizer);
     out_str(&o, rs->data);
-    real *staged;
-    const real *src = host_view(m, m->params, m->lay.n, &staged);
-    out_reals(&o, src, m->lay.n);
-    free(staged);
-    if (with_optimizer) {
-        src = host_view(m, m->m, m->lay.n, &staged);
-        out_reals(&o, src, m->lay.n);
-        free(staged);
-        src = host_view(m, m->v, m->lay.n, &staged);
-        out_reals(&o, src, m->lay.n);
+    const real *tensors[3] = {m->params, m->m, m->v};    // the moments only with the optimizer state
+    for (int i = 0; i < (with_optimizer ? 3 : 1); i++) {
+        real *staged;
+        out_reals(&o, host_view(m, tensors[i], m->lay.n, &staged), m->lay.n);
         free(staged);
     }
     uint64_t sum = hash_final(&o.hash);
@@ -931,16 +924,15 @@ static const char *device_name(void) {
 static void prepare_bible(const char *dir) {
     if (data_has_split(dir, "train") && data_has_split(dir, "val")) return;
     mkdir_p(dir);
-    char txt[4200], cmd[4400];
+    char txt[4200], tmp[4300], cmd[4400];
     snprintf(txt, sizeof txt, "%s/kjv.txt", dir);
-    printf("preparing the default corpus: the King James Bible (Debian's bible-kjv) into %s\n", dir);
-    snprintf(cmd, sizeof cmd, "bible 'gen1:1-rev22:21' > '%s.tmp' 2>/dev/null", txt);
+    snprintf(tmp, sizeof tmp, "%s.tmp", txt);
     if (system("command -v bible >/dev/null 2>&1") != 0)
         die("the default corpus needs Debian's bible-kjv package: run 'make setup' (or apt-get install bible-kjv)");
+    printf("preparing the default corpus: the King James Bible (Debian's bible-kjv) into %s\n", dir);
+    snprintf(cmd, sizeof cmd, "bible 'gen1:1-rev22:21' > '%s' 2>/dev/null", tmp);
     int rc = system(cmd);
     struct stat st;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", txt);
     if (rc != 0 || stat(tmp, &st) != 0 || st.st_size < 1000000) {
         unlink(tmp);
         die("running 'bible' to extract the King James Bible failed; reinstall bible-kjv and bible-kjv-text");

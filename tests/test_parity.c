@@ -29,6 +29,17 @@ static float *fixture_tensor(const StSet *s, const char *name, int64_t *numel) {
     return buf;
 }
 
+// An integer tensor of the fixture (input_ids, prompt, greedy) as int32.
+static int32_t *fixture_ids(const StSet *s, const char *name, int64_t *numel) {
+    int64_t n;
+    float *f = fixture_tensor(s, name, &n);
+    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)f[i];
+    free(f);
+    if (numel) *numel = n;
+    return ids;
+}
+
 static int run_cmd(int (*cmd)(int, char **), int argc, char **argv, int quiet) {
     fflush(stdout);
     pid_t pid = fork();
@@ -57,17 +68,9 @@ static void parity(void) {
     const Config *c = &m.c;
     StSet *fx = st_open_file(FIX "/fixture.safetensors");
     int64_t nids, nlog;
-    float *idsf = NULL;
     const StTensor *ti = st_find(fx, "input_ids");
     int B = (int)ti->shape[0], T = (int)ti->shape[1];
-    int32_t *ids = xmalloc((size_t)B * T * sizeof(int32_t)), *tgt = xmalloc((size_t)B * T * sizeof(int32_t));
-    {   // int32 tensor: read raw
-        FILE *f = fopen(fx->paths[ti->file], "rb");
-        fseeko(f, (off_t)ti->offset, SEEK_SET);
-        CHECK(fread(ids, 4, (size_t)B * T, f) == (size_t)B * T, "read input_ids");
-        fclose(f);
-    }
-    nids = (int64_t)B * T;
+    int32_t *ids = fixture_ids(fx, "input_ids", &nids), *tgt = xmalloc((size_t)nids * sizeof(int32_t));
     for (int64_t i = 0; i < nids; i++) tgt[i] = (i % T) + 1 < T ? ids[i + 1] : -1;
     float *ref_logits = fixture_tensor(fx, "logits", &nlog);
     float *ref_loss = fixture_tensor(fx, "loss", NULL);
@@ -109,13 +112,7 @@ static void parity(void) {
 
     // greedy continuation: prefill the prompt, then one token at a time from the recurrent state
     int64_t np, ng;
-    const StTensor *tp = st_find(fx, "prompt"), *tg = st_find(fx, "greedy");
-    np = tp->numel; ng = tg->numel;
-    int32_t *prompt = xmalloc((size_t)np * 4), *greedy = xmalloc((size_t)ng * 4);
-    FILE *f = fopen(fx->paths[0], "rb");
-    fseeko(f, (off_t)tp->offset, SEEK_SET); CHECK(fread(prompt, 4, (size_t)np, f) == (size_t)np, "read prompt");
-    fseeko(f, (off_t)tg->offset, SEEK_SET); CHECK(fread(greedy, 4, (size_t)ng, f) == (size_t)ng, "read greedy");
-    fclose(f);
+    int32_t *prompt = fixture_ids(fx, "prompt", &np), *greedy = fixture_ids(fx, "greedy", &ng);
     Acts pre, one;
     acts_alloc(&pre, c, 1, (int)np, 0);
     acts_alloc(&one, c, 1, 1, 0);
@@ -132,7 +129,7 @@ static void parity(void) {
     printf("\n");
     CHECK(same, "the greedy continuation differs from fla's");
     acts_free(&a); acts_free(&pre); acts_free(&one);
-    free(states); free(lg); free(prompt); free(greedy); free(ids); free(tgt); free(idsf);
+    free(states); free(lg); free(prompt); free(greedy); free(ids); free(tgt);
     free(ref_logits); free(ref_loss); free(logits);
     st_close(fx);
     model_free(&m);
