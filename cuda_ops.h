@@ -31,6 +31,12 @@ size_t cuda_peak_bytes(void);                           // peak of the bytes all
 void cuda_set_gemm_precision(int mode);
 int cuda_get_gemm_precision(void);
 
+// Op profile: cuda_prof_mark before each op (by section and op name), cuda_prof_step after a step (waits for
+// it), cuda_prof_print: the GPU time per step of each (section, op), largest first.
+void cuda_prof_mark(const char *section, const char *op);
+void cuda_prof_step(void);
+void cuda_prof_print(int steps);
+
 // ---- dense ----
 void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int I, int O);
@@ -58,12 +64,17 @@ void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, cons
 void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C);
 void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *P, int L, int C);
 
-// ---- the HGRU2 recurrence (chunk is accepted and ignored: the GPU runs one algorithm for both) ----
+// ---- the HGRU2 recurrence ----
+// chunk = 0: the exact recurrence in fp32 (register-resident sweeps over time). chunk > 0 with K = Dv = 64 or
+// 128 on a compute capability 8+ GPU: the chunked form on tensor cores (chunks of 64 whatever chunk says;
+// bf16 operands, fp32 state and accumulation; ~1e-2 relative). Other shapes fall back to the exact sweeps.
+// cuda_hgru_tensor_cores says which one a call of that shape runs.
 void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                    const float *S0, int B, int T, int H, int K, int Dv, int chunk);
 void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
                    const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                    int B, int T, int H, int K, int Dv, int chunk);
+int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----
 void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I);

@@ -24,12 +24,16 @@
 #if defined(HGRN2_CUDA) && !defined(HGRN2_F64)
 #define USE_CUDA 1
 #include "cuda_ops.h"
-#define OP(name, ...) (g_gpu ? cuda_##name(__VA_ARGS__) : op_##name(__VA_ARGS__))
+#define OP(name, ...) \
+    ((g_prof ? cuda_prof_mark(g_section, #name) : (void)0), g_gpu ? cuda_##name(__VA_ARGS__) : op_##name(__VA_ARGS__))
 #else
 #define USE_CUDA 0
 #define OP(name, ...) op_##name(__VA_ARGS__)
 #endif
 static int g_gpu = 0;
+static int g_prof = 0;                      // hgrn2 bench --profile (GPU): every op is timed ...
+static const char *g_section = "";          // ... and charged to the part of the model set by SECTION
+#define SECTION(name) (g_section = (name))
 
 static void *dev_alloc(size_t bytes, const char *what) {
 #if USE_CUDA
@@ -89,6 +93,13 @@ typedef struct {
 // Both compute the same function (tests/test_ops.c). On the CPU the plain recurrence is the faster (about
 // 12 against 17 us per token and head at K = Dv = 128); the chunked form is what tensor-core kernels compute.
 static int g_hgru_chunk = 0;
+static int mixer_chunk(int T) {   // the form a forward or backward over T steps uses
+    if (T <= 1) return 0;
+#if USE_CUDA
+    if (g_gpu) return cuda_get_gemm_precision() ? 64 : 0;   // tensor cores unless --precision fp32
+#endif
+    return g_hgru_chunk;
+}
 
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
 static int mlp_width(int D, double ratio) {
@@ -295,9 +306,14 @@ static void model_init(Model *m, uint64_t seed) {
     }
 }
 
-// Activations of one forward pass over B x T tokens. With `train`, every layer keeps what its backward needs;
-// without, the per-layer buffers are shared by all layers. Carved from one allocation.
-#define CLS_ROWS 256    // the classifier runs over this many rows at a time, so [N, V] logits never exist
+// Activations of one forward pass over B x T tokens, carved from one allocation. With `train`, every layer
+// keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
+// cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
+// in the backward, bit for bit as the forward made them. That keeps 5D + 2I values per token and layer
+// instead of 11D + 3I. Without `train`, every per-layer buffer is shared.
+// The classifier runs over this many rows at a time, so [N, V] logits never exist: 256 on the CPU (the block
+// stays in cache), 1024 on the GPU (GEMMs large enough to fill it; 206 MB of logits at V = 50304).
+static int cls_rows(void) { return g_gpu ? 1024 : 256; }
 
 typedef struct {
     int B, T, train;
@@ -305,14 +321,14 @@ typedef struct {
     real *lb;                               // [L, HK] lower bounds of this forward
     real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
     real *xmid;                             // [L, N, D] residual between mixer and MLP
-    real *h1, *rstd1, *qfi, *q, *k, *g;     // per layer: [N,D] [N] [N,2HK+D] [N,HK] x3
-    real *o, *rstdo, *yo;                   // per layer: [N,D] [N] [N,D]
-    real *h2, *rstd2, *gu, *a;              // per layer: [N,D] [N] [N,2I] [N,I]
+    real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
+    real *rstd2, *gu;                       // per layer: [N] [N,2I]
+    real *h1, *q, *k, *g, *yo, *h2, *a;     // shared: [N,D] [N,HK] x3 [N,D] [N,D] [N,I]
     real *hf, *rstdf;                       // final norm [N,D] [N]
-    real *logits;                           // [CLS_ROWS, V]
+    real *logits;                           // [cls_rows(), V]
     real *losses;                           // [N]
     int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
-    real *losses_h;                         // host copy of one classifier block's losses [CLS_ROWS]
+    real *losses_h;                         // host copy of the losses [N]
     // backward scratch
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dgu, *da, *dlb;
     real *mem;
@@ -327,11 +343,11 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     a->N = N;
     struct { real **p; int64_t n; } parts[] = {
         {&a->lb, L * HK}, {&a->resid, (L + 1) * N * D}, {&a->xmid, nl * N * D},
-        {&a->h1, nl * N * D}, {&a->rstd1, nl * N}, {&a->qfi, nl * N * QFI},
-        {&a->q, nl * N * HK}, {&a->k, nl * N * HK}, {&a->g, nl * N * HK},
-        {&a->o, nl * N * D}, {&a->rstdo, nl * N}, {&a->yo, nl * N * D},
-        {&a->h2, nl * N * D}, {&a->rstd2, nl * N}, {&a->gu, nl * N * 2 * I}, {&a->a, nl * N * I},
-        {&a->hf, N * D}, {&a->rstdf, N}, {&a->logits, (int64_t)CLS_ROWS * c->V}, {&a->losses, N},
+        {&a->rstd1, nl * N}, {&a->qfi, nl * N * QFI}, {&a->o, nl * N * D}, {&a->rstdo, nl * N},
+        {&a->rstd2, nl * N}, {&a->gu, nl * N * 2 * I},
+        {&a->h1, N * D}, {&a->q, N * HK}, {&a->k, N * HK}, {&a->g, N * HK}, {&a->yo, N * D},
+        {&a->h2, N * D}, {&a->a, N * I},
+        {&a->hf, N * D}, {&a->rstdf, N}, {&a->logits, (int64_t)cls_rows() * c->V}, {&a->losses, N},
         {&a->dx, train ? N * D : 0}, {&a->dt, train ? N * D : 0}, {&a->dh, train ? N * D : 0},
         {&a->dqfi, train ? N * QFI : 0}, {&a->dq, train ? N * HK : 0}, {&a->dk, train ? N * HK : 0},
         {&a->dg, train ? N * HK : 0}, {&a->dout, train ? N * D : 0}, {&a->dgu, train ? N * 2 * I : 0},
@@ -344,7 +360,7 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     a->bytes = total * (int64_t)sizeof(real);
     int64_t at = 0;
     for (int i = 0; i < n; i++) { *parts[i].p = parts[i].n ? a->mem + at : NULL; at += parts[i].n; }
-    a->losses_h = xmalloc(CLS_ROWS * sizeof(real));
+    a->losses_h = xmalloc((size_t)N * sizeof(real));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
@@ -373,7 +389,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, I = c->I, V = c->V, QFI = 2 * HK + D;
     const int64_t N = a->N;
-    const int chunk = T > 1 ? g_hgru_chunk : 0;
+    const int chunk = mixer_chunk(T);
     const int64_t state_size = (int64_t)B * c->H * c->K * c->Dv;
 
     const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
@@ -382,19 +398,19 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         ids_b = a->ids_d;
         if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
     }
+    SECTION("embedding");
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
     OP(embed_fwd, a->resid, ids_b, W(m, P_EMB, 0), N, D);                    // x [N,D]
 
     for (int l = 0; l < c->L; l++) {
         real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
-        real *h1 = LAYER(a, h1, l, D), *qfi = LAYER(a, qfi, l, QFI);
-        real *q = LAYER(a, q, l, HK), *k = LAYER(a, k, l, HK), *g = LAYER(a, g, l, HK);
-        real *o = LAYER(a, o, l, D), *yo = LAYER(a, yo, l, D), *xmid = LAYER(a, xmid, l, D);
-        real *h2 = LAYER(a, h2, l, D), *gu = LAYER(a, gu, l, 2 * I), *act = LAYER(a, a, l, I);
+        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
+        real *gu = LAYER(a, gu, l, 2 * I);
+        real *h1 = a->h1, *q = a->q, *k = a->k, *g = a->g, *yo = a->yo, *h2 = a->h2, *act = a->a;
         real *S = states ? states + l * state_size : NULL;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
 
-        // token mixer
+        SECTION("mixer");
         OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
         OP(matmul_fwd, qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
@@ -402,7 +418,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, W(m, P_GNORM, l), N, D, EPS_O);
         OP(matmul_fwd, xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
         OP(add, xmid, x, N * D);                                             // x + y
-        // MLP
+        SECTION("mlp");
         OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, W(m, P_MLP_NORM, l), N, D, c->eps);
         OP(matmul_fwd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);               // [gate | up] [N, 2I]
         OP(swiglu_fwd, act, gu, N, I);                                       // [N,I]
@@ -411,20 +427,21 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     }
 
     real *xL = a->resid + (int64_t)c->L * N * D;
+    SECTION("final norm");
     OP(rmsnorm_fwd, a->hf, a->rstdf, xL, W(m, P_NORM, 0), N, D, c->eps);
 
-    // Classifier, CLS_ROWS rows at a time: logits, loss, and in training straight away their gradient.
+    // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
+    SECTION("classifier");
     real *Wlm = W(m, lm_tensor(m), 0);
     real *dWlm = a->train ? G(m, lm_tensor(m), 0) : NULL;
-    double loss = 0;
-    int64_t cnt = 0;
+    const int64_t CR = cls_rows();
     if (a->train) OP(zero, a->dx, N * D);
-    for (int64_t r0 = 0; r0 < N; r0 += CLS_ROWS) {
-        int64_t rows = N - r0 < CLS_ROWS ? N - r0 : CLS_ROWS;
+    for (int64_t r0 = 0; r0 < N; r0 += CR) {
+        int64_t rows = N - r0 < CR ? N - r0 : CR;
         if (last_only) {
             // only the last position of each sequence: row b*T + T-1
             if (r0 >= B) break;
-            rows = B - r0 < CLS_ROWS ? B - r0 : CLS_ROWS;
+            rows = B - r0 < CR ? B - r0 : CR;
             for (int64_t i = 0; i < rows; i++)
                 OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
         } else {
@@ -433,13 +450,17 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
         if (!targets || last_only) continue;
         OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
-        dev_download(a->losses_h, a->losses + r0, (size_t)rows * sizeof(real));
-        for (int64_t i = 0; i < rows; i++)
-            if (targets[r0 + i] >= 0) { loss += a->losses_h[i]; cnt++; }
         if (a->train) {
             OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
             OP(matmul_bwd, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
         }
+    }
+    double loss = 0;   // summed on the host in row order, once the losses are all there
+    int64_t cnt = 0;
+    if (targets && !last_only) {
+        dev_download(a->losses_h, a->losses, (size_t)N * sizeof(real));
+        for (int64_t i = 0; i < N; i++)
+            if (targets[i] >= 0) { loss += a->losses_h[i]; cnt++; }
     }
     if (count) *count = cnt;
     return loss;
@@ -450,11 +471,12 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, I = c->I, QFI = 2 * HK + D;
     const int64_t N = a->N;
-    const int chunk = T > 1 ? g_hgru_chunk : 0;
+    const int chunk = mixer_chunk(T);
     real *dx = a->dx, *dt = a->dt, *dh = a->dh;
 
     // final norm: dx holds dhf, turn it into the gradient of the last residual
     real *xL = a->resid + (int64_t)c->L * N * D;
+    SECTION("final norm bwd");
     OP(rmsnorm_bwd, dt, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
     real *swap = dx;        // the residual gradient now lives in dt: trade the buffers' roles
     dx = dt;
@@ -463,29 +485,34 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
 
     for (int l = c->L - 1; l >= 0; l--) {
         real *x = a->resid + (int64_t)l * N * D;
-        real *h1 = LAYER(a, h1, l, D), *qfi = LAYER(a, qfi, l, QFI);
-        real *q = LAYER(a, q, l, HK), *k = LAYER(a, k, l, HK), *g = LAYER(a, g, l, HK);
-        real *o = LAYER(a, o, l, D), *yo = LAYER(a, yo, l, D), *xmid = LAYER(a, xmid, l, D);
-        real *h2 = LAYER(a, h2, l, D), *gu = LAYER(a, gu, l, 2 * I), *act = LAYER(a, a, l, I);
+        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
+        real *gu = LAYER(a, gu, l, 2 * I);
+        real *h1 = a->h1, *q = a->q, *k = a->k, *g = a->g, *yo = a->yo, *h2 = a->h2, *act = a->a;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
 
-        // MLP: dx is the gradient of the layer's output
+        SECTION("mlp bwd");   // dx is the gradient of the layer's output
+        OP(swiglu_fwd, act, gu, N, I);                                               // recomputed
         OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dx, act, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
         OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
+        OP(rmsnorm_fwd, h2, NULL, xmid, W(m, P_MLP_NORM, l), N, D, c->eps);          // recomputed
         OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
         OP(rmsnorm_bwd, dt, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1), N, D, c->eps);
         OP(add, dx, dt, N * D);                                                      // d xmid
-        // token mixer
+        SECTION("mixer bwd");
+        OP(rmsnorm_fwd, yo, NULL, o, W(m, P_GNORM, l), N, D, EPS_O);                 // recomputed
         OP(matmul_bwd, dh, G(m, P_WO, l), dx, yo, W(m, P_WO, l), N, D, D);           // d yo
         OP(rmsnorm_bwd, a->dout, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
+        OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                                 // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
                     B, T, c->H, c->K, c->Dv, chunk);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        OP(rmsnorm_fwd, h1, NULL, x, W(m, P_ATTN_NORM, l), N, D, c->eps);            // recomputed
         OP(matmul_bwd, dh, G(m, P_WQ, l), a->dqfi, h1, W(m, P_WQ, l), N, D, QFI);
         OP(rmsnorm_bwd, dt, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1), N, D, c->eps);
         OP(add, dx, dt, N * D);                                                      // d x
     }
+    SECTION("embedding bwd");
     OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, N, D);
     if (c->lower_bound) OP(lower_bounds_bwd, G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
 }
@@ -519,9 +546,13 @@ static double lr_at(const Hyper *h, int64_t step) {   // step counts from 1
     }
 }
 
-static double grad_norm(Model *m) { return sqrt(OP(sumsq, m->grads, m->lay.n)); }
+static double grad_norm(Model *m) {
+    SECTION("optimizer");
+    return sqrt(OP(sumsq, m->grads, m->lay.n));
+}
 
 static void adamw_step(Model *m, const Hyper *h, double lr, double grad_scale, int64_t step) {
+    SECTION("optimizer");
     for (int p = 0; p < NPARAM; p++) {
         int64_t n = param_numel(&m->c, p);
         if (!n) continue;
@@ -899,11 +930,27 @@ static void bad_option(char **argv, int c) {
     usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
+// --precision (GPU only): what the tensor cores compute in. Storage is fp32 in every mode.
+//   bf16 (default): bf16 GEMMs and the chunked token mixer on tensor cores (bf16 operands, fp32 accumulation)
+//   tf32: TF32 GEMMs, the chunked token mixer as in bf16
+//   fp32: exact fp32 GEMMs and the plain recurrence (slow; for checking)
+static const char *g_precision = NULL;
+static const char *PRECISIONS[] = {"fp32", "tf32", "bf16"};   // index = cuda_set_gemm_precision's mode
+
 static int select_device(const char *dev) {
-    if (!strcmp(dev, "cpu")) return 0;
+    int mode = 2;
+    if (g_precision) {
+        for (mode = 0; mode < 3 && strcmp(g_precision, PRECISIONS[mode]); mode++) {}
+        if (mode == 3) usage_error("--precision must be bf16, tf32 or fp32, got '%s'", g_precision);
+    }
+    if (!strcmp(dev, "cpu")) {
+        if (mode != 0 && g_precision) usage_error("--precision %s needs --device cuda (the CPU computes in fp32)", g_precision);
+        return 0;
+    }
     if (strcmp(dev, "cuda")) usage_error("--device must be cpu or cuda, got '%s'", dev);
 #if USE_CUDA
     cuda_init();
+    cuda_set_gemm_precision(mode);
     g_gpu = 1;
     return 1;
 #else
@@ -912,7 +959,11 @@ static int select_device(const char *dev) {
 }
 static const char *device_name(void) {
 #if USE_CUDA
-    if (g_gpu) return cuda_device_name();
+    if (g_gpu) {
+        static char buf[300];
+        snprintf(buf, sizeof buf, "%s, %s", cuda_device_name(), PRECISIONS[cuda_get_gemm_precision()]);
+        return buf;
+    }
 #endif
     return "cpu";
 }
@@ -955,12 +1006,13 @@ enum {
     O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
     O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
     O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
-    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_LAST
+    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE, O_LAST
 };
 
 #define COMMON_OPTS \
     {"help", no_argument, 0, O_HELP}, {"seed", required_argument, 0, O_SEED}, \
-    {"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS}
+    {"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS}, \
+    {"precision", required_argument, 0, O_PRECISION}
 #define SIZE_OPTS \
     {"preset", required_argument, 0, O_PRESET}, {"layers", required_argument, 0, O_LAYERS}, \
     {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND}, \
@@ -1028,7 +1080,8 @@ static const char *TRAIN_HELP =
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
     "Machine:\n"
-    "  --device cpu|cuda --threads N (default: all cores) --seed N\n";
+    "  --device cpu|cuda --threads N (default: all cores) --seed N\n"
+    "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
 
 static void print_help(const char *usage, const char *help) { printf("usage: %s\n\n%s", usage, help); }
 
@@ -1075,6 +1128,7 @@ static int cmd_train(int argc, char **argv) {
         case O_INIT: init = optarg; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
         case O_DEVICE: device = optarg; break;
+        case O_PRECISION: g_precision = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         case O_ACCUM: accum = arg_int("--accum", optarg, 1, 1 << 20); break;
         case O_LR: lr = arg_num("--lr", optarg, 1e-12, 10); break;
@@ -1335,7 +1389,7 @@ static const char *EVAL_HELP =
     "  --logits OUT         with --ids: write the logits as little-endian float32 [sequences, T, V]\n"
     "                       (all sequences must have the same length T)\n"
     "  --tokenizer PATH     the tokenizer for bits per byte (default: the model's, when its files are here)\n"
-    "  --threads N --device cpu|cuda\n";
+    "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
 // Reads FILE: one sequence of ids per line. Returns the number of sequences; seqs/lens are allocated.
 static int64_t read_id_file(const char *path, int V, int32_t ***seqs, int64_t **lens) {
@@ -1412,6 +1466,7 @@ static int cmd_eval(int argc, char **argv) {
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: break;
         case O_DEVICE: device = optarg; break;
+        case O_PRECISION: g_precision = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
@@ -1516,7 +1571,7 @@ static const char *SAMPLE_HELP =
     "  --seed N             random seed (default 1337)\n"
     "  --ids                print only the generated ids, space-separated, on one line\n"
     "  --tokenizer PATH     override the tokenizer the model was trained with (a directory or tokenizer.json)\n"
-    "  --threads N --device cpu|cuda\n";
+    "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
 typedef struct { double p; int32_t id; } Cand;
 static int cand_cmp(const void *a, const void *b) {
@@ -1582,6 +1637,7 @@ static int cmd_sample(int argc, char **argv) {
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
         case O_DEVICE: device = optarg; break;
+        case O_PRECISION: g_precision = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
@@ -1684,16 +1740,19 @@ static const char *BENCH_HELP =
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
     "  --tie-embeddings --no-lower-bound --batch B --seq-len T\n"
     "  --steps N            timed steps after the first (default 5)\n"
-    "  --threads N --device cpu|cuda --seed N\n";
+    "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
+    "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 static int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS}, {0, 0, 0, 0}};
+    static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
+                                         {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     g_prog = "hgrn2 bench";
     g_usage = BENCH_USAGE;
     const char *preset_name = "tiny", *device = "cpu";
     int64_t steps = 5, threads = 0;
+    int profile = 0;
     uint64_t seed = 1;
     SizeArgs z = {0};
     int c;
@@ -1704,14 +1763,17 @@ static int cmd_bench(int argc, char **argv) {
         case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
         case O_PRESET: preset_name = optarg; break;
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
+        case O_PROFILE: profile = 1; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
         case O_DEVICE: device = optarg; break;
+        case O_PRECISION: g_precision = optarg; break;
         case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     select_device(device);
+    if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     if (threads) omp_set_num_threads((int)threads);
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
@@ -1747,6 +1809,19 @@ static int cmd_bench(int argc, char **argv) {
         times[s] = now_s() - t0;
         if (s == 0) t_first = now_s() - t_start;
     }
+#if USE_CUDA
+    if (profile) {   // separate steps: the events themselves cost a little, so the timings above go without
+        for (int64_t s = 0; s < steps; s++) {
+            g_prof = 1;
+            OP(zero, m.grads, m.lay.n);
+            model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
+            model_backward(&m, &a, ids);
+            adamw_step(&m, &h, 1e-4, 1.0, s + 1);
+            g_prof = 0;
+            cuda_prof_step();
+        }
+    }
+#endif
     qsort(times + 1, (size_t)steps, sizeof(double), dbl_cmp);
     double med = times[1 + steps / 2];
     double flops = 6.0 * (double)m.lay.n * N;
@@ -1754,6 +1829,9 @@ static int cmd_bench(int argc, char **argv) {
            t_first, med * 1e3, (long long)steps, N / med, flops / med / 1e9);
     if (g_gpu) printf("MFU %.1f%% of 989 TFLOP/s (dense bf16 peak of an H100) | peak GPU memory %.0f MiB\n",
                       100 * flops / med / 989e12, dev_peak_mib());
+#if USE_CUDA
+    if (profile) cuda_prof_print((int)steps);
+#endif
     free(times); free(ids);
     acts_free(&a);
     model_free(&m);

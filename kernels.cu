@@ -16,6 +16,10 @@
 #include <limits.h>
 #include <math.h>
 #include <unordered_map>
+#include <map>
+#include <string>
+#include <vector>
+#include <algorithm>
 
 #include "hgrn2.h"      // die(); its functions are static inline, so C++ compiles them as they are
 #include "cuda_ops.h"
@@ -173,6 +177,53 @@ static unsigned blocks_for(int64_t n, int threads) {
 
 #define GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// ---------------------------------------------------------------------------------------------------------
+// op profile (hgrn2 bench --profile): an event before every op; the time from one op's event to the next is
+// charged to the op, by section ("mixer", "classifier", ...) and name. Launch gaps count with the op before.
+// ---------------------------------------------------------------------------------------------------------
+struct ProfMark { const char *section, *op; cudaEvent_t ev; };
+static std::vector<ProfMark> g_marks;
+static size_t g_nmarks = 0;
+struct ProfSum { double ms = 0; long calls = 0; };
+static std::map<std::string, ProfSum> g_prof;
+
+extern "C" void cuda_prof_mark(const char *section, const char *op) {
+    if (g_nmarks == g_marks.size()) {
+        ProfMark m = {section, op, NULL};
+        CUDA_CHECK(cudaEventCreate(&m.ev));
+        g_marks.push_back(m);
+    }
+    g_marks[g_nmarks].section = section;
+    g_marks[g_nmarks].op = op;
+    CUDA_CHECK(cudaEventRecord(g_marks[g_nmarks].ev, g_stream));
+    g_nmarks++;
+}
+
+extern "C" void cuda_prof_step(void) {
+    if (!g_nmarks) return;
+    cuda_prof_mark("", "");
+    CUDA_CHECK(cudaEventSynchronize(g_marks[g_nmarks - 1].ev));
+    for (size_t i = 0; i + 1 < g_nmarks; i++) {
+        float ms;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, g_marks[i].ev, g_marks[i + 1].ev));
+        ProfSum &p = g_prof[std::string(g_marks[i].section) + " / " + g_marks[i].op];
+        p.ms += ms;
+        p.calls++;
+    }
+    g_nmarks = 0;
+}
+
+extern "C" void cuda_prof_print(int steps) {
+    std::vector<std::pair<std::string, ProfSum>> v(g_prof.begin(), g_prof.end());
+    std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.second.ms > b.second.ms; });
+    double total = 0;
+    for (auto &e : v) total += e.second.ms;
+    printf("GPU time per step by section and op (%d steps; %.2f ms per step in all):\n", steps, total / steps);
+    for (auto &e : v)
+        printf("  %-34s %6.1f calls %9.3f ms %6.1f%%\n", e.first.c_str(), (double)e.second.calls / steps,
+               e.second.ms / steps, 100 * e.second.ms / (total > 0 ? total : 1));
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // small device helpers
@@ -983,6 +1034,559 @@ static void sweep_launch(SweepArgs a, int B) {
     else sweep_launch_lr<MODE, 16>(a, grid, threads, smem_for(C));
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// the HGRU2 recurrence, chunked form on tensor cores (chunk > 0, K = Dv = 64 or 128)
+// ---------------------------------------------------------------------------------------------------------
+// MODEL.md "The chunked form", with chunks of CK = 64 steps and matrix operands in bf16 (fp32 accumulation,
+// fp32 state). Per (b, h) and chunk c, with b_r the cumulative sum of g inside the chunk (b_C its last value):
+//
+//   qs_r = q_r exp(b_r) / sqrt(K)            ks_s = k_s exp(b_C - b_s)          decay = exp(b_C)
+//   A_rs = sum_i q_ri k_si exp(b_ri - b_si) / sqrt(K)   (s <= r)
+//   o    = qs S_c + A v                      S_{c+1} = diag(decay) S_c + ks^T v
+//
+// Every exponent is <= 0 (g <= 0 and each is a difference b_r - b_s with r >= s), so nothing overflows. A's
+// off-diagonal 16 x 16 blocks are tensor-core products of q exp(b - b_n) and k exp(b_n - b) with the anchor n
+// the first row of the query block (both factors <= 1); its diagonal blocks are summed elementwise in fp32.
+//
+// Kernels (all one launch over the grid shown):
+//   chunk_prep     (chunk, b*h)          b, qs, ks, decay and A for every chunk: fully parallel
+//   chunk_state    (Dv/32, b*h)          the sweep over chunks: S in fp32 in shared memory, one 32-column slice
+//                                        of Dv per block (columns of S never mix). Forward: o, and the
+//                                        leaving state. Backward: the entering state of each chunk (bf16), or,
+//                                        run in reverse with qs and do in place of ks and v, the state
+//                                        gradient dS leaving each chunk: dS_c = diag(decay) dS_{c+1} + qs^T do
+//   chunk_bwd_mm   (chunk, b*h)          the tensor-core part of the backward: dqs = do S^T, dks = v dS^T,
+//                                        dv = A^T do + ks dS, dA = do v^T, and exp(b_C) sum_j S dS
+//   chunk_bwd_qkg  (K/32, chunk, b*h)    dq, dk from dqs, dks and dA (the intra-chunk terms, anchored like A,
+//                                        diagonal blocks by running products of exp(g)), then dg
+//
+// dg uses the identity of MODEL.md inside each chunk only: with w = q dq - k dk,
+//   dg_t = sum_{u >= t in the chunk} w_u + sum_s k_s dk_s(inter) + exp(b_C) sum_j S_c[., j] dS_c[., j]
+// where dk(inter) = dks exp(b_C - b) is the part of dk that goes through the leaving state. The last two
+// terms are what the later chunks' w would add up to; taking them directly keeps the sum to 64 terms, so the
+// bf16 rounding of dq and dk does not accumulate along the sequence.
+#include <mma.h>
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 bf16;
+
+#define CK 64   // chunk length
+#define CK_VT 32   // columns of Dv per chunk_state block
+
+struct ChunkArgs {
+    const float *q, *k, *g, *v, *dout, *S0;
+    float *o, *ST, *dq, *dk, *dg, *dv;
+    int64_t ldv, lddv;
+    // scratch, per (b, h, chunk) unless said
+    float *b;                 // [B,T,H,K] cumulative g inside each chunk
+    bf16 *qs, *ks;            // [BH][NC][CK][K] (rows past T are zero)
+    bf16 *A;                  // [BH][NC][CK][CK] lower triangle, zero above
+    float *decay;             // [BH][NC][K]
+    bf16 *hs, *dhs;           // [BH][NC][K][Dv]: state entering chunk c; state gradient leaving chunk c
+    float *dA;                // [BH][NC][CK][CK] (blocks on and below the diagonal)
+    float *bnd;               // [BH][NC][K] exp(b_C) sum_j S_c dS_c
+    int T, H, NC;
+    float scale;
+};
+
+namespace wm = nvcuda::wmma;
+typedef wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> FragA;
+typedef wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::col_major> FragAt;
+typedef wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::row_major> FragB;
+typedef wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> FragBt;
+typedef wm::fragment<wm::accumulator, 16, 16, 16, float> FragC;
+
+// global row of (b, h, t) in a [B,T,H,X] tensor, in units of X
+__device__ __forceinline__ int64_t bth(int bb, int t, int h, int T, int H) { return ((int64_t)bb * T + t) * H + h; }
+
+// ---- chunk_prep ----
+template <int K>
+struct PrepSmem {
+    static constexpr int LDF = K + 1;     // fp32 rows, padded against bank conflicts in the diagonal sums
+    static constexpr int LDA = CK + 4;    // fp32 scores
+    static constexpr size_t bytes = sizeof(float) * (3 * CK * LDF + CK * LDA) + sizeof(bf16) * (CK * K + 3 * 48 * K);
+};
+
+template <int K>
+__global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
+    typedef PrepSmem<K> L;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    float *bs = (float *)smem_raw;            // [CK][LDF] b (g first)
+    float *qf = bs + CK * L::LDF;             // [CK][LDF] q
+    float *kf = qf + CK * L::LDF;             // [CK][LDF] k
+    float *Af = kf + CK * L::LDF;             // [CK][LDA] scores
+    bf16 *Qn = (bf16 *)(Af + CK * L::LDA);    // [CK][K]   q exp(b - b_anchor(row))
+    bf16 *Kn = Qn + CK * K;                   // [3][48][K] k exp(b_{16i} - b) for query block i = 1..3
+
+    const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
+    const int t0 = c * CK, len = min(CK, a.T - t0);
+    for (int i = tid; i < CK * K; i += blockDim.x) {
+        int r = i / K, col = i - r * K;
+        float qv = 0, kv = 0, gv = 0;
+        if (r < len) {
+            int64_t gi = bth(bb, t0 + r, h, a.T, a.H) * K + col;
+            qv = a.q[gi]; kv = a.k[gi]; gv = a.g[gi];
+        }
+        qf[r * L::LDF + col] = qv; kf[r * L::LDF + col] = kv; bs[r * L::LDF + col] = gv;
+    }
+    __syncthreads();
+    const int64_t cidx = (int64_t)bh * a.NC + c;
+    if (tid < K) {   // cumulative sums down each channel; rows past T add g = 0
+        float run = 0;
+        for (int r = 0; r < CK; r++) {
+            run += bs[r * L::LDF + tid];
+            bs[r * L::LDF + tid] = run;
+            if (r < len) a.b[bth(bb, t0 + r, h, a.T, a.H) * K + tid] = run;
+        }
+        a.decay[cidx * K + tid] = __expf(run);
+    }
+    __syncthreads();
+    bf16 *qs = a.qs + cidx * CK * K, *ks = a.ks + cidx * CK * K;
+    for (int i = tid; i < CK * K; i += blockDim.x) {
+        int r = i / K, col = i - r * K;
+        float br = bs[r * L::LDF + col], bC = bs[(CK - 1) * L::LDF + col];
+        float qv = qf[r * L::LDF + col], kv = kf[r * L::LDF + col];
+        qs[i] = __float2bfloat16(qv * __expf(br) * a.scale);
+        ks[i] = __float2bfloat16(kv * __expf(bC - br));
+        Qn[i] = __float2bfloat16(qv * __expf(br - bs[(r & ~15) * L::LDF + col]));
+        for (int qb = 1; qb < 4; qb++)
+            if (r < 16 * qb) Kn[((qb - 1) * 48 + r) * K + col] = __float2bfloat16(kv * __expf(bs[16 * qb * L::LDF + col] - br));
+    }
+    __syncthreads();
+    const int warp = tid >> 5;
+    if (warp < 6) {   // off-diagonal blocks (qb, kb), kb < qb, on tensor cores
+        const int qb = warp < 1 ? 1 : warp < 3 ? 2 : 3, kb = warp - (qb * (qb - 1)) / 2;
+        FragA fa;
+        FragBt fb;
+        FragC acc;
+        wm::fill_fragment(acc, 0.f);
+        const bf16 *kn = Kn + (qb - 1) * 48 * K;
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++) {
+            wm::load_matrix_sync(fa, Qn + qb * 16 * K + kk * 16, K);
+            wm::load_matrix_sync(fb, kn + kb * 16 * K + kk * 16, K);
+            wm::mma_sync(acc, fa, fb, acc);
+        }
+        wm::store_matrix_sync(Af + qb * 16 * L::LDA + kb * 16, acc, L::LDA, wm::mem_row_major);
+    }
+    // diagonal blocks elementwise: 4 blocks x 136 (r >= s) pairs
+    for (int it = tid; it < 4 * 136; it += blockDim.x) {
+        int blk = it / 136, p = it - blk * 136, rr = 0;
+        while ((rr + 1) * (rr + 2) / 2 <= p) rr++;
+        int ss = p - rr * (rr + 1) / 2, r = blk * 16 + rr, s = blk * 16 + ss;
+        const float *qr = qf + r * L::LDF, *ks_ = kf + s * L::LDF, *br = bs + r * L::LDF, *bsr = bs + s * L::LDF;
+        float acc = 0;
+#pragma unroll 8
+        for (int i = 0; i < K; i++) acc += qr[i] * ks_[i] * __expf(br[i] - bsr[i]);
+        Af[r * L::LDA + s] = acc;
+    }
+    __syncthreads();
+    bf16 *A = a.A + cidx * CK * CK;
+    for (int i = tid; i < CK * CK; i += blockDim.x) {
+        int r = i / CK, s = i - r * CK;
+        A[i] = __float2bfloat16(s <= r ? Af[r * L::LDA + s] * a.scale : 0.f);
+    }
+}
+
+// ---- chunk_state: the sweep over chunks ----
+// REV = 0: S_{c+1} = diag(decay_c) S_c + ks_c^T v_c, o_c = qs_c S_c + A_c v_c (when o), states out = S_c.
+// REV = 1: X_c = diag(decay_c) X_{c+1} + qs_c^T do_c, run from the last chunk, states out = X_{c+1}.
+template <int K, int DV, int REV>
+struct StateSmem {
+    static constexpr int LDS = CK_VT + 4;
+    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS + K) +
+                                    sizeof(bf16) * (K * CK_VT + 2 * CK * K + CK * CK + CK * CK_VT);
+};
+
+template <int K, int DV, int REV>
+__global__ void __launch_bounds__(128) chunk_state_kernel(ChunkArgs a) {
+    typedef StateSmem<K, DV, REV> L;
+    constexpr int VT = CK_VT, LDS = L::LDS;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    float *Sf = (float *)smem_raw;            // [K][LDS] the state slice, fp32
+    float *Of = Sf + K * LDS;                 // [CK][LDS] output staging
+    float *dec = Of + CK * LDS;               // [K]
+    bf16 *Sb = (bf16 *)(dec + K);             // [K][VT] the state in bf16 (operand of qs S)
+    bf16 *Lm = Sb + K * VT;                   // [CK][K] ks (forward) or qs (reverse)
+    bf16 *Qm = Lm + CK * K;                   // [CK][K] qs (forward with o)
+    bf16 *Am = Qm + CK * K;                   // [CK][CK]
+    bf16 *Rm = Am + CK * CK;                  // [CK][VT] v or do slice
+
+    const int vt = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
+    const int c0 = vt * VT;
+    const bool want_o = !REV && a.o;
+    bf16 *states = REV ? a.dhs : a.hs;
+    for (int i = tid; i < K * VT; i += blockDim.x) {
+        int r = i / VT, col = i - r * VT;
+        float s = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
+        Sf[r * LDS + col] = s;
+        Sb[i] = __float2bfloat16(s);
+    }
+    __syncthreads();
+    for (int step = 0; step < a.NC; step++) {
+        const int c = REV ? a.NC - 1 - step : step, t0 = c * CK, len = min(CK, a.T - t0);
+        const int64_t cidx = (int64_t)bh * a.NC + c;
+        {   // loads (16-byte vectors for the bf16 tiles)
+            const uint4 *src = (const uint4 *)((REV ? a.qs : a.ks) + cidx * CK * K);
+            for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)Lm)[i] = src[i];
+            if (want_o) {
+                const uint4 *sq = (const uint4 *)(a.qs + cidx * CK * K), *sa = (const uint4 *)(a.A + cidx * CK * CK);
+                for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)Qm)[i] = sq[i];
+                for (int i = tid; i < CK * CK / 8; i += blockDim.x) ((uint4 *)Am)[i] = sa[i];
+            }
+            for (int i = tid; i < CK * VT; i += blockDim.x) {
+                int r = i / VT, col = i - r * VT;
+                float x = 0;
+                if (r < len) {
+                    int64_t row = bth(bb, t0 + r, h, a.T, a.H);
+                    x = REV ? a.dout[row * DV + c0 + col] : a.v[row / a.H * a.ldv + (int64_t)h * DV + c0 + col];
+                }
+                Rm[i] = __float2bfloat16(x);
+            }
+            for (int i = tid; i < K; i += blockDim.x) dec[i] = a.decay[cidx * K + i];
+            if (states)
+                for (int i = tid; i < K * VT; i += blockDim.x) {
+                    int r = i / VT, col = i - r * VT;
+                    states[(cidx * K + r) * DV + c0 + col] = Sb[i];
+                }
+        }
+        __syncthreads();
+        if (want_o) {   // warp w: output rows 16w..16w+15, both 16-column halves
+            FragA fa;
+            FragB fb;
+            FragC acc[VT / 16];
+#pragma unroll
+            for (int j = 0; j < VT / 16; j++) wm::fill_fragment(acc[j], 0.f);
+#pragma unroll
+            for (int kk = 0; kk < K / 16; kk++) {
+                wm::load_matrix_sync(fa, Qm + warp * 16 * K + kk * 16, K);
+#pragma unroll
+                for (int j = 0; j < VT / 16; j++) {
+                    wm::load_matrix_sync(fb, Sb + kk * 16 * VT + j * 16, VT);
+                    wm::mma_sync(acc[j], fa, fb, acc[j]);
+                }
+            }
+            for (int kk = 0; kk <= warp; kk++) {
+                wm::load_matrix_sync(fa, Am + warp * 16 * CK + kk * 16, CK);
+#pragma unroll
+                for (int j = 0; j < VT / 16; j++) {
+                    wm::load_matrix_sync(fb, Rm + kk * 16 * VT + j * 16, VT);
+                    wm::mma_sync(acc[j], fa, fb, acc[j]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < VT / 16; j++) wm::store_matrix_sync(Of + warp * 16 * LDS + j * 16, acc[j], LDS, wm::mem_row_major);
+        }
+        for (int i = tid; i < K * VT; i += blockDim.x) {
+            int r = i / VT, col = i - r * VT;
+            Sf[r * LDS + col] *= dec[r];
+        }
+        __syncthreads();
+        {   // S += Lm^T R: (K/16) x (VT/16) tiles over 4 warps
+            constexpr int NT = (K / 16) * (VT / 16);
+            FragAt fa;
+            FragB fb;
+            FragC acc;
+            for (int t = warp; t < NT; t += 4) {
+                const int ri = t / (VT / 16), j = t - ri * (VT / 16);
+                wm::load_matrix_sync(acc, Sf + ri * 16 * LDS + j * 16, LDS, wm::mem_row_major);
+#pragma unroll
+                for (int kk = 0; kk < CK / 16; kk++) {
+                    wm::load_matrix_sync(fa, Lm + kk * 16 * K + ri * 16, K);
+                    wm::load_matrix_sync(fb, Rm + kk * 16 * VT + j * 16, VT);
+                    wm::mma_sync(acc, fa, fb, acc);
+                }
+                wm::store_matrix_sync(Sf + ri * 16 * LDS + j * 16, acc, LDS, wm::mem_row_major);
+            }
+        }
+        __syncthreads();
+        for (int i = tid; i < K * VT; i += blockDim.x) {
+            int r = i / VT, col = i - r * VT;
+            Sb[i] = __float2bfloat16(Sf[r * LDS + col]);
+        }
+        if (want_o)
+            for (int i = tid; i < CK * VT; i += blockDim.x) {
+                int r = i / VT, col = i - r * VT;
+                if (r < len) a.o[bth(bb, t0 + r, h, a.T, a.H) * DV + c0 + col] = Of[r * LDS + col];
+            }
+        __syncthreads();
+    }
+    if (!REV && a.ST)
+        for (int i = tid; i < K * VT; i += blockDim.x) {
+            int r = i / VT, col = i - r * VT;
+            a.ST[((int64_t)bh * K + r) * DV + c0 + col] = Sf[r * LDS + col];
+        }
+}
+
+// ---- chunk_bwd_mm: the tensor-core products of the backward ----
+template <int K, int DV>
+struct BwdSmem {
+    static constexpr int LDO = (K > DV ? K : DV) + 4;
+    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * DV + 2 * K * DV + CK * K + CK * CK) + sizeof(float) * CK * LDO;
+};
+
+template <int K, int DV>
+__global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
+    typedef BwdSmem<K, DV> L;
+    constexpr int LDO = L::LDO;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    bf16 *dO = (bf16 *)smem_raw;     // [CK][DV]
+    bf16 *V = dO + CK * DV;          // [CK][DV]
+    bf16 *Hs = V + CK * DV;          // [K][DV] state entering the chunk
+    bf16 *dS = Hs + K * DV;          // [K][DV] state gradient leaving the chunk
+    bf16 *KS = dS + K * DV;          // [CK][K]
+    bf16 *Am = KS + CK * K;          // [CK][CK]
+    float *Of = (float *)(Am + CK * CK);   // [CK][LDO] staging
+
+    const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
+    const int t0 = c * CK, len = min(CK, a.T - t0);
+    const int64_t cidx = (int64_t)bh * a.NC + c;
+    for (int i = tid; i < CK * DV; i += blockDim.x) {
+        int r = i / DV, col = i - r * DV;
+        float d = 0, x = 0;
+        if (r < len) {
+            int64_t row = bth(bb, t0 + r, h, a.T, a.H);
+            d = a.dout[row * DV + col];
+            x = a.v[row / a.H * a.ldv + (int64_t)h * DV + col];
+        }
+        dO[i] = __float2bfloat16(d);
+        V[i] = __float2bfloat16(x);
+    }
+    {
+        const uint4 *sh = (const uint4 *)(a.hs + cidx * K * DV), *sd = (const uint4 *)(a.dhs + cidx * K * DV),
+                    *sk = (const uint4 *)(a.ks + cidx * CK * K), *sa = (const uint4 *)(a.A + cidx * CK * CK);
+        for (int i = tid; i < K * DV / 8; i += blockDim.x) { ((uint4 *)Hs)[i] = sh[i]; ((uint4 *)dS)[i] = sd[i]; }
+        for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)KS)[i] = sk[i];
+        for (int i = tid; i < CK * CK / 8; i += blockDim.x) ((uint4 *)Am)[i] = sa[i];
+    }
+    __syncthreads();
+    if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg
+        float s = 0;
+        for (int j0 = 0; j0 < DV; j0++) {   // rotated start: the lanes read different banks
+            const int j = (j0 + 2 * tid) % DV;
+            s += __bfloat162float(Hs[tid * DV + j]) * __bfloat162float(dS[tid * DV + j]);
+        }
+        a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
+    }
+    FragA fa;
+    FragAt fat;
+    FragB fb;
+    FragBt fbt;
+    FragC acc;
+    // dqs = dO Hs^T and dks = V dS^T, [CK][K] each, staged and written to dq and dk
+    for (int pass = 0; pass < 2; pass++) {
+        const bf16 *X = pass ? V : dO, *Y = pass ? dS : Hs;
+        for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
+            const int ri = t / (K / 16), j = t - ri * (K / 16);
+            wm::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < DV / 16; kk++) {
+                wm::load_matrix_sync(fa, X + ri * 16 * DV + kk * 16, DV);
+                wm::load_matrix_sync(fbt, Y + j * 16 * DV + kk * 16, DV);
+                wm::mma_sync(acc, fa, fbt, acc);
+            }
+            wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+        }
+        __syncthreads();
+        float *dst = pass ? a.dk : a.dq;
+        for (int i = tid; i < CK * K; i += blockDim.x) {
+            int r = i / K, col = i - r * K;
+            if (r < len) dst[bth(bb, t0 + r, h, a.T, a.H) * K + col] = Of[r * LDO + col];
+        }
+        __syncthreads();
+    }
+    // dv = A^T dO + KS dS, [CK][DV]
+    for (int t = warp; t < (CK / 16) * (DV / 16); t += 8) {
+        const int ri = t / (DV / 16), j = t - ri * (DV / 16);
+        wm::fill_fragment(acc, 0.f);
+        for (int kk = ri; kk < CK / 16; kk++) {   // A^T[s][r] is zero for r-block < s-block
+            wm::load_matrix_sync(fat, Am + kk * 16 * CK + ri * 16, CK);
+            wm::load_matrix_sync(fb, dO + kk * 16 * DV + j * 16, DV);
+            wm::mma_sync(acc, fat, fb, acc);
+        }
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++) {
+            wm::load_matrix_sync(fa, KS + ri * 16 * K + kk * 16, K);
+            wm::load_matrix_sync(fb, dS + kk * 16 * DV + j * 16, DV);
+            wm::mma_sync(acc, fa, fb, acc);
+        }
+        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+    }
+    // dA = dO V^T on and below the diagonal blocks: 10 tiles, straight to global
+    for (int t = warp; t < 10; t += 8) {
+        const int ri = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, j = t - (ri * (ri + 1)) / 2;
+        wm::fill_fragment(acc, 0.f);
+#pragma unroll
+        for (int kk = 0; kk < DV / 16; kk++) {
+            wm::load_matrix_sync(fa, dO + ri * 16 * DV + kk * 16, DV);
+            wm::load_matrix_sync(fbt, V + j * 16 * DV + kk * 16, DV);
+            wm::mma_sync(acc, fa, fbt, acc);
+        }
+        wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
+    }
+    __syncthreads();
+    for (int i = tid; i < CK * DV; i += blockDim.x) {
+        int r = i / DV, col = i - r * DV;
+        if (r < len) a.dv[bth(bb, t0 + r, h, a.T, a.H) / a.H * a.lddv + (int64_t)h * DV + col] = Of[r * LDO + col];
+    }
+}
+
+// ---- chunk_bwd_qkg: dq, dk and dg ----
+// Thread (channel i, row block rb of 16 rows). dq_r = [dqs_r exp(b_r) + sum_{s<=r} dA_rs k_s exp(b_r - b_s)] / sqrt(K):
+// the earlier blocks through the anchor n = 16 rb (k_s exp(b_n - b_s), then times exp(b_r - b_n)), the block
+// itself through running products of exp(g). dk_s = dks_s exp(b_C - b_s) + sum_{r>=s} dA_rs q_r exp(b_r - b_s)
+// / sqrt(K), the later blocks through the anchor m = 16 rb + 15.
+template <int K>
+__global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
+    __shared__ float dA[CK * CK];
+    __shared__ float wtot[4][32], ktot[4][32];
+    const int c = blockIdx.y, bh = blockIdx.z, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
+    const int lane = tid & 31, rb = tid >> 5, ch = blockIdx.x * 32 + lane;
+    const int t0 = c * CK, len = min(CK, a.T - t0), n = rb * 16;
+    const int64_t cidx = (int64_t)bh * a.NC + c;
+    for (int i = tid; i < CK * CK / 4; i += blockDim.x) ((float4 *)dA)[i] = ((const float4 *)(a.dA + cidx * CK * CK))[i];
+    __syncthreads();
+    auto at = [&](int r) { return bth(bb, t0 + r, h, a.T, a.H) * K + ch; };
+    const float bC = a.b[at(len - 1)];
+    float qv[16], kv[16], bv[16], f[16], accO[16], accD[16], accK[16], dkD[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const bool ok = n + j < len;
+        qv[j] = ok ? a.q[at(n + j)] : 0.f;
+        kv[j] = ok ? a.k[at(n + j)] : 0.f;
+        bv[j] = ok ? a.b[at(n + j)] : bC;
+        f[j] = ok ? __expf(a.g[at(n + j)]) : 1.f;
+        accO[j] = accD[j] = accK[j] = dkD[j] = 0.f;
+    }
+    float wsum[16], kint = 0;
+    if (n < len) {
+        const float bn = bv[0];
+#pragma unroll 4
+        for (int s = 0; s < n; s++) {   // earlier blocks -> dq
+            const float x = a.k[at(s)] * __expf(bn - a.b[at(s)]);
+#pragma unroll
+            for (int j = 0; j < 16; j++) accO[j] += dA[(n + j) * CK + s] * x;
+        }
+        const float bm = bv[15];
+#pragma unroll 4
+        for (int r = n + 16; r < len; r++) {   // later blocks -> dk
+            const float x = a.q[at(r)] * __expf(a.b[at(r)] - bm);
+#pragma unroll
+            for (int j = 0; j < 16; j++) accK[j] += dA[r * CK + n + j] * x;
+        }
+#pragma unroll
+        for (int s = 0; s < 16; s++) {   // the diagonal block
+            float e = 1.f;
+#pragma unroll
+            for (int r = s; r < 16; r++) {
+                const float d = dA[(n + r) * CK + n + s] * e;
+                accD[r] += d * kv[s];
+                dkD[s] += d * qv[r];
+                if (r < 15) e *= f[r + 1];
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        float dq = 0, dk = 0;
+        if (n + j < len) {
+            const int64_t gi = at(n + j);
+            dq = (a.dq[gi] * __expf(bv[j]) + accO[j] * __expf(bv[j] - bv[0]) + accD[j]) * a.scale;
+            const float dki = a.dk[gi] * __expf(bC - bv[j]);
+            dk = dki + (accK[j] * __expf(bv[15] - bv[j]) + dkD[j]) * a.scale;
+            kint += kv[j] * dki;
+            a.dq[gi] = dq;
+            a.dk[gi] = dk;
+        }
+        wsum[j] = qv[j] * dq - kv[j] * dk;
+    }
+#pragma unroll
+    for (int j = 14; j >= 0; j--) wsum[j] += wsum[j + 1];
+    wtot[rb][lane] = wsum[0];
+    ktot[rb][lane] = kint;
+    __syncthreads();
+    float later = a.bnd[cidx * K + ch];
+    for (int r2 = 0; r2 < 4; r2++) later += ktot[r2][lane] + (r2 > rb ? wtot[r2][lane] : 0.f);
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+        if (n + j < len) a.dg[at(n + j)] = wsum[j] + later;
+}
+
+template <typename F> static void set_smem(F *kernel, size_t bytes) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+// Scratch for the chunked kernels, carved from the shared scratch buffer.
+static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
+    ChunkArgs a = {};
+    a.T = T; a.H = H; a.NC = (T + CK - 1) / CK;
+    a.scale = 1.f / sqrtf((float)K);
+    const size_t nch = (size_t)B * H * a.NC;
+    size_t bytes = align256((size_t)B * T * H * K * 4) + align256(nch * CK * K * 2) * 2 + align256(nch * CK * CK * 2) +
+                   align256(nch * K * 4);
+    if (bwd) bytes += align256(nch * K * Dv * 2) * 2 + align256(nch * CK * CK * 4) + align256(nch * K * 4);
+    Carve cv = {scratch(bytes)};
+    a.b = cv.take<float>((size_t)B * T * H * K);
+    a.qs = cv.take<bf16>(nch * CK * K);
+    a.ks = cv.take<bf16>(nch * CK * K);
+    a.A = cv.take<bf16>(nch * CK * CK);
+    a.decay = cv.take<float>(nch * K);
+    if (bwd) {
+        a.hs = cv.take<bf16>(nch * K * Dv);
+        a.dhs = cv.take<bf16>(nch * K * Dv);
+        a.dA = cv.take<float>(nch * CK * CK);
+        a.bnd = cv.take<float>(nch * K);
+    }
+    return a;
+}
+
+template <int K>
+static void chunk_prep(const ChunkArgs &a, int BH) {
+    static bool set = false;
+    if (!set) { set_smem(chunk_prep_kernel<K>, PrepSmem<K>::bytes); set = true; }
+    chunk_prep_kernel<K><<<dim3(a.NC, BH), 256, PrepSmem<K>::bytes, g_stream>>>(a);
+    LAUNCH_CHECK("hgru chunk_prep");
+}
+
+template <int K, int REV>
+static void chunk_state(const ChunkArgs &a, int BH) {
+    static bool set = false;
+    if (!set) { set_smem(chunk_state_kernel<K, K, REV>, StateSmem<K, K, REV>::bytes); set = true; }
+    chunk_state_kernel<K, K, REV><<<dim3(K / CK_VT, BH), 128, StateSmem<K, K, REV>::bytes, g_stream>>>(a);
+    LAUNCH_CHECK(REV ? "hgru chunk_state (reverse)" : "hgru chunk_state");
+}
+
+template <int K>
+static void chunk_fwd(ChunkArgs a, int B) {
+    chunk_prep<K>(a, B * a.H);
+    chunk_state<K, 0>(a, B * a.H);
+}
+
+template <int K>
+static void chunk_bwd(ChunkArgs a, int B) {
+    const int BH = B * a.H;
+    chunk_prep<K>(a, BH);
+    ChunkArgs s = a;
+    s.o = NULL; s.ST = NULL; s.S0 = NULL;
+    chunk_state<K, 0>(s, BH);      // hs
+    chunk_state<K, 1>(a, BH);      // dhs
+    static bool set = false;
+    if (!set) { set_smem(chunk_bwd_mm_kernel<K, K>, BwdSmem<K, K>::bytes); set = true; }
+    chunk_bwd_mm_kernel<K, K><<<dim3(a.NC, BH), 256, BwdSmem<K, K>::bytes, g_stream>>>(a);
+    LAUNCH_CHECK("hgru chunk_bwd_mm");
+    chunk_bwd_qkg_kernel<K><<<dim3(K / 32, a.NC, BH), 128, 0, g_stream>>>(a);
+    LAUNCH_CHECK("hgru chunk_bwd_qkg");
+}
+
+static bool chunk_path(int chunk, int B, int T, int H, int K, int Dv) {
+    return chunk > 0 && T > 0 && K == Dv && (K == 64 || K == 128) && g_prop.major >= 8 && (int64_t)B * H <= 65535;
+}
+
+extern "C" int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk) {
+    cuda_init();
+    return chunk_path(chunk, B, T, H, K, Dv);
+}
+
 static void hgru_check_dims(const char *op, int B, int T, int H, int K, int Dv) {
     if (B < 0 || T < 0 || H < 0 || K <= 0 || Dv <= 0)
         die("%s: bad dimensions B %d T %d H %d K %d Dv %d", op, B, T, H, K, Dv);
@@ -990,10 +1594,16 @@ static void hgru_check_dims(const char *op, int B, int T, int H, int K, int Dv) 
 
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk) {
-    (void)chunk;   // one algorithm for both forms: they agree up to rounding
-    hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
+        hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
     if (B == 0 || H == 0 || (T == 0 && !ST)) return;
     cuda_init();
+    if (chunk_path(chunk, B, T, H, K, Dv)) {
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false);
+        c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.o = o; c.ST = ST; c.S0 = S0;
+        if (K == 64) chunk_fwd<64>(c, B);
+        else chunk_fwd<128>(c, B);
+        return;
+    }
     SweepArgs a = {};
     a.out = o; a.ST = ST; a.S0 = S0;
     a.q = q; a.k = k; a.g = g; a.v = v;
@@ -1005,10 +1615,17 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
 extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
                               const float *q, const float *k, const float *g, const float *v, int64_t ldv, int B, int T,
                               int H, int K, int Dv, int chunk) {
-    (void)chunk;
     hgru_check_dims("hgru_bwd", B, T, H, K, Dv);
     if (B == 0 || H == 0 || T == 0) return;
     cuda_init();
+    if (chunk_path(chunk, B, T, H, K, Dv)) {
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, true);
+        c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.dout = dout;
+        c.dq = dq; c.dk = dk; c.dg = dg; c.dv = dv; c.lddv = lddv;
+        if (K == 64) chunk_bwd<64>(c, B);
+        else chunk_bwd<128>(c, B);
+        return;
+    }
     SweepArgs a = {};
     a.q = q; a.k = k; a.g = g; a.v = v; a.dout = dout;
     a.ldv = ldv;

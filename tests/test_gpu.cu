@@ -15,6 +15,11 @@
 //     sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels: float rounding of dq and dk (1e-7) grows to ~5e-6 at
 //     T = 2048 (the CPU recurrent oracle computes dg directly)
 //   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
+//   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-9 relative, a product of
+//     two by ~2^-8.5, and a sum of products of mixed signs keeps that relative size in the 2-norm; o goes
+//     through two such products (qs S, with S itself a sum of bf16 products): ~4e-3, held to 1e-2 (as the
+//     bf16 GEMM). dq, dk, dv likewise 1e-2. dg is a sum of up to 64 terms w = q dq - k dk that largely
+//     cancel (the true dg is small next to sum |w|, as the fp32 case shows), held to 3e-2.
 //
 // Also: determinism (the backward ops and the reductions run twice give the same bits) and, with --bench,
 // timings of the HGRU2 forward and forward+backward at B 8, T 2048, H 6, K = Dv = 128 (median of 20 after
@@ -404,34 +409,44 @@ static void test_hgru_one(int B, int T, int H, int K, int Dv) {
     float *gq = P.up(in.q), *gk = P.up(in.k), *gg = P.up(in.g), *gv = P.up(in.v), *gdo = P.up(in.dout),
           *gS0 = P.up(in.S0), *go = P.f(in.no), *gST = P.f(in.ns), *gX = P.up(in.S0), *go2 = P.f(in.no),
           *gdq = P.f(in.nqk), *gdk = P.f(in.nqk), *gdg = P.f(in.nqk),
-          *gdv = P.up(poisoned_rows(dv0, in.rows, in.lddv, (int64_t)H * Dv));
+          *gdv0 = P.up(poisoned_rows(dv0, in.rows, in.lddv, (int64_t)H * Dv)), *gdv = P.f(dv0.size());
     char shape[96];
     snprintf(shape, sizeof shape, "B%d T%d H%d K%d Dv%d", B, T, H, K, Dv);
-    poison(go, in.no * 4);
-    poison(gST, in.ns * 4);
-    cuda_hgru_fwd(go, gST, gq, gk, gg, gv, in.ldv, gS0, B, T, H, K, Dv, 64);
-    Vec go_h = down(go, in.no);
-    compare("hgru_fwd o (S0)", shape, go_h, o, TOL_RED);
-    compare("hgru_fwd ST", shape, down(gST, in.ns), ST, TOL_RED);
-    // ST == S0: updated in place, the same bits
-    poison(go2, in.no * 4);
-    cuda_hgru_fwd(go2, gX, gq, gk, gg, gv, in.ldv, gX, B, T, H, K, Dv, 0);
-    Vec go2_h = down(go2, in.no), gX_h = down(gX, in.ns), gST_h = down(gST, in.ns);
-    check_bits("hgru_fwd ST==S0 o", shape, go2_h.data(), go_h.data(), in.no * 4);
-    check_bits("hgru_fwd ST==S0 state", shape, gX_h.data(), gST_h.data(), in.ns * 4);
-    // no entering or leaving state
-    poison(go, in.no * 4);
-    cuda_hgru_fwd(go, NULL, gq, gk, gg, gv, in.ldv, NULL, B, T, H, K, Dv, 64);
-    compare("hgru_fwd o (S0 NULL)", shape, down(go, in.no), o0, TOL_RED);
-    // backward
-    poison(gdq, in.nqk * 4);
-    poison(gdk, in.nqk * 4);
-    poison(gdg, in.nqk * 4);
-    cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, 64);
-    compare("hgru_bwd dq", shape, down(gdq, in.nqk), dq, 2e-5);
-    compare("hgru_bwd dk", shape, down(gdk, in.nqk), dk, 2e-5);
-    compare("hgru_bwd dg", shape, down(gdg, in.nqk), dg, 5e-5);
-    compare("hgru_bwd dv (strided)", shape, down(gdv, dv.size()), dv, 2e-5);
+    // both forms: chunk 0 the exact fp32 sweeps, chunk 64 the tensor-core kernels where the shape has them
+    for (int chunk : {0, 64}) {
+        const bool tc = cuda_hgru_tensor_cores(B, T, H, K, Dv, chunk);
+        if (chunk && !tc) break;   // the same sweeps as chunk 0
+        const double tol_o = tc ? 1e-2 : TOL_RED, tol_d = tc ? 1e-2 : 2e-5, tol_g = tc ? 3e-2 : 5e-5;
+        char sh[128];
+        snprintf(sh, sizeof sh, "%s %s", shape, tc ? "tensor cores" : "exact");
+        poison(go, in.no * 4);
+        poison(gST, in.ns * 4);
+        cuda_hgru_fwd(go, gST, gq, gk, gg, gv, in.ldv, gS0, B, T, H, K, Dv, chunk);
+        Vec go_h = down(go, in.no);
+        compare("hgru_fwd o (S0)", sh, go_h, o, tol_o);
+        compare("hgru_fwd ST", sh, down(gST, in.ns), ST, tol_o);
+        // ST == S0: updated in place, the same bits
+        poison(go2, in.no * 4);
+        CK(cudaMemcpy(gX, gS0, in.ns * 4, cudaMemcpyDeviceToDevice));
+        cuda_hgru_fwd(go2, gX, gq, gk, gg, gv, in.ldv, gX, B, T, H, K, Dv, chunk);
+        Vec go2_h = down(go2, in.no), gX_h = down(gX, in.ns), gST_h = down(gST, in.ns);
+        check_bits("hgru_fwd ST==S0 o", sh, go2_h.data(), go_h.data(), in.no * 4);
+        check_bits("hgru_fwd ST==S0 state", sh, gX_h.data(), gST_h.data(), in.ns * 4);
+        // no entering or leaving state
+        poison(go, in.no * 4);
+        cuda_hgru_fwd(go, NULL, gq, gk, gg, gv, in.ldv, NULL, B, T, H, K, Dv, chunk);
+        compare("hgru_fwd o (S0 NULL)", sh, down(go, in.no), o0, tol_o);
+        // backward
+        poison(gdq, in.nqk * 4);
+        poison(gdk, in.nqk * 4);
+        poison(gdg, in.nqk * 4);
+        CK(cudaMemcpy(gdv, gdv0, dv0.size() * 4, cudaMemcpyDeviceToDevice));
+        cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, chunk);
+        compare("hgru_bwd dq", sh, down(gdq, in.nqk), dq, tol_d);
+        compare("hgru_bwd dk", sh, down(gdk, in.nqk), dk, tol_d);
+        compare("hgru_bwd dg", sh, down(gdg, in.nqk), dg, tol_g);
+        compare("hgru_bwd dv (strided)", sh, down(gdv, dv.size()), dv, tol_d);
+    }
 }
 
 static void test_hgru(void) {
