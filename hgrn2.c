@@ -218,7 +218,7 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 static double rng_uniform(uint64_t *s) { return (splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_normal(uint64_t *s) {
+static inline double rng_normal(uint64_t *s) {   // used by the tests
     double u1 = rng_uniform(s), u2 = rng_uniform(s);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
@@ -288,20 +288,45 @@ static const real *host_view(const Model *m, const real *p, int64_t n, real **tm
 }
 
 // fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0.
+// Every tensor is filled in blocks of 64Ki values, each block drawn from its own seed (tensor, layer, block),
+// so the values are the same at any thread count and a billion parameters take a second or two on all cores.
+#define INIT_BLOCK 65536
 static void model_init(Model *m, uint64_t seed) {
+    int64_t first[NPARAM * 1024 + 1], nt = 0;   // first block of each (tensor, layer), in order
+    real *base[NPARAM * 1024];
+    int64_t len[NPARAM * 1024];
+    int kind[NPARAM * 1024], tp[NPARAM * 1024], tl[NPARAM * 1024];
+    first[0] = 0;
     for (int p = 0; p < NPARAM; p++) {
         int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
         for (int l = 0; l < nl; l++) {
-            real *t = W(m, p, l);
-            int64_t n = param_numel(&m->c, p);
-            uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)l;
-            for (int64_t i = 0; i < n; i++) {
-                switch (PARAMS[p].init) {
-                case INIT_NORMAL: t[i] = (real)(0.02 * rng_normal(&s)); break;
-                case INIT_ONES: t[i] = 1; break;
-                case INIT_ZEROS: t[i] = 0; break;
-                }
-            }
+            base[nt] = W(m, p, l);
+            len[nt] = param_numel(&m->c, p);
+            kind[nt] = PARAMS[p].init;
+            tp[nt] = p;
+            tl[nt] = l;
+            first[nt + 1] = first[nt] + (len[nt] + INIT_BLOCK - 1) / INIT_BLOCK;
+            nt++;
+        }
+    }
+    #pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t blk = 0; blk < first[nt]; blk++) {
+        int t = 0;
+        while (first[t + 1] <= blk) t++;
+        int64_t b = blk - first[t], i0 = b * INIT_BLOCK, i1 = i0 + INIT_BLOCK < len[t] ? i0 + INIT_BLOCK : len[t];
+        real *x = base[t];
+        if (kind[t] != INIT_NORMAL) {
+            for (int64_t i = i0; i < i1; i++) x[i] = kind[t] == INIT_ONES ? 1 : 0;
+            continue;
+        }
+        uint64_t s = seed * 1000003ull + (uint64_t)tp[t] * 4099ull + (uint64_t)tl[t];
+        s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
+        for (int64_t i = i0; i < i1; i += 2) {   // Box-Muller: two normals per pair of uniforms
+            double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+            if (u1 < 1e-300) u1 = 1e-300;
+            double r = 0.02 * sqrt(-2.0 * log(u1)), a = 2.0 * M_PI * u2;
+            x[i] = (real)(r * cos(a));
+            if (i + 1 < i1) x[i + 1] = (real)(r * sin(a));
         }
     }
 }
@@ -354,12 +379,12 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
         {&a->da, train ? N * I : 0}, {&a->dlb, train ? L * HK : 0},
     };
     int n = sizeof parts / sizeof parts[0];
-    int64_t total = 0;
-    for (int i = 0; i < n; i++) total += parts[i].n;
+    int64_t total = 0;   // every part starts at a multiple of 64 values (256 bytes in fp32: aligned vector loads)
+    for (int i = 0; i < n; i++) total += (parts[i].n + 63) / 64 * 64;
     a->mem = dev_alloc((size_t)total * sizeof(real), "activations");
     a->bytes = total * (int64_t)sizeof(real);
     int64_t at = 0;
-    for (int i = 0; i < n; i++) { *parts[i].p = parts[i].n ? a->mem + at : NULL; at += parts[i].n; }
+    for (int i = 0; i < n; i++) { *parts[i].p = parts[i].n ? a->mem + at : NULL; at += (parts[i].n + 63) / 64 * 64; }
     a->losses_h = xmalloc((size_t)N * sizeof(real));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");

@@ -6,6 +6,7 @@
 // a stable radix sort followed by fixed chunks for the embedding gradient. Integer atomics (histograms) give
 // the same counts whatever the order.
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <cublas_v2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <limits.h>
 #include <math.h>
 #include <unordered_map>
+typedef __nv_bfloat16 bf16;
 #include <map>
 #include <string>
 #include <vector>
@@ -117,9 +119,12 @@ extern "C" void cuda_free(void *p) {
 
 extern "C" size_t cuda_peak_bytes(void) { return g_peak_bytes; }
 
+static uint64_t g_weights_version = 1;   // bumped by every write that may change parameters (see weight_bf16)
+
 extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
     cuda_init();
     if (!bytes) return;
+    g_weights_version++;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
@@ -293,15 +298,92 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
     if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
+// --precision bf16: cuBLAS reads bf16 operands (half the bytes of fp32, the full bf16 tensor-core rate) and
+// writes fp32. Activations are converted just before the product; weights once per AdamW step, into a cache
+// keyed by their address and invalidated by any write that can change parameters (cuda_adamw,
+// cuda_to_device).
+__global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
+    if (!vec) {
+        GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
+        return;
+    }
+    const int64_t n4 = n >> 2;
+    GRID_STRIDE(i, n4) {
+        const float4 v = ((const float4 *)x)[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        uint2 u;
+        u.x = *(unsigned *)&lo;
+        u.y = *(unsigned *)&hi;
+        ((uint2 *)y)[i] = u;
+    }
+    GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __float2bfloat16(x[4 * n4 + i]);
+}
+static void to_bf16(bf16 *y, const float *x, int64_t n) {
+    const int vec = !((uintptr_t)x & 15) && !((uintptr_t)y & 7);
+    to_bf16_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(y, x, n, vec);
+    LAUNCH_CHECK("to_bf16");
+}
+
+struct W16 { bf16 *p; int64_t n; uint64_t version; };
+static std::unordered_map<const void *, W16> g_w16;
+static const bf16 *weight_bf16(const float *W, int64_t n) {
+    W16 &e = g_w16[W];
+    if (!e.p || e.n < n) {
+        cuda_free(e.p);
+        e.p = (bf16 *)cuda_alloc((size_t)n * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
+        e.n = n;
+        e.version = 0;
+    }
+    if (e.version != g_weights_version) {
+        to_bf16(e.p, W, n);
+        e.version = g_weights_version;
+    }
+    return e.p;
+}
+// Two growing buffers for converted activations (an op uses at most two at once).
+static bf16 *act_bf16(int slot, const float *x, int64_t n) {
+    static bf16 *buf[2];
+    static int64_t cap[2];
+    if (n > cap[slot]) {
+        cuda_free(buf[slot]);   // synchronises first
+        cap[slot] = n + n / 4;
+        buf[slot] = (bf16 *)cuda_alloc((size_t)cap[slot] * sizeof(bf16), "bf16 copies of matmul inputs (--precision bf16)");
+    }
+    to_bf16(buf[slot], x, n);
+    return buf[slot];
+}
+static void gemm16(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const bf16 *A,
+                   int64_t lda, const bf16 *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+        die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
+            (long long)m, (long long)n, (long long)k);
+    float alpha = 1.f;
+    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, CUDA_R_16BF, (int)lda, B, CUDA_R_16BF,
+                              (int)ldb, &beta, C, CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
 extern "C" void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) { cuda_zero(y, N * O); return; }
+    cuda_init();
+    if (g_gemm_mode == 2) {
+        const bf16 *Wb = weight_bf16(W, (int64_t)O * I), *xb = act_bf16(0, x, N * I);
+        gemm16(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, Wb, I, xb, I, 0.f, y, O);
+        return;
+    }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, W, I, x, I, 0.f, y, O);
 }
-
 extern "C" void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N,
                                 int I, int O) {
     if (N <= 0 || I <= 0) return;
+    cuda_init();
+    if (g_gemm_mode == 2 && O > 0) {
+        const bf16 *dyb = act_bf16(0, dy, N * O);
+        if (dx) gemm16(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, weight_bf16(W, (int64_t)O * I), I, dyb, O, 0.f, dx, I);
+        if (dW) gemm16(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, act_bf16(1, x, N * I), I, dyb, O, 1.f, dW, I);
+        return;
+    }
     if (dx) {
         if (O <= 0) cuda_zero(dx, N * I);
         else gemm(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, W, I, dy, O, 0.f, dx, I);
@@ -1066,11 +1148,9 @@ static void sweep_launch(SweepArgs a, int B) {
 // terms are what the later chunks' w would add up to; taking them directly keeps the sum to 64 terms, so the
 // bf16 rounding of dq and dk does not accumulate along the sequence.
 #include <mma.h>
-#include <cuda_bf16.h>
-typedef __nv_bfloat16 bf16;
+#include <cuda_pipeline.h>
 
 #define CK 64   // chunk length
-#define CK_VT 32   // columns of Dv per chunk_state block
 
 struct ChunkArgs {
     const float *q, *k, *g, *v, *dout, *S0;
@@ -1086,6 +1166,7 @@ struct ChunkArgs {
     float *bnd;               // [BH][NC][K] exp(b_C) sum_j S_c dS_c
     int T, H, NC;
     float scale;
+    bool qkg_vec, v_vec, do_vec;   // q, k, g / v / dout rows 16-byte aligned (the copies go 16 bytes at a time)
 };
 
 namespace wm = nvcuda::wmma;
@@ -1098,10 +1179,35 @@ typedef wm::fragment<wm::accumulator, 16, 16, 16, float> FragC;
 // global row of (b, h, t) in a [B,T,H,X] tensor, in units of X
 __device__ __forceinline__ int64_t bth(int bb, int t, int h, int T, int H) { return ((int64_t)bb * T + t) * H + h; }
 
+// ---- asynchronous copies into shared memory (cp.async: no registers, and the loads of the next chunk
+// overlap the work on this one) ----
+// bytes (a multiple of 16) from 16-byte aligned src to dst
+__device__ __forceinline__ void copy_async(void *dst, const void *src, int bytes, int tid, int nthr) {
+    for (int i = tid * 16; i < bytes; i += nthr * 16)
+        __pipeline_memcpy_async((char *)dst + i, (const char *)src + i, 16);
+}
+// rows x cols floats, global row stride gld, shared row stride sld (in floats); 16-byte pieces when vec
+// (src, gld, sld and cols all multiples of 4 floats), else 4-byte ones
+__device__ __forceinline__ void rows_async(float *dst, int sld, const float *src, int64_t gld, int rows, int cols,
+                                           bool vec, int tid, int nthr) {
+    if (vec) {
+        const int per = cols >> 2;
+        for (int i = tid; i < rows * per; i += nthr) {
+            const int r = i / per, c = (i - r * per) << 2;
+            __pipeline_memcpy_async(dst + r * sld + c, src + r * gld + c, 16);
+        }
+    } else {
+        for (int i = tid; i < rows * cols; i += nthr) {
+            const int r = i / cols, c = i - r * cols;
+            __pipeline_memcpy_async(dst + r * sld + c, src + r * gld + c, 4);
+        }
+    }
+}
+
 // ---- chunk_prep ----
 template <int K>
 struct PrepSmem {
-    static constexpr int LDF = K + 1;     // fp32 rows, padded against bank conflicts in the diagonal sums
+    static constexpr int LDF = K + 4;     // fp32 rows (16-byte aligned for the copies)
     static constexpr int LDA = CK + 4;    // fp32 scores
     static constexpr size_t bytes = sizeof(float) * (3 * CK * LDF + CK * LDA) + sizeof(bf16) * (CK * K + 3 * 48 * K);
 };
@@ -1109,32 +1215,36 @@ struct PrepSmem {
 template <int K>
 __global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
     typedef PrepSmem<K> L;
+    constexpr int LDF = L::LDF;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     float *bs = (float *)smem_raw;            // [CK][LDF] b (g first)
-    float *qf = bs + CK * L::LDF;             // [CK][LDF] q
-    float *kf = qf + CK * L::LDF;             // [CK][LDF] k
-    float *Af = kf + CK * L::LDF;             // [CK][LDA] scores
+    float *qf = bs + CK * LDF;                // [CK][LDF] q
+    float *kf = qf + CK * LDF;                // [CK][LDF] k
+    float *Af = kf + CK * LDF;                // [CK][LDA] scores
     bf16 *Qn = (bf16 *)(Af + CK * L::LDA);    // [CK][K]   q exp(b - b_anchor(row))
     bf16 *Kn = Qn + CK * K;                   // [3][48][K] k exp(b_{16i} - b) for query block i = 1..3
 
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
     const int t0 = c * CK, len = min(CK, a.T - t0);
-    for (int i = tid; i < CK * K; i += blockDim.x) {
-        int r = i / K, col = i - r * K;
-        float qv = 0, kv = 0, gv = 0;
-        if (r < len) {
-            int64_t gi = bth(bb, t0 + r, h, a.T, a.H) * K + col;
-            qv = a.q[gi]; kv = a.k[gi]; gv = a.g[gi];
+    {
+        const int64_t row0 = bth(bb, t0, h, a.T, a.H) * K, ld = (int64_t)a.H * K;
+        rows_async(qf, LDF, a.q + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
+        rows_async(kf, LDF, a.k + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
+        rows_async(bs, LDF, a.g + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
+        __pipeline_commit();
+        for (int i = len * K + tid; i < CK * K; i += blockDim.x) {   // rows past T: zeros
+            const int r = i / K, col = i - r * K;
+            qf[r * LDF + col] = kf[r * LDF + col] = bs[r * LDF + col] = 0.f;
         }
-        qf[r * L::LDF + col] = qv; kf[r * L::LDF + col] = kv; bs[r * L::LDF + col] = gv;
+        __pipeline_wait_prior(0);
     }
     __syncthreads();
     const int64_t cidx = (int64_t)bh * a.NC + c;
     if (tid < K) {   // cumulative sums down each channel; rows past T add g = 0
         float run = 0;
         for (int r = 0; r < CK; r++) {
-            run += bs[r * L::LDF + tid];
-            bs[r * L::LDF + tid] = run;
+            run += bs[r * LDF + tid];
+            bs[r * LDF + tid] = run;
             if (r < len) a.b[bth(bb, t0 + r, h, a.T, a.H) * K + tid] = run;
         }
         a.decay[cidx * K + tid] = __expf(run);
@@ -1143,13 +1253,13 @@ __global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
     bf16 *qs = a.qs + cidx * CK * K, *ks = a.ks + cidx * CK * K;
     for (int i = tid; i < CK * K; i += blockDim.x) {
         int r = i / K, col = i - r * K;
-        float br = bs[r * L::LDF + col], bC = bs[(CK - 1) * L::LDF + col];
-        float qv = qf[r * L::LDF + col], kv = kf[r * L::LDF + col];
+        float br = bs[r * LDF + col], bC = bs[(CK - 1) * LDF + col];
+        float qv = qf[r * LDF + col], kv = kf[r * LDF + col];
         qs[i] = __float2bfloat16(qv * __expf(br) * a.scale);
         ks[i] = __float2bfloat16(kv * __expf(bC - br));
-        Qn[i] = __float2bfloat16(qv * __expf(br - bs[(r & ~15) * L::LDF + col]));
+        Qn[i] = __float2bfloat16(qv * __expf(br - bs[(r & ~15) * LDF + col]));
         for (int qb = 1; qb < 4; qb++)
-            if (r < 16 * qb) Kn[((qb - 1) * 48 + r) * K + col] = __float2bfloat16(kv * __expf(bs[16 * qb * L::LDF + col] - br));
+            if (r < 16 * qb) Kn[((qb - 1) * 48 + r) * K + col] = __float2bfloat16(kv * __expf(bs[16 * qb * LDF + col] - br));
     }
     __syncthreads();
     const int warp = tid >> 5;
@@ -1172,146 +1282,162 @@ __global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
     for (int it = tid; it < 4 * 136; it += blockDim.x) {
         int blk = it / 136, p = it - blk * 136, rr = 0;
         while ((rr + 1) * (rr + 2) / 2 <= p) rr++;
-        int ss = p - rr * (rr + 1) / 2, r = blk * 16 + rr, s = blk * 16 + ss;
-        const float *qr = qf + r * L::LDF, *ks_ = kf + s * L::LDF, *br = bs + r * L::LDF, *bsr = bs + s * L::LDF;
+        int ss = p - rr * (rr + 1) / 2, r = blk * 16 + rr, s_ = blk * 16 + ss;
+        const float *qr = qf + r * LDF, *kr = kf + s_ * LDF, *br = bs + r * LDF, *bsr = bs + s_ * LDF;
         float acc = 0;
 #pragma unroll 8
-        for (int i = 0; i < K; i++) acc += qr[i] * ks_[i] * __expf(br[i] - bsr[i]);
-        Af[r * L::LDA + s] = acc;
+        for (int i = 0; i < K; i++) acc += qr[i] * kr[i] * __expf(br[i] - bsr[i]);
+        Af[r * L::LDA + s_] = acc;
     }
     __syncthreads();
     bf16 *A = a.A + cidx * CK * CK;
     for (int i = tid; i < CK * CK; i += blockDim.x) {
-        int r = i / CK, s = i - r * CK;
-        A[i] = __float2bfloat16(s <= r ? Af[r * L::LDA + s] * a.scale : 0.f);
+        int r = i / CK, s_ = i - r * CK;
+        A[i] = __float2bfloat16(s_ <= r ? Af[r * L::LDA + s_] * a.scale : 0.f);
     }
 }
 
 // ---- chunk_state: the sweep over chunks ----
 // REV = 0: S_{c+1} = diag(decay_c) S_c + ks_c^T v_c, o_c = qs_c S_c + A_c v_c (when o), states out = S_c.
 // REV = 1: X_c = diag(decay_c) X_{c+1} + qs_c^T do_c, run from the last chunk, states out = X_{c+1}.
-template <int K, int DV, int REV>
+// One block per (b, h, 64 columns of Dv), 8 warps. The inputs of chunk c+1 load (cp.async) while chunk c
+// computes, into the other of two stages.
+#define ST_VT 64
+template <int K>
 struct StateSmem {
-    static constexpr int LDS = CK_VT + 4;
-    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS + K) +
-                                    sizeof(bf16) * (K * CK_VT + 2 * CK * K + CK * CK + CK * CK_VT);
+    static constexpr int VT = ST_VT, LDS = VT + 4;
+    static constexpr size_t stage = sizeof(bf16) * (2 * CK * K + CK * CK) + sizeof(float) * (CK * VT + K);
+    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (K * VT + CK * VT) + 2 * stage;
 };
 
-template <int K, int DV, int REV>
-__global__ void __launch_bounds__(128) chunk_state_kernel(ChunkArgs a) {
-    typedef StateSmem<K, DV, REV> L;
-    constexpr int VT = CK_VT, LDS = L::LDS;
+template <int K, int REV>
+__global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
+    typedef StateSmem<K> L;
+    constexpr int VT = L::VT, LDS = L::LDS, DV = K, NTH = 256;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     float *Sf = (float *)smem_raw;            // [K][LDS] the state slice, fp32
     float *Of = Sf + K * LDS;                 // [CK][LDS] output staging
-    float *dec = Of + CK * LDS;               // [K]
-    bf16 *Sb = (bf16 *)(dec + K);             // [K][VT] the state in bf16 (operand of qs S)
-    bf16 *Lm = Sb + K * VT;                   // [CK][K] ks (forward) or qs (reverse)
-    bf16 *Qm = Lm + CK * K;                   // [CK][K] qs (forward with o)
-    bf16 *Am = Qm + CK * K;                   // [CK][CK]
-    bf16 *Rm = Am + CK * CK;                  // [CK][VT] v or do slice
+    bf16 *Sb = (bf16 *)(Of + CK * LDS);       // [K][VT] the state in bf16 (operand of qs S)
+    bf16 *Rb = Sb + K * VT;                   // [CK][VT] v or do slice, bf16
+    unsigned char *stages = (unsigned char *)(Rb + CK * VT);
+    struct Stage { bf16 *Lm, *Qm, *Am; float *Rf, *dec; };   // ks or qs, qs, A, v or do (fp32), decay
+    auto stage = [&](int st) {
+        Stage x;
+        x.Lm = (bf16 *)(stages + st * L::stage);
+        x.Qm = x.Lm + CK * K;
+        x.Am = x.Qm + CK * K;
+        x.Rf = (float *)(x.Am + CK * CK);
+        x.dec = x.Rf + CK * VT;
+        return x;
+    };
 
     const int vt = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
     const int c0 = vt * VT;
     const bool want_o = !REV && a.o;
     bf16 *states = REV ? a.dhs : a.hs;
-    for (int i = tid; i < K * VT; i += blockDim.x) {
-        int r = i / VT, col = i - r * VT;
-        float s = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
-        Sf[r * LDS + col] = s;
-        Sb[i] = __float2bfloat16(s);
-    }
-    __syncthreads();
-    for (int step = 0; step < a.NC; step++) {
-        const int c = REV ? a.NC - 1 - step : step, t0 = c * CK, len = min(CK, a.T - t0);
+    const float *R = (REV ? a.dout : a.v) + (int64_t)h * DV + c0;   // row bb*T + t at stride ldr
+    const int64_t ldr = REV ? (int64_t)a.H * DV : a.ldv;
+    const bool vec = REV ? a.do_vec : a.v_vec;
+    auto chunk_of = [&](int step) { return REV ? a.NC - 1 - step : step; };
+    auto issue = [&](int step) {   // the inputs of the step-th chunk of the sweep, into stage step & 1
+        const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
-        {   // loads (16-byte vectors for the bf16 tiles)
-            const uint4 *src = (const uint4 *)((REV ? a.qs : a.ks) + cidx * CK * K);
-            for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)Lm)[i] = src[i];
-            if (want_o) {
-                const uint4 *sq = (const uint4 *)(a.qs + cidx * CK * K), *sa = (const uint4 *)(a.A + cidx * CK * CK);
-                for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)Qm)[i] = sq[i];
-                for (int i = tid; i < CK * CK / 8; i += blockDim.x) ((uint4 *)Am)[i] = sa[i];
-            }
-            for (int i = tid; i < CK * VT; i += blockDim.x) {
-                int r = i / VT, col = i - r * VT;
-                float x = 0;
-                if (r < len) {
-                    int64_t row = bth(bb, t0 + r, h, a.T, a.H);
-                    x = REV ? a.dout[row * DV + c0 + col] : a.v[row / a.H * a.ldv + (int64_t)h * DV + c0 + col];
-                }
-                Rm[i] = __float2bfloat16(x);
-            }
-            for (int i = tid; i < K; i += blockDim.x) dec[i] = a.decay[cidx * K + i];
-            if (states)
-                for (int i = tid; i < K * VT; i += blockDim.x) {
-                    int r = i / VT, col = i - r * VT;
-                    states[(cidx * K + r) * DV + c0 + col] = Sb[i];
-                }
+        Stage x = stage(step & 1);
+        copy_async(x.Lm, (REV ? a.qs : a.ks) + cidx * CK * K, CK * K * 2, tid, NTH);
+        if (want_o) {
+            copy_async(x.Qm, a.qs + cidx * CK * K, CK * K * 2, tid, NTH);
+            copy_async(x.Am, a.A + cidx * CK * CK, CK * CK * 2, tid, NTH);
         }
+        copy_async(x.dec, a.decay + cidx * K, K * 4, tid, NTH);
+        rows_async(x.Rf, VT, R + ((int64_t)bb * a.T + t0) * ldr, ldr, len, VT, vec, tid, NTH);
+        __pipeline_commit();
+    };
+
+    for (int i = tid; i < K * VT; i += NTH) {
+        int r = i / VT, col = i - r * VT;
+        float v0 = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
+        Sf[r * LDS + col] = v0;
+        Sb[i] = __float2bfloat16(v0);
+    }
+    issue(0);
+    for (int step = 0; step < a.NC; step++) {
+        if (step + 1 < a.NC) issue(step + 1);
+        else __pipeline_commit();   // an empty group keeps the count below uniform
+        __pipeline_wait_prior(1);   // this step's group has landed (for this thread) ...
+        __syncthreads();            // ... and for every thread
+        const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
+        const int64_t cidx = (int64_t)bh * a.NC + c;
+        Stage x = stage(step & 1);
+        for (int i = tid; i < CK * VT; i += NTH) Rb[i] = __float2bfloat16(i / VT < len ? x.Rf[i] : 0.f);
+        for (int i = tid; i < K * VT; i += NTH) {
+            int r = i / VT, col = i - r * VT;
+            Sf[r * LDS + col] *= x.dec[r];
+        }
+        if (states)
+            for (int i = tid; i < K * VT / 8; i += NTH) {
+                int r = i / (VT / 8), col = (i - r * (VT / 8)) * 8;
+                *(uint4 *)(states + (cidx * K + r) * DV + c0 + col) = *(const uint4 *)(Sb + r * VT + col);
+            }
         __syncthreads();
-        if (want_o) {   // warp w: output rows 16w..16w+15, both 16-column halves
+        if (want_o) {   // o = qs S + A R: warp w owns rows 16 (w / 2) and two 16-column blocks
+            const int ri = warp >> 1, j0 = (warp & 1) * 2;
             FragA fa;
             FragB fb;
-            FragC acc[VT / 16];
-#pragma unroll
-            for (int j = 0; j < VT / 16; j++) wm::fill_fragment(acc[j], 0.f);
+            FragC acc[2];
+            wm::fill_fragment(acc[0], 0.f);
+            wm::fill_fragment(acc[1], 0.f);
 #pragma unroll
             for (int kk = 0; kk < K / 16; kk++) {
-                wm::load_matrix_sync(fa, Qm + warp * 16 * K + kk * 16, K);
+                wm::load_matrix_sync(fa, x.Qm + ri * 16 * K + kk * 16, K);
 #pragma unroll
-                for (int j = 0; j < VT / 16; j++) {
-                    wm::load_matrix_sync(fb, Sb + kk * 16 * VT + j * 16, VT);
+                for (int j = 0; j < 2; j++) {
+                    wm::load_matrix_sync(fb, Sb + kk * 16 * VT + (j0 + j) * 16, VT);
                     wm::mma_sync(acc[j], fa, fb, acc[j]);
                 }
             }
-            for (int kk = 0; kk <= warp; kk++) {
-                wm::load_matrix_sync(fa, Am + warp * 16 * CK + kk * 16, CK);
+            for (int kk = 0; kk <= ri; kk++) {
+                wm::load_matrix_sync(fa, x.Am + ri * 16 * CK + kk * 16, CK);
 #pragma unroll
-                for (int j = 0; j < VT / 16; j++) {
-                    wm::load_matrix_sync(fb, Rm + kk * 16 * VT + j * 16, VT);
+                for (int j = 0; j < 2; j++) {
+                    wm::load_matrix_sync(fb, Rb + kk * 16 * VT + (j0 + j) * 16, VT);
                     wm::mma_sync(acc[j], fa, fb, acc[j]);
                 }
             }
 #pragma unroll
-            for (int j = 0; j < VT / 16; j++) wm::store_matrix_sync(Of + warp * 16 * LDS + j * 16, acc[j], LDS, wm::mem_row_major);
+            for (int j = 0; j < 2; j++)
+                wm::store_matrix_sync(Of + ri * 16 * LDS + (j0 + j) * 16, acc[j], LDS, wm::mem_row_major);
         }
-        for (int i = tid; i < K * VT; i += blockDim.x) {
-            int r = i / VT, col = i - r * VT;
-            Sf[r * LDS + col] *= dec[r];
-        }
-        __syncthreads();
-        {   // S += Lm^T R: (K/16) x (VT/16) tiles over 4 warps
+        {   // S += Lm^T R
             constexpr int NT = (K / 16) * (VT / 16);
             FragAt fa;
             FragB fb;
             FragC acc;
-            for (int t = warp; t < NT; t += 4) {
+            for (int t = warp; t < NT; t += NTH / 32) {
                 const int ri = t / (VT / 16), j = t - ri * (VT / 16);
                 wm::load_matrix_sync(acc, Sf + ri * 16 * LDS + j * 16, LDS, wm::mem_row_major);
 #pragma unroll
                 for (int kk = 0; kk < CK / 16; kk++) {
-                    wm::load_matrix_sync(fa, Lm + kk * 16 * K + ri * 16, K);
-                    wm::load_matrix_sync(fb, Rm + kk * 16 * VT + j * 16, VT);
+                    wm::load_matrix_sync(fa, x.Lm + kk * 16 * K + ri * 16, K);
+                    wm::load_matrix_sync(fb, Rb + kk * 16 * VT + j * 16, VT);
                     wm::mma_sync(acc, fa, fb, acc);
                 }
                 wm::store_matrix_sync(Sf + ri * 16 * LDS + j * 16, acc, LDS, wm::mem_row_major);
             }
         }
         __syncthreads();
-        for (int i = tid; i < K * VT; i += blockDim.x) {
+        for (int i = tid; i < K * VT; i += NTH) {
             int r = i / VT, col = i - r * VT;
             Sb[i] = __float2bfloat16(Sf[r * LDS + col]);
         }
         if (want_o)
-            for (int i = tid; i < CK * VT; i += blockDim.x) {
+            for (int i = tid; i < CK * VT; i += NTH) {
                 int r = i / VT, col = i - r * VT;
                 if (r < len) a.o[bth(bb, t0 + r, h, a.T, a.H) * DV + c0 + col] = Of[r * LDS + col];
             }
-        __syncthreads();
     }
+    __syncthreads();
     if (!REV && a.ST)
-        for (int i = tid; i < K * VT; i += blockDim.x) {
+        for (int i = tid; i < K * VT; i += NTH) {
             int r = i / VT, col = i - r * VT;
             a.ST[((int64_t)bh * K + r) * DV + c0 + col] = Sf[r * LDS + col];
         }
@@ -1321,7 +1447,8 @@ __global__ void __launch_bounds__(128) chunk_state_kernel(ChunkArgs a) {
 template <int K, int DV>
 struct BwdSmem {
     static constexpr int LDO = (K > DV ? K : DV) + 4;
-    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * DV + 2 * K * DV + CK * K + CK * CK) + sizeof(float) * CK * LDO;
+    static constexpr size_t F = (size_t)2 * CK * DV > (size_t)CK * LDO ? (size_t)2 * CK * DV : (size_t)CK * LDO;
+    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * DV + 2 * K * DV + CK * K + CK * CK) + sizeof(float) * F;
 };
 
 template <int K, int DV>
@@ -1335,28 +1462,27 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     bf16 *dS = Hs + K * DV;          // [K][DV] state gradient leaving the chunk
     bf16 *KS = dS + K * DV;          // [CK][K]
     bf16 *Am = KS + CK * K;          // [CK][CK]
-    float *Of = (float *)(Am + CK * CK);   // [CK][LDO] staging
+    float *Of = (float *)(Am + CK * CK);   // [CK][LDO] output staging; first the fp32 do and v rows
 
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t cidx = (int64_t)bh * a.NC + c;
-    for (int i = tid; i < CK * DV; i += blockDim.x) {
-        int r = i / DV, col = i - r * DV;
-        float d = 0, x = 0;
-        if (r < len) {
-            int64_t row = bth(bb, t0 + r, h, a.T, a.H);
-            d = a.dout[row * DV + col];
-            x = a.v[row / a.H * a.ldv + (int64_t)h * DV + col];
-        }
-        dO[i] = __float2bfloat16(d);
-        V[i] = __float2bfloat16(x);
-    }
     {
-        const uint4 *sh = (const uint4 *)(a.hs + cidx * K * DV), *sd = (const uint4 *)(a.dhs + cidx * K * DV),
-                    *sk = (const uint4 *)(a.ks + cidx * CK * K), *sa = (const uint4 *)(a.A + cidx * CK * CK);
-        for (int i = tid; i < K * DV / 8; i += blockDim.x) { ((uint4 *)Hs)[i] = sh[i]; ((uint4 *)dS)[i] = sd[i]; }
-        for (int i = tid; i < CK * K / 8; i += blockDim.x) ((uint4 *)KS)[i] = sk[i];
-        for (int i = tid; i < CK * CK / 8; i += blockDim.x) ((uint4 *)Am)[i] = sa[i];
+        copy_async(Hs, a.hs + cidx * K * DV, K * DV * 2, tid, blockDim.x);
+        copy_async(dS, a.dhs + cidx * K * DV, K * DV * 2, tid, blockDim.x);
+        copy_async(KS, a.ks + cidx * CK * K, CK * K * 2, tid, blockDim.x);
+        copy_async(Am, a.A + cidx * CK * CK, CK * CK * 2, tid, blockDim.x);
+        const int64_t row0 = (int64_t)bb * a.T + t0;
+        rows_async(Of, DV, a.dout + (row0 * a.H + h) * DV, (int64_t)a.H * DV, len, DV, a.do_vec, tid, blockDim.x);
+        rows_async(Of + CK * DV, DV, a.v + row0 * a.ldv + (int64_t)h * DV, a.ldv, len, DV, a.v_vec, tid, blockDim.x);
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    for (int i = tid; i < CK * DV; i += blockDim.x) {
+        const bool ok = i / DV < len;
+        dO[i] = __float2bfloat16(ok ? Of[i] : 0.f);
+        V[i] = __float2bfloat16(ok ? Of[CK * DV + i] : 0.f);
     }
     __syncthreads();
     if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg
@@ -1540,6 +1666,13 @@ static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
     return a;
 }
 
+static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static void chunk_alignment(ChunkArgs &c) {   // K, Dv multiples of 16 here; rows are 16-byte aligned when:
+    c.qkg_vec = al16(c.q) && al16(c.k) && al16(c.g);
+    c.v_vec = al16(c.v) && c.ldv % 4 == 0;
+    c.do_vec = !c.dout || al16(c.dout);
+}
+
 template <int K>
 static void chunk_prep(const ChunkArgs &a, int BH) {
     static bool set = false;
@@ -1551,8 +1684,8 @@ static void chunk_prep(const ChunkArgs &a, int BH) {
 template <int K, int REV>
 static void chunk_state(const ChunkArgs &a, int BH) {
     static bool set = false;
-    if (!set) { set_smem(chunk_state_kernel<K, K, REV>, StateSmem<K, K, REV>::bytes); set = true; }
-    chunk_state_kernel<K, K, REV><<<dim3(K / CK_VT, BH), 128, StateSmem<K, K, REV>::bytes, g_stream>>>(a);
+    if (!set) { set_smem(chunk_state_kernel<K, REV>, StateSmem<K>::bytes); set = true; }
+    chunk_state_kernel<K, REV><<<dim3(K / ST_VT, BH), 256, StateSmem<K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK(REV ? "hgru chunk_state (reverse)" : "hgru chunk_state");
 }
 
@@ -1600,6 +1733,7 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
     if (chunk_path(chunk, B, T, H, K, Dv)) {
         ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false);
         c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.o = o; c.ST = ST; c.S0 = S0;
+        chunk_alignment(c);
         if (K == 64) chunk_fwd<64>(c, B);
         else chunk_fwd<128>(c, B);
         return;
@@ -1622,6 +1756,7 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
         ChunkArgs c = chunk_scratch(B, T, H, K, Dv, true);
         c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.dout = dout;
         c.dq = dq; c.dk = dk; c.dg = dg; c.dv = dv; c.lddv = lddv;
+        chunk_alignment(c);
         if (K == 64) chunk_bwd<64>(c, B);
         else chunk_bwd<128>(c, B);
         return;
@@ -1787,6 +1922,7 @@ __global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ gr
 extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
                            double beta2, double eps, double wd, double grad_scale, int64_t step) {
     if (n <= 0) return;
+    g_weights_version++;
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     adamw_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale,
                                                            bc1, bc2);

@@ -378,7 +378,8 @@ struct HgruIn {
 static HgruIn hgru_inputs(int B, int T, int H, int K, int Dv, uint64_t s) {
     HgruIn in;
     in.B = B; in.T = T; in.H = H; in.K = K; in.Dv = Dv;
-    in.ldv = (int64_t)H * Dv + 5;    // v inside wider rows (as in the fused q/f/i projection)
+    in.ldv = (int64_t)H * Dv + (T % 2 ? 5 : 4);   // v inside wider rows (as in the fused q/f/i projection),
+                                                  // 16-byte aligned rows or not (the kernels copy either way)
     in.lddv = (int64_t)H * Dv + 3;
     in.rows = (int64_t)B * T;
     in.nqk = in.rows * H * K;
