@@ -84,6 +84,12 @@ void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, in
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
 void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N, int V);
 
+// The classifier over N rows in training, fused: logits = h W^T into the scratch logits [N, V]; losses [N]
+// (=, 0 where target < 0); with G = scale (softmax(logits) - onehot(target)): dx [N, D] = G W (=) and
+// dW [V, D] += G^T h. Under --precision bf16, G is only ever written in bf16 (the products' operand).
+void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const float *h, const float *W,
+                           const int32_t *targets, float scale, int64_t N, int D, int V);
+
 // ---- AdamW ----
 void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double wd, double grad_scale, int64_t step);

@@ -470,6 +470,14 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
             for (int64_t i = 0; i < rows; i++)
                 OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
         } else {
+#if USE_CUDA
+            if (g_gpu && a->train && targets && !logits_out) {   // one fused op (cuda_ops.h)
+                if (g_prof) cuda_prof_mark(g_section, "classifier_train");
+                cuda_classifier_train(a->losses + r0, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, tgt_b + r0,
+                                      (real)loss_scale, rows, D, V);
+                continue;
+            }
+#endif
             OP(matmul_fwd, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
         }
         if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));

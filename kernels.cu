@@ -180,6 +180,11 @@ static unsigned blocks_for(int64_t n, int threads) {
     return (unsigned)(b < 1 ? 1 : b);
 }
 
+// Row n, column c of an [N, C] array: a block per row (grid stride), the block's threads along the row.
+#define ROWS_COLS(n, c, N, C)                                                        \
+    for (int64_t n = blockIdx.x; n < (N); n += gridDim.x)                            \
+        for (int c = threadIdx.x; c < (C); c += blockDim.x)
+
 #define GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
@@ -730,9 +735,8 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const fl
 __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, float *__restrict__ g,
                                  const float *__restrict__ qf, int64_t ldqf, const float *__restrict__ lb, int64_t N,
                                  int HK) {
-    GRID_STRIDE(i, N * HK) {
-        int64_t n = i / HK;
-        int c = (int)(i - n * HK);
+    ROWS_COLS(n, c, N, HK) {
+        const int64_t i = n * HK + c;
         const float *qp = qf + n * ldqf;
         float x = qp[c], f = qp[HK + c], s, sn;
         sigmoid2(x, s, sn);
@@ -753,7 +757,7 @@ __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, f
 extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
                                int HK) {
     if (N <= 0 || HK <= 0) return;
-    gates_fwd_kernel<<<blocks_for(N * HK, 256), 256, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
+    gates_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_fwd");
 }
 
@@ -1204,96 +1208,113 @@ __device__ __forceinline__ void rows_async(float *dst, int sld, const float *src
     }
 }
 
+// bf16 tiles in shared memory get rows of cols + 8 elements: a 16-byte shift per row puts the eight rows a
+// tensor-core fragment load reads at once in different banks.
+#define PADB 8
+// rows x cols bf16 from a dense [rows][cols] global tile into shared rows of stride sld
+__device__ __forceinline__ void tile_async(bf16 *dst, int sld, const bf16 *src, int rows, int cols, int tid, int nthr) {
+    const int per = cols >> 3;
+    for (int i = tid; i < rows * per; i += nthr) {
+        const int r = i / per, c = (i - r * per) << 3;
+        __pipeline_memcpy_async(dst + r * sld + c, src + r * cols + c, 16);
+    }
+}
+
 // ---- chunk_prep ----
+// Scores A: the 16 x 16 blocks (qb, kb), kb <= qb, are products of Qn = q exp(b - b_n) and Kn = k exp(b_n - b)
+// with n = 16 qb. Off the diagonal both factors are <= 1. On it Kn's factor is >= 1, up to exp(b_n - b_{n+15});
+// where that span exceeds DIAG_SPAN in some channel (gates near zero for 15 steps), that block is summed
+// elementwise in fp32 instead (exp(b_r - b_s) <= 1 term by term).
+#define DIAG_SPAN 64.f
 template <int K>
 struct PrepSmem {
-    static constexpr int LDF = K + 4;     // fp32 rows (16-byte aligned for the copies)
-    static constexpr int LDA = CK + 4;    // fp32 scores
-    static constexpr size_t bytes = sizeof(float) * (3 * CK * LDF + CK * LDA) + sizeof(bf16) * (CK * K + 3 * 48 * K);
+    static constexpr int LDF = K + 4, LDA = CK + 4, LDB = K + PADB;
+    static constexpr size_t bytes = sizeof(float) * (CK * LDF + CK * LDA) + sizeof(bf16) * (CK + 160) * LDB + 16;
 };
+__device__ __forceinline__ int kn_row0(int qb) { return 8 * qb * (qb + 1); }   // Kn rows of query block qb
 
 template <int K>
-__global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
+__global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     typedef PrepSmem<K> L;
-    constexpr int LDF = L::LDF;
+    constexpr int LDF = L::LDF, LDA = L::LDA, LDB = L::LDB;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    float *bs = (float *)smem_raw;            // [CK][LDF] b (g first)
-    float *qf = bs + CK * LDF;                // [CK][LDF] q
-    float *kf = qf + CK * LDF;                // [CK][LDF] k
-    float *Af = kf + CK * LDF;                // [CK][LDA] scores
-    bf16 *Qn = (bf16 *)(Af + CK * L::LDA);    // [CK][K]   q exp(b - b_anchor(row))
-    bf16 *Kn = Qn + CK * K;                   // [3][48][K] k exp(b_{16i} - b) for query block i = 1..3
+    float *bs = (float *)smem_raw;            // [CK][LDF] g, then b
+    float *Af = bs + CK * LDF;                // [CK][LDA] scores
+    bf16 *Qn = (bf16 *)(Af + CK * LDA);       // [CK][LDB]
+    bf16 *Kn = Qn + CK * LDB;                 // [160][LDB]: for query block qb, rows kn_row0(qb) .. + 16 qb + 15
+    int *wide = (int *)(Kn + 160 * LDB);      // [4]: diagonal blocks summed elementwise
 
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
     const int t0 = c * CK, len = min(CK, a.T - t0);
-    {
-        const int64_t row0 = bth(bb, t0, h, a.T, a.H) * K, ld = (int64_t)a.H * K;
-        rows_async(qf, LDF, a.q + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
-        rows_async(kf, LDF, a.k + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
-        rows_async(bs, LDF, a.g + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
-        __pipeline_commit();
-        for (int i = len * K + tid; i < CK * K; i += blockDim.x) {   // rows past T: zeros
-            const int r = i / K, col = i - r * K;
-            qf[r * LDF + col] = kf[r * LDF + col] = bs[r * LDF + col] = 0.f;
-        }
-        __pipeline_wait_prior(0);
-    }
+    const int64_t row0 = bth(bb, t0, h, a.T, a.H) * K, ld = (int64_t)a.H * K;
+    rows_async(bs, LDF, a.g + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
+    __pipeline_commit();
+    for (int i = len * K + tid; i < CK * K; i += blockDim.x) bs[(i / K) * LDF + i % K] = 0.f;   // rows past T
+    if (tid < 4) wide[tid] = 0;
+    __pipeline_wait_prior(0);
     __syncthreads();
     const int64_t cidx = (int64_t)bh * a.NC + c;
     if (tid < K) {   // cumulative sums down each channel; rows past T add g = 0
-        float run = 0;
+        float run = 0, bn = 0;
         for (int r = 0; r < CK; r++) {
             run += bs[r * LDF + tid];
             bs[r * LDF + tid] = run;
-            if (r < len) a.b[bth(bb, t0 + r, h, a.T, a.H) * K + tid] = run;
+            if (r < len) a.b[row0 + (int64_t)r * ld + tid] = run;
+            if ((r & 15) == 0) bn = run;
+            if ((r & 15) == 15 && bn - run > DIAG_SPAN) atomicOr(&wide[r >> 4], 1);
         }
         a.decay[cidx * K + tid] = __expf(run);
     }
     __syncthreads();
     bf16 *qs = a.qs + cidx * CK * K, *ks = a.ks + cidx * CK * K;
+#pragma unroll 4
     for (int i = tid; i < CK * K; i += blockDim.x) {
-        int r = i / K, col = i - r * K;
-        float br = bs[r * LDF + col], bC = bs[(CK - 1) * LDF + col];
-        float qv = qf[r * LDF + col], kv = kf[r * LDF + col];
+        const int r = i / K, col = i - r * K, rb = r >> 4;
+        const bool ok = r < len;
+        const float qv = ok ? a.q[row0 + (int64_t)r * ld + col] : 0.f, kv = ok ? a.k[row0 + (int64_t)r * ld + col] : 0.f;
+        const float br = bs[r * LDF + col], bC = bs[(CK - 1) * LDF + col];
         qs[i] = __float2bfloat16(qv * __expf(br) * a.scale);
         ks[i] = __float2bfloat16(kv * __expf(bC - br));
-        Qn[i] = __float2bfloat16(qv * __expf(br - bs[(r & ~15) * LDF + col]));
-        for (int qb = 1; qb < 4; qb++)
-            if (r < 16 * qb) Kn[((qb - 1) * 48 + r) * K + col] = __float2bfloat16(kv * __expf(bs[16 * qb * LDF + col] - br));
+        Qn[r * LDB + col] = __float2bfloat16(qv * __expf(br - bs[rb * 16 * LDF + col]));
+        for (int qb = rb; qb < 4; qb++)
+            Kn[(kn_row0(qb) + r) * LDB + col] = __float2bfloat16(kv * __expf(fminf(bs[qb * 16 * LDF + col] - br, 80.f)));
     }
     __syncthreads();
     const int warp = tid >> 5;
-    if (warp < 6) {   // off-diagonal blocks (qb, kb), kb < qb, on tensor cores
-        const int qb = warp < 1 ? 1 : warp < 3 ? 2 : 3, kb = warp - (qb * (qb - 1)) / 2;
+    for (int t = warp; t < 10; t += 8) {   // the ten blocks on and below the diagonal, on tensor cores
+        const int qb = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, kb = t - (qb * (qb + 1)) / 2;
         FragA fa;
         FragBt fb;
         FragC acc;
         wm::fill_fragment(acc, 0.f);
-        const bf16 *kn = Kn + (qb - 1) * 48 * K;
 #pragma unroll
         for (int kk = 0; kk < K / 16; kk++) {
-            wm::load_matrix_sync(fa, Qn + qb * 16 * K + kk * 16, K);
-            wm::load_matrix_sync(fb, kn + kb * 16 * K + kk * 16, K);
+            wm::load_matrix_sync(fa, Qn + qb * 16 * LDB + kk * 16, LDB);
+            wm::load_matrix_sync(fb, Kn + (kn_row0(qb) + kb * 16) * LDB + kk * 16, LDB);
             wm::mma_sync(acc, fa, fb, acc);
         }
-        wm::store_matrix_sync(Af + qb * 16 * L::LDA + kb * 16, acc, L::LDA, wm::mem_row_major);
+        wm::store_matrix_sync(Af + qb * 16 * LDA + kb * 16, acc, LDA, wm::mem_row_major);
     }
-    // diagonal blocks elementwise: 4 blocks x 136 (r >= s) pairs
-    for (int it = tid; it < 4 * 136; it += blockDim.x) {
-        int blk = it / 136, p = it - blk * 136, rr = 0;
-        while ((rr + 1) * (rr + 2) / 2 <= p) rr++;
-        int ss = p - rr * (rr + 1) / 2, r = blk * 16 + rr, s_ = blk * 16 + ss;
-        const float *qr = qf + r * LDF, *kr = kf + s_ * LDF, *br = bs + r * LDF, *bsr = bs + s_ * LDF;
-        float acc = 0;
-#pragma unroll 8
-        for (int i = 0; i < K; i++) acc += qr[i] * kr[i] * __expf(br[i] - bsr[i]);
-        Af[r * L::LDA + s_] = acc;
+    __syncthreads();
+    for (int blk = 0; blk < 4; blk++) {   // rare: a diagonal block with a wide span, elementwise in fp32
+        if (!wide[blk]) continue;
+        for (int p = tid; p < 136; p += blockDim.x) {
+            int rr = 0;
+            while ((rr + 1) * (rr + 2) / 2 <= p) rr++;
+            const int r = blk * 16 + rr, s_ = blk * 16 + p - rr * (rr + 1) / 2;
+            float acc = 0;
+            if (r < len)
+                for (int i = 0; i < K; i++)
+                    acc += a.q[row0 + (int64_t)r * ld + i] * a.k[row0 + (int64_t)s_ * ld + i] *
+                           __expf(bs[r * LDF + i] - bs[s_ * LDF + i]);
+            Af[r * LDA + s_] = acc;
+        }
     }
     __syncthreads();
     bf16 *A = a.A + cidx * CK * CK;
     for (int i = tid; i < CK * CK; i += blockDim.x) {
         int r = i / CK, s_ = i - r * CK;
-        A[i] = __float2bfloat16(s_ <= r ? Af[r * L::LDA + s_] * a.scale : 0.f);
+        A[i] = __float2bfloat16(s_ <= r ? Af[r * LDA + s_] * a.scale : 0.f);
     }
 }
 
@@ -1305,28 +1326,28 @@ __global__ void __launch_bounds__(256) chunk_prep_kernel(ChunkArgs a) {
 #define ST_VT 64
 template <int K>
 struct StateSmem {
-    static constexpr int VT = ST_VT, LDS = VT + 4;
-    static constexpr size_t stage = sizeof(bf16) * (2 * CK * K + CK * CK) + sizeof(float) * (CK * VT + K);
-    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (K * VT + CK * VT) + 2 * stage;
+    static constexpr int VT = ST_VT, LDS = VT + 4, LDK = K + PADB, LDC = CK + PADB, LDV = VT + PADB;
+    static constexpr size_t stage = sizeof(bf16) * (2 * CK * LDK + CK * LDC) + sizeof(float) * (CK * VT + K);
+    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (K * LDV + CK * LDV) + 2 * stage;
 };
 
 template <int K, int REV>
 __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
     typedef StateSmem<K> L;
-    constexpr int VT = L::VT, LDS = L::LDS, DV = K, NTH = 256;
+    constexpr int VT = L::VT, LDS = L::LDS, LDK = L::LDK, LDC = L::LDC, LDV = L::LDV, DV = K, NTH = 256;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     float *Sf = (float *)smem_raw;            // [K][LDS] the state slice, fp32
     float *Of = Sf + K * LDS;                 // [CK][LDS] output staging
-    bf16 *Sb = (bf16 *)(Of + CK * LDS);       // [K][VT] the state in bf16 (operand of qs S)
-    bf16 *Rb = Sb + K * VT;                   // [CK][VT] v or do slice, bf16
-    unsigned char *stages = (unsigned char *)(Rb + CK * VT);
+    bf16 *Sb = (bf16 *)(Of + CK * LDS);       // [K][LDV] the state in bf16 (operand of qs S)
+    bf16 *Rb = Sb + K * LDV;                  // [CK][LDV] v or do slice, bf16
+    unsigned char *stages = (unsigned char *)(Rb + CK * LDV);
     struct Stage { bf16 *Lm, *Qm, *Am; float *Rf, *dec; };   // ks or qs, qs, A, v or do (fp32), decay
     auto stage = [&](int st) {
         Stage x;
         x.Lm = (bf16 *)(stages + st * L::stage);
-        x.Qm = x.Lm + CK * K;
-        x.Am = x.Qm + CK * K;
-        x.Rf = (float *)(x.Am + CK * CK);
+        x.Qm = x.Lm + CK * LDK;
+        x.Am = x.Qm + CK * LDK;
+        x.Rf = (float *)(x.Am + CK * LDC);
         x.dec = x.Rf + CK * VT;
         return x;
     };
@@ -1343,10 +1364,10 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
         Stage x = stage(step & 1);
-        copy_async(x.Lm, (REV ? a.qs : a.ks) + cidx * CK * K, CK * K * 2, tid, NTH);
+        tile_async(x.Lm, LDK, (REV ? a.qs : a.ks) + cidx * CK * K, CK, K, tid, NTH);
         if (want_o) {
-            copy_async(x.Qm, a.qs + cidx * CK * K, CK * K * 2, tid, NTH);
-            copy_async(x.Am, a.A + cidx * CK * CK, CK * CK * 2, tid, NTH);
+            tile_async(x.Qm, LDK, a.qs + cidx * CK * K, CK, K, tid, NTH);
+            tile_async(x.Am, LDC, a.A + cidx * CK * CK, CK, CK, tid, NTH);
         }
         copy_async(x.dec, a.decay + cidx * K, K * 4, tid, NTH);
         rows_async(x.Rf, VT, R + ((int64_t)bb * a.T + t0) * ldr, ldr, len, VT, vec, tid, NTH);
@@ -1357,7 +1378,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         int r = i / VT, col = i - r * VT;
         float v0 = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
         Sf[r * LDS + col] = v0;
-        Sb[i] = __float2bfloat16(v0);
+        Sb[r * LDV + col] = __float2bfloat16(v0);
     }
     issue(0);
     for (int step = 0; step < a.NC; step++) {
@@ -1368,7 +1389,10 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
         Stage x = stage(step & 1);
-        for (int i = tid; i < CK * VT; i += NTH) Rb[i] = __float2bfloat16(i / VT < len ? x.Rf[i] : 0.f);
+        for (int i = tid; i < CK * VT; i += NTH) {
+            int r = i / VT, col = i - r * VT;
+            Rb[r * LDV + col] = __float2bfloat16(r < len ? x.Rf[i] : 0.f);
+        }
         for (int i = tid; i < K * VT; i += NTH) {
             int r = i / VT, col = i - r * VT;
             Sf[r * LDS + col] *= x.dec[r];
@@ -1376,7 +1400,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         if (states)
             for (int i = tid; i < K * VT / 8; i += NTH) {
                 int r = i / (VT / 8), col = (i - r * (VT / 8)) * 8;
-                *(uint4 *)(states + (cidx * K + r) * DV + c0 + col) = *(const uint4 *)(Sb + r * VT + col);
+                *(uint4 *)(states + (cidx * K + r) * DV + c0 + col) = *(const uint4 *)(Sb + r * LDV + col);
             }
         __syncthreads();
         if (want_o) {   // o = qs S + A R: warp w owns rows 16 (w / 2) and two 16-column blocks
@@ -1388,18 +1412,18 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
             wm::fill_fragment(acc[1], 0.f);
 #pragma unroll
             for (int kk = 0; kk < K / 16; kk++) {
-                wm::load_matrix_sync(fa, x.Qm + ri * 16 * K + kk * 16, K);
+                wm::load_matrix_sync(fa, x.Qm + ri * 16 * LDK + kk * 16, LDK);
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
-                    wm::load_matrix_sync(fb, Sb + kk * 16 * VT + (j0 + j) * 16, VT);
+                    wm::load_matrix_sync(fb, Sb + kk * 16 * LDV + (j0 + j) * 16, LDV);
                     wm::mma_sync(acc[j], fa, fb, acc[j]);
                 }
             }
             for (int kk = 0; kk <= ri; kk++) {
-                wm::load_matrix_sync(fa, x.Am + ri * 16 * CK + kk * 16, CK);
+                wm::load_matrix_sync(fa, x.Am + ri * 16 * LDC + kk * 16, LDC);
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
-                    wm::load_matrix_sync(fb, Rb + kk * 16 * VT + (j0 + j) * 16, VT);
+                    wm::load_matrix_sync(fb, Rb + kk * 16 * LDV + (j0 + j) * 16, LDV);
                     wm::mma_sync(acc[j], fa, fb, acc[j]);
                 }
             }
@@ -1417,8 +1441,8 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
                 wm::load_matrix_sync(acc, Sf + ri * 16 * LDS + j * 16, LDS, wm::mem_row_major);
 #pragma unroll
                 for (int kk = 0; kk < CK / 16; kk++) {
-                    wm::load_matrix_sync(fa, x.Lm + kk * 16 * K + ri * 16, K);
-                    wm::load_matrix_sync(fb, Rb + kk * 16 * VT + j * 16, VT);
+                    wm::load_matrix_sync(fa, x.Lm + kk * 16 * LDK + ri * 16, LDK);
+                    wm::load_matrix_sync(fb, Rb + kk * 16 * LDV + j * 16, LDV);
                     wm::mma_sync(acc, fa, fb, acc);
                 }
                 wm::store_matrix_sync(Sf + ri * 16 * LDS + j * 16, acc, LDS, wm::mem_row_major);
@@ -1427,7 +1451,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         __syncthreads();
         for (int i = tid; i < K * VT; i += NTH) {
             int r = i / VT, col = i - r * VT;
-            Sb[i] = __float2bfloat16(Sf[r * LDS + col]);
+            Sb[r * LDV + col] = __float2bfloat16(Sf[r * LDS + col]);
         }
         if (want_o)
             for (int i = tid; i < CK * VT; i += NTH) {
@@ -1446,32 +1470,32 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
 // ---- chunk_bwd_mm: the tensor-core products of the backward ----
 template <int K, int DV>
 struct BwdSmem {
-    static constexpr int LDO = (K > DV ? K : DV) + 4;
+    static constexpr int LDO = (K > DV ? K : DV) + 4, LDD = DV + PADB, LDK = K + PADB, LDC = CK + PADB;
     static constexpr size_t F = (size_t)2 * CK * DV > (size_t)CK * LDO ? (size_t)2 * CK * DV : (size_t)CK * LDO;
-    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * DV + 2 * K * DV + CK * K + CK * CK) + sizeof(float) * F;
+    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * LDD + 2 * K * LDD + CK * LDK + CK * LDC) + sizeof(float) * F;
 };
 
 template <int K, int DV>
 __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     typedef BwdSmem<K, DV> L;
-    constexpr int LDO = L::LDO;
+    constexpr int LDO = L::LDO, LDD = L::LDD, LDK = L::LDK, LDC = L::LDC;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    bf16 *dO = (bf16 *)smem_raw;     // [CK][DV]
-    bf16 *V = dO + CK * DV;          // [CK][DV]
-    bf16 *Hs = V + CK * DV;          // [K][DV] state entering the chunk
-    bf16 *dS = Hs + K * DV;          // [K][DV] state gradient leaving the chunk
-    bf16 *KS = dS + K * DV;          // [CK][K]
-    bf16 *Am = KS + CK * K;          // [CK][CK]
-    float *Of = (float *)(Am + CK * CK);   // [CK][LDO] output staging; first the fp32 do and v rows
+    bf16 *dO = (bf16 *)smem_raw;     // [CK][LDD]
+    bf16 *V = dO + CK * LDD;         // [CK][LDD]
+    bf16 *Hs = V + CK * LDD;         // [K][LDD] state entering the chunk
+    bf16 *dS = Hs + K * LDD;         // [K][LDD] state gradient leaving the chunk
+    bf16 *KS = dS + K * LDD;         // [CK][LDK]
+    bf16 *Am = KS + CK * LDK;        // [CK][LDC]
+    float *Of = (float *)(Am + CK * LDC);   // [CK][LDO] output staging; first the fp32 do and v rows
 
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t cidx = (int64_t)bh * a.NC + c;
     {
-        copy_async(Hs, a.hs + cidx * K * DV, K * DV * 2, tid, blockDim.x);
-        copy_async(dS, a.dhs + cidx * K * DV, K * DV * 2, tid, blockDim.x);
-        copy_async(KS, a.ks + cidx * CK * K, CK * K * 2, tid, blockDim.x);
-        copy_async(Am, a.A + cidx * CK * CK, CK * CK * 2, tid, blockDim.x);
+        tile_async(Hs, LDD, a.hs + cidx * K * DV, K, DV, tid, blockDim.x);
+        tile_async(dS, LDD, a.dhs + cidx * K * DV, K, DV, tid, blockDim.x);
+        tile_async(KS, LDK, a.ks + cidx * CK * K, CK, K, tid, blockDim.x);
+        tile_async(Am, LDC, a.A + cidx * CK * CK, CK, CK, tid, blockDim.x);
         const int64_t row0 = (int64_t)bb * a.T + t0;
         rows_async(Of, DV, a.dout + (row0 * a.H + h) * DV, (int64_t)a.H * DV, len, DV, a.do_vec, tid, blockDim.x);
         rows_async(Of + CK * DV, DV, a.v + row0 * a.ldv + (int64_t)h * DV, a.ldv, len, DV, a.v_vec, tid, blockDim.x);
@@ -1480,17 +1504,16 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     }
     __syncthreads();
     for (int i = tid; i < CK * DV; i += blockDim.x) {
-        const bool ok = i / DV < len;
-        dO[i] = __float2bfloat16(ok ? Of[i] : 0.f);
-        V[i] = __float2bfloat16(ok ? Of[CK * DV + i] : 0.f);
+        const int r = i / DV, col = i - r * DV;
+        const bool ok = r < len;
+        dO[r * LDD + col] = __float2bfloat16(ok ? Of[i] : 0.f);
+        V[r * LDD + col] = __float2bfloat16(ok ? Of[CK * DV + i] : 0.f);
     }
     __syncthreads();
     if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg
         float s = 0;
-        for (int j0 = 0; j0 < DV; j0++) {   // rotated start: the lanes read different banks
-            const int j = (j0 + 2 * tid) % DV;
-            s += __bfloat162float(Hs[tid * DV + j]) * __bfloat162float(dS[tid * DV + j]);
-        }
+        for (int j = 0; j < DV; j++)
+            s += __bfloat162float(Hs[tid * LDD + j]) * __bfloat162float(dS[tid * LDD + j]);
         a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
     }
     FragA fa;
@@ -1506,8 +1529,8 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
             wm::fill_fragment(acc, 0.f);
 #pragma unroll
             for (int kk = 0; kk < DV / 16; kk++) {
-                wm::load_matrix_sync(fa, X + ri * 16 * DV + kk * 16, DV);
-                wm::load_matrix_sync(fbt, Y + j * 16 * DV + kk * 16, DV);
+                wm::load_matrix_sync(fa, X + ri * 16 * LDD + kk * 16, LDD);
+                wm::load_matrix_sync(fbt, Y + j * 16 * LDD + kk * 16, LDD);
                 wm::mma_sync(acc, fa, fbt, acc);
             }
             wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
@@ -1525,14 +1548,14 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         const int ri = t / (DV / 16), j = t - ri * (DV / 16);
         wm::fill_fragment(acc, 0.f);
         for (int kk = ri; kk < CK / 16; kk++) {   // A^T[s][r] is zero for r-block < s-block
-            wm::load_matrix_sync(fat, Am + kk * 16 * CK + ri * 16, CK);
-            wm::load_matrix_sync(fb, dO + kk * 16 * DV + j * 16, DV);
+            wm::load_matrix_sync(fat, Am + kk * 16 * LDC + ri * 16, LDC);
+            wm::load_matrix_sync(fb, dO + kk * 16 * LDD + j * 16, LDD);
             wm::mma_sync(acc, fat, fb, acc);
         }
 #pragma unroll
         for (int kk = 0; kk < K / 16; kk++) {
-            wm::load_matrix_sync(fa, KS + ri * 16 * K + kk * 16, K);
-            wm::load_matrix_sync(fb, dS + kk * 16 * DV + j * 16, DV);
+            wm::load_matrix_sync(fa, KS + ri * 16 * LDK + kk * 16, LDK);
+            wm::load_matrix_sync(fb, dS + kk * 16 * LDD + j * 16, LDD);
             wm::mma_sync(acc, fa, fb, acc);
         }
         wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
@@ -1543,8 +1566,8 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         wm::fill_fragment(acc, 0.f);
 #pragma unroll
         for (int kk = 0; kk < DV / 16; kk++) {
-            wm::load_matrix_sync(fa, dO + ri * 16 * DV + kk * 16, DV);
-            wm::load_matrix_sync(fbt, V + j * 16 * DV + kk * 16, DV);
+            wm::load_matrix_sync(fa, dO + ri * 16 * LDD + kk * 16, LDD);
+            wm::load_matrix_sync(fbt, V + j * 16 * LDD + kk * 16, LDD);
             wm::mma_sync(acc, fa, fbt, acc);
         }
         wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
@@ -1560,42 +1583,49 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // Thread (channel i, row block rb of 16 rows). dq_r = [dqs_r exp(b_r) + sum_{s<=r} dA_rs k_s exp(b_r - b_s)] / sqrt(K):
 // the earlier blocks through the anchor n = 16 rb (k_s exp(b_n - b_s), then times exp(b_r - b_n)), the block
 // itself through running products of exp(g). dk_s = dks_s exp(b_C - b_s) + sum_{r>=s} dA_rs q_r exp(b_r - b_s)
-// / sqrt(K), the later blocks through the anchor m = 16 rb + 15.
+// / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
+// b, g sit in shared memory.
 template <int K>
 __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
-    __shared__ float dA[CK * CK];
-    __shared__ float wtot[4][32], ktot[4][32];
+    __shared__ __align__(16) float dA[CK * CK];
+    __shared__ __align__(16) float qS[CK * 32], kS[CK * 32], bS[CK * 32], gS[CK * 32];
+    float (*wtot)[32] = (float (*)[32])gS, (*ktot)[32] = (float (*)[32])(gS + 4 * 32);   // once g is read
     const int c = blockIdx.y, bh = blockIdx.z, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
-    const int lane = tid & 31, rb = tid >> 5, ch = blockIdx.x * 32 + lane;
+    const int lane = tid & 31, rb = tid >> 5, ch0 = blockIdx.x * 32, ch = ch0 + lane;
     const int t0 = c * CK, len = min(CK, a.T - t0), n = rb * 16;
-    const int64_t cidx = (int64_t)bh * a.NC + c;
-    for (int i = tid; i < CK * CK / 4; i += blockDim.x) ((float4 *)dA)[i] = ((const float4 *)(a.dA + cidx * CK * CK))[i];
+    const int64_t cidx = (int64_t)bh * a.NC + c, row0 = bth(bb, t0, h, a.T, a.H) * K + ch0, ld = (int64_t)a.H * K;
+    copy_async(dA, a.dA + cidx * CK * CK, CK * CK * 4, tid, blockDim.x);
+    rows_async(qS, 32, a.q + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
+    rows_async(kS, 32, a.k + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
+    rows_async(gS, 32, a.g + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
+    rows_async(bS, 32, a.b + row0, ld, len, 32, true, tid, blockDim.x);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
     __syncthreads();
-    auto at = [&](int r) { return bth(bb, t0 + r, h, a.T, a.H) * K + ch; };
-    const float bC = a.b[at(len - 1)];
+    auto at = [&](int r) { return row0 + (int64_t)r * ld + lane; };
+    const float bC = bS[(len - 1) * 32 + lane];
     float qv[16], kv[16], bv[16], f[16], accO[16], accD[16], accK[16], dkD[16];
 #pragma unroll
     for (int j = 0; j < 16; j++) {
         const bool ok = n + j < len;
-        qv[j] = ok ? a.q[at(n + j)] : 0.f;
-        kv[j] = ok ? a.k[at(n + j)] : 0.f;
-        bv[j] = ok ? a.b[at(n + j)] : bC;
-        f[j] = ok ? __expf(a.g[at(n + j)]) : 1.f;
+        qv[j] = ok ? qS[(n + j) * 32 + lane] : 0.f;
+        kv[j] = ok ? kS[(n + j) * 32 + lane] : 0.f;
+        bv[j] = ok ? bS[(n + j) * 32 + lane] : bC;
+        f[j] = ok ? __expf(gS[(n + j) * 32 + lane]) : 1.f;
         accO[j] = accD[j] = accK[j] = dkD[j] = 0.f;
     }
+    __syncthreads();   // gS is free from here
     float wsum[16], kint = 0;
     if (n < len) {
         const float bn = bv[0];
-#pragma unroll 4
         for (int s = 0; s < n; s++) {   // earlier blocks -> dq
-            const float x = a.k[at(s)] * __expf(bn - a.b[at(s)]);
+            const float x = kS[s * 32 + lane] * __expf(bn - bS[s * 32 + lane]);
 #pragma unroll
             for (int j = 0; j < 16; j++) accO[j] += dA[(n + j) * CK + s] * x;
         }
         const float bm = bv[15];
-#pragma unroll 4
         for (int r = n + 16; r < len; r++) {   // later blocks -> dk
-            const float x = a.q[at(r)] * __expf(a.b[at(r)] - bm);
+            const float x = qS[r * 32 + lane] * __expf(bS[r * 32 + lane] - bm);
 #pragma unroll
             for (int j = 0; j < 16; j++) accK[j] += dA[r * CK + n + j] * x;
         }
@@ -1780,23 +1810,19 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
 __global__ void swiglu_fwd_kernel(float *__restrict__ h, const float *__restrict__ gu, int64_t N, int I) {
-    GRID_STRIDE(i, N * I) {
-        int64_t n = i / I;
-        int j = (int)(i - n * I);
+    ROWS_COLS(n, j, N, I) {
         const float *gt = gu + n * 2 * I;
         float x = gt[j], s, sn;
         sigmoid2(x, s, sn);
-        h[i] = x * s * gt[I + j];
+        h[n * I + j] = x * s * gt[I + j];
     }
 }
 
 __global__ void swiglu_bwd_kernel(float *__restrict__ dgu, const float *__restrict__ dh, const float *__restrict__ gu,
                                   int64_t N, int I) {
-    GRID_STRIDE(i, N * I) {
-        int64_t n = i / I;
-        int j = (int)(i - n * I);
+    ROWS_COLS(n, j, N, I) {
         const float *gt = gu + n * 2 * I;
-        float x = gt[j], up = gt[I + j], d = dh[i], s, sn;
+        float x = gt[j], up = gt[I + j], d = dh[n * I + j], s, sn;
         sigmoid2(x, s, sn);
         dgu[n * 2 * I + j] = d * up * (s + x * s * sn);
         dgu[n * 2 * I + I + j] = d * x * s;
@@ -1805,13 +1831,13 @@ __global__ void swiglu_bwd_kernel(float *__restrict__ dgu, const float *__restri
 
 extern "C" void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    swiglu_fwd_kernel<<<blocks_for(N * I, 256), 256, 0, g_stream>>>(h, gu, N, I);
+    swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
     LAUNCH_CHECK("swiglu_fwd");
 }
 
 extern "C" void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    swiglu_bwd_kernel<<<blocks_for(N * I, 256), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
     LAUNCH_CHECK("swiglu_bwd");
 }
 
@@ -1899,6 +1925,53 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
     xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
     LAUNCH_CHECK("xent_bwd");
+}
+
+// The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
+// the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
+// into the operand of the two products after it. dlogits never exists in fp32.
+__global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
+                                  const int32_t *__restrict__ targets, float scale, int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    const float *x = logits + n * V;
+    bf16 *g = G + n * V;
+    if (t < 0) {
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) g[j] = __float2bfloat16(0.f);
+        return;
+    }
+    double lse = block_logsumexp(x, V);
+    if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
+    const float l = (float)lse;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float val = scale * expf(x[j] - l);
+        g[j] = __float2bfloat16(j == t ? val - scale : val);
+    }
+}
+
+extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const float *h, const float *W,
+                                      const int32_t *targets, float scale, int64_t N, int D, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    cuda_matmul_fwd(logits, h, W, N, D, V);
+    if (g_gemm_mode != 2) {
+        cuda_xent_fwd(losses, logits, targets, N, V);
+        cuda_xent_bwd(logits, logits, targets, scale, N, V);
+        cuda_matmul_bwd(dx, dW, logits, h, W, N, D, V);
+        return;
+    }
+    static bf16 *G;
+    static int64_t cap;
+    if (N * V > cap) {
+        cuda_free(G);
+        cap = N * V;
+        G = (bf16 *)cuda_alloc((size_t)cap * sizeof(bf16), "the classifier's bf16 gradient block");
+    }
+    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, logits, targets, scale, V);
+    LAUNCH_CHECK("xent_fused");
+    gemm16(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, weight_bf16(W, (int64_t)V * D), D, G, V, 0.f, dx, D);
+    gemm16(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, act_bf16(1, h, N * D), D, G, V, 1.f, dW, D);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,26 +1,61 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark on one GPU, in one device call: builds hgrn2, installs the carried fla wheels
-# (pip download flash-linear-attention fla-core --no-deps -d .carry) and runs both at PERF.md's shapes.
-#   bash scripts/bench_vs_fla.sh [ops|train|all]     (default all; 'train' adds the 1.13B model with BIG=1)
-# The card's name heads the output; every number in one run comes from the same card.
+# (pip download flash-linear-attention fla-core --no-deps -d .carry) and runs both at PERF.md's shapes, then
+# prints one table (the card's name on top; every number in it comes from this card, this run).
+#   bash scripts/bench_vs_fla.sh [ops|train|all]   (default all; BIG=1 adds the 1.13B model to train)
+# hgrn2 runs with its defaults (--precision bf16); fla in eager mode with bf16 autocast, fp32 weights and
+# fused AdamW. fla's first steps include Triton's autotuning: its time to first step is reported apart and
+# its tokens/s is the median of the steps after it.
 set -uo pipefail
 what=${1:-all}
+log=$(mktemp -d)
 python3 -m pip install --no-deps -q .carry/fla_core-*.whl .carry/flash_linear_attention-*.whl 2>&1 | grep -v WARNING
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 make -j8 hgrn2 tests/bin/test_gpu >/dev/null || exit 1
 if [ "$what" != train ]; then
-    echo "== chunk kernels: hgrn2 (fp32 storage) =="
-    tests/bin/test_gpu --bench
-    echo "== chunk kernels: fla chunk_gla (bf16 q, k, v; fp32 g) =="
-    python3 scripts/bench_fla.py ops
+    tests/bin/test_gpu --bench | tee "$log/ops_hgrn2"
+    python3 scripts/bench_fla.py ops | tee "$log/ops_fla"
 fi
+train() {   # name D L B T
+    ./hgrn2 bench --device cuda --dim "$2" --layers "$3" --expand-ratio 128 --vocab 50304 --batch "$4" \
+        --seq-len "$5" --steps 5 | tee "$log/train_$1_hgrn2"
+    python3 scripts/bench_fla.py train "$2" "$3" "$4" "$5" | tee "$log/train_$1_fla"
+}
 if [ "$what" != ops ]; then
-    echo "== training 162M (D 768, L 12, vocab 50304), B 16 x T 2048 =="
-    ./hgrn2 bench --device cuda --dim 768 --layers 12 --expand-ratio 128 --vocab 50304 --batch 16 --seq-len 2048 --steps 5
-    python3 scripts/bench_fla.py train 768 12 16 2048
-    if [ "${BIG:-0}" = 1 ]; then
-        echo "== training 1.13B (D 2048, L 18), B 8 x T 2048 =="
-        ./hgrn2 bench --device cuda --dim 2048 --layers 18 --expand-ratio 128 --vocab 50304 --batch 8 --seq-len 2048 --steps 3
-        python3 scripts/bench_fla.py train 2048 18 8 2048
-    fi
+    train 162M 768 12 16 2048
+    [ "${BIG:-0}" = 1 ] && train 1.13B 2048 18 8 2048
 fi
+python3 - "$log" "$card" <<'EOF'
+import glob, os, re, sys
+log, card = sys.argv[1], sys.argv[2]
+def read(name):
+    p = os.path.join(log, name)
+    return open(p).read() if os.path.exists(p) else ''
+print(f"\n== hgrn2 vs fla on {card} ==")
+ours, ref = read('ops_hgrn2'), read('ops_fla')
+if ours and ref:
+    print(f"{'chunk kernels (K = Dv = 128)':32} {'hgrn2 ms':>9} {'fla ms':>9} {'speed-up':>9} {'hgrn2 TFLOP/s':>14}")
+    for B, T, H in [(8, 2048, 6), (4, 2048, 16), (16, 1024, 6)]:
+        m_f = re.search(rf"hgru fwd +B{B} T{T} H{H} \S+ \S+ +([\d.]+) ms", ours)
+        m_b = re.search(rf"hgru fwd\+bwd +B{B} T{T} H{H} \S+ \S+ +([\d.]+) ms", ours)
+        r = re.search(rf"fla chunk_gla B{B} T{T} H{H} fwd ([\d.]+) ms fwdbwd ([\d.]+) ms", ref)
+        if not (m_f and m_b and r):
+            continue
+        # matrix work of the chunked form per token and head: 4 K Dv (state in, state out) + 2 C (K + Dv) (scores,
+        # scores x v), C = 64; the backward is counted as twice the forward
+        fl = B * T * H * (4 * 128 * 128 + 2 * 64 * 256)
+        for lab, a, b, f in [('fwd', float(m_f[1]), float(r[1]), fl), ('fwd+bwd', float(m_b[1]), float(r[2]), 3 * fl)]:
+            print(f"{f'B{B} T{T} H{H} {lab}':32} {a:9.3f} {b:9.3f} {b / a:8.2f}x {f / a / 1e9:14.1f}")
+for name in ['162M', '1.13B']:
+    ours, ref = read(f'train_{name}_hgrn2'), read(f'train_{name}_fla')
+    m = re.search(r"time to first step ([\d.]+) s \| step ([\d.]+) ms .*?\| (\d+) tokens/s", ours)
+    p = re.search(r"peak GPU memory (\d+) MiB", ours)
+    r = re.search(r"([\d.]+) tokens/s, step ([\d.]+) ms, peak ([\d.]+) GiB, first step ([\d.]+) s", ref)
+    if not (m and p and r):
+        continue
+    print(f"\ntraining {name}: {'':14} {'hgrn2':>10} {'fla':>10} {'ratio':>8}")
+    print(f"  {'tokens/s':28} {int(m[3]):10d} {float(r[1]):10.0f} {int(m[3]) / float(r[1]):7.2f}x")
+    print(f"  {'peak memory (GiB)':28} {int(p[1]) / 1024:10.1f} {float(r[3]):10.1f}")
+    print(f"  {'time to first step (s)':28} {float(m[1]):10.1f} {float(r[4]):10.1f}")
+EOF
+rm -rf "$log"
