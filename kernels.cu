@@ -706,6 +706,45 @@ __global__ void rmsnorm_dw_partial_kernel(float *__restrict__ part, const float 
     part[(int64_t)blockIdx.x * C + c] = s;
 }
 
+// dx and the dw partial sums in one pass over dy and x: a block takes COL_ROWS rows, a warp one row at a time;
+// each lane keeps the dw partials of its columns c = lane + 32 j in registers, and the warps' partials are
+// added in shared memory in a fixed order (deterministic). For C <= 32 * RMS_MAXJ.
+#define RMS_MAXJ 64
+__global__ void rmsnorm_bwd_fused_kernel(float *dx, float *__restrict__ part, const float *dy, const float *x,
+                                         const float *__restrict__ w, const float *__restrict__ rstd, int64_t N, int C) {
+    extern __shared__ float red[];   // [warps][C]
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float acc[RMS_MAXJ];
+#pragma unroll
+    for (int j = 0; j < RMS_MAXJ; j++) acc[j] = 0.f;
+    const int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    for (int64_t row = n0 + wid; row < n1; row += nw) {
+        const float *xr = x + row * C, *dyr = dy + row * C;
+        float s = 0.f;
+        for (int c = lane; c < C; c += 32) s += w[c] * dyr[c] * xr[c];
+        s = warp_sum(s);
+        const float r = rstd[row], coef = s * r * r * r / C;
+#pragma unroll
+        for (int j = 0; j < RMS_MAXJ; j++) {
+            const int c = lane + 32 * j;
+            if (c < C) {
+                const float d = dyr[c], xv = xr[c];
+                if (dx) dx[row * C + c] = r * w[c] * d - coef * xv;
+                acc[j] += d * xv * r;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < RMS_MAXJ; j++)
+        if (lane + 32 * j < C) red[wid * C + lane + 32 * j] = acc[j];
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float t = 0.f;
+        for (int w2 = 0; w2 < nw; w2++) t += red[w2 * C + c];
+        part[(int64_t)blockIdx.x * C + c] = t;
+    }
+}
+
 extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
                                  const float *rstd, int64_t N, int C, double eps) {
     if (N <= 0 || C <= 0 || (!dx && !dw)) return;
@@ -715,6 +754,14 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const fl
     if (!rstd) {   // recompute it once for both outputs
         cuda_rmsnorm_fwd(NULL, rs, x, w, N, C, eps);
         rstd = rs;
+    }
+    if (dw && C <= 32 * RMS_MAXJ) {   // both in one pass
+        const int warps = C > 1024 ? 4 : 8;   // their partials fit in 32 KB of shared memory
+        rmsnorm_bwd_fused_kernel<<<(unsigned)nchunks, 32 * warps, warps * C * sizeof(float), g_stream>>>(
+            dx, part, dy, x, w, rstd, N, C);
+        LAUNCH_CHECK("rmsnorm_bwd_fused");
+        colsum_finish(dw, part, nchunks, C);
+        return;
     }
     if (dx) {
         unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
@@ -1190,20 +1237,21 @@ __device__ __forceinline__ void copy_async(void *dst, const void *src, int bytes
     for (int i = tid * 16; i < bytes; i += nthr * 16)
         __pipeline_memcpy_async((char *)dst + i, (const char *)src + i, 16);
 }
-// rows x cols floats, global row stride gld, shared row stride sld (in floats); 16-byte pieces when vec
-// (src, gld, sld and cols all multiples of 4 floats), else 4-byte ones
-__device__ __forceinline__ void rows_async(float *dst, int sld, const float *src, int64_t gld, int rows, int cols,
-                                           bool vec, int tid, int nthr) {
+// rows x COLS floats, global row stride gld, shared row stride SLD (in floats); 16-byte pieces when vec
+// (src, gld, SLD and COLS all multiples of 4 floats), else 4-byte ones
+template <int COLS, int SLD>
+__device__ __forceinline__ void rows_async(float *dst, const float *src, int64_t gld, int rows, bool vec, int tid,
+                                           int nthr) {
     if (vec) {
-        const int per = cols >> 2;
+        constexpr int per = COLS / 4;
         for (int i = tid; i < rows * per; i += nthr) {
-            const int r = i / per, c = (i - r * per) << 2;
-            __pipeline_memcpy_async(dst + r * sld + c, src + r * gld + c, 16);
+            const int r = i / per, c = (i % per) * 4;
+            __pipeline_memcpy_async(dst + r * SLD + c, src + r * gld + c, 16);
         }
     } else {
-        for (int i = tid; i < rows * cols; i += nthr) {
-            const int r = i / cols, c = i - r * cols;
-            __pipeline_memcpy_async(dst + r * sld + c, src + r * gld + c, 4);
+        for (int i = tid; i < rows * COLS; i += nthr) {
+            const int r = i / COLS, c = i % COLS;
+            __pipeline_memcpy_async(dst + r * SLD + c, src + r * gld + c, 4);
         }
     }
 }
@@ -1211,12 +1259,13 @@ __device__ __forceinline__ void rows_async(float *dst, int sld, const float *src
 // bf16 tiles in shared memory get rows of cols + 8 elements: a 16-byte shift per row puts the eight rows a
 // tensor-core fragment load reads at once in different banks.
 #define PADB 8
-// rows x cols bf16 from a dense [rows][cols] global tile into shared rows of stride sld
-__device__ __forceinline__ void tile_async(bf16 *dst, int sld, const bf16 *src, int rows, int cols, int tid, int nthr) {
-    const int per = cols >> 3;
-    for (int i = tid; i < rows * per; i += nthr) {
-        const int r = i / per, c = (i - r * per) << 3;
-        __pipeline_memcpy_async(dst + r * sld + c, src + r * cols + c, 16);
+// ROWS x COLS bf16 from a dense [ROWS][COLS] global tile into shared rows of stride COLS + PADB
+template <int ROWS, int COLS>
+__device__ __forceinline__ void tile_async(bf16 *dst, const bf16 *src, int tid, int nthr) {
+    constexpr int per = COLS / 8;
+    for (int i = tid; i < ROWS * per; i += nthr) {
+        const int r = i / per, c = (i % per) * 8;
+        __pipeline_memcpy_async(dst + r * (COLS + PADB) + c, src + r * COLS + c, 16);
     }
 }
 
@@ -1244,10 +1293,11 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     bf16 *Kn = Qn + CK * LDB;                 // [160][LDB]: for query block qb, rows kn_row0(qb) .. + 16 qb + 15
     int *wide = (int *)(Kn + 160 * LDB);      // [4]: diagonal blocks summed elementwise
 
+    constexpr int NTH = 256;
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t row0 = bth(bb, t0, h, a.T, a.H) * K, ld = (int64_t)a.H * K;
-    rows_async(bs, LDF, a.g + row0, ld, len, K, a.qkg_vec, tid, blockDim.x);
+    rows_async<K, LDF>(bs, a.g + row0, ld, len, a.qkg_vec, tid, NTH);
     __pipeline_commit();
     for (int i = len * K + tid; i < CK * K; i += blockDim.x) bs[(i / K) * LDF + i % K] = 0.f;   // rows past T
     if (tid < 4) wide[tid] = 0;
@@ -1268,8 +1318,8 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     __syncthreads();
     bf16 *qs = a.qs + cidx * CK * K, *ks = a.ks + cidx * CK * K;
 #pragma unroll 4
-    for (int i = tid; i < CK * K; i += blockDim.x) {
-        const int r = i / K, col = i - r * K, rb = r >> 4;
+    for (int i = tid; i < CK * K; i += NTH) {
+        const int r = i / K, col = i % K, rb = r >> 4;
         const bool ok = r < len;
         const float qv = ok ? a.q[row0 + (int64_t)r * ld + col] : 0.f, kv = ok ? a.k[row0 + (int64_t)r * ld + col] : 0.f;
         const float br = bs[r * LDF + col], bC = bs[(CK - 1) * LDF + col];
@@ -1321,14 +1371,17 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
 // ---- chunk_state: the sweep over chunks ----
 // REV = 0: S_{c+1} = diag(decay_c) S_c + ks_c^T v_c, o_c = qs_c S_c + A_c v_c (when o), states out = S_c.
 // REV = 1: X_c = diag(decay_c) X_{c+1} + qs_c^T do_c, run from the last chunk, states out = X_{c+1}.
-// One block per (b, h, 64 columns of Dv), 8 warps. The inputs of chunk c+1 load (cp.async) while chunk c
-// computes, into the other of two stages.
+// One block per (b, h, 64 columns of Dv), 8 warps, two barriers per chunk. The inputs of chunk c+1 load
+// (cp.async) while chunk c computes, into the other of two stages. Each warp owns fixed 16 x 16 tiles of the
+// fp32 state: it decays them, adds its products and writes their bf16 copy for the next chunk's output into
+// the other of two bf16 buffers, all without waiting for the other warps; likewise its part of o.
 #define ST_VT 64
 template <int K>
 struct StateSmem {
     static constexpr int VT = ST_VT, LDS = VT + 4, LDK = K + PADB, LDC = CK + PADB, LDV = VT + PADB;
     static constexpr size_t stage = sizeof(bf16) * (2 * CK * LDK + CK * LDC) + sizeof(float) * (CK * VT + K);
-    static constexpr size_t bytes = sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (K * LDV + CK * LDV) + 2 * stage;
+    static constexpr size_t bytes =
+        sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (2 * K * LDV + CK * LDV) + 2 * stage;
 };
 
 template <int K, int REV>
@@ -1337,9 +1390,9 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
     constexpr int VT = L::VT, LDS = L::LDS, LDK = L::LDK, LDC = L::LDC, LDV = L::LDV, DV = K, NTH = 256;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     float *Sf = (float *)smem_raw;            // [K][LDS] the state slice, fp32
-    float *Of = Sf + K * LDS;                 // [CK][LDS] output staging
-    bf16 *Sb = (bf16 *)(Of + CK * LDS);       // [K][LDV] the state in bf16 (operand of qs S)
-    bf16 *Rb = Sb + K * LDV;                  // [CK][LDV] v or do slice, bf16
+    float *Of = Sf + K * LDS;                 // [CK][LDS] output staging (each warp its own part)
+    bf16 *Sb0 = (bf16 *)(Of + CK * LDS);      // [2][K][LDV] the state in bf16 (operand of qs S), by chunk parity
+    bf16 *Rb = Sb0 + 2 * K * LDV;             // [CK][LDV] v or do slice, bf16
     unsigned char *stages = (unsigned char *)(Rb + CK * LDV);
     struct Stage { bf16 *Lm, *Qm, *Am; float *Rf, *dec; };   // ks or qs, qs, A, v or do (fp32), decay
     auto stage = [&](int st) {
@@ -1352,7 +1405,8 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         return x;
     };
 
-    const int vt = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
+    const int vt = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31;
     const int c0 = vt * VT;
     const bool want_o = !REV && a.o;
     bf16 *states = REV ? a.dhs : a.hs;
@@ -1364,46 +1418,43 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
         Stage x = stage(step & 1);
-        tile_async(x.Lm, LDK, (REV ? a.qs : a.ks) + cidx * CK * K, CK, K, tid, NTH);
+        tile_async<CK, K>(x.Lm, (REV ? a.qs : a.ks) + cidx * CK * K, tid, NTH);
         if (want_o) {
-            tile_async(x.Qm, LDK, a.qs + cidx * CK * K, CK, K, tid, NTH);
-            tile_async(x.Am, LDC, a.A + cidx * CK * CK, CK, CK, tid, NTH);
+            tile_async<CK, K>(x.Qm, a.qs + cidx * CK * K, tid, NTH);
+            tile_async<CK, CK>(x.Am, a.A + cidx * CK * CK, tid, NTH);
         }
         copy_async(x.dec, a.decay + cidx * K, K * 4, tid, NTH);
-        rows_async(x.Rf, VT, R + ((int64_t)bb * a.T + t0) * ldr, ldr, len, VT, vec, tid, NTH);
+        rows_async<VT, VT>(x.Rf, R + ((int64_t)bb * a.T + t0) * ldr, ldr, len, vec, tid, NTH);
         __pipeline_commit();
     };
 
     for (int i = tid; i < K * VT; i += NTH) {
-        int r = i / VT, col = i - r * VT;
+        int r = i / VT, col = i % VT;
         float v0 = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
         Sf[r * LDS + col] = v0;
-        Sb[r * LDV + col] = __float2bfloat16(v0);
+        Sb0[r * LDV + col] = __float2bfloat16(v0);
     }
     issue(0);
     for (int step = 0; step < a.NC; step++) {
-        if (step + 1 < a.NC) issue(step + 1);
-        else __pipeline_commit();   // an empty group keeps the count below uniform
-        __pipeline_wait_prior(1);   // this step's group has landed (for this thread) ...
-        __syncthreads();            // ... and for every thread
+        __pipeline_wait_prior(0);   // this step's inputs have landed (for this thread) ...
+        __syncthreads();            // ... for every thread, and every warp is done with the previous step
+        if (step + 1 < a.NC) issue(step + 1);   // into the stage the previous step read
         const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
-        Stage x = stage(step & 1);
+        const Stage x = stage(step & 1);
+        const bf16 *Sb = Sb0 + (step & 1) * K * LDV;   // S entering this chunk, bf16
+        bf16 *Sn = Sb0 + ((step + 1) & 1) * K * LDV;   // S leaving it, bf16
         for (int i = tid; i < CK * VT; i += NTH) {
-            int r = i / VT, col = i - r * VT;
+            int r = i / VT, col = i % VT;
             Rb[r * LDV + col] = __float2bfloat16(r < len ? x.Rf[i] : 0.f);
-        }
-        for (int i = tid; i < K * VT; i += NTH) {
-            int r = i / VT, col = i - r * VT;
-            Sf[r * LDS + col] *= x.dec[r];
         }
         if (states)
             for (int i = tid; i < K * VT / 8; i += NTH) {
-                int r = i / (VT / 8), col = (i - r * (VT / 8)) * 8;
+                int r = i / (VT / 8), col = (i % (VT / 8)) * 8;
                 *(uint4 *)(states + (cidx * K + r) * DV + c0 + col) = *(const uint4 *)(Sb + r * LDV + col);
             }
         __syncthreads();
-        if (want_o) {   // o = qs S + A R: warp w owns rows 16 (w / 2) and two 16-column blocks
+        if (want_o) {   // o = qs S + A R: warp w owns rows 16 (w / 2) and 32 columns
             const int ri = warp >> 1, j0 = (warp & 1) * 2;
             FragA fa;
             FragB fb;
@@ -1427,42 +1478,44 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
                     wm::mma_sync(acc[j], fa, fb, acc[j]);
                 }
             }
+            float *of = Of + ri * 16 * LDS + j0 * 16;
 #pragma unroll
-            for (int j = 0; j < 2; j++)
-                wm::store_matrix_sync(Of + ri * 16 * LDS + (j0 + j) * 16, acc[j], LDS, wm::mem_row_major);
+            for (int j = 0; j < 2; j++) wm::store_matrix_sync(of + j * 16, acc[j], LDS, wm::mem_row_major);
+            __syncwarp();
+            float *o = a.o + bth(bb, t0 + ri * 16, h, a.T, a.H) * DV + c0 + j0 * 16 + lane;
+            const int64_t ldo = (int64_t)a.H * DV;
+            for (int rr = 0; rr < 16 && ri * 16 + rr < len; rr++) o[rr * ldo] = of[rr * LDS + lane];
         }
-        {   // S += Lm^T R
+        {   // S = diag(decay) S + Lm^T R, tile by tile
             constexpr int NT = (K / 16) * (VT / 16);
             FragAt fa;
             FragB fb;
             FragC acc;
             for (int t = warp; t < NT; t += NTH / 32) {
-                const int ri = t / (VT / 16), j = t - ri * (VT / 16);
-                wm::load_matrix_sync(acc, Sf + ri * 16 * LDS + j * 16, LDS, wm::mem_row_major);
+                const int ri = t / (VT / 16), j = t % (VT / 16);
+                float *sf = Sf + ri * 16 * LDS + j * 16;
+#pragma unroll
+                for (int e = lane; e < 256; e += 32) sf[(e >> 4) * LDS + (e & 15)] *= x.dec[ri * 16 + (e >> 4)];
+                __syncwarp();
+                wm::load_matrix_sync(acc, sf, LDS, wm::mem_row_major);
 #pragma unroll
                 for (int kk = 0; kk < CK / 16; kk++) {
                     wm::load_matrix_sync(fa, x.Lm + kk * 16 * LDK + ri * 16, LDK);
                     wm::load_matrix_sync(fb, Rb + kk * 16 * LDV + j * 16, LDV);
                     wm::mma_sync(acc, fa, fb, acc);
                 }
-                wm::store_matrix_sync(Sf + ri * 16 * LDS + j * 16, acc, LDS, wm::mem_row_major);
+                wm::store_matrix_sync(sf, acc, LDS, wm::mem_row_major);
+                __syncwarp();
+                bf16 *sn = Sn + ri * 16 * LDV + j * 16;
+#pragma unroll
+                for (int e = lane; e < 256; e += 32) sn[(e >> 4) * LDV + (e & 15)] = __float2bfloat16(sf[(e >> 4) * LDS + (e & 15)]);
             }
         }
-        __syncthreads();
-        for (int i = tid; i < K * VT; i += NTH) {
-            int r = i / VT, col = i - r * VT;
-            Sb[r * LDV + col] = __float2bfloat16(Sf[r * LDS + col]);
-        }
-        if (want_o)
-            for (int i = tid; i < CK * VT; i += NTH) {
-                int r = i / VT, col = i - r * VT;
-                if (r < len) a.o[bth(bb, t0 + r, h, a.T, a.H) * DV + c0 + col] = Of[r * LDS + col];
-            }
     }
     __syncthreads();
     if (!REV && a.ST)
         for (int i = tid; i < K * VT; i += NTH) {
-            int r = i / VT, col = i - r * VT;
+            int r = i / VT, col = i % VT;
             a.ST[((int64_t)bh * K + r) * DV + c0 + col] = Sf[r * LDS + col];
         }
 }
@@ -1492,13 +1545,13 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t cidx = (int64_t)bh * a.NC + c;
     {
-        tile_async(Hs, LDD, a.hs + cidx * K * DV, K, DV, tid, blockDim.x);
-        tile_async(dS, LDD, a.dhs + cidx * K * DV, K, DV, tid, blockDim.x);
-        tile_async(KS, LDK, a.ks + cidx * CK * K, CK, K, tid, blockDim.x);
-        tile_async(Am, LDC, a.A + cidx * CK * CK, CK, CK, tid, blockDim.x);
+        tile_async<K, DV>(Hs, a.hs + cidx * K * DV, tid, blockDim.x);
+        tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, blockDim.x);
+        tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, blockDim.x);
+        tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, blockDim.x);
         const int64_t row0 = (int64_t)bb * a.T + t0;
-        rows_async(Of, DV, a.dout + (row0 * a.H + h) * DV, (int64_t)a.H * DV, len, DV, a.do_vec, tid, blockDim.x);
-        rows_async(Of + CK * DV, DV, a.v + row0 * a.ldv + (int64_t)h * DV, a.ldv, len, DV, a.v_vec, tid, blockDim.x);
+        rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, (int64_t)a.H * DV, len, a.do_vec, tid, blockDim.x);
+        rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, a.ldv, len, a.v_vec, tid, blockDim.x);
         __pipeline_commit();
         __pipeline_wait_prior(0);
     }
@@ -1536,10 +1589,10 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
             wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
         }
         __syncthreads();
-        float *dst = pass ? a.dk : a.dq;
-        for (int i = tid; i < CK * K; i += blockDim.x) {
-            int r = i / K, col = i - r * K;
-            if (r < len) dst[bth(bb, t0 + r, h, a.T, a.H) * K + col] = Of[r * LDO + col];
+        float *dst = (pass ? a.dk : a.dq) + bth(bb, t0, h, a.T, a.H) * K;
+        for (int i = tid; i < len * K; i += blockDim.x) {
+            const int r = i / K, col = i % K;
+            dst[(int64_t)r * a.H * K + col] = Of[r * LDO + col];
         }
         __syncthreads();
     }
@@ -1573,9 +1626,10 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
     }
     __syncthreads();
-    for (int i = tid; i < CK * DV; i += blockDim.x) {
-        int r = i / DV, col = i - r * DV;
-        if (r < len) a.dv[bth(bb, t0 + r, h, a.T, a.H) / a.H * a.lddv + (int64_t)h * DV + col] = Of[r * LDO + col];
+    float *dv = a.dv + ((int64_t)bb * a.T + t0) * a.lddv + (int64_t)h * DV;
+    for (int i = tid; i < len * DV; i += blockDim.x) {
+        const int r = i / DV, col = i % DV;
+        dv[r * a.lddv + col] = Of[r * LDO + col];
     }
 }
 
@@ -1595,10 +1649,10 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     const int t0 = c * CK, len = min(CK, a.T - t0), n = rb * 16;
     const int64_t cidx = (int64_t)bh * a.NC + c, row0 = bth(bb, t0, h, a.T, a.H) * K + ch0, ld = (int64_t)a.H * K;
     copy_async(dA, a.dA + cidx * CK * CK, CK * CK * 4, tid, blockDim.x);
-    rows_async(qS, 32, a.q + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
-    rows_async(kS, 32, a.k + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
-    rows_async(gS, 32, a.g + row0, ld, len, 32, a.qkg_vec, tid, blockDim.x);
-    rows_async(bS, 32, a.b + row0, ld, len, 32, true, tid, blockDim.x);
+    rows_async<32, 32>(qS, a.q + row0, ld, len, a.qkg_vec, tid, blockDim.x);
+    rows_async<32, 32>(kS, a.k + row0, ld, len, a.qkg_vec, tid, blockDim.x);
+    rows_async<32, 32>(gS, a.g + row0, ld, len, a.qkg_vec, tid, blockDim.x);
+    rows_async<32, 32>(bS, a.b + row0, ld, len, true, tid, blockDim.x);
     __pipeline_commit();
     __pipeline_wait_prior(0);
     __syncthreads();

@@ -2,7 +2,8 @@
 # Side-by-side benchmark on one GPU, in one device call: builds hgrn2, installs the carried fla wheels
 # (pip download flash-linear-attention fla-core --no-deps -d .carry) and runs both at PERF.md's shapes, then
 # prints one table (the card's name on top; every number in it comes from this card, this run).
-#   bash scripts/bench_vs_fla.sh [ops|train|all]   (default all; BIG=1 adds the 1.13B model to train)
+#   bash scripts/bench_vs_fla.sh [ops|train|all]   (default all; BIG=1 adds the 1.13B model to train;
+#                                                    FLA_TIMEOUT=S stops any one fla run after S seconds)
 # hgrn2 runs with its defaults (--precision bf16); fla in eager mode with bf16 autocast, fp32 weights and
 # fused AdamW. fla's first steps include Triton's autotuning: its time to first step is reported apart and
 # its tokens/s is the median of the steps after it.
@@ -12,21 +13,22 @@ log=$(mktemp -d)
 python3 -m pip install --no-deps -q .carry/fla_core-*.whl .carry/flash_linear_attention-*.whl 2>&1 | grep -v WARNING
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 make -j8 hgrn2 tests/bin/test_gpu >/dev/null || exit 1
-if [ "$what" != train ]; then
-    tests/bin/test_gpu --bench | tee "$log/ops_hgrn2"
-    python3 scripts/bench_fla.py ops | tee "$log/ops_fla"
-fi
-train() {   # name D L B T
+fla() { if [ -n "${FLA_TIMEOUT:-}" ]; then timeout "$FLA_TIMEOUT" python3 scripts/bench_fla.py "$@"; else python3 scripts/bench_fla.py "$@"; fi; }
+ours_train() {   # name D L B T
     ./hgrn2 bench --device cuda --dim "$2" --layers "$3" --expand-ratio 128 --vocab 50304 --batch "$4" \
         --seq-len "$5" --steps 5 | tee "$log/train_$1_hgrn2"
-    python3 scripts/bench_fla.py train "$2" "$3" "$4" "$5" | tee "$log/train_$1_fla"
 }
+# hgrn2 first, then fla (whose first use of each shape autotunes; FLA_TIMEOUT=S bounds each of its runs)
+[ "$what" != train ] && tests/bin/test_gpu --bench | tee "$log/ops_hgrn2"
 if [ "$what" != ops ]; then
-    train 162M 768 12 16 2048
-    [ "${BIG:-0}" = 1 ] && train 1.13B 2048 18 8 2048
+    ours_train 162M 768 12 16 2048
+    [ "${BIG:-0}" = 1 ] && ours_train 1.13B 2048 18 8 2048
+    fla train 768 12 16 2048 | tee "$log/train_162M_fla"
+    [ "${BIG:-0}" = 1 ] && fla train 2048 18 8 2048 | tee "$log/train_1.13B_fla"
 fi
+[ "$what" != train ] && fla ops | tee "$log/ops_fla"
 python3 - "$log" "$card" <<'EOF'
-import glob, os, re, sys
+import os, re, sys
 log, card = sys.argv[1], sys.argv[2]
 def read(name):
     p = os.path.join(log, name)

@@ -259,7 +259,7 @@ static void test_elementwise(void) {
 // ======================================================================================================
 static void test_rmsnorm(void) {
     int64_t Ns[] = {1, 63, 64, 65, 4096};
-    int Cs[] = {128, 256, 768};
+    int Cs[] = {128, 256, 768, 2048, 2100};   // 2048: the 1.13B model's width; 2100: past the one-pass kernel
     const double eps = 1e-6;
     for (int64_t N : Ns)
         for (int C : Cs) {
