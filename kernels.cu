@@ -1227,6 +1227,21 @@ typedef wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::row_major> FragB;
 typedef wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> FragBt;
 typedef wm::fragment<wm::accumulator, 16, 16, 16, float> FragC;
 
+// acc += sum over kk in [k0, k1) of A_kk B_kk, 16 x 16 bf16 tiles at a + kk * da and b + kk * db (elements);
+// FA and FB say how each sits in memory (a col_major fragment reads a transposed operand).
+template <typename FA, typename FB>
+__device__ __forceinline__ void mma_run(FragC &acc, const bf16 *a, int lda, int da, const bf16 *b, int ldb, int db,
+                                        int k0, int k1) {
+    FA fa;
+    FB fb;
+#pragma unroll
+    for (int kk = k0; kk < k1; kk++) {
+        wm::load_matrix_sync(fa, a + kk * da, lda);
+        wm::load_matrix_sync(fb, b + kk * db, ldb);
+        wm::mma_sync(acc, fa, fb, acc);
+    }
+}
+
 // global row of (b, h, t) in a [B,T,H,X] tensor, in units of X
 __device__ __forceinline__ int64_t bth(int bb, int t, int h, int T, int H) { return ((int64_t)bb * T + t) * H + h; }
 
@@ -1333,16 +1348,9 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     const int warp = tid >> 5;
     for (int t = warp; t < 10; t += 8) {   // the ten blocks on and below the diagonal, on tensor cores
         const int qb = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, kb = t - (qb * (qb + 1)) / 2;
-        FragA fa;
-        FragBt fb;
         FragC acc;
         wm::fill_fragment(acc, 0.f);
-#pragma unroll
-        for (int kk = 0; kk < K / 16; kk++) {
-            wm::load_matrix_sync(fa, Qn + qb * 16 * LDB + kk * 16, LDB);
-            wm::load_matrix_sync(fb, Kn + (kn_row0(qb) + kb * 16) * LDB + kk * 16, LDB);
-            wm::mma_sync(acc, fa, fb, acc);
-        }
+        mma_run<FragA, FragBt>(acc, Qn + qb * 16 * LDB, LDB, 16, Kn + (kn_row0(qb) + kb * 16) * LDB, LDB, 16, 0, K / 16);
         wm::store_matrix_sync(Af + qb * 16 * LDA + kb * 16, acc, LDA, wm::mem_row_major);
     }
     __syncthreads();
@@ -1488,8 +1496,6 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         }
         {   // S = diag(decay) S + Lm^T R, tile by tile
             constexpr int NT = (K / 16) * (VT / 16);
-            FragAt fa;
-            FragB fb;
             FragC acc;
             for (int t = warp; t < NT; t += NTH / 32) {
                 const int ri = t / (VT / 16), j = t % (VT / 16);
@@ -1498,12 +1504,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
                 for (int e = lane; e < 256; e += 32) sf[(e >> 4) * LDS + (e & 15)] *= x.dec[ri * 16 + (e >> 4)];
                 __syncwarp();
                 wm::load_matrix_sync(acc, sf, LDS, wm::mem_row_major);
-#pragma unroll
-                for (int kk = 0; kk < CK / 16; kk++) {
-                    wm::load_matrix_sync(fa, x.Lm + kk * 16 * LDK + ri * 16, LDK);
-                    wm::load_matrix_sync(fb, Rb + kk * 16 * LDV + j * 16, LDV);
-                    wm::mma_sync(acc, fa, fb, acc);
-                }
+                mma_run<FragAt, FragB>(acc, x.Lm + ri * 16, LDK, 16 * LDK, Rb + j * 16, LDV, 16 * LDV, 0, CK / 16);
                 wm::store_matrix_sync(sf, acc, LDS, wm::mem_row_major);
                 __syncwarp();
                 bf16 *sn = Sn + ri * 16 * LDV + j * 16;
@@ -1569,10 +1570,6 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
             s += __bfloat162float(Hs[tid * LDD + j]) * __bfloat162float(dS[tid * LDD + j]);
         a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
     }
-    FragA fa;
-    FragAt fat;
-    FragB fb;
-    FragBt fbt;
     FragC acc;
     // dqs = dO Hs^T and dks = V dS^T, [CK][K] each, staged and written to dq and dk
     for (int pass = 0; pass < 2; pass++) {
@@ -1580,12 +1577,7 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
             const int ri = t / (K / 16), j = t - ri * (K / 16);
             wm::fill_fragment(acc, 0.f);
-#pragma unroll
-            for (int kk = 0; kk < DV / 16; kk++) {
-                wm::load_matrix_sync(fa, X + ri * 16 * LDD + kk * 16, LDD);
-                wm::load_matrix_sync(fbt, Y + j * 16 * LDD + kk * 16, LDD);
-                wm::mma_sync(acc, fa, fbt, acc);
-            }
+            mma_run<FragA, FragBt>(acc, X + ri * 16 * LDD, LDD, 16, Y + j * 16 * LDD, LDD, 16, 0, DV / 16);
             wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
         }
         __syncthreads();
@@ -1600,29 +1592,16 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     for (int t = warp; t < (CK / 16) * (DV / 16); t += 8) {
         const int ri = t / (DV / 16), j = t - ri * (DV / 16);
         wm::fill_fragment(acc, 0.f);
-        for (int kk = ri; kk < CK / 16; kk++) {   // A^T[s][r] is zero for r-block < s-block
-            wm::load_matrix_sync(fat, Am + kk * 16 * LDC + ri * 16, LDC);
-            wm::load_matrix_sync(fb, dO + kk * 16 * LDD + j * 16, LDD);
-            wm::mma_sync(acc, fat, fb, acc);
-        }
-#pragma unroll
-        for (int kk = 0; kk < K / 16; kk++) {
-            wm::load_matrix_sync(fa, KS + ri * 16 * LDK + kk * 16, LDK);
-            wm::load_matrix_sync(fb, dS + kk * 16 * LDD + j * 16, LDD);
-            wm::mma_sync(acc, fa, fb, acc);
-        }
+        // A^T[s][r] is zero for r-block < s-block
+        mma_run<FragAt, FragB>(acc, Am + ri * 16, LDC, 16 * LDC, dO + j * 16, LDD, 16 * LDD, ri, CK / 16);
+        mma_run<FragA, FragB>(acc, KS + ri * 16 * LDK, LDK, 16, dS + j * 16, LDD, 16 * LDD, 0, K / 16);
         wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
     }
     // dA = dO V^T on and below the diagonal blocks: 10 tiles, straight to global
     for (int t = warp; t < 10; t += 8) {
         const int ri = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, j = t - (ri * (ri + 1)) / 2;
         wm::fill_fragment(acc, 0.f);
-#pragma unroll
-        for (int kk = 0; kk < DV / 16; kk++) {
-            wm::load_matrix_sync(fa, dO + ri * 16 * LDD + kk * 16, LDD);
-            wm::load_matrix_sync(fbt, V + j * 16 * LDD + kk * 16, LDD);
-            wm::mma_sync(acc, fa, fbt, acc);
-        }
+        mma_run<FragA, FragBt>(acc, dO + ri * 16 * LDD, LDD, 16, V + j * 16 * LDD, LDD, 16, 0, DV / 16);
         wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
     }
     __syncthreads();
