@@ -24,6 +24,9 @@ expect 2 "train --expand-ratio not dividing --dim" -- $H train --dim 100 --expan
 expect 2 "train --resume with --lr" -- $H train --resume --lr 1e-3
 expect 2 "train stray argument" -- $H train extra
 expect 2 "train --device tpu" -- $H train --device tpu
+expect 2 "train --precision fp8" -- $H train --precision fp8; expect_msg "bf16, tf32 or fp32"
+expect 2 "train --precision bf16 on the CPU" -- $H train --precision bf16; expect_msg "needs --device cuda"
+expect 2 "bench --profile on the CPU" -- $H bench --profile; expect_msg "needs --device cuda"
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 printf 'not a checkpoint at all, but long enough to have a header......................' > "$TMP/bad.ckpt"
