@@ -896,6 +896,14 @@ void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real
     }
 }
 
+void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const real *h, const real *W,
+                         const int32_t *targets, real scale, int64_t N, int D, int V) {
+    op_matmul_fwd(logits, h, W, N, D, V);
+    op_xent_fwd(losses, logits, targets, N, V);
+    op_xent_bwd(logits, logits, targets, scale, N, V);
+    op_matmul_bwd(dx, dW, logits, h, W, N, D, V);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // AdamW
 // ---------------------------------------------------------------------------------------------------------

@@ -84,9 +84,8 @@ void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, in
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
 void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N, int V);
 
-// The classifier over N rows in training, fused: logits = h W^T into the scratch logits [N, V]; losses [N]
-// (=, 0 where target < 0); with G = scale (softmax(logits) - onehot(target)): dx [N, D] = G W (=) and
-// dW [V, D] += G^T h. Under --precision bf16, G is only ever written in bf16 (the products' operand).
+// The classifier in training (ops.h): the loss and G come from one pass per row, and under --precision bf16
+// G is only ever written in bf16 (the products' operand).
 void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const float *h, const float *W,
                            const int32_t *targets, float scale, int64_t N, int D, int V);
 

@@ -218,10 +218,17 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 static double rng_uniform(uint64_t *s) { return (splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-static inline double rng_normal(uint64_t *s) {   // used by the tests
+// Box-Muller: radius and angle of a standard normal pair, r cos(a) and r sin(a)
+static void rng_polar(uint64_t *s, double *r, double *a) {
     double u1 = rng_uniform(s), u2 = rng_uniform(s);
     if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    *r = sqrt(-2.0 * log(u1));
+    *a = 2.0 * M_PI * u2;
+}
+static inline double rng_normal(uint64_t *s) {   // used by the tests
+    double r, a;
+    rng_polar(s, &r, &a);
+    return r * cos(a);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -292,39 +299,33 @@ static const real *host_view(const Model *m, const real *p, int64_t n, real **tm
 // so the values are the same at any thread count and a billion parameters take a second or two on all cores.
 #define INIT_BLOCK 65536
 static void model_init(Model *m, uint64_t seed) {
-    int64_t first[NPARAM * 1024 + 1], nt = 0;   // first block of each (tensor, layer), in order
-    real *base[NPARAM * 1024];
-    int64_t len[NPARAM * 1024];
-    int kind[NPARAM * 1024], tp[NPARAM * 1024], tl[NPARAM * 1024];
+    int64_t first[NPARAM * 1024 + 1];   // first block of each (tensor, layer), in order; at most 1024 layers
+    int tp[NPARAM * 1024], tl[NPARAM * 1024], nt = 0;
     first[0] = 0;
-    for (int p = 0; p < NPARAM; p++) {
-        int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
-        for (int l = 0; l < nl; l++) {
-            base[nt] = W(m, p, l);
-            len[nt] = param_numel(&m->c, p);
-            kind[nt] = PARAMS[p].init;
+    for (int p = 0; p < NPARAM; p++)
+        for (int l = 0; l < (p < P_FIRST_LAYER ? 1 : m->c.L); l++, nt++) {
             tp[nt] = p;
             tl[nt] = l;
-            first[nt + 1] = first[nt] + (len[nt] + INIT_BLOCK - 1) / INIT_BLOCK;
-            nt++;
+            first[nt + 1] = first[nt] + (param_numel(&m->c, p) + INIT_BLOCK - 1) / INIT_BLOCK;
         }
-    }
     #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t blk = 0; blk < first[nt]; blk++) {
         int t = 0;
         while (first[t + 1] <= blk) t++;
-        int64_t b = blk - first[t], i0 = b * INIT_BLOCK, i1 = i0 + INIT_BLOCK < len[t] ? i0 + INIT_BLOCK : len[t];
-        real *x = base[t];
-        if (kind[t] != INIT_NORMAL) {
-            for (int64_t i = i0; i < i1; i++) x[i] = kind[t] == INIT_ONES ? 1 : 0;
+        const int p = tp[t], kind = PARAMS[p].init;
+        const int64_t n = param_numel(&m->c, p), b = blk - first[t], i0 = b * INIT_BLOCK;
+        const int64_t i1 = i0 + INIT_BLOCK < n ? i0 + INIT_BLOCK : n;
+        real *x = W(m, p, tl[t]);
+        if (kind != INIT_NORMAL) {
+            for (int64_t i = i0; i < i1; i++) x[i] = kind == INIT_ONES ? 1 : 0;
             continue;
         }
-        uint64_t s = seed * 1000003ull + (uint64_t)tp[t] * 4099ull + (uint64_t)tl[t];
+        uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)tl[t];
         s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
-        for (int64_t i = i0; i < i1; i += 2) {   // Box-Muller: two normals per pair of uniforms
-            double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
-            if (u1 < 1e-300) u1 = 1e-300;
-            double r = 0.02 * sqrt(-2.0 * log(u1)), a = 2.0 * M_PI * u2;
+        for (int64_t i = i0; i < i1; i += 2) {   // both normals of each pair
+            double r, a;
+            rng_polar(&s, &r, &a);
+            r *= 0.02;
             x[i] = (real)(r * cos(a));
             if (i + 1 < i1) x[i + 1] = (real)(r * sin(a));
         }
@@ -469,15 +470,11 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
             rows = B - r0 < CR ? B - r0 : CR;
             for (int64_t i = 0; i < rows; i++)
                 OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
+        } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
+            OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, tgt_b + r0,
+                                 (real)loss_scale, rows, D, V);
+            continue;
         } else {
-#if USE_CUDA
-            if (g_gpu && a->train && targets && !logits_out) {   // one fused op (cuda_ops.h)
-                if (g_prof) cuda_prof_mark(g_section, "classifier_train");
-                cuda_classifier_train(a->losses + r0, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, tgt_b + r0,
-                                      (real)loss_scale, rows, D, V);
-                continue;
-            }
-#endif
             OP(matmul_fwd, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
         }
         if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));

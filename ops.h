@@ -76,6 +76,13 @@ void op_xent_fwd(real *losses, const real *logits, const int32_t *targets, int64
 // dlogits[n] = scale * (softmax(logits[n]) - onehot(t[n])), 0 for ignored rows. dlogits may equal logits.
 void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real scale, int64_t N, int V);
 
+// ---- the classifier in training, one op ----
+// logits [N,V] (scratch) = h[N,D] W[V,D]^T; losses[N] as op_xent_fwd (=); with G = scale (softmax(logits) -
+// onehot(targets)): dx[N,D] = G W (=) and dW[V,D] += G^T h. The CPU runs the four ops above in turn (G in
+// place of the logits); the GPU fuses the loss and G into one pass (cuda_ops.h).
+void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const real *h, const real *W,
+                         const int32_t *targets, real scale, int64_t N, int D, int V);
+
 // ---- AdamW ----
 // Decoupled weight decay: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), with g = grad * grad_scale
 // (grad_scale folds in the clipping and the 1/accumulation factor). step counts from 1.

@@ -528,7 +528,8 @@ static void test_xent(void) {
     }
 }
 
-// The fused classifier against the CPU's matmul, xent_fwd, xent_bwd and matmul_bwd, in all three GEMM modes
+// The fused classifier against the CPU's op_classifier_train (matmul, xent_fwd, xent_bwd, matmul_bwd), in all
+// three GEMM modes
 static void test_classifier(void) {
     struct { int64_t N; int D, V; } sh[] = {{65, 64, 1000}, {300, 128, 50304}};
     for (auto s : sh) {
@@ -539,10 +540,8 @@ static void test_classifier(void) {
         for (int64_t n = 0; n < s.N; n++) t[n] = n > 0 && urand() < 0.2 ? -1 : (int32_t)(next_u64() % s.V);
         float scale = 1.0f / s.N;
         Vec logits(s.N * s.V), loss(s.N), dx(s.N * s.D), dW = dW0;
-        op_matmul_fwd(logits.data(), h.data(), W.data(), s.N, s.D, s.V);
-        op_xent_fwd(loss.data(), logits.data(), t.data(), s.N, s.V);
-        op_xent_bwd(logits.data(), logits.data(), t.data(), scale, s.N, s.V);
-        op_matmul_bwd(dx.data(), dW.data(), logits.data(), h.data(), W.data(), s.N, s.D, s.V);
+        op_classifier_train(loss.data(), dx.data(), dW.data(), logits.data(), h.data(), W.data(), t.data(), scale, s.N,
+                            s.D, s.V);
         for (int mode = 0; mode < 3; mode++) {
             cuda_set_gemm_precision(mode);
             Pool P;
