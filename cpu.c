@@ -206,12 +206,17 @@ static void gemm(real *C, int64_t ldc, const real *A, int64_t sam, int64_t sak, 
     free(Bp);
 }
 
-void op_matmul_fwd(real *y, const real *x, const real *W, int64_t N, int I, int O) {
+// Operands are `real` here: the matmuls read them as they are.
+void op_to_opnd(opnd *y, const real *x, int64_t n) { memmove(y, x, (size_t)n * sizeof(real)); }
+
+void op_matmul_fwd(real *y, const opnd *x_, const real *W, int64_t N, int I, int O) {
+    const real *x = x_;
     // y = x W^T: A = x [N,I], B(i,o) = W[o,i]
     gemm(y, O, x, I, 1, W, 1, I, N, O, I, 0);
 }
 
-void op_matmul_bwd(real *dx, real *dW, const real *dy, const real *x, const real *W, int64_t N, int I, int O) {
+void op_matmul_bwd(real *dx, real *dW, const opnd *dy_, const opnd *x_, const real *W, int64_t N, int I, int O) {
+    const real *dy = dy_, *x = x_;
     // dx = dy W: A = dy [N,O], B = W [O,I]
     if (dx) gemm(dx, I, dy, O, 1, W, I, 1, N, I, O, 0);
     // dW += dy^T x: A(o,n) = dy[n,o], B = x [N,I]; the sum over n runs in row order for every element
@@ -278,11 +283,11 @@ static inline double rms_rstd(const real *x, int C, double eps) {
     return 1.0 / sqrt(sumsq_d(x, C) / C + eps);
 }
 
-void op_rmsnorm_fwd(real *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps) {
+void op_rmsnorm_fwd(opnd *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const real *xr = x + n * C;
-        real *yr = y + n * C;
+        real *yr = (real *)y + n * C;
         real r = (real)rms_rstd(xr, C, eps);
         for (int c = 0; c < C; c++) yr[c] = xr[c] * r * w[c];
         if (rstd) rstd[n] = r;
@@ -840,20 +845,20 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-void op_swiglu_fwd(real *h, const real *gu, int64_t N, int I) {
+void op_swiglu_fwd(opnd *h, const real *gu, int64_t N, int I) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const real *gt = gu + n * 2 * I, *up = gt + I;
-        real *hr = h + n * I;
+        real *hr = (real *)h + n * I;
         for (int i = 0; i < I; i++) hr[i] = gt[i] * sigmoid(gt[i]) * up[i];
     }
 }
 
-void op_swiglu_bwd(real *dgu, const real *dh, const real *gu, int64_t N, int I) {
+void op_swiglu_bwd(opnd *dgu, const real *dh, const real *gu, int64_t N, int I) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const real *gt = gu + n * 2 * I, *up = gt + I, *dhr = dh + n * I;
-        real *dg = dgu + n * 2 * I, *du = dg + I;
+        real *dg = (real *)dgu + n * 2 * I, *du = dg + I;
         for (int i = 0; i < I; i++) {
             real s, sn;
             sigmoid2(gt[i], &s, &sn);
@@ -896,7 +901,7 @@ void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real
     }
 }
 
-void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const real *h, const real *W,
+void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const opnd *h, const real *W,
                          const int32_t *targets, real scale, int64_t N, int D, int V) {
     op_matmul_fwd(logits, h, W, N, D, V);
     op_xent_fwd(losses, logits, targets, N, V);

@@ -27,7 +27,8 @@ void cuda_sync(void);
 const char *cuda_device_name(void);
 size_t cuda_peak_bytes(void);                           // peak of the bytes allocated through cuda_alloc
 // Matmul precision: 0 = exact fp32 (CUBLAS_COMPUTE_32F), 1 = TF32 tensor cores (the default; ~1e-3 relative),
-// 2 = bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF; ~1e-2 relative). Storage stays fp32 in every mode.
+// 2 = bf16 tensor cores (bf16 operands, fp32 accumulation; ~1e-2 relative). Storage is fp32 in every mode,
+// except operands (ops.h), which are bf16 in mode 2: set the mode before allocating them.
 void cuda_set_gemm_precision(int mode);
 int cuda_get_gemm_precision(void);
 
@@ -37,9 +38,13 @@ void cuda_prof_mark(const char *section, const char *op);
 void cuda_prof_step(void);
 void cuda_prof_print(int steps);
 
+// ---- operands (ops.h): bf16 under --precision bf16 (gemm mode 2), fp32 otherwise ----
+size_t cuda_opnd_size(void);                            // bytes per operand value in the current mode
+void cuda_to_opnd(void *y, const float *x, int64_t n);
+
 // ---- dense ----
-void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O);
-void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int I, int O);
+void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O);
+void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N, int I, int O);
 
 // ---- embedding ----
 void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D);
@@ -51,7 +56,7 @@ void cuda_zero(float *y, int64_t n);
 double cuda_sumsq(const float *a, int64_t n);           // synchronises
 
 // ---- RMSNorm ----
-void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps);
+void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps);
 void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                       int64_t N, int C, double eps);
 
@@ -77,8 +82,8 @@ void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, con
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----
-void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I);
-void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int I);
+void cuda_swiglu_fwd(void *h, const float *gu, int64_t N, int I);
+void cuda_swiglu_bwd(void *dgu, const float *dh, const float *gu, int64_t N, int I);
 
 // ---- softmax cross-entropy ----
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
@@ -86,7 +91,7 @@ void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, 
 
 // The classifier in training (ops.h): the loss and G come from one pass per row, and under --precision bf16
 // G is only ever written in bf16 (the products' operand).
-void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const float *h, const float *W,
+void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                            const int32_t *targets, float scale, int64_t N, int D, int V);
 
 // ---- AdamW ----

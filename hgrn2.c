@@ -101,6 +101,21 @@ static int mixer_chunk(int T) {   // the form a forward or backward over T steps
     return g_hgru_chunk;
 }
 
+// Operands (ops.h) in the backend's format: bytes per value, the address of value i, and a real tensor as an
+// operand (itself where the formats agree, else converted into the scratch `to`).
+static size_t opnd_size(void) {
+#if USE_CUDA
+    if (g_gpu) return cuda_opnd_size();
+#endif
+    return sizeof(real);
+}
+static opnd *opnd_at(const opnd *p, int64_t i) { return (char *)p + i * (int64_t)opnd_size(); }
+static const opnd *as_opnd(opnd *to, const real *x, int64_t n) {
+    if (opnd_size() == sizeof(real)) return x;
+    OP(to_opnd, to, x, n);
+    return to;
+}
+
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
 static int mlp_width(int D, double ratio) {
     int64_t h = (int64_t)(D * ratio * 2 / 3);
@@ -349,15 +364,19 @@ typedef struct {
     real *xmid;                             // [L, N, D] residual between mixer and MLP
     real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
     real *rstd2, *gu;                       // per layer: [N] [N,2I]
-    real *h1, *q, *k, *g, *yo, *h2, *a;     // shared: [N,D] [N,HK] x3 [N,D] [N,D] [N,I]
-    real *hf, *rstdf;                       // final norm [N,D] [N]
+    real *q, *k, *g;                        // shared: [N,HK] x3
+    opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
+    opnd *hf;                               // final norm [N,D]
+    real *rstdf;                            // [N]
     real *logits;                           // [cls_rows(), V]
     real *losses;                           // [N]
     int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
     real *losses_h;                         // host copy of the losses [N]
     // backward scratch
-    real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dgu, *da, *dlb;
-    real *mem;
+    real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
+    opnd *dgu;                              // [N,2I]
+    opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
+    void *mem;
     int64_t bytes;
 } Acts;
 
@@ -367,25 +386,33 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
     int64_t nl = train ? L : 1, QFI = 2 * HK + D;
     a->N = N;
-    struct { real **p; int64_t n; } parts[] = {
-        {&a->lb, L * HK}, {&a->resid, (L + 1) * N * D}, {&a->xmid, nl * N * D},
-        {&a->rstd1, nl * N}, {&a->qfi, nl * N * QFI}, {&a->o, nl * N * D}, {&a->rstdo, nl * N},
-        {&a->rstd2, nl * N}, {&a->gu, nl * N * 2 * I},
-        {&a->h1, N * D}, {&a->q, N * HK}, {&a->k, N * HK}, {&a->g, N * HK}, {&a->yo, N * D},
-        {&a->h2, N * D}, {&a->a, N * I},
-        {&a->hf, N * D}, {&a->rstdf, N}, {&a->logits, (int64_t)cls_rows() * c->V}, {&a->losses, N},
-        {&a->dx, train ? N * D : 0}, {&a->dt, train ? N * D : 0}, {&a->dh, train ? N * D : 0},
-        {&a->dqfi, train ? N * QFI : 0}, {&a->dq, train ? N * HK : 0}, {&a->dk, train ? N * HK : 0},
-        {&a->dg, train ? N * HK : 0}, {&a->dout, train ? N * D : 0}, {&a->dgu, train ? N * 2 * I : 0},
-        {&a->da, train ? N * I : 0}, {&a->dlb, train ? L * HK : 0},
+    // every part in bytes: values of `real`, or operands (O) in the backend's operand format
+    const int64_t R = sizeof(real), O = (int64_t)opnd_size();
+    const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
+    struct { void **p; int64_t bytes; } parts[] = {
+        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
+        {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
+        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {(void **)&a->gu, nl * N * 2 * I * R},
+        {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
+        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
+        {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
+        {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
+        {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
+        {(void **)&a->dq, train ? N * HK * R : 0}, {(void **)&a->dk, train ? N * HK * R : 0},
+        {(void **)&a->dg, train ? N * HK * R : 0}, {(void **)&a->dout, train ? N * D * R : 0},
+        {&a->dgu, train ? N * 2 * I * O : 0}, {(void **)&a->da, train ? N * I * R : 0},
+        {(void **)&a->dlb, train ? L * HK * R : 0}, {&a->dyo, DY * O},
     };
     int n = sizeof parts / sizeof parts[0];
-    int64_t total = 0;   // every part starts at a multiple of 64 values (256 bytes in fp32: aligned vector loads)
-    for (int i = 0; i < n; i++) total += (parts[i].n + 63) / 64 * 64;
-    a->mem = dev_alloc((size_t)total * sizeof(real), "activations");
-    a->bytes = total * (int64_t)sizeof(real);
+    int64_t total = 0;   // every part starts at a multiple of 256 bytes (aligned vector loads)
+    for (int i = 0; i < n; i++) total += (parts[i].bytes + 255) / 256 * 256;
+    a->mem = dev_alloc((size_t)total, "activations");
+    a->bytes = total;
     int64_t at = 0;
-    for (int i = 0; i < n; i++) { *parts[i].p = parts[i].n ? a->mem + at : NULL; at += (parts[i].n + 63) / 64 * 64; }
+    for (int i = 0; i < n; i++) {
+        *parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
+        at += (parts[i].bytes + 255) / 256 * 256;
+    }
     a->losses_h = xmalloc((size_t)N * sizeof(real));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
@@ -432,7 +459,8 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
         real *gu = LAYER(a, gu, l, 2 * I);
-        real *h1 = a->h1, *q = a->q, *k = a->k, *g = a->g, *yo = a->yo, *h2 = a->h2, *act = a->a;
+        real *q = a->q, *k = a->k, *g = a->g;
+        opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         real *S = states ? states + l * state_size : NULL;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
 
@@ -469,20 +497,21 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
             if (r0 >= B) break;
             rows = B - r0 < CR ? B - r0 : CR;
             for (int64_t i = 0; i < rows; i++)
-                OP(matmul_fwd, a->logits + i * V, a->hf + ((r0 + i) * T + T - 1) * D, Wlm, 1, D, V);
+                OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
         } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
-            OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, tgt_b + r0,
+            OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, opnd_at(a->hf, r0 * D), Wlm, tgt_b + r0,
                                  (real)loss_scale, rows, D, V);
             continue;
         } else {
-            OP(matmul_fwd, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
+            OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
         }
         if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
         if (!targets || last_only) continue;
         OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
         if (a->train) {
             OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
-            OP(matmul_bwd, a->dx + r0 * D, dWlm, a->logits, a->hf + r0 * D, Wlm, rows, D, V);
+            const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
+            OP(matmul_bwd, a->dx + r0 * D, dWlm, dlog, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
         }
     }
     double loss = 0;   // summed on the host in row order, once the losses are all there
@@ -517,13 +546,15 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         real *x = a->resid + (int64_t)l * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
         real *gu = LAYER(a, gu, l, 2 * I);
-        real *h1 = a->h1, *q = a->q, *k = a->k, *g = a->g, *yo = a->yo, *h2 = a->h2, *act = a->a;
+        real *q = a->q, *k = a->k, *g = a->g;
+        opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
 
         SECTION("mlp bwd");   // dx is the gradient of the layer's output
         OP(swiglu_fwd, act, gu, N, I);                                               // recomputed
-        OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dx, act, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
+        const opnd *dyo = as_opnd(a->dyo, dx, N * D);   // (outside OP: the profile charges it apart)
+        OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dyo, act, W(m, P_WDOWN, l), N, I, D);  // da [N,I]
         OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
         OP(rmsnorm_fwd, h2, NULL, xmid, W(m, P_MLP_NORM, l), N, D, c->eps);          // recomputed
         OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
@@ -531,14 +562,16 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         OP(add, dx, dt, N * D);                                                      // d xmid
         SECTION("mixer bwd");
         OP(rmsnorm_fwd, yo, NULL, o, W(m, P_GNORM, l), N, D, EPS_O);                 // recomputed
-        OP(matmul_bwd, dh, G(m, P_WO, l), dx, yo, W(m, P_WO, l), N, D, D);           // d yo
+        dyo = as_opnd(a->dyo, dx, N * D);
+        OP(matmul_bwd, dh, G(m, P_WO, l), dyo, yo, W(m, P_WO, l), N, D, D);          // d yo
         OP(rmsnorm_bwd, a->dout, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                                 // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
                     B, T, c->H, c->K, c->Dv, chunk);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
         OP(rmsnorm_fwd, h1, NULL, x, W(m, P_ATTN_NORM, l), N, D, c->eps);            // recomputed
-        OP(matmul_bwd, dh, G(m, P_WQ, l), a->dqfi, h1, W(m, P_WQ, l), N, D, QFI);
+        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        OP(matmul_bwd, dh, G(m, P_WQ, l), dyo, h1, W(m, P_WQ, l), N, D, QFI);
         OP(rmsnorm_bwd, dt, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1), N, D, c->eps);
         OP(add, dx, dt, N * D);                                                      // d x
     }

@@ -283,30 +283,26 @@ __device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
 //   y[N,O] = x[N,I] W[O,I]^T   is   y^T[O,N] = W^T x^T:  gemm(T, N, m=O, n=N, k=I, A=W (ld I), B=x (ld I), C=y (ld O))
 //   dx[N,I] = dy[N,O] W[O,I]    is  dx^T[I,N] = W^T dy^T: gemm(N, N, m=I, n=N, k=O, A=W (ld I), B=dy (ld O), C=dx (ld I))
 //   dW[O,I] += dy^T x           is  dW^T[I,O] += x^T dy:  gemm(N, T, m=I, n=O, k=N, A=x (ld I), B=dy (ld O), C=dW (ld I))
-static cublasComputeType_t gemm_compute(void) {
-    switch (g_gemm_mode) {
-    case 0: return CUBLAS_COMPUTE_32F;
-    case 2: return CUBLAS_COMPUTE_32F_FAST_16BF;
-    default: return CUBLAS_COMPUTE_32F_FAST_TF32;
-    }
-}
-
-static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const float *A,
-                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+// One cuBLAS call for every product: operands fp32 (modes 0 and 1: exact or TF32 compute) or bf16 (mode 2),
+// C always fp32, accumulation in fp32.
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
         die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
             (long long)m, (long long)n, (long long)k);
     cuda_init();
+    const cudaDataType_t ab = g_gemm_mode == 2 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t ct = g_gemm_mode == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     float alpha = 1.f;
-    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, CUDA_R_32F, (int)lda, B, CUDA_R_32F,
-                              (int)ldb, &beta, C, CUDA_R_32F, (int)ldc, gemm_compute(), CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, ab, (int)lda, B, ab, (int)ldb, &beta,
+                              C, CUDA_R_32F, (int)ldc, ct, CUBLAS_GEMM_DEFAULT));
     if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
 // --precision bf16: cuBLAS reads bf16 operands (half the bytes of fp32, the full bf16 tensor-core rate) and
-// writes fp32. Activations are converted just before the product; weights once per AdamW step, into a cache
-// keyed by their address and invalidated by any write that can change parameters (cuda_adamw,
-// cuda_to_device).
+// writes fp32. Activation operands arrive in bf16 (ops.h: their producers write that format); weights are
+// converted once per AdamW step, into a cache keyed by their address and invalidated by any write that can
+// change parameters (cuda_adamw, cuda_to_device).
 __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
     if (!vec) {
         GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
@@ -345,55 +341,33 @@ static const bf16 *weight_bf16(const float *W, int64_t n) {
     }
     return e.p;
 }
-// Two growing buffers for converted activations (an op uses at most two at once).
-static bf16 *act_bf16(int slot, const float *x, int64_t n) {
-    static bf16 *buf[2];
-    static int64_t cap[2];
-    if (n > cap[slot]) {
-        cuda_free(buf[slot]);   // synchronises first
-        cap[slot] = n + n / 4;
-        buf[slot] = (bf16 *)cuda_alloc((size_t)cap[slot] * sizeof(bf16), "bf16 copies of matmul inputs (--precision bf16)");
-    }
-    to_bf16(buf[slot], x, n);
-    return buf[slot];
-}
-static void gemm16(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const bf16 *A,
-                   int64_t lda, const bf16 *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
-        die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
-            (long long)m, (long long)n, (long long)k);
-    float alpha = 1.f;
-    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, CUDA_R_16BF, (int)lda, B, CUDA_R_16BF,
-                              (int)ldb, &beta, C, CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
+
+// Operands (ops.h): bf16 in gemm mode 2, fp32 otherwise; the matmuls below read them in that format.
+static bool opnd_bf16(void) { return g_gemm_mode == 2; }
+extern "C" size_t cuda_opnd_size(void) { return opnd_bf16() ? sizeof(bf16) : sizeof(float); }
+extern "C" void cuda_to_opnd(void *y, const float *x, int64_t n) {
+    if (n <= 0) return;
+    if (opnd_bf16()) to_bf16((bf16 *)y, x, n);
+    else if (y != x) CUDA_CHECK(cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, g_stream));
 }
 
-extern "C" void cuda_matmul_fwd(float *y, const float *x, const float *W, int64_t N, int I, int O) {
+// In mode 2 the weight operand is its bf16 copy; the activation operands come in the mode's format.
+static const void *weight_opnd(const float *W, int64_t n) { return opnd_bf16() ? (const void *)weight_bf16(W, n) : W; }
+
+extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) { cuda_zero(y, N * O); return; }
-    cuda_init();
-    if (g_gemm_mode == 2) {
-        const bf16 *Wb = weight_bf16(W, (int64_t)O * I), *xb = act_bf16(0, x, N * I);
-        gemm16(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, Wb, I, xb, I, 0.f, y, O);
-        return;
-    }
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, W, I, x, I, 0.f, y, O);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O);
 }
-extern "C" void cuda_matmul_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N,
+extern "C" void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N,
                                 int I, int O) {
     if (N <= 0 || I <= 0) return;
-    cuda_init();
-    if (g_gemm_mode == 2 && O > 0) {
-        const bf16 *dyb = act_bf16(0, dy, N * O);
-        if (dx) gemm16(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, weight_bf16(W, (int64_t)O * I), I, dyb, O, 0.f, dx, I);
-        if (dW) gemm16(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, act_bf16(1, x, N * I), I, dyb, O, 1.f, dW, I);
+    if (O <= 0) {
+        if (dx) cuda_zero(dx, N * I);
         return;
     }
-    if (dx) {
-        if (O <= 0) cuda_zero(dx, N * I);
-        else gemm(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, W, I, dy, O, 0.f, dx, I);
-    }
-    if (dW && O > 0) gemm(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, x, I, dy, O, 1.f, dW, I);
+    if (dx) gemm(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, weight_opnd(W, (int64_t)O * I), I, dy, O, 0.f, dx, I);
+    if (dW) gemm(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, x, I, dy, O, 1.f, dW, I);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -652,9 +626,15 @@ static void colsum_finish(float *out, const float *part, int64_t np, int C) {
 // ---------------------------------------------------------------------------------------------------------
 #define ROWS_PER_BLOCK 8   // warps per block
 
-// y may be NULL (only rstd), rstd may be NULL (only y). y may equal x: each lane rewrites what it read.
-__global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, const float *__restrict__ w, int64_t N,
-                                   int C, double eps) {
+// Stores in the operand formats (float or bf16, round to nearest).
+__device__ __forceinline__ void put(float *p, float v) { *p = v; }
+__device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+// y may be NULL (only rstd), rstd may be NULL (only y). y may equal x (T = float): each lane rewrites what it
+// read.
+template <typename T>
+__global__ void rmsnorm_fwd_kernel(T *y, float *rstd, const float *x, const float *__restrict__ w, int64_t N, int C,
+                                   double eps) {
     int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;   // the whole warp
@@ -664,16 +644,17 @@ __global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, const 
     ss = warp_sum(ss);
     float r = (float)(1.0 / sqrt((double)ss / C + eps));
     if (y) {
-        float *yr = y + row * C;
-        for (int c = lane; c < C; c += 32) yr[c] = xr[c] * r * w[c];
+        T *yr = y + row * C;
+        for (int c = lane; c < C; c += 32) put(yr + c, xr[c] * r * w[c]);
     }
     if (rstd && lane == 0) rstd[row] = r;
 }
 
-extern "C" void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps) {
+extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps) {
     if (N <= 0 || C <= 0) return;
     unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(y, rstd, x, w, N, C, eps);
+    if (opnd_bf16()) rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((bf16 *)y, rstd, x, w, N, C, eps);
+    else rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((float *)y, rstd, x, w, N, C, eps);
     LAUNCH_CHECK("rmsnorm_fwd");
 }
 
@@ -1842,35 +1823,39 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-__global__ void swiglu_fwd_kernel(float *__restrict__ h, const float *__restrict__ gu, int64_t N, int I) {
+template <typename T>
+__global__ void swiglu_fwd_kernel(T *__restrict__ h, const float *__restrict__ gu, int64_t N, int I) {
     ROWS_COLS(n, j, N, I) {
         const float *gt = gu + n * 2 * I;
         float x = gt[j], s, sn;
         sigmoid2(x, s, sn);
-        h[n * I + j] = x * s * gt[I + j];
+        put(h + n * I + j, x * s * gt[I + j]);
     }
 }
 
-__global__ void swiglu_bwd_kernel(float *__restrict__ dgu, const float *__restrict__ dh, const float *__restrict__ gu,
+template <typename T>
+__global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__ dh, const float *__restrict__ gu,
                                   int64_t N, int I) {
     ROWS_COLS(n, j, N, I) {
         const float *gt = gu + n * 2 * I;
         float x = gt[j], up = gt[I + j], d = dh[n * I + j], s, sn;
         sigmoid2(x, s, sn);
-        dgu[n * 2 * I + j] = d * up * (s + x * s * sn);
-        dgu[n * 2 * I + I + j] = d * x * s;
+        put(dgu + n * 2 * I + j, d * up * (s + x * s * sn));
+        put(dgu + n * 2 * I + I + j, d * x * s);
     }
 }
 
-extern "C" void cuda_swiglu_fwd(float *h, const float *gu, int64_t N, int I) {
+extern "C" void cuda_swiglu_fwd(void *h, const float *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+    if (opnd_bf16()) swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((bf16 *)h, gu, N, I);
+    else swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((float *)h, gu, N, I);
     LAUNCH_CHECK("swiglu_fwd");
 }
 
-extern "C" void cuda_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int I) {
+extern "C" void cuda_swiglu_bwd(void *dgu, const float *dh, const float *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    if (opnd_bf16()) swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((bf16 *)dgu, dh, gu, N, I);
+    else swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((float *)dgu, dh, gu, N, I);
     LAUNCH_CHECK("swiglu_bwd");
 }
 
@@ -1983,7 +1968,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
     }
 }
 
-extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const float *h, const float *W,
+extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                                       const int32_t *targets, float scale, int64_t N, int D, int V) {
     if (N <= 0) return;
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
@@ -2003,8 +1988,8 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
     }
     xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, logits, targets, scale, V);
     LAUNCH_CHECK("xent_fused");
-    gemm16(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, weight_bf16(W, (int64_t)V * D), D, G, V, 0.f, dx, D);
-    gemm16(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, act_bf16(1, h, N * D), D, G, V, 1.f, dW, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, weight_bf16(W, (int64_t)V * D), D, G, V, 0.f, dx, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, V, 1.f, dW, D);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -8,12 +8,22 @@
 
 #include "hgrn2.h"
 
+// ---- operands ----
+// An operand is an activation whose only readers are matrix products: RMSNorm's output (the input of the
+// projections), SwiGLU's output and gradient, and the dy of a product's backward. A backend keeps operands in
+// the format its products read: `real` on the CPU; on the GPU bf16 under --precision bf16 and fp32 otherwise.
+// Written once in that format, they need no conversion pass before each product and, in bf16, half the
+// bytes. `opnd` is void, so a buffer of `real` passes as an operand where the format is `real`.
+typedef void opnd;
+// y[n] = x (n values) in the operand format                  (y =)
+void op_to_opnd(opnd *y, const real *x, int64_t n);
+
 // ---- dense ----
 // y[N,O] = x[N,I] W[O,I]^T                                   (y =)
-void op_matmul_fwd(real *y, const real *x, const real *W, int64_t N, int I, int O);
+void op_matmul_fwd(real *y, const opnd *x, const real *W, int64_t N, int I, int O);
 // dx[N,I] = dy[N,O] W[O,I]   (skipped when dx is NULL)        (dx =)
 // dW[O,I] += dy^T x          (skipped when dW is NULL)        (dW +=)
-void op_matmul_bwd(real *dx, real *dW, const real *dy, const real *x, const real *W, int64_t N, int I, int O);
+void op_matmul_bwd(real *dx, real *dW, const opnd *dy, const opnd *x, const real *W, int64_t N, int I, int O);
 
 // ---- embedding ----
 // x[N,D] = E[ids[n], :]; every id is in [0, V) (checked by the caller)  (x =)
@@ -27,8 +37,8 @@ void op_zero(real *y, int64_t n);                        // y = 0
 double op_sumsq(const real *a, int64_t n);               // sum a^2 in double
 
 // ---- RMSNorm ----
-// y = x / sqrt(mean(x^2) + eps) * w over the last dim C; rstd[N] saved when not NULL   (y =)
-void op_rmsnorm_fwd(real *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps);
+// y = x / sqrt(mean(x^2) + eps) * w over the last dim C, an operand; rstd[N] saved when not NULL   (y =)
+void op_rmsnorm_fwd(opnd *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps);
 // dx = d/dx (dx =), dw += d/dw. rstd as saved by the forward (recomputed when NULL, with eps).
 void op_rmsnorm_bwd(real *dx, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps);
@@ -66,9 +76,9 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
                  int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----
-// gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up                  (h =)
-void op_swiglu_fwd(real *h, const real *gu, int64_t N, int I);
-void op_swiglu_bwd(real *dgu, const real *dh, const real *gu, int64_t N, int I);      // (dgu =)
+// gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up; h and dgu are operands  (h =)
+void op_swiglu_fwd(opnd *h, const real *gu, int64_t N, int I);
+void op_swiglu_bwd(opnd *dgu, const real *dh, const real *gu, int64_t N, int I);      // (dgu =)
 
 // ---- classifier: softmax cross-entropy ----
 // losses[n] = logsumexp(logits[n]) - logits[n, t[n]]; a target < 0 marks a position with no loss (0).
@@ -77,10 +87,10 @@ void op_xent_fwd(real *losses, const real *logits, const int32_t *targets, int64
 void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real scale, int64_t N, int V);
 
 // ---- the classifier in training, one op ----
-// logits [N,V] (scratch) = h[N,D] W[V,D]^T; losses[N] as op_xent_fwd (=); with G = scale (softmax(logits) -
+// logits [N,V] (scratch) = h[N,D] W[V,D]^T (h an operand); losses[N] as op_xent_fwd (=); with G = scale (softmax(logits) -
 // onehot(targets)): dx[N,D] = G W (=) and dW[V,D] += G^T h. The CPU runs the four ops above in turn (G in
 // place of the logits); the GPU fuses the loss and G into one pass (cuda_ops.h).
-void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const real *h, const real *W,
+void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const opnd *h, const real *W,
                          const int32_t *targets, real scale, int64_t N, int D, int V);
 
 // ---- AdamW ----

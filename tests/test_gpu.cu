@@ -117,6 +117,33 @@ static Vec poisoned_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
     return p;
 }
 
+// ---- operands (ops.h): bf16 in GEMM mode 2, fp32 otherwise ----
+static void *opnd_buf(Pool &P, size_t n) { return P.add(cuda_alloc(n * cuda_opnd_size(), "test operand")); }
+static void *opnd_of(Pool &P, const float *d, size_t n) {   // a device operand holding device values d
+    void *o = opnd_buf(P, n);
+    cuda_to_opnd(o, d, n);
+    return o;
+}
+static float bf16_value(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static Vec opnd_down(const void *d, size_t n) {
+    if (cuda_opnd_size() == 4) return down((const float *)d, n);
+    std::vector<uint16_t> b(n);
+    cuda_to_host(b.data(), d, n * 2);
+    Vec h(n);
+    for (size_t i = 0; i < n; i++) h[i] = bf16_value(b[i]);
+    return h;
+}
+static uint16_t bf16_bits(float f) {   // round to nearest even, as __float2bfloat16 (no NaN inputs here)
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+
 // ---- checks ----
 static void compare(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, double tol) {
     double e2 = 0, r2 = 0, emax = 0, rmax = 0;
@@ -150,6 +177,9 @@ static void check_scalar(const char *op, const char *shape, double gpu, double c
 
 #define TOL_EW 2e-6
 #define TOL_RED 1e-5
+// An output stored as a bf16 operand: rounding to 8 significant bits changes each value by at most 2^-9
+// relative (1.95e-3), on top of the fp32 differences above.
+#define TOL_OPND 2e-3
 
 // ======================================================================================================
 // matmul, in the three GEMM precisions
@@ -171,28 +201,48 @@ static void test_matmul(void) {
               *gdW = P.f(dW.size());
         for (int m = 0; m < 3; m++) {
             cuda_set_gemm_precision(m);
+            const void *ox = opnd_of(P, gx, x.size()), *ody = opnd_of(P, gdy, dy.size());   // bf16 in mode 2
             char shape[96], op[32];
             snprintf(shape, sizeof shape, "N%lld I%d O%d", (long long)s.N, s.I, s.O);
             poison(gy, y.size() * 4);
-            cuda_matmul_fwd(gy, gx, gW, s.N, s.I, s.O);
+            cuda_matmul_fwd(gy, ox, gW, s.N, s.I, s.O);
             snprintf(op, sizeof op, "matmul_fwd y %s", mname[m]);
             compare(op, shape, down(gy, y.size()), y, tol[m]);
             poison(gdx, dx.size() * 4);
             set(gdW, dW0);
-            cuda_matmul_bwd(gdx, gdW, gdy, gx, gW, s.N, s.I, s.O);
+            cuda_matmul_bwd(gdx, gdW, ody, ox, gW, s.N, s.I, s.O);
             snprintf(op, sizeof op, "matmul_bwd dx %s", mname[m]);
             compare(op, shape, down(gdx, dx.size()), dx, tol[m]);
             snprintf(op, sizeof op, "matmul_bwd dW+= %s", mname[m]);
             compare(op, shape, down(gdW, dW.size()), dW, tol[m]);
             // one output at a time (the other NULL)
             set(gdW, dW0);
-            cuda_matmul_bwd(NULL, gdW, gdy, gx, gW, s.N, s.I, s.O);
+            cuda_matmul_bwd(NULL, gdW, ody, ox, gW, s.N, s.I, s.O);
             poison(gdx, dx.size() * 4);
-            cuda_matmul_bwd(gdx, NULL, gdy, gx, gW, s.N, s.I, s.O);
+            cuda_matmul_bwd(gdx, NULL, ody, ox, gW, s.N, s.I, s.O);
             snprintf(op, sizeof op, "matmul_bwd dx only %s", mname[m]);
             compare(op, shape, down(gdx, dx.size()), dx, tol[m]);
             snprintf(op, sizeof op, "matmul_bwd dW only %s", mname[m]);
             compare(op, shape, down(gdW, dW.size()), dW, tol[m]);
+        }
+    }
+    cuda_set_gemm_precision(1);
+    // the conversion itself: round to nearest even, bit for bit, at aligned and unaligned starts
+    cuda_set_gemm_precision(2);
+    for (int64_t n : {1, 7, 1000, 100003}) {
+        seed(190 + n);
+        Vec x = randn(n + 3, 100);
+        Pool P;
+        float *gx = P.up(x);
+        for (int off = 0; off < 2; off++) {
+            uint16_t *go = (uint16_t *)opnd_buf(P, n + 1);
+            cuda_to_opnd(go + off, gx + off, n);
+            std::vector<uint16_t> got(n), want(n);
+            cuda_to_host(got.data(), go + off, n * 2);
+            for (int64_t i = 0; i < n; i++) want[i] = bf16_bits(x[off + i]);
+            char shape[64];
+            snprintf(shape, sizeof shape, "n %lld, offset %d", (long long)n, off);
+            check_bits("to_opnd bf16", shape, got.data(), want.data(), n * 2);
         }
     }
     cuda_set_gemm_precision(1);
@@ -283,6 +333,14 @@ static void test_rmsnorm(void) {
             poison(gy, y.size() * 4);
             cuda_rmsnorm_fwd(gy, NULL, gx, gw, N, C, eps);
             compare("rmsnorm_fwd y (no rstd)", shape, down(gy, y.size()), y, TOL_RED);
+            {   // y as a bf16 operand
+                cuda_set_gemm_precision(2);
+                void *oy = opnd_buf(P, y.size());
+                poison(oy, y.size() * 2);
+                cuda_rmsnorm_fwd(oy, NULL, gx, gw, N, C, eps);
+                compare("rmsnorm_fwd y bf16", shape, opnd_down(oy, y.size()), y, TOL_OPND);
+                cuda_set_gemm_precision(1);
+            }
             for (int saved = 1; saved >= 0; saved--) {
                 poison(gdx, dx.size() * 4);
                 set(gdw, dw0);
@@ -492,6 +550,15 @@ static void test_swiglu(void) {
             snprintf(shape, sizeof shape, "N%lld I%d", (long long)N, I);
             compare("swiglu_fwd h", shape, down(gh, h.size()), h, TOL_EW);
             compare("swiglu_bwd dgu", shape, down(gdgu, dgu.size()), dgu, TOL_EW);
+            cuda_set_gemm_precision(2);   // h and dgu as bf16 operands
+            void *oh = opnd_buf(P, h.size()), *odgu = opnd_buf(P, dgu.size());
+            poison(oh, h.size() * 2);
+            poison(odgu, dgu.size() * 2);
+            cuda_swiglu_fwd(oh, ggu, N, I);
+            cuda_swiglu_bwd(odgu, gdh, ggu, N, I);
+            compare("swiglu_fwd h bf16", shape, opnd_down(oh, h.size()), h, TOL_OPND);
+            compare("swiglu_bwd dgu bf16", shape, opnd_down(odgu, dgu.size()), dgu, TOL_OPND);
+            cuda_set_gemm_precision(1);
         }
 }
 
@@ -550,7 +617,7 @@ static void test_classifier(void) {
                   *gdx = P.f(s.N * s.D);
             poison(gloss, s.N * 4);
             poison(gdx, s.N * s.D * 4);
-            cuda_classifier_train(gloss, gdx, gdW, gl, gh, gW, gt, scale, s.N, s.D, s.V);
+            cuda_classifier_train(gloss, gdx, gdW, gl, opnd_of(P, gh, h.size()), gW, gt, scale, s.N, s.D, s.V);
             const double tol = mode == 0 ? 1e-5 : mode == 1 ? 2e-3 : 1.5e-2;
             char shape[96];
             snprintf(shape, sizeof shape, "N%lld D%d V%d %s", (long long)s.N, s.D, s.V,
