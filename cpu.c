@@ -215,6 +215,10 @@ void op_matmul_fwd(real *y, const opnd *x_, const real *W, int64_t N, int I, int
     gemm(y, O, x, I, 1, W, 1, I, N, O, I, 0);
 }
 
+void op_matmul_fwd_opnd(opnd *y, const opnd *x, const real *W, int64_t N, int I, int O) {
+    op_matmul_fwd(y, x, W, N, I, O);
+}
+
 void op_matmul_bwd(real *dx, real *dW, const opnd *dy_, const opnd *x_, const real *W, int64_t N, int I, int O) {
     const real *dy = dy_, *x = x_;
     // dx = dy W: A = dy [N,O], B = W [O,I]
@@ -845,19 +849,19 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-void op_swiglu_fwd(opnd *h, const real *gu, int64_t N, int I) {
+void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const real *gt = gu + n * 2 * I, *up = gt + I;
+        const real *gt = (const real *)gu + n * 2 * I, *up = gt + I;
         real *hr = (real *)h + n * I;
         for (int i = 0; i < I; i++) hr[i] = gt[i] * sigmoid(gt[i]) * up[i];
     }
 }
 
-void op_swiglu_bwd(opnd *dgu, const real *dh, const real *gu, int64_t N, int I) {
+void op_swiglu_bwd(opnd *dgu, const real *dh, const opnd *gu, int64_t N, int I) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const real *gt = gu + n * 2 * I, *up = gt + I, *dhr = dh + n * I;
+        const real *gt = (const real *)gu + n * 2 * I, *up = gt + I, *dhr = dh + n * I;
         real *dg = (real *)dgu + n * 2 * I, *du = dg + I;
         for (int i = 0; i < I; i++) {
             real s, sn;

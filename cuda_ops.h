@@ -44,6 +44,7 @@ void cuda_to_opnd(void *y, const float *x, int64_t n);
 
 // ---- dense ----
 void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O);
+void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N, int I, int O);
 
 // ---- embedding ----
@@ -82,8 +83,8 @@ void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, con
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----
-void cuda_swiglu_fwd(void *h, const float *gu, int64_t N, int I);
-void cuda_swiglu_bwd(void *dgu, const float *dh, const float *gu, int64_t N, int I);
+void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I);
+void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int I);
 
 // ---- softmax cross-entropy ----
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);

@@ -363,7 +363,8 @@ typedef struct {
     real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
     real *xmid;                             // [L, N, D] residual between mixer and MLP
     real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
-    real *rstd2, *gu;                       // per layer: [N] [N,2I]
+    real *rstd2;                            // per layer: [N]
+    opnd *gu;                               // per layer: [N,2I], an operand
     real *q, *k, *g;                        // shared: [N,HK] x3
     opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
     opnd *hf;                               // final norm [N,D]
@@ -392,7 +393,7 @@ static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     struct { void **p; int64_t bytes; } parts[] = {
         {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
         {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {(void **)&a->gu, nl * N * 2 * I * R},
+        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {&a->gu, nl * N * 2 * I * O},
         {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
         {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
         {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
@@ -458,7 +459,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     for (int l = 0; l < c->L; l++) {
         real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        real *gu = LAYER(a, gu, l, 2 * I);
+        opnd *gu = opnd_at(a->gu, (a->train ? l : 0) * N * 2 * I);
         real *q = a->q, *k = a->k, *g = a->g;
         opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         real *S = states ? states + l * state_size : NULL;
@@ -474,7 +475,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         OP(add, xmid, x, N * D);                                             // x + y
         SECTION("mlp");
         OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, W(m, P_MLP_NORM, l), N, D, c->eps);
-        OP(matmul_fwd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);               // [gate | up] [N, 2I]
+        OP(matmul_fwd_opnd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);          // [gate | up] [N, 2I]
         OP(swiglu_fwd, act, gu, N, I);                                       // [N,I]
         OP(matmul_fwd, xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]
         OP(add, xn, xmid, N * D);
@@ -545,7 +546,7 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
     for (int l = c->L - 1; l >= 0; l--) {
         real *x = a->resid + (int64_t)l * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        real *gu = LAYER(a, gu, l, 2 * I);
+        opnd *gu = opnd_at(a->gu, (a->train ? l : 0) * N * 2 * I);
         real *q = a->q, *k = a->k, *g = a->g;
         opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;

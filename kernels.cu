@@ -284,9 +284,9 @@ __device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
 //   dx[N,I] = dy[N,O] W[O,I]    is  dx^T[I,N] = W^T dy^T: gemm(N, N, m=I, n=N, k=O, A=W (ld I), B=dy (ld O), C=dx (ld I))
 //   dW[O,I] += dy^T x           is  dW^T[I,O] += x^T dy:  gemm(N, T, m=I, n=O, k=N, A=x (ld I), B=dy (ld O), C=dW (ld I))
 // One cuBLAS call for every product: operands fp32 (modes 0 and 1: exact or TF32 compute) or bf16 (mode 2),
-// C always fp32, accumulation in fp32.
+// accumulation in fp32, C fp32 or (c_opnd) in the operand format.
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                 int64_t lda, const void *B, int64_t ldb, float beta, void *C, int64_t ldc, bool c_opnd = false) {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
         die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
             (long long)m, (long long)n, (long long)k);
@@ -294,8 +294,9 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
     const cudaDataType_t ab = g_gemm_mode == 2 ? CUDA_R_16BF : CUDA_R_32F;
     const cublasComputeType_t ct = g_gemm_mode == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     float alpha = 1.f;
+    const cudaDataType_t cty = c_opnd ? ab : CUDA_R_32F;
     CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, ab, (int)lda, B, ab, (int)ldb, &beta,
-                              C, CUDA_R_32F, (int)ldc, ct, CUBLAS_GEMM_DEFAULT));
+                              C, cty, (int)ldc, ct, CUBLAS_GEMM_DEFAULT));
     if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
@@ -358,6 +359,11 @@ extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t
     if (N <= 0 || O <= 0) return;
     if (I <= 0) { cuda_zero(y, N * O); return; }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O);
+}
+extern "C" void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) { CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)(N * O) * cuda_opnd_size(), g_stream)); return; }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, true);
 }
 extern "C" void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N,
                                 int I, int O) {
@@ -1823,39 +1829,92 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-template <typename T>
-__global__ void swiglu_fwd_kernel(T *__restrict__ h, const float *__restrict__ gu, int64_t N, int I) {
-    ROWS_COLS(n, j, N, I) {
-        const float *gt = gu + n * 2 * I;
-        float x = gt[j], s, sn;
-        sigmoid2(x, s, sn);
-        put(h + n * I + j, x * s * gt[I + j]);
+// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
+__device__ __forceinline__ void load4(const float *p, float v[4]) {
+    const float4 t = *(const float4 *)p;
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
+    const uint2 t = *(const uint2 *)p;
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
+    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
+}
+__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 t;
+    t.x = *(unsigned *)&a;
+    t.y = *(unsigned *)&b;
+    *(uint2 *)p = t;
+}
+__device__ __forceinline__ float ld1(const float *p) { return *p; }
+__device__ __forceinline__ float ld1(const bf16 *p) { return __bfloat162float(*p); }
+
+// A block per row; with V = 4 each thread takes four consecutive columns per load (I a multiple of 4, rows
+// aligned), else one.
+template <int V, typename T>
+__global__ void swiglu_fwd_kernel(T *__restrict__ h, const T *__restrict__ gu, int64_t N, int I) {
+    ROWS_COLS(n, j, N, I / V) {
+        const T *gt = gu + n * 2 * I + j * V;
+        float x[V], up[V], y[V];
+        if constexpr (V == 4) { load4(gt, x); load4(gt + I, up); }
+        else { x[0] = ld1(gt); up[0] = ld1(gt + I); }
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float s, sn;
+            sigmoid2(x[e], s, sn);
+            y[e] = x[e] * s * up[e];
+        }
+        if constexpr (V == 4) store4(h + n * I + j * V, y);
+        else put(h + n * I + j, y[0]);
     }
 }
 
-template <typename T>
-__global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__ dh, const float *__restrict__ gu,
+template <int V, typename T>
+__global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__ dh, const T *__restrict__ gu,
                                   int64_t N, int I) {
-    ROWS_COLS(n, j, N, I) {
-        const float *gt = gu + n * 2 * I;
-        float x = gt[j], up = gt[I + j], d = dh[n * I + j], s, sn;
-        sigmoid2(x, s, sn);
-        put(dgu + n * 2 * I + j, d * up * (s + x * s * sn));
-        put(dgu + n * 2 * I + I + j, d * x * s);
+    ROWS_COLS(n, j, N, I / V) {
+        const T *gt = gu + n * 2 * I + j * V;
+        float x[V], up[V], d[V], dg[V], du[V];
+        if constexpr (V == 4) { load4(gt, x); load4(gt + I, up); load4(dh + n * I + j * V, d); }
+        else { x[0] = ld1(gt); up[0] = ld1(gt + I); d[0] = dh[n * I + j]; }
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float s, sn;
+            sigmoid2(x[e], s, sn);
+            dg[e] = d[e] * up[e] * (s + x[e] * s * sn);
+            du[e] = d[e] * x[e] * s;
+        }
+        T *o = dgu + n * 2 * I + j * V;
+        if constexpr (V == 4) { store4(o, dg); store4(o + I, du); }
+        else { put(o, dg[0]); put(o + I, du[0]); }
     }
 }
 
-extern "C" void cuda_swiglu_fwd(void *h, const float *gu, int64_t N, int I) {
+static bool al(const void *p, int bytes) { return ((uintptr_t)p % bytes) == 0; }
+
+template <typename T> static void swiglu_fwd_as(T *h, const T *gu, int64_t N, int I) {
+    if (I % 4 == 0 && al(h, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)))
+        swiglu_fwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+    else swiglu_fwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+}
+template <typename T> static void swiglu_bwd_as(T *dgu, const float *dh, const T *gu, int64_t N, int I) {
+    if (I % 4 == 0 && al(dgu, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)) && al(dh, 16))
+        swiglu_bwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    else swiglu_bwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+}
+
+extern "C" void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    if (opnd_bf16()) swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((bf16 *)h, gu, N, I);
-    else swiglu_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((float *)h, gu, N, I);
+    if (opnd_bf16()) swiglu_fwd_as((bf16 *)h, (const bf16 *)gu, N, I);
+    else swiglu_fwd_as((float *)h, (const float *)gu, N, I);
     LAUNCH_CHECK("swiglu_fwd");
 }
 
-extern "C" void cuda_swiglu_bwd(void *dgu, const float *dh, const float *gu, int64_t N, int I) {
+extern "C" void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
-    if (opnd_bf16()) swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((bf16 *)dgu, dh, gu, N, I);
-    else swiglu_bwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>((float *)dgu, dh, gu, N, I);
+    if (opnd_bf16()) swiglu_bwd_as((bf16 *)dgu, dh, (const bf16 *)gu, N, I);
+    else swiglu_bwd_as((float *)dgu, dh, (const float *)gu, N, I);
     LAUNCH_CHECK("swiglu_bwd");
 }
 

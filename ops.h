@@ -21,6 +21,8 @@ void op_to_opnd(opnd *y, const real *x, int64_t n);
 // ---- dense ----
 // y[N,O] = x[N,I] W[O,I]^T                                   (y =)
 void op_matmul_fwd(real *y, const opnd *x, const real *W, int64_t N, int I, int O);
+// the same with y an operand, for a product whose output is kept for an elementwise op (SwiGLU's input)
+void op_matmul_fwd_opnd(opnd *y, const opnd *x, const real *W, int64_t N, int I, int O);
 // dx[N,I] = dy[N,O] W[O,I]   (skipped when dx is NULL)        (dx =)
 // dW[O,I] += dy^T x          (skipped when dW is NULL)        (dW +=)
 void op_matmul_bwd(real *dx, real *dW, const opnd *dy, const opnd *x, const real *W, int64_t N, int I, int O);
@@ -76,9 +78,9 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
                  int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----
-// gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up; h and dgu are operands  (h =)
-void op_swiglu_fwd(opnd *h, const real *gu, int64_t N, int I);
-void op_swiglu_bwd(opnd *dgu, const real *dh, const real *gu, int64_t N, int I);      // (dgu =)
+// gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)
+void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I);
+void op_swiglu_bwd(opnd *dgu, const real *dh, const opnd *gu, int64_t N, int I);      // (dgu =)
 
 // ---- classifier: softmax cross-entropy ----
 // losses[n] = logsumexp(logits[n]) - logits[n, t[n]]; a target < 0 marks a position with no loss (0).

@@ -208,6 +208,11 @@ static void test_matmul(void) {
             cuda_matmul_fwd(gy, ox, gW, s.N, s.I, s.O);
             snprintf(op, sizeof op, "matmul_fwd y %s", mname[m]);
             compare(op, shape, down(gy, y.size()), y, tol[m]);
+            void *oy = opnd_buf(P, y.size());   // y as an operand (rounded once more in mode 2)
+            poison(oy, y.size() * cuda_opnd_size());
+            cuda_matmul_fwd_opnd(oy, ox, gW, s.N, s.I, s.O);
+            snprintf(op, sizeof op, "matmul_fwd_opnd y %s", mname[m]);
+            compare(op, shape, opnd_down(oy, y.size()), y, tol[m] + (m == 2 ? TOL_OPND : 0));
             poison(gdx, dx.size() * 4);
             set(gdW, dW0);
             cuda_matmul_bwd(gdx, gdW, ody, ox, gW, s.N, s.I, s.O);
@@ -531,7 +536,7 @@ static void test_hgru(void) {
 // ======================================================================================================
 static void test_swiglu(void) {
     int64_t Ns[] = {1, 65, 2048};
-    int Is[] = {128, 768, 2048};
+    int Is[] = {128, 130, 768, 2048};   // 130: not a multiple of 4 (one column per load)
     for (int64_t N : Ns)
         for (int I : Is) {
             if (g_quick && N > 100) continue;
@@ -550,14 +555,19 @@ static void test_swiglu(void) {
             snprintf(shape, sizeof shape, "N%lld I%d", (long long)N, I);
             compare("swiglu_fwd h", shape, down(gh, h.size()), h, TOL_EW);
             compare("swiglu_bwd dgu", shape, down(gdgu, dgu.size()), dgu, TOL_EW);
-            cuda_set_gemm_precision(2);   // h and dgu as bf16 operands
-            void *oh = opnd_buf(P, h.size()), *odgu = opnd_buf(P, dgu.size());
+            // gu, h and dgu as bf16 operands: the CPU gets gu rounded as the GPU holds it
+            cuda_set_gemm_precision(2);
+            Vec gur(gu.size()), hr(h.size()), dgur(dgu.size());
+            for (size_t i = 0; i < gu.size(); i++) gur[i] = bf16_value(bf16_bits(gu[i]));
+            op_swiglu_fwd(hr.data(), gur.data(), N, I);
+            op_swiglu_bwd(dgur.data(), dh.data(), gur.data(), N, I);
+            void *ogu = opnd_of(P, ggu, gu.size()), *oh = opnd_buf(P, h.size()), *odgu = opnd_buf(P, dgu.size());
             poison(oh, h.size() * 2);
             poison(odgu, dgu.size() * 2);
-            cuda_swiglu_fwd(oh, ggu, N, I);
-            cuda_swiglu_bwd(odgu, gdh, ggu, N, I);
-            compare("swiglu_fwd h bf16", shape, opnd_down(oh, h.size()), h, TOL_OPND);
-            compare("swiglu_bwd dgu bf16", shape, opnd_down(odgu, dgu.size()), dgu, TOL_OPND);
+            cuda_swiglu_fwd(oh, ogu, N, I);
+            cuda_swiglu_bwd(odgu, gdh, ogu, N, I);
+            compare("swiglu_fwd h bf16", shape, opnd_down(oh, h.size()), hr, TOL_OPND);
+            compare("swiglu_bwd dgu bf16", shape, opnd_down(odgu, dgu.size()), dgur, TOL_OPND);
             cuda_set_gemm_precision(1);
         }
 }
