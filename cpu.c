@@ -49,6 +49,15 @@ static inline real dot(const real *restrict a, const real *restrict b, int64_t n
     for (; i < n; i++) tail += a[i] * b[i];
     return hsum(acc) + tail;
 }
+// sum of (a b) c in the lanes of dot: the same bits as dot of the stored products a b, without storing them
+static inline real dot3(const real *restrict a, const real *restrict b, const real *restrict c, int64_t n) {
+    real acc[LANES] = {0}, tail = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += (a[i + l] * b[i + l]) * c[i + l];
+    for (; i < n; i++) tail += (a[i] * b[i]) * c[i];
+    return hsum(acc) + tail;
+}
 
 // sum of squares accumulated in double, the same way
 static inline double sumsq_d(const real *restrict a, int64_t n) {
@@ -298,8 +307,8 @@ void op_rmsnorm_fwd(opnd *y, real *rstd, const real *x, const real *w, int64_t N
     }
 }
 
-// y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (w dy) - x r^3 / C * sum(w dy x);  dw += sum_n dy x r.
-void op_rmsnorm_bwd(real *dx, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
+// y = x r w with r = (mean(x^2) + eps)^-1/2:  dx (= or +=) r (w dy) - x r^3 / C * sum(w dy x);  dw += sum_n dy x r.
+void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps) {
     if (dx) {
         #pragma omp parallel for schedule(static)
@@ -307,10 +316,10 @@ void op_rmsnorm_bwd(real *dx, real *dw, const real *dy, const real *x, const rea
             const real *xr = x + n * C, *dyr = dy + n * C;
             real *dxr = dx + n * C;
             real r = rstd ? rstd[n] : (real)rms_rstd(xr, C, eps);
-            // dxr first holds w dy, then the result
-            for (int c = 0; c < C; c++) dxr[c] = w[c] * dyr[c];
-            real coef = dot(dxr, xr, C) * r * r * r / C;
-            for (int c = 0; c < C; c++) dxr[c] = r * dxr[c] - coef * xr[c];
+            // the row sum first, so dxr is touched once: with acc it holds a gradient to add to
+            real coef = dot3(w, dyr, xr, C) * r * r * r / C;
+            if (acc) for (int c = 0; c < C; c++) dxr[c] += r * (w[c] * dyr[c]) - coef * xr[c];
+            else     for (int c = 0; c < C; c++) dxr[c] = r * (w[c] * dyr[c]) - coef * xr[c];
         }
     }
     if (dw) {

@@ -58,8 +58,8 @@ double cuda_sumsq(const float *a, int64_t n);           // synchronises
 
 // ---- RMSNorm ----
 void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps);
-void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
-                      int64_t N, int C, double eps);
+void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
+                      const float *rstd, int64_t N, int C, double eps);
 
 // ---- gates ----
 void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
@@ -96,6 +96,8 @@ void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, c
                            const int32_t *targets, float scale, int64_t N, int D, int V);
 
 // ---- AdamW ----
+// In fp32 arithmetic (within ~1e-7 of op_adamw's double). The bf16 copy that --precision bf16 keeps of the
+// weights it updates is rewritten in the same pass.
 void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double wd, double grad_scale, int64_t step);
 

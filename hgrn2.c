@@ -537,7 +537,7 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
     // final norm: dx holds dhf, turn it into the gradient of the last residual
     real *xL = a->resid + (int64_t)c->L * N * D;
     SECTION("final norm bwd");
-    OP(rmsnorm_bwd, dt, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
+    OP(rmsnorm_bwd, dt, 0, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
     real *swap = dx;        // the residual gradient now lives in dt: trade the buffers' roles
     dx = dt;
     dt = swap;
@@ -559,13 +559,13 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
         OP(rmsnorm_fwd, h2, NULL, xmid, W(m, P_MLP_NORM, l), N, D, c->eps);          // recomputed
         OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
-        OP(rmsnorm_bwd, dt, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1), N, D, c->eps);
-        OP(add, dx, dt, N * D);                                                      // d xmid
+        OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
+                    N, D, c->eps);                                                   // dx += d xmid
         SECTION("mixer bwd");
         OP(rmsnorm_fwd, yo, NULL, o, W(m, P_GNORM, l), N, D, EPS_O);                 // recomputed
         dyo = as_opnd(a->dyo, dx, N * D);
         OP(matmul_bwd, dh, G(m, P_WO, l), dyo, yo, W(m, P_WO, l), N, D, D);          // d yo
-        OP(rmsnorm_bwd, a->dout, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
+        OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                                 // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
                     B, T, c->H, c->K, c->Dv, chunk);
@@ -573,8 +573,8 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         OP(rmsnorm_fwd, h1, NULL, x, W(m, P_ATTN_NORM, l), N, D, c->eps);            // recomputed
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, dh, G(m, P_WQ, l), dyo, h1, W(m, P_WQ, l), N, D, QFI);
-        OP(rmsnorm_bwd, dt, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1), N, D, c->eps);
-        OP(add, dx, dt, N * D);                                                      // d x
+        OP(rmsnorm_bwd, dx, 1, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1),
+                    N, D, c->eps);                                                   // dx += d x
     }
     SECTION("embedding bwd");
     OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, N, D);

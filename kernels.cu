@@ -106,10 +106,13 @@ extern "C" void *cuda_alloc(size_t bytes, const char *what) {
     return p;
 }
 
+static void w16_stale(const void *p, size_t bytes);   // marks the bf16 weight copies over these bytes stale
+
 extern "C" void cuda_free(void *p) {
     if (!p) return;
     auto it = g_allocs.find(p);
     if (it != g_allocs.end()) {
+        w16_stale(p, it->second);   // the address may come back as another tensor
         g_cur_bytes -= it->second;
         g_allocs.erase(it);
     }
@@ -119,12 +122,10 @@ extern "C" void cuda_free(void *p) {
 
 extern "C" size_t cuda_peak_bytes(void) { return g_peak_bytes; }
 
-static uint64_t g_weights_version = 1;   // bumped by every write that may change parameters (see weight_bf16)
-
 extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
     cuda_init();
     if (!bytes) return;
-    g_weights_version++;
+    w16_stale(dst, bytes);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
@@ -302,8 +303,8 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
 
 // --precision bf16: cuBLAS reads bf16 operands (half the bytes of fp32, the full bf16 tensor-core rate) and
 // writes fp32. Activation operands arrive in bf16 (ops.h: their producers write that format); weights are
-// converted once per AdamW step, into a cache keyed by their address and invalidated by any write that can
-// change parameters (cuda_adamw, cuda_to_device).
+// converted into a cache keyed by their address, which the AdamW kernel keeps up to date as it writes the new
+// weights (weight_bf16).
 __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
     if (!vec) {
         GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
@@ -326,22 +327,45 @@ static void to_bf16(bf16 *y, const float *x, int64_t n) {
     LAUNCH_CHECK("to_bf16");
 }
 
-struct W16 { bf16 *p; int64_t n; uint64_t version; };
-static std::unordered_map<const void *, W16> g_w16;
+// The invariant: an entry for W that is `current` holds exactly to_bf16 of W[0, n). Only cuda_adamw and
+// cuda_to_device write parameters (and cuda_free may give their memory to another tensor), so:
+// - cuda_adamw over [p, p + n) writes the bf16 of the new values, in the same pass, into one current entry that
+//   contains the range, which so stays current (an entry may hold several tensors, each updated by its own
+//   cuda_adamw: the fused q/f/i and gate/up projections); the other entries over the range go stale;
+// - cuda_to_device and cuda_free make the entries over their bytes stale, and only those: the token ids go up
+//   through cuda_to_device at every forward, which must not cost a conversion of every weight.
+struct W16 { bf16 *p; int64_t cap, n; bool current; };
+static std::unordered_map<const float *, W16> g_w16;
 static const bf16 *weight_bf16(const float *W, int64_t n) {
     W16 &e = g_w16[W];
-    if (!e.p || e.n < n) {
+    if (e.current && e.n >= n) return e.p;
+    if (e.cap < n) {
         cuda_free(e.p);
         e.p = (bf16 *)cuda_alloc((size_t)n * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
-        e.n = n;
-        e.version = 0;
+        e.cap = n;
     }
-    if (e.version != g_weights_version) {
-        to_bf16(e.p, W, n);
-        e.version = g_weights_version;
-    }
+    to_bf16(e.p, W, n);
+    e.n = n;
+    e.current = true;
     return e.p;
 }
+// The current entries over the bytes [p, p + bytes) go stale, except the first that contains them all when
+// `keep`: that one is returned, with the position of p in it (NULL when there is none).
+static bf16 *w16_over(const void *p, size_t bytes, bool keep) {
+    const uintptr_t a = (uintptr_t)p, b = a + bytes;
+    bf16 *kept = NULL;
+    for (auto &kv : g_w16) {
+        W16 &e = kv.second;
+        const uintptr_t ka = (uintptr_t)kv.first, kb = (uintptr_t)(kv.first + e.n);
+        if (!e.current || kb <= a || b <= ka) continue;   // stale already, or apart
+        if (keep && !kept && ka <= a && b <= kb) kept = e.p + ((const float *)p - kv.first);
+        else e.current = false;
+    }
+    return kept;
+}
+static void w16_stale(const void *p, size_t bytes) { w16_over(p, bytes, false); }
+// Where cuda_adamw over [p, p + n) writes the bf16 of its results (NULL: nowhere)
+static bf16 *adamw_copy_for(const float *p, int64_t n) { return w16_over(p, (size_t)n * sizeof(float), true); }
 
 // Operands (ops.h): bf16 in gemm mode 2, fp32 otherwise; the matmuls below read them in that format.
 static bool opnd_bf16(void) { return g_gemm_mode == 2; }
@@ -664,9 +688,9 @@ extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const flo
     LAUNCH_CHECK("rmsnorm_fwd");
 }
 
-// dx = r w dy - x r^3 / C * sum(w dy x)
-__global__ void rmsnorm_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *__restrict__ w,
-                                      const float *__restrict__ rstd, int64_t N, int C) {
+// dx (= or += with acc) r w dy - x r^3 / C * sum(w dy x)
+__global__ void rmsnorm_bwd_dx_kernel(float *dx, int acc, const float *dy, const float *x,
+                                      const float *__restrict__ w, const float *__restrict__ rstd, int64_t N, int C) {
     int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -677,7 +701,10 @@ __global__ void rmsnorm_bwd_dx_kernel(float *dx, const float *dy, const float *x
     float r = rstd[row];
     float coef = s * r * r * r / C;
     float *dxr = dx + row * C;
-    for (int c = lane; c < C; c += 32) dxr[c] = r * w[c] * dyr[c] - coef * xr[c];
+    for (int c = lane; c < C; c += 32) {
+        const float t = r * w[c] * dyr[c] - coef * xr[c];
+        dxr[c] = acc ? dxr[c] + t : t;
+    }
 }
 
 // dw partials: part[chunk, c] = sum over the chunk's rows of dy x r
@@ -695,15 +722,16 @@ __global__ void rmsnorm_dw_partial_kernel(float *__restrict__ part, const float 
 
 // dx and the dw partial sums in one pass over dy and x: a block takes COL_ROWS rows, a warp one row at a time;
 // each lane keeps the dw partials of its columns c = lane + 32 j in registers, and the warps' partials are
-// added in shared memory in a fixed order (deterministic). For C <= 32 * RMS_MAXJ.
+// added in shared memory in a fixed order (deterministic). For C <= 32 * RMS_MAXJ. acc as in the dx kernel.
 #define RMS_MAXJ 64
-__global__ void rmsnorm_bwd_fused_kernel(float *dx, float *__restrict__ part, const float *dy, const float *x,
-                                         const float *__restrict__ w, const float *__restrict__ rstd, int64_t N, int C) {
+__global__ void rmsnorm_bwd_fused_kernel(float *dx, int acc, float *__restrict__ part, const float *dy,
+                                         const float *x, const float *__restrict__ w, const float *__restrict__ rstd,
+                                         int64_t N, int C) {
     extern __shared__ float red[];   // [warps][C]
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    float acc[RMS_MAXJ];
+    float dwp[RMS_MAXJ];   // this lane's dw partials
 #pragma unroll
-    for (int j = 0; j < RMS_MAXJ; j++) acc[j] = 0.f;
+    for (int j = 0; j < RMS_MAXJ; j++) dwp[j] = 0.f;
     const int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
     for (int64_t row = n0 + wid; row < n1; row += nw) {
         const float *xr = x + row * C, *dyr = dy + row * C;
@@ -716,14 +744,17 @@ __global__ void rmsnorm_bwd_fused_kernel(float *dx, float *__restrict__ part, co
             const int c = lane + 32 * j;
             if (c < C) {
                 const float d = dyr[c], xv = xr[c];
-                if (dx) dx[row * C + c] = r * w[c] * d - coef * xv;
-                acc[j] += d * xv * r;
+                if (dx) {
+                    const float t = r * w[c] * d - coef * xv;
+                    dx[row * C + c] = acc ? dx[row * C + c] + t : t;
+                }
+                dwp[j] += d * xv * r;
             }
         }
     }
 #pragma unroll
     for (int j = 0; j < RMS_MAXJ; j++)
-        if (lane + 32 * j < C) red[wid * C + lane + 32 * j] = acc[j];
+        if (lane + 32 * j < C) red[wid * C + lane + 32 * j] = dwp[j];
     __syncthreads();
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float t = 0.f;
@@ -732,7 +763,7 @@ __global__ void rmsnorm_bwd_fused_kernel(float *dx, float *__restrict__ part, co
     }
 }
 
-extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                                  const float *rstd, int64_t N, int C, double eps) {
     if (N <= 0 || C <= 0 || (!dx && !dw)) return;
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
@@ -745,14 +776,14 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const fl
     if (dw && C <= 32 * RMS_MAXJ) {   // both in one pass
         const int warps = C > 1024 ? 4 : 8;   // their partials fit in 32 KB of shared memory
         rmsnorm_bwd_fused_kernel<<<(unsigned)nchunks, 32 * warps, warps * C * sizeof(float), g_stream>>>(
-            dx, part, dy, x, w, rstd, N, C);
+            dx, acc, part, dy, x, w, rstd, N, C);
         LAUNCH_CHECK("rmsnorm_bwd_fused");
         colsum_finish(dw, part, nchunks, C);
         return;
     }
     if (dx) {
         unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-        rmsnorm_bwd_dx_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(dx, dy, x, w, rstd, N, C);
+        rmsnorm_bwd_dx_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(dx, acc, dy, x, w, rstd, N, C);
         LAUNCH_CHECK("rmsnorm_bwd_dx");
     }
     if (dw) {
@@ -2052,29 +2083,67 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// AdamW: one fused elementwise kernel, in double like cpu.c
+// AdamW: one fused elementwise kernel in fp32, float4 loads and stores, with the bf16 copy of the weights
 // ---------------------------------------------------------------------------------------------------------
+// Why fp32 is enough against cpu.c's double (test_gpu allows 1e-6 relative): m and v are each a sum of two terms
+// with a few roundings of 2^-24 (6e-8), from the products, the sum and the float coefficients; the terms of v are
+// positive, and those of m cancel in a few elements only, not in the norm over a tensor. p moves by lr * upd, a
+// small fraction of |p|, so the update's rounding errors reach p scaled down by that fraction, and p rounds once
+// as on the CPU. A float simulation of the test's three steps gives ~1e-8 for p and ~6e-8 for m and v; m and v
+// carry their error from step to step, but beta < 1 damps it (~2.5e-7 after 100 steps). Gradients so small that
+// g^2 leaves fp32's normal range (|g| < 1e-19) have sqrt(v) far below eps, where the difference does not show.
+struct AdamW { float lr, beta1, beta2, c1, c2, eps, wd, grad_scale, rbc1, rbc2; };   // c = 1 - beta, rbc = 1/bc
+
+__device__ __forceinline__ void adamw1(float &p, float grad, float &m, float &v, const AdamW &a) {
+    const float g = grad * a.grad_scale;
+    m = a.beta1 * m + a.c1 * g;
+    v = a.beta2 * v + a.c2 * g * g;
+    const float upd = (m * a.rbc1) / (sqrtf(v * a.rbc2) + a.eps) + a.wd * p;   // wd with the old p
+    p = p - a.lr * upd;
+}
+
+// vec: every pointer 16-byte aligned (p16 8-byte), so four elements at a time and the last n % 4 one by one.
+// p16 (NULL: none) receives bf16(p) rounded as to_bf16 rounds, so the copy is the one a fresh conversion gives.
 __global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
-                             float *__restrict__ v, int64_t n, double lr, double beta1, double beta2, double eps,
-                             double wd, double grad_scale, double bc1, double bc2) {
-    GRID_STRIDE(i, n) {
-        double gi = (double)grad[i] * grad_scale;
-        double mi = beta1 * m[i] + (1 - beta1) * gi;
-        double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
-        double pi = p[i];
-        double upd = (mi / bc1) / (sqrt(vi / bc2) + eps) + wd * pi;
-        m[i] = (float)mi;
-        v[i] = (float)vi;
-        p[i] = (float)(pi - lr * upd);
+                             float *__restrict__ v, bf16 *__restrict__ p16, int64_t n, AdamW a, int vec) {
+    const int64_t n4 = vec ? n >> 2 : 0;
+    GRID_STRIDE(i, n4) {
+        float4 pp = ((float4 *)p)[i], mm = ((float4 *)m)[i], vv = ((float4 *)v)[i];
+        const float4 g = ((const float4 *)grad)[i];
+        adamw1(pp.x, g.x, mm.x, vv.x, a);
+        adamw1(pp.y, g.y, mm.y, vv.y, a);
+        adamw1(pp.z, g.z, mm.z, vv.z, a);
+        adamw1(pp.w, g.w, mm.w, vv.w, a);
+        ((float4 *)p)[i] = pp;
+        ((float4 *)m)[i] = mm;
+        ((float4 *)v)[i] = vv;
+        if (p16) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(pp.x, pp.y), hi = __floats2bfloat162_rn(pp.z, pp.w);
+            uint2 u;
+            u.x = *(unsigned *)&lo;
+            u.y = *(unsigned *)&hi;
+            ((uint2 *)p16)[i] = u;
+        }
+    }
+    GRID_STRIDE(j, n - 4 * n4) {
+        const int64_t i = 4 * n4 + j;
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw1(pi, grad[i], mi, vi, a);
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+        if (p16) p16[i] = __float2bfloat16(pi);
     }
 }
 
 extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
                            double beta2, double eps, double wd, double grad_scale, int64_t step) {
     if (n <= 0) return;
-    g_weights_version++;
-    double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    adamw_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale,
-                                                           bc1, bc2);
+    bf16 *p16 = adamw_copy_for(p, n);
+    const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    const AdamW a = {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
+                     (float)wd, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
+    const int vec = !(((uintptr_t)p | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v) & 15) && !((uintptr_t)p16 & 7);
+    adamw_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(p, grad, m, v, p16, n, a, vec);
     LAUNCH_CHECK("adamw");
 }

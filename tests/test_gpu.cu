@@ -324,7 +324,9 @@ static void test_rmsnorm(void) {
             for (auto &v : w) v = (float)(1 + 0.1 * nrand());
             Vec y(N * C), rstd(N), dx(N * C), dw = dw0;
             op_rmsnorm_fwd(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
-            op_rmsnorm_bwd(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
+            op_rmsnorm_bwd(dx.data(), 0, dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
+            Vec dxp = randn(N * C), dxa = dxp;   // acc = 1 adds to a gradient already there
+            op_rmsnorm_bwd(dxa.data(), 1, NULL, dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
             Pool P;
             float *gx = P.up(x), *gw = P.up(w), *gdy = P.up(dy), *gy = P.f(y.size()), *gr = P.f(N),
                   *gdx = P.f(dx.size()), *gdw = P.up(dw0);
@@ -349,18 +351,27 @@ static void test_rmsnorm(void) {
             for (int saved = 1; saved >= 0; saved--) {
                 poison(gdx, dx.size() * 4);
                 set(gdw, dw0);
-                cuda_rmsnorm_bwd(gdx, gdw, gdy, gx, gw, saved ? gr : NULL, N, C, eps);
+                cuda_rmsnorm_bwd(gdx, 0, gdw, gdy, gx, gw, saved ? gr : NULL, N, C, eps);
                 compare(saved ? "rmsnorm_bwd dx" : "rmsnorm_bwd dx (rstd NULL)", shape, down(gdx, dx.size()), dx,
                         TOL_RED);
                 compare(saved ? "rmsnorm_bwd dw+=" : "rmsnorm_bwd dw+= (rstd NULL)", shape, down(gdw, C), dw, TOL_RED);
             }
+            // acc = 1: the one-pass kernel up to C 2048, the separate dx kernel past it
+            set(gdx, dxp);
+            set(gdw, dw0);
+            cuda_rmsnorm_bwd(gdx, 1, gdw, gdy, gx, gw, gr, N, C, eps);
+            compare("rmsnorm_bwd dx+= (acc)", shape, down(gdx, dx.size()), dxa, TOL_RED);
+            compare("rmsnorm_bwd dw+= (acc)", shape, down(gdw, C), dw, TOL_RED);
             if (N == 65 && C == 256) {   // one output at a time
                 set(gdw, dw0);
-                cuda_rmsnorm_bwd(NULL, gdw, gdy, gx, gw, gr, N, C, eps);
+                cuda_rmsnorm_bwd(NULL, 0, gdw, gdy, gx, gw, gr, N, C, eps);
                 compare("rmsnorm_bwd dw only", shape, down(gdw, C), dw, TOL_RED);
                 poison(gdx, dx.size() * 4);
-                cuda_rmsnorm_bwd(gdx, NULL, gdy, gx, gw, gr, N, C, eps);
+                cuda_rmsnorm_bwd(gdx, 0, NULL, gdy, gx, gw, gr, N, C, eps);
                 compare("rmsnorm_bwd dx only", shape, down(gdx, dx.size()), dx, TOL_RED);
+                set(gdx, dxp);
+                cuda_rmsnorm_bwd(gdx, 1, NULL, gdy, gx, gw, gr, N, C, eps);
+                compare("rmsnorm_bwd dx+= only (acc)", shape, down(gdx, dx.size()), dxa, TOL_RED);
             }
         }
 }
@@ -645,19 +656,86 @@ static void test_classifier(void) {
 // ======================================================================================================
 static void test_adamw(void) {
     const int64_t n = 100003;
-    seed(1000);
-    Vec p = randn(n, 0.02), m(n, 0.f), v(n, 0.f);
-    Pool P;
-    float *gp = P.up(p), *gm = P.up(m), *gv = P.up(v), *gg = P.f(n);
-    for (int step = 1; step <= 3; step++) {
-        Vec g = randn(n, 0.1);
-        set(gg, g);
-        op_adamw(p.data(), g.data(), m.data(), v.data(), n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
-        cuda_adamw(gp, gg, gm, gv, n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
+    for (int off = 0; off < 2; off++) {   // off 1: not 16-byte aligned, so one element at a time
+        seed(1000 + off);
+        Vec p = randn(n, 0.02), m(n, 0.f), v(n, 0.f);
+        Pool P;
+        float *gp = P.f(n + off) + off, *gm = P.f(n + off) + off, *gv = P.f(n + off) + off, *gg = P.f(n + off) + off;
+        set(gp, p);
+        set(gm, m);
+        set(gv, v);
+        for (int step = 1; step <= 3; step++) {
+            Vec g = randn(n, 0.1);
+            set(gg, g);
+            op_adamw(p.data(), g.data(), m.data(), v.data(), n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
+            cuda_adamw(gp, gg, gm, gv, n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 0.5, step);
+        }
+        const char *shape = off ? "n 100003, 3 steps, unaligned" : "n 100003, 3 steps";
+        compare("adamw p", shape, down(gp, n), p, 1e-6);
+        compare("adamw m", shape, down(gm, n), m, 1e-6);
+        compare("adamw v", shape, down(gv, n), v, 1e-6);
     }
-    compare("adamw p", "n 100003, 3 steps", down(gp, n), p, 1e-6);
-    compare("adamw m", "n 100003, 3 steps", down(gm, n), m, 1e-6);
-    compare("adamw v", "n 100003, 3 steps", down(gv, n), v, 1e-6);
+}
+
+// --precision bf16: cuda_adamw refreshes the cached bf16 copy of the weights it updates. A product after the
+// update must give the bits of one after cuda_to_device of the same values, which makes the copy be converted
+// afresh; and no copy that overlaps an updated range may be left stale. W stacks three tensors of R rows, as
+// the fused q/f/i projection does; R I = 8710 is not a multiple of 4, so the float4 path, its scalar tail and
+// (the middle tensor, 8-byte aligned) the scalar path all write copies.
+static void test_adamw_bf16_copy(void) {
+    const int64_t N = 64;
+    const int I = 130, R = 67, RI = R * I;
+    cuda_set_gemm_precision(2);
+    seed(1010);
+    Vec W = randn(3 * RI, 0.05), x = randn(N * I), g = randn(3 * RI), zero(3 * RI, 0.f);
+    Pool P;
+    float *w = P.up(W), *gx = P.up(x), *gg = P.up(g), *gm = P.up(zero), *gv = P.up(zero), *gy = P.f(N * 3 * R);
+    const void *ox = opnd_of(P, gx, N * I);   // x as the bf16 operand
+    auto product = [&](const float *Wt, int rows) {
+        cuda_matmul_fwd(gy, ox, Wt, N, I, rows);
+        return down(gy, N * rows);
+    };
+    auto fresh = [&](const float *Wt, int rows) {   // after rewriting W with its own values
+        Vec h = down(w, 3 * RI);
+        cuda_to_device(w, h.data(), h.size() * sizeof(float));
+        return product(Wt, rows);
+    };
+    auto same = [&](const char *what, const Vec &a, const Vec &b) {
+        check_bits("adamw bf16 copy", what, a.data(), b.data(), a.size() * sizeof(float));
+    };
+    int64_t step = 0;
+    auto adamw = [&](int64_t at, int64_t n) {   // lr 1e-2 moves most weights by a bf16 step or more
+        cuda_adamw(w + at, gg + at, gm + at, gv + at, n, 1e-2, 0.9, 0.95, 1e-8, 0.1, 1.0, ++step);
+    };
+
+    Vec before = product(w, 3 * R);   // the stacked copy, then each tensor updated on its own
+    for (int t = 0; t < 3; t++) adamw((int64_t)t * RI, RI);
+    Vec after = product(w, 3 * R);
+    bool moved = memcmp(before.data(), after.data(), before.size() * sizeof(float)) != 0;
+    printf("%s  %-22s %-40s %s\n", moved ? "PASS" : "FAIL", "adamw bf16 copy", "the update changes the product",
+           moved ? "yes" : "NO");
+    moved ? n_pass++ : n_fail++;
+    same("stacked, per-tensor updates", after, fresh(w, 3 * R));
+
+    // a copy of the middle tensor alone beside the stacked one; an update over the first two tensors contains it
+    product(w + RI, R);
+    adamw(0, 2 * RI);
+    Vec mid = product(w + RI, R), all = product(w, 3 * R);
+    same("update over a tensor: its copy", mid, fresh(w + RI, R));
+    same("update over a tensor: stacked copy", all, fresh(w, 3 * R));
+    // an update of exactly the middle tensor, inside both copies
+    product(w + RI, R);
+    adamw(RI, RI);
+    mid = product(w + RI, R);
+    all = product(w, 3 * R);
+    same("update of a tensor in two copies", mid, fresh(w + RI, R));
+    same("the other of the two copies", all, fresh(w, 3 * R));
+    // cuda_to_device over part of W, with new values
+    Vec part = randn(RI, 0.05);
+    cuda_to_device(w + 2 * RI, part.data(), part.size() * sizeof(float));
+    all = product(w, 3 * R);
+    same("to_device over part of W", all, fresh(w, 3 * R));
+    cuda_set_gemm_precision(1);
 }
 
 // ======================================================================================================
@@ -688,12 +766,21 @@ static void test_determinism(void) {
         Vec x = randn(N * C), w = randn(C), dy = randn(N * C), dw0 = randn(C);
         float *gx = P.up(x), *gw = P.up(w), *gdy = P.up(dy), *dx1 = P.f(N * C), *dx2 = P.f(N * C), *dw1 = P.up(dw0),
               *dw2 = P.up(dw0);
-        cuda_rmsnorm_bwd(dx1, dw1, gdy, gx, gw, NULL, N, C, 1e-6);
-        cuda_rmsnorm_bwd(dx2, dw2, gdy, gx, gw, NULL, N, C, 1e-6);
+        cuda_rmsnorm_bwd(dx1, 0, dw1, gdy, gx, gw, NULL, N, C, 1e-6);
+        cuda_rmsnorm_bwd(dx2, 0, dw2, gdy, gx, gw, NULL, N, C, 1e-6);
         Vec a = down(dx1, N * C), b = down(dx2, N * C), c = down(dw1, C), d = down(dw2, C);
         snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
         check_bits("determinism rmsnorm_bwd", shape, a.data(), b.data(), a.size() * 4);
         check_bits("determinism rmsnorm dw", shape, c.data(), d.data(), c.size() * 4);
+        // acc = 1 on the same prefilled dx
+        Vec dxp = randn(N * C);
+        set(dx1, dxp);
+        set(dx2, dxp);
+        cuda_rmsnorm_bwd(dx1, 1, dw1, gdy, gx, gw, NULL, N, C, 1e-6);
+        cuda_rmsnorm_bwd(dx2, 1, dw2, gdy, gx, gw, NULL, N, C, 1e-6);
+        a = down(dx1, N * C), b = down(dx2, N * C), c = down(dw1, C), d = down(dw2, C);
+        check_bits("determinism rmsnorm_bwd acc", shape, a.data(), b.data(), a.size() * 4);
+        check_bits("determinism rmsnorm dw acc", shape, c.data(), d.data(), c.size() * 4);
     }
     {   // gates backward with a lower bound
         int64_t N = g_quick ? 100 : 4096;
@@ -828,7 +915,7 @@ static void bench(void) {
     printf("embed_bwd     N%lld D%d V%d: %8.3f ms\n", (long long)N, D, V, te);
     float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.f(N * D), *dw = P.f(D);
     cuda_zero(dw, D);
-    double tr = time_ms([&] { cuda_rmsnorm_bwd(ddx, dw, dy, x, w, NULL, N, D, 1e-6); });
+    double tr = time_ms([&] { cuda_rmsnorm_bwd(ddx, 0, dw, dy, x, w, NULL, N, D, 1e-6); });
     printf("rmsnorm_bwd   N%lld C%d: %8.3f ms  %7.1f GB/s\n", (long long)N, D, tr, 4.0 * 3 * N * D / tr * 1e-6);
     const int64_t NX = 2048;
     float *lg = P.up(randn(NX * V)), *loss = P.f(NX);
@@ -870,6 +957,7 @@ int main(int argc, char **argv) {
     test_xent();
     test_classifier();
     test_adamw();
+    test_adamw_bf16_copy();
     test_determinism();
     printf("%d passed, %d failed; peak GPU memory %.1f MiB\n", n_pass, n_fail, cuda_peak_bytes() / 1048576.0);
     return n_fail ? 1 : 0;

@@ -232,7 +232,7 @@ static void test_rmsnorm(void) {
     c.x = rvec(c.N * c.C, 1); c.wt = rvec(c.C, 1); c.w = rvec(c.N * c.C, 1); c.y = zvec(c.N * c.C);
     real *rstd = zvec(c.N), *dx = zvec(c.N * c.C), *dw0 = rvec(c.C, 1), *dw = dup(dw0, c.C);
     op_rmsnorm_fwd(c.y, rstd, c.x, c.wt, c.N, c.C, c.eps);
-    op_rmsnorm_bwd(dx, dw, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+    op_rmsnorm_bwd(dx, 0, dw, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     for (int i = 0; i < c.C; i++) dw[i] -= dw0[i];
     fd("rmsnorm dx", rms_loss, &c, c.x, 1, c.N * c.C, 0, dx, 0);
     fd("rmsnorm dw (+=)", rms_loss, &c, c.wt, 1, c.C, 0, dw, 0);
@@ -251,10 +251,17 @@ static void test_rmsnorm(void) {
     check("rmsnorm fwd vs double formula (relative per element)", e, 8 * c.C * EPS);
     // rstd NULL: recomputed with eps, same values
     real *dx2 = zvec(c.N * c.C), *dw2 = zvec(c.C), *dw1 = zvec(c.C);
-    op_rmsnorm_bwd(dx2, dw2, c.w, c.x, c.wt, NULL, c.N, c.C, c.eps);
-    op_rmsnorm_bwd(NULL, dw1, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+    op_rmsnorm_bwd(dx2, 0, dw2, c.w, c.x, c.wt, NULL, c.N, c.C, c.eps);
+    op_rmsnorm_bwd(NULL, 0, dw1, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     check("rmsnorm bwd with rstd NULL == with saved rstd", relerr(dx2, dx, c.N * c.C) + relerr(dw2, dw1, c.C), 0);
+    // acc = 1 adds what acc = 0 writes to what is there: the sum rounds once, as the reference's does; allow one
+    // more rounding (2 EPS) in case the compiler contracts the term's products differently in the two loops
+    real *dx0 = rvec(c.N * c.C, 1), *dxa = dup(dx0, c.N * c.C);
+    op_rmsnorm_bwd(dxa, 1, NULL, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+    for (int64_t i = 0; i < c.N * c.C; i++) dx0[i] += dx[i];
+    check("rmsnorm bwd acc=1 == prefilled dx + the acc=0 dx", relerr(dxa, dx0, c.N * c.C), 2 * EPS);
     free(c.x); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dw0); free(dw); free(dx2); free(dw2); free(dw1);
+    free(dx0); free(dxa);
 }
 
 // ======================================================================================================
@@ -621,7 +628,7 @@ typedef struct { real *x, *w, *dy; int64_t N; int C; } DetRms;
 static void det_rms(void *p, real *out) {
     DetRms *c = p;
     memset(out + c->N * c->C, 0, (size_t)c->C * sizeof(real));
-    op_rmsnorm_bwd(out, out + c->N * c->C, c->dy, c->x, c->w, NULL, c->N, c->C, 1e-6);
+    op_rmsnorm_bwd(out, 0, out + c->N * c->C, c->dy, c->x, c->w, NULL, c->N, c->C, 1e-6);
 }
 
 static void test_determinism(void) {
