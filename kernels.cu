@@ -637,17 +637,30 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
 // Column sums over rows, deterministic: COL_ROWS-row chunks give partials part[chunk, c] (summed in row order),
 // then one thread per column adds the partials in chunk order to out[c].
 #define COL_ROWS 64
+// out[c] += the sum of part[j, c] over j < np, in a fixed order: a block takes 32 columns, each of its
+// CS_SLICES warps sums a fixed run of np / CS_SLICES rows in order, then the first warp adds the runs in order.
+// (One thread per column walking all np rows waited on each load in turn: ~50 us for 512 partials.)
+#define CS_SLICES 8
 __global__ void colsum_finish_kernel(float *__restrict__ out, const float *__restrict__ part, int64_t np, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ float run[CS_SLICES][32];
+    const int lane = threadIdx.x & 31, sl = threadIdx.x >> 5, c = blockIdx.x * 32 + lane;
+    const int64_t per = (np + CS_SLICES - 1) / CS_SLICES, j0 = sl * per, j1 = j0 + per < np ? j0 + per : np;
     float s = 0.f;
-#pragma unroll 4
-    for (int64_t j = 0; j < np; j++) s += part[j * C + c];
-    out[c] += s;
+    if (c < C) {
+#pragma unroll 8
+        for (int64_t j = j0; j < j1; j++) s += part[j * C + c];
+    }
+    run[sl][lane] = s;
+    __syncthreads();
+    if (sl == 0 && c < C) {
+        float t = 0.f;
+        for (int k = 0; k < CS_SLICES; k++) t += run[k][lane];
+        out[c] += t;
+    }
 }
 
 static void colsum_finish(float *out, const float *part, int64_t np, int C) {
-    colsum_finish_kernel<<<(C + COL_THREADS - 1) / COL_THREADS, COL_THREADS, 0, g_stream>>>(out, part, np, C);
+    colsum_finish_kernel<<<(C + 31) / 32, 32 * CS_SLICES, 0, g_stream>>>(out, part, np, C);
     LAUNCH_CHECK("colsum_finish");
 }
 
@@ -721,26 +734,32 @@ __global__ void rmsnorm_dw_partial_kernel(float *__restrict__ part, const float 
 }
 
 // dx and the dw partial sums in one pass over dy and x: a block takes COL_ROWS rows, a warp one row at a time;
-// each lane keeps the dw partials of its columns c = lane + 32 j in registers, and the warps' partials are
-// added in shared memory in a fixed order (deterministic). For C <= 32 * RMS_MAXJ. acc as in the dx kernel.
-#define RMS_MAXJ 64
+// each lane keeps the dw partials of its columns c = lane + 32 j (j < J, C <= 32 J) in registers, and the
+// warps' partials are added in shared memory in a fixed order (deterministic). J is a compile-time bound so
+// that every loop over a row unrolls: all of a row's loads are in flight at once, where a loop over C would
+// wait for each column's load in turn. acc as in the dx kernel.
+template <int J>
 __global__ void rmsnorm_bwd_fused_kernel(float *dx, int acc, float *__restrict__ part, const float *dy,
                                          const float *x, const float *__restrict__ w, const float *__restrict__ rstd,
                                          int64_t N, int C) {
     extern __shared__ float red[];   // [warps][C]
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    float dwp[RMS_MAXJ];   // this lane's dw partials
+    float dwp[J];   // this lane's dw partials
 #pragma unroll
-    for (int j = 0; j < RMS_MAXJ; j++) dwp[j] = 0.f;
+    for (int j = 0; j < J; j++) dwp[j] = 0.f;
     const int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
     for (int64_t row = n0 + wid; row < n1; row += nw) {
         const float *xr = x + row * C, *dyr = dy + row * C;
         float s = 0.f;
-        for (int c = lane; c < C; c += 32) s += w[c] * dyr[c] * xr[c];
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            const int c = lane + 32 * j;
+            if (c < C) s += w[c] * dyr[c] * xr[c];
+        }
         s = warp_sum(s);
         const float r = rstd[row], coef = s * r * r * r / C;
 #pragma unroll
-        for (int j = 0; j < RMS_MAXJ; j++) {
+        for (int j = 0; j < J; j++) {
             const int c = lane + 32 * j;
             if (c < C) {
                 const float d = dyr[c], xv = xr[c];
@@ -753,7 +772,7 @@ __global__ void rmsnorm_bwd_fused_kernel(float *dx, int acc, float *__restrict__
         }
     }
 #pragma unroll
-    for (int j = 0; j < RMS_MAXJ; j++)
+    for (int j = 0; j < J; j++)
         if (lane + 32 * j < C) red[wid * C + lane + 32 * j] = dwp[j];
     __syncthreads();
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -761,6 +780,15 @@ __global__ void rmsnorm_bwd_fused_kernel(float *dx, int acc, float *__restrict__
         for (int w2 = 0; w2 < nw; w2++) t += red[w2 * C + c];
         part[(int64_t)blockIdx.x * C + c] = t;
     }
+}
+#define RMS_MAXJ 64   // the fused kernel's widest row: 2048
+
+template <int J>
+static void rmsnorm_bwd_fused(float *dx, int acc, float *part, const float *dy, const float *x, const float *w,
+                              const float *rstd, int64_t N, int C, int64_t nchunks) {
+    const int warps = C > 1024 ? 4 : 8;   // their partials fit in 32 KB of shared memory
+    rmsnorm_bwd_fused_kernel<J><<<(unsigned)nchunks, 32 * warps, warps * C * sizeof(float), g_stream>>>(
+        dx, acc, part, dy, x, w, rstd, N, C);
 }
 
 extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
@@ -774,9 +802,13 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
         rstd = rs;
     }
     if (dw && C <= 32 * RMS_MAXJ) {   // both in one pass
-        const int warps = C > 1024 ? 4 : 8;   // their partials fit in 32 KB of shared memory
-        rmsnorm_bwd_fused_kernel<<<(unsigned)nchunks, 32 * warps, warps * C * sizeof(float), g_stream>>>(
-            dx, acc, part, dy, x, w, rstd, N, C);
+        const int j = (C + 31) / 32;
+        if (j <= 8) rmsnorm_bwd_fused<8>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
+        else if (j <= 16) rmsnorm_bwd_fused<16>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
+        else if (j <= 24) rmsnorm_bwd_fused<24>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
+        else if (j <= 32) rmsnorm_bwd_fused<32>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
+        else if (j <= 48) rmsnorm_bwd_fused<48>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
+        else rmsnorm_bwd_fused<RMS_MAXJ>(dx, acc, part, dy, x, w, rstd, N, C, nchunks);
         LAUNCH_CHECK("rmsnorm_bwd_fused");
         colsum_finish(dw, part, nchunks, C);
         return;

@@ -15,8 +15,8 @@
 //     sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels: float rounding of dq and dk (1e-7) grows to ~5e-6 at
 //     T = 2048 (the CPU recurrent oracle computes dg directly)
 //   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
-//   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-9 relative, a product of
-//     two by ~2^-8.5, and a sum of products of mixed signs keeps that relative size in the 2-norm; o goes
+//   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-8 relative (~2^-9 in the
+//     mean square), a product of two by ~2^-8.5 in the mean square, and a sum of products of mixed signs keeps that relative size in the 2-norm; o goes
 //     through two such products (qs S, with S itself a sum of bf16 products): ~4e-3, held to 1e-2 (as the
 //     bf16 GEMM). dq, dk, dv likewise 1e-2. dg is a sum of up to 64 terms w = q dq - k dk that largely
 //     cancel (the true dg is small next to sum |w|, as the fp32 case shows), held to 3e-2.
@@ -177,9 +177,10 @@ static void check_scalar(const char *op, const char *shape, double gpu, double c
 
 #define TOL_EW 2e-6
 #define TOL_RED 1e-5
-// An output stored as a bf16 operand: rounding to 8 significant bits changes each value by at most 2^-9
-// relative (1.95e-3), on top of the fp32 differences above.
-#define TOL_OPND 2e-3
+// An output stored as a bf16 operand: rounding to nearest with 8 significant bits changes each value by at
+// most half a unit in the last place, 2^-8 (3.9e-3) relative just above a power of two, on top of the fp32
+// differences above.
+#define TOL_OPND 4e-3
 
 // ======================================================================================================
 // matmul, in the three GEMM precisions
