@@ -296,10 +296,12 @@ static inline double rms_rstd(const real *x, int C, double eps) {
     return 1.0 / sqrt(sumsq_d(x, C) / C + eps);
 }
 
-void op_rmsnorm_fwd(opnd *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps) {
+void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w, int64_t N, int C, double eps) {
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const real *xr = x + n * C;
+        real *xr = x + n * C;
+        if (res)
+            for (int c = 0; c < C; c++) xr[c] += res[n * C + c];
         real *yr = (real *)y + n * C;
         real r = (real)rms_rstd(xr, C, eps);
         for (int c = 0; c < C; c++) yr[c] = xr[c] * r * w[c];

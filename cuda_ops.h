@@ -57,7 +57,7 @@ void cuda_zero(float *y, int64_t n);
 double cuda_sumsq(const float *a, int64_t n);           // synchronises
 
 // ---- RMSNorm ----
-void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps);
+void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C, double eps);
 void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                       const float *rstd, int64_t N, int C, double eps);
 

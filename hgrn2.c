@@ -464,26 +464,28 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         real *S = states ? states + l * state_size : NULL;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+        // Each residual add is done by the norm after it: x holds the last layer's MLP output until this norm
+        // adds the residual it goes around (that layer's xmid), and xmid holds y until the MLP norm adds x.
+        const real *x_res = l > 0 ? LAYER(a, xmid, l - 1, D) : NULL;
 
         SECTION("mixer");
-        OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
+        OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
         OP(matmul_fwd, qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
         OP(hgru_fwd, o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk);  // o [N,D]
-        OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, W(m, P_GNORM, l), N, D, EPS_O);
+        OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
         OP(matmul_fwd, xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
-        OP(add, xmid, x, N * D);                                             // x + y
         SECTION("mlp");
-        OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, W(m, P_MLP_NORM, l), N, D, c->eps);
+        OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);  // xmid = x + y
         OP(matmul_fwd_opnd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);          // [gate | up] [N, 2I]
         OP(swiglu_fwd, act, gu, N, I);                                       // [N,I]
-        OP(matmul_fwd, xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]
-        OP(add, xn, xmid, N * D);
+        OP(matmul_fwd, xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]; + xmid in the next norm
     }
 
     real *xL = a->resid + (int64_t)c->L * N * D;
     SECTION("final norm");
-    OP(rmsnorm_fwd, a->hf, a->rstdf, xL, W(m, P_NORM, 0), N, D, c->eps);
+    OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? LAYER(a, xmid, c->L - 1, D) : NULL, W(m, P_NORM, 0), N, D,
+                    c->eps);                                                 // xL = the last MLP's output + xmid
 
     // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
     SECTION("classifier");
@@ -557,12 +559,12 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         const opnd *dyo = as_opnd(a->dyo, dx, N * D);   // (outside OP: the profile charges it apart)
         OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dyo, act, W(m, P_WDOWN, l), N, I, D);  // da [N,I]
         OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
-        OP(rmsnorm_fwd, h2, NULL, xmid, W(m, P_MLP_NORM, l), N, D, c->eps);          // recomputed
+        OP(rmsnorm_fwd, h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
         OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
         OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
                     N, D, c->eps);                                                   // dx += d xmid
         SECTION("mixer bwd");
-        OP(rmsnorm_fwd, yo, NULL, o, W(m, P_GNORM, l), N, D, EPS_O);                 // recomputed
+        OP(rmsnorm_fwd, yo, NULL, o, NULL, W(m, P_GNORM, l), N, D, EPS_O);           // recomputed
         dyo = as_opnd(a->dyo, dx, N * D);
         OP(matmul_bwd, dh, G(m, P_WO, l), dyo, yo, W(m, P_WO, l), N, D, D);          // d yo
         OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
@@ -570,7 +572,7 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
                     B, T, c->H, c->K, c->Dv, chunk);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
-        OP(rmsnorm_fwd, h1, NULL, x, W(m, P_ATTN_NORM, l), N, D, c->eps);            // recomputed
+        OP(rmsnorm_fwd, h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, dh, G(m, P_WQ, l), dyo, h1, W(m, P_WQ, l), N, D, QFI);
         OP(rmsnorm_bwd, dx, 1, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1),

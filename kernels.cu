@@ -674,16 +674,25 @@ __device__ __forceinline__ void put(float *p, float v) { *p = v; }
 __device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
 // y may be NULL (only rstd), rstd may be NULL (only y). y may equal x (T = float): each lane rewrites what it
-// read.
+// read. With res, x += res first: each lane writes back the sums of its columns and reads them again.
 template <typename T>
-__global__ void rmsnorm_fwd_kernel(T *y, float *rstd, const float *x, const float *__restrict__ w, int64_t N, int C,
-                                   double eps) {
+__global__ void rmsnorm_fwd_kernel(T *y, float *rstd, float *x, const float *__restrict__ res,
+                                   const float *__restrict__ w, int64_t N, int C, double eps) {
     int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;   // the whole warp
-    const float *xr = x + row * C;
+    float *xr = x + row * C;
     float ss = 0.f;
-    for (int c = lane; c < C; c += 32) ss += xr[c] * xr[c];
+    if (res) {
+        const float *rr = res + row * C;
+        for (int c = lane; c < C; c += 32) {
+            const float v = xr[c] + rr[c];
+            xr[c] = v;
+            ss += v * v;
+        }
+    } else {
+        for (int c = lane; c < C; c += 32) ss += xr[c] * xr[c];
+    }
     ss = warp_sum(ss);
     float r = (float)(1.0 / sqrt((double)ss / C + eps));
     if (y) {
@@ -693,11 +702,12 @@ __global__ void rmsnorm_fwd_kernel(T *y, float *rstd, const float *x, const floa
     if (rstd && lane == 0) rstd[row] = r;
 }
 
-extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, const float *x, const float *w, int64_t N, int C, double eps) {
+extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C,
+                                 double eps) {
     if (N <= 0 || C <= 0) return;
     unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    if (opnd_bf16()) rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((bf16 *)y, rstd, x, w, N, C, eps);
-    else rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((float *)y, rstd, x, w, N, C, eps);
+    if (opnd_bf16()) rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((bf16 *)y, rstd, x, res, w, N, C, eps);
+    else rmsnorm_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((float *)y, rstd, x, res, w, N, C, eps);
     LAUNCH_CHECK("rmsnorm_fwd");
 }
 
@@ -798,7 +808,7 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
     Carve cv = {scratch(align256(N * sizeof(float)) + align256(nchunks * C * sizeof(float)))};
     float *rs = cv.take<float>(N), *part = cv.take<float>(nchunks * C);
     if (!rstd) {   // recompute it once for both outputs
-        cuda_rmsnorm_fwd(NULL, rs, x, w, N, C, eps);
+        cuda_rmsnorm_fwd(NULL, rs, (float *)x, NULL, w, N, C, eps);   // reads x only
         rstd = rs;
     }
     if (dw && C <= 32 * RMS_MAXJ) {   // both in one pass

@@ -40,7 +40,9 @@ double op_sumsq(const real *a, int64_t n);               // sum a^2 in double
 
 // ---- RMSNorm ----
 // y = x / sqrt(mean(x^2) + eps) * w over the last dim C, an operand; rstd[N] saved when not NULL   (y =)
-void op_rmsnorm_fwd(opnd *y, real *rstd, const real *x, const real *w, int64_t N, int C, double eps);
+// With res not NULL, x += res first (x [N,C] is updated in place): the residual add before a norm costs no
+// pass of its own.                                                                 (x += when res)
+void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w, int64_t N, int C, double eps);
 // dx = d/dx, or dx += d/dx when acc is 1 (dx = or +=); dw += d/dw. rstd as saved by the forward (recomputed
 // when NULL, with eps). acc lets the backward add into the residual stream's gradient without a pass of its own.
 void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,

@@ -324,7 +324,7 @@ static void test_rmsnorm(void) {
             Vec x = randn(N * C), w(C), dy = randn(N * C), dw0 = randn(C);
             for (auto &v : w) v = (float)(1 + 0.1 * nrand());
             Vec y(N * C), rstd(N), dx(N * C), dw = dw0;
-            op_rmsnorm_fwd(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+            op_rmsnorm_fwd(y.data(), rstd.data(), x.data(), NULL, w.data(), N, C, eps);
             op_rmsnorm_bwd(dx.data(), 0, dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
             Vec dxp = randn(N * C), dxa = dxp;   // acc = 1 adds to a gradient already there
             op_rmsnorm_bwd(dxa.data(), 1, NULL, dy.data(), x.data(), w.data(), rstd.data(), N, C, eps);
@@ -335,19 +335,30 @@ static void test_rmsnorm(void) {
             snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
             poison(gy, y.size() * 4);
             poison(gr, N * 4);
-            cuda_rmsnorm_fwd(gy, gr, gx, gw, N, C, eps);
+            cuda_rmsnorm_fwd(gy, gr, gx, NULL, gw, N, C, eps);
             compare("rmsnorm_fwd y", shape, down(gy, y.size()), y, TOL_RED);
             compare("rmsnorm_fwd rstd", shape, down(gr, N), rstd, TOL_RED);
             poison(gy, y.size() * 4);
-            cuda_rmsnorm_fwd(gy, NULL, gx, gw, N, C, eps);
+            cuda_rmsnorm_fwd(gy, NULL, gx, NULL, gw, N, C, eps);
             compare("rmsnorm_fwd y (no rstd)", shape, down(gy, y.size()), y, TOL_RED);
             {   // y as a bf16 operand
                 cuda_set_gemm_precision(2);
                 void *oy = opnd_buf(P, y.size());
                 poison(oy, y.size() * 2);
-                cuda_rmsnorm_fwd(oy, NULL, gx, gw, N, C, eps);
+                cuda_rmsnorm_fwd(oy, NULL, gx, NULL, gw, N, C, eps);
                 compare("rmsnorm_fwd y bf16", shape, opnd_down(oy, y.size()), y, TOL_OPND);
                 cuda_set_gemm_precision(1);
+            }
+            {   // with a residual: x += res in place, then the norm of the sum
+                Vec res = randn(N * C), xs = x, ys(N * C), rs(N);
+                op_rmsnorm_fwd(ys.data(), rs.data(), xs.data(), res.data(), w.data(), N, C, eps);
+                float *gxs = P.up(x), *gres = P.up(res);
+                poison(gy, y.size() * 4);
+                poison(gr, N * 4);
+                cuda_rmsnorm_fwd(gy, gr, gxs, gres, gw, N, C, eps);
+                compare("rmsnorm_fwd res: x+=", shape, down(gxs, xs.size()), xs, TOL_EW);
+                compare("rmsnorm_fwd res: y", shape, down(gy, y.size()), ys, TOL_RED);
+                compare("rmsnorm_fwd res: rstd", shape, down(gr, N), rs, TOL_RED);
             }
             for (int saved = 1; saved >= 0; saved--) {
                 poison(gdx, dx.size() * 4);

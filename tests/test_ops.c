@@ -221,7 +221,7 @@ static void test_embed(void) {
 typedef struct { real *x, *wt, *w, *y; int64_t N; int C; double eps; } RmsCtx;
 static double rms_loss(void *p) {
     RmsCtx *c = p;
-    op_rmsnorm_fwd(c->y, NULL, c->x, c->wt, c->N, c->C, c->eps);
+    op_rmsnorm_fwd(c->y, NULL, c->x, NULL, c->wt, c->N, c->C, c->eps);
     return wsum(c->w, c->y, c->N * c->C);
 }
 static void test_rmsnorm(void) {
@@ -231,13 +231,13 @@ static void test_rmsnorm(void) {
     RmsCtx c = {.N = 5, .C = 37, .eps = 1e-5};
     c.x = rvec(c.N * c.C, 1); c.wt = rvec(c.C, 1); c.w = rvec(c.N * c.C, 1); c.y = zvec(c.N * c.C);
     real *rstd = zvec(c.N), *dx = zvec(c.N * c.C), *dw0 = rvec(c.C, 1), *dw = dup(dw0, c.C);
-    op_rmsnorm_fwd(c.y, rstd, c.x, c.wt, c.N, c.C, c.eps);
+    op_rmsnorm_fwd(c.y, rstd, c.x, NULL, c.wt, c.N, c.C, c.eps);
     op_rmsnorm_bwd(dx, 0, dw, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     for (int i = 0; i < c.C; i++) dw[i] -= dw0[i];
     fd("rmsnorm dx", rms_loss, &c, c.x, 1, c.N * c.C, 0, dx, 0);
     fd("rmsnorm dw (+=)", rms_loss, &c, c.wt, 1, c.C, 0, dw, 0);
     // the forward against a direct double computation
-    op_rmsnorm_fwd(c.y, NULL, c.x, c.wt, c.N, c.C, c.eps);
+    op_rmsnorm_fwd(c.y, NULL, c.x, NULL, c.wt, c.N, c.C, c.eps);
     double e = 0;
     for (int64_t n = 0; n < c.N; n++) {
         double ss = 0;
@@ -260,6 +260,14 @@ static void test_rmsnorm(void) {
     op_rmsnorm_bwd(dxa, 1, NULL, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     for (int64_t i = 0; i < c.N * c.C; i++) dx0[i] += dx[i];
     check("rmsnorm bwd acc=1 == prefilled dx + the acc=0 dx", relerr(dxa, dx0, c.N * c.C), 2 * EPS);
+    // with a residual: x += res, then the norm of the sum; the same bits as the add followed by the norm
+    real *res = rvec(c.N * c.C, 1), *xs = dup(c.x, c.N * c.C), *ys = zvec(c.N * c.C), *rs = zvec(c.N);
+    op_rmsnorm_fwd(ys, rs, xs, res, c.wt, c.N, c.C, c.eps);
+    op_add(c.x, res, c.N * c.C);
+    op_rmsnorm_fwd(c.y, rstd, c.x, NULL, c.wt, c.N, c.C, c.eps);
+    check("rmsnorm fwd with res: x += res in place", relerr(xs, c.x, c.N * c.C), 0);
+    check("rmsnorm fwd with res == add, then the norm", relerr(ys, c.y, c.N * c.C) + relerr(rs, rstd, c.N), 0);
+    free(res); free(xs); free(ys); free(rs);
     free(c.x); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dw0); free(dw); free(dx2); free(dw2); free(dw1);
     free(dx0); free(dxa);
 }
