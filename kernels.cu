@@ -672,6 +672,24 @@ static void colsum_finish(float *out, const float *part, int64_t np, int C) {
 // Stores in the operand formats (float or bf16, round to nearest).
 __device__ __forceinline__ void put(float *p, float v) { *p = v; }
 __device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
+__device__ __forceinline__ void load4(const float *p, float v[4]) {
+    const float4 t = *(const float4 *)p;
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
+    const uint2 t = *(const uint2 *)p;
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
+    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
+}
+__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 t;
+    t.x = *(unsigned *)&a;
+    t.y = *(unsigned *)&b;
+    *(uint2 *)p = t;
+}
 
 // y may be NULL (only rstd), rstd may be NULL (only y). y may equal x (T = float): each lane rewrites what it
 // read. With res, x += res first: each lane writes back the sums of its columns and reads them again.
@@ -1278,6 +1296,7 @@ struct ChunkArgs {
     int T, H, NC;
     float scale;
     bool qkg_vec, v_vec, do_vec;   // q, k, g / v / dout rows 16-byte aligned (the copies go 16 bytes at a time)
+    bool dqk_vec, dv_vec;          // likewise dq and dk / dv (the backward's stores)
 };
 
 namespace wm = nvcuda::wmma;
@@ -1392,17 +1411,32 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     }
     __syncthreads();
     bf16 *qs = a.qs + cidx * CK * K, *ks = a.ks + cidx * CK * K;
-#pragma unroll 4
-    for (int i = tid; i < CK * K; i += NTH) {
+    // four consecutive channels per thread: 16-byte loads of q and k (when their rows allow), 8-byte stores
+#pragma unroll 2
+    for (int i = 4 * tid; i < CK * K; i += 4 * NTH) {
         const int r = i / K, col = i % K, rb = r >> 4;
-        const bool ok = r < len;
-        const float qv = ok ? a.q[row0 + (int64_t)r * ld + col] : 0.f, kv = ok ? a.k[row0 + (int64_t)r * ld + col] : 0.f;
-        const float br = bs[r * LDF + col], bC = bs[(CK - 1) * LDF + col];
-        qs[i] = __float2bfloat16(qv * __expf(br) * a.scale);
-        ks[i] = __float2bfloat16(kv * __expf(bC - br));
-        Qn[r * LDB + col] = __float2bfloat16(qv * __expf(br - bs[rb * 16 * LDF + col]));
-        for (int qb = rb; qb < 4; qb++)
-            Kn[(kn_row0(qb) + r) * LDB + col] = __float2bfloat16(kv * __expf(fminf(bs[qb * 16 * LDF + col] - br, 80.f)));
+        float qv[4] = {0.f, 0.f, 0.f, 0.f}, kv[4] = {0.f, 0.f, 0.f, 0.f};
+        if (r < len) {
+            const float *qr = a.q + row0 + (int64_t)r * ld + col, *kr = a.k + row0 + (int64_t)r * ld + col;
+            if (a.qkg_vec) { load4(qr, qv); load4(kr, kv); }
+            else
+                for (int e = 0; e < 4; e++) { qv[e] = qr[e]; kv[e] = kr[e]; }
+        }
+        float br[4], bC[4], bn[4], v[4];
+        load4(bs + r * LDF + col, br);
+        load4(bs + (CK - 1) * LDF + col, bC);
+        load4(bs + rb * 16 * LDF + col, bn);
+        for (int e = 0; e < 4; e++) v[e] = qv[e] * __expf(br[e]) * a.scale;
+        store4(qs + i, v);
+        for (int e = 0; e < 4; e++) v[e] = kv[e] * __expf(bC[e] - br[e]);
+        store4(ks + i, v);
+        for (int e = 0; e < 4; e++) v[e] = qv[e] * __expf(br[e] - bn[e]);
+        store4(Qn + r * LDB + col, v);
+        for (int qb = rb; qb < 4; qb++) {
+            load4(bs + qb * 16 * LDF + col, bn);
+            for (int e = 0; e < 4; e++) v[e] = kv[e] * __expf(fminf(bn[e] - br[e], 80.f));
+            store4(Kn + (kn_row0(qb) + r) * LDB + col, v);
+        }
     }
     __syncthreads();
     const int warp = tid >> 5;
@@ -1430,9 +1464,12 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     }
     __syncthreads();
     bf16 *A = a.A + cidx * CK * CK;
-    for (int i = tid; i < CK * CK; i += blockDim.x) {
-        int r = i / CK, s_ = i - r * CK;
-        A[i] = __float2bfloat16(s_ <= r ? Af[r * LDA + s_] * a.scale : 0.f);
+    for (int i = 4 * tid; i < CK * CK; i += 4 * blockDim.x) {   // four columns at a time
+        const int r = i / CK, s_ = i - r * CK;
+        float v[4];
+        load4(Af + r * LDA + s_, v);
+        for (int e = 0; e < 4; e++) v[e] = s_ + e <= r ? v[e] * a.scale : 0.f;
+        store4(A + i, v);
     }
 }
 
@@ -1512,9 +1549,11 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         const Stage x = stage(step & 1);
         const bf16 *Sb = Sb0 + (step & 1) * K * LDV;   // S entering this chunk, bf16
         bf16 *Sn = Sb0 + ((step + 1) & 1) * K * LDV;   // S leaving it, bf16
-        for (int i = tid; i < CK * VT; i += NTH) {
-            int r = i / VT, col = i % VT;
-            Rb[r * LDV + col] = __float2bfloat16(r < len ? x.Rf[i] : 0.f);
+        for (int i = 4 * tid; i < CK * VT; i += 4 * NTH) {   // four columns at a time
+            const int r = i / VT, col = i % VT;
+            float v[4] = {0.f, 0.f, 0.f, 0.f};
+            if (r < len) load4(x.Rf + i, v);
+            store4(Rb + r * LDV + col, v);
         }
         if (states)
             for (int i = tid; i < K * VT / 8; i += NTH) {
@@ -1560,16 +1599,26 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
             for (int t = warp; t < NT; t += NTH / 32) {
                 const int ri = t / (VT / 16), j = t % (VT / 16);
                 float *sf = Sf + ri * 16 * LDS + j * 16;
+                // lane: row lane / 2 of the tile, eight columns from 8 (lane % 2), in two 16-byte pieces
+                float *mine = sf + (lane >> 1) * LDS + (lane & 1) * 8;
+                const float d = x.dec[ri * 16 + (lane >> 1)];
+                float v[8];
+                load4(mine, v);
+                load4(mine + 4, v + 4);
 #pragma unroll
-                for (int e = lane; e < 256; e += 32) sf[(e >> 4) * LDS + (e & 15)] *= x.dec[ri * 16 + (e >> 4)];
+                for (int e = 0; e < 8; e++) v[e] *= d;
+                store4(mine, v);
+                store4(mine + 4, v + 4);
                 __syncwarp();
                 wm::load_matrix_sync(acc, sf, LDS, wm::mem_row_major);
                 mma_run<FragAt, FragB>(acc, x.Lm + ri * 16, LDK, 16 * LDK, Rb + j * 16, LDV, 16 * LDV, 0, CK / 16);
                 wm::store_matrix_sync(sf, acc, LDS, wm::mem_row_major);
                 __syncwarp();
-                bf16 *sn = Sn + ri * 16 * LDV + j * 16;
-#pragma unroll
-                for (int e = lane; e < 256; e += 32) sn[(e >> 4) * LDV + (e & 15)] = __float2bfloat16(sf[(e >> 4) * LDS + (e & 15)]);
+                load4(mine, v);
+                load4(mine + 4, v + 4);
+                bf16 *sn = Sn + ri * 16 * LDV + j * 16 + (lane >> 1) * LDV + (lane & 1) * 8;
+                store4(sn, v);
+                store4(sn + 4, v + 4);
             }
         }
     }
@@ -1579,6 +1628,24 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
             int r = i / VT, col = i % VT;
             a.ST[((int64_t)bh * K + r) * DV + c0 + col] = Sf[r * LDS + col];
         }
+}
+
+// rows x COLS floats from shared rows of stride sld to global rows of stride gld: 16 bytes a store when vec
+// (dst and gld 16-byte aligned; sld and COLS are multiples of 4), else 4
+template <int COLS>
+__device__ __forceinline__ void rows_out(float *dst, int64_t gld, const float *src, int sld, int rows, bool vec,
+                                         int tid, int nthr) {
+    if (vec) {
+        for (int i = 4 * tid; i < rows * COLS; i += 4 * nthr) {
+            const int r = i / COLS, col = i % COLS;
+            *(float4 *)(dst + r * gld + col) = *(const float4 *)(src + r * sld + col);
+        }
+    } else {
+        for (int i = tid; i < rows * COLS; i += nthr) {
+            const int r = i / COLS, col = i % COLS;
+            dst[r * gld + col] = src[r * sld + col];
+        }
+    }
 }
 
 // ---- chunk_bwd_mm: the tensor-core products of the backward ----
@@ -1617,11 +1684,12 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         __pipeline_wait_prior(0);
     }
     __syncthreads();
-    for (int i = tid; i < CK * DV; i += blockDim.x) {
+    for (int i = 4 * tid; i < CK * DV; i += 4 * blockDim.x) {   // four columns at a time
         const int r = i / DV, col = i - r * DV;
-        const bool ok = r < len;
-        dO[r * LDD + col] = __float2bfloat16(ok ? Of[i] : 0.f);
-        V[r * LDD + col] = __float2bfloat16(ok ? Of[CK * DV + i] : 0.f);
+        float x[4] = {0.f, 0.f, 0.f, 0.f}, y[4] = {0.f, 0.f, 0.f, 0.f};
+        if (r < len) { load4(Of + i, x); load4(Of + CK * DV + i, y); }
+        store4(dO + r * LDD + col, x);
+        store4(V + r * LDD + col, y);
     }
     __syncthreads();
     if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg
@@ -1642,10 +1710,7 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         }
         __syncthreads();
         float *dst = (pass ? a.dk : a.dq) + bth(bb, t0, h, a.T, a.H) * K;
-        for (int i = tid; i < len * K; i += blockDim.x) {
-            const int r = i / K, col = i % K;
-            dst[(int64_t)r * a.H * K + col] = Of[r * LDO + col];
-        }
+        rows_out<K>(dst, (int64_t)a.H * K, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
         __syncthreads();
     }
     // dv = A^T dO + KS dS, [CK][DV]
@@ -1666,10 +1731,7 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     }
     __syncthreads();
     float *dv = a.dv + ((int64_t)bb * a.T + t0) * a.lddv + (int64_t)h * DV;
-    for (int i = tid; i < len * DV; i += blockDim.x) {
-        const int r = i / DV, col = i % DV;
-        dv[r * a.lddv + col] = Of[r * LDO + col];
-    }
+    rows_out<DV>(dv, a.lddv, Of, LDO, len, a.dv_vec, tid, blockDim.x);
 }
 
 // ---- chunk_bwd_qkg: dq, dk and dg ----
@@ -1794,6 +1856,8 @@ static void chunk_alignment(ChunkArgs &c) {   // K, Dv multiples of 16 here; row
     c.qkg_vec = al16(c.q) && al16(c.k) && al16(c.g);
     c.v_vec = al16(c.v) && c.ldv % 4 == 0;
     c.do_vec = !c.dout || al16(c.dout);
+    c.dqk_vec = al16(c.dq) && al16(c.dk);
+    c.dv_vec = al16(c.dv) && c.lddv % 4 == 0;
 }
 
 template <int K>
@@ -1902,24 +1966,6 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
-__device__ __forceinline__ void load4(const float *p, float v[4]) {
-    const float4 t = *(const float4 *)p;
-    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
-}
-__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
-    const uint2 t = *(const uint2 *)p;
-    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
-    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
-}
-__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
-__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
-    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
-    uint2 t;
-    t.x = *(unsigned *)&a;
-    t.y = *(unsigned *)&b;
-    *(uint2 *)p = t;
-}
 __device__ __forceinline__ float ld1(const float *p) { return *p; }
 __device__ __forceinline__ float ld1(const bf16 *p) { return __bfloat162float(*p); }
 
