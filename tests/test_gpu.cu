@@ -352,13 +352,13 @@ static void test_rmsnorm(void) {
             {   // with a residual: x += res in place, then the norm of the sum
                 Vec res = randn(N * C), xs = x, ys(N * C), rs(N);
                 op_rmsnorm_fwd(ys.data(), rs.data(), xs.data(), res.data(), w.data(), N, C, eps);
-                float *gxs = P.up(x), *gres = P.up(res);
-                poison(gy, y.size() * 4);
-                poison(gr, N * 4);
-                cuda_rmsnorm_fwd(gy, gr, gxs, gres, gw, N, C, eps);
+                float *gxs = P.up(x), *gres = P.up(res), *gys = P.f(y.size()), *grs = P.f(N);   // (gr stays for below)
+                poison(gys, y.size() * 4);
+                poison(grs, N * 4);
+                cuda_rmsnorm_fwd(gys, grs, gxs, gres, gw, N, C, eps);
                 compare("rmsnorm_fwd res: x+=", shape, down(gxs, xs.size()), xs, TOL_EW);
-                compare("rmsnorm_fwd res: y", shape, down(gy, y.size()), ys, TOL_RED);
-                compare("rmsnorm_fwd res: rstd", shape, down(gr, N), rs, TOL_RED);
+                compare("rmsnorm_fwd res: y", shape, down(gys, y.size()), ys, TOL_RED);
+                compare("rmsnorm_fwd res: rstd", shape, down(grs, N), rs, TOL_RED);
             }
             for (int saved = 1; saved >= 0; saved--) {
                 poison(gdx, dx.size() * 4);
