@@ -2,13 +2,27 @@
 # Side-by-side benchmark on one GPU, in one device call: builds hgrn2, installs the carried fla wheels
 # (pip download flash-linear-attention fla-core --no-deps -d .carry) and runs both at PERF.md's shapes, then
 # prints one table (the card's name on top; every number in it comes from this card, this run).
-#   bash scripts/bench_vs_fla.sh [ops|train|all]   (default all; BIG=1 adds the 1.13B model to train;
-#                                                    FLA_TIMEOUT=S stops any one fla run after S seconds)
+#   bash scripts/bench_vs_fla.sh [ops|162M|1.13B|train|all]   (default all; train and all run the 162M model,
+#                                    BIG=1 adds the 1.13B one; FLA_TIMEOUT=S stops any one fla run after S s)
+# fla's autotuning takes minutes per shape (on an H200: ~6 min before the 162M model's first step, ~3 min for
+# the 1.13B one), so within a 10-minute command limit run `ops`, `162M` and `1.13B` as separate calls.
 # hgrn2 runs with its defaults (--precision bf16); fla in eager mode with bf16 autocast, fp32 weights and
 # fused AdamW. fla's first steps include Triton's autotuning: its time to first step is reported apart and
 # its tokens/s is the median of the steps after it.
 set -uo pipefail
 what=${1:-all}
+ops=0
+sizes=()
+case "$what" in
+    ops) ops=1 ;;
+    162M | 1.13B) sizes=("$what") ;;
+    train | all)
+        [ "$what" = all ] && ops=1
+        sizes=(162M)
+        [ "${BIG:-0}" = 1 ] && sizes+=(1.13B) ;;
+    *) echo "usage: bash scripts/bench_vs_fla.sh [ops|162M|1.13B|train|all]" >&2; exit 2 ;;
+esac
+shape() { case "$1" in 162M) echo 768 12 16 2048 ;; 1.13B) echo 2048 18 8 2048 ;; esac; }   # D L B T
 log=$(mktemp -d)
 python3 -m pip install --no-deps -q .carry/fla_core-*.whl .carry/flash_linear_attention-*.whl 2>&1 | grep -v WARNING
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
@@ -18,15 +32,11 @@ ours_train() {   # name D L B T
     ./hgrn2 bench --device cuda --dim "$2" --layers "$3" --expand-ratio 128 --vocab 50304 --batch "$4" \
         --seq-len "$5" --steps 5 | tee "$log/train_$1_hgrn2"
 }
-# hgrn2 first, then fla (whose first use of each shape autotunes; FLA_TIMEOUT=S bounds each of its runs)
-[ "$what" != train ] && tests/bin/test_gpu --bench | tee "$log/ops_hgrn2"
-if [ "$what" != ops ]; then
-    ours_train 162M 768 12 16 2048
-    [ "${BIG:-0}" = 1 ] && ours_train 1.13B 2048 18 8 2048
-    fla train 768 12 16 2048 | tee "$log/train_162M_fla"
-    [ "${BIG:-0}" = 1 ] && fla train 2048 18 8 2048 | tee "$log/train_1.13B_fla"
-fi
-[ "$what" != train ] && fla ops | tee "$log/ops_fla"
+# hgrn2 first, then fla (whose first use of each shape autotunes)
+[ "$ops" = 1 ] && tests/bin/test_gpu --bench | tee "$log/ops_hgrn2"
+for s in ${sizes[@]+"${sizes[@]}"}; do ours_train "$s" $(shape "$s"); done
+for s in ${sizes[@]+"${sizes[@]}"}; do fla train $(shape "$s") | tee "$log/train_${s}_fla"; done
+[ "$ops" = 1 ] && fla ops | tee "$log/ops_fla"
 python3 - "$log" "$card" <<'EOF'
 import os, re, sys
 log, card = sys.argv[1], sys.argv[2]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call after a change to GPU code: `make test-gpu` (full log in $OUT/test_gpu.log), the
-# export check against fla, then the side-by-side benchmark (bench_vs_fla.sh ops|train|all).
+# export check against fla, then the side-by-side benchmark (bench_vs_fla.sh ops|162M|1.13B|train|all).
 # Carry .carry (the fla wheels; .carry/shared/data/text/tinyshakespeare.txt for the training test).
 set -uo pipefail
 OUT=${OUT:-/tmp}
