@@ -427,8 +427,9 @@ static void acts_free(Acts *a) {
     memset(a, 0, sizeof *a);
 }
 
-// Layer l's slice of a per-layer activation of `per` elements per token.
+// Layer l's slice of a per-layer activation of `per` elements per token (of `per` operands: LAYER_OPND).
 #define LAYER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
+#define LAYER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
 
 // ----------------------------------------------------------------------------------------------------------
 // Forward pass. ids [B,T]; targets [B,T] (< 0: no loss there) or NULL.
@@ -459,7 +460,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
     for (int l = 0; l < c->L; l++) {
         real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        opnd *gu = opnd_at(a->gu, (a->train ? l : 0) * N * 2 * I);
+        opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
         real *q = a->q, *k = a->k, *g = a->g;
         opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         real *S = states ? states + l * state_size : NULL;
@@ -548,7 +549,7 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
     for (int l = c->L - 1; l >= 0; l--) {
         real *x = a->resid + (int64_t)l * N * D;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        opnd *gu = opnd_at(a->gu, (a->train ? l : 0) * N * 2 * I);
+        opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
         real *q = a->q, *k = a->k, *g = a->g;
         opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;

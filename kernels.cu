@@ -305,6 +305,30 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
 // writes fp32. Activation operands arrive in bf16 (ops.h: their producers write that format); weights are
 // converted into a cache keyed by their address, which the AdamW kernel keeps up to date as it writes the new
 // weights (weight_bf16).
+static bool al(const void *p, int bytes) { return ((uintptr_t)p % bytes) == 0; }   // p is bytes-aligned
+
+// Stores in the operand formats (float or bf16, round to nearest).
+__device__ __forceinline__ void put(float *p, float v) { *p = v; }
+__device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
+__device__ __forceinline__ void load4(const float *p, float v[4]) {
+    const float4 t = *(const float4 *)p;
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
+    const uint2 t = *(const uint2 *)p;
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
+    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
+}
+__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 t;
+    t.x = *(unsigned *)&a;
+    t.y = *(unsigned *)&b;
+    *(uint2 *)p = t;
+}
+
 __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
     if (!vec) {
         GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
@@ -312,17 +336,14 @@ __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x
     }
     const int64_t n4 = n >> 2;
     GRID_STRIDE(i, n4) {
-        const float4 v = ((const float4 *)x)[i];
-        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-        uint2 u;
-        u.x = *(unsigned *)&lo;
-        u.y = *(unsigned *)&hi;
-        ((uint2 *)y)[i] = u;
+        float v[4];
+        load4(x + 4 * i, v);
+        store4(y + 4 * i, v);
     }
     GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __float2bfloat16(x[4 * n4 + i]);
 }
 static void to_bf16(bf16 *y, const float *x, int64_t n) {
-    const int vec = !((uintptr_t)x & 15) && !((uintptr_t)y & 7);
+    const int vec = al(x, 16) && al(y, 8);
     to_bf16_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(y, x, n, vec);
     LAUNCH_CHECK("to_bf16");
 }
@@ -379,15 +400,20 @@ extern "C" void cuda_to_opnd(void *y, const float *x, int64_t n) {
 // In mode 2 the weight operand is its bf16 copy; the activation operands come in the mode's format.
 static const void *weight_opnd(const float *W, int64_t n) { return opnd_bf16() ? (const void *)weight_bf16(W, n) : W; }
 
-extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O) {
+// y = x W^T, y fp32 or (y_opnd) in the operand format
+static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int64_t N, int I, int O) {
     if (N <= 0 || O <= 0) return;
-    if (I <= 0) { cuda_zero(y, N * O); return; }
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O);
+    if (I <= 0) {
+        CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)(N * O) * (y_opnd ? cuda_opnd_size() : sizeof(float)), g_stream));
+        return;
+    }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);
+}
+extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O) {
+    matmul_fwd(y, false, x, W, N, I, O);
 }
 extern "C" void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O) {
-    if (N <= 0 || O <= 0) return;
-    if (I <= 0) { CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)(N * O) * cuda_opnd_size(), g_stream)); return; }
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, true);
+    matmul_fwd(y, true, x, W, N, I, O);
 }
 extern "C" void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N,
                                 int I, int O) {
@@ -668,28 +694,6 @@ static void colsum_finish(float *out, const float *part, int64_t np, int C) {
 // RMSNorm: one warp per row
 // ---------------------------------------------------------------------------------------------------------
 #define ROWS_PER_BLOCK 8   // warps per block
-
-// Stores in the operand formats (float or bf16, round to nearest).
-__device__ __forceinline__ void put(float *p, float v) { *p = v; }
-__device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
-// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
-__device__ __forceinline__ void load4(const float *p, float v[4]) {
-    const float4 t = *(const float4 *)p;
-    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
-}
-__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
-    const uint2 t = *(const uint2 *)p;
-    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
-    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
-}
-__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
-__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
-    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
-    uint2 t;
-    t.x = *(unsigned *)&a;
-    t.y = *(unsigned *)&b;
-    *(uint2 *)p = t;
-}
 
 // y may be NULL (only rstd), rstd may be NULL (only y). y may equal x (T = float): each lane rewrites what it
 // read. With res, x += res first: each lane writes back the sums of its columns and reads them again.
@@ -1851,13 +1855,12 @@ static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
     return a;
 }
 
-static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 static void chunk_alignment(ChunkArgs &c) {   // K, Dv multiples of 16 here; rows are 16-byte aligned when:
-    c.qkg_vec = al16(c.q) && al16(c.k) && al16(c.g);
-    c.v_vec = al16(c.v) && c.ldv % 4 == 0;
-    c.do_vec = !c.dout || al16(c.dout);
-    c.dqk_vec = al16(c.dq) && al16(c.dk);
-    c.dv_vec = al16(c.dv) && c.lddv % 4 == 0;
+    c.qkg_vec = al(c.q, 16) && al(c.k, 16) && al(c.g, 16);
+    c.v_vec = al(c.v, 16) && c.ldv % 4 == 0;
+    c.do_vec = !c.dout || al(c.dout, 16);
+    c.dqk_vec = al(c.dq, 16) && al(c.dk, 16);
+    c.dv_vec = al(c.dv, 16) && c.lddv % 4 == 0;
 }
 
 template <int K>
@@ -2009,8 +2012,6 @@ __global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__
         else { put(o, dg[0]); put(o + I, du[0]); }
     }
 }
-
-static bool al(const void *p, int bytes) { return ((uintptr_t)p % bytes) == 0; }
 
 template <typename T> static void swiglu_fwd_as(T *h, const T *gu, int64_t N, int I) {
     if (I % 4 == 0 && al(h, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)))
@@ -2206,11 +2207,8 @@ __global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ gr
         ((float4 *)m)[i] = mm;
         ((float4 *)v)[i] = vv;
         if (p16) {
-            __nv_bfloat162 lo = __floats2bfloat162_rn(pp.x, pp.y), hi = __floats2bfloat162_rn(pp.z, pp.w);
-            uint2 u;
-            u.x = *(unsigned *)&lo;
-            u.y = *(unsigned *)&hi;
-            ((uint2 *)p16)[i] = u;
+            const float np[4] = {pp.x, pp.y, pp.z, pp.w};
+            store4(p16 + 4 * i, np);
         }
     }
     GRID_STRIDE(j, n - 4 * n4) {
@@ -2231,7 +2229,7 @@ extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int6
     const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     const AdamW a = {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
                      (float)wd, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
-    const int vec = !(((uintptr_t)p | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v) & 15) && !((uintptr_t)p16 & 7);
+    const int vec = al(p, 16) && al(grad, 16) && al(m, 16) && al(v, 16) && al(p16, 8);
     adamw_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(p, grad, m, v, p16, n, a, vec);
     LAUNCH_CHECK("adamw");
 }

@@ -16,9 +16,9 @@
 //     T = 2048 (the CPU recurrent oracle computes dg directly)
 //   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
 //   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-8 relative (~2^-9 in the
-//     mean square), a product of two by ~2^-8.5 in the mean square, and a sum of products of mixed signs keeps that relative size in the 2-norm; o goes
-//     through two such products (qs S, with S itself a sum of bf16 products): ~4e-3, held to 1e-2 (as the
-//     bf16 GEMM). dq, dk, dv likewise 1e-2. dg is a sum of up to 64 terms w = q dq - k dk that largely
+//     mean square), a product of two by ~2^-8.5 in the mean square, and a sum of products of mixed signs keeps
+//     that relative size in the 2-norm; o goes through two such products (qs S, with S itself a sum of bf16
+//     products): ~4e-3, held to 1e-2 (as the bf16 GEMM). dq, dk, dv likewise 1e-2. dg is a sum of up to 64 terms w = q dq - k dk that largely
 //     cancel (the true dg is small next to sum |w|, as the fp32 case shows), held to 3e-2.
 //
 // Also: determinism (the backward ops and the reductions run twice give the same bits) and, with --bench,
