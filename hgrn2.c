@@ -1894,7 +1894,7 @@ static int cmd_bench(int argc, char **argv) {
     double flops = 6.0 * (double)m.lay.n * N;
     printf("time to first step %.2f s | step %.1f ms (median of %lld) | %.0f tokens/s | %.1f GFLOP/s (6 x params x tokens)\n",
            t_first, med * 1e3, (long long)steps, N / med, flops / med / 1e9);
-    if (g_gpu) printf("MFU %.1f%% of 989 TFLOP/s (dense bf16 peak of an H100) | peak GPU memory %.0f MiB\n",
+    if (g_gpu) printf("MFU %.1f%% of 989 TFLOP/s (dense bf16 peak of an H100 or H200 SXM) | peak GPU memory %.0f MiB\n",
                       100 * flops / med / 989e12, dev_peak_mib());
 #if USE_CUDA
     if (profile) cuda_prof_print((int)steps);

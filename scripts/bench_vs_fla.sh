@@ -4,7 +4,7 @@
 # prints one table (the card's name on top; every number in it comes from this card, this run).
 #   bash scripts/bench_vs_fla.sh [ops|162M|1.13B|train|all]   (default all; train and all run the 162M model,
 #                                    BIG=1 adds the 1.13B one; FLA_TIMEOUT=S stops any one fla run after S s)
-# fla's autotuning takes minutes per shape (on an H200: ~6 min before the 162M model's first step, ~3 min for
+# fla's autotuning takes minutes per shape (on an H200: 5-6 min before the 162M model's first step, 2.5-3 min for
 # the 1.13B one), so within a 10-minute command limit run `ops`, `162M` and `1.13B` as separate calls.
 # hgrn2 runs with its defaults (--precision bf16); fla in eager mode with bf16 autocast, fp32 weights and
 # fused AdamW. fla's first steps include Triton's autotuning: its time to first step is reported apart and
