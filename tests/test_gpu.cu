@@ -315,7 +315,10 @@ static void test_elementwise(void) {
 // ======================================================================================================
 static void test_rmsnorm(void) {
     int64_t Ns[] = {1, 63, 64, 65, 4096};
-    int Cs[] = {128, 256, 768, 2048, 2100};   // 2048: the 1.13B model's width; 2100: past the one-pass kernel
+    // rows held in registers by up to 256 threads, 1, 2 or 4 float4 groups each: 128, 256, 768, 2048 (the 1.13B
+    // model's width), 2100 (4 groups, the last thread's partly past the row); 130: rows that are not whole
+    // float4s, loaded column by column; 4098: past the registers, the one-warp-per-row kernels
+    int Cs[] = {128, 130, 256, 768, 2048, 2100, 4098};
     const double eps = 1e-6;
     for (int64_t N : Ns)
         for (int C : Cs) {
@@ -368,7 +371,7 @@ static void test_rmsnorm(void) {
                         TOL_RED);
                 compare(saved ? "rmsnorm_bwd dw+=" : "rmsnorm_bwd dw+= (rstd NULL)", shape, down(gdw, C), dw, TOL_RED);
             }
-            // acc = 1: the one-pass kernel up to C 2048, the separate dx kernel past it
+            // acc = 1: the one-pass kernel up to C 4096, the separate dx kernel past it
             set(gdx, dxp);
             set(gdw, dw0);
             cuda_rmsnorm_bwd(gdx, 1, gdw, gdy, gx, gw, gr, N, C, eps);
@@ -384,6 +387,19 @@ static void test_rmsnorm(void) {
                 set(gdx, dxp);
                 cuda_rmsnorm_bwd(gdx, 1, NULL, gdy, gx, gw, gr, N, C, eps);
                 compare("rmsnorm_bwd dx+= only (acc)", shape, down(gdx, dx.size()), dxa, TOL_RED);
+                // rows 16-byte aligned but a buffer not: the column-by-column loads
+                float *ux = P.f(x.size() + 1) + 1, *uy = P.f(y.size() + 1) + 1, *ur = P.f(N + 1) + 1,
+                      *udy = P.f(dy.size() + 1) + 1, *udx = P.f(dx.size() + 1) + 1;
+                set(ux, x);
+                set(udy, dy);
+                poison(uy, y.size() * 4);
+                cuda_rmsnorm_fwd(uy, ur, ux, NULL, gw, N, C, eps);
+                compare("rmsnorm_fwd y, unaligned", shape, down(uy, y.size()), y, TOL_RED);
+                set(udx, dxp);
+                set(gdw, dw0);
+                cuda_rmsnorm_bwd(udx, 1, gdw, udy, ux, gw, ur, N, C, eps);
+                compare("rmsnorm_bwd dx+=, unaligned", shape, down(udx, dx.size()), dxa, TOL_RED);
+                compare("rmsnorm_bwd dw+=, unaligned", shape, down(gdw, C), dw, TOL_RED);
             }
         }
 }
@@ -925,10 +941,19 @@ static void bench(void) {
     cuda_zero(dE, (int64_t)V * D);
     double te = time_ms([&] { cuda_embed_bwd(dE, dx, gid, N, D); });
     printf("embed_bwd     N%lld D%d V%d: %8.3f ms\n", (long long)N, D, V, te);
-    float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.f(N * D), *dw = P.f(D);
+    float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.up(randn(N * D)),
+          *dw = P.f(D), *rs = P.f(N), *res = P.up(randn(N * D));
     cuda_zero(dw, D);
-    double tr = time_ms([&] { cuda_rmsnorm_bwd(ddx, 0, dw, dy, x, w, NULL, N, D, 1e-6); });
-    printf("rmsnorm_bwd   N%lld C%d: %8.3f ms  %7.1f GB/s\n", (long long)N, D, tr, 4.0 * 3 * N * D / tr * 1e-6);
+    // as the model calls them: the forward adds the residual in place and writes a bf16 operand (x, res in; x, y
+    // out), the backward adds into the residual gradient with rstd saved (dy, x, dx in; dx out)
+    cuda_set_gemm_precision(2);
+    void *y16 = opnd_buf(P, N * D);
+    double tn = time_ms([&] { cuda_rmsnorm_fwd(y16, rs, x, res, w, N, D, 1e-6); });
+    cuda_set_gemm_precision(1);
+    printf("rmsnorm_fwd   N%lld C%d res, bf16 y: %8.3f ms  %7.1f GB/s\n", (long long)N, D, tn,
+           (4.0 * 3 + 2) * N * D / tn * 1e-6);
+    double tr = time_ms([&] { cuda_rmsnorm_bwd(ddx, 1, dw, dy, x, w, rs, N, D, 1e-6); });
+    printf("rmsnorm_bwd   N%lld C%d acc:  %8.3f ms  %7.1f GB/s\n", (long long)N, D, tr, 4.0 * 4 * N * D / tr * 1e-6);
     const int64_t NX = 2048;
     float *lg = P.up(randn(NX * V)), *loss = P.f(NX);
     std::vector<int32_t> t(NX);
