@@ -5,7 +5,7 @@
 // Determinism: every output element is computed by exactly one thread, in an order that does not depend on
 // the number of threads (static partitions of independent outputs; reductions over rows run per column in
 // row order, or over fixed-size blocks combined in block order). No float atomics anywhere.
-#include "hgrn2.h"
+#include "common.h"
 #include "ops.h"
 #include <math.h>
 #include <omp.h>

@@ -18,39 +18,6 @@
 #define SHARD_ZSTD_LEVEL 3
 #define SHARD_FRAME_TOKENS_MAX (1u << 24)   // bounds what a corrupt header can make a reader allocate
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// splitmix64's finalizer: the counter-based hash behind random windows and the validation split.
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = xmalloc(n);
-    memcpy(p, s, n);
-    return p;
-}
-
-__attribute__((format(printf, 1, 2))) static char *xasprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *p = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(p, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return p;
-}
-
 // ----------------------------------------------------------------------------------------------------------
 // Files to remove if the process exits before finishing them: the .tmp of every open shard writer and the
 // .part files of a running prepare. die() calls exit(), which runs this list, so a failure anywhere (any
@@ -1638,21 +1605,6 @@ static void write_meta(const char *dir, const char *spec, const char *name, cons
     free(abs);
     free(path);
     free(tmp);
-}
-
-static void mkdir_p(const char *dir) {
-    char *d = xstrdup(dir);
-    for (char *s = d + 1;; s++) {
-        if (*s != '/' && *s) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(d, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", d, strerror(errno));
-        *s = c;
-        if (!c) break;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", dir);
-    free(d);
 }
 
 // Whether dir already holds train or val shards (a previous run): mixing runs would corrupt both.

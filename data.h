@@ -2,7 +2,7 @@
 #ifndef HGRN2_DATA_H
 #define HGRN2_DATA_H
 
-#include "hgrn2.h"
+#include "common.h"
 
 // ---- one shard file ----
 typedef struct ShardWriter ShardWriter;

@@ -2,7 +2,7 @@
 #ifndef HGRN2_HF_H
 #define HGRN2_HF_H
 
-#include "hgrn2.h"
+#include "common.h"
 #include "json.h"
 
 typedef enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I32, ST_I64 } StDtype;

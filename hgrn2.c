@@ -11,7 +11,7 @@
 #include <signal.h>
 #include <omp.h>
 
-#include "hgrn2.h"
+#include "common.h"
 #include "ops.h"
 #include "data.h"
 #include "tokenizer.h"
@@ -221,29 +221,6 @@ static Layout layout_of(const Config *c) {
 static real *tensor_at(const Layout *lay, real *base, int p, int l) {
     if (p < P_FIRST_LAYER) return base + lay->off[p];
     return base + lay->layers_at + (int64_t)l * lay->layer_size + lay->off[p];
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// Random numbers: splitmix64 for seeds, xoshiro-style state for streams. Deterministic everywhere.
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-// Box-Muller: radius and angle of a standard normal pair, r cos(a) and r sin(a)
-static void rng_polar(uint64_t *s, double *r, double *a) {
-    double u1 = rng_uniform(s), u2 = rng_uniform(s);
-    if (u1 < 1e-300) u1 = 1e-300;
-    *r = sqrt(-2.0 * log(u1));
-    *a = 2.0 * M_PI * u2;
-}
-static inline double rng_normal(uint64_t *s) {   // used by the tests
-    double r, a;
-    rng_polar(s, &r, &a);
-    return r * cos(a);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -853,37 +830,6 @@ static const char *task_default_preset(const char *task) {
 
 // ----------------------------------------------------------------------------------------------------------
 // Small helpers of the subcommands
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static void mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-}
-
-static inline int file_exists(const char *p) { struct stat st; return stat(p, &st) == 0; }
-
-static void fmt_duration(char *buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
-
-static double bytes_mib(int64_t b) { return (double)b / (1024.0 * 1024.0); }
 
 // The tokenizer spec a prepared data directory was made with (its meta.txt), or NULL.
 static int data_tokenizer_spec(const char *dir, char *out, size_t cap) {

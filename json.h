@@ -2,7 +2,7 @@
 #ifndef HGRN2_JSON_H
 #define HGRN2_JSON_H
 
-#include "hgrn2.h"
+#include "common.h"
 
 typedef enum { JSON_NULL, JSON_BOOL, JSON_NUM, JSON_STR, JSON_ARR, JSON_OBJ } JsonType;
 

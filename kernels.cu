@@ -23,7 +23,7 @@ typedef __nv_bfloat16 bf16;
 #include <vector>
 #include <algorithm>
 
-#include "hgrn2.h"      // die(); its functions are static inline, so C++ compiles them as they are
+#include "common.h"      // die(); its functions are static inline, so C++ compiles them as they are
 #include "cuda_ops.h"
 
 // ---------------------------------------------------------------------------------------------------------

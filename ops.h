@@ -6,7 +6,7 @@
 #ifndef HGRN2_OPS_H
 #define HGRN2_OPS_H
 
-#include "hgrn2.h"
+#include "common.h"
 
 // ---- operands ----
 // An operand is an activation whose only readers are matrix products: RMSNorm's output (the input of the

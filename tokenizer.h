@@ -2,7 +2,7 @@
 #ifndef HGRN2_TOKENIZER_H
 #define HGRN2_TOKENIZER_H
 
-#include "hgrn2.h"
+#include "common.h"
 
 typedef struct Tokenizer Tokenizer;
 

@@ -26,7 +26,7 @@
 // warm-up, CUDA events) with the achieved bandwidth of their compulsory traffic.
 //
 // --quick runs only the small shapes (a smoke test in seconds). Exit status 1 when any check fails.
-#include "../hgrn2.h"
+#include "../common.h"
 extern "C" {
 #include "../ops.h"
 }

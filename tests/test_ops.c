@@ -10,7 +10,7 @@
 // tolerances scaled to float's epsilon. `--bench` (best in the float build) times the matmuls and the HGRU2.
 //
 // Exit status 1 when any check fails. One line per check: the measured error and the tolerance.
-#include "../hgrn2.h"
+#include "../common.h"
 #include "../ops.h"
 #include <math.h>
 #include <omp.h>

@@ -1,6 +1,7 @@
-// hgrn2.h: the few things every part of hgrn2 shares: the scalar type, errors, checked allocation and I/O.
-#ifndef HGRN2_H
-#define HGRN2_H
+// common.h: what every part of hgrn2 uses: the scalar type, errors, checked allocation, paths, number
+// parsing, clocks and random numbers. The inline half compiles as C and C++ (kernels.cu includes it).
+#ifndef HGRN2_COMMON_H
+#define HGRN2_COMMON_H
 
 #include <stdint.h>
 #include <stddef.h>
@@ -75,5 +76,29 @@ static inline int parse_f64(const char *s, double lo, double hi, double *out) {
     *out = v;
     return 0;
 }
+
+// ---- common.c: one definition each ----
+#ifdef __cplusplus
+extern "C" {
+#endif
+char *xstrdup(const char *s);
+// A freshly allocated formatted string (paths and messages of any length; the caller frees it).
+__attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
+double now_s(void);                                  // a monotonic clock in seconds
+void mkdir_p(const char *dir);                       // mkdir -p; dies naming the part that failed
+int file_exists(const char *path);
+void fmt_duration(char *buf, size_t n, double s);    // 1h05m, 3m07s; "?" for a negative or infinite time
+double bytes_mib(int64_t b);
+
+// Random numbers: splitmix64 steps a 64-bit state (seeds, streams); mix64 is its finaliser as a stateless
+// hash of a counter (random windows, the validation split). Deterministic on every machine.
+uint64_t splitmix64(uint64_t *s);
+uint64_t mix64(uint64_t x);
+double rng_uniform(uint64_t *s);                     // [0, 1) with 53 random bits
+void rng_polar(uint64_t *s, double *r, double *a);   // Box-Muller: a normal pair is r cos(a), r sin(a)
+double rng_normal(uint64_t *s);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

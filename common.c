@@ -1,0 +1,89 @@
+// common.c: the helpers of common.h that every file shares: strings and paths, clocks, directories, random numbers.
+#include <math.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common.h"
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) die("formatting a string failed (%s)", fmt);
+    char *p = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void mkdir_p(const char *dir) {
+    char *d = xstrdup(dir);
+    for (char *s = d + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(d, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", d, strerror(errno));
+        *s = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", dir);
+    free(d);
+}
+
+int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void fmt_duration(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+double bytes_mib(int64_t b) { return (double)b / (1024.0 * 1024.0); }
+
+uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t splitmix64(uint64_t *s) {
+    uint64_t x = *s;
+    *s += 0x9E3779B97F4A7C15ull;
+    return mix64(x);
+}
+
+double rng_uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+void rng_polar(uint64_t *s, double *r, double *a) {
+    double u1 = rng_uniform(s), u2 = rng_uniform(s);
+    if (u1 < 1e-300) u1 = 1e-300;
+    *r = sqrt(-2.0 * log(u1));
+    *a = 2.0 * M_PI * u2;
+}
+
+double rng_normal(uint64_t *s) {
+    double r, a;
+    rng_polar(s, &r, &a);
+    return r * cos(a);
+}
