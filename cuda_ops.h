@@ -52,7 +52,6 @@ void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int
 void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D);
 
 // ---- elementwise ----
-void cuda_add(float *y, const float *a, int64_t n);
 void cuda_zero(float *y, int64_t n);
 double cuda_sumsq(const float *a, int64_t n);           // synchronises
 

@@ -248,17 +248,8 @@ __device__ __forceinline__ double warp_sum_d(double v) {
     return v;
 }
 
-// Block sums (blockDim a multiple of 32): every thread gets the result; every warp reduces the same per-warp
+// A block sum (blockDim a multiple of 32): every thread gets the result; every warp reduces the same per-warp
 // partials in the same order, so all agree bit for bit.
-__device__ float block_sum(float v) {
-    __shared__ float buf[32];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();   // buf may still be read by a previous call
-    if (lane == 0) buf[w] = v;
-    __syncthreads();
-    return warp_sum(lane < nw ? buf[lane] : 0.f);
-}
 __device__ double block_sum_d(double v) {
     __shared__ double bufd[32];
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -614,16 +605,6 @@ extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, i
 // ---------------------------------------------------------------------------------------------------------
 // elementwise
 // ---------------------------------------------------------------------------------------------------------
-__global__ void add_kernel(float *__restrict__ y, const float *__restrict__ a, int64_t n) {
-    GRID_STRIDE(i, n) y[i] += a[i];
-}
-
-extern "C" void cuda_add(float *y, const float *a, int64_t n) {
-    if (n <= 0) return;
-    add_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(y, a, n);
-    LAUNCH_CHECK("add");
-}
-
 extern "C" void cuda_zero(float *y, int64_t n) {
     if (n <= 0) return;
     CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
