@@ -26,9 +26,11 @@ void cuda_to_host(void *dst, const void *src, size_t bytes);
 void cuda_sync(void);
 const char *cuda_device_name(void);
 size_t cuda_peak_bytes(void);                           // peak of the bytes allocated through cuda_alloc
-// Matmul precision: 0 = exact fp32 (CUBLAS_COMPUTE_32F), 1 = TF32 tensor cores (the default; ~1e-3 relative),
-// 2 = bf16 tensor cores (bf16 operands, fp32 accumulation; ~1e-2 relative). Storage is fp32 in every mode,
-// except operands (ops.h), which are bf16 in mode 2: set the mode before allocating them.
+// Matmul precision: 0 = exact fp32 (CUBLAS_COMPUTE_32F), 1 = TF32 tensor cores (~1e-3 relative), 2 = bf16
+// tensor cores (bf16 operands, fp32 accumulation; ~1e-2 relative). Storage is fp32 in every mode, except
+// operands (ops.h), which are bf16 in mode 2: set the mode before allocating them. The default is the caller's:
+// hgrn2 sets its --precision (bf16 unless told otherwise) before any op. The backend starts in mode 2 only so
+// that a call made before that behaves as the program's default.
 void cuda_set_gemm_precision(int mode);
 int cuda_get_gemm_precision(void);
 

@@ -62,7 +62,9 @@ static cudaStream_t g_stream = 0;
 static int g_init = 0;
 static cublasHandle_t g_blas;
 static cudaDeviceProp g_prop;
-static int g_gemm_mode = 1;   // TF32 by default
+// The GEMM precision (cuda_set_gemm_precision). The program sets it before any op; the initial value only serves
+// a caller that does not, and is the program's default, bf16.
+static int g_gemm_mode = 2;
 static std::unordered_map<void *, size_t> g_allocs;
 static size_t g_cur_bytes = 0, g_peak_bytes = 0;
 

@@ -974,6 +974,7 @@ int main(int argc, char **argv) {
         }
     }
     cuda_init();
+    cuda_set_gemm_precision(1);   // the baseline of the checks and timings; a check of another mode sets it and returns
     if (do_bench) {
         bench();
         return 0;
