@@ -28,7 +28,7 @@ hgrn2: $(SRC) $(HDR) $(CUDA_OBJ)
 	$(CC) $(CFLAGS) -o $@ $(SRC) $(CUDA_OBJ) $(LDLIBS)
 
 NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
-build/kernels.o: kernels.cu cuda_ops.h $(HDR)
+build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h $(HDR)
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
 

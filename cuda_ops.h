@@ -1,4 +1,4 @@
-// cuda_ops.h: the CUDA backend (kernels.cu). Every op of ops.h as cuda_* instead of op_*, with the same
+// cuda_ops.h: the CUDA backend (kernels.cu, cuda/). Every op of ops.h as cuda_* instead of op_*, with the same
 // semantics (= vs +=, NULL handling, strides), on device pointers, in fp32 storage. Plain C interface, so
 // hgrn2.c (C) and the tests (C++) can both call it. docs/kernels.md describes the kernels and their numerics.
 //

@@ -1,0 +1,139 @@
+// cuda/classifier.cuh: softmax cross-entropy and the fused classifier of training (loss and gradient in one pass).
+#pragma once
+#include "dense.cuh"
+
+// ---------------------------------------------------------------------------------------------------------
+// softmax cross-entropy: one block per row, an online (max, sum of exp) in one pass over the logits
+// ---------------------------------------------------------------------------------------------------------
+#define XENT_THREADS 512
+
+// merge (m2, s2) into (m, s): s is a sum of exp(x - m)
+__device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2) {
+    if (m2 > m) {
+        float t = m; m = m2; m2 = t;
+        t = s; s = s2; s2 = t;
+    }
+    if (m2 != -INFINITY) s += s2 * expf(m2 - m);   // an empty side (-inf, 0) adds nothing
+}
+
+// logsumexp of x[0..V) for the whole block (every thread gets it), in double for the final log
+__device__ double block_logsumexp(const float *x, int V) {
+    __shared__ float bm[32], bs[32];
+    float m = -INFINITY, s = 0.f;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float xv = x[j];
+        if (xv > m) { s = s * expf(m - xv) + 1.f; m = xv; }
+        else s += expf(xv - m);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) { bm[w] = m; bs[w] = s; }
+    __syncthreads();
+    m = lane < nw ? bm[lane] : -INFINITY;
+    s = lane < nw ? bs[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+    return (double)m + log((double)s);
+}
+
+__global__ void xent_fwd_kernel(float *__restrict__ losses, const float *__restrict__ logits,
+                                const int32_t *__restrict__ targets, int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    if (t < 0) {   // the whole block leaves together
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        return;
+    }
+    const float *x = logits + n * V;
+    double lse = block_logsumexp(x, V);
+    if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
+}
+
+// dlogits may equal logits: block_logsumexp reads the row before its barrier; afterwards each thread reads and
+// rewrites only its own elements.
+__global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32_t *__restrict__ targets, float scale,
+                                int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    const float *x = logits + n * V;
+    float *d = dlogits + n * V;
+    if (t < 0) {
+        for (int j = threadIdx.x; j < V; j += blockDim.x) d[j] = 0.f;
+        return;
+    }
+    float lse = (float)block_logsumexp(x, V);
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float val = scale * expf(x[j] - lse);
+        d[j] = j == t ? val - scale : val;
+    }
+}
+
+// The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
+// the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
+// into the operand of the two products after it. dlogits never exists in fp32.
+__global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
+                                  const int32_t *__restrict__ targets, float scale, int V) {
+    int64_t n = blockIdx.x;
+    int t = targets[n];
+    const float *x = logits + n * V;
+    bf16 *g = G + n * V;
+    if (t < 0) {
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) g[j] = __float2bfloat16(0.f);
+        return;
+    }
+    double lse = block_logsumexp(x, V);
+    if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
+    const float l = (float)lse;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float val = scale * expf(x[j] - l);
+        g[j] = __float2bfloat16(j == t ? val - scale : val);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// launchers
+// ---------------------------------------------------------------------------------------------------------
+extern "C" void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, targets, V);
+    LAUNCH_CHECK("xent_fwd");
+}
+
+extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N,
+                              int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
+    LAUNCH_CHECK("xent_bwd");
+}
+
+extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
+                                      const int32_t *targets, float scale, int64_t N, int D, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    cuda_matmul_fwd(logits, h, W, N, D, V);
+    if (g_gemm_mode != 2) {
+        cuda_xent_fwd(losses, logits, targets, N, V);
+        cuda_xent_bwd(logits, logits, targets, scale, N, V);
+        cuda_matmul_bwd(dx, dW, logits, h, W, N, D, V);
+        return;
+    }
+    static bf16 *G;
+    static int64_t cap;
+    if (N * V > cap) {
+        cuda_free(G);
+        cap = N * V;
+        G = (bf16 *)cuda_alloc((size_t)cap * sizeof(bf16), "the classifier's bf16 gradient block");
+    }
+    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, logits, targets, scale, V);
+    LAUNCH_CHECK("xent_fused");
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, weight_bf16(W, (int64_t)V * D), D, G, V, 0.f, dx, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, V, 1.f, dW, D);
+}

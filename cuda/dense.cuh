@@ -1,0 +1,131 @@
+// cuda/dense.cuh: the dense products on cuBLAS and the operands they read (bf16 conversion, the weights' bf16 copies).
+#pragma once
+#include "runtime.cuh"
+
+__global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
+    if (!vec) {
+        GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
+        return;
+    }
+    const int64_t n4 = n >> 2;
+    GRID_STRIDE(i, n4) {
+        float v[4];
+        load4(x + 4 * i, v);
+        store4(y + 4 * i, v);
+    }
+    GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __float2bfloat16(x[4 * n4 + i]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// launchers: the bf16 conversion, the weights' bf16 copies, operands
+// ---------------------------------------------------------------------------------------------------------
+static void to_bf16(bf16 *y, const float *x, int64_t n) {
+    const int vec = al(x, 16) && al(y, 8);
+    to_bf16_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(y, x, n, vec);
+    LAUNCH_CHECK("to_bf16");
+}
+
+// --precision bf16: cuBLAS reads bf16 operands (half the bytes of fp32, the full bf16 tensor-core rate) and
+// writes fp32. Activation operands arrive in bf16 (ops.h: their producers write that format); weights are
+// converted into a cache keyed by their address, which the AdamW kernel keeps up to date as it writes the new
+// weights (weight_bf16).
+//
+// The invariant: an entry for W that is `current` holds exactly to_bf16 of W[0, n). Only cuda_adamw and
+// cuda_to_device write parameters (and cuda_free may give their memory to another tensor), so:
+// - cuda_adamw over [p, p + n) writes the bf16 of the new values, in the same pass, into one current entry that
+//   contains the range, which so stays current (an entry may hold several tensors, each updated by its own
+//   cuda_adamw: the fused q/f/i and gate/up projections); the other entries over the range go stale;
+// - cuda_to_device and cuda_free make the entries over their bytes stale, and only those: the token ids go up
+//   through cuda_to_device at every forward, which must not cost a conversion of every weight.
+struct W16 { bf16 *p; int64_t cap, n; bool current; };
+static std::unordered_map<const float *, W16> g_w16;
+static const bf16 *weight_bf16(const float *W, int64_t n) {
+    W16 &e = g_w16[W];
+    if (e.current && e.n >= n) return e.p;
+    if (e.cap < n) {
+        cuda_free(e.p);
+        e.p = (bf16 *)cuda_alloc((size_t)n * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
+        e.cap = n;
+    }
+    to_bf16(e.p, W, n);
+    e.n = n;
+    e.current = true;
+    return e.p;
+}
+// The current entries over the bytes [p, p + bytes) go stale, except the first that contains them all when
+// `keep`: that one is returned, with the position of p in it (NULL when there is none).
+static bf16 *w16_over(const void *p, size_t bytes, bool keep) {
+    const uintptr_t a = (uintptr_t)p, b = a + bytes;
+    bf16 *kept = NULL;
+    for (auto &kv : g_w16) {
+        W16 &e = kv.second;
+        const uintptr_t ka = (uintptr_t)kv.first, kb = (uintptr_t)(kv.first + e.n);
+        if (!e.current || kb <= a || b <= ka) continue;   // stale already, or apart
+        if (keep && !kept && ka <= a && b <= kb) kept = e.p + ((const float *)p - kv.first);
+        else e.current = false;
+    }
+    return kept;
+}
+static void w16_stale(const void *p, size_t bytes) { w16_over(p, bytes, false); }
+// Where cuda_adamw over [p, p + n) writes the bf16 of its results (NULL: nowhere)
+static bf16 *adamw_copy_for(const float *p, int64_t n) { return w16_over(p, (size_t)n * sizeof(float), true); }
+
+// A real tensor as an operand: converted to bf16 in mode 2, copied (unless in place) otherwise.
+extern "C" void cuda_to_opnd(void *y, const float *x, int64_t n) {
+    if (n <= 0) return;
+    if (opnd_bf16()) to_bf16((bf16 *)y, x, n);
+    else if (y != x) CUDA_CHECK(cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, g_stream));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the products: cuBLAS, column-major view of row-major data
+// ---------------------------------------------------------------------------------------------------------
+// A row-major [R, C] matrix is a column-major [C, R] one with leading dimension C. So
+//   y[N,O] = x[N,I] W[O,I]^T   is   y^T[O,N] = W^T x^T:  gemm(T, N, m=O, n=N, k=I, A=W (ld I), B=x (ld I), C=y (ld O))
+//   dx[N,I] = dy[N,O] W[O,I]    is  dx^T[I,N] = W^T dy^T: gemm(N, N, m=I, n=N, k=O, A=W (ld I), B=dy (ld O), C=dx (ld I))
+//   dW[O,I] += dy^T x           is  dW^T[I,O] += x^T dy:  gemm(N, T, m=I, n=O, k=N, A=x (ld I), B=dy (ld O), C=dW (ld I))
+// One cuBLAS call for every product: operands fp32 (modes 0 and 1: exact or TF32 compute) or bf16 (mode 2),
+// accumulation in fp32, C fp32 or (c_opnd) in the operand format.
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, float beta, void *C, int64_t ldc, bool c_opnd = false) {
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+        die("matmul dimensions too large for cuBLAS (m %lld, n %lld, k %lld); reduce --batch or --seq-len",
+            (long long)m, (long long)n, (long long)k);
+    cuda_init();
+    const cudaDataType_t ab = g_gemm_mode == 2 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t ct = g_gemm_mode == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    float alpha = 1.f;
+    const cudaDataType_t cty = c_opnd ? ab : CUDA_R_32F;
+    CUBLAS_CHECK(cublasGemmEx(g_blas, ta, tb, (int)m, (int)n, (int)k, &alpha, A, ab, (int)lda, B, ab, (int)ldb, &beta,
+                              C, cty, (int)ldc, ct, CUBLAS_GEMM_DEFAULT));
+    if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+// In mode 2 the weight operand is its bf16 copy; the activation operands come in the mode's format.
+static const void *weight_opnd(const float *W, int64_t n) { return opnd_bf16() ? (const void *)weight_bf16(W, n) : W; }
+
+// y = x W^T, y fp32 or (y_opnd) in the operand format
+static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) {
+        CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)(N * O) * (y_opnd ? cuda_opnd_size() : sizeof(float)), g_stream));
+        return;
+    }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);
+}
+extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O) {
+    matmul_fwd(y, false, x, W, N, I, O);
+}
+extern "C" void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O) {
+    matmul_fwd(y, true, x, W, N, I, O);
+}
+extern "C" void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N,
+                                int I, int O) {
+    if (N <= 0 || I <= 0) return;
+    if (O <= 0) {
+        if (dx) cuda_zero(dx, N * I);
+        return;
+    }
+    if (dx) gemm(CUBLAS_OP_N, CUBLAS_OP_N, I, N, O, weight_opnd(W, (int64_t)O * I), I, dy, O, 0.f, dx, I);
+    if (dW) gemm(CUBLAS_OP_N, CUBLAS_OP_T, I, O, N, x, I, dy, O, 1.f, dW, I);
+}

@@ -1,0 +1,71 @@
+// cuda/mixer.cuh: the token mixer's ops: the chunked tensor-core form where it applies, the exact sweeps otherwise.
+#pragma once
+#include "mixer_sweep.cuh"
+#include "mixer_chunk.cuh"
+
+// The chunked kernels take K = Dv = 64 or 128, need bf16 tensor cores (compute capability 8+) and put b*h on a
+// grid dimension of at most 65535 blocks.
+static bool chunk_path(int chunk, int B, int T, int H, int K, int Dv) {
+    return chunk > 0 && T > 0 && K == Dv && (K == 64 || K == 128) && g_prop.major >= 8 && (int64_t)B * H <= 65535;
+}
+
+extern "C" int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk) {
+    cuda_init();
+    return chunk_path(chunk, B, T, H, K, Dv);
+}
+
+static void hgru_check_dims(const char *op, int B, int T, int H, int K, int Dv) {
+    if (B < 0 || T < 0 || H < 0 || K <= 0 || Dv <= 0)
+        die("%s: bad dimensions B %d T %d H %d K %d Dv %d", op, B, T, H, K, Dv);
+}
+
+extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
+                              int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk) {
+    hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
+    if (B == 0 || H == 0 || (T == 0 && !ST)) return;
+    cuda_init();
+    if (chunk_path(chunk, B, T, H, K, Dv)) {
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false);
+        c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.o = o; c.ST = ST; c.S0 = S0;
+        chunk_alignment(c);
+        if (K == 64) chunk_fwd<64>(c, B);
+        else chunk_fwd<128>(c, B);
+        return;
+    }
+    SweepArgs a = {};
+    a.out = o; a.ST = ST; a.S0 = S0;
+    a.q = q; a.k = k; a.g = g; a.v = v;
+    a.ldv = ldv; a.ldo = (int64_t)H * Dv;
+    a.T = T; a.H = H; a.K = K; a.Dv = Dv;
+    sweep_launch<SW_FWD>(a, B);
+}
+
+extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
+                              const float *q, const float *k, const float *g, const float *v, int64_t ldv, int B, int T,
+                              int H, int K, int Dv, int chunk) {
+    hgru_check_dims("hgru_bwd", B, T, H, K, Dv);
+    if (B == 0 || H == 0 || T == 0) return;
+    cuda_init();
+    if (chunk_path(chunk, B, T, H, K, Dv)) {
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, true);
+        c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.dout = dout;
+        c.dq = dq; c.dk = dk; c.dg = dg; c.dv = dv; c.lddv = lddv;
+        chunk_alignment(c);
+        if (K == 64) chunk_bwd<64>(c, B);
+        else chunk_bwd<128>(c, B);
+        return;
+    }
+    SweepArgs a = {};
+    a.q = q; a.k = k; a.g = g; a.v = v; a.dout = dout;
+    a.ldv = ldv;
+    a.T = T; a.H = H; a.K = K; a.Dv = Dv;
+    SweepArgs s = a;
+    s.out = dq; s.ldo = (int64_t)H * K;
+    sweep_launch<SW_DQ>(s, B);
+    s = a;
+    s.out = dv; s.ldo = lddv;
+    sweep_launch<SW_DV>(s, B);
+    s = a;
+    s.out = dk; s.out2 = dg; s.dq = dq; s.ldo = (int64_t)H * K;   // after DQ on the same stream
+    sweep_launch<SW_DKG>(s, B);
+}

@@ -1,0 +1,252 @@
+// cuda/pointwise.cuh: the elementwise and the small ops: zero, sum of squares, gates, lower bounds, SwiGLU.
+#pragma once
+#include "reduce.cuh"
+
+// sigmoid(x) and sigmoid(-x), each to full relative precision; exp never overflows (as cpu.c)
+__device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
+    float e = expf(-fabsf(x));
+    float r = 1.f / (1.f + e);
+    if (x >= 0) { s = r; sn = e * r; }
+    else        { s = e * r; sn = r; }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sum of squares
+// ---------------------------------------------------------------------------------------------------------
+// Sum of squares in double: a fixed grid of SS_BLOCKS blocks whatever n, so the summation order only depends on n.
+#define SS_BLOCKS 512
+__global__ void sumsq_partial_kernel(double *part, const float *__restrict__ a, int64_t n) {
+    double s = 0;
+    GRID_STRIDE(i, n) {
+        double x = a[i];
+        s += x * x;
+    }
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+__global__ void sumsq_final_kernel(double *out, const double *__restrict__ part, int np) {
+    double s = 0;
+    for (int i = threadIdx.x; i < np; i += blockDim.x) s += part[i];
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// gates: the same formulas as cpu.c
+// ---------------------------------------------------------------------------------------------------------
+__global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, float *__restrict__ g,
+                                 const float *__restrict__ qf, int64_t ldqf, const float *__restrict__ lb, int64_t N,
+                                 int HK) {
+    ROWS_COLS(n, c, N, HK) {
+        const int64_t i = n * HK + c;
+        const float *qp = qf + n * ldqf;
+        float x = qp[c], f = qp[HK + c], s, sn;
+        sigmoid2(x, s, sn);
+        q[i] = x * s;
+        sigmoid2(f, s, sn);
+        if (!lb) {
+            g[i] = -((f < 0 ? -f : 0.f) + log1pf(expf(-fabsf(f))));   // logsigmoid(f) = -softplus(-f)
+            k[i] = sn;
+        } else {
+            // g = log(lam) = log1p(-k): log1p keeps precision when the gate is near 1, log(lam) when near 0
+            float l = lb[c], kk = (1 - l) * sn;
+            k[i] = kk;
+            g[i] = kk < 0.5f ? log1pf(-kk) : logf(l + (1 - l) * s);
+        }
+    }
+}
+
+#define COL_ROWS 64   // rows per chunk of the gates' dlb partials
+
+// grid (row chunk, column tile): each thread writes dqf for its column over COL_ROWS rows and, with a lower
+// bound, leaves the chunk's dlb partial in part. dqf may equal qf: every element is read before it is written.
+__global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
+                                 const float *__restrict__ dk, const float *__restrict__ dg, const float *qf,
+                                 int64_t ldqf, const float *__restrict__ lb, int64_t N, int HK) {
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= HK) return;
+    int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    float l = lb ? lb[c] : 0.f, acc = 0.f;
+#pragma unroll 4
+    for (int64_t n = n0; n < n1; n++) {
+        float x = qf[n * ldqf + c], f = qf[n * ldqf + HK + c];
+        float dqv = dq[n * HK + c], dkv = dk[n * HK + c], dgv = dg[n * HK + c];
+        float sq, sqn, s, sn;
+        sigmoid2(x, sq, sqn);
+        sigmoid2(f, s, sn);
+        dqf[n * lddqf + c] = dqv * (sq + x * sq * sqn);
+        if (!lb) {
+            dqf[n * lddqf + HK + c] = (dgv - dkv * s) * sn;   // lam = s, k = 1 - s
+        } else {
+            float lam = l + (1 - l) * s, dlam = dgv / lam - dkv;
+            dqf[n * lddqf + HK + c] = dlam * (1 - l) * s * sn;
+            acc += dlam * sn;
+        }
+    }
+    if (part) part[(int64_t)blockIdx.x * HK + c] = acc;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// lower bounds: one thread per channel, looping over the L layers (tiny)
+// ---------------------------------------------------------------------------------------------------------
+// p = softmax over layers; lb[l] = p[1] + ... + p[l] (= cumsum(p)[l] - p[0] without the cancellation)
+__global__ void lb_fwd_kernel(float *__restrict__ lb, const float *__restrict__ P, int L, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C || L <= 0) return;
+    float m = P[c];
+    for (int l = 1; l < L; l++) m = fmaxf(m, P[(int64_t)l * C + c]);
+    float z = 0.f;
+    for (int l = 0; l < L; l++) z += expf(P[(int64_t)l * C + c] - m);
+    float acc = 0.f;
+    lb[c] = 0.f;
+    for (int l = 1; l < L; l++) {
+        acc += expf(P[(int64_t)l * C + c] - m) / z;
+        lb[(int64_t)l * C + c] = acc;
+    }
+}
+
+// dp[j] = sum_{l>=j} dlb[l] for j >= 1, dp[0] = 0; dP += p (dp - sum_l p dp)
+__global__ void lb_bwd_kernel(float *__restrict__ dP, const float *__restrict__ dlb, const float *__restrict__ P,
+                              int L, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C || L <= 0) return;
+    float m = P[c];
+    for (int l = 1; l < L; l++) m = fmaxf(m, P[(int64_t)l * C + c]);
+    float z = 0.f;
+    for (int l = 0; l < L; l++) z += expf(P[(int64_t)l * C + c] - m);
+    float acc = 0.f, s = 0.f;
+    for (int l = L - 1; l >= 1; l--) {
+        acc += dlb[(int64_t)l * C + c];
+        s += expf(P[(int64_t)l * C + c] - m) / z * acc;
+    }
+    acc = 0.f;
+    for (int l = L - 1; l >= 0; l--) {
+        if (l >= 1) acc += dlb[(int64_t)l * C + c];
+        float p = expf(P[(int64_t)l * C + c] - m) / z;
+        dP[(int64_t)l * C + c] += p * ((l >= 1 ? acc : 0.f) - s);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SwiGLU
+// ---------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ float ld1(const float *p) { return *p; }
+__device__ __forceinline__ float ld1(const bf16 *p) { return __bfloat162float(*p); }
+
+// A block per row; with V = 4 each thread takes four consecutive columns per load (I a multiple of 4, rows
+// aligned), else one.
+template <int V, typename T>
+__global__ void swiglu_fwd_kernel(T *__restrict__ h, const T *__restrict__ gu, int64_t N, int I) {
+    ROWS_COLS(n, j, N, I / V) {
+        const T *gt = gu + n * 2 * I + j * V;
+        float x[V], up[V], y[V];
+        if constexpr (V == 4) { load4(gt, x); load4(gt + I, up); }
+        else { x[0] = ld1(gt); up[0] = ld1(gt + I); }
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float s, sn;
+            sigmoid2(x[e], s, sn);
+            y[e] = x[e] * s * up[e];
+        }
+        if constexpr (V == 4) store4(h + n * I + j * V, y);
+        else put(h + n * I + j, y[0]);
+    }
+}
+
+template <int V, typename T>
+__global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__ dh, const T *__restrict__ gu,
+                                  int64_t N, int I) {
+    ROWS_COLS(n, j, N, I / V) {
+        const T *gt = gu + n * 2 * I + j * V;
+        float x[V], up[V], d[V], dg[V], du[V];
+        if constexpr (V == 4) { load4(gt, x); load4(gt + I, up); load4(dh + n * I + j * V, d); }
+        else { x[0] = ld1(gt); up[0] = ld1(gt + I); d[0] = dh[n * I + j]; }
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float s, sn;
+            sigmoid2(x[e], s, sn);
+            dg[e] = d[e] * up[e] * (s + x[e] * s * sn);
+            du[e] = d[e] * x[e] * s;
+        }
+        T *o = dgu + n * 2 * I + j * V;
+        if constexpr (V == 4) { store4(o, dg); store4(o + I, du); }
+        else { put(o, dg[0]); put(o + I, du[0]); }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// launchers
+// ---------------------------------------------------------------------------------------------------------
+extern "C" void cuda_zero(float *y, int64_t n) {
+    if (n <= 0) return;
+    CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
+}
+
+extern "C" double cuda_sumsq(const float *a, int64_t n) {
+    if (n <= 0) return 0;
+    Carve cv = {scratch(align256(SS_BLOCKS * sizeof(double)) + align256(sizeof(double)))};
+    double *part = cv.take<double>(SS_BLOCKS), *out = cv.take<double>(1);
+    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
+    LAUNCH_CHECK("sumsq_partial");
+    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
+    LAUNCH_CHECK("sumsq_final");
+    double r;
+    cuda_to_host(&r, out, sizeof r);
+    return r;
+}
+
+extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
+                               int HK) {
+    if (N <= 0 || HK <= 0) return;
+    gates_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
+    LAUNCH_CHECK("gates_fwd");
+}
+
+extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
+                               const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
+    if (N <= 0 || HK <= 0) return;
+    int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
+    float *part = NULL;
+    if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
+    dim3 grid((unsigned)nchunks, (unsigned)((HK + COL_THREADS - 1) / COL_THREADS));
+    gates_bwd_kernel<<<grid, COL_THREADS, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
+    LAUNCH_CHECK("gates_bwd");
+    if (part) colsum_finish(dlb, part, nchunks, HK);
+}
+
+extern "C" void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C) {
+    if (L <= 0 || C <= 0) return;
+    lb_fwd_kernel<<<(C + 127) / 128, 128, 0, g_stream>>>(lb, P, L, C);
+    LAUNCH_CHECK("lower_bounds_fwd");
+}
+
+extern "C" void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *P, int L, int C) {
+    if (L <= 0 || C <= 0) return;
+    lb_bwd_kernel<<<(C + 127) / 128, 128, 0, g_stream>>>(dP, dlb, P, L, C);
+    LAUNCH_CHECK("lower_bounds_bwd");
+}
+
+template <typename T> static void swiglu_fwd_as(T *h, const T *gu, int64_t N, int I) {
+    if (I % 4 == 0 && al(h, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)))
+        swiglu_fwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+    else swiglu_fwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+}
+template <typename T> static void swiglu_bwd_as(T *dgu, const float *dh, const T *gu, int64_t N, int I) {
+    if (I % 4 == 0 && al(dgu, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)) && al(dh, 16))
+        swiglu_bwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    else swiglu_bwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+}
+
+extern "C" void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I) {
+    if (N <= 0 || I <= 0) return;
+    if (opnd_bf16()) swiglu_fwd_as((bf16 *)h, (const bf16 *)gu, N, I);
+    else swiglu_fwd_as((float *)h, (const float *)gu, N, I);
+    LAUNCH_CHECK("swiglu_fwd");
+}
+
+extern "C" void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int I) {
+    if (N <= 0 || I <= 0) return;
+    if (opnd_bf16()) swiglu_bwd_as((bf16 *)dgu, dh, (const bf16 *)gu, N, I);
+    else swiglu_bwd_as((float *)dgu, dh, (const float *)gu, N, I);
+    LAUNCH_CHECK("swiglu_bwd");
+}

@@ -1,0 +1,219 @@
+// cuda/runtime.cuh: what every op stands on: errors, device, stream, cuBLAS, allocations, scratch, precision, helpers.
+// The helpers: launches (blocks_for, GRID_STRIDE, ROWS_COLS) and the bf16 operand format (load4, store4, put).
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <errno.h>
+#include <stdint.h>
+#include <limits.h>
+#include <math.h>
+#include <unordered_map>
+
+#include "../common.h"      // die(); its functions are static inline, so C++ compiles them as they are
+#include "../cuda_ops.h"
+typedef __nv_bfloat16 bf16;   // the operand format under --precision bf16
+
+// ---------------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------------
+static int g_debug_sync = 0;   // HGRN2_CUDA_SYNC=1: synchronise after every launch
+static cudaStream_t g_stream = 0;
+
+#define CUDA_CHECK(call)                                                                                      \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess)                                                                                \
+            die("CUDA error at %s:%d: %s (%s)", __FILE__, __LINE__, cudaGetErrorString(e_), #call);           \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                                    \
+    do {                                                                                                      \
+        cublasStatus_t s_ = (call);                                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+            die("cuBLAS error at %s:%d: %s (%s)", __FILE__, __LINE__, cublasGetStatusString(s_), #call);      \
+    } while (0)
+
+// After every kernel launch: a bad configuration shows up here, a fault inside the kernel at the next sync
+// (or here at once with HGRN2_CUDA_SYNC=1).
+#define LAUNCH_CHECK(name)                                                                                    \
+    do {                                                                                                      \
+        cudaError_t e_ = cudaGetLastError();                                                                  \
+        if (e_ == cudaSuccess && g_debug_sync) e_ = cudaStreamSynchronize(g_stream);                          \
+        if (e_ != cudaSuccess)                                                                                \
+            die("CUDA error at %s:%d in kernel %s: %s", __FILE__, __LINE__, name, cudaGetErrorString(e_));    \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------------------
+// plumbing: device, stream, cuBLAS, tracked allocations, scratch
+// ---------------------------------------------------------------------------------------------------------
+static int g_init = 0;
+static cublasHandle_t g_blas;
+static cudaDeviceProp g_prop;
+// The GEMM precision (cuda_set_gemm_precision). The program sets it before any op; the initial value only serves
+// a caller that does not, and is the program's default, bf16.
+static int g_gemm_mode = 2;
+static std::unordered_map<void *, size_t> g_allocs;
+static size_t g_cur_bytes = 0, g_peak_bytes = 0;
+
+extern "C" void cuda_init(void) {
+    if (g_init) return;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        die("no usable CUDA device (%s); use --device cpu", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaGetDeviceProperties(&g_prop, 0));
+    CUDA_CHECK(cudaStreamCreate(&g_stream));
+    CUBLAS_CHECK(cublasCreate(&g_blas));
+    CUBLAS_CHECK(cublasSetStream(g_blas, g_stream));
+    const char *s = getenv("HGRN2_CUDA_SYNC");
+    g_debug_sync = s && *s && strcmp(s, "0") != 0;
+    g_init = 1;
+}
+
+extern "C" const char *cuda_device_name(void) {
+    cuda_init();
+    return g_prop.name;
+}
+
+extern "C" void *cuda_alloc(size_t bytes, const char *what) {
+    cuda_init();
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();   // clear it, so it does not resurface at the next launch check
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        die("out of GPU memory: %s needs %zu bytes (%.1f MiB); %.1f MiB of %.1f MiB are free, %.1f MiB already held "
+            "by hgrn2 (%s); reduce --batch or --seq-len, or use a smaller model (--dim, --layers, --vocab)",
+            what ? what : "a buffer", bytes, bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0,
+            g_cur_bytes / 1048576.0, cudaGetErrorString(e));
+    }
+    g_allocs[p] = bytes;
+    g_cur_bytes += bytes;
+    if (g_cur_bytes > g_peak_bytes) g_peak_bytes = g_cur_bytes;
+    return p;
+}
+
+static void w16_stale(const void *p, size_t bytes);   // marks the bf16 weight copies over these bytes stale (dense.cuh)
+
+extern "C" void cuda_free(void *p) {
+    if (!p) return;
+    auto it = g_allocs.find(p);
+    if (it != g_allocs.end()) {
+        w16_stale(p, it->second);   // the address may come back as another tensor
+        g_cur_bytes -= it->second;
+        g_allocs.erase(it);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));   // kernels in flight may still use it
+    CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" size_t cuda_peak_bytes(void) { return g_peak_bytes; }
+
+extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    w16_stale(dst, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_sync(void) {
+    cuda_init();
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_set_gemm_precision(int mode) {
+    if (mode < 0 || mode > 2) die("GEMM precision must be 0 (fp32), 1 (tf32) or 2 (bf16), got %d", mode);
+    g_gemm_mode = mode;
+}
+extern "C" int cuda_get_gemm_precision(void) { return g_gemm_mode; }
+
+// Operands (ops.h): bf16 in gemm mode 2, fp32 otherwise; the products (dense.cuh) read them in that format.
+static bool opnd_bf16(void) { return g_gemm_mode == 2; }
+extern "C" size_t cuda_opnd_size(void) { return opnd_bf16() ? sizeof(bf16) : sizeof(float); }
+
+// One scratch buffer shared by the ops that need temporaries (embedding sort, column partial sums, rstd,
+// sumsq partials). Ops run in stream order, so consecutive ops can reuse it; it only grows, after a sync.
+static void *g_scratch = NULL;
+static size_t g_scratch_bytes = 0;
+
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+static char *scratch(size_t bytes) {
+    if (bytes > g_scratch_bytes) {
+        if (g_scratch) cuda_free(g_scratch);   // synchronises first
+        size_t nb = align256(bytes > g_scratch_bytes * 3 / 2 ? bytes : g_scratch_bytes * 3 / 2);
+        g_scratch = cuda_alloc(nb, "scratch space of the CUDA ops");
+        g_scratch_bytes = nb;
+    }
+    return (char *)g_scratch;
+}
+
+// Hands out consecutive 256-byte aligned pieces of one scratch allocation.
+struct Carve {
+    char *p;
+    template <typename T> T *take(size_t n) {
+        T *r = (T *)p;
+        p += align256(n * sizeof(T));
+        return r;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// launch helpers
+// ---------------------------------------------------------------------------------------------------------
+// Blocks of `threads` for n items, one item per thread up to a cap.
+static unsigned blocks_for(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b > (1 << 20)) b = 1 << 20;   // the kernels loop (grid stride) past this
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+// Row n, column c of an [N, C] array: a block per row (grid stride), the block's threads along the row.
+#define ROWS_COLS(n, c, N, C)                                                        \
+    for (int64_t n = blockIdx.x; n < (N); n += gridDim.x)                            \
+        for (int c = threadIdx.x; c < (C); c += blockDim.x)
+
+#define GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// ---------------------------------------------------------------------------------------------------------
+// bf16 format helpers: the operand formats in loads and stores
+// ---------------------------------------------------------------------------------------------------------
+static bool al(const void *p, int bytes) { return ((uintptr_t)p % bytes) == 0; }   // p is bytes-aligned
+
+// Stores in the operand formats (float or bf16, round to nearest).
+__device__ __forceinline__ void put(float *p, float v) { *p = v; }
+__device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
+__device__ __forceinline__ void load4(const float *p, float v[4]) {
+    const float4 t = *(const float4 *)p;
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void load4(const bf16 *p, float v[4]) {
+    const uint2 t = *(const uint2 *)p;
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&t.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&t.y);
+    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
+}
+__device__ __forceinline__ void store4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 t;
+    t.x = *(unsigned *)&a;
+    t.y = *(unsigned *)&b;
+    *(uint2 *)p = t;
+}
