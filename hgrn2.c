@@ -12,554 +12,12 @@
 #include <omp.h>
 
 #include "common.h"
-#include "ops.h"
+#include "backend.h"
+#include "model.h"
 #include "data.h"
 #include "tokenizer.h"
 #include "hf.h"
 
-// ----------------------------------------------------------------------------------------------------------
-// Backends: every op runs on the CPU (cpu.c) or, built with nvcc and chosen with --device cuda, on the GPU
-// (kernels.cu), through OP(name, ...). Tensors of the model live where their backend computes; the few
-// host/device crossings (token ids in, losses and logits out, checkpoints) go through dev_* below.
-#if defined(HGRN2_CUDA) && !defined(HGRN2_F64)
-#define USE_CUDA 1
-#include "cuda_ops.h"
-#define OP(name, ...) \
-    ((g_prof ? cuda_prof_mark(g_section, #name) : (void)0), g_gpu ? cuda_##name(__VA_ARGS__) : op_##name(__VA_ARGS__))
-#else
-#define USE_CUDA 0
-#define OP(name, ...) op_##name(__VA_ARGS__)
-#endif
-static int g_gpu = 0;
-static int g_prof = 0;                      // hgrn2 bench --profile (GPU): every op is timed ...
-static const char *g_section = "";          // ... and charged to the part of the model set by SECTION
-#define SECTION(name) (g_section = (name))
-
-static void *dev_alloc(size_t bytes, const char *what) {
-#if USE_CUDA
-    if (g_gpu) return cuda_alloc(bytes, what);
-#endif
-    (void)what;
-    return xcalloc(1, bytes);
-}
-static void dev_free(void *p) {
-#if USE_CUDA
-    if (g_gpu) { cuda_free(p); return; }
-#endif
-    free(p);
-}
-static void dev_upload(void *dst, const void *src, size_t bytes) {
-#if USE_CUDA
-    if (g_gpu) { cuda_to_device(dst, src, bytes); return; }
-#endif
-    memcpy(dst, src, bytes);
-}
-static void dev_sync(void) {
-#if USE_CUDA
-    if (g_gpu) cuda_sync();
-#endif
-}
-static double dev_peak_mib(void) {
-#if USE_CUDA
-    if (g_gpu) return (double)cuda_peak_bytes() / (1024.0 * 1024.0);
-#endif
-    return 0;
-}
-static void dev_download(void *dst, const void *src, size_t bytes) {
-#if USE_CUDA
-    if (g_gpu) { cuda_to_host(dst, src, bytes); return; }
-#endif
-    memcpy(dst, src, bytes);
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// Configuration
-
-typedef struct {
-    int V;          // vocabulary size
-    int D;          // hidden size
-    int L;          // layers
-    int K;          // expand ratio: key (forget-gate) dim per head
-    int H;          // heads = D / K
-    int Dv;         // value dim per head = D / H
-    int I;          // MLP width
-    int tie;        // lm_head tied to the embedding
-    int lower_bound;// use the learned lower bounds of the forget gates
-    double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
-} Config;
-
-#define EPS_O 1e-5          // the token mixer's output norm always uses this eps (MODEL.md)
-// The token mixer's form: 0 runs the plain recurrence, C > 0 the chunked form with chunks of C steps.
-// Both compute the same function (tests/test_ops.c). On the CPU the plain recurrence is the faster (about
-// 12 against 17 us per token and head at K = Dv = 128); the chunked form is what tensor-core kernels compute.
-static int g_hgru_chunk = 0;
-static int mixer_chunk(int T) {   // the form a forward or backward over T steps uses
-    if (T <= 1) return 0;
-#if USE_CUDA
-    if (g_gpu) return cuda_get_gemm_precision() ? 64 : 0;   // tensor cores unless --precision fp32
-#endif
-    return g_hgru_chunk;
-}
-
-// Operands (ops.h) in the backend's format: bytes per value, the address of value i, and a real tensor as an
-// operand (itself where the formats agree, else converted into the scratch `to`).
-static size_t opnd_size(void) {
-#if USE_CUDA
-    if (g_gpu) return cuda_opnd_size();
-#endif
-    return sizeof(real);
-}
-static opnd *opnd_at(const opnd *p, int64_t i) { return (char *)p + i * (int64_t)opnd_size(); }
-static const opnd *as_opnd(opnd *to, const real *x, int64_t n) {
-    if (opnd_size() == sizeof(real)) return x;
-    OP(to_opnd, to, x, n);
-    return to;
-}
-
-// MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
-static int mlp_width(int D, double ratio) {
-    int64_t h = (int64_t)(D * ratio * 2 / 3);
-    return (int)(256 * ((h + 255) / 256));
-}
-
-// Fills the derived sizes; returns NULL when the configuration is valid, otherwise what is wrong.
-static const char *config_finish(Config *c) {
-    static char msg[160];
-    if (c->V < 2 || c->V > (1 << 24)) return "vocabulary size must be in [2, 16777216]";
-    if (c->D < 1 || c->D > 65536) return "--dim must be in [1, 65536]";
-    if (c->L < 1 || c->L > 1024) return "--layers must be in [1, 1024]";
-    if (c->K < 1 || c->D % c->K) {
-        snprintf(msg, sizeof msg, "--expand-ratio %d must divide --dim %d", c->K, c->D);
-        return msg;
-    }
-    c->H = c->D / c->K;
-    c->Dv = c->D / c->H;
-    if (c->I <= 0) c->I = mlp_width(c->D, 4);
-    return NULL;
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// The parameter table: one row per tensor drives allocation, initialisation, AdamW, checkpoints and the
-// Hugging Face names. Parameters live in one buffer: the global tensors first, then one block per layer
-// in which q/f/i and gate/up sit next to each other, so each pair or triple is one matrix product.
-
-enum {
-    P_EMB, P_LB, P_NORM, P_LM,                                            // global
-    P_ATTN_NORM, P_WQ, P_WF, P_WI, P_GNORM, P_WO, P_MLP_NORM, P_WGATE, P_WUP, P_WDOWN,  // per layer
-    NPARAM
-};
-#define P_FIRST_LAYER P_ATTN_NORM
-
-typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } Init;
-typedef struct {
-    const char *name;   // our name
-    const char *hf;     // Hugging Face (fla) name, %d = layer
-    int decay;          // AdamW weight decay applies
-    Init init;
-} ParamDesc;
-
-static const ParamDesc PARAMS[NPARAM] = {
-    [P_EMB]       = {"embeddings",  "model.embeddings.weight",                1, INIT_NORMAL},
-    [P_LB]        = {"lower_bounds","model.lower_bounds",                     0, INIT_ZEROS},
-    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES},
-    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL},
-    [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES},
-    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL},
-    [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL},
-    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL},
-    [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES},
-    [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL},
-    [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES},
-    [P_WGATE]     = {"gate_proj",   "model.layers.%d.mlp.gate_proj.weight",   1, INIT_NORMAL},
-    [P_WUP]       = {"up_proj",     "model.layers.%d.mlp.up_proj.weight",     1, INIT_NORMAL},
-    [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL},
-};
-
-// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent.
-static void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
-    int64_t HK = (int64_t)c->H * c->K, D = c->D;
-    int64_t r = 1, k = D;
-    switch (p) {
-    case P_EMB: r = c->V; break;
-    case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
-    case P_NORM: case P_ATTN_NORM: case P_GNORM: case P_MLP_NORM: break;
-    case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
-    case P_WQ: case P_WF: r = HK; break;
-    case P_WI: case P_WO: r = D; break;
-    case P_WGATE: case P_WUP: r = c->I; break;
-    case P_WDOWN: r = D; k = c->I; break;
-    }
-    *rows = r;
-    *cols = k;
-}
-static int64_t param_numel(const Config *c, int p) {
-    int64_t r, k;
-    param_shape(c, p, &r, &k);
-    return r * k;
-}
-
-typedef struct {
-    int64_t off[NPARAM];    // global tensors: offset in the buffer; per-layer: offset inside a layer block
-    int64_t layers_at;      // where layer 0's block starts
-    int64_t layer_size;     // elements per layer block
-    int64_t n;              // total elements
-} Layout;
-
-static Layout layout_of(const Config *c) {
-    Layout lay = {0};
-    int64_t at = 0;
-    for (int p = 0; p < P_FIRST_LAYER; p++) { lay.off[p] = at; at += param_numel(c, p); }
-    lay.layers_at = at;
-    int64_t in = 0;
-    for (int p = P_FIRST_LAYER; p < NPARAM; p++) { lay.off[p] = in; in += param_numel(c, p); }
-    lay.layer_size = in;
-    lay.n = at + in * c->L;
-    return lay;
-}
-
-// The tensor p (of layer l, for per-layer tensors) inside a parameter-shaped buffer.
-static real *tensor_at(const Layout *lay, real *base, int p, int l) {
-    if (p < P_FIRST_LAYER) return base + lay->off[p];
-    return base + lay->layers_at + (int64_t)l * lay->layer_size + lay->off[p];
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// The model: parameters, their gradients and AdamW moments (one allocation each), and activations.
-
-typedef struct {
-    Config c;
-    Layout lay;
-    real *params, *grads, *m, *v;   // grads, m, v are NULL until training asks for them
-    int on_device;                  // params, m and v moved to the GPU (grads are always backend memory)
-} Model;
-
-static real *W(Model *m, int p, int l) { return tensor_at(&m->lay, m->params, p, l); }
-static real *G(Model *m, int p, int l) { return tensor_at(&m->lay, m->grads, p, l); }
-// The classifier: lm_head, or the embedding when tied.
-static int lm_tensor(const Model *m) { return m->c.tie ? P_EMB : P_LM; }
-
-// Parameters are made and loaded on the host (model_alloc, model_init, checkpoint_load), then moved to
-// the backend's memory by model_to_device; gradients and AdamW moments are born there.
-static void model_alloc(Model *m, const Config *c) {
-    m->c = *c;
-    m->lay = layout_of(c);
-    m->params = xcalloc(m->lay.n, sizeof(real));
-    m->grads = m->m = m->v = NULL;
-    m->on_device = 0;
-}
-static real *dev_zeros(int64_t n, const char *what) {
-    real *p = dev_alloc((size_t)n * sizeof(real), what);
-    OP(zero, p, n);
-    return p;
-}
-static void model_to_device(Model *m) {
-    if (!g_gpu || m->on_device) return;
-    size_t bytes = (size_t)m->lay.n * sizeof(real);
-    real *params = dev_alloc(bytes, "parameters");
-    dev_upload(params, m->params, bytes);
-    free(m->params);
-    m->params = params;
-    // moments loaded from a checkpoint travel too
-    if (m->m) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->m, bytes); free(m->m); m->m = d; }
-    if (m->v) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->v, bytes); free(m->v); m->v = d; }
-    m->on_device = 1;
-}
-static void model_alloc_training(Model *m) {
-    if (!m->grads) m->grads = dev_zeros(m->lay.n, "gradients");
-    if (!m->m) m->m = dev_zeros(m->lay.n, "AdamW moments");
-    if (!m->v) m->v = dev_zeros(m->lay.n, "AdamW moments");
-}
-static void model_free(Model *m) {
-    void (*release)(void *) = m->on_device ? dev_free : free;
-    release(m->params);
-    if (m->grads) dev_free(m->grads);
-    if (m->m) release(m->m);
-    if (m->v) release(m->v);
-    memset(m, 0, sizeof *m);
-}
-// A host copy of n values at p (the pointer itself on the CPU); free *tmp afterwards.
-static const real *host_view(const Model *m, const real *p, int64_t n, real **tmp) {
-    *tmp = NULL;
-    if (!m->on_device) return p;
-    *tmp = xmalloc((size_t)n * sizeof(real));
-    dev_download(*tmp, p, (size_t)n * sizeof(real));
-    return *tmp;
-}
-
-// fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0.
-// Every tensor is filled in blocks of 64Ki values, each block drawn from its own seed (tensor, layer, block),
-// so the values are the same at any thread count and a billion parameters take a second or two on all cores.
-#define INIT_BLOCK 65536
-static void model_init(Model *m, uint64_t seed) {
-    int64_t first[NPARAM * 1024 + 1];   // first block of each (tensor, layer), in order; at most 1024 layers
-    int tp[NPARAM * 1024], tl[NPARAM * 1024], nt = 0;
-    first[0] = 0;
-    for (int p = 0; p < NPARAM; p++)
-        for (int l = 0; l < (p < P_FIRST_LAYER ? 1 : m->c.L); l++, nt++) {
-            tp[nt] = p;
-            tl[nt] = l;
-            first[nt + 1] = first[nt] + (param_numel(&m->c, p) + INIT_BLOCK - 1) / INIT_BLOCK;
-        }
-    #pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t blk = 0; blk < first[nt]; blk++) {
-        int t = 0;
-        while (first[t + 1] <= blk) t++;
-        const int p = tp[t], kind = PARAMS[p].init;
-        const int64_t n = param_numel(&m->c, p), b = blk - first[t], i0 = b * INIT_BLOCK;
-        const int64_t i1 = i0 + INIT_BLOCK < n ? i0 + INIT_BLOCK : n;
-        real *x = W(m, p, tl[t]);
-        if (kind != INIT_NORMAL) {
-            for (int64_t i = i0; i < i1; i++) x[i] = kind == INIT_ONES ? 1 : 0;
-            continue;
-        }
-        uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)tl[t];
-        s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
-        for (int64_t i = i0; i < i1; i += 2) {   // both normals of each pair
-            double r, a;
-            rng_polar(&s, &r, &a);
-            r *= 0.02;
-            x[i] = (real)(r * cos(a));
-            if (i + 1 < i1) x[i + 1] = (real)(r * sin(a));
-        }
-    }
-}
-
-// Activations of one forward pass over B x T tokens, carved from one allocation. With `train`, every layer
-// keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
-// cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
-// in the backward, bit for bit as the forward made them. That keeps 5D + 2I values per token and layer
-// instead of 11D + 3I. Without `train`, every per-layer buffer is shared.
-// The classifier runs over this many rows at a time, so [N, V] logits never exist: 256 on the CPU (the block
-// stays in cache), 1024 on the GPU (GEMMs large enough to fill it; 206 MB of logits at V = 50304).
-static int cls_rows(void) { return g_gpu ? 1024 : 256; }
-
-typedef struct {
-    int B, T, train;
-    int64_t N;
-    real *lb;                               // [L, HK] lower bounds of this forward
-    real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
-    real *xmid;                             // [L, N, D] residual between mixer and MLP
-    real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
-    real *rstd2;                            // per layer: [N]
-    opnd *gu;                               // per layer: [N,2I], an operand
-    real *q, *k, *g;                        // shared: [N,HK] x3
-    opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
-    opnd *hf;                               // final norm [N,D]
-    real *rstdf;                            // [N]
-    real *logits;                           // [cls_rows(), V]
-    real *losses;                           // [N]
-    int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
-    real *losses_h;                         // host copy of the losses [N]
-    // backward scratch
-    real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
-    opnd *dgu;                              // [N,2I]
-    opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
-    void *mem;
-    int64_t bytes;
-} Acts;
-
-static void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
-    memset(a, 0, sizeof *a);
-    a->B = B; a->T = T; a->train = train;
-    int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
-    int64_t nl = train ? L : 1, QFI = 2 * HK + D;
-    a->N = N;
-    // every part in bytes: values of `real`, or operands (O) in the backend's operand format
-    const int64_t R = sizeof(real), O = (int64_t)opnd_size();
-    const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
-    struct { void **p; int64_t bytes; } parts[] = {
-        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
-        {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {&a->gu, nl * N * 2 * I * O},
-        {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
-        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
-        {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
-        {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
-        {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
-        {(void **)&a->dq, train ? N * HK * R : 0}, {(void **)&a->dk, train ? N * HK * R : 0},
-        {(void **)&a->dg, train ? N * HK * R : 0}, {(void **)&a->dout, train ? N * D * R : 0},
-        {&a->dgu, train ? N * 2 * I * O : 0}, {(void **)&a->da, train ? N * I * R : 0},
-        {(void **)&a->dlb, train ? L * HK * R : 0}, {&a->dyo, DY * O},
-    };
-    int n = sizeof parts / sizeof parts[0];
-    int64_t total = 0;   // every part starts at a multiple of 256 bytes (aligned vector loads)
-    for (int i = 0; i < n; i++) total += (parts[i].bytes + 255) / 256 * 256;
-    a->mem = dev_alloc((size_t)total, "activations");
-    a->bytes = total;
-    int64_t at = 0;
-    for (int i = 0; i < n; i++) {
-        *parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
-        at += (parts[i].bytes + 255) / 256 * 256;
-    }
-    a->losses_h = xmalloc((size_t)N * sizeof(real));
-    if (g_gpu) {
-        a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
-        a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
-    }
-}
-static void acts_free(Acts *a) {
-    dev_free(a->mem);
-    free(a->losses_h);
-    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); }
-    memset(a, 0, sizeof *a);
-}
-
-// Layer l's slice of a per-layer activation of `per` elements per token (of `per` operands: LAYER_OPND).
-#define LAYER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
-#define LAYER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
-
-// ----------------------------------------------------------------------------------------------------------
-// Forward pass. ids [B,T]; targets [B,T] (< 0: no loss there) or NULL.
-// states: NULL (zero state, nothing kept), or [L][B,H,K,Dv] carried in and out (prefill and decoding).
-// logits_out: NULL, or [B,T,V] (all positions) / [B,V] (last_only) receiving the logits.
-// With a->train, the classifier's backward runs here too (it is fused with the loss: logits are never kept)
-// with dloss/dlogit = 1 / loss_count, and dhf is left in a->dx for model_backward.
-// Returns the sum of the losses over valid targets; *count receives their number.
-
-static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
-                            real *logits_out, int last_only, double loss_scale, int64_t *count) {
-    const Config *c = &m->c;
-    const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, I = c->I, V = c->V, QFI = 2 * HK + D;
-    const int64_t N = a->N;
-    const int chunk = mixer_chunk(T);
-    const int64_t state_size = (int64_t)B * c->H * c->K * c->Dv;
-
-    const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
-    if (g_gpu) {
-        dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
-        ids_b = a->ids_d;
-        if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
-    }
-    SECTION("embedding");
-    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
-    OP(embed_fwd, a->resid, ids_b, W(m, P_EMB, 0), N, D);                    // x [N,D]
-
-    for (int l = 0; l < c->L; l++) {
-        real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
-        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
-        real *q = a->q, *k = a->k, *g = a->g;
-        opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
-        real *S = states ? states + l * state_size : NULL;
-        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
-        // Each residual add is done by the norm after it: x holds the last layer's MLP output until this norm
-        // adds the residual it goes around (that layer's xmid), and xmid holds y until the MLP norm adds x.
-        const real *x_res = l > 0 ? LAYER(a, xmid, l - 1, D) : NULL;
-
-        SECTION("mixer");
-        OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
-        OP(matmul_fwd, qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
-        OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
-        OP(hgru_fwd, o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk);  // o [N,D]
-        OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
-        OP(matmul_fwd, xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
-        SECTION("mlp");
-        OP(rmsnorm_fwd, h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);  // xmid = x + y
-        OP(matmul_fwd_opnd, gu, h2, W(m, P_WGATE, l), N, D, 2 * I);          // [gate | up] [N, 2I]
-        OP(swiglu_fwd, act, gu, N, I);                                       // [N,I]
-        OP(matmul_fwd, xn, act, W(m, P_WDOWN, l), N, I, D);                  // [N,D]; + xmid in the next norm
-    }
-
-    real *xL = a->resid + (int64_t)c->L * N * D;
-    SECTION("final norm");
-    OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? LAYER(a, xmid, c->L - 1, D) : NULL, W(m, P_NORM, 0), N, D,
-                    c->eps);                                                 // xL = the last MLP's output + xmid
-
-    // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
-    SECTION("classifier");
-    real *Wlm = W(m, lm_tensor(m), 0);
-    real *dWlm = a->train ? G(m, lm_tensor(m), 0) : NULL;
-    const int64_t CR = cls_rows();
-    if (a->train) OP(zero, a->dx, N * D);
-    for (int64_t r0 = 0; r0 < N; r0 += CR) {
-        int64_t rows = N - r0 < CR ? N - r0 : CR;
-        if (last_only) {
-            // only the last position of each sequence: row b*T + T-1
-            if (r0 >= B) break;
-            rows = B - r0 < CR ? B - r0 : CR;
-            for (int64_t i = 0; i < rows; i++)
-                OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
-        } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
-            OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, opnd_at(a->hf, r0 * D), Wlm, tgt_b + r0,
-                                 (real)loss_scale, rows, D, V);
-            continue;
-        } else {
-            OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
-        }
-        if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
-        if (!targets || last_only) continue;
-        OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
-        if (a->train) {
-            OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
-            const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
-            OP(matmul_bwd, a->dx + r0 * D, dWlm, dlog, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
-        }
-    }
-    double loss = 0;   // summed on the host in row order, once the losses are all there
-    int64_t cnt = 0;
-    if (targets && !last_only) {
-        dev_download(a->losses_h, a->losses, (size_t)N * sizeof(real));
-        for (int64_t i = 0; i < N; i++)
-            if (targets[i] >= 0) { loss += a->losses_h[i]; cnt++; }
-    }
-    if (count) *count = cnt;
-    return loss;
-}
-
-// Backward pass after a training forward: gradients accumulate (+=) into m->grads.
-static void model_backward(Model *m, Acts *a, const int32_t *ids) {
-    const Config *c = &m->c;
-    const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, I = c->I, QFI = 2 * HK + D;
-    const int64_t N = a->N;
-    const int chunk = mixer_chunk(T);
-    real *dx = a->dx, *dt = a->dt, *dh = a->dh;
-
-    // final norm: dx holds dhf, turn it into the gradient of the last residual
-    real *xL = a->resid + (int64_t)c->L * N * D;
-    SECTION("final norm bwd");
-    OP(rmsnorm_bwd, dt, 0, G(m, P_NORM, 0), dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
-    real *swap = dx;        // the residual gradient now lives in dt: trade the buffers' roles
-    dx = dt;
-    dt = swap;
-    if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);
-
-    for (int l = c->L - 1; l >= 0; l--) {
-        real *x = a->resid + (int64_t)l * N * D;
-        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *xmid = LAYER(a, xmid, l, D);
-        opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
-        real *q = a->q, *k = a->k, *g = a->g;
-        opnd *h1 = a->h1, *yo = a->yo, *h2 = a->h2, *act = a->a;
-        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
-        real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
-
-        SECTION("mlp bwd");   // dx is the gradient of the layer's output
-        OP(swiglu_fwd, act, gu, N, I);                                               // recomputed
-        const opnd *dyo = as_opnd(a->dyo, dx, N * D);   // (outside OP: the profile charges it apart)
-        OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dyo, act, W(m, P_WDOWN, l), N, I, D);  // da [N,I]
-        OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                     // dgu [N,2I]
-        OP(rmsnorm_fwd, h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
-        OP(matmul_bwd, dh, G(m, P_WGATE, l), a->dgu, h2, W(m, P_WGATE, l), N, D, 2 * I);
-        OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
-                    N, D, c->eps);                                                   // dx += d xmid
-        SECTION("mixer bwd");
-        OP(rmsnorm_fwd, yo, NULL, o, NULL, W(m, P_GNORM, l), N, D, EPS_O);           // recomputed
-        dyo = as_opnd(a->dyo, dx, N * D);
-        OP(matmul_bwd, dh, G(m, P_WO, l), dyo, yo, W(m, P_WO, l), N, D, D);          // d yo
-        OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
-        OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                                 // recomputed
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
-                    B, T, c->H, c->K, c->Dv, chunk);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
-        OP(rmsnorm_fwd, h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
-        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
-        OP(matmul_bwd, dh, G(m, P_WQ, l), dyo, h1, W(m, P_WQ, l), N, D, QFI);
-        OP(rmsnorm_bwd, dx, 1, G(m, P_ATTN_NORM, l), dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1),
-                    N, D, c->eps);                                                   // dx += d x
-    }
-    SECTION("embedding bwd");
-    OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, N, D);
-    if (c->lower_bound) OP(lower_bounds_bwd, G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // Optimizer: AdamW with global-norm clipping, and the learning-rate schedules.
@@ -587,27 +45,6 @@ static double lr_at(const Hyper *h, int64_t step) {   // step counts from 1
         if (t > 1) t = 1;
         return h->min_lr + 0.5 * (h->lr - h->min_lr) * (1 + cos(M_PI * t));
     }
-    }
-}
-
-static double grad_norm(Model *m) {
-    SECTION("optimizer");
-    return sqrt(OP(sumsq, m->grads, m->lay.n));
-}
-
-static void adamw_step(Model *m, const Hyper *h, double lr, double grad_scale, int64_t step) {
-    SECTION("optimizer");
-    for (int p = 0; p < NPARAM; p++) {
-        int64_t n = param_numel(&m->c, p);
-        if (!n) continue;
-        int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
-        double wd = PARAMS[p].decay ? h->wd : 0.0;
-        for (int l = 0; l < nl; l++) {
-            real *pp = W(m, p, l);
-            int64_t o = pp - m->params;
-            OP(adamw, pp, m->grads + o, m->m + o, m->v + o, n, lr, h->beta1, h->beta2, h->adam_eps, wd,
-                     grad_scale, step);
-        }
     }
 }
 
@@ -864,13 +301,6 @@ static void split_batch(const int32_t *buf, int B, int T, int V, int32_t *inp, i
         }
 }
 
-static void print_config(const Config *c, const Layout *lay, FILE *f) {
-    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), MLP %d, %s, %s\n", c->V, c->D,
-            c->L, c->H, c->K, c->Dv, c->I, c->tie ? "tied embeddings" : "untied lm_head",
-            c->lower_bound ? "lower bounds" : "no lower bounds");
-    fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
-}
-
 // The UTF-8 bytes the valid targets stand for (for bits per byte with any tokenizer).
 static int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n) {
     ByteBuf b = {0};
@@ -943,42 +373,21 @@ static void bad_option(char **argv, int c) {
     usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
-// --precision (GPU only): what the tensor cores compute in. Storage is fp32 in every mode.
-//   bf16 (default): bf16 GEMMs and the chunked token mixer on tensor cores (bf16 operands, fp32 accumulation)
-//   tf32: TF32 GEMMs, the chunked token mixer as in bf16
-//   fp32: exact fp32 GEMMs and the plain recurrence (slow; for checking)
+// --precision (GPU only): what the tensor cores compute in (backend.h); bf16 unless given.
 static const char *g_precision = NULL;
-static const char *PRECISIONS[] = {"fp32", "tf32", "bf16"};   // index = cuda_set_gemm_precision's mode
 
-static int select_device(const char *dev) {
-    int mode = 2;
+static void choose_device(const char *dev) {
+    int mode = PRECISION_BF16;
     if (g_precision) {
-        for (mode = 0; mode < 3 && strcmp(g_precision, PRECISIONS[mode]); mode++) {}
-        if (mode == 3) usage_error("--precision must be bf16, tf32 or fp32, got '%s'", g_precision);
+        for (mode = 0; mode < NPRECISIONS && strcmp(g_precision, PRECISION_NAMES[mode]); mode++) {}
+        if (mode == NPRECISIONS) usage_error("--precision must be bf16, tf32 or fp32, got '%s'", g_precision);
     }
     if (!strcmp(dev, "cpu")) {
-        if (mode != 0 && g_precision) usage_error("--precision %s needs --device cuda (the CPU computes in fp32)", g_precision);
-        return 0;
+        if (mode != PRECISION_FP32 && g_precision) usage_error("--precision %s needs --device cuda (the CPU computes in fp32)", g_precision);
+        return;
     }
     if (strcmp(dev, "cuda")) usage_error("--device must be cpu or cuda, got '%s'", dev);
-#if USE_CUDA
-    cuda_init();
-    cuda_set_gemm_precision(mode);
-    g_gpu = 1;
-    return 1;
-#else
-    die("this hgrn2 was built without the CUDA backend (no nvcc at build time); use --device cpu");
-#endif
-}
-static const char *device_name(void) {
-#if USE_CUDA
-    if (g_gpu) {
-        static char buf[300];
-        snprintf(buf, sizeof buf, "%s, %s", cuda_device_name(), PRECISIONS[cuda_get_gemm_precision()]);
-        return buf;
-    }
-#endif
-    return "cpu";
+    select_device(1, mode);
 }
 
 #define DEFAULT_OUT "runs/default"
@@ -1165,7 +574,7 @@ static int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    select_device(device);
+    choose_device(device);
     if (threads) omp_set_num_threads((int)threads);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103"))
         usage_error("--task must be bible, text, pile or wiki103, got '%s'", task);
@@ -1324,7 +733,7 @@ static int cmd_train(int argc, char **argv) {
                 "checkpoint in %s is intact", (long long)step, loss, gnorm, out);
         double scale = (h->clip > 0 && gnorm > h->clip) ? h->clip / gnorm : 1.0;
         double lr_now = lr_at(h, step);
-        adamw_step(&model, h, lr_now, scale, step);
+        adamw_step(&model, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, lr_now, scale, step);
         rs.step = step;
         rs.loader = loader_get_state(train_ld);
         double dt = now_s() - t0;
@@ -1487,7 +896,7 @@ static int cmd_eval(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (logits_path && !ids_path) usage_error("--logits needs --ids");
     if (ids_path && (data || B || T || max_batches)) usage_error("--ids excludes --data, --batch, --seq-len and --max-batches");
-    select_device(device);
+    choose_device(device);
     if (threads) omp_set_num_threads((int)threads);
 
     Model m = {0};
@@ -1586,40 +995,6 @@ static const char *SAMPLE_HELP =
     "  --tokenizer PATH     override the tokenizer the model was trained with (a directory or tokenizer.json)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
-typedef struct { double p; int32_t id; } Cand;
-static int cand_cmp(const void *a, const void *b) {
-    const Cand *x = a, *y = b;
-    if (x->p != y->p) return x->p < y->p ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-// One token from logits[V]: greedy at temperature 0, else softmax(logits / temperature) cut to top-k/top-p.
-static int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c) {
-    if (temp <= 0) {
-        int32_t best = 0;
-        for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-        return best;
-    }
-    double mx = logits[0];
-    for (int i = 1; i < V; i++) if (logits[i] > mx) mx = logits[i];
-    double z = 0;
-    for (int i = 0; i < V; i++) { c[i].p = exp((logits[i] - mx) / temp); c[i].id = i; z += c[i].p; }
-    int n = V;
-    if ((topk > 0 && topk < V) || topp < 1) {
-        qsort(c, (size_t)V, sizeof *c, cand_cmp);
-        if (topk > 0 && topk < n) n = topk;
-        if (topp < 1) {
-            double cum = 0;
-            for (int i = 0; i < n; i++) { cum += c[i].p / z; if (cum >= topp) { n = i + 1; break; } }
-        }
-        z = 0;
-        for (int i = 0; i < n; i++) z += c[i].p;
-    }
-    double u = rng_uniform(rng) * z, cum = 0;
-    for (int i = 0; i < n; i++) { cum += c[i].p; if (u < cum) return c[i].id; }
-    return c[n - 1].id;
-}
-
 static int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"prompt", required_argument, 0, O_PROMPT},
@@ -1657,7 +1032,7 @@ static int cmd_sample(int argc, char **argv) {
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (prompt && prompt_ids) usage_error("--prompt and --prompt-ids exclude each other");
-    select_device(device);
+    choose_device(device);
     if (threads) omp_set_num_threads((int)threads);
 
     Model m = {0};
@@ -1785,7 +1160,7 @@ static int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    select_device(device);
+    choose_device(device);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     if (threads) omp_set_num_threads((int)threads);
     const Preset *ps = preset_find(preset_name);
@@ -1817,7 +1192,7 @@ static int cmd_bench(int argc, char **argv) {
         OP(zero, m.grads, m.lay.n);
         model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
         model_backward(&m, &a, ids);
-        adamw_step(&m, &h, 1e-4, 1.0, s + 1);
+        adamw_step(&m, &(AdamW){h.beta1, h.beta2, h.adam_eps, h.wd}, 1e-4, 1.0, s + 1);
         dev_sync();
         times[s] = now_s() - t0;
         if (s == 0) t_first = now_s() - t_start;
@@ -1829,7 +1204,7 @@ static int cmd_bench(int argc, char **argv) {
             OP(zero, m.grads, m.lay.n);
             model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
             model_backward(&m, &a, ids);
-            adamw_step(&m, &h, 1e-4, 1.0, s + 1);
+            adamw_step(&m, &(AdamW){h.beta1, h.beta2, h.adam_eps, h.wd}, 1e-4, 1.0, s + 1);
             g_prof = 0;
             cuda_prof_step();
         }
@@ -1882,12 +1257,6 @@ static double cfg_num(const Json *cfg, const char *path, const char *key, double
     }
     if (v->type != JSON_NUM && v->type != JSON_BOOL) die("%s: field %s is not a number", path, key);
     return v->num;
-}
-
-// The Hugging Face name of tensor p of layer l.
-static void hf_name(char *buf, size_t n, int p, int l) {
-    if (p < P_FIRST_LAYER) snprintf(buf, n, "%s", PARAMS[p].hf);
-    else snprintf(buf, n, PARAMS[p].hf, l);
 }
 
 static int cmd_import(int argc, char **argv) {

@@ -53,7 +53,7 @@ static double side_step(Side *s, int gpu, const int32_t *inp, const int32_t *tgt
     model_backward(&s->m, &s->a, inp);
     double gn = grad_norm(&s->m);
     if (gnorm) *gnorm = gn;
-    if (h) adamw_step(&s->m, h, lr_at(h, step), gn > h->clip ? h->clip / gn : 1.0, step);
+    if (h) adamw_step(&s->m, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, lr_at(h, step), gn > h->clip ? h->clip / gn : 1.0, step);
     g_gpu = 0;
     return loss;
 }

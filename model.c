@@ -1,0 +1,537 @@
+// model.c: the HGRN2 model: configuration, the parameter table, initialisation, activations, the forward and
+// backward passes as stages (input, blocks of token mixer and MLP, head), AdamW and decoding.
+#include <math.h>
+
+#include "model.h"
+
+// ----------------------------------------------------------------------------------------------------------
+// Configuration
+
+int mlp_width(int D, double ratio) {
+    int64_t h = (int64_t)(D * ratio * 2 / 3);
+    return (int)(256 * ((h + 255) / 256));
+}
+
+const char *config_finish(Config *c) {
+    static char msg[160];
+    if (c->V < 2 || c->V > (1 << 24)) return "vocabulary size must be in [2, 16777216]";
+    if (c->D < 1 || c->D > 65536) return "--dim must be in [1, 65536]";
+    if (c->L < 1 || c->L > 1024) return "--layers must be in [1, 1024]";
+    if (c->K < 1 || c->D % c->K) {
+        snprintf(msg, sizeof msg, "--expand-ratio %d must divide --dim %d", c->K, c->D);
+        return msg;
+    }
+    c->H = c->D / c->K;
+    c->Dv = c->D / c->H;
+    if (c->I <= 0) c->I = mlp_width(c->D, 4);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The parameter table
+
+const ParamDesc PARAMS[NPARAM] = {
+    [P_EMB]       = {"embeddings",  "model.embeddings.weight",                1, INIT_NORMAL},
+    [P_LB]        = {"lower_bounds","model.lower_bounds",                     0, INIT_ZEROS},
+    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES},
+    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL},
+    [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES},
+    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL},
+    [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL},
+    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL},
+    [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES},
+    [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL},
+    [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES},
+    [P_WGATE]     = {"gate_proj",   "model.layers.%d.mlp.gate_proj.weight",   1, INIT_NORMAL},
+    [P_WUP]       = {"up_proj",     "model.layers.%d.mlp.up_proj.weight",     1, INIT_NORMAL},
+    [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL},
+};
+
+void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
+    int64_t HK = (int64_t)c->H * c->K, D = c->D;
+    int64_t r = 1, k = D;
+    switch (p) {
+    case P_EMB: r = c->V; break;
+    case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
+    case P_NORM: case P_ATTN_NORM: case P_GNORM: case P_MLP_NORM: break;
+    case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
+    case P_WQ: case P_WF: r = HK; break;
+    case P_WI: case P_WO: r = D; break;
+    case P_WGATE: case P_WUP: r = c->I; break;
+    case P_WDOWN: r = D; k = c->I; break;
+    }
+    *rows = r;
+    *cols = k;
+}
+int64_t param_numel(const Config *c, int p) {
+    int64_t r, k;
+    param_shape(c, p, &r, &k);
+    return r * k;
+}
+
+void hf_name(char *buf, size_t n, int p, int l) {
+    if (p < P_FIRST_LAYER) snprintf(buf, n, "%s", PARAMS[p].hf);
+    else snprintf(buf, n, PARAMS[p].hf, l);
+}
+
+Layout layout_of(const Config *c) {
+    Layout lay = {0};
+    int64_t at = 0;
+    for (int p = 0; p < P_FIRST_LAYER; p++) { lay.off[p] = at; at += param_numel(c, p); }
+    lay.layers_at = at;
+    int64_t in = 0;
+    for (int p = P_FIRST_LAYER; p < NPARAM; p++) { lay.off[p] = in; in += param_numel(c, p); }
+    lay.layer_size = in;
+    lay.n = at + in * c->L;
+    return lay;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The model
+
+// The classifier: lm_head, or the embedding when tied.
+static int lm_tensor(const Model *m) { return m->c.tie ? P_EMB : P_LM; }
+
+void model_alloc(Model *m, const Config *c) {
+    m->c = *c;
+    m->lay = layout_of(c);
+    m->params = xcalloc(m->lay.n, sizeof(real));
+    m->grads = m->m = m->v = NULL;
+    m->on_device = 0;
+}
+void model_to_device(Model *m) {
+    if (!g_gpu || m->on_device) return;
+    size_t bytes = (size_t)m->lay.n * sizeof(real);
+    real *params = dev_alloc(bytes, "parameters");
+    dev_upload(params, m->params, bytes);
+    free(m->params);
+    m->params = params;
+    // moments loaded from a checkpoint travel too
+    if (m->m) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->m, bytes); free(m->m); m->m = d; }
+    if (m->v) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->v, bytes); free(m->v); m->v = d; }
+    m->on_device = 1;
+}
+void model_alloc_training(Model *m) {
+    if (!m->grads) m->grads = dev_zeros(m->lay.n, "gradients");
+    if (!m->m) m->m = dev_zeros(m->lay.n, "AdamW moments");
+    if (!m->v) m->v = dev_zeros(m->lay.n, "AdamW moments");
+}
+void model_free(Model *m) {
+    void (*release)(void *) = m->on_device ? dev_free : free;
+    release(m->params);
+    if (m->grads) dev_free(m->grads);
+    if (m->m) release(m->m);
+    if (m->v) release(m->v);
+    memset(m, 0, sizeof *m);
+}
+const real *host_view(const Model *m, const real *p, int64_t n, real **tmp) {
+    *tmp = NULL;
+    if (!m->on_device) return p;
+    *tmp = xmalloc((size_t)n * sizeof(real));
+    dev_download(*tmp, p, (size_t)n * sizeof(real));
+    return *tmp;
+}
+
+// fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0.
+// Every tensor is filled in blocks of 64Ki values, each block drawn from its own seed (tensor, layer, block),
+// so the values are the same at any thread count and a billion parameters take a second or two on all cores.
+#define INIT_BLOCK 65536
+void model_init(Model *m, uint64_t seed) {
+    int64_t first[NPARAM * 1024 + 1];   // first block of each (tensor, layer), in order; at most 1024 layers
+    int tp[NPARAM * 1024], tl[NPARAM * 1024], nt = 0;
+    first[0] = 0;
+    for (int p = 0; p < NPARAM; p++)
+        for (int l = 0; l < (p < P_FIRST_LAYER ? 1 : m->c.L); l++, nt++) {
+            tp[nt] = p;
+            tl[nt] = l;
+            first[nt + 1] = first[nt] + (param_numel(&m->c, p) + INIT_BLOCK - 1) / INIT_BLOCK;
+        }
+    #pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t blk = 0; blk < first[nt]; blk++) {
+        int t = 0;
+        while (first[t + 1] <= blk) t++;
+        const int p = tp[t], kind = PARAMS[p].init;
+        const int64_t n = param_numel(&m->c, p), b = blk - first[t], i0 = b * INIT_BLOCK;
+        const int64_t i1 = i0 + INIT_BLOCK < n ? i0 + INIT_BLOCK : n;
+        real *x = W(m, p, tl[t]);
+        if (kind != INIT_NORMAL) {
+            for (int64_t i = i0; i < i1; i++) x[i] = kind == INIT_ONES ? 1 : 0;
+            continue;
+        }
+        uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)tl[t];
+        s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
+        for (int64_t i = i0; i < i1; i += 2) {   // both normals of each pair
+            double r, a;
+            rng_polar(&s, &r, &a);
+            r *= 0.02;
+            x[i] = (real)(r * cos(a));
+            if (i + 1 < i1) x[i + 1] = (real)(r * sin(a));
+        }
+    }
+}
+
+void print_config(const Config *c, const Layout *lay, FILE *f) {
+    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), MLP %d, %s, %s\n", c->V, c->D,
+            c->L, c->H, c->K, c->Dv, c->I, c->tie ? "tied embeddings" : "untied lm_head",
+            c->lower_bound ? "lower bounds" : "no lower bounds");
+    fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Activations
+
+// The classifier runs over this many rows at a time, so [N, V] logits never exist: 256 on the CPU (the block
+// stays in cache), 1024 on the GPU (GEMMs large enough to fill it; 206 MB of logits at V = 50304).
+static int cls_rows(void) { return g_gpu ? 1024 : 256; }
+
+void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
+    memset(a, 0, sizeof *a);
+    a->B = B; a->T = T; a->train = train;
+    int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
+    int64_t nl = train ? L : 1, QFI = 2 * HK + D;
+    a->N = N;
+    // every part in bytes: values of `real`, or operands (O) in the backend's operand format
+    const int64_t R = sizeof(real), O = (int64_t)opnd_size();
+    const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
+    struct { void **p; int64_t bytes; } parts[] = {
+        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
+        {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
+        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
+        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
+        {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
+        {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
+        {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
+        {(void **)&a->dq, train ? N * HK * R : 0}, {(void **)&a->dk, train ? N * HK * R : 0},
+        {(void **)&a->dg, train ? N * HK * R : 0}, {(void **)&a->dout, train ? N * D * R : 0},
+        {&a->dgu, train ? N * 2 * I * O : 0}, {(void **)&a->da, train ? N * I * R : 0},
+        {(void **)&a->dlb, train ? L * HK * R : 0}, {&a->dyo, DY * O},
+    };
+    int n = sizeof parts / sizeof parts[0];
+    int64_t total = 0;   // every part starts at a multiple of 256 bytes (aligned vector loads)
+    for (int i = 0; i < n; i++) total += (parts[i].bytes + 255) / 256 * 256;
+    a->mem = dev_alloc((size_t)total, "activations");
+    a->bytes = total;
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        *parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
+        at += (parts[i].bytes + 255) / 256 * 256;
+    }
+    a->losses_h = xmalloc((size_t)N * sizeof(real));
+    if (g_gpu) {
+        a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+        a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+    }
+}
+void acts_free(Acts *a) {
+    dev_free(a->mem);
+    free(a->losses_h);
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); }
+    memset(a, 0, sizeof *a);
+}
+
+// Layer l's slice of a per-layer activation of `per` elements per token (of `per` operands: LAYER_OPND).
+#define LAYER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
+#define LAYER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (a)->N * (int64_t)(per))
+
+// ----------------------------------------------------------------------------------------------------------
+// Forward pass: the input stage, then per layer a block (an RMSNorm and the token mixer, an RMSNorm and the
+// MLP, each around a residual), then the head. Each stage takes its form from the Config's kinds.
+// Each residual add is done by the norm after it: the residual stream x of layer l holds the last layer's
+// MLP output until the layer's first norm adds the residual it goes around (that layer's xmid), and xmid
+// holds the mixer's output y until the MLP's norm adds x.
+
+// Input stage: the ids [N] (where the backend reads them) into the residual stream entering layer 0 [N,D].
+static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
+    const Config *c = &m->c;
+    switch (c->input) {
+    case INPUT_TOKENS:
+        OP(embed_fwd, a->resid, ids, W(m, P_EMB, 0), a->N, c->D);           // x [N,D]
+        break;
+    }
+}
+
+// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into the layer's xmid. S: the layer's
+// recurrent state [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
+static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
+    const Config *c = &m->c;
+    const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int64_t N = a->N;
+    switch (c->mixer) {
+    case MIXER_CAUSAL: {
+        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+        OP(matmul_fwd, qfi, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | f | v] [N, 2HK+D]
+        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                // q, k, g [N,HK]
+        OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T));  // o [N,D]
+        OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
+        OP(matmul_fwd, LAYER(a, xmid, l, D), a->yo, W(m, P_WO, l), N, D, D); // y [N,D]
+        break;
+    }
+    }
+}
+
+// MLP of layer l: the normed stream h2 [N,D] -> out [N,D] (SwiGLU).
+static void mlp_fwd(Model *m, Acts *a, int l, real *out) {
+    const int D = m->c.D, I = m->c.I;
+    const int64_t N = a->N;
+    opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
+    OP(matmul_fwd_opnd, gu, a->h2, W(m, P_WGATE, l), N, D, 2 * I);         // [gate | up] [N, 2I]
+    OP(swiglu_fwd, a->a, gu, N, I);                                          // [N,I]
+    OP(matmul_fwd, out, a->a, W(m, P_WDOWN, l), N, I, D);                    // [N,D]; + xmid in the next norm
+}
+
+// Layer l: x -> attn_norm -> mixer -> (+ x) -> mlp_norm -> MLP, into the stream entering layer l + 1.
+static void block_fwd(Model *m, Acts *a, int l, real *states) {
+    const Config *c = &m->c;
+    const int D = c->D;
+    const int64_t N = a->N, state_size = (int64_t)a->B * c->H * c->K * c->Dv;
+    real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
+    real *xmid = LAYER(a, xmid, l, D);
+    const real *x_res = l > 0 ? LAYER(a, xmid, l - 1, D) : NULL;
+    SECTION("mixer");
+    OP(rmsnorm_fwd, a->h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
+    mixer_fwd(m, a, l, states ? states + l * state_size : NULL);
+    SECTION("mlp");
+    OP(rmsnorm_fwd, a->h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);    // xmid = x + y
+    mlp_fwd(m, a, l, xn);
+}
+
+// Head: the stream leaving the last layer -> losses (and logits). Arguments as model_forward's; tgt_b: the
+// targets where the backend reads them.
+static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t *tgt_b, real *logits_out,
+                       int last_only, double loss_scale, int64_t *count) {
+    const Config *c = &m->c;
+    const int B = a->B, T = a->T, D = c->D, V = c->V;
+    const int64_t N = a->N;
+    double loss = 0;
+    int64_t cnt = 0;
+    switch (c->head) {
+    case HEAD_NEXT_TOKEN: {
+        real *xL = a->resid + (int64_t)c->L * N * D;
+        SECTION("final norm");
+        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? LAYER(a, xmid, c->L - 1, D) : NULL, W(m, P_NORM, 0), N, D,
+                        c->eps);                                             // xL = the last MLP's output + xmid
+
+        // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
+        SECTION("classifier");
+        real *Wlm = W(m, lm_tensor(m), 0);
+        real *dWlm = a->train ? G(m, lm_tensor(m), 0) : NULL;
+        const int64_t CR = cls_rows();
+        if (a->train) OP(zero, a->dx, N * D);
+        for (int64_t r0 = 0; r0 < N; r0 += CR) {
+            int64_t rows = N - r0 < CR ? N - r0 : CR;
+            if (last_only) {
+                // only the last position of each sequence: row b*T + T-1
+                if (r0 >= B) break;
+                rows = B - r0 < CR ? B - r0 : CR;
+                for (int64_t i = 0; i < rows; i++)
+                    OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
+            } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
+                OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, opnd_at(a->hf, r0 * D), Wlm,
+                                     tgt_b + r0, (real)loss_scale, rows, D, V);
+                continue;
+            } else {
+                OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+            }
+            if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
+            if (!targets || last_only) continue;
+            OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+            if (a->train) {
+                OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
+                const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
+                OP(matmul_bwd, a->dx + r0 * D, dWlm, dlog, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+            }
+        }
+        // summed on the host in row order, once the losses are all there
+        if (targets && !last_only) {
+            dev_download(a->losses_h, a->losses, (size_t)N * sizeof(real));
+            for (int64_t i = 0; i < N; i++)
+                if (targets[i] >= 0) { loss += a->losses_h[i]; cnt++; }
+        }
+        break;
+    }
+    }
+    if (count) *count = cnt;
+    return loss;
+}
+
+double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
+                     real *logits_out, int last_only, double loss_scale, int64_t *count) {
+    const Config *c = &m->c;
+    const int HK = c->H * c->K;
+    const int64_t N = a->N;
+    const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
+    if (g_gpu) {
+        dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
+        ids_b = a->ids_d;
+        if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
+    }
+    SECTION("embedding");
+    // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
+    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
+    input_fwd(m, a, ids_b);
+    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, states);
+    return head_fwd(m, a, targets, tgt_b, logits_out, last_only, loss_scale, count);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Backward pass: the stages in reverse. dx is the gradient of the residual stream; every block adds its
+// part into it (+=) on the way down. The norms' outputs (h1, h2, yo) and the cheap elementwise results are
+// recomputed from what the forward kept (Acts), bit for bit as it made them.
+
+// Head backward: the classifier's part ran in the forward (fused with the loss) and left d hf in a->dx.
+// Returns the gradient of the stream leaving the last layer (in a->dt; a->dx is not used again).
+static real *head_bwd(Model *m, Acts *a) {
+    const Config *c = &m->c;
+    const int D = c->D;
+    const int64_t N = a->N;
+    real *dx = NULL;
+    switch (c->head) {
+    case HEAD_NEXT_TOKEN: {
+        real *xL = a->resid + (int64_t)c->L * N * D;
+        SECTION("final norm bwd");
+        OP(rmsnorm_bwd, a->dt, 0, G(m, P_NORM, 0), a->dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
+        dx = a->dt;
+        break;
+    }
+    }
+    return dx;
+}
+
+// MLP backward: dy [N,D], the gradient of its output -> a->dh = d h2 (=); its weights' gradients (+=).
+// Needs h2 as the forward made it.
+static void mlp_bwd(Model *m, Acts *a, int l, const real *dy) {
+    const int D = m->c.D, I = m->c.I;
+    const int64_t N = a->N;
+    opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
+    OP(swiglu_fwd, a->a, gu, N, I);                                                  // recomputed
+    const opnd *dyo = as_opnd(a->dyo, dy, N * D);   // (outside OP: the profile charges it apart)
+    OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dyo, a->a, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
+    OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                         // dgu [N,2I]
+    OP(matmul_bwd, a->dh, G(m, P_WGATE, l), a->dgu, a->h2, W(m, P_WGATE, l), N, D, 2 * I);
+}
+
+// Token mixer backward: dy [N,D], the gradient of y -> a->dh = d h1 (=); its weights' gradients and the
+// layer's row of a->dlb (+=). Needs h1 as the forward made it.
+static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
+    const Config *c = &m->c;
+    const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int64_t N = a->N;
+    switch (c->mixer) {
+    case MIXER_CAUSAL: {
+        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+        real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+        OP(rmsnorm_fwd, a->yo, NULL, o, NULL, W(m, P_GNORM, l), N, D, EPS_O);        // recomputed
+        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
+        OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), a->dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
+        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                        // recomputed
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+                    B, T, c->H, c->K, c->Dv, mixer_chunk(T));
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
+        break;
+    }
+    }
+}
+
+// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input.
+static void block_bwd(Model *m, Acts *a, int l, real *dx) {
+    const Config *c = &m->c;
+    const int D = c->D;
+    const int64_t N = a->N;
+    real *x = a->resid + (int64_t)l * N * D, *xmid = LAYER(a, xmid, l, D);
+    SECTION("mlp bwd");
+    OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
+    mlp_bwd(m, a, l, dx);
+    OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
+                N, D, c->eps);                                                   // dx += d xmid
+    SECTION("mixer bwd");
+    OP(rmsnorm_fwd, a->h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
+    mixer_bwd(m, a, l, dx);
+    OP(rmsnorm_bwd, dx, 1, G(m, P_ATTN_NORM, l), a->dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1),
+                N, D, c->eps);                                                   // dx += d x
+}
+
+// Input stage backward: dx [N,D], the gradient of the stream entering layer 0, into the input's parameters.
+static void input_bwd(Model *m, Acts *a, const real *dx, const int32_t *ids) {
+    const Config *c = &m->c;
+    switch (c->input) {
+    case INPUT_TOKENS:
+        OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, a->N, c->D);
+        break;
+    }
+}
+
+void model_backward(Model *m, Acts *a, const int32_t *ids) {
+    const Config *c = &m->c;
+    const int HK = c->H * c->K;
+    real *dx = head_bwd(m, a);
+    if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);   // every layer's mixer adds its row
+    for (int l = c->L - 1; l >= 0; l--) block_bwd(m, a, l, dx);
+    SECTION("embedding bwd");
+    input_bwd(m, a, dx, ids);
+    if (c->lower_bound) OP(lower_bounds_bwd, G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Optimizer: AdamW; the global gradient norm for clipping.
+
+double grad_norm(Model *m) {
+    SECTION("optimizer");
+    return sqrt(OP(sumsq, m->grads, m->lay.n));
+}
+
+void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step) {
+    SECTION("optimizer");
+    for (int p = 0; p < NPARAM; p++) {
+        int64_t n = param_numel(&m->c, p);
+        if (!n) continue;
+        int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
+        double wd = PARAMS[p].decay ? o->wd : 0.0;
+        for (int l = 0; l < nl; l++) {
+            real *pp = W(m, p, l);
+            int64_t off = pp - m->params;
+            OP(adamw, pp, m->grads + off, m->m + off, m->v + off, n, lr, o->beta1, o->beta2, o->eps, wd,
+                     grad_scale, step);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Decoding
+
+static int cand_cmp(const void *a, const void *b) {
+    const Cand *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c) {
+    if (temp <= 0) {
+        int32_t best = 0;
+        for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    double mx = logits[0];
+    for (int i = 1; i < V; i++) if (logits[i] > mx) mx = logits[i];
+    double z = 0;
+    for (int i = 0; i < V; i++) { c[i].p = exp((logits[i] - mx) / temp); c[i].id = i; z += c[i].p; }
+    int n = V;
+    if ((topk > 0 && topk < V) || topp < 1) {
+        qsort(c, (size_t)V, sizeof *c, cand_cmp);
+        if (topk > 0 && topk < n) n = topk;
+        if (topp < 1) {
+            double cum = 0;
+            for (int i = 0; i < n; i++) { cum += c[i].p / z; if (cum >= topp) { n = i + 1; break; } }
+        }
+        z = 0;
+        for (int i = 0; i < n; i++) z += c[i].p;
+    }
+    double u = rng_uniform(rng) * z, cum = 0;
+    for (int i = 0; i < n; i++) { cum += c[i].p; if (u < cum) return c[i].id; }
+    return c[n - 1].id;
+}

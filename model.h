@@ -1,0 +1,174 @@
+// model.h: the HGRN2 model: configuration, the parameter table, parameters, activations, forward, backward, AdamW.
+// The model is written once over the ops of ops.h (through OP, backend.h) and runs on either backend. Its
+// architecture and parameterisation follow flash-linear-attention's HGRN2 (docs/model.md).
+#ifndef HGRN2_MODEL_H
+#define HGRN2_MODEL_H
+
+#include "common.h"
+#include "backend.h"
+
+// ---- configuration ----
+
+// A model is an input stage, L blocks (a token mixer and an MLP, each behind an RMSNorm and around a
+// residual) and a head. The kinds below pick each stage's form (model.c switches on them); a task that needs
+// another form adds a kind and its cases beside the existing ones, and the compiler's -Wswitch points at
+// every stage still to write. Zero is the language model, so a Config written without them is one.
+typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embedding table
+typedef enum { MIXER_CAUSAL } MixerKind;        // the HGRU2 recurrence, left to right
+typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
+
+typedef struct {
+    int V;          // vocabulary size
+    int D;          // hidden size
+    int L;          // layers
+    int K;          // expand ratio: key (forget-gate) dim per head
+    int H;          // heads = D / K
+    int Dv;         // value dim per head = D / H
+    int I;          // MLP width
+    int tie;        // lm_head tied to the embedding
+    int lower_bound;// use the learned lower bounds of the forget gates
+    double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
+    InputKind input;
+    MixerKind mixer;
+    HeadKind head;
+} Config;
+
+#define EPS_O 1e-5          // the token mixer's output norm always uses this eps (docs/model.md)
+
+// MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
+int mlp_width(int D, double ratio);
+// Fills the derived sizes; returns NULL when the configuration is valid, otherwise what is wrong.
+const char *config_finish(Config *c);
+
+// ---- the parameter table ----
+// One row per tensor drives allocation, initialisation, AdamW, checkpoints and the Hugging Face names.
+// Parameters live in one buffer: the global tensors first, then one block per layer in which q/f/i and
+// gate/up sit next to each other, so each pair or triple is one matrix product.
+
+enum {
+    P_EMB, P_LB, P_NORM, P_LM,                                            // global
+    P_ATTN_NORM, P_WQ, P_WF, P_WI, P_GNORM, P_WO, P_MLP_NORM, P_WGATE, P_WUP, P_WDOWN,  // per layer
+    NPARAM
+};
+#define P_FIRST_LAYER P_ATTN_NORM
+
+typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } Init;
+typedef struct {
+    const char *name;   // our name
+    const char *hf;     // Hugging Face (fla) name, %d = layer
+    int decay;          // AdamW weight decay applies
+    Init init;
+} ParamDesc;
+extern const ParamDesc PARAMS[NPARAM];
+
+// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent.
+void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
+int64_t param_numel(const Config *c, int p);
+// The Hugging Face name of tensor p of layer l.
+void hf_name(char *buf, size_t n, int p, int l);
+
+typedef struct {
+    int64_t off[NPARAM];    // global tensors: offset in the buffer; per-layer: offset inside a layer block
+    int64_t layers_at;      // where layer 0's block starts
+    int64_t layer_size;     // elements per layer block
+    int64_t n;              // total elements
+} Layout;
+
+Layout layout_of(const Config *c);
+// The tensor p (of layer l, for per-layer tensors) inside a parameter-shaped buffer.
+static inline real *tensor_at(const Layout *lay, real *base, int p, int l) {
+    if (p < P_FIRST_LAYER) return base + lay->off[p];
+    return base + lay->layers_at + (int64_t)l * lay->layer_size + lay->off[p];
+}
+
+// ---- the model: parameters, their gradients and AdamW moments (one allocation each) ----
+
+typedef struct {
+    Config c;
+    Layout lay;
+    real *params, *grads, *m, *v;   // grads, m, v are NULL until training asks for them
+    int on_device;                  // params, m and v moved to the GPU (grads are always backend memory)
+} Model;
+
+// Tensor p of layer l: its weights and its gradient.
+static inline real *W(Model *m, int p, int l) { return tensor_at(&m->lay, m->params, p, l); }
+static inline real *G(Model *m, int p, int l) { return tensor_at(&m->lay, m->grads, p, l); }
+
+// Parameters are made and loaded on the host (model_alloc, model_init, checkpoint_load), then moved to
+// the backend's memory by model_to_device; gradients and AdamW moments are born there.
+void model_alloc(Model *m, const Config *c);
+void model_to_device(Model *m);
+void model_alloc_training(Model *m);
+void model_free(Model *m);
+// fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0; the same
+// values at any thread count.
+void model_init(Model *m, uint64_t seed);
+// A host copy of n values at p (the pointer itself on the CPU); free *tmp afterwards.
+const real *host_view(const Model *m, const real *p, int64_t n, real **tmp);
+// The startup table's rows for the model: sizes and the parameter count.
+void print_config(const Config *c, const Layout *lay, FILE *f);
+
+// ---- activations ----
+// Activations of one forward pass over B x T tokens, carved from one allocation. With `train`, every layer
+// keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
+// cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
+// in the backward, bit for bit as the forward made them. That keeps 5D + 2I values per token and layer
+// instead of 11D + 3I. Without `train`, every per-layer buffer is shared.
+typedef struct {
+    int B, T, train;
+    int64_t N;
+    real *lb;                               // [L, HK] lower bounds of this forward
+    real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
+    real *xmid;                             // [L, N, D] residual between mixer and MLP
+    real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
+    real *rstd2;                            // per layer: [N]
+    opnd *gu;                               // per layer: [N,2I], an operand
+    real *q, *k, *g;                        // shared: [N,HK] x3
+    opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
+    opnd *hf;                               // final norm [N,D]
+    real *rstdf;                            // [N]
+    real *logits;                           // [cls_rows, V] (model.c)
+    real *losses;                           // [N]
+    int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
+    real *losses_h;                         // host copy of the losses [N]
+    // backward scratch
+    real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
+    opnd *dgu;                              // [N,2I]
+    opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
+    void *mem;
+    int64_t bytes;
+} Acts;
+
+void acts_alloc(Acts *a, const Config *c, int B, int T, int train);
+void acts_free(Acts *a);
+
+// ---- forward and backward ----
+
+// Forward pass. ids [B,T]; targets [B,T] (< 0: no loss there) or NULL.
+// states: NULL (zero state, nothing kept), or [L][B,H,K,Dv] carried in and out (prefill and decoding).
+// logits_out: NULL, or [B,T,V] (all positions) / [B,V] (last_only) receiving the logits.
+// With a->train, the classifier's backward runs here too (it is fused with the loss: logits are never kept)
+// with dloss/dlogit = loss_scale, and dhf is left in a->dx for model_backward.
+// Returns the sum of the losses over valid targets; *count receives their number.
+double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
+                     real *logits_out, int last_only, double loss_scale, int64_t *count);
+// Backward pass after a training forward: gradients accumulate (+=) into m->grads.
+void model_backward(Model *m, Acts *a, const int32_t *ids);
+
+// ---- optimizer ----
+
+double grad_norm(Model *m);     // the global norm of every gradient
+// AdamW's constants; the learning rate comes per step from the schedule.
+typedef struct { double beta1, beta2, eps, wd; } AdamW;
+// One AdamW update of every tensor at learning rate lr; weight decay only where the parameter table says.
+// grad_scale multiplies every gradient first (clipping); step counts from 1.
+void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step);
+
+// ---- decoding ----
+
+typedef struct { double p; int32_t id; } Cand;
+// One token from logits[V]: greedy at temperature 0 (rng and c unused: NULL is fine), else
+// softmax(logits / temperature) cut to top-k/top-p; c is scratch of V candidates.
+int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c);
+
+#endif
