@@ -16,44 +16,11 @@
 #include "model.h"
 #include "train.h"
 #include "checkpoint.h"
+#include "cli.h"
 #include "data.h"
 #include "tokenizer.h"
 #include "hf.h"
 
-
-// ----------------------------------------------------------------------------------------------------------
-// Presets: the paper's configurations (MODEL.md) and the small default that trains in minutes on a laptop.
-
-typedef struct {
-    const char *name, *task;
-    int D, L, K, tie, B, T;
-    int64_t steps, warmup;
-    double lr, wd, beta1, beta2;
-    int sched;
-    const char *about;
-} Preset;
-
-static const Preset PRESETS[] = {
-    {"tiny", "bible", 256, 4, 64, 0, 16, 256, 400, 40, 2e-3, 0.1, 0.9, 0.95, SCHED_COSINE,
-     "3.5M parameters, byte-level: the default run, minutes on 2 CPU cores"},
-    {"pile-150m", "pile", 768, 15, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.15B"},
-    {"pile-385m", "pile", 1024, 26, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.385B"},
-    {"pile-1b", "pile", 2048, 18, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 1B"},
-    {"pile-3b", "pile", 2560, 36, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 2.9B"},
-    {"wiki103-44m", "wiki103", 512, 6, 128, 1, 128, 512, 50000, 4000, 5e-4, 0.1, 0.9, 0.98, SCHED_INVSQRT,
-     "WikiText-103 44M (GPT-2 BPE), tied embeddings, inverse-sqrt schedule"},
-};
-#define NPRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))
-
-static const Preset *preset_find(const char *name) {
-    for (int i = 0; i < NPRESETS; i++) if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
-    return NULL;
-}
-static const char *task_default_preset(const char *task) {
-    if (!strcmp(task, "pile")) return "pile-150m";
-    if (!strcmp(task, "wiki103")) return "wiki103-44m";
-    return "tiny";
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // Small helpers of the subcommands
@@ -129,59 +96,6 @@ static double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64
     return cnt ? sum / cnt : NAN;
 }
 
-// ----------------------------------------------------------------------------------------------------------
-// Command line
-
-static const char *g_prog = "hgrn2";
-static const char *g_usage;
-
-__attribute__((noreturn, format(printf, 1, 2)))
-static void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: %s\n(see '%s --help')\n", g_usage, g_prog);
-    exit(EXIT_USAGE);
-}
-
-static int64_t arg_int(const char *flag, const char *v, int64_t lo, int64_t hi) {
-    long long x;
-    if (parse_i64(v, lo, hi, &x)) usage_error("%s needs an integer in [%lld, %lld], got '%s'", flag, (long long)lo, (long long)hi, v);
-    return x;
-}
-static double arg_num(const char *flag, const char *v, double lo, double hi) {
-    double x;
-    if (parse_f64(v, lo, hi, &x)) usage_error("%s needs a number in [%g, %g], got '%s'", flag, lo, hi, v);
-    return x;
-}
-
-// getopt_long's error for an unknown or incomplete option, turned into the usage error.
-static void bad_option(char **argv, int c) {
-    if (c == ':') usage_error("option '%s' needs a value", argv[optind - 1]);
-    usage_error("unknown option '%s'", argv[optind - 1]);
-}
-
-// --precision (GPU only): what the tensor cores compute in (backend.h); bf16 unless given.
-static const char *g_precision = NULL;
-
-static void choose_device(const char *dev) {
-    int mode = PRECISION_BF16;
-    if (g_precision) {
-        for (mode = 0; mode < NPRECISIONS && strcmp(g_precision, PRECISION_NAMES[mode]); mode++) {}
-        if (mode == NPRECISIONS) usage_error("--precision must be bf16, tf32 or fp32, got '%s'", g_precision);
-    }
-    if (!strcmp(dev, "cpu")) {
-        if (mode != PRECISION_FP32 && g_precision) usage_error("--precision %s needs --device cuda (the CPU computes in fp32)", g_precision);
-        return;
-    }
-    if (strcmp(dev, "cuda")) usage_error("--device must be cpu or cuda, got '%s'", dev);
-    select_device(1, mode);
-}
-
-#define DEFAULT_OUT "runs/default"
-#define DEFAULT_BIBLE_DATA "data/bible"
 
 // Prepares the default corpus (the King James Bible from Debian's bible-kjv) on first use.
 static void prepare_bible(const char *dir) {
@@ -212,49 +126,6 @@ static void prepare_bible(const char *dir) {
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train
-
-enum {
-    O_HELP = 'h', O_TASK = 256, O_PRESET, O_DATA, O_OUT, O_STEPS, O_CKPT, O_RESUME, O_INIT, O_SEED, O_DEVICE,
-    O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
-    O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
-    O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
-    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE, O_LAST
-};
-
-#define COMMON_OPTS \
-    {"help", no_argument, 0, O_HELP}, {"seed", required_argument, 0, O_SEED}, \
-    {"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS}, \
-    {"precision", required_argument, 0, O_PRECISION}
-#define SIZE_OPTS \
-    {"preset", required_argument, 0, O_PRESET}, {"layers", required_argument, 0, O_LAYERS}, \
-    {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND}, \
-    {"vocab", required_argument, 0, O_VOCAB}, {"mlp-width", required_argument, 0, O_MLP}, \
-    {"tie-embeddings", no_argument, 0, O_TIE}, {"no-lower-bound", no_argument, 0, O_NO_LB}, \
-    {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ}
-
-// The values of SIZE_OPTS (0: not given).
-typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb; } SizeArgs;
-// Takes option c when it is one of SIZE_OPTS; returns whether it was.
-static int size_arg(int c, SizeArgs *z) {
-    switch (c) {
-    case O_LAYERS: z->layers = arg_int("--layers", optarg, 1, 1024); return 1;
-    case O_DIM: z->dim = arg_int("--dim", optarg, 1, 65536); return 1;
-    case O_EXPAND: z->expand = arg_int("--expand-ratio", optarg, 1, 65536); return 1;
-    case O_VOCAB: z->vocab = arg_int("--vocab", optarg, 2, 1 << 24); return 1;
-    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); return 1;
-    case O_TIE: z->tie = 1; return 1;
-    case O_NO_LB: z->nolb = 1; return 1;
-    case O_BATCH: z->B = arg_int("--batch", optarg, 1, 1 << 20); return 1;
-    case O_SEQ: z->T = arg_int("--seq-len", optarg, 1, 1 << 24); return 1;
-    }
-    return 0;
-}
-// The model of a preset with the size flags applied; vocab is the vocabulary when --vocab is absent.
-static Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
-    return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
-                    .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),
-                    .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
-}
 
 // Ctrl-C (SIGINT) or SIGTERM during training: finish the step, save a checkpoint, stop. A second signal
 // while that happens takes the default action; the checkpoint's write-and-rename keeps the last one whole.
@@ -295,7 +166,6 @@ static const char *TRAIN_HELP =
     "  --device cpu|cuda --threads N (default: all cores) --seed N\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
 
-static void print_help(const char *usage, const char *help) { printf("usage: %s\n\n%s", usage, help); }
 
 static int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -312,22 +182,20 @@ static int cmd_train(int argc, char **argv) {
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {0, 0, 0, 0}};
-    g_prog = "hgrn2 train";
-    g_usage = TRAIN_USAGE;
+    cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
-    const char *device = "cpu";
+    MachineArgs mach = {0};
     int set[O_LAST] = {0};
     SizeArgs z = {0};
     int64_t steps = 0, accum = 1, warmup = -1;
-    int64_t eval_every = -1, eval_batches = 20, ckpt_every = -1, log_every = 1, threads = 0, stop_at = 0;
+    int64_t eval_every = -1, eval_batches = 20, ckpt_every = -1, log_every = 1, stop_at = 0;
     double lr = 0, min_lr = -1, wd = -1, beta1 = -1, beta2 = -1, adam_eps = 1e-8, clip = 1.0;
     uint64_t seed = 1337;
     int sched = -1;
     int c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < O_LAST) set[c] = 1;
-        if (size_arg(c, &z)) continue;
+        if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(TRAIN_USAGE, TRAIN_HELP); return 0;
         case O_TASK: task = optarg; break;
@@ -339,9 +207,6 @@ static int cmd_train(int argc, char **argv) {
         case O_RESUME: break;
         case O_INIT: init = optarg; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
-        case O_DEVICE: device = optarg; break;
-        case O_PRECISION: g_precision = optarg; break;
-        case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         case O_ACCUM: accum = arg_int("--accum", optarg, 1, 1 << 20); break;
         case O_LR: lr = arg_num("--lr", optarg, 1e-12, 10); break;
         case O_MIN_LR: min_lr = arg_num("--min-lr", optarg, 0, 10); break;
@@ -364,8 +229,7 @@ static int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    choose_device(device);
-    if (threads) omp_set_num_threads((int)threads);
+    machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103"))
         usage_error("--task must be bible, text, pile or wiki103, got '%s'", task);
     int resume = set[O_RESUME];
@@ -654,14 +518,14 @@ static int cmd_eval(int argc, char **argv) {
         {"seq-len", required_argument, 0, O_SEQ}, {"max-batches", required_argument, 0, O_MAX_BATCHES},
         {"ids", required_argument, 0, O_IDS}, {"logits", required_argument, 0, O_LOGITS},
         {"tokenizer", required_argument, 0, O_TOKENIZER}, {0, 0, 0, 0}};
-    g_prog = "hgrn2 eval";
-    g_usage = EVAL_USAGE;
+    cli_start("hgrn2 eval", EVAL_USAGE);
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *data = NULL, *split = "val", *ids_path = NULL, *logits_path = NULL;
-    const char *device = "cpu", *tok_spec = NULL;
-    int64_t B = 0, T = 0, max_batches = 0, threads = 0;
+    const char *tok_spec = NULL;
+    MachineArgs mach = {0};
+    int64_t B = 0, T = 0, max_batches = 0;
     int c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(EVAL_USAGE, EVAL_HELP); return 0;
         case O_CKPT: ckpt = optarg; break;
@@ -677,17 +541,13 @@ static int cmd_eval(int argc, char **argv) {
         case O_LOGITS: logits_path = optarg; break;
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: break;
-        case O_DEVICE: device = optarg; break;
-        case O_PRECISION: g_precision = optarg; break;
-        case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (logits_path && !ids_path) usage_error("--logits needs --ids");
     if (ids_path && (data || B || T || max_batches)) usage_error("--ids excludes --data, --batch, --seq-len and --max-batches");
-    choose_device(device);
-    if (threads) omp_set_num_threads((int)threads);
+    machine_start(&mach);
 
     Model m = {0};
     RunState rs;
@@ -792,16 +652,15 @@ static int cmd_sample(int argc, char **argv) {
         {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
         {"top-p", required_argument, 0, O_TOPP}, {"ids", no_argument, 0, O_PRINT_IDS},
         {"tokenizer", required_argument, 0, O_TOKENIZER}, {0, 0, 0, 0}};
-    g_prog = "hgrn2 sample";
-    g_usage = SAMPLE_USAGE;
+    cli_start("hgrn2 sample", SAMPLE_USAGE);
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *prompt = NULL, *prompt_ids = NULL, *tok_spec = NULL;
-    const char *device = "cpu";
-    int64_t ntok = 256, topk = 0, threads = 0;
+    MachineArgs mach = {0};
+    int64_t ntok = 256, topk = 0;
     double temp = 0.8, topp = 1.0;
     uint64_t seed = 1337;
     int print_ids = 0, c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":hn:", opts, NULL)) != -1) {
+        if (machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(SAMPLE_USAGE, SAMPLE_HELP); return 0;
         case O_CKPT: ckpt = optarg; break;
@@ -814,16 +673,12 @@ static int cmd_sample(int argc, char **argv) {
         case O_PRINT_IDS: print_ids = 1; break;
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
-        case O_DEVICE: device = optarg; break;
-        case O_PRECISION: g_precision = optarg; break;
-        case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (prompt && prompt_ids) usage_error("--prompt and --prompt-ids exclude each other");
-    choose_device(device);
-    if (threads) omp_set_num_threads((int)threads);
+    machine_start(&mach);
 
     Model m = {0};
     RunState rs;
@@ -926,33 +781,28 @@ static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a
 static int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
                                          {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
-    g_prog = "hgrn2 bench";
-    g_usage = BENCH_USAGE;
-    const char *preset_name = "tiny", *device = "cpu";
-    int64_t steps = 5, threads = 0;
+    cli_start("hgrn2 bench", BENCH_USAGE);
+    const char *preset_name = "tiny";
+    MachineArgs mach = {0};
+    int64_t steps = 5;
     int profile = 0;
     uint64_t seed = 1;
     SizeArgs z = {0};
     int c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (size_arg(c, &z)) continue;
+        if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
         case O_PRESET: preset_name = optarg; break;
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
         case O_PROFILE: profile = 1; break;
         case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
-        case O_DEVICE: device = optarg; break;
-        case O_PRECISION: g_precision = optarg; break;
-        case O_THREADS: threads = arg_int("--threads", optarg, 1, 4096); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    choose_device(device);
+    machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
-    if (threads) omp_set_num_threads((int)threads);
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
     double t_start = now_s();
@@ -1052,11 +902,9 @@ static double cfg_num(const Json *cfg, const char *path, const char *key, double
 static int cmd_import(int argc, char **argv) {
     static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
                                          {"out", required_argument, 0, O_OUT}, {0, 0, 0, 0}};
-    g_prog = "hgrn2 import";
-    g_usage = IMPORT_USAGE;
+    cli_start("hgrn2 import", IMPORT_USAGE);
     const char *dir = NULL, *out = NULL;
     int c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case O_HELP: print_help(IMPORT_USAGE, IMPORT_HELP); return 0;
@@ -1182,12 +1030,10 @@ static int cmd_export(int argc, char **argv) {
     static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
                                          {"ckpt", required_argument, 0, O_CKPT}, {"dtype", required_argument, 0, O_SPLIT},
                                          {0, 0, 0, 0}};
-    g_prog = "hgrn2 export";
-    g_usage = EXPORT_USAGE;
+    cli_start("hgrn2 export", EXPORT_USAGE);
     const char *dir = NULL, *ckpt = DEFAULT_OUT "/model.ckpt";
     StDtype dtype = ST_F32;
     int c;
-    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case O_HELP: print_help(EXPORT_USAGE, EXPORT_HELP); return 0;

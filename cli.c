@@ -1,0 +1,122 @@
+// cli.c: the option parsing every command shares: usage errors, checked numbers, the machine and model-size
+// options, and the presets.
+#include <omp.h>
+
+#include "cli.h"
+
+// ----------------------------------------------------------------------------------------------------------
+// Usage errors
+
+static const char *g_prog = "hgrn2";
+static const char *g_usage = "hgrn2 COMMAND [options]";
+
+void cli_start(const char *prog, const char *usage) {
+    g_prog = prog;
+    g_usage = usage;
+    optind = 0;     // 0, not 1: glibc's getopt then also forgets where it was inside a group of short options
+}
+
+void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: %s\n(see '%s --help')\n", g_usage, g_prog);
+    exit(EXIT_USAGE);
+}
+
+int64_t arg_int(const char *flag, const char *v, int64_t lo, int64_t hi) {
+    long long x;
+    if (parse_i64(v, lo, hi, &x)) usage_error("%s needs an integer in [%lld, %lld], got '%s'", flag, (long long)lo, (long long)hi, v);
+    return x;
+}
+double arg_num(const char *flag, const char *v, double lo, double hi) {
+    double x;
+    if (parse_f64(v, lo, hi, &x)) usage_error("%s needs a number in [%g, %g], got '%s'", flag, lo, hi, v);
+    return x;
+}
+
+void bad_option(char **argv, int c) {
+    if (c == ':') usage_error("option '%s' needs a value", argv[optind - 1]);
+    usage_error("unknown option '%s'", argv[optind - 1]);
+}
+
+void print_help(const char *usage, const char *help) { printf("usage: %s\n\n%s", usage, help); }
+
+// ----------------------------------------------------------------------------------------------------------
+// The machine options
+
+int machine_arg(int c, MachineArgs *m) {
+    switch (c) {
+    case O_DEVICE: m->device = optarg; return 1;
+    case O_PRECISION: m->precision = optarg; return 1;
+    case O_THREADS: m->threads = arg_int("--threads", optarg, 1, 4096); return 1;
+    }
+    return 0;
+}
+
+void machine_start(const MachineArgs *m) {
+    const char *dev = m->device ? m->device : "cpu";
+    int mode = PRECISION_BF16;
+    if (m->precision) {
+        for (mode = 0; mode < NPRECISIONS && strcmp(m->precision, PRECISION_NAMES[mode]); mode++) {}
+        if (mode == NPRECISIONS) usage_error("--precision must be bf16, tf32 or fp32, got '%s'", m->precision);
+    }
+    if (!strcmp(dev, "cpu")) {
+        // fp32 is what the CPU computes in, so asking for it is no error
+        if (m->precision && mode != PRECISION_FP32)
+            usage_error("--precision %s needs --device cuda (the CPU computes in fp32)", m->precision);
+    } else if (!strcmp(dev, "cuda")) {
+        select_device(1, mode);
+    } else {
+        usage_error("--device must be cpu or cuda, got '%s'", dev);
+    }
+    if (m->threads) omp_set_num_threads((int)m->threads);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The model-size options and the presets
+
+int size_arg(int c, SizeArgs *z) {
+    switch (c) {
+    case O_LAYERS: z->layers = arg_int("--layers", optarg, 1, 1024); return 1;
+    case O_DIM: z->dim = arg_int("--dim", optarg, 1, 65536); return 1;
+    case O_EXPAND: z->expand = arg_int("--expand-ratio", optarg, 1, 65536); return 1;
+    case O_VOCAB: z->vocab = arg_int("--vocab", optarg, 2, 1 << 24); return 1;
+    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); return 1;
+    case O_TIE: z->tie = 1; return 1;
+    case O_NO_LB: z->nolb = 1; return 1;
+    case O_BATCH: z->B = arg_int("--batch", optarg, 1, 1 << 20); return 1;
+    case O_SEQ: z->T = arg_int("--seq-len", optarg, 1, 1 << 24); return 1;
+    }
+    return 0;
+}
+
+const Preset PRESETS[] = {
+    {"tiny", "bible", 256, 4, 64, 0, 16, 256, 400, 40, 2e-3, 0.1, 0.9, 0.95, SCHED_COSINE,
+     "3.5M parameters, byte-level: the default run, minutes on 2 CPU cores"},
+    {"pile-150m", "pile", 768, 15, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.15B"},
+    {"pile-385m", "pile", 1024, 26, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.385B"},
+    {"pile-1b", "pile", 2048, 18, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 1B"},
+    {"pile-3b", "pile", 2560, 36, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 2.9B"},
+    {"wiki103-44m", "wiki103", 512, 6, 128, 1, 128, 512, 50000, 4000, 5e-4, 0.1, 0.9, 0.98, SCHED_INVSQRT,
+     "WikiText-103 44M (GPT-2 BPE), tied embeddings, inverse-sqrt schedule"},
+};
+const int NPRESETS = (int)(sizeof PRESETS / sizeof PRESETS[0]);
+
+const Preset *preset_find(const char *name) {
+    for (int i = 0; i < NPRESETS; i++) if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
+    return NULL;
+}
+const char *task_default_preset(const char *task) {
+    if (!strcmp(task, "pile")) return "pile-150m";
+    if (!strcmp(task, "wiki103")) return "wiki103-44m";
+    return "tiny";
+}
+
+Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
+    return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
+                    .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),
+                    .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
+}

@@ -1,0 +1,86 @@
+// cli.h: what every command's option parsing shares: usage errors, checked numbers, option ids, the model-size
+// and machine options, and the presets.
+#ifndef HGRN2_CLI_H
+#define HGRN2_CLI_H
+
+#include <getopt.h>
+
+#include "common.h"
+#include "model.h"
+#include "train.h"
+
+#define DEFAULT_OUT "runs/default"          // train's run directory, and where the other commands look
+#define DEFAULT_BIBLE_DATA "data/bible"     // the built-in corpus, prepared on first use
+
+// ---- usage errors ----
+
+// Names the command for usage_error (prog, e.g. "hgrn2 train", and its one-line usage) and resets getopt
+// for a fresh parse of its arguments. Each command calls it first.
+void cli_start(const char *prog, const char *usage);
+// "PROG: message", the usage line and a pointer to --help on stderr, then exit 2.
+__attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...);
+// An option's value as an integer (a number) in [lo, hi], or a usage error naming flag.
+int64_t arg_int(const char *flag, const char *v, int64_t lo, int64_t hi);
+double arg_num(const char *flag, const char *v, double lo, double hi);
+// getopt_long's answer for an unknown option (or ':' for one missing its value; the option string must
+// start with ':'), turned into the usage error.
+__attribute__((noreturn)) void bad_option(char **argv, int c);
+// --help: the usage line, a blank line, then the help text, on stdout.
+void print_help(const char *usage, const char *help);
+
+// ---- option ids of the model commands ----
+
+enum {
+    O_HELP = 'h', O_TASK = 256, O_PRESET, O_DATA, O_OUT, O_STEPS, O_CKPT, O_RESUME, O_INIT, O_SEED, O_DEVICE,
+    O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
+    O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
+    O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
+    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE, O_LAST
+};
+
+// Options of every command that runs a model: --help, --seed and the machine options.
+#define COMMON_OPTS \
+    {"help", no_argument, 0, O_HELP}, {"seed", required_argument, 0, O_SEED}, \
+    {"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS}, \
+    {"precision", required_argument, 0, O_PRECISION}
+// Options of the commands that build a model from a preset (train, bench).
+#define SIZE_OPTS \
+    {"preset", required_argument, 0, O_PRESET}, {"layers", required_argument, 0, O_LAYERS}, \
+    {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND}, \
+    {"vocab", required_argument, 0, O_VOCAB}, {"mlp-width", required_argument, 0, O_MLP}, \
+    {"tie-embeddings", no_argument, 0, O_TIE}, {"no-lower-bound", no_argument, 0, O_NO_LB}, \
+    {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ}
+
+// ---- the machine options: --device, --threads, --precision ----
+
+typedef struct { const char *device, *precision; int64_t threads; } MachineArgs;   // NULL, 0: not given
+// Takes option c when it is one of the three; returns whether it was.
+int machine_arg(int c, MachineArgs *m);
+// Checks them together (usage errors), selects the backend (cpu unless --device cuda) and the CPU's thread
+// count (all cores unless --threads).
+void machine_start(const MachineArgs *m);
+
+// ---- the model-size options and the presets ----
+
+typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb; } SizeArgs;   // 0: not given
+// Takes option c when it is one of SIZE_OPTS; returns whether it was.
+int size_arg(int c, SizeArgs *z);
+
+// The paper's configurations (docs/model.md) and the small default that trains in minutes on a laptop.
+typedef struct {
+    const char *name, *task;
+    int D, L, K, tie, B, T;
+    int64_t steps, warmup;
+    double lr, wd, beta1, beta2;
+    int sched;
+    const char *about;
+} Preset;
+extern const Preset PRESETS[];
+extern const int NPRESETS;
+
+const Preset *preset_find(const char *name);           // NULL when there is none of that name
+const char *task_default_preset(const char *task);
+// The model of a preset with the size flags applied; vocab is the vocabulary when --vocab is absent.
+Config preset_config(const Preset *ps, const SizeArgs *z, int vocab);
+
+#endif
