@@ -11,7 +11,7 @@
 // What a checkpoint holds besides the tensors. The Config's input, mixer and head kinds are not stored
 // yet: every checkpoint of format version 1 is a language model (token input, causal mixer, next-token
 // head), which is what a loaded Config says.
-typedef struct {
+typedef struct RunState {
     Config c;
     Hyper h;
     int64_t step;           // optimizer steps done

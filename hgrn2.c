@@ -22,118 +22,11 @@
 #include "hf.h"
 
 
-// ----------------------------------------------------------------------------------------------------------
-// Small helpers of the subcommands
 
-// The tokenizer spec a prepared data directory was made with (its meta.txt), or NULL.
-static int data_tokenizer_spec(const char *dir, char *out, size_t cap) {
-    char path[4200], line[4400];
-    snprintf(path, sizeof path, "%s/meta.txt", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int found = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "tokenizer ", 10)) {
-            line[strcspn(line, "\r\n")] = 0;
-            if (strlen(line + 10) >= cap) die("the tokenizer path in %s is longer than %zu bytes", path, cap - 1);
-            memcpy(out, line + 10, strlen(line + 10) + 1);
-            found = 1;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-// Splits a loader batch of B rows of T+1 tokens into inputs and targets; padding (-1) becomes input 0 with
-// no target. Ids at or above the vocabulary are refused here, once, before they reach the model.
-static void split_batch(const int32_t *buf, int B, int T, int V, int32_t *inp, int32_t *tgt, const char *what) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            int32_t x = buf[(int64_t)b * (T + 1) + t], y = buf[(int64_t)b * (T + 1) + t + 1];
-            if (x >= V || y >= V)
-                die("%s holds token id %d, outside the model's vocabulary of %d", what, x >= V ? x : y, V);
-            inp[(int64_t)b * T + t] = x < 0 ? 0 : x;
-            tgt[(int64_t)b * T + t] = (x < 0 || y < 0) ? -1 : y;
-        }
-}
-
-// The UTF-8 bytes the valid targets stand for (for bits per byte with any tokenizer).
-static int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n) {
-    ByteBuf b = {0};
-    int64_t bytes = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (tgt[i] < 0) continue;
-        b.n = 0;
-        tokenizer_decode_one(tok, tgt[i], 0, &b);
-        bytes += (int64_t)b.n;
-    }
-    free(b.data);
-    return bytes;
-}
-
-// Mean loss over the whole (or the first max_batches batches of the) sequential split. With a tokenizer,
-// *nbytes receives the bytes of text the predicted tokens stand for.
-static double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets,
-                       const Tokenizer *tok, int64_t *nbytes) {
-    int B = a->B, T = a->T;
-    int32_t *buf = xmalloc((size_t)B * (T + 1) * sizeof(int32_t));
-    int32_t *inp = xmalloc((size_t)B * T * sizeof(int32_t)), *tgt = xmalloc((size_t)B * T * sizeof(int32_t));
-    loader_reset(ld);
-    double sum = 0;
-    int64_t cnt = 0, bytes = 0;
-    for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
-        if (loader_next(ld, buf) == 0) break;
-        split_batch(buf, B, T, m->c.V, inp, tgt, "the evaluation data");
-        int64_t c;
-        sum += model_forward(m, a, inp, tgt, NULL, NULL, 0, 0, &c);
-        cnt += c;
-        if (tok) bytes += target_bytes(tok, tgt, (int64_t)B * T);
-    }
-    free(buf); free(inp); free(tgt);
-    if (ntargets) *ntargets = cnt;
-    if (nbytes) *nbytes = bytes;
-    return cnt ? sum / cnt : NAN;
-}
-
-
-// Prepares the default corpus (the King James Bible from Debian's bible-kjv) on first use.
-static void prepare_bible(const char *dir) {
-    if (data_has_split(dir, "train") && data_has_split(dir, "val")) return;
-    mkdir_p(dir);
-    char txt[4200], tmp[4300], cmd[4400];
-    snprintf(txt, sizeof txt, "%s/kjv.txt", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", txt);
-    if (system("command -v bible >/dev/null 2>&1") != 0)
-        die("the default corpus needs Debian's bible-kjv package: run 'make setup' (or apt-get install bible-kjv)");
-    printf("preparing the default corpus: the King James Bible (Debian's bible-kjv) into %s\n", dir);
-    snprintf(cmd, sizeof cmd, "bible 'gen1:1-rev22:21' > '%s' 2>/dev/null", tmp);
-    int rc = system(cmd);
-    struct stat st;
-    if (rc != 0 || stat(tmp, &st) != 0 || st.st_size < 1000000) {
-        unlink(tmp);
-        die("running 'bible' to extract the King James Bible failed; reinstall bible-kjv and bible-kjv-text");
-    }
-    if (rename(tmp, txt) != 0) die("renaming %s failed: %s", tmp, strerror(errno));
-    char *pargv[] = {"prepare", "--task", "text", "--input", txt, "--tokenizer", "byte", "--out", (char *)dir,
-                     "--val-fraction", "0.01", NULL};
-    int saved = optind;
-    optind = 0;
-    rc = cmd_prepare(11, pargv);
-    optind = saved;
-    if (rc != 0) die("preparing the default corpus failed");
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train
 
-// Ctrl-C (SIGINT) or SIGTERM during training: finish the step, save a checkpoint, stop. A second signal
-// while that happens takes the default action; the checkpoint's write-and-rename keeps the last one whole.
-static volatile sig_atomic_t g_stop_signal = 0;
-static void on_stop_signal(int sig) {
-    g_stop_signal = sig;
-    signal(sig, SIG_DFL);
-}
 
 static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
@@ -252,8 +145,7 @@ static int cmd_train(int argc, char **argv) {
     Model model = {0};
     RunState rs;
     memset(&rs, 0, sizeof rs);
-    char ckpt_path[4200];
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/model.ckpt", out);
+    char *ckpt_path = xasprintf("%s/model.ckpt", out);
 
     if (resume) {
         const char *from = ckpt ? ckpt : ckpt_path;
@@ -326,123 +218,14 @@ static int cmd_train(int argc, char **argv) {
         die("the data in %s has a vocabulary of %d but the model only %d ids", data, data_vocab, rs.c.V);
     mkdir_p(out);
 
-    const Config *cf = &model.c;
-    const Hyper *h = &rs.h;
-    if (eval_every < 0) eval_every = h->steps >= 10 ? h->steps / 4 : 0;
-    if (ckpt_every < 0) ckpt_every = h->steps >= 10 ? h->steps / 4 : 0;
-    Acts acts, eacts;
-    acts_alloc(&acts, cf, h->B, h->T, 1);
-    if (val_ld) acts_alloc(&eacts, cf, h->B, h->T, 0);
-
-    printf("+--------------+----------------------------------------------------------\n");
-    printf("| task         | %s, data %s (%llu train tokens%s), tokenizer %s\n", task, data,
-           (unsigned long long)loader_ntokens(train_ld), val_ld ? "" : ", no validation split", rs.tokenizer);
-    print_config(cf, &model.lay, stdout);
-    printf("| batch        | %d x %d tokens x %d accumulation = %lld tokens per step\n", h->B, h->T, h->accum,
-           (long long)h->B * h->T * h->accum);
-    printf("| optimizer    | AdamW lr %g (%s, warmup %lld, min %g), betas (%g, %g), eps %g, wd %g, clip %g\n",
-           h->lr, SCHED_NAMES[h->sched], (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
-    printf("| steps        | %lld (eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
-           (long long)eval_every, (long long)ckpt_every);
-    printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
-           bytes_mib(model.lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (val_ld ? eacts.bytes : 0)));
-    if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), out);
-    else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), out);
-    printf("+--------------+----------------------------------------------------------\n");
-    fflush(stdout);
-
-    char log_path[4200];
-    snprintf(log_path, sizeof log_path, "%s/log.tsv", out);
-    FILE *logf = fopen(log_path, resume ? "a" : "w");
-    if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
-    if (!resume) fprintf(logf, "step\ttrain_loss\tval_loss\tlr\tgrad_norm\n");
-
-    int64_t N = (int64_t)h->B * h->T;
-    int32_t *buf = xmalloc((size_t)h->B * (h->T + 1) * sizeof(int32_t));
-    int32_t *inp = xmalloc((size_t)N * sizeof(int32_t)), *tgt = xmalloc((size_t)N * sizeof(int32_t));
-    double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, first_loss = NAN;
-    int64_t step0 = rs.step;
-    double tok_per_s = 0;
-
-    int64_t last_step = stop_at && stop_at < h->steps ? stop_at : h->steps;
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
-    while (rs.step < last_step) {
-        int64_t step = rs.step + 1;
-        double t0 = now_s();
-        OP(zero, model.grads, model.lay.n);
-        double loss_sum = 0;
-        for (int micro = 0; micro < h->accum; micro++) {
-            loader_next(train_ld, buf);
-            split_batch(buf, h->B, h->T, cf->V, inp, tgt, "the training data");
-            int64_t cnt;
-            double s = model_forward(&model, &acts, inp, tgt, NULL, NULL, 0, 1.0 / ((double)N * h->accum), &cnt);
-            model_backward(&model, &acts, inp);
-            loss_sum += s / (double)(cnt ? cnt : 1);
-        }
-        loss = loss_sum / h->accum;
-        double gnorm = grad_norm(&model);
-        if (!isfinite(loss) || !isfinite(gnorm))
-            die("training diverged at step %lld (loss %g, grad norm %g); lower --lr or raise --warmup; the last "
-                "checkpoint in %s is intact", (long long)step, loss, gnorm, out);
-        double scale = (h->clip > 0 && gnorm > h->clip) ? h->clip / gnorm : 1.0;
-        double lr_now = lr_at(h, step);
-        adamw_step(&model, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, lr_now, scale, step);
-        rs.step = step;
-        rs.loader = loader_get_state(train_ld);
-        double dt = now_s() - t0;
-        if (t_first < 0) { t_first = now_s() - t_start; first_loss = loss; }
-        tok_per_s = (double)N * h->accum / dt;
-
-        int do_eval = val_ld && ((eval_every && step % eval_every == 0) || step == h->steps);
-        if (do_eval) val_loss = evaluate(&model, &eacts, val_ld, eval_batches, NULL, NULL, NULL);
-        if (step % log_every == 0 || step == h->steps || do_eval) {
-            double elapsed = now_s() - t_start, eta = elapsed / (double)(step - step0) * (double)(h->steps - step);
-            char etas[32];
-            fmt_duration(etas, sizeof etas, eta);
-            printf("step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s", (long long)step,
-                   (long long)h->steps, loss, lr_now, gnorm, tok_per_s);
-            if (g_gpu) printf(" | MFU %.1f%%", 100 * 6.0 * (double)model.lay.n * tok_per_s / 989e12);
-            printf(" | ETA %s", etas);
-            if (do_eval) printf(" | val loss %.4f", val_loss);
-            printf("\n");
-            fflush(stdout);
-        }
-        fprintf(logf, "%lld\t%.9g\t", (long long)step, loss);
-        if (do_eval) fprintf(logf, "%.9g", val_loss);
-        fprintf(logf, "\t%.9g\t%.9g\n", lr_now, gnorm);
-        fflush(logf);
-        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal)
-            checkpoint_save(ckpt_path, &model, &rs, 1);
-        if (g_stop_signal) {
-            printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
-                   g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)rs.step,
-                   (long long)h->steps, out);
-            fclose(logf);
-            return 128 + g_stop_signal;
-        }
-    }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    if (rs.step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs.step, (long long)h->steps);
-    if (rs.step == step0) {                 // nothing to do: still leave a checkpoint behind
-        checkpoint_save(ckpt_path, &model, &rs, 1);
-        printf("the run is already at step %lld of %lld\n", (long long)rs.step, (long long)h->steps);
-    }
-    double total = now_s() - t_start;
-    char tot[32];
-    fmt_duration(tot, sizeof tot, total);
-    printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
-           (long long)(rs.step - step0), tot, t_first, (double)(rs.step - step0) * N * h->accum / total, loss, first_loss);
-    if (val_ld) printf(", held-out loss %.4f", val_loss);
-    if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
-    printf("\nsaved %s\n", ckpt_path);
-    fclose(logf);
-    free(buf); free(inp); free(tgt);
-    acts_free(&acts);
-    if (val_ld) { acts_free(&eacts); loader_close(val_ld); }
+    TrainPlan plan = {.task = task, .data = data, .out = out, .eval_every = eval_every, .eval_batches = eval_batches,
+                      .ckpt_every = ckpt_every, .log_every = log_every, .stop_at = stop_at, .resume = resume};
+    int rc = train_run(&model, &rs, train_ld, val_ld, &plan);
+    if (rc) return rc;      // stopped by a signal, after saving: the process ends here
+    if (val_ld) loader_close(val_ld);
     loader_close(train_ld);
     model_free(&model);
+    free(ckpt_path);
     return 0;
 }
 
@@ -467,49 +250,6 @@ static const char *EVAL_HELP =
     "  --tokenizer PATH     the tokenizer for bits per byte (default: the model's, when its files are here)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
-// Reads FILE: one sequence of ids per line. Returns the number of sequences; seqs/lens are allocated.
-static int64_t read_id_file(const char *path, int V, int32_t ***seqs, int64_t **lens) {
-    FILE *f = fopen(path, "r");
-    if (!f) die("cannot open %s: %s", path, strerror(errno));
-    int64_t n = 0, cap = 0, lineno = 0;
-    *seqs = NULL; *lens = NULL;
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t got;
-    while ((got = getline(&line, &lcap, f)) != -1) {
-        lineno++;
-        int32_t *ids = NULL;
-        int64_t k = 0, kcap = 0;
-        char *p = line;
-        for (;;) {
-            while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-            if (!*p) break;
-            char *end;
-            errno = 0;
-            long long v = strtoll(p, &end, 10);
-            if (end == p || errno || (*end && !strchr(" \t\r\n", *end)))
-                die("%s line %lld: '%.20s' is not a token id", path, (long long)lineno, p);
-            if (v < 0 || v >= V) die("%s line %lld: token id %lld is outside the vocabulary [0, %d)", path, (long long)lineno, v, V);
-            if (k == kcap) { kcap = kcap ? 2 * kcap : 64; ids = xrealloc(ids, (size_t)kcap * sizeof(int32_t)); }
-            ids[k++] = (int32_t)v;
-            p = end;
-        }
-        if (!k) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            *seqs = xrealloc(*seqs, (size_t)cap * sizeof(int32_t *));
-            *lens = xrealloc(*lens, (size_t)cap * sizeof(int64_t));
-        }
-        (*seqs)[n] = ids;
-        (*lens)[n] = k;
-        n++;
-    }
-    if (ferror(f)) die("reading %s failed: %s", path, strerror(errno));
-    free(line);
-    fclose(f);
-    if (!n) die("%s holds no token ids", path);
-    return n;
-}
 
 static int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
@@ -565,40 +305,8 @@ static int cmd_eval(int argc, char **argv) {
     double t0 = now_s();
 
     if (ids_path) {
-        int32_t **seqs;
-        int64_t *lens;
-        int64_t ns = read_id_file(ids_path, cf->V, &seqs, &lens);
-        FILE *lf = NULL;
-        if (logits_path) {
-            for (int64_t i = 1; i < ns; i++)
-                if (lens[i] != lens[0]) die("--logits needs sequences of one length; %s line %lld has %lld ids, the first %lld",
-                                            ids_path, (long long)i + 1, (long long)lens[i], (long long)lens[0]);
-            lf = fopen(logits_path, "wb");
-            if (!lf) die("cannot create %s: %s", logits_path, strerror(errno));
-        }
-        Acts a = {0};
-        float *lbuf = NULL;
-        for (int64_t i = 0; i < ns; i++) {
-            int64_t n = lens[i];
-            if (!a.mem || a.T != n) { if (a.mem) acts_free(&a); acts_alloc(&a, cf, 1, (int)n, 0); }
-            int32_t *tgt = xmalloc((size_t)n * sizeof(int32_t));
-            for (int64_t t = 0; t < n; t++) tgt[t] = t + 1 < n ? seqs[i][t + 1] : -1;
-            real *logits = lf ? xmalloc((size_t)(n * cf->V) * sizeof(real)) : NULL;
-            int64_t cnt;
-            sum += model_forward(&m, &a, seqs[i], tgt, NULL, logits, 0, 0, &cnt);
-            count += cnt;
-            if (tok) bytes += target_bytes(tok, tgt, n);
-            if (lf) {
-                lbuf = xrealloc(lbuf, (size_t)(n * cf->V) * sizeof(float));
-                for (int64_t j = 0; j < n * cf->V; j++) lbuf[j] = (float)logits[j];
-                if (fwrite(lbuf, sizeof(float), (size_t)(n * cf->V), lf) != (size_t)(n * cf->V))
-                    die("writing %s failed: %s", logits_path, strerror(errno));
-            }
-            free(logits); free(tgt); free(seqs[i]);
-        }
-        if (lf && fclose(lf) != 0) die("writing %s failed: %s", logits_path, strerror(errno));
-        free(lbuf); free(seqs); free(lens);
-        if (a.mem) acts_free(&a);
+        int64_t ns;
+        sum = evaluate_ids(&m, ids_path, logits_path, tok, &ns, &count, &bytes);
         printf("%lld sequences from %s, %lld predicted positions\n", (long long)ns, ids_path, (long long)count);
     } else {
         if (!data) data = rs.data;
@@ -776,6 +484,12 @@ static const char *BENCH_HELP =
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
+// Every step trains on the same random tokens: targets are the ids shifted by one (ids holds N + 1).
+static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
+    *inp = ids;
+    *tgt = (const int32_t *)ids + 1;
+}
+
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 static int cmd_bench(int argc, char **argv) {
@@ -810,7 +524,8 @@ static int cmd_bench(int argc, char **argv) {
     const char *bad = config_finish(&cf);
     if (bad) usage_error("%s", bad);
     Hyper h = {.B = (int)(z.B ? z.B : ps->B), .T = (int)(z.T ? z.T : ps->T), .accum = 1, .steps = steps + 1, .lr = 1e-4,
-               .min_lr = 1e-5, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0};
+               .min_lr = 1e-5, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0,
+               .sched = SCHED_CONSTANT};
     Model m = {0};
     model_alloc(&m, &cf);
     model_init(&m, seed);
@@ -827,12 +542,10 @@ static int cmd_bench(int argc, char **argv) {
     else printf("| batch        | %d x %d, cpu with %d threads, memory %.1f MiB\n", h.B, h.T, omp_get_max_threads(),
                 bytes_mib(m.lay.n * 4 * (int64_t)sizeof(real) + a.bytes));
     double *times = xmalloc((size_t)(steps + 1) * sizeof(double)), t_first = 0;
+    const BatchSource src = {same_batch, ids};
     for (int64_t s = 0; s <= steps; s++) {
         double t0 = now_s();
-        OP(zero, m.grads, m.lay.n);
-        model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
-        model_backward(&m, &a, ids);
-        adamw_step(&m, &(AdamW){h.beta1, h.beta2, h.adam_eps, h.wd}, 1e-4, 1.0, s + 1);
+        train_step(&m, &a, &h, s + 1, &src, 0);
         dev_sync();
         times[s] = now_s() - t0;
         if (s == 0) t_first = now_s() - t_start;
@@ -841,10 +554,7 @@ static int cmd_bench(int argc, char **argv) {
     if (profile) {   // separate steps: the events themselves cost a little, so the timings above go without
         for (int64_t s = 0; s < steps; s++) {
             g_prof = 1;
-            OP(zero, m.grads, m.lay.n);
-            model_forward(&m, &a, ids, ids + 1, NULL, NULL, 0, 1.0 / N, NULL);
-            model_backward(&m, &a, ids);
-            adamw_step(&m, &(AdamW){h.beta1, h.beta2, h.adam_eps, h.wd}, 1e-4, 1.0, s + 1);
+            train_step(&m, &a, &h, s + 1, &src, 0);
             g_prof = 0;
             cuda_prof_step();
         }
@@ -855,8 +565,12 @@ static int cmd_bench(int argc, char **argv) {
     double flops = 6.0 * (double)m.lay.n * N;
     printf("time to first step %.2f s | step %.1f ms (median of %lld) | %.0f tokens/s | %.1f GFLOP/s (6 x params x tokens)\n",
            t_first, med * 1e3, (long long)steps, N / med, flops / med / 1e9);
-    if (g_gpu) printf("MFU %.1f%% of 989 TFLOP/s (dense bf16 peak of an H100 or H200 SXM) | peak GPU memory %.0f MiB\n",
-                      100 * flops / med / 989e12, dev_peak_mib());
+    if (g_gpu) {
+        const char *label;
+        double peak = dev_peak_flops(&label);
+        if (peak > 0) printf("MFU %.1f%% of %.0f TFLOP/s (%s) | ", 100 * flops / med / peak, peak / 1e12, label);
+        printf("peak GPU memory %.0f MiB\n", dev_peak_mib());
+    }
 #if USE_CUDA
     if (profile) cuda_prof_print((int)steps);
 #endif

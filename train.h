@@ -5,6 +5,8 @@
 
 #include "common.h"
 #include "model.h"
+#include "data.h"
+#include "tokenizer.h"
 
 typedef enum { SCHED_COSINE, SCHED_INVSQRT, SCHED_CONSTANT } Sched;
 extern const char *const SCHED_NAMES[3];     // indexed by Sched, as --schedule spells them
@@ -21,5 +23,73 @@ typedef struct {
 
 // The learning rate of step `step` (from 1): a linear warmup, then the schedule.
 double lr_at(const Hyper *h, int64_t step);
+
+// ---- the training step, shared by train and bench ----
+
+// Where a step's micro-batches come from: next() points *inp and *tgt at B x T ids each (targets < 0: no
+// loss there), valid until its next call.
+typedef struct {
+    void (*next)(void *ctx, const int32_t **inp, const int32_t **tgt);
+    void *ctx;
+} BatchSource;
+
+typedef struct {
+    double loss;        // the mean over the micro-batches of their mean loss
+    double grad_norm;   // the global gradient norm before clipping (0 when not measured)
+    double lr;          // the learning rate AdamW used
+} StepResult;
+
+// Optimizer step number `step` (from 1): the gradients zeroed; forward and backward over h->accum
+// micro-batches from src, each loss scaled by 1 / (B T accum); with measure_norm, the global gradient norm
+// and clipping to it when h->clip > 0 (bench leaves it out of what it times); AdamW at lr_at(h, step).
+// When the loss or the norm is not finite, AdamW is skipped and the parameters stay as they were.
+StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm);
+
+// ---- evaluation ----
+
+// Splits a loader batch of B rows of T+1 tokens into inputs and targets; padding (-1) becomes input 0 with
+// no target. Ids at or above the vocabulary are refused here (dies naming `what`), before they reach the model.
+void split_batch(const int32_t *buf, int B, int T, int V, int32_t *inp, int32_t *tgt, const char *what);
+// The UTF-8 bytes the valid targets stand for (for bits per byte with any tokenizer).
+int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n);
+// Mean loss over the whole (or the first max_batches batches of the) sequential split. With a tokenizer,
+// *nbytes receives the bytes of text the predicted tokens stand for.
+double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets,
+                const Tokenizer *tok, int64_t *nbytes);
+// The summed next-token loss of the sequences in ids_path (one sequence of token ids per line, whitespace-
+// separated), each its own forward from a zero state. *nseq: the sequences; *count: the predicted positions;
+// *nbytes (with a tokenizer): the bytes they stand for. With logits_path, every position's logits are also
+// written there as little-endian float32 [sequences, T, V] (the sequences must then have one length T).
+double evaluate_ids(Model *m, const char *ids_path, const char *logits_path, const Tokenizer *tok, int64_t *nseq,
+                    int64_t *count, int64_t *nbytes);
+
+// ---- data ----
+
+// The tokenizer spec a prepared data directory was made with (its meta.txt) into out; 0 when it says none.
+int data_tokenizer_spec(const char *dir, char *out, size_t cap);
+// Prepares the default corpus (the King James Bible from Debian's bible-kjv) in dir on first use.
+void prepare_bible(const char *dir);
+
+// ---- the training run ----
+
+typedef struct RunState RunState;   // checkpoint.h
+
+// How a run reports, saves and stops.
+typedef struct {
+    const char *task, *data;        // named in the startup table
+    const char *out;                // the run directory: model.ckpt and log.tsv
+    int64_t eval_every;             // held-out loss every N steps (0: at the end only; < 0: a quarter of the run)
+    int64_t eval_batches;           // batches per evaluation (0: the whole split)
+    int64_t ckpt_every;             // as eval_every, for checkpoints
+    int64_t log_every;              // a progress line every N steps
+    int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
+    int resume;                     // continue log.tsv instead of starting it
+} TrainPlan;
+
+// Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none): the
+// startup table, a progress line and a log.tsv row per step, checkpoints (with the AdamW moments and rs),
+// and a summary. Ctrl-C or SIGTERM saves and stops after the step in progress. Returns 0, or 128 + the
+// signal that stopped it.
+int train_run(Model *m, RunState *rs, Loader *train_ld, Loader *val_ld, const TrainPlan *p);
 
 #endif
