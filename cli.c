@@ -115,6 +115,18 @@ const char *task_default_preset(const char *task) {
     return "tiny";
 }
 
+Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
+    Hyper h = {.B = (int)(z->B ? z->B : ps->B), .T = (int)(z->T ? z->T : ps->T), .accum = g->accum,
+               .steps = g->steps ? g->steps : ps->steps, .lr = g->lr ? g->lr : ps->lr,
+               .wd = g->wd >= 0 ? g->wd : ps->wd, .beta1 = g->beta1 >= 0 ? g->beta1 : ps->beta1,
+               .beta2 = g->beta2 >= 0 ? g->beta2 : ps->beta2, .adam_eps = g->adam_eps, .clip = g->clip,
+               .warmup = g->warmup >= 0 ? g->warmup : ps->warmup, .sched = g->sched >= 0 ? g->sched : ps->sched,
+               .seed = g->seed};
+    h.min_lr = g->min_lr >= 0 ? g->min_lr : h.lr / 10;      // a tenth of the peak unless given
+    if (h.warmup > h.steps) h.warmup = h.steps;
+    return h;
+}
+
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
                     .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),

@@ -82,5 +82,17 @@ const Preset *preset_find(const char *name);           // NULL when there is non
 const char *task_default_preset(const char *task);
 // The model of a preset with the size flags applied; vocab is the vocabulary when --vocab is absent.
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab);
+// The optimization settings of a preset with the flags given applied: --batch and --seq-len from z; in g,
+// steps and lr 0 and min_lr, wd, beta1, beta2, warmup, sched < 0 mean not given, while accum, adam_eps,
+// clip and seed are taken as they are (their defaults do not depend on the preset).
+Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g);
+
+// ---- the commands: each `hgrn2 NAME ...` with argv[0] = NAME; returns the exit code ----
+int cmd_train(int argc, char **argv);      // hgrn2.c
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_import(int argc, char **argv);     // cmd_hf.c
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -1,14 +1,10 @@
-// hgrn2.c: train, evaluate and sample HGRN2 language models ("HGRN2: Gated Linear RNNs with State Expansion",
-// Qin et al., 2024) in the parameterisation of flash-linear-attention. The model is ../shared/docs/MODEL.md.
-// Read top to bottom: configuration, the parameter table, the forward and backward passes, AdamW,
-// checkpoints, then the subcommands (train, eval, sample, bench) and main.
-#include <getopt.h>
+// hgrn2.c: main and the model commands train, eval, sample and bench, each reading its options and calling the library.
+// hgrn2 trains, evaluates and samples HGRN2 language models ("HGRN2: Gated Linear RNNs with State Expansion",
+// Qin et al., 2024) in the parameterisation of flash-linear-attention (docs/model.md). The library beneath:
+// model.c (the model over the ops of ops.h, run by cpu.c or kernels.cu through backend.c), train.c (the step,
+// the run, evaluation), checkpoint.c, cli.c (what the commands' option parsing shares); import and export are
+// in cmd_hf.c, prepare and tokenize with the data path.
 #include <math.h>
-#include <time.h>
-#include <unistd.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <signal.h>
 #include <omp.h>
 
 #include "common.h"
@@ -19,14 +15,9 @@
 #include "cli.h"
 #include "data.h"
 #include "tokenizer.h"
-#include "hf.h"
-
-
-
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train
-
 
 static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
@@ -59,8 +50,25 @@ static const char *TRAIN_HELP =
     "  --device cpu|cuda --threads N (default: all cores) --seed N\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
 
+// With --resume the model and the optimization settings come from the checkpoint, with --init the model:
+// flags that would set them are refused rather than ignored.
+static void refuse_fixed_flags(const int *set, int resume, int init) {
+    if (resume || init) {
+        static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB};
+        static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
+                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound"};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
+    }
+    if (resume) {
+        static const int fixed[] = {O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_BETA1,
+                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            if (set[fixed[i]]) usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
+    }
+}
 
-static int cmd_train(int argc, char **argv) {
+int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
@@ -80,11 +88,9 @@ static int cmd_train(int argc, char **argv) {
     MachineArgs mach = {0};
     int set[O_LAST] = {0};
     SizeArgs z = {0};
-    int64_t steps = 0, accum = 1, warmup = -1;
-    int64_t eval_every = -1, eval_batches = 20, ckpt_every = -1, log_every = 1, stop_at = 0;
-    double lr = 0, min_lr = -1, wd = -1, beta1 = -1, beta2 = -1, adam_eps = 1e-8, clip = 1.0;
-    uint64_t seed = 1337;
-    int sched = -1;
+    Hyper given = {.accum = 1, .min_lr = -1, .wd = -1, .beta1 = -1, .beta2 = -1, .adam_eps = 1e-8, .clip = 1.0,
+                   .warmup = -1, .sched = -1, .seed = 1337};   // what preset_hyper reads as not given
+    TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1};
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < O_LAST) set[c] = 1;
@@ -95,29 +101,29 @@ static int cmd_train(int argc, char **argv) {
         case O_PRESET: preset_name = optarg; break;
         case O_DATA: data = optarg; break;
         case O_OUT: out = optarg; break;
-        case O_STEPS: steps = arg_int("--steps", optarg, 1, INT64_C(1) << 40); break;
+        case O_STEPS: given.steps = arg_int("--steps", optarg, 1, INT64_C(1) << 40); break;
         case O_CKPT: ckpt = optarg; break;
         case O_RESUME: break;
         case O_INIT: init = optarg; break;
-        case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
-        case O_ACCUM: accum = arg_int("--accum", optarg, 1, 1 << 20); break;
-        case O_LR: lr = arg_num("--lr", optarg, 1e-12, 10); break;
-        case O_MIN_LR: min_lr = arg_num("--min-lr", optarg, 0, 10); break;
-        case O_WARMUP: warmup = arg_int("--warmup", optarg, 0, INT64_C(1) << 40); break;
+        case O_SEED: given.seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
+        case O_ACCUM: given.accum = (int)arg_int("--accum", optarg, 1, 1 << 20); break;
+        case O_LR: given.lr = arg_num("--lr", optarg, 1e-12, 10); break;
+        case O_MIN_LR: given.min_lr = arg_num("--min-lr", optarg, 0, 10); break;
+        case O_WARMUP: given.warmup = arg_int("--warmup", optarg, 0, INT64_C(1) << 40); break;
         case O_SCHED:
-            for (sched = 0; sched < 3 && strcmp(optarg, SCHED_NAMES[sched]); sched++) {}
-            if (sched == 3) usage_error("--schedule must be cosine, invsqrt or constant, got '%s'", optarg);
+            for (given.sched = 0; given.sched < 3 && strcmp(optarg, SCHED_NAMES[given.sched]); given.sched++) {}
+            if (given.sched == 3) usage_error("--schedule must be cosine, invsqrt or constant, got '%s'", optarg);
             break;
-        case O_WD: wd = arg_num("--wd", optarg, 0, 10); break;
-        case O_BETA1: beta1 = arg_num("--beta1", optarg, 0, 0.999999); break;
-        case O_BETA2: beta2 = arg_num("--beta2", optarg, 0, 0.99999999); break;
-        case O_ADAM_EPS: adam_eps = arg_num("--adam-eps", optarg, 1e-30, 1); break;
-        case O_CLIP: clip = arg_num("--clip", optarg, 0, 1e9); break;
-        case O_EVAL_EVERY: eval_every = arg_int("--eval-every", optarg, 0, INT64_C(1) << 40); break;
-        case O_EVAL_BATCHES: eval_batches = arg_int("--eval-batches", optarg, 0, INT64_C(1) << 40); break;
-        case O_CKPT_EVERY: ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
-        case O_LOG_EVERY: log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
-        case O_STOP_AT: stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
+        case O_WD: given.wd = arg_num("--wd", optarg, 0, 10); break;
+        case O_BETA1: given.beta1 = arg_num("--beta1", optarg, 0, 0.999999); break;
+        case O_BETA2: given.beta2 = arg_num("--beta2", optarg, 0, 0.99999999); break;
+        case O_ADAM_EPS: given.adam_eps = arg_num("--adam-eps", optarg, 1e-30, 1); break;
+        case O_CLIP: given.clip = arg_num("--clip", optarg, 0, 1e9); break;
+        case O_EVAL_EVERY: plan.eval_every = arg_int("--eval-every", optarg, 0, INT64_C(1) << 40); break;
+        case O_EVAL_BATCHES: plan.eval_batches = arg_int("--eval-batches", optarg, 0, INT64_C(1) << 40); break;
+        case O_CKPT_EVERY: plan.ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
+        case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
+        case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
         default: bad_option(argv, c);
         }
     }
@@ -128,31 +134,18 @@ static int cmd_train(int argc, char **argv) {
     int resume = set[O_RESUME];
     if (resume && init) usage_error("--resume and --init exclude each other");
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from; to start from weights use --init");
-    if (resume || init) {
-        static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB};
-        static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
-                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound"};
-        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-            if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
-    }
-    if (resume) {
-        static const int fixed[] = {O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_BETA1,
-                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
-        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-            if (set[fixed[i]]) usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
-    }
+    refuse_fixed_flags(set, resume, init != NULL);
 
     Model model = {0};
     RunState rs;
     memset(&rs, 0, sizeof rs);
     char *ckpt_path = xasprintf("%s/model.ckpt", out);
-
     if (resume) {
         const char *from = ckpt ? ckpt : ckpt_path;
         checkpoint_load(from, &model, &rs, 1);
         if (set[O_STEPS]) {
-            if (steps < rs.step) usage_error("--steps %lld is below the %lld steps already done", (long long)steps, (long long)rs.step);
-            rs.h.steps = steps;
+            if (given.steps < rs.step) usage_error("--steps %lld is below the %lld steps already done", (long long)given.steps, (long long)rs.step);
+            rs.h.steps = given.steps;
         }
         if (!data) data = rs.data;
         printf("resuming %s at step %lld of %lld\n", from, (long long)rs.step, (long long)rs.h.steps);
@@ -163,14 +156,7 @@ static int cmd_train(int argc, char **argv) {
             for (int i = 0; i < NPRESETS; i++) fprintf(stderr, "  %-12s %s\n", PRESETS[i].name, PRESETS[i].about);
             exit(EXIT_USAGE);
         }
-        rs.h = (Hyper){.B = (int)(z.B ? z.B : ps->B), .T = (int)(z.T ? z.T : ps->T), .accum = (int)accum,
-                       .steps = steps ? steps : ps->steps, .lr = lr ? lr : ps->lr,
-                       .wd = wd >= 0 ? wd : ps->wd, .beta1 = beta1 >= 0 ? beta1 : ps->beta1,
-                       .beta2 = beta2 >= 0 ? beta2 : ps->beta2, .adam_eps = adam_eps, .clip = clip,
-                       .warmup = warmup >= 0 ? warmup : ps->warmup, .sched = sched >= 0 ? sched : ps->sched,
-                       .seed = seed};
-        rs.h.min_lr = min_lr >= 0 ? min_lr : rs.h.lr / 10;
-        if (rs.h.warmup > rs.h.steps) rs.h.warmup = rs.h.steps;
+        rs.h = preset_hyper(ps, &z, &given);
         rs.c = preset_config(ps, &z, 0);
         Config probe = rs.c;             // check the sizes now, before any data is touched
         if (!probe.V) probe.V = 256;
@@ -188,8 +174,6 @@ static int cmd_train(int argc, char **argv) {
     Loader *train_ld = loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
     Loader *val_ld = data_has_split(data, "val") ? loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
     int data_vocab = (int)loader_vocab(train_ld);
-    char spec[1024] = "";
-    if (!data_tokenizer_spec(data, spec, sizeof spec)) snprintf(spec, sizeof spec, "%s", loader_tokenizer(train_ld));
 
     if (!resume) {
         if (init) {
@@ -203,23 +187,24 @@ static int cmd_train(int argc, char **argv) {
         const char *bad = config_finish(&rs.c);
         if (bad) usage_error("%s", bad);
         if (!init) { model_alloc(&model, &rs.c); model_init(&model, rs.h.seed); }
-        model_to_device(&model);
-        model_alloc_training(&model);
         rs.step = 0;
         rs.loader = loader_get_state(train_ld);
-        snprintf(rs.tokenizer, sizeof rs.tokenizer, "%s", spec);
+        if (!data_tokenizer_spec(data, rs.tokenizer, sizeof rs.tokenizer))
+            snprintf(rs.tokenizer, sizeof rs.tokenizer, "%s", loader_tokenizer(train_ld));
         snprintf(rs.data, sizeof rs.data, "%s", data);
     } else {
-        model_to_device(&model);
-        model_alloc_training(&model);
         loader_set_state(train_ld, rs.loader);
     }
+    model_to_device(&model);
+    model_alloc_training(&model);
     if (rs.c.V < data_vocab)
         die("the data in %s has a vocabulary of %d but the model only %d ids", data, data_vocab, rs.c.V);
     mkdir_p(out);
 
-    TrainPlan plan = {.task = task, .data = data, .out = out, .eval_every = eval_every, .eval_batches = eval_batches,
-                      .ckpt_every = ckpt_every, .log_every = log_every, .stop_at = stop_at, .resume = resume};
+    plan.task = task;
+    plan.data = data;
+    plan.out = out;
+    plan.resume = resume;
     int rc = train_run(&model, &rs, train_ld, val_ld, &plan);
     if (rc) return rc;      // stopped by a signal, after saving: the process ends here
     if (val_ld) loader_close(val_ld);
@@ -250,8 +235,7 @@ static const char *EVAL_HELP =
     "  --tokenizer PATH     the tokenizer for bits per byte (default: the model's, when its files are here)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
-
-static int cmd_eval(int argc, char **argv) {
+int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
@@ -353,7 +337,7 @@ static const char *SAMPLE_HELP =
     "  --tokenizer PATH     override the tokenizer the model was trained with (a directory or tokenizer.json)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
-static int cmd_sample(int argc, char **argv) {
+int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"prompt", required_argument, 0, O_PROMPT},
         {"prompt-ids", required_argument, 0, O_PROMPT_IDS}, {"tokens", required_argument, 0, 'n'},
@@ -492,7 +476,7 @@ static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
 
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
-static int cmd_bench(int argc, char **argv) {
+int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
                                          {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     cli_start("hgrn2 bench", BENCH_USAGE);
@@ -576,273 +560,6 @@ static int cmd_bench(int argc, char **argv) {
 #endif
     free(times); free(ids);
     acts_free(&a);
-    model_free(&m);
-    return 0;
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// hgrn2 import / export: Hugging Face checkpoints of flash-linear-attention's HGRN2ForCausalLM
-
-static const char *IMPORT_USAGE = "hgrn2 import --hf DIR --out CKPT";
-static const char *IMPORT_HELP =
-    "Convert a Hugging Face HGRN2 checkpoint (flash-linear-attention, model_type hgrn2) into an hgrn2\n"
-    "checkpoint for eval, sample and train --init.\n"
-    "\n"
-    "  --hf DIR             holds config.json and model.safetensors, or sharded *.safetensors with\n"
-    "                       model.safetensors.index.json; F32, BF16, F16 or F64 tensors\n"
-    "  --out CKPT           the checkpoint to write\n"
-    "When DIR holds a tokenizer.json, the checkpoint remembers DIR as its tokenizer.\n";
-
-static const char *EXPORT_USAGE = "hgrn2 export --ckpt CKPT --hf DIR [--dtype f32|bf16|f16]";
-static const char *EXPORT_HELP =
-    "Write a checkpoint as a Hugging Face model directory that flash-linear-attention's HGRN2ForCausalLM\n"
-    "loads unchanged: config.json, model.safetensors and, when the run has them, its tokenizer files.\n"
-    "\n"
-    "  --ckpt PATH          the checkpoint (default " DEFAULT_OUT "/model.ckpt)\n"
-    "  --hf DIR             the directory to write (created if needed)\n"
-    "  --dtype NAME         tensor type in model.safetensors: f32 (default), bf16 or f16\n";
-
-// One number of config.json: the field, or def when absent or null; dies when it is of another type.
-static double cfg_num(const Json *cfg, const char *path, const char *key, double def, int required) {
-    const Json *v = json_get(cfg, key);
-    if (!v || v->type == JSON_NULL) {
-        if (required) die("%s: field %s is missing", path, key);
-        return def;
-    }
-    if (v->type != JSON_NUM && v->type != JSON_BOOL) die("%s: field %s is not a number", path, key);
-    return v->num;
-}
-
-static int cmd_import(int argc, char **argv) {
-    static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
-                                         {"out", required_argument, 0, O_OUT}, {0, 0, 0, 0}};
-    cli_start("hgrn2 import", IMPORT_USAGE);
-    const char *dir = NULL, *out = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case O_HELP: print_help(IMPORT_USAGE, IMPORT_HELP); return 0;
-        case O_HF: dir = optarg; break;
-        case O_OUT: out = optarg; break;
-        default: bad_option(argv, c);
-        }
-    }
-    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    if (!dir || !out) usage_error("import needs --hf DIR and --out CKPT");
-
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len;
-    char *text = read_file(path, &len), err[200];
-    Json *cfg = json_parse(text, len, err, sizeof err);
-    if (!cfg || cfg->type != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
-    const Json *mt = json_get(cfg, "model_type");
-    if (!mt || mt->type != JSON_STR || strcmp(mt->str, "hgrn2"))
-        die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && mt->type == JSON_STR ? "'" : "",
-            mt && mt->type == JSON_STR ? mt->str : "missing", mt && mt->type == JSON_STR ? "'" : "");
-    if (cfg_num(cfg, path, "use_short_conv", 0, 0))
-        die("%s: use_short_conv is true; hgrn2 implements the model without short convolutions", path);
-    const Json *attn = json_get(cfg, "attn");
-    if (attn && attn->type != JSON_NULL) die("%s: field attn asks for hybrid softmax-attention layers, which hgrn2 does not implement", path);
-    const Json *attnres = json_get(cfg, "attnres_block_size");
-    if (attnres && attnres->type != JSON_NULL) die("%s: field attnres_block_size is set; hgrn2 does not implement attention residuals", path);
-    const Json *aff = json_get(cfg, "elementwise_affine");
-    if (aff && aff->type == JSON_BOOL && !aff->num) die("%s: elementwise_affine is false; hgrn2 needs norm weights", path);
-    const Json *act = json_get(cfg, "hidden_act");
-    if (act && act->type == JSON_STR && strcmp(act->str, "swish") && strcmp(act->str, "silu"))
-        die("%s: hidden_act is '%s'; hgrn2 implements swish", path, act->str);
-    Config cf = {.V = (int)cfg_num(cfg, path, "vocab_size", 0, 1), .D = (int)cfg_num(cfg, path, "hidden_size", 0, 1),
-                 .L = (int)cfg_num(cfg, path, "num_hidden_layers", 0, 1),
-                 .tie = (int)cfg_num(cfg, path, "tie_word_embeddings", 0, 0),
-                 .lower_bound = (int)cfg_num(cfg, path, "use_lower_bound", 1, 0), .eps = cfg_num(cfg, path, "norm_eps", 1e-6, 0)};
-    double expand = cfg_num(cfg, path, "expand_ratio", 0, 0), heads = cfg_num(cfg, path, "num_heads", 0, 0);
-    if (expand > 0) cf.K = (int)expand;
-    else if (heads > 0 && cf.D > 0) cf.K = cf.D / (int)heads;
-    else die("%s: neither expand_ratio nor num_heads is set", path);
-    double inter = cfg_num(cfg, path, "intermediate_size", 0, 0);
-    cf.I = inter > 0 ? (int)inter : mlp_width(cf.D, cfg_num(cfg, path, "hidden_ratio", 4, 0));
-    const char *bad = config_finish(&cf);
-    if (bad) die("%s: the configuration cannot be represented: %s", path, bad);
-    if (!(cf.eps > 0 && cf.eps < 1)) die("%s: norm_eps %g is out of range", path, cf.eps);
-    json_free(cfg);
-    free(text);
-
-    StSet *st = st_open_dir(dir);
-    Model m = {0};
-    model_alloc(&m, &cf);
-    float *buf = NULL;
-    char name[256];
-    int used = 0;
-    for (int p = 0; p < NPARAM; p++) {
-        int64_t rows, cols;
-        param_shape(&cf, p, &rows, &cols);
-        if (!rows) continue;
-        int nl = p < P_FIRST_LAYER ? 1 : cf.L;
-        int vec = rows == 1 && p != P_LB;       // norms are 1-D tensors
-        for (int l = 0; l < nl; l++) {
-            hf_name(name, sizeof name, p, l);
-            const StTensor *t = st_find(st, name);
-            if (!t) die("%s: tensor %s is missing", dir, name);
-            if (t->dtype == ST_I32 || t->dtype == ST_I64) die("%s: tensor %s holds integers, not weights", dir, name);
-            int shape_ok = vec ? (t->ndim == 1 && t->shape[0] == cols) : (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols);
-            if (!shape_ok) {
-                char got[128] = "";
-                for (int d = 0; d < t->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "%lld", (long long)t->shape[d]);
-                if (vec) die("%s: tensor %s has shape [%s]; config.json implies [%lld]", dir, name, got, (long long)cols);
-                die("%s: tensor %s has shape [%s]; config.json implies [%lld, %lld]", dir, name, got, (long long)rows, (long long)cols);
-            }
-            buf = xrealloc(buf, (size_t)t->numel * sizeof(float));
-            st_read(st, t, buf);
-            real *dst = W(&m, p, l);
-            for (int64_t i = 0; i < t->numel; i++) {
-                if (!isfinite(buf[i])) die("%s: tensor %s holds a non-finite value", dir, name);
-                dst[i] = buf[i];
-            }
-            used++;
-        }
-    }
-    for (int i = 0; i < st->n; i++) {
-        int known = 0;
-        for (int p = 0; p < NPARAM && !known; p++) {
-            int nl = p < P_FIRST_LAYER ? 1 : cf.L;
-            for (int l = 0; l < nl && !known; l++) { hf_name(name, sizeof name, p, l); known = !strcmp(name, st->t[i].name) && param_numel(&cf, p); }
-        }
-        if (!known && cf.tie && !strcmp(st->t[i].name, "lm_head.weight")) known = 1;   // a tied copy
-        if (!known) die("%s: tensor %s is not part of an HGRN2 model of this configuration", dir, st->t[i].name);
-    }
-    free(buf);
-    st_close(st);
-
-    RunState rs;
-    memset(&rs, 0, sizeof rs);
-    rs.c = cf;
-    rs.h = (Hyper){.B = 4, .T = 512, .accum = 1, .steps = 0, .lr = 3e-4, .min_lr = 3e-5, .wd = 0.1, .beta1 = 0.9,
-                   .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0, .seed = 1337};
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (file_exists(path)) {
-        char *abs = realpath(dir, NULL);
-        if (abs && strlen(abs) < sizeof rs.tokenizer) snprintf(rs.tokenizer, sizeof rs.tokenizer, "%s", abs);
-        free(abs);
-    }
-    checkpoint_save(out, &m, &rs, 0);
-    printf("imported %s: %d tensors, ", dir, used);
-    print_config(&cf, &m.lay, stdout);
-    printf("tokenizer: %s\nwrote %s\n", rs.tokenizer[0] ? rs.tokenizer : "none (pass --tokenizer to sample)", out);
-    model_free(&m);
-    return 0;
-}
-
-static void copy_file(const char *from, const char *to) {
-    size_t len;
-    char *data = read_file(from, &len);
-    FILE *f = fopen(to, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) die("writing %s failed: %s", to, strerror(errno));
-    free(data);
-}
-
-static int cmd_export(int argc, char **argv) {
-    static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
-                                         {"ckpt", required_argument, 0, O_CKPT}, {"dtype", required_argument, 0, O_SPLIT},
-                                         {0, 0, 0, 0}};
-    cli_start("hgrn2 export", EXPORT_USAGE);
-    const char *dir = NULL, *ckpt = DEFAULT_OUT "/model.ckpt";
-    StDtype dtype = ST_F32;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case O_HELP: print_help(EXPORT_USAGE, EXPORT_HELP); return 0;
-        case O_HF: dir = optarg; break;
-        case O_CKPT: ckpt = optarg; break;
-        case O_SPLIT:
-            if (!strcmp(optarg, "f32")) dtype = ST_F32;
-            else if (!strcmp(optarg, "bf16")) dtype = ST_BF16;
-            else if (!strcmp(optarg, "f16")) dtype = ST_F16;
-            else usage_error("--dtype must be f32, bf16 or f16, got '%s'", optarg);
-            break;
-        default: bad_option(argv, c);
-        }
-    }
-    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    if (!dir) usage_error("export needs --hf DIR");
-    Model m = {0};
-    RunState rs;
-    checkpoint_load(ckpt, &m, &rs, 0);
-    const Config *cf = &m.c;
-    mkdir_p(dir);
-
-    // tensors, in the order of the parameter table
-    int n = 0, cap = NPARAM * cf->L + NPARAM;
-    char **names = xcalloc((size_t)cap, sizeof(char *));
-    const float **data = xcalloc((size_t)cap, sizeof(float *));
-    int64_t (*shapes)[8] = xcalloc((size_t)cap, sizeof *shapes);
-    int *ndims = xcalloc((size_t)cap, sizeof(int));
-    for (int p = 0; p < NPARAM; p++) {
-        int64_t rows, cols;
-        param_shape(cf, p, &rows, &cols);
-        if (!rows) continue;
-        int nl = p < P_FIRST_LAYER ? 1 : cf->L;
-        for (int l = 0; l < nl; l++) {
-            names[n] = xmalloc(256);
-            hf_name(names[n], 256, p, l);
-            float *t = xmalloc((size_t)(rows * cols) * sizeof(float));
-            const real *src = W(&m, p, l);
-            for (int64_t i = 0; i < rows * cols; i++) t[i] = (float)src[i];
-            data[n] = t;
-            if (rows == 1 && p != P_LB) { ndims[n] = 1; shapes[n][0] = cols; }
-            else { ndims[n] = 2; shapes[n][0] = rows; shapes[n][1] = cols; }
-            n++;
-        }
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    st_write(path, n, (const char *const *)names, data, (const int64_t(*)[8])shapes, ndims, dtype);
-
-    // config.json in the form fla's HGRN2Config writes it
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
-    fprintf(f, "{\n  \"architectures\": [\"HGRN2ForCausalLM\"],\n  \"model_type\": \"hgrn2\",\n"
-               "  \"attn\": null,\n  \"attn_mode\": \"chunk\",\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
-               "  \"expand_ratio\": %d,\n  \"num_heads\": %d,\n  \"vocab_size\": %d,\n  \"hidden_ratio\": 4,\n"
-               "  \"intermediate_size\": %d,\n  \"hidden_act\": \"swish\",\n  \"norm_eps\": %.17g,\n"
-               "  \"tie_word_embeddings\": %s,\n  \"use_lower_bound\": %s,\n  \"use_short_conv\": false,\n"
-               "  \"conv_size\": 4,\n  \"elementwise_affine\": true,\n  \"max_position_embeddings\": 2048,\n"
-               "  \"initializer_range\": 0.02,\n  \"use_cache\": true,\n  \"fuse_norm\": true,\n  \"fuse_swiglu\": true,\n"
-               "  \"fuse_cross_entropy\": true,\n  \"fuse_linear_cross_entropy\": false,\n  \"use_l2warp\": false,\n",
-            cf->D, cf->L, cf->K, cf->H, cf->V, cf->I, cf->eps, cf->tie ? "true" : "false", cf->lower_bound ? "true" : "false");
-    // special tokens of the tokenizer the run used, when there is one
-    Tokenizer *tok = NULL;
-    if (rs.tokenizer[0] && strcmp(rs.tokenizer, "byte")) tok = tokenizer_load(rs.tokenizer);
-    int32_t bos = tok ? tokenizer_bos(tok) : -1, eos = tok ? tokenizer_eot(tok) : -1;
-    if (bos >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", bos); else fprintf(f, "  \"bos_token_id\": null,\n");
-    if (eos >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos); else fprintf(f, "  \"eos_token_id\": null,\n");
-    fprintf(f, "  \"pad_token_id\": null\n}\n");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) die("writing %s failed: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) die("renaming %s failed: %s", tmp, strerror(errno));
-
-    // tokenizer files: a tokenizer.json as it is; GPT-2's encoder.json/vocab.bpe under the names
-    // transformers' GPT2Tokenizer reads (vocab.json, merges.txt)
-    if (tok) {
-        char from[4400], to[4400];
-        struct stat st;
-        if (stat(rs.tokenizer, &st) == 0 && S_ISREG(st.st_mode)) {
-            snprintf(to, sizeof to, "%s/tokenizer.json", dir);
-            copy_file(rs.tokenizer, to);
-        } else {
-            snprintf(from, sizeof from, "%s/tokenizer.json", rs.tokenizer);
-            if (file_exists(from)) { snprintf(to, sizeof to, "%s/tokenizer.json", dir); copy_file(from, to); }
-            snprintf(from, sizeof from, "%s/encoder.json", rs.tokenizer);
-            if (file_exists(from)) { snprintf(to, sizeof to, "%s/vocab.json", dir); copy_file(from, to); }
-            snprintf(from, sizeof from, "%s/vocab.bpe", rs.tokenizer);
-            if (file_exists(from)) { snprintf(to, sizeof to, "%s/merges.txt", dir); copy_file(from, to); }
-        }
-        tokenizer_free(tok);
-    }
-    printf("wrote %s: config.json, model.safetensors (%d tensors)%s\n", dir, n, tok ? ", tokenizer files" : "");
-    for (int i = 0; i < n; i++) { free(names[i]); free((void *)data[i]); }
-    free(names); free(data); free(shapes); free(ndims);
     model_free(&m);
     return 0;
 }

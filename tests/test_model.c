@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-variable"
 #include "../hgrn2.c"
+#include <unistd.h>
+#include "../hf.h"
 #include <sys/wait.h>
 
 static int failures = 0;

@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-variable"
 #include "../hgrn2.c"
+#include <unistd.h>
+#include "../hf.h"
 #include <sys/wait.h>
 
 static int failures = 0;
@@ -38,6 +40,14 @@ static int32_t *fixture_ids(const StSet *s, const char *name, int64_t *numel) {
     free(f);
     if (numel) *numel = n;
     return ids;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t len;
+    char *data = read_file(from, &len);
+    FILE *f = fopen(to, "wb");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) { printf("writing %s failed\n", to); exit(1); }
+    free(data);
 }
 
 static int run_cmd(int (*cmd)(int, char **), int argc, char **argv, int quiet) {
