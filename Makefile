@@ -7,8 +7,9 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
 LDLIBS  += -lzstd -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-SRC     = hgrn2.c common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c data.c tokenizer.c json.c hf.c
-HDR     = common.h ops.h backend.h model.h checkpoint.h train.h cli.h data.h tokenizer.h json.h hf.h
+# The library: every C source but hgrn2.c, which holds main. A new source file is added here.
+LIB_SRC = common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c data.c tokenizer.c json.c hf.c
+HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
 ifneq ($(NVCC),)
@@ -20,15 +21,33 @@ ifneq ($(wildcard kernels.cu),)
 endif
 endif
 
+# Objects of the program's build (build/cpu, or build/cuda with the CUDA backend: a switch between the two
+# never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
+# library gathered in an archive so a program links only the parts it uses.
+OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)
+LIB     = $(OBJ)/libhgrn2.a
+LIB_F64 = build/f64/libhgrn2.a
+
 .PHONY: all setup test test-gpu bench-tokenizer clean
 all: hgrn2
 	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found))"
 
-hgrn2: $(SRC) $(HDR) $(CUDA_OBJ)
-	$(CC) $(CFLAGS) -o $@ $(SRC) $(CUDA_OBJ) $(LDLIBS)
+hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
+
+$(OBJ)/%.o: %.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+build/f64/%.o: %.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -c -o $@ $<
+$(LIB): $(LIB_SRC:%.c=$(OBJ)/%.o)
+	rm -f $@ && $(AR) rcs $@ $^
+$(LIB_F64): $(LIB_SRC:%.c=build/f64/%.o)
+	rm -f $@ && $(AR) rcs $@ $^
 
 NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
-build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h $(HDR)
+build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h common.h
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
 
@@ -44,21 +63,15 @@ setup:
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_data
 
-$(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
+$(BIN)/test_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c common.c cpu.c $(LDLIBS)
-$(BIN)/test_model: tests/test_model.c $(SRC) $(HDR)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
+$(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c data.c tokenizer.c json.c hf.c $(LDLIBS)
-$(BIN)/test_parity: tests/test_parity.c $(SRC) $(HDR) $(CUDA_OBJ)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
+$(BIN)/test_tokenizer $(BIN)/test_data: $(BIN)/%: tests/%.c $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_parity.c common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c $(HDR)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c common.c tokenizer.c json.c $(LDLIBS)
-$(BIN)/test_data: tests/test_data.c data.c tokenizer.c json.c $(HDR)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_data.c common.c data.c tokenizer.c json.c $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh
@@ -69,9 +82,9 @@ $(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
-$(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
+$(BIN)/test_gpu_model: tests/test_gpu_model.c tests/check.h $(LIB) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 
 test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
 	$(BIN)/test_gpu

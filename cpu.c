@@ -262,11 +262,6 @@ void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D
 // ---------------------------------------------------------------------------------------------------------
 // elementwise
 // ---------------------------------------------------------------------------------------------------------
-void op_add(real *y, const real *a, int64_t n) {
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] += a[i];
-}
-
 void op_zero(real *y, int64_t n) {
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = 0;

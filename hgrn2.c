@@ -582,7 +582,6 @@ static const char *MAIN_HELP =
     "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n";
 
-#ifndef HGRN2_TESTING
 int main(int argc, char **argv) {
     if (argc < 2) { fputs(MAIN_HELP, stderr); return EXIT_USAGE; }
     const char *cmd = argv[1];
@@ -599,4 +598,3 @@ int main(int argc, char **argv) {
     fprintf(stderr, "hgrn2: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
-#endif

@@ -34,7 +34,6 @@ void op_embed_fwd(real *x, const int32_t *ids, const real *E, int64_t N, int D);
 void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D);
 
 // ---- elementwise ----
-void op_add(real *y, const real *a, int64_t n);          // y += a
 void op_zero(real *y, int64_t n);                        // y = 0
 double op_sumsq(const real *a, int64_t n);               // sum a^2 in double
 

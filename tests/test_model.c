@@ -1,18 +1,17 @@
-// test_model.c: the whole model in float64 (this file includes hgrn2.c, compiled with -DHGRN2_F64).
+// test_model.c: the whole model in float64 (it links the library compiled with -DHGRN2_F64).
 //  - finite differences of the mean loss against the backward pass, for every parameter tensor
 //  - decoding token by token from the recurrent state equals one forward over the whole sequence
 //  - checkpoints: round trip, and a corrupt or truncated file is refused
 //  - the learning-rate schedules
-#define HGRN2_TESTING
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#include "../hgrn2.c"
+#include <math.h>
+#include <omp.h>
 #include <unistd.h>
-#include "../hf.h"
 #include <sys/wait.h>
 
-static int failures = 0;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+#include "../model.h"
+#include "../train.h"
+#include "../checkpoint.h"
+#include "check.h"
 
 static double loss_of(Model *m, Acts *a, const int32_t *inp, const int32_t *tgt) {
     int64_t cnt;
@@ -243,6 +242,5 @@ int main(void) {
     g_hgru_chunk = 0;
     checkpoints();
     schedules();
-    printf("%s\n", failures ? "test_model: FAILED" : "test_model: all checks passed");
-    return failures ? 1 : 0;
+    return check_summary("test_model");
 }

@@ -16,6 +16,8 @@
 #include <omp.h>
 #include <time.h>
 
+#include "check.h"
+
 #ifdef HGRN2_F64
 #define EPS 2.220446049250313e-16
 #define FD 1
@@ -25,14 +27,6 @@
 #endif
 #define FD_H 1e-6
 #define FD_TOL 1e-6
-
-static int n_fail = 0, n_pass = 0;
-
-static void check(const char *name, double err, double tol) {
-    int ok = err <= tol;  // false for NaN
-    printf("%s %-64s err %.3e  tol %.1e\n", ok ? "PASS" : "FAIL", name, err, tol);
-    if (ok) n_pass++; else n_fail++;
-}
 
 static void skip_fd(const char *name) {
     printf("SKIP %-64s (float build: finite differences need -DHGRN2_F64)\n", name);
@@ -112,7 +106,7 @@ static double fd_err(loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, 
 static void fd_scaled(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
                       const real *ana, int64_t lda, double gscale) {
     if (!FD) { skip_fd(name); return; }
-    check(name, fd_err(f, ctx, x, rows, cols, ldx, ana, lda, gscale), FD_TOL);
+    near(name, fd_err(f, ctx, x, rows, cols, ldx, ana, lda, gscale), FD_TOL);
 }
 static void fd(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
                const real *ana, int64_t lda) {
@@ -161,17 +155,17 @@ static void test_matmul_naive(int64_t N, int I, int O) {
         }
     char name[128];
     snprintf(name, sizeof name, "matmul fwd vs naive N=%lld I=%d O=%d (/ sum|xW|)", (long long)N, I, O);
-    check(name, ey, (I + 1) * EPS);
+    near(name, ey, (I + 1) * EPS);
     snprintf(name, sizeof name, "matmul bwd dx vs naive N=%lld I=%d O=%d", (long long)N, I, O);
-    check(name, edx, (O + 1) * EPS);
+    near(name, edx, (O + 1) * EPS);
     snprintf(name, sizeof name, "matmul bwd dW += vs naive N=%lld I=%d O=%d", (long long)N, I, O);
-    check(name, edw, (N + 2) * EPS);
+    near(name, edw, (N + 2) * EPS);
     // dx NULL and dW NULL leave the other output exactly as the full call computes it
     real *dx2 = zvec(N * I), *dW2 = dup(dW0, (int64_t)O * I);
     op_matmul_bwd(dx2, NULL, dy, x, W, N, I, O);
     op_matmul_bwd(NULL, dW2, dy, x, W, N, I, O);
     snprintf(name, sizeof name, "matmul bwd dW=NULL / dx=NULL give the same bits N=%lld", (long long)N);
-    check(name, (double)(memcmp(dx2, dx, (size_t)(N * I) * sizeof(real)) != 0) +
+    near(name, (double)(memcmp(dx2, dx, (size_t)(N * I) * sizeof(real)) != 0) +
                 (memcmp(dW2, dW, (size_t)O * I * sizeof(real)) != 0), 0);
     free(x); free(W); free(dy); free(y); free(dx); free(dW0); free(dW); free(dx2); free(dW2);
 }
@@ -248,25 +242,25 @@ static void test_rmsnorm(void) {
             e = d > e || d != d ? d : e;
         }
     }
-    check("rmsnorm fwd vs double formula (relative per element)", e, 8 * c.C * EPS);
+    near("rmsnorm fwd vs double formula (relative per element)", e, 8 * c.C * EPS);
     // rstd NULL: recomputed with eps, same values
     real *dx2 = zvec(c.N * c.C), *dw2 = zvec(c.C), *dw1 = zvec(c.C);
     op_rmsnorm_bwd(dx2, 0, dw2, c.w, c.x, c.wt, NULL, c.N, c.C, c.eps);
     op_rmsnorm_bwd(NULL, 0, dw1, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
-    check("rmsnorm bwd with rstd NULL == with saved rstd", relerr(dx2, dx, c.N * c.C) + relerr(dw2, dw1, c.C), 0);
+    near("rmsnorm bwd with rstd NULL == with saved rstd", relerr(dx2, dx, c.N * c.C) + relerr(dw2, dw1, c.C), 0);
     // acc = 1 adds what acc = 0 writes to what is there: the sum rounds once, as the reference's does; allow one
     // more rounding (2 EPS) in case the compiler contracts the term's products differently in the two loops
     real *dx0 = rvec(c.N * c.C, 1), *dxa = dup(dx0, c.N * c.C);
     op_rmsnorm_bwd(dxa, 1, NULL, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     for (int64_t i = 0; i < c.N * c.C; i++) dx0[i] += dx[i];
-    check("rmsnorm bwd acc=1 == prefilled dx + the acc=0 dx", relerr(dxa, dx0, c.N * c.C), 2 * EPS);
+    near("rmsnorm bwd acc=1 == prefilled dx + the acc=0 dx", relerr(dxa, dx0, c.N * c.C), 2 * EPS);
     // with a residual: x += res, then the norm of the sum; the same bits as the add followed by the norm
     real *res = rvec(c.N * c.C, 1), *xs = dup(c.x, c.N * c.C), *ys = zvec(c.N * c.C), *rs = zvec(c.N);
     op_rmsnorm_fwd(ys, rs, xs, res, c.wt, c.N, c.C, c.eps);
-    op_add(c.x, res, c.N * c.C);
+    for (int64_t i = 0; i < c.N * c.C; i++) c.x[i] += res[i];
     op_rmsnorm_fwd(c.y, rstd, c.x, NULL, c.wt, c.N, c.C, c.eps);
-    check("rmsnorm fwd with res: x += res in place", relerr(xs, c.x, c.N * c.C), 0);
-    check("rmsnorm fwd with res == add, then the norm", relerr(ys, c.y, c.N * c.C) + relerr(rs, rstd, c.N), 0);
+    near("rmsnorm fwd with res: x += res in place", relerr(xs, c.x, c.N * c.C), 0);
+    near("rmsnorm fwd with res == add, then the norm", relerr(ys, c.y, c.N * c.C) + relerr(rs, rstd, c.N), 0);
     free(res); free(xs); free(ys); free(rs);
     free(c.x); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dw0); free(dw); free(dx2); free(dw2); free(dw1);
     free(dx0); free(dxa);
@@ -305,7 +299,7 @@ static void test_gates(int with_lb) {
         for (int64_t j = 2 * c.HK; j < ld2; j++) untouched &= dqf[r * ld2 + j] == dqf0[r * ld2 + j];
     char name[96];
     snprintf(name, sizeof name, "gates%s: dqf columns past 2*HK untouched", with_lb ? " lb" : "");
-    check(name, !untouched, 0);
+    near(name, !untouched, 0);
     snprintf(name, sizeof name, "gates%s dqf (q and f, strides %lld/%lld)", with_lb ? " lb" : "", (long long)c.ldqf, (long long)ld2);
     fd(name, gate_loss, &c, c.qf, c.N, 2 * c.HK, c.ldqf, dqf, ld2);
     if (with_lb) fd("gates lb dlb (+=)", gate_loss, &c, c.lb, 1, c.HK, 0, dlb, 0);
@@ -318,7 +312,7 @@ static void test_gates(int with_lb) {
         e = d > e ? d : e;
     }
     snprintf(name, sizeof name, "gates%s: g <= 0 finite, |k - (1 - exp(g))|", with_lb ? " lb" : "");
-    check(name, bad ? INFINITY : e, 4 * EPS);
+    near(name, bad ? INFINITY : e, 4 * EPS);
     free(c.qf); free(c.lb); free(c.wq); free(c.wk); free(c.wg); free(c.q); free(c.k); free(c.g);
     free(dqf); free(dqf0); free(dlb0); free(dlb);
 }
@@ -349,7 +343,7 @@ static void test_lower_bounds(void) {
     double e = 0;
     for (int l = 0; l < c.L; l++)
         for (int j = 0; j < c.C; j++) e = fmax(e, fabs(c.lb[l * c.C + j] - (double)l / c.L));
-    check("lower bounds of zeros = l / L", e, 8 * EPS);
+    near("lower bounds of zeros = l / L", e, 8 * EPS);
     free(c.P); free(c.w); free(c.lb); free(dP0); free(dP); free(Z);
 }
 
@@ -407,10 +401,10 @@ static void test_xent(void) {
         for (int j = 0; j < c.V; j++) z += exp(c.x[n * c.V + j] - m);
         e = fmax(e, fabs(c.loss[n] - (m + log(z) - c.x[n * c.V + c.t[n]])) / (m + log(z) - c.x[n * c.V + c.t[n]] + 1));
     }
-    check("xent loss vs double formula; ignored rows 0", e, 64 * EPS * 8);
+    near("xent loss vs double formula; ignored rows 0", e, 64 * EPS * 8);
     real *a = dup(c.x, c.N * c.V);
     op_xent_bwd(a, a, c.t, (real)c.scale, c.N, c.V);
-    check("xent bwd in place (dlogits == logits) gives the same bits", memcmp(a, dx, (size_t)(c.N * c.V) * sizeof(real)) != 0, 0);
+    near("xent bwd in place (dlogits == logits) gives the same bits", memcmp(a, dx, (size_t)(c.N * c.V) * sizeof(real)) != 0, 0);
     free(c.x); free(c.loss); free(c.t); free(dx); free(a);
 }
 
@@ -440,7 +434,7 @@ static void test_adamw(void) {
         }
         free(g);
     }
-    check("adamw 5 steps vs closed form in double (/ (|p| + lr))", e, 64 * EPS);
+    near("adamw 5 steps vs closed form in double (/ (|p| + lr))", e, 64 * EPS);
     free(p); free(m); free(v); free(pr); free(mr); free(vr);
 }
 
@@ -453,7 +447,7 @@ static void test_sumsq(void) {
     real *a = rvec(n, 1);
     double s = 0, r = op_sumsq(a, n);
     for (int64_t i = 0; i < n; i++) s += (double)a[i] * a[i];
-    check("sumsq vs sequential double sum (n = 100003)", fabs(r - s) / s, 1e-12);
+    near("sumsq vs sequential double sum (n = 100003)", fabs(r - s) / s, 1e-12);
     free(a);
 }
 
@@ -557,13 +551,13 @@ static void test_hgru_agree(int T, int chunk, uint64_t s) {
     for (int64_t i = 0; i < no; i++) onr[i] = (real)on[i];
     for (int64_t i = 0; i < ns; i++) STnr[i] = (real)STn[i];
     snprintf(name, sizeof name, "hgru fwd recurrent vs naive double: o, ST (T=%d, S0 != 0)", T);
-    check(name, fmax(relerr(o0, onr, no), relerr(ST0, STnr, ns)), 512 * EPS);
+    near(name, fmax(relerr(o0, onr, no), relerr(ST0, STnr, ns)), 512 * EPS);
     snprintf(name, sizeof name, "hgru fwd chunk %d vs recurrent: o (T=%d, S0 != 0)", chunk, T);
-    check(name, relerr(o1, o0, no), tol);
+    near(name, relerr(o1, o0, no), tol);
     snprintf(name, sizeof name, "hgru fwd chunk %d vs recurrent: ST (T=%d)", chunk, T);
-    check(name, relerr(ST1, ST0, ns), tol);
+    near(name, relerr(ST1, ST0, ns), tol);
     snprintf(name, sizeof name, "hgru fwd chunk %d ST == S0 in place: same bits (T=%d)", chunk, T);
-    check(name, (memcmp(o2, o1, (size_t)no * sizeof(real)) != 0) + (memcmp(X, ST1, (size_t)ns * sizeof(real)) != 0), 0);
+    near(name, (memcmp(o2, o1, (size_t)no * sizeof(real)) != 0) + (memcmp(X, ST1, (size_t)ns * sizeof(real)) != 0), 0);
     real *dout = rvec(no, 1);
     real *d0[4], *d1[4];
     for (int m = 0; m < 2; m++) {
@@ -574,7 +568,7 @@ static void test_hgru_agree(int T, int chunk, uint64_t s) {
     const char *nm[4] = {"dq", "dk", "dg", "dv"};
     for (int a = 0; a < 4; a++) {
         snprintf(name, sizeof name, "hgru bwd chunk %d vs recurrent: %s (T=%d)", chunk, nm[a], T);
-        check(name, relerr(d1[a], d0[a], a == 3 ? rows * c.lddv : nqk), tol);
+        near(name, relerr(d1[a], d0[a], a == 3 ? rows * c.lddv : nqk), tol);
         free(d0[a]); free(d1[a]);
     }
     hgru_free(&c);
@@ -599,7 +593,7 @@ static void det_check(const char *name, det_fn f, void *ctx, int64_t nout) {
     omp_set_num_threads(prev);
     char full[128];
     snprintf(full, sizeof full, "determinism, 1, 2, 3 threads bit-identical: %s", name);
-    check(full, !same, 0);
+    near(full, !same, 0);
     free(ref); free(out);
 }
 
@@ -790,6 +784,6 @@ int main(int argc, char **argv) {
 
     test_determinism();
 
-    printf("\n%d passed, %d failed (%.1f s)\n", n_pass, n_fail, now() - t0);
-    return n_fail ? 1 : 0;
+    printf("\n%.1f s\n", now() - t0);
+    return check_summary("test_ops");
 }

@@ -3,16 +3,16 @@
 // perturbed lower bounds and norms, its inputs, fp32 logits, loss, every parameter gradient and a greedy
 // continuation. This program (the float32 build, as users run it) imports that checkpoint and compares;
 // then checks export/import round trips, bf16/f16 and sharded files, and the refusals of bad checkpoints.
-#define HGRN2_TESTING
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#include "../hgrn2.c"
+#include <math.h>
 #include <unistd.h>
-#include "../hf.h"
 #include <sys/wait.h>
 
-static int failures = 0;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+#include "../model.h"
+#include "../checkpoint.h"
+#include "../cli.h"
+#include "../hf.h"
+#include "check.h"
+
 #define FIX "tests/fixtures/fla"
 #define TMPD "tests/tmp/test_parity"
 
@@ -294,6 +294,5 @@ int main(void) {
     mkdir_p(TMPD);
     parity();
     round_trips();
-    printf("%s\n", failures ? "test_parity: FAILED" : "test_parity: all checks passed");
-    return failures ? 1 : 0;
+    return check_summary("test_parity");
 }
