@@ -27,12 +27,15 @@ endif
 OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)
 LIB     = $(OBJ)/libhgrn2.a
 LIB_F64 = build/f64/libhgrn2.a
+# Names the build the programs were last linked for; rewritten when that changes, so that they relink.
+BUILD_KIND = build/kind
+$(shell mkdir -p build && (echo '$(OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ)' > $(BUILD_KIND)))
 
 .PHONY: all setup test test-gpu bench-tokenizer clean
 all: hgrn2
 	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found))"
 
-hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ)
+hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
 
 $(OBJ)/%.o: %.c $(HDR)
@@ -66,7 +69,7 @@ TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokeniz
 $(BIN)/test_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
-$(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ)
+$(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_data: $(BIN)/%: tests/%.c $(LIB)
