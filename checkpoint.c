@@ -1,5 +1,6 @@
-// checkpoint.c: the checkpoint format: a versioned little-endian header, the fp32 parameters, optionally the
-// AdamW moments, and a 64-bit checksum of everything before it (docs/checkpoint.md).
+// checkpoint.c: the checkpoint format: writing it atomically, reading it back with every field checked.
+// A versioned little-endian header, the fp32 parameters, optionally the AdamW moments, and a 64-bit checksum
+// of everything before it (docs/checkpoint.md).
 #include <math.h>
 #include <unistd.h>
 #include <fcntl.h>

@@ -1,5 +1,6 @@
-// checkpoint.h: the checkpoint file (docs/checkpoint.md): the model, optionally the AdamW moments, and
-// everything a run needs to continue (RunState), written atomically and validated field by field on load.
+// checkpoint.h: checkpoints: what they hold besides the tensors (RunState), saving, loading, the checksum.
+// A checkpoint (docs/checkpoint.md) holds the model, optionally the AdamW moments, and everything a run needs
+// to continue; it is written atomically and validated field by field on load.
 #ifndef HGRN2_CHECKPOINT_H
 #define HGRN2_CHECKPOINT_H
 

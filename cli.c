@@ -1,5 +1,4 @@
-// cli.c: the option parsing every command shares: usage errors, checked numbers, the machine and model-size
-// options, and the presets.
+// cli.c: what the commands' option parsing shares: usage errors, numbers, machine and size options, presets.
 #include <omp.h>
 
 #include "cli.h"

@@ -1,5 +1,4 @@
-// cli.h: what every command's option parsing shares: usage errors, checked numbers, option ids, the model-size
-// and machine options, and the presets.
+// cli.h: what the commands' option parsing shares: usage errors, numbers, option ids, presets; the commands.
 #ifndef HGRN2_CLI_H
 #define HGRN2_CLI_H
 

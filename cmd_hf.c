@@ -1,4 +1,6 @@
-// cmd_hf.c: the import and export commands: Hugging Face checkpoints of flash-linear-attention's HGRN2ForCausalLM.
+// cmd_hf.c: the commands import and export, between hgrn2 checkpoints and Hugging Face model directories.
+// The directories are those of flash-linear-attention's HGRN2ForCausalLM: config.json, safetensors files and
+// the tokenizer's files.
 #include <math.h>
 #include <unistd.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-// hgrn2.c: main and the model commands train, eval, sample and bench, each reading its options and calling the library.
+// hgrn2.c: main and the commands train, eval, sample and bench: each reads its options and calls the library.
 // hgrn2 trains, evaluates and samples HGRN2 language models ("HGRN2: Gated Linear RNNs with State Expansion",
 // Qin et al., 2024) in the parameterisation of flash-linear-attention (docs/model.md). The library beneath:
 // model.c (the model over the ops of ops.h, run by cpu.c or kernels.cu through backend.c), train.c (the step,
@@ -507,6 +507,7 @@ int cmd_bench(int argc, char **argv) {
     Config cf = preset_config(ps, &z, !strcmp(ps->name, "tiny") ? 256 : 50304);
     const char *bad = config_finish(&cf);
     if (bad) usage_error("%s", bad);
+    // AdamW at a constant 1e-4; the steps leave out the gradient norm and clipping (train_step's measure_norm)
     Hyper h = {.B = (int)(z.B ? z.B : ps->B), .T = (int)(z.T ? z.T : ps->T), .accum = 1, .steps = steps + 1, .lr = 1e-4,
                .min_lr = 1e-5, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0,
                .sched = SCHED_CONSTANT};

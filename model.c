@@ -1,5 +1,5 @@
-// model.c: the HGRN2 model: configuration, the parameter table, initialisation, activations, the forward and
-// backward passes as stages (input, blocks of token mixer and MLP, head), AdamW and decoding.
+// model.c: the HGRN2 model: config, parameter table, init, activations, forward and backward, AdamW, decoding.
+// The passes are written as stages: the input, one block per layer (token mixer and MLP), the head.
 #include <math.h>
 
 #include "model.h"

@@ -1,4 +1,4 @@
-// model.h: the HGRN2 model: configuration, the parameter table, parameters, activations, forward, backward, AdamW.
+// model.h: the HGRN2 model: config, the parameter table, parameters, activations, forward, backward, AdamW.
 // The model is written once over the ops of ops.h (through OP, backend.h) and runs on either backend. Its
 // architecture and parameterisation follow flash-linear-attention's HGRN2 (docs/model.md).
 #ifndef HGRN2_MODEL_H

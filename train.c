@@ -1,5 +1,5 @@
-// train.c: training: the learning-rate schedules, the step shared by train and bench, evaluation loops, the
-// default corpus, and the training run with its progress, checkpoints and stops.
+// train.c: training: schedules, the step train and bench share, evaluation, the default corpus, the run loop.
+// The run loop prints the progress and writes log.tsv and checkpoints; Ctrl-C stops it after saving.
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -59,7 +59,7 @@ int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n) {
 // Mean loss over the whole (or the first max_batches batches of the) sequential split. With a tokenizer,
 // *nbytes receives the bytes of text the predicted tokens stand for.
 double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets,
-                       const Tokenizer *tok, int64_t *nbytes) {
+                const Tokenizer *tok, int64_t *nbytes) {
     int B = a->B, T = a->T;
     int32_t *buf = xmalloc((size_t)B * (T + 1) * sizeof(int32_t));
     int32_t *inp = xmalloc((size_t)B * T * sizeof(int32_t)), *tgt = xmalloc((size_t)B * T * sizeof(int32_t));

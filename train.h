@@ -1,5 +1,4 @@
-// train.h: training: the hyperparameters, the learning-rate schedules, the step shared by train and bench,
-// evaluation over a split, and the training run with its progress, checkpoints and stops.
+// train.h: training: hyperparameters, schedules, the step train and bench share, evaluation, the run loop.
 #ifndef HGRN2_TRAIN_H
 #define HGRN2_TRAIN_H
 
