@@ -1,4 +1,5 @@
-// data.h: zstd-compressed token shards, the prefetching loader and `hgrn2 prepare`. See data.c and docs/shards.md.
+// data.h: the data path: zstd-compressed token shards (shard.c), the prefetching loader (loader.c) and
+// `hgrn2 prepare` (prepare.c). Formats and policies: docs/shards.md.
 #ifndef HGRN2_DATA_H
 #define HGRN2_DATA_H
 
@@ -75,5 +76,17 @@ uint64_t shard_meta_hash(const uint8_t header[SHARD_HEADER_BYTES], const char *n
                          const uint8_t *index, uint64_t nframes);
 // Tokens per frame of the shard writers opened afterwards (tests use small frames); 0 restores the default.
 void shard_set_frame_tokens(uint32_t n);
+
+// ---- shared by shard.c, loader.c and prepare.c ----
+// Files removed if the process exits (a die() in any thread) before they are finished, so that nothing
+// half-written is left under a name that looks complete: shard .tmp files, prepare's .part files.
+void data_cleanup_add(const char *path);
+void data_cleanup_remove(const char *path);
+// fsync of the directory holding path, which makes a rename into it durable.
+void data_fsync_parent(const char *path);
+// The shard paths of DIR/<split>_NNNNNN.shard in order, NULL-terminated, their count in *n; NULL for a
+// missing directory or an empty split. Dies on a gap or a duplicate number. Free with data_free_paths.
+char **data_split_paths(const char *dir, const char *split, size_t *n);
+void data_free_paths(char **paths);
 
 #endif
