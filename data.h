@@ -52,8 +52,28 @@ void loader_close(Loader *l);
 // Whether DIR holds at least one shard of the split.
 int data_has_split(const char *dir, const char *split);
 
-// `hgrn2 prepare` (argv[0] is "prepare"). Returns the exit code.
-int cmd_prepare(int argc, char **argv);
+// ---- prepare: text, WikiText or JSON Lines files (plain or zstd) -> DIR/{train,val}_NNNNNN.shard, DIR/meta.txt ----
+typedef enum { PREPARE_PILE, PREPARE_WIKI103, PREPARE_TEXT } PrepareTask;
+typedef struct {
+    PrepareTask task;               // pile: JSON Lines with a "text" field; wiki103: WikiText articles; text: a
+                                    // file is a document
+    const char *const *inputs;      // the training inputs, in order (at least one)
+    int ninputs;
+    const char *const *val_inputs;  // held-out inputs: when given, they alone form the validation split
+    int nval_inputs;
+    const char *tokenizer;          // a tokenizer_load spec
+    const char *out;                // output directory: created, must not hold shards already
+    double val_fraction;            // [0, 0.5]: documents sent to validation by a hash of their index
+    uint64_t shard_tokens;          // [1, 1e12]: tokens per shard at most
+    int threads;                    // [1, 1024]: tokenizer threads
+    int strict;                     // a malformed JSON line is fatal instead of skipped and counted
+} PrepareOptions;
+// The defaults of `hgrn2 prepare`: no inputs, task text, val_fraction 0.005, 100M tokens per shard, all cores.
+void prepare_defaults(PrepareOptions *o);
+const char *prepare_task_name(PrepareTask task);   // "pile", "wiki103", "text": the names in meta.txt
+// Tokenizes the inputs into shards, prints a progress line on stderr and a summary on stdout. Returns 0;
+// any failure dies with one message, leaving no file under a final name.
+int prepare_run(const PrepareOptions *o);
 
 // ---- the on-disk layout (docs/shards.md), exposed for tests and tools ----
 #define SHARD_MAGIC "HGRN2SHD"            // the first 8 bytes of every shard (no NUL on disk)

@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -345,7 +344,6 @@ static const char *json_record_text(const char *line, size_t n, ByteBuf *text, B
 #define PIECE_MAX (1u << 20)
 #define COPY_TOKENS (1u << 20)
 
-enum { TASK_PILE, TASK_WIKI, TASK_TEXT };
 enum { JOB_FREE, JOB_FILLED, JOB_DONE };
 
 typedef struct {
@@ -375,7 +373,8 @@ typedef struct {
 typedef struct {
     const Tokenizer *tok;
     int32_t eot;
-    int task, strict, have_val_inputs;
+    PrepareTask task;
+    int strict, have_val_inputs;
     double val_fraction;
     // pipeline
     Job *jobs;
@@ -604,7 +603,7 @@ static int wiki_heading(const char *s, size_t n) {
 static void read_input(Prep *p, const char *path, int from_val_input) {
     InStream in;
     in_open(&in, path, &p->bytes_in);
-    if (p->task == TASK_TEXT) {
+    if (p->task == PREPARE_TEXT) {
         rd_begin_doc(p, from_val_input);
         for (;;) {
             bytebuf_reserve(&p->doc, 1u << 20);
@@ -622,10 +621,10 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
     const char *line;
     size_t n;
     int in_article = 0;
-    if (p->task == TASK_WIKI) rd_begin_doc(p, from_val_input);
+    if (p->task == PREPARE_WIKI103) rd_begin_doc(p, from_val_input);
     while (next_line(&lr, &line, &n)) {
         __atomic_fetch_add(&p->bytes_text, (uint64_t)n, __ATOMIC_RELAXED);
-        if (p->task == TASK_WIKI) {
+        if (p->task == PREPARE_WIKI103) {
             // An article runs from its heading to the next one; text before the first heading joins the first.
             if (wiki_heading(line, n)) {
                 if (in_article) {
@@ -653,7 +652,7 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
         rd_grew(p);
         rd_end_doc(p);
     }
-    if (p->task == TASK_WIKI) rd_end_doc(p);
+    if (p->task == PREPARE_WIKI103) rd_end_doc(p);
     free(lr.buf);
     in_close(&in);
 }
@@ -755,96 +754,40 @@ static const char *existing_shard(const char *dir) {
     return found;
 }
 
-static const char *PREPARE_USAGE =
-    "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
-    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict]";
-static const char *PREPARE_HELP =
-    "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
-    "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
-    "\n"
-    "  --task NAME         pile: JSON Lines, one document per line in its \"text\" field (*.jsonl, *.jsonl.zst);\n"
-    "                      wiki103: WikiText .tokens/.raw files, one document per ' = Title = ' article;\n"
-    "                      text: each input file is one document\n"
-    "  --input FILE...     training inputs; repeat the flag or list several files after it\n"
-    "  --val-input FILE... held-out inputs: all of them form the validation split (--val-fraction is ignored)\n"
-    "  --tokenizer SPEC    byte, a GPT-2 directory (encoder.json, vocab.bpe) or a tokenizer.json\n"
-    "  --out DIR           output directory (created; must not hold shards already)\n"
-    "  --val-fraction F    documents sent to validation, chosen by a hash of their index (default 0.005, range\n"
-    "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
-    "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
-    "  --threads N         tokenizer threads (default: all cores)\n"
-    "  --strict            a malformed JSON line stops the run (default: skipped, counted, first 5 reported)\n";
-
-static int prepare_usage(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("hgrn2 prepare: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: %s\n", PREPARE_USAGE);
-    return EXIT_USAGE;
+void prepare_defaults(PrepareOptions *o) {
+    memset(o, 0, sizeof *o);
+    o->task = PREPARE_TEXT;
+    o->val_fraction = 0.005;
+    o->shard_tokens = 100000000;
+    long procs = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = procs < 1 ? 1 : procs > 1024 ? 1024 : (int)procs;
 }
 
-int cmd_prepare(int argc, char **argv) {
-    enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT };
-    static const struct option opts[] = {
-        {"task", required_argument, 0, O_TASK}, {"input", required_argument, 0, O_INPUT},
-        {"val-input", required_argument, 0, O_VAL_INPUT}, {"tokenizer", required_argument, 0, O_TOKENIZER},
-        {"out", required_argument, 0, O_OUT}, {"val-fraction", required_argument, 0, O_VAL_FRACTION},
-        {"shard-tokens", required_argument, 0, O_SHARD_TOKENS}, {"threads", required_argument, 0, O_THREADS},
-        {"strict", no_argument, 0, O_STRICT}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *task_name = NULL, *spec = NULL, *out = NULL;
-    const char **inputs = xmalloc((size_t)argc * sizeof *inputs), **val_inputs = xmalloc((size_t)argc * sizeof *val_inputs);
-    int ninputs = 0, nval_inputs = 0, list = 0, strict = 0, rc = 0;
-    double val_fraction = 0.005;
-    long long shard_tokens = 100000000, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
-    optind = 0;
-    opterr = 0;
-    int c;
-    // "-" makes getopt return each non-option argument in place (as 1), so "--input a b --val-input c"
-    // assigns each file to the list flag before it.
-    while ((c = getopt_long(argc, argv, "-:h", opts, NULL)) != -1) {
-        if (c != 1) list = 0;
-        switch (c) {
-        case 1:
-            if (list == 1) inputs[ninputs++] = optarg;
-            else if (list == 2) val_inputs[nval_inputs++] = optarg;
-            else { rc = prepare_usage("unexpected argument '%s' (input files follow --input or --val-input)", optarg); goto done; }
-            break;
-        case O_INPUT: inputs[ninputs++] = optarg; list = 1; break;
-        case O_VAL_INPUT: val_inputs[nval_inputs++] = optarg; list = 2; break;
-        case O_TASK: task_name = optarg; break;
-        case O_TOKENIZER: spec = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_VAL_FRACTION:
-            if (parse_f64(optarg, 0, 0.5, &val_fraction)) { rc = prepare_usage("--val-fraction needs a number in [0, 0.5], got '%s'", optarg); goto done; }
-            break;
-        case O_SHARD_TOKENS:
-            if (parse_i64(optarg, 1, 1000000000000LL, &shard_tokens)) { rc = prepare_usage("--shard-tokens needs an integer in [1, 1e12], got '%s'", optarg); goto done; }
-            break;
-        case O_THREADS:
-            if (parse_i64(optarg, 1, 1024, &threads)) { rc = prepare_usage("--threads needs an integer in [1, 1024], got '%s'", optarg); goto done; }
-            break;
-        case O_STRICT: strict = 1; break;
-        case 'h':
-            printf("usage: %s\n\n%s", PREPARE_USAGE, PREPARE_HELP);
-            goto done;
-        case ':': rc = prepare_usage("option '%s' needs a value", argv[optind - 1]); goto done;
-        default: rc = prepare_usage("unknown option '%s'", argv[optind - 1]); goto done;
-        }
+const char *prepare_task_name(PrepareTask task) {
+    switch (task) {
+    case PREPARE_PILE: return "pile";
+    case PREPARE_WIKI103: return "wiki103";
+    case PREPARE_TEXT: return "text";
     }
-    int task = -1;
-    if (!task_name) { rc = prepare_usage("--task is required"); goto done; }
-    if (!strcmp(task_name, "pile")) task = TASK_PILE;
-    else if (!strcmp(task_name, "wiki103")) task = TASK_WIKI;
-    else if (!strcmp(task_name, "text")) task = TASK_TEXT;
-    else { rc = prepare_usage("--task must be pile, wiki103 or text, got '%s'", task_name); goto done; }
-    if (!ninputs) { rc = prepare_usage("--input is required"); goto done; }
-    if (!spec) { rc = prepare_usage("--tokenizer is required"); goto done; }
-    if (!out) { rc = prepare_usage("--out is required"); goto done; }
-    for (int i = 0; i < ninputs + nval_inputs; i++) {
-        const char *f = i < ninputs ? inputs[i] : val_inputs[i - ninputs];
+    return NULL;
+}
+
+int prepare_run(const PrepareOptions *o) {
+    // The command line checks all of this with usage errors; a caller of the library gets one message.
+    const char *task_name = prepare_task_name(o->task);
+    if (!task_name) die("prepare: unknown task %d", (int)o->task);
+    if (o->ninputs < 1 || !o->inputs) die("prepare: no input files");
+    if (o->nval_inputs < 0 || (o->nval_inputs && !o->val_inputs)) die("prepare: bad list of validation inputs");
+    if (!o->tokenizer || !o->out) die("prepare: a tokenizer and an output directory are required");
+    if (!(o->val_fraction >= 0 && o->val_fraction <= 0.5)) die("prepare: validation fraction %g is outside [0, 0.5]", o->val_fraction);
+    if (o->shard_tokens < 1 || o->shard_tokens > 1000000000000ull)
+        die("prepare: %llu tokens per shard is outside [1, 1e12]", (unsigned long long)o->shard_tokens);
+    if (o->threads < 1 || o->threads > 1024) die("prepare: %d threads is outside [1, 1024]", o->threads);
+    const char *spec = o->tokenizer, *out = o->out;
+    int threads = o->threads;
+
+    for (int i = 0; i < o->ninputs + o->nval_inputs; i++) {
+        const char *f = i < o->ninputs ? o->inputs[i] : o->val_inputs[i - o->ninputs];
         struct stat st;
         if (stat(f, &st) != 0 || access(f, R_OK) != 0) die("cannot read input %s: %s", f, strerror(errno));
         if (S_ISDIR(st.st_mode)) die("input %s is a directory; pass the files in it", f);
@@ -860,15 +803,15 @@ int cmd_prepare(int argc, char **argv) {
     Prep p = {0};
     p.tok = tok;
     p.eot = tokenizer_eot(tok);
-    p.task = task;
-    p.strict = strict;
-    p.have_val_inputs = nval_inputs > 0;
-    p.val_fraction = val_fraction;
-    p.njobs = 2 * (int)threads + 4;
+    p.task = o->task;
+    p.strict = o->strict;
+    p.have_val_inputs = o->nval_inputs > 0;
+    p.val_fraction = o->val_fraction;
+    p.njobs = 2 * threads + 4;
     p.jobs = xcalloc((size_t)p.njobs, sizeof *p.jobs);
     p.tty = isatty(2);
     p.t0 = p.last_print = now_s();
-    SplitOut proto = {.dir = out, .tokname = tokenizer_name(tok), .vocab = (uint32_t)vocab, .max_tokens = (uint64_t)shard_tokens};
+    SplitOut proto = {.dir = out, .tokname = tokenizer_name(tok), .vocab = (uint32_t)vocab, .max_tokens = o->shard_tokens};
     p.train = proto;
     p.train.split = "train";
     p.val = proto;
@@ -879,8 +822,8 @@ int cmd_prepare(int argc, char **argv) {
     for (int i = 0; !e && i < threads; i++) e = pthread_create(&workers[i], NULL, prep_worker, &p);
     if (e) die("prepare: cannot start threads: %s", strerror(e));
 
-    for (int i = 0; i < ninputs; i++) read_input(&p, inputs[i], 0);
-    for (int i = 0; i < nval_inputs; i++) read_input(&p, val_inputs[i], 1);
+    for (int i = 0; i < o->ninputs; i++) read_input(&p, o->inputs[i], 0);
+    for (int i = 0; i < o->nval_inputs; i++) read_input(&p, o->val_inputs[i], 1);
     if (p.cur) rd_submit(&p);
     pthread_mutex_lock(&p.mu);
     p.reader_done = 1;
@@ -890,8 +833,8 @@ int cmd_prepare(int argc, char **argv) {
     pthread_join(writer, NULL);
 
     out_close(&p.train);
-    if (!p.have_val_inputs && val_fraction > 0 && p.val.total == 0 && p.train.total >= 2) {
-        double want = ceil(val_fraction * (double)p.train.total);
+    if (!p.have_val_inputs && o->val_fraction > 0 && p.val.total == 0 && p.train.total >= 2) {
+        double want = ceil(o->val_fraction * (double)p.train.total);
         uint64_t k = want < 1 ? 1 : (uint64_t)want;
         if (k > p.train.total - 1) k = p.train.total - 1;
         move_tail_to_val(&p.train, &p.val, k);
@@ -919,10 +862,10 @@ int cmd_prepare(int argc, char **argv) {
     }
     free(p.jobs);
     SplitOut *all[2] = {&p.train, &p.val};
-    for (int o = 0; o < 2; o++) {
-        for (size_t i = 0; i < all[o]->nshards; i++) free(all[o]->parts[i]);
-        free(all[o]->parts);
-        free(all[o]->counts);
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < all[k]->nshards; i++) free(all[k]->parts[i]);
+        free(all[k]->parts);
+        free(all[k]->counts);
     }
     free(p.doc.data);
     free(p.key.data);
@@ -930,8 +873,5 @@ int cmd_prepare(int argc, char **argv) {
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
     tokenizer_free(tok);
-done:
-    free(inputs);
-    free(val_inputs);
-    return rc;
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "../commands.h"
 #include "../data.h"
 #include "../tokenizer.h"
 

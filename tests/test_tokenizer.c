@@ -2,6 +2,7 @@
 // made by scripts/make_tokenizer_fixtures.py), decode round trips, invalid UTF-8, long inputs, thread safety,
 // error paths and `hgrn2 tokenize`. Run from the repository root; reads ../shared/data (or $HGRN2_SHARED/data).
 // `--bench` instead prints the single-thread GPT-2 encoding speed on the shared text files.
+#include "../commands.h"
 #include "../tokenizer.h"
 
 #include <fcntl.h>
