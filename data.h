@@ -102,6 +102,9 @@ void shard_set_frame_tokens(uint32_t n);
 // half-written is left under a name that looks complete: shard .tmp files, prepare's .part files.
 void data_cleanup_add(const char *path);
 void data_cleanup_remove(const char *path);
+// Creates or truncates path for writing. Dies unless what is there is (or becomes) a regular file: a FIFO
+// there would block the open, a device would swallow the data.
+FILE *data_create_file(const char *path);
 // fsync of the directory holding path, which makes a rename into it durable.
 void data_fsync_parent(const char *path);
 // The shard paths of DIR/<split>_NNNNNN.shard in order, NULL-terminated, their count in *n; NULL for a

@@ -47,8 +47,13 @@ static void in_open(InStream *s, const char *path, uint64_t *bytes_in) {
     memset(s, 0, sizeof *s);
     s->path = path;
     s->bytes_in = bytes_in;
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    // prepare_run refused anything but regular files; O_NONBLOCK and fstat catch a path replaced since
+    // (a FIFO would block this open, a device never end).
+    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (s->fd < 0) die("cannot open input %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) die("cannot stat input %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die("input %s is not a regular file", path);
     s->in_cap = ZSTD_DStreamInSize();
     s->in = xmalloc(s->in_cap);
     size_t got = 0;
@@ -718,20 +723,28 @@ static void finalize_outputs(SplitOut **outs, int nouts) {
         }
 }
 
-static void write_meta(const char *dir, const char *spec, const char *name, const char *task, const SplitOut *train, const SplitOut *val) {
-    char *path = xasprintf("%s/meta.txt", dir), *tmp = xasprintf("%s/meta.txt.tmp", dir);
+// meta.txt is written to meta.txt.tmp before the shards get their final names and renamed after them, so a
+// failure writing it leaves no shards behind either.
+static char *write_meta_tmp(const char *dir, const char *spec, const char *name, const char *task, const SplitOut *train,
+                            const SplitOut *val) {
+    char *tmp = xasprintf("%s/meta.txt.tmp", dir);
     char *abs = strcmp(spec, "byte") ? realpath(spec, NULL) : NULL;
     data_cleanup_add(tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+    FILE *f = data_create_file(tmp);
     fprintf(f, "tokenizer %s\ntokenizer_name %s\ntask %s\ntrain_tokens %llu\ntrain_shards %zu\nval_tokens %llu\nval_shards %zu\n",
             abs ? abs : spec, name, task, (unsigned long long)train->total, train->nshards, (unsigned long long)val->total,
             val->nshards);
     if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0) die("writing %s failed: %s", tmp, strerror(errno));
     if (fclose(f) != 0) die("closing %s failed: %s", tmp, strerror(errno));
+    free(abs);
+    return tmp;
+}
+
+static void finalize_meta(const char *dir, char *tmp) {
+    char *path = xasprintf("%s/meta.txt", dir);
     if (rename(tmp, path) != 0) die("renaming %s to %s failed: %s", tmp, path, strerror(errno));
     data_cleanup_remove(tmp);
-    free(abs);
+    data_fsync_parent(path);
     free(path);
     free(tmp);
 }
@@ -791,6 +804,11 @@ int prepare_run(const PrepareOptions *o) {
         struct stat st;
         if (stat(f, &st) != 0 || access(f, R_OK) != 0) die("cannot read input %s: %s", f, strerror(errno));
         if (S_ISDIR(st.st_mode)) die("input %s is a directory; pass the files in it", f);
+        // Standard input, pipes and devices would need reading without knowing the size or the end; a FIFO
+        // could block forever and /dev/zero never ends.
+        if (!S_ISREG(st.st_mode))
+            die("input %s is not a regular file (pipes, devices and standard input are not supported; write the data "
+                "to a file first)", f);
     }
 
     Tokenizer *tok = tokenizer_load(spec);
@@ -842,9 +860,10 @@ int prepare_run(const PrepareOptions *o) {
     out_close(&p.val);
     if (p.train.total == 0) die("no tokens for the training split: the inputs hold no documents%s",
                                 p.malformed ? " (every JSON line was malformed)" : "");
+    char *meta = write_meta_tmp(out, spec, tokenizer_name(tok), task_name, &p.train, &p.val);
     SplitOut *outs[2] = {&p.train, &p.val};
     finalize_outputs(outs, p.val.nshards ? 2 : 1);
-    write_meta(out, spec, tokenizer_name(tok), task_name, &p.train, &p.val);
+    finalize_meta(out, meta);
     progress(&p, 1);
     double el = now_s() - p.t0;
     printf("prepare: %llu documents, %llu tokens: train %llu in %zu shard%s, val %llu in %zu shard%s; %.1f MB text in %.1f s "

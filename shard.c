@@ -245,8 +245,7 @@ ShardWriter *shard_writer_open(const char *path, uint32_t vocab_size, const char
     if (pthread_mutex_init(&w->mu, NULL) || pthread_cond_init(&w->go, NULL) || pthread_cond_init(&w->done, NULL))
         die("%s: cannot create a mutex", path);
     data_cleanup_add(w->tmp);
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) die("cannot create %s: %s", w->tmp, strerror(errno));
+    w->f = data_create_file(w->tmp);
     uint8_t hdr[SHARD_HEADER_BYTES] = {0};
     fwrite_or_die(hdr, sizeof hdr, w->f, w->tmp);
     fwrite_or_die(w->name, name_len, w->f, w->tmp);
@@ -348,6 +347,22 @@ void shard_writer_append(ShardWriter *w, const int32_t *ids, size_t n) {
         i += take;
         if (w->nraw == cap) writer_flush(w);
     }
+}
+
+FILE *data_create_file(const char *path) {
+    // O_NONBLOCK makes the open of a FIFO without a reader fail (ENXIO) instead of waiting for one.
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0666);
+    if (fd < 0 && errno != ENXIO) die("cannot create %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        data_cleanup_remove(path);   // not ours: the exit must not remove it
+        die("cannot create %s: something that is not a regular file is in the way (a FIFO or a device?); remove it", path);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) die("cannot create %s: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "wb");
+    if (!f) die("cannot create %s: %s", path, strerror(errno));
+    return f;
 }
 
 // fsync of the directory makes the rename itself durable; some filesystems refuse it, which is harmless.
@@ -452,11 +467,16 @@ static void pread_or_die(int fd, void *buf, size_t n, uint64_t off, const char *
 }
 
 Shard *shard_open(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) die("cannot open shard %s: %s", path, strerror(errno));
+    // Opening a FIFO waits for a writer and a device may never end, so anything but a regular file is
+    // refused before the open; O_NONBLOCK and the fstat after it close the window in which the path could
+    // be replaced (the flag changes nothing for regular files).
     struct stat st;
+    if (stat(path, &st) != 0) die("cannot open shard %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die("shard %s is not a regular file", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) die("cannot open shard %s: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) die("cannot stat %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) die("%s is not a regular file", path);
+    if (!S_ISREG(st.st_mode)) die("shard %s is not a regular file", path);
     uint64_t size = (uint64_t)st.st_size;
     if (size < SHARD_HEADER_BYTES)
         die("%s: truncated header: the file is %llu bytes, a shard header is %d", path, (unsigned long long)size, SHARD_HEADER_BYTES);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1009,6 +1010,69 @@ static void test_prepare_errors(void) {
     CHECK(run_child(child_prepare, (void *)help, msg, sizeof msg) == 0, "--help failed: %s", msg);
 }
 
+// ---- files that are not regular: refused at once, never waited on or read forever ----
+
+// A regression here would block in open() or read without end: each child gets an alarm and a memory
+// limit, so it fails the test instead of hanging the suite or eating the machine.
+static void limit_child(void) {
+    alarm(30);
+    struct rlimit r = {4ull << 30, 4ull << 30};
+    setrlimit(RLIMIT_AS, &r);
+}
+static void child_shard_open_limited(void *arg) {
+    limit_child();
+    shard_close(shard_open(arg));
+}
+static void child_loader_limited(void *arg) {
+    limit_child();
+    loader_close(loader_open(arg, "train", 1, 4, 1, 1));
+}
+static void child_prepare_limited(void *arg) {
+    limit_child();
+    exit(prepare(arg));
+}
+
+static void make_fifo(const char *path) {
+    if (mkfifo(path, 0666) != 0) die("test: mkfifo %s failed: %s", path, strerror(errno));
+}
+
+static void test_not_regular(void) {
+    mkdir(TMP "/fifo", 0777);
+    const char *fifo = TMP "/fifo/pipe.shard";
+    make_fifo(fifo);
+    expect_death("shard_open of a FIFO", child_shard_open_limited, (void *)fifo, fifo, "is not a regular file");
+    mkdir(TMP "/fifo/dir.shard", 0777);
+    expect_death("shard_open of a directory", child_shard_open_limited, TMP "/fifo/dir.shard", "dir.shard", "is not a regular file");
+    mkdir(TMP "/fifo/split", 0777);
+    make_fifo(TMP "/fifo/split/train_000000.shard");
+    expect_death("loader on a split whose shard is a FIFO", child_loader_limited, TMP "/fifo/split", "train_000000.shard",
+                 "is not a regular file");
+
+    // prepare inputs: a FIFO (standard input through a named pipe) and a device that never ends
+    const char *a1[] = {"--task", "pile", "--input", fifo, "--tokenizer", "byte", "--out", TMP "/fifo/o1", NULL};
+    expect_death("prepare from a FIFO", child_prepare_limited, (void *)a1, fifo, "is not a regular file");
+    const char *a2[] = {"--task", "text", "--input", "/dev/zero", "--tokenizer", "byte", "--out", TMP "/fifo/o2", NULL};
+    expect_death("prepare from /dev/zero", child_prepare_limited, (void *)a2, "/dev/zero", "is not a regular file");
+    const char *a3[] = {"--task", "pile", "--val-input", "/dev/zero", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte",
+                        "--out", TMP "/fifo/o3", NULL};
+    write_file(TMP "/fifo/in.jsonl", "{\"text\": \"a\"}\n", 14);
+    expect_death("prepare --val-input /dev/zero", child_prepare_limited, (void *)a3, "/dev/zero", "is not a regular file");
+
+    // outputs: a FIFO where prepare writes a shard's temporary file or its metadata
+    const char *a4[] = {"--task", "pile", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte", "--out", TMP "/fifo/o4", NULL};
+    mkdir(TMP "/fifo/o4", 0777);
+    make_fifo(TMP "/fifo/o4/train_000000.shard.part.tmp");
+    expect_death("prepare writing a shard into a FIFO", child_prepare_limited, (void *)a4, "train_000000.shard.part.tmp",
+                 "is not a regular file");
+    const char *a5[] = {"--task", "pile", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte", "--out", TMP "/fifo/o5", NULL};
+    mkdir(TMP "/fifo/o5", 0777);
+    make_fifo(TMP "/fifo/o5/meta.txt.tmp");
+    expect_death("prepare writing meta.txt into a FIFO", child_prepare_limited, (void *)a5, "meta.txt.tmp", "is not a regular file");
+    CHECK(!dir_has(TMP "/fifo/o5", ".shard"), "a failed prepare left shards");
+    struct stat st;
+    CHECK(lstat(TMP "/fifo/o5/meta.txt.tmp", &st) == 0 && S_ISFIFO(st.st_mode), "a failed prepare removed a FIFO it did not create");
+}
+
 int main(void) {
     const char *sh = getenv("HGRN2_SHARED");
     if (!sh) sh = "../shared";
@@ -1029,6 +1093,7 @@ int main(void) {
     test_prepare_text();
     test_prepare_wiki();
     test_prepare_errors();
+    test_not_regular();
     if (failures) {
         fprintf(stderr, "test_data: %d check%s failed\n", failures, failures == 1 ? "" : "s");
         return 1;
