@@ -25,7 +25,7 @@ static int usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 
 static const char *PREPARE_USAGE =
     "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
-    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict]";
+    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]";
 static const char *PREPARE_HELP =
     "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
     "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
@@ -41,16 +41,21 @@ static const char *PREPARE_HELP =
     "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
     "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
     "  --threads N         tokenizer threads (default: all cores)\n"
-    "  --strict            a malformed JSON line stops the run (default: skipped, counted, first 5 reported)\n";
+    "  --strict            a malformed or too long JSON line stops the run (default: skipped, counted, first 5\n"
+    "                      reported)\n"
+    "  --max-line-bytes N  the longest line held in memory (default 16777216 = 16 MiB, range 1024 to 1073741824):\n"
+    "                      a longer JSON line is skipped as it is read, a longer WikiText line is read in parts\n";
 
 int cmd_prepare(int argc, char **argv) {
-    enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT };
+    enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
+           O_MAX_LINE };
     static const struct option opts[] = {
         {"task", required_argument, 0, O_TASK}, {"input", required_argument, 0, O_INPUT},
         {"val-input", required_argument, 0, O_VAL_INPUT}, {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"out", required_argument, 0, O_OUT}, {"val-fraction", required_argument, 0, O_VAL_FRACTION},
         {"shard-tokens", required_argument, 0, O_SHARD_TOKENS}, {"threads", required_argument, 0, O_THREADS},
-        {"strict", no_argument, 0, O_STRICT}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"strict", no_argument, 0, O_STRICT}, {"max-line-bytes", required_argument, 0, O_MAX_LINE},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     PrepareOptions o;
     prepare_defaults(&o);
     const char *task_name = NULL;
@@ -89,6 +94,14 @@ int cmd_prepare(int argc, char **argv) {
             o.threads = (int)n;
             break;
         case O_STRICT: o.strict = 1; break;
+        case O_MAX_LINE:
+            if (parse_i64(optarg, PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, &n)) {
+                rc = usage_error("prepare", PREPARE_USAGE, "--max-line-bytes needs an integer in [%u, %u], got '%s'",
+                                 PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, optarg);
+                goto done;
+            }
+            o.max_line_bytes = (size_t)n;
+            break;
         case 'h':
             printf("usage: %s\n\n%s", PREPARE_USAGE, PREPARE_HELP);
             goto done;

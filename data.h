@@ -66,9 +66,15 @@ typedef struct {
     double val_fraction;            // [0, 0.5]: documents sent to validation by a hash of their index
     uint64_t shard_tokens;          // [1, 1e12]: tokens per shard at most
     int threads;                    // [1, 1024]: tokenizer threads
-    int strict;                     // a malformed JSON line is fatal instead of skipped and counted
+    int strict;                     // a malformed or too long JSON line is fatal instead of skipped and counted
+    size_t max_line_bytes;          // the longest line held whole ('\n' not counted): a longer JSON line is
+                                    // skipped as it streams, a longer WikiText line read in parts (never a heading)
 } PrepareOptions;
-// The defaults of `hgrn2 prepare`: no inputs, task text, val_fraction 0.005, 100M tokens per shard, all cores.
+#define PREPARE_MAX_LINE_DEFAULT (16u << 20)
+#define PREPARE_MAX_LINE_MIN 1024u
+#define PREPARE_MAX_LINE_MAX (1u << 30)
+// The defaults of `hgrn2 prepare`: no inputs, task text, val_fraction 0.005, 100M tokens per shard, all cores,
+// lines up to 16 MiB.
 void prepare_defaults(PrepareOptions *o);
 const char *prepare_task_name(PrepareTask task);   // "pile", "wiki103", "text": the names in meta.txt
 // Tokenizes the inputs into shards, prints a progress line on stderr and a summary on stdout. Returns 0;

@@ -107,40 +107,91 @@ static void in_close(InStream *s) {
     free(s->in);
 }
 
-// Lines of an input, each with its '\n' (the last one may lack it). Memory grows to the longest line only.
+// Lines of an input, each with its '\n' (the last one may lack it). A line is held whole only up to `max`
+// bytes (its '\n' not counted), so memory stays bounded whatever the input, one endless line included: a
+// longer line is skipped as it streams (JSON Lines, where part of a record is no use) or handed out in parts
+// (WikiText, where text is text). The buffer grows to at most twice max.
 typedef struct {
-    InStream *in;
+    InStream *in;                // the source, or when NULL a buffer in memory (prepare_scan_jsonl), which is
+    const uint8_t *mem;          // served a few KiB per read so that lines straddle reads as they do in files
+    size_t mem_n, mem_pos;
+    size_t max;
+    int parts;                   // a longer line: 1 hands it out in parts, 0 skips it
     uint8_t *buf;
     size_t cap, pos, len, scan;  // scan: bytes from pos already known to hold no '\n'
-    int eof;
-    uint64_t lineno;
+    int eof, state;
+    uint64_t lineno;             // the number of the line last returned (from 1)
+    uint64_t bytes;              // input bytes consumed: lines returned and bytes skipped
 } LineReader;
 
+enum { LR_LINE, LR_SKIP, LR_PARTS };                      // LineReader.state: inside a line, or a longer one
+enum { LINE_END, LINE_WHOLE, LINE_PART, LINE_SKIPPED };   // what next_line returns
+
+#define LINE_READ_BYTES (1u << 20)   // the first buffer, and so the size of most reads
+#define MEM_READ_BYTES 4096
+
+static size_t lr_fill(LineReader *lr, uint8_t *dst, size_t room) {
+    if (lr->in) return in_read(lr->in, dst, room);
+    size_t k = lr->mem_n - lr->mem_pos;
+    if (k > room) k = room;
+    if (k > MEM_READ_BYTES) k = MEM_READ_BYTES;
+    memcpy(dst, lr->mem + lr->mem_pos, k);
+    lr->mem_pos += k;
+    return k;
+}
+
+// The next line into *line and *n: LINE_WHOLE, a line of at most max bytes; LINE_PART (parts mode), a
+// piece of a longer line, the last piece ending with the line's '\n'; LINE_SKIPPED (skip mode), a longer
+// line, nothing returned (its bytes are dropped as reading goes on); LINE_END at the end of the input.
 static int next_line(LineReader *lr, const char **line, size_t *n) {
     for (;;) {
         uint8_t *start = lr->buf + lr->pos;
-        size_t unscanned = lr->len - lr->pos - lr->scan;
+        size_t avail = lr->len - lr->pos, unscanned = avail - lr->scan;
         uint8_t *nl = unscanned ? memchr(start + lr->scan, '\n', unscanned) : NULL;
-        if (nl || (lr->eof && lr->pos < lr->len)) {
+        size_t take = nl ? (size_t)(nl + 1 - start) : avail;   // this line's bytes in the buffer, '\n' included
+        if (lr->state == LR_LINE && (nl ? take - 1 : avail) > lr->max) {
+            lr->lineno++;
+            lr->state = lr->parts ? LR_PARTS : LR_SKIP;
+            if (lr->state == LR_SKIP) {
+                *line = NULL;
+                *n = 0;
+                return LINE_SKIPPED;
+            }
+        }
+        if (lr->state != LR_LINE && (take || lr->eof)) {
+            lr->pos += take;
+            lr->bytes += take;
+            lr->scan = 0;
+            if (nl || lr->eof) lr->state = LR_LINE;
+            if (take && lr->parts) {
+                *line = (const char *)start;
+                *n = take;
+                return LINE_PART;
+            }
+            continue;
+        }
+        if (lr->state == LR_LINE && take && (nl || lr->eof)) {
             *line = (const char *)start;
-            *n = nl ? (size_t)(nl + 1 - start) : lr->len - lr->pos;
-            lr->pos += *n;
+            *n = take;
+            lr->pos += take;
+            lr->bytes += take;
             lr->scan = 0;
             lr->lineno++;
-            return 1;
+            return LINE_WHOLE;
         }
-        if (lr->eof) return 0;
-        lr->scan = lr->len - lr->pos;
+        if (lr->eof) return LINE_END;
+        // No line end in the buffer: keep what there is of the line at the front and read more.
+        lr->scan = avail;
         if (lr->pos) {
-            memmove(lr->buf, start, lr->len - lr->pos);
-            lr->len -= lr->pos;
+            memmove(lr->buf, start, avail);
+            lr->len = avail;
             lr->pos = 0;
         }
-        if (lr->len == lr->cap) {
-            lr->cap = lr->cap ? 2 * lr->cap : (1u << 20);
+        if (lr->len == lr->cap) {   // only while the line fits in max, so the buffer stays below 2 max
+            lr->cap = lr->cap ? 2 * lr->cap : LINE_READ_BYTES;
             lr->buf = xrealloc(lr->buf, lr->cap);
         }
-        size_t got = in_read(lr->in, lr->buf + lr->len, lr->cap - lr->len);
+        size_t got = lr_fill(lr, lr->buf + lr->len, lr->cap - lr->len);
         if (!got) lr->eof = 1;
         lr->len += got;
     }
@@ -339,6 +390,28 @@ static const char *json_record_text(const char *line, size_t n, ByteBuf *text, B
     return j.err;
 }
 
+static int blank_line(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
+    return 1;
+}
+
+enum { JL_END, JL_RECORD, JL_BLANK, JL_MALFORMED, JL_TOO_LONG };
+
+// The next line of a JSON Lines input (a reader in skip mode), classified: JL_RECORD, its "text" string in
+// text (replacing its content); JL_BLANK, only whitespace; JL_MALFORMED, with what is wrong in *err and the
+// 1-based byte position in *col; JL_TOO_LONG, longer than the reader's max; JL_END.
+static int jsonl_next(LineReader *lr, ByteBuf *text, ByteBuf *key, const char **err, size_t *col) {
+    const char *line;
+    size_t n;
+    int r = next_line(lr, &line, &n);
+    if (r == LINE_END) return JL_END;
+    if (r != LINE_WHOLE) return JL_TOO_LONG;
+    if (blank_line(line, n)) return JL_BLANK;
+    *err = json_record_text(line, n, text, key, col);
+    return *err ? JL_MALFORMED : JL_RECORD;
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // prepare, part 3: the pipeline. The main thread reads documents and packs them into jobs of about 1 MiB of
 // text; worker threads tokenize jobs in any order; one writer thread appends their ids to the shards in job
@@ -392,7 +465,8 @@ typedef struct {
     ByteBuf doc, key;
     size_t doc_off;
     int doc_val, doc_emitted;
-    uint64_t ndocs, malformed;
+    size_t max_line;                 // longest line held whole (--max-line-bytes)
+    uint64_t ndocs, malformed, too_long;
     uint64_t bytes_in, bytes_text;   // atomics: read by the writer for progress
     // writer
     SplitOut train, val;
@@ -592,12 +666,6 @@ static void rd_end_doc(Prep *p) {
     p->doc.n = 0;
 }
 
-static int blank_line(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
-    return 1;
-}
-
 // A top-level WikiText heading " = Title = " (level-2 headings are " = = Title = = ").
 static int wiki_heading(const char *s, size_t n) {
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) n--;
@@ -622,16 +690,20 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
         in_close(&in);
         return;
     }
-    LineReader lr = {.in = &in};
+    LineReader lr = {.in = &in, .max = p->max_line, .parts = p->task == PREPARE_WIKI103};
     const char *line;
     size_t n;
-    int in_article = 0;
-    if (p->task == PREPARE_WIKI103) rd_begin_doc(p, from_val_input);
-    while (next_line(&lr, &line, &n)) {
-        __atomic_fetch_add(&p->bytes_text, (uint64_t)n, __ATOMIC_RELAXED);
-        if (p->task == PREPARE_WIKI103) {
-            // An article runs from its heading to the next one; text before the first heading joins the first.
-            if (wiki_heading(line, n)) {
+    uint64_t counted = 0;
+    int kind;
+    if (p->task == PREPARE_WIKI103) {
+        // An article runs from its heading to the next one; text before the first heading joins the first.
+        // A line longer than max_line comes in parts and is never a heading.
+        int in_article = 0;
+        rd_begin_doc(p, from_val_input);
+        while ((kind = next_line(&lr, &line, &n)) != LINE_END) {
+            __atomic_fetch_add(&p->bytes_text, lr.bytes - counted, __ATOMIC_RELAXED);
+            counted = lr.bytes;
+            if (kind == LINE_WHOLE && wiki_heading(line, n)) {
                 if (in_article) {
                     rd_end_doc(p);
                     rd_begin_doc(p, from_val_input);
@@ -640,24 +712,38 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
             }
             bytebuf_append(&p->doc, line, n);
             rd_grew(p);
-            continue;
         }
-        if (blank_line(line, n)) continue;
-        rd_begin_doc(p, from_val_input);
-        size_t col;
-        const char *err = json_record_text(line, n, &p->doc, &p->key, &col);
-        if (err) {
-            p->doc.n = 0;
-            if (p->strict) die("%s:%llu: malformed JSON record at byte %zu: %s", path, (unsigned long long)lr.lineno, col, err);
-            if (++p->malformed <= 5)
-                fprintf(stderr, "hgrn2 prepare: warning: %s:%llu: malformed JSON record at byte %zu: %s; skipped "
-                        "(--strict makes this an error)\n", path, (unsigned long long)lr.lineno, col, err);
-            continue;
-        }
-        rd_grew(p);
         rd_end_doc(p);
+    } else {
+        const char *err = NULL;
+        size_t col = 0;
+        for (;;) {
+            rd_begin_doc(p, from_val_input);
+            kind = jsonl_next(&lr, &p->doc, &p->key, &err, &col);
+            __atomic_fetch_add(&p->bytes_text, lr.bytes - counted, __ATOMIC_RELAXED);
+            counted = lr.bytes;
+            if (kind == JL_END) break;
+            if (kind == JL_BLANK) continue;
+            unsigned long long ln = (unsigned long long)lr.lineno;
+            if (kind == JL_TOO_LONG) {
+                if (p->strict) die("%s:%llu: line longer than %zu bytes (--max-line-bytes)", path, ln, p->max_line);
+                if (++p->too_long <= 5)
+                    fprintf(stderr, "hgrn2 prepare: warning: %s:%llu: line longer than %zu bytes (--max-line-bytes); "
+                            "skipped (--strict makes this an error)\n", path, ln, p->max_line);
+                continue;
+            }
+            if (kind == JL_MALFORMED) {
+                p->doc.n = 0;
+                if (p->strict) die("%s:%llu: malformed JSON record at byte %zu: %s", path, ln, col, err);
+                if (++p->malformed <= 5)
+                    fprintf(stderr, "hgrn2 prepare: warning: %s:%llu: malformed JSON record at byte %zu: %s; skipped "
+                            "(--strict makes this an error)\n", path, ln, col, err);
+                continue;
+            }
+            rd_grew(p);
+            rd_end_doc(p);
+        }
     }
-    if (p->task == PREPARE_WIKI103) rd_end_doc(p);
     free(lr.buf);
     in_close(&in);
 }
@@ -772,6 +858,7 @@ void prepare_defaults(PrepareOptions *o) {
     o->task = PREPARE_TEXT;
     o->val_fraction = 0.005;
     o->shard_tokens = 100000000;
+    o->max_line_bytes = PREPARE_MAX_LINE_DEFAULT;
     long procs = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = procs < 1 ? 1 : procs > 1024 ? 1024 : (int)procs;
 }
@@ -796,6 +883,9 @@ int prepare_run(const PrepareOptions *o) {
     if (o->shard_tokens < 1 || o->shard_tokens > 1000000000000ull)
         die("prepare: %llu tokens per shard is outside [1, 1e12]", (unsigned long long)o->shard_tokens);
     if (o->threads < 1 || o->threads > 1024) die("prepare: %d threads is outside [1, 1024]", o->threads);
+    if (o->max_line_bytes < PREPARE_MAX_LINE_MIN || o->max_line_bytes > PREPARE_MAX_LINE_MAX)
+        die("prepare: a longest line of %zu bytes is outside [%u, %u]", o->max_line_bytes, PREPARE_MAX_LINE_MIN,
+            PREPARE_MAX_LINE_MAX);
     const char *spec = o->tokenizer, *out = o->out;
     int threads = o->threads;
 
@@ -825,6 +915,7 @@ int prepare_run(const PrepareOptions *o) {
     p.strict = o->strict;
     p.have_val_inputs = o->nval_inputs > 0;
     p.val_fraction = o->val_fraction;
+    p.max_line = o->max_line_bytes;
     p.njobs = 2 * threads + 4;
     p.jobs = xcalloc((size_t)p.njobs, sizeof *p.jobs);
     p.tty = isatty(2);
@@ -858,8 +949,10 @@ int prepare_run(const PrepareOptions *o) {
         move_tail_to_val(&p.train, &p.val, k);
     }
     out_close(&p.val);
-    if (p.train.total == 0) die("no tokens for the training split: the inputs hold no documents%s",
-                                p.malformed ? " (every JSON line was malformed)" : "");
+    if (p.train.total == 0)
+        die("no tokens for the training split: the inputs hold no documents%s",
+            p.too_long ? " (every JSON line was malformed or longer than --max-line-bytes)"
+                       : p.malformed ? " (every JSON line was malformed)" : "");
     char *meta = write_meta_tmp(out, spec, tokenizer_name(tok), task_name, &p.train, &p.val);
     SplitOut *outs[2] = {&p.train, &p.val};
     finalize_outputs(outs, p.val.nshards ? 2 : 1);
@@ -867,11 +960,15 @@ int prepare_run(const PrepareOptions *o) {
     progress(&p, 1);
     double el = now_s() - p.t0;
     printf("prepare: %llu documents, %llu tokens: train %llu in %zu shard%s, val %llu in %zu shard%s; %.1f MB text in %.1f s "
-           "(%.1f MB/s); %llu malformed line%s skipped; wrote %s\n",
+           "(%.1f MB/s); %llu malformed line%s skipped; ",
            (unsigned long long)p.ndocs, (unsigned long long)(p.train.total + p.val.total), (unsigned long long)p.train.total,
            p.train.nshards, p.train.nshards == 1 ? "" : "s", (unsigned long long)p.val.total, p.val.nshards,
            p.val.nshards == 1 ? "" : "s", (double)p.bytes_text / 1e6, el, (double)p.bytes_text / 1e6 / (el > 1e-9 ? el : 1e-9),
-           (unsigned long long)p.malformed, p.malformed == 1 ? "" : "s", out);
+           (unsigned long long)p.malformed, p.malformed == 1 ? "" : "s");
+    if (p.too_long)
+        printf("%llu line%s longer than %zu bytes skipped (--max-line-bytes); ", (unsigned long long)p.too_long,
+               p.too_long == 1 ? "" : "s", p.max_line);
+    printf("wrote %s\n", out);
     fflush(stdout);
 
     for (int i = 0; i < p.njobs; i++) {
