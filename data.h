@@ -77,6 +77,20 @@ typedef struct {
 // lines up to 16 MiB.
 void prepare_defaults(PrepareOptions *o);
 const char *prepare_task_name(PrepareTask task);   // "pile", "wiki103", "text": the names in meta.txt
+// What prepare's JSON Lines path makes of some input (for fuzzing and tests).
+typedef struct {
+    uint64_t lines;        // all lines, blank and skipped ones included
+    uint64_t records;      // valid records, each a document (an empty "text" included, which prepare then drops)
+    uint64_t blank;        // whitespace only: skipped silently
+    uint64_t malformed;    // skipped and counted (fatal with strict)
+    uint64_t too_long;     // longer than max_line: skipped as they stream, counted (fatal with strict)
+    uint64_t text_bytes;   // unescaped bytes of the records' "text" strings
+} PrepareScanCounts;
+// Runs the line reader and JSON Lines scanner of prepare (the same code, not a copy) over buf[0, n), as if
+// it were the content of a --task pile input read with --max-line-bytes max_line; the buffer is served in
+// slices of a few KiB, so lines straddle reads as they do in files. Any max_line works here, 0 included
+// (small values exercise the skipping). Never dies on any input bytes.
+void prepare_scan_jsonl(const char *buf, size_t n, size_t max_line, PrepareScanCounts *out);
 // Tokenizes the inputs into shards, prints a progress line on stderr and a summary on stdout. Returns 0;
 // any failure dies with one message, leaving no file under a final name.
 int prepare_run(const PrepareOptions *o);

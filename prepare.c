@@ -135,7 +135,7 @@ static size_t lr_fill(LineReader *lr, uint8_t *dst, size_t room) {
     size_t k = lr->mem_n - lr->mem_pos;
     if (k > room) k = room;
     if (k > MEM_READ_BYTES) k = MEM_READ_BYTES;
-    memcpy(dst, lr->mem + lr->mem_pos, k);
+    if (k) memcpy(dst, lr->mem + lr->mem_pos, k);
     lr->mem_pos += k;
     return k;
 }
@@ -410,6 +410,27 @@ static int jsonl_next(LineReader *lr, ByteBuf *text, ByteBuf *key, const char **
     if (blank_line(line, n)) return JL_BLANK;
     *err = json_record_text(line, n, text, key, col);
     return *err ? JL_MALFORMED : JL_RECORD;
+}
+
+void prepare_scan_jsonl(const char *buf, size_t n, size_t max_line, PrepareScanCounts *out) {
+    LineReader lr = {.mem = (const uint8_t *)buf, .mem_n = n, .max = max_line};
+    ByteBuf text = {0}, key = {0};
+    const char *err;
+    size_t col;
+    int kind;
+    memset(out, 0, sizeof *out);
+    while ((kind = jsonl_next(&lr, &text, &key, &err, &col)) != JL_END) {
+        if (kind == JL_RECORD) {
+            out->records++;
+            out->text_bytes += text.n;
+        } else if (kind == JL_BLANK) out->blank++;
+        else if (kind == JL_MALFORMED) out->malformed++;
+        else out->too_long++;
+    }
+    out->lines = lr.lineno;
+    free(lr.buf);
+    free(text.data);
+    free(key.data);
 }
 
 // ----------------------------------------------------------------------------------------------------------

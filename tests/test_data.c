@@ -1257,6 +1257,85 @@ static void test_long_lines(void) {
     rmrf(tout);
 }
 
+// ---- prepare_scan_jsonl: the reader and scanner of prepare, against counts known by construction ----
+
+static void test_scan_jsonl(void) {
+    PrepareScanCounts c;
+    const char *fixed = "{\"text\": \"ab\"}\n\n  \r\n{\"text\": 1}\n{\"a\": [1, {\"text\": \"x\"}], \"text\": \"\\u00e9\"}\r\n"
+                        "{\"text\": \"0123456789012345678901234567890123456789012345678901234567890123456789\"}\n"
+                        "{\"text\": \"no end\"}";
+    prepare_scan_jsonl(fixed, strlen(fixed), 64, &c);
+    CHECK(c.lines == 7 && c.records == 3 && c.blank == 2 && c.malformed == 1 && c.too_long == 1 && c.text_bytes == 2 + 2 + 6,
+          "scan of the fixed input: %llu lines, %llu records, %llu blank, %llu malformed, %llu too long, %llu text bytes",
+          (unsigned long long)c.lines, (unsigned long long)c.records, (unsigned long long)c.blank,
+          (unsigned long long)c.malformed, (unsigned long long)c.too_long, (unsigned long long)c.text_bytes);
+    prepare_scan_jsonl(NULL, 0, 0, &c);
+    CHECK(c.lines == 0 && c.records == 0, "scan of nothing: %llu lines", (unsigned long long)c.lines);
+
+    // Random mixes of records, malformed and blank lines whose lengths straddle the limit, the slices the
+    // reader is served and its first buffer (1 MiB): what each line becomes is known as it is made.
+    ByteBuf in = {0};
+    char summary[8192];
+    for (int round = 0; round < 40; round++) {
+        size_t max = round < 30 ? 1 + rng() % 300 : round < 38 ? 1024 + rng() % 8192 : 1048576;
+        PrepareScanCounts want = {0};
+        in.n = 0;
+        int nlines = round < 38 ? 1 + (int)(rng() % 200) : 12;
+        for (int i = 0; i < nlines; i++) {
+            // a record, a malformed line or a blank one, of any length, near the limit or short
+            int kind = (int)(rng() % 3), how = (int)(rng() % 3);
+            size_t around = kind == 0 ? 12 : kind == 1 ? 23 : 0, k;
+            if (how == 0) k = rng() % (3 * max + 10);
+            else if (how == 1) k = (max > around ? max - around : 0) + rng() % 3;
+            else k = rng() % 64;
+            if (k && rng() % 2) k--;
+            size_t start = in.n;
+            if (kind == 0) bb_puts(&in, "{\"text\": \"");
+            if (kind == 1) bb_puts(&in, "{\"text\": \"unterminated ");
+            for (size_t j = 0; j < k; j++) bb_put(&in, kind == 2 ? " " : &"abcdefgh"[j % 8], 1);
+            if (kind == 0) bb_puts(&in, "\"}");
+            size_t body = in.n - start;
+            int crlf = rng() % 5 == 0;
+            if (crlf) bb_puts(&in, "\r");
+            body += (size_t)crlf;
+            if (i + 1 < nlines || rng() % 2) bb_puts(&in, "\n");
+            want.lines++;
+            if (body > max) want.too_long++;
+            else if (kind == 0) { want.records++; want.text_bytes += k; }
+            else if (kind == 1) want.malformed++;
+            else want.blank++;
+        }
+        prepare_scan_jsonl(in.data, in.n, max, &c);
+        CHECK(!memcmp(&c, &want, sizeof c),
+              "scan round %d (max %zu, %zu bytes): lines %llu/%llu records %llu/%llu blank %llu/%llu malformed %llu/%llu "
+              "too long %llu/%llu text %llu/%llu", round, max, in.n, (unsigned long long)c.lines, (unsigned long long)want.lines,
+              (unsigned long long)c.records, (unsigned long long)want.records, (unsigned long long)c.blank,
+              (unsigned long long)want.blank, (unsigned long long)c.malformed, (unsigned long long)want.malformed,
+              (unsigned long long)c.too_long, (unsigned long long)want.too_long, (unsigned long long)c.text_bytes,
+              (unsigned long long)want.text_bytes);
+        // and prepare itself, on the same bytes in a file, reports the same counts
+        if (round == 30 || round == 39) {
+            char path[256], out[256], sumpath[256], expect[200];
+            snprintf(path, sizeof path, TMP "/scan%d.jsonl", round);
+            snprintf(out, sizeof out, TMP "/scan%d", round);
+            snprintf(sumpath, sizeof sumpath, TMP "/scan%d.txt", round);
+            char maxs[32];
+            snprintf(maxs, sizeof maxs, "%zu", max);
+            write_file(path, in.data, in.n);
+            const char *args[] = {"--task", "pile", "--input", path, "--tokenizer", "byte", "--out", out, "--val-fraction", "0",
+                                  "--max-line-bytes", maxs, NULL};
+            prepare_mem("prepare on a scanned input", args, sumpath, summary, sizeof summary);
+            snprintf(expect, sizeof expect, "%llu malformed line%s skipped; ", (unsigned long long)want.malformed,
+                     want.malformed == 1 ? "" : "s");
+            CHECK(strstr(summary, expect), "prepare's summary lacks \"%s\": %s", expect, summary);
+            snprintf(expect, sizeof expect, "%llu line%s longer than %zu bytes skipped", (unsigned long long)want.too_long,
+                     want.too_long == 1 ? "" : "s", max);
+            CHECK(!want.too_long || strstr(summary, expect), "prepare's summary lacks \"%s\": %s", expect, summary);
+        }
+    }
+    free(in.data);
+}
+
 int main(void) {
     const char *sh = getenv("HGRN2_SHARED");
     if (!sh) sh = "../shared";
@@ -1279,6 +1358,7 @@ int main(void) {
     test_prepare_errors();
     test_not_regular();
     test_long_lines();
+    test_scan_jsonl();
     if (failures) {
         fprintf(stderr, "test_data: %d check%s failed\n", failures, failures == 1 ? "" : "s");
         return 1;
