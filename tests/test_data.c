@@ -1,5 +1,6 @@
 // test_data.c: shards (round trip, 64-bit layout, every corruption), the loader (determinism, resume,
-// sequential completeness) and `hgrn2 prepare` (pile .jsonl.zst, wiki103, text, error cases).
+// sequential completeness) and `hgrn2 prepare` (pile .jsonl.zst, wiki103, text, error cases, FIFOs and devices,
+// long lines in bounded memory, the JSON Lines scanner).
 // Run from the repository root; reads ../shared/data (HGRN2_SHARED overrides ../shared). Exits 1 on any failure.
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -899,7 +900,7 @@ static void test_prepare_text(void) {
     free(ft.p);
 }
 
-// Articles of a WikiText file, split independently of data.c: a new one at each " = Title = " line.
+// Articles of a WikiText file, split independently of prepare.c: a new one at each " = Title = " line.
 static Docs wiki_articles(const char *path) {
     Bytes f = read_file(path);
     Docs d = {xcalloc(20000, sizeof(ByteBuf)), 0};
