@@ -1,5 +1,5 @@
-// commands.h: the subcommands of hgrn2, each a function of its own argv (argv[0] is the command's name)
-// that reads its options, calls the library and returns the process exit code (0, 1 runtime, 2 usage).
+// commands.h: the subcommands of hgrn2, one function each, called by main with the command's own argv.
+// Each reads its options, calls the library and returns the exit code (0; 1 runtime failure; 2 usage error).
 #ifndef HGRN2_COMMANDS_H
 #define HGRN2_COMMANDS_H
 

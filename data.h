@@ -1,5 +1,5 @@
-// data.h: the data path: zstd-compressed token shards (shard.c), the prefetching loader (loader.c) and
-// `hgrn2 prepare` (prepare.c). Formats and policies: docs/shards.md.
+// data.h: the interface of the data path: token shards, the prefetching loader and `hgrn2 prepare`.
+// Code in shard.c, loader.c and prepare.c; formats and policies in docs/shards.md.
 #ifndef HGRN2_DATA_H
 #define HGRN2_DATA_H
 
@@ -68,7 +68,7 @@ typedef struct {
     int threads;                    // [1, 1024]: tokenizer threads
     int strict;                     // a malformed or too long JSON line is fatal instead of skipped and counted
     size_t max_line_bytes;          // the longest line held whole ('\n' not counted): a longer JSON line is
-                                    // skipped as it streams, a longer WikiText line read in parts (never a heading)
+                                    // skipped as it streams, a longer WikiText line is read in parts
 } PrepareOptions;
 #define PREPARE_MAX_LINE_DEFAULT (16u << 20)
 #define PREPARE_MAX_LINE_MIN 1024u

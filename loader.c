@@ -1,5 +1,5 @@
-// loader.c: the prefetching loader: batches of token windows from a split's shards, read and decompressed
-// ahead on a background thread. Its policies (random and sequential windows, resume): docs/shards.md.
+// loader.c: the prefetching loader: batches of token windows from a split, read ahead on a background thread.
+// Its policies (random and sequential windows, resuming): docs/shards.md.
 #define _GNU_SOURCE
 #include <pthread.h>
 

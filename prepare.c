@@ -1,5 +1,5 @@
-// prepare.c: `hgrn2 prepare` as a library: input streams (plain or zstd), the line reader, the JSON Lines
-// scanner and the pipeline that tokenizes documents into shards on every core. Policies: docs/shards.md.
+// prepare.c: `hgrn2 prepare` as a library call: text, WikiText and JSON Lines inputs into token shards.
+// Input streams (plain or zstd), the line reader, the JSON Lines scanner, the pipeline. Policies: docs/shards.md.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>

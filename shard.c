@@ -1,5 +1,5 @@
-// shard.c: the token shard format (encode, decode, checks), the shard writer and reader, split listing, and
-// the list of partial files removed at exit. The format and what a reader checks: docs/shards.md.
+// shard.c: token shards: the format (encoding and checks), the writer, the reader and split listing.
+// Also the list of partial files removed at exit. The format and what a reader checks: docs/shards.md.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
