@@ -7,8 +7,8 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
 LDLIBS  += -lzstd -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-SRC     = hgrn2.c common.c cpu.c data.c tokenizer.c json.c hf.c
-HDR     = common.h ops.h data.h tokenizer.h json.h hf.h
+SRC     = hgrn2.c common.c cpu.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c hf.c
+HDR     = common.h ops.h data.h commands.h tokenizer.h json.h hf.h
 BIN     = tests/bin
 
 ifneq ($(NVCC),)
@@ -49,16 +49,16 @@ $(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c common.c cpu.c $(LDLIBS)
 $(BIN)/test_model: tests/test_model.c $(SRC) $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c common.c cpu.c data.c tokenizer.c json.c hf.c $(LDLIBS)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c common.c cpu.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c hf.c $(LDLIBS)
 $(BIN)/test_parity: tests/test_parity.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_parity.c common.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c $(HDR)
+	$(CC) $(CFLAGS) -o $@ tests/test_parity.c common.c cpu.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+$(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c cmd_data.c prepare.c shard.c $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c common.c tokenizer.c json.c $(LDLIBS)
-$(BIN)/test_data: tests/test_data.c data.c tokenizer.c json.c $(HDR)
+	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c common.c tokenizer.c json.c cmd_data.c prepare.c shard.c $(LDLIBS)
+$(BIN)/test_data: tests/test_data.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_data.c common.c data.c tokenizer.c json.c $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ tests/test_data.c common.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c $(LDLIBS)
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh
@@ -71,7 +71,7 @@ $(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
 $(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
 
 test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
 	$(BIN)/test_gpu

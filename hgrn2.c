@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "ops.h"
+#include "commands.h"
 #include "data.h"
 #include "tokenizer.h"
 #include "hf.h"
@@ -1098,7 +1099,7 @@ static const char *TRAIN_HELP =
 
 static void print_help(const char *usage, const char *help) { printf("usage: %s\n\n%s", usage, help); }
 
-static int cmd_train(int argc, char **argv) {
+int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
@@ -1448,7 +1449,7 @@ static int64_t read_id_file(const char *path, int V, int32_t ***seqs, int64_t **
     return n;
 }
 
-static int cmd_eval(int argc, char **argv) {
+int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
@@ -1620,7 +1621,7 @@ static int32_t sample_token(const real *logits, int V, double temp, int topk, do
     return c[n - 1].id;
 }
 
-static int cmd_sample(int argc, char **argv) {
+int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"prompt", required_argument, 0, O_PROMPT},
         {"prompt-ids", required_argument, 0, O_PROMPT_IDS}, {"tokens", required_argument, 0, 'n'},
@@ -1758,7 +1759,7 @@ static const char *BENCH_HELP =
 
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
-static int cmd_bench(int argc, char **argv) {
+int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
                                          {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     g_prog = "hgrn2 bench";
@@ -1890,7 +1891,7 @@ static void hf_name(char *buf, size_t n, int p, int l) {
     else snprintf(buf, n, PARAMS[p].hf, l);
 }
 
-static int cmd_import(int argc, char **argv) {
+int cmd_import(int argc, char **argv) {
     static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
                                          {"out", required_argument, 0, O_OUT}, {0, 0, 0, 0}};
     g_prog = "hgrn2 import";
@@ -2019,7 +2020,7 @@ static void copy_file(const char *from, const char *to) {
     free(data);
 }
 
-static int cmd_export(int argc, char **argv) {
+int cmd_export(int argc, char **argv) {
     static const struct option opts[] = {{"help", no_argument, 0, O_HELP}, {"hf", required_argument, 0, O_HF},
                                          {"ckpt", required_argument, 0, O_CKPT}, {"dtype", required_argument, 0, O_SPLIT},
                                          {0, 0, 0, 0}};

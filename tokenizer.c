@@ -1,5 +1,5 @@
 // tokenizer.c: byte-level, GPT-2 BPE and Hugging Face tokenizer.json (BPE) tokenizers: loading, encoding,
-// decoding, and `hgrn2 tokenize`. docs/tokenizers.md lists what is supported and the identity strings.
+// decoding. docs/tokenizers.md lists what is supported and the identity strings.
 //
 // Encoding runs in three stages, each configured by the loaded files:
 //   1. normalize: the HF normalizers Prepend and Replace, and the prefix rules of the Metaspace and
@@ -15,7 +15,6 @@
 #include "json.h"
 #include "unicode_tables.h"
 
-#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -88,22 +87,6 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
     h *= 0xd6e8feb86659fd93ull;
     h ^= h >> 32;
     return h;
-}
-
-// Reads all of f; the result is NUL-terminated (not counted in *len).
-static char *read_stream(FILE *f, const char *name, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (cap - n < 2) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) die("cannot read %s: %s", name, strerror(errno));
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 static char *path_join(const char *dir, const char *name) {
@@ -1269,90 +1252,4 @@ void tokenizer_free(Tokenizer *t) {
     free(t->dec); free(t->dec_off); free(t->has_id); free(t->key); free(t->key_off);
     free(t->is_added); free(t->is_fallback); free(t->vslots); free(t->pslots);
     free(t);
-}
-
-// ---------------------------------------------------------------- hgrn2 tokenize
-
-static const char *g_tokenize_usage = "usage: hgrn2 tokenize --tokenizer PATH [--decode] < input > output";
-
-static int tokenize_usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "hgrn2 tokenize: %s%s%s\n%s\n", msg, arg ? " " : "", arg ? arg : "", g_tokenize_usage);
-    return EXIT_USAGE;
-}
-
-static void write_out(const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, stdout) != n) die("cannot write standard output: %s", strerror(errno));
-}
-
-int cmd_tokenize(int argc, char **argv) {
-    static const struct option opts[] = {
-        { "tokenizer", required_argument, NULL, 't' },
-        { "decode", no_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *spec = NULL;
-    int decode = 0, c;
-    optind = 0;   // glibc: restart option scanning from scratch (main may have used getopt already)
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': spec = optarg; break;
-        case 'd': decode = 1; break;
-        case 'h':
-            printf("%s\n\n"
-                   "Encodes UTF-8 text from standard input and prints its token ids on one line, separated by\n"
-                   "spaces; adds no special tokens (special-token text is encoded as ordinary text).\n"
-                   "  --tokenizer PATH  \"byte\", a directory with encoder.json and vocab.bpe (GPT-2), a directory\n"
-                   "                    with tokenizer.json, or a tokenizer.json file (BPE models)\n"
-                   "  --decode          read whitespace-separated ids instead and write their text\n"
-                   "  --help            this message\n", g_tokenize_usage);
-            return 0;
-        default:
-            if (optopt == 't') return tokenize_usage_error("--tokenizer needs a value", NULL);
-            return tokenize_usage_error("unknown option", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return tokenize_usage_error("unexpected argument", argv[optind]);
-    if (!spec) return tokenize_usage_error("--tokenizer is required", NULL);
-    Tokenizer *t = tokenizer_load(spec);
-    size_t len;
-    char *in = read_stream(stdin, "standard input", &len);
-    ByteBuf out = { 0 };
-    if (!decode) {
-        IdBuf ids = { 0 };
-        tokenizer_encode(t, in, len, &ids);
-        char num[16];
-        for (size_t i = 0; i < ids.n; i++) {
-            int k = snprintf(num, sizeof num, i ? " %d" : "%d", ids.ids[i]);
-            bytebuf_append(&out, num, (size_t)k);
-            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
-        }
-        bytebuf_putc(&out, '\n');
-        free(ids.ids);
-    } else {
-        size_t count = 0;
-        for (char *p = in; p < in + len;) {
-            while (p < in + len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')) p++;
-            if (p >= in + len) break;
-            char *s = p;
-            while (p < in + len && !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')) p++;
-            char saved = *p;
-            *p = 0;   // the buffer has a NUL past its end, so this is in bounds
-            long long id;
-            if (parse_i64(s, LLONG_MIN, LLONG_MAX, &id) != 0) die("--decode: \"%s\" (id number %zu) is not an integer", s, count + 1);
-            if (id < 0 || id >= t->nvocab)
-                die("--decode: id %lld (number %zu) is out of range [0, %d) of tokenizer %s", id, count + 1, t->nvocab, t->name);
-            *p = saved;
-            tokenizer_decode_one(t, (int32_t)id, count == 0, &out);
-            count++;
-            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
-        }
-    }
-    write_out(out.data, out.n);
-    if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
-    free(out.data);
-    free(in);
-    tokenizer_free(t);
-    return 0;
 }
