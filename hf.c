@@ -65,39 +65,40 @@ static void add_file(StSet *s, const char *path) {
     if (fseeko(f, 8, SEEK_SET) != 0 || fread(hdr, 1, hlen, f) != hlen) die("reading %s failed", path);
     fclose(f);
     char err[200];
-    Json *j = json_parse(hdr, hlen, err, sizeof err);
-    if (!j || j->type != JSON_OBJ) die("%s: the safetensors header is not a JSON object (%s)", path, j ? "wrong type" : err);
+    Json *j = json_parse(hdr, hlen, json_default_limit(hlen), err, sizeof err);
+    if (!j) die("%s: the safetensors header: %s", path, err);
+    if (json_type(j) != JSON_OBJ) die("%s: the safetensors header is not a JSON object", path);
     int fi = s->npaths++;
     s->paths = xrealloc(s->paths, (size_t)s->npaths * sizeof(char *));
     s->paths[fi] = strdup(path);
     uint64_t data0 = 8 + hlen, data_size = fsize - data0;
-    for (size_t i = 0; i < j->len; i++) {
-        const Json *k = &j->keys[i], *v = &j->items[i];
-        if (!strcmp(k->str, "__metadata__")) continue;
+    for (size_t i = 0; i < json_len(j); i++) {
+        const Json *k = json_key(j, i), *v = json_item(j, i);
+        if (!strcmp(json_str(k), "__metadata__")) continue;
         const Json *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"), *off = json_get(v, "data_offsets");
-        if (!dt || dt->type != JSON_STR || !sh || sh->type != JSON_ARR || !off || off->type != JSON_ARR || off->len != 2)
-            die("%s: tensor %s has a malformed header entry", path, k->str);
-        StTensor t = {.name = strdup(k->str), .file = fi, .ndim = (int)sh->len, .numel = 1};
-        if (!strcmp(dt->str, "F32")) t.dtype = ST_F32;
-        else if (!strcmp(dt->str, "F16")) t.dtype = ST_F16;
-        else if (!strcmp(dt->str, "BF16")) t.dtype = ST_BF16;
-        else if (!strcmp(dt->str, "F64")) t.dtype = ST_F64;
-        else if (!strcmp(dt->str, "I32")) t.dtype = ST_I32;
-        else if (!strcmp(dt->str, "I64")) t.dtype = ST_I64;
-        else die("%s: tensor %s has dtype %s; hgrn2 reads F32, F16, BF16, F64, I32 and I64", path, k->str, dt->str);
-        if (sh->len > 8) die("%s: tensor %s has %zu dimensions", path, k->str, sh->len);
-        for (size_t d = 0; d < sh->len; d++) {
-            double x = sh->items[d].num;
-            if (sh->items[d].type != JSON_NUM || x < 0 || x > 1e12 || x != floor(x))
-                die("%s: tensor %s has a bad shape", path, k->str);
+        if (!dt || json_type(dt) != JSON_STR || !sh || json_type(sh) != JSON_ARR || !off || json_type(off) != JSON_ARR || json_len(off) != 2)
+            die("%s: tensor %s has a malformed header entry", path, json_str(k));
+        StTensor t = {.name = strdup(json_str(k)), .file = fi, .ndim = (int)json_len(sh), .numel = 1};
+        if (!strcmp(json_str(dt), "F32")) t.dtype = ST_F32;
+        else if (!strcmp(json_str(dt), "F16")) t.dtype = ST_F16;
+        else if (!strcmp(json_str(dt), "BF16")) t.dtype = ST_BF16;
+        else if (!strcmp(json_str(dt), "F64")) t.dtype = ST_F64;
+        else if (!strcmp(json_str(dt), "I32")) t.dtype = ST_I32;
+        else if (!strcmp(json_str(dt), "I64")) t.dtype = ST_I64;
+        else die("%s: tensor %s has dtype %s; hgrn2 reads F32, F16, BF16, F64, I32 and I64", path, json_str(k), json_str(dt));
+        if (json_len(sh) > 8) die("%s: tensor %s has %zu dimensions", path, json_str(k), json_len(sh));
+        for (size_t d = 0; d < json_len(sh); d++) {
+            double x = json_num(json_item(sh, d));
+            if (json_type(json_item(sh, d)) != JSON_NUM || x < 0 || x > 1e12 || x != floor(x))
+                die("%s: tensor %s has a bad shape", path, json_str(k));
             t.shape[d] = (int64_t)x;
             t.numel *= t.shape[d];
         }
-        double b = off->items[0].num, e = off->items[1].num;
-        if (off->items[0].type != JSON_NUM || off->items[1].type != JSON_NUM || b < 0 || e < b || e > (double)data_size ||
+        double b = json_num(json_item(off, 0)), e = json_num(json_item(off, 1));
+        if (json_type(json_item(off, 0)) != JSON_NUM || json_type(json_item(off, 1)) != JSON_NUM || b < 0 || e < b || e > (double)data_size ||
             (uint64_t)(e - b) != (uint64_t)t.numel * (uint64_t)dtype_size(t.dtype))
             die("%s: tensor %s has data offsets [%.0f, %.0f] that disagree with its shape or the file size (%llu data bytes)",
-                path, k->str, b, e, (unsigned long long)data_size);
+                path, json_str(k), b, e, (unsigned long long)data_size);
         t.offset = data0 + (uint64_t)b;
         s->t = xrealloc(s->t, (size_t)(s->n + 1) * sizeof(StTensor));
         s->t[s->n++] = t;
@@ -122,23 +123,23 @@ StSet *st_open_dir(const char *dir) {
         die("%s holds neither model.safetensors nor model.safetensors.index.json", dir);
     size_t len;
     char *text = read_file(path, &len), err[200];
-    Json *j = json_parse(text, len, err, sizeof err);
-    if (!j) die("%s is not valid JSON: %s", path, err);
+    Json *j = json_parse(text, len, json_default_limit(len), err, sizeof err);
+    if (!j) die("%s: %s", path, err);
     const Json *map = json_get(j, "weight_map");
-    if (!map || map->type != JSON_OBJ) die("%s has no weight_map object", path);
+    if (!map || json_type(map) != JSON_OBJ) die("%s has no weight_map object", path);
     StSet *s = xcalloc(1, sizeof *s);
     // open each shard once, in the order of first mention
-    for (size_t i = 0; i < map->len; i++) {
-        const Json *f = &map->items[i];
-        if (f->type != JSON_STR || strchr(f->str, '/')) die("%s: weight_map entry %s is not a file name", path, map->keys[i].str);
+    for (size_t i = 0; i < json_len(map); i++) {
+        const Json *f = json_item(map, i);
+        if (json_type(f) != JSON_STR || strchr(json_str(f), '/')) die("%s: weight_map entry %s is not a file name", path, json_str(json_key(map, i)));
         char shard[4400];
-        snprintf(shard, sizeof shard, "%s/%s", dir, f->str);
+        snprintf(shard, sizeof shard, "%s/%s", dir, json_str(f));
         int seen = 0;
         for (int p = 0; p < s->npaths; p++) if (!strcmp(s->paths[p], shard)) seen = 1;
         if (!seen) add_file(s, shard);
     }
-    for (size_t i = 0; i < map->len; i++)
-        if (!st_find(s, map->keys[i].str)) die("%s names tensor %s in %s, which does not hold it", path, map->keys[i].str, map->items[i].str);
+    for (size_t i = 0; i < json_len(map); i++)
+        if (!st_find(s, json_str(json_key(map, i)))) die("%s names tensor %s in %s, which does not hold it", path, json_str(json_key(map, i)), json_str(json_item(map, i)));
     json_free(j);
     free(text);
     return s;
