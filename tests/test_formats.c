@@ -311,10 +311,199 @@ static void test_json_memory(void) {
     printf("ok   JSON memory: hostile %zu MB documents parse or are refused cleanly within 4 x their size\n", mb);
 }
 
+// ---------------------------------------------------------------- safetensors
+
+// A safetensors file: the header length (hlen, or the header's own length when hlen is UINT64_MAX), the
+// header, then ndata bytes of data.
+static void write_st(const char *path, uint64_t hlen, const char *header, size_t ndata) {
+    size_t n = strlen(header);
+    if (hlen == UINT64_MAX) hlen = n;
+    char *b = xcalloc(8 + n + ndata, 1);
+    memcpy(b, &hlen, 8);
+    memcpy(b + 8, header, n);
+    spit(path, b, 8 + n + ndata);
+    free(b);
+}
+
+typedef struct { const char *path; int dir; } StJob;
+
+static void open_st(const void *arg) {
+    const StJob *j = arg;
+    StSet *s = j->dir ? st_open_dir(j->path) : st_open_file(j->path);
+    st_close(s);
+}
+
+static void expect_st_error(const char *what, const char *path, int dir, const char *needle) {
+    StJob j = { path, dir };
+    Outcome o = run_capped(open_st, &j, 512);
+    CHECK(o.status == 1 && !strncmp(o.err, "hgrn2: error: ", 14) && strstr(o.err, needle) && !strchr(o.err, '\n')[1],
+          "%s: expected exit 1 and one line with \"%s\"; got exit %d and: %s", what, needle, o.status, o.err);
+}
+
+#define ENTRY(name, dtype, shape, offsets) "\"" name "\": {\"dtype\": \"" dtype "\", \"shape\": " shape ", \"data_offsets\": " offsets "}"
+
+static void test_st_errors(void) {
+    const char *f = TMP "/bad.safetensors";
+    struct { const char *what, *header; size_t ndata; const char *needle; } cases[] = {
+        { "2^32 x 2^32 elements", "{" ENTRY("w", "F32", "[4294967296, 4294967296]", "[0, 0]") "}", 16,
+          "tensor w has a shape of more bytes than the file's 16 bytes of data" },
+        { "2^31 x 2^31 F32, whose byte count wraps to 0", "{" ENTRY("w", "F32", "[2147483648, 2147483648]", "[0, 0]") "}", 16,
+          "tensor w has a shape of more bytes than the file's 16 bytes of data" },
+        { "2^63 BF16, whose byte count wraps to 0", "{" ENTRY("w", "BF16", "[4503599627370496, 2048]", "[0, 0]") "}", 16,
+          "tensor w has a shape of more bytes" },
+        { "a shape beyond the file", "{" ENTRY("w", "F32", "[5]", "[0, 20]") "}", 16, "tensor w has a shape of more bytes" },
+        { "offsets shorter than the shape", "{" ENTRY("w", "F32", "[3]", "[0, 8]") "}", 16,
+          "tensor w has data offsets [0, 8] that disagree with its shape (12 bytes) or the file size (16 data bytes)" },
+        { "offsets longer than the shape", "{" ENTRY("w", "F32", "[2]", "[0, 12]") "}", 16, "data offsets [0, 12] that disagree" },
+        { "offsets past the end", "{" ENTRY("w", "F32", "[3]", "[8, 20]") "}", 16, "data offsets [8, 20] that disagree" },
+        { "offsets reversed", "{" ENTRY("w", "F32", "[0]", "[8, 4]") "}", 16, "data offsets [8, 4] that disagree" },
+        { "fractional offsets", "{" ENTRY("w", "F32", "[3]", "[0.5, 12.5]") "}", 16, "that disagree" },
+        { "negative offsets", "{" ENTRY("w", "F32", "[3]", "[-4, 8]") "}", 16, "that disagree" },
+        { "huge offsets", "{" ENTRY("w", "F32", "[0]", "[1e300, 1e300]") "}", 16, "that disagree" },
+        { "string offsets", "{" ENTRY("w", "F32", "[0]", "[\"0\", 0]") "}", 16, "that disagree" },
+        { "a negative dimension", "{" ENTRY("w", "F32", "[-1]", "[0, 0]") "}", 16, "tensor w has a bad shape" },
+        { "a fractional dimension", "{" ENTRY("w", "F32", "[1.5]", "[0, 6]") "}", 16, "tensor w has a bad shape" },
+        { "a dimension beyond 2^53", "{" ENTRY("w", "F32", "[1e17, 0]", "[0, 0]") "}", 16, "tensor w has a bad shape" },
+        { "a string dimension", "{" ENTRY("w", "F32", "[\"3\"]", "[0, 12]") "}", 16, "tensor w has a bad shape" },
+        { "nine dimensions", "{" ENTRY("w", "F32", "[1,1,1,1,1,1,1,1,1]", "[0, 4]") "}", 16, "tensor w has 9 dimensions" },
+        { "an unknown dtype", "{" ENTRY("w", "Q8", "[1]", "[0, 1]") "}", 16, "tensor w has dtype Q8" },
+        { "three offsets", "{" ENTRY("w", "F32", "[1]", "[0, 4, 4]") "}", 16, "tensor w has a malformed header entry" },
+        { "an entry that is not an object", "{\"w\": 3}", 16, "tensor w has a malformed header entry" },
+        { "a name stored twice", "{" ENTRY("w", "F32", "[1]", "[0, 4]") ", " ENTRY("w", "F32", "[1]", "[4, 8]") "}", 16,
+          "tensor w is stored twice" },
+        { "a name with a NUL", "{" ENTRY("w\\u0000x", "F32", "[1]", "[0, 4]") "}", 16, "a tensor name holds a NUL byte" },
+        { "a header that is not an object", "[1]", 16, "the safetensors header is not a JSON object" },
+        { "a malformed header", "{\"w\": ", 16, "the safetensors header: malformed JSON at byte 6: unexpected end of input" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_st(f, UINT64_MAX, cases[i].header, cases[i].ndata);
+        expect_st_error(cases[i].what, f, 0, cases[i].needle);
+    }
+    // header lengths that the file cannot hold are refused before anything is allocated for them
+    uint64_t lies[] = { (uint64_t)1 << 62, UINT64_MAX - 4, 100000001, 9 };
+    for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+        write_st(f, lies[i], "{}", 0);
+        expect_st_error("a header length beyond the file", f, 0, "is not a safetensors file or is truncated");
+    }
+    spit(f, "\x02\0\0", 3);
+    expect_st_error("a file of 3 bytes", f, 0, "is not a safetensors file (shorter than 8 bytes)");
+
+    // sharded: the index names files of the directory, and each tensor once
+    mkdir_p(TMP "/sharded");
+    write_st(TMP "/sharded/a.safetensors", UINT64_MAX, "{" ENTRY("x", "F32", "[1]", "[0, 4]") "}", 4);
+    write_st(TMP "/sharded/b.safetensors", UINT64_MAX, "{" ENTRY("x", "F32", "[1]", "[0, 4]") "}", 4);
+    const char *idx = TMP "/sharded/model.safetensors.index.json";
+    struct { const char *what, *json, *needle; } icases[] = {
+        { "a shard in another directory", "{\"weight_map\": {\"x\": \"../a.safetensors\"}}", "weight_map entry x is not a file name" },
+        { "a shard named ..", "{\"weight_map\": {\"x\": \"..\"}}", "weight_map entry x is not a file name" },
+        { "a shard with no name", "{\"weight_map\": {\"x\": \"\"}}", "weight_map entry x is not a file name" },
+        { "a shard name with a NUL", "{\"weight_map\": {\"x\": \"a.safetensors\\u0000/\"}}", "weight_map entry x is not a file name" },
+        { "a tensor the shard lacks", "{\"weight_map\": {\"y\": \"a.safetensors\"}}", "names tensor y in a.safetensors, which does not hold it" },
+        { "a tensor in two shards", "{\"weight_map\": {\"x\": \"a.safetensors\", \"z\": \"b.safetensors\"}}",
+          "tensor x is stored twice, also in " TMP "/sharded/a.safetensors" },
+        { "no weight_map", "{\"weights\": {}}", "has no weight_map object" },
+    };
+    for (size_t i = 0; i < sizeof icases / sizeof *icases; i++) {
+        spit(idx, icases[i].json, strlen(icases[i].json));
+        expect_st_error(icases[i].what, TMP "/sharded", 1, icases[i].needle);
+    }
+    printf("ok   safetensors errors: shapes and byte counts that overflow, offsets that lie, header lengths, names\n");
+}
+
+static void test_st_valid(void) {
+    // st_write and st_open_file agree, scalars and empty tensors included
+    const char *f = TMP "/ok.safetensors";
+    float a[6] = { 1, -2, 3.5f, 0, 1e-3f, -7 }, b[1] = { 42 };
+    const char *names[] = { "b.weight", "a", "empty" };
+    const float *data[] = { a, b, a };
+    const int64_t shapes[3][8] = { { 2, 3 }, { 0 }, { 0, 5 } };
+    const int ndims[] = { 2, 0, 2 };
+    st_write(f, 3, names, data, shapes, ndims, ST_F32);
+    StSet *s = st_open_file(f);
+    const StTensor *t = st_find(s, "b.weight"), *u = st_find(s, "a"), *e = st_find(s, "empty");
+    CHECK(s->n == 3 && t && u && e && !st_find(s, "b") && !st_find(s, "zz"), "st_find after st_write");
+    if (t && u && e) {
+        float got[6];
+        st_read(s, t, got);
+        CHECK(t->ndim == 2 && t->numel == 6 && !memcmp(got, a, sizeof a), "b.weight reads back");
+        st_read(s, u, got);
+        CHECK(u->ndim == 0 && u->numel == 1 && got[0] == 42, "a scalar reads back");
+        CHECK(e->numel == 0, "an empty tensor has %lld elements", (long long)e->numel);
+    }
+    st_close(s);
+
+    // a sharded checkpoint of many tensors opens in well under a second: names are looked up by bisection
+    int n = 200000;
+    mkdir_p(TMP "/many");
+    char *h = xmalloc((size_t)n * 80 + 16), *m = xmalloc((size_t)n * 40 + 32);
+    size_t hn = 0, mn = 0;
+    hn += (size_t)sprintf(h + hn, "{");
+    mn += (size_t)sprintf(m + mn, "{\"weight_map\": {");
+    for (int i = 0; i < n; i++) {
+        hn += (size_t)sprintf(h + hn, "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}", i ? "," : "", i);
+        mn += (size_t)sprintf(m + mn, "%s\"t%d\": \"s.safetensors\"", i ? "," : "", i);
+    }
+    sprintf(h + hn, "}");
+    sprintf(m + mn, "}}");
+    write_st(TMP "/many/s.safetensors", UINT64_MAX, h, 0);
+    spit(TMP "/many/model.safetensors.index.json", m, strlen(m));
+    free(h);
+    free(m);
+    double t0 = now_s();
+    s = st_open_dir(TMP "/many");
+    double dt = now_s() - t0;
+    CHECK(s->n == n && st_find(s, "t0") && st_find(s, "t199999") && !st_find(s, "t200000"), "the sharded checkpoint of %d tensors", n);
+    CHECK(dt < 10, "opening %d tensors through an index took %.1f s", n, dt);
+    st_close(s);
+    printf("ok   safetensors: st_write round trip, scalars and empty tensors, %d tensors through an index in %.2f s\n", n, dt);
+}
+
+typedef struct { const char *path; size_t bytes; } HostileSt;
+
+static void hostile_st(const void *arg) {
+    const HostileSt *h = arg;
+    // {"a": [[],[],...,[]]}: a header of nothing but empty arrays
+    size_t reps = (h->bytes - 16) / 3, n = 0;
+    char *t = xmalloc(8 + reps * 3 + 16);
+    n += 8;
+    memcpy(t + n, "{\"a\": [", 7);
+    n += 7;
+    for (size_t i = 0; i < reps; i++) { memcpy(t + n, "[],", 3); n += 3; }
+    memcpy(t + n - 1, "]}", 2);
+    n += 1;
+    uint64_t hlen = n - 8;
+    memcpy(t, &hlen, 8);
+    spit(h->path, t, n);
+    free(t);
+    // the peak should come from reading the file, not from writing it: start from a fresh high-water mark
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) { fputs("5", f); fclose(f); }
+    StSet *s = st_open_file(h->path);
+    st_close(s);
+}
+
+// A 99 MB header of empty arrays took 3.1 GB before the tree was sized exactly.
+static void test_st_memory(void) {
+#ifdef UNDER_ASAN
+    size_t mb = 8;
+#else
+    size_t mb = 99;
+#endif
+    HostileSt h = { TMP "/hostile.safetensors", mb * 1000000 };
+    Outcome o = run_capped(hostile_st, &h, (long)(6 * mb + 256));
+    CHECK(o.status == 1 && strstr(o.err, "tensor a has a malformed header entry"), "%zu MB header of []: exit %d: %s", mb, o.status, o.err);
+#ifndef UNDER_ASAN
+    CHECK(o.peak_mib >= 0 && o.peak_mib <= 4.0 * (double)mb + 16, "a %zu MB header of [] took %.0f MiB at its peak", mb, o.peak_mib);
+#endif
+    remove(h.path);
+    printf("ok   safetensors memory: a %zu MB header of empty arrays is refused cleanly, peak %.0f MiB\n", mb, o.peak_mib);
+}
+
 int main(void) {
     mkdir_p(TMP);
     double t0 = now_s();
-    void (*tests[])(void) = { test_json_values, test_json_errors, test_json_depth, test_json_limit, test_json_memory };
+    void (*tests[])(void) = { test_json_values, test_json_errors, test_json_depth, test_json_limit, test_json_memory,
+                              test_st_errors, test_st_valid, test_st_memory };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         double ts = now_s();
         tests[i]();
