@@ -329,6 +329,7 @@ typedef struct { int kind; char *from, *to; size_t nfrom, nto; } NormStep;
 struct Tokenizer {
     int kind;
     char name[48];
+    char *file;             // tokenizer.json: its path, for messages
     int32_t nvocab, eot, bos;
     // decoding: the bytes of each id, and whether the id exists (ids may have holes)
     char *dec;
@@ -582,10 +583,24 @@ static void encode_piece(const Tokenizer *t, const uint8_t *p, size_t n, IdBuf *
     if (n <= CACHE_MAX_PIECE) cache_insert((Tokenizer *)t, p, n, h, out->n > start ? out->ids + start : NULL, out->n - start);
 }
 
-static void replace_all(const uint8_t *s, size_t n, const char *from, size_t nfrom, const char *to, size_t nto, ByteBuf *out) {
-    size_t i = 0, lit = 0;
+// Normalizers and decoders may grow a text (Replace(" ", "▁") triples each space), but never without bound:
+// real ones grow it a few times at most, while a file that chains Replace steps could ask for gigabytes for
+// a few bytes. At every step a text may grow to 16 times its size, or to 64 KiB when that is more.
+#define GROWTH_FACTOR 16
+#define GROWTH_FLOOR (64u << 10)
+
+static size_t growth_cap(size_t n) {
+    if (n > SIZE_MAX / GROWTH_FACTOR) return SIZE_MAX;
+    return n * GROWTH_FACTOR > GROWTH_FLOOR ? n * GROWTH_FACTOR : GROWTH_FLOOR;
+}
+
+// Appends s[0..n) to out with every `from` replaced by `to`. Returns -1, out left partly written, as soon
+// as more than max bytes would be appended.
+static int replace_all(const uint8_t *s, size_t n, const char *from, size_t nfrom, const char *to, size_t nto, size_t max, ByteBuf *out) {
+    size_t i = 0, lit = 0, start = out->n;
     while (i + nfrom <= n) {
         if (s[i] == (uint8_t)from[0] && !memcmp(s + i, from, nfrom)) {
+            if (out->n - start + (i - lit) + nto > max) return -1;
             bytebuf_append(out, s + lit, i - lit);
             bytebuf_append(out, to, nto);
             i += nfrom;
@@ -594,7 +609,14 @@ static void replace_all(const uint8_t *s, size_t n, const char *from, size_t nfr
             i++;
         }
     }
+    if (out->n - start + (n - lit) > max) return -1;
     bytebuf_append(out, s + lit, n - lit);
+    return 0;
+}
+
+static void die_growth(const Tokenizer *t, const char *what, size_t len, size_t cap) {
+    die("%s: %s grows a text of %zu bytes beyond %zu bytes (the limit is %d times the text, or %u KiB; real "
+        "normalizers grow it a few times at most)", t->file, what, len, cap, GROWTH_FACTOR, GROWTH_FLOOR >> 10);
 }
 
 #define SP_SPACE "\xe2\x96\x81"   // "▁", SentencePiece's space
@@ -614,15 +636,25 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
     // Normalization rewrites the text into a buffer (ping-pong between two for multi-step sequences).
     ByteBuf nb[2] = { { 0 }, { 0 } };
     int cur = 0;
+    size_t cap = growth_cap(len);
+    char what[64];
     for (int k = 0; k < t->nnorm; k++) {
         const NormStep *st = &t->norm[k];
         ByteBuf *dst = &nb[cur];
         dst->n = 0;
+        int over;
         if (st->kind == NORM_PREPEND) {
-            bytebuf_append(dst, st->to, st->nto);
-            bytebuf_append(dst, s, n);
+            over = n + st->nto > cap;
+            if (!over) {
+                bytebuf_append(dst, st->to, st->nto);
+                bytebuf_append(dst, s, n);
+            }
         } else {
-            replace_all(s, n, st->from, st->nfrom, st->to, st->nto, dst);
+            over = replace_all(s, n, st->from, st->nfrom, st->to, st->nto, cap, dst) < 0;
+        }
+        if (over) {
+            snprintf(what, sizeof what, "normalizer %d of %d (%s)", k + 1, t->nnorm, st->kind == NORM_PREPEND ? "Prepend" : "Replace");
+            die_growth(t, what, len, cap);
         }
         s = (const uint8_t *)dst->data;
         n = dst->n;
@@ -632,7 +664,8 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
         ByteBuf *dst = &nb[cur];
         dst->n = 0;
         ByteBuf tmp = { 0 };
-        replace_all(s, n, " ", 1, t->meta_rep, t->meta_rep_len, &tmp);
+        if (replace_all(s, n, " ", 1, t->meta_rep, t->meta_rep_len, cap, &tmp) < 0 || tmp.n + t->meta_rep_len > cap)
+            die_growth(t, "the Metaspace pre_tokenizer", len, cap);
         if (t->meta_prepend && !starts_with((const uint8_t *)tmp.data, tmp.n, t->meta_rep, t->meta_rep_len))
             bytebuf_append(dst, t->meta_rep, t->meta_rep_len);
         bytebuf_append(dst, tmp.data, tmp.n);
@@ -697,12 +730,16 @@ static void render_token(const Tokenizer *t, int32_t id, int first, ByteBuf *out
     if (t->is_added[id] || t->is_fallback[id]) {
         bytebuf_append(&a, t->dec + t->dec_off[id], t->dec_off[id + 1] - t->dec_off[id]);
     } else {
-        bytebuf_append(&a, t->key + t->key_off[id], t->key_off[id + 1] - t->key_off[id]);
+        size_t len = t->key_off[id + 1] - t->key_off[id], cap = growth_cap(len);
+        bytebuf_append(&a, t->key + t->key_off[id], len);
         for (int s = 0; s < t->ndec; s++) {
             const DecStep *d = &t->decs[s];
             b.n = 0;
             size_t nto = (d->kind == DEC_METASPACE && first && d->drop_first) ? 0 : d->nto;
-            replace_all((const uint8_t *)a.data, a.n, d->from, d->nfrom, d->to, nto, &b);
+            if (replace_all((const uint8_t *)a.data, a.n, d->from, d->nfrom, d->to, nto, cap, &b) < 0)
+                die("%s: decoder %d of %d (%s) grows token %d of %zu bytes beyond %zu bytes (the limit is %d times the "
+                    "token, or %u KiB)", t->file, s + 1, t->ndec, d->kind == DEC_REPLACE ? "Replace" : "Metaspace", id, len,
+                    cap, GROWTH_FACTOR, GROWTH_FLOOR >> 10);
             ByteBuf tmp = a;
             a = b;
             b = tmp;
@@ -903,6 +940,13 @@ static const char *jtype_str(const char *file, const Json *v, const char *where)
     return json_str(ty);
 }
 
+// Real normalizer strings are a character or two ("▁", " "); a long pattern would make matching slow.
+#define NORM_MAX_STRING 256
+
+static void check_norm_string(const char *file, const Json *s, const char *what) {
+    if (json_len(s) > NORM_MAX_STRING) die("%s: the %s has %zu bytes; the limit is %d", file, what, json_len(s), NORM_MAX_STRING);
+}
+
 static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
     if (jis_null(v)) return;
     const char *ty = jtype_str(file, v, "the normalizer");
@@ -916,12 +960,15 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
     if (!strcmp(ty, "Prepend")) {
         const Json *p = jget_typed(file, v, "prepend", JSON_STR, "the Prepend normalizer");
         if (!p) die("%s: the Prepend normalizer has no \"prepend\" string", file);
+        check_norm_string(file, p, "Prepend normalizer's string");
         *st = (NormStep){ NORM_PREPEND, NULL, xmalloc(json_len(p) + 1), 0, json_len(p) };
         memcpy(st->to, json_str(p), json_len(p) + 1);
     } else if (!strcmp(ty, "Replace")) {
         const Json *from = replace_pattern(file, v, "the Replace normalizer");
         const Json *to = jget_typed(file, v, "content", JSON_STR, "the Replace normalizer");
         if (!to) die("%s: the Replace normalizer has no \"content\"", file);
+        check_norm_string(file, from, "Replace normalizer's pattern");
+        check_norm_string(file, to, "Replace normalizer's content");
         *st = (NormStep){ NORM_REPLACE, xmalloc(json_len(from) + 1), xmalloc(json_len(to) + 1), json_len(from), json_len(to) };
         memcpy(st->from, json_str(from), json_len(from) + 1);
         memcpy(st->to, json_str(to), json_len(to) + 1);
@@ -1077,6 +1124,7 @@ static Tokenizer *load_hf(const char *file) {
     Json *root = parse_json_file(file, &text, &text_len);
     if (json_type(root) != JSON_OBJ) die("%s: expected a tokenizer.json object, found a %s", file, jtype_name(json_type(root)));
     Tokenizer *t = tokenizer_new(KIND_HF);
+    t->file = xstrdup(file);
     set_name_hash(t, "hf:", fnv1a64(text, text_len));
 
     const Json *model = json_get(root, "model");
@@ -1268,6 +1316,7 @@ void tokenizer_free(Tokenizer *t) {
     for (int k = 0; k < t->nnorm; k++) { free(t->norm[k].from); free(t->norm[k].to); }
     free(t->dec); free(t->dec_off); free(t->has_id); free(t->key); free(t->key_off);
     free(t->is_added); free(t->is_fallback); free(t->vslots); free(t->pslots);
+    free(t->file);
     free(t);
 }
 

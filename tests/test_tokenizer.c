@@ -558,6 +558,144 @@ static void test_errors(void) {
     printf("ok   error paths: missing files, malformed JSON with byte offsets, unsupported models, bad ids\n");
 }
 
+// ---- hostile files: small files that asked for gigabytes, or sizes trusted before they were checked
+
+static void put(ByteBuf *b, const char *s) { bytebuf_append(b, s, strlen(s)); }
+
+// A tokenizer.json of a BPE model; the parts are JSON text (NULL: left out).
+static void write_hf(const char *path, const char *normalizer, const char *pre_tokenizer, const char *decoder, const char *vocab,
+                     const char *merges, const char *added) {
+    ByteBuf b = { 0 };
+    put(&b, "{");
+    const char *parts[] = { "normalizer", normalizer, "pre_tokenizer", pre_tokenizer, "decoder", decoder, "added_tokens", added };
+    for (int i = 0; i < 8; i += 2) {
+        if (!parts[i + 1]) continue;
+        put(&b, "\"");
+        put(&b, parts[i]);
+        put(&b, "\": ");
+        put(&b, parts[i + 1]);
+        put(&b, ", ");
+    }
+    put(&b, "\"model\": {\"type\": \"BPE\", \"vocab\": ");
+    put(&b, vocab);
+    put(&b, ", \"merges\": ");
+    put(&b, merges);
+    put(&b, "}}");
+    spit(path, b.data, b.n);
+    free(b.data);
+}
+
+typedef struct { const char *spec, *text; } EncodeJob;
+
+static void encode_fn(const void *arg) {
+    const EncodeJob *j = arg;
+    Tokenizer *t = tokenizer_load(j->spec);
+    IdBuf ids = { 0 };
+    if (j->text) tokenizer_encode(t, j->text, strlen(j->text), &ids);
+    free(ids.ids);
+    tokenizer_free(t);
+}
+
+// Loads spec and encodes text (NULL: loads only) in a capped child: expects exit 1 with needle in its one
+// line of error, or exit 0 when needle is NULL.
+static void expect_outcome(const char *what, const char *spec, const char *text, const char *needle) {
+    EncodeJob j = { spec, text };
+    int rc = run_child(encode_fn, &j, NULL, TMP "/out.txt", TMP "/err.txt");
+    size_t n;
+    char *err = slurp(TMP "/err.txt", &n);
+    if (needle)
+        CHECK(rc == 1 && !strncmp(err, "hgrn2: error: ", 14) && strstr(err, needle) && n && memchr(err, '\n', n) == err + n - 1,
+              "%s: expected exit 1 and one line with \"%s\"; got exit %d and: %s", what, needle, rc, err);
+    else
+        CHECK(rc == 0 && n == 0, "%s: expected success; got exit %d and: %s", what, rc, err);
+    free(err);
+}
+
+// Normalizers and decoders that multiply a text, and long normalizer strings.
+static void test_hostile_growth(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // eight Replace normalizers that multiply "a" by ten: 20 bytes became 2 GB, and 23.8 GB was reached
+    ByteBuf seq = { 0 };
+    put(&seq, "{\"type\": \"Sequence\", \"normalizers\": [");
+    for (int i = 0; i < 8; i++) {
+        const char *r = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"aaaaaaaaaa\"}";
+        if (i) put(&seq, ", ");
+        put(&seq, r);
+    }
+    put(&seq, "]}");
+    bytebuf_append(&seq, "", 1);
+    write_hf(f, seq.data, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("eight normalizers that multiply a text by ten", f, "aaaaaaaaaaaaaaaaaaaa",
+                   "normalizer 4 of 8 (Replace) grows a text of 20 bytes beyond 65536 bytes");
+    expect_outcome("the same normalizers on a text they do not grow", f, "bbbbbbbbbbbbbbbbbbbb", NULL);
+    // beyond 64 KiB the bound is 16 x the text: 2 MB of "a" pass one step (20 MB), not two; one "a" in
+    // 2 MB passes seven steps (10 MB more), not eight
+    char *big = xmalloc((2 << 20) + 1);
+    memset(big, 'b', 2 << 20);
+    big[0] = 'a';
+    big[2 << 20] = 0;
+    expect_outcome("a 2 MB text with one \"a\"", f, big, "normalizer 8 of 8 (Replace) grows a text of 2097152 bytes beyond 33554432 bytes");
+    memset(big, 'a', 2 << 20);
+    expect_outcome("a 2 MB text of \"a\"", f, big, "normalizer 2 of 8 (Replace) grows a text of 2097152 bytes beyond 33554432 bytes");
+    free(big);
+    free(seq.data);
+    // the Metaspace pre-tokenizer also grows text (one space to three bytes): the bound holds there too
+    write_hf(f, "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"a a a a a a a\"}",
+             "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\"}", NULL, "{\"\\u2581\": 0, \"a\": 1}", "[]", NULL);
+    char *as = xmalloc(5001);
+    memset(as, 'a', 5000);
+    as[5000] = 0;
+    expect_outcome("Replace then Metaspace", f, as, "the Metaspace pre_tokenizer grows a text of 5000 bytes beyond 80000 bytes");
+    free(as);
+
+    // a Replace normalizer or a Prepend with a long string
+    char longs[400];
+    memset(longs, 'x', 300);
+    longs[300] = 0;
+    char *norm = xasprintf("{\"type\": \"Replace\", \"pattern\": {\"String\": \"%s\"}, \"content\": \"y\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Replace pattern of 300 bytes", f, NULL, "the Replace normalizer's pattern has 300 bytes; the limit is 256");
+    free(norm);
+    norm = xasprintf("{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"%s\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Replace content of 300 bytes", f, NULL, "the Replace normalizer's content has 300 bytes; the limit is 256");
+    free(norm);
+    norm = xasprintf("{\"type\": \"Prepend\", \"prepend\": \"%s\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Prepend of 300 bytes", f, NULL, "the Prepend normalizer's string has 300 bytes; the limit is 256");
+    free(norm);
+
+    // eight Replace decoders that multiply "a" by fifteen, run over each token at load
+    ByteBuf dseq = { 0 };
+    put(&dseq, "{\"type\": \"Sequence\", \"decoders\": [");
+    for (int i = 0; i < 8; i++) {
+        const char *r = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"aaaaaaaaaaaaaaa\"}";
+        if (i) put(&dseq, ", ");
+        put(&dseq, r);
+    }
+    put(&dseq, "]}");
+    bytebuf_append(&dseq, "", 1);
+    memset(longs, 'a', 100);
+    longs[100] = 0;
+    char *vocab = xasprintf("{\"b\": 0, \"%s\": 1}", longs);
+    write_hf(f, NULL, NULL, dseq.data, vocab, "[]", NULL);
+    expect_outcome("eight decoders that multiply a token by fifteen", f, NULL,
+                   "decoder 3 of 8 (Replace) grows token 1 of 100 bytes beyond 65536 bytes");
+    free(vocab);
+    free(dseq.data);
+
+    // Sequences nested as deep as JSON allows load (the recursion is bounded by the parser's depth)
+    ByteBuf deep = { 0 };
+    for (int i = 0; i < 250; i++) put(&deep, "{\"type\": \"Sequence\", \"normalizers\": [");
+    for (int i = 0; i < 250; i++) put(&deep, "]}");
+    bytebuf_append(&deep, "", 1);
+    write_hf(f, deep.data, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("250 nested normalizer Sequences", f, "ab", NULL);
+    free(deep.data);
+    printf("ok   hostile files: normalizers and decoders that grow text, long normalizer strings, deep Sequences\n");
+}
+
 // ---- hgrn2 tokenize
 
 static const char *g_argv_store[8];
@@ -668,7 +806,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors,
-                              test_cmd_tokenize };
+                              test_hostile_growth, test_cmd_tokenize };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         double ts = now_s();
         tests[i]();
