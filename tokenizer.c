@@ -839,9 +839,13 @@ static Tokenizer *load_gpt2(const char *dir) {
     uint32_t byte_cp[256];
     int16_t cp_byte[324];
     byte_alphabet(byte_cp, cp_byte);
+    // ids must be 0..n-1 (checked below); one far beyond n would size every table before that check
     int32_t nvocab = 0;
     for (size_t i = 0; i < json_len(root); i++) {
         int64_t id = jint(enc_path, json_item(root, i), 0, (1 << 24) - 1, "a token id");
+        if ((uint64_t)id >= json_len(root))
+            die("%s: token id %lld of \"%s\" is beyond the %zu entries of the file", enc_path, (long long)id,
+                json_str(json_key(root, i)), json_len(root));
         if (id + 1 > nvocab) nvocab = (int32_t)id + 1;
     }
     alloc_tables(t, nvocab);
@@ -1150,17 +1154,25 @@ static Tokenizer *load_hf(const char *file) {
     t->first_differs = t->strip_n > 0;
     for (int s = 0; s < t->ndec; s++) t->first_differs |= t->decs[s].drop_first;
 
-    // ids: the model vocabulary plus the added tokens
+    // ids: the model vocabulary plus the added tokens. Hugging Face numbers the vocabulary 0..n-1 and the
+    // added tokens after it (or reuses vocabulary ids for them), so every id is below the number of entries
+    // of both: the tables sized by the largest id are then proportional to the file, never to one number.
     const Json *added = jget_typed(file, root, "added_tokens", JSON_ARR, "the file");
+    size_t nadded = added ? json_len(added) : 0, nentries = json_len(vocab) + nadded;
+    char entries[96];
+    snprintf(entries, sizeof entries, "the %zu entries of the vocabulary", json_len(vocab));
+    if (nadded) snprintf(entries + strlen(entries), sizeof entries - strlen(entries), " and %zu added token%s", nadded, nadded > 1 ? "s" : "");
     int64_t maxid = -1;
     for (size_t i = 0; i < json_len(vocab); i++) {
         int64_t id = jint(file, json_item(vocab, i), 0, INT32_MAX - 1, "a vocab id");
+        if ((uint64_t)id >= nentries) die("%s: vocab id %lld of \"%s\" is beyond %s", file, (long long)id, json_str(json_key(vocab, i)), entries);
         if (id > maxid) maxid = id;
     }
-    for (size_t i = 0; added && i < json_len(added); i++) {
+    for (size_t i = 0; i < nadded; i++) {
         const Json *a = json_item(added, i), *id = json_get(a, "id"), *content = json_get(a, "content");
         if (!id || !content || json_type(content) != JSON_STR) die("%s: added token %zu needs an \"id\" and a \"content\" string", file, i);
         int64_t v = jint(file, id, 0, INT32_MAX - 1, "an added token id");
+        if ((uint64_t)v >= nentries) die("%s: added token id %lld of \"%s\" is beyond %s", file, (long long)v, json_str(content), entries);
         if (v > maxid) maxid = v;
     }
     if (maxid < 0) die("%s: the vocabulary is empty", file);

@@ -696,6 +696,26 @@ static void test_hostile_growth(void) {
     printf("ok   hostile files: normalizers and decoders that grow text, long normalizer strings, deep Sequences\n");
 }
 
+// Ids far beyond the entries of the file.
+static void test_hostile_ids(void) {
+    const char *f = TMP "/hostile.json";
+    // ids far beyond the vocabulary: one entry with id 2^26 - 1 allocated 3 GB
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 1, \"c\": 2, \"d\": 3, \"x\": 67108863}", "[]", NULL);
+    expect_outcome("a vocab id of 2^26 - 1", f, NULL, "vocab id 67108863 of \"x\" is beyond the 5 entries of the vocabulary");
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 1}", "[]", "[{\"id\": 50000000, \"content\": \"<s>\"}]");
+    expect_outcome("an added token id of 5e7", f, NULL,
+                   "added token id 50000000 of \"<s>\" is beyond the 2 entries of the vocabulary and 1 added token");
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 3}", "[]", "[{\"id\": 2, \"content\": \"<s>\"}, {\"id\": 1, \"content\": \"</s>\"}]");
+    expect_outcome("ids with added tokens in between", f, "ab", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 2}", "[]", NULL);
+    expect_outcome("ids with a hole", f, NULL, "vocab id 2 of \"b\" is beyond the 2 entries of the vocabulary");
+    mkdir_p(TMP "/gpt2big");
+    spit_str(TMP "/gpt2big/encoder.json", "{\"a\": 0, \"b\": 16777215}");
+    spit_str(TMP "/gpt2big/vocab.bpe", "#version: 0.2\n");
+    expect_outcome("an encoder.json id of 2^24 - 1", TMP "/gpt2big", NULL, "token id 16777215 of \"b\" is beyond the 2 entries of");
+    printf("ok   hostile files: ids beyond the entries of the vocabulary\n");
+}
+
 // ---- hgrn2 tokenize
 
 static const char *g_argv_store[8];
@@ -806,7 +826,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors,
-                              test_hostile_growth, test_cmd_tokenize };
+                              test_hostile_growth, test_hostile_ids, test_cmd_tokenize };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         double ts = now_s();
         tests[i]();
