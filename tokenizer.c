@@ -344,7 +344,7 @@ struct Tokenizer {
     VSlot *vslots;
     uint64_t vmask;
     PSlot *pslots;
-    uint64_t pmask;
+    uint64_t pmask, npairs;
     int byte_level;         // BPE starts from single bytes (else from UTF-8 characters)
     int32_t byte_id[256];   // byte-level: the token of each byte
     int32_t ascii_id[128];  // character-level: the token of each ASCII character
@@ -413,20 +413,41 @@ static inline int pair_find(const Tokenizer *t, int32_t a, int32_t b, int32_t *r
     }
 }
 
-static void pairs_init(Tokenizer *t, size_t max_pairs) {
-    uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)max_pairs) cap *= 2;
+static void pairs_alloc(Tokenizer *t, uint64_t cap) {
     t->pslots = xmalloc(cap * sizeof *t->pslots);
     for (uint64_t i = 0; i < cap; i++) t->pslots[i].key = PAIR_EMPTY;
     t->pmask = cap - 1;
+    t->npairs = 0;
+}
+
+// The table starts at the size the caller expects and doubles when half full: its size follows the
+// distinct pairs, not the length of a merge list that may repeat one pair millions of times.
+static void pairs_init(Tokenizer *t, size_t expected) {
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)expected) cap *= 2;
+    pairs_alloc(t, cap);
 }
 
 // overwrite=1: a later definition of the same pair replaces the earlier one (as HF's merge map does).
 static void pair_insert(Tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id, int overwrite) {
+    if (2 * (t->npairs + 1) > t->pmask + 1) {
+        PSlot *old = t->pslots;
+        uint64_t oldcap = t->pmask + 1;
+        pairs_alloc(t, 2 * oldcap);
+        for (uint64_t i = 0; i < oldcap; i++) {
+            if (old[i].key == PAIR_EMPTY) continue;
+            uint64_t j = pair_slot(old[i].key, t->pmask);
+            while (t->pslots[j].key != PAIR_EMPTY) j = (j + 1) & t->pmask;
+            t->pslots[j] = old[i];
+            t->npairs++;
+        }
+        free(old);
+    }
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     uint64_t i = pair_slot(key, t->pmask);
     while (t->pslots[i].key != PAIR_EMPTY && t->pslots[i].key != key) i = (i + 1) & t->pmask;
     if (t->pslots[i].key == key && !overwrite) return;
+    if (t->pslots[i].key == PAIR_EMPTY) t->npairs++;
     t->pslots[i] = (PSlot){ key, rank, id };
 }
 
@@ -1251,7 +1272,8 @@ static Tokenizer *load_hf(const char *file) {
     if (unk) t->unk = vocab_get(t, json_str(unk), json_len(unk));
 
     // merges: rank = position in the list
-    pairs_init(t, json_len(merges));
+    // real files have about one merge per token; the table grows if the distinct pairs are more
+    pairs_init(t, json_len(merges) < (size_t)nvocab ? json_len(merges) : (size_t)nvocab);
     ByteBuf ab = { 0 };
     int fallback_merges = 0;
     for (size_t i = 0; i < json_len(merges); i++) {

@@ -716,6 +716,28 @@ static void test_hostile_ids(void) {
     printf("ok   hostile files: ids beyond the entries of the vocabulary\n");
 }
 
+// One merge repeated: memory follows the distinct pairs.
+static void test_hostile_merges(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // four million copies of one merge: the pair table follows the distinct pairs, not the list
+    int nm = 1 << 22;
+    ByteBuf mb = { 0 };
+    put(&mb, "[");
+    for (int i = 0; i < nm; i++) put(&mb, i ? ",\"a b\"" : "\"a b\"");
+    put(&mb, "]");
+    bytebuf_append(&mb, "", 1);
+    write_hf(f, NULL, NULL, NULL, ab, mb.data, NULL);
+    expect_outcome("four million copies of one merge", f, "ab", NULL);
+#ifndef UNDER_ASAN
+    double mib = (double)mb.n / (1 << 20);
+    CHECK(g_child_peak_mib > 0 && g_child_peak_mib < 4 * mib + 16, "a tokenizer.json of %.0f MiB took %.0f MiB to load", mib, g_child_peak_mib);
+    printf("     a tokenizer.json of %.0f MiB (one merge, repeated) took %.0f MiB to load\n", mib, g_child_peak_mib);
+#endif
+    free(mb.data);
+    printf("ok   hostile files: one merge repeated four million times\n");
+}
+
 // ---- hgrn2 tokenize
 
 static const char *g_argv_store[8];
@@ -826,7 +848,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors,
-                              test_hostile_growth, test_hostile_ids, test_cmd_tokenize };
+                              test_hostile_growth, test_hostile_ids, test_hostile_merges, test_cmd_tokenize };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         double ts = now_s();
         tests[i]();
