@@ -619,6 +619,7 @@ static size_t growth_cap(size_t n) {
 // as more than max bytes would be appended.
 static int replace_all(const uint8_t *s, size_t n, const char *from, size_t nfrom, const char *to, size_t nto, size_t max, ByteBuf *out) {
     size_t i = 0, lit = 0, start = out->n;
+    if (n == 0) return 0;
     while (i + nfrom <= n) {
         if (s[i] == (uint8_t)from[0] && !memcmp(s + i, from, nfrom)) {
             if (out->n - start + (i - lit) + nto > max) return -1;
@@ -766,11 +767,12 @@ static void render_token(const Tokenizer *t, int32_t id, int first, ByteBuf *out
             b = tmp;
         }
     }
+    // (a token may render to nothing, its buffer then never allocated: no pointer arithmetic on it)
     size_t skip = 0;
-    if (first && !t->is_fallback[id])
+    if (first && !t->is_fallback[id] && t->strip_len)
         for (int s = 0; s < t->strip_n && skip + t->strip_len <= a.n && !memcmp(a.data + skip, t->strip, t->strip_len); s++)
             skip += t->strip_len;
-    bytebuf_append(out, a.data + skip, a.n - skip);
+    if (a.n > skip) bytebuf_append(out, a.data + skip, a.n - skip);
     free(a.data);
     free(b.data);
 }
@@ -821,7 +823,8 @@ static void pack_strings(int32_t nvocab, const size_t *off, const size_t *len, c
     size_t pos = 0;
     for (int32_t i = 0; i < nvocab; i++) {
         (*offs)[i] = pos;
-        if (off[i] != SIZE_MAX) { memcpy(*blob + pos, src->data + off[i], len[i]); pos += len[i]; }
+        // (empty strings only: src may be empty and its buffer never allocated)
+        if (off[i] != SIZE_MAX && len[i]) { memcpy(*blob + pos, src->data + off[i], len[i]); pos += len[i]; }
     }
     (*offs)[nvocab] = pos;
 }
@@ -1274,7 +1277,8 @@ static Tokenizer *load_hf(const char *file) {
     // merges: rank = position in the list
     // real files have about one merge per token; the table grows if the distinct pairs are more
     pairs_init(t, json_len(merges) < (size_t)nvocab ? json_len(merges) : (size_t)nvocab);
-    ByteBuf ab = { 0 };
+    // allocated from the start: a merge of two empty parts must not look a token up through a null pointer
+    ByteBuf ab = { xmalloc(64), 0, 64 };
     int fallback_merges = 0;
     for (size_t i = 0; i < json_len(merges); i++) {
         const char *a, *b;

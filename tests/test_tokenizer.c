@@ -716,6 +716,24 @@ static void test_hostile_ids(void) {
     printf("ok   hostile files: ids beyond the entries of the vocabulary\n");
 }
 
+// Empty texts, tokens and merge parts.
+static void test_hostile_empty(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // empty strings, where pointer arithmetic on a buffer never allocated used to be undefined: normalizers
+    // that delete the whole text (before Metaspace), empty tokens and merges of empty parts
+    const char *del = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"\"}";
+    write_hf(f, del, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a normalizer that deletes the text", f, "aaa", NULL);
+    write_hf(f, del, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"never\"}", NULL, ab, "[]", NULL);
+    expect_outcome("a normalizer that deletes the text before Metaspace", f, "aaa", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"\": 0}", "[]", NULL);
+    expect_outcome("a vocabulary of one empty token", f, "x", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"\": 0, \"a\": 1}", "[\" \"]", NULL);
+    expect_outcome("a merge of two empty parts", f, "aa", NULL);
+    printf("ok   hostile files: empty texts, tokens and merge parts\n");
+}
+
 // One merge repeated: memory follows the distinct pairs.
 static void test_hostile_merges(void) {
     const char *f = TMP "/hostile.json";
@@ -848,7 +866,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors,
-                              test_hostile_growth, test_hostile_ids, test_hostile_merges, test_cmd_tokenize };
+                              test_hostile_growth, test_hostile_ids, test_hostile_empty, test_hostile_merges, test_cmd_tokenize };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         double ts = now_s();
         tests[i]();
