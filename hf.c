@@ -244,37 +244,68 @@ void st_close(StSet *s) {
     free(s->t); free(s->by_name); free(s->paths); free(s);
 }
 
+typedef struct { char *data; size_t n, cap; } TextBuf;
+
+// Appends formatted text to b, growing it as needed: a header is as long as its names make it.
+__attribute__((format(printf, 2, 3)))
+static void appendf(TextBuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) die("formatting a safetensors header failed (%s)", fmt);
+    if (b->cap - b->n < (size_t)k + 1) {
+        b->cap = 2 * b->cap > b->n + (size_t)k + 1 ? 2 * b->cap : b->n + (size_t)k + 256;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
+// A name as a JSON string, with the escapes it needs.
+static void put_json_string(TextBuf *b, const char *s) {
+    appendf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') appendf(b, "\\%c", c);
+        else if (c < 0x20) appendf(b, "\\u%04x", c);
+        else appendf(b, "%c", c);
+    }
+    appendf(b, "\"");
+}
+
 void st_write(const char *path, int n, const char *const *names, const float *const *data,
               const int64_t (*shapes)[8], const int *ndims, StDtype dtype) {
     static const char *DT[] = {"F32", "F16", "BF16", "F64", "I32", "I64"};
     if (dtype == ST_I32 || dtype == ST_I64) die("st_write writes floating-point tensors only");
     int es = dtype_size(dtype);
     // header: tensors in the given order, data packed back to back
-    size_t cap = 256 + (size_t)n * 400, len = 0;
-    char *h = xmalloc(cap);
-    len += (size_t)snprintf(h + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
+    TextBuf h = {0};
+    appendf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         int64_t numel = 1;
-        len += (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", names[i], DT[dtype]);
+        appendf(&h, ",");
+        put_json_string(&h, names[i]);
+        appendf(&h, ":{\"dtype\":\"%s\",\"shape\":[", DT[dtype]);
         for (int d = 0; d < ndims[i]; d++) {
             numel *= shapes[i][d];
-            len += (size_t)snprintf(h + len, cap - len, d ? ",%lld" : "%lld", (long long)shapes[i][d]);
+            appendf(&h, d ? ",%lld" : "%lld", (long long)shapes[i][d]);
         }
         uint64_t bytes = (uint64_t)numel * (uint64_t)es;
-        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-                                (unsigned long long)(at + bytes));
+        appendf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at, (unsigned long long)(at + bytes));
         at += bytes;
-        if (len + 400 > cap) { cap *= 2; h = xrealloc(h, cap); }
     }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8) h[len++] = ' ';          // keep the data 8-byte aligned
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    appendf(&h, "}");
+    while (h.n % 8) appendf(&h, " ");          // keep the data 8-byte aligned
+    size_t len = h.n;
+    char *tmp = xasprintf("%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) die("cannot create %s: %s", tmp, strerror(errno));
     uint64_t hl = len;
-    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, len, f) == len;
+    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h.data, 1, len, f) == len;
     unsigned char buf[1 << 16];
     for (int i = 0; i < n && ok; i++) {
         int64_t numel = 1;
@@ -300,5 +331,6 @@ void st_write(const char *path, int n, const char *const *names, const float *co
     if (fclose(f) != 0) ok = 0;
     if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(errno)); }
     if (rename(tmp, path) != 0) { unlink(tmp); die("renaming %s failed: %s", tmp, strerror(errno)); }
-    free(h);
+    free(h.data);
+    free(tmp);
 }

@@ -432,6 +432,19 @@ static void test_st_valid(void) {
     }
     st_close(s);
 
+    // names of any length, and names that need escapes in JSON, come back as they went in
+    char longname[1200];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    const char *odd[] = { longname, "quote\"back\\slash\ttab\x01" };
+    const int64_t one[2][8] = { { 1 }, { 1 } };
+    const int nd1[] = { 1, 1 };
+    const float *d2[] = { b, b };
+    st_write(f, 2, odd, d2, one, nd1, ST_BF16);
+    s = st_open_file(f);
+    CHECK(s->n == 2 && st_find(s, odd[0]) && st_find(s, odd[1]), "names of 1199 bytes and with escapes do not come back");
+    st_close(s);
+
     // a sharded checkpoint of many tensors opens in well under a second: names are looked up by bisection
     int n = 200000;
     mkdir_p(TMP "/many");
