@@ -753,6 +753,7 @@ static void test_hostile_merges(void) {
     printf("     a tokenizer.json of %.0f MiB (one merge, repeated) took %.0f MiB to load\n", mib, g_child_peak_mib);
 #endif
     free(mb.data);
+    remove(f);
     printf("ok   hostile files: one merge repeated four million times\n");
 }
 
