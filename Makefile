@@ -42,7 +42,7 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_data
+TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data
 
 $(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
 	@mkdir -p $(BIN)
@@ -56,6 +56,9 @@ $(BIN)/test_parity: tests/test_parity.c $(SRC) $(HDR) $(CUDA_OBJ)
 $(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c cmd_data.c prepare.c shard.c $(HDR)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c common.c tokenizer.c json.c cmd_data.c prepare.c shard.c $(LDLIBS)
+$(BIN)/test_formats: tests/test_formats.c json.c hf.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ tests/test_formats.c common.c json.c hf.c $(LDLIBS)
 $(BIN)/test_data: tests/test_data.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c $(HDR)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ tests/test_data.c common.c shard.c loader.c prepare.c cmd_data.c tokenizer.c json.c $(LDLIBS)
