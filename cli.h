@@ -1,4 +1,4 @@
-// cli.h: what the commands' option parsing shares: usage errors, numbers, option ids, presets; the commands.
+// cli.h: what the commands' option parsing shares: usage errors, numbers, option ids, machine options, presets.
 #ifndef HGRN2_CLI_H
 #define HGRN2_CLI_H
 
@@ -85,13 +85,5 @@ Config preset_config(const Preset *ps, const SizeArgs *z, int vocab);
 // steps and lr 0 and min_lr, wd, beta1, beta2, warmup, sched < 0 mean not given, while accum, adam_eps,
 // clip and seed are taken as they are (their defaults do not depend on the preset).
 Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g);
-
-// ---- the commands: each `hgrn2 NAME ...` with argv[0] = NAME; returns the exit code ----
-int cmd_train(int argc, char **argv);      // hgrn2.c
-int cmd_eval(int argc, char **argv);
-int cmd_sample(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_import(int argc, char **argv);     // cmd_hf.c
-int cmd_export(int argc, char **argv);
 
 #endif

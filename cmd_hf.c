@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "commands.h"
 #include "model.h"
 #include "checkpoint.h"
 #include "tokenizer.h"
@@ -33,12 +34,12 @@ static const char *EXPORT_HELP =
 // One number of config.json: the field, or def when absent or null; dies when it is of another type.
 static double cfg_num(const Json *cfg, const char *path, const char *key, double def, int required) {
     const Json *v = json_get(cfg, key);
-    if (!v || v->type == JSON_NULL) {
+    if (!v || json_type(v) == JSON_NULL) {
         if (required) die("%s: field %s is missing", path, key);
         return def;
     }
-    if (v->type != JSON_NUM && v->type != JSON_BOOL) die("%s: field %s is not a number", path, key);
-    return v->num;
+    if (json_type(v) != JSON_NUM && json_type(v) != JSON_BOOL) die("%s: field %s is not a number", path, key);
+    return json_num(v);
 }
 
 // The model config.json in dir describes, checked against what hgrn2 implements.
@@ -46,23 +47,23 @@ static Config hf_config(const char *dir) {
     char *path = xasprintf("%s/config.json", dir);
     size_t len;
     char *text = read_file(path, &len), err[200];
-    Json *cfg = json_parse(text, len, err, sizeof err);
-    if (!cfg || cfg->type != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
+    Json *cfg = json_parse(text, len, json_default_limit(len), err, sizeof err);
+    if (!cfg || json_type(cfg) != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
     const Json *mt = json_get(cfg, "model_type");
-    if (!mt || mt->type != JSON_STR || strcmp(mt->str, "hgrn2"))
-        die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && mt->type == JSON_STR ? "'" : "",
-            mt && mt->type == JSON_STR ? mt->str : "missing", mt && mt->type == JSON_STR ? "'" : "");
+    if (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2"))
+        die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && json_type(mt) == JSON_STR ? "'" : "",
+            mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing", mt && json_type(mt) == JSON_STR ? "'" : "");
     if (cfg_num(cfg, path, "use_short_conv", 0, 0))
         die("%s: use_short_conv is true; hgrn2 implements the model without short convolutions", path);
     const Json *attn = json_get(cfg, "attn");
-    if (attn && attn->type != JSON_NULL) die("%s: field attn asks for hybrid softmax-attention layers, which hgrn2 does not implement", path);
+    if (attn && json_type(attn) != JSON_NULL) die("%s: field attn asks for hybrid softmax-attention layers, which hgrn2 does not implement", path);
     const Json *attnres = json_get(cfg, "attnres_block_size");
-    if (attnres && attnres->type != JSON_NULL) die("%s: field attnres_block_size is set; hgrn2 does not implement attention residuals", path);
+    if (attnres && json_type(attnres) != JSON_NULL) die("%s: field attnres_block_size is set; hgrn2 does not implement attention residuals", path);
     const Json *aff = json_get(cfg, "elementwise_affine");
-    if (aff && aff->type == JSON_BOOL && !aff->num) die("%s: elementwise_affine is false; hgrn2 needs norm weights", path);
+    if (aff && json_type(aff) == JSON_BOOL && !json_num(aff)) die("%s: elementwise_affine is false; hgrn2 needs norm weights", path);
     const Json *act = json_get(cfg, "hidden_act");
-    if (act && act->type == JSON_STR && strcmp(act->str, "swish") && strcmp(act->str, "silu"))
-        die("%s: hidden_act is '%s'; hgrn2 implements swish", path, act->str);
+    if (act && json_type(act) == JSON_STR && strcmp(json_str(act), "swish") && strcmp(json_str(act), "silu"))
+        die("%s: hidden_act is '%s'; hgrn2 implements swish", path, json_str(act));
     Config cf = {.V = (int)cfg_num(cfg, path, "vocab_size", 0, 1), .D = (int)cfg_num(cfg, path, "hidden_size", 0, 1),
                  .L = (int)cfg_num(cfg, path, "num_hidden_layers", 0, 1),
                  .tie = (int)cfg_num(cfg, path, "tie_word_embeddings", 0, 0),

@@ -1,4 +1,5 @@
-// data.h: zstd-compressed token shards, the prefetching loader and `hgrn2 prepare`. See data.c and docs/shards.md.
+// data.h: the interface of the data path: token shards, the prefetching loader and `hgrn2 prepare`.
+// Code in shard.c, loader.c and prepare.c; formats and policies in docs/shards.md.
 #ifndef HGRN2_DATA_H
 #define HGRN2_DATA_H
 
@@ -51,8 +52,48 @@ void loader_close(Loader *l);
 // Whether DIR holds at least one shard of the split.
 int data_has_split(const char *dir, const char *split);
 
-// `hgrn2 prepare` (argv[0] is "prepare"). Returns the exit code.
-int cmd_prepare(int argc, char **argv);
+// ---- prepare: text, WikiText or JSON Lines files (plain or zstd) -> DIR/{train,val}_NNNNNN.shard, DIR/meta.txt ----
+typedef enum { PREPARE_PILE, PREPARE_WIKI103, PREPARE_TEXT } PrepareTask;
+typedef struct {
+    PrepareTask task;               // pile: JSON Lines with a "text" field; wiki103: WikiText articles; text: a
+                                    // file is a document
+    const char *const *inputs;      // the training inputs, in order (at least one)
+    int ninputs;
+    const char *const *val_inputs;  // held-out inputs: when given, they alone form the validation split
+    int nval_inputs;
+    const char *tokenizer;          // a tokenizer_load spec
+    const char *out;                // output directory: created, must not hold shards already
+    double val_fraction;            // [0, 0.5]: documents sent to validation by a hash of their index
+    uint64_t shard_tokens;          // [1, 1e12]: tokens per shard at most
+    int threads;                    // [1, 1024]: tokenizer threads
+    int strict;                     // a malformed or too long JSON line is fatal instead of skipped and counted
+    size_t max_line_bytes;          // the longest line held whole ('\n' not counted): a longer JSON line is
+                                    // skipped as it streams, a longer WikiText line is read in parts
+} PrepareOptions;
+#define PREPARE_MAX_LINE_DEFAULT (16u << 20)
+#define PREPARE_MAX_LINE_MIN 1024u
+#define PREPARE_MAX_LINE_MAX (1u << 30)
+// The defaults of `hgrn2 prepare`: no inputs, task text, val_fraction 0.005, 100M tokens per shard, all cores,
+// lines up to 16 MiB.
+void prepare_defaults(PrepareOptions *o);
+const char *prepare_task_name(PrepareTask task);   // "pile", "wiki103", "text": the names in meta.txt
+// What prepare's JSON Lines path makes of some input (for fuzzing and tests).
+typedef struct {
+    uint64_t lines;        // all lines, blank and skipped ones included
+    uint64_t records;      // valid records, each a document (an empty "text" included, which prepare then drops)
+    uint64_t blank;        // whitespace only: skipped silently
+    uint64_t malformed;    // skipped and counted (fatal with strict)
+    uint64_t too_long;     // longer than max_line: skipped as they stream, counted (fatal with strict)
+    uint64_t text_bytes;   // unescaped bytes of the records' "text" strings
+} PrepareScanCounts;
+// Runs the line reader and JSON Lines scanner of prepare (the same code, not a copy) over buf[0, n), as if
+// it were the content of a --task pile input read with --max-line-bytes max_line; the buffer is served in
+// slices of a few KiB, so lines straddle reads as they do in files. Any max_line works here, 0 included
+// (small values exercise the skipping). Never dies on any input bytes.
+void prepare_scan_jsonl(const char *buf, size_t n, size_t max_line, PrepareScanCounts *out);
+// Tokenizes the inputs into shards, prints a progress line on stderr and a summary on stdout. Returns 0;
+// any failure dies with one message, leaving no file under a final name.
+int prepare_run(const PrepareOptions *o);
 
 // ---- the on-disk layout (docs/shards.md), exposed for tests and tools ----
 #define SHARD_MAGIC "HGRN2SHD"            // the first 8 bytes of every shard (no NUL on disk)
@@ -75,5 +116,20 @@ uint64_t shard_meta_hash(const uint8_t header[SHARD_HEADER_BYTES], const char *n
                          const uint8_t *index, uint64_t nframes);
 // Tokens per frame of the shard writers opened afterwards (tests use small frames); 0 restores the default.
 void shard_set_frame_tokens(uint32_t n);
+
+// ---- shared by shard.c, loader.c and prepare.c ----
+// Files removed if the process exits (a die() in any thread) before they are finished, so that nothing
+// half-written is left under a name that looks complete: shard .tmp files, prepare's .part files.
+void data_cleanup_add(const char *path);
+void data_cleanup_remove(const char *path);
+// Creates or truncates path for writing. Dies unless what is there is (or becomes) a regular file: a FIFO
+// there would block the open, a device would swallow the data.
+FILE *data_create_file(const char *path);
+// fsync of the directory holding path, which makes a rename into it durable.
+void data_fsync_parent(const char *path);
+// The shard paths of DIR/<split>_NNNNNN.shard in order, NULL-terminated, their count in *n; NULL for a
+// missing directory or an empty split. Dies on a gap or a duplicate number. Free with data_free_paths.
+char **data_split_paths(const char *dir, const char *split, size_t *n);
+void data_free_paths(char **paths);
 
 #endif

@@ -2,6 +2,7 @@
 // length, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
 // data. Sharded checkpoints add model.safetensors.index.json mapping each tensor name to its shard file.
 #include "hf.h"
+#include <limits.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,101 +52,161 @@ uint16_t f32_to_f16(float f) {
 
 static int dtype_size(StDtype d) { return (d == ST_F64 || d == ST_I64) ? 8 : (d == ST_F32 || d == ST_I32) ? 4 : 2; }
 
+// A size or offset of a header: a non-negative integer that a double holds exactly (below 2^53), so that
+// it converts and compares without rounding.
+static int header_u64(const Json *v, uint64_t *out) {
+    double x = json_num(v);
+    if (json_type(v) != JSON_NUM || !(x >= 0 && x <= 9007199254740992.0) || x != floor(x)) return 0;
+    *out = (uint64_t)x;
+    return 1;
+}
+
 static void add_file(StSet *s, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) die("cannot open %s: %s", path, strerror(errno));
     uint64_t hlen;
     if (fread(&hlen, 8, 1, f) != 1) die("%s is not a safetensors file (shorter than 8 bytes)", path);
     if (fseeko(f, 0, SEEK_END) != 0) die("cannot read %s: %s", path, strerror(errno));
-    uint64_t fsize = (uint64_t)ftello(f);
-    if (hlen > 100000000 || hlen + 8 > fsize)
+    off_t end = ftello(f);
+    if (end < 0) die("cannot read %s: %s", path, strerror(errno));
+    uint64_t fsize = (uint64_t)end;
+    // the header length is a claim of the file: check it against the file before allocating for it
+    if (hlen > 100000000 || hlen > fsize - 8)
         die("%s is not a safetensors file or is truncated (header of %llu bytes in a file of %llu)", path,
             (unsigned long long)hlen, (unsigned long long)fsize);
     char *hdr = xmalloc(hlen + 1);
     if (fseeko(f, 8, SEEK_SET) != 0 || fread(hdr, 1, hlen, f) != hlen) die("reading %s failed", path);
     fclose(f);
     char err[200];
-    Json *j = json_parse(hdr, hlen, err, sizeof err);
-    if (!j || j->type != JSON_OBJ) die("%s: the safetensors header is not a JSON object (%s)", path, j ? "wrong type" : err);
+    Json *j = json_parse(hdr, hlen, json_default_limit(hlen), err, sizeof err);
+    if (!j) die("%s: the safetensors header: %s", path, err);
+    free(hdr);   // the tree holds its own copy of every string
+    if (json_type(j) != JSON_OBJ) die("%s: the safetensors header is not a JSON object", path);
     int fi = s->npaths++;
     s->paths = xrealloc(s->paths, (size_t)s->npaths * sizeof(char *));
-    s->paths[fi] = strdup(path);
+    s->paths[fi] = xstrdup(path);
+    if (json_len(j) > (size_t)(INT_MAX - s->n)) die("%s: the header lists more than %d tensors", path, INT_MAX);
+    s->t = xrealloc(s->t, ((size_t)s->n + json_len(j)) * sizeof(StTensor));
     uint64_t data0 = 8 + hlen, data_size = fsize - data0;
-    for (size_t i = 0; i < j->len; i++) {
-        const Json *k = &j->keys[i], *v = &j->items[i];
-        if (!strcmp(k->str, "__metadata__")) continue;
+    for (size_t i = 0; i < json_len(j); i++) {
+        const Json *k = json_key(j, i), *v = json_item(j, i);
+        const char *name = json_str(k);
+        if (strlen(name) != json_len(k)) die("%s: a tensor name holds a NUL byte (\"%s...\")", path, name);
+        if (!strcmp(name, "__metadata__")) continue;
         const Json *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"), *off = json_get(v, "data_offsets");
-        if (!dt || dt->type != JSON_STR || !sh || sh->type != JSON_ARR || !off || off->type != JSON_ARR || off->len != 2)
-            die("%s: tensor %s has a malformed header entry", path, k->str);
-        StTensor t = {.name = strdup(k->str), .file = fi, .ndim = (int)sh->len, .numel = 1};
-        if (!strcmp(dt->str, "F32")) t.dtype = ST_F32;
-        else if (!strcmp(dt->str, "F16")) t.dtype = ST_F16;
-        else if (!strcmp(dt->str, "BF16")) t.dtype = ST_BF16;
-        else if (!strcmp(dt->str, "F64")) t.dtype = ST_F64;
-        else if (!strcmp(dt->str, "I32")) t.dtype = ST_I32;
-        else if (!strcmp(dt->str, "I64")) t.dtype = ST_I64;
-        else die("%s: tensor %s has dtype %s; hgrn2 reads F32, F16, BF16, F64, I32 and I64", path, k->str, dt->str);
-        if (sh->len > 8) die("%s: tensor %s has %zu dimensions", path, k->str, sh->len);
-        for (size_t d = 0; d < sh->len; d++) {
-            double x = sh->items[d].num;
-            if (sh->items[d].type != JSON_NUM || x < 0 || x > 1e12 || x != floor(x))
-                die("%s: tensor %s has a bad shape", path, k->str);
+        if (!dt || json_type(dt) != JSON_STR || !sh || json_type(sh) != JSON_ARR || !off || json_type(off) != JSON_ARR || json_len(off) != 2)
+            die("%s: tensor %s has a malformed header entry", path, name);
+        StTensor t = {.file = fi, .ndim = (int)json_len(sh), .numel = 1};
+        if (!strcmp(json_str(dt), "F32")) t.dtype = ST_F32;
+        else if (!strcmp(json_str(dt), "F16")) t.dtype = ST_F16;
+        else if (!strcmp(json_str(dt), "BF16")) t.dtype = ST_BF16;
+        else if (!strcmp(json_str(dt), "F64")) t.dtype = ST_F64;
+        else if (!strcmp(json_str(dt), "I32")) t.dtype = ST_I32;
+        else if (!strcmp(json_str(dt), "I64")) t.dtype = ST_I64;
+        else die("%s: tensor %s has dtype %s; hgrn2 reads F32, F16, BF16, F64, I32 and I64", path, name, json_str(dt));
+        if (json_len(sh) > 8) die("%s: tensor %s has %zu dimensions", path, name, json_len(sh));
+        // element and byte counts in checked 64-bit arithmetic: a product that wraps could pass for a
+        // small tensor (2^31 x 2^31 x 4 bytes is 0 modulo 2^64)
+        uint64_t numel = 1, bytes, b, e;
+        int wraps = 0;
+        for (size_t d = 0; d < json_len(sh); d++) {
+            uint64_t x;
+            if (!header_u64(json_item(sh, d), &x)) die("%s: tensor %s has a bad shape", path, name);
             t.shape[d] = (int64_t)x;
-            t.numel *= t.shape[d];
+            wraps |= __builtin_mul_overflow(numel, x, &numel);
         }
-        double b = off->items[0].num, e = off->items[1].num;
-        if (off->items[0].type != JSON_NUM || off->items[1].type != JSON_NUM || b < 0 || e < b || e > (double)data_size ||
-            (uint64_t)(e - b) != (uint64_t)t.numel * (uint64_t)dtype_size(t.dtype))
-            die("%s: tensor %s has data offsets [%.0f, %.0f] that disagree with its shape or the file size (%llu data bytes)",
-                path, k->str, b, e, (unsigned long long)data_size);
-        t.offset = data0 + (uint64_t)b;
-        s->t = xrealloc(s->t, (size_t)(s->n + 1) * sizeof(StTensor));
+        wraps |= __builtin_mul_overflow(numel, (uint64_t)dtype_size(t.dtype), &bytes);
+        if (wraps || bytes > data_size)
+            die("%s: tensor %s has a shape of more bytes than the file's %llu bytes of data", path, name, (unsigned long long)data_size);
+        if (!header_u64(json_item(off, 0), &b) || !header_u64(json_item(off, 1), &e) || e < b || e > data_size || e - b != bytes)
+            die("%s: tensor %s has data offsets [%.0f, %.0f] that disagree with its shape (%llu bytes) or the file size (%llu data bytes)",
+                path, name, json_num(json_item(off, 0)), json_num(json_item(off, 1)), (unsigned long long)bytes,
+                (unsigned long long)data_size);
+        t.numel = (int64_t)numel;
+        t.offset = data0 + b;
+        t.name = xstrdup(name);
         s->t[s->n++] = t;
     }
     json_free(j);
-    free(hdr);
+}
+
+typedef struct { const char *name; int i; } NameAt;
+
+static int cmp_name_at(const void *a, const void *b) { return strcmp(((const NameAt *)a)->name, ((const NameAt *)b)->name); }
+
+// Sorts the tensors by name once, so that looking names up costs log n (an index may name millions), and
+// refuses a name stored twice, which would leave it unclear which tensor is meant.
+static void index_names(StSet *s) {
+    NameAt *v = xmalloc((size_t)(s->n ? s->n : 1) * sizeof *v);
+    for (int i = 0; i < s->n; i++) v[i] = (NameAt){ s->t[i].name, i };
+    qsort(v, (size_t)s->n, sizeof *v, cmp_name_at);
+    s->by_name = xmalloc((size_t)(s->n ? s->n : 1) * sizeof *s->by_name);
+    for (int i = 0; i < s->n; i++) {
+        s->by_name[i] = v[i].i;
+        if (i == 0 || strcmp(v[i - 1].name, v[i].name)) continue;
+        const StTensor *a = &s->t[v[i - 1].i], *b = &s->t[v[i].i];
+        if (a->file == b->file) die("%s: tensor %s is stored twice", s->paths[b->file], b->name);
+        die("%s: tensor %s is stored twice, also in %s", s->paths[b->file], b->name, s->paths[a->file]);
+    }
+    free(v);
 }
 
 StSet *st_open_file(const char *path) {
     StSet *s = xcalloc(1, sizeof *s);
     add_file(s, path);
+    index_names(s);
     return s;
 }
 
 StSet *st_open_dir(const char *dir) {
-    char path[4200];
     struct stat st;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (stat(path, &st) == 0) return st_open_file(path);
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    char *path = xasprintf("%s/model.safetensors", dir);
+    if (stat(path, &st) == 0) {
+        StSet *s = st_open_file(path);
+        free(path);
+        return s;
+    }
+    free(path);
+    path = xasprintf("%s/model.safetensors.index.json", dir);
     if (stat(path, &st) != 0)
         die("%s holds neither model.safetensors nor model.safetensors.index.json", dir);
     size_t len;
     char *text = read_file(path, &len), err[200];
-    Json *j = json_parse(text, len, err, sizeof err);
-    if (!j) die("%s is not valid JSON: %s", path, err);
+    Json *j = json_parse(text, len, json_default_limit(len), err, sizeof err);
+    if (!j) die("%s: %s", path, err);
+    free(text);
     const Json *map = json_get(j, "weight_map");
-    if (!map || map->type != JSON_OBJ) die("%s has no weight_map object", path);
+    if (!map || json_type(map) != JSON_OBJ) die("%s has no weight_map object", path);
     StSet *s = xcalloc(1, sizeof *s);
     // open each shard once, in the order of first mention
-    for (size_t i = 0; i < map->len; i++) {
-        const Json *f = &map->items[i];
-        if (f->type != JSON_STR || strchr(f->str, '/')) die("%s: weight_map entry %s is not a file name", path, map->keys[i].str);
-        char shard[4400];
-        snprintf(shard, sizeof shard, "%s/%s", dir, f->str);
+    for (size_t i = 0; i < json_len(map); i++) {
+        const Json *f = json_item(map, i);
+        if (json_type(f) != JSON_STR || !json_len(f) || strlen(json_str(f)) != json_len(f) || strchr(json_str(f), '/') ||
+            !strcmp(json_str(f), ".") || !strcmp(json_str(f), ".."))
+            die("%s: weight_map entry %s is not a file name", path, json_str(json_key(map, i)));
+        char *shard = xasprintf("%s/%s", dir, json_str(f));
         int seen = 0;
-        for (int p = 0; p < s->npaths; p++) if (!strcmp(s->paths[p], shard)) seen = 1;
+        for (int p = 0; p < s->npaths && !seen; p++) seen = !strcmp(s->paths[p], shard);
         if (!seen) add_file(s, shard);
+        free(shard);
     }
-    for (size_t i = 0; i < map->len; i++)
-        if (!st_find(s, map->keys[i].str)) die("%s names tensor %s in %s, which does not hold it", path, map->keys[i].str, map->items[i].str);
+    index_names(s);
+    for (size_t i = 0; i < json_len(map); i++)
+        if (!st_find(s, json_str(json_key(map, i))))
+            die("%s names tensor %s in %s, which does not hold it", path, json_str(json_key(map, i)), json_str(json_item(map, i)));
     json_free(j);
-    free(text);
+    free(path);
     return s;
 }
 
 const StTensor *st_find(const StSet *s, const char *name) {
-    for (int i = 0; i < s->n; i++) if (!strcmp(s->t[i].name, name)) return &s->t[i];
+    int lo = 0, hi = s->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(s->t[s->by_name[mid]].name, name);
+        if (!c) return &s->t[s->by_name[mid]];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
     return NULL;
 }
 
@@ -180,7 +241,39 @@ void st_close(StSet *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++) free(s->t[i].name);
     for (int i = 0; i < s->npaths; i++) free(s->paths[i]);
-    free(s->t); free(s->paths); free(s);
+    free(s->t); free(s->by_name); free(s->paths); free(s);
+}
+
+typedef struct { char *data; size_t n, cap; } TextBuf;
+
+// Appends formatted text to b, growing it as needed: a header is as long as its names make it.
+__attribute__((format(printf, 2, 3)))
+static void appendf(TextBuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) die("formatting a safetensors header failed (%s)", fmt);
+    if (b->cap - b->n < (size_t)k + 1) {
+        b->cap = 2 * b->cap > b->n + (size_t)k + 1 ? 2 * b->cap : b->n + (size_t)k + 256;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
+// A name as a JSON string, with the escapes it needs.
+static void put_json_string(TextBuf *b, const char *s) {
+    appendf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') appendf(b, "\\%c", c);
+        else if (c < 0x20) appendf(b, "\\u%04x", c);
+        else appendf(b, "%c", c);
+    }
+    appendf(b, "\"");
 }
 
 void st_write(const char *path, int n, const char *const *names, const float *const *data,
@@ -189,31 +282,30 @@ void st_write(const char *path, int n, const char *const *names, const float *co
     if (dtype == ST_I32 || dtype == ST_I64) die("st_write writes floating-point tensors only");
     int es = dtype_size(dtype);
     // header: tensors in the given order, data packed back to back
-    size_t cap = 256 + (size_t)n * 400, len = 0;
-    char *h = xmalloc(cap);
-    len += (size_t)snprintf(h + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
+    TextBuf h = {0};
+    appendf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         int64_t numel = 1;
-        len += (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", names[i], DT[dtype]);
+        appendf(&h, ",");
+        put_json_string(&h, names[i]);
+        appendf(&h, ":{\"dtype\":\"%s\",\"shape\":[", DT[dtype]);
         for (int d = 0; d < ndims[i]; d++) {
             numel *= shapes[i][d];
-            len += (size_t)snprintf(h + len, cap - len, d ? ",%lld" : "%lld", (long long)shapes[i][d]);
+            appendf(&h, d ? ",%lld" : "%lld", (long long)shapes[i][d]);
         }
         uint64_t bytes = (uint64_t)numel * (uint64_t)es;
-        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-                                (unsigned long long)(at + bytes));
+        appendf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at, (unsigned long long)(at + bytes));
         at += bytes;
-        if (len + 400 > cap) { cap *= 2; h = xrealloc(h, cap); }
     }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8) h[len++] = ' ';          // keep the data 8-byte aligned
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    appendf(&h, "}");
+    while (h.n % 8) appendf(&h, " ");          // keep the data 8-byte aligned
+    size_t len = h.n;
+    char *tmp = xasprintf("%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) die("cannot create %s: %s", tmp, strerror(errno));
     uint64_t hl = len;
-    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, len, f) == len;
+    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h.data, 1, len, f) == len;
     unsigned char buf[1 << 16];
     for (int i = 0; i < n && ok; i++) {
         int64_t numel = 1;
@@ -239,5 +331,6 @@ void st_write(const char *path, int n, const char *const *names, const float *co
     if (fclose(f) != 0) ok = 0;
     if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(errno)); }
     if (rename(tmp, path) != 0) { unlink(tmp); die("renaming %s failed: %s", tmp, strerror(errno)); }
-    free(h);
+    free(h.data);
+    free(tmp);
 }

@@ -18,14 +18,15 @@ typedef struct {
 } StTensor;
 
 typedef struct {
-    StTensor *t;
+    StTensor *t;            // in the order of the files and their headers
     int n;
+    int *by_name;           // indices into t, sorted by name (st_find)
     char **paths;
     int npaths;
 } StSet;
 
 // Opens DIR/model.safetensors, or DIR/model.safetensors.index.json and the shards it names.
-// Validates every header (sizes, offsets, dtypes) and dies naming the file on any problem.
+// Validates every header (sizes, offsets, dtypes, names stored once) and dies naming the file on any problem.
 StSet *st_open_dir(const char *dir);
 // Opens one safetensors file.
 StSet *st_open_file(const char *path);

@@ -13,6 +13,7 @@
 #include "train.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "commands.h"
 #include "data.h"
 #include "tokenizer.h"
 

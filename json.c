@@ -1,41 +1,68 @@
-// json.c: a recursive-descent JSON reader. Strings are decoded (escapes, \u surrogate pairs) into UTF-8.
-// All nodes and strings live in one arena so a multi-megabyte tokenizer.json parses in one pass with few
-// allocations; the arena's first bytes hold the root.
+// json.c: a recursive-descent JSON reader in two passes. Strings are decoded (escapes, \u surrogate pairs)
+// into UTF-8.
+//
+// Memory follows what the document holds, never a guess from its size: the first pass checks the syntax
+// and counts the nodes, the boxed numbers, the string bytes and each container's item count; the second
+// builds the tree into one allocation of exactly that size. A value is one 8-byte node, an object entry
+// two (key and value); a string adds its bytes and a NUL (empty strings share one); a number that is not a
+// 32-bit integer adds 8 bytes. Real files need under 2.5 bytes of tree per byte of text; the densest valid
+// text, a long array of one-digit numbers, needs 4 (5 with the container counts of [[0],[0],...]). Every
+// caller passes a limit (json_default_limit) that turns such a document into a clean error in the first
+// pass, before anything large is allocated.
+//
+// A node is { kind and length, payload }. Containers, strings and boxed numbers are reached through the
+// payload as a distance in bytes from the node itself: the tree holds no absolute pointers, so a node fits
+// in 8 bytes and the whole tree is one block below 4 GiB. Children always lie after their parent (the block
+// is [nodes][boxed numbers][string bytes], nodes handed out in the order the text opens them), so the
+// distance is never negative.
 #include "json.h"
+#include <assert.h>
 #include <math.h>
+
+enum { K_NULL, K_BOOL, K_INT, K_DBL, K_STR, K_ARR, K_OBJ };
+
+struct Json {
+    uint32_t tl;   // the kind in the low 3 bits, the length above: string bytes, array items, object entries
+    uint32_t v;    // K_BOOL: 0 or 1; K_INT: the number (two's complement); others: the distance to the payload
+};
+
+#define LEN_MAX ((1u << 29) - 1)
+#define MAX_DEPTH 512
+#define MAX_NUMBER 255    // characters of one number: more is no real file's
 
 typedef struct {
     const char *s, *end, *start;
     char *err;
-    size_t errlen;
-    int failed;
-    // arena of blocks; each block starts with a pointer to the previous one
-    char *block;
-    size_t used, cap;
-    int depth;
+    size_t errlen, limit;
+    int failed, depth, build;
+    // first pass: what the tree needs, and each non-empty container's item count in the order they open
+    size_t nodes, dbls, strbytes;
+    uint32_t *counts;
+    size_t ncounts, capcounts;
+    // second pass: the next free node, boxed number and string byte, and the next container count
+    Json *next;
+    char *dbl_at, *str_at, *str0;
+    size_t ci;
 } Parser;
 
-static void *arena(Parser *p, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (p->used + n > p->cap) {
-        // blocks grow with the input: a small config.json costs a few KiB, a tokenizer.json a few blocks
-        size_t want = p->cap ? 2 * p->cap : 4096 + 2 * (size_t)(p->end - p->start);
-        size_t cap = n + 16 > want ? n + 16 : want;
-        char *b = xmalloc(cap);
-        *(char **)b = p->block;
-        p->block = b;
-        p->used = 16;
-        p->cap = cap;
-    }
-    void *r = p->block + p->used;
-    p->used += n;
-    return r;
-}
-
 static void fail(Parser *p, const char *what) {
-    if (!p->failed) snprintf(p->err, p->errlen, "byte %zu: %s", (size_t)(p->s - p->start), what);
+    if (!p->failed) snprintf(p->err, p->errlen, "malformed JSON at byte %zu: %s", (size_t)(p->s - p->start), what);
     p->failed = 1;
 }
+
+// First pass: stops as soon as the tree, with the container counts, would outgrow the limit.
+static int over_limit(Parser *p) {
+    if (p->build || p->failed) return p->failed;
+    size_t need = 8 * (p->nodes + p->dbls) + p->strbytes + 4 * p->ncounts;
+    if (need <= p->limit) return 0;
+    snprintf(p->err, p->errlen, "needs more than %zu MiB of memory to parse (the most allowed for %zu bytes of JSON)",
+             (p->limit + (1u << 20) - 1) >> 20, (size_t)(p->end - p->start));
+    p->failed = 1;
+    return 1;
+}
+
+static uint32_t dist(const Json *from, const void *to) { return (uint32_t)((const char *)to - (const char *)from); }
+static const char *payload(const Json *v) { return (const char *)v + v->v; }
 
 static void skip_ws(Parser *p) {
     while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')) p->s++;
@@ -64,27 +91,29 @@ static size_t put_utf8(char *o, unsigned cp) {
     return 4;
 }
 
-// A string at p->s (the opening quote). The decoded form is never longer than the source.
+// A string at p->s (the opening quote). The first pass counts its decoded bytes, the second writes them;
+// the decoded form is never longer than the source.
 static void parse_string(Parser *p, Json *out) {
     const char *q = ++p->s;
     while (q < p->end && *q != '"') q += (*q == '\\' && q + 1 < p->end) ? 2 : 1;
     if (q >= p->end) { fail(p, "unterminated string"); return; }
-    char *o = arena(p, (size_t)(q - p->s) + 1), *w = o;
+    char *w = p->build ? p->str_at : NULL, u[4];
+    size_t n = 0;
     while (p->s < q) {
         unsigned char c = (unsigned char)*p->s;
         if (c < 0x20) { fail(p, "control character in string"); return; }
-        if (c != '\\') { *w++ = (char)c; p->s++; continue; }
-        char e = p->s[1];
+        if (c != '\\') { if (w) w[n] = (char)c; n++; p->s++; continue; }
+        char e = p->s[1], d;
         p->s += 2;
         switch (e) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '/': *w++ = '/'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
+        case '"': d = '"'; break;
+        case '\\': d = '\\'; break;
+        case '/': d = '/'; break;
+        case 'b': d = '\b'; break;
+        case 'f': d = '\f'; break;
+        case 'n': d = '\n'; break;
+        case 'r': d = '\r'; break;
+        case 't': d = '\t'; break;
         case 'u': {
             unsigned cp, lo;
             if (q - p->s < 4 || hex4(p->s, &cp)) { fail(p, "bad \\u escape"); return; }
@@ -97,118 +126,229 @@ static void parse_string(Parser *p, Json *out) {
             } else if (cp >= 0xD800 && cp < 0xE000) {
                 cp = 0xFFFD;
             }
-            w += put_utf8(w, cp);
-            break;
+            size_t k = put_utf8(u, cp);
+            if (w) memcpy(w + n, u, k);
+            n += k;
+            continue;
         }
         default: fail(p, "bad escape in string"); return;
         }
+        if (w) w[n] = d;
+        n++;
     }
-    *w = 0;
     p->s = q + 1;
-    out->type = JSON_STR;
-    out->str = o;
-    out->len = (size_t)(w - o);
+    if (n > LEN_MAX) { p->s = q; fail(p, "a string longer than 512 MiB"); return; }
+    if (!w) {
+        // empty strings all share the NUL at the start of the string bytes
+        if (n) p->strbytes += n + 1;
+        over_limit(p);
+        return;
+    }
+    if (n) {
+        w[n] = 0;
+        p->str_at += n + 1;
+    } else {
+        w = p->str0;
+    }
+    out->tl = K_STR | (uint32_t)n << 3;
+    out->v = dist(out, w);
 }
 
 static void parse_value(Parser *p, Json *out);
 
-// Items are parsed into a growing temporary array, then copied into the arena once their number is known.
 static void parse_container(Parser *p, Json *out, int is_obj) {
     char close = is_obj ? '}' : ']';
     p->s++;
-    size_t n = 0, cap = 8;
-    Json *vals = xmalloc(cap * sizeof(Json)), *keys = is_obj ? xmalloc(cap * sizeof(Json)) : NULL;
     skip_ws(p);
-    if (p->s < p->end && *p->s == close) p->s++;
-    else for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            vals = xrealloc(vals, cap * sizeof(Json));
-            if (is_obj) keys = xrealloc(keys, cap * sizeof(Json));
+    int empty = p->s < p->end && *p->s == close;
+    size_t slot = 0, want = 0, n = 0;
+    Json *kids = NULL;
+    if (p->build) {
+        // the count the first pass found for this container, which it met at the same point of the text
+        want = empty ? 0 : p->counts[p->ci++];
+        kids = p->next;
+        p->next += want * (is_obj ? 2 : 1);
+        out->tl = (uint32_t)(is_obj ? K_OBJ : K_ARR) | (uint32_t)want << 3;
+        out->v = want ? dist(out, kids) : 0;
+    } else if (!empty) {
+        if (p->ncounts == p->capcounts) {
+            p->capcounts = p->capcounts ? 2 * p->capcounts : 64;
+            p->counts = xrealloc(p->counts, p->capcounts * sizeof *p->counts);
         }
+        slot = p->ncounts++;
+        if (over_limit(p)) return;
+    }
+    if (empty) { p->s++; return; }
+    for (;;) {
+        if (n == LEN_MAX) { fail(p, is_obj ? "an object of more than 2^29 entries" : "an array of more than 2^29 items"); return; }
         skip_ws(p);
+        Json *slot_out = kids ? kids + (is_obj ? 2 * n + 1 : n) : NULL;
         if (is_obj) {
-            if (p->s >= p->end || *p->s != '"') { fail(p, "expected a string key"); break; }
-            memset(&keys[n], 0, sizeof(Json));
-            parse_string(p, &keys[n]);
-            if (p->failed) break;
+            if (p->s >= p->end || *p->s != '"') { fail(p, "expected a string key"); return; }
+            if (!p->build) p->nodes++;
+            parse_string(p, kids ? kids + 2 * n : NULL);
+            if (p->failed) return;
             skip_ws(p);
-            if (p->s >= p->end || *p->s != ':') { fail(p, "expected ':'"); break; }
+            if (p->s >= p->end || *p->s != ':') { fail(p, "expected ':'"); return; }
             p->s++;
         }
-        parse_value(p, &vals[n]);
-        if (p->failed) break;
+        parse_value(p, slot_out);
+        if (p->failed) return;
         n++;
         skip_ws(p);
         if (p->s < p->end && *p->s == ',') { p->s++; continue; }
         if (p->s < p->end && *p->s == close) { p->s++; break; }
         fail(p, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
-        break;
+        return;
     }
-    out->type = is_obj ? JSON_OBJ : JSON_ARR;
-    out->len = n;
-    out->items = arena(p, n * sizeof(Json));
-    memcpy(out->items, vals, n * sizeof(Json));
-    if (is_obj) { out->keys = arena(p, n * sizeof(Json)); memcpy(out->keys, keys, n * sizeof(Json)); }
-    free(vals);
-    free(keys);
+    if (!p->build) p->counts[slot] = (uint32_t)n;
+    else assert(n == want);
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// A number: the run of characters that can belong to one must be exactly one number of JSON's grammar.
+// 32-bit integers live in the node; other numbers are boxed.
+static void parse_number(Parser *p, Json *out) {
+    const char *a = p->s, *e = a;
+    while (e < p->end && (is_digit(*e) || *e == '-' || *e == '+' || *e == '.' || *e == 'e' || *e == 'E')) e++;
+    const char *q = a;
+    if (q < e && *q == '-') q++;
+    if (q < e && *q == '0') q++;
+    else if (q < e && is_digit(*q)) while (q < e && is_digit(*q)) q++;
+    else { fail(p, "bad number"); return; }
+    if (q < e && *q == '.') {
+        if (++q == e || !is_digit(*q)) { fail(p, "bad number"); return; }
+        while (q < e && is_digit(*q)) q++;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < e && (*q == '+' || *q == '-')) q++;
+        if (q == e || !is_digit(*q)) { fail(p, "bad number"); return; }
+        while (q < e && is_digit(*q)) q++;
+    }
+    if (q != e) { fail(p, "bad number"); return; }
+    if (e - a > MAX_NUMBER) { fail(p, "a number longer than 255 characters"); return; }
+    char buf[MAX_NUMBER + 1], *end;
+    memcpy(buf, a, (size_t)(e - a));
+    buf[e - a] = 0;
+    double x = strtod(buf, &end);
+    if (end != buf + (e - a) || !isfinite(x)) { fail(p, "bad number"); return; }
+    p->s = e;
+    // the range test comes first: converting an out-of-range double to an integer is undefined
+    int inline_int = x >= INT32_MIN && x <= INT32_MAX && x == (double)(int32_t)x;
+    if (!p->build) {
+        if (!inline_int) p->dbls++;
+        over_limit(p);
+        return;
+    }
+    if (inline_int) {
+        out->tl = K_INT;
+        out->v = (uint32_t)(int32_t)x;
+    } else {
+        memcpy(p->dbl_at, &x, sizeof x);
+        out->tl = K_DBL;
+        out->v = dist(out, p->dbl_at);
+        p->dbl_at += sizeof x;
+    }
 }
 
 static void parse_value(Parser *p, Json *out) {
-    memset(out, 0, sizeof *out);
     skip_ws(p);
     if (p->s >= p->end) { fail(p, "unexpected end of input"); return; }
-    if (++p->depth > 512) { fail(p, "nesting deeper than 512"); return; }
+    if (p->depth == MAX_DEPTH) { fail(p, "nesting deeper than 512"); return; }
+    if (!p->build) {
+        p->nodes++;
+        if (over_limit(p)) return;
+    }
+    p->depth++;
     char c = *p->s;
-    if (c == '{' || c == '[') parse_container(p, out, c == '{');
-    else if (c == '"') parse_string(p, out);
-    else if (p->end - p->s >= 4 && !memcmp(p->s, "true", 4)) { out->type = JSON_BOOL; out->num = 1; p->s += 4; }
-    else if (p->end - p->s >= 5 && !memcmp(p->s, "false", 5)) { out->type = JSON_BOOL; p->s += 5; }
-    else if (p->end - p->s >= 4 && !memcmp(p->s, "null", 4)) { out->type = JSON_NULL; p->s += 4; }
-    else if (c == '-' || (c >= '0' && c <= '9')) {
-        char buf[64];
-        size_t k = 0;
-        while (p->s + k < p->end && k < sizeof buf - 1 && strchr("+-.eE0123456789", p->s[k])) { buf[k] = p->s[k]; k++; }
-        buf[k] = 0;
-        char *e;
-        out->num = strtod(buf, &e);
-        if (e != buf + k || !isfinite(out->num)) { fail(p, "bad number"); return; }
-        out->type = JSON_NUM;
-        p->s += k;
-    } else fail(p, "unexpected character");
+    Json lit = { K_NULL, 0 };
+    int is_lit = 1;
+    if (c == '{' || c == '[') { parse_container(p, out, c == '{'); is_lit = 0; }
+    else if (c == '"') { parse_string(p, out); is_lit = 0; }
+    else if (p->end - p->s >= 4 && !memcmp(p->s, "true", 4)) { lit = (Json){ K_BOOL, 1 }; p->s += 4; }
+    else if (p->end - p->s >= 5 && !memcmp(p->s, "false", 5)) { lit = (Json){ K_BOOL, 0 }; p->s += 5; }
+    else if (p->end - p->s >= 4 && !memcmp(p->s, "null", 4)) p->s += 4;
+    else if (c == '-' || is_digit(c)) { parse_number(p, out); is_lit = 0; }
+    else { fail(p, "unexpected character"); is_lit = 0; }
+    if (is_lit && out) *out = lit;
     p->depth--;
 }
 
-Json *json_parse(const char *text, size_t len, char *err, size_t errlen) {
-    Parser p = {.s = text, .end = text + len, .start = text, .err = err, .errlen = errlen};
-    Json *root = arena(&p, sizeof(Json));
-    parse_value(&p, root);
-    skip_ws(&p);
-    if (!p.failed && p.s != p.end) fail(&p, "trailing characters after the value");
-    // the root is the first allocation of the first block: remember the newest block inside it
-    Json *r = p.failed ? NULL : root;
-    char *first = (char *)root - 16;
-    if (p.failed) {
-        while (p.block) { char *prev = *(char **)p.block; free(p.block); p.block = prev; }
-        return NULL;
-    }
-    // chain: the first block's link slot must reach every later block; store the newest in slot 8
-    *(char **)(first + 8) = p.block;
-    return r;
+size_t json_default_limit(size_t len) {
+    return len > (SIZE_MAX - (1u << 20)) / 3 ? SIZE_MAX : 3 * len + (1u << 20);
 }
 
-void json_free(Json *root) {
-    if (!root) return;
-    char *first = (char *)root - 16;
-    char *b = *(char **)(first + 8);
-    while (b) { char *prev = *(char **)b; free(b); b = prev; }
+Json *json_parse(const char *text, size_t len, size_t limit, char *err, size_t errlen) {
+    // distances inside the tree are 32-bit: it must stay below 4 GiB whatever the caller allows
+    if (limit > UINT32_MAX) limit = UINT32_MAX;
+    Parser p = {.s = text, .end = text + len, .start = text, .err = err, .errlen = errlen, .limit = limit, .strbytes = 1};
+    parse_value(&p, NULL);
+    skip_ws(&p);
+    if (!p.failed && p.s != p.end) fail(&p, "trailing characters after the value");
+    if (p.failed) {
+        free(p.counts);
+        return NULL;
+    }
+    size_t size = 8 * (p.nodes + p.dbls) + p.strbytes;
+    char *block = xmalloc(size);
+    Json *root = (Json *)block;
+    p.build = 1;
+    p.s = text;
+    p.next = root + 1;
+    p.dbl_at = block + 8 * p.nodes;
+    p.str0 = p.dbl_at + 8 * p.dbls;
+    *p.str0 = 0;
+    p.str_at = p.str0 + 1;
+    parse_value(&p, root);
+    assert(!p.failed && (char *)p.next == block + 8 * p.nodes && p.str_at == block + size);
+    free(p.counts);
+    return root;
+}
+
+void json_free(Json *root) { free(root); }
+
+JsonType json_type(const Json *v) {
+    static const JsonType types[8] = { JSON_NULL, JSON_BOOL, JSON_NUM, JSON_NUM, JSON_STR, JSON_ARR, JSON_OBJ, JSON_NULL };
+    return v ? types[v->tl & 7] : JSON_NULL;
+}
+
+size_t json_len(const Json *v) {
+    int k = v ? (int)(v->tl & 7) : K_NULL;
+    return k == K_STR || k == K_ARR || k == K_OBJ ? v->tl >> 3 : 0;
+}
+
+double json_num(const Json *v) {
+    int k = v ? (int)(v->tl & 7) : K_NULL;
+    if (k == K_INT) return (double)(int32_t)v->v;
+    if (k == K_BOOL) return v->v;
+    if (k != K_DBL) return NAN;
+    double x;
+    memcpy(&x, payload(v), sizeof x);
+    return x;
+}
+
+const char *json_str(const Json *v) { return v && (v->tl & 7) == K_STR ? payload(v) : ""; }
+
+const Json *json_item(const Json *v, size_t i) {
+    if (i >= json_len(v)) return NULL;
+    if ((v->tl & 7) == K_ARR) return (const Json *)payload(v) + i;
+    if ((v->tl & 7) == K_OBJ) return (const Json *)payload(v) + 2 * i + 1;
+    return NULL;
+}
+
+const Json *json_key(const Json *obj, size_t i) {
+    if (json_type(obj) != JSON_OBJ || i >= json_len(obj)) return NULL;
+    return (const Json *)payload(obj) + 2 * i;
 }
 
 const Json *json_get(const Json *obj, const char *key) {
-    if (!obj || obj->type != JSON_OBJ) return NULL;
-    size_t n = strlen(key);
-    for (size_t i = 0; i < obj->len; i++)
-        if (obj->keys[i].len == n && !memcmp(obj->keys[i].str, key, n)) return &obj->items[i];
+    if (json_type(obj) != JSON_OBJ) return NULL;
+    size_t n = strlen(key), len = json_len(obj);
+    const Json *e = (const Json *)payload(obj);
+    for (size_t i = 0; i < len; i++)
+        if (json_len(&e[2 * i]) == n && !memcmp(json_str(&e[2 * i]), key, n)) return &e[2 * i + 1];
     return NULL;
 }
 

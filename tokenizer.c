@@ -1,5 +1,5 @@
 // tokenizer.c: byte-level, GPT-2 BPE and Hugging Face tokenizer.json (BPE) tokenizers: loading, encoding,
-// decoding, and `hgrn2 tokenize`. docs/tokenizers.md lists what is supported and the identity strings.
+// decoding. docs/tokenizers.md lists what is supported and the identity strings.
 //
 // Encoding runs in three stages, each configured by the loaded files:
 //   1. normalize: the HF normalizers Prepend and Replace, and the prefix rules of the Metaspace and
@@ -15,7 +15,6 @@
 #include "json.h"
 #include "unicode_tables.h"
 
-#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -90,22 +89,6 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
     return h;
 }
 
-// Reads all of f; the result is NUL-terminated (not counted in *len).
-static char *read_stream(FILE *f, const char *name, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (cap - n < 2) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) die("cannot read %s: %s", name, strerror(errno));
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static char *path_join(const char *dir, const char *name) {
     size_t nd = strlen(dir), nn = strlen(name);
     char *p = xmalloc(nd + nn + 2);
@@ -128,35 +111,35 @@ static const char *jtype_name(JsonType t) {
     return names[t];
 }
 
-static int jis_null(const Json *v) { return !v || v->type == JSON_NULL; }
+static int jis_null(const Json *v) { return !v || json_type(v) == JSON_NULL; }
 
 // The value of a key that must be of the given type if present; NULL when absent or null.
 static const Json *jget_typed(const char *file, const Json *obj, const char *key, JsonType type, const char *where) {
     const Json *v = json_get(obj, key);
     if (jis_null(v)) return NULL;
-    if (v->type != type) die("%s: \"%s\" of %s must be a %s, found a %s", file, key, where, jtype_name(type), jtype_name(v->type));
+    if (json_type(v) != type) die("%s: \"%s\" of %s must be a %s, found a %s", file, key, where, jtype_name(type), jtype_name(json_type(v)));
     return v;
 }
 
 static int jget_bool(const char *file, const Json *obj, const char *key, int dflt, const char *where) {
     const Json *v = json_get(obj, key);
     if (jis_null(v)) return dflt;
-    if (v->type != JSON_BOOL) die("%s: \"%s\" of %s must be true or false, found a %s", file, key, where, jtype_name(v->type));
-    return v->num != 0;
+    if (json_type(v) != JSON_BOOL) die("%s: \"%s\" of %s must be true or false, found a %s", file, key, where, jtype_name(json_type(v)));
+    return json_num(v) != 0;
 }
 
 static int64_t jint(const char *file, const Json *v, int64_t lo, int64_t hi, const char *what) {
     // the range test comes first: casting an out-of-range double to an integer is undefined
-    if (v->type != JSON_NUM || !(v->num >= (double)lo && v->num <= (double)hi) || v->num != (double)(int64_t)v->num)
+    if (json_type(v) != JSON_NUM || !(json_num(v) >= (double)lo && json_num(v) <= (double)hi) || json_num(v) != (double)(int64_t)json_num(v))
         die("%s: %s must be an integer in [%lld, %lld]", file, what, (long long)lo, (long long)hi);
-    return (int64_t)v->num;
+    return (int64_t)json_num(v);
 }
 
 static Json *parse_json_file(const char *path, char **text, size_t *len) {
     char err[256];
     *text = read_file(path, len);
-    Json *root = json_parse(*text, *len, err, sizeof err);
-    if (!root) die("%s: malformed JSON at %s", path, err);
+    Json *root = json_parse(*text, *len, json_default_limit(*len), err, sizeof err);
+    if (!root) die("%s: %s", path, err);
     return root;
 }
 
@@ -329,6 +312,7 @@ typedef struct { int kind; char *from, *to; size_t nfrom, nto; } NormStep;
 struct Tokenizer {
     int kind;
     char name[48];
+    char *file;             // tokenizer.json: its path, for messages
     int32_t nvocab, eot, bos;
     // decoding: the bytes of each id, and whether the id exists (ids may have holes)
     char *dec;
@@ -343,7 +327,7 @@ struct Tokenizer {
     VSlot *vslots;
     uint64_t vmask;
     PSlot *pslots;
-    uint64_t pmask;
+    uint64_t pmask, npairs;
     int byte_level;         // BPE starts from single bytes (else from UTF-8 characters)
     int32_t byte_id[256];   // byte-level: the token of each byte
     int32_t ascii_id[128];  // character-level: the token of each ASCII character
@@ -412,20 +396,41 @@ static inline int pair_find(const Tokenizer *t, int32_t a, int32_t b, int32_t *r
     }
 }
 
-static void pairs_init(Tokenizer *t, size_t max_pairs) {
-    uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)max_pairs) cap *= 2;
+static void pairs_alloc(Tokenizer *t, uint64_t cap) {
     t->pslots = xmalloc(cap * sizeof *t->pslots);
     for (uint64_t i = 0; i < cap; i++) t->pslots[i].key = PAIR_EMPTY;
     t->pmask = cap - 1;
+    t->npairs = 0;
+}
+
+// The table starts at the size the caller expects and doubles when half full: its size follows the
+// distinct pairs, not the length of a merge list that may repeat one pair millions of times.
+static void pairs_init(Tokenizer *t, size_t expected) {
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)expected) cap *= 2;
+    pairs_alloc(t, cap);
 }
 
 // overwrite=1: a later definition of the same pair replaces the earlier one (as HF's merge map does).
 static void pair_insert(Tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id, int overwrite) {
+    if (2 * (t->npairs + 1) > t->pmask + 1) {
+        PSlot *old = t->pslots;
+        uint64_t oldcap = t->pmask + 1;
+        pairs_alloc(t, 2 * oldcap);
+        for (uint64_t i = 0; i < oldcap; i++) {
+            if (old[i].key == PAIR_EMPTY) continue;
+            uint64_t j = pair_slot(old[i].key, t->pmask);
+            while (t->pslots[j].key != PAIR_EMPTY) j = (j + 1) & t->pmask;
+            t->pslots[j] = old[i];
+            t->npairs++;
+        }
+        free(old);
+    }
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     uint64_t i = pair_slot(key, t->pmask);
     while (t->pslots[i].key != PAIR_EMPTY && t->pslots[i].key != key) i = (i + 1) & t->pmask;
     if (t->pslots[i].key == key && !overwrite) return;
+    if (t->pslots[i].key == PAIR_EMPTY) t->npairs++;
     t->pslots[i] = (PSlot){ key, rank, id };
 }
 
@@ -582,10 +587,25 @@ static void encode_piece(const Tokenizer *t, const uint8_t *p, size_t n, IdBuf *
     if (n <= CACHE_MAX_PIECE) cache_insert((Tokenizer *)t, p, n, h, out->n > start ? out->ids + start : NULL, out->n - start);
 }
 
-static void replace_all(const uint8_t *s, size_t n, const char *from, size_t nfrom, const char *to, size_t nto, ByteBuf *out) {
-    size_t i = 0, lit = 0;
+// Normalizers and decoders may grow a text (Replace(" ", "▁") triples each space), but never without bound:
+// real ones grow it a few times at most, while a file that chains Replace steps could ask for gigabytes for
+// a few bytes. At every step a text may grow to 16 times its size, or to 64 KiB when that is more.
+#define GROWTH_FACTOR 16
+#define GROWTH_FLOOR (64u << 10)
+
+static size_t growth_cap(size_t n) {
+    if (n > SIZE_MAX / GROWTH_FACTOR) return SIZE_MAX;
+    return n * GROWTH_FACTOR > GROWTH_FLOOR ? n * GROWTH_FACTOR : GROWTH_FLOOR;
+}
+
+// Appends s[0..n) to out with every `from` replaced by `to`. Returns -1, out left partly written, as soon
+// as more than max bytes would be appended.
+static int replace_all(const uint8_t *s, size_t n, const char *from, size_t nfrom, const char *to, size_t nto, size_t max, ByteBuf *out) {
+    size_t i = 0, lit = 0, start = out->n;
+    if (n == 0) return 0;
     while (i + nfrom <= n) {
         if (s[i] == (uint8_t)from[0] && !memcmp(s + i, from, nfrom)) {
+            if (out->n - start + (i - lit) + nto > max) return -1;
             bytebuf_append(out, s + lit, i - lit);
             bytebuf_append(out, to, nto);
             i += nfrom;
@@ -594,7 +614,14 @@ static void replace_all(const uint8_t *s, size_t n, const char *from, size_t nfr
             i++;
         }
     }
+    if (out->n - start + (n - lit) > max) return -1;
     bytebuf_append(out, s + lit, n - lit);
+    return 0;
+}
+
+static void die_growth(const Tokenizer *t, const char *what, size_t len, size_t cap) {
+    die("%s: %s grows a text of %zu bytes beyond %zu bytes (the limit is %d times the text, or %u KiB; real "
+        "normalizers grow it a few times at most)", t->file, what, len, cap, GROWTH_FACTOR, GROWTH_FLOOR >> 10);
 }
 
 #define SP_SPACE "\xe2\x96\x81"   // "▁", SentencePiece's space
@@ -614,15 +641,25 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
     // Normalization rewrites the text into a buffer (ping-pong between two for multi-step sequences).
     ByteBuf nb[2] = { { 0 }, { 0 } };
     int cur = 0;
+    size_t cap = growth_cap(len);
+    char what[64];
     for (int k = 0; k < t->nnorm; k++) {
         const NormStep *st = &t->norm[k];
         ByteBuf *dst = &nb[cur];
         dst->n = 0;
+        int over;
         if (st->kind == NORM_PREPEND) {
-            bytebuf_append(dst, st->to, st->nto);
-            bytebuf_append(dst, s, n);
+            over = n + st->nto > cap;
+            if (!over) {
+                bytebuf_append(dst, st->to, st->nto);
+                bytebuf_append(dst, s, n);
+            }
         } else {
-            replace_all(s, n, st->from, st->nfrom, st->to, st->nto, dst);
+            over = replace_all(s, n, st->from, st->nfrom, st->to, st->nto, cap, dst) < 0;
+        }
+        if (over) {
+            snprintf(what, sizeof what, "normalizer %d of %d (%s)", k + 1, t->nnorm, st->kind == NORM_PREPEND ? "Prepend" : "Replace");
+            die_growth(t, what, len, cap);
         }
         s = (const uint8_t *)dst->data;
         n = dst->n;
@@ -632,7 +669,8 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
         ByteBuf *dst = &nb[cur];
         dst->n = 0;
         ByteBuf tmp = { 0 };
-        replace_all(s, n, " ", 1, t->meta_rep, t->meta_rep_len, &tmp);
+        if (replace_all(s, n, " ", 1, t->meta_rep, t->meta_rep_len, cap, &tmp) < 0 || tmp.n + t->meta_rep_len > cap)
+            die_growth(t, "the Metaspace pre_tokenizer", len, cap);
         if (t->meta_prepend && !starts_with((const uint8_t *)tmp.data, tmp.n, t->meta_rep, t->meta_rep_len))
             bytebuf_append(dst, t->meta_rep, t->meta_rep_len);
         bytebuf_append(dst, tmp.data, tmp.n);
@@ -697,22 +735,27 @@ static void render_token(const Tokenizer *t, int32_t id, int first, ByteBuf *out
     if (t->is_added[id] || t->is_fallback[id]) {
         bytebuf_append(&a, t->dec + t->dec_off[id], t->dec_off[id + 1] - t->dec_off[id]);
     } else {
-        bytebuf_append(&a, t->key + t->key_off[id], t->key_off[id + 1] - t->key_off[id]);
+        size_t len = t->key_off[id + 1] - t->key_off[id], cap = growth_cap(len);
+        bytebuf_append(&a, t->key + t->key_off[id], len);
         for (int s = 0; s < t->ndec; s++) {
             const DecStep *d = &t->decs[s];
             b.n = 0;
             size_t nto = (d->kind == DEC_METASPACE && first && d->drop_first) ? 0 : d->nto;
-            replace_all((const uint8_t *)a.data, a.n, d->from, d->nfrom, d->to, nto, &b);
+            if (replace_all((const uint8_t *)a.data, a.n, d->from, d->nfrom, d->to, nto, cap, &b) < 0)
+                die("%s: decoder %d of %d (%s) grows token %d of %zu bytes beyond %zu bytes (the limit is %d times the "
+                    "token, or %u KiB)", t->file, s + 1, t->ndec, d->kind == DEC_REPLACE ? "Replace" : "Metaspace", id, len,
+                    cap, GROWTH_FACTOR, GROWTH_FLOOR >> 10);
             ByteBuf tmp = a;
             a = b;
             b = tmp;
         }
     }
+    // (a token may render to nothing, its buffer then never allocated: no pointer arithmetic on it)
     size_t skip = 0;
-    if (first && !t->is_fallback[id])
+    if (first && !t->is_fallback[id] && t->strip_len)
         for (int s = 0; s < t->strip_n && skip + t->strip_len <= a.n && !memcmp(a.data + skip, t->strip, t->strip_len); s++)
             skip += t->strip_len;
-    bytebuf_append(out, a.data + skip, a.n - skip);
+    if (a.n > skip) bytebuf_append(out, a.data + skip, a.n - skip);
     free(a.data);
     free(b.data);
 }
@@ -763,7 +806,8 @@ static void pack_strings(int32_t nvocab, const size_t *off, const size_t *len, c
     size_t pos = 0;
     for (int32_t i = 0; i < nvocab; i++) {
         (*offs)[i] = pos;
-        if (off[i] != SIZE_MAX) { memcpy(*blob + pos, src->data + off[i], len[i]); pos += len[i]; }
+        // (empty strings only: src may be empty and its buffer never allocated)
+        if (off[i] != SIZE_MAX && len[i]) { memcpy(*blob + pos, src->data + off[i], len[i]); pos += len[i]; }
     }
     (*offs)[nvocab] = pos;
 }
@@ -793,7 +837,7 @@ static Tokenizer *load_gpt2(const char *dir) {
     char *enc_text;
     char *bpe_text = read_file(bpe_path, &bpe_len);
     Json *root = parse_json_file(enc_path, &enc_text, &enc_len);
-    if (root->type != JSON_OBJ) die("%s: expected an object of token -> id, found a %s", enc_path, jtype_name(root->type));
+    if (json_type(root) != JSON_OBJ) die("%s: expected an object of token -> id, found a %s", enc_path, jtype_name(json_type(root)));
     Tokenizer *t = tokenizer_new(KIND_GPT2);
     uint64_t he = fnv1a64(enc_text, enc_len), hb = fnv1a64(bpe_text, bpe_len);
     if (he == GPT2_ENCODER_FNV && hb == GPT2_VOCAB_FNV) snprintf(t->name, sizeof t->name, "gpt2");
@@ -802,9 +846,13 @@ static Tokenizer *load_gpt2(const char *dir) {
     uint32_t byte_cp[256];
     int16_t cp_byte[324];
     byte_alphabet(byte_cp, cp_byte);
+    // ids must be 0..n-1 (checked below); one far beyond n would size every table before that check
     int32_t nvocab = 0;
-    for (size_t i = 0; i < root->len; i++) {
-        int64_t id = jint(enc_path, &root->items[i], 0, (1 << 24) - 1, "a token id");
+    for (size_t i = 0; i < json_len(root); i++) {
+        int64_t id = jint(enc_path, json_item(root, i), 0, (1 << 24) - 1, "a token id");
+        if ((uint64_t)id >= json_len(root))
+            die("%s: token id %lld of \"%s\" is beyond the %zu entries of the file", enc_path, (long long)id,
+                json_str(json_key(root, i)), json_len(root));
         if (id + 1 > nvocab) nvocab = (int32_t)id + 1;
     }
     alloc_tables(t, nvocab);
@@ -812,19 +860,19 @@ static Tokenizer *load_gpt2(const char *dir) {
     for (int32_t i = 0; i < nvocab; i++) off[i] = SIZE_MAX;
     ByteBuf bytes = { 0 };
     uint8_t *special = xcalloc((size_t)nvocab, 1);
-    for (size_t i = 0; i < root->len; i++) {
-        const Json *k = &root->keys[i];
-        int32_t id = (int32_t)root->items[i].num;
+    for (size_t i = 0; i < json_len(root); i++) {
+        const Json *k = json_key(root, i);
+        int32_t id = (int32_t)json_num(json_item(root, i));
         if (t->has_id[id]) die("%s: token id %d appears twice", enc_path, id);
         t->has_id[id] = 1;
         off[id] = bytes.n;
         // tiktoken keeps these two out of the mergeable vocabulary; they decode as their text.
-        if (!strcmp(k->str, "<|endoftext|>") || !strcmp(k->str, "<|startoftext|>")) {
+        if (!strcmp(json_str(k), "<|endoftext|>") || !strcmp(json_str(k), "<|startoftext|>")) {
             special[id] = 1;
-            bytebuf_append(&bytes, k->str, k->len);
-            if (!strcmp(k->str, "<|endoftext|>")) t->eot = id;
-        } else if (unmap_byte_level(cp_byte, k->str, k->len, &bytes) < 0) {
-            die("%s: token \"%s\" has a character outside GPT-2's byte-level alphabet", enc_path, k->str);
+            bytebuf_append(&bytes, json_str(k), json_len(k));
+            if (!strcmp(json_str(k), "<|endoftext|>")) t->eot = id;
+        } else if (unmap_byte_level(cp_byte, json_str(k), json_len(k), &bytes) < 0) {
+            die("%s: token \"%s\" has a character outside GPT-2's byte-level alphabet", enc_path, json_str(k));
         }
         len[id] = bytes.n - off[id];
         if (len[id] == 0) die("%s: token %d is empty", enc_path, id);
@@ -892,15 +940,22 @@ static Tokenizer *load_gpt2(const char *dir) {
 static const Json *replace_pattern(const char *file, const Json *v, const char *where) {
     const Json *pat = json_get(v, "pattern");
     const Json *s = json_get(pat, "String");
-    if (!s || s->type != JSON_STR) die("%s: %s: only Replace with a \"String\" pattern is supported (regex patterns are not)", file, where);
-    if (s->len == 0) die("%s: %s: the Replace pattern is empty", file, where);
+    if (!s || json_type(s) != JSON_STR) die("%s: %s: only Replace with a \"String\" pattern is supported (regex patterns are not)", file, where);
+    if (json_len(s) == 0) die("%s: %s: the Replace pattern is empty", file, where);
     return s;
 }
 
 static const char *jtype_str(const char *file, const Json *v, const char *where) {
     const Json *ty = json_get(v, "type");
-    if (!ty || ty->type != JSON_STR) die("%s: %s has no \"type\"", file, where);
-    return ty->str;
+    if (!ty || json_type(ty) != JSON_STR) die("%s: %s has no \"type\"", file, where);
+    return json_str(ty);
+}
+
+// Real normalizer strings are a character or two ("▁", " "); a long pattern would make matching slow.
+#define NORM_MAX_STRING 256
+
+static void check_norm_string(const char *file, const Json *s, const char *what) {
+    if (json_len(s) > NORM_MAX_STRING) die("%s: the %s has %zu bytes; the limit is %d", file, what, json_len(s), NORM_MAX_STRING);
 }
 
 static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
@@ -908,7 +963,7 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
     const char *ty = jtype_str(file, v, "the normalizer");
     if (!strcmp(ty, "Sequence")) {
         const Json *list = jget_typed(file, v, "normalizers", JSON_ARR, "the Sequence normalizer");
-        for (size_t i = 0; list && i < list->len; i++) parse_normalizer(t, file, &list->items[i]);
+        for (size_t i = 0; list && i < json_len(list); i++) parse_normalizer(t, file, json_item(list, i));
         return;
     }
     if (t->nnorm == (int)(sizeof t->norm / sizeof t->norm[0])) die("%s: more than %d normalizers", file, t->nnorm);
@@ -916,15 +971,18 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
     if (!strcmp(ty, "Prepend")) {
         const Json *p = jget_typed(file, v, "prepend", JSON_STR, "the Prepend normalizer");
         if (!p) die("%s: the Prepend normalizer has no \"prepend\" string", file);
-        *st = (NormStep){ NORM_PREPEND, NULL, xmalloc(p->len + 1), 0, p->len };
-        memcpy(st->to, p->str, p->len + 1);
+        check_norm_string(file, p, "Prepend normalizer's string");
+        *st = (NormStep){ NORM_PREPEND, NULL, xmalloc(json_len(p) + 1), 0, json_len(p) };
+        memcpy(st->to, json_str(p), json_len(p) + 1);
     } else if (!strcmp(ty, "Replace")) {
         const Json *from = replace_pattern(file, v, "the Replace normalizer");
         const Json *to = jget_typed(file, v, "content", JSON_STR, "the Replace normalizer");
         if (!to) die("%s: the Replace normalizer has no \"content\"", file);
-        *st = (NormStep){ NORM_REPLACE, xmalloc(from->len + 1), xmalloc(to->len + 1), from->len, to->len };
-        memcpy(st->from, from->str, from->len + 1);
-        memcpy(st->to, to->str, to->len + 1);
+        check_norm_string(file, from, "Replace normalizer's pattern");
+        check_norm_string(file, to, "Replace normalizer's content");
+        *st = (NormStep){ NORM_REPLACE, xmalloc(json_len(from) + 1), xmalloc(json_len(to) + 1), json_len(from), json_len(to) };
+        memcpy(st->from, json_str(from), json_len(from) + 1);
+        memcpy(st->to, json_str(to), json_len(to) + 1);
     } else {
         die("%s: normalizer \"%s\" is not supported (supported: Prepend, Replace with a String pattern, Sequence)", file, ty);
     }
@@ -932,18 +990,18 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
 }
 
 static void copy_small(const char *file, char *dst, size_t cap, size_t *n, const Json *s, const char *what) {
-    if (s->len + 1 > cap) die("%s: %s \"%s\" is too long", file, what, s->str);
-    memcpy(dst, s->str, s->len + 1);
-    *n = s->len;
+    if (json_len(s) + 1 > cap) die("%s: %s \"%s\" is too long", file, what, json_str(s));
+    memcpy(dst, json_str(s), json_len(s) + 1);
+    *n = json_len(s);
 }
 
 // Metaspace's prepend rule, from "prepend_scheme" (newer files) or "add_prefix_space" (older ones).
 static int metaspace_prepends(const char *file, const Json *v) {
     const Json *ps = jget_typed(file, v, "prepend_scheme", JSON_STR, "Metaspace");
     if (ps) {
-        if (!strcmp(ps->str, "always") || !strcmp(ps->str, "first")) return 1;
-        if (!strcmp(ps->str, "never")) return 0;
-        die("%s: unknown Metaspace prepend_scheme \"%s\"", file, ps->str);
+        if (!strcmp(json_str(ps), "always") || !strcmp(json_str(ps), "first")) return 1;
+        if (!strcmp(json_str(ps), "never")) return 0;
+        die("%s: unknown Metaspace prepend_scheme \"%s\"", file, json_str(ps));
     }
     return jget_bool(file, v, "add_prefix_space", 1, "Metaspace");
 }
@@ -953,8 +1011,8 @@ static void parse_pre_tokenizer(Tokenizer *t, const char *file, const Json *v) {
     const char *ty = jtype_str(file, v, "the pre_tokenizer");
     if (!strcmp(ty, "Sequence")) {
         const Json *list = jget_typed(file, v, "pretokenizers", JSON_ARR, "the Sequence pre_tokenizer");
-        if (list && list->len > 1) die("%s: a Sequence of %zu pre_tokenizers is not supported (only one)", file, list->len);
-        if (list && list->len == 1) parse_pre_tokenizer(t, file, &list->items[0]);
+        if (list && json_len(list) > 1) die("%s: a Sequence of %zu pre_tokenizers is not supported (only one)", file, json_len(list));
+        if (list && json_len(list) == 1) parse_pre_tokenizer(t, file, json_item(list, 0));
         return;
     }
     if (!strcmp(ty, "ByteLevel")) {
@@ -963,7 +1021,7 @@ static void parse_pre_tokenizer(Tokenizer *t, const char *file, const Json *v) {
         t->use_regex = jget_bool(file, v, "use_regex", 1, "ByteLevel");
     } else if (!strcmp(ty, "Metaspace")) {
         const Json *r = jget_typed(file, v, "replacement", JSON_STR, "Metaspace");
-        if (!r || r->len == 0) die("%s: the Metaspace pre_tokenizer has no \"replacement\"", file);
+        if (!r || json_len(r) == 0) die("%s: the Metaspace pre_tokenizer has no \"replacement\"", file);
         t->meta = 1;
         copy_small(file, t->meta_rep, sizeof t->meta_rep, &t->meta_rep_len, r, "Metaspace replacement");
         t->meta_prepend = metaspace_prepends(file, v);
@@ -990,7 +1048,7 @@ static void parse_decoder(Tokenizer *t, const char *file, const Json *v) {
     const char *ty = jtype_str(file, v, "the decoder");
     if (!strcmp(ty, "Sequence")) {
         const Json *list = jget_typed(file, v, "decoders", JSON_ARR, "the Sequence decoder");
-        for (size_t i = 0; list && i < list->len; i++) parse_decoder(t, file, &list->items[i]);
+        for (size_t i = 0; list && i < json_len(list); i++) parse_decoder(t, file, json_item(list, i));
     } else if (!strcmp(ty, "ByteLevel")) {
         if (!t->byte_level) die("%s: a ByteLevel decoder needs the ByteLevel pre_tokenizer", file);
     } else if (!strcmp(ty, "ByteFallback") || !strcmp(ty, "Fuse")) {
@@ -1001,10 +1059,10 @@ static void parse_decoder(Tokenizer *t, const char *file, const Json *v) {
         const Json *from = replace_pattern(file, v, "the Replace decoder");
         const Json *to = jget_typed(file, v, "content", JSON_STR, "the Replace decoder");
         if (!to) die("%s: the Replace decoder has no \"content\"", file);
-        add_dec_step(t, file, DEC_REPLACE, from, to->str, to->len, 0);
+        add_dec_step(t, file, DEC_REPLACE, from, json_str(to), json_len(to), 0);
     } else if (!strcmp(ty, "Metaspace")) {
         const Json *r = jget_typed(file, v, "replacement", JSON_STR, "the Metaspace decoder");
-        if (!r || r->len == 0) die("%s: the Metaspace decoder has no \"replacement\"", file);
+        if (!r || json_len(r) == 0) die("%s: the Metaspace decoder has no \"replacement\"", file);
         // HF drops every replacement character of the first token rather than turning it into a space.
         add_dec_step(t, file, DEC_METASPACE, r, " ", 1, metaspace_prepends(file, v));
     } else if (!strcmp(ty, "Strip")) {
@@ -1036,15 +1094,15 @@ static int is_fallback_name(const char *s, size_t n, int *byte) {
 
 // A merge of tokenizer.json: "a b" (older files) or ["a", "b"] (newer ones).
 static void merge_parts(const char *file, const Json *m, size_t i, const char **a, size_t *na, const char **b, size_t *nb) {
-    if (m->type == JSON_STR) {
-        const char *sp = memchr(m->str, ' ', m->len);
-        if (!sp || memchr(sp + 1, ' ', m->len - (size_t)(sp + 1 - m->str)))
-            die("%s: merge %zu \"%s\" is not two tokens separated by one space", file, i, m->str);
-        *a = m->str; *na = (size_t)(sp - m->str);
-        *b = sp + 1; *nb = m->len - *na - 1;
-    } else if (m->type == JSON_ARR && m->len == 2 && m->items[0].type == JSON_STR && m->items[1].type == JSON_STR) {
-        *a = m->items[0].str; *na = m->items[0].len;
-        *b = m->items[1].str; *nb = m->items[1].len;
+    if (json_type(m) == JSON_STR) {
+        const char *sp = memchr(json_str(m), ' ', json_len(m));
+        if (!sp || memchr(sp + 1, ' ', json_len(m) - (size_t)(sp + 1 - json_str(m))))
+            die("%s: merge %zu \"%s\" is not two tokens separated by one space", file, i, json_str(m));
+        *a = json_str(m); *na = (size_t)(sp - json_str(m));
+        *b = sp + 1; *nb = json_len(m) - *na - 1;
+    } else if (json_type(m) == JSON_ARR && json_len(m) == 2 && json_type(json_item(m, 0)) == JSON_STR && json_type(json_item(m, 1)) == JSON_STR) {
+        *a = json_str(json_item(m, 0)); *na = json_len(json_item(m, 0));
+        *b = json_str(json_item(m, 1)); *nb = json_len(json_item(m, 1));
     } else {
         die("%s: merge %zu must be a string \"a b\" or a pair [\"a\", \"b\"]", file, i);
     }
@@ -1075,23 +1133,24 @@ static Tokenizer *load_hf(const char *file) {
     size_t text_len;
     char *text;
     Json *root = parse_json_file(file, &text, &text_len);
-    if (root->type != JSON_OBJ) die("%s: expected a tokenizer.json object, found a %s", file, jtype_name(root->type));
+    if (json_type(root) != JSON_OBJ) die("%s: expected a tokenizer.json object, found a %s", file, jtype_name(json_type(root)));
     Tokenizer *t = tokenizer_new(KIND_HF);
+    t->file = xstrdup(file);
     set_name_hash(t, "hf:", fnv1a64(text, text_len));
 
     const Json *model = json_get(root, "model");
-    if (!model || model->type != JSON_OBJ) die("%s: no \"model\" object", file);
+    if (!model || json_type(model) != JSON_OBJ) die("%s: no \"model\" object", file);
     const Json *mtype = jget_typed(file, model, "type", JSON_STR, "the model");
-    if (mtype && strcmp(mtype->str, "BPE"))
-        die("%s: model type \"%s\" is not supported (only BPE)", file, mtype->str);
+    if (mtype && strcmp(json_str(mtype), "BPE"))
+        die("%s: model type \"%s\" is not supported (only BPE)", file, json_str(mtype));
     const Json *vocab = jget_typed(file, model, "vocab", JSON_OBJ, "the model");
     const Json *merges = jget_typed(file, model, "merges", JSON_ARR, "the model");
     if (!vocab || !merges) die("%s: the model has no \"vocab\" object or no \"merges\" array: not a BPE model", file);
     const Json *cp = json_get(model, "continuing_subword_prefix"), *ew = json_get(model, "end_of_word_suffix");
-    if ((!jis_null(cp) && !(cp->type == JSON_STR && cp->len == 0)) || (!jis_null(ew) && !(ew->type == JSON_STR && ew->len == 0)))
+    if ((!jis_null(cp) && !(json_type(cp) == JSON_STR && json_len(cp) == 0)) || (!jis_null(ew) && !(json_type(ew) == JSON_STR && json_len(ew) == 0)))
         die("%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported", file);
     const Json *dropout = json_get(model, "dropout");
-    if (!jis_null(dropout) && !(dropout->type == JSON_NUM && dropout->num == 0)) die("%s: BPE dropout is not supported", file);
+    if (!jis_null(dropout) && !(json_type(dropout) == JSON_NUM && json_num(dropout) == 0)) die("%s: BPE dropout is not supported", file);
     t->byte_fallback = jget_bool(file, model, "byte_fallback", 0, "the model");
     t->fuse_unk = jget_bool(file, model, "fuse_unk", 0, "the model");
     t->whole_piece_first = jget_bool(file, model, "ignore_merges", 0, "the model");
@@ -1102,17 +1161,25 @@ static Tokenizer *load_hf(const char *file) {
     t->first_differs = t->strip_n > 0;
     for (int s = 0; s < t->ndec; s++) t->first_differs |= t->decs[s].drop_first;
 
-    // ids: the model vocabulary plus the added tokens
+    // ids: the model vocabulary plus the added tokens. Hugging Face numbers the vocabulary 0..n-1 and the
+    // added tokens after it (or reuses vocabulary ids for them), so every id is below the number of entries
+    // of both: the tables sized by the largest id are then proportional to the file, never to one number.
     const Json *added = jget_typed(file, root, "added_tokens", JSON_ARR, "the file");
+    size_t nadded = added ? json_len(added) : 0, nentries = json_len(vocab) + nadded;
+    char entries[96];
+    snprintf(entries, sizeof entries, "the %zu entries of the vocabulary", json_len(vocab));
+    if (nadded) snprintf(entries + strlen(entries), sizeof entries - strlen(entries), " and %zu added token%s", nadded, nadded > 1 ? "s" : "");
     int64_t maxid = -1;
-    for (size_t i = 0; i < vocab->len; i++) {
-        int64_t id = jint(file, &vocab->items[i], 0, INT32_MAX - 1, "a vocab id");
+    for (size_t i = 0; i < json_len(vocab); i++) {
+        int64_t id = jint(file, json_item(vocab, i), 0, INT32_MAX - 1, "a vocab id");
+        if ((uint64_t)id >= nentries) die("%s: vocab id %lld of \"%s\" is beyond %s", file, (long long)id, json_str(json_key(vocab, i)), entries);
         if (id > maxid) maxid = id;
     }
-    for (size_t i = 0; added && i < added->len; i++) {
-        const Json *a = &added->items[i], *id = json_get(a, "id"), *content = json_get(a, "content");
-        if (!id || !content || content->type != JSON_STR) die("%s: added token %zu needs an \"id\" and a \"content\" string", file, i);
+    for (size_t i = 0; i < nadded; i++) {
+        const Json *a = json_item(added, i), *id = json_get(a, "id"), *content = json_get(a, "content");
+        if (!id || !content || json_type(content) != JSON_STR) die("%s: added token %zu needs an \"id\" and a \"content\" string", file, i);
         int64_t v = jint(file, id, 0, INT32_MAX - 1, "an added token id");
+        if ((uint64_t)v >= nentries) die("%s: added token id %lld of \"%s\" is beyond %s", file, (long long)v, json_str(content), entries);
         if (v > maxid) maxid = v;
     }
     if (maxid < 0) die("%s: the vocabulary is empty", file);
@@ -1127,34 +1194,34 @@ static Tokenizer *load_hf(const char *file) {
     for (int32_t i = 0; i < nvocab; i++) koff[i] = SIZE_MAX;
     ByteBuf keys = { 0 };
     uint8_t *unmappable = xcalloc((size_t)nvocab, 1);
-    for (size_t i = 0; i < vocab->len; i++) {
-        const Json *k = &vocab->keys[i];
-        int32_t id = (int32_t)vocab->items[i].num;
+    for (size_t i = 0; i < json_len(vocab); i++) {
+        const Json *k = json_key(vocab, i);
+        int32_t id = (int32_t)json_num(json_item(vocab, i));
         if (koff[id] != SIZE_MAX) die("%s: vocab id %d appears twice", file, id);
         t->has_id[id] = 1;
         koff[id] = keys.n;
         // Byte-level vocabularies are kept as raw bytes; a token outside the alphabet keeps its text and
         // can only come out of decoding.
-        if (!t->byte_level || unmap_byte_level(cp_byte, k->str, k->len, &keys) < 0) {
-            bytebuf_append(&keys, k->str, k->len);
+        if (!t->byte_level || unmap_byte_level(cp_byte, json_str(k), json_len(k), &keys) < 0) {
+            bytebuf_append(&keys, json_str(k), json_len(k));
             unmappable[id] = (uint8_t)t->byte_level;
         }
         klen[id] = keys.n - koff[id];
         int b;
-        if (t->byte_fallback && !t->byte_level && is_fallback_name(k->str, k->len, &b)) t->is_fallback[id] = 1;
+        if (t->byte_fallback && !t->byte_level && is_fallback_name(json_str(k), json_len(k), &b)) t->is_fallback[id] = 1;
     }
     const Json **content = xcalloc((size_t)nvocab, sizeof *content);
-    for (size_t i = 0; added && i < added->len; i++) {
-        const Json *a = &added->items[i];
-        int32_t id = (int32_t)json_get(a, "id")->num;
+    for (size_t i = 0; added && i < json_len(added); i++) {
+        const Json *a = json_item(added, i);
+        int32_t id = (int32_t)json_num(json_get(a, "id"));
         t->is_added[id] = 1;
         t->is_fallback[id] = 0;
         content[id] = json_get(a, "content");
         if (!t->has_id[id]) {   // outside the model vocabulary: BPE never makes it, only decoding knows it
             t->has_id[id] = 1;
             koff[id] = keys.n;
-            bytebuf_append(&keys, content[id]->str, content[id]->len);
-            klen[id] = content[id]->len;
+            bytebuf_append(&keys, json_str(content[id]), json_len(content[id]));
+            klen[id] = json_len(content[id]);
             unmappable[id] = 1;
         }
     }
@@ -1168,7 +1235,7 @@ static Tokenizer *load_hf(const char *file) {
     for (int32_t id = 0; id < nvocab; id++) {
         doff[id] = dec.n;
         int b;
-        if (t->is_added[id]) bytebuf_append(&dec, content[id]->str, content[id]->len);
+        if (t->is_added[id]) bytebuf_append(&dec, json_str(content[id]), json_len(content[id]));
         else if (t->is_fallback[id] && is_fallback_name(t->key + t->key_off[id], t->key_off[id + 1] - t->key_off[id], &b)) bytebuf_putc(&dec, (char)b);
         else if (t->has_id[id]) render_token(t, id, 0, &dec);
         dlen[id] = dec.n - doff[id];
@@ -1188,16 +1255,18 @@ static Tokenizer *load_hf(const char *file) {
             t->fallback_id[b] = id;
     }
     const Json *unk = jget_typed(file, model, "unk_token", JSON_STR, "the model");
-    if (unk) t->unk = vocab_get(t, unk->str, unk->len);
+    if (unk) t->unk = vocab_get(t, json_str(unk), json_len(unk));
 
     // merges: rank = position in the list
-    pairs_init(t, merges->len);
-    ByteBuf ab = { 0 };
+    // real files have about one merge per token; the table grows if the distinct pairs are more
+    pairs_init(t, json_len(merges) < (size_t)nvocab ? json_len(merges) : (size_t)nvocab);
+    // allocated from the start: a merge of two empty parts must not look a token up through a null pointer
+    ByteBuf ab = { xmalloc(64), 0, 64 };
     int fallback_merges = 0;
-    for (size_t i = 0; i < merges->len; i++) {
+    for (size_t i = 0; i < json_len(merges); i++) {
         const char *a, *b;
         size_t na, nb;
-        merge_parts(file, &merges->items[i], i, &a, &na, &b, &nb);
+        merge_parts(file, json_item(merges, i), i, &a, &na, &b, &nb);
         ab.n = 0;
         long la = 0, lb = 0;
         if (t->byte_level) {
@@ -1228,12 +1297,12 @@ static Tokenizer *load_hf(const char *file) {
         int nn = pass ? 2 : 3;
         int32_t found = -1;
         for (int k = 0; k < nn && found < 0; k++) {
-            for (size_t i = 0; added && i < added->len && found < 0; i++) {
-                const Json *c = json_get(&added->items[i], "content");
-                if (!strcmp(c->str, names[k])) found = (int32_t)json_get(&added->items[i], "id")->num;
+            for (size_t i = 0; added && i < json_len(added) && found < 0; i++) {
+                const Json *c = json_get(json_item(added, i), "content");
+                if (!strcmp(json_str(c), names[k])) found = (int32_t)json_num(json_get(json_item(added, i), "id"));
             }
             const Json *v = json_get(vocab, names[k]);
-            if (found < 0 && v) found = (int32_t)v->num;
+            if (found < 0 && v) found = (int32_t)json_num(v);
         }
         if (pass) t->bos = found; else t->eot = found;
     }
@@ -1268,91 +1337,6 @@ void tokenizer_free(Tokenizer *t) {
     for (int k = 0; k < t->nnorm; k++) { free(t->norm[k].from); free(t->norm[k].to); }
     free(t->dec); free(t->dec_off); free(t->has_id); free(t->key); free(t->key_off);
     free(t->is_added); free(t->is_fallback); free(t->vslots); free(t->pslots);
+    free(t->file);
     free(t);
-}
-
-// ---------------------------------------------------------------- hgrn2 tokenize
-
-static const char *g_tokenize_usage = "usage: hgrn2 tokenize --tokenizer PATH [--decode] < input > output";
-
-static int tokenize_usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "hgrn2 tokenize: %s%s%s\n%s\n", msg, arg ? " " : "", arg ? arg : "", g_tokenize_usage);
-    return EXIT_USAGE;
-}
-
-static void write_out(const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, stdout) != n) die("cannot write standard output: %s", strerror(errno));
-}
-
-int cmd_tokenize(int argc, char **argv) {
-    static const struct option opts[] = {
-        { "tokenizer", required_argument, NULL, 't' },
-        { "decode", no_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *spec = NULL;
-    int decode = 0, c;
-    optind = 0;   // glibc: restart option scanning from scratch (main may have used getopt already)
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': spec = optarg; break;
-        case 'd': decode = 1; break;
-        case 'h':
-            printf("%s\n\n"
-                   "Encodes UTF-8 text from standard input and prints its token ids on one line, separated by\n"
-                   "spaces; adds no special tokens (special-token text is encoded as ordinary text).\n"
-                   "  --tokenizer PATH  \"byte\", a directory with encoder.json and vocab.bpe (GPT-2), a directory\n"
-                   "                    with tokenizer.json, or a tokenizer.json file (BPE models)\n"
-                   "  --decode          read whitespace-separated ids instead and write their text\n"
-                   "  --help            this message\n", g_tokenize_usage);
-            return 0;
-        default:
-            if (optopt == 't') return tokenize_usage_error("--tokenizer needs a value", NULL);
-            return tokenize_usage_error("unknown option", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return tokenize_usage_error("unexpected argument", argv[optind]);
-    if (!spec) return tokenize_usage_error("--tokenizer is required", NULL);
-    Tokenizer *t = tokenizer_load(spec);
-    size_t len;
-    char *in = read_stream(stdin, "standard input", &len);
-    ByteBuf out = { 0 };
-    if (!decode) {
-        IdBuf ids = { 0 };
-        tokenizer_encode(t, in, len, &ids);
-        char num[16];
-        for (size_t i = 0; i < ids.n; i++) {
-            int k = snprintf(num, sizeof num, i ? " %d" : "%d", ids.ids[i]);
-            bytebuf_append(&out, num, (size_t)k);
-            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
-        }
-        bytebuf_putc(&out, '\n');
-        free(ids.ids);
-    } else {
-        size_t count = 0;
-        for (char *p = in; p < in + len;) {
-            while (p < in + len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')) p++;
-            if (p >= in + len) break;
-            char *s = p;
-            while (p < in + len && !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')) p++;
-            char saved = *p;
-            *p = 0;   // the buffer has a NUL past its end, so this is in bounds
-            long long id;
-            if (parse_i64(s, LLONG_MIN, LLONG_MAX, &id) != 0) die("--decode: \"%s\" (id number %zu) is not an integer", s, count + 1);
-            if (id < 0 || id >= t->nvocab)
-                die("--decode: id %lld (number %zu) is out of range [0, %d) of tokenizer %s", id, count + 1, t->nvocab, t->name);
-            *p = saved;
-            tokenizer_decode_one(t, (int32_t)id, count == 0, &out);
-            count++;
-            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
-        }
-    }
-    write_out(out.data, out.n);
-    if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
-    free(out.data);
-    free(in);
-    tokenizer_free(t);
-    return 0;
 }

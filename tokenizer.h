@@ -32,7 +32,4 @@ void tokenizer_decode_one(const Tokenizer *t, int32_t id, int first, ByteBuf *ou
 void idbuf_push(IdBuf *b, int32_t id);
 void bytebuf_append(ByteBuf *b, const void *p, size_t n);
 
-// `hgrn2 tokenize` (argv[0] is "tokenize"). Returns the exit code.
-int cmd_tokenize(int argc, char **argv);
-
 #endif

@@ -9,6 +9,7 @@
 
 #include "train.h"
 #include "checkpoint.h"
+#include "commands.h"
 
 const char *const SCHED_NAMES[3] = {"cosine", "invsqrt", "constant"};
 

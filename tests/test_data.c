@@ -1,14 +1,17 @@
 // test_data.c: shards (round trip, 64-bit layout, every corruption), the loader (determinism, resume,
-// sequential completeness) and `hgrn2 prepare` (pile .jsonl.zst, wiki103, text, error cases).
+// sequential completeness) and `hgrn2 prepare` (pile .jsonl.zst, wiki103, text, error cases, FIFOs and devices,
+// long lines in bounded memory, the JSON Lines scanner).
 // Run from the repository root; reads ../shared/data (HGRN2_SHARED overrides ../shared). Exits 1 on any failure.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include "../commands.h"
 #include "../data.h"
 #include "../tokenizer.h"
 
@@ -897,7 +900,7 @@ static void test_prepare_text(void) {
     free(ft.p);
 }
 
-// Articles of a WikiText file, split independently of data.c: a new one at each " = Title = " line.
+// Articles of a WikiText file, split independently of prepare.c: a new one at each " = Title = " line.
 static Docs wiki_articles(const char *path) {
     Bytes f = read_file(path);
     Docs d = {xcalloc(20000, sizeof(ByteBuf)), 0};
@@ -1008,6 +1011,332 @@ static void test_prepare_errors(void) {
     CHECK(run_child(child_prepare, (void *)help, msg, sizeof msg) == 0, "--help failed: %s", msg);
 }
 
+// ---- files that are not regular: refused at once, never waited on or read forever ----
+
+// A regression here would block in open() or read without end: each child gets an alarm and a memory
+// limit, so it fails the test instead of hanging the suite or eating the machine.
+static void limit_child(void) {
+    alarm(30);
+    struct rlimit r = {4ull << 30, 4ull << 30};
+    setrlimit(RLIMIT_AS, &r);
+}
+static void child_shard_open_limited(void *arg) {
+    limit_child();
+    shard_close(shard_open(arg));
+}
+static void child_loader_limited(void *arg) {
+    limit_child();
+    loader_close(loader_open(arg, "train", 1, 4, 1, 1));
+}
+static void child_prepare_limited(void *arg) {
+    limit_child();
+    exit(prepare(arg));
+}
+
+static void make_fifo(const char *path) {
+    if (mkfifo(path, 0666) != 0) die("test: mkfifo %s failed: %s", path, strerror(errno));
+}
+
+static void test_not_regular(void) {
+    mkdir(TMP "/fifo", 0777);
+    const char *fifo = TMP "/fifo/pipe.shard";
+    make_fifo(fifo);
+    expect_death("shard_open of a FIFO", child_shard_open_limited, (void *)fifo, fifo, "is not a regular file");
+    mkdir(TMP "/fifo/dir.shard", 0777);
+    expect_death("shard_open of a directory", child_shard_open_limited, TMP "/fifo/dir.shard", "dir.shard", "is not a regular file");
+    mkdir(TMP "/fifo/split", 0777);
+    make_fifo(TMP "/fifo/split/train_000000.shard");
+    expect_death("loader on a split whose shard is a FIFO", child_loader_limited, TMP "/fifo/split", "train_000000.shard",
+                 "is not a regular file");
+
+    // prepare inputs: a FIFO (standard input through a named pipe) and a device that never ends
+    const char *a1[] = {"--task", "pile", "--input", fifo, "--tokenizer", "byte", "--out", TMP "/fifo/o1", NULL};
+    expect_death("prepare from a FIFO", child_prepare_limited, (void *)a1, fifo, "is not a regular file");
+    const char *a2[] = {"--task", "text", "--input", "/dev/zero", "--tokenizer", "byte", "--out", TMP "/fifo/o2", NULL};
+    expect_death("prepare from /dev/zero", child_prepare_limited, (void *)a2, "/dev/zero", "is not a regular file");
+    const char *a3[] = {"--task", "pile", "--val-input", "/dev/zero", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte",
+                        "--out", TMP "/fifo/o3", NULL};
+    write_file(TMP "/fifo/in.jsonl", "{\"text\": \"a\"}\n", 14);
+    expect_death("prepare --val-input /dev/zero", child_prepare_limited, (void *)a3, "/dev/zero", "is not a regular file");
+
+    // outputs: a FIFO where prepare writes a shard's temporary file or its metadata
+    const char *a4[] = {"--task", "pile", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte", "--out", TMP "/fifo/o4", NULL};
+    mkdir(TMP "/fifo/o4", 0777);
+    make_fifo(TMP "/fifo/o4/train_000000.shard.part.tmp");
+    expect_death("prepare writing a shard into a FIFO", child_prepare_limited, (void *)a4, "train_000000.shard.part.tmp",
+                 "is not a regular file");
+    const char *a5[] = {"--task", "pile", "--input", TMP "/fifo/in.jsonl", "--tokenizer", "byte", "--out", TMP "/fifo/o5", NULL};
+    mkdir(TMP "/fifo/o5", 0777);
+    make_fifo(TMP "/fifo/o5/meta.txt.tmp");
+    expect_death("prepare writing meta.txt into a FIFO", child_prepare_limited, (void *)a5, "meta.txt.tmp", "is not a regular file");
+    CHECK(!dir_has(TMP "/fifo/o5", ".shard"), "a failed prepare left shards");
+    struct stat st;
+    CHECK(lstat(TMP "/fifo/o5/meta.txt.tmp", &st) == 0 && S_ISFIFO(st.st_mode), "a failed prepare removed a FIFO it did not create");
+}
+
+// ---- long lines: memory stays bounded whatever the input, one endless line included ----
+
+// A zstd file written as a stream, so that the test itself never holds a long line in memory.
+typedef struct { FILE *f; ZSTD_CCtx *c; uint8_t out[1 << 16]; } ZWriter;
+static void zw_open(ZWriter *z, const char *path) {
+    z->f = fopen(path, "wb");
+    z->c = ZSTD_createCCtx();
+    if (!z->f || !z->c) die("test: cannot create %s", path);
+    ZSTD_CCtx_setParameter(z->c, ZSTD_c_checksumFlag, 1);
+}
+static void zw_flush(ZWriter *z, const void *p, size_t n, ZSTD_EndDirective mode) {
+    ZSTD_inBuffer in = {p, n, 0};
+    for (;;) {
+        ZSTD_outBuffer out = {z->out, sizeof z->out, 0};
+        size_t r = ZSTD_compressStream2(z->c, &out, &in, mode);
+        if (ZSTD_isError(r)) die("test: zstd: %s", ZSTD_getErrorName(r));
+        if (out.pos && fwrite(z->out, 1, out.pos, z->f) != out.pos) die("test: write failed");
+        if (mode == ZSTD_e_end ? r == 0 : in.pos == in.size) break;
+    }
+}
+static void zw_puts(ZWriter *z, const char *s) { zw_flush(z, s, strlen(s), ZSTD_e_continue); }
+static void zw_close(ZWriter *z) {
+    zw_flush(z, NULL, 0, ZSTD_e_end);
+    if (fclose(z->f) != 0) die("test: closing a zstd file failed");
+    ZSTD_freeCCtx(z->c);
+}
+
+// The long lines repeat a sentence: byte i of a run of them is LONG_PAT[i % LONG_PAT_N].
+static const char LONG_PAT[] = "the quick brown fox jumps over the lazy dog ";
+#define LONG_PAT_N (sizeof LONG_PAT - 1)
+static void zw_pattern(ZWriter *z, size_t n) {
+    static char chunk[LONG_PAT_N * 1500];
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = LONG_PAT[i % LONG_PAT_N];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < sizeof chunk ? n - done : sizeof chunk;
+        zw_flush(z, chunk, k, ZSTD_e_continue);
+        done += k;
+    }
+}
+
+// What a split must hold, byte-level tokenizer: literal pieces and runs of the pattern, in order.
+typedef struct { const char *lit; size_t run; } Piece;
+static int split_matches(const char *dir, const Piece *pieces, int npieces, uint64_t *ntokens) {
+    size_t pi = 0, off = 0;   // the piece and the offset in it of the next expected byte
+    int ok = 1;
+    *ntokens = 0;
+    int32_t *buf = xmalloc((1u << 20) * sizeof *buf);
+    for (int i = 0; ok; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/train_%06d.shard", dir, i);
+        if (access(path, F_OK) != 0) break;
+        Shard *s = shard_open(path);
+        uint64_t n = shard_ntokens(s);
+        for (uint64_t pos = 0; ok && pos < n;) {
+            size_t k = n - pos < (1u << 20) ? (size_t)(n - pos) : (1u << 20);
+            shard_read(s, pos, k, buf);
+            for (size_t j = 0; ok && j < k; j++) {
+                while (pi < (size_t)npieces && off == (pieces[pi].lit ? strlen(pieces[pi].lit) : pieces[pi].run)) { pi++; off = 0; }
+                ok = pi < (size_t)npieces && buf[j] == (uint8_t)(pieces[pi].lit ? pieces[pi].lit[off] : LONG_PAT[off % LONG_PAT_N]);
+                off++;
+            }
+            pos += k;
+            *ntokens += k;
+        }
+        shard_close(s);
+    }
+    free(buf);
+    while (ok && pi < (size_t)npieces && off == (pieces[pi].lit ? strlen(pieces[pi].lit) : pieces[pi].run)) { pi++; off = 0; }
+    return ok && pi == (size_t)npieces;
+}
+
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key))) v = strtol(line + strlen(key), NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+// prepare in a child with stdout (the summary) going to a file, followed by how much the peak resident
+// memory grew while it ran: "peak growth N kB".
+typedef struct { const char **args; const char *summary; } MemArgs;
+static void child_prepare_mem(void *arg) {
+    MemArgs *m = arg;
+    limit_child();
+    alarm(120);
+    if (!freopen(m->summary, "w", stdout)) die("test: cannot write %s", m->summary);
+    FILE *f = fopen("/proc/self/clear_refs", "w");   // resets the peak to the current size (Linux 4.0+)
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+    long base = status_kb("VmHWM:");
+    int rc = prepare(m->args);
+    printf("peak growth %ld kB\n", status_kb("VmHWM:") - base);
+    fflush(stdout);
+    exit(rc);
+}
+
+// Runs prepare that way; returns the growth in MiB (-1 if unknown) and the summary in sum.
+static double prepare_mem(const char *what, const char **args, const char *summary, char *sum, size_t cap) {
+    char msg[8192];
+    MemArgs m = {args, summary};
+    int rc = run_child(child_prepare_mem, &m, msg, sizeof msg);
+    CHECK(rc == 0, "%s: prepare failed (status %d): %s", what, rc, msg);
+    sum[0] = 0;
+    FILE *f = fopen(summary, "r");
+    size_t n = f ? fread(sum, 1, cap - 1, f) : 0;
+    sum[n] = 0;
+    if (f) fclose(f);
+    const char *g = strstr(sum, "peak growth ");
+    return g ? (double)strtol(g + 12, NULL, 10) / 1024 : -1;
+}
+
+static void test_long_lines(void) {
+    mkdir(TMP "/long", 0777);
+    char sum[8192], msg[8192];
+    // JSON Lines: one 40 MB line, and lines of exactly the limit and one byte more. Each line is
+    // {"text": "<run>"}: 12 bytes around the run.
+    const size_t max = 1048576, big = 40u << 20;
+    const char *zpath = TMP "/long/big.jsonl.zst";
+    ZWriter z;
+    zw_open(&z, zpath);
+    zw_puts(&z, "{\"text\": \"before\\n\"}\n{\"text\": \"");
+    zw_pattern(&z, big);
+    zw_puts(&z, "\"}\n{\"text\": \"");
+    zw_pattern(&z, max - 12);
+    zw_puts(&z, "\"}\n{\"text\": \"");
+    zw_pattern(&z, max - 11);
+    zw_puts(&z, "\"}\n{\"text\": \"after\\n\"}");   // the last line without its newline
+    zw_close(&z);
+    const char *out = TMP "/long/json";
+    const char *args[] = {"--task", "pile", "--input", zpath, "--tokenizer", "byte", "--out", out, "--val-fraction", "0",
+                          "--threads", "2", "--max-line-bytes", "1048576", NULL};
+    double grew = prepare_mem("one 40 MB JSON line", args, TMP "/long/json.txt", sum, sizeof sum);
+    CHECK(grew >= 0 && grew < 12, "one 40 MB JSON line: peak memory grew by %.1f MiB (a bounded reader needs a few)", grew);
+    CHECK(strstr(sum, "3 documents") && strstr(sum, "2 lines longer than 1048576 bytes skipped"),
+          "one 40 MB JSON line: the summary does not count 2 long lines and 3 documents: %s", sum);
+    Piece want[] = {{"before\n", 0}, {NULL, max - 12}, {"after\n", 0}};
+    uint64_t n;
+    CHECK(split_matches(out, want, 3, &n), "one 40 MB JSON line: the shards do not hold the other lines' text (%llu tokens)",
+          (unsigned long long)n);
+    // --strict: fatal at once, naming the file and the line
+    const char *sargs[] = {"--task", "pile", "--input", zpath, "--tokenizer", "byte", "--out", TMP "/long/strict",
+                           "--max-line-bytes", "1048576", "--strict", NULL};
+    expect_death("a long JSON line with --strict", child_prepare_limited, (void *)sargs, TMP "/long/big.jsonl.zst:2:",
+                 "--max-line-bytes");
+    // out of range
+    const char *u1[] = {"--task", "pile", "--input", zpath, "--tokenizer", "byte", "--out", TMP "/long/u", "--max-line-bytes",
+                        "1023", NULL};
+    int rc = run_child(child_prepare, (void *)u1, msg, sizeof msg);
+    CHECK(rc == 2 && strstr(msg, "--max-line-bytes") && strstr(msg, "usage: hgrn2 prepare"), "--max-line-bytes 1023: status %d: %s", rc, msg);
+
+    // WikiText and plain text: a 200 MB line is tokenized whole, in bounded memory (one tokenizer thread: 6
+    // jobs of about 1 MiB of text and 4 MiB of ids; the old line reader held the whole line)
+    const size_t huge = 200u << 20;
+    const char *wpath = TMP "/long/wiki.tokens.zst";
+    zw_open(&z, wpath);
+    zw_puts(&z, " = Title = \n\n");
+    zw_pattern(&z, huge);
+    zw_puts(&z, "\n = Next = \n text\n");
+    zw_close(&z);
+    Piece wwant[] = {{" = Title = \n\n", 0}, {NULL, huge}, {"\n = Next = \n text\n", 0}};
+    const char *wout = TMP "/long/wiki";
+    const char *wargs[] = {"--task", "wiki103", "--input", wpath, "--tokenizer", "byte", "--out", wout, "--val-fraction", "0",
+                           "--threads", "1", "--max-line-bytes", "1048576", NULL};
+    grew = prepare_mem("one 200 MB WikiText line", wargs, TMP "/long/wiki.txt", sum, sizeof sum);
+    CHECK(grew >= 0 && grew < 100, "one 200 MB WikiText line: peak memory grew by %.1f MiB", grew);
+    CHECK(strstr(sum, "2 documents"), "one 200 MB WikiText line: not 2 articles: %s", sum);
+    CHECK(split_matches(wout, wwant, 3, &n), "one 200 MB WikiText line: the shards are not the file's bytes (%llu tokens)",
+          (unsigned long long)n);
+    rmrf(wout);
+    const char *tout = TMP "/long/text";
+    const char *targs[] = {"--task", "text", "--input", wpath, "--tokenizer", "byte", "--out", tout, "--val-fraction", "0",
+                           "--threads", "1", NULL};
+    grew = prepare_mem("one 200 MB text line", targs, TMP "/long/text.txt", sum, sizeof sum);
+    CHECK(grew >= 0 && grew < 100, "one 200 MB text line: peak memory grew by %.1f MiB", grew);
+    CHECK(split_matches(tout, wwant, 3, &n), "one 200 MB text line: the shards are not the file's bytes (%llu tokens)",
+          (unsigned long long)n);
+    rmrf(tout);
+}
+
+// ---- prepare_scan_jsonl: the reader and scanner of prepare, against counts known by construction ----
+
+static void test_scan_jsonl(void) {
+    PrepareScanCounts c;
+    const char *fixed = "{\"text\": \"ab\"}\n\n  \r\n{\"text\": 1}\n{\"a\": [1, {\"text\": \"x\"}], \"text\": \"\\u00e9\"}\r\n"
+                        "{\"text\": \"0123456789012345678901234567890123456789012345678901234567890123456789\"}\n"
+                        "{\"text\": \"no end\"}";
+    prepare_scan_jsonl(fixed, strlen(fixed), 64, &c);
+    CHECK(c.lines == 7 && c.records == 3 && c.blank == 2 && c.malformed == 1 && c.too_long == 1 && c.text_bytes == 2 + 2 + 6,
+          "scan of the fixed input: %llu lines, %llu records, %llu blank, %llu malformed, %llu too long, %llu text bytes",
+          (unsigned long long)c.lines, (unsigned long long)c.records, (unsigned long long)c.blank,
+          (unsigned long long)c.malformed, (unsigned long long)c.too_long, (unsigned long long)c.text_bytes);
+    prepare_scan_jsonl(NULL, 0, 0, &c);
+    CHECK(c.lines == 0 && c.records == 0, "scan of nothing: %llu lines", (unsigned long long)c.lines);
+
+    // Random mixes of records, malformed and blank lines whose lengths straddle the limit, the slices the
+    // reader is served and its first buffer (1 MiB): what each line becomes is known as it is made.
+    ByteBuf in = {0};
+    char summary[8192];
+    for (int round = 0; round < 40; round++) {
+        size_t max = round < 30 ? 1 + rng() % 300 : round < 38 ? 1024 + rng() % 8192 : 1048576;
+        PrepareScanCounts want = {0};
+        in.n = 0;
+        int nlines = round < 38 ? 1 + (int)(rng() % 200) : 12;
+        for (int i = 0; i < nlines; i++) {
+            // a record, a malformed line or a blank one, of any length, near the limit or short
+            int kind = (int)(rng() % 3), how = (int)(rng() % 3);
+            size_t around = kind == 0 ? 12 : kind == 1 ? 23 : 0, k;
+            if (how == 0) k = rng() % (3 * max + 10);
+            else if (how == 1) k = (max > around ? max - around : 0) + rng() % 3;
+            else k = rng() % 64;
+            if (k && rng() % 2) k--;
+            size_t start = in.n;
+            if (kind == 0) bb_puts(&in, "{\"text\": \"");
+            if (kind == 1) bb_puts(&in, "{\"text\": \"unterminated ");
+            for (size_t j = 0; j < k; j++) bb_put(&in, kind == 2 ? " " : &"abcdefgh"[j % 8], 1);
+            if (kind == 0) bb_puts(&in, "\"}");
+            size_t body = in.n - start;
+            int crlf = rng() % 5 == 0;
+            if (crlf) bb_puts(&in, "\r");
+            body += (size_t)crlf;
+            if (i + 1 < nlines || rng() % 2) bb_puts(&in, "\n");
+            want.lines++;
+            if (body > max) want.too_long++;
+            else if (kind == 0) { want.records++; want.text_bytes += k; }
+            else if (kind == 1) want.malformed++;
+            else want.blank++;
+        }
+        prepare_scan_jsonl(in.data, in.n, max, &c);
+        CHECK(!memcmp(&c, &want, sizeof c),
+              "scan round %d (max %zu, %zu bytes): lines %llu/%llu records %llu/%llu blank %llu/%llu malformed %llu/%llu "
+              "too long %llu/%llu text %llu/%llu", round, max, in.n, (unsigned long long)c.lines, (unsigned long long)want.lines,
+              (unsigned long long)c.records, (unsigned long long)want.records, (unsigned long long)c.blank,
+              (unsigned long long)want.blank, (unsigned long long)c.malformed, (unsigned long long)want.malformed,
+              (unsigned long long)c.too_long, (unsigned long long)want.too_long, (unsigned long long)c.text_bytes,
+              (unsigned long long)want.text_bytes);
+        // and prepare itself, on the same bytes in a file, reports the same counts
+        if (round == 30 || round == 39) {
+            char path[256], out[256], sumpath[256], expect[200];
+            snprintf(path, sizeof path, TMP "/scan%d.jsonl", round);
+            snprintf(out, sizeof out, TMP "/scan%d", round);
+            snprintf(sumpath, sizeof sumpath, TMP "/scan%d.txt", round);
+            char maxs[32];
+            snprintf(maxs, sizeof maxs, "%zu", max);
+            write_file(path, in.data, in.n);
+            const char *args[] = {"--task", "pile", "--input", path, "--tokenizer", "byte", "--out", out, "--val-fraction", "0",
+                                  "--max-line-bytes", maxs, NULL};
+            prepare_mem("prepare on a scanned input", args, sumpath, summary, sizeof summary);
+            snprintf(expect, sizeof expect, "%llu malformed line%s skipped; ", (unsigned long long)want.malformed,
+                     want.malformed == 1 ? "" : "s");
+            CHECK(strstr(summary, expect), "prepare's summary lacks \"%s\": %s", expect, summary);
+            snprintf(expect, sizeof expect, "%llu line%s longer than %zu bytes skipped", (unsigned long long)want.too_long,
+                     want.too_long == 1 ? "" : "s", max);
+            CHECK(!want.too_long || strstr(summary, expect), "prepare's summary lacks \"%s\": %s", expect, summary);
+        }
+    }
+    free(in.data);
+}
+
 int main(void) {
     const char *sh = getenv("HGRN2_SHARED");
     if (!sh) sh = "../shared";
@@ -1028,6 +1357,9 @@ int main(void) {
     test_prepare_text();
     test_prepare_wiki();
     test_prepare_errors();
+    test_not_regular();
+    test_long_lines();
+    test_scan_jsonl();
     if (failures) {
         fprintf(stderr, "test_data: %d check%s failed\n", failures, failures == 1 ? "" : "s");
         return 1;

@@ -9,7 +9,7 @@
 
 #include "../model.h"
 #include "../checkpoint.h"
-#include "../cli.h"
+#include "../commands.h"
 #include "../hf.h"
 #include "check.h"
 

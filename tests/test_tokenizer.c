@@ -2,13 +2,32 @@
 // made by scripts/make_tokenizer_fixtures.py), decode round trips, invalid UTF-8, long inputs, thread safety,
 // error paths and `hgrn2 tokenize`. Run from the repository root; reads ../shared/data (or $HGRN2_SHARED/data).
 // `--bench` instead prints the single-thread GPT-2 encoding speed on the shared text files.
+#include "../commands.h"
 #include "../tokenizer.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#ifdef UNDER_ASAN
+// Children cannot be capped with RLIMIT_AS under AddressSanitizer: its own limits stand in. Leak checks
+// are off: the error paths under test end in exit(1) with their memory still held, by design.
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "detect_leaks=0:allocator_may_return_null=1:malloc_limit_mb=1024:hard_rss_limit_mb=3000";
+}
+#endif
 
 #define FIXTURES "tests/fixtures/tokenizer"
 #define TMP "tests/tmp/tokenizer"
@@ -429,20 +448,61 @@ static void child_load(const ErrJob *j) {
     }
 }
 
-// Runs fn in a child with stdin/stdout/stderr from/to files; returns its exit status (-1 if killed).
+static long vm_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) die("cannot open /proc/self/status: %s", strerror(errno));
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
+    fclose(f);
+    return v;
+}
+
+// The child's peak resident memory beyond what it had at its start (VmHWM at exit less VmRSS at start),
+// in MiB, sent to the parent through a pipe at exit, whether the child returns or dies.
+static int g_peak_fd = -1;
+static long g_start_kib;
+static double g_child_peak_mib;
+static void send_peak(void) {
+    long d = vm_kib("VmHWM") - g_start_kib;
+    if (g_peak_fd >= 0 && write(g_peak_fd, &d, sizeof d) != (ssize_t)sizeof d) _exit(98);
+}
+
+// Runs fn in a child with stdin/stdout/stderr from/to files; returns its exit status (-1 if killed) and
+// leaves its peak memory in g_child_peak_mib. The child's address space may grow by at most 1 GiB, so that
+// a file that asks for gigabytes fails the test instead of taking the machine's memory (under
+// AddressSanitizer, whose shadow memory defeats RLIMIT_AS, __asan_default_options caps it instead).
 static int run_child(void (*fn)(const void *), const void *arg, const char *in_path, const char *out_path, const char *err_path) {
     fflush(stdout);
     fflush(stderr);
+    int fds[2];
+    if (pipe(fds) != 0) die("pipe failed: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0) die("fork failed: %s", strerror(errno));
     if (pid == 0) {
+        close(fds[0]);
         int fin = open(in_path ? in_path : "/dev/null", O_RDONLY);
         int fout = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0666), ferr = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
         if (fin < 0 || fout < 0 || ferr < 0 || dup2(fin, 0) < 0 || dup2(fout, 1) < 0 || dup2(ferr, 2) < 0) _exit(99);
+#ifndef UNDER_ASAN
+        struct rlimit rl = { .rlim_cur = (rlim_t)(vm_kib("VmSize") + (1l << 20)) * 1024 };
+        rl.rlim_max = rl.rlim_cur;
+        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(97);
+#endif
+        g_start_kib = vm_kib("VmRSS");
+        g_peak_fd = fds[1];
+        atexit(send_peak);
         fn(arg);
         fflush(stdout);
+        send_peak();
         _exit(0);
     }
+    close(fds[1]);
+    long d = -1;
+    g_child_peak_mib = read(fds[0], &d, sizeof d) == (ssize_t)sizeof d ? (double)d / 1024 : -1;
+    close(fds[0]);
     int st;
     if (waitpid(pid, &st, 0) != pid) die("waitpid failed: %s", strerror(errno));
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -497,6 +557,205 @@ static void test_errors(void) {
     expect_error("decode out of range", g_toks[1].spec, 50257, "token id 50257 is out of range [0, 50257)");
     expect_error("decode negative", "byte", -1, "token id -1 is out of range [0, 256)");
     printf("ok   error paths: missing files, malformed JSON with byte offsets, unsupported models, bad ids\n");
+}
+
+// ---- hostile files: small files that asked for gigabytes, or sizes trusted before they were checked
+
+static void put(ByteBuf *b, const char *s) { bytebuf_append(b, s, strlen(s)); }
+
+// A tokenizer.json of a BPE model; the parts are JSON text (NULL: left out).
+static void write_hf(const char *path, const char *normalizer, const char *pre_tokenizer, const char *decoder, const char *vocab,
+                     const char *merges, const char *added) {
+    ByteBuf b = { 0 };
+    put(&b, "{");
+    const char *parts[] = { "normalizer", normalizer, "pre_tokenizer", pre_tokenizer, "decoder", decoder, "added_tokens", added };
+    for (int i = 0; i < 8; i += 2) {
+        if (!parts[i + 1]) continue;
+        put(&b, "\"");
+        put(&b, parts[i]);
+        put(&b, "\": ");
+        put(&b, parts[i + 1]);
+        put(&b, ", ");
+    }
+    put(&b, "\"model\": {\"type\": \"BPE\", \"vocab\": ");
+    put(&b, vocab);
+    put(&b, ", \"merges\": ");
+    put(&b, merges);
+    put(&b, "}}");
+    spit(path, b.data, b.n);
+    free(b.data);
+}
+
+typedef struct { const char *spec, *text; } EncodeJob;
+
+static void encode_fn(const void *arg) {
+    const EncodeJob *j = arg;
+    Tokenizer *t = tokenizer_load(j->spec);
+    IdBuf ids = { 0 };
+    if (j->text) tokenizer_encode(t, j->text, strlen(j->text), &ids);
+    free(ids.ids);
+    tokenizer_free(t);
+}
+
+// Loads spec and encodes text (NULL: loads only) in a capped child: expects exit 1 with needle in its one
+// line of error, or exit 0 when needle is NULL.
+static void expect_outcome(const char *what, const char *spec, const char *text, const char *needle) {
+    EncodeJob j = { spec, text };
+    int rc = run_child(encode_fn, &j, NULL, TMP "/out.txt", TMP "/err.txt");
+    size_t n;
+    char *err = slurp(TMP "/err.txt", &n);
+    if (needle)
+        CHECK(rc == 1 && !strncmp(err, "hgrn2: error: ", 14) && strstr(err, needle) && n && memchr(err, '\n', n) == err + n - 1,
+              "%s: expected exit 1 and one line with \"%s\"; got exit %d and: %s", what, needle, rc, err);
+    else
+        CHECK(rc == 0 && n == 0, "%s: expected success; got exit %d and: %s", what, rc, err);
+    free(err);
+}
+
+// Normalizers and decoders that multiply a text, and long normalizer strings.
+static void test_hostile_growth(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // eight Replace normalizers that multiply "a" by ten: 20 bytes became 2 GB, and 23.8 GB was reached
+    ByteBuf seq = { 0 };
+    put(&seq, "{\"type\": \"Sequence\", \"normalizers\": [");
+    for (int i = 0; i < 8; i++) {
+        const char *r = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"aaaaaaaaaa\"}";
+        if (i) put(&seq, ", ");
+        put(&seq, r);
+    }
+    put(&seq, "]}");
+    bytebuf_append(&seq, "", 1);
+    write_hf(f, seq.data, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("eight normalizers that multiply a text by ten", f, "aaaaaaaaaaaaaaaaaaaa",
+                   "normalizer 4 of 8 (Replace) grows a text of 20 bytes beyond 65536 bytes");
+    expect_outcome("the same normalizers on a text they do not grow", f, "bbbbbbbbbbbbbbbbbbbb", NULL);
+    // beyond 64 KiB the bound is 16 x the text: 2 MB of "a" pass one step (20 MB), not two; one "a" in
+    // 2 MB passes seven steps (10 MB more), not eight
+    char *big = xmalloc((2 << 20) + 1);
+    memset(big, 'b', 2 << 20);
+    big[0] = 'a';
+    big[2 << 20] = 0;
+    expect_outcome("a 2 MB text with one \"a\"", f, big, "normalizer 8 of 8 (Replace) grows a text of 2097152 bytes beyond 33554432 bytes");
+    memset(big, 'a', 2 << 20);
+    expect_outcome("a 2 MB text of \"a\"", f, big, "normalizer 2 of 8 (Replace) grows a text of 2097152 bytes beyond 33554432 bytes");
+    free(big);
+    free(seq.data);
+    // the Metaspace pre-tokenizer also grows text (one space to three bytes): the bound holds there too
+    write_hf(f, "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"a a a a a a a\"}",
+             "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\"}", NULL, "{\"\\u2581\": 0, \"a\": 1}", "[]", NULL);
+    char *as = xmalloc(5001);
+    memset(as, 'a', 5000);
+    as[5000] = 0;
+    expect_outcome("Replace then Metaspace", f, as, "the Metaspace pre_tokenizer grows a text of 5000 bytes beyond 80000 bytes");
+    free(as);
+
+    // a Replace normalizer or a Prepend with a long string
+    char longs[400];
+    memset(longs, 'x', 300);
+    longs[300] = 0;
+    char *norm = xasprintf("{\"type\": \"Replace\", \"pattern\": {\"String\": \"%s\"}, \"content\": \"y\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Replace pattern of 300 bytes", f, NULL, "the Replace normalizer's pattern has 300 bytes; the limit is 256");
+    free(norm);
+    norm = xasprintf("{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"%s\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Replace content of 300 bytes", f, NULL, "the Replace normalizer's content has 300 bytes; the limit is 256");
+    free(norm);
+    norm = xasprintf("{\"type\": \"Prepend\", \"prepend\": \"%s\"}", longs);
+    write_hf(f, norm, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a Prepend of 300 bytes", f, NULL, "the Prepend normalizer's string has 300 bytes; the limit is 256");
+    free(norm);
+
+    // eight Replace decoders that multiply "a" by fifteen, run over each token at load
+    ByteBuf dseq = { 0 };
+    put(&dseq, "{\"type\": \"Sequence\", \"decoders\": [");
+    for (int i = 0; i < 8; i++) {
+        const char *r = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"aaaaaaaaaaaaaaa\"}";
+        if (i) put(&dseq, ", ");
+        put(&dseq, r);
+    }
+    put(&dseq, "]}");
+    bytebuf_append(&dseq, "", 1);
+    memset(longs, 'a', 100);
+    longs[100] = 0;
+    char *vocab = xasprintf("{\"b\": 0, \"%s\": 1}", longs);
+    write_hf(f, NULL, NULL, dseq.data, vocab, "[]", NULL);
+    expect_outcome("eight decoders that multiply a token by fifteen", f, NULL,
+                   "decoder 3 of 8 (Replace) grows token 1 of 100 bytes beyond 65536 bytes");
+    free(vocab);
+    free(dseq.data);
+
+    // Sequences nested as deep as JSON allows load (the recursion is bounded by the parser's depth)
+    ByteBuf deep = { 0 };
+    for (int i = 0; i < 250; i++) put(&deep, "{\"type\": \"Sequence\", \"normalizers\": [");
+    for (int i = 0; i < 250; i++) put(&deep, "]}");
+    bytebuf_append(&deep, "", 1);
+    write_hf(f, deep.data, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("250 nested normalizer Sequences", f, "ab", NULL);
+    free(deep.data);
+    printf("ok   hostile files: normalizers and decoders that grow text, long normalizer strings, deep Sequences\n");
+}
+
+// Ids far beyond the entries of the file.
+static void test_hostile_ids(void) {
+    const char *f = TMP "/hostile.json";
+    // ids far beyond the vocabulary: one entry with id 2^26 - 1 allocated 3 GB
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 1, \"c\": 2, \"d\": 3, \"x\": 67108863}", "[]", NULL);
+    expect_outcome("a vocab id of 2^26 - 1", f, NULL, "vocab id 67108863 of \"x\" is beyond the 5 entries of the vocabulary");
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 1}", "[]", "[{\"id\": 50000000, \"content\": \"<s>\"}]");
+    expect_outcome("an added token id of 5e7", f, NULL,
+                   "added token id 50000000 of \"<s>\" is beyond the 2 entries of the vocabulary and 1 added token");
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 3}", "[]", "[{\"id\": 2, \"content\": \"<s>\"}, {\"id\": 1, \"content\": \"</s>\"}]");
+    expect_outcome("ids with added tokens in between", f, "ab", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"a\": 0, \"b\": 2}", "[]", NULL);
+    expect_outcome("ids with a hole", f, NULL, "vocab id 2 of \"b\" is beyond the 2 entries of the vocabulary");
+    mkdir_p(TMP "/gpt2big");
+    spit_str(TMP "/gpt2big/encoder.json", "{\"a\": 0, \"b\": 16777215}");
+    spit_str(TMP "/gpt2big/vocab.bpe", "#version: 0.2\n");
+    expect_outcome("an encoder.json id of 2^24 - 1", TMP "/gpt2big", NULL, "token id 16777215 of \"b\" is beyond the 2 entries of");
+    printf("ok   hostile files: ids beyond the entries of the vocabulary\n");
+}
+
+// Empty texts, tokens and merge parts.
+static void test_hostile_empty(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // empty strings, where pointer arithmetic on a buffer never allocated used to be undefined: normalizers
+    // that delete the whole text (before Metaspace), empty tokens and merges of empty parts
+    const char *del = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"\"}";
+    write_hf(f, del, NULL, NULL, ab, "[]", NULL);
+    expect_outcome("a normalizer that deletes the text", f, "aaa", NULL);
+    write_hf(f, del, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"never\"}", NULL, ab, "[]", NULL);
+    expect_outcome("a normalizer that deletes the text before Metaspace", f, "aaa", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"\": 0}", "[]", NULL);
+    expect_outcome("a vocabulary of one empty token", f, "x", NULL);
+    write_hf(f, NULL, NULL, NULL, "{\"\": 0, \"a\": 1}", "[\" \"]", NULL);
+    expect_outcome("a merge of two empty parts", f, "aa", NULL);
+    printf("ok   hostile files: empty texts, tokens and merge parts\n");
+}
+
+// One merge repeated: memory follows the distinct pairs.
+static void test_hostile_merges(void) {
+    const char *f = TMP "/hostile.json";
+    const char *ab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    // four million copies of one merge: the pair table follows the distinct pairs, not the list
+    int nm = 1 << 22;
+    ByteBuf mb = { 0 };
+    put(&mb, "[");
+    for (int i = 0; i < nm; i++) put(&mb, i ? ",\"a b\"" : "\"a b\"");
+    put(&mb, "]");
+    bytebuf_append(&mb, "", 1);
+    write_hf(f, NULL, NULL, NULL, ab, mb.data, NULL);
+    expect_outcome("four million copies of one merge", f, "ab", NULL);
+#ifndef UNDER_ASAN
+    double mib = (double)mb.n / (1 << 20);
+    CHECK(g_child_peak_mib > 0 && g_child_peak_mib < 4 * mib + 16, "a tokenizer.json of %.0f MiB took %.0f MiB to load", mib, g_child_peak_mib);
+    printf("     a tokenizer.json of %.0f MiB (one merge, repeated) took %.0f MiB to load\n", mib, g_child_peak_mib);
+#endif
+    free(mb.data);
+    remove(f);
+    printf("ok   hostile files: one merge repeated four million times\n");
 }
 
 // ---- hgrn2 tokenize
@@ -608,7 +867,8 @@ int main(int argc, char **argv) {
         bench();
         return 0;
     }
-    void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors, test_cmd_tokenize };
+    void (*tests[])(void) = { test_identity, test_fixtures, test_round_trips, test_long_inputs, test_threads, test_errors,
+                              test_hostile_growth, test_hostile_ids, test_hostile_empty, test_hostile_merges, test_cmd_tokenize };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         double ts = now_s();
         tests[i]();

@@ -1,0 +1,226 @@
+// cmd_data.c: the data commands, `hgrn2 prepare` and `hgrn2 tokenize`: options in, one library call, exit code out.
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "data.h"
+#include "tokenizer.h"
+
+// Every usage error of these commands: "hgrn2 CMD: <problem>" and the usage line on stderr, exit code 2.
+__attribute__((format(printf, 3, 4)))
+static int usage_error(const char *cmd, const char *usage, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "hgrn2 %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: %s\n", usage);
+    return EXIT_USAGE;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// hgrn2 prepare
+
+static const char *PREPARE_USAGE =
+    "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
+    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]";
+static const char *PREPARE_HELP =
+    "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
+    "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
+    "\n"
+    "  --task NAME         pile: JSON Lines, one document per line in its \"text\" field (*.jsonl, *.jsonl.zst);\n"
+    "                      wiki103: WikiText .tokens/.raw files, one document per ' = Title = ' article;\n"
+    "                      text: each input file is one document\n"
+    "  --input FILE...     training inputs; repeat the flag or list several files after it\n"
+    "  --val-input FILE... held-out inputs: all of them form the validation split (--val-fraction is ignored)\n"
+    "  --tokenizer SPEC    byte, a GPT-2 directory (encoder.json, vocab.bpe) or a tokenizer.json\n"
+    "  --out DIR           output directory (created; must not hold shards already)\n"
+    "  --val-fraction F    documents sent to validation, chosen by a hash of their index (default 0.005, range\n"
+    "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
+    "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
+    "  --threads N         tokenizer threads (default: all cores)\n"
+    "  --strict            a malformed or too long JSON line stops the run (default: skipped, counted, first 5\n"
+    "                      reported)\n"
+    "  --max-line-bytes N  the longest line held in memory (default 16777216 = 16 MiB, range 1024 to 1073741824):\n"
+    "                      a longer JSON line is skipped as it is read, a longer WikiText line is read in parts\n";
+
+int cmd_prepare(int argc, char **argv) {
+    enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
+           O_MAX_LINE };
+    static const struct option opts[] = {
+        {"task", required_argument, 0, O_TASK}, {"input", required_argument, 0, O_INPUT},
+        {"val-input", required_argument, 0, O_VAL_INPUT}, {"tokenizer", required_argument, 0, O_TOKENIZER},
+        {"out", required_argument, 0, O_OUT}, {"val-fraction", required_argument, 0, O_VAL_FRACTION},
+        {"shard-tokens", required_argument, 0, O_SHARD_TOKENS}, {"threads", required_argument, 0, O_THREADS},
+        {"strict", no_argument, 0, O_STRICT}, {"max-line-bytes", required_argument, 0, O_MAX_LINE},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    PrepareOptions o;
+    prepare_defaults(&o);
+    const char *task_name = NULL;
+    const char **inputs = xmalloc((size_t)argc * sizeof *inputs), **val_inputs = xmalloc((size_t)argc * sizeof *val_inputs);
+    int list = 0, rc = 0;
+    long long n;
+    o.inputs = inputs;
+    o.val_inputs = val_inputs;
+    optind = 0;
+    opterr = 0;
+    int c;
+    // "-" makes getopt return each non-option argument in place (as 1), so "--input a b --val-input c"
+    // assigns each file to the list flag before it.
+    while ((c = getopt_long(argc, argv, "-:h", opts, NULL)) != -1) {
+        if (c != 1) list = 0;
+        switch (c) {
+        case 1:
+            if (list == 1) inputs[o.ninputs++] = optarg;
+            else if (list == 2) val_inputs[o.nval_inputs++] = optarg;
+            else { rc = usage_error("prepare", PREPARE_USAGE, "unexpected argument '%s' (input files follow --input or --val-input)", optarg); goto done; }
+            break;
+        case O_INPUT: inputs[o.ninputs++] = optarg; list = 1; break;
+        case O_VAL_INPUT: val_inputs[o.nval_inputs++] = optarg; list = 2; break;
+        case O_TASK: task_name = optarg; break;
+        case O_TOKENIZER: o.tokenizer = optarg; break;
+        case O_OUT: o.out = optarg; break;
+        case O_VAL_FRACTION:
+            if (parse_f64(optarg, 0, 0.5, &o.val_fraction)) { rc = usage_error("prepare", PREPARE_USAGE, "--val-fraction needs a number in [0, 0.5], got '%s'", optarg); goto done; }
+            break;
+        case O_SHARD_TOKENS:
+            if (parse_i64(optarg, 1, 1000000000000LL, &n)) { rc = usage_error("prepare", PREPARE_USAGE, "--shard-tokens needs an integer in [1, 1e12], got '%s'", optarg); goto done; }
+            o.shard_tokens = (uint64_t)n;
+            break;
+        case O_THREADS:
+            if (parse_i64(optarg, 1, 1024, &n)) { rc = usage_error("prepare", PREPARE_USAGE, "--threads needs an integer in [1, 1024], got '%s'", optarg); goto done; }
+            o.threads = (int)n;
+            break;
+        case O_STRICT: o.strict = 1; break;
+        case O_MAX_LINE:
+            if (parse_i64(optarg, PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, &n)) {
+                rc = usage_error("prepare", PREPARE_USAGE, "--max-line-bytes needs an integer in [%u, %u], got '%s'",
+                                 PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, optarg);
+                goto done;
+            }
+            o.max_line_bytes = (size_t)n;
+            break;
+        case 'h':
+            printf("usage: %s\n\n%s", PREPARE_USAGE, PREPARE_HELP);
+            goto done;
+        case ':': rc = usage_error("prepare", PREPARE_USAGE, "option '%s' needs a value", argv[optind - 1]); goto done;
+        default: rc = usage_error("prepare", PREPARE_USAGE, "unknown option '%s'", argv[optind - 1]); goto done;
+        }
+    }
+    if (!task_name) { rc = usage_error("prepare", PREPARE_USAGE, "--task is required"); goto done; }
+    if (!strcmp(task_name, "pile")) o.task = PREPARE_PILE;
+    else if (!strcmp(task_name, "wiki103")) o.task = PREPARE_WIKI103;
+    else if (!strcmp(task_name, "text")) o.task = PREPARE_TEXT;
+    else { rc = usage_error("prepare", PREPARE_USAGE, "--task must be pile, wiki103 or text, got '%s'", task_name); goto done; }
+    if (!o.ninputs) { rc = usage_error("prepare", PREPARE_USAGE, "--input is required"); goto done; }
+    if (!o.tokenizer) { rc = usage_error("prepare", PREPARE_USAGE, "--tokenizer is required"); goto done; }
+    if (!o.out) { rc = usage_error("prepare", PREPARE_USAGE, "--out is required"); goto done; }
+    rc = prepare_run(&o);
+done:
+    free(inputs);
+    free(val_inputs);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// hgrn2 tokenize
+
+static const char *TOKENIZE_USAGE = "hgrn2 tokenize --tokenizer PATH [--decode] < input > output";
+
+// Reads all of f; the result is NUL-terminated (not counted in *len).
+static char *read_stream(FILE *f, const char *name, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (cap - n < 2) buf = xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) die("cannot read %s: %s", name, strerror(errno));
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void write_out(const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, stdout) != n) die("cannot write standard output: %s", strerror(errno));
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+int cmd_tokenize(int argc, char **argv) {
+    static const struct option opts[] = {
+        { "tokenizer", required_argument, NULL, 't' },
+        { "decode", no_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *spec = NULL;
+    int decode = 0, c;
+    optind = 0;   // glibc: restart option scanning from scratch (main may have used getopt already)
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': spec = optarg; break;
+        case 'd': decode = 1; break;
+        case 'h':
+            printf("usage: %s\n\n"
+                   "Encodes UTF-8 text from standard input and prints its token ids on one line, separated by\n"
+                   "spaces; adds no special tokens (special-token text is encoded as ordinary text).\n"
+                   "  --tokenizer PATH  \"byte\", a directory with encoder.json and vocab.bpe (GPT-2), a directory\n"
+                   "                    with tokenizer.json, or a tokenizer.json file (BPE models)\n"
+                   "  --decode          read whitespace-separated ids instead and write their text\n"
+                   "  --help            this message\n", TOKENIZE_USAGE);
+            return 0;
+        default:
+            if (optopt == 't') return usage_error("tokenize", TOKENIZE_USAGE, "--tokenizer needs a value");
+            return usage_error("tokenize", TOKENIZE_USAGE, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("tokenize", TOKENIZE_USAGE, "unexpected argument %s", argv[optind]);
+    if (!spec) return usage_error("tokenize", TOKENIZE_USAGE, "--tokenizer is required");
+    Tokenizer *t = tokenizer_load(spec);
+    size_t len;
+    char *in = read_stream(stdin, "standard input", &len);
+    ByteBuf out = { 0 };
+    if (!decode) {
+        IdBuf ids = { 0 };
+        tokenizer_encode(t, in, len, &ids);
+        char num[16];
+        for (size_t i = 0; i < ids.n; i++) {
+            int k = snprintf(num, sizeof num, i ? " %d" : "%d", ids.ids[i]);
+            bytebuf_append(&out, num, (size_t)k);
+            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
+        }
+        bytebuf_append(&out, "\n", 1);
+        free(ids.ids);
+    } else {
+        size_t count = 0;
+        int nvocab = tokenizer_vocab_size(t);
+        for (char *p = in; p < in + len;) {
+            while (p < in + len && is_space(*p)) p++;
+            if (p >= in + len) break;
+            char *s = p;
+            while (p < in + len && !is_space(*p)) p++;
+            char saved = *p;
+            *p = 0;   // the buffer has a NUL past its end, so this is in bounds
+            long long id;
+            if (parse_i64(s, LLONG_MIN, LLONG_MAX, &id) != 0) die("--decode: \"%s\" (id number %zu) is not an integer", s, count + 1);
+            if (id < 0 || id >= nvocab)
+                die("--decode: id %lld (number %zu) is out of range [0, %d) of tokenizer %s", id, count + 1, nvocab, tokenizer_name(t));
+            *p = saved;
+            tokenizer_decode_one(t, (int32_t)id, count == 0, &out);
+            count++;
+            if (out.n > (1 << 20)) { write_out(out.data, out.n); out.n = 0; }
+        }
+    }
+    write_out(out.data, out.n);
+    if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
+    free(out.data);
+    free(in);
+    tokenizer_free(t);
+    return 0;
+}

@@ -1,0 +1,15 @@
+// commands.h: the subcommands of hgrn2, one function each, called by main with the command's own argv.
+// Each reads its options, calls the library and returns the exit code (0; 1 runtime failure; 2 usage error).
+#ifndef HGRN2_COMMANDS_H
+#define HGRN2_COMMANDS_H
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);    // cmd_data.c
+int cmd_tokenize(int argc, char **argv);   // cmd_data.c
+
+#endif
