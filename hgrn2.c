@@ -450,7 +450,7 @@ static double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t
         OP(rmsnorm_fwd, h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
         OP(matmul_fwd, qfi, h1, W(m, P_WQ, l), N, D, QFI);                   // [q | f | v] [N, 2HK+D]
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                         // q, k, g [N,HK]
-        OP(hgru_fwd, o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk);  // o [N,D]
+        OP(hgru_fwd, o, S, q, k, g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, chunk, 0, 0);  // o [N,D]
         OP(rmsnorm_fwd, yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
         OP(matmul_fwd, xmid, yo, W(m, P_WO, l), N, D, D);                    // y [N,D]
         SECTION("mlp");
@@ -548,7 +548,7 @@ static void model_backward(Model *m, Acts *a, const int32_t *ids) {
         OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
         OP(gates_fwd, q, k, g, qfi, QFI, lb, N, HK);                                 // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, q, k, g, qfi + 2 * HK, QFI,
-                    B, T, c->H, c->K, c->Dv, chunk);
+                    B, T, c->H, c->K, c->Dv, chunk, 0, 0);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
         OP(rmsnorm_fwd, h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
