@@ -461,22 +461,28 @@ static inline void ftz_end(unsigned csr) { (void)csr; }
 #endif
 static inline real decay(real x) { return x < DECAY_MIN ? 0 : rexp(x); }
 
-// One worker per (batch, head) pair. Seq holds that pair's row pointers; row t of q/k/g is at +t*sqk, of v at
-// +t*sv, of o/dout at +t*so, of dv at +t*sdv.
+// One worker per (batch, head) pair. Seq holds that pair's row pointers in the order of the scan: step t of
+// q/k/g is at +t*sqk, of v at +t*sv, of o/dout at +t*so, of dv at +t*sdv. A reverse scan (ops.h) starts at
+// position T-1 with negative strides, so step t is position T-1-t: every loop below reads and writes the
+// sequence backwards in place, with the arithmetic of the forward scan.
 typedef struct {
     const real *q, *k, *g, *v;
     int64_t sqk, sv, so;
+    int64_t first; // the position of step 0: 0, or T-1 in reverse
+    int dir;       // 1, or -1 in reverse: the sign of every stride
     int T, K, Dv;
-    real scale;   // 1/sqrt(K)
+    real scale;    // 1/sqrt(K)
 } Seq;
 
 static Seq seq_at(const real *q, const real *k, const real *g, const real *v, int64_t ldv, int b, int h, int T,
-                  int H, int K, int Dv) {
+                  int H, int K, int Dv, int reverse) {
     Seq s;
-    int64_t qk0 = ((int64_t)b * T * H + h) * K;
+    s.first = reverse && T > 0 ? T - 1 : 0;
+    s.dir = reverse ? -1 : 1;
+    int64_t row = (int64_t)b * T + s.first, qk0 = (row * H + h) * K;
     s.q = q + qk0; s.k = k + qk0; s.g = g + qk0;
-    s.v = v + (int64_t)b * T * ldv + (int64_t)h * Dv;
-    s.sqk = (int64_t)H * K; s.sv = ldv; s.so = (int64_t)H * Dv;
+    s.v = v + row * ldv + (int64_t)h * Dv;
+    s.sqk = s.dir * (int64_t)H * K; s.sv = s.dir * ldv; s.so = s.dir * (int64_t)H * Dv;
     s.T = T; s.K = K; s.Dv = Dv;
     s.scale = (real)(1.0 / sqrt((double)K));
     return s;
@@ -517,18 +523,19 @@ typedef struct {
     real *dqs, *dks;             // [C][K] gradients wrt q~ and k inside the chunk (backward)
     real *A, *D;                 // [C][C] intra-chunk scores, and do_r . v_s (backward)
     real *Qa, *Ea;               // [SB][K] anchored queries and their decay factors
-    real *tmp, *E;               // [K]
+    real *tmp, *E, *run;         // [K]; run: dg's running sum over the later chunks (backward)
+    real *row;                   // [Dv] an output row before it is added (acc)
 } Chunk;
 
 static void chunk_alloc(Chunk *c, int C, int K, int Dv) {
     c->C = C; c->K = K; c->Dv = Dv;
     size_t ck = (size_t)C * K;
-    real *p = xmalloc((10 * ck + 2 * (size_t)C * C + 2 * (size_t)SB * K + 2 * (size_t)K) * sizeof(real));
+    real *p = xmalloc((10 * ck + 2 * (size_t)C * C + 2 * (size_t)SB * K + 3 * (size_t)K + Dv) * sizeof(real));
     c->qs = p; p += ck; c->kk = p; p += ck; c->ag = p; p += ck; c->b = p; p += ck; c->eb = p; p += ck;
     c->Ka = p; p += ck; c->Eb = p; p += ck; c->kc = p; p += ck; c->dqs = p; p += ck; c->dks = p; p += ck;
     c->A = p; p += (size_t)C * C; c->D = p; p += (size_t)C * C;
     c->Qa = p; p += (size_t)SB * K; c->Ea = p; p += (size_t)SB * K;
-    c->tmp = p; p += K; c->E = p;
+    c->tmp = p; p += K; c->E = p; p += K; c->run = p; p += K; c->row = p;
 }
 static void chunk_free(Chunk *c) { free(c->qs); }
 
@@ -627,24 +634,28 @@ static void chunk_state(Chunk *c, const Seq *sq, int t0, int n, real *S) {
     }
 }
 
-static void chunk_fwd(Chunk *c, const Seq *sq, int t0, int n, real *S, real *o) {
+// o = the chunk's outputs, or o += them when acc (each row formed apart first, then added: one rounding)
+static void chunk_fwd(Chunk *c, const Seq *sq, int t0, int n, real *S, real *o, int acc) {
     int K = c->K, Dv = c->Dv, C = c->C;
     chunk_load(c, sq, t0, n);
     chunk_intra(c, n, NULL);
     for (int r = 0; r < n; r++) {
-        real *orow = o + (t0 + r) * sq->so;
+        real *orow = o + (t0 + r) * sq->so, *out = acc ? c->row : orow;
         const real *qr = c->qs + (int64_t)r * K, *ebr = c->eb + (int64_t)r * K;
-        for (int j = 0; j < Dv; j++) orow[j] = 0;
-        for (int i = 0; i < K; i++) axpy(orow, qr[i] * ebr[i], S + (int64_t)i * Dv, Dv);
-        for (int s = 0; s <= r; s++) axpy(orow, c->A[r * C + s], sq->v + (t0 + s) * sq->sv, Dv);
+        for (int j = 0; j < Dv; j++) out[j] = 0;
+        for (int i = 0; i < K; i++) axpy(out, qr[i] * ebr[i], S + (int64_t)i * Dv, Dv);
+        for (int s = 0; s <= r; s++) axpy(out, c->A[r * C + s], sq->v + (t0 + s) * sq->sv, Dv);
+        if (acc) for (int j = 0; j < Dv; j++) orow[j] += out[j];
     }
     chunk_state(c, sq, t0, n, S);
 }
 
 // Backward of one chunk from its entering state S0 and dS, the gradient wrt the state leaving it: writes dq
-// (wrt q, not q~), dk and dv of its rows, and turns dS into the gradient wrt S0.
+// (wrt q, not q~), dk, dg and dv of its rows (= or, when acc, +=), and turns dS into the gradient wrt S0.
+// dg_j = sum_{t>=j} (q_t dq_t - k_t dk_t) (hgru_chunk_bwd): c->run carries the sum over the later chunks.
+// dq and dk are formed in dqs and dks, which dg reads whatever acc says.
 static void chunk_bwd(Chunk *c, const Seq *sq, int t0, int n, const real *S0, real *dS, const real *dout,
-                      real *dq, real *dk, real *dv, int64_t sdv) {
+                      real *dq, real *dk, real *dg, real *dv, int64_t sdv, int acc) {
     int K = c->K, Dv = c->Dv, C = c->C;
     chunk_load(c, sq, t0, n);
     for (int r = 0; r < n; r++)
@@ -656,22 +667,21 @@ static void chunk_bwd(Chunk *c, const Seq *sq, int t0, int n, const real *S0, re
     // dq~_r += exp(b_r) (S0 do_r)
     for (int r = 0; r < n; r++) {
         const real *dor = dout + (t0 + r) * sq->so, *ebr = c->eb + (int64_t)r * K;
-        const real *dqr = c->dqs + (int64_t)r * K;
-        real *out = dq + (t0 + r) * sq->sqk;
-        for (int i = 0; i < K; i++) out[i] = (dqr[i] + ebr[i] * dot(S0 + (int64_t)i * Dv, dor, Dv)) * sq->scale;
+        real *dqr = c->dqs + (int64_t)r * K;
+        for (int i = 0; i < K; i++) dqr[i] = (dqr[i] + ebr[i] * dot(S0 + (int64_t)i * Dv, dor, Dv)) * sq->scale;
     }
     const real *bn = c->b + (int64_t)(n - 1) * K, *ebn = c->eb + (int64_t)(n - 1) * K;
     for (int s = 0; s < n; s++) {
         const real *vs = sq->v + (t0 + s) * sq->sv, *kcs = c->kc + (int64_t)s * K, *bs = c->b + (int64_t)s * K;
         // dv_s = sum_{r>=s} A[r,s] do_r + dS^T kc_s
-        real *dvs = dv + (t0 + s) * sdv;
+        real *dvo = dv + (t0 + s) * sdv, *dvs = acc ? c->row : dvo;
         for (int j = 0; j < Dv; j++) dvs[j] = 0;
         for (int r = s; r < n; r++) axpy(dvs, c->A[r * C + s], dout + (t0 + r) * sq->so, Dv);
         for (int i = 0; i < K; i++) axpy(dvs, kcs[i], dS + (int64_t)i * Dv, Dv);
+        if (acc) for (int j = 0; j < Dv; j++) dvo[j] += dvs[j];
         // dk_s += exp(b_n - b_s) (dS v_s)
-        real *dko = dk + (t0 + s) * sq->sqk;
-        const real *dks = c->dks + (int64_t)s * K;
-        for (int i = 0; i < K; i++) dko[i] = dks[i] + decay(bn[i] - bs[i]) * dot(dS + (int64_t)i * Dv, vs, Dv);
+        real *dks = c->dks + (int64_t)s * K;
+        for (int i = 0; i < K; i++) dks[i] = dks[i] + decay(bn[i] - bs[i]) * dot(dS + (int64_t)i * Dv, vs, Dv);
     }
     // dS_prev = diag(exp(b_n)) dS + sum_r (q~_r exp(b_r)) do_r^T
     for (int i = 0; i < K; i++) {
@@ -680,34 +690,53 @@ static void chunk_bwd(Chunk *c, const Seq *sq, int t0, int n, const real *S0, re
         for (int r = 0; r < n; r++)
             axpy(dSi, c->qs[(int64_t)r * K + i] * c->eb[(int64_t)r * K + i], dout + (t0 + r) * sq->so, Dv);
     }
+    // dg's running sum over the chunk's rows, last first; then dq, dk, dg out
+    real *run = c->run;
+    for (int r = n - 1; r >= 0; r--) {
+        const real *q = sq->q + (t0 + r) * sq->sqk, *k = sq->k + (t0 + r) * sq->sqk;
+        const real *dqr = c->dqs + (int64_t)r * K, *dkr = c->dks + (int64_t)r * K;
+        real *dqo = dq + (t0 + r) * sq->sqk, *dko = dk + (t0 + r) * sq->sqk, *dgo = dg + (t0 + r) * sq->sqk;
+        for (int i = 0; i < K; i++) run[i] += q[i] * dqr[i] - k[i] * dkr[i];
+        if (acc)
+            for (int i = 0; i < K; i++) { dqo[i] += dqr[i]; dko[i] += dkr[i]; dgo[i] += run[i]; }
+        else
+            for (int i = 0; i < K; i++) { dqo[i] = dqr[i]; dko[i] = dkr[i]; dgo[i] = run[i]; }
+    }
 }
 
 void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 const real *S0, int B, int T, int H, int K, int Dv, int chunk) {
+                 const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
     int64_t KD = (int64_t)K * Dv;
     #pragma omp parallel
     {
         unsigned csr = ftz_begin();
         real *S = xmalloc((size_t)KD * sizeof(real));
+        real *row = acc && chunk <= 0 ? xmalloc((size_t)Dv * sizeof(real)) : NULL;   // o_t before it is added
         Chunk c;
         // a chunk longer than the sequence is the sequence: size the buffers (C x C) by what is used
         if (chunk > 0) chunk_alloc(&c, chunk < T ? chunk : (T > 0 ? T : 1), K, Dv);
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H;
-            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv);
-            real *ob = o + ((int64_t)b * T * H + h) * Dv;
+            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv, reverse);
+            real *ob = o + (((int64_t)b * T + sq.first) * H + h) * Dv;
             // read S0 before anything is written: ST may be the same memory
             if (S0) memcpy(S, S0 + (int64_t)bh * KD, (size_t)KD * sizeof(real));
             else memset(S, 0, (size_t)KD * sizeof(real));
             if (chunk > 0)
-                for (int t0 = 0; t0 < T; t0 += chunk) chunk_fwd(&c, &sq, t0, T - t0 < chunk ? T - t0 : chunk, S, ob);
+                for (int t0 = 0; t0 < T; t0 += chunk)
+                    chunk_fwd(&c, &sq, t0, T - t0 < chunk ? T - t0 : chunk, S, ob, acc);
             else
-                for (int t = 0; t < T; t++) rec_step(&sq, S, S, t, NULL, ob + t * sq.so);
+                for (int t = 0; t < T; t++) {
+                    real *ot = ob + t * sq.so;
+                    rec_step(&sq, S, S, t, NULL, acc ? row : ot);
+                    if (acc) for (int j = 0; j < Dv; j++) ot[j] += row[j];
+                }
             if (ST) memcpy(ST + (int64_t)bh * KD, S, (size_t)KD * sizeof(real));
         }
         if (chunk > 0) chunk_free(&c);
         free(S);
+        free(row);
         ftz_end(csr);
     }
 }
@@ -745,8 +774,9 @@ static void rec_bwd_row(real *restrict row, const real *restrict Sc, const real 
 // Recurrent backward of one (b, h). S_{t-1} is needed at every step in reverse: the forward is rerun once
 // keeping a checkpoint every seg ~ sqrt(T) steps, then each segment is recomputed from its checkpoint, so
 // the states take O(sqrt(T) K Dv) memory rather than O(T K Dv). exp(g) is computed once into ag [T][K].
+// fresh [3K + Dv], when not NULL: the step's dq, dk, dg and dv are formed there and then added to the outputs.
 static void rec_bwd(const Seq *sq, const real *dout, real *dq, real *dk, real *dg, real *dv, int64_t sdv,
-                    real *ck, real *buf, real *dS, real *ag, int seg) {
+                    real *ck, real *buf, real *dS, real *ag, int seg, real *fresh) {
     int T = sq->T, K = sq->K, Dv = sq->Dv;
     int64_t KD = (int64_t)K * Dv;
     for (int t = 0; t < T; t++)
@@ -769,6 +799,7 @@ static void rec_bwd(const Seq *sq, const real *dout, real *dq, real *dk, real *d
             const real *at = ag + (int64_t)t * K, *an = t + 1 < T ? at + K : NULL;
             const real *v = sq->v + t * sq->sv, *dor = dout + t * sq->so;
             real *dqt = dq + t * sq->sqk, *dkt = dk + t * sq->sqk, *dgt = dg + t * sq->sqk, *dvt = dv + t * sdv;
+            if (fresh) { dqt = fresh; dkt = fresh + K; dgt = fresh + 2 * K; dvt = fresh + 3 * K; }
             for (int j = 0; j < Dv; j++) dvt[j] = 0;
             for (int i = 0; i < K; i++) {
                 // dS_t = diag(exp(g_{t+1})) dS_{t+1} + q~_t do_t^T
@@ -779,15 +810,20 @@ static void rec_bwd(const Seq *sq, const real *dout, real *dq, real *dk, real *d
                 dkt[i] = d[1];
                 dgt[i] = at[i] * d[2];
             }
+            if (fresh) {
+                real *oq = dq + t * sq->sqk, *ok = dk + t * sq->sqk, *og = dg + t * sq->sqk, *ov = dv + t * sdv;
+                for (int i = 0; i < K; i++) { oq[i] += dqt[i]; ok[i] += dkt[i]; og[i] += dgt[i]; }
+                for (int j = 0; j < Dv; j++) ov[j] += dvt[j];
+            }
         }
     }
 }
 
-// Chunked backward of one (b, h): the states entering every chunk first, then the chunks in reverse, then
-// dg_j = sum_{t>=j} (q_t dq_t - k_t dk_t). That identity holds because, from a zero entering state, q_t and
-// G_t = g_1 + ... + g_t enter every output only as q_t exp(G_t), and k_s only as k_s exp(-G_s).
+// Chunked backward of one (b, h): the states entering every chunk first, then the chunks in reverse, each
+// with its part of dg_j = sum_{t>=j} (q_t dq_t - k_t dk_t). That identity holds because, from a zero entering
+// state, q_t and G_t = g_1 + ... + g_t enter every output only as q_t exp(G_t), and k_s only as k_s exp(-G_s).
 static void hgru_chunk_bwd(Chunk *c, const Seq *sq, const real *dout, real *dq, real *dk, real *dg, real *dv,
-                           int64_t sdv, real *states, real *dS) {
+                           int64_t sdv, real *states, real *dS, int acc) {
     int T = sq->T, K = sq->K, C = c->C;
     int64_t KD = (int64_t)K * sq->Dv;
     int nc = (T + C - 1) / C;
@@ -798,23 +834,16 @@ static void hgru_chunk_bwd(Chunk *c, const Seq *sq, const real *dout, real *dq, 
         chunk_state(c, sq, ci * C, C, states + (ci + 1) * KD);
     }
     memset(dS, 0, (size_t)KD * sizeof(real));
+    memset(c->run, 0, (size_t)K * sizeof(real));
     for (int ci = nc - 1; ci >= 0; ci--) {
         int t0 = ci * C, n = T - t0 < C ? T - t0 : C;
-        chunk_bwd(c, sq, t0, n, states + ci * KD, dS, dout, dq, dk, dv, sdv);
-    }
-    real *acc = c->tmp;
-    for (int i = 0; i < K; i++) acc[i] = 0;
-    for (int t = T - 1; t >= 0; t--) {
-        const real *q = sq->q + t * sq->sqk, *k = sq->k + t * sq->sqk;
-        const real *dqt = dq + t * sq->sqk, *dkt = dk + t * sq->sqk;
-        real *dgt = dg + t * sq->sqk;
-        for (int i = 0; i < K; i++) { acc[i] += q[i] * dqt[i] - k[i] * dkt[i]; dgt[i] = acc[i]; }
+        chunk_bwd(c, sq, t0, n, states + ci * KD, dS, dout, dq, dk, dg, dv, sdv, acc);
     }
 }
 
 void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
                  const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 int B, int T, int H, int K, int Dv, int chunk) {
+                 int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
     if (T <= 0) return;
     int64_t KD = (int64_t)K * Dv;
     int seg = (int)ceil(sqrt((double)T));
@@ -822,32 +851,34 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
     {
         unsigned csr = ftz_begin();
         Chunk c;
-        real *st, *dS, *ag = NULL;
+        real *st, *dS, *ag = NULL, *fresh = NULL;
         if (chunk > 0) {
             chunk_alloc(&c, chunk < T ? chunk : T, K, Dv);
             st = xmalloc((size_t)(((T + chunk - 1) / chunk + 1) * KD) * sizeof(real));
         } else {
             st = xmalloc((size_t)(((T + seg - 1) / seg + seg + 2) * KD) * sizeof(real));
             ag = xmalloc((size_t)T * K * sizeof(real));
+            if (acc) fresh = xmalloc((size_t)(3 * K + Dv) * sizeof(real));
         }
         dS = xmalloc((size_t)KD * sizeof(real));
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H;
-            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv);
-            int64_t qk0 = ((int64_t)b * T * H + h) * K;
-            const real *dob = dout + ((int64_t)b * T * H + h) * Dv;
-            real *dvb = dv + (int64_t)b * T * lddv + (int64_t)h * Dv;
+            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv, reverse);
+            int64_t row = (int64_t)b * T + sq.first, qk0 = (row * H + h) * K, sdv = sq.dir * lddv;
+            const real *dob = dout + (row * H + h) * Dv;
+            real *dvb = dv + row * lddv + (int64_t)h * Dv;
             if (chunk > 0)
-                hgru_chunk_bwd(&c, &sq, dob, dq + qk0, dk + qk0, dg + qk0, dvb, lddv, st, dS);
+                hgru_chunk_bwd(&c, &sq, dob, dq + qk0, dk + qk0, dg + qk0, dvb, sdv, st, dS, acc);
             else
-                rec_bwd(&sq, dob, dq + qk0, dk + qk0, dg + qk0, dvb, lddv, st,
-                        st + (int64_t)((T + seg - 1) / seg) * KD, dS, ag, seg);
+                rec_bwd(&sq, dob, dq + qk0, dk + qk0, dg + qk0, dvb, sdv, st,
+                        st + (int64_t)((T + seg - 1) / seg) * KD, dS, ag, seg, fresh);
         }
         if (chunk > 0) chunk_free(&c);
         free(st);
         free(dS);
         free(ag);
+        free(fresh);
         ftz_end(csr);
     }
 }

@@ -75,12 +75,14 @@ void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *P, int L, i
 // chunk = 0: the exact recurrence in fp32 (register-resident sweeps over time). chunk > 0 with K = Dv = 64 or
 // 128 on a compute capability 8+ GPU: the chunked form on tensor cores (chunks of 64 whatever chunk says;
 // bf16 operands, fp32 state and accumulation; ~1e-2 relative). Other shapes fall back to the exact sweeps.
-// cuda_hgru_tensor_cores says which one a call of that shape runs.
+// cuda_hgru_tensor_cores says which one a call of that shape runs. reverse and acc as in ops.h, on both forms:
+// the reverse scan reads rows backwards in place; acc adds in the final stores (no float atomics). With acc the
+// backward takes [B,T,H,K] floats of scratch for the exact form, two such for the chunked one.
 void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v, int64_t ldv,
-                   const float *S0, int B, int T, int H, int K, int Dv, int chunk);
+                   const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
                    const float *q, const float *k, const float *g, const float *v, int64_t ldv,
-                   int B, int T, int H, int K, int Dv, int chunk);
+                   int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 
 // ---- SwiGLU ----

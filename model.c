@@ -263,7 +263,7 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, qfi, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | f | v] [N, 2HK+D]
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                // q, k, g [N,HK]
-        OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T));  // o [N,D]
+        OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);  // o [N,D]
         OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
         OP(matmul_fwd, LAYER(a, xmid, l, D), a->yo, W(m, P_WO, l), N, D, D); // y [N,D]
         break;
@@ -429,7 +429,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), a->dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                        // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-                    B, T, c->H, c->K, c->Dv, mixer_chunk(T));
+                    B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);

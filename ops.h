@@ -70,14 +70,23 @@ void op_lower_bounds_bwd(real *dP, const real *dlb, const real *P, int L, int C)
 // S0 [B,H,K,Dv]: the entering state, NULL for zeros. ST [B,H,K,Dv]: the leaving state, not written when NULL;
 // ST may equal S0 (updated in place).
 // chunk = 0: the plain recurrence; chunk > 0: the chunked form of MODEL.md with chunks of that many steps
-// (T need not be a multiple of it). Both give the same result up to rounding.           (o =, ST =)
+// (T need not be a multiple of it). Both give the same result up to rounding.
+// reverse = 1 scans the sequence from t = T-1 down to 0: S_t = diag(exp(g_t)) S_{t+1} + k_t v_t^T, o_t =
+// S_t^T q_t / sqrt(K), exactly the reverse = 0 op on the time-reversed sequence with every row read and written
+// at its own position (no reversed copies; the same bits as the op on reversed copies). S0 then enters before
+// step T-1 and ST leaves after step 0. A bidirectional mixer sums the two directions: reverse 0, then reverse 1
+// with acc = 1.
+// acc = 0: o = the result; acc = 1: o += the result (the previous contents plus what acc = 0 writes, one
+// rounding).                                                                      (o = or +=, ST =)
 void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 const real *S0, int B, int T, int H, int K, int Dv, int chunk);
-// Backward from a zero entering state and no gradient on the leaving state (training).
-// dq, dk, dg: [B,T,H,K] (=); dv: row stride lddv, H*Dv values per row (=). chunk as in the forward.
+                 const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
+// Backward from a zero entering state and no gradient on the leaving state (training). chunk and reverse as
+// in the forward. dq, dk, dg: [B,T,H,K]; dv: row stride lddv, H*Dv values per row. acc = 0 overwrites them;
+// acc = 1 adds the gradients to what is there, so the two directions of a bidirectional mixer share one set
+// of gradient buffers.                                                         (dq, dk, dg, dv = or +=)
 void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
                  const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 int B, int T, int H, int K, int Dv, int chunk);
+                 int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 
 // ---- SwiGLU ----
 // gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)

@@ -2,6 +2,7 @@
 #pragma once
 #include "mixer_sweep.cuh"
 #include "mixer_chunk.cuh"
+#include <type_traits>
 
 // The chunked kernels take K = Dv = 64 or 128, need bf16 tensor cores (compute capability 8+) and put b*h on a
 // grid dimension of at most 65535 blocks.
@@ -19,17 +20,31 @@ static void hgru_check_dims(const char *op, int B, int T, int H, int K, int Dv) 
         die("%s: bad dimensions B %d T %d H %d K %d Dv %d", op, B, T, H, K, Dv);
 }
 
+// Calls f(dir, acc) with the flags as compile-time constants (std::integral_constant): the kernels take them as
+// template parameters, so the causal, overwriting path (0, false) is compiled as if they did not exist.
+template <typename F> static void with_flags(int reverse, int acc, F f) {
+    using D0 = std::integral_constant<int, 0>;
+    using D1 = std::integral_constant<int, 1>;
+    if (!reverse && !acc) f(D0{}, std::false_type{});
+    else if (!reverse) f(D0{}, std::true_type{});
+    else if (!acc) f(D1{}, std::false_type{});
+    else f(D1{}, std::true_type{});
+}
+
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
-                              int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk) {
+                              int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,
+                              int acc) {
     hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
     if (B == 0 || H == 0 || (T == 0 && !ST)) return;
     cuda_init();
     if (chunk_path(chunk, B, T, H, K, Dv)) {
-        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false);
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false, false);
         c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.o = o; c.ST = ST; c.S0 = S0;
         chunk_alignment(c);
-        if (K == 64) chunk_fwd<64>(c, B);
-        else chunk_fwd<128>(c, B);
+        with_flags(reverse, acc, [&](auto dir, auto ac) {
+            if (K == 64) chunk_fwd<64, dir.value, ac.value>(c, B);
+            else chunk_fwd<128, dir.value, ac.value>(c, B);
+        });
         return;
     }
     SweepArgs a = {};
@@ -37,35 +52,41 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
     a.q = q; a.k = k; a.g = g; a.v = v;
     a.ldv = ldv; a.ldo = (int64_t)H * Dv;
     a.T = T; a.H = H; a.K = K; a.Dv = Dv;
-    sweep_launch<SW_FWD>(a, B);
+    with_flags(reverse, acc, [&](auto dir, auto ac) { sweep_launch<SW_FWD, dir.value, ac.value>(a, B); });
 }
 
 extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
                               const float *q, const float *k, const float *g, const float *v, int64_t ldv, int B, int T,
-                              int H, int K, int Dv, int chunk) {
+                              int H, int K, int Dv, int chunk, int reverse, int acc) {
     hgru_check_dims("hgru_bwd", B, T, H, K, Dv);
     if (B == 0 || H == 0 || T == 0) return;
     cuda_init();
     if (chunk_path(chunk, B, T, H, K, Dv)) {
-        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, true);
+        ChunkArgs c = chunk_scratch(B, T, H, K, Dv, true, acc);
         c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.dout = dout;
         c.dq = dq; c.dk = dk; c.dg = dg; c.dv = dv; c.lddv = lddv;
         chunk_alignment(c);
-        if (K == 64) chunk_bwd<64>(c, B);
-        else chunk_bwd<128>(c, B);
+        with_flags(reverse, acc, [&](auto dir, auto ac) {
+            if (K == 64) chunk_bwd<64, dir.value, ac.value>(c, B);
+            else chunk_bwd<128, dir.value, ac.value>(c, B);
+        });
         return;
     }
     SweepArgs a = {};
     a.q = q; a.k = k; a.g = g; a.v = v; a.dout = dout;
     a.ldv = ldv;
     a.T = T; a.H = H; a.K = K; a.Dv = Dv;
-    SweepArgs s = a;
-    s.out = dq; s.ldo = (int64_t)H * K;
-    sweep_launch<SW_DQ>(s, B);
-    s = a;
-    s.out = dv; s.ldo = lddv;
-    sweep_launch<SW_DV>(s, B);
-    s = a;
-    s.out = dk; s.out2 = dg; s.dq = dq; s.ldo = (int64_t)H * K;   // after DQ on the same stream
-    sweep_launch<SW_DKG>(s, B);
+    // DKG's dg reads the dq of this call alone: with acc, DQ writes it to scratch and DKG adds it to dq
+    float *dq1 = acc ? (float *)scratch((size_t)B * T * H * K * sizeof(float)) : dq;
+    with_flags(reverse, acc, [&](auto dir, auto ac) {
+        SweepArgs s = a;
+        s.out = dq1; s.ldo = (int64_t)H * K;
+        sweep_launch<SW_DQ, dir.value, false>(s, B);
+        s = a;
+        s.out = dv; s.ldo = lddv;
+        sweep_launch<SW_DV, dir.value, ac.value>(s, B);
+        s = a;
+        s.out = dk; s.out2 = dg; s.out3 = dq; s.dq = dq1; s.ldo = (int64_t)H * K;   // after DQ on the same stream
+        sweep_launch<SW_DKG, dir.value, ac.value>(s, B);
+    });
 }

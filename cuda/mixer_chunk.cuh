@@ -33,6 +33,13 @@
 // where dk(inter) = dks exp(b_C - b) is the part of dk that goes through the leaving state. The last two
 // terms are what the later chunks' w would add up to; taking them directly keeps the sum to 64 terms, so the
 // bf16 rounding of dq and dk does not accumulate along the sequence.
+//
+// DIR = 1 is the reverse scan of ops.h: the chunks above are chunks of the scan, whose step t is position
+// T-1-t, so every kernel finds a chunk's rows from its position T-1-t0 with negative row strides (the ragged
+// chunk is the scan's last, at the start of the sequence). ACC = true adds o (the forward), or dq, dk, dg and
+// dv (the backward), to what is there in the final stores; each element has one writer. Then chunk_bwd_mm
+// leaves dqs and dks in scratch (tq, tk) instead of in dq and dk, where chunk_bwd_qkg reads them.
+// <DIR = 0, ACC = false> is the causal, overwriting code as it was before the flags.
 
 #define CK 64   // chunk length
 
@@ -52,6 +59,7 @@ struct ChunkArgs {
     float scale;
     bool qkg_vec, v_vec, do_vec;   // q, k, g / v / dout rows 16-byte aligned (the copies go 16 bytes at a time)
     bool dqk_vec, dv_vec;          // likewise dq and dk / dv (the backward's stores)
+    float *tq, *tk;                // ACC: scratch for dqs, dks from chunk_bwd_mm to chunk_bwd_qkg (else dq, dk)
 };
 
 namespace wm = nvcuda::wmma;
@@ -78,6 +86,8 @@ __device__ __forceinline__ void mma_run(FragC &acc, const bf16 *a, int lda, int 
 
 // global row of (b, h, t) in a [B,T,H,X] tensor, in units of X
 __device__ __forceinline__ int64_t bth(int bb, int t, int h, int T, int H) { return ((int64_t)bb * T + t) * H + h; }
+// the position of step t of the scan: t, or T-1-t in the reverse scan
+template <int DIR> __device__ __forceinline__ int pos(int t, int T) { return DIR ? T - 1 - t : t; }
 
 // ---- asynchronous copies into shared memory (cp.async: no registers, and the loads of the next chunk
 // overlap the work on this one) ----
@@ -131,7 +141,7 @@ struct PrepSmem {
 };
 __device__ __forceinline__ int kn_row0(int qb) { return 8 * qb * (qb + 1); }   // Kn rows of query block qb
 
-template <int K>
+template <int K, int DIR>
 __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     typedef PrepSmem<K> L;
     constexpr int LDF = L::LDF, LDA = L::LDA, LDB = L::LDB;
@@ -145,7 +155,7 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
     constexpr int NTH = 256;
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
     const int t0 = c * CK, len = min(CK, a.T - t0);
-    const int64_t row0 = bth(bb, t0, h, a.T, a.H) * K, ld = (int64_t)a.H * K;
+    const int64_t row0 = bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K, ld = DIR ? -(int64_t)a.H * K : (int64_t)a.H * K;
     rows_async<K, LDF>(bs, a.g + row0, ld, len, a.qkg_vec, tid, NTH);
     __pipeline_commit();
     for (int i = len * K + tid; i < CK * K; i += blockDim.x) bs[(i / K) * LDF + i % K] = 0.f;   // rows past T
@@ -244,7 +254,7 @@ struct StateSmem {
         sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (2 * K * LDV + CK * LDV) + 2 * stage;
 };
 
-template <int K, int REV>
+template <int K, int REV, int DIR, bool ACC>
 __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
     typedef StateSmem<K> L;
     constexpr int VT = L::VT, LDS = L::LDS, LDK = L::LDK, LDC = L::LDC, LDV = L::LDV, DV = K, NTH = 256;
@@ -271,7 +281,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
     const bool want_o = !REV && a.o;
     bf16 *states = REV ? a.dhs : a.hs;
     const float *R = (REV ? a.dout : a.v) + (int64_t)h * DV + c0;   // row bb*T + t at stride ldr
-    const int64_t ldr = REV ? (int64_t)a.H * DV : a.ldv;
+    const int64_t ldr = REV ? (int64_t)a.H * DV : a.ldv, ldrs = DIR ? -ldr : ldr;   // ldrs: step to step
     const bool vec = REV ? a.do_vec : a.v_vec;
     auto chunk_of = [&](int step) { return REV ? a.NC - 1 - step : step; };
     auto issue = [&](int step) {   // the inputs of the step-th chunk of the sweep, into stage step & 1
@@ -284,7 +294,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
             tile_async<CK, CK>(x.Am, a.A + cidx * CK * CK, tid, NTH);
         }
         copy_async(x.dec, a.decay + cidx * K, K * 4, tid, NTH);
-        rows_async<VT, VT>(x.Rf, R + ((int64_t)bb * a.T + t0) * ldr, ldr, len, vec, tid, NTH);
+        rows_async<VT, VT>(x.Rf, R + ((int64_t)bb * a.T + pos<DIR>(t0, a.T)) * ldr, ldrs, len, vec, tid, NTH);
         __pipeline_commit();
     };
 
@@ -344,9 +354,12 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
 #pragma unroll
             for (int j = 0; j < 2; j++) wm::store_matrix_sync(of + j * 16, acc[j], LDS, wm::mem_row_major);
             __syncwarp();
-            float *o = a.o + bth(bb, t0 + ri * 16, h, a.T, a.H) * DV + c0 + j0 * 16 + lane;
-            const int64_t ldo = (int64_t)a.H * DV;
-            for (int rr = 0; rr < 16 && ri * 16 + rr < len; rr++) o[rr * ldo] = of[rr * LDS + lane];
+            float *o = a.o + bth(bb, pos<DIR>(t0 + ri * 16, a.T), h, a.T, a.H) * DV + c0 + j0 * 16 + lane;
+            const int64_t ldo = DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV;
+            for (int rr = 0; rr < 16 && ri * 16 + rr < len; rr++) {
+                if (ACC) o[rr * ldo] += of[rr * LDS + lane];
+                else o[rr * ldo] = of[rr * LDS + lane];
+            }
         }
         {   // S = diag(decay) S + Lm^T R, tile by tile
             constexpr int NT = (K / 16) * (VT / 16);
@@ -386,19 +399,27 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
 }
 
 // rows x COLS floats from shared rows of stride sld to global rows of stride gld: 16 bytes a store when vec
-// (dst and gld 16-byte aligned; sld and COLS are multiples of 4), else 4
-template <int COLS>
+// (dst and gld 16-byte aligned; sld and COLS are multiples of 4), else 4. ACC: added to what dst holds.
+template <int COLS, bool ACC = false>
 __device__ __forceinline__ void rows_out(float *dst, int64_t gld, const float *src, int sld, int rows, bool vec,
                                          int tid, int nthr) {
     if (vec) {
         for (int i = 4 * tid; i < rows * COLS; i += 4 * nthr) {
             const int r = i / COLS, col = i % COLS;
-            *(float4 *)(dst + r * gld + col) = *(const float4 *)(src + r * sld + col);
+            if (ACC) {
+                float4 v = *(const float4 *)(src + r * sld + col);
+                const float4 d = *(const float4 *)(dst + r * gld + col);
+                v.x += d.x; v.y += d.y; v.z += d.z; v.w += d.w;
+                *(float4 *)(dst + r * gld + col) = v;
+            } else {
+                *(float4 *)(dst + r * gld + col) = *(const float4 *)(src + r * sld + col);
+            }
         }
     } else {
         for (int i = tid; i < rows * COLS; i += nthr) {
             const int r = i / COLS, col = i % COLS;
-            dst[r * gld + col] = src[r * sld + col];
+            if (ACC) dst[r * gld + col] += src[r * sld + col];
+            else dst[r * gld + col] = src[r * sld + col];
         }
     }
 }
@@ -411,7 +432,7 @@ struct BwdSmem {
     static constexpr size_t bytes = sizeof(bf16) * (2 * CK * LDD + 2 * K * LDD + CK * LDK + CK * LDC) + sizeof(float) * F;
 };
 
-template <int K, int DV>
+template <int K, int DV, int DIR, bool ACC>
 __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     typedef BwdSmem<K, DV> L;
     constexpr int LDO = L::LDO, LDD = L::LDD, LDK = L::LDK, LDC = L::LDC;
@@ -432,9 +453,11 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, blockDim.x);
         tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, blockDim.x);
         tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, blockDim.x);
-        const int64_t row0 = (int64_t)bb * a.T + t0;
-        rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, (int64_t)a.H * DV, len, a.do_vec, tid, blockDim.x);
-        rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, a.ldv, len, a.v_vec, tid, blockDim.x);
+        const int64_t row0 = (int64_t)bb * a.T + pos<DIR>(t0, a.T);
+        rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV, len,
+                           a.do_vec, tid, blockDim.x);
+        rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, DIR ? -a.ldv : a.ldv, len, a.v_vec, tid,
+                           blockDim.x);
         __pipeline_commit();
         __pipeline_wait_prior(0);
     }
@@ -464,8 +487,8 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
             wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
         }
         __syncthreads();
-        float *dst = (pass ? a.dk : a.dq) + bth(bb, t0, h, a.T, a.H) * K;
-        rows_out<K>(dst, (int64_t)a.H * K, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
+        float *dst = (pass ? (ACC ? a.tk : a.dk) : (ACC ? a.tq : a.dq)) + bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K;
+        rows_out<K>(dst, DIR ? -(int64_t)a.H * K : (int64_t)a.H * K, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
         __syncthreads();
     }
     // dv = A^T dO + KS dS, [CK][DV]
@@ -485,8 +508,8 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
     }
     __syncthreads();
-    float *dv = a.dv + ((int64_t)bb * a.T + t0) * a.lddv + (int64_t)h * DV;
-    rows_out<DV>(dv, a.lddv, Of, LDO, len, a.dv_vec, tid, blockDim.x);
+    float *dv = a.dv + ((int64_t)bb * a.T + pos<DIR>(t0, a.T)) * a.lddv + (int64_t)h * DV;
+    rows_out<DV, ACC>(dv, DIR ? -a.lddv : a.lddv, Of, LDO, len, a.dv_vec, tid, blockDim.x);
 }
 
 // ---- chunk_bwd_qkg: dq, dk and dg ----
@@ -495,7 +518,7 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // itself through running products of exp(g). dk_s = dks_s exp(b_C - b_s) + sum_{r>=s} dA_rs q_r exp(b_r - b_s)
 // / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
 // b, g sit in shared memory.
-template <int K>
+template <int K, int DIR, bool ACC>
 __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     __shared__ __align__(16) float dA[CK * CK];
     __shared__ __align__(16) float qS[CK * 32], kS[CK * 32], bS[CK * 32], gS[CK * 32];
@@ -503,7 +526,8 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     const int c = blockIdx.y, bh = blockIdx.z, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
     const int lane = tid & 31, rb = tid >> 5, ch0 = blockIdx.x * 32, ch = ch0 + lane;
     const int t0 = c * CK, len = min(CK, a.T - t0), n = rb * 16;
-    const int64_t cidx = (int64_t)bh * a.NC + c, row0 = bth(bb, t0, h, a.T, a.H) * K + ch0, ld = (int64_t)a.H * K;
+    const int64_t cidx = (int64_t)bh * a.NC + c, row0 = bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K + ch0;
+    const int64_t ld = DIR ? -(int64_t)a.H * K : (int64_t)a.H * K;
     copy_async(dA, a.dA + cidx * CK * CK, CK * CK * 4, tid, blockDim.x);
     rows_async<32, 32>(qS, a.q + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(kS, a.k + row0, ld, len, a.qkg_vec, tid, blockDim.x);
@@ -556,12 +580,17 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
         float dq = 0, dk = 0;
         if (n + j < len) {
             const int64_t gi = at(n + j);
-            dq = (a.dq[gi] * __expf(bv[j]) + accO[j] * __expf(bv[j] - bv[0]) + accD[j]) * a.scale;
-            const float dki = a.dk[gi] * __expf(bC - bv[j]);
+            dq = ((ACC ? a.tq : a.dq)[gi] * __expf(bv[j]) + accO[j] * __expf(bv[j] - bv[0]) + accD[j]) * a.scale;
+            const float dki = (ACC ? a.tk : a.dk)[gi] * __expf(bC - bv[j]);
             dk = dki + (accK[j] * __expf(bv[15] - bv[j]) + dkD[j]) * a.scale;
             kint += kv[j] * dki;
-            a.dq[gi] = dq;
-            a.dk[gi] = dk;
+            if (ACC) {
+                a.dq[gi] += dq;
+                a.dk[gi] += dk;
+            } else {
+                a.dq[gi] = dq;
+                a.dk[gi] = dk;
+            }
         }
         wsum[j] = qv[j] * dq - kv[j] * dk;
     }
@@ -574,7 +603,10 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     for (int r2 = 0; r2 < 4; r2++) later += ktot[r2][lane] + (r2 > rb ? wtot[r2][lane] : 0.f);
 #pragma unroll
     for (int j = 0; j < 16; j++)
-        if (n + j < len) a.dg[at(n + j)] = wsum[j] + later;
+        if (n + j < len) {
+            if (ACC) a.dg[at(n + j)] += wsum[j] + later;
+            else a.dg[at(n + j)] = wsum[j] + later;
+        }
 }
 
 template <typename F> static void set_smem(F *kernel, size_t bytes) {
@@ -582,8 +614,8 @@ template <typename F> static void set_smem(F *kernel, size_t bytes) {
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-// Scratch for the chunked kernels, carved from the shared scratch buffer.
-static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
+// Scratch for the chunked kernels, carved from the shared scratch buffer; acc (backward) adds tq and tk.
+static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd, bool acc) {
     ChunkArgs a = {};
     a.T = T; a.H = H; a.NC = (T + CK - 1) / CK;
     a.scale = 1.f / sqrtf((float)K);
@@ -591,6 +623,7 @@ static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
     size_t bytes = align256((size_t)B * T * H * K * 4) + align256(nch * CK * K * 2) * 2 + align256(nch * CK * CK * 2) +
                    align256(nch * K * 4);
     if (bwd) bytes += align256(nch * K * Dv * 2) * 2 + align256(nch * CK * CK * 4) + align256(nch * K * 4);
+    if (bwd && acc) bytes += align256((size_t)B * T * H * K * 4) * 2;
     Carve cv = {scratch(bytes)};
     a.b = cv.take<float>((size_t)B * T * H * K);
     a.qs = cv.take<bf16>(nch * CK * K);
@@ -602,6 +635,10 @@ static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd) {
         a.dhs = cv.take<bf16>(nch * K * Dv);
         a.dA = cv.take<float>(nch * CK * CK);
         a.bnd = cv.take<float>(nch * K);
+        if (acc) {
+            a.tq = cv.take<float>((size_t)B * T * H * K);
+            a.tk = cv.take<float>((size_t)B * T * H * K);
+        }
     }
     return a;
 }
@@ -614,40 +651,40 @@ static void chunk_alignment(ChunkArgs &c) {   // K, Dv multiples of 16 here; row
     c.dv_vec = al(c.dv, 16) && c.lddv % 4 == 0;
 }
 
-template <int K>
+template <int K, int DIR>
 static void chunk_prep(const ChunkArgs &a, int BH) {
     static bool set = false;
-    if (!set) { set_smem(chunk_prep_kernel<K>, PrepSmem<K>::bytes); set = true; }
-    chunk_prep_kernel<K><<<dim3(a.NC, BH), 256, PrepSmem<K>::bytes, g_stream>>>(a);
+    if (!set) { set_smem(chunk_prep_kernel<K, DIR>, PrepSmem<K>::bytes); set = true; }
+    chunk_prep_kernel<K, DIR><<<dim3(a.NC, BH), 256, PrepSmem<K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_prep");
 }
 
-template <int K, int REV>
+template <int K, int REV, int DIR, bool ACC>
 static void chunk_state(const ChunkArgs &a, int BH) {
     static bool set = false;
-    if (!set) { set_smem(chunk_state_kernel<K, REV>, StateSmem<K>::bytes); set = true; }
-    chunk_state_kernel<K, REV><<<dim3(K / ST_VT, BH), 256, StateSmem<K>::bytes, g_stream>>>(a);
+    if (!set) { set_smem(chunk_state_kernel<K, REV, DIR, ACC>, StateSmem<K>::bytes); set = true; }
+    chunk_state_kernel<K, REV, DIR, ACC><<<dim3(K / ST_VT, BH), 256, StateSmem<K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK(REV ? "hgru chunk_state (reverse)" : "hgru chunk_state");
 }
 
-template <int K>
+template <int K, int DIR, bool ACC>
 static void chunk_fwd(ChunkArgs a, int B) {
-    chunk_prep<K>(a, B * a.H);
-    chunk_state<K, 0>(a, B * a.H);
+    chunk_prep<K, DIR>(a, B * a.H);
+    chunk_state<K, 0, DIR, ACC>(a, B * a.H);
 }
 
-template <int K>
+template <int K, int DIR, bool ACC>
 static void chunk_bwd(ChunkArgs a, int B) {
     const int BH = B * a.H;
-    chunk_prep<K>(a, BH);
+    chunk_prep<K, DIR>(a, BH);
     ChunkArgs s = a;
     s.o = NULL; s.ST = NULL; s.S0 = NULL;
-    chunk_state<K, 0>(s, BH);      // hs
-    chunk_state<K, 1>(a, BH);      // dhs
+    chunk_state<K, 0, DIR, false>(s, BH);      // hs
+    chunk_state<K, 1, DIR, false>(a, BH);      // dhs
     static bool set = false;
-    if (!set) { set_smem(chunk_bwd_mm_kernel<K, K>, BwdSmem<K, K>::bytes); set = true; }
-    chunk_bwd_mm_kernel<K, K><<<dim3(a.NC, BH), 256, BwdSmem<K, K>::bytes, g_stream>>>(a);
+    if (!set) { set_smem(chunk_bwd_mm_kernel<K, K, DIR, ACC>, BwdSmem<K, K>::bytes); set = true; }
+    chunk_bwd_mm_kernel<K, K, DIR, ACC><<<dim3(a.NC, BH), 256, BwdSmem<K, K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_bwd_mm");
-    chunk_bwd_qkg_kernel<K><<<dim3(K / 32, a.NC, BH), 128, 0, g_stream>>>(a);
+    chunk_bwd_qkg_kernel<K, DIR, ACC><<<dim3(K / 32, a.NC, BH), 128, 0, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_bwd_qkg");
 }

@@ -25,6 +25,13 @@
 // LV[t][l] = {x_l, w_l, d_l} for the lane dim (rank-1 factor, reduction weight, decay when rows are lanes) and
 // y, d for the thread dim; outputs collect in shared memory and leave coalesced at the end of the chunk.
 // Rows of the state never mix (the decay is per row), so the split into blocks needs no communication.
+//
+// DIR = 1 is the reverse scan of ops.h: step t of every sweep above reads and writes position T-1-t (its rows
+// are found backwards by index, and the next step's gate is the previous row's), so "forward" and "reverse"
+// in the table are in the order of the scan. ACC = true adds the outputs to what is there in the final stores
+// (each element has one writer, so += is a plain read-modify-write). DQ never accumulates: with acc its dq
+// goes to scratch, where DKG reads it for dg and adds it to dq along with its own outputs.
+// <DIR = 0, ACC = false> is the causal, overwriting code as it was before the flags.
 enum { SW_FWD = 0, SW_DV = 1, SW_DQ = 2, SW_DKG = 3 };
 #define SW_MC 4          // thread-dim elements per thread (one float4)
 #define SW_THREADS 128   // target block size
@@ -63,14 +70,16 @@ struct SweepArgs {
     int T, H, K, Dv;
     int LG, PL, PLsh, NM, C;  // PL = 1 << PLsh
     float scale;              // 1 / sqrt(K)
+    float *out3;              // DKG with ACC: dq, to which it adds the dq sweep's result (dq above)
 };
 
-template <int MODE, int LR>
+template <int MODE, int LR, int DIR, bool ACC>
 __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
     constexpr bool TR = MODE == SW_DQ || MODE == SW_DKG;   // lanes run over columns j, threads over rows i
-    constexpr bool REV = MODE == SW_DV || MODE == SW_DKG;  // reverse time
+    constexpr bool REV = MODE == SW_DV || MODE == SW_DKG;  // reverse time (of the scan)
     constexpr int MC = SW_MC;
     static_assert(MC == 4, "the step loop reads the thread-dim vectors as float4");
+    static_assert(!(ACC && MODE == SW_DQ), "DQ writes scratch; DKG adds it");
     extern __shared__ float4 smem[];
     const int C = a.C, PL = a.PL, NM = a.NM, LG = a.LG, T = a.T, H = a.H, K = a.K, Dv = a.Dv;
     float4 *LV = smem;                              // [C][PL]
@@ -109,7 +118,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
 #pragma unroll 4
         for (int idx = tid; idx < n * PL; idx += nthr) {
             int tt = idx >> a.PLsh, l = idx & (PL - 1), t = t0 + tt;
-            int64_t row = (int64_t)b * T + t;
+            int64_t row = (int64_t)b * T + (DIR ? T - 1 - t : t);
             float4 e = make_float4(0.f, 0.f, 1.f, 0.f);
             if (l < Ld) {
                 if (MODE == SW_FWD || MODE == SW_DV) {
@@ -121,7 +130,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
                     } else {
                         e.x = __ldg(a.q + o) * a.scale;
                         e.y = __ldg(a.k + o);
-                        e.z = t + 1 < T ? expf(__ldg(a.g + o + HK)) : 1.f;   // dS_{T} = 0: any finite decay
+                        e.z = t + 1 < T ? expf(__ldg(a.g + o + (DIR ? -HK : HK))) : 1.f;   // dS_T = 0: any decay
                     }
                 } else {
                     float vv = __ldg(a.v + row * a.ldv + (int64_t)h * Dv + l);
@@ -136,7 +145,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
 #pragma unroll 4
         for (int idx = tid; idx < n * NM; idx += nthr) {
             int tt = idx / NM, mm = idx - tt * NM, t = t0 + tt, m = m0 + mm;
-            int64_t row = (int64_t)b * T + t;
+            int64_t row = (int64_t)b * T + (DIR ? T - 1 - t : t);
             float y = 0.f, d = 1.f, qq = 0.f, kk = 0.f, dqq = 0.f;
             if (m < Md) {
                 if (MODE == SW_FWD) y = __ldg(a.v + row * a.ldv + (int64_t)h * Dv + m);
@@ -151,7 +160,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
                         kk = __ldg(a.k + o);
                         dqq = __ldg(a.dq + o);   // written by the DQ sweep, an earlier kernel
                         y = qq * a.scale;
-                        d = t + 1 < T ? expf(__ldg(a.g + o + HK)) : 1.f;
+                        d = t + 1 < T ? expf(__ldg(a.g + o + (DIR ? -HK : HK))) : 1.f;
                     }
                 }
             }
@@ -199,9 +208,15 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
         for (int idx = tid; idx < n * NM; idx += nthr) {
             int tt = idx / NM, mm = idx - tt * NM, m = m0 + mm;
             if (m < Md) {
-                int64_t o = ((int64_t)b * T + t0 + tt) * a.ldo + (int64_t)h * Md + m;
-                a.out[o] = oM[idx];
-                if (MODE == SW_DKG) a.out2[o] = gM[idx];
+                int64_t o = (DIR ? (int64_t)b * T + (T - 1 - t0 - tt) : (int64_t)b * T + t0 + tt) * a.ldo +
+                            (int64_t)h * Md + m;
+                if (ACC) {
+                    a.out[o] += oM[idx];
+                    if (MODE == SW_DKG) { a.out2[o] += gM[idx]; a.out3[o] += dqM[idx]; }
+                } else {
+                    a.out[o] = oM[idx];
+                    if (MODE == SW_DKG) a.out2[o] = gM[idx];
+                }
             }
         }
     }
@@ -216,21 +231,21 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
     }
 }
 
-template <int MODE, int LR>
+template <int MODE, int LR, int DIR, bool ACC>
 static void sweep_launch_lr(const SweepArgs &a, dim3 grid, int threads, size_t smem) {
     static size_t attr_bytes = 0;   // per instantiation: the dynamic shared memory already allowed
     if (smem > 48 * 1024 && smem > attr_bytes) {
-        CUDA_CHECK(cudaFuncSetAttribute(hgru_sweep_kernel<MODE, LR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(hgru_sweep_kernel<MODE, LR, DIR, ACC>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_bytes = smem;
     }
-    hgru_sweep_kernel<MODE, LR><<<grid, threads, smem, g_stream>>>(a);
+    hgru_sweep_kernel<MODE, LR, DIR, ACC><<<grid, threads, smem, g_stream>>>(a);
     LAUNCH_CHECK(MODE == SW_FWD ? "hgru_fwd" : MODE == SW_DV ? "hgru_bwd_dv" : MODE == SW_DQ ? "hgru_bwd_dq"
                                                                                                : "hgru_bwd_dk_dg");
 }
 
 // Picks the thread layout and chunk length for one sweep and launches it.
-template <int MODE>
+template <int MODE, int DIR, bool ACC>
 static void sweep_launch(SweepArgs a, int B) {
     const bool TR = MODE == SW_DQ || MODE == SW_DKG;
     const int Ld = TR ? a.Dv : a.K, Md = TR ? a.K : a.Dv;
@@ -261,6 +276,6 @@ static void sweep_launch(SweepArgs a, int B) {
     a.scale = (float)(1.0 / sqrt((double)a.K));
     if ((int64_t)B * a.H > INT_MAX) die("HGRU2 kernel: B*H = %lld is too large", (long long)B * a.H);
     dim3 grid((unsigned)(B * a.H), (unsigned)((Md + NM - 1) / NM));
-    if (LR == 8) sweep_launch_lr<MODE, 8>(a, grid, threads, smem_for(C));
-    else sweep_launch_lr<MODE, 16>(a, grid, threads, smem_for(C));
+    if (LR == 8) sweep_launch_lr<MODE, 8, DIR, ACC>(a, grid, threads, smem_for(C));
+    else sweep_launch_lr<MODE, 16, DIR, ACC>(a, grid, threads, smem_for(C));
 }

@@ -23,7 +23,8 @@
 //
 // Also: determinism (the backward ops and the reductions run twice give the same bits) and, with --bench,
 // timings of the HGRU2 forward and forward+backward at B 8, T 2048, H 6, K = Dv = 128 (median of 20 after
-// warm-up, CUDA events) with the achieved bandwidth of their compulsory traffic.
+// warm-up, CUDA events) with the achieved bandwidth of their compulsory traffic, and of a bidirectional mixer
+// (causal + reverse) against two causal passes at that shape.
 //
 // --quick runs only the small shapes (a smoke test in seconds). Exit status 1 when any check fails.
 #include "../common.h"
@@ -503,11 +504,11 @@ static void test_hgru_one(int B, int T, int H, int K, int Dv) {
     // CPU oracle: the plain recurrence (chunk 0), its most accurate form
     Vec o(in.no), ST(in.ns), o0(in.no);
     op_hgru_fwd(o.data(), ST.data(), in.q.data(), in.k.data(), in.g.data(), in.v.data(), in.ldv, in.S0.data(), B, T, H,
-                K, Dv, 0);
-    op_hgru_fwd(o0.data(), NULL, in.q.data(), in.k.data(), in.g.data(), in.v.data(), in.ldv, NULL, B, T, H, K, Dv, 0);
+                K, Dv, 0, 0, 0);
+    op_hgru_fwd(o0.data(), NULL, in.q.data(), in.k.data(), in.g.data(), in.v.data(), in.ldv, NULL, B, T, H, K, Dv, 0, 0, 0);
     Vec dq(in.nqk), dk(in.nqk), dg(in.nqk), dv0 = randn(in.rows * in.lddv), dv = dv0;
     op_hgru_bwd(dq.data(), dk.data(), dg.data(), dv.data(), in.lddv, in.dout.data(), in.q.data(), in.k.data(),
-                in.g.data(), in.v.data(), in.ldv, B, T, H, K, Dv, 0);
+                in.g.data(), in.v.data(), in.ldv, B, T, H, K, Dv, 0, 0, 0);
 
     Pool P;
     float *gq = P.up(in.q), *gk = P.up(in.k), *gg = P.up(in.g), *gv = P.up(in.v), *gdo = P.up(in.dout),
@@ -525,31 +526,121 @@ static void test_hgru_one(int B, int T, int H, int K, int Dv) {
         snprintf(sh, sizeof sh, "%s %s", shape, tc ? "tensor cores" : "exact");
         poison(go, in.no * 4);
         poison(gST, in.ns * 4);
-        cuda_hgru_fwd(go, gST, gq, gk, gg, gv, in.ldv, gS0, B, T, H, K, Dv, chunk);
+        cuda_hgru_fwd(go, gST, gq, gk, gg, gv, in.ldv, gS0, B, T, H, K, Dv, chunk, 0, 0);
         Vec go_h = down(go, in.no);
         compare("hgru_fwd o (S0)", sh, go_h, o, tol_o);
         compare("hgru_fwd ST", sh, down(gST, in.ns), ST, tol_o);
         // ST == S0: updated in place, the same bits
         poison(go2, in.no * 4);
         CK(cudaMemcpy(gX, gS0, in.ns * 4, cudaMemcpyDeviceToDevice));
-        cuda_hgru_fwd(go2, gX, gq, gk, gg, gv, in.ldv, gX, B, T, H, K, Dv, chunk);
+        cuda_hgru_fwd(go2, gX, gq, gk, gg, gv, in.ldv, gX, B, T, H, K, Dv, chunk, 0, 0);
         Vec go2_h = down(go2, in.no), gX_h = down(gX, in.ns), gST_h = down(gST, in.ns);
         check_bits("hgru_fwd ST==S0 o", sh, go2_h.data(), go_h.data(), in.no * 4);
         check_bits("hgru_fwd ST==S0 state", sh, gX_h.data(), gST_h.data(), in.ns * 4);
         // no entering or leaving state
         poison(go, in.no * 4);
-        cuda_hgru_fwd(go, NULL, gq, gk, gg, gv, in.ldv, NULL, B, T, H, K, Dv, chunk);
+        cuda_hgru_fwd(go, NULL, gq, gk, gg, gv, in.ldv, NULL, B, T, H, K, Dv, chunk, 0, 0);
         compare("hgru_fwd o (S0 NULL)", sh, down(go, in.no), o0, tol_o);
         // backward
         poison(gdq, in.nqk * 4);
         poison(gdk, in.nqk * 4);
         poison(gdg, in.nqk * 4);
         CK(cudaMemcpy(gdv, gdv0, dv0.size() * 4, cudaMemcpyDeviceToDevice));
-        cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, chunk);
+        cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, chunk, 0, 0);
         compare("hgru_bwd dq", sh, down(gdq, in.nqk), dq, tol_d);
         compare("hgru_bwd dk", sh, down(gdk, in.nqk), dk, tol_d);
         compare("hgru_bwd dg", sh, down(gdg, in.nqk), dg, tol_g);
         compare("hgru_bwd dv (strided)", sh, down(gdv, dv.size()), dv, tol_d);
+    }
+}
+
+// The reverse scan (reverse = 1) and the accumulating outputs (acc = 1) of a bidirectional mixer, which sums a
+// causal and a reverse scan into one o and one set of gradients: against the CPU's plain recurrence, in both
+// forms, with the tolerances of the causal checks. A reverse scan is a causal one on other data; in a sum of the
+// two directions their independent errors add in quadrature, as the two outputs' norms do, so the relative
+// error of the sum is that of each part. Both orders of the pair, so that each direction runs with acc 0 and 1.
+struct HgruGrads {
+    Vec dq, dk, dg, dv;
+};
+static void test_hgru_dir_one(int B, int T, int H, int K, int Dv) {
+    HgruIn in = hgru_inputs(B, T, H, K, Dv, 1700 + B * 1000 + T * 7 + H * 3 + K + Dv);
+    const float *q = in.q.data(), *k = in.k.data(), *g = in.g.data(), *v = in.v.data(), *dout = in.dout.data();
+    // CPU oracle: the plain recurrence. rS: reverse with S0; r, c: reverse, causal; rc, cr: the other added (acc)
+    Vec o_rS(in.no), ST_r(in.ns), o_r(in.no), o_c(in.no);
+    op_hgru_fwd(o_rS.data(), ST_r.data(), q, k, g, v, in.ldv, in.S0.data(), B, T, H, K, Dv, 0, 1, 0);
+    op_hgru_fwd(o_r.data(), NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 0, 1, 0);
+    op_hgru_fwd(o_c.data(), NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 0, 0, 0);
+    Vec o_cr = o_c, o_rc = o_r;
+    op_hgru_fwd(o_cr.data(), NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 0, 1, 1);
+    op_hgru_fwd(o_rc.data(), NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 0, 0, 1);
+    const Vec dv0 = randn(in.rows * in.lddv);   // dv's gaps between rows keep these values
+    auto cpu_bwd = [&](HgruGrads &d, int reverse, int acc) {
+        op_hgru_bwd(d.dq.data(), d.dk.data(), d.dg.data(), d.dv.data(), in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K,
+                    Dv, 0, reverse, acc);
+    };
+    HgruGrads d_r = {Vec(in.nqk), Vec(in.nqk), Vec(in.nqk), dv0}, d_c = d_r;
+    cpu_bwd(d_r, 1, 0);
+    cpu_bwd(d_c, 0, 0);
+    HgruGrads d_cr = d_c, d_rc = d_r;
+    cpu_bwd(d_cr, 1, 1);
+    cpu_bwd(d_rc, 0, 1);
+
+    Pool P;
+    float *gq = P.up(in.q), *gk = P.up(in.k), *gg = P.up(in.g), *gv = P.up(in.v), *gdo = P.up(in.dout),
+          *gS0 = P.up(in.S0), *go = P.f(in.no), *gST = P.f(in.ns), *gdq = P.f(in.nqk), *gdk = P.f(in.nqk),
+          *gdg = P.f(in.nqk), *gdv0 = P.up(poisoned_rows(dv0, in.rows, in.lddv, (int64_t)H * Dv)),
+          *gdv = P.f(dv0.size());
+    char shape[96];
+    snprintf(shape, sizeof shape, "B%d T%d H%d K%d Dv%d", B, T, H, K, Dv);
+    for (int chunk : {0, 64}) {
+        const bool tc = cuda_hgru_tensor_cores(B, T, H, K, Dv, chunk);
+        if (chunk && !tc) break;
+        const double tol_o = tc ? 1e-2 : TOL_RED, tol_d = tc ? 1e-2 : 2e-5, tol_g = tc ? 3e-2 : 5e-5;
+        char sh[128];
+        snprintf(sh, sizeof sh, "%s %s", shape, tc ? "tensor cores" : "exact");
+        auto fwd = [&](const float *S0, float *ST, int reverse, int acc) {
+            cuda_hgru_fwd(go, ST, gq, gk, gg, gv, in.ldv, S0, B, T, H, K, Dv, chunk, reverse, acc);
+        };
+        poison(go, in.no * 4);
+        poison(gST, in.ns * 4);
+        fwd(gS0, gST, 1, 0);
+        compare("hgru_fwd rev o (S0)", sh, down(go, in.no), o_rS, tol_o);
+        compare("hgru_fwd rev ST", sh, down(gST, in.ns), ST_r, tol_o);
+        poison(go, in.no * 4);
+        fwd(NULL, NULL, 1, 0);
+        compare("hgru_fwd rev o", sh, down(go, in.no), o_r, tol_o);
+        fwd(NULL, NULL, 0, 1);
+        compare("hgru_fwd rev, fwd+= o", sh, down(go, in.no), o_rc, tol_o);
+        poison(go, in.no * 4);
+        fwd(NULL, NULL, 0, 0);
+        fwd(NULL, NULL, 1, 1);
+        compare("hgru_fwd fwd, rev+= o", sh, down(go, in.no), o_cr, tol_o);
+
+        auto bwd = [&](int reverse, int acc) {
+            cuda_hgru_bwd(gdq, gdk, gdg, gdv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, B, T, H, K, Dv, chunk, reverse, acc);
+        };
+        auto fresh = [&] {   // NaN where the first (acc = 0) call must write
+            poison(gdq, in.nqk * 4);
+            poison(gdk, in.nqk * 4);
+            poison(gdg, in.nqk * 4);
+            CK(cudaMemcpy(gdv, gdv0, dv0.size() * 4, cudaMemcpyDeviceToDevice));
+        };
+        auto check = [&](const char *what, const HgruGrads &d) {
+            std::string w(what);
+            compare((w + " dq").c_str(), sh, down(gdq, in.nqk), d.dq, tol_d);
+            compare((w + " dk").c_str(), sh, down(gdk, in.nqk), d.dk, tol_d);
+            compare((w + " dg").c_str(), sh, down(gdg, in.nqk), d.dg, tol_g);
+            compare((w + " dv").c_str(), sh, down(gdv, dv0.size()), d.dv, tol_d);
+        };
+        fresh();
+        bwd(1, 0);
+        check("hgru_bwd rev", d_r);
+        bwd(0, 1);
+        check("hgru_bwd rev, fwd+=", d_rc);
+        fresh();
+        bwd(0, 0);
+        bwd(1, 1);
+        check("hgru_bwd fwd, rev+=", d_cr);
     }
 }
 
@@ -563,7 +654,15 @@ static void test_hgru(void) {
         {3, 65, 16, 4, 4}, {2, 63, 3, 4, 8}, {2, 33, 4, 1, 1}, {2, 65, 2, 128, 64}, {2, 64, 2, 32, 96},
         {2, 70, 2, 20, 300}, {1, 100, 1, 256, 256}, {1, 40, 1, 300, 20}};
     for (auto c : cf)
-        if (!g_quick || (int64_t)c.B * c.T * c.H * c.K * c.Dv <= 2 * 65 * 6 * 128 * 128) test_hgru_one(c.B, c.T, c.H, c.K, c.Dv);
+        if (!g_quick || (int64_t)c.B * c.T * c.H * c.K * c.Dv <= 2 * 65 * 6 * 128 * 128) {
+            test_hgru_one(c.B, c.T, c.H, c.K, c.Dv);
+            test_hgru_dir_one(c.B, c.T, c.H, c.K, c.Dv);
+        }
+    // the two directions at T 4096 as well (64 chunks of 64)
+    if (!g_quick) {
+        test_hgru_dir_one(1, 4096, 2, 128, 128);
+        test_hgru_dir_one(1, 4096, 4, 64, 64);
+    }
 }
 
 // ======================================================================================================
@@ -844,12 +943,27 @@ static void test_determinism(void) {
         for (int r = 0; r < 2; r++) {
             float *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
             poison(dv, in.rows * in.lddv * 4);   // the gaps stay NaN on both runs; compare the bytes
-            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, in.B, in.T, in.H, in.K, in.Dv, 64);
+            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, in.B, in.T, in.H, in.K, in.Dv, 64, 0, 0);
             res[r] = {down(dq, in.nqk), down(dk, in.nqk), down(dg, in.nqk), down(dv, in.rows * in.lddv)};
         }
         const char *nm[4] = {"determinism hgru dq", "determinism hgru dk", "determinism hgru dg", "determinism hgru dv"};
         for (int a = 0; a < 4; a++)
             check_bits(nm[a], shape, res[0][a].data(), res[1][a].data(), res[0][a].size() * 4);
+        // a bidirectional backward (causal, then reverse added), in both forms
+        for (int chunk : {64, 0}) {
+            for (int r = 0; r < 2; r++) {
+                float *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
+                poison(dv, in.rows * in.lddv * 4);
+                for (int dir = 0; dir < 2; dir++)
+                    cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, gdo, gq, gk, gg, gv, in.ldv, in.B, in.T, in.H, in.K, in.Dv,
+                                  chunk, dir, dir);
+                res[r] = {down(dq, in.nqk), down(dk, in.nqk), down(dg, in.nqk), down(dv, in.rows * in.lddv)};
+            }
+            char sh2[96];
+            snprintf(sh2, sizeof sh2, "%s bidir chunk %d", shape, chunk);
+            for (int a = 0; a < 4; a++)
+                check_bits(nm[a], sh2, res[0][a].data(), res[1][a].data(), res[0][a].size() * 4);
+        }
     }
     {   // sumsq and the cross-entropy forward
         seed(1105);
@@ -911,10 +1025,10 @@ static void bench(void) {
         Pool P;
         float *q = P.up(in.q), *k = P.up(in.k), *g = P.up(in.g), *v = P.up(in.v), *dout = P.up(in.dout),
               *o = P.f(in.no), *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
-        auto fwd = [&] { cuda_hgru_fwd(o, NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 64); };
+        auto fwd = [&] { cuda_hgru_fwd(o, NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, 64, 0, 0); };
         auto fwdbwd = [&] {
             fwd();
-            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K, Dv, 64);
+            cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K, Dv, 64, 0, 0);
         };
         double nqk = (double)in.nqk, nvo = (double)in.no;
         double fbytes = 4 * (3 * nqk + 2 * nvo);                    // q, k, g, v in; o out
@@ -922,6 +1036,31 @@ static void bench(void) {
         double tf = time_ms(fwd), tb = time_ms(fwdbwd);
         printf("hgru fwd      B%d T%d H%d K%d Dv%d: %8.3f ms  %7.1f GB/s\n", B, T, H, K, Dv, tf, fbytes / tf * 1e-6);
         printf("hgru fwd+bwd  B%d T%d H%d K%d Dv%d: %8.3f ms  %7.1f GB/s\n", B, T, H, K, Dv, tb, bbytes / tb * 1e-6);
+    }
+    {   // a bidirectional mixer (causal, then reverse with acc) against two causal passes (the second with acc)
+        const int B = 8, T = 2048, H = 6, K = 128, Dv = 128;
+        HgruIn in = hgru_inputs(B, T, H, K, Dv, 1210, false);
+        Pool P;
+        float *q = P.up(in.q), *k = P.up(in.k), *g = P.up(in.g), *v = P.up(in.v), *dout = P.up(in.dout),
+              *o = P.f(in.no), *dq = P.f(in.nqk), *dk = P.f(in.nqk), *dg = P.f(in.nqk), *dv = P.f(in.rows * in.lddv);
+        for (int chunk : {64, 0}) {
+            auto fwd = [&](int rev2) {
+                cuda_hgru_fwd(o, NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, chunk, 0, 0);
+                cuda_hgru_fwd(o, NULL, q, k, g, v, in.ldv, NULL, B, T, H, K, Dv, chunk, rev2, 1);
+            };
+            auto fwdbwd = [&](int rev2) {
+                fwd(rev2);
+                cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K, Dv, chunk, 0, 0);
+                cuda_hgru_bwd(dq, dk, dg, dv, in.lddv, dout, q, k, g, v, in.ldv, B, T, H, K, Dv, chunk, rev2, 1);
+            };
+            double tf2 = time_ms([&] { fwd(0); }), tfb = time_ms([&] { fwd(1); });
+            double tb2 = time_ms([&] { fwdbwd(0); }), tbb = time_ms([&] { fwdbwd(1); });
+            const char *form = chunk ? "chunk 64" : "exact";
+            printf("hgru bidir fwd      B%d T%d H%d K%d Dv%d %s: %8.3f ms (two causal passes %8.3f ms: x%.2f)\n", B, T, H,
+                   K, Dv, form, tfb, tf2, tfb / tf2);
+            printf("hgru bidir fwd+bwd  B%d T%d H%d K%d Dv%d %s: %8.3f ms (two causal passes %8.3f ms: x%.2f)\n", B, T, H,
+                   K, Dv, form, tbb, tb2, tbb / tb2);
+        }
     }
     const int B = 8, T = 2048;
     Pool P;

@@ -456,14 +456,25 @@ static void test_sumsq(void) {
 // ======================================================================================================
 typedef struct {
     int B, T, H, K, Dv, chunk;
+    int dir;   // 0 causal, 1 reverse, 2 both summed (a bidirectional mixer: the reverse scan added, acc = 1)
     int64_t ldv, lddv;
     real *q, *k, *g, *v, *w, *o;
 } HgruCtx;
 
 static double hgru_loss(void *p) {
     HgruCtx *c = p;
-    op_hgru_fwd(c->o, NULL, c->q, c->k, c->g, c->v, c->ldv, NULL, c->B, c->T, c->H, c->K, c->Dv, c->chunk);
+    for (int r = 0; r < 2; r++)
+        if (c->dir == r || c->dir == 2)
+            op_hgru_fwd(c->o, NULL, c->q, c->k, c->g, c->v, c->ldv, NULL, c->B, c->T, c->H, c->K, c->Dv, c->chunk, r,
+                        c->dir == 2 && r == 1);
     return wsum(c->w, c->o, (int64_t)c->B * c->T * c->H * c->Dv);
+}
+// The gradients of hgru_loss (dy = w): one backward per direction, the second adding into the first's
+static void hgru_grads(const HgruCtx *c, real *dq, real *dk, real *dg, real *dv) {
+    for (int r = 0; r < 2; r++)
+        if (c->dir == r || c->dir == 2)
+            op_hgru_bwd(dq, dk, dg, dv, c->lddv, c->w, c->q, c->k, c->g, c->v, c->ldv, c->B, c->T, c->H, c->K, c->Dv,
+                        c->chunk, r, c->dir == 2 && r == 1);
 }
 
 // Gates as the model makes them: g = logsigmoid(x) <= 0, one in ten very negative (forget almost all),
@@ -484,18 +495,20 @@ static void hgru_inputs(HgruCtx *c, uint64_t s) {
 }
 static void hgru_free(HgruCtx *c) { free(c->q); free(c->k); free(c->g); free(c->v); free(c->w); free(c->o); }
 
-static void test_hgru_fd(int B, int T, int H, int K, int Dv, int chunk, uint64_t s) {
-    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .chunk = chunk, .ldv = H * Dv + 2, .lddv = H * Dv + 1};
+// dir as in HgruCtx
+static void test_hgru_fd_dir(int B, int T, int H, int K, int Dv, int chunk, int dir, uint64_t s) {
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .chunk = chunk, .dir = dir, .ldv = H * Dv + 2,
+                 .lddv = H * Dv + 1};
     hgru_inputs(&c, s);
     int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T;
     real *dq = zvec(nqk), *dk = zvec(nqk), *dg = zvec(nqk), *dv = zvec(rows * c.lddv);
-    op_hgru_bwd(dq, dk, dg, dv, c.lddv, c.w, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, chunk);
+    hgru_grads(&c, dq, dk, dg, dv);
     char name[128];
-    const char *nm[4] = {"dq", "dk", "dg", "dv"};
+    const char *nm[4] = {"dq", "dk", "dg", "dv"}, *dn[3] = {"", " reverse", " bidirectional"};
     double gs = fmax(fmax(maxabs(dq, nqk), maxabs(dk, nqk)), fmax(maxabs(dg, nqk), maxabs(dv, rows * c.lddv)));
     for (int a = 0; a < 4; a++) {
-        snprintf(name, sizeof name, "hgru %s B%d T%d H%d K%d Dv%d chunk %d (seed %llu)", nm[a], B, T, H, K, Dv, chunk,
-                 (unsigned long long)s);
+        snprintf(name, sizeof name, "hgru%s %s B%d T%d H%d K%d Dv%d chunk %d (seed %llu)", dn[dir], nm[a], B, T, H, K,
+                 Dv, chunk, (unsigned long long)s);
         if (a == 0) fd_scaled(name, hgru_loss, &c, c.q, 1, nqk, 0, dq, 0, gs);
         if (a == 1) fd_scaled(name, hgru_loss, &c, c.k, 1, nqk, 0, dk, 0, gs);
         if (a == 2) fd_scaled(name, hgru_loss, &c, c.g, 1, nqk, 0, dg, 0, gs);
@@ -503,6 +516,9 @@ static void test_hgru_fd(int B, int T, int H, int K, int Dv, int chunk, uint64_t
     }
     hgru_free(&c);
     free(dq); free(dk); free(dg); free(dv);
+}
+static void test_hgru_fd(int B, int T, int H, int K, int Dv, int chunk, uint64_t s) {
+    test_hgru_fd_dir(B, T, H, K, Dv, chunk, 0, s);
 }
 
 // The plain recurrence in double, straight from MODEL.md, with an entering state.
@@ -540,9 +556,9 @@ static void test_hgru_agree(int T, int chunk, uint64_t s) {
     int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T, no = rows * H * Dv, ns = (int64_t)B * H * K * Dv;
     real *S0 = rvec(ns, 1);
     real *o0 = zvec(no), *o1 = zvec(no), *o2 = zvec(no), *ST0 = zvec(ns), *ST1 = zvec(ns), *X = dup(S0, ns);
-    op_hgru_fwd(o0, ST0, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, 0);
-    op_hgru_fwd(o1, ST1, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk);
-    op_hgru_fwd(o2, X, c.q, c.k, c.g, c.v, c.ldv, X, B, T, H, K, Dv, chunk);
+    op_hgru_fwd(o0, ST0, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, 0, 0, 0);
+    op_hgru_fwd(o1, ST1, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk, 0, 0);
+    op_hgru_fwd(o2, X, c.q, c.k, c.g, c.v, c.ldv, X, B, T, H, K, Dv, chunk, 0, 0);
     double tol = 4096 * EPS;
     char name[128];
     double *on = xmalloc((size_t)no * sizeof(double)), *STn = xmalloc((size_t)ns * sizeof(double));
@@ -563,7 +579,7 @@ static void test_hgru_agree(int T, int chunk, uint64_t s) {
     for (int m = 0; m < 2; m++) {
         real **d = m ? d1 : d0;
         d[0] = zvec(nqk); d[1] = zvec(nqk); d[2] = zvec(nqk); d[3] = zvec(rows * c.lddv);
-        op_hgru_bwd(d[0], d[1], d[2], d[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, m ? chunk : 0);
+        op_hgru_bwd(d[0], d[1], d[2], d[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, m ? chunk : 0, 0, 0);
     }
     const char *nm[4] = {"dq", "dk", "dg", "dv"};
     for (int a = 0; a < 4; a++) {
@@ -622,7 +638,7 @@ static void det_hgru(void *p, real *out) {
     HgruCtx *h = &c->h;
     int64_t nqk = (int64_t)h->B * h->T * h->H * h->K;
     op_hgru_bwd(out, out + nqk, out + 2 * nqk, out + 3 * nqk, h->H * h->Dv, c->dout, h->q, h->k, h->g, h->v, h->ldv,
-                h->B, h->T, h->H, h->K, h->Dv, c->chunk);
+                h->B, h->T, h->H, h->K, h->Dv, c->chunk, 0, 0);
 }
 typedef struct { real *a; int64_t n; } DetSum;
 static void det_sumsq(void *p, real *out) { DetSum *c = p; out[0] = (real)op_sumsq(c->a, c->n); }
@@ -728,9 +744,9 @@ static void bench(void) {
             double tf[REPS], tb[REPS];
             for (int r = 0; r < REPS; r++) {
                 double t0 = now();
-                op_hgru_fwd(c.o, NULL, c.q, c.k, c.g, c.v, c.ldv, NULL, B, T, H, K, Dv, ch);
+                op_hgru_fwd(c.o, NULL, c.q, c.k, c.g, c.v, c.ldv, NULL, B, T, H, K, Dv, ch, 0, 0);
                 double t1 = now();
-                op_hgru_bwd(dq, dk, dg, dv, H * Dv, c.w, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, ch);
+                op_hgru_bwd(dq, dk, dg, dv, H * Dv, c.w, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, ch, 0, 0);
                 tb[r] = now() - t1; tf[r] = t1 - t0;
             }
             printf("hgru B=%d T=%d H=%d K=%d Dv=%d chunk %2d, %s gates: fwd %7.2f ms, bwd %7.2f ms (%.2f us per "
@@ -740,6 +756,140 @@ static void bench(void) {
     }
     hgru_free(&c);
     free(dq); free(dk); free(dg); free(dv);
+}
+
+// ======================================================================================================
+// HGRU2 in both directions: the reverse scan and the accumulating outputs of a bidirectional mixer
+// ======================================================================================================
+// rows (b, t) -> (b, T-1-t) of a [B,T,cols] tensor with row stride ld
+static real *reversed_rows(const real *x, int B, int T, int64_t ld) {
+    real *y = xmalloc((size_t)B * T * ld * sizeof(real));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) memcpy(y + (b * T + t) * ld, x + (b * T + T - 1 - t) * ld, (size_t)ld * sizeof(real));
+    return y;
+}
+static int same_bits(const real *a, const real *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof(real)) == 0; }
+
+// reverse = 1 against the causal op run on copies reversed here, forward (with an entering and a leaving
+// state) and backward. The reverse scan reads rows backwards in place and otherwise does the causal scan's
+// arithmetic on the same values in the same order, so it must give the same bits.
+static void test_hgru_reverse_ref(int T, int chunk, uint64_t s) {
+    int B = 2, H = 2, K = 8, Dv = 5;
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .ldv = H * Dv + 3, .lddv = H * Dv + 1};
+    hgru_inputs(&c, s);
+    int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T, no = rows * H * Dv, ns = (int64_t)B * H * K * Dv;
+    int64_t HK = (int64_t)H * K, HD = (int64_t)H * Dv;
+    real *S0 = rvec(ns, 1), *dout = rvec(no, 1);
+    real *rq = reversed_rows(c.q, B, T, HK), *rk = reversed_rows(c.k, B, T, HK), *rg = reversed_rows(c.g, B, T, HK);
+    real *rv = reversed_rows(c.v, B, T, c.ldv), *rdo = reversed_rows(dout, B, T, HD);
+    real *o = zvec(no), *ST = zvec(ns), *ro = zvec(no), *rST = zvec(ns);
+    op_hgru_fwd(o, ST, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk, 1, 0);
+    op_hgru_fwd(ro, rST, rq, rk, rg, rv, c.ldv, S0, B, T, H, K, Dv, chunk, 0, 0);
+    real *ro_back = reversed_rows(ro, B, T, HD);
+    char name[128];
+    snprintf(name, sizeof name, "hgru reverse == causal on reversed copies: o, ST (T=%d chunk %d)", T, chunk);
+    near(name, !same_bits(o, ro_back, no) + !same_bits(ST, rST, ns), 0);
+    real *d[4], *rd[4];
+    int64_t n[4] = {nqk, nqk, nqk, rows * c.lddv}, ld[4] = {HK, HK, HK, c.lddv};
+    for (int a = 0; a < 4; a++) { d[a] = zvec(n[a]); rd[a] = zvec(n[a]); }
+    op_hgru_bwd(d[0], d[1], d[2], d[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, chunk, 1, 0);
+    op_hgru_bwd(rd[0], rd[1], rd[2], rd[3], c.lddv, rdo, rq, rk, rg, rv, c.ldv, B, T, H, K, Dv, chunk, 0, 0);
+    int bad = 0;
+    for (int a = 0; a < 4; a++) {
+        real *back = reversed_rows(rd[a], B, T, ld[a]);
+        bad += !same_bits(d[a], back, n[a]);
+        free(back); free(d[a]); free(rd[a]);
+    }
+    snprintf(name, sizeof name, "hgru reverse == causal on reversed copies: dq dk dg dv (T=%d chunk %d)", T, chunk);
+    near(name, bad, 0);
+    hgru_free(&c);
+    free(S0); free(dout); free(rq); free(rk); free(rg); free(rv); free(rdo); free(o); free(ST); free(ro); free(rST);
+    free(ro_back);
+}
+
+// acc = 1 adds to what is there exactly what acc = 0 writes: each result is formed apart and then added, so
+// the sum rounds once, as the reference's. ST is written (=) either way, and dv's gaps between rows keep
+// their values.
+static void test_hgru_acc(int T, int chunk, int reverse, uint64_t s) {
+    int B = 2, H = 2, K = 8, Dv = 5;
+    HgruCtx c = {.B = B, .T = T, .H = H, .K = K, .Dv = Dv, .ldv = H * Dv + 3, .lddv = H * Dv + 1};
+    hgru_inputs(&c, s);
+    int64_t nqk = (int64_t)B * T * H * K, rows = (int64_t)B * T, no = rows * H * Dv, ns = (int64_t)B * H * K * Dv;
+    real *S0 = rvec(ns, 1), *dout = rvec(no, 1);
+    real *o = zvec(no), *ST = zvec(ns), *prev = rvec(no, 1), *oa = dup(prev, no), *STa = zvec(ns);
+    op_hgru_fwd(o, ST, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk, reverse, 0);
+    op_hgru_fwd(oa, STa, c.q, c.k, c.g, c.v, c.ldv, S0, B, T, H, K, Dv, chunk, reverse, 1);
+    for (int64_t i = 0; i < no; i++) prev[i] += o[i];
+    char name[128];
+    snprintf(name, sizeof name, "hgru fwd acc=1 == prefilled o + the acc=0 o; ST (T=%d chunk %d rev %d)", T, chunk,
+             reverse);
+    near(name, !same_bits(oa, prev, no) + !same_bits(STa, ST, ns), 0);
+    int64_t n[4] = {nqk, nqk, nqk, rows * c.lddv};
+    int bad = 0;
+    for (int a = 0; a < 4; a++) {
+        real *d[4], *p[4];
+        for (int e = 0; e < 4; e++) { d[e] = zvec(n[e]); p[e] = rvec(n[e], 1); }
+        real *want = dup(p[a], n[a]);
+        op_hgru_bwd(d[0], d[1], d[2], d[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, chunk, reverse, 0);
+        op_hgru_bwd(p[0], p[1], p[2], p[3], c.lddv, dout, c.q, c.k, c.g, c.v, c.ldv, B, T, H, K, Dv, chunk, reverse, 1);
+        for (int64_t i = 0; i < n[a]; i++) want[i] += d[a][i];   // dv's gaps: + 0
+        bad += !same_bits(p[a], want, n[a]);
+        for (int e = 0; e < 4; e++) { free(d[e]); free(p[e]); }
+        free(want);
+    }
+    snprintf(name, sizeof name, "hgru bwd acc=1 == prefilled + the acc=0 dq dk dg dv (T=%d chunk %d rev %d)", T,
+             chunk, reverse);
+    near(name, bad, 0);
+    hgru_free(&c);
+    free(S0); free(dout); free(o); free(ST); free(prev); free(oa); free(STa);
+}
+
+static void det_hgru_bidir(void *p, real *out) {
+    DetHgru *c = p;
+    HgruCtx *h = &c->h;
+    int64_t nqk = (int64_t)h->B * h->T * h->H * h->K;
+    for (int r = 0; r < 2; r++)
+        op_hgru_bwd(out, out + nqk, out + 2 * nqk, out + 3 * nqk, h->H * h->Dv, c->dout, h->q, h->k, h->g, h->v, h->ldv,
+                    h->B, h->T, h->H, h->K, h->Dv, c->chunk, r, r);
+}
+
+static void test_hgru_directions(void) {
+    printf("-- hgru reverse scan, finite differences (plain and chunked; a chunk of 64 leaves a ragged one)\n");
+    test_hgru_fd_dir(2, 1, 2, 4, 3, 0, 1, 40);
+    test_hgru_fd_dir(2, 1, 2, 4, 3, 16, 1, 40);
+    int Ts[] = {63, 64, 65};
+    for (int ti = 0; ti < 3; ti++) {
+        test_hgru_fd_dir(1, Ts[ti], 1, 4, 3, 0, 1, 41 + ti);
+        test_hgru_fd_dir(1, Ts[ti], 1, 4, 3, 16, 1, 41 + ti);
+    }
+    test_hgru_fd_dir(1, 65, 1, 4, 3, 64, 1, 44);
+    test_hgru_fd_dir(1, 45, 1, 5, 3, 40, 1, 45);   // off-diagonal sub-blocks; the ragged chunk at position 0
+    test_hgru_fd_dir(2, 17, 3, 3, 5, 5, 1, 46);
+    test_hgru_fd_dir(2, 17, 3, 3, 5, 0, 1, 46);
+    printf("-- hgru bidirectional (causal + reverse, acc), finite differences\n");
+    test_hgru_fd_dir(2, 1, 2, 4, 3, 0, 2, 50);
+    test_hgru_fd_dir(1, 33, 2, 3, 2, 0, 2, 51);
+    test_hgru_fd_dir(1, 65, 2, 3, 2, 16, 2, 52);
+    test_hgru_fd_dir(1, 45, 1, 5, 3, 40, 2, 53);
+    printf("-- hgru reverse scan against the causal op on reversed copies\n");
+    int Tr[] = {1, 63, 64, 65, 200};
+    for (int ti = 0; ti < 5; ti++)
+        for (int ch = 0; ch <= 64; ch += ch ? 48 : 16)   // 0, 16, 64
+            test_hgru_reverse_ref(Tr[ti], ch, 60 + ti);
+    printf("-- hgru acc = 1\n");
+    for (int ti = 0; ti < 5; ti++)
+        for (int ch = 0; ch <= 64; ch += ch ? 48 : 16)
+            for (int rev = 0; rev < 2; rev++) test_hgru_acc(Tr[ti], ch, rev, 70 + ti);
+    for (int ch = 0; ch <= 64; ch += 64) {
+        DetHgru h = {.h = {.B = 3, .T = 150, .H = 2, .K = 16, .Dv = 12, .ldv = 2 * 12}, .chunk = ch};
+        hgru_inputs(&h.h, 13);
+        h.dout = rvec((int64_t)3 * 150 * 2 * 12, 1);
+        int64_t nqk = (int64_t)3 * 150 * 2 * 16;
+        det_check(ch ? "hgru bidirectional bwd chunk 64" : "hgru bidirectional bwd recurrent", det_hgru_bidir, &h,
+                  3 * nqk + (int64_t)3 * 150 * 2 * 12);
+        hgru_free(&h.h);
+        free(h.dout);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -783,6 +933,7 @@ int main(int argc, char **argv) {
     }
 
     test_determinism();
+    test_hgru_directions();
 
     printf("\n%.1f s\n", now() - t0);
     return check_summary("test_ops");
