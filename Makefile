@@ -7,7 +7,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
 LDLIBS  += -lzstd -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-SRC     = hgrn2.c common.c cpu.c data.c tokenizer.c json.c hf.c
+SRC     = hgrn2.c common.c cpu.c cpu_cls.c data.c tokenizer.c json.c hf.c
 HDR     = common.h ops.h data.h tokenizer.h json.h hf.h
 BIN     = tests/bin
 
@@ -42,17 +42,20 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_data
+TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_data
 
-$(BIN)/test_ops: tests/test_ops.c cpu.c $(HDR)
+$(BIN)/test_ops: tests/test_ops.c cpu.c cpu_cls.c $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c common.c cpu.c $(LDLIBS)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_ops.c common.c cpu.c cpu_cls.c $(LDLIBS)
+$(BIN)/test_cls_ops: tests/test_cls_ops.c cpu_cls.c $(HDR)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_cls_ops.c common.c cpu_cls.c $(LDLIBS)
 $(BIN)/test_model: tests/test_model.c $(SRC) $(HDR)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c common.c cpu.c data.c tokenizer.c json.c hf.c $(LDLIBS)
+	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ tests/test_model.c common.c cpu.c cpu_cls.c data.c tokenizer.c json.c hf.c $(LDLIBS)
 $(BIN)/test_parity: tests/test_parity.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_parity.c common.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ tests/test_parity.c common.c cpu.c cpu_cls.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c json.c $(HDR)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ tests/test_tokenizer.c common.c tokenizer.c json.c $(LDLIBS)
@@ -71,7 +74,7 @@ $(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
 $(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c cpu_cls.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
 
 test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
 	$(BIN)/test_gpu
