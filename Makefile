@@ -67,20 +67,30 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
+	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+# (its own object names: make -j may build it beside test_gpu)
+$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu build/kernels.o cpu_cls.c cuda_ops.h $(HDR)
+	@mkdir -p $(BIN) build
+	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
+	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
 $(BIN)/test_gpu_model: tests/test_gpu_model.c $(SRC) $(HDR) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ tests/test_gpu_model.c common.c cpu.c cpu_cls.c data.c tokenizer.c json.c hf.c $(CUDA_OBJ) $(LDLIBS)
 
-test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
+test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model
 	$(BIN)/test_gpu
+	$(BIN)/test_gpu_cls
 	$(BIN)/test_gpu_model
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu --quick
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick
+	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick
 
 bench-tokenizer: $(BIN)/test_tokenizer
 	$(BIN)/test_tokenizer --bench
