@@ -142,7 +142,7 @@ void op_layernorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, con
 //   from it); mean[C], rstd[C] saved when not NULL (=); run_mean, run_var updated in place when not NULL with
 //   momentum m: run = (1 - m) run + m stat, the variance unbiased (var N / (N - 1)), as PyTorch's BatchNorm1d.
 //   N >= 2 (dies otherwise, as PyTorch refuses a single value per channel).
-// train 0: mean = run_mean, rstd = (run_var + eps)^-1/2; nothing else written.
+// train 0: mean = run_mean, rstd = (run_var + eps)^-1/2 (both required); nothing else written.
 void op_batchnorm_fwd(opnd *y, real *mean, real *rstd, real *run_mean, real *run_var, real *x, const real *res,
                       const real *w, const real *b, int64_t N, int C, double eps, double momentum, int train);
 // The training mode's backward, through the batch statistics, from the saved mean and rstd [C]:
