@@ -8,7 +8,7 @@ LDLIBS  += -lzstd -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
-LIB_SRC = common.c cpu.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c cmd_data.c \
+LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c cmd_data.c \
           shard.c loader.c prepare.c tokenizer.c json.c hf.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
@@ -65,9 +65,9 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data
+TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data
 
-$(BIN)/test_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
+$(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
@@ -81,20 +81,30 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
+	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+# (its own object names: make -j may build it beside test_gpu)
+$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu build/kernels.o cpu_cls.c cuda_ops.h $(HDR)
+	@mkdir -p $(BIN) build
+	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
+	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
 $(BIN)/test_gpu_model: tests/test_gpu_model.c tests/check.h $(LIB) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 
-test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_model
+test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model
 	$(BIN)/test_gpu
+	$(BIN)/test_gpu_cls
 	$(BIN)/test_gpu_model
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu --quick
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick
+	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick
 
 bench-tokenizer: $(BIN)/test_tokenizer
 	$(BIN)/test_tokenizer --bench

@@ -104,6 +104,31 @@ void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, c
 void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double wd, double grad_scale, int64_t step);
 
+// ---- the classification model (ops.h; the kernels in cuda/norms_cls.cuh and cuda/pointwise_cls.cuh) ----
+// Column sums over rows (bias and norm gradients, BatchNorm statistics) and the pooling sums are in double, in
+// fixed chunks added in a fixed order. The dropout mask is ops.h's hash of (seed, i): the same bits as the CPU.
+void cuda_bias_add(float *y, const float *b, int64_t N, int C);
+void cuda_bias_add_opnd(void *y, const float *b, int64_t N, int C);
+void cuda_bias_bwd(float *db, const float *dy, int64_t N, int C);
+void cuda_bias_bwd_opnd(float *db, const void *dy, int64_t N, int C);
+void cuda_layernorm_fwd(void *y, float *mean, float *rstd, float *x, const float *res, const float *w, const float *b,
+                        int64_t N, int C, double eps);
+void cuda_layernorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        const float *mean, const float *rstd, int64_t N, int C);
+void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run_mean, float *run_var, float *x, const float *res,
+                        const float *w, const float *b, int64_t N, int C, double eps, double momentum, int train);
+void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        const float *mean, const float *rstd, int64_t N, int C);
+void cuda_gelu_fwd(void *y, const float *x, int64_t n);
+void cuda_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n);
+void cuda_add_positions(float *x, int B, int T, int D);
+void cuda_dropout_fwd(float *y, const float *x, int64_t n, double p, uint64_t seed);
+void cuda_dropout_bwd(float *dx, const float *dy, int64_t n, double p, uint64_t seed);
+void cuda_pool_mean_fwd(float *y, const float *x, const int32_t *lens, int B, int T, int D);   // lens on the device
+void cuda_pool_mean_bwd(float *dx, const float *dy, const int32_t *lens, int B, int T, int D);
+void cuda_pair_features_fwd(void *f, const float *a, const float *b, int B, int D);
+void cuda_pair_features_bwd(float *da, float *db, const float *df, const float *a, const float *b, int B, int D);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,8 @@
 //   mixer.cuh        the token mixer's ops, choosing between the two forms
 //   classifier.cuh   softmax cross-entropy and the fused classifier of training
 //   adamw.cuh        the AdamW update with the weights' bf16 copies
+//   norms_cls.cuh    the classifier's per-channel ops: biases, LayerNorm, BatchNorm, their column sums in double
+//   pointwise_cls.cuh  the classifier's other ops: GELU, dropout, sinusoidal positions, mean pooling, pair features
 #include "cuda/runtime.cuh"
 #include "cuda/reduce.cuh"
 #include "cuda/profile.cuh"
@@ -33,3 +35,5 @@
 #include "cuda/mixer.cuh"
 #include "cuda/classifier.cuh"
 #include "cuda/adamw.cuh"
+#include "cuda/norms_cls.cuh"
+#include "cuda/pointwise_cls.cuh"

@@ -112,4 +112,86 @@ void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const o
 void op_adamw(real *p, const real *grad, real *m, real *v, int64_t n, double lr, double beta1, double beta2,
               double eps, double wd, double grad_scale, int64_t step);
 
+// =========================================================================================================
+// the classification model (cpu_cls.c; docs/ops.md "The classification ops")
+// =========================================================================================================
+// The Long Range Arena classifier: blocks x + drop(mixer(norm(x))) and x + drop(glu(norm(x))) with norm a
+// LayerNorm, a BatchNorm or an RMSNorm, sinusoidal positions added to the input, a mean pool over the valid
+// positions and a linear head; for document pairs, [a, b, a - b, a b] -> linear -> GELU -> linear.
+//
+// The GLU l3(silu(l1 x + b1) * (l2 x + b2)) + b3 needs no op of its own: op_swiglu_fwd/_bwd compute
+// silu(gate) * up on rows [gate | up] (silu = swish), which is what one product by the stacked [l1; l2]
+// weights [2I, D] gives once op_bias_add_opnd has added [b1 | b2]; b3 is an op_bias_add on the l3 product.
+// Backward: op_bias_bwd_opnd on swiglu_bwd's dgu gives [db1 | db2], op_bias_bwd on l3's dy gives db3. The
+// bias ops come in operand versions because that product and its gradient are operands.
+
+// ---- biases ----
+// y[N,C] += b[C] on every row                                            (y +=)
+void op_bias_add(real *y, const real *b, int64_t N, int C);
+void op_bias_add_opnd(opnd *y, const real *b, int64_t N, int C);     // y an operand (the GLU's [gate | up])
+// db[C] += the column sums of dy[N,C], in double, in an order fixed by N and C   (db +=)
+void op_bias_bwd(real *db, const real *dy, int64_t N, int C);
+void op_bias_bwd_opnd(real *db, const opnd *dy, int64_t N, int C);   // dy an operand (the GLU's dgu)
+
+// ---- LayerNorm over the last dim C ----
+// y = (x - mean) rstd w + b per row, var the biased mean of (x - mean)^2, rstd = (var + eps)^-1/2, both
+// statistics in double, two passes. y an operand; mean[N], rstd[N] saved when not NULL.   (y =, mean =, rstd =)
+// With res not NULL, x += res first, as op_rmsnorm_fwd does.                              (x += when res)
+void op_layernorm_fwd(opnd *y, real *mean, real *rstd, real *x, const real *res, const real *w, const real *b,
+                      int64_t N, int C, double eps);
+// From the saved mean and rstd: dx = or += d/dx (acc 0 or 1, as op_rmsnorm_bwd); dw += sum_n dy xh;
+// db += sum_n dy (xh = (x - mean) rstd). Each of dx, dw, db is skipped when NULL.   (dx = or +=, dw +=, db +=)
+void op_layernorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
+                      const real *mean, const real *rstd, int64_t N, int C);
+
+// ---- BatchNorm over the N rows (batch x length positions), per channel of C ----
+// y = (x - mean) rstd w + b, y an operand. res as op_layernorm_fwd (x += res first).     (y =; x += when res)
+// train 1: mean and the biased var of the N rows, in double, two passes (mean, then the mean square deviation
+//   from it); mean[C], rstd[C] saved when not NULL (=); run_mean, run_var updated in place when not NULL with
+//   momentum m: run = (1 - m) run + m stat, the variance unbiased (var N / (N - 1)), as PyTorch's BatchNorm1d.
+//   N >= 2 (dies otherwise, as PyTorch refuses a single value per channel).
+// train 0: mean = run_mean, rstd = (run_var + eps)^-1/2 (both required); nothing else written.
+void op_batchnorm_fwd(opnd *y, real *mean, real *rstd, real *run_mean, real *run_var, real *x, const real *res,
+                      const real *w, const real *b, int64_t N, int C, double eps, double momentum, int train);
+// The training mode's backward, through the batch statistics, from the saved mean and rstd [C]:
+// dx = or += (acc) w rstd (dy - mean_n(dy) - xh mean_n(dy xh)); dw += sum_n dy xh; db += sum_n dy.
+// Each of dx, dw, db is skipped when NULL.                                 (dx = or +=, dw +=, db +=)
+void op_batchnorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
+                      const real *mean, const real *rstd, int64_t N, int C);
+
+// ---- GELU, exact: y = x Phi(x) = x erfc(-x / sqrt 2) / 2 ----
+// y an operand (the head's product reads it)                                                   (y =)
+void op_gelu_fwd(opnd *y, const real *x, int64_t n);
+// dx = dy (Phi(x) + x phi(x)), phi the normal density; dx may equal dy                          (dx =)
+void op_gelu_bwd(real *dx, const real *dy, const real *x, int64_t n);
+
+// ---- sinusoidal positions ----
+// x[b,t,d] += PE(t,d) for x [B,T,D]: PE(t, 2i) = sin(t / 10000^(2i/D)), PE(t, 2i+1) = cos(t / 10000^(2i/D)),
+// computed in double and rounded once.                                                       (x +=)
+// No parameters and dy/dx = I: the gradient passes through unchanged, so there is no backward op.
+void op_add_positions(real *x, int B, int T, int D);
+
+// ---- dropout, counter-based ----
+// y[i] = x[i] / (1 - p), or 0 where element i is dropped: when the high 32 bits of mix64(mix64(seed) ^ i)
+// (common.h) are below floor(p 2^32). No state: the mask is a function of (seed, i) alone, the same on every
+// backend and thread count, so the backward and a resumed run draw it again. The caller derives the seed from
+// the run's seed, the step and the call site. p in [0, 1) (checked by the caller); p = 0 is an exact copy, so
+// the caller may as well skip the call. y may equal x.                                         (y =)
+void op_dropout_fwd(real *y, const real *x, int64_t n, double p, uint64_t seed);
+// dx = dy mask / (1 - p) with the forward's p and seed (the forward applied to dy); dx may equal dy.   (dx =)
+void op_dropout_bwd(real *dx, const real *dy, int64_t n, double p, uint64_t seed);
+
+// ---- mean pooling over the valid positions ----
+// y[b,:] = the mean of x[b,t,:] over t < lens[b], x [B,T,D], y [B,D]; lens[b] in [1, T] (checked by the
+// caller); lens NULL: every position (images). Sums in double.                                 (y =)
+void op_pool_mean_fwd(real *y, const real *x, const int32_t *lens, int B, int T, int D);
+// dx[b,t,:] = dy[b,:] / lens[b] for t < lens[b], 0 at the padded positions                     (dx =)
+void op_pool_mean_bwd(real *dx, const real *dy, const int32_t *lens, int B, int T, int D);
+
+// ---- the document-pair features (two documents encoded and pooled apart: a, b [B,D]) ----
+// f[B,4D] = [a, b, a - b, a * b] per row; f an operand (the head's product reads it)            (f =)
+void op_pair_features_fwd(opnd *f, const real *a, const real *b, int B, int D);
+// df [B,4D] in four D-wide parts: da = df0 + df2 + df3 * b, db = df1 - df2 + df3 * a            (da =, db =)
+void op_pair_features_bwd(real *da, real *db, const real *df, const real *a, const real *b, int B, int D);
+
 #endif

@@ -5,7 +5,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp}
 export HGRN2_SHARED=${HGRN2_SHARED:-$PWD/.carry/shared}
-make -j8 hgrn2 tests/bin/test_gpu tests/bin/test_gpu_model >/dev/null || exit 1
+make -j8 hgrn2 tests/bin/test_gpu tests/bin/test_gpu_cls tests/bin/test_gpu_model >/dev/null || exit 1
 python3 -m pip install --no-deps -q .carry/fla_core-*.whl .carry/flash_linear_attention-*.whl 2>&1 | grep -v WARNING
 echo "== make test-gpu =="
 timeout 240 make test-gpu > "$OUT/test_gpu.log" 2>&1

@@ -1,0 +1,739 @@
+// tests/test_cls_ops.c: checks the CPU ops of the classification model (cpu_cls.c): biases, LayerNorm,
+// BatchNorm, GELU, sinusoidal positions, dropout, mean pooling, the document-pair features.
+//
+// Built by `make tests/bin/test_cls_ops` in float64 (-DHGRN2_F64): every backward is checked against central
+// finite differences of its forward with the loss L = sum(wt * y) for random wt (so the backward runs with
+// dy = wt). Step h = 1e-6: truncation O(h^2) ~ 1e-12, rounding O(eps |L| / h) ~ 1e-10 relative, so a correct
+// backward lands near 1e-9; the tolerance is 1e-6 of the largest gradient component (a wrong term is O(1)).
+// Forwards are checked against direct formulas in long double with bounds derived from the rounding steps of
+// the op (in units of the build's epsilon); the parallel ops must give the same bits with 1, 2 and 3 threads.
+// Built without -DHGRN2_F64 (float), the finite differences are skipped (each says so) and the rest runs with
+// float's epsilon.
+//
+// Shapes include N = 1 and C = 1, odd sizes, and sizes that are not multiples of the column blocks (16) or the
+// row-sum lanes (8). Exit status 1 when any check fails; one line per check with the error and the tolerance.
+#include "../common.h"
+#include "../ops.h"
+#include <math.h>
+#include <omp.h>
+
+#ifdef HGRN2_F64
+#define EPS 2.220446049250313e-16
+#define FD 1
+#else
+#define EPS 1.1920929e-07
+#define FD 0
+#endif
+#define FD_H 1e-6
+#define FD_TOL 1e-6
+
+static int n_fail = 0, n_pass = 0;
+
+static void check(const char *name, double err, double tol) {
+    int ok = err <= tol;   // false for NaN
+    printf("%s %-72s err %.3e  tol %.1e\n", ok ? "PASS" : "FAIL", name, err, tol);
+    if (ok) n_pass++; else n_fail++;
+}
+static void check_same(const char *name, const void *a, const void *b, size_t bytes) {
+    check(name, memcmp(a, b, bytes) != 0, 0);
+}
+
+// ---- random numbers (splitmix64), fixed seeds ----
+static uint64_t rng;
+static void seed(uint64_t s) { rng = s; }
+static uint64_t next_u64(void) { return splitmix64(&rng); }
+static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double nrand(void) {
+    double u = urand(), v = urand();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+static real *rvec(int64_t n, double scale) {
+    real *p = xmalloc((size_t)n * sizeof(real));
+    for (int64_t i = 0; i < n; i++) p[i] = (real)(scale * nrand());
+    return p;
+}
+static real *zvec(int64_t n) { return xcalloc((size_t)n, sizeof(real)); }
+static real *dup(const real *a, int64_t n) {
+    real *p = xmalloc((size_t)n * sizeof(real));
+    memcpy(p, a, (size_t)n * sizeof(real));
+    return p;
+}
+static double wsum(const real *w, const real *y, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)w[i] * y[i];
+    return s;
+}
+static double maxd(double a, double b) { return a > b || a != a ? a : b; }   // keeps a NaN
+
+// ---- finite differences ----
+// The loss is a function of a context; fd_err perturbs the n elements x[i] one at a time and compares with
+// ana[i]. Returns max |fd - ana| / max(max |ana|, gscale).
+typedef double (*loss_fn)(void *ctx);
+static double fd_err(loss_fn f, void *ctx, real *x, int64_t n, const real *ana, double gscale) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        real x0 = x[i];
+        x[i] = x0 + FD_H;
+        double lp = f(ctx);
+        x[i] = x0 - FD_H;
+        double lm = f(ctx);
+        x[i] = x0;
+        double num = (lp - lm) / (2 * FD_H), a = ana[i];
+        e = maxd(e, fabs(num - a));
+        m = fabs(a) > m ? fabs(a) : m;
+    }
+    m = m > gscale ? m : gscale;
+    return e / (m > 0 ? m : 1);
+}
+static void fd(const char *name, loss_fn f, void *ctx, real *x, int64_t n, const real *ana, double gscale) {
+    if (!FD) { printf("SKIP %-72s (float build: finite differences need -DHGRN2_F64)\n", name); return; }
+    check(name, fd_err(f, ctx, x, n, ana, gscale), FD_TOL);
+}
+static double maxabs(const real *a, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
+    return m;
+}
+
+// ---- determinism across thread counts: f writes nout values; 1, 2 and 3 threads must agree bit for bit ----
+typedef void (*det_fn)(void *ctx, real *out);
+static void det_check(const char *name, det_fn f, void *ctx, int64_t nout) {
+    real *ref = zvec(nout), *out = zvec(nout);
+    int prev = omp_get_max_threads(), same = 1;
+    omp_set_num_threads(1);
+    f(ctx, ref);
+    for (int nt = 2; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        f(ctx, out);
+        same &= memcmp(out, ref, (size_t)nout * sizeof(real)) == 0;
+    }
+    omp_set_num_threads(prev);
+    char full[160];
+    snprintf(full, sizeof full, "determinism, 1, 2, 3 threads bit-identical: %s", name);
+    check(full, !same, 0);
+    free(ref); free(out);
+}
+
+// ======================================================================================================
+// biases
+// ======================================================================================================
+typedef struct { real *y0, *y, *b, *wt; int64_t N; int C; } BiasCtx;
+static double bias_loss(void *p) {
+    BiasCtx *c = p;
+    memcpy(c->y, c->y0, (size_t)(c->N * c->C) * sizeof(real));
+    op_bias_add(c->y, c->b, c->N, c->C);
+    return wsum(c->wt, c->y, c->N * c->C);
+}
+static void test_bias(int64_t N, int C) {
+    seed(100 + N * 7 + C);
+    char name[160];
+    BiasCtx c = {.N = N, .C = C};
+    c.y0 = rvec(N * C, 1); c.y = zvec(N * C); c.b = rvec(C, 1); c.wt = rvec(N * C, 1);
+    // the add: one rounding per element, the same as the direct sum
+    real *y = dup(c.y0, N * C), *yo = dup(c.y0, N * C), *ref = zvec(N * C);
+    op_bias_add(y, c.b, N, C);
+    op_bias_add_opnd(yo, c.b, N, C);
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < C; j++) ref[n * C + j] = c.y0[n * C + j] + c.b[j];
+    snprintf(name, sizeof name, "bias_add == y + b N=%lld C=%d", (long long)N, C);
+    check_same(name, y, ref, (size_t)(N * C) * sizeof(real));
+    snprintf(name, sizeof name, "bias_add_opnd == bias_add N=%lld C=%d", (long long)N, C);
+    check_same(name, yo, y, (size_t)(N * C) * sizeof(real));
+    // the column sums against a long double sum: a sum of N terms in double, then two roundings to real
+    real *db0 = rvec(C, 1), *db = dup(db0, C), *dbo = dup(db0, C);
+    op_bias_bwd(db, c.wt, N, C);
+    op_bias_bwd_opnd(dbo, c.wt, N, C);
+    double e = 0;
+    for (int j = 0; j < C; j++) {
+        long double s = db0[j], a = fabsl((long double)db0[j]);
+        for (int64_t n = 0; n < N; n++) { s += c.wt[n * C + j]; a += fabsl((long double)c.wt[n * C + j]); }
+        e = maxd(e, (double)(fabsl(db[j] - s) / a));
+    }
+    snprintf(name, sizeof name, "bias_bwd db += vs long double sum N=%lld C=%d (/ sum|.|)", (long long)N, C);
+    check(name, e, 2 * EPS + N * 1.2e-16);
+    snprintf(name, sizeof name, "bias_bwd_opnd == bias_bwd N=%lld C=%d", (long long)N, C);
+    check_same(name, dbo, db, (size_t)C * sizeof(real));
+    // finite differences: the backward is the adjoint of the add
+    real *g = zvec(C);
+    op_bias_bwd(g, c.wt, N, C);
+    snprintf(name, sizeof name, "bias db (finite differences) N=%lld C=%d", (long long)N, C);
+    fd(name, bias_loss, &c, c.b, C, g, 0);
+    free(c.y0); free(c.y); free(c.b); free(c.wt); free(y); free(yo); free(ref); free(db0); free(db); free(dbo); free(g);
+}
+
+// ======================================================================================================
+// LayerNorm and BatchNorm
+// ======================================================================================================
+// Bound on a norm's output against the exact formula, per element, with u = eps / 2: the mean is rounded to
+// real (u |m|), x - m rounds (u |x - m|), rstd (rounded from double statistics) and the products by it and by
+// w three more times, the add of b once: |err| <= u (|w| r (|m| + 5 |x - m|) + |b|) to first order, where |m|
+// is at most mean|x| = ma. The statistics' own error is a sum of K terms in double, K u_double relative at
+// most, which matters only in the float64 build: norm_tol.
+static double norm_err(double y, double x, double m, double r, double w, double b, double ma) {
+    double ref = (x - m) * r * w + b, scale = fabs(w) * r * (fabs(x - m) + ma) + fabs(b);
+    return fabs(y - ref) / (scale > 0 ? scale : 1);
+}
+static double norm_tol(int64_t K) { return 3 * EPS + 4 * K * 1.2e-16; }
+
+typedef struct { real *x, *w, *b, *wt, *y; int64_t N; int C; double eps; } LnCtx;
+static double ln_loss(void *p) {
+    LnCtx *c = p;
+    op_layernorm_fwd(c->y, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, c->eps);
+    return wsum(c->wt, c->y, c->N * c->C);
+}
+// offset, scale: x = offset + scale * normal, to check the statistics away from 0
+static void test_layernorm(int64_t N, int C, double offset, double scale) {
+    seed(200 + N * 5 + C);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "N=%lld C=%d x=%g+%g*z", (long long)N, C, offset, scale);
+    LnCtx c = {.N = N, .C = C, .eps = 1e-5};
+    c.x = rvec(N * C, scale); c.w = rvec(C, 1); c.b = rvec(C, 1); c.wt = rvec(N * C, 1); c.y = zvec(N * C);
+    for (int64_t i = 0; i < N * C; i++) c.x[i] += (real)offset;
+    real *mean = zvec(N), *rstd = zvec(N);
+    op_layernorm_fwd(c.y, mean, rstd, c.x, NULL, c.w, c.b, N, C, c.eps);
+    // forward and statistics against long double two-pass formulas
+    double ey = 0, em = 0, er = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = c.x + n * C;
+        long double s = 0, q = 0, sa = 0;
+        for (int j = 0; j < C; j++) { s += xr[j]; sa += fabsl((long double)xr[j]); }
+        long double m = s / C;
+        for (int j = 0; j < C; j++) q += (xr[j] - m) * (xr[j] - m);
+        long double r = 1 / sqrtl(q / C + c.eps);
+        em = maxd(em, (double)(fabsl(mean[n] - m) / (sa / C)));
+        er = maxd(er, (double)(fabsl(rstd[n] - r) / r));
+        for (int j = 0; j < C; j++)
+            ey = maxd(ey, norm_err(c.y[n * C + j], xr[j], (double)m, (double)r, c.w[j], c.b[j], (double)(sa / C)));
+    }
+    snprintf(name, sizeof name, "layernorm mean vs long double %s (/ mean|x|)", shape);
+    check(name, em, EPS + C * 1.2e-16);
+    // the variance: C squared deviations summed in double; the rstd then rounds once
+    snprintf(name, sizeof name, "layernorm rstd vs long double %s (relative)", shape);
+    check(name, er, EPS + 4 * C * 1.2e-16);
+    snprintf(name, sizeof name, "layernorm y vs long double %s (bound at norm_err)", shape);
+    check(name, ey, norm_tol(C));
+    // backward
+    real *dx = zvec(N * C), *dw0 = rvec(C, 1), *db0 = rvec(C, 1), *dw = dup(dw0, C), *db = dup(db0, C);
+    op_layernorm_bwd(dx, 0, dw, db, c.wt, c.x, c.w, mean, rstd, N, C);
+    real *gw = zvec(C), *gb = zvec(C);
+    for (int j = 0; j < C; j++) { gw[j] = dw[j] - dw0[j]; gb[j] = db[j] - db0[j]; }
+    double gs = maxd(maxd(maxabs(dx, N * C), maxabs(gw, C)), maxabs(gb, C));
+    snprintf(name, sizeof name, "layernorm dx (finite differences) %s", shape);
+    fd(name, ln_loss, &c, c.x, N * C, dx, gs);
+    snprintf(name, sizeof name, "layernorm dw += (finite differences) %s", shape);
+    fd(name, ln_loss, &c, c.w, C, gw, gs);
+    snprintf(name, sizeof name, "layernorm db += (finite differences) %s", shape);
+    fd(name, ln_loss, &c, c.b, C, gb, gs);
+    // acc = 1 adds the same term to what is there (the sum rounds once; allow one more rounding for a
+    // contraction the compiler may make differently in the two loops), and the NULL outputs change nothing
+    real *dxp = rvec(N * C, 1), *dxa = dup(dxp, N * C), *dw2 = dup(dw0, C), *db2 = dup(db0, C), *dx2 = zvec(N * C);
+    op_layernorm_bwd(dxa, 1, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    double ea = 0;
+    for (int64_t i = 0; i < N * C; i++) ea = maxd(ea, fabs(dxa[i] - (dxp[i] + dx[i])) / (fabs(dxp[i]) + fabs(dx[i]) + 1e-300));
+    snprintf(name, sizeof name, "layernorm bwd acc=1 == prefilled dx + the acc=0 dx %s", shape);
+    check(name, ea, 2 * EPS);
+    op_layernorm_bwd(NULL, 0, dw2, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    op_layernorm_bwd(NULL, 0, NULL, db2, c.wt, c.x, c.w, mean, rstd, N, C);
+    op_layernorm_bwd(dx2, 0, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    snprintf(name, sizeof name, "layernorm bwd one output at a time: the same bits %s", shape);
+    check(name, (double)(memcmp(dw2, dw, (size_t)C * sizeof(real)) != 0) + (memcmp(db2, db, (size_t)C * sizeof(real)) != 0) +
+                (memcmp(dx2, dx, (size_t)(N * C) * sizeof(real)) != 0), 0);
+    // with a residual: x += res in place, then the norm of the sum, the same bits as the two steps
+    real *res = rvec(N * C, 1), *xs = dup(c.x, N * C), *ys = zvec(N * C), *ms = zvec(N), *rs = zvec(N);
+    op_layernorm_fwd(ys, ms, rs, xs, res, c.w, c.b, N, C, c.eps);
+    for (int64_t i = 0; i < N * C; i++) c.x[i] += res[i];
+    op_layernorm_fwd(c.y, mean, rstd, c.x, NULL, c.w, c.b, N, C, c.eps);
+    snprintf(name, sizeof name, "layernorm fwd with res == add, then the norm %s", shape);
+    check(name, (double)(memcmp(xs, c.x, (size_t)(N * C) * sizeof(real)) != 0) +
+                (memcmp(ys, c.y, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, mean, (size_t)N * sizeof(real)) != 0) +
+                (memcmp(rs, rstd, (size_t)N * sizeof(real)) != 0), 0);
+    free(c.x); free(c.w); free(c.b); free(c.wt); free(c.y); free(mean); free(rstd); free(dx); free(dw0); free(db0);
+    free(dw); free(db); free(gw); free(gb); free(dxp); free(dxa); free(dw2); free(db2); free(dx2); free(res); free(xs);
+    free(ys); free(ms); free(rs);
+}
+
+typedef struct { real *x, *w, *b, *wt, *y; int64_t N; int C; double eps; } BnCtx;
+static double bn_loss(void *p) {
+    BnCtx *c = p;
+    op_batchnorm_fwd(c->y, NULL, NULL, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, c->eps, 0.1, 1);
+    return wsum(c->wt, c->y, c->N * c->C);
+}
+static void test_batchnorm(int64_t N, int C, double offset, double scale) {
+    seed(300 + N * 5 + C);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "N=%lld C=%d x=%g+%g*z", (long long)N, C, offset, scale);
+    const double mom = 0.1;
+    BnCtx c = {.N = N, .C = C, .eps = 1e-5};
+    c.x = rvec(N * C, scale); c.w = rvec(C, 1); c.b = rvec(C, 1); c.wt = rvec(N * C, 1); c.y = zvec(N * C);
+    for (int64_t i = 0; i < N * C; i++) c.x[i] += (real)offset;
+    real *mean = zvec(C), *rstd = zvec(C), *rm0 = rvec(C, 1), *rv0 = zvec(C);
+    for (int j = 0; j < C; j++) rv0[j] = (real)(0.5 + urand());
+    real *rm = dup(rm0, C), *rv = dup(rv0, C);
+    op_batchnorm_fwd(c.y, mean, rstd, rm, rv, c.x, NULL, c.w, c.b, N, C, c.eps, mom, 1);
+    double ey = 0, em = 0, er = 0, erm = 0, erv = 0;
+    for (int j = 0; j < C; j++) {
+        long double s = 0, q = 0, sa = 0;
+        for (int64_t n = 0; n < N; n++) { s += c.x[n * C + j]; sa += fabsl((long double)c.x[n * C + j]); }
+        long double m = s / N;
+        for (int64_t n = 0; n < N; n++) q += (c.x[n * C + j] - m) * (c.x[n * C + j] - m);
+        long double var = q / N, r = 1 / sqrtl(var + c.eps);
+        em = maxd(em, (double)(fabsl(mean[j] - m) / (sa / N)));
+        er = maxd(er, (double)(fabsl(rstd[j] - r) / r));
+        for (int64_t n = 0; n < N; n++)
+            ey = maxd(ey, norm_err(c.y[n * C + j], c.x[n * C + j], (double)m, (double)r, c.w[j], c.b[j], (double)(sa / N)));
+        // the running statistics: a few double operations, rounded once (relative to the sizes of the terms)
+        long double rmr = (1 - mom) * (long double)rm0[j] + mom * m, rvr = (1 - mom) * (long double)rv0[j] + mom * var * N / (N - 1);
+        erm = maxd(erm, (double)(fabsl(rm[j] - rmr) / ((1 - mom) * fabsl((long double)rm0[j]) + mom * sa / N)));
+        erv = maxd(erv, (double)(fabsl(rv[j] - rvr) / rvr));
+    }
+    snprintf(name, sizeof name, "batchnorm mean vs long double %s (/ mean|x|)", shape);
+    check(name, em, EPS + N * 1.2e-16);
+    snprintf(name, sizeof name, "batchnorm rstd vs long double %s (relative)", shape);
+    check(name, er, EPS + 4 * N * 1.2e-16);
+    snprintf(name, sizeof name, "batchnorm y (training) vs long double %s (bound at norm_err)", shape);
+    check(name, ey, norm_tol(N));
+    snprintf(name, sizeof name, "batchnorm running mean, momentum 0.1 %s", shape);
+    check(name, erm, 2 * EPS + N * 1.2e-16);
+    snprintf(name, sizeof name, "batchnorm running var (unbiased), momentum 0.1 %s", shape);
+    check(name, erv, 2 * EPS + 4 * N * 1.2e-16);
+    // eval mode: the running statistics, nothing else written
+    real *ye = zvec(N * C), *me = dup(mean, C), *re = dup(rstd, C), *rm2 = dup(rm, C), *rv2 = dup(rv, C);
+    op_batchnorm_fwd(ye, me, re, rm2, rv2, c.x, NULL, c.w, c.b, N, C, c.eps, mom, 0);
+    double ee = 0;
+    for (int j = 0; j < C; j++) {
+        double r = 1 / sqrt((double)rv[j] + c.eps);
+        for (int64_t n = 0; n < N; n++)
+            ee = maxd(ee, norm_err(ye[n * C + j], c.x[n * C + j], rm[j], r, c.w[j], c.b[j], fabs((double)rm[j])));
+    }
+    snprintf(name, sizeof name, "batchnorm y (eval) vs formula %s (bound at norm_err)", shape);
+    check(name, ee, norm_tol(1));
+    snprintf(name, sizeof name, "batchnorm eval leaves mean, rstd, running stats alone %s", shape);
+    check(name, (double)(memcmp(me, mean, (size_t)C * sizeof(real)) != 0) + (memcmp(re, rstd, (size_t)C * sizeof(real)) != 0) +
+                (memcmp(rm2, rm, (size_t)C * sizeof(real)) != 0) + (memcmp(rv2, rv, (size_t)C * sizeof(real)) != 0), 0);
+    // backward (training)
+    real *dx = zvec(N * C), *dw0 = rvec(C, 1), *db0 = rvec(C, 1), *dw = dup(dw0, C), *db = dup(db0, C);
+    op_batchnorm_bwd(dx, 0, dw, db, c.wt, c.x, c.w, mean, rstd, N, C);
+    real *gw = zvec(C), *gb = zvec(C);
+    for (int j = 0; j < C; j++) { gw[j] = dw[j] - dw0[j]; gb[j] = db[j] - db0[j]; }
+    double gs = maxd(maxd(maxabs(dx, N * C), maxabs(gw, C)), maxabs(gb, C));
+    snprintf(name, sizeof name, "batchnorm dx (finite differences) %s", shape);
+    fd(name, bn_loss, &c, c.x, N * C, dx, gs);
+    snprintf(name, sizeof name, "batchnorm dw += (finite differences) %s", shape);
+    fd(name, bn_loss, &c, c.w, C, gw, gs);
+    snprintf(name, sizeof name, "batchnorm db += (finite differences) %s", shape);
+    fd(name, bn_loss, &c, c.b, C, gb, gs);
+    real *dxp = rvec(N * C, 1), *dxa = dup(dxp, N * C), *dw2 = dup(dw0, C), *db2 = dup(db0, C), *dx2 = zvec(N * C);
+    op_batchnorm_bwd(dxa, 1, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    double ea = 0;
+    for (int64_t i = 0; i < N * C; i++) ea = maxd(ea, fabs(dxa[i] - (dxp[i] + dx[i])) / (fabs(dxp[i]) + fabs(dx[i]) + 1e-300));
+    snprintf(name, sizeof name, "batchnorm bwd acc=1 == prefilled dx + the acc=0 dx %s", shape);
+    check(name, ea, 2 * EPS);
+    op_batchnorm_bwd(NULL, 0, dw2, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    op_batchnorm_bwd(NULL, 0, NULL, db2, c.wt, c.x, c.w, mean, rstd, N, C);
+    op_batchnorm_bwd(dx2, 0, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
+    snprintf(name, sizeof name, "batchnorm bwd one output at a time: the same bits %s", shape);
+    check(name, (double)(memcmp(dw2, dw, (size_t)C * sizeof(real)) != 0) + (memcmp(db2, db, (size_t)C * sizeof(real)) != 0) +
+                (memcmp(dx2, dx, (size_t)(N * C) * sizeof(real)) != 0), 0);
+    // with a residual, in both modes
+    real *res = rvec(N * C, 1);
+    for (int train = 1; train >= 0; train--) {
+        real *xs = dup(c.x, N * C), *xa = dup(c.x, N * C), *ys = zvec(N * C), *ya = zvec(N * C);
+        real *ms = zvec(C), *rs = zvec(C), *ma = zvec(C), *ra = zvec(C);
+        real *rms = dup(rm0, C), *rvs = dup(rv0, C), *rma = dup(rm0, C), *rva = dup(rv0, C);
+        op_batchnorm_fwd(ys, ms, rs, rms, rvs, xs, res, c.w, c.b, N, C, c.eps, mom, train);
+        for (int64_t i = 0; i < N * C; i++) xa[i] += res[i];
+        op_batchnorm_fwd(ya, ma, ra, rma, rva, xa, NULL, c.w, c.b, N, C, c.eps, mom, train);
+        snprintf(name, sizeof name, "batchnorm fwd (%s) with res == add, then the norm %s", train ? "train" : "eval", shape);
+        check(name, (double)(memcmp(xs, xa, (size_t)(N * C) * sizeof(real)) != 0) +
+                    (memcmp(ys, ya, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, ma, (size_t)C * sizeof(real)) != 0) +
+                    (memcmp(rs, ra, (size_t)C * sizeof(real)) != 0) + (memcmp(rms, rma, (size_t)C * sizeof(real)) != 0) +
+                    (memcmp(rvs, rva, (size_t)C * sizeof(real)) != 0), 0);
+        free(xs); free(xa); free(ys); free(ya); free(ms); free(rs); free(ma); free(ra); free(rms); free(rvs); free(rma); free(rva);
+    }
+    free(c.x); free(c.w); free(c.b); free(c.wt); free(c.y); free(mean); free(rstd); free(rm0); free(rv0); free(rm); free(rv);
+    free(ye); free(me); free(re); free(rm2); free(rv2); free(dx); free(dw0); free(db0); free(dw); free(db); free(gw); free(gb);
+    free(dxp); free(dxa); free(dw2); free(db2); free(dx2); free(res);
+}
+
+// ======================================================================================================
+// GELU
+// ======================================================================================================
+typedef struct { real *x, *wt, *y; int64_t n; } GeluCtx;
+static double gelu_loss(void *p) {
+    GeluCtx *c = p;
+    op_gelu_fwd(c->y, c->x, c->n);
+    return wsum(c->wt, c->y, c->n);
+}
+static void test_gelu(void) {
+    printf("-- gelu (seed 400)\n");
+    seed(400);
+    GeluCtx c = {.n = 1001};
+    c.x = rvec(c.n, 3); c.wt = rvec(c.n, 1); c.y = zvec(c.n);
+    c.x[0] = 0; c.x[1] = -12; c.x[2] = 12; c.x[3] = (real)-0.7517915;   // 0, the tails, near the zero of the slope
+    op_gelu_fwd(c.y, c.x, c.n);
+    real *dx = zvec(c.n);
+    op_gelu_bwd(dx, c.wt, c.x, c.n);
+    // against long double: the rounding of z = -x / sqrt 2 (relative eps) moves erfc(z) by 2 z^2 eps relative
+    // (d log erfc / dz ~ -2z), erfc and exp are within a few ulps, a few products round: 8 + 2 z^2 eps
+    double ef = 0, eb = 0;
+    for (int64_t i = 0; i < c.n; i++) {
+        long double x = c.x[i], z = -x / sqrtl(2), cdf = erfcl(z) / 2, pdf = expl(-x * x / 2) / sqrtl(2 * M_PI);
+        double tol = (8 + 2 * (double)(z * z)) * EPS;
+        ef = maxd(ef, (double)(fabsl(c.y[i] - x * cdf) / (fabsl(x * cdf) + 1e-300)) / tol);
+        // the slope Phi + x phi cancels near x = -0.75: relative to the size of its terms
+        long double d = c.wt[i] * (cdf + x * pdf), sc = fabsl((long double)c.wt[i]) * (cdf + fabsl(x) * pdf);
+        eb = maxd(eb, (double)(fabsl(dx[i] - d) / (sc + 1e-300)) / tol);
+    }
+    check("gelu fwd vs long double x erfc(-x/sqrt2)/2 (in units of the bound)", ef, 1);
+    check("gelu bwd vs long double dy (Phi + x phi) (in units of the bound)", eb, 1);
+    fd("gelu dx (finite differences)", gelu_loss, &c, c.x, c.n, dx, 0);
+    real *a = dup(c.wt, c.n);
+    op_gelu_bwd(a, a, c.x, c.n);
+    check_same("gelu bwd in place (dx == dy) gives the same bits", a, dx, (size_t)c.n * sizeof(real));
+    free(c.x); free(c.wt); free(c.y); free(dx); free(a);
+}
+
+// ======================================================================================================
+// sinusoidal positions
+// ======================================================================================================
+typedef struct { real *x, *x0, *wt; int B, T, D; } PosCtx;
+static double pos_loss(void *p) {
+    PosCtx *c = p;
+    int64_t n = (int64_t)c->B * c->T * c->D;
+    real *y = dup(c->x, n);
+    op_add_positions(y, c->B, c->T, c->D);
+    double l = wsum(c->wt, y, n);
+    free(y);
+    return l;
+}
+static void test_positions(int B, int T, int D) {
+    seed(500 + B + T + D);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "B=%d T=%d D=%d", B, T, D);
+    int64_t n = (int64_t)B * T * D;
+    // on zeros: PE itself, against long double: a value <= 1 rounded once (eps / 2), plus the error of the
+    // double angle t 10000^(-2i/D), about 12 double ulps of it (the exponent's rounding times ln 10000 ~ 9.2,
+    // pow's ulp, the product), t 2e-15 at most
+    real *z = zvec(n), *x = rvec(n, 1), *y = dup(x, n);
+    op_add_positions(z, B, T, D);
+    op_add_positions(y, B, T, D);
+    double ep = 0, ey = 0;
+    int exact0 = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++) {
+                int64_t i = ((int64_t)b * T + t) * D + d;
+                long double a = t * powl(10000.0L, -(long double)(2 * (d / 2)) / D);
+                long double pe = d % 2 ? cosl(a) : sinl(a);
+                ep = maxd(ep, (double)fabsl(z[i] - pe));
+                // x + PE rounds once more
+                ey = maxd(ey, (double)(fabsl(y[i] - (x[i] + pe)) / (fabsl((long double)x[i]) + 1)));
+                if (t == 0) exact0 &= z[i] == (d % 2 ? 1 : 0);
+            }
+    snprintf(name, sizeof name, "positions on zeros vs long double sin/cos %s (absolute)", shape);
+    check(name, ep, EPS + T * 2e-15);
+    snprintf(name, sizeof name, "positions x + PE vs long double %s (/ (|x| + 1))", shape);
+    check(name, ey, 2 * EPS + T * 2e-15);
+    snprintf(name, sizeof name, "positions at t = 0: exactly 0 (sin), 1 (cos) %s", shape);
+    check(name, !exact0, 0);
+    // no backward op: dL/dx = dL/dy, which the finite differences confirm
+    if (n <= 4096) {
+        PosCtx c = {.x = x, .B = B, .T = T, .D = D};
+        c.wt = rvec(n, 1);
+        snprintf(name, sizeof name, "positions: the gradient passes through (finite differences) %s", shape);
+        fd(name, pos_loss, &c, c.x, n, c.wt, 0);
+        free(c.wt);
+    }
+    free(z); free(x); free(y);
+}
+
+// ======================================================================================================
+// dropout
+// ======================================================================================================
+static int dropped(uint64_t seed_, int64_t i, double p) {   // the definition in ops.h, written out
+    return (mix64(mix64(seed_) ^ (uint64_t)i) >> 32) < (uint64_t)(p * 4294967296.0);
+}
+typedef struct { real *x, *wt, *y; int64_t n; double p; uint64_t s; } DropCtx;
+static double drop_loss(void *p) {
+    DropCtx *c = p;
+    op_dropout_fwd(c->y, c->x, c->n, c->p, c->s);
+    return wsum(c->wt, c->y, c->n);
+}
+static void test_dropout(void) {
+    printf("-- dropout (seed 600)\n");
+    seed(600);
+    char name[160];
+    const int64_t n = 1000003;
+    real *x = rvec(n, 1), *y = zvec(n), *y2 = zvec(n);
+    // p = 0: an exact copy, in place too
+    op_dropout_fwd(y, x, n, 0, 7);
+    check_same("dropout p = 0 is an exact copy", y, x, (size_t)n * sizeof(real));
+    memcpy(y, x, (size_t)n * sizeof(real));
+    op_dropout_fwd(y, y, n, 0, 7);
+    check_same("dropout p = 0 in place leaves x as it is", y, x, (size_t)n * sizeof(real));
+    const double ps[] = {0.1, 0.5, 0.9};
+    for (int k = 0; k < 3; k++) {
+        double p = ps[k];
+        uint64_t s = 1234 + k;
+        real scale = (real)(1.0 / (1.0 - p));
+        op_dropout_fwd(y, x, n, p, s);
+        int64_t kept = 0, bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int drop = dropped(s, i, p);
+            kept += !drop;
+            real want = drop ? 0 : x[i] * scale;
+            bad += memcmp(&y[i], &want, sizeof(real)) != 0;
+        }
+        snprintf(name, sizeof name, "dropout p=%.1f: y = x / (1 - p) or 0 by the mask of ops.h, bit for bit", p);
+        check(name, (double)bad, 0);
+        // kept ~ Binomial(n, 1 - p): 5 standard deviations
+        double sd = sqrt(n * p * (1 - p));
+        snprintf(name, sizeof name, "dropout p=%.1f: kept fraction (in standard deviations of n (1-p))", p);
+        check(name, fabs(kept - n * (1 - p)) / sd, 5);
+        // the next seed draws an independent mask, not a shifted one: agreement ~ p^2 + (1-p)^2
+        int64_t same = 0, shifted = 0;
+        for (int64_t i = 0; i + 1 < n; i++) {
+            int a = dropped(s, i, p);
+            same += a == dropped(s + 1, i, p);
+            shifted += a == dropped(s + 1, i + 1, p);
+        }
+        double agree = p * p + (1 - p) * (1 - p), sda = sqrt(n * agree * (1 - agree));
+        snprintf(name, sizeof name, "dropout p=%.1f: seeds s, s+1 independent (st. dev. from p^2 + (1-p)^2)", p);
+        check(name, maxd(fabs(same - n * agree), fabs(shifted - n * agree)) / sda, 5);
+        // in place, and the backward: the same mask on dy
+        memcpy(y2, x, (size_t)n * sizeof(real));
+        op_dropout_fwd(y2, y2, n, p, s);
+        snprintf(name, sizeof name, "dropout p=%.1f in place gives the same bits", p);
+        check_same(name, y2, y, (size_t)n * sizeof(real));
+        op_dropout_bwd(y2, x, n, p, s);
+        snprintf(name, sizeof name, "dropout p=%.1f bwd (same seed) == the forward's mask on dy", p);
+        check_same(name, y2, y, (size_t)n * sizeof(real));
+    }
+    DropCtx c = {.n = 777, .p = 0.3, .s = 99};
+    c.x = rvec(c.n, 1); c.wt = rvec(c.n, 1); c.y = zvec(c.n);
+    real *dx = zvec(c.n);
+    op_dropout_bwd(dx, c.wt, c.n, c.p, c.s);
+    fd("dropout dx, p = 0.3 (finite differences)", drop_loss, &c, c.x, c.n, dx, 0);
+    free(x); free(y); free(y2); free(c.x); free(c.wt); free(c.y); free(dx);
+}
+
+// ======================================================================================================
+// mean pooling
+// ======================================================================================================
+typedef struct { real *x, *wt, *y; int32_t *lens; int B, T, D; } PoolCtx;
+static double pool_loss(void *p) {
+    PoolCtx *c = p;
+    op_pool_mean_fwd(c->y, c->x, c->lens, c->B, c->T, c->D);
+    return wsum(c->wt, c->y, (int64_t)c->B * c->D);
+}
+static void test_pool(int B, int T, int D) {
+    seed(700 + B + T * 3 + D);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "B=%d T=%d D=%d", B, T, D);
+    int64_t n = (int64_t)B * T * D;
+    PoolCtx c = {.B = B, .T = T, .D = D};
+    c.x = rvec(n, 1); c.wt = rvec((int64_t)B * D, 1); c.y = zvec((int64_t)B * D);
+    c.lens = xmalloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++) c.lens[b] = b == 0 ? T : b == 1 ? 1 : 1 + (int32_t)(next_u64() % T);
+    op_pool_mean_fwd(c.y, c.x, c.lens, B, T, D);
+    // a sum of L terms in double, a division and a rounding: (L + 2) double ulps and half a real one
+    double e = 0;
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++) {
+            long double s = 0, a = 0;
+            for (int t = 0; t < c.lens[b]; t++) {
+                long double v = c.x[((int64_t)b * T + t) * D + d];
+                s += v;
+                a += fabsl(v);
+            }
+            e = maxd(e, (double)(fabsl(c.y[(int64_t)b * D + d] - s / c.lens[b]) / (a / c.lens[b])));
+        }
+    snprintf(name, sizeof name, "pool_mean fwd vs long double %s (/ mean|x|)", shape);
+    check(name, e, EPS + (T + 2) * 1.2e-16);
+    // padding is ignored: other values there change nothing
+    real *xp = dup(c.x, n), *yp = zvec((int64_t)B * D);
+    for (int b = 0; b < B; b++)
+        for (int64_t i = ((int64_t)b * T + c.lens[b]) * D; i < (int64_t)(b + 1) * T * D; i++) xp[i] = (real)1e30;
+    op_pool_mean_fwd(yp, xp, c.lens, B, T, D);
+    snprintf(name, sizeof name, "pool_mean fwd ignores the padded positions %s", shape);
+    check_same(name, yp, c.y, (size_t)B * D * sizeof(real));
+    // lens NULL: every position
+    int32_t *full = xmalloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++) full[b] = T;
+    op_pool_mean_fwd(c.y, c.x, full, B, T, D);
+    op_pool_mean_fwd(yp, c.x, NULL, B, T, D);
+    snprintf(name, sizeof name, "pool_mean fwd lens NULL == every length T %s", shape);
+    check_same(name, yp, c.y, (size_t)B * D * sizeof(real));
+    // backward: dy / L at the valid positions, exactly 0 at the padded ones
+    real *dx = rvec(n, 1);   // garbage first: the op writes every element
+    op_pool_mean_bwd(dx, c.wt, c.lens, B, T, D);
+    int64_t bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++) {
+                real want = t < c.lens[b] ? c.wt[(int64_t)b * D + d] / (real)c.lens[b] : 0;
+                bad += memcmp(&dx[((int64_t)b * T + t) * D + d], &want, sizeof(real)) != 0;
+            }
+    snprintf(name, sizeof name, "pool_mean bwd = dy / L on valid positions, 0 on padding %s", shape);
+    check(name, (double)bad, 0);
+    if (n <= 5000) {
+        snprintf(name, sizeof name, "pool_mean dx (finite differences) %s", shape);
+        fd(name, pool_loss, &c, c.x, n, dx, 0);
+    }
+    free(c.x); free(c.wt); free(c.y); free(c.lens); free(xp); free(yp); free(full); free(dx);
+}
+
+// ======================================================================================================
+// the document-pair features
+// ======================================================================================================
+typedef struct { real *a, *b, *wt, *f; int B, D; } PairCtx;
+static double pair_loss(void *p) {
+    PairCtx *c = p;
+    op_pair_features_fwd(c->f, c->a, c->b, c->B, c->D);
+    return wsum(c->wt, c->f, (int64_t)c->B * 4 * c->D);
+}
+static void test_pair(int B, int D) {
+    seed(800 + B + D);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "B=%d D=%d", B, D);
+    int64_t n = (int64_t)B * D;
+    PairCtx c = {.B = B, .D = D};
+    c.a = rvec(n, 1); c.b = rvec(n, 1); c.wt = rvec(4 * n, 1); c.f = zvec(4 * n);
+    op_pair_features_fwd(c.f, c.a, c.b, B, D);
+    int64_t bad = 0;
+    for (int i = 0; i < B; i++)
+        for (int d = 0; d < D; d++) {
+            real av = c.a[(int64_t)i * D + d], bv = c.b[(int64_t)i * D + d], *fr = c.f + (int64_t)i * 4 * D;
+            real want[4] = {av, bv, av - bv, av * bv};
+            for (int k = 0; k < 4; k++) bad += memcmp(&fr[k * D + d], &want[k], sizeof(real)) != 0;
+        }
+    snprintf(name, sizeof name, "pair_features fwd == [a, b, a - b, a * b] %s", shape);
+    check(name, (double)bad, 0);
+    real *da = rvec(n, 1), *db = rvec(n, 1);   // garbage first: (=)
+    op_pair_features_bwd(da, db, c.wt, c.a, c.b, B, D);
+    // two adds and a product: 3 roundings of terms at most |g0| + |g2| + |g3 b|
+    double e = 0;
+    for (int i = 0; i < B; i++)
+        for (int d = 0; d < D; d++) {
+            const real *g = c.wt + (int64_t)i * 4 * D;
+            int64_t j = (int64_t)i * D + d;
+            long double ra = (long double)g[d] + g[2 * D + d] + (long double)g[3 * D + d] * c.b[j];
+            long double rb = (long double)g[D + d] - g[2 * D + d] + (long double)g[3 * D + d] * c.a[j];
+            long double sa = fabsl((long double)g[d]) + fabsl((long double)g[2 * D + d]) + fabsl((long double)g[3 * D + d] * c.b[j]);
+            long double sb = fabsl((long double)g[D + d]) + fabsl((long double)g[2 * D + d]) + fabsl((long double)g[3 * D + d] * c.a[j]);
+            e = maxd(e, (double)(fabsl(da[j] - ra) / sa));
+            e = maxd(e, (double)(fabsl(db[j] - rb) / sb));
+        }
+    snprintf(name, sizeof name, "pair_features bwd vs long double %s (/ sum of |terms|)", shape);
+    check(name, e, 3 * EPS);
+    snprintf(name, sizeof name, "pair_features da (finite differences) %s", shape);
+    fd(name, pair_loss, &c, c.a, n, da, maxabs(db, n));
+    snprintf(name, sizeof name, "pair_features db (finite differences) %s", shape);
+    fd(name, pair_loss, &c, c.b, n, db, maxabs(da, n));
+    free(c.a); free(c.b); free(c.wt); free(c.f); free(da); free(db);
+}
+
+// ======================================================================================================
+// determinism across thread counts
+// ======================================================================================================
+typedef struct { real *x, *dy, *w, *b, *res, *rm, *rv; int32_t *lens; int64_t N; int C, B, T; } Det;
+static void det_bias(void *p, real *out) {
+    Det *c = p;
+    memset(out, 0, (size_t)c->C * sizeof(real));
+    op_bias_bwd(out, c->dy, c->N, c->C);
+}
+static void det_ln(void *p, real *out) {   // y, mean, rstd, x (with res), dx, dw, db
+    Det *c = p;
+    int64_t NC = c->N * c->C;
+    real *y = out, *m = y + NC, *r = m + c->N, *x = r + c->N, *dx = x + NC, *dw = dx + NC, *db = dw + c->C;
+    memcpy(x, c->x, (size_t)NC * sizeof(real));
+    op_layernorm_fwd(y, m, r, x, c->res, c->w, c->b, c->N, c->C, 1e-5);
+    memset(dw, 0, 2 * (size_t)c->C * sizeof(real));
+    op_layernorm_bwd(dx, 0, dw, db, c->dy, x, c->w, m, r, c->N, c->C);
+}
+static void det_bn(void *p, real *out) {   // y, mean, rstd, running mean, var, x (with res), dx, dw, db
+    Det *c = p;
+    int64_t NC = c->N * c->C;
+    real *y = out, *m = y + NC, *r = m + c->C, *rm = r + c->C, *rv = rm + c->C, *x = rv + c->C, *dx = x + NC,
+         *dw = dx + NC, *db = dw + c->C;
+    memcpy(x, c->x, (size_t)NC * sizeof(real));
+    memcpy(rm, c->rm, (size_t)c->C * sizeof(real));
+    memcpy(rv, c->rv, (size_t)c->C * sizeof(real));
+    op_batchnorm_fwd(y, m, r, rm, rv, x, c->res, c->w, c->b, c->N, c->C, 1e-5, 0.1, 1);
+    memset(dw, 0, 2 * (size_t)c->C * sizeof(real));
+    op_batchnorm_bwd(dx, 0, dw, db, c->dy, x, c->w, m, r, c->N, c->C);
+}
+static void det_pointwise(void *p, real *out) {   // GELU fwd and bwd, dropout, positions, pooling fwd and bwd
+    Det *c = p;
+    int64_t NC = c->N * c->C;
+    real *g = out, *gd = g + NC, *dr = gd + NC, *pos = dr + NC, *pool = pos + NC, *pd = pool + (int64_t)c->B * c->C;
+    op_gelu_fwd(g, c->x, NC);
+    op_gelu_bwd(gd, c->dy, c->x, NC);
+    op_dropout_fwd(dr, c->x, NC, 0.25, 5);
+    memcpy(pos, c->x, (size_t)NC * sizeof(real));
+    op_add_positions(pos, c->B, c->T, c->C);
+    op_pool_mean_fwd(pool, c->x, c->lens, c->B, c->T, c->C);
+    op_pool_mean_bwd(pd, c->dy, c->lens, c->B, c->T, c->C);
+}
+static void test_determinism(void) {
+    printf("-- determinism (seed 900)\n");
+    seed(900);
+    Det c = {.B = 7, .T = 143, .C = 300};
+    c.N = (int64_t)c.B * c.T;
+    int64_t NC = c.N * c.C;
+    c.x = rvec(NC, 1); c.dy = rvec(NC, 1); c.res = rvec(NC, 1); c.w = rvec(c.C, 1); c.b = rvec(c.C, 1);
+    c.rm = rvec(c.C, 1); c.rv = rvec(c.C, 1);
+    for (int j = 0; j < c.C; j++) c.rv[j] = (real)fabs(c.rv[j]) + 1;
+    c.lens = xmalloc((size_t)c.B * sizeof(int32_t));
+    for (int b = 0; b < c.B; b++) c.lens[b] = 1 + (int32_t)(next_u64() % c.T);
+    det_check("bias bwd (db +=)", det_bias, &c, c.C);
+    det_check("layernorm fwd (res) and bwd", det_ln, &c, 3 * NC + 2 * c.N + 2 * c.C);
+    det_check("batchnorm fwd (res, training) and bwd", det_bn, &c, 3 * NC + 6 * c.C);
+    det_check("gelu, dropout, positions, pool_mean", det_pointwise, &c, 4 * NC + (int64_t)c.B * c.C + NC);
+    free(c.x); free(c.dy); free(c.res); free(c.w); free(c.b); free(c.rm); free(c.rv); free(c.lens);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) { fprintf(stderr, "usage: %s\n", argv[0]); return EXIT_USAGE; }
+    double t0 = now_s();
+    printf("test_cls_ops: %s build, finite-difference step %.0e, tolerance %.0e of the largest gradient component\n",
+           FD ? "float64" : "float", FD_H, FD_TOL);
+    printf("-- biases\n");
+    const int64_t bN[] = {1, 1, 5, 7, 65, 4096};
+    const int bC[] = {1, 9, 3, 16, 130, 17};
+    for (int i = 0; i < 6; i++) test_bias(bN[i], bC[i]);
+    printf("-- layernorm\n");
+    test_layernorm(1, 1, 0, 1);
+    test_layernorm(5, 37, 0, 1);
+    test_layernorm(3, 1, 0, 1);
+    test_layernorm(4, 2, 0, 1);
+    test_layernorm(2, 64, 0, 1);
+    test_layernorm(3, 19, 1000, 0.01);   // a large offset: the two-pass statistics keep the deviations exact
+    printf("-- batchnorm\n");
+    test_batchnorm(2, 1, 0, 1);
+    test_batchnorm(7, 3, 0, 1);
+    test_batchnorm(13, 17, 0, 1);
+    test_batchnorm(65, 2, 0, 1);
+    test_batchnorm(9, 5, 1000, 0.01);
+    test_gelu();
+    printf("-- positions\n");
+    test_positions(1, 1, 1);
+    test_positions(2, 5, 1);
+    test_positions(3, 7, 7);
+    test_positions(2, 65, 130);
+    test_positions(1, 4096, 64);
+    test_dropout();
+    printf("-- pool_mean\n");
+    test_pool(3, 1, 1);
+    test_pool(4, 5, 7);
+    test_pool(3, 64, 17);
+    test_pool(5, 65, 3);
+    test_pool(2, 4096, 130);
+    printf("-- pair_features\n");
+    test_pair(1, 1);
+    test_pair(3, 7);
+    test_pair(5, 130);
+    test_determinism();
+    printf("\n%d passed, %d failed (%.1f s)\n", n_pass, n_fail, now_s() - t0);
+    return n_fail ? 1 : 0;
+}

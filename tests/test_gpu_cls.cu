@@ -1,0 +1,633 @@
+// tests/test_gpu_cls.cu: the CUDA ops of the classification model (cuda/norms_cls.cuh, cuda/pointwise_cls.cuh)
+// against the CPU ops (cpu_cls.c in its float build): biases, LayerNorm, BatchNorm, GELU, sinusoidal positions,
+// dropout, mean pooling, the document-pair features.
+//
+// Each check draws fresh random inputs, runs both backends and prints one line: the op, the shape, the relative
+// error |gpu - cpu| / |cpu| (2-norms over the whole output), the largest elementwise error over the largest
+// |cpu|, and the tolerance. A check passes when the relative error is within the tolerance and the elementwise
+// one within 10x it; NaN fails. GPU outputs are poisoned with NaN (bytes 0xFF) before each op, so an element
+// the op forgets to write fails; "+=" outputs start from the same random values on both sides. Shapes: rows
+// 1, 63, 64, 65, 4096 (around the 64-row chunks of the column sums) and widths 1, 64, 130, 512.
+//
+// Tolerances (fp32 storage):
+//   TOL_D 1e-6: the ops whose sums are in double on both sides (bias gradients, the norms' statistics and
+//     gradients, pooling) and the elementwise ones without library functions. The double sums differ only in
+//     their last bits, so each side's float result is one rounding (2^-24) away from the same value; the
+//     elementwise formula after it adds a few roundings that the compilers may contract differently: a few
+//     2^-24 (< 5e-7). A sum accumulated in float instead would be off by ~eps sqrt(N) (5e-6 at N 4096).
+//   TOL_EW 2e-6: GELU: CUDA's erfcf and expf are within 4 and 2 ulps (its documented bounds), glibc's within
+//     about 1, and the formula rounds a few times more: some 6 ulps (4e-7) apart at most.
+//   TOL_OPND 4e-3: an output stored as a bf16 operand (--precision bf16): rounding to 8 significant bits moves a
+//     value by at most half a unit in the last place, 2^-8 relative just above a power of two.
+//   Dropout is compared bit for bit: the mask is the same hash of (seed, i) and a kept value one multiplication.
+//
+// Also: determinism (the reductions run twice give the same bits). --quick runs only the small shapes.
+// Exit status 1 when any check fails.
+#include "../common.h"
+extern "C" {
+#include "../ops.h"
+}
+#include "../cuda_ops.h"
+#include <cuda_runtime.h>
+#include <math.h>
+#include <vector>
+
+typedef std::vector<float> Vec;
+
+#define CK(call)                                                                                              \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) die("CUDA error at %s:%d: %s", __FILE__, __LINE__, cudaGetErrorString(e_));   \
+    } while (0)
+
+static int n_fail = 0, n_pass = 0;
+static int g_quick = 0;
+
+#define TOL_D 1e-6
+#define TOL_EW 2e-6
+#define TOL_OPND 4e-3
+
+// ---- random numbers (splitmix64) ----
+static uint64_t rng_state = 1;
+static void seed(uint64_t s) { rng_state = s * 0x2545F4914F6CDD1Dull + 12345; }
+static uint64_t next_u64(void) { return splitmix64(&rng_state); }
+static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double nrand(void) {
+    double u = urand(), v = urand();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+static Vec randn(size_t n, double scale = 1, double offset = 0) {
+    Vec v(n);
+    for (auto &x : v) x = (float)(offset + scale * nrand());
+    return v;
+}
+
+// ---- device buffers: a pool freed at the end of each test ----
+struct Pool {
+    std::vector<void *> ps;
+    float *f(size_t n) { return (float *)add(cuda_alloc(n * sizeof(float), "test buffer")); }
+    float *up(const Vec &h) {
+        float *d = f(h.size());
+        cuda_to_device(d, h.data(), h.size() * sizeof(float));
+        return d;
+    }
+    int32_t *up(const std::vector<int32_t> &h) {
+        int32_t *d = (int32_t *)add(cuda_alloc(h.size() * sizeof(int32_t), "test buffer"));
+        cuda_to_device(d, h.data(), h.size() * sizeof(int32_t));
+        return d;
+    }
+    void *add(void *p) { ps.push_back(p); return p; }
+    ~Pool() { for (void *p : ps) cuda_free(p); }
+};
+static Vec down(const float *d, size_t n) {
+    Vec h(n);
+    cuda_to_host(h.data(), d, n * sizeof(float));
+    return h;
+}
+static void poison(void *d, size_t bytes) {   // NaN in every float (and every bf16)
+    cuda_sync();
+    CK(cudaMemset(d, 0xFF, bytes));
+    CK(cudaDeviceSynchronize());
+}
+static void set(float *d, const Vec &h) { cuda_to_device(d, h.data(), h.size() * sizeof(float)); }
+
+// ---- operands (ops.h): bf16 in GEMM mode 2, fp32 otherwise ----
+static void *opnd_buf(Pool &P, size_t n) { return P.add(cuda_alloc(n * cuda_opnd_size(), "test operand")); }
+static float bf16_value(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t bf16_bits(float f) {   // round to nearest even, as __float2bfloat16 (no NaN inputs here)
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+static Vec bf16_round(const Vec &v) {
+    Vec r(v.size());
+    for (size_t i = 0; i < v.size(); i++) r[i] = bf16_value(bf16_bits(v[i]));
+    return r;
+}
+static Vec opnd_down(const void *d, size_t n) {
+    if (cuda_opnd_size() == 4) return down((const float *)d, n);
+    std::vector<uint16_t> b(n);
+    cuda_to_host(b.data(), d, n * 2);
+    Vec h(n);
+    for (size_t i = 0; i < n; i++) h[i] = bf16_value(b[i]);
+    return h;
+}
+static void *opnd_up(Pool &P, const Vec &h) {   // an operand holding h (rounded to bf16 in mode 2)
+    void *o = opnd_buf(P, h.size());
+    if (cuda_opnd_size() == 4) {
+        cuda_to_device(o, h.data(), h.size() * 4);
+    } else {
+        std::vector<uint16_t> b(h.size());
+        for (size_t i = 0; i < h.size(); i++) b[i] = bf16_bits(h[i]);
+        cuda_to_device(o, b.data(), b.size() * 2);
+    }
+    return o;
+}
+
+// ---- checks ----
+static void compare(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, double tol) {
+    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
+    bool bad = gpu.size() != cpu.size();
+    for (size_t i = 0; i < cpu.size() && !bad; i++) {
+        double g = gpu[i], c = cpu[i], d = fabs(g - c);
+        if (!(d == d) || isinf(d)) { bad = true; break; }   // NaN or inf where the CPU has a number
+        e2 += d * d;
+        r2 += c * c;
+        emax = d > emax ? d : emax;
+        rmax = fabs(c) > rmax ? fabs(c) : rmax;
+    }
+    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
+    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
+    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
+    printf("%s  %-26s %-34s rel %.2e  max %.2e  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
+    ok ? n_pass++ : n_fail++;
+}
+// The same, with the errors measured against sc, the sizes of the terms an output is made of, where the output
+// itself may cancel to far less than them (a norm's dx: exactly 0 for LayerNorm at C = 1, where each side keeps
+// its own rounding residue of the terms).
+static void compare_scaled(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, const Vec &sc,
+                           double tol) {
+    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
+    bool bad = gpu.size() != cpu.size() || sc.size() != cpu.size();
+    for (size_t i = 0; i < cpu.size() && !bad; i++) {
+        double d = fabs((double)gpu[i] - cpu[i]);
+        if (!(d == d) || isinf(d)) { bad = true; break; }
+        e2 += d * d;
+        r2 += (double)sc[i] * sc[i];
+        emax = d > emax ? d : emax;
+        rmax = fabs(sc[i]) > rmax ? fabs(sc[i]) : rmax;
+    }
+    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
+    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
+    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
+    printf("%s  %-26s %-34s rel %.2e  max %.2e  tol %.0e (/ terms)\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
+    ok ? n_pass++ : n_fail++;
+}
+static void check_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes) {
+    bool ok = memcmp(a, b, bytes) == 0;
+    printf("%s  %-26s %-34s %s\n", ok ? "PASS" : "FAIL", op, shape, ok ? "bitwise equal" : "DIFFER");
+    ok ? n_pass++ : n_fail++;
+}
+
+static const int64_t kRows[] = {1, 63, 64, 65, 4096};
+static const int kCols[] = {1, 64, 130, 512};
+
+// ======================================================================================================
+// biases
+// ======================================================================================================
+static void test_bias(void) {
+    for (int64_t N : kRows)
+        for (int C : kCols) {
+            if (g_quick && N > 100) continue;
+            seed(100 + N * 3 + C);
+            Vec y0 = randn(N * C), b = randn(C), dy = randn(N * C), db0 = randn(C);
+            Vec y = y0, db = db0;
+            op_bias_add(y.data(), b.data(), N, C);
+            op_bias_bwd(db.data(), dy.data(), N, C);
+            Pool P;
+            float *gy = P.up(y0), *gb = P.up(b), *gdy = P.up(dy), *gdb = P.up(db0);
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+            cuda_bias_add(gy, gb, N, C);
+            compare("bias_add y+=", shape, down(gy, y.size()), y, TOL_D);
+            set(gy, y0);
+            cuda_bias_add_opnd(gy, gb, N, C);   // fp32 operands are the float tensors
+            compare("bias_add_opnd y+= fp32", shape, down(gy, y.size()), y, TOL_D);
+            cuda_bias_bwd(gdb, gdy, N, C);
+            compare("bias_bwd db+=", shape, down(gdb, C), db, TOL_D);
+            set(gdb, db0);
+            cuda_bias_bwd_opnd(gdb, gdy, N, C);
+            compare("bias_bwd_opnd db+= fp32", shape, down(gdb, C), db, TOL_D);
+            {   // bf16 operands: the CPU gets the values rounded as the GPU holds them
+                cuda_set_gemm_precision(2);
+                Vec y0r = bf16_round(y0), dyr = bf16_round(dy), yr = y0r, dbr = db0;
+                op_bias_add(yr.data(), b.data(), N, C);
+                op_bias_bwd(dbr.data(), dyr.data(), N, C);
+                void *oy = opnd_up(P, y0), *ody = opnd_up(P, dy);
+                cuda_bias_add_opnd(oy, gb, N, C);
+                compare("bias_add_opnd y+= bf16", shape, opnd_down(oy, y.size()), yr, TOL_OPND);
+                set(gdb, db0);
+                cuda_bias_bwd_opnd(gdb, ody, N, C);
+                compare("bias_bwd_opnd db+= bf16", shape, down(gdb, C), dbr, TOL_D);
+                cuda_set_gemm_precision(1);
+            }
+        }
+}
+
+// ======================================================================================================
+// LayerNorm
+// ======================================================================================================
+static void test_layernorm(void) {
+    const double eps = 1e-5;
+    for (int64_t N : kRows)
+        for (int C : kCols) {
+            if (g_quick && N > 100) continue;
+            seed(200 + N * 3 + C);
+            Vec x = randn(N * C, 1, 0.5), w = randn(C, 0.1, 1), b = randn(C), dy = randn(N * C), dw0 = randn(C),
+                db0 = randn(C), res = randn(N * C);
+            Vec y(N * C), mean(N), rstd(N), dx(N * C), dw = dw0, db = db0;
+            op_layernorm_fwd(y.data(), mean.data(), rstd.data(), x.data(), NULL, w.data(), b.data(), N, C, eps);
+            op_layernorm_bwd(dx.data(), 0, dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(),
+                             rstd.data(), N, C);
+            Vec dxp = randn(N * C), dxa = dxp;   // acc = 1 adds to a gradient already there
+            op_layernorm_bwd(dxa.data(), 1, NULL, NULL, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+            Vec sdx(N * C), sdxa(N * C);   // dx's terms: rstd w dy, and what acc adds it to
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < C; c++) {
+                    sdx[n * C + c] = fabsf(rstd[n] * w[c] * dy[n * C + c]);
+                    sdxa[n * C + c] = sdx[n * C + c] + fabsf(dxp[n * C + c]);
+                }
+            Pool P;
+            float *gx = P.up(x), *gw = P.up(w), *gb = P.up(b), *gdy = P.up(dy), *gy = P.f(y.size()), *gm = P.f(N),
+                  *gr = P.f(N), *gdx = P.f(dx.size()), *gdw = P.up(dw0), *gdb = P.up(db0);
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+            poison(gy, y.size() * 4);
+            poison(gm, N * 4);
+            poison(gr, N * 4);
+            cuda_layernorm_fwd(gy, gm, gr, gx, NULL, gw, gb, N, C, eps);
+            compare("layernorm_fwd y", shape, down(gy, y.size()), y, TOL_D);
+            compare("layernorm_fwd mean", shape, down(gm, N), mean, TOL_D);
+            compare("layernorm_fwd rstd", shape, down(gr, N), rstd, TOL_D);
+            poison(gy, y.size() * 4);
+            cuda_layernorm_fwd(gy, NULL, NULL, gx, NULL, gw, gb, N, C, eps);
+            compare("layernorm_fwd y (no stats)", shape, down(gy, y.size()), y, TOL_D);
+            {   // with a residual: x += res in place, then the norm of the sum
+                Vec xs = x, ys(N * C), ms(N), rs(N);
+                op_layernorm_fwd(ys.data(), ms.data(), rs.data(), xs.data(), res.data(), w.data(), b.data(), N, C, eps);
+                float *gxs = P.up(x), *gres = P.up(res), *gys = P.f(y.size()), *gms = P.f(N), *grs = P.f(N);
+                poison(gys, y.size() * 4);
+                poison(gms, N * 4);
+                poison(grs, N * 4);
+                cuda_layernorm_fwd(gys, gms, grs, gxs, gres, gw, gb, N, C, eps);
+                compare("layernorm_fwd res: x+=", shape, down(gxs, xs.size()), xs, TOL_D);
+                compare("layernorm_fwd res: y", shape, down(gys, y.size()), ys, TOL_D);
+                compare("layernorm_fwd res: mean", shape, down(gms, N), ms, TOL_D);
+                compare("layernorm_fwd res: rstd", shape, down(grs, N), rs, TOL_D);
+            }
+            {   // y as a bf16 operand
+                cuda_set_gemm_precision(2);
+                void *oy = opnd_buf(P, y.size());
+                poison(oy, y.size() * 2);
+                cuda_layernorm_fwd(oy, NULL, NULL, gx, NULL, gw, gb, N, C, eps);
+                compare("layernorm_fwd y bf16", shape, opnd_down(oy, y.size()), y, TOL_OPND);
+                cuda_set_gemm_precision(1);
+            }
+            // the backward from the CPU's statistics, so that it is tested alone
+            float *cm = P.up(mean), *cr = P.up(rstd);
+            poison(gdx, dx.size() * 4);
+            cuda_layernorm_bwd(gdx, 0, gdw, gdb, gdy, gx, gw, cm, cr, N, C);
+            compare_scaled("layernorm_bwd dx", shape, down(gdx, dx.size()), dx, sdx, TOL_D);
+            compare("layernorm_bwd dw+=", shape, down(gdw, C), dw, TOL_D);
+            compare("layernorm_bwd db+=", shape, down(gdb, C), db, TOL_D);
+            set(gdx, dxp);
+            cuda_layernorm_bwd(gdx, 1, NULL, NULL, gdy, gx, gw, cm, cr, N, C);
+            compare_scaled("layernorm_bwd dx+= (acc)", shape, down(gdx, dx.size()), dxa, sdxa, TOL_D);
+            if (N == 65 && C == 130) {   // one output at a time
+                set(gdw, dw0);
+                cuda_layernorm_bwd(NULL, 0, gdw, NULL, gdy, gx, gw, cm, cr, N, C);
+                compare("layernorm_bwd dw only", shape, down(gdw, C), dw, TOL_D);
+                set(gdb, db0);
+                cuda_layernorm_bwd(NULL, 0, NULL, gdb, gdy, gx, gw, cm, cr, N, C);
+                compare("layernorm_bwd db only", shape, down(gdb, C), db, TOL_D);
+            }
+        }
+}
+
+// ======================================================================================================
+// BatchNorm
+// ======================================================================================================
+static void test_batchnorm(void) {
+    const double eps = 1e-5, mom = 0.1;
+    for (int64_t N : kRows)
+        for (int C : kCols) {
+            if (g_quick && N > 100) continue;
+            seed(300 + N * 3 + C);
+            Vec x = randn(N * C, 2, 0.5), w = randn(C, 0.1, 1), b = randn(C), dy = randn(N * C), dw0 = randn(C),
+                db0 = randn(C), res = randn(N * C), rm0 = randn(C, 0.1), rv0(C);
+            for (auto &v : rv0) v = (float)(0.5 + urand());
+            Pool P;
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+            float *gx = P.up(x), *gw = P.up(w), *gb = P.up(b), *gdy = P.up(dy), *gy = P.f(N * C), *gm = P.f(C),
+                  *gr = P.f(C), *grm = P.up(rm0), *grv = P.up(rv0);
+            // eval: the running statistics (N = 1 too)
+            {
+                Vec ye(N * C), xs = x, yr(N * C);
+                op_batchnorm_fwd(ye.data(), NULL, NULL, rm0.data(), rv0.data(), x.data(), NULL, w.data(), b.data(),
+                                 N, C, eps, mom, 0);
+                poison(gy, N * C * 4);
+                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 0);
+                compare("batchnorm_fwd eval y", shape, down(gy, N * C), ye, TOL_D);
+                op_batchnorm_fwd(yr.data(), NULL, NULL, rm0.data(), rv0.data(), xs.data(), res.data(), w.data(),
+                                 b.data(), N, C, eps, mom, 0);
+                float *gxs = P.up(x), *gres = P.up(res);
+                poison(gy, N * C * 4);
+                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gxs, gres, gw, gb, N, C, eps, mom, 0);
+                compare("batchnorm_fwd eval res: x+=", shape, down(gxs, N * C), xs, TOL_D);
+                compare("batchnorm_fwd eval res: y", shape, down(gy, N * C), yr, TOL_D);
+                compare("batchnorm_fwd eval: run_mean", shape, down(grm, C), rm0, 0);   // left alone
+                compare("batchnorm_fwd eval: run_var", shape, down(grv, C), rv0, 0);
+                cuda_set_gemm_precision(2);
+                void *oy = opnd_buf(P, N * C);
+                poison(oy, N * C * 2);
+                cuda_batchnorm_fwd(oy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 0);
+                compare("batchnorm_fwd eval y bf16", shape, opnd_down(oy, N * C), ye, TOL_OPND);
+                cuda_set_gemm_precision(1);
+            }
+            if (N < 2) continue;   // training needs two positions per channel
+            Vec y(N * C), mean(C), rstd(C), rm = rm0, rv = rv0, dx(N * C), dw = dw0, db = db0;
+            op_batchnorm_fwd(y.data(), mean.data(), rstd.data(), rm.data(), rv.data(), x.data(), NULL, w.data(),
+                             b.data(), N, C, eps, mom, 1);
+            op_batchnorm_bwd(dx.data(), 0, dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(),
+                             rstd.data(), N, C);
+            Vec dxp = randn(N * C), dxa = dxp;
+            op_batchnorm_bwd(dxa.data(), 1, NULL, NULL, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+            Vec sdx(N * C), sdxa(N * C);   // dx's terms: w rstd dy, and what acc adds it to
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < C; c++) {
+                    sdx[n * C + c] = fabsf(w[c] * rstd[c] * dy[n * C + c]);
+                    sdxa[n * C + c] = sdx[n * C + c] + fabsf(dxp[n * C + c]);
+                }
+            poison(gy, N * C * 4);
+            poison(gm, C * 4);
+            poison(gr, C * 4);
+            cuda_batchnorm_fwd(gy, gm, gr, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 1);
+            compare("batchnorm_fwd y", shape, down(gy, N * C), y, TOL_D);
+            compare("batchnorm_fwd mean", shape, down(gm, C), mean, TOL_D);
+            compare("batchnorm_fwd rstd", shape, down(gr, C), rstd, TOL_D);
+            compare("batchnorm_fwd run_mean", shape, down(grm, C), rm, TOL_D);
+            compare("batchnorm_fwd run_var", shape, down(grv, C), rv, TOL_D);
+            compare("batchnorm_fwd x unchanged", shape, down(gx, N * C), x, 0);
+            poison(gy, N * C * 4);
+            cuda_batchnorm_fwd(gy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, eps, mom, 1);
+            compare("batchnorm_fwd y (no stats)", shape, down(gy, N * C), y, TOL_D);
+            {   // with a residual
+                Vec xs = x, ys(N * C), ms(C), rs(C), rms = rm0, rvs = rv0;
+                op_batchnorm_fwd(ys.data(), ms.data(), rs.data(), rms.data(), rvs.data(), xs.data(), res.data(),
+                                 w.data(), b.data(), N, C, eps, mom, 1);
+                float *gxs = P.up(x), *gres = P.up(res), *grms = P.up(rm0), *grvs = P.up(rv0);
+                poison(gy, N * C * 4);
+                poison(gm, C * 4);
+                poison(gr, C * 4);
+                cuda_batchnorm_fwd(gy, gm, gr, grms, grvs, gxs, gres, gw, gb, N, C, eps, mom, 1);
+                compare("batchnorm_fwd res: x+=", shape, down(gxs, N * C), xs, TOL_D);
+                compare("batchnorm_fwd res: y", shape, down(gy, N * C), ys, TOL_D);
+                compare("batchnorm_fwd res: mean", shape, down(gm, C), ms, TOL_D);
+                compare("batchnorm_fwd res: rstd", shape, down(gr, C), rs, TOL_D);
+                compare("batchnorm_fwd res: run_mean", shape, down(grms, C), rms, TOL_D);
+                compare("batchnorm_fwd res: run_var", shape, down(grvs, C), rvs, TOL_D);
+            }
+            {   // y as a bf16 operand
+                cuda_set_gemm_precision(2);
+                void *oy = opnd_buf(P, N * C);
+                poison(oy, N * C * 2);
+                cuda_batchnorm_fwd(oy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, eps, mom, 1);
+                compare("batchnorm_fwd y bf16", shape, opnd_down(oy, N * C), y, TOL_OPND);
+                cuda_set_gemm_precision(1);
+            }
+            // the backward from the CPU's statistics
+            float *cm = P.up(mean), *cr = P.up(rstd), *gdx = P.f(N * C), *gdw = P.up(dw0), *gdb = P.up(db0);
+            poison(gdx, N * C * 4);
+            cuda_batchnorm_bwd(gdx, 0, gdw, gdb, gdy, gx, gw, cm, cr, N, C);
+            compare_scaled("batchnorm_bwd dx", shape, down(gdx, N * C), dx, sdx, TOL_D);
+            compare("batchnorm_bwd dw+=", shape, down(gdw, C), dw, TOL_D);
+            compare("batchnorm_bwd db+=", shape, down(gdb, C), db, TOL_D);
+            set(gdx, dxp);
+            cuda_batchnorm_bwd(gdx, 1, NULL, NULL, gdy, gx, gw, cm, cr, N, C);
+            compare_scaled("batchnorm_bwd dx+= (acc)", shape, down(gdx, N * C), dxa, sdxa, TOL_D);
+            if (N == 65 && C == 130) {   // one output at a time
+                set(gdw, dw0);
+                cuda_batchnorm_bwd(NULL, 0, gdw, NULL, gdy, gx, gw, cm, cr, N, C);
+                compare("batchnorm_bwd dw only", shape, down(gdw, C), dw, TOL_D);
+                set(gdb, db0);
+                cuda_batchnorm_bwd(NULL, 0, NULL, gdb, gdy, gx, gw, cm, cr, N, C);
+                compare("batchnorm_bwd db only", shape, down(gdb, C), db, TOL_D);
+            }
+        }
+}
+
+// ======================================================================================================
+// GELU, dropout, positions
+// ======================================================================================================
+static void test_gelu(void) {
+    const int64_t ns[] = {1, 63, 64, 65, 4096 * 130, 1000003};
+    for (int64_t n : ns) {
+        if (g_quick && n > 100) continue;
+        seed(400 + n);
+        Vec x = randn(n, 3), dy = randn(n), y(n), dx(n);
+        op_gelu_fwd(y.data(), x.data(), n);
+        op_gelu_bwd(dx.data(), dy.data(), x.data(), n);
+        Pool P;
+        float *gx = P.up(x), *gdy = P.up(dy), *gy = P.f(n), *gdx = P.f(n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %lld", (long long)n);
+        poison(gy, n * 4);
+        poison(gdx, n * 4);
+        cuda_gelu_fwd(gy, gx, n);
+        cuda_gelu_bwd(gdx, gdy, gx, n);
+        compare("gelu_fwd y", shape, down(gy, n), y, TOL_EW);
+        compare("gelu_bwd dx", shape, down(gdx, n), dx, TOL_EW);
+        cuda_gelu_bwd(gdy, gdy, gx, n);   // in place
+        compare("gelu_bwd dx in place", shape, down(gdy, n), dx, TOL_EW);
+        cuda_set_gemm_precision(2);
+        void *oy = opnd_buf(P, n);
+        poison(oy, n * 2);
+        cuda_gelu_fwd(oy, gx, n);
+        compare("gelu_fwd y bf16", shape, opnd_down(oy, n), y, TOL_OPND);
+        cuda_set_gemm_precision(1);
+    }
+}
+
+static void test_dropout(void) {
+    const int64_t ns[] = {1, 63, 64, 65, 1000003};
+    const double ps[] = {0, 0.1, 0.5};
+    for (int64_t n : ns)
+        for (double p : ps) {
+            if (g_quick && n > 100) continue;
+            seed(500 + n);
+            const uint64_t s = next_u64();
+            Vec x = randn(n), y(n), dx(n);
+            op_dropout_fwd(y.data(), x.data(), n, p, s);
+            op_dropout_bwd(dx.data(), x.data(), n, p, s + 1);
+            Pool P;
+            float *gx = P.up(x), *gy = P.f(n);
+            char shape[64];
+            snprintf(shape, sizeof shape, "n %lld p %.1f", (long long)n, p);
+            poison(gy, n * 4);
+            cuda_dropout_fwd(gy, gx, n, p, s);
+            Vec g = down(gy, n);
+            check_bits("dropout_fwd y", shape, g.data(), y.data(), n * 4);
+            poison(gy, n * 4);
+            cuda_dropout_bwd(gy, gx, n, p, s + 1);
+            g = down(gy, n);
+            check_bits("dropout_bwd dx", shape, g.data(), dx.data(), n * 4);
+            cuda_dropout_fwd(gx, gx, n, p, s);   // in place
+            g = down(gx, n);
+            check_bits("dropout_fwd in place", shape, g.data(), y.data(), n * 4);
+        }
+}
+
+static void test_positions(void) {
+    const int Ts[] = {1, 63, 64, 65, 4096};
+    for (int T : Ts)
+        for (int D : kCols) {
+            if (g_quick && T > 100) continue;
+            const int B = 3;
+            seed(600 + T * 3 + D);
+            Vec x = randn((size_t)B * T * D), y = x;
+            op_add_positions(y.data(), B, T, D);
+            Pool P;
+            float *gx = P.up(x);
+            char shape[64];
+            snprintf(shape, sizeof shape, "B%d T%d D%d", B, T, D);
+            cuda_add_positions(gx, B, T, D);
+            compare("add_positions x+=", shape, down(gx, y.size()), y, TOL_D);
+        }
+}
+
+// ======================================================================================================
+// mean pooling, pair features
+// ======================================================================================================
+static void test_pool(void) {
+    const int Ts[] = {1, 63, 64, 65, 4096};
+    for (int T : Ts)
+        for (int D : kCols) {
+            if (g_quick && T > 100) continue;
+            const int B = 5;
+            seed(700 + T * 3 + D);
+            std::vector<int32_t> lens(B);
+            for (int b = 0; b < B; b++) lens[b] = b == 0 ? T : b == 1 ? 1 : 1 + (int32_t)(next_u64() % T);
+            Vec x = randn((size_t)B * T * D), dy = randn((size_t)B * D), y((size_t)B * D), yf((size_t)B * D),
+                dx((size_t)B * T * D), dxf((size_t)B * T * D);
+            op_pool_mean_fwd(y.data(), x.data(), lens.data(), B, T, D);
+            op_pool_mean_fwd(yf.data(), x.data(), NULL, B, T, D);
+            op_pool_mean_bwd(dx.data(), dy.data(), lens.data(), B, T, D);
+            op_pool_mean_bwd(dxf.data(), dy.data(), NULL, B, T, D);
+            Pool P;
+            float *gx = P.up(x), *gdy = P.up(dy), *gy = P.f(y.size()), *gdx = P.f(dx.size());
+            int32_t *gl = P.up(lens);
+            char shape[64];
+            snprintf(shape, sizeof shape, "B%d T%d D%d", B, T, D);
+            poison(gy, y.size() * 4);
+            cuda_pool_mean_fwd(gy, gx, gl, B, T, D);
+            compare("pool_mean_fwd y", shape, down(gy, y.size()), y, TOL_D);
+            poison(gy, y.size() * 4);
+            cuda_pool_mean_fwd(gy, gx, NULL, B, T, D);
+            compare("pool_mean_fwd y (lens NULL)", shape, down(gy, y.size()), yf, TOL_D);
+            poison(gdx, dx.size() * 4);
+            cuda_pool_mean_bwd(gdx, gdy, gl, B, T, D);
+            compare("pool_mean_bwd dx", shape, down(gdx, dx.size()), dx, TOL_D);
+            poison(gdx, dx.size() * 4);
+            cuda_pool_mean_bwd(gdx, gdy, NULL, B, T, D);
+            compare("pool_mean_bwd dx (lens NULL)", shape, down(gdx, dx.size()), dxf, TOL_D);
+        }
+}
+
+static void test_pair(void) {
+    const int Bs[] = {1, 63, 64, 65};
+    for (int B : Bs)
+        for (int D : kCols) {
+            seed(800 + B * 3 + D);
+            Vec a = randn((size_t)B * D), b = randn((size_t)B * D), df = randn((size_t)B * 4 * D), f((size_t)B * 4 * D),
+                da((size_t)B * D), db((size_t)B * D);
+            op_pair_features_fwd(f.data(), a.data(), b.data(), B, D);
+            op_pair_features_bwd(da.data(), db.data(), df.data(), a.data(), b.data(), B, D);
+            Pool P;
+            float *ga = P.up(a), *gb = P.up(b), *gdf = P.up(df), *gf = P.f(f.size()), *gda = P.f(da.size()),
+                  *gdb = P.f(db.size());
+            char shape[64];
+            snprintf(shape, sizeof shape, "B%d D%d", B, D);
+            poison(gf, f.size() * 4);
+            cuda_pair_features_fwd(gf, ga, gb, B, D);
+            compare("pair_features_fwd f", shape, down(gf, f.size()), f, TOL_D);
+            poison(gda, da.size() * 4);
+            poison(gdb, db.size() * 4);
+            cuda_pair_features_bwd(gda, gdb, gdf, ga, gb, B, D);
+            compare("pair_features_bwd da", shape, down(gda, da.size()), da, TOL_D);
+            compare("pair_features_bwd db", shape, down(gdb, db.size()), db, TOL_D);
+            cuda_set_gemm_precision(2);
+            void *of = opnd_buf(P, f.size());
+            poison(of, f.size() * 2);
+            cuda_pair_features_fwd(of, ga, gb, B, D);
+            compare("pair_features_fwd f bf16", shape, opnd_down(of, f.size()), f, TOL_OPND);
+            cuda_set_gemm_precision(1);
+        }
+}
+
+// ======================================================================================================
+// determinism: the reductions run twice give the same bits
+// ======================================================================================================
+static void test_determinism(void) {
+    const int64_t N = g_quick ? 100 : 4096 * 16;
+    const int C = 512, B = 16, T = (int)(N / 16);
+    seed(900);
+    Vec x = randn(N * C, 1, 0.5), w = randn(C, 0.1, 1), b = randn(C), dy = randn(N * C);
+    std::vector<int32_t> lens(B);
+    for (auto &l : lens) l = 1 + (int32_t)(next_u64() % T);
+    Pool P;
+    float *gx = P.up(x), *gw = P.up(w), *gb = P.up(b), *gdy = P.up(dy), *gy = P.f(N * C);
+    int32_t *gl = P.up(lens);
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+    std::vector<Vec> r[2];
+    for (int k = 0; k < 2; k++) {
+        float *db = P.f(C), *dw = P.f(C), *dw2 = P.f(C), *db2 = P.f(C), *m = P.f(C), *rs = P.f(C), *dx = P.f(N * C),
+              *pool = P.f((size_t)B * C), *lm = P.f(N), *lr = P.f(N);
+        cuda_zero(db, C);
+        cuda_zero(dw, C);
+        cuda_zero(dw2, C);
+        cuda_zero(db2, C);
+        cuda_bias_bwd(db, gdy, N, C);
+        cuda_batchnorm_fwd(gy, m, rs, NULL, NULL, gx, NULL, gw, gb, N, C, 1e-5, 0.1, 1);
+        cuda_batchnorm_bwd(dx, 0, dw, db2, gdy, gx, gw, m, rs, N, C);
+        r[k].push_back(down(db, C));
+        r[k].push_back(down(m, C));
+        r[k].push_back(down(rs, C));
+        r[k].push_back(down(dx, N * C));
+        r[k].push_back(down(dw, C));
+        r[k].push_back(down(db2, C));
+        cuda_layernorm_fwd(gy, lm, lr, gx, NULL, gw, gb, N, C, 1e-5);
+        cuda_layernorm_bwd(NULL, 0, dw2, NULL, gdy, gx, gw, lm, lr, N, C);
+        r[k].push_back(down(lm, N));
+        r[k].push_back(down(lr, N));
+        r[k].push_back(down(dw2, C));
+        cuda_pool_mean_fwd(pool, gx, gl, B, T, C);
+        r[k].push_back(down(pool, (size_t)B * C));
+    }
+    const char *nm[] = {"determinism bias_bwd db",  "determinism batchnorm mean", "determinism batchnorm rstd",
+                        "determinism batchnorm dx", "determinism batchnorm dw",   "determinism batchnorm db",
+                        "determinism layernorm mean", "determinism layernorm rstd", "determinism layernorm dw",
+                        "determinism pool_mean y"};
+    for (size_t i = 0; i < r[0].size(); i++)
+        check_bits(nm[i], shape, r[0][i].data(), r[1][i].data(), r[0][i].size() * 4);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) g_quick = 1;
+        else {
+            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            return EXIT_USAGE;
+        }
+    }
+    cuda_init();
+    cuda_set_gemm_precision(1);   // operands in fp32; a check of the bf16 operands sets mode 2 and returns
+    printf("-- CUDA classification ops against the CPU ops on %s\n", cuda_device_name());
+    test_bias();
+    test_layernorm();
+    test_batchnorm();
+    test_gelu();
+    test_dropout();
+    test_positions();
+    test_pool();
+    test_pair();
+    test_determinism();
+    printf("%d passed, %d failed; peak GPU memory %.1f MiB\n", n_pass, n_fail, cuda_peak_bytes() / 1048576.0);
+    return n_fail ? 1 : 0;
+}
