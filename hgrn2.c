@@ -1,5 +1,5 @@
 // hgrn2.c: train, evaluate and sample HGRN2 language models ("HGRN2: Gated Linear RNNs with State Expansion",
-// Qin et al., 2024) in the parameterisation of flash-linear-attention. The model is ../shared/docs/MODEL.md.
+// Qin et al., 2024) in the parameterisation of flash-linear-attention. The model is docs/model.md.
 // Read top to bottom: configuration, the parameter table, the forward and backward passes, AdamW,
 // checkpoints, then the subcommands (train, eval, sample, bench) and main.
 #include <getopt.h>
@@ -88,7 +88,7 @@ typedef struct {
     double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
 } Config;
 
-#define EPS_O 1e-5          // the token mixer's output norm always uses this eps (MODEL.md)
+#define EPS_O 1e-5          // the token mixer's output norm always uses this eps (docs/model.md "The token mixer (HGRU2)")
 // The token mixer's form: 0 runs the plain recurrence, C > 0 the chunked form with chunks of C steps.
 // Both compute the same function (tests/test_ops.c). On the CPU the plain recurrence is the faster (about
 // 12 against 17 us per token and head at K = Dv = 128); the chunked form is what tensor-core kernels compute.
@@ -795,7 +795,7 @@ static void checkpoint_load(const char *path, Model *m, RunState *rs, int want_o
 }
 
 // ----------------------------------------------------------------------------------------------------------
-// Presets: the paper's configurations (MODEL.md) and the small default that trains in minutes on a laptop.
+// Presets: the paper's configurations (docs/model.md "Presets") and the small default that trains in minutes on a laptop.
 
 typedef struct {
     const char *name, *task;

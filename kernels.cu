@@ -976,7 +976,7 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// gates (MODEL.md "Forward" and "Gradients of the gates"); the same formulas as cpu.c
+// gates (docs/model.md "The token mixer (HGRU2)" and "Gradients of the gates"); the same formulas as cpu.c
 // ---------------------------------------------------------------------------------------------------------
 __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, float *__restrict__ g,
                                  const float *__restrict__ qf, int64_t ldqf, const float *__restrict__ lb, int64_t N,
@@ -1114,7 +1114,7 @@ extern "C" void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *
 //                   and dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) (a running sum in double, from DQ's dq)
 //
 // with a = exp(g) and q~ = q / sqrt(K). The dg identity holds because, from a zero entering state, q_t and
-// G_t = g_1 + ... + g_t enter the outputs only as q_t exp(G_t), and k_s only as k_s exp(-G_s) (MODEL.md).
+// G_t = g_1 + ... + g_t enter the outputs only as q_t exp(G_t), and k_s only as k_s exp(-G_s) (docs/model.md "Gradients of the gates").
 // So the backward needs no stored states: DQ reruns the forward, DV and DKG run dS backwards from zero.
 //
 // The reduced dimension runs across lanes: the "lane dim" is rows i (FWD, DV) or columns j (DQ, DKG), the
@@ -1369,7 +1369,7 @@ static void sweep_launch(SweepArgs a, int B) {
 // ---------------------------------------------------------------------------------------------------------
 // the HGRU2 recurrence, chunked form on tensor cores (chunk > 0, K = Dv = 64 or 128)
 // ---------------------------------------------------------------------------------------------------------
-// MODEL.md "The chunked form", with chunks of CK = 64 steps and matrix operands in bf16 (fp32 accumulation,
+// docs/model.md "The chunked form", with chunks of CK = 64 steps and matrix operands in bf16 (fp32 accumulation,
 // fp32 state). Per (b, h) and chunk c, with b_r the cumulative sum of g inside the chunk (b_C its last value):
 //
 //   qs_r = q_r exp(b_r) / sqrt(K)            ks_s = k_s exp(b_C - b_s)          decay = exp(b_C)
@@ -1392,7 +1392,7 @@ static void sweep_launch(SweepArgs a, int B) {
 //   chunk_bwd_qkg  (K/32, chunk, b*h)    dq, dk from dqs, dks and dA (the intra-chunk terms, anchored like A,
 //                                        diagonal blocks by running products of exp(g)), then dg
 //
-// dg uses the identity of MODEL.md inside each chunk only: with w = q dq - k dk,
+// dg uses the identity of docs/model.md "Gradients of the gates" inside each chunk only: with w = q dq - k dk,
 //   dg_t = sum_{u >= t in the chunk} w_u + sum_s k_s dk_s(inter) + exp(b_C) sum_j S_c[., j] dS_c[., j]
 // where dk(inter) = dks exp(b_C - b) is the part of dk that goes through the leaving state. The last two
 // terms are what the later chunks' w would add up to; taking them directly keeps the sum to 64 terms, so the
