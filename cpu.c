@@ -1,5 +1,5 @@
 // cpu.c: the CPU backend. Every op of ops.h in plain C over `real` (float, or double with -DHGRN2_F64),
-// parallel with OpenMP. It is also the oracle the GPU kernels are tested against, so it follows MODEL.md
+// parallel with OpenMP. It is also the oracle the GPU kernels are tested against, so it follows docs/model.md
 // literally and stays readable; speed comes from cache blocking and from loops gcc can vectorise.
 //
 // Determinism: every output element is computed by exactly one thread, in an order that does not depend on

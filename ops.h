@@ -47,7 +47,7 @@ void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w
 void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps);
 
-// ---- gates (MODEL.md "Forward" and "Gradients of the gates") ----
+// ---- gates (docs/model.md "The token mixer (HGRU2)" and "Gradients of the gates") ----
 // qf: rows of row stride ldqf holding [q pre-activation (HK) | f logits (HK)] (the first 2*HK columns of
 // the fused q/f/i projection). lb[HK] is the layer's lower bound, NULL in layer 0 (lb = 0).
 // q = swish(qpre); g = log(lb + (1 - lb) sigmoid(f)) (= logsigmoid(f) when lb is NULL); k = 1 - exp(g),
@@ -69,7 +69,7 @@ void op_lower_bounds_bwd(real *dP, const real *dlb, const real *P, int L, int C)
 // o: [B,T,H,Dv] contiguous.  Per (b,h): S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T; o_t = S_t^T q_t / sqrt(K).
 // S0 [B,H,K,Dv]: the entering state, NULL for zeros. ST [B,H,K,Dv]: the leaving state, not written when NULL;
 // ST may equal S0 (updated in place).
-// chunk = 0: the plain recurrence; chunk > 0: the chunked form of MODEL.md with chunks of that many steps
+// chunk = 0: the plain recurrence; chunk > 0: docs/model.md "The chunked form", with chunks of that many steps
 // (T need not be a multiple of it). Both give the same result up to rounding.
 // reverse = 1 scans the sequence from t = T-1 down to 0: S_t = diag(exp(g_t)) S_{t+1} + k_t v_t^T, o_t =
 // S_t^T q_t / sqrt(K), exactly the reverse = 0 op on the time-reversed sequence with every row read and written

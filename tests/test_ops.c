@@ -521,7 +521,7 @@ static void test_hgru_fd(int B, int T, int H, int K, int Dv, int chunk, uint64_t
     test_hgru_fd_dir(B, T, H, K, Dv, chunk, 0, s);
 }
 
-// The plain recurrence in double, straight from MODEL.md, with an entering state.
+// The plain recurrence in double, straight from docs/model.md "The token mixer (HGRU2)", with an entering state.
 static void hgru_naive(double *o, double *ST, const HgruCtx *c, const real *S0) {
     int K = c->K, Dv = c->Dv, H = c->H, T = c->T;
     double *S = xmalloc((size_t)K * Dv * sizeof(double));
