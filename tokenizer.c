@@ -742,8 +742,15 @@ void alloc_tables(Tokenizer *t, int32_t nvocab) {
     atomic_init(&t->cache_count, 0);
 }
 
-// Packs per-id byte strings (given as offsets into a ByteBuf, SIZE_MAX for none) into a blob + offsets.
-void pack_strings(int32_t nvocab, const size_t *off, const size_t *len, const ByteBuf *src, char **blob, size_t **offs) {
+IdStrings idstrings_new(int32_t nvocab) {
+    IdStrings s = { nvocab, xmalloc((size_t)nvocab * sizeof *s.off), xmalloc((size_t)nvocab * sizeof *s.len), { 0 } };
+    for (int32_t i = 0; i < nvocab; i++) s.off[i] = SIZE_MAX;   // not started
+    return s;
+}
+
+void idstrings_pack(const IdStrings *s, char **blob, size_t **offs) {
+    const size_t *off = s->off, *len = s->len;
+    int32_t nvocab = s->nvocab;
     size_t total = 0;
     for (int32_t i = 0; i < nvocab; i++) if (off[i] != SIZE_MAX) total += len[i];
     *blob = xmalloc(total);
@@ -751,10 +758,22 @@ void pack_strings(int32_t nvocab, const size_t *off, const size_t *len, const By
     size_t pos = 0;
     for (int32_t i = 0; i < nvocab; i++) {
         (*offs)[i] = pos;
-        // (empty strings only: src may be empty and its buffer never allocated)
-        if (off[i] != SIZE_MAX && len[i]) { memcpy(*blob + pos, src->data + off[i], len[i]); pos += len[i]; }
+        // (empty strings only: the buffer may be empty and never allocated)
+        if (off[i] != SIZE_MAX && len[i]) { memcpy(*blob + pos, s->buf.data + off[i], len[i]); pos += len[i]; }
     }
     (*offs)[nvocab] = pos;
+}
+
+void idstrings_free(IdStrings *s) {
+    free(s->off); free(s->len); free(s->buf.data);
+}
+
+int32_t vocab_entry(Tokenizer *t, IdStrings *s, const char *file, const Json *obj, size_t i, const char *what) {
+    int32_t id = (int32_t)json_num(json_item(obj, i));
+    if (t->has_id[id]) die("%s: %s %d appears twice", file, what, id);
+    t->has_id[id] = 1;
+    idstrings_start(s, id);
+    return id;
 }
 
 void set_name_hash(Tokenizer *t, const char *prefix, uint64_t h) {
@@ -801,31 +820,25 @@ static Tokenizer *load_gpt2(const char *dir) {
         if (id + 1 > nvocab) nvocab = (int32_t)id + 1;
     }
     alloc_tables(t, nvocab);
-    size_t *off = xmalloc((size_t)nvocab * sizeof *off), *len = xmalloc((size_t)nvocab * sizeof *len);
-    for (int32_t i = 0; i < nvocab; i++) off[i] = SIZE_MAX;
-    ByteBuf bytes = { 0 };
+    IdStrings bytes = idstrings_new(nvocab);
     uint8_t *special = xcalloc((size_t)nvocab, 1);
     for (size_t i = 0; i < json_len(root); i++) {
         const Json *k = json_key(root, i);
-        int32_t id = (int32_t)json_num(json_item(root, i));
-        if (t->has_id[id]) die("%s: token id %d appears twice", enc_path, id);
-        t->has_id[id] = 1;
-        off[id] = bytes.n;
+        int32_t id = vocab_entry(t, &bytes, enc_path, root, i, "token id");
         // tiktoken keeps these two out of the mergeable vocabulary; they decode as their text.
         if (!strcmp(json_str(k), "<|endoftext|>") || !strcmp(json_str(k), "<|startoftext|>")) {
             special[id] = 1;
-            bytebuf_append(&bytes, json_str(k), json_len(k));
+            bytebuf_append(&bytes.buf, json_str(k), json_len(k));
             if (!strcmp(json_str(k), "<|endoftext|>")) t->eot = id;
-        } else if (unmap_byte_level(cp_byte, json_str(k), json_len(k), &bytes) < 0) {
+        } else if (unmap_byte_level(cp_byte, json_str(k), json_len(k), &bytes.buf) < 0) {
             die("%s: token \"%s\" has a character outside GPT-2's byte-level alphabet", enc_path, json_str(k));
         }
-        len[id] = bytes.n - off[id];
-        if (len[id] == 0) die("%s: token %d is empty", enc_path, id);
+        if (idstrings_end(&bytes, id) == 0) die("%s: token %d is empty", enc_path, id);
     }
     for (int32_t id = 0; id < nvocab; id++)
         if (!t->has_id[id]) die("%s: token ids are not contiguous: no token has id %d", enc_path, id);
-    pack_strings(nvocab, off, len, &bytes, &t->key, &t->key_off);
-    pack_strings(nvocab, off, len, &bytes, &t->dec, &t->dec_off);
+    idstrings_pack(&bytes, &t->key, &t->key_off);
+    idstrings_pack(&bytes, &t->dec, &t->dec_off);
     vocab_build(t, special);
     for (int b = 0; b < 256; b++) {
         uint8_t c = (uint8_t)b;
@@ -875,7 +888,8 @@ static Tokenizer *load_gpt2(const char *dir) {
     t->byte_level = 1;
     t->use_regex = 1;
     t->whole_piece_first = 1;
-    free(rank_of); free(ab.data); free(bytes.data); free(off); free(len); free(special);
+    free(rank_of); free(ab.data); free(special);
+    idstrings_free(&bytes);
     json_free(root);
     free(enc_text); free(bpe_text); free(enc_path); free(bpe_path);
     return t;

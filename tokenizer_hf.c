@@ -260,23 +260,18 @@ Tokenizer *load_hf(const char *file) {
     uint32_t byte_cp[256];
     int16_t cp_byte[324];
     byte_alphabet(byte_cp, cp_byte);
-    size_t *koff = xmalloc((size_t)nvocab * sizeof *koff), *klen = xmalloc((size_t)nvocab * sizeof *klen);
-    for (int32_t i = 0; i < nvocab; i++) koff[i] = SIZE_MAX;
-    ByteBuf keys = { 0 };
+    IdStrings keys = idstrings_new(nvocab);
     uint8_t *unmappable = xcalloc((size_t)nvocab, 1);
     for (size_t i = 0; i < json_len(vocab); i++) {
         const Json *k = json_key(vocab, i);
-        int32_t id = (int32_t)json_num(json_item(vocab, i));
-        if (koff[id] != SIZE_MAX) die("%s: vocab id %d appears twice", file, id);
-        t->has_id[id] = 1;
-        koff[id] = keys.n;
+        int32_t id = vocab_entry(t, &keys, file, vocab, i, "vocab id");
         // Byte-level vocabularies are kept as raw bytes; a token outside the alphabet keeps its text and
         // can only come out of decoding.
-        if (!t->byte_level || unmap_byte_level(cp_byte, json_str(k), json_len(k), &keys) < 0) {
-            bytebuf_append(&keys, json_str(k), json_len(k));
+        if (!t->byte_level || unmap_byte_level(cp_byte, json_str(k), json_len(k), &keys.buf) < 0) {
+            bytebuf_append(&keys.buf, json_str(k), json_len(k));
             unmappable[id] = (uint8_t)t->byte_level;
         }
-        klen[id] = keys.n - koff[id];
+        idstrings_end(&keys, id);
         int b;
         if (t->byte_fallback && !t->byte_level && is_fallback_name(json_str(k), json_len(k), &b)) t->is_fallback[id] = 1;
     }
@@ -289,29 +284,30 @@ Tokenizer *load_hf(const char *file) {
         content[id] = json_get(a, "content");
         if (!t->has_id[id]) {   // outside the model vocabulary: BPE never makes it, only decoding knows it
             t->has_id[id] = 1;
-            koff[id] = keys.n;
-            bytebuf_append(&keys, json_str(content[id]), json_len(content[id]));
-            klen[id] = json_len(content[id]);
+            idstrings_start(&keys, id);
+            bytebuf_append(&keys.buf, json_str(content[id]), json_len(content[id]));
+            idstrings_end(&keys, id);
             unmappable[id] = 1;
         }
     }
-    pack_strings(nvocab, koff, klen, &keys, &t->key, &t->key_off);
+    idstrings_pack(&keys, &t->key, &t->key_off);
     vocab_build(t, unmappable);
-    free(unmappable); free(koff); free(klen); free(keys.data);
+    free(unmappable);
+    idstrings_free(&keys);
 
     // The bytes of each id when it is not the first of a text.
-    ByteBuf dec = { 0 };
-    size_t *doff = xmalloc((size_t)nvocab * sizeof *doff), *dlen = xmalloc((size_t)nvocab * sizeof *dlen);
+    IdStrings dec = idstrings_new(nvocab);
     for (int32_t id = 0; id < nvocab; id++) {
-        doff[id] = dec.n;
+        idstrings_start(&dec, id);
         int b;
-        if (t->is_added[id]) bytebuf_append(&dec, json_str(content[id]), json_len(content[id]));
-        else if (t->is_fallback[id] && is_fallback_name(t->key + t->key_off[id], t->key_off[id + 1] - t->key_off[id], &b)) bytebuf_putc(&dec, (char)b);
-        else if (t->has_id[id]) render_token(t, id, 0, &dec);
-        dlen[id] = dec.n - doff[id];
+        if (t->is_added[id]) bytebuf_append(&dec.buf, json_str(content[id]), json_len(content[id]));
+        else if (t->is_fallback[id] && is_fallback_name(t->key + t->key_off[id], t->key_off[id + 1] - t->key_off[id], &b)) bytebuf_putc(&dec.buf, (char)b);
+        else if (t->has_id[id]) render_token(t, id, 0, &dec.buf);
+        idstrings_end(&dec, id);
     }
-    pack_strings(nvocab, doff, dlen, &dec, &t->dec, &t->dec_off);
-    free(dec.data); free(doff); free(dlen); free(content);
+    idstrings_pack(&dec, &t->dec, &t->dec_off);
+    idstrings_free(&dec);
+    free(content);
 
     // byte-level symbols / ASCII characters, byte fallback, unknown token
     for (int b = 0; b < 256; b++) {

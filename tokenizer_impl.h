@@ -66,6 +66,15 @@ struct Tokenizer {
 
 static inline void bytebuf_putc(ByteBuf *b, char c) { bytebuf_append(b, &c, 1); }
 
+// Per-id byte strings, written in any order into one buffer (each between idstrings_start and idstrings_end),
+// then packed in id order into a blob and nvocab + 1 offsets; an id never started packs as the empty string.
+typedef struct { int32_t nvocab; size_t *off, *len; ByteBuf buf; } IdStrings;
+IdStrings idstrings_new(int32_t nvocab);
+static inline void idstrings_start(IdStrings *s, int32_t id) { s->off[id] = s->buf.n; }
+static inline size_t idstrings_end(IdStrings *s, int32_t id) { return s->len[id] = s->buf.n - s->off[id]; }
+void idstrings_pack(const IdStrings *s, char **blob, size_t **offs);
+void idstrings_free(IdStrings *s);
+
 // hashing and JSON helpers (json.h parses; these die naming the file, the key and what was expected)
 uint64_t fnv1a64(const void *p, size_t n);
 const char *jtype_name(JsonType t);
@@ -83,11 +92,13 @@ long unmap_byte_level(const int16_t cp_byte[324], const char *s, size_t n, ByteB
 Tokenizer *tokenizer_new(int kind);
 void set_name_hash(Tokenizer *t, const char *prefix, uint64_t h);
 void alloc_tables(Tokenizer *t, int32_t nvocab);
-void pack_strings(int32_t nvocab, const size_t *off, const size_t *len, const ByteBuf *src, char **blob, size_t **offs);
 void vocab_build(Tokenizer *t, const uint8_t *skip);
 int32_t vocab_get(const Tokenizer *t, const void *p, size_t n);
 void pairs_init(Tokenizer *t, size_t expected);
 void pair_insert(Tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id, int overwrite);
+// Entry i of a JSON object of token -> id, its ids already checked to be in range: marks the id present, starts
+// its string in s and returns it. Dies, naming the id as `what`, when an earlier entry had the same id.
+int32_t vocab_entry(Tokenizer *t, IdStrings *s, const char *file, const Json *obj, size_t i, const char *what);
 void render_token(const Tokenizer *t, int32_t id, int first, ByteBuf *out);
 
 // tokenizer_hf.c: a tokenizer.json file
