@@ -70,6 +70,7 @@ TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
+$(BIN)/test_ops $(BIN)/test_cls_ops: tests/fd.h
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)

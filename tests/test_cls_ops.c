@@ -3,8 +3,7 @@
 //
 // Built by `make tests/bin/test_cls_ops` in float64 (-DHGRN2_F64): every backward is checked against central
 // finite differences of its forward with the loss L = sum(wt * y) for random wt (so the backward runs with
-// dy = wt). Step h = 1e-6: truncation O(h^2) ~ 1e-12, rounding O(eps |L| / h) ~ 1e-10 relative, so a correct
-// backward lands near 1e-9; the tolerance is 1e-6 of the largest gradient component (a wrong term is O(1)).
+// dy = wt; tests/fd.h: the step and the tolerance).
 // Forwards are checked against direct formulas in long double with bounds derived from the rounding steps of
 // the op (in units of the build's epsilon); the parallel ops must give the same bits with 1, 2 and 3 threads.
 // Built without -DHGRN2_F64 (float), the finite differences are skipped (each says so) and the rest runs with
@@ -12,107 +11,12 @@
 //
 // Shapes include N = 1 and C = 1, odd sizes, and sizes that are not multiples of the column blocks (16) or the
 // row-sum lanes (8). Exit status 1 when any check fails; one line per check with the error and the tolerance.
-#include "../common.h"
-#include "../ops.h"
-#include <math.h>
-#include <omp.h>
+#include "fd.h"
 
-#ifdef HGRN2_F64
-#define EPS 2.220446049250313e-16
-#define FD 1
-#else
-#define EPS 1.1920929e-07
-#define FD 0
-#endif
-#define FD_H 1e-6
-#define FD_TOL 1e-6
-
-static int n_fail = 0, n_pass = 0;
-
-static void check(const char *name, double err, double tol) {
-    int ok = err <= tol;   // false for NaN
-    printf("%s %-72s err %.3e  tol %.1e\n", ok ? "PASS" : "FAIL", name, err, tol);
-    if (ok) n_pass++; else n_fail++;
-}
 static void check_same(const char *name, const void *a, const void *b, size_t bytes) {
-    check(name, memcmp(a, b, bytes) != 0, 0);
-}
-
-// ---- random numbers (splitmix64), fixed seeds ----
-static uint64_t rng;
-static void seed(uint64_t s) { rng = s; }
-static uint64_t next_u64(void) { return splitmix64(&rng); }
-static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-static double nrand(void) {
-    double u = urand(), v = urand();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-static real *rvec(int64_t n, double scale) {
-    real *p = xmalloc((size_t)n * sizeof(real));
-    for (int64_t i = 0; i < n; i++) p[i] = (real)(scale * nrand());
-    return p;
-}
-static real *zvec(int64_t n) { return xcalloc((size_t)n, sizeof(real)); }
-static real *dup(const real *a, int64_t n) {
-    real *p = xmalloc((size_t)n * sizeof(real));
-    memcpy(p, a, (size_t)n * sizeof(real));
-    return p;
-}
-static double wsum(const real *w, const real *y, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)w[i] * y[i];
-    return s;
+    near(name, memcmp(a, b, bytes) != 0, 0);
 }
 static double maxd(double a, double b) { return a > b || a != a ? a : b; }   // keeps a NaN
-
-// ---- finite differences ----
-// The loss is a function of a context; fd_err perturbs the n elements x[i] one at a time and compares with
-// ana[i]. Returns max |fd - ana| / max(max |ana|, gscale).
-typedef double (*loss_fn)(void *ctx);
-static double fd_err(loss_fn f, void *ctx, real *x, int64_t n, const real *ana, double gscale) {
-    double e = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        real x0 = x[i];
-        x[i] = x0 + FD_H;
-        double lp = f(ctx);
-        x[i] = x0 - FD_H;
-        double lm = f(ctx);
-        x[i] = x0;
-        double num = (lp - lm) / (2 * FD_H), a = ana[i];
-        e = maxd(e, fabs(num - a));
-        m = fabs(a) > m ? fabs(a) : m;
-    }
-    m = m > gscale ? m : gscale;
-    return e / (m > 0 ? m : 1);
-}
-static void fd(const char *name, loss_fn f, void *ctx, real *x, int64_t n, const real *ana, double gscale) {
-    if (!FD) { printf("SKIP %-72s (float build: finite differences need -DHGRN2_F64)\n", name); return; }
-    check(name, fd_err(f, ctx, x, n, ana, gscale), FD_TOL);
-}
-static double maxabs(const real *a, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
-    return m;
-}
-
-// ---- determinism across thread counts: f writes nout values; 1, 2 and 3 threads must agree bit for bit ----
-typedef void (*det_fn)(void *ctx, real *out);
-static void det_check(const char *name, det_fn f, void *ctx, int64_t nout) {
-    real *ref = zvec(nout), *out = zvec(nout);
-    int prev = omp_get_max_threads(), same = 1;
-    omp_set_num_threads(1);
-    f(ctx, ref);
-    for (int nt = 2; nt <= 3; nt++) {
-        omp_set_num_threads(nt);
-        f(ctx, out);
-        same &= memcmp(out, ref, (size_t)nout * sizeof(real)) == 0;
-    }
-    omp_set_num_threads(prev);
-    char full[160];
-    snprintf(full, sizeof full, "determinism, 1, 2, 3 threads bit-identical: %s", name);
-    check(full, !same, 0);
-    free(ref); free(out);
-}
 
 // ======================================================================================================
 // biases
@@ -150,14 +54,14 @@ static void test_bias(int64_t N, int C) {
         e = maxd(e, (double)(fabsl(db[j] - s) / a));
     }
     snprintf(name, sizeof name, "bias_bwd db += vs long double sum N=%lld C=%d (/ sum|.|)", (long long)N, C);
-    check(name, e, 2 * EPS + N * 1.2e-16);
+    near(name, e, 2 * EPS + N * 1.2e-16);
     snprintf(name, sizeof name, "bias_bwd_opnd == bias_bwd N=%lld C=%d", (long long)N, C);
     check_same(name, dbo, db, (size_t)C * sizeof(real));
     // finite differences: the backward is the adjoint of the add
     real *g = zvec(C);
     op_bias_bwd(g, c.wt, N, C);
     snprintf(name, sizeof name, "bias db (finite differences) N=%lld C=%d", (long long)N, C);
-    fd(name, bias_loss, &c, c.b, C, g, 0);
+    fd_vec(name, bias_loss, &c, c.b, C, g, 0);
     free(c.y0); free(c.y); free(c.b); free(c.wt); free(y); free(yo); free(ref); free(db0); free(db); free(dbo); free(g);
 }
 
@@ -175,9 +79,63 @@ static double norm_err(double y, double x, double m, double r, double w, double 
 }
 static double norm_tol(int64_t K) { return 3 * EPS + 4 * K * 1.2e-16; }
 
-typedef struct { real *x, *w, *b, *wt, *y; int64_t N; int C; double eps; } LnCtx;
+// The checks of a norm's statistics and output against long double (the errors measured by the caller), with
+// K values in each statistic: the mean a sum of K terms in double; the variance K squared deviations summed in
+// double, the rstd then rounding once; the output bound at norm_err.
+static void norm_fwd_checks(const char *op, const char *y, const char *shape, int64_t K, double em, double er,
+                            double ey) {
+    char name[160];
+    snprintf(name, sizeof name, "%s mean vs long double %s (/ mean|x|)", op, shape);
+    near(name, em, EPS + K * 1.2e-16);
+    snprintf(name, sizeof name, "%s rstd vs long double %s (relative)", op, shape);
+    near(name, er, EPS + 4 * K * 1.2e-16);
+    snprintf(name, sizeof name, "%s %s vs long double %s (bound at norm_err)", op, y, shape);
+    near(name, ey, norm_tol(K));
+}
+
+// The context of both norms' losses.
+typedef struct { real *x, *w, *b, *wt, *y; int64_t N; int C; double eps; } NormCtx;
+
+// The backward checks of both norms (their backward ops take the same arguments), from the forward's saved mean
+// and rstd: dx, dw += and db += against finite differences of loss; acc = 1 adds the same term to what is there
+// (the sum rounds once; allow one more rounding for a contraction the compiler may make differently in the two
+// loops); one output at a time (the others NULL) gives the same bits.
+typedef void (*norm_bwd_fn)(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
+                            const real *mean, const real *rstd, int64_t N, int C);
+static void norm_bwd_checks(const char *op, const char *shape, norm_bwd_fn bwd, loss_fn loss, NormCtx *c,
+                            const real *mean, const real *rstd) {
+    int64_t N = c->N;
+    int C = c->C;
+    char name[160];
+    real *dx = zvec(N * C), *dw0 = rvec(C, 1), *db0 = rvec(C, 1), *dw = dup(dw0, C), *db = dup(db0, C);
+    bwd(dx, 0, dw, db, c->wt, c->x, c->w, mean, rstd, N, C);
+    real *gw = zvec(C), *gb = zvec(C);
+    for (int j = 0; j < C; j++) { gw[j] = dw[j] - dw0[j]; gb[j] = db[j] - db0[j]; }
+    double gs = maxd(maxd(maxabs(dx, N * C), maxabs(gw, C)), maxabs(gb, C));
+    snprintf(name, sizeof name, "%s dx (finite differences) %s", op, shape);
+    fd_vec(name, loss, c, c->x, N * C, dx, gs);
+    snprintf(name, sizeof name, "%s dw += (finite differences) %s", op, shape);
+    fd_vec(name, loss, c, c->w, C, gw, gs);
+    snprintf(name, sizeof name, "%s db += (finite differences) %s", op, shape);
+    fd_vec(name, loss, c, c->b, C, gb, gs);
+    real *dxp = rvec(N * C, 1), *dxa = dup(dxp, N * C), *dw2 = dup(dw0, C), *db2 = dup(db0, C), *dx2 = zvec(N * C);
+    bwd(dxa, 1, NULL, NULL, c->wt, c->x, c->w, mean, rstd, N, C);
+    double ea = 0;
+    for (int64_t i = 0; i < N * C; i++) ea = maxd(ea, fabs(dxa[i] - (dxp[i] + dx[i])) / (fabs(dxp[i]) + fabs(dx[i]) + 1e-300));
+    snprintf(name, sizeof name, "%s bwd acc=1 == prefilled dx + the acc=0 dx %s", op, shape);
+    near(name, ea, 2 * EPS);
+    bwd(NULL, 0, dw2, NULL, c->wt, c->x, c->w, mean, rstd, N, C);
+    bwd(NULL, 0, NULL, db2, c->wt, c->x, c->w, mean, rstd, N, C);
+    bwd(dx2, 0, NULL, NULL, c->wt, c->x, c->w, mean, rstd, N, C);
+    snprintf(name, sizeof name, "%s bwd one output at a time: the same bits %s", op, shape);
+    near(name, (double)(memcmp(dw2, dw, (size_t)C * sizeof(real)) != 0) + (memcmp(db2, db, (size_t)C * sizeof(real)) != 0) +
+               (memcmp(dx2, dx, (size_t)(N * C) * sizeof(real)) != 0), 0);
+    free(dx); free(dw0); free(db0); free(dw); free(db); free(gw); free(gb); free(dxp); free(dxa); free(dw2); free(db2);
+    free(dx2);
+}
+
 static double ln_loss(void *p) {
-    LnCtx *c = p;
+    NormCtx *c = p;
     op_layernorm_fwd(c->y, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, c->eps);
     return wsum(c->wt, c->y, c->N * c->C);
 }
@@ -186,7 +144,7 @@ static void test_layernorm(int64_t N, int C, double offset, double scale) {
     seed(200 + N * 5 + C);
     char name[160], shape[64];
     snprintf(shape, sizeof shape, "N=%lld C=%d x=%g+%g*z", (long long)N, C, offset, scale);
-    LnCtx c = {.N = N, .C = C, .eps = 1e-5};
+    NormCtx c = {.N = N, .C = C, .eps = 1e-5};
     c.x = rvec(N * C, scale); c.w = rvec(C, 1); c.b = rvec(C, 1); c.wt = rvec(N * C, 1); c.y = zvec(N * C);
     for (int64_t i = 0; i < N * C; i++) c.x[i] += (real)offset;
     real *mean = zvec(N), *rstd = zvec(N);
@@ -205,56 +163,24 @@ static void test_layernorm(int64_t N, int C, double offset, double scale) {
         for (int j = 0; j < C; j++)
             ey = maxd(ey, norm_err(c.y[n * C + j], xr[j], (double)m, (double)r, c.w[j], c.b[j], (double)(sa / C)));
     }
-    snprintf(name, sizeof name, "layernorm mean vs long double %s (/ mean|x|)", shape);
-    check(name, em, EPS + C * 1.2e-16);
-    // the variance: C squared deviations summed in double; the rstd then rounds once
-    snprintf(name, sizeof name, "layernorm rstd vs long double %s (relative)", shape);
-    check(name, er, EPS + 4 * C * 1.2e-16);
-    snprintf(name, sizeof name, "layernorm y vs long double %s (bound at norm_err)", shape);
-    check(name, ey, norm_tol(C));
+    norm_fwd_checks("layernorm", "y", shape, C, em, er, ey);
     // backward
-    real *dx = zvec(N * C), *dw0 = rvec(C, 1), *db0 = rvec(C, 1), *dw = dup(dw0, C), *db = dup(db0, C);
-    op_layernorm_bwd(dx, 0, dw, db, c.wt, c.x, c.w, mean, rstd, N, C);
-    real *gw = zvec(C), *gb = zvec(C);
-    for (int j = 0; j < C; j++) { gw[j] = dw[j] - dw0[j]; gb[j] = db[j] - db0[j]; }
-    double gs = maxd(maxd(maxabs(dx, N * C), maxabs(gw, C)), maxabs(gb, C));
-    snprintf(name, sizeof name, "layernorm dx (finite differences) %s", shape);
-    fd(name, ln_loss, &c, c.x, N * C, dx, gs);
-    snprintf(name, sizeof name, "layernorm dw += (finite differences) %s", shape);
-    fd(name, ln_loss, &c, c.w, C, gw, gs);
-    snprintf(name, sizeof name, "layernorm db += (finite differences) %s", shape);
-    fd(name, ln_loss, &c, c.b, C, gb, gs);
-    // acc = 1 adds the same term to what is there (the sum rounds once; allow one more rounding for a
-    // contraction the compiler may make differently in the two loops), and the NULL outputs change nothing
-    real *dxp = rvec(N * C, 1), *dxa = dup(dxp, N * C), *dw2 = dup(dw0, C), *db2 = dup(db0, C), *dx2 = zvec(N * C);
-    op_layernorm_bwd(dxa, 1, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    double ea = 0;
-    for (int64_t i = 0; i < N * C; i++) ea = maxd(ea, fabs(dxa[i] - (dxp[i] + dx[i])) / (fabs(dxp[i]) + fabs(dx[i]) + 1e-300));
-    snprintf(name, sizeof name, "layernorm bwd acc=1 == prefilled dx + the acc=0 dx %s", shape);
-    check(name, ea, 2 * EPS);
-    op_layernorm_bwd(NULL, 0, dw2, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    op_layernorm_bwd(NULL, 0, NULL, db2, c.wt, c.x, c.w, mean, rstd, N, C);
-    op_layernorm_bwd(dx2, 0, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    snprintf(name, sizeof name, "layernorm bwd one output at a time: the same bits %s", shape);
-    check(name, (double)(memcmp(dw2, dw, (size_t)C * sizeof(real)) != 0) + (memcmp(db2, db, (size_t)C * sizeof(real)) != 0) +
-                (memcmp(dx2, dx, (size_t)(N * C) * sizeof(real)) != 0), 0);
+    norm_bwd_checks("layernorm", shape, op_layernorm_bwd, ln_loss, &c, mean, rstd);
     // with a residual: x += res in place, then the norm of the sum, the same bits as the two steps
     real *res = rvec(N * C, 1), *xs = dup(c.x, N * C), *ys = zvec(N * C), *ms = zvec(N), *rs = zvec(N);
     op_layernorm_fwd(ys, ms, rs, xs, res, c.w, c.b, N, C, c.eps);
     for (int64_t i = 0; i < N * C; i++) c.x[i] += res[i];
     op_layernorm_fwd(c.y, mean, rstd, c.x, NULL, c.w, c.b, N, C, c.eps);
     snprintf(name, sizeof name, "layernorm fwd with res == add, then the norm %s", shape);
-    check(name, (double)(memcmp(xs, c.x, (size_t)(N * C) * sizeof(real)) != 0) +
-                (memcmp(ys, c.y, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, mean, (size_t)N * sizeof(real)) != 0) +
-                (memcmp(rs, rstd, (size_t)N * sizeof(real)) != 0), 0);
-    free(c.x); free(c.w); free(c.b); free(c.wt); free(c.y); free(mean); free(rstd); free(dx); free(dw0); free(db0);
-    free(dw); free(db); free(gw); free(gb); free(dxp); free(dxa); free(dw2); free(db2); free(dx2); free(res); free(xs);
-    free(ys); free(ms); free(rs);
+    near(name, (double)(memcmp(xs, c.x, (size_t)(N * C) * sizeof(real)) != 0) +
+               (memcmp(ys, c.y, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, mean, (size_t)N * sizeof(real)) != 0) +
+               (memcmp(rs, rstd, (size_t)N * sizeof(real)) != 0), 0);
+    free(c.x); free(c.w); free(c.b); free(c.wt); free(c.y); free(mean); free(rstd); free(res); free(xs); free(ys);
+    free(ms); free(rs);
 }
 
-typedef struct { real *x, *w, *b, *wt, *y; int64_t N; int C; double eps; } BnCtx;
 static double bn_loss(void *p) {
-    BnCtx *c = p;
+    NormCtx *c = p;
     op_batchnorm_fwd(c->y, NULL, NULL, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, c->eps, 0.1, 1);
     return wsum(c->wt, c->y, c->N * c->C);
 }
@@ -263,7 +189,7 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
     char name[160], shape[64];
     snprintf(shape, sizeof shape, "N=%lld C=%d x=%g+%g*z", (long long)N, C, offset, scale);
     const double mom = 0.1;
-    BnCtx c = {.N = N, .C = C, .eps = 1e-5};
+    NormCtx c = {.N = N, .C = C, .eps = 1e-5};
     c.x = rvec(N * C, scale); c.w = rvec(C, 1); c.b = rvec(C, 1); c.wt = rvec(N * C, 1); c.y = zvec(N * C);
     for (int64_t i = 0; i < N * C; i++) c.x[i] += (real)offset;
     real *mean = zvec(C), *rstd = zvec(C), *rm0 = rvec(C, 1), *rv0 = zvec(C);
@@ -286,16 +212,11 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
         erm = maxd(erm, (double)(fabsl(rm[j] - rmr) / ((1 - mom) * fabsl((long double)rm0[j]) + mom * sa / N)));
         erv = maxd(erv, (double)(fabsl(rv[j] - rvr) / rvr));
     }
-    snprintf(name, sizeof name, "batchnorm mean vs long double %s (/ mean|x|)", shape);
-    check(name, em, EPS + N * 1.2e-16);
-    snprintf(name, sizeof name, "batchnorm rstd vs long double %s (relative)", shape);
-    check(name, er, EPS + 4 * N * 1.2e-16);
-    snprintf(name, sizeof name, "batchnorm y (training) vs long double %s (bound at norm_err)", shape);
-    check(name, ey, norm_tol(N));
+    norm_fwd_checks("batchnorm", "y (training)", shape, N, em, er, ey);
     snprintf(name, sizeof name, "batchnorm running mean, momentum 0.1 %s", shape);
-    check(name, erm, 2 * EPS + N * 1.2e-16);
+    near(name, erm, 2 * EPS + N * 1.2e-16);
     snprintf(name, sizeof name, "batchnorm running var (unbiased), momentum 0.1 %s", shape);
-    check(name, erv, 2 * EPS + 4 * N * 1.2e-16);
+    near(name, erv, 2 * EPS + 4 * N * 1.2e-16);
     // eval mode: the running statistics, nothing else written
     real *ye = zvec(N * C), *me = dup(mean, C), *re = dup(rstd, C), *rm2 = dup(rm, C), *rv2 = dup(rv, C);
     op_batchnorm_fwd(ye, me, re, rm2, rv2, c.x, NULL, c.w, c.b, N, C, c.eps, mom, 0);
@@ -306,34 +227,12 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
             ee = maxd(ee, norm_err(ye[n * C + j], c.x[n * C + j], rm[j], r, c.w[j], c.b[j], fabs((double)rm[j])));
     }
     snprintf(name, sizeof name, "batchnorm y (eval) vs formula %s (bound at norm_err)", shape);
-    check(name, ee, norm_tol(1));
+    near(name, ee, norm_tol(1));
     snprintf(name, sizeof name, "batchnorm eval leaves mean, rstd, running stats alone %s", shape);
-    check(name, (double)(memcmp(me, mean, (size_t)C * sizeof(real)) != 0) + (memcmp(re, rstd, (size_t)C * sizeof(real)) != 0) +
-                (memcmp(rm2, rm, (size_t)C * sizeof(real)) != 0) + (memcmp(rv2, rv, (size_t)C * sizeof(real)) != 0), 0);
+    near(name, (double)(memcmp(me, mean, (size_t)C * sizeof(real)) != 0) + (memcmp(re, rstd, (size_t)C * sizeof(real)) != 0) +
+               (memcmp(rm2, rm, (size_t)C * sizeof(real)) != 0) + (memcmp(rv2, rv, (size_t)C * sizeof(real)) != 0), 0);
     // backward (training)
-    real *dx = zvec(N * C), *dw0 = rvec(C, 1), *db0 = rvec(C, 1), *dw = dup(dw0, C), *db = dup(db0, C);
-    op_batchnorm_bwd(dx, 0, dw, db, c.wt, c.x, c.w, mean, rstd, N, C);
-    real *gw = zvec(C), *gb = zvec(C);
-    for (int j = 0; j < C; j++) { gw[j] = dw[j] - dw0[j]; gb[j] = db[j] - db0[j]; }
-    double gs = maxd(maxd(maxabs(dx, N * C), maxabs(gw, C)), maxabs(gb, C));
-    snprintf(name, sizeof name, "batchnorm dx (finite differences) %s", shape);
-    fd(name, bn_loss, &c, c.x, N * C, dx, gs);
-    snprintf(name, sizeof name, "batchnorm dw += (finite differences) %s", shape);
-    fd(name, bn_loss, &c, c.w, C, gw, gs);
-    snprintf(name, sizeof name, "batchnorm db += (finite differences) %s", shape);
-    fd(name, bn_loss, &c, c.b, C, gb, gs);
-    real *dxp = rvec(N * C, 1), *dxa = dup(dxp, N * C), *dw2 = dup(dw0, C), *db2 = dup(db0, C), *dx2 = zvec(N * C);
-    op_batchnorm_bwd(dxa, 1, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    double ea = 0;
-    for (int64_t i = 0; i < N * C; i++) ea = maxd(ea, fabs(dxa[i] - (dxp[i] + dx[i])) / (fabs(dxp[i]) + fabs(dx[i]) + 1e-300));
-    snprintf(name, sizeof name, "batchnorm bwd acc=1 == prefilled dx + the acc=0 dx %s", shape);
-    check(name, ea, 2 * EPS);
-    op_batchnorm_bwd(NULL, 0, dw2, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    op_batchnorm_bwd(NULL, 0, NULL, db2, c.wt, c.x, c.w, mean, rstd, N, C);
-    op_batchnorm_bwd(dx2, 0, NULL, NULL, c.wt, c.x, c.w, mean, rstd, N, C);
-    snprintf(name, sizeof name, "batchnorm bwd one output at a time: the same bits %s", shape);
-    check(name, (double)(memcmp(dw2, dw, (size_t)C * sizeof(real)) != 0) + (memcmp(db2, db, (size_t)C * sizeof(real)) != 0) +
-                (memcmp(dx2, dx, (size_t)(N * C) * sizeof(real)) != 0), 0);
+    norm_bwd_checks("batchnorm", shape, op_batchnorm_bwd, bn_loss, &c, mean, rstd);
     // with a residual, in both modes
     real *res = rvec(N * C, 1);
     for (int train = 1; train >= 0; train--) {
@@ -344,15 +243,14 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
         for (int64_t i = 0; i < N * C; i++) xa[i] += res[i];
         op_batchnorm_fwd(ya, ma, ra, rma, rva, xa, NULL, c.w, c.b, N, C, c.eps, mom, train);
         snprintf(name, sizeof name, "batchnorm fwd (%s) with res == add, then the norm %s", train ? "train" : "eval", shape);
-        check(name, (double)(memcmp(xs, xa, (size_t)(N * C) * sizeof(real)) != 0) +
-                    (memcmp(ys, ya, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, ma, (size_t)C * sizeof(real)) != 0) +
-                    (memcmp(rs, ra, (size_t)C * sizeof(real)) != 0) + (memcmp(rms, rma, (size_t)C * sizeof(real)) != 0) +
-                    (memcmp(rvs, rva, (size_t)C * sizeof(real)) != 0), 0);
+        near(name, (double)(memcmp(xs, xa, (size_t)(N * C) * sizeof(real)) != 0) +
+                   (memcmp(ys, ya, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, ma, (size_t)C * sizeof(real)) != 0) +
+                   (memcmp(rs, ra, (size_t)C * sizeof(real)) != 0) + (memcmp(rms, rma, (size_t)C * sizeof(real)) != 0) +
+                   (memcmp(rvs, rva, (size_t)C * sizeof(real)) != 0), 0);
         free(xs); free(xa); free(ys); free(ya); free(ms); free(rs); free(ma); free(ra); free(rms); free(rvs); free(rma); free(rva);
     }
     free(c.x); free(c.w); free(c.b); free(c.wt); free(c.y); free(mean); free(rstd); free(rm0); free(rv0); free(rm); free(rv);
-    free(ye); free(me); free(re); free(rm2); free(rv2); free(dx); free(dw0); free(db0); free(dw); free(db); free(gw); free(gb);
-    free(dxp); free(dxa); free(dw2); free(db2); free(dx2); free(res);
+    free(ye); free(me); free(re); free(rm2); free(rv2); free(res);
 }
 
 // ======================================================================================================
@@ -384,9 +282,9 @@ static void test_gelu(void) {
         long double d = c.wt[i] * (cdf + x * pdf), sc = fabsl((long double)c.wt[i]) * (cdf + fabsl(x) * pdf);
         eb = maxd(eb, (double)(fabsl(dx[i] - d) / (sc + 1e-300)) / tol);
     }
-    check("gelu fwd vs long double x erfc(-x/sqrt2)/2 (in units of the bound)", ef, 1);
-    check("gelu bwd vs long double dy (Phi + x phi) (in units of the bound)", eb, 1);
-    fd("gelu dx (finite differences)", gelu_loss, &c, c.x, c.n, dx, 0);
+    near("gelu fwd vs long double x erfc(-x/sqrt2)/2 (in units of the bound)", ef, 1);
+    near("gelu bwd vs long double dy (Phi + x phi) (in units of the bound)", eb, 1);
+    fd_vec("gelu dx (finite differences)", gelu_loss, &c, c.x, c.n, dx, 0);
     real *a = dup(c.wt, c.n);
     op_gelu_bwd(a, a, c.x, c.n);
     check_same("gelu bwd in place (dx == dy) gives the same bits", a, dx, (size_t)c.n * sizeof(real));
@@ -431,17 +329,17 @@ static void test_positions(int B, int T, int D) {
                 if (t == 0) exact0 &= z[i] == (d % 2 ? 1 : 0);
             }
     snprintf(name, sizeof name, "positions on zeros vs long double sin/cos %s (absolute)", shape);
-    check(name, ep, EPS + T * 2e-15);
+    near(name, ep, EPS + T * 2e-15);
     snprintf(name, sizeof name, "positions x + PE vs long double %s (/ (|x| + 1))", shape);
-    check(name, ey, 2 * EPS + T * 2e-15);
+    near(name, ey, 2 * EPS + T * 2e-15);
     snprintf(name, sizeof name, "positions at t = 0: exactly 0 (sin), 1 (cos) %s", shape);
-    check(name, !exact0, 0);
+    near(name, !exact0, 0);
     // no backward op: dL/dx = dL/dy, which the finite differences confirm
     if (n <= 4096) {
         PosCtx c = {.x = x, .B = B, .T = T, .D = D};
         c.wt = rvec(n, 1);
         snprintf(name, sizeof name, "positions: the gradient passes through (finite differences) %s", shape);
-        fd(name, pos_loss, &c, c.x, n, c.wt, 0);
+        fd_vec(name, pos_loss, &c, c.x, n, c.wt, 0);
         free(c.wt);
     }
     free(z); free(x); free(y);
@@ -485,11 +383,11 @@ static void test_dropout(void) {
             bad += memcmp(&y[i], &want, sizeof(real)) != 0;
         }
         snprintf(name, sizeof name, "dropout p=%.1f: y = x / (1 - p) or 0 by the mask of ops.h, bit for bit", p);
-        check(name, (double)bad, 0);
+        near(name, (double)bad, 0);
         // kept ~ Binomial(n, 1 - p): 5 standard deviations
         double sd = sqrt(n * p * (1 - p));
         snprintf(name, sizeof name, "dropout p=%.1f: kept fraction (in standard deviations of n (1-p))", p);
-        check(name, fabs(kept - n * (1 - p)) / sd, 5);
+        near(name, fabs(kept - n * (1 - p)) / sd, 5);
         // the next seed draws an independent mask, not a shifted one: agreement ~ p^2 + (1-p)^2
         int64_t same = 0, shifted = 0;
         for (int64_t i = 0; i + 1 < n; i++) {
@@ -499,7 +397,7 @@ static void test_dropout(void) {
         }
         double agree = p * p + (1 - p) * (1 - p), sda = sqrt(n * agree * (1 - agree));
         snprintf(name, sizeof name, "dropout p=%.1f: seeds s, s+1 independent (st. dev. from p^2 + (1-p)^2)", p);
-        check(name, maxd(fabs(same - n * agree), fabs(shifted - n * agree)) / sda, 5);
+        near(name, maxd(fabs(same - n * agree), fabs(shifted - n * agree)) / sda, 5);
         // in place, and the backward: the same mask on dy
         memcpy(y2, x, (size_t)n * sizeof(real));
         op_dropout_fwd(y2, y2, n, p, s);
@@ -513,7 +411,7 @@ static void test_dropout(void) {
     c.x = rvec(c.n, 1); c.wt = rvec(c.n, 1); c.y = zvec(c.n);
     real *dx = zvec(c.n);
     op_dropout_bwd(dx, c.wt, c.n, c.p, c.s);
-    fd("dropout dx, p = 0.3 (finite differences)", drop_loss, &c, c.x, c.n, dx, 0);
+    fd_vec("dropout dx, p = 0.3 (finite differences)", drop_loss, &c, c.x, c.n, dx, 0);
     free(x); free(y); free(y2); free(c.x); free(c.wt); free(c.y); free(dx);
 }
 
@@ -549,7 +447,7 @@ static void test_pool(int B, int T, int D) {
             e = maxd(e, (double)(fabsl(c.y[(int64_t)b * D + d] - s / c.lens[b]) / (a / c.lens[b])));
         }
     snprintf(name, sizeof name, "pool_mean fwd vs long double %s (/ mean|x|)", shape);
-    check(name, e, EPS + (T + 2) * 1.2e-16);
+    near(name, e, EPS + (T + 2) * 1.2e-16);
     // padding is ignored: other values there change nothing
     real *xp = dup(c.x, n), *yp = zvec((int64_t)B * D);
     for (int b = 0; b < B; b++)
@@ -575,10 +473,10 @@ static void test_pool(int B, int T, int D) {
                 bad += memcmp(&dx[((int64_t)b * T + t) * D + d], &want, sizeof(real)) != 0;
             }
     snprintf(name, sizeof name, "pool_mean bwd = dy / L on valid positions, 0 on padding %s", shape);
-    check(name, (double)bad, 0);
+    near(name, (double)bad, 0);
     if (n <= 5000) {
         snprintf(name, sizeof name, "pool_mean dx (finite differences) %s", shape);
-        fd(name, pool_loss, &c, c.x, n, dx, 0);
+        fd_vec(name, pool_loss, &c, c.x, n, dx, 0);
     }
     free(c.x); free(c.wt); free(c.y); free(c.lens); free(xp); free(yp); free(full); free(dx);
 }
@@ -608,7 +506,7 @@ static void test_pair(int B, int D) {
             for (int k = 0; k < 4; k++) bad += memcmp(&fr[k * D + d], &want[k], sizeof(real)) != 0;
         }
     snprintf(name, sizeof name, "pair_features fwd == [a, b, a - b, a * b] %s", shape);
-    check(name, (double)bad, 0);
+    near(name, (double)bad, 0);
     real *da = rvec(n, 1), *db = rvec(n, 1);   // garbage first: (=)
     op_pair_features_bwd(da, db, c.wt, c.a, c.b, B, D);
     // two adds and a product: 3 roundings of terms at most |g0| + |g2| + |g3 b|
@@ -625,11 +523,11 @@ static void test_pair(int B, int D) {
             e = maxd(e, (double)(fabsl(db[j] - rb) / sb));
         }
     snprintf(name, sizeof name, "pair_features bwd vs long double %s (/ sum of |terms|)", shape);
-    check(name, e, 3 * EPS);
+    near(name, e, 3 * EPS);
     snprintf(name, sizeof name, "pair_features da (finite differences) %s", shape);
-    fd(name, pair_loss, &c, c.a, n, da, maxabs(db, n));
+    fd_vec(name, pair_loss, &c, c.a, n, da, maxabs(db, n));
     snprintf(name, sizeof name, "pair_features db (finite differences) %s", shape);
-    fd(name, pair_loss, &c, c.b, n, db, maxabs(da, n));
+    fd_vec(name, pair_loss, &c, c.b, n, db, maxabs(da, n));
     free(c.a); free(c.b); free(c.wt); free(c.f); free(da); free(db);
 }
 
@@ -734,6 +632,6 @@ int main(int argc, char **argv) {
     test_pair(3, 7);
     test_pair(5, 130);
     test_determinism();
-    printf("\n%d passed, %d failed (%.1f s)\n", n_pass, n_fail, now_s() - t0);
-    return n_fail ? 1 : 0;
+    printf("\n%.1f s\n", now_s() - t0);
+    return check_summary("test_cls_ops");
 }

@@ -2,66 +2,16 @@
 //
 // Built by `make tests/bin/test_ops` in float64 (-DHGRN2_F64): every backward is checked against central
 // finite differences of its forward, with the loss L = sum(w * y) for random w, so the backward runs with
-// dy = w. Step h = 1e-6: the truncation error is O(h^2) ~ 1e-12 and the rounding error O(eps |L| / h) ~ 1e-10
-// relative, so a correct backward lands near 1e-9 and the tolerance is 1e-6 of the largest gradient
-// component (a wrong term shows up as O(1)).
+// dy = w (tests/fd.h: the step and the tolerance).
 // Built without -DHGRN2_F64 (float), finite differences are meaningless and are skipped (each says so); the
 // other checks (against naive references, chunked against recurrent, determinism, AdamW) run with
 // tolerances scaled to float's epsilon. `--bench` (best in the float build) times the matmuls and the HGRU2.
 //
 // Exit status 1 when any check fails. One line per check: the measured error and the tolerance.
-#include "../common.h"
-#include "../ops.h"
-#include <math.h>
-#include <omp.h>
 #include <time.h>
 
-#include "check.h"
+#include "fd.h"
 
-#ifdef HGRN2_F64
-#define EPS 2.220446049250313e-16
-#define FD 1
-#else
-#define EPS 1.1920929e-07
-#define FD 0
-#endif
-#define FD_H 1e-6
-#define FD_TOL 1e-6
-
-static void skip_fd(const char *name) {
-    printf("SKIP %-64s (float build: finite differences need -DHGRN2_F64)\n", name);
-}
-
-// ---- random numbers (splitmix64), fixed seeds ----
-static uint64_t rng;
-static void seed(uint64_t s) { rng = s; }
-static uint64_t next_u64(void) {
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-static double nrand(void) {
-    double u = urand(), v = urand();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-static real *rvec(int64_t n, double scale) {
-    real *p = xmalloc((size_t)n * sizeof(real));
-    for (int64_t i = 0; i < n; i++) p[i] = (real)(scale * nrand());
-    return p;
-}
-static real *zvec(int64_t n) { return xcalloc((size_t)n, sizeof(real)); }
-static real *dup(const real *a, int64_t n) {
-    real *p = xmalloc((size_t)n * sizeof(real));
-    memcpy(p, a, (size_t)n * sizeof(real));
-    return p;
-}
-static double wsum(const real *w, const real *y, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)w[i] * y[i];
-    return s;
-}
 // max |a - b| / max |b| over n elements
 static double relerr(const real *a, const real *b, int64_t n) {
     double e = 0, m = 0;
@@ -71,46 +21,6 @@ static double relerr(const real *a, const real *b, int64_t n) {
         m = fabs((double)b[i]) > m ? fabs((double)b[i]) : m;
     }
     return e / (m > 0 ? m : 1);
-}
-static double maxabs(const real *a, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
-    return m;
-}
-
-// ---- finite differences ----
-// The loss is a function of a context; fd_check perturbs the rows x cols elements x[r*ldx + c] one at a
-// time and compares with ana[r*lda + c]. Returns max |fd - ana| / max(max |ana|, gscale): gscale is the largest
-// gradient component over all inputs of the op, so an input whose true gradient is zero (dg at T = 1) is
-// measured against the size of the op's gradients instead of its own rounding noise.
-typedef double (*loss_fn)(void *ctx);
-static double fd_err(loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx, const real *ana,
-                     int64_t lda, double gscale) {
-    double e = 0, m = 0;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            real *xi = x + r * ldx + c, x0 = *xi;
-            *xi = x0 + FD_H;
-            double lp = f(ctx);
-            *xi = x0 - FD_H;
-            double lm = f(ctx);
-            *xi = x0;
-            double num = (lp - lm) / (2 * FD_H), a = ana[r * lda + c];
-            double d = fabs(num - a);
-            e = d > e || d != d ? d : e;
-            m = fabs(a) > m ? fabs(a) : m;
-        }
-    m = m > gscale ? m : gscale;
-    return e / (m > 0 ? m : 1);
-}
-static void fd_scaled(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
-                      const real *ana, int64_t lda, double gscale) {
-    if (!FD) { skip_fd(name); return; }
-    near(name, fd_err(f, ctx, x, rows, cols, ldx, ana, lda, gscale), FD_TOL);
-}
-static void fd(const char *name, loss_fn f, void *ctx, real *x, int64_t rows, int64_t cols, int64_t ldx,
-               const real *ana, int64_t lda) {
-    fd_scaled(name, f, ctx, x, rows, cols, ldx, ana, lda, 0);
 }
 
 // ======================================================================================================
@@ -592,27 +502,8 @@ static void test_hgru_agree(int T, int chunk, uint64_t s) {
 }
 
 // ======================================================================================================
-// determinism across thread counts
+// determinism across thread counts (det_check: tests/fd.h)
 // ======================================================================================================
-typedef void (*det_fn)(void *ctx, real *out);
-static void det_check(const char *name, det_fn f, void *ctx, int64_t nout) {
-    real *ref = zvec(nout), *out = zvec(nout);
-    int prev = omp_get_max_threads();
-    omp_set_num_threads(1);
-    f(ctx, ref);
-    int same = 1;
-    for (int nt = 2; nt <= 3; nt++) {
-        omp_set_num_threads(nt);
-        f(ctx, out);
-        same &= memcmp(out, ref, (size_t)nout * sizeof(real)) == 0;
-    }
-    omp_set_num_threads(prev);
-    char full[128];
-    snprintf(full, sizeof full, "determinism, 1, 2, 3 threads bit-identical: %s", name);
-    near(full, !same, 0);
-    free(ref); free(out);
-}
-
 typedef struct { real *x, *W, *dy, *dW0; int64_t N; int I, O; } DetMat;
 static void det_matmul(void *p, real *out) {
     DetMat *c = p;
