@@ -82,14 +82,14 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
 # (its own object names: make -j may build it beside test_gpu)
-$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu build/kernels.o cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c

@@ -27,47 +27,13 @@
 // (causal + reverse) against two causal passes at that shape.
 //
 // --quick runs only the small shapes (a smoke test in seconds). Exit status 1 when any check fails.
-#include "../common.h"
+#include "gpu_check.h"
 extern "C" {
 #include "../ops.h"
 }
-#include "../cuda_ops.h"
-#include <cuda_runtime.h>
-#include <math.h>
-#include <vector>
 #include <algorithm>
 #include <string>
 
-typedef std::vector<float> Vec;
-
-#define CK(call)                                                                                              \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) die("CUDA error at %s:%d: %s", __FILE__, __LINE__, cudaGetErrorString(e_));   \
-    } while (0)
-
-static int n_fail = 0, n_pass = 0;
-static int g_quick = 0;   // --quick: only the small shapes (a fast smoke test)
-
-// ---- random numbers (splitmix64) ----
-static uint64_t rng_state = 1;
-static void seed(uint64_t s) { rng_state = s * 0x2545F4914F6CDD1Dull + 12345; }
-static uint64_t next_u64(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-static double nrand(void) {
-    double u = urand(), v = urand();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-static Vec randn(size_t n, double scale = 1) {
-    Vec v(n);
-    for (auto &x : v) x = (float)(scale * nrand());
-    return v;
-}
 // Gates as the model makes them: g = logsigmoid(x) <= 0 (one in ten strongly forgetting), k = 1 - exp(g).
 // steep(i): whether element i may draw a nearly closed gate (10% of them, g in [-30, -10])
 template <typename F> static void gates_like(Vec &g, Vec &k, size_t n, F steep) {
@@ -81,35 +47,6 @@ template <typename F> static void gates_like(Vec &g, Vec &k, size_t n, F steep) 
     }
 }
 
-// ---- device buffers: a pool freed at the end of each test ----
-struct Pool {
-    std::vector<void *> ps;
-    float *f(size_t n) { return (float *)add(cuda_alloc(n * sizeof(float), "test buffer")); }
-    int32_t *i(size_t n) { return (int32_t *)add(cuda_alloc(n * sizeof(int32_t), "test buffer")); }
-    float *up(const Vec &h) {
-        float *d = f(h.size());
-        cuda_to_device(d, h.data(), h.size() * sizeof(float));
-        return d;
-    }
-    int32_t *up(const std::vector<int32_t> &h) {
-        int32_t *d = i(h.size());
-        cuda_to_device(d, h.data(), h.size() * sizeof(int32_t));
-        return d;
-    }
-    void *add(void *p) { ps.push_back(p); return p; }
-    ~Pool() { for (void *p : ps) cuda_free(p); }
-};
-static Vec down(const float *d, size_t n) {
-    Vec h(n);
-    cuda_to_host(h.data(), d, n * sizeof(float));
-    return h;
-}
-static void poison(void *d, size_t bytes) {   // NaN in every float
-    cuda_sync();
-    CK(cudaMemset(d, 0xFF, bytes));
-    CK(cudaDeviceSynchronize());
-}
-static void set(float *d, const Vec &h) { cuda_to_device(d, h.data(), h.size() * sizeof(float)); }
 // a strided buffer for the GPU: the host values in the gaps, NaN in the `used` leading columns of every row
 static Vec poisoned_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
     Vec p = h;
@@ -118,60 +55,16 @@ static Vec poisoned_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
     return p;
 }
 
-// ---- operands (ops.h): bf16 in GEMM mode 2, fp32 otherwise ----
-static void *opnd_buf(Pool &P, size_t n) { return P.add(cuda_alloc(n * cuda_opnd_size(), "test operand")); }
 static void *opnd_of(Pool &P, const float *d, size_t n) {   // a device operand holding device values d
     void *o = opnd_buf(P, n);
     cuda_to_opnd(o, d, n);
     return o;
 }
-static float bf16_value(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static Vec opnd_down(const void *d, size_t n) {
-    if (cuda_opnd_size() == 4) return down((const float *)d, n);
-    std::vector<uint16_t> b(n);
-    cuda_to_host(b.data(), d, n * 2);
-    Vec h(n);
-    for (size_t i = 0; i < n; i++) h[i] = bf16_value(b[i]);
-    return h;
-}
-static uint16_t bf16_bits(float f) {   // round to nearest even, as __float2bfloat16 (no NaN inputs here)
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-}
 
-// ---- checks ----
-static void compare(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, double tol) {
-    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
-    bool bad = gpu.size() != cpu.size();
-    for (size_t i = 0; i < cpu.size() && !bad; i++) {
-        double g = gpu[i], c = cpu[i], d = fabs(g - c);
-        if (!(d == d) || isinf(d)) { bad = true; break; }   // NaN or inf where the CPU has a number
-        e2 += d * d;
-        r2 += c * c;
-        emax = d > emax ? d : emax;
-        rmax = fabs(c) > rmax ? fabs(c) : rmax;
-    }
-    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
-    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
-    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
-    printf("%s  %-22s %-40s rel %.2e  max %.2e  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
-    ok ? n_pass++ : n_fail++;
-}
-static void check_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes) {
-    bool ok = memcmp(a, b, bytes) == 0;
-    printf("%s  %-22s %-40s %s\n", ok ? "PASS" : "FAIL", op, shape, ok ? "bitwise equal" : "DIFFER");
-    ok ? n_pass++ : n_fail++;
-}
 static void check_scalar(const char *op, const char *shape, double gpu, double cpu, double tol) {
     double rel = fabs(gpu - cpu) / (fabs(cpu) > 0 ? fabs(cpu) : 1);
     bool ok = rel <= tol;
-    printf("%s  %-22s %-40s rel %.2e  (gpu %.10g cpu %.10g)  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, gpu,
+    printf("%s  %-26s %-40s rel %.2e  (gpu %.10g cpu %.10g)  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, gpu,
            cpu, tol);
     ok ? n_pass++ : n_fail++;
 }
@@ -1132,6 +1025,5 @@ int main(int argc, char **argv) {
     test_adamw();
     test_adamw_bf16_copy();
     test_determinism();
-    printf("%d passed, %d failed; peak GPU memory %.1f MiB\n", n_pass, n_fail, cuda_peak_bytes() / 1048576.0);
-    return n_fail ? 1 : 0;
+    return gpu_check_summary();
 }

@@ -23,99 +23,19 @@
 //
 // Also: determinism (the reductions run twice give the same bits). --quick runs only the small shapes.
 // Exit status 1 when any check fails.
-#include "../common.h"
+#include "gpu_check.h"
 extern "C" {
 #include "../ops.h"
 }
-#include "../cuda_ops.h"
-#include <cuda_runtime.h>
-#include <math.h>
-#include <vector>
-
-typedef std::vector<float> Vec;
-
-#define CK(call)                                                                                              \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) die("CUDA error at %s:%d: %s", __FILE__, __LINE__, cudaGetErrorString(e_));   \
-    } while (0)
-
-static int n_fail = 0, n_pass = 0;
-static int g_quick = 0;
 
 #define TOL_D 1e-6
 #define TOL_EW 2e-6
 #define TOL_OPND 4e-3
 
-// ---- random numbers (splitmix64) ----
-static uint64_t rng_state = 1;
-static void seed(uint64_t s) { rng_state = s * 0x2545F4914F6CDD1Dull + 12345; }
-static uint64_t next_u64(void) { return splitmix64(&rng_state); }
-static double urand(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-static double nrand(void) {
-    double u = urand(), v = urand();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-static Vec randn(size_t n, double scale = 1, double offset = 0) {
-    Vec v(n);
-    for (auto &x : v) x = (float)(offset + scale * nrand());
-    return v;
-}
-
-// ---- device buffers: a pool freed at the end of each test ----
-struct Pool {
-    std::vector<void *> ps;
-    float *f(size_t n) { return (float *)add(cuda_alloc(n * sizeof(float), "test buffer")); }
-    float *up(const Vec &h) {
-        float *d = f(h.size());
-        cuda_to_device(d, h.data(), h.size() * sizeof(float));
-        return d;
-    }
-    int32_t *up(const std::vector<int32_t> &h) {
-        int32_t *d = (int32_t *)add(cuda_alloc(h.size() * sizeof(int32_t), "test buffer"));
-        cuda_to_device(d, h.data(), h.size() * sizeof(int32_t));
-        return d;
-    }
-    void *add(void *p) { ps.push_back(p); return p; }
-    ~Pool() { for (void *p : ps) cuda_free(p); }
-};
-static Vec down(const float *d, size_t n) {
-    Vec h(n);
-    cuda_to_host(h.data(), d, n * sizeof(float));
-    return h;
-}
-static void poison(void *d, size_t bytes) {   // NaN in every float (and every bf16)
-    cuda_sync();
-    CK(cudaMemset(d, 0xFF, bytes));
-    CK(cudaDeviceSynchronize());
-}
-static void set(float *d, const Vec &h) { cuda_to_device(d, h.data(), h.size() * sizeof(float)); }
-
-// ---- operands (ops.h): bf16 in GEMM mode 2, fp32 otherwise ----
-static void *opnd_buf(Pool &P, size_t n) { return P.add(cuda_alloc(n * cuda_opnd_size(), "test operand")); }
-static float bf16_value(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint16_t bf16_bits(float f) {   // round to nearest even, as __float2bfloat16 (no NaN inputs here)
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-}
-static Vec bf16_round(const Vec &v) {
+static Vec bf16_round(const Vec &v) {   // each value rounded to bf16, as an operand in GEMM mode 2 holds it
     Vec r(v.size());
     for (size_t i = 0; i < v.size(); i++) r[i] = bf16_value(bf16_bits(v[i]));
     return r;
-}
-static Vec opnd_down(const void *d, size_t n) {
-    if (cuda_opnd_size() == 4) return down((const float *)d, n);
-    std::vector<uint16_t> b(n);
-    cuda_to_host(b.data(), d, n * 2);
-    Vec h(n);
-    for (size_t i = 0; i < n; i++) h[i] = bf16_value(b[i]);
-    return h;
 }
 static void *opnd_up(Pool &P, const Vec &h) {   // an operand holding h (rounded to bf16 in mode 2)
     void *o = opnd_buf(P, h.size());
@@ -129,49 +49,12 @@ static void *opnd_up(Pool &P, const Vec &h) {   // an operand holding h (rounded
     return o;
 }
 
-// ---- checks ----
-static void compare(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, double tol) {
-    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
-    bool bad = gpu.size() != cpu.size();
-    for (size_t i = 0; i < cpu.size() && !bad; i++) {
-        double g = gpu[i], c = cpu[i], d = fabs(g - c);
-        if (!(d == d) || isinf(d)) { bad = true; break; }   // NaN or inf where the CPU has a number
-        e2 += d * d;
-        r2 += c * c;
-        emax = d > emax ? d : emax;
-        rmax = fabs(c) > rmax ? fabs(c) : rmax;
-    }
-    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
-    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
-    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
-    printf("%s  %-26s %-34s rel %.2e  max %.2e  tol %.0e\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
-    ok ? n_pass++ : n_fail++;
-}
-// The same, with the errors measured against sc, the sizes of the terms an output is made of, where the output
-// itself may cancel to far less than them (a norm's dx: exactly 0 for LayerNorm at C = 1, where each side keeps
-// its own rounding residue of the terms).
+// compare with the errors measured against sc, the sizes of the terms an output is made of, where the output itself
+// may cancel to far less than them (a norm's dx: exactly 0 for LayerNorm at C = 1, where each side keeps its own
+// rounding residue of the terms).
 static void compare_scaled(const char *op, const char *shape, const Vec &gpu, const Vec &cpu, const Vec &sc,
                            double tol) {
-    double e2 = 0, r2 = 0, emax = 0, rmax = 0;
-    bool bad = gpu.size() != cpu.size() || sc.size() != cpu.size();
-    for (size_t i = 0; i < cpu.size() && !bad; i++) {
-        double d = fabs((double)gpu[i] - cpu[i]);
-        if (!(d == d) || isinf(d)) { bad = true; break; }
-        e2 += d * d;
-        r2 += (double)sc[i] * sc[i];
-        emax = d > emax ? d : emax;
-        rmax = fabs(sc[i]) > rmax ? fabs(sc[i]) : rmax;
-    }
-    double rel = bad ? NAN : (r2 > 0 ? sqrt(e2 / r2) : sqrt(e2));
-    double mrel = bad ? NAN : emax / (rmax > 0 ? rmax : 1);
-    bool ok = !bad && rel <= tol && mrel <= 10 * tol;
-    printf("%s  %-26s %-34s rel %.2e  max %.2e  tol %.0e (/ terms)\n", ok ? "PASS" : "FAIL", op, shape, rel, mrel, tol);
-    ok ? n_pass++ : n_fail++;
-}
-static void check_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes) {
-    bool ok = memcmp(a, b, bytes) == 0;
-    printf("%s  %-26s %-34s %s\n", ok ? "PASS" : "FAIL", op, shape, ok ? "bitwise equal" : "DIFFER");
-    ok ? n_pass++ : n_fail++;
+    compare_to(op, shape, gpu, cpu, sc, tol, " (/ terms)");
 }
 
 static const int64_t kRows[] = {1, 63, 64, 65, 4096};
@@ -628,6 +511,5 @@ int main(int argc, char **argv) {
     test_pool();
     test_pair();
     test_determinism();
-    printf("%d passed, %d failed; peak GPU memory %.1f MiB\n", n_pass, n_fail, cuda_peak_bytes() / 1048576.0);
-    return n_fail ? 1 : 0;
+    return gpu_check_summary();
 }
