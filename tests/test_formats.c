@@ -4,29 +4,17 @@
 // Run from the repository root; needs no shared data. Exits 1 on any failure.
 #include "../hf.h"
 #include "../json.h"
+#include "child.h"
 
-#include <fcntl.h>
 #include <math.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define TMP "tests/tmp/test_formats"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 #ifdef UNDER_ASAN
-// AddressSanitizer reserves terabytes of address space, so the children cannot be capped with RLIMIT_AS:
-// its own limits stand in (an allocation too large fails, as malloc would under the cap). Leak checks are
-// off: the error paths under test end in exit(1) with their memory still held, by design.
+// The sanitizer's limits stand in for the children's memory cap (tests/child.h). Leak checks are off: the error
+// paths under test end in exit(1) with their memory still held, by design.
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) {
     return "detect_leaks=0:allocator_may_return_null=1:malloc_limit_mb=3000:hard_rss_limit_mb=4000";
@@ -40,68 +28,18 @@ static int g_checks, g_failed;
 
 // ---------------------------------------------------------------- running hostile cases in a child
 
+// How a child (tests/child.h) ended, its peak memory and the start of its standard error.
 typedef struct {
     int status;       // the exit status, or -1 when a signal ended the child
-    double peak_mib;  // its peak resident memory beyond what it inherited
+    double peak_mib;  // its peak resident memory beyond what it had at its start (-1: not reported)
     char err[1024];   // the start of its standard error
 } Outcome;
 
-static long vm_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) die("cannot open /proc/self/status: %s", strerror(errno));
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
-    fclose(f);
-    return v;
-}
-
 // Runs fn(arg) in a child whose address space may grow by at most cap_mib (the safety net: a regression
-// fails the test instead of taking the machine's memory). The child reports its peak RSS (VmHWM) through
-// a pipe at exit, whether fn returns or dies.
-static int g_report_fd = -1;
-static long g_base_kib;
-static void report_peak(void) {
-    long hwm = vm_kib("VmHWM");
-    if (g_report_fd >= 0 && write(g_report_fd, &hwm, sizeof hwm) != (ssize_t)sizeof hwm) _exit(98);
-}
-
+// fails the test instead of taking the machine's memory).
 static Outcome run_capped(void (*fn)(const void *), const void *arg, long cap_mib) {
-    Outcome o = { .status = -1 };
-    fflush(stdout);
-    fflush(stderr);
-    int fds[2];
-    if (pipe(fds) != 0) die("pipe failed: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) die("fork failed: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        int ferr = open(TMP "/err.txt", O_WRONLY | O_CREAT | O_TRUNC, 0666);
-        if (ferr < 0 || dup2(ferr, 2) < 0) _exit(99);
-#ifndef UNDER_ASAN
-        struct rlimit rl = { .rlim_cur = (rlim_t)(vm_kib("VmSize") + cap_mib * 1024) * 1024 };
-        rl.rlim_max = rl.rlim_cur;
-        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(97);
-#endif
-        g_base_kib = vm_kib("VmRSS");
-        g_report_fd = fds[1];
-        long base = g_base_kib;
-        if (write(fds[1], &base, sizeof base) != (ssize_t)sizeof base) _exit(98);
-        atexit(report_peak);
-        fn(arg);
-        exit(0);
-    }
-    close(fds[1]);
-    long base = -1, hwm = -1;
-    if (read(fds[0], &base, sizeof base) != (ssize_t)sizeof base) base = -1;
-    if (read(fds[0], &hwm, sizeof hwm) != (ssize_t)sizeof hwm) hwm = -1;
-    close(fds[0]);
-    int st;
-    if (waitpid(pid, &st, 0) != pid) die("waitpid failed: %s", strerror(errno));
-    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    o.peak_mib = base >= 0 && hwm >= 0 ? (double)(hwm - base) / 1024 : -1;
+    ChildRun r = child_run(fn, arg, cap_mib, NULL, TMP "/out.txt", TMP "/err.txt");
+    Outcome o = { .status = r.status, .peak_mib = r.peak_mib };
     FILE *f = fopen(TMP "/err.txt", "r");
     if (f) {
         size_t n = fread(o.err, 1, sizeof o.err - 1, f);
@@ -109,12 +47,6 @@ static Outcome run_capped(void (*fn)(const void *), const void *arg, long cap_mi
         fclose(f);
     }
     return o;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) die("cannot create %s: %s", path, strerror(errno));
-    if ((n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
 }
 
 // ---------------------------------------------------------------- JSON: values

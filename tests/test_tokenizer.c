@@ -4,25 +4,14 @@
 // `--bench` instead prints the single-thread GPT-2 encoding speed on the shared text files.
 #include "../commands.h"
 #include "../tokenizer.h"
+#include "child.h"
 
-#include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
 #ifdef UNDER_ASAN
-// Children cannot be capped with RLIMIT_AS under AddressSanitizer: its own limits stand in. Leak checks
-// are off: the error paths under test end in exit(1) with their memory still held, by design.
+// The sanitizer's limits stand in for the children's memory cap (tests/child.h). Leak checks are off: the error
+// paths under test end in exit(1) with their memory still held, by design.
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) {
     return "detect_leaks=0:allocator_may_return_null=1:malloc_limit_mb=1024:hard_rss_limit_mb=3000";
@@ -59,12 +48,6 @@ static char *slurp(const char *path, size_t *len) {
     buf[n] = 0;
     *len = (size_t)n;
     return buf;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) die("cannot create %s: %s", path, strerror(errno));
-    if (fwrite(p, 1, n, f) != n || fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
 }
 
 static void spit_str(const char *path, const char *s) { spit(path, s, strlen(s)); }
@@ -448,71 +431,22 @@ static void child_load(const ErrJob *j) {
     }
 }
 
-static long vm_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) die("cannot open /proc/self/status: %s", strerror(errno));
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
-    fclose(f);
-    return v;
-}
-
-// The child's peak resident memory beyond what it had at its start (VmHWM at exit less VmRSS at start),
-// in MiB, sent to the parent through a pipe at exit, whether the child returns or dies.
-static int g_peak_fd = -1;
-static long g_start_kib;
+// Runs fn in a child (tests/child.h) with its standard input from in_path (NULL: none) and its output and errors
+// to TMP/out.txt and TMP/err.txt; returns its exit status (-1 if killed) and leaves its peak memory in
+// g_child_peak_mib. The child's address space may grow by at most 1 GiB, so that a file that asks for gigabytes
+// fails the test instead of taking the machine's memory.
 static double g_child_peak_mib;
-static void send_peak(void) {
-    long d = vm_kib("VmHWM") - g_start_kib;
-    if (g_peak_fd >= 0 && write(g_peak_fd, &d, sizeof d) != (ssize_t)sizeof d) _exit(98);
-}
-
-// Runs fn in a child with stdin/stdout/stderr from/to files; returns its exit status (-1 if killed) and
-// leaves its peak memory in g_child_peak_mib. The child's address space may grow by at most 1 GiB, so that
-// a file that asks for gigabytes fails the test instead of taking the machine's memory (under
-// AddressSanitizer, whose shadow memory defeats RLIMIT_AS, __asan_default_options caps it instead).
-static int run_child(void (*fn)(const void *), const void *arg, const char *in_path, const char *out_path, const char *err_path) {
-    fflush(stdout);
-    fflush(stderr);
-    int fds[2];
-    if (pipe(fds) != 0) die("pipe failed: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) die("fork failed: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        int fin = open(in_path ? in_path : "/dev/null", O_RDONLY);
-        int fout = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0666), ferr = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-        if (fin < 0 || fout < 0 || ferr < 0 || dup2(fin, 0) < 0 || dup2(fout, 1) < 0 || dup2(ferr, 2) < 0) _exit(99);
-#ifndef UNDER_ASAN
-        struct rlimit rl = { .rlim_cur = (rlim_t)(vm_kib("VmSize") + (1l << 20)) * 1024 };
-        rl.rlim_max = rl.rlim_cur;
-        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(97);
-#endif
-        g_start_kib = vm_kib("VmRSS");
-        g_peak_fd = fds[1];
-        atexit(send_peak);
-        fn(arg);
-        fflush(stdout);
-        send_peak();
-        _exit(0);
-    }
-    close(fds[1]);
-    long d = -1;
-    g_child_peak_mib = read(fds[0], &d, sizeof d) == (ssize_t)sizeof d ? (double)d / 1024 : -1;
-    close(fds[0]);
-    int st;
-    if (waitpid(pid, &st, 0) != pid) die("waitpid failed: %s", strerror(errno));
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+static int run_child(void (*fn)(const void *), const void *arg, const char *in_path) {
+    ChildRun r = child_run(fn, arg, 1024, in_path, TMP "/out.txt", TMP "/err.txt");
+    g_child_peak_mib = r.peak_mib;
+    return r.status;
 }
 
 static void load_fn(const void *arg) { child_load(arg); }
 
 static void expect_error(const char *what, const char *spec, int32_t decode_id, const char *needle) {
     ErrJob j = { spec, decode_id };
-    int rc = run_child(load_fn, &j, NULL, TMP "/out.txt", TMP "/err.txt");
+    int rc = run_child(load_fn, &j, NULL);
     size_t n;
     char *err = slurp(TMP "/err.txt", &n);
     CHECK(rc == 1 && strstr(err, "hgrn2: error: ") && strstr(err, needle),
@@ -601,7 +535,7 @@ static void encode_fn(const void *arg) {
 // line of error, or exit 0 when needle is NULL.
 static void expect_outcome(const char *what, const char *spec, const char *text, const char *needle) {
     EncodeJob j = { spec, text };
-    int rc = run_child(encode_fn, &j, NULL, TMP "/out.txt", TMP "/err.txt");
+    int rc = run_child(encode_fn, &j, NULL);
     size_t n;
     char *err = slurp(TMP "/err.txt", &n);
     if (needle)
@@ -777,7 +711,7 @@ static int run_tokenize(const char *input, char **out, char **err, ...) {
     g_argv_store[argc] = NULL;
     va_end(ap);
     spit_str(TMP "/in.txt", input);
-    int rc = run_child(tokenize_fn, NULL, TMP "/in.txt", TMP "/out.txt", TMP "/err.txt");
+    int rc = run_child(tokenize_fn, NULL, TMP "/in.txt");
     size_t n;
     *out = slurp(TMP "/out.txt", &n);
     *err = slurp(TMP "/err.txt", &n);
