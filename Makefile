@@ -77,7 +77,7 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data: $(BIN)/%: tests/%.c $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats: tests/child.h
+$(BIN)/test_tokenizer $(BIN)/test_formats: tests/check.h tests/child.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh

@@ -7,9 +7,18 @@
 
 static int check_passed = 0, check_failed = 0;
 
-// A condition that must hold; when it does not: "FAIL: " and the printf-style message.
-#define CHECK(cond, ...) \
-    do { if (cond) check_passed++; else { check_failed++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+// A condition that must hold; when it does not: "FAIL file:line: " and the printf-style message.
+#define CHECK(cond, ...)                                       \
+    do {                                                       \
+        if (cond) {                                            \
+            check_passed++;                                    \
+        } else {                                               \
+            check_failed++;                                    \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
+            printf(__VA_ARGS__);                               \
+            printf("\n");                                      \
+        }                                                      \
+    } while (0)
 
 // A measured error against its tolerance: one line either way, PASS or FAIL with both numbers. NaN fails.
 static inline void near(const char *name, double err, double tol) {

@@ -4,6 +4,7 @@
 // Run from the repository root; needs no shared data. Exits 1 on any failure.
 #include "../hf.h"
 #include "../json.h"
+#include "check.h"
 #include "child.h"
 
 #include <math.h>
@@ -20,11 +21,6 @@ const char *__asan_default_options(void) {
     return "detect_leaks=0:allocator_may_return_null=1:malloc_limit_mb=3000:hard_rss_limit_mb=4000";
 }
 #endif
-
-static int g_checks, g_failed;
-
-#define CHECK(cond, ...) do { g_checks++; if (!(cond)) { g_failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 // ---------------------------------------------------------------- running hostile cases in a child
 
@@ -456,6 +452,6 @@ int main(void) {
         tests[i]();
         printf("     (%.1f s)\n", now_s() - ts);
     }
-    printf("test_formats: %d checks in %.1f s\n%d passed, %d failed\n", g_checks, now_s() - t0, g_checks - g_failed, g_failed);
-    return g_failed ? 1 : 0;
+    printf("\n%.1f s\n", now_s() - t0);
+    return check_summary("test_formats");
 }

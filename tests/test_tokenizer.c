@@ -4,6 +4,7 @@
 // `--bench` instead prints the single-thread GPT-2 encoding speed on the shared text files.
 #include "../commands.h"
 #include "../tokenizer.h"
+#include "check.h"
 #include "child.h"
 
 #include <sys/stat.h>
@@ -21,11 +22,7 @@ const char *__asan_default_options(void) {
 #define FIXTURES "tests/fixtures/tokenizer"
 #define TMP "tests/tmp/tokenizer"
 
-static int g_checks, g_failed;
 static char g_shared[2048];
-
-#define CHECK(cond, ...) do { g_checks++; if (!(cond)) { g_failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static const char *g_text_files[] = {
     "canterbury-alice29.txt", "canterbury-asyoulik.txt", "canterbury-lcet10.txt", "canterbury-plrabn12.txt",
@@ -320,9 +317,9 @@ static void test_identity(void) {
 
 static void test_fixtures(void) {
     for (int i = 1; i < g_ntoks; i++) {
-        int before = g_failed;
+        int before = check_failed;
         int n = run_cases(g_toks[i].t, g_toks[i].name);
-        printf("%s %s: %d reference cases (encode ids and decoded text)\n", g_failed == before ? "ok  " : "FAIL", g_toks[i].name, n);
+        printf("%s %s: %d reference cases (encode ids and decoded text)\n", check_failed == before ? "ok  " : "FAIL", g_toks[i].name, n);
     }
 }
 
@@ -809,6 +806,6 @@ int main(int argc, char **argv) {
         printf("     (%.1f s)\n", now_s() - ts);
     }
     for (int i = 0; i < g_ntoks; i++) tokenizer_free(g_toks[i].t);
-    printf("test_tokenizer: %d checks in %.1f s\n%d passed, %d failed\n", g_checks, now_s() - t0, g_checks - g_failed, g_failed);
-    return g_failed ? 1 : 0;
+    printf("\n%.1f s\n", now_s() - t0);
+    return check_summary("test_tokenizer");
 }
