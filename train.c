@@ -13,6 +13,12 @@
 
 const char *const SCHED_NAMES[3] = {"cosine", "invsqrt", "constant"};
 
+const Range R_BATCH = {"batch", 1, 1 << 20}, R_SEQ_LEN = {"seq-len", 1, 1 << 24}, R_ACCUM = {"accum", 1, 1 << 20},
+            R_STEPS = {"steps", 1, 0x1p40}, R_WARMUP = {"warmup", 0, 0x1p40}, R_LR = {"lr", 1e-12, 10},
+            R_MIN_LR = {"min-lr", 0, 10}, R_WD = {"wd", 0, 10}, R_BETA1 = {"beta1", 0, 0.999999},
+            R_BETA2 = {"beta2", 0, 0.99999999}, R_ADAM_EPS = {"adam-eps", 1e-30, 1}, R_CLIP = {"clip", 0, 1e9},
+            R_SEED = {"seed", 0, 0x1p63};
+
 double lr_at(const Hyper *h, int64_t step) {
     if (h->warmup > 0 && step <= h->warmup) return h->lr * (double)step / (double)h->warmup;
     switch (h->sched) {

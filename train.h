@@ -20,6 +20,11 @@ typedef struct {
     uint64_t seed;
 } Hyper;
 
+// The ranges of the settings of a run (train's flags of the same names). A checkpoint holds the same
+// settings, checked against the same ranges when it is loaded.
+extern const Range R_BATCH, R_SEQ_LEN, R_ACCUM, R_STEPS, R_WARMUP, R_LR, R_MIN_LR, R_WD, R_BETA1, R_BETA2,
+    R_ADAM_EPS, R_CLIP, R_SEED;
+
 // The learning rate of step `step` (from 1): a linear warmup, then the schedule.
 double lr_at(const Hyper *h, int64_t step);
 
