@@ -371,6 +371,9 @@ int cmd_sample(int argc, char **argv) {
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (prompt && prompt_ids) usage_error("--prompt and --prompt-ids exclude each other");
+    // an empty list would otherwise read as no prompt at all and start from the default token
+    if (prompt_ids && !prompt_ids[strspn(prompt_ids, " \t,")])
+        usage_error("--prompt-ids is empty: give at least one token id (or leave the flag out for the default start)");
     machine_start(&mach);
 
     Model m = {0};
