@@ -172,6 +172,9 @@ int cmd_train(int argc, char **argv) {
     if (!resume && !strcmp(task, "bible") && !strcmp(data, DEFAULT_BIBLE_DATA)) prepare_bible(data);
     if (!data_has_split(data, "train"))
         die("no training shards in %s: run 'hgrn2 prepare --out %s ...' first", data, data);
+    // one trainer per run directory, from here to the exit: a second would interleave its rows with this
+    // one's in log.tsv and race it on model.ckpt.tmp
+    run_dir_lock(out, argc, argv);
     Loader *train_ld = loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
     Loader *val_ld = data_has_split(data, "val") ? loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
     int data_vocab = (int)loader_vocab(train_ld);
@@ -200,7 +203,6 @@ int cmd_train(int argc, char **argv) {
     model_alloc_training(&model);
     if (rs.c.V < data_vocab)
         die("the data in %s has a vocabulary of %d but the model only %d ids", data, data_vocab, rs.c.V);
-    mkdir_p(out);
 
     plan.task = task;
     plan.data = data;

@@ -78,6 +78,12 @@ void prepare_bible(const char *dir);
 
 typedef struct RunState RunState;   // checkpoint.h
 
+// Creates the run directory out and locks it for the rest of the process: out/.lock, held with flock(2),
+// which the kernel releases however the process ends, so a killed run leaves no stale lock. The file names
+// the holder (its pid and command line, argv as a command received it); when another process holds it,
+// dies saying so.
+void run_dir_lock(const char *out, int argc, char **argv);
+
 // How a run reports, saves and stops.
 typedef struct {
     const char *task, *data;        // named in the startup table
@@ -87,7 +93,7 @@ typedef struct {
     int64_t ckpt_every;             // as eval_every, for checkpoints
     int64_t log_every;              // a progress line every N steps
     int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
-    int resume;                     // continue log.tsv instead of starting it
+    int resume;                     // continue log.tsv (cut back to the checkpoint's step) instead of starting it
 } TrainPlan;
 
 // Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none): the
