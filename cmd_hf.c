@@ -230,11 +230,19 @@ int cmd_import(int argc, char **argv) {
     return 0;
 }
 
+// Through to.tmp and a rename, like every file export writes: a kill never leaves a partial file under the
+// final name.
 static void copy_file(const char *from, const char *to) {
     size_t len;
-    char *data = read_file(from, &len);
-    FILE *f = fopen(to, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) die("writing %s failed: %s", to, strerror(errno));
+    char *data = read_file(from, &len), *tmp = xasprintf("%s.tmp", to);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, to) != 0) { e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, to, strerror(e)); }
+    free(tmp);
     free(data);
 }
 
@@ -292,8 +300,8 @@ static void hf_write_config(const char *dir, const Config *cf, const Tokenizer *
     if (bos >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", bos); else fprintf(f, "  \"bos_token_id\": null,\n");
     if (eos >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos); else fprintf(f, "  \"eos_token_id\": null,\n");
     fprintf(f, "  \"pad_token_id\": null\n}\n");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) die("writing %s failed: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) die("renaming %s failed: %s", tmp, strerror(errno));
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) { int e = errno; unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("renaming %s failed: %s", tmp, strerror(e)); }
     free(path);
     free(tmp);
 }
