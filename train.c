@@ -327,7 +327,7 @@ static void log_cut(const char *path, int64_t last_step) {
             fputs(line, out);
             prev = step;
         }
-        if (ferror(in)) die("reading %s failed: %s", path, strerror(errno));
+        if (ferror(in)) { int e = errno; fclose(out); unlink(tmp); die("reading %s failed: %s", path, strerror(e)); }
         free(line);
         fclose(in);
     }
