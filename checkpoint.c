@@ -20,10 +20,23 @@ void hash_bytes(Hash *s, const void *p, size_t n) {
 }
 uint64_t hash_final(const Hash *s) { Hash t = *s; if (t.ntail) hash_word(&t, t.tail ^ ((uint64_t)t.ntail << 56)); return t.h; }
 
-typedef struct { FILE *f; const char *path; Hash hash; } Out;
+// The header integers, in the order they are stored.
+enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, NINTS };
+// The header floats.
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, NFLOATS };
+
+typedef struct { FILE *f; const char *path, *final; Hash hash; } Out;
+// Every failure while saving removes the partial temporary file and leaves the checkpoint under the final
+// name as it was.
+__attribute__((noreturn)) static void out_fail(Out *o, const char *what, int e) {
+    if (o->f) fclose(o->f);
+    unlink(o->path);
+    die("%s checkpoint %s failed: %s; %s was left as it was (free disk space or choose another --out)", what, o->path,
+        strerror(e), o->final);
+}
 static void out_write(Out *o, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, o->f) != n)
-        die("writing checkpoint %s failed: %s; free disk space or choose another --out", o->path, strerror(errno));
+    if (n && fwrite(p, 1, n, o->f) != n) out_fail(o, "writing", errno);
     hash_bytes(&o->hash, p, n);
 }
 static void out_i64(Out *o, int64_t v) { out_write(o, &v, 8); }
@@ -50,22 +63,26 @@ static void fsync_dir_of(const char *path) {
 
 void checkpoint_save(const char *path, const Model *m, const RunState *rs, int with_optimizer) {
     char *tmp = xasprintf("%s.tmp", path);
-    Out o = {fopen(tmp, "wb"), tmp, {0}};
+    Out o = {fopen(tmp, "wb"), tmp, path, {0}};
     if (!o.f) die("cannot create checkpoint %s: %s", tmp, strerror(errno));
     hash_init(&o.hash);
     const Config *c = &m->c;
     const Hyper *h = &rs->h;
     out_write(&o, CKPT_MAGIC, 8);
     out_i64(&o, CKPT_VERSION);
-    int64_t ints[] = {c->V, c->D, c->L, c->K, c->I, c->tie, c->lower_bound,
-                      h->B, h->T, h->accum, h->steps, h->warmup, h->sched, (int64_t)h->seed, rs->step,
-                      (int64_t)rs->loader.seed, (int64_t)rs->loader.batches, (int64_t)rs->loader.cursor,
-                      (int64_t)rs->loader.reserved, m->lay.n, with_optimizer};
-    out_i64(&o, (int64_t)(sizeof ints / sizeof ints[0]));
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) out_i64(&o, ints[i]);
-    double fl[] = {c->eps, h->lr, h->min_lr, h->wd, h->beta1, h->beta2, h->adam_eps, h->clip};
-    out_i64(&o, (int64_t)(sizeof fl / sizeof fl[0]));
-    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) out_f64(&o, fl[i]);
+    const int64_t ints[NINTS] = {
+        [I_V] = c->V, [I_D] = c->D, [I_L] = c->L, [I_K] = c->K, [I_I] = c->I, [I_TIE] = c->tie,
+        [I_LB] = c->lower_bound, [I_B] = h->B, [I_T] = h->T, [I_ACCUM] = h->accum, [I_STEPS] = h->steps,
+        [I_WARMUP] = h->warmup, [I_SCHED] = h->sched, [I_SEED] = (int64_t)h->seed, [I_STEP] = rs->step,
+        [I_LOADER_SEED] = (int64_t)rs->loader.seed, [I_LOADER_BATCHES] = (int64_t)rs->loader.batches,
+        [I_LOADER_CURSOR] = (int64_t)rs->loader.cursor, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
+        [I_N] = m->lay.n, [I_OPT] = with_optimizer};
+    out_i64(&o, NINTS);
+    for (int i = 0; i < NINTS; i++) out_i64(&o, ints[i]);
+    const double fl[NFLOATS] = {[F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr, [F_WD] = h->wd,
+                                [F_BETA1] = h->beta1, [F_BETA2] = h->beta2, [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip};
+    out_i64(&o, NFLOATS);
+    for (int i = 0; i < NFLOATS; i++) out_f64(&o, fl[i]);
     out_str(&o, rs->tokenizer);
     out_str(&o, rs->data);
     const real *tensors[3] = {m->params, m->m, m->v};    // the moments only with the optimizer state
@@ -75,13 +92,17 @@ void checkpoint_save(const char *path, const Model *m, const RunState *rs, int w
         free(staged);
     }
     uint64_t sum = hash_final(&o.hash);
-    if (fwrite(&sum, 8, 1, o.f) != 1 || fflush(o.f) != 0 || fsync(fileno(o.f)) != 0) {
+    if (fwrite(&sum, 8, 1, o.f) != 1) out_fail(&o, "writing", errno);
+    if (fflush(o.f) != 0) out_fail(&o, "writing", errno);
+    if (fsync(fileno(o.f)) != 0) out_fail(&o, "syncing", errno);
+    int closed = fclose(o.f);
+    o.f = NULL;
+    if (closed != 0) out_fail(&o, "closing", errno);
+    if (rename(tmp, path) != 0) {
         int e = errno;
-        fclose(o.f); unlink(tmp);
-        die("writing checkpoint %s failed: %s; the previous checkpoint is untouched", tmp, strerror(e));
+        unlink(tmp);
+        die("renaming checkpoint %s to %s failed: %s; %s was left as it was", tmp, path, strerror(e), path);
     }
-    if (fclose(o.f) != 0) { unlink(tmp); die("closing checkpoint %s failed: %s", tmp, strerror(errno)); }
-    if (rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, path, strerror(e)); }
     fsync_dir_of(path);
     free(tmp);
 }
@@ -95,9 +116,13 @@ static void in_read(In *r, void *p, size_t n) {
 }
 static int64_t in_i64(In *r) { int64_t v; in_read(r, &v, 8); return v; }
 static double in_f64(In *r) { double v; in_read(r, &v, 8); return v; }
-static void in_str(In *r, char *dst, size_t cap) {
+// A length-prefixed string into dst[cap], its length checked against the rest of the file first.
+static void in_str(In *r, const char *what, char *dst, size_t cap) {
     int64_t n = in_i64(r);
-    if (n < 0 || (size_t)n >= cap) die("checkpoint %s is corrupt: a string of %lld bytes", r->path, (long long)n);
+    if (n < 0 || n > r->left)
+        die("checkpoint %s is corrupt: the %s is %lld bytes long, but %lld bytes are left in the file", r->path, what,
+            (long long)n, (long long)r->left);
+    if ((size_t)n >= cap) die("checkpoint %s is corrupt: the %s is %lld bytes long, at most %zu fit", r->path, what, (long long)n, cap - 1);
     in_read(r, dst, (size_t)n);
     dst[n] = 0;
 }
@@ -108,6 +133,55 @@ static void in_reals(In *r, real *x, int64_t n) {
         in_read(r, buf, (size_t)k * 4);
         if (x) for (int64_t j = 0; j < k; j++) x[i + j] = buf[j];
     }
+}
+
+// A checksum only proves the file is what its writer wrote; a buggy or hostile writer can still store a
+// schedule of 99 or an lr of NaN, and everything after loading trusts these fields. So each must lie in
+// the range the command line accepts for it, or loading dies naming the field.
+static void check_int(const char *path, const char *name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+        die("checkpoint %s is corrupt: %s = %lld is out of range [%lld, %lld]", path, name, (long long)v, (long long)lo, (long long)hi);
+}
+static void check_range_int(const char *path, const Range *r, int64_t v) {
+    check_int(path, r->name, v, (int64_t)r->lo, r->hi >= 0x1p63 ? INT64_MAX : (int64_t)r->hi);
+}
+static void check_range_num(const char *path, const Range *r, double v) {
+    if (!in_range(r, v)) die("checkpoint %s is corrupt: %s = %g is out of range [%g, %g]", path, r->name, v, r->lo, r->hi);
+}
+
+static void check_header(const char *path, const int64_t *v, const double *fl) {
+    check_range_int(path, &R_VOCAB, v[I_V]);
+    check_range_int(path, &R_DIM, v[I_D]);
+    check_range_int(path, &R_LAYERS, v[I_L]);
+    check_range_int(path, &R_EXPAND, v[I_K]);
+    check_range_int(path, &R_MLP, v[I_I]);
+    check_int(path, "tied", v[I_TIE], 0, 1);
+    check_int(path, "lower-bounds", v[I_LB], 0, 1);
+    if (v[I_D] % v[I_K])
+        die("checkpoint %s is corrupt: expand-ratio %lld does not divide dim %lld", path, (long long)v[I_K], (long long)v[I_D]);
+    if (!(fl[F_EPS] > 0 && fl[F_EPS] < 1)) die("checkpoint %s is corrupt: norm eps = %g is out of range (0, 1)", path, fl[F_EPS]);
+    check_range_int(path, &R_BATCH, v[I_B]);
+    check_range_int(path, &R_SEQ_LEN, v[I_T]);
+    check_range_int(path, &R_ACCUM, v[I_ACCUM]);
+    check_int(path, R_STEPS.name, v[I_STEPS], 0, (int64_t)R_STEPS.hi);     // 0: an imported model, no run yet
+    check_range_int(path, &R_WARMUP, v[I_WARMUP]);
+    check_int(path, "schedule", v[I_SCHED], 0, (int64_t)(sizeof SCHED_NAMES / sizeof SCHED_NAMES[0]) - 1);
+    check_range_int(path, &R_SEED, v[I_SEED]);
+    check_int(path, "steps done", v[I_STEP], 0, v[I_STEPS]);
+    // the training loader hands out accum batches a step, in random mode (no cursor)
+    if (v[I_LOADER_BATCHES] != v[I_STEP] * v[I_ACCUM])
+        die("checkpoint %s is corrupt: loader batches = %lld, but %lld steps of %lld micro-batches read %lld", path,
+            (long long)v[I_LOADER_BATCHES], (long long)v[I_STEP], (long long)v[I_ACCUM], (long long)(v[I_STEP] * v[I_ACCUM]));
+    check_int(path, "loader cursor", v[I_LOADER_CURSOR], 0, 0);
+    check_int(path, "loader reserved", v[I_LOADER_RESERVED], 0, 0);
+    check_int(path, "optimizer flag", v[I_OPT], 0, 1);
+    check_range_num(path, &R_LR, fl[F_LR]);
+    check_range_num(path, &R_MIN_LR, fl[F_MIN_LR]);
+    check_range_num(path, &R_WD, fl[F_WD]);
+    check_range_num(path, &R_BETA1, fl[F_BETA1]);
+    check_range_num(path, &R_BETA2, fl[F_BETA2]);
+    check_range_num(path, &R_ADAM_EPS, fl[F_ADAM_EPS]);
+    check_range_num(path, &R_CLIP, fl[F_CLIP]);
 }
 
 void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimizer) {
@@ -124,38 +198,44 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
     if (version != CKPT_VERSION)
         die("checkpoint %s has format version %lld; this hgrn2 reads version %d", path, (long long)version, CKPT_VERSION);
     int64_t nints = in_i64(&r);
-    if (nints != 21) die("checkpoint %s is corrupt: %lld header integers, expected 21", path, (long long)nints);
-    int64_t v[21];
-    for (int i = 0; i < 21; i++) v[i] = in_i64(&r);
+    if (nints != NINTS) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, NINTS);
+    int64_t v[NINTS];
+    for (int i = 0; i < NINTS; i++) v[i] = in_i64(&r);
     int64_t nfl = in_i64(&r);
-    if (nfl != 8) die("checkpoint %s is corrupt: %lld header floats, expected 8", path, (long long)nfl);
-    double fl[8];
-    for (int i = 0; i < 8; i++) fl[i] = in_f64(&r);
+    if (nfl != NFLOATS) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, NFLOATS);
+    double fl[NFLOATS];
+    for (int i = 0; i < NFLOATS; i++) fl[i] = in_f64(&r);
+    check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
-    in_str(&r, rs->tokenizer, sizeof rs->tokenizer);
-    in_str(&r, rs->data, sizeof rs->data);
+    in_str(&r, "tokenizer spec", rs->tokenizer, sizeof rs->tokenizer);
+    in_str(&r, "data directory", rs->data, sizeof rs->data);
     // input, mixer and head are left 0, the language model: version 1 does not store them
-    Config c = {.V = (int)v[0], .D = (int)v[1], .L = (int)v[2], .K = (int)v[3], .I = (int)v[4],
-                .tie = (int)v[5], .lower_bound = (int)v[6], .eps = fl[0]};
-    for (int i = 0; i < 7; i++)
-        if (v[i] < 0 || v[i] > (1 << 24)) die("checkpoint %s is corrupt: configuration value %lld", path, (long long)v[i]);
+    Config c = {.V = (int)v[I_V], .D = (int)v[I_D], .L = (int)v[I_L], .K = (int)v[I_K], .I = (int)v[I_I],
+                .tie = (int)v[I_TIE], .lower_bound = (int)v[I_LB], .eps = fl[F_EPS]};
     const char *bad = config_finish(&c);
-    if (bad || c.I < 1 || c.tie > 1 || c.lower_bound > 1 || !(c.eps > 0 && c.eps < 1))
-        die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad ? bad : "sizes");
+    if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);
     rs->c = c;
-    rs->h = (Hyper){.B = (int)v[7], .T = (int)v[8], .accum = (int)v[9], .steps = v[10], .warmup = v[11],
-                    .sched = (int)v[12], .seed = (uint64_t)v[13], .lr = fl[1], .min_lr = fl[2], .wd = fl[3],
-                    .beta1 = fl[4], .beta2 = fl[5], .adam_eps = fl[6], .clip = fl[7]};
-    rs->step = v[14];
-    rs->loader = (LoaderState){(uint64_t)v[15], (uint64_t)v[16], (uint64_t)v[17], (uint64_t)v[18]};
-    int has_opt = (int)v[20];
-    model_alloc(m, &c);
-    if (v[19] != m->lay.n) die("checkpoint %s is corrupt: %lld parameters for a model of %lld", path, (long long)v[19], (long long)m->lay.n);
-    int64_t need = m->lay.n * 4 * (has_opt ? 3 : 1);
+    rs->h = (Hyper){.B = (int)v[I_B], .T = (int)v[I_T], .accum = (int)v[I_ACCUM], .steps = v[I_STEPS],
+                    .warmup = v[I_WARMUP], .sched = (int)v[I_SCHED], .seed = (uint64_t)v[I_SEED], .lr = fl[F_LR],
+                    .min_lr = fl[F_MIN_LR], .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2],
+                    .adam_eps = fl[F_ADAM_EPS], .clip = fl[F_CLIP]};
+    rs->step = v[I_STEP];
+    rs->loader = (LoaderState){(uint64_t)v[I_LOADER_SEED], (uint64_t)v[I_LOADER_BATCHES], (uint64_t)v[I_LOADER_CURSOR],
+                               (uint64_t)v[I_LOADER_RESERVED]};
+    int has_opt = (int)v[I_OPT];
+    // The sizes the header implies, against the file, before anything is allocated: a flipped bit in a size
+    // must read as a damaged file, not as a request for terabytes.
+    Layout lay = layout_of(&c);
+    if (v[I_N] != lay.n)
+        die("checkpoint %s is corrupt: it says %lld parameters, its configuration has %lld", path, (long long)v[I_N], (long long)lay.n);
+    int64_t need = lay.n * 4 * (has_opt ? 3 : 1);
     if (r.left != need)
-        die("checkpoint %s has %lld payload bytes, expected %lld: it is truncated or corrupt", path, (long long)r.left, (long long)need);
+        die("checkpoint %s is %s: its header describes %lld parameters%s, %lld bytes of tensors, but %lld bytes follow "
+            "the header", path, r.left < need ? "truncated or corrupt" : "corrupt", (long long)lay.n,
+            has_opt ? " with the AdamW moments" : "", (long long)need, (long long)r.left);
     if (want_optimizer && !has_opt)
         die("checkpoint %s holds no optimizer state, so training cannot resume from it (start a new run with --init %s)", path, path);
+    model_alloc(m, &c);
     in_reals(&r, m->params, m->lay.n);
     if (has_opt && want_optimizer) {
         m->m = xmalloc((size_t)m->lay.n * sizeof(real));
@@ -171,4 +251,8 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
     fclose(r.f);
     for (int64_t i = 0; i < m->lay.n; i++)
         if (!isfinite(m->params[i])) die("checkpoint %s holds a non-finite parameter", path);
+    if (m->m)
+        for (int64_t i = 0; i < m->lay.n; i++)
+            if (!isfinite(m->m[i]) || !(m->v[i] >= 0 && isfinite(m->v[i])))
+                die("checkpoint %s is corrupt: an AdamW moment is not finite, or a second moment is negative", path);
 }

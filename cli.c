@@ -36,6 +36,17 @@ double arg_num(const char *flag, const char *v, double lo, double hi) {
     return x;
 }
 
+int64_t arg_int_in(const Range *r, const char *v) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", r->name);
+    return arg_int(flag, v, (int64_t)r->lo, r->hi >= 0x1p63 ? INT64_MAX : (int64_t)r->hi);
+}
+double arg_num_in(const Range *r, const char *v) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", r->name);
+    return arg_num(flag, v, r->lo, r->hi);
+}
+
 void bad_option(char **argv, int c) {
     if (c == ':') usage_error("option '%s' needs a value", argv[optind - 1]);
     usage_error("unknown option '%s'", argv[optind - 1]);
@@ -79,15 +90,15 @@ void machine_start(const MachineArgs *m) {
 
 int size_arg(int c, SizeArgs *z) {
     switch (c) {
-    case O_LAYERS: z->layers = arg_int("--layers", optarg, 1, 1024); return 1;
-    case O_DIM: z->dim = arg_int("--dim", optarg, 1, 65536); return 1;
-    case O_EXPAND: z->expand = arg_int("--expand-ratio", optarg, 1, 65536); return 1;
-    case O_VOCAB: z->vocab = arg_int("--vocab", optarg, 2, 1 << 24); return 1;
-    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); return 1;
+    case O_LAYERS: z->layers = arg_int_in(&R_LAYERS, optarg); return 1;
+    case O_DIM: z->dim = arg_int_in(&R_DIM, optarg); return 1;
+    case O_EXPAND: z->expand = arg_int_in(&R_EXPAND, optarg); return 1;
+    case O_VOCAB: z->vocab = arg_int_in(&R_VOCAB, optarg); return 1;
+    case O_MLP: z->mlp = arg_int_in(&R_MLP, optarg); return 1;
     case O_TIE: z->tie = 1; return 1;
     case O_NO_LB: z->nolb = 1; return 1;
-    case O_BATCH: z->B = arg_int("--batch", optarg, 1, 1 << 20); return 1;
-    case O_SEQ: z->T = arg_int("--seq-len", optarg, 1, 1 << 24); return 1;
+    case O_BATCH: z->B = arg_int_in(&R_BATCH, optarg); return 1;
+    case O_SEQ: z->T = arg_int_in(&R_SEQ_LEN, optarg); return 1;
     }
     return 0;
 }

@@ -21,6 +21,9 @@ __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt
 // An option's value as an integer (a number) in [lo, hi], or a usage error naming flag.
 int64_t arg_int(const char *flag, const char *v, int64_t lo, int64_t hi);
 double arg_num(const char *flag, const char *v, double lo, double hi);
+// The same for the setting r (model.h, train.h): the flag is --NAME, the bounds r's.
+int64_t arg_int_in(const Range *r, const char *v);
+double arg_num_in(const Range *r, const char *v);
 // getopt_long's answer for an unknown option (or ':' for one missing its value; the option string must
 // start with ':'), turned into the usage error.
 __attribute__((noreturn)) void bad_option(char **argv, int c);

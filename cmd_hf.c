@@ -31,15 +31,63 @@ static const char *EXPORT_HELP =
     "  --hf DIR             the directory to write (created if needed)\n"
     "  --dtype NAME         tensor type in model.safetensors: f32 (default), bf16 or f16\n";
 
-// One number of config.json: the field, or def when absent or null; dies when it is of another type.
-static double cfg_num(const Json *cfg, const char *path, const char *key, double def, int required) {
-    const Json *v = json_get(cfg, key);
-    if (!v || json_type(v) == JSON_NULL) {
-        if (required) die("%s: field %s is missing", path, key);
-        return def;
+// config.json is read field by field: a field must have its type and range, or import dies naming the
+// field and the value. A field that is absent or null takes its default (fla's, where fla has one).
+
+// What a value is, for a message: the number itself, or its type.
+static const char *cfg_show(const Json *v, char *buf, size_t n) {
+    switch (json_type(v)) {
+    case JSON_NUM: snprintf(buf, n, "%.15g", json_num(v)); return buf;
+    case JSON_BOOL: return json_num(v) ? "true" : "false";
+    case JSON_STR: return "a string";
+    case JSON_ARR: return "an array";
+    case JSON_OBJ: return "an object";
+    default: return "null";
     }
-    if (json_type(v) != JSON_NUM && json_type(v) != JSON_BOOL) die("%s: field %s is not a number", path, key);
-    return json_num(v);
+}
+
+// Whether key is there (and not null); dies when it is missing and required.
+static const Json *cfg_field(const Json *cfg, const char *path, const char *key, int required) {
+    const Json *v = json_get(cfg, key);
+    if (v && json_type(v) != JSON_NULL) return v;
+    if (required) die("%s: field %s is missing", path, key);
+    return NULL;
+}
+
+// An integer field within [lo, hi]: a whole, finite JSON number. A fraction would be truncated and a huge
+// value would overflow the conversion, so both are refused rather than converted.
+static int cfg_int(const Json *cfg, const char *path, const char *key, int def, int required, const Range *r) {
+    const Json *v = cfg_field(cfg, path, key, required);
+    if (!v) return def;
+    double x = json_num(v);
+    if (json_type(v) != JSON_NUM || !in_range(r, x) || x != floor(x)) {
+        char buf[64];
+        die("%s: %s must be an integer in [%.0f, %.0f], got %s", path, key, r->lo, r->hi, cfg_show(v, buf, sizeof buf));
+    }
+    return (int)x;
+}
+
+// A number field within [lo, hi] (finite).
+static double cfg_num(const Json *cfg, const char *path, const char *key, double def, double lo, double hi) {
+    const Json *v = cfg_field(cfg, path, key, 0);
+    if (!v) return def;
+    double x = json_num(v);
+    if (json_type(v) != JSON_NUM || !(x >= lo && x <= hi)) {
+        char buf[64];
+        die("%s: %s must be a number in [%g, %g], got %s", path, key, lo, hi, cfg_show(v, buf, sizeof buf));
+    }
+    return x;
+}
+
+// A boolean field: true or false, as Python's json module writes fla's configs (never 0 or 1).
+static int cfg_bool(const Json *cfg, const char *path, const char *key, int def) {
+    const Json *v = cfg_field(cfg, path, key, 0);
+    if (!v) return def;
+    if (json_type(v) != JSON_BOOL) {
+        char buf[64];
+        die("%s: %s must be true or false, got %s", path, key, cfg_show(v, buf, sizeof buf));
+    }
+    return (int)json_num(v);
 }
 
 // The model config.json in dir describes, checked against what hgrn2 implements.
@@ -53,30 +101,37 @@ static Config hf_config(const char *dir) {
     if (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2"))
         die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && json_type(mt) == JSON_STR ? "'" : "",
             mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing", mt && json_type(mt) == JSON_STR ? "'" : "");
-    if (cfg_num(cfg, path, "use_short_conv", 0, 0))
+    if (cfg_bool(cfg, path, "use_short_conv", 0))
         die("%s: use_short_conv is true; hgrn2 implements the model without short convolutions", path);
     const Json *attn = json_get(cfg, "attn");
     if (attn && json_type(attn) != JSON_NULL) die("%s: field attn asks for hybrid softmax-attention layers, which hgrn2 does not implement", path);
     const Json *attnres = json_get(cfg, "attnres_block_size");
     if (attnres && json_type(attnres) != JSON_NULL) die("%s: field attnres_block_size is set; hgrn2 does not implement attention residuals", path);
-    const Json *aff = json_get(cfg, "elementwise_affine");
-    if (aff && json_type(aff) == JSON_BOOL && !json_num(aff)) die("%s: elementwise_affine is false; hgrn2 needs norm weights", path);
+    if (!cfg_bool(cfg, path, "elementwise_affine", 1)) die("%s: elementwise_affine is false; hgrn2 needs norm weights", path);
     const Json *act = json_get(cfg, "hidden_act");
     if (act && json_type(act) == JSON_STR && strcmp(json_str(act), "swish") && strcmp(json_str(act), "silu"))
         die("%s: hidden_act is '%s'; hgrn2 implements swish", path, json_str(act));
-    Config cf = {.V = (int)cfg_num(cfg, path, "vocab_size", 0, 1), .D = (int)cfg_num(cfg, path, "hidden_size", 0, 1),
-                 .L = (int)cfg_num(cfg, path, "num_hidden_layers", 0, 1),
-                 .tie = (int)cfg_num(cfg, path, "tie_word_embeddings", 0, 0),
-                 .lower_bound = (int)cfg_num(cfg, path, "use_lower_bound", 1, 0), .eps = cfg_num(cfg, path, "norm_eps", 1e-6, 0)};
-    double expand = cfg_num(cfg, path, "expand_ratio", 0, 0), heads = cfg_num(cfg, path, "num_heads", 0, 0);
-    if (expand > 0) cf.K = (int)expand;
-    else if (heads > 0 && cf.D > 0) cf.K = cf.D / (int)heads;
-    else die("%s: neither expand_ratio nor num_heads is set", path);
-    double inter = cfg_num(cfg, path, "intermediate_size", 0, 0);
-    cf.I = inter > 0 ? (int)inter : mlp_width(cf.D, cfg_num(cfg, path, "hidden_ratio", 4, 0));
+    Config cf = {.V = cfg_int(cfg, path, "vocab_size", 0, 1, &R_VOCAB), .D = cfg_int(cfg, path, "hidden_size", 0, 1, &R_DIM),
+                 .L = cfg_int(cfg, path, "num_hidden_layers", 0, 1, &R_LAYERS),
+                 .tie = cfg_bool(cfg, path, "tie_word_embeddings", 0), .lower_bound = cfg_bool(cfg, path, "use_lower_bound", 1),
+                 .eps = cfg_num(cfg, path, "norm_eps", 1e-6, 0, 1)};
+    if (!(cf.eps > 0 && cf.eps < 1)) die("%s: norm_eps must be a number in (0, 1), got %g", path, cf.eps);
+    // the heads come from expand_ratio (the key dim per head) or, without it, from num_heads, as in fla
+    int expand = cfg_int(cfg, path, "expand_ratio", 0, 0, &R_EXPAND), heads = cfg_int(cfg, path, "num_heads", 0, 0, &R_DIM);
+    if (expand) cf.K = expand;
+    else if (heads) {
+        if (cf.D % heads) die("%s: num_heads %d does not divide hidden_size %d", path, heads, cf.D);
+        cf.K = cf.D / heads;
+    } else die("%s: neither expand_ratio nor num_heads is set", path);
+    cf.I = cfg_int(cfg, path, "intermediate_size", 0, 0, &R_MLP);
+    if (!cf.I) {
+        double ratio = cfg_num(cfg, path, "hidden_ratio", 4, 1e-3, 1024);
+        cf.I = mlp_width(cf.D, ratio);
+        if (!in_range(&R_MLP, cf.I))
+            die("%s: hidden_ratio %g makes an MLP width of %d, outside [%.0f, %.0f]", path, ratio, cf.I, R_MLP.lo, R_MLP.hi);
+    }
     const char *bad = config_finish(&cf);
     if (bad) die("%s: the configuration cannot be represented: %s", path, bad);
-    if (!(cf.eps > 0 && cf.eps < 1)) die("%s: norm_eps %g is out of range", path, cf.eps);
     json_free(cfg);
     free(text);
     free(path);
@@ -175,11 +230,19 @@ int cmd_import(int argc, char **argv) {
     return 0;
 }
 
+// Through to.tmp and a rename, like every file export writes: a kill never leaves a partial file under the
+// final name.
 static void copy_file(const char *from, const char *to) {
     size_t len;
-    char *data = read_file(from, &len);
-    FILE *f = fopen(to, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) die("writing %s failed: %s", to, strerror(errno));
+    char *data = read_file(from, &len), *tmp = xasprintf("%s.tmp", to);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, to) != 0) { e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, to, strerror(e)); }
+    free(tmp);
     free(data);
 }
 
@@ -237,8 +300,8 @@ static void hf_write_config(const char *dir, const Config *cf, const Tokenizer *
     if (bos >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", bos); else fprintf(f, "  \"bos_token_id\": null,\n");
     if (eos >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos); else fprintf(f, "  \"eos_token_id\": null,\n");
     fprintf(f, "  \"pad_token_id\": null\n}\n");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) die("writing %s failed: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) die("renaming %s failed: %s", tmp, strerror(errno));
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) { int e = errno; unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("renaming %s failed: %s", tmp, strerror(e)); }
     free(path);
     free(tmp);
 }

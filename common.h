@@ -77,6 +77,12 @@ static inline int parse_f64(const char *s, double lo, double hi, double *out) {
     return 0;
 }
 
+// The values a numeric setting may take, [lo, hi], named as its flag without the dashes ("seq-len"). One
+// definition serves the command line, import and checkpoint loading, so that each accepts what the others
+// write. An integer setting's bounds are whole numbers (a hi of 2^63 stands for INT64_MAX).
+typedef struct { const char *name; double lo, hi; } Range;
+static inline int in_range(const Range *r, double v) { return v >= r->lo && v <= r->hi; }   // NaN is not
+
 // ---- common.c: one definition each ----
 #ifdef __cplusplus
 extern "C" {

@@ -102,24 +102,24 @@ int cmd_train(int argc, char **argv) {
         case O_PRESET: preset_name = optarg; break;
         case O_DATA: data = optarg; break;
         case O_OUT: out = optarg; break;
-        case O_STEPS: given.steps = arg_int("--steps", optarg, 1, INT64_C(1) << 40); break;
+        case O_STEPS: given.steps = arg_int_in(&R_STEPS, optarg); break;
         case O_CKPT: ckpt = optarg; break;
         case O_RESUME: break;
         case O_INIT: init = optarg; break;
-        case O_SEED: given.seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
-        case O_ACCUM: given.accum = (int)arg_int("--accum", optarg, 1, 1 << 20); break;
-        case O_LR: given.lr = arg_num("--lr", optarg, 1e-12, 10); break;
-        case O_MIN_LR: given.min_lr = arg_num("--min-lr", optarg, 0, 10); break;
-        case O_WARMUP: given.warmup = arg_int("--warmup", optarg, 0, INT64_C(1) << 40); break;
+        case O_SEED: given.seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
+        case O_ACCUM: given.accum = (int)arg_int_in(&R_ACCUM, optarg); break;
+        case O_LR: given.lr = arg_num_in(&R_LR, optarg); break;
+        case O_MIN_LR: given.min_lr = arg_num_in(&R_MIN_LR, optarg); break;
+        case O_WARMUP: given.warmup = arg_int_in(&R_WARMUP, optarg); break;
         case O_SCHED:
             for (given.sched = 0; given.sched < 3 && strcmp(optarg, SCHED_NAMES[given.sched]); given.sched++) {}
             if (given.sched == 3) usage_error("--schedule must be cosine, invsqrt or constant, got '%s'", optarg);
             break;
-        case O_WD: given.wd = arg_num("--wd", optarg, 0, 10); break;
-        case O_BETA1: given.beta1 = arg_num("--beta1", optarg, 0, 0.999999); break;
-        case O_BETA2: given.beta2 = arg_num("--beta2", optarg, 0, 0.99999999); break;
-        case O_ADAM_EPS: given.adam_eps = arg_num("--adam-eps", optarg, 1e-30, 1); break;
-        case O_CLIP: given.clip = arg_num("--clip", optarg, 0, 1e9); break;
+        case O_WD: given.wd = arg_num_in(&R_WD, optarg); break;
+        case O_BETA1: given.beta1 = arg_num_in(&R_BETA1, optarg); break;
+        case O_BETA2: given.beta2 = arg_num_in(&R_BETA2, optarg); break;
+        case O_ADAM_EPS: given.adam_eps = arg_num_in(&R_ADAM_EPS, optarg); break;
+        case O_CLIP: given.clip = arg_num_in(&R_CLIP, optarg); break;
         case O_EVAL_EVERY: plan.eval_every = arg_int("--eval-every", optarg, 0, INT64_C(1) << 40); break;
         case O_EVAL_BATCHES: plan.eval_batches = arg_int("--eval-batches", optarg, 0, INT64_C(1) << 40); break;
         case O_CKPT_EVERY: plan.ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
@@ -172,6 +172,9 @@ int cmd_train(int argc, char **argv) {
     if (!resume && !strcmp(task, "bible") && !strcmp(data, DEFAULT_BIBLE_DATA)) prepare_bible(data);
     if (!data_has_split(data, "train"))
         die("no training shards in %s: run 'hgrn2 prepare --out %s ...' first", data, data);
+    // one trainer per run directory, from here to the exit: a second would interleave its rows with this
+    // one's in log.tsv and race it on model.ckpt.tmp
+    run_dir_lock(out, argc, argv);
     Loader *train_ld = loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
     Loader *val_ld = data_has_split(data, "val") ? loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
     int data_vocab = (int)loader_vocab(train_ld);
@@ -200,7 +203,6 @@ int cmd_train(int argc, char **argv) {
     model_alloc_training(&model);
     if (rs.c.V < data_vocab)
         die("the data in %s has a vocabulary of %d but the model only %d ids", data, data_vocab, rs.c.V);
-    mkdir_p(out);
 
     plan.task = task;
     plan.data = data;
@@ -259,8 +261,8 @@ int cmd_eval(int argc, char **argv) {
             if (strcmp(optarg, "val") && strcmp(optarg, "train")) usage_error("--split must be val or train, got '%s'", optarg);
             split = optarg;
             break;
-        case O_BATCH: B = arg_int("--batch", optarg, 1, 1 << 20); break;
-        case O_SEQ: T = arg_int("--seq-len", optarg, 1, 1 << 24); break;
+        case O_BATCH: B = arg_int_in(&R_BATCH, optarg); break;
+        case O_SEQ: T = arg_int_in(&R_SEQ_LEN, optarg); break;
         case O_MAX_BATCHES: max_batches = arg_int("--max-batches", optarg, 0, INT64_C(1) << 40); break;
         case O_IDS: ids_path = optarg; break;
         case O_LOGITS: logits_path = optarg; break;
@@ -365,12 +367,15 @@ int cmd_sample(int argc, char **argv) {
         case O_TOPP: topp = arg_num("--top-p", optarg, 1e-9, 1); break;
         case O_PRINT_IDS: print_ids = 1; break;
         case O_TOKENIZER: tok_spec = optarg; break;
-        case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
+        case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (prompt && prompt_ids) usage_error("--prompt and --prompt-ids exclude each other");
+    // an empty list would otherwise read as no prompt at all and start from the default token
+    if (prompt_ids && !prompt_ids[strspn(prompt_ids, " \t,")])
+        usage_error("--prompt-ids is empty: give at least one token id (or leave the flag out for the default start)");
     machine_start(&mach);
 
     Model m = {0};
@@ -495,7 +500,7 @@ int cmd_bench(int argc, char **argv) {
         case O_PRESET: preset_name = optarg; break;
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
         case O_PROFILE: profile = 1; break;
-        case O_SEED: seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
+        case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
         default: bad_option(argv, c);
         }
     }

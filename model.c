@@ -12,11 +12,14 @@ int mlp_width(int D, double ratio) {
     return (int)(256 * ((h + 255) / 256));
 }
 
+const Range R_VOCAB = {"vocab", 2, 1 << 24}, R_DIM = {"dim", 1, 65536}, R_LAYERS = {"layers", 1, 1024},
+            R_EXPAND = {"expand-ratio", 1, 65536}, R_MLP = {"mlp-width", 1, 1 << 20};
+
 const char *config_finish(Config *c) {
     static char msg[160];
-    if (c->V < 2 || c->V > (1 << 24)) return "vocabulary size must be in [2, 16777216]";
-    if (c->D < 1 || c->D > 65536) return "--dim must be in [1, 65536]";
-    if (c->L < 1 || c->L > 1024) return "--layers must be in [1, 1024]";
+    if (!in_range(&R_VOCAB, c->V)) return "vocabulary size must be in [2, 16777216]";
+    if (!in_range(&R_DIM, c->D)) return "--dim must be in [1, 65536]";
+    if (!in_range(&R_LAYERS, c->L)) return "--layers must be in [1, 1024]";
     if (c->K < 1 || c->D % c->K) {
         snprintf(msg, sizeof msg, "--expand-ratio %d must divide --dim %d", c->K, c->D);
         return msg;
@@ -24,6 +27,7 @@ const char *config_finish(Config *c) {
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
     if (c->I <= 0) c->I = mlp_width(c->D, 4);
+    if (!in_range(&R_MLP, c->I)) return "--mlp-width must be in [1, 1048576]";
     return NULL;
 }
 

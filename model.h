@@ -35,6 +35,9 @@ typedef struct {
 
 #define EPS_O 1e-5          // the token mixer's output norm always uses this eps (docs/model.md)
 
+// The ranges of the sizes (the flags --vocab, --dim, --layers, --expand-ratio and --mlp-width).
+extern const Range R_VOCAB, R_DIM, R_LAYERS, R_EXPAND, R_MLP;
+
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
 int mlp_width(int D, double ratio);
 // Fills the derived sizes; returns NULL when the configuration is valid, otherwise what is wrong.

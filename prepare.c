@@ -807,6 +807,10 @@ static void move_tail_to_val(SplitOut *train, SplitOut *val, uint64_t k) {
 }
 
 // .part -> final names, all registered for removal first so that a failure halfway leaves no final name.
+// The order makes train_000000.shard, which every reader of the training split opens first, the last name
+// to appear: the validation shards, then the training shards, each split from its last shard down. A kill
+// halfway (SIGKILL, power loss: nothing cleans up) therefore leaves either no training shards or a gap at
+// number 0, which the loader refuses, and final names that keep a later prepare from mixing in a new run.
 static void finalize_outputs(SplitOut **outs, int nouts) {
     for (int o = 0; o < nouts; o++)
         for (size_t i = 0; i < outs[o]->nshards; i++) {
@@ -814,8 +818,8 @@ static void finalize_outputs(SplitOut **outs, int nouts) {
             data_cleanup_add(final);
             free(final);
         }
-    for (int o = 0; o < nouts; o++)
-        for (size_t i = 0; i < outs[o]->nshards; i++) {
+    for (int o = nouts - 1; o >= 0; o--)
+        for (size_t i = outs[o]->nshards; i-- > 0;) {
             char *final = part_name(outs[o], i, 1);
             if (rename(outs[o]->parts[i], final) != 0) die("renaming %s to %s failed: %s", outs[o]->parts[i], final, strerror(errno));
             free(final);
@@ -830,8 +834,9 @@ static void finalize_outputs(SplitOut **outs, int nouts) {
         }
 }
 
-// meta.txt is written to meta.txt.tmp before the shards get their final names and renamed after them, so a
-// failure writing it leaves no shards behind either.
+// meta.txt is written to meta.txt.tmp before the shards get their final names, so a failure writing it
+// leaves no shards behind either, and renamed before them, so that shards a reader accepts always come
+// with it (it names the tokenizer's files, which the shards do not).
 static char *write_meta_tmp(const char *dir, const char *spec, const char *name, const char *task, const SplitOut *train,
                             const SplitOut *val) {
     char *tmp = xasprintf("%s/meta.txt.tmp", dir);
@@ -847,13 +852,15 @@ static char *write_meta_tmp(const char *dir, const char *spec, const char *name,
     return tmp;
 }
 
-static void finalize_meta(const char *dir, char *tmp) {
+// meta.txt.tmp -> meta.txt; the final name stays registered for removal until the shards have theirs too
+// (the caller unregisters the path returned).
+static char *finalize_meta(const char *dir, char *tmp) {
     char *path = xasprintf("%s/meta.txt", dir);
+    data_cleanup_add(path);
     if (rename(tmp, path) != 0) die("renaming %s to %s failed: %s", tmp, path, strerror(errno));
     data_cleanup_remove(tmp);
-    data_fsync_parent(path);
-    free(path);
     free(tmp);
+    return path;
 }
 
 // Whether dir already holds train or val shards (a previous run): mixing runs would corrupt both.
@@ -975,9 +982,11 @@ int prepare_run(const PrepareOptions *o) {
             p.too_long ? " (every JSON line was malformed or longer than --max-line-bytes)"
                        : p.malformed ? " (every JSON line was malformed)" : "");
     char *meta = write_meta_tmp(out, spec, tokenizer_name(tok), task_name, &p.train, &p.val);
+    char *meta_path = finalize_meta(out, meta);
     SplitOut *outs[2] = {&p.train, &p.val};
-    finalize_outputs(outs, p.val.nshards ? 2 : 1);
-    finalize_meta(out, meta);
+    finalize_outputs(outs, p.val.nshards ? 2 : 1);      // syncs the directory, meta.txt's rename included
+    data_cleanup_remove(meta_path);
+    free(meta_path);
     progress(&p, 1);
     double el = now_s() - p.t0;
     printf("prepare: %llu documents, %llu tokens: train %llu in %zu shard%s, val %llu in %zu shard%s; %.1f MB text in %.1f s "

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <signal.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <omp.h>
 
@@ -12,6 +14,12 @@
 #include "commands.h"
 
 const char *const SCHED_NAMES[3] = {"cosine", "invsqrt", "constant"};
+
+const Range R_BATCH = {"batch", 1, 1 << 20}, R_SEQ_LEN = {"seq-len", 1, 1 << 24}, R_ACCUM = {"accum", 1, 1 << 20},
+            R_STEPS = {"steps", 1, 0x1p40}, R_WARMUP = {"warmup", 0, 0x1p40}, R_LR = {"lr", 1e-12, 10},
+            R_MIN_LR = {"min-lr", 0, 10}, R_WD = {"wd", 0, 10}, R_BETA1 = {"beta1", 0, 0.999999},
+            R_BETA2 = {"beta2", 0, 0.99999999}, R_ADAM_EPS = {"adam-eps", 1e-30, 1}, R_CLIP = {"clip", 0, 1e9},
+            R_SEED = {"seed", 0, 0x1p63};
 
 double lr_at(const Hyper *h, int64_t step) {
     if (h->warmup > 0 && step <= h->warmup) return h->lr * (double)step / (double)h->warmup;
@@ -262,6 +270,78 @@ static void loader_batches_next(void *ctx, const int32_t **inp, const int32_t **
     *tgt = lb->tgt;
 }
 
+void run_dir_lock(const char *out, int argc, char **argv) {
+    mkdir_p(out);
+    char *path = xasprintf("%s/.lock", out);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) die("cannot create the lock file %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) die("cannot lock %s: %s", path, strerror(errno));
+        char holder[1024];
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        char *cmd = strchr(holder, ' ');
+        if (!cmd) die("%s is in use by another training run (%s is locked); wait for it to end or choose another --out", out, path);
+        *cmd++ = 0;
+        die("%s is in use by pid %s (%s); wait for that run to end or choose another --out", out, holder, cmd);
+    }
+    // "PID hgrn2 ARGS...", on one line
+    char line[1024];
+    size_t len = (size_t)snprintf(line, sizeof line, "%ld hgrn2", (long)getpid());
+    for (int i = 0; i < argc && len < sizeof line - 1; i++)
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s", argv[i]);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    for (size_t i = 0; i < len; i++) if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
+    line[len++] = '\n';
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, len, 0) != (ssize_t)len)
+        die("writing the lock file %s failed: %s", path, strerror(errno));
+    free(path);     // fd stays open, and the lock held, until the process exits
+}
+
+#define LOG_HEADER "step\ttrain_loss\tval_loss\tlr\tgrad_norm\n"
+
+// On --resume, log.tsv is cut back to the rows of the steps the checkpoint holds: a run killed after its
+// last checkpoint had logged steps that the resumed run logs again. Rows after a step already seen, and a
+// last row cut short, go too. Written to log.tsv.tmp and renamed, so a crash leaves the old log or the new.
+static void log_cut(const char *path, int64_t last_step) {
+    FILE *in = fopen(path, "r");
+    int in_errno = errno;
+    if (!in && in_errno != ENOENT) die("cannot read %s: %s", path, strerror(in_errno));
+    char *tmp = xasprintf("%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) die("cannot create %s: %s", tmp, strerror(errno));
+    fputs(LOG_HEADER, out);
+    if (in) {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        int64_t prev = 0;
+        while ((n = getline(&line, &cap, in)) != -1) {
+            if (line[n - 1] != '\n') break;                      // cut short by a kill
+            char *end;
+            errno = 0;
+            long long step = strtoll(line, &end, 10);
+            if (end == line || *end != '\t' || errno) continue;  // the header
+            if (step <= prev || step > last_step) continue;
+            fputs(line, out);
+            prev = step;
+        }
+        if (ferror(in)) { int e = errno; fclose(out); unlink(tmp); die("reading %s failed: %s", path, strerror(e)); }
+        free(line);
+        fclose(in);
+    }
+    if (ferror(out) || fflush(out) != 0 || fsync(fileno(out)) != 0) {
+        int e = errno;
+        fclose(out);
+        unlink(tmp);
+        die("writing %s failed: %s; %s was left as it was", tmp, strerror(e), path);
+    }
+    if (fclose(out) != 0) { int e = errno; unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, path, strerror(e)); }
+    free(tmp);
+}
+
 // Ctrl-C (SIGINT) or SIGTERM during training: finish the step, save a checkpoint, stop. A second signal
 // while that happens takes the default action; the checkpoint's write-and-rename keeps the last one whole.
 static volatile sig_atomic_t g_stop_signal = 0;
@@ -301,9 +381,10 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     fflush(stdout);
 
     char *ckpt_path = xasprintf("%s/model.ckpt", out), *log_path = xasprintf("%s/log.tsv", out);
+    if (p->resume) log_cut(log_path, rs->step);
     FILE *logf = fopen(log_path, p->resume ? "a" : "w");
     if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
-    if (!p->resume) fprintf(logf, "step\ttrain_loss\tval_loss\tlr\tgrad_norm\n");
+    if (!p->resume) fputs(LOG_HEADER, logf);
 
     int64_t N = (int64_t)h->B * h->T;
     LoaderBatches lb = {train_ld, h->B, h->T, cf->V, xmalloc((size_t)h->B * (h->T + 1) * sizeof(int32_t)),

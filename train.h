@@ -20,6 +20,11 @@ typedef struct {
     uint64_t seed;
 } Hyper;
 
+// The ranges of the settings of a run (train's flags of the same names). A checkpoint holds the same
+// settings, checked against the same ranges when it is loaded.
+extern const Range R_BATCH, R_SEQ_LEN, R_ACCUM, R_STEPS, R_WARMUP, R_LR, R_MIN_LR, R_WD, R_BETA1, R_BETA2,
+    R_ADAM_EPS, R_CLIP, R_SEED;
+
 // The learning rate of step `step` (from 1): a linear warmup, then the schedule.
 double lr_at(const Hyper *h, int64_t step);
 
@@ -73,6 +78,12 @@ void prepare_bible(const char *dir);
 
 typedef struct RunState RunState;   // checkpoint.h
 
+// Creates the run directory out and locks it for the rest of the process: out/.lock, held with flock(2),
+// which the kernel releases however the process ends, so a killed run leaves no stale lock. The file names
+// the holder (its pid and command line, argv as a command received it); when another process holds it,
+// dies saying so.
+void run_dir_lock(const char *out, int argc, char **argv);
+
 // How a run reports, saves and stops.
 typedef struct {
     const char *task, *data;        // named in the startup table
@@ -82,7 +93,7 @@ typedef struct {
     int64_t ckpt_every;             // as eval_every, for checkpoints
     int64_t log_every;              // a progress line every N steps
     int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
-    int resume;                     // continue log.tsv instead of starting it
+    int resume;                     // continue log.tsv (cut back to the checkpoint's step) instead of starting it
 } TrainPlan;
 
 // Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none): the

@@ -34,6 +34,8 @@ expect 1 "sample of a file that is no checkpoint" -- $H sample --ckpt "$TMP/bad.
 expect 1 "resume without a checkpoint" -- $H train --resume --out "$TMP/nothing"; expect_msg "cannot open checkpoint"
 expect 2 "sample --top-p 0" -- $H sample --top-p 0
 expect 2 "sample --prompt and --prompt-ids" -- $H sample --prompt a --prompt-ids 1
+expect 2 "sample --prompt-ids ''" -- $H sample --prompt-ids ""; expect_msg "prompt-ids is empty"
+expect 2 "sample --prompt-ids ' , '" -- $H sample --prompt-ids " , "; expect_msg "prompt-ids is empty"
 expect 2 "eval --logits without --ids" -- $H eval --logits x
 expect 2 "eval --split test" -- $H eval --split test
 expect 2 "bench --dim 0" -- $H bench --dim 0

@@ -178,7 +178,7 @@ static void round_trips(void) {
         RunState trs;
         memset(&trs, 0, sizeof trs);
         trs.c = tc;
-        trs.h = (Hyper){.B = 1, .T = 8, .accum = 1};
+        trs.h = (Hyper){.B = 1, .T = 8, .accum = 1, .lr = 1e-3, .adam_eps = 1e-8};
         checkpoint_save(TMPD "/tied.ckpt", &t, &trs, 0);
         char *ea[] = {"export", "--ckpt", TMPD "/tied.ckpt", "--hf", TMPD "/tied_hf", NULL};
         CHECK(run_cmd(cmd_export, 5, ea, 1) == 0, "export of a tied model failed");

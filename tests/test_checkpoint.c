@@ -1,0 +1,304 @@
+// test_checkpoint.c: checkpoints that pass the checksum but must still be refused, and saves that fail.
+//  - every header field out of its range, the checksum recomputed so that only the range check can catch
+//    it: eval, sample and train --resume each exit 1 with "checkpoint P is corrupt: FIELD = VALUE ..."
+//  - sizes that ask for terabytes, or strings longer than the file: refused as corrupt or truncated before
+//    anything is allocated (the children run under an address-space cap)
+//  - a save that runs out of space (a file-size limit): exit 1, no temporary file, the old checkpoint intact
+// Runs ./hgrn2 (build it first, as `make test` does) from the repository root; needs no shared data.
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../checkpoint.h"
+#include "check.h"
+
+#define TMPD "tests/tmp/test_checkpoint"
+
+// Where the header fields sit: magic, version and the count take 24 bytes, then 21 integers, the count of
+// floats, 8 floats, then the two strings (docs/checkpoint.md).
+#define INT_AT(i) (24 + 8 * (i))
+#define FLOAT_AT(i) (24 + 8 * 21 + 8 + 8 * (i))
+#define STRINGS_AT FLOAT_AT(8)
+enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT };
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP };
+
+static unsigned char *g_good;   // the valid checkpoint every case edits
+static size_t g_size;
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = xmalloc(*n);
+    if (fread(b, 1, *n, f) != *n) die("cannot read %s", path);
+    fclose(f);
+    return b;
+}
+
+// Writes b (a whole checkpoint) to path with the checksum recomputed, as an honest writer would have.
+static void write_resummed(const char *path, unsigned char *b, size_t n) {
+    Hash h;
+    hash_init(&h);
+    hash_bytes(&h, b, n - 8);
+    uint64_t sum = hash_final(&h);
+    memcpy(b + n - 8, &sum, 8);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(b, 1, n, f) != n || fclose(f) != 0) die("cannot write %s", path);
+}
+
+// Runs argv (argv[0] the program) with stderr into TMPD/err and an address-space cap; returns the exit
+// status, or 128 + the signal that ended it. The start of its stderr goes to err.
+static int run(char *const argv[], char *err, size_t errcap) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork failed: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(TMPD "/err", O_WRONLY | O_CREAT | O_TRUNC, 0644), null = open("/dev/null", O_WRONLY);
+        if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(null, 1) < 0) _exit(99);
+        // 8 GiB of address space: far more than these tiny models need, far less than a size read as real
+        struct rlimit rl = {(rlim_t)8 << 30, (rlim_t)8 << 30};
+        setrlimit(RLIMIT_AS, &rl);
+        execv(argv[0], argv);
+        _exit(98);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) die("waitpid failed: %s", strerror(errno));
+    size_t n = 0;
+    FILE *f = fopen(TMPD "/err", "r");
+    if (f) { n = fread(err, 1, errcap - 1, f); fclose(f); }
+    err[n] = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// eval, sample and train --resume on ckpt: each must exit 1 with a message holding want. With
+// resume_only, only train --resume (the others do not read the AdamW moments).
+static void refused(const char *what, const char *ckpt, const char *want, int resume_only) {
+    char *eval[] = {"./hgrn2", "eval", "--ckpt", (char *)ckpt, "--ids", TMPD "/ids.txt", NULL};
+    char *sample[] = {"./hgrn2", "sample", "--ckpt", (char *)ckpt, "--prompt-ids", "1 2", "--ids", "-n", "2", NULL};
+    char *train[] = {"./hgrn2", "train", "--resume", "--ckpt", (char *)ckpt, "--out", TMPD "/run", NULL};
+    char *const *cmds[] = {eval, sample, train};
+    for (int k = resume_only ? 2 : 0; k < 3; k++) {
+        char err[2048];
+        int st = run(cmds[k], err, sizeof err);
+        CHECK(st == 1 && strstr(err, want) && !strstr(err, "out of memory"),
+              "%s: %s %s exited %d, expected 1 with '%s'; stderr: %s", what, cmds[k][1], cmds[k][2], st, want, err);
+    }
+    printf("refused by %s: %s\n", resume_only ? "train --resume" : "eval, sample and train --resume", what);
+}
+
+static void set_int(unsigned char *b, int i, int64_t v) { memcpy(b + INT_AT(i), &v, 8); }
+static void set_float(unsigned char *b, int i, double v) { memcpy(b + FLOAT_AT(i), &v, 8); }
+
+// One header field set to a value outside its range, the checksum recomputed.
+static void bad_field(const char *what, int is_float, int i, double v, const char *want) {
+    unsigned char *b = xmalloc(g_size);
+    memcpy(b, g_good, g_size);
+    if (is_float) set_float(b, i, v); else set_int(b, i, (int64_t)v);
+    write_resummed(TMPD "/bad.ckpt", b, g_size);
+    free(b);
+    refused(what, TMPD "/bad.ckpt", want, 0);
+}
+
+static Config g_cfg;
+
+static void header_ranges(void) {
+    // the run-state fields, each at a value the command line would refuse for its flag
+    bad_field("schedule -100000000", 0, I_SCHED, -100000000, "is corrupt: schedule = -100000000 is out of range [0, 2]");
+    bad_field("schedule 99", 0, I_SCHED, 99, "is corrupt: schedule = 99 is out of range [0, 2]");
+    bad_field("accumulation -1", 0, I_ACCUM, -1, "is corrupt: accum = -1 is out of range [1, 1048576]");
+    bad_field("steps -1", 0, I_STEPS, -1, "is corrupt: steps = -1 is out of range");
+    bad_field("warmup -10", 0, I_WARMUP, -10, "is corrupt: warmup = -10 is out of range");
+    bad_field("batch 0", 0, I_B, 0, "is corrupt: batch = 0 is out of range [1, 1048576]");
+    bad_field("seq-len 2^30", 0, I_T, 1 << 30, "is corrupt: seq-len = 1073741824 is out of range [1, 16777216]");
+    bad_field("seed -1", 0, I_SEED, -1, "is corrupt: seed = -1 is out of range");
+    bad_field("steps done beyond the steps", 0, I_STEP, 11, "is corrupt: steps done = 11 is out of range [0, 10]");
+    bad_field("steps done -3", 0, I_STEP, -3, "is corrupt: steps done = -3 is out of range [0, 10]");
+    bad_field("loader batches not the steps done", 0, I_LOADER_BATCHES, 5, "is corrupt: loader batches = 5");
+    bad_field("a loader cursor", 0, I_LOADER_CURSOR, 7, "is corrupt: loader cursor = 7 is out of range [0, 0]");
+    bad_field("a reserved loader field", 0, I_LOADER_RESERVED, 1, "is corrupt: loader reserved = 1 is out of range [0, 0]");
+    bad_field("optimizer flag 5", 0, I_OPT, 5, "is corrupt: optimizer flag = 5 is out of range [0, 1]");
+    bad_field("lr NaN", 1, F_LR, NAN, "is corrupt: lr = ");
+    bad_field("lr 0", 1, F_LR, 0, "is corrupt: lr = 0 is out of range");
+    bad_field("min-lr -1", 1, F_MIN_LR, -1, "is corrupt: min-lr = -1 is out of range");
+    bad_field("wd 11", 1, F_WD, 11, "is corrupt: wd = 11 is out of range");
+    bad_field("beta1 2", 1, F_BETA1, 2, "is corrupt: beta1 = 2 is out of range");
+    bad_field("beta2 inf", 1, F_BETA2, INFINITY, "is corrupt: beta2 = inf is out of range");
+    bad_field("adam eps 0", 1, F_ADAM_EPS, 0, "is corrupt: adam-eps = 0 is out of range");
+    bad_field("clip NaN", 1, F_CLIP, NAN, "is corrupt: clip = ");
+    bad_field("clip -1", 1, F_CLIP, -1, "is corrupt: clip = -1 is out of range");
+    // the model's fields
+    bad_field("vocabulary 1", 0, I_V, 1, "is corrupt: vocab = 1 is out of range [2, 16777216]");
+    bad_field("vocabulary -2^40", 0, I_V, -0x1p40, "is corrupt: vocab = -1099511627776 is out of range");
+    bad_field("dim 0", 0, I_D, 0, "is corrupt: dim = 0 is out of range [1, 65536]");
+    bad_field("layers 5000", 0, I_L, 5000, "is corrupt: layers = 5000 is out of range [1, 1024]");
+    bad_field("expand ratio 0", 0, I_K, 0, "is corrupt: expand-ratio = 0 is out of range");
+    bad_field("expand ratio not dividing dim", 0, I_K, 3, "is corrupt: expand-ratio 3 does not divide dim 16");
+    bad_field("MLP width 0", 0, I_I, 0, "is corrupt: mlp-width = 0 is out of range [1, 1048576]");
+    bad_field("tied 2", 0, I_TIE, 2, "is corrupt: tied = 2 is out of range [0, 1]");
+    bad_field("lower bounds -1", 0, I_LB, -1, "is corrupt: lower-bounds = -1 is out of range [0, 1]");
+    bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
+    bad_field("norm eps NaN", 1, F_EPS, NAN, "is corrupt: norm eps = ");
+    bad_field("a parameter count that is not the configuration's", 0, I_N, 12345, "is corrupt: it says 12345 parameters");
+}
+
+// Sizes that would need terabytes, or strings longer than the file: the message says corrupt or
+// truncated, with what was expected and found, and nothing of that size is allocated (the cap would
+// turn an attempt into "out of memory", which refused() rejects).
+static void sizes_before_allocation(void) {
+    unsigned char *b = xmalloc(g_size);
+    // a bit flipped in the vocabulary and one in the dim: a consistent header for 2^24 x 65536 embeddings
+    memcpy(b, g_good, g_size);
+    Config big = g_cfg;
+    big.V = 1 << 24;
+    big.D = 65536;
+    config_finish(&big);
+    Layout lay = layout_of(&big);
+    set_int(b, I_V, big.V);
+    set_int(b, I_D, big.D);
+    set_int(b, I_N, lay.n);
+    write_resummed(TMPD "/huge.ckpt", b, g_size);
+    char want[256];
+    snprintf(want, sizeof want, "is truncated or corrupt: its header describes %lld parameters with the AdamW moments, "
+             "%lld bytes of tensors, but", (long long)lay.n, (long long)lay.n * 12);
+    refused("a header describing a model of 17 TB", TMPD "/huge.ckpt", want, 0);
+    // the same with the parameter count left as it was
+    memcpy(b, g_good, g_size);
+    set_int(b, I_V, big.V);
+    set_int(b, I_D, big.D);
+    write_resummed(TMPD "/huge2.ckpt", b, g_size);
+    refused("a huge configuration with the old parameter count", TMPD "/huge2.ckpt", "is corrupt: it says", 0);
+    // more bytes than the header describes
+    unsigned char *longer = xcalloc(g_size + 64, 1);
+    memcpy(longer, g_good, g_size - 8);
+    write_resummed(TMPD "/long.ckpt", longer, g_size + 64);
+    refused("64 bytes more than the header describes", TMPD "/long.ckpt", "is corrupt: its header describes", 0);
+    free(longer);
+    // a string length of 2^62, and one longer than the field can hold
+    memcpy(b, g_good, g_size);
+    int64_t n = INT64_C(1) << 62;
+    memcpy(b + STRINGS_AT, &n, 8);
+    write_resummed(TMPD "/str.ckpt", b, g_size);
+    refused("a tokenizer spec of 2^62 bytes", TMPD "/str.ckpt", "is corrupt: the tokenizer spec is 4611686018427387904 bytes long, but", 0);
+    memcpy(b, g_good, g_size);
+    n = 5000;
+    memcpy(b + STRINGS_AT, &n, 8);
+    write_resummed(TMPD "/str2.ckpt", b, g_size);
+    refused("a tokenizer spec of 5000 bytes", TMPD "/str2.ckpt", "is corrupt: the tokenizer spec is 5000 bytes long, at most 1023 fit", 0);
+    memcpy(b, g_good, g_size);
+    n = -1;
+    memcpy(b + STRINGS_AT, &n, 8);
+    write_resummed(TMPD "/str3.ckpt", b, g_size);
+    refused("a tokenizer spec of -1 bytes", TMPD "/str3.ckpt", "is corrupt: the tokenizer spec is -1 bytes long", 0);
+    // a negative second moment: only resuming reads the moments
+    memcpy(b, g_good, g_size);
+    int64_t tl, dl;
+    memcpy(&tl, b + STRINGS_AT, 8);
+    memcpy(&dl, b + STRINGS_AT + 8 + tl, 8);
+    size_t moments_v = STRINGS_AT + 16 + (size_t)tl + (size_t)dl + 2 * 4 * (size_t)layout_of(&g_cfg).n;
+    float neg = -1;
+    memcpy(b + moments_v, &neg, 4);
+    write_resummed(TMPD "/moment.ckpt", b, g_size);
+    refused("a negative second moment", TMPD "/moment.ckpt", "is corrupt: an AdamW moment", 1);
+    free(b);
+}
+
+// ---- a save that fails: the file-size limit stands in for a full disk ----
+
+typedef struct { Model *m; RunState *rs; rlim_t limit; } SaveArgs;
+static void save_limited(const SaveArgs *a) {
+    struct rlimit rl = {a->limit, a->limit};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(97);
+    signal(SIGXFSZ, SIG_IGN);    // a write past the limit then fails with EFBIG instead of killing
+    checkpoint_save(TMPD "/full.ckpt", a->m, a->rs, 1);
+    _exit(0);
+}
+
+static void failed_saves(Model *m, RunState *rs) {
+    checkpoint_save(TMPD "/full.ckpt", m, rs, 1);
+    size_t n0;
+    unsigned char *before = slurp(TMPD "/full.ckpt", &n0);
+    RunState later = *rs;
+    later.step = 9;             // a different checkpoint, so that a half-written one would show
+    later.loader.batches = 9;
+    // limits that end the write early, mid-way, and within the final flush of the last bytes
+    rlim_t limits[] = {100, (rlim_t)(n0 / 2), (rlim_t)(n0 - 4)};
+    for (int k = 0; k < 3; k++) {
+        // stderr through a pipe: the limit would cut a file short like the checkpoint
+        int fds[2];
+        if (pipe(fds) != 0) die("pipe failed: %s", strerror(errno));
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            if (dup2(fds[1], 2) < 0) _exit(99);
+            save_limited(&(SaveArgs){m, &later, limits[k]});
+        }
+        close(fds[1]);
+        char err[1024];
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof err - 1 && (r = read(fds[0], err + got, sizeof err - 1 - got)) > 0) got += (size_t)r;
+        err[got] = 0;
+        close(fds[0]);
+        int st;
+        waitpid(pid, &st, 0);
+        size_t n1;
+        unsigned char *after = slurp(TMPD "/full.ckpt", &n1);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1, "save under a %llu-byte limit: status %d, expected exit 1",
+              (unsigned long long)limits[k], st);
+        CHECK(strstr(err, "full.ckpt.tmp failed: File too large") && strstr(err, "full.ckpt was left as it was"),
+              "save under a %llu-byte limit: message '%s'", (unsigned long long)limits[k], err);
+        CHECK(access(TMPD "/full.ckpt.tmp", F_OK) != 0, "save under a %llu-byte limit left full.ckpt.tmp behind",
+              (unsigned long long)limits[k]);
+        CHECK(n1 == n0 && !memcmp(before, after, n0), "save under a %llu-byte limit changed the previous checkpoint",
+              (unsigned long long)limits[k]);
+        free(after);
+    }
+    printf("a save that hits a file-size limit (3 places) leaves no temporary file and the old checkpoint\n");
+    free(before);
+}
+
+int main(void) {
+    if (access("./hgrn2", X_OK) != 0) { printf("./hgrn2 is missing: build it first (make)\n"); return 1; }
+    mkdir_p(TMPD);
+    // a small model with the AdamW moments, as train writes it
+    g_cfg = (Config){.V = 256, .D = 16, .L = 2, .K = 8, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&g_cfg);
+    Model m;
+    model_alloc(&m, &g_cfg);
+    model_init(&m, 5);
+    model_alloc_training(&m);
+    RunState rs = {.c = g_cfg, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                     .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7},
+                   .step = 4, .loader = {7, 4, 0, 0}};
+    snprintf(rs.tokenizer, sizeof rs.tokenizer, "byte");
+    snprintf(rs.data, sizeof rs.data, TMPD "/no-data");
+    checkpoint_save(TMPD "/good.ckpt", &m, &rs, 1);
+    g_good = slurp(TMPD "/good.ckpt", &g_size);
+    FILE *f = fopen(TMPD "/ids.txt", "w");
+    fputs("1 2 3 4\n", f);
+    fclose(f);
+
+    // the unedited file loads, and so does the same bytes re-summed: the edits alone make the cases fail
+    write_resummed(TMPD "/same.ckpt", g_good, g_size);
+    char *eval[] = {"./hgrn2", "eval", "--ckpt", TMPD "/same.ckpt", "--ids", TMPD "/ids.txt", NULL};
+    char *sample[] = {"./hgrn2", "sample", "--ckpt", TMPD "/same.ckpt", "--prompt-ids", "1 2", "--ids", "-n", "2", NULL};
+    char err[2048];
+    int st = run(eval, err, sizeof err);
+    CHECK(st == 0, "eval of the valid checkpoint: exit %d: %s", st, err);
+    st = run(sample, err, sizeof err);
+    CHECK(st == 0, "sample of the valid checkpoint: exit %d: %s", st, err);
+
+    header_ranges();
+    sizes_before_allocation();
+    failed_saves(&m, &rs);
+    model_free(&m);
+    free(g_good);
+    return check_summary("test_checkpoint");
+}
