@@ -11,7 +11,7 @@
 #define EXAMPLES_VERSION 1
 #define EXAMPLES_HEADER_BYTES 96           // the fixed header; the vocabulary's description follows it
 #define EXAMPLES_INDEX_ENTRY_BYTES 24      // per frame: u64 offset, u64 compressed size, u32 examples, u32 bytes
-#define EXAMPLES_FRAME_BYTES (64u << 10)   // a writer closes a frame once its records reach this many bytes
+#define EXAMPLES_FRAME_BYTES (16u << 10)   // a writer closes a frame once its records reach this many bytes
 // Limits that bound what a reader allocates, whatever a header says.
 #define EXAMPLES_DOCS_MAX 2                // documents per example: 1 (classification) or 2 (a pair)
 #define EXAMPLES_LEN_MAX (1u << 22)        // tokens of one document
