@@ -448,6 +448,7 @@ static void load_frame(Examples *e, uint64_t f) {
 
 int32_t example_read(Examples *e, uint64_t i, int T, int32_t *tokens, int32_t *lens) {
     const ExamplesHeader *h = &e->h;
+    if (T < 1) die("%s: example_read with a sequence length of %d", e->path, T);
     if (i >= h->nexamples)
         die("%s: example %llu is past the end (%llu examples)", e->path, (unsigned long long)i, (unsigned long long)h->nexamples);
     // the last frame whose first example is <= i
