@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include "data.h"
+#include "input.h"
 
 // ----------------------------------------------------------------------------------------------------------
 // Input files, plain or zstd (told apart by the magic number, not the name), read as a byte stream in

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "input.h"
 #include "examples.h"
 #include "lra.h"
 #include "tokenizer.h"
