@@ -130,6 +130,12 @@ void data_cleanup_remove(const char *path);
 FILE *data_create_file(const char *path);
 // fsync of the directory holding path, which makes a rename into it durable.
 void data_fsync_parent(const char *path);
+// Flushes, syncs and closes a file written through f; dies naming path on any failure (a full disk shows
+// here, not as a short file later).
+void data_close_file(FILE *f, const char *path);
+// data_close_file, then tmp renamed to path (durably) and taken off the cleanup list: the last step of
+// writing a file under a temporary name.
+void data_commit_file(FILE *f, const char *tmp, const char *path);
 // The shard paths of DIR/<split>_NNNNNN.shard in order, NULL-terminated, their count in *n; NULL for a
 // missing directory or an empty split. Dies on a gap or a duplicate number. Free with data_free_paths.
 char **data_split_paths(const char *dir, const char *split, size_t *n);

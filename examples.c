@@ -268,13 +268,9 @@ void example_writer_close(ExampleWriter *w) {
     examples_header_encode(&w->h, hdr);
     if (fseeko(w->f, 0, SEEK_SET) != 0) die("seeking in %s failed: %s", w->tmp, strerror(errno));
     write_all(hdr, sizeof hdr, w->f, w->tmp);
-    if (fflush(w->f) != 0) die("writing %s failed: %s", w->tmp, strerror(errno));
-    if (fsync(fileno(w->f)) != 0) die("fsync of %s failed: %s", w->tmp, strerror(errno));
-    if (fclose(w->f) != 0) die("closing %s failed: %s", w->tmp, strerror(errno));
+    FILE *f = w->f;
     w->f = NULL;
-    if (rename(w->tmp, w->path) != 0) die("renaming %s to %s failed: %s", w->tmp, w->path, strerror(errno));
-    data_cleanup_remove(w->tmp);
-    data_fsync_parent(w->path);
+    data_commit_file(f, w->tmp, w->path);
     writer_free(w);
 }
 

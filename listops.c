@@ -189,11 +189,7 @@ int listops_generate(const ListopsOptions *o) {
         }
     }
     if (tty) fputc('\n', stderr);
-    for (int s = 0; s < 3; s++) {
-        if (fflush(f[s]) != 0 || ferror(f[s])) die("writing %s failed: %s", tmp[s], strerror(errno));
-        if (fsync(fileno(f[s])) != 0) die("fsync of %s failed: %s", tmp[s], strerror(errno));
-        if (fclose(f[s]) != 0) die("closing %s failed: %s", tmp[s], strerror(errno));
-    }
+    for (int s = 0; s < 3; s++) data_close_file(f[s], tmp[s]);
     // All three get their final names, or none: the finals are removed too if a rename fails.
     for (int s = 0; s < 3; s++) data_cleanup_add(final[s]);
     for (int s = 0; s < 3; s++)

@@ -658,8 +658,7 @@ static char *write_meta_tmp(const char *dir, const char *spec, const char *name,
     fprintf(f, "tokenizer %s\ntokenizer_name %s\ntask %s\ntrain_tokens %llu\ntrain_shards %zu\nval_tokens %llu\nval_shards %zu\n",
             abs ? abs : spec, name, task, (unsigned long long)train->total, train->nshards, (unsigned long long)val->total,
             val->nshards);
-    if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0) die("writing %s failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) die("closing %s failed: %s", tmp, strerror(errno));
+    data_close_file(f, tmp);
     free(abs);
     return tmp;
 }

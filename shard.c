@@ -427,6 +427,19 @@ int data_zstd_frame(ZSTD_DCtx *dctx, const uint8_t *src, size_t csize, void *dst
     return 0;
 }
 
+void data_close_file(FILE *f, const char *path) {
+    if (ferror(f) || fflush(f) != 0) die("writing %s failed: %s", path, strerror(errno));
+    if (fsync(fileno(f)) != 0) die("fsync of %s failed: %s", path, strerror(errno));
+    if (fclose(f) != 0) die("closing %s failed: %s", path, strerror(errno));
+}
+
+void data_commit_file(FILE *f, const char *tmp, const char *path) {
+    data_close_file(f, tmp);
+    if (rename(tmp, path) != 0) die("renaming %s to %s failed: %s", tmp, path, strerror(errno));
+    data_cleanup_remove(tmp);
+    data_fsync_parent(path);
+}
+
 static void writer_free(ShardWriter *w) {
     pthread_mutex_lock(&w->mu);
     w->quit = 1;
@@ -460,13 +473,9 @@ void shard_writer_close(ShardWriter *w) {
     shard_header_encode(&w->h, hdr);
     if (fseeko(w->f, 0, SEEK_SET) != 0) die("seeking in %s failed: %s", w->tmp, strerror(errno));
     fwrite_or_die(hdr, sizeof hdr, w->f, w->tmp);
-    if (fflush(w->f) != 0) die("writing %s failed: %s", w->tmp, strerror(errno));
-    if (fsync(fileno(w->f)) != 0) die("fsync of %s failed: %s", w->tmp, strerror(errno));
-    if (fclose(w->f) != 0) die("closing %s failed: %s", w->tmp, strerror(errno));
+    FILE *f = w->f;
     w->f = NULL;
-    if (rename(w->tmp, w->path) != 0) die("renaming %s to %s failed: %s", w->tmp, w->path, strerror(errno));
-    data_cleanup_remove(w->tmp);
-    data_fsync_parent(w->path);
+    data_commit_file(f, w->tmp, w->path);
     writer_free(w);
 }
 
