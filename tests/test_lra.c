@@ -504,6 +504,26 @@ static void test_prepare_listops_fixture(void) {
     expect_fail("ListOps --input a file", 1, "prepare", file, "basic_train.tsv", "is not a directory");
     const char *none[] = {"--task", "lra-listops", "--input", TMP "/nowhere", "--out", TMP "/lof-x", NULL};
     expect_fail("ListOps --input missing", 1, "prepare", none, "nowhere", "No such file");
+    // a training split of ever new long symbols is not ListOps: refused before its vocabulary grows unbounded
+    mkdirs(TMP "/lof-big");
+    FILE *f = fopen(TMP "/lof-big/basic_train.tsv", "wb");
+    if (!f) die("test: cannot write the big ListOps fixture");
+    fputs("Source\tTarget\n", f);
+    char *sym = xmalloc(20001);
+    memset(sym, 'a', 20000);
+    sym[20000] = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(sym, 9, "%08d", i);
+        sym[8] = 'a';
+        fprintf(f, "%s\t1\n", sym);
+    }
+    fclose(f);
+    spits(TMP "/lof-big/basic_val.tsv", "Source\tTarget\n");
+    spits(TMP "/lof-big/basic_test.tsv", "Source\tTarget\n");
+    const char *bigv[] = {"--task", "lra-listops", "--input", TMP "/lof-big", "--out", TMP "/lof-big-ex", NULL};
+    expect_fail("ListOps of 6 MB of distinct symbols", 1, "prepare", bigv, "basic_train.tsv", "this is not ListOps data");
+    CHECK(!dir_has(TMP "/lof-big-ex", "examples"), "a failed prepare left files");
+    free(sym);
     free(train);
     free(longsrc.data);
     free(val.data);
