@@ -552,12 +552,13 @@ static void test_prepare_text(void) {
     spits(TMP "/aclImdb/train/urls_pos.txt", "http://x");       // beside the class folders: ignored
     spits(TMP "/aclImdb/train/unsup/0_0.txt", "unlabelled");    // unsup: ignored
     spits(TMP "/aclImdb/test/neg/1_2.txt", "meh");
+    spit(TMP "/aclImdb/test/neg/7_1.txt", big + 1, 4200);   // cut too: counted once, though val repeats test
     spits(TMP "/aclImdb/test/pos/1_10.txt", "great");
     spits(TMP "/aclImdb/test/pos/0_7.txt", "fine");
     const char *args[] = {"--task", "lra-text", "--input", root, "--out", TMP "/text", NULL};
     CHECK(run("prepare", args) == 0, "prepare lra-text failed: %s", err_text.p);
-    CHECK(strstr(out_text.p, "train 5, val 3, test 3 examples; vocabulary 258 (bytes, pad, eos); longest document 4096 tokens "
-                             "with eos (cap 4096), 1 truncated"),
+    CHECK(strstr(out_text.p, "train 5, val 4, test 4 examples; vocabulary 258 (bytes, pad, eos); longest document 4096 tokens "
+                             "with eos (cap 4096), 2 truncated"),
           "summary: %s", out_text.p);
     Split tr = read_split(TMP "/text", "train", LRA_TEXT_LEN), va = read_split(TMP "/text", "val", LRA_TEXT_LEN),
           te = read_split(TMP "/text", "test", LRA_TEXT_LEN);
@@ -567,8 +568,9 @@ static void test_prepare_text(void) {
               doc_is_bytes(&tr, 4, 0, big, 5000, LRA_TEXT_LEN),
           "Text train documents differ");
     CHECK(tr.labels[0] == 0 && tr.labels[1] == 0 && tr.labels[2] == 0 && tr.labels[3] == 1 && tr.labels[4] == 1, "Text train labels");
-    CHECK(te.n == 3 && doc_is_bytes(&te, 0, 0, "meh", 3, LRA_TEXT_LEN) && doc_is_bytes(&te, 1, 0, "fine", 4, LRA_TEXT_LEN) &&
-              doc_is_bytes(&te, 2, 0, "great", 5, LRA_TEXT_LEN) && te.labels[0] == 0 && te.labels[1] == 1 && te.labels[2] == 1,
+    CHECK(te.n == 4 && doc_is_bytes(&te, 0, 0, "meh", 3, LRA_TEXT_LEN) && doc_is_bytes(&te, 1, 0, big + 1, 4200, LRA_TEXT_LEN) &&
+              doc_is_bytes(&te, 2, 0, "fine", 4, LRA_TEXT_LEN) && doc_is_bytes(&te, 3, 0, "great", 5, LRA_TEXT_LEN) &&
+              te.labels[0] == 0 && te.labels[1] == 0 && te.labels[2] == 1 && te.labels[3] == 1,
           "Text test examples differ");
     CHECK(va.n == te.n && !memcmp(va.tok, te.tok, te.n * LRA_TEXT_LEN * sizeof *te.tok) &&
               !memcmp(va.labels, te.labels, te.n * sizeof *te.labels),
