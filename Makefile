@@ -9,7 +9,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c cmd_data.c \
-          shard.c loader.c prepare.c tokenizer.c tokenizer_hf.c json.c hf.c
+          shard.c loader.c input.c prepare.c examples.c lra.c listops.c cmd_tasks.c tokenizer.c tokenizer_hf.c json.c hf.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -66,7 +66,7 @@ setup:
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
-        $(BIN)/test_checkpoint
+        $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -75,7 +75,7 @@ $(BIN)/test_ops $(BIN)/test_cls_ops: tests/fd.h
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_checkpoint: $(BIN)/%: tests/%.c $(LIB)
+$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra: $(BIN)/%: tests/%.c $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats: tests/check.h tests/child.h

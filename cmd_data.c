@@ -1,4 +1,5 @@
-// cmd_data.c: the data commands, `hgrn2 prepare` and `hgrn2 tokenize`: options in, one library call, exit code out.
+// cmd_data.c: the data commands, `hgrn2 prepare` (text corpora, or the Long Range Arena's files) and `hgrn2 tokenize`:
+// options in, one library call, exit code out.
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <limits.h>
@@ -6,6 +7,7 @@
 
 #include "commands.h"
 #include "data.h"
+#include "lra.h"
 #include "tokenizer.h"
 
 // Every usage error of these commands: "hgrn2 CMD: <problem>" and the usage line on stderr, exit code 2.
@@ -25,14 +27,22 @@ static int usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 
 static const char *PREPARE_USAGE =
     "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
-    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]";
+    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]\n"
+    "       hgrn2 prepare --task lra-listops|lra-text|lra-retrieval --input DIR --out DIR [--strict]\n"
+    "              [--max-line-bytes N]";
 static const char *PREPARE_HELP =
     "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
     "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
+    "Or turn the official files of a Long Range Arena task into labelled examples: DIR/{train,val,test}.examples\n"
+    "(formats and policies: docs/lra.md, docs/examples.md).\n"
     "\n"
     "  --task NAME         pile: JSON Lines, one document per line in its \"text\" field (*.jsonl, *.jsonl.zst);\n"
     "                      wiki103: WikiText .tokens/.raw files, one document per ' = Title = ' article;\n"
-    "                      text: each input file is one document\n"
+    "                      text: each input file is one document;\n"
+    "                      lra-listops: --input is the folder of basic_{train,val,test}.tsv (hgrn2 generate\n"
+    "                      --task listops writes one); the vocabulary comes from the training split;\n"
+    "                      lra-text: --input is the aclImdb folder ({train,test}/{pos,neg}/*.txt), bytes;\n"
+    "                      lra-retrieval: --input is the folder of new_aan_pairs.{train,eval,test}.tsv, bytes\n"
     "  --input FILE...     training inputs; repeat the flag or list several files after it\n"
     "  --val-input FILE... held-out inputs: all of them form the validation split (--val-fraction is ignored)\n"
     "  --tokenizer SPEC    byte, a GPT-2 directory (encoder.json, vocab.bpe) or a tokenizer.json\n"
@@ -41,10 +51,12 @@ static const char *PREPARE_HELP =
     "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
     "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
     "  --threads N         tokenizer threads (default: all cores)\n"
-    "  --strict            a malformed or too long JSON line stops the run (default: skipped, counted, first 5\n"
-    "                      reported)\n"
+    "  --strict            a malformed or too long JSON or TSV line stops the run (default: skipped, counted,\n"
+    "                      first 5 reported)\n"
     "  --max-line-bytes N  the longest line held in memory (default 16777216 = 16 MiB, range 1024 to 1073741824):\n"
-    "                      a longer JSON line is skipped as it is read, a longer WikiText line is read in parts\n";
+    "                      a longer JSON or TSV line is skipped as it is read, a longer WikiText line is read in\n"
+    "                      parts\n"
+    "The LRA tasks take --input (one folder), --out, --strict and --max-line-bytes only.\n";
 
 int cmd_prepare(int argc, char **argv) {
     enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
@@ -69,7 +81,12 @@ int cmd_prepare(int argc, char **argv) {
     int c;
     // "-" makes getopt return each non-option argument in place (as 1), so "--input a b --val-input c"
     // assigns each file to the list flag before it.
+    // Flags of the text corpora that mean nothing to the LRA tasks: refused with them, not ignored.
+    static const int text_only[] = {O_VAL_INPUT, O_TOKENIZER, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS};
+    static const char *const text_only_names[] = {"--val-input", "--tokenizer", "--val-fraction", "--shard-tokens", "--threads"};
+    int given[O_MAX_LINE - O_TASK + 1] = {0};
     while ((c = getopt_long(argc, argv, "-:h", opts, NULL)) != -1) {
+        if (c >= O_TASK && c <= O_MAX_LINE) given[c - O_TASK] = 1;
         if (c != 1) list = 0;
         switch (c) {
         case 1:
@@ -110,10 +127,32 @@ int cmd_prepare(int argc, char **argv) {
         }
     }
     if (!task_name) { rc = usage_error("prepare", PREPARE_USAGE, "--task is required"); goto done; }
+    LraTask lra;
+    if (lra_task_parse(task_name, &lra) == 0) {
+        for (size_t i = 0; i < sizeof text_only / sizeof text_only[0]; i++)
+            if (given[text_only[i] - O_TASK]) {
+                rc = usage_error("prepare", PREPARE_USAGE, "%s does not apply to --task %s", text_only_names[i], task_name);
+                goto done;
+            }
+        if (o.ninputs != 1) {
+            rc = usage_error("prepare", PREPARE_USAGE, o.ninputs ? "--task %s takes one --input folder, got %d" : "--input is required",
+                             task_name, o.ninputs);
+            goto done;
+        }
+        if (!o.out) { rc = usage_error("prepare", PREPARE_USAGE, "--out is required"); goto done; }
+        LraPrepareOptions lo = {.task = lra, .input = o.inputs[0], .out = o.out, .strict = o.strict,
+                                .max_line_bytes = o.max_line_bytes};
+        rc = lra_prepare(&lo);
+        goto done;
+    }
     if (!strcmp(task_name, "pile")) o.task = PREPARE_PILE;
     else if (!strcmp(task_name, "wiki103")) o.task = PREPARE_WIKI103;
     else if (!strcmp(task_name, "text")) o.task = PREPARE_TEXT;
-    else { rc = usage_error("prepare", PREPARE_USAGE, "--task must be pile, wiki103 or text, got '%s'", task_name); goto done; }
+    else {
+        rc = usage_error("prepare", PREPARE_USAGE, "--task must be pile, wiki103, text, lra-listops, lra-text or lra-retrieval, got '%s'",
+                         task_name);
+        goto done;
+    }
     if (!o.ninputs) { rc = usage_error("prepare", PREPARE_USAGE, "--input is required"); goto done; }
     if (!o.tokenizer) { rc = usage_error("prepare", PREPARE_USAGE, "--tokenizer is required"); goto done; }
     if (!o.out) { rc = usage_error("prepare", PREPARE_USAGE, "--out is required"); goto done; }

@@ -11,5 +11,6 @@ int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);    // cmd_data.c
 int cmd_tokenize(int argc, char **argv);   // cmd_data.c
+int cmd_generate(int argc, char **argv);   // cmd_tasks.c
 
 #endif

@@ -1,7 +1,10 @@
 // data.h: the interface of the data path: token shards, the prefetching loader and `hgrn2 prepare`.
-// Code in shard.c, loader.c and prepare.c; formats and policies in docs/shards.md.
+// Code in shard.c, loader.c and prepare.c (its input files: input.h); formats and policies in docs/shards.md.
+// The labelled examples of the classification tasks build on the helpers at the end (examples.h).
 #ifndef HGRN2_DATA_H
 #define HGRN2_DATA_H
+
+#include <zstd.h>
 
 #include "common.h"
 
@@ -127,9 +130,49 @@ void data_cleanup_remove(const char *path);
 FILE *data_create_file(const char *path);
 // fsync of the directory holding path, which makes a rename into it durable.
 void data_fsync_parent(const char *path);
+// Flushes, syncs and closes a file written through f; dies naming path on any failure (a full disk shows
+// here, not as a short file later).
+void data_close_file(FILE *f, const char *path);
+// data_close_file, then tmp renamed to path (durably) and taken off the cleanup list: the last step of
+// writing a file under a temporary name.
+void data_commit_file(FILE *f, const char *tmp, const char *path);
 // The shard paths of DIR/<split>_NNNNNN.shard in order, NULL-terminated, their count in *n; NULL for a
 // missing directory or an empty split. Dies on a gap or a duplicate number. Free with data_free_paths.
 char **data_split_paths(const char *dir, const char *split, size_t *n);
 void data_free_paths(char **paths);
+
+// ---- what the binary formats of the data path share (shards, example files) ----
+// Little-endian fields, written byte by byte so that a format does not depend on the host.
+static inline void le_put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void le_put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t le_get_u32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static inline uint64_t le_get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+#define DATA_FNV_INIT 0xCBF29CE484222325ull
+// FNV-1a 64 of p[0, n) continuing from h (DATA_FNV_INIT to start): the header checksums.
+uint64_t data_fnv1a(uint64_t h, const void *p, size_t n);
+// Opens path for reading; dies unless it is a regular file (a FIFO would block the open, a device never
+// end: checked with stat before the open and fstat after it). `what` names the file in messages ("shard").
+// Returns the descriptor and the size in *size.
+int data_open_regular(const char *path, const char *what, uint64_t *size);
+// pread of exactly n bytes at off; dies naming the file on an error or an early end of file.
+void data_pread(int fd, void *buf, size_t n, uint64_t off, const char *path);
+// A compression context for the frames of a binary file: level 3, content size and content checksum in
+// every frame (so that a reader can check both). Dies naming path when zstd fails.
+ZSTD_CCtx *data_zstd_cctx(const char *path);
+// Decompresses src[0, csize), which must be exactly one zstd frame that declares `bytes` decompressed bytes
+// and carries a content checksum, into dst[0, bytes). Returns 0, or -1 with what is wrong in err.
+int data_zstd_frame(ZSTD_DCtx *dctx, const uint8_t *src, size_t csize, void *dst, size_t bytes, char *err, size_t errlen);
 
 #endif

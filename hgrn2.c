@@ -583,7 +583,9 @@ static const char *MAIN_HELP =
     "  train      train a model (no arguments: a small byte-level model on the King James Bible)\n"
     "  eval       held-out loss, perplexity and bits per byte of a checkpoint\n"
     "  sample     generate text from a checkpoint\n"
-    "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards\n"
+    "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards, or the Long\n"
+    "             Range Arena's ListOps, Text and Retrieval files into example files\n"
+    "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens\n"
     "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
@@ -602,6 +604,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "prepare")) { optind = 0; return cmd_prepare(argc, argv); }
     if (!strcmp(cmd, "tokenize")) { optind = 0; return cmd_tokenize(argc, argv); }
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
     fprintf(stderr, "hgrn2: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }

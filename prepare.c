@@ -1,5 +1,5 @@
 // prepare.c: `hgrn2 prepare` as a library call: text, WikiText and JSON Lines inputs into token shards.
-// Input streams (plain or zstd), the line reader, the JSON Lines scanner, the pipeline. Policies: docs/shards.md.
+// The JSON Lines scanner and the pipeline (input streams and the line reader: input.c). Policies: docs/shards.md.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,191 +11,8 @@
 #include <zstd.h>
 
 #include "data.h"
+#include "input.h"
 #include "tokenizer.h"
-
-// prepare, part 1: input files, plain or zstd (told apart by the magic number, not the name), read as a
-// byte stream in constant memory.
-
-typedef struct {
-    const char *path;
-    int fd, zstd, file_eof, frame_done;
-    ZSTD_DCtx *dctx;
-    uint8_t *in;
-    size_t in_cap;
-    ZSTD_inBuffer zin;      // zstd: compressed bytes not yet decoded; plain: the sniffed bytes not yet returned
-    uint64_t consumed;      // file bytes read so far
-    uint64_t *bytes_in;     // progress counter shared with the writer thread
-} InStream;
-
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static size_t raw_read(InStream *s, void *buf, size_t n) {
-    for (;;) {
-        ssize_t r = read(s->fd, buf, n);
-        if (r >= 0) {
-            s->consumed += (uint64_t)r;
-            __atomic_fetch_add(s->bytes_in, (uint64_t)r, __ATOMIC_RELAXED);
-            return (size_t)r;
-        }
-        if (errno != EINTR) die("reading %s failed: %s", s->path, strerror(errno));
-    }
-}
-
-static void in_open(InStream *s, const char *path, uint64_t *bytes_in) {
-    memset(s, 0, sizeof *s);
-    s->path = path;
-    s->bytes_in = bytes_in;
-    // prepare_run refused anything but regular files; O_NONBLOCK and fstat catch a path replaced since
-    // (a FIFO would block this open, a device never end).
-    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (s->fd < 0) die("cannot open input %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(s->fd, &st) != 0) die("cannot stat input %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) die("input %s is not a regular file", path);
-    s->in_cap = ZSTD_DStreamInSize();
-    s->in = xmalloc(s->in_cap);
-    size_t got = 0;
-    while (got < 4) {
-        size_t r = raw_read(s, s->in + got, 4 - got);
-        if (!r) break;
-        got += r;
-    }
-    uint32_t magic = got == 4 ? get_u32(s->in) : 0;
-    s->zstd = magic == ZSTD_MAGICNUMBER || (magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
-    s->zin = (ZSTD_inBuffer){s->in, got, 0};
-    s->frame_done = 1;
-    if (s->zstd && !(s->dctx = ZSTD_createDCtx())) die("%s: cannot create a zstd decompression context (out of memory)", path);
-}
-
-// Up to n bytes of the input's content; 0 at its end. Dies on a corrupted or truncated zstd stream.
-static size_t in_read(InStream *s, uint8_t *buf, size_t n) {
-    if (!s->zstd) {
-        if (s->zin.pos < s->zin.size) {
-            size_t k = s->zin.size - s->zin.pos < n ? s->zin.size - s->zin.pos : n;
-            memcpy(buf, s->in + s->zin.pos, k);
-            s->zin.pos += k;
-            return k;
-        }
-        return raw_read(s, buf, n);
-    }
-    ZSTD_outBuffer out = {buf, n, 0};
-    while (out.pos == 0) {
-        if (s->zin.pos == s->zin.size && !s->file_eof) {
-            size_t got = raw_read(s, s->in, s->in_cap);
-            s->zin = (ZSTD_inBuffer){s->in, got, 0};
-            if (!got) s->file_eof = 1;
-        }
-        int starved = s->zin.pos == s->zin.size && s->file_eof;
-        if (starved && s->frame_done) return 0;
-        size_t r = ZSTD_decompressStream(s->dctx, &out, &s->zin);
-        if (ZSTD_isError(r))
-            die("%s: corrupted zstd data near compressed byte %llu: %s", s->path,
-                (unsigned long long)(s->consumed - (s->zin.size - s->zin.pos)), ZSTD_getErrorName(r));
-        s->frame_done = r == 0;
-        // With no input left, the decoder can only flush what it holds; no output means the frame is cut short.
-        if (starved && out.pos == 0 && !s->frame_done)
-            die("%s: truncated zstd stream: the file ends inside a frame (incomplete download or copy?)", s->path);
-    }
-    return out.pos;
-}
-
-static void in_close(InStream *s) {
-    close(s->fd);
-    ZSTD_freeDCtx(s->dctx);
-    free(s->in);
-}
-
-// Lines of an input, each with its '\n' (the last one may lack it). A line is held whole only up to `max`
-// bytes (its '\n' not counted), so memory stays bounded whatever the input, one endless line included: a
-// longer line is skipped as it streams (JSON Lines, where part of a record is no use) or handed out in parts
-// (WikiText, where text is text). The buffer grows to at most twice max.
-typedef struct {
-    InStream *in;                // the source, or when NULL a buffer in memory (prepare_scan_jsonl), which is
-    const uint8_t *mem;          // served a few KiB per read so that lines straddle reads as they do in files
-    size_t mem_n, mem_pos;
-    size_t max;
-    int parts;                   // a longer line: 1 hands it out in parts, 0 skips it
-    uint8_t *buf;
-    size_t cap, pos, len, scan;  // scan: bytes from pos already known to hold no '\n'
-    int eof, state;
-    uint64_t lineno;             // the number of the line last returned (from 1)
-    uint64_t bytes;              // input bytes consumed: lines returned and bytes skipped
-} LineReader;
-
-enum { LR_LINE, LR_SKIP, LR_PARTS };                      // LineReader.state: inside a line, or a longer one
-enum { LINE_END, LINE_WHOLE, LINE_PART, LINE_SKIPPED };   // what next_line returns
-
-#define LINE_READ_BYTES (1u << 20)   // the first buffer, and so the size of most reads
-#define MEM_READ_BYTES 4096
-
-static size_t lr_fill(LineReader *lr, uint8_t *dst, size_t room) {
-    if (lr->in) return in_read(lr->in, dst, room);
-    size_t k = lr->mem_n - lr->mem_pos;
-    if (k > room) k = room;
-    if (k > MEM_READ_BYTES) k = MEM_READ_BYTES;
-    if (k) memcpy(dst, lr->mem + lr->mem_pos, k);
-    lr->mem_pos += k;
-    return k;
-}
-
-// The next line into *line and *n: LINE_WHOLE, a line of at most max bytes; LINE_PART (parts mode), a
-// piece of a longer line, the last piece ending with the line's '\n'; LINE_SKIPPED (skip mode), a longer
-// line, nothing returned (its bytes are dropped as reading goes on); LINE_END at the end of the input.
-static int next_line(LineReader *lr, const char **line, size_t *n) {
-    for (;;) {
-        uint8_t *start = lr->buf + lr->pos;
-        size_t avail = lr->len - lr->pos, unscanned = avail - lr->scan;
-        uint8_t *nl = unscanned ? memchr(start + lr->scan, '\n', unscanned) : NULL;
-        size_t take = nl ? (size_t)(nl + 1 - start) : avail;   // this line's bytes in the buffer, '\n' included
-        if (lr->state == LR_LINE && (nl ? take - 1 : avail) > lr->max) {
-            lr->lineno++;
-            lr->state = lr->parts ? LR_PARTS : LR_SKIP;
-            if (lr->state == LR_SKIP) {
-                *line = NULL;
-                *n = 0;
-                return LINE_SKIPPED;
-            }
-        }
-        if (lr->state != LR_LINE && (take || lr->eof)) {
-            lr->pos += take;
-            lr->bytes += take;
-            lr->scan = 0;
-            if (nl || lr->eof) lr->state = LR_LINE;
-            if (take && lr->parts) {
-                *line = (const char *)start;
-                *n = take;
-                return LINE_PART;
-            }
-            continue;
-        }
-        if (lr->state == LR_LINE && take && (nl || lr->eof)) {
-            *line = (const char *)start;
-            *n = take;
-            lr->pos += take;
-            lr->bytes += take;
-            lr->scan = 0;
-            lr->lineno++;
-            return LINE_WHOLE;
-        }
-        if (lr->eof) return LINE_END;
-        // No line end in the buffer: keep what there is of the line at the front and read more.
-        lr->scan = avail;
-        if (lr->pos) {
-            memmove(lr->buf, start, avail);
-            lr->len = avail;
-            lr->pos = 0;
-        }
-        if (lr->len == lr->cap) {   // only while the line fits in max, so the buffer stays below 2 max
-            lr->cap = lr->cap ? 2 * lr->cap : LINE_READ_BYTES;
-            lr->buf = xrealloc(lr->buf, lr->cap);
-        }
-        size_t got = lr_fill(lr, lr->buf + lr->len, lr->cap - lr->len);
-        if (!got) lr->eof = 1;
-        lr->len += got;
-    }
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // prepare, part 2: one JSON Lines record -> its "text" field, unescaped. A complete JSON parser for one line,
@@ -696,19 +513,19 @@ static int wiki_heading(const char *s, size_t n) {
 
 static void read_input(Prep *p, const char *path, int from_val_input) {
     InStream in;
-    in_open(&in, path, &p->bytes_in);
+    input_open(&in, path, &p->bytes_in);
     if (p->task == PREPARE_TEXT) {
         rd_begin_doc(p, from_val_input);
         for (;;) {
             bytebuf_reserve(&p->doc, 1u << 20);
-            size_t got = in_read(&in, (uint8_t *)p->doc.data + p->doc.n, 1u << 20);
+            size_t got = input_read(&in, (uint8_t *)p->doc.data + p->doc.n, 1u << 20);
             if (!got) break;
             p->doc.n += got;
             __atomic_fetch_add(&p->bytes_text, (uint64_t)got, __ATOMIC_RELAXED);
             rd_grew(p);
         }
         rd_end_doc(p);
-        in_close(&in);
+        input_close(&in);
         return;
     }
     LineReader lr = {.in = &in, .max = p->max_line, .parts = p->task == PREPARE_WIKI103};
@@ -766,7 +583,7 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
         }
     }
     free(lr.buf);
-    in_close(&in);
+    input_close(&in);
 }
 
 // Small inputs can leave the hashed validation split empty (a single text file always does): then the last
@@ -846,8 +663,7 @@ static char *write_meta_tmp(const char *dir, const char *spec, const char *name,
     fprintf(f, "tokenizer %s\ntokenizer_name %s\ntask %s\ntrain_tokens %llu\ntrain_shards %zu\nval_tokens %llu\nval_shards %zu\n",
             abs ? abs : spec, name, task, (unsigned long long)train->total, train->nshards, (unsigned long long)val->total,
             val->nshards);
-    if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0) die("writing %s failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) die("closing %s failed: %s", tmp, strerror(errno));
+    data_close_file(f, tmp);
     free(abs);
     return tmp;
 }

@@ -11,7 +11,6 @@
 
 #include "data.h"
 
-#define SHARD_ZSTD_LEVEL 3
 #define SHARD_FRAME_TOKENS_MAX (1u << 24)   // bounds what a corrupt header can make a reader allocate
 
 // ----------------------------------------------------------------------------------------------------------
@@ -61,37 +60,20 @@ void data_cleanup_remove(const char *path) {
 }
 
 // ----------------------------------------------------------------------------------------------------------
-// Shard layout: little-endian fields, written byte by byte so the format does not depend on the host.
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
+// Shard layout: little-endian fields (data.h's le_put/le_get).
 
 void shard_header_encode(const ShardHeader *h, uint8_t out[SHARD_HEADER_BYTES]) {
     memcpy(out, SHARD_MAGIC, 8);
-    put_u32(out + 8, h->version);
-    put_u32(out + 12, h->token_bytes);
-    put_u32(out + 16, h->vocab_size);
-    put_u32(out + 20, h->frame_tokens);
-    put_u64(out + 24, h->ntokens);
-    put_u64(out + 32, h->nframes);
-    put_u64(out + 40, h->index_offset);
-    put_u32(out + 48, h->name_len);
-    put_u32(out + 52, 0);
-    put_u64(out + 56, h->meta_hash);
+    le_put_u32(out + 8, h->version);
+    le_put_u32(out + 12, h->token_bytes);
+    le_put_u32(out + 16, h->vocab_size);
+    le_put_u32(out + 20, h->frame_tokens);
+    le_put_u64(out + 24, h->ntokens);
+    le_put_u64(out + 32, h->nframes);
+    le_put_u64(out + 40, h->index_offset);
+    le_put_u32(out + 48, h->name_len);
+    le_put_u32(out + 52, 0);
+    le_put_u64(out + 56, h->meta_hash);
 }
 
 int shard_header_decode(const uint8_t in[SHARD_HEADER_BYTES], uint64_t file_size, ShardHeader *h, char *err, size_t errlen) {
@@ -101,16 +83,16 @@ int shard_header_decode(const uint8_t in[SHARD_HEADER_BYTES], uint64_t file_size
         snprintf(err, errlen, "not a shard: bad magic (expected \"%s\", found bytes %s)", SHARD_MAGIC, found);
         return -1;
     }
-    h->version = get_u32(in + 8);
-    h->token_bytes = get_u32(in + 12);
-    h->vocab_size = get_u32(in + 16);
-    h->frame_tokens = get_u32(in + 20);
-    h->ntokens = get_u64(in + 24);
-    h->nframes = get_u64(in + 32);
-    h->index_offset = get_u64(in + 40);
-    h->name_len = get_u32(in + 48);
-    h->meta_hash = get_u64(in + 56);
-    uint32_t reserved = get_u32(in + 52);
+    h->version = le_get_u32(in + 8);
+    h->token_bytes = le_get_u32(in + 12);
+    h->vocab_size = le_get_u32(in + 16);
+    h->frame_tokens = le_get_u32(in + 20);
+    h->ntokens = le_get_u64(in + 24);
+    h->nframes = le_get_u64(in + 32);
+    h->index_offset = le_get_u64(in + 40);
+    h->name_len = le_get_u32(in + 48);
+    h->meta_hash = le_get_u64(in + 56);
+    uint32_t reserved = le_get_u32(in + 52);
     if (h->version != SHARD_VERSION) {
         snprintf(err, errlen, "unsupported shard version: expected %d, found %u (re-run hgrn2 prepare with this build)",
                  SHARD_VERSION, h->version);
@@ -153,25 +135,24 @@ int shard_header_decode(const uint8_t in[SHARD_HEADER_BYTES], uint64_t file_size
 }
 
 void shard_index_encode(uint64_t offset, uint64_t csize, uint8_t out[SHARD_INDEX_ENTRY_BYTES]) {
-    put_u64(out, offset);
-    put_u64(out + 8, csize);
+    le_put_u64(out, offset);
+    le_put_u64(out + 8, csize);
 }
 void shard_index_decode(const uint8_t in[SHARD_INDEX_ENTRY_BYTES], uint64_t *offset, uint64_t *csize) {
-    *offset = get_u64(in);
-    *csize = get_u64(in + 8);
+    *offset = le_get_u64(in);
+    *csize = le_get_u64(in + 8);
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+uint64_t data_fnv1a(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ull;
     return h;
 }
 uint64_t shard_meta_hash(const uint8_t header[SHARD_HEADER_BYTES], const char *name, size_t name_len,
                          const uint8_t *index, uint64_t nframes) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    h = fnv1a(h, header, 56);
-    h = fnv1a(h, name, name_len);
-    return fnv1a(h, index, (size_t)(nframes * SHARD_INDEX_ENTRY_BYTES));
+    uint64_t h = data_fnv1a(DATA_FNV_INIT, header, 56);
+    h = data_fnv1a(h, name, name_len);
+    return data_fnv1a(h, index, (size_t)(nframes * SHARD_INDEX_ENTRY_BYTES));
 }
 
 static uint32_t frame_tokens_knob;   // 0: SHARD_FRAME_TOKENS
@@ -235,12 +216,7 @@ ShardWriter *shard_writer_open(const char *path, uint32_t vocab_size, const char
     w->ccap = ZSTD_compressBound(frame_bytes);
     for (int k = 0; k < w->batch; k++) {
         w->cbuf[k] = xmalloc(w->ccap);
-        w->cctx[k] = ZSTD_createCCtx();
-        if (!w->cctx[k]) die("%s: cannot create a zstd compression context (out of memory)", path);
-        size_t r = ZSTD_CCtx_setParameter(w->cctx[k], ZSTD_c_compressionLevel, SHARD_ZSTD_LEVEL);
-        if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(w->cctx[k], ZSTD_c_checksumFlag, 1);
-        if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(w->cctx[k], ZSTD_c_contentSizeFlag, 1);
-        if (ZSTD_isError(r)) die("%s: zstd: %s", path, ZSTD_getErrorName(r));
+        w->cctx[k] = data_zstd_cctx(path);
     }
     if (pthread_mutex_init(&w->mu, NULL) || pthread_cond_init(&w->go, NULL) || pthread_cond_init(&w->done, NULL))
         die("%s: cannot create a mutex", path);
@@ -340,7 +316,7 @@ void shard_writer_append(ShardWriter *w, const int32_t *ids, size_t n) {
                 dst[2 * k] = (uint8_t)id;
                 dst[2 * k + 1] = (uint8_t)(id >> 8);
             } else
-                put_u32(dst + 4 * k, (uint32_t)id);
+                le_put_u32(dst + 4 * k, (uint32_t)id);
         }
         w->nraw += take;
         w->h.ntokens += take;
@@ -383,6 +359,87 @@ void data_fsync_parent(const char *path) {
     free(d);
 }
 
+// ----------------------------------------------------------------------------------------------------------
+// What the binary formats of the data path share: opening a file to read, exact reads, zstd frames.
+
+int data_open_regular(const char *path, const char *what, uint64_t *size) {
+    // Opening a FIFO waits for a writer and a device may never end, so anything but a regular file is
+    // refused before the open; O_NONBLOCK and the fstat after it close the window in which the path could
+    // be replaced (the flag changes nothing for regular files).
+    struct stat st;
+    if (stat(path, &st) != 0) die("cannot open %s %s: %s", what, path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die("%s %s is not a regular file", what, path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) die("cannot open %s %s: %s", what, path, strerror(errno));
+    if (fstat(fd, &st) != 0) die("cannot stat %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die("%s %s is not a regular file", what, path);
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+void data_pread(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die("reading %s at byte %llu failed: %s", path, (unsigned long long)off, strerror(errno));
+        }
+        if (r == 0) die("%s: unexpected end of file at byte %llu (the file is truncated)", path, (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+}
+
+ZSTD_CCtx *data_zstd_cctx(const char *path) {
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    if (!c) die("%s: cannot create a zstd compression context (out of memory)", path);
+    size_t r = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 3);
+    if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+    if (ZSTD_isError(r)) die("%s: zstd: %s", path, ZSTD_getErrorName(r));
+    return c;
+}
+
+int data_zstd_frame(ZSTD_DCtx *dctx, const uint8_t *src, size_t csize, void *dst, size_t bytes, char *err, size_t errlen) {
+    // Exactly one zstd frame that declares our size and carries a content checksum (bit 2 of the frame
+    // header descriptor, RFC 8878), or a flipped byte could go unnoticed.
+    unsigned long long content = ZSTD_getFrameContentSize(src, csize);
+    if (content == ZSTD_CONTENTSIZE_ERROR || csize < 5 || le_get_u32(src) != ZSTD_MAGICNUMBER) {
+        snprintf(err, errlen, "not a zstd frame");
+        return -1;
+    }
+    if (content != bytes) {
+        snprintf(err, errlen, "declares %llu decompressed bytes, expected %zu",
+                 content == ZSTD_CONTENTSIZE_UNKNOWN ? 0ull : content, bytes);
+        return -1;
+    }
+    if (!(src[4] & 4)) { snprintf(err, errlen, "has no content checksum"); return -1; }
+    size_t fsz = ZSTD_findFrameCompressedSize(src, csize);
+    if (ZSTD_isError(fsz) || fsz != csize) {
+        snprintf(err, errlen, "%s", ZSTD_isError(fsz) ? ZSTD_getErrorName(fsz) : "trailing bytes after the zstd frame");
+        return -1;
+    }
+    size_t r = ZSTD_decompressDCtx(dctx, dst, bytes, src, csize);
+    if (ZSTD_isError(r)) { snprintf(err, errlen, "zstd: %s", ZSTD_getErrorName(r)); return -1; }
+    if (r != bytes) { snprintf(err, errlen, "decompressed to %zu bytes, expected %zu", r, bytes); return -1; }
+    return 0;
+}
+
+void data_close_file(FILE *f, const char *path) {
+    if (ferror(f) || fflush(f) != 0) die("writing %s failed: %s", path, strerror(errno));
+    if (fsync(fileno(f)) != 0) die("fsync of %s failed: %s", path, strerror(errno));
+    if (fclose(f) != 0) die("closing %s failed: %s", path, strerror(errno));
+}
+
+void data_commit_file(FILE *f, const char *tmp, const char *path) {
+    data_close_file(f, tmp);
+    if (rename(tmp, path) != 0) die("renaming %s to %s failed: %s", tmp, path, strerror(errno));
+    data_cleanup_remove(tmp);
+    data_fsync_parent(path);
+}
+
 static void writer_free(ShardWriter *w) {
     pthread_mutex_lock(&w->mu);
     w->quit = 1;
@@ -416,13 +473,9 @@ void shard_writer_close(ShardWriter *w) {
     shard_header_encode(&w->h, hdr);
     if (fseeko(w->f, 0, SEEK_SET) != 0) die("seeking in %s failed: %s", w->tmp, strerror(errno));
     fwrite_or_die(hdr, sizeof hdr, w->f, w->tmp);
-    if (fflush(w->f) != 0) die("writing %s failed: %s", w->tmp, strerror(errno));
-    if (fsync(fileno(w->f)) != 0) die("fsync of %s failed: %s", w->tmp, strerror(errno));
-    if (fclose(w->f) != 0) die("closing %s failed: %s", w->tmp, strerror(errno));
+    FILE *f = w->f;
     w->f = NULL;
-    if (rename(w->tmp, w->path) != 0) die("renaming %s to %s failed: %s", w->tmp, w->path, strerror(errno));
-    data_cleanup_remove(w->tmp);
-    data_fsync_parent(w->path);
+    data_commit_file(f, w->tmp, w->path);
     writer_free(w);
 }
 
@@ -451,49 +504,25 @@ struct Shard {
     ZSTD_DCtx *dctx;
 };
 
-static void pread_or_die(int fd, void *buf, size_t n, uint64_t off, const char *path) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            die("reading %s at byte %llu failed: %s", path, (unsigned long long)off, strerror(errno));
-        }
-        if (r == 0) die("%s: unexpected end of file at byte %llu (the file is truncated)", path, (unsigned long long)off);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-}
-
 Shard *shard_open(const char *path) {
-    // Opening a FIFO waits for a writer and a device may never end, so anything but a regular file is
-    // refused before the open; O_NONBLOCK and the fstat after it close the window in which the path could
-    // be replaced (the flag changes nothing for regular files).
-    struct stat st;
-    if (stat(path, &st) != 0) die("cannot open shard %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) die("shard %s is not a regular file", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) die("cannot open shard %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0) die("cannot stat %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) die("shard %s is not a regular file", path);
-    uint64_t size = (uint64_t)st.st_size;
+    uint64_t size;
+    int fd = data_open_regular(path, "shard", &size);
     if (size < SHARD_HEADER_BYTES)
         die("%s: truncated header: the file is %llu bytes, a shard header is %d", path, (unsigned long long)size, SHARD_HEADER_BYTES);
     uint8_t hdr[SHARD_HEADER_BYTES];
-    pread_or_die(fd, hdr, sizeof hdr, 0, path);
+    data_pread(fd, hdr, sizeof hdr, 0, path);
     Shard *s = xcalloc(1, sizeof *s);
     char err[400];
     if (shard_header_decode(hdr, size, &s->h, err, sizeof err) != 0) die("%s: %s", path, err);
     s->path = xstrdup(path);
     s->fd = fd;
     s->name = xmalloc(s->h.name_len + 1);
-    pread_or_die(fd, s->name, s->h.name_len, SHARD_HEADER_BYTES, path);
+    data_pread(fd, s->name, s->h.name_len, SHARD_HEADER_BYTES, path);
     s->name[s->h.name_len] = 0;
     if (strlen(s->name) != s->h.name_len) die("%s: corrupted header: the tokenizer name holds a NUL byte", path);
     size_t index_bytes = (size_t)(s->h.nframes * SHARD_INDEX_ENTRY_BYTES);
     uint8_t *index = xmalloc(index_bytes);
-    pread_or_die(fd, index, index_bytes, s->h.index_offset, path);
+    data_pread(fd, index, index_bytes, s->h.index_offset, path);
     s->off = xmalloc((size_t)s->h.nframes * sizeof *s->off);
     s->csize = xmalloc((size_t)s->h.nframes * sizeof *s->csize);
     // Frames lie back to back between the name and the index; anything else is a broken index.
@@ -542,27 +571,13 @@ static void shard_load_frame(Shard *s, uint64_t f) {
         s->cbuf = xrealloc(s->cbuf, csize);
     }
     s->cached = UINT64_MAX;
-    pread_or_die(s->fd, s->cbuf, csize, s->off[f], s->path);
-    // A frame must be exactly one zstd frame that declares our size and carries a content checksum
-    // (bit 2 of the frame header descriptor, RFC 8878), or a flipped byte could go unnoticed.
-    unsigned long long content = ZSTD_getFrameContentSize(s->cbuf, csize);
-    if (content == ZSTD_CONTENTSIZE_ERROR || csize < 5 || get_u32(s->cbuf) != ZSTD_MAGICNUMBER)
-        die("%s: frame %llu (byte %llu): not a zstd frame; the shard is corrupted", s->path, fr, (unsigned long long)s->off[f]);
-    if (content != bytes)
-        die("%s: frame %llu: declares %llu decompressed bytes, expected %zu; the shard is corrupted", s->path, fr,
-            content == ZSTD_CONTENTSIZE_UNKNOWN ? 0ull : content, bytes);
-    if (!(s->cbuf[4] & 4)) die("%s: frame %llu has no content checksum; the shard is corrupted", s->path, fr);
-    size_t fsz = ZSTD_findFrameCompressedSize(s->cbuf, csize);
-    if (ZSTD_isError(fsz) || fsz != csize)
-        die("%s: frame %llu: %s; the shard is corrupted", s->path, fr,
-            ZSTD_isError(fsz) ? ZSTD_getErrorName(fsz) : "trailing bytes after the zstd frame");
-    size_t r = ZSTD_decompressDCtx(s->dctx, s->raw, bytes, s->cbuf, csize);
-    if (ZSTD_isError(r)) die("%s: frame %llu (byte %llu): zstd: %s; the shard is corrupted", s->path, fr,
-                             (unsigned long long)s->off[f], ZSTD_getErrorName(r));
-    if (r != bytes) die("%s: frame %llu: decompressed to %zu bytes, expected %zu; the shard is corrupted", s->path, fr, r, bytes);
+    data_pread(s->fd, s->cbuf, csize, s->off[f], s->path);
+    char err[300];
+    if (data_zstd_frame(s->dctx, s->cbuf, csize, s->raw, bytes, err, sizeof err) != 0)
+        die("%s: frame %llu (byte %llu): %s; the shard is corrupted", s->path, fr, (unsigned long long)s->off[f], err);
     uint32_t V = s->h.vocab_size;
     for (size_t k = 0; k < count; k++) {
-        uint32_t id = s->h.token_bytes == 2 ? (uint32_t)s->raw[2 * k] | (uint32_t)s->raw[2 * k + 1] << 8 : get_u32(s->raw + 4 * k);
+        uint32_t id = s->h.token_bytes == 2 ? (uint32_t)s->raw[2 * k] | (uint32_t)s->raw[2 * k + 1] << 8 : le_get_u32(s->raw + 4 * k);
         if (id >= V)
             die("%s: frame %llu: token id %u at position %llu is not below the vocabulary size %u", s->path, fr, id,
                 (unsigned long long)(first + k), V);

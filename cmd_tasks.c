@@ -1,0 +1,55 @@
+// cmd_tasks.c: `hgrn2 generate`, the generators of synthetic task data (ListOps; more tasks to come): options
+// in, one library call, exit code out.
+#define _GNU_SOURCE
+#include <getopt.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "lra.h"
+
+static const char *GENERATE_USAGE =
+    "hgrn2 generate --task listops --out DIR [--seed N] [--train-size N] [--val-size N] [--test-size N]";
+static const char *GENERATE_HELP =
+    "Generate a synthetic task's data in the layout of its official release, ready for hgrn2 prepare.\n"
+    "\n"
+    "  --task NAME         listops: the Long Range Arena's ListOps, DIR/basic_{train,val,test}.tsv (header\n"
+    "                      Source<TAB>Target): expressions over [MIN, [MAX, [MED, [SM on digits, 2 to 10\n"
+    "                      arguments per operator, depth at most 10, 501 to 1999 tokens without parentheses,\n"
+    "                      labelled with their value (docs/lra.md); then\n"
+    "                      hgrn2 prepare --task lra-listops --input DIR --out DIR2\n"
+    "  --out DIR           output directory (created; the files must not exist already)\n"
+    "  --seed N            the same seed and sizes give the same files (default 0)\n"
+    "  --train-size N      examples of the training split (default 96000)\n"
+    "  --val-size N        examples of the validation split (default 2000)\n"
+    "  --test-size N       examples of the test split (default 2000)\n";
+
+int cmd_generate(int argc, char **argv) {
+    enum { G_TASK = 256, G_OUT, G_SEED, G_TRAIN, G_VAL, G_TEST };
+    static const struct option opts[] = {
+        {"task", required_argument, 0, G_TASK}, {"out", required_argument, 0, G_OUT},
+        {"seed", required_argument, 0, G_SEED}, {"train-size", required_argument, 0, G_TRAIN},
+        {"val-size", required_argument, 0, G_VAL}, {"test-size", required_argument, 0, G_TEST},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    cli_start("hgrn2 generate", GENERATE_USAGE);
+    opterr = 0;
+    const char *task = NULL;
+    ListopsOptions lo = {.sizes = {96000, 2000, 2000}};
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': print_help(GENERATE_USAGE, GENERATE_HELP); return 0;
+        case G_TASK: task = optarg; break;
+        case G_OUT: lo.out = optarg; break;
+        case G_SEED: lo.seed = (uint64_t)arg_int("--seed", optarg, 0, INT64_MAX); break;
+        case G_TRAIN: lo.sizes[0] = (uint64_t)arg_int("--train-size", optarg, 1, INT64_C(1) << 32); break;
+        case G_VAL: lo.sizes[1] = (uint64_t)arg_int("--val-size", optarg, 1, INT64_C(1) << 32); break;
+        case G_TEST: lo.sizes[2] = (uint64_t)arg_int("--test-size", optarg, 1, INT64_C(1) << 32); break;
+        default: bad_option(argv, c);
+        }
+    }
+    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    if (!task) usage_error("--task is required");
+    if (!lo.out) usage_error("--out is required");
+    if (!strcmp(task, "listops")) return listops_generate(&lo);
+    usage_error("--task must be listops, got '%s'", task);
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Long Range Arena commands end to end through ./hgrn2: generate ListOps, prepare it, their summaries,
+# help and usage errors (the cases in detail are tests/test_lra.c's).
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+
+expect 0 "hgrn2 --help lists generate" -- $H --help
+grep -q "generate" "$TMP/out" || fail "hgrn2 --help does not list generate"
+expect 0 "generate --help" -- $H generate --help
+grep -q "usage: hgrn2 generate --task listops" "$TMP/out" || fail "generate --help prints no usage line"
+expect 2 "generate with an unknown flag" -- $H generate --no-such-flag; expect_msg "usage:"
+expect 2 "generate --task nope" -- $H generate --task nope --out "$TMP/x"; expect_msg "--task must be listops"
+expect 2 "generate --val-size 0" -- $H generate --task listops --out "$TMP/x" --val-size 0; expect_msg "--val-size"
+
+expect 0 "generate a small ListOps" -- $H generate --task listops --out "$TMP/lo" --seed 3 --train-size 50 --val-size 10 --test-size 10
+grep -q "generate: listops: train 50, val 10, test 10 expressions of" "$TMP/out" || fail "generate summary: $(cat "$TMP/out")"
+[ "$(wc -l < "$TMP/lo/basic_train.tsv")" = 51 ] || fail "basic_train.tsv does not hold a header and 50 lines"
+expect 1 "generate over existing files" -- $H generate --task listops --out "$TMP/lo"; expect_msg "already exists"
+
+expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"
+grep -q "prepare: lra-listops: train 50, val 10, test 10 examples; vocabulary 18" "$TMP/out" || fail "prepare summary: $(cat "$TMP/out")"
+for s in train val test; do [ -f "$TMP/ex/$s.examples" ] || fail "no $s.examples"; done
+expect 1 "prepare into the same directory" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"; expect_msg "already holds example files"
+expect 2 "prepare lra-listops --tokenizer" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex2" --tokenizer byte
+expect_msg "does not apply"
+expect 1 "prepare lra-text of a ListOps folder" -- $H prepare --task lra-text --input "$TMP/lo" --out "$TMP/ex3"
+expect_msg "train/neg"
+[ ! -e "$TMP/ex3/train.examples" ] || fail "a failed prepare left train.examples"
+finish
