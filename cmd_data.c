@@ -5,22 +5,11 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "data.h"
 #include "lra.h"
 #include "tokenizer.h"
-
-// Every usage error of these commands: "hgrn2 CMD: <problem>" and the usage line on stderr, exit code 2.
-__attribute__((format(printf, 3, 4)))
-static int usage_error(const char *cmd, const char *usage, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "hgrn2 %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: %s\n", usage);
-    return EXIT_USAGE;
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 prepare
@@ -76,7 +65,7 @@ int cmd_prepare(int argc, char **argv) {
     long long n;
     o.inputs = inputs;
     o.val_inputs = val_inputs;
-    optind = 0;
+    cli_start("hgrn2 prepare", PREPARE_USAGE);
     opterr = 0;
     int c;
     // "-" makes getopt return each non-option argument in place (as 1), so "--input a b --val-input c"
@@ -92,7 +81,7 @@ int cmd_prepare(int argc, char **argv) {
         case 1:
             if (list == 1) inputs[o.ninputs++] = optarg;
             else if (list == 2) val_inputs[o.nval_inputs++] = optarg;
-            else { rc = usage_error("prepare", PREPARE_USAGE, "unexpected argument '%s' (input files follow --input or --val-input)", optarg); goto done; }
+            else usage_error("unexpected argument '%s' (input files follow --input or --val-input)", optarg);
             break;
         case O_INPUT: inputs[o.ninputs++] = optarg; list = 1; break;
         case O_VAL_INPUT: val_inputs[o.nval_inputs++] = optarg; list = 2; break;
@@ -100,46 +89,39 @@ int cmd_prepare(int argc, char **argv) {
         case O_TOKENIZER: o.tokenizer = optarg; break;
         case O_OUT: o.out = optarg; break;
         case O_VAL_FRACTION:
-            if (parse_f64(optarg, 0, 0.5, &o.val_fraction)) { rc = usage_error("prepare", PREPARE_USAGE, "--val-fraction needs a number in [0, 0.5], got '%s'", optarg); goto done; }
+            o.val_fraction = arg_num("--val-fraction", optarg, 0, 0.5);
             break;
         case O_SHARD_TOKENS:
-            if (parse_i64(optarg, 1, 1000000000000LL, &n)) { rc = usage_error("prepare", PREPARE_USAGE, "--shard-tokens needs an integer in [1, 1e12], got '%s'", optarg); goto done; }
+            n = arg_int("--shard-tokens", optarg, 1, 1000000000000LL);
             o.shard_tokens = (uint64_t)n;
             break;
         case O_THREADS:
-            if (parse_i64(optarg, 1, 1024, &n)) { rc = usage_error("prepare", PREPARE_USAGE, "--threads needs an integer in [1, 1024], got '%s'", optarg); goto done; }
+            n = arg_int("--threads", optarg, 1, 1024);
             o.threads = (int)n;
             break;
         case O_STRICT: o.strict = 1; break;
         case O_MAX_LINE:
-            if (parse_i64(optarg, PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, &n)) {
-                rc = usage_error("prepare", PREPARE_USAGE, "--max-line-bytes needs an integer in [%u, %u], got '%s'",
-                                 PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX, optarg);
-                goto done;
-            }
+            n = arg_int("--max-line-bytes", optarg, PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX);
             o.max_line_bytes = (size_t)n;
             break;
         case 'h':
             printf("usage: %s\n\n%s", PREPARE_USAGE, PREPARE_HELP);
             goto done;
-        case ':': rc = usage_error("prepare", PREPARE_USAGE, "option '%s' needs a value", argv[optind - 1]); goto done;
-        default: rc = usage_error("prepare", PREPARE_USAGE, "unknown option '%s'", argv[optind - 1]); goto done;
+        default: bad_option(argv, c);
         }
     }
-    if (!task_name) { rc = usage_error("prepare", PREPARE_USAGE, "--task is required"); goto done; }
+    if (!task_name) usage_error("--task is required");
     LraTask lra;
     if (lra_task_parse(task_name, &lra) == 0) {
         for (size_t i = 0; i < sizeof text_only / sizeof text_only[0]; i++)
             if (given[text_only[i] - O_TASK]) {
-                rc = usage_error("prepare", PREPARE_USAGE, "%s does not apply to --task %s", text_only_names[i], task_name);
-                goto done;
+                usage_error("%s does not apply to --task %s", text_only_names[i], task_name);
             }
         if (o.ninputs != 1) {
-            rc = usage_error("prepare", PREPARE_USAGE, o.ninputs ? "--task %s takes one --input folder, got %d" : "--input is required",
+            usage_error(o.ninputs ? "--task %s takes one --input folder, got %d" : "--input is required",
                              task_name, o.ninputs);
-            goto done;
         }
-        if (!o.out) { rc = usage_error("prepare", PREPARE_USAGE, "--out is required"); goto done; }
+        if (!o.out) usage_error("--out is required");
         LraPrepareOptions lo = {.task = lra, .input = o.inputs[0], .out = o.out, .strict = o.strict,
                                 .max_line_bytes = o.max_line_bytes};
         rc = lra_prepare(&lo);
@@ -149,13 +131,12 @@ int cmd_prepare(int argc, char **argv) {
     else if (!strcmp(task_name, "wiki103")) o.task = PREPARE_WIKI103;
     else if (!strcmp(task_name, "text")) o.task = PREPARE_TEXT;
     else {
-        rc = usage_error("prepare", PREPARE_USAGE, "--task must be pile, wiki103, text, lra-listops, lra-text or lra-retrieval, got '%s'",
+        usage_error("--task must be pile, wiki103, text, lra-listops, lra-text or lra-retrieval, got '%s'",
                          task_name);
-        goto done;
     }
-    if (!o.ninputs) { rc = usage_error("prepare", PREPARE_USAGE, "--input is required"); goto done; }
-    if (!o.tokenizer) { rc = usage_error("prepare", PREPARE_USAGE, "--tokenizer is required"); goto done; }
-    if (!o.out) { rc = usage_error("prepare", PREPARE_USAGE, "--out is required"); goto done; }
+    if (!o.ninputs) usage_error("--input is required");
+    if (!o.tokenizer) usage_error("--tokenizer is required");
+    if (!o.out) usage_error("--out is required");
     rc = prepare_run(&o);
 done:
     free(inputs);
@@ -199,9 +180,9 @@ int cmd_tokenize(int argc, char **argv) {
     };
     const char *spec = NULL;
     int decode = 0, c;
-    optind = 0;   // glibc: restart option scanning from scratch (main may have used getopt already)
+    cli_start("hgrn2 tokenize", TOKENIZE_USAGE);
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         switch (c) {
         case 't': spec = optarg; break;
         case 'd': decode = 1; break;
@@ -215,12 +196,11 @@ int cmd_tokenize(int argc, char **argv) {
                    "  --help            this message\n", TOKENIZE_USAGE);
             return 0;
         default:
-            if (optopt == 't') return usage_error("tokenize", TOKENIZE_USAGE, "--tokenizer needs a value");
-            return usage_error("tokenize", TOKENIZE_USAGE, "unknown option %s", argv[optind - 1]);
+            bad_option(argv, c);
         }
     }
-    if (optind < argc) return usage_error("tokenize", TOKENIZE_USAGE, "unexpected argument %s", argv[optind]);
-    if (!spec) return usage_error("tokenize", TOKENIZE_USAGE, "--tokenizer is required");
+    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    if (!spec) usage_error("--tokenizer is required");
     Tokenizer *t = tokenizer_load(spec);
     size_t len;
     char *in = read_stream(stdin, "standard input", &len);

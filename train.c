@@ -1,6 +1,5 @@
 // train.c: training: schedules, the step train and bench share, evaluation, the default corpus, the run loop.
 // The run loop prints the progress and writes log.tsv and checkpoints; Ctrl-C stops it after saving.
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <unistd.h>
@@ -11,7 +10,6 @@
 
 #include "train.h"
 #include "checkpoint.h"
-#include "commands.h"
 
 const char *const SCHED_NAMES[3] = {"cosine", "invsqrt", "constant"};
 
@@ -219,13 +217,16 @@ void prepare_bible(const char *dir) {
         die("running 'bible' to extract the King James Bible failed; reinstall bible-kjv and bible-kjv-text");
     }
     if (rename(tmp, txt) != 0) die("renaming %s failed: %s", tmp, strerror(errno));
-    char *pargv[] = {"prepare", "--task", "text", "--input", txt, "--tokenizer", "byte", "--out", (char *)dir,
-                     "--val-fraction", "0.01", NULL};
-    int saved = optind;
-    optind = 0;
-    rc = cmd_prepare(11, pargv);
-    optind = saved;
-    if (rc != 0) die("preparing the default corpus failed");
+    PrepareOptions o;
+    prepare_defaults(&o);
+    const char *inputs[] = {txt};
+    o.task = PREPARE_TEXT;
+    o.inputs = inputs;
+    o.ninputs = 1;
+    o.tokenizer = "byte";
+    o.out = dir;
+    o.val_fraction = 0.01;
+    prepare_run(&o);
     free(txt);
     free(tmp);
 }
