@@ -28,12 +28,6 @@ static const char *g_text_files[] = {
 
 // ---------------------------------------------------------------- helpers
 
-static double now_s(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) die("clock_gettime failed: %s", strerror(errno));
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) die("cannot open %s: %s (run the test from the repository root; set HGRN2_SHARED for another shared/)", path, strerror(errno));
@@ -55,20 +49,6 @@ static void spit(const char *path, const void *p, size_t n) {
 }
 
 static void spit_str(const char *path, const char *s) { spit(path, s, strlen(s)); }
-
-static void mkdir_p(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-}
 
 static char *text_path(const char *name) {
     static char buf[8192];
