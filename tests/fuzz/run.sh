@@ -7,6 +7,7 @@
 # A finding (crash, sanitizer report, timeout, out-of-memory, one allocation over 512 MB) is saved under
 # tests/tmp/fuzz-findings/TARGET/ and makes the exit status 1; the log is tests/tmp/fuzz-logs/TARGET.log.
 # FUZZ_KEEP_GOING=1 goes on after a finding (libFuzzer's fork mode) to collect several in one run.
+# tests/fuzz/TARGET.dict, when present, is the target's dictionary of tokens worth inserting.
 # Replay one input: build/fuzz/fuzz_TARGET FILE (HGRN2_FUZZ_VERBOSE=1 prints die()'s messages).
 cd "$(dirname "$0")/../.." || exit 1
 seconds=${1:?usage: tests/fuzz/run.sh SECONDS TARGET...}
@@ -30,13 +31,16 @@ for t in "$@"; do
         n=$((left < chunk ? left : chunk))
         args=(-max_total_time="$n" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -detect_leaks=0
               -report_slow_units=5 -print_final_stats=1 -artifact_prefix="$findings/")
+        [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
         [ -n "${FUZZ_KEEP_GOING:-}" ] && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
         nice -n 10 "$bin" "${args[@]}" "$corpus" >>"$log" 2>&1
         rc=$?
         left=$((left - n))
     done
     after=$(ls "$findings" | grep -cE '^(crash|timeout|oom|leak)-')
+    # executions: the final statistics of each chunk; fork mode prints a running count instead
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | awk '{s += $2} END {print s + 0}')
+    [ "$runs" = 0 ] && runs=$(grep -oE '^#[0-9]+: cov' "$log" | tr -d '#:a-z ' | tail -n 1)
     if [ "$rc" -ne 0 ] || [ "$after" -gt "$before" ]; then
         status=1
         printf 'FAIL fuzz_%-12s %4ds %9s runs  (log: %s)\n' "$t" $((SECONDS - t0)) "$runs" "$log"
