@@ -8,8 +8,8 @@ cc=${FUZZ_CC:-clang}
 probe=tests/tmp/fuzz-probe
 mkdir -p "$probe"
 printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$probe/p.c"
-if ! command -v "$cc" >/dev/null || ! "$cc" -fsanitize=fuzzer,address,undefined -o "$probe/p" "$probe/p.c" 2>"$probe/err"; then
-    echo "SKIP: $cc with libFuzzer (-fsanitize=fuzzer) is not available; make setup installs clang"
+if ! command -v "$cc" >/dev/null || ! "$cc" -fsanitize=fuzzer,address,undefined -fopenmp -o "$probe/p" "$probe/p.c" 2>"$probe/err"; then
+    echo "SKIP: $cc with libFuzzer and OpenMP (-fsanitize=fuzzer -fopenmp) is not available; make setup installs clang and libomp"
     sed 's/^/    /' "$probe/err" 2>/dev/null | head -3
     exit 0
 fi
