@@ -62,6 +62,11 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
 	fi
+	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
+	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-dev libomp-dev >/dev/null; \
+	fi
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
@@ -114,3 +119,44 @@ bench-tokenizer: $(BIN)/test_tokenizer
 
 clean:
 	rm -rf hgrn2 build $(BIN) tests/tmp
+
+# ---- fuzzing and sanitizer builds ------------------------------------------------------------------------
+# make fuzz [FUZZ_SECONDS=N]: every libFuzzer harness of tests/fuzz, built with clang, ASan and UBSan, runs
+#   N seconds (default 60) on its corpus tests/tmp/fuzz-corpus/<target>, seeded by tests/fuzz/seeds.sh;
+#   a finding is saved under tests/tmp/fuzz-findings/<target>/ and fails the run (tests/fuzz/run.sh).
+# make fuzz-short: the same for about 20 s per target (part of make test, tests/test_fuzz.sh).
+# make test-asan: ./hgrn2 and every C test built with ASan and UBSan in build/asan, and the whole suite,
+#   C and shell tests, run against them (the fuzz part excepted; ./hgrn2's dense kernels stay uninstrumented
+#   unless ASAN_FULL=1: tests/asan.sh says why).
+# FUZZ_TARGETS lists the harnesses (tests/fuzz/fuzz_<name>.c). checkpoint and jsonl are written against
+# checkpoint.h (checkpoint_load) and data.h's prepare_scan_jsonl: add them here once those exist.
+FUZZ_TARGETS ?= json safetensors tokenizer shard
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ \
+                -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(filter-out hgrn2.c,$(SRC)))
+FUZZ_BIN      = $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+ASAN_CFLAGS   = -O1 -g -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+.PHONY: fuzz fuzz-short fuzz-build fuzz-seeds test-asan
+.SECONDARY: $(FUZZ_OBJ)
+build/fuzz/%.o: %.c $(HDR)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpthread -lm
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+fuzz-seeds: hgrn2
+	@tests/fuzz/seeds.sh
+fuzz: fuzz-build fuzz-seeds
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+# tests/asan.sh: a copy of the sources in build/asan, built with ASAN_CFLAGS, runs the whole suite.
+test-asan:
+	@tests/asan.sh "$(CC)" "$(ASAN_CFLAGS)" "$(filter-out cpu.c,$(SRC))"

@@ -23,16 +23,39 @@ typedef float real;
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 
+#ifdef HGRN2_FUZZ
+// Fuzz builds only (tests/fuzz, -DHGRN2_FUZZ): a rejected input must not end the fuzzer's process, so a
+// harness points hgrn2_fuzz_die at its jmp_buf and die() jumps back there instead of exiting; with
+// hgrn2_fuzz_quiet set it also drops the message. The harness defines both. Normal builds have neither.
+#include <setjmp.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern jmp_buf *hgrn2_fuzz_die;
+extern int hgrn2_fuzz_quiet;
+#ifdef __cplusplus
+}
+#endif
+#endif
+
 // die: one message naming what failed and what to do, then exit 1. Never for programmer errors (use assert).
 __attribute__((noreturn, format(printf, 1, 2)))
 static inline void die(const char *fmt, ...) {
     fflush(stdout);
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("hgrn2: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+#ifdef HGRN2_FUZZ
+    if (!hgrn2_fuzz_quiet)
+#endif
+    {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("hgrn2: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+#ifdef HGRN2_FUZZ
+    if (hgrn2_fuzz_die) longjmp(*hgrn2_fuzz_die, 1);
+#endif
     exit(EXIT_RUNTIME);
 }
 
