@@ -128,14 +128,13 @@ clean:
 # make test-asan: ./hgrn2 and every C test built with ASan and UBSan in build/asan, and the whole suite,
 #   C and shell tests, run against them (the fuzz part excepted; ./hgrn2's dense kernels stay uninstrumented
 #   unless ASAN_FULL=1: tests/asan.sh says why).
-# FUZZ_TARGETS lists the harnesses (tests/fuzz/fuzz_<name>.c). checkpoint and jsonl are written against
-# checkpoint.h (checkpoint_load) and data.h's prepare_scan_jsonl: add them here once those exist.
-FUZZ_TARGETS ?= json safetensors tokenizer shard
+# FUZZ_TARGETS lists the harnesses (tests/fuzz/fuzz_<name>.c).
+FUZZ_TARGETS ?= json safetensors tokenizer shard checkpoint jsonl
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(filter-out hgrn2.c,$(SRC)))
+FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(LIB_SRC))
 FUZZ_BIN      = $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 ASAN_CFLAGS   = -O1 -g -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
@@ -159,4 +158,4 @@ fuzz-short:
 
 # tests/asan.sh: a copy of the sources in build/asan, built with ASAN_CFLAGS, runs the whole suite.
 test-asan:
-	@tests/asan.sh "$(CC)" "$(ASAN_CFLAGS)" "$(filter-out cpu.c,$(SRC))"
+	@tests/asan.sh "$(CC)" "$(ASAN_CFLAGS)"

@@ -7,19 +7,12 @@
 
 static int g_raw;
 
-// The checkpoint checksum (docs/checkpoint.md), as the loader computes it: 8-byte little-endian words
-// mixed FNV-style, a final partial word padded with zeros and tagged with its length.
-static uint64_t mix(uint64_t h, uint64_t w) { h = (h ^ w) * 0x100000001b3ull; return h ^ (h >> 29); }
+// The checkpoint checksum over b[0, n), with the loader's own hash (checkpoint.h).
 static uint64_t checksum(const uint8_t *b, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull, w;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) { memcpy(&w, b + i, 8); h = mix(h, w); }
-    if (i < n) {
-        w = 0;
-        for (size_t k = 0; i + k < n; k++) w |= (uint64_t)b[i + k] << (8 * k);
-        h = mix(h, w ^ ((uint64_t)(n - i) << 56));
-    }
-    return h;
+    Hash h;
+    hash_init(&h);
+    hash_bytes(&h, b, n);
+    return hash_final(&h);
 }
 
 static void load(const char *path, int want_optimizer) {
