@@ -78,7 +78,8 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra: $(BIN)/%: tests/%.c $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats: tests/check.h tests/child.h
+$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_examples $(BIN)/test_lra: tests/check.h tests/child.h
+$(BIN)/test_examples $(BIN)/test_lra: tests/files.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh
