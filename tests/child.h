@@ -58,6 +58,18 @@ static inline void child_send_peak(void) {
     long d = vm_kib("VmHWM") - g_child_start_kib;
     if (g_child_peak_fd >= 0 && write(g_child_peak_fd, &d, sizeof d) != (ssize_t)sizeof d) _exit(98);
 }
+// A forked child inherits its parent's high-water mark, which may lie far above what the child holds: it is
+// reset to the resident size first (clear_refs, Linux 4.0+), then the report at exit is set up.
+static inline void child_start_peak(int fd) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+    g_child_start_kib = vm_kib("VmRSS");
+    g_child_peak_fd = fd;
+    atexit(child_send_peak);
+}
 
 // Runs fn(arg) in a child as s says. A cap makes a regression fail the test instead of taking the machine's
 // memory, an alarm instead of hanging the suite. The child reports its peak memory at exit, whether fn
@@ -83,9 +95,7 @@ static inline ChildRun child_spawn(const ChildSpec *s, void (*fn)(const void *),
         }
 #endif
         if (s->alarm_s) alarm(s->alarm_s);
-        g_child_start_kib = vm_kib("VmRSS");
-        g_child_peak_fd = fds[1];
-        atexit(child_send_peak);
+        child_start_peak(fds[1]);
         fn(arg);
         fflush(NULL);
         child_send_peak();
