@@ -1,11 +1,12 @@
 // tests/files.h: the files of the data tests (test_data, test_prepare, test_examples, test_lra): reading one
-// whole, whether a folder holds a name, clearing a scratch folder. Each program includes it once.
+// whole, whether a folder holds a name, a FIFO, clearing a scratch folder. Each program includes it once.
 #ifndef HGRN2_TESTS_FILES_H
 #define HGRN2_TESTS_FILES_H
 
 #include "../common.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 
 typedef struct { uint8_t *p; size_t n; } Bytes;
 
@@ -35,6 +36,11 @@ static inline int dir_has(const char *dir, const char *frag) {
         if (strstr(e->d_name, frag)) found = 1;
     closedir(d);
     return found;
+}
+
+// A named pipe at path: a file that blocks whoever opens it, for the readers that must refuse it.
+static inline void make_fifo(const char *path) {
+    if (mkfifo(path, 0666) != 0) die("test: mkfifo %s failed: %s", path, strerror(errno));
 }
 
 // Removes dir and everything under it, if it is there.
