@@ -58,6 +58,14 @@ static int run(const char *cmd, const char *const *args) {
     return status;
 }
 
+// One check: text holds every fragment of a NULL-terminated list; a failure names the first one missing.
+static void holds_all(const char *what, const char *text, const char *const *frags) {
+    const char *missing = NULL;
+    for (; *frags && !missing; frags++)
+        if (!text || !strstr(text, *frags)) missing = *frags;
+    CHECK(!missing, "%s lacks \"%s\": %s", what, missing, text ? text : "");
+}
+
 // The command must fail with exit status rc and a message holding both fragments.
 static void expect_fail(const char *what, int rc, const char *cmd, const char *const *args, const char *frag1, const char *frag2) {
     int got = run(cmd, args);
@@ -421,15 +429,14 @@ static void test_prepare_listops_fixture(void) {
     spits(TMP "/lof/basic_test.tsv", "Source\tTarget\n");
     const char *args[] = {"--task", "lra-listops", "--input", TMP "/lof", "--out", TMP "/lof-ex", "--max-line-bytes", "8192", NULL};
     CHECK(run("prepare", args) == 0, "prepare of the ListOps fixture failed: %s", err_text.p);
-    CHECK(strstr(out_text.p, "train 3, val 2, test 0 examples") && strstr(out_text.p, "vocabulary 11 (8 symbols") &&
-              strstr(out_text.p, "longest document 2048 tokens") && strstr(out_text.p, "1 truncated") &&
-              strstr(out_text.p, "4 malformed lines skipped, 1 line longer than 8192 bytes skipped"),
-          "summary: %s", out_text.p);
-    CHECK(strstr(err_text.p, "basic_train.tsv:5: expected 2 tab-separated fields") &&
-              strstr(err_text.p, "basic_train.tsv:6: the Target '12' is not a class in 0..9") &&
-              strstr(err_text.p, "basic_train.tsv:8: expected 2 tab-separated fields (Source, Target), found 3") &&
-              strstr(err_text.p, "basic_val.tsv:3: line longer than 8192 bytes"),
-          "warnings: %s", err_text.p);
+    holds_all("the summary", out_text.p,
+              (const char *const[]){"train 3, val 2, test 0 examples", "vocabulary 11 (8 symbols", "longest document 2048 tokens",
+                                    "1 truncated", "4 malformed lines skipped, 1 line longer than 8192 bytes skipped", NULL});
+    holds_all("the warnings", err_text.p,
+              (const char *const[]){"basic_train.tsv:5: expected 2 tab-separated fields",
+                                    "basic_train.tsv:6: the Target '12' is not a class in 0..9",
+                                    "basic_train.tsv:8: expected 2 tab-separated fields (Source, Target), found 3",
+                                    "basic_val.tsv:3: line longer than 8192 bytes", NULL});
     Split tr = read_split(TMP "/lof-ex", "train", LRA_LISTOPS_LEN);
     Split va = read_split(TMP "/lof-ex", "val", 8);
     // the symbols of the good training lines, in byte order after the specials (the bad lines add none)
@@ -593,14 +600,14 @@ static void test_prepare_retrieval(void) {
     spits(TMP "/aan/new_aan_pairs.test.tsv", "1\ta\tb\ttest one\ttest two\n0\ta\tb\tx\ty");
     const char *args[] = {"--task", "lra-retrieval", "--input", dir, "--out", TMP "/ret", NULL};
     CHECK(run("prepare", args) == 0, "prepare lra-retrieval failed: %s", err_text.p);
-    CHECK(strstr(out_text.p, "train 4, val 1, test 2 examples") && strstr(out_text.p, "longest document 4000 tokens") &&
-              strstr(out_text.p, "1 truncated") && strstr(out_text.p, "4 malformed lines skipped"),
-          "summary: %s", out_text.p);
-    CHECK(strstr(err_text.p, "new_aan_pairs.train.tsv:4: the label '2' is not 0 or 1") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:5: the label 'label' is not 0 or 1") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:6: expected 5 tab-separated fields (label, id1, id2, text1, text2), found 4") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:7: expected 5 tab-separated fields"),
-          "warnings: %s", err_text.p);
+    holds_all("the summary", out_text.p,
+              (const char *const[]){"train 4, val 1, test 2 examples", "longest document 4000 tokens", "1 truncated",
+                                    "4 malformed lines skipped", NULL});
+    holds_all("the warnings", err_text.p,
+              (const char *const[]){"new_aan_pairs.train.tsv:4: the label '2' is not 0 or 1",
+                                    "new_aan_pairs.train.tsv:5: the label 'label' is not 0 or 1",
+                                    "new_aan_pairs.train.tsv:6: expected 5 tab-separated fields (label, id1, id2, text1, text2), found 4",
+                                    "new_aan_pairs.train.tsv:7: expected 5 tab-separated fields", NULL});
     Split tr = read_split(TMP "/ret", "train", LRA_RETRIEVAL_LEN), va = read_split(TMP "/ret", "val", 32),
           te = read_split(TMP "/ret", "test", 32);
     CHECK(tr.n == 4 && tr.ndoc == 2 && tr.labels[0] == 1 && tr.labels[1] == 0 && tr.labels[2] == 1 && tr.labels[3] == 0, "labels");
