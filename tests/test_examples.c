@@ -216,17 +216,16 @@ static void test_corruption(void) {
     uint64_t off2 = le_get_u64(good.p + h.index_offset + 2 * EXAMPLES_INDEX_ENTRY_BYTES);
     uint64_t cs2 = le_get_u64(good.p + h.index_offset + 2 * EXAMPLES_INDEX_ENTRY_BYTES + 8);
 
+    struct { size_t n; const char *what, *frag; } cuts[] = {
+        {40, "truncated header", "truncated header"},
+        {(size_t)(off2 + cs2 / 2), "truncated in a frame", "truncated"},
+        {good.n - 1, "truncated index", "truncated"},
+    };
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        spit(bad_path, good.p, cuts[k].n);
+        expect_death(&capped, cuts[k].what, child_read_all, bad_path, bad_path, cuts[k].frag);
+    }
     Bytes b = good;
-    b.n = 40;
-    put_bad(&b);
-    expect_death(&capped, "truncated header", child_read_all, bad_path, bad_path, "truncated header");
-    b.n = off2 + cs2 / 2;
-    put_bad(&b);
-    expect_death(&capped, "truncated in a frame", child_read_all, bad_path, bad_path, "truncated");
-    b.n = good.n - 1;
-    put_bad(&b);
-    expect_death(&capped, "truncated index", child_read_all, bad_path, bad_path, "truncated");
-    b.n = good.n;
     b.p = xmalloc(good.n);
     struct { size_t at; const char *frag; } flips[] = {
         {0, "bad magic"}, {8, "expected 1, found"}, {20, "checksum"}, {40, "checksum"}, {EXAMPLES_HEADER_BYTES + 2, "checksum"},
@@ -246,26 +245,25 @@ static void test_corruption(void) {
     put_bad(&b);
     expect_death(&capped, "bit flipped in a frame", child_read_all, bad_path, bad_path, "frame 2");
     free(b.p);
-    // consistent headers (checksum recomputed) that the data contradicts
-    reseal(edit_vocab);
-    expect_death(&capped, "token id >= vocabulary", child_read_all, bad_path, bad_path, "not below the vocabulary size 5");
-    reseal(edit_classes);
-    expect_death(&capped, "label >= classes", child_read_all, bad_path, bad_path, "not below the 1 classes");
-    reseal(edit_max_len);
-    expect_death(&capped, "documents longer than the header's longest", child_read_all, bad_path, bad_path, "frame 0");
-    reseal(edit_index_offset);
-    expect_death(&capped, "index moved into the frames", child_read_all, bad_path, bad_path, "frame");
-    // sizes that would allocate without bound are refused before any allocation (the child runs under a 1 GiB cap)
-    reseal(edit_huge_desc);
-    expect_death(&capped, "description of 16 MiB in a small file", child_read_all, bad_path, bad_path, "description of 16777216 bytes runs past");
-    reseal(edit_huge_frames);
-    expect_death(&capped, "2^40 frames", child_read_all, bad_path, bad_path, "truncated or corrupted");
-    reseal(edit_huge_examples);
-    expect_death(&capped, "2^60 examples", child_read_all, bad_path, bad_path, "corrupted header");
+    // consistent headers (checksum recomputed) that the data contradicts; then sizes that would allocate
+    // without bound, refused before any allocation (the child runs under a 1 GiB cap)
+    struct { void (*edit)(ExamplesHeader *h); const char *what, *frag; } edits[] = {
+        {edit_vocab, "token id >= vocabulary", "not below the vocabulary size 5"},
+        {edit_classes, "label >= classes", "not below the 1 classes"},
+        {edit_max_len, "documents longer than the header's longest", "frame 0"},
+        {edit_index_offset, "index moved into the frames", "frame"},
+        {edit_huge_desc, "description of 16 MiB in a small file", "description of 16777216 bytes runs past"},
+        {edit_huge_frames, "2^40 frames", "truncated or corrupted"},
+        {edit_huge_examples, "2^60 examples", "corrupted header"},
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        reseal(edits[k].edit);
+        expect_death(&capped, edits[k].what, child_read_all, bad_path, bad_path, edits[k].frag);
+    }
     // what is not a regular file, or not there
     const char *fifo = TMP "/fifo.examples";
     unlink(fifo);
-    if (mkfifo(fifo, 0600) != 0) die("test: mkfifo failed");
+    make_fifo(fifo);
     expect_death(&capped, "a FIFO", child_read_all, fifo, fifo, "not a regular file");
     expect_death(&capped, "a directory", child_read_all, TMP, TMP, "not a regular file");
     expect_death(&capped, "a missing file", child_read_all, TMP "/none.examples", "none.examples", "No such file");
