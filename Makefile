@@ -71,7 +71,7 @@ setup:
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
-        $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra
+        $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -80,10 +80,11 @@ $(BIN)/test_ops $(BIN)/test_cls_ops: tests/fd.h
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra: $(BIN)/%: tests/%.c $(LIB)
+$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
+$(BIN)/test_lra: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats: tests/check.h tests/child.h
+$(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra: tests/files.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh

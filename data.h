@@ -1,4 +1,5 @@
-// data.h: the interface of the data path: token shards, the prefetching loader and `hgrn2 prepare`.
+// data.h: the interface of the data path: token shards, the prefetching loader (and the read-ahead it shares
+// with the example loader) and `hgrn2 prepare`.
 // Code in shard.c, loader.c and prepare.c (its input files: input.h); formats and policies in docs/shards.md.
 // The labelled examples of the classification tasks build on the helpers at the end (examples.h).
 #ifndef HGRN2_DATA_H
@@ -54,6 +55,45 @@ void loader_reset(Loader *l);                    // sequential mode: back to the
 void loader_close(Loader *l);
 // Whether DIR holds at least one shard of the split.
 int data_has_split(const char *dir, const char *split);
+
+// ---- read-ahead, shared by the loader above and the example loader (examples.h) ----
+// A background thread produces batches in order into a ring; the consumer takes them from its head. The
+// batches themselves live with the owner, in PREFETCH_SLOTS buffers named by slot number: the ring's and the
+// one the thread is filling. A restart (a new position) throws away whatever was made for the old one.
+#define PREFETCH_SLOTS 5
+typedef struct {
+    uint64_t epoch, pos;   // where a batch starts (an owner without epochs leaves epoch 0)
+    uint64_t seed;         // what its random choices derive from
+} PrefetchPos;
+typedef struct {
+    void *owner;
+    void *state;            // the consumer's position, the owner's to define: the lock guards it
+    size_t state_bytes;
+    // Whether nothing is left to produce at `at` (the end of a sequential pass): the thread waits. Called
+    // under the lock; it may read only what does not change while the thread runs.
+    int (*done)(void *owner, PrefetchPos at);
+    // Fills buffer `slot` with the batch at `at`; runs on the thread, outside the lock.
+    void (*produce)(void *owner, PrefetchPos at, int slot);
+    // Where the batch after the one at `at` starts.
+    PrefetchPos (*advance)(void *owner, PrefetchPos at);
+} PrefetchOps;
+typedef struct Prefetch Prefetch;
+// Starts the thread, producing from `at`; `name` ("loader") begins its messages.
+Prefetch *prefetch_start(const char *name, const PrefetchOps *ops, PrefetchPos at);
+// Stops and joins the thread (at most one batch's work away) and frees p.
+void prefetch_stop(Prefetch *p);
+// The lock that guards the ring and the consumer's position.
+void prefetch_lock(Prefetch *p);
+void prefetch_unlock(Prefetch *p);
+// With the lock held: waits for the head batch and returns its slot, which stays the consumer's until
+// prefetch_pop. Dies (an internal error) unless that batch starts at want's epoch and pos.
+int prefetch_head(Prefetch *p, PrefetchPos want);
+void prefetch_pop(Prefetch *p);   // with the lock held: the head batch is used, its slot goes back
+// A copy of the consumer's position, taken under the lock.
+void prefetch_get_state(const Prefetch *p, void *state);
+// The consumer's position set from state, which starts at `at`: the batches made so far are dropped and
+// production starts again there.
+void prefetch_set_state(Prefetch *p, const void *state, PrefetchPos at);
 
 // ---- prepare: text, WikiText or JSON Lines files (plain or zstd) -> DIR/{train,val}_NNNNNN.shard, DIR/meta.txt ----
 typedef enum { PREPARE_PILE, PREPARE_WIKI103, PREPARE_TEXT } PrepareTask;

@@ -1,7 +1,6 @@
 // examples.c: example files (labelled documents of token ids): the format (encoding and checks), the
 // writer, the reader and the prefetching batch loader. The format and what a reader checks: docs/examples.md.
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -492,7 +491,6 @@ void example_close(Examples *e) {
 // The batch loader. A background thread fills a small ring of batches in order; example_loader_set_state
 // bumps a generation so that whatever the thread was preparing for the old position is thrown away.
 
-#define EX_LOADER_RING 4
 
 void example_permutation(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t *perm) {
     // Fisher-Yates driven by splitmix64 from a state that depends on the seed and the epoch alone.
@@ -510,7 +508,6 @@ typedef struct {
     int32_t *tokens, *lens, *labels;
     uint64_t *index;
     int rows;
-    uint64_t epoch, pos;   // where the batch starts
 } ExBatch;
 
 struct ExampleLoader {
@@ -520,13 +517,9 @@ struct ExampleLoader {
                                   // fixed fields (counts, vocabulary)
     uint64_t *perm, perm_epoch, perm_seed;   // the thread's permutation of (perm_seed, perm_epoch); epoch
                                              // UINT64_MAX: none yet
-    ExBatch work, ring[EX_LOADER_RING];
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int head, count, stop;
-    uint64_t gen, next_epoch, next_pos, seed;   // what the thread produces next, with which seed
-    ExampleLoaderState state;                   // the consumer's position
+    ExBatch batch[PREFETCH_SLOTS];   // the read-ahead's buffers (data.h)
+    Prefetch *pf;
+    ExampleLoaderState state;        // the consumer's position, under the Prefetch's lock
 };
 
 static void batch_alloc(ExBatch *b, const ExampleLoader *l) {
@@ -563,8 +556,6 @@ static void produce(ExampleLoader *l, uint64_t epoch, uint64_t pos, uint64_t see
     size_t T = (size_t)l->T, nd = (size_t)l->ndoc;
     int32_t pad = (int32_t)example_pad(l->ex);
     b->rows = 0;
-    b->epoch = epoch;
-    b->pos = pos;
     for (int r = 0; r < l->B; r++) {
         int32_t *tok = b->tokens + (size_t)r * nd * T, *lens = b->lens + (size_t)r * nd;
         if (!l->shuffle && seq_done(l, pos)) {
@@ -590,32 +581,21 @@ static void produce(ExampleLoader *l, uint64_t epoch, uint64_t pos, uint64_t see
     }
 }
 
-static void *loader_thread(void *arg) {
-    ExampleLoader *l = arg;
-    pthread_mutex_lock(&l->mu);
-    while (!l->stop) {
-        if (l->count == EX_LOADER_RING || (!l->shuffle && seq_done(l, l->next_pos))) {
-            pthread_cond_wait(&l->cv, &l->mu);
-            continue;
-        }
-        uint64_t gen = l->gen, epoch = l->next_epoch, pos = l->next_pos, seed = l->seed;
-        pthread_mutex_unlock(&l->mu);
-        produce(l, epoch, pos, seed, &l->work);
-        pthread_mutex_lock(&l->mu);
-        if (gen != l->gen) continue;   // the position was reset meanwhile
-        int slot = (l->head + l->count) % EX_LOADER_RING;
-        ExBatch t = l->ring[slot];     // swap the finished batch into the ring
-        l->ring[slot] = l->work;
-        l->work = t;
-        l->count++;
-        advance(l, &epoch, &pos, (uint64_t)l->B);
-        l->next_epoch = epoch;
-        l->next_pos = pos;
-        pthread_cond_broadcast(&l->cv);
-    }
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
+// The Prefetch's view: a position is (epoch, example in the epoch's order).
+static int loader_done(void *owner, PrefetchPos at) {
+    const ExampleLoader *l = owner;
+    return !l->shuffle && seq_done(l, at.pos);
 }
+static void loader_fill(void *owner, PrefetchPos at, int slot) {
+    ExampleLoader *l = owner;
+    produce(l, at.epoch, at.pos, at.seed, &l->batch[slot]);
+}
+static PrefetchPos loader_step(void *owner, PrefetchPos at) {
+    const ExampleLoader *l = owner;
+    advance(l, &at.epoch, &at.pos, (uint64_t)l->B);
+    return at;
+}
+static PrefetchPos loader_at(ExampleLoaderState s) { return (PrefetchPos){s.epoch, s.index, s.seed}; }
 
 ExampleLoader *example_loader_open(const char *dir, const char *split, int B, int T, int shuffle, uint64_t seed) {
     if (B < 1 || T < 1 || (uint64_t)B * (uint64_t)T * EXAMPLES_DOCS_MAX > (1ull << 34))
@@ -630,20 +610,18 @@ ExampleLoader *example_loader_open(const char *dir, const char *split, int B, in
     if (l->shuffle && l->n == 0) die("%s holds no examples to train on", example_path(l->ex));
     if (l->shuffle) l->perm = xmalloc((size_t)l->n * sizeof *l->perm);
     l->perm_epoch = UINT64_MAX;
-    batch_alloc(&l->work, l);
-    for (int k = 0; k < EX_LOADER_RING; k++) batch_alloc(&l->ring[k], l);
-    l->state.seed = l->seed = seed;
-    if (pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->cv, NULL)) die("example loader: cannot create a mutex");
-    int e = pthread_create(&l->thread, NULL, loader_thread, l);
-    if (e) die("example loader: cannot start the prefetch thread: %s", strerror(e));
+    for (int k = 0; k < PREFETCH_SLOTS; k++) batch_alloc(&l->batch[k], l);
+    l->state.seed = seed;
+    PrefetchOps ops = {l, &l->state, sizeof l->state, loader_done, loader_fill, loader_step};
+    l->pf = prefetch_start("example loader", &ops, loader_at(l->state));
     return l;
 }
 
 int example_loader_next(ExampleLoader *l, int32_t *tokens, int32_t *lens, int32_t *labels, uint64_t *index) {
     size_t rows = (size_t)l->B, docs = rows * (size_t)l->ndoc;
-    pthread_mutex_lock(&l->mu);
+    prefetch_lock(l->pf);
     if (!l->shuffle && seq_done(l, l->state.index)) {
-        pthread_mutex_unlock(&l->mu);
+        prefetch_unlock(l->pf);
         int32_t pad = (int32_t)example_pad(l->ex);
         for (size_t k = 0; k < docs * (size_t)l->T; k++) tokens[k] = pad;
         memset(lens, 0, docs * sizeof *lens);
@@ -651,30 +629,23 @@ int example_loader_next(ExampleLoader *l, int32_t *tokens, int32_t *lens, int32_
         for (size_t r = 0; index && r < rows; r++) index[r] = UINT64_MAX;
         return 0;
     }
-    while (l->count == 0) pthread_cond_wait(&l->cv, &l->mu);
-    ExBatch *b = &l->ring[l->head];
-    if (b->epoch != l->state.epoch || b->pos != l->state.index)
-        die("example loader: internal error: batch at epoch %llu example %llu, expected %llu, %llu", (unsigned long long)b->epoch,
-            (unsigned long long)b->pos, (unsigned long long)l->state.epoch, (unsigned long long)l->state.index);
+    const ExBatch *b = &l->batch[prefetch_head(l->pf, loader_at(l->state))];
     memcpy(tokens, b->tokens, docs * (size_t)l->T * sizeof *tokens);
     memcpy(lens, b->lens, docs * sizeof *lens);
     memcpy(labels, b->labels, rows * sizeof *labels);
     if (index) memcpy(index, b->index, rows * sizeof *index);
     int got = b->rows;
-    l->head = (l->head + 1) % EX_LOADER_RING;
-    l->count--;
+    prefetch_pop(l->pf);
     advance(l, &l->state.epoch, &l->state.index, (uint64_t)l->B);
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    prefetch_unlock(l->pf);
     return got;
 }
 
 const Examples *example_loader_data(const ExampleLoader *l) { return l->ex; }
 
 ExampleLoaderState example_loader_get_state(const ExampleLoader *l) {
-    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
-    ExampleLoaderState s = l->state;
-    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+    ExampleLoaderState s;
+    prefetch_get_state(l->pf, &s);
     return s;
 }
 
@@ -683,15 +654,7 @@ void example_loader_set_state(ExampleLoader *l, ExampleLoaderState s) {
         die("%s: a loader state at epoch %llu, example %llu does not fit this split of %llu examples (was the data "
             "prepared again?)", example_path(l->ex), (unsigned long long)s.epoch, (unsigned long long)s.index,
             (unsigned long long)l->n);
-    pthread_mutex_lock(&l->mu);
-    l->state = s;
-    l->seed = s.seed;
-    l->next_epoch = s.epoch;
-    l->next_pos = s.index;
-    l->gen++;
-    l->head = l->count = 0;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    prefetch_set_state(l->pf, &s, loader_at(s));
 }
 
 void example_loader_reset(ExampleLoader *l) {
@@ -701,15 +664,8 @@ void example_loader_reset(ExampleLoader *l) {
 
 void example_loader_close(ExampleLoader *l) {
     if (!l) return;
-    pthread_mutex_lock(&l->mu);
-    l->stop = 1;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
-    pthread_join(l->thread, NULL);
-    pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->cv);
-    batch_free(&l->work);
-    for (int k = 0; k < EX_LOADER_RING; k++) batch_free(&l->ring[k]);
+    prefetch_stop(l->pf);
+    for (int k = 0; k < PREFETCH_SLOTS; k++) batch_free(&l->batch[k]);
     example_close(l->ex);
     free(l->perm);
     free(l);

@@ -1,16 +1,124 @@
 // loader.c: the prefetching loader: batches of token windows from a split, read ahead on a background thread.
-// Its policies (random and sequential windows, resuming): docs/shards.md.
+// Its policies (random and sequential windows, resuming): docs/shards.md. The read-ahead itself (Prefetch)
+// serves the example loader of examples.c as well.
 #define _GNU_SOURCE
 #include <pthread.h>
 
 #include "data.h"
 
+// ----------------------------------------------------------------------------------------------------------
+// Read-ahead: the thread produces the batch at `next` into its work slot outside the lock, then swaps that
+// slot into the ring. A restart bumps a generation, so that a batch made for the old position is dropped.
+
+#define PREFETCH_RING (PREFETCH_SLOTS - 1)
+
+struct Prefetch {
+    const char *name;
+    PrefetchOps ops;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int slot[PREFETCH_RING];         // the ring: head, head + 1, ... (mod the ring) hold count batches
+    PrefetchPos at[PREFETCH_RING];   // where each starts
+    int work, head, count, stop;     // work: the slot the thread fills, never in the ring
+    uint64_t gen;
+    PrefetchPos next;                // what the thread produces next
+};
+
+static void *prefetch_thread(void *arg) {
+    Prefetch *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        if (p->count == PREFETCH_RING || p->ops.done(p->ops.owner, p->next)) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        uint64_t gen = p->gen;
+        PrefetchPos at = p->next;
+        pthread_mutex_unlock(&p->mu);
+        p->ops.produce(p->ops.owner, at, p->work);
+        pthread_mutex_lock(&p->mu);
+        if (gen != p->gen) continue;   // the position was reset meanwhile
+        int k = (p->head + p->count) % PREFETCH_RING, t = p->slot[k];
+        p->slot[k] = p->work;
+        p->work = t;
+        p->at[k] = at;
+        p->count++;
+        p->next = p->ops.advance(p->ops.owner, at);
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+Prefetch *prefetch_start(const char *name, const PrefetchOps *ops, PrefetchPos at) {
+    Prefetch *p = xcalloc(1, sizeof *p);
+    p->name = name;
+    p->ops = *ops;
+    for (int k = 0; k < PREFETCH_RING; k++) p->slot[k] = k;
+    p->work = PREFETCH_RING;
+    p->next = at;
+    if (pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->cv, NULL)) die("%s: cannot create a mutex", name);
+    int e = pthread_create(&p->thread, NULL, prefetch_thread, p);
+    if (e) die("%s: cannot start the prefetch thread: %s", name, strerror(e));
+    return p;
+}
+
+void prefetch_stop(Prefetch *p) {
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+void prefetch_lock(Prefetch *p) { pthread_mutex_lock(&p->mu); }
+void prefetch_unlock(Prefetch *p) { pthread_mutex_unlock(&p->mu); }
+
+int prefetch_head(Prefetch *p, PrefetchPos want) {
+    while (p->count == 0) pthread_cond_wait(&p->cv, &p->mu);
+    PrefetchPos at = p->at[p->head];
+    if (at.epoch != want.epoch || at.pos != want.pos)
+        die("%s: internal error: the next batch starts at epoch %llu, position %llu; expected %llu, %llu", p->name,
+            (unsigned long long)at.epoch, (unsigned long long)at.pos, (unsigned long long)want.epoch,
+            (unsigned long long)want.pos);
+    return p->slot[p->head];
+}
+
+void prefetch_pop(Prefetch *p) {
+    p->head = (p->head + 1) % PREFETCH_RING;
+    p->count--;
+    pthread_cond_broadcast(&p->cv);
+}
+
+void prefetch_get_state(const Prefetch *p, void *state) {
+    Prefetch *q = (Prefetch *)p;   // the lock is not part of the value
+    pthread_mutex_lock(&q->mu);
+    memcpy(state, p->ops.state, p->ops.state_bytes);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void prefetch_set_state(Prefetch *p, const void *state, PrefetchPos at) {
+    pthread_mutex_lock(&p->mu);
+    memcpy(p->ops.state, state, p->ops.state_bytes);
+    p->next = at;
+    p->gen++;
+    p->head = p->count = 0;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The loader.
+//
 // Positions address the concatenation of a split's shards, so windows may cross shard boundaries
 // (prepare cuts shards at a token count, not at document ends, so the concatenation is the original
-// stream). A background thread fills a small ring of batches in order; loader_set_state bumps a generation
-// so that whatever the thread was preparing for the old position is thrown away.
+// stream). A Prefetch fills a small ring of batches in order; loader_set_state restarts it, so that whatever
+// it was preparing for the old position is thrown away.
 
-#define LOADER_RING 4
 #define LOADER_OPEN_MAX 16   // open shards kept by the background thread (a split may have thousands)
 
 struct Loader {
@@ -25,17 +133,11 @@ struct Loader {
     Shard *open[LOADER_OPEN_MAX];
     size_t open_idx[LOADER_OPEN_MAX];
     uint64_t open_used[LOADER_OPEN_MAX], use_clock;
-    int32_t *work;
-    // shared, under mu
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int32_t *ring[LOADER_RING];
-    int ring_rows[LOADER_RING];
-    uint64_t ring_pos[LOADER_RING];
-    int head, count, stop;
-    uint64_t gen, next_pos, seed;   // what the thread produces next (batch index or cursor) and with which seed
-    LoaderState state;              // the consumer's position
+    // the batches: slot k holds buf[k] with rows[k] rows of data
+    int32_t *buf[PREFETCH_SLOTS];
+    int rows[PREFETCH_SLOTS];
+    Prefetch *pf;
+    LoaderState state;       // the consumer's position, under the Prefetch's lock
 };
 
 static Shard *loader_shard(Loader *l, size_t i) {
@@ -112,29 +214,21 @@ static uint64_t loader_advance(const Loader *l, uint64_t pos) {
     return l->random ? pos + 1 : pos + (uint64_t)l->B * (uint64_t)l->T;
 }
 
-static void *loader_thread(void *arg) {
-    Loader *l = arg;
-    pthread_mutex_lock(&l->mu);
-    while (!l->stop) {
-        if (l->count == LOADER_RING || (!l->random && seq_exhausted(l, l->next_pos))) {
-            pthread_cond_wait(&l->cv, &l->mu);
-            continue;
-        }
-        uint64_t gen = l->gen, pos = l->next_pos, seed = l->seed;
-        pthread_mutex_unlock(&l->mu);
-        int rows = loader_produce(l, pos, seed, l->work);
-        pthread_mutex_lock(&l->mu);
-        if (gen != l->gen) continue;   // the position was reset meanwhile
-        int slot = (l->head + l->count) % LOADER_RING;
-        memcpy(l->ring[slot], l->work, (size_t)l->B * ((size_t)l->T + 1) * sizeof(int32_t));
-        l->ring_rows[slot] = rows;
-        l->ring_pos[slot] = pos;
-        l->count++;
-        l->next_pos = loader_advance(l, pos);
-        pthread_cond_broadcast(&l->cv);
-    }
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
+// The Prefetch's view: the position is a batch index (random) or a cursor (sequential); no epochs.
+static int loader_done(void *owner, PrefetchPos at) {
+    const Loader *l = owner;
+    return !l->random && seq_exhausted(l, at.pos);
+}
+static void loader_fill(void *owner, PrefetchPos at, int slot) {
+    Loader *l = owner;
+    l->rows[slot] = loader_produce(l, at.pos, at.seed, l->buf[slot]);
+}
+static PrefetchPos loader_step(void *owner, PrefetchPos at) {
+    at.pos = loader_advance(owner, at.pos);
+    return at;
+}
+static PrefetchPos loader_at(const Loader *l, LoaderState s) {
+    return (PrefetchPos){.pos = l->random ? s.batches : s.cursor, .seed = s.seed};
 }
 
 Loader *loader_open(const char *dir, const char *split, int B, int T, int random, uint64_t seed) {
@@ -165,35 +259,28 @@ Loader *loader_open(const char *dir, const char *split, int B, int T, int random
         die("%s/%s holds %llu tokens, fewer than one window of --seq-len + 1 = %d", dir, split,
             (unsigned long long)l->ntokens, T + 1);
     size_t batch = (size_t)B * ((size_t)T + 1);
-    l->work = xmalloc(batch * sizeof(int32_t));
-    for (int k = 0; k < LOADER_RING; k++) l->ring[k] = xmalloc(batch * sizeof(int32_t));
-    l->state.seed = l->seed = seed;
-    if (pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->cv, NULL)) die("loader: cannot create a mutex");
-    int e = pthread_create(&l->thread, NULL, loader_thread, l);
-    if (e) die("loader: cannot start the prefetch thread: %s", strerror(e));
+    for (int k = 0; k < PREFETCH_SLOTS; k++) l->buf[k] = xmalloc(batch * sizeof(int32_t));
+    l->state.seed = seed;
+    PrefetchOps ops = {l, &l->state, sizeof l->state, loader_done, loader_fill, loader_step};
+    l->pf = prefetch_start("loader", &ops, loader_at(l, l->state));
     return l;
 }
 
 int loader_next(Loader *l, int32_t *ids) {
     size_t batch = (size_t)l->B * ((size_t)l->T + 1);
-    pthread_mutex_lock(&l->mu);
+    prefetch_lock(l->pf);
     if (!l->random && seq_exhausted(l, l->state.cursor)) {
-        pthread_mutex_unlock(&l->mu);
+        prefetch_unlock(l->pf);
         for (size_t k = 0; k < batch; k++) ids[k] = -1;
         return 0;
     }
-    while (l->count == 0) pthread_cond_wait(&l->cv, &l->mu);
-    int slot = l->head;
-    uint64_t want = l->random ? l->state.batches : l->state.cursor;
-    if (l->ring_pos[slot] != want) die("loader: internal error: batch at %llu, expected %llu", (unsigned long long)l->ring_pos[slot], (unsigned long long)want);
-    memcpy(ids, l->ring[slot], batch * sizeof(int32_t));
-    int rows = l->ring_rows[slot];
-    l->head = (l->head + 1) % LOADER_RING;
-    l->count--;
+    int slot = prefetch_head(l->pf, loader_at(l, l->state));
+    memcpy(ids, l->buf[slot], batch * sizeof(int32_t));
+    int rows = l->rows[slot];
+    prefetch_pop(l->pf);
     l->state.batches++;
     if (!l->random) l->state.cursor = loader_advance(l, l->state.cursor);
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    prefetch_unlock(l->pf);
     return rows;
 }
 
@@ -202,22 +289,12 @@ uint32_t loader_vocab(const Loader *l) { return l->vocab; }
 const char *loader_tokenizer(const Loader *l) { return l->tokenizer; }
 
 LoaderState loader_get_state(const Loader *l) {
-    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
-    LoaderState s = l->state;
-    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+    LoaderState s;
+    prefetch_get_state(l->pf, &s);
     return s;
 }
 
-void loader_set_state(Loader *l, LoaderState s) {
-    pthread_mutex_lock(&l->mu);
-    l->state = s;
-    l->seed = s.seed;
-    l->next_pos = l->random ? s.batches : s.cursor;
-    l->gen++;
-    l->head = l->count = 0;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
-}
+void loader_set_state(Loader *l, LoaderState s) { prefetch_set_state(l->pf, &s, loader_at(l, s)); }
 
 void loader_reset(Loader *l) {
     LoaderState s = {.seed = l->state.seed};
@@ -226,18 +303,11 @@ void loader_reset(Loader *l) {
 
 void loader_close(Loader *l) {
     if (!l) return;
-    pthread_mutex_lock(&l->mu);
-    l->stop = 1;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
-    pthread_join(l->thread, NULL);
-    pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->cv);
+    prefetch_stop(l->pf);
     for (int k = 0; k < LOADER_OPEN_MAX; k++) shard_close(l->open[k]);
-    for (int k = 0; k < LOADER_RING; k++) free(l->ring[k]);
+    for (int k = 0; k < PREFETCH_SLOTS; k++) free(l->buf[k]);
     data_free_paths(l->paths);
     free(l->first);
-    free(l->work);
     free(l->tokenizer);
     free(l);
 }

@@ -339,61 +339,70 @@ static void listops_header(Tsv *t) {
             shown(line, n, show, sizeof show));
 }
 
-static char *listops_vocab(Lra *p, Vocab *v, const char *train) {
+// A ListOps file being read: the header checked when it is opened, then line by line as symbols.
+typedef struct {
     Tsv t;
-    SymBuf sb = {0};
-    tsv_open(p, &t, train);
-    listops_header(&t);
+    SymBuf sb;       // the current line's symbols
+    int32_t label;   // and its label
+} ListopsFile;
+#define LISTOPS_EOF (-2)
+
+static void listops_open(Lra *p, ListopsFile *f, const char *path) {
+    *f = (ListopsFile){0};
+    tsv_open(p, &f->t, path);
+    listops_header(&f->t);
+}
+// The next line, of split s: its symbol count, -1 for a bad line (reported and counted), LISTOPS_EOF at the end.
+static int64_t listops_next(Lra *p, ListopsFile *f, int s) {
     const char *line;
     size_t n;
-    int32_t label;
+    if (!tsv_line(p, &f->t, s, &line, &n)) return LISTOPS_EOF;
+    return listops_line(p, &f->t, s, line, n, &f->sb, &f->label);
+}
+static void listops_close(ListopsFile *f) {
+    tsv_close(&f->t);
+    free(f->sb.buf);
+    free(f->sb.sym);
+    free(f->sb.len);
+}
+
+static char *listops_vocab(Lra *p, Vocab *v, const char *train) {
+    ListopsFile f;
+    listops_open(p, &f, train);
     // Bad lines are reported and counted on the second reading; here they are only passed over (with
     // --strict the first one stops the run here already, with the same message).
     uint64_t warned = p->warned;
     p->warned = 5;
     SplitOut saved = p->split[0];
-    while (tsv_line(p, &t, 0, &line, &n)) {
-        int64_t k = listops_line(p, &t, 0, line, n, &sb, &label);
-        for (int64_t i = 0; i < k; i++) vocab_find(v, sb.sym[i], sb.len[i], 1, train);
+    for (int64_t k; (k = listops_next(p, &f, 0)) != LISTOPS_EOF;) {
+        for (int64_t i = 0; i < k; i++) vocab_find(v, f.sb.sym[i], f.sb.len[i], 1, train);
         progress(p, "vocabulary", 0);
     }
     p->split[0] = saved;
     p->warned = warned;
-    tsv_close(&t);
-    free(sb.buf);
-    free(sb.sym);
-    free(sb.len);
+    listops_close(&f);
     return vocab_finish(v);
 }
 
 static void listops_split(Lra *p, Vocab *v, const char *path, int s) {
-    Tsv t;
-    SymBuf sb = {0};
-    tsv_open(p, &t, path);
-    listops_header(&t);
-    const char *line;
-    size_t n;
-    int32_t label;
+    ListopsFile f;
+    listops_open(p, &f, path);
     ids_reserve(p, 0, LRA_LISTOPS_LEN);
-    while (tsv_line(p, &t, s, &line, &n)) {
-        int64_t k = listops_line(p, &t, s, line, n, &sb, &label);
+    for (int64_t k; (k = listops_next(p, &f, s)) != LISTOPS_EOF;) {
         if (k < 0) continue;
         // Cut to the length with eos: the first LEN - 1 symbols, then eos.
         size_t keep = (size_t)k < LRA_LISTOPS_LEN - 1 ? (size_t)k : LRA_LISTOPS_LEN - 1;
         if ((size_t)k > keep) p->split[s].truncated++;
         for (size_t i = 0; i < keep; i++) {
-            int64_t j = vocab_find(v, sb.sym[i], sb.len[i], 0, path);
+            int64_t j = vocab_find(v, f.sb.sym[i], f.sb.len[i], 0, path);
             p->ids[0][i] = j < 0 ? LRA_LISTOPS_UNK : v->id[j];
         }
         p->ids[0][keep] = LRA_LISTOPS_EOS;
         uint32_t len = (uint32_t)keep + 1;
-        emit(p, s, label, &len, 1);
+        emit(p, s, f.label, &len, 1);
         progress(p, SPLITS[s], 0);
     }
-    tsv_close(&t);
-    free(sb.buf);
-    free(sb.sym);
-    free(sb.len);
+    listops_close(&f);
 }
 
 // ----------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 
 #include "../checkpoint.h"
 #include "check.h"
+#include "child.h"
 
 #define TMPD "tests/tmp/test_checkpoint"
 
@@ -52,28 +53,16 @@ static void write_resummed(const char *path, unsigned char *b, size_t n) {
     if (!f || fwrite(b, 1, n, f) != n || fclose(f) != 0) die("cannot write %s", path);
 }
 
-// Runs argv (argv[0] the program) with stderr into TMPD/err and an address-space cap; returns the exit
-// status, or 128 + the signal that ended it. The start of its stderr goes to err.
+// Runs argv (argv[0] the program) in a child (tests/child.h) with stderr into TMPD/err and 8 GiB more address
+// space: far more than these tiny models need, far less than a size read as real. Returns the exit status
+// (-1: ended by a signal) with the start of its stderr in err.
+static void exec_argv(const void *argv) {
+    execv(((char *const *)argv)[0], (char *const *)argv);
+    _exit(98);
+}
 static int run(char *const argv[], char *err, size_t errcap) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) die("fork failed: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(TMPD "/err", O_WRONLY | O_CREAT | O_TRUNC, 0644), null = open("/dev/null", O_WRONLY);
-        if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(null, 1) < 0) _exit(99);
-        // 8 GiB of address space: far more than these tiny models need, far less than a size read as real
-        struct rlimit rl = {(rlim_t)8 << 30, (rlim_t)8 << 30};
-        setrlimit(RLIMIT_AS, &rl);
-        execv(argv[0], argv);
-        _exit(98);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) != pid) die("waitpid failed: %s", strerror(errno));
-    size_t n = 0;
-    FILE *f = fopen(TMPD "/err", "r");
-    if (f) { n = fread(err, 1, errcap - 1, f); fclose(f); }
-    err[n] = 0;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    static const ChildSpec capped = {.cap_mib = 8192, .err_path = TMPD "/err"};
+    return child_status(&capped, exec_argv, argv, err, errcap);
 }
 
 // eval, sample and train --resume on ckpt: each must exit 1 with a message holding want. With

@@ -4,90 +4,23 @@
 // mode with a partial last batch). Run from the repository root; writes under tests/tmp. Exits 1 on a failure.
 // SHOWMSG=1 prints the message of every refusal.
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "../data.h"
 #include "../examples.h"
 #include "check.h"
+#include "child.h"
+#include "files.h"
 
 #define TMP "tests/tmp/test_examples"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rng(void) { return splitmix64(&rng_state); }
 
-// ---- children: a failure must be a clean exit with a message, never a crash, a hang or a huge allocation ----
+// ---- children (tests/child.h): a failure must be a clean exit with a message, never a crash, a hang or a
+// huge allocation; each gets 20 s and 1 GiB more address space ----
 
-typedef void (*ChildFn)(void *);
-// Runs fn(arg) in a child (a 20 s alarm, a 1 GiB address-space cap) with stderr captured into msg. Returns the
-// exit status, or -1 when the child was killed by a signal.
-static int run_child(ChildFn fn, void *arg, char *msg, size_t cap) {
-    int fds[2];
-    if (pipe(fds) != 0) die("test: pipe failed");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) die("test: fork failed");
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 1);
-#ifndef __SANITIZE_ADDRESS__   // AddressSanitizer reserves terabytes of address space for itself
-        struct rlimit as = {1ull << 30, 1ull << 30};
-        setrlimit(RLIMIT_AS, &as);
-#endif
-        alarm(20);
-        fn(arg);
-        fflush(NULL);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    char sink[4096];
-    while ((r = read(fds[0], n + 1 < cap ? msg + n : sink, n + 1 < cap ? cap - 1 - n : sizeof sink)) > 0)
-        if (n + 1 < cap) n += (size_t)r;
-    msg[n] = 0;
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// fn(arg) must exit 1 with one "hgrn2: error:" message holding both fragments (NULL: any).
-static void expect_death(const char *what, ChildFn fn, void *arg, const char *frag1, const char *frag2) {
-    char msg[8192];
-    int rc = run_child(fn, arg, msg, sizeof msg);
-    if (getenv("SHOWMSG")) printf("[%s] %s", what, msg);
-    CHECK(rc == 1 && strstr(msg, "hgrn2: error: ") && (!frag1 || strstr(msg, frag1)) && (!frag2 || strstr(msg, frag2)) &&
-              !strstr(msg, "out of memory"),
-          "%s: expected exit 1 with \"%s\" and \"%s\", got %d: %s", what, frag1 ? frag1 : "", frag2 ? frag2 : "", rc, msg);
-}
-
-// ---- files ----
-
-typedef struct { uint8_t *p; size_t n; } Bytes;
-
-static Bytes slurp(const char *path) {
-    Bytes b = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) die("test: cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    b.n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b.p = xmalloc(b.n + 1);
-    if (fread(b.p, 1, b.n, f) != b.n) die("test: short read of %s", path);
-    fclose(f);
-    return b;
-}
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) die("test: cannot write %s", path);
-}
+static const ChildSpec capped = {.cap_mib = 1024, .alarm_s = 20, .err_path = TMP "/child.err"};
 
 // A reference set of examples, kept in memory to compare with what the reader returns.
 typedef struct {
@@ -231,7 +164,7 @@ static const char *good_path = TMP "/good.examples", *bad_path = TMP "/bad.examp
 static Bytes good;
 static uint64_t good_n;
 
-static void child_read_all(void *arg) {
+static void child_read_all(const void *arg) {
     Examples *e = example_open_file(arg);
     int32_t tok[2 * 64], lens[2];
     for (uint64_t i = 0; i < example_count(e); i++) example_read(e, i, 64, tok, lens);
@@ -274,26 +207,25 @@ static void test_corruption(void) {
     Ref r = make_ref(good_n, 1, 60, 300, 4);
     write_ref(good_path, &r, 300, 0, 4, "a vocabulary");
     free_ref(&r);
-    good = slurp(good_path);
+    good = read_bytes(good_path);
     ExamplesHeader h;
     char err[400], msg[8192];
     CHECK(examples_header_decode(good.p, good.n, &h, err, sizeof err) == 0 && h.nframes >= 4, "good file: %s (%llu frames)", err,
           (unsigned long long)h.nframes);
-    CHECK(run_child(child_read_all, (void *)good_path, msg, sizeof msg) == 0, "the good file does not read: %s", msg);
+    CHECK(child_status(&capped, child_read_all, good_path, msg, sizeof msg) == 0, "the good file does not read: %s", msg);
     uint64_t off2 = le_get_u64(good.p + h.index_offset + 2 * EXAMPLES_INDEX_ENTRY_BYTES);
     uint64_t cs2 = le_get_u64(good.p + h.index_offset + 2 * EXAMPLES_INDEX_ENTRY_BYTES + 8);
 
+    struct { size_t n; const char *what, *frag; } cuts[] = {
+        {40, "truncated header", "truncated header"},
+        {(size_t)(off2 + cs2 / 2), "truncated in a frame", "truncated"},
+        {good.n - 1, "truncated index", "truncated"},
+    };
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        spit(bad_path, good.p, cuts[k].n);
+        expect_death(&capped, cuts[k].what, child_read_all, bad_path, bad_path, cuts[k].frag);
+    }
     Bytes b = good;
-    b.n = 40;
-    put_bad(&b);
-    expect_death("truncated header", child_read_all, (void *)bad_path, bad_path, "truncated header");
-    b.n = off2 + cs2 / 2;
-    put_bad(&b);
-    expect_death("truncated in a frame", child_read_all, (void *)bad_path, bad_path, "truncated");
-    b.n = good.n - 1;
-    put_bad(&b);
-    expect_death("truncated index", child_read_all, (void *)bad_path, bad_path, "truncated");
-    b.n = good.n;
     b.p = xmalloc(good.n);
     struct { size_t at; const char *frag; } flips[] = {
         {0, "bad magic"}, {8, "expected 1, found"}, {20, "checksum"}, {40, "checksum"}, {EXAMPLES_HEADER_BYTES + 2, "checksum"},
@@ -305,44 +237,43 @@ static void test_corruption(void) {
         put_bad(&b);
         char what[64];
         snprintf(what, sizeof what, "bit flipped at byte %zu", flips[k].at);
-        expect_death(what, child_read_all, (void *)bad_path, bad_path, flips[k].frag);
+        expect_death(&capped, what, child_read_all, bad_path, bad_path, flips[k].frag);
     }
     // a flipped bit inside frame 2: found when that frame is read, naming it
     memcpy(b.p, good.p, good.n);
     b.p[off2 + cs2 / 2] ^= 0x04;
     put_bad(&b);
-    expect_death("bit flipped in a frame", child_read_all, (void *)bad_path, bad_path, "frame 2");
+    expect_death(&capped, "bit flipped in a frame", child_read_all, bad_path, bad_path, "frame 2");
     free(b.p);
-    // consistent headers (checksum recomputed) that the data contradicts
-    reseal(edit_vocab);
-    expect_death("token id >= vocabulary", child_read_all, (void *)bad_path, bad_path, "not below the vocabulary size 5");
-    reseal(edit_classes);
-    expect_death("label >= classes", child_read_all, (void *)bad_path, bad_path, "not below the 1 classes");
-    reseal(edit_max_len);
-    expect_death("documents longer than the header's longest", child_read_all, (void *)bad_path, bad_path, "frame 0");
-    reseal(edit_index_offset);
-    expect_death("index moved into the frames", child_read_all, (void *)bad_path, bad_path, "frame");
-    // sizes that would allocate without bound are refused before any allocation (the child runs under a 1 GiB cap)
-    reseal(edit_huge_desc);
-    expect_death("description of 16 MiB in a small file", child_read_all, (void *)bad_path, bad_path, "description of 16777216 bytes runs past");
-    reseal(edit_huge_frames);
-    expect_death("2^40 frames", child_read_all, (void *)bad_path, bad_path, "truncated or corrupted");
-    reseal(edit_huge_examples);
-    expect_death("2^60 examples", child_read_all, (void *)bad_path, bad_path, "corrupted header");
+    // consistent headers (checksum recomputed) that the data contradicts; then sizes that would allocate
+    // without bound, refused before any allocation (the child runs under a 1 GiB cap)
+    struct { void (*edit)(ExamplesHeader *h); const char *what, *frag; } edits[] = {
+        {edit_vocab, "token id >= vocabulary", "not below the vocabulary size 5"},
+        {edit_classes, "label >= classes", "not below the 1 classes"},
+        {edit_max_len, "documents longer than the header's longest", "frame 0"},
+        {edit_index_offset, "index moved into the frames", "frame"},
+        {edit_huge_desc, "description of 16 MiB in a small file", "description of 16777216 bytes runs past"},
+        {edit_huge_frames, "2^40 frames", "truncated or corrupted"},
+        {edit_huge_examples, "2^60 examples", "corrupted header"},
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        reseal(edits[k].edit);
+        expect_death(&capped, edits[k].what, child_read_all, bad_path, bad_path, edits[k].frag);
+    }
     // what is not a regular file, or not there
     const char *fifo = TMP "/fifo.examples";
     unlink(fifo);
-    if (mkfifo(fifo, 0600) != 0) die("test: mkfifo failed");
-    expect_death("a FIFO", child_read_all, (void *)fifo, fifo, "not a regular file");
-    expect_death("a directory", child_read_all, (void *)TMP, TMP, "not a regular file");
-    expect_death("a missing file", child_read_all, (void *)TMP "/none.examples", "none.examples", "No such file");
-    expect_death("/dev/zero", child_read_all, (void *)"/dev/zero", "/dev/zero", "not a regular file");
+    make_fifo(fifo);
+    expect_death(&capped, "a FIFO", child_read_all, fifo, fifo, "not a regular file");
+    expect_death(&capped, "a directory", child_read_all, TMP, TMP, "not a regular file");
+    expect_death(&capped, "a missing file", child_read_all, TMP "/none.examples", "none.examples", "No such file");
+    expect_death(&capped, "/dev/zero", child_read_all, "/dev/zero", "/dev/zero", "not a regular file");
     free(good.p);
 }
 
 // The writer refuses what the format cannot hold, leaving no file behind.
 typedef struct { int32_t label; uint32_t len; int32_t id; } BadAdd;
-static void child_bad_add(void *arg) {
+static void child_bad_add(const void *arg) {
     const BadAdd *a = arg;
     ExampleSpec spec = {.vocab_size = 50, .pad_id = 0, .nclasses = 3, .ndoc = 1, .desc = "v"};
     ExampleWriter *w = example_writer_open(TMP "/w.examples", &spec);
@@ -354,10 +285,10 @@ static void child_bad_add(void *arg) {
 
 static void test_writer_errors(void) {
     BadAdd label = {3, 4, 5}, empty = {0, 0, 5}, id = {0, 4, 50}, neg = {0, 4, -1};
-    expect_death("label out of range", child_bad_add, &label, "w.examples", "label 3 is outside [0, 3)");
-    expect_death("empty document", child_bad_add, &empty, "w.examples", "document 0 of 0 tokens");
-    expect_death("id out of range", child_bad_add, &id, "w.examples", "outside the vocabulary");
-    expect_death("negative id", child_bad_add, &neg, "w.examples", "outside the vocabulary");
+    expect_death(&capped, "label out of range", child_bad_add, &label, "w.examples", "label 3 is outside [0, 3)");
+    expect_death(&capped, "empty document", child_bad_add, &empty, "w.examples", "document 0 of 0 tokens");
+    expect_death(&capped, "id out of range", child_bad_add, &id, "w.examples", "outside the vocabulary");
+    expect_death(&capped, "negative id", child_bad_add, &neg, "w.examples", "outside the vocabulary");
     CHECK(access(TMP "/w.examples", F_OK) != 0 && access(TMP "/w.examples.tmp", F_OK) != 0, "a dying writer left a file behind");
     ExampleSpec spec = {.vocab_size = 50, .pad_id = 0, .nclasses = 3, .ndoc = 1, .desc = "v"};
     ExampleWriter *w = example_writer_open(TMP "/ab.examples", &spec);
@@ -505,8 +436,8 @@ static void test_loader(void) {
     free_ref(&r);
 }
 
-static void child_loader(void *arg) {
-    const char **a = arg;
+static void child_loader(const void *arg) {
+    const char *const *a = arg;
     ExampleLoader *l = example_loader_open(a[0], a[1], 4, 8, 1, 1);
     ExampleLoaderState s = {.seed = 1, .epoch = 0, .index = 1ull << 40};
     example_loader_set_state(l, s);
@@ -514,11 +445,11 @@ static void child_loader(void *arg) {
 
 static void test_loader_errors(void) {
     const char *missing[] = {TMP, "test"};
-    expect_death("missing split", child_loader, missing, "test.examples", "not found");
+    expect_death(&capped, "missing split", child_loader, missing, "test.examples", "not found");
     const char *empty[] = {TMP, "empty"};
-    expect_death("shuffled over no examples", child_loader, empty, "empty.examples", "no examples");
+    expect_death(&capped, "shuffled over no examples", child_loader, empty, "empty.examples", "no examples");
     const char *state[] = {TMP, "train"};
-    expect_death("a state past the split", child_loader, state, "train.examples", "does not fit");
+    expect_death(&capped, "a state past the split", child_loader, state, "train.examples", "does not fit");
 }
 
 int main(void) {

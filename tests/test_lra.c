@@ -7,12 +7,7 @@
 // Run from the repository root; writes under tests/tmp. Exits 1 on any failure. SHOWMSG=1 prints the message
 // of every refusal.
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "../commands.h"
@@ -20,89 +15,76 @@
 #include "../lra.h"
 #include "../tokenizer.h"
 #include "check.h"
+#include "child.h"
+#include "files.h"
 
 #define TMP "tests/tmp/test_lra"
 
 // ---- files and child processes ----
 
+// A file as text; empty (p NULL) when it is missing.
 typedef struct { char *p; size_t n; } Text;
-
 static Text slurp(const char *path) {
-    Text t = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return t;
-    fseek(f, 0, SEEK_END);
-    t.n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    t.p = xmalloc(t.n + 1);
-    if (fread(t.p, 1, t.n, f) != t.n) die("test: short read of %s", path);
-    t.p[t.n] = 0;
-    fclose(f);
-    return t;
-}
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) die("test: cannot write %s", path);
+    if (access(path, F_OK) != 0) return (Text){0};
+    Bytes b = read_bytes(path);
+    return (Text){(char *)b.p, b.n};
 }
 static void spits(const char *path, const char *s) { spit(path, s, strlen(s)); }
 static void mkdirs(const char *path) { mkdir_p(path); }
 
-// Whether dir holds a file whose name contains frag.
-static int dir_has(const char *dir, const char *frag) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int found = 0;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, frag)) found = 1;
-    closedir(d);
-    return found;
+// `hgrn2 <argv...>` (prepare or generate, in process), as a child runs it.
+typedef struct { const char *cmd; const char **argv; int argc; } Command;
+static void run_command(const void *arg) {
+    const Command *c = arg;
+    char **argv = (char **)c->argv;
+    exit(!strcmp(c->cmd, "prepare") ? cmd_prepare(c->argc, argv) : cmd_generate(c->argc, argv));
 }
 
-// Runs `hgrn2 <argv...>` (prepare or generate, in process) in a child under a 60 s alarm and a 2 GiB
-// address-space cap, stdout and stderr captured. Returns the exit status (-1: killed by a signal).
+// Runs `hgrn2 <cmd> <args...>` in a child (tests/child.h) with 60 s and 2 GiB more address space, stdout and
+// stderr captured in out_text and err_text. Returns the exit status (-1: killed by a signal).
+static const ChildSpec capped = {.cap_mib = 2048, .alarm_s = 60, .out_path = TMP "/stdout", .err_path = TMP "/stderr"};
 static Text out_text, err_text;
-static int run(const char *cmd, const char **args) {
+static int run(const char *cmd, const char *const *args) {
     const char *argv[64];
-    int argc = 0;
-    argv[argc++] = cmd;
-    for (; *args; args++) argv[argc++] = *args;
-    argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) die("test: fork failed");
-    if (pid == 0) {
-        int o = open(TMP "/stdout", O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(TMP "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0) _exit(99);
-        dup2(o, 1);
-        dup2(e, 2);
-#ifndef __SANITIZE_ADDRESS__   // AddressSanitizer reserves terabytes of address space for itself
-        struct rlimit as = {2ull << 30, 2ull << 30};
-        setrlimit(RLIMIT_AS, &as);
-#endif
-        alarm(60);
-        int rc = !strcmp(cmd, "prepare") ? cmd_prepare(argc, (char **)argv) : cmd_generate(argc, (char **)argv);
-        fflush(NULL);
-        _exit(rc);
-    }
-    int st;
-    waitpid(pid, &st, 0);
+    Command c = {cmd, argv, 0};
+    argv[c.argc++] = cmd;
+    for (; *args; args++) argv[c.argc++] = *args;
+    argv[c.argc] = NULL;
+    int status = child_spawn(&capped, run_command, &c).status;
     free(out_text.p);
     free(err_text.p);
-    out_text = slurp(TMP "/stdout");
-    err_text = slurp(TMP "/stderr");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    out_text = slurp(capped.out_path);
+    err_text = slurp(capped.err_path);
+    return status;
+}
+
+// One check: text holds every fragment of a NULL-terminated list; a failure names the first one missing.
+static void holds_all(const char *what, const char *text, const char *const *frags) {
+    const char *missing = NULL;
+    for (; *frags && !missing; frags++)
+        if (!text || !strstr(text, *frags)) missing = *frags;
+    CHECK(!missing, "%s lacks \"%s\": %s", what, missing, text ? text : "");
 }
 
 // The command must fail with exit status rc and a message holding both fragments.
-static void expect_fail(const char *what, int rc, const char *cmd, const char **args, const char *frag1, const char *frag2) {
+static void expect_fail(const char *what, int rc, const char *cmd, const char *const *args, const char *frag1, const char *frag2) {
     int got = run(cmd, args);
     const char *msg = err_text.p ? err_text.p : "";
     if (getenv("SHOWMSG")) printf("[%s] %s", what, msg);
     CHECK(got == rc && strstr(msg, rc == 1 ? "hgrn2: error: " : "hgrn2 ") && (!frag1 || strstr(msg, frag1)) &&
               (!frag2 || strstr(msg, frag2)),
           "%s: expected exit %d with \"%s\" and \"%s\", got %d: %s", what, rc, frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
+}
+
+// Usage errors: each case must exit 2 with its fragment and the usage line, and none may create TMP/u.
+typedef struct {
+    const char *what;
+    const char *args[12];
+    const char *frag;
+} Usage;
+static void expect_usage(const char *cmd, const Usage *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) expect_fail(cases[i].what, 2, cmd, cases[i].args, cases[i].frag, "usage:");
+    CHECK(access(TMP "/u", F_OK) != 0, "a refused %s created its directory", cmd);
 }
 
 // ---- an evaluator of ListOps written for this test ----
@@ -301,19 +283,15 @@ static void test_generator(void) {
 
     // refusals: existing files are not overwritten; usage errors exit 2
     expect_fail("generate over existing files", 1, "generate", args, "basic_train.tsv", "already exists");
-    const char *u1[] = {"--task", "pathfinder", "--out", TMP "/u", NULL};
-    const char *u2[] = {"--task", "listops", NULL};
-    const char *u3[] = {"--task", "listops", "--out", TMP "/u", "--train-size", "0", NULL};
-    const char *u4[] = {"--task", "listops", "--out", TMP "/u", "--seed", "-1", NULL};
-    const char *u5[] = {"--task", "listops", "--out", TMP "/u", "--bogus", NULL};
-    const char *u6[] = {"--out", TMP "/u", NULL};
-    expect_fail("generate --task pathfinder", 2, "generate", u1, "--task must be listops", "usage:");
-    expect_fail("generate without --out", 2, "generate", u2, "--out is required", "usage:");
-    expect_fail("generate --train-size 0", 2, "generate", u3, "--train-size", "usage:");
-    expect_fail("generate --seed -1", 2, "generate", u4, "--seed", "usage:");
-    expect_fail("generate --bogus", 2, "generate", u5, "unknown option '--bogus'", "usage:");
-    expect_fail("generate without --task", 2, "generate", u6, "--task is required", "usage:");
-    CHECK(access(TMP "/u", F_OK) != 0, "a refused generate created its directory");
+    static const Usage usage[] = {
+        {"generate --task pathfinder", {"--task", "pathfinder", "--out", TMP "/u", NULL}, "--task must be listops"},
+        {"generate without --out", {"--task", "listops", NULL}, "--out is required"},
+        {"generate --train-size 0", {"--task", "listops", "--out", TMP "/u", "--train-size", "0", NULL}, "--train-size"},
+        {"generate --seed -1", {"--task", "listops", "--out", TMP "/u", "--seed", "-1", NULL}, "--seed"},
+        {"generate --bogus", {"--task", "listops", "--out", TMP "/u", "--bogus", NULL}, "unknown option '--bogus'"},
+        {"generate without --task", {"--out", TMP "/u", NULL}, "--task is required"},
+    };
+    expect_usage("generate", usage, sizeof usage / sizeof *usage);
 }
 
 // ---- prepare: reading back ----
@@ -451,15 +429,14 @@ static void test_prepare_listops_fixture(void) {
     spits(TMP "/lof/basic_test.tsv", "Source\tTarget\n");
     const char *args[] = {"--task", "lra-listops", "--input", TMP "/lof", "--out", TMP "/lof-ex", "--max-line-bytes", "8192", NULL};
     CHECK(run("prepare", args) == 0, "prepare of the ListOps fixture failed: %s", err_text.p);
-    CHECK(strstr(out_text.p, "train 3, val 2, test 0 examples") && strstr(out_text.p, "vocabulary 11 (8 symbols") &&
-              strstr(out_text.p, "longest document 2048 tokens") && strstr(out_text.p, "1 truncated") &&
-              strstr(out_text.p, "4 malformed lines skipped, 1 line longer than 8192 bytes skipped"),
-          "summary: %s", out_text.p);
-    CHECK(strstr(err_text.p, "basic_train.tsv:5: expected 2 tab-separated fields") &&
-              strstr(err_text.p, "basic_train.tsv:6: the Target '12' is not a class in 0..9") &&
-              strstr(err_text.p, "basic_train.tsv:8: expected 2 tab-separated fields (Source, Target), found 3") &&
-              strstr(err_text.p, "basic_val.tsv:3: line longer than 8192 bytes"),
-          "warnings: %s", err_text.p);
+    holds_all("the summary", out_text.p,
+              (const char *const[]){"train 3, val 2, test 0 examples", "vocabulary 11 (8 symbols", "longest document 2048 tokens",
+                                    "1 truncated", "4 malformed lines skipped, 1 line longer than 8192 bytes skipped", NULL});
+    holds_all("the warnings", err_text.p,
+              (const char *const[]){"basic_train.tsv:5: expected 2 tab-separated fields",
+                                    "basic_train.tsv:6: the Target '12' is not a class in 0..9",
+                                    "basic_train.tsv:8: expected 2 tab-separated fields (Source, Target), found 3",
+                                    "basic_val.tsv:3: line longer than 8192 bytes", NULL});
     Split tr = read_split(TMP "/lof-ex", "train", LRA_LISTOPS_LEN);
     Split va = read_split(TMP "/lof-ex", "val", 8);
     // the symbols of the good training lines, in byte order after the specials (the bad lines add none)
@@ -623,14 +600,14 @@ static void test_prepare_retrieval(void) {
     spits(TMP "/aan/new_aan_pairs.test.tsv", "1\ta\tb\ttest one\ttest two\n0\ta\tb\tx\ty");
     const char *args[] = {"--task", "lra-retrieval", "--input", dir, "--out", TMP "/ret", NULL};
     CHECK(run("prepare", args) == 0, "prepare lra-retrieval failed: %s", err_text.p);
-    CHECK(strstr(out_text.p, "train 4, val 1, test 2 examples") && strstr(out_text.p, "longest document 4000 tokens") &&
-              strstr(out_text.p, "1 truncated") && strstr(out_text.p, "4 malformed lines skipped"),
-          "summary: %s", out_text.p);
-    CHECK(strstr(err_text.p, "new_aan_pairs.train.tsv:4: the label '2' is not 0 or 1") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:5: the label 'label' is not 0 or 1") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:6: expected 5 tab-separated fields (label, id1, id2, text1, text2), found 4") &&
-              strstr(err_text.p, "new_aan_pairs.train.tsv:7: expected 5 tab-separated fields"),
-          "warnings: %s", err_text.p);
+    holds_all("the summary", out_text.p,
+              (const char *const[]){"train 4, val 1, test 2 examples", "longest document 4000 tokens", "1 truncated",
+                                    "4 malformed lines skipped", NULL});
+    holds_all("the warnings", err_text.p,
+              (const char *const[]){"new_aan_pairs.train.tsv:4: the label '2' is not 0 or 1",
+                                    "new_aan_pairs.train.tsv:5: the label 'label' is not 0 or 1",
+                                    "new_aan_pairs.train.tsv:6: expected 5 tab-separated fields (label, id1, id2, text1, text2), found 4",
+                                    "new_aan_pairs.train.tsv:7: expected 5 tab-separated fields", NULL});
     Split tr = read_split(TMP "/ret", "train", LRA_RETRIEVAL_LEN), va = read_split(TMP "/ret", "val", 32),
           te = read_split(TMP "/ret", "test", 32);
     CHECK(tr.n == 4 && tr.ndoc == 2 && tr.labels[0] == 1 && tr.labels[1] == 0 && tr.labels[2] == 1 && tr.labels[3] == 0, "labels");
@@ -659,21 +636,21 @@ static void test_prepare_retrieval(void) {
 // ---- prepare: usage errors of the LRA tasks ----
 
 static void test_prepare_usage(void) {
-    const char *u1[] = {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--tokenizer", "byte", NULL};
-    const char *u2[] = {"--task", "lra-listops", "--input", TMP "/gen", TMP "/gen2", "--out", TMP "/u", NULL};
-    const char *u3[] = {"--task", "lra-text", "--out", TMP "/u", NULL};
-    const char *u4[] = {"--task", "lra-retrieval", "--input", TMP "/aan", NULL};
-    const char *u5[] = {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--val-fraction", "0.1", NULL};
-    const char *u6[] = {"--task", "lra-images", "--input", TMP "/gen", "--out", TMP "/u", NULL};
-    const char *u7[] = {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--max-line-bytes", "10", NULL};
-    expect_fail("lra --tokenizer", 2, "prepare", u1, "--tokenizer does not apply to --task lra-listops", "usage:");
-    expect_fail("lra two inputs", 2, "prepare", u2, "takes one --input folder, got 2", "usage:");
-    expect_fail("lra without --input", 2, "prepare", u3, "--input is required", "usage:");
-    expect_fail("lra without --out", 2, "prepare", u4, "--out is required", "usage:");
-    expect_fail("lra --val-fraction", 2, "prepare", u5, "--val-fraction does not apply", "usage:");
-    expect_fail("unknown lra task", 2, "prepare", u6, "lra-listops, lra-text or lra-retrieval", "usage:");
-    expect_fail("lra --max-line-bytes 10", 2, "prepare", u7, "--max-line-bytes", "usage:");
-    CHECK(access(TMP "/u", F_OK) != 0, "a refused prepare created its directory");
+    static const Usage usage[] = {
+        {"lra --tokenizer", {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--tokenizer", "byte", NULL},
+         "--tokenizer does not apply to --task lra-listops"},
+        {"lra two inputs", {"--task", "lra-listops", "--input", TMP "/gen", TMP "/gen2", "--out", TMP "/u", NULL},
+         "takes one --input folder, got 2"},
+        {"lra without --input", {"--task", "lra-text", "--out", TMP "/u", NULL}, "--input is required"},
+        {"lra without --out", {"--task", "lra-retrieval", "--input", TMP "/aan", NULL}, "--out is required"},
+        {"lra --val-fraction", {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--val-fraction", "0.1", NULL},
+         "--val-fraction does not apply"},
+        {"unknown lra task", {"--task", "lra-images", "--input", TMP "/gen", "--out", TMP "/u", NULL},
+         "lra-listops, lra-text or lra-retrieval"},
+        {"lra --max-line-bytes 10", {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--max-line-bytes", "10", NULL},
+         "--max-line-bytes"},
+    };
+    expect_usage("prepare", usage, sizeof usage / sizeof *usage);
 }
 
 int main(void) {
