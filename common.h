@@ -43,17 +43,16 @@ __attribute__((noreturn, format(printf, 1, 2)))
 static inline void die(const char *fmt, ...) {
     fflush(stdout);
 #ifdef HGRN2_FUZZ
-    if (!hgrn2_fuzz_quiet)
+    if (!hgrn2_fuzz_quiet) {
 #endif
-    {
-        va_list ap;
-        va_start(ap, fmt);
-        fputs("hgrn2: error: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hgrn2: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
 #ifdef HGRN2_FUZZ
+    }
     if (hgrn2_fuzz_die) longjmp(*hgrn2_fuzz_die, 1);
 #endif
     exit(EXIT_RUNTIME);

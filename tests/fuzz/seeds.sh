@@ -59,7 +59,7 @@ st_by_hand "$OUT/safetensors/dtypes.safetensors" \
 
 # ---- JSON: the header of a safetensors file, small tokenizer.json files, snippets of every construct ----
 hlen=$(od -An -tu8 -N8 "$OUT/safetensors/tiny_f32.safetensors" | tr -d ' ')
-tail -c +9 "$OUT/safetensors/tiny_f32.safetensors" | head -c "$hlen" >"$OUT/json/safetensors_header.json"
+dd if="$OUT/safetensors/tiny_f32.safetensors" of="$OUT/json/safetensors_header.json" bs=1 skip=8 count="$hlen" status=none
 i=0
 while IFS= read -r line; do
     i=$((i + 1)); printf '%s' "$line" >"$OUT/json/snippet_$i.json"
