@@ -633,8 +633,11 @@ static void test_long_lines(void) {
     double grew = prepare_mem("one 40 MB JSON line", args, TMP "/long/json.txt", sum, sizeof sum);
     // A reader that held the line would grow by 40 MiB; the pipeline's own buffers (the line buffer, the jobs,
     // the zstd contexts) take about 14 MiB in a fresh process, less where earlier runs left memory to reuse.
+    (void)grew;
+#ifndef UNDER_ASAN   // under ASan, redzones and the quarantine of freed blocks make peak memory no measure of the reader
     CHECK(grew >= 0 && grew < big / 2 / 1048576.0, "one 40 MB JSON line: peak memory grew by %.1f MiB (a bounded reader "
           "needs less than half the line)", grew);
+#endif
     CHECK(strstr(sum, "3 documents") && strstr(sum, "2 lines longer than 1048576 bytes skipped"),
           "one 40 MB JSON line: the summary does not count 2 long lines and 3 documents: %s", sum);
     Piece want[] = {{"before\n", 0}, {NULL, max - 12}, {"after\n", 0}};
@@ -666,7 +669,10 @@ static void test_long_lines(void) {
     const char *wargs[] = {"--task", "wiki103", "--input", wpath, "--tokenizer", "byte", "--out", wout, "--val-fraction", "0",
                            "--threads", "1", "--max-line-bytes", "1048576", NULL};
     grew = prepare_mem("one 200 MB WikiText line", wargs, TMP "/long/wiki.txt", sum, sizeof sum);
+    (void)grew;
+#ifndef UNDER_ASAN
     CHECK(grew >= 0 && grew < 100, "one 200 MB WikiText line: peak memory grew by %.1f MiB", grew);
+#endif
     CHECK(strstr(sum, "2 documents"), "one 200 MB WikiText line: not 2 articles: %s", sum);
     CHECK(split_matches(wout, wwant, 3, &n), "one 200 MB WikiText line: the shards are not the file's bytes (%llu tokens)",
           (unsigned long long)n);
@@ -675,7 +681,10 @@ static void test_long_lines(void) {
     const char *targs[] = {"--task", "text", "--input", wpath, "--tokenizer", "byte", "--out", tout, "--val-fraction", "0",
                            "--threads", "1", NULL};
     grew = prepare_mem("one 200 MB text line", targs, TMP "/long/text.txt", sum, sizeof sum);
+    (void)grew;
+#ifndef UNDER_ASAN
     CHECK(grew >= 0 && grew < 100, "one 200 MB text line: peak memory grew by %.1f MiB", grew);
+#endif
     CHECK(split_matches(tout, wwant, 3, &n), "one 200 MB text line: the shards are not the file's bytes (%llu tokens)",
           (unsigned long long)n);
     rmrf(tout);
