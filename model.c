@@ -194,6 +194,12 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
     int64_t nl = train ? L : 1, QFI = 2 * HK + D;
     a->N = N;
+    // The sizes come from flags or a checkpoint: bound them before the byte counts below can overflow. Every part
+    // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 32 of them.
+    const double widest = (double)(QFI > 2 * I ? QFI : 2 * I) > (double)c->V ? (double)(QFI > 2 * I ? QFI : 2 * I) : (double)c->V;
+    if (32.0 * 8.0 * (double)(L + 1) * ((double)N + 1024) * widest > 0x1p62)
+        die("the activations of batch %d x sequence length %d at this model size would need more than 2^62 bytes; "
+            "use a smaller batch, sequence length or model", B, T);
     // every part in bytes: values of `real`, or operands (O) in the backend's operand format
     const int64_t R = sizeof(real), O = (int64_t)opnd_size();
     const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);

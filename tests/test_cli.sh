@@ -31,6 +31,7 @@ expect 1 "train on a missing data directory" -- $H train --task text --data "$TM
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 printf 'not a checkpoint at all, but long enough to have a header......................' > "$TMP/bad.ckpt"
 expect 1 "sample of a file that is no checkpoint" -- $H sample --ckpt "$TMP/bad.ckpt"; expect_msg "not an hgrn2 checkpoint"
+expect 1 "bench at sizes whose activations overflow 64-bit byte counts" -- $H bench --dim 1 --expand-ratio 1 --mlp-width 1048576 --batch 1048576 --seq-len 16777216 --threads 1; expect_msg "would need more than 2^62 bytes"
 expect 1 "resume without a checkpoint" -- $H train --resume --out "$TMP/nothing"; expect_msg "cannot open checkpoint"
 expect 2 "sample --top-p 0" -- $H sample --top-p 0
 expect 2 "sample --prompt and --prompt-ids" -- $H sample --prompt a --prompt-ids 1
