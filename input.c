@@ -110,7 +110,7 @@ static size_t lr_fill(LineReader *lr, uint8_t *dst, size_t room) {
 
 int next_line(LineReader *lr, const char **line, size_t *n) {
     for (;;) {
-        uint8_t *start = lr->buf + lr->pos;
+        uint8_t *start = lr->buf ? lr->buf + lr->pos : NULL;   // no buffer yet before the first read
         size_t avail = lr->len - lr->pos, unscanned = avail - lr->scan;
         uint8_t *nl = unscanned ? memchr(start + lr->scan, '\n', unscanned) : NULL;
         size_t take = nl ? (size_t)(nl + 1 - start) : avail;   // this line's bytes in the buffer, '\n' included
