@@ -81,9 +81,9 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
-$(BIN)/test_lra: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB)
+$(BIN)/test_lra: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra: tests/files.h
 
 test: hgrn2 $(TESTS)
