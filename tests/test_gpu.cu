@@ -910,7 +910,7 @@ template <typename F> static double time_ms(F f, int warm = 3, int reps = 20) {
 
 static void bench(void) {
     printf("-- bench on %s (median of 20 after warm-up)\n", cuda_device_name());
-    // the three op shapes of PERF.md, K = Dv = 128
+    // the three op shapes of the README's token-mixer table (docs/kernels.md, Performance), K = Dv = 128
     const int shapes[3][3] = {{8, 2048, 6}, {4, 2048, 16}, {16, 1024, 6}};
     for (int si = 0; si < 3; si++) {
         const int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], K = 128, Dv = 128;

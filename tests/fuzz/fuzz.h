@@ -187,4 +187,18 @@ static const char *fuzz_write(const char *name, const void *data, size_t n) {
     return path;
 }
 
+// fuzz_write of a copy of the input that seal() has given the checksum the format expects, so that mutations
+// reach the fields behind it; HGRN2_FUZZ_RAW=1 writes the bytes as they are.
+static const char *fuzz_write_sealed(const char *name, const uint8_t *data, size_t n, void (*seal)(uint8_t *, size_t)) {
+    static int raw = -1;
+    if (raw < 0) raw = getenv("HGRN2_FUZZ_RAW") != NULL;
+    uint8_t *copy = malloc(n ? n : 1);
+    if (!copy) abort();
+    memcpy(copy, data, n);
+    if (!raw) seal(copy, n);
+    const char *path = fuzz_write(name, copy, n);
+    free(copy);
+    return path;
+}
+
 #endif

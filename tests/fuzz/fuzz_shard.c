@@ -8,8 +8,6 @@
 
 #define WINDOW (UINT64_C(1) << 16)
 
-static int g_raw;
-
 // Stores the checksum shard_open expects when the header decodes and the name and index lie in the file.
 static void fix_checksum(uint8_t *b, size_t size) {
     ShardHeader h;
@@ -29,14 +27,7 @@ static void read_window(Shard *s, uint64_t start, uint64_t n, int32_t *buf) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int init;
-    if (!init) { g_raw = getenv("HGRN2_FUZZ_RAW") != NULL; init = 1; }
-    uint8_t *copy = malloc(size ? size : 1);
-    if (!copy) abort();
-    memcpy(copy, data, size);
-    if (!g_raw) fix_checksum(copy, size);
-    const char *path = fuzz_write("data.shard", copy, size);
-    free(copy);
+    const char *path = fuzz_write_sealed("data.shard", data, size, fix_checksum);
     FUZZ_TRY {
         Shard *s = shard_open(path);
         uint64_t n = shard_ntokens(s);
