@@ -139,8 +139,9 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
                 .tie = (int)v[5], .lower_bound = (int)v[6], .eps = fl[0]};
     for (int i = 0; i < 7; i++)
         if (v[i] < 0 || v[i] > (1 << 24)) die("checkpoint %s is corrupt: configuration value %lld", path, (long long)v[i]);
+    // I = 0 is a model without MLPs (the parameter count below must then agree); V, D, L and K must be positive
     const char *bad = config_finish(&c);
-    if (bad || c.I < 1 || c.tie > 1 || c.lower_bound > 1 || !(c.eps > 0 && c.eps < 1))
+    if (bad || c.tie > 1 || c.lower_bound > 1 || !(c.eps > 0 && c.eps < 1))
         die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad ? bad : "sizes");
     rs->c = c;
     rs->h = (Hyper){.B = (int)v[7], .T = (int)v[8], .accum = (int)v[9], .steps = v[10], .warmup = v[11],

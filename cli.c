@@ -83,7 +83,7 @@ int size_arg(int c, SizeArgs *z) {
     case O_DIM: z->dim = arg_int("--dim", optarg, 1, 65536); return 1;
     case O_EXPAND: z->expand = arg_int("--expand-ratio", optarg, 1, 65536); return 1;
     case O_VOCAB: z->vocab = arg_int("--vocab", optarg, 2, 1 << 24); return 1;
-    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 1, 1 << 20); return 1;
+    case O_MLP: z->mlp = arg_int("--mlp-width", optarg, 0, 1 << 20); z->has_mlp = 1; return 1;
     case O_TIE: z->tie = 1; return 1;
     case O_NO_LB: z->nolb = 1; return 1;
     case O_BATCH: z->B = arg_int("--batch", optarg, 1, 1 << 20); return 1;
@@ -129,5 +129,5 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
                     .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),
-                    .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
+                    .I = z->has_mlp ? (int)z->mlp : MLP_DEFAULT, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
 }

@@ -61,7 +61,8 @@ void machine_start(const MachineArgs *m);
 
 // ---- the model-size options and the presets ----
 
-typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb; } SizeArgs;   // 0: not given
+// 0: not given; but --mlp-width 0 is a width (no MLP), so mlp counts only where has_mlp says it was given
+typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb, has_mlp; } SizeArgs;
 // Takes option c when it is one of SIZE_OPTS; returns whether it was.
 int size_arg(int c, SizeArgs *z);
 

@@ -23,7 +23,8 @@ const char *config_finish(Config *c) {
     }
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
-    if (c->I <= 0) c->I = mlp_width(c->D, 4);
+    if (c->I < 0) c->I = mlp_width(c->D, 4);
+    if (c->I > (1 << 24)) return "--mlp-width must be in [0, 16777216]";
     return NULL;
 }
 
@@ -53,12 +54,13 @@ void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     switch (p) {
     case P_EMB: r = c->V; break;
     case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
-    case P_NORM: case P_ATTN_NORM: case P_GNORM: case P_MLP_NORM: break;
+    case P_NORM: case P_ATTN_NORM: case P_GNORM: break;
+    case P_MLP_NORM: r = c->I ? 1 : 0; k = c->I ? D : 0; break;
     case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
     case P_WQ: case P_WF: r = HK; break;
     case P_WI: case P_WO: r = D; break;
-    case P_WGATE: case P_WUP: r = c->I; break;
-    case P_WDOWN: r = D; k = c->I; break;
+    case P_WGATE: case P_WUP: r = c->I; k = c->I ? D : 0; break;
+    case P_WDOWN: r = c->I ? D : 0; k = c->I; break;
     }
     *rows = r;
     *cols = k;
@@ -171,8 +173,11 @@ void model_init(Model *m, uint64_t seed) {
 }
 
 void print_config(const Config *c, const Layout *lay, FILE *f) {
-    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), MLP %d, %s, %s\n", c->V, c->D,
-            c->L, c->H, c->K, c->Dv, c->I, c->tie ? "tied embeddings" : "untied lm_head",
+    char mlp[32];
+    if (c->I) snprintf(mlp, sizeof mlp, "MLP %d", c->I);
+    else snprintf(mlp, sizeof mlp, "no MLP");
+    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
+            c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
             c->lower_bound ? "lower bounds" : "no lower bounds");
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
@@ -188,17 +193,17 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     memset(a, 0, sizeof *a);
     a->B = B; a->T = T; a->train = train;
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
-    int64_t nl = train ? L : 1, QFI = 2 * HK + D;
+    int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
     a->N = N;
     // every part in bytes: values of `real`, or operands (O) in the backend's operand format
     const int64_t R = sizeof(real), O = (int64_t)opnd_size();
     const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
     struct { void **p; int64_t bytes; } parts[] = {
-        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
+        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, mid * nl * N * D * R},
         {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
         {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
-        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
+        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, mid * N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
         {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
         {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
         {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
@@ -239,7 +244,15 @@ void acts_free(Acts *a) {
 // MLP, each around a residual), then the head. Each stage takes its form from the Config's kinds.
 // Each residual add is done by the norm after it: the residual stream x of layer l holds the last layer's
 // MLP output until the layer's first norm adds the residual it goes around (that layer's xmid), and xmid
-// holds the mixer's output y until the MLP's norm adds x.
+// holds the mixer's output y until the MLP's norm adds x. Without an MLP a block is x + y: the mixer writes
+// y where the MLP's output would go, and the next norm adds x itself (block_residual).
+
+// The residual that the stream leaving layer l still needs added (by the norm after it): the layer's xmid
+// (x + y), to which the MLP's output goes; without an MLP, the stream x entering the layer.
+static real *block_residual(const Model *m, Acts *a, int l) {
+    if (m->c.I) return LAYER(a, xmid, l, m->c.D);
+    return a->resid + (int64_t)l * a->N * m->c.D;
+}
 
 // Input stage: the ids [N] (where the backend reads them) into the residual stream entering layer 0 [N,D].
 static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
@@ -251,9 +264,9 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
     }
 }
 
-// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into the layer's xmid. S: the layer's
-// recurrent state [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
-static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
+// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into out. S: the layer's recurrent state
+// [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
+static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const int64_t N = a->N;
@@ -265,7 +278,7 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                // q, k, g [N,HK]
         OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);  // o [N,D]
         OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
-        OP(matmul_fwd, LAYER(a, xmid, l, D), a->yo, W(m, P_WO, l), N, D, D); // y [N,D]
+        OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
     }
     }
@@ -282,16 +295,22 @@ static void mlp_fwd(Model *m, Acts *a, int l, real *out) {
 }
 
 // Layer l: x -> attn_norm -> mixer -> (+ x) -> mlp_norm -> MLP, into the stream entering layer l + 1.
+// Without an MLP: x -> attn_norm -> mixer, into that stream (+ x there).
 static void block_fwd(Model *m, Acts *a, int l, real *states) {
     const Config *c = &m->c;
     const int D = c->D;
     const int64_t N = a->N, state_size = (int64_t)a->B * c->H * c->K * c->Dv;
     real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
-    real *xmid = LAYER(a, xmid, l, D);
-    const real *x_res = l > 0 ? LAYER(a, xmid, l - 1, D) : NULL;
+    const real *x_res = l > 0 ? block_residual(m, a, l - 1) : NULL;
+    real *S = states ? states + l * state_size : NULL;
     SECTION("mixer");
     OP(rmsnorm_fwd, a->h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
-    mixer_fwd(m, a, l, states ? states + l * state_size : NULL);
+    if (!c->I) {
+        mixer_fwd(m, a, l, S, xn);                                           // y [N,D]; + x in the next norm
+        return;
+    }
+    real *xmid = LAYER(a, xmid, l, D);
+    mixer_fwd(m, a, l, S, xmid);
     SECTION("mlp");
     OP(rmsnorm_fwd, a->h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);    // xmid = x + y
     mlp_fwd(m, a, l, xn);
@@ -310,8 +329,8 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
     case HEAD_NEXT_TOKEN: {
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm");
-        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? LAYER(a, xmid, c->L - 1, D) : NULL, W(m, P_NORM, 0), N, D,
-                        c->eps);                                             // xL = the last MLP's output + xmid
+        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? block_residual(m, a, c->L - 1) : NULL, W(m, P_NORM, 0), N,
+                        D, c->eps);                                          // xL += the last block's residual
 
         // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
         SECTION("classifier");
@@ -438,17 +457,21 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
     }
 }
 
-// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input.
+// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input. Without an
+// MLP the output is x + y, so dx is also the gradient of y.
 static void block_bwd(Model *m, Acts *a, int l, real *dx) {
     const Config *c = &m->c;
     const int D = c->D;
     const int64_t N = a->N;
-    real *x = a->resid + (int64_t)l * N * D, *xmid = LAYER(a, xmid, l, D);
-    SECTION("mlp bwd");
-    OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
-    mlp_bwd(m, a, l, dx);
-    OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
-                N, D, c->eps);                                                   // dx += d xmid
+    real *x = a->resid + (int64_t)l * N * D;
+    if (c->I) {
+        real *xmid = LAYER(a, xmid, l, D);
+        SECTION("mlp bwd");
+        OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
+        mlp_bwd(m, a, l, dx);
+        OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
+                    N, D, c->eps);                                               // dx += d xmid
+    }
     SECTION("mixer bwd");
     OP(rmsnorm_fwd, a->h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
     mixer_bwd(m, a, l, dx);

@@ -10,9 +10,10 @@
 // ---- configuration ----
 
 // A model is an input stage, L blocks (a token mixer and an MLP, each behind an RMSNorm and around a
-// residual) and a head. The kinds below pick each stage's form (model.c switches on them); a task that needs
-// another form adds a kind and its cases beside the existing ones, and the compiler's -Wswitch points at
-// every stage still to write. Zero is the language model, so a Config written without them is one.
+// residual; the token mixer alone when the MLP width is 0) and a head. The kinds below pick each stage's
+// form (model.c switches on them); a task that needs another form adds a kind and its cases beside the
+// existing ones, and the compiler's -Wswitch points at every stage still to write. Zero is the language
+// model, so a Config written without them is one.
 typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embedding table
 typedef enum { MIXER_CAUSAL } MixerKind;        // the HGRU2 recurrence, left to right
 typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
@@ -24,7 +25,7 @@ typedef struct {
     int K;          // expand ratio: key (forget-gate) dim per head
     int H;          // heads = D / K
     int Dv;         // value dim per head = D / H
-    int I;          // MLP width
+    int I;          // MLP width; 0: no MLP, each block is its token mixer alone (MLP_DEFAULT: fla's width)
     int tie;        // lm_head tied to the embedding
     int lower_bound;// use the learned lower bounds of the forget gates
     double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
@@ -37,7 +38,10 @@ typedef struct {
 
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
 int mlp_width(int D, double ratio);
-// Fills the derived sizes; returns NULL when the configuration is valid, otherwise what is wrong.
+// A Config's I before config_finish: fla's width for its D, mlp_width(D, 4). (0 is a width: no MLP.)
+#define MLP_DEFAULT (-1)
+// Fills the derived sizes (I = mlp_width(D, 4) when MLP_DEFAULT); returns NULL when the configuration is
+// valid, otherwise what is wrong. Calling it again on its result changes nothing.
 const char *config_finish(Config *c);
 
 // ---- the parameter table ----
@@ -61,7 +65,8 @@ typedef struct {
 } ParamDesc;
 extern const ParamDesc PARAMS[NPARAM];
 
-// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent.
+// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent: lm_head when
+// tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP.
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
 // The Hugging Face name of tensor p of layer l.

@@ -1,7 +1,7 @@
 // test_model.c: the whole model in float64 (it links the library compiled with -DHGRN2_F64).
 //  - finite differences of the mean loss against the backward pass, for every parameter tensor
 //  - decoding token by token from the recurrent state equals one forward over the whole sequence
-//  - checkpoints: round trip, and a corrupt or truncated file is refused
+//  - checkpoints: round trip (with and without MLPs), and a corrupt or truncated file is refused
 //  - the learning-rate schedules
 #include <math.h>
 #include <omp.h>
@@ -208,6 +208,46 @@ static void checkpoints(void) {
     model_free(&m);
 }
 
+// A model without MLPs round-trips through a checkpoint with I = 0 and none of the MLP tensors; a header
+// that says I = 0 over the parameters of a model with MLPs is refused.
+static void checkpoint_no_mlp(void) {
+    Config c = {.V = 17, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Config with = c;
+    with.I = 12;
+    Layout lw = layout_of(&with);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 9);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)m.params[i];   // what the file keeps
+    CHECK(m.lay.n == lw.n - 2 * (8 + 2 * 12 * 8 + 8 * 12), "no-MLP layout: %lld parameters", (long long)m.lay.n);
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7}};
+    const char *path = "tests/tmp/test_model_nomlp.ckpt";
+    checkpoint_save(path, &m, &rs, 0);
+    RunState back;
+    checkpoint_load(path, &r, &back, 0);
+    CHECK(back.c.I == 0 && r.lay.n == m.lay.n && !memcmp(r.params, m.params, m.lay.n * sizeof(real)),
+          "no-MLP checkpoint round trip: I %d, %lld parameters", back.c.I, (long long)r.lay.n);
+    model_free(&r);
+
+    // the header's I (the fifth integer, after magic, version and the count) rewritten to 0 over a model with MLPs
+    Model w;
+    model_alloc(&w, &with);
+    model_init(&w, 9);
+    rs.c = with;
+    checkpoint_save(path, &w, &rs, 0);
+    FILE *f = fopen(path, "r+b");
+    int64_t zero = 0;
+    CHECK(f && fseek(f, 8 + 8 + 8 + 4 * 8, SEEK_SET) == 0 && fwrite(&zero, 8, 1, f) == 1, "patch the header");
+    fclose(f);
+    int st = in_child(load_it, path);
+    CHECK(st == 1, "I = 0 over a model with MLPs: exit status %d, expected 1", st);
+    printf("checkpoint without MLPs: round trip, and I = 0 over MLP tensors refused\n");
+    model_free(&w);
+    model_free(&m);
+}
+
 static void schedules(void) {
     Hyper h = {.steps = 100, .warmup = 10, .lr = 1.0, .min_lr = 0.1, .sched = SCHED_COSINE};
     CHECK(fabs(lr_at(&h, 5) - 0.5) < 1e-15, "warmup");
@@ -235,12 +275,18 @@ int main(void) {
     Config nolb = base;
     nolb.lower_bound = 0; nolb.K = 2; nolb.L = 2;
     fd_model(nolb, 2, 5, 3, "no lower bounds, K 2");
+    Config nomlp = base;        // blocks of the token mixer alone: the residual skips the missing MLP
+    nomlp.I = 0;
+    fd_model(nomlp, 2, 7, 4, "no MLP, untied, lower bounds, T 7");
+    nomlp.tie = 1; nomlp.L = 1;
+    fd_model(nomlp, 1, 6, 5, "no MLP, one layer, tied, T 6");
     decode_matches_forward(9, 1);
     decode_matches_forward(150, 70);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
     decode_matches_forward(150, 70);
     g_hgru_chunk = 0;
     checkpoints();
+    checkpoint_no_mlp();
     schedules();
     return check_summary("test_model");
 }
