@@ -223,15 +223,18 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
         at += (parts[i].bytes + 255) / 256 * 256;
     }
     a->losses_h = xmalloc((size_t)N * sizeof(real));
+    a->sel_h = xmalloc((size_t)N * 2 * sizeof(int32_t));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+        a->sel_d = dev_alloc((size_t)N * 2 * sizeof(int32_t), "token ids");
     }
 }
 void acts_free(Acts *a) {
     dev_free(a->mem);
     free(a->losses_h);
-    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); }
+    free(a->sel_h);
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); dev_free(a->sel_d); }
     memset(a, 0, sizeof *a);
 }
 
@@ -316,6 +319,80 @@ static void block_fwd(Model *m, Acts *a, int l, real *states) {
     mlp_fwd(m, a, l, xn);
 }
 
+// The most likely token of each of the first n rows of the classifier's scratch (a->logits [n,V]) into
+// best[n]: the first of equal logits, as greedy decoding picks it.
+static void logits_argmax(Acts *a, int64_t n, int V, int32_t *best) {
+    real *tmp = NULL;
+    const real *lg = a->logits;
+    if (g_gpu) {
+        tmp = xmalloc((size_t)(n * V) * sizeof(real));
+        dev_download(tmp, a->logits, (size_t)(n * V) * sizeof(real));
+        lg = tmp;
+    }
+    for (int64_t i = 0; i < n; i++) best[i] = sample_token(lg + i * V, V, 0, 0, 1, NULL, NULL);
+    free(tmp);
+}
+
+// The head at the n rows with a target only, for targets on few positions (MQAR's answers). The rows of the
+// stream leaving the last layer and of its residual are gathered (embed_fwd reads rows by index), added and
+// normed, and the classifier runs on them; in training their gradient goes back through the norm and is
+// scattered into d stream (embed_bwd adds rows by index into zeros), which finishes the head's backward here.
+// Rows without a target have no loss and no gradient, so this is the dense head's function, at n / N of the
+// classifier's cost. Returns the summed loss.
+static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t n, double loss_scale) {
+    const Config *c = &m->c;
+    const int D = c->D, V = c->V;
+    const int64_t N = a->N;
+    int32_t *sel = a->sel_h;                            // the rows [n], and at sel + N their targets [n]
+    for (int64_t i = 0, k = 0; i < N; i++)
+        if (targets[i] >= 0) { sel[k] = (int32_t)i; sel[N + k] = targets[i]; k++; }
+    const int32_t *rows_b = sel, *tgt_b = sel + N;      // where the backend reads them
+    if (g_gpu && n) {
+        dev_upload(a->sel_d, sel, (size_t)n * sizeof(int32_t));
+        dev_upload(a->sel_d + N, sel + N, (size_t)n * sizeof(int32_t));
+        rows_b = a->sel_d;
+        tgt_b = a->sel_d + N;
+    }
+    // the gathered rows go where nothing is kept now: buffers the backward overwrites, or in an evaluation
+    // the mixer's, which the forward is done with
+    real *xr = a->train ? a->dh : a->o, *rr = a->train ? a->dout : a->qfi;
+    if (a->train) OP(zero, a->dt, N * D);                                    // d stream [N,D]
+    if (!n) return 0;
+    real *xL = a->resid + (int64_t)c->L * N * D;
+    SECTION("final norm");
+    OP(embed_fwd, xr, rows_b, xL, n, D);                                     // the rows of the stream [n,D]
+    OP(embed_fwd, rr, rows_b, block_residual(m, a, c->L - 1), n, D);         // and of its residual [n,D]
+    OP(rmsnorm_fwd, a->hf, a->rstdf, xr, rr, W(m, P_NORM, 0), n, D, c->eps); // xr += rr; hf [n,D]
+    SECTION("classifier");
+    real *Wlm = W(m, lm_tensor(m), 0);
+    const int64_t CR = cls_rows();
+    int32_t *best = a->pred && !a->train ? xmalloc((size_t)CR * sizeof(int32_t)) : NULL;
+    for (int64_t r0 = 0; r0 < n; r0 += CR) {
+        int64_t rows = n - r0 < CR ? n - r0 : CR;
+        if (a->train) {
+            OP(classifier_train, a->losses + r0, a->dx + r0 * D, G(m, lm_tensor(m), 0), a->logits,
+                                 opnd_at(a->hf, r0 * D), Wlm, tgt_b + r0, (real)loss_scale, rows, D, V);
+            continue;
+        }
+        OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+        OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+        if (best) {
+            logits_argmax(a, rows, V, best);
+            for (int64_t i = 0; i < rows; i++) a->pred[sel[r0 + i]] = best[i];
+        }
+    }
+    free(best);
+    if (a->train) {
+        SECTION("final norm bwd");
+        OP(rmsnorm_bwd, rr, 0, G(m, P_NORM, 0), a->dx, xr, W(m, P_NORM, 0), a->rstdf, n, D, c->eps);  // [n,D]
+        OP(embed_bwd, a->dt, rr, rows_b, n, D);                              // into d stream's rows
+    }
+    dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
+    double loss = 0;
+    for (int64_t i = 0; i < n; i++) loss += a->losses_h[i];
+    return loss;
+}
+
 // Head: the stream leaving the last layer -> losses (and logits). Arguments as model_forward's; tgt_b: the
 // targets where the backend reads them.
 static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t *tgt_b, real *logits_out,
@@ -325,8 +402,19 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
     const int64_t N = a->N;
     double loss = 0;
     int64_t cnt = 0;
+    a->sparse = 0;
     switch (c->head) {
     case HEAD_NEXT_TOKEN: {
+        if (targets && !logits_out && !last_only) {
+            int64_t n = 0;
+            for (int64_t i = 0; i < N; i++) n += targets[i] >= 0;
+            if (4 * n <= N) {       // few targets: the sparse head
+                a->sparse = 1;
+                loss = head_sparse_fwd(m, a, targets, n, loss_scale);
+                cnt = n;
+                break;
+            }
+        }
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm");
         OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? block_residual(m, a, c->L - 1) : NULL, W(m, P_NORM, 0), N,
@@ -356,6 +444,12 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
             if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
             if (!targets || last_only) continue;
             OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+            if (a->pred && !a->train) {
+                int32_t *best = xmalloc((size_t)rows * sizeof(int32_t));
+                logits_argmax(a, rows, V, best);
+                for (int64_t i = 0; i < rows; i++) if (targets[r0 + i] >= 0) a->pred[r0 + i] = best[i];
+                free(best);
+            }
             if (a->train) {
                 OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
                 const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
@@ -408,6 +502,7 @@ static real *head_bwd(Model *m, Acts *a) {
     real *dx = NULL;
     switch (c->head) {
     case HEAD_NEXT_TOKEN: {
+        if (a->sparse) { dx = a->dt; break; }      // the sparse head did its backward in the forward
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm bwd");
         OP(rmsnorm_bwd, a->dt, 0, G(m, P_NORM, 0), a->dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);

@@ -136,6 +136,10 @@ typedef struct {
     real *losses;                           // [N]
     int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
     real *losses_h;                         // host copy of the losses [N]
+    // The sparse head (model.c), for targets on a few positions only (MQAR's answers)
+    int32_t *sel_h, *sel_d;                 // the rows with a target, then their targets [2N]; sel_d on the GPU
+    int sparse;                             // the last forward took it (its backward is then done)
+    int32_t *pred;                          // NULL, or [N] given by the caller: see model_forward
     // backward scratch
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
     opnd *dgu;                              // [N,2I]
@@ -154,6 +158,9 @@ void acts_free(Acts *a);
 // logits_out: NULL, or [B,T,V] (all positions) / [B,V] (last_only) receiving the logits.
 // With a->train, the classifier's backward runs here too (it is fused with the loss: logits are never kept)
 // with dloss/dlogit = loss_scale, and dhf is left in a->dx for model_backward.
+// With targets on at most a quarter of the positions, the head's norm and classifier run at those rows alone
+// (the same function; a->sparse says so). With a->pred set, a forward with targets that is not training also
+// writes pred[n] = the most likely token (the first of equal logits) at every row n with a target.
 // Returns the sum of the losses over valid targets; *count receives their number.
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
