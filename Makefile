@@ -9,7 +9,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c checkpoint.c train.c cli.c cmd_hf.c cmd_data.c \
-          shard.c loader.c prepare.c tokenizer.c json.c hf.c
+          shard.c loader.c prepare.c tokenizer.c json.c hf.c mqar.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
