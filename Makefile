@@ -65,7 +65,8 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data
+TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
+        $(BIN)/test_mqar
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -73,7 +74,7 @@ $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data: $(BIN)/%: tests/%.c $(LIB)
+$(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_mqar: $(BIN)/%: tests/%.c $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 

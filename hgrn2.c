@@ -490,6 +490,9 @@ int cmd_sample(int argc, char **argv) {
     const Config *cf = &m.c;
     // The tokenizer is needed for a text prompt or text output; ids in and ids out need none.
     Tokenizer *tok = NULL;
+    if ((!print_ids || !prompt_ids) && !tok_spec && !rs.tokenizer[0])
+        die("%s was trained on token ids without a tokenizer (%s): sample it with --prompt-ids and --ids, or give "
+            "--tokenizer", ckpt, rs.data);
     if (!print_ids || !prompt_ids) tok = tokenizer_load(tok_spec ? tok_spec : rs.tokenizer);
     if (tok && tokenizer_vocab_size(tok) > cf->V)
         die("the tokenizer has %d ids but the model only %d", tokenizer_vocab_size(tok), cf->V);
