@@ -71,7 +71,7 @@ void mqar_example(const Mqar *g, uint64_t index, int32_t *ids, int32_t *targets)
     // the rest is the filler token 0, which is never a key or a value ...
     for (int t = 2 * P; t < T; t++) ids[t] = MQAR_FILLER;
     // ... but for the queries: key i goes to the i-th of P distinct slots drawn by weight without
-    // replacement; a slot j is the query position q = 2P + 2j, whose target is the value, and q + 1 (noise)
+    // replacement; a slot j is the query position q = 2P + 2j, whose target is the value, and q + 1 (filler)
     double left = 0;
     for (int j = 0; j < g->S; j++) left += g->w[j];
     for (int i = 0; i < P; i++) {
