@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include "cli.h"
+#include "mqar.h"
 
 // ----------------------------------------------------------------------------------------------------------
 // Usage errors
@@ -94,7 +95,7 @@ int size_arg(int c, SizeArgs *z) {
     case O_DIM: z->dim = arg_int_in(&R_DIM, optarg); return 1;
     case O_EXPAND: z->expand = arg_int_in(&R_EXPAND, optarg); return 1;
     case O_VOCAB: z->vocab = arg_int_in(&R_VOCAB, optarg); return 1;
-    case O_MLP: z->mlp = arg_int_in(&R_MLP, optarg); return 1;
+    case O_MLP: z->mlp = arg_int_in(&R_MLP, optarg); z->has_mlp = 1; return 1;
     case O_TIE: z->tie = 1; return 1;
     case O_NO_LB: z->nolb = 1; return 1;
     case O_BATCH: z->B = arg_int_in(&R_BATCH, optarg); return 1;
@@ -105,13 +106,15 @@ int size_arg(int c, SizeArgs *z) {
 
 const Preset PRESETS[] = {
     {"tiny", "bible", 256, 4, 64, 0, 16, 256, 400, 40, 2e-3, 0.1, 0.9, 0.95, SCHED_COSINE,
-     "3.5M parameters, byte-level: the default run, minutes on 2 CPU cores"},
-    {"pile-150m", "pile", 768, 15, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.15B"},
-    {"pile-385m", "pile", 1024, 26, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.385B"},
-    {"pile-1b", "pile", 2048, 18, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 1B"},
-    {"pile-3b", "pile", 2560, 36, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 2.9B"},
+     "3.5M parameters, byte-level: the default run, minutes on 2 CPU cores", 0, 0},
+    {"pile-150m", "pile", 768, 15, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.15B", 0, 0},
+    {"pile-385m", "pile", 1024, 26, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 0.385B", 0, 0},
+    {"pile-1b", "pile", 2048, 18, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 1B", 0, 0},
+    {"pile-3b", "pile", 2560, 36, 128, 0, 8, 2048, 50000, 2000, 3e-4, 0.1, 0.9, 0.95, SCHED_COSINE, "Pile 2.9B", 0, 0},
     {"wiki103-44m", "wiki103", 512, 6, 128, 1, 128, 512, 50000, 4000, 5e-4, 0.1, 0.9, 0.98, SCHED_INVSQRT,
-     "WikiText-103 44M (GPT-2 BPE), tied embeddings, inverse-sqrt schedule"},
+     "WikiText-103 44M (GPT-2 BPE), tied embeddings, inverse-sqrt schedule", 0, 0},
+    {"mqar", "mqar", 64, 2, 0, 1, 64, 64, 6000, 100, 1e-2, 0, 0.9, 0.95, SCHED_COSINE,
+     "MQAR (docs/mqar.md): 2 layers without MLPs, tied embeddings, vocabulary 8192", MQAR_VOCAB, 1},
 };
 const int NPRESETS = (int)(sizeof PRESETS / sizeof PRESETS[0]);
 
@@ -122,6 +125,7 @@ const Preset *preset_find(const char *name) {
 const char *task_default_preset(const char *task) {
     if (!strcmp(task, "pile")) return "pile-150m";
     if (!strcmp(task, "wiki103")) return "wiki103-44m";
+    if (!strcmp(task, "mqar")) return "mqar";
     return "tiny";
 }
 
@@ -138,7 +142,10 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
 }
 
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
-    return (Config){.V = (int)(z->vocab ? z->vocab : vocab), .D = (int)(z->dim ? z->dim : ps->D),
-                    .L = (int)(z->layers ? z->layers : ps->L), .K = (int)(z->expand ? z->expand : ps->K),
-                    .I = (int)z->mlp, .tie = z->tie || ps->tie, .lower_bound = !z->nolb, .eps = 1e-6};
+    int D = (int)(z->dim ? z->dim : ps->D);
+    return (Config){.V = (int)(z->vocab ? z->vocab : ps->vocab ? ps->vocab : vocab), .D = D,
+                    .L = (int)(z->layers ? z->layers : ps->L),
+                    .K = (int)(z->expand ? z->expand : ps->K ? ps->K : D < 128 ? D : 128),
+                    .I = z->has_mlp ? (int)z->mlp : ps->no_mlp ? 0 : MLP_DEFAULT, .tie = z->tie || ps->tie,
+                    .lower_bound = !z->nolb, .eps = 1e-6};
 }

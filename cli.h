@@ -37,7 +37,8 @@ enum {
     O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
     O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
     O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
-    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE, O_LAST
+    O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE,
+    O_KV_PAIRS, O_EXAMPLES, O_LAST
 };
 
 // Options of every command that runs a model: --help, --seed and the machine options.
@@ -64,11 +65,13 @@ void machine_start(const MachineArgs *m);
 
 // ---- the model-size options and the presets ----
 
-typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb; } SizeArgs;   // 0: not given
+// 0: not given; but --mlp-width 0 is a width (no MLP), so mlp counts only where has_mlp says it was given
+typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb, has_mlp; } SizeArgs;
 // Takes option c when it is one of SIZE_OPTS; returns whether it was.
 int size_arg(int c, SizeArgs *z);
 
 // The paper's configurations (docs/model.md) and the small default that trains in minutes on a laptop.
+// K 0: the expand ratio is min(D, 128). vocab 0: the data's. no_mlp: blocks without an MLP (else fla's width).
 typedef struct {
     const char *name, *task;
     int D, L, K, tie, B, T;
@@ -76,13 +79,15 @@ typedef struct {
     double lr, wd, beta1, beta2;
     int sched;
     const char *about;
+    int vocab, no_mlp;
 } Preset;
 extern const Preset PRESETS[];
 extern const int NPRESETS;
 
 const Preset *preset_find(const char *name);           // NULL when there is none of that name
 const char *task_default_preset(const char *task);
-// The model of a preset with the size flags applied; vocab is the vocabulary when --vocab is absent.
+// The model of a preset with the size flags applied; vocab is the vocabulary when neither --vocab nor the
+// preset gives one.
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab);
 // The optimization settings of a preset with the flags given applied: --batch and --seq-len from z; in g,
 // steps and lr 0 and min_lr, wd, beta1, beta2, warmup, sched < 0 mean not given, while accum, adam_eps,

@@ -359,6 +359,7 @@ int cmd_export(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
+    if (!m.c.I) die("%s has no MLPs (--mlp-width 0); fla's HGRN2 always has them, so it has no Hugging Face form", ckpt);
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);

@@ -16,20 +16,25 @@
 #include "commands.h"
 #include "data.h"
 #include "tokenizer.h"
+#include "mqar.h"
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train [--task bible|text|pile|wiki103] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
+    "hgrn2 train [--task bible|text|pile|wiki103|mqar] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
     "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
     "Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
     "\n"
     "Task and files:\n"
-    "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103\n"
-    "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m\n"
+    "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
+    "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md)\n"
+    "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m,\n"
+    "                       mqar (the default for mqar)\n"
     "  --data DIR           prepared shards (hgrn2 prepare); required for text, pile and wiki103\n"
+    "  --kv-pairs P         mqar: key-value pairs per example (default 4, 8, 16, 64 at --seq-len 64, 128, 256,\n"
+    "                       512; T/16 otherwise); at most seq-len / 4\n"
     "  --out DIR            run directory: model.ckpt, log.tsv (default " DEFAULT_OUT ")\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
     "  --ckpt PATH          the checkpoint --resume reads (default OUT/model.ckpt)\n"
@@ -43,7 +48,8 @@ static const char *TRAIN_HELP =
     "  --lr X --min-lr X (cosine floor, default lr/10) --warmup N --schedule cosine|invsqrt|constant\n"
     "  --wd X (AdamW decay; never on norms and lower bounds) --beta1 X --beta2 X --adam-eps X --clip X (0: off)\n"
     "Progress:\n"
-    "  --eval-every N (held-out loss every N steps, 0: only at the end) --eval-batches N (0: whole split)\n"
+    "  --eval-every N (held-out loss every N steps, 0: only at the end) --eval-batches N (0: whole split;\n"
+    "                       mqar: batches of held-out examples, also scored for accuracy; 0: 3000 examples)\n"
     "  --ckpt-every N (0: only at the end) --log-every N\n"
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
@@ -69,6 +75,44 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
     }
 }
 
+// The rest of hgrn2 train for --task mqar, once the run state holds the preset (or the checkpoint, with
+// --resume): the examples come from the generator, so no loaders; the checkpoint's data field names the task.
+static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, TrainPlan *plan) {
+    if (!plan->resume) {
+        if (init) {
+            RunState from;
+            checkpoint_load(init, model, &from, 0);
+            rs->c = from.c;
+            printf("initialising from the weights of %s\n", init);
+        }
+        const char *bad = config_finish(&rs->c);
+        if (bad) usage_error("%s", bad);
+        if (!init) { model_alloc(model, &rs->c); model_init(model, rs->h.seed); }
+        rs->step = 0;
+        rs->tokenizer[0] = 0;           // ids only: no tokenizer
+        mqar_spec(rs->data, sizeof rs->data, pairs);
+    }
+    Mqar g;
+    const char *bad = mqar_init(&g, rs->c.V, rs->h.T, pairs, rs->h.seed);
+    if (bad && plan->resume) die("the checkpoint's mqar run cannot continue: %s", bad);
+    if (bad) usage_error("%s (the vocabulary of %s is %d)", bad, init, rs->c.V);
+    model_to_device(model);
+    model_alloc_training(model);
+    mkdir_p(plan->out);
+    // the run's micro-batches take the examples in order, so step s begins at example s x accum x B
+    MqarTask t;
+    mqar_task_init(&t, &g, rs->h.B, (uint64_t)rs->step * (uint64_t)rs->h.accum * (uint64_t)rs->h.B);
+    plan->task = "mqar";
+    plan->data = rs->data;
+    plan->gen = &t.task;
+    int rc = train_run(model, rs, NULL, NULL, plan);
+    if (rc) return rc;      // stopped by a signal, after saving: the process ends here
+    mqar_task_free(&t);
+    mqar_free(&g);
+    model_free(model);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
@@ -83,7 +127,7 @@ int cmd_train(int argc, char **argv) {
         {"clip", required_argument, 0, O_CLIP}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
-        {0, 0, 0, 0}};
+        {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
@@ -92,7 +136,7 @@ int cmd_train(int argc, char **argv) {
     Hyper given = {.accum = 1, .min_lr = -1, .wd = -1, .beta1 = -1, .beta2 = -1, .adam_eps = 1e-8, .clip = 1.0,
                    .warmup = -1, .sched = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1};
-    int c;
+    int pairs = 0, c;     // pairs: mqar's key-value pairs per example
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < O_LAST) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
@@ -125,17 +169,22 @@ int cmd_train(int argc, char **argv) {
         case O_CKPT_EVERY: plan.ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
         case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
+        case O_KV_PAIRS: pairs = (int)arg_int("--kv-pairs", optarg, 1, 1 << 24); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     machine_start(&mach);
-    if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103"))
-        usage_error("--task must be bible, text, pile or wiki103, got '%s'", task);
-    int resume = set[O_RESUME];
+    if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
+        strcmp(task, "mqar"))
+        usage_error("--task must be bible, text, pile, wiki103 or mqar, got '%s'", task);
+    int resume = set[O_RESUME], is_mqar = !strcmp(task, "mqar");
     if (resume && init) usage_error("--resume and --init exclude each other");
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from; to start from weights use --init");
     refuse_fixed_flags(set, resume, init != NULL);
+    if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
+    if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
+    if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");
 
     Model model = {0};
     RunState rs;
@@ -148,6 +197,8 @@ int cmd_train(int argc, char **argv) {
             if (given.steps < rs.step) usage_error("--steps %lld is below the %lld steps already done", (long long)given.steps, (long long)rs.step);
             rs.h.steps = given.steps;
         }
+        is_mqar = mqar_parse(rs.data, &pairs);
+        if (is_mqar && data) usage_error("%s is a run of mqar, whose examples are generated: it takes no --data", from);
         if (!data) data = rs.data;
         printf("resuming %s at step %lld of %lld\n", from, (long long)rs.step, (long long)rs.h.steps);
     } else {
@@ -163,10 +214,22 @@ int cmd_train(int argc, char **argv) {
         if (!probe.V) probe.V = 256;
         const char *bad = config_finish(&probe);
         if (bad) usage_error("%s", bad);
-        if (!data) {
+        if (is_mqar) {
+            if (!pairs) pairs = mqar_default_pairs(rs.h.T);
+            Mqar g;                      // the shape, checked now (with --init, once the vocabulary is known)
+            if (!init && (bad = mqar_init(&g, rs.c.V, rs.h.T, pairs, rs.h.seed))) usage_error("%s", bad);
+            if (!init) mqar_free(&g);
+        } else if (!data) {
             if (!strcmp(task, "bible")) data = DEFAULT_BIBLE_DATA;
             else usage_error("--task %s needs --data DIR (shards made by 'hgrn2 prepare')", task);
         }
+    }
+    plan.out = out;
+    plan.resume = resume;
+    if (is_mqar) {
+        int rc = train_mqar(&model, &rs, init, pairs, &plan);
+        free(ckpt_path);
+        return rc;
     }
 
     if (!resume && !strcmp(task, "bible") && !strcmp(data, DEFAULT_BIBLE_DATA)) prepare_bible(data);
@@ -206,8 +269,6 @@ int cmd_train(int argc, char **argv) {
 
     plan.task = task;
     plan.data = data;
-    plan.out = out;
-    plan.resume = resume;
     int rc = train_run(&model, &rs, train_ld, val_ld, &plan);
     if (rc) return rc;      // stopped by a signal, after saving: the process ends here
     if (val_ld) loader_close(val_ld);
@@ -220,11 +281,15 @@ int cmd_train(int argc, char **argv) {
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 eval
 
-static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]";
+static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]"
+                                 " | --task mqar [--examples N]";
 static const char *EVAL_HELP =
     "Report the mean next-token loss, the perplexity and bits per byte (from the tokenizer: the bytes of\n"
     "text the predicted tokens stand for).\n"
     "The last line printed is 'loss X'.\n"
+    "A model trained on mqar (or any, with --task mqar) is scored on held-out MQAR examples instead: the mean\n"
+    "loss at the answer positions, and the accuracy, the fraction of answers whose most likely token is the\n"
+    "right value. The last line printed is then 'accuracy X'.\n"
     "\n"
     "  --ckpt PATH          the model (default " DEFAULT_OUT "/model.ckpt)\n"
     "  --data DIR           prepared shards (default: the data the model was trained on)\n"
@@ -236,7 +301,30 @@ static const char *EVAL_HELP =
     "  --logits OUT         with --ids: write the logits as little-endian float32 [sequences, T, V]\n"
     "                       (all sequences must have the same length T)\n"
     "  --tokenizer PATH     the tokenizer for bits per byte (default: the model's, when its files are here)\n"
+    "MQAR (docs/mqar.md):\n"
+    "  --task mqar          held-out MQAR examples (the default for a model trained on mqar)\n"
+    "  --examples N         how many: the first N of the held-out set (default 3000)\n"
+    "  --kv-pairs P --seq-len T  their shape (default: the training run's) --batch B (default: the training batch)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
+
+// hgrn2 eval --task mqar: accuracy on the first n held-out examples of shape (T, P), B at a time, drawn with
+// the training run's seed (held out by index from what it trained on).
+static int eval_mqar(Model *m, const RunState *rs, int B, int T, int P, int64_t n) {
+    Mqar g;
+    const char *bad = mqar_init(&g, m->c.V, T, P, rs->h.seed);
+    if (bad) usage_error("%s", bad);
+    Acts a;
+    acts_alloc(&a, &m->c, B, T, 0);
+    double t0 = now_s(), acc;
+    double loss = mqar_evaluate(m, &a, &g, n, &acc);
+    printf("mqar: %lld held-out examples of length %d with %d key-value pairs (%lld answers) in %.1f s\n",
+           (long long)n, T, P, (long long)n * P, now_s() - t0);
+    printf("loss %.6f at the answer positions\n", loss);
+    printf("accuracy %.6f\n", acc);
+    acts_free(&a);
+    mqar_free(&g);
+    return 0;
+}
 
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
@@ -244,13 +332,14 @@ int cmd_eval(int argc, char **argv) {
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
         {"seq-len", required_argument, 0, O_SEQ}, {"max-batches", required_argument, 0, O_MAX_BATCHES},
         {"ids", required_argument, 0, O_IDS}, {"logits", required_argument, 0, O_LOGITS},
-        {"tokenizer", required_argument, 0, O_TOKENIZER}, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, O_TOKENIZER}, {"task", required_argument, 0, O_TASK},
+        {"examples", required_argument, 0, O_EXAMPLES}, {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {0, 0, 0, 0}};
     cli_start("hgrn2 eval", EVAL_USAGE);
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *data = NULL, *split = "val", *ids_path = NULL, *logits_path = NULL;
     const char *tok_spec = NULL;
     MachineArgs mach = {0};
-    int64_t B = 0, T = 0, max_batches = 0;
-    int c;
+    int64_t B = 0, T = 0, max_batches = 0, examples = 0;
+    int pairs = 0, mqar = 0, c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (machine_arg(c, &mach)) continue;
         switch (c) {
@@ -268,10 +357,19 @@ int cmd_eval(int argc, char **argv) {
         case O_LOGITS: logits_path = optarg; break;
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: break;
+        case O_TASK:
+            if (strcmp(optarg, "mqar")) usage_error("--task of eval is mqar (a language model needs none), got '%s'", optarg);
+            mqar = 1;
+            break;
+        case O_EXAMPLES: examples = arg_int("--examples", optarg, 1, INT64_C(1) << 40); break;
+        case O_KV_PAIRS: pairs = (int)arg_int("--kv-pairs", optarg, 1, 1 << 24); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    if (mqar && (data || ids_path || logits_path || tok_spec || max_batches || strcmp(split, "val")))
+        usage_error("--task mqar scores generated examples: it takes none of --data, --split, --ids, --logits, "
+                    "--tokenizer and --max-batches");
     if (logits_path && !ids_path) usage_error("--logits needs --ids");
     if (ids_path && (data || B || T || max_batches)) usage_error("--ids excludes --data, --batch, --seq-len and --max-batches");
     machine_start(&mach);
@@ -281,6 +379,18 @@ int cmd_eval(int argc, char **argv) {
     checkpoint_load(ckpt, &m, &rs, 0);
     model_to_device(&m);
     const Config *cf = &m.c;
+    int trained_pairs = 0;
+    if (mqar_parse(rs.data, &trained_pairs) && !data && !ids_path && !tok_spec && !max_batches && !strcmp(split, "val"))
+        mqar = 1;           // a model trained on mqar is scored on it
+    if (!mqar && (examples || pairs)) usage_error("--examples and --kv-pairs are for --task mqar");
+    if (mqar) {
+        if (!pairs) pairs = trained_pairs;
+        if (!pairs) usage_error("%s was not trained on mqar: give --kv-pairs", ckpt);
+        int rc = eval_mqar(&m, &rs, (int)(B ? B : rs.h.B), (int)(T ? T : rs.h.T), pairs,
+                           examples ? examples : MQAR_EVAL_EXAMPLES);
+        model_free(&m);
+        return rc;
+    }
     // bits per byte need the tokenizer: the one given, else the model's when it can be found
     Tokenizer *tok = NULL;
     if (tok_spec) tok = tokenizer_load(tok_spec);
@@ -385,6 +495,9 @@ int cmd_sample(int argc, char **argv) {
     const Config *cf = &m.c;
     // The tokenizer is needed for a text prompt or text output; ids in and ids out need none.
     Tokenizer *tok = NULL;
+    if ((!print_ids || !prompt_ids) && !tok_spec && !rs.tokenizer[0])
+        die("%s was trained on token ids without a tokenizer (%s): sample it with --prompt-ids and --ids, or give "
+            "--tokenizer", ckpt, rs.data);
     if (!print_ids || !prompt_ids) tok = tokenizer_load(tok_spec ? tok_spec : rs.tokenizer);
     if (tok && tokenizer_vocab_size(tok) > cf->V)
         die("the tokenizer has %d ids but the model only %d", tokenizer_vocab_size(tok), cf->V);

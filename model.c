@@ -13,7 +13,7 @@ int mlp_width(int D, double ratio) {
 }
 
 const Range R_VOCAB = {"vocab", 2, 1 << 24}, R_DIM = {"dim", 1, 65536}, R_LAYERS = {"layers", 1, 1024},
-            R_EXPAND = {"expand-ratio", 1, 65536}, R_MLP = {"mlp-width", 1, 1 << 20};
+            R_EXPAND = {"expand-ratio", 1, 65536}, R_MLP = {"mlp-width", 0, 1 << 20};
 
 const char *config_finish(Config *c) {
     static char msg[160];
@@ -26,8 +26,8 @@ const char *config_finish(Config *c) {
     }
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
-    if (c->I <= 0) c->I = mlp_width(c->D, 4);
-    if (!in_range(&R_MLP, c->I)) return "--mlp-width must be in [1, 1048576]";
+    if (c->I < 0) c->I = mlp_width(c->D, 4);
+    if (!in_range(&R_MLP, c->I)) return "--mlp-width must be in [0, 1048576]";
     return NULL;
 }
 
@@ -57,12 +57,13 @@ void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     switch (p) {
     case P_EMB: r = c->V; break;
     case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
-    case P_NORM: case P_ATTN_NORM: case P_GNORM: case P_MLP_NORM: break;
+    case P_NORM: case P_ATTN_NORM: case P_GNORM: break;
+    case P_MLP_NORM: r = c->I ? 1 : 0; k = c->I ? D : 0; break;
     case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
     case P_WQ: case P_WF: r = HK; break;
     case P_WI: case P_WO: r = D; break;
-    case P_WGATE: case P_WUP: r = c->I; break;
-    case P_WDOWN: r = D; k = c->I; break;
+    case P_WGATE: case P_WUP: r = c->I; k = c->I ? D : 0; break;
+    case P_WDOWN: r = c->I ? D : 0; k = c->I; break;
     }
     *rows = r;
     *cols = k;
@@ -175,8 +176,11 @@ void model_init(Model *m, uint64_t seed) {
 }
 
 void print_config(const Config *c, const Layout *lay, FILE *f) {
-    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), MLP %d, %s, %s\n", c->V, c->D,
-            c->L, c->H, c->K, c->Dv, c->I, c->tie ? "tied embeddings" : "untied lm_head",
+    char mlp[32];
+    if (c->I) snprintf(mlp, sizeof mlp, "MLP %d", c->I);
+    else snprintf(mlp, sizeof mlp, "no MLP");
+    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
+            c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
             c->lower_bound ? "lower bounds" : "no lower bounds");
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
@@ -192,7 +196,7 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     memset(a, 0, sizeof *a);
     a->B = B; a->T = T; a->train = train;
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
-    int64_t nl = train ? L : 1, QFI = 2 * HK + D;
+    int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
     a->N = N;
     // The sizes come from flags or a checkpoint: bound them before the byte counts below can overflow. Every part
     // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 32 of them.
@@ -204,11 +208,11 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     const int64_t R = sizeof(real), O = (int64_t)opnd_size();
     const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
     struct { void **p; int64_t bytes; } parts[] = {
-        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, nl * N * D * R},
+        {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, mid * nl * N * D * R},
         {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
         {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
-        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
+        {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, mid * N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
         {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
         {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
         {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
@@ -228,15 +232,18 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
         at += (parts[i].bytes + 255) / 256 * 256;
     }
     a->losses_h = xmalloc((size_t)N * sizeof(real));
+    a->sel_h = xmalloc((size_t)N * 2 * sizeof(int32_t));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+        a->sel_d = dev_alloc((size_t)N * 2 * sizeof(int32_t), "token ids");
     }
 }
 void acts_free(Acts *a) {
     dev_free(a->mem);
     free(a->losses_h);
-    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); }
+    free(a->sel_h);
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); dev_free(a->sel_d); }
     memset(a, 0, sizeof *a);
 }
 
@@ -249,7 +256,15 @@ void acts_free(Acts *a) {
 // MLP, each around a residual), then the head. Each stage takes its form from the Config's kinds.
 // Each residual add is done by the norm after it: the residual stream x of layer l holds the last layer's
 // MLP output until the layer's first norm adds the residual it goes around (that layer's xmid), and xmid
-// holds the mixer's output y until the MLP's norm adds x.
+// holds the mixer's output y until the MLP's norm adds x. Without an MLP a block is x + y: the mixer writes
+// y where the MLP's output would go, and the next norm adds x itself (block_residual).
+
+// The residual that the stream leaving layer l still needs added (by the norm after it): the layer's xmid
+// (x + y), to which the MLP's output goes; without an MLP, the stream x entering the layer.
+static real *block_residual(const Model *m, Acts *a, int l) {
+    if (m->c.I) return LAYER(a, xmid, l, m->c.D);
+    return a->resid + (int64_t)l * a->N * m->c.D;
+}
 
 // Input stage: the ids [N] (where the backend reads them) into the residual stream entering layer 0 [N,D].
 static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
@@ -261,9 +276,9 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
     }
 }
 
-// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into the layer's xmid. S: the layer's
-// recurrent state [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
-static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
+// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into out. S: the layer's recurrent state
+// [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
+static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const int64_t N = a->N;
@@ -275,7 +290,7 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S) {
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                // q, k, g [N,HK]
         OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);  // o [N,D]
         OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
-        OP(matmul_fwd, LAYER(a, xmid, l, D), a->yo, W(m, P_WO, l), N, D, D); // y [N,D]
+        OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
     }
     }
@@ -292,19 +307,99 @@ static void mlp_fwd(Model *m, Acts *a, int l, real *out) {
 }
 
 // Layer l: x -> attn_norm -> mixer -> (+ x) -> mlp_norm -> MLP, into the stream entering layer l + 1.
+// Without an MLP: x -> attn_norm -> mixer, into that stream (+ x there).
 static void block_fwd(Model *m, Acts *a, int l, real *states) {
     const Config *c = &m->c;
     const int D = c->D;
     const int64_t N = a->N, state_size = (int64_t)a->B * c->H * c->K * c->Dv;
     real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
-    real *xmid = LAYER(a, xmid, l, D);
-    const real *x_res = l > 0 ? LAYER(a, xmid, l - 1, D) : NULL;
+    const real *x_res = l > 0 ? block_residual(m, a, l - 1) : NULL;
+    real *S = states ? states + l * state_size : NULL;
     SECTION("mixer");
     OP(rmsnorm_fwd, a->h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
-    mixer_fwd(m, a, l, states ? states + l * state_size : NULL);
+    if (!c->I) {
+        mixer_fwd(m, a, l, S, xn);                                           // y [N,D]; + x in the next norm
+        return;
+    }
+    real *xmid = LAYER(a, xmid, l, D);
+    mixer_fwd(m, a, l, S, xmid);
     SECTION("mlp");
     OP(rmsnorm_fwd, a->h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);    // xmid = x + y
     mlp_fwd(m, a, l, xn);
+}
+
+// The most likely token of each of the first n rows of the classifier's scratch (a->logits [n,V]) into
+// best[n]: the first of equal logits, as greedy decoding picks it.
+static void logits_argmax(Acts *a, int64_t n, int V, int32_t *best) {
+    real *tmp = NULL;
+    const real *lg = a->logits;
+    if (g_gpu) {
+        tmp = xmalloc((size_t)(n * V) * sizeof(real));
+        dev_download(tmp, a->logits, (size_t)(n * V) * sizeof(real));
+        lg = tmp;
+    }
+    for (int64_t i = 0; i < n; i++) best[i] = sample_token(lg + i * V, V, 0, 0, 1, NULL, NULL);
+    free(tmp);
+}
+
+// The head at the n rows with a target only, for targets on few positions (MQAR's answers). The rows of the
+// stream leaving the last layer and of its residual are gathered (embed_fwd reads rows by index), added and
+// normed, and the classifier runs on them; in training their gradient goes back through the norm and is
+// scattered into d stream (embed_bwd adds rows by index into zeros), which finishes the head's backward here.
+// Rows without a target have no loss and no gradient, so this is the dense head's function, at n / N of the
+// classifier's cost. Returns the summed loss.
+static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t n, double loss_scale) {
+    const Config *c = &m->c;
+    const int D = c->D, V = c->V;
+    const int64_t N = a->N;
+    int32_t *sel = a->sel_h;                            // the rows [n], and at sel + N their targets [n]
+    for (int64_t i = 0, k = 0; i < N; i++)
+        if (targets[i] >= 0) { sel[k] = (int32_t)i; sel[N + k] = targets[i]; k++; }
+    const int32_t *rows_b = sel, *tgt_b = sel + N;      // where the backend reads them
+    if (g_gpu && n) {
+        dev_upload(a->sel_d, sel, (size_t)n * sizeof(int32_t));
+        dev_upload(a->sel_d + N, sel + N, (size_t)n * sizeof(int32_t));
+        rows_b = a->sel_d;
+        tgt_b = a->sel_d + N;
+    }
+    // the gathered rows go where nothing is kept now: buffers the backward overwrites, or in an evaluation
+    // the mixer's, which the forward is done with
+    real *xr = a->train ? a->dh : a->o, *rr = a->train ? a->dout : a->qfi;
+    if (a->train) OP(zero, a->dt, N * D);                                    // d stream [N,D]
+    if (!n) return 0;
+    real *xL = a->resid + (int64_t)c->L * N * D;
+    SECTION("final norm");
+    OP(embed_fwd, xr, rows_b, xL, n, D);                                     // the rows of the stream [n,D]
+    OP(embed_fwd, rr, rows_b, block_residual(m, a, c->L - 1), n, D);         // and of its residual [n,D]
+    OP(rmsnorm_fwd, a->hf, a->rstdf, xr, rr, W(m, P_NORM, 0), n, D, c->eps); // xr += rr; hf [n,D]
+    SECTION("classifier");
+    real *Wlm = W(m, lm_tensor(m), 0);
+    const int64_t CR = cls_rows();
+    int32_t *best = a->pred && !a->train ? xmalloc((size_t)CR * sizeof(int32_t)) : NULL;
+    for (int64_t r0 = 0; r0 < n; r0 += CR) {
+        int64_t rows = n - r0 < CR ? n - r0 : CR;
+        if (a->train) {
+            OP(classifier_train, a->losses + r0, a->dx + r0 * D, G(m, lm_tensor(m), 0), a->logits,
+                                 opnd_at(a->hf, r0 * D), Wlm, tgt_b + r0, (real)loss_scale, rows, D, V);
+            continue;
+        }
+        OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+        OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+        if (best) {
+            logits_argmax(a, rows, V, best);
+            for (int64_t i = 0; i < rows; i++) a->pred[sel[r0 + i]] = best[i];
+        }
+    }
+    free(best);
+    if (a->train) {
+        SECTION("final norm bwd");
+        OP(rmsnorm_bwd, rr, 0, G(m, P_NORM, 0), a->dx, xr, W(m, P_NORM, 0), a->rstdf, n, D, c->eps);  // [n,D]
+        OP(embed_bwd, a->dt, rr, rows_b, n, D);                              // into d stream's rows
+    }
+    dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
+    double loss = 0;
+    for (int64_t i = 0; i < n; i++) loss += a->losses_h[i];
+    return loss;
 }
 
 // Head: the stream leaving the last layer -> losses (and logits). Arguments as model_forward's; tgt_b: the
@@ -316,12 +411,23 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
     const int64_t N = a->N;
     double loss = 0;
     int64_t cnt = 0;
+    a->sparse = 0;
     switch (c->head) {
     case HEAD_NEXT_TOKEN: {
+        if (targets && !logits_out && !last_only) {
+            int64_t n = 0;
+            for (int64_t i = 0; i < N; i++) n += targets[i] >= 0;
+            if (4 * n <= N) {       // few targets: the sparse head
+                a->sparse = 1;
+                loss = head_sparse_fwd(m, a, targets, n, loss_scale);
+                cnt = n;
+                break;
+            }
+        }
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm");
-        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? LAYER(a, xmid, c->L - 1, D) : NULL, W(m, P_NORM, 0), N, D,
-                        c->eps);                                             // xL = the last MLP's output + xmid
+        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? block_residual(m, a, c->L - 1) : NULL, W(m, P_NORM, 0), N,
+                        D, c->eps);                                          // xL += the last block's residual
 
         // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
         SECTION("classifier");
@@ -347,6 +453,12 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
             if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
             if (!targets || last_only) continue;
             OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
+            if (a->pred && !a->train) {
+                int32_t *best = xmalloc((size_t)rows * sizeof(int32_t));
+                logits_argmax(a, rows, V, best);
+                for (int64_t i = 0; i < rows; i++) if (targets[r0 + i] >= 0) a->pred[r0 + i] = best[i];
+                free(best);
+            }
             if (a->train) {
                 OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
                 const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
@@ -399,6 +511,7 @@ static real *head_bwd(Model *m, Acts *a) {
     real *dx = NULL;
     switch (c->head) {
     case HEAD_NEXT_TOKEN: {
+        if (a->sparse) { dx = a->dt; break; }      // the sparse head did its backward in the forward
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm bwd");
         OP(rmsnorm_bwd, a->dt, 0, G(m, P_NORM, 0), a->dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
@@ -448,17 +561,21 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
     }
 }
 
-// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input.
+// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input. Without an
+// MLP the output is x + y, so dx is also the gradient of y.
 static void block_bwd(Model *m, Acts *a, int l, real *dx) {
     const Config *c = &m->c;
     const int D = c->D;
     const int64_t N = a->N;
-    real *x = a->resid + (int64_t)l * N * D, *xmid = LAYER(a, xmid, l, D);
-    SECTION("mlp bwd");
-    OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
-    mlp_bwd(m, a, l, dx);
-    OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
-                N, D, c->eps);                                                   // dx += d xmid
+    real *x = a->resid + (int64_t)l * N * D;
+    if (c->I) {
+        real *xmid = LAYER(a, xmid, l, D);
+        SECTION("mlp bwd");
+        OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
+        mlp_bwd(m, a, l, dx);
+        OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
+                    N, D, c->eps);                                               // dx += d xmid
+    }
     SECTION("mixer bwd");
     OP(rmsnorm_fwd, a->h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
     mixer_bwd(m, a, l, dx);

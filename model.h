@@ -10,9 +10,10 @@
 // ---- configuration ----
 
 // A model is an input stage, L blocks (a token mixer and an MLP, each behind an RMSNorm and around a
-// residual) and a head. The kinds below pick each stage's form (model.c switches on them); a task that needs
-// another form adds a kind and its cases beside the existing ones, and the compiler's -Wswitch points at
-// every stage still to write. Zero is the language model, so a Config written without them is one.
+// residual; the token mixer alone when the MLP width is 0) and a head. The kinds below pick each stage's
+// form (model.c switches on them); a task that needs another form adds a kind and its cases beside the
+// existing ones, and the compiler's -Wswitch points at every stage still to write. Zero is the language
+// model, so a Config written without them is one.
 typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embedding table
 typedef enum { MIXER_CAUSAL } MixerKind;        // the HGRU2 recurrence, left to right
 typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
@@ -24,7 +25,7 @@ typedef struct {
     int K;          // expand ratio: key (forget-gate) dim per head
     int H;          // heads = D / K
     int Dv;         // value dim per head = D / H
-    int I;          // MLP width
+    int I;          // MLP width; 0: no MLP, each block is its token mixer alone (MLP_DEFAULT: fla's width)
     int tie;        // lm_head tied to the embedding
     int lower_bound;// use the learned lower bounds of the forget gates
     double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
@@ -40,7 +41,10 @@ extern const Range R_VOCAB, R_DIM, R_LAYERS, R_EXPAND, R_MLP;
 
 // MLP width of fla: 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256), hidden_ratio 4 unless a config says.
 int mlp_width(int D, double ratio);
-// Fills the derived sizes; returns NULL when the configuration is valid, otherwise what is wrong.
+// A Config's I before config_finish: fla's width for its D, mlp_width(D, 4). (0 is a width: no MLP.)
+#define MLP_DEFAULT (-1)
+// Fills the derived sizes (I = mlp_width(D, 4) when MLP_DEFAULT); returns NULL when the configuration is
+// valid, otherwise what is wrong. Calling it again on its result changes nothing.
 const char *config_finish(Config *c);
 
 // ---- the parameter table ----
@@ -64,7 +68,8 @@ typedef struct {
 } ParamDesc;
 extern const ParamDesc PARAMS[NPARAM];
 
-// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent.
+// Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent: lm_head when
+// tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP.
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
 // The Hugging Face name of tensor p of layer l.
@@ -134,6 +139,10 @@ typedef struct {
     real *losses;                           // [N]
     int32_t *ids_d, *tgt_d;                 // on the GPU: device copies of the ids and targets [N]
     real *losses_h;                         // host copy of the losses [N]
+    // The sparse head (model.c), for targets on a few positions only (MQAR's answers)
+    int32_t *sel_h, *sel_d;                 // the rows with a target, then their targets [2N]; sel_d on the GPU
+    int sparse;                             // the last forward took it (its backward is then done)
+    int32_t *pred;                          // NULL, or [N] given by the caller: see model_forward
     // backward scratch
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
     opnd *dgu;                              // [N,2I]
@@ -152,6 +161,9 @@ void acts_free(Acts *a);
 // logits_out: NULL, or [B,T,V] (all positions) / [B,V] (last_only) receiving the logits.
 // With a->train, the classifier's backward runs here too (it is fused with the loss: logits are never kept)
 // with dloss/dlogit = loss_scale, and dhf is left in a->dx for model_backward.
+// With targets on at most a quarter of the positions, the head's norm and classifier run at those rows alone
+// (the same function; a->sparse says so). With a->pred set, a forward with targets that is not training also
+// writes pred[n] = the most likely token (the first of equal logits) at every row n with a target.
 // Returns the sum of the losses over valid targets; *count receives their number.
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);

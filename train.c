@@ -301,18 +301,19 @@ void run_dir_lock(const char *out, int argc, char **argv) {
 }
 
 #define LOG_HEADER "step\ttrain_loss\tval_loss\tlr\tgrad_norm\n"
+#define LOG_HEADER_ACC "step\ttrain_loss\tval_loss\tlr\tgrad_norm\tval_acc\n"
 
 // On --resume, log.tsv is cut back to the rows of the steps the checkpoint holds: a run killed after its
 // last checkpoint had logged steps that the resumed run logs again. Rows after a step already seen, and a
 // last row cut short, go too. Written to log.tsv.tmp and renamed, so a crash leaves the old log or the new.
-static void log_cut(const char *path, int64_t last_step) {
+static void log_cut(const char *path, const char *header, int64_t last_step) {
     FILE *in = fopen(path, "r");
     int in_errno = errno;
     if (!in && in_errno != ENOENT) die("cannot read %s: %s", path, strerror(in_errno));
     char *tmp = xasprintf("%s.tmp", path);
     FILE *out = fopen(tmp, "w");
     if (!out) die("cannot create %s: %s", tmp, strerror(errno));
-    fputs(LOG_HEADER, out);
+    fputs(header, out);
     if (in) {
         char *line = NULL;
         size_t cap = 0;
@@ -358,15 +359,18 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     int64_t eval_every = p->eval_every, ckpt_every = p->ckpt_every;
     if (eval_every < 0) eval_every = h->steps >= 10 ? h->steps / 4 : 0;
     if (ckpt_every < 0) ckpt_every = h->steps >= 10 ? h->steps / 4 : 0;
+    const GenTask *gen = p->gen;
+    const int has_val = val_ld || gen;
     Acts acts, eacts;
     acts_alloc(&acts, cf, h->B, h->T, 1);
-    if (val_ld) acts_alloc(&eacts, cf, h->B, h->T, 0);
+    if (has_val) acts_alloc(&eacts, cf, h->B, h->T, 0);
     const char *peak_label;
     const double peak = dev_peak_flops(&peak_label);
 
     printf("+--------------+----------------------------------------------------------\n");
-    printf("| task         | %s, data %s (%llu train tokens%s), tokenizer %s\n", p->task, p->data,
-           (unsigned long long)loader_ntokens(train_ld), val_ld ? "" : ", no validation split", rs->tokenizer);
+    if (gen) printf("| task         | %s, data %s (generated on the fly)\n", p->task, p->data);
+    else printf("| task         | %s, data %s (%llu train tokens%s), tokenizer %s\n", p->task, p->data,
+                (unsigned long long)loader_ntokens(train_ld), val_ld ? "" : ", no validation split", rs->tokenizer);
     print_config(cf, &model->lay, stdout);
     printf("| batch        | %d x %d tokens x %d accumulation = %lld tokens per step\n", h->B, h->T, h->accum,
            (long long)h->B * h->T * h->accum);
@@ -375,23 +379,24 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     printf("| steps        | %lld (eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
            (long long)eval_every, (long long)ckpt_every);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
-           bytes_mib(model->lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (val_ld ? eacts.bytes : 0)));
+           bytes_mib(model->lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0)));
     if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), out);
     else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), out);
     printf("+--------------+----------------------------------------------------------\n");
     fflush(stdout);
 
     char *ckpt_path = xasprintf("%s/model.ckpt", out), *log_path = xasprintf("%s/log.tsv", out);
-    if (p->resume) log_cut(log_path, rs->step);
+    if (p->resume) log_cut(log_path, gen ? LOG_HEADER_ACC : LOG_HEADER, rs->step);
     FILE *logf = fopen(log_path, p->resume ? "a" : "w");
     if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
-    if (!p->resume) fputs(LOG_HEADER, logf);
+    if (!p->resume) fputs(gen ? LOG_HEADER_ACC : LOG_HEADER, logf);
 
     int64_t N = (int64_t)h->B * h->T;
-    LoaderBatches lb = {train_ld, h->B, h->T, cf->V, xmalloc((size_t)h->B * (h->T + 1) * sizeof(int32_t)),
-                        xmalloc((size_t)N * sizeof(int32_t)), xmalloc((size_t)N * sizeof(int32_t))};
-    const BatchSource src = {loader_batches_next, &lb};
-    double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, first_loss = NAN;
+    LoaderBatches lb = {0};
+    if (!gen) lb = (LoaderBatches){train_ld, h->B, h->T, cf->V, xmalloc((size_t)h->B * (h->T + 1) * sizeof(int32_t)),
+                                   xmalloc((size_t)N * sizeof(int32_t)), xmalloc((size_t)N * sizeof(int32_t))};
+    const BatchSource src = gen ? gen->batches : (BatchSource){loader_batches_next, &lb};
+    double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, val_acc = NAN, first_loss = NAN;
     int64_t step0 = rs->step;
     double tok_per_s = 0;
     int rc = 0;
@@ -408,13 +413,15 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
             die("training diverged at step %lld (loss %g, grad norm %g); lower --lr or raise --warmup; the last "
                 "checkpoint in %s is intact", (long long)step, r.loss, r.grad_norm, out);
         rs->step = step;
-        rs->loader = loader_get_state(train_ld);
+        if (train_ld) rs->loader = loader_get_state(train_ld);
+        else rs->loader.batches = (uint64_t)(step * h->accum);   // a generated task draws accum batches a step too
         double dt = now_s() - t0;
         if (t_first < 0) { t_first = now_s() - t_start; first_loss = loss; }
         tok_per_s = (double)N * h->accum / dt;
 
-        int do_eval = val_ld && ((eval_every && step % eval_every == 0) || step == h->steps);
-        if (do_eval) val_loss = evaluate(model, &eacts, val_ld, p->eval_batches, NULL, NULL, NULL);
+        int do_eval = has_val && ((eval_every && step % eval_every == 0) || step == h->steps);
+        if (do_eval && gen) val_loss = gen->evaluate(gen->ctx, model, &eacts, p->eval_batches, &val_acc);
+        else if (do_eval) val_loss = evaluate(model, &eacts, val_ld, p->eval_batches, NULL, NULL, NULL);
         if (step % p->log_every == 0 || step == h->steps || do_eval) {
             double elapsed = now_s() - t_start, eta = elapsed / (double)(step - step0) * (double)(h->steps - step);
             char etas[32];
@@ -424,12 +431,15 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
             if (peak > 0) printf(" | MFU %.1f%%", 100 * 6.0 * (double)model->lay.n * tok_per_s / peak);
             printf(" | ETA %s", etas);
             if (do_eval) printf(" | val loss %.4f", val_loss);
+            if (do_eval && gen) printf(" | val acc %.4f", val_acc);
             printf("\n");
             fflush(stdout);
         }
         fprintf(logf, "%lld\t%.9g\t", (long long)step, loss);
         if (do_eval) fprintf(logf, "%.9g", val_loss);
-        fprintf(logf, "\t%.9g\t%.9g\n", r.lr, r.grad_norm);
+        fprintf(logf, "\t%.9g\t%.9g", r.lr, r.grad_norm);
+        if (gen) { fputc('\t', logf); if (do_eval) fprintf(logf, "%.9g", val_acc); }
+        fputc('\n', logf);
         fflush(logf);
         if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal)
             checkpoint_save(ckpt_path, model, rs, 1);
@@ -454,7 +464,8 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         fmt_duration(tot, sizeof tot, total);
         printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
                (long long)(rs->step - step0), tot, t_first, (double)(rs->step - step0) * N * h->accum / total, loss, first_loss);
-        if (val_ld) printf(", held-out loss %.4f", val_loss);
+        if (has_val) printf(", held-out loss %.4f", val_loss);
+        if (gen) printf(", accuracy %.4f", val_acc);
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\nsaved %s\n", ckpt_path);
     }
@@ -462,6 +473,6 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     free(lb.buf); free(lb.inp); free(lb.tgt);
     free(ckpt_path); free(log_path);
     acts_free(&acts);
-    if (val_ld) acts_free(&eacts);
+    if (has_val) acts_free(&eacts);
     return rc;
 }

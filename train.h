@@ -84,6 +84,15 @@ typedef struct RunState RunState;   // checkpoint.h
 // dies saying so.
 void run_dir_lock(const char *out, int argc, char **argv);
 
+// A task whose examples are generated rather than read from shards (MQAR, mqar.h): train_run takes its
+// batches and its held-out evaluation from here.
+typedef struct {
+    BatchSource batches;            // the micro-batches of the run's steps, in order from its first step
+    // The held-out loss, and in *acc the task's accuracy in [0, 1]; eval_batches as TrainPlan's.
+    double (*evaluate)(void *ctx, Model *m, Acts *a, int64_t eval_batches, double *acc);
+    void *ctx;
+} GenTask;
+
 // How a run reports, saves and stops.
 typedef struct {
     const char *task, *data;        // named in the startup table
@@ -94,12 +103,14 @@ typedef struct {
     int64_t log_every;              // a progress line every N steps
     int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
     int resume;                     // continue log.tsv (cut back to the checkpoint's step) instead of starting it
+    const GenTask *gen;             // a generated task: batches and evaluation from it, no loaders (NULL: shards)
 } TrainPlan;
 
-// Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none): the
-// startup table, a progress line and a log.tsv row per step, checkpoints (with the AdamW moments and rs),
-// and a summary. Ctrl-C or SIGTERM saves and stops after the step in progress. Returns 0, or 128 + the
-// signal that stopped it.
+// Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none), or on the
+// plan's generated task (both loaders NULL): the startup table, a progress line and a log.tsv row per step
+// (with a generated task, the held-out accuracy too), checkpoints (with the AdamW moments and rs), and a
+// summary. Ctrl-C or SIGTERM saves and stops after the step in progress. Returns 0, or 128 + the signal
+// that stopped it.
 int train_run(Model *m, RunState *rs, Loader *train_ld, Loader *val_ld, const TrainPlan *p);
 
 #endif

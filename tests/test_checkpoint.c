@@ -128,7 +128,9 @@ static void header_ranges(void) {
     bad_field("layers 5000", 0, I_L, 5000, "is corrupt: layers = 5000 is out of range [1, 1024]");
     bad_field("expand ratio 0", 0, I_K, 0, "is corrupt: expand-ratio = 0 is out of range");
     bad_field("expand ratio not dividing dim", 0, I_K, 3, "is corrupt: expand-ratio 3 does not divide dim 16");
-    bad_field("MLP width 0", 0, I_I, 0, "is corrupt: mlp-width = 0 is out of range [1, 1048576]");
+    bad_field("MLP width -1", 0, I_I, -1, "is corrupt: mlp-width = -1 is out of range [0, 1048576]");
+    // width 0 is a model without MLPs: a valid configuration, so the parameter count no longer matches
+    bad_field("MLP width 0 (no MLPs)", 0, I_I, 0, "is corrupt: it says");
     bad_field("tied 2", 0, I_TIE, 2, "is corrupt: tied = 2 is out of range [0, 1]");
     bad_field("lower bounds -1", 0, I_LB, -1, "is corrupt: lower-bounds = -1 is out of range [0, 1]");
     bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
@@ -257,7 +259,7 @@ int main(void) {
     if (access("./hgrn2", X_OK) != 0) { printf("./hgrn2 is missing: build it first (make)\n"); return 1; }
     mkdir_p(TMPD);
     // a small model with the AdamW moments, as train writes it
-    g_cfg = (Config){.V = 256, .D = 16, .L = 2, .K = 8, .lower_bound = 1, .eps = 1e-6};
+    g_cfg = (Config){.V = 256, .D = 16, .L = 2, .K = 8, .I = MLP_DEFAULT, .lower_bound = 1, .eps = 1e-6};
     config_finish(&g_cfg);
     Model m;
     model_alloc(&m, &g_cfg);

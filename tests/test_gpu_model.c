@@ -57,7 +57,8 @@ static double side_step(Side *s, int gpu, const int32_t *inp, const int32_t *tgt
     return loss;
 }
 
-static void one_step(const char *what, Config c, int B, int T, int gemm_mode, double tol_loss, double tol_grad) {
+// sparse: targets at every eighth position only (MQAR's answers), so the sparse head runs
+static void one_step(const char *what, Config c, int B, int T, int sparse, int gemm_mode, double tol_loss, double tol_grad) {
     config_finish(&c);
     cuda_set_gemm_precision(gemm_mode);
     Side cpu, gpu;
@@ -67,7 +68,10 @@ static void one_step(const char *what, Config c, int B, int T, int gemm_mode, do
     int32_t *inp = xmalloc(N * 4), *tgt = xmalloc(N * 4);
     uint64_t r = 5;
     for (int64_t i = 0; i < N; i++) { inp[i] = (int32_t)(splitmix64(&r) % c.V); tgt[i] = (int32_t)(splitmix64(&r) % c.V); }
+    if (sparse) for (int64_t i = 0; i < N; i++) if (i % 8 != 3) tgt[i] = -1;
     double lc = side_step(&cpu, 0, inp, tgt, N, NULL, 0, NULL), lg = side_step(&gpu, 1, inp, tgt, N, NULL, 0, NULL);
+    CHECK(cpu.a.sparse == sparse && gpu.a.sparse == sparse, "%s: the sparse head ran on the CPU %d, the GPU %d",
+          what, cpu.a.sparse, gpu.a.sparse);
     real *g = xmalloc((size_t)gpu.m.lay.n * sizeof(real));
     cuda_to_host(g, gpu.m.grads, (size_t)gpu.m.lay.n * sizeof(real));
     double worst = 0;
@@ -97,7 +101,7 @@ static void one_step(const char *what, Config c, int B, int T, int gemm_mode, do
 // curves are compared step by step (3%) and over the last 20 steps (1%).
 static void training_curves(void) {
     cuda_set_gemm_precision(2);   // the default: bf16 GEMMs, the token mixer on tensor cores (K = 64)
-    Config c = {.V = 256, .D = 128, .L = 2, .K = 64, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    Config c = {.V = 256, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     config_finish(&c);
     int B = 8, T = 128, steps = 200;
     Hyper h = {.B = B, .T = T, .accum = 1, .steps = steps, .lr = 2e-3, .min_lr = 2e-4, .wd = 0.1, .beta1 = 0.9,
@@ -143,7 +147,7 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
     cuda_set_gemm_precision(gemm_mode);
     StSet *hf = st_open_dir("tests/fixtures/fla/hf");
     StSet *fx = st_open_file("tests/fixtures/fla/fixture.safetensors");
-    Config c = {.V = 300, .D = 64, .L = 3, .K = 16, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    Config c = {.V = 300, .D = 64, .L = 3, .K = 16, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -228,17 +232,21 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
 int main(void) {
     cuda_init();
     printf("device: %s\n", cuda_device_name());
-    Config small = {.V = 97, .D = 128, .L = 2, .K = 32, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
-    one_step("one step D 128, T 65, fp32", small, 2, 65, 0, 1e-5, 1e-4);
-    one_step("one step D 128, T 65, tf32", small, 2, 65, 1, 1e-3, 1e-2);
-    Config mid = {.V = 512, .D = 256, .L = 2, .K = 64, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-6};
-    one_step("one step D 256 tied, T 200, fp32", mid, 2, 200, 0, 1e-5, 1e-4);
-    one_step("one step D 256 tied, T 200, tf32", mid, 2, 200, 1, 1e-3, 1e-2);
-    one_step("one step D 256 tied, T 200, bf16", mid, 2, 200, 2, 3e-3, 3e-2);
-    Config wide = {.V = 1000, .D = 768, .L = 2, .K = 128, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
-    one_step("one step D 768 (K = Dv = 128), T 130, fp32", wide, 1, 130, 0, 1e-5, 1e-4);
-    one_step("one step D 768 (K = Dv = 128), T 130, tf32", wide, 1, 130, 1, 1e-3, 1e-2);
-    one_step("one step D 768 (K = Dv = 128), T 130, bf16", wide, 1, 130, 2, 3e-3, 3e-2);
+    Config small = {.V = 97, .D = 128, .L = 2, .K = 32, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 128, T 65, fp32", small, 2, 65, 0, 0, 1e-5, 1e-4);
+    one_step("one step D 128, T 65, tf32", small, 2, 65, 0, 1, 1e-3, 1e-2);
+    Config mid = {.V = 512, .D = 256, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 1, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 256 tied, T 200, fp32", mid, 2, 200, 0, 0, 1e-5, 1e-4);
+    one_step("one step D 256 tied, T 200, tf32", mid, 2, 200, 0, 1, 1e-3, 1e-2);
+    one_step("one step D 256 tied, T 200, bf16", mid, 2, 200, 0, 2, 3e-3, 3e-2);
+    Config wide = {.V = 1000, .D = 768, .L = 2, .K = 128, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step D 768 (K = Dv = 128), T 130, fp32", wide, 1, 130, 0, 0, 1e-5, 1e-4);
+    one_step("one step D 768 (K = Dv = 128), T 130, tf32", wide, 1, 130, 0, 1, 1e-3, 1e-2);
+    one_step("one step D 768 (K = Dv = 128), T 130, bf16", wide, 1, 130, 0, 2, 3e-3, 3e-2);
+    // MQAR's model: no MLP, targets at a few positions (the sparse head)
+    Config mqar = {.V = 8192, .D = 128, .L = 2, .K = 128, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    one_step("one step no MLP, sparse targets, T 128, fp32", mqar, 4, 128, 1, 0, 1e-5, 1e-4);
+    one_step("one step no MLP, sparse targets, T 128, bf16", mqar, 4, 128, 1, 2, 3e-3, 3e-2);
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);

@@ -1,7 +1,7 @@
 // test_model.c: the whole model in float64 (it links the library compiled with -DHGRN2_F64).
 //  - finite differences of the mean loss against the backward pass, for every parameter tensor
 //  - decoding token by token from the recurrent state equals one forward over the whole sequence
-//  - checkpoints: round trip, and a corrupt or truncated file is refused
+//  - checkpoints: round trip (with and without MLPs), and a corrupt or truncated file is refused
 //  - the learning-rate schedules
 #include <math.h>
 #include <omp.h>
@@ -20,9 +20,9 @@ static double loss_of(Model *m, Acts *a, const int32_t *inp, const int32_t *tgt)
 }
 
 // Checks d(mean loss)/d(param) by central differences on `probe` entries of every tensor (all of
-// lower_bounds). Float64 and a fourth-order difference: the error of an exact gradient stays near 1e-11,
+// lower_bounds). With sparse, only every fifth position has a target, so the sparse head runs. Float64 and a fourth-order difference: the error of an exact gradient stays near 1e-11,
 // so an absolute 1e-8 plus a relative 1e-6 leaves orders of margin while catching any real mistake.
-static void fd_model(Config c, int B, int T, uint64_t seed, const char *what) {
+static void fd_model(Config c, int B, int T, uint64_t seed, int sparse, const char *what) {
     const char *bad = config_finish(&c);
     if (bad) { printf("bad config %s\n", bad); exit(1); }
     Model m;
@@ -52,6 +52,7 @@ static void fd_model(Config c, int B, int T, uint64_t seed, const char *what) {
     int32_t *inp = xmalloc(N * sizeof(int32_t)), *tgt = xmalloc(N * sizeof(int32_t));
     for (int64_t i = 0; i < N; i++) { inp[i] = (int32_t)(splitmix64(&s) % c.V); tgt[i] = (int32_t)(splitmix64(&s) % c.V); }
     tgt[1] = -1;    // an ignored position
+    if (sparse) for (int64_t i = 0; i < N; i++) if (i % 5 != 2) tgt[i] = -1;
     Acts a, e;
     acts_alloc(&a, &c, B, T, 1);
     acts_alloc(&e, &c, B, T, 0);
@@ -60,6 +61,7 @@ static void fd_model(Config c, int B, int T, uint64_t seed, const char *what) {
     int64_t valid = 0;
     for (int64_t i = 0; i < N; i++) valid += tgt[i] >= 0;
     model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 1.0 / valid, &cnt);
+    CHECK(a.sparse == sparse, "%s: the %s head ran", what, a.sparse ? "sparse" : "dense");
     model_backward(&m, &a, inp);
     double worst = 0;
     int checked = 0;
@@ -127,6 +129,56 @@ static void decode_matches_forward(int T, int P) {
     printf("decode after prefill %3d of %3d tokens        max |logit difference| %.3g\n", P, T, worst);
     acts_free(&full); acts_free(&pre); acts_free(&one);
     free(ids); free(ref); free(got); free(states);
+    model_free(&m);
+}
+
+// With targets on few positions the head runs at those rows alone: its summed loss and its predictions
+// (a->pred) equal those computed from the dense head's logits, in evaluation and in training alike.
+static void sparse_head_matches_dense(void) {
+    Config c = {.V = 23, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 11);
+    model_alloc_training(&m);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 20;
+    const int B = 3, T = 16, N = B * T;
+    uint64_t s = 5;
+    int32_t ids[48], tgt[48], pred[48];
+    for (int i = 0; i < N; i++) {
+        ids[i] = (int32_t)(splitmix64(&s) % c.V);
+        tgt[i] = i % 8 == 3 ? (int32_t)(splitmix64(&s) % c.V) : -1;
+        pred[i] = -7;
+    }
+    Acts e, a;
+    acts_alloc(&e, &c, B, T, 0);
+    acts_alloc(&a, &c, B, T, 1);
+    real *logits = xmalloc((size_t)N * c.V * sizeof(real));
+    model_forward(&m, &e, ids, NULL, NULL, logits, 0, 0, NULL);    // dense: every row's logits
+    double want = 0;          // the summed cross-entropy at the targets, and the argmax of every row
+    int argmax[48], wrong = 0;
+    for (int i = 0; i < N; i++) {
+        const real *l = logits + (int64_t)i * c.V;
+        argmax[i] = 0;
+        for (int v = 1; v < c.V; v++) if (l[v] > l[argmax[i]]) argmax[i] = v;
+        double mx = l[argmax[i]], z = 0;
+        for (int v = 0; v < c.V; v++) z += exp(l[v] - mx);
+        if (tgt[i] >= 0) want += mx + log(z) - l[tgt[i]];
+    }
+    e.pred = pred;
+    int64_t cnt;
+    double got = model_forward(&m, &e, ids, tgt, NULL, NULL, 0, 0, &cnt);
+    CHECK(e.sparse && cnt == 6, "evaluation: sparse head %d, %lld targets", e.sparse, (long long)cnt);
+    for (int i = 0; i < N; i++) if (tgt[i] >= 0 ? pred[i] != argmax[i] : pred[i] != -7) wrong++;
+    CHECK(fabs(got - want) < 1e-10 * fabs(want), "sparse head loss %.15g, from the dense logits %.15g", got, want);
+    CHECK(wrong == 0, "%d predictions differ from the dense logits' argmax (or touch rows without a target)", wrong);
+    op_zero(m.grads, m.lay.n);
+    double got_train = model_forward(&m, &a, ids, tgt, NULL, NULL, 0, 1.0, &cnt);
+    CHECK(a.sparse && fabs(got_train - want) < 1e-10 * fabs(want), "training: sparse head %d, loss %.15g against %.15g",
+          a.sparse, got_train, want);
+    printf("sparse head: loss and predictions equal the dense head's\n");
+    acts_free(&e); acts_free(&a);
+    free(logits);
     model_free(&m);
 }
 
@@ -208,6 +260,46 @@ static void checkpoints(void) {
     model_free(&m);
 }
 
+// A model without MLPs round-trips through a checkpoint with I = 0 and none of the MLP tensors; a header
+// that says I = 0 over the parameters of a model with MLPs is refused.
+static void checkpoint_no_mlp(void) {
+    Config c = {.V = 17, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    config_finish(&c);
+    Config with = c;
+    with.I = 12;
+    Layout lw = layout_of(&with);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 9);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)m.params[i];   // what the file keeps
+    CHECK(m.lay.n == lw.n - 2 * (8 + 2 * 12 * 8 + 8 * 12), "no-MLP layout: %lld parameters", (long long)m.lay.n);
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7}};
+    const char *path = "tests/tmp/test_model_nomlp.ckpt";
+    checkpoint_save(path, &m, &rs, 0);
+    RunState back;
+    checkpoint_load(path, &r, &back, 0);
+    CHECK(back.c.I == 0 && r.lay.n == m.lay.n && !memcmp(r.params, m.params, m.lay.n * sizeof(real)),
+          "no-MLP checkpoint round trip: I %d, %lld parameters", back.c.I, (long long)r.lay.n);
+    model_free(&r);
+
+    // the header's I (the fifth integer, after magic, version and the count) rewritten to 0 over a model with MLPs
+    Model w;
+    model_alloc(&w, &with);
+    model_init(&w, 9);
+    rs.c = with;
+    checkpoint_save(path, &w, &rs, 0);
+    FILE *f = fopen(path, "r+b");
+    int64_t zero = 0;
+    CHECK(f && fseek(f, 8 + 8 + 8 + 4 * 8, SEEK_SET) == 0 && fwrite(&zero, 8, 1, f) == 1, "patch the header");
+    fclose(f);
+    int st = in_child(load_it, path);
+    CHECK(st == 1, "I = 0 over a model with MLPs: exit status %d, expected 1", st);
+    printf("checkpoint without MLPs: round trip, and I = 0 over MLP tensors refused\n");
+    model_free(&w);
+    model_free(&m);
+}
+
 static void schedules(void) {
     Hyper h = {.steps = 100, .warmup = 10, .lr = 1.0, .min_lr = 0.1, .sched = SCHED_COSINE};
     CHECK(fabs(lr_at(&h, 5) - 0.5) < 1e-15, "warmup");
@@ -225,22 +317,31 @@ int main(void) {
     // thousands of tiny forward passes: one thread avoids paying a parallel region's start-up for each
     omp_set_num_threads(1);
     Config base = {.V = 11, .D = 8, .L = 3, .K = 4, .I = 12, .tie = 0, .lower_bound = 1, .eps = 1e-6};
-    fd_model(base, 2, 7, 1, "untied, lower bounds, T 7");
+    fd_model(base, 2, 7, 1, 0, "untied, lower bounds, T 7");
     Config tied = base;
     tied.tie = 1;
     g_hgru_chunk = 64;          // the chunked form of the token mixer, across a chunk boundary
-    fd_model(tied, 1, 70, 2, "tied, chunked mixer, T 70 (two chunks)");
+    fd_model(tied, 1, 70, 2, 0, "tied, chunked mixer, T 70 (two chunks)");
     g_hgru_chunk = 0;
-    fd_model(tied, 1, 70, 2, "tied, recurrent mixer, T 70");
+    fd_model(tied, 1, 70, 2, 0, "tied, recurrent mixer, T 70");
     Config nolb = base;
     nolb.lower_bound = 0; nolb.K = 2; nolb.L = 2;
-    fd_model(nolb, 2, 5, 3, "no lower bounds, K 2");
+    fd_model(nolb, 2, 5, 3, 0, "no lower bounds, K 2");
+    Config nomlp = base;        // blocks of the token mixer alone: the residual skips the missing MLP
+    nomlp.I = 0;
+    fd_model(nomlp, 2, 7, 4, 0, "no MLP, untied, lower bounds, T 7");
+    fd_model(nomlp, 2, 11, 6, 1, "no MLP, sparse targets (the sparse head)");
+    fd_model(base, 2, 11, 7, 1, "MLP, sparse targets (the sparse head)");
+    nomlp.tie = 1; nomlp.L = 1;
+    fd_model(nomlp, 1, 6, 5, 0, "no MLP, one layer, tied, T 6");
+    sparse_head_matches_dense();
     decode_matches_forward(9, 1);
     decode_matches_forward(150, 70);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
     decode_matches_forward(150, 70);
     g_hgru_chunk = 0;
     checkpoints();
+    checkpoint_no_mlp();
     schedules();
     return check_summary("test_model");
 }

@@ -170,7 +170,7 @@ static void round_trips(void) {
     }
     // a tied model: the file holds no lm_head, and comes back tied
     {
-        Config tc = {.V = 50, .D = 16, .L = 2, .K = 4, .tie = 1, .lower_bound = 1, .eps = 1e-6};
+        Config tc = {.V = 50, .D = 16, .L = 2, .K = 4, .I = MLP_DEFAULT, .tie = 1, .lower_bound = 1, .eps = 1e-6};
         config_finish(&tc);
         Model t, tb;
         model_alloc(&t, &tc);

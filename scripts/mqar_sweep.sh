@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The HGRN2 paper's MQAR grid (docs/mqar.md): trains HGRN2 at every width D and (length T, pairs P), once per
+# learning rate, scores each on the held-out examples and prints the best accuracy per cell (rows D,
+# columns T). Each run lives in OUT/d<D>_t<T>_p<P>_lr<lr>/ (model.ckpt, log.tsv, train.out, accuracy); a run
+# whose accuracy file is there is not run again, so an interrupted sweep continues where it stopped.
+#   bash scripts/mqar_sweep.sh [options] [-- more flags for hgrn2 train]
+#     --device cuda|cpu   (default cuda)         --out DIR     (default runs/mqar_sweep)
+#     --dims "64 128 256 512"                    --shapes "64:4 128:8 256:16 512:64"   (T:P)
+#     --lrs "1e-3 3e-3 1e-2"                     --steps N     (default: the mqar preset's)
+#     --batch B (default: the preset's)          --examples N  held-out examples per score (default 3000)
+#     --jobs N   runs at a time (on cuda, run i takes GPU i mod the GPUs nvidia-smi lists; default 1)
+#     --threads N (cpu)                          --hgrn2 PATH  (default ./hgrn2)
+#     --tiny     a small grid that finishes in a minute on a CPU: D 64, T:P 32:2 64:4, lr 1e-2 3e-3,
+#                40 steps, 64 examples (with --device cpu; for checking the script, not for results)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+device=cuda out=runs/mqar_sweep dims="64 128 256 512" shapes="64:4 128:8 256:16 512:64" lrs="1e-3 3e-3 1e-2"
+steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) device=$2; shift ;;
+        --out) out=$2; shift ;;
+        --dims) dims=$2; shift ;;
+        --shapes) shapes=$2; shift ;;
+        --lrs) lrs=$2; shift ;;
+        --steps) steps=$2; shift ;;
+        --batch) batch=$2; shift ;;
+        --examples) examples=$2; shift ;;
+        --jobs) jobs=$2; shift ;;
+        --threads) threads=$2; shift ;;
+        --hgrn2) hgrn2=$2; shift ;;
+        --tiny) dims="64" shapes="32:2 64:4" lrs="1e-2 3e-3" steps=40 examples=64 ;;
+        --) shift; break ;;
+        -h | --help) usage 0 ;;
+        *) echo "mqar_sweep.sh: unknown option '$1'" >&2; usage 2 >&2 ;;
+    esac
+    [ $# -gt 0 ] && shift
+done
+extra=("$@")
+case "$device" in cuda | cpu) ;; *) echo "mqar_sweep.sh: --device must be cuda or cpu" >&2; exit 2 ;; esac
+[ -x "$hgrn2" ] || { echo "mqar_sweep.sh: $hgrn2 not found: build it first (make)" >&2; exit 1; }
+mkdir -p "$out"
+ngpu=1
+[ "$device" = cuda ] && ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') && [ "$ngpu" -ge 1 ] || ngpu=1
+
+# one run: train, then score the final model; writes its accuracy file last
+run() {   # slot D T P lr
+    local slot=$1 D=$2 T=$3 P=$4 lr=$5
+    local dir="$out/d${D}_t${T}_p${P}_lr${lr}"
+    [ -s "$dir/accuracy" ] && return 0
+    local flags=(--device "$device")
+    [ -n "$threads" ] && flags+=(--threads "$threads")
+    local env=()
+    [ "$device" = cuda ] && env=(env CUDA_VISIBLE_DEVICES=$((slot % ngpu)))
+    local train=(--task mqar --dim "$D" --seq-len "$T" --kv-pairs "$P" --lr "$lr" --out "$dir" --log-every 100)
+    [ -n "$steps" ] && train+=(--steps "$steps")
+    [ -n "$batch" ] && train+=(--batch "$batch")
+    mkdir -p "$dir"
+    if ! ${env[@]+"${env[@]}"} "$hgrn2" train "${train[@]}" "${flags[@]}" ${extra[@]+"${extra[@]}"} > "$dir/train.out" 2>&1; then
+        echo "D $D T $T P $P lr $lr: training failed (see $dir/train.out)" >&2
+        return 1
+    fi
+    if ! ${env[@]+"${env[@]}"} "$hgrn2" eval --ckpt "$dir/model.ckpt" --examples "$examples" "${flags[@]}" > "$dir/eval.out" 2>&1; then
+        echo "D $D T $T P $P lr $lr: evaluation failed (see $dir/eval.out)" >&2
+        return 1
+    fi
+    local acc
+    acc=$(tail -n 1 "$dir/eval.out" | awk '$1 == "accuracy" { print $2 }')
+    [ -n "$acc" ] || { echo "D $D T $T P $P lr $lr: no accuracy in $dir/eval.out" >&2; return 1; }
+    echo "$acc" > "$dir/accuracy"
+    printf 'D %4d  T %4d  P %3d  lr %-6s accuracy %s\n' "$D" "$T" "$P" "$lr" "$acc"
+}
+
+failed=0 i=0
+for D in $dims; do
+    for shape in $shapes; do
+        T=${shape%%:*} P=${shape##*:}
+        for lr in $lrs; do
+            if [ "$jobs" -gt 1 ]; then
+                while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+                run $((i % jobs)) "$D" "$T" "$P" "$lr" &
+            else
+                run 0 "$D" "$T" "$P" "$lr" || failed=1
+            fi
+            i=$((i + 1))
+        done
+    done
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+
+# the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
+echo
+echo "best held-out accuracy over lr in { $lrs } ($examples examples each), rows D, columns T/pairs:"
+{
+    printf '%-6s' "D"
+    for shape in $shapes; do printf '  %-16s' "T ${shape%%:*}/${shape##*:}"; done
+    printf '\n'
+    for D in $dims; do
+        printf '%-6s' "$D"
+        for shape in $shapes; do
+            T=${shape%%:*} P=${shape##*:} best="" blr=""
+            for lr in $lrs; do
+                f="$out/d${D}_t${T}_p${P}_lr${lr}/accuracy"
+                [ -s "$f" ] || continue
+                a=$(cat "$f")
+                if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$lr; fi
+            done
+            if [ -n "$best" ]; then printf '  %-16s' "$(printf '%.4f (%s)' "$best" "$blr")"; else printf '  %-16s' "-"; fi
+        done
+        printf '\n'
+    done
+} | tee "$out/table.txt"
+exit $failed
