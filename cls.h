@@ -1,0 +1,114 @@
+// cls.h: the sequence classifier of the Long Range Arena tasks: a non-causal (bidirectional) HGRN2 over token
+// ids, pre-norm blocks with BatchNorm, LayerNorm or RMSNorm, a GLU with biases, a mean pool over the valid
+// positions and a linear head, or for document pairs (Retrieval) the two-document head. Config, parameters,
+// forward, backward; code in cls.c, the architecture and its choices in docs/classifier.md.
+#ifndef HGRN2_CLS_H
+#define HGRN2_CLS_H
+
+#include "common.h"
+#include "backend.h"
+
+typedef enum { NORM_BATCH, NORM_LAYER, NORM_RMS, NNORMS } NormKind;
+extern const char *const NORM_NAMES[NNORMS];         // "batch", "layer", "rms"
+typedef enum { POS_NONE, POS_SINUSOIDAL, NPOS } PosKind;
+extern const char *const POS_NAMES[NPOS];            // "none", "sinusoidal"
+
+typedef struct {
+    int V;              // vocabulary (token ids below V)
+    int D;              // hidden size
+    int L;              // layers
+    int K;              // expand ratio: key dim per head
+    int H, Dv;          // derived: heads D / K, value dim per head D / H
+    int I;              // GLU hidden width (ratio x D)
+    int classes;        // output classes (the pair head's output is 2 classes)
+    int ndoc;           // documents per example: 1, or 2 with the pair head (Retrieval)
+    int norm;           // NormKind of every norm of the model
+    int pos;            // PosKind of the input
+    int lower_bound;    // the learned lower bounds of the forget gates
+    double dropout;     // on the input (with positions) and on each mixer and GLU output, in training
+    double eps;         // eps of every norm except the mixer's output RMSNorm (1e-5, as EPS_O)
+} ClsConfig;
+
+#define CLS_BN_MOMENTUM 0.1          // BatchNorm's running statistics: run = 0.9 run + 0.1 batch statistic
+
+extern const Range R_CLASSES;
+// Fills H and Dv; returns NULL when the configuration is valid, otherwise what is wrong.
+const char *cls_config_finish(ClsConfig *c);
+
+// ---- the parameter table ----
+// Global tensors first, then one block per layer. Norm biases exist for BatchNorm and LayerNorm only; the head
+// is HEAD (+ HEAD_B) for one document, or PAIR1 (+ b) and PAIR2 (+ b) for two.
+enum {
+    C_EMB, C_LB, C_FNORM, C_FNORM_B, C_HEAD, C_HEAD_B, C_PAIR1, C_PAIR1_B, C_PAIR2, C_PAIR2_B,   // global
+    C_NORM1, C_NORM1_B, C_WQFI, C_GNORM, C_WO, C_NORM2, C_NORM2_B, C_W12, C_B12, C_W3, C_B3,   // per layer
+    NCPARAM
+};
+#define C_FIRST_LAYER C_NORM1
+typedef struct { const char *name; int decay; int init; } ClsParamDesc;   // init: Init of model.h
+extern const ClsParamDesc CPARAMS[NCPARAM];
+void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols);   // 0 x 0: absent
+
+typedef struct {
+    int64_t off[NCPARAM];   // global: offset in the buffer; per layer: offset in a layer's block
+    int64_t layers_at, layer_size, n;
+} ClsLayout;
+ClsLayout cls_layout_of(const ClsConfig *c);
+// BatchNorm's running statistics: per norm (two per layer, then the final one) a mean [D] and a variance [D];
+// 0 values when the model has no BatchNorm. They are state, not parameters: saved, never optimized.
+int64_t cls_nstats(const ClsConfig *c);
+
+typedef struct {
+    ClsConfig c;
+    ClsLayout lay;
+    real *params, *grads, *m, *v;   // backend memory once on the device; grads, m, v NULL until training
+    real *stats;                    // cls_nstats values: the running means and variances
+    int on_device;
+} ClsModel;
+
+static inline real *cls_tensor(const ClsLayout *lay, real *base, int p, int l) {
+    if (p < C_FIRST_LAYER) return base + lay->off[p];
+    return base + lay->layers_at + (int64_t)l * lay->layer_size + lay->off[p];
+}
+static inline real *CW(ClsModel *m, int p, int l) { return cls_tensor(&m->lay, m->params, p, l); }
+static inline real *CG(ClsModel *m, int p, int l) { return cls_tensor(&m->lay, m->grads, p, l); }
+// The running mean of norm j (2l: layer l's first, 2l+1: its second, 2L: the final norm); the variance follows
+// it at + D.
+static inline real *cls_stat(ClsModel *m, int j) { return m->stats + (int64_t)j * 2 * m->c.D; }
+
+// Made on the host (cls_alloc, cls_init or a checkpoint), then moved to the backend (cls_to_device).
+void cls_alloc(ClsModel *m, const ClsConfig *c);
+// Linear weights and the embedding ~ N(0, 0.02), biases 0, norm weights 1, lower bounds 0, running means 0
+// and variances 1; the same values at any thread count.
+void cls_init(ClsModel *m, uint64_t seed);
+void cls_to_device(ClsModel *m);
+void cls_alloc_training(ClsModel *m);   // zeroed gradients and AdamW moments in backend memory
+void cls_free(ClsModel *m);
+void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f);   // rows of the startup table
+
+// ---- activations ----
+typedef struct ClsActs ClsActs;
+// For batches of up to B examples of T tokens per document. train: keep what the backward needs.
+ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train);
+void cls_acts_free(ClsActs *a);
+int64_t cls_acts_bytes(const ClsActs *a);
+
+// ---- forward and backward ----
+// One batch: tokens [B][ndoc][T] (host memory; padded), lens [B][ndoc] in [1, T] (the valid positions of each
+// document), labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
+// (n <= the B of the activations, every row below n a real example).
+// train 1: batch statistics (the running ones updated), dropout from drop_seed, and the backward's inputs
+// kept; train 0: running statistics, no dropout. Returns the summed cross-entropy over the n rows; *correct
+// (when not NULL) receives how many rows the argmax gets right, pred [n] (when not NULL) the argmax classes.
+double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
+                   int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
+// After a training forward: gradients of (loss_scale x the summed loss) accumulate (+=) into m->grads.
+void cls_backward(ClsModel *m, ClsActs *a, double loss_scale);
+
+double cls_grad_norm(ClsModel *m);
+// One AdamW update (weight decay where CPARAMS says); grad_scale multiplies every gradient first.
+void cls_adamw(ClsModel *m, double lr, double beta1, double beta2, double eps, double wd, double grad_scale,
+               int64_t step);
+// The forward's FLOPs per example (matrix products and the scans; backward ~ 2x), for throughput lines.
+double cls_flops_per_example(const ClsConfig *c, int T);
+
+#endif
