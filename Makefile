@@ -103,14 +103,15 @@ $(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
-$(BIN)/test_gpu_model: tests/test_gpu_model.c tests/check.h $(LIB) $(CUDA_OBJ)
+$(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h $(LIB) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 
-test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model
+test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model
 	$(BIN)/test_gpu
 	$(BIN)/test_gpu_cls
 	$(BIN)/test_gpu_model
+	$(BIN)/test_gpu_cls_model
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick
