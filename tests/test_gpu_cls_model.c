@@ -97,7 +97,7 @@ static void one_step(const char *what, ClsConfig c, int B, int T, int mode, doub
     for (int p = 0; p < NCPARAM; p++) {
         int64_t rows, cols;
         cls_param_shape(&c, p, &rows, &cols);
-        if (!(rows * cols)) continue;
+        if (rows == 0 || cols == 0) continue;
         for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c.L); l++) {
             const int64_t off = CG(&cpu.m, p, l) - cpu.m.grads;
             double e = rel(cpu.m.grads + off, g + off, rows * cols);
