@@ -70,11 +70,11 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
+TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
         $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra \
         $(BIN)/test_mqar
 
-$(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
+$(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
 $(BIN)/test_ops $(BIN)/test_cls_ops: tests/fd.h
@@ -103,14 +103,15 @@ $(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
-$(BIN)/test_gpu_model: tests/test_gpu_model.c tests/check.h $(LIB) $(CUDA_OBJ)
+$(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h $(LIB) $(CUDA_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 
-test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model
+test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model
 	$(BIN)/test_gpu
 	$(BIN)/test_gpu_cls
 	$(BIN)/test_gpu_model
+	$(BIN)/test_gpu_cls_model
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(BIN)/test_gpu --quick
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(BIN)/test_gpu_cls --quick

@@ -1,0 +1,523 @@
+// cls.c: the sequence classifier (cls.h): parameter table, initialisation, activations, forward and backward.
+// Written over the ops of ops.h like the language model (model.c), so it runs on either backend; the
+// architecture, its parameterisation and the choices where the authors' code is silent: docs/classifier.md.
+#include <math.h>
+
+#include "cls.h"
+#include "model.h"
+
+const char *const NORM_NAMES[NNORMS] = {"batch", "layer", "rms"};
+const char *const POS_NAMES[NPOS] = {"none", "sinusoidal"};
+const Range R_CLASSES = {"classes", 2, 1 << 24};
+
+const char *cls_config_finish(ClsConfig *c) {
+    if (!in_range(&R_VOCAB, c->V)) return "the vocabulary must be in [2, 16777216]";
+    if (!in_range(&R_DIM, c->D)) return "--dim must be in [1, 65536]";
+    if (!in_range(&R_LAYERS, c->L)) return "--layers must be in [1, 1024]";
+    if (!in_range(&R_EXPAND, c->K) || c->D % c->K) return "--expand-ratio must divide --dim";
+    if (c->I < 1 || c->I > (1 << 20)) return "the GLU width (--glu-ratio x --dim) must be in [1, 1048576]";
+    if (!in_range(&R_CLASSES, c->classes)) return "the classes must be in [2, 16777216]";
+    if (c->ndoc != 1 && c->ndoc != 2) return "examples must hold 1 or 2 documents";
+    if (c->ndoc == 2 && c->classes != 2) return "the document-pair head has 2 classes";
+    if (c->norm < 0 || c->norm >= NNORMS) return "--norm must be batch, layer or rms";
+    if (c->pos < 0 || c->pos >= NPOS) return "--pos must be sinusoidal or none";
+    if (c->lower_bound != 0 && c->lower_bound != 1) return "lower bounds are on (1) or off (0)";
+    if (!(c->dropout >= 0 && c->dropout < 1)) return "--dropout must be in [0, 1)";
+    if (!(c->eps > 0 && c->eps < 1)) return "the norm eps must be in (0, 1)";
+    c->H = c->D / c->K;
+    c->Dv = c->D / c->H;
+    return NULL;
+}
+
+const ClsParamDesc CPARAMS[NCPARAM] = {
+    [C_EMB] = {"embedding", 1, INIT_NORMAL},     [C_LB] = {"lower_bounds", 0, INIT_ZEROS},
+    [C_FNORM] = {"norm", 0, INIT_ONES},          [C_FNORM_B] = {"norm_bias", 0, INIT_ZEROS},
+    [C_HEAD] = {"head", 1, INIT_NORMAL},         [C_HEAD_B] = {"head_bias", 0, INIT_ZEROS},
+    [C_PAIR1] = {"pair_proj", 1, INIT_NORMAL},   [C_PAIR1_B] = {"pair_proj_bias", 0, INIT_ZEROS},
+    [C_PAIR2] = {"pair_out", 1, INIT_NORMAL},    [C_PAIR2_B] = {"pair_out_bias", 0, INIT_ZEROS},
+    [C_NORM1] = {"mixer_norm", 0, INIT_ONES},    [C_NORM1_B] = {"mixer_norm_bias", 0, INIT_ZEROS},
+    [C_WQFI] = {"qfi_proj", 1, INIT_NORMAL},     [C_GNORM] = {"g_norm", 0, INIT_ONES},
+    [C_WO] = {"o_proj", 1, INIT_NORMAL},         [C_NORM2] = {"glu_norm", 0, INIT_ONES},
+    [C_NORM2_B] = {"glu_norm_bias", 0, INIT_ZEROS}, [C_W12] = {"glu_in", 1, INIT_NORMAL},
+    [C_B12] = {"glu_in_bias", 0, INIT_ZEROS},    [C_W3] = {"glu_out", 1, INIT_NORMAL},
+    [C_B3] = {"glu_out_bias", 0, INIT_ZEROS},
+};
+
+void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
+    const int64_t D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D, I = c->I;
+    const int bias = c->norm != NORM_RMS, one = c->ndoc == 1;
+    int64_t r = 0, k = 0;
+    switch (p) {
+    case C_EMB: r = c->V; k = D; break;
+    case C_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
+    case C_FNORM: case C_NORM1: case C_GNORM: case C_NORM2: case C_B3: r = 1; k = D; break;
+    case C_FNORM_B: case C_NORM1_B: case C_NORM2_B: r = bias; k = bias ? D : 0; break;
+    case C_HEAD: r = one ? c->classes : 0; k = one ? D : 0; break;
+    case C_HEAD_B: r = one; k = one ? c->classes : 0; break;
+    case C_PAIR1: r = one ? 0 : D; k = one ? 0 : 4 * D; break;
+    case C_PAIR1_B: r = !one; k = one ? 0 : D; break;
+    case C_PAIR2: r = one ? 0 : 2; k = one ? 0 : D; break;
+    case C_PAIR2_B: r = !one; k = one ? 0 : 2; break;
+    case C_WQFI: r = QFI; k = D; break;
+    case C_WO: r = D; k = D; break;
+    case C_W12: r = 2 * I; k = D; break;
+    case C_B12: r = 1; k = 2 * I; break;
+    case C_W3: r = D; k = I; break;
+    }
+    *rows = r;
+    *cols = k;
+}
+
+static int64_t numel(const ClsConfig *c, int p) {
+    int64_t r, k;
+    cls_param_shape(c, p, &r, &k);
+    return r * k;
+}
+
+ClsLayout cls_layout_of(const ClsConfig *c) {
+    ClsLayout lay = {{0}, 0, 0, 0};
+    int64_t at = 0;
+    for (int p = 0; p < C_FIRST_LAYER; p++) { lay.off[p] = at; at += numel(c, p); }
+    lay.layers_at = at;
+    int64_t in = 0;
+    for (int p = C_FIRST_LAYER; p < NCPARAM; p++) { lay.off[p] = in; in += numel(c, p); }
+    lay.layer_size = in;
+    lay.n = at + in * c->L;
+    return lay;
+}
+
+int64_t cls_nstats(const ClsConfig *c) { return c->norm == NORM_BATCH ? (int64_t)(2 * c->L + 1) * 2 * c->D : 0; }
+
+void cls_alloc(ClsModel *m, const ClsConfig *c) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    m->lay = cls_layout_of(c);
+    m->params = xcalloc((size_t)m->lay.n, sizeof(real));
+    const int64_t ns = cls_nstats(c);
+    m->stats = ns ? xcalloc((size_t)ns, sizeof(real)) : NULL;
+}
+
+void cls_init(ClsModel *m, uint64_t seed) {
+    const ClsConfig *c = &m->c;
+    for (int p = 0; p < NCPARAM; p++) {
+        const int64_t n = numel(c, p);
+        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c->L) && n; l++) {
+            real *x = CW(m, p, l);
+            if (CPARAMS[p].init != INIT_NORMAL) {
+                for (int64_t i = 0; i < n; i++) x[i] = CPARAMS[p].init == INIT_ONES ? 1 : 0;
+                continue;
+            }
+            uint64_t s = mix64(seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)l);
+            for (int64_t i = 0; i < n; i += 2) {
+                double r, a;
+                rng_polar(&s, &r, &a);
+                x[i] = (real)(0.02 * r * cos(a));
+                if (i + 1 < n) x[i + 1] = (real)(0.02 * r * sin(a));
+            }
+        }
+    }
+    for (int j = 0; j < 2 * c->L + 1 && m->stats; j++)
+        for (int d = 0; d < c->D; d++) { cls_stat(m, j)[d] = 0; cls_stat(m, j)[c->D + d] = 1; }
+}
+
+static real *to_backend(real *host, int64_t n, const char *what) {
+    if (!host || !n) return host;
+    real *d = dev_alloc((size_t)n * sizeof(real), what);
+    dev_upload(d, host, (size_t)n * sizeof(real));
+    free(host);
+    return d;
+}
+
+void cls_to_device(ClsModel *m) {
+    if (!g_gpu || m->on_device) return;
+    m->params = to_backend(m->params, m->lay.n, "parameters");
+    m->stats = to_backend(m->stats, cls_nstats(&m->c), "BatchNorm statistics");
+    m->m = to_backend(m->m, m->lay.n, "AdamW moments");
+    m->v = to_backend(m->v, m->lay.n, "AdamW moments");
+    m->on_device = 1;
+}
+
+void cls_alloc_training(ClsModel *m) {
+    if (!m->grads) m->grads = dev_zeros(m->lay.n, "gradients");
+    if (!m->m) m->m = dev_zeros(m->lay.n, "AdamW moments");
+    if (!m->v) m->v = dev_zeros(m->lay.n, "AdamW moments");
+}
+
+void cls_free(ClsModel *m) {
+    void (*release)(void *) = m->on_device ? dev_free : free;
+    release(m->params);
+    if (m->stats) release(m->stats);
+    if (m->grads) dev_free(m->grads);
+    if (m->m) release(m->m);
+    if (m->v) release(m->v);
+    memset(m, 0, sizeof *m);
+}
+
+void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
+    fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
+               "%s norm, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
+            POS_NAMES[c->pos], c->dropout);
+    fprintf(f, "| head         | %s, %d classes; vocabulary %d%s\n",
+            c->ndoc == 2 ? "two documents pooled apart, [a, b, a-b, ab] -> linear -> GELU -> linear" : "mean pool -> linear",
+            c->classes, c->V, c->lower_bound ? "; learned forget-gate lower bounds" : "");
+    fprintf(f, "| parameters   | %.3fM\n", (double)lay->n / 1e6);
+}
+
+double cls_flops_per_example(const ClsConfig *c, int T) {
+    const double D = c->D, HK = (double)c->H * c->K, QFI = 2 * HK + D, I = c->I;
+    const double per_token = 2 * (D * QFI + D * D + D * 2 * I + I * D) + 2 * 4 * HK * c->Dv;   // two scans
+    return per_token * c->L * (double)T * c->ndoc;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Activations. Sequences: the documents of a batch, doc d of example b at d n + b (so the pair head's a and
+// b are the first and second n pooled rows). Per-layer buffers exist L times in training, once otherwise;
+// the residual stream needs L + 1 buffers in training and two in evaluation (layer l reads one and writes the
+// other).
+
+struct ClsActs {
+    int B, T, train, ndoc;
+    int64_t N;                      // rows at full size: B ndoc T
+    real *resid, *xmid;             // [L+1 or 2][N,D], [L or 1][N,D]
+    real *st1, *st2;                // per layer, a norm's saved statistics: [2 max(N, D)] (mean, then rstd)
+    opnd *h1, *h2, *yo, *gu, *ga;   // per layer operands: [N,D] x3, [N,2I], [N,I]
+    real *qfi, *o, *rstdo;          // per layer: [N,QFI] [N,D] [N]
+    real *q, *k, *g;                // shared [N,HK] x3, recomputed in the backward
+    real *hf, *stf;                 // final norm [N,D] (real: the pool reads it), its statistics
+    real *pooled;                   // [B ndoc, D]
+    opnd *f, *gz;                   // pair head: [B,4D], [B,D]
+    real *z, *logits, *losses, *lb; // [B,D] [B,C] [B] [L,HK]
+    // backward
+    real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dlb, *dpooled, *dlogits, *dz, *df;
+    opnd *dgu, *cv;                 // [N,2I]; conversions of a product's dy into an operand [N, max(QFI, 2I)]
+    void *mem;
+    int64_t bytes;
+    // the batch: host staging and, on the GPU, device copies
+    int n;                          // examples of the last forward
+    int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
+    real *out_h;                    // host copy of logits and losses
+    uint64_t drop_seed;
+};
+
+static int64_t stat_len(const ClsActs *a, int D) { return 2 * (a->N > D ? a->N : D); }
+
+ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
+    ClsActs *a = xcalloc(1, sizeof *a);
+    a->B = B; a->T = T; a->train = train; a->ndoc = c->ndoc;
+    const int64_t S = (int64_t)B * c->ndoc, N = S * T, D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D,
+                  I = c->I, L = c->L, C = c->ndoc == 2 ? 2 : c->classes, nl = train ? L : 1;
+    a->N = N;
+    const double widest = (double)(QFI > 2 * I ? QFI : 2 * I);
+    if (40.0 * 8.0 * (double)(L + 1) * ((double)N + 1024) * widest > 0x1p62)
+        die("the activations of batch %d x sequence length %d at this model size would need more than 2^62 bytes; "
+            "use a smaller batch, sequence length or model", B, T);
+    const int64_t R = sizeof(real), O = (int64_t)opnd_size(), SL = stat_len(a, (int)D);
+    // conversions into operands (only where the formats differ): a product's dy in the backward, and the head's
+    // inputs and output gradient ([n,C] then [n,D] at most)
+    const int64_t CVT = train ? N * (QFI > 2 * I ? QFI : 2 * I) : 0, CVH = (int64_t)B * C + S * 4 * D;
+    const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
+    struct { void *p; int64_t bytes; } parts[] = {
+        {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
+        {&a->st1, nl * SL * R}, {&a->st2, nl * SL * R},
+        {&a->h1, nl * N * D * O}, {&a->h2, nl * N * D * O}, {&a->yo, nl * N * D * O},
+        {&a->gu, nl * N * 2 * I * O}, {&a->ga, nl * N * I * O},
+        {&a->qfi, nl * N * QFI * R}, {&a->o, nl * N * D * R}, {&a->rstdo, nl * N * R},
+        {&a->q, N * HK * R}, {&a->k, N * HK * R}, {&a->g, N * HK * R},
+        {&a->hf, N * D * R}, {&a->stf, SL * R}, {&a->pooled, S * D * R},
+        {&a->f, B * 4 * D * O}, {&a->gz, B * D * O}, {&a->z, B * D * R}, {&a->logits, B * C * R},
+        {&a->losses, B * R}, {&a->lb, L * HK * R},
+        {&a->dx, train ? N * D * R : 0}, {&a->dt, train ? N * D * R : 0}, {&a->dh, train ? N * D * R : 0},
+        {&a->dqfi, train ? N * QFI * R : 0}, {&a->dq, train ? N * HK * R : 0}, {&a->dk, train ? N * HK * R : 0},
+        {&a->dg, train ? N * HK * R : 0}, {&a->dout, train ? N * D * R : 0}, {&a->dlb, train ? L * HK * R : 0},
+        {&a->dpooled, train ? S * D * R : 0}, {&a->dlogits, train ? B * C * R : 0}, {&a->dz, train ? B * D * R : 0},
+        {&a->df, train ? B * 4 * D * R : 0}, {&a->dgu, train ? N * 2 * I * O : 0}, {&a->cv, CV * O},
+    };
+    const int np = (int)(sizeof parts / sizeof parts[0]);
+    int64_t total = 0;
+    for (int i = 0; i < np; i++) total += (parts[i].bytes + 255) / 256 * 256;
+    a->mem = dev_alloc((size_t)total, "activations");
+    a->bytes = total;
+    int64_t at = 0;
+    for (int i = 0; i < np; i++) {
+        *(void **)parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
+        at += (parts[i].bytes + 255) / 256 * 256;
+    }
+    a->ids_h = xmalloc((size_t)N * sizeof(int32_t));
+    a->lens_h = xmalloc((size_t)S * sizeof(int32_t));
+    a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
+    a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
+    if (g_gpu) {
+        a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
+        a->lens_d = dev_alloc((size_t)S * sizeof(int32_t), "document lengths");
+        a->lab_d = dev_alloc((size_t)B * sizeof(int32_t), "labels");
+    }
+    return a;
+}
+
+void cls_acts_free(ClsActs *a) {
+    if (!a) return;
+    dev_free(a->mem);
+    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h);
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
+    free(a);
+}
+
+int64_t cls_acts_bytes(const ClsActs *a) { return a->bytes; }
+
+#define PER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))
+#define PER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))
+
+// The residual stream entering layer l (l = L: leaving the last layer), rows N.
+static real *stream(const ClsActs *a, int l, int64_t N, int D) {
+    return a->resid + (a->train ? (int64_t)l : (int64_t)(l % 2)) * N * D;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Norms: one of three kinds everywhere in a model. y = norm(x (+= res)); st: [mean | rstd] saved (training);
+// j: the norm's index among the BatchNorm statistics (2l, 2l + 1, 2L).
+
+static void norm_fwd(ClsModel *m, const ClsActs *a, opnd *y, real *st, real *x, const real *res, int p_w, int p_b,
+                     int l, int j, int64_t N, int train) {
+    const ClsConfig *c = &m->c;
+    const int D = c->D;
+    const int64_t half = stat_len(a, D) / 2;
+    real *w = CW(m, p_w, l), *b = numel(c, p_b) ? CW(m, p_b, l) : NULL;
+    switch (c->norm) {
+    case NORM_LAYER: OP(layernorm_fwd, y, st, st + half, x, res, w, b, N, D, c->eps); break;
+    case NORM_RMS: OP(rmsnorm_fwd, y, st + half, x, res, w, N, D, c->eps); break;
+    case NORM_BATCH: {
+        real *rm = cls_stat(m, j), *rv = rm + D;
+        if (train) OP(batchnorm_fwd, y, st, st + half, rm, rv, x, res, w, b, N, D, c->eps, CLS_BN_MOMENTUM, 1);
+        else OP(batchnorm_fwd, y, NULL, NULL, rm, rv, x, res, w, b, N, D, c->eps, CLS_BN_MOMENTUM, 0);
+        break;
+    }
+    }
+}
+
+// dx = or += (acc) the gradient through the norm; its weight's and bias's gradients +=.
+static void norm_bwd(ClsModel *m, const ClsActs *a, real *dx, int acc, const real *dy, const real *x, const real *st,
+                     int p_w, int p_b, int l, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int D = c->D;
+    const int64_t half = stat_len(a, D) / 2;
+    real *w = CW(m, p_w, l), *dw = CG(m, p_w, l), *db = numel(c, p_b) ? CG(m, p_b, l) : NULL;
+    switch (c->norm) {
+    case NORM_LAYER: OP(layernorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D); break;
+    case NORM_RMS: OP(rmsnorm_bwd, dx, acc, dw, dy, x, w, st + half, N, D, c->eps); break;
+    case NORM_BATCH: OP(batchnorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D); break;
+    }
+}
+
+// The final norm writes `real` (the pool reads it). Norms write operands, which on a GPU computing in bf16 are
+// bf16: there the call runs with the operand format switched to fp32 for its duration (ops run in launch order,
+// so nothing else sees the switch).
+static void final_norm_fwd(ClsModel *m, ClsActs *a, real *x, const real *res, int64_t N, int train) {
+#if USE_CUDA
+    if (g_gpu && opnd_size() != sizeof(real)) {
+        const int prec = cuda_get_gemm_precision();
+        cuda_set_gemm_precision(PRECISION_TF32);
+        norm_fwd(m, a, a->hf, a->stf, x, res, C_FNORM, C_FNORM_B, 0, 2 * m->c.L, N, train);
+        cuda_set_gemm_precision(prec);
+        return;
+    }
+#endif
+    norm_fwd(m, a, a->hf, a->stf, x, res, C_FNORM, C_FNORM_B, 0, 2 * m->c.L, N, train);
+}
+
+static uint64_t drop_site(uint64_t seed, int site) { return mix64(seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(site + 1))); }
+
+// ----------------------------------------------------------------------------------------------------------
+// Forward
+
+// Layer l: x -> norm1 -> bidirectional HGRU2 -> dropout -> (+ x) -> norm2 -> GLU -> dropout, into the stream
+// entering layer l + 1 (whose residual, xmid, the next norm adds).
+static void block_fwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N, int train) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I;
+    real *x = stream(a, l, N, D), *xn = stream(a, l + 1, N, D), *xmid = PER(a, xmid, l, N * D);
+    const real *x_res = l > 0 ? PER(a, xmid, l - 1, N * D) : NULL;
+    opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
+    opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
+    real *qfi = PER(a, qfi, l, N * QFI), *o = PER(a, o, l, N * D);
+    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    const int chunk = mixer_chunk(T);
+    SECTION("mixer");
+    norm_fwd(m, a, h1, PER(a, st1, l, stat_len(a, D)), x, x_res, C_NORM1, C_NORM1_B, l, 2 * l, N, train);
+    OP(matmul_fwd, qfi, h1, CW(m, C_WQFI, l), N, D, QFI);                       // [q | f | v]
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
+    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 0, 0);
+    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 1, 1);
+    OP(rmsnorm_fwd, yo, PER(a, rstdo, l, N), o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
+    OP(matmul_fwd, xmid, yo, CW(m, C_WO, l), N, D, D);                          // y; + x in norm2
+    if (train && c->dropout > 0) OP(dropout_fwd, xmid, xmid, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l));
+    SECTION("glu");
+    norm_fwd(m, a, h2, PER(a, st2, l, stat_len(a, D)), xmid, x, C_NORM2, C_NORM2_B, l, 2 * l + 1, N, train);
+    OP(matmul_fwd_opnd, gu, h2, CW(m, C_W12, l), N, D, 2 * I);                  // [l1 x | l2 x]
+    OP(bias_add_opnd, gu, CW(m, C_B12, l), N, 2 * I);
+    OP(swiglu_fwd, ga, gu, N, I);                                               // silu(l1 x + b1) (l2 x + b2)
+    OP(matmul_fwd, xn, ga, CW(m, C_W3, l), N, I, D);
+    OP(bias_add, xn, CW(m, C_B3, l), N, D);                                     // + xmid in the next norm
+    if (train && c->dropout > 0) OP(dropout_fwd, xn, xn, N * D, c->dropout, drop_site(a->drop_seed, 2 + 2 * l));
+}
+
+double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
+                   int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, HK = c->H * c->K, nd = c->ndoc, C = nd == 2 ? 2 : c->classes;
+    if (n < 1 || n > a->B) die("internal error: a batch of %d examples for activations of %d", n, a->B);
+    if (train && !a->train) die("internal error: a training forward on evaluation activations");
+    const int S = n * nd;
+    const int64_t N = (int64_t)S * T;
+    a->n = n;
+    a->drop_seed = drop_seed;
+    // the documents, reordered so doc d of example b is sequence d n + b
+    for (int b = 0; b < n; b++)
+        for (int d = 0; d < nd; d++) {
+            const int s = d * n + b, len = lens[b * nd + d];
+            if (len < 1 || len > T) die("internal error: a document of %d tokens in a batch of length %d", len, T);
+            a->lens_h[s] = len;
+            for (int t = 0; t < T; t++) {
+                const int32_t id = tokens[((int64_t)b * nd + d) * T + t];
+                if (id < 0 || id >= c->V) die("token id %d is outside the model's vocabulary of %d", id, c->V);
+                a->ids_h[(int64_t)s * T + t] = id;
+            }
+        }
+    for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
+    const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
+    if (g_gpu) {
+        dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
+        dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
+        dev_upload(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
+        ids = a->ids_d; lens_b = a->lens_d; lab_b = a->lab_d;
+    }
+    SECTION("input");
+    real *x0 = stream(a, 0, N, D);
+    OP(embed_fwd, x0, ids, CW(m, C_EMB, 0), N, D);
+    if (c->pos == POS_SINUSOIDAL) OP(add_positions, x0, S, T, D);
+    if (train && c->dropout > 0) OP(dropout_fwd, x0, x0, N * D, c->dropout, drop_site(drop_seed, 0));
+    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), c->L, HK);
+    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, S, N, train);
+    SECTION("head");
+    final_norm_fwd(m, a, stream(a, c->L, N, D), PER(a, xmid, c->L - 1, N * D), N, train);
+    OP(pool_mean_fwd, a->pooled, a->hf, lens_b, S, T, D);
+    if (nd == 1) {
+        OP(matmul_fwd, a->logits, as_opnd(a->cv, a->pooled, (int64_t)n * D), CW(m, C_HEAD, 0), n, D, C);
+        OP(bias_add, a->logits, CW(m, C_HEAD_B, 0), n, C);
+    } else {
+        OP(pair_features_fwd, a->f, a->pooled, a->pooled + (int64_t)n * D, n, D);
+        OP(matmul_fwd, a->z, a->f, CW(m, C_PAIR1, 0), n, 4 * D, D);
+        OP(bias_add, a->z, CW(m, C_PAIR1_B, 0), n, D);
+        OP(gelu_fwd, a->gz, a->z, (int64_t)n * D);
+        OP(matmul_fwd, a->logits, a->gz, CW(m, C_PAIR2, 0), n, D, 2);
+        OP(bias_add, a->logits, CW(m, C_PAIR2_B, 0), n, 2);
+    }
+    OP(xent_fwd, a->losses, a->logits, lab_b, n, C);
+    dev_download(a->out_h, a->logits, (size_t)n * C * sizeof(real));
+    dev_download(a->out_h + (int64_t)n * C, a->losses, (size_t)n * sizeof(real));
+    double loss = 0;
+    int64_t right = 0;
+    for (int b = 0; b < n; b++) {
+        const real *lg = a->out_h + (int64_t)b * C;
+        int best = 0;
+        for (int k = 1; k < C; k++) if (lg[k] > lg[best]) best = k;
+        if (pred) pred[b] = best;
+        if (a->lab_h[b] >= 0) { loss += a->out_h[(int64_t)n * C + b]; right += best == a->lab_h[b]; }
+    }
+    if (correct) *correct = right;
+    return loss;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Backward
+
+// dy, a product's output gradient, as an operand.
+static const opnd *dy_opnd(ClsActs *a, const real *dy, int64_t n) { return as_opnd(a->cv, dy, n); }
+
+// Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input.
+static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I, chunk = mixer_chunk(T);
+    real *x = stream(a, l, N, D), *xmid = PER(a, xmid, l, N * D), *dx = a->dx;
+    opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
+    opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
+    real *qfi = PER(a, qfi, l, N * QFI), *o = PER(a, o, l, N * D);
+    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+    // the GLU: d out = dx (through the dropout)
+    SECTION("glu bwd");
+    real *dy = dx;
+    if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 2 + 2 * l)); dy = a->dt; }
+    OP(bias_bwd, CG(m, C_B3, l), dy, N, D);
+    OP(matmul_bwd, a->dh, CG(m, C_W3, l), dy_opnd(a, dy, N * D), ga, CW(m, C_W3, l), N, I, D);   // d ga [N,I]
+    OP(swiglu_bwd, a->dgu, a->dh, gu, N, I);
+    OP(bias_bwd_opnd, CG(m, C_B12, l), a->dgu, N, 2 * I);
+    OP(matmul_bwd, a->dh, CG(m, C_W12, l), a->dgu, h2, CW(m, C_W12, l), N, D, 2 * I);             // d h2
+    norm_bwd(m, a, dx, 1, a->dh, xmid, PER(a, st2, l, stat_len(a, D)), C_NORM2, C_NORM2_B, l, N);   // dx: d xmid
+    // the mixer
+    SECTION("mixer bwd");
+    dy = dx;
+    if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l)); dy = a->dt; }
+    OP(matmul_bwd, a->dh, CG(m, C_WO, l), dy_opnd(a, dy, N * D), yo, CW(m, C_WO, l), N, D, D);    // d yo
+    OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, o, CW(m, C_GNORM, l), PER(a, rstdo, l, N), N, D, EPS_O);
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                          // recomputed
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+       S, T, c->H, c->K, c->Dv, chunk, 0, 0);
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+       S, T, c->H, c->K, c->Dv, chunk, 1, 1);
+    OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+    OP(matmul_bwd, a->dh, CG(m, C_WQFI, l), dy_opnd(a, a->dqfi, N * QFI), h1, CW(m, C_WQFI, l), N, D, QFI);  // d h1
+    norm_bwd(m, a, dx, 1, a->dh, x, PER(a, st1, l, stat_len(a, D)), C_NORM1, C_NORM1_B, l, N);           // dx: d x
+}
+
+void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
+    const ClsConfig *c = &m->c;
+    const int n = a->n, nd = c->ndoc, S = n * nd, T = a->T, D = c->D, HK = c->H * c->K, C = nd == 2 ? 2 : c->classes;
+    const int64_t N = (int64_t)S * T;
+    if (!a->train || !m->grads) die("internal error: a backward without a training forward");
+    const int32_t *lens_b = g_gpu ? a->lens_d : a->lens_h, *lab_b = g_gpu ? a->lab_d : a->lab_h;
+    SECTION("head bwd");
+    OP(xent_bwd, a->dlogits, a->logits, lab_b, (real)loss_scale, n, C);
+    const opnd *dl = dy_opnd(a, a->dlogits, (int64_t)n * C);
+    if (nd == 1) {
+        OP(bias_bwd, CG(m, C_HEAD_B, 0), a->dlogits, n, C);
+        const opnd *p = as_opnd(a->cv ? opnd_at(a->cv, (int64_t)n * C) : NULL, a->pooled, (int64_t)n * D);
+        OP(matmul_bwd, a->dpooled, CG(m, C_HEAD, 0), dl, p, CW(m, C_HEAD, 0), n, D, C);
+    } else {
+        OP(bias_bwd, CG(m, C_PAIR2_B, 0), a->dlogits, n, 2);
+        OP(matmul_bwd, a->dz, CG(m, C_PAIR2, 0), dl, a->gz, CW(m, C_PAIR2, 0), n, D, 2);         // d gz
+        OP(gelu_bwd, a->dz, a->dz, a->z, (int64_t)n * D);
+        OP(bias_bwd, CG(m, C_PAIR1_B, 0), a->dz, n, D);
+        OP(matmul_bwd, a->df, CG(m, C_PAIR1, 0), dy_opnd(a, a->dz, (int64_t)n * D), a->f, CW(m, C_PAIR1, 0), n, 4 * D, D);
+        OP(pair_features_bwd, a->dpooled, a->dpooled + (int64_t)n * D, a->df, a->pooled, a->pooled + (int64_t)n * D, n, D);
+    }
+    OP(pool_mean_bwd, a->dh, a->dpooled, lens_b, S, T, D);                                         // d hf
+    norm_bwd(m, a, a->dx, 0, a->dh, stream(a, c->L, N, D), a->stf, C_FNORM, C_FNORM_B, 0, N);
+    if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);
+    for (int l = c->L - 1; l >= 0; l--) block_bwd(m, a, l, S, N);
+    SECTION("input bwd");
+    if (c->dropout > 0) OP(dropout_bwd, a->dx, a->dx, N * D, c->dropout, drop_site(a->drop_seed, 0));
+    OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D);
+    if (c->lower_bound) OP(lower_bounds_bwd, CG(m, C_LB, 0), a->dlb, CW(m, C_LB, 0), c->L, HK);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Optimizer
+
+double cls_grad_norm(ClsModel *m) {
+    SECTION("optimizer");
+    return sqrt(OP(sumsq, m->grads, m->lay.n));
+}
+
+void cls_adamw(ClsModel *m, double lr, double beta1, double beta2, double eps, double wd, double grad_scale,
+               int64_t step) {
+    SECTION("optimizer");
+    for (int p = 0; p < NCPARAM; p++) {
+        const int64_t n = numel(&m->c, p);
+        if (!n) continue;
+        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : m->c.L); l++) {
+            const int64_t off = CW(m, p, l) - m->params;
+            OP(adamw, m->params + off, m->grads + off, m->m + off, m->v + off, n, lr, beta1, beta2, eps,
+               CPARAMS[p].decay ? wd : 0.0, grad_scale, step);
+        }
+    }
+}

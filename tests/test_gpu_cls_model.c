@@ -1,0 +1,188 @@
+// test_gpu_cls_model.c: the whole sequence classifier (cls.c) on the GPU against the CPU, run by `make test-gpu`.
+//  1. one training step from the same initialisation on the same batch: the loss, the number right, every
+//     gradient tensor and BatchNorm's running statistics, at T 1, 63, 64, 65 and 4096, both heads, all norms
+//  2. an evaluation forward (running statistics): the loss and the predictions
+//  3. 100 training steps on both from the same start: the loss curves agree within the GPU's rounding
+// Tolerances as the language model's (test_gpu_model.c): fp32 runs exact GEMMs and the plain recurrence, so
+// losses agree to 1e-5 and gradients to 1e-4 relative (float32 sums in other orders); bf16 rounds each product's
+// inputs to 8 bits, and a gradient passes several bf16 products per layer: 3e-2.
+#include <math.h>
+#include <omp.h>
+
+#include "../cls.h"
+#include "../model.h"
+#include "check.h"
+
+static double rel(const real *ref, const real *got, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) { double d = (double)got[i] - ref[i]; num += d * d; den += (double)ref[i] * ref[i]; }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+typedef struct { ClsModel m; ClsActs *a, *e; } Side;
+
+static void side_init(Side *s, const ClsConfig *c, int gpu, int B, int T) {
+    g_gpu = gpu;
+    cls_alloc(&s->m, c);
+    cls_init(&s->m, 11);
+    uint64_t r = 17;        // norms and biases away from their initial values
+    for (int p = 0; p < NCPARAM; p++) {
+        int64_t rows, cols;
+        cls_param_shape(c, p, &rows, &cols);
+        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c->L); l++) {
+            real *t = CW(&s->m, p, l);
+            for (int64_t i = 0; i < rows * cols; i++)
+                t[i] = CPARAMS[p].init == INIT_NORMAL ? t[i] * 5 : t[i] + (real)(0.3 * rng_normal(&r));
+        }
+    }
+    cls_to_device(&s->m);
+    cls_alloc_training(&s->m);
+    s->a = cls_acts_alloc(c, B, T, 1);
+    s->e = cls_acts_alloc(c, B, T, 0);
+    g_gpu = 0;
+}
+static void side_free(Side *s, int gpu) {
+    g_gpu = gpu;
+    cls_acts_free(s->a);
+    cls_acts_free(s->e);
+    cls_free(&s->m);
+    g_gpu = 0;
+}
+
+typedef struct { int32_t *tok, *lens, *lab; } Batch;
+static Batch batch(const ClsConfig *c, int B, int T, uint64_t r) {
+    Batch b = {xmalloc((size_t)B * c->ndoc * T * 4), xmalloc((size_t)B * c->ndoc * 4), xmalloc((size_t)B * 4)};
+    for (int i = 0; i < B * c->ndoc; i++) {
+        b.lens[i] = i % 3 == 0 ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
+        for (int t = 0; t < T; t++) b.tok[(int64_t)i * T + t] = t < b.lens[i] ? (int32_t)(splitmix64(&r) % (uint64_t)c->V) : 0;
+    }
+    for (int i = 0; i < B; i++) b.lab[i] = (int32_t)(splitmix64(&r) % (uint64_t)(c->ndoc == 2 ? 2 : c->classes));
+    return b;
+}
+static void batch_free(Batch *b) { free(b->tok); free(b->lens); free(b->lab); }
+
+static double step(Side *s, int gpu, const Batch *b, int B, int64_t *right, double lr, int64_t t) {
+    g_gpu = gpu;
+    OP(zero, s->m.grads, s->m.lay.n);
+    double loss = cls_forward(&s->m, s->a, b->tok, b->lens, b->lab, B, 1, 7 + (uint64_t)t, right, NULL) / B;
+    cls_backward(&s->m, s->a, 1.0 / B);
+    if (lr > 0) {
+        double gn = cls_grad_norm(&s->m);
+        cls_adamw(&s->m, lr, 0.9, 0.999, 1e-8, 0, gn > 1 ? 1 / gn : 1, t);
+    }
+    g_gpu = 0;
+    return loss;
+}
+
+static real *host_copy(const real *p, int64_t n, int gpu) {
+    real *h = xmalloc((size_t)n * sizeof(real));
+    if (gpu) cuda_to_host(h, p, (size_t)n * sizeof(real));
+    else memcpy(h, p, (size_t)n * sizeof(real));
+    return h;
+}
+
+static void one_step(const char *what, ClsConfig c, int B, int T, int mode, double tol_loss, double tol_grad) {
+    cls_config_finish(&c);
+    cuda_set_gemm_precision(mode);
+    Side cpu, gpu;
+    side_init(&cpu, &c, 0, B, T);
+    side_init(&gpu, &c, 1, B, T);
+    Batch b = batch(&c, B, T, 5 + (uint64_t)T);
+    int64_t rc, rg;
+    double lc = step(&cpu, 0, &b, B, &rc, 0, 1), lg = step(&gpu, 1, &b, B, &rg, 0, 1);
+    CHECK(fabs(lc - lg) <= tol_loss * fabs(lc), "%s: loss cpu %.8g gpu %.8g", what, lc, lg);
+    real *g = host_copy(gpu.m.grads, gpu.m.lay.n, 1);
+    double worst = 0;
+    const char *wn = "";
+    for (int p = 0; p < NCPARAM; p++) {
+        int64_t rows, cols;
+        cls_param_shape(&c, p, &rows, &cols);
+        if (rows == 0 || cols == 0) continue;
+        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c.L); l++) {
+            const int64_t off = CG(&cpu.m, p, l) - cpu.m.grads;
+            double e = rel(cpu.m.grads + off, g + off, rows * cols);
+            if (e > worst) { worst = e; wn = CPARAMS[p].name; }
+            CHECK(e <= tol_grad, "%s: gradient of %s[layer %d] differs by %.3g relative", what, CPARAMS[p].name, l, e);
+        }
+    }
+    const int64_t ns = cls_nstats(&c);
+    double es = 0;
+    if (ns) {
+        real *st = host_copy(gpu.m.stats, ns, 1);
+        es = rel(cpu.m.stats, st, ns);
+        CHECK(es <= tol_grad, "%s: running statistics differ by %.3g relative", what, es);
+        free(st);
+    }
+    // evaluation: running statistics, predictions
+    int32_t *pc = xmalloc((size_t)B * 4), *pg = xmalloc((size_t)B * 4);
+    g_gpu = 0;
+    double ec = cls_forward(&cpu.m, cpu.e, b.tok, b.lens, b.lab, B, 0, 0, NULL, pc);
+    g_gpu = 1;
+    double eg = cls_forward(&gpu.m, gpu.e, b.tok, b.lens, b.lab, B, 0, 0, NULL, pg);
+    g_gpu = 0;
+    CHECK(fabs(ec - eg) <= tol_loss * fabs(ec) * 10, "%s: evaluation loss cpu %.8g gpu %.8g", what, ec, eg);
+    int same = 0;
+    for (int i = 0; i < B; i++) same += pc[i] == pg[i];
+    CHECK(mode != 0 || same == B, "%s: %d of %d predictions agree in fp32", what, same, B);
+    printf("%-52s %s: loss %.6f / %.6f, worst gradient %.2e (%s), statistics %.2e, predictions %d/%d\n", what,
+           mode == 0 ? "fp32" : "bf16", lc, lg, worst, wn, es, same, B);
+    free(pc); free(pg); free(g);
+    batch_free(&b);
+    side_free(&cpu, 0);
+    side_free(&gpu, 1);
+}
+
+// 100 steps of AdamW from the same start on the same batches: the curves stay together.
+static void curves(ClsConfig c, int B, int T) {
+    cls_config_finish(&c);
+    cuda_set_gemm_precision(0);
+    Side cpu, gpu;
+    side_init(&cpu, &c, 0, B, T);
+    side_init(&gpu, &c, 1, B, T);
+    double worst = 0, first = 0, last_c = 0, last_g = 0;
+    for (int t = 1; t <= 100; t++) {
+        Batch b = batch(&c, B, T, 1000 + (uint64_t)(t % 4));   // four batches, seen 25 times each
+        int64_t r;
+        double lc = step(&cpu, 0, &b, B, &r, 3e-3, t), lg = step(&gpu, 1, &b, B, &r, 3e-3, t);
+        if (t == 1) first = lc;
+        last_c = lc; last_g = lg;
+        double e = fabs(lc - lg) / fabs(lc);
+        if (e > worst) worst = e;
+        batch_free(&b);
+    }
+    CHECK(worst <= 1e-3, "training curves differ by %.3g relative", worst);
+    CHECK(last_c < first * 0.8, "the CPU run did not learn its four batches: %.4f -> %.4f", first, last_c);
+    printf("100 training steps (fp32): loss %.4f -> cpu %.4f / gpu %.4f, worst step difference %.2e\n", first, last_c,
+           last_g, worst);
+    side_free(&cpu, 0);
+    side_free(&gpu, 1);
+}
+
+int main(void) {
+    omp_set_num_threads(8);
+    cuda_init();
+    ClsConfig listops = {.V = 20, .D = 64, .L = 2, .K = 4, .I = 64, .classes = 10, .ndoc = 1, .norm = NORM_BATCH,
+                         .pos = POS_SINUSOIDAL, .lower_bound = 1, .dropout = 0, .eps = 1e-5};
+    ClsConfig text = listops;
+    text.D = 128; text.K = 8; text.I = 128; text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.1; text.classes = 2;
+    ClsConfig pair = listops;
+    pair.D = 64; pair.K = 2; pair.I = 128; pair.ndoc = 2; pair.classes = 2;
+    ClsConfig rms = listops;
+    rms.norm = NORM_RMS; rms.K = 64; rms.D = 128; rms.I = 128;   // K = Dv = 64: tensor cores in bf16
+    const int Ts[] = {1, 63, 64, 65};
+    for (int i = 0; i < 4; i++) {
+        char w[96];
+        snprintf(w, sizeof w, "BatchNorm, positions, T %d", Ts[i]);
+        one_step(w, listops, 4, Ts[i], 0, 1e-5, 1e-4);
+        snprintf(w, sizeof w, "pairs, T %d", Ts[i]);
+        one_step(w, pair, 3, Ts[i], 0, 1e-5, 1e-4);
+    }
+    one_step("LayerNorm, dropout, T 65", text, 3, 65, 0, 1e-5, 1e-4);
+    one_step("RMSNorm, K 64, T 130", rms, 2, 130, 0, 1e-5, 1e-4);
+    one_step("BatchNorm, positions, T 4096", listops, 2, 4096, 0, 1e-5, 1e-4);
+    one_step("BatchNorm, positions, T 65", listops, 4, 65, 2, 1e-2, 3e-2);
+    one_step("RMSNorm, K 64, T 130", rms, 2, 130, 2, 1e-2, 3e-2);
+    one_step("pairs, T 300", pair, 3, 300, 2, 1e-2, 3e-2);
+    curves(listops, 8, 40);
+    return check_summary("test_gpu_cls_model");
+}
