@@ -117,8 +117,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     else printf(" (no validation split)");
     printf(" examples, vocabulary %u, %u classes\n", example_vocab(tex), example_classes(tex));
     cls_print_config(c, &m->lay, stdout);
-    printf("| batch        | %d examples x %d%s tokens; an epoch is %lld steps\n", h->B, h->T,
-           c->ndoc == 2 ? " x 2 documents of" : "", (long long)spe);
+    printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
+           c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
     printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
            "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
            h->adam_eps, h->wd, h->clip);
