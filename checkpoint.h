@@ -9,6 +9,10 @@
 #include "train.h"
 #include "data.h"
 
+// The first 8 bytes of a file (no NUL on disk): a language model's checkpoint, a classifier's (cls_run.h).
+#define CKPT_MAGIC "HGRN2CKP"
+#define CLS_CKPT_MAGIC "HGRN2CLS"
+
 // What a checkpoint holds besides the tensors. The Config's input, mixer and head kinds are not stored
 // yet: every checkpoint of format version 1 is a language model (token input, causal mixer, next-token
 // head), which is what a loaded Config says.
@@ -34,5 +38,33 @@ typedef struct { uint64_t h, tail; int ntail; } Hash;
 void hash_init(Hash *s);
 void hash_bytes(Hash *s, const void *p, size_t n);
 uint64_t hash_final(const Hash *s);
+
+// ---- what the checkpoint formats share: the language model's (here) and the classifier's (cls_ckpt.c) ----
+// Writing: ckpt_out_open creates PATH.tmp; every byte written is hashed; ckpt_out_close appends the checksum,
+// flushes, syncs and renames it to PATH. Any failure removes PATH.tmp, leaving PATH as it was, and dies.
+typedef struct { FILE *f; char *path; const char *final; Hash hash; } CkptOut;
+void ckpt_out_open(CkptOut *o, const char *path);
+void ckpt_out_write(CkptOut *o, const void *p, size_t n);
+void ckpt_out_i64(CkptOut *o, int64_t v);
+void ckpt_out_f64(CkptOut *o, double v);
+void ckpt_out_str(CkptOut *o, const char *s);                    // an i64 length, then the bytes
+void ckpt_out_reals(CkptOut *o, const real *x, int64_t n);       // as float32, whatever `real` is
+void ckpt_out_close(CkptOut *o);
+// Reading: left counts the bytes before the checksum still unread, so sizes can be checked against the file
+// before anything is allocated. A short read dies as a truncated file; hint ends the message of a file that
+// cannot be opened.
+typedef struct { FILE *f; const char *path; Hash hash; int64_t left; } CkptIn;
+void ckpt_in_open(CkptIn *r, const char *path, const char *hint);
+void ckpt_in_read(CkptIn *r, void *p, size_t n);
+int64_t ckpt_in_i64(CkptIn *r);
+double ckpt_in_f64(CkptIn *r);
+void ckpt_in_str(CkptIn *r, const char *what, char *dst, size_t cap);   // dies unless it fits in cap with its NUL
+void ckpt_in_reals(CkptIn *r, real *x, int64_t n);               // x NULL: skipped (still hashed)
+void ckpt_in_close(CkptIn *r);                                   // dies unless the checksum matches
+// A header field outside the range the command line accepts: "checkpoint PATH is corrupt: NAME = V is out of
+// range [lo, hi]", exit 1.
+void ckpt_check_int(const char *path, const char *name, int64_t v, int64_t lo, int64_t hi);
+void ckpt_check_range_int(const char *path, const Range *r, int64_t v);
+void ckpt_check_range_num(const char *path, const Range *r, double v);
 
 #endif

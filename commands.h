@@ -12,5 +12,11 @@ int cmd_export(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);    // cmd_data.c
 int cmd_tokenize(int argc, char **argv);   // cmd_data.c
 int cmd_generate(int argc, char **argv);   // cmd_tasks.c
+// train and eval of the Long Range Arena's classification tasks (cmd_cls.c). cls_command_line says whether a
+// train (eval 0) or eval (eval 1) command line is theirs: --task lra-* (or lra), or without --task, a
+// checkpoint to resume or evaluate that is a classifier's.
+int cls_command_line(int argc, char **argv, int eval);
+int cmd_cls_train(int argc, char **argv);
+int cmd_cls_eval(int argc, char **argv);
 
 #endif

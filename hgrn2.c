@@ -22,14 +22,17 @@
 // hgrn2 train
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train [--task bible|text|pile|wiki103|mqar] [--preset NAME] [--data DIR] [--out DIR] [--steps N] [options]";
+    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-listops|lra-text|lra-retrieval] [--preset NAME] [--data DIR] "
+    "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
     "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
     "Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
     "\n"
     "Task and files:\n"
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
-    "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md)\n"
+    "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md);\n"
+    "                       lra-listops, lra-text, lra-retrieval train a classifier on Long Range Arena\n"
+    "                       examples, with options of their own: hgrn2 train --task lra-listops --help\n"
     "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m,\n"
     "                       mqar (the default for mqar)\n"
     "  --data DIR           prepared shards (hgrn2 prepare); required for text, pile and wiki103\n"
@@ -114,6 +117,7 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
 }
 
 int cmd_train(int argc, char **argv) {
+    if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
@@ -177,7 +181,7 @@ int cmd_train(int argc, char **argv) {
     machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
-        usage_error("--task must be bible, text, pile, wiki103 or mqar, got '%s'", task);
+        usage_error("--task must be bible, text, pile, wiki103, mqar, lra-listops, lra-text or lra-retrieval, got '%s'", task);
     int resume = set[O_RESUME], is_mqar = !strcmp(task, "mqar");
     if (resume && init) usage_error("--resume and --init exclude each other");
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from; to start from weights use --init");
@@ -282,7 +286,7 @@ int cmd_train(int argc, char **argv) {
 // hgrn2 eval
 
 static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]"
-                                 " | --task mqar [--examples N]";
+                                 " | --task mqar [--examples N] | --task lra-listops|lra-text|lra-retrieval|lra";
 static const char *EVAL_HELP =
     "Report the mean next-token loss, the perplexity and bits per byte (from the tokenizer: the bytes of\n"
     "text the predicted tokens stand for).\n"
@@ -305,6 +309,9 @@ static const char *EVAL_HELP =
     "  --task mqar          held-out MQAR examples (the default for a model trained on mqar)\n"
     "  --examples N         how many: the first N of the held-out set (default 3000)\n"
     "  --kv-pairs P --seq-len T  their shape (default: the training run's) --batch B (default: the training batch)\n"
+    "Long Range Arena classifiers (their own options: hgrn2 eval --task lra-listops --help):\n"
+    "  --task lra-listops|lra-text|lra-retrieval  test accuracy of a classifier; last line 'accuracy X'\n"
+    "  --task lra           the table of every task's test accuracy in a folder of runs, beside the paper's\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
 // hgrn2 eval --task mqar: accuracy on the first n held-out examples of shape (T, P), B at a time, drawn with
@@ -327,6 +334,7 @@ static int eval_mqar(Model *m, const RunState *rs, int B, int T, int P, int64_t 
 }
 
 int cmd_eval(int argc, char **argv) {
+    if (cls_command_line(argc, argv, 1)) return cmd_cls_eval(argc, argv);
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
@@ -358,7 +366,9 @@ int cmd_eval(int argc, char **argv) {
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: break;
         case O_TASK:
-            if (strcmp(optarg, "mqar")) usage_error("--task of eval is mqar (a language model needs none), got '%s'", optarg);
+            if (strcmp(optarg, "mqar"))
+                usage_error("--task of eval is mqar, lra-listops, lra-text, lra-retrieval or lra (a language model needs "
+                            "none), got '%s'", optarg);
             mqar = 1;
             break;
         case O_EXAMPLES: examples = arg_int("--examples", optarg, 1, INT64_C(1) << 40); break;
@@ -693,8 +703,9 @@ static const char *MAIN_HELP =
     "HGRN2 language models: gated linear RNNs with state expansion, trained, evaluated and sampled in C.\n"
     "\n"
     "commands:\n"
-    "  train      train a model (no arguments: a small byte-level model on the King James Bible)\n"
-    "  eval       held-out loss, perplexity and bits per byte of a checkpoint\n"
+    "  train      train a model (no arguments: a small byte-level model on the King James Bible), or a\n"
+    "             classifier on a Long Range Arena task (--task lra-listops|lra-text|lra-retrieval)\n"
+    "  eval       held-out loss, perplexity and bits per byte of a checkpoint; a classifier's accuracy\n"
     "  sample     generate text from a checkpoint\n"
     "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards, or the Long\n"
     "             Range Arena's ListOps, Text and Retrieval files into example files\n"

@@ -306,7 +306,7 @@ void run_dir_lock(const char *out, int argc, char **argv) {
 // On --resume, log.tsv is cut back to the rows of the steps the checkpoint holds: a run killed after its
 // last checkpoint had logged steps that the resumed run logs again. Rows after a step already seen, and a
 // last row cut short, go too. Written to log.tsv.tmp and renamed, so a crash leaves the old log or the new.
-static void log_cut(const char *path, const char *header, int64_t last_step) {
+void log_cut(const char *path, const char *header, int64_t last_step) {
     FILE *in = fopen(path, "r");
     int in_errno = errno;
     if (!in && in_errno != ENOENT) die("cannot read %s: %s", path, strerror(in_errno));

@@ -83,6 +83,9 @@ typedef struct RunState RunState;   // checkpoint.h
 // the holder (its pid and command line, argv as a command received it); when another process holds it,
 // dies saying so.
 void run_dir_lock(const char *out, int argc, char **argv);
+// On --resume: cuts the log at path (tab-separated, the step first) back to the rows of steps 1 to last_step,
+// once each, under header; a missing log becomes the header alone. Written through path.tmp and a rename.
+void log_cut(const char *path, const char *header, int64_t last_step);
 
 // A task whose examples are generated rather than read from shards (MQAR, mqar.h): train_run takes its
 // batches and its held-out evaluation from here.

@@ -1,0 +1,228 @@
+// cls_ckpt.c: the classifier's checkpoint format: written atomically, read back with every field checked
+// against the range the command line accepts for it (docs/classify.md). The writing and reading halves,
+// the checksum and the range checks are those of the language model's format (checkpoint.h).
+#include <math.h>
+
+#include "cls_run.h"
+#include "checkpoint.h"
+#include "lra.h"
+#include "model.h"
+#include "train.h"
+
+#define CLS_CKPT_VERSION 1
+
+// The header integers, in the order they are stored.
+enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
+       I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, NINTS };
+// The header floats.
+enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, NFLOATS };
+
+// A backend tensor as host values: itself on the CPU, a downloaded copy (in *tmp, freed by the caller) on
+// the GPU.
+static const real *host_of(const ClsModel *m, const real *p, int64_t n, real **tmp) {
+    *tmp = NULL;
+    if (!m->on_device || n == 0) return p;
+    *tmp = xmalloc((size_t)n * sizeof(real));
+    dev_download(*tmp, p, (size_t)n * sizeof(real));
+    return *tmp;
+}
+
+void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState *rs, int with_optimizer) {
+    const ClsConfig *c = &m->c;
+    const ClsHyper *h = &rs->h;
+    int64_t nstats = cls_nstats(c);
+    CkptOut o;
+    ckpt_out_open(&o, path);
+    ckpt_out_write(&o, CLS_CKPT_MAGIC, 8);
+    ckpt_out_i64(&o, CLS_CKPT_VERSION);
+    const int64_t ints[NINTS] = {
+        [I_V] = c->V, [I_D] = c->D, [I_L] = c->L, [I_K] = c->K, [I_I] = c->I, [I_CLASSES] = c->classes,
+        [I_NDOC] = c->ndoc, [I_NORM] = c->norm, [I_POS] = c->pos, [I_LB] = c->lower_bound, [I_B] = h->B,
+        [I_T] = h->T, [I_EPOCHS] = h->epochs, [I_STEPS] = h->steps, [I_WARMUP] = h->warmup,
+        [I_SCHED_STEPS] = h->sched_steps, [I_SEED] = (int64_t)h->seed, [I_STEP] = rs->step,
+        [I_TRAIN_EXAMPLES] = (int64_t)rs->train_examples, [I_VOCAB_HASH] = (int64_t)rs->vocab_hash,
+        [I_LOADER_SEED] = (int64_t)rs->loader.seed, [I_LOADER_EPOCH] = (int64_t)rs->loader.epoch,
+        [I_LOADER_INDEX] = (int64_t)rs->loader.index, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
+        [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer};
+    ckpt_out_i64(&o, NINTS);
+    for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
+    const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
+                                [F_WD] = h->wd, [F_BETA1] = h->beta1, [F_BETA2] = h->beta2,
+                                [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip};
+    ckpt_out_i64(&o, NFLOATS);
+    for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
+    ckpt_out_str(&o, rs->task);
+    ckpt_out_str(&o, rs->data);
+    const real *tensors[4] = {m->params, m->stats, m->m, m->v};     // the moments only with the optimizer state
+    const int64_t sizes[4] = {m->lay.n, nstats, m->lay.n, m->lay.n};
+    for (int i = 0; i < (with_optimizer ? 4 : 2); i++) {
+        real *staged;
+        ckpt_out_reals(&o, host_of(m, tensors[i], sizes[i], &staged), sizes[i]);
+        free(staged);
+    }
+    ckpt_out_close(&o);
+}
+
+int cls_checkpoint_is(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char magic[8];
+    int is = fread(magic, 1, 8, f) == 8 && !memcmp(magic, CLS_CKPT_MAGIC, 8);
+    fclose(f);
+    return is;
+}
+
+// Every field against the range the command line accepts for it (cmd_cls.c), and the loader's position
+// against the steps done: a checksum proves only that the writer wrote it.
+static void check_header(const char *path, const int64_t *v, const double *fl) {
+    ckpt_check_range_int(path, &R_VOCAB, v[I_V]);
+    ckpt_check_range_int(path, &R_DIM, v[I_D]);
+    ckpt_check_range_int(path, &R_LAYERS, v[I_L]);
+    ckpt_check_range_int(path, &R_EXPAND, v[I_K]);
+    if (v[I_D] % v[I_K])
+        die("checkpoint %s is corrupt: expand-ratio %lld does not divide dim %lld", path, (long long)v[I_K], (long long)v[I_D]);
+    // the GLU's width is --glu-ratio x dim
+    ckpt_check_int(path, "glu width", v[I_I], (int64_t)R_GLU_RATIO.lo * v[I_D], (int64_t)R_GLU_RATIO.hi * v[I_D]);
+    if (v[I_I] % v[I_D])
+        die("checkpoint %s is corrupt: glu width %lld is not a multiple of dim %lld", path, (long long)v[I_I], (long long)v[I_D]);
+    ckpt_check_range_int(path, &R_CLASSES, v[I_CLASSES]);
+    ckpt_check_int(path, "documents", v[I_NDOC], 1, EXAMPLES_DOCS_MAX);
+    ckpt_check_int(path, "norm", v[I_NORM], 0, NNORMS - 1);
+    ckpt_check_int(path, "pos", v[I_POS], 0, NPOS - 1);
+    ckpt_check_int(path, "lower-bounds", v[I_LB], 0, 1);
+    ckpt_check_range_num(path, &R_DROPOUT, fl[F_DROPOUT]);
+    if (!(fl[F_EPS] > 0 && fl[F_EPS] < 1)) die("checkpoint %s is corrupt: norm eps = %g is out of range (0, 1)", path, fl[F_EPS]);
+    ckpt_check_range_int(path, &R_BATCH, v[I_B]);
+    ckpt_check_range_int(path, &R_SEQ_LEN, v[I_T]);
+    ckpt_check_range_int(path, &R_EPOCHS, v[I_EPOCHS]);
+    ckpt_check_range_int(path, &R_STEPS, v[I_STEPS]);
+    ckpt_check_range_int(path, &R_WARMUP, v[I_WARMUP]);
+    ckpt_check_range_int(path, &R_SCHED_STEPS, v[I_SCHED_STEPS]);
+    ckpt_check_range_int(path, &R_SEED, v[I_SEED]);
+    ckpt_check_int(path, "steps done", v[I_STEP], 0, v[I_STEPS]);
+    ckpt_check_range_int(path, &R_TRAIN_EXAMPLES, v[I_TRAIN_EXAMPLES]);
+    // the training loader was opened with the run's seed and has handed out `step` full batches since
+    ckpt_check_int(path, "loader seed", v[I_LOADER_SEED], v[I_SEED], v[I_SEED]);
+    int64_t read = v[I_STEP] * v[I_B];      // below 2^60: steps <= 2^40, batch <= 2^20
+    ckpt_check_int(path, "loader epoch", v[I_LOADER_EPOCH], read / v[I_TRAIN_EXAMPLES], read / v[I_TRAIN_EXAMPLES]);
+    ckpt_check_int(path, "loader index", v[I_LOADER_INDEX], read % v[I_TRAIN_EXAMPLES], read % v[I_TRAIN_EXAMPLES]);
+    ckpt_check_int(path, "loader reserved", v[I_LOADER_RESERVED], 0, 0);
+    ckpt_check_int(path, "optimizer flag", v[I_OPT], 0, 1);
+    ckpt_check_range_num(path, &R_LR, fl[F_LR]);
+    ckpt_check_range_num(path, &R_MIN_LR, fl[F_MIN_LR]);
+    ckpt_check_range_num(path, &R_WD, fl[F_WD]);
+    ckpt_check_range_num(path, &R_BETA1, fl[F_BETA1]);
+    ckpt_check_range_num(path, &R_BETA2, fl[F_BETA2]);
+    ckpt_check_range_num(path, &R_ADAM_EPS, fl[F_ADAM_EPS]);
+    ckpt_check_range_num(path, &R_CLIP, fl[F_CLIP]);
+}
+
+void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **moments) {
+    CkptIn r;
+    ckpt_in_open(&r, path, " (train a classifier first, or pass --ckpt PATH)");
+    char magic[8];
+    ckpt_in_read(&r, magic, 8);
+    if (!memcmp(magic, CKPT_MAGIC, 8))
+        die("%s is the checkpoint of a language model, not of a classifier: evaluate it without --task lra-* "
+            "(hgrn2 eval --ckpt %s)", path, path);
+    if (memcmp(magic, CLS_CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
+    int64_t version = ckpt_in_i64(&r);
+    if (version != CLS_CKPT_VERSION)
+        die("checkpoint %s has format version %lld; this hgrn2 reads version %d", path, (long long)version, CLS_CKPT_VERSION);
+    int64_t nints = ckpt_in_i64(&r);
+    if (nints != NINTS) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, NINTS);
+    int64_t v[NINTS];
+    for (int i = 0; i < NINTS; i++) v[i] = ckpt_in_i64(&r);
+    int64_t nfl = ckpt_in_i64(&r);
+    if (nfl != NFLOATS) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, NFLOATS);
+    double fl[NFLOATS];
+    for (int i = 0; i < NFLOATS; i++) fl[i] = ckpt_in_f64(&r);
+    check_header(path, v, fl);
+    memset(rs, 0, sizeof *rs);
+    ckpt_in_str(&r, "task name", rs->task, sizeof rs->task);
+    if (!cls_preset_find(rs->task))
+        die("checkpoint %s is corrupt: task = '%s' is none of lra-listops, lra-text and lra-retrieval", path, rs->task);
+    ckpt_in_str(&r, "data directory", rs->data, sizeof rs->data);
+    if (!rs->data[0]) die("checkpoint %s is corrupt: its data directory is empty", path);
+    ClsConfig c = {.V = (int)v[I_V], .D = (int)v[I_D], .L = (int)v[I_L], .K = (int)v[I_K], .I = (int)v[I_I],
+                   .classes = (int)v[I_CLASSES], .ndoc = (int)v[I_NDOC], .norm = (int)v[I_NORM], .pos = (int)v[I_POS],
+                   .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS]};
+    const char *bad = cls_config_finish(&c);
+    if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);
+    rs->c = c;
+    rs->h = (ClsHyper){.B = (int)v[I_B], .T = (int)v[I_T], .epochs = v[I_EPOCHS], .steps = v[I_STEPS],
+                       .warmup = v[I_WARMUP], .sched_steps = v[I_SCHED_STEPS], .lr = fl[F_LR], .min_lr = fl[F_MIN_LR],
+                       .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2], .adam_eps = fl[F_ADAM_EPS],
+                       .clip = fl[F_CLIP], .seed = (uint64_t)v[I_SEED]};
+    rs->step = v[I_STEP];
+    rs->train_examples = (uint64_t)v[I_TRAIN_EXAMPLES];
+    rs->vocab_hash = (uint64_t)v[I_VOCAB_HASH];
+    rs->loader = (ExampleLoaderState){(uint64_t)v[I_LOADER_SEED], (uint64_t)v[I_LOADER_EPOCH],
+                                      (uint64_t)v[I_LOADER_INDEX], (uint64_t)v[I_LOADER_RESERVED]};
+    int has_opt = (int)v[I_OPT];
+    // The sizes the header implies, against the file, before anything is allocated: a flipped bit in a size
+    // must read as a damaged file, not as a request for terabytes.
+    ClsLayout lay = cls_layout_of(&c);
+    int64_t nstats = cls_nstats(&c);
+    if (v[I_N] != lay.n)
+        die("checkpoint %s is corrupt: it says %lld parameters, its configuration has %lld", path, (long long)v[I_N], (long long)lay.n);
+    if (v[I_NSTATS] != nstats)
+        die("checkpoint %s is corrupt: it says %lld running statistics, its configuration has %lld", path,
+            (long long)v[I_NSTATS], (long long)nstats);
+    int64_t need = (lay.n * (has_opt ? 3 : 1) + nstats) * 4;
+    if (r.left != need)
+        die("checkpoint %s is %s: its header describes %lld parameters and %lld statistics%s, %lld bytes of tensors, "
+            "but %lld bytes follow the header", path, r.left < need ? "truncated or corrupt" : "corrupt",
+            (long long)lay.n, (long long)nstats, has_opt ? " with the AdamW moments" : "", (long long)need, (long long)r.left);
+    if (moments && !has_opt)
+        die("checkpoint %s holds no optimizer state, so training cannot resume from it", path);
+    cls_alloc(m, &c);
+    ckpt_in_reals(&r, m->params, lay.n);
+    ckpt_in_reals(&r, m->stats, nstats);
+    real *mom = NULL;
+    if (moments) {
+        mom = xmalloc((size_t)(2 * lay.n) * sizeof(real));
+        ckpt_in_reals(&r, mom, 2 * lay.n);
+    } else if (has_opt) {
+        ckpt_in_reals(&r, NULL, 2 * lay.n);
+    }
+    ckpt_in_close(&r);
+    for (int64_t i = 0; i < lay.n; i++)
+        if (!isfinite(m->params[i])) die("checkpoint %s is corrupt: it holds a non-finite parameter", path);
+    // per norm a mean [D], then a variance [D]
+    for (int64_t i = 0; i < nstats; i++)
+        if (!isfinite(m->stats[i]) || ((i / c.D) % 2 == 1 && m->stats[i] < 0))
+            die("checkpoint %s is corrupt: a BatchNorm running statistic is not finite, or a running variance is "
+                "negative", path);
+    for (int64_t i = 0; mom && i < lay.n; i++)
+        if (!isfinite(mom[i]) || !(mom[lay.n + i] >= 0 && isfinite(mom[lay.n + i])))
+            die("checkpoint %s is corrupt: an AdamW moment is not finite, or a second moment is negative", path);
+    if (moments) *moments = mom;
+}
+
+void cls_upload_moments(ClsModel *m, real *moments) {
+    size_t bytes = (size_t)m->lay.n * sizeof(real);
+    dev_upload(m->m, moments, bytes);
+    dev_upload(m->v, moments + m->lay.n, bytes);
+    free(moments);
+}
+
+uint64_t cls_vocab_hash(const Examples *e) {
+    Hash s;
+    hash_init(&s);
+    const char *d = example_vocab_desc(e);
+    hash_bytes(&s, d, strlen(d));
+    return hash_final(&s);
+}
+
+void cls_check_task_data(const char *task, const Examples *e) {
+    int ndoc = example_ndoc(e);
+    uint32_t classes = example_classes(e), V = example_vocab(e);
+    int ok = !strcmp(task, "lra-listops") ? ndoc == 1 && classes == LRA_LISTOPS_CLASSES
+           : !strcmp(task, "lra-text") ? ndoc == 1 && classes == 2 && V == LRA_BYTE_VOCAB
+           : ndoc == 2 && classes == 2 && V == LRA_BYTE_VOCAB;
+    if (!ok)
+        die("%s does not hold %s examples: %d document%s per example, %u classes, vocabulary %u (prepare it with "
+            "'hgrn2 prepare --task %s')", example_path(e), task, ndoc, ndoc == 1 ? "" : "s", classes, V, task);
+}

@@ -1,0 +1,232 @@
+// cls_run.c: the classifier's training run and evaluation: presets, the schedule, the step, the loop with its
+// progress lines, log.tsv and checkpoints; Ctrl-C stops it after saving (docs/classify.md).
+#include <math.h>
+#include <signal.h>
+#include <omp.h>
+
+#include "cls_run.h"
+#include "backend.h"
+#include "model.h"
+#include "train.h"
+#include "lra.h"
+
+// The HGRN2 authors' runs of the three token tasks: the model, the batch, AdamW's peak lr, the warmup and the
+// cosine's length in steps, the epochs, the gradient clip (0: none).
+const ClsPreset CLS_PRESETS[3] = {
+    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50},
+    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40},
+    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20},
+};
+
+const ClsPreset *cls_preset_find(const char *task) {
+    for (int i = 0; i < 3; i++) if (!strcmp(CLS_PRESETS[i].task, task)) return &CLS_PRESETS[i];
+    return NULL;
+}
+
+const Range R_GLU_RATIO = {"glu-ratio", 1, 64}, R_DROPOUT = {"dropout", 0, 0.99}, R_EPOCHS = {"epochs", 1, 1 << 20},
+            R_SCHED_STEPS = {"sched-steps", 1, 0x1p40}, R_TRAIN_EXAMPLES = {"train examples", 1, 0x1p40};
+
+// The language model's cosine (train.c) over sched_steps instead of the run's length.
+double cls_lr_at(const ClsHyper *h, int64_t step) {
+    Hyper lm = {.steps = h->sched_steps, .warmup = h->warmup, .lr = h->lr, .min_lr = h->min_lr, .sched = SCHED_COSINE};
+    return lr_at(&lm, step);
+}
+
+int64_t cls_steps_per_epoch(uint64_t n, int B) { return (int64_t)((n + (uint64_t)B - 1) / (uint64_t)B); }
+
+uint64_t cls_drop_seed(uint64_t seed, int64_t step) { return mix64(mix64(seed ^ 0x64726F706F7574ull) + (uint64_t)step); }
+
+// ----------------------------------------------------------------------------------------------------------
+// Batches and evaluation
+
+typedef struct { int32_t *tokens, *lens, *labels; } ClsBatch;
+static ClsBatch batch_alloc(int B, int T, int ndoc) {
+    size_t docs = (size_t)B * (size_t)ndoc;
+    return (ClsBatch){xmalloc(docs * (size_t)T * sizeof(int32_t)), xmalloc(docs * sizeof(int32_t)),
+                      xmalloc((size_t)B * sizeof(int32_t))};
+}
+static void batch_free(ClsBatch *b) { free(b->tokens); free(b->lens); free(b->labels); }
+
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ExampleLoader *ld, int B, int T, int64_t max_batches) {
+    ClsBatch b = batch_alloc(B, T, m->c.ndoc);
+    example_loader_reset(ld);
+    ClsScore sc = {0};
+    double sum = 0;
+    for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
+        int n = example_loader_next(ld, b.tokens, b.lens, b.labels, NULL);
+        if (!n) break;
+        int64_t correct = 0;
+        sum += cls_forward(m, a, b.tokens, b.lens, b.labels, n, 0, 0, &correct, NULL);
+        sc.count += n;
+        sc.correct += correct;
+    }
+    batch_free(&b);
+    sc.loss = sc.count ? sum / (double)sc.count : NAN;
+    return sc;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The training step
+
+typedef struct { double loss, acc, grad_norm, lr; } ClsStepResult;
+
+// Optimizer step `step` (from 1) on one full batch: the gradients zeroed, forward with batch statistics and
+// dropout, backward of the mean loss, the global gradient norm and clipping to h->clip, AdamW. When the loss
+// or the norm is not finite, AdamW is skipped and the parameters stay as they were.
+static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, int64_t step, const ClsBatch *b) {
+    ClsStepResult r = {.lr = cls_lr_at(h, step)};
+    OP(zero, m->grads, m->lay.n);
+    int64_t correct = 0;
+    double sum = cls_forward(m, a, b->tokens, b->lens, b->labels, h->B, 1, cls_drop_seed(h->seed, step), &correct, NULL);
+    cls_backward(m, a, 1.0 / h->B);     // every row of a shuffled batch holds an example
+    r.loss = sum / h->B;
+    r.acc = (double)correct / h->B;
+    r.grad_norm = cls_grad_norm(m);
+    double scale = h->clip > 0 && r.grad_norm > h->clip ? h->clip / r.grad_norm : 1.0;
+    if (!isfinite(r.loss) || !isfinite(r.grad_norm)) return r;
+    cls_adamw(m, r.lr, h->beta1, h->beta2, h->adam_eps, h->wd, scale, step);
+    return r;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The training run
+
+#define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
+
+// Ctrl-C (SIGINT) or SIGTERM: finish the step, save, stop (as the language model's run does). A second
+// signal while that happens takes the default action; the checkpoint's write-and-rename keeps the last whole.
+static volatile sig_atomic_t g_stop = 0;
+static void on_stop(int sig) {
+    g_stop = sig;
+    signal(sig, SIG_DFL);
+}
+
+int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p) {
+    const ClsConfig *c = &m->c;
+    const ClsHyper *h = &rs->h;
+    const Examples *tex = example_loader_data(train);
+    const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);
+    ClsActs *acts = cls_acts_alloc(c, h->B, h->T, 1), *eacts = val ? cls_acts_alloc(c, h->B, h->T, 0) : NULL;
+    const char *peak_label;
+    const double peak = dev_peak_flops(&peak_label);
+    const double flops = 3 * cls_flops_per_example(c, h->T);     // forward and backward, per example
+
+    printf("+--------------+----------------------------------------------------------\n");
+    printf("| task         | %s, data %s: %llu train", rs->task, rs->data, (unsigned long long)example_count(tex));
+    if (val) printf(", %llu val", (unsigned long long)example_count(example_loader_data(val)));
+    else printf(" (no validation split)");
+    printf(" examples, vocabulary %u, %u classes\n", example_vocab(tex), example_classes(tex));
+    cls_print_config(c, &m->lay, stdout);
+    printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
+           c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
+    printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
+           "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
+           h->adam_eps, h->wd, h->clip);
+    printf("| steps        | %lld (%.4g epochs; eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
+           (double)h->steps / (double)spe, (long long)p->eval_every, (long long)p->ckpt_every);
+    printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
+           bytes_mib((m->lay.n * 4 + cls_nstats(c)) * (int64_t)sizeof(real)),
+           bytes_mib(cls_acts_bytes(acts) + (eacts ? cls_acts_bytes(eacts) : 0)));
+    if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), p->out);
+    else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), p->out);
+    printf("+--------------+----------------------------------------------------------\n");
+    fflush(stdout);
+
+    char *ckpt_path = xasprintf("%s/model.ckpt", p->out), *log_path = xasprintf("%s/log.tsv", p->out);
+    if (p->resume) log_cut(log_path, CLS_LOG_HEADER, rs->step);
+    FILE *logf = fopen(log_path, p->resume ? "a" : "w");
+    if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
+    if (!p->resume) fputs(CLS_LOG_HEADER, logf);
+
+    ClsBatch b = batch_alloc(h->B, h->T, c->ndoc);
+    double t_start = now_s(), t_steps = 0, first_loss = NAN;    // t_steps: time in steps since the last line
+    double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN;
+    int64_t step0 = rs->step, since = 0, val_step = 0;
+    int rc = 0;
+    int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    while (rs->step < last_step) {
+        int64_t step = rs->step + 1;
+        double t0 = now_s();
+        example_loader_next(train, b.tokens, b.lens, b.labels, NULL);
+        ClsStepResult r = cls_train_step(m, acts, h, step, &b);
+        t_steps += now_s() - t0;
+        if (!isfinite(r.loss) || !isfinite(r.grad_norm))
+            die("training diverged at step %lld (loss %g, grad norm %g); lower --lr or raise --warmup; the last "
+                "checkpoint in %s is intact", (long long)step, r.loss, r.grad_norm, p->out);
+        rs->step = step;
+        rs->loader = example_loader_get_state(train);
+        loss = r.loss;
+        acc = r.acc;
+        if (step == step0 + 1) first_loss = loss;
+        sum_loss += loss;
+        sum_acc += acc;
+        since++;
+
+        int do_eval = val && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
+        if (do_eval) {
+            ClsScore sc = cls_evaluate(m, eacts, val, h->B, h->T, p->eval_batches);
+            val_loss = sc.loss;
+            val_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
+            val_step = step;
+        }
+        if (step % p->log_every == 0 || step == last_step || do_eval) {
+            // examples/s of the steps alone (waits for the loader included), the ETA from the whole time
+            double ex_per_s = (double)since * h->B / t_steps;
+            double eta = (now_s() - t_start) / (double)(step - step0) * (double)(h->steps - step);
+            char etas[32];
+            fmt_duration(etas, sizeof etas, eta);
+            printf("step %6lld/%lld | epoch %lld/%lld | loss %.4f | acc %.3f | lr %.2e | grad norm %.3f | %.1f ex/s",
+                   (long long)step, (long long)h->steps, (long long)((step - 1) / spe + 1),
+                   (long long)((h->steps - 1) / spe + 1), sum_loss / since, sum_acc / since, r.lr, r.grad_norm, ex_per_s);
+            if (peak > 0) printf(" | MFU %.1f%%", 100 * flops * ex_per_s / peak);
+            printf(" | ETA %s", etas);
+            if (do_eval) printf(" | val loss %.4f | val acc %.4f", val_loss, val_acc);
+            printf("\n");
+            fflush(stdout);
+            sum_loss = sum_acc = t_steps = 0;
+            since = 0;
+        }
+        fprintf(logf, "%lld\t%.6f\t%.9g\t%.9g\t", (long long)step, (double)step / (double)spe, loss, acc);
+        if (do_eval) fprintf(logf, "%.9g\t%.9g", val_loss, val_acc);
+        else fputc('\t', logf);
+        fprintf(logf, "\t%.9g\t%.9g\n", r.lr, r.grad_norm);
+        fflush(logf);
+        if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || g_stop)
+            cls_checkpoint_save(ckpt_path, m, rs, 1);
+        if (g_stop) {
+            printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
+                   g_stop == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)rs->step, (long long)h->steps,
+                   p->out);
+            rc = 128 + g_stop;
+            break;
+        }
+    }
+    if (!rc) {
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
+        if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
+            cls_checkpoint_save(ckpt_path, m, rs, 1);
+            printf("the run is already at step %lld of %lld\n", (long long)rs->step, (long long)h->steps);
+        }
+        double total = now_s() - t_start;
+        char tot[32];
+        fmt_duration(tot, sizeof tot, total);
+        printf("done: %lld steps (%.4g epochs) in %s, %.1f examples/s, train loss %.4f (first %.4f), train acc %.3f",
+               (long long)(rs->step - step0), (double)rs->step / (double)spe, tot,
+               (double)(rs->step - step0) * h->B / total, loss, first_loss, acc);
+        if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
+        printf("\n");
+        if (val_step) printf("val loss %.4f, val accuracy %.4f at step %lld\n", val_loss, val_acc, (long long)val_step);
+        printf("saved %s\n", ckpt_path);
+    }
+    fclose(logf);
+    batch_free(&b);
+    free(ckpt_path);
+    free(log_path);
+    cls_acts_free(acts);
+    if (eacts) cls_acts_free(eacts);
+    return rc;
+}

@@ -1,0 +1,103 @@
+// cls_run.h: training and evaluating the sequence classifier (cls.h) on the Long Range Arena's token tasks:
+// the per-task presets, a run's settings and state, its checkpoints (cls_ckpt.c), the training run and
+// evaluation (cls_run.c). The commands are in cmd_cls.c; the loop, the schedule and the format in
+// docs/classify.md.
+#ifndef HGRN2_CLS_RUN_H
+#define HGRN2_CLS_RUN_H
+
+#include "common.h"
+#include "cls.h"
+#include "examples.h"
+
+// ---- the tasks and their presets (the HGRN2 authors' LRA runs) ----
+typedef struct {
+    const char *task;           // "lra-listops", "lra-text", "lra-retrieval"
+    int L, D, K, glu;           // layers, hidden size, expand ratio, GLU width as a multiple of D
+    int norm, pos;              // NormKind, PosKind
+    double dropout;
+    int B, T;                   // batch (examples), sequence length (tokens per document)
+    double lr, clip, wd;
+    int64_t warmup, sched_steps, epochs;
+} ClsPreset;
+extern const ClsPreset CLS_PRESETS[3];
+const ClsPreset *cls_preset_find(const char *task);    // NULL: not a classification task
+
+// ---- a run's optimization settings (checkpoints keep them) ----
+typedef struct {
+    int B, T;
+    int64_t epochs;             // what the run was asked for (steps = epochs x steps per epoch unless --steps)
+    int64_t steps;              // optimizer steps in all
+    int64_t warmup, sched_steps;   // the linear warmup and the cosine's length, in steps
+    double lr, min_lr, wd, beta1, beta2, adam_eps, clip;
+    uint64_t seed;
+} ClsHyper;
+
+// The ranges of the settings that only the classifier has (train's flags of the same names); the others
+// are the language model's (R_DIM ..., R_BATCH ... of model.h and train.h). Checkpoints are checked
+// against the same ranges.
+extern const Range R_GLU_RATIO, R_DROPOUT, R_EPOCHS, R_SCHED_STEPS, R_TRAIN_EXAMPLES;
+
+// The learning rate of step `step` (from 1): lr x step / warmup during the warmup, then a cosine from lr to
+// min_lr over sched_steps (counted from step 0), constant at min_lr after it.
+double cls_lr_at(const ClsHyper *h, int64_t step);
+// Batches of an epoch: ceil(n / B). The shuffled loader's batches are always full and run on into the next
+// epoch, so an "epoch" of steps reads ceil(n / B) x B examples.
+int64_t cls_steps_per_epoch(uint64_t n, int B);
+// The dropout seed of a training step: a function of the run's seed and the step alone, so a resumed run
+// draws what an uninterrupted one drew.
+uint64_t cls_drop_seed(uint64_t seed, int64_t step);
+
+// ---- the run state and checkpoints (cls_ckpt.c) ----
+typedef struct {
+    ClsConfig c;
+    ClsHyper h;
+    int64_t step;               // optimizer steps done
+    uint64_t train_examples;    // the training split's size, which the loader state and the epochs count in
+    uint64_t vocab_hash;        // cls_vocab_hash of the data trained on
+    ExampleLoaderState loader;  // the training loader's position after `step` steps
+    char task[32];              // "lra-listops", ...
+    char data[1024];            // the data directory trained on
+} ClsRunState;
+
+// Writes PATH.tmp, flushes, syncs and renames it to PATH (a crash or a full disk never damages PATH).
+// Parameters and statistics are read from wherever the model lives. with_optimizer: the AdamW moments too.
+void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState *rs, int with_optimizer);
+// Loads a checkpoint into a freshly allocated model on the host (cls_alloc). moments NULL: the AdamW moments
+// are skipped; otherwise the file must hold them and *moments receives them on the host, m then v (2 x
+// lay.n values, for cls_upload_moments). Every field is checked; any problem dies naming the file and field.
+void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **moments);
+// After cls_to_device and cls_alloc_training: the moments cls_checkpoint_load read, into the model's; frees
+// them.
+void cls_upload_moments(ClsModel *m, real *moments);
+int cls_checkpoint_is(const char *path);    // whether the file exists and starts with the classifier's magic
+
+// A 64-bit hash of an example file's vocabulary description: equal hashes, equal vocabularies.
+uint64_t cls_vocab_hash(const Examples *e);
+// Dies unless the examples fit the task (ListOps: 1 document, 10 classes; Text: 1 document of bytes, 2
+// classes; Retrieval: 2 documents of bytes, 2 classes), naming the file.
+void cls_check_task_data(const char *task, const Examples *e);
+
+// ---- evaluation and the training run (cls_run.c) ----
+typedef struct { double loss; int64_t count, correct; } ClsScore;   // loss: the mean over count examples
+// The whole split (or its first max_batches batches) in order, from its first example: running statistics,
+// no dropout. ld is a sequential loader of batches of B examples of T tokens, a the activations for them.
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ExampleLoader *ld, int B, int T, int64_t max_batches);
+
+// How a run reports, saves and stops.
+typedef struct {
+    const char *out;            // the run directory: model.ckpt and log.tsv
+    int64_t eval_every;         // validation every N steps (0: at the end only)
+    int64_t eval_batches;       // batches per evaluation (0: the whole split)
+    int64_t ckpt_every;         // a checkpoint every N steps (0: at the end only)
+    int64_t log_every;          // a progress line every N steps
+    int64_t stop_at;            // save and stop after this step, as if interrupted (0: run to the end)
+    int resume;                 // continue log.tsv (cut back to the checkpoint's step) instead of starting it
+} ClsPlan;
+
+// Trains from rs->step to rs->h.steps on train (shuffled), validating on val (sequential; NULL: none): the
+// startup table, progress lines, a log.tsv row per step, checkpoints with the AdamW moments, a summary.
+// The model is on its backend with its training buffers. Ctrl-C or SIGTERM saves and stops after the step
+// in progress. Returns 0, or 128 + the signal that stopped it.
+int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p);
+
+#endif

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The classifier's commands end to end on the CPU: train and eval --task lra-* on a tiny generated ListOps
+# and a tiny IMDb-layout folder written here, --resume ending in the identical checkpoint, Ctrl-C, every
+# damaged checkpoint refused with its message (header fields changed behind a recomputed checksum), the
+# language model's and the classifier's checkpoints told apart, and the table of eval --task lra.
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive     # a shared machine: no spinning threads
+
+# ---- usage errors (2) ----
+expect 0 "train --task lra-listops --help" -- $H train --task lra-listops --help
+grep -q "usage: hgrn2 train --task lra-listops|lra-text|lra-retrieval" "$TMP/out" || fail "train --task lra-listops --help prints no usage line"
+grep -q -- "--glu-ratio" "$TMP/out" || fail "the classifier's train help lacks --glu-ratio"
+expect 0 "train --help mentions the lra tasks" -- $H train --help
+grep -q "lra-listops" "$TMP/out" || fail "train --help does not list lra-listops"
+expect 0 "eval --task lra --help" -- $H eval --task lra --help
+grep -q -- "--runs DIR" "$TMP/out" || fail "eval --task lra --help lacks --runs"
+expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text or lra-retrieval"
+expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
+expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
+expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
+expect 2 "train --dropout 1" -- $H train --task lra-listops --data x --dropout 1; expect_msg "--dropout needs a number"
+expect 2 "train --glu-ratio 0" -- $H train --task lra-listops --data x --glu-ratio 0; expect_msg "--glu-ratio needs an integer"
+expect 2 "train --epochs 0" -- $H train --task lra-listops --data x --epochs 0
+expect 2 "train --sched-steps 0" -- $H train --task lra-listops --data x --sched-steps 0
+expect 2 "train --expand-ratio 5 (does not divide 64)" -- $H train --task lra-listops --data x --expand-ratio 5; expect_msg "divide"
+expect 2 "train an unknown flag" -- $H train --task lra-text --data x --mlp-width 3; expect_msg "unknown option"
+expect 2 "train --ckpt without --resume" -- $H train --task lra-text --data x --ckpt y
+expect 2 "eval --split nope" -- $H eval --task lra-listops --split nope
+expect 2 "eval --task lra --ckpt" -- $H eval --task lra --ckpt x; expect_msg "takes no --ckpt"
+expect 2 "eval --runs without --task lra" -- $H eval --task lra-text --runs x; expect_msg "for --task lra"
+expect 1 "train on a folder without examples" -- $H train --task lra-listops --data "$TMP/none"; expect_msg "no training examples"
+
+# ---- data: a tiny ListOps, and a tiny folder in the IMDb layout ----
+expect 0 "generate a tiny ListOps" -- $H generate --task listops --out "$TMP/lo" --seed 5 --train-size 200 --val-size 50 --test-size 50
+expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"
+for s in train test; do
+    for c in pos neg; do
+        mkdir -p "$TMP/imdb/$s/$c"
+        for i in 0 1 2 3 4 5 6 7; do
+            if [ $c = pos ]; then w="great wonderful moving film, loved it"; else w="dull boring awful film, hated it"; fi
+            printf '%s review %d: %s %s\n' "$s" "$i" "$w" "$(printf '%*s' $((i * 7)) '' | tr ' ' x)" > "$TMP/imdb/$s/$c/${i}_$((i % 10 + 1)).txt"
+        done
+    done
+done
+expect 0 "prepare the IMDb-layout folder" -- $H prepare --task lra-text --input "$TMP/imdb" --out "$TMP/tx"
+expect 1 "train lra-text on ListOps examples" -- $H train --task lra-text --data "$TMP/ex" --out "$TMP/wrong"
+expect_msg "does not hold lra-text examples"
+
+# ---- training, and --resume repeating it exactly ----
+SMALL=(--layers 1 --dim 16 --expand-ratio 4 --batch 8 --seq-len 256 --warmup 5 --lr 3e-3 --threads 2)
+PROG=(--eval-every 10 --ckpt-every 7 --log-every 5)
+expect 0 "train 30 steps" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/a"
+grep -q "| model        | bidirectional HGRN2 classifier: 1 layers, dim 16" "$TMP/out" || fail "no model row in the startup table"
+grep -q "an epoch is 25 steps" "$TMP/out" || fail "200 examples in batches of 8 are not 25 steps an epoch"
+grep -q "^step     30/30 | epoch 2/2 | loss" "$TMP/out" || fail "no progress line of step 30"
+grep -Eq "^val loss [0-9.]+, val accuracy (0|1)\.[0-9]+ at step 30" "$TMP/out" || fail "no final validation accuracy"
+checks=$((checks + 1))
+if head -n 1 "$TMP/a/log.tsv" | grep -q "^step	epoch	train_loss	train_acc	val_loss	val_acc	lr	grad_norm$" &&
+   [ "$(wc -l < "$TMP/a/log.tsv")" = 31 ] &&
+   awk -F'\t' 'NR > 1 && ($4 < 0 || $4 > 1 || ($1 % 10 == 0) != ($6 != "") || ($6 != "" && ($6 < 0 || $6 > 1))) { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
+then ok "log.tsv: a row per step, accuracies in [0, 1], validation every 10 steps"
+else fail "log.tsv's rows"; head -3 "$TMP/a/log.tsv"; fi
+expect 0 "train, stop at step 12" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
+grep -q "stopped at step 12 of 30" "$TMP/out" || fail "--stop-at 12 did not say where it stopped"
+expect 2 "resume with --dim" -- $H train --resume --out "$TMP/b" --dim 32; expect_msg "cannot change on --resume"
+expect 1 "resume as another task" -- $H train --resume --task lra-text --out "$TMP/b"; expect_msg "is a run of lra-listops"
+expect 1 "resume on other data" -- $H train --resume --out "$TMP/b" --data "$TMP/tx"; expect_msg "does not hold lra-listops examples"
+expect 0 "resume to step 30 (the task from the checkpoint)" -- $H train --resume --out "$TMP/b" --threads 2 "${PROG[@]}"
+grep -q "resuming $TMP/b/model.ckpt at step 12 of 30" "$TMP/out" || fail "the resume did not start at step 12"
+checks=$((checks + 1))
+if cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt" && cmp -s "$TMP/a/log.tsv" "$TMP/b/log.tsv"
+then ok "the resumed run ends in the identical checkpoint and log"
+else fail "the resumed run differs from the uninterrupted one"; diff "$TMP/a/log.tsv" "$TMP/b/log.tsv" | head -5; fi
+expect 0 "resume a finished run with --epochs 2" -- $H train --resume --out "$TMP/b" --threads 2 --epochs 2 "${PROG[@]}"
+grep -q "resuming .* at step 30 of 50" "$TMP/out" || fail "--epochs 2 on resume is not 50 steps"
+expect 2 "resume with --steps below the steps done" -- $H train --resume --out "$TMP/b" --steps 3; expect_msg "below the 50 steps"
+
+# ---- eval ----
+expect 0 "eval --task lra-listops" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --threads 2
+last=$(tail -n 1 "$TMP/out")
+checks=$((checks + 1))
+if echo "$last" | grep -Eq '^accuracy (0\.[0-9]{4}|1\.0000)$' && grep -q "lra-listops: test split of $TMP/ex, 50 examples" "$TMP/out"
+then ok "eval ends with '$last' after the counts"; else fail "eval's last lines: $(tail -n 2 "$TMP/out")"; fi
+acc_a=${last#accuracy }
+expect 0 "eval without --task recognises the classifier" -- $H eval --ckpt "$TMP/a/model.ckpt" --split val --batch 5
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of the val split: $(tail -n 1 "$TMP/out")"
+expect 1 "eval --task lra-text of a ListOps model" -- $H eval --task lra-text --ckpt "$TMP/a/model.ckpt"
+expect_msg "is a model of lra-listops, not of lra-text"
+expect 1 "eval on data of another vocabulary" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --data "$TMP/tx"
+expect_msg "does not hold the kind of examples"
+expect 1 "sample of a classifier" -- $H sample --ckpt "$TMP/a/model.ckpt"; expect_msg "checkpoint of a classifier"
+printf 'HGRN2CKP%0120d' 0 > "$TMP/lm.ckpt"
+expect 1 "eval --task lra-listops of a language model's checkpoint" -- $H eval --task lra-listops --ckpt "$TMP/lm.ckpt"
+expect_msg "checkpoint of a language model, not of a classifier"
+
+# ---- damaged checkpoints: each refused with one message naming the field ----
+# edit.py IN OUT WHAT INDEX VALUE: a copy of IN with one header integer (int), header float (float), parameter
+# (param) or running statistic (stat) set, or a task name (task), and the checksum recomputed
+cat > "$TMP/edit.py" <<'EOF'
+import struct, sys
+src, dst, what, idx, val = sys.argv[1:6]
+b = bytearray(open(src, 'rb').read()[:-8])
+nints = struct.unpack_from('<q', b, 16)[0]
+fl_at = 24 + 8 * nints + 8
+s_at = fl_at + 8 * struct.unpack_from('<q', b, 24 + 8 * nints)[0]
+def skip_str(at): return at + 8 + struct.unpack_from('<q', b, at)[0]
+p_at = skip_str(skip_str(s_at))
+n = struct.unpack_from('<q', b, 24 + 8 * 24)[0]
+i = int(idx)
+if what == 'int': struct.pack_into('<q', b, 24 + 8 * i, int(val))
+elif what == 'float': struct.pack_into('<d', b, fl_at + 8 * i, float(val))
+elif what == 'param': struct.pack_into('<f', b, p_at + 4 * i, float(val))
+elif what == 'stat': struct.pack_into('<f', b, p_at + 4 * n + 4 * i, float(val))
+elif what == 'task': b[s_at + 8:s_at + 8 + len(val)] = val.encode()
+h, M = 0xcbf29ce484222325, (1 << 64) - 1
+def word(h, w):
+    h = ((h ^ w) * 0x100000001b3) & M
+    return h ^ (h >> 29)
+k = len(b) // 8 * 8
+for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
+if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
+open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
+EOF
+A="$TMP/a/model.ckpt"
+checks=$((checks + 1))
+if python3 "$TMP/edit.py" "$A" "$TMP/same.ckpt" int 0 18 && cmp -s "$A" "$TMP/same.ckpt"
+then ok "the editing helper reproduces an unchanged checkpoint byte for byte"; else fail "the editing helper's checksum"; fi
+bad() {   # bad DESCRIPTION MESSAGE WHAT INDEX VALUE
+    python3 "$TMP/edit.py" "$A" "$TMP/bad.ckpt" "$3" "$4" "$5" || { fail "edit.py $3 $4 $5"; return; }
+    expect 1 "$1" -- $H eval --task lra-listops --ckpt "$TMP/bad.ckpt" && expect_msg "checkpoint $TMP/bad.ckpt is corrupt: $2"
+}
+bad "norm 3" "norm = 3 is out of range \[0, 2\]" int 7 3
+bad "dim 0" "dim = 0 is out of range \[1, 65536\]" int 1 0
+bad "expand ratio 3 of dim 16" "expand-ratio 3 does not divide dim 16" int 3 3
+bad "a GLU width of no whole ratio" "glu width 24 is not a multiple of dim 16" int 4 24
+bad "classes 1" "classes = 1 is out of range" int 5 1
+bad "3 documents" "documents = 3 is out of range \[1, 2\]" int 6 3
+bad "batch 0" "batch = 0 is out of range" int 10 0
+bad "epochs 0" "epochs = 0 is out of range" int 12 0
+bad "steps done past the steps" "steps done = 31 is out of range \[0, 30\]" int 17 31
+bad "a loader index that is not steps x batch" "loader index = 41 is out of range \[40, 40\]" int 22 41
+bad "a loader seed of another run" "loader seed = 1 is out of range" int 20 1
+bad "a parameter count of 2^40" "it says 1099511627776 parameters" int 24 1099511627776
+bad "dropout 1.5" "dropout = 1.5 is out of range \[0, 0.99\]" float 0 1.5
+bad "lr NaN" "lr = nan is out of range" float 2 nan
+bad "beta2 1" "beta2 = 1 is out of range" float 6 1
+bad "a task of no trainer" "task = 'lra-nopeops' is none of" task 0 lra-nopeops
+bad "a NaN parameter" "it holds a non-finite parameter" param 5 nan
+bad "a negative running variance" "a BatchNorm running statistic is not finite, or a running variance is negative" stat 16 -1
+cp "$A" "$TMP/flip.ckpt"
+printf '\x55' | dd of="$TMP/flip.ckpt" bs=1 seek=1000 conv=notrunc 2>/dev/null
+expect 1 "a flipped byte" -- $H eval --task lra-listops --ckpt "$TMP/flip.ckpt"; expect_msg "checksum mismatch"
+head -c 700 "$A" > "$TMP/short.ckpt"
+expect 1 "a truncated checkpoint" -- $H eval --task lra-listops --ckpt "$TMP/short.ckpt"; expect_msg "truncated"
+python3 "$TMP/edit.py" "$A" "$TMP/bad.ckpt" int 7 9
+expect 1 "train --resume from a damaged checkpoint" -- $H train --resume --ckpt "$TMP/bad.ckpt" --out "$TMP/c"
+expect_msg "norm = 9 is out of range"
+
+# ---- Ctrl-C saves and stops; --resume continues ----
+$H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 1000000 --log-every 1 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
+pid=$!
+for i in $(seq 1 600); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 4 ] && break; sleep 0.1; done
+kill -INT $pid; wait $pid; st=$?
+checks=$((checks + 1))
+if [ $st = 130 ] && grep -q "interrupted: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C saves and exits 130"
+else fail "Ctrl-C: exit $st"; tail -3 "$TMP/int.out"; fi
+expect 0 "resume after Ctrl-C" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
+
+# ---- the table of eval --task lra: a ListOps run and a Text run, the other four missing ----
+mkdir -p "$TMP/runs"
+cp -r "$TMP/a" "$TMP/runs/lra-listops"
+expect 0 "train a tiny lra-text run" -- $H train --task lra-text --data "$TMP/tx" --layers 1 --dim 16 --expand-ratio 4 --batch 4 \
+    --seq-len 64 --steps 6 --warmup 2 --out "$TMP/runs/lra-text"
+grep -q "layer norm, none positions, dropout 0.1" "$TMP/out" || fail "the lra-text preset's norm, positions or dropout"
+expect 0 "eval --task lra --runs" -- $H eval --task lra --runs "$TMP/runs"
+pct=$(awk -v a="$acc_a" 'BEGIN { printf "%.2f", 100 * a }')
+checks=$((checks + 1))
+if grep -Eq "^ListOps +$pct +60\.52$" "$TMP/out" && grep -Eq '^Text +[0-9]+\.[0-9]{2} +88\.97$' "$TMP/out" &&
+   grep -Eq '^Retrieval +missing +95\.07' "$TMP/out" && grep -Eq '^Image +missing +89\.33 +\(no trainer yet\)' "$TMP/out" &&
+   grep -Eq '^Pathfinder +missing +93\.95' "$TMP/out" && grep -Eq '^Path-X +missing +98\.12' "$TMP/out" &&
+   grep -Eq '^average +[0-9.]+ +74\.75 +partial: over the 2 of 6 tasks present \(the paper.s over all six: 87\.66\)' "$TMP/out"
+then ok "the table: ListOps at eval's $pct, Text, four missing, a partial average"; else fail "the table:"; cat "$TMP/out"; fi
+mkdir -p "$TMP/root"; ln -s "$(pwd)/$TMP/ex" "$TMP/root/lra-listops"; ln -s "$(pwd)/$TMP/tx" "$TMP/root/lra-text"
+expect 0 "eval --task lra --data-root" -- $H eval --task lra --runs "$TMP/runs" --data-root "$TMP/root"
+grep -q "lra-text: test split of $TMP/root/lra-text" "$TMP/out" || fail "--data-root was not used for lra-text"
+expect 1 "eval --task lra of a missing folder" -- $H eval --task lra --runs "$TMP/nothere"; expect_msg "no folder of runs"
+finish
