@@ -123,12 +123,14 @@ static Config hf_config(const char *dir) {
         if (cf.D % heads) die("%s: num_heads %d does not divide hidden_size %d", path, heads, cf.D);
         cf.K = cf.D / heads;
     } else die("%s: neither expand_ratio nor num_heads is set", path);
-    cf.I = cfg_int(cfg, path, "intermediate_size", 0, 0, &R_MLP);
+    // flash-linear-attention's HGRN2 always has MLPs: a width of 0 (a model of this program only) is refused
+    static const Range R_HF_MLP = {"intermediate_size", 1, 1 << 20};
+    cf.I = cfg_int(cfg, path, "intermediate_size", 0, 0, &R_HF_MLP);
     if (!cf.I) {
         double ratio = cfg_num(cfg, path, "hidden_ratio", 4, 1e-3, 1024);
         cf.I = mlp_width(cf.D, ratio);
-        if (!in_range(&R_MLP, cf.I))
-            die("%s: hidden_ratio %g makes an MLP width of %d, outside [%.0f, %.0f]", path, ratio, cf.I, R_MLP.lo, R_MLP.hi);
+        if (!in_range(&R_HF_MLP, cf.I))
+            die("%s: hidden_ratio %g makes an MLP width of %d, outside [%.0f, %.0f]", path, ratio, cf.I, R_HF_MLP.lo, R_HF_MLP.hi);
     }
     const char *bad = config_finish(&cf);
     if (bad) die("%s: the configuration cannot be represented: %s", path, bad);
