@@ -13,11 +13,14 @@
 #include "../model.h"
 #include "check.h"
 
-static double rel(const real *ref, const real *got, int64_t n) {
+// ||got - ref|| / max(||ref||, floor)
+static double rel_floor(const real *ref, const real *got, int64_t n, double floor) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) { double d = (double)got[i] - ref[i]; num += d * d; den += (double)ref[i] * ref[i]; }
-    return sqrt(num / (den > 0 ? den : 1e-300));
+    den = sqrt(den);
+    return sqrt(num) / (den > floor ? den : floor > 0 ? floor : 1e-300);
 }
+static double rel(const real *ref, const real *got, int64_t n) { return rel_floor(ref, got, n, 0); }
 
 typedef struct { ClsModel m; ClsActs *a, *e; } Side;
 
@@ -92,6 +95,10 @@ static void one_step(const char *what, ClsConfig c, int B, int T, int mode, doub
     double lc = step(&cpu, 0, &b, B, &rc, 0, 1), lg = step(&gpu, 1, &b, B, &rg, 0, 1);
     CHECK(fabs(lc - lg) <= tol_loss * fabs(lc), "%s: loss cpu %.8g gpu %.8g", what, lc, lg);
     real *g = host_copy(gpu.m.grads, gpu.m.lay.n, 1);
+    // A tensor's error is measured against its own gradient, or where that is much smaller than its share of the
+    // whole gradient (||g|| sqrt(n / total)), against that share: the GLU's output bias feeds only BatchNorms
+    // (which remove every per-channel constant), so its exact gradient is 0 and both backends return rounding noise.
+    const double gall = sqrt(op_sumsq(cpu.m.grads, cpu.m.lay.n));
     double worst = 0;
     const char *wn = "";
     for (int p = 0; p < NCPARAM; p++) {
@@ -100,7 +107,7 @@ static void one_step(const char *what, ClsConfig c, int B, int T, int mode, doub
         if (rows == 0 || cols == 0) continue;
         for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c.L); l++) {
             const int64_t off = CG(&cpu.m, p, l) - cpu.m.grads;
-            double e = rel(cpu.m.grads + off, g + off, rows * cols);
+            double e = rel_floor(cpu.m.grads + off, g + off, rows * cols, gall * sqrt((double)(rows * cols) / (double)cpu.m.lay.n));
             if (e > worst) { worst = e; wn = CPARAMS[p].name; }
             CHECK(e <= tol_grad, "%s: gradient of %s[layer %d] differs by %.3g relative", what, CPARAMS[p].name, l, e);
         }
