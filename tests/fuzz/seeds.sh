@@ -9,7 +9,7 @@ SHARED=${HGRN2_SHARED:-../shared}
 OUT=tests/tmp/fuzz-seeds
 WORK=tests/tmp/fuzz-seeds-work
 rm -rf "$OUT" "$WORK"
-for t in json safetensors tokenizer shard checkpoint jsonl; do mkdir -p "$OUT/$t"; done
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl; do mkdir -p "$OUT/$t"; done
 mkdir -p "$WORK"
 
 # Some text: a piece of a shared corpus, else a generated one.
@@ -47,6 +47,21 @@ for dt in f32 bf16 f16; do
     cp "$WORK/hf_$dt/model.safetensors" "$OUT/safetensors/tiny_$dt.safetensors"
 done
 cp "$WORK/hf_f32/config.json" "$OUT/json/config.json"
+
+# ---- classifiers' checkpoints: BatchNorm (running statistics) on one document, LayerNorm on a pair ----
+./hgrn2 generate --task listops --out "$WORK/lo" --train-size 8 --val-size 1 --test-size 1 >/dev/null
+./hgrn2 prepare --task lra-listops --input "$WORK/lo" --out "$WORK/lo_ex" >/dev/null
+./hgrn2 train --task lra-listops --data "$WORK/lo_ex" --out "$WORK/cls1" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
+    --batch 2 --seq-len 8 --threads 1 >/dev/null
+cp "$WORK/cls1/model.ckpt" "$OUT/cls_checkpoint/listops_batchnorm.ckpt"
+mkdir -p "$WORK/aan"
+for s in train eval test; do
+    printf '1\ta\tb\tone paper\tanother paper\n0\tc\td\tthird\tfourth\n' >"$WORK/aan/new_aan_pairs.$s.tsv"
+done
+./hgrn2 prepare --task lra-retrieval --input "$WORK/aan" --out "$WORK/aan_ex" >/dev/null
+./hgrn2 train --task lra-retrieval --data "$WORK/aan_ex" --out "$WORK/cls2" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
+    --glu-ratio 1 --norm layer --batch 2 --seq-len 8 --threads 1 >/dev/null
+cp "$WORK/cls2/model.ckpt" "$OUT/cls_checkpoint/retrieval_layernorm.ckpt"
 
 # A safetensors file by hand: integer and float64 tensors, a scalar, an empty tensor and metadata.
 st_by_hand() {   # st_by_hand FILE HEADER DATA_BYTES
@@ -110,7 +125,7 @@ JSONL
 printf '{"text": "no newline at the end"}' >"$OUT/jsonl/no_newline.jsonl"
 printf '{"text": "crlf"}\r\n{"text": "two"}\r\n' >"$OUT/jsonl/crlf.jsonl"
 
-for t in json safetensors tokenizer shard checkpoint jsonl; do
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl; do
     printf '%-12s %3d seeds\n' "$t" "$(ls "$OUT/$t" | wc -l)"
 done | tr '\n' ' '
 echo "-> $OUT"
