@@ -92,7 +92,11 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
     const int m0 = blockIdx.y * NM;
     const int Ld = TR ? Dv : K, Md = TR ? K : Dv;
     const int tid = threadIdx.x, nthr = blockDim.x;
-    const int lg = tid % LG, mloc = (tid / LG) * MC;
+    const int lg = tid % LG, mloc_all = (tid / LG) * MC;
+    // Groups past the thread dim's NM (the block is rounded up to whole warps) only help with staging; in the
+    // step loop they compute on group 0's vectors (their shuffles must still run) and write nothing.
+    const bool active = mloc_all < NM;
+    const int mloc = active ? mloc_all : 0;
     const int64_t HK = (int64_t)H * K, HDv = (int64_t)H * Dv;
 
     float X[LR][MC];
@@ -101,7 +105,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
 #pragma unroll
         for (int c = 0; c < MC; c++) {
             X[r][c] = 0.f;
-            if (MODE == SW_FWD && a.S0) {
+            if (MODE == SW_FWD && a.S0 && active) {
                 int i = lg + LG * r, j = m0 + mloc + c;
                 if (i < K && j < Dv) X[r][c] = a.S0[((int64_t)bh * K + i) * Dv + j];
             }
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
             const unsigned own = group_reduce4(p, lg, LG);
 #pragma unroll
             for (int c = 0; c < MC; c++)
-                if (own >> c & 1) {   // this lane holds the group's sum for output c (a fixed lane per c)
+                if (active && (own >> c & 1)) {   // this lane holds the group's sum for output c (a fixed lane per c)
                     const int mi = tt * NM + mloc + c;
                     const float val = MODE == SW_DQ ? p[c] * a.scale : p[c];
                     oM[mi] = val;
@@ -220,7 +224,7 @@ __global__ void __launch_bounds__(SW_THREADS) hgru_sweep_kernel(SweepArgs a) {
             }
         }
     }
-    if (MODE == SW_FWD && a.ST) {   // each thread rewrites only the S0 elements it read: ST may equal S0
+    if (MODE == SW_FWD && a.ST && active) {   // each thread rewrites only the S0 elements it read: ST may equal S0
 #pragma unroll
         for (int r = 0; r < LR; r++)
 #pragma unroll
@@ -256,9 +260,12 @@ static void sweep_launch(SweepArgs a, int B) {
     const int PL = LG * LR;
     int MG = (Md + SW_MC - 1) / SW_MC;                      // thread groups to cover the thread dim
     if (MG > SW_THREADS / LG) MG = SW_THREADS / LG;
-    const int wq = 32 / LG;                                  // whole warps: shuffles use the full mask
-    MG = (MG + wq - 1) / wq * wq;
-    const int NM = MG * SW_MC, threads = LG * MG;
+    // whole warps (shuffles use the full mask, and staging wants at least a warp), but the thread dim held in
+    // shared memory is only what the MG groups cover: with small heads (K = Dv = 4: one group) padding it to a
+    // warp's worth of groups multiplied the staging and the shared memory by up to 32, and cut the blocks an SM
+    // holds to three
+    const int wq = 32 / LG;
+    const int NM = MG * SW_MC, threads = LG * ((MG + wq - 1) / wq * wq);
     const int nM = MODE == SW_DKG ? 7 : TR ? 3 : 2;          // thread-dim arrays in shared memory
     auto smem_for = [&](int C) { return (size_t)C * PL * sizeof(float4) + (size_t)nM * C * NM * sizeof(float); };
     // 64 steps per chunk unless that takes more than ~80 KiB (then fewer, so 2-3 blocks fit on an SM)

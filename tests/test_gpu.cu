@@ -545,6 +545,8 @@ static void test_hgru(void) {
         {2, 65, 4, 64, 64}, {1, 2048, 4, 64, 64}, {3, 64, 1, 128, 128}, {2, 65, 2, 64, 64},
         // tiny and uneven heads (LRA-like K = 4, K = 1), K != Dv both ways, large K or Dv
         {3, 65, 16, 4, 4}, {2, 63, 3, 4, 8}, {2, 33, 4, 1, 1}, {2, 65, 2, 128, 64}, {2, 64, 2, 32, 96},
+        // groups of lanes (K or Dv of 16) with a thread dim of one group: the rest of the warp only stages
+        {2, 65, 3, 16, 4}, {2, 65, 3, 4, 16},
         {2, 70, 2, 20, 300}, {1, 100, 1, 256, 256}, {1, 40, 1, 300, 20}};
     for (auto c : cf)
         if (!g_quick || (int64_t)c.B * c.T * c.H * c.K * c.Dv <= 2 * 65 * 6 * 128 * 128) {
