@@ -24,6 +24,16 @@ const char *cls_config_finish(ClsConfig *c) {
     if (c->lower_bound != 0 && c->lower_bound != 1) return "lower bounds are on (1) or off (0)";
     if (!(c->dropout >= 0 && c->dropout < 1)) return "--dropout must be in [0, 1)";
     if (!(c->eps > 0 && c->eps < 1)) return "the norm eps must be in (0, 1)";
+    if (c->input != INPUT_IDS && c->input != INPUT_PIXELS) return "the input is token ids or pixels";
+    if (c->input == INPUT_PIXELS) {
+        if (c->channels < 1 || c->channels > 3) return "pixels have 1 to 3 channels";
+        for (int i = 0; i < c->channels; i++)
+            if (!(fabs(c->pix_mean[i]) <= 1e3 && c->pix_std[i] >= 1e-6 && c->pix_std[i] <= 1e3))
+                return "a pixel normalisation is out of range (|mean| <= 1000, std in [1e-6, 1000])";
+    }
+    if (c->scan != SCAN_1D && c->scan != SCAN_2D) return "the scans are 1-D or 2-D";
+    if (c->scan == SCAN_2D && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
+        return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
     return NULL;
@@ -41,14 +51,17 @@ const ClsParamDesc CPARAMS[NCPARAM] = {
     [C_NORM2_B] = {"glu_norm_bias", 0, INIT_ZEROS}, [C_W12] = {"glu_in", 1, INIT_NORMAL},
     [C_B12] = {"glu_in_bias", 0, INIT_ZEROS},    [C_W3] = {"glu_out", 1, INIT_NORMAL},
     [C_B3] = {"glu_out_bias", 0, INIT_ZEROS},
+    [C_PIX] = {"pixel_proj", 1, INIT_NORMAL},    [C_PIX_B] = {"pixel_proj_bias", 0, INIT_ZEROS},
 };
 
 void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     const int64_t D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D, I = c->I;
-    const int bias = c->norm != NORM_RMS, one = c->ndoc == 1;
+    const int bias = c->norm != NORM_RMS, one = c->ndoc == 1, pix = c->input == INPUT_PIXELS;
     int64_t r = 0, k = 0;
     switch (p) {
-    case C_EMB: r = c->V; k = D; break;
+    case C_EMB: r = pix ? 0 : c->V; k = pix ? 0 : D; break;
+    case C_PIX: r = pix ? D : 0; k = pix ? c->channels : 0; break;
+    case C_PIX_B: r = pix; k = pix ? D : 0; break;
     case C_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
     case C_FNORM: case C_NORM1: case C_GNORM: case C_NORM2: case C_B3: r = 1; k = D; break;
     case C_FNORM_B: case C_NORM1_B: case C_NORM2_B: r = bias; k = bias ? D : 0; break;
@@ -157,9 +170,15 @@ void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
     fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
                "%s norm, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
             POS_NAMES[c->pos], c->dropout);
-    fprintf(f, "| head         | %s, %d classes; vocabulary %d%s\n",
+    if (c->input == INPUT_PIXELS || c->scan == SCAN_2D) {
+        char grid[64] = "";
+        if (c->scan == SCAN_2D) snprintf(grid, sizeof grid, "; four scans over %d x %d", c->grid_h, c->grid_w);
+        fprintf(f, "| input        | %s%s\n", c->input == INPUT_PIXELS ? (c->channels == 3 ? "RGB pixels" : "pixels") : "token ids", grid);
+    }
+    fprintf(f, "| head         | %s, %d classes; %s%s\n",
             c->ndoc == 2 ? "two documents pooled apart, [a, b, a-b, ab] -> linear -> GELU -> linear" : "mean pool -> linear",
-            c->classes, c->V, c->lower_bound ? "; learned forget-gate lower bounds" : "");
+            c->classes, c->input == INPUT_PIXELS ? "linear map of the channels" : "embedding",
+            c->lower_bound ? "; learned forget-gate lower bounds" : "");
     fprintf(f, "| parameters   | %.3fM\n", (double)lay->n / 1e6);
 }
 
@@ -187,6 +206,10 @@ struct ClsActs {
     real *pooled;                   // [B ndoc, D]
     opnd *f, *gz;                   // pair head: [B,4D], [B,D]
     real *z, *logits, *losses, *lb; // [B,D] [B,C] [B] [L,HK]
+    real *pix;                      // pixel input: normalised values [N, channels]
+    opnd *pixo;                     // ... as an operand, where the formats differ
+    real *qfiT, *oT;                // 2-D: the column scans' inputs and outputs in column-major order
+    real *doutT, *dqfiT;            // ... and their gradients (training)
     // backward
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dlb, *dpooled, *dlogits, *dz, *df;
     opnd *dgu, *cv;                 // [N,2I]; conversions of a product's dy into an operand [N, max(QFI, 2I)]
@@ -195,6 +218,8 @@ struct ClsActs {
     // the batch: host staging and, on the GPU, device copies
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
+    int32_t *perm_h, *perm_d;       // 2-D: row n of the column-major order is row perm[n] of the raster order
+    real *pix_h;
     real *out_h;                    // host copy of logits and losses
     uint64_t drop_seed;
 };
@@ -216,6 +241,8 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     // inputs and output gradient ([n,C] then [n,D] at most)
     const int64_t CVT = train ? N * (QFI > 2 * I ? QFI : 2 * I) : 0, CVH = (int64_t)B * C + S * 4 * D;
     const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
+    const int pix = c->input == INPUT_PIXELS, two = c->scan == SCAN_2D;
+    const int64_t NC = pix ? N * c->channels : 0;
     struct { void *p; int64_t bytes; } parts[] = {
         {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
         {&a->st1, nl * SL * R}, {&a->st2, nl * SL * R},
@@ -231,6 +258,9 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->dg, train ? N * HK * R : 0}, {&a->dout, train ? N * D * R : 0}, {&a->dlb, train ? L * HK * R : 0},
         {&a->dpooled, train ? S * D * R : 0}, {&a->dlogits, train ? B * C * R : 0}, {&a->dz, train ? B * D * R : 0},
         {&a->df, train ? B * 4 * D * R : 0}, {&a->dgu, train ? N * 2 * I * O : 0}, {&a->cv, CV * O},
+        {&a->pix, NC * R}, {&a->pixo, opnd_size() == sizeof(real) ? 0 : NC * O},
+        {&a->qfiT, two ? N * QFI * R : 0}, {&a->oT, two ? N * D * R : 0},
+        {&a->doutT, two && train ? N * D * R : 0}, {&a->dqfiT, two && train ? N * QFI * R : 0},
     };
     const int np = (int)(sizeof parts / sizeof parts[0]);
     int64_t total = 0;
@@ -246,6 +276,22 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     a->lens_h = xmalloc((size_t)S * sizeof(int32_t));
     a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
+    if (pix) a->pix_h = xmalloc((size_t)NC * sizeof(real));
+    if (two) {
+        // column-major order: sequence s, then column x, then row y
+        const int gh = c->grid_h, gw = c->grid_w;
+        if ((int64_t)gh * gw != T) die("internal error: a %d x %d grid for sequences of %d positions", gh, gw, T);
+        if (N > INT32_MAX) die("a 2-D scan over %lld positions in a batch is more than its row index holds", (long long)N);
+        a->perm_h = xmalloc((size_t)N * sizeof(int32_t));
+        for (int64_t s = 0, n = 0; s < S; s++)
+            for (int x = 0; x < gw; x++)
+                for (int y = 0; y < gh; y++) a->perm_h[n++] = (int32_t)(s * T + (int64_t)y * gw + x);
+        a->perm_d = a->perm_h;
+        if (g_gpu) {
+            a->perm_d = dev_alloc((size_t)N * sizeof(int32_t), "2-D scan order");
+            dev_upload(a->perm_d, a->perm_h, (size_t)N * sizeof(int32_t));
+        }
+    }
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->lens_d = dev_alloc((size_t)S * sizeof(int32_t), "document lengths");
@@ -257,7 +303,9 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
 void cls_acts_free(ClsActs *a) {
     if (!a) return;
     dev_free(a->mem);
-    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h);
+    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h); free(a->pix_h);
+    if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
+    free(a->perm_h);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
     free(a);
 }
@@ -329,24 +377,77 @@ static uint64_t drop_site(uint64_t seed, int site) { return mix64(seed ^ (0x9E37
 // ----------------------------------------------------------------------------------------------------------
 // Forward
 
+// The scans of the token mixer: o [N,D] (=) from q, k, g (the gates of qfi, computed into a->q, k, g) and v
+// (qfi's last D columns). 1-D: S sequences of T both ways. 2-D: rows (S T / W sequences of W) both ways, then
+// columns: qfi gathered into column-major order (embed_fwd reads rows by index), scanned both ways as
+// S T / H sequences of H, and added back to o in raster order (embed_bwd adds rows by index).
+static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
+    if (c->scan == SCAN_1D) {
+        const int chunk = mixer_chunk(T);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 0, 0);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 1, 1);
+        return;
+    }
+    const int gh = c->grid_h, gw = c->grid_w, nr = S * gh, nc = S * gw;
+    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nr, gw, c->H, c->K, c->Dv, mixer_chunk(gw), 0, 0);
+    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nr, gw, c->H, c->K, c->Dv, mixer_chunk(gw), 1, 1);
+    OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
+    OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
+    OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, mixer_chunk(gh), 0, 0);
+    OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, mixer_chunk(gh), 1, 1);
+    OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+}
+
+void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S) {
+    const int HK = m->c.H * m->c.K;
+    if (m->c.lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), m->c.L, HK);
+    scans_fwd(m, a, o, qfi, (m->c.lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL, S, (int64_t)S * a->T);
+}
+
+// The scans' backward from dout (a->dout): dq, dk, dg recomputed and consumed per direction pair, into dqfi
+// [N, QFI] (=) and the layer's dlb (+=).
+static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int one = c->scan == SCAN_1D, gh = one ? 1 : c->grid_h, gw = one ? T : c->grid_w;
+    const int nr = one ? S : S * gh, len = one ? T : gw, chunk = mixer_chunk(len);
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                          // recomputed
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+       nr, len, c->H, c->K, c->Dv, chunk, 0, 0);
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+       nr, len, c->H, c->K, c->Dv, chunk, 1, 1);
+    OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+    if (one) return;
+    const int nc = S * gw, ck = mixer_chunk(gh);
+    OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
+    OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
+    OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
+       nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
+    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
+       nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
+    OP(gates_bwd, a->dqfiT, QFI, dlb, a->dq, a->dk, a->dg, a->qfiT, QFI, lb, N, HK);
+    OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI);
+}
+
 // Layer l: x -> norm1 -> bidirectional HGRU2 -> dropout -> (+ x) -> norm2 -> GLU -> dropout, into the stream
 // entering layer l + 1 (whose residual, xmid, the next norm adds).
 static void block_fwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N, int train) {
     const ClsConfig *c = &m->c;
-    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I;
+    const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I;
     real *x = stream(a, l, N, D), *xn = stream(a, l + 1, N, D), *xmid = PER(a, xmid, l, N * D);
     const real *x_res = l > 0 ? PER(a, xmid, l - 1, N * D) : NULL;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
     real *qfi = PER(a, qfi, l, N * QFI), *o = PER(a, o, l, N * D);
     const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
-    const int chunk = mixer_chunk(T);
     SECTION("mixer");
     norm_fwd(m, a, h1, PER(a, st1, l, stat_len(a, D)), x, x_res, C_NORM1, C_NORM1_B, l, 2 * l, N, train);
     OP(matmul_fwd, qfi, h1, CW(m, C_WQFI, l), N, D, QFI);                       // [q | f | v]
-    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
-    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 0, 0);
-    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 1, 1);
+    scans_fwd(m, a, o, qfi, lb, S, N);
     OP(rmsnorm_fwd, yo, PER(a, rstdo, l, N), o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
     OP(matmul_fwd, xmid, yo, CW(m, C_WO, l), N, D, D);                          // y; + x in norm2
     if (train && c->dropout > 0) OP(dropout_fwd, xmid, xmid, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l));
@@ -371,28 +472,40 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
     a->n = n;
     a->drop_seed = drop_seed;
     // the documents, reordered so doc d of example b is sequence d n + b
+    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
     for (int b = 0; b < n; b++)
         for (int d = 0; d < nd; d++) {
-            const int s = d * n + b, len = lens[b * nd + d];
-            if (len < 1 || len > T) die("internal error: a document of %d tokens in a batch of length %d", len, T);
+            const int s = d * n + b, vals = lens[b * nd + d], len = vals / CH;
+            if (vals % CH || len < 1 || len > T || (c->scan == SCAN_2D && len != T))
+                die("internal error: a document of %d values in a batch of %d positions of %d", vals, T, CH);
             a->lens_h[s] = len;
-            for (int t = 0; t < T; t++) {
-                const int32_t id = tokens[((int64_t)b * nd + d) * T + t];
-                if (id < 0 || id >= c->V) die("token id %d is outside the model's vocabulary of %d", id, c->V);
-                a->ids_h[(int64_t)s * T + t] = id;
+            const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
+            for (int64_t t = 0; t < (int64_t)T * CH; t++) {
+                const int32_t id = src[t];
+                if (id < 0 || id >= (pix ? 256 : c->V))
+                    die("%s %d is outside the model's %s of %d", pix ? "pixel value" : "token id", id,
+                        pix ? "range" : "vocabulary", pix ? 256 : c->V);
+                if (pix) {
+                    const int ch = (int)(t % CH);
+                    a->pix_h[(int64_t)s * T * CH + t] = (real)((id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch]);
+                } else a->ids_h[(int64_t)s * T + t] = id;
             }
         }
     for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
     const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
+    if (pix) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
     if (g_gpu) {
-        dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
+        if (!pix) dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
         dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
         dev_upload(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
         ids = a->ids_d; lens_b = a->lens_d; lab_b = a->lab_d;
     }
     SECTION("input");
     real *x0 = stream(a, 0, N, D);
-    OP(embed_fwd, x0, ids, CW(m, C_EMB, 0), N, D);
+    if (pix) {
+        OP(matmul_fwd, x0, as_opnd(a->pixo, a->pix, N * CH), CW(m, C_PIX, 0), N, CH, D);
+        OP(bias_add, x0, CW(m, C_PIX_B, 0), N, D);
+    } else OP(embed_fwd, x0, ids, CW(m, C_EMB, 0), N, D);
     if (c->pos == POS_SINUSOIDAL) OP(add_positions, x0, S, T, D);
     if (train && c->dropout > 0) OP(dropout_fwd, x0, x0, N * D, c->dropout, drop_site(drop_seed, 0));
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), c->L, HK);
@@ -436,7 +549,7 @@ static const opnd *dy_opnd(ClsActs *a, const real *dy, int64_t n) { return as_op
 // Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input.
 static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     const ClsConfig *c = &m->c;
-    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I, chunk = mixer_chunk(T);
+    const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, I = c->I;
     real *x = stream(a, l, N, D), *xmid = PER(a, xmid, l, N * D), *dx = a->dx;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
@@ -459,12 +572,7 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l)); dy = a->dt; }
     OP(matmul_bwd, a->dh, CG(m, C_WO, l), dy_opnd(a, dy, N * D), yo, CW(m, C_WO, l), N, D, D);    // d yo
     OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, o, CW(m, C_GNORM, l), PER(a, rstdo, l, N), N, D, EPS_O);
-    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                          // recomputed
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-       S, T, c->H, c->K, c->Dv, chunk, 0, 0);
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-       S, T, c->H, c->K, c->Dv, chunk, 1, 1);
-    OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+    scans_bwd(m, a, qfi, lb, dlb, S, N);
     OP(matmul_bwd, a->dh, CG(m, C_WQFI, l), dy_opnd(a, a->dqfi, N * QFI), h1, CW(m, C_WQFI, l), N, D, QFI);  // d h1
     norm_bwd(m, a, dx, 1, a->dh, x, PER(a, st1, l, stat_len(a, D)), C_NORM1, C_NORM1_B, l, N);           // dx: d x
 }
@@ -496,7 +604,12 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
     for (int l = c->L - 1; l >= 0; l--) block_bwd(m, a, l, S, N);
     SECTION("input bwd");
     if (c->dropout > 0) OP(dropout_bwd, a->dx, a->dx, N * D, c->dropout, drop_site(a->drop_seed, 0));
-    OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D);
+    if (c->input == INPUT_PIXELS) {
+        const int CH = c->channels;
+        OP(bias_bwd, CG(m, C_PIX_B, 0), a->dx, N, D);
+        OP(matmul_bwd, NULL, CG(m, C_PIX, 0), dy_opnd(a, a->dx, N * D), as_opnd(a->pixo, a->pix, N * CH),
+           CW(m, C_PIX, 0), N, CH, D);
+    } else OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D);
     if (c->lower_bound) OP(lower_bounds_bwd, CG(m, C_LB, 0), a->dlb, CW(m, C_LB, 0), c->L, HK);
 }
 

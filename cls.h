@@ -12,6 +12,12 @@ typedef enum { NORM_BATCH, NORM_LAYER, NORM_RMS, NNORMS } NormKind;
 extern const char *const NORM_NAMES[NNORMS];         // "batch", "layer", "rms"
 typedef enum { POS_NONE, POS_SINUSOIDAL, NPOS } PosKind;
 extern const char *const POS_NAMES[NPOS];            // "none", "sinusoidal"
+// The input: token ids through an embedding, or pixels (8-bit channel values, normalised per channel with
+// pix_mean and pix_std after scaling to [0, 1]) through a linear map of the channels.
+typedef enum { INPUT_IDS, INPUT_PIXELS, NINPUTS } ClsInputKind;
+// The token mixer's scans: along the sequence both ways (1-D), or over a grid_h x grid_w image read in raster
+// order, along rows and along columns, each both ways, all four summed (2-D).
+typedef enum { SCAN_1D, SCAN_2D, NSCANS } ClsScanKind;
 
 typedef struct {
     int V;              // vocabulary (token ids below V)
@@ -27,6 +33,11 @@ typedef struct {
     int lower_bound;    // the learned lower bounds of the forget gates
     double dropout;     // on the input (with positions) and on each mixer and GLU output, in training
     double eps;         // eps of every norm except the mixer's output RMSNorm (1e-5, as EPS_O)
+    int input;          // ClsInputKind (0: token ids, so a Config written without it is a token model)
+    int channels;       // pixels: channel values per position (1 or 3)
+    double pix_mean[3], pix_std[3];   // pixels: x = (value / 255 - mean[c]) / std[c]
+    int scan;           // ClsScanKind
+    int grid_h, grid_w; // 2-D: the image's height and width; every sequence has grid_h x grid_w positions
 } ClsConfig;
 
 #define CLS_BN_MOMENTUM 0.1          // BatchNorm's running statistics: run = 0.9 run + 0.1 batch statistic
@@ -40,6 +51,7 @@ const char *cls_config_finish(ClsConfig *c);
 // is HEAD (+ HEAD_B) for one document, or PAIR1 (+ b) and PAIR2 (+ b) for two.
 enum {
     C_EMB, C_LB, C_FNORM, C_FNORM_B, C_HEAD, C_HEAD_B, C_PAIR1, C_PAIR1_B, C_PAIR2, C_PAIR2_B,   // global
+    C_PIX, C_PIX_B,                                                                            // (pixels)
     C_NORM1, C_NORM1_B, C_WQFI, C_GNORM, C_WO, C_NORM2, C_NORM2_B, C_W12, C_B12, C_W3, C_B3,   // per layer
     NCPARAM
 };
@@ -94,13 +106,17 @@ int64_t cls_acts_bytes(const ClsActs *a);
 
 // ---- forward and backward ----
 // One batch: tokens [B][ndoc][T] (host memory; padded), lens [B][ndoc] in [1, T] (the valid positions of each
-// document), labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
+// document); with pixel input, tokens [B][ndoc][T x channels] (the channels of a position together) and lens
+// in values (a multiple of channels); with the 2-D scans, T = grid_h x grid_w and every lens is full. labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
 // (n <= the B of the activations, every row below n a real example).
 // train 1: batch statistics (the running ones updated), dropout from drop_seed, and the backward's inputs
 // kept; train 0: running statistics, no dropout. Returns the summed cross-entropy over the n rows; *correct
 // (when not NULL) receives how many rows the argmax gets right, pred [n] (when not NULL) the argmax classes.
 double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
                    int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
+// The token mixer's scans of layer l alone (for tests): o [N,D] (=) from the layer's projection qfi [N, 2HK+D]
+// (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
+void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S);
 // After a training forward: gradients of (loss_scale x the summed loss) accumulate (+=) into m->grads.
 void cls_backward(ClsModel *m, ClsActs *a, double loss_scale);
 

@@ -31,6 +31,9 @@ static const real *host_of(const ClsModel *m, const real *p, int64_t n, real **t
 void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState *rs, int with_optimizer) {
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
+    // version 1 describes token models with 1-D scans, the only ones the commands build so far
+    if (c->input != INPUT_IDS || c->scan != SCAN_1D)
+        die("internal error: checkpoints of format version 1 hold token models with 1-D scans only");
     int64_t nstats = cls_nstats(c);
     CkptOut o;
     ckpt_out_open(&o, path);

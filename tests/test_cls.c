@@ -3,6 +3,7 @@
 //    norm, both heads, positions, dropout, lower bounds, and the chunked and plain token mixers
 //  - in evaluation (running statistics, no dropout) an example's logits do not depend on the rest of its batch
 //  - training updates BatchNorm's running statistics, evaluation leaves them alone
+//  - pixel inputs, and the 2-D scans against an explicit sum of the four directional recurrences per pixel
 #include <math.h>
 #include <omp.h>
 
@@ -15,12 +16,18 @@ typedef struct {
     int32_t *tok, *lens, *lab;
 } Batch;
 
+// Token documents of random lengths (one full); pixel documents of T positions x channels values (random
+// lengths too with 1-D scans; 2-D scans need whole images).
 static Batch make_batch(const ClsConfig *c, int B, int T, uint64_t *s) {
-    Batch b = {B, T, xmalloc((size_t)B * c->ndoc * T * sizeof(int32_t)), xmalloc((size_t)B * c->ndoc * sizeof(int32_t)),
+    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
+    Batch b = {B, T, xmalloc((size_t)B * c->ndoc * T * CH * sizeof(int32_t)), xmalloc((size_t)B * c->ndoc * sizeof(int32_t)),
                xmalloc((size_t)B * sizeof(int32_t))};
     for (int i = 0; i < B * c->ndoc; i++) {
-        b.lens[i] = i == 0 ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);     // one full-length document
-        for (int t = 0; t < T; t++) b.tok[(int64_t)i * T + t] = t < b.lens[i] ? (int32_t)(splitmix64(s) % (uint64_t)(c->V - 1)) + 1 : 0;
+        const int len = i == 0 || c->scan == SCAN_2D ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);
+        b.lens[i] = len * CH;
+        for (int t = 0; t < T * CH; t++)
+            b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : pix ? (int32_t)(splitmix64(s) % 256)
+                                                                     : (int32_t)(splitmix64(s) % (uint64_t)(c->V - 1)) + 1;
     }
     for (int i = 0; i < B; i++) b.lab[i] = (int32_t)(splitmix64(s) % (uint64_t)(c->ndoc == 2 ? 2 : c->classes));
     return b;
@@ -114,8 +121,9 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
     int64_t right;
     const double all = cls_forward(&m, ev, b.tok, b.lens, b.lab, 4, 0, 0, &right, pred);
     double sum = 0;
+    const int CH = c.input == INPUT_PIXELS ? c.channels : 1;
     for (int i = 0; i < 4; i++) {
-        Batch one = {1, 9, b.tok + (int64_t)i * c.ndoc * 9, b.lens + i * c.ndoc, b.lab + i};
+        Batch one = {1, 9, b.tok + (int64_t)i * c.ndoc * 9 * CH, b.lens + i * c.ndoc, b.lab + i};
         int32_t p1;
         const double li = cls_forward(&m, ev, one.tok, one.lens, one.lab, 1, 0, 0, NULL, &p1);
         sum += li;
@@ -129,6 +137,65 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
     cls_acts_free(tr);
     cls_acts_free(ev);
     free_batch(&b);
+    cls_free(&m);
+}
+
+// The 2-D scans against their definition: for every pixel, the sum over the four directions (along its row
+// left to right and right to left, along its column top to bottom and bottom to top) of the recurrence
+// S = diag(exp g) S + k v^T, o = S^T q / sqrt(K) run up to that pixel, evaluated here directly in double.
+static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
+    ClsConfig c = {.V = 5, .D = H * Dv, .L = 1, .K = K, .I = 4, .classes = 2, .ndoc = 1, .norm = NORM_LAYER,
+                   .pos = POS_NONE, .lower_bound = 0, .eps = 1e-5, .scan = SCAN_2D, .grid_h = gh, .grid_w = gw};
+    const char *bad = cls_config_finish(&c);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    if (c.Dv != Dv) { printf("heads of this model have Dv = K\n"); exit(1); }
+    ClsModel m;
+    cls_alloc(&m, &c);
+    ClsActs *a = cls_acts_alloc(&c, S, gh * gw, 0);
+    const int T = gh * gw, HK = H * K, QFI = 2 * HK + c.D;
+    const int64_t N = (int64_t)S * T;
+    uint64_t r = 99 + (uint64_t)gh * 7 + (uint64_t)gw;
+    real *qfi = xmalloc((size_t)(N * QFI) * sizeof(real)), *o = xmalloc((size_t)(N * c.D) * sizeof(real));
+    for (int64_t i = 0; i < N * QFI; i++) qfi[i] = (real)rng_normal(&r);
+    cls_mixer_scans(&m, a, o, qfi, 0, S);
+    double worst = 0;
+    double *St = xmalloc((size_t)K * Dv * sizeof(double));
+    for (int s = 0; s < S; s++)
+        for (int y = 0; y < gh; y++)
+            for (int x = 0; x < gw; x++)
+                for (int h = 0; h < H; h++) {
+                    double want[512] = {0};
+                    // the four lines through (y, x): direction (dy, dx), from the line's start up to the pixel
+                    const int dirs[4][2] = {{0, 1}, {0, -1}, {1, 0}, {-1, 0}};
+                    for (int d = 0; d < 4; d++) {
+                        const int dy = dirs[d][0], dx = dirs[d][1];
+                        int yy = dy > 0 ? 0 : dy < 0 ? gh - 1 : y, xx = dx > 0 ? 0 : dx < 0 ? gw - 1 : x;
+                        memset(St, 0, (size_t)K * Dv * sizeof(double));
+                        for (;; yy += dy, xx += dx) {
+                            const real *row = qfi + ((int64_t)s * T + (int64_t)yy * gw + xx) * QFI;
+                            for (int i = 0; i < K; i++) {
+                                const double f = row[HK + h * K + i], g = -log1p(exp(-f)), kk = 1 - exp(g);
+                                for (int j = 0; j < Dv; j++) St[i * Dv + j] = exp(g) * St[i * Dv + j] + kk * row[2 * HK + h * Dv + j];
+                            }
+                            if (yy == y && xx == x) break;
+                        }
+                        const real *row = qfi + ((int64_t)s * T + (int64_t)y * gw + x) * QFI;
+                        for (int j = 0; j < Dv; j++)
+                            for (int i = 0; i < K; i++) {
+                                const double qp = row[h * K + i], q = qp / (1 + exp(-qp));
+                                want[j] += St[i * Dv + j] * q / sqrt((double)K);
+                            }
+                    }
+                    for (int j = 0; j < Dv; j++) {
+                        const double got = o[((int64_t)s * T + (int64_t)y * gw + x) * c.D + h * Dv + j];
+                        const double e = fabs(got - want[j]) / (1 + fabs(want[j]));
+                        if (e > worst) worst = e;
+                    }
+                }
+    CHECK(worst < 1e-12, "2-D scans over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g", gh, gw, H, K, Dv, worst);
+    printf("2-D scans over %2d x %-2d (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n", gh, gw, S, H, K, Dv, worst);
+    free(St); free(qfi); free(o);
+    cls_acts_free(a);
     cls_free(&m);
 }
 
@@ -152,6 +219,33 @@ int main(void) {
     fd_cls(listops, 2, 70, 6, "BatchNorm, chunked mixer, T 70 (two chunks)");
     g_hgru_chunk = 0;
     fd_cls(listops, 2, 70, 6, "BatchNorm, plain mixer, T 70");
+    // pixels, 1-D and 2-D
+    ClsConfig img = listops;
+    img.input = INPUT_PIXELS; img.channels = 3; img.V = 256;
+    img.pix_mean[0] = 0.49; img.pix_mean[1] = 0.48; img.pix_mean[2] = 0.45;
+    img.pix_std[0] = 0.25; img.pix_std[1] = 0.24; img.pix_std[2] = 0.26;
+    fd_cls(img, 3, 7, 8, "RGB pixels, 1-D scans, BatchNorm");
+    img.scan = SCAN_2D; img.grid_h = 3; img.grid_w = 4;
+    fd_cls(img, 3, 12, 9, "RGB pixels, 2-D scans over 3 x 4, BatchNorm");
+    ClsConfig gray = img;
+    gray.channels = 1; gray.pix_mean[0] = 0.5; gray.pix_std[0] = 0.5; gray.norm = NORM_LAYER; gray.pos = POS_NONE;
+    gray.grid_h = 7; gray.grid_w = 9;
+    fd_cls(gray, 2, 63, 10, "gray pixels, 2-D scans over 7 x 9, LayerNorm");
+    gray.grid_h = 1; gray.grid_w = 1;
+    fd_cls(gray, 3, 1, 11, "gray pixels, 2-D scans over 1 x 1");
+    ClsConfig tok2 = listops;
+    tok2.scan = SCAN_2D; tok2.grid_h = 2; tok2.grid_w = 70;
+    g_hgru_chunk = 64;      // rows of 70 cross a chunk boundary
+    fd_cls(tok2, 2, 140, 12, "token ids, 2-D scans over 2 x 70, chunked mixer");
+    g_hgru_chunk = 0;
+    scans_2d_explicit(2, 1, 1, 2, 4, 4);
+    scans_2d_explicit(2, 7, 9, 2, 4, 4);
+    scans_2d_explicit(1, 5, 3, 3, 5, 5);
+    g_hgru_chunk = 4;       // the chunked form too, with chunks shorter than the rows and columns
+    scans_2d_explicit(1, 9, 11, 2, 3, 3);
+    g_hgru_chunk = 0;
+    gray.grid_h = 3; gray.grid_w = 3;
+    eval_is_per_example(gray, "gray pixels, 2-D scans");
     eval_is_per_example(listops, "BatchNorm");
     eval_is_per_example(text, "LayerNorm with dropout");
     eval_is_per_example(pair, "document pairs");

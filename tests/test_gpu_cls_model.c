@@ -54,10 +54,13 @@ static void side_free(Side *s, int gpu) {
 
 typedef struct { int32_t *tok, *lens, *lab; } Batch;
 static Batch batch(const ClsConfig *c, int B, int T, uint64_t r) {
-    Batch b = {xmalloc((size_t)B * c->ndoc * T * 4), xmalloc((size_t)B * c->ndoc * 4), xmalloc((size_t)B * 4)};
+    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
+    Batch b = {xmalloc((size_t)B * c->ndoc * T * CH * 4), xmalloc((size_t)B * c->ndoc * 4), xmalloc((size_t)B * 4)};
     for (int i = 0; i < B * c->ndoc; i++) {
-        b.lens[i] = i % 3 == 0 ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
-        for (int t = 0; t < T; t++) b.tok[(int64_t)i * T + t] = t < b.lens[i] ? (int32_t)(splitmix64(&r) % (uint64_t)c->V) : 0;
+        const int len = i % 3 == 0 || c->scan == SCAN_2D ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
+        b.lens[i] = len * CH;
+        for (int t = 0; t < T * CH; t++)
+            b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : (int32_t)(splitmix64(&r) % (uint64_t)(pix ? 256 : c->V));
     }
     for (int i = 0; i < B; i++) b.lab[i] = (int32_t)(splitmix64(&r) % (uint64_t)(c->ndoc == 2 ? 2 : c->classes));
     return b;
@@ -190,6 +193,22 @@ int main(void) {
     one_step("BatchNorm, positions, T 65", listops, 4, 65, 2, 1e-2, 3e-2);
     one_step("RMSNorm, K 64, T 130", rms, 2, 130, 2, 1e-2, 3e-2);
     one_step("pairs, T 300", pair, 3, 300, 2, 1e-2, 3e-2);
+    // pixels and the 2-D scans (the column scans gather rows into column-major order and add them back)
+    ClsConfig img = listops;
+    img.input = INPUT_PIXELS; img.channels = 3; img.V = 256; img.scan = SCAN_2D;
+    for (int c = 0; c < 3; c++) { img.pix_mean[c] = 0.48; img.pix_std[c] = 0.25; }
+    const int grids[4][2] = {{1, 1}, {7, 9}, {32, 32}, {128, 128}};
+    for (int i = 0; i < 4; i++) {
+        char w[96];
+        img.grid_h = grids[i][0]; img.grid_w = grids[i][1];
+        snprintf(w, sizeof w, "RGB pixels, 2-D scans over %d x %d", grids[i][0], grids[i][1]);
+        one_step(w, img, i == 3 ? 2 : 3, grids[i][0] * grids[i][1], 0, 1e-5, 1e-4);
+    }
+    ClsConfig pathx = img;    // Path-X's shape: D 32, expand ratio 1 (32 heads of K = Dv = 1), gray
+    pathx.channels = 1; pathx.D = 32; pathx.K = 1; pathx.I = 32; pathx.grid_h = pathx.grid_w = 128;
+    one_step("gray pixels, D 32, K 1, 2-D scans over 128 x 128", pathx, 2, 128 * 128, 0, 1e-5, 1e-4);
+    img.grid_h = img.grid_w = 32;
+    one_step("RGB pixels, 2-D scans over 32 x 32", img, 4, 1024, 2, 1e-2, 3e-2);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }
