@@ -5,6 +5,8 @@
 
 #include "common.h"
 
+int g_dying;   // set by the first die() (common.h)
+
 char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = xmalloc(n);

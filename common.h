@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <errno.h>
+#include <unistd.h>
 
 // The CPU backend computes in `real`: float for the program, double for the finite-difference tests,
 // which compile the same sources with -DHGRN2_F64.
@@ -38,9 +39,25 @@ extern int hgrn2_fuzz_quiet;
 #endif
 #endif
 
+// Set by the first die() of the process (common.c). exit() from two threads at once is undefined (both run the
+// exit handlers and flush the same streams), and a second thread's error is usually a consequence of the first
+// (the exit handlers removing a file it was about to rename): so a later die() in another thread waits for
+// the first to end the process, and the user reads one message.
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern int g_dying;
+#ifdef __cplusplus
+}
+#endif
+
 // die: one message naming what failed and what to do, then exit 1. Never for programmer errors (use assert).
 __attribute__((noreturn, format(printf, 1, 2)))
 static inline void die(const char *fmt, ...) {
+#ifndef HGRN2_FUZZ
+    if (__atomic_exchange_n(&g_dying, 1, __ATOMIC_SEQ_CST))
+        for (;;) pause();
+#endif
     fflush(stdout);
 #ifdef HGRN2_FUZZ
     if (!hgrn2_fuzz_quiet) {
