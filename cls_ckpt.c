@@ -9,14 +9,19 @@
 #include "model.h"
 #include "train.h"
 
-#define CLS_CKPT_VERSION 1
+// Version 2 added the input (ids or pixels, their channels and normalisation) and the scans (1-D, or 2-D with
+// the grid); a version 1 file is a token model with 1-D scans and reads as one.
+#define CLS_CKPT_VERSION 2
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, NINTS };
+#define NINTS_V1 I_INPUT
 // The header floats.
-enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, NFLOATS };
+enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
+       F_STD0, F_STD1, F_STD2, NFLOATS };
+#define NFLOATS_V1 F_MEAN0
 
 // A backend tensor as host values: itself on the CPU, a downloaded copy (in *tmp, freed by the caller) on
 // the GPU.
@@ -31,9 +36,6 @@ static const real *host_of(const ClsModel *m, const real *p, int64_t n, real **t
 void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState *rs, int with_optimizer) {
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
-    // version 1 describes token models with 1-D scans, the only ones the commands build so far
-    if (c->input != INPUT_IDS || c->scan != SCAN_1D)
-        die("internal error: checkpoints of format version 1 hold token models with 1-D scans only");
     int64_t nstats = cls_nstats(c);
     CkptOut o;
     ckpt_out_open(&o, path);
@@ -47,12 +49,16 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_TRAIN_EXAMPLES] = (int64_t)rs->train_examples, [I_VOCAB_HASH] = (int64_t)rs->vocab_hash,
         [I_LOADER_SEED] = (int64_t)rs->loader.seed, [I_LOADER_EPOCH] = (int64_t)rs->loader.epoch,
         [I_LOADER_INDEX] = (int64_t)rs->loader.index, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
-        [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer};
+        [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
+        [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
+        [I_GRID_H] = c->scan == SCAN_2D ? c->grid_h : 0, [I_GRID_W] = c->scan == SCAN_2D ? c->grid_w : 0};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
                                 [F_WD] = h->wd, [F_BETA1] = h->beta1, [F_BETA2] = h->beta2,
-                                [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip};
+                                [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip,
+                                [F_MEAN0] = c->pix_mean[0], [F_MEAN1] = c->pix_mean[1], [F_MEAN2] = c->pix_mean[2],
+                                [F_STD0] = c->pix_std[0], [F_STD1] = c->pix_std[1], [F_STD2] = c->pix_std[2]};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->task);
@@ -119,6 +125,23 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_range_num(path, &R_BETA2, fl[F_BETA2]);
     ckpt_check_range_num(path, &R_ADAM_EPS, fl[F_ADAM_EPS]);
     ckpt_check_range_num(path, &R_CLIP, fl[F_CLIP]);
+    // version 2: the input and the scans (version 1 reads as ids and 1-D, all zeros here)
+    ckpt_check_int(path, "input", v[I_INPUT], 0, NINPUTS - 1);
+    ckpt_check_int(path, "channels", v[I_CHANNELS], v[I_INPUT] == INPUT_PIXELS ? 1 : 0, v[I_INPUT] == INPUT_PIXELS ? 3 : 0);
+    ckpt_check_int(path, "scan", v[I_SCAN], 0, NSCANS - 1);
+    const int two = v[I_SCAN] == SCAN_2D;
+    ckpt_check_int(path, "grid height", v[I_GRID_H], two, two ? 1 << 24 : 0);
+    ckpt_check_int(path, "grid width", v[I_GRID_W], two, two ? 1 << 24 : 0);
+    if (two && v[I_GRID_H] * v[I_GRID_W] * (v[I_CHANNELS] ? v[I_CHANNELS] : 1) != v[I_T])
+        die("checkpoint %s is corrupt: a %lld x %lld grid does not make documents of seq-len %lld values", path,
+            (long long)v[I_GRID_H], (long long)v[I_GRID_W], (long long)v[I_T]);
+    for (int i = F_MEAN0; i <= F_STD2; i++) {
+        const int std = i >= F_STD0, used = v[I_INPUT] == INPUT_PIXELS && (i - (std ? F_STD0 : F_MEAN0)) < v[I_CHANNELS];
+        const double lo = used ? (std ? 1e-6 : -1e3) : 0, hi = used ? 1e3 : 0;
+        if (!(fl[i] >= lo && fl[i] <= hi))
+            die("checkpoint %s is corrupt: pixel %s %d = %g is out of range [%g, %g]", path, std ? "std" : "mean",
+                i - (std ? F_STD0 : F_MEAN0), fl[i], lo, hi);
+    }
 }
 
 void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **moments) {
@@ -131,26 +154,30 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
             "(hgrn2 eval --ckpt %s)", path, path);
     if (memcmp(magic, CLS_CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
     int64_t version = ckpt_in_i64(&r);
-    if (version != CLS_CKPT_VERSION)
-        die("checkpoint %s has format version %lld; this hgrn2 reads version %d", path, (long long)version, CLS_CKPT_VERSION);
+    if (version != 1 && version != CLS_CKPT_VERSION)
+        die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 and %d", path, (long long)version, CLS_CKPT_VERSION);
+    const int want_ints = version == 1 ? NINTS_V1 : NINTS, want_floats = version == 1 ? NFLOATS_V1 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
-    if (nints != NINTS) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, NINTS);
-    int64_t v[NINTS];
-    for (int i = 0; i < NINTS; i++) v[i] = ckpt_in_i64(&r);
+    if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
+    int64_t v[NINTS] = {0};
+    for (int i = 0; i < want_ints; i++) v[i] = ckpt_in_i64(&r);
     int64_t nfl = ckpt_in_i64(&r);
-    if (nfl != NFLOATS) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, NFLOATS);
-    double fl[NFLOATS];
-    for (int i = 0; i < NFLOATS; i++) fl[i] = ckpt_in_f64(&r);
+    if (nfl != want_floats) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, want_floats);
+    double fl[NFLOATS] = {0};
+    for (int i = 0; i < want_floats; i++) fl[i] = ckpt_in_f64(&r);
     check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
     ckpt_in_str(&r, "task name", rs->task, sizeof rs->task);
     if (!cls_preset_find(rs->task))
-        die("checkpoint %s is corrupt: task = '%s' is none of lra-listops, lra-text and lra-retrieval", path, rs->task);
+        die("checkpoint %s is corrupt: task = '%s' is none of the LRA tasks", path, rs->task);
     ckpt_in_str(&r, "data directory", rs->data, sizeof rs->data);
     if (!rs->data[0]) die("checkpoint %s is corrupt: its data directory is empty", path);
     ClsConfig c = {.V = (int)v[I_V], .D = (int)v[I_D], .L = (int)v[I_L], .K = (int)v[I_K], .I = (int)v[I_I],
                    .classes = (int)v[I_CLASSES], .ndoc = (int)v[I_NDOC], .norm = (int)v[I_NORM], .pos = (int)v[I_POS],
-                   .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS]};
+                   .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
+                   .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
+                   .grid_w = (int)v[I_GRID_W], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
+                   .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};
     const char *bad = cls_config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);
     rs->c = c;
@@ -220,11 +247,17 @@ uint64_t cls_vocab_hash(const Examples *e) {
 }
 
 void cls_check_task_data(const char *task, const Examples *e) {
-    int ndoc = example_ndoc(e);
+    int ndoc = example_ndoc(e), ih, iw, ic;
     uint32_t classes = example_classes(e), V = example_vocab(e);
-    int ok = !strcmp(task, "lra-listops") ? ndoc == 1 && classes == LRA_LISTOPS_CLASSES
+    const int img = cls_data_pixels(e, &ih, &iw, &ic);
+    // Image takes any labelled images (CIFAR-10, or Fashion-MNIST read as pixel sequences); Pathfinder and
+    // Path-X their own gray 32 x 32 and 128 x 128 images of two classes
+    int ok = !strcmp(task, "lra-listops") ? ndoc == 1 && classes == LRA_LISTOPS_CLASSES && !img
            : !strcmp(task, "lra-text") ? ndoc == 1 && classes == 2 && V == LRA_BYTE_VOCAB
-           : ndoc == 2 && classes == 2 && V == LRA_BYTE_VOCAB;
+           : !strcmp(task, "lra-retrieval") ? ndoc == 2 && classes == 2 && V == LRA_BYTE_VOCAB
+           : !strcmp(task, "lra-image") ? ndoc == 1 && img
+           : !strcmp(task, "lra-pathfinder") ? ndoc == 1 && img && classes == 2 && ic == 1 && ih == 32 && iw == 32
+           : ndoc == 1 && img && classes == 2 && ic == 1 && ih == 128 && iw == 128;
     if (!ok)
         die("%s does not hold %s examples: %d document%s per example, %u classes, vocabulary %u (prepare it with "
             "'hgrn2 prepare --task %s')", example_path(e), task, ndoc, ndoc == 1 ? "" : "s", classes, V, task);

@@ -10,17 +10,63 @@
 #include "train.h"
 #include "lra.h"
 
-// The HGRN2 authors' runs of the three token tasks: the model, the batch, AdamW's peak lr, the warmup and the
-// cosine's length in steps, the epochs, the gradient clip (0: none).
-const ClsPreset CLS_PRESETS[3] = {
-    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50},
-    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40},
-    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20},
+// The HGRN2 authors' LRA runs: the model, the batch, AdamW's peak lr, the gradient clip (0: none), the weight
+// decay, the warmup and the cosine's length in steps, the epochs. The image tasks scan their images in 2-D
+// (Path-X's "series" form, one axis then the other, is not built: it gets the four-scan form).
+const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
+    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0},
+    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0},
+    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0},
+    {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1},
+    {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1},
+    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 1},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {
-    for (int i = 0; i < 3; i++) if (!strcmp(CLS_PRESETS[i].task, task)) return &CLS_PRESETS[i];
+    for (int i = 0; i < NCLS_PRESETS; i++) if (!strcmp(CLS_PRESETS[i].task, task)) return &CLS_PRESETS[i];
     return NULL;
+}
+
+int cls_data_pixels(const Examples *e, int *h, int *w, int *c) {
+    int a, b, d, n = 0;
+    if (sscanf(example_vocab_desc(e), "pixels %dx%dx%d%n", &a, &b, &d, &n) != 3 || n == 0) return 0;
+    if (a < 1 || b < 1 || d < 1 || d > 3 || (int64_t)a * b > (1 << 24) || example_vocab(e) != 256) return 0;
+    *h = a; *w = b; *c = d;
+    return 1;
+}
+
+void cls_pixel_norm(ClsConfig *cfg, int c) {
+    static const double mean[3] = {0.4914, 0.4822, 0.4465}, sd[3] = {0.247, 0.243, 0.261};
+    for (int i = 0; i < 3; i++) {
+        cfg->pix_mean[i] = c == 3 ? mean[i] : i < c ? 0.5 : 0;
+        cfg->pix_std[i] = c == 3 ? sd[i] : i < c ? 0.5 : 0;
+    }
+}
+
+// Mirrored padding: index i of a line of n, reflected at both ends without repeating the edge (torchvision's
+// "reflect" padding mode).
+static int reflect(int i, int n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+    return i;
+}
+
+void cls_augment(int32_t *pix, int n, int h, int w, int ch, uint64_t seed, int64_t step) {
+    const size_t vals = (size_t)h * w * ch;
+    int32_t *tmp = xmalloc(vals * sizeof(int32_t));
+    for (int b = 0; b < n; b++) {
+        uint64_t r = mix64(mix64(seed ^ 0x6175676D656E74ull) + (uint64_t)step * 1000003ull + (uint64_t)b);
+        const uint64_t u = splitmix64(&r);
+        const int dy = (int)(u % 9) - 4, dx = (int)((u >> 8) % 9) - 4, flip = (int)((u >> 16) & 1);
+        int32_t *img = pix + (size_t)b * vals;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const int sy = reflect(y + dy, h), sx0 = reflect(x + dx, w), sx = flip ? w - 1 - sx0 : sx0;
+                for (int c = 0; c < ch; c++) tmp[((size_t)y * w + x) * ch + c] = img[((size_t)sy * w + sx) * ch + c];
+            }
+        memcpy(img, tmp, vals * sizeof(int32_t));
+    }
+    free(tmp);
 }
 
 const Range R_GLU_RATIO = {"glu-ratio", 1, 64}, R_DROPOUT = {"dropout", 0, 0.99}, R_EPOCHS = {"epochs", 1, 1 << 20},
@@ -106,10 +152,11 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     const ClsHyper *h = &rs->h;
     const Examples *tex = example_loader_data(train);
     const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);
-    ClsActs *acts = cls_acts_alloc(c, h->B, h->T, 1), *eacts = val ? cls_acts_alloc(c, h->B, h->T, 0) : NULL;
+    const int P = cls_positions(c, h->T);
+    ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val ? cls_acts_alloc(c, h->B, P, 0) : NULL;
     const char *peak_label;
     const double peak = dev_peak_flops(&peak_label);
-    const double flops = 3 * cls_flops_per_example(c, h->T);     // forward and backward, per example
+    const double flops = 3 * cls_flops_per_example(c, P);        // forward and backward, per example
 
     printf("+--------------+----------------------------------------------------------\n");
     printf("| task         | %s, data %s: %llu train", rs->task, rs->data, (unsigned long long)example_count(tex));
@@ -117,8 +164,12 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     else printf(" (no validation split)");
     printf(" examples, vocabulary %u, %u classes\n", example_vocab(tex), example_classes(tex));
     cls_print_config(c, &m->lay, stdout);
-    printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
-           c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
+    if (c->input == INPUT_PIXELS)
+        printf("| batch        | %d images of %d x %d x %d%s; an epoch is %lld steps\n", h->B, c->grid_h, c->grid_w,
+               c->channels, !strcmp(rs->task, "lra-image") ? ", random crops and flips" : "", (long long)spe);
+    else
+        printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
+               c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
     printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
            "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
            h->adam_eps, h->wd, h->clip);
@@ -150,6 +201,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
         int64_t step = rs->step + 1;
         double t0 = now_s();
         example_loader_next(train, b.tokens, b.lens, b.labels, NULL);
+        if (c->input == INPUT_PIXELS && !strcmp(rs->task, "lra-image"))
+            cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, h->seed, step);
         ClsStepResult r = cls_train_step(m, acts, h, step, &b);
         t_steps += now_s() - t0;
         if (!isfinite(r.loss) || !isfinite(r.grad_norm))

@@ -11,20 +11,35 @@
 
 // ---- the tasks and their presets (the HGRN2 authors' LRA runs) ----
 typedef struct {
-    const char *task;           // "lra-listops", "lra-text", "lra-retrieval"
+    const char *task;           // "lra-listops", "lra-text", "lra-retrieval", "lra-image", "lra-pathfinder", "lra-pathx"
     int L, D, K, glu;           // layers, hidden size, expand ratio, GLU width as a multiple of D
     int norm, pos;              // NormKind, PosKind
     double dropout;
-    int B, T;                   // batch (examples), sequence length (tokens per document)
+    int B, T;                   // batch (examples), sequence length (tokens per document; 0: the images' size)
     double lr, clip, wd;
     int64_t warmup, sched_steps, epochs;
+    int pixels;                 // an image task: pixel input, 2-D scans over the data's images
 } ClsPreset;
-extern const ClsPreset CLS_PRESETS[3];
+#define NCLS_PRESETS 6
+extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];
 const ClsPreset *cls_preset_find(const char *task);    // NULL: not a classification task
+
+// Whether the examples are images (their vocabulary description reads "pixels HxWxC ..."): 1 with the height,
+// width and channels, else 0.
+int cls_data_pixels(const Examples *e, int *h, int *w, int *c);
+// The pixel normalisation of images of c channels: CIFAR-10's channel means and deviations for 3, (x - 0.5) / 0.5
+// for 1 (Pathfinder's); into the config's pix_mean and pix_std.
+void cls_pixel_norm(ClsConfig *cfg, int c);
+// Image augmentation of a training batch (Image): each of the n images (h x w x ch values) shifted by a random
+// crop with 4 pixels of mirrored padding and flipped horizontally with probability 1/2, drawn from the run's
+// seed, the step and the row alone, so a resumed run draws the same.
+void cls_augment(int32_t *pix, int n, int h, int w, int ch, uint64_t seed, int64_t step);
+// Positions of a document of T values: T / channels with pixel input, else T.
+static inline int cls_positions(const ClsConfig *c, int T) { return c->input == INPUT_PIXELS ? T / c->channels : T; }
 
 // ---- a run's optimization settings (checkpoints keep them) ----
 typedef struct {
-    int B, T;
+    int B, T;                   // T: values per document the loader reads (pixel input: positions x channels)
     int64_t epochs;             // what the run was asked for (steps = epochs x steps per epoch unless --steps)
     int64_t steps;              // optimizer steps in all
     int64_t warmup, sched_steps;   // the linear warmup and the cosine's length, in steps

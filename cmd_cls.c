@@ -46,7 +46,7 @@ int cls_command_line(int argc, char **argv, int eval) {
 
 static const ClsPreset *task_or_usage(const char *task) {
     const ClsPreset *ps = cls_preset_find(task);
-    if (!ps) usage_error("--task must be lra-listops, lra-text or lra-retrieval, got '%s'", task);
+    if (!ps) usage_error("--task must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx, got '%s'", task);
     return ps;
 }
 
@@ -60,7 +60,7 @@ static int name_index(const char *flag, const char *v, const char *const *names,
 // hgrn2 train --task lra-*
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train --task lra-listops|lra-text|lra-retrieval --data DIR [--out DIR] [options]";
+    "hgrn2 train --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx --data DIR [--out DIR] [options]";
 static const char *TRAIN_HELP =
     "Train the bidirectional HGRN2 classifier on a Long Range Arena task, on example files made by\n"
     "'hgrn2 prepare --task lra-*' (docs/lra.md). Each task starts from the HGRN2 authors' settings:\n"
@@ -73,12 +73,23 @@ static const char *TRAIN_HELP =
     "  batch x seq-len   128 x 2048  64 x 4096    128 x 4000 (two documents)\n"
     "  lr, warmup         5e-4, 5000  5e-3, 10000  5e-3, 312\n"
     "  epochs, clip          50, 0      40, 0         20, 1\n"
+    "\n"
+    "                   lra-image    lra-pathfinder  lra-pathx   (pixels in, four 2-D scans)\n"
+    "  layers, dim           6, 512      6, 128       6, 32\n"
+    "  expand, glu ratio      2, 1        2, 1         1, 1\n"
+    "  norm, positions  batch, sin.  batch, none   batch, sin.\n"
+    "  batch                    64         128          256   (seq-len: the images' size)\n"
+    "  lr, warmup       3e-3, 30000  2e-3, 50000  7.5e-4, 150000\n"
+    "  cosine, epochs    50000, 75   500000, 100  500000, 200\n"
+    "  clip                      0           0            1\n"
+    "Image trains on random crops (4 pixels of mirrored padding) and horizontal flips; 3-channel images are\n"
+    "normalised with CIFAR-10's channel statistics, 1-channel ones as (x - 0.5) / 0.5.\n"
     "The learning rate warms up linearly, then follows a cosine to --min-lr over --sched-steps (50000)\n"
     "steps, stepped once a batch; the run ends after --epochs epochs of ceil(train examples / batch) steps,\n"
     "usually before the cosine does. AdamW betas (0.9, 0.999), eps 1e-8, no weight decay. docs/classify.md.\n"
     "\n"
     "Task and files:\n"
-    "  --task NAME          lra-listops, lra-text or lra-retrieval\n"
+    "  --task NAME          lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx\n"
     "  --data DIR           DIR/{train,val}.examples (required, except with --resume)\n"
     "  --out DIR            run directory: model.ckpt, log.tsv (default runs/TASK)\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
@@ -183,7 +194,8 @@ int cmd_cls_train(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     const int resume = set[O_RESUME];
     const ClsPreset *ps = task ? task_or_usage(task) : NULL;
-    if (!resume && !task) usage_error("--task is required (lra-listops, lra-text or lra-retrieval)");
+    if (!resume && !task) usage_error("--task is required (lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx)");
+    if (ps && ps->pixels && seq) usage_error("--seq-len is the images' size for --task %s: it takes no --seq-len", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
     if (resume) refuse_on_resume(set);
     if (!resume && !data) usage_error("--task %s needs --data DIR (example files made by 'hgrn2 prepare --task %s')", task, task);
@@ -222,7 +234,7 @@ int cmd_cls_train(int argc, char **argv) {
         ClsConfig probe = rs.c;
         probe.V = LRA_BYTE_VOCAB;
         probe.ndoc = !strcmp(task, "lra-retrieval") ? 2 : 1;
-        probe.classes = !strcmp(task, "lra-listops") ? LRA_LISTOPS_CLASSES : 2;
+        probe.classes = !strcmp(task, "lra-listops") || !strcmp(task, "lra-image") ? 10 : 2;
         const char *bad = cls_config_finish(&probe);
         if (bad) usage_error("%s", bad);
         rs.h = (ClsHyper){.B = (int)(batch ? batch : ps->B), .T = (int)(seq ? seq : ps->T),
@@ -232,6 +244,28 @@ int cmd_cls_train(int argc, char **argv) {
                           .adam_eps = adam_eps, .clip = set[O_CLIP] ? clip : ps->clip, .seed = seed};
         snprintf(rs.task, sizeof rs.task, "%s", task);
         snprintf(rs.data, sizeof rs.data, "%s", data);
+        if (ps->pixels) {
+            // an image task: pixel input and 2-D scans over the images of the data, whose size is the sequence
+            char *train_path = xasprintf("%s/train" EXAMPLES_SUFFIX, data);
+            if (!file_exists(train_path))
+                die("no training examples in %s (%s is missing): run 'hgrn2 prepare --task %s --input ... --out %s' first",
+                    data, train_path, task, data);
+            Examples *e = example_open(data, "train");
+            int ih, iw, ic;
+            if (!cls_data_pixels(e, &ih, &iw, &ic))
+                die("%s does not hold images (its vocabulary is '%.60s'): prepare an image set for --task %s",
+                    train_path, example_vocab_desc(e), task);
+            if ((int64_t)ih * iw * ic > R_SEQ_LEN.hi) die("%s holds images of %d x %d x %d values, more than a document can be", train_path, ih, iw, ic);
+            rs.c.input = INPUT_PIXELS;
+            rs.c.channels = ic;
+            cls_pixel_norm(&rs.c, ic);
+            rs.c.scan = SCAN_2D;
+            rs.c.grid_h = ih;
+            rs.c.grid_w = iw;
+            rs.h.T = ih * iw * ic;
+            example_close(e);
+            free(train_path);
+        }
     }
 
     char *train_file = xasprintf("%s/train" EXAMPLES_SUFFIX, data), *val_file = xasprintf("%s/val" EXAMPLES_SUFFIX, data);
@@ -293,14 +327,14 @@ int cmd_cls_train(int argc, char **argv) {
 // hgrn2 eval --task lra-*, and the table of --task lra
 
 static const char *EVAL_USAGE =
-    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval [--ckpt PATH] [--data DIR] [--split test|val|train] "
+    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx [--ckpt PATH] [--data DIR] [--split test|val|train] "
     "[--batch N] | --task lra [--runs DIR] [--data-root DIR]";
 static const char *EVAL_HELP =
     "Score a classifier trained on a Long Range Arena task: the mean cross-entropy and the accuracy, the\n"
     "fraction of examples whose most likely class is the label. The last line printed is 'accuracy X'.\n"
     "A checkpoint of a classifier is recognised without --task too.\n"
     "\n"
-    "  --task NAME          lra-listops, lra-text or lra-retrieval: the checkpoint must be of that task\n"
+    "  --task NAME          an LRA task (lra-listops ... lra-pathx): the checkpoint must be of that task\n"
     "  --ckpt PATH          the model (default runs/TASK/model.ckpt)\n"
     "  --data DIR           example files (default: the data the model was trained on)\n"
     "  --split NAME         test (default), val or train\n"
@@ -335,6 +369,7 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     if (!data) data = rs.data;
     char *file = xasprintf("%s/%s" EXAMPLES_SUFFIX, data, e->split);
     if (!file_exists(file)) die("no %s examples in %s (%s is missing; pass --data DIR)", e->split, data, file);
+    if (e->T && m.c.input == INPUT_PIXELS) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
     int B = (int)(e->B ? e->B : rs.h.B), T = (int)(e->T ? e->T : rs.h.T);
     cls_to_device(&m);
     ExampleLoader *ld = example_loader_open(data, e->split, B, T, 0, 0);
@@ -342,7 +377,7 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     if (cls_vocab_hash(ex) != rs.vocab_hash || example_classes(ex) != (uint32_t)rs.c.classes || example_ndoc(ex) != rs.c.ndoc)
         die("%s does not hold the kind of examples %s was trained on (another vocabulary, classes or documents per "
             "example)", file, ckpt);
-    ClsActs *a = cls_acts_alloc(&m.c, B, T, 0);
+    ClsActs *a = cls_acts_alloc(&m.c, B, cls_positions(&m.c, T), 0);
     double t0 = now_s();
     ClsScore sc = cls_evaluate(&m, a, ld, B, T, e->max_batches);
     if (!sc.count) die("%s holds no examples to evaluate", file);

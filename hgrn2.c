@@ -22,7 +22,7 @@
 // hgrn2 train
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-listops|lra-text|lra-retrieval] [--preset NAME] [--data DIR] "
+    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
     "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
@@ -31,8 +31,9 @@ static const char *TRAIN_HELP =
     "Task and files:\n"
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
     "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md);\n"
-    "                       lra-listops, lra-text, lra-retrieval train a classifier on Long Range Arena\n"
-    "                       examples, with options of their own: hgrn2 train --task lra-listops --help\n"
+    "                       lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx train\n"
+    "                       a classifier on Long Range Arena examples, with options of their own:\n"
+    "                       hgrn2 train --task lra-listops --help\n"
     "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m,\n"
     "                       mqar (the default for mqar)\n"
     "  --data DIR           prepared shards (hgrn2 prepare); required for text, pile and wiki103\n"
@@ -286,7 +287,7 @@ int cmd_train(int argc, char **argv) {
 // hgrn2 eval
 
 static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]"
-                                 " | --task mqar [--examples N] | --task lra-listops|lra-text|lra-retrieval|lra";
+                                 " | --task mqar [--examples N] | --task lra-*|lra";
 static const char *EVAL_HELP =
     "Report the mean next-token loss, the perplexity and bits per byte (from the tokenizer: the bytes of\n"
     "text the predicted tokens stand for).\n"
@@ -310,7 +311,7 @@ static const char *EVAL_HELP =
     "  --examples N         how many: the first N of the held-out set (default 3000)\n"
     "  --kv-pairs P --seq-len T  their shape (default: the training run's) --batch B (default: the training batch)\n"
     "Long Range Arena classifiers (their own options: hgrn2 eval --task lra-listops --help):\n"
-    "  --task lra-listops|lra-text|lra-retrieval  test accuracy of a classifier; last line 'accuracy X'\n"
+    "  --task lra-TASK     test accuracy of a classifier (the six LRA tasks); last line 'accuracy X'\n"
     "  --task lra           the table of every task's test accuracy in a folder of runs, beside the paper's\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
@@ -704,7 +705,7 @@ static const char *MAIN_HELP =
     "\n"
     "commands:\n"
     "  train      train a model (no arguments: a small byte-level model on the King James Bible), or a\n"
-    "             classifier on a Long Range Arena task (--task lra-listops|lra-text|lra-retrieval)\n"
+    "             classifier on a Long Range Arena task (--task lra-listops, -text, -retrieval, -image, -pathfinder, -pathx)\n"
     "  eval       held-out loss, perplexity and bits per byte of a checkpoint; a classifier's accuracy\n"
     "  sample     generate text from a checkpoint\n"
     "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards, or the Long\n"

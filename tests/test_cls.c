@@ -9,6 +9,7 @@
 
 #include "../cls.h"
 #include "../model.h"
+#include "../cls_run.h"
 #include "check.h"
 
 typedef struct {
@@ -199,6 +200,51 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
     cls_free(&m);
 }
 
+// Image's augmentation: every augmented image is the original cropped from its 4-pixel mirrored padding and
+// maybe flipped, found here by trying every shift and flip (pixel values encode their coordinates); over
+// many steps both flips and every shift occur; the same (seed, step) gives the same images.
+static void augmentation(void) {
+    const int h = 10, w = 12, ch = 2, n = 3, vals = h * w * ch;
+    int32_t *orig = xmalloc((size_t)vals * sizeof(int32_t)), *img = xmalloc((size_t)n * vals * sizeof(int32_t));
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < ch; c++) orig[(y * w + x) * ch + c] = (y * w + x) * ch + c;
+    int seen[9][9][2] = {{{0}}}, bad = 0;
+    for (int step = 1; step <= 400; step++) {
+        for (int b = 0; b < n; b++) memcpy(img + b * vals, orig, (size_t)vals * sizeof(int32_t));
+        cls_augment(img, n, h, w, ch, 7, step);
+        for (int b = 0; b < n; b++) {
+            int found = 0;
+            for (int dy = -4; dy <= 4 && !found; dy++)
+                for (int dx = -4; dx <= 4 && !found; dx++)
+                    for (int f = 0; f < 2 && !found; f++) {
+                        int ok = 1;
+                        for (int y = 0; y < h && ok; y++)
+                            for (int x = 0; x < w && ok; x++) {
+                                int sy = y + dy, sx = x + dx;
+                                sy = sy < 0 ? -sy : sy >= h ? 2 * (h - 1) - sy : sy;
+                                sx = sx < 0 ? -sx : sx >= w ? 2 * (w - 1) - sx : sx;
+                                if (f) sx = w - 1 - sx;
+                                for (int c = 0; c < ch; c++) ok &= img[b * vals + (y * w + x) * ch + c] == orig[(sy * w + sx) * ch + c];
+                            }
+                        if (ok) { found = 1; seen[dy + 4][dx + 4][f]++; }
+                    }
+            bad += !found;
+        }
+    }
+    int combos = 0;
+    for (int i = 0; i < 9; i++) for (int j = 0; j < 9; j++) for (int f = 0; f < 2; f++) combos += seen[i][j][f] > 0;
+    CHECK(!bad, "%d augmented images are no crop of the mirrored padding", bad);
+    CHECK(combos >= 150, "only %d of the 162 shifts and flips occurred in 1200 images", combos);
+    int32_t *again = xmalloc((size_t)n * vals * sizeof(int32_t));
+    for (int b = 0; b < n; b++) { memcpy(img + b * vals, orig, (size_t)vals * 4); memcpy(again + b * vals, orig, (size_t)vals * 4); }
+    cls_augment(img, n, h, w, ch, 7, 5);
+    cls_augment(again, n, h, w, ch, 7, 5);
+    CHECK(!memcmp(img, again, (size_t)n * vals * 4), "the same seed and step gave different images");
+    printf("augmentation: 1200 images, each a crop of the mirrored padding (flipped or not), %d of 162 combinations\n", combos);
+    free(orig); free(img); free(again);
+}
+
 int main(void) {
     omp_set_num_threads(1);   // thousands of tiny forwards
     ClsConfig listops = {.V = 13, .D = 8, .L = 2, .K = 4, .I = 8, .classes = 5, .ndoc = 1, .norm = NORM_BATCH,
@@ -246,6 +292,7 @@ int main(void) {
     g_hgru_chunk = 0;
     gray.grid_h = 3; gray.grid_w = 3;
     eval_is_per_example(gray, "gray pixels, 2-D scans");
+    augmentation();
     eval_is_per_example(listops, "BatchNorm");
     eval_is_per_example(text, "LayerNorm with dropout");
     eval_is_per_example(pair, "document pairs");
