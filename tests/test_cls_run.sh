@@ -15,7 +15,7 @@ expect 0 "train --help mentions the lra tasks" -- $H train --help
 grep -q "lra-listops" "$TMP/out" || fail "train --help does not list lra-listops"
 expect 0 "eval --task lra --help" -- $H eval --task lra --help
 grep -q -- "--runs DIR" "$TMP/out" || fail "eval --task lra --help lacks --runs"
-expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text or lra-retrieval"
+expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx"
 expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
@@ -145,6 +145,11 @@ bad "a parameter count of 2^40" "it says 1099511627776 parameters" int 24 109951
 bad "dropout 1.5" "dropout = 1.5 is out of range \[0, 0.99\]" float 0 1.5
 bad "lr NaN" "lr = nan is out of range" float 2 nan
 bad "beta2 1" "beta2 = 1 is out of range" float 6 1
+bad "input 2" "input = 2 is out of range \[0, 1\]" int 27 2
+bad "channels of a token model" "channels = 3 is out of range \[0, 0\]" int 28 3
+bad "scan 2" "scan = 2 is out of range \[0, 1\]" int 29 2
+bad "a grid for 1-D scans" "grid height = 4 is out of range \[0, 0\]" int 30 4
+bad "a pixel deviation in a token model" "pixel std 0 = 0.5 is out of range \[0, 0\]" float 12 0.5
 bad "a task of no trainer" "task = 'lra-nopeops' is none of" task 0 lra-nopeops
 bad "a NaN parameter" "it holds a non-finite parameter" param 5 nan
 bad "a negative running variance" "a BatchNorm running statistic is not finite, or a running variance is negative" stat 16 -1
@@ -177,7 +182,7 @@ expect 0 "eval --task lra --runs" -- $H eval --task lra --runs "$TMP/runs"
 pct=$(awk -v a="$acc_a" 'BEGIN { printf "%.2f", 100 * a }')
 checks=$((checks + 1))
 if grep -Eq "^ListOps +$pct +60\.52$" "$TMP/out" && grep -Eq '^Text +[0-9]+\.[0-9]{2} +88\.97$' "$TMP/out" &&
-   grep -Eq '^Retrieval +missing +95\.07' "$TMP/out" && grep -Eq '^Image +missing +89\.33 +\(no trainer yet\)' "$TMP/out" &&
+   grep -Eq '^Retrieval +missing +95\.07' "$TMP/out" && grep -Eq '^Image +missing +89\.33' "$TMP/out" &&
    grep -Eq '^Pathfinder +missing +93\.95' "$TMP/out" && grep -Eq '^Path-X +missing +98\.12' "$TMP/out" &&
    grep -Eq '^average +[0-9.]+ +74\.75 +partial: over the 2 of 6 tasks present \(the paper.s over all six: 87\.66\)' "$TMP/out"
 then ok "the table: ListOps at eval's $pct, Text, four missing, a partial average"; else fail "the table:"; cat "$TMP/out"; fi
