@@ -4,12 +4,12 @@
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
-LDLIBS  += -lzstd -lpthread -lm
+LDLIBS  += -lzstd -lpng -lz -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c checkpoint.c train.c cli.c \
-          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c cmd_tasks.c tokenizer.c tokenizer_hf.c json.c hf.c mqar.c
+          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c tokenizer.c tokenizer_hf.c json.c hf.c mqar.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -62,6 +62,11 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
 	fi
+	@if ! dpkg -s libpng-dev dataset-fashion-mnist >/dev/null 2>&1; then \
+	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev dataset-fashion-mnist >/dev/null; \
+	fi
 	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -72,7 +77,7 @@ setup:
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
         $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra \
-        $(BIN)/test_mqar
+        $(BIN)/test_mqar $(BIN)/test_images
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -82,10 +87,10 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
-$(BIN)/test_lra $(BIN)/test_mqar: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
+$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra: tests/files.h
+$(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images: tests/files.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh
@@ -147,7 +152,7 @@ build/fuzz/%.o: %.c $(HDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpthread -lm
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }

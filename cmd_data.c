@@ -1,5 +1,5 @@
-// cmd_data.c: the data commands, `hgrn2 prepare` (text corpora, or the Long Range Arena's files) and `hgrn2 tokenize`:
-// options in, one library call, exit code out.
+// cmd_data.c: the data commands, `hgrn2 prepare` (text corpora, the Long Range Arena's files, image sets) and
+// `hgrn2 tokenize`: options in, one library call, exit code out.
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <limits.h>
@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "data.h"
+#include "images.h"
 #include "lra.h"
 #include "tokenizer.h"
 
@@ -18,12 +19,15 @@ static const char *PREPARE_USAGE =
     "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
     "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]\n"
     "       hgrn2 prepare --task lra-listops|lra-text|lra-retrieval --input DIR --out DIR [--strict]\n"
-    "              [--max-line-bytes N]";
+    "              [--max-line-bytes N]\n"
+    "       hgrn2 prepare --task lra-image|fashion-mnist --input DIR --out DIR\n"
+    "       hgrn2 prepare --task lra-pathfinder|lra-pathx --input DIR --out DIR [--strict] [--max-line-bytes N]";
 static const char *PREPARE_HELP =
     "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
     "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
     "Or turn the official files of a Long Range Arena task into labelled examples: DIR/{train,val,test}.examples\n"
-    "(formats and policies: docs/lra.md, docs/examples.md).\n"
+    "(formats and policies: docs/lra.md, docs/examples.md), or an image set into examples of pixel tokens\n"
+    "(docs/images.md).\n"
     "\n"
     "  --task NAME         pile: JSON Lines, one document per line in its \"text\" field (*.jsonl, *.jsonl.zst);\n"
     "                      wiki103: WikiText .tokens/.raw files, one document per ' = Title = ' article;\n"
@@ -32,6 +36,11 @@ static const char *PREPARE_HELP =
     "                      --task listops writes one); the vocabulary comes from the training split;\n"
     "                      lra-text: --input is the aclImdb folder ({train,test}/{pos,neg}/*.txt), bytes;\n"
     "                      lra-retrieval: --input is the folder of new_aan_pairs.{train,eval,test}.tsv, bytes\n"
+    "                      lra-image: --input is cifar-10-batches-bin (CIFAR-10's binary batches), 32x32x3;\n"
+    "                      lra-pathfinder, lra-pathx: --input is a Pathfinder folder such as\n"
+    "                      pathfinder32/curv_contour_length_14 (metadata/*.npy and the PNGs; hgrn2 generate\n"
+    "                      --task pathfinder writes one), 32x32 or 128x128 gray;\n"
+    "                      fashion-mnist: --input is the folder of the four IDX files (plain or .gz), 28x28\n"
     "  --input FILE...     training inputs; repeat the flag or list several files after it\n"
     "  --val-input FILE... held-out inputs: all of them form the validation split (--val-fraction is ignored)\n"
     "  --tokenizer SPEC    byte, a GPT-2 directory (encoder.json, vocab.bpe) or a tokenizer.json\n"
@@ -40,12 +49,13 @@ static const char *PREPARE_HELP =
     "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
     "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
     "  --threads N         tokenizer threads (default: all cores)\n"
-    "  --strict            a malformed or too long JSON or TSV line stops the run (default: skipped, counted,\n"
-    "                      first 5 reported)\n"
+    "  --strict            a malformed or too long JSON or TSV line (Pathfinder: metadata line, unreadable\n"
+    "                      image) stops the run (default: skipped, counted, first 5 reported)\n"
     "  --max-line-bytes N  the longest line held in memory (default 16777216 = 16 MiB, range 1024 to 1073741824):\n"
     "                      a longer JSON or TSV line is skipped as it is read, a longer WikiText line is read in\n"
     "                      parts\n"
-    "The LRA tasks take --input (one folder), --out, --strict and --max-line-bytes only.\n";
+    "The LRA tasks take --input (one folder), --out, --strict and --max-line-bytes only; lra-image and\n"
+    "fashion-mnist only --input and --out (every problem in their files is fatal).\n";
 
 int cmd_prepare(int argc, char **argv) {
     enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
@@ -112,7 +122,9 @@ int cmd_prepare(int argc, char **argv) {
     }
     if (!task_name) usage_error("--task is required");
     LraTask lra;
-    if (lra_task_parse(task_name, &lra) == 0) {
+    ImageTask img;
+    int is_image = image_task_parse(task_name, &img) == 0;
+    if (is_image || lra_task_parse(task_name, &lra) == 0) {
         for (size_t i = 0; i < sizeof text_only / sizeof text_only[0]; i++)
             if (given[text_only[i] - O_TASK]) {
                 usage_error("%s does not apply to --task %s", text_only_names[i], task_name);
@@ -122,6 +134,16 @@ int cmd_prepare(int argc, char **argv) {
                              task_name, o.ninputs);
         }
         if (!o.out) usage_error("--out is required");
+        if (is_image) {
+            if (img == IMAGE_CIFAR || img == IMAGE_FASHION_MNIST) {
+                if (given[O_STRICT - O_TASK]) usage_error("--strict does not apply to --task %s (every problem is fatal)", task_name);
+                if (given[O_MAX_LINE - O_TASK]) usage_error("--max-line-bytes does not apply to --task %s", task_name);
+            }
+            ImagePrepareOptions io = {.task = img, .input = o.inputs[0], .out = o.out, .strict = o.strict,
+                                      .max_line_bytes = o.max_line_bytes};
+            rc = images_prepare(&io);
+            goto done;
+        }
         LraPrepareOptions lo = {.task = lra, .input = o.inputs[0], .out = o.out, .strict = o.strict,
                                 .max_line_bytes = o.max_line_bytes};
         rc = lra_prepare(&lo);
@@ -131,8 +153,8 @@ int cmd_prepare(int argc, char **argv) {
     else if (!strcmp(task_name, "wiki103")) o.task = PREPARE_WIKI103;
     else if (!strcmp(task_name, "text")) o.task = PREPARE_TEXT;
     else {
-        usage_error("--task must be pile, wiki103, text, lra-listops, lra-text or lra-retrieval, got '%s'",
-                         task_name);
+        usage_error("--task must be pile, wiki103, text, lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, "
+                    "lra-pathx or fashion-mnist, got '%s'", task_name);
     }
     if (!o.ninputs) usage_error("--input is required");
     if (!o.tokenizer) usage_error("--tokenizer is required");

@@ -284,7 +284,7 @@ static void test_generator(void) {
     // refusals: existing files are not overwritten; usage errors exit 2
     expect_fail("generate over existing files", 1, "generate", args, "basic_train.tsv", "already exists");
     static const Usage usage[] = {
-        {"generate --task pathfinder", {"--task", "pathfinder", "--out", TMP "/u", NULL}, "--task must be listops"},
+        {"generate --task nope", {"--task", "nope", "--out", TMP "/u", NULL}, "--task must be listops or pathfinder"},
         {"generate without --out", {"--task", "listops", NULL}, "--out is required"},
         {"generate --train-size 0", {"--task", "listops", "--out", TMP "/u", "--train-size", "0", NULL}, "--train-size"},
         {"generate --seed -1", {"--task", "listops", "--out", TMP "/u", "--seed", "-1", NULL}, "--seed"},
@@ -646,7 +646,7 @@ static void test_prepare_usage(void) {
         {"lra --val-fraction", {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--val-fraction", "0.1", NULL},
          "--val-fraction does not apply"},
         {"unknown lra task", {"--task", "lra-images", "--input", TMP "/gen", "--out", TMP "/u", NULL},
-         "lra-listops, lra-text or lra-retrieval"},
+         "lra-listops, lra-text, lra-retrieval, lra-image"},
         {"lra --max-line-bytes 10", {"--task", "lra-listops", "--input", TMP "/gen", "--out", TMP "/u", "--max-line-bytes", "10", NULL},
          "--max-line-bytes"},
     };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Long Range Arena commands end to end through ./hgrn2: generate ListOps, prepare it, their summaries,
-# help and usage errors (the cases in detail are tests/test_lra.c's).
+# The Long Range Arena commands end to end through ./hgrn2: generate ListOps and Pathfinder, prepare them, their
+# summaries, help and usage errors (the cases in detail are tests/test_lra.c's and tests/test_images.c's).
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 
@@ -26,4 +26,16 @@ expect_msg "does not apply"
 expect 1 "prepare lra-text of a ListOps folder" -- $H prepare --task lra-text --input "$TMP/lo" --out "$TMP/ex3"
 expect_msg "train/neg"
 [ ! -e "$TMP/ex3/train.examples" ] || fail "a failed prepare left train.examples"
+
+# the image sets: a small generated Pathfinder through the binary (the cases in detail are tests/test_images.c's)
+expect 0 "generate a small Pathfinder" -- $H generate --task pathfinder --size 32 --count 20 --out "$TMP/pf" --seed 1
+grep -q "generate: pathfinder32: 20 images of 32x32 (10 positive) in 1 batches" "$TMP/out" || fail "generate summary: $(cat "$TMP/out")"
+[ "$(wc -l < "$TMP/pf/metadata/0.npy")" = 20 ] || fail "metadata/0.npy does not hold 20 lines"
+expect 0 "prepare lra-pathfinder" -- $H prepare --task lra-pathfinder --input "$TMP/pf" --out "$TMP/pfex"
+grep -q "prepare: lra-pathfinder: train 16, val 2, test 2 examples of 32x32x1 pixels" "$TMP/out" || fail "prepare summary: $(cat "$TMP/out")"
+expect 1 "prepare lra-pathx of 32x32 images" -- $H prepare --task lra-pathx --input "$TMP/pf" --out "$TMP/pxex"; expect_msg "lra-pathx takes 128x128"
+[ ! -e "$TMP/pxex/train.examples" ] || fail "a failed prepare left train.examples"
+expect 2 "generate pathfinder --size 64" -- $H generate --task pathfinder --size 64 --out "$TMP/x"; expect_msg "--size must be 32 or 128"
+expect 1 "prepare lra-image of a Pathfinder folder" -- $H prepare --task lra-image --input "$TMP/pf" --out "$TMP/ex4"
+expect_msg "data_batch_1.bin"
 finish
