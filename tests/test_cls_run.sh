@@ -190,4 +190,22 @@ mkdir -p "$TMP/root"; ln -s "$(pwd)/$TMP/ex" "$TMP/root/lra-listops"; ln -s "$(p
 expect 0 "eval --task lra --data-root" -- $H eval --task lra --runs "$TMP/runs" --data-root "$TMP/root"
 grep -q "lra-text: test split of $TMP/root/lra-text" "$TMP/out" || fail "--data-root was not used for lra-text"
 expect 1 "eval --task lra of a missing folder" -- $H eval --task lra --runs "$TMP/nothere"; expect_msg "no folder of runs"
+
+# ---- an image task: generated Pathfinder images, pixels in, four 2-D scans over 32 x 32 ----
+IMG=(--layers 1 --dim 8 --expand-ratio 4 --batch 4 --steps 4 --warmup 2 --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2)
+expect 0 "generate 40 Pathfinder images" -- $H generate --task pathfinder --size 32 --count 40 --seed 3 --out "$TMP/pf-raw"
+expect 0 "prepare them" -- $H prepare --task lra-pathfinder --input "$TMP/pf-raw" --out "$TMP/pf"
+expect 2 "lra-pathfinder refuses --seq-len" -- $H train --task lra-pathfinder --data "$TMP/pf" --seq-len 64; expect_msg "takes no --seq-len"
+expect 1 "lra-pathfinder refuses token data" -- $H train --task lra-pathfinder --data "$TMP/ex" "${IMG[@]}" --out "$TMP/pf-bad"
+expect_msg "does not hold images"
+expect 0 "train lra-pathfinder" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --out "$TMP/pf1"
+grep -q "four scans over 32 x 32" "$TMP/out" || fail "the startup table does not show the 2-D scans"
+expect 0 "train lra-pathfinder to step 2" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --out "$TMP/pf2" --stop-at 2
+expect 0 "and resume it" -- $H train --resume --out "$TMP/pf2" --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2
+checks=$((checks + 1))
+if cmp -s "$TMP/pf1/model.ckpt" "$TMP/pf2/model.ckpt" && cmp -s "$TMP/pf1/log.tsv" "$TMP/pf2/log.tsv"
+then ok "an image run resumed ends in the identical checkpoint and log"; else fail "the resumed image run differs"; fi
+expect 0 "eval --task lra-pathfinder" -- $H eval --task lra-pathfinder --ckpt "$TMP/pf1/model.ckpt" --threads 2
+checks=$((checks + 1))
+if tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'; then ok "it ends with the accuracy"; else fail "no accuracy line"; fi
 finish
