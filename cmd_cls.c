@@ -400,7 +400,6 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
     double ours[6], sum = 0, paper_sum = 0;
     int have[6] = {0}, n = 0;
     for (int i = 0; i < 6; i++) {
-        if (!cls_preset_find(LRA_TABLE[i].task)) continue;     // no trainer yet: no checkpoint of ours can exist
         char *ckpt = xasprintf("%s/%s/model.ckpt", runs, LRA_TABLE[i].task);
         if (file_exists(ckpt)) {
             char *data = data_root ? xasprintf("%s/%s", data_root, LRA_TABLE[i].task) : NULL;
@@ -417,8 +416,7 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
     printf("%-12s %12s %12s\n", "task", "ours", "paper");
     for (int i = 0; i < 6; i++) {
         if (have[i]) printf("%-12s %12.2f %12.2f\n", LRA_TABLE[i].name, ours[i], LRA_TABLE[i].paper);
-        else printf("%-12s %12s %12.2f%s\n", LRA_TABLE[i].name, "missing", LRA_TABLE[i].paper,
-                    cls_preset_find(LRA_TABLE[i].task) ? "" : "   (no trainer yet)");
+        else printf("%-12s %12s %12.2f\n", LRA_TABLE[i].name, "missing", LRA_TABLE[i].paper);
     }
     if (n == 6) printf("%-12s %12.2f %12.2f\n", "average", sum / n, LRA_PAPER_AVERAGE);
     else if (n) printf("%-12s %12.2f %12.2f   partial: over the %d of 6 tasks present (the paper's over all six: %.2f)\n",
