@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Long Range Arena presets on a GPU: makes the data a machine without downloads can have (ListOps
 # generated at the official size, Pathfinder-32 and Path-X generated, Fashion-MNIST from Debian's package),
-# then trains each preset for a few steps and prints its examples/s, tokens/s and peak memory.
+# then trains each preset for a few steps and prints its examples/s, batch shape and peak memory.
 #   bash scripts/lra_bench.sh [--steps N] [--data DIR] [--device cuda|cpu] [--tasks "listops pathfinder ..."]
 # Tasks: listops, pathfinder, pathx, fmnist (Fashion-MNIST through the lra-image preset); Text, Retrieval and
 # CIFAR-10 need their official files (put prepared example folders at DIR/text, DIR/aan, DIR/cifar10 and
