@@ -31,8 +31,8 @@ const char *cls_config_finish(ClsConfig *c) {
             if (!(fabs(c->pix_mean[i]) <= 1e3 && c->pix_std[i] >= 1e-6 && c->pix_std[i] <= 1e3))
                 return "a pixel normalisation is out of range (|mean| <= 1000, std in [1e-6, 1000])";
     }
-    if (c->scan != SCAN_1D && c->scan != SCAN_2D) return "the scans are 1-D or 2-D";
-    if (c->scan == SCAN_2D && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
+    if (c->scan < 0 || c->scan >= NSCANS) return "the scans are 1-D, 2-D or 2-D in series";
+    if (c->scan != SCAN_1D && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
@@ -170,9 +170,11 @@ void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
     fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
                "%s norm, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
             POS_NAMES[c->pos], c->dropout);
-    if (c->input == INPUT_PIXELS || c->scan == SCAN_2D) {
-        char grid[64] = "";
+    if (c->input == INPUT_PIXELS || c->scan != SCAN_1D) {
+        char grid[96] = "";
         if (c->scan == SCAN_2D) snprintf(grid, sizeof grid, "; four scans over %d x %d", c->grid_h, c->grid_w);
+        if (c->scan == SCAN_SERIES)
+            snprintf(grid, sizeof grid, "; over %d x %d, the mixer along rows, then along columns", c->grid_h, c->grid_w);
         fprintf(f, "| input        | %s%s\n", c->input == INPUT_PIXELS ? (c->channels == 3 ? "RGB pixels" : "pixels") : "token ids", grid);
     }
     fprintf(f, "| head         | %s, %d classes; %s%s\n",
@@ -210,6 +212,9 @@ struct ClsActs {
     opnd *pixo;                     // ... as an operand, where the formats differ
     real *qfiT, *oT;                // 2-D: the column scans' inputs and outputs in column-major order
     real *doutT, *dqfiT;            // ... and their gradients (training)
+    real *qfi2, *o2, *rstdo2, *y1;  // series: the second (column) pass's per-layer activations, the first's output
+    opnd *yo2, *y1o;                // ... its output norm, and the first pass's output as an operand
+    real *dy1;                      // ... the gradient of the first pass's output (training)
     // backward
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dlb, *dpooled, *dlogits, *dz, *df;
     opnd *dgu, *cv;                 // [N,2I]; conversions of a product's dy into an operand [N, max(QFI, 2I)]
@@ -241,7 +246,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     // inputs and output gradient ([n,C] then [n,D] at most)
     const int64_t CVT = train ? N * (QFI > 2 * I ? QFI : 2 * I) : 0, CVH = (int64_t)B * C + S * 4 * D;
     const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
-    const int pix = c->input == INPUT_PIXELS, two = c->scan == SCAN_2D;
+    const int pix = c->input == INPUT_PIXELS, two = c->scan != SCAN_1D, ser = c->scan == SCAN_SERIES;
     const int64_t NC = pix ? N * c->channels : 0;
     struct { void *p; int64_t bytes; } parts[] = {
         {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
@@ -261,6 +266,9 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->pix, NC * R}, {&a->pixo, opnd_size() == sizeof(real) ? 0 : NC * O},
         {&a->qfiT, two ? N * QFI * R : 0}, {&a->oT, two ? N * D * R : 0},
         {&a->doutT, two && train ? N * D * R : 0}, {&a->dqfiT, two && train ? N * QFI * R : 0},
+        {&a->qfi2, ser ? nl * N * QFI * R : 0}, {&a->o2, ser ? nl * N * D * R : 0}, {&a->rstdo2, ser ? nl * N * R : 0},
+        {&a->y1, ser ? nl * N * D * R : 0}, {&a->yo2, ser ? nl * N * D * O : 0},
+        {&a->y1o, ser && opnd_size() != sizeof(real) ? nl * N * D * O : 0}, {&a->dy1, ser && train ? N * D * R : 0},
     };
     const int np = (int)(sizeof parts / sizeof parts[0]);
     int64_t total = 0;
@@ -377,60 +385,98 @@ static uint64_t drop_site(uint64_t seed, int site) { return mix64(seed ^ (0x9E37
 // ----------------------------------------------------------------------------------------------------------
 // Forward
 
-// The scans of the token mixer: o [N,D] (=) from q, k, g (the gates of qfi, computed into a->q, k, g) and v
-// (qfi's last D columns). 1-D: S sequences of T both ways. 2-D: rows (S T / W sequences of W) both ways, then
-// columns: qfi gathered into column-major order (embed_fwd reads rows by index), scanned both ways as
-// S T / H sequences of H, and added back to o in raster order (embed_bwd adds rows by index).
-static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N) {
+// The scans of the token mixer, over one of four sets of lines: the sequence (1-D), the rows or the columns of
+// the grid, or both (the four-scan 2-D mixer). Each line is scanned both ways and the results summed.
+typedef enum { LINES_SEQ, LINES_ROWS, LINES_COLS, LINES_BOTH } Lines;
+
+// o [N,D] (=) from q, k, g (the gates of qfi, computed into a->q, k, g) and v (qfi's last D columns). Rows are
+// contiguous in raster order (S H sequences of W). For the columns, qfi is gathered into column-major order
+// (embed_fwd reads rows by index), scanned as S W sequences of H, and added back to o in raster order
+// (embed_bwd adds rows by index).
+static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
-    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
-    if (c->scan == SCAN_1D) {
-        const int chunk = mixer_chunk(T);
-        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 0, 0);
-        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, S, T, c->H, c->K, c->Dv, chunk, 1, 1);
-        return;
+    if (lines != LINES_COLS) {
+        const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
+        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
     }
-    const int gh = c->grid_h, gw = c->grid_w, nr = S * gh, nc = S * gw;
-    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nr, gw, c->H, c->K, c->Dv, mixer_chunk(gw), 0, 0);
-    OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nr, gw, c->H, c->K, c->Dv, mixer_chunk(gw), 1, 1);
-    OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
-    OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
-    OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, mixer_chunk(gh), 0, 0);
-    OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, mixer_chunk(gh), 1, 1);
-    OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+    if (lines == LINES_COLS || lines == LINES_BOTH) {
+        const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
+        OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
+        OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
+        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
+        if (lines == LINES_COLS) OP(zero, o, N * D);
+        OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+    }
 }
 
-void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S) {
+static Lines lines_of(const ClsConfig *c) { return c->scan == SCAN_1D ? LINES_SEQ : LINES_BOTH; }
+
+void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, int lines) {
     const int HK = m->c.H * m->c.K;
     if (m->c.lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), m->c.L, HK);
-    scans_fwd(m, a, o, qfi, (m->c.lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL, S, (int64_t)S * a->T);
+    const Lines ln = lines == 0 ? lines_of(&m->c) : lines == 1 ? LINES_ROWS : LINES_COLS;
+    scans_fwd(m, a, o, qfi, (m->c.lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL, S, (int64_t)S * a->T, ln);
 }
 
-// The scans' backward from dout (a->dout): dq, dk, dg recomputed and consumed per direction pair, into dqfi
+// The scans' backward from dout (a->dout): dq, dk, dg recomputed and consumed per set of lines, into dqfi
 // [N, QFI] (=) and the layer's dlb (+=).
-static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N) {
+static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
-    const int one = c->scan == SCAN_1D, gh = one ? 1 : c->grid_h, gw = one ? T : c->grid_w;
-    const int nr = one ? S : S * gh, len = one ? T : gw, chunk = mixer_chunk(len);
-    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                          // recomputed
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-       nr, len, c->H, c->K, c->Dv, chunk, 0, 0);
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-       nr, len, c->H, c->K, c->Dv, chunk, 1, 1);
-    OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
-    if (one) return;
-    const int nc = S * gw, ck = mixer_chunk(gh);
-    OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
-    OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
-    OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
-       nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
-    OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
-       nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
-    OP(gates_bwd, a->dqfiT, QFI, dlb, a->dq, a->dk, a->dg, a->qfiT, QFI, lb, N, HK);
-    OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI);
+    if (lines != LINES_COLS) {
+        const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
+        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                      // recomputed
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+           nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+           nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+    }
+    if (lines == LINES_COLS || lines == LINES_BOTH) {
+        const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
+        OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
+        OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
+        OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
+           nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
+           nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
+        OP(gates_bwd, a->dqfiT, QFI, dlb, a->dq, a->dk, a->dg, a->qfiT, QFI, lb, N, HK);
+        if (lines == LINES_COLS) OP(zero, a->dqfi, N * QFI);
+        OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI);
+    }
+}
+
+// One pass of the token mixer of layer l over a set of lines: in (an operand) -> q/f/v projection -> scans ->
+// output RMSNorm -> output projection -> out [N,D] (=). The pass's activations go to the slots given (the
+// series form makes two passes with the layer's weights).
+typedef struct { real *qfi, *o, *rstdo; opnd *yo; } MixSlots;
+static void mixer_pass_fwd(ClsModel *m, ClsActs *a, int l, const opnd *in, real *out, MixSlots sl, Lines lines, int S,
+                           int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    OP(matmul_fwd, sl.qfi, in, CW(m, C_WQFI, l), N, D, QFI);                     // [q | f | v]
+    scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
+    OP(rmsnorm_fwd, sl.yo, sl.rstdo, sl.o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
+    OP(matmul_fwd, out, sl.yo, CW(m, C_WO, l), N, D, D);
+}
+
+// Its backward: dy [N,D] (the gradient of out) -> d_in [N,D] (=); the weights' gradients +=. d_in may be a->dh.
+static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const real *dy, real *d_in, MixSlots sl,
+                           Lines lines, int S, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+    OP(matmul_bwd, a->dh, CG(m, C_WO, l), as_opnd(a->cv, dy, N * D), sl.yo, CW(m, C_WO, l), N, D, D);   // d yo
+    OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
+    scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
+    OP(matmul_bwd, d_in, CG(m, C_WQFI, l), as_opnd(a->cv, a->dqfi, N * QFI), in, CW(m, C_WQFI, l), N, D, QFI);
 }
 
 // Layer l: x -> norm1 -> bidirectional HGRU2 -> dropout -> (+ x) -> norm2 -> GLU -> dropout, into the stream
@@ -442,14 +488,18 @@ static void block_fwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N, int trai
     const real *x_res = l > 0 ? PER(a, xmid, l - 1, N * D) : NULL;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
-    real *qfi = PER(a, qfi, l, N * QFI), *o = PER(a, o, l, N * D);
-    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, N), yo};
     SECTION("mixer");
     norm_fwd(m, a, h1, PER(a, st1, l, stat_len(a, D)), x, x_res, C_NORM1, C_NORM1_B, l, 2 * l, N, train);
-    OP(matmul_fwd, qfi, h1, CW(m, C_WQFI, l), N, D, QFI);                       // [q | f | v]
-    scans_fwd(m, a, o, qfi, lb, S, N);
-    OP(rmsnorm_fwd, yo, PER(a, rstdo, l, N), o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
-    OP(matmul_fwd, xmid, yo, CW(m, C_WO, l), N, D, D);                          // y; + x in norm2
+    if (c->scan != SCAN_SERIES) mixer_pass_fwd(m, a, l, h1, xmid, sl, lines_of(c), S, N);   // y; + x in norm2
+    else {
+        // along the rows, then the same weights along the columns of that result
+        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, N), PER_OPND(a, yo2, l, N * D)};
+        real *y1 = PER(a, y1, l, N * D);
+        mixer_pass_fwd(m, a, l, h1, y1, sl, LINES_ROWS, S, N);
+        const opnd *y1o = as_opnd(a->y1o ? PER_OPND(a, y1o, l, N * D) : NULL, y1, N * D);
+        mixer_pass_fwd(m, a, l, y1o, xmid, s2, LINES_COLS, S, N);
+    }
     if (train && c->dropout > 0) OP(dropout_fwd, xmid, xmid, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l));
     SECTION("glu");
     norm_fwd(m, a, h2, PER(a, st2, l, stat_len(a, D)), xmid, x, C_NORM2, C_NORM2_B, l, 2 * l + 1, N, train);
@@ -476,7 +526,7 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
     for (int b = 0; b < n; b++)
         for (int d = 0; d < nd; d++) {
             const int s = d * n + b, vals = lens[b * nd + d], len = vals / CH;
-            if (vals % CH || len < 1 || len > T || (c->scan == SCAN_2D && len != T))
+            if (vals % CH || len < 1 || len > T || (c->scan != SCAN_1D && len != T))
                 die("internal error: a document of %d values in a batch of %d positions of %d", vals, T, CH);
             a->lens_h[s] = len;
             const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
@@ -553,9 +603,7 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     real *x = stream(a, l, N, D), *xmid = PER(a, xmid, l, N * D), *dx = a->dx;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
-    real *qfi = PER(a, qfi, l, N * QFI), *o = PER(a, o, l, N * D);
-    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
-    real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, N), yo};
     // the GLU: d out = dx (through the dropout)
     SECTION("glu bwd");
     real *dy = dx;
@@ -570,10 +618,13 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     SECTION("mixer bwd");
     dy = dx;
     if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l)); dy = a->dt; }
-    OP(matmul_bwd, a->dh, CG(m, C_WO, l), dy_opnd(a, dy, N * D), yo, CW(m, C_WO, l), N, D, D);    // d yo
-    OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, o, CW(m, C_GNORM, l), PER(a, rstdo, l, N), N, D, EPS_O);
-    scans_bwd(m, a, qfi, lb, dlb, S, N);
-    OP(matmul_bwd, a->dh, CG(m, C_WQFI, l), dy_opnd(a, a->dqfi, N * QFI), h1, CW(m, C_WQFI, l), N, D, QFI);  // d h1
+    if (c->scan != SCAN_SERIES) mixer_pass_bwd(m, a, l, h1, dy, a->dh, sl, lines_of(c), S, N);   // d h1
+    else {
+        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, N), PER_OPND(a, yo2, l, N * D)};
+        const opnd *y1o = a->y1o ? PER_OPND(a, y1o, l, N * D) : PER(a, y1, l, N * D);
+        mixer_pass_bwd(m, a, l, y1o, dy, a->dy1, s2, LINES_COLS, S, N);                       // d y1
+        mixer_pass_bwd(m, a, l, h1, a->dy1, a->dh, sl, LINES_ROWS, S, N);                      // d h1
+    }
     norm_bwd(m, a, dx, 1, a->dh, x, PER(a, st1, l, stat_len(a, D)), C_NORM1, C_NORM1_B, l, N);           // dx: d x
 }
 

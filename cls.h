@@ -16,8 +16,10 @@ extern const char *const POS_NAMES[NPOS];            // "none", "sinusoidal"
 // pix_mean and pix_std after scaling to [0, 1]) through a linear map of the channels.
 typedef enum { INPUT_IDS, INPUT_PIXELS, NINPUTS } ClsInputKind;
 // The token mixer's scans: along the sequence both ways (1-D), or over a grid_h x grid_w image read in raster
-// order, along rows and along columns, each both ways, all four summed (2-D).
-typedef enum { SCAN_1D, SCAN_2D, NSCANS } ClsScanKind;
+// order, along rows and along columns, each both ways, all four summed (2-D), or in series: the whole mixer
+// (projections, scans both ways, output norm) along the rows, then with the same weights along the columns of
+// its output (Path-X's form).
+typedef enum { SCAN_1D, SCAN_2D, SCAN_SERIES, NSCANS } ClsScanKind;
 
 typedef struct {
     int V;              // vocabulary (token ids below V)
@@ -107,7 +109,7 @@ int64_t cls_acts_bytes(const ClsActs *a);
 // ---- forward and backward ----
 // One batch: tokens [B][ndoc][T] (host memory; padded), lens [B][ndoc] in [1, T] (the valid positions of each
 // document); with pixel input, tokens [B][ndoc][T x channels] (the channels of a position together) and lens
-// in values (a multiple of channels); with the 2-D scans, T = grid_h x grid_w and every lens is full. labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
+// in values (a multiple of channels); with 2-D scans, T = grid_h x grid_w and every lens is full. labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
 // (n <= the B of the activations, every row below n a real example).
 // train 1: batch statistics (the running ones updated), dropout from drop_seed, and the backward's inputs
 // kept; train 0: running statistics, no dropout. Returns the summed cross-entropy over the n rows; *correct
@@ -116,7 +118,8 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
                    int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
 // The token mixer's scans of layer l alone (for tests): o [N,D] (=) from the layer's projection qfi [N, 2HK+D]
 // (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
-void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S);
+// lines 0: the config's (1-D, or rows and columns); 1: the rows only; 2: the columns only (2-D grids).
+void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, int lines);
 // After a training forward: gradients of (loss_scale x the summed loss) accumulate (+=) into m->grads.
 void cls_backward(ClsModel *m, ClsActs *a, double loss_scale);
 

@@ -51,7 +51,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_LOADER_INDEX] = (int64_t)rs->loader.index, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
         [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
-        [I_GRID_H] = c->scan == SCAN_2D ? c->grid_h : 0, [I_GRID_W] = c->scan == SCAN_2D ? c->grid_w : 0};
+        [I_GRID_H] = c->scan != SCAN_1D ? c->grid_h : 0, [I_GRID_W] = c->scan != SCAN_1D ? c->grid_w : 0};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -129,7 +129,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "input", v[I_INPUT], 0, NINPUTS - 1);
     ckpt_check_int(path, "channels", v[I_CHANNELS], v[I_INPUT] == INPUT_PIXELS ? 1 : 0, v[I_INPUT] == INPUT_PIXELS ? 3 : 0);
     ckpt_check_int(path, "scan", v[I_SCAN], 0, NSCANS - 1);
-    const int two = v[I_SCAN] == SCAN_2D;
+    const int two = v[I_SCAN] != SCAN_1D;
     ckpt_check_int(path, "grid height", v[I_GRID_H], two, two ? 1 << 24 : 0);
     ckpt_check_int(path, "grid width", v[I_GRID_W], two, two ? 1 << 24 : 0);
     if (two && v[I_GRID_H] * v[I_GRID_W] * (v[I_CHANNELS] ? v[I_CHANNELS] : 1) != v[I_T])

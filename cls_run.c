@@ -11,15 +11,15 @@
 #include "lra.h"
 
 // The HGRN2 authors' LRA runs: the model, the batch, AdamW's peak lr, the gradient clip (0: none), the weight
-// decay, the warmup and the cosine's length in steps, the epochs. The image tasks scan their images in 2-D
-// (Path-X's "series" form, one axis then the other, is not built: it gets the four-scan form).
+// decay, the warmup and the cosine's length in steps, the epochs. The image tasks scan their images in 2-D:
+// four scans summed (1), or Path-X's series form, the mixer along rows then along columns (2).
 const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
     {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0},
     {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0},
     {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0},
     {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1},
     {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1},
-    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 1},
+    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {

@@ -18,7 +18,8 @@ typedef struct {
     int B, T;                   // batch (examples), sequence length (tokens per document; 0: the images' size)
     double lr, clip, wd;
     int64_t warmup, sched_steps, epochs;
-    int pixels;                 // an image task: pixel input, 2-D scans over the data's images
+    int pixels;                 // an image task: pixel input, 2-D scans over the data's images (1: four scans
+                                // summed, 2: the series form)
 } ClsPreset;
 #define NCLS_PRESETS 6
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];

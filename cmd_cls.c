@@ -259,7 +259,7 @@ int cmd_cls_train(int argc, char **argv) {
             rs.c.input = INPUT_PIXELS;
             rs.c.channels = ic;
             cls_pixel_norm(&rs.c, ic);
-            rs.c.scan = SCAN_2D;
+            rs.c.scan = ps->pixels == 2 ? SCAN_SERIES : SCAN_2D;
             rs.c.grid_h = ih;
             rs.c.grid_w = iw;
             rs.h.T = ih * iw * ic;

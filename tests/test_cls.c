@@ -24,7 +24,7 @@ static Batch make_batch(const ClsConfig *c, int B, int T, uint64_t *s) {
     Batch b = {B, T, xmalloc((size_t)B * c->ndoc * T * CH * sizeof(int32_t)), xmalloc((size_t)B * c->ndoc * sizeof(int32_t)),
                xmalloc((size_t)B * sizeof(int32_t))};
     for (int i = 0; i < B * c->ndoc; i++) {
-        const int len = i == 0 || c->scan == SCAN_2D ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);
+        const int len = i == 0 || c->scan != SCAN_1D ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);
         b.lens[i] = len * CH;
         for (int t = 0; t < T * CH; t++)
             b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : pix ? (int32_t)(splitmix64(s) % 256)
@@ -144,7 +144,8 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
 // The 2-D scans against their definition: for every pixel, the sum over the four directions (along its row
 // left to right and right to left, along its column top to bottom and bottom to top) of the recurrence
 // S = diag(exp g) S + k v^T, o = S^T q / sqrt(K) run up to that pixel, evaluated here directly in double.
-static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
+// lines 0: all four directions; 1: the rows' two; 2: the columns' two (the series form's passes).
+static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int lines) {
     ClsConfig c = {.V = 5, .D = H * Dv, .L = 1, .K = K, .I = 4, .classes = 2, .ndoc = 1, .norm = NORM_LAYER,
                    .pos = POS_NONE, .lower_bound = 0, .eps = 1e-5, .scan = SCAN_2D, .grid_h = gh, .grid_w = gw};
     const char *bad = cls_config_finish(&c);
@@ -158,7 +159,7 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
     uint64_t r = 99 + (uint64_t)gh * 7 + (uint64_t)gw;
     real *qfi = xmalloc((size_t)(N * QFI) * sizeof(real)), *o = xmalloc((size_t)(N * c.D) * sizeof(real));
     for (int64_t i = 0; i < N * QFI; i++) qfi[i] = (real)rng_normal(&r);
-    cls_mixer_scans(&m, a, o, qfi, 0, S);
+    cls_mixer_scans(&m, a, o, qfi, 0, S, lines);
     double worst = 0;
     double *St = xmalloc((size_t)K * Dv * sizeof(double));
     for (int s = 0; s < S; s++)
@@ -168,7 +169,7 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
                     double want[512] = {0};
                     // the four lines through (y, x): direction (dy, dx), from the line's start up to the pixel
                     const int dirs[4][2] = {{0, 1}, {0, -1}, {1, 0}, {-1, 0}};
-                    for (int d = 0; d < 4; d++) {
+                    for (int d = lines == 2 ? 2 : 0; d < (lines == 1 ? 2 : 4); d++) {
                         const int dy = dirs[d][0], dx = dirs[d][1];
                         int yy = dy > 0 ? 0 : dy < 0 ? gh - 1 : y, xx = dx > 0 ? 0 : dx < 0 ? gw - 1 : x;
                         memset(St, 0, (size_t)K * Dv * sizeof(double));
@@ -193,8 +194,11 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv) {
                         if (e > worst) worst = e;
                     }
                 }
-    CHECK(worst < 1e-12, "2-D scans over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g", gh, gw, H, K, Dv, worst);
-    printf("2-D scans over %2d x %-2d (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n", gh, gw, S, H, K, Dv, worst);
+    static const char *const what[3] = {"rows and columns", "rows", "columns"};
+    CHECK(worst < 1e-12, "2-D scans (%s) over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g", what[lines],
+          gh, gw, H, K, Dv, worst);
+    printf("2-D scans over %2d x %-2d along %-16s (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n", gh, gw,
+           what[lines], S, H, K, Dv, worst);
     free(St); free(qfi); free(o);
     cls_acts_free(a);
     cls_free(&m);
@@ -284,12 +288,23 @@ int main(void) {
     g_hgru_chunk = 64;      // rows of 70 cross a chunk boundary
     fd_cls(tok2, 2, 140, 12, "token ids, 2-D scans over 2 x 70, chunked mixer");
     g_hgru_chunk = 0;
-    scans_2d_explicit(2, 1, 1, 2, 4, 4);
-    scans_2d_explicit(2, 7, 9, 2, 4, 4);
-    scans_2d_explicit(1, 5, 3, 3, 5, 5);
+    scans_2d_explicit(2, 1, 1, 2, 4, 4, 0);
+    scans_2d_explicit(2, 7, 9, 2, 4, 4, 0);
+    scans_2d_explicit(1, 5, 3, 3, 5, 5, 0);
+    scans_2d_explicit(2, 7, 9, 2, 4, 4, 1);
+    scans_2d_explicit(2, 7, 9, 2, 4, 4, 2);
     g_hgru_chunk = 4;       // the chunked form too, with chunks shorter than the rows and columns
-    scans_2d_explicit(1, 9, 11, 2, 3, 3);
+    scans_2d_explicit(1, 9, 11, 2, 3, 3, 0);
+    scans_2d_explicit(1, 9, 11, 2, 3, 3, 2);
     g_hgru_chunk = 0;
+    // the series form (Path-X): the mixer along rows, then with the same weights along columns
+    ClsConfig ser = gray;
+    ser.scan = SCAN_SERIES; ser.grid_h = 4; ser.grid_w = 5; ser.norm = NORM_BATCH; ser.pos = POS_SINUSOIDAL;
+    fd_cls(ser, 3, 20, 13, "gray pixels, series scans over 4 x 5, BatchNorm");
+    ser.grid_h = 1; ser.grid_w = 1; ser.dropout = 0.2;
+    fd_cls(ser, 3, 1, 14, "gray pixels, series scans over 1 x 1, dropout 0.2");
+    ser.grid_h = 3; ser.grid_w = 7; ser.channels = 3; ser.L = 3; ser.dropout = 0;
+    fd_cls(ser, 2, 21, 15, "RGB pixels, series scans over 3 x 7, three layers");
     gray.grid_h = 3; gray.grid_w = 3;
     eval_is_per_example(gray, "gray pixels, 2-D scans");
     augmentation();

@@ -57,7 +57,7 @@ static Batch batch(const ClsConfig *c, int B, int T, uint64_t r) {
     const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
     Batch b = {xmalloc((size_t)B * c->ndoc * T * CH * 4), xmalloc((size_t)B * c->ndoc * 4), xmalloc((size_t)B * 4)};
     for (int i = 0; i < B * c->ndoc; i++) {
-        const int len = i % 3 == 0 || c->scan == SCAN_2D ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
+        const int len = i % 3 == 0 || c->scan != SCAN_1D ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
         b.lens[i] = len * CH;
         for (int t = 0; t < T * CH; t++)
             b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : (int32_t)(splitmix64(&r) % (uint64_t)(pix ? 256 : c->V));
@@ -207,6 +207,11 @@ int main(void) {
     ClsConfig pathx = img;    // Path-X's shape: D 32, expand ratio 1 (32 heads of K = Dv = 1), gray
     pathx.channels = 1; pathx.D = 32; pathx.K = 1; pathx.I = 32; pathx.grid_h = pathx.grid_w = 128;
     one_step("gray pixels, D 32, K 1, 2-D scans over 128 x 128", pathx, 2, 128 * 128, 0, 1e-5, 1e-4);
+    pathx.scan = SCAN_SERIES;   // Path-X's own form: the mixer along rows, then along columns
+    one_step("gray pixels, D 32, K 1, series scans over 128 x 128", pathx, 2, 128 * 128, 0, 1e-5, 1e-4);
+    pathx.grid_h = 7; pathx.grid_w = 9;
+    one_step("gray pixels, series scans over 7 x 9", pathx, 3, 63, 0, 1e-5, 1e-4);
+    one_step("gray pixels, series scans over 7 x 9", pathx, 3, 63, 2, 1e-2, 3e-2);
     img.grid_h = img.grid_w = 32;
     one_step("RGB pixels, 2-D scans over 32 x 32", img, 4, 1024, 2, 1e-2, 3e-2);
     curves(listops, 8, 40);
