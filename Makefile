@@ -91,6 +91,7 @@ $(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images: $(BIN)/%: tests/%.c tests/c
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images: tests/files.h
+$(BIN)/test_lra $(BIN)/test_images: tests/data_cmd.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh

@@ -18,52 +18,15 @@
 #include "files.h"
 
 #define TMP "tests/tmp/test_images"
+#include "data_cmd.h"
 
 // ---- commands in a child ----
-
-typedef struct { char *p; size_t n; } Text;
-static Text slurp(const char *path) {
-    if (access(path, F_OK) != 0) return (Text){0};
-    Bytes b = read_bytes(path);
-    return (Text){(char *)b.p, b.n};
-}
-static void spits(const char *path, const char *s) { spit(path, s, strlen(s)); }
-
-typedef struct { const char *cmd; const char **argv; int argc; } Command;
-static void run_command(const void *arg) {
-    const Command *c = arg;
-    char **argv = (char **)c->argv;
-    exit(!strcmp(c->cmd, "prepare") ? cmd_prepare(c->argc, argv) : cmd_generate(c->argc, argv));
-}
-
-// Runs `hgrn2 <cmd> <args...>` in a child with 60 s and 2 GiB more address space; returns its exit status
-// with its output in out_text and err_text.
-static const ChildSpec capped = {.cap_mib = 2048, .alarm_s = 60, .out_path = TMP "/stdout", .err_path = TMP "/stderr"};
-static Text out_text, err_text;
-static int run(const char *cmd, const char *const *args) {
-    const char *argv[64];
-    Command c = {cmd, argv, 0};
-    argv[c.argc++] = cmd;
-    for (; *args; args++) argv[c.argc++] = *args;
-    argv[c.argc] = NULL;
-    int status = child_spawn(&capped, run_command, &c).status;
-    free(out_text.p);
-    free(err_text.p);
-    out_text = slurp(capped.out_path);
-    err_text = slurp(capped.err_path);
-    return status;
-}
 
 // The command must fail with exit status rc and a message holding both fragments; with rc 1 it must leave
 // no example file in dir (when dir is given).
 static void expect_fail(const char *what, int rc, const char *cmd, const char *const *args, const char *frag1,
                         const char *frag2, const char *dir) {
-    int got = run(cmd, args);
-    const char *msg = err_text.p ? err_text.p : "";
-    if (getenv("SHOWMSG")) printf("[%s] %s", what, msg);
-    CHECK(got == rc && strstr(msg, rc == 1 ? "hgrn2: error: " : "hgrn2 ") && (!frag1 || strstr(msg, frag1)) &&
-              (!frag2 || strstr(msg, frag2)),
-          "%s: expected exit %d with \"%s\" and \"%s\", got %d: %s", what, rc, frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
+    expect_msg_of(what, rc, cmd, args, frag1, frag2);
     if (dir) CHECK(!dir_has(dir, "examples"), "%s: a failed prepare left files in %s", what, dir);
 }
 

@@ -19,44 +19,11 @@
 #include "files.h"
 
 #define TMP "tests/tmp/test_lra"
+#include "data_cmd.h"
 
 // ---- files and child processes ----
 
-// A file as text; empty (p NULL) when it is missing.
-typedef struct { char *p; size_t n; } Text;
-static Text slurp(const char *path) {
-    if (access(path, F_OK) != 0) return (Text){0};
-    Bytes b = read_bytes(path);
-    return (Text){(char *)b.p, b.n};
-}
-static void spits(const char *path, const char *s) { spit(path, s, strlen(s)); }
 static void mkdirs(const char *path) { mkdir_p(path); }
-
-// `hgrn2 <argv...>` (prepare or generate, in process), as a child runs it.
-typedef struct { const char *cmd; const char **argv; int argc; } Command;
-static void run_command(const void *arg) {
-    const Command *c = arg;
-    char **argv = (char **)c->argv;
-    exit(!strcmp(c->cmd, "prepare") ? cmd_prepare(c->argc, argv) : cmd_generate(c->argc, argv));
-}
-
-// Runs `hgrn2 <cmd> <args...>` in a child (tests/child.h) with 60 s and 2 GiB more address space, stdout and
-// stderr captured in out_text and err_text. Returns the exit status (-1: killed by a signal).
-static const ChildSpec capped = {.cap_mib = 2048, .alarm_s = 60, .out_path = TMP "/stdout", .err_path = TMP "/stderr"};
-static Text out_text, err_text;
-static int run(const char *cmd, const char *const *args) {
-    const char *argv[64];
-    Command c = {cmd, argv, 0};
-    argv[c.argc++] = cmd;
-    for (; *args; args++) argv[c.argc++] = *args;
-    argv[c.argc] = NULL;
-    int status = child_spawn(&capped, run_command, &c).status;
-    free(out_text.p);
-    free(err_text.p);
-    out_text = slurp(capped.out_path);
-    err_text = slurp(capped.err_path);
-    return status;
-}
 
 // One check: text holds every fragment of a NULL-terminated list; a failure names the first one missing.
 static void holds_all(const char *what, const char *text, const char *const *frags) {
@@ -68,12 +35,7 @@ static void holds_all(const char *what, const char *text, const char *const *fra
 
 // The command must fail with exit status rc and a message holding both fragments.
 static void expect_fail(const char *what, int rc, const char *cmd, const char *const *args, const char *frag1, const char *frag2) {
-    int got = run(cmd, args);
-    const char *msg = err_text.p ? err_text.p : "";
-    if (getenv("SHOWMSG")) printf("[%s] %s", what, msg);
-    CHECK(got == rc && strstr(msg, rc == 1 ? "hgrn2: error: " : "hgrn2 ") && (!frag1 || strstr(msg, frag1)) &&
-              (!frag2 || strstr(msg, frag2)),
-          "%s: expected exit %d with \"%s\" and \"%s\", got %d: %s", what, rc, frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
+    expect_msg_of(what, rc, cmd, args, frag1, frag2);
 }
 
 // Usage errors: each case must exit 2 with its fragment and the usage line, and none may create TMP/u.
