@@ -198,13 +198,18 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "loader cursor", v[I_LOADER_CURSOR], 0, 0);
     ckpt_check_int(path, "loader reserved", v[I_LOADER_RESERVED], 0, 0);
     ckpt_check_int(path, "optimizer flag", v[I_OPT], 0, 1);
-    ckpt_check_range_num(path, &R_LR, fl[F_LR]);
-    ckpt_check_range_num(path, &R_MIN_LR, fl[F_MIN_LR]);
-    ckpt_check_range_num(path, &R_WD, fl[F_WD]);
-    ckpt_check_range_num(path, &R_BETA1, fl[F_BETA1]);
-    ckpt_check_range_num(path, &R_BETA2, fl[F_BETA2]);
-    ckpt_check_range_num(path, &R_ADAM_EPS, fl[F_ADAM_EPS]);
-    ckpt_check_range_num(path, &R_CLIP, fl[F_CLIP]);
+    ckpt_check_optimizer(path, fl[F_LR], fl[F_MIN_LR], fl[F_WD], fl[F_BETA1], fl[F_BETA2], fl[F_ADAM_EPS], fl[F_CLIP]);
+}
+
+void ckpt_check_optimizer(const char *path, double lr, double min_lr, double wd, double beta1, double beta2,
+                          double adam_eps, double clip) {
+    ckpt_check_range_num(path, &R_LR, lr);
+    ckpt_check_range_num(path, &R_MIN_LR, min_lr);
+    ckpt_check_range_num(path, &R_WD, wd);
+    ckpt_check_range_num(path, &R_BETA1, beta1);
+    ckpt_check_range_num(path, &R_BETA2, beta2);
+    ckpt_check_range_num(path, &R_ADAM_EPS, adam_eps);
+    ckpt_check_range_num(path, &R_CLIP, clip);
 }
 
 void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimizer) {

@@ -66,5 +66,9 @@ void ckpt_in_close(CkptIn *r);                                   // dies unless 
 void ckpt_check_int(const char *path, const char *name, int64_t v, int64_t lo, int64_t hi);
 void ckpt_check_range_int(const char *path, const Range *r, int64_t v);
 void ckpt_check_range_num(const char *path, const Range *r, double v);
+// AdamW's settings and the clip against the ranges of their flags (--lr, --min-lr, --wd, --beta1, --beta2,
+// --adam-eps, --clip), as both kinds of checkpoint store them.
+void ckpt_check_optimizer(const char *path, double lr, double min_lr, double wd, double beta1, double beta2,
+                          double adam_eps, double clip);
 
 #endif

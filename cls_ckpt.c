@@ -118,13 +118,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "loader index", v[I_LOADER_INDEX], read % v[I_TRAIN_EXAMPLES], read % v[I_TRAIN_EXAMPLES]);
     ckpt_check_int(path, "loader reserved", v[I_LOADER_RESERVED], 0, 0);
     ckpt_check_int(path, "optimizer flag", v[I_OPT], 0, 1);
-    ckpt_check_range_num(path, &R_LR, fl[F_LR]);
-    ckpt_check_range_num(path, &R_MIN_LR, fl[F_MIN_LR]);
-    ckpt_check_range_num(path, &R_WD, fl[F_WD]);
-    ckpt_check_range_num(path, &R_BETA1, fl[F_BETA1]);
-    ckpt_check_range_num(path, &R_BETA2, fl[F_BETA2]);
-    ckpt_check_range_num(path, &R_ADAM_EPS, fl[F_ADAM_EPS]);
-    ckpt_check_range_num(path, &R_CLIP, fl[F_CLIP]);
+    ckpt_check_optimizer(path, fl[F_LR], fl[F_MIN_LR], fl[F_WD], fl[F_BETA1], fl[F_BETA2], fl[F_ADAM_EPS], fl[F_CLIP]);
     // version 2: the input and the scans (version 1 reads as ids and 1-D, all zeros here)
     ckpt_check_int(path, "input", v[I_INPUT], 0, NINPUTS - 1);
     ckpt_check_int(path, "channels", v[I_CHANNELS], v[I_INPUT] == INPUT_PIXELS ? 1 : 0, v[I_INPUT] == INPUT_PIXELS ? 3 : 0);
