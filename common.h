@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <string.h>
 #include <errno.h>
-#include <unistd.h>
 
 // The CPU backend computes in `real`: float for the program, double for the finite-difference tests,
 // which compile the same sources with -DHGRN2_F64.
@@ -47,6 +46,7 @@ extern int hgrn2_fuzz_quiet;
 extern "C" {
 #endif
 extern int g_dying;
+__attribute__((noreturn)) void die_wait(void);   // sleeps until the process ends (common.c)
 #ifdef __cplusplus
 }
 #endif
@@ -55,8 +55,7 @@ extern int g_dying;
 __attribute__((noreturn, format(printf, 1, 2)))
 static inline void die(const char *fmt, ...) {
 #ifndef HGRN2_FUZZ
-    if (__atomic_exchange_n(&g_dying, 1, __ATOMIC_SEQ_CST))
-        for (;;) pause();
+    if (__atomic_exchange_n(&g_dying, 1, __ATOMIC_SEQ_CST)) die_wait();
 #endif
     fflush(stdout);
 #ifdef HGRN2_FUZZ
