@@ -280,6 +280,35 @@ void example_writer_abort(ExampleWriter *w) {
     writer_free(w);
 }
 
+static const char *const SPLIT_NAMES[3] = {"train", "val", "test"};
+
+void split_files_open(SplitFile f[3], const char *dir, const ExampleSpec *spec) {
+    for (int s = 0; s < 3; s++) {
+        f[s].final = xasprintf("%s/%s" EXAMPLES_SUFFIX, dir, SPLIT_NAMES[s]);
+        f[s].part = xasprintf("%s.part", f[s].final);
+        data_cleanup_add(f[s].part);
+        f[s].w = example_writer_open(f[s].part, spec);
+    }
+}
+
+void split_files_finish(SplitFile f[3]) {
+    for (int s = 0; s < 3; s++) {
+        example_writer_close(f[s].w);
+        f[s].w = NULL;
+    }
+    for (int s = 0; s < 3; s++) data_cleanup_add(f[s].final);
+    for (int s = 0; s < 3; s++)
+        if (rename(f[s].part, f[s].final) != 0) die("renaming %s to %s failed: %s", f[s].part, f[s].final, strerror(errno));
+    data_fsync_parent(f[0].final);
+    for (int s = 0; s < 3; s++) {
+        data_cleanup_remove(f[s].final);
+        data_cleanup_remove(f[s].part);
+        free(f[s].final);
+        free(f[s].part);
+        f[s].final = f[s].part = NULL;
+    }
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // The reader: the header, description and index are checked at open; a frame (its size, checksum and every
 // record) when it is first decompressed, and the last one stays cached for the reads that follow.

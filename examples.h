@@ -56,6 +56,14 @@ uint64_t example_writer_count(const ExampleWriter *w);
 void example_writer_close(ExampleWriter *w);
 void example_writer_abort(ExampleWriter *w);   // removes the temporary file
 
+// ---- the three splits of a prepared set, written together ----
+// DIR/{train,val,test}.examples, each written first as DIR/<split>.examples.part (registered for removal at
+// exit, so a failure anywhere leaves no final name) and renamed to its final name only once all three are
+// complete; the folder is synced after the renames.
+typedef struct { char *final, *part; ExampleWriter *w; } SplitFile;
+void split_files_open(SplitFile f[3], const char *dir, const ExampleSpec *spec);
+void split_files_finish(SplitFile f[3]);   // closes, renames, frees the names
+
 // ---- reading ----
 typedef struct Examples Examples;
 // Opens DIR/<split>.examples (example_open_file: any path). Validates the header, the description and the

@@ -96,14 +96,13 @@ void png_write_gray(const char *path, int w, int h, const uint8_t *pixels) {
 // The run: outputs, counters, progress
 
 typedef struct {
-    char *final, *part;
-    ExampleWriter *w;
     uint64_t examples, skipped;
 } SplitOut;
 
 typedef struct {
     const ImagePrepareOptions *o;
     SplitOut split[3];
+    SplitFile files[3];          // the outputs (examples.h)
     int H, W, C;
     int32_t *tok;                // one image's tokens
     uint64_t bytes_in, bad_lines, warned;
@@ -141,7 +140,7 @@ static void bad_input(Run *r, const char *where, const char *fmt, ...) {
 static void emit(Run *r, int s, int32_t label) {
     const int32_t *docs[1] = {r->tok};
     uint32_t len = (uint32_t)(r->H * r->W * r->C);
-    example_writer_add(r->split[s].w, label, docs, &len);
+    example_writer_add(r->files[s].w, label, docs, &len);
     r->split[s].examples++;
 }
 
@@ -152,34 +151,9 @@ static void outputs_open(Run *r) {
                            r->C > 1 ? "channels interleaved (y, x, c), " : "", r->C == 1 ? " (gray)" : " (RGB)");
     ExampleSpec spec = {.vocab_size = IMAGE_VOCAB, .pad_id = IMAGE_PAD, .nclasses = r->o->task == IMAGE_PATHFINDER ||
                         r->o->task == IMAGE_PATHX ? 2 : 10, .ndoc = 1, .desc = desc};
-    for (int s = 0; s < 3; s++) {
-        SplitOut *o = &r->split[s];
-        o->final = xasprintf("%s/%s" EXAMPLES_SUFFIX, r->o->out, SPLITS[s]);
-        o->part = xasprintf("%s.part", o->final);
-        data_cleanup_add(o->part);
-        o->w = example_writer_open(o->part, &spec);
-    }
+    split_files_open(r->files, r->o->out, &spec);
     free(desc);
     r->tok = xmalloc((size_t)r->H * r->W * r->C * sizeof *r->tok);
-}
-
-static void outputs_finish(Run *r) {
-    for (int s = 0; s < 3; s++) {
-        example_writer_close(r->split[s].w);
-        r->split[s].w = NULL;
-    }
-    for (int s = 0; s < 3; s++) data_cleanup_add(r->split[s].final);
-    for (int s = 0; s < 3; s++)
-        if (rename(r->split[s].part, r->split[s].final) != 0)
-            die("renaming %s to %s failed: %s", r->split[s].part, r->split[s].final, strerror(errno));
-    data_fsync_parent(r->split[0].final);
-    for (int s = 0; s < 3; s++) {
-        data_cleanup_remove(r->split[s].final);
-        data_cleanup_remove(r->split[s].part);
-        free(r->split[s].final);
-        free(r->split[s].part);
-    }
-    free(r->tok);
 }
 
 static void require_dir(const char *dir, const char *what) {
@@ -590,7 +564,8 @@ int images_prepare(const ImagePrepareOptions *o) {
         skipped += r.split[s].skipped;
     }
     int H = r.H, W = r.W, C = r.C;
-    outputs_finish(&r);
+    split_files_finish(r.files);
+    free(r.tok);
     progress(&r, "done", 1);
     double el = now_s() - r.t0;
     printf("prepare: %s: train %llu, val %llu, test %llu examples of %dx%dx%d pixels (%d tokens, vocabulary %d)", task,

@@ -27,8 +27,6 @@ int lra_task_parse(const char *name, LraTask *task) {
 // The run: its outputs, counters, bad lines and progress
 
 typedef struct {
-    char *final, *part;
-    ExampleWriter *w;
     uint64_t examples, truncated, malformed, too_long;
     uint32_t longest;           // the longest document written, in tokens
 } SplitOut;
@@ -36,6 +34,7 @@ typedef struct {
 typedef struct {
     const LraPrepareOptions *o;
     SplitOut split[3];
+    SplitFile files[3];         // the outputs (examples.h)
     uint64_t warned;            // bad lines reported so far (the first five are)
     uint64_t bytes_in;          // input bytes read (progress)
     double t0, last_print;
@@ -82,7 +81,7 @@ static void ids_reserve(Lra *p, int d, size_t n) {
 static void emit(Lra *p, int s, int32_t label, const uint32_t *lens, int ndoc) {
     SplitOut *o = &p->split[s];
     const int32_t *docs[2] = {p->ids[0], p->ids[1]};
-    example_writer_add(o->w, label, docs, lens);
+    example_writer_add(p->files[s].w, label, docs, lens);
     for (int d = 0; d < ndoc; d++)
         if (lens[d] > o->longest) o->longest = lens[d];
     o->examples++;
@@ -534,36 +533,6 @@ static void retrieval_split(Lra *p, const char *path, int s) {
     tsv_close(&t);
 }
 
-// ----------------------------------------------------------------------------------------------------------
-// The outputs: each split is written to DIR/<split>.examples.part; when all are complete they get their
-// final names, registered for removal first so that a failure halfway leaves no final name.
-
-static void outputs_open(Lra *p, const ExampleSpec *spec) {
-    for (int s = 0; s < 3; s++) {
-        SplitOut *o = &p->split[s];
-        o->final = xasprintf("%s/%s" EXAMPLES_SUFFIX, p->o->out, SPLITS[s]);
-        o->part = xasprintf("%s.part", o->final);
-        data_cleanup_add(o->part);
-        o->w = example_writer_open(o->part, spec);
-    }
-}
-
-static void outputs_finish(Lra *p) {
-    for (int s = 0; s < 3; s++) {
-        example_writer_close(p->split[s].w);
-        p->split[s].w = NULL;
-    }
-    for (int s = 0; s < 3; s++) data_cleanup_add(p->split[s].final);
-    for (int s = 0; s < 3; s++)
-        if (rename(p->split[s].part, p->split[s].final) != 0)
-            die("renaming %s to %s failed: %s", p->split[s].part, p->split[s].final, strerror(errno));
-    data_fsync_parent(p->split[0].final);
-    for (int s = 0; s < 3; s++) {
-        data_cleanup_remove(p->split[s].final);
-        data_cleanup_remove(p->split[s].part);
-    }
-}
-
 int lra_prepare(const LraPrepareOptions *o) {
     const char *task = lra_task_name(o->task);
     if (!task) die("prepare: unknown LRA task %d", (int)o->task);
@@ -613,7 +582,7 @@ int lra_prepare(const LraPrepareOptions *o) {
         desc = xasprintf("0-255 bytes\n%d <pad>\n%d <eos>\n", LRA_BYTE_PAD, LRA_BYTE_EOS);
     if (o->task == LRA_RETRIEVAL) spec.ndoc = 2;
     spec.desc = desc;
-    outputs_open(&p, &spec);
+    split_files_open(p.files, o->out, &spec);
     if (o->task == LRA_LISTOPS)
         for (int s = 0; s < 3; s++) listops_split(&p, &v, inputs[s], s);
     else if (o->task == LRA_RETRIEVAL)
@@ -627,7 +596,7 @@ int lra_prepare(const LraPrepareOptions *o) {
     if (p.split[0].examples == 0)
         die("no training examples: %s holds none that could be read%s", o->input,
             p.split[0].malformed || p.split[0].too_long ? " (every line was skipped)" : "");
-    outputs_finish(&p);
+    split_files_finish(p.files);
     progress(&p, "done", 1);
 
     double el = now_s() - p.t0;
@@ -658,8 +627,6 @@ int lra_prepare(const LraPrepareOptions *o) {
     fflush(stdout);
 
     for (int s = 0; s < 3; s++) {
-        free(p.split[s].final);
-        free(p.split[s].part);
         free(inputs[s]);
     }
     free(p.ids[0]);
