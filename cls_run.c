@@ -1,7 +1,6 @@
 // cls_run.c: the classifier's training run and evaluation: presets, the schedule, the step, the loop with its
 // progress lines, log.tsv and checkpoints; Ctrl-C stops it after saving (docs/classify.md).
 #include <math.h>
-#include <signal.h>
 #include <omp.h>
 
 #include "cls_run.h"
@@ -139,13 +138,6 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 
 #define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
 
-// Ctrl-C (SIGINT) or SIGTERM: finish the step, save, stop (as the language model's run does). A second
-// signal while that happens takes the default action; the checkpoint's write-and-rename keeps the last whole.
-static volatile sig_atomic_t g_stop = 0;
-static void on_stop(int sig) {
-    g_stop = sig;
-    signal(sig, SIG_DFL);
-}
 
 int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p) {
     const ClsConfig *c = &m->c;
@@ -195,8 +187,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     int64_t step0 = rs->step, since = 0, val_step = 0;
     int rc = 0;
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
-    signal(SIGINT, on_stop);
-    signal(SIGTERM, on_stop);
+    stop_signals_catch();     // Ctrl-C or SIGTERM: finish the step, save, stop (train.h)
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
         double t0 = now_s();
@@ -246,19 +237,15 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
         else fputc('\t', logf);
         fprintf(logf, "\t%.9g\t%.9g\n", r.lr, r.grad_norm);
         fflush(logf);
-        if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || g_stop)
+        if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || stop_signal())
             cls_checkpoint_save(ckpt_path, m, rs, 1);
-        if (g_stop) {
-            printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
-                   g_stop == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)rs->step, (long long)h->steps,
-                   p->out);
-            rc = 128 + g_stop;
+        if (stop_signal()) {
+            rc = stop_signal_report(ckpt_path, rs->step, h->steps, p->out);
             break;
         }
     }
     if (!rc) {
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
+        stop_signals_release();
         if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
         if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
             cls_checkpoint_save(ckpt_path, m, rs, 1);

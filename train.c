@@ -344,12 +344,24 @@ void log_cut(const char *path, const char *header, int64_t last_step) {
     free(tmp);
 }
 
-// Ctrl-C (SIGINT) or SIGTERM during training: finish the step, save a checkpoint, stop. A second signal
-// while that happens takes the default action; the checkpoint's write-and-rename keeps the last one whole.
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_stop_signal(int sig) {
     g_stop_signal = sig;
     signal(sig, SIG_DFL);
+}
+void stop_signals_catch(void) {
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+}
+int stop_signal(void) { return g_stop_signal; }
+void stop_signals_release(void) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const char *out) {
+    printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
+           g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)step, (long long)steps, out);
+    return 128 + g_stop_signal;
 }
 
 int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, const TrainPlan *p) {
@@ -402,8 +414,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     int rc = 0;
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
+    stop_signals_catch();
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
         double t0 = now_s();
@@ -444,16 +455,12 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal)
             checkpoint_save(ckpt_path, model, rs, 1);
         if (g_stop_signal) {
-            printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
-                   g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)rs->step,
-                   (long long)h->steps, out);
-            rc = 128 + g_stop_signal;
+            rc = stop_signal_report(ckpt_path, rs->step, h->steps, out);
             break;
         }
     }
     if (!rc) {
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
+        stop_signals_release();
         if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
         if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
             checkpoint_save(ckpt_path, model, rs, 1);

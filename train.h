@@ -109,6 +109,15 @@ typedef struct {
     const GenTask *gen;             // a generated task: batches and evaluation from it, no loaders (NULL: shards)
 } TrainPlan;
 
+// Ctrl-C (SIGINT) or SIGTERM during a training run (the language model's and the classifier's): the run
+// finishes the step in progress, saves and stops. A second signal while that happens takes the default
+// action; a checkpoint's write-and-rename keeps the last one whole.
+void stop_signals_catch(void);      // from now on a signal is noted, not acted on
+int stop_signal(void);              // the signal noted, or 0
+void stop_signals_release(void);    // the default actions again
+// After the checkpoint of a stop is saved: what happened and how to continue. Returns 128 + the signal.
+int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const char *out);
+
 // Trains the model from rs->step to rs->h.steps on train_ld, evaluating on val_ld (NULL: none), or on the
 // plan's generated task (both loaders NULL): the startup table, a progress line and a log.tsv row per step
 // (with a generated task, the held-out accuracy too), checkpoints (with the AdamW moments and rs), and a

@@ -163,13 +163,7 @@ expect 1 "train --resume from a damaged checkpoint" -- $H train --resume --ckpt 
 expect_msg "norm = 9 is out of range"
 
 # ---- Ctrl-C saves and stops; --resume continues ----
-$H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 1000000 --log-every 1 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
-pid=$!
-for i in $(seq 1 600); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 4 ] && break; sleep 0.1; done
-kill -INT $pid; wait $pid; st=$?
-checks=$((checks + 1))
-if [ $st = 130 ] && grep -q "interrupted: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C saves and exits 130"
-else fail "Ctrl-C: exit $st"; tail -3 "$TMP/int.out"; fi
+ctrl_c "$TMP/int" 4 $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 1000000 --log-every 1 --out "$TMP/int"
 expect 0 "resume after Ctrl-C" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
 
 # ---- the table of eval --task lra: a ListOps run and a Text run, the other four missing ----

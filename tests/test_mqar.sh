@@ -40,13 +40,7 @@ expect 0 "sample ids" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "5 41
 [ "$(wc -w < "$TMP/out")" = 4 ] || fail "sample printed $(wc -w < "$TMP/out") ids, not 4"
 
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, exit status 130, resume continues
-$H train "${SMALL[@]}" --steps 1000000 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
-pid=$!
-for i in $(seq 1 600); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 3 ] && break; sleep 0.1; done
-kill -INT $pid; wait $pid; st=$?
-checks=$((checks + 1))
-if [ $st = 130 ] && grep -q "interrupted: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C saves and exits 130"
-else fail "Ctrl-C: exit $st"; tail -3 "$TMP/int.out"; fi
+ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 1000000 --out "$TMP/int"
 expect 0 "resume after Ctrl-C" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
 
 # the sweep script, a tiny grid

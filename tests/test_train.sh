@@ -56,13 +56,7 @@ if cmp -s "$TMP/out" "$TMP/s1" && grep -q "^ROMEO:" "$TMP/out"; then ok "seeded 
 expect 1 "sample --prompt-ids out of range" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "1 256" --ids; expect_msg "outside the vocabulary"
 
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
-$H train "${SMALL[@]}" --steps 100000 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
-pid=$!
-for i in $(seq 1 600); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 3 ] && break; sleep 0.1; done
-kill -INT $pid; wait $pid; st=$?
-checks=$((checks + 1))
-if [ $st = 130 ] && grep -q "interrupted: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C saves and exits 130"
-else fail "Ctrl-C: exit $st"; tail -3 "$TMP/int.out"; fi
+ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int"
 expect 0 "resume after Ctrl-C with a nearer end" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
 
 # a damaged latest checkpoint is refused by resume, sample and eval alike
