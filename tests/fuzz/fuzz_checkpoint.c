@@ -3,15 +3,7 @@
 // before it is written out, so that the fuzzer gets past it to the fields it guards; HGRN2_FUZZ_RAW=1 takes
 // the bytes as they are. See fuzz.h and `make fuzz`.
 #include "fuzz.h"
-#include "checkpoint.h"
-
-// The checkpoint checksum over b[0, n), with the loader's own hash (checkpoint.h).
-static uint64_t checksum(const uint8_t *b, size_t n) {
-    Hash h;
-    hash_init(&h);
-    hash_bytes(&h, b, n);
-    return hash_final(&h);
-}
+#include "seal_checkpoint.h"
 
 static void load(const char *path, int want_optimizer) {
     FUZZ_TRY {
@@ -25,15 +17,8 @@ static void load(const char *path, int want_optimizer) {
     } FUZZ_END;
 }
 
-// The trailing 8 bytes become the checksum of every byte before them.
-static void seal(uint8_t *b, size_t size) {
-    if (size < 8) return;
-    uint64_t sum = checksum(b, size - 8);
-    for (int i = 0; i < 8; i++) b[size - 8 + i] = (uint8_t)(sum >> (8 * i));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const char *path = fuzz_write_sealed("model.ckpt", data, size, seal);
+    const char *path = fuzz_write_sealed("model.ckpt", data, size, seal_checkpoint);
     load(path, 0);
     load(path, 1);
     return 0;

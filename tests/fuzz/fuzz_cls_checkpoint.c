@@ -3,7 +3,7 @@
 // trailing checksum is recomputed over the input first so the fuzzer reaches the fields behind it;
 // HGRN2_FUZZ_RAW=1 takes the bytes as they are. See fuzz.h and `make fuzz`.
 #include "fuzz.h"
-#include "checkpoint.h"
+#include "seal_checkpoint.h"
 #include "cls_run.h"
 
 static void load(const char *path, int want_moments) {
@@ -18,18 +18,8 @@ static void load(const char *path, int want_moments) {
     } FUZZ_END;
 }
 
-// The trailing 8 bytes become the checksum of every byte before them.
-static void seal(uint8_t *b, size_t size) {
-    if (size < 8) return;
-    Hash h;
-    hash_init(&h);
-    hash_bytes(&h, b, size - 8);
-    uint64_t sum = hash_final(&h);
-    for (int i = 0; i < 8; i++) b[size - 8 + i] = (uint8_t)(sum >> (8 * i));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const char *path = fuzz_write_sealed("model.ckpt", data, size, seal);
+    const char *path = fuzz_write_sealed("model.ckpt", data, size, seal_checkpoint);
     load(path, 0);
     load(path, 1);
     return 0;
