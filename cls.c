@@ -224,7 +224,7 @@ struct ClsActs {
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
     int32_t *perm_h, *perm_d;       // 2-D: row n of the column-major order is row perm[n] of the raster order
-    real *pix_h;
+    real *pix_h;                    // on the GPU: host staging of the pixels (the CPU writes a->pix itself)
     real *out_h;                    // host copy of logits and losses
     uint64_t drop_seed;
 };
@@ -284,7 +284,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     a->lens_h = xmalloc((size_t)S * sizeof(int32_t));
     a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
-    if (pix) a->pix_h = xmalloc((size_t)NC * sizeof(real));
+    if (pix) a->pix_h = g_gpu ? xmalloc((size_t)NC * sizeof(real)) : a->pix;
     if (two) {
         // column-major order: sequence s, then column x, then row y
         const int gh = c->grid_h, gw = c->grid_w;
@@ -311,7 +311,8 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
 void cls_acts_free(ClsActs *a) {
     if (!a) return;
     dev_free(a->mem);
-    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h); free(a->pix_h);
+    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h);
+    if (a->pix_h != a->pix) free(a->pix_h);
     if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
     free(a->perm_h);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
@@ -543,7 +544,7 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
         }
     for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
     const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
-    if (pix) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
+    if (pix && g_gpu) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
     if (g_gpu) {
         if (!pix) dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
         dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));

@@ -27,7 +27,8 @@ typedef struct {
 // Checks the shape and prepares it; returns NULL, or what is wrong (a usage error for the caller).
 const char *mqar_init(Mqar *g, int V, int T, int P, uint64_t seed);
 void mqar_free(Mqar *g);
-// The pairs TASKS.md sets for a sequence length (T 64, 128, 256, 512: 4, 8, 16, 64 pairs), T / 16 for others.
+// The pairs of the HGRN2 paper's MQAR grid (docs/mqar.md) for a sequence length (T 64, 128, 256, 512: 4, 8,
+// 16, 64 pairs), T / 16 for others.
 int mqar_default_pairs(int T);
 
 // Example `index`: ids [T] and targets [T], the value of its key at each query position, -1 elsewhere.
