@@ -32,6 +32,7 @@
 #include "cuda/rmsnorm.cuh"
 #include "cuda/mixer_sweep.cuh"
 #include "cuda/mixer_chunk.cuh"
+#include "cuda/mixer_small.cuh"
 #include "cuda/mixer.cuh"
 #include "cuda/classifier.cuh"
 #include "cuda/adamw.cuh"

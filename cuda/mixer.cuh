@@ -1,7 +1,9 @@
-// cuda/mixer.cuh: the token mixer's ops: the chunked tensor-core form where it applies, the exact sweeps otherwise.
+// cuda/mixer.cuh: the token mixer's ops: the chunked tensor-core form where it applies, the one-thread-per-head
+// kernels for small heads, the exact sweeps otherwise.
 #pragma once
 #include "mixer_sweep.cuh"
 #include "mixer_chunk.cuh"
+#include "mixer_small.cuh"
 #include <type_traits>
 
 // The chunked kernels take K = Dv = 64 or 128, need bf16 tensor cores (compute capability 8+) and put b*h on a
@@ -47,6 +49,13 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
         });
         return;
     }
+    if (small_path(K, Dv)) {
+        SmallArgs s = {};
+        s.q = q; s.k = k; s.g = g; s.v = v; s.S0 = S0; s.o = o; s.ST = ST;
+        s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = B; s.T = T; s.H = H; s.scale = (float)(1.0 / sqrt((double)K));
+        with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K); });
+        return;
+    }
     SweepArgs a = {};
     a.out = o; a.ST = ST; a.S0 = S0;
     a.q = q; a.k = k; a.g = g; a.v = v;
@@ -70,6 +79,15 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
             if (K == 64) chunk_bwd<64, dir.value, ac.value>(c, B);
             else chunk_bwd<128, dir.value, ac.value>(c, B);
         });
+        return;
+    }
+    if (small_path(K, Dv)) {
+        SmallArgs s = {};
+        s.q = q; s.k = k; s.g = g; s.v = v; s.dout = dout;
+        s.dq = dq; s.dk = dk; s.dg = dg; s.dv = dv; s.lddv = lddv; s.ldv = ldv;
+        s.dq1 = acc ? (float *)scratch((size_t)B * T * H * K * sizeof(float)) : dq;
+        s.B = B; s.T = T; s.H = H; s.scale = (float)(1.0 / sqrt((double)K));
+        with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K); });
         return;
     }
     SweepArgs a = {};

@@ -545,6 +545,10 @@ static void test_hgru(void) {
         {2, 65, 4, 64, 64}, {1, 2048, 4, 64, 64}, {3, 64, 1, 128, 128}, {2, 65, 2, 64, 64},
         // tiny and uneven heads (LRA-like K = 4, K = 1), K != Dv both ways, large K or Dv
         {3, 65, 16, 4, 4}, {2, 63, 3, 4, 8}, {2, 33, 4, 1, 1}, {2, 65, 2, 128, 64}, {2, 64, 2, 32, 96},
+        // one thread per head (K = Dv = 1, 2, 4): T 1, steps not a multiple of the loads grouped per step
+        // (16, 8, 4), more heads than a block of 32 or 128, long sequences; K = Dv = 8 (the sweeps)
+        {3, 1, 5, 2, 2}, {2, 70, 50, 2, 2}, {2, 37, 7, 8, 8}, {5, 129, 33, 1, 1}, {1, 2048, 16, 4, 4}, {2, 67, 9, 4, 4},
+        {600, 33, 64, 2, 2},
         // groups of lanes (K or Dv of 16) with a thread dim of one group: the rest of the warp only stages
         {2, 65, 3, 16, 4}, {2, 65, 3, 4, 16},
         {2, 70, 2, 20, 300}, {1, 100, 1, 256, 256}, {1, 40, 1, 300, 20}};
