@@ -452,6 +452,14 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
     }
 }
 
+void cls_mixer_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, int l, int S, int lines) {
+    const int HK = m->c.H * m->c.K;
+    const Lines ln = lines == 0 ? lines_of(&m->c) : lines == 1 ? LINES_ROWS : LINES_COLS;
+    const int lbon = m->c.lower_bound && l > 0;
+    scans_bwd(m, a, qfi, lbon ? a->lb + (int64_t)l * HK : NULL, lbon ? a->dlb + (int64_t)l * HK : NULL, S,
+              (int64_t)S * a->T, ln);
+}
+
 // One pass of the token mixer of layer l over a set of lines: in (an operand) -> q/f/v projection -> scans ->
 // output RMSNorm -> output projection -> out [N,D] (=). The pass's activations go to the slots given (the
 // series form makes two passes with the layer's weights).

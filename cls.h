@@ -120,6 +120,9 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
 // (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
 // lines 0: the config's (1-D, or rows and columns); 1: the rows only; 2: the columns only (2-D grids).
 void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, int lines);
+// Their backward, after cls_mixer_scans over the same qfi: from the activations' dout, dqfi (=) and the layer's
+// lower-bound gradient (+=). For tests and benchmarks.
+void cls_mixer_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, int l, int S, int lines);
 // After a training forward: gradients of (loss_scale x the summed loss) accumulate (+=) into m->grads.
 void cls_backward(ClsModel *m, ClsActs *a, double loss_scale);
 

@@ -3,6 +3,9 @@
 //     gradient tensor and BatchNorm's running statistics, at T 1, 63, 64, 65 and 4096, both heads, all norms
 //  2. an evaluation forward (running statistics): the loss and the predictions
 //  3. 100 training steps on both from the same start: the loss curves agree within the GPU's rounding
+// With --bench it times instead the token mixer's scans at the LRA presets' shapes (fp32 state, as trained):
+// the bidirectional 1-D scans against two causal passes, the 2-D four scans against four causal passes over
+// the same positions (as raster-order sequences, and as the rows alone, where no column is gathered).
 // Tolerances as the language model's (test_gpu_model.c): fp32 runs exact GEMMs and the plain recurrence, so
 // losses agree to 1e-5 and gradients to 1e-4 relative (float32 sums in other orders); bf16 rounds each product's
 // inputs to 8 bits, and a gradient passes several bf16 products per layer: 3e-2.
@@ -168,9 +171,124 @@ static void curves(ClsConfig c, int B, int T) {
     side_free(&gpu, 1);
 }
 
-int main(void) {
+// ---- --bench ----
+
+static double time_it(void (*f)(void *), void *ctx) {
+    f(ctx);                                  // warm-up
+    dev_sync();
+    int reps = 0;
+    const double t0 = now_s();
+    do { f(ctx); reps++; dev_sync(); } while (now_s() - t0 < 0.25 || reps < 3);
+    return (now_s() - t0) / reps * 1e3;
+}
+
+typedef struct {
+    ClsModel *m; ClsActs *a; const ClsConfig *c;
+    real *qfi, *o, *q, *k, *g, *dq, *dk, *dg, *dqfi, *dout;
+    int S, T, nseq, len, passes;   // the causal reference: `passes` scans of nseq sequences of len
+} Bench;
+
+static void mix_fwd(void *p) { Bench *b = p; cls_mixer_scans(b->m, b->a, b->o, b->qfi, 1, b->S, 0); }
+static void mix_fwdbwd(void *p) { Bench *b = p; mix_fwd(p); cls_mixer_scans_bwd(b->m, b->a, b->qfi, 1, b->S, 0); }
+static void ref_fwd(void *p) {
+    Bench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D;
+    const int64_t N = (int64_t)b->S * b->T;
+    OP(gates_fwd, b->q, b->k, b->g, b->qfi, QFI, NULL, N, HK);
+    for (int i = 0; i < b->passes; i++)
+        OP(hgru_fwd, b->o, NULL, b->q, b->k, b->g, b->qfi + 2 * HK, QFI, NULL, b->nseq, b->len, c->H, c->K, c->Dv,
+           mixer_chunk(b->len), 0, i > 0);
+}
+static void ref_fwdbwd(void *p) {
+    Bench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D;
+    const int64_t N = (int64_t)b->S * b->T;
+    ref_fwd(p);
+    OP(gates_fwd, b->q, b->k, b->g, b->qfi, QFI, NULL, N, HK);
+    for (int i = 0; i < b->passes; i++)
+        OP(hgru_bwd, b->dq, b->dk, b->dg, b->dqfi + 2 * HK, QFI, b->dout, b->q, b->k, b->g, b->qfi + 2 * HK, QFI,
+           b->nseq, b->len, c->H, c->K, c->Dv, mixer_chunk(b->len), 0, i > 0);
+    OP(gates_bwd, b->dqfi, QFI, NULL, b->dq, b->dk, b->dg, b->qfi, QFI, NULL, N, HK);
+}
+
+static real *dev_randn(int64_t n, uint64_t seed, double scale) {
+    real *h = xmalloc((size_t)n * sizeof(real));
+    for (int64_t i = 0; i < n; i++) h[i] = (real)(scale * rng_normal(&seed));
+    real *d = dev_alloc((size_t)n * sizeof(real), "bench");
+    dev_upload(d, h, (size_t)n * sizeof(real));
+    free(h);
+    return d;
+}
+
+static void bench_scans(const char *name, ClsConfig c, int B) {
+    cls_config_finish(&c);
+    const int T = c.scan == SCAN_1D ? c.grid_w : c.grid_h * c.grid_w;   // 1-D: grid_w holds the length
+    if (c.scan == SCAN_1D) c.grid_w = 0;
+    g_gpu = 1;
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 3);
+    cls_to_device(&m);
+    cls_alloc_training(&m);
+    ClsActs *a = cls_acts_alloc(&c, B, T, 1);
+    g_gpu = 0;
+    Batch bt = batch(&c, B, T, 9);
+    g_gpu = 1;
+    cls_forward(&m, a, bt.tok, bt.lens, bt.lab, B, 1, 1, NULL, NULL);   // leaves dout and the lower bounds set
+    cls_backward(&m, a, 1.0 / B);
+    const int S = B, HK = c.H * c.K, QFI = 2 * HK + c.D;
+    const int64_t N = (int64_t)S * T;
+    Bench b = {&m, a, &c, dev_randn(N * QFI, 1, 1), dev_zeros(N * c.D, "o"), dev_zeros(N * HK, "q"),
+               dev_zeros(N * HK, "k"), dev_zeros(N * HK, "g"), dev_zeros(N * HK, "dq"), dev_zeros(N * HK, "dk"),
+               dev_zeros(N * HK, "dg"), dev_zeros(N * QFI, "dqfi"), dev_randn(N * c.D, 2, 1), S, T, S, T, 0};
+    const int two = c.scan != SCAN_1D;
+    const double f = time_it(mix_fwd, &b), fb = time_it(mix_fwdbwd, &b);
+    b.passes = two ? 4 : 2;
+    const double rf = time_it(ref_fwd, &b), rfb = time_it(ref_fwdbwd, &b);
+    printf("%-11s B %3d T %5d D %3d H %3d K %d: %s fwd %7.3f ms, fwd+bwd %7.3f ms; %d causal passes over the "
+           "sequences %7.3f / %7.3f ms (x%.2f / x%.2f)", name, B, T, c.D, c.H, c.K, two ? "2-D four scans" : "bidirectional",
+           f, fb, b.passes, rf, rfb, f / rf, fb / rfb);
+    if (two) {
+        b.nseq = S * c.grid_h; b.len = c.grid_w;
+        const double lf = time_it(ref_fwd, &b), lfb = time_it(ref_fwdbwd, &b);
+        printf("; over the rows %7.3f / %7.3f ms (x%.2f / x%.2f)", lf, lfb, f / lf, fb / lfb);
+    }
+    printf("\n");
+    real *bufs[] = {b.qfi, b.o, b.q, b.k, b.g, b.dq, b.dk, b.dg, b.dqfi, b.dout};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev_free(bufs[i]);
+    batch_free(&bt);
+    cls_acts_free(a);
+    cls_free(&m);
+    g_gpu = 0;
+}
+
+static int bench(void) {
+    // the presets' shapes (cls_run.c): ListOps, Text, Image, Pathfinder, Path-X
+    ClsConfig base = {.V = 20, .L = 2, .classes = 10, .ndoc = 1, .norm = NORM_BATCH, .pos = POS_NONE,
+                      .lower_bound = 1, .eps = 1e-5};
+    ClsConfig listops = base, text = base, image = base, pf = base, px = base;
+    listops.D = 64; listops.K = 4; listops.I = 64; listops.grid_w = 2048;
+    text.D = 128; text.K = 8; text.I = 128; text.grid_w = 4096; text.norm = NORM_LAYER;
+    image.D = 512; image.K = 2; image.I = 512; image.input = INPUT_PIXELS; image.channels = 3; image.V = 256;
+    image.scan = SCAN_2D; image.grid_h = image.grid_w = 32;
+    for (int i = 0; i < 3; i++) { image.pix_mean[i] = 0.5; image.pix_std[i] = 0.25; }
+    pf = image; pf.D = 128; pf.I = 128; pf.channels = 1;
+    px = pf; px.D = 32; px.K = 1; px.I = 32; px.scan = SCAN_SERIES; px.grid_h = px.grid_w = 128;
+    cuda_set_gemm_precision(2);
+    bench_scans("ListOps", listops, 128);
+    bench_scans("Text", text, 64);
+    bench_scans("Image", image, 64);
+    bench_scans("Pathfinder", pf, 128);
+    bench_scans("Path-X", px, 256);
+    return 0;
+}
+
+int main(int argc, char **argv) {
     omp_set_num_threads(8);
     cuda_init();
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) return bench();
     ClsConfig listops = {.V = 20, .D = 64, .L = 2, .K = 4, .I = 64, .classes = 10, .ndoc = 1, .norm = NORM_BATCH,
                          .pos = POS_SINUSOIDAL, .lower_bound = 1, .dropout = 0, .eps = 1e-5};
     ClsConfig text = listops;
