@@ -3,19 +3,22 @@
 # generated at the official size, Pathfinder-32 and Path-X generated, Fashion-MNIST from Debian's package),
 # then trains each preset for a few steps and prints its examples/s, batch shape and peak memory.
 #   bash scripts/lra_bench.sh [--steps N] [--data DIR] [--device cuda|cpu] [--tasks "listops pathfinder ..."]
+#                             [--placeholder]
 # Tasks: listops, pathfinder, pathx, fmnist (Fashion-MNIST through the lra-image preset); Text, Retrieval and
 # CIFAR-10 need their official files (put prepared example folders at DIR/text, DIR/aan, DIR/cifar10 and
-# name them in --tasks as text, retrieval, image).
+# name them in --tasks as text, retrieval, image); with --placeholder, Text and Retrieval without such a
+# folder run on random letters of the official lengths instead (for speed only: nothing there to learn).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-steps=30 data=runs/lra_bench_data device=cuda tasks="listops pathfinder pathx fmnist"
+steps=30 data=runs/lra_bench_data device=cuda tasks="listops pathfinder pathx fmnist" placeholder=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) steps=$2; shift ;;
         --data) data=$2; shift ;;
         --device) device=$2; shift ;;
         --tasks) tasks=$2; shift ;;
-        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --placeholder) placeholder=1 ;;
+        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "lra_bench.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
     [ $# -gt 0 ] && shift
@@ -29,6 +32,24 @@ need() {   # need DIR COMMAND...: runs the command unless DIR/train.examples exi
     echo "preparing $dir ..."
     "$@" > "$dir.prepare.log" 2>&1 || { echo "lra_bench.sh: preparing $dir failed (see $dir.prepare.log)" >&2; return 1; }
 }
+# letters N LEN SEED: N lines of LEN random lower-case letters and spaces
+letters() { awk -v n="$1" -v len="$2" -v seed="$3" 'BEGIN { srand(seed); for (i = 0; i < n; i++) { s = "";
+    for (j = 0; j < len; j++) s = s substr("abcdefghijklmnopqrstuvwxyz     ", 1 + int(rand() * 31), 1); print s } }'; }
+placeholder_text() {   # an aclImdb folder of random reviews 4,500 bytes long
+    local d=$1 split cls i=0
+    for split in train test; do for cls in neg pos; do
+        mkdir -p "$d/$split/$cls"
+        letters 128 4500 $((i += 1)) | split -l 1 -a 4 --additional-suffix=.txt - "$d/$split/$cls/r"
+    done; done
+}
+placeholder_aan() {    # new_aan_pairs.*.tsv of random pairs of 4,500-byte texts
+    local d=$1 f i=0
+    mkdir -p "$d"
+    for f in train eval test; do
+        paste <(letters 256 1 $((i += 1)) | awk '{ print NR % 2 }') <(seq 256) <(seq 256) \
+            <(letters 256 4500 $((i += 1))) <(letters 256 4500 $((i += 1))) > "$d/new_aan_pairs.$f.tsv"
+    done
+}
 for t in $tasks; do
     case "$t" in
         listops) task=lra-listops dir=$data/listops
@@ -39,8 +60,10 @@ for t in $tasks; do
             need "$dir" bash -c "$H generate --task pathfinder --size 128 --count 2000 --seed 1 --out $data/pf128-raw && $H prepare --task lra-pathx --input $data/pf128-raw --out $dir" || continue ;;
         fmnist) task=lra-image dir=$data/fmnist
             need "$dir" $H prepare --task fashion-mnist --input /usr/share/datasets/fashion-mnist --out "$dir" || continue ;;
-        text) task=lra-text dir=$data/text ;;
-        retrieval) task=lra-retrieval dir=$data/aan ;;
+        text) task=lra-text dir=$data/text
+            [ $placeholder = 1 ] && { need "$dir" bash -c "$(declare -f letters placeholder_text); placeholder_text $data/text-raw && $H prepare --task lra-text --input $data/text-raw --out $dir" || continue; } ;;
+        retrieval) task=lra-retrieval dir=$data/aan
+            [ $placeholder = 1 ] && { need "$dir" bash -c "$(declare -f letters placeholder_aan); placeholder_aan $data/aan-raw && $H prepare --task lra-retrieval --input $data/aan-raw --out $dir" || continue; } ;;
         image) task=lra-image dir=$data/cifar10 ;;
         *) echo "lra_bench.sh: unknown task '$t'" >&2; continue ;;
     esac
