@@ -9,7 +9,7 @@
 // Tolerances as the language model's (test_gpu_model.c): fp32 runs exact GEMMs and the plain recurrence, so
 // losses agree to 1e-5 and gradients to 1e-4 relative (float32 sums in other orders); bf16 rounds each product's
 // inputs to 8 bits, and a gradient passes several bf16 products per layer: 3e-2, or BF16_SITES times what
-// rounding the operands to bf16 does to that gradient on the CPU where that is more (bf16_emul.h).
+// rounding the operands as the GPU does moves that gradient on the CPU where that is more (bf16_emul.h).
 #include <math.h>
 #include <omp.h>
 
@@ -103,16 +103,16 @@ static void one_step(const char *what, ClsConfig c, int B, int T, int mode, doub
     double lc = step(&cpu, 0, &b, B, &rc, 0, 1), lg = step(&gpu, 1, &b, B, &rg, 0, 1);
     CHECK(fabs(lc - lg) <= tol_loss * fabs(lc), "%s: loss cpu %.8g gpu %.8g", what, lc, lg);
     real *g = host_copy(gpu.m.grads, gpu.m.lay.n, 1);
-    // bf16: the same CPU step with the operands rounded to bf16 (ge), for each tensor's sensitivity; the running
-    // statistics it moves are put back
+    // tf32, bf16: the same CPU step with the operands rounded as the GPU rounds them (ge), for each tensor's
+    // sensitivity to that rounding; the running statistics it moves are put back
     real *ge = NULL;
     const int64_t ns = cls_nstats(&c);
-    if (mode == 2) {
+    if (mode != 0) {
         real *gx = host_copy(cpu.m.grads, cpu.m.lay.n, 0), *sx = ns ? host_copy(cpu.m.stats, ns, 0) : NULL;
         int64_t r;
-        g_emul_bf16 = 1;
+        g_emul = mode;
         step(&cpu, 0, &b, B, &r, 0, 1);
-        g_emul_bf16 = 0;
+        g_emul = 0;
         ge = host_copy(cpu.m.grads, cpu.m.lay.n, 0);
         memcpy(cpu.m.grads, gx, (size_t)cpu.m.lay.n * sizeof(real));
         if (ns) memcpy(cpu.m.stats, sx, (size_t)ns * sizeof(real));
@@ -162,7 +162,7 @@ static void one_step(const char *what, ClsConfig c, int B, int T, int mode, doub
     CHECK(mode != 0 || same == B, "%s: %d of %d predictions agree in fp32", what, same, B);
     printf("%-52s %s: loss %.6f / %.6f, worst gradient %.2e (%s), statistics %.2e, predictions %d/%d", what,
            mode == 0 ? "fp32" : "bf16", lc, lg, worst, wn, es, same, B);
-    if (ge) printf(", CPU sensitivity to bf16 operands at most %.2e", worst_sens);
+    if (ge) printf(", CPU sensitivity to rounded operands at most %.2e", worst_sens);
     printf("\n");
     free(pc); free(pg); free(g); free(ge);
     batch_free(&b);

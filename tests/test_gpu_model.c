@@ -6,8 +6,8 @@
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
 // with bf16 operands. Losses average many terms, so they stay near 1e-3; a gradient passes through several
-// bf16 products per layer, so gradients are held to 1e-2 (tf32 GEMMs) and 3e-2 (bf16 GEMMs), or in bf16 to
-// BF16_SITES times what rounding the operands to bf16 does to that gradient on the CPU where that is more
+// bf16 products per layer, so gradients are held to 1e-2 (tf32 GEMMs) and 3e-2 (bf16 GEMMs), or to BF16_SITES
+// times what rounding the operands as the GPU does moves that gradient on the CPU where that is more
 // (bf16_emul.h: some configurations are that sensitive).
 #include <math.h>
 
@@ -77,14 +77,15 @@ static void one_step(const char *what, Config c, int B, int T, int sparse, int g
           what, cpu.a.sparse, gpu.a.sparse);
     real *g = xmalloc((size_t)gpu.m.lay.n * sizeof(real));
     cuda_to_host(g, gpu.m.grads, (size_t)gpu.m.lay.n * sizeof(real));
-    // bf16: the same CPU step with the operands rounded to bf16 (ge), for each tensor's sensitivity
+    // tf32, bf16: the same CPU step with the operands rounded as the GPU rounds them (ge), for each tensor's
+    // sensitivity to that rounding
     real *ge = NULL;
-    if (gemm_mode == 2) {
+    if (gemm_mode != 0) {
         real *gx = xmalloc((size_t)cpu.m.lay.n * sizeof(real));
         memcpy(gx, cpu.m.grads, (size_t)cpu.m.lay.n * sizeof(real));
-        g_emul_bf16 = 1;
+        g_emul = gemm_mode;
         side_step(&cpu, 0, inp, tgt, N, NULL, 0, NULL);
-        g_emul_bf16 = 0;
+        g_emul = 0;
         ge = xmalloc((size_t)cpu.m.lay.n * sizeof(real));
         memcpy(ge, cpu.m.grads, (size_t)cpu.m.lay.n * sizeof(real));
         memcpy(cpu.m.grads, gx, (size_t)cpu.m.lay.n * sizeof(real));   // the exact gradients back in place
@@ -112,7 +113,7 @@ static void one_step(const char *what, Config c, int B, int T, int sparse, int g
     CHECK(el < tol_loss, "%s: loss %.7f on the GPU, %.7f on the CPU", what, lg, lc);
     printf("%-46s loss rel %.2e (limit %.0e) | worst gradient rel %.2e (%s; limit %.0e", what, el, tol_loss, worst,
            worst_name, tol_grad);
-    if (ge) printf(" or %.0f x the CPU's sensitivity to bf16 operands, at most %.2e", BF16_SITES, worst_sens);
+    if (ge) printf(" or %.0f x the CPU's sensitivity to rounded operands, at most %.2e", BF16_SITES, worst_sens);
     printf(")\n");
     free(g); free(ge); free(inp); free(tgt);
     g_gpu = 1; acts_free(&gpu.a); model_free(&gpu.m); g_gpu = 0;
