@@ -1,5 +1,9 @@
 // cli.c: what the commands' option parsing shares: usage errors, numbers, machine and size options, presets.
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sysinfo.h>
+#include <time.h>
 
 #include "cli.h"
 #include "mqar.h"
@@ -84,6 +88,35 @@ void machine_start(const MachineArgs *m) {
         usage_error("--device must be cpu or cuda, got '%s'", dev);
     }
     if (m->threads) omp_set_num_threads((int)m->threads);
+    else if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(free_cores());
+}
+
+// The cores that other processes leave free: the cores this process may use, less the busy share of all of
+// them over 30 ms of /proc/stat (rounded), at least 1; all of them where /proc/stat cannot be read. The results
+// are the same at any thread count; only the time changes.
+int free_cores(void) {
+    const int n = omp_get_num_procs();
+    unsigned long long v[2][8];
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen("/proc/stat", "r");
+        if (!f) return n;
+        const int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[k][0], &v[k][1], &v[k][2],
+                               &v[k][3], &v[k][4], &v[k][5], &v[k][6], &v[k][7]);
+        fclose(f);
+        if (got != 8) return n;
+        if (k == 0) nanosleep(&(struct timespec){0, 30 * 1000 * 1000}, NULL);
+    }
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy
+    double busy = 0, total = 0;
+    for (int i = 0; i < 8; i++) {
+        const double d = (double)(v[1][i] - v[0][i]);
+        total += d;
+        if (i != 3 && i != 4) busy += d;
+    }
+    if (total <= 0) return n;
+    const int machine = get_nprocs();   // /proc/stat's shares are of every core of the machine
+    const int freec = n - (int)(busy / total * machine + 0.5);
+    return freec < 1 ? 1 : freec;
 }
 
 // ----------------------------------------------------------------------------------------------------------

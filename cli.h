@@ -60,8 +60,9 @@ typedef struct { const char *device, *precision; int64_t threads; } MachineArgs;
 // Takes option c when it is one of the three; returns whether it was.
 int machine_arg(int c, MachineArgs *m);
 // Checks them together (usage errors), selects the backend (cpu unless --device cuda) and the CPU's thread
-// count (all cores unless --threads).
+// count (--threads, else OMP_NUM_THREADS, else the cores other processes leave free).
 void machine_start(const MachineArgs *m);
+int free_cores(void);   // the cores other processes leave free (the default thread count)
 
 // ---- the model-size options and the presets ----
 

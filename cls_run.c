@@ -171,7 +171,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
            bytes_mib((m->lay.n * 4 + cls_nstats(c)) * (int64_t)sizeof(real)),
            bytes_mib(cls_acts_bytes(acts) + (eacts ? cls_acts_bytes(eacts) : 0)));
     if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), p->out);
-    else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), p->out);
+    else printf("| machine      | cpu, %d thread%s, out %s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s", p->out);
     printf("+--------------+----------------------------------------------------------\n");
     fflush(stdout);
 

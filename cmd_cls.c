@@ -110,7 +110,7 @@ static const char *TRAIN_HELP =
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
     "Machine:\n"
-    "  --device cpu|cuda --threads N (default: all cores) --seed N (default 1337)\n"
+    "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N (default 1337)\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16)\n";
 
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set

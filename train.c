@@ -393,7 +393,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
            bytes_mib(model->lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0)));
     if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), out);
-    else printf("| machine      | cpu, %d threads, out %s\n", omp_get_max_threads(), out);
+    else printf("| machine      | cpu, %d thread%s, out %s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s", out);
     printf("+--------------+----------------------------------------------------------\n");
     fflush(stdout);
 
