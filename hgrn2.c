@@ -445,7 +445,8 @@ int cmd_eval(int argc, char **argv) {
 // hgrn2 sample
 
 static const char *SAMPLE_USAGE =
-    "hgrn2 sample [--ckpt PATH] [--prompt TEXT | --prompt-ids \"1 2 3\"] [-n N] [--temperature X] [--top-k K] [--top-p P]";
+    "hgrn2 sample [--ckpt PATH] [--prompt TEXT | --prompt-file PATH | --prompt-ids \"1 2 3\"] [-n N] [--temperature X]\n"
+    "                    [--top-k K] [--top-p P] [--num-samples N] [--stop STRING] [--repetition-penalty X]";
 static const char *SAMPLE_HELP =
     "Generate text: the prompt is prefilled in one pass over all its tokens, then each token advances the\n"
     "recurrent state by one step (constant memory per token). Text is streamed as it is generated.\n"
@@ -458,9 +459,41 @@ static const char *SAMPLE_HELP =
     "  --top-k K            sample among the K most likely tokens (default 0: all)\n"
     "  --top-p P            nucleus sampling: the smallest set with probability >= P (default 1: all)\n"
     "  --seed N             random seed (default 1337)\n"
-    "  --ids                print only the generated ids, space-separated, on one line\n"
+    "  --prompt-file PATH   the prompt's text from a file ('-': standard input)\n"
+    "  --num-samples N      N continuations of the prompt, each from the state after it (default 1)\n"
+    "  --ignore-eos         go on past the end-of-text token (default: a sample ends there, not printed)\n"
+    "  --stop STRING        a sample also ends once its text ends with STRING (printed); repeatable\n"
+    "  --repetition-penalty X  divide the positive logits (multiply the negative ones) of every token the\n"
+    "                       prompt or the sample already holds by X (default 1: off)\n"
+    "  --ids                print only the generated ids, space-separated, one line a sample\n"
     "  --tokenizer PATH     override the tokenizer the model was trained with (a directory or tokenizer.json)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
+
+enum { OS_PROMPT_FILE = O_LAST, OS_NUM_SAMPLES, OS_IGNORE_EOS, OS_STOP, OS_REP_PENALTY };
+#define MAX_STOPS 16
+
+// The text of a prompt file ('-': standard input), at most 64 MiB.
+static char *read_prompt_file(const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) die("cannot read --prompt-file %s: %s", path, strerror(errno));
+    ByteBuf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.n + got > (size_t)64 << 20) die("--prompt-file %s is longer than 64 MiB", path);
+        bytebuf_append(&b, chunk, got);
+    }
+    if (ferror(f)) die("cannot read --prompt-file %s: %s", path, strerror(errno));
+    if (f != stdin) fclose(f);
+    bytebuf_append(&b, "", 1);   // a terminating NUL
+    return b.data;
+}
+
+// CTRL's repetition penalty: the logits of the ids seen (seen[id] = 1) move toward "less likely" by x.
+static void repetition_penalty(real *logits, const uint8_t *seen, int V, double x) {
+    for (int i = 0; i < V; i++)
+        if (seen[i]) logits[i] = logits[i] > 0 ? (real)(logits[i] / x) : (real)(logits[i] * x);
+}
 
 int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
@@ -468,14 +501,18 @@ int cmd_sample(int argc, char **argv) {
         {"prompt-ids", required_argument, 0, O_PROMPT_IDS}, {"tokens", required_argument, 0, 'n'},
         {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
         {"top-p", required_argument, 0, O_TOPP}, {"ids", no_argument, 0, O_PRINT_IDS},
-        {"tokenizer", required_argument, 0, O_TOKENIZER}, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, O_TOKENIZER}, {"prompt-file", required_argument, 0, OS_PROMPT_FILE},
+        {"num-samples", required_argument, 0, OS_NUM_SAMPLES}, {"ignore-eos", no_argument, 0, OS_IGNORE_EOS},
+        {"stop", required_argument, 0, OS_STOP}, {"repetition-penalty", required_argument, 0, OS_REP_PENALTY},
+        {0, 0, 0, 0}};
     cli_start("hgrn2 sample", SAMPLE_USAGE);
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *prompt = NULL, *prompt_ids = NULL, *tok_spec = NULL;
     MachineArgs mach = {0};
-    int64_t ntok = 256, topk = 0;
-    double temp = 0.8, topp = 1.0;
+    const char *prompt_file = NULL, *stops[MAX_STOPS];
+    int64_t ntok = 256, topk = 0, nsamples = 1;
+    double temp = 0.8, topp = 1.0, rep = 1.0;
     uint64_t seed = 1337;
-    int print_ids = 0, c;
+    int print_ids = 0, ignore_eos = 0, nstops = 0, c;
     while ((c = getopt_long(argc, argv, ":hn:", opts, NULL)) != -1) {
         if (machine_arg(c, &mach)) continue;
         switch (c) {
@@ -490,15 +527,27 @@ int cmd_sample(int argc, char **argv) {
         case O_PRINT_IDS: print_ids = 1; break;
         case O_TOKENIZER: tok_spec = optarg; break;
         case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
+        case OS_PROMPT_FILE: prompt_file = optarg; break;
+        case OS_NUM_SAMPLES: nsamples = arg_int("--num-samples", optarg, 1, 1 << 20); break;
+        case OS_IGNORE_EOS: ignore_eos = 1; break;
+        case OS_STOP:
+            if (!optarg[0]) usage_error("--stop needs a non-empty string");
+            if (nstops == MAX_STOPS) usage_error("at most %d --stop strings", MAX_STOPS);
+            stops[nstops++] = optarg;
+            break;
+        case OS_REP_PENALTY: rep = arg_num("--repetition-penalty", optarg, 1e-3, 1e3); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    if (prompt && prompt_ids) usage_error("--prompt and --prompt-ids exclude each other");
+    if (!!prompt + !!prompt_ids + !!prompt_file > 1) usage_error("--prompt, --prompt-file and --prompt-ids exclude each other");
+    if (nstops && print_ids) usage_error("--stop matches text: it does not go with --ids");
     // an empty list would otherwise read as no prompt at all and start from the default token
     if (prompt_ids && !prompt_ids[strspn(prompt_ids, " \t,")])
         usage_error("--prompt-ids is empty: give at least one token id (or leave the flag out for the default start)");
     machine_start(&mach);
+    char *prompt_text = prompt_file ? read_prompt_file(prompt_file) : NULL;
+    if (prompt_text) prompt = prompt_text;
 
     Model m = {0};
     RunState rs;
@@ -551,31 +600,82 @@ int cmd_sample(int argc, char **argv) {
     uint64_t rng = seed ^ 0x5DEECE66Dull;
     ByteBuf text = {0};
 
-    if (!print_ids) {
-        if (prompt) fputs(prompt, stdout);
-        else { tokenizer_decode(tok, pr.ids, pr.n, &text); fwrite(text.data, 1, text.n, stdout); }
-        fflush(stdout);
+    // the end-of-text id ends a sample (with --ids and no tokenizer, the one the model was trained with if any)
+    int32_t eot = -1;
+    if (!ignore_eos) {
+        if (tok) eot = tokenizer_eot(tok);
+        else if (rs.tokenizer[0] && strcmp(rs.tokenizer, "byte")) {   // (bytes have no end-of-text)
+            if (access(rs.tokenizer, R_OK) == 0) {
+                Tokenizer *t = tokenizer_load(rs.tokenizer);
+                eot = tokenizer_eot(t);
+                tokenizer_free(t);
+            } else {
+                fprintf(stderr, "hgrn2: note: the model's tokenizer %s is not here, so its end-of-text id is unknown: "
+                        "the samples go on past it (give --tokenizer to stop there)\n", rs.tokenizer);
+            }
+        }
     }
     double t0 = now_s();
     model_forward(&m, &pre, pr.ids, NULL, states, logits, 1, 0, NULL);   // prefill: the state after the prompt
     double t_prefill = now_s() - t0;
+    // each sample starts from the state and logits after the prompt
+    real *states0 = nsamples > 1 ? xmalloc((size_t)state_n * sizeof(real)) : NULL;   // on the host
+    real *logits0 = xmalloc((size_t)cf->V * sizeof(real));
+    memcpy(logits0, logits, (size_t)cf->V * sizeof(real));
+    if (states0) dev_download(states0, states, (size_t)state_n * sizeof(real));
+    uint8_t *seen = rep != 1.0 ? xmalloc((size_t)cf->V) : NULL;
+    ByteBuf all = {0};   // a sample's text, for --stop
+    int64_t generated = 0;
     t0 = now_s();
-    for (int64_t i = 0; i < ntok; i++) {
-        int32_t id = sample_token(logits, cf->V, temp, (int)topk, topp, &rng, cand);
-        if (print_ids) printf(i ? " %d" : "%d", id);
-        else {
+    for (int64_t s = 0; s < nsamples; s++) {
+        if (s > 0) {
+            dev_upload(states, states0, (size_t)state_n * sizeof(real));
+            memcpy(logits, logits0, (size_t)cf->V * sizeof(real));
+            if (!print_ids) fputs("\n---\n", stdout);
+        }
+        if (!print_ids) {
             text.n = 0;
-            tokenizer_decode_one(tok, id, 0, &text);
-            fwrite(text.data, 1, text.n, stdout);
+            if (prompt) fputs(prompt, stdout);
+            else { tokenizer_decode(tok, pr.ids, pr.n, &text); fwrite(text.data, 1, text.n, stdout); }
             fflush(stdout);
         }
-        if (i + 1 < ntok) model_forward(&m, &one, &id, NULL, states, logits, 1, 0, NULL);
+        if (seen) {
+            memset(seen, 0, (size_t)cf->V);
+            for (size_t i = 0; i < pr.n; i++) seen[pr.ids[i]] = 1;
+        }
+        all.n = 0;
+        for (int64_t i = 0; i < ntok; i++) {
+            if (seen) repetition_penalty(logits, seen, cf->V, rep);
+            int32_t id = sample_token(logits, cf->V, temp, (int)topk, topp, &rng, cand);
+            if (id == eot) break;
+            generated++;
+            if (seen) seen[id] = 1;
+            int stop = 0;
+            if (print_ids) printf(i ? " %d" : "%d", id);
+            else {
+                text.n = 0;
+                tokenizer_decode_one(tok, id, 0, &text);
+                fwrite(text.data, 1, text.n, stdout);
+                fflush(stdout);
+                if (nstops) {
+                    bytebuf_append(&all, text.data, text.n);
+                    for (int k = 0; k < nstops && !stop; k++) {
+                        const size_t L = strlen(stops[k]);
+                        stop = all.n >= L && !memcmp(all.data + all.n - L, stops[k], L);
+                    }
+                }
+            }
+            if (stop) break;
+            if (i + 1 < ntok) model_forward(&m, &one, &id, NULL, states, logits, 1, 0, NULL);
+        }
+        if (print_ids && s + 1 < nsamples) printf("\n");
     }
     double t_gen = now_s() - t0;
     printf("\n");
     if (!print_ids)
         fprintf(stderr, "[prompt %zu tokens in %.3f s, %lld tokens in %.3f s, %.1f tokens/s]\n", pr.n, t_prefill,
-                (long long)ntok, t_gen, ntok / (t_gen > 0 ? t_gen : 1e-9));
+                (long long)generated, t_gen, generated / (t_gen > 0 ? t_gen : 1e-9));
+    free(all.data); free(seen); free(logits0); free(prompt_text); free(states0);
     free(text.data); free(pr.ids); free(logits); free(cand);
     dev_free(states);
     acts_free(&pre); acts_free(&one);

@@ -40,6 +40,21 @@ expect 0 "export a GPT-2 run" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$
 checks=$((checks + 1))
 [ -s "$TMP/ghf/vocab.json" ] && [ -s "$TMP/ghf/merges.txt" ] && ok "GPT-2 files exported as vocab.json and merges.txt" || fail "GPT-2 files missing"
 grep -q '"eos_token_id": 50256' "$TMP/ghf/config.json" || fail "config.json lacks GPT-2's end-of-text id"
+# sampling ends at the end-of-text token: a model that learnt "hi<|endoftext|>hi<|endoftext|>..."
+for i in $(seq 2000); do echo '{"text": "hi"}'; done > "$TMP/hi.jsonl"
+expect 0 "prepare documents of 'hi'" -- $H prepare --task pile --input "$TMP/hi.jsonl" --tokenizer "$SHARED/data/tokenizers/gpt2" \
+    --out "$TMP/hidata" --val-fraction 0.05
+expect 0 "train on them" -- $H train --task text --data "$TMP/hidata" --dim 16 --layers 1 --expand-ratio 8 --batch 4 \
+    --seq-len 16 --steps 150 --lr 1e-2 --eval-every 0 --out "$TMP/hirun"
+S=(sample --ckpt "$TMP/hirun/model.ckpt" --prompt hi --temperature 0 -n 6)
+expect 0 "greedy ids, ending at end-of-text" -- $H "${S[@]}" --ids
+checks=$((checks + 1)); [ -z "$(tr -d ' \n' < "$TMP/out")" ] && ok "the sample ends at once at end-of-text, which is not printed" || fail "sample went past end-of-text: $(cat "$TMP/out")"
+expect 0 "greedy ids, --ignore-eos" -- $H "${S[@]}" --ids --ignore-eos
+checks=$((checks + 1)); [ "$(cat "$TMP/out")" = "50256 5303 50256 5303 50256 5303" ] && ok "--ignore-eos goes on" || fail "--ignore-eos: $(cat "$TMP/out")"
+expect 0 "greedy text, --ignore-eos --stop hi" -- $H "${S[@]}" --ignore-eos --stop hi
+checks=$((checks + 1)); [ "$(cat "$TMP/out")" = "hi<|endoftext|>hi" ] && ok "--stop ends the sample after its string" || fail "--stop: $(cat "$TMP/out")"
+expect 0 "three samples" -- $H "${S[@]}" --ids --ignore-eos --num-samples 3 -n 2
+checks=$((checks + 1)); [ "$(cat "$TMP/out")" = "$(printf '50256 5303\n50256 5303\n50256 5303')" ] && ok "--num-samples: each from the prompt's state" || fail "--num-samples: $(cat "$TMP/out")"
 expect 2 "export --dtype f8" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$TMP/x" --dtype f8
 expect 2 "import without --out" -- $H import --hf "$TMP/hf"
 expect 1 "import of a directory without a model" -- $H import --hf "$TMP" --out "$TMP/x.ckpt"

@@ -54,6 +54,27 @@ expect 0 "sample text again with the same seed" -- $H sample --ckpt "$TMP/a/mode
 checks=$((checks + 1))
 if cmp -s "$TMP/out" "$TMP/s1" && grep -q "^ROMEO:" "$TMP/out"; then ok "seeded sampling is reproducible and streams the prompt first"; else fail "seeded samples differ"; fi
 expect 1 "sample --prompt-ids out of range" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-ids "1 256" --ids; expect_msg "outside the vocabulary"
+# the repetition penalty changes a greedy continuation; 1 is no penalty; a prompt file ('-': stdin) is --prompt
+G=(sample --ckpt "$TMP/a/model.ckpt" --prompt "ROMEO:" --temperature 0 -n 40)
+expect 0 "greedy text" -- $H "${G[@]}"; cp "$TMP/out" "$TMP/g0"
+expect 0 "greedy text, repetition penalty 1" -- $H "${G[@]}" --repetition-penalty 1; cp "$TMP/out" "$TMP/g1"
+expect 0 "greedy text, repetition penalty 1.5" -- $H "${G[@]}" --repetition-penalty 1.5; cp "$TMP/out" "$TMP/g2"
+checks=$((checks + 1))
+if cmp -s "$TMP/g0" "$TMP/g1" && ! cmp -s "$TMP/g0" "$TMP/g2"; then ok "the repetition penalty changes greedy text, and 1 does not"
+else fail "repetition penalty: 1 changed the text or 1.5 did not"; fi
+printf 'ROMEO:' > "$TMP/prompt.txt"
+expect 0 "greedy text, --prompt-file" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-file "$TMP/prompt.txt" --temperature 0 -n 40
+cmp -s "$TMP/out" "$TMP/g0" && ok "--prompt-file reads the prompt" || fail "--prompt-file gave other text"
+checks=$((checks + 1))
+printf 'ROMEO:' | $H sample --ckpt "$TMP/a/model.ckpt" --prompt-file - --temperature 0 -n 40 > "$TMP/out" 2>/dev/null
+checks=$((checks + 1))
+cmp -s "$TMP/out" "$TMP/g0" && ok "--prompt-file - reads standard input" || fail "--prompt-file - gave other text"
+expect 1 "a missing prompt file" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt-file "$TMP/nothing.txt"; expect_msg "cannot read --prompt-file"
+expect 2 "--prompt with --prompt-file" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt x --prompt-file "$TMP/prompt.txt"
+expect_msg "exclude each other"
+expect 2 "--stop with --ids" -- $H sample --ckpt "$TMP/a/model.ckpt" --stop x --ids; expect_msg "does not go with --ids"
+expect 2 "--num-samples 0" -- $H sample --ckpt "$TMP/a/model.ckpt" --num-samples 0
+expect 2 "--repetition-penalty 0" -- $H sample --ckpt "$TMP/a/model.ckpt" --repetition-penalty 0
 
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
 ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int"
