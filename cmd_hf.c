@@ -225,8 +225,11 @@ int cmd_import(int argc, char **argv) {
     }
     free(tj);
     checkpoint_save(out, &m, &rs, 0);
-    printf("imported %s: %d tensors, ", dir, used);
-    print_config(&cf, &m.lay, stdout);
+    char mlp[48] = "no MLP";
+    if (cf.I) snprintf(mlp, sizeof mlp, "MLP width %d", cf.I);
+    printf("imported %s: %d tensors, %lld parameters (%.2fM): vocabulary %d, dim %d, %d layers of %d heads (K %d, "
+           "Dv %d), %s, %s, %s\n", dir, used, (long long)m.lay.n, m.lay.n / 1e6, cf.V, cf.D, cf.L, cf.H, cf.K, cf.Dv,
+           mlp, cf.tie ? "tied embeddings" : "untied lm_head", cf.lower_bound ? "lower bounds" : "no lower bounds");
     printf("tokenizer: %s\nwrote %s\n", rs.tokenizer[0] ? rs.tokenizer : "none (pass --tokenizer to sample)", out);
     model_free(&m);
     return 0;

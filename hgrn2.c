@@ -419,6 +419,9 @@ int cmd_eval(int argc, char **argv) {
         printf("%lld sequences from %s, %lld predicted positions\n", (long long)ns, ids_path, (long long)count);
     } else {
         if (!data) data = rs.data;
+        if (!data[0])
+            die("%s records no data directory (an imported model): pass --data DIR (token shards from hgrn2 "
+                "prepare, with this model's tokenizer) or --ids FILE (lines of token ids)", ckpt);
         if (!data_has_split(data, split)) die("no %s shards in %s (pass --data DIR)", split, data);
         Loader *ld = loader_open(data, split, (int)(B ? B : rs.h.B), (int)(T ? T : rs.h.T), 0, 0);
         if (loader_vocab(ld) > (uint32_t)cf->V) die("the data in %s has a vocabulary of %u but the model only %d ids", data, loader_vocab(ld), cf->V);

@@ -16,6 +16,11 @@ done
 grep -q '"model_type": "hgrn2"' "$TMP/hf/config.json" || fail "config.json lacks model_type hgrn2"
 expect 0 "import" -- $H import --hf "$TMP/hf" --out "$TMP/imported.ckpt"
 grep -q "tokenizer: /" "$TMP/out" || fail "import did not pick up tokenizer.json"
+checks=$((checks + 1))
+grep -q "^imported .*: [0-9]* tensors, [0-9]* parameters (.*): vocabulary 1500, dim 32, 2 layers" "$TMP/out" && ! grep -q "|" "$TMP/out" \
+    && ok "import says what it read in a sentence" || { fail "import's summary:"; cat "$TMP/out"; }
+expect 1 "eval of an imported model without --data" -- $H eval --ckpt "$TMP/imported.ckpt"
+expect_msg "records no data directory (an imported model): pass --data DIR"
 expect 0 "sample the imported model with --tokenizer" -- $H sample --ckpt "$TMP/imported.ckpt" --tokenizer "$TMP/hf" \
     --prompt "ROMEO:" -n 12 --seed 1
 checks=$((checks + 1)); grep -q "^ROMEO:" "$TMP/out" && ok "sample streams text after the prompt" || fail "no text from sample"
