@@ -17,7 +17,7 @@
 
 static const char *PREPARE_USAGE =
     "hgrn2 prepare --task pile|wiki103|text --input FILE... --tokenizer SPEC --out DIR [--val-input FILE...]\n"
-    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N]\n"
+    "              [--val-fraction F] [--shard-tokens N] [--threads N] [--strict] [--max-line-bytes N] [--text-field NAME]\n"
     "       hgrn2 prepare --task lra-listops|lra-text|lra-retrieval --input DIR --out DIR [--strict]\n"
     "              [--max-line-bytes N]\n"
     "       hgrn2 prepare --task lra-image|fashion-mnist --input DIR --out DIR\n"
@@ -49,6 +49,7 @@ static const char *PREPARE_HELP =
     "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
     "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
     "  --threads N         tokenizer threads (default: all cores)\n"
+    "  --text-field NAME   pile: the member of each record that holds its text (default text)\n"
     "  --strict            a malformed or too long JSON or TSV line (Pathfinder: metadata line, unreadable\n"
     "                      image) stops the run (default: skipped, counted, first 5 reported)\n"
     "  --max-line-bytes N  the longest line held in memory (default 16777216 = 16 MiB, range 1024 to 1073741824):\n"
@@ -59,13 +60,14 @@ static const char *PREPARE_HELP =
 
 int cmd_prepare(int argc, char **argv) {
     enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
-           O_MAX_LINE };
+           O_TEXT_FIELD, O_MAX_LINE };
     static const struct option opts[] = {
         {"task", required_argument, 0, O_TASK}, {"input", required_argument, 0, O_INPUT},
         {"val-input", required_argument, 0, O_VAL_INPUT}, {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"out", required_argument, 0, O_OUT}, {"val-fraction", required_argument, 0, O_VAL_FRACTION},
         {"shard-tokens", required_argument, 0, O_SHARD_TOKENS}, {"threads", required_argument, 0, O_THREADS},
         {"strict", no_argument, 0, O_STRICT}, {"max-line-bytes", required_argument, 0, O_MAX_LINE},
+        {"text-field", required_argument, 0, O_TEXT_FIELD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     PrepareOptions o;
     prepare_defaults(&o);
@@ -81,8 +83,9 @@ int cmd_prepare(int argc, char **argv) {
     // "-" makes getopt return each non-option argument in place (as 1), so "--input a b --val-input c"
     // assigns each file to the list flag before it.
     // Flags of the text corpora that mean nothing to the LRA tasks: refused with them, not ignored.
-    static const int text_only[] = {O_VAL_INPUT, O_TOKENIZER, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS};
-    static const char *const text_only_names[] = {"--val-input", "--tokenizer", "--val-fraction", "--shard-tokens", "--threads"};
+    static const int text_only[] = {O_VAL_INPUT, O_TOKENIZER, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_TEXT_FIELD};
+    static const char *const text_only_names[] = {"--val-input", "--tokenizer", "--val-fraction", "--shard-tokens", "--threads",
+                                                  "--text-field"};
     int given[O_MAX_LINE - O_TASK + 1] = {0};
     while ((c = getopt_long(argc, argv, "-:h", opts, NULL)) != -1) {
         if (c >= O_TASK && c <= O_MAX_LINE) given[c - O_TASK] = 1;
@@ -110,6 +113,10 @@ int cmd_prepare(int argc, char **argv) {
             o.threads = (int)n;
             break;
         case O_STRICT: o.strict = 1; break;
+        case O_TEXT_FIELD:
+            if (!optarg[0] || strlen(optarg) > 256) usage_error("--text-field takes a member name of 1 to 256 bytes");
+            o.text_field = optarg;
+            break;
         case O_MAX_LINE:
             n = arg_int("--max-line-bytes", optarg, PREPARE_MAX_LINE_MIN, PREPARE_MAX_LINE_MAX);
             o.max_line_bytes = (size_t)n;
@@ -156,6 +163,7 @@ int cmd_prepare(int argc, char **argv) {
         usage_error("--task must be pile, wiki103, text, lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, "
                     "lra-pathx or fashion-mnist, got '%s'", task_name);
     }
+    if (o.text_field && o.task != PREPARE_PILE) usage_error("--text-field names a JSON member: it goes with --task pile only");
     if (!o.ninputs) usage_error("--input is required");
     if (!o.tokenizer) usage_error("--tokenizer is required");
     if (!o.out) usage_error("--out is required");

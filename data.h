@@ -110,6 +110,7 @@ typedef struct {
     uint64_t shard_tokens;          // [1, 1e12]: tokens per shard at most
     int threads;                    // [1, 1024]: tokenizer threads
     int strict;                     // a malformed or too long JSON line is fatal instead of skipped and counted
+    const char *text_field;         // pile: the member of each record that holds its text (NULL: "text")
     size_t max_line_bytes;          // the longest line held whole ('\n' not counted): a longer JSON line is
                                     // skipped as it streams, a longer WikiText line is read in parts
 } PrepareOptions;

@@ -23,6 +23,7 @@
 typedef struct {
     const uint8_t *s, *p, *end;
     const char *err;
+    const char *field;   // the member whose string is the document ("text" unless --text-field)
 } JsonScan;
 
 static int js_fail(JsonScan *j, const char *msg) {
@@ -154,14 +155,15 @@ static int js_container(JsonScan *j, int depth, ByteBuf *key, ByteBuf *text, int
             if (j->p == j->end || *j->p != '"') return js_fail(j, "expected a string key");
             if (key) key->n = 0;
             if (!js_string(j, key)) return 0;
-            is_text = key && key->n == 4 && !memcmp(key->data, "text", 4);
+            is_text = key && key->n == strlen(j->field) && !memcmp(key->data, j->field, key->n);
             js_ws(j);
             if (j->p == j->end || *j->p != ':') return js_fail(j, "expected ':' after a key");
             j->p++;
             js_ws(j);
         }
         if (is_text) {
-            if (j->p == j->end || *j->p != '"') return js_fail(j, "the \"text\" field is not a string");
+            if (j->p == j->end || *j->p != '"')
+                return js_fail(j, strcmp(j->field, "text") ? "the --text-field member is not a string" : "the \"text\" field is not a string");
             text->n = 0;   // a repeated key: the last one counts, as in most JSON readers
             if (!js_string(j, text)) return 0;
             *found = 1;
@@ -190,10 +192,11 @@ static int js_value(JsonScan *j, int depth) {
     }
 }
 
-// The "text" string of a JSON Lines record, into text (replacing its content). Returns NULL, or what is
-// wrong with *col the 1-based byte position in the line.
-static const char *json_record_text(const char *line, size_t n, ByteBuf *text, ByteBuf *key, size_t *col) {
-    JsonScan j = {(const uint8_t *)line, (const uint8_t *)line, (const uint8_t *)line + n, NULL};
+// The string of a JSON Lines record's member `field`, into text (replacing its content). Returns NULL, or what
+// is wrong with *col the 1-based byte position in the line.
+static const char *json_record_text(const char *line, size_t n, const char *field, ByteBuf *text, ByteBuf *key,
+                                    size_t *col) {
+    JsonScan j = {(const uint8_t *)line, (const uint8_t *)line, (const uint8_t *)line + n, NULL, field};
     int found = 0;
     text->n = 0;
     js_ws(&j);
@@ -201,7 +204,7 @@ static const char *json_record_text(const char *line, size_t n, ByteBuf *text, B
     else if (js_container(&j, 0, key, text, &found)) {
         js_ws(&j);
         if (j.p != j.end) js_fail(&j, "characters after the object");
-        else if (!found) js_fail(&j, "no \"text\" field");
+        else if (!found) js_fail(&j, strcmp(field, "text") ? "no member named by --text-field" : "no \"text\" field");
     }
     *col = (size_t)(j.p - j.s) + 1;
     return j.err;
@@ -218,14 +221,14 @@ enum { JL_END, JL_RECORD, JL_BLANK, JL_MALFORMED, JL_TOO_LONG };
 // The next line of a JSON Lines input (a reader in skip mode), classified: JL_RECORD, its "text" string in
 // text (replacing its content); JL_BLANK, only whitespace; JL_MALFORMED, with what is wrong in *err and the
 // 1-based byte position in *col; JL_TOO_LONG, longer than the reader's max; JL_END.
-static int jsonl_next(LineReader *lr, ByteBuf *text, ByteBuf *key, const char **err, size_t *col) {
+static int jsonl_next(LineReader *lr, const char *field, ByteBuf *text, ByteBuf *key, const char **err, size_t *col) {
     const char *line;
     size_t n;
     int r = next_line(lr, &line, &n);
     if (r == LINE_END) return JL_END;
     if (r != LINE_WHOLE) return JL_TOO_LONG;
     if (blank_line(line, n)) return JL_BLANK;
-    *err = json_record_text(line, n, text, key, col);
+    *err = json_record_text(line, n, field, text, key, col);
     return *err ? JL_MALFORMED : JL_RECORD;
 }
 
@@ -236,7 +239,7 @@ void prepare_scan_jsonl(const char *buf, size_t n, size_t max_line, PrepareScanC
     size_t col;
     int kind;
     memset(out, 0, sizeof *out);
-    while ((kind = jsonl_next(&lr, &text, &key, &err, &col)) != JL_END) {
+    while ((kind = jsonl_next(&lr, "text", &text, &key, &err, &col)) != JL_END) {
         if (kind == JL_RECORD) {
             out->records++;
             out->text_bytes += text.n;
@@ -291,6 +294,7 @@ typedef struct {
     int32_t eot;
     PrepareTask task;
     int strict, have_val_inputs;
+    const char *text_field;
     double val_fraction;
     // pipeline
     Job *jobs;
@@ -557,7 +561,7 @@ static void read_input(Prep *p, const char *path, int from_val_input) {
         size_t col = 0;
         for (;;) {
             rd_begin_doc(p, from_val_input);
-            kind = jsonl_next(&lr, &p->doc, &p->key, &err, &col);
+            kind = jsonl_next(&lr, p->text_field, &p->doc, &p->key, &err, &col);
             __atomic_fetch_add(&p->bytes_text, lr.bytes - counted, __ATOMIC_RELAXED);
             counted = lr.bytes;
             if (kind == JL_END) break;
@@ -757,6 +761,7 @@ int prepare_run(const PrepareOptions *o) {
     p.eot = tokenizer_eot(tok);
     p.task = o->task;
     p.strict = o->strict;
+    p.text_field = o->text_field ? o->text_field : "text";
     p.have_val_inputs = o->nval_inputs > 0;
     p.val_fraction = o->val_fraction;
     p.max_line = o->max_line_bytes;

@@ -45,6 +45,15 @@ expect 0 "export a GPT-2 run" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$
 checks=$((checks + 1))
 [ -s "$TMP/ghf/vocab.json" ] && [ -s "$TMP/ghf/merges.txt" ] && ok "GPT-2 files exported as vocab.json and merges.txt" || fail "GPT-2 files missing"
 grep -q '"eos_token_id": 50256' "$TMP/ghf/config.json" || fail "config.json lacks GPT-2's end-of-text id"
+# --text-field: the member that holds a record's text
+printf '{"id": 1, "content": "hello world"}\n{"id": 2, "content": "more"}\n{"id": 3, "text": "not this"}\n' > "$TMP/tf.jsonl"
+expect 0 "prepare --text-field content" -- $H prepare --task pile --input "$TMP/tf.jsonl" --tokenizer byte --out "$TMP/tf" \
+    --text-field content --val-fraction 0
+checks=$((checks + 1))
+grep -q "2 documents, 15 tokens" "$TMP/out" && grep -q "no member named by --text-field" "$TMP/err" \
+    && ok "--text-field reads that member (15 bytes of text) and skips records without it" || fail "--text-field: $(cat "$TMP/out" "$TMP/err")"
+expect 2 "--text-field with --task text" -- $H prepare --task text --input "$TMP/tf.jsonl" --tokenizer byte --out "$TMP/tf2" \
+    --text-field content; expect_msg "goes with --task pile only"
 # sampling ends at the end-of-text token: a model that learnt "hi<|endoftext|>hi<|endoftext|>..."
 for i in $(seq 2000); do echo '{"text": "hi"}'; done > "$TMP/hi.jsonl"
 expect 0 "prepare documents of 'hi'" -- $H prepare --task pile --input "$TMP/hi.jsonl" --tokenizer "$SHARED/data/tokenizers/gpt2" \
