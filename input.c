@@ -30,13 +30,20 @@ void input_open(InStream *s, const char *path, uint64_t *bytes_in) {
     memset(s, 0, sizeof *s);
     s->path = path;
     s->bytes_in = bytes_in;
-    // Callers refuse anything but regular files before reading; O_NONBLOCK and fstat catch a path replaced
-    // since (a FIFO would block this open, a device never end).
-    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (s->fd < 0) die("cannot open input %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(s->fd, &st) != 0) die("cannot stat input %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) die("input %s is not a regular file", path);
+    if (!strcmp(path, "-")) {
+        // standard input, which the caller allowed (prepare's text corpora): read as it comes, to its end
+        s->path = "standard input";
+        s->fd = dup(STDIN_FILENO);
+        if (s->fd < 0) die("cannot read standard input: %s", strerror(errno));
+    } else {
+        // Callers refuse anything but regular files before reading; O_NONBLOCK and fstat catch a path replaced
+        // since (a FIFO would block this open, a device never end).
+        s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (s->fd < 0) die("cannot open input %s: %s", path, strerror(errno));
+        struct stat st;
+        if (fstat(s->fd, &st) != 0) die("cannot stat input %s: %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode)) die("input %s is not a regular file", path);
+    }
     s->in_cap = ZSTD_DStreamInSize();
     s->in = xmalloc(s->in_cap);
     size_t got = 0;

@@ -737,16 +737,21 @@ int prepare_run(const PrepareOptions *o) {
     const char *spec = o->tokenizer, *out = o->out;
     int threads = o->threads;
 
+    int stdin_inputs = 0;
     for (int i = 0; i < o->ninputs + o->nval_inputs; i++) {
         const char *f = i < o->ninputs ? o->inputs[i] : o->val_inputs[i - o->ninputs];
+        if (!strcmp(f, "-")) {   // standard input: once, streamed to its end
+            if (++stdin_inputs > 1) die("standard input ('-') can be given as an input once");
+            continue;
+        }
         struct stat st;
         if (stat(f, &st) != 0 || access(f, R_OK) != 0) die("cannot read input %s: %s", f, strerror(errno));
         if (S_ISDIR(st.st_mode)) die("input %s is a directory; pass the files in it", f);
         // Standard input, pipes and devices would need reading without knowing the size or the end; a FIFO
         // could block forever and /dev/zero never ends.
         if (!S_ISREG(st.st_mode))
-            die("input %s is not a regular file (pipes, devices and standard input are not supported; write the data "
-                "to a file first)", f);
+            die("input %s is not a regular file (pipes and devices are not read by name; for a stream, pipe it into "
+                "standard input and pass '-')", f);
     }
 
     Tokenizer *tok = tokenizer_load(spec);

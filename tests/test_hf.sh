@@ -54,6 +54,17 @@ grep -q "2 documents, 15 tokens" "$TMP/out" && grep -q "no member named by --tex
     && ok "--text-field reads that member (15 bytes of text) and skips records without it" || fail "--text-field: $(cat "$TMP/out" "$TMP/err")"
 expect 2 "--text-field with --task text" -- $H prepare --task text --input "$TMP/tf.jsonl" --tokenizer byte --out "$TMP/tf2" \
     --text-field content; expect_msg "goes with --task pile only"
+# --input -: standard input, the same shards as the file
+head -n 2 "$TMP/tf.jsonl" | $H prepare --task pile --input - --tokenizer byte --out "$TMP/stdin" --text-field content \
+    --val-fraction 0 > "$TMP/out" 2> "$TMP/err"
+head -n 2 "$TMP/tf.jsonl" > "$TMP/tf2.jsonl"
+expect 0 "the same from a file" -- $H prepare --task pile --input "$TMP/tf2.jsonl" --tokenizer byte --out "$TMP/fromfile" \
+    --text-field content --val-fraction 0
+checks=$((checks + 1))
+cmp -s "$TMP/stdin/train_000000.shard" "$TMP/fromfile/train_000000.shard" && ok "--input - reads standard input" || fail "--input - differs"
+echo x | $H prepare --task text --input - - --tokenizer byte --out "$TMP/twice" > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 1 ] && grep -q "can be given as an input once" "$TMP/err" && ok "standard input twice is refused" || fail "standard input twice: exit $rc, $(cat "$TMP/err")"
 # sampling ends at the end-of-text token: a model that learnt "hi<|endoftext|>hi<|endoftext|>..."
 for i in $(seq 2000); do echo '{"text": "hi"}'; done > "$TMP/hi.jsonl"
 expect 0 "prepare documents of 'hi'" -- $H prepare --task pile --input "$TMP/hi.jsonl" --tokenizer "$SHARED/data/tokenizers/gpt2" \
