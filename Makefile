@@ -31,6 +31,12 @@ LIB_F64 = build/f64/libhgrn2.a
 # Names the build the programs were last linked for; rewritten when that changes, so that they relink.
 BUILD_KIND = build/kind
 $(shell mkdir -p build && (echo '$(OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ)' > $(BUILD_KIND)))
+# `hgrn2 --version`: the commit (git describe), rewritten only when it changes so that only hgrn2.o rebuilds
+VERSION_H = build/version.h
+$(shell v="$$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
+        printf '#define HGRN2_VERSION "%s"\n' "$$v" | cmp -s - $(VERSION_H) || \
+        printf '#define HGRN2_VERSION "%s"\n' "$$v" > $(VERSION_H))
+$(OBJ)/hgrn2.o: $(VERSION_H)
 
 .PHONY: all setup test test-gpu bench-tokenizer clean
 all: hgrn2

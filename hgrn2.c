@@ -18,6 +18,7 @@
 #include "data.h"
 #include "tokenizer.h"
 #include "mqar.h"
+#include "build/version.h"   // HGRN2_VERSION, written by the Makefile
 
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train
@@ -818,7 +819,9 @@ static const char *MAIN_HELP =
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens\n"
     "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
-    "  export     write a checkpoint as a Hugging Face model directory\n";
+    "  export     write a checkpoint as a Hugging Face model directory\n"
+    "\n"
+    "hgrn2 --version prints the commit it was built from.\n";
 
 // OpenMP's idle threads spin while they wait for the next parallel region: libgomp polls 300,000 times before
 // it sleeps. On a machine whose cores are busy with other processes a spinning thread takes time from the one
@@ -837,6 +840,14 @@ int main(int argc, char **argv) {
     if (argc < 2) { fputs(MAIN_HELP, stderr); return EXIT_USAGE; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { fputs(MAIN_HELP, stdout); return 0; }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+#if USE_CUDA
+        printf("hgrn2 %s (CPU and CUDA backends)\n", HGRN2_VERSION);
+#else
+        printf("hgrn2 %s (CPU backend; built without CUDA)\n", HGRN2_VERSION);
+#endif
+        return 0;
+    }
     argc--; argv++;
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);

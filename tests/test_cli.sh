@@ -4,6 +4,9 @@
 H=./hgrn2
 
 expect 0 "hgrn2 --help" -- $H --help
+expect 0 "hgrn2 --version" -- $H --version
+checks=$((checks + 1))
+grep -qE "^hgrn2 [^ ]+ \((CPU and CUDA backends|CPU backend; built without CUDA)\)$" "$TMP/out" && ok "--version names the commit" || fail "--version: $(cat "$TMP/out")"
 expect 2 "no command" -- $H
 expect 2 "unknown command" -- $H frobnicate; expect_msg "unknown command"
 for cmd in train eval sample prepare tokenize bench; do
