@@ -59,6 +59,10 @@ static const char *TRAIN_HELP =
     "  --ckpt-every N (0: only at the end) --log-every N\n"
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
+    "  --keep N             also keep the newest N checkpoints as OUT/model_step<step>.ckpt, and the one of\n"
+    "                       the lowest held-out loss as OUT/best.ckpt (default 0: model.ckpt alone)\n"
+    "  --max-bad-steps N    a step whose loss or gradient is not finite is skipped (no update) and counted;\n"
+    "                       the run stops after N more than that in a row (default 10)\n"
     "Machine:\n"
     "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
@@ -119,6 +123,8 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
     return 0;
 }
 
+enum { OT_KEEP = O_LAST, OT_MAX_BAD };
+
 int cmd_train(int argc, char **argv) {
     if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
     static const struct option opts[] = {
@@ -134,7 +140,8 @@ int cmd_train(int argc, char **argv) {
         {"clip", required_argument, 0, O_CLIP}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
-        {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {0, 0, 0, 0}};
+        {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {"keep", required_argument, 0, OT_KEEP},
+        {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
@@ -142,7 +149,7 @@ int cmd_train(int argc, char **argv) {
     SizeArgs z = {0};
     Hyper given = {.accum = 1, .min_lr = -1, .wd = -1, .beta1 = -1, .beta2 = -1, .adam_eps = 1e-8, .clip = 1.0,
                    .warmup = -1, .sched = -1, .seed = 1337};   // what preset_hyper reads as not given
-    TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1};
+    TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < O_LAST) set[c] = 1;
@@ -177,6 +184,8 @@ int cmd_train(int argc, char **argv) {
         case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
         case O_KV_PAIRS: pairs = (int)arg_int("--kv-pairs", optarg, 1, 1 << 24); break;
+        case OT_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
+        case OT_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         default: bad_option(argv, c);
         }
     }

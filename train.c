@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <omp.h>
+#include <dirent.h>
 
 #include "train.h"
 #include "checkpoint.h"
@@ -234,6 +235,14 @@ void prepare_bible(const char *dir) {
 // ----------------------------------------------------------------------------------------------------------
 // The training step
 
+// For the tests of --max-bad-steps: HGRN2_FAULT_NONFINITE=A-B makes the loss of steps A to B not finite, as a
+// diverging step's would be (the step then changes nothing).
+static int fault_nonfinite(int64_t step) {
+    const char *e = getenv("HGRN2_FAULT_NONFINITE");
+    long long a, b;
+    return e && sscanf(e, "%lld-%lld", &a, &b) == 2 && step >= a && step <= b;
+}
+
 StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm) {
     StepResult r = {.lr = lr_at(h, step)};
     const double N = (double)a->N;
@@ -248,6 +257,7 @@ StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const Bat
         loss_sum += s / (double)(cnt ? cnt : 1);
     }
     r.loss = loss_sum / h->accum;
+    if (fault_nonfinite(step)) r.loss = NAN;
     double scale = 1.0;
     if (measure_norm) {
         r.grad_norm = grad_norm(m);
@@ -363,6 +373,59 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
            g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)step, (long long)steps, out);
     return 128 + g_stop_signal;
 }
+// --keep: model.ckpt (just saved) also as OUT/model_step<step>.ckpt: a hard link (model.ckpt is replaced by
+// a rename at every save, so the link keeps this one), or a second save where links do not work; then the
+// step checkpoints beyond the newest `keep` removed.
+static void keep_step_checkpoint(const char *out, const char *ckpt_path, Model *model, const RunState *rs,
+                                 int64_t step, int keep) {
+    char *name = xasprintf("%s/model_step%lld.ckpt", out, (long long)step);
+    remove(name);   // one left by an earlier run to this step
+    if (link(ckpt_path, name) != 0) checkpoint_save(name, model, rs, 1);
+    free(name);
+    // the newest `keep` step numbers stay
+    DIR *d = opendir(out);
+    if (!d) return;
+    int64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long k;
+        char tail[8];
+        if (sscanf(e->d_name, "model_step%lld.ck%7s", &k, tail) == 2 && !strcmp(tail, "pt")) {
+            if (n == cap) steps = xrealloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
+            steps[n++] = k;
+        }
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++) {   // remove every step with `keep` or more newer ones
+        size_t newer = 0;
+        for (size_t j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= (size_t)keep) {
+            char *old = xasprintf("%s/model_step%lld.ckpt", out, (long long)steps[i]);
+            remove(old);
+            free(old);
+        }
+    }
+    free(steps);
+}
+
+// The lowest held-out loss in a run's log.tsv (its third column), INFINITY when there is none.
+static double log_best_val(const char *log_path) {
+    FILE *f = fopen(log_path, "r");
+    double best = INFINITY;
+    if (!f) return best;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!t2 || t2[1] == '\t' || t2[1] == '\n') continue;
+        char *end;
+        double v = strtod(t2 + 1, &end);
+        if (end != t2 + 1 && isfinite(v) && v < best) best = v;
+    }
+    fclose(f);
+    return best;
+}
+
 
 int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, const TrainPlan *p) {
     const Config *cf = &model->c;
@@ -414,15 +477,27 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     int rc = 0;
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
+    int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
+    // --keep: the best held-out loss so far (of this run's log.tsv, so a resumed run knows it too)
+    double best_val = p->keep > 0 && p->resume ? log_best_val(log_path) : INFINITY;
     stop_signals_catch();
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
         double t0 = now_s();
         StepResult r = train_step(model, &acts, h, step, &src, 1);
         loss = r.loss;
-        if (!isfinite(r.loss) || !isfinite(r.grad_norm))
-            die("training diverged at step %lld (loss %g, grad norm %g); lower --lr or raise --warmup; the last "
-                "checkpoint in %s is intact", (long long)step, r.loss, r.grad_norm, out);
+        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
+            // train_step left the parameters and the optimizer as they were: the batch is skipped
+            bad_total++;
+            if (++bad_run > p->max_bad_steps)
+                die("training diverged: %lld steps in a row up to step %lld had a non-finite loss or gradient (loss %g, "
+                    "grad norm %g; --max-bad-steps %lld); lower --lr or raise --warmup; the last checkpoint in %s is "
+                    "intact", (long long)bad_run, (long long)step, r.loss, r.grad_norm, (long long)p->max_bad_steps, out);
+            fprintf(stderr, "hgrn2: warning: step %lld skipped: loss %g, grad norm %g (%lld in a row, %lld in all)\n",
+                    (long long)step, r.loss, r.grad_norm, (long long)bad_run, (long long)bad_total);
+        } else {
+            bad_run = 0;
+        }
         rs->step = step;
         if (train_ld) rs->loader = loader_get_state(train_ld);
         else rs->loader.batches = (uint64_t)(step * h->accum);   // a generated task draws accum batches a step too
@@ -452,8 +527,16 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if (gen) { fputc('\t', logf); if (do_eval) fprintf(logf, "%.9g", val_acc); }
         fputc('\n', logf);
         fflush(logf);
-        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal)
+        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal) {
             checkpoint_save(ckpt_path, model, rs, 1);
+            if (p->keep > 0) keep_step_checkpoint(out, ckpt_path, model, rs, step, p->keep);
+        }
+        if (p->keep > 0 && do_eval && isfinite(val_loss) && val_loss < best_val) {
+            best_val = val_loss;
+            char *best = xasprintf("%s/best.ckpt", out);
+            checkpoint_save(best, model, rs, 1);
+            free(best);
+        }
         if (g_stop_signal) {
             rc = stop_signal_report(ckpt_path, rs->step, h->steps, out);
             break;
@@ -471,6 +554,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         fmt_duration(tot, sizeof tot, total);
         printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
                (long long)(rs->step - step0), tot, t_first, (double)(rs->step - step0) * N * h->accum / total, loss, first_loss);
+        if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
         if (has_val) printf(", held-out loss %.4f", val_loss);
         if (gen) printf(", accuracy %.4f", val_acc);
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());

@@ -107,6 +107,9 @@ typedef struct {
     int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
     int resume;                     // continue log.tsv (cut back to the checkpoint's step) instead of starting it
     const GenTask *gen;             // a generated task: batches and evaluation from it, no loaders (NULL: shards)
+    int keep;                       // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and
+                                    // the best held-out loss's as best.ckpt
+    int64_t max_bad_steps;          // steps with a non-finite loss or gradient in a row before the run stops
 } TrainPlan;
 
 // Ctrl-C (SIGINT) or SIGTERM during a training run (the language model's and the classifier's): the run

@@ -76,6 +76,30 @@ expect 2 "--stop with --ids" -- $H sample --ckpt "$TMP/a/model.ckpt" --stop x --
 expect 2 "--num-samples 0" -- $H sample --ckpt "$TMP/a/model.ckpt" --num-samples 0
 expect 2 "--repetition-penalty 0" -- $H sample --ckpt "$TMP/a/model.ckpt" --repetition-penalty 0
 
+# --keep: the newest step checkpoints and the best held-out loss's, across a resume
+expect 0 "train 40 steps keeping 2" -- $H train "${SMALL[@]}" --steps 40 --ckpt-every 10 --keep 2 --out "$TMP/k"
+checks=$((checks + 1))
+kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
+[ "$kept" = "model_step30.ckpt model_step40.ckpt " ] && [ -s "$TMP/k/best.ckpt" ] && ok "--keep 2 leaves steps 30 and 40 and best.ckpt" \
+    || fail "--keep 2 left: $kept $(ls "$TMP/k")"
+best=$(awk -F'\t' 'NR > 1 && $3 != "" { if (b == "" || $3 < b) { b = $3; s = $1 } } END { print s }' "$TMP/k/log.tsv")
+checks=$((checks + 1))
+cmp -s "$TMP/k/best.ckpt" "$TMP/k/model_step$best.ckpt" 2>/dev/null || [ "$best" -lt 30 ] \
+    && ok "best.ckpt is the checkpoint of the lowest held-out loss (step $best)" || fail "best.ckpt differs from step $best's"
+expect 0 "resume to 60 steps keeping 2" -- $H train --resume --out "$TMP/k" --steps 60 --ckpt-every 10 --keep 2
+kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
+checks=$((checks + 1)); [ "$kept" = "model_step50.ckpt model_step60.ckpt " ] && ok "resumed: steps 50 and 60 kept" || fail "after resume: $kept"
+expect 0 "eval best.ckpt" -- $H eval --ckpt "$TMP/k/best.ckpt"
+# a step whose loss is not finite is skipped; too many in a row stop the run (HGRN2_FAULT_NONFINITE makes them)
+HGRN2_FAULT_NONFINITE=5-7 $H train "${SMALL[@]}" --steps 12 --max-bad-steps 3 --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 0 ] && [ "$(grep -c "skipped: loss nan" "$TMP/err")" = 3 ] && grep -q "3 steps skipped (non-finite)" "$TMP/out" \
+    && ok "three non-finite steps skipped and counted" || fail "skipping: exit $rc; $(cat "$TMP/err")"
+HGRN2_FAULT_NONFINITE=5-30 $H train "${SMALL[@]}" --steps 12 --max-bad-steps 3 --ckpt-every 2 --out "$TMP/bad2" > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 1 ] && grep -q "training diverged: 4 steps in a row up to step 8" "$TMP/err" && [ -s "$TMP/bad2/model.ckpt" ] \
+    && ok "four in a row stop the run, its checkpoint intact" || fail "stopping: exit $rc; $(cat "$TMP/err")"
+
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
 ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int"
 expect 0 "resume after Ctrl-C with a nearer end" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
