@@ -8,7 +8,7 @@ LDLIBS  += -lzstd -lpng -lz -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
-LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c checkpoint.c train.c cli.c \
+LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
           cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c tokenizer.c tokenizer_hf.c json.c hf.c mqar.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
@@ -68,10 +68,10 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
 	fi
-	@if ! dpkg -s libpng-dev dataset-fashion-mnist >/dev/null 2>&1; then \
-	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist"; \
+	@if ! dpkg -s libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null 2>&1; then \
+	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev dataset-fashion-mnist >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null; \
 	fi
 	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \

@@ -12,6 +12,7 @@ int cmd_export(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);    // cmd_data.c
 int cmd_tokenize(int argc, char **argv);   // cmd_data.c
 int cmd_generate(int argc, char **argv);   // cmd_tasks.c
+int cmd_plot(int argc, char **argv);       // cmd_plot.c
 // train and eval of the Long Range Arena's classification tasks (cmd_cls.c). cls_command_line says whether a
 // train (eval 0) or eval (eval 1) command line is theirs: --task lra-* (or lra), or without --task, a
 // checkpoint to resume or evaluate that is a classifier's.

@@ -827,6 +827,7 @@ static const char *MAIN_HELP =
     "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens\n"
+    "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
     "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"
     "\n"
@@ -867,6 +868,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prepare")) { optind = 0; return cmd_prepare(argc, argv); }
     if (!strcmp(cmd, "tokenize")) { optind = 0; return cmd_tokenize(argc, argv); }
     if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
+    if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     fprintf(stderr, "hgrn2: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }

@@ -310,8 +310,9 @@ void run_dir_lock(const char *out, int argc, char **argv) {
     free(path);     // fd stays open, and the lock held, until the process exits
 }
 
-#define LOG_HEADER "step\ttrain_loss\tval_loss\tlr\tgrad_norm\n"
-#define LOG_HEADER_ACC "step\ttrain_loss\tval_loss\tlr\tgrad_norm\tval_acc\n"
+// tokens: seen by the end of the step; wall_s: seconds of training so far (continued across --resume)
+#define LOG_HEADER "step\ttrain_loss\tval_loss\tlr\tgrad_norm\ttokens\twall_s\n"
+#define LOG_HEADER_ACC "step\ttrain_loss\tval_loss\tlr\tgrad_norm\tval_acc\ttokens\twall_s\n"
 
 // On --resume, log.tsv is cut back to the rows of the steps the checkpoint holds: a run killed after its
 // last checkpoint had logged steps that the resumed run logs again. Rows after a step already seen, and a
@@ -409,6 +410,23 @@ static void keep_step_checkpoint(const char *out, const char *ckpt_path, Model *
     free(steps);
 }
 
+// The wall_s of a run's last row in log.tsv (its last column), 0 when there is none.
+static double log_last_wall(const char *log_path) {
+    FILE *f = fopen(log_path, "r");
+    double wall = 0;
+    if (!f) return wall;
+    char line[512];
+    int header = 1;
+    while (fgets(line, sizeof line, f)) {
+        if (header) { header = 0; continue; }
+        char *t = strrchr(line, '\t'), *end;
+        double v = t ? strtod(t + 1, &end) : NAN;
+        if (t && end != t + 1 && isfinite(v) && v >= 0) wall = v;
+    }
+    fclose(f);
+    return wall;
+}
+
 // The lowest held-out loss in a run's log.tsv (its third column), INFINITY when there is none.
 static double log_best_val(const char *log_path) {
     FILE *f = fopen(log_path, "r");
@@ -473,7 +491,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     const BatchSource src = gen ? gen->batches : (BatchSource){loader_batches_next, &lb};
     double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, val_acc = NAN, first_loss = NAN;
     int64_t step0 = rs->step;
-    double tok_per_s = 0;
+    double tok_per_s = 0, wall0 = p->resume ? log_last_wall(log_path) : 0;
     int rc = 0;
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
@@ -525,7 +543,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if (do_eval) fprintf(logf, "%.9g", val_loss);
         fprintf(logf, "\t%.9g\t%.9g", r.lr, r.grad_norm);
         if (gen) { fputc('\t', logf); if (do_eval) fprintf(logf, "%.9g", val_acc); }
-        fputc('\n', logf);
+        fprintf(logf, "\t%lld\t%.3f\n", (long long)(step * N * h->accum), wall0 + now_s() - t_start);
         fflush(logf);
         if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal) {
             checkpoint_save(ckpt_path, model, rs, 1);

@@ -9,7 +9,7 @@ checks=$((checks + 1))
 grep -qE "^hgrn2 [^ ]+ \((CPU and CUDA backends|CPU backend; built without CUDA)\)$" "$TMP/out" && ok "--version names the commit" || fail "--version: $(cat "$TMP/out")"
 expect 2 "no command" -- $H
 expect 2 "unknown command" -- $H frobnicate; expect_msg "unknown command"
-for cmd in train eval sample prepare tokenize bench; do
+for cmd in train eval sample prepare tokenize bench plot; do
     expect 0 "$cmd --help" -- $H $cmd --help
     grep -q "usage:" "$TMP/out" || fail "$cmd --help prints no usage line"
     expect 2 "$cmd with an unknown flag" -- $H $cmd --no-such-flag; expect_msg "usage:"

@@ -17,9 +17,13 @@ now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 wait_steps() {   # wait_steps PID FILE N: until FILE holds N progress lines or PID has ended
     while kill -0 "$1" 2>/dev/null && [ "$(grep -c '^step ' "$2")" -lt "$3" ]; do sleep 0.01; done
 }
-same() {   # same FILE FILE DESCRIPTION: one check that the two files are identical
+same() {   # same FILE FILE DESCRIPTION: one check that the two files are identical (log.tsv: but for wall_s)
     checks=$((checks + 1))
-    if cmp -s "$1" "$2"; then ok "$3"; else fail "$3: $1 and $2 differ"; fi
+    case "$1" in
+    *.tsv)   # the last column of a run's log, wall_s, is the only one that depends on the clock
+        if cmp -s <(sed 's/\t[^\t]*$//' "$1") <(sed 's/\t[^\t]*$//' "$2"); then ok "$3"; else fail "$3: $1 and $2 differ"; fi ;;
+    *) if cmp -s "$1" "$2"; then ok "$3"; else fail "$3: $1 and $2 differ"; fi ;;
+    esac
 }
 
 D="$TMP/data"

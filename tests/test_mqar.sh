@@ -24,7 +24,7 @@ expect 2 "eval --task mqar --examples 0" -- $H eval --task mqar --examples 0
 expect 0 "train 30 steps" -- $H train "${SMALL[@]}" --steps 30 --out "$TMP/a"
 grep -q "val acc" "$TMP/out" || fail "the progress line shows no held-out accuracy"
 checks=$((checks + 1))
-if head -n 1 "$TMP/a/log.tsv" | grep -q 'val_acc$' && awk -F'\t' 'NR > 1 && $3 != "" && ($6 < 0 || $6 > 1 || $6 == "") { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
+if head -n 1 "$TMP/a/log.tsv" | grep -q '	val_acc	' && awk -F'\t' 'NR > 1 && $3 != "" && ($6 < 0 || $6 > 1 || $6 == "") { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
 then ok "log.tsv has a val_acc column, a fraction at every evaluation"; else fail "log.tsv's val_acc column"; head -3 "$TMP/a/log.tsv"; fi
 expect 0 "train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 expect 0 "resume to step 30" -- $H train --resume --out "$TMP/b"

@@ -90,6 +90,17 @@ expect 0 "resume to 60 steps keeping 2" -- $H train --resume --out "$TMP/k" --st
 kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
 checks=$((checks + 1)); [ "$kept" = "model_step50.ckpt model_step60.ckpt " ] && ok "resumed: steps 50 and 60 kept" || fail "after resume: $kept"
 expect 0 "eval best.ckpt" -- $H eval --ckpt "$TMP/k/best.ckpt"
+# plot: the curves of two runs into a PNG (gnuplot), and its errors
+expect 0 "plot two runs" -- $H plot "$TMP/a" "$TMP/k" --out "$TMP/curves.png" --size 640x400 --title "two runs"
+checks=$((checks + 1))
+sig=$(head -c 8 "$TMP/curves.png" | od -An -tx1 | tr -d ' \n'); wh=$(od -An -tu1 -j16 -N8 "$TMP/curves.png" | tr -s ' ')
+[ "$sig" = "89504e470d0a1a0a" ] && [ "$wh" = " 0 0 2 128 0 0 1 144" ] && grep -q "2 runs" "$TMP/out" \
+    && ok "plot wrote a 640 x 400 PNG" || fail "plot: signature $sig, size bytes $wh"
+expect 0 "plot against wall time" -- $H plot "$TMP/k/log.tsv" --x wall --out "$TMP/wall.png"
+expect 2 "plot without a run" -- $H plot --out "$TMP/x.png"; expect_msg "at least one run"
+expect 2 "plot --out not a .png" -- $H plot "$TMP/a" --out "$TMP/x.jpg"; expect_msg "must name a .png"
+expect 1 "plot of a missing run" -- $H plot "$TMP/nothing"; expect_msg "cannot read"
+expect 1 "plot of a file that is no log" -- $H plot "$TMP/prompt.txt"; expect_msg "not a run's log.tsv"
 # a step whose loss is not finite is skipped; too many in a row stop the run (HGRN2_FAULT_NONFINITE makes them)
 HGRN2_FAULT_NONFINITE=5-7 $H train "${SMALL[@]}" --steps 12 --max-bad-steps 3 --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
 checks=$((checks + 1))
