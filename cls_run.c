@@ -127,6 +127,7 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
     r.loss = sum / h->B;
     r.acc = (double)correct / h->B;
     r.grad_norm = cls_grad_norm(m);
+    if (fault_nonfinite(step)) r.loss = NAN;
     double scale = h->clip > 0 && r.grad_norm > h->clip ? h->clip / r.grad_norm : 1.0;
     if (!isfinite(r.loss) || !isfinite(r.grad_norm)) return r;
     cls_adamw(m, r.lr, h->beta1, h->beta2, h->adam_eps, h->wd, scale, step);
@@ -137,6 +138,24 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 // The training run
 
 #define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
+
+// The highest validation accuracy in a classifier run's log.tsv (its sixth column), -1 when there is none.
+static double log_best_acc(const char *log_path) {
+    FILE *f = fopen(log_path, "r");
+    double best = -1;
+    if (!f) return best;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *t = line;
+        for (int k = 0; k < 5 && t; k++) t = strchr(t + (k > 0), '\t');   // the fifth tab starts column 6
+        if (!t || t[1] == '\t' || t[1] == '\n') continue;
+        char *end;
+        double v = strtod(t + 1, &end);
+        if (end != t + 1 && isfinite(v) && v > best) best = v;
+    }
+    fclose(f);
+    return best;
+}
 
 
 int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p) {
@@ -187,6 +206,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     int64_t step0 = rs->step, since = 0, val_step = 0;
     int rc = 0;
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
+    int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
+    double best_acc = p->keep > 0 && p->resume ? log_best_acc(log_path) : -1;
     stop_signals_catch();     // Ctrl-C or SIGTERM: finish the step, save, stop (train.h)
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
@@ -196,9 +217,19 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
             cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, h->seed, step);
         ClsStepResult r = cls_train_step(m, acts, h, step, &b);
         t_steps += now_s() - t0;
-        if (!isfinite(r.loss) || !isfinite(r.grad_norm))
-            die("training diverged at step %lld (loss %g, grad norm %g); lower --lr or raise --warmup; the last "
-                "checkpoint in %s is intact", (long long)step, r.loss, r.grad_norm, p->out);
+        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
+            // cls_train_step left the parameters and the optimizer as they were: the batch is skipped
+            bad_total++;
+            if (++bad_run > p->max_bad_steps)
+                die("training diverged: %lld steps in a row up to step %lld had a non-finite loss or gradient (loss %g, "
+                    "grad norm %g; --max-bad-steps %lld); lower --lr or raise --warmup; the last checkpoint in %s is "
+                    "intact", (long long)bad_run, (long long)step, r.loss, r.grad_norm, (long long)p->max_bad_steps,
+                    p->out);
+            fprintf(stderr, "hgrn2: warning: step %lld skipped: loss %g, grad norm %g (%lld in a row, %lld in all)\n",
+                    (long long)step, r.loss, r.grad_norm, (long long)bad_run, (long long)bad_total);
+        } else {
+            bad_run = 0;
+        }
         rs->step = step;
         rs->loader = example_loader_get_state(train);
         loss = r.loss;
@@ -237,8 +268,16 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
         else fputc('\t', logf);
         fprintf(logf, "\t%.9g\t%.9g\n", r.lr, r.grad_norm);
         fflush(logf);
-        if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || stop_signal())
+        if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || stop_signal()) {
             cls_checkpoint_save(ckpt_path, m, rs, 1);
+            if (p->keep > 0) keep_step_checkpoint(p->out, ckpt_path, step, p->keep);
+        }
+        if (p->keep > 0 && do_eval && isfinite(val_acc) && val_acc > best_acc) {
+            best_acc = val_acc;
+            char *best = xasprintf("%s/best.ckpt", p->out);
+            cls_checkpoint_save(best, m, rs, 1);
+            free(best);
+        }
         if (stop_signal()) {
             rc = stop_signal_report(ckpt_path, rs->step, h->steps, p->out);
             break;
@@ -257,6 +296,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
         printf("done: %lld steps (%.4g epochs) in %s, %.1f examples/s, train loss %.4f (first %.4f), train acc %.3f",
                (long long)(rs->step - step0), (double)rs->step / (double)spe, tot,
                (double)(rs->step - step0) * h->B / total, loss, first_loss, acc);
+        if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\n");
         if (val_step) printf("val loss %.4f, val accuracy %.4f at step %lld\n", val_loss, val_acc, (long long)val_step);

@@ -11,7 +11,8 @@
 #include "lra.h"
 
 // Options of the classifier only, numbered after the shared ones of cli.h.
-enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_LAST };
+enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
+       OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -109,6 +110,10 @@ static const char *TRAIN_HELP =
     "  --ckpt-every N       (default: once an epoch; 0: at the end) --log-every N (default 10)\n"
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
+    "  --keep N             also keep the newest N checkpoints as OUT/model_step<step>.ckpt, and the one of\n"
+    "                       the best validation accuracy as OUT/best.ckpt (default 0: model.ckpt alone)\n"
+    "  --max-bad-steps N    a step whose loss or gradient is not finite is skipped (no update) and counted;\n"
+    "                       the run stops after N more than that in a row (default 10)\n"
     "Machine:\n"
     "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N (default 1337)\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16)\n";
@@ -141,7 +146,8 @@ int cmd_cls_train(int argc, char **argv) {
         {"beta2", required_argument, 0, O_BETA2}, {"adam-eps", required_argument, 0, O_ADAM_EPS},
         {"clip", required_argument, 0, O_CLIP}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
-        {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT}, {0, 0, 0, 0}};
+        {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
+        {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
     MachineArgs mach = {0};
@@ -151,7 +157,7 @@ int cmd_cls_train(int argc, char **argv) {
     int norm = 0, pos = 0, c;
     double dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
-    ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10};
+    ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10, .max_bad_steps = 10};
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < OC_LAST) set[c] = 1;
         if (machine_arg(c, &mach)) continue;
@@ -188,6 +194,8 @@ int cmd_cls_train(int argc, char **argv) {
         case O_CKPT_EVERY: plan.ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
         case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
+        case OC_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
+        case OC_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         default: bad_option(argv, c);
         }
     }

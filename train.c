@@ -237,7 +237,7 @@ void prepare_bible(const char *dir) {
 
 // For the tests of --max-bad-steps: HGRN2_FAULT_NONFINITE=A-B makes the loss of steps A to B not finite, as a
 // diverging step's would be (the step then changes nothing).
-static int fault_nonfinite(int64_t step) {
+int fault_nonfinite(int64_t step) {
     const char *e = getenv("HGRN2_FAULT_NONFINITE");
     long long a, b;
     return e && sscanf(e, "%lld-%lld", &a, &b) == 2 && step >= a && step <= b;
@@ -374,14 +374,28 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
            g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)step, (long long)steps, out);
     return 128 + g_stop_signal;
 }
-// --keep: model.ckpt (just saved) also as OUT/model_step<step>.ckpt: a hard link (model.ckpt is replaced by
-// a rename at every save, so the link keeps this one), or a second save where links do not work; then the
-// step checkpoints beyond the newest `keep` removed.
-static void keep_step_checkpoint(const char *out, const char *ckpt_path, Model *model, const RunState *rs,
-                                 int64_t step, int keep) {
+// --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
+// replaces ckpt_path by a rename, so the link keeps this one), or a copy through a temporary file and a rename
+// where links do not work; then the step checkpoints beyond the newest `keep` removed.
+void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep) {
     char *name = xasprintf("%s/model_step%lld.ckpt", out, (long long)step);
     remove(name);   // one left by an earlier run to this step
-    if (link(ckpt_path, name) != 0) checkpoint_save(name, model, rs, 1);
+    if (link(ckpt_path, name) != 0) {
+        char *tmp = xasprintf("%s.tmp", name);
+        FILE *in = fopen(ckpt_path, "rb"), *o = fopen(tmp, "wb");
+        int ok = in && o;
+        char buf[1 << 16];
+        size_t n;
+        while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, o) == n;
+        if (in && ferror(in)) ok = 0;
+        if (in) fclose(in);
+        if (o && fclose(o) != 0) ok = 0;
+        if (!ok || rename(tmp, name) != 0) {
+            remove(tmp);
+            die("cannot write %s: %s", name, strerror(errno));
+        }
+        free(tmp);
+    }
     free(name);
     // the newest `keep` step numbers stay
     DIR *d = opendir(out);
@@ -547,7 +561,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         fflush(logf);
         if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal) {
             checkpoint_save(ckpt_path, model, rs, 1);
-            if (p->keep > 0) keep_step_checkpoint(out, ckpt_path, model, rs, step, p->keep);
+            if (p->keep > 0) keep_step_checkpoint(out, ckpt_path, step, p->keep);
         }
         if (p->keep > 0 && do_eval && isfinite(val_loss) && val_loss < best_val) {
             best_val = val_loss;

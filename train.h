@@ -112,6 +112,12 @@ typedef struct {
     int64_t max_bad_steps;          // steps with a non-finite loss or gradient in a row before the run stops
 } TrainPlan;
 
+// What the language model's and the classifier's runs share beyond the stop signals:
+// --keep: the checkpoint just saved at ckpt_path kept also as OUT/model_step<step>.ckpt, the newest `keep` of them.
+void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep);
+// For the tests of --max-bad-steps: whether HGRN2_FAULT_NONFINITE=A-B names this step (its loss is then NaN).
+int fault_nonfinite(int64_t step);
+
 // Ctrl-C (SIGINT) or SIGTERM during a training run (the language model's and the classifier's): the run
 // finishes the step in progress, saves and stops. A second signal while that happens takes the default
 // action; a checkpoint's write-and-rename keeps the last one whole.

@@ -76,6 +76,24 @@ expect 0 "resume a finished run with --epochs 2" -- $H train --resume --out "$TM
 grep -q "resuming .* at step 30 of 50" "$TMP/out" || fail "--epochs 2 on resume is not 50 steps"
 expect 2 "resume with --steps below the steps done" -- $H train --resume --out "$TMP/b" --steps 3; expect_msg "below the 50 steps"
 
+# --keep and best.ckpt (the best validation accuracy); non-finite steps skipped, then the stop
+expect 0 "train 30 steps keeping 1" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 \
+    --keep 1 --out "$TMP/keep"
+kept=$(cd "$TMP/keep" && ls model_step*.ckpt | tr '\n' ' ')
+checks=$((checks + 1)); [ "$kept" = "model_step30.ckpt " ] && [ -s "$TMP/keep/best.ckpt" ] && ok "--keep 1 leaves step 30 and best.ckpt" \
+    || fail "--keep 1 left: $kept"
+expect 0 "eval best.ckpt" -- $H eval --task lra-listops --ckpt "$TMP/keep/best.ckpt" --data "$TMP/ex"
+HGRN2_FAULT_NONFINITE=3-4 $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 8 --max-bad-steps 2 \
+    --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 0 ] && [ "$(grep -c "skipped: loss nan" "$TMP/err")" = 2 ] && grep -q "2 steps skipped (non-finite)" "$TMP/out" \
+    && ok "classifier: two non-finite steps skipped and counted" || fail "classifier skipping: exit $rc; $(cat "$TMP/err")"
+HGRN2_FAULT_NONFINITE=3-20 $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 8 --max-bad-steps 2 \
+    --out "$TMP/bad2" > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 1 ] && grep -q "training diverged: 3 steps in a row up to step 5" "$TMP/err" \
+    && ok "classifier: three in a row stop the run" || fail "classifier stopping: exit $rc; $(cat "$TMP/err")"
+
 # ---- eval ----
 expect 0 "eval --task lra-listops" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --threads 2
 last=$(tail -n 1 "$TMP/out")
