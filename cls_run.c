@@ -139,25 +139,6 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 
 #define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
 
-// The highest validation accuracy in a classifier run's log.tsv (its sixth column), -1 when there is none.
-static double log_best_acc(const char *log_path) {
-    FILE *f = fopen(log_path, "r");
-    double best = -1;
-    if (!f) return best;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        char *t = line;
-        for (int k = 0; k < 5 && t; k++) t = strchr(t + (k > 0), '\t');   // the fifth tab starts column 6
-        if (!t || t[1] == '\t' || t[1] == '\n') continue;
-        char *end;
-        double v = strtod(t + 1, &end);
-        if (end != t + 1 && isfinite(v) && v > best) best = v;
-    }
-    fclose(f);
-    return best;
-}
-
-
 int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p) {
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
@@ -207,7 +188,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     int rc = 0;
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
-    double best_acc = p->keep > 0 && p->resume ? log_best_acc(log_path) : -1;
+    double best_acc = p->keep > 0 && p->resume ? log_column(log_path, 5, LOG_MAX) : -1;   // val_acc
     stop_signals_catch();     // Ctrl-C or SIGTERM: finish the step, save, stop (train.h)
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;

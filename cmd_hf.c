@@ -235,22 +235,6 @@ int cmd_import(int argc, char **argv) {
     return 0;
 }
 
-// Through to.tmp and a rename, like every file export writes: a kill never leaves a partial file under the
-// final name.
-static void copy_file(const char *from, const char *to) {
-    size_t len;
-    char *data = read_file(from, &len), *tmp = xasprintf("%s.tmp", to);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
-    if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
-    if (rename(tmp, to) != 0) { e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, to, strerror(e)); }
-    free(tmp);
-    free(data);
-}
-
 // Writes dir/model.safetensors: every tensor of m under its Hugging Face name, in the order of the parameter
 // table, stored as dtype. Returns the number of tensors.
 static int hf_write_tensors(const char *dir, Model *m, StDtype dtype) {

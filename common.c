@@ -58,6 +58,26 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) die("cannot open %s: %s", from, strerror(errno));
+    char *tmp = xasprintf("%s.tmp", to);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+    char buf[1 << 16];
+    size_t n;
+    int ok = 1, e = 0;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, f) == n;
+    if (!ok) e = errno;
+    if (ok && ferror(in)) { e = errno; unlink(tmp); die("reading %s failed: %s", from, strerror(e)); }
+    fclose(in);
+    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) { ok = 0; e = errno; }
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (!ok) { unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
+    if (rename(tmp, to) != 0) { e = errno; unlink(tmp); die("renaming %s to %s failed: %s", tmp, to, strerror(e)); }
+    free(tmp);
+}
+
 void fmt_duration(char *buf, size_t n, double s) {
     if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
     long t = (long)(s + 0.5);

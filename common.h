@@ -131,6 +131,9 @@ __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
 double now_s(void);                                  // a monotonic clock in seconds
 void mkdir_p(const char *dir);                       // mkdir -p; dies naming the part that failed
 int file_exists(const char *path);
+// Copies a file to `to` through to.tmp (synced) and a rename, in pieces of 64 KiB: a kill never leaves a
+// partial file under the final name, and a file of any size takes constant memory. Dies on any failure.
+void copy_file(const char *from, const char *to);
 void fmt_duration(char *buf, size_t n, double s);    // 1h05m, 3m07s; "?" for a negative or infinite time
 double bytes_mib(int64_t b);
 

@@ -375,27 +375,11 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
     return 128 + g_stop_signal;
 }
 // --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
-// replaces ckpt_path by a rename, so the link keeps this one), or a copy through a temporary file and a rename
-// where links do not work; then the step checkpoints beyond the newest `keep` removed.
+// replaces ckpt_path by a rename, so the link keeps this one), or a copy where links do not work; then the step checkpoints beyond the newest `keep` removed.
 void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep) {
     char *name = xasprintf("%s/model_step%lld.ckpt", out, (long long)step);
     remove(name);   // one left by an earlier run to this step
-    if (link(ckpt_path, name) != 0) {
-        char *tmp = xasprintf("%s.tmp", name);
-        FILE *in = fopen(ckpt_path, "rb"), *o = fopen(tmp, "wb");
-        int ok = in && o;
-        char buf[1 << 16];
-        size_t n;
-        while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, o) == n;
-        if (in && ferror(in)) ok = 0;
-        if (in) fclose(in);
-        if (o && fclose(o) != 0) ok = 0;
-        if (!ok || rename(tmp, name) != 0) {
-            remove(tmp);
-            die("cannot write %s: %s", name, strerror(errno));
-        }
-        free(tmp);
-    }
+    if (link(ckpt_path, name) != 0) copy_file(ckpt_path, name);
     free(name);
     // the newest `keep` step numbers stay
     DIR *d = opendir(out);
@@ -424,38 +408,27 @@ void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, 
     free(steps);
 }
 
-// The wall_s of a run's last row in log.tsv (its last column), 0 when there is none.
-static double log_last_wall(const char *log_path) {
+double log_column(const char *log_path, int column, LogPick pick) {
+    double got = pick == LOG_MIN ? INFINITY : pick == LOG_MAX ? -INFINITY : 0;
     FILE *f = fopen(log_path, "r");
-    double wall = 0;
-    if (!f) return wall;
+    if (!f) return got;
     char line[512];
-    int header = 1;
-    while (fgets(line, sizeof line, f)) {
-        if (header) { header = 0; continue; }
-        char *t = strrchr(line, '\t'), *end;
-        double v = t ? strtod(t + 1, &end) : NAN;
-        if (t && end != t + 1 && isfinite(v) && v >= 0) wall = v;
-    }
-    fclose(f);
-    return wall;
-}
-
-// The lowest held-out loss in a run's log.tsv (its third column), INFINITY when there is none.
-static double log_best_val(const char *log_path) {
-    FILE *f = fopen(log_path, "r");
-    double best = INFINITY;
-    if (!f) return best;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (!t2 || t2[1] == '\t' || t2[1] == '\n') continue;
+    for (int row = 0; fgets(line, sizeof line, f); row++) {
+        if (row == 0) continue;   // the header
+        char *at = line;          // the field: the column's, or after the last tab
+        if (column < 0) at = strrchr(line, '\t');
+        else
+            for (int k = 0; k < column && at; k++) at = strchr(at + (k > 0), '\t');
+        if (!at) continue;
+        if (at != line) at++;
+        if (*at == '\t' || *at == '\n' || !*at) continue;   // an empty field (strtod would skip the tab)
         char *end;
-        double v = strtod(t2 + 1, &end);
-        if (end != t2 + 1 && isfinite(v) && v < best) best = v;
+        double v = strtod(at, &end);
+        if (end == at || !isfinite(v)) continue;
+        if (pick == LOG_LAST || (pick == LOG_MIN && v < got) || (pick == LOG_MAX && v > got)) got = v;
     }
     fclose(f);
-    return best;
+    return got;
 }
 
 
@@ -505,13 +478,13 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     const BatchSource src = gen ? gen->batches : (BatchSource){loader_batches_next, &lb};
     double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, val_acc = NAN, first_loss = NAN;
     int64_t step0 = rs->step;
-    double tok_per_s = 0, wall0 = p->resume ? log_last_wall(log_path) : 0;
+    double tok_per_s = 0, wall0 = p->resume ? log_column(log_path, -1, LOG_LAST) : 0;   // wall_s
     int rc = 0;
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
     // --keep: the best held-out loss so far (of this run's log.tsv, so a resumed run knows it too)
-    double best_val = p->keep > 0 && p->resume ? log_best_val(log_path) : INFINITY;
+    double best_val = p->keep > 0 && p->resume ? log_column(log_path, 2, LOG_MIN) : INFINITY;   // val_loss
     stop_signals_catch();
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
