@@ -68,13 +68,30 @@ static double field_num(char **f, int nf, int col) {
     return end != f[col] && !*end && isfinite(v) ? v : NAN;
 }
 
+// The next line of a log into line[LOG_LINE] (its end cut off); 0 at the end. A line that does not fit is no
+// log's: a run's rows are a few dozen bytes.
+#define LOG_LINE 4096
+static int log_line(FILE *f, char *line, const char *path, int64_t lineno) {
+    if (!fgets(line, LOG_LINE, f)) {
+        if (ferror(f)) die("reading %s failed: %s", path, strerror(errno));
+        return 0;
+    }
+    if (!strchr(line, '\n') && !feof(f))
+        die("%s:%lld is longer than %d bytes: not a run's log.tsv", path, (long long)lineno, LOG_LINE - 2);
+    return 1;
+}
+
 static void curve_read(Curve *c, const char *run, int want_x) {
     char *path = is_directory(run) ? xasprintf("%s/log.tsv", run) : xasprintf("%s", run);
+    if (file_size(path) < 0) {
+        if (file_exists(path)) die("%s is not a regular file", path);
+        die("cannot read %s: %s (a run directory holds log.tsv once it has trained a step)", path, strerror(ENOENT));
+    }
     FILE *f = fopen(path, "r");
-    if (!f) die("cannot read %s: %s (a run directory holds log.tsv once it has trained a step)", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    if (getline(&line, &cap, f) < 0) die("%s is empty: no header line", path);
+    if (!f) die("cannot read %s: %s", path, strerror(errno));
+    char *line = xmalloc(LOG_LINE);
+    int64_t lineno = 1;
+    if (!log_line(f, line, path, lineno)) die("%s is empty: no header line", path);
     char *names[32];
     int nn = split_tabs(line, names, 32);
     int cstep = column_of(names, nn, "step"), ctrain = column_of(names, nn, "train_loss"),
@@ -91,7 +108,7 @@ static void curve_read(Curve *c, const char *run, int want_x) {
     }
     // (the names point into `line`, which the rows reuse: only the column indices are kept)
     size_t cap_rows = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    while (log_line(f, line, path, ++lineno)) {
         char *fl[32];
         int nf = split_tabs(line, fl, 32);
         double x = field_num(fl, nf, cx), tr = field_num(fl, nf, ctrain), va = field_num(fl, nf, cval);

@@ -101,6 +101,9 @@ expect 2 "plot without a run" -- $H plot --out "$TMP/x.png"; expect_msg "at leas
 expect 2 "plot --out not a .png" -- $H plot "$TMP/a" --out "$TMP/x.jpg"; expect_msg "must name a .png"
 expect 1 "plot of a missing run" -- $H plot "$TMP/nothing"; expect_msg "cannot read"
 expect 1 "plot of a file that is no log" -- $H plot "$TMP/prompt.txt"; expect_msg "not a run's log.tsv"
+expect 1 "plot of /dev/zero" -- $H plot /dev/zero; expect_msg "is not a regular file"
+head -c 100000 /dev/zero | tr '\0' x > "$TMP/long.tsv"
+expect 1 "plot of a file with a 100 kB line" -- $H plot "$TMP/long.tsv"; expect_msg "longer than 4094 bytes"
 # a step whose loss is not finite is skipped; too many in a row stop the run (HGRN2_FAULT_NONFINITE makes them)
 HGRN2_FAULT_NONFINITE=5-7 $H train "${SMALL[@]}" --steps 12 --max-bad-steps 3 --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
 checks=$((checks + 1))
