@@ -185,12 +185,6 @@ static void patch(const char *path, uint64_t off, const void *p, size_t n) {
     close(fd);
 }
 
-static void copy_file(const char *from, const char *to) {
-    Bytes b = read_bytes(from);
-    spit(to, b.p, b.n);
-    free(b.p);
-}
-
 // Rewrites a shard's header fields and recomputes its checksum, so only the intended defect remains.
 static void reseal(const char *path, void (*edit)(ShardHeader *h, uint8_t *index)) {
     Bytes b = read_bytes(path);

@@ -42,14 +42,6 @@ static int32_t *fixture_ids(const StSet *s, const char *name, int64_t *numel) {
     return ids;
 }
 
-static void copy_file(const char *from, const char *to) {
-    size_t len;
-    char *data = read_file(from, &len);
-    FILE *f = fopen(to, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) { printf("writing %s failed\n", to); exit(1); }
-    free(data);
-}
-
 static int run_cmd(int (*cmd)(int, char **), int argc, char **argv, int quiet) {
     fflush(stdout);
     pid_t pid = fork();
