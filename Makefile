@@ -9,7 +9,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
-          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c tokenizer.c tokenizer_hf.c json.c hf.c mqar.c
+          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -61,7 +61,9 @@ build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h common.h
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
 
-# Debian packages the build, the tests and the default run need.
+# Debian packages the build, the tests and the default run need, and the Python package the export's
+# tokenizer test loads its files with (Hugging Face tokenizers, in the git-ignored virtual environment .venv).
+TOKENIZERS_VERSION = 0.23.3
 setup:
 	@if ! [ -f /usr/include/zstd.h ] || ! command -v bible >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then \
 	  echo "installing libzstd-dev zstd bible-kjv"; \
@@ -77,6 +79,15 @@ setup:
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-dev libomp-dev >/dev/null; \
+	fi
+	@if ! .venv/bin/python -c 'import tokenizers, sys; sys.exit(tokenizers.__version__ != "$(TOKENIZERS_VERSION)")' >/dev/null 2>&1; then \
+	  echo "installing tokenizers==$(TOKENIZERS_VERSION) into .venv (tests/test_hf_tokenizer.sh)"; \
+	  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then \
+	    echo "installing python3-venv"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null; \
+	  fi; \
+	  { [ -x .venv/bin/pip ] || python3 -m venv .venv; } && .venv/bin/pip install -q tokenizers==$(TOKENIZERS_VERSION); \
 	fi
 	@$(MAKE) --no-print-directory all
 

@@ -269,12 +269,85 @@ static int hf_write_tensors(const char *dir, Model *m, StDtype dtype) {
     return n;
 }
 
-// Writes dir/config.json in the form fla's HGRN2Config writes it (via a temporary file and a rename), with
-// the special tokens of tok when the run had a tokenizer.
-static void hf_write_config(const char *dir, const Config *cf, const Tokenizer *tok) {
-    char *path = xasprintf("%s/config.json", dir), *tmp = xasprintf("%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) die("cannot create %s: %s", tmp, strerror(errno));
+// A file of the export, written as dir/name.tmp and renamed into place once complete and synced, so that a
+// kill never leaves a partial file under its final name.
+typedef struct { FILE *f; char *path, *tmp; } OutFile;
+
+static OutFile out_open(const char *dir, const char *name) {
+    OutFile o = {NULL, xasprintf("%s/%s", dir, name), NULL};
+    o.tmp = xasprintf("%s.tmp", o.path);
+    o.f = fopen(o.tmp, "w");
+    if (!o.f) die("cannot create %s: %s", o.tmp, strerror(errno));
+    return o;
+}
+
+static void out_close(OutFile *o) {
+    if (ferror(o->f) || fflush(o->f) != 0 || fsync(fileno(o->f)) != 0) {
+        int e = errno;
+        fclose(o->f);
+        unlink(o->tmp);
+        die("writing %s failed: %s", o->tmp, strerror(e));
+    }
+    if (fclose(o->f) != 0) { int e = errno; unlink(o->tmp); die("writing %s failed: %s", o->tmp, strerror(e)); }
+    if (rename(o->tmp, o->path) != 0) { int e = errno; unlink(o->tmp); die("renaming %s failed: %s", o->tmp, strerror(e)); }
+    free(o->path);
+    free(o->tmp);
+}
+
+// The special tokens an export names, the same in every file: ids for config.json and generation_config.json,
+// texts for tokenizer_config.json and special_tokens_map.json. -1 and NULL where the tokenizer has none.
+// Padding: none (hgrn2 never pads), so pad_token_id is null and transformers pads with eos where it must.
+typedef struct { int32_t bos, eos; char *bos_text, *eos_text, *unk_text; } Specials;
+
+// The text of a special token: what it decodes to (an added token's content, or a vocabulary token's text).
+static char *token_text(const Tokenizer *tok, int32_t id) {
+    if (id < 0) return NULL;
+    ByteBuf b = {0};
+    tokenizer_decode_one(tok, id, 0, &b);
+    bytebuf_append(&b, "", 1);
+    return b.data;
+}
+
+static Specials specials_of(const Tokenizer *tok) {
+    Specials s = {-1, -1, NULL, NULL, NULL};
+    if (!tok) return s;
+    s.eos = tokenizer_eot(tok);
+    s.bos = tokenizer_bos(tok);
+    if (!tokenizer_file(tok) && s.eos >= 0) s.bos = s.eos;   // GPT-2: <|endoftext|> also begins, as in GPT-2's own files
+    s.eos_text = token_text(tok, s.eos);
+    s.bos_text = token_text(tok, s.bos);
+    // GPT-2 has no unknown token (every byte has one); its own files name <|endoftext|>, and so does this
+    s.unk_text = tokenizer_file(tok) ? token_text(tok, tokenizer_unk(tok)) : token_text(tok, s.eos);
+    return s;
+}
+
+static void specials_free(Specials *s) { free(s->bos_text); free(s->eos_text); free(s->unk_text); }
+
+// "key": id or null, then sep.
+static void put_id(FILE *f, const char *key, int32_t id, const char *sep) {
+    if (id >= 0) fprintf(f, "  \"%s\": %d%s", key, id, sep);
+    else fprintf(f, "  \"%s\": null%s", key, sep);
+}
+
+// "key": "text", for each special token the tokenizer has. Returns how many were written.
+static int put_token_texts(FILE *f, const char *path, const Specials *s, int first) {
+    const char *keys[] = {"bos_token", "eos_token", "unk_token"}, *texts[] = {s->bos_text, s->eos_text, s->unk_text};
+    int n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!texts[i]) continue;
+        char *q = json_quote(texts[i], strlen(texts[i]));
+        if (!q) die("%s: the %s is not valid UTF-8", path, keys[i]);
+        fprintf(f, "%s\n  \"%s\": %s", first && !n ? "" : ",", keys[i], q);
+        free(q);
+        n++;
+    }
+    return n;
+}
+
+// dir/config.json in the form fla's HGRN2Config writes it, with the special tokens' ids.
+static void hf_write_config(const char *dir, const Config *cf, const Specials *sp) {
+    OutFile o = out_open(dir, "config.json");
+    FILE *f = o.f;
     fprintf(f, "{\n  \"architectures\": [\"HGRN2ForCausalLM\"],\n  \"model_type\": \"hgrn2\",\n"
                "  \"attn\": null,\n  \"attn_mode\": \"chunk\",\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                "  \"expand_ratio\": %d,\n  \"num_heads\": %d,\n  \"vocab_size\": %d,\n  \"hidden_ratio\": 4,\n"
@@ -284,41 +357,74 @@ static void hf_write_config(const char *dir, const Config *cf, const Tokenizer *
                "  \"initializer_range\": 0.02,\n  \"use_cache\": true,\n  \"fuse_norm\": true,\n  \"fuse_swiglu\": true,\n"
                "  \"fuse_cross_entropy\": true,\n  \"fuse_linear_cross_entropy\": false,\n  \"use_l2warp\": false,\n",
             cf->D, cf->L, cf->K, cf->H, cf->V, cf->I, cf->eps, cf->tie ? "true" : "false", cf->lower_bound ? "true" : "false");
-    // special tokens of the tokenizer the run used, when there is one
-    int32_t bos = tok ? tokenizer_bos(tok) : -1, eos = tok ? tokenizer_eot(tok) : -1;
-    if (bos >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", bos); else fprintf(f, "  \"bos_token_id\": null,\n");
-    if (eos >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos); else fprintf(f, "  \"eos_token_id\": null,\n");
-    fprintf(f, "  \"pad_token_id\": null\n}\n");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) { int e = errno; unlink(tmp); die("writing %s failed: %s", tmp, strerror(e)); }
-    if (rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("renaming %s failed: %s", tmp, strerror(e)); }
-    free(path);
-    free(tmp);
+    put_id(f, "bos_token_id", sp->bos, ",\n");
+    put_id(f, "eos_token_id", sp->eos, ",\n");
+    put_id(f, "pad_token_id", -1, "\n}\n");
+    out_close(&o);
 }
 
-// Copies from_dir/from to dir/to when the first exists.
-static void copy_if_there(const char *from_dir, const char *from, const char *dir, const char *to) {
-    char *src = xasprintf("%s/%s", from_dir, from);
-    if (file_exists(src)) {
-        char *dst = xasprintf("%s/%s", dir, to);
-        copy_file(src, dst);
-        free(dst);
-    }
-    free(src);
+// dir/generation_config.json: generate's defaults, the same ids as config.json.
+static void hf_write_generation_config(const char *dir, const Specials *sp) {
+    OutFile o = out_open(dir, "generation_config.json");
+    fprintf(o.f, "{\n");
+    put_id(o.f, "bos_token_id", sp->bos, ",\n");
+    put_id(o.f, "eos_token_id", sp->eos, ",\n");
+    put_id(o.f, "pad_token_id", -1, "\n}\n");
+    out_close(&o);
 }
 
-// The tokenizer files of spec (a tokenizer.json, or a directory) into dir: a tokenizer.json as it is;
-// GPT-2's encoder.json/vocab.bpe under the names transformers' GPT2Tokenizer reads (vocab.json, merges.txt).
-static void hf_write_tokenizer(const char *dir, const char *spec) {
-    struct stat st;
-    if (stat(spec, &st) == 0 && S_ISREG(st.st_mode)) {
-        char *to = xasprintf("%s/tokenizer.json", dir);
-        copy_file(spec, to);
-        free(to);
-        return;
+// The largest length transformers knows, the value it uses itself when a tokenizer names none (int(1e30)).
+// HGRN2 is recurrent, without positions: it runs on a text of any length with a state of one size, so the
+// training sequence length is no limit, and a limit here would only make transformers warn about, or
+// truncate, inputs the model handles.
+#define NO_MAX_LENGTH "1000000000000000019884624838656"
+
+// The tokenizer's files in dir: tokenizer.json (written for byte and GPT-2 files, copied for a tokenizer.json
+// run), tokenizer_config.json and special_tokens_map.json; for GPT-2, also its own files under the names
+// transformers' slow GPT2Tokenizer reads (vocab.json, merges.txt). Returns the names written.
+static char *hf_write_tokenizer(const char *dir, const char *spec, const Tokenizer *tok, const Specials *sp) {
+    char *names;
+    char *tj = xasprintf("%s/tokenizer.json", dir);
+    if (tokenizer_file(tok)) {
+        copy_file(tokenizer_file(tok), tj);
+        names = xstrdup("tokenizer.json");
+    } else {
+        OutFile o = out_open(dir, "tokenizer.json");
+        tokenizer_write_hf_json(tok, spec, o.f, o.tmp);
+        out_close(&o);
+        // read back: the file must load and encode as the run's tokenizer, ids and specials alike
+        Tokenizer *back = tokenizer_load(tj);
+        if (tokenizer_vocab_size(back) != tokenizer_vocab_size(tok) || tokenizer_eot(back) != tokenizer_eot(tok))
+            die("%s reads back with %d ids and end-of-text %d, not %d and %d", tj, tokenizer_vocab_size(back),
+                tokenizer_eot(back), tokenizer_vocab_size(tok), tokenizer_eot(tok));
+        tokenizer_free(back);
+        names = xstrdup("tokenizer.json");
+        if (strcmp(tokenizer_name(tok), "byte")) {
+            char *from = xasprintf("%s/encoder.json", spec), *to = xasprintf("%s/vocab.json", dir);
+            copy_file(from, to);
+            free(from); free(to);
+            from = xasprintf("%s/vocab.bpe", spec), to = xasprintf("%s/merges.txt", dir);
+            copy_file(from, to);
+            free(from); free(to);
+            free(names);
+            names = xstrdup("tokenizer.json, vocab.json, merges.txt");
+        }
     }
-    copy_if_there(spec, "tokenizer.json", dir, "tokenizer.json");
-    copy_if_there(spec, "encoder.json", dir, "vocab.json");
-    copy_if_there(spec, "vocab.bpe", dir, "merges.txt");
+    free(tj);
+
+    OutFile o = out_open(dir, "tokenizer_config.json");
+    fprintf(o.f, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": " NO_MAX_LENGTH ",\n"
+                 "  \"add_bos_token\": false,\n  \"add_eos_token\": false,\n  \"clean_up_tokenization_spaces\": false");
+    put_token_texts(o.f, o.tmp, sp, 0);
+    fprintf(o.f, "\n}\n");
+    out_close(&o);
+    o = out_open(dir, "special_tokens_map.json");
+    fprintf(o.f, "{");
+    fprintf(o.f, put_token_texts(o.f, o.tmp, sp, 1) ? "\n}\n" : "}\n");
+    out_close(&o);
+    char *all = xasprintf("%s, tokenizer_config.json, special_tokens_map.json", names);
+    free(names);
+    return all;
 }
 
 int cmd_export(int argc, char **argv) {
@@ -352,11 +458,16 @@ int cmd_export(int argc, char **argv) {
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);
-    Tokenizer *tok = NULL;
-    if (rs.tokenizer[0] && strcmp(rs.tokenizer, "byte")) tok = tokenizer_load(rs.tokenizer);
-    hf_write_config(dir, &m.c, tok);
-    if (tok) hf_write_tokenizer(dir, rs.tokenizer);
-    printf("wrote %s: config.json, model.safetensors (%d tensors)%s\n", dir, n, tok ? ", tokenizer files" : "");
+    // the run's tokenizer, when it had one (a run on ids alone has none)
+    Tokenizer *tok = rs.tokenizer[0] ? tokenizer_load(rs.tokenizer) : NULL;
+    Specials sp = specials_of(tok);
+    hf_write_config(dir, &m.c, &sp);
+    hf_write_generation_config(dir, &sp);
+    char *tok_files = tok ? hf_write_tokenizer(dir, rs.tokenizer, tok, &sp) : NULL;
+    printf("wrote %s: config.json, generation_config.json, model.safetensors (%d tensors)%s%s\n", dir, n,
+           tok_files ? ", " : "", tok_files ? tok_files : "");
+    free(tok_files);
+    specials_free(&sp);
     if (tok) tokenizer_free(tok);
     model_free(&m);
     return 0;

@@ -266,14 +266,10 @@ static void appendf(TextBuf *b, const char *fmt, ...) {
 
 // A name as a JSON string, with the escapes it needs.
 static void put_json_string(TextBuf *b, const char *s) {
-    appendf(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') appendf(b, "\\%c", c);
-        else if (c < 0x20) appendf(b, "\\u%04x", c);
-        else appendf(b, "%c", c);
-    }
-    appendf(b, "\"");
+    char *q = json_quote(s, strlen(s));
+    if (!q) die("tensor name \"%s\" is not valid UTF-8", s);
+    appendf(b, "%s", q);
+    free(q);
 }
 
 void st_write(const char *path, int n, const char *const *names, const float *const *data,

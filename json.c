@@ -1,5 +1,5 @@
 // json.c: a recursive-descent JSON reader in two passes. Strings are decoded (escapes, \u surrogate pairs)
-// into UTF-8.
+// into UTF-8. At the end, json_quote: the one string escaper of the files hgrn2 writes.
 //
 // Memory follows what the document holds, never a guess from its size: the first pass checks the syntax
 // and counts the nodes, the boxed numbers, the string bytes and each container's item count; the second
@@ -365,4 +365,43 @@ char *read_file(const char *path, size_t *len) {
     buf[n] = 0;
     *len = (size_t)n;
     return buf;
+}
+
+// The length of the valid UTF-8 sequence at s[0..n), or 0 when there is none (shortest forms only, no
+// surrogates, nothing above U+10FFFF).
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t k = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!k || k > n) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;          // overlong
+    if (c == 0xED && s[1] >= 0xA0) return 0;         // a surrogate
+    if (c == 0xF0 && s[1] < 0x90) return 0;          // overlong
+    if (c == 0xF4 && s[1] >= 0x90) return 0;         // above U+10FFFF
+    return k;
+}
+
+char *json_quote(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    // at most 6 bytes (\u00XX) for each input byte, the quotes and the NUL
+    if (n > (SIZE_MAX - 3) / 6) return NULL;
+    char *out = xmalloc(6 * n + 3), *o = out;
+    *o++ = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t k = utf8_seq(u + i, n - i);
+        if (!k) { free(out); return NULL; }
+        if (c == '"' || c == '\\') { *o++ = '\\'; *o++ = (char)c; }
+        else if (c == '\n') { *o++ = '\\'; *o++ = 'n'; }
+        else if (c == '\t') { *o++ = '\\'; *o++ = 't'; }
+        else if (c == '\r') { *o++ = '\\'; *o++ = 'r'; }
+        else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
+        else { memcpy(o, u + i, k); o += k; }
+        i += k;
+    }
+    *o++ = '"';
+    *o = 0;
+    return out;
 }

@@ -36,6 +36,11 @@ const Json *json_key(const Json *obj, size_t i);
 // The value of key in an object (the first entry of that name), or NULL when absent or obj is not an object.
 const Json *json_get(const Json *obj, const char *key);
 
+// s[0..n) as a JSON string literal: quoted, with '"', '\\' and the control characters escaped, every other
+// character kept as its UTF-8 bytes. Returns a NUL-terminated string the caller frees, or NULL when s is not
+// valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF included), which JSON cannot hold.
+char *json_quote(const char *s, size_t n);
+
 // Reads a whole file into memory (NUL-terminated); dies naming the file on failure.
 char *read_file(const char *path, size_t *len);
 

@@ -20,6 +20,13 @@ int tokenizer_vocab_size(const Tokenizer *t);      // one more than the largest 
 const char *tokenizer_name(const Tokenizer *t);
 int32_t tokenizer_eot(const Tokenizer *t);         // the end-of-text / end-of-sequence id, or -1 if none
 int32_t tokenizer_bos(const Tokenizer *t);         // the beginning-of-sequence id, or -1 if none
+int32_t tokenizer_unk(const Tokenizer *t);         // a tokenizer.json's unk_token id, or -1 if none
+// The tokenizer.json file t was loaded from, or NULL for the byte tokenizer and GPT-2 files.
+const char *tokenizer_file(const Tokenizer *t);
+// Writes to f (named path in messages) a Hugging Face tokenizer.json that encodes every text as t does: for
+// the byte tokenizer and GPT-2 files (spec: what t was loaded from). tokenizer_json.c; dies for a
+// tokenizer.json tokenizer, which is its own file.
+void tokenizer_write_hf_json(const Tokenizer *t, const char *spec, FILE *f, const char *path);
 // Append the ids of text[0..len) to out, adding no special tokens. Thread-safe: any number of threads may
 // encode with the same tokenizer at once.
 void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *out);
