@@ -105,6 +105,68 @@ static void test_json_values(void) {
     printf("ok   JSON values: numbers inline and boxed, escapes, surrogates, empty containers, wrong-type reads\n");
 }
 
+// ---------------------------------------------------------------- JSON: the string writer
+
+// UTF-8 of code point c.
+static size_t put_cp(char *o, uint32_t c) {
+    if (c < 0x80) { o[0] = (char)c; return 1; }
+    if (c < 0x800) { o[0] = (char)(0xC0 | c >> 6); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x10000) { o[0] = (char)(0xE0 | c >> 12); o[1] = (char)(0x80 | (c >> 6 & 0x3F)); o[2] = (char)(0x80 | (c & 0x3F)); return 3; }
+    o[0] = (char)(0xF0 | c >> 18); o[1] = (char)(0x80 | (c >> 12 & 0x3F)); o[2] = (char)(0x80 | (c >> 6 & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+static void test_json_quote(void) {
+    static const struct { const char *in; size_t n; const char *out; } cases[] = {
+        {"", 0, "\"\""},
+        {"plain", 5, "\"plain\""},
+        {"q\"b\\s/", 6, "\"q\\\"b\\\\s/\""},
+        {"\n\t\r\x01\x1f\x7f", 6, "\"\\n\\t\\r\\u0001\\u001f\x7f\""},
+        {"a\0b", 3, "\"a\\u0000b\""},
+        {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf", 13, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *q = json_quote(cases[i].in, cases[i].n);
+        CHECK(q && !strcmp(q, cases[i].out), "json_quote case %zu: %s, expected %s", i, q ? q : "NULL", cases[i].out);
+        free(q);
+    }
+    // not UTF-8: a stray continuation byte, bytes never used, overlong forms, surrogates, beyond U+10FFFF, truncated
+    static const char *bad[] = {"\x80", "\xff", "a\xfe", "\xc0\x80", "\xc1\xbf", "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf",
+                                "\xed\xa0\x80", "\xed\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xe2\x82", "x\xf0\x9f\x98"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *q = json_quote(bad[i], strlen(bad[i]));
+        CHECK(q == NULL, "json_quote accepts invalid UTF-8 case %zu: %s", i, q);
+        free(q);
+    }
+    // random strings of every kind of character read back unchanged
+    uint64_t rng = 7;
+    char s[400], err[256];
+    for (int t = 0; t < 5000; t++) {
+        size_t n = 0, len = splitmix64(&rng) % 80;
+        for (size_t k = 0; k < len; k++) {
+            uint64_t r = splitmix64(&rng);
+            uint32_t c;
+            switch (r % 5) {
+            case 0: c = (uint32_t)(r >> 8) % 0x80; break;              // ASCII, controls, quotes and backslashes
+            case 1: c = 0x80 + (uint32_t)(r >> 8) % 0x780; break;      // two bytes
+            case 2: c = 0x800 + (uint32_t)(r >> 8) % 0xF800; break;    // three bytes
+            case 3: c = 0x10000 + (uint32_t)(r >> 8) % 0x100000; break;
+            default: c = "\"\\\n\t/"[(r >> 8) % 5];
+            }
+            if (c >= 0xD800 && c < 0xE000) c = 0xFFFD;
+            n += put_cp(s + n, c);
+        }
+        char *q = json_quote(s, n);
+        CHECK(q != NULL, "json_quote refuses valid UTF-8 (string %d)", t);
+        if (!q) continue;
+        Json *j = json_parse(q, strlen(q), json_default_limit(strlen(q)), err, sizeof err);
+        CHECK(j && json_type(j) == JSON_STR && json_len(j) == n && !memcmp(json_str(j), s, n), "string %d does not read back: %s", t, q);
+        json_free(j);
+        free(q);
+    }
+    printf("ok   JSON strings written: escapes, UTF-8 kept, invalid UTF-8 refused, 5000 random strings read back\n");
+}
+
 // ---------------------------------------------------------------- JSON: errors
 
 static void test_json_errors(void) {
@@ -445,7 +507,7 @@ static void test_st_memory(void) {
 int main(void) {
     mkdir_p(TMP);
     double t0 = now_s();
-    void (*tests[])(void) = { test_json_values, test_json_errors, test_json_depth, test_json_limit, test_json_memory,
+    void (*tests[])(void) = { test_json_values, test_json_quote, test_json_errors, test_json_depth, test_json_limit, test_json_memory,
                               test_st_errors, test_st_valid, test_st_memory };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         double ts = now_s();
