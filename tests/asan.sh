@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.." || exit 1
 cc=$1 cflags=$2
 t0=$SECONDS
 shared=$(realpath "${HGRN2_SHARED:-../shared}") || exit 1
+# the copy has no .venv (git-ignored): the tokenizer test uses this checkout's (the path itself, not the
+# interpreter it links to, which would not see the environment's packages)
+export HGRN2_PYTHON=${HGRN2_PYTHON:-$PWD/.venv/bin/python}
 rm -rf build/asan && mkdir -p build/asan
 git ls-files -z --cached --others --exclude-standard |
     tar --null --ignore-failed-read -cf - -T - | tar -xf - -C build/asan || exit 1

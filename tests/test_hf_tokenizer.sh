@@ -2,10 +2,11 @@
 # The tokenizer of an `hgrn2 export` as Hugging Face reads it: for a byte, a GPT-2 and a tokenizer.json run,
 # the `tokenizers` library loads the exported tokenizer.json and encodes the shared texts, multilingual
 # snippets, edge cases and random strings to the ids `hgrn2 tokenize` gives, and decodes them back
-# (tests/hf_tokenizer_check.py). The library lives in .venv, which `make setup` makes.
+# (tests/hf_tokenizer_check.py). The library lives in .venv, which `make setup` makes (HGRN2_PYTHON: another
+# interpreter, as make test-asan gives its copy of the tree).
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
-PY=.venv/bin/python
+PY=${HGRN2_PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=2
 checks=$((checks + 1))
 if ! "$PY" -c 'import tokenizers' >/dev/null 2>&1; then
