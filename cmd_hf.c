@@ -3,7 +3,6 @@
 // the tokenizer's files.
 #include <math.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -319,6 +318,7 @@ static Specials specials_of(const Tokenizer *tok) {
     s.eos_text = token_text(tok, s.eos);
     s.bos_text = token_text(tok, s.bos);
     // GPT-2 has no unknown token (every byte has one); its own files name <|endoftext|>, and so does this
+    // (byte: no special token at all)
     s.unk_text = tokenizer_file(tok) ? token_text(tok, tokenizer_unk(tok)) : token_text(tok, s.eos);
     return s;
 }
