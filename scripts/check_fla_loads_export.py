@@ -69,6 +69,15 @@ def check_logits(model, fixture):
     return rel < 1e-5
 
 
+def same_greedy(got, want, eos):
+    """Whether generate's new ids `got` continue as hgrn2's `want` did, and where got's end-of-text is.
+
+    hgrn2 stops before an end-of-text id and prints it not; generate stops after it (or at its token limit):
+    so got up to its first end-of-text id must be want, and want must end there too."""
+    cut = next((k for k, t in enumerate(got) if t in eos), len(got))
+    return got[:cut] == want and (cut == len(got) or len(want) == cut), cut
+
+
 def check_generate(model, export_dir, prompt, expect, prompt_ids, n):
     from transformers import AutoTokenizer
     ok = True
@@ -89,17 +98,16 @@ def check_generate(model, export_dir, prompt, expect, prompt_ids, n):
         if back != text:
             print(f"FAIL: AutoTokenizer decodes {text!r} back as {back!r}")
             ok = False
-    eos = model.generation_config.eos_token_id
+    eos = model.generation_config.eos_token_id          # an id, a list of ids, or None
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     new = n if n else len(expect)
     inp = torch.tensor([ids], device="cuda")
     with torch.no_grad():
         out = model.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=new, do_sample=False,
-                             pad_token_id=eos if eos is not None else 0, output_scores=True, return_dict_in_generate=True)
+                             pad_token_id=eos[0] if eos else 0, output_scores=True, return_dict_in_generate=True)
     got = out.sequences[0, len(ids):].tolist()
-    cut = got.index(eos) if eos is not None and eos in got else len(got)
     want = expect[:new]
-    # hgrn2 stopped before end-of-text: generate must have stopped there too, after it
-    same = got[:cut] == want and (cut == len(got) or len(want) == cut)
+    same, cut = same_greedy(got, want, eos)
     print(f"generate, {len(got)} new ids: {got}")
     print(f"hgrn2 sample, {len(want)} ids: {want}")
     if same:
@@ -107,7 +115,7 @@ def check_generate(model, export_dir, prompt, expect, prompt_ids, n):
               f"text {tok.decode(got[:cut])!r}")
     else:
         i = next((k for k in range(min(cut, len(want))) if got[k] != want[k]), min(cut, len(want)))
-        if i < len(out.scores) and i < len(want):
+        if i < len(out.scores) and i < len(got) and i < len(want):
             s = out.scores[i][0].float()
             print(f"first difference at new id {i}: generate {got[i]} (logit {s[got[i]].item():.6g}), hgrn2 {want[i]} "
                   f"(logit {s[want[i]].item():.6g}); a difference of about 1e-5 or less is a near-tie, not a bug")
