@@ -381,6 +381,34 @@ static void hf_write_generation_config(const char *dir, const Specials *sp) {
 // truncate, inputs the model handles.
 #define NO_MAX_LENGTH "1000000000000000019884624838656"
 
+// Whether back (the tokenizer.json written for tok, read back) encodes text as tok does: every token's text,
+// and a sample of several scripts. Returns how many token texts differ (the first in *first) and sets
+// *sample when the sample does. GPT-2 files rank a pair of parts by the rank of the token they make and take
+// a piece that is a token as that token (tiktoken's rule); Hugging Face applies the listed merges in order.
+// The released GPT-2 files give the same ids either way; other files in their format may not.
+static int differences(const Tokenizer *tok, const Tokenizer *back, int32_t *first, int *sample) {
+    static const char *SAMPLE = "Hello, world! It's 2024: caf\xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, "
+                                "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd  spaces\n\ttabs\r\n";
+    IdBuf a = {0}, b = {0};
+    ByteBuf text = {0};
+    int n = 0;
+    *first = -1;
+    *sample = 0;
+    for (int32_t id = -1; id < tokenizer_vocab_size(tok); id++) {    // -1: the sample
+        text.n = 0;
+        if (id < 0) bytebuf_append(&text, SAMPLE, strlen(SAMPLE));
+        else tokenizer_decode_one(tok, id, 0, &text);
+        a.n = b.n = 0;
+        tokenizer_encode(tok, text.data, text.n, &a);
+        tokenizer_encode(back, text.data, text.n, &b);
+        if (a.n == b.n && !memcmp(a.ids, b.ids, a.n * sizeof *a.ids)) continue;
+        if (id < 0) *sample = 1;
+        else if (!n++) *first = id;
+    }
+    free(a.ids); free(b.ids); free(text.data);
+    return n;
+}
+
 // The tokenizer's files in dir: tokenizer.json (written for byte and GPT-2 files, copied for a tokenizer.json
 // run), tokenizer_config.json and special_tokens_map.json; for GPT-2, also its own files under the names
 // transformers' slow GPT2Tokenizer reads (vocab.json, merges.txt). Returns the names written.
@@ -399,6 +427,16 @@ static char *hf_write_tokenizer(const char *dir, const char *spec, const Tokeniz
         if (tokenizer_vocab_size(back) != tokenizer_vocab_size(tok) || tokenizer_eot(back) != tokenizer_eot(tok))
             die("%s reads back with %d ids and end-of-text %d, not %d and %d", tj, tokenizer_vocab_size(back),
                 tokenizer_eot(back), tokenizer_vocab_size(tok), tokenizer_eot(tok));
+        int32_t first;
+        int sample, nd = differences(tok, back, &first, &sample);
+        if (nd || sample) {
+            char firstid[48] = "";
+            if (nd) snprintf(firstid, sizeof firstid, " (the first: id %d)", first);
+            fprintf(stderr, "hgrn2: warning: %s encodes %s%d of the %d token texts otherwise than %s%s: Hugging Face "
+                    "applies these files' merges in order where hgrn2 ranks a pair by the token it makes, so "
+                    "AutoTokenizer's ids differ from the model's on such text\n", tj, sample ? "a sample text and " : "",
+                    nd, tokenizer_vocab_size(tok), spec, firstid);
+        }
         tokenizer_free(back);
         names = xstrdup("tokenizer.json");
         if (strcmp(tokenizer_name(tok), "byte")) {

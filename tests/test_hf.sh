@@ -103,6 +103,31 @@ expect 0 "greedy ids of the GPT-2 run" -- $H sample --ckpt "$TMP/grun/model.ckpt
 a=$(cat "$TMP/out")
 expect 0 "greedy ids of its import, with the exported tokenizer" -- $H sample --ckpt "$TMP/gimported.ckpt" "${G[@]}"
 checks=$((checks + 1)); [ -n "$a" ] && [ "$a" = "$(cat "$TMP/out")" ] && ok "the same ids after export and import: $a" || fail "ids changed: $a vs $(cat "$TMP/out")"
+# files in GPT-2's format whose merges Hugging Face applies otherwise than hgrn2: "abc" is a token, so hgrn2
+# (tiktoken's rule) takes the piece "abc" whole, while the listed merges make "a" "bc" of it. Export warns.
+mkdir -p "$TMP/oddgpt2"
+python3 - "$TMP/oddgpt2" <<'PY'
+import json, sys
+# GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the others for U+0100 on
+keep = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+rest = [b for b in range(256) if b not in keep]
+char = {b: chr(b) for b in keep} | {b: chr(256 + i) for i, b in enumerate(rest)}
+enc = {char[b]: b for b in range(256)} | {"bc": 256, "ab": 257, "abc": 258, "<|endoftext|>": 259}
+json.dump(enc, open(sys.argv[1] + "/encoder.json", "w", encoding="utf-8"), ensure_ascii=False)
+open(sys.argv[1] + "/vocab.bpe", "w").write("#version: 0.2\nb c\na b\nab c\n")
+PY
+printf 'abc abcabc bc ab\n%.0s' $(seq 200) > "$TMP/abc.txt"
+expect 0 "prepare with the odd GPT-2 files" -- $H prepare --task text --input "$TMP/abc.txt" --tokenizer "$TMP/oddgpt2" \
+    --out "$TMP/odata" --val-fraction 0.05
+expect 0 "train 1 step with them" -- $H train --task text --data "$TMP/odata" --dim 16 --layers 1 --expand-ratio 8 \
+    --batch 2 --seq-len 16 --steps 1 --eval-every 0 --out "$TMP/orun"
+expect 0 "export warns" -- $H export --ckpt "$TMP/orun/model.ckpt" --hf "$TMP/ohf"
+expect_msg "warning: .*tokenizer.json encodes 1 of the 260 token texts otherwise than .*oddgpt2 (the first: id 258)"
+checks=$((checks + 1))
+[ "$(printf abc | $H tokenize --tokenizer "$TMP/oddgpt2")" = 258 ] && [ "$(printf abc | $H tokenize --tokenizer "$TMP/ohf")" = "97 256" ] \
+    && ok "the GPT-2 files take abc whole, the exported tokenizer.json as a + bc" || fail "abc: the two tokenizers agree or differ otherwise"
+expect 0 "no warning for the released GPT-2 files" -- $H export --ckpt "$TMP/grun/model.ckpt" --hf "$TMP/ghf2"
+checks=$((checks + 1)); [ ! -s "$TMP/err" ] && ok "export is silent" || fail "export says: $(cat "$TMP/err")"
 # the byte tokenizer: 256 tokens, token i the alphabet character of byte i, no merges, no special tokens
 expect 0 "prepare with bytes" -- $H prepare --task text --input "$TMP/small.txt" --tokenizer byte --out "$TMP/bdata" --val-fraction 0.05
 expect 0 "train 1 step with bytes" -- $H train --task text --data "$TMP/bdata" --dim 16 --layers 1 --expand-ratio 8 \
