@@ -7,7 +7,7 @@
 
 #include "checkpoint.h"
 
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2      // 2 added the wsd decay fraction; version 1 files still load (as 0)
 
 void hash_init(Hash *s) { s->h = 0xcbf29ce484222325ull; s->tail = 0; s->ntail = 0; }
 static inline void hash_word(Hash *s, uint64_t w) { s->h = (s->h ^ w) * 0x100000001b3ull; s->h ^= s->h >> 29; }
@@ -23,7 +23,8 @@ uint64_t hash_final(const Hash *s) { Hash t = *s; if (t.ntail) hash_word(&t, t.t
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
        I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, NINTS };
 // The header floats.
-enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, NFLOATS };
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC, NFLOATS };
+enum { NFLOATS_V1 = F_DECAY_FRAC };     // version 1 stops before the decay fraction
 
 // Every failure while saving removes the partial temporary file and leaves the checkpoint under the final
 // name as it was.
@@ -101,7 +102,8 @@ void checkpoint_save(const char *path, const Model *m, const RunState *rs, int w
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr, [F_WD] = h->wd,
-                                [F_BETA1] = h->beta1, [F_BETA2] = h->beta2, [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip};
+                                [F_BETA1] = h->beta1, [F_BETA2] = h->beta2, [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip,
+                                [F_DECAY_FRAC] = h->decay_frac};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->tokenizer);
@@ -188,7 +190,12 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_range_int(path, &R_ACCUM, v[I_ACCUM]);
     ckpt_check_int(path, R_STEPS.name, v[I_STEPS], 0, (int64_t)R_STEPS.hi);     // 0: an imported model, no run yet
     ckpt_check_range_int(path, &R_WARMUP, v[I_WARMUP]);
-    ckpt_check_int(path, "schedule", v[I_SCHED], 0, (int64_t)(sizeof SCHED_NAMES / sizeof SCHED_NAMES[0]) - 1);
+    ckpt_check_int(path, "schedule", v[I_SCHED], 0, NSCHED - 1);
+    // wsd needs its fraction, which no other schedule has
+    if (v[I_SCHED] == SCHED_WSD) ckpt_check_range_num(path, &R_DECAY_FRAC, fl[F_DECAY_FRAC]);
+    else if (fl[F_DECAY_FRAC] != 0)
+        die("checkpoint %s is corrupt: decay-fraction = %g with schedule %s (only wsd has one)", path, fl[F_DECAY_FRAC],
+            SCHED_NAMES[v[I_SCHED]]);
     ckpt_check_range_int(path, &R_SEED, v[I_SEED]);
     ckpt_check_int(path, "steps done", v[I_STEP], 0, v[I_STEPS]);
     // the training loader hands out accum batches a step, in random mode (no cursor)
@@ -222,16 +229,17 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
             "--ckpt %s' evaluates it", path, path);
     if (memcmp(magic, CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
     int64_t version = ckpt_in_i64(&r);
-    if (version != CKPT_VERSION)
-        die("checkpoint %s has format version %lld; this hgrn2 reads version %d", path, (long long)version, CKPT_VERSION);
+    if (version != 1 && version != CKPT_VERSION)
+        die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 and %d", path, (long long)version, CKPT_VERSION);
     int64_t nints = ckpt_in_i64(&r);
     if (nints != NINTS) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, NINTS);
     int64_t v[NINTS];
     for (int i = 0; i < NINTS; i++) v[i] = ckpt_in_i64(&r);
     int64_t nfl = ckpt_in_i64(&r);
-    if (nfl != NFLOATS) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, NFLOATS);
-    double fl[NFLOATS];
-    for (int i = 0; i < NFLOATS; i++) fl[i] = ckpt_in_f64(&r);
+    int want_fl = version == 1 ? NFLOATS_V1 : NFLOATS;
+    if (nfl != want_fl) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, want_fl);
+    double fl[NFLOATS] = {0};
+    for (int i = 0; i < want_fl; i++) fl[i] = ckpt_in_f64(&r);
     check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
     ckpt_in_str(&r, "tokenizer spec", rs->tokenizer, sizeof rs->tokenizer);
@@ -245,7 +253,7 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
     rs->h = (Hyper){.B = (int)v[I_B], .T = (int)v[I_T], .accum = (int)v[I_ACCUM], .steps = v[I_STEPS],
                     .warmup = v[I_WARMUP], .sched = (int)v[I_SCHED], .seed = (uint64_t)v[I_SEED], .lr = fl[F_LR],
                     .min_lr = fl[F_MIN_LR], .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2],
-                    .adam_eps = fl[F_ADAM_EPS], .clip = fl[F_CLIP]};
+                    .adam_eps = fl[F_ADAM_EPS], .clip = fl[F_CLIP], .decay_frac = fl[F_DECAY_FRAC]};
     rs->step = v[I_STEP];
     rs->loader = (LoaderState){(uint64_t)v[I_LOADER_SEED], (uint64_t)v[I_LOADER_BATCHES], (uint64_t)v[I_LOADER_CURSOR],
                                (uint64_t)v[I_LOADER_RESERVED]};

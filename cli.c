@@ -170,6 +170,7 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
                .warmup = g->warmup >= 0 ? g->warmup : ps->warmup, .sched = g->sched >= 0 ? g->sched : ps->sched,
                .seed = g->seed};
     h.min_lr = g->min_lr >= 0 ? g->min_lr : h.lr / 10;      // a tenth of the peak unless given
+    h.decay_frac = h.sched != SCHED_WSD ? 0 : g->decay_frac > 0 ? g->decay_frac : 0.2;
     if (h.warmup > h.steps) h.warmup = h.steps;
     return h;
 }

@@ -51,7 +51,11 @@ static const char *TRAIN_HELP =
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
-    "  --lr X --min-lr X (cosine floor, default lr/10) --warmup N --schedule cosine|invsqrt|constant\n"
+    "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
+    "  --schedule cosine|invsqrt|constant|wsd   after the warmup (default: the preset's, cosine for most)\n"
+    "  --decay-fraction F   wsd (warmup-stable-decay): the rate holds at --lr, then falls linearly to --min-lr\n"
+    "                       over the last F of the steps (default 0.2); --resume --steps N moves the decay to\n"
+    "                       the end of the new total\n"
     "  --wd X (AdamW decay; never on norms and lower bounds) --beta1 X --beta2 X --adam-eps X --clip X (0: off)\n"
     "Progress:\n"
     "  --eval-every N (held-out loss every N steps, 0: only at the end) --eval-batches N (0: whole split;\n"
@@ -123,7 +127,7 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
     return 0;
 }
 
-enum { OT_KEEP = O_LAST, OT_MAX_BAD };
+enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC };
 
 int cmd_train(int argc, char **argv) {
     if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
@@ -141,14 +145,15 @@ int cmd_train(int argc, char **argv) {
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {"keep", required_argument, 0, OT_KEEP},
-        {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {0, 0, 0, 0}};
+        {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {"decay-fraction", required_argument, 0, OT_DECAY_FRAC},
+        {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
     int set[O_LAST] = {0};
     SizeArgs z = {0};
     Hyper given = {.accum = 1, .min_lr = -1, .wd = -1, .beta1 = -1, .beta2 = -1, .adam_eps = 1e-8, .clip = 1.0,
-                   .warmup = -1, .sched = -1, .seed = 1337};   // what preset_hyper reads as not given
+                   .warmup = -1, .sched = -1, .decay_frac = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -170,8 +175,8 @@ int cmd_train(int argc, char **argv) {
         case O_MIN_LR: given.min_lr = arg_num_in(&R_MIN_LR, optarg); break;
         case O_WARMUP: given.warmup = arg_int_in(&R_WARMUP, optarg); break;
         case O_SCHED:
-            for (given.sched = 0; given.sched < 3 && strcmp(optarg, SCHED_NAMES[given.sched]); given.sched++) {}
-            if (given.sched == 3) usage_error("--schedule must be cosine, invsqrt or constant, got '%s'", optarg);
+            for (given.sched = 0; given.sched < NSCHED && strcmp(optarg, SCHED_NAMES[given.sched]); given.sched++) {}
+            if (given.sched == NSCHED) usage_error("--schedule must be cosine, invsqrt, constant or wsd, got '%s'", optarg);
             break;
         case O_WD: given.wd = arg_num_in(&R_WD, optarg); break;
         case O_BETA1: given.beta1 = arg_num_in(&R_BETA1, optarg); break;
@@ -186,6 +191,7 @@ int cmd_train(int argc, char **argv) {
         case O_KV_PAIRS: pairs = (int)arg_int("--kv-pairs", optarg, 1, 1 << 24); break;
         case OT_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
         case OT_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
+        case OT_DECAY_FRAC: given.decay_frac = arg_num_in(&R_DECAY_FRAC, optarg); break;
         default: bad_option(argv, c);
         }
     }
@@ -198,6 +204,9 @@ int cmd_train(int argc, char **argv) {
     if (resume && init) usage_error("--resume and --init exclude each other");
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from; to start from weights use --init");
     refuse_fixed_flags(set, resume, init != NULL);
+    if (given.decay_frac >= 0 && resume)
+        usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
+    if (given.decay_frac >= 0 && given.sched != SCHED_WSD) usage_error("--decay-fraction goes with --schedule wsd");
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
     if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");

@@ -12,19 +12,28 @@
 #include "train.h"
 #include "checkpoint.h"
 
-const char *const SCHED_NAMES[3] = {"cosine", "invsqrt", "constant"};
+const char *const SCHED_NAMES[NSCHED] = {"cosine", "invsqrt", "constant", "wsd"};
 
 const Range R_BATCH = {"batch", 1, 1 << 20}, R_SEQ_LEN = {"seq-len", 1, 1 << 24}, R_ACCUM = {"accum", 1, 1 << 20},
             R_STEPS = {"steps", 1, 0x1p40}, R_WARMUP = {"warmup", 0, 0x1p40}, R_LR = {"lr", 1e-12, 10},
             R_MIN_LR = {"min-lr", 0, 10}, R_WD = {"wd", 0, 10}, R_BETA1 = {"beta1", 0, 0.999999},
             R_BETA2 = {"beta2", 0, 0.99999999}, R_ADAM_EPS = {"adam-eps", 1e-30, 1}, R_CLIP = {"clip", 0, 1e9},
-            R_SEED = {"seed", 0, 0x1p63};
+            R_SEED = {"seed", 0, 0x1p63}, R_DECAY_FRAC = {"decay-fraction", 1e-6, 1};
 
 double lr_at(const Hyper *h, int64_t step) {
     if (h->warmup > 0 && step <= h->warmup) return h->lr * (double)step / (double)h->warmup;
     switch (h->sched) {
     case SCHED_INVSQRT: return h->lr * sqrt((double)(h->warmup > 0 ? h->warmup : 1) / (double)step);
     case SCHED_CONSTANT: return h->lr;
+    case SCHED_WSD: {
+        // the decay's length is fixed by the total, so a run resumed with a larger --steps from inside its
+        // stable phase continues exactly as if it had been started with that total
+        int64_t decay = (int64_t)ceil(h->decay_frac * (double)h->steps), start = h->steps - decay;
+        if (decay < 1 || step <= start) return h->lr;
+        double t = (double)(step - start) / (double)decay;
+        if (t > 1) t = 1;
+        return h->lr + (h->min_lr - h->lr) * t;
+    }
     default: {
         double span = (double)(h->steps - h->warmup);
         double t = span > 0 ? (double)(step - h->warmup) / span : 1.0;
@@ -454,8 +463,11 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     print_config(cf, &model->lay, stdout);
     printf("| batch        | %d x %d tokens x %d accumulation = %lld tokens per step\n", h->B, h->T, h->accum,
            (long long)h->B * h->T * h->accum);
+    char sched[64];
+    if (h->sched == SCHED_WSD) snprintf(sched, sizeof sched, "wsd, decay over the last %g of the steps", h->decay_frac);
+    else snprintf(sched, sizeof sched, "%s", SCHED_NAMES[h->sched]);
     printf("| optimizer    | AdamW lr %g (%s, warmup %lld, min %g), betas (%g, %g), eps %g, wd %g, clip %g\n",
-           h->lr, SCHED_NAMES[h->sched], (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
+           h->lr, sched, (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
     printf("| steps        | %lld (eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
            (long long)eval_every, (long long)ckpt_every);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",

@@ -7,8 +7,8 @@
 #include "data.h"
 #include "tokenizer.h"
 
-typedef enum { SCHED_COSINE, SCHED_INVSQRT, SCHED_CONSTANT } Sched;
-extern const char *const SCHED_NAMES[3];     // indexed by Sched, as --schedule spells them
+typedef enum { SCHED_COSINE, SCHED_INVSQRT, SCHED_CONSTANT, SCHED_WSD, NSCHED } Sched;
+extern const char *const SCHED_NAMES[NSCHED];     // indexed by Sched, as --schedule spells them
 
 // The optimization settings of a run (checkpoints keep them, so a resumed run continues with the same).
 typedef struct {
@@ -17,15 +17,17 @@ typedef struct {
     double lr, min_lr, wd, beta1, beta2, adam_eps, clip;
     int64_t warmup;
     int sched;
+    double decay_frac;  // wsd: the share of the steps over which the rate decays to min_lr (0 otherwise)
     uint64_t seed;
 } Hyper;
 
 // The ranges of the settings of a run (train's flags of the same names). A checkpoint holds the same
 // settings, checked against the same ranges when it is loaded.
 extern const Range R_BATCH, R_SEQ_LEN, R_ACCUM, R_STEPS, R_WARMUP, R_LR, R_MIN_LR, R_WD, R_BETA1, R_BETA2,
-    R_ADAM_EPS, R_CLIP, R_SEED;
+    R_ADAM_EPS, R_CLIP, R_SEED, R_DECAY_FRAC;
 
-// The learning rate of step `step` (from 1): a linear warmup, then the schedule.
+// The learning rate of step `step` (from 1): a linear warmup, then the schedule. wsd holds the peak until
+// the last ceil(decay_frac x steps) steps, which fall linearly to min_lr (reached at the last step).
 double lr_at(const Hyper *h, int64_t step);
 
 // ---- the training step, shared by train and bench ----

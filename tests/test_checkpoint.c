@@ -19,13 +19,13 @@
 #define TMPD "tests/tmp/test_checkpoint"
 
 // Where the header fields sit: magic, version and the count take 24 bytes, then 21 integers, the count of
-// floats, 8 floats, then the two strings (docs/checkpoint.md).
+// floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
 #define INT_AT(i) (24 + 8 * (i))
 #define FLOAT_AT(i) (24 + 8 * 21 + 8 + 8 * (i))
-#define STRINGS_AT FLOAT_AT(8)
+#define STRINGS_AT FLOAT_AT(9)
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
        I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT };
-enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP };
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC };
 
 static unsigned char *g_good;   // the valid checkpoint every case edits
 static size_t g_size;
@@ -98,8 +98,11 @@ static Config g_cfg;
 
 static void header_ranges(void) {
     // the run-state fields, each at a value the command line would refuse for its flag
-    bad_field("schedule -100000000", 0, I_SCHED, -100000000, "is corrupt: schedule = -100000000 is out of range [0, 2]");
-    bad_field("schedule 99", 0, I_SCHED, 99, "is corrupt: schedule = 99 is out of range [0, 2]");
+    bad_field("schedule -100000000", 0, I_SCHED, -100000000, "is corrupt: schedule = -100000000 is out of range [0, 3]");
+    bad_field("schedule 99", 0, I_SCHED, 99, "is corrupt: schedule = 99 is out of range [0, 3]");
+    bad_field("wsd without its decay fraction", 0, I_SCHED, 3, "is corrupt: decay-fraction = 0 is out of range [1e-06, 1]");
+    bad_field("a decay fraction with cosine", 1, F_DECAY_FRAC, 0.5, "is corrupt: decay-fraction = 0.5 with schedule cosine");
+    bad_field("decay fraction NaN", 1, F_DECAY_FRAC, NAN, "is corrupt: decay-fraction = ");
     bad_field("accumulation -1", 0, I_ACCUM, -1, "is corrupt: accum = -1 is out of range [1, 1048576]");
     bad_field("steps -1", 0, I_STEPS, -1, "is corrupt: steps = -1 is out of range");
     bad_field("warmup -10", 0, I_WARMUP, -10, "is corrupt: warmup = -10 is out of range");
@@ -286,6 +289,33 @@ int main(void) {
     st = run(sample, err, sizeof err);
     CHECK(st == 0, "sample of the valid checkpoint: exit %d: %s", st, err);
 
+    // a version-1 file (no decay fraction) still loads: the same checkpoint with that float cut out; and a
+    // version-1 file that claims the new float count, or a version 3, is refused
+    {
+        size_t n1 = g_size - 8;
+        unsigned char *b = xmalloc(n1);
+        memcpy(b, g_good, FLOAT_AT(F_DECAY_FRAC));
+        memcpy(b + FLOAT_AT(F_DECAY_FRAC), g_good + FLOAT_AT(F_DECAY_FRAC) + 8, g_size - FLOAT_AT(F_DECAY_FRAC) - 8);
+        int64_t one = 1, eight = 8;
+        memcpy(b + 8, &one, 8);
+        memcpy(b + FLOAT_AT(0) - 8, &eight, 8);
+        write_resummed(TMPD "/v1.ckpt", b, n1);
+        char *eval1[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v1.ckpt", "--ids", TMPD "/ids.txt", NULL};
+        st = run(eval1, err, sizeof err);
+        CHECK(st == 0, "eval of a version-1 checkpoint: exit %d: %s", st, err);
+        int64_t nine = 9;
+        memcpy(b + FLOAT_AT(0) - 8, &nine, 8);
+        write_resummed(TMPD "/v1bad.ckpt", b, n1);
+        refused("version 1 with 9 header floats", TMPD "/v1bad.ckpt", "is corrupt: 9 header floats, expected 8", 0);
+        free(b);
+        b = xmalloc(g_size);
+        memcpy(b, g_good, g_size);
+        int64_t three = 3;
+        memcpy(b + 8, &three, 8);
+        write_resummed(TMPD "/v3.ckpt", b, g_size);
+        refused("format version 3", TMPD "/v3.ckpt", "has format version 3; this hgrn2 reads versions 1 and 2", 0);
+        free(b);
+    }
     header_ranges();
     sizes_before_allocation();
     failed_saves(&m, &rs);

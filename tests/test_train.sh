@@ -26,6 +26,24 @@ checks=$((checks + 1))
 if cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt"; then ok "resumed run ends in the identical checkpoint"; else fail "final checkpoints differ"; fi
 expect 2 "resume below the steps done" -- $H train --resume --out "$TMP/b" --steps 5
 
+# wsd: the peak holds, then falls linearly to --min-lr over the last quarter (steps 16-20 of 20); a run
+# stopped in its stable phase and resumed with a larger --steps is the run that had that total from the start
+WSD=(--schedule wsd --decay-fraction 0.25 --lr 1e-3 --min-lr 0 --warmup 2 --eval-every 0)
+expect 0 "train 20 steps, wsd" -- $H train "${SMALL[@]}" "${WSD[@]}" --steps 20 --out "$TMP/w"
+lrs=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "lr") c = i; next } { printf "%s ", $c }' "$TMP/w/log.tsv")
+checks=$((checks + 1))
+[ "$lrs" = "0.0005 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.001 0.0008 0.0006 0.0004 0.0002 0 " ] \
+    && ok "wsd: warmup, 13 steps at the peak, a linear decay over the last 5" || fail "wsd rates: $lrs"
+expect 2 "--decay-fraction without wsd" -- $H train "${SMALL[@]}" --decay-fraction 0.1 --out "$TMP/w2"; expect_msg "goes with --schedule wsd"
+expect 2 "--decay-fraction 0" -- $H train "${SMALL[@]}" --schedule wsd --decay-fraction 0 --out "$TMP/w2"
+expect 0 "wsd, 40 steps" -- $H train "${SMALL[@]}" "${WSD[@]}" --steps 40 --out "$TMP/w40"
+expect 0 "wsd, 20 steps stopped at 12" -- $H train "${SMALL[@]}" "${WSD[@]}" --steps 20 --stop-at 12 --out "$TMP/w12"
+expect 2 "resume with --decay-fraction" -- $H train --resume --out "$TMP/w12" --decay-fraction 0.5; expect_msg "cannot change on --resume"
+expect 0 "resume it to 40 steps" -- $H train --resume --out "$TMP/w12" --steps 40 --eval-every 0
+checks=$((checks + 1))
+cmp -s "$TMP/w40/model.ckpt" "$TMP/w12/model.ckpt" && [ "$(cut -f1,2,4 "$TMP/w40/log.tsv")" = "$(cut -f1,2,4 "$TMP/w12/log.tsv")" ] \
+    && ok "wsd extended on resume: the same rates, losses and checkpoint as a 40-step run" || fail "extended wsd run differs from a 40-step run"
+
 # eval: shards and --ids
 expect 0 "eval on the validation shards" -- $H eval --ckpt "$TMP/a/model.ckpt"
 tail -n 1 "$TMP/out" | grep -Eq '^loss [0-9.]+$' || fail "eval's last line is not 'loss X': $(tail -n 1 "$TMP/out")"
