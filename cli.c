@@ -59,6 +59,16 @@ void bad_option(char **argv, int c) {
 
 void print_help(const char *usage, const char *help) { printf("usage: %s\n\n%s", usage, help); }
 
+const char *cli_option_value(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    const char *v = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], name) && i + 1 < argc) v = argv[++i];
+        else if (!strncmp(argv[i], name, n) && argv[i][n] == '=') v = argv[i] + n + 1;
+    }
+    return v;
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // The machine options
 

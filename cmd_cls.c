@@ -17,26 +17,16 @@ enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
 
-// The value of option name ("--task") in argv: "--task X" or "--task=X"; NULL when absent.
-static const char *argv_value(int argc, char **argv, const char *name) {
-    size_t n = strlen(name);
-    const char *v = NULL;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-        if (!strcmp(argv[i], name) && i + 1 < argc) v = argv[++i];
-        else if (!strncmp(argv[i], name, n) && argv[i][n] == '=') v = argv[i] + n + 1;
-    }
-    return v;
-}
 static int argv_flag(int argc, char **argv, const char *name) {
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) if (!strcmp(argv[i], name)) return 1;
     return 0;
 }
 
 int cls_command_line(int argc, char **argv, int eval) {
-    const char *task = argv_value(argc, argv, "--task");
+    const char *task = cli_option_value(argc, argv, "--task");
     if (task) return !strncmp(task, "lra", 3);
     // no task: a checkpoint to resume or evaluate says whose it is
-    const char *ckpt = argv_value(argc, argv, "--ckpt"), *out = argv_value(argc, argv, "--out");
+    const char *ckpt = cli_option_value(argc, argv, "--ckpt"), *out = cli_option_value(argc, argv, "--out");
     if (!eval && !argv_flag(argc, argv, "--resume")) return 0;
     if (ckpt) return cls_checkpoint_is(ckpt);
     char *path = xasprintf("%s/model.ckpt", !eval && out ? out : DEFAULT_OUT);

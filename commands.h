@@ -19,5 +19,9 @@ int cmd_plot(int argc, char **argv);       // cmd_plot.c
 int cls_command_line(int argc, char **argv, int eval);
 int cmd_cls_train(int argc, char **argv);
 int cmd_cls_eval(int argc, char **argv);
+// eval of a language model on zero-shot benchmarks (zeroshot.c): zeroshot_command_line says whether an eval
+// command line is theirs (--task mc or --task lambada).
+int zeroshot_command_line(int argc, char **argv);
+int cmd_zeroshot_eval(int argc, char **argv);
 
 #endif

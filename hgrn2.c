@@ -307,7 +307,7 @@ int cmd_train(int argc, char **argv) {
 // hgrn2 eval
 
 static const char *EVAL_USAGE = "hgrn2 eval [--ckpt PATH] [--data DIR] [--split val|train] | --ids FILE [--logits OUT] [--tokenizer PATH]"
-                                 " | --task mqar [--examples N] | --task lra-*|lra";
+                                 " | --task mqar [--examples N] | --task mc|lambada --data FILE | --task lra-*|lra";
 static const char *EVAL_HELP =
     "Report the mean next-token loss, the perplexity and bits per byte (from the tokenizer: the bytes of\n"
     "text the predicted tokens stand for).\n"
@@ -330,6 +330,10 @@ static const char *EVAL_HELP =
     "  --task mqar          held-out MQAR examples (the default for a model trained on mqar)\n"
     "  --examples N         how many: the first N of the held-out set (default 3000)\n"
     "  --kv-pairs P --seq-len T  their shape (default: the training run's) --batch B (default: the training batch)\n"
+    "Zero-shot benchmarks (their own options: hgrn2 eval --task mc --help; docs/zeroshot.md):\n"
+    "  --task mc            multiple choice (--format hellaswag, piqa, arc, winogrande, boolq or jsonl):\n"
+    "                       the last lines 'acc X' and 'acc_norm X'\n"
+    "  --task lambada       LAMBADA's last word: the last lines 'acc X' and 'perplexity X'\n"
     "Long Range Arena classifiers (their own options: hgrn2 eval --task lra-listops --help):\n"
     "  --task lra-TASK     test accuracy of a classifier (the six LRA tasks); last line 'accuracy X'\n"
     "  --task lra           the table of every task's test accuracy in a folder of runs, beside the paper's\n"
@@ -356,6 +360,7 @@ static int eval_mqar(Model *m, const RunState *rs, int B, int T, int P, int64_t 
 
 int cmd_eval(int argc, char **argv) {
     if (cls_command_line(argc, argv, 1)) return cmd_cls_eval(argc, argv);
+    if (zeroshot_command_line(argc, argv)) return cmd_zeroshot_eval(argc, argv);
     static const struct option opts[] = {
         COMMON_OPTS, {"ckpt", required_argument, 0, O_CKPT}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, O_BATCH},
@@ -388,8 +393,8 @@ int cmd_eval(int argc, char **argv) {
         case O_SEED: break;
         case O_TASK:
             if (strcmp(optarg, "mqar"))
-                usage_error("--task of eval is mqar, lra-listops, lra-text, lra-retrieval or lra (a language model needs "
-                            "none), got '%s'", optarg);
+                usage_error("--task of eval is mqar, mc, lambada, lra-listops, lra-text, lra-retrieval or lra (a language "
+                            "model needs none), got '%s'", optarg);
             mqar = 1;
             break;
         case O_EXAMPLES: examples = arg_int("--examples", optarg, 1, INT64_C(1) << 40); break;

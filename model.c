@@ -197,7 +197,7 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     a->B = B; a->T = T; a->train = train;
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
     int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
-    a->N = N;
+    a->N = a->cap = N;
     // The sizes come from flags or a checkpoint: bound them before the byte counts below can overflow. Every part
     // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 32 of them.
     const double widest = (double)(QFI > 2 * I ? QFI : 2 * I) > (double)c->V ? (double)(QFI > 2 * I ? QFI : 2 * I) : (double)c->V;
@@ -238,6 +238,11 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
         a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->sel_d = dev_alloc((size_t)N * 2 * sizeof(int32_t), "token ids");
     }
+}
+void acts_reshape(Acts *a, int B, int T) {
+    if (B < 1 || T < 1 || (int64_t)B * T > a->cap)
+        die("acts_reshape: %d x %d tokens do not fit activations for %lld", B, T, (long long)a->cap);
+    a->B = B; a->T = T; a->N = (int64_t)B * T;
 }
 void acts_free(Acts *a) {
     dev_free(a->mem);

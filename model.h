@@ -125,6 +125,7 @@ void print_config(const Config *c, const Layout *lay, FILE *f);
 typedef struct {
     int B, T, train;
     int64_t N;
+    int64_t cap;                            // the tokens allocated for (acts_reshape)
     real *lb;                               // [L, HK] lower bounds of this forward
     real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
     real *xmid;                             // [L, N, D] residual between mixer and MLP
@@ -152,6 +153,10 @@ typedef struct {
 } Acts;
 
 void acts_alloc(Acts *a, const Config *c, int B, int T, int train);
+// Uses activations allocated for N tokens at another shape B x T with B x T <= N: every part is sized by the
+// token count and indexed by the current N, so one allocation serves batches of varying shape (zero-shot
+// scoring pads each batch to its own longest sequence).
+void acts_reshape(Acts *a, int B, int T);
 void acts_free(Acts *a);
 
 // ---- forward and backward ----
