@@ -4,7 +4,7 @@
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
-LDLIBS  += -lzstd -lpng -lz -lpthread -lm
+LDLIBS  += -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
