@@ -68,6 +68,11 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
 	fi
+	@if ! dpkg -s libpcre2-dev libutf8proc-dev >/dev/null 2>&1; then \
+	  echo "installing libpcre2-dev libutf8proc-dev (tokenizer.json regex pre-tokenizers and Unicode normalizers)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpcre2-dev libutf8proc-dev >/dev/null; \
+	fi
 	@if ! dpkg -s libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null 2>&1; then \
 	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -161,7 +166,7 @@ build/fuzz/%.o: %.c $(HDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/seal_checkpoint.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }
