@@ -674,13 +674,13 @@ static void pre_segment(const PreRun *r, int k, const uint8_t *s, Pending *p, si
 }
 
 // Step k's regex over the piece s[a..b): the matches as Oniguruma's find_iter gives them to Hugging Face,
-// leftmost first and not overlapping; an empty match right after a non-empty one is skipped, and after an
-// empty match the search resumes one character further.
+// leftmost first and not overlapping; an empty match where the previous match ended is skipped, and after
+// an empty match the search resumes one character further.
 static void pre_regex(const PreRun *r, int k, const uint8_t *s, size_t a, size_t b) {
     const PreStep *st = &r->t->pre[k];
     const uint8_t *p = s + a;
-    size_t n = b - a, from = 0, prev = 0;
-    int skip_empty = 0;
+    size_t n = b - a, from = 0, prev = 0;   // prev: the end of the last match (or 0)
+    int matched = 0;
     Pending pend = { 0 };
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
     while (from <= n) {
@@ -699,13 +699,12 @@ static void pre_regex(const PreRun *r, int k, const uint8_t *s, size_t a, size_t
         if (ms == me) {
             uint32_t cp;
             from += me < n ? (size_t)utf8_decode(p + me, n - me, &cp) : 1;
-            if (skip_empty) { skip_empty = 0; continue; }
-        } else {
-            skip_empty = 1;
+            if (matched && ms == prev) continue;
         }
         if (prev != ms) pre_segment(r, k, s, &pend, a + prev, a + ms, st->invert);
         pre_segment(r, k, s, &pend, a + ms, a + me, !st->invert);
         prev = me;
+        matched = 1;
     }
     if (prev != n) pre_segment(r, k, s, &pend, a + prev, b, st->invert);
     pending_flush(r, k, s, &pend);

@@ -10,7 +10,7 @@ What it writes:
                   Metaspace decoder, merges as ["a", "b"] pairs (the newer format), non-ASCII as \\u escapes
   bl.json         a small byte-level BPE (GPT-2/RoBERTa style: ByteLevel pre-tokenizer and decoder), vocab 1500
   bl_prefix.json  the same model with add_prefix_space and ignore_merges set, merges as "a b" strings
-  llama3.json     a byte-level BPE (vocab 1500) laid out like Llama-3's tokenizer.json: no normalizer, pre-tokenizer
+  llama3.json     a byte-level BPE (vocab 1500; trained with some indented code too) laid out like Llama-3's tokenizer.json: no normalizer, pre-tokenizer
                   Sequence[Split(Regex <Llama-3's pattern>, Isolated), ByteLevel(use_regex false)], ByteLevel decoder
   qwen2.json      the same layout with Qwen2's pattern and an NFC normalizer (trained so)
   nfkc.json       NFKC normalizer, pre-tokenizer Sequence[Digits(individual), Punctuation(Contiguous),
@@ -379,6 +379,9 @@ SPLIT_CASES = [
     ("crlf", "line1\r\nline2\r\n\r\n  \r\n\tend\r\rx\n\r"),
     ("space_runs", "a    b\t\t c  \n   d      \n\n\n e  "),
     ("spaces_unicode", "x\u0085y \u0085z\u180ew \u180e v\u2028u\u3000t\u00a0\u00a0s"),
+    ("spaces_180e", "a  \u180e b   \u180e\u180e c\t\t\u180e the  \u180e"),
+    ("empty_matches", "the that this other thth hth tthh, hello.world 12a34"),
+    ("spaces_180e_end", "a  \u180e"),
     ("punct_runs", "Hello!!! ...wait?! (yes) --no-- \"quoted\" «fr» 「日本」 ¿Qué? ¡Sí! a,b;c:d"),
     ("emoji_zwj", "👨‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇩🇪 ❤️ x😀y"),
     ("arabic_marks", "السَّلَامُ عَلَيْكُمْ ١٢٣"),
@@ -469,6 +472,12 @@ def split_bytes_reference(tok, data: bytes):
 
 def train_split(shared):
     files = [os.path.join(shared, "data/text", f) for f in ("tinyshakespeare.txt", "wikitext-103-raw.valid.txt")]
+    # and indented lines, so that runs of spaces become tokens ("ĠĠ", "ĠĠĠ") whose merges a split can block
+    code = os.path.join(OUT, "indented.tmp")
+    with open(code, "w") as f:
+        for i in range(400):
+            f.write("def f%d(x):\n    if x:\n        return  x  +  %d\n    return None\n\n" % (i, i))
+    files.append(code)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     out = {}
     for name, pat, norm, specials in (("llama3", LLAMA3_PAT, None, ["<|begin_of_text|>", "<|end_of_text|>"]),
@@ -498,10 +507,11 @@ def train_split(shared):
         pre_tokenizers.Split(Regex(r"[aeiouAEIOU]"), "merged_with_previous"),
         pre_tokenizers.Split(Regex(r"\p{N}"), "contiguous"),
         pre_tokenizers.Split(Regex(r"[.,;:!?]"), "merged_with_next"),
-        pre_tokenizers.Split(Regex(r"\p{L}{1,4}|\n+"), "isolated", invert=True),
-        pre_tokenizers.Split(Regex(r"x*"), "isolated"),
+        pre_tokenizers.Split(Regex(r"e"), "merged_with_previous", invert=True),   # "the" -> "th", "e"
+        pre_tokenizers.Split(Regex(r"t+|(?=h)"), "merged_with_next"),   # empty matches before "h"
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     out["split_mix"] = json.loads(mix.to_str())
+    os.remove(code)
     return out
 
 
