@@ -3,9 +3,10 @@
 // the identity strings.
 //
 // Encoding runs in three stages, each configured by the loaded files:
-//   1. normalize: the HF normalizers Prepend and Replace, and the prefix rules of the Metaspace and
-//      ByteLevel pre-tokenizers;
-//   2. split into pieces: GPT-2's regex (hand-written below), Metaspace's split before each "▁", or none;
+//   1. normalize: the HF normalizers Prepend, Replace and NFC/NFD/NFKC/NFKD (utf8proc), and the prefix rules
+//      of the Metaspace and ByteLevel pre-tokenizers;
+//   2. split into pieces: GPT-2's regex (hand-written below), Metaspace's split before each "▁", a Sequence
+//      of regex Splits (PCRE2) and GPT-2's regex, or none;
 //   3. BPE on each piece, starting from single bytes (byte-level vocabularies) or from UTF-8 characters
 //      (SentencePiece-style vocabularies, with <0xAB> byte fallback), always merging the adjacent pair of
 //      lowest rank first, leftmost on ties, with a heap so that long pieces cost O(n log n).
@@ -729,8 +730,9 @@ static void pre_split(const PreRun *r, int k, const uint8_t *s, size_t a, size_t
 
 // PCRE2 needs valid UTF-8. Each invalid byte becomes U+E000 (EE 80 80), a private-use character: like the
 // byte under GPT-2's regex, it is neither a letter, a number nor a space, so [^\s\p{L}\p{N}], \S and . match
-// it. (PCRE2's PCRE2_MATCH_INVALID_UTF would instead make it match nothing, not even \S or [^x]: then
-// "a \xff" would split as "a ", "\xff" where GPT-2's rule gives "a", " \xff".) Also, U+180E (MONGOLIAN
+// it. (PCRE2's PCRE2_MATCH_INVALID_UTF would instead make it match nothing, not even \S or [^x]: Llama-3's
+// pattern would then split "a \xff b" as "a", " ", "\xff", " b", where GPT-2's rule gives "a", " \xff",
+// " b".) Also, U+180E (MONGOLIAN
 // VOWEL SEPARATOR) becomes U+200B: both are format characters, but PCRE2's \s still takes U+180E, which
 // left Unicode's spaces in 6.3 and Oniguruma's \s. Returns 0 when the text needs neither; else fills sub
 // and *map (offset in sub -> offset in the text, at every character boundary).
