@@ -4,7 +4,7 @@
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
-LDLIBS  += -lzstd -lpng -lz -lpthread -lm
+LDLIBS  += -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
@@ -70,6 +70,11 @@ setup:
 	  echo "installing libzstd-dev zstd bible-kjv"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev zstd bible-kjv >/dev/null; \
+	fi
+	@if ! dpkg -s libpcre2-dev libutf8proc-dev >/dev/null 2>&1; then \
+	  echo "installing libpcre2-dev libutf8proc-dev (tokenizer.json regex pre-tokenizers and Unicode normalizers)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpcre2-dev libutf8proc-dev >/dev/null; \
 	fi
 	@if ! dpkg -s libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null 2>&1; then \
 	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
@@ -173,7 +178,7 @@ build/fuzz/%.o: %.c $(HDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/seal_checkpoint.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }

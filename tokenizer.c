@@ -3,9 +3,10 @@
 // the identity strings.
 //
 // Encoding runs in three stages, each configured by the loaded files:
-//   1. normalize: the HF normalizers Prepend and Replace, and the prefix rules of the Metaspace and
-//      ByteLevel pre-tokenizers;
-//   2. split into pieces: GPT-2's regex (hand-written below), Metaspace's split before each "▁", or none;
+//   1. normalize: the HF normalizers Prepend, Replace and NFC/NFD/NFKC/NFKD (utf8proc), and the prefix rules
+//      of the Metaspace and ByteLevel pre-tokenizers;
+//   2. split into pieces: GPT-2's regex (hand-written below), Metaspace's split before each "▁", a Sequence
+//      of regex Splits (PCRE2) and GPT-2's regex, or none;
 //   3. BPE on each piece, starting from single bytes (byte-level vocabularies) or from UTF-8 characters
 //      (SentencePiece-style vocabularies, with <0xAB> byte fallback), always merging the adjacent pair of
 //      lowest rank first, leftmost on ties, with a heap so that long pieces cost O(n log n).
@@ -14,6 +15,8 @@
 // through the byte-level alphabet or the byte-fallback tokens, so that it decodes back to itself.
 #include "tokenizer_impl.h"
 #include "unicode_tables.h"
+
+#include <utf8proc.h>
 
 #include <limits.h>
 #include <pthread.h>
@@ -575,6 +578,209 @@ static int starts_with(const uint8_t *s, size_t n, const char *p, size_t np) {
     return n >= np && !memcmp(s, p, np);
 }
 
+// ---------------------------------------------------------------- Unicode normalization (NFC, NFD, NFKC, NFKD)
+
+// Appends s[0..n) in the normalization form of utf8proc's `opts` to out, through the code point buffer *w
+// (grown as needed). ASCII characters are copied: no form changes one, and none composes one with the
+// character before it, so only runs of other characters go through utf8proc, each with the ASCII character
+// before it (which may take the run's combining marks). A byte that is not valid UTF-8 is copied as it is
+// and ends a run: the valid runs between invalid bytes are normalized each on its own (Hugging Face refuses
+// such text). Returns -1 as soon as more than max bytes would be appended.
+static int unicode_normalize(const uint8_t *s, size_t n, int opts, size_t max, ByteBuf *out, int32_t **w, size_t *wcap) {
+    size_t start = out->n;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
+        if (s[i] < 0x80 || cp == CP_INVALID) {
+            if (out->n - start + 1 > max) return -1;
+            bytebuf_putc(out, (char)s[i++]);
+            continue;
+        }
+        size_t j = i + (size_t)len;
+        while (j < n && s[j] >= 0x80 && (len = utf8_decode(s + j, n - j, &cp), cp != CP_INVALID)) j += (size_t)len;
+        size_t r = i;
+        if (i > 0 && s[i - 1] < 0x80) { r = i - 1; out->n--; }   // it was the byte copied last
+        utf8proc_ssize_t m = utf8proc_decompose(s + r, (utf8proc_ssize_t)(j - r), *w, (utf8proc_ssize_t)*wcap, opts);
+        if (m >= 0 && (size_t)m > max) return -1;   // every code point takes a byte at least
+        if (m >= 0 && (size_t)m + 1 > *wcap) {
+            // (utf8proc_reencode writes a terminating 0 after the bytes: one code point more)
+            *wcap = (size_t)m + 1 > 2 * *wcap ? (size_t)m + 1 : 2 * *wcap;
+            free(*w);
+            *w = xmalloc(*wcap * sizeof **w);
+            m = utf8proc_decompose(s + r, (utf8proc_ssize_t)(j - r), *w, (utf8proc_ssize_t)*wcap, opts);
+        }
+        if (m >= 0) m = utf8proc_reencode(*w, m, opts);
+        if (m < 0) die("utf8proc cannot normalize a text of %zu bytes: %s", j - r, utf8proc_errmsg(m));
+        if (out->n - start + (size_t)m > max) return -1;
+        bytebuf_append(out, *w, (size_t)m);
+        i = j;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------- pre-tokenizer Sequences
+
+// A text goes through the steps of t->pre in order, each splitting every piece of the previous one (each
+// regex runs on the piece alone, as Hugging Face's does); the pieces of the last step are encoded. `s` is
+// the subject the steps see; when the text had invalid UTF-8 for a regex step, that is a copy where each
+// invalid byte became U+E000, a private-use character (see pre_subject), and map takes its offsets back
+// to the text's.
+typedef struct {
+    const Tokenizer *t;
+    const uint8_t *text;
+    const size_t *map;
+    pcre2_match_data *md;
+    IdBuf *out;
+} PreRun;
+
+// A group of segments that a behaviour may still extend, and whether its last segment was a match.
+typedef struct { size_t a, b; int have, match; } Pending;
+
+static void pre_split(const PreRun *r, int k, const uint8_t *s, size_t a, size_t b);
+
+static void pending_flush(const PreRun *r, int k, const uint8_t *s, Pending *p) {
+    if (p->have) pre_split(r, k + 1, s, p->a, p->b);
+    p->have = 0;
+}
+
+// One segment of a piece cut by step k's regex, a match or the text between two, by the step's behaviour
+// (Hugging Face's SplitDelimiterBehavior, inverted matches already flipped):
+//   Isolated: every segment is a piece; Removed: the matches are dropped;
+//   Contiguous: consecutive segments that are both matches (or both not) are one piece;
+//   MergedWithPrevious: a match joins the piece before it, unless that one ends with a match;
+//   MergedWithNext: a match joins the segment after it, unless that one is a match too.
+static void pre_segment(const PreRun *r, int k, const uint8_t *s, Pending *p, size_t a, size_t b, int match) {
+    switch (r->t->pre[k].behavior) {
+    case SPLIT_ISOLATED:
+        pre_split(r, k + 1, s, a, b);
+        return;
+    case SPLIT_REMOVED:
+        if (!match) pre_split(r, k + 1, s, a, b);
+        return;
+    case SPLIT_CONTIGUOUS:
+        if (p->have && p->match == match) { p->b = b; return; }
+        break;
+    case SPLIT_MERGED_PREV:
+        if (p->have && match && !p->match) { p->b = b; p->match = 1; return; }
+        break;
+    case SPLIT_MERGED_NEXT:
+        // the pending group is always a lone match here
+        if (p->have && !match) { p->b = b; pending_flush(r, k, s, p); return; }
+        pending_flush(r, k, s, p);
+        if (!match) { pre_split(r, k + 1, s, a, b); return; }
+        break;
+    }
+    pending_flush(r, k, s, p);
+    *p = (Pending){ a, b, 1, match };
+}
+
+// Step k's regex over the piece s[a..b): the matches as Oniguruma's find_iter gives them to Hugging Face,
+// leftmost first and not overlapping; an empty match where the previous match ended is skipped, and after
+// an empty match the search resumes one character further.
+static void pre_regex(const PreRun *r, int k, const uint8_t *s, size_t a, size_t b) {
+    const PreStep *st = &r->t->pre[k];
+    const uint8_t *p = s + a;
+    size_t n = b - a, from = 0, prev = 0;   // prev: the end of the last match (or 0)
+    int matched = 0;
+    Pending pend = { 0 };
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
+    while (from <= n) {
+        int rc = pcre2_match(st->re, p, n, from, PCRE2_NO_UTF_CHECK, r->md, NULL);
+        // the JIT's own stack is small: a long piece may need the interpreter, whose frames are on the heap
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) rc = pcre2_match(st->re, p, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, r->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            die("%s: the regex of pre_tokenizer %d of %d fails on a piece of %zu bytes: %s", r->t->file, k + 1, r->t->npre, n, (char *)msg);
+        }
+        size_t ms = ov[0], me = ov[1];
+        if (ms < from || ms > me || me > n) die("%s: the regex of pre_tokenizer %d of %d reports a match outside the text", r->t->file, k + 1, r->t->npre);
+        from = me;
+        if (ms == me) {
+            uint32_t cp;
+            from += me < n ? (size_t)utf8_decode(p + me, n - me, &cp) : 1;
+            if (matched && ms == prev) continue;
+        }
+        if (prev != ms) pre_segment(r, k, s, &pend, a + prev, a + ms, st->invert);
+        pre_segment(r, k, s, &pend, a + ms, a + me, !st->invert);
+        prev = me;
+        matched = 1;
+    }
+    if (prev != n) pre_segment(r, k, s, &pend, a + prev, b, st->invert);
+    pending_flush(r, k, s, &pend);
+}
+
+static void pre_split(const PreRun *r, int k, const uint8_t *s, size_t a, size_t b) {
+    if (a == b) return;   // Hugging Face drops empty pieces
+    const Tokenizer *t = r->t;
+    if (k == t->npre) {
+        if (r->map) encode_piece(t, r->text + r->map[a], r->map[b] - r->map[a], r->out);
+        else encode_piece(t, s + a, b - a, r->out);
+    } else if (t->pre[k].kind == PRE_GPT2) {
+        for (size_t i = a; i < b;) {
+            size_t e = a + gpt2_piece_end(s + a, b - a, i - a);
+            pre_split(r, k + 1, s, i, e);
+            i = e;
+        }
+    } else {
+        pre_regex(r, k, s, a, b);
+    }
+}
+
+// PCRE2 needs valid UTF-8. Each invalid byte becomes U+E000 (EE 80 80), a private-use character: like the
+// byte under GPT-2's regex, it is neither a letter, a number nor a space, so [^\s\p{L}\p{N}], \S and . match
+// it. (PCRE2's PCRE2_MATCH_INVALID_UTF would instead make it match nothing, not even \S or [^x]: Llama-3's
+// pattern would then split "a \xff b" as "a", " ", "\xff", " b", where GPT-2's rule gives "a", " \xff",
+// " b".) Also, U+180E (MONGOLIAN
+// VOWEL SEPARATOR) becomes U+200B: both are format characters, but PCRE2's \s still takes U+180E, which
+// left Unicode's spaces in 6.3 and Oniguruma's \s. Returns 0 when the text needs neither; else fills sub
+// and *map (offset in sub -> offset in the text, at every character boundary).
+static int pre_subject(const uint8_t *s, size_t n, ByteBuf *sub, size_t **map) {
+    size_t i = 0;
+    uint32_t cp;
+    while (i < n) {
+        if (s[i] < 0x80) { i++; continue; }
+        int len = utf8_decode(s + i, n - i, &cp);
+        if (cp == CP_INVALID || cp == 0x180E) break;
+        i += (size_t)len;
+    }
+    if (i == n) return 0;
+    size_t cap = i + 3 * (n - i) + 1;
+    *map = xmalloc(cap * sizeof **map);
+    bytebuf_append(sub, s, i);
+    for (size_t k = 0; k < i; k++) (*map)[k] = k;
+    while (i < n) {
+        int len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
+        const char *rep = s[i] < 0x80 ? NULL : cp == CP_INVALID ? "\xee\x80\x80" : cp == 0x180E ? "\xe2\x80\x8b" : NULL;
+        for (size_t k = 0; k < (rep ? 3 : (size_t)len); k++) (*map)[sub->n + k] = rep ? i : i + k;
+        bytebuf_append(sub, rep ? (const uint8_t *)rep : s + i, rep ? 3 : (size_t)len);
+        i += (size_t)len;
+    }
+    (*map)[sub->n] = n;
+    return 1;
+}
+
+static void pre_tokenize(const Tokenizer *t, const uint8_t *s, size_t n, IdBuf *out) {
+    PreRun r = { t, s, NULL, NULL, out };
+    ByteBuf sub = { 0 };
+    size_t *map = NULL;
+    const uint8_t *subject = s;
+    if (t->pre_regex) {
+        r.md = pcre2_match_data_create(1, NULL);   // per call: threads share the tokenizer
+        if (!r.md) die("out of memory for a regex match");
+        if (pre_subject(s, n, &sub, &map)) {
+            subject = (const uint8_t *)sub.data;
+            r.map = map;
+            n = sub.n;
+        }
+    }
+    pre_split(&r, 0, subject, 0, n);
+    pcre2_match_data_free(r.md);
+    free(sub.data);
+    free(map);
+}
+
 void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *out) {
     const uint8_t *s = (const uint8_t *)text;
     size_t n = len;
@@ -588,6 +794,8 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
     int cur = 0;
     size_t cap = growth_cap(len);
     char what[64];
+    int32_t *ucs = NULL;   // the code points of a run being normalized
+    size_t ucs_cap = 0;
     for (int k = 0; k < t->nnorm; k++) {
         const NormStep *st = &t->norm[k];
         ByteBuf *dst = &nb[cur];
@@ -599,11 +807,14 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
                 bytebuf_append(dst, st->to, st->nto);
                 bytebuf_append(dst, s, n);
             }
+        } else if (st->kind == NORM_UNICODE) {
+            over = unicode_normalize(s, n, st->uopts, cap, dst, &ucs, &ucs_cap) < 0;
         } else {
             over = replace_all(s, n, st->from, st->nfrom, st->to, st->nto, cap, dst) < 0;
         }
         if (over) {
-            snprintf(what, sizeof what, "normalizer %d of %d (%s)", k + 1, t->nnorm, st->kind == NORM_PREPEND ? "Prepend" : "Replace");
+            snprintf(what, sizeof what, "normalizer %d of %d (%s)", k + 1, t->nnorm,
+                     st->kind == NORM_PREPEND ? "Prepend" : st->kind == NORM_REPLACE ? "Replace" : st->from);
             die_growth(t, what, len, cap);
         }
         s = (const uint8_t *)dst->data;
@@ -632,7 +843,9 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
         s = (const uint8_t *)dst->data;
         n = dst->n;
     }
-    if (t->use_regex) {
+    if (t->npre) {
+        pre_tokenize(t, s, n, out);
+    } else if (t->use_regex) {
         for (size_t i = 0; i < n;) {
             size_t e = gpt2_piece_end(s, n, i);
             encode_piece(t, s + i, e - i, out);
@@ -662,6 +875,7 @@ void tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdBuf *o
     }
     free(nb[0].data);
     free(nb[1].data);
+    free(ucs);
 }
 
 // ---------------------------------------------------------------- decoding
@@ -919,6 +1133,7 @@ void tokenizer_free(Tokenizer *t) {
         free(t->cache);
     }
     for (int k = 0; k < t->nnorm; k++) { free(t->norm[k].from); free(t->norm[k].to); }
+    for (int k = 0; k < t->npre; k++) pcre2_code_free(t->pre[k].re);
     free(t->dec); free(t->dec_off); free(t->has_id); free(t->key); free(t->key_off);
     free(t->is_added); free(t->is_fallback); free(t->vslots); free(t->pslots);
     free(t->file);

@@ -2,6 +2,8 @@
 // The tables it fills are tokenizer.c's (through tokenizer_impl.h), which encodes and decodes with them.
 #include "tokenizer_impl.h"
 
+#include <utf8proc.h>
+
 // ---------------------------------------------------------------- normalizers, pre-tokenizers, decoders
 
 // A "String" pattern of a Replace normalizer or decoder: {"String": " "}.
@@ -40,7 +42,7 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
         const Json *p = jget_typed(file, v, "prepend", JSON_STR, "the Prepend normalizer");
         if (!p) die("%s: the Prepend normalizer has no \"prepend\" string", file);
         check_norm_string(file, p, "Prepend normalizer's string");
-        *st = (NormStep){ NORM_PREPEND, NULL, xmalloc(json_len(p) + 1), 0, json_len(p) };
+        *st = (NormStep){ NORM_PREPEND, 0, NULL, xmalloc(json_len(p) + 1), 0, json_len(p) };
         memcpy(st->to, json_str(p), json_len(p) + 1);
     } else if (!strcmp(ty, "Replace")) {
         const Json *from = replace_pattern(file, v, "the Replace normalizer");
@@ -48,11 +50,17 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
         if (!to) die("%s: the Replace normalizer has no \"content\"", file);
         check_norm_string(file, from, "Replace normalizer's pattern");
         check_norm_string(file, to, "Replace normalizer's content");
-        *st = (NormStep){ NORM_REPLACE, xmalloc(json_len(from) + 1), xmalloc(json_len(to) + 1), json_len(from), json_len(to) };
+        *st = (NormStep){ NORM_REPLACE, 0, xmalloc(json_len(from) + 1), xmalloc(json_len(to) + 1), json_len(from), json_len(to) };
         memcpy(st->from, json_str(from), json_len(from) + 1);
         memcpy(st->to, json_str(to), json_len(to) + 1);
+    } else if (!strcmp(ty, "NFC") || !strcmp(ty, "NFD") || !strcmp(ty, "NFKC") || !strcmp(ty, "NFKD")) {
+        // the composed forms decompose and then compose; the K forms also replace compatibility characters
+        int opts = UTF8PROC_STABLE | (ty[2] == 'C' || ty[3] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE);
+        if (ty[2] == 'K') opts |= UTF8PROC_COMPAT;
+        *st = (NormStep){ NORM_UNICODE, opts, xstrdup(ty), NULL, 0, 0 };
     } else {
-        die("%s: normalizer \"%s\" is not supported (supported: Prepend, Replace with a String pattern, Sequence)", file, ty);
+        die("%s: normalizer \"%s\" is not supported (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace with a String "
+            "pattern, Sequence)", file, ty);
     }
     t->nnorm++;
 }
@@ -74,13 +82,119 @@ static int metaspace_prepends(const char *file, const Json *v) {
     return jget_bool(file, v, "add_prefix_space", 1, "Metaspace");
 }
 
+// Real Split patterns are a few hundred bytes at most (Llama-3's has 130).
+#define SPLIT_MAX_PATTERN 4096
+
+// Compiles a Split pattern for PCRE2 in UTF mode with Unicode properties, read as Hugging Face's Oniguruma
+// reads it; `literal` for a "String" pattern. Oniguruma's ^ and $ match at every line, and its . matches
+// anything but "\n": hence PCRE2_MULTILINE and "\n" as the only newline. Its \w (letters, marks, decimal
+// digits, connector punctuation) is not PCRE2's (letters, all numbers, "_"), and \b and \B follow \w, so a
+// pattern that uses them is refused rather than split differently. (\s differs only on U+180E, which
+// tokenizer.c handles.) The subject is always valid UTF-8 (tokenizer.c replaces invalid bytes first), so
+// matching skips PCRE2's check.
+static pcre2_code *compile_split(const char *file, const char *pat, size_t n, int literal, const char *what) {
+    if (n > SPLIT_MAX_PATTERN) die("%s: %s has a pattern of %zu bytes; the limit is %d", file, what, n, SPLIT_MAX_PATTERN);
+    for (size_t i = 0; !literal && i + 1 < n; i++) {
+        if (pat[i] != '\\') continue;
+        char c = pat[++i];
+        if (c == 'Q') {   // \Q...\E is literal text
+            while (i + 2 < n && !(pat[i + 1] == '\\' && pat[i + 2] == 'E')) i++;
+            i += 2;
+        } else if (c == 'w' || c == 'W' || c == 'b' || c == 'B') {
+            die("%s: %s: the pattern \"%s\" uses \\%c, whose Unicode meaning differs between Oniguruma (Hugging Face's "
+                "regex engine) and PCRE2: not supported", file, what, pat, c);
+        }
+    }
+    pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+    if (!cc || pcre2_set_newline(cc, PCRE2_NEWLINE_LF) != 0) die("out of memory for a regex");
+    int err;
+    PCRE2_SIZE off;
+    // (PCRE2_LITERAL admits few other options, and needs none of these)
+    uint32_t opts = literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NEVER_BACKSLASH_C;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, n, opts, &err, &off, cc);
+    pcre2_compile_context_free(cc);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        die("%s: %s: the pattern \"%s\" is not a valid regular expression (at byte %zu: %s)", file, what, pat, (size_t)off, (char *)msg);
+    }
+    // (without JIT, where the platform has none, PCRE2 interprets the pattern: slower, same matches)
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    return re;
+}
+
+static PreStep *add_pre_step(Tokenizer *t, const char *file, int kind) {
+    if (t->npre == (int)(sizeof t->pre / sizeof t->pre[0])) die("%s: more than %d pre_tokenizers", file, t->npre);
+    PreStep *p = &t->pre[t->npre++];
+    *p = (PreStep){ kind, SPLIT_ISOLATED, 0, NULL };
+    return p;
+}
+
+static int split_behavior(const char *file, const Json *v, const char *dflt, const char *where) {
+    static const char *names[] = { "Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous" };
+    const Json *b = jget_typed(file, v, "behavior", JSON_STR, where);
+    const char *name = b ? json_str(b) : dflt;
+    if (!name) die("%s: %s has no \"behavior\"", file, where);
+    for (int i = 0; i < 5; i++) if (!strcmp(name, names[i])) return i;
+    die("%s: %s: behavior \"%s\" is not supported (supported: Removed, Isolated, MergedWithPrevious, MergedWithNext, "
+        "Contiguous)", file, where, name);
+}
+
+// Unicode punctuation, and the ASCII symbols Rust's is_ascii_punctuation adds ($+<=>^`|~), as HF's Punctuation
+#define PUNCT_CLASS "[\\p{P}!-/:-@\\[-`{-~]"
+
+// One member of a pre_tokenizer Sequence (or a Split, Digits or Punctuation alone): a splitting step.
+static void parse_pre_step(Tokenizer *t, const char *file, const Json *v) {
+    const char *ty = jtype_str(file, v, "a pre_tokenizer");
+    if (!strcmp(ty, "Sequence")) {
+        const Json *list = jget_typed(file, v, "pretokenizers", JSON_ARR, "the Sequence pre_tokenizer");
+        for (size_t i = 0; list && i < json_len(list); i++) parse_pre_step(t, file, json_item(list, i));
+    } else if (!strcmp(ty, "ByteLevel")) {
+        // HF adds the prefix space to every piece: the same as once to the text only before any split
+        if (jget_bool(file, v, "add_prefix_space", 0, "ByteLevel")) {
+            if (t->npre) die("%s: a ByteLevel pre_tokenizer with add_prefix_space after another pre_tokenizer is not supported", file);
+            t->prefix_space = 1;
+        }
+        t->byte_level = 1;
+        if (jget_bool(file, v, "use_regex", 1, "ByteLevel")) add_pre_step(t, file, PRE_GPT2);
+    } else if (!strcmp(ty, "Split")) {
+        const Json *pat = json_get(v, "pattern");
+        const Json *re = jget_typed(file, pat, "Regex", JSON_STR, "the Split pattern");
+        const Json *str = jget_typed(file, pat, "String", JSON_STR, "the Split pattern");
+        if (!re && !str) die("%s: the Split pre_tokenizer needs a \"pattern\" with a \"Regex\" or a \"String\"", file);
+        PreStep *p = add_pre_step(t, file, PRE_SPLIT);
+        p->re = re ? compile_split(file, json_str(re), json_len(re), 0, "the Split pre_tokenizer")
+                   : compile_split(file, json_str(str), json_len(str), 1, "the Split pre_tokenizer");
+        p->behavior = split_behavior(file, v, NULL, "the Split pre_tokenizer");
+        p->invert = jget_bool(file, v, "invert", 0, "the Split pre_tokenizer");
+        t->pre_regex = 1;
+    } else if (!strcmp(ty, "Digits")) {
+        // each digit alone, or runs of digits (Rust's char::is_numeric: the N categories)
+        int each = jget_bool(file, v, "individual_digits", 0, "Digits");
+        PreStep *p = add_pre_step(t, file, PRE_SPLIT);
+        p->re = compile_split(file, "\\p{N}", 5, 0, "the Digits pre_tokenizer");
+        p->behavior = each ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
+        t->pre_regex = 1;
+    } else if (!strcmp(ty, "Punctuation")) {
+        PreStep *p = add_pre_step(t, file, PRE_SPLIT);
+        p->re = compile_split(file, PUNCT_CLASS, strlen(PUNCT_CLASS), 0, "the Punctuation pre_tokenizer");
+        p->behavior = split_behavior(file, v, "Isolated", "the Punctuation pre_tokenizer");
+        t->pre_regex = 1;
+    } else if (!strcmp(ty, "Metaspace")) {
+        die("%s: a Metaspace pre_tokenizer in a Sequence with others is not supported (only alone)", file);
+    } else {
+        die("%s: pre_tokenizer \"%s\" is not supported (supported: ByteLevel, Metaspace, Split, Digits, Punctuation, "
+            "a Sequence of these, or none)", file, ty);
+    }
+}
+
 static void parse_pre_tokenizer(Tokenizer *t, const char *file, const Json *v) {
     if (jis_null(v)) return;
     const char *ty = jtype_str(file, v, "the pre_tokenizer");
     if (!strcmp(ty, "Sequence")) {
         const Json *list = jget_typed(file, v, "pretokenizers", JSON_ARR, "the Sequence pre_tokenizer");
-        if (list && json_len(list) > 1) die("%s: a Sequence of %zu pre_tokenizers is not supported (only one)", file, json_len(list));
         if (list && json_len(list) == 1) parse_pre_tokenizer(t, file, json_item(list, 0));
+        else if (list) parse_pre_step(t, file, v);
         return;
     }
     if (!strcmp(ty, "ByteLevel")) {
@@ -95,7 +209,7 @@ static void parse_pre_tokenizer(Tokenizer *t, const char *file, const Json *v) {
         t->meta_prepend = metaspace_prepends(file, v);
         t->meta_split = jget_bool(file, v, "split", 1, "Metaspace");
     } else {
-        die("%s: pre_tokenizer \"%s\" is not supported (supported: ByteLevel, Metaspace, or none)", file, ty);
+        parse_pre_step(t, file, v);
     }
 }
 
@@ -184,7 +298,7 @@ static void merge_parts(const char *file, const Json *m, size_t i, const char **
 // involves a byte-fallback token (whose name is not its bytes). The ignore_merges rule looks at the whole
 // piece, so it keeps the text whole.
 static int sp_split_safe(const Tokenizer *t, int fallback_merges) {
-    if (t->byte_level || t->meta || t->use_regex || t->whole_piece_first || fallback_merges) return 0;
+    if (t->byte_level || t->meta || t->use_regex || t->npre || t->whole_piece_first || fallback_merges) return 0;
     if (vocab_get(t, SP_SPACE, 3) < 0) return 0;
     for (int32_t id = 0; id < t->nvocab; id++) {
         if (!t->has_id[id] || t->is_fallback[id]) continue;

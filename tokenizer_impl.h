@@ -7,6 +7,9 @@
 
 #include <stdatomic.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 enum { KIND_BYTE, KIND_GPT2, KIND_HF };
 
 #define SP_SPACE "\xe2\x96\x81"   // "▁", SentencePiece's space
@@ -19,8 +22,16 @@ typedef struct CacheEntry CacheEntry;
 // Decoder steps of tokenizer.json, applied to each token's string in order.
 enum { DEC_REPLACE, DEC_METASPACE };
 typedef struct { int kind, drop_first; char from[16], to[16]; size_t nfrom, nto; } DecStep;
-enum { NORM_PREPEND, NORM_REPLACE };
-typedef struct { int kind; char *from, *to; size_t nfrom, nto; } NormStep;
+// NORM_UNICODE: NFC, NFD, NFKC or NFKD (through utf8proc; `uopts` holds its options, `from` the form's name).
+enum { NORM_PREPEND, NORM_REPLACE, NORM_UNICODE };
+typedef struct { int kind, uopts; char *from, *to; size_t nfrom, nto; } NormStep;
+
+// Pre-tokenizer steps of a Sequence, each splitting every piece the previous one made: a regex Split (also
+// Digits and Punctuation, which are Splits on a character class), or GPT-2's regex (ByteLevel's use_regex).
+// The behaviours are Hugging Face's SplitDelimiterBehavior: what becomes of the matches.
+enum { PRE_SPLIT, PRE_GPT2 };
+enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
+typedef struct { int kind, behavior, invert; pcre2_code *re; } PreStep;
 
 struct Tokenizer {
     int kind;
@@ -52,6 +63,9 @@ struct Tokenizer {
     int prefix_space;       // ByteLevel add_prefix_space
     int meta, meta_prepend, meta_split;
     int sp_split;           // split before each "▁" that follows another character (see sp_split_safe)
+    PreStep pre[8];         // a Sequence of splitting pre-tokenizers (npre > 0), used instead of use_regex
+    int npre;
+    int pre_regex;          // some step is a PCRE2 regex: invalid UTF-8 is replaced for it (see tokenizer.c)
     char meta_rep[8];
     size_t meta_rep_len;
     DecStep decs[8];

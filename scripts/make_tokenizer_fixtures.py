@@ -10,7 +10,29 @@ What it writes:
                   Metaspace decoder, merges as ["a", "b"] pairs (the newer format), non-ASCII as \\u escapes
   bl.json         a small byte-level BPE (GPT-2/RoBERTa style: ByteLevel pre-tokenizer and decoder), vocab 1500
   bl_prefix.json  the same model with add_prefix_space and ignore_merges set, merges as "a b" strings
+  llama3.json     a byte-level BPE (vocab 1500; trained with some indented code too) laid out like Llama-3's tokenizer.json: no normalizer, pre-tokenizer
+                  Sequence[Split(Regex <Llama-3's pattern>, Isolated), ByteLevel(use_regex false)], ByteLevel decoder
+  qwen2.json      the same layout with Qwen2's pattern and an NFC normalizer (trained so)
+  nfkc.json       NFKC normalizer, pre-tokenizer Sequence[Digits(individual), Punctuation(Contiguous),
+                  Split(String " ", MergedWithNext), ByteLevel(use_regex true)], vocab 1000
+  split_mix.json  nfkc.json's model under an NFD normalizer and a Sequence of Splits with every other behaviour
+                  (Removed, MergedWithPrevious, Contiguous, MergedWithNext, invert), to check their rules
   <name>.cases    for gpt2 (the shared GPT-2 files) and each file above: encode cases with the reference ids
+
+`--only NAME,...` regenerates only those files (e.g. --only llama3,qwen2,nfkc,split_mix), leaving the others.
+
+The Split files' cases add real text in other languages, cut from Debian's fortunes-de, -ru, -es, -pl, -cs and
+-zh packages (embedded in the .cases, so the tests do not need them; the script needs them installed), text
+that NFC / NFKC change, and invalid UTF-8. Neither `tokenizers` nor Oniguruma accept invalid UTF-8, so the
+reference for those cases follows hgrn2's rule with `tokenizers`' own parts: the text is decoded with
+errors="surrogateescape", each run of valid characters between invalid bytes goes through the file's
+normalizer on its own, each invalid byte becomes U+E000 (a private-use character: neither letter, number nor
+space) for the pre-tokenizer, whose pieces are mapped back to the original bytes and run through the BPE
+model (Model.tokenize on their byte-level characters). On every valid case that reference must give the ids
+of `tokenizers`' own encode, or the script stops.
+
+Random strings for the Split files keep to characters assigned in Python's Unicode (14.0, the version of
+PCRE2 10.42's tables): Oniguruma knows later letters and digits that PCRE2 takes for unassigned.
 
 Reference encoders: tiktoken for GPT-2 (an offline tiktoken.Encoding built from the shared encoder.json and
 vocab.bpe with tiktoken's own GPT-2 pattern; nothing is downloaded), `tokenizers` for the tokenizer.json files.
@@ -35,7 +57,8 @@ Lines starting with '#' before the first case are comments.
 
 Rerun from the repository root (about a minute; no network needed):
     pip install tiktoken==0.14.0 tokenizers==0.23.3 regex==2026.5.9
-    python3 scripts/make_tokenizer_fixtures.py [--shared ../shared]
+    apt-get install fortunes-de fortunes-ru fortunes-es fortunes-pl fortunes-cs fortunes-zh
+    python3 scripts/make_tokenizer_fixtures.py [--shared ../shared] [--only NAME,...]
 Generated with Python 3.11.7, tiktoken 0.14.0, tokenizers 0.23.3, regex 2026.5.9. Training with `tokenizers` is not
 bit-identical from run to run (parallel tie-breaking), so a rerun may give slightly different merges: that is
 fine because the .json files and the .cases files are always regenerated together.
@@ -46,13 +69,14 @@ import os
 import random
 import struct
 import sys
+import unicodedata
 
 import regex
 import tiktoken
 import tiktoken.load
 import tokenizers
 from tiktoken_ext.openai_public import r50k_pat_str
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 OUT = "tests/fixtures/tokenizer"
 TEXT_FILES = ["canterbury-alice29.txt", "canterbury-asyoulik.txt", "canterbury-lcet10.txt", "canterbury-plrabn12.txt",
@@ -340,15 +364,217 @@ def write_hf(name, d, ascii_only, shared):
     print("%s.json: %d bytes, %s.cases: %d cases" % (name, len(js.encode()), name, w.n))
 
 
+# ---------------------------------------------------------------- Split pre-tokenizers, Unicode normalizers
+
+# The patterns exactly as the released tokenizer.json files of Llama-3 and Qwen2 hold them.
+LLAMA3_PAT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_PAT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+SPLIT_CASES = [
+    ("decomposed", "Cafe\u0301 nai\u0308ve A\u030angstro\u0308m e\u0301\u0301 o\u0323\u0302 q\u0307\u0323 \u1100\u1161\u11a8 \u1112\u1161\u11ab"),
+    ("composed", "Café naïve Ångström ệ 한국어 \u212b \u2126 \u0344 \u0958"),
+    ("compat", "ﬁle ﬂow ﬀ ﬃ ① ② ⑩ ２０２４年 ＡＢＣ ㎏ ½ x² H₂O ™ … Ⅻ ﾊﾝｶｸ ㍻ \u00a0nbsp ſ \ufdfa \u3300"),
+    ("contractions_caps", "I'LL WE'RE THEY'VE SHE'D IT'S 'ſ 'K 'Ll I'm"),
+    ("digits_mixed", "1234567890 12,345,678.9012 ١٢٣٤٥٦ ๑๒๓๔ ୧୨୩ 3.14159265 x1y22z333w4444 ⅔"),
+    ("crlf", "line1\r\nline2\r\n\r\n  \r\n\tend\r\rx\n\r"),
+    ("space_runs", "a    b\t\t c  \n   d      \n\n\n e  "),
+    ("spaces_unicode", "x\u0085y \u0085z\u180ew \u180e v\u2028u\u3000t\u00a0\u00a0s"),
+    ("spaces_180e", "a  \u180e b   \u180e\u180e c\t\t\u180e the  \u180e"),
+    ("empty_matches", "the that this other thth hth tthh, hello.world 12a34"),
+    ("spaces_180e_end", "a  \u180e"),
+    ("punct_runs", "Hello!!! ...wait?! (yes) --no-- \"quoted\" «fr» 「日本」 ¿Qué? ¡Sí! a,b;c:d"),
+    ("emoji_zwj", "👨‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇩🇪 ❤️ x😀y"),
+    ("arabic_marks", "السَّلَامُ عَلَيْكُمْ ١٢٣"),
+    ("devanagari_marks", "क्षत्रिय हिन्दी ॐ"),
+]
+
+INVALID_SPLIT = INVALID + [
+    ("inv_combining", b"e\xcc\x81\xff\xcc\x81 a\xcc\x88"),
+    ("inv_ligature", b"\xef\xac\x81\xff1\xef\xbc\x91"),
+    ("inv_in_spaces", b"a \xff b  \xfe\n\xff\r\n"),
+    ("inv_before_letters", b"\xffabc \xfe\xffdef"),
+    ("inv_digits_long", b"12345\xff678\xff9"),
+    ("inv_contraction", b"I\xff'LL \xff's"),
+]
+
+
+def assigned_random_cases(n, seed):
+    """random_cases, keeping to characters assigned in Python's Unicode version (and not surrogates)."""
+    out = []
+    for name, text in random_cases(n, seed):
+        t = "".join(c for c in text if unicodedata.category(c) not in ("Cn", "Cs"))
+        out.append(("urandom" + name[6:], t))
+    return out
+
+
+def fortune_cases():
+    """A few fortunes of each language package, as (name, text)."""
+    base = "/usr/share/games/fortunes"
+    files = [("de", "de/computer.u8"), ("ru", "ru/knowledge.u8"), ("es", "es/asimov.fortunes.u8"),
+             ("pl", "pl/7thguard.u8"), ("cs", "cs/citat.u8"), ("zh", "chinese.u8"), ("zh_tang", "tang300.u8")]
+    out = []
+    for lang, f in files:
+        path = os.path.join(base, f)
+        if not os.path.exists(path):
+            sys.exit("%s is missing: install fortunes-de fortunes-ru fortunes-es fortunes-pl fortunes-cs fortunes-zh" % path)
+        k = 0
+        for chunk in open(path, "rb").read().split(b"\n%\n"):
+            try:
+                text = chunk.decode()
+            except UnicodeDecodeError:
+                continue
+            if 60 <= len(chunk) <= 400 and "\x1b" not in text:
+                out.append(("fortune_%s%d" % (lang, k), text))
+                k += 1
+                if k == 3:
+                    break
+    return out
+
+
+BYTES_TO_UNICODE = None
+
+
+def byte_level(data: bytes):
+    global BYTES_TO_UNICODE
+    if BYTES_TO_UNICODE is None:
+        bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+        cs = bs[:]
+        n = 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        BYTES_TO_UNICODE = dict(zip(bs, map(chr, cs)))
+    return "".join(BYTES_TO_UNICODE[b] for b in data)
+
+
+def split_bytes_reference(tok, data: bytes):
+    """hgrn2's rule for any bytes with `tokenizers`' parts (see the top): (ids, decoded bytes)."""
+    s = data.decode("utf-8", errors="surrogateescape")
+    units = []   # (character the pre-tokenizer sees, the bytes it stands for)
+    for run in regex.split("([\udc80-\udcff])", s):
+        if not run:
+            continue
+        if len(run) == 1 and "\udc80" <= run <= "\udcff":
+            units.append(("\ue000", run.encode("utf-8", errors="surrogateescape")))
+        else:
+            r = tok.normalizer.normalize_str(run) if tok.normalizer else run
+            units += [(c, c.encode()) for c in r]
+    subject = "".join(u[0] for u in units)
+    ids, kept = [], []   # (a Split may remove text: what decodes is the pieces)
+    for _, (a, b) in tok.pre_tokenizer.pre_tokenize_str(subject):
+        piece = b"".join(u[1] for u in units[a:b])
+        ids += [t.id for t in tok.model.tokenize(byte_level(piece))]
+        kept.append(piece)
+    return ids, b"".join(kept)
+
+
+def train_split(shared):
+    files = [os.path.join(shared, "data/text", f) for f in ("tinyshakespeare.txt", "wikitext-103-raw.valid.txt")]
+    # and indented lines, so that runs of spaces become tokens ("ĠĠ", "ĠĠĠ") whose merges a split can block
+    code = os.path.join(OUT, "indented.tmp")
+    with open(code, "w") as f:
+        for i in range(400):
+            f.write("def f%d(x):\n    if x:\n        return  x  +  %d\n    return None\n\n" % (i, i))
+    files.append(code)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    out = {}
+    for name, pat, norm, specials in (("llama3", LLAMA3_PAT, None, ["<|begin_of_text|>", "<|end_of_text|>"]),
+                                      ("qwen2", QWEN2_PAT, normalizers.NFC(), ["<|endoftext|>"])):
+        t = Tokenizer(models.BPE())
+        if norm:
+            t.normalizer = norm
+        t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pat), "isolated", invert=False),
+                                                   pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        t.decoder = decoders.ByteLevel()
+        t.train(files, trainers.BpeTrainer(vocab_size=1500, special_tokens=specials, initial_alphabet=alphabet, show_progress=False))
+        out[name] = json.loads(t.to_str())
+    t = Tokenizer(models.BPE())
+    t.normalizer = normalizers.NFKC()
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.Punctuation("contiguous"),
+                                               pre_tokenizers.Split(" ", "merged_with_next"),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    t.decoder = decoders.ByteLevel()
+    t.train(files, trainers.BpeTrainer(vocab_size=1000, special_tokens=["</s>"], initial_alphabet=alphabet, show_progress=False))
+    out["nfkc"] = json.loads(t.to_str())
+    # the behaviours Llama-3 and Qwen2 do not use, on nfkc's model
+    mix = Tokenizer.from_str(json.dumps(out["nfkc"]))
+    mix.normalizer = normalizers.NFD()
+    mix.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[ \t]+"), "removed"),
+        pre_tokenizers.Split(Regex(r"[aeiouAEIOU]"), "merged_with_previous"),
+        pre_tokenizers.Split(Regex(r"\p{N}"), "contiguous"),
+        pre_tokenizers.Split(Regex(r"[.,;:!?]"), "merged_with_next"),
+        pre_tokenizers.Split(Regex(r"e"), "merged_with_previous", invert=True),   # "the" -> "th", "e"
+        pre_tokenizers.Split(Regex(r"t+|(?=h)"), "merged_with_next"),   # empty matches before "h"
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    out["split_mix"] = json.loads(mix.to_str())
+    os.remove(code)
+    return out
+
+
+def write_split(name, d, shared, nchunks):
+    js = json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    path = os.path.join(OUT, name + ".json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(js)
+    full = Tokenizer.from_str(js)
+    ref = Tokenizer.from_str(json.dumps(dict(d, added_tokens=[], post_processor=None)))
+    w = CaseWriter(os.path.join(OUT, name + ".cases"),
+                   "%s.json: ids from tokenizers %s (without added_tokens), decoded text from its decoder; inv_* cases\n"
+                   "and the rule for invalid UTF-8: see scripts/make_tokenizer_fixtures.py. Generated by that script; do not edit."
+                   % (name, tokenizers.__version__))
+    cases = CASES[:40] + SPLIT_CASES + fortune_cases() + assigned_random_cases(20, 11)
+    for cname, text in cases:
+        ids = ref.encode(text, add_special_tokens=False).ids
+        if split_bytes_reference(ref, text.encode())[0] != ids:
+            sys.exit("%s: the invalid-UTF-8 reference disagrees with tokenizers on case %s" % (name, cname))
+        w.text(cname, text.encode())
+        w.ids(ids, full.decode(ids, skip_special_tokens=False).encode(), text.encode())
+    for cname, data in INVALID_SPLIT:
+        ids, dec = split_bytes_reference(ref, data)
+        w.text(cname, data)
+        w.ids(ids, dec, data)
+    rng = random.Random(5)
+    for k in range(6):
+        data = bytes(rng.randrange(256) for _ in range(rng.randint(1, 120)))
+        ids, dec = split_bytes_reference(ref, data)
+        w.text("inv_random%d" % k, data)
+        w.ids(ids, dec, data)
+    for path, off, data in chunks(shared)[:nchunks]:
+        ids = ref.encode(data.decode(), add_special_tokens=False).ids
+        w.file(path, off, len(data))
+        w.ids(ids, full.decode(ids, skip_special_tokens=False).encode(), data)
+    for fname in TEXT_FILES:
+        data = open(os.path.join(shared, "data/text", fname), "rb").read()
+        ids = ref.encode(data.decode(), add_special_tokens=False).ids
+        w.file("text/" + fname, 0, -1)
+        w.ids(ids, full.decode(ids, skip_special_tokens=False).encode(), data, hashed=True)
+    w.close()
+    print("%s.json: %d bytes, %s.cases: %d cases" % (name, len(js.encode()), name, w.n))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=os.environ.get("HGRN2_SHARED", "../shared"))
+    ap.add_argument("--only", default="", help="comma-separated names of the files to regenerate (default: all)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    want = lambda *names: only is None or any(n in only for n in names)
     os.makedirs(OUT, exist_ok=True)
-    write_gpt2(args.shared)
-    sp, bl = train(args.shared)
-    for name, (d, ascii_only) in variants(sp, bl).items():
-        write_hf(name, d, ascii_only, args.shared)
+    if want("gpt2"):
+        write_gpt2(args.shared)
+    if want("sp_llama", "sp_meta", "bl", "bl_prefix"):
+        sp, bl = train(args.shared)
+        for name, (d, ascii_only) in variants(sp, bl).items():
+            if want(name):
+                write_hf(name, d, ascii_only, args.shared)
+    if want("llama3", "qwen2", "nfkc", "split_mix"):
+        for name, d in train_split(args.shared).items():
+            if want(name):
+                write_split(name, d, args.shared, 0 if name == "split_mix" else 3)
 
 
 if __name__ == "__main__":
