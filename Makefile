@@ -4,7 +4,18 @@
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -g
-LDLIBS  += -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
+LDLIBS  += -lzstd -lpng -lz -lpthread -lm
+# PCRE2 and utf8proc serve tokenizer.json's regex pre-tokenizers and Unicode normalizers. Without their headers
+# (a machine that has not run make setup) the program still builds, and refuses such tokenizer files.
+ifneq ($(wildcard /usr/include/pcre2.h),)
+ifneq ($(wildcard /usr/include/utf8proc.h),)
+  UNICODE_LIBS = -lpcre2-8 -lutf8proc
+endif
+endif
+ifeq ($(UNICODE_LIBS),)
+  CFLAGS  += -DHGRN2_NO_UNICODE_LIBS
+endif
+LDLIBS  += $(UNICODE_LIBS)
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
@@ -25,10 +36,12 @@ endif
 
 # Objects of the program's build (build/cpu, or build/cuda with the CUDA backend: a switch between the two
 # never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
-# library gathered in an archive so a program links only the parts it uses.
-OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)
+# library gathered in an archive so a program links only the parts it uses. A build without PCRE2 and
+# utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them.
+NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)
+OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)$(NOUNI)
 LIB     = $(OBJ)/libhgrn2.a
-LIB_F64 = build/f64/libhgrn2.a
+LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
 # Names the build the programs were last linked for; rewritten when that changes, so that they relink.
 BUILD_KIND = build/kind
 $(shell mkdir -p build && (echo '$(OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ)' > $(BUILD_KIND)))
@@ -41,7 +54,7 @@ $(OBJ)/hgrn2.o: $(VERSION_H)
 
 .PHONY: all setup test test-gpu bench-tokenizer clean
 all: hgrn2
-	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found))"
+	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them))"
 
 hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
@@ -49,12 +62,12 @@ hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 $(OBJ)/%.o: %.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
-build/f64/%.o: %.c $(HDR)
+build/f64$(NOUNI)/%.o: %.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -c -o $@ $<
 $(LIB): $(LIB_SRC:%.c=$(OBJ)/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
-$(LIB_F64): $(LIB_SRC:%.c=build/f64/%.o)
+$(LIB_F64): $(LIB_SRC:%.c=build/f64$(NOUNI)/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
 
 NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
@@ -166,7 +179,7 @@ clean:
 FUZZ_TARGETS ?= json safetensors tokenizer shard checkpoint cls_checkpoint jsonl
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ \
+FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ $(if $(UNICODE_LIBS),,-DHGRN2_NO_UNICODE_LIBS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(LIB_SRC))
 FUZZ_BIN      = $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
@@ -178,7 +191,7 @@ build/fuzz/%.o: %.c $(HDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/seal_checkpoint.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz -lpcre2-8 -lutf8proc -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz $(UNICODE_LIBS) -lpthread -lm
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }

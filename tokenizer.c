@@ -16,7 +16,6 @@
 #include "tokenizer_impl.h"
 #include "unicode_tables.h"
 
-#include <utf8proc.h>
 
 #include <limits.h>
 #include <pthread.h>

@@ -2,7 +2,6 @@
 // The tables it fills are tokenizer.c's (through tokenizer_impl.h), which encodes and decodes with them.
 #include "tokenizer_impl.h"
 
-#include <utf8proc.h>
 
 // ---------------------------------------------------------------- normalizers, pre-tokenizers, decoders
 
@@ -54,6 +53,7 @@ static void parse_normalizer(Tokenizer *t, const char *file, const Json *v) {
         memcpy(st->from, json_str(from), json_len(from) + 1);
         memcpy(st->to, json_str(to), json_len(to) + 1);
     } else if (!strcmp(ty, "NFC") || !strcmp(ty, "NFD") || !strcmp(ty, "NFKC") || !strcmp(ty, "NFKD")) {
+        unicode_libs_require(file, "a Unicode normalizer");
         // the composed forms decompose and then compose; the K forms also replace compatibility characters
         int opts = UTF8PROC_STABLE | (ty[2] == 'C' || ty[3] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE);
         if (ty[2] == 'K') opts |= UTF8PROC_COMPAT;
@@ -93,6 +93,7 @@ static int metaspace_prepends(const char *file, const Json *v) {
 // tokenizer.c handles.) The subject is always valid UTF-8 (tokenizer.c replaces invalid bytes first), so
 // matching skips PCRE2's check.
 static pcre2_code *compile_split(const char *file, const char *pat, size_t n, int literal, const char *what) {
+    unicode_libs_require(file, what);
     if (n > SPLIT_MAX_PATTERN) die("%s: %s has a pattern of %zu bytes; the limit is %d", file, what, n, SPLIT_MAX_PATTERN);
     for (size_t i = 0; !literal && i + 1 < n; i++) {
         if (pat[i] != '\\') continue;

@@ -7,8 +7,7 @@
 
 #include <stdatomic.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include "unicode_libs.h"
 
 enum { KIND_BYTE, KIND_GPT2, KIND_HF };
 
