@@ -210,7 +210,7 @@ struct ClsActs {
     real *z, *logits, *losses, *lb; // [B,D] [B,C] [B] [L,HK]
     real *pix;                      // pixel input: normalised values [N, channels]
     opnd *pixo;                     // ... as an operand, where the formats differ
-    real *qfiT, *oT;                // 2-D: the column scans' inputs and outputs in column-major order
+    real *qfiT, *oT;                // 2-D, gather path: the column scans' inputs and outputs in column-major order
     real *doutT, *dqfiT;            // ... and their gradients (training)
     real *qfi2, *o2, *rstdo2, *y1;  // series: the second (column) pass's per-layer activations, the first's output
     opnd *yo2, *y1o;                // ... its output norm, and the first pass's output as an operand
@@ -223,7 +223,7 @@ struct ClsActs {
     // the batch: host staging and, on the GPU, device copies
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
-    int32_t *perm_h, *perm_d;       // 2-D: row n of the column-major order is row perm[n] of the raster order
+    int32_t *perm_h, *perm_d;       // 2-D, gather path: row n of the column-major order is row perm[n] of the raster order
     real *pix_h;                    // on the GPU: host staging of the pixels (the CPU writes a->pix itself)
     real *out_h;                    // host copy of logits and losses
     uint64_t drop_seed;
