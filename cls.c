@@ -210,7 +210,7 @@ struct ClsActs {
     real *z, *logits, *losses, *lb; // [B,D] [B,C] [B] [L,HK]
     real *pix;                      // pixel input: normalised values [N, channels]
     opnd *pixo;                     // ... as an operand, where the formats differ
-    real *qfiT, *oT;                // 2-D: the column scans' inputs and outputs in column-major order
+    real *qfiT, *oT;                // 2-D, gather path: the column scans' inputs and outputs in column-major order
     real *doutT, *dqfiT;            // ... and their gradients (training)
     real *qfi2, *o2, *rstdo2, *y1;  // series: the second (column) pass's per-layer activations, the first's output
     opnd *yo2, *y1o;                // ... its output norm, and the first pass's output as an operand
@@ -223,13 +223,23 @@ struct ClsActs {
     // the batch: host staging and, on the GPU, device copies
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
-    int32_t *perm_h, *perm_d;       // 2-D: row n of the column-major order is row perm[n] of the raster order
+    int32_t *perm_h, *perm_d;       // 2-D, gather path: row n of the column-major order is row perm[n] of the raster order
     real *pix_h;                    // on the GPU: host staging of the pixels (the CPU writes a->pix itself)
     real *out_h;                    // host copy of logits and losses
     uint64_t drop_seed;
 };
 
 static int64_t stat_len(const ClsActs *a, int D) { return 2 * (a->N > D ? a->N : D); }
+
+// Whether the column scans read the columns in place (op_hgru_cols_fwd/bwd), or gather them into
+// column-major order and back: the backend says per head shape (ops.h; on the GPU only once its kernels have
+// been checked and timed on one, cuda_ops.h).
+static int cols_direct(const ClsConfig *c) {
+#if USE_CUDA
+    if (g_gpu) return cuda_hgru_cols_direct(c->K, c->Dv);
+#endif
+    return op_hgru_cols_direct(c->K, c->Dv);
+}
 
 ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     ClsActs *a = xcalloc(1, sizeof *a);
@@ -247,6 +257,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     const int64_t CVT = train ? N * (QFI > 2 * I ? QFI : 2 * I) : 0, CVH = (int64_t)B * C + S * 4 * D;
     const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
     const int pix = c->input == INPUT_PIXELS, two = c->scan != SCAN_1D, ser = c->scan == SCAN_SERIES;
+    const int gather = two && !cols_direct(c);   // the column-major copies of the gather path
     const int64_t NC = pix ? N * c->channels : 0;
     struct { void *p; int64_t bytes; } parts[] = {
         {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
@@ -264,8 +275,8 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->dpooled, train ? S * D * R : 0}, {&a->dlogits, train ? B * C * R : 0}, {&a->dz, train ? B * D * R : 0},
         {&a->df, train ? B * 4 * D * R : 0}, {&a->dgu, train ? N * 2 * I * O : 0}, {&a->cv, CV * O},
         {&a->pix, NC * R}, {&a->pixo, opnd_size() == sizeof(real) ? 0 : NC * O},
-        {&a->qfiT, two ? N * QFI * R : 0}, {&a->oT, two ? N * D * R : 0},
-        {&a->doutT, two && train ? N * D * R : 0}, {&a->dqfiT, two && train ? N * QFI * R : 0},
+        {&a->qfiT, gather ? N * QFI * R : 0}, {&a->oT, gather ? N * D * R : 0},
+        {&a->doutT, gather && train ? N * D * R : 0}, {&a->dqfiT, gather && train ? N * QFI * R : 0},
         {&a->qfi2, ser ? nl * N * QFI * R : 0}, {&a->o2, ser ? nl * N * D * R : 0}, {&a->rstdo2, ser ? nl * N * R : 0},
         {&a->y1, ser ? nl * N * D * R : 0}, {&a->yo2, ser ? nl * N * D * O : 0},
         {&a->y1o, ser && opnd_size() != sizeof(real) ? nl * N * D * O : 0}, {&a->dy1, ser && train ? N * D * R : 0},
@@ -285,7 +296,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
     if (pix) a->pix_h = g_gpu ? xmalloc((size_t)NC * sizeof(real)) : a->pix;
-    if (two) {
+    if (gather) {
         // column-major order: sequence s, then column x, then row y
         const int gh = c->grid_h, gw = c->grid_w;
         if ((int64_t)gh * gw != T) die("internal error: a %d x %d grid for sequences of %d positions", gh, gw, T);
@@ -391,19 +402,26 @@ static uint64_t drop_site(uint64_t seed, int site) { return mix64(seed ^ (0x9E37
 typedef enum { LINES_SEQ, LINES_ROWS, LINES_COLS, LINES_BOTH } Lines;
 
 // o [N,D] (=) from q, k, g (the gates of qfi, computed into a->q, k, g) and v (qfi's last D columns). Rows are
-// contiguous in raster order (S H sequences of W). For the columns, qfi is gathered into column-major order
-// (embed_fwd reads rows by index), scanned as S W sequences of H, and added back to o in raster order
-// (embed_bwd adds rows by index).
+// contiguous in raster order (S H sequences of W). The columns are read in place by stride where the backend
+// does that (cols_direct: the gates in raster order serve both line sets, and the column scans add into o);
+// otherwise qfi is gathered into column-major order (embed_fwd reads rows by index), scanned as S W sequences of
+// H, and added back to o in raster order (embed_bwd adds rows by index).
 static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
     if (lines != LINES_COLS) {
         const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
         OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
         OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
     }
-    if (lines == LINES_COLS || lines == LINES_BOTH) {
+    if (direct) {
+        const int gh = c->grid_h, gw = c->grid_w, ck = mixer_chunk(gh), both = lines == LINES_BOTH;
+        if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
+        OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
+        OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
+    } else if (lines == LINES_COLS || lines == LINES_BOTH) {
         const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
         OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
@@ -424,10 +442,13 @@ void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, 
 }
 
 // The scans' backward from dout (a->dout): dq, dk, dg recomputed and consumed per set of lines, into dqfi
-// [N, QFI] (=) and the layer's dlb (+=).
+// [N, QFI] (=) and the layer's dlb (+=). On the direct column path the gates are those of the rows, so the
+// scans of both line sets add their dq, dk, dg (and dv, into dqfi) into one set of buffers, and one gates_bwd
+// takes their sum: gates_bwd is linear in dq, dk, dg and writes dqfi's first 2 HK columns (=).
 static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
     if (lines != LINES_COLS) {
         const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                      // recomputed
@@ -435,9 +456,17 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
            nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
            nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        if (!direct) OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
     }
-    if (lines == LINES_COLS || lines == LINES_BOTH) {
+    if (direct) {
+        const int gh = c->grid_h, gw = c->grid_w, ck = mixer_chunk(gh), both = lines == LINES_BOTH;
+        if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                          // recomputed
+        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+           S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
+        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+           S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+    } else if (lines == LINES_COLS || lines == LINES_BOTH) {
         const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
         OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);

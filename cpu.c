@@ -461,28 +461,34 @@ static inline void ftz_end(unsigned csr) { (void)csr; }
 #endif
 static inline real decay(real x) { return x < DECAY_MIN ? 0 : rexp(x); }
 
-// One worker per (batch, head) pair. Seq holds that pair's row pointers in the order of the scan: step t of
+// One worker per (sequence, head) pair. Seq holds that pair's row pointers in the order of the scan: step t of
 // q/k/g is at +t*sqk, of v at +t*sv, of o/dout at +t*so, of dv at +t*sdv. A reverse scan (ops.h) starts at
 // position T-1 with negative strides, so step t is position T-1-t: every loop below reads and writes the
 // sequence backwards in place, with the arithmetic of the forward scan.
 typedef struct {
     const real *q, *k, *g, *v;
     int64_t sqk, sv, so;
-    int64_t first; // the position of step 0: 0, or T-1 in reverse
+    int64_t row;   // the row of step 0 (position 0, or T-1 in reverse)
+    int64_t rstep; // rows from one step to the next: dir * (the rows between consecutive positions)
     int dir;       // 1, or -1 in reverse: the sign of every stride
     int T, K, Dv;
     real scale;    // 1/sqrt(K)
 } Seq;
 
+// Where sequence b of a call lies. Sequences come in blocks of `per` interleaved ones, a block of T*per rows:
+// position t of sequence b is row (b / per) T per + b % per + t per. per = 1 is the 1-D op (sequence b at rows
+// b T .. b T + T - 1); per = gw are the columns of images of gh = T rows of gw positions in raster order.
 static Seq seq_at(const real *q, const real *k, const real *g, const real *v, int64_t ldv, int b, int h, int T,
-                  int H, int K, int Dv, int reverse) {
+                  int per, int H, int K, int Dv, int reverse) {
     Seq s;
-    s.first = reverse && T > 0 ? T - 1 : 0;
     s.dir = reverse ? -1 : 1;
-    int64_t row = (int64_t)b * T + s.first, qk0 = (row * H + h) * K;
+    const int64_t first = reverse && T > 0 ? T - 1 : 0;
+    s.row = (int64_t)(b / per) * T * per + b % per + first * per;
+    s.rstep = (int64_t)s.dir * per;
+    int64_t qk0 = (s.row * H + h) * K;
     s.q = q + qk0; s.k = k + qk0; s.g = g + qk0;
-    s.v = v + row * ldv + (int64_t)h * Dv;
-    s.sqk = s.dir * (int64_t)H * K; s.sv = s.dir * ldv; s.so = s.dir * (int64_t)H * Dv;
+    s.v = v + s.row * ldv + (int64_t)h * Dv;
+    s.sqk = s.rstep * H * K; s.sv = s.rstep * ldv; s.so = s.rstep * H * Dv;
     s.T = T; s.K = K; s.Dv = Dv;
     s.scale = (real)(1.0 / sqrt((double)K));
     return s;
@@ -704,8 +710,10 @@ static void chunk_bwd(Chunk *c, const Seq *sq, int t0, int n, const real *S0, re
     }
 }
 
-void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
+// The forward over B sequences of T steps laid out as seq_at says (per = 1: op_hgru_fwd; per = gw: the columns).
+static void hgru_fwd_lines(real *o, real *ST, const real *q, const real *k, const real *g, const real *v,
+                           int64_t ldv, const real *S0, int B, int T, int per, int H, int K, int Dv, int chunk,
+                           int reverse, int acc) {
     int64_t KD = (int64_t)K * Dv;
     #pragma omp parallel
     {
@@ -718,8 +726,8 @@ void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g,
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H;
-            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv, reverse);
-            real *ob = o + (((int64_t)b * T + sq.first) * H + h) * Dv;
+            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, per, H, K, Dv, reverse);
+            real *ob = o + (sq.row * H + h) * Dv;
             // read S0 before anything is written: ST may be the same memory
             if (S0) memcpy(S, S0 + (int64_t)bh * KD, (size_t)KD * sizeof(real));
             else memset(S, 0, (size_t)KD * sizeof(real));
@@ -841,9 +849,10 @@ static void hgru_chunk_bwd(Chunk *c, const Seq *sq, const real *dout, real *dq, 
     }
 }
 
-void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
-                 const real *q, const real *k, const real *g, const real *v, int64_t ldv,
-                 int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
+// The backward over B sequences of T steps laid out as seq_at says.
+static void hgru_bwd_lines(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
+                           const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                           int B, int T, int per, int H, int K, int Dv, int chunk, int reverse, int acc) {
     if (T <= 0) return;
     int64_t KD = (int64_t)K * Dv;
     int seg = (int)ceil(sqrt((double)T));
@@ -864,8 +873,8 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H;
-            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, H, K, Dv, reverse);
-            int64_t row = (int64_t)b * T + sq.first, qk0 = (row * H + h) * K, sdv = sq.dir * lddv;
+            Seq sq = seq_at(q, k, g, v, ldv, b, h, T, per, H, K, Dv, reverse);
+            int64_t row = sq.row, qk0 = (row * H + h) * K, sdv = sq.rstep * lddv;
             const real *dob = dout + (row * H + h) * Dv;
             real *dvb = dv + row * lddv + (int64_t)h * Dv;
             if (chunk > 0)
@@ -882,6 +891,34 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
         ftz_end(csr);
     }
 }
+
+void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                 const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    hgru_fwd_lines(o, ST, q, k, g, v, ldv, S0, B, T, 1, H, K, Dv, chunk, reverse, acc);
+}
+
+void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
+                 const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                 int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    hgru_bwd_lines(dq, dk, dg, dv, lddv, dout, q, k, g, v, ldv, B, T, 1, H, K, Dv, chunk, reverse, acc);
+}
+
+// The columns of S images of gh x gw: S gw sequences of gh steps, gw of them interleaved per image.
+void op_hgru_cols_fwd(real *o, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                      int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    if (S <= 0 || gw <= 0) return;
+    hgru_fwd_lines(o, NULL, q, k, g, v, ldv, NULL, S * gw, gh, gw, H, K, Dv, chunk, reverse, acc);
+}
+
+void op_hgru_cols_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
+                      const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                      int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    if (S <= 0 || gw <= 0) return;
+    hgru_bwd_lines(dq, dk, dg, dv, lddv, dout, q, k, g, v, ldv, S * gw, gh, gw, H, K, Dv, chunk, reverse, acc);
+}
+
+// Every head shape reads columns in place on the CPU.
+int op_hgru_cols_direct(int K, int Dv) { (void)K; (void)Dv; return 1; }
 
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU

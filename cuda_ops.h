@@ -84,6 +84,16 @@ void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, con
                    const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                    int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
+// The columns of images read in place (ops.h), for small heads only (K = Dv in 1, 2, 4: the one-thread-per-head
+// kernels with a stride of gw rows; the exact recurrence whatever chunk says); other shapes die.
+// cuda_hgru_cols_direct(K, Dv) is 1 only for those shapes and only while HGRU_COLS_DIRECT (cuda/mixer.cuh) is
+// on: it is off until the kernels have been run and timed on a GPU, so the model keeps the gather path there.
+void cuda_hgru_cols_fwd(float *o, const float *q, const float *k, const float *g, const float *v, int64_t ldv,
+                        int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
+void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
+                        const float *q, const float *k, const float *g, const float *v, int64_t ldv,
+                        int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
+int cuda_hgru_cols_direct(int K, int Dv);
 
 // ---- SwiGLU ----
 void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I);

@@ -88,6 +88,21 @@ void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const rea
                  const real *q, const real *k, const real *g, const real *v, int64_t ldv,
                  int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 
+// The same recurrence over the columns of images, read in place (the classifier's 2-D mixer, docs/classifier.md
+// "2-D scans"). S images of gh x gw positions in raster order: position (s, r, c) is row (s gh + r) gw + c of
+// q, k, g ([rows of H*K]), v (row stride ldv), o and dout ([rows of H*Dv]) and dv (row stride lddv). Each of the
+// S*gw columns is a sequence of gh steps, top to bottom, or bottom to top with reverse = 1; zero entering state,
+// no leaving state. chunk, reverse and acc as in op_hgru_fwd/bwd; the result is that of gathering the rows into
+// column-major order, running op_hgru_fwd/bwd with B = S*gw, T = gh, and scattering back, without the copies.
+// op_hgru_cols_direct(K, Dv) says whether the backend runs these ops for heads of that shape (the CPU: always;
+// the GPU: see cuda_ops.h); where it says 0, they must not be called.        (o = or +=; dq, dk, dg, dv = or +=)
+void op_hgru_cols_fwd(real *o, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                      int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
+void op_hgru_cols_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,
+                      const real *q, const real *k, const real *g, const real *v, int64_t ldv,
+                      int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
+int op_hgru_cols_direct(int K, int Dv);
+
 // ---- SwiGLU ----
 // gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)
 void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I);

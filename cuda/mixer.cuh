@@ -52,7 +52,7 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
     if (small_path(K, Dv)) {
         SmallArgs s = {};
         s.q = q; s.k = k; s.g = g; s.v = v; s.S0 = S0; s.o = o; s.ST = ST;
-        s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = B; s.T = T; s.H = H; s.scale = (float)(1.0 / sqrt((double)K));
+        s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = B; s.T = T; s.H = H; s.per = 1; s.scale = (float)(1.0 / sqrt((double)K));
         with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K); });
         return;
     }
@@ -86,7 +86,7 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
         s.q = q; s.k = k; s.g = g; s.v = v; s.dout = dout;
         s.dq = dq; s.dk = dk; s.dg = dg; s.dv = dv; s.lddv = lddv; s.ldv = ldv;
         s.dq1 = acc ? (float *)scratch((size_t)B * T * H * K * sizeof(float)) : dq;
-        s.B = B; s.T = T; s.H = H; s.scale = (float)(1.0 / sqrt((double)K));
+        s.B = B; s.T = T; s.H = H; s.per = 1; s.scale = (float)(1.0 / sqrt((double)K));
         with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K); });
         return;
     }
@@ -107,4 +107,53 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
         s.out = dk; s.out2 = dg; s.out3 = dq; s.dq = dq1; s.ldo = (int64_t)H * K;   // after DQ on the same stream
         sweep_launch<SW_DKG, dir.value, ac.value>(s, B);
     });
+}
+
+// ---- the columns of images, read in place (ops.h op_hgru_cols_fwd/bwd) ----
+// The small-head kernels with sequence b = s gw + c at base row s gh gw + c and a stride of gw rows. Other head
+// shapes have no such kernels: cuda_hgru_cols_direct says 0 for them and the model gathers the columns instead.
+// HGRU_COLS_DIRECT switches the model onto these kernels. It is 0 until they have been run and timed on a GPU
+// (tests/test_gpu_cls.cu checks them against the CPU; tests/test_gpu_cls_model.c --bench times them against the
+// gather path): the model keeps the verified gather path on the GPU meanwhile. The ops themselves work either
+// way, so the tests call them whatever the switch says.
+#ifndef HGRU_COLS_DIRECT
+#define HGRU_COLS_DIRECT 0
+#endif
+
+extern "C" int cuda_hgru_cols_direct(int K, int Dv) { return HGRU_COLS_DIRECT && small_path(K, Dv); }
+
+static void cols_check(const char *op, int S, int gh, int gw, int H, int K, int Dv) {
+    if (S < 0 || gh < 0 || gw < 0 || H < 0 || K <= 0 || Dv <= 0)
+        die("%s: bad dimensions S %d gh %d gw %d H %d K %d Dv %d", op, S, gh, gw, H, K, Dv);
+    if (!small_path(K, Dv)) die("%s: no GPU kernel for heads of K %d Dv %d (K = Dv in 1, 2, 4 only)", op, K, Dv);
+    if ((int64_t)S * gw > INT_MAX) die("%s: %lld columns are too many", op, (long long)S * gw);
+}
+
+extern "C" void cuda_hgru_cols_fwd(float *o, const float *q, const float *k, const float *g, const float *v,
+                                   int64_t ldv, int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse,
+                                   int acc) {
+    (void)chunk;   // the small kernels run the exact recurrence whatever the form asked for
+    cols_check("hgru_cols_fwd", S, gh, gw, H, K, Dv);
+    if (S == 0 || gh == 0 || gw == 0 || H == 0) return;
+    cuda_init();
+    SmallArgs s = {};
+    s.q = q; s.k = k; s.g = g; s.v = v; s.o = o;
+    s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = S * gw; s.T = gh; s.H = H; s.per = gw;
+    s.scale = (float)(1.0 / sqrt((double)K));
+    with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K); });
+}
+
+extern "C" void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
+                                   const float *q, const float *k, const float *g, const float *v, int64_t ldv, int S,
+                                   int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    (void)chunk;
+    cols_check("hgru_cols_bwd", S, gh, gw, H, K, Dv);
+    if (S == 0 || gh == 0 || gw == 0 || H == 0) return;
+    cuda_init();
+    SmallArgs s = {};
+    s.q = q; s.k = k; s.g = g; s.v = v; s.dout = dout;
+    s.dq = dq; s.dk = dk; s.dg = dg; s.dv = dv; s.lddv = lddv; s.ldv = ldv;
+    s.dq1 = acc ? (float *)scratch((size_t)S * gw * gh * H * K * sizeof(float)) : dq;
+    s.B = S * gw; s.T = gh; s.H = H; s.per = gw; s.scale = (float)(1.0 / sqrt((double)K));
+    with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K); });
 }

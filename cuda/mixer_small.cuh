@@ -26,19 +26,29 @@ struct SmallArgs {
     float *dq1, *o, *ST, *dq, *dk, *dg, *dv;
     int64_t ldv, ldo, lddv;
     int B, T, H;
+    int per;   // sequences interleaved per block of T*per rows: 1 for the 1-D op, gw for the columns of images
     float scale;
 };
 
-// row of scan step t of sequence b
-__device__ __forceinline__ int64_t small_row(int b, int T, int t, int dir) { return (int64_t)b * T + (dir ? T - 1 - t : t); }
+// Where sequence b lies (ops.h): its position t is row small_base(...) + t * per. per = 1: sequence b holds rows
+// b T .. b T + T - 1. per = gw: sequence b = s gw + c is column c of image s of T x gw positions in raster order,
+// read in place by a stride of gw rows; consecutive threads hold consecutive heads of a row and then consecutive
+// columns, so the loads of a step stay contiguous across a warp as on the 1-D path.
+__device__ __forceinline__ int64_t small_base(int b, int T, int per) {
+    return (int64_t)(b / per) * T * per + b % per;
+}
+// row of scan step t of the sequence at base
+__device__ __forceinline__ int64_t small_row(int64_t base, int T, int per, int t, int dir) {
+    return base + (int64_t)(dir ? T - 1 - t : t) * per;
+}
 
 template <int K, int DIR, bool ACC>
 __global__ void hgru_small_fwd(SmallArgs a) {
     constexpr int U = SmallU<K>::U;
     const int64_t bh = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (bh >= (int64_t)a.B * a.H) return;
-    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T;
-    const int64_t HK = (int64_t)a.H * K;
+    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T, per = a.per;
+    const int64_t HK = (int64_t)a.H * K, base = small_base(b, T, per);
     float X[K][K];
 #pragma unroll
     for (int i = 0; i < K; i++)
@@ -49,7 +59,7 @@ __global__ void hgru_small_fwd(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
-                const int64_t row = small_row(b, T, t0 + u, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
+                const int64_t row = small_row(base, T, per, t0 + u, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
 #pragma unroll
                 for (int i = 0; i < K; i++) {
                     qq[u][i] = __ldg(a.q + o + i);
@@ -73,7 +83,7 @@ __global__ void hgru_small_fwd(SmallArgs a) {
                         out[j] = fmaf(qs, X[i][j], out[j]);
                     }
                 }
-                float *po = a.o + small_row(b, T, t0 + u, DIR) * a.ldo + (int64_t)h * K;
+                float *po = a.o + small_row(base, T, per, t0 + u, DIR) * a.ldo + (int64_t)h * K;
 #pragma unroll
                 for (int j = 0; j < K; j++) po[j] = ACC ? po[j] + out[j] : out[j];
             }
@@ -91,8 +101,8 @@ __global__ void hgru_small_dq(SmallArgs a) {
     constexpr int U = SmallU<K>::U;
     const int64_t bh = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (bh >= (int64_t)a.B * a.H) return;
-    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T;
-    const int64_t HK = (int64_t)a.H * K;
+    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T, per = a.per;
+    const int64_t HK = (int64_t)a.H * K, base = small_base(b, T, per);
     float X[K][K];
 #pragma unroll
     for (int i = 0; i < K; i++)
@@ -103,7 +113,7 @@ __global__ void hgru_small_dq(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
-                const int64_t row = small_row(b, T, t0 + u, DIR), o = row * HK + (int64_t)h * K;
+                const int64_t row = small_row(base, T, per, t0 + u, DIR), o = row * HK + (int64_t)h * K;
 #pragma unroll
                 for (int i = 0; i < K; i++) {
                     kk[u][i] = __ldg(a.k + o + i);
@@ -115,7 +125,7 @@ __global__ void hgru_small_dq(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
-                float *pq = a.dq1 + small_row(b, T, t0 + u, DIR) * HK + (int64_t)h * K;
+                float *pq = a.dq1 + small_row(base, T, per, t0 + u, DIR) * HK + (int64_t)h * K;
 #pragma unroll
                 for (int i = 0; i < K; i++) {
                     const float d = expf(aa[u][i]);
@@ -137,8 +147,8 @@ __global__ void hgru_small_rev(SmallArgs a) {
     constexpr int U = SmallU<K>::U;
     const int64_t bh = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (bh >= (int64_t)a.B * a.H) return;
-    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T;
-    const int64_t HK = (int64_t)a.H * K;
+    const int b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T, per = a.per;
+    const int64_t HK = (int64_t)a.H * K, base = small_base(b, T, per);
     float X[K][K], anext[K];
     double run[K];
 #pragma unroll
@@ -153,7 +163,7 @@ __global__ void hgru_small_rev(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (s0 - u >= 0) {
-                const int64_t row = small_row(b, T, s0 - u, DIR), o = row * HK + (int64_t)h * K;
+                const int64_t row = small_row(base, T, per, s0 - u, DIR), o = row * HK + (int64_t)h * K;
 #pragma unroll
                 for (int i = 0; i < K; i++) {
                     qq[u][i] = __ldg(a.q + o + i);
@@ -167,7 +177,7 @@ __global__ void hgru_small_rev(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (s0 - u >= 0) {
-                const int64_t row = small_row(b, T, s0 - u, DIR), o = row * HK + (int64_t)h * K;
+                const int64_t row = small_row(base, T, per, s0 - u, DIR), o = row * HK + (int64_t)h * K;
                 float dvv[K];
 #pragma unroll
                 for (int j = 0; j < K; j++) dvv[j] = 0.f;
@@ -216,7 +226,7 @@ template <int DIR, bool ACC> static void small_fwd_launch(const SmallArgs &a, in
     case 2: hgru_small_fwd<2, DIR, ACC><<<grid, th, 0, g_stream>>>(a); break;
     default: hgru_small_fwd<4, DIR, ACC><<<grid, th, 0, g_stream>>>(a); break;
     }
-    LAUNCH_CHECK("hgru_fwd (small heads)");
+    LAUNCH_CHECK(a.per > 1 ? "hgru_cols_fwd (small heads)" : "hgru_fwd (small heads)");
 }
 
 template <int DIR, bool ACC> static void small_bwd_launch(const SmallArgs &a, int K) {
@@ -228,11 +238,11 @@ template <int DIR, bool ACC> static void small_bwd_launch(const SmallArgs &a, in
     case 2: hgru_small_dq<2, DIR><<<grid, th, 0, g_stream>>>(a); break;
     default: hgru_small_dq<4, DIR><<<grid, th, 0, g_stream>>>(a); break;
     }
-    LAUNCH_CHECK("hgru_bwd_dq (small heads)");
+    LAUNCH_CHECK(a.per > 1 ? "hgru_cols_bwd_dq (small heads)" : "hgru_bwd_dq (small heads)");
     switch (K) {
     case 1: hgru_small_rev<1, DIR, ACC><<<grid, th, 0, g_stream>>>(a); break;
     case 2: hgru_small_rev<2, DIR, ACC><<<grid, th, 0, g_stream>>>(a); break;
     default: hgru_small_rev<4, DIR, ACC><<<grid, th, 0, g_stream>>>(a); break;
     }
-    LAUNCH_CHECK("hgru_bwd_dv_dk_dg (small heads)");
+    LAUNCH_CHECK(a.per > 1 ? "hgru_cols_bwd_dv_dk_dg (small heads)" : "hgru_bwd_dv_dk_dg (small heads)");
 }

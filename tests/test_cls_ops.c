@@ -6,6 +6,8 @@
 // dy = wt; tests/fd.h: the step and the tolerance).
 // Forwards are checked against direct formulas in long double with bounds derived from the rounding steps of
 // the op (in units of the build's epsilon); the parallel ops must give the same bits with 1, 2 and 3 threads.
+// The column scans of the 2-D mixer (op_hgru_cols_fwd/bwd, cpu.c) are checked against gathering the columns
+// into column-major order, op_hgru_fwd/bwd and scattering back: the same arithmetic, so to 1e-12 relative.
 // Built without -DHGRN2_F64 (float), the finite differences are skipped (each says so) and the rest runs with
 // float's epsilon.
 //
@@ -591,6 +593,99 @@ static void test_determinism(void) {
     free(c.x); free(c.dy); free(c.res); free(c.w); free(c.b); free(c.rm); free(c.rv); free(c.lens);
 }
 
+// ======================================================================================================
+// the column scans (op_hgru_cols_fwd/bwd) against gather + op_hgru_fwd/bwd + scatter
+// ======================================================================================================
+// max |a - b| over the rows [n][cols] of stride ld, relative to max |b| (1 when b is all zero)
+static double rel_err(const real *a, const real *b, int64_t n, int cols, int64_t ld) {
+    double e = 0, m = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int j = 0; j < cols; j++) {
+            e = maxd(e, fabs((double)a[r * ld + j] - (double)b[r * ld + j]));
+            m = maxd(m, fabs((double)b[r * ld + j]));
+        }
+    return e / (m > 0 ? m : 1);
+}
+// the gaps of rows of stride ld past their first cols values: equal (bits) in a and b
+static int gaps_same(const real *a, const real *b, int64_t n, int cols, int64_t ld) {
+    for (int64_t r = 0; r < n; r++)
+        if (memcmp(a + r * ld + cols, b + r * ld + cols, (size_t)(ld - cols) * sizeof(real))) return 0;
+    return 1;
+}
+// rows of width w: dst[n] = src[perm[n]] (gather), or dst[perm[n]] = or += src[n] (scatter)
+static void gather(real *dst, const real *src, const int64_t *perm, int64_t N, int64_t w) {
+    for (int64_t n = 0; n < N; n++) memcpy(dst + n * w, src + perm[n] * w, (size_t)w * sizeof(real));
+}
+static void scatter(real *dst, const real *src, const int64_t *perm, int64_t N, int cols, int64_t ld, int acc) {
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < cols; j++) {
+            real *d = dst + perm[n] * ld + j;
+            *d = acc ? *d + src[n * ld + j] : src[n * ld + j];
+        }
+}
+
+static void test_cols(int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc) {
+    const int64_t N = (int64_t)S * gh * gw, HK = (int64_t)H * K, HD = (int64_t)H * Dv;
+    const int64_t ldv = HD + 3, lddv = HD + 2;   // gaps that must stay untouched
+    int64_t *perm = xmalloc((size_t)N * sizeof(int64_t));   // column-major order: image, column, row
+    for (int64_t s = 0, n = 0; s < S; s++)
+        for (int c = 0; c < gw; c++)
+            for (int r = 0; r < gh; r++) perm[n++] = (s * gh + r) * gw + c;
+    real *q = rvec(N * HK, 1), *k = zvec(N * HK), *g = zvec(N * HK), *v = rvec(N * ldv, 1), *dout = rvec(N * HD, 1);
+    for (int64_t i = 0; i < N * HK; i++) {   // gates as the model makes them: g = log(lam) < 0, k = 1 - lam
+        double lam = 0.5 + 0.49 * urand();
+        g[i] = (real)log(lam);
+        k[i] = (real)(1 - lam);
+    }
+    // the ops on the raster order; outputs pre-filled (acc adds to them, acc = 0 must overwrite them)
+    real *o = rvec(N * HD, 1), *dq = rvec(N * HK, 1), *dk = rvec(N * HK, 1), *dg = rvec(N * HK, 1);
+    real *dv = rvec(N * lddv, 1);
+    real *o_r = dup(o, N * HD), *dq_r = dup(dq, N * HK), *dk_r = dup(dk, N * HK), *dg_r = dup(dg, N * HK);
+    real *dv_r = dup(dv, N * lddv);
+    op_hgru_cols_fwd(o, q, k, g, v, ldv, S, gh, gw, H, K, Dv, chunk, reverse, acc);
+    op_hgru_cols_bwd(dq, dk, dg, dv, lddv, dout, q, k, g, v, ldv, S, gh, gw, H, K, Dv, chunk, reverse, acc);
+    // the reference: gathered copies, the 1-D ops over S gw sequences of gh, scattered back
+    real *qT = zvec(N * HK), *kT = zvec(N * HK), *gT = zvec(N * HK), *vT = zvec(N * ldv), *doT = zvec(N * HD);
+    real *oT = zvec(N * HD), *dqT = zvec(N * HK), *dkT = zvec(N * HK), *dgT = zvec(N * HK), *dvT = zvec(N * lddv);
+    gather(qT, q, perm, N, HK); gather(kT, k, perm, N, HK); gather(gT, g, perm, N, HK);
+    gather(vT, v, perm, N, ldv); gather(doT, dout, perm, N, HD);
+    op_hgru_fwd(oT, NULL, qT, kT, gT, vT, ldv, NULL, S * gw, gh, H, K, Dv, chunk, reverse, 0);
+    op_hgru_bwd(dqT, dkT, dgT, dvT, lddv, doT, qT, kT, gT, vT, ldv, S * gw, gh, H, K, Dv, chunk, reverse, 0);
+    scatter(o_r, oT, perm, N, (int)HD, HD, acc);
+    scatter(dq_r, dqT, perm, N, (int)HK, HK, acc); scatter(dk_r, dkT, perm, N, (int)HK, HK, acc);
+    scatter(dg_r, dgT, perm, N, (int)HK, HK, acc); scatter(dv_r, dvT, perm, N, (int)HD, lddv, acc);
+    char name[200];
+    const double tol = 1e-12;
+    snprintf(name, sizeof name, "hgru_cols S %d grid %dx%d H %d K %d Dv %d chunk %d rev %d acc %d: o", S, gh, gw, H,
+             K, Dv, chunk, reverse, acc);
+    near(name, rel_err(o, o_r, N, (int)HD, HD), tol);
+    double eb = rel_err(dq, dq_r, N, (int)HK, HK);
+    eb = maxd(eb, rel_err(dk, dk_r, N, (int)HK, HK));
+    eb = maxd(eb, rel_err(dg, dg_r, N, (int)HK, HK));
+    eb = maxd(eb, rel_err(dv, dv_r, N, (int)HD, lddv));
+    name[strlen(name) - 1] = 0;
+    strcat(name, "dq dk dg dv");
+    near(name, eb, tol);
+    CHECK(gaps_same(dv, dv_r, N, (int)HD, lddv), "hgru_cols_bwd wrote into dv's gaps (grid %dx%d)", gh, gw);
+    free(perm); free(q); free(k); free(g); free(v); free(dout); free(o); free(dq); free(dk); free(dg); free(dv);
+    free(o_r); free(dq_r); free(dk_r); free(dg_r); free(dv_r);
+    free(qT); free(kT); free(gT); free(vT); free(doT); free(oT); free(dqT); free(dkT); free(dgT); free(dvT);
+}
+
+static void test_cols_all(void) {
+    printf("-- hgru_cols (against gather + hgru + scatter)\n");
+    static const struct { int S, gh, gw, H, K, Dv; } sh[] = {
+        {1, 1, 1, 1, 1, 1}, {2, 3, 4, 2, 2, 2}, {3, 7, 9, 1, 3, 2}, {1, 2, 70, 3, 4, 4}, {2, 32, 32, 2, 2, 5},
+        {1, 7, 9, 2, 8, 8},
+    };
+    static const int chunks[] = {0, 3, 5};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int rev = 0; rev < 2; rev++)
+                for (int acc = 0; acc < 2; acc++)
+                    test_cols(sh[i].S, sh[i].gh, sh[i].gw, sh[i].H, sh[i].K, sh[i].Dv, chunks[ci], rev, acc);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) { fprintf(stderr, "usage: %s\n", argv[0]); return EXIT_USAGE; }
     double t0 = now_s();
@@ -632,6 +727,7 @@ int main(int argc, char **argv) {
     test_pair(3, 7);
     test_pair(5, 130);
     test_determinism();
+    test_cols_all();
     printf("\n%.1f s\n", now_s() - t0);
     return check_summary("test_cls_ops");
 }

@@ -1,6 +1,7 @@
 // tests/test_gpu_cls.cu: the CUDA ops of the classification model (cuda/norms_cls.cuh, cuda/pointwise_cls.cuh)
 // against the CPU ops (cpu_cls.c in its float build): biases, LayerNorm, BatchNorm, GELU, sinusoidal positions,
-// dropout, mean pooling, the document-pair features.
+// dropout, mean pooling, the document-pair features; and the 2-D mixer's column scans read in place
+// (op_hgru_cols_fwd/bwd, cuda/mixer.cuh: the small-head kernels, K = Dv = 1, 2, 4) against the CPU's (cpu.c).
 //
 // Each check draws fresh random inputs, runs both backends and prints one line: the op, the shape, the relative
 // error |gpu - cpu| / |cpu| (2-norms over the whole output), the largest elementwise error over the largest
@@ -19,6 +20,8 @@
 //     about 1, and the formula rounds a few times more: some 6 ulps (4e-7) apart at most.
 //   TOL_OPND 4e-3: an output stored as a bf16 operand (--precision bf16): rounding to 8 significant bits moves a
 //     value by at most half a unit in the last place, 2^-8 relative just above a power of two.
+//   The column scans: as tests/test_gpu.cu's exact hgru cases: o 1e-5 (a recurrence of fp32 sums); dq, dk, dv
+//     2e-5; dg 5e-5 (the GPU forms it from the identity dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels).
 //   Dropout is compared bit for bit: the mask is the same hash of (seed, i) and a kept value one multiplication.
 //
 // Also: determinism (the reductions run twice give the same bits). --quick runs only the small shapes.
@@ -491,6 +494,67 @@ static void test_determinism(void) {
         check_bits(nm[i], shape, r[0][i].data(), r[1][i].data(), r[0][i].size() * 4);
 }
 
+// ======================================================================================================
+// the column scans of the 2-D mixer (op_hgru_cols_fwd/bwd)
+// ======================================================================================================
+// h with NaN in the first `used` values of every row of stride ld (what an op must write), the gaps kept
+static Vec nan_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
+    Vec r = h;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < used; j++) r[i * ld + j] = NAN;
+    return r;
+}
+
+static void test_cols_one(int S, int gh, int gw, int H, int K) {
+    const int Dv = K;
+    const int64_t N = (int64_t)S * gh * gw, HK = (int64_t)H * K, HD = (int64_t)H * Dv;
+    const int64_t ldv = HD + (gw % 2 ? 5 : 4), lddv = HD + 3, nqk = N * HK;
+    seed(900 + gh * 131 + gw * 7 + K);
+    Vec q = randn(nqk), k(nqk), g(nqk), v = randn(N * ldv), dout = randn(N * HD);
+    for (int64_t i = 0; i < nqk; i++) {   // gates as the model makes them: g = log(lam), k = 1 - lam
+        const double lam = 0.5 + 0.49 * urand();
+        g[i] = (float)log(lam);
+        k[i] = (float)(1 - lam);
+    }
+    const Vec o0 = randn(N * HD), dq0 = randn(nqk), dk0 = randn(nqk), dg0 = randn(nqk), dv0 = randn(N * lddv);
+    Pool P;
+    float *gq = P.up(q), *gk = P.up(k), *gg = P.up(g), *gv = P.up(v), *gdo = P.up(dout);
+    float *go = P.f(o0.size()), *gdq = P.f(nqk), *gdk = P.f(nqk), *gdg = P.f(nqk), *gdv = P.f(dv0.size());
+    char shape[96];
+    snprintf(shape, sizeof shape, "S%d %dx%d H%d K%d Dv%d", S, gh, gw, H, K, Dv);
+    for (int rev = 0; rev < 2; rev++)
+        for (int acc = 0; acc < 2; acc++) {
+            char sh[128];
+            snprintf(sh, sizeof sh, "%s rev %d acc %d", shape, rev, acc);
+            Vec o = o0, dq = dq0, dk = dk0, dg = dg0, dv = dv0;
+            op_hgru_cols_fwd(o.data(), q.data(), k.data(), g.data(), v.data(), ldv, S, gh, gw, H, K, Dv, 0, rev, acc);
+            op_hgru_cols_bwd(dq.data(), dk.data(), dg.data(), dv.data(), lddv, dout.data(), q.data(), k.data(),
+                             g.data(), v.data(), ldv, S, gh, gw, H, K, Dv, 0, rev, acc);
+            if (acc) { set(go, o0); set(gdq, dq0); set(gdk, dk0); set(gdg, dg0); set(gdv, dv0); }
+            else {
+                poison(go, o0.size() * 4); poison(gdq, nqk * 4); poison(gdk, nqk * 4); poison(gdg, nqk * 4);
+                set(gdv, nan_rows(dv0, N, lddv, HD));   // the gaps random: they must come back untouched
+            }
+            cuda_hgru_cols_fwd(go, gq, gk, gg, gv, ldv, S, gh, gw, H, K, Dv, 0, rev, acc);
+            cuda_hgru_cols_bwd(gdq, gdk, gdg, gdv, lddv, gdo, gq, gk, gg, gv, ldv, S, gh, gw, H, K, Dv, 0, rev, acc);
+            compare("hgru_cols_fwd o", sh, down(go, o.size()), o, 1e-5);
+            compare("hgru_cols_bwd dq", sh, down(gdq, nqk), dq, 2e-5);
+            compare("hgru_cols_bwd dk", sh, down(gdk, nqk), dk, 2e-5);
+            compare("hgru_cols_bwd dg", sh, down(gdg, nqk), dg, 5e-5);
+            compare("hgru_cols_bwd dv (strided, gaps kept)", sh, down(gdv, dv.size()), dv, 2e-5);
+        }
+}
+
+static void test_cols(void) {
+    printf("-- hgru_cols (the column scans read in place)\n");
+    static const int grids[][2] = {{1, 1}, {7, 9}, {32, 32}, {128, 128}};
+    for (auto &gr : grids)
+        for (int K : {1, 2, 4}) {
+            if (g_quick && gr[0] > 32) continue;
+            test_cols_one(gr[0] > 32 ? 1 : 3, gr[0], gr[1], gr[0] > 32 ? 2 : 3, K);
+        }
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_quick = 1;
@@ -511,5 +575,6 @@ int main(int argc, char **argv) {
     test_pool();
     test_pair();
     test_determinism();
+    test_cols();
     return gpu_check_summary();
 }

@@ -5,7 +5,10 @@
 //  3. 100 training steps on both from the same start: the loss curves agree within the GPU's rounding
 // With --bench it times instead the token mixer's scans at the LRA presets' shapes (fp32 state, as trained):
 // the bidirectional 1-D scans against two causal passes, the 2-D four scans against four causal passes over
-// the same positions (as raster-order sequences, and as the rows alone, where no column is gathered).
+// the same positions (as raster-order sequences, and as the rows alone, where no column is gathered); and for
+// the 2-D presets the column pass alone both ways, through the ops: read in place (cuda_hgru_cols_fwd/bwd) against
+// gathered into column-major order, scanned and scattered back (the path the model takes while HGRU_COLS_DIRECT,
+// cuda/mixer.cuh, is 0): the evidence on which to switch it on.
 // Tolerances as the language model's (test_gpu_model.c): fp32 runs exact GEMMs and the plain recurrence, so
 // losses agree to 1e-5 and gradients to 1e-4 relative (float32 sums in other orders); bf16 rounds each product's
 // inputs to 8 bits, and a gradient passes several bf16 products per layer: 3e-2, or BF16_SITES times what
@@ -247,6 +250,95 @@ static real *dev_randn(int64_t n, uint64_t seed, double scale) {
     return d;
 }
 
+// The column pass of the four-scan mixer (both directions, the gates included), over S images of gh x gw.
+typedef struct {
+    const ClsConfig *c;
+    real *qfi, *o, *q, *k, *g, *dq, *dk, *dg, *dqfi, *dout;   // raster order
+    real *qfiT, *oT, *doutT, *dqfiT;                          // the gather path's column-major copies
+    int32_t *perm;                                            // row n of the column-major order: raster row perm[n]
+    int S;
+} ColBench;
+
+static void col_direct_fwd(void *p) {
+    ColBench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D, gh = c->grid_h, gw = c->grid_w;
+    const int64_t N = (int64_t)b->S * gh * gw;
+    cuda_gates_fwd(b->q, b->k, b->g, b->qfi, QFI, NULL, N, HK);
+    cuda_hgru_cols_fwd(b->o, b->q, b->k, b->g, b->qfi + 2 * HK, QFI, b->S, gh, gw, c->H, c->K, c->Dv, 0, 0, 0);
+    cuda_hgru_cols_fwd(b->o, b->q, b->k, b->g, b->qfi + 2 * HK, QFI, b->S, gh, gw, c->H, c->K, c->Dv, 0, 1, 1);
+}
+static void col_direct_fwdbwd(void *p) {
+    ColBench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D, gh = c->grid_h, gw = c->grid_w;
+    const int64_t N = (int64_t)b->S * gh * gw;
+    col_direct_fwd(p);
+    cuda_gates_fwd(b->q, b->k, b->g, b->qfi, QFI, NULL, N, HK);
+    cuda_hgru_cols_bwd(b->dq, b->dk, b->dg, b->dqfi + 2 * HK, QFI, b->dout, b->q, b->k, b->g, b->qfi + 2 * HK, QFI,
+                       b->S, gh, gw, c->H, c->K, c->Dv, 0, 0, 0);
+    cuda_hgru_cols_bwd(b->dq, b->dk, b->dg, b->dqfi + 2 * HK, QFI, b->dout, b->q, b->k, b->g, b->qfi + 2 * HK, QFI,
+                       b->S, gh, gw, c->H, c->K, c->Dv, 0, 1, 1);
+    cuda_gates_bwd(b->dqfi, QFI, NULL, b->dq, b->dk, b->dg, b->qfi, QFI, NULL, N, HK);
+}
+static void col_gather_fwd(void *p) {
+    ColBench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D, gh = c->grid_h, nc = b->S * c->grid_w;
+    const int64_t N = (int64_t)b->S * gh * c->grid_w;
+    cuda_embed_fwd(b->qfiT, b->perm, b->qfi, N, QFI);
+    cuda_gates_fwd(b->q, b->k, b->g, b->qfiT, QFI, NULL, N, HK);
+    cuda_hgru_fwd(b->oT, NULL, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, 0, 0, 0);
+    cuda_hgru_fwd(b->oT, NULL, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, 0, 1, 1);
+    cuda_zero(b->o, N * c->D);
+    cuda_embed_bwd(b->o, b->oT, b->perm, N, c->D);
+}
+static void col_gather_fwdbwd(void *p) {
+    ColBench *b = p;
+    const ClsConfig *c = b->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D, gh = c->grid_h, nc = b->S * c->grid_w;
+    const int64_t N = (int64_t)b->S * gh * c->grid_w;
+    col_gather_fwd(p);
+    cuda_embed_fwd(b->qfiT, b->perm, b->qfi, N, QFI);
+    cuda_embed_fwd(b->doutT, b->perm, b->dout, N, c->D);
+    cuda_gates_fwd(b->q, b->k, b->g, b->qfiT, QFI, NULL, N, HK);
+    cuda_hgru_bwd(b->dq, b->dk, b->dg, b->dqfiT + 2 * HK, QFI, b->doutT, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI,
+                  nc, gh, c->H, c->K, c->Dv, 0, 0, 0);
+    cuda_hgru_bwd(b->dq, b->dk, b->dg, b->dqfiT + 2 * HK, QFI, b->doutT, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI,
+                  nc, gh, c->H, c->K, c->Dv, 0, 1, 1);
+    cuda_gates_bwd(b->dqfiT, QFI, NULL, b->dq, b->dk, b->dg, b->qfiT, QFI, NULL, N, HK);
+    cuda_zero(b->dqfi, N * QFI);
+    cuda_embed_bwd(b->dqfi, b->dqfiT, b->perm, N, QFI);
+}
+
+// The column pass at a 2-D preset's shape, read in place against gathered (fp32 state: chunk 0, as trained).
+static void bench_cols(const char *name, const ClsConfig *c, int S) {
+    if (!(c->K == c->Dv && (c->K == 1 || c->K == 2 || c->K == 4))) {
+        printf("%-11s column pass: heads of K %d Dv %d have no in-place kernels\n", name, c->K, c->Dv);
+        return;
+    }
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D, gh = c->grid_h, gw = c->grid_w;
+    const int64_t N = (int64_t)S * gh * gw;
+    int32_t *perm_h = xmalloc((size_t)N * sizeof(int32_t));
+    for (int64_t s = 0, n = 0; s < S; s++)
+        for (int x = 0; x < gw; x++)
+            for (int y = 0; y < gh; y++) perm_h[n++] = (int32_t)((s * gh + y) * gw + x);
+    ColBench b = {c, dev_randn(N * QFI, 5, 1), dev_zeros(N * c->D, "o"), dev_zeros(N * HK, "q"),
+                  dev_zeros(N * HK, "k"), dev_zeros(N * HK, "g"), dev_zeros(N * HK, "dq"), dev_zeros(N * HK, "dk"),
+                  dev_zeros(N * HK, "dg"), dev_zeros(N * QFI, "dqfi"), dev_randn(N * c->D, 6, 1),
+                  dev_zeros(N * QFI, "qfiT"), dev_zeros(N * c->D, "oT"), dev_zeros(N * c->D, "doutT"),
+                  dev_zeros(N * QFI, "dqfiT"), dev_alloc((size_t)N * sizeof(int32_t), "perm"), S};
+    dev_upload(b.perm, perm_h, (size_t)N * sizeof(int32_t));
+    const double df = time_it(col_direct_fwd, &b), dfb = time_it(col_direct_fwdbwd, &b);
+    const double gf = time_it(col_gather_fwd, &b), gfb = time_it(col_gather_fwdbwd, &b);
+    printf("%-11s column pass S %3d %dx%d H %3d K %d: in place fwd %7.3f ms, fwd+bwd %7.3f ms; gathered %7.3f / "
+           "%7.3f ms (in place x%.2f / x%.2f)\n", name, S, gh, gw, c->H, c->K, df, dfb, gf, gfb, df / gf, dfb / gfb);
+    real *bufs[] = {b.qfi, b.o, b.q, b.k, b.g, b.dq, b.dk, b.dg, b.dqfi, b.dout, b.qfiT, b.oT, b.doutT, b.dqfiT};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev_free(bufs[i]);
+    dev_free(b.perm);
+    free(perm_h);
+}
+
 static void bench_scans(const char *name, ClsConfig c, int B) {
     cls_config_finish(&c);
     const int T = c.scan == SCAN_1D ? c.grid_w : c.grid_h * c.grid_w;   // 1-D: grid_w holds the length
@@ -281,6 +373,7 @@ static void bench_scans(const char *name, ClsConfig c, int B) {
         printf("; over the rows %7.3f / %7.3f ms (x%.2f / x%.2f)", lf, lfb, f / lf, fb / lfb);
     }
     printf("\n");
+    if (two) bench_cols(name, &c, S);
     real *bufs[] = {b.qfi, b.o, b.q, b.k, b.g, b.dq, b.dk, b.dg, b.dqfi, b.dout};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev_free(bufs[i]);
     batch_free(&bt);
