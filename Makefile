@@ -16,11 +16,18 @@ ifeq ($(UNICODE_LIBS),)
   CFLAGS  += -DHGRN2_NO_UNICODE_LIBS
 endif
 LDLIBS  += $(UNICODE_LIBS)
+# libjpeg-turbo serves prepare --task imagenet; a build without its header refuses that task.
+ifneq ($(wildcard /usr/include/jpeglib.h),)
+  JPEG_LIBS = -ljpeg
+else
+  CFLAGS  += -DHGRN2_NO_JPEG
+endif
+LDLIBS  += $(JPEG_LIBS)
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
-          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
+          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
           zeroshot.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
@@ -38,7 +45,7 @@ endif
 # never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
 # library gathered in an archive so a program links only the parts it uses. A build without PCRE2 and
 # utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them.
-NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)
+NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)
 OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)$(NOUNI)
 LIB     = $(OBJ)/libhgrn2.a
 LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
@@ -89,10 +96,10 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpcre2-dev libutf8proc-dev >/dev/null; \
 	fi
-	@if ! dpkg -s libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null 2>&1; then \
-	  echo "installing libpng-dev (Pathfinder's PNGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
+	@if ! dpkg -s libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist gnuplot-nox >/dev/null 2>&1; then \
+	  echo "installing libpng-dev (Pathfinder's PNGs) libjpeg62-turbo-dev (ImageNet's JPEGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev dataset-fashion-mnist gnuplot-nox >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist gnuplot-nox >/dev/null; \
 	fi
 	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \
@@ -113,7 +120,7 @@ setup:
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
         $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra \
-        $(BIN)/test_mqar $(BIN)/test_images
+        $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -123,11 +130,11 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
-$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
+$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
-$(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images: tests/files.h
-$(BIN)/test_lra $(BIN)/test_images: tests/data_cmd.h
+$(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images $(BIN)/test_jpeg: tests/files.h
+$(BIN)/test_lra $(BIN)/test_images $(BIN)/test_jpeg: tests/data_cmd.h
 
 test: hgrn2 $(TESTS)
 	@tests/run.sh
@@ -180,7 +187,7 @@ clean:
 FUZZ_TARGETS ?= json safetensors tokenizer shard checkpoint cls_checkpoint jsonl
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ $(if $(UNICODE_LIBS),,-DHGRN2_NO_UNICODE_LIBS) \
+FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ $(if $(UNICODE_LIBS),,-DHGRN2_NO_UNICODE_LIBS) $(if $(JPEG_LIBS),,-DHGRN2_NO_JPEG) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(LIB_SRC))
 FUZZ_BIN      = $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
@@ -192,7 +199,7 @@ build/fuzz/%.o: %.c $(HDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/seal_checkpoint.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz $(UNICODE_LIBS) -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Wl,--wrap=fopen,--wrap=fclose -o $@ $< $(FUZZ_OBJ) -lzstd -lpng -lz $(JPEG_LIBS) $(UNICODE_LIBS) -lpthread -lm
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: make setup installs clang"; exit 1; }

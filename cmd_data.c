@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "data.h"
+#include "imagenet.h"
 #include "images.h"
 #include "lra.h"
 #include "tokenizer.h"
@@ -21,13 +22,15 @@ static const char *PREPARE_USAGE =
     "       hgrn2 prepare --task lra-listops|lra-text|lra-retrieval --input DIR --out DIR [--strict]\n"
     "              [--max-line-bytes N]\n"
     "       hgrn2 prepare --task lra-image|fashion-mnist --input DIR --out DIR\n"
-    "       hgrn2 prepare --task lra-pathfinder|lra-pathx --input DIR --out DIR [--strict] [--max-line-bytes N]";
+    "       hgrn2 prepare --task lra-pathfinder|lra-pathx --input DIR --out DIR [--strict] [--max-line-bytes N]\n"
+    "       hgrn2 prepare --task imagenet (--input DIR | --train-list FILE --val-list FILE [--classes N]) --out DIR\n"
+    "              [--short-side N] [--quality N] [--threads N]";
 static const char *PREPARE_HELP =
     "Tokenize text into zstd-compressed token shards: DIR/train_NNNNNN.shard, DIR/val_NNNNNN.shard and DIR/meta.txt\n"
     "(format and policies: docs/shards.md). Inputs may be zstd-compressed (recognised by content, not name).\n"
     "Or turn the official files of a Long Range Arena task into labelled examples: DIR/{train,val,test}.examples\n"
     "(formats and policies: docs/lra.md, docs/examples.md), or an image set into examples of pixel tokens\n"
-    "(docs/images.md).\n"
+    "(docs/images.md), or ImageNet's JPEGs into JPEG example files DIR/{train,val}.jpegs (docs/imagenet.md).\n"
     "\n"
     "  --task NAME         pile: JSON Lines, one document per line in its \"text\" field (*.jsonl, *.jsonl.zst);\n"
     "                      wiki103: WikiText .tokens/.raw files, one document per ' = Title = ' article;\n"
@@ -40,7 +43,11 @@ static const char *PREPARE_HELP =
     "                      lra-pathfinder, lra-pathx: --input is a Pathfinder folder such as\n"
     "                      pathfinder32/curv_contour_length_14 (metadata/*.npy and the PNGs; hgrn2 generate\n"
     "                      --task pathfinder writes one), 32x32 or 128x128 gray;\n"
-    "                      fashion-mnist: --input is the folder of the four IDX files (plain or .gz), 28x28\n"
+    "                      fashion-mnist: --input is the folder of the four IDX files (plain or .gz), 28x28;\n"
+    "                      imagenet: --input is the folder of train/<class>/*.JPEG and val/<class>/*.JPEG (class\n"
+    "                      c: the c-th of train's folders in byte order), or --train-list and --val-list give\n"
+    "                      files of \"path label\" lines (paths relative to the list's folder); each image is\n"
+    "                      shrunk to --short-side (bicubic, antialiased) and re-encoded at --quality\n"
     "  --input FILE...     training inputs; repeat the flag or list several files after it\n"
     "  --val-input FILE... held-out inputs: all of them form the validation split (--val-fraction is ignored)\n"
     "  --tokenizer SPEC    byte, a GPT-2 directory (encoder.json, vocab.bpe) or a tokenizer.json\n"
@@ -48,7 +55,12 @@ static const char *PREPARE_HELP =
     "  --val-fraction F    documents sent to validation, chosen by a hash of their index (default 0.005, range\n"
     "                      0 to 0.5); when that picks none, the last F of the tokens are used instead\n"
     "  --shard-tokens N    tokens per shard at most (default 100000000)\n"
-    "  --threads N         tokenizer threads (default: all cores)\n"
+    "  --threads N         tokenizer threads; imagenet: decoding threads (default: all cores)\n"
+    "  --train-list FILE   imagenet: the training images, one \"path label\" line each\n"
+    "  --val-list FILE     imagenet: the validation images, likewise\n"
+    "  --classes N         imagenet with lists: labels are in [0, N) (default 1000)\n"
+    "  --short-side N      imagenet: images are shrunk so their short side is at most N (default 256)\n"
+    "  --quality N         imagenet: JPEG quality of the stored images, 1 to 100 (default 90)\n"
     "  --text-field NAME   pile: the member of each record that holds its text (default text)\n"
     "  --strict            a malformed or too long JSON or TSV line (Pathfinder: metadata line, unreadable\n"
     "                      image) stops the run (default: skipped, counted, first 5 reported)\n"
@@ -60,17 +72,20 @@ static const char *PREPARE_HELP =
 
 int cmd_prepare(int argc, char **argv) {
     enum { O_TASK = 256, O_INPUT, O_VAL_INPUT, O_TOKENIZER, O_OUT, O_VAL_FRACTION, O_SHARD_TOKENS, O_THREADS, O_STRICT,
-           O_TEXT_FIELD, O_MAX_LINE };
+           O_TEXT_FIELD, O_TRAIN_LIST, O_VAL_LIST, O_CLASSES, O_SHORT_SIDE, O_QUALITY, O_MAX_LINE };
     static const struct option opts[] = {
         {"task", required_argument, 0, O_TASK}, {"input", required_argument, 0, O_INPUT},
         {"val-input", required_argument, 0, O_VAL_INPUT}, {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"out", required_argument, 0, O_OUT}, {"val-fraction", required_argument, 0, O_VAL_FRACTION},
         {"shard-tokens", required_argument, 0, O_SHARD_TOKENS}, {"threads", required_argument, 0, O_THREADS},
         {"strict", no_argument, 0, O_STRICT}, {"max-line-bytes", required_argument, 0, O_MAX_LINE},
-        {"text-field", required_argument, 0, O_TEXT_FIELD},
+        {"text-field", required_argument, 0, O_TEXT_FIELD}, {"train-list", required_argument, 0, O_TRAIN_LIST},
+        {"val-list", required_argument, 0, O_VAL_LIST}, {"classes", required_argument, 0, O_CLASSES},
+        {"short-side", required_argument, 0, O_SHORT_SIDE}, {"quality", required_argument, 0, O_QUALITY},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     PrepareOptions o;
     prepare_defaults(&o);
+    ImagenetPrepareOptions in = {.classes = 1000, .short_side = 256, .quality = 90};
     const char *task_name = NULL;
     const char **inputs = xmalloc((size_t)argc * sizeof *inputs), **val_inputs = xmalloc((size_t)argc * sizeof *val_inputs);
     int list = 0, rc = 0;
@@ -113,6 +128,11 @@ int cmd_prepare(int argc, char **argv) {
             o.threads = (int)n;
             break;
         case O_STRICT: o.strict = 1; break;
+        case O_TRAIN_LIST: in.train_list = optarg; break;
+        case O_VAL_LIST: in.val_list = optarg; break;
+        case O_CLASSES: in.classes = (int)arg_int("--classes", optarg, 1, JPEGS_CLASSES_MAX); break;
+        case O_SHORT_SIDE: in.short_side = (int)arg_int("--short-side", optarg, 1, 32768); break;
+        case O_QUALITY: in.quality = (int)arg_int("--quality", optarg, 1, 100); break;
         case O_TEXT_FIELD:
             if (!optarg[0] || strlen(optarg) > 256) usage_error("--text-field takes a member name of 1 to 256 bytes");
             o.text_field = optarg;
@@ -128,6 +148,31 @@ int cmd_prepare(int argc, char **argv) {
         }
     }
     if (!task_name) usage_error("--task is required");
+    // The ImageNet flags mean nothing to the other tasks, and the text flags nothing to ImageNet: refused.
+    static const int imagenet_only[] = {O_TRAIN_LIST, O_VAL_LIST, O_CLASSES, O_SHORT_SIDE, O_QUALITY};
+    static const char *const imagenet_only_names[] = {"--train-list", "--val-list", "--classes", "--short-side", "--quality"};
+    if (!strcmp(task_name, "imagenet")) {
+        static const int not_imagenet[] = {O_VAL_INPUT, O_TOKENIZER, O_VAL_FRACTION, O_SHARD_TOKENS, O_STRICT, O_TEXT_FIELD,
+                                           O_MAX_LINE};
+        static const char *const not_imagenet_names[] = {"--val-input", "--tokenizer", "--val-fraction", "--shard-tokens",
+                                                         "--strict", "--text-field", "--max-line-bytes"};
+        for (size_t i = 0; i < sizeof not_imagenet / sizeof not_imagenet[0]; i++)
+            if (given[not_imagenet[i] - O_TASK]) usage_error("%s does not apply to --task imagenet", not_imagenet_names[i]);
+        if (o.ninputs > 1) usage_error("--task imagenet takes one --input folder, got %d", o.ninputs);
+        if (o.ninputs && (in.train_list || in.val_list))
+            usage_error("--task imagenet takes --input DIR or --train-list and --val-list, not both");
+        if (!o.ninputs && !(in.train_list && in.val_list))
+            usage_error("--task imagenet needs --input DIR, or both --train-list FILE and --val-list FILE");
+        if (given[O_CLASSES - O_TASK] && o.ninputs) usage_error("--classes goes with --train-list: the folder layout counts its classes");
+        if (!o.out) usage_error("--out is required");
+        in.input = o.ninputs ? o.inputs[0] : NULL;
+        in.out = o.out;
+        in.threads = given[O_THREADS - O_TASK] ? o.threads : 0;
+        rc = imagenet_prepare(&in);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof imagenet_only / sizeof imagenet_only[0]; i++)
+        if (given[imagenet_only[i] - O_TASK]) usage_error("%s applies to --task imagenet only", imagenet_only_names[i]);
     LraTask lra;
     ImageTask img;
     int is_image = image_task_parse(task_name, &img) == 0;
@@ -161,7 +206,7 @@ int cmd_prepare(int argc, char **argv) {
     else if (!strcmp(task_name, "text")) o.task = PREPARE_TEXT;
     else {
         usage_error("--task must be pile, wiki103, text, lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, "
-                    "lra-pathx or fashion-mnist, got '%s'", task_name);
+                    "lra-pathx, fashion-mnist or imagenet, got '%s'", task_name);
     }
     if (o.text_field && o.task != PREPARE_PILE) usage_error("--text-field names a JSON member: it goes with --task pile only");
     if (!o.ninputs) usage_error("--input is required");
