@@ -323,7 +323,7 @@ ImageBox image_random_crop(int w, int h, uint64_t *rng, double smin, double smax
     for (int a = 1; a <= 10; a++) {
         double target = area * (smin + (smax - smin) * rng_uniform(rng));
         double ratio = exp(lr0 + (lr1 - lr0) * rng_uniform(rng));
-        double cw = round(sqrt(target * ratio)), ch = round(sqrt(target / ratio));
+        double cw = nearbyint(sqrt(target * ratio)), ch = nearbyint(sqrt(target / ratio));
         if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
             ImageBox b = {0, 0, (int)cw, (int)ch};
             b.y = rng_below(rng, h - b.h + 1);
@@ -332,11 +332,12 @@ ImageBox image_random_crop(int w, int h, uint64_t *rng, double smin, double smax
             return b;
         }
     }
-    // The fallback: the whole image, cut to the nearest ratio in range, centered.
+    // The fallback: the whole image, cut to the nearest ratio in range, centered. (Python's round, which
+    // torchvision uses, rounds half to even: nearbyint in the default rounding mode.)
     double in_ratio = (double)w / h;
     ImageBox b = {0, 0, w, h};
-    if (in_ratio < rmin) b.h = (int)round(w / rmin);
-    else if (in_ratio > rmax) b.w = (int)round(h * rmax);
+    if (in_ratio < rmin) b.h = (int)nearbyint(w / rmin);
+    else if (in_ratio > rmax) b.w = (int)nearbyint(h * rmax);
     if (b.w < 1) b.w = 1;
     if (b.h < 1) b.h = 1;
     if (b.w > w) b.w = w;
@@ -354,8 +355,8 @@ void image_eval_transform(const uint8_t *rgb, int w, int h, int resize, int side
     uint8_t *tmp = xmalloc((size_t)rw * rh * 3);
     ImageBox all = {0, 0, w, h};
     image_resize(rgb, w, h, all, tmp, rw, rh);
-    // torchvision's center crop: offsets round((size - crop) / 2)
-    int top = (int)round((rh - side) / 2.0), left = (int)round((rw - side) / 2.0);
+    // torchvision's center crop: offsets round((size - crop) / 2), Python's round (half to even) as rint
+    int top = (int)nearbyint((rh - side) / 2.0), left = (int)nearbyint((rw - side) / 2.0);
     for (int y = 0; y < side; y++) memcpy(out + (size_t)y * side * 3, tmp + ((size_t)(top + y) * rw + left) * 3, (size_t)side * 3);
     free(tmp);
 }
