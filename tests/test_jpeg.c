@@ -22,10 +22,6 @@
 #define TMP "tests/tmp/test_jpeg"
 #include "data_cmd.h"
 
-#ifndef HGRN2_NO_JPEG
-#include <stdio.h>
-#include <jpeglib.h>
-
 // ---- test images and this test's own encoder ----
 
 // A smooth pattern (JPEG keeps it well) with a different phase per channel.
@@ -37,6 +33,16 @@ static uint8_t *pattern(int w, int h, int seed) {
                 p[((size_t)y * w + x) * 3 + c] =
                     (uint8_t)(128 + 90 * sin(x / (9.0 + c + seed) + c) * cos(y / (11.0 + seed) - c) + 0.5);
     return p;
+}
+
+#ifndef HGRN2_NO_JPEG
+#include <stdio.h>
+#include <jpeglib.h>
+
+static double mean_abs(const uint8_t *a, const uint8_t *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)a[i] - b[i]);
+    return n ? s / n : 0;
 }
 
 // px holds `comps` bytes a pixel in color space cs; libjpeg writes CMYK with its Adobe marker (inverted).
@@ -89,12 +95,6 @@ static Bytes encode_cmyk(const uint8_t *rgb, int w, int h, uint8_t k) {
     Bytes b = encode(q, w, h, JCS_CMYK, 4, 0, 95);
     free(q);
     return b;
-}
-
-static double mean_abs(const uint8_t *a, const uint8_t *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += fabs((double)a[i] - b[i]);
-    return n ? s / n : 0;
 }
 
 // ---- decoding and encoding ----
