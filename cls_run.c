@@ -22,7 +22,7 @@ const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
     {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1, 0, 4},
     {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1, 0, 0},
     {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2, 0, 0},
-    {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_NONE, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2},
+    {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_SINUSOIDAL, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {

@@ -80,7 +80,7 @@ static const char *TRAIN_HELP =
     "Image trains on random crops (4 pixels of mirrored padding) and horizontal flips; 3-channel images are\n"
     "normalised with CIFAR-10's channel statistics, 1-channel ones as (x - 0.5) / 0.5.\n"
     "fashion-mnist: 4 x 4 patches (7 x 7 = 49 tokens), four 2-D scans over the 7 x 7 patch grid; 6 layers,\n"
-    "dim 256, expand 4, glu 2, batch norm, no positions, dropout 0.1; batch 128, lr 2e-3, warmup 844, cosine\n"
+    "dim 256, expand 4, glu 2, batch norm, sin. positions, dropout 0.1; batch 128, lr 2e-3, warmup 844, cosine\n"
     "16880 (to 0 at the end), 40 epochs, clip 1, wd 0.05; crops from 2 pixels of padding, and flips.\n"
     "The learning rate warms up linearly, then follows a cosine to --min-lr over --sched-steps (50000)\n"
     "steps, stepped once a batch; the run ends after --epochs epochs of ceil(train examples / batch) steps,\n"
@@ -404,9 +404,12 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     ClsScore sc = cls_evaluate(&m, a, ld, B, T, e->max_batches);
     if (!sc.count) die("%s holds no examples to evaluate", file);
     double acc = (double)sc.correct / (double)sc.count;
-    printf("%s: %s split of %s, %lld examples (%s%d tokens): %lld right, loss %.6f, %.1f s\n", rs.task, e->split,
-           data, (long long)sc.count, m.c.ndoc == 2 ? "2 documents of up to " : "up to ", T, (long long)sc.correct,
-           sc.loss, now_s() - t0);
+    char shape[96];
+    if (m.c.patch > 1)
+        snprintf(shape, sizeof shape, "%d tokens of %d x %d patches", cls_positions(&m.c, T), m.c.patch, m.c.patch);
+    else snprintf(shape, sizeof shape, "%s%d tokens", m.c.ndoc == 2 ? "2 documents of up to " : "up to ", T);
+    printf("%s: %s split of %s, %lld examples (%s): %lld right, loss %.6f, %.1f s\n", rs.task, e->split, data,
+           (long long)sc.count, shape, (long long)sc.correct, sc.loss, now_s() - t0);
     fflush(stdout);
     cls_acts_free(a);
     example_loader_close(ld);
