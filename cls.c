@@ -8,7 +8,7 @@
 
 const char *const NORM_NAMES[NNORMS] = {"batch", "layer", "rms"};
 const char *const POS_NAMES[NPOS] = {"none", "sinusoidal"};
-const Range R_CLASSES = {"classes", 2, 1 << 24};
+const Range R_CLASSES = {"classes", 2, 1 << 24}, R_PATCH = {"patch", 1, 1024};
 
 const char *cls_config_finish(ClsConfig *c) {
     if (!in_range(&R_VOCAB, c->V)) return "the vocabulary must be in [2, 16777216]";
@@ -32,8 +32,13 @@ const char *cls_config_finish(ClsConfig *c) {
                 return "a pixel normalisation is out of range (|mean| <= 1000, std in [1e-6, 1000])";
     }
     if (c->scan < 0 || c->scan >= NSCANS) return "the scans are 1-D, 2-D or 2-D in series";
-    if (c->scan != SCAN_1D && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
+    if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
+    if (c->patch < 0 || c->patch > R_PATCH.hi) return "--patch must be in [1, 1024]";
+    if (c->patch > 1) {
+        if (c->input != INPUT_PIXELS) return "patches are made of pixels: --patch needs an image task";
+        if (c->grid_h % c->patch || c->grid_w % c->patch) return "--patch must divide the images' height and width";
+    }
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
     return NULL;
@@ -60,7 +65,7 @@ void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     int64_t r = 0, k = 0;
     switch (p) {
     case C_EMB: r = pix ? 0 : c->V; k = pix ? 0 : D; break;
-    case C_PIX: r = pix ? D : 0; k = pix ? c->channels : 0; break;
+    case C_PIX: r = pix ? D : 0; k = pix ? cls_pos_values(c) : 0; break;
     case C_PIX_B: r = pix; k = pix ? D : 0; break;
     case C_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
     case C_FNORM: case C_NORM1: case C_GNORM: case C_NORM2: case C_B3: r = 1; k = D; break;
@@ -171,15 +176,21 @@ void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
                "%s norm, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
             POS_NAMES[c->pos], c->dropout);
     if (c->input == INPUT_PIXELS || c->scan != SCAN_1D) {
-        char grid[96] = "";
-        if (c->scan == SCAN_2D) snprintf(grid, sizeof grid, "; four scans over %d x %d", c->grid_h, c->grid_w);
+        char grid[96] = "", patch[128] = "";
+        const int gh = cls_rows(c), gw = cls_cols(c);
+        if (c->scan == SCAN_2D) snprintf(grid, sizeof grid, "; four scans over %d x %d", gh, gw);
         if (c->scan == SCAN_SERIES)
-            snprintf(grid, sizeof grid, "; over %d x %d, the mixer along rows, then along columns", c->grid_h, c->grid_w);
-        fprintf(f, "| input        | %s%s\n", c->input == INPUT_PIXELS ? (c->channels == 3 ? "RGB pixels" : "pixels") : "token ids", grid);
+            snprintf(grid, sizeof grid, "; over %d x %d, the mixer along rows, then along columns", gh, gw);
+        if (c->scan == SCAN_1D && c->patch > 1) snprintf(grid, sizeof grid, "; scans both ways along the %d patches", gh * gw);
+        if (c->patch > 1)
+            snprintf(patch, sizeof patch, " in %d x %d patches: %d x %d = %d tokens of %d values", c->patch, c->patch, gh,
+                     gw, gh * gw, cls_pos_values(c));
+        fprintf(f, "| input        | %s%s%s\n", c->input == INPUT_PIXELS ? (c->channels == 3 ? "RGB pixels" : "pixels") : "token ids",
+                patch, grid);
     }
     fprintf(f, "| head         | %s, %d classes; %s%s\n",
             c->ndoc == 2 ? "two documents pooled apart, [a, b, a-b, ab] -> linear -> GELU -> linear" : "mean pool -> linear",
-            c->classes, c->input == INPUT_PIXELS ? "linear map of the channels" : "embedding",
+            c->classes, c->input != INPUT_PIXELS ? "embedding" : c->patch > 1 ? "linear map of the patch values" : "linear map of the channels",
             c->lower_bound ? "; learned forget-gate lower bounds" : "");
     fprintf(f, "| parameters   | %.3fM\n", (double)lay->n / 1e6);
 }
@@ -258,7 +269,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
     const int pix = c->input == INPUT_PIXELS, two = c->scan != SCAN_1D, ser = c->scan == SCAN_SERIES;
     const int gather = two && !cols_direct(c);   // the column-major copies of the gather path
-    const int64_t NC = pix ? N * c->channels : 0;
+    const int64_t NC = pix ? N * cls_pos_values(c) : 0;
     struct { void *p; int64_t bytes; } parts[] = {
         {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
         {&a->st1, nl * SL * R}, {&a->st2, nl * SL * R},
@@ -298,7 +309,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     if (pix) a->pix_h = g_gpu ? xmalloc((size_t)NC * sizeof(real)) : a->pix;
     if (gather) {
         // column-major order: sequence s, then column x, then row y
-        const int gh = c->grid_h, gw = c->grid_w;
+        const int gh = cls_rows(c), gw = cls_cols(c);
         if ((int64_t)gh * gw != T) die("internal error: a %d x %d grid for sequences of %d positions", gh, gw, T);
         if (N > INT32_MAX) die("a 2-D scan over %lld positions in a batch is more than its row index holds", (long long)N);
         a->perm_h = xmalloc((size_t)N * sizeof(int32_t));
@@ -411,18 +422,18 @@ static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const r
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
     if (lines != LINES_COLS) {
-        const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
+        const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c), ck = mixer_chunk(len);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
         OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
         OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
     }
     if (direct) {
-        const int gh = c->grid_h, gw = c->grid_w, ck = mixer_chunk(gh), both = lines == LINES_BOTH;
+        const int gh = cls_rows(c), gw = cls_cols(c), ck = mixer_chunk(gh), both = lines == LINES_BOTH;
         if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
         OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
         OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
     } else if (lines == LINES_COLS || lines == LINES_BOTH) {
-        const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
+        const int gh = cls_rows(c), nc = S * cls_cols(c), ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
         OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
         OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
@@ -450,7 +461,7 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
     if (lines != LINES_COLS) {
-        const int nseq = lines == LINES_SEQ ? S : S * c->grid_h, len = lines == LINES_SEQ ? T : c->grid_w, ck = mixer_chunk(len);
+        const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c), ck = mixer_chunk(len);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                      // recomputed
         OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
            nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
@@ -459,7 +470,7 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
         if (!direct) OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
     }
     if (direct) {
-        const int gh = c->grid_h, gw = c->grid_w, ck = mixer_chunk(gh), both = lines == LINES_BOTH;
+        const int gh = cls_rows(c), gw = cls_cols(c), ck = mixer_chunk(gh), both = lines == LINES_BOTH;
         if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                          // recomputed
         OP(hgru_cols_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
            S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
@@ -467,7 +478,7 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
            S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
     } else if (lines == LINES_COLS || lines == LINES_BOTH) {
-        const int gh = c->grid_h, nc = S * c->grid_w, ck = mixer_chunk(gh);
+        const int gh = cls_rows(c), nc = S * cls_cols(c), ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
         OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
         OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
@@ -559,12 +570,13 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
     const int64_t N = (int64_t)S * T;
     a->n = n;
     a->drop_seed = drop_seed;
-    // the documents, reordered so doc d of example b is sequence d n + b
-    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
+    // the documents, reordered so doc d of example b is sequence d n + b; pixels normalised, and with patches
+    // moved to their patch's position (cls_patch_index), so the input map below is one product either way
+    const int pix = c->input == INPUT_PIXELS, CH = cls_pos_values(c);
     for (int b = 0; b < n; b++)
         for (int d = 0; d < nd; d++) {
             const int s = d * n + b, vals = lens[b * nd + d], len = vals / CH;
-            if (vals % CH || len < 1 || len > T || (c->scan != SCAN_1D && len != T))
+            if (vals % CH || len < 1 || len > T || ((c->scan != SCAN_1D || c->patch > 1) && len != T))
                 die("internal error: a document of %d values in a batch of %d positions of %d", vals, T, CH);
             a->lens_h[s] = len;
             const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
@@ -574,8 +586,9 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
                     die("%s %d is outside the model's %s of %d", pix ? "pixel value" : "token id", id,
                         pix ? "range" : "vocabulary", pix ? 256 : c->V);
                 if (pix) {
-                    const int ch = (int)(t % CH);
-                    a->pix_h[(int64_t)s * T * CH + t] = (real)((id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch]);
+                    const int ch = (int)(t % c->channels);
+                    a->pix_h[(int64_t)s * T * CH + cls_patch_index(c, t)] =
+                        (real)((id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch]);
                 } else a->ids_h[(int64_t)s * T + t] = id;
             }
         }
@@ -694,7 +707,7 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
     SECTION("input bwd");
     if (c->dropout > 0) OP(dropout_bwd, a->dx, a->dx, N * D, c->dropout, drop_site(a->drop_seed, 0));
     if (c->input == INPUT_PIXELS) {
-        const int CH = c->channels;
+        const int CH = cls_pos_values(c);
         OP(bias_bwd, CG(m, C_PIX_B, 0), a->dx, N, D);
         OP(matmul_bwd, NULL, CG(m, C_PIX, 0), dy_opnd(a, a->dx, N * D), as_opnd(a->pixo, a->pix, N * CH),
            CW(m, C_PIX, 0), N, CH, D);

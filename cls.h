@@ -39,12 +39,32 @@ typedef struct {
     int channels;       // pixels: channel values per position (1 or 3)
     double pix_mean[3], pix_std[3];   // pixels: x = (value / 255 - mean[c]) / std[c]
     int scan;           // ClsScanKind
-    int grid_h, grid_w; // 2-D: the image's height and width; every sequence has grid_h x grid_w positions
+    int grid_h, grid_w; // 2-D, or patches: the image's height and width in pixels; every sequence is one image
+    int patch;          // pixels: 0 or 1, a position per pixel; p >= 2, a position per p x p patch of the image
+                        // (grid_h and grid_w multiples of p), its p p channels values in (row, column, channel)
+                        // order, the patches in raster order over the (grid_h / p) x (grid_w / p) patch grid
 } ClsConfig;
+
+// The grid of positions the scans see: the image's pixels, or its patches.
+static inline int cls_rows(const ClsConfig *c) { return c->patch > 1 ? c->grid_h / c->patch : c->grid_h; }
+static inline int cls_cols(const ClsConfig *c) { return c->patch > 1 ? c->grid_w / c->patch : c->grid_w; }
+// Input values per position: 1 token id, a pixel's channels, or a patch's p x p x channels.
+static inline int cls_pos_values(const ClsConfig *c) {
+    if (c->input != INPUT_PIXELS) return 1;
+    return c->patch > 1 ? c->patch * c->patch * c->channels : c->channels;
+}
+// Where value t of an image's pixels (raster order, the channels of a pixel together) goes among the values of
+// its positions: itself without patches; with patches, pixel (y, x) channel ch is value ((y % p) p + x % p)
+// channels + ch of position (y / p) (grid_w / p) + x / p.
+static inline int64_t cls_patch_index(const ClsConfig *c, int64_t t) {
+    if (c->patch < 2) return t;
+    const int64_t p = c->patch, ch = c->channels, px = t / ch, y = px / c->grid_w, x = px % c->grid_w;
+    return ((y / p) * (c->grid_w / p) + x / p) * p * p * ch + ((y % p) * p + x % p) * ch + t % ch;
+}
 
 #define CLS_BN_MOMENTUM 0.1          // BatchNorm's running statistics: run = 0.9 run + 0.1 batch statistic
 
-extern const Range R_CLASSES;
+extern const Range R_CLASSES, R_PATCH;   // R_PATCH: --patch (1: none)
 // Fills H and Dv; returns NULL when the configuration is valid, otherwise what is wrong.
 const char *cls_config_finish(ClsConfig *c);
 
@@ -108,8 +128,9 @@ int64_t cls_acts_bytes(const ClsActs *a);
 
 // ---- forward and backward ----
 // One batch: tokens [B][ndoc][T] (host memory; padded), lens [B][ndoc] in [1, T] (the valid positions of each
-// document); with pixel input, tokens [B][ndoc][T x channels] (the channels of a position together) and lens
-// in values (a multiple of channels); with 2-D scans, T = grid_h x grid_w and every lens is full. labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
+// document); with pixel input, tokens [B][ndoc][T x cls_pos_values] (the pixels in raster order, the channels of
+// a pixel together) and lens in values (a multiple of cls_pos_values); with 2-D scans or patches, T = cls_rows x
+// cls_cols and every lens is full (with patches, the forward rearranges each image's pixels into its patches). labels [B] (< 0: a row with no example, skipped by the loss and the accuracy); n = B rows used
 // (n <= the B of the activations, every row below n a real example).
 // train 1: batch statistics (the running ones updated), dropout from drop_seed, and the backward's inputs
 // kept; train 0: running statistics, no dropout. Returns the summed cross-entropy over the n rows; *correct

@@ -10,14 +10,16 @@
 #include "train.h"
 
 // Version 2 added the input (ids or pixels, their channels and normalisation) and the scans (1-D, or 2-D with
-// the grid); a version 1 file is a token model with 1-D scans and reads as one.
-#define CLS_CKPT_VERSION 2
+// the grid); a version 1 file is a token model with 1-D scans and reads as one. Version 3 added the patch size
+// (and the grid of a 1-D model of patches); versions 1 and 2 read as models without patches.
+#define CLS_CKPT_VERSION 3
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, NINTS };
 #define NINTS_V1 I_INPUT
+#define NINTS_V2 I_PATCH
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
        F_STD0, F_STD1, F_STD2, NFLOATS };
@@ -37,6 +39,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
     int64_t nstats = cls_nstats(c);
+    const int grid = c->scan != SCAN_1D || c->patch > 1;     // the image's size is kept where it is used
     CkptOut o;
     ckpt_out_open(&o, path);
     ckpt_out_write(&o, CLS_CKPT_MAGIC, 8);
@@ -51,7 +54,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_LOADER_INDEX] = (int64_t)rs->loader.index, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
         [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
-        [I_GRID_H] = c->scan != SCAN_1D ? c->grid_h : 0, [I_GRID_W] = c->scan != SCAN_1D ? c->grid_w : 0};
+        [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -123,12 +126,19 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "input", v[I_INPUT], 0, NINPUTS - 1);
     ckpt_check_int(path, "channels", v[I_CHANNELS], v[I_INPUT] == INPUT_PIXELS ? 1 : 0, v[I_INPUT] == INPUT_PIXELS ? 3 : 0);
     ckpt_check_int(path, "scan", v[I_SCAN], 0, NSCANS - 1);
-    const int two = v[I_SCAN] != SCAN_1D;
-    ckpt_check_int(path, "grid height", v[I_GRID_H], two, two ? 1 << 24 : 0);
-    ckpt_check_int(path, "grid width", v[I_GRID_W], two, two ? 1 << 24 : 0);
-    if (two && v[I_GRID_H] * v[I_GRID_W] * (v[I_CHANNELS] ? v[I_CHANNELS] : 1) != v[I_T])
+    // version 3: the patch size, 0 (none; versions 1 and 2) or in [2, 1024] with pixels, dividing the grid
+    const int pix = v[I_INPUT] == INPUT_PIXELS;
+    ckpt_check_int(path, "patch", v[I_PATCH], 0, pix ? R_PATCH.hi : 0);
+    if (v[I_PATCH] == 1) die("checkpoint %s is corrupt: patch = 1 (a model without patches stores 0)", path);
+    const int two = v[I_SCAN] != SCAN_1D, grid = two || v[I_PATCH] > 1;
+    ckpt_check_int(path, "grid height", v[I_GRID_H], grid, grid ? 1 << 24 : 0);
+    ckpt_check_int(path, "grid width", v[I_GRID_W], grid, grid ? 1 << 24 : 0);
+    if (grid && v[I_GRID_H] * v[I_GRID_W] * (v[I_CHANNELS] ? v[I_CHANNELS] : 1) != v[I_T])
         die("checkpoint %s is corrupt: a %lld x %lld grid does not make documents of seq-len %lld values", path,
             (long long)v[I_GRID_H], (long long)v[I_GRID_W], (long long)v[I_T]);
+    if (v[I_PATCH] > 1 && (v[I_GRID_H] % v[I_PATCH] || v[I_GRID_W] % v[I_PATCH]))
+        die("checkpoint %s is corrupt: patch %lld does not divide the %lld x %lld images", path, (long long)v[I_PATCH],
+            (long long)v[I_GRID_H], (long long)v[I_GRID_W]);
     for (int i = F_MEAN0; i <= F_STD2; i++) {
         const int std = i >= F_STD0, used = v[I_INPUT] == INPUT_PIXELS && (i - (std ? F_STD0 : F_MEAN0)) < v[I_CHANNELS];
         const double lo = used ? (std ? 1e-6 : -1e3) : 0, hi = used ? 1e3 : 0;
@@ -148,9 +158,10 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
             "(hgrn2 eval --ckpt %s)", path, path);
     if (memcmp(magic, CLS_CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
     int64_t version = ckpt_in_i64(&r);
-    if (version != 1 && version != CLS_CKPT_VERSION)
-        die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 and %d", path, (long long)version, CLS_CKPT_VERSION);
-    const int want_ints = version == 1 ? NINTS_V1 : NINTS, want_floats = version == 1 ? NFLOATS_V1 : NFLOATS;
+    if (version < 1 || version > CLS_CKPT_VERSION)
+        die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
+    const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : NINTS;
+    const int want_floats = version == 1 ? NFLOATS_V1 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
     int64_t v[NINTS] = {0};
@@ -170,7 +181,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
                    .classes = (int)v[I_CLASSES], .ndoc = (int)v[I_NDOC], .norm = (int)v[I_NORM], .pos = (int)v[I_POS],
                    .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
                    .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
-                   .grid_w = (int)v[I_GRID_W], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
+                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
                    .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};
     const char *bad = cls_config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);
@@ -245,12 +256,13 @@ void cls_check_task_data(const char *task, const Examples *e) {
     uint32_t classes = example_classes(e), V = example_vocab(e);
     const int img = cls_data_pixels(e, &ih, &iw, &ic);
     // Image takes any labelled images (CIFAR-10, or Fashion-MNIST read as pixel sequences); Pathfinder and
-    // Path-X their own gray 32 x 32 and 128 x 128 images of two classes
+    // Path-X their own gray 32 x 32 and 128 x 128 images of two classes; fashion-mnist gray 28 x 28 of ten
     int ok = !strcmp(task, "lra-listops") ? ndoc == 1 && classes == LRA_LISTOPS_CLASSES && !img
            : !strcmp(task, "lra-text") ? ndoc == 1 && classes == 2 && V == LRA_BYTE_VOCAB
            : !strcmp(task, "lra-retrieval") ? ndoc == 2 && classes == 2 && V == LRA_BYTE_VOCAB
            : !strcmp(task, "lra-image") ? ndoc == 1 && img
            : !strcmp(task, "lra-pathfinder") ? ndoc == 1 && img && classes == 2 && ic == 1 && ih == 32 && iw == 32
+           : !strcmp(task, "fashion-mnist") ? ndoc == 1 && img && classes == 10 && ic == 1 && ih == 28 && iw == 28
            : ndoc == 1 && img && classes == 2 && ic == 1 && ih == 128 && iw == 128;
     if (!ok)
         die("%s does not hold %s examples: %d document%s per example, %u classes, vocabulary %u (prepare it with "

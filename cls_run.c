@@ -11,14 +11,18 @@
 
 // The HGRN2 authors' LRA runs: the model, the batch, AdamW's peak lr, the gradient clip (0: none), the weight
 // decay, the warmup and the cosine's length in steps, the epochs. The image tasks scan their images in 2-D:
-// four scans summed (1), or Path-X's series form, the mixer along rows then along columns (2).
+// four scans summed (1), or Path-X's series form, the mixer along rows then along columns (2). Image trains
+// on crops from 4 pixels of padding, and flips.
+// Fashion-MNIST (not an LRA task) reads its 28 x 28 images as 7 x 7 patches of 4 x 4 pixels, the ImageNet
+// models' input of the HGRN2 paper, with a small model sized to train in minutes: docs/classifier.md says why.
 const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
-    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0},
-    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0},
-    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0},
-    {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1},
-    {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1},
-    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2},
+    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0, 0, 0},
+    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0, 0, 0},
+    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0, 0, 0},
+    {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1, 0, 4},
+    {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1, 0, 0},
+    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2, 0, 0},
+    {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_SINUSOIDAL, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {
@@ -50,13 +54,15 @@ static int reflect(int i, int n) {
     return i;
 }
 
-void cls_augment(int32_t *pix, int n, int h, int w, int ch, uint64_t seed, int64_t step) {
+void cls_augment(int32_t *pix, int n, int h, int w, int ch, int pad, uint64_t seed, int64_t step) {
+    if (pad < 0 || pad > 4) die("internal error: crops from %d pixels of padding", pad);
     const size_t vals = (size_t)h * w * ch;
     int32_t *tmp = xmalloc(vals * sizeof(int32_t));
     for (int b = 0; b < n; b++) {
         uint64_t r = mix64(mix64(seed ^ 0x6175676D656E74ull) + (uint64_t)step * 1000003ull + (uint64_t)b);
         const uint64_t u = splitmix64(&r);
-        const int dy = (int)(u % 9) - 4, dx = (int)((u >> 8) % 9) - 4, flip = (int)((u >> 16) & 1);
+        const uint64_t span = (uint64_t)(2 * pad + 1);
+        const int dy = (int)(u % span) - pad, dx = (int)((u >> 8) % span) - pad, flip = (int)((u >> 16) & 1);
         int32_t *img = pix + (size_t)b * vals;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
@@ -156,9 +162,13 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     else printf(" (no validation split)");
     printf(" examples, vocabulary %u, %u classes\n", example_vocab(tex), example_classes(tex));
     cls_print_config(c, &m->lay, stdout);
+    const ClsPreset *ps = cls_preset_find(rs->task);
+    const int augment = c->input == INPUT_PIXELS && ps ? ps->augment : 0;
+    char aug[64] = "";
+    if (augment) snprintf(aug, sizeof aug, ", random crops (padding %d) and flips", augment);
     if (c->input == INPUT_PIXELS)
         printf("| batch        | %d images of %d x %d x %d%s; an epoch is %lld steps\n", h->B, c->grid_h, c->grid_w,
-               c->channels, !strcmp(rs->task, "lra-image") ? ", random crops and flips" : "", (long long)spe);
+               c->channels, aug, (long long)spe);
     else
         printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
                c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
@@ -194,8 +204,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
         int64_t step = rs->step + 1;
         double t0 = now_s();
         example_loader_next(train, b.tokens, b.lens, b.labels, NULL);
-        if (c->input == INPUT_PIXELS && !strcmp(rs->task, "lra-image"))
-            cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, h->seed, step);
+        if (augment) cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, augment, h->seed, step);
         ClsStepResult r = cls_train_step(m, acts, h, step, &b);
         t_steps += now_s() - t0;
         if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {

@@ -11,7 +11,8 @@
 
 // ---- the tasks and their presets (the HGRN2 authors' LRA runs) ----
 typedef struct {
-    const char *task;           // "lra-listops", "lra-text", "lra-retrieval", "lra-image", "lra-pathfinder", "lra-pathx"
+    const char *task;           // "lra-listops", "lra-text", "lra-retrieval", "lra-image", "lra-pathfinder", "lra-pathx",
+                                // "fashion-mnist"
     int L, D, K, glu;           // layers, hidden size, expand ratio, GLU width as a multiple of D
     int norm, pos;              // NormKind, PosKind
     double dropout;
@@ -20,8 +21,10 @@ typedef struct {
     int64_t warmup, sched_steps, epochs;
     int pixels;                 // an image task: pixel input, 2-D scans over the data's images (1: four scans
                                 // summed, 2: the series form)
+    int patch;                  // an image task: positions of patch x patch pixels (0: a position per pixel)
+    int augment;                // an image task: the padding of the random crops, with flips (0: no augmentation)
 } ClsPreset;
-#define NCLS_PRESETS 6
+#define NCLS_PRESETS 7
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];
 const ClsPreset *cls_preset_find(const char *task);    // NULL: not a classification task
 
@@ -31,12 +34,14 @@ int cls_data_pixels(const Examples *e, int *h, int *w, int *c);
 // The pixel normalisation of images of c channels: CIFAR-10's channel means and deviations for 3, (x - 0.5) / 0.5
 // for 1 (Pathfinder's); into the config's pix_mean and pix_std.
 void cls_pixel_norm(ClsConfig *cfg, int c);
-// Image augmentation of a training batch (Image): each of the n images (h x w x ch values) shifted by a random
-// crop with 4 pixels of mirrored padding and flipped horizontally with probability 1/2, drawn from the run's
-// seed, the step and the row alone, so a resumed run draws the same.
-void cls_augment(int32_t *pix, int n, int h, int w, int ch, uint64_t seed, int64_t step);
-// Positions of a document of T values: T / channels with pixel input, else T.
-static inline int cls_positions(const ClsConfig *c, int T) { return c->input == INPUT_PIXELS ? T / c->channels : T; }
+// Image augmentation of a training batch (Image, Fashion-MNIST): each of the n images (h x w x ch values)
+// shifted by a random crop with `pad` pixels of mirrored padding (at most 4) and flipped horizontally with
+// probability 1/2, drawn from the run's seed, the step and the row alone, so a resumed run draws the same.
+// Always on the pixel image: patches are cut from it afterwards, in the forward.
+void cls_augment(int32_t *pix, int n, int h, int w, int ch, int pad, uint64_t seed, int64_t step);
+// Positions of a document of T values: T / (values per position: channels, or a patch's values) with pixel
+// input, else T.
+static inline int cls_positions(const ClsConfig *c, int T) { return T / cls_pos_values(c); }
 
 // ---- a run's optimization settings (checkpoints keep them) ----
 typedef struct {

@@ -12,7 +12,7 @@
 
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
-       OC_LAST };
+       OC_PATCH, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -24,7 +24,7 @@ static int argv_flag(int argc, char **argv, const char *name) {
 
 int cls_command_line(int argc, char **argv, int eval) {
     const char *task = cli_option_value(argc, argv, "--task");
-    if (task) return !strncmp(task, "lra", 3);
+    if (task) return !strncmp(task, "lra", 3) || !strcmp(task, "fashion-mnist");
     // no task: a checkpoint to resume or evaluate says whose it is
     const char *ckpt = cli_option_value(argc, argv, "--ckpt"), *out = cli_option_value(argc, argv, "--out");
     if (!eval && !argv_flag(argc, argv, "--resume")) return 0;
@@ -37,7 +37,9 @@ int cls_command_line(int argc, char **argv, int eval) {
 
 static const ClsPreset *task_or_usage(const char *task) {
     const ClsPreset *ps = cls_preset_find(task);
-    if (!ps) usage_error("--task must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx, got '%s'", task);
+    if (!ps)
+        usage_error("--task must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or "
+                    "fashion-mnist, got '%s'", task);
     return ps;
 }
 
@@ -51,10 +53,12 @@ static int name_index(const char *flag, const char *v, const char *const *names,
 // hgrn2 train --task lra-*
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx --data DIR [--out DIR] [options]";
+    "hgrn2 train --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist --data DIR "
+    "[--out DIR] [options]";
 static const char *TRAIN_HELP =
     "Train the bidirectional HGRN2 classifier on a Long Range Arena task, on example files made by\n"
-    "'hgrn2 prepare --task lra-*' (docs/lra.md). Each task starts from the HGRN2 authors' settings:\n"
+    "'hgrn2 prepare --task lra-*' (docs/lra.md), or on Fashion-MNIST ('hgrn2 prepare --task fashion-mnist').\n"
+    "Each LRA task starts from the HGRN2 authors' settings:\n"
     "\n"
     "                   lra-listops   lra-text   lra-retrieval\n"
     "  layers, dim           5, 64    4, 128        2, 256\n"
@@ -75,12 +79,16 @@ static const char *TRAIN_HELP =
     "  clip                      0           0            1\n"
     "Image trains on random crops (4 pixels of mirrored padding) and horizontal flips; 3-channel images are\n"
     "normalised with CIFAR-10's channel statistics, 1-channel ones as (x - 0.5) / 0.5.\n"
+    "fashion-mnist: 4 x 4 patches (7 x 7 = 49 tokens), four 2-D scans over the 7 x 7 patch grid; 6 layers,\n"
+    "dim 256, expand 4, glu 2, batch norm, sin. positions, dropout 0.1; batch 128, lr 2e-3, warmup 844, cosine\n"
+    "16880 (to 0 at the end), 40 epochs, clip 1, wd 0.05; crops from 2 pixels of padding, and flips.\n"
     "The learning rate warms up linearly, then follows a cosine to --min-lr over --sched-steps (50000)\n"
     "steps, stepped once a batch; the run ends after --epochs epochs of ceil(train examples / batch) steps,\n"
     "usually before the cosine does. AdamW betas (0.9, 0.999), eps 1e-8, no weight decay. docs/classify.md.\n"
     "\n"
     "Task and files:\n"
-    "  --task NAME          lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx\n"
+    "  --task NAME          lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or\n"
+    "                       fashion-mnist\n"
     "  --data DIR           DIR/{train,val}.examples (required, except with --resume)\n"
     "  --out DIR            run directory: model.ckpt, log.tsv (default runs/TASK)\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
@@ -90,6 +98,8 @@ static const char *TRAIN_HELP =
     "Model (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none --dropout X\n"
+    "  --patch P            image tasks: a token per P x P patch of pixels (P must divide the images' height and\n"
+    "                       width; 1: a token per pixel; default: fashion-mnist 4, the LRA tasks 1)\n"
     "Optimization:\n"
     "  --batch B (examples) --seq-len T (tokens per document; longer documents are cut)\n"
     "  --lr X --min-lr X (default 0) --warmup N --sched-steps N (the cosine's length)\n"
@@ -111,7 +121,7 @@ static const char *TRAIN_HELP =
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
-    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, O_BATCH, O_SEQ, O_LR,
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (set[fixed[i]])
@@ -137,13 +147,14 @@ int cmd_cls_train(int argc, char **argv) {
         {"clip", required_argument, 0, O_CLIP}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
-        {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD}, {0, 0, 0, 0}};
+        {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD},
+        {"patch", required_argument, 0, OC_PATCH}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
     MachineArgs mach = {0};
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
-    int64_t batch = 0, seq = 0;
+    int64_t batch = 0, seq = 0, patch = 0;
     int norm = 0, pos = 0, c;
     double dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
@@ -167,6 +178,7 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_NORM: norm = name_index("--norm", optarg, NORM_NAMES, NNORMS); break;
         case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
+        case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
         case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
         case O_SEQ: seq = arg_int_in(&R_SEQ_LEN, optarg); break;
         case O_LR: lr = arg_num_in(&R_LR, optarg); break;
@@ -192,8 +204,12 @@ int cmd_cls_train(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     const int resume = set[O_RESUME];
     const ClsPreset *ps = task ? task_or_usage(task) : NULL;
-    if (!resume && !task) usage_error("--task is required (lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx)");
+    if (!resume && !task)
+        usage_error("--task is required (lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or "
+                    "fashion-mnist)");
     if (ps && ps->pixels && seq) usage_error("--seq-len is the images' size for --task %s: it takes no --seq-len", task);
+    if (ps && !ps->pixels && set[OC_PATCH])
+        usage_error("--patch is for the image tasks (lra-image, lra-pathfinder, lra-pathx, fashion-mnist): %s reads tokens", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
     if (resume) refuse_on_resume(set);
     if (!resume && !data) usage_error("--task %s needs --data DIR (example files made by 'hgrn2 prepare --task %s')", task, task);
@@ -232,7 +248,7 @@ int cmd_cls_train(int argc, char **argv) {
         ClsConfig probe = rs.c;
         probe.V = LRA_BYTE_VOCAB;
         probe.ndoc = !strcmp(task, "lra-retrieval") ? 2 : 1;
-        probe.classes = !strcmp(task, "lra-listops") || !strcmp(task, "lra-image") ? 10 : 2;
+        probe.classes = !strcmp(task, "lra-listops") || !strcmp(task, "lra-image") || !strcmp(task, "fashion-mnist") ? 10 : 2;
         const char *bad = cls_config_finish(&probe);
         if (bad) usage_error("%s", bad);
         rs.h = (ClsHyper){.B = (int)(batch ? batch : ps->B), .T = (int)(seq ? seq : ps->T),
@@ -260,6 +276,11 @@ int cmd_cls_train(int argc, char **argv) {
             rs.c.scan = ps->pixels == 2 ? SCAN_SERIES : SCAN_2D;
             rs.c.grid_h = ih;
             rs.c.grid_w = iw;
+            rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
+            if (rs.c.patch > 1 && (ih % rs.c.patch || iw % rs.c.patch))
+                die("--patch %d does not divide the images of %s (%d x %d): pick a patch size that divides both", rs.c.patch,
+                    train_path, ih, iw);
+            if (rs.c.patch == 1) rs.c.patch = 0;
             rs.h.T = ih * iw * ic;
             example_close(e);
             free(train_path);
@@ -325,14 +346,17 @@ int cmd_cls_train(int argc, char **argv) {
 // hgrn2 eval --task lra-*, and the table of --task lra
 
 static const char *EVAL_USAGE =
-    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx [--ckpt PATH] [--data DIR] [--split test|val|train] "
+    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist [--ckpt PATH] "
+    "[--data DIR] [--split test|val|train] "
     "[--batch N] | --task lra [--runs DIR] [--data-root DIR]";
 static const char *EVAL_HELP =
-    "Score a classifier trained on a Long Range Arena task: the mean cross-entropy and the accuracy, the\n"
-    "fraction of examples whose most likely class is the label. The last line printed is 'accuracy X'.\n"
+    "Score a classifier trained on a Long Range Arena task or Fashion-MNIST: the mean cross-entropy and the\n"
+    "accuracy, the fraction of examples whose most likely class is the label. The last line printed is\n"
+    "'accuracy X'.\n"
     "A checkpoint of a classifier is recognised without --task too.\n"
     "\n"
-    "  --task NAME          an LRA task (lra-listops ... lra-pathx): the checkpoint must be of that task\n"
+    "  --task NAME          an LRA task (lra-listops ... lra-pathx) or fashion-mnist: the checkpoint must be of\n"
+    "                       that task\n"
     "  --ckpt PATH          the model (default runs/TASK/model.ckpt)\n"
     "  --data DIR           example files (default: the data the model was trained on)\n"
     "  --split NAME         test (default), val or train\n"
@@ -380,9 +404,12 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     ClsScore sc = cls_evaluate(&m, a, ld, B, T, e->max_batches);
     if (!sc.count) die("%s holds no examples to evaluate", file);
     double acc = (double)sc.correct / (double)sc.count;
-    printf("%s: %s split of %s, %lld examples (%s%d tokens): %lld right, loss %.6f, %.1f s\n", rs.task, e->split,
-           data, (long long)sc.count, m.c.ndoc == 2 ? "2 documents of up to " : "up to ", T, (long long)sc.correct,
-           sc.loss, now_s() - t0);
+    char shape[96];
+    if (m.c.patch > 1)
+        snprintf(shape, sizeof shape, "%d tokens of %d x %d patches", cls_positions(&m.c, T), m.c.patch, m.c.patch);
+    else snprintf(shape, sizeof shape, "%s%d tokens", m.c.ndoc == 2 ? "2 documents of up to " : "up to ", T);
+    printf("%s: %s split of %s, %lld examples (%s): %lld right, loss %.6f, %.1f s\n", rs.task, e->split, data,
+           (long long)sc.count, shape, (long long)sc.correct, sc.loss, now_s() - t0);
     fflush(stdout);
     cls_acts_free(a);
     example_loader_close(ld);

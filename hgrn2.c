@@ -24,7 +24,7 @@
 // hgrn2 train
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*] [--preset NAME] [--data DIR] "
+    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
     "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
@@ -34,7 +34,8 @@ static const char *TRAIN_HELP =
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
     "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md);\n"
     "                       lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx train\n"
-    "                       a classifier on Long Range Arena examples, with options of their own:\n"
+    "                       a classifier on Long Range Arena examples, fashion-mnist one on Fashion-MNIST's\n"
+    "                       images in 4 x 4 patches, with options of their own:\n"
     "                       hgrn2 train --task lra-listops --help\n"
     "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m,\n"
     "                       mqar (the default for mqar)\n"
@@ -335,7 +336,8 @@ static const char *EVAL_HELP =
     "                       the last lines 'acc X' and 'acc_norm X'\n"
     "  --task lambada       LAMBADA's last word: the last lines 'acc X' and 'perplexity X'\n"
     "Long Range Arena classifiers (their own options: hgrn2 eval --task lra-listops --help):\n"
-    "  --task lra-TASK     test accuracy of a classifier (the six LRA tasks); last line 'accuracy X'\n"
+    "  --task lra-TASK     test accuracy of a classifier (the six LRA tasks, or fashion-mnist); last line\n"
+    "                       'accuracy X'\n"
     "  --task lra           the table of every task's test accuracy in a folder of runs, beside the paper's\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
@@ -834,6 +836,7 @@ static const char *MAIN_HELP =
     "commands:\n"
     "  train      train a model (no arguments: a small byte-level model on the King James Bible), or a\n"
     "             classifier on a Long Range Arena task (--task lra-listops, -text, -retrieval, -image, -pathfinder, -pathx)\n"
+    "             or on Fashion-MNIST in patches (--task fashion-mnist)\n"
     "  eval       held-out loss, perplexity and bits per byte of a checkpoint; a classifier's accuracy\n"
     "  sample     generate text from a checkpoint\n"
     "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards, or the Long\n"

@@ -4,6 +4,7 @@
 //  - in evaluation (running statistics, no dropout) an example's logits do not depend on the rest of its batch
 //  - training updates BatchNorm's running statistics, evaluation leaves them alone
 //  - pixel inputs, and the 2-D scans against an explicit sum of the four directional recurrences per pixel
+//  - patch inputs: their gradients, and where the rearrangement puts every pixel of an image
 #include <math.h>
 #include <omp.h>
 
@@ -20,11 +21,11 @@ typedef struct {
 // Token documents of random lengths (one full); pixel documents of T positions x channels values (random
 // lengths too with 1-D scans; 2-D scans need whole images).
 static Batch make_batch(const ClsConfig *c, int B, int T, uint64_t *s) {
-    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
+    const int pix = c->input == INPUT_PIXELS, CH = cls_pos_values(c);
     Batch b = {B, T, xmalloc((size_t)B * c->ndoc * T * CH * sizeof(int32_t)), xmalloc((size_t)B * c->ndoc * sizeof(int32_t)),
                xmalloc((size_t)B * sizeof(int32_t))};
     for (int i = 0; i < B * c->ndoc; i++) {
-        const int len = i == 0 || c->scan != SCAN_1D ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);
+        const int len = i == 0 || c->scan != SCAN_1D || c->patch > 1 ? T : 1 + (int)(splitmix64(s) % (uint64_t)T);
         b.lens[i] = len * CH;
         for (int t = 0; t < T * CH; t++)
             b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : pix ? (int32_t)(splitmix64(s) % 256)
@@ -122,7 +123,7 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
     int64_t right;
     const double all = cls_forward(&m, ev, b.tok, b.lens, b.lab, 4, 0, 0, &right, pred);
     double sum = 0;
-    const int CH = c.input == INPUT_PIXELS ? c.channels : 1;
+    const int CH = cls_pos_values(&c);
     for (int i = 0; i < 4; i++) {
         Batch one = {1, 9, b.tok + (int64_t)i * c.ndoc * 9 * CH, b.lens + i * c.ndoc, b.lab + i};
         int32_t p1;
@@ -216,7 +217,7 @@ static void augmentation(void) {
     int seen[9][9][2] = {{{0}}}, bad = 0;
     for (int step = 1; step <= 400; step++) {
         for (int b = 0; b < n; b++) memcpy(img + b * vals, orig, (size_t)vals * sizeof(int32_t));
-        cls_augment(img, n, h, w, ch, 7, step);
+        cls_augment(img, n, h, w, ch, 4, 7, step);
         for (int b = 0; b < n; b++) {
             int found = 0;
             for (int dy = -4; dy <= 4 && !found; dy++)
@@ -242,11 +243,81 @@ static void augmentation(void) {
     CHECK(combos >= 150, "only %d of the 162 shifts and flips occurred in 1200 images", combos);
     int32_t *again = xmalloc((size_t)n * vals * sizeof(int32_t));
     for (int b = 0; b < n; b++) { memcpy(img + b * vals, orig, (size_t)vals * 4); memcpy(again + b * vals, orig, (size_t)vals * 4); }
-    cls_augment(img, n, h, w, ch, 7, 5);
-    cls_augment(again, n, h, w, ch, 7, 5);
+    cls_augment(img, n, h, w, ch, 4, 7, 5);
+    cls_augment(again, n, h, w, ch, 4, 7, 5);
     CHECK(!memcmp(img, again, (size_t)n * vals * 4), "the same seed and step gave different images");
     printf("augmentation: 1200 images, each a crop of the mirrored padding (flipped or not), %d of 162 combinations\n", combos);
     free(orig); free(img); free(again);
+}
+
+// The patch rearrangement: every pixel (y, x, channel) of an image must go to position (y / p) (gw / p) + x / p,
+// value ((y % p) p + x % p) channels + ch, each slot once (cls_patch_index, which the forward's staging uses).
+// The forward must read that layout: transposing the pixels within each patch changes the loss, while reversing
+// the order of the patches leaves it (1-D scans both ways and a mean pool cannot tell a sequence from its
+// reverse), which holds only if a position holds exactly one patch.
+static void patch_layout(int gh, int gw, int p, int ch) {
+    ClsConfig c = {.V = 256, .D = 8, .L = 1, .K = 4, .I = 8, .classes = 3, .ndoc = 1, .norm = NORM_LAYER, .pos = POS_NONE,
+                   .eps = 1e-5, .input = INPUT_PIXELS, .channels = ch, .scan = SCAN_1D, .grid_h = gh, .grid_w = gw, .patch = p};
+    for (int i = 0; i < 3; i++) { c.pix_mean[i] = 0.5; c.pix_std[i] = 0.5; }
+    const char *bad = cls_config_finish(&c);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    const int64_t vals = (int64_t)gh * gw * ch, VP = (int64_t)p * p * ch, gwp = gw / p;
+    CHECK(cls_pos_values(&c) == VP && cls_rows(&c) == gh / p && cls_cols(&c) == gw / p,
+          "patch %d of %d x %d x %d: %d values per position, grid %d x %d", p, gh, gw, ch, cls_pos_values(&c), cls_rows(&c), cls_cols(&c));
+    int *hit = xcalloc((size_t)vals, sizeof(int)), wrong = 0;
+    for (int y = 0; y < gh; y++)
+        for (int x = 0; x < gw; x++)
+            for (int k = 0; k < ch; k++) {
+                const int64_t t = ((int64_t)y * gw + x) * ch + k, at = cls_patch_index(&c, t);
+                const int64_t want = ((int64_t)(y / p) * gwp + x / p) * VP + ((y % p) * p + x % p) * ch + k;
+                wrong += at != want;
+                if (at >= 0 && at < vals) hit[at]++;
+            }
+    int once = 1;
+    for (int64_t i = 0; i < vals; i++) once &= hit[i] == 1;
+    CHECK(!wrong && once, "patch %d of %d x %d x %d: %d pixels misplaced, every slot once: %d", p, gh, gw, ch, wrong, once);
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 21);
+    uint64_t s = 17;
+    const int B = 3;
+    int32_t *img = xmalloc((size_t)(B * vals) * sizeof(int32_t)), *lens = xmalloc(B * sizeof(int32_t)), lab[3] = {0, 1, 2};
+    for (int64_t i = 0; i < B * vals; i++) img[i] = (int32_t)(splitmix64(&s) % 256);
+    for (int b = 0; b < B; b++) lens[b] = (int32_t)vals;
+    ClsActs *a = cls_acts_alloc(&c, B, (int)(vals / VP), 0);
+    int32_t pred[3];
+    const double loss = cls_forward(&m, a, img, lens, lab, B, 0, 0, NULL, pred);
+    // the same images with their pixels moved within patches by a transposition of each patch (y % p <-> x % p)
+    // are different inputs: the loss must change, so the forward does read the patch layout, not the raster one
+    int32_t *tr = xmalloc((size_t)(B * vals) * sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        for (int y = 0; y < gh; y++)
+            for (int x = 0; x < gw; x++)
+                for (int k = 0; k < ch; k++) {
+                    const int ty = y / p * p + x % p, tx = x / p * p + y % p;
+                    tr[b * vals + ((int64_t)ty * gw + tx) * ch + k] = img[b * vals + ((int64_t)y * gw + x) * ch + k];
+                }
+    const double loss_tr = cls_forward(&m, a, tr, lens, lab, B, 0, 0, NULL, NULL);
+    CHECK(fabs(loss - loss_tr) > 1e-9, "patch %d: transposing the patches left the loss at %.12g", p, loss);
+    // moving whole patches around the grid, with the 1-D scans' direction reversed (the grid read backwards: patch
+    // i to patch n-1-i) is a sequence reversal, which the bidirectional mixer and the mean pool do not see
+    int32_t *rev = xmalloc((size_t)(B * vals) * sizeof(int32_t));
+    const int np = (gh / p) * gwp;
+    for (int b = 0; b < B; b++)
+        for (int y = 0; y < gh; y++)
+            for (int x = 0; x < gw; x++) {
+                const int pi = (y / p) * gwp + x / p, pj = np - 1 - pi, ry = pj / gwp * p + y % p, rx = pj % gwp * p + x % p;
+                for (int k = 0; k < ch; k++)
+                    rev[b * vals + ((int64_t)ry * gw + rx) * ch + k] = img[b * vals + ((int64_t)y * gw + x) * ch + k];
+            }
+    const double loss_rev = cls_forward(&m, a, rev, lens, lab, B, 0, 0, NULL, NULL);
+    CHECK(fabs(loss - loss_rev) <= 1e-12 * fabs(loss), "patch %d: the patches in reverse order give loss %.15g, not %.15g", p,
+          loss_rev, loss);
+    printf("patches %d x %d of %2d x %-2d x %d: every pixel at its token and value; patch order reversed, same loss\n", p, p,
+           gh, gw, ch);
+    free(hit); free(img); free(lens); free(tr); free(rev);
+    cls_acts_free(a);
+    cls_free(&m);
 }
 
 int main(void) {
@@ -305,8 +376,39 @@ int main(void) {
     fd_cls(ser, 3, 1, 14, "gray pixels, series scans over 1 x 1, dropout 0.2");
     ser.grid_h = 3; ser.grid_w = 7; ser.channels = 3; ser.L = 3; ser.dropout = 0;
     fd_cls(ser, 2, 21, 15, "RGB pixels, series scans over 3 x 7, three layers");
+    // patches: p x p x channels values per position through C_PIX, 1-D over the patches' raster order or 2-D
+    // over the patch grid
+    ClsConfig pat = img;
+    pat.patch = 2; pat.grid_h = 4; pat.grid_w = 6; pat.scan = SCAN_1D;
+    fd_cls(pat, 3, 6, 16, "RGB 4 x 6 in 2 x 2 patches, 1-D scans, BatchNorm");
+    pat.scan = SCAN_2D;
+    fd_cls(pat, 3, 6, 17, "RGB 4 x 6 in 2 x 2 patches, 2-D scans over 2 x 3");
+    ClsConfig gpat = gray;
+    gpat.patch = 3; gpat.grid_h = 6; gpat.grid_w = 6; gpat.scan = SCAN_1D; gpat.dropout = 0.1;
+    fd_cls(gpat, 3, 4, 18, "gray 6 x 6 in 3 x 3 patches, 1-D scans, dropout 0.1");
+    gpat.scan = SCAN_2D; gpat.dropout = 0; gpat.norm = NORM_RMS;
+    fd_cls(gpat, 2, 4, 19, "gray 6 x 6 in 3 x 3 patches, 2-D scans, RMSNorm");
+    gpat.channels = 3; gpat.pix_mean[1] = 0.4; gpat.pix_std[1] = 0.3; gpat.pix_mean[2] = 0.6; gpat.pix_std[2] = 0.2;
+    gpat.scan = SCAN_SERIES; gpat.norm = NORM_BATCH;
+    fd_cls(gpat, 2, 4, 20, "RGB 6 x 6 in 3 x 3 patches, series scans");
+    patch_layout(4, 6, 2, 1);
+    patch_layout(4, 6, 2, 3);
+    patch_layout(6, 6, 3, 1);
+    patch_layout(6, 9, 3, 3);
+    patch_layout(28, 28, 4, 1);
+    {
+        ClsConfig no = pat;
+        no.grid_w = 5;
+        CHECK(cls_config_finish(&no) != NULL, "a patch of 2 accepted for images 5 wide");
+        no = listops;
+        no.patch = 2;
+        CHECK(cls_config_finish(&no) != NULL, "patches accepted for token ids");
+    }
     gray.grid_h = 3; gray.grid_w = 3;
     eval_is_per_example(gray, "gray pixels, 2-D scans");
+    ClsConfig epat = img;
+    epat.patch = 3; epat.grid_h = 3; epat.grid_w = 27; epat.scan = SCAN_1D;     // 9 positions: eval_is_per_example's T
+    eval_is_per_example(epat, "RGB 3 x 27 in 3 x 3 patches, 1-D scans");
     augmentation();
     eval_is_per_example(listops, "BatchNorm");
     eval_is_per_example(text, "LayerNorm with dropout");

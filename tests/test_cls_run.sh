@@ -2,7 +2,8 @@
 # The classifier's commands end to end on the CPU: train and eval --task lra-* on a tiny generated ListOps
 # and a tiny IMDb-layout folder written here, --resume ending in the identical checkpoint, Ctrl-C, every
 # damaged checkpoint refused with its message (header fields changed behind a recomputed checksum), the
-# language model's and the classifier's checkpoints told apart, and the table of eval --task lra.
+# language model's and the classifier's checkpoints told apart, the table of eval --task lra; image tasks on
+# generated Pathfinder images, pixels and 4 x 4 patches, and a version 2 checkpoint read back.
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive     # a shared machine: no spinning threads
@@ -15,7 +16,7 @@ expect 0 "train --help mentions the lra tasks" -- $H train --help
 grep -q "lra-listops" "$TMP/out" || fail "train --help does not list lra-listops"
 expect 0 "eval --task lra --help" -- $H eval --task lra --help
 grep -q -- "--runs DIR" "$TMP/out" || fail "eval --task lra --help lacks --runs"
-expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder or lra-pathx"
+expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or fashion-mnist"
 expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
@@ -167,6 +168,7 @@ bad "input 2" "input = 2 is out of range \[0, 1\]" int 27 2
 bad "channels of a token model" "channels = 3 is out of range \[0, 0\]" int 28 3
 bad "scan 3" "scan = 3 is out of range \[0, 2\]" int 29 3
 bad "a grid for 1-D scans" "grid height = 4 is out of range \[0, 0\]" int 30 4
+bad "patches of a token model" "patch = 2 is out of range \[0, 0\]" int 32 2
 bad "a pixel deviation in a token model" "pixel std 0 = 0.5 is out of range \[0, 0\]" float 12 0.5
 bad "a task of no trainer" "task = 'lra-nopeops' is none of" task 0 lra-nopeops
 bad "a NaN parameter" "it holds a non-finite parameter" param 5 nan
@@ -220,4 +222,60 @@ then ok "an image run resumed ends in the identical checkpoint and log"; else fa
 expect 0 "eval --task lra-pathfinder" -- $H eval --task lra-pathfinder --ckpt "$TMP/pf1/model.ckpt" --threads 2
 checks=$((checks + 1))
 if tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'; then ok "it ends with the accuracy"; else fail "no accuracy line"; fi
+
+# ---- patches: the 32 x 32 images as 8 x 8 patches of 4 x 4 ----
+expect 2 "--patch on a token task" -- $H train --task lra-listops --data "$TMP/ex" --patch 2; expect_msg "--patch is for the image tasks"
+expect 2 "--patch 0" -- $H train --task lra-pathfinder --data "$TMP/pf" --patch 0; expect_msg "--patch needs an integer"
+expect 1 "--patch 5 of 32 x 32 images" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 5 --out "$TMP/pp-bad"
+expect_msg "--patch 5 does not divide the images of $TMP/pf/train.examples (32 x 32)"
+expect 0 "train lra-pathfinder --patch 4" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 --out "$TMP/pp1"
+grep -q "| input        | pixels in 4 x 4 patches: 8 x 8 = 64 tokens of 16 values; four scans over 8 x 8" "$TMP/out" \
+    || fail "the startup table does not show the patches: $(grep '| input' "$TMP/out")"
+expect 0 "train it to step 2" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 --out "$TMP/pp2" --stop-at 2
+expect 2 "resume with --patch" -- $H train --resume --out "$TMP/pp2" --patch 2; expect_msg "cannot change on --resume"
+expect 0 "and resume it" -- $H train --resume --out "$TMP/pp2" --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2
+checks=$((checks + 1))
+if cmp -s "$TMP/pp1/model.ckpt" "$TMP/pp2/model.ckpt" && cmp -s "$TMP/pp1/log.tsv" "$TMP/pp2/log.tsv"
+then ok "a patch run resumed ends in the identical checkpoint and log"; else fail "the resumed patch run differs"; fi
+checks=$((checks + 1))
+if cmp -s "$TMP/pf1/model.ckpt" "$TMP/pp1/model.ckpt"; then fail "--patch 4 trained the same model as pixels"; else ok "--patch 4 is another model than pixels"; fi
+expect 0 "eval the patch model" -- $H eval --task lra-pathfinder --ckpt "$TMP/pp1/model.ckpt" --threads 2
+checks=$((checks + 1))
+if grep -q "lra-pathfinder: test split of $TMP/pf, [0-9]* examples (64 tokens of 4 x 4 patches)" "$TMP/out" &&
+   tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'
+then ok "eval of a patch model: 64 tokens, then the accuracy"; else fail "eval of the patch model: $(tail -n 2 "$TMP/out")"; fi
+P="$TMP/pp1/model.ckpt"
+badp() {   # badp DESCRIPTION MESSAGE INDEX VALUE: a header integer of the patch model's checkpoint
+    python3 "$TMP/edit.py" "$P" "$TMP/badp.ckpt" int "$3" "$4" || { fail "edit.py int $3 $4"; return; }
+    expect 1 "$1" -- $H eval --task lra-pathfinder --ckpt "$TMP/badp.ckpt" && expect_msg "checkpoint $TMP/badp.ckpt is corrupt: $2"
+}
+badp "patch 3 of 32 x 32 images" "patch 3 does not divide the 32 x 32 images" 32 3
+badp "patch 1 stored" "patch = 1 (a model without patches stores 0)" 32 1
+badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
+badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
+# version 2 files (no patch field) still read, as models without patches: the ListOps checkpoint written back
+# in version 2's layout evaluates to the same accuracy
+cat > "$TMP/v2.py" <<'EOF2'
+import struct, sys
+src, dst = sys.argv[1:3]
+b = bytearray(open(src, 'rb').read()[:-8])
+assert struct.unpack_from('<q', b, 8)[0] == 3 and struct.unpack_from('<q', b, 16)[0] == 33
+assert struct.unpack_from('<q', b, 24 + 8 * 32)[0] == 0
+struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
+del b[24 + 8 * 32:24 + 8 * 33]
+h, M = 0xcbf29ce484222325, (1 << 64) - 1
+def word(h, w):
+    h = ((h ^ w) * 0x100000001b3) & M
+    return h ^ (h >> 29)
+k = len(b) // 8 * 8
+for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
+if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
+open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
+EOF2
+checks=$((checks + 1))
+if python3 "$TMP/v2.py" "$A" "$TMP/v2.ckpt"; then ok "a version 2 copy of the ListOps checkpoint"; else fail "v2.py"; fi
+expect 0 "eval a version 2 checkpoint" -- $H eval --task lra-listops --ckpt "$TMP/v2.ckpt" --threads 2
+checks=$((checks + 1))
+[ "$(tail -n 1 "$TMP/out")" = "accuracy $acc_a" ] && ok "version 2 reads as the same model (accuracy $acc_a)" \
+    || fail "the version 2 checkpoint: $(tail -n 1 "$TMP/out"), expected accuracy $acc_a"
 finish

@@ -1,6 +1,7 @@
 // test_gpu_cls_model.c: the whole sequence classifier (cls.c) on the GPU against the CPU, run by `make test-gpu`.
 //  1. one training step from the same initialisation on the same batch: the loss, the number right, every
-//     gradient tensor and BatchNorm's running statistics, at T 1, 63, 64, 65 and 4096, both heads, all norms
+//     gradient tensor and BatchNorm's running statistics, at T 1, 63, 64, 65 and 4096, both heads, all norms,
+//     pixels and patches of pixels
 //  2. an evaluation forward (running statistics): the loss and the predictions
 //  3. 100 training steps on both from the same start: the loss curves agree within the GPU's rounding
 // With --bench it times instead the token mixer's scans at the LRA presets' shapes (fp32 state, as trained):
@@ -62,10 +63,10 @@ static void side_free(Side *s, int gpu) {
 
 typedef struct { int32_t *tok, *lens, *lab; } Batch;
 static Batch batch(const ClsConfig *c, int B, int T, uint64_t r) {
-    const int pix = c->input == INPUT_PIXELS, CH = pix ? c->channels : 1;
+    const int pix = c->input == INPUT_PIXELS, CH = cls_pos_values(c);
     Batch b = {xmalloc((size_t)B * c->ndoc * T * CH * 4), xmalloc((size_t)B * c->ndoc * 4), xmalloc((size_t)B * 4)};
     for (int i = 0; i < B * c->ndoc; i++) {
-        const int len = i % 3 == 0 || c->scan != SCAN_1D ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
+        const int len = i % 3 == 0 || c->scan != SCAN_1D || c->patch > 1 ? T : 1 + (int)(splitmix64(&r) % (uint64_t)T);
         b.lens[i] = len * CH;
         for (int t = 0; t < T * CH; t++)
             b.tok[(int64_t)i * T * CH + t] = t >= len * CH ? 0 : (int32_t)(splitmix64(&r) % (uint64_t)(pix ? 256 : c->V));
@@ -450,6 +451,16 @@ int main(int argc, char **argv) {
     one_step("gray pixels, series scans over 7 x 9", pathx, 3, 63, 2, 1e-2, 3e-2);
     img.grid_h = img.grid_w = 32;
     one_step("RGB pixels, 2-D scans over 32 x 32", img, 4, 1024, 2, 1e-2, 3e-2);
+    // patches (the host rearranges them; the input product has p p channels columns): Fashion-MNIST's 4 x 4 of
+    // 28 x 28 gray, 2-D over the 7 x 7 patch grid and 1-D over its 49 patches; CIFAR's shape in 4 x 4 RGB patches
+    ClsConfig fm = img;
+    fm.channels = 1; fm.grid_h = fm.grid_w = 28; fm.patch = 4; fm.D = 64; fm.I = 128;
+    one_step("gray 28 x 28 in 4 x 4 patches, 2-D scans over 7 x 7", fm, 4, 49, 0, 1e-5, 1e-4);
+    one_step("gray 28 x 28 in 4 x 4 patches, 2-D scans over 7 x 7", fm, 4, 49, 2, 1e-2, 3e-2);
+    fm.scan = SCAN_1D;
+    one_step("gray 28 x 28 in 4 x 4 patches, 1-D scans over 49", fm, 4, 49, 0, 1e-5, 1e-4);
+    img.patch = 4;
+    one_step("RGB 32 x 32 in 4 x 4 patches, 2-D scans over 8 x 8", img, 3, 64, 0, 1e-5, 1e-4);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }

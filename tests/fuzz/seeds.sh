@@ -48,7 +48,7 @@ for dt in f32 bf16 f16; do
 done
 cp "$WORK/hf_f32/config.json" "$OUT/json/config.json"
 
-# ---- classifiers' checkpoints: BatchNorm (running statistics) on one document, LayerNorm on a pair ----
+# ---- classifiers' checkpoints: BatchNorm (running statistics) on one document, LayerNorm on a pair, patches ----
 ./hgrn2 generate --task listops --out "$WORK/lo" --train-size 8 --val-size 1 --test-size 1 >/dev/null
 ./hgrn2 prepare --task lra-listops --input "$WORK/lo" --out "$WORK/lo_ex" >/dev/null
 ./hgrn2 train --task lra-listops --data "$WORK/lo_ex" --out "$WORK/cls1" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
@@ -62,6 +62,12 @@ done
 ./hgrn2 train --task lra-retrieval --data "$WORK/aan_ex" --out "$WORK/cls2" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
     --glu-ratio 1 --norm layer --batch 2 --seq-len 8 --threads 1 >/dev/null
 cp "$WORK/cls2/model.ckpt" "$OUT/cls_checkpoint/retrieval_layernorm.ckpt"
+# an image model in 4 x 4 patches (version 3's patch field, the grid of 32 x 32 images)
+./hgrn2 generate --task pathfinder --size 32 --count 20 --seed 2 --out "$WORK/pf_raw" >/dev/null
+./hgrn2 prepare --task lra-pathfinder --input "$WORK/pf_raw" --out "$WORK/pf_ex" >/dev/null
+./hgrn2 train --task lra-pathfinder --data "$WORK/pf_ex" --out "$WORK/cls3" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
+    --patch 4 --batch 2 --threads 1 >/dev/null
+cp "$WORK/cls3/model.ckpt" "$OUT/cls_checkpoint/pathfinder_patch4.ckpt"
 
 # A safetensors file by hand: integer and float64 tensors, a scalar, an empty tensor and metadata.
 st_by_hand() {   # st_by_hand FILE HEADER DATA_BYTES
