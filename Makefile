@@ -27,7 +27,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
-          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
+          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
           zeroshot.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin

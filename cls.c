@@ -32,6 +32,7 @@ const char *cls_config_finish(ClsConfig *c) {
                 return "a pixel normalisation is out of range (|mean| <= 1000, std in [1e-6, 1000])";
     }
     if (c->scan < 0 || c->scan >= NSCANS) return "the scans are 1-D, 2-D or 2-D in series";
+    if (c->fnorm_plain != 0 && c->fnorm_plain != 1) return "the final norm is the model's (0) or a plain RMSNorm (1)";
     if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
     if (c->patch < 0 || c->patch > R_PATCH.hi) return "--patch must be in [1, 1024]";
@@ -68,8 +69,10 @@ void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     case C_PIX: r = pix ? D : 0; k = pix ? cls_pos_values(c) : 0; break;
     case C_PIX_B: r = pix; k = pix ? D : 0; break;
     case C_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
-    case C_FNORM: case C_NORM1: case C_GNORM: case C_NORM2: case C_B3: r = 1; k = D; break;
-    case C_FNORM_B: case C_NORM1_B: case C_NORM2_B: r = bias; k = bias ? D : 0; break;
+    case C_FNORM: r = !c->fnorm_plain; k = c->fnorm_plain ? 0 : D; break;
+    case C_FNORM_B: r = bias && !c->fnorm_plain; k = r ? D : 0; break;
+    case C_NORM1: case C_GNORM: case C_NORM2: case C_B3: r = 1; k = D; break;
+    case C_NORM1_B: case C_NORM2_B: r = bias; k = bias ? D : 0; break;
     case C_HEAD: r = one ? c->classes : 0; k = one ? D : 0; break;
     case C_HEAD_B: r = one; k = one ? c->classes : 0; break;
     case C_PAIR1: r = one ? 0 : D; k = one ? 0 : 4 * D; break;
@@ -173,8 +176,8 @@ void cls_free(ClsModel *m) {
 
 void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
     fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
-               "%s norm, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
-            POS_NAMES[c->pos], c->dropout);
+               "%s norm%s, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
+            c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout);
     if (c->input == INPUT_PIXELS || c->scan != SCAN_1D) {
         char grid[96] = "", patch[128] = "";
         const int gh = cls_rows(c), gw = cls_cols(c);
@@ -208,7 +211,7 @@ double cls_flops_per_example(const ClsConfig *c, int T) {
 // other).
 
 struct ClsActs {
-    int B, T, train, ndoc;
+    int B, T, train, ndoc, classes_out;   // classes_out: the logits per row
     int64_t N;                      // rows at full size: B ndoc T
     real *resid, *xmid;             // [L+1 or 2][N,D], [L or 1][N,D]
     real *st1, *st2;                // per layer, a norm's saved statistics: [2 max(N, D)] (mean, then rstd)
@@ -237,6 +240,7 @@ struct ClsActs {
     int32_t *perm_h, *perm_d;       // 2-D, gather path: row n of the column-major order is row perm[n] of the raster order
     real *pix_h;                    // on the GPU: host staging of the pixels (the CPU writes a->pix itself)
     real *out_h;                    // host copy of logits and losses
+    real *ones, *dones;             // [D]: the plain final RMSNorm's constant unit weight, its unused gradient
     uint64_t drop_seed;
 };
 
@@ -255,6 +259,7 @@ static int cols_direct(const ClsConfig *c) {
 ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     ClsActs *a = xcalloc(1, sizeof *a);
     a->B = B; a->T = T; a->train = train; a->ndoc = c->ndoc;
+    a->classes_out = c->ndoc == 2 ? 2 : c->classes;
     const int64_t S = (int64_t)B * c->ndoc, N = S * T, D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D,
                   I = c->I, L = c->L, C = c->ndoc == 2 ? 2 : c->classes, nl = train ? L : 1;
     a->N = N;
@@ -280,6 +285,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->hf, N * D * R}, {&a->stf, SL * R}, {&a->pooled, S * D * R},
         {&a->f, B * 4 * D * O}, {&a->gz, B * D * O}, {&a->z, B * D * R}, {&a->logits, B * C * R},
         {&a->losses, B * R}, {&a->lb, L * HK * R},
+        {&a->ones, c->fnorm_plain ? D * R : 0}, {&a->dones, c->fnorm_plain && train ? D * R : 0},
         {&a->dx, train ? N * D * R : 0}, {&a->dt, train ? N * D * R : 0}, {&a->dh, train ? N * D * R : 0},
         {&a->dqfi, train ? N * QFI * R : 0}, {&a->dq, train ? N * HK * R : 0}, {&a->dk, train ? N * HK * R : 0},
         {&a->dg, train ? N * HK * R : 0}, {&a->dout, train ? N * D * R : 0}, {&a->dlb, train ? L * HK * R : 0},
@@ -306,6 +312,12 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     a->lens_h = xmalloc((size_t)S * sizeof(int32_t));
     a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
+    if (c->fnorm_plain) {
+        real *one = xmalloc((size_t)D * sizeof(real));
+        for (int64_t i = 0; i < D; i++) one[i] = 1;
+        dev_upload(a->ones, one, (size_t)D * sizeof(real));
+        free(one);
+    }
     if (pix) a->pix_h = g_gpu ? xmalloc((size_t)NC * sizeof(real)) : a->pix;
     if (gather) {
         // column-major order: sequence s, then column x, then row y
@@ -361,6 +373,11 @@ static void norm_fwd(ClsModel *m, const ClsActs *a, opnd *y, real *st, real *x, 
     const int D = c->D;
     const int64_t half = stat_len(a, D) / 2;
     real *w = CW(m, p_w, l), *b = numel(c, p_b) ? CW(m, p_b, l) : NULL;
+    if (p_w == C_FNORM && c->fnorm_plain) {
+        // the plain RMSNorm: the rmsnorm op with a constant unit weight, which no optimizer sees
+        OP(rmsnorm_fwd, y, st + half, x, res, a->ones, N, D, c->eps);
+        return;
+    }
     switch (c->norm) {
     case NORM_LAYER: OP(layernorm_fwd, y, st, st + half, x, res, w, b, N, D, c->eps); break;
     case NORM_RMS: OP(rmsnorm_fwd, y, st + half, x, res, w, N, D, c->eps); break;
@@ -380,6 +397,10 @@ static void norm_bwd(ClsModel *m, const ClsActs *a, real *dx, int acc, const rea
     const int D = c->D;
     const int64_t half = stat_len(a, D) / 2;
     real *w = CW(m, p_w, l), *dw = CG(m, p_w, l), *db = numel(c, p_b) ? CG(m, p_b, l) : NULL;
+    if (p_w == C_FNORM && c->fnorm_plain) {
+        OP(rmsnorm_bwd, dx, acc, a->dones, dy, x, a->ones, st + half, N, D, c->eps);
+        return;
+    }
     switch (c->norm) {
     case NORM_LAYER: OP(layernorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D); break;
     case NORM_RMS: OP(rmsnorm_bwd, dx, acc, dw, dy, x, w, st + half, N, D, c->eps); break;
@@ -735,4 +756,19 @@ void cls_adamw(ClsModel *m, double lr, double beta1, double beta2, double eps, d
                CPARAMS[p].decay ? wd : 0.0, grad_scale, step);
         }
     }
+}
+
+int64_t cls_topk_correct(const ClsActs *a, int n, int k) {
+    const int C = a->classes_out;
+    int64_t right = 0;
+    for (int b = 0; b < n; b++) {
+        const int y = a->lab_h[b];
+        if (y < 0 || y >= C) continue;
+        // classes ranked above the label: a higher logit, or an equal one of a lower class
+        const real *lg = a->out_h + (int64_t)b * C;
+        int above = 0;
+        for (int j = 0; j < C && above < k; j++) above += lg[j] > lg[y] || (lg[j] == lg[y] && j < y);
+        right += above < k;
+    }
+    return right;
 }

@@ -43,6 +43,8 @@ typedef struct {
     int patch;          // pixels: 0 or 1, a position per pixel; p >= 2, a position per p x p patch of the image
                         // (grid_h and grid_w multiples of p), its p p channels values in (row, column, channel)
                         // order, the patches in raster order over the (grid_h / p) x (grid_w / p) patch grid
+    int fnorm_plain;    // 1: the final norm (before the pool) is an RMSNorm without weight or bias, whatever `norm`
+                        // is (the HGRN2 ImageNet models'); 0: a norm of kind `norm`, with its weight
 } ClsConfig;
 
 // The grid of positions the scans see: the image's pixels, or its patches.
@@ -146,6 +148,10 @@ void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, 
 void cls_mixer_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, int l, int S, int lines);
 // After a training forward: gradients of (loss_scale x the summed loss) accumulate (+=) into m->grads.
 void cls_backward(ClsModel *m, ClsActs *a, double loss_scale);
+
+// After a cls_forward of n rows: how many rows with a label have it among their k highest logits (ties go to
+// the lower class, as the argmax's do).
+int64_t cls_topk_correct(const ClsActs *a, int n, int k);
 
 double cls_grad_norm(ClsModel *m);
 // One AdamW update (weight decay where CPARAMS says); grad_scale multiplies every gradient first.

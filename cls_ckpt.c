@@ -12,14 +12,16 @@
 // Version 2 added the input (ids or pixels, their channels and normalisation) and the scans (1-D, or 2-D with
 // the grid); a version 1 file is a token model with 1-D scans and reads as one. Version 3 added the patch size
 // (and the grid of a 1-D model of patches); versions 1 and 2 read as models without patches.
-#define CLS_CKPT_VERSION 3
+// Version 4 added the kind of the final norm (a plain RMSNorm or the model's); versions 1 to 3 read as the model's.
+#define CLS_CKPT_VERSION 4
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, NINTS };
 #define NINTS_V1 I_INPUT
 #define NINTS_V2 I_PATCH
+#define NINTS_V3 I_FNORM
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
        F_STD0, F_STD1, F_STD2, NFLOATS };
@@ -54,7 +56,8 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_LOADER_INDEX] = (int64_t)rs->loader.index, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
         [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
-        [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0};
+        [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0,
+        [I_FNORM] = c->fnorm_plain};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -126,6 +129,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "input", v[I_INPUT], 0, NINPUTS - 1);
     ckpt_check_int(path, "channels", v[I_CHANNELS], v[I_INPUT] == INPUT_PIXELS ? 1 : 0, v[I_INPUT] == INPUT_PIXELS ? 3 : 0);
     ckpt_check_int(path, "scan", v[I_SCAN], 0, NSCANS - 1);
+    ckpt_check_int(path, "final norm", v[I_FNORM], 0, 1);
     // version 3: the patch size, 0 (none; versions 1 and 2) or in [2, 1024] with pixels, dividing the grid
     const int pix = v[I_INPUT] == INPUT_PIXELS;
     ckpt_check_int(path, "patch", v[I_PATCH], 0, pix ? R_PATCH.hi : 0);
@@ -160,7 +164,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     int64_t version = ckpt_in_i64(&r);
     if (version < 1 || version > CLS_CKPT_VERSION)
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
-    const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : NINTS;
+    const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3 : NINTS;
     const int want_floats = version == 1 ? NFLOATS_V1 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
@@ -181,7 +185,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
                    .classes = (int)v[I_CLASSES], .ndoc = (int)v[I_NDOC], .norm = (int)v[I_NORM], .pos = (int)v[I_POS],
                    .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
                    .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
-                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
+                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
                    .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};
     const char *bad = cls_config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);

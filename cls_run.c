@@ -23,9 +23,15 @@ const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
     {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1, 0, 0},
     {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2, 0, 0},
     {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_SINUSOIDAL, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2},
+    // ImageNet (the HGRN2 paper's DeiT-tiny and DeiT-small sized models): 1-D scans over the raster order of
+    // 16 x 16 patches of 14 x 14 pixels, heads of key dim 64 (DeiT's 3 and 6 heads); warmup in epochs, lr per
+    // 512 examples of batch, cosine to 1e-5 over the run; the loader does the crops and flips.
+    {"imagenet-tiny", 12, 192, 64, 3, NORM_LAYER, POS_NONE, 0.0, 1024, 0, 7.5e-4, 5, 0.05, 20, 0, 300, 0, 14, 0},
+    {"imagenet-small", 12, 384, 64, 3, NORM_LAYER, POS_NONE, 0.0, 2048, 0, 7.5e-4, 5, 0.1, 10, 0, 300, 0, 14, 0},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {
+    if (!strcmp(task, "imagenet")) task = "imagenet-tiny";
     for (int i = 0; i < NCLS_PRESETS; i++) if (!strcmp(CLS_PRESETS[i].task, task)) return &CLS_PRESETS[i];
     return NULL;
 }
@@ -98,18 +104,39 @@ static ClsBatch batch_alloc(int B, int T, int ndoc) {
 }
 static void batch_free(ClsBatch *b) { free(b->tokens); free(b->lens); free(b->labels); }
 
-ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ExampleLoader *ld, int B, int T, int64_t max_batches) {
+uint64_t cls_source_count(const ClsSource *s) {
+    return s->im ? jpeg_set_count(im_loader_set(s->im)) : example_count(example_loader_data(s->ex));
+}
+uint32_t cls_source_classes(const ClsSource *s) {
+    return s->im ? jpeg_set_classes(im_loader_set(s->im)) : example_classes(example_loader_data(s->ex));
+}
+static ExampleLoaderState source_state(const ClsSource *s) {
+    return s->im ? im_loader_get_state(s->im) : example_loader_get_state(s->ex);
+}
+// The next batch; images are whole (every length the image's values).
+static int source_next(ClsSource *s, int32_t *tokens, int32_t *lens, int32_t *labels, int B, int T) {
+    if (!s->ex) {
+        int n = im_loader_next(s->im, tokens, labels);
+        for (int i = 0; i < B; i++) lens[i] = i < n ? T : 0;
+        return n;
+    }
+    return example_loader_next(s->ex, tokens, lens, labels, NULL);
+}
+
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches) {
     ClsBatch b = batch_alloc(B, T, m->c.ndoc);
-    example_loader_reset(ld);
+    if (ld->im) im_loader_reset(ld->im);
+    else example_loader_reset(ld->ex);
     ClsScore sc = {0};
     double sum = 0;
     for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
-        int n = example_loader_next(ld, b.tokens, b.lens, b.labels, NULL);
+        int n = source_next(ld, b.tokens, b.lens, b.labels, B, T);
         if (!n) break;
         int64_t correct = 0;
         sum += cls_forward(m, a, b.tokens, b.lens, b.labels, n, 0, 0, &correct, NULL);
         sc.count += n;
         sc.correct += correct;
+        sc.correct5 += cls_topk_correct(a, n, 5);
     }
     batch_free(&b);
     sc.loss = sc.count ? sum / (double)sc.count : NAN;
@@ -145,10 +172,9 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 
 #define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
 
-int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p) {
+int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, const ClsPlan *p) {
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
-    const Examples *tex = example_loader_data(train);
     const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);
     const int P = cls_positions(c, h->T);
     ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val ? cls_acts_alloc(c, h->B, P, 0) : NULL;
@@ -157,11 +183,21 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     const double flops = 3 * cls_flops_per_example(c, P);        // forward and backward, per example
 
     printf("+--------------+----------------------------------------------------------\n");
-    printf("| task         | %s, data %s: %llu train", rs->task, rs->data, (unsigned long long)example_count(tex));
-    if (val) printf(", %llu val", (unsigned long long)example_count(example_loader_data(val)));
+    printf("| task         | %s, data %s: %llu train", rs->task, rs->data, (unsigned long long)cls_source_count(train));
+    if (val) printf(", %llu val", (unsigned long long)cls_source_count(val));
     else printf(" (no validation split)");
-    printf(" examples, vocabulary %u, %u classes\n", example_vocab(tex), example_classes(tex));
+    if (train->im) printf(" JPEG images, %u classes\n", cls_source_classes(train));
+    else printf(" examples, vocabulary %u, %u classes\n", example_vocab(example_loader_data(train->ex)), cls_source_classes(train));
     cls_print_config(c, &m->lay, stdout);
+    if (train->im) {
+        // the paper's parameter counts beside ours, for the presets' sizes
+        const char *paper = c->D == 192 && c->L == 12 ? "HGRN2-tiny: 6.1M parameters"
+                          : c->D == 384 && c->L == 12 ? "HGRN2-small: 23.8M parameters" : NULL;
+        if (paper) printf("| paper        | %s (here %.2fM with %d classes; the head is %d x (dim + 1) of them)\n", paper,
+                          (double)m->lay.n / 1e6, c->classes, c->classes);
+        printf("| loader       | %d decoding threads, %d batches ahead; random resized crops (scale 0.08-1) and flips\n",
+               im_loader_threads(train->im), IM_RING);
+    }
     const ClsPreset *ps = cls_preset_find(rs->task);
     const int augment = c->input == INPUT_PIXELS && ps ? ps->augment : 0;
     char aug[64] = "";
@@ -193,7 +229,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
 
     ClsBatch b = batch_alloc(h->B, h->T, c->ndoc);
     double t_start = now_s(), t_steps = 0, first_loss = NAN;    // t_steps: time in steps since the last line
-    double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN;
+    double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN, val_top5 = NAN;
     int64_t step0 = rs->step, since = 0, val_step = 0;
     int rc = 0;
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
@@ -203,7 +239,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
         double t0 = now_s();
-        example_loader_next(train, b.tokens, b.lens, b.labels, NULL);
+        source_next(train, b.tokens, b.lens, b.labels, h->B, h->T);
         if (augment) cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, augment, h->seed, step);
         ClsStepResult r = cls_train_step(m, acts, h, step, &b);
         t_steps += now_s() - t0;
@@ -221,7 +257,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
             bad_run = 0;
         }
         rs->step = step;
-        rs->loader = example_loader_get_state(train);
+        rs->loader = source_state(train);
         loss = r.loss;
         acc = r.acc;
         if (step == step0 + 1) first_loss = loss;
@@ -234,6 +270,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
             ClsScore sc = cls_evaluate(m, eacts, val, h->B, h->T, p->eval_batches);
             val_loss = sc.loss;
             val_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
+            val_top5 = sc.count ? (double)sc.correct5 / (double)sc.count : NAN;
             val_step = step;
         }
         if (step % p->log_every == 0 || step == last_step || do_eval) {
@@ -248,6 +285,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoa
             if (peak > 0) printf(" | MFU %.1f%%", 100 * flops * ex_per_s / peak);
             printf(" | ETA %s", etas);
             if (do_eval) printf(" | val loss %.4f | val acc %.4f", val_loss, val_acc);
+            if (do_eval && train->im) printf(" | val top5 %.4f", val_top5);
             printf("\n");
             fflush(stdout);
             sum_loss = sum_acc = t_steps = 0;

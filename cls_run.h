@@ -8,6 +8,7 @@
 #include "common.h"
 #include "cls.h"
 #include "examples.h"
+#include "imloader.h"
 
 // ---- the tasks and their presets (the HGRN2 authors' LRA runs) ----
 typedef struct {
@@ -24,9 +25,15 @@ typedef struct {
     int patch;                  // an image task: positions of patch x patch pixels (0: a position per pixel)
     int augment;                // an image task: the padding of the random crops, with flips (0: no augmentation)
 } ClsPreset;
-#define NCLS_PRESETS 7
+#define NCLS_PRESETS 9
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];
-const ClsPreset *cls_preset_find(const char *task);    // NULL: not a classification task
+// NULL: not a classification task. "imagenet" finds its default preset, imagenet-tiny.
+const ClsPreset *cls_preset_find(const char *task);
+// The ImageNet runs of the HGRN2 paper (DeiT's recipe): the presets imagenet-tiny and imagenet-small read
+// ps->warmup as epochs; their peak lr is per 512 examples of batch (scaled by batch / 512).
+#define IMAGENET_LR_BATCH 512
+#define IMAGENET_MIN_LR 1e-5
+static inline int cls_task_imagenet(const char *task) { return !strncmp(task, "imagenet", 8); }
 
 // Whether the examples are images (their vocabulary description reads "pixels HxWxC ..."): 1 with the height,
 // width and channels, else 0.
@@ -99,10 +106,15 @@ uint64_t cls_vocab_hash(const Examples *e);
 void cls_check_task_data(const char *task, const Examples *e);
 
 // ---- evaluation and the training run (cls_run.c) ----
-typedef struct { double loss; int64_t count, correct; } ClsScore;   // loss: the mean over count examples
+typedef struct { double loss; int64_t count, correct, correct5; } ClsScore;   // loss: the mean over count examples;
+                                                                               // correct5: in the 5 highest
+// Where batches come from: example files (ex) or JPEG example files (im), one of them.
+typedef struct { ExampleLoader *ex; ImLoader *im; } ClsSource;
+uint64_t cls_source_count(const ClsSource *s);      // examples of the split
+uint32_t cls_source_classes(const ClsSource *s);
 // The whole split (or its first max_batches batches) in order, from its first example: running statistics,
 // no dropout. ld is a sequential loader of batches of B examples of T tokens, a the activations for them.
-ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ExampleLoader *ld, int B, int T, int64_t max_batches);
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches);
 
 // How a run reports, saves and stops.
 typedef struct {
@@ -122,6 +134,6 @@ typedef struct {
 // startup table, progress lines, a log.tsv row per step, checkpoints with the AdamW moments, a summary.
 // The model is on its backend with its training buffers. Ctrl-C or SIGTERM saves and stops after the step
 // in progress. Returns 0, or 128 + the signal that stopped it.
-int cls_train_run(ClsModel *m, ClsRunState *rs, ExampleLoader *train, ExampleLoader *val, const ClsPlan *p);
+int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, const ClsPlan *p);
 
 #endif

@@ -9,10 +9,11 @@
 #include "commands.h"
 #include "cls_run.h"
 #include "lra.h"
+#include "jpeg.h"
 
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
-       OC_PATCH, OC_LAST };
+       OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -24,7 +25,7 @@ static int argv_flag(int argc, char **argv, const char *name) {
 
 int cls_command_line(int argc, char **argv, int eval) {
     const char *task = cli_option_value(argc, argv, "--task");
-    if (task) return !strncmp(task, "lra", 3) || !strcmp(task, "fashion-mnist");
+    if (task) return !strncmp(task, "lra", 3) || !strcmp(task, "fashion-mnist") || !strcmp(task, "imagenet");
     // no task: a checkpoint to resume or evaluate says whose it is
     const char *ckpt = cli_option_value(argc, argv, "--ckpt"), *out = cli_option_value(argc, argv, "--out");
     if (!eval && !argv_flag(argc, argv, "--resume")) return 0;
@@ -36,10 +37,10 @@ int cls_command_line(int argc, char **argv, int eval) {
 }
 
 static const ClsPreset *task_or_usage(const char *task) {
-    const ClsPreset *ps = cls_preset_find(task);
+    const ClsPreset *ps = strncmp(task, "imagenet-", 9) ? cls_preset_find(task) : NULL;
     if (!ps)
-        usage_error("--task must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or "
-                    "fashion-mnist, got '%s'", task);
+        usage_error("--task must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx, "
+                    "fashion-mnist or imagenet, got '%s'", task);
     return ps;
 }
 
@@ -53,8 +54,8 @@ static int name_index(const char *flag, const char *v, const char *const *names,
 // hgrn2 train --task lra-*
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist --data DIR "
-    "[--out DIR] [options]";
+    "hgrn2 train --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist|imagenet "
+    "--data DIR [--out DIR] [options]";
 static const char *TRAIN_HELP =
     "Train the bidirectional HGRN2 classifier on a Long Range Arena task, on example files made by\n"
     "'hgrn2 prepare --task lra-*' (docs/lra.md), or on Fashion-MNIST ('hgrn2 prepare --task fashion-mnist').\n"
@@ -82,6 +83,13 @@ static const char *TRAIN_HELP =
     "fashion-mnist: 4 x 4 patches (7 x 7 = 49 tokens), four 2-D scans over the 7 x 7 patch grid; 6 layers,\n"
     "dim 256, expand 4, glu 2, batch norm, sin. positions, dropout 0.1; batch 128, lr 2e-3, warmup 844, cosine\n"
     "16880 (to 0 at the end), 40 epochs, clip 1, wd 0.05; crops from 2 pixels of padding, and flips.\n"
+    "imagenet: the HGRN2 paper's image classifiers on JPEG example files ('hgrn2 prepare --task imagenet'):\n"
+    "224 x 224 RGB as 16 x 16 patches of 14 x 14 pixels, ImageNet's mean and std, no positions, 12 layers of\n"
+    "LayerNorm, 1-D scans both ways over the patches' raster order, expand 64, glu 3, mean pool, a plain\n"
+    "RMSNorm (no weight), linear head. --preset imagenet-tiny (default; dim 192, batch 1024, wd 0.05, warmup 20\n"
+    "epochs) or imagenet-small (dim 384, batch 2048, wd 0.1, warmup 10 epochs); both: AdamW lr 7.5e-4 x\n"
+    "batch / 512, betas (0.9, 0.98), cosine to 1e-5 over the run, 300 epochs, clip 5, random resized crops\n"
+    "and flips. docs/imagenet.md.\n"
     "The learning rate warms up linearly, then follows a cosine to --min-lr over --sched-steps (50000)\n"
     "steps, stepped once a batch; the run ends after --epochs epochs of ceil(train examples / batch) steps,\n"
     "usually before the cosine does. AdamW betas (0.9, 0.999), eps 1e-8, no weight decay. docs/classify.md.\n"
@@ -99,7 +107,12 @@ static const char *TRAIN_HELP =
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none --dropout X\n"
     "  --patch P            image tasks: a token per P x P patch of pixels (P must divide the images' height and\n"
-    "                       width; 1: a token per pixel; default: fashion-mnist 4, the LRA tasks 1)\n"
+    "                       width; 1: a token per pixel; default: fashion-mnist 4, imagenet 14, the LRA tasks 1)\n"
+    "ImageNet:\n"
+    "  --preset NAME        imagenet-tiny (default) or imagenet-small\n"
+    "  --image-size N       train and validate on N x N crops instead of 224 x 224 (a multiple of --patch;\n"
+    "                       the evaluation resize keeps the ratio 256 / 224)\n"
+    "  --loader-threads N   decoding threads (default: the cores)\n"
     "Optimization:\n"
     "  --batch B (examples) --seq-len T (tokens per document; longer documents are cut)\n"
     "  --lr X --min-lr X (default 0) --warmup N --sched-steps N (the cosine's length)\n"
@@ -121,12 +134,64 @@ static const char *TRAIN_HELP =
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
-    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, O_BATCH, O_SEQ, O_LR,
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, OC_PRESET,
+                                OC_IMAGE_SIZE, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (set[fixed[i]])
             usage_error("the model and the optimization settings cannot change on --resume (only --steps, --epochs, "
                         "--data and the progress flags can): the run continues with its saved settings");
+}
+
+// The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
+// model, the run.
+static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int threads,
+                          ClsPlan *plan, real *moments, int argc, char **argv) {
+    run_dir_lock(out, argc, argv);
+    const int side = rs->c.grid_h;
+    ClsSource train = {.im = im_loader_open(data, "train", rs->h.B, side, 1, rs->h.seed, threads)}, val = {0};
+    char *val_file = xasprintf("%s/val" JPEGS_SUFFIX, data);
+    if (file_exists(val_file)) val.im = im_loader_open(data, "val", rs->h.B, side, 0, 0, threads);
+    const JpegSet *ts = im_loader_set(train.im);
+    const uint64_t classes_hash = im_classes_hash(ts);
+    if (val.im && im_classes_hash(im_loader_set(val.im)) != classes_hash)
+        die("%s and %s have different classes: prepare both splits together", jpeg_set_path(ts), val_file);
+    if (!resume) {
+        rs->c.V = 256;
+        rs->c.ndoc = 1;
+        rs->c.classes = (int)jpeg_set_classes(ts);
+        const char *bad = cls_config_finish(&rs->c);
+        if (bad) die("the images of %s do not fit the model: %s", data, bad);
+        cls_alloc(model, &rs->c);
+        cls_init(model, rs->h.seed);
+        rs->step = 0;
+        rs->train_examples = jpeg_set_count(ts);
+        rs->vocab_hash = classes_hash;
+        if (!rs->h.steps) rs->h.steps = rs->h.epochs * cls_steps_per_epoch(rs->train_examples, rs->h.B);
+        rs->loader = im_loader_get_state(train.im);
+    } else {
+        if (jpeg_set_count(ts) != rs->train_examples)
+            die("%s holds %llu images, but the run trained on %llu: resume on the data it started on", jpeg_set_path(ts),
+                (unsigned long long)jpeg_set_count(ts), (unsigned long long)rs->train_examples);
+        if (classes_hash != rs->vocab_hash || jpeg_set_classes(ts) != (uint32_t)rs->c.classes)
+            die("%s is not the data the run trained on (other classes)", jpeg_set_path(ts));
+        im_loader_set_state(train.im, rs->loader);
+    }
+    cls_to_device(model);
+    cls_alloc_training(model);
+    if (moments) cls_upload_moments(model, moments);
+    const int64_t spe = cls_steps_per_epoch(rs->train_examples, rs->h.B);
+    if (plan->eval_every < 0) plan->eval_every = spe;
+    if (plan->ckpt_every < 0) plan->ckpt_every = spe;
+    plan->out = out;
+    plan->resume = resume;
+    int rc = cls_train_run(model, rs, &train, val.im ? &val : NULL, plan);
+    if (rc) return rc;
+    im_loader_close(train.im);
+    im_loader_close(val.im);
+    cls_free(model);
+    free(val_file);
+    return 0;
 }
 
 int cmd_cls_train(int argc, char **argv) {
@@ -148,8 +213,12 @@ int cmd_cls_train(int argc, char **argv) {
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD},
-        {"patch", required_argument, 0, OC_PATCH}, {0, 0, 0, 0}};
+        {"patch", required_argument, 0, OC_PATCH}, {"preset", required_argument, 0, OC_PRESET},
+        {"image-size", required_argument, 0, OC_IMAGE_SIZE}, {"loader-threads", required_argument, 0, OC_LOADER_THREADS},
+        {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
+    const char *preset = NULL;
+    int64_t image_size = IMAGENET_SIDE, loader_threads = 0;
     const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
     MachineArgs mach = {0};
     int set[OC_LAST] = {0};
@@ -179,6 +248,13 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
+        case OC_PRESET:
+            if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
+                usage_error("--preset must be imagenet-tiny or imagenet-small, got '%s'", optarg);
+            preset = optarg;
+            break;
+        case OC_IMAGE_SIZE: image_size = arg_int("--image-size", optarg, IM_SIDE_MIN, 4096); break;
+        case OC_LOADER_THREADS: loader_threads = arg_int("--loader-threads", optarg, 1, 256); break;
         case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
         case O_SEQ: seq = arg_int_in(&R_SEQ_LEN, optarg); break;
         case O_LR: lr = arg_num_in(&R_LR, optarg); break;
@@ -204,11 +280,16 @@ int cmd_cls_train(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     const int resume = set[O_RESUME];
     const ClsPreset *ps = task ? task_or_usage(task) : NULL;
+    const int imnet = task && cls_task_imagenet(task);
+    if (task && !imnet && (preset || set[OC_IMAGE_SIZE] || set[OC_LOADER_THREADS]))
+        usage_error("--preset, --image-size and --loader-threads are for --task imagenet");
+    if (imnet && preset) ps = cls_preset_find(preset);
+    if (imnet && seq) usage_error("--seq-len is the images' size for --task imagenet: use --image-size");
     if (!resume && !task)
         usage_error("--task is required (lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or "
                     "fashion-mnist)");
     if (ps && ps->pixels && seq) usage_error("--seq-len is the images' size for --task %s: it takes no --seq-len", task);
-    if (ps && !ps->pixels && set[OC_PATCH])
+    if (ps && !ps->pixels && !imnet && set[OC_PATCH])
         usage_error("--patch is for the image tasks (lra-image, lra-pathfinder, lra-pathx, fashion-mnist): %s reads tokens", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
     if (resume) refuse_on_resume(set);
@@ -258,7 +339,34 @@ int cmd_cls_train(int argc, char **argv) {
                           .adam_eps = adam_eps, .clip = set[O_CLIP] ? clip : ps->clip, .seed = seed};
         snprintf(rs.task, sizeof rs.task, "%s", task);
         snprintf(rs.data, sizeof rs.data, "%s", data);
-        if (ps->pixels) {
+        if (imnet) {
+            // 1-D scans over the raster order of the patches of side x side RGB crops, a plain final RMSNorm
+            JpegSet *js = jpeg_set_open(data, "train");     // dies naming the missing or damaged file
+            const uint64_t n = jpeg_set_count(js);
+            jpeg_set_close(js);
+            if (!n) die("%s/train" JPEGS_SUFFIX " holds no images", data);
+            static const double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
+            rs.c.input = INPUT_PIXELS;
+            rs.c.channels = 3;
+            for (int i = 0; i < 3; i++) { rs.c.pix_mean[i] = mean[i]; rs.c.pix_std[i] = sd[i]; }
+            rs.c.scan = SCAN_1D;
+            rs.c.grid_h = rs.c.grid_w = (int)image_size;
+            rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
+            rs.c.fnorm_plain = 1;
+            if (rs.c.patch < 2 || image_size % rs.c.patch)
+                usage_error("--patch %d does not divide the %lld x %lld images: pick a patch of 2 or more that divides "
+                            "--image-size", rs.c.patch, (long long)image_size, (long long)image_size);
+            rs.h.T = (int)(image_size * image_size * 3);
+            const int64_t spe = cls_steps_per_epoch(n, rs.h.B);
+            if (!lr) rs.h.lr = ps->lr * rs.h.B / IMAGENET_LR_BATCH;
+            if (!set[O_MIN_LR]) rs.h.min_lr = rs.h.lr < IMAGENET_MIN_LR ? rs.h.lr : IMAGENET_MIN_LR;  // never above the peak
+            if (!set[O_BETA2]) rs.h.beta2 = 0.98;
+            if (!set[O_WARMUP]) rs.h.warmup = ps->warmup * spe;
+            if (!sched_steps) rs.h.sched_steps = rs.h.epochs * spe;
+            rs.h.steps = steps;     // 0: the epochs' (train_imagenet)
+            if (rs.h.warmup > R_WARMUP.hi || rs.h.sched_steps > R_SCHED_STEPS.hi) usage_error("the schedule is too long");
+            if (rs.h.lr > R_LR.hi) usage_error("lr %g (the preset's x batch / 512) is above %g: give --lr", rs.h.lr, R_LR.hi);
+        } else if (ps->pixels) {
             // an image task: pixel input and 2-D scans over the images of the data, whose size is the sequence
             char *train_path = xasprintf("%s/train" EXAMPLES_SUFFIX, data);
             if (!file_exists(train_path))
@@ -287,6 +395,11 @@ int cmd_cls_train(int argc, char **argv) {
         }
     }
 
+    if (imnet || (resume && cls_task_imagenet(rs.task))) {
+        int rc = train_imagenet(&model, &rs, data, out, resume, (int)loader_threads, &plan, moments, argc, argv);
+        free(out_dflt);
+        return rc;
+    }
     char *train_file = xasprintf("%s/train" EXAMPLES_SUFFIX, data), *val_file = xasprintf("%s/val" EXAMPLES_SUFFIX, data);
     if (!file_exists(train_file))
         die("no training examples in %s (%s is missing): run 'hgrn2 prepare --task %s --input ... --out %s' first",
@@ -331,7 +444,8 @@ int cmd_cls_train(int argc, char **argv) {
     if (plan.ckpt_every < 0) plan.ckpt_every = spe;
     plan.out = out;
     plan.resume = resume;
-    int rc = cls_train_run(&model, &rs, train, val, &plan);
+    ClsSource tsrc = {.ex = train}, vsrc = {.ex = val};
+    int rc = cls_train_run(&model, &rs, &tsrc, val ? &vsrc : NULL, &plan);
     if (rc) return rc;      // stopped by a signal, after saving: the process ends here
     if (val) example_loader_close(val);
     example_loader_close(train);
@@ -346,7 +460,7 @@ int cmd_cls_train(int argc, char **argv) {
 // hgrn2 eval --task lra-*, and the table of --task lra
 
 static const char *EVAL_USAGE =
-    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist [--ckpt PATH] "
+    "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist|imagenet [--ckpt PATH] "
     "[--data DIR] [--split test|val|train] "
     "[--batch N] | --task lra [--runs DIR] [--data-root DIR]";
 static const char *EVAL_HELP =
@@ -359,9 +473,12 @@ static const char *EVAL_HELP =
     "                       that task\n"
     "  --ckpt PATH          the model (default runs/TASK/model.ckpt)\n"
     "  --data DIR           example files (default: the data the model was trained on)\n"
-    "  --split NAME         test (default), val or train\n"
+    "  --split NAME         test (default; imagenet: val), val or train\n"
     "  --batch B --seq-len T  (default: the training run's)\n"
     "  --max-batches N      stop after N batches (default 0: the whole split)\n"
+    "imagenet: the JPEG example files of 'hgrn2 prepare --task imagenet', evaluated at the model's image size\n"
+    "(resize to 256 / 224 of it, center crop); prints 'top5 Y' (the label among the 5 most likely classes),\n"
+    "then 'accuracy X' (top-1). --loader-threads N: decoding threads (default: the cores).\n"
     "The whole benchmark:\n"
     "  --task lra           every DIR/lra-*/model.ckpt of the six tasks (lra-listops, lra-text, lra-retrieval,\n"
     "                       lra-image, lra-pathfinder, lra-pathx) on its test split, in a table beside the\n"
@@ -377,10 +494,41 @@ static const struct { const char *task, *name; double paper; } LRA_TABLE[6] = {
     {"lra-image", "Image", 89.33}, {"lra-pathfinder", "Pathfinder", 93.95}, {"lra-pathx", "Path-X", 98.12}};
 #define LRA_PAPER_AVERAGE 87.66
 
-typedef struct { int64_t B, T, max_batches; const char *split; } EvalShape;   // 0: the run's
+typedef struct {
+    int64_t B, T, max_batches;      // 0: the run's
+    const char *split;              // NULL: test (val for imagenet)
+    int threads;                    // imagenet: decoding threads (0: the cores)
+    double *top5;                   // imagenet: receives the top-5 accuracy (when not NULL)
+} EvalShape;
 
 // Scores the classifier in ckpt on a split of data (NULL: its own); prints a line of counts. Returns the
 // accuracy; want_task (NULL: any) must be the checkpoint's task.
+// eval of an ImageNet model: the top-5 and top-1 accuracy on a split of JPEG example files; returns the
+// top-1 accuracy, the top-5 one in *top5.
+static double eval_imagenet(ClsModel *m, const ClsRunState *rs, const char *ckpt, const char *data, const EvalShape *e,
+                            double *top5) {
+    if (e->T) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
+    const int B = (int)(e->B ? e->B : rs->h.B), T = rs->h.T;
+    ClsSource src = {.im = im_loader_open(data, e->split, B, m->c.grid_h, 0, 0, e->threads)};
+    const JpegSet *js = im_loader_set(src.im);
+    if (im_classes_hash(js) != rs->vocab_hash || jpeg_set_classes(js) != (uint32_t)m->c.classes)
+        die("%s does not hold the classes %s was trained on", jpeg_set_path(js), ckpt);
+    cls_to_device(m);
+    ClsActs *a = cls_acts_alloc(&m->c, B, cls_positions(&m->c, T), 0);
+    double t0 = now_s();
+    ClsScore sc = cls_evaluate(m, a, &src, B, T, e->max_batches);
+    if (!sc.count) die("%s holds no images to evaluate", jpeg_set_path(js));
+    printf("%s: %s split of %s, %lld images (%d x %d, %d tokens of %d x %d patches): %lld right, %lld in the top 5, "
+           "loss %.6f, %.1f s\n", rs->task, e->split, data, (long long)sc.count, m->c.grid_h, m->c.grid_w,
+           cls_positions(&m->c, T), m->c.patch, m->c.patch, (long long)sc.correct, (long long)sc.correct5, sc.loss,
+           now_s() - t0);
+    fflush(stdout);
+    *top5 = (double)sc.correct5 / (double)sc.count;
+    cls_acts_free(a);
+    im_loader_close(src.im);
+    return (double)sc.correct / (double)sc.count;
+}
+
 static double eval_ckpt(const char *ckpt, const char *want_task, const char *data, const EvalShape *e) {
     ClsModel m = {0};
     ClsRunState rs;
@@ -389,6 +537,16 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
         die("%s is a model of %s, not of %s: give --task %s, or the checkpoint of a run of %s", ckpt, rs.task, want_task,
             rs.task, want_task);
     if (!data) data = rs.data;
+    EvalShape es = *e;      // ImageNet's labelled held-out split is val
+    if (!es.split) es.split = cls_task_imagenet(rs.task) ? "val" : "test";
+    e = &es;
+    if (cls_task_imagenet(rs.task)) {
+        double top5, acc = eval_imagenet(&m, &rs, ckpt, data, e, &top5);
+        cls_free(&m);
+        if (e->top5) *e->top5 = top5;
+        return acc;
+    }
+    if (e->threads) die("--loader-threads is for models of --task imagenet");
     char *file = xasprintf("%s/%s" EXAMPLES_SUFFIX, data, e->split);
     if (!file_exists(file)) die("no %s examples in %s (%s is missing; pass --data DIR)", e->split, data, file);
     if (e->T && m.c.input == INPUT_PIXELS) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
@@ -401,7 +559,8 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
             "example)", file, ckpt);
     ClsActs *a = cls_acts_alloc(&m.c, B, cls_positions(&m.c, T), 0);
     double t0 = now_s();
-    ClsScore sc = cls_evaluate(&m, a, ld, B, T, e->max_batches);
+    ClsSource src = {.ex = ld};
+    ClsScore sc = cls_evaluate(&m, a, &src, B, T, e->max_batches);
     if (!sc.count) die("%s holds no examples to evaluate", file);
     double acc = (double)sc.correct / (double)sc.count;
     char shape[96];
@@ -456,11 +615,14 @@ int cmd_cls_eval(int argc, char **argv) {
         {"data", required_argument, 0, O_DATA}, {"split", required_argument, 0, O_SPLIT},
         {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ},
         {"max-batches", required_argument, 0, O_MAX_BATCHES}, {"runs", required_argument, 0, OC_RUNS},
-        {"data-root", required_argument, 0, OC_DATA_ROOT}, {0, 0, 0, 0}};
+        {"data-root", required_argument, 0, OC_DATA_ROOT},
+        {"loader-threads", required_argument, 0, OC_LOADER_THREADS}, {0, 0, 0, 0}};
     cli_start("hgrn2 eval", EVAL_USAGE);
     const char *task = NULL, *ckpt = NULL, *data = NULL, *runs = NULL, *data_root = NULL;
     MachineArgs mach = {0};
-    EvalShape e = {.split = "test"};
+    EvalShape e = {0};
+    double top5 = -1;
+    e.top5 = &top5;
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (machine_arg(c, &mach)) continue;
@@ -479,6 +641,7 @@ int cmd_cls_eval(int argc, char **argv) {
         case O_MAX_BATCHES: e.max_batches = arg_int("--max-batches", optarg, 0, INT64_C(1) << 40); break;
         case OC_RUNS: runs = optarg; break;
         case OC_DATA_ROOT: data_root = optarg; break;
+        case OC_LOADER_THREADS: e.threads = (int)arg_int("--loader-threads", optarg, 1, 256); break;
         case O_SEED: break;
         default: bad_option(argv, c);
         }
@@ -486,13 +649,18 @@ int cmd_cls_eval(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     int table = task && !strcmp(task, "lra");
     if (task && !table) task_or_usage(task);
-    if (table && (ckpt || data || strcmp(e.split, "test")))
+    if (table && (ckpt || data || e.split))
         usage_error("--task lra scores the test split of every run in --runs: it takes no --ckpt, --data or --split");
     if (!table && (runs || data_root)) usage_error("--runs and --data-root are for --task lra");
     machine_start(&mach);
-    if (table) return eval_table(runs ? runs : "runs", data_root, &e);
+    if (table) {
+        e.split = "test";
+        e.top5 = NULL;
+        return eval_table(runs ? runs : "runs", data_root, &e);
+    }
     char *dflt = task ? xasprintf("runs/%s/model.ckpt", task) : xstrdup(DEFAULT_OUT "/model.ckpt");
     double acc = eval_ckpt(ckpt ? ckpt : dflt, task, data, &e);
+    if (top5 >= 0) printf("top5 %.4f\n", top5);
     printf("accuracy %.4f\n", acc);
     free(dflt);
     return 0;

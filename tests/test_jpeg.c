@@ -656,7 +656,45 @@ static void test_reader_damage(void) {
 }
 #endif
 
-int main(void) {
+#ifndef HGRN2_NO_JPEG
+// test_jpeg --make-images DIR CLASSES TRAIN VAL: the folder layout of prepare --task imagenet with CLASSES
+// classes of TRAIN and VAL JPEG images each (for tests/test_imagenet.sh): images of varied sizes, each class
+// its own hue over a noise pattern, so that a model can tell them apart.
+static int make_images(const char *dir, int classes, int ntrain, int nval) {
+    for (int split = 0; split < 2; split++)
+        for (int c = 0; c < classes; c++) {
+            char *folder = xasprintf("%s/%s/c%02d", dir, split ? "val" : "train", c);
+            mkdir_p(folder);
+            for (int i = 0; i < (split ? nval : ntrain); i++) {
+                const int w = 40 + 7 * ((i + c) % 5), h = 36 + 5 * ((i * 3 + c) % 4);
+                uint8_t *img = xmalloc((size_t)w * h * 3);
+                uint64_t r = mix64((uint64_t)(split * 1000003 + c * 1009 + i));
+                for (int p = 0; p < w * h; p++)
+                    for (int ch = 0; ch < 3; ch++) {
+                        const int base = ch == c % 3 ? 200 : 50;
+                        img[p * 3 + ch] = (uint8_t)(base + (int)(splitmix64(&r) % 50));
+                    }
+                uint8_t *enc;
+                size_t n;
+                char err[200];
+                if (jpeg_encode_rgb(img, w, h, 90, &enc, &n, err, sizeof err)) die("encode: %s", err);
+                char *path = xasprintf("%s/i%03d.jpg", folder, i);
+                FILE *f = fopen(path, "wb");
+                if (!f || fwrite(enc, 1, n, f) != n || fclose(f)) die("cannot write %s", path);
+                free(path); free(enc); free(img);
+            }
+            free(folder);
+        }
+    return 0;
+}
+#endif
+
+int main(int argc, char **argv) {
+#ifndef HGRN2_NO_JPEG
+    if (argc == 6 && !strcmp(argv[1], "--make-images"))
+        return make_images(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+#endif
+    (void)argc; (void)argv;
     if (system("rm -rf " TMP) != 0) die("test: cannot clear " TMP);
     mkdir_p(TMP);
     double t0 = now_s();
