@@ -320,6 +320,41 @@ static void patch_layout(int gh, int gw, int p, int ch) {
     cls_free(&m);
 }
 
+// The plain final norm has no parameters; top-k counts: k = 1 is the argmax's, k = classes every labelled row,
+// and they rise with k.
+static void top_k(ClsConfig c) {
+    c.classes = 7;
+    const char *bad = cls_config_finish(&c);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    int64_t r, k;
+    cls_param_shape(&c, C_FNORM, &r, &k);
+    CHECK(r * k == 0, "a plain final RMSNorm has a weight of %lld x %lld", (long long)r, (long long)k);
+    cls_param_shape(&c, C_FNORM_B, &r, &k);
+    CHECK(r * k == 0, "a plain final RMSNorm has a bias of %lld x %lld", (long long)r, (long long)k);
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 5);
+    uint64_t s = 31;
+    const int B = 40;
+    Batch b = make_batch(&c, B, 6, &s);
+    b.lab[3] = -1;      // a row without an example counts nowhere
+    ClsActs *a = cls_acts_alloc(&c, B, 6, 0);
+    int64_t correct = 0, prev = -1;
+    cls_forward(&m, a, b.tok, b.lens, b.lab, B, 0, 0, &correct, NULL);
+    CHECK(cls_topk_correct(a, B, 1) == correct, "top-1 %lld, the argmax's %lld", (long long)cls_topk_correct(a, B, 1),
+          (long long)correct);
+    for (int kk = 1; kk <= 7; kk++) {
+        int64_t n = cls_topk_correct(a, B, kk);
+        CHECK(n >= prev, "top-%d %lld below top-%d %lld", kk, (long long)n, kk - 1, (long long)prev);
+        prev = n;
+    }
+    CHECK(prev == B - 1, "top-7 of 7 classes %lld, want every labelled row (%d)", (long long)prev, B - 1);
+    CHECK(cls_topk_correct(a, B, 3) < B - 1, "top-3 of 7 classes is every row: the ranking is not checked");
+    cls_acts_free(a);
+    free_batch(&b);
+    cls_free(&m);
+}
+
 int main(void) {
     omp_set_num_threads(1);   // thousands of tiny forwards
     ClsConfig listops = {.V = 13, .D = 8, .L = 2, .K = 4, .I = 8, .classes = 5, .ndoc = 1, .norm = NORM_BATCH,
@@ -391,6 +426,15 @@ int main(void) {
     gpat.channels = 3; gpat.pix_mean[1] = 0.4; gpat.pix_std[1] = 0.3; gpat.pix_mean[2] = 0.6; gpat.pix_std[2] = 0.2;
     gpat.scan = SCAN_SERIES; gpat.norm = NORM_BATCH;
     fd_cls(gpat, 2, 4, 20, "RGB 6 x 6 in 3 x 3 patches, series scans");
+    // the ImageNet models' final norm: an RMSNorm without weight, after LayerNorm (or BatchNorm) blocks
+    ClsConfig inet = pat;
+    inet.norm = NORM_LAYER; inet.pos = POS_NONE; inet.scan = SCAN_1D; inet.fnorm_plain = 1;
+    inet.pix_mean[0] = 0.485; inet.pix_mean[1] = 0.456; inet.pix_mean[2] = 0.406;
+    inet.pix_std[0] = 0.229; inet.pix_std[1] = 0.224; inet.pix_std[2] = 0.225;
+    fd_cls(inet, 3, 6, 21, "RGB 4 x 6 in 2 x 2 patches, LayerNorm, a plain final RMSNorm");
+    inet.norm = NORM_BATCH; inet.L = 1;
+    fd_cls(inet, 3, 6, 22, "RGB patches, BatchNorm, a plain final RMSNorm");
+    top_k(inet);
     patch_layout(4, 6, 2, 1);
     patch_layout(4, 6, 2, 3);
     patch_layout(6, 6, 3, 1);
