@@ -16,7 +16,7 @@ expect 0 "train --help mentions the lra tasks" -- $H train --help
 grep -q "lra-listops" "$TMP/out" || fail "train --help does not list lra-listops"
 expect 0 "eval --task lra --help" -- $H eval --task lra --help
 grep -q -- "--runs DIR" "$TMP/out" || fail "eval --task lra --help lacks --runs"
-expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or fashion-mnist"
+expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx, fashion-mnist or imagenet"
 expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
@@ -253,16 +253,16 @@ badp "patch 3 of 32 x 32 images" "patch 3 does not divide the 32 x 32 images" 32
 badp "patch 1 stored" "patch = 1 (a model without patches stores 0)" 32 1
 badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
 badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
-# version 2 files (no patch field) still read, as models without patches: the ListOps checkpoint written back
+# version 2 files (no patch field, no final-norm field) still read, as models without patches: the ListOps checkpoint written back
 # in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
 import struct, sys
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 3 and struct.unpack_from('<q', b, 16)[0] == 33
-assert struct.unpack_from('<q', b, 24 + 8 * 32)[0] == 0
+assert struct.unpack_from('<q', b, 8)[0] == 4 and struct.unpack_from('<q', b, 16)[0] == 34
+assert struct.unpack_from('<q', b, 24 + 8 * 32)[0] == 0 and struct.unpack_from('<q', b, 24 + 8 * 33)[0] == 0
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 33]
+del b[24 + 8 * 32:24 + 8 * 34]
 h, M = 0xcbf29ce484222325, (1 << 64) - 1
 def word(h, w):
     h = ((h ^ w) * 0x100000001b3) & M
