@@ -665,3 +665,122 @@ int cmd_cls_eval(int argc, char **argv) {
     free(dflt);
     return 0;
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// hgrn2 bench --task imagenet
+
+static const char *BENCH_USAGE =
+    "hgrn2 bench --task imagenet --data DIR [--preset imagenet-tiny|imagenet-small] [--batch B] [--steps N] [options]";
+static const char *BENCH_HELP =
+    "Which limits an ImageNet run: the JPEG loader alone (decoding and the training transform of DIR/train.jpegs\n"
+    "on --loader-threads threads, images/s over N batches after the first), then the training steps alone\n"
+    "(forward, backward, AdamW of the preset's model on one batch again and again, images/s). A run goes at\n"
+    "about the lower of the two.\n"
+    "\n"
+    "  --preset NAME        imagenet-tiny (default) or imagenet-small; --layers N --dim N --expand-ratio N\n"
+    "  --batch B            (default: the preset's) --image-size N (default 224) --patch P (default 14)\n"
+    "  --steps N            timed batches of each after the first (default 5)\n"
+    "  --loader-threads N   decoding threads (default: the cores)\n"
+    "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 --seed N\n";
+
+int cmd_cls_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        COMMON_OPTS, {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
+        {"preset", required_argument, 0, OC_PRESET}, {"batch", required_argument, 0, O_BATCH},
+        {"steps", required_argument, 0, O_STEPS}, {"image-size", required_argument, 0, OC_IMAGE_SIZE},
+        {"patch", required_argument, 0, OC_PATCH}, {"loader-threads", required_argument, 0, OC_LOADER_THREADS},
+        {"layers", required_argument, 0, O_LAYERS}, {"dim", required_argument, 0, O_DIM},
+        {"expand-ratio", required_argument, 0, O_EXPAND}, {0, 0, 0, 0}};
+    cli_start("hgrn2 bench", BENCH_USAGE);
+    const char *data = NULL, *preset = "imagenet-tiny";
+    MachineArgs mach = {0};
+    int64_t batch = 0, steps = 5, side = IMAGENET_SIDE, patch = 0, threads = 0, layers = 0, dim = 0, expand = 0;
+    uint64_t seed = 1337;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (machine_arg(c, &mach)) continue;
+        switch (c) {
+        case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
+        case O_TASK: break;     // imagenet: hgrn2.c sends only that here
+        case O_DATA: data = optarg; break;
+        case OC_PRESET:
+            if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
+                usage_error("--preset must be imagenet-tiny or imagenet-small, got '%s'", optarg);
+            preset = optarg;
+            break;
+        case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
+        case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
+        case OC_IMAGE_SIZE: side = arg_int("--image-size", optarg, IM_SIDE_MIN, 4096); break;
+        case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
+        case OC_LOADER_THREADS: threads = arg_int("--loader-threads", optarg, 1, 256); break;
+        case O_LAYERS: layers = arg_int_in(&R_LAYERS, optarg); break;
+        case O_DIM: dim = arg_int_in(&R_DIM, optarg); break;
+        case O_EXPAND: expand = arg_int_in(&R_EXPAND, optarg); break;
+        case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
+        default: bad_option(argv, c);
+        }
+    }
+    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    if (!data) usage_error("--task imagenet needs --data DIR (JPEG example files made by 'hgrn2 prepare --task imagenet')");
+    const ClsPreset *ps = cls_preset_find(preset);
+    if (!patch) patch = ps->patch;
+    if (patch < 2 || side % patch)
+        usage_error("--patch %lld does not divide the %lld x %lld images: pick a patch of 2 or more that divides --image-size",
+                    (long long)patch, (long long)side, (long long)side);
+    machine_start(&mach);
+    const int B = (int)(batch ? batch : ps->B), T = (int)(side * side * 3);
+    ImLoader *ld = im_loader_open(data, "train", B, (int)side, 1, seed, (int)threads);
+    const JpegSet *js = im_loader_set(ld);
+    int32_t *pix = xmalloc((size_t)B * T * sizeof(int32_t)), *lens = xmalloc((size_t)B * sizeof(int32_t)),
+            *labels = xmalloc((size_t)B * sizeof(int32_t));
+    for (int i = 0; i < B; i++) lens[i] = T;
+    printf("bench --task imagenet: %s (%llu images, %u classes), batch %d of %lld x %lld, %d loader threads\n",
+           jpeg_set_path(js), (unsigned long long)jpeg_set_count(js), jpeg_set_classes(js), B, (long long)side,
+           (long long)side, im_loader_threads(ld));
+    fflush(stdout);
+    // the loader alone: the first batch (the ring filling) apart, then `steps` batches
+    double t0 = now_s();
+    im_loader_next(ld, pix, labels);
+    double t1 = now_s();
+    for (int64_t i = 0; i < steps; i++) im_loader_next(ld, pix, labels);
+    const double load_ips = (double)steps * B / (now_s() - t1);
+    printf("loader: first batch %.2f s, then %.1f images/s\n", t1 - t0, load_ips);
+    fflush(stdout);
+    const int classes = jpeg_set_classes(js) < 2 ? 2 : (int)jpeg_set_classes(js);
+    im_loader_close(ld);
+    // the steps alone, on the last batch again and again
+    ClsConfig cfg = {.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L), .K = (int)(expand ? expand : ps->K),
+                     .I = 0, .classes = classes, .ndoc = 1,
+                     .norm = ps->norm, .pos = ps->pos, .lower_bound = 1, .eps = 1e-5, .V = 256, .input = INPUT_PIXELS,
+                     .channels = 3, .pix_mean = {0.485, 0.456, 0.406}, .pix_std = {0.229, 0.224, 0.225},
+                     .scan = SCAN_1D, .grid_h = (int)side, .grid_w = (int)side, .patch = (int)patch, .fnorm_plain = 1};
+    cfg.I = ps->glu * cfg.D;
+    for (int i = 0; i < B; i++) if (labels[i] >= cfg.classes) labels[i] = 0;
+    const char *bad = cls_config_finish(&cfg);
+    if (bad) usage_error("%s", bad);
+    ClsModel m;
+    cls_alloc(&m, &cfg);
+    cls_init(&m, seed);
+    cls_to_device(&m);
+    cls_alloc_training(&m);
+    ClsActs *a = cls_acts_alloc(&cfg, B, cls_positions(&cfg, T), 1);
+    double ts = 0, first = 0;
+    for (int64_t i = 0; i <= steps; i++) {
+        double s0 = now_s();
+        OP(zero, m.grads, m.lay.n);
+        cls_forward(&m, a, pix, lens, labels, B, 1, cls_drop_seed(seed, i + 1), NULL, NULL);
+        cls_backward(&m, a, 1.0 / B);
+        double gn = cls_grad_norm(&m);      // downloads: the step has finished on a GPU too
+        cls_adamw(&m, 1e-4, 0.9, 0.98, 1e-8, 0.05, gn > 5 ? 5 / gn : 1, i + 1);
+        if (i == 0) first = now_s() - s0;
+        else ts += now_s() - s0;
+    }
+    const double step_ips = (double)steps * B / ts;
+    printf("training steps: %.2fM parameters, first step %.2f s, then %.1f images/s\n", (double)m.lay.n / 1e6, first, step_ips);
+    printf("the %s limits: a run goes at about %.1f images/s\n", load_ips < step_ips ? "loader" : "training step",
+           load_ips < step_ips ? load_ips : step_ips);
+    cls_acts_free(a);
+    cls_free(&m);
+    free(pix); free(lens); free(labels);
+    return 0;
+}

@@ -19,6 +19,8 @@ int cmd_plot(int argc, char **argv);       // cmd_plot.c
 int cls_command_line(int argc, char **argv, int eval);
 int cmd_cls_train(int argc, char **argv);
 int cmd_cls_eval(int argc, char **argv);
+// bench --task imagenet: the JPEG loader's images/s alone, and the training step's (cmd_cls.c)
+int cmd_cls_bench(int argc, char **argv);
 // eval of a language model on zero-shot benchmarks (zeroshot.c): zeroshot_command_line says whether an eval
 // command line is theirs (--task mc or --task lambada).
 int zeroshot_command_line(int argc, char **argv);

@@ -843,7 +843,7 @@ static const char *MAIN_HELP =
     "             Range Arena's ListOps, Text and Retrieval files into example files\n"
     "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
-    "  bench      time training steps on random tokens\n"
+    "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps)\n"
     "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
     "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"
@@ -879,7 +879,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "bench")) {
+        const char *task = cli_option_value(argc, argv, "--task");
+        return task && !strcmp(task, "imagenet") ? cmd_cls_bench(argc, argv) : cmd_bench(argc, argv);
+    }
     if (!strcmp(cmd, "import")) return cmd_import(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "prepare")) { optind = 0; return cmd_prepare(argc, argv); }

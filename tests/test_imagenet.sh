@@ -3,7 +3,7 @@
 # validation images, made by test_jpeg --make-images), on the CPU at --image-size 32 with 8 x 8 patches and a
 # model made tiny by flags: the startup table, resume byte-identity, the same checkpoint at 1 and 3 loader
 # threads (batches depend on the seed and the step alone), eval's last two lines (top5, then accuracy, equal to
-# the run's final validation), and the refusals. A build without libjpeg-turbo: SKIP.
+# the run's final validation), bench's two rates, and the refusals. A build without libjpeg-turbo: SKIP.
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive
@@ -63,6 +63,18 @@ checks=$((checks + 1))
 expect 0 "eval --split train" -- $H eval --ckpt "$TMP/a/model.ckpt" --split train --threads 2
 grep -q "imagenet: train split of $TMP/data, 36 images" "$TMP/out" && ok "a checkpoint says its task; --split train" || fail "eval --split train: $(head -1 "$TMP/out")"
 checks=$((checks + 1))
+
+# ---- bench: the loader and the steps, each with a rate, and which limits ----
+expect 0 "bench --task imagenet" -- $H bench --task imagenet --data "$TMP/data" --image-size 32 --patch 8 --layers 1 --dim 16 \
+    --expand-ratio 8 --batch 8 --steps 2 --threads 2 --loader-threads 2
+sed 's/^/    /' "$TMP/out"
+checks=$((checks + 1))
+if grep -q "^loader: first batch [0-9.]* s, then [0-9.]* images/s$" "$TMP/out" &&
+   grep -q "^training steps: 0.01M parameters, first step [0-9.]* s, then [0-9.]* images/s$" "$TMP/out" &&
+   grep -Eq "^the (loader|training step) limits: a run goes at about [0-9.]+ images/s$" "$TMP/out"
+then ok "bench reports the loader's and the steps' images/s"; else fail "bench output"; fi
+expect 2 "bench --task imagenet without --data" -- $H bench --task imagenet
+expect_msg "needs --data DIR"
 
 # ---- refusals ----
 mkdir -p "$TMP/empty"
