@@ -173,9 +173,13 @@ int im_loader_next(ImLoader *l, int32_t *pix, int32_t *labels) {
     while (s->done < s->rows && !l->err[0]) pthread_cond_wait(&l->ready, &l->mu);
     if (l->err[0]) die("%s: %s", jpeg_set_path(l->set), l->err);
     const int rows = s->rows;
+    // every row of this batch is claimed and done, so no worker touches it until it is assigned again below:
+    // the copy runs unlocked, the workers going on with the batches after it
+    pthread_mutex_unlock(&l->mu);
     const size_t vals = (size_t)l->B * img_bytes(l);
     for (size_t i = 0; i < vals; i++) pix[i] = s->pix[i];
     memcpy(labels, s->label, (size_t)l->B * sizeof(int32_t));
+    pthread_mutex_lock(&l->mu);
     // the position after this batch: its rows past the last one handed out
     if (l->train) {
         l->pos.index += (uint64_t)rows;
