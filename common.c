@@ -1,4 +1,6 @@
 // common.c: the helpers of common.h that every file shares: strings and paths, clocks, directories, random numbers.
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -113,4 +115,20 @@ double rng_normal(uint64_t *s) {
     double r, a;
     rng_polar(s, &r, &a);
     return r * cos(a);
+}
+
+int open_regular(const char *path, int64_t *size, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        close(fd);
+        return -1;
+    }
+    *size = (int64_t)st.st_size;
+    return fd;
 }

@@ -134,6 +134,9 @@ int file_exists(const char *path);
 // Copies a file to `to` through to.tmp (synced) and a rename, in pieces of 64 KiB: a kill never leaves a
 // partial file under the final name, and a file of any size takes constant memory. Dies on any failure.
 void copy_file(const char *from, const char *to);
+// Opens path for reading if it is a regular file: a FIFO or a device under the name neither blocks the open
+// (O_NONBLOCK) nor is read. Returns the descriptor and the file's size in *size, or -1 with the reason in err.
+int open_regular(const char *path, int64_t *size, char *err, size_t errlen);
 void fmt_duration(char *buf, size_t n, double s);    // 1h05m, 3m07s; "?" for a negative or infinite time
 double bytes_mib(int64_t b);
 

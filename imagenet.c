@@ -440,23 +440,15 @@ typedef struct {
 } Result;
 
 static int read_file(const char *path, uint8_t **data, size_t *n, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "not a regular file");
+    int64_t fsize;
+    int fd = open_regular(path, &fsize, err, errlen);
+    if (fd < 0) return -1;
+    if ((uint64_t)fsize > INPUT_FILE_MAX) {
+        snprintf(err, errlen, "%lld bytes, more than the %u this reads", (long long)fsize, INPUT_FILE_MAX);
         close(fd);
         return -1;
     }
-    if ((uint64_t)st.st_size > INPUT_FILE_MAX) {
-        snprintf(err, errlen, "%lld bytes, more than the %u this reads", (long long)st.st_size, INPUT_FILE_MAX);
-        close(fd);
-        return -1;
-    }
-    size_t size = (size_t)st.st_size, got = 0;
+    size_t size = (size_t)fsize, got = 0;
     uint8_t *p = xmalloc(size ? size : 1);
     while (got < size) {
         ssize_t r = read(fd, p + got, size - got);

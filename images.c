@@ -38,18 +38,9 @@ int image_task_parse(const char *name, ImageTask *task) {
 // PNG through libpng's simplified API, which converts any color type and bit depth to 8-bit gray
 
 int png_read_gray(const char *path, int size, uint8_t *pixels, int *w, int *h, char *err, size_t errlen) {
-    // O_NONBLOCK: a FIFO under an image's name must not block the open; it is refused below.
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "not a regular file");
-        close(fd);
-        return -1;
-    }
+    int64_t fsize;
+    int fd = open_regular(path, &fsize, err, errlen);
+    if (fd < 0) return -1;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot open: %s", strerror(errno));
