@@ -27,7 +27,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
-          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
+          cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c augment.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
           zeroshot.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
@@ -120,7 +120,7 @@ setup:
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
 TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
         $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra \
-        $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg
+        $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg $(BIN)/test_augment
 
 $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
@@ -130,7 +130,7 @@ $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
-$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
+$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg $(BIN)/test_augment: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
 $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images $(BIN)/test_jpeg: tests/files.h

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "cls_run.h"
+#include "augment.h"
 #include "checkpoint.h"
 #include "lra.h"
 #include "model.h"
@@ -13,19 +14,23 @@
 // the grid); a version 1 file is a token model with 1-D scans and reads as one. Version 3 added the patch size
 // (and the grid of a 1-D model of patches); versions 1 and 2 read as models without patches.
 // Version 4 added the kind of the final norm (a plain RMSNorm or the model's); versions 1 to 3 read as the model's.
-#define CLS_CKPT_VERSION 4
+// Version 5 added imagenet's augmentations (RandAugment, the erasing probability, the repeated augmentation's
+// count), which decide what a resumed run draws; versions 1 to 4 read as none (off, 0, 1), what they trained with.
+#define CLS_CKPT_VERSION 5
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, NINTS };
 #define NINTS_V1 I_INPUT
 #define NINTS_V2 I_PATCH
 #define NINTS_V3 I_FNORM
+#define NINTS_V4 I_RANDAUG
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
-       F_STD0, F_STD1, F_STD2, NFLOATS };
+       F_STD0, F_STD1, F_STD2, F_REPROB, NFLOATS };
 #define NFLOATS_V1 F_MEAN0
+#define NFLOATS_V4 F_REPROB
 
 // A backend tensor as host values: itself on the CPU, a downloaded copy (in *tmp, freed by the caller) on
 // the GPU.
@@ -57,14 +62,15 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
         [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0,
-        [I_FNORM] = c->fnorm_plain};
+        [I_FNORM] = c->fnorm_plain, [I_RANDAUG] = h->randaug, [I_REPEAT] = h->repeat};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
                                 [F_WD] = h->wd, [F_BETA1] = h->beta1, [F_BETA2] = h->beta2,
                                 [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip,
                                 [F_MEAN0] = c->pix_mean[0], [F_MEAN1] = c->pix_mean[1], [F_MEAN2] = c->pix_mean[2],
-                                [F_STD0] = c->pix_std[0], [F_STD1] = c->pix_std[1], [F_STD2] = c->pix_std[2]};
+                                [F_STD0] = c->pix_std[0], [F_STD1] = c->pix_std[1], [F_STD2] = c->pix_std[2],
+                                [F_REPROB] = h->reprob};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->task);
@@ -143,6 +149,12 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     if (v[I_PATCH] > 1 && (v[I_GRID_H] % v[I_PATCH] || v[I_GRID_W] % v[I_PATCH]))
         die("checkpoint %s is corrupt: patch %lld does not divide the %lld x %lld images", path, (long long)v[I_PATCH],
             (long long)v[I_GRID_H], (long long)v[I_GRID_W]);
+    // version 5: the augmentations, imagenet's alone (a file of another task holds none)
+    const int any = v[I_INPUT] == INPUT_PIXELS && v[I_CHANNELS] == 3;
+    ckpt_check_int(path, "randaugment", v[I_RANDAUG], 0, any);
+    ckpt_check_int(path, "repeated augmentation", v[I_REPEAT], 1, any ? AUG_REPEAT_MAX : 1);
+    if (!(fl[F_REPROB] >= 0 && fl[F_REPROB] <= (any ? 1 : 0)))
+        die("checkpoint %s is corrupt: erasing probability = %g is out of range [0, %d]", path, fl[F_REPROB], any);
     for (int i = F_MEAN0; i <= F_STD2; i++) {
         const int std = i >= F_STD0, used = v[I_INPUT] == INPUT_PIXELS && (i - (std ? F_STD0 : F_MEAN0)) < v[I_CHANNELS];
         const double lo = used ? (std ? 1e-6 : -1e3) : 0, hi = used ? 1e3 : 0;
@@ -164,8 +176,9 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     int64_t version = ckpt_in_i64(&r);
     if (version < 1 || version > CLS_CKPT_VERSION)
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
-    const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3 : NINTS;
-    const int want_floats = version == 1 ? NFLOATS_V1 : NFLOATS;
+    const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3
+                        : version == 4 ? NINTS_V4 : NINTS;
+    const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
     int64_t v[NINTS] = {0};
@@ -174,6 +187,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     if (nfl != want_floats) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, want_floats);
     double fl[NFLOATS] = {0};
     for (int i = 0; i < want_floats; i++) fl[i] = ckpt_in_f64(&r);
+    if (version < 5) v[I_REPEAT] = 1;       // trained without repeated augmentation
     check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
     ckpt_in_str(&r, "task name", rs->task, sizeof rs->task);
@@ -193,7 +207,8 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     rs->h = (ClsHyper){.B = (int)v[I_B], .T = (int)v[I_T], .epochs = v[I_EPOCHS], .steps = v[I_STEPS],
                        .warmup = v[I_WARMUP], .sched_steps = v[I_SCHED_STEPS], .lr = fl[F_LR], .min_lr = fl[F_MIN_LR],
                        .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2], .adam_eps = fl[F_ADAM_EPS],
-                       .clip = fl[F_CLIP], .seed = (uint64_t)v[I_SEED]};
+                       .clip = fl[F_CLIP], .seed = (uint64_t)v[I_SEED], .randaug = (int)v[I_RANDAUG],
+                       .repeat = (int)v[I_REPEAT], .reprob = fl[F_REPROB]};
     rs->step = v[I_STEP];
     rs->train_examples = (uint64_t)v[I_TRAIN_EXAMPLES];
     rs->vocab_hash = (uint64_t)v[I_VOCAB_HASH];

@@ -58,6 +58,10 @@ typedef struct {
     int64_t warmup, sched_steps;   // the linear warmup and the cosine's length, in steps
     double lr, min_lr, wd, beta1, beta2, adam_eps, clip;
     uint64_t seed;
+    // imagenet's training augmentations after the crop (augment.h): RandAugment on or off, the random
+    // erasing's probability, the repeated augmentation's count (the other tasks: 0, 0, 1)
+    int randaug, repeat;
+    double reprob;
 } ClsHyper;
 
 // The ranges of the settings that only the classifier has (train's flags of the same names); the others

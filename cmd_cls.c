@@ -13,7 +13,7 @@
 
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
-       OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_LAST };
+       OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -135,7 +135,7 @@ static const char *TRAIN_HELP =
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, OC_PRESET,
-                                OC_IMAGE_SIZE, O_BATCH, O_SEQ, O_LR,
+                                OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (set[fixed[i]])
@@ -149,9 +149,11 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
                           ClsPlan *plan, real *moments, int argc, char **argv) {
     run_dir_lock(out, argc, argv);
     const int side = rs->c.grid_h;
-    ClsSource train = {.im = im_loader_open(data, "train", rs->h.B, side, 1, rs->h.seed, threads)}, val = {0};
+    ImAugment aug = {.randaug = rs->h.randaug, .reprob = rs->h.reprob, .repeat = rs->h.repeat};
+    for (int i = 0; i < 3; i++) { aug.mean[i] = rs->c.pix_mean[i]; aug.std[i] = rs->c.pix_std[i]; }
+    ClsSource train = {.im = im_loader_open(data, "train", rs->h.B, side, 1, rs->h.seed, threads, &aug)}, val = {0};
     char *val_file = xasprintf("%s/val" JPEGS_SUFFIX, data);
-    if (file_exists(val_file)) val.im = im_loader_open(data, "val", rs->h.B, side, 0, 0, threads);
+    if (file_exists(val_file)) val.im = im_loader_open(data, "val", rs->h.B, side, 0, 0, threads, NULL);
     const JpegSet *ts = im_loader_set(train.im);
     const uint64_t classes_hash = im_classes_hash(ts);
     if (val.im && im_classes_hash(im_loader_set(val.im)) != classes_hash)
@@ -215,9 +217,12 @@ int cmd_cls_train(int argc, char **argv) {
         {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD},
         {"patch", required_argument, 0, OC_PATCH}, {"preset", required_argument, 0, OC_PRESET},
         {"image-size", required_argument, 0, OC_IMAGE_SIZE}, {"loader-threads", required_argument, 0, OC_LOADER_THREADS},
-        {0, 0, 0, 0}};
+        {"randaugment", required_argument, 0, OC_RANDAUG}, {"reprob", required_argument, 0, OC_REPROB},
+        {"repeated-aug", required_argument, 0, OC_REPEAT}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
+    int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
+    double reprob = 0.25;
     int64_t image_size = IMAGENET_SIDE, loader_threads = 0;
     const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
     MachineArgs mach = {0};
@@ -255,6 +260,12 @@ int cmd_cls_train(int argc, char **argv) {
             break;
         case OC_IMAGE_SIZE: image_size = arg_int("--image-size", optarg, IM_SIDE_MIN, 4096); break;
         case OC_LOADER_THREADS: loader_threads = arg_int("--loader-threads", optarg, 1, 256); break;
+        case OC_RANDAUG:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--randaugment must be on or off, got '%s'", optarg);
+            randaug = !strcmp(optarg, "on");
+            break;
+        case OC_REPROB: reprob = arg_num("--reprob", optarg, 0, 1); break;
+        case OC_REPEAT: repeat = (int)arg_int("--repeated-aug", optarg, 1, AUG_REPEAT_MAX); break;
         case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
         case O_SEQ: seq = arg_int_in(&R_SEQ_LEN, optarg); break;
         case O_LR: lr = arg_num_in(&R_LR, optarg); break;
@@ -281,8 +292,10 @@ int cmd_cls_train(int argc, char **argv) {
     const int resume = set[O_RESUME];
     const ClsPreset *ps = task ? task_or_usage(task) : NULL;
     const int imnet = task && cls_task_imagenet(task);
-    if (task && !imnet && (preset || set[OC_IMAGE_SIZE] || set[OC_LOADER_THREADS]))
-        usage_error("--preset, --image-size and --loader-threads are for --task imagenet");
+    if (task && !imnet && (preset || set[OC_IMAGE_SIZE] || set[OC_LOADER_THREADS] || set[OC_RANDAUG] || set[OC_REPROB] ||
+                           set[OC_REPEAT]))
+        usage_error("--preset, --image-size, --loader-threads, --randaugment, --reprob and --repeated-aug are for --task "
+                    "imagenet");
     if (imnet && preset) ps = cls_preset_find(preset);
     if (imnet && seq) usage_error("--seq-len is the images' size for --task imagenet: use --image-size");
     if (!resume && !task)
@@ -336,7 +349,7 @@ int cmd_cls_train(int argc, char **argv) {
                           .epochs = epochs ? epochs : ps->epochs, .warmup = set[O_WARMUP] ? warmup : ps->warmup,
                           .sched_steps = sched_steps ? sched_steps : ps->sched_steps, .lr = lr ? lr : ps->lr,
                           .min_lr = min_lr, .wd = set[O_WD] ? wd : ps->wd, .beta1 = beta1, .beta2 = beta2,
-                          .adam_eps = adam_eps, .clip = set[O_CLIP] ? clip : ps->clip, .seed = seed};
+                          .adam_eps = adam_eps, .clip = set[O_CLIP] ? clip : ps->clip, .seed = seed, .repeat = 1};
         snprintf(rs.task, sizeof rs.task, "%s", task);
         snprintf(rs.data, sizeof rs.data, "%s", data);
         if (imnet) {
@@ -353,6 +366,9 @@ int cmd_cls_train(int argc, char **argv) {
             rs.c.grid_h = rs.c.grid_w = (int)image_size;
             rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
             rs.c.fnorm_plain = 1;
+            rs.h.randaug = randaug;
+            rs.h.reprob = reprob;
+            rs.h.repeat = repeat;
             if (rs.c.patch < 2 || image_size % rs.c.patch)
                 usage_error("--patch %d does not divide the %lld x %lld images: pick a patch of 2 or more that divides "
                             "--image-size", rs.c.patch, (long long)image_size, (long long)image_size);
@@ -509,7 +525,7 @@ static double eval_imagenet(ClsModel *m, const ClsRunState *rs, const char *ckpt
                             double *top5) {
     if (e->T) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
     const int B = (int)(e->B ? e->B : rs->h.B), T = rs->h.T;
-    ClsSource src = {.im = im_loader_open(data, e->split, B, m->c.grid_h, 0, 0, e->threads)};
+    ClsSource src = {.im = im_loader_open(data, e->split, B, m->c.grid_h, 0, 0, e->threads, NULL)};
     const JpegSet *js = im_loader_set(src.im);
     if (im_classes_hash(js) != rs->vocab_hash || jpeg_set_classes(js) != (uint32_t)m->c.classes)
         die("%s does not hold the classes %s was trained on", jpeg_set_path(js), ckpt);
@@ -729,7 +745,9 @@ int cmd_cls_bench(int argc, char **argv) {
                     (long long)patch, (long long)side, (long long)side);
     machine_start(&mach);
     const int B = (int)(batch ? batch : ps->B), T = (int)(side * side * 3);
-    ImLoader *ld = im_loader_open(data, "train", B, (int)side, 1, seed, (int)threads);
+    // the recipe's augmentations, as training draws them by default
+    const ImAugment aug = {.randaug = 1, .reprob = 0.25, .repeat = 3, .mean = {0.485, 0.456, 0.406}, .std = {0.229, 0.224, 0.225}};
+    ImLoader *ld = im_loader_open(data, "train", B, (int)side, 1, seed, (int)threads, &aug);
     const JpegSet *js = im_loader_set(ld);
     int32_t *pix = xmalloc((size_t)B * T * sizeof(int32_t)), *lens = xmalloc((size_t)B * sizeof(int32_t)),
             *labels = xmalloc((size_t)B * sizeof(int32_t));

@@ -10,7 +10,7 @@
 #include "jpeg.h"
 
 typedef struct {
-    uint64_t *ex, *ep;          // [B] each row's example and epoch
+    uint64_t *ex, *ep;          // [B] each row's example and the epoch its draws are keyed by
     int32_t *label;             // [B]
     uint8_t *pix;               // [B][side][side][3]
     int rows;                   // rows with an example (0: exhausted, in order)
@@ -21,6 +21,7 @@ struct ImLoader {
     JpegSet *set;
     int B, side, train, nthreads;
     uint64_t seed, n;
+    ImAugment aug;              // training: what follows the crop (repeat 1 and nothing else when none)
     ImSlot slot[IM_RING];
     uint64_t *perm, perm_epoch; // the permutation of perm_epoch (training)
     ExampleLoaderState fill;    // the position of the next batch to assign
@@ -36,16 +37,18 @@ struct ImLoader {
 
 static size_t img_bytes(const ImLoader *l) { return (size_t)l->side * l->side * 3; }
 
-int32_t im_sample(const JpegSet *s, uint64_t i, int side, int train, uint64_t seed, uint64_t epoch, uint8_t **buf,
-                  size_t *cap, uint8_t *out, char *err, size_t errlen) {
+int32_t im_sample(const JpegSet *s, uint64_t i, int side, int train, uint64_t seed, uint64_t epoch, const ImAugment *aug,
+                  uint8_t **buf, size_t *cap, uint8_t *out, char *err, size_t errlen) {
     size_t n = 0;
     int32_t label = jpeg_set_read(s, i, buf, cap, &n);
     uint8_t *rgb = NULL;
     int w, h;
     if (jpeg_decode_rgb(*buf, n, &rgb, &w, &h, NULL, err, errlen) != 0) return -1;
     // the evaluation resize keeps the recipe's ratio 256 / 224 at any side
-    if (train) image_train_transform(rgb, w, h, side, seed, epoch, i, out);
-    else image_eval_transform(rgb, w, h, (side * IMAGENET_RESIZE + IMAGENET_SIDE / 2) / IMAGENET_SIDE, side, out);
+    if (train) {
+        image_train_transform(rgb, w, h, side, seed, epoch, i, out);
+        aug_image(out, side, side, aug, seed, epoch, i);
+    } else image_eval_transform(rgb, w, h, (side * IMAGENET_RESIZE + IMAGENET_SIDE / 2) / IMAGENET_SIDE, side, out);
     free(rgb);
     return label;
 }
@@ -76,8 +79,10 @@ static void assign(ImLoader *l, int k) {
                 example_permutation(l->seed, l->fill.epoch, l->n, l->perm);
                 l->perm_epoch = l->fill.epoch;
             }
-            s->ex[r] = l->perm[l->fill.index];
-            s->ep[r] = l->fill.epoch;
+            // repeated augmentation: the permutation's entries each `repeat` times in a row, cut to the epoch
+            const int R = l->aug.repeat;
+            s->ex[r] = l->perm[aug_repeat_source(l->fill.index, R)];
+            s->ep[r] = aug_repeat_key(l->fill.epoch, l->fill.index, R);
             if (++l->fill.index == l->n) { l->fill.index = 0; l->fill.epoch++; }
         }
         s->rows++;
@@ -108,8 +113,8 @@ static void *worker(void *arg) {
         l->busy++;
         pthread_mutex_unlock(&l->mu);
         char err[200] = "";
-        int32_t label = im_sample(l->set, ex, l->side, l->train, l->seed, ep, &buf, &cap, s->pix + (size_t)r * img_bytes(l),
-                                  err, sizeof err);
+        int32_t label = im_sample(l->set, ex, l->side, l->train, l->seed, ep, l->train ? &l->aug : NULL, &buf, &cap,
+                                  s->pix + (size_t)r * img_bytes(l), err, sizeof err);
         pthread_mutex_lock(&l->mu);
         l->busy--;
         if (label < 0 && !l->err[0])
@@ -135,7 +140,8 @@ static void reposition(ImLoader *l, ExampleLoaderState p) {
     pthread_mutex_unlock(&l->mu);
 }
 
-ImLoader *im_loader_open(const char *dir, const char *split, int B, int side, int train, uint64_t seed, int threads) {
+ImLoader *im_loader_open(const char *dir, const char *split, int B, int side, int train, uint64_t seed, int threads,
+                         const ImAugment *aug) {
     char *path = xasprintf("%s/%s" JPEGS_SUFFIX, dir, split);
     if (!file_exists(path)) die("no %s images in %s (%s is missing): run 'hgrn2 prepare --task imagenet' first", split, dir, path);
     ImLoader *l = xcalloc(1, sizeof *l);
@@ -145,6 +151,10 @@ ImLoader *im_loader_open(const char *dir, const char *split, int B, int side, in
     if (!l->n) die("%s holds no images", jpeg_set_path(l->set));
     if (B < 1 || side < IM_SIDE_MIN || side > 4096) die("internal error: image batches of %d x %d pixels x %d", side, side, B);
     l->B = B; l->side = side; l->train = train; l->seed = train ? seed : 0;
+    l->aug = (ImAugment){.repeat = 1};
+    if (train && aug) l->aug = *aug;
+    if (l->aug.repeat < 1 || l->aug.repeat > AUG_REPEAT_MAX || !(l->aug.reprob >= 0 && l->aug.reprob <= 1))
+        die("internal error: repeated augmentation x%d, erasing probability %g", l->aug.repeat, l->aug.reprob);
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     l->nthreads = threads < 1 ? 1 : threads > 256 ? 256 : threads;
     if (train) l->perm = xmalloc(l->n * sizeof(uint64_t));
