@@ -197,6 +197,11 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
                           (double)m->lay.n / 1e6, c->classes, c->classes);
         printf("| loader       | %d decoding threads, %d batches ahead; random resized crops (scale 0.08-1) and flips\n",
                im_loader_threads(train->im), IM_RING);
+        char ra[32] = "no RandAugment", re[48] = "no random erasing", rep[48] = "no repeated augmentation";
+        if (h->randaug) snprintf(ra, sizeof ra, "RandAugment m9 mstd0.5 n2");
+        if (h->reprob > 0) snprintf(re, sizeof re, "random erasing p %g", h->reprob);
+        if (h->repeat > 1) snprintf(rep, sizeof rep, "repeated augmentation x%d", h->repeat);
+        printf("| augment      | %s, %s, %s\n", ra, re, rep);
     }
     const ClsPreset *ps = cls_preset_find(rs->task);
     const int augment = c->input == INPUT_PIXELS && ps ? ps->augment : 0;
