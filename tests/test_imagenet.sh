@@ -26,8 +26,9 @@ if grep -q "| input        | RGB pixels in 8 x 8 patches: 4 x 4 = 16 tokens of 1
    grep -q "(the final one a plain RMSNorm)" "$TMP/a.out" &&
    grep -q "| batch        | 8 images of 32 x 32 x 3; an epoch is 5 steps" "$TMP/a.out" &&
    grep -q "| loader       | 3 decoding threads" "$TMP/a.out" &&
+   grep -q "| augment      | RandAugment m9 mstd0.5 n2, random erasing p 0.25, repeated augmentation x3" "$TMP/a.out" &&
    grep -q "AdamW lr 0.003 (warmup 100, cosine to 1e-05 over 1500 steps), betas (0.9, 0.98), eps 1e-08, wd 0.05, clip 5" "$TMP/a.out"
-then ok "the startup table: patches, the plain final norm, batch, loader, the recipe's optimizer"
+then ok "the startup table: patches, the plain final norm, batch, loader, augmentations, the recipe's optimizer"
 else fail "the startup table:"; sed -n 1,16p "$TMP/a.out"; fi
 grep -q "val top5" "$TMP/a.out" && ok "validation logs top-5" || fail "no val top5 in the progress lines"
 checks=$((checks + 1))
@@ -47,6 +48,35 @@ then ok "--resume: the checkpoint and log.tsv of the uninterrupted run, byte for
 expect 0 "another seed" -- $H train "${TINY[@]}" --steps 10 --seed 7 --out "$TMP/d"
 checks=$((checks + 1))
 cmp -s "$TMP/a/model.ckpt" "$TMP/d/model.ckpt" && fail "seed 7 made the same checkpoint" || ok "another seed, another model"
+
+# ---- the augmentations: off, another run; their settings are stored, so a resumed run draws as they say ----
+NOAUG=(--randaugment off --reprob 0 --repeated-aug 1)
+expect 0 "augmentations off" -- $H train "${TINY[@]}" --steps 10 "${NOAUG[@]}" --out "$TMP/f"
+grep -q "| augment      | no RandAugment, no random erasing, no repeated augmentation" "$TMP/out" &&
+    ok "the startup table says they are off" || fail "augment line: $(grep augment "$TMP/out")"
+checks=$((checks + 1))
+cmp -s "$TMP/a/log.tsv" "$TMP/f/log.tsv" && fail "the augmentations changed nothing" || ok "the augmentations change the run"
+checks=$((checks + 1))
+expect 0 "4 steps with the augmentations" -- $H train "${TINY[@]}" --steps 4 --out "$TMP/g0"
+for one in "--randaugment off" "--reprob 0" "--repeated-aug 1"; do
+    expect 0 "only $one" -- $H train "${TINY[@]}" --steps 4 $one --out "$TMP/g"
+    checks=$((checks + 1))
+    cmp -s "$TMP/g/log.tsv" "$TMP/g0/log.tsv" && fail "$one changed nothing" || ok "$one: another run"
+    rm -rf "$TMP/g"
+done
+expect 0 "augmentations off, stop at step 3" -- $H train "${TINY[@]}" --steps 10 "${NOAUG[@]}" --stop-at 3 --out "$TMP/h"
+expect 0 "--resume it" -- $H train --resume --out "$TMP/h" --threads 2 --eval-every 4 --log-every 1
+checks=$((checks + 1))
+if cmp -s "$TMP/f/model.ckpt" "$TMP/h/model.ckpt" && cmp -s "$TMP/f/log.tsv" "$TMP/h/log.tsv"
+then ok "--resume of a run without augmentations keeps them off (stored in the checkpoint)"; else fail "--resume without augmentations differs"; fi
+expect 2 "--reprob on --resume" -- $H train --resume --out "$TMP/h" --reprob 0.5
+expect_msg "cannot change on --resume"
+expect 2 "--randaugment maybe" -- $H train "${TINY[@]}" --randaugment maybe --out "$TMP/e"
+expect_msg "--randaugment must be on or off"
+expect 2 "--repeated-aug 0" -- $H train "${TINY[@]}" --repeated-aug 0 --out "$TMP/e"
+expect 2 "--reprob 1.5" -- $H train "${TINY[@]}" --reprob 1.5 --out "$TMP/e"
+expect 2 "--reprob for an LRA task" -- $H train --task lra-text --data x --reprob 0.1
+expect_msg "are for --task imagenet"
 
 # ---- eval: top5 then accuracy, the run's validation accuracy ----
 expect 0 "eval --task imagenet" -- $H eval --task imagenet --ckpt "$TMP/a/model.ckpt" --threads 2 --loader-threads 2
