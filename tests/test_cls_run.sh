@@ -173,6 +173,10 @@ bad "a pixel deviation in a token model" "pixel std 0 = 0.5 is out of range \[0,
 bad "a task of no trainer" "task = 'lra-nopeops' is none of" task 0 lra-nopeops
 bad "a NaN parameter" "it holds a non-finite parameter" param 5 nan
 bad "a negative running variance" "a BatchNorm running statistic is not finite, or a running variance is negative" stat 16 -1
+# the augmentation fields: a token model has none (RandAugment 0, repeated augmentation 1, erasing 0)
+bad "RandAugment on a token model" "randaugment = 1 is out of range \[0, 0\]" int 34 1
+bad "repeated augmentation 0" "repeated augmentation = 0 is out of range \[1, 1\]" int 35 0
+bad "an erasing probability on a token model" "erasing probability = 0.5 is out of range \[0, 0\]" float 15 0.5
 cp "$A" "$TMP/flip.ckpt"
 printf '\x55' | dd of="$TMP/flip.ckpt" bs=1 seek=1000 conv=notrunc 2>/dev/null
 expect 1 "a flipped byte" -- $H eval --task lra-listops --ckpt "$TMP/flip.ckpt"; expect_msg "checksum mismatch"
@@ -253,16 +257,21 @@ badp "patch 3 of 32 x 32 images" "patch 3 does not divide the 32 x 32 images" 32
 badp "patch 1 stored" "patch = 1 (a model without patches stores 0)" 32 1
 badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
 badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
-# version 2 files (no patch field, no final-norm field) still read, as models without patches: the ListOps checkpoint written back
-# in version 2's layout evaluates to the same accuracy
+# version 2 files (no patch field, no final-norm field, no augmentation fields) still read, as models without patches: the
+# ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
 import struct, sys
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 4 and struct.unpack_from('<q', b, 16)[0] == 34
-assert struct.unpack_from('<q', b, 24 + 8 * 32)[0] == 0 and struct.unpack_from('<q', b, 24 + 8 * 33)[0] == 0
+assert struct.unpack_from('<q', b, 8)[0] == 5 and struct.unpack_from('<q', b, 16)[0] == 36
+# patch 0, final norm 0, RandAugment 0, repeated augmentation 1; 16 floats, the last (erasing) 0
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 36)] == [0, 0, 0, 1]
+fl = 24 + 8 * 36
+assert struct.unpack_from('<q', b, fl)[0] == 16 and struct.unpack_from('<d', b, fl + 8 + 8 * 15)[0] == 0
+del b[fl + 8 + 8 * 15:fl + 8 + 8 * 16]
+struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 34]
+del b[24 + 8 * 32:24 + 8 * 36]
 h, M = 0xcbf29ce484222325, (1 << 64) - 1
 def word(h, w):
     h = ((h ^ w) * 0x100000001b3) & M
