@@ -72,6 +72,9 @@ static const char *TRAIN_HELP =
     "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
 
+// train's options beyond the common ones
+enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_LAST };
+
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
 // flags that would set them are refused rather than ignored.
 static void refuse_fixed_flags(const int *set, int resume, int init) {
@@ -84,7 +87,7 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
     }
     if (resume) {
         static const int fixed[] = {O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_BETA1,
-                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
+                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED, OT_DECAY_FRAC};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
     }
@@ -128,7 +131,6 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
     return 0;
 }
 
-enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC };
 
 int cmd_train(int argc, char **argv) {
     if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
@@ -151,14 +153,14 @@ int cmd_train(int argc, char **argv) {
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
-    int set[O_LAST] = {0};
+    int set[OT_LAST] = {0};
     SizeArgs z = {0};
     Hyper given = {.accum = 1, .min_lr = -1, .wd = -1, .beta1 = -1, .beta2 = -1, .adam_eps = 1e-8, .clip = 1.0,
                    .warmup = -1, .sched = -1, .decay_frac = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (c >= 0 && c < O_LAST) set[c] = 1;
+        if (c >= 0 && c < OT_LAST) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(TRAIN_USAGE, TRAIN_HELP); return 0;
@@ -205,8 +207,6 @@ int cmd_train(int argc, char **argv) {
     if (resume && init) usage_error("--resume and --init exclude each other");
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from; to start from weights use --init");
     refuse_fixed_flags(set, resume, init != NULL);
-    if (given.decay_frac >= 0 && resume)
-        usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
     if (given.decay_frac >= 0 && given.sched != SCHED_WSD) usage_error("--decay-fraction goes with --schedule wsd");
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");

@@ -41,6 +41,16 @@ static void on_message(j_common_ptr c, int level) {
     e->warnings++;
 }
 
+// libjpeg's standard error manager with its errors and messages turned into ours (on_error, on_message)
+static struct jpeg_error_mgr *err_mgr_init(ErrMgr *e) {
+    struct jpeg_error_mgr *m = jpeg_std_error(&e->pub);
+    e->pub.error_exit = on_error;
+    e->pub.emit_message = on_message;
+    e->warnings = 0;
+    e->msg[0] = 0;
+    return m;
+}
+
 // Called as libjpeg reads the input: refuses a file of too many scans before it costs minutes.
 static void on_progress(j_common_ptr c) {
     if (!c->is_decompressor) return;
@@ -67,11 +77,7 @@ int jpeg_decode_rgb(const uint8_t *data, size_t n, uint8_t **rgb, int *w, int *h
         snprintf(err, errlen, "too large");
         return -1;
     }
-    d.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = on_error;
-    e.pub.emit_message = on_message;
-    e.warnings = 0;
-    e.msg[0] = 0;
+    d.err = err_mgr_init(&e);
     if (setjmp(e.jb)) {
         snprintf(err, errlen, "%s", e.msg[0] ? e.msg : "corrupt JPEG");
         jpeg_destroy_decompress(&d);
@@ -141,11 +147,7 @@ int jpeg_encode_rgb(const uint8_t *rgb, int w, int h, int quality, uint8_t **out
         snprintf(err, errlen, "cannot encode %dx%d pixels at quality %d", w, h, quality);
         return -1;
     }
-    c.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = on_error;
-    e.pub.emit_message = on_message;
-    e.warnings = 0;
-    e.msg[0] = 0;
+    c.err = err_mgr_init(&e);
     if (setjmp(e.jb)) {
         snprintf(err, errlen, "JPEG encoding failed: %s", e.msg);
         jpeg_destroy_compress(&c);

@@ -114,10 +114,24 @@ expect 1 "eval --task lra-listops of a language model's checkpoint" -- $H eval -
 expect_msg "checkpoint of a language model, not of a classifier"
 
 # ---- damaged checkpoints: each refused with one message naming the field ----
+# seal.py: write(dst, body) writes a checkpoint body followed by its checksum, as an honest writer would
+cat > "$TMP/seal.py" <<'EOF'
+import struct
+def write(dst, b):
+    h, M = 0xcbf29ce484222325, (1 << 64) - 1
+    def word(h, w):
+        h = ((h ^ w) * 0x100000001b3) & M
+        return h ^ (h >> 29)
+    k = len(b) // 8 * 8
+    for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
+    if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
+    open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
+EOF
 # edit.py IN OUT WHAT INDEX VALUE: a copy of IN with one header integer (int), header float (float), parameter
 # (param) or running statistic (stat) set, or a task name (task), and the checksum recomputed
 cat > "$TMP/edit.py" <<'EOF'
 import struct, sys
+import seal
 src, dst, what, idx, val = sys.argv[1:6]
 b = bytearray(open(src, 'rb').read()[:-8])
 nints = struct.unpack_from('<q', b, 16)[0]
@@ -132,14 +146,7 @@ elif what == 'float': struct.pack_into('<d', b, fl_at + 8 * i, float(val))
 elif what == 'param': struct.pack_into('<f', b, p_at + 4 * i, float(val))
 elif what == 'stat': struct.pack_into('<f', b, p_at + 4 * n + 4 * i, float(val))
 elif what == 'task': b[s_at + 8:s_at + 8 + len(val)] = val.encode()
-h, M = 0xcbf29ce484222325, (1 << 64) - 1
-def word(h, w):
-    h = ((h ^ w) * 0x100000001b3) & M
-    return h ^ (h >> 29)
-k = len(b) // 8 * 8
-for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
-if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
-open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
+seal.write(dst, b)
 EOF
 A="$TMP/a/model.ckpt"
 checks=$((checks + 1))
@@ -261,6 +268,7 @@ badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 
 # ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
 import struct, sys
+import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
 assert struct.unpack_from('<q', b, 8)[0] == 5 and struct.unpack_from('<q', b, 16)[0] == 36
@@ -272,14 +280,7 @@ del b[fl + 8 + 8 * 15:fl + 8 + 8 * 16]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
 del b[24 + 8 * 32:24 + 8 * 36]
-h, M = 0xcbf29ce484222325, (1 << 64) - 1
-def word(h, w):
-    h = ((h ^ w) * 0x100000001b3) & M
-    return h ^ (h >> 29)
-k = len(b) // 8 * 8
-for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
-if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
-open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
+seal.write(dst, b)
 EOF2
 checks=$((checks + 1))
 if python3 "$TMP/v2.py" "$A" "$TMP/v2.ckpt"; then ok "a version 2 copy of the ListOps checkpoint"; else fail "v2.py"; fi
