@@ -979,6 +979,39 @@ void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real
     }
 }
 
+// The soft target's weight on class j of row n (ops.h): eps / V everywhere, plus (1 - eps) lam on ta and
+// (1 - eps) (1 - lam) on tb (both on ta when they are equal).
+static double soft_target(int j, int32_t a, int32_t b, double lam, double eps, int V) {
+    return eps / V + (1 - eps) * ((j == a ? lam : 0) + (j == b ? 1 - lam : 0));
+}
+
+void op_xent_soft_fwd(real *losses, const real *logits, const int32_t *ta, const int32_t *tb, const real *lam,
+                      real eps, int64_t N, int V) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const real *x = logits + n * V;
+        if (ta[n] < 0) { losses[n] = 0; continue; }
+        // sum_j y_j = 1, so the loss is lse - sum_j y_j x_j
+        double sx = 0;
+        for (int j = 0; j < V; j++) sx += x[j];
+        const double l = lam[n], e = eps;
+        losses[n] = (real)(row_lse(x, V) - e / V * sx - (1 - e) * (l * x[ta[n]] + (1 - l) * x[tb[n]]));
+    }
+}
+
+void op_xent_soft_bwd(real *dlogits, const real *logits, const int32_t *ta, const int32_t *tb, const real *lam,
+                      real eps, real scale, int64_t N, int V) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const real *x = logits + n * V;
+        real *d = dlogits + n * V;
+        if (ta[n] < 0) { for (int j = 0; j < V; j++) d[j] = 0; continue; }
+        real lse = (real)row_lse(x, V);
+        for (int j = 0; j < V; j++)
+            d[j] = scale * (rexp(x[j] - lse) - (real)soft_target(j, ta[n], tb[n], lam[n], eps, V));
+    }
+}
+
 void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const opnd *h, const real *W,
                          const int32_t *targets, real scale, int64_t N, int D, int V) {
     op_matmul_fwd(logits, h, W, N, D, V);

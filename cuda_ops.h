@@ -102,6 +102,10 @@ void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int 
 // ---- softmax cross-entropy ----
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
 void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N, int V);
+void cuda_xent_soft_fwd(float *losses, const float *logits, const int32_t *ta, const int32_t *tb, const float *lam,
+                        float eps, int64_t N, int V);
+void cuda_xent_soft_bwd(float *dlogits, const float *logits, const int32_t *ta, const int32_t *tb, const float *lam,
+                        float eps, float scale, int64_t N, int V);
 
 // The classifier in training (ops.h): the loss and G come from one pass per row, and under --precision bf16
 // G is only ever written in bf16 (the products' operand).

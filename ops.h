@@ -113,6 +113,14 @@ void op_swiglu_bwd(opnd *dgu, const real *dh, const opnd *gu, int64_t N, int I);
 void op_xent_fwd(real *losses, const real *logits, const int32_t *targets, int64_t N, int V);
 // dlogits[n] = scale * (softmax(logits[n]) - onehot(t[n])), 0 for ignored rows. dlogits may equal logits.
 void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real scale, int64_t N, int V);
+// Soft targets (label smoothing eps, mixup and cutmix): row n's target distribution is
+// y[n] = eps / V + (1 - eps) (lam[n] onehot(ta[n]) + (1 - lam[n]) onehot(tb[n])), which sums to 1;
+// losses[n] = logsumexp(logits[n]) - sum_j y[n,j] logits[n,j]; ta[n] < 0 marks an ignored row (loss 0).
+void op_xent_soft_fwd(real *losses, const real *logits, const int32_t *ta, const int32_t *tb, const real *lam,
+                      real eps, int64_t N, int V);
+// dlogits[n] = scale * (softmax(logits[n]) - y[n]), 0 for ignored rows. dlogits may equal logits.
+void op_xent_soft_bwd(real *dlogits, const real *logits, const int32_t *ta, const int32_t *tb, const real *lam,
+                      real eps, real scale, int64_t N, int V);
 
 // ---- the classifier in training, one op ----
 // logits [N,V] (scratch) = h[N,D] W[V,D]^T (h an operand); losses[N] as op_xent_fwd (=); with G = scale (softmax(logits) -

@@ -73,6 +73,58 @@ __global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32
     }
 }
 
+// Soft targets (label smoothing, mixup, cutmix; ops.h): y = eps / V + (1 - eps) (lam onehot(a) + (1 - lam)
+// onehot(b)). The loss needs the row's sum too: lse - eps / V sum(x) - (1 - eps) (lam x_a + (1 - lam) x_b).
+__device__ double block_sum(const float *x, int V) {
+    __shared__ double part[32];
+    double s = 0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) s += x[j];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();   // part[] may still be read by a previous call's threads
+    if (lane == 0) part[w] = s;
+    __syncthreads();
+    s = lane < nw ? part[lane] : 0;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return s;
+}
+
+__global__ void xent_soft_fwd_kernel(float *__restrict__ losses, const float *__restrict__ logits,
+                                     const int32_t *__restrict__ ta, const int32_t *__restrict__ tb,
+                                     const float *__restrict__ lam, float eps, int V) {
+    int64_t n = blockIdx.x;
+    int a = ta[n];
+    if (a < 0) {
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        return;
+    }
+    const float *x = logits + n * V;
+    double lse = block_logsumexp(x, V), sx = block_sum(x, V), l = lam[n], e = eps;
+    if (threadIdx.x == 0) losses[n] = (float)(lse - e / V * sx - (1 - e) * (l * x[a] + (1 - l) * x[tb[n]]));
+}
+
+// dlogits may equal logits, as in xent_bwd_kernel.
+__global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const int32_t *__restrict__ ta,
+                                     const int32_t *__restrict__ tb, const float *__restrict__ lam, float eps,
+                                     float scale, int V) {
+    int64_t n = blockIdx.x;
+    int a = ta[n];
+    const float *x = logits + n * V;
+    float *d = dlogits + n * V;
+    if (a < 0) {
+        for (int j = threadIdx.x; j < V; j += blockDim.x) d[j] = 0.f;
+        return;
+    }
+    const int b = tb[n];
+    const double l = lam[n], e = eps;
+    const float off = (float)(e / V), ya = (float)((1 - e) * l), yb = (float)((1 - e) * (1 - l));
+    float lse = (float)block_logsumexp(x, V);
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float y = off + (j == a ? ya : 0.f) + (j == b ? yb : 0.f);
+        d[j] = scale * (expf(x[j] - lse) - y);
+    }
+}
+
 // The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
 // the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
 // into the operand of the two products after it. dlogits never exists in fp32.
@@ -112,6 +164,22 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
     xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
     LAUNCH_CHECK("xent_bwd");
+}
+
+extern "C" void cuda_xent_soft_fwd(float *losses, const float *logits, const int32_t *ta, const int32_t *tb,
+                                   const float *lam, float eps, int64_t N, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_soft_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, ta, tb, lam, eps, V);
+    LAUNCH_CHECK("xent_soft_fwd");
+}
+
+extern "C" void cuda_xent_soft_bwd(float *dlogits, const float *logits, const int32_t *ta, const int32_t *tb,
+                                   const float *lam, float eps, float scale, int64_t N, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
+    xent_soft_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, ta, tb, lam, eps, scale, V);
+    LAUNCH_CHECK("xent_soft_bwd");
 }
 
 extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,

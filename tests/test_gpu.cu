@@ -638,6 +638,42 @@ static void test_xent(void) {
     }
 }
 
+// Soft targets (label smoothing, mixup): the CPU's ops on the same rows, with ignored rows, equal targets and
+// lam 0 and 1 among them
+static void test_xent_soft(void) {
+    struct { int64_t N; int V; } sh[] = {{1, 7}, {65, 1000}, {256, 1000}, {63, 50257}};
+    for (auto s : sh) {
+        if (g_quick && s.N * s.V > 65 * 50304) continue;
+        seed(950 + s.N + s.V);
+        Vec logits = randn(s.N * s.V, 3), lam(s.N);
+        for (int64_t n = 0; n < s.N; n++) logits[n * s.V + next_u64() % s.V] += 15;
+        std::vector<int32_t> ta(s.N), tb(s.N);
+        for (int64_t n = 0; n < s.N; n++) {
+            ta[n] = n > 0 && urand() < 0.2 ? -1 : (int32_t)(next_u64() % s.V);
+            tb[n] = n % 5 == 1 ? ta[n] < 0 ? 0 : ta[n] : (int32_t)(next_u64() % s.V);
+            lam[n] = n % 7 == 2 ? 1.f : n % 7 == 3 ? 0.f : (float)urand();
+        }
+        float scale = 1.0f / s.N, eps = 0.1f;
+        Vec loss(s.N), d(s.N * s.V);
+        op_xent_soft_fwd(loss.data(), logits.data(), ta.data(), tb.data(), lam.data(), eps, s.N, s.V);
+        op_xent_soft_bwd(d.data(), logits.data(), ta.data(), tb.data(), lam.data(), eps, scale, s.N, s.V);
+        Pool P;
+        int32_t *ga = P.up(ta), *gb = P.up(tb);
+        float *glam = P.up(lam), *gl = P.up(logits), *gloss = P.f(s.N), *gd = P.f(d.size()), *gin = P.up(logits);
+        poison(gloss, s.N * 4);
+        poison(gd, d.size() * 4);
+        cuda_xent_soft_fwd(gloss, gl, ga, gb, glam, eps, s.N, s.V);
+        cuda_xent_soft_bwd(gd, gl, ga, gb, glam, eps, scale, s.N, s.V);
+        cuda_xent_soft_bwd(gin, gin, ga, gb, glam, eps, scale, s.N, s.V);   // in place
+        char shape[64];
+        snprintf(shape, sizeof shape, "N%lld V%d eps 0.1 (20%% ignored)", (long long)s.N, s.V);
+        compare("xent_soft_fwd losses", shape, down(gloss, s.N), loss, TOL_RED);
+        Vec gd_h = down(gd, d.size()), gin_h = down(gin, d.size());
+        compare("xent_soft_bwd dlogits", shape, gd_h, d, TOL_RED);
+        check_bits("xent_soft_bwd in place", shape, gin_h.data(), gd_h.data(), d.size() * 4);
+    }
+}
+
 // The fused classifier against the CPU's op_classifier_train (matmul, xent_fwd, xent_bwd, matmul_bwd), in all
 // three GEMM modes
 static void test_classifier(void) {
@@ -1027,6 +1063,7 @@ int main(int argc, char **argv) {
     test_hgru();
     test_swiglu();
     test_xent();
+    test_xent_soft();
     test_classifier();
     test_adamw();
     test_adamw_bf16_copy();

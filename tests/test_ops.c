@@ -318,6 +318,66 @@ static void test_xent(void) {
     free(c.x); free(c.loss); free(c.t); free(dx); free(a);
 }
 
+// Soft targets: finite differences of the summed loss, the loss against the double formula written from the
+// target distribution, the hard loss when eps = 0 and lam = 1, and the in-place backward.
+typedef struct { real *x, *loss, *lam; int32_t *ta, *tb; int64_t N; int V; double eps, scale; } SoftCtx;
+static double soft_loss(void *p) {
+    SoftCtx *c = p;
+    op_xent_soft_fwd(c->loss, c->x, c->ta, c->tb, c->lam, (real)c->eps, c->N, c->V);
+    double s = 0;
+    for (int64_t n = 0; n < c->N; n++) s += c->loss[n];
+    return c->scale * s;
+}
+static void test_xent_soft(void) {
+    const uint64_t s = 81;
+    printf("-- cross-entropy with soft targets (seed %llu)\n", (unsigned long long)s);
+    seed(s);
+    SoftCtx c = {.N = 6, .V = 29, .eps = 0.1, .scale = 0.41};
+    c.x = rvec(c.N * c.V, 3); c.loss = zvec(c.N); c.lam = zvec(c.N);
+    c.ta = xmalloc((size_t)c.N * sizeof(int32_t)); c.tb = xmalloc((size_t)c.N * sizeof(int32_t));
+    for (int64_t n = 0; n < c.N; n++) {
+        c.ta[n] = (int32_t)(next_u64() % c.V); c.tb[n] = (int32_t)(next_u64() % c.V);
+        c.lam[n] = (real)((next_u64() >> 11) * 0x1p-53);
+    }
+    c.tb[2] = c.ta[2];      // both targets on one class
+    c.lam[4] = 1;           // no mixing
+    c.ta[1] = -1;           // an ignored row
+    c.x[3 * c.V + 7] = 80;  // a large logit
+    real *dx = zvec(c.N * c.V);
+    op_xent_soft_bwd(dx, c.x, c.ta, c.tb, c.lam, (real)c.eps, (real)c.scale, c.N, c.V);
+    fd("xent soft dlogits (mixed, smoothed, an ignored row)", soft_loss, &c, c.x, 1, c.N * c.V, 0, dx, 0);
+    op_xent_soft_fwd(c.loss, c.x, c.ta, c.tb, c.lam, (real)c.eps, c.N, c.V);
+    double e = 0;
+    for (int64_t n = 0; n < c.N; n++) {
+        if (c.ta[n] < 0) { e = fmax(e, fabs(c.loss[n])); e = fmax(e, maxabs(dx + n * c.V, c.V)); continue; }
+        double m = -INFINITY, z = 0, ref = 0;
+        for (int j = 0; j < c.V; j++) m = fmax(m, c.x[n * c.V + j]);
+        for (int j = 0; j < c.V; j++) z += exp(c.x[n * c.V + j] - m);
+        for (int j = 0; j < c.V; j++) {   // - sum_j y_j log p_j
+            double y = c.eps / c.V + (1 - c.eps) * (c.lam[n] * (j == c.ta[n]) + (1 - c.lam[n]) * (j == c.tb[n]));
+            ref -= y * (c.x[n * c.V + j] - m - log(z));
+        }
+        e = fmax(e, fabs(c.loss[n] - ref) / (ref + 1));
+    }
+    near("xent soft loss vs - sum y log softmax in double; ignored rows 0", e, 64 * EPS * 8);
+    // eps 0 and lam 1: the hard loss and gradient
+    real *one = zvec(c.N), *hl = zvec(c.N), *hd = zvec(c.N * c.V), *sd = zvec(c.N * c.V);
+    for (int64_t n = 0; n < c.N; n++) one[n] = 1;
+    op_xent_fwd(hl, c.x, c.ta, c.N, c.V);
+    op_xent_bwd(hd, c.x, c.ta, (real)c.scale, c.N, c.V);
+    op_xent_soft_fwd(c.loss, c.x, c.ta, c.tb, one, 0, c.N, c.V);
+    op_xent_soft_bwd(sd, c.x, c.ta, c.tb, one, 0, (real)c.scale, c.N, c.V);
+    double h = 0;
+    for (int64_t n = 0; n < c.N; n++) h = fmax(h, fabs(hl[n] - c.loss[n]) / (fabs(hl[n]) + 1));
+    for (int64_t i = 0; i < c.N * c.V; i++) h = fmax(h, fabs(hd[i] - sd[i]));
+    near("xent soft with eps 0 and lam 1 equals the hard loss", h, 64 * EPS * 8);
+    real *a = dup(c.x, c.N * c.V);
+    op_xent_soft_bwd(a, a, c.ta, c.tb, c.lam, (real)c.eps, (real)c.scale, c.N, c.V);
+    near("xent soft bwd in place gives the same bits", memcmp(a, dx, (size_t)(c.N * c.V) * sizeof(real)) != 0, 0);
+    free(c.x); free(c.loss); free(c.lam); free(c.ta); free(c.tb); free(dx); free(a);
+    free(one); free(hl); free(hd); free(sd);
+}
+
 // ======================================================================================================
 // AdamW
 // ======================================================================================================
@@ -803,6 +863,7 @@ int main(int argc, char **argv) {
     test_lower_bounds();
     test_swiglu();
     test_xent();
+    test_xent_soft();
     test_adamw();
     test_sumsq();
 
