@@ -756,6 +756,17 @@ int cmd_cls_bench(int argc, char **argv) {
     int32_t *pix = xmalloc((size_t)B * T * sizeof(int32_t)), *lens = xmalloc((size_t)B * sizeof(int32_t)),
             *labels = xmalloc((size_t)B * sizeof(int32_t));
     for (int i = 0; i < B; i++) lens[i] = T;
+    // the model's settings, checked before anything is timed
+    const int classes = jpeg_set_classes(js) < 2 ? 2 : (int)jpeg_set_classes(js);
+    // the steps alone, on the last batch again and again
+    ClsConfig cfg = {.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L), .K = (int)(expand ? expand : ps->K),
+                     .I = 0, .classes = classes, .ndoc = 1,
+                     .norm = ps->norm, .pos = ps->pos, .lower_bound = 1, .eps = 1e-5, .V = 256, .input = INPUT_PIXELS,
+                     .channels = 3, .pix_mean = {0.485, 0.456, 0.406}, .pix_std = {0.229, 0.224, 0.225},
+                     .scan = SCAN_1D, .grid_h = (int)side, .grid_w = (int)side, .patch = (int)patch, .fnorm_plain = 1};
+    cfg.I = ps->glu * cfg.D;
+    const char *bad = cls_config_finish(&cfg);
+    if (bad) usage_error("%s", bad);
     printf("bench --task imagenet: %s (%llu images, %u classes), batch %d of %lld x %lld, %d loader threads\n",
            jpeg_set_path(js), (unsigned long long)jpeg_set_count(js), jpeg_set_classes(js), B, (long long)side,
            (long long)side, im_loader_threads(ld));
@@ -768,18 +779,8 @@ int cmd_cls_bench(int argc, char **argv) {
     const double load_ips = (double)steps * B / (now_s() - t1);
     printf("loader: first batch %.2f s, then %.1f images/s\n", t1 - t0, load_ips);
     fflush(stdout);
-    const int classes = jpeg_set_classes(js) < 2 ? 2 : (int)jpeg_set_classes(js);
     im_loader_close(ld);
-    // the steps alone, on the last batch again and again
-    ClsConfig cfg = {.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L), .K = (int)(expand ? expand : ps->K),
-                     .I = 0, .classes = classes, .ndoc = 1,
-                     .norm = ps->norm, .pos = ps->pos, .lower_bound = 1, .eps = 1e-5, .V = 256, .input = INPUT_PIXELS,
-                     .channels = 3, .pix_mean = {0.485, 0.456, 0.406}, .pix_std = {0.229, 0.224, 0.225},
-                     .scan = SCAN_1D, .grid_h = (int)side, .grid_w = (int)side, .patch = (int)patch, .fnorm_plain = 1};
-    cfg.I = ps->glu * cfg.D;
     for (int i = 0; i < B; i++) if (labels[i] >= cfg.classes) labels[i] = 0;
-    const char *bad = cls_config_finish(&cfg);
-    if (bad) usage_error("%s", bad);
     ClsModel m;
     cls_alloc(&m, &cfg);
     cls_init(&m, seed);
@@ -798,7 +799,14 @@ int cmd_cls_bench(int argc, char **argv) {
         else ts += now_s() - s0;
     }
     const double step_ips = (double)steps * B / ts;
-    printf("training steps: %.2fM parameters, first step %.2f s, then %.1f images/s\n", (double)m.lay.n / 1e6, first, step_ips);
+    printf("training steps: %.2fM parameters, first step %.2f s, then %.1f images/s", (double)m.lay.n / 1e6, first, step_ips);
+    const char *peak_label;
+    const double peak = dev_peak_flops(&peak_label);
+    const double flops = 3 * cls_flops_per_example(&cfg, cls_positions(&cfg, T)) * step_ips;   // forward and backward
+    printf(" | %.1f TFLOP/s", flops / 1e12);
+    if (peak > 0) printf(", MFU %.1f%% of %.0f TFLOP/s (%s)", 100 * flops / peak, peak / 1e12, peak_label);
+    if (g_gpu) printf(" | peak memory %.0f MiB", dev_peak_mib());
+    printf("\n");
     printf("the %s limits: a run goes at about %.1f images/s\n", load_ips < step_ips ? "loader" : "training step",
            load_ips < step_ips ? load_ips : step_ips);
     cls_acts_free(a);

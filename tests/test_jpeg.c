@@ -657,16 +657,19 @@ static void test_reader_damage(void) {
 #endif
 
 #ifndef HGRN2_NO_JPEG
-// test_jpeg --make-images DIR CLASSES TRAIN VAL: the folder layout of prepare --task imagenet with CLASSES
-// classes of TRAIN and VAL JPEG images each (for tests/test_imagenet.sh): images of varied sizes, each class
-// its own hue over a noise pattern, so that a model can tell them apart.
-static int make_images(const char *dir, int classes, int ntrain, int nval) {
+// test_jpeg --make-images DIR CLASSES TRAIN VAL [W H]: the folder layout of prepare --task imagenet with CLASSES
+// classes of TRAIN and VAL JPEG images each (for tests/test_imagenet.sh, and at ImageNet's typical 500 x 375
+// for scripts/gpu_imagenet.sh): images of varied sizes from W x H up (default 40 x 36), each class its own hue
+// over a noise pattern, so that a model can tell them apart.
+static int make_images(const char *dir, int classes, int ntrain, int nval, int w0, int h0) {
+    if (classes < 1 || ntrain < 1 || nval < 0 || w0 < 8 || h0 < 8 || w0 > 4096 || h0 > 4096)
+        die("--make-images: bad sizes");
     for (int split = 0; split < 2; split++)
         for (int c = 0; c < classes; c++) {
             char *folder = xasprintf("%s/%s/c%02d", dir, split ? "val" : "train", c);
             mkdir_p(folder);
             for (int i = 0; i < (split ? nval : ntrain); i++) {
-                const int w = 40 + 7 * ((i + c) % 5), h = 36 + 5 * ((i * 3 + c) % 4);
+                const int w = w0 + 7 * ((i + c) % 5), h = h0 + 5 * ((i * 3 + c) % 4);
                 uint8_t *img = xmalloc((size_t)w * h * 3);
                 uint64_t r = mix64((uint64_t)(split * 1000003 + c * 1009 + i));
                 for (int p = 0; p < w * h; p++)
@@ -691,8 +694,9 @@ static int make_images(const char *dir, int classes, int ntrain, int nval) {
 
 int main(int argc, char **argv) {
 #ifndef HGRN2_NO_JPEG
-    if (argc == 6 && !strcmp(argv[1], "--make-images"))
-        return make_images(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if ((argc == 6 || argc == 8) && !strcmp(argv[1], "--make-images"))
+        return make_images(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc == 8 ? atoi(argv[6]) : 40,
+                           argc == 8 ? atoi(argv[7]) : 36);
 #endif
     (void)argc; (void)argv;
     if (system("rm -rf " TMP) != 0) die("test: cannot clear " TMP);
