@@ -3,7 +3,8 @@
 # and a tiny IMDb-layout folder written here, --resume ending in the identical checkpoint, Ctrl-C, every
 # damaged checkpoint refused with its message (header fields changed behind a recomputed checksum), the
 # language model's and the classifier's checkpoints told apart, the table of eval --task lra; image tasks on
-# generated Pathfinder images, pixels and 4 x 4 patches, and a version 2 checkpoint read back.
+# generated Pathfinder images, pixels and 4 x 4 patches, mixing and smoothing resumed exactly, and a version 2
+# checkpoint read back.
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive     # a shared machine: no spinning threads
@@ -252,6 +253,20 @@ checks=$((checks + 1))
 if grep -q "lra-pathfinder: test split of $TMP/pf, [0-9]* examples (64 tokens of 4 x 4 patches)" "$TMP/out" &&
    tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'
 then ok "eval of a patch model: 64 tokens, then the accuracy"; else fail "eval of the patch model: $(tail -n 2 "$TMP/out")"; fi
+# mixing, smoothing and the per-epoch schedule on an image task of example files: resumed to the same bytes
+MIX=(--mixup 0.8 --cutmix 1 --smoothing 0.1 --lr-per-epoch on)
+expect 0 "train lra-pathfinder --patch 4 with mixing" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 "${MIX[@]}" --out "$TMP/pm1"
+grep -q "| targets      | mixup alpha 0.8 or cutmix alpha 1 (cutmix with probability 0.5), every batch; label smoothing 0.1" "$TMP/out" \
+    || fail "the startup table's targets: $(grep '| targets' "$TMP/out")"
+expect 0 "the same to step 2" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 "${MIX[@]}" --out "$TMP/pm2" --stop-at 2
+expect 0 "and resumed" -- $H train --resume --out "$TMP/pm2" --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2
+checks=$((checks + 1))
+if cmp -s "$TMP/pm1/model.ckpt" "$TMP/pm2/model.ckpt" && cmp -s "$TMP/pm1/log.tsv" "$TMP/pm2/log.tsv"
+then ok "a mixed run resumed ends in the identical checkpoint and log"; else fail "the resumed mixed run differs"; fi
+checks=$((checks + 1))
+cmp -s "$TMP/pm1/log.tsv" "$TMP/pp1/log.tsv" && fail "mixing changed nothing" || ok "mixing changes the run"
+expect 0 "label smoothing on a token task" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 3 --smoothing 0.1 --out "$TMP/sm"
+grep -q "| targets      | no mixup or cutmix; label smoothing 0.1" "$TMP/out" || fail "the token task's targets line: $(grep '| targets' "$TMP/out")"
 P="$TMP/pp1/model.ckpt"
 badp() {   # badp DESCRIPTION MESSAGE INDEX VALUE: a header integer of the patch model's checkpoint
     python3 "$TMP/edit.py" "$P" "$TMP/badp.ckpt" int "$3" "$4" || { fail "edit.py int $3 $4"; return; }
