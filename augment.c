@@ -249,6 +249,31 @@ int aug_erase(uint8_t *img, int w, int h, double p, const double mean[3], const 
     return 0;
 }
 
+double aug_log_gamma_draw(uint64_t *rng, double a) {
+    if (!(a > 0)) die("internal error: a Gamma draw of shape %g", a);
+    // a < 1: Gamma(a) = Gamma(a + 1) U^(1/a), U in (0, 1]
+    double boost = 0;
+    if (a < 1) {
+        boost = log(1.0 - rng_uniform(rng)) / a;
+        a += 1;
+    }
+    const double d = a - 1.0 / 3, c = 1 / sqrt(9 * d);
+    for (;;) {
+        const double x = rng_normal(rng), t = 1 + c * x;
+        if (t <= 0) continue;
+        const double v = t * t * t, u = 1.0 - rng_uniform(rng);    // u in (0, 1]: log(u) is finite
+        if (u < 1 - 0.0331 * x * x * x * x || log(u) < 0.5 * x * x + d * (1 - v + log(v))) return log(d * v) + boost;
+    }
+}
+
+double aug_gamma(uint64_t *rng, double a) { return exp(aug_log_gamma_draw(rng, a)); }
+
+double aug_beta(uint64_t *rng, double a, double b) {
+    const double lx = aug_log_gamma_draw(rng, a), ly = aug_log_gamma_draw(rng, b);
+    // X / (X + Y) = 1 / (1 + exp(ly - lx))
+    return 1 / (1 + exp(ly - lx));
+}
+
 void aug_image(uint8_t *img, int w, int h, const ImAugment *a, uint64_t seed, uint64_t epoch, uint64_t index) {
     if (!a) return;
     if (a->randaug) {

@@ -83,6 +83,14 @@ int aug_erase(uint8_t *img, int w, int h, double p, const double mean[3], const 
 static inline uint64_t aug_repeat_source(uint64_t j, int r) { return j / (uint64_t)r; }
 static inline uint64_t aug_repeat_key(uint64_t epoch, uint64_t j, int r) { return epoch * (uint64_t)r + j % (uint64_t)r; }
 
+// Gamma(a) and Beta(a, b) draws for mixup and cutmix's mixing weight, from *rng: Marsaglia and Tsang's
+// method (a normal and a uniform per attempt, accepted with probability above 0.95 for a >= 1); for a < 1,
+// Gamma(a + 1) U^(1/a). Beta(a, b) = X / (X + Y) of X ~ Gamma(a), Y ~ Gamma(b), formed from their logarithms
+// so that tiny draws of a small a neither underflow nor divide 0 by 0. a, b > 0.
+double aug_log_gamma_draw(uint64_t *rng, double a);     // log of a Gamma(a) draw
+double aug_gamma(uint64_t *rng, double a);
+double aug_beta(uint64_t *rng, double a, double b);
+
 // All of the above on one cropped picture of example `index` whose draws are keyed by `epoch`.
 void aug_image(uint8_t *img, int w, int h, const ImAugment *a, uint64_t seed, uint64_t epoch, uint64_t index);
 

@@ -242,6 +242,12 @@ struct ClsActs {
     real *out_h;                    // host copy of logits and losses
     real *ones, *dones;             // [D]: the plain final RMSNorm's constant unit weight, its unused gradient
     uint64_t drop_seed;
+    // mixing and soft targets (cls_acts_set_mix): the setting, whether the last training forward used the soft
+    // loss, and per row its second label and weight (host; on the GPU device copies)
+    ClsMix mix;
+    int mix_on, soft;
+    int32_t *tb_h, *tb_d;
+    real *lam_h, *lam_d;
 };
 
 static int64_t stat_len(const ClsActs *a, int D) { return 2 * (a->N > D ? a->N : D); }
@@ -339,6 +345,16 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         a->lens_d = dev_alloc((size_t)S * sizeof(int32_t), "document lengths");
         a->lab_d = dev_alloc((size_t)B * sizeof(int32_t), "labels");
     }
+    if (train) {
+        a->tb_h = xmalloc((size_t)B * sizeof(int32_t));
+        a->lam_h = xmalloc((size_t)B * sizeof(real));
+        a->tb_d = a->tb_h;
+        a->lam_d = a->lam_h;
+        if (g_gpu) {
+            a->tb_d = dev_alloc((size_t)B * sizeof(int32_t), "second labels");
+            a->lam_d = dev_alloc((size_t)B * sizeof(real), "label weights");
+        }
+    }
     return a;
 }
 
@@ -350,10 +366,23 @@ void cls_acts_free(ClsActs *a) {
     if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
     free(a->perm_h);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
+    if (a->tb_d && a->tb_d != a->tb_h) { dev_free(a->tb_d); dev_free(a->lam_d); }
+    free(a->tb_h); free(a->lam_h);
     free(a);
 }
 
 int64_t cls_acts_bytes(const ClsActs *a) { return a->bytes; }
+
+void cls_acts_set_mix(ClsActs *a, const ClsMix *mix) {
+    a->mix_on = mix && (mix->kind != MIX_NONE || mix->smoothing > 0);
+    if (!a->mix_on) return;
+    if (mix->kind < MIX_NONE || mix->kind > MIX_CUTMIX || !(mix->lam >= 0 && mix->lam <= 1) ||
+        !(mix->smoothing >= 0 && mix->smoothing < 1))
+        die("internal error: mixing of kind %d, lam %g, smoothing %g", mix->kind, mix->lam, mix->smoothing);
+    a->mix = *mix;
+}
+
+const real *cls_acts_staged_pixels(const ClsActs *a) { return a->pix_h; }
 
 #define PER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))
 #define PER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))
@@ -594,6 +623,17 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
     // the documents, reordered so doc d of example b is sequence d n + b; pixels normalised, and with patches
     // moved to their patch's position (cls_patch_index), so the input map below is one product either way
     const int pix = c->input == INPUT_PIXELS, CH = cls_pos_values(c);
+    const ClsMix *mx = train && a->mix_on ? &a->mix : NULL;
+    const int mixing = mx && mx->kind != MIX_NONE;
+    if (mixing) {
+        // the image's height and width: known with 2-D scans or patches, and the images whole
+        if (!pix || nd != 1 || c->grid_w < 1 || (c->scan == SCAN_1D && c->patch < 2))
+            die("internal error: mixing a batch of inputs that are not whole images of a known size");
+        if (mx->kind == MIX_CUTMIX && !(mx->y0 >= 0 && mx->y0 <= mx->y1 && mx->y1 <= c->grid_h && mx->x0 >= 0 &&
+                                        mx->x0 <= mx->x1 && mx->x1 <= c->grid_w))
+            die("internal error: a cutmix box [%d, %d) x [%d, %d) of a %d x %d image", mx->y0, mx->y1, mx->x0, mx->x1,
+                c->grid_h, c->grid_w);
+    }
     for (int b = 0; b < n; b++)
         for (int d = 0; d < nd; d++) {
             const int s = d * n + b, vals = lens[b * nd + d], len = vals / CH;
@@ -601,6 +641,10 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
                 die("internal error: a document of %d values in a batch of %d positions of %d", vals, T, CH);
             a->lens_h[s] = len;
             const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
+            // mixing: the partner, row n - 1 - b (the batch reversed), whose image is whole too
+            const int32_t *part = mixing ? tokens + (int64_t)(n - 1 - b) * T * CH : NULL;
+            if (mixing && (len != T || lens[n - 1 - b] != T * CH))
+                die("internal error: mixing images that are not whole");
             for (int64_t t = 0; t < (int64_t)T * CH; t++) {
                 const int32_t id = src[t];
                 if (id < 0 || id >= (pix ? 256 : c->V))
@@ -608,12 +652,27 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
                         pix ? "range" : "vocabulary", pix ? 256 : c->V);
                 if (pix) {
                     const int ch = (int)(t % c->channels);
-                    a->pix_h[(int64_t)s * T * CH + cls_patch_index(c, t)] =
-                        (real)((id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch]);
+                    double v = (id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
+                    if (mixing) {
+                        // t is value ch of pixel (y, x) in raster order, whatever the positions are
+                        const int64_t px = t / c->channels, y = px / c->grid_w, x = px % c->grid_w;
+                        const double vp = (part[t] / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
+                        if (mx->kind == MIX_MIXUP) v = mx->lam * v + (1 - mx->lam) * vp;
+                        else if (y >= mx->y0 && y < mx->y1 && x >= mx->x0 && x < mx->x1) v = vp;
+                    }
+                    a->pix_h[(int64_t)s * T * CH + cls_patch_index(c, t)] = (real)v;
                 } else a->ids_h[(int64_t)s * T + t] = id;
             }
         }
     for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
+    // soft targets: the partner's label (the row's own where the partner has none) and the row's weight
+    a->soft = mx != NULL;
+    if (a->soft)
+        for (int b = 0; b < n; b++) {
+            const int32_t other = a->lab_h[n - 1 - b];
+            a->tb_h[b] = mixing && other >= 0 ? other : a->lab_h[b];
+            a->lam_h[b] = (real)(mixing ? mx->lam : 1.0);
+        }
     const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
     if (pix && g_gpu) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
     if (g_gpu) {
@@ -621,6 +680,10 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
         dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
         dev_upload(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
         ids = a->ids_d; lens_b = a->lens_d; lab_b = a->lab_d;
+        if (a->soft) {
+            dev_upload(a->tb_d, a->tb_h, (size_t)n * sizeof(int32_t));
+            dev_upload(a->lam_d, a->lam_h, (size_t)n * sizeof(real));
+        }
     }
     SECTION("input");
     real *x0 = stream(a, 0, N, D);
@@ -646,7 +709,8 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
         OP(matmul_fwd, a->logits, a->gz, CW(m, C_PAIR2, 0), n, D, 2);
         OP(bias_add, a->logits, CW(m, C_PAIR2_B, 0), n, 2);
     }
-    OP(xent_fwd, a->losses, a->logits, lab_b, n, C);
+    if (a->soft) OP(xent_soft_fwd, a->losses, a->logits, lab_b, a->tb_d, a->lam_d, (real)a->mix.smoothing, n, C);
+    else OP(xent_fwd, a->losses, a->logits, lab_b, n, C);
     dev_download(a->out_h, a->logits, (size_t)n * C * sizeof(real));
     dev_download(a->out_h + (int64_t)n * C, a->losses, (size_t)n * sizeof(real));
     double loss = 0;
@@ -707,7 +771,9 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
     if (!a->train || !m->grads) die("internal error: a backward without a training forward");
     const int32_t *lens_b = g_gpu ? a->lens_d : a->lens_h, *lab_b = g_gpu ? a->lab_d : a->lab_h;
     SECTION("head bwd");
-    OP(xent_bwd, a->dlogits, a->logits, lab_b, (real)loss_scale, n, C);
+    if (a->soft)
+        OP(xent_soft_bwd, a->dlogits, a->logits, lab_b, a->tb_d, a->lam_d, (real)a->mix.smoothing, (real)loss_scale, n, C);
+    else OP(xent_bwd, a->dlogits, a->logits, lab_b, (real)loss_scale, n, C);
     const opnd *dl = dy_opnd(a, a->dlogits, (int64_t)n * C);
     if (nd == 1) {
         OP(bias_bwd, CG(m, C_HEAD_B, 0), a->dlogits, n, C);

@@ -128,6 +128,20 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train);
 void cls_acts_free(ClsActs *a);
 int64_t cls_acts_bytes(const ClsActs *a);
 
+// ---- mixing a training batch, and soft targets ----
+// DeiT's mixup and cutmix (timm's Mixup in its batch mode) and label smoothing: the batch is mixed with itself
+// reversed, row b with row n - 1 - b. Mixup: the row's normalised pixels become lam x_b + (1 - lam) x_partner;
+// cutmix: the pixels of a box of the image (every channel) come from the partner. The target of row b is then
+// smoothing / C + (1 - smoothing) (lam onehot(y_b) + (1 - lam) onehot(y_partner)) (the op_xent_soft ops). The
+// draws are made by the caller (cls_mix_draw in cls_run.h); docs/imagenet.md.
+typedef enum { MIX_NONE, MIX_MIXUP, MIX_CUTMIX } ClsMixKind;
+typedef struct {
+    int kind;           // ClsMixKind
+    double lam;         // the weight of the row's own image and label (cutmix: 1 - the box's share of the image)
+    int y0, y1, x0, x1; // cutmix: the box [y0, y1) x [x0, x1) of the image's pixels (not patches)
+    double smoothing;   // label smoothing eps in [0, 1) (0: none)
+} ClsMix;
+
 // ---- forward and backward ----
 // One batch: tokens [B][ndoc][T] (host memory; padded), lens [B][ndoc] in [1, T] (the valid positions of each
 // document); with pixel input, tokens [B][ndoc][T x cls_pos_values] (the pixels in raster order, the channels of
@@ -139,6 +153,15 @@ int64_t cls_acts_bytes(const ClsActs *a);
 // (when not NULL) receives how many rows the argmax gets right, pred [n] (when not NULL) the argmax classes.
 double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
                    int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
+// The mixing and soft targets of the training forwards that follow on these activations (NULL, or kind
+// MIX_NONE with smoothing 0: none, the plain cross-entropy). Mixing needs pixel input with the image's height
+// and width known (2-D scans or patches) and whole images; evaluation forwards (train 0) never mix and always
+// score the plain loss. The returned sum of losses of a training forward is then the soft targets' loss; the
+// count of correct rows is against each row's own label.
+void cls_acts_set_mix(ClsActs *a, const ClsMix *mix);
+// The normalised pixels the last forward staged (after mixing), in the model's input layout (with patches: a
+// position's p p channels values together), on the host. For tests.
+const real *cls_acts_staged_pixels(const ClsActs *a);
 // The token mixer's scans of layer l alone (for tests): o [N,D] (=) from the layer's projection qfi [N, 2HK+D]
 // (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
 // lines 0: the config's (1-D, or rows and columns); 1: the rows only; 2: the columns only (2-D grids).

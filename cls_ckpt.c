@@ -16,21 +16,27 @@
 // Version 4 added the kind of the final norm (a plain RMSNorm or the model's); versions 1 to 3 read as the model's.
 // Version 5 added imagenet's augmentations (RandAugment, the erasing probability, the repeated augmentation's
 // count), which decide what a resumed run draws; versions 1 to 4 read as none (off, 0, 1), what they trained with.
-#define CLS_CKPT_VERSION 5
+// Version 6 added the targets (label smoothing; mixup's and cutmix's alphas, the switch and mixing probabilities)
+// and the schedule's stepping (per step or per epoch, the per-epoch warmup's start); versions 1 to 5 read as no
+// smoothing, no mixing (switch 0.5, probability 1) and the per-step schedule (warmup lr 1e-6, unused), what
+// they trained with.
+#define CLS_CKPT_VERSION 6
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, I_LR_PER_EPOCH, NINTS };
 #define NINTS_V1 I_INPUT
 #define NINTS_V2 I_PATCH
 #define NINTS_V3 I_FNORM
 #define NINTS_V4 I_RANDAUG
+#define NINTS_V5 I_LR_PER_EPOCH
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
-       F_STD0, F_STD1, F_STD2, F_REPROB, NFLOATS };
+       F_STD0, F_STD1, F_STD2, F_REPROB, F_SMOOTHING, F_MIXUP, F_CUTMIX, F_MIX_SWITCH, F_MIX_PROB, F_WARMUP_LR, NFLOATS };
 #define NFLOATS_V1 F_MEAN0
 #define NFLOATS_V4 F_REPROB
+#define NFLOATS_V5 F_SMOOTHING
 
 // A backend tensor as host values: itself on the CPU, a downloaded copy (in *tmp, freed by the caller) on
 // the GPU.
@@ -62,7 +68,8 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_N] = m->lay.n, [I_NSTATS] = nstats, [I_OPT] = with_optimizer, [I_INPUT] = c->input,
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
         [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0,
-        [I_FNORM] = c->fnorm_plain, [I_RANDAUG] = h->randaug, [I_REPEAT] = h->repeat};
+        [I_FNORM] = c->fnorm_plain, [I_RANDAUG] = h->randaug, [I_REPEAT] = h->repeat,
+        [I_LR_PER_EPOCH] = h->lr_per_epoch};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -70,7 +77,9 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
                                 [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip,
                                 [F_MEAN0] = c->pix_mean[0], [F_MEAN1] = c->pix_mean[1], [F_MEAN2] = c->pix_mean[2],
                                 [F_STD0] = c->pix_std[0], [F_STD1] = c->pix_std[1], [F_STD2] = c->pix_std[2],
-                                [F_REPROB] = h->reprob};
+                                [F_REPROB] = h->reprob, [F_SMOOTHING] = h->smoothing, [F_MIXUP] = h->mixup,
+                                [F_CUTMIX] = h->cutmix, [F_MIX_SWITCH] = h->mix_switch, [F_MIX_PROB] = h->mix_prob,
+                                [F_WARMUP_LR] = h->warmup_lr};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->task);
@@ -155,6 +164,20 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "repeated augmentation", v[I_REPEAT], 1, any ? AUG_REPEAT_MAX : 1);
     if (!(fl[F_REPROB] >= 0 && fl[F_REPROB] <= (any ? 1 : 0)))
         die("checkpoint %s is corrupt: erasing probability = %g is out of range [0, %d]", path, fl[F_REPROB], any);
+    // version 6: the targets and the schedule's stepping; mixing needs whole images of a known size (pixels with
+    // 2-D scans or patches), smoothing suits any task
+    ckpt_check_int(path, "lr per epoch", v[I_LR_PER_EPOCH], 0, 1);
+    ckpt_check_range_num(path, &R_SMOOTHING, fl[F_SMOOTHING]);
+    ckpt_check_range_num(path, &R_MIX_SWITCH, fl[F_MIX_SWITCH]);
+    ckpt_check_range_num(path, &R_MIX_PROB, fl[F_MIX_PROB]);
+    ckpt_check_range_num(path, &R_WARMUP_LR, fl[F_WARMUP_LR]);
+    const int mixable = pix && grid;
+    if (!(fl[F_MIXUP] >= 0 && fl[F_MIXUP] <= (mixable ? R_MIXUP.hi : 0)))
+        die("checkpoint %s is corrupt: mixup = %g is out of range [0, %g]", path, fl[F_MIXUP], mixable ? R_MIXUP.hi : 0);
+    if (!(fl[F_CUTMIX] >= 0 && fl[F_CUTMIX] <= (mixable ? R_CUTMIX.hi : 0)))
+        die("checkpoint %s is corrupt: cutmix = %g is out of range [0, %g]", path, fl[F_CUTMIX], mixable ? R_CUTMIX.hi : 0);
+    if ((fl[F_MIXUP] > 0 || fl[F_CUTMIX] > 0) && v[I_B] < 2)
+        die("checkpoint %s is corrupt: mixing in batches of %lld", path, (long long)v[I_B]);
     for (int i = F_MEAN0; i <= F_STD2; i++) {
         const int std = i >= F_STD0, used = v[I_INPUT] == INPUT_PIXELS && (i - (std ? F_STD0 : F_MEAN0)) < v[I_CHANNELS];
         const double lo = used ? (std ? 1e-6 : -1e3) : 0, hi = used ? 1e3 : 0;
@@ -177,8 +200,8 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     if (version < 1 || version > CLS_CKPT_VERSION)
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
     const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3
-                        : version == 4 ? NINTS_V4 : NINTS;
-    const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : NFLOATS;
+                        : version == 4 ? NINTS_V4 : version == 5 ? NINTS_V5 : NINTS;
+    const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : version == 5 ? NFLOATS_V5 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
     int64_t v[NINTS] = {0};
@@ -188,6 +211,11 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     double fl[NFLOATS] = {0};
     for (int i = 0; i < want_floats; i++) fl[i] = ckpt_in_f64(&r);
     if (version < 5) v[I_REPEAT] = 1;       // trained without repeated augmentation
+    if (version < 6) {                      // without smoothing or mixing, on the per-step schedule
+        fl[F_MIX_SWITCH] = CLS_MIX_SWITCH;
+        fl[F_MIX_PROB] = CLS_MIX_PROB;
+        fl[F_WARMUP_LR] = CLS_WARMUP_LR;
+    }
     check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
     ckpt_in_str(&r, "task name", rs->task, sizeof rs->task);
@@ -208,7 +236,9 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
                        .warmup = v[I_WARMUP], .sched_steps = v[I_SCHED_STEPS], .lr = fl[F_LR], .min_lr = fl[F_MIN_LR],
                        .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2], .adam_eps = fl[F_ADAM_EPS],
                        .clip = fl[F_CLIP], .seed = (uint64_t)v[I_SEED], .randaug = (int)v[I_RANDAUG],
-                       .repeat = (int)v[I_REPEAT], .reprob = fl[F_REPROB]};
+                       .repeat = (int)v[I_REPEAT], .reprob = fl[F_REPROB], .smoothing = fl[F_SMOOTHING],
+                       .mixup = fl[F_MIXUP], .cutmix = fl[F_CUTMIX], .mix_switch = fl[F_MIX_SWITCH],
+                       .mix_prob = fl[F_MIX_PROB], .lr_per_epoch = (int)v[I_LR_PER_EPOCH], .warmup_lr = fl[F_WARMUP_LR]};
     rs->step = v[I_STEP];
     rs->train_examples = (uint64_t)v[I_TRAIN_EXAMPLES];
     rs->vocab_hash = (uint64_t)v[I_VOCAB_HASH];

@@ -8,6 +8,7 @@
 #include "model.h"
 #include "train.h"
 #include "lra.h"
+#include "augment.h"
 
 // The HGRN2 authors' LRA runs: the model, the batch, AdamW's peak lr, the gradient clip (0: none), the weight
 // decay, the warmup and the cosine's length in steps, the epochs. The image tasks scan their images in 2-D:
@@ -82,11 +83,48 @@ void cls_augment(int32_t *pix, int n, int h, int w, int ch, int pad, uint64_t se
 
 const Range R_GLU_RATIO = {"glu-ratio", 1, 64}, R_DROPOUT = {"dropout", 0, 0.99}, R_EPOCHS = {"epochs", 1, 1 << 20},
             R_SCHED_STEPS = {"sched-steps", 1, 0x1p40}, R_TRAIN_EXAMPLES = {"train examples", 1, 0x1p40};
+const Range R_SMOOTHING = {"smoothing", 0, 0.99}, R_MIXUP = {"mixup", 0, 100}, R_CUTMIX = {"cutmix", 0, 100},
+            R_MIX_SWITCH = {"mix-switch", 0, 1}, R_MIX_PROB = {"mix-prob", 0, 1}, R_WARMUP_LR = {"warmup-lr", 0, 10};
 
-// The language model's cosine (train.c) over sched_steps instead of the run's length.
-double cls_lr_at(const ClsHyper *h, int64_t step) {
-    Hyper lm = {.steps = h->sched_steps, .warmup = h->warmup, .lr = h->lr, .min_lr = h->min_lr, .sched = SCHED_COSINE};
-    return lr_at(&lm, step);
+double cls_lr_at(const ClsHyper *h, int64_t step, int64_t spe) {
+    if (!h->lr_per_epoch) {
+        // the language model's cosine (train.c) over sched_steps instead of the run's length
+        Hyper lm = {.steps = h->sched_steps, .warmup = h->warmup, .lr = h->lr, .min_lr = h->min_lr, .sched = SCHED_COSINE};
+        return lr_at(&lm, step);
+    }
+    if (spe < 1) die("internal error: a per-epoch schedule of %lld steps an epoch", (long long)spe);
+    const double e = (double)((step > 0 ? step - 1 : 0) / spe), W = (double)h->warmup / (double)spe,
+                 E = (double)h->sched_steps / (double)spe;
+    if (e < W) return h->warmup_lr + e * (h->lr - h->warmup_lr) / W;
+    if (e >= E) return h->min_lr;
+    return h->min_lr + 0.5 * (h->lr - h->min_lr) * (1 + cos(M_PI * e / E));
+}
+
+// A uniform integer in [0, n) from the generator.
+static int draw_below(uint64_t *r, int n) { return (int)(((unsigned __int128)splitmix64(r) * (uint64_t)n) >> 64); }
+
+ClsMix cls_mix_draw(const ClsHyper *h, int img_h, int img_w, int64_t step) {
+    ClsMix mx = {.kind = MIX_NONE, .lam = 1, .smoothing = h->smoothing};
+    if (!(h->mixup > 0) && !(h->cutmix > 0)) return mx;
+    if (img_h < 1 || img_w < 1) die("internal error: mixing images of %d x %d", img_h, img_w);
+    // timm's order of draws: whether to mix, then cutmix or mixup (both on), then lam, then the box's center
+    uint64_t r = mix64(mix64(h->seed ^ 0x6D69787570637574ull) + (uint64_t)step);
+    if (!(rng_uniform(&r) < h->mix_prob)) return mx;
+    int cut = h->cutmix > 0;
+    if (h->mixup > 0 && h->cutmix > 0) cut = rng_uniform(&r) < h->mix_switch;
+    mx.lam = aug_beta(&r, cut ? h->cutmix : h->mixup, cut ? h->cutmix : h->mixup);
+    mx.kind = cut ? MIX_CUTMIX : MIX_MIXUP;
+    if (cut) {
+        const double ratio = sqrt(1 - mx.lam);
+        const int ch = (int)(img_h * ratio), cw = (int)(img_w * ratio);
+        const int cy = draw_below(&r, img_h), cx = draw_below(&r, img_w);
+        mx.y0 = cy - ch / 2 < 0 ? 0 : cy - ch / 2;
+        mx.y1 = cy + ch / 2 > img_h ? img_h : cy + ch / 2;
+        mx.x0 = cx - cw / 2 < 0 ? 0 : cx - cw / 2;
+        mx.x1 = cx + cw / 2 > img_w ? img_w : cx + cw / 2;
+        mx.lam = 1 - (double)(mx.y1 - mx.y0) * (mx.x1 - mx.x0) / ((double)img_h * img_w);
+    }
+    return mx;
 }
 
 int64_t cls_steps_per_epoch(uint64_t n, int B) { return (int64_t)((n + (uint64_t)B - 1) / (uint64_t)B); }
@@ -151,9 +189,13 @@ typedef struct { double loss, acc, grad_norm, lr; } ClsStepResult;
 // Optimizer step `step` (from 1) on one full batch: the gradients zeroed, forward with batch statistics and
 // dropout, backward of the mean loss, the global gradient norm and clipping to h->clip, AdamW. When the loss
 // or the norm is not finite, AdamW is skipped and the parameters stay as they were.
-static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, int64_t step, const ClsBatch *b) {
-    ClsStepResult r = {.lr = cls_lr_at(h, step)};
+static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, int64_t step, int64_t spe,
+                                    const ClsBatch *b) {
+    ClsStepResult r = {.lr = cls_lr_at(h, step, spe)};
     OP(zero, m->grads, m->lay.n);
+    // mixing and soft targets, when on (the plain loss otherwise, as before they existed)
+    const ClsMix mix = cls_mix_draw(h, m->c.grid_h, m->c.grid_w, step);
+    cls_acts_set_mix(a, &mix);
     int64_t correct = 0;
     double sum = cls_forward(m, a, b->tokens, b->lens, b->labels, h->B, 1, cls_drop_seed(h->seed, step), &correct, NULL);
     cls_backward(m, a, 1.0 / h->B);     // every row of a shuffled batch holds an example
@@ -213,9 +255,29 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     else
         printf("| batch        | %d examples x %d tokens%s; an epoch is %lld steps\n", h->B, h->T,
                c->ndoc == 2 ? " per document, 2 documents each" : "", (long long)spe);
-    printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
-           "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
-           h->adam_eps, h->wd, h->clip);
+    if (c->input == INPUT_PIXELS || h->smoothing > 0) {
+        char mixing[160] = "no mixup or cutmix";
+        const char *every = h->mix_prob >= 1 ? "every batch" : NULL;
+        char prob[48];
+        if (!every) { snprintf(prob, sizeof prob, "a batch with probability %g", h->mix_prob); every = prob; }
+        if (h->mixup > 0 && h->cutmix > 0)
+            snprintf(mixing, sizeof mixing, "mixup alpha %g or cutmix alpha %g (cutmix with probability %g), %s", h->mixup,
+                     h->cutmix, h->mix_switch, every);
+        else if (h->mixup > 0 || h->cutmix > 0)
+            snprintf(mixing, sizeof mixing, "%s alpha %g, %s", h->mixup > 0 ? "mixup" : "cutmix",
+                     h->mixup > 0 ? h->mixup : h->cutmix, every);
+        char smooth[48] = "no label smoothing";
+        if (h->smoothing > 0) snprintf(smooth, sizeof smooth, "label smoothing %g", h->smoothing);
+        printf("| targets      | %s; %s\n", mixing, smooth);
+    }
+    if (h->lr_per_epoch)
+        printf("| optimizer    | AdamW lr %g (per epoch: warmup from %g over %g epochs, cosine to %g over %g epochs), "
+               "betas (%g, %g), eps %g, wd %g, clip %g\n", h->lr, h->warmup_lr, (double)h->warmup / (double)spe,
+               h->min_lr, (double)h->sched_steps / (double)spe, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
+    else
+        printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
+               "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
+               h->adam_eps, h->wd, h->clip);
     printf("| steps        | %lld (%.4g epochs; eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
            (double)h->steps / (double)spe, (long long)p->eval_every, (long long)p->ckpt_every);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
@@ -246,7 +308,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         double t0 = now_s();
         source_next(train, b.tokens, b.lens, b.labels, h->B, h->T);
         if (augment) cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, augment, h->seed, step);
-        ClsStepResult r = cls_train_step(m, acts, h, step, &b);
+        ClsStepResult r = cls_train_step(m, acts, h, step, spe, &b);
         t_steps += now_s() - t0;
         if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
             // cls_train_step left the parameters and the optimizer as they were: the batch is skipped

@@ -33,6 +33,10 @@ const ClsPreset *cls_preset_find(const char *task);
 // ps->warmup as epochs; their peak lr is per 512 examples of batch (scaled by batch / 512).
 #define IMAGENET_LR_BATCH 512
 #define IMAGENET_MIN_LR 1e-5
+// ... and its targets: label smoothing, mixup's and cutmix's Beta alphas (DeiT's defaults)
+#define IMAGENET_SMOOTHING 0.1
+#define IMAGENET_MIXUP 0.8
+#define IMAGENET_CUTMIX 1.0
 static inline int cls_task_imagenet(const char *task) { return !strncmp(task, "imagenet", 8); }
 
 // Whether the examples are images (their vocabulary description reads "pixels HxWxC ..."): 1 with the height,
@@ -62,16 +66,41 @@ typedef struct {
     // erasing's probability, the repeated augmentation's count (the other tasks: 0, 0, 1)
     int randaug, repeat;
     double reprob;
+    // the targets (checkpoint version 6): label smoothing (0: none); mixup's and cutmix's Beta alphas (0: off),
+    // the probability of cutmix when both are on, and of mixing a batch at all (cls_mix_draw)
+    double smoothing, mixup, cutmix, mix_switch, mix_prob;
+    // the schedule's stepping (version 6): 0, once a step from 0; 1, timm's per-epoch schedule, the warmup
+    // rising from warmup_lr (cls_lr_at)
+    int lr_per_epoch;
+    double warmup_lr;
 } ClsHyper;
 
 // The ranges of the settings that only the classifier has (train's flags of the same names); the others
 // are the language model's (R_DIM ..., R_BATCH ... of model.h and train.h). Checkpoints are checked
 // against the same ranges.
 extern const Range R_GLU_RATIO, R_DROPOUT, R_EPOCHS, R_SCHED_STEPS, R_TRAIN_EXAMPLES;
+extern const Range R_SMOOTHING, R_MIXUP, R_CUTMIX, R_MIX_SWITCH, R_MIX_PROB, R_WARMUP_LR;
+// The defaults of the flags above that are not the imagenet presets' (those: smoothing 0.1, mixup 0.8, cutmix
+// 1, the per-epoch schedule): mixing's switch and probability, the per-epoch warmup's start.
+#define CLS_MIX_SWITCH 0.5
+#define CLS_MIX_PROB 1.0
+#define CLS_WARMUP_LR 1e-6
 
-// The learning rate of step `step` (from 1): lr x step / warmup during the warmup, then a cosine from lr to
-// min_lr over sched_steps (counted from step 0), constant at min_lr after it.
-double cls_lr_at(const ClsHyper *h, int64_t step);
+// The learning rate of step `step` (from 1). Per step (lr_per_epoch 0): lr x step / warmup during the warmup,
+// then a cosine from lr to min_lr over sched_steps (counted from step 0), constant at min_lr after it.
+// Per epoch (timm's CosineLRScheduler stepped once an epoch, as DeiT's runs): constant within epoch
+// e = (step - 1) / spe (spe: steps per epoch); with W = warmup / spe and E = sched_steps / spe epochs,
+// warmup_lr + e (lr - warmup_lr) / W for e < W, then min_lr + (lr - min_lr) (1 + cos(pi e / E)) / 2 (the cosine
+// counted from epoch 0, not from the warmup's end), min_lr from epoch E on.
+double cls_lr_at(const ClsHyper *h, int64_t step, int64_t spe);
+// The mixing of training step `step` (from 1) of a batch of img_h x img_w images, drawn from a generator keyed
+// by the run's seed and the step alone (so a resumed run draws the same): whether the batch is mixed
+// (probability mix_prob), cutmix or mixup (cutmix with probability mix_switch when both are on), lam ~
+// Beta(alpha, alpha) of the chosen one, and for cutmix the box: cut ratio sqrt(1 - lam), cut_h = int(img_h x
+// ratio), cut_w likewise, a center (cy, cx) uniform over the pixels, the box [cy - cut_h / 2, cy + cut_h / 2)
+// (integer halves) x the same in x, clipped to the image, and lam corrected to 1 - box area / image area.
+// The smoothing is h->smoothing whatever is drawn.
+ClsMix cls_mix_draw(const ClsHyper *h, int img_h, int img_w, int64_t step);
 // Batches of an epoch: ceil(n / B). The shuffled loader's batches are always full and run on into the next
 // epoch, so an "epoch" of steps reads ceil(n / B) x B examples.
 int64_t cls_steps_per_epoch(uint64_t n, int B);

@@ -13,7 +13,8 @@
 
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
-       OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_LAST };
+       OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
+       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -89,7 +90,8 @@ static const char *TRAIN_HELP =
     "RMSNorm (no weight), linear head. --preset imagenet-tiny (default; dim 192, batch 1024, wd 0.05, warmup 20\n"
     "epochs) or imagenet-small (dim 384, batch 2048, wd 0.1, warmup 10 epochs); both: AdamW lr 7.5e-4 x\n"
     "batch / 512, betas (0.9, 0.98), cosine to 1e-5 over the run, 300 epochs, clip 5, random resized crops\n"
-    "and flips, RandAugment (m9 mstd0.5, 2 ops), random erasing 0.25, repeated augmentation x3.\n"
+    "and flips, RandAugment (m9 mstd0.5, 2 ops), random erasing 0.25, repeated augmentation x3, mixup 0.8 or\n"
+    "cutmix 1.0 (half and half), label smoothing 0.1, the schedule stepped once an epoch from 1e-6.\n"
     "docs/imagenet.md.\n"
     "The learning rate warms up linearly, then follows a cosine to --min-lr over --sched-steps (50000)\n"
     "steps, stepped once a batch; the run ends after --epochs epochs of ceil(train examples / batch) steps,\n"
@@ -117,9 +119,19 @@ static const char *TRAIN_HELP =
     "  --randaugment on|off RandAugment after the crop (default on: 2 ops, magnitude 9, std 0.5)\n"
     "  --reprob P           random erasing's probability (default 0.25; 0: off)\n"
     "  --repeated-aug N     each drawn example N times an epoch, differently augmented (default 3; 1: off)\n"
+    "Targets:\n"
+    "  --smoothing E        label smoothing in [0, 0.99] (default: imagenet 0.1, the other tasks 0); training only\n"
+    "  --mixup A            image tasks: mixup with lam ~ Beta(A, A) (default: imagenet 0.8, the others 0: off)\n"
+    "  --cutmix A           image tasks: cutmix with lam ~ Beta(A, A) (default: imagenet 1.0, the others 0: off)\n"
+    "  --mix-switch P       with both on, the probability of cutmix for a batch (default 0.5)\n"
+    "  --mix-prob P         the probability that a batch is mixed at all (default 1); each batch is mixed with\n"
+    "                       itself reversed, so mixing needs --batch 2 or more\n"
     "Optimization:\n"
     "  --batch B (examples) --seq-len T (tokens per document; longer documents are cut)\n"
     "  --lr X --min-lr X (default 0) --warmup N --sched-steps N (the cosine's length)\n"
+    "  --lr-per-epoch on|off the schedule constant within an epoch, with --warmup and --sched-steps counted\n"
+    "                       in epochs of their steps (default: imagenet on, the other tasks off: per step)\n"
+    "  --warmup-lr X        with --lr-per-epoch on: the warmup's first rate (default 1e-6)\n"
     "  --wd X --beta1 X --beta2 X --adam-eps X --clip X (0: off)\n"
     "Progress:\n"
     "  --eval-every N       validation loss and accuracy every N steps (default: once an epoch; 0: at the end)\n"
@@ -139,7 +151,8 @@ static const char *TRAIN_HELP =
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, OC_PRESET,
-                                OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, O_BATCH, O_SEQ, O_LR,
+                                OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
+                                OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (set[fixed[i]])
@@ -222,11 +235,18 @@ int cmd_cls_train(int argc, char **argv) {
         {"patch", required_argument, 0, OC_PATCH}, {"preset", required_argument, 0, OC_PRESET},
         {"image-size", required_argument, 0, OC_IMAGE_SIZE}, {"loader-threads", required_argument, 0, OC_LOADER_THREADS},
         {"randaugment", required_argument, 0, OC_RANDAUG}, {"reprob", required_argument, 0, OC_REPROB},
-        {"repeated-aug", required_argument, 0, OC_REPEAT}, {0, 0, 0, 0}};
+        {"repeated-aug", required_argument, 0, OC_REPEAT}, {"smoothing", required_argument, 0, OC_SMOOTHING},
+        {"mixup", required_argument, 0, OC_MIXUP}, {"cutmix", required_argument, 0, OC_CUTMIX},
+        {"mix-switch", required_argument, 0, OC_MIX_SWITCH}, {"mix-prob", required_argument, 0, OC_MIX_PROB},
+        {"lr-per-epoch", required_argument, 0, OC_LR_PER_EPOCH}, {"warmup-lr", required_argument, 0, OC_WARMUP_LR},
+        {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
     int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
     double reprob = 0.25;
+    double smoothing = 0, mixup = 0, cutmix = 0, mix_switch = CLS_MIX_SWITCH, mix_prob = CLS_MIX_PROB;
+    double warmup_lr = CLS_WARMUP_LR;
+    int lr_per_epoch = 0;
     int64_t image_size = IMAGENET_SIDE, loader_threads = 0;
     const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
     MachineArgs mach = {0};
@@ -270,6 +290,16 @@ int cmd_cls_train(int argc, char **argv) {
             break;
         case OC_REPROB: reprob = arg_num("--reprob", optarg, 0, 1); break;
         case OC_REPEAT: repeat = (int)arg_int("--repeated-aug", optarg, 1, AUG_REPEAT_MAX); break;
+        case OC_SMOOTHING: smoothing = arg_num_in(&R_SMOOTHING, optarg); break;
+        case OC_MIXUP: mixup = arg_num_in(&R_MIXUP, optarg); break;
+        case OC_CUTMIX: cutmix = arg_num_in(&R_CUTMIX, optarg); break;
+        case OC_MIX_SWITCH: mix_switch = arg_num_in(&R_MIX_SWITCH, optarg); break;
+        case OC_MIX_PROB: mix_prob = arg_num_in(&R_MIX_PROB, optarg); break;
+        case OC_LR_PER_EPOCH:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--lr-per-epoch must be on or off, got '%s'", optarg);
+            lr_per_epoch = !strcmp(optarg, "on");
+            break;
+        case OC_WARMUP_LR: warmup_lr = arg_num_in(&R_WARMUP_LR, optarg); break;
         case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
         case O_SEQ: seq = arg_int_in(&R_SEQ_LEN, optarg); break;
         case O_LR: lr = arg_num_in(&R_LR, optarg); break;
@@ -306,6 +336,10 @@ int cmd_cls_train(int argc, char **argv) {
         usage_error("--task is required (lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx or "
                     "fashion-mnist)");
     if (ps && ps->pixels && seq) usage_error("--seq-len is the images' size for --task %s: it takes no --seq-len", task);
+    // mixing needs images (the image tasks' pictures are whole and of a known size)
+    if (ps && !ps->pixels && !imnet && (set[OC_MIXUP] || set[OC_CUTMIX] || set[OC_MIX_SWITCH] || set[OC_MIX_PROB]))
+        usage_error("--mixup, --cutmix, --mix-switch and --mix-prob mix images: they are for the image tasks (lra-image, "
+                    "lra-pathfinder, lra-pathx, fashion-mnist, imagenet); %s reads tokens", task);
     if (ps && !ps->pixels && !imnet && set[OC_PATCH])
         usage_error("--patch is for the image tasks (lra-image, lra-pathfinder, lra-pathx, fashion-mnist): %s reads tokens", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
@@ -356,6 +390,20 @@ int cmd_cls_train(int argc, char **argv) {
                           .adam_eps = adam_eps, .clip = set[O_CLIP] ? clip : ps->clip, .seed = seed, .repeat = 1};
         snprintf(rs.task, sizeof rs.task, "%s", task);
         snprintf(rs.data, sizeof rs.data, "%s", data);
+        // the targets and the schedule's stepping: the recipe's for imagenet, off for the other tasks
+        rs.h.smoothing = set[OC_SMOOTHING] ? smoothing : imnet ? IMAGENET_SMOOTHING : 0;
+        rs.h.mixup = set[OC_MIXUP] ? mixup : imnet ? IMAGENET_MIXUP : 0;
+        rs.h.cutmix = set[OC_CUTMIX] ? cutmix : imnet ? IMAGENET_CUTMIX : 0;
+        rs.h.mix_switch = mix_switch;
+        rs.h.mix_prob = mix_prob;
+        rs.h.lr_per_epoch = set[OC_LR_PER_EPOCH] ? lr_per_epoch : imnet;
+        rs.h.warmup_lr = warmup_lr;
+        if (set[OC_WARMUP_LR] && !rs.h.lr_per_epoch)
+            usage_error("--warmup-lr is the per-epoch schedule's first rate (the per-step warmup rises from 0): give "
+                        "--lr-per-epoch on");
+        if ((rs.h.mixup > 0 || rs.h.cutmix > 0) && rs.h.B < 2)
+            usage_error("mixup and cutmix mix each image with another of its batch: --batch 1 has none (give --batch 2 "
+                        "or more, or --mixup 0 --cutmix 0)");
         if (imnet) {
             // 1-D scans over the raster order of the patches of side x side RGB crops, a plain final RMSNorm
             JpegSet *js = jpeg_set_open(data, "train");     // dies naming the missing or damaged file

@@ -4,7 +4,8 @@
 // (identity) and by quarter turns (exact rotations); Translate by whole pixels (exact, with the fill);
 // magnitude-to-parameter mappings; RandAugment's determinism per key and its difference across epochs;
 // random erasing's box statistics and probability; repeated augmentation in the index functions and in the
-// loader itself (each drawn example 3 times in a row, an epoch of the dataset's size, the copies different).
+// loader itself (each drawn example 3 times in a row, an epoch of the dataset's size, the copies different);
+// the Gamma and Beta samplers of mixup and cutmix against their moments.
 #define _GNU_SOURCE
 #include <math.h>
 #include <sys/stat.h>
@@ -402,6 +403,59 @@ static void test_repeated(void) {
     free(pix);
 }
 
+// The samplers behind mixup's and cutmix's lam: over n draws, Gamma(a)'s mean a and variance a (both sides of
+// a = 1, where the sampler switches to the boosted form), Beta(a, a)'s mean 1/2 and variance 1 / (4 (2a + 1))
+// for the recipe's alphas, and an asymmetric Beta's mean a / (a + b); each within 4 standard errors, the error
+// of a variance estimated from the draws' own squared deviations. Every draw is finite and Beta's in [0, 1].
+static void moments(const double *x, int n, double mu, double *mean, double *se_mean, double *var, double *se_var) {
+    double s = 0, s2 = 0, q = 0, q2 = 0;
+    for (int i = 0; i < n; i++) { s += x[i]; s2 += x[i] * x[i]; }
+    *mean = s / n;
+    *se_mean = sqrt((s2 / n - *mean * *mean) / n);
+    for (int i = 0; i < n; i++) { const double d = (x[i] - mu) * (x[i] - mu); q += d; q2 += d * d; }
+    *var = q / n;
+    *se_var = sqrt((q2 / n - *var * *var) / n);
+}
+
+static void test_gamma_beta(void) {
+    enum { N = 200000 };
+    double *x = xmalloc(N * sizeof(double)), m, sm, v, sv;
+    static const double shapes[] = {0.3, 0.8, 1.0, 2.5};
+    for (int k = 0; k < 4; k++) {
+        const double a = shapes[k];
+        uint64_t r = 1000 + (uint64_t)k;
+        int bad = 0;
+        for (int i = 0; i < N; i++) { x[i] = aug_gamma(&r, a); bad += !(x[i] >= 0 && isfinite(x[i])); }
+        moments(x, N, a, &m, &sm, &v, &sv);
+        CHECK(!bad, "Gamma(%g): %d draws not finite and >= 0", a, bad);
+        CHECK(fabs(m - a) < 4 * sm, "Gamma(%g): mean %.5f, want %g (standard error %.5f)", a, m, a, sm);
+        CHECK(fabs(v - a) < 4 * sv, "Gamma(%g): variance %.5f, want %g (standard error %.5f)", a, v, a, sv);
+        printf("Gamma(%g) over %d draws: mean %.4f (want %g), variance %.4f (want %g)\n", a, N, m, a, v, a);
+    }
+    static const double alphas[] = {0.8, 1.0, 0.1};
+    for (int k = 0; k < 3; k++) {
+        const double a = alphas[k], want = 1 / (4 * (2 * a + 1));
+        uint64_t r = 2000 + (uint64_t)k;
+        int bad = 0;
+        for (int i = 0; i < N; i++) { x[i] = aug_beta(&r, a, a); bad += !(x[i] >= 0 && x[i] <= 1); }
+        moments(x, N, 0.5, &m, &sm, &v, &sv);
+        CHECK(!bad, "Beta(%g, %g): %d draws outside [0, 1]", a, a, bad);
+        CHECK(fabs(m - 0.5) < 4 * sm, "Beta(%g, %g): mean %.5f, want 0.5 (standard error %.5f)", a, a, m, sm);
+        CHECK(fabs(v - want) < 4 * sv, "Beta(%g, %g): variance %.5f, want %.5f (standard error %.5f)", a, a, v, want, sv);
+        printf("Beta(%g, %g) over %d draws: mean %.4f (want 0.5), variance %.5f (want %.5f)\n", a, a, N, m, v, want);
+    }
+    uint64_t r = 3000;
+    for (int i = 0; i < N; i++) x[i] = aug_beta(&r, 2.0, 0.5);
+    moments(x, N, 0.8, &m, &sm, &v, &sv);
+    CHECK(fabs(m - 0.8) < 4 * sm, "Beta(2, 0.5): mean %.5f, want 0.8 (standard error %.5f)", m, sm);
+    // the same state, the same draw; the draws move the state
+    uint64_t r1 = 77, r2 = 77;
+    const double b1 = aug_beta(&r1, 0.8, 0.8), b2 = aug_beta(&r2, 0.8, 0.8);
+    CHECK(b1 == b2 && r1 == r2, "Beta from equal states: %.17g and %.17g", b1, b2);
+    CHECK(aug_beta(&r1, 0.8, 0.8) != b1, "two Beta draws in a row are equal");
+    free(x);
+}
+
 int main(void) {
     test_point_ops();
     test_histogram_ops();
@@ -410,5 +464,6 @@ int main(void) {
     test_randaugment();
     test_erasing();
     test_repeated();
+    test_gamma_beta();
     return check_summary("test_augment");
 }

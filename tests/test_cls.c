@@ -5,6 +5,10 @@
 //  - training updates BatchNorm's running statistics, evaluation leaves them alone
 //  - pixel inputs, and the 2-D scans against an explicit sum of the four directional recurrences per pixel
 //  - patch inputs: their gradients, and where the rearrangement puts every pixel of an image
+//  - mixup and cutmix: the staged pixels against lam x_b + (1 - lam) x_partner and the box's partner values
+//    (pixels and patches), the draws (corrected lam, determinism, the switch and mixing rates), the gradients
+//    with soft targets (mixing and label smoothing) by finite differences, evaluation never mixing
+//  - the per-epoch schedule against its formula, the per-step one unchanged
 #include <math.h>
 #include <omp.h>
 
@@ -36,6 +40,9 @@ static Batch make_batch(const ClsConfig *c, int B, int T, uint64_t *s) {
 }
 static void free_batch(Batch *b) { free(b->tok); free(b->lens); free(b->lab); }
 
+// The mixing fd_cls's training forwards use (NULL: none).
+static const ClsMix *fd_mix;
+
 static double mean_loss(ClsModel *m, ClsActs *a, const Batch *b) {
     return cls_forward(m, a, b->tok, b->lens, b->lab, b->B, 1, 99, NULL, NULL) / b->B;
 }
@@ -65,6 +72,7 @@ static void fd_cls(ClsConfig c, int B, int T, uint64_t seed, const char *what) {
     }
     Batch b = make_batch(&c, B, T, &s);
     ClsActs *a = cls_acts_alloc(&c, B, T, 1);
+    cls_acts_set_mix(a, fd_mix);
     op_zero(m.grads, m.lay.n);
     cls_forward(&m, a, b.tok, b.lens, b.lab, B, 1, 99, NULL, NULL);
     cls_backward(&m, a, 1.0 / B);
@@ -355,6 +363,177 @@ static void top_k(ClsConfig c) {
     cls_free(&m);
 }
 
+// The staged input of a training forward with mixing, value by value: for row b and raster value t (pixel (y, x),
+// channel ch), with v(r) = (pixel / 255 - mean[ch]) / std[ch] of row r and partner n - 1 - b, mixup stages
+// lam v(b) + (1 - lam) v(partner), cutmix v(partner) inside the box and v(b) outside, at position
+// cls_patch_index(t). Evaluation forwards on the same activations stage the plain pixels and score the plain
+// loss; the training loss with mixing is the soft targets' (here checked against the formula).
+static void mix_staging(ClsConfig c, const ClsMix *mx, const char *what) {
+    const char *bad = cls_config_finish(&c);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 41);
+    cls_alloc_training(&m);
+    const int B = 3, P = cls_rows(&c) * cls_cols(&c), CH = cls_pos_values(&c);
+    const int64_t vals = (int64_t)P * CH;
+    uint64_t s = 43;
+    Batch b = make_batch(&c, B, P, &s);
+    ClsActs *a = cls_acts_alloc(&c, B, P, 1);
+    cls_acts_set_mix(a, mx);
+    const double loss = cls_forward(&m, a, b.tok, b.lens, b.lab, B, 1, 5, NULL, NULL);
+    const real *got = cls_acts_staged_pixels(a);
+    double worst = 0;
+    int inside = 0, outside = 0;
+    for (int r = 0; r < B; r++) {
+        const int q = B - 1 - r;
+        for (int64_t t = 0; t < vals; t++) {
+            const int ch = (int)(t % c.channels);
+            const int64_t px = t / c.channels, y = px / c.grid_w, x = px % c.grid_w;
+            const double v = (b.tok[r * vals + t] / 255.0 - c.pix_mean[ch]) / c.pix_std[ch];
+            const double vp = (b.tok[q * vals + t] / 255.0 - c.pix_mean[ch]) / c.pix_std[ch];
+            double want = v;
+            if (mx->kind == MIX_MIXUP) want = mx->lam * v + (1 - mx->lam) * vp;
+            else if (mx->kind == MIX_CUTMIX) {
+                const int in = y >= mx->y0 && y < mx->y1 && x >= mx->x0 && x < mx->x1;
+                if (in) want = vp;
+                inside += in && r != q;
+                outside += !in && r != q;
+            }
+            const double e = fabs(got[r * vals + cls_patch_index(&c, t)] - want);
+            if (e > worst) worst = e;
+        }
+    }
+    CHECK(worst <= 1e-12, "%s: a staged value differs from the mixed pixel by %.3g", what, worst);
+    if (mx->kind == MIX_CUTMIX)
+        CHECK(inside == 2 * (mx->y1 - mx->y0) * (mx->x1 - mx->x0) * c.channels && outside > 0,
+              "%s: %d values inside the box, %d outside", what, inside, outside);
+    // the mixed training loss differs from an unmixed forward's (soft_loss_value checks its value); evaluation
+    // ignores the mixing
+    ClsActs *plain = cls_acts_alloc(&c, B, P, 1);
+    const double loss_plain = cls_forward(&m, plain, b.tok, b.lens, b.lab, B, 1, 5, NULL, NULL);
+    CHECK(fabs(loss - loss_plain) > 1e-9, "%s: mixing left the training loss at %.12g", what, loss);
+    ClsActs *ev = cls_acts_alloc(&c, B, P, 0), *ev2 = cls_acts_alloc(&c, B, P, 0);
+    cls_acts_set_mix(ev, mx);
+    const double l1 = cls_forward(&m, ev, b.tok, b.lens, b.lab, B, 0, 0, NULL, NULL);
+    const double l2 = cls_forward(&m, ev2, b.tok, b.lens, b.lab, B, 0, 0, NULL, NULL);
+    CHECK(l1 == l2, "%s: an evaluation forward with mixing set scored %.15g, without %.15g", what, l1, l2);
+    int plainpix = 1;
+    const real *ep = cls_acts_staged_pixels(ev);
+    for (int r = 0; r < B; r++)
+        for (int64_t t = 0; t < vals; t++) {
+            const int ch = (int)(t % c.channels);
+            plainpix &= ep[r * vals + cls_patch_index(&c, t)] == (real)((b.tok[r * vals + t] / 255.0 - c.pix_mean[ch]) / c.pix_std[ch]);
+        }
+    CHECK(plainpix, "%s: an evaluation forward staged mixed pixels", what);
+    printf("%-58s staged as mixed (worst %.2g), evaluation unmixed\n", what, worst);
+    cls_acts_free(a); cls_acts_free(plain); cls_acts_free(ev); cls_acts_free(ev2);
+    free_batch(&b);
+    cls_free(&m);
+}
+
+// The soft targets reach the loss as the formula says, on a model whose rows are independent (LayerNorm, no
+// dropout): mixup at lam 1 without smoothing is the plain loss; at lam 0 every row is its partner's image with
+// its partner's label, so the batch's loss is the plain one (the rows reversed); smoothing eps gives
+// (1 - eps) L0 + eps U with U = sum of (logsumexp - mean logit), so the loss is affine in eps and moves with it.
+static void soft_loss_value(ClsConfig c) {
+    c.norm = NORM_LAYER; c.dropout = 0;
+    const char *bad = cls_config_finish(&c);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 51);
+    cls_alloc_training(&m);
+    const int B = 4, P = cls_rows(&c) * cls_cols(&c);
+    uint64_t s = 53;
+    Batch b = make_batch(&c, B, P, &s);
+    b.lab[0] = 0; b.lab[1] = 1; b.lab[2] = 2; b.lab[3] = 1;
+    ClsActs *a = cls_acts_alloc(&c, B, P, 1);
+    const double L0 = cls_forward(&m, a, b.tok, b.lens, b.lab, B, 1, 5, NULL, NULL);
+    double L[5];
+    const ClsMix mixes[5] = {{.kind = MIX_MIXUP, .lam = 1}, {.kind = MIX_MIXUP, .lam = 0}, {.smoothing = 0.5},
+                             {.smoothing = 0.2}, {.kind = MIX_MIXUP, .lam = 0.5}};
+    for (int i = 0; i < 5; i++) {
+        cls_acts_set_mix(a, &mixes[i]);
+        L[i] = cls_forward(&m, a, b.tok, b.lens, b.lab, B, 1, 5, NULL, NULL);
+    }
+    CHECK(fabs(L[0] - L0) <= 1e-12 * fabs(L0), "mixup at lam 1: loss %.15g, plain %.15g", L[0], L0);
+    CHECK(fabs(L[1] - L0) <= 1e-12 * fabs(L0), "mixup at lam 0 (the partners' images and labels): loss %.15g, plain %.15g",
+          L[1], L0);
+    const double U = (L[2] - 0.5 * L0) / 0.5;
+    CHECK(fabs(L[2] - L0) > 1e-6, "smoothing 0.5 left the loss at %.15g", L0);
+    CHECK(fabs(L[3] - (0.8 * L0 + 0.2 * U)) <= 1e-12 * fabs(L0), "smoothing 0.2: loss %.15g, want %.15g", L[3],
+          0.8 * L0 + 0.2 * U);
+    CHECK(fabs(L[4] - L0) > 1e-6, "mixup at lam 0.5 left the loss at %.15g", L0);
+    printf("soft targets: lam 1 and lam 0 give the plain loss %.6f, smoothing affine in eps\n", L0 / B);
+    cls_acts_free(a);
+    free_batch(&b);
+    cls_free(&m);
+}
+
+// cls_mix_draw: the same (seed, step), the same draw; other steps, other draws; cutmix's boxes inside the image,
+// of the size int(side sqrt(1 - lam0)) halved twice around a center (clipped), with lam = 1 - area / total; the
+// switch and mixing probabilities as rates over 4000 steps (within 4 sigma); mixup alone never cuts.
+static void mix_draws(void) {
+    ClsHyper h = {.seed = 9, .mixup = 0.8, .cutmix = 1.0, .mix_switch = 0.5, .mix_prob = 1, .smoothing = 0.1};
+    const int H = 12, W = 20, n = 4000;
+    int cuts = 0, mixed = 0, badbox = 0, badlam = 0, same = 0;
+    double prev = -1;
+    for (int step = 1; step <= n; step++) {
+        const ClsMix a = cls_mix_draw(&h, H, W, step), b = cls_mix_draw(&h, H, W, step);
+        CHECK(a.kind == b.kind && a.lam == b.lam && a.y0 == b.y0 && a.y1 == b.y1 && a.x0 == b.x0 && a.x1 == b.x1,
+              "step %d: two draws differ", step);
+        CHECK(a.smoothing == 0.1, "step %d: smoothing %g", step, a.smoothing);
+        mixed += a.kind != MIX_NONE;
+        // mixup's lam is continuous (cutmix's corrected one takes few values)
+        if (a.kind == MIX_MIXUP) { same += a.lam == prev; prev = a.lam; }
+        if (a.kind != MIX_CUTMIX) { badlam += !(a.lam >= 0 && a.lam <= 1); continue; }
+        cuts++;
+        badbox += !(0 <= a.y0 && a.y0 <= a.y1 && a.y1 <= H && 0 <= a.x0 && a.x0 <= a.x1 && a.x1 <= W);
+        badlam += fabs(a.lam - (1 - (double)(a.y1 - a.y0) * (a.x1 - a.x0) / (H * W))) > 1e-15;
+        // unclipped sides are even (2 x the half cut), and a side clipped at a border ends there
+        badbox += ((a.y1 - a.y0) % 2 && a.y0 != 0 && a.y1 != H) || ((a.x1 - a.x0) % 2 && a.x0 != 0 && a.x1 != W);
+    }
+    CHECK(mixed == n, "mix-prob 1: %d of %d batches mixed", mixed, n);
+    CHECK(!badbox && !badlam, "cutmix: %d boxes out of the image or odd, %d lams not 1 - area / total", badbox, badlam);
+    CHECK(same == 0, "%d mixup steps drew the lam of the mixup before", same);
+    CHECK(fabs(cuts - 0.5 * n) < 4 * sqrt(0.25 * n), "switch 0.5: %d of %d batches cut", cuts, n);
+    h.seed = 10;
+    const ClsMix o = cls_mix_draw(&h, H, W, 1);
+    h.seed = 9;
+    CHECK(o.lam != cls_mix_draw(&h, H, W, 1).lam, "seeds 9 and 10 drew the same lam at step 1");
+    h.mix_prob = 0.3;
+    mixed = 0;
+    for (int step = 1; step <= n; step++) mixed += cls_mix_draw(&h, H, W, step).kind != MIX_NONE;
+    CHECK(fabs(mixed - 0.3 * n) < 4 * sqrt(0.21 * n), "mix-prob 0.3: %d of %d batches mixed", mixed, n);
+    h.mix_prob = 1; h.cutmix = 0;
+    cuts = 0;
+    for (int step = 1; step <= n; step++) cuts += cls_mix_draw(&h, H, W, step).kind != MIX_MIXUP;
+    CHECK(cuts == 0, "mixup alone: %d batches not mixup", cuts);
+    h.mixup = 0;
+    CHECK(cls_mix_draw(&h, H, W, 3).kind == MIX_NONE && cls_mix_draw(&h, H, W, 3).lam == 1, "both off: a batch mixed");
+    printf("mixing draws: deterministic per (seed, step), boxes and lam consistent, switch and mixing rates\n");
+}
+
+// The per-epoch schedule at its turning points (5 steps an epoch, warmup 2 epochs, cosine over 10), and the
+// per-step one as it was.
+static void schedules(void) {
+    ClsHyper h = {.lr = 1e-3, .min_lr = 1e-5, .warmup = 10, .sched_steps = 50, .lr_per_epoch = 1, .warmup_lr = 1e-6};
+    const int64_t steps[] = {1, 5, 6, 10, 11, 16, 46, 50, 51, 90};
+    for (int i = 0; i < 10; i++) {
+        const double e = (double)((steps[i] - 1) / 5);
+        const double want = e < 2 ? 1e-6 + e * (1e-3 - 1e-6) / 2 : e >= 10 ? 1e-5 : 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + cos(M_PI * e / 10));
+        const double got = cls_lr_at(&h, steps[i], 5);
+        CHECK(fabs(got - want) <= 1e-15, "per epoch, step %lld: lr %.17g, want %.17g", (long long)steps[i], got, want);
+    }
+    CHECK(cls_lr_at(&h, 1, 5) == 1e-6 && cls_lr_at(&h, 5, 5) == 1e-6, "the first epoch is not at the warmup lr");
+    h.lr_per_epoch = 0;
+    CHECK(fabs(cls_lr_at(&h, 3, 5) - 3e-4) <= 1e-18, "per step, step 3 of warmup 10: %.17g", cls_lr_at(&h, 3, 5));
+    const double c30 = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + cos(M_PI * 20.0 / 40.0));
+    CHECK(fabs(cls_lr_at(&h, 30, 5) - c30) <= 1e-15, "per step, step 30: %.17g, want %.17g", cls_lr_at(&h, 30, 5), c30);
+    printf("schedules: per epoch at its turning points, per step unchanged\n");
+}
+
 int main(void) {
     omp_set_num_threads(1);   // thousands of tiny forwards
     ClsConfig listops = {.V = 13, .D = 8, .L = 2, .K = 4, .I = 8, .classes = 5, .ndoc = 1, .norm = NORM_BATCH,
@@ -454,6 +633,43 @@ int main(void) {
     epat.patch = 3; epat.grid_h = 3; epat.grid_w = 27; epat.scan = SCAN_1D;     // 9 positions: eval_is_per_example's T
     eval_is_per_example(epat, "RGB 3 x 27 in 3 x 3 patches, 1-D scans");
     augmentation();
+    // mixup, cutmix and label smoothing: staging, the loss, the gradients with soft targets, the draws
+    {
+        ClsConfig mp = img;     // RGB 4 x 6 in 2 x 2 patches, 1-D scans over the patches
+        mp.scan = SCAN_1D; mp.patch = 2; mp.grid_h = 4; mp.grid_w = 6;
+        const ClsMix mixup = {.kind = MIX_MIXUP, .lam = 0.37, .smoothing = 0.1};
+        const ClsMix cut = {.kind = MIX_CUTMIX, .lam = 0.75, .y0 = 1, .y1 = 3, .x0 = 2, .x1 = 5, .smoothing = 0.1};
+        mix_staging(mp, &mixup, "mixup 0.37, RGB 4 x 6 in 2 x 2 patches");
+        mix_staging(mp, &cut, "cutmix [1,3) x [2,5), RGB 4 x 6 in 2 x 2 patches");
+        ClsConfig m2 = img;     // RGB pixels, 2-D scans over 3 x 4
+        m2.scan = SCAN_2D; m2.grid_h = 3; m2.grid_w = 4; m2.patch = 0;
+        mix_staging(m2, &mixup, "mixup 0.37, RGB pixels, 2-D scans over 3 x 4");
+        const ClsMix cut2 = {.kind = MIX_CUTMIX, .lam = 0.5, .y0 = 0, .y1 = 2, .x0 = 1, .x1 = 4};
+        mix_staging(m2, &cut2, "cutmix [0,2) x [1,4), RGB pixels, 2-D scans");
+        ClsConfig g3 = gray;    // gray 6 x 6 in 3 x 3 patches, 2-D scans over the 2 x 2 patch grid
+        g3.scan = SCAN_2D; g3.patch = 3; g3.grid_h = 6; g3.grid_w = 6;
+        const ClsMix cut3 = {.kind = MIX_CUTMIX, .lam = 1 - 6.0 / 36, .y0 = 2, .y1 = 4, .x0 = 3, .x1 = 6};
+        mix_staging(g3, &cut3, "cutmix [2,4) x [3,6), gray 6 x 6 in 3 x 3 patches");
+        // a box as the run draws it
+        ClsHyper h = {.seed = 4, .mixup = 0, .cutmix = 1, .mix_switch = 0.5, .mix_prob = 1};
+        ClsMix drawn = {0};
+        for (int step = 1; step <= 100 && !(drawn.y1 - drawn.y0 > 0 && drawn.x1 - drawn.x0 > 0 && drawn.lam > 0.3); step++)
+            drawn = cls_mix_draw(&h, mp.grid_h, mp.grid_w, step);
+        CHECK(drawn.kind == MIX_CUTMIX && drawn.y1 > drawn.y0, "no cutmix box drawn in 100 steps");
+        mix_staging(mp, &drawn, "a drawn cutmix box, RGB 4 x 6 in 2 x 2 patches");
+        soft_loss_value(mp);
+        // gradients with soft targets
+        fd_mix = &mixup;
+        fd_cls(mp, 3, 6, 23, "mixup 0.37 + smoothing 0.1, RGB patches, BatchNorm");
+        fd_mix = &cut2;
+        fd_cls(m2, 4, 12, 24, "cutmix, RGB pixels, 2-D scans, BatchNorm");
+        const ClsMix smooth = {.smoothing = 0.2};
+        fd_mix = &smooth;
+        fd_cls(listops, 3, 7, 25, "label smoothing 0.2, token ids, BatchNorm");
+        fd_mix = NULL;
+        mix_draws();
+        schedules();
+    }
     eval_is_per_example(listops, "BatchNorm");
     eval_is_per_example(text, "LayerNorm with dropout");
     eval_is_per_example(pair, "document pairs");

@@ -3,7 +3,8 @@
 # and a tiny IMDb-layout folder written here, --resume ending in the identical checkpoint, Ctrl-C, every
 # damaged checkpoint refused with its message (header fields changed behind a recomputed checksum), the
 # language model's and the classifier's checkpoints told apart, the table of eval --task lra; image tasks on
-# generated Pathfinder images, pixels and 4 x 4 patches, and a version 2 checkpoint read back.
+# generated Pathfinder images, pixels and 4 x 4 patches, mixing and smoothing resumed exactly, and a version 2
+# checkpoint read back.
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive     # a shared machine: no spinning threads
@@ -115,18 +116,7 @@ expect_msg "checkpoint of a language model, not of a classifier"
 
 # ---- damaged checkpoints: each refused with one message naming the field ----
 # seal.py: write(dst, body) writes a checkpoint body followed by its checksum, as an honest writer would
-cat > "$TMP/seal.py" <<'EOF'
-import struct
-def write(dst, b):
-    h, M = 0xcbf29ce484222325, (1 << 64) - 1
-    def word(h, w):
-        h = ((h ^ w) * 0x100000001b3) & M
-        return h ^ (h >> 29)
-    k = len(b) // 8 * 8
-    for j in range(0, k, 8): h = word(h, struct.unpack_from('<Q', b, j)[0])
-    if len(b) > k: h = word(h, int.from_bytes(b[k:], 'little') ^ ((len(b) - k) << 56))
-    open(dst, 'wb').write(bytes(b) + struct.pack('<Q', h))
-EOF
+cp tests/ckpt_seal.py "$TMP/seal.py"
 # edit.py IN OUT WHAT INDEX VALUE: a copy of IN with one header integer (int), header float (float), parameter
 # (param) or running statistic (stat) set, or a task name (task), and the checksum recomputed
 cat > "$TMP/edit.py" <<'EOF'
@@ -184,6 +174,14 @@ bad "a negative running variance" "a BatchNorm running statistic is not finite, 
 bad "RandAugment on a token model" "randaugment = 1 is out of range \[0, 0\]" int 34 1
 bad "repeated augmentation 0" "repeated augmentation = 0 is out of range \[1, 1\]" int 35 0
 bad "an erasing probability on a token model" "erasing probability = 0.5 is out of range \[0, 0\]" float 15 0.5
+# the targets and the schedule's stepping (version 6): a token model may smooth, never mix
+bad "lr per epoch 2" "lr per epoch = 2 is out of range \[0, 1\]" int 36 2
+bad "smoothing 1" "smoothing = 1 is out of range \[0, 0.99\]" float 16 1
+bad "mixup on a token model" "mixup = 0.8 is out of range \[0, 0\]" float 17 0.8
+bad "cutmix on a token model" "cutmix = 1 is out of range \[0, 0\]" float 18 1
+bad "a switch probability of 2" "mix-switch = 2 is out of range \[0, 1\]" float 19 2
+bad "a mixing probability of NaN" "mix-prob = nan is out of range" float 20 nan
+bad "a negative warmup lr" "warmup-lr = -1 is out of range \[0, 10\]" float 21 -1
 cp "$A" "$TMP/flip.ckpt"
 printf '\x55' | dd of="$TMP/flip.ckpt" bs=1 seek=1000 conv=notrunc 2>/dev/null
 expect 1 "a flipped byte" -- $H eval --task lra-listops --ckpt "$TMP/flip.ckpt"; expect_msg "checksum mismatch"
@@ -255,6 +253,20 @@ checks=$((checks + 1))
 if grep -q "lra-pathfinder: test split of $TMP/pf, [0-9]* examples (64 tokens of 4 x 4 patches)" "$TMP/out" &&
    tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'
 then ok "eval of a patch model: 64 tokens, then the accuracy"; else fail "eval of the patch model: $(tail -n 2 "$TMP/out")"; fi
+# mixing, smoothing and the per-epoch schedule on an image task of example files: resumed to the same bytes
+MIX=(--mixup 0.8 --cutmix 1 --smoothing 0.1 --lr-per-epoch on)
+expect 0 "train lra-pathfinder --patch 4 with mixing" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 "${MIX[@]}" --out "$TMP/pm1"
+grep -q "| targets      | mixup alpha 0.8 or cutmix alpha 1 (cutmix with probability 0.5), every batch; label smoothing 0.1" "$TMP/out" \
+    || fail "the startup table's targets: $(grep '| targets' "$TMP/out")"
+expect 0 "the same to step 2" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --patch 4 "${MIX[@]}" --out "$TMP/pm2" --stop-at 2
+expect 0 "and resumed" -- $H train --resume --out "$TMP/pm2" --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2
+checks=$((checks + 1))
+if cmp -s "$TMP/pm1/model.ckpt" "$TMP/pm2/model.ckpt" && cmp -s "$TMP/pm1/log.tsv" "$TMP/pm2/log.tsv"
+then ok "a mixed run resumed ends in the identical checkpoint and log"; else fail "the resumed mixed run differs"; fi
+checks=$((checks + 1))
+cmp -s "$TMP/pm1/log.tsv" "$TMP/pp1/log.tsv" && fail "mixing changed nothing" || ok "mixing changes the run"
+expect 0 "label smoothing on a token task" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 3 --smoothing 0.1 --out "$TMP/sm"
+grep -q "| targets      | no mixup or cutmix; label smoothing 0.1" "$TMP/out" || fail "the token task's targets line: $(grep '| targets' "$TMP/out")"
 P="$TMP/pp1/model.ckpt"
 badp() {   # badp DESCRIPTION MESSAGE INDEX VALUE: a header integer of the patch model's checkpoint
     python3 "$TMP/edit.py" "$P" "$TMP/badp.ckpt" int "$3" "$4" || { fail "edit.py int $3 $4"; return; }
@@ -264,22 +276,24 @@ badp "patch 3 of 32 x 32 images" "patch 3 does not divide the 32 x 32 images" 32
 badp "patch 1 stored" "patch = 1 (a model without patches stores 0)" 32 1
 badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
 badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
-# version 2 files (no patch field, no final-norm field, no augmentation fields) still read, as models without patches: the
+# version 2 files (no patch field, no final-norm field, no augmentation, target or schedule fields) still read, as models without patches: the
 # ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
 import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 5 and struct.unpack_from('<q', b, 16)[0] == 36
-# patch 0, final norm 0, RandAugment 0, repeated augmentation 1; 16 floats, the last (erasing) 0
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 36)] == [0, 0, 0, 1]
-fl = 24 + 8 * 36
-assert struct.unpack_from('<q', b, fl)[0] == 16 and struct.unpack_from('<d', b, fl + 8 + 8 * 15)[0] == 0
-del b[fl + 8 + 8 * 15:fl + 8 + 8 * 16]
+assert struct.unpack_from('<q', b, 8)[0] == 6 and struct.unpack_from('<q', b, 16)[0] == 37
+# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 22 floats, the last seven
+# (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 37)] == [0, 0, 0, 1, 0]
+fl = 24 + 8 * 37
+assert struct.unpack_from('<q', b, fl)[0] == 22
+assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 22)] == [0, 0, 0, 0, 0.5, 1, 1e-6]
+del b[fl + 8 + 8 * 15:fl + 8 + 8 * 22]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 36]
+del b[24 + 8 * 32:24 + 8 * 37]
 seal.write(dst, b)
 EOF2
 checks=$((checks + 1))
