@@ -639,31 +639,84 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
             const int s = d * n + b, vals = lens[b * nd + d], len = vals / CH;
             if (vals % CH || len < 1 || len > T || ((c->scan != SCAN_1D || c->patch > 1) && len != T))
                 die("internal error: a document of %d values in a batch of %d positions of %d", vals, T, CH);
-            a->lens_h[s] = len;
-            const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
             // mixing: the partner, row n - 1 - b (the batch reversed), whose image is whole too
-            const int32_t *part = mixing ? tokens + (int64_t)(n - 1 - b) * T * CH : NULL;
             if (mixing && (len != T || lens[n - 1 - b] != T * CH))
                 die("internal error: mixing images that are not whole");
+            a->lens_h[s] = len;
+        }
+    // the pixels' normalisation, one value per channel and level (the formula's double, rounded once at the
+    // end as before), and where each pixel of the image lands: with patches, row y of the image starts at
+    // yoff[y] and column x adds xoff[x]; otherwise the raster order itself
+    const int chans = pix ? c->channels : 1, gh = c->grid_h, gw = c->grid_w;
+    const int grid = pix && gh >= 1 && gw >= 1 && (int64_t)gh * gw * chans == (int64_t)T * CH;
+    double *lut = NULL;
+    int64_t *yoff = NULL, *xoff = NULL;
+    if (pix) {
+        lut = xmalloc((size_t)chans * 256 * sizeof(double));
+        for (int ch = 0; ch < chans; ch++)
+            for (int id = 0; id < 256; id++) lut[ch * 256 + id] = (id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
+    }
+    if (grid) {
+        yoff = xmalloc((size_t)gh * sizeof(int64_t));
+        xoff = xmalloc((size_t)gw * sizeof(int64_t));
+        for (int y = 0; y < gh; y++) yoff[y] = cls_patch_index(c, (int64_t)y * gw * chans);
+        for (int x = 0; x < gw; x++) xoff[x] = cls_patch_index(c, (int64_t)x * chans) - cls_patch_index(c, 0);
+    }
+    if (mixing && !grid) die("internal error: mixing images of an unknown size");
+    // one document per thread: a batch of ImageNet holds 1024 x 150,528 values
+    int32_t bad = 0, bad_any = 0;
+    #pragma omp parallel for schedule(static)
+    for (int s = 0; s < S; s++) {
+        const int b = s % n, d = s / n;
+        const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
+        const int32_t *part = mixing ? tokens + (int64_t)(n - 1 - b) * T * CH : NULL;
+        const int32_t lim = pix ? 256 : c->V;
+        int32_t worst = 0, out = 0;
+        if (!pix) {
+            int32_t *dst = a->ids_h + (int64_t)s * T;
+            for (int64_t t = 0; t < T; t++) {
+                const int32_t id = src[t];
+                if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                dst[t] = id;
+            }
+        } else if (!grid) {
+            real *dst = a->pix_h + (int64_t)s * T * CH;
             for (int64_t t = 0; t < (int64_t)T * CH; t++) {
                 const int32_t id = src[t];
-                if (id < 0 || id >= (pix ? 256 : c->V))
-                    die("%s %d is outside the model's %s of %d", pix ? "pixel value" : "token id", id,
-                        pix ? "range" : "vocabulary", pix ? 256 : c->V);
-                if (pix) {
-                    const int ch = (int)(t % c->channels);
-                    double v = (id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
-                    if (mixing) {
-                        // t is value ch of pixel (y, x) in raster order, whatever the positions are
-                        const int64_t px = t / c->channels, y = px / c->grid_w, x = px % c->grid_w;
-                        const double vp = (part[t] / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
-                        if (mx->kind == MIX_MIXUP) v = mx->lam * v + (1 - mx->lam) * vp;
-                        else if (y >= mx->y0 && y < mx->y1 && x >= mx->x0 && x < mx->x1) v = vp;
-                    }
-                    a->pix_h[(int64_t)s * T * CH + cls_patch_index(c, t)] = (real)v;
-                } else a->ids_h[(int64_t)s * T + t] = id;
+                if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                dst[t] = (real)lut[(t % chans) * 256 + id];
             }
+        } else {
+            real *dst = a->pix_h + (int64_t)s * T * CH;
+            for (int y = 0; y < gh && !out; y++)
+                for (int x = 0; x < gw && !out; x++) {
+                    const int64_t t0 = ((int64_t)y * gw + x) * chans;
+                    const int inbox = mixing && mx->kind == MIX_CUTMIX && y >= mx->y0 && y < mx->y1 && x >= mx->x0 &&
+                                      x < mx->x1;
+                    for (int ch = 0; ch < chans; ch++) {
+                        const int32_t id = src[t0 + ch];
+                        if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                        double v = lut[ch * 256 + id];
+                        if (mixing) {
+                            const int32_t ip = part[t0 + ch];
+                            if (ip < 0 || ip >= lim) { out = 1; worst = ip; break; }
+                            const double vp = lut[ch * 256 + ip];
+                            if (mx->kind == MIX_MIXUP) v = mx->lam * v + (1 - mx->lam) * vp;
+                            else if (inbox) v = vp;
+                        }
+                        dst[yoff[y] + xoff[x] + ch] = (real)v;
+                    }
+                }
         }
+        if (out) {
+            #pragma omp critical(cls_stage_bad)
+            if (!bad_any) { bad_any = 1; bad = worst; }
+        }
+    }
+    free(lut); free(yoff); free(xoff);
+    if (bad_any)
+        die("%s %d is outside the model's %s of %d", pix ? "pixel value" : "token id", bad, pix ? "range" : "vocabulary",
+            pix ? 256 : c->V);
     for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
     // soft targets: the partner's label (the row's own where the partner has none) and the row's weight
     a->soft = mx != NULL;

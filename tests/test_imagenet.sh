@@ -197,7 +197,7 @@ expect 0 "bench --task imagenet" -- $H bench --task imagenet --data "$TMP/data" 
 sed 's/^/    /' "$TMP/out"
 checks=$((checks + 1))
 if grep -q "^loader: first batch [0-9.]* s, then [0-9.]* images/s$" "$TMP/out" &&
-   grep -q "^training steps: 0.01M parameters, first step [0-9.]* s, then [0-9.]* images/s$" "$TMP/out" &&
+   grep -q "^training steps: 0.01M parameters, first step [0-9.]* s, then [0-9.]* images/s | [0-9.]* TFLOP/s$" "$TMP/out" &&
    grep -Eq "^the (loader|training step) limits: a run goes at about [0-9.]+ images/s$" "$TMP/out"
 then ok "bench reports the loader's and the steps' images/s"; else fail "bench output"; fi
 expect 2 "bench --task imagenet without --data" -- $H bench --task imagenet
