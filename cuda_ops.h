@@ -86,8 +86,8 @@ void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, con
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 // The columns of images read in place (ops.h), for small heads only (K = Dv in 1, 2, 4: the one-thread-per-head
 // kernels with a stride of gw rows; the exact recurrence whatever chunk says); other shapes die.
-// cuda_hgru_cols_direct(K, Dv) is 1 only for those shapes and only while HGRU_COLS_DIRECT (cuda/mixer.cuh) is
-// on: it is off until the kernels have been run and timed on a GPU, so the model keeps the gather path there.
+// cuda_hgru_cols_direct(K, Dv) is 1 for those shapes while HGRU_COLS_DIRECT (cuda/mixer.cuh) is on (the
+// default); other shapes, or a build with it off, gather the columns instead.
 void cuda_hgru_cols_fwd(float *o, const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                         int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
 void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,

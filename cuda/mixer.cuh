@@ -112,12 +112,12 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
 // ---- the columns of images, read in place (ops.h op_hgru_cols_fwd/bwd) ----
 // The small-head kernels with sequence b = s gw + c at base row s gh gw + c and a stride of gw rows. Other head
 // shapes have no such kernels: cuda_hgru_cols_direct says 0 for them and the model gathers the columns instead.
-// HGRU_COLS_DIRECT switches the model onto these kernels. It is 0 until they have been run and timed on a GPU
-// (tests/test_gpu_cls.cu checks them against the CPU; tests/test_gpu_cls_model.c --bench times them against the
-// gather path): the model keeps the verified gather path on the GPU meanwhile. The ops themselves work either
-// way, so the tests call them whatever the switch says.
+// HGRU_COLS_DIRECT switches the model onto these kernels: on, since on an H200 they matched the CPU
+// (tests/test_gpu_cls.cu) and ran a column pass in 0.34 to 0.54 of the gather path's time (tests/test_gpu_cls_model.c
+// --bench). Built with -DHGRU_COLS_DIRECT=0 the model gathers the columns instead, for comparison; the ops
+// themselves work either way, so the tests call them whatever the switch says.
 #ifndef HGRU_COLS_DIRECT
-#define HGRU_COLS_DIRECT 0
+#define HGRU_COLS_DIRECT 1
 #endif
 
 extern "C" int cuda_hgru_cols_direct(int K, int Dv) { return HGRU_COLS_DIRECT && small_path(K, Dv); }

@@ -8,8 +8,8 @@
 // the bidirectional 1-D scans against two causal passes, the 2-D four scans against four causal passes over
 // the same positions (as raster-order sequences, and as the rows alone, where no column is gathered); and for
 // the 2-D presets the column pass alone both ways, through the ops: read in place (cuda_hgru_cols_fwd/bwd) against
-// gathered into column-major order, scanned and scattered back (the path the model takes while HGRU_COLS_DIRECT,
-// cuda/mixer.cuh, is 0): the evidence on which to switch it on.
+// gathered into column-major order, scanned and scattered back (the path the model takes for other head shapes,
+// or built with HGRU_COLS_DIRECT, cuda/mixer.cuh, at 0): the evidence on which it is on.
 // Tolerances as the language model's (test_gpu_model.c): fp32 runs exact GEMMs and the plain recurrence, so
 // losses agree to 1e-5 and gradients to 1e-4 relative (float32 sums in other orders); bf16 rounds each product's
 // inputs to 8 bits, and a gradient passes several bf16 products per layer: 3e-2, or BF16_SITES times what
