@@ -663,9 +663,10 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
         for (int x = 0; x < gw; x++) xoff[x] = cls_patch_index(c, (int64_t)x * chans) - cls_patch_index(c, 0);
     }
     if (mixing && !grid) die("internal error: mixing images of an unknown size");
-    // one document per thread: a batch of ImageNet holds 1024 x 150,528 values
+    // documents shared out to the threads a few at a time (a batch of ImageNet holds 1024 x 150,528 values),
+    // so a thread slowed by the loader's decoding threads on the same cores delays no one else's share
     int32_t bad = 0, bad_any = 0;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(dynamic, 4)
     for (int s = 0; s < S; s++) {
         const int b = s % n, d = s / n;
         const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;

@@ -219,7 +219,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     const ClsHyper *h = &rs->h;
     const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);
     const int P = cls_positions(c, h->T);
-    ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val ? cls_acts_alloc(c, h->B, P, 0) : NULL;
+    const int EB = p->eval_batch > 0 && p->eval_batch < h->B ? p->eval_batch : h->B;
+    ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val ? cls_acts_alloc(c, EB, P, 0) : NULL;
     const char *peak_label;
     const double peak = dev_peak_flops(&peak_label);
     const double flops = 3 * cls_flops_per_example(c, P);        // forward and backward, per example
@@ -334,7 +335,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
 
         int do_eval = val && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
         if (do_eval) {
-            ClsScore sc = cls_evaluate(m, eacts, val, h->B, h->T, p->eval_batches);
+            ClsScore sc = cls_evaluate(m, eacts, val, EB, h->T, p->eval_batches);
             val_loss = sc.loss;
             val_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
             val_top5 = sc.count ? (double)sc.correct5 / (double)sc.count : NAN;

@@ -33,6 +33,7 @@ const ClsPreset *cls_preset_find(const char *task);
 // ps->warmup as epochs; their peak lr is per 512 examples of batch (scaled by batch / 512).
 #define IMAGENET_LR_BATCH 512
 #define IMAGENET_MIN_LR 1e-5
+#define IMAGENET_EVAL_BATCH 256        // images per validation batch during training (at most the batch)
 // ... and its targets: label smoothing, mixup's and cutmix's Beta alphas (DeiT's defaults)
 #define IMAGENET_SMOOTHING 0.1
 #define IMAGENET_MIXUP 0.8
@@ -154,6 +155,8 @@ typedef struct {
     const char *out;            // the run directory: model.ckpt and log.tsv
     int64_t eval_every;         // validation every N steps (0: at the end only)
     int64_t eval_batches;       // batches per evaluation (0: the whole split)
+    int eval_batch;             // examples per validation batch (0: the training batch); the validation source
+                                // must deliver batches of this size
     int64_t ckpt_every;         // a checkpoint every N steps (0: at the end only)
     int64_t log_every;          // a progress line every N steps
     int64_t stop_at;            // save and stop after this step, as if interrupted (0: run to the end)

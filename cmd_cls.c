@@ -170,7 +170,10 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
     for (int i = 0; i < 3; i++) { aug.mean[i] = rs->c.pix_mean[i]; aug.std[i] = rs->c.pix_std[i]; }
     ClsSource train = {.im = im_loader_open(data, "train", rs->h.B, side, 1, rs->h.seed, threads, &aug)}, val = {0};
     char *val_file = xasprintf("%s/val" JPEGS_SUFFIX, data);
-    if (file_exists(val_file)) val.im = im_loader_open(data, "val", rs->h.B, side, 0, 0, threads, NULL);
+    // validation in batches of at most IMAGENET_EVAL_BATCH: its activations then cost little beside the
+    // training batch's (imagenet-small's 2048 would need another 15 GB)
+    plan->eval_batch = rs->h.B < IMAGENET_EVAL_BATCH ? rs->h.B : IMAGENET_EVAL_BATCH;
+    if (file_exists(val_file)) val.im = im_loader_open(data, "val", plan->eval_batch, side, 0, 0, threads, NULL);
     const JpegSet *ts = im_loader_set(train.im);
     const uint64_t classes_hash = im_classes_hash(ts);
     if (val.im && im_classes_hash(im_loader_set(val.im)) != classes_hash)
