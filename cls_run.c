@@ -297,6 +297,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
 
     ClsBatch b = batch_alloc(h->B, h->T, c->ndoc);
     double t_start = now_s(), t_steps = 0, first_loss = NAN;    // t_steps: time in steps since the last line
+    // of which waiting for the JPEG loader's next batch (since the last line, and in all): which one limits
+    double t_wait = 0, t_wait_all = 0, t_steps_all = 0;
     double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN, val_top5 = NAN;
     int64_t step0 = rs->step, since = 0, val_step = 0;
     int rc = 0;
@@ -308,9 +310,13 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         int64_t step = rs->step + 1;
         double t0 = now_s();
         source_next(train, b.tokens, b.lens, b.labels, h->B, h->T);
+        const double waited = now_s() - t0;
+        t_wait += waited;
+        t_wait_all += waited;
         if (augment) cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, augment, h->seed, step);
         ClsStepResult r = cls_train_step(m, acts, h, step, spe, &b);
         t_steps += now_s() - t0;
+        t_steps_all += now_s() - t0;
         if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
             // cls_train_step left the parameters and the optimizer as they were: the batch is skipped
             bad_total++;
@@ -351,12 +357,13 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
                    (long long)step, (long long)h->steps, (long long)((step - 1) / spe + 1),
                    (long long)((h->steps - 1) / spe + 1), sum_loss / since, sum_acc / since, r.lr, r.grad_norm, ex_per_s);
             if (peak > 0) printf(" | MFU %.1f%%", 100 * flops * ex_per_s / peak);
+            if (train->im) printf(" | loader wait %.0f%%", 100 * t_wait / t_steps);
             printf(" | ETA %s", etas);
             if (do_eval) printf(" | val loss %.4f | val acc %.4f", val_loss, val_acc);
             if (do_eval && train->im) printf(" | val top5 %.4f", val_top5);
             printf("\n");
             fflush(stdout);
-            sum_loss = sum_acc = t_steps = 0;
+            sum_loss = sum_acc = t_steps = t_wait = 0;
             since = 0;
         }
         fprintf(logf, "%lld\t%.6f\t%.9g\t%.9g\t", (long long)step, (double)step / (double)spe, loss, acc);
@@ -393,6 +400,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
                (long long)(rs->step - step0), (double)rs->step / (double)spe, tot,
                (double)(rs->step - step0) * h->B / total, loss, first_loss, acc);
         if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
+        if (train->im && t_steps_all > 0)
+            printf(", %.0f%% of the steps' time waiting for the loader", 100 * t_wait_all / t_steps_all);
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\n");
         if (val_step) printf("val loss %.4f, val accuracy %.4f at step %lld\n", val_loss, val_acc, (long long)val_step);

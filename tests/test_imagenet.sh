@@ -36,6 +36,11 @@ then ok "the startup table: patches, the plain final norm, batch, loader, augmen
 else fail "the startup table:"; sed -n 1,16p "$TMP/a.out"; fi
 grep -q "val top5" "$TMP/a.out" && ok "validation logs top-5" || fail "no val top5 in the progress lines"
 checks=$((checks + 1))
+if grep -Eq "^step .*\| loader wait [0-9]+% \|" "$TMP/a.out" &&
+   grep -Eq "^done: .*, [0-9]+% of the steps' time waiting for the loader" "$TMP/a.out"
+then ok "the progress lines and the summary say how long the steps waited for the loader"
+else fail "no loader wait in the progress lines or the summary"; grep -E "^(step|done)" "$TMP/a.out" | head -3; fi
+checks=$((checks + 1))
 
 # ---- loader threads change nothing; --resume repeats the run exactly ----
 expect 0 "the same run, 1 loader thread" -- $H train "${TINY[@]}" --steps 10 --loader-threads 1 --out "$TMP/b"
