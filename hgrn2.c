@@ -133,7 +133,13 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
 
 
 int cmd_train(int argc, char **argv) {
-    if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
+    if (cls_command_line(argc, argv, 0)) {
+        // the classifier's mixer is HGRN2's alone for now
+        if (cli_option_value(argc, argv, "--arch"))
+            usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103); the classifier tasks "
+                        "(lra-*, fashion-mnist, imagenet) train HGRN2 only");
+        return cmd_cls_train(argc, argv);
+    }
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
@@ -199,6 +205,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
@@ -211,6 +218,7 @@ int cmd_train(int argc, char **argv) {
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
     if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");
+    if (is_mqar && z.has_arch) usage_error("--arch is not available with --task mqar yet: mqar trains HGRN2 only");
 
     Model model = {0};
     RunState rs;
@@ -223,6 +231,9 @@ int cmd_train(int argc, char **argv) {
             if (given.steps < rs.step) usage_error("--steps %lld is below the %lld steps already done", (long long)given.steps, (long long)rs.step);
             rs.h.steps = given.steps;
         }
+        if (z.has_arch && z.arch != (int)rs.c.mixer)
+            usage_error("--arch %s, but %s is a run of %s: a resumed run keeps its architecture", ARCH_NAMES[z.arch],
+                        from, ARCH_NAMES[rs.c.mixer]);
         is_mqar = mqar_parse(rs.data, &pairs);
         if (is_mqar && data) usage_error("%s is a run of mqar, whose examples are generated: it takes no --data", from);
         if (!data) data = rs.data;
@@ -272,6 +283,9 @@ int cmd_train(int argc, char **argv) {
         if (init) {
             RunState from;
             checkpoint_load(init, &model, &from, 0);
+            if (z.has_arch && z.arch != (int)from.c.mixer)
+                usage_error("--arch %s, but %s holds a model of %s: --init keeps the architecture of its weights",
+                            ARCH_NAMES[z.arch], init, ARCH_NAMES[from.c.mixer]);
             rs.c = from.c;
             printf("initialising from the weights of %s\n", init);
         } else {
@@ -759,6 +773,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);
