@@ -232,7 +232,7 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
             "--ckpt %s' evaluates it", path, path);
     if (memcmp(magic, CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
     int64_t version = ckpt_in_i64(&r);
-    if (version != 1 && version != CKPT_VERSION)
+    if (version < 1 || version > CKPT_VERSION)
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CKPT_VERSION);
     int64_t nints = ckpt_in_i64(&r);
     const int want_ints = version < 3 ? NINTS_V2 : NINTS;
