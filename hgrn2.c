@@ -27,8 +27,8 @@ static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
-    "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
-    "Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
+    "Train an HGRN2 language model (HGRN1 with --arch hgrn1). With no arguments: a 3.5M-parameter byte-level\n"
+    "model on the King James Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
     "\n"
     "Task and files:\n"
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
@@ -50,6 +50,9 @@ static const char *TRAIN_HELP =
     "Model size (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
+    "  --arch hgrn2|hgrn1   the architecture (default hgrn2); hgrn1: HGRN1's element-wise token mixer, whose\n"
+    "                       state is a vector (expand ratio 1), the paper's baseline; language-model tasks\n"
+    "                       but mqar, on the CPU only for now; --resume and --init keep the checkpoint's\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -737,7 +740,7 @@ static const char *BENCH_HELP =
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
-    "  --tie-embeddings --no-lower-bound --batch B --seq-len T\n"
+    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1 (hgrn1: the CPU only)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
