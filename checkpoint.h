@@ -13,8 +13,8 @@
 #define CKPT_MAGIC "HGRN2CKP"
 #define CLS_CKPT_MAGIC "HGRN2CLS"
 
-// What a checkpoint holds besides the tensors. The Config's input, mixer and head kinds are not stored
-// yet: every checkpoint of format version 1 is a language model (token input, causal mixer, next-token
+// What a checkpoint holds besides the tensors. Of the Config's kinds only the mixer (the architecture, from
+// format version 3; before it hgrn2) is stored: every checkpoint is a language model (token input, next-token
 // head), which is what a loaded Config says.
 typedef struct RunState {
     Config c;

@@ -143,8 +143,17 @@ int size_arg(int c, SizeArgs *z) {
     case O_NO_LB: z->nolb = 1; return 1;
     case O_BATCH: z->B = arg_int_in(&R_BATCH, optarg); return 1;
     case O_SEQ: z->T = arg_int_in(&R_SEQ_LEN, optarg); return 1;
+    case O_ARCH:
+        if ((z->arch = arch_parse(optarg)) < 0) usage_error("--arch must be hgrn1 or hgrn2, got '%s'", optarg);
+        z->has_arch = 1;
+        return 1;
     }
     return 0;
+}
+
+void arch_check_device(const SizeArgs *z, const MachineArgs *m) {
+    if (z->has_arch && z->arch == MIXER_HGRN1 && m->device && !strcmp(m->device, "cuda"))
+        usage_error("--arch hgrn1 runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
 }
 
 const Preset PRESETS[] = {
@@ -187,9 +196,11 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
 
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     int D = (int)(z->dim ? z->dim : ps->D);
+    const int hgrn1 = z->has_arch && z->arch == MIXER_HGRN1;
     return (Config){.V = (int)(z->vocab ? z->vocab : ps->vocab ? ps->vocab : vocab), .D = D,
                     .L = (int)(z->layers ? z->layers : ps->L),
-                    .K = (int)(z->expand ? z->expand : ps->K ? ps->K : D < 128 ? D : 128),
+                    .K = (int)(z->expand ? z->expand : hgrn1 ? 1 : ps->K ? ps->K : D < 128 ? D : 128),
+                    .mixer = hgrn1 ? MIXER_HGRN1 : MIXER_CAUSAL,
                     .I = z->has_mlp ? (int)z->mlp : ps->no_mlp ? 0 : MLP_DEFAULT, .tie = z->tie || ps->tie,
                     .lower_bound = !z->nolb, .eps = 1e-6};
 }

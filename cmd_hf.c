@@ -99,6 +99,8 @@ static Config hf_config(const char *dir) {
     Json *cfg = json_parse(text, len, json_default_limit(len), err, sizeof err);
     if (!cfg || json_type(cfg) != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
     const Json *mt = json_get(cfg, "model_type");
+    if (mt && json_type(mt) == JSON_STR && !strcmp(json_str(mt), "hgrn"))
+        die("%s: model_type is 'hgrn' (HGRN1); importing HGRN1 models is not built yet (hgrn2 imports HGRN2 models)", path);
     if (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2"))
         die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && json_type(mt) == JSON_STR ? "'" : "",
             mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing", mt && json_type(mt) == JSON_STR ? "'" : "");
@@ -156,7 +158,7 @@ static int hf_read_tensors(const char *dir, Model *m) {
         int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
         int vec = rows == 1 && p != P_LB;       // norms are 1-D tensors
         for (int l = 0; l < nl; l++) {
-            hf_name(name, sizeof name, p, l);
+            hf_name(name, sizeof name, &m->c, p, l);
             const StTensor *t = st_find(st, name);
             if (!t) die("%s: tensor %s is missing", dir, name);
             if (t->dtype == ST_I32 || t->dtype == ST_I64) die("%s: tensor %s holds integers, not weights", dir, name);
@@ -181,7 +183,7 @@ static int hf_read_tensors(const char *dir, Model *m) {
         int known = 0;
         for (int p = 0; p < NPARAM && !known; p++) {
             int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
-            for (int l = 0; l < nl && !known; l++) { hf_name(name, sizeof name, p, l); known = !strcmp(name, st->t[i].name) && param_numel(&m->c, p); }
+            for (int l = 0; l < nl && !known; l++) { hf_name(name, sizeof name, &m->c, p, l); known = !strcmp(name, st->t[i].name) && param_numel(&m->c, p); }
         }
         if (!known && m->c.tie && !strcmp(st->t[i].name, "lm_head.weight")) known = 1;   // a tied copy
         if (!known) die("%s: tensor %s is not part of an HGRN2 model of this configuration", dir, st->t[i].name);
@@ -252,7 +254,7 @@ static int hf_write_tensors(const char *dir, Model *m, StDtype dtype) {
         int nl = p < P_FIRST_LAYER ? 1 : cf->L;
         for (int l = 0; l < nl; l++) {
             names[n] = xmalloc(256);
-            hf_name(names[n], 256, p, l);
+            hf_name(names[n], 256, cf, p, l);
             float *t = xmalloc((size_t)(rows * cols) * sizeof(float));
             const real *src = W(m, p, l);
             for (int64_t i = 0; i < rows * cols; i++) t[i] = (float)src[i];
@@ -494,6 +496,8 @@ int cmd_export(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
+    if (m.c.mixer == MIXER_HGRN1)
+        die("%s is an HGRN1 model (--arch hgrn1); exporting HGRN1 to Hugging Face is not built yet", ckpt);
     if (!m.c.I) die("%s has no MLPs (--mlp-width 0); fla's HGRN2 always has them, so it has no Hugging Face form", ckpt);
     mkdir_p(dir);
 

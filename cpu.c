@@ -921,6 +921,120 @@ void op_hgru_cols_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, cons
 int op_hgru_cols_direct(int K, int Dv) { (void)K; (void)Dv; return 1; }
 
 // ---------------------------------------------------------------------------------------------------------
+// HGRN1: the element-wise recurrence and the gated RMSNorm
+// ---------------------------------------------------------------------------------------------------------
+// One worker per (sequence, block of COLBLK channels): the channels are independent, and a block's inner loop
+// runs over contiguous columns, which gcc vectorises. The state is the previous output row (h_{t-1} = o_{t-1}),
+// so no scratch is needed. Flush-to-zero as in the HGRU2 recurrence (decays underflow).
+void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D) {
+    const int nblk = (D + COLBLK - 1) / COLBLK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t w = 0; w < (int64_t)B * nblk; w++) {
+        const int64_t b = w / nblk;
+        const int c0 = (int)(w % nblk) * COLBLK, c1 = c0 + COLBLK < D ? c0 + COLBLK : D;
+        unsigned csr = ftz_begin();
+        const int64_t base = b * T * D;
+        const real *hin = h0 ? h0 + b * D : NULL;
+        for (int t = 0; t < T; t++) {
+            const int64_t r = base + (int64_t)t * D;
+            const real *prev = t ? o + r - D : hin;
+            if (prev) for (int c = c0; c < c1; c++) o[r + c] = decay(g[r + c]) * prev[c] + q[r + c] * k[r + c];
+            else      for (int c = c0; c < c1; c++) o[r + c] = q[r + c] * k[r + c];
+        }
+        // read after the scan: hT may be h0, which step 0 read
+        if (hT)
+            for (int c = c0; c < c1; c++) hT[b * D + c] = T ? o[base + (int64_t)(T - 1) * D + c] : (hin ? hin[c] : 0);
+        ftz_end(csr);
+    }
+}
+
+// The scan in reverse with the carry exp(g_{t+1}) dh_{t+1} per channel in a block-sized array.
+void op_hgrn_bwd(real *dq, real *dk, real *dg, const real *dout, const real *q, const real *k, const real *g,
+                 const real *o, int B, int T, int D) {
+    const int nblk = (D + COLBLK - 1) / COLBLK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t w = 0; w < (int64_t)B * nblk; w++) {
+        const int64_t b = w / nblk;
+        const int c0 = (int)(w % nblk) * COLBLK, c1 = c0 + COLBLK < D ? c0 + COLBLK : D;
+        unsigned csr = ftz_begin();
+        real carry[COLBLK] = {0};
+        const int64_t base = b * T * D;
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t r = base + (int64_t)t * D;
+            for (int c = c0; c < c1; c++) {
+                real dh = dout[r + c] + carry[c - c0], a = decay(g[r + c]);
+                dq[r + c] = dh * k[r + c];
+                dk[r + c] = dh * q[r + c];
+                dg[r + c] = t ? dh * a * o[r - D + c] : 0;   // zero entering state
+                carry[c - c0] = a * dh;
+            }
+        }
+        ftz_end(csr);
+    }
+}
+
+// swish(z) and its derivative sigmoid(z) (1 + z sigmoid(-z)), the latter without cancellation.
+static inline void swish2(real z, real *sw, real *dsw) {
+    real s, sn;
+    sigmoid2(z, &s, &sn);
+    *sw = z * s;
+    *dsw = s * (1 + z * sn);
+}
+
+void op_rmsnorm_gated_fwd(opnd *y, real *rstd, const real *x, const real *z, int64_t ldz, const real *w, int64_t N,
+                          int C, double eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = x + n * C, *zr = z + n * ldz;
+        real *yr = (real *)y + n * C;
+        real r = (real)rms_rstd(xr, C, eps);
+        for (int c = 0; c < C; c++) { real sw, dsw; swish2(zr[c], &sw, &dsw); yr[c] = xr[c] * r * w[c] * sw; }
+        if (rstd) rstd[n] = r;
+    }
+}
+
+// y = (x r w) swish(z): with u = dy swish(z), the plain norm's gradients of u (op_rmsnorm_bwd) for x and w, and
+// dz = dy x r w swish'(z).
+void op_rmsnorm_gated_bwd(real *dx, real *dz, int64_t lddz, real *dw, const real *dy, const real *x, const real *z,
+                          int64_t ldz, const real *w, const real *rstd, int64_t N, int C, double eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = x + n * C, *dyr = dy + n * C, *zr = z + n * ldz;
+        real *dxr = dx + n * C, *dzr = dz + n * lddz;
+        real r = rstd ? rstd[n] : (real)rms_rstd(xr, C, eps);
+        double s = 0;   // sum of w u x, in double in column order
+        for (int c = 0; c < C; c++) {
+            real sw, dsw;
+            swish2(zr[c], &sw, &dsw);
+            s += (double)(w[c] * (dyr[c] * sw)) * xr[c];
+            dzr[c] = dyr[c] * xr[c] * r * w[c] * dsw;
+        }
+        real coef = (real)s * r * r * r / C;
+        for (int c = 0; c < C; c++) {
+            real sw, dsw;
+            swish2(zr[c], &sw, &dsw);
+            dxr[c] = r * (w[c] * (dyr[c] * sw)) - coef * xr[c];
+        }
+    }
+    if (dw) {
+        // per column block, rows in order (see op_embed_bwd)
+        #pragma omp parallel for schedule(static)
+        for (int c0 = 0; c0 < C; c0 += COLBLK) {
+            int c1 = c0 + COLBLK < C ? c0 + COLBLK : C;
+            for (int64_t n = 0; n < N; n++) {
+                const real *xr = x + n * C, *dyr = dy + n * C, *zr = z + n * ldz;
+                real r = rstd ? rstd[n] : (real)rms_rstd(xr, C, eps);
+                for (int c = c0; c < c1; c++) {
+                    real sw, dsw;
+                    swish2(zr[c], &sw, &dsw);
+                    dw[c] += dyr[c] * sw * xr[c] * r;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
 void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I) {

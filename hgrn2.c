@@ -27,8 +27,8 @@ static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
-    "Train an HGRN2 language model. With no arguments: a 3.5M-parameter byte-level model on the King James\n"
-    "Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
+    "Train an HGRN2 language model (HGRN1 with --arch hgrn1). With no arguments: a 3.5M-parameter byte-level\n"
+    "model on the King James Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
     "\n"
     "Task and files:\n"
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
@@ -50,6 +50,9 @@ static const char *TRAIN_HELP =
     "Model size (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
+    "  --arch hgrn2|hgrn1   the architecture (default hgrn2); hgrn1: HGRN1's element-wise token mixer, whose\n"
+    "                       state is a vector (expand ratio 1), the paper's baseline; language-model tasks\n"
+    "                       but mqar, on the CPU only for now; --resume and --init keep the checkpoint's\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -133,7 +136,13 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
 
 
 int cmd_train(int argc, char **argv) {
-    if (cls_command_line(argc, argv, 0)) return cmd_cls_train(argc, argv);
+    if (cls_command_line(argc, argv, 0)) {
+        // the classifier's mixer is HGRN2's alone for now
+        if (cli_option_value(argc, argv, "--arch"))
+            usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103); the classifier tasks "
+                        "(lra-*, fashion-mnist, imagenet) train HGRN2 only");
+        return cmd_cls_train(argc, argv);
+    }
     static const struct option opts[] = {
         COMMON_OPTS, SIZE_OPTS,
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
@@ -199,6 +208,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
@@ -211,6 +221,7 @@ int cmd_train(int argc, char **argv) {
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
     if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");
+    if (is_mqar && z.has_arch) usage_error("--arch is not available with --task mqar yet: mqar trains HGRN2 only");
 
     Model model = {0};
     RunState rs;
@@ -223,6 +234,9 @@ int cmd_train(int argc, char **argv) {
             if (given.steps < rs.step) usage_error("--steps %lld is below the %lld steps already done", (long long)given.steps, (long long)rs.step);
             rs.h.steps = given.steps;
         }
+        if (z.has_arch && z.arch != (int)rs.c.mixer)
+            usage_error("--arch %s, but %s is a run of %s: a resumed run keeps its architecture", ARCH_NAMES[z.arch],
+                        from, ARCH_NAMES[rs.c.mixer]);
         is_mqar = mqar_parse(rs.data, &pairs);
         if (is_mqar && data) usage_error("%s is a run of mqar, whose examples are generated: it takes no --data", from);
         if (!data) data = rs.data;
@@ -272,6 +286,9 @@ int cmd_train(int argc, char **argv) {
         if (init) {
             RunState from;
             checkpoint_load(init, &model, &from, 0);
+            if (z.has_arch && z.arch != (int)from.c.mixer)
+                usage_error("--arch %s, but %s holds a model of %s: --init keeps the architecture of its weights",
+                            ARCH_NAMES[z.arch], init, ARCH_NAMES[from.c.mixer]);
             rs.c = from.c;
             printf("initialising from the weights of %s\n", init);
         } else {
@@ -723,7 +740,7 @@ static const char *BENCH_HELP =
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
-    "  --tie-embeddings --no-lower-bound --batch B --seq-len T\n"
+    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1 (hgrn1: the CPU only)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
@@ -759,6 +776,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);

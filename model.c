@@ -15,8 +15,22 @@ int mlp_width(int D, double ratio) {
 const Range R_VOCAB = {"vocab", 2, 1 << 24}, R_DIM = {"dim", 1, 65536}, R_LAYERS = {"layers", 1, 1024},
             R_EXPAND = {"expand-ratio", 1, 65536}, R_MLP = {"mlp-width", 0, 1 << 20};
 
+const char *const ARCH_NAMES[NMIXERS] = {[MIXER_CAUSAL] = "hgrn2", [MIXER_HGRN1] = "hgrn1"};
+
+int arch_parse(const char *name) {
+    for (int i = 0; i < NMIXERS; i++) if (!strcmp(name, ARCH_NAMES[i])) return i;
+    return -1;
+}
+
 const char *config_finish(Config *c) {
     static char msg[160];
+    if (c->mixer < 0 || c->mixer >= NMIXERS) return "unknown architecture";
+    // HGRN1's state is a vector: one channel per head, no key dimension to expand
+    if (c->mixer == MIXER_HGRN1 && c->K != 1) {
+        snprintf(msg, sizeof msg, "--expand-ratio %d is not possible with --arch hgrn1: HGRN1's state is a vector "
+                 "(expand ratio 1)", c->K);
+        return msg;
+    }
     if (!in_range(&R_VOCAB, c->V)) return "vocabulary size must be in [2, 16777216]";
     if (!in_range(&R_DIM, c->D)) return "--dim must be in [1, 65536]";
     if (!in_range(&R_LAYERS, c->L)) return "--layers must be in [1, 1024]";
@@ -40,9 +54,9 @@ const ParamDesc PARAMS[NPARAM] = {
     [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES},
     [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL},
     [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES},
-    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL},
+    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.i_proj.weight"},
     [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL},
-    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL},
+    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.g_proj.weight"},
     [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES},
     [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL},
     [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES},
@@ -74,9 +88,10 @@ int64_t param_numel(const Config *c, int p) {
     return r * k;
 }
 
-void hf_name(char *buf, size_t n, int p, int l) {
-    if (p < P_FIRST_LAYER) snprintf(buf, n, "%s", PARAMS[p].hf);
-    else snprintf(buf, n, PARAMS[p].hf, l);
+void hf_name(char *buf, size_t n, const Config *c, int p, int l) {
+    const char *f = c->mixer == MIXER_HGRN1 && PARAMS[p].hgrn1 ? PARAMS[p].hgrn1 : PARAMS[p].hf;
+    if (p < P_FIRST_LAYER) snprintf(buf, n, "%s", f);
+    else snprintf(buf, n, f, l);
 }
 
 Layout layout_of(const Config *c) {
@@ -106,6 +121,8 @@ void model_alloc(Model *m, const Config *c) {
 }
 void model_to_device(Model *m) {
     if (!g_gpu || m->on_device) return;
+    if (m->c.mixer == MIXER_HGRN1)
+        die("--arch hgrn1 runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
     size_t bytes = (size_t)m->lay.n * sizeof(real);
     real *params = dev_alloc(bytes, "parameters");
     dev_upload(params, m->params, bytes);
@@ -179,9 +196,14 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
     char mlp[32];
     if (c->I) snprintf(mlp, sizeof mlp, "MLP %d", c->I);
     else snprintf(mlp, sizeof mlp, "no MLP");
-    fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
-            c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
-            c->lower_bound ? "lower bounds" : "no lower bounds");
+    if (c->mixer == MIXER_HGRN1)
+        fprintf(f, "| model        | HGRN1, V %d, D %d, layers %d, state a vector of %d, %s, %s, %s\n", c->V, c->D,
+                c->L, c->D, mlp, c->tie ? "tied embeddings" : "untied lm_head",
+                c->lower_bound ? "lower bounds" : "no lower bounds");
+    else
+        fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
+                c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
+                c->lower_bound ? "lower bounds" : "no lower bounds");
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
 
@@ -298,6 +320,18 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
     }
+    case MIXER_HGRN1: {
+        // HK = D. The HGRN1 ops are called directly: they run on the CPU only (model_to_device refuses the GPU).
+        real *ifg = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+        OP(matmul_fwd, ifg, a->h1, W(m, P_WQ, l), N, D, QFI);                // [i | f | g] [N, 3D]
+        OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                // silu(i), 1 - a, log a [N,D]
+        op_hgrn_fwd(o, S, a->q, a->k, a->g, S, B, T, D);                     // h = o [N,D]
+        op_rmsnorm_gated_fwd(a->yo, LAYER(a, rstdo, l, 1), o, ifg + 2 * HK, QFI, W(m, P_GNORM, l), N, D, c->eps);
+        OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
+        break;
+    }
+    case NMIXERS: break;
     }
 }
 
@@ -563,6 +597,24 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;
     }
+    case MIXER_HGRN1: {
+        real *ifg = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+        real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+        const real *z = ifg + 2 * HK;                                                // the output gate g
+        op_rmsnorm_gated_fwd(a->yo, NULL, o, z, QFI, W(m, P_GNORM, l), N, D, c->eps);  // recomputed
+        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
+        op_rmsnorm_gated_bwd(a->dout, a->dqfi + 2 * HK, QFI, G(m, P_GNORM, l), a->dh, o, z, QFI, W(m, P_GNORM, l),
+                             LAYER(a, rstdo, l, 1), N, D, c->eps);                   // d o, d g
+        OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                        // recomputed
+        op_hgrn_bwd(a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D);
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, ifg, QFI, lb, N, HK);  // d i, d f
+        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
+        break;
+    }
+    case NMIXERS: break;
     }
 }
 

@@ -15,7 +15,16 @@
 // existing ones, and the compiler's -Wswitch points at every stage still to write. Zero is the language
 // model, so a Config written without them is one.
 typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embedding table
-typedef enum { MIXER_CAUSAL } MixerKind;        // the HGRU2 recurrence, left to right
+// The token mixer is the model's architecture (--arch): HGRN2's HGRU2, whose state is a K x Dv matrix per head,
+// or HGRN1's HGRU, whose state is a vector of D (docs/model.md "HGRN1's token mixer"). Checkpoints store it.
+typedef enum {
+    MIXER_CAUSAL,   // hgrn2: the HGRU2 recurrence, left to right
+    MIXER_HGRN1,    // hgrn1: the element-wise HGRU recurrence, left to right (K = 1; the CPU only for now)
+    NMIXERS
+} MixerKind;
+extern const char *const ARCH_NAMES[NMIXERS];   // "hgrn2", "hgrn1": the values of --arch
+// The MixerKind of an --arch value, or -1 when it names none.
+int arch_parse(const char *name);
 typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
 
 typedef struct {
@@ -34,7 +43,7 @@ typedef struct {
     HeadKind head;
 } Config;
 
-#define EPS_O 1e-5          // the token mixer's output norm always uses this eps (docs/model.md)
+#define EPS_O 1e-5          // HGRN2's output norm always uses this eps; HGRN1's uses the model's (docs/model.md)
 
 // The ranges of the sizes (the flags --vocab, --dim, --layers, --expand-ratio and --mlp-width).
 extern const Range R_VOCAB, R_DIM, R_LAYERS, R_EXPAND, R_MLP;
@@ -60,11 +69,15 @@ enum {
 #define P_FIRST_LAYER P_ATTN_NORM
 
 typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } Init;
+// HGRN1 (MIXER_HGRN1) keeps the same rows: its i, f and g projections sit in the slots of q, f and i, so the
+// product by the triple gives [i | f | g] (the first 2D columns are what op_gates_fwd reads as [q | f]); where
+// a slot holds another tensor, hgrn1 names it.
 typedef struct {
     const char *name;   // our name
     const char *hf;     // Hugging Face (fla) name, %d = layer
     int decay;          // AdamW weight decay applies
     Init init;
+    const char *hgrn1;  // fla's HGRNForCausalLM name where HGRN1's tensor in this slot differs, else NULL
 } ParamDesc;
 extern const ParamDesc PARAMS[NPARAM];
 
@@ -72,8 +85,8 @@ extern const ParamDesc PARAMS[NPARAM];
 // tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP.
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
-// The Hugging Face name of tensor p of layer l.
-void hf_name(char *buf, size_t n, int p, int l);
+// The Hugging Face name of tensor p of layer l in a model of configuration c (HGRN2's or HGRN1's names).
+void hf_name(char *buf, size_t n, const Config *c, int p, int l);
 
 typedef struct {
     int64_t off[NPARAM];    // global tensors: offset in the buffer; per-layer: offset inside a layer block

@@ -103,6 +103,26 @@ void op_hgru_cols_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, cons
                       int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
 int op_hgru_cols_direct(int K, int Dv);
 
+// ---- HGRN1 (docs/model.md "HGRN1's token mixer"): the element-wise recurrence and its gated output norm ----
+// HGRN1's gates are op_gates_fwd's, run on rows [i | f]: q = swish(i) = silu(i), k = 1 - a, g = log a with a the
+// (lower-bounded) forget gate; the recurrence's input is q k, fla's swiglu(i, 1 - a), formed inside these ops.
+// q, k, g, o: [B,T,D] contiguous. Per (b, d): h_t = exp(g_t) h_{t-1} + q_t k_t; o_t = h_t.
+// h0 [B,D]: the entering state, NULL for zeros. hT [B,D]: the leaving state, not written when NULL; hT may equal
+// h0 (updated in place).                                                            (o =, hT =)
+void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D);
+// Backward from a zero entering state and no gradient on the leaving state (training); o as the forward wrote
+// it (o_{t-1} = h_{t-1}). dh_t = dout_t + exp(g_{t+1}) dh_{t+1}; dq = dh k; dk = dh q; dg_t = dh_t exp(g_t) h_{t-1}
+// (0 at t = 0).                                                                     (dq, dk, dg =)
+void op_hgrn_bwd(real *dq, real *dk, real *dg, const real *dout, const real *q, const real *k, const real *g,
+                 const real *o, int B, int T, int D);
+// The gated RMSNorm (fla's FusedRMSNormGated, swish): y = x / sqrt(mean(x^2) + eps) * w * swish(z) over the
+// last dim C; z in rows of stride ldz; y an operand; rstd[N] saved when not NULL.      (y =)
+void op_rmsnorm_gated_fwd(opnd *y, real *rstd, const real *x, const real *z, int64_t ldz, const real *w, int64_t N,
+                          int C, double eps);
+// dx [N,C] (=); dz in rows of stride lddz (=); dw += (skipped when NULL). rstd as saved (recomputed when NULL).
+void op_rmsnorm_gated_bwd(real *dx, real *dz, int64_t lddz, real *dw, const real *dy, const real *x, const real *z,
+                          int64_t ldz, const real *w, const real *rstd, int64_t N, int C, double eps);
+
 // ---- SwiGLU ----
 // gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)
 void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I);

@@ -18,13 +18,13 @@
 
 #define TMPD "tests/tmp/test_checkpoint"
 
-// Where the header fields sit: magic, version and the count take 24 bytes, then 21 integers, the count of
-// floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
+// Where the header fields sit: magic, version and the count take 24 bytes, then 22 integers (21 before version
+// 3), the count of floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
 #define INT_AT(i) (24 + 8 * (i))
-#define FLOAT_AT(i) (24 + 8 * 21 + 8 + 8 * (i))
+#define FLOAT_AT(i) (24 + 8 * 22 + 8 + 8 * (i))
 #define STRINGS_AT FLOAT_AT(9)
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
-       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT };
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH };
 enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC };
 
 static unsigned char *g_good;   // the valid checkpoint every case edits
@@ -136,6 +136,10 @@ static void header_ranges(void) {
     bad_field("MLP width 0 (no MLPs)", 0, I_I, 0, "is corrupt: it says");
     bad_field("tied 2", 0, I_TIE, 2, "is corrupt: tied = 2 is out of range [0, 1]");
     bad_field("lower bounds -1", 0, I_LB, -1, "is corrupt: lower-bounds = -1 is out of range [0, 1]");
+    bad_field("architecture 2", 0, I_ARCH, 2, "is corrupt: architecture = 2 is out of range [0, 1]");
+    bad_field("architecture -1", 0, I_ARCH, -1, "is corrupt: architecture = -1 is out of range [0, 1]");
+    // hgrn1 over an expand ratio of 8: its state is a vector, so the configuration itself is invalid
+    bad_field("hgrn1 with expand ratio 8", 0, I_ARCH, 1, "invalid configuration (--expand-ratio 8 is not possible with --arch hgrn1");
     bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
     bad_field("norm eps NaN", 1, F_EPS, NAN, "is corrupt: norm eps = ");
     bad_field("a parameter count that is not the configuration's", 0, I_N, 12345, "is corrupt: it says 12345 parameters");
@@ -289,31 +293,43 @@ int main(void) {
     st = run(sample, err, sizeof err);
     CHECK(st == 0, "sample of the valid checkpoint: exit %d: %s", st, err);
 
-    // a version-1 file (no decay fraction) still loads: the same checkpoint with that float cut out; and a
-    // version-1 file that claims the new float count, or a version 3, is refused
+    // a version-2 file (no architecture) still loads, as hgrn2: the same checkpoint with that integer cut out;
+    // a version-1 file (no decay fraction either) too, with that float cut out as well; a version-2 file that
+    // claims the new integer count, a version-1 file that claims the new float count, or a version 4, is refused
     {
-        size_t n1 = g_size - 8;
-        unsigned char *b = xmalloc(n1);
-        memcpy(b, g_good, FLOAT_AT(F_DECAY_FRAC));
-        memcpy(b + FLOAT_AT(F_DECAY_FRAC), g_good + FLOAT_AT(F_DECAY_FRAC) + 8, g_size - FLOAT_AT(F_DECAY_FRAC) - 8);
-        int64_t one = 1, eight = 8;
-        memcpy(b + 8, &one, 8);
-        memcpy(b + FLOAT_AT(0) - 8, &eight, 8);
-        write_resummed(TMPD "/v1.ckpt", b, n1);
+        size_t n2 = g_size - 8, n1 = g_size - 16, fl2 = FLOAT_AT(0) - 8;   // in version 2 the floats start 8 earlier
+        unsigned char *b2 = xmalloc(n2), *b1 = xmalloc(n1);
+        memcpy(b2, g_good, INT_AT(I_ARCH));
+        memcpy(b2 + INT_AT(I_ARCH), g_good + INT_AT(I_ARCH) + 8, g_size - INT_AT(I_ARCH) - 8);
+        int64_t one = 1, two = 2, eight = 8, nine = 9, n21 = 21, n22 = 22;
+        memcpy(b2 + 8, &two, 8);
+        memcpy(b2 + 16, &n21, 8);
+        write_resummed(TMPD "/v2.ckpt", b2, n2);
+        char *eval2[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v2.ckpt", "--ids", TMPD "/ids.txt", NULL};
+        st = run(eval2, err, sizeof err);
+        CHECK(st == 0, "eval of a version-2 checkpoint: exit %d: %s", st, err);
+        const size_t dfrac = fl2 + 8 * F_DECAY_FRAC;
+        memcpy(b1, b2, dfrac);
+        memcpy(b1 + dfrac, b2 + dfrac + 8, n2 - dfrac);
+        memcpy(b1 + 8, &one, 8);
+        memcpy(b1 + fl2 - 8, &eight, 8);
+        write_resummed(TMPD "/v1.ckpt", b1, n1);
         char *eval1[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v1.ckpt", "--ids", TMPD "/ids.txt", NULL};
         st = run(eval1, err, sizeof err);
         CHECK(st == 0, "eval of a version-1 checkpoint: exit %d: %s", st, err);
-        int64_t nine = 9;
-        memcpy(b + FLOAT_AT(0) - 8, &nine, 8);
-        write_resummed(TMPD "/v1bad.ckpt", b, n1);
+        memcpy(b1 + fl2 - 8, &nine, 8);
+        write_resummed(TMPD "/v1bad.ckpt", b1, n1);
         refused("version 1 with 9 header floats", TMPD "/v1bad.ckpt", "is corrupt: 9 header floats, expected 8", 0);
-        free(b);
-        b = xmalloc(g_size);
+        memcpy(b2 + 16, &n22, 8);
+        write_resummed(TMPD "/v2bad.ckpt", b2, n2);
+        refused("version 2 with 22 header integers", TMPD "/v2bad.ckpt", "is corrupt: 22 header integers, expected 21", 0);
+        free(b1); free(b2);
+        unsigned char *b = xmalloc(g_size);
         memcpy(b, g_good, g_size);
-        int64_t three = 3;
-        memcpy(b + 8, &three, 8);
-        write_resummed(TMPD "/v3.ckpt", b, g_size);
-        refused("format version 3", TMPD "/v3.ckpt", "has format version 3; this hgrn2 reads versions 1 and 2", 0);
+        int64_t four = 4;
+        memcpy(b + 8, &four, 8);
+        write_resummed(TMPD "/v4.ckpt", b, g_size);
+        refused("format version 4", TMPD "/v4.ckpt", "has format version 4; this hgrn2 reads versions 1 to 3", 0);
         free(b);
     }
     header_ranges();

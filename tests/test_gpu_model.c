@@ -179,7 +179,7 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
     for (int p = 0; p < NPARAM; p++) {
         int nl = p < P_FIRST_LAYER ? 1 : c.L;
         if (!param_numel(&c, p)) continue;
-        for (int l = 0; l < nl; l++) { hf_name(name, sizeof name, p, l); st_read(hf, st_find(hf, name), W(&m, p, l)); }
+        for (int l = 0; l < nl; l++) { hf_name(name, sizeof name, &c, p, l); st_read(hf, st_find(hf, name), W(&m, p, l)); }
     }
     const StTensor *ti = st_find(fx, "input_ids");
     int B = (int)ti->shape[0], T = (int)ti->shape[1];
@@ -211,7 +211,7 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
         int64_t n = param_numel(&c, p);
         if (!n) continue;
         for (int l = 0; l < nl; l++) {
-            hf_name(name, sizeof name, p, l);
+            hf_name(name, sizeof name, &c, p, l);
             snprintf(gname, sizeof gname, "grad.%s", name);
             float *gr = xmalloc(n * sizeof(float));
             st_read(fx, st_find(fx, gname), gr);

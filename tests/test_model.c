@@ -100,8 +100,9 @@ static void fd_model(Config c, int B, int T, uint64_t seed, int sparse, const ch
 
 // Logits of one forward over T tokens equal those of a prefill of the first P tokens followed by
 // single-token steps from the carried recurrent state (the sampling path).
-static void decode_matches_forward(int T, int P) {
-    Config c = {.V = 13, .D = 16, .L = 2, .K = 4, .I = 24, .tie = 1, .lower_bound = 1, .eps = 1e-6};
+static void decode_matches_forward(int T, int P, MixerKind mixer) {
+    Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 1, .lower_bound = 1,
+                .eps = 1e-6, .mixer = mixer};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -126,7 +127,7 @@ static void decode_matches_forward(int T, int P) {
     }
     // the two paths differ only in the order of float64 sums: far below 1e-10
     CHECK(worst < 1e-10, "decode T %d prefill %d: max |logit difference| %.3g", T, P, worst);
-    printf("decode after prefill %3d of %3d tokens        max |logit difference| %.3g\n", P, T, worst);
+    printf("%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer], P, T, worst);
     acts_free(&full); acts_free(&pre); acts_free(&one);
     free(ids); free(ref); free(got); free(states);
     model_free(&m);
@@ -313,6 +314,45 @@ static void schedules(void) {
     printf("learning-rate schedules\n");
 }
 
+// HGRN1's configuration: expand ratio 1 only; the same parameter count as HGRN2 at the same sizes (the three
+// D x D projections and o_proj of both); fla's names for the slots that hold other tensors; and a checkpoint
+// round trip that keeps the architecture.
+static void hgrn1_config(void) {
+    Config c = {.V = 17, .D = 8, .L = 2, .K = 2, .I = 12, .lower_bound = 1, .eps = 1e-6, .mixer = MIXER_HGRN1};
+    const char *bad = config_finish(&c);
+    CHECK(bad && strstr(bad, "--expand-ratio 2 is not possible with --arch hgrn1"), "hgrn1 with K 2: %s", bad ? bad : "accepted");
+    c.K = 1;
+    CHECK(!config_finish(&c) && c.H == 8 && c.Dv == 1, "hgrn1 with K 1: H %d, Dv %d", c.H, c.Dv);
+    Config c2 = c;
+    c2.mixer = MIXER_CAUSAL; c2.K = 4;
+    config_finish(&c2);
+    Layout l1 = layout_of(&c), l2 = layout_of(&c2);
+    CHECK(l1.n == l2.n, "hgrn1 %lld parameters, hgrn2 %lld", (long long)l1.n, (long long)l2.n);
+    char n1[96], n2[96], n3[96], n4[96];
+    hf_name(n1, sizeof n1, &c, P_WQ, 1); hf_name(n2, sizeof n2, &c, P_WF, 1);
+    hf_name(n3, sizeof n3, &c, P_WI, 1); hf_name(n4, sizeof n4, &c2, P_WI, 1);
+    CHECK(!strcmp(n1, "model.layers.1.attn.i_proj.weight") && !strcmp(n2, "model.layers.1.attn.f_proj.weight") &&
+          !strcmp(n3, "model.layers.1.attn.g_proj.weight") && !strcmp(n4, "model.layers.1.attn.i_proj.weight"),
+          "hgrn1 names %s %s %s, hgrn2's i_proj %s", n1, n2, n3, n4);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 3);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)m.params[i];
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7},
+                   .step = 0, .loader = {7, 0, 0, 0}};
+    snprintf(rs.tokenizer, sizeof rs.tokenizer, "byte");
+    snprintf(rs.data, sizeof rs.data, "data/x");
+    mkdir_p("tests/tmp");
+    checkpoint_save("tests/tmp/test_model_hgrn1.ckpt", &m, &rs, 0);
+    RunState back;
+    checkpoint_load("tests/tmp/test_model_hgrn1.ckpt", &r, &back, 0);
+    CHECK(back.c.mixer == MIXER_HGRN1 && back.c.K == 1 && r.lay.n == m.lay.n &&
+          !memcmp(r.params, m.params, m.lay.n * sizeof(real)), "hgrn1 checkpoint round trip: mixer %d", back.c.mixer);
+    printf("hgrn1: expand ratio 1 only, %lld parameters as hgrn2's, fla's names, checkpoint round trip\n", (long long)l1.n);
+    model_free(&m); model_free(&r);
+}
+
 int main(void) {
     // thousands of tiny forward passes: one thread avoids paying a parallel region's start-up for each
     omp_set_num_threads(1);
@@ -335,11 +375,26 @@ int main(void) {
     nomlp.tie = 1; nomlp.L = 1;
     fd_model(nomlp, 1, 6, 5, 0, "no MLP, one layer, tied, T 6");
     sparse_head_matches_dense();
-    decode_matches_forward(9, 1);
-    decode_matches_forward(150, 70);
+    decode_matches_forward(9, 1, MIXER_CAUSAL);
+    decode_matches_forward(150, 70, MIXER_CAUSAL);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
-    decode_matches_forward(150, 70);
+    decode_matches_forward(150, 70, MIXER_CAUSAL);
     g_hgru_chunk = 0;
+    // HGRN1: the element-wise mixer (K = 1), with and without lower bounds and MLPs
+    Config h1 = base;
+    h1.mixer = MIXER_HGRN1; h1.K = 1;
+    fd_model(h1, 2, 7, 21, 0, "hgrn1: MLP, untied, lower bounds, T 7");
+    Config h1b = h1;
+    h1b.lower_bound = 0; h1b.tie = 1;
+    fd_model(h1b, 2, 9, 22, 0, "hgrn1: MLP, tied, no lower bounds, T 9");
+    Config h1c = h1;
+    h1c.I = 0;
+    fd_model(h1c, 1, 65, 23, 0, "hgrn1: no MLP, lower bounds, T 65");
+    h1c.lower_bound = 0;
+    fd_model(h1c, 2, 6, 24, 1, "hgrn1: no MLP, no lower bounds, sparse targets");
+    decode_matches_forward(9, 1, MIXER_HGRN1);
+    decode_matches_forward(150, 70, MIXER_HGRN1);
+    hgrn1_config();
     checkpoints();
     checkpoint_no_mlp();
     schedules();

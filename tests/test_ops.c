@@ -843,6 +843,145 @@ static void test_hgru_directions(void) {
     }
 }
 
+// ======================================================================================================
+// HGRN1: the element-wise recurrence and the gated RMSNorm
+// ======================================================================================================
+typedef struct { int B, T, D; real *q, *k, *g, *w, *o; } HgrnCtx;
+static double hgrn_loss(void *p) {
+    HgrnCtx *c = p;
+    op_hgrn_fwd(c->o, NULL, c->q, c->k, c->g, NULL, c->B, c->T, c->D);
+    return wsum(c->w, c->o, (int64_t)c->B * c->T * c->D);
+}
+// q = swish(i) of any sign, k = 1 - exp(g) and g = logsigmoid(x), one in ten very negative, as the model makes them
+static void hgrn_inputs(HgrnCtx *c, uint64_t s) {
+    seed(s);
+    int64_t n = (int64_t)c->B * c->T * c->D;
+    c->q = rvec(n, 1); c->k = zvec(n); c->g = zvec(n); c->w = rvec(n, 1); c->o = zvec(n);
+    for (int64_t i = 0; i < n; i++) {
+        double x = urand() < 0.1 ? -10 - 20 * urand() : 2 * nrand() + 1;
+        double g = x > 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+        c->g[i] = (real)g;
+        c->k[i] = (real)(-expm1(g));
+    }
+}
+static void hgrn_free(HgrnCtx *c) { free(c->q); free(c->k); free(c->g); free(c->w); free(c->o); }
+
+static void test_hgrn_fd(int B, int T, int D, uint64_t s) {
+    HgrnCtx c = {.B = B, .T = T, .D = D};
+    hgrn_inputs(&c, s);
+    int64_t n = (int64_t)B * T * D;
+    real *dq = rvec(n, 1), *dk = rvec(n, 1), *dg = rvec(n, 1);   // garbage: the op overwrites
+    hgrn_loss(&c);   // o, which the backward reads
+    op_hgrn_bwd(dq, dk, dg, c.w, c.q, c.k, c.g, c.o, B, T, D);
+    double gs = maxabs(dq, n);
+    gs = maxabs(dk, n) > gs ? maxabs(dk, n) : gs;
+    gs = maxabs(dg, n) > gs ? maxabs(dg, n) : gs;
+    char name[96];
+    snprintf(name, sizeof name, "hgrn dq B%d T%d D%d (seed %llu)", B, T, D, (unsigned long long)s);
+    fd_vec(name, hgrn_loss, &c, c.q, n, dq, gs);
+    snprintf(name, sizeof name, "hgrn dk B%d T%d D%d", B, T, D);
+    fd_vec(name, hgrn_loss, &c, c.k, n, dk, gs);
+    snprintf(name, sizeof name, "hgrn dg B%d T%d D%d", B, T, D);
+    fd_vec(name, hgrn_loss, &c, c.g, n, dg, gs);
+    hgrn_free(&c);
+    free(dq); free(dk); free(dg);
+}
+
+// The forward against a plain double loop, from a nonzero entering state, and hT == h0 in place.
+static void test_hgrn_naive(int B, int T, int D, uint64_t s) {
+    HgrnCtx c = {.B = B, .T = T, .D = D};
+    hgrn_inputs(&c, s);
+    int64_t n = (int64_t)B * T * D;
+    real *h0 = rvec((int64_t)B * D, 1), *hT = zvec((int64_t)B * D), *h = dup(h0, (int64_t)B * D), *o2 = zvec(n);
+    double *on = xmalloc((size_t)n * sizeof(double)), *hn = xmalloc((size_t)B * D * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++) {
+            double x = h0[(int64_t)b * D + d];
+            for (int t = 0; t < T; t++) {
+                int64_t i = ((int64_t)b * T + t) * D + d;
+                x = exp((double)c.g[i]) * x + (double)c.q[i] * c.k[i];
+                on[i] = x;
+            }
+            hn[(int64_t)b * D + d] = x;
+        }
+    op_hgrn_fwd(c.o, hT, c.q, c.k, c.g, h0, B, T, D);
+    op_hgrn_fwd(o2, h, c.q, c.k, c.g, h, B, T, D);
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) { e = fmax(e, fabs(c.o[i] - on[i])); m = fmax(m, fabs(on[i])); }
+    for (int64_t i = 0; i < (int64_t)B * D; i++) { e = fmax(e, fabs(hT[i] - hn[i])); m = fmax(m, fabs(hn[i])); }
+    char name[96];
+    snprintf(name, sizeof name, "hgrn fwd vs naive double: o, hT (B%d T%d D%d, h0 != 0)", B, T, D);
+    near(name, e / (m > 0 ? m : 1), 8 * T * EPS);
+    snprintf(name, sizeof name, "hgrn fwd hT == h0 in place: same bits (T=%d)", T);
+    near(name, relerr(o2, c.o, n) + relerr(h, hT, (int64_t)B * D), 0);
+    hgrn_free(&c);
+    free(h0); free(hT); free(h); free(o2); free(on); free(hn);
+}
+
+static void hgrn_det(void *p, real *out) { HgrnCtx *c = p; hgrn_loss(c); memcpy(out, c->o, (size_t)c->B * c->T * c->D * sizeof(real)); }
+static void hgrn_det_bwd(void *p, real *out) {
+    HgrnCtx *c = p;
+    int64_t n = (int64_t)c->B * c->T * c->D;
+    hgrn_loss(c);
+    op_hgrn_bwd(out, out + n, out + 2 * n, c->w, c->q, c->k, c->g, c->o, c->B, c->T, c->D);
+}
+
+typedef struct { real *x, *z, *w, *wt, *y; int64_t N, ldz; int C; double eps; } GnCtx;
+static double gnorm_loss(void *p) {
+    GnCtx *c = p;
+    op_rmsnorm_gated_fwd(c->y, NULL, c->x, c->z, c->ldz, c->wt, c->N, c->C, c->eps);
+    return wsum(c->w, c->y, c->N * c->C);
+}
+static void test_rmsnorm_gated(int64_t N, int C, uint64_t s) {
+    seed(s);
+    GnCtx c = {.N = N, .C = C, .ldz = 3 * C + 2, .eps = 1e-6};
+    c.x = rvec(N * C, 1); c.z = rvec(N * c.ldz, 2); c.wt = rvec(C, 1); c.w = rvec(N * C, 1); c.y = zvec(N * C);
+    for (int64_t r = 0; r < N; r++) { c.z[r * c.ldz] = 30; c.z[r * c.ldz + (C > 1)] = -30; }   // saturated gates
+    int64_t lddz = C + 1;
+    real *rstd = zvec(N), *dx = rvec(N * C, 1), *dz = rvec(N * lddz, 1), *dz0 = dup(dz, N * lddz);
+    real *dw0 = rvec(C, 1), *dw = dup(dw0, C), *dx2 = zvec(N * C), *dz2 = zvec(N * lddz), *dw2 = dup(dw0, C);
+    op_rmsnorm_gated_fwd(c.y, rstd, c.x, c.z, c.ldz, c.wt, N, C, c.eps);
+    op_rmsnorm_gated_bwd(dx, dz, lddz, dw, c.w, c.x, c.z, c.ldz, c.wt, rstd, N, C, c.eps);
+    op_rmsnorm_gated_bwd(dx2, dz2, lddz, dw2, c.w, c.x, c.z, c.ldz, c.wt, NULL, N, C, c.eps);
+    int untouched = 1;
+    for (int64_t r = 0; r < N; r++) untouched &= dz[r * lddz + C] == dz0[r * lddz + C];
+    for (int i = 0; i < C; i++) dw[i] -= dw0[i];
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_gated N%lld C%d: dz column past C untouched", (long long)N, C);
+    near(name, !untouched, 0);
+    snprintf(name, sizeof name, "rmsnorm_gated N%lld C%d dx", (long long)N, C);
+    fd(name, gnorm_loss, &c, c.x, N, C, C, dx, C);
+    snprintf(name, sizeof name, "rmsnorm_gated N%lld C%d dz (strides %lld/%lld)", (long long)N, C, (long long)c.ldz,
+             (long long)lddz);
+    fd(name, gnorm_loss, &c, c.z, N, C, c.ldz, dz, lddz);
+    snprintf(name, sizeof name, "rmsnorm_gated N%lld C%d dw (+=)", (long long)N, C);
+    fd(name, gnorm_loss, &c, c.wt, 1, C, 0, dw, 0);
+    // with rstd NULL: the same bits
+    for (int i = 0; i < C; i++) dw2[i] -= dw0[i];
+    snprintf(name, sizeof name, "rmsnorm_gated N%lld C%d bwd with rstd NULL == with saved rstd", (long long)N, C);
+    near(name, relerr(dx2, dx, N * C) + relerr(dw2, dw, C), 0);
+    free(c.x); free(c.z); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dz); free(dz0); free(dw0);
+    free(dw); free(dx2); free(dz2); free(dw2);
+}
+
+static void test_hgrn(void) {
+    printf("-- hgrn (HGRN1's element-wise recurrence): finite differences, naive double loop, determinism\n");
+    int Ts[] = {1, 7, 64, 65};
+    for (int ti = 0; ti < 4; ti++) {
+        test_hgrn_fd(2, Ts[ti], 5, 60 + ti);
+        test_hgrn_naive(3, Ts[ti], 70, 70 + ti);   // D 70: a full and a partial column block
+    }
+    HgrnCtx c = {.B = 3, .T = 65, .D = 130};
+    hgrn_inputs(&c, 80);
+    int64_t n = (int64_t)c.B * c.T * c.D;
+    det_check("hgrn fwd", hgrn_det, &c, n);
+    det_check("hgrn bwd", hgrn_det_bwd, &c, 3 * n);
+    hgrn_free(&c);
+    printf("-- rmsnorm_gated (HGRN1's output norm)\n");
+    int Ns[] = {1, 7, 64, 65};
+    for (int i = 0; i < 4; i++) test_rmsnorm_gated(Ns[i], 9, 90 + i);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--bench")) { bench(); return 0; }
     if (argc > 1) { fprintf(stderr, "usage: %s [--bench]\n", argv[0]); return EXIT_USAGE; }
@@ -886,6 +1025,7 @@ int main(int argc, char **argv) {
 
     test_determinism();
     test_hgru_directions();
+    test_hgrn();
 
     printf("\n%.1f s\n", now() - t0);
     return check_summary("test_ops");

@@ -100,7 +100,7 @@ static void parity(void) {
         if (!param_numel(c, p)) continue;
         int nl = p < P_FIRST_LAYER ? 1 : c->L;
         for (int l = 0; l < nl; l++) {
-            hf_name(name, sizeof name, p, l);
+            hf_name(name, sizeof name, c, p, l);
             snprintf(gname, sizeof gname, "grad.%s", name);
             int64_t n;
             float *g = fixture_tensor(fx, gname, &n);

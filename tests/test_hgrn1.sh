@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# --arch hgrn1 (HGRN1's element-wise token mixer) end to end on the CPU, on the built-in Bible corpus: the loss
+# falls, --resume repeats an uninterrupted run bit for bit, eval and sample read the architecture from the
+# checkpoint, a checkpoint of format version 2 still loads as hgrn2, and the refusals.
+. "$(dirname "$0")/lib.sh"
+H=./hgrn2
+export OMP_NUM_THREADS=2
+SMALL=(--arch hgrn1 --dim 32 --layers 2 --batch 4 --seq-len 64 --lr 3e-3 --warmup 5 --eval-every 10 --eval-batches 4)
+
+# an uninterrupted run of 30 steps (prepares data/bible on first use)
+expect 0 "hgrn1: train 30 steps" -- $H train "${SMALL[@]}" --steps 30 --out "$TMP/a"
+grep -q "| model        | HGRN1, V 256, D 32, layers 2, state a vector of 32" "$TMP/out" \
+    && ok "the startup table names HGRN1" || fail "startup table: $(grep '| model' "$TMP/out")"
+# the parameter count: embeddings and lm_head 2 x 256 x 32, final norm 32, lower bounds 2 x 32; per layer two
+# norms and g_norm 3 x 32, i/f/g and o projections 4 x 32 x 32, MLP (fla's width 256) 3 x 256 x 32
+want=$((2 * 256 * 32 + 32 + 2 * 32 + 2 * (3 * 32 + 4 * 32 * 32 + 3 * 256 * 32)))
+grep -q "| parameters   | $want " "$TMP/out" && ok "parameter count $want" || fail "parameters: $(grep '| parameters' "$TMP/out"), expected $want"
+cut -f2 "$TMP/a/log.tsv" | sed -n '2,31p' > "$TMP/a.loss"
+first=$(sed -n 1p "$TMP/a.loss"); last=$(sed -n 30p "$TMP/a.loss")
+checks=$((checks + 1))
+if awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f - 1.0) }'; then ok "loss falls: $first -> $last"; else fail "loss did not fall by 1 nat: $first -> $last"; fi
+
+# the same run stopped at step 12, then resumed: the same losses and the same checkpoint
+expect 0 "hgrn1: train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
+expect 2 "resume with another architecture" -- $H train --resume --out "$TMP/b" --arch hgrn2
+expect_msg "a resumed run keeps its architecture"
+expect 0 "hgrn1: resume to step 30 (--arch hgrn1 agrees with the checkpoint)" -- $H train --resume --arch hgrn1 --out "$TMP/b"
+cut -f2 "$TMP/b/log.tsv" | grep -v train_loss > "$TMP/b.loss"
+checks=$((checks + 1))
+if cmp -s "$TMP/a.loss" "$TMP/b.loss"; then ok "resumed run repeats the uninterrupted losses exactly"; else fail "resumed losses differ"; diff "$TMP/a.loss" "$TMP/b.loss" | head; fi
+checks=$((checks + 1))
+if cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt"; then ok "resumed run ends in the identical checkpoint"; else fail "final checkpoints differ"; fi
+
+# eval and sample take the architecture from the checkpoint; eval's loss is the run's last held-out loss
+expect 0 "hgrn1: eval" -- $H eval --ckpt "$TMP/a/model.ckpt" --max-batches 4
+val=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "val_loss") c = i; next } $c != "" { v = $c } END { print v }' "$TMP/a/log.tsv")
+got=$(awk '/^loss / { print $2 }' "$TMP/out")
+checks=$((checks + 1))
+if awk -v a="$val" -v b="$got" 'BEGIN { d = a - b; exit !(d < 1e-3 && d > -1e-3) }'; then ok "eval loss $got = the run's held-out loss $val"
+else fail "eval loss $got, the run's held-out loss $val"; fi
+expect 0 "hgrn1: sample" -- $H sample --ckpt "$TMP/a/model.ckpt" --prompt "In the beginning" -n 40 --seed 3
+checks=$((checks + 1))
+[ "$(wc -c < "$TMP/out")" -ge 40 ] && ok "sample printed text" || fail "sample printed $(wc -c < "$TMP/out") bytes"
+expect 0 "hgrn1: bench on the CPU" -- $H bench --arch hgrn1 --dim 32 --layers 2 --batch 2 --seq-len 32 --steps 2
+grep -q "HGRN1" "$TMP/out" && ok "bench runs HGRN1" || fail "bench's table lacks HGRN1"
+
+# a checkpoint of format version 2 (no architecture field) loads as hgrn2: an hgrn2 run's checkpoint rewritten
+# in version 2's layout (the 22nd header integer cut out) evaluates to the same loss
+expect 0 "hgrn2: train 3 steps" -- $H train --dim 32 --layers 2 --expand-ratio 8 --batch 4 --seq-len 64 --steps 3 \
+    --eval-every 0 --eval-batches 2 --out "$TMP/h2"
+expect 0 "hgrn2: eval" -- $H eval --ckpt "$TMP/h2/model.ckpt" --max-batches 2
+want_loss=$(awk '/^loss / { print $2 }' "$TMP/out")
+python3 - "$TMP/h2/model.ckpt" "$TMP/v2.ckpt" <<'PY'
+import struct, sys
+sys.path.insert(0, 'tests')
+import ckpt_seal
+b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
+assert struct.unpack_from('<qq', b, 8) == (3, 22)
+arch_at = 24 + 8 * 21                     # the 22nd integer, the architecture
+assert struct.unpack_from('<q', b, arch_at)[0] == 0
+del b[arch_at:arch_at + 8]
+struct.pack_into('<qq', b, 8, 2, 21)
+ckpt_seal.write(sys.argv[2], b)
+PY
+expect 0 "a version-2 checkpoint evaluates" -- $H eval --ckpt "$TMP/v2.ckpt" --max-batches 2
+got=$(awk '/^loss / { print $2 }' "$TMP/out")
+checks=$((checks + 1))
+[ -n "$got" ] && [ "$got" = "$want_loss" ] && ok "version 2 loads as hgrn2: loss $got" || fail "version 2: loss '$got', expected $want_loss"
+
+# refusals: each one clear line
+expect 2 "unknown architecture" -- $H train --arch hgrn3 --steps 1 --out "$TMP/x"
+expect_msg "hgrn2 train: --arch must be hgrn1 or hgrn2, got 'hgrn3'"
+expect 2 "expand ratio with hgrn1" -- $H train --arch hgrn1 --expand-ratio 4 --steps 1 --out "$TMP/x"
+expect_msg "--expand-ratio 4 is not possible with --arch hgrn1"
+expect 0 "expand ratio 1 with hgrn1 is fine (bench)" -- $H bench --arch hgrn1 --expand-ratio 1 --dim 16 --layers 1 --batch 1 --seq-len 8 --steps 1
+expect 2 "hgrn1 on the GPU" -- $H train "${SMALL[@]}" --device cuda --steps 1 --out "$TMP/x"
+expect_msg "GPU kernels are not built yet; use --device cpu"
+expect 2 "hgrn1 on the GPU (bench)" -- $H bench --arch hgrn1 --device cuda
+expect_msg "GPU kernels are not built yet; use --device cpu"
+expect 2 "--arch with a classifier task" -- $H train --task lra-listops --arch hgrn1
+expect_msg "--arch is for the language-model tasks"
+expect 2 "--arch with mqar" -- $H train --task mqar --arch hgrn1 --steps 1 --out "$TMP/x"
+expect_msg "mqar trains HGRN2 only"
+expect 2 "--init with another architecture" -- $H train --init "$TMP/a/model.ckpt" --arch hgrn2 --steps 1 --out "$TMP/x"
+expect_msg "--init keeps the architecture of its weights"
+expect 1 "export of an HGRN1 checkpoint" -- $H export --ckpt "$TMP/a/model.ckpt" --hf "$TMP/hf"
+expect_msg "exporting HGRN1 to Hugging Face is not built yet"
+checks=$((checks + 1))
+[ ! -e "$TMP/hf" ] && ok "the refused export wrote nothing" || fail "the refused export created $TMP/hf"
+mkdir -p "$TMP/hf1"
+printf '{"model_type": "hgrn", "hidden_size": 32}\n' > "$TMP/hf1/config.json"
+expect 1 "import of an HGRN1 model" -- $H import --hf "$TMP/hf1" --out "$TMP/imp.ckpt"
+expect_msg "importing HGRN1 models is not built yet"
+finish
