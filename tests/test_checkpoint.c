@@ -310,7 +310,7 @@ int main(void) {
         CHECK(st == 0, "eval of a version-2 checkpoint: exit %d: %s", st, err);
         const size_t dfrac = fl2 + 8 * F_DECAY_FRAC;
         memcpy(b1, b2, dfrac);
-        memcpy(b1 + dfrac, b2 + dfrac + 8, n2 - dfrac);
+        memcpy(b1 + dfrac, b2 + dfrac + 8, n2 - dfrac - 8);
         memcpy(b1 + 8, &one, 8);
         memcpy(b1 + fl2 - 8, &eight, 8);
         write_resummed(TMPD "/v1.ckpt", b1, n1);
