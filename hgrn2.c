@@ -52,7 +52,7 @@ static const char *TRAIN_HELP =
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
     "  --arch hgrn2|hgrn1   the architecture (default hgrn2); hgrn1: HGRN1's element-wise token mixer, whose\n"
     "                       state is a vector (expand ratio 1), the paper's baseline; language-model tasks\n"
-    "                       but mqar, on the CPU only for now; --resume and --init keep the checkpoint's\n"
+    "                       and mqar, on the CPU only for now; --resume and --init keep the checkpoint's\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -139,7 +139,7 @@ int cmd_train(int argc, char **argv) {
     if (cls_command_line(argc, argv, 0)) {
         // the classifier's mixer is HGRN2's alone for now
         if (cli_option_value(argc, argv, "--arch"))
-            usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103); the classifier tasks "
+            usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103) and mqar; the classifier tasks "
                         "(lra-*, fashion-mnist, imagenet) train HGRN2 only");
         return cmd_cls_train(argc, argv);
     }
@@ -221,7 +221,6 @@ int cmd_train(int argc, char **argv) {
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
     if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");
-    if (is_mqar && z.has_arch) usage_error("--arch is not available with --task mqar yet: mqar trains HGRN2 only");
 
     Model model = {0};
     RunState rs;

@@ -79,8 +79,18 @@ expect 2 "hgrn1 on the GPU (bench)" -- $H bench --arch hgrn1 --device cuda
 expect_msg "GPU kernels are not built yet; use --device cpu"
 expect 2 "--arch with a classifier task" -- $H train --task lra-listops --arch hgrn1
 expect_msg "--arch is for the language-model tasks"
-expect 2 "--arch with mqar" -- $H train --task mqar --arch hgrn1 --steps 1 --out "$TMP/x"
-expect_msg "mqar trains HGRN2 only"
+# MQAR with HGRN1 (the issue's comparison row): it trains, is scored, and says so in its startup table
+expect 0 "mqar with --arch hgrn1" -- $H train --task mqar --arch hgrn1 --dim 32 --layers 1 --seq-len 32 --kv-pairs 2 \
+    --batch 8 --steps 6 --eval-every 0 --threads 2 --out "$TMP/mq"
+checks=$((checks + 1))
+grep -q "^| model        | HGRN1, V 8192, D 32, layers 1, state a vector of 32" "$TMP/out" &&
+    ok "mqar's startup table names HGRN1" || fail "mqar's startup table: $(grep '^| model' "$TMP/out")"
+expect 0 "eval --task mqar of the HGRN1 run" -- $H eval --task mqar --ckpt "$TMP/mq/model.ckpt" --examples 16 --threads 2
+checks=$((checks + 1))
+tail -1 "$TMP/out" | grep -Eq "^accuracy [0-9.]+$" && ok "eval --task mqar ends with its accuracy" ||
+    fail "eval --task mqar's last line: $(tail -1 "$TMP/out")"
+expect 2 "mqar resumed as hgrn2" -- $H train --resume --out "$TMP/mq" --arch hgrn2 --steps 8
+expect_msg "a resumed run keeps its architecture"
 expect 2 "--init with another architecture" -- $H train --init "$TMP/a/model.ckpt" --arch hgrn2 --steps 1 --out "$TMP/x"
 expect_msg "--init keeps the architecture of its weights"
 expect 1 "export of an HGRN1 checkpoint" -- $H export --ckpt "$TMP/a/model.ckpt" --hf "$TMP/hf"
