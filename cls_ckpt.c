@@ -172,10 +172,12 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_range_num(path, &R_MIX_PROB, fl[F_MIX_PROB]);
     ckpt_check_range_num(path, &R_WARMUP_LR, fl[F_WARMUP_LR]);
     const int mixable = pix && grid;
-    if (!(fl[F_MIXUP] >= 0 && fl[F_MIXUP] <= (mixable ? R_MIXUP.hi : 0)))
-        die("checkpoint %s is corrupt: mixup = %g is out of range [0, %g]", path, fl[F_MIXUP], mixable ? R_MIXUP.hi : 0);
-    if (!(fl[F_CUTMIX] >= 0 && fl[F_CUTMIX] <= (mixable ? R_CUTMIX.hi : 0)))
-        die("checkpoint %s is corrupt: cutmix = %g is out of range [0, %g]", path, fl[F_CUTMIX], mixable ? R_CUTMIX.hi : 0);
+    const Range *alphas[] = {&R_MIXUP, &R_CUTMIX};
+    for (int i = 0; i < 2; i++) {
+        const double a = fl[i ? F_CUTMIX : F_MIXUP], hi = mixable ? alphas[i]->hi : 0;
+        if (!(a >= 0 && a <= hi))
+            die("checkpoint %s is corrupt: %s = %g is out of range [0, %g]", path, alphas[i]->name, a, hi);
+    }
     if ((fl[F_MIXUP] > 0 || fl[F_CUTMIX] > 0) && v[I_B] < 2)
         die("checkpoint %s is corrupt: mixing in batches of %lld", path, (long long)v[I_B]);
     for (int i = F_MEAN0; i <= F_STD2; i++) {

@@ -809,7 +809,6 @@ int cmd_cls_bench(int argc, char **argv) {
     for (int i = 0; i < B; i++) lens[i] = T;
     // the model's settings, checked before anything is timed
     const int classes = jpeg_set_classes(js) < 2 ? 2 : (int)jpeg_set_classes(js);
-    // the steps alone, on the last batch again and again
     ClsConfig cfg = {.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L), .K = (int)(expand ? expand : ps->K),
                      .I = 0, .classes = classes, .ndoc = 1,
                      .norm = ps->norm, .pos = ps->pos, .lower_bound = 1, .eps = 1e-5, .V = 256, .input = INPUT_PIXELS,
@@ -832,6 +831,7 @@ int cmd_cls_bench(int argc, char **argv) {
     fflush(stdout);
     im_loader_close(ld);
     for (int i = 0; i < B; i++) if (labels[i] >= cfg.classes) labels[i] = 0;
+    // the steps alone, on the last batch again and again
     ClsModel m;
     cls_alloc(&m, &cfg);
     cls_init(&m, seed);
