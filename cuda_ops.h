@@ -62,6 +62,17 @@ void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const fl
 void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                       const float *rstd, int64_t N, int C, double eps);
 
+// ---- HGRN1 (cuda/hgrn1.cuh) ----
+void cuda_hgrn_fwd(float *o, float *hT, const float *q, const float *k, const float *g, const float *h0, int B, int T,
+                   int D);
+void cuda_hgrn_bwd(float *dq, float *dk, float *dg, const float *dout, const float *q, const float *k, const float *g,
+                   const float *o, int B, int T, int D);
+void cuda_rmsnorm_gated_fwd(void *y, float *rstd, const float *x, const float *z, int64_t ldz, const float *w,
+                            int64_t N, int C, double eps);
+void cuda_rmsnorm_gated_bwd(float *dx, float *dz, int64_t lddz, float *dw, const float *dy, const float *x,
+                            const float *z, int64_t ldz, const float *w, const float *rstd, int64_t N, int C,
+                            double eps);
+
 // ---- gates ----
 void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
 void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk, const float *dg,
@@ -140,6 +151,8 @@ void cuda_dropout_fwd(float *y, const float *x, int64_t n, double p, uint64_t se
 void cuda_dropout_bwd(float *dx, const float *dy, int64_t n, double p, uint64_t seed);
 void cuda_pool_mean_fwd(float *y, const float *x, const int32_t *lens, int B, int T, int D);   // lens on the device
 void cuda_pool_mean_bwd(float *dx, const float *dy, const int32_t *lens, int B, int T, int D);
+void cuda_pixels_stage(float *x, const uint8_t *src, const double *lut, const int64_t *yoff, const int64_t *xoff,
+                       int n, int gh, int gw, int chans, int mix, double lam, int y0, int y1, int x0, int x1);
 void cuda_pair_features_fwd(void *f, const float *a, const float *b, int B, int D);
 void cuda_pair_features_bwd(float *da, float *db, const float *df, const float *a, const float *b, int B, int D);
 

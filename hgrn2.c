@@ -52,7 +52,7 @@ static const char *TRAIN_HELP =
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
     "  --arch hgrn2|hgrn1   the architecture (default hgrn2); hgrn1: HGRN1's element-wise token mixer, whose\n"
     "                       state is a vector (expand ratio 1), the paper's baseline; language-model tasks\n"
-    "                       and mqar, on the CPU only for now; --resume and --init keep the checkpoint's\n"
+    "                       and mqar; --resume and --init keep the checkpoint's arch\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -208,7 +208,6 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
@@ -739,7 +738,7 @@ static const char *BENCH_HELP =
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
-    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1 (hgrn1: the CPU only)\n"
+    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
@@ -775,7 +774,6 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);

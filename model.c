@@ -121,8 +121,6 @@ void model_alloc(Model *m, const Config *c) {
 }
 void model_to_device(Model *m) {
     if (!g_gpu || m->on_device) return;
-    if (m->c.mixer == MIXER_HGRN1)
-        die("--arch hgrn1 runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
     size_t bytes = (size_t)m->lay.n * sizeof(real);
     real *params = dev_alloc(bytes, "parameters");
     dev_upload(params, m->params, bytes);
@@ -321,13 +319,13 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
         break;
     }
     case MIXER_HGRN1: {
-        // HK = D. The HGRN1 ops are called directly: they run on the CPU only (model_to_device refuses the GPU).
+        // HK = D
         real *ifg = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, ifg, a->h1, W(m, P_WQ, l), N, D, QFI);                // [i | f | g] [N, 3D]
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                // silu(i), 1 - a, log a [N,D]
-        op_hgrn_fwd(o, S, a->q, a->k, a->g, S, B, T, D);                     // h = o [N,D]
-        op_rmsnorm_gated_fwd(a->yo, LAYER(a, rstdo, l, 1), o, ifg + 2 * HK, QFI, W(m, P_GNORM, l), N, D, c->eps);
+        OP(hgrn_fwd, o, S, a->q, a->k, a->g, S, B, T, D);                    // h = o [N,D]
+        OP(rmsnorm_gated_fwd, a->yo, LAYER(a, rstdo, l, 1), o, ifg + 2 * HK, QFI, W(m, P_GNORM, l), N, D, c->eps);
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
     }
@@ -602,13 +600,13 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
         const real *z = ifg + 2 * HK;                                                // the output gate g
-        op_rmsnorm_gated_fwd(a->yo, NULL, o, z, QFI, W(m, P_GNORM, l), N, D, c->eps);  // recomputed
+        OP(rmsnorm_gated_fwd, a->yo, NULL, o, z, QFI, W(m, P_GNORM, l), N, D, c->eps);  // recomputed
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
-        op_rmsnorm_gated_bwd(a->dout, a->dqfi + 2 * HK, QFI, G(m, P_GNORM, l), a->dh, o, z, QFI, W(m, P_GNORM, l),
+        OP(rmsnorm_gated_bwd, a->dout, a->dqfi + 2 * HK, QFI, G(m, P_GNORM, l), a->dh, o, z, QFI, W(m, P_GNORM, l),
                              LAYER(a, rstdo, l, 1), N, D, c->eps);                   // d o, d g
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                        // recomputed
-        op_hgrn_bwd(a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D);
+        OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, ifg, QFI, lb, N, HK);  // d i, d f
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);

@@ -565,6 +565,117 @@ static void test_hgru(void) {
 }
 
 // ======================================================================================================
+// HGRN1: the element-wise recurrence (cuda/hgrn1.cuh: a scan in chunks of 64 steps) and the gated output norm
+// ======================================================================================================
+// The scan: each chunk restarts the sequential recurrence from its entering state, which the GPU composes from
+// the chunks before it (e + P s): a few more roundings of a sum of decaying terms per chunk than the CPU's one
+// pass, so the exact HGRU2 sweeps' tolerances hold (o 1e-5; dq, dk 2e-5; dg 5e-5, dh times the state). Gates as
+// the model makes them (gates_like), q = silu of a normal value.
+static void test_hgrn1_scan(void) {
+    struct { int B, T, D; } cf[] = {{2, 1, 64}, {2, 63, 130}, {2, 64, 128}, {3, 65, 96}, {2, 129, 1},
+                                    {1, 4096, 256}, {1, 2048, 2048}, {5, 300, 33}};
+    for (auto c : cf) {
+        const int B = c.B, T = c.T, D = c.D;
+        const int64_t n = (int64_t)B * T * D, ns = (int64_t)B * D;
+        if (g_quick && n > 200000) continue;
+        seed(2100 + B * 7 + T * 3 + D);
+        Vec q = randn(n), g, k, dout = randn(n), h0 = randn(ns);
+        for (auto &v : q) v = (float)(v / (1 + exp(-(double)v)));
+        gates_like(g, k, n, [](size_t) { return true; });
+        Vec o(n), hT(ns), o0(n), dq(n), dk(n), dg(n);
+        op_hgrn_fwd(o.data(), hT.data(), q.data(), k.data(), g.data(), h0.data(), B, T, D);
+        op_hgrn_fwd(o0.data(), NULL, q.data(), k.data(), g.data(), NULL, B, T, D);
+        op_hgrn_bwd(dq.data(), dk.data(), dg.data(), dout.data(), q.data(), k.data(), g.data(), o0.data(), B, T, D);
+        Pool P;
+        float *gq = P.up(q), *gk = P.up(k), *gg = P.up(g), *gdo = P.up(dout), *gh0 = P.up(h0), *gX = P.up(h0),
+              *go = P.f(n), *go2 = P.f(n), *ghT = P.f(ns), *gdq = P.f(n), *gdk = P.f(n), *gdg = P.f(n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "B%d T%d D%d", B, T, D);
+        poison(go, n * 4);
+        poison(ghT, ns * 4);
+        cuda_hgrn_fwd(go, ghT, gq, gk, gg, gh0, B, T, D);
+        const Vec go_h = down(go, n), ghT_h = down(ghT, ns);
+        compare("hgrn_fwd o (h0)", shape, go_h, o, TOL_RED);
+        compare("hgrn_fwd hT", shape, ghT_h, hT, TOL_RED);
+        // hT == h0: updated in place, the same bits
+        poison(go2, n * 4);
+        cuda_hgrn_fwd(go2, gX, gq, gk, gg, gX, B, T, D);
+        const Vec go2_h = down(go2, n), gX_h = down(gX, ns);
+        check_bits("hgrn_fwd hT==h0 o", shape, go2_h.data(), go_h.data(), n * 4);
+        check_bits("hgrn_fwd hT==h0 state", shape, gX_h.data(), ghT_h.data(), ns * 4);
+        poison(go, n * 4);
+        cuda_hgrn_fwd(go, NULL, gq, gk, gg, NULL, B, T, D);
+        compare("hgrn_fwd o (h0 NULL)", shape, down(go, n), o0, TOL_RED);
+        poison(gdq, n * 4);
+        poison(gdk, n * 4);
+        poison(gdg, n * 4);
+        cuda_hgrn_bwd(gdq, gdk, gdg, gdo, gq, gk, gg, go, B, T, D);
+        compare("hgrn_bwd dq", shape, down(gdq, n), dq, 2e-5);
+        compare("hgrn_bwd dk", shape, down(gdk, n), dk, 2e-5);
+        compare("hgrn_bwd dg", shape, down(gdg, n), dg, 5e-5);
+    }
+}
+
+// The gated RMSNorm y = x r w swish(z), z in rows of stride 3C at column 2C (HGRN1's [i | f | g] rows); as
+// RMSNorm's checks (TOL_RED; the bf16 operand TOL_OPND). dz is written into the same strided rows: the other
+// columns must keep their values. dx = r w u - x r^3 / C sum(w u x) (u = dy swish(z)) is measured against the
+// size of its first term: at C 1 the two terms cancel to eps / x^2 of either (x r is +-1), and each side keeps
+// its own rounding residue of them.
+static void test_rmsnorm_gated(void) {
+    const int64_t Ns[] = {1, 63, 64, 65, 4096};
+    const int Cs[] = {1, 64, 130, 768, 2048};
+    const double eps = 1e-6;
+    for (int64_t N : Ns)
+        for (int C : Cs) {
+            if (g_quick && N > 100) continue;
+            seed(2300 + N * 3 + C);
+            const int64_t ld = 3 * (int64_t)C;
+            Vec x = randn(N * C), zr = randn(N * ld), w(C), dy = randn(N * C), dw0 = randn(C), dzr0 = randn(N * ld);
+            for (auto &v : w) v = (float)(1 + 0.1 * nrand());
+            Vec y(N * C), rstd(N), dx(N * C), dw = dw0, dzr = dzr0, term(N * C);
+            op_rmsnorm_gated_fwd(y.data(), rstd.data(), x.data(), zr.data() + 2 * C, ld, w.data(), N, C, eps);
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < C; c++) {
+                    const double zv = zr[n * ld + 2 * C + c];
+                    term[n * C + c] = (float)(rstd[n] * w[c] * dy[n * C + c] * zv / (1 + exp(-zv)));
+                }
+            op_rmsnorm_gated_bwd(dx.data(), dzr.data() + 2 * C, ld, dw.data(), dy.data(), x.data(), zr.data() + 2 * C,
+                                 ld, w.data(), rstd.data(), N, C, eps);
+            Pool P;
+            float *gx = P.up(x), *gz = P.up(zr), *gw = P.up(w), *gdy = P.up(dy), *gy = P.f(y.size()), *gr = P.f(N),
+                  *gdx = P.f(dx.size()), *gdw = P.up(dw0), *gdz = P.up(dzr0);
+            char shape[64];
+            snprintf(shape, sizeof shape, "N%lld C%d", (long long)N, C);
+            poison(gy, y.size() * 4);
+            poison(gr, N * 4);
+            cuda_rmsnorm_gated_fwd(gy, gr, gx, gz + 2 * C, ld, gw, N, C, eps);
+            compare("rmsnorm_gated_fwd y", shape, down(gy, y.size()), y, TOL_RED);
+            compare("rmsnorm_gated_fwd rstd", shape, down(gr, N), rstd, TOL_RED);
+            {   // y as a bf16 operand
+                cuda_set_gemm_precision(2);
+                void *oy = opnd_buf(P, y.size());
+                poison(oy, y.size() * 2);
+                cuda_rmsnorm_gated_fwd(oy, NULL, gx, gz + 2 * C, ld, gw, N, C, eps);
+                compare("rmsnorm_gated_fwd y bf16", shape, opnd_down(oy, y.size()), y, TOL_OPND);
+                cuda_set_gemm_precision(1);
+            }
+            for (int saved = 1; saved >= 0; saved--) {
+                poison(gdx, dx.size() * 4);
+                set(gdw, dw0);
+                set(gdz, dzr0);
+                cuda_rmsnorm_gated_bwd(gdx, gdz + 2 * C, ld, gdw, gdy, gx, gz + 2 * C, ld, gw, saved ? gr : NULL, N, C,
+                                       eps);
+                compare_to(saved ? "rmsnorm_gated_bwd dx" : "rmsnorm_gated_bwd dx (rstd NULL)", shape,
+                           down(gdx, dx.size()), dx, term, TOL_RED, " (/ terms)");
+                compare(saved ? "rmsnorm_gated_bwd dz (rows)" : "rmsnorm_gated_bwd dz (rstd NULL)", shape,
+                        down(gdz, dzr.size()), dzr, TOL_RED);
+                compare(saved ? "rmsnorm_gated_bwd dw+=" : "rmsnorm_gated_bwd dw+= (rstd NULL)", shape,
+                        down(gdw, C), dw, TOL_RED);
+            }
+        }
+}
+
+// ======================================================================================================
 // SwiGLU
 // ======================================================================================================
 static void test_swiglu(void) {
@@ -1061,6 +1172,8 @@ int main(int argc, char **argv) {
     test_gates();
     test_lower_bounds();
     test_hgru();
+    test_hgrn1_scan();
+    test_rmsnorm_gated();
     test_swiglu();
     test_xent();
     test_xent_soft();

@@ -1,5 +1,6 @@
 // test_gpu_model.c: the whole model on the GPU against the CPU (the oracle), run by `make test-gpu`.
-//  1. one training step from the same initialisation on the same tokens: the loss and every gradient
+//  1. one training step from the same initialisation on the same tokens: the loss and every gradient (HGRN2,
+//     and HGRN1 with --arch hgrn1)
 //  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
@@ -276,6 +277,18 @@ int main(void) {
     Config mqar64 = mqar;
     mqar64.K = 64;
     one_step("one step no MLP, K 64, sparse targets, T 128, bf16", mqar64, 4, 128, 1, 2, 3e-3, 3e-2);
+    // HGRN1 (--arch hgrn1): the element-wise recurrence as a scan in chunks of 64 and the gated output norm
+    Config h1 = {.V = 97, .D = 128, .L = 2, .K = 1, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6,
+                 .mixer = MIXER_HGRN1};
+    one_step("one step HGRN1 D 128, T 65, fp32", h1, 2, 65, 0, 0, 1e-5, 1e-4);
+    one_step("one step HGRN1 D 128, T 65, bf16", h1, 2, 65, 0, 2, 3e-3, 3e-2);
+    Config h1w = h1;
+    h1w.D = 512; h1w.V = 1000; h1w.tie = 1;
+    one_step("one step HGRN1 D 512 tied, T 300, fp32", h1w, 2, 300, 0, 0, 1e-5, 1e-4);
+    one_step("one step HGRN1 D 512 tied, T 300, tf32", h1w, 2, 300, 0, 1, 1e-3, 1e-2);
+    Config h1q = mqar;
+    h1q.K = 1; h1q.mixer = MIXER_HGRN1;
+    one_step("one step HGRN1 no MLP, sparse targets, T 128, fp32", h1q, 4, 128, 1, 0, 1e-5, 1e-4);
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);

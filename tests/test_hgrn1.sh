@@ -73,10 +73,6 @@ expect_msg "hgrn2 train: --arch must be hgrn1 or hgrn2, got 'hgrn3'"
 expect 2 "expand ratio with hgrn1" -- $H train --arch hgrn1 --expand-ratio 4 --steps 1 --out "$TMP/x"
 expect_msg "--expand-ratio 4 is not possible with --arch hgrn1"
 expect 0 "expand ratio 1 with hgrn1 is fine (bench)" -- $H bench --arch hgrn1 --expand-ratio 1 --dim 16 --layers 1 --batch 1 --seq-len 8 --steps 1
-expect 2 "hgrn1 on the GPU" -- $H train "${SMALL[@]}" --device cuda --steps 1 --out "$TMP/x"
-expect_msg "GPU kernels are not built yet; use --device cpu"
-expect 2 "hgrn1 on the GPU (bench)" -- $H bench --arch hgrn1 --device cuda
-expect_msg "GPU kernels are not built yet; use --device cpu"
 expect 2 "--arch with a classifier task" -- $H train --task lra-listops --arch hgrn1
 expect_msg "--arch is for the language-model tasks"
 # MQAR with HGRN1 (the comparison row): it trains, is scored, and says so in its startup table
