@@ -238,7 +238,13 @@ struct ClsActs {
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
     int32_t *perm_h, *perm_d;       // 2-D, gather path: row n of the column-major order is row perm[n] of the raster order
-    real *pix_h;                    // on the GPU: host staging of the pixels (the CPU writes a->pix itself)
+    real *pix_h;                    // on the GPU, inputs not on a grid: host staging of the pixels (the CPU writes a->pix)
+    // pixel input on a grid (whole images of a known size): the values per channel and level, where each pixel
+    // lands (op_pixels_stage), the batch's 8-bit pixels; on the host, and on the GPU the device copies
+    int grid;
+    double *lut_h, *lut_d;
+    int64_t *yoff_h, *yoff_d, *xoff_h, *xoff_d;
+    uint8_t *px8_h, *px8_d;
     real *out_h;                    // host copy of logits and losses
     real *ones, *dones;             // [D]: the plain final RMSNorm's constant unit weight, its unused gradient
     uint64_t drop_seed;
@@ -324,7 +330,35 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         dev_upload(a->ones, one, (size_t)D * sizeof(real));
         free(one);
     }
-    if (pix) a->pix_h = g_gpu ? xmalloc((size_t)NC * sizeof(real)) : a->pix;
+    if (pix) {
+        // the pixels' normalisation, one value per channel and level (the formula's double, rounded once where
+        // staged); on a grid, where each pixel of the image lands: with patches, row y of the image starts at
+        // yoff[y] and column x adds xoff[x]; otherwise the raster order itself
+        const int chans = c->channels, gh = c->grid_h, gw = c->grid_w;
+        a->grid = gh >= 1 && gw >= 1 && (int64_t)gh * gw * chans == (int64_t)T * cls_pos_values(c);
+        if (a->grid && c->ndoc != 1) die("internal error: images in documents of two");
+        a->lut_h = xmalloc((size_t)chans * 256 * sizeof(double));
+        for (int ch = 0; ch < chans; ch++)
+            for (int id = 0; id < 256; id++) a->lut_h[ch * 256 + id] = (id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
+        if (a->grid) {
+            a->yoff_h = xmalloc((size_t)gh * sizeof(int64_t));
+            a->xoff_h = xmalloc((size_t)gw * sizeof(int64_t));
+            for (int y = 0; y < gh; y++) a->yoff_h[y] = cls_patch_index(c, (int64_t)y * gw * chans);
+            for (int x = 0; x < gw; x++) a->xoff_h[x] = cls_patch_index(c, (int64_t)x * chans) - cls_patch_index(c, 0);
+            a->px8_h = xmalloc((size_t)NC);
+            a->lut_d = a->lut_h; a->yoff_d = a->yoff_h; a->xoff_d = a->xoff_h; a->px8_d = a->px8_h;
+            if (g_gpu) {
+                a->lut_d = dev_alloc((size_t)chans * 256 * sizeof(double), "pixel values");
+                a->yoff_d = dev_alloc((size_t)gh * sizeof(int64_t), "pixel rows");
+                a->xoff_d = dev_alloc((size_t)gw * sizeof(int64_t), "pixel columns");
+                a->px8_d = dev_alloc((size_t)NC, "8-bit pixels");
+                dev_upload(a->lut_d, a->lut_h, (size_t)chans * 256 * sizeof(double));
+                dev_upload(a->yoff_d, a->yoff_h, (size_t)gh * sizeof(int64_t));
+                dev_upload(a->xoff_d, a->xoff_h, (size_t)gw * sizeof(int64_t));
+            }
+        }
+        a->pix_h = !g_gpu ? a->pix : a->grid ? NULL : xmalloc((size_t)NC * sizeof(real));
+    }
     if (gather) {
         // column-major order: sequence s, then column x, then row y
         const int gh = cls_rows(c), gw = cls_cols(c);
@@ -363,6 +397,8 @@ void cls_acts_free(ClsActs *a) {
     dev_free(a->mem);
     free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h);
     if (a->pix_h != a->pix) free(a->pix_h);
+    if (a->px8_d != a->px8_h) { dev_free(a->lut_d); dev_free(a->yoff_d); dev_free(a->xoff_d); dev_free(a->px8_d); }
+    free(a->lut_h); free(a->yoff_h); free(a->xoff_h); free(a->px8_h);
     if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
     free(a->perm_h);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
@@ -610,8 +646,9 @@ static void block_fwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N, int trai
     if (train && c->dropout > 0) OP(dropout_fwd, xn, xn, N * D, c->dropout, drop_site(a->drop_seed, 2 + 2 * l));
 }
 
-double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
-                   int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred) {
+// The forward of cls_forward and cls_forward8: the inputs as int32 values (tokens), or 8-bit pixels (pix8).
+static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint8_t *pix8, const int32_t *lens,
+                      const int32_t *labels, int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred) {
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, nd = c->ndoc, C = nd == 2 ? 2 : c->classes;
     if (n < 1 || n > a->B) die("internal error: a batch of %d examples for activations of %d", n, a->B);
@@ -644,80 +681,62 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
                 die("internal error: mixing images that are not whole");
             a->lens_h[s] = len;
         }
-    // the pixels' normalisation, one value per channel and level (the formula's double, rounded once at the
-    // end as before), and where each pixel of the image lands: with patches, row y of the image starts at
-    // yoff[y] and column x adds xoff[x]; otherwise the raster order itself
-    const int chans = pix ? c->channels : 1, gh = c->grid_h, gw = c->grid_w;
-    const int grid = pix && gh >= 1 && gw >= 1 && (int64_t)gh * gw * chans == (int64_t)T * CH;
-    double *lut = NULL;
-    int64_t *yoff = NULL, *xoff = NULL;
-    if (pix) {
-        lut = xmalloc((size_t)chans * 256 * sizeof(double));
-        for (int ch = 0; ch < chans; ch++)
-            for (int id = 0; id < 256; id++) lut[ch * 256 + id] = (id / 255.0 - c->pix_mean[ch]) / c->pix_std[ch];
-    }
-    if (grid) {
-        yoff = xmalloc((size_t)gh * sizeof(int64_t));
-        xoff = xmalloc((size_t)gw * sizeof(int64_t));
-        for (int y = 0; y < gh; y++) yoff[y] = cls_patch_index(c, (int64_t)y * gw * chans);
-        for (int x = 0; x < gw; x++) xoff[x] = cls_patch_index(c, (int64_t)x * chans) - cls_patch_index(c, 0);
-    }
-    if (mixing && !grid) die("internal error: mixing images of an unknown size");
+    const int chans = pix ? c->channels : 1;
+    if (mixing && !a->grid) die("internal error: mixing images of an unknown size");
+    if (pix8 && !a->grid) die("internal error: 8-bit pixels for inputs that are not whole images");
     // documents shared out to the threads a few at a time (a batch of ImageNet holds 1024 x 150,528 values),
-    // so a thread slowed by the loader's decoding threads on the same cores delays no one else's share
+    // so a thread slowed by the loader's decoding threads on the same cores delays no one else's share. Images
+    // on a grid are narrowed to their 8-bit values here and staged by the backend (op_pixels_stage).
     int32_t bad = 0, bad_any = 0;
-    #pragma omp parallel for schedule(dynamic, 4)
-    for (int s = 0; s < S; s++) {
-        const int b = s % n, d = s / n;
-        const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
-        const int32_t *part = mixing ? tokens + (int64_t)(n - 1 - b) * T * CH : NULL;
-        const int32_t lim = pix ? 256 : c->V;
-        int32_t worst = 0, out = 0;
-        if (!pix) {
-            int32_t *dst = a->ids_h + (int64_t)s * T;
-            for (int64_t t = 0; t < T; t++) {
-                const int32_t id = src[t];
-                if (id < 0 || id >= lim) { out = 1; worst = id; break; }
-                dst[t] = id;
-            }
-        } else if (!grid) {
-            real *dst = a->pix_h + (int64_t)s * T * CH;
-            for (int64_t t = 0; t < (int64_t)T * CH; t++) {
-                const int32_t id = src[t];
-                if (id < 0 || id >= lim) { out = 1; worst = id; break; }
-                dst[t] = (real)lut[(t % chans) * 256 + id];
-            }
-        } else {
-            real *dst = a->pix_h + (int64_t)s * T * CH;
-            for (int y = 0; y < gh && !out; y++)
-                for (int x = 0; x < gw && !out; x++) {
-                    const int64_t t0 = ((int64_t)y * gw + x) * chans;
-                    const int inbox = mixing && mx->kind == MIX_CUTMIX && y >= mx->y0 && y < mx->y1 && x >= mx->x0 &&
-                                      x < mx->x1;
-                    for (int ch = 0; ch < chans; ch++) {
-                        const int32_t id = src[t0 + ch];
-                        if (id < 0 || id >= lim) { out = 1; worst = id; break; }
-                        double v = lut[ch * 256 + id];
-                        if (mixing) {
-                            const int32_t ip = part[t0 + ch];
-                            if (ip < 0 || ip >= lim) { out = 1; worst = ip; break; }
-                            const double vp = lut[ch * 256 + ip];
-                            if (mx->kind == MIX_MIXUP) v = mx->lam * v + (1 - mx->lam) * vp;
-                            else if (inbox) v = vp;
-                        }
-                        dst[yoff[y] + xoff[x] + ch] = (real)v;
-                    }
+    if (!pix8) {
+        #pragma omp parallel for schedule(dynamic, 4)
+        for (int s = 0; s < S; s++) {
+            const int b = s % n, d = s / n;
+            const int32_t *src = tokens + ((int64_t)b * nd + d) * T * CH;
+            const int32_t lim = pix ? 256 : c->V;
+            int32_t worst = 0, out = 0;
+            if (!pix) {
+                int32_t *dst = a->ids_h + (int64_t)s * T;
+                for (int64_t t = 0; t < T; t++) {
+                    const int32_t id = src[t];
+                    if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                    dst[t] = id;
                 }
-        }
-        if (out) {
-            #pragma omp critical(cls_stage_bad)
-            if (!bad_any) { bad_any = 1; bad = worst; }
+            } else if (a->grid) {
+                uint8_t *dst = a->px8_h + (int64_t)s * T * CH;
+                for (int64_t t = 0; t < (int64_t)T * CH; t++) {
+                    const int32_t id = src[t];
+                    if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                    dst[t] = (uint8_t)id;
+                }
+            } else {
+                real *dst = a->pix_h + (int64_t)s * T * CH;
+                for (int64_t t = 0; t < (int64_t)T * CH; t++) {
+                    const int32_t id = src[t];
+                    if (id < 0 || id >= lim) { out = 1; worst = id; break; }
+                    dst[t] = (real)a->lut_h[(t % chans) * 256 + id];
+                }
+            }
+            if (out) {
+                #pragma omp critical(cls_stage_bad)
+                if (!bad_any) { bad_any = 1; bad = worst; }
+            }
         }
     }
-    free(lut); free(yoff); free(xoff);
     if (bad_any)
         die("%s %d is outside the model's %s of %d", pix ? "pixel value" : "token id", bad, pix ? "range" : "vocabulary",
             pix ? 256 : c->V);
+    if (a->grid) {
+        const uint8_t *px = pix8 ? pix8 : a->px8_h;
+        if (g_gpu) {
+            dev_upload(a->px8_d, px, (size_t)N * CH);
+            px = a->px8_d;
+        }
+        SECTION("input");
+        OP(pixels_stage, a->pix, px, a->lut_d, a->yoff_d, a->xoff_d, n, c->grid_h, c->grid_w, chans,
+           mixing ? (int)mx->kind : MIX_NONE, mixing ? mx->lam : 1.0, mixing ? mx->y0 : 0, mixing ? mx->y1 : 0,
+           mixing ? mx->x0 : 0, mixing ? mx->x1 : 0);
+    }
     for (int b = 0; b < n; b++) a->lab_h[b] = labels[b] < C ? labels[b] : -1;
     // soft targets: the partner's label (the row's own where the partner has none) and the row's weight
     a->soft = mx != NULL;
@@ -728,7 +747,7 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
             a->lam_h[b] = (real)(mixing ? mx->lam : 1.0);
         }
     const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
-    if (pix && g_gpu) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
+    if (pix && !a->grid && g_gpu) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
     if (g_gpu) {
         if (!pix) dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
         dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
@@ -778,6 +797,16 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
     }
     if (correct) *correct = right;
     return loss;
+}
+
+double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
+                   int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred) {
+    return forward(m, a, tokens, NULL, lens, labels, n, train, drop_seed, correct, pred);
+}
+
+double cls_forward8(ClsModel *m, ClsActs *a, const uint8_t *pix8, const int32_t *lens, const int32_t *labels, int n,
+                    int train, uint64_t drop_seed, int64_t *correct, int32_t *pred) {
+    return forward(m, a, NULL, pix8, lens, labels, n, train, drop_seed, correct, pred);
 }
 
 // ----------------------------------------------------------------------------------------------------------

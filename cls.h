@@ -153,6 +153,10 @@ typedef struct {
 // (when not NULL) receives how many rows the argmax gets right, pred [n] (when not NULL) the argmax classes.
 double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t *lens, const int32_t *labels,
                    int n, int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
+// The same with whole images of 8-bit pixels, pix8 [B][cls_rows x cls_cols x cls_pos_values] (the JPEG
+// loader's batches): only these bytes are copied to the GPU, where the backend normalises and places them.
+double cls_forward8(ClsModel *m, ClsActs *a, const uint8_t *pix8, const int32_t *lens, const int32_t *labels, int n,
+                    int train, uint64_t drop_seed, int64_t *correct, int32_t *pred);
 // The mixing and soft targets of the training forwards that follow on these activations (NULL, or kind
 // MIX_NONE with smoothing 0: none, the plain cross-entropy). Mixing needs pixel input with the image's height
 // and width known (2-D scans or patches) and whole images; evaluation forwards (train 0) never mix and always
@@ -161,7 +165,7 @@ double cls_forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const int32_t
 void cls_acts_set_mix(ClsActs *a, const ClsMix *mix);
 // The normalised pixels the last forward staged (after mixing), in the model's input layout (with patches: a
 // position's p p channels values together), on the host. For tests.
-const real *cls_acts_staged_pixels(const ClsActs *a);
+const real *cls_acts_staged_pixels(const ClsActs *a);   // NULL on the GPU for whole images (staged there)
 // The token mixer's scans of layer l alone (for tests): o [N,D] (=) from the layer's projection qfi [N, 2HK+D]
 // (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
 // lines 0: the config's (1-D, or rows and columns); 1: the rows only; 2: the columns only (2-D grids).

@@ -134,13 +134,20 @@ uint64_t cls_drop_seed(uint64_t seed, int64_t step) { return mix64(mix64(seed ^ 
 // ----------------------------------------------------------------------------------------------------------
 // Batches and evaluation
 
-typedef struct { int32_t *tokens, *lens, *labels; } ClsBatch;
-static ClsBatch batch_alloc(int B, int T, int ndoc) {
+// A batch: its inputs as int32 values (tokens), or the JPEG loader's 8-bit pixels where it decoded them (pix8,
+// tokens NULL: the loader's memory, valid until its next batch)
+typedef struct { int32_t *tokens, *lens, *labels; const uint8_t *pix8; } ClsBatch;
+static ClsBatch batch_alloc(const ClsSource *s, int B, int T, int ndoc) {
     size_t docs = (size_t)B * (size_t)ndoc;
-    return (ClsBatch){xmalloc(docs * (size_t)T * sizeof(int32_t)), xmalloc(docs * sizeof(int32_t)),
-                      xmalloc((size_t)B * sizeof(int32_t))};
+    return (ClsBatch){s->im ? NULL : xmalloc(docs * (size_t)T * sizeof(int32_t)), xmalloc(docs * sizeof(int32_t)),
+                      xmalloc((size_t)B * sizeof(int32_t)), NULL};
 }
 static void batch_free(ClsBatch *b) { free(b->tokens); free(b->lens); free(b->labels); }
+static double batch_forward(ClsModel *m, ClsActs *a, const ClsBatch *b, int n, int train, uint64_t drop_seed,
+                            int64_t *correct) {
+    if (b->pix8) return cls_forward8(m, a, b->pix8, b->lens, b->labels, n, train, drop_seed, correct, NULL);
+    return cls_forward(m, a, b->tokens, b->lens, b->labels, n, train, drop_seed, correct, NULL);
+}
 
 uint64_t cls_source_count(const ClsSource *s) {
     return s->im ? jpeg_set_count(im_loader_set(s->im)) : example_count(example_loader_data(s->ex));
@@ -152,26 +159,26 @@ static ExampleLoaderState source_state(const ClsSource *s) {
     return s->im ? im_loader_get_state(s->im) : example_loader_get_state(s->ex);
 }
 // The next batch; images are whole (every length the image's values).
-static int source_next(ClsSource *s, int32_t *tokens, int32_t *lens, int32_t *labels, int B, int T) {
+static int source_next(ClsSource *s, ClsBatch *b, int B, int T) {
     if (!s->ex) {
-        int n = im_loader_next(s->im, tokens, labels);
-        for (int i = 0; i < B; i++) lens[i] = i < n ? T : 0;
+        int n = im_loader_next(s->im, &b->pix8, b->labels);
+        for (int i = 0; i < B; i++) b->lens[i] = i < n ? T : 0;
         return n;
     }
-    return example_loader_next(s->ex, tokens, lens, labels, NULL);
+    return example_loader_next(s->ex, b->tokens, b->lens, b->labels, NULL);
 }
 
 ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches) {
-    ClsBatch b = batch_alloc(B, T, m->c.ndoc);
+    ClsBatch b = batch_alloc(ld, B, T, m->c.ndoc);
     if (ld->im) im_loader_reset(ld->im);
     else example_loader_reset(ld->ex);
     ClsScore sc = {0};
     double sum = 0;
     for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
-        int n = source_next(ld, b.tokens, b.lens, b.labels, B, T);
+        int n = source_next(ld, &b, B, T);
         if (!n) break;
         int64_t correct = 0;
-        sum += cls_forward(m, a, b.tokens, b.lens, b.labels, n, 0, 0, &correct, NULL);
+        sum += batch_forward(m, a, &b, n, 0, 0, &correct);
         sc.count += n;
         sc.correct += correct;
         sc.correct5 += cls_topk_correct(a, n, 5);
@@ -197,7 +204,7 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
     const ClsMix mix = cls_mix_draw(h, m->c.grid_h, m->c.grid_w, step);
     cls_acts_set_mix(a, &mix);
     int64_t correct = 0;
-    double sum = cls_forward(m, a, b->tokens, b->lens, b->labels, h->B, 1, cls_drop_seed(h->seed, step), &correct, NULL);
+    double sum = batch_forward(m, a, b, h->B, 1, cls_drop_seed(h->seed, step), &correct);
     cls_backward(m, a, 1.0 / h->B);     // every row of a shuffled batch holds an example
     r.loss = sum / h->B;
     r.acc = (double)correct / h->B;
@@ -239,7 +246,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         if (paper) printf("| paper        | %s (here %.2fM with %d classes; the head is %d x (dim + 1) of them)\n", paper,
                           (double)m->lay.n / 1e6, c->classes, c->classes);
         printf("| loader       | %d decoding threads, %d batches ahead; random resized crops (scale 0.08-1) and flips\n",
-               im_loader_threads(train->im), IM_RING);
+               im_loader_threads(train->im), IM_RING - 1);
         char ra[32] = "no RandAugment", re[48] = "no random erasing", rep[48] = "no repeated augmentation";
         if (h->randaug) snprintf(ra, sizeof ra, "RandAugment m9 mstd0.5 n2");
         if (h->reprob > 0) snprintf(re, sizeof re, "random erasing p %g", h->reprob);
@@ -295,7 +302,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
     if (!p->resume) fputs(CLS_LOG_HEADER, logf);
 
-    ClsBatch b = batch_alloc(h->B, h->T, c->ndoc);
+    ClsBatch b = batch_alloc(train, h->B, h->T, c->ndoc);
     double t_start = now_s(), t_steps = 0, first_loss = NAN;    // t_steps: time in steps since the last line
     // of which waiting for the JPEG loader's next batch (since the last line, and in all): which one limits
     double t_wait = 0, t_wait_all = 0, t_steps_all = 0;
@@ -309,7 +316,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
         double t0 = now_s();
-        source_next(train, b.tokens, b.lens, b.labels, h->B, h->T);
+        source_next(train, &b, h->B, h->T);
         const double waited = now_s() - t0;
         t_wait += waited;
         t_wait_all += waited;

@@ -309,6 +309,30 @@ void op_pool_mean_bwd(real *dx, const real *dy, const int32_t *lens, int B, int 
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// pixels: a thread per few images (an ImageNet batch holds 1024 x 150,528 values)
+// ---------------------------------------------------------------------------------------------------------
+void op_pixels_stage(real *x, const uint8_t *src, const double *lut, const int64_t *yoff, const int64_t *xoff, int n,
+                     int gh, int gw, int chans, int mix, double lam, int y0, int y1, int x0, int x1) {
+    const int64_t vals = (int64_t)gh * gw * chans;
+    #pragma omp parallel for schedule(dynamic, 4)
+    for (int b = 0; b < n; b++) {
+        const uint8_t *s = src + (int64_t)b * vals, *p = src + (int64_t)(n - 1 - b) * vals;
+        real *dst = x + (int64_t)b * vals;
+        for (int y = 0; y < gh; y++)
+            for (int xx = 0; xx < gw; xx++) {
+                const int64_t t0 = ((int64_t)y * gw + xx) * chans;
+                const int inbox = mix == 2 && y >= y0 && y < y1 && xx >= x0 && xx < x1;
+                for (int ch = 0; ch < chans; ch++) {
+                    double v = lut[ch * 256 + s[t0 + ch]];
+                    if (mix == 1) v = fma(lam, v, (1 - lam) * lut[ch * 256 + p[t0 + ch]]);
+                    else if (inbox) v = lut[ch * 256 + p[t0 + ch]];
+                    dst[yoff[y] + xoff[xx] + ch] = (real)v;
+                }
+            }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // the document-pair features
 // ---------------------------------------------------------------------------------------------------------
 void op_pair_features_fwd(opnd *f_, const real *a, const real *b, int B, int D) {

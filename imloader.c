@@ -27,6 +27,7 @@ struct ImLoader {
     ExampleLoaderState fill;    // the position of the next batch to assign
     ExampleLoaderState pos;     // the position after the batches handed out
     uint64_t next_seq;          // the number of the next batch handed out
+    int held;                   // batch next_seq - 1 is still the consumer's: its slot is assigned again next time
     int exhausted;              // in order: the split ran out while assigning
     pthread_mutex_t mu;
     pthread_cond_t work, ready;
@@ -135,6 +136,7 @@ static void reposition(ImLoader *l, ExampleLoaderState p) {
     while (l->busy) pthread_cond_wait(&l->ready, &l->mu);
     l->fill = l->pos = p;
     l->next_seq = 0;
+    l->held = 0;
     for (int i = 0; i < IM_RING; i++) assign(l, i);
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mu);
@@ -177,27 +179,28 @@ ImLoader *im_loader_open(const char *dir, const char *split, int B, int side, in
     return l;
 }
 
-int im_loader_next(ImLoader *l, int32_t *pix, int32_t *labels) {
+int im_loader_next(ImLoader *l, const uint8_t **pix, int32_t *labels) {
     pthread_mutex_lock(&l->mu);
+    // the batch handed out last time is done with: its slot takes the batch IM_RING after it (every row of a
+    // handed-out batch is claimed and done, so no worker touched it meanwhile)
+    if (l->held) {
+        assign(l, (int)((l->next_seq + IM_RING - 1) % IM_RING));
+        l->held = 0;
+        pthread_cond_broadcast(&l->work);
+    }
     ImSlot *s = slot_of(l, l->next_seq);
     while (s->done < s->rows && !l->err[0]) pthread_cond_wait(&l->ready, &l->mu);
     if (l->err[0]) die("%s: %s", jpeg_set_path(l->set), l->err);
     const int rows = s->rows;
-    // every row of this batch is claimed and done, so no worker touches it until it is assigned again below:
-    // the copy runs unlocked, the workers going on with the batches after it
-    pthread_mutex_unlock(&l->mu);
-    const size_t vals = (size_t)l->B * img_bytes(l);
-    for (size_t i = 0; i < vals; i++) pix[i] = s->pix[i];
+    *pix = s->pix;
     memcpy(labels, s->label, (size_t)l->B * sizeof(int32_t));
-    pthread_mutex_lock(&l->mu);
     // the position after this batch: its rows past the last one handed out
     if (l->train) {
         l->pos.index += (uint64_t)rows;
         while (l->pos.index >= l->n) { l->pos.index -= l->n; l->pos.epoch++; }
     } else l->pos.index += (uint64_t)rows;
     l->next_seq++;
-    assign(l, (int)((l->next_seq + IM_RING - 1) % IM_RING));
-    pthread_cond_broadcast(&l->work);
+    l->held = 1;
     pthread_mutex_unlock(&l->mu);
     return rows;
 }

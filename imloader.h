@@ -10,7 +10,7 @@
 #include "imagenet.h"
 #include "augment.h"
 
-#define IM_RING 3               // batches decoded ahead of the trainer (the memory bound: 3 x B x side^2 x 3 bytes)
+#define IM_RING 4               // batches in the ring: one held by the trainer, 3 decoded ahead (4 x B x side^2 x 3 bytes)
 #define IM_SIDE_MIN 8
 
 typedef struct ImLoader ImLoader;
@@ -24,11 +24,12 @@ typedef struct ImLoader ImLoader;
 // damaged, or empty.
 ImLoader *im_loader_open(const char *dir, const char *split, int B, int side, int train, uint64_t seed, int threads,
                          const ImAugment *aug);
-// The next batch: pix[B][side * side * 3] (8-bit values in raster order, a pixel's channels together; the
-// classifier's pixel input), labels[B]. Returns the rows that hold an example (B in training; fewer at the
-// end in order, 0 once exhausted; empty rows are zeros with label -1). Dies naming the file and the example
-// when a JPEG does not decode.
-int im_loader_next(ImLoader *l, int32_t *pix, int32_t *labels);
+// The next batch: *pix points at its [B][side * side * 3] 8-bit values (raster order, a pixel's channels
+// together; the classifier's pixel input) in the loader's ring, valid until the next call of im_loader_next,
+// _set_state, _reset or _close (no copy: the trainer reads the batch where it was decoded); labels[B] is
+// copied. Returns the rows that hold an example (B in training; fewer at the end in order, 0 once exhausted;
+// empty rows are zeros with label -1). Dies naming the file and the example when a JPEG does not decode.
+int im_loader_next(ImLoader *l, const uint8_t **pix, int32_t *labels);
 ExampleLoaderState im_loader_get_state(const ImLoader *l);
 // Continues from a saved state (the seed must be the loader's); dies on an index past the split's end.
 void im_loader_set_state(ImLoader *l, ExampleLoaderState s);

@@ -231,6 +231,16 @@ void op_pool_mean_fwd(real *y, const real *x, const int32_t *lens, int B, int T,
 // dx[b,t,:] = dy[b,:] / lens[b] for t < lens[b], 0 at the padded positions                     (dx =)
 void op_pool_mean_bwd(real *dx, const real *dy, const int32_t *lens, int B, int T, int D);
 
+// ---- pixels: the classifier's image input ----
+// n images of gh x gw pixels of `chans` 8-bit channels in raster order (src [n, vals], vals = gh gw chans) staged
+// as the model's input x [n, vals]: the value of channel ch at level v is lut[ch 256 + v] (double, rounded
+// once), and pixel (y, x) of image b lands at x[b vals + yoff[y] + xoff[x] + ch] (the patch order, or the raster
+// order itself). Mixing with the partner image n - 1 - b, whose value is v': mix 1 (mixup) stages
+// fma(lam, v, (1 - lam) v'), mix 2 (cutmix) v' inside the box [y0, y1) x [x0, x1), mix 0 neither. On the GPU
+// src, lut, yoff and xoff are device arrays.                                                    (x =)
+void op_pixels_stage(real *x, const uint8_t *src, const double *lut, const int64_t *yoff, const int64_t *xoff, int n,
+                     int gh, int gw, int chans, int mix, double lam, int y0, int y1, int x0, int x1);
+
 // ---- the document-pair features (two documents encoded and pooled apart: a, b [B,D]) ----
 // f[B,4D] = [a, b, a - b, a * b] per row; f an operand (the head's product reads it)            (f =)
 void op_pair_features_fwd(opnd *f, const real *a, const real *b, int B, int D);

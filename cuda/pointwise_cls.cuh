@@ -1,5 +1,5 @@
 // cuda/pointwise_cls.cuh: the other ops of the classification model: GELU, dropout, sinusoidal positions, mean
-// pooling, the document-pair features. The formulas and roundings are cpu_cls.c's.
+// pooling, the document-pair features, the staging of 8-bit pixels. The formulas and roundings are cpu_cls.c's.
 #pragma once
 #include "norms_cls.cuh"
 
@@ -177,4 +177,37 @@ extern "C" void cuda_pair_features_bwd(float *da, float *db, const float *df, co
     if (B <= 0 || D <= 0) return;
     pair_bwd_kernel<<<blocks_for(B, 1), cls_threads(D), 0, g_stream>>>(da, db, df, a, b, B, D);
     LAUNCH_CHECK("pair_features_bwd");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// pixels: a block per image row and 256 of its values (blockIdx.x = b gh + y), a thread per (x, channel); the value in double
+// from the table, mixed as cpu_cls.c mixes it (fma, then one rounding), written where the patch order puts it.
+// Only 8-bit values cross the bus: a quarter of the bytes of the normalised floats.
+// ---------------------------------------------------------------------------------------------------------
+__global__ void pixels_stage_kernel(float *__restrict__ x, const uint8_t *__restrict__ src, const double *__restrict__ lut,
+                                    const int64_t *__restrict__ yoff, const int64_t *__restrict__ xoff, int n, int gh,
+                                    int gw, int chans, int mix, double lam, int y0, int y1, int x0, int x1) {
+    const int row = blockIdx.x, b = row / gh, y = row % gh, w = gw * chans;
+    const int i = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i >= w) return;
+    const int xx = i / chans, ch = i % chans;
+    const int64_t vals = (int64_t)gh * w, t = (int64_t)y * w + i;
+    double v = lut[ch * 256 + src[(int64_t)b * vals + t]];
+    if (mix) {
+        const double vp = lut[ch * 256 + src[(int64_t)(n - 1 - b) * vals + t]];
+        if (mix == 1) v = fma(lam, v, (1 - lam) * vp);
+        else if (y >= y0 && y < y1 && xx >= x0 && xx < x1) v = vp;
+    }
+    x[(int64_t)b * vals + yoff[y] + xoff[xx] + ch] = (float)v;
+}
+
+extern "C" void cuda_pixels_stage(float *x, const uint8_t *src, const double *lut, const int64_t *yoff,
+                                  const int64_t *xoff, int n, int gh, int gw, int chans, int mix, double lam, int y0,
+                                  int y1, int x0, int x1) {
+    if (n <= 0 || gh <= 0 || gw <= 0 || chans <= 0) return;
+    const int w = gw * chans;
+    if ((int64_t)n * gh > INT32_MAX || (w + 255) / 256 > 65535) die("internal error: staging %d images of %d x %d", n, gh, w);
+    dim3 grid((unsigned)(n * gh), (unsigned)((w + 255) / 256));
+    pixels_stage_kernel<<<grid, 256, 0, g_stream>>>(x, src, lut, yoff, xoff, n, gh, gw, chans, mix, lam, y0, y1, x0, x1);
+    LAUNCH_CHECK("pixels_stage");
 }

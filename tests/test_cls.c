@@ -405,6 +405,16 @@ static void mix_staging(ClsConfig c, const ClsMix *mx, const char *what) {
         }
     }
     CHECK(worst <= 1e-12, "%s: a staged value differs from the mixed pixel by %.3g", what, worst);
+    // the same batch as 8-bit pixels (the JPEG loader's form): the same staged values and loss, bit for bit
+    uint8_t *px8 = malloc((size_t)B * vals);
+    for (int64_t i = 0; i < B * vals; i++) px8[i] = (uint8_t)b.tok[i];
+    ClsActs *a8 = cls_acts_alloc(&c, B, P, 1);
+    cls_acts_set_mix(a8, mx);
+    const double loss8 = cls_forward8(&m, a8, px8, b.lens, b.lab, B, 1, 5, NULL, NULL);
+    CHECK(loss8 == loss && !memcmp(cls_acts_staged_pixels(a8), got, (size_t)B * vals * sizeof(real)),
+          "%s: 8-bit pixels staged otherwise than their int32 values (loss %.17g against %.17g)", what, loss8, loss);
+    cls_acts_free(a8);
+    free(px8);
     if (mx->kind == MIX_CUTMIX)
         CHECK(inside == 2 * (mx->y1 - mx->y0) * (mx->x1 - mx->x0) * c.channels && outside > 0,
               "%s: %d values inside the box, %d outside", what, inside, outside);

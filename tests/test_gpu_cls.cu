@@ -1,7 +1,8 @@
 // tests/test_gpu_cls.cu: the CUDA ops of the classification model (cuda/norms_cls.cuh, cuda/pointwise_cls.cuh)
 // against the CPU ops (cpu_cls.c in its float build): biases, LayerNorm, BatchNorm, GELU, sinusoidal positions,
-// dropout, mean pooling, the document-pair features; and the 2-D mixer's column scans read in place
-// (op_hgru_cols_fwd/bwd, cuda/mixer.cuh: the small-head kernels, K = Dv = 1, 2, 4) against the CPU's (cpu.c).
+// dropout, mean pooling, the document-pair features, the staging of 8-bit pixels (bit for bit); and the 2-D
+// mixer's column scans read in place (op_hgru_cols_fwd/bwd, cuda/mixer.cuh: the small-head kernels,
+// K = Dv = 1, 2, 4) against the CPU's (cpu.c).
 //
 // Each check draws fresh random inputs, runs both backends and prints one line: the op, the shape, the relative
 // error |gpu - cpu| / |cpu| (2-norms over the whole output), the largest elementwise error over the largest
@@ -555,6 +556,55 @@ static void test_cols(void) {
         }
 }
 
+// ======================================================================================================
+// pixels: 8-bit images staged (normalised, mixed, placed), bit for bit: both sides look the same double up in
+// the same table, mix it with the same fma and round it once; the placement is the caller's offsets
+// ======================================================================================================
+static void test_pixels(void) {
+    struct { int n, gh, gw, chans, patch; } shapes[] = {{1, 1, 1, 1, 1}, {3, 7, 9, 3, 1}, {4, 28, 28, 1, 4},
+                                                         {5, 32, 32, 3, 1}, {2, 224, 224, 3, 14}, {7, 65, 63, 3, 1}};
+    for (auto sh : shapes) {
+        const int n = sh.n, gh = sh.gh, gw = sh.gw, C = sh.chans, p = sh.patch;
+        if (g_quick && gh > 100) continue;
+        seed(900 + n * 7 + gh);
+        const int64_t vals = (int64_t)gh * gw * C;
+        std::vector<uint8_t> src((size_t)n * vals);
+        for (auto &v : src) v = (uint8_t)(next_u64() >> 56);
+        std::vector<double> lut((size_t)C * 256);
+        for (int ch = 0; ch < C; ch++)
+            for (int i = 0; i < 256; i++) lut[ch * 256 + i] = (i / 255.0 - 0.45 + 0.01 * ch) / (0.22 + 0.003 * ch);
+        // offsets: p x p patches in raster order of patches (p 1: the raster order itself)
+        std::vector<int64_t> yoff(gh), xoff(gw);
+        const int pw = gw / p;
+        for (int y = 0; y < gh; y++) yoff[y] = ((int64_t)(y / p) * pw * p * p + (int64_t)(y % p) * p) * C;
+        for (int x = 0; x < gw; x++) xoff[x] = ((int64_t)(x / p) * p * p + x % p) * C;
+        uint8_t *gs = (uint8_t *)cuda_alloc(src.size(), "test buffer");
+        double *gl = (double *)cuda_alloc(lut.size() * 8, "test buffer");
+        int64_t *gy = (int64_t *)cuda_alloc(gh * 8, "test buffer"), *gxo = (int64_t *)cuda_alloc(gw * 8, "test buffer");
+        cuda_to_device(gs, src.data(), src.size());
+        cuda_to_device(gl, lut.data(), lut.size() * 8);
+        cuda_to_device(gy, yoff.data(), gh * 8);
+        cuda_to_device(gxo, xoff.data(), gw * 8);
+        Pool P;
+        float *gx = P.f((size_t)n * vals);
+        const struct { int mix; double lam; int y0, y1, x0, x1; const char *name; } mixes[] = {
+            {0, 1, 0, 0, 0, 0, "plain"}, {1, 0.3719, 0, 0, 0, 0, "mixup"},
+            {2, 1, gh / 3, gh / 3 + (gh + 1) / 2, gw / 4, gw / 4 + (gw + 2) / 2, "cutmix"}};
+        for (auto mx : mixes) {
+            Vec x((size_t)n * vals);
+            op_pixels_stage(x.data(), src.data(), lut.data(), yoff.data(), xoff.data(), n, gh, gw, C, mx.mix, mx.lam,
+                            mx.y0, mx.y1, mx.x0, mx.x1);
+            poison(gx, x.size() * 4);
+            cuda_pixels_stage(gx, gs, gl, gy, gxo, n, gh, gw, C, mx.mix, mx.lam, mx.y0, mx.y1, mx.x0, mx.x1);
+            Vec g = down(gx, x.size());
+            char shape[96];
+            snprintf(shape, sizeof shape, "%s n%d %dx%d C%d patch %d", mx.name, n, gh, gw, C, p);
+            check_bits("pixels_stage x", shape, g.data(), x.data(), x.size() * 4);
+        }
+        cuda_free(gs); cuda_free(gl); cuda_free(gy); cuda_free(gxo);
+    }
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_quick = 1;
@@ -576,5 +626,6 @@ int main(int argc, char **argv) {
     test_pair();
     test_determinism();
     test_cols();
+    test_pixels();
     return gpu_check_summary();
 }
