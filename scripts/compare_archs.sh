@@ -11,7 +11,7 @@
 #     --expand-ratio N HGRN2's (default: the preset's; HGRN1's is always 1)
 #     --steps N --batch B --seq-len T  (default: the preset's)
 #     --eval-batches N held-out batches scored (default 0: the whole val split)
-#     --device cpu|cuda (default cpu; HGRN1 runs on the CPU only for now)   --threads N   --hgrn2 PATH
+#     --device cpu|cuda (default cpu)   --threads N   --hgrn2 PATH
 #     --tiny           D 64, 2 layers, batch 8 x 128, 300 steps on the Bible: about a minute on 2 CPU cores
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
