@@ -49,6 +49,8 @@ NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)
 OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)$(NOUNI)
 LIB     = $(OBJ)/libhgrn2.a
 LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
+# `make` builds the program (the first rule below would otherwise be the default)
+.DEFAULT_GOAL := all
 # Names the build the programs were last linked for; rewritten when that changes, so that they relink.
 BUILD_KIND = build/kind
 $(shell mkdir -p build && (echo '$(OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ)' > $(BUILD_KIND)))
