@@ -13,8 +13,9 @@
 
 static const char *IMPORT_USAGE = "hgrn2 import --hf DIR --out CKPT";
 static const char *IMPORT_HELP =
-    "Convert a Hugging Face HGRN2 checkpoint (flash-linear-attention, model_type hgrn2) into an hgrn2\n"
-    "checkpoint for eval, sample and train --init.\n"
+    "Convert a Hugging Face HGRN2 checkpoint (flash-linear-attention, model_type hgrn2), or HGRN1 (model_type\n"
+    "hgrn, expand_ratio 1; it becomes an --arch hgrn1 checkpoint), into an hgrn2 checkpoint for eval, sample\n"
+    "and train --init.\n"
     "\n"
     "  --hf DIR             holds config.json and model.safetensors, or sharded *.safetensors with\n"
     "                       model.safetensors.index.json; F32, BF16, F16 or F64 tensors\n"
@@ -24,7 +25,7 @@ static const char *IMPORT_HELP =
 static const char *EXPORT_USAGE = "hgrn2 export --ckpt CKPT --hf DIR [--dtype f32|bf16|f16]";
 static const char *EXPORT_HELP =
     "Write a checkpoint as a Hugging Face model directory that flash-linear-attention's HGRN2ForCausalLM\n"
-    "loads unchanged: config.json, generation_config.json, model.safetensors and, for a run with a tokenizer,\n"
+    "(HGRNForCausalLM for --arch hgrn1) loads unchanged: config.json, generation_config.json, model.safetensors and, for a run with a tokenizer,\n"
     "tokenizer.json, tokenizer_config.json and special_tokens_map.json, which transformers' AutoTokenizer\n"
     "loads (GPT-2 runs also get vocab.json and merges.txt).\n"
     "\n"
@@ -99,11 +100,12 @@ static Config hf_config(const char *dir) {
     Json *cfg = json_parse(text, len, json_default_limit(len), err, sizeof err);
     if (!cfg || json_type(cfg) != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
     const Json *mt = json_get(cfg, "model_type");
-    if (mt && json_type(mt) == JSON_STR && !strcmp(json_str(mt), "hgrn"))
-        die("%s: model_type is 'hgrn' (HGRN1); importing HGRN1 models is not built yet (hgrn2 imports HGRN2 models)", path);
-    if (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2"))
-        die("%s: model_type is %s%s%s, not hgrn2: hgrn2 imports only HGRN2 models", path, mt && json_type(mt) == JSON_STR ? "'" : "",
-            mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing", mt && json_type(mt) == JSON_STR ? "'" : "");
+    // fla's HGRN2 (model_type hgrn2), or HGRN1 (hgrn: HGRNForCausalLM), which hgrn2 trains as --arch hgrn1
+    const int h1 = mt && json_type(mt) == JSON_STR && !strcmp(json_str(mt), "hgrn");
+    if (!h1 && (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2")))
+        die("%s: model_type is %s%s%s, not hgrn2 or hgrn: hgrn2 imports only HGRN2 and HGRN1 models", path,
+            mt && json_type(mt) == JSON_STR ? "'" : "", mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing",
+            mt && json_type(mt) == JSON_STR ? "'" : "");
     if (cfg_bool(cfg, path, "use_short_conv", 0))
         die("%s: use_short_conv is true; hgrn2 implements the model without short convolutions", path);
     const Json *attn = json_get(cfg, "attn");
@@ -119,14 +121,20 @@ static Config hf_config(const char *dir) {
                  .tie = cfg_bool(cfg, path, "tie_word_embeddings", 0), .lower_bound = cfg_bool(cfg, path, "use_lower_bound", 1),
                  .eps = cfg_num(cfg, path, "norm_eps", 1e-6, 0, 1)};
     if (!(cf.eps > 0 && cf.eps < 1)) die("%s: norm_eps must be a number in (0, 1), got %g", path, cf.eps);
-    // the heads come from expand_ratio (the key dim per head) or, without it, from num_heads, as in fla
-    int expand = cfg_int(cfg, path, "expand_ratio", 0, 0, &R_EXPAND), heads = cfg_int(cfg, path, "num_heads", 0, 0, &R_DIM);
-    if (expand) cf.K = expand;
+    // the heads come from expand_ratio (the key dim per head) or, without it, from num_heads, as in fla;
+    // HGRN1's expand_ratio widens its element-wise state (input_dim = expand_ratio x hidden_size): only 1 here
+    int expand = cfg_int(cfg, path, "expand_ratio", h1 ? 1 : 0, 0, &R_EXPAND), heads = cfg_int(cfg, path, "num_heads", 0, 0, &R_DIM);
+    if (h1) {
+        if (expand != 1)
+            die("%s: expand_ratio is %d; hgrn2 implements HGRN1 with expand ratio 1 (a state of hidden_size)", path, expand);
+        cf.mixer = MIXER_HGRN1;
+        cf.K = 1;
+    } else if (expand) cf.K = expand;
     else if (heads) {
         if (cf.D % heads) die("%s: num_heads %d does not divide hidden_size %d", path, heads, cf.D);
         cf.K = cf.D / heads;
     } else die("%s: neither expand_ratio nor num_heads is set", path);
-    // flash-linear-attention's HGRN2 always has MLPs: a width of 0 (a model of this program only) is refused
+    // flash-linear-attention's HGRN2 and HGRN always have MLPs: a width of 0 (a model of this program only) is refused
     static const Range R_HF_MLP = {"intermediate_size", 1, 1 << 20};
     cf.I = cfg_int(cfg, path, "intermediate_size", 0, 0, &R_HF_MLP);
     if (!cf.I) {
@@ -186,7 +194,9 @@ static int hf_read_tensors(const char *dir, Model *m) {
             for (int l = 0; l < nl && !known; l++) { hf_name(name, sizeof name, &m->c, p, l); known = !strcmp(name, st->t[i].name) && param_numel(&m->c, p); }
         }
         if (!known && m->c.tie && !strcmp(st->t[i].name, "lm_head.weight")) known = 1;   // a tied copy
-        if (!known) die("%s: tensor %s is not part of an HGRN2 model of this configuration", dir, st->t[i].name);
+        if (!known)
+            die("%s: tensor %s is not part of an %s model of this configuration", dir, st->t[i].name,
+                m->c.mixer == MIXER_HGRN1 ? "HGRN1" : "HGRN2");
     }
     free(buf);
     st_close(st);
@@ -349,18 +359,25 @@ static int put_token_texts(FILE *f, const char *path, const Specials *s, int fir
 }
 
 // dir/config.json in the form fla's HGRN2Config writes it, with the special tokens' ids.
+// dir/config.json: fla's HGRN2Config, or for --arch hgrn1 its HGRNConfig (model_type "hgrn", expand ratio 1;
+// HGRNConfig has no num_heads: HGRN1's mixer is element-wise).
 static void hf_write_config(const char *dir, const Config *cf, const Specials *sp) {
     OutFile o = out_open(dir, "config.json");
     FILE *f = o.f;
-    fprintf(f, "{\n  \"architectures\": [\"HGRN2ForCausalLM\"],\n  \"model_type\": \"hgrn2\",\n"
-               "  \"attn\": null,\n  \"attn_mode\": \"chunk\",\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
-               "  \"expand_ratio\": %d,\n  \"num_heads\": %d,\n  \"vocab_size\": %d,\n  \"hidden_ratio\": 4,\n"
+    const int h1 = cf->mixer == MIXER_HGRN1;
+    fprintf(f, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", h1 ? "HGRNForCausalLM" : "HGRN2ForCausalLM",
+            h1 ? "hgrn" : "hgrn2");
+    if (h1) fprintf(f, "  \"attn\": null,\n  \"attn_mode\": \"fused_recurrent\",\n  \"hidden_size\": %d,\n"
+                       "  \"num_hidden_layers\": %d,\n  \"expand_ratio\": %d,\n", cf->D, cf->L, cf->K);
+    else fprintf(f, "  \"attn\": null,\n  \"attn_mode\": \"chunk\",\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
+                    "  \"expand_ratio\": %d,\n  \"num_heads\": %d,\n", cf->D, cf->L, cf->K, cf->H);
+    fprintf(f, "  \"vocab_size\": %d,\n  \"hidden_ratio\": 4,\n"
                "  \"intermediate_size\": %d,\n  \"hidden_act\": \"swish\",\n  \"norm_eps\": %.17g,\n"
                "  \"tie_word_embeddings\": %s,\n  \"use_lower_bound\": %s,\n  \"use_short_conv\": false,\n"
                "  \"conv_size\": 4,\n  \"elementwise_affine\": true,\n  \"max_position_embeddings\": 2048,\n"
                "  \"initializer_range\": 0.02,\n  \"use_cache\": true,\n  \"fuse_norm\": true,\n  \"fuse_swiglu\": true,\n"
                "  \"fuse_cross_entropy\": true,\n  \"fuse_linear_cross_entropy\": false,\n  \"use_l2warp\": false,\n",
-            cf->D, cf->L, cf->K, cf->H, cf->V, cf->I, cf->eps, cf->tie ? "true" : "false", cf->lower_bound ? "true" : "false");
+            cf->V, cf->I, cf->eps, cf->tie ? "true" : "false", cf->lower_bound ? "true" : "false");
     put_id(f, "bos_token_id", sp->bos, ",\n");
     put_id(f, "eos_token_id", sp->eos, ",\n");
     put_id(f, "pad_token_id", -1, "\n}\n");
@@ -496,9 +513,9 @@ int cmd_export(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
-    if (m.c.mixer == MIXER_HGRN1)
-        die("%s is an HGRN1 model (--arch hgrn1); exporting HGRN1 to Hugging Face is not built yet", ckpt);
-    if (!m.c.I) die("%s has no MLPs (--mlp-width 0); fla's HGRN2 always has them, so it has no Hugging Face form", ckpt);
+    if (!m.c.I)
+        die("%s has no MLPs (--mlp-width 0); fla's %s always has them, so it has no Hugging Face form", ckpt,
+            m.c.mixer == MIXER_HGRN1 ? "HGRN" : "HGRN2");
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""fla and transformers load a folder written by `hgrn2 export`: the model computes the logits of the
-reference fixture, and AutoTokenizer with HGRN2ForCausalLM.generate continues a prompt greedily with the
+"""fla and transformers load a folder written by `hgrn2 export` (HGRN2ForCausalLM, or HGRNForCausalLM for
+--arch hgrn1, through AutoModelForCausalLM): the model computes the logits of the reference fixture
+(tests/fixtures/fla, or tests/fixtures/fla-hgrn1), and AutoTokenizer with the model's generate continues a prompt greedily with the
 ids `hgrn2 sample` gives.
 
 On a CUDA machine with torch, transformers and the fla wheels (scripts/gpu_check.sh installs them).
@@ -47,7 +48,7 @@ import sys
 import torch
 
 import fla  # noqa: F401  (registers the model classes with transformers)
-from fla.models import HGRN2ForCausalLM
+from transformers import AutoModelForCausalLM
 
 TEXTS = ["Hello, world! How's it going?", "héllo wörld\n\t  x", "  leading spaces and trailing  ",
          "日本語のテキスト 中文 한국어", "emoji 👍🏽 👨‍👩‍👧‍👦", "Привет, мир", "numbers 12345 3.14"]
@@ -139,7 +140,7 @@ def main():
         ap.error("--prompt and --expect go together")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model = HGRN2ForCausalLM.from_pretrained(a.export_dir, attn_mode='fused_recurrent').cuda().float().eval()
+    model = AutoModelForCausalLM.from_pretrained(a.export_dir, attn_mode='fused_recurrent').cuda().float().eval()
     ok = True
     if a.fixture:
         ok &= check_logits(model, a.fixture)

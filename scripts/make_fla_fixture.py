@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Build the reference fixture of tests/fixtures/fla with the reference implementation itself.
+"""Build the reference fixtures of tests/fixtures/fla (HGRN2) and tests/fixtures/fla-hgrn1 (HGRN1) with the
+reference implementation itself.
 
-The reference is flash-linear-attention ("fla", class HGRN2ForCausalLM). Its kernels are Triton, so this
+The reference is flash-linear-attention ("fla", classes HGRN2ForCausalLM and, with --arch hgrn1,
+HGRNForCausalLM). Its kernels are Triton, so this
 runs on a CUDA machine with torch, triton, transformers, einops and safetensors installed, plus the two
 wheels (pip download flash-linear-attention==0.5.2 fla-core==0.5.2 --no-deps), installed with
 `pip install --no-deps`. scripts/gpu_fixture.sh does all of it in one device call.
 
-What it makes (python3 scripts/make_fla_fixture.py OUTDIR):
-  OUTDIR/hf/config.json, OUTDIR/hf/model.safetensors   a small random HGRN2 in Hugging Face form
+What it makes (python3 scripts/make_fla_fixture.py [--arch hgrn1] OUTDIR):
+  OUTDIR/hf/config.json, OUTDIR/hf/model.safetensors   a small random HGRN2 (or HGRN1) in Hugging Face form
   OUTDIR/fixture.safetensors                           input_ids [B,T] (int32), logits [B,T,V] (fp32),
                                                        loss [1], grad.<name> for every parameter,
                                                        prompt [P] and greedy [G] (int32)
-The model: vocabulary 300, hidden 64, 3 layers, expand ratio 16 (4 heads), untied lm_head, lower bounds
+The model: vocabulary 300, hidden 64, 3 layers, expand ratio 16 (4 heads; HGRN1: expand ratio 1, its
+element-wise state), untied lm_head, lower bounds
 and every norm weight perturbed away from their initial values, weights drawn wider than fla's 0.02 so
 that logits differ visibly. B 2 x T 100 (not a multiple of 64). Everything runs in float32 with the
 'fused_recurrent' mode (the chunk mode would only add minutes of Triton autotuning) and TF32 off.
@@ -25,17 +28,18 @@ import torch
 from safetensors.torch import save_file
 
 import fla  # noqa: F401  (registers the model classes)
-from fla.models import HGRN2Config, HGRN2ForCausalLM
+from fla.models import HGRN2Config, HGRN2ForCausalLM, HGRNConfig, HGRNForCausalLM
 
 
-def main(out):
+def main(out, arch):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(1234)
-    cfg = HGRN2Config(vocab_size=300, hidden_size=64, num_hidden_layers=3, expand_ratio=16,
-                      attn_mode='fused_recurrent', use_lower_bound=True, tie_word_embeddings=False,
-                      fuse_norm=False, fuse_swiglu=False, fuse_cross_entropy=False, use_cache=False)
-    model = HGRN2ForCausalLM(cfg).cuda().float()
+    Config, Model = (HGRNConfig, HGRNForCausalLM) if arch == 'hgrn1' else (HGRN2Config, HGRN2ForCausalLM)
+    cfg = Config(vocab_size=300, hidden_size=64, num_hidden_layers=3, expand_ratio=1 if arch == 'hgrn1' else 16,
+                 attn_mode='fused_recurrent', use_lower_bound=True, tie_word_embeddings=False,
+                 fuse_norm=False, fuse_swiglu=False, fuse_cross_entropy=False, use_cache=False)
+    model = Model(cfg).cuda().float()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith('lower_bounds'):
@@ -76,4 +80,10 @@ def main(out):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1] if len(sys.argv) > 1 else 'tests/fixtures/fla')
+    args = sys.argv[1:]
+    arch = 'hgrn2'
+    if args[:1] == ['--arch']:
+        arch, args = args[1], args[2:]
+    if arch not in ('hgrn1', 'hgrn2'):
+        sys.exit('--arch must be hgrn1 or hgrn2')
+    main(args[0] if args else 'tests/fixtures/' + ('fla-hgrn1' if arch == 'hgrn1' else 'fla'), arch)

@@ -89,12 +89,27 @@ expect 2 "mqar resumed as hgrn2" -- $H train --resume --out "$TMP/mq" --arch hgr
 expect_msg "a resumed run keeps its architecture"
 expect 2 "--init with another architecture" -- $H train --init "$TMP/a/model.ckpt" --arch hgrn2 --steps 1 --out "$TMP/x"
 expect_msg "--init keeps the architecture of its weights"
-expect 1 "export of an HGRN1 checkpoint" -- $H export --ckpt "$TMP/a/model.ckpt" --hf "$TMP/hf"
-expect_msg "exporting HGRN1 to Hugging Face is not built yet"
+# Hugging Face: fla's HGRNForCausalLM (model_type hgrn) out and back in gives the same model, bit for bit
+expect 0 "export of an HGRN1 checkpoint" -- $H export --ckpt "$TMP/a/model.ckpt" --hf "$TMP/hf"
 checks=$((checks + 1))
-[ ! -e "$TMP/hf" ] && ok "the refused export wrote nothing" || fail "the refused export created $TMP/hf"
-mkdir -p "$TMP/hf1"
-printf '{"model_type": "hgrn", "hidden_size": 32}\n' > "$TMP/hf1/config.json"
-expect 1 "import of an HGRN1 model" -- $H import --hf "$TMP/hf1" --out "$TMP/imp.ckpt"
-expect_msg "importing HGRN1 models is not built yet"
+grep -q '"model_type": "hgrn"' "$TMP/hf/config.json" && grep -q '"HGRNForCausalLM"' "$TMP/hf/config.json" &&
+    ! grep -q num_heads "$TMP/hf/config.json" && ok "the export is an HGRNForCausalLM config" ||
+    fail "config.json: $(tr -d '\n' < "$TMP/hf/config.json" | head -c 300)"
+expect 0 "import of the export" -- $H import --hf "$TMP/hf" --out "$TMP/imp.ckpt"
+$H sample --ckpt "$TMP/a/model.ckpt" --prompt "In the" -n 30 --temperature 0 --ids > "$TMP/s1" 2>/dev/null
+$H sample --ckpt "$TMP/imp.ckpt" --prompt "In the" -n 30 --temperature 0 --ids > "$TMP/s2" 2>/dev/null
+checks=$((checks + 1))
+[ -s "$TMP/s1" ] && cmp -s "$TMP/s1" "$TMP/s2" && ok "the imported HGRN1 continues the prompt as the original" ||
+    fail "greedy ids differ after export and import: $(head -c 80 "$TMP/s1") / $(head -c 80 "$TMP/s2")"
+$H eval --ckpt "$TMP/a/model.ckpt" --max-batches 2 --data data/bible --batch 4 --seq-len 64 > "$TMP/e1" 2>&1
+$H eval --ckpt "$TMP/imp.ckpt" --max-batches 2 --data data/bible --batch 4 --seq-len 64 > "$TMP/e2" 2>&1
+checks=$((checks + 1))
+[ "$(grep '^loss ' "$TMP/e1")" = "$(grep '^loss ' "$TMP/e2")" ] && [ -n "$(grep '^loss ' "$TMP/e1")" ] &&
+    ok "the imported HGRN1 scores the held-out text as the original" ||
+    fail "eval: $(grep '^loss ' "$TMP/e1") / $(grep '^loss ' "$TMP/e2")"
+mkdir -p "$TMP/hf2"
+sed 's/"expand_ratio": 1,/"expand_ratio": 2,/' "$TMP/hf/config.json" > "$TMP/hf2/config.json"
+cp "$TMP/hf/model.safetensors" "$TMP/hf2/"
+expect 1 "import of an HGRN1 with expand ratio 2" -- $H import --hf "$TMP/hf2" --out "$TMP/imp2.ckpt"
+expect_msg "hgrn2 implements HGRN1 with expand ratio 1"
 finish

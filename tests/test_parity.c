@@ -1,7 +1,7 @@
 // test_parity.c: the same model, the same numbers as the reference implementation (flash-linear-attention).
-// tests/fixtures/fla was made by fla itself (scripts/make_fla_fixture.py): a random 3-layer HGRN2 with
-// perturbed lower bounds and norms, its inputs, fp32 logits, loss, every parameter gradient and a greedy
-// continuation. This program (the float32 build, as users run it) imports that checkpoint and compares;
+// tests/fixtures/fla and tests/fixtures/fla-hgrn1 were made by fla itself (scripts/make_fla_fixture.py): a
+// random 3-layer HGRN2 (HGRN2ForCausalLM) and HGRN1 (HGRNForCausalLM, --arch hgrn1) with perturbed lower
+// bounds and norms, their inputs, fp32 logits, loss, every parameter gradient and a greedy continuation. This program (the float32 build, as users run it) imports that checkpoint and compares;
 // then checks export/import round trips, bf16/f16 and sharded files, and the refusals of bad checkpoints.
 #include <math.h>
 #include <unistd.h>
@@ -62,13 +62,20 @@ static void load_ckpt(const char *path, Model *m) {
 // The imported fixture model against fla's own numbers. Tolerances: fla ran in fp32 without TF32, so the
 // two fp32 computations differ by accumulated rounding only: logits ~1e-6 relative (limit 1e-5), the
 // loss ~1e-7 (1e-6), gradients, through a 3-layer backward, ~1e-6..1e-5 (1e-4).
-static void parity(void) {
-    char *argv[] = {"import", "--hf", FIX "/hf", "--out", TMPD "/fla.ckpt", NULL};
-    CHECK(run_cmd(cmd_import, 5, argv, 1) == 0, "import of the fixture failed");
+static void parity(const char *fix, MixerKind mixer) {
+    char hf[256], fxpath[256], ckpt[256];
+    snprintf(hf, sizeof hf, "%s/hf", fix);
+    // the HGRN2 fixture's checkpoint stays at TMPD/fla.ckpt for the round trips below
+    snprintf(ckpt, sizeof ckpt, TMPD "/%s.ckpt", mixer == MIXER_HGRN1 ? "fla-hgrn1" : "fla");
+    snprintf(fxpath, sizeof fxpath, "%s/fixture.safetensors", fix);
+    printf("-- %s (%s)\n", fix, ARCH_NAMES[mixer]);
+    char *argv[] = {"import", "--hf", hf, "--out", ckpt, NULL};
+    CHECK(run_cmd(cmd_import, 5, argv, 1) == 0, "import of %s failed", hf);
     Model m;
-    load_ckpt(TMPD "/fla.ckpt", &m);
+    load_ckpt(ckpt, &m);
     const Config *c = &m.c;
-    StSet *fx = st_open_file(FIX "/fixture.safetensors");
+    CHECK(c->mixer == mixer, "%s imported as %s", hf, ARCH_NAMES[c->mixer]);
+    StSet *fx = st_open_file(fxpath);
     int64_t nids, nlog;
     const StTensor *ti = st_find(fx, "input_ids");
     int B = (int)ti->shape[0], T = (int)ti->shape[1];
@@ -284,7 +291,8 @@ static void round_trips(void) {
 
 int main(void) {
     mkdir_p(TMPD);
-    parity();
+    parity(FIX, MIXER_CAUSAL);
+    parity("tests/fixtures/fla-hgrn1", MIXER_HGRN1);
     round_trips();
     return check_summary("test_parity");
 }
