@@ -118,20 +118,23 @@ static void parity(void) {
     Acts pre, one;
     acts_alloc(&pre, c, 1, (int)np, 0);
     acts_alloc(&one, c, 1, 1, 0);
-    real *states = xcalloc((size_t)c->L * c->H * c->K * c->Dv, sizeof(real)), *lg = xmalloc((size_t)c->V * sizeof(real));
-    model_forward(&m, &pre, prompt, NULL, states, lg, 1, 0, NULL);
+    DecodeState st;
+    decode_state_alloc(&st, c, 1, (int)(np + ng));
+    real *lg = xmalloc((size_t)c->V * sizeof(real));
+    model_forward(&m, &pre, prompt, NULL, &st, lg, 1, 0, NULL);
     int same = 1;
     printf("greedy: ");
     for (int64_t i = 0; i < ng; i++) {
         int32_t id = sample_token(lg, c->V, 0, 0, 1, NULL, NULL);
         printf("%d%s", id, id == greedy[i] ? " " : "(!) ");
         if (id != greedy[i]) same = 0;
-        model_forward(&m, &one, &id, NULL, states, lg, 1, 0, NULL);
+        model_forward(&m, &one, &id, NULL, &st, lg, 1, 0, NULL);
     }
     printf("\n");
     CHECK(same, "the greedy continuation differs from fla's");
     acts_free(&a); acts_free(&pre); acts_free(&one);
-    free(states); free(lg); free(prompt); free(greedy); free(ids); free(tgt);
+    decode_state_free(&st);
+    free(lg); free(prompt); free(greedy); free(ids); free(tgt);
     free(ref_logits); free(ref_loss); free(logits);
     st_close(fx);
     model_free(&m);
