@@ -875,7 +875,7 @@ static const char *MAIN_HELP =
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps)\n"
     "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
-    "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
+    "  import     convert a Hugging Face HGRN2 (flash-linear-attention) or LLaMA (transformers) checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"
     "\n"
     "hgrn2 --version prints the commit it was built from.\n";
