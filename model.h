@@ -141,7 +141,9 @@ void print_config(const Config *c, const Layout *lay, FILE *f);
 // keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
 // cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
 // in the backward, bit for bit as the forward made them. That keeps 5D + 2I values per token and layer
-// instead of 11D + 3I. Without `train`, every per-layer buffer is shared.
+// instead of 11D + 3I. A transformer keeps in qfi its rotated [q | k | v], in o the attention's output, and
+// per row and head its log-sum-exp (lse); it has no gates, so q, k, g, their gradients and rstdo are not
+// allocated. Without `train`, every per-layer buffer is shared.
 typedef struct {
     int B, T, train;
     int64_t N;
