@@ -27,9 +27,10 @@ static const char *IMPORT_HELP =
 static const char *EXPORT_USAGE = "hgrn2 export --ckpt CKPT --hf DIR [--dtype f32|bf16|f16]";
 static const char *EXPORT_HELP =
     "Write a checkpoint as a Hugging Face model directory that flash-linear-attention's HGRN2ForCausalLM\n"
-    "(a transformer's: transformers' LlamaForCausalLM) loads unchanged: config.json, generation_config.json, model.safetensors and, for a run with a tokenizer,\n"
-    "tokenizer.json, tokenizer_config.json and special_tokens_map.json, which transformers' AutoTokenizer\n"
-    "loads (GPT-2 runs also get vocab.json and merges.txt).\n"
+    "(a transformer's: transformers' LlamaForCausalLM) loads unchanged: config.json, generation_config.json,\n"
+    "model.safetensors and, for a run with a tokenizer, tokenizer.json, tokenizer_config.json and\n"
+    "special_tokens_map.json, which transformers' AutoTokenizer loads (GPT-2 runs also get vocab.json and\n"
+    "merges.txt).\n"
     "\n"
     "  --ckpt PATH          the checkpoint (default " DEFAULT_OUT "/model.ckpt)\n"
     "  --hf DIR             the directory to write (created if needed)\n"
