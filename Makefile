@@ -120,14 +120,14 @@ setup:
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
-TESTS = $(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
+TESTS = $(BIN)/test_ops $(BIN)/test_attention $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model $(BIN)/test_parity $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data \
         $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples $(BIN)/test_lra \
         $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg $(BIN)/test_augment
 
-$(BIN)/test_ops $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
+$(BIN)/test_ops $(BIN)/test_attention $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)/test_model: $(BIN)/%: tests/%.c tests/check.h $(LIB_F64)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
-$(BIN)/test_ops $(BIN)/test_cls_ops: tests/fd.h
+$(BIN)/test_ops $(BIN)/test_attention $(BIN)/test_cls_ops: tests/fd.h
 $(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)

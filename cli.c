@@ -144,13 +144,18 @@ int size_arg(int c, SizeArgs *z) {
     case O_BATCH: z->B = arg_int_in(&R_BATCH, optarg); return 1;
     case O_SEQ: z->T = arg_int_in(&R_SEQ_LEN, optarg); return 1;
     case O_ARCH:
-        if ((z->arch = arch_parse(optarg)) < 0) usage_error("--arch must be hgrn1 or hgrn2, got '%s'", optarg);
+        if ((z->arch = arch_parse(optarg)) < 0) usage_error("--arch must be hgrn2, hgrn1 or transformer, got '%s'", optarg);
         z->has_arch = 1;
         return 1;
+    case O_HEADS: z->heads = arg_int_in(&R_DIM, optarg); return 1;
     }
     return 0;
 }
 
+void arch_check_device(const SizeArgs *z, const MachineArgs *m) {
+    if (z->has_arch && z->arch == MIXER_TRANSFORMER && m->device && !strcmp(m->device, "cuda"))
+        usage_error("--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
+}
 
 const Preset PRESETS[] = {
     {"tiny", "bible", 256, 4, 64, 0, 16, 256, 400, 40, 2e-3, 0.1, 0.9, 0.95, SCHED_COSINE,
@@ -192,11 +197,19 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
 
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     int D = (int)(z->dim ? z->dim : ps->D);
-    const int hgrn1 = z->has_arch && z->arch == MIXER_HGRN1;
+    const MixerKind mixer = z->has_arch ? (MixerKind)z->arch : MIXER_CAUSAL;
+    const int hgrn1 = mixer == MIXER_HGRN1, tpp = mixer == MIXER_TRANSFORMER;
+    int K = (int)(z->expand ? z->expand : hgrn1 ? 1 : ps->K ? ps->K : D < 128 ? D : 128);
+    if (z->heads && !tpp)
+        usage_error("--heads is for --arch transformer; HGRN's heads are --dim / --expand-ratio");
+    if (tpp) {
+        // the transformer's K is its head dim, from --heads or LLaMA's 64
+        if (z->expand) usage_error("--expand-ratio is HGRN's; the transformer's heads are set by --heads");
+        if (z->heads && D % z->heads) usage_error("--heads %lld must divide --dim %d", (long long)z->heads, D);
+        K = z->heads ? D / (int)z->heads : D % 64 ? D : 64;
+    }
     return (Config){.V = (int)(z->vocab ? z->vocab : ps->vocab ? ps->vocab : vocab), .D = D,
-                    .L = (int)(z->layers ? z->layers : ps->L),
-                    .K = (int)(z->expand ? z->expand : hgrn1 ? 1 : ps->K ? ps->K : D < 128 ? D : 128),
-                    .mixer = hgrn1 ? MIXER_HGRN1 : MIXER_CAUSAL,
+                    .L = (int)(z->layers ? z->layers : ps->L), .K = K, .mixer = mixer,
                     .I = z->has_mlp ? (int)z->mlp : ps->no_mlp ? 0 : MLP_DEFAULT, .tie = z->tie || ps->tie,
-                    .lower_bound = !z->nolb, .eps = 1e-6};
+                    .lower_bound = !z->nolb && !tpp, .eps = 1e-6};
 }

@@ -41,7 +41,7 @@ enum {
     O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
     O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
     O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE,
-    O_KV_PAIRS, O_EXAMPLES, O_ARCH, O_LAST
+    O_KV_PAIRS, O_EXAMPLES, O_ARCH, O_HEADS, O_LAST
 };
 
 // Options of every command that runs a model: --help, --seed and the machine options.
@@ -56,7 +56,7 @@ enum {
     {"vocab", required_argument, 0, O_VOCAB}, {"mlp-width", required_argument, 0, O_MLP}, \
     {"tie-embeddings", no_argument, 0, O_TIE}, {"no-lower-bound", no_argument, 0, O_NO_LB}, \
     {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ}, \
-    {"arch", required_argument, 0, O_ARCH}
+    {"arch", required_argument, 0, O_ARCH}, {"heads", required_argument, 0, O_HEADS}
 
 // ---- the machine options: --device, --threads, --precision ----
 
@@ -71,13 +71,16 @@ int free_cores(void);   // the cores other processes leave free (the default thr
 // ---- the model-size options and the presets ----
 
 // 0: not given; but --mlp-width 0 is a width (no MLP), so mlp counts only where has_mlp says it was given,
-// and arch (a MixerKind: --arch) only where has_arch says so
-typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T; int tie, nolb, has_mlp, arch, has_arch; } SizeArgs;
+// and arch (a MixerKind: --arch) only where has_arch says so. heads: the transformer's attention heads.
+typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T, heads; int tie, nolb, has_mlp, arch, has_arch; } SizeArgs;
 // Takes option c when it is one of SIZE_OPTS; returns whether it was.
 int size_arg(int c, SizeArgs *z);
+// --arch transformer with --device cuda: a usage error (no GPU attention yet), before any device starts.
+void arch_check_device(const SizeArgs *z, const MachineArgs *m);
 
 // The paper's configurations (docs/model.md) and the small default that trains in minutes on a laptop.
 // K 0: the expand ratio is min(D, 128) (1 with --arch hgrn1, whose state is a vector). vocab 0: the data's. no_mlp: blocks without an MLP (else fla's width).
+// A transformer ignores K: its heads are 64 wide where 64 divides D (LLaMA's head dim), one head of D otherwise.
 typedef struct {
     const char *name, *task;
     int D, L, K, tie, B, T;
@@ -93,7 +96,8 @@ extern const int NPRESETS;
 const Preset *preset_find(const char *name);           // NULL when there is none of that name
 const char *task_default_preset(const char *task);
 // The model of a preset with the size flags applied; vocab is the vocabulary when neither --vocab nor the
-// preset gives one.
+// preset gives one. A size flag of another architecture (--heads without --arch transformer, --expand-ratio
+// with it) is a usage error.
 Config preset_config(const Preset *ps, const SizeArgs *z, int vocab);
 // The optimization settings of a preset with the flags given applied: --batch and --seq-len from z; in g,
 // steps and lr 0 and min_lr, wd, beta1, beta2, warmup, sched < 0 mean not given, while accum, adam_eps,

@@ -1,6 +1,6 @@
 // cmd_hf.c: the commands import and export, between hgrn2 checkpoints and Hugging Face model directories.
-// The directories are those of flash-linear-attention's HGRN2ForCausalLM: config.json, safetensors files and
-// the tokenizer's files.
+// The directories are those of flash-linear-attention's HGRN2ForCausalLM, or of transformers' LlamaForCausalLM
+// for the Transformer++ baseline: config.json, safetensors files and the tokenizer's files.
 #include <math.h>
 #include <unistd.h>
 
@@ -10,12 +10,14 @@
 #include "checkpoint.h"
 #include "tokenizer.h"
 #include "hf.h"
+#include "train.h"
 
 static const char *IMPORT_USAGE = "hgrn2 import --hf DIR --out CKPT";
 static const char *IMPORT_HELP =
-    "Convert a Hugging Face HGRN2 checkpoint (flash-linear-attention, model_type hgrn2), or HGRN1 (model_type\n"
-    "hgrn, expand_ratio 1; it becomes an --arch hgrn1 checkpoint), into an hgrn2 checkpoint for eval, sample\n"
-    "and train --init.\n"
+    "Convert a Hugging Face HGRN2 checkpoint (flash-linear-attention, model_type hgrn2), an HGRN1 one (model_type\n"
+    "hgrn, expand_ratio 1: --arch hgrn1) or a LLaMA one (transformers' LlamaForCausalLM, model_type llama: the\n"
+    "Transformer++ baseline, --arch transformer) into an hgrn2 checkpoint for eval, sample and train --init.\n"
+    "LLaMA models with grouped-query attention, rope scaling or another rotary base, or biases are refused.\n"
     "\n"
     "  --hf DIR             holds config.json and model.safetensors, or sharded *.safetensors with\n"
     "                       model.safetensors.index.json; F32, BF16, F16 or F64 tensors\n"
@@ -25,9 +27,10 @@ static const char *IMPORT_HELP =
 static const char *EXPORT_USAGE = "hgrn2 export --ckpt CKPT --hf DIR [--dtype f32|bf16|f16]";
 static const char *EXPORT_HELP =
     "Write a checkpoint as a Hugging Face model directory that flash-linear-attention's HGRN2ForCausalLM\n"
-    "(HGRNForCausalLM for --arch hgrn1) loads unchanged: config.json, generation_config.json, model.safetensors and, for a run with a tokenizer,\n"
-    "tokenizer.json, tokenizer_config.json and special_tokens_map.json, which transformers' AutoTokenizer\n"
-    "loads (GPT-2 runs also get vocab.json and merges.txt).\n"
+    "(HGRNForCausalLM for --arch hgrn1; for a transformer, transformers' LlamaForCausalLM) loads unchanged:\n"
+    "config.json, generation_config.json, model.safetensors and, for a run with a tokenizer, tokenizer.json,\n"
+    "tokenizer_config.json and special_tokens_map.json, which transformers' AutoTokenizer loads (GPT-2 runs\n"
+    "also get vocab.json and merges.txt).\n"
     "\n"
     "  --ckpt PATH          the checkpoint (default " DEFAULT_OUT "/model.ckpt)\n"
     "  --hf DIR             the directory to write (created if needed)\n"
@@ -92,20 +95,77 @@ static int cfg_bool(const Json *cfg, const char *path, const char *key, int def)
     return (int)json_num(v);
 }
 
-// The model config.json in dir describes, checked against what hgrn2 implements.
-static Config hf_config(const char *dir) {
+// flash-linear-attention's HGRN2 and HGRN always have MLPs, and so does LLaMA: a width of 0 (a model of this
+// program only) is refused
+static const Range R_HF_MLP = {"intermediate_size", 1, 1 << 20};
+
+// A LlamaForCausalLM config.json (model_type llama) as a transformer's Config, each choice this model cannot
+// represent refused by name. *ctx receives max_position_embeddings (the context it was trained for).
+static Config llama_config(const Json *cfg, const char *path, int *ctx) {
+    const Json *act = json_get(cfg, "hidden_act");
+    if (act && json_type(act) != JSON_NULL && (json_type(act) != JSON_STR || strcmp(json_str(act), "silu")))
+        die("%s: hidden_act must be \"silu\" (LLaMA's SwiGLU); hgrn2 implements no other", path);
+    if (cfg_bool(cfg, path, "attention_bias", 0)) die("%s: attention_bias is true; hgrn2's transformer has no biases", path);
+    if (cfg_bool(cfg, path, "mlp_bias", 0)) die("%s: mlp_bias is true; hgrn2's transformer has no biases", path);
+    const Json *scaling = json_get(cfg, "rope_scaling");
+    if (scaling && json_type(scaling) != JSON_NULL)
+        die("%s: rope_scaling is set; hgrn2 implements plain rotary positions only", path);
+    double theta = cfg_num(cfg, path, "rope_theta", ROPE_THETA, 0, 1e300);
+    // newer transformers write the rotary settings as one object
+    const Json *rp = json_get(cfg, "rope_parameters");
+    if (rp && json_type(rp) != JSON_NULL) {
+        if (json_type(rp) != JSON_OBJ) die("%s: rope_parameters must be an object", path);
+        const Json *type = json_get(rp, "rope_type");
+        if (type && json_type(type) != JSON_NULL && (json_type(type) != JSON_STR || strcmp(json_str(type), "default")))
+            die("%s: rope_parameters.rope_type must be \"default\"; hgrn2 implements plain rotary positions only", path);
+        theta = cfg_num(rp, path, "rope_theta", theta, 0, 1e300);
+    }
+    if (theta != ROPE_THETA)
+        die("%s: rope_theta is %g; hgrn2's transformer rotates with LLaMA's base %g only", path, theta, ROPE_THETA);
+    Config cf = {.V = cfg_int(cfg, path, "vocab_size", 0, 1, &R_VOCAB), .D = cfg_int(cfg, path, "hidden_size", 0, 1, &R_DIM),
+                 .L = cfg_int(cfg, path, "num_hidden_layers", 0, 1, &R_LAYERS),
+                 .I = cfg_int(cfg, path, "intermediate_size", 0, 1, &R_HF_MLP),
+                 .tie = cfg_bool(cfg, path, "tie_word_embeddings", 0), .lower_bound = 0,
+                 .eps = cfg_num(cfg, path, "rms_norm_eps", 1e-6, 0, 1), .mixer = MIXER_TRANSFORMER};
+    if (!(cf.eps > 0 && cf.eps < 1)) die("%s: rms_norm_eps must be a number in (0, 1), got %g", path, cf.eps);
+    const int heads = cfg_int(cfg, path, "num_attention_heads", 0, 1, &R_DIM);
+    const int kv = cfg_int(cfg, path, "num_key_value_heads", heads, 0, &R_DIM);
+    if (kv != heads)
+        die("%s: num_key_value_heads is %d against %d attention heads: grouped-query attention is not implemented "
+            "(hgrn2's transformer has a key and a value per head)", path, kv, heads);
+    if (cf.D % heads) die("%s: num_attention_heads %d does not divide hidden_size %d", path, heads, cf.D);
+    cf.K = cf.D / heads;
+    const int hd = cfg_int(cfg, path, "head_dim", cf.K, 0, &R_DIM);
+    if (hd != cf.K) die("%s: head_dim is %d, not hidden_size / num_attention_heads = %d: hgrn2 does not implement that", path, hd, cf.K);
+    *ctx = cfg_int(cfg, path, "max_position_embeddings", 2048, 0, &R_SEQ_LEN);
+    const char *bad = config_finish(&cf);
+    if (bad) die("%s: the configuration cannot be represented: %s", path, bad);
+    return cf;
+}
+
+// The model config.json in dir describes, checked against what hgrn2 implements. *ctx: a LLaMA config's
+// max_position_embeddings, 0 for HGRN2 (no positions, no limit).
+static Config hf_config(const char *dir, int *ctx) {
     char *path = xasprintf("%s/config.json", dir);
     size_t len;
     char *text = read_file(path, &len), err[200];
     Json *cfg = json_parse(text, len, json_default_limit(len), err, sizeof err);
     if (!cfg || json_type(cfg) != JSON_OBJ) die("%s is not a JSON object%s%s", path, cfg ? "" : ": ", cfg ? "" : err);
     const Json *mt = json_get(cfg, "model_type");
-    // fla's HGRN2 (model_type hgrn2), or HGRN1 (hgrn: HGRNForCausalLM), which hgrn2 trains as --arch hgrn1
+    // fla's HGRN2 (model_type hgrn2), HGRN1 (hgrn: HGRNForCausalLM, --arch hgrn1), or LLaMA (--arch transformer)
     const int h1 = mt && json_type(mt) == JSON_STR && !strcmp(json_str(mt), "hgrn");
+    if (mt && json_type(mt) == JSON_STR && !strcmp(json_str(mt), "llama")) {
+        Config cf = llama_config(cfg, path, ctx);
+        json_free(cfg);
+        free(text);
+        free(path);
+        return cf;
+    }
     if (!h1 && (!mt || json_type(mt) != JSON_STR || strcmp(json_str(mt), "hgrn2")))
-        die("%s: model_type is %s%s%s, not hgrn2 or hgrn: hgrn2 imports only HGRN2 and HGRN1 models", path,
+        die("%s: model_type is %s%s%s: hgrn2 imports HGRN2 (hgrn2), HGRN1 (hgrn) and LLaMA (llama) models", path,
             mt && json_type(mt) == JSON_STR ? "'" : "", mt && json_type(mt) == JSON_STR ? json_str(mt) : "missing",
             mt && json_type(mt) == JSON_STR ? "'" : "");
+    *ctx = 0;
     if (cfg_bool(cfg, path, "use_short_conv", 0))
         die("%s: use_short_conv is true; hgrn2 implements the model without short convolutions", path);
     const Json *attn = json_get(cfg, "attn");
@@ -134,8 +194,6 @@ static Config hf_config(const char *dir) {
         if (cf.D % heads) die("%s: num_heads %d does not divide hidden_size %d", path, heads, cf.D);
         cf.K = cf.D / heads;
     } else die("%s: neither expand_ratio nor num_heads is set", path);
-    // flash-linear-attention's HGRN2 and HGRN always have MLPs: a width of 0 (a model of this program only) is refused
-    static const Range R_HF_MLP = {"intermediate_size", 1, 1 << 20};
     cf.I = cfg_int(cfg, path, "intermediate_size", 0, 0, &R_HF_MLP);
     if (!cf.I) {
         double ratio = cfg_num(cfg, path, "hidden_ratio", 4, 1e-3, 1024);
@@ -194,9 +252,11 @@ static int hf_read_tensors(const char *dir, Model *m) {
             for (int l = 0; l < nl && !known; l++) { hf_name(name, sizeof name, &m->c, p, l); known = !strcmp(name, st->t[i].name) && param_numel(&m->c, p); }
         }
         if (!known && m->c.tie && !strcmp(st->t[i].name, "lm_head.weight")) known = 1;   // a tied copy
-        if (!known)
-            die("%s: tensor %s is not part of an %s model of this configuration", dir, st->t[i].name,
-                m->c.mixer == MIXER_HGRN1 ? "HGRN1" : "HGRN2");
+        // older LLaMA files keep each layer's rotary frequencies, which the positions' formula gives anyway
+        const char *tail = strstr(st->t[i].name, ".self_attn.rotary_emb.inv_freq");
+        if (!known && m->c.mixer == MIXER_TRANSFORMER && tail && !tail[strlen(".self_attn.rotary_emb.inv_freq")]) known = 1;
+        if (!known) die("%s: tensor %s is not part of an %s model of this configuration", dir, st->t[i].name,
+                        m->c.mixer == MIXER_TRANSFORMER ? "LLaMA" : m->c.mixer == MIXER_HGRN1 ? "HGRN1" : "HGRN2");
     }
     free(buf);
     st_close(st);
@@ -220,7 +280,8 @@ int cmd_import(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     if (!dir || !out) usage_error("import needs --hf DIR and --out CKPT");
 
-    Config cf = hf_config(dir);
+    int ctx;
+    Config cf = hf_config(dir, &ctx);
     Model m = {0};
     model_alloc(&m, &cf);
     int used = hf_read_tensors(dir, &m);
@@ -228,8 +289,9 @@ int cmd_import(int argc, char **argv) {
     RunState rs;
     memset(&rs, 0, sizeof rs);
     rs.c = cf;
-    rs.h = (Hyper){.B = 4, .T = 512, .accum = 1, .steps = 0, .lr = 3e-4, .min_lr = 3e-5, .wd = 0.1, .beta1 = 0.9,
-                   .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0, .seed = 1337};
+    // a LLaMA model's context becomes the run's sequence length (eval's default window, export's max_position_embeddings)
+    rs.h = (Hyper){.B = 4, .T = ctx ? ctx : 512, .accum = 1, .steps = 0, .lr = 3e-4, .min_lr = 3e-5, .wd = 0.1,
+                   .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 0, .seed = 1337};
     char *tj = xasprintf("%s/tokenizer.json", dir);
     if (file_exists(tj)) {
         char *abs = realpath(dir, NULL);
@@ -240,9 +302,14 @@ int cmd_import(int argc, char **argv) {
     checkpoint_save(out, &m, &rs, 0);
     char mlp[48] = "no MLP";
     if (cf.I) snprintf(mlp, sizeof mlp, "MLP width %d", cf.I);
-    printf("imported %s: %d tensors, %lld parameters (%.2fM): vocabulary %d, dim %d, %d layers of %d heads (K %d, "
-           "Dv %d), %s, %s, %s\n", dir, used, (long long)m.lay.n, m.lay.n / 1e6, cf.V, cf.D, cf.L, cf.H, cf.K, cf.Dv,
-           mlp, cf.tie ? "tied embeddings" : "untied lm_head", cf.lower_bound ? "lower bounds" : "no lower bounds");
+    if (cf.mixer == MIXER_TRANSFORMER)
+        printf("imported %s: %d tensors, %lld parameters (%.2fM): a transformer (LLaMA), vocabulary %d, dim %d, %d "
+               "layers of %d heads of %d, %s, %s, context %d\n", dir, used, (long long)m.lay.n, m.lay.n / 1e6, cf.V,
+               cf.D, cf.L, cf.H, cf.K, mlp, cf.tie ? "tied embeddings" : "untied lm_head", ctx);
+    else
+        printf("imported %s: %d tensors, %lld parameters (%.2fM): vocabulary %d, dim %d, %d layers of %d heads (K %d, "
+               "Dv %d), %s, %s, %s\n", dir, used, (long long)m.lay.n, m.lay.n / 1e6, cf.V, cf.D, cf.L, cf.H, cf.K, cf.Dv,
+               mlp, cf.tie ? "tied embeddings" : "untied lm_head", cf.lower_bound ? "lower bounds" : "no lower bounds");
     printf("tokenizer: %s\nwrote %s\n", rs.tokenizer[0] ? rs.tokenizer : "none (pass --tokenizer to sample)", out);
     model_free(&m);
     return 0;
@@ -384,6 +451,26 @@ static void hf_write_config(const char *dir, const Config *cf, const Specials *s
     out_close(&o);
 }
 
+// dir/config.json in the form transformers' LlamaConfig writes it: a transformer's sizes, a key and a value per
+// head, plain rotary positions at LLaMA's base, no biases; ctx: the context it was trained for.
+static void llama_write_config(const char *dir, const Config *cf, const Specials *sp, int ctx) {
+    OutFile o = out_open(dir, "config.json");
+    FILE *f = o.f;
+    fprintf(f, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+               "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
+               "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n"
+               "  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n  \"max_position_embeddings\": %d,\n"
+               "  \"rms_norm_eps\": %.17g,\n  \"rope_theta\": %.1f,\n  \"rope_scaling\": null,\n"
+               "  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n  \"mlp_bias\": false,\n"
+               "  \"pretraining_tp\": 1,\n  \"tie_word_embeddings\": %s,\n  \"initializer_range\": 0.02,\n"
+               "  \"use_cache\": true,\n  \"torch_dtype\": \"float32\",\n",
+            cf->V, cf->D, cf->I, cf->L, cf->H, cf->H, cf->K, ctx, cf->eps, ROPE_THETA, cf->tie ? "true" : "false");
+    put_id(f, "bos_token_id", sp->bos, ",\n");
+    put_id(f, "eos_token_id", sp->eos, ",\n");
+    put_id(f, "pad_token_id", -1, "\n}\n");
+    out_close(&o);
+}
+
 // dir/generation_config.json: generate's defaults, the same ids as config.json.
 static void hf_write_generation_config(const char *dir, const Specials *sp) {
     OutFile o = out_open(dir, "generation_config.json");
@@ -397,7 +484,7 @@ static void hf_write_generation_config(const char *dir, const Specials *sp) {
 // The largest length transformers knows, the value it uses itself when a tokenizer names none (int(1e30)).
 // HGRN2 is recurrent, without positions: it runs on a text of any length with a state of one size, so the
 // training sequence length is no limit, and a limit here would only make transformers warn about, or
-// truncate, inputs the model handles.
+// truncate, inputs the model handles. (A transformer's export names its context instead.)
 #define NO_MAX_LENGTH "1000000000000000019884624838656"
 
 // Whether back (the tokenizer.json written for tok, read back) encodes text as tok does: every token's text,
@@ -430,8 +517,10 @@ static int differences(const Tokenizer *tok, const Tokenizer *back, int32_t *fir
 
 // The tokenizer's files in dir: tokenizer.json (written for byte and GPT-2 files, copied for a tokenizer.json
 // run), tokenizer_config.json and special_tokens_map.json; for GPT-2, also its own files under the names
-// transformers' slow GPT2Tokenizer reads (vocab.json, merges.txt). Returns the names written.
-static char *hf_write_tokenizer(const char *dir, const char *spec, const Tokenizer *tok, const Specials *sp) {
+// transformers' slow GPT2Tokenizer reads (vocab.json, merges.txt). max_length: model_max_length, digits.
+// Returns the names written.
+static char *hf_write_tokenizer(const char *dir, const char *spec, const Tokenizer *tok, const Specials *sp,
+                                const char *max_length) {
     char *names;
     char *tj = xasprintf("%s/tokenizer.json", dir);
     if (tokenizer_file(tok)) {
@@ -472,8 +561,9 @@ static char *hf_write_tokenizer(const char *dir, const char *spec, const Tokeniz
     free(tj);
 
     OutFile o = out_open(dir, "tokenizer_config.json");
-    fprintf(o.f, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": " NO_MAX_LENGTH ",\n"
-                 "  \"add_bos_token\": false,\n  \"add_eos_token\": false,\n  \"clean_up_tokenization_spaces\": false");
+    fprintf(o.f, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": %s,\n"
+                 "  \"add_bos_token\": false,\n  \"add_eos_token\": false,\n  \"clean_up_tokenization_spaces\": false",
+            max_length);
     put_token_texts(o.f, o.tmp, sp, 0);
     fprintf(o.f, "\n}\n");
     out_close(&o);
@@ -513,18 +603,23 @@ int cmd_export(int argc, char **argv) {
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
+    const int llama = m.c.mixer == MIXER_TRANSFORMER;
     if (!m.c.I)
-        die("%s has no MLPs (--mlp-width 0); fla's %s always has them, so it has no Hugging Face form", ckpt,
-            m.c.mixer == MIXER_HGRN1 ? "HGRN" : "HGRN2");
+        die("%s has no MLPs (--mlp-width 0); %s always has them, so it has no Hugging Face form", ckpt,
+            llama ? "LLaMA" : m.c.mixer == MIXER_HGRN1 ? "fla's HGRN" : "fla's HGRN2");
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);
     // the run's tokenizer, when it had one (a run on ids alone has none)
     Tokenizer *tok = rs.tokenizer[0] ? tokenizer_load(rs.tokenizer) : NULL;
     Specials sp = specials_of(tok);
-    hf_write_config(dir, &m.c, &sp);
+    // a transformer's context is the sequence length it trained at: past it, its positions are untried
+    char ctx[32];
+    snprintf(ctx, sizeof ctx, "%d", rs.h.T);
+    if (llama) llama_write_config(dir, &m.c, &sp, rs.h.T);
+    else hf_write_config(dir, &m.c, &sp);
     hf_write_generation_config(dir, &sp);
-    char *tok_files = tok ? hf_write_tokenizer(dir, rs.tokenizer, tok, &sp) : NULL;
+    char *tok_files = tok ? hf_write_tokenizer(dir, rs.tokenizer, tok, &sp, llama ? ctx : NO_MAX_LENGTH) : NULL;
     printf("wrote %s: config.json, generation_config.json, model.safetensors (%d tensors)%s%s\n", dir, n,
            tok_files ? ", " : "", tok_files ? tok_files : "");
     free(tok_files);

@@ -1035,6 +1035,106 @@ void op_rmsnorm_gated_bwd(real *dx, real *dz, int64_t lddz, real *dw, const real
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Transformer++: rotary positions and causal softmax attention
+// ---------------------------------------------------------------------------------------------------------
+// Rotates every head of every row by the angles of its position, sin scaled by sign (1: the forward, -1: the
+// transposed rotation). The cos and sin of each (step, frequency) are made once per call in double, [T][hd/2]
+// pairs, and read by the B H rows of that step; the rows are independent, so any schedule gives the same bits.
+static void rope_rotate(real *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta, double sign) {
+    const int hh = hd / 2;
+    double *cs = xmalloc((size_t)T * hh * 2 * sizeof(double));
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < hh; i++) {
+            double a = (double)(pos0 + t) * pow(theta, -2.0 * i / hd);
+            cs[((int64_t)t * hh + i) * 2] = cos(a);
+            cs[((int64_t)t * hh + i) * 2 + 1] = sign * sin(a);
+        }
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)B * T; r++) {
+        const double *c = cs + (r % T) * hh * 2;
+        real *row = x + r * ldx;
+        for (int h = 0; h < H; h++) {
+            real *lo = row + (int64_t)h * hd, *hi = lo + hh;
+            for (int i = 0; i < hh; i++) {
+                const double x1 = lo[i], x2 = hi[i];
+                lo[i] = (real)(x1 * c[2 * i] - x2 * c[2 * i + 1]);
+                hi[i] = (real)(x2 * c[2 * i] + x1 * c[2 * i + 1]);
+            }
+        }
+    }
+    free(cs);
+}
+void op_rope_fwd(real *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta) {
+    rope_rotate(x, ldx, B, T, H, hd, pos0, theta, 1);
+}
+void op_rope_bwd(real *dx, int64_t lddx, int B, int T, int H, int hd, double theta) {
+    rope_rotate(dx, lddx, B, T, H, hd, 0, theta, -1);
+}
+
+// One worker per (query row, head): the scores of the visible keys into per-thread scratch, their maximum, the
+// exponentials and their sum (in double), then the weighted values. The rows cost in proportion to how many
+// keys they see, so they are handed out dynamically; each output is still made by one thread in a fixed order.
+void op_attention_fwd(real *o, real *lse, const real *q, int64_t ldq, const real *k, const real *v, int64_t ldkv,
+                      int64_t skv, int B, int Tq, int Tk, int H, int hd) {
+    const real scale = (real)(1 / sqrt((double)hd));
+    const int64_t D = (int64_t)H * hd;
+    #pragma omp parallel
+    {
+        real *s = xmalloc((size_t)Tk * sizeof(real));
+        #pragma omp for schedule(dynamic, 16)
+        for (int64_t w = 0; w < (int64_t)B * Tq * H; w++) {
+            const int64_t row = w / H, b = row / Tq;
+            const int h = (int)(w % H), n = Tk - Tq + (int)(row % Tq) + 1;    // keys 0 .. n-1
+            const real *qr = q + row * ldq + (int64_t)h * hd;
+            const real *kb = k + b * skv + (int64_t)h * hd, *vb = v + b * skv + (int64_t)h * hd;
+            real mx = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                s[j] = dot(qr, kb + j * ldkv, hd) * scale;
+                mx = s[j] > mx ? s[j] : mx;
+            }
+            double z = 0;
+            for (int j = 0; j < n; j++) { s[j] = rexp(s[j] - mx); z += s[j]; }
+            real *orow = o + row * D + (int64_t)h * hd;
+            for (int i = 0; i < hd; i++) orow[i] = 0;
+            for (int j = 0; j < n; j++) axpy(orow, s[j], vb + j * ldkv, hd);
+            const real inv = (real)(1 / z);
+            for (int i = 0; i < hd; i++) orow[i] *= inv;
+            if (lse) lse[row * H + h] = (real)(mx + log(z));
+        }
+        free(s);
+    }
+}
+
+// One worker per (sequence, head), which owns that head's columns of dq, dk and dv: the rows run in order t,
+// each adding its terms into dk_j and dv_j for j <= t, so every sum has one fixed order.
+void op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dout, const real *q, const real *k,
+                      const real *v, int64_t ld, const real *o, const real *lse, int B, int T, int H, int hd) {
+    const real scale = (real)(1 / sqrt((double)hd));
+    const int64_t D = (int64_t)H * hd;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t w = 0; w < (int64_t)B * H; w++) {
+        const int64_t r0 = (w / H) * T, c = (w % H) * hd;    // the sequence's first row, the head's first column
+        for (int j = 0; j < T; j++)
+            for (int i = 0; i < hd; i++) dk[(r0 + j) * ldd + c + i] = dv[(r0 + j) * ldd + c + i] = 0;
+        for (int t = 0; t < T; t++) {
+            const int64_t r = r0 + t;
+            const real *qt = q + r * ld + c, *dor = dout + r * D + c;
+            const real delta = dot(dor, o + r * D + c, hd), l = lse[r * H + c / hd];
+            real *dqt = dq + r * ldd + c;
+            for (int i = 0; i < hd; i++) dqt[i] = 0;
+            for (int j = 0; j <= t; j++) {
+                const real *kj = k + (r0 + j) * ld + c, *vj = v + (r0 + j) * ld + c;
+                const real p = rexp(dot(qt, kj, hd) * scale - l);
+                const real ds = p * (dot(dor, vj, hd) - delta) * scale;
+                axpy(dqt, ds, kj, hd);
+                axpy(dk + (r0 + j) * ldd + c, ds, qt, hd);
+                axpy(dv + (r0 + j) * ldd + c, p, dor, hd);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
 void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I) {

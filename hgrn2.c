@@ -27,8 +27,8 @@ static const char *TRAIN_USAGE =
     "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
-    "Train an HGRN2 language model (HGRN1 with --arch hgrn1). With no arguments: a 3.5M-parameter byte-level\n"
-    "model on the King James Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
+    "Train an HGRN2 language model (HGRN1 or a Transformer++ with --arch). With no arguments: a 3.5M-parameter\n"
+    "byte-level model on the King James Bible (prepared into " DEFAULT_BIBLE_DATA " on first use), saved to " DEFAULT_OUT ".\n"
     "\n"
     "Task and files:\n"
     "  --task NAME          bible (default: the built-in corpus), text (any prepared --data), pile, wiki103,\n"
@@ -50,9 +50,13 @@ static const char *TRAIN_HELP =
     "Model size (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
-    "  --arch hgrn2|hgrn1   the architecture (default hgrn2); hgrn1: HGRN1's element-wise token mixer, whose\n"
-    "                       state is a vector (expand ratio 1), the paper's baseline; language-model tasks\n"
-    "                       and mqar; --resume and --init keep the checkpoint's arch\n"
+    "  --arch hgrn2|hgrn1|transformer   the architecture (default hgrn2); the paper's baselines: hgrn1, HGRN1's\n"
+    "                       element-wise token mixer, whose state is a vector (expand ratio 1); transformer,\n"
+    "                       LLaMA's Transformer++ (softmax attention, rotary positions) at the same sizes, on\n"
+    "                       the CPU only for now; language-model tasks and mqar; --resume and --init keep the\n"
+    "                       checkpoint's arch\n"
+    "  --heads N            transformer: attention heads, of dim / N each (default: heads of 64 where 64\n"
+    "                       divides dim, else one)\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -82,9 +86,10 @@ enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_LAST };
 // flags that would set them are refused rather than ignored.
 static void refuse_fixed_flags(const int *set, int resume, int init) {
     if (resume || init) {
-        static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB};
+        static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB,
+                                    O_HEADS};
         static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
-                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound"};
+                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
     }
@@ -208,6 +213,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
@@ -493,7 +499,8 @@ static const char *SAMPLE_USAGE =
     "                    [--top-k K] [--top-p P] [--num-samples N] [--stop STRING] [--repetition-penalty X]";
 static const char *SAMPLE_HELP =
     "Generate text: the prompt is prefilled in one pass over all its tokens, then each token advances the\n"
-    "recurrent state by one step (constant memory per token). Text is streamed as it is generated.\n"
+    "recurrent state by one step (constant memory per token; a transformer instead adds the token's keys and\n"
+    "values to a cache that every later token attends to). Text is streamed as it is generated.\n"
     "\n"
     "  --ckpt PATH          the model (default " DEFAULT_OUT "/model.ckpt)\n"
     "  --prompt TEXT        the text to continue (default: the beginning-of-text token, or a newline)\n"
@@ -634,8 +641,13 @@ int cmd_sample(int argc, char **argv) {
     for (size_t i = 0; i < pr.n; i++)
         if (pr.ids[i] >= cf->V) die("the prompt encodes to id %d, outside the model's vocabulary of %d", pr.ids[i], cf->V);
 
-    int64_t state_n = (int64_t)cf->L * cf->H * cf->K * cf->Dv;
-    real *states = dev_zeros(state_n, "recurrent state");
+    // the decoding state: HGRN's recurrent state, or the transformer's key/value cache for every position of a
+    // sample (the prompt and the tokens after it; the last token generated is never fed back)
+    if (cf->mixer == MIXER_TRANSFORMER && (int64_t)pr.n + ntok > R_SEQ_LEN.hi)
+        die("a prompt of %zu tokens and %lld more exceed the %.0f positions of the transformer's key/value cache",
+            pr.n, (long long)ntok, R_SEQ_LEN.hi);
+    DecodeState st;
+    decode_state_alloc(&st, cf, 1, (int)(pr.n + ntok));
     real *logits = xmalloc((size_t)cf->V * sizeof(real));
     Cand *cand = xmalloc((size_t)cf->V * sizeof(Cand));
     Acts pre, one;
@@ -660,20 +672,21 @@ int cmd_sample(int argc, char **argv) {
         }
     }
     double t0 = now_s();
-    model_forward(&m, &pre, pr.ids, NULL, states, logits, 1, 0, NULL);   // prefill: the state after the prompt
+    model_forward(&m, &pre, pr.ids, NULL, &st, logits, 1, 0, NULL);      // prefill: the state after the prompt
     double t_prefill = now_s() - t0;
     // each sample starts from the state and logits after the prompt
-    real *states0 = nsamples > 1 ? xmalloc((size_t)state_n * sizeof(real)) : NULL;   // on the host
+    real *states0 = nsamples > 1 ? xmalloc((size_t)st.n * sizeof(real)) : NULL;   // on the host
     real *logits0 = xmalloc((size_t)cf->V * sizeof(real));
     memcpy(logits0, logits, (size_t)cf->V * sizeof(real));
-    if (states0) dev_download(states0, states, (size_t)state_n * sizeof(real));
+    if (states0) dev_download(states0, st.s, (size_t)st.n * sizeof(real));
     uint8_t *seen = rep != 1.0 ? xmalloc((size_t)cf->V) : NULL;
     ByteBuf all = {0};   // a sample's text, for --stop
     int64_t generated = 0;
     t0 = now_s();
     for (int64_t s = 0; s < nsamples; s++) {
         if (s > 0) {
-            dev_upload(states, states0, (size_t)state_n * sizeof(real));
+            dev_upload(st.s, states0, (size_t)st.n * sizeof(real));
+            st.pos = (int)pr.n;
             memcpy(logits, logits0, (size_t)cf->V * sizeof(real));
             if (!print_ids) fputs("\n---\n", stdout);
         }
@@ -710,7 +723,7 @@ int cmd_sample(int argc, char **argv) {
                 }
             }
             if (stop) break;
-            if (i + 1 < ntok) model_forward(&m, &one, &id, NULL, states, logits, 1, 0, NULL);
+            if (i + 1 < ntok) model_forward(&m, &one, &id, NULL, &st, logits, 1, 0, NULL);
         }
         if (print_ids && s + 1 < nsamples) printf("\n");
     }
@@ -721,7 +734,7 @@ int cmd_sample(int argc, char **argv) {
                 (long long)generated, t_gen, generated / (t_gen > 0 ? t_gen : 1e-9));
     free(all.data); free(seen); free(logits0); free(prompt_text); free(states0);
     free(text.data); free(pr.ids); free(logits); free(cand);
-    dev_free(states);
+    decode_state_free(&st);
     acts_free(&pre); acts_free(&one);
     if (tok) tokenizer_free(tok);
     model_free(&m);
@@ -738,7 +751,8 @@ static const char *BENCH_HELP =
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
-    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1\n"
+    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1|transformer (transformer:\n"
+    "                       the CPU only) --heads N (transformer)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
@@ -774,6 +788,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);
@@ -860,7 +875,7 @@ static const char *MAIN_HELP =
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps)\n"
     "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
-    "  import     convert a Hugging Face (flash-linear-attention) HGRN2 checkpoint\n"
+    "  import     convert a Hugging Face HGRN2 (flash-linear-attention) or LLaMA (transformers) checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"
     "\n"
     "hgrn2 --version prints the commit it was built from.\n";

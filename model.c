@@ -15,7 +15,8 @@ int mlp_width(int D, double ratio) {
 const Range R_VOCAB = {"vocab", 2, 1 << 24}, R_DIM = {"dim", 1, 65536}, R_LAYERS = {"layers", 1, 1024},
             R_EXPAND = {"expand-ratio", 1, 65536}, R_MLP = {"mlp-width", 0, 1 << 20};
 
-const char *const ARCH_NAMES[NMIXERS] = {[MIXER_CAUSAL] = "hgrn2", [MIXER_HGRN1] = "hgrn1"};
+const char *const ARCH_NAMES[NMIXERS] = {[MIXER_CAUSAL] = "hgrn2", [MIXER_HGRN1] = "hgrn1",
+                                         [MIXER_TRANSFORMER] = "transformer"};
 
 int arch_parse(const char *name) {
     for (int i = 0; i < NMIXERS; i++) if (!strcmp(name, ARCH_NAMES[i])) return i;
@@ -34,6 +35,15 @@ const char *config_finish(Config *c) {
     if (!in_range(&R_VOCAB, c->V)) return "vocabulary size must be in [2, 16777216]";
     if (!in_range(&R_DIM, c->D)) return "--dim must be in [1, 65536]";
     if (!in_range(&R_LAYERS, c->L)) return "--layers must be in [1, 1024]";
+    if (c->mixer == MIXER_TRANSFORMER) {
+        // K is the head dim: rotary positions turn its two halves against each other
+        if (c->K < 2 || c->K % 2 || c->D % c->K) {
+            snprintf(msg, sizeof msg, "the transformer's head dim (--dim %d / --heads) must be even and divide "
+                     "--dim, got %d", c->D, c->K);
+            return msg;
+        }
+        if (c->lower_bound) return "the transformer has no forget gates, so no lower bounds";
+    }
     if (c->K < 1 || c->D % c->K) {
         snprintf(msg, sizeof msg, "--expand-ratio %d must divide --dim %d", c->K, c->D);
         return msg;
@@ -49,20 +59,30 @@ const char *config_finish(Config *c) {
 // The parameter table
 
 const ParamDesc PARAMS[NPARAM] = {
-    [P_EMB]       = {"embeddings",  "model.embeddings.weight",                1, INIT_NORMAL},
+    [P_EMB]       = {"embeddings",  "model.embeddings.weight",                1, INIT_NORMAL, NULL,
+                     "model.embed_tokens.weight"},
     [P_LB]        = {"lower_bounds","model.lower_bounds",                     0, INIT_ZEROS},
-    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES},
-    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL},
-    [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES},
-    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.i_proj.weight"},
-    [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL},
-    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.g_proj.weight"},
+    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES, NULL, "model.norm.weight"},
+    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL, NULL, "lm_head.weight"},
+    [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES, NULL,
+                     "model.layers.%d.input_layernorm.weight"},
+    [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.i_proj.weight",
+                     "model.layers.%d.self_attn.q_proj.weight"},
+    [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL, NULL,
+                     "model.layers.%d.self_attn.k_proj.weight"},
+    [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.g_proj.weight",
+                     "model.layers.%d.self_attn.v_proj.weight"},
     [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES},
-    [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL},
-    [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES},
-    [P_WGATE]     = {"gate_proj",   "model.layers.%d.mlp.gate_proj.weight",   1, INIT_NORMAL},
-    [P_WUP]       = {"up_proj",     "model.layers.%d.mlp.up_proj.weight",     1, INIT_NORMAL},
-    [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL},
+    [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL, NULL,
+                     "model.layers.%d.self_attn.o_proj.weight"},
+    [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES, NULL,
+                     "model.layers.%d.post_attention_layernorm.weight"},
+    [P_WGATE]     = {"gate_proj",   "model.layers.%d.mlp.gate_proj.weight",   1, INIT_NORMAL, NULL,
+                     "model.layers.%d.mlp.gate_proj.weight"},
+    [P_WUP]       = {"up_proj",     "model.layers.%d.mlp.up_proj.weight",     1, INIT_NORMAL, NULL,
+                     "model.layers.%d.mlp.up_proj.weight"},
+    [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL, NULL,
+                     "model.layers.%d.mlp.down_proj.weight"},
 };
 
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
@@ -71,7 +91,8 @@ void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     switch (p) {
     case P_EMB: r = c->V; break;
     case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
-    case P_NORM: case P_ATTN_NORM: case P_GNORM: break;
+    case P_NORM: case P_ATTN_NORM: break;
+    case P_GNORM: if (c->mixer == MIXER_TRANSFORMER) r = k = 0; break;
     case P_MLP_NORM: r = c->I ? 1 : 0; k = c->I ? D : 0; break;
     case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
     case P_WQ: case P_WF: r = HK; break;
@@ -89,7 +110,9 @@ int64_t param_numel(const Config *c, int p) {
 }
 
 void hf_name(char *buf, size_t n, const Config *c, int p, int l) {
-    const char *f = c->mixer == MIXER_HGRN1 && PARAMS[p].hgrn1 ? PARAMS[p].hgrn1 : PARAMS[p].hf;
+    const char *f = c->mixer == MIXER_TRANSFORMER ? PARAMS[p].llama
+                  : c->mixer == MIXER_HGRN1 && PARAMS[p].hgrn1 ? PARAMS[p].hgrn1 : PARAMS[p].hf;
+    if (!f) f = "(none)";   // a slot the transformer leaves empty (param_numel 0)
     if (p < P_FIRST_LAYER) snprintf(buf, n, "%s", f);
     else snprintf(buf, n, f, l);
 }
@@ -121,6 +144,8 @@ void model_alloc(Model *m, const Config *c) {
 }
 void model_to_device(Model *m) {
     if (!g_gpu || m->on_device) return;
+    if (m->c.mixer == MIXER_TRANSFORMER)
+        die("--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
     size_t bytes = (size_t)m->lay.n * sizeof(real);
     real *params = dev_alloc(bytes, "parameters");
     dev_upload(params, m->params, bytes);
@@ -198,6 +223,9 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
         fprintf(f, "| model        | HGRN1, V %d, D %d, layers %d, state a vector of %d, %s, %s, %s\n", c->V, c->D,
                 c->L, c->D, mlp, c->tie ? "tied embeddings" : "untied lm_head",
                 c->lower_bound ? "lower bounds" : "no lower bounds");
+    else if (c->mixer == MIXER_TRANSFORMER)
+        fprintf(f, "| model        | Transformer++, V %d, D %d, layers %d, heads %d x %d (RoPE), %s, %s\n", c->V, c->D,
+                c->L, c->H, c->K, mlp, c->tie ? "tied embeddings" : "untied lm_head");
     else
         fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
                 c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
@@ -217,6 +245,8 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     a->B = B; a->T = T; a->train = train;
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
     int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
+    // rec: the recurrent mixers' gates and output-norm statistics; att: the transformer's log-sum-exps
+    const int64_t att = c->mixer == MIXER_TRANSFORMER, rec = !att, H = c->H;
     a->N = a->cap = N;
     // The sizes come from flags or a checkpoint: bound them before the byte counts below can overflow. Every part
     // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 32 of them.
@@ -230,14 +260,15 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     struct { void **p; int64_t bytes; } parts[] = {
         {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, mid * nl * N * D * R},
         {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, nl * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
-        {(void **)&a->q, N * HK * R}, {(void **)&a->k, N * HK * R}, {(void **)&a->g, N * HK * R},
+        {(void **)&a->rstdo, rec * nl * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->lse, att * nl * N * H * R},
+        {(void **)&a->q, rec * N * HK * R}, {(void **)&a->k, rec * N * HK * R}, {(void **)&a->g, rec * N * HK * R},
         {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, mid * N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
         {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
         {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
         {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
-        {(void **)&a->dq, train ? N * HK * R : 0}, {(void **)&a->dk, train ? N * HK * R : 0},
-        {(void **)&a->dg, train ? N * HK * R : 0}, {(void **)&a->dout, train ? N * D * R : 0},
+        {(void **)&a->dq, train ? rec * N * HK * R : 0}, {(void **)&a->dk, train ? rec * N * HK * R : 0},
+        {(void **)&a->dg, train ? rec * N * HK * R : 0}, {(void **)&a->dout, train ? N * D * R : 0},
         {&a->dgu, train ? N * 2 * I * O : 0}, {(void **)&a->da, train ? N * I * R : 0},
         {(void **)&a->dlb, train ? L * HK * R : 0}, {&a->dyo, DY * O},
     };
@@ -301,12 +332,19 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
     }
 }
 
-// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into out. S: the layer's recurrent state
-// [B,H,K,Dv], carried in and out, or NULL (a zero state, not kept).
-static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
+// Layer l's part of a decoding state: HGRN's state [B,H,K,Dv] or the transformer's cache [B,ctx,2D]; NULL
+// without one.
+static real *layer_state(const Config *c, const DecodeState *st, int l) {
+    return st ? st->s + (int64_t)l * (st->n / c->L) : NULL;
+}
+
+// Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into out. st: the decoding state, carried in
+// and out, or NULL (a zero state, nothing kept; the transformer's positions start at 0).
+static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out) {
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const int64_t N = a->N;
+    real *S = layer_state(c, st, l);
     switch (c->mixer) {
     case MIXER_CAUSAL: {
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
@@ -329,6 +367,25 @@ static void mixer_fwd(Model *m, Acts *a, int l, real *S, real *out) {
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
     }
+    case MIXER_TRANSFORMER: {
+        // H = D / K heads of K values (HK = D). The attention ops are called directly: they run on the CPU only
+        // (model_to_device refuses the GPU).
+        real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *lse = LAYER(a, lse, l, c->H);
+        const int pos0 = st ? st->pos : 0;
+        OP(matmul_fwd, qkv, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | k | v] [N, 3D]
+        op_rope_fwd(qkv, QFI, B, T, 2 * c->H, c->K, pos0, ROPE_THETA);      // q and k rotated: 2H heads
+        if (S) {
+            // decoding: the new keys and values join the cache after the pos0 already there, and the queries
+            // attend to all of them
+            for (int64_t r = 0; r < N; r++)
+                memcpy(S + ((r / T) * st->ctx + pos0 + r % T) * 2 * D, qkv + r * QFI + D, (size_t)(2 * D) * sizeof(real));
+            op_attention_fwd(o, lse, qkv, QFI, S, S + D, 2 * D, (int64_t)st->ctx * 2 * D, B, T, pos0 + T, c->H, c->K);
+        } else {
+            op_attention_fwd(o, lse, qkv, QFI, qkv + D, qkv + 2 * D, QFI, (int64_t)T * QFI, B, T, T, c->H, c->K);
+        }
+        OP(matmul_fwd, out, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // y [N,D]
+        break;
+    }
     case NMIXERS: break;
     }
 }
@@ -345,21 +402,20 @@ static void mlp_fwd(Model *m, Acts *a, int l, real *out) {
 
 // Layer l: x -> attn_norm -> mixer -> (+ x) -> mlp_norm -> MLP, into the stream entering layer l + 1.
 // Without an MLP: x -> attn_norm -> mixer, into that stream (+ x there).
-static void block_fwd(Model *m, Acts *a, int l, real *states) {
+static void block_fwd(Model *m, Acts *a, int l, const DecodeState *st) {
     const Config *c = &m->c;
     const int D = c->D;
-    const int64_t N = a->N, state_size = (int64_t)a->B * c->H * c->K * c->Dv;
+    const int64_t N = a->N;
     real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
     const real *x_res = l > 0 ? block_residual(m, a, l - 1) : NULL;
-    real *S = states ? states + l * state_size : NULL;
     SECTION("mixer");
     OP(rmsnorm_fwd, a->h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
     if (!c->I) {
-        mixer_fwd(m, a, l, S, xn);                                           // y [N,D]; + x in the next norm
+        mixer_fwd(m, a, l, st, xn);                                          // y [N,D]; + x in the next norm
         return;
     }
     real *xmid = LAYER(a, xmid, l, D);
-    mixer_fwd(m, a, l, S, xmid);
+    mixer_fwd(m, a, l, st, xmid);
     SECTION("mlp");
     OP(rmsnorm_fwd, a->h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);    // xmid = x + y
     mlp_fwd(m, a, l, xn);
@@ -515,11 +571,31 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
     return loss;
 }
 
-double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
+void decode_state_alloc(DecodeState *st, const Config *c, int B, int ctx) {
+    const int att = c->mixer == MIXER_TRANSFORMER;
+    const double per = att ? (double)B * ctx * 2 * c->D : (double)B * c->H * c->K * c->Dv;   // values per layer
+    if (c->L * per * sizeof(real) > 0x1p62)
+        die("a %s of %d sequences x %d positions at this model size would need more than 2^62 bytes",
+            att ? "key/value cache" : "decoding state", B, ctx);
+    st->n = (int64_t)(c->L * per);
+    st->s = dev_zeros(st->n, att ? "key/value cache" : "recurrent state");
+    st->B = B;
+    st->ctx = ctx;
+    st->pos = 0;
+}
+void decode_state_free(DecodeState *st) {
+    dev_free(st->s);
+    memset(st, 0, sizeof *st);
+}
+
+double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count) {
     const Config *c = &m->c;
     const int HK = c->H * c->K;
     const int64_t N = a->N;
+    if (st && st->B != a->B) die("model_forward: a decoding state of %d sequences for a batch of %d", st->B, a->B);
+    if (st && c->mixer == MIXER_TRANSFORMER && (int64_t)st->pos + a->T > st->ctx)
+        die("the key/value cache holds %d positions: %d more after %d do not fit", st->ctx, a->T, st->pos);
     const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
     if (g_gpu) {
         dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
@@ -530,7 +606,8 @@ double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targe
     // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
     input_fwd(m, a, ids_b);
-    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, states);
+    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, st);
+    if (st) st->pos += a->T;
     return head_fwd(m, a, targets, tgt_b, logits_out, last_only, loss_scale, count);
 }
 
@@ -608,6 +685,18 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                        // recomputed
         OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, ifg, QFI, lb, N, HK);  // d i, d f
+        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
+        break;
+    }
+    case MIXER_TRANSFORMER: {
+        // q and k as the forward kept them, rotated; their gradients are rotated back after the attention's
+        real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        OP(matmul_bwd, a->dout, G(m, P_WO, l), dyo, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // d o
+        op_attention_bwd(a->dqfi, a->dqfi + D, a->dqfi + 2 * D, QFI, a->dout, qkv, qkv + D, qkv + 2 * D, QFI, o,
+                         LAYER(a, lse, l, c->H), B, T, c->H, c->K);                  // d [q | k | v] [N, 3D]
+        op_rope_bwd(a->dqfi, QFI, B, T, 2 * c->H, c->K, ROPE_THETA);
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;

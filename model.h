@@ -16,13 +16,15 @@
 // model, so a Config written without them is one.
 typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embedding table
 // The token mixer is the model's architecture (--arch): HGRN2's HGRU2, whose state is a K x Dv matrix per head,
-// or HGRN1's HGRU, whose state is a vector of D (docs/model.md "HGRN1's token mixer"). Checkpoints store it.
+// HGRN1's HGRU, whose state is a vector of D (docs/model.md "HGRN1's token mixer"), or the Transformer++
+// baseline's causal softmax attention with rotary positions (docs/model.md "Transformer++"). Checkpoints store it.
 typedef enum {
-    MIXER_CAUSAL,   // hgrn2: the HGRU2 recurrence, left to right
-    MIXER_HGRN1,    // hgrn1: the element-wise HGRU recurrence, left to right (K = 1; the CPU only for now)
+    MIXER_CAUSAL,       // hgrn2: the HGRU2 recurrence, left to right
+    MIXER_HGRN1,        // hgrn1: the element-wise HGRU recurrence, left to right (K = 1; the CPU only for now)
+    MIXER_TRANSFORMER,  // transformer: LLaMA's attention, H heads of K values (K: the head dim; the CPU only for now)
     NMIXERS
 } MixerKind;
-extern const char *const ARCH_NAMES[NMIXERS];   // "hgrn2", "hgrn1": the values of --arch
+extern const char *const ARCH_NAMES[NMIXERS];   // "hgrn2", "hgrn1", "transformer": the values of --arch
 // The MixerKind of an --arch value, or -1 when it names none.
 int arch_parse(const char *name);
 typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
@@ -31,7 +33,7 @@ typedef struct {
     int V;          // vocabulary size
     int D;          // hidden size
     int L;          // layers
-    int K;          // expand ratio: key (forget-gate) dim per head
+    int K;          // expand ratio: key (forget-gate) dim per head; the transformer's head dim
     int H;          // heads = D / K
     int Dv;         // value dim per head = D / H
     int I;          // MLP width; 0: no MLP, each block is its token mixer alone (MLP_DEFAULT: fla's width)
@@ -44,6 +46,7 @@ typedef struct {
 } Config;
 
 #define EPS_O 1e-5          // HGRN2's output norm always uses this eps; HGRN1's uses the model's (docs/model.md)
+#define ROPE_THETA 10000.0  // the transformer's rotary base, LLaMA's (import refuses any other)
 
 // The ranges of the sizes (the flags --vocab, --dim, --layers, --expand-ratio and --mlp-width).
 extern const Range R_VOCAB, R_DIM, R_LAYERS, R_EXPAND, R_MLP;
@@ -71,21 +74,25 @@ enum {
 typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } Init;
 // HGRN1 (MIXER_HGRN1) keeps the same rows: its i, f and g projections sit in the slots of q, f and i, so the
 // product by the triple gives [i | f | g] (the first 2D columns are what op_gates_fwd reads as [q | f]); where
-// a slot holds another tensor, hgrn1 names it.
+// a slot holds another tensor, hgrn1 names it. The transformer (MIXER_TRANSFORMER) keeps them too: its q, k and
+// v projections sit in the slots of q, f and i, so the triple gives [q | k | v]; o_proj and the norms are in
+// the slots of the same role (mlp_norm holds post_attention_layernorm); g_norm and lower_bounds stay empty.
 typedef struct {
     const char *name;   // our name
     const char *hf;     // Hugging Face (fla) name, %d = layer
     int decay;          // AdamW weight decay applies
     Init init;
     const char *hgrn1;  // fla's HGRNForCausalLM name where HGRN1's tensor in this slot differs, else NULL
+    const char *llama;  // the transformer's tensor in this slot, named as in LlamaForCausalLM; NULL: none
 } ParamDesc;
 extern const ParamDesc PARAMS[NPARAM];
 
 // Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent: lm_head when
-// tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP.
+// tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP, g_norm in a
+// transformer.
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
-// The Hugging Face name of tensor p of layer l in a model of configuration c (HGRN2's or HGRN1's names).
+// The Hugging Face name of tensor p of layer l in a model of configuration c (HGRN2's, HGRN1's or LLaMA's names).
 void hf_name(char *buf, size_t n, const Config *c, int p, int l);
 
 typedef struct {
@@ -134,7 +141,9 @@ void print_config(const Config *c, const Layout *lay, FILE *f);
 // keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
 // cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
 // in the backward, bit for bit as the forward made them. That keeps 5D + 2I values per token and layer
-// instead of 11D + 3I. Without `train`, every per-layer buffer is shared.
+// instead of 11D + 3I. A transformer keeps in qfi its rotated [q | k | v], in o the attention's output, and
+// per row and head its log-sum-exp (lse); it has no gates, so q, k, g, their gradients and rstdo are not
+// allocated. Without `train`, every per-layer buffer is shared.
 typedef struct {
     int B, T, train;
     int64_t N;
@@ -144,6 +153,7 @@ typedef struct {
     real *xmid;                             // [L, N, D] residual between mixer and MLP
     real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
     real *rstd2;                            // per layer: [N]
+    real *lse;                              // per layer: [N,H], the transformer's attention log-sum-exps
     opnd *gu;                               // per layer: [N,2I], an operand
     real *q, *k, *g;                        // shared: [N,HK] x3
     opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
@@ -174,8 +184,23 @@ void acts_free(Acts *a);
 
 // ---- forward and backward ----
 
+// ---- the decoding state ----
+// What model_forward carries from one call to the next while decoding (a prompt, then a token at a time): the
+// recurrent state of HGRN, [L][B,H,K,Dv] (L x B x D for HGRN1), or the transformer's key/value cache, [L][B,ctx]
+// rows [k | v] of 2D (k already rotated) for up to ctx positions. It lives in the backend's memory.
+typedef struct {
+    real *s;
+    int64_t n;      // values in s
+    int B, ctx;     // sequences; positions the cache has room for (the transformer's only limit)
+    int pos;        // positions seen so far: the next call's first token stands at this position
+} DecodeState;
+// A zero state (an empty cache) for B sequences of up to ctx positions, pos 0.
+void decode_state_alloc(DecodeState *st, const Config *c, int B, int ctx);
+void decode_state_free(DecodeState *st);
+
 // Forward pass. ids [B,T]; targets [B,T] (< 0: no loss there) or NULL.
-// states: NULL (zero state, nothing kept), or [L][B,H,K,Dv] carried in and out (prefill and decoding).
+// st: NULL (zero state, nothing kept), or the state carried in and out (prefill and decoding; B = st->B, and a
+// transformer's st->pos + T at most st->ctx). The call advances st->pos by T.
 // logits_out: NULL, or [B,T,V] (all positions) / [B,V] (last_only) receiving the logits.
 // With a->train, the classifier's backward runs here too (it is fused with the loss: logits are never kept)
 // with dloss/dlogit = loss_scale, and dhf is left in a->dx for model_backward.
@@ -183,7 +208,7 @@ void acts_free(Acts *a);
 // (the same function; a->sparse says so). With a->pred set, a forward with targets that is not training also
 // writes pred[n] = the most likely token (the first of equal logits) at every row n with a target.
 // Returns the sum of the losses over valid targets; *count receives their number.
-double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, real *states,
+double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
 // Backward pass after a training forward: gradients accumulate (+=) into m->grads.
 void model_backward(Model *m, Acts *a, const int32_t *ids);

@@ -123,6 +123,32 @@ void op_rmsnorm_gated_fwd(opnd *y, real *rstd, const real *x, const real *z, int
 void op_rmsnorm_gated_bwd(real *dx, real *dz, int64_t lddz, real *dw, const real *dy, const real *x, const real *z,
                           int64_t ldz, const real *w, const real *rstd, int64_t N, int C, double eps);
 
+// ---- Transformer++ (docs/model.md "Transformer++"): rotary positions and causal softmax attention ----
+// A row holds H heads of hd values each (hd even). Rows are [B,T]: row (b, t) at x + (b T + t) ldx.
+// Rotary positions, Hugging Face LLaMA's convention (rotate_half over the two halves of each head): the row of
+// step t is at position pos0 + t, and in every head the pair (x_i, x_{i + hd/2}), i < hd/2, turns by the angle
+// a = (pos0 + t) theta^(-2i/hd):  x_i' = x_i cos a - x_{i+hd/2} sin a,  x_{i+hd/2}' = x_{i+hd/2} cos a + x_i sin a.
+// The angles and their cos and sin are computed in double; each result is rounded once. In place.    (x =)
+void op_rope_fwd(real *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta);
+// The gradient through op_rope_fwd from position 0 (training): the transposed rotation, by -a. In place.  (dx =)
+void op_rope_bwd(real *dx, int64_t lddx, int B, int T, int H, int hd, double theta);
+// Causal softmax attention per sequence b and head h, scale 1/sqrt(hd). Query t (t < Tq) stands at position
+// Tk - Tq + t and sees the keys of positions 0 .. Tk - Tq + t:
+//   s_tj = q_t . k_j / sqrt(hd),   lse_t = log sum_j exp(s_tj),   o_t = sum_j exp(s_tj - lse_t) v_j.
+// q: rows of stride ldq ([B,Tq]); key and value j of sequence b at k + b skv + j ldkv, v + b skv + j ldkv (so
+// a [B,T] tensor of stride ld has skv = T ld, and a cache of C positions per sequence skv = C ldkv).
+// o: [B,Tq,H hd] contiguous. lse: [B,Tq,H], written when not NULL (the backward reads it). Training has
+// Tq = Tk; decoding against a key/value cache Tq <= Tk.                                    (o =, lse =)
+void op_attention_fwd(real *o, real *lse, const real *q, int64_t ldq, const real *k, const real *v, int64_t ldkv,
+                      int64_t skv, int B, int Tq, int Tk, int H, int hd);
+// Its backward in the training form (Tq = Tk = T; q, k, v rows of stride ld, sequences T ld apart), from o and
+// lse as the forward wrote them: the probabilities p_tj = exp(s_tj - lse_t) are recomputed, never stored.
+//   delta_t = do_t . o_t,  ds_tj = p_tj (do_t . v_j - delta_t),
+//   dq_t = sum_j ds_tj k_j / sqrt(hd),  dk_j = sum_t ds_tj q_t / sqrt(hd),  dv_j = sum_t p_tj do_t.
+// dout: [B,T,H hd] contiguous; dq, dk, dv: rows of stride ldd.                      (dq =, dk =, dv =)
+void op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dout, const real *q, const real *k,
+                      const real *v, int64_t ld, const real *o, const real *lse, int B, int T, int H, int hd);
+
 // ---- SwiGLU ----
 // gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)
 void op_swiglu_fwd(opnd *h, const opnd *gu, int64_t N, int I);

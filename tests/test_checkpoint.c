@@ -136,10 +136,12 @@ static void header_ranges(void) {
     bad_field("MLP width 0 (no MLPs)", 0, I_I, 0, "is corrupt: it says");
     bad_field("tied 2", 0, I_TIE, 2, "is corrupt: tied = 2 is out of range [0, 1]");
     bad_field("lower bounds -1", 0, I_LB, -1, "is corrupt: lower-bounds = -1 is out of range [0, 1]");
-    bad_field("architecture 2", 0, I_ARCH, 2, "is corrupt: architecture = 2 is out of range [0, 1]");
-    bad_field("architecture -1", 0, I_ARCH, -1, "is corrupt: architecture = -1 is out of range [0, 1]");
+    bad_field("architecture 3", 0, I_ARCH, 3, "is corrupt: architecture = 3 is out of range [0, 2]");
+    bad_field("architecture -1", 0, I_ARCH, -1, "is corrupt: architecture = -1 is out of range [0, 2]");
     // hgrn1 over an expand ratio of 8: its state is a vector, so the configuration itself is invalid
     bad_field("hgrn1 with expand ratio 8", 0, I_ARCH, 1, "invalid configuration (--expand-ratio 8 is not possible with --arch hgrn1");
+    // the transformer over a model with lower bounds: it has no forget gates to bound
+    bad_field("transformer with lower bounds", 0, I_ARCH, 2, "invalid configuration (the transformer has no forget gates");
     bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
     bad_field("norm eps NaN", 1, F_EPS, NAN, "is corrupt: norm eps = ");
     bad_field("a parameter count that is not the configuration's", 0, I_N, 12345, "is corrupt: it says 12345 parameters");

@@ -231,13 +231,15 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
     Acts pre, one;
     acts_alloc(&pre, &c, 1, (int)tp->numel, 0);
     acts_alloc(&one, &c, 1, 1, 0);
-    real *states = dev_zeros((int64_t)c.L * c.H * c.K * c.Dv, "state"), *lg = xmalloc(c.V * sizeof(real));
-    model_forward(&m, &pre, prompt, NULL, states, lg, 1, 0, NULL);
+    DecodeState st;
+    decode_state_alloc(&st, &c, 1, (int)(tp->numel + tg->numel));
+    real *lg = xmalloc(c.V * sizeof(real));
+    model_forward(&m, &pre, prompt, NULL, &st, lg, 1, 0, NULL);
     int same = 1;
     for (int64_t i = 0; i < tg->numel; i++) {
         int32_t id = sample_token(lg, c.V, 0, 0, 1, NULL, NULL);
         if (id != (int32_t)gf[i]) same = 0;
-        model_forward(&m, &one, &id, NULL, states, lg, 1, 0, NULL);
+        model_forward(&m, &one, &id, NULL, &st, lg, 1, 0, NULL);
     }
     printf("fla fixture on the GPU (gemm mode %d)             logits rel %.2e, loss rel %.2e, worst gradient rel %.2e, greedy %s\n",
            gemm_mode, el, eloss, worst, same ? "identical" : "DIFFERENT");
@@ -245,7 +247,7 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
     CHECK(eloss < tol_logits, "fixture loss differs by %.3g", eloss);
     CHECK(worst < tol_grad, "fixture gradients differ by %.3g", worst);
     CHECK(same, "the greedy continuation on the GPU differs from fla's");
-    dev_free(states);
+    decode_state_free(&st);
     acts_free(&a); acts_free(&pre); acts_free(&one);
     model_free(&m);
     g_gpu = 0;

@@ -69,7 +69,7 @@ checks=$((checks + 1))
 
 # refusals: each one clear line
 expect 2 "unknown architecture" -- $H train --arch hgrn3 --steps 1 --out "$TMP/x"
-expect_msg "hgrn2 train: --arch must be hgrn1 or hgrn2, got 'hgrn3'"
+expect_msg "hgrn2 train: --arch must be hgrn2, hgrn1 or transformer, got 'hgrn3'"
 expect 2 "expand ratio with hgrn1" -- $H train --arch hgrn1 --expand-ratio 4 --steps 1 --out "$TMP/x"
 expect_msg "--expand-ratio 4 is not possible with --arch hgrn1"
 expect 0 "expand ratio 1 with hgrn1 is fine (bench)" -- $H bench --arch hgrn1 --expand-ratio 1 --dim 16 --layers 1 --batch 1 --seq-len 8 --steps 1

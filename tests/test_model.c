@@ -1,6 +1,7 @@
 // test_model.c: the whole model in float64 (it links the library compiled with -DHGRN2_F64).
 //  - finite differences of the mean loss against the backward pass, for every parameter tensor
-//  - decoding token by token from the recurrent state equals one forward over the whole sequence
+//  - decoding token by token from the recurrent state (the transformer: its key/value cache) equals one forward
+//    over the whole sequence
 //  - checkpoints: round trip (with and without MLPs), and a corrupt or truncated file is refused
 //  - the learning-rate schedules
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "../model.h"
 #include "../train.h"
 #include "../checkpoint.h"
+#include "../cli.h"
 #include "check.h"
 
 static double loss_of(Model *m, Acts *a, const int32_t *inp, const int32_t *tgt) {
@@ -99,10 +101,10 @@ static void fd_model(Config c, int B, int T, uint64_t seed, int sparse, const ch
 }
 
 // Logits of one forward over T tokens equal those of a prefill of the first P tokens followed by
-// single-token steps from the carried recurrent state (the sampling path).
+// single-token steps from the carried recurrent state or key/value cache (the sampling path).
 static void decode_matches_forward(int T, int P, MixerKind mixer) {
-    Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 1, .lower_bound = 1,
-                .eps = 1e-6, .mixer = mixer};
+    Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 1,
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -117,19 +119,22 @@ static void decode_matches_forward(int T, int P, MixerKind mixer) {
     acts_alloc(&one, &c, 1, 1, 0);
     real *ref = xmalloc((size_t)T * c.V * sizeof(real)), *got = xmalloc((size_t)c.V * sizeof(real));
     model_forward(&m, &full, ids, NULL, NULL, ref, 0, 0, NULL);
-    real *states = xcalloc((size_t)c.L * c.H * c.K * c.Dv, sizeof(real));
-    model_forward(&m, &pre, ids, NULL, states, got, 1, 0, NULL);
+    DecodeState st;
+    decode_state_alloc(&st, &c, 1, T);
+    model_forward(&m, &pre, ids, NULL, &st, got, 1, 0, NULL);
     double worst = 0;
     for (int v = 0; v < c.V; v++) worst = fmax(worst, fabs(got[v] - ref[(int64_t)(P - 1) * c.V + v]));
     for (int t = P; t < T; t++) {
-        model_forward(&m, &one, ids + t, NULL, states, got, 1, 0, NULL);
+        model_forward(&m, &one, ids + t, NULL, &st, got, 1, 0, NULL);
         for (int v = 0; v < c.V; v++) worst = fmax(worst, fabs(got[v] - ref[(int64_t)t * c.V + v]));
     }
     // the two paths differ only in the order of float64 sums: far below 1e-10
     CHECK(worst < 1e-10, "decode T %d prefill %d: max |logit difference| %.3g", T, P, worst);
     printf("%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer], P, T, worst);
     acts_free(&full); acts_free(&pre); acts_free(&one);
-    free(ids); free(ref); free(got); free(states);
+    CHECK(st.pos == T, "the state has seen %d positions, not %d", st.pos, T);
+    free(ids); free(ref); free(got);
+    decode_state_free(&st);
     model_free(&m);
 }
 
@@ -353,6 +358,67 @@ static void hgrn1_config(void) {
     model_free(&m); model_free(&r);
 }
 
+// The transformer's configuration: an even head dim dividing D and no lower bounds; its parameter count (HGRN2's
+// without g_norm and the bounds); LLaMA's names in the slots; a checkpoint round trip that keeps the
+// architecture and the head dim; and at the Pile presets a count within a few percent of HGRN2's.
+static void transformer_config(void) {
+    Config c = {.V = 17, .D = 12, .L = 2, .K = 3, .I = 20, .eps = 1e-6, .mixer = MIXER_TRANSFORMER};
+    const char *bad = config_finish(&c);
+    CHECK(bad && strstr(bad, "must be even"), "transformer with head dim 3: %s", bad ? bad : "accepted");
+    c.K = 4; c.lower_bound = 1;
+    bad = config_finish(&c);
+    CHECK(bad && strstr(bad, "no lower bounds"), "transformer with lower bounds: %s", bad ? bad : "accepted");
+    c.lower_bound = 0;
+    CHECK(!config_finish(&c) && c.H == 3 && c.Dv == 4, "transformer D 12, head dim 4: H %d, Dv %d", c.H, c.Dv);
+    const int64_t D = c.D, want = 2 * c.V * D + D + c.L * (4 * D * D + 3 * D * c.I + 2 * D);
+    Layout lay = layout_of(&c);
+    CHECK(lay.n == want, "transformer parameters %lld, expected %lld", (long long)lay.n, (long long)want);
+    CHECK(param_numel(&c, P_GNORM) == 0 && param_numel(&c, P_LB) == 0, "the transformer has no g_norm or bounds");
+    const int slots[] = {P_EMB, P_ATTN_NORM, P_WQ, P_WF, P_WI, P_WO, P_MLP_NORM, P_WGATE, P_WDOWN, P_NORM, P_LM};
+    const char *names[] = {"model.embed_tokens.weight", "model.layers.1.input_layernorm.weight",
+                           "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+                           "model.layers.1.self_attn.v_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+                           "model.layers.1.post_attention_layernorm.weight", "model.layers.1.mlp.gate_proj.weight",
+                           "model.layers.1.mlp.down_proj.weight", "model.norm.weight", "lm_head.weight"};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        char n[96];
+        hf_name(n, sizeof n, &c, slots[i], 1);
+        CHECK(!strcmp(n, names[i]), "the %s slot of a transformer is named %s, not %s", PARAMS[slots[i]].name, n, names[i]);
+    }
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 3);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)m.params[i];
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7}};
+    snprintf(rs.tokenizer, sizeof rs.tokenizer, "byte");
+    snprintf(rs.data, sizeof rs.data, "data/x");
+    mkdir_p("tests/tmp");
+    checkpoint_save("tests/tmp/test_model_tpp.ckpt", &m, &rs, 0);
+    RunState back;
+    checkpoint_load("tests/tmp/test_model_tpp.ckpt", &r, &back, 0);
+    CHECK(back.c.mixer == MIXER_TRANSFORMER && back.c.K == 4 && back.c.H == 3 && !back.c.lower_bound &&
+          r.lay.n == m.lay.n && !memcmp(r.params, m.params, m.lay.n * sizeof(real)),
+          "transformer checkpoint round trip: mixer %d, K %d", back.c.mixer, back.c.K);
+    model_free(&m); model_free(&r);
+    printf("transformer: head dim even, no bounds, %lld parameters, LLaMA's names, checkpoint round trip\n",
+           (long long)lay.n);
+    // the Pile presets at V 32000: the same D, L and MLP; heads of 64
+    const char *pile[] = {"pile-150m", "pile-385m", "pile-1b", "pile-3b"};
+    for (int i = 0; i < 4; i++) {
+        const Preset *ps = preset_find(pile[i]);
+        SizeArgs zt = {.arch = MIXER_TRANSFORMER, .has_arch = 1}, zh = {0};
+        Config t = preset_config(ps, &zt, 32000), h = preset_config(ps, &zh, 32000);
+        config_finish(&t);
+        config_finish(&h);
+        const double nt = (double)layout_of(&t).n, nh = (double)layout_of(&h).n;
+        CHECK(t.K == 64 && fabs(nt / nh - 1) < 0.01, "%s: transformer head dim %d, %.0f parameters against HGRN2's %.0f",
+              pile[i], t.K, nt, nh);
+        printf("%-9s transformer %d heads x 64: %.0f parameters, HGRN2 %.0f (%+.3f%%)\n", pile[i], t.H, nt, nh,
+               100 * (nt / nh - 1));
+    }
+}
+
 int main(void) {
     // thousands of tiny forward passes: one thread avoids paying a parallel region's start-up for each
     omp_set_num_threads(1);
@@ -395,6 +461,20 @@ int main(void) {
     decode_matches_forward(9, 1, MIXER_HGRN1);
     decode_matches_forward(150, 70, MIXER_HGRN1);
     hgrn1_config();
+    // the transformer: attention with rotary positions, with and without MLPs, tied and untied, one head or several
+    Config tp = base;
+    tp.mixer = MIXER_TRANSFORMER; tp.lower_bound = 0;
+    fd_model(tp, 2, 7, 31, 0, "transformer: 2 heads of 4, MLP, untied, T 7");
+    Config tp1 = tp;
+    tp1.K = 8; tp1.tie = 1; tp1.L = 2;
+    fd_model(tp1, 1, 40, 32, 0, "transformer: one head of 8, tied, T 40");
+    Config tp2 = tp;
+    tp2.K = 2; tp2.I = 0;
+    fd_model(tp2, 2, 9, 33, 0, "transformer: 4 heads of 2, no MLP, T 9");
+    fd_model(tp2, 2, 11, 34, 1, "transformer: no MLP, sparse targets");
+    decode_matches_forward(9, 1, MIXER_TRANSFORMER);
+    decode_matches_forward(150, 70, MIXER_TRANSFORMER);
+    transformer_config();
     checkpoints();
     checkpoint_no_mlp();
     schedules();

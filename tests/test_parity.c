@@ -1,8 +1,12 @@
-// test_parity.c: the same model, the same numbers as the reference implementation (flash-linear-attention).
+// test_parity.c: the same model, the same numbers as the reference implementation (flash-linear-attention;
+// for the Transformer++ baseline, transformers' LlamaForCausalLM).
 // tests/fixtures/fla and tests/fixtures/fla-hgrn1 were made by fla itself (scripts/make_fla_fixture.py): a
 // random 3-layer HGRN2 (HGRN2ForCausalLM) and HGRN1 (HGRNForCausalLM, --arch hgrn1) with perturbed lower
-// bounds and norms, their inputs, fp32 logits, loss, every parameter gradient and a greedy continuation. This program (the float32 build, as users run it) imports that checkpoint and compares;
-// then checks export/import round trips, bf16/f16 and sharded files, and the refusals of bad checkpoints.
+// bounds and norms, their inputs, fp32 logits, loss, every parameter gradient and a greedy continuation.
+// tests/fixtures/llama holds the same for a random 2-layer LLaMA, made by transformers
+// (scripts/make_llama_fixture.py). This program (the float32 build, as users run it) imports each checkpoint
+// and compares; then checks export/import round trips, bf16/f16 and sharded files, and the refusals of bad
+// checkpoints, for both formats.
 #include <math.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -14,6 +18,7 @@
 #include "check.h"
 
 #define FIX "tests/fixtures/fla"
+#define FIX_LLAMA "tests/fixtures/llama"
 #define TMPD "tests/tmp/test_parity"
 
 static double rel_err(const float *ref, const real *got, int64_t n) {
@@ -59,23 +64,22 @@ static void load_ckpt(const char *path, Model *m) {
     checkpoint_load(path, m, &rs, 0);
 }
 
-// The imported fixture model against fla's own numbers. Tolerances: fla ran in fp32 without TF32, so the
-// two fp32 computations differ by accumulated rounding only: logits ~1e-6 relative (limit 1e-5), the
-// loss ~1e-7 (1e-6), gradients, through a 3-layer backward, ~1e-6..1e-5 (1e-4).
-static void parity(const char *fix, MixerKind mixer) {
-    char hf[256], fxpath[256], ckpt[256];
+// The imported fixture model (fix: its directory, ref: who made it, mixer: the architecture it must import
+// as) against the reference's own numbers, written to ckpt. Tolerances: the reference ran in fp32 without
+// TF32, so the two fp32 computations differ by accumulated rounding only: logits ~1e-6 relative (limit 1e-5),
+// the loss ~1e-7 (1e-6), gradients, through a 2- or 3-layer backward, ~1e-6..1e-5 (1e-4).
+static void parity(const char *fix, const char *ref, const char *ckpt, MixerKind mixer) {
+    char hf[256], fxp[256];
     snprintf(hf, sizeof hf, "%s/hf", fix);
-    // the HGRN2 fixture's checkpoint stays at TMPD/fla.ckpt for the round trips below
-    snprintf(ckpt, sizeof ckpt, TMPD "/%s.ckpt", mixer == MIXER_HGRN1 ? "fla-hgrn1" : "fla");
-    snprintf(fxpath, sizeof fxpath, "%s/fixture.safetensors", fix);
-    printf("-- %s (%s)\n", fix, ARCH_NAMES[mixer]);
-    char *argv[] = {"import", "--hf", hf, "--out", ckpt, NULL};
-    CHECK(run_cmd(cmd_import, 5, argv, 1) == 0, "import of %s failed", hf);
+    snprintf(fxp, sizeof fxp, "%s/fixture.safetensors", fix);
+    printf("-- %s against %s (%s)\n", fix, ref, ARCH_NAMES[mixer]);
+    char *argv[] = {"import", "--hf", hf, "--out", (char *)ckpt, NULL};
+    CHECK(run_cmd(cmd_import, 5, argv, 1) == 0, "import of the fixture %s failed", fix);
     Model m;
     load_ckpt(ckpt, &m);
     const Config *c = &m.c;
     CHECK(c->mixer == mixer, "%s imported as %s", hf, ARCH_NAMES[c->mixer]);
-    StSet *fx = st_open_file(fxpath);
+    StSet *fx = st_open_file(fxp);
     int64_t nids, nlog;
     const StTensor *ti = st_find(fx, "input_ids");
     int B = (int)ti->shape[0], T = (int)ti->shape[1];
@@ -96,10 +100,10 @@ static void parity(const char *fix, MixerKind mixer) {
     model_backward(&m, &a, ids);
     double loss = sum / cnt;
     double e_logits = rel_err(ref_logits, logits, nlog), e_loss = fabs(loss - ref_loss[0]) / ref_loss[0];
-    printf("logits: relative error %.3g (limit 1e-5)\nloss:   %.8f vs fla %.8f, relative error %.3g (limit 1e-6)\n",
-           e_logits, loss, ref_loss[0], e_loss);
-    CHECK(e_logits < 1e-5, "logits differ from fla's by %.3g", e_logits);
-    CHECK(e_loss < 1e-6, "loss differs from fla's by %.3g", e_loss);
+    printf("logits: relative error %.3g (limit 1e-5)\nloss:   %.8f vs %s %.8f, relative error %.3g (limit 1e-6)\n",
+           e_logits, loss, ref, ref_loss[0], e_loss);
+    CHECK(e_logits < 1e-5, "logits differ from %s's by %.3g", ref, e_logits);
+    CHECK(e_loss < 1e-6, "loss differs from %s's by %.3g", ref, e_loss);
 
     double worst = 0;
     char name[300], gname[320];
@@ -113,32 +117,35 @@ static void parity(const char *fix, MixerKind mixer) {
             float *g = fixture_tensor(fx, gname, &n);
             double e = rel_err(g, G(&m, p, l), n);
             if (e > worst) worst = e;
-            CHECK(e < 1e-4, "gradient of %s differs from fla's by %.3g", name, e);
+            CHECK(e < 1e-4, "gradient of %s differs from %s's by %.3g", name, ref, e);
             free(g);
         }
     }
     printf("gradients: worst relative error over every tensor %.3g (limit 1e-4)\n", worst);
 
-    // greedy continuation: prefill the prompt, then one token at a time from the recurrent state
+    // greedy continuation: prefill the prompt, then one token at a time from the recurrent state (or cache)
     int64_t np, ng;
     int32_t *prompt = fixture_ids(fx, "prompt", &np), *greedy = fixture_ids(fx, "greedy", &ng);
     Acts pre, one;
     acts_alloc(&pre, c, 1, (int)np, 0);
     acts_alloc(&one, c, 1, 1, 0);
-    real *states = xcalloc((size_t)c->L * c->H * c->K * c->Dv, sizeof(real)), *lg = xmalloc((size_t)c->V * sizeof(real));
-    model_forward(&m, &pre, prompt, NULL, states, lg, 1, 0, NULL);
+    DecodeState st;
+    decode_state_alloc(&st, c, 1, (int)(np + ng));
+    real *lg = xmalloc((size_t)c->V * sizeof(real));
+    model_forward(&m, &pre, prompt, NULL, &st, lg, 1, 0, NULL);
     int same = 1;
     printf("greedy: ");
     for (int64_t i = 0; i < ng; i++) {
         int32_t id = sample_token(lg, c->V, 0, 0, 1, NULL, NULL);
         printf("%d%s", id, id == greedy[i] ? " " : "(!) ");
         if (id != greedy[i]) same = 0;
-        model_forward(&m, &one, &id, NULL, states, lg, 1, 0, NULL);
+        model_forward(&m, &one, &id, NULL, &st, lg, 1, 0, NULL);
     }
     printf("\n");
-    CHECK(same, "the greedy continuation differs from fla's");
+    CHECK(same, "the greedy continuation differs from %s's", ref);
     acts_free(&a); acts_free(&pre); acts_free(&one);
-    free(states); free(lg); free(prompt); free(greedy); free(ids); free(tgt);
+    decode_state_free(&st);
+    free(lg); free(prompt); free(greedy); free(ids); free(tgt);
     free(ref_logits); free(ref_loss); free(logits);
     st_close(fx);
     model_free(&m);
@@ -289,10 +296,122 @@ static void round_trips(void) {
     model_free(&a);
 }
 
+// A random transformer (tie: tied embeddings) saved with a run's sequence length of 40, exported as LLaMA,
+// imported back: the same configuration, context and tensors, and so the same logits to the bit.
+static void llama_round_trip(int tie) {
+    Config tc = {.V = 50, .D = 16, .L = 2, .K = 8, .I = 24, .tie = tie, .eps = 1e-6, .mixer = MIXER_TRANSFORMER};
+    config_finish(&tc);
+    Model t, tb;
+    model_alloc(&t, &tc);
+    model_init(&t, 5);
+    for (int64_t i = 0; i < t.lay.n; i++) t.params[i] *= 10;    // logits that differ visibly
+    RunState trs, back;
+    memset(&trs, 0, sizeof trs);
+    trs.c = tc;
+    trs.h = (Hyper){.B = 1, .T = 40, .accum = 1, .lr = 1e-3, .adam_eps = 1e-8};
+    char ck[256], dir[256], ck2[256];
+    snprintf(ck, sizeof ck, TMPD "/tpp%d.ckpt", tie);
+    snprintf(dir, sizeof dir, TMPD "/tpp%d_hf", tie);
+    snprintf(ck2, sizeof ck2, TMPD "/tpp%d_back.ckpt", tie);
+    checkpoint_save(ck, &t, &trs, 0);
+    char *ea[] = {"export", "--ckpt", ck, "--hf", dir, NULL};
+    CHECK(run_cmd(cmd_export, 5, ea, 1) == 0, "export of a transformer failed");
+    StSet *ts = st_open_dir(dir);
+    CHECK(st_find(ts, "model.layers.1.self_attn.v_proj.weight") && st_find(ts, "model.layers.0.post_attention_layernorm.weight") &&
+          (st_find(ts, "lm_head.weight") == NULL) == tie && ts->n == 2 + !tie + 9 * tc.L,
+          "the export holds LLaMA's %d tensors (%d)", 2 + !tie + 9 * tc.L, ts->n);
+    st_close(ts);
+    char *ia[] = {"import", "--hf", dir, "--out", ck2, NULL};
+    CHECK(run_cmd(cmd_import, 5, ia, 1) == 0, "import of a transformer's export failed");
+    checkpoint_load(ck2, &tb, &back, 0);
+    CHECK(tb.c.mixer == MIXER_TRANSFORMER && tb.c.K == 8 && tb.c.H == 2 && tb.c.I == 24 && tb.c.tie == tie &&
+          back.h.T == 40 && tb.lay.n == t.lay.n && !memcmp(tb.params, t.params, (size_t)t.lay.n * sizeof(real)),
+          "LLaMA round trip changed the model: mixer %d, K %d, tie %d, context %d", tb.c.mixer, tb.c.K, tb.c.tie, back.h.T);
+    const int T = 30;
+    int32_t ids[30];
+    uint64_t r = 9;
+    for (int i = 0; i < T; i++) ids[i] = (int32_t)(splitmix64(&r) % tc.V);
+    Acts a;
+    acts_alloc(&a, &tc, 1, T, 0);
+    real *l1 = xmalloc((size_t)T * tc.V * sizeof(real)), *l2 = xmalloc((size_t)T * tc.V * sizeof(real));
+    model_forward(&t, &a, ids, NULL, NULL, l1, 0, 0, NULL);
+    model_forward(&tb, &a, ids, NULL, NULL, l2, 0, 0, NULL);
+    CHECK(!memcmp(l1, l2, (size_t)T * tc.V * sizeof(real)), "the imported transformer's logits differ");
+    printf("transformer (%s): LLaMA export then import gives identical tensors, context and logits\n",
+           tie ? "tied, no lm_head in the file" : "untied");
+    acts_free(&a);
+    free(l1); free(l2);
+    model_free(&t); model_free(&tb);
+}
+
+// Config edits and tensors a LLaMA import must refuse (exit 1), and a stale rotary-frequency buffer it ignores.
+static void llama_refusals(void) {
+    const char *src = TMPD "/tpp0_hf";
+    size_t clen;
+    char *cfg = read_file(TMPD "/tpp0_hf/config.json", &clen), path[300];
+    StSet *s = st_open_dir(src);
+    const int n = s->n;
+    const char *names[64]; float *data[64]; int64_t shapes[64][8]; int nd[64];
+    for (int i = 0; i < n; i++) {
+        names[i] = s->t[i].name;
+        data[i] = xmalloc((size_t)s->t[i].numel * sizeof(float));
+        st_read(s, &s->t[i], data[i]);
+        memcpy(shapes[i], s->t[i].shape, sizeof shapes[i]);
+        nd[i] = s->t[i].ndim;
+    }
+    struct { const char *what, *from, *to, *extra; int expect; } cases[] = {
+        {"grouped-query attention", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1", NULL, 1},
+        {"rope scaling", "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", NULL, 1},
+        {"another rotary base", "\"rope_theta\": 10000.0", "\"rope_theta\": 500000.0", NULL, 1},
+        {"rope_parameters of another type", "\"model_type\": \"llama\",",
+         "\"model_type\": \"llama\", \"rope_parameters\": {\"rope_type\": \"linear\", \"rope_theta\": 10000.0},", NULL, 1},
+        {"attention biases", "\"attention_bias\": false", "\"attention_bias\": true", NULL, 1},
+        {"MLP biases", "\"mlp_bias\": false", "\"mlp_bias\": true", NULL, 1},
+        {"a head_dim other than hidden / heads", "\"head_dim\": 8", "\"head_dim\": 16", NULL, 1},
+        {"hidden_act gelu", "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", NULL, 1},
+        {"a head dim that is odd", "\"num_attention_heads\": 2,\n  \"num_key_value_heads\": 2,\n  \"head_dim\": 8",
+         "\"num_attention_heads\": 16,\n  \"num_key_value_heads\": 16,\n  \"head_dim\": 1", NULL, 1},
+        {"a bias tensor", NULL, NULL, "model.layers.0.self_attn.q_proj.bias", 1},
+        {"a stale rotary_emb.inv_freq (ignored)", NULL, NULL, "model.layers.1.self_attn.rotary_emb.inv_freq", 0},
+        {"rope_parameters of the default type (accepted)", "\"model_type\": \"llama\",",
+         "\"model_type\": \"llama\", \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0},", NULL, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, TMPD "/tppbad%zu", k);
+        mkdir_p(dir);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "w");
+        const char *at = cases[k].from ? strstr(cfg, cases[k].from) : NULL;
+        CHECK(!cases[k].from || at, "the exported config lacks %s", cases[k].from);
+        if (at) {
+            fwrite(cfg, 1, (size_t)(at - cfg), f);
+            fputs(cases[k].to, f);
+            fputs(at + strlen(cases[k].from), f);
+        } else fputs(cfg, f);
+        fclose(f);
+        int m = n;
+        if (cases[k].extra) { names[m] = cases[k].extra; data[m] = data[0]; shapes[m][0] = 4; nd[m] = 1; m++; }
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        st_write(path, m, names, (const float *const *)data, (const int64_t(*)[8])shapes, nd, ST_F32);
+        char *ia[] = {"import", "--hf", dir, "--out", TMPD "/tppbad.ckpt", NULL};
+        int st = run_cmd(cmd_import, 5, ia, 1);
+        CHECK(st == cases[k].expect, "LLaMA import with %s: exit %d, expected %d", cases[k].what, st, cases[k].expect);
+        printf("%s: %s\n", cases[k].expect ? "refused" : "imported", cases[k].what);
+    }
+    for (int i = 0; i < n; i++) free(data[i]);
+    free(cfg);
+    st_close(s);
+}
+
 int main(void) {
     mkdir_p(TMPD);
-    parity(FIX, MIXER_CAUSAL);
-    parity("tests/fixtures/fla-hgrn1", MIXER_HGRN1);
+    parity(FIX, "fla", TMPD "/fla.ckpt", MIXER_CAUSAL);
+    parity("tests/fixtures/fla-hgrn1", "fla", TMPD "/fla-hgrn1.ckpt", MIXER_HGRN1);
+    parity(FIX_LLAMA, "transformers", TMPD "/llama.ckpt", MIXER_TRANSFORMER);
     round_trips();
+    llama_round_trip(0);
+    llama_round_trip(1);
+    llama_refusals();
     return check_summary("test_parity");
 }
