@@ -60,6 +60,7 @@ $(shell v="$$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
 $(OBJ)/hgrn2.o: $(VERSION_H)
 
 .PHONY: all setup test test-gpu bench-tokenizer clean
+.DEFAULT_GOAL := all
 all: hgrn2
 	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them))"
 
