@@ -23,12 +23,20 @@ else
   CFLAGS  += -DHGRN2_NO_JPEG
 endif
 LDLIBS  += $(JPEG_LIBS)
+# MPI serves training over several processes (mpirun -np N ./hgrn2 train, dist.c); its compiler wrapper says
+# where the headers and the library are. A build without it runs one process and refuses an mpirun launch.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+  CFLAGS  += -DHGRN2_MPI $(MPI_CFLAGS)
+  LDLIBS  += $(MPI_LIBS)
+endif
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
           cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c augment.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
-          zeroshot.c
+          zeroshot.c dist.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -44,8 +52,9 @@ endif
 # Objects of the program's build (build/cpu, or build/cuda with the CUDA backend: a switch between the two
 # never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
 # library gathered in an archive so a program links only the parts it uses. A build without PCRE2 and
-# utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them.
-NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)
+# utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them (the
+# same for libjpeg, -nojpeg, and MPI, -nompi).
+NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)$(if $(MPI_LIBS),,-nompi)
 OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)$(NOUNI)
 LIB     = $(OBJ)/libhgrn2.a
 LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
@@ -62,7 +71,7 @@ $(OBJ)/hgrn2.o: $(VERSION_H)
 .PHONY: all setup test test-gpu bench-tokenizer clean
 .DEFAULT_GOAL := all
 all: hgrn2
-	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them))"
+	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them)$(if $(MPI_LIBS),; MPI,; without MPI: one process only, make setup installs Open MPI))"
 
 hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
@@ -101,6 +110,11 @@ setup:
 	  echo "installing libpng-dev (Pathfinder's PNGs) libjpeg62-turbo-dev (ImageNet's JPEGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist gnuplot-nox >/dev/null; \
+	fi
+	@if ! dpkg -s openmpi-bin libopenmpi-dev >/dev/null 2>&1; then \
+	  echo "installing openmpi-bin libopenmpi-dev (training over several processes: mpirun, tests/test_mpi.sh)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
 	fi
 	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \

@@ -18,7 +18,8 @@ extern "C" {
 #endif
 
 // ---- backend plumbing ----
-void cuda_init(void);                                   // device 0, a stream, the cuBLAS handle; prints nothing
+void cuda_init(void);                                   // the device, a stream, the cuBLAS handle; prints nothing
+void cuda_use_device(int device);                       // before cuda_init: the device (default 0; dist.c)
 void *cuda_alloc(size_t bytes, const char *what);       // dies with the sizes and what to reduce on failure
 void cuda_free(void *p);                                // NULL is fine
 void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait for the copy to finish
