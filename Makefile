@@ -46,6 +46,13 @@ ifneq ($(wildcard kernels.cu),)
   CFLAGS  += -DHGRN2_CUDA
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+  # NCCL serves training over several GPUs (cuda/nccl.cuh); a CUDA build without its header trains on one
+  ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+    NCCL_LIBS = -lnccl
+    CFLAGS   += -DHGRN2_NCCL
+    NVNCCL    = -DHGRN2_NCCL
+    LDLIBS   += $(NCCL_LIBS)
+  endif
 endif
 endif
 
@@ -87,7 +94,7 @@ $(LIB): $(LIB_SRC:%.c=$(OBJ)/%.o)
 $(LIB_F64): $(LIB_SRC:%.c=build/f64$(NOUNI)/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
 
-NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
+NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo $(NVNCCL)
 build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h common.h
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
@@ -160,14 +167,14 @@ $(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h build/kernels.o cpu.c cpu_c
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
 # (its own object names: make -j may build it beside test_gpu)
 $(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_gpu_cls.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
 # (their CPU side can round its operands to bf16: tests/bf16_emul.h)
 BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd
 $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ)

@@ -14,6 +14,13 @@
 
 Dist g_dist = {.rank = 0, .world = 1, .local_rank = 0, .local_world = 1};
 
+// The collectives of GPUs: NCCL, in a CUDA build that found its header
+#if USE_CUDA && defined(HGRN2_NCCL)
+#define HAS_NCCL 1
+#else
+#define HAS_NCCL 0
+#endif
+
 // An environment variable as a count or an index in [lo, hi]; -1 when it is absent. Set but not a number in
 // range: a launcher or a user error that would otherwise start a run of the wrong shape, so it is refused.
 static int env_int(const char *name, int lo, int hi) {
@@ -157,6 +164,9 @@ void dist_start(const DistArgs *a) {
     }
     if (g_dist.world > 1 && g_dist.reduce_bf16 && !g_dist.nccl)
         usage_error("--reduce-dtype bf16 is for NCCL between GPUs (--device cuda); MPI on the CPU reduces in fp32");
+    if (g_dist.nccl && !HAS_NCCL)
+        die("this hgrn2 was built without NCCL (no nccl.h beside CUDA's headers or in /usr/include), which training "
+            "on several GPUs needs: install NCCL's development files and rebuild");
     quiet_unless_rank0();
 #if USE_CUDA
     if (a->gpu) cuda_use_device(g_dist.local_rank);
@@ -164,6 +174,9 @@ void dist_start(const DistArgs *a) {
 }
 
 void dist_finish(void) {
+#if HAS_NCCL
+    if (g_dist.nccl) cuda_nccl_finish();
+#endif
 #ifdef HGRN2_MPI
     if (g_dist.mpi) {
         fflush(stdout);
@@ -177,6 +190,9 @@ void dist_finish(void) {
 
 void dist_allreduce_host(double *x, int n, DistOp op) {
     if (g_dist.world == 1) return;
+#if HAS_NCCL
+    if (g_dist.nccl) { cuda_nccl_allreduce_host(x, n, op == DIST_MAX); return; }
+#endif
 #ifdef HGRN2_MPI
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, op == DIST_MAX ? MPI_MAX : MPI_SUM, MPI_COMM_WORLD));
 #endif
@@ -184,6 +200,9 @@ void dist_allreduce_host(double *x, int n, DistOp op) {
 
 void dist_reduce_scatter(real *x, int64_t part) {
     if (g_dist.world == 1) return;
+#if HAS_NCCL
+    if (g_dist.nccl) { cuda_nccl_reduce_scatter(x, part, g_dist.reduce_bf16); return; }
+#endif
 #ifdef HGRN2_MPI
     // in place, MPI leaves the result at the start of x: moved to the block it belongs to
     MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, x, mpi_count(part), MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD));
@@ -193,13 +212,19 @@ void dist_reduce_scatter(real *x, int64_t part) {
 
 void dist_all_gather(real *x, int64_t part) {
     if (g_dist.world == 1) return;
+#if HAS_NCCL
+    if (g_dist.nccl) { cuda_nccl_all_gather(x, part); return; }
+#endif
 #ifdef HGRN2_MPI
     MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, mpi_count(part), MPI_REAL_T, MPI_COMM_WORLD));
 #endif
 }
 
 void dist_gather_host(const real *part_buf, int64_t part, real *all) {
-    if (g_dist.world == 1) { memcpy(all, part_buf, (size_t)part * sizeof(real)); return; }
+    if (g_dist.world == 1) { dev_download(all, part_buf, (size_t)part * sizeof(real)); return; }
+#if HAS_NCCL
+    if (g_dist.nccl) { cuda_nccl_gather_host(part_buf, part, all); return; }
+#endif
 #ifdef HGRN2_MPI
     MPI_CHECK(MPI_Gather(part_buf, mpi_count(part), MPI_REAL_T, all, mpi_count(part), MPI_REAL_T, 0, MPI_COMM_WORLD));
 #endif
@@ -207,6 +232,9 @@ void dist_gather_host(const real *part_buf, int64_t part, real *all) {
 
 void dist_barrier(void) {
     if (g_dist.world == 1) return;
+#if HAS_NCCL
+    if (g_dist.nccl) { double x = 0; cuda_nccl_allreduce_host(&x, 1, 0); return; }
+#endif
 #ifdef HGRN2_MPI
     MPI_Request req;
     MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
@@ -214,4 +242,94 @@ void dist_barrier(void) {
 #endif
 }
 
-void dist_connect(void) {}
+// ---- NCCL's start: rank 0's unique id reaches every process ----
+
+#if HAS_NCCL
+#define RENDEZVOUS_MAGIC "HGRN2RDV"
+#define RENDEZVOUS_TIMEOUT_S 600
+// DIR/nccl_id: the magic, the process count (i64, little-endian as the host), NCCL's id; 8 + 8 + 128 bytes.
+enum { RENDEZVOUS_BYTES = 16 + CUDA_NCCL_ID_BYTES };
+
+// Rank 0 writes the id under a temporary name and renames it, so a reader sees all of it or nothing. A file
+// already there is an earlier launch's (rank 0 removes its own once every process has connected): another
+// process may have read it already, so it is refused rather than replaced.
+static void rendezvous_write(const char *dir, const unsigned char *id) {
+    mkdir_p(dir);
+    char *path = xasprintf("%s/nccl_id", dir), *tmp = xasprintf("%s/nccl_id.tmp%ld", dir, (long)getpid());
+    if (access(path, F_OK) == 0)
+        die("%s exists: an earlier launch left it (it is removed once every process has connected); remove it, or "
+            "give each launch a fresh --rendezvous directory", path);
+    unsigned char buf[RENDEZVOUS_BYTES];
+    int64_t world = g_dist.world;
+    memcpy(buf, RENDEZVOUS_MAGIC, 8);
+    memcpy(buf + 8, &world, 8);
+    memcpy(buf + 16, id, CUDA_NCCL_ID_BYTES);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("cannot create %s: %s (--rendezvous must name a directory every process can write and read)", tmp, strerror(errno));
+    if (fwrite(buf, 1, sizeof buf, f) != sizeof buf || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        int e = errno;
+        fclose(f);
+        unlink(tmp);
+        die("writing %s failed: %s", tmp, strerror(e));
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) { int e = errno; unlink(tmp); die("writing %s failed: %s", path, strerror(e)); }
+    free(tmp);
+    free(path);
+}
+
+// The others wait for the file (polling ten times a second), then check it before trusting it.
+static void rendezvous_read(const char *dir, unsigned char *id) {
+    char *path = xasprintf("%s/nccl_id", dir);
+    unsigned char buf[RENDEZVOUS_BYTES];
+    for (double t0 = now_s();; nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL)) {
+        int64_t size;
+        char err[256];
+        int fd = open_regular(path, &size, err, sizeof err);
+        if (fd >= 0) {
+            ssize_t got = size == RENDEZVOUS_BYTES ? read(fd, buf, sizeof buf) : -1;
+            close(fd);
+            if (got != RENDEZVOUS_BYTES || memcmp(buf, RENDEZVOUS_MAGIC, 8))
+                die("%s is not a rendezvous file of hgrn2 (%lld bytes): the --rendezvous directory must be hgrn2's own",
+                    path, (long long)size);
+            break;
+        }
+        if (errno != ENOENT) die("cannot read %s: %s", path, err);
+        if (now_s() - t0 > RENDEZVOUS_TIMEOUT_S)
+            die("rank 0 did not write %s within %d s: is it running, with the same --rendezvous directory (one that "
+                "every machine reaches)?", path, RENDEZVOUS_TIMEOUT_S);
+    }
+    int64_t world;
+    memcpy(&world, buf + 8, 8);
+    if (world != g_dist.world)
+        die("rank 0 started a run of %lld processes (%s), this process was told %d: give every process the same "
+            "--world-size (or WORLD_SIZE)", (long long)world, path, g_dist.world);
+    memcpy(id, buf + 16, CUDA_NCCL_ID_BYTES);
+    free(path);
+}
+#endif
+
+void dist_connect(const char *rendezvous) {
+    if (!g_dist.nccl) return;
+#if HAS_NCCL
+    unsigned char id[CUDA_NCCL_ID_BYTES];
+    if (g_dist.rank == 0) cuda_nccl_unique_id(id);
+    if (g_dist.mpi) {
+#ifdef HGRN2_MPI
+        MPI_CHECK(MPI_Bcast(id, CUDA_NCCL_ID_BYTES, MPI_BYTE, 0, MPI_COMM_WORLD));
+#endif
+    } else if (g_dist.rank == 0) {
+        rendezvous_write(rendezvous, id);
+    } else {
+        rendezvous_read(rendezvous, id);
+    }
+    cuda_nccl_init(id, g_dist.rank, g_dist.world);
+    dist_barrier();   // every process has read the id: the file can go
+    if (!g_dist.mpi && g_dist.rank == 0) {
+        char *path = xasprintf("%s/nccl_id", rendezvous);
+        if (unlink(path) != 0) die("cannot remove %s: %s", path, strerror(errno));
+        free(path);
+    }
+#else
+    (void)rendezvous;
+#endif
+}

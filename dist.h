@@ -42,8 +42,9 @@ typedef struct {
 // errors for a combination that cannot work (--rendezvous on the CPU, bf16 reduction over MPI, ...).
 void dist_start(const DistArgs *a);
 // After machine_start, with several processes on GPUs: the NCCL communicator (its id broadcast over MPI, or
-// written by rank 0 into the rendezvous directory and read by the others, with a timeout).
-void dist_connect(void);
+// written by rank 0 into the rendezvous directory as DIR/nccl_id and read by the others, who wait for it up
+// to 10 minutes; rank 0 removes it once every process has connected). Nothing otherwise.
+void dist_connect(const char *rendezvous);
 // The end of a run that went well (or stopped on a signal, every rank alike): MPI_Finalize where MPI_Init was
 // called. A process that dies does not come here: the launcher then ends the others.
 void dist_finish(void);

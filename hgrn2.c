@@ -236,7 +236,7 @@ int cmd_train(int argc, char **argv) {
     dist.gpu = mach.device && !strcmp(mach.device, "cuda");
     dist_start(&dist);
     machine_start(&mach);
-    dist_connect();
+    dist_connect(dist.rendezvous);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
         usage_error("--task must be bible, text, pile, wiki103, mqar, lra-listops, lra-text or lra-retrieval, got '%s'", task);
