@@ -128,7 +128,7 @@ expect 0 "eval --task mqar on the 2-process model" -- $H eval --ckpt "$TMP/mq2/m
 # them that long later); they finish the step, rank 0 saves, and the run resumes
 "${MPIRUN[@]}" -np 2 $H train "${SMALL[@]}" --steps 1000000 --out "$TMP/int" > "$TMP/int.out" 2>&1 &
 pid=$!   # mpirun's own
-for i in $(seq 1 300); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 5 ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -s "$TMP/int/log.tsv" ] && [ "$(wc -l < "$TMP/int/log.tsv")" -ge 5 ] && break; sleep 0.1; done
 kill -INT $pid; wait $pid
 checks=$((checks + 1))
 if grep -q "terminated: saved" "$TMP/int.out" && [ -s "$TMP/int/model.ckpt" ]; then ok "Ctrl-C on mpirun: every process stops, rank 0 saves"
