@@ -23,12 +23,20 @@ else
   CFLAGS  += -DHGRN2_NO_JPEG
 endif
 LDLIBS  += $(JPEG_LIBS)
+# MPI serves training over several processes (mpirun -np N ./hgrn2 train, dist.c); its compiler wrapper says
+# where the headers and the library are. A build without it runs one process and refuses an mpirun launch.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+  CFLAGS  += -DHGRN2_MPI $(MPI_CFLAGS)
+  LDLIBS  += $(MPI_LIBS)
+endif
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
 LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
           cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c augment.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
-          zeroshot.c
+          zeroshot.c dist.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -38,14 +46,22 @@ ifneq ($(wildcard kernels.cu),)
   CFLAGS  += -DHGRN2_CUDA
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+  # NCCL serves training over several GPUs (cuda/nccl.cuh); a CUDA build without its header trains on one
+  ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+    NCCL_LIBS = -lnccl
+    CFLAGS   += -DHGRN2_NCCL
+    NVNCCL    = -DHGRN2_NCCL
+    LDLIBS   += $(NCCL_LIBS)
+  endif
 endif
 endif
 
 # Objects of the program's build (build/cpu, or build/cuda with the CUDA backend: a switch between the two
 # never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
 # library gathered in an archive so a program links only the parts it uses. A build without PCRE2 and
-# utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them.
-NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)
+# utf8proc keeps its objects apart too (-nounicode), so installing them later rebuilds what uses them (the
+# same for libjpeg, -nojpeg, and MPI, -nompi).
+NOUNI   = $(if $(UNICODE_LIBS),,-nounicode)$(if $(JPEG_LIBS),,-nojpeg)$(if $(MPI_LIBS),,-nompi)
 OBJ     = build/$(if $(CUDA_OBJ),cuda,cpu)$(NOUNI)
 LIB     = $(OBJ)/libhgrn2.a
 LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
@@ -62,8 +78,9 @@ $(shell v="$$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
 $(OBJ)/hgrn2.o: $(VERSION_H)
 
 .PHONY: all setup test test-gpu bench-tokenizer clean
+.DEFAULT_GOAL := all
 all: hgrn2
-	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them))"
+	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them)$(if $(MPI_LIBS),; MPI,; without MPI: one process only, make setup installs Open MPI))"
 
 hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
 	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
@@ -79,7 +96,7 @@ $(LIB): $(LIB_SRC:%.c=$(OBJ)/%.o)
 $(LIB_F64): $(LIB_SRC:%.c=build/f64$(NOUNI)/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
 
-NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo
+NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo $(NVNCCL)
 build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h common.h
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
@@ -102,6 +119,11 @@ setup:
 	  echo "installing libpng-dev (Pathfinder's PNGs) libjpeg62-turbo-dev (ImageNet's JPEGs) dataset-fashion-mnist gnuplot-nox (hgrn2 plot)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist gnuplot-nox >/dev/null; \
+	fi
+	@if ! dpkg -s openmpi-bin libopenmpi-dev >/dev/null 2>&1; then \
+	  echo "installing openmpi-bin libopenmpi-dev (training over several processes: mpirun, tests/test_mpi.sh)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
 	fi
 	@if ! dpkg -s clang libclang-rt-dev libomp-dev >/dev/null 2>&1; then \
 	  echo "installing clang libclang-rt-dev libomp-dev (make fuzz)"; \
@@ -147,14 +169,14 @@ $(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h build/kernels.o cpu.c cpu_c
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
 # (its own object names: make -j may build it beside test_gpu)
 $(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_gpu_cls.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
 # (their CPU side can round its operands to bf16: tests/bf16_emul.h)
 BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd
 $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ)

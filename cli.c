@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "mqar.h"
 
 // ----------------------------------------------------------------------------------------------------------
@@ -21,6 +22,8 @@ void cli_start(const char *prog, const char *usage) {
 }
 
 void usage_error(const char *fmt, ...) {
+    // the processes mpirun started share one command line and one terminal: rank 0 speaks for them all
+    if (g_dist.mpi_launch && g_dist.rank > 0) exit(EXIT_USAGE);
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", g_prog);
@@ -98,7 +101,11 @@ void machine_start(const MachineArgs *m) {
         usage_error("--device must be cpu or cuda, got '%s'", dev);
     }
     if (m->threads) omp_set_num_threads((int)m->threads);
-    else if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(free_cores());
+    else if (!getenv("OMP_NUM_THREADS")) {
+        // the processes of a run on one machine share its free cores
+        const int n = free_cores() / g_dist.local_world;
+        omp_set_num_threads(n > 1 ? n : 1);
+    }
 }
 
 // The cores that other processes leave free: the cores this process may use, less the busy share of all of

@@ -9,6 +9,7 @@
 #include "common.h"
 
 int g_dying;   // set by the first die() (common.h)
+const char *g_prog_name = "hgrn2";
 
 void die_wait(void) {
     for (;;) pause();

@@ -47,6 +47,9 @@ extern "C" {
 #endif
 extern int g_dying;
 __attribute__((noreturn)) void die_wait(void);   // sleeps until the process ends (common.c)
+// What messages call the program: "hgrn2", or in a run of several processes "hgrn2 (rank R)" on all but
+// rank 0 (dist.c), so that the user sees which process failed.
+extern const char *g_prog_name;
 #ifdef __cplusplus
 }
 #endif
@@ -63,7 +66,7 @@ static inline void die(const char *fmt, ...) {
 #endif
     va_list ap;
     va_start(ap, fmt);
-    fputs("hgrn2: error: ", stderr);
+    fprintf(stderr, "%s: error: ", g_prog_name);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);

@@ -18,7 +18,8 @@ extern "C" {
 #endif
 
 // ---- backend plumbing ----
-void cuda_init(void);                                   // device 0, a stream, the cuBLAS handle; prints nothing
+void cuda_init(void);                                   // the device, a stream, the cuBLAS handle; prints nothing
+void cuda_use_device(int device);                       // before cuda_init: the device (default 0; dist.c)
 void *cuda_alloc(size_t bytes, const char *what);       // dies with the sizes and what to reduce on failure
 void cuda_free(void *p);                                // NULL is fine
 void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait for the copy to finish
@@ -155,6 +156,20 @@ void cuda_pixels_stage(float *x, const uint8_t *src, const double *lut, const in
                        int n, int gh, int gw, int chans, int mix, double lam, int y0, int y1, int x0, int x1);
 void cuda_pair_features_fwd(void *f, const float *a, const float *b, int B, int D);
 void cuda_pair_features_bwd(float *da, float *db, const float *df, const float *a, const float *b, int B, int D);
+
+// ---- NCCL: the collectives of a run of several processes, one GPU each (cuda/nccl.cuh; built when the
+// Makefile finds nccl.h, which defines HGRN2_NCCL). In stream order with the ops; the host ones synchronise.
+#define CUDA_NCCL_ID_BYTES 128                          // ncclUniqueId: rank 0 makes it, every rank needs it
+void cuda_nccl_unique_id(void *id);
+void cuda_nccl_init(const void *id, int rank, int world);   // after cuda_init's device is chosen
+void cuda_nccl_finish(void);
+void cuda_nccl_allreduce_host(double *x, int n, int max);   // x on the host: the sum (max 0) or the maximum
+// x[world x part]: the sum of every rank's block `rank` into this rank's block (in place), in fp32 or, with
+// bf16_wire, summed in bf16 and widened back; the other blocks are left undefined.
+void cuda_nccl_reduce_scatter(float *x, int64_t part, int bf16_wire);
+void cuda_nccl_all_gather(float *x, int64_t part);          // every rank's block `rank` to every rank, in place
+// Rank 0 receives every rank's part_buf[part] into all (host, world x part); `all` is unused elsewhere.
+void cuda_nccl_gather_host(const float *part_buf, int64_t part, float *all);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,10 @@ typedef struct Loader Loader;
 // so that every token after the first is predicted exactly once; the last rows past the end are padded
 // with -1 (no target). Reading and decompression run ahead on a background thread.
 Loader *loader_open(const char *dir, const char *split, int B, int T, int random, uint64_t seed);
+// The rows [row0, row0 + B) of every batch of that loader with B_all rows (one process's share of a batch in
+// a run of several, dist.h): the same windows as those rows of the whole batch, the same positions and state.
+Loader *loader_open_rows(const char *dir, const char *split, int B_all, int row0, int B, int T, int random,
+                         uint64_t seed);
 // ids[B*(T+1)]. Returns the number of rows that hold data: B in random mode; in sequential mode fewer
 // at the end, 0 once the split is exhausted.
 int loader_next(Loader *l, int32_t *ids);

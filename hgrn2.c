@@ -18,6 +18,7 @@
 #include "data.h"
 #include "tokenizer.h"
 #include "mqar.h"
+#include "dist.h"
 #include "build/version.h"   // HGRN2_VERSION, written by the Makefile
 
 // ----------------------------------------------------------------------------------------------------------
@@ -76,11 +77,20 @@ static const char *TRAIN_HELP =
     "  --max-bad-steps N    a step whose loss or gradient is not finite is skipped (no update) and counted;\n"
     "                       the run stops after N more than that in a row (default 10)\n"
     "Machine:\n"
-    "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N\n"
-    "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n";
+    "  --device cpu|cuda --threads N (default: the cores not busy at the start, shared by the processes of a\n"
+    "                       run on one machine) --seed N\n"
+    "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16; fp32 is exact and slow)\n"
+    "Several processes (data-parallel, language-model tasks and mqar; docs/distributed.md):\n"
+    "  mpirun -np N hgrn2 train ...   N processes, each on its B/N rows of the batch (--batch is the global\n"
+    "                       batch, a multiple of N), the gradients summed, AdamW's state split over them\n"
+    "                       (ZeRO-1); on the CPU over MPI, with --device cuda one GPU each over NCCL\n"
+    "  --rendezvous DIR     GPUs without MPI: the processes meet in DIR, a directory they all reach\n"
+    "  --rank R --world-size N   with --rendezvous (default: the environment's RANK and WORLD_SIZE; the\n"
+    "                       GPU is LOCAL_RANK, else R)\n"
+    "  --reduce-dtype fp32|bf16  what the gradients travel in over NCCL (default fp32)\n";
 
 // train's options beyond the common ones
-enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_LAST };
+enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_LAST };
 
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
 // flags that would set them are refused rather than ignored.
@@ -122,12 +132,15 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
     const char *bad = mqar_init(&g, rs->c.V, rs->h.T, pairs, rs->h.seed);
     if (bad && plan->resume) die("the checkpoint's mqar run cannot continue: %s", bad);
     if (bad) usage_error("%s (the vocabulary of %s is %d)", bad, init, rs->c.V);
+    model_shard(model, g_dist.rank, g_dist.world);
     model_to_device(model);
     model_alloc_training(model);
     mkdir_p(plan->out);
-    // the run's micro-batches take the examples in order, so step s begins at example s x accum x B
+    // the run's micro-batches take the examples in order, so step s begins at example s x accum x B; each
+    // process takes its B / world of them
     MqarTask t;
-    mqar_task_init(&t, &g, rs->h.B, (uint64_t)rs->step * (uint64_t)rs->h.accum * (uint64_t)rs->h.B);
+    const int rows = rs->h.B / g_dist.world;
+    mqar_task_init(&t, &g, rs->h.B, g_dist.rank * rows, rows, (uint64_t)rs->step * (uint64_t)rs->h.accum * (uint64_t)rs->h.B);
     plan->task = "mqar";
     plan->data = rs->data;
     plan->gen = &t.task;
@@ -146,6 +159,7 @@ int cmd_train(int argc, char **argv) {
         if (cli_option_value(argc, argv, "--arch"))
             usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103) and mqar; the classifier tasks "
                         "(lra-*, fashion-mnist, imagenet) train HGRN2 only");
+        if (g_dist.world > 1) dist_refuse("training a classifier (lra-*, fashion-mnist, imagenet)");
         return cmd_cls_train(argc, argv);
     }
     static const struct option opts[] = {
@@ -163,6 +177,8 @@ int cmd_train(int argc, char **argv) {
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {"keep", required_argument, 0, OT_KEEP},
         {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {"decay-fraction", required_argument, 0, OT_DECAY_FRAC},
+        {"rendezvous", required_argument, 0, OT_RENDEZVOUS}, {"rank", required_argument, 0, OT_RANK},
+        {"world-size", required_argument, 0, OT_WORLD}, {"reduce-dtype", required_argument, 0, OT_REDUCE_DTYPE},
         {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
@@ -173,6 +189,7 @@ int cmd_train(int argc, char **argv) {
                    .warmup = -1, .sched = -1, .decay_frac = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
+    DistArgs dist = {.rank = -1, .world = -1};
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < OT_LAST) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
@@ -209,12 +226,22 @@ int cmd_train(int argc, char **argv) {
         case OT_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
         case OT_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         case OT_DECAY_FRAC: given.decay_frac = arg_num_in(&R_DECAY_FRAC, optarg); break;
+        case OT_RENDEZVOUS: dist.rendezvous = optarg; break;
+        case OT_RANK: dist.rank = (int)arg_int("--rank", optarg, 0, (1 << 20) - 1); break;
+        case OT_WORLD: dist.world = (int)arg_int("--world-size", optarg, 1, 1 << 20); break;
+        case OT_REDUCE_DTYPE:
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--reduce-dtype must be fp32 or bf16, got '%s'", optarg);
+            dist.reduce_bf16 = !strcmp(optarg, "bf16");
+            break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     arch_check_device(&z, &mach);
+    dist.gpu = mach.device && !strcmp(mach.device, "cuda");
+    dist_start(&dist);
     machine_start(&mach);
+    dist_connect(dist.rendezvous);
     if (strcmp(task, "bible") && strcmp(task, "text") && strcmp(task, "pile") && strcmp(task, "wiki103") &&
         strcmp(task, "mqar"))
         usage_error("--task must be bible, text, pile, wiki103, mqar, lra-listops, lra-text or lra-retrieval, got '%s'", task);
@@ -268,6 +295,13 @@ int cmd_train(int argc, char **argv) {
             else usage_error("--task %s needs --data DIR (shards made by 'hgrn2 prepare')", task);
         }
     }
+    // each process takes B / world rows of every batch
+    if (rs.h.B % g_dist.world) {
+        if (resume) usage_error("the run's batch of %d rows (its checkpoint's) does not split over %d processes: resume "
+                                "it on a number of processes that divides it", rs.h.B, g_dist.world);
+        usage_error("--batch %d does not split over %d processes: the batch is the global one, B / %d rows on each "
+                    "process, so it must be a multiple of %d", rs.h.B, g_dist.world, g_dist.world, g_dist.world);
+    }
     plan.out = out;
     plan.resume = resume;
     if (is_mqar) {
@@ -276,14 +310,19 @@ int cmd_train(int argc, char **argv) {
         return rc;
     }
 
-    if (!resume && !strcmp(task, "bible") && !strcmp(data, DEFAULT_BIBLE_DATA)) prepare_bible(data);
-    if (!data_has_split(data, "train"))
-        die("no training shards in %s: run 'hgrn2 prepare --out %s ...' first", data, data);
-    // one trainer per run directory, from here to the exit: a second would interleave its rows with this
-    // one's in log.tsv and race it on model.ckpt.tmp
-    run_dir_lock(out, argc, argv);
-    Loader *train_ld = loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
-    Loader *val_ld = data_has_split(data, "val") ? loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
+    // rank 0 prepares the corpus and holds the run directory (the others wait)
+    if (g_dist.rank == 0) {
+        if (!resume && !strcmp(task, "bible") && !strcmp(data, DEFAULT_BIBLE_DATA)) prepare_bible(data);
+        if (!data_has_split(data, "train"))
+            die("no training shards in %s: run 'hgrn2 prepare --out %s ...' first", data, data);
+        // one trainer per run directory, from here to the exit: a second would interleave its rows with this
+        // one's in log.tsv and race it on model.ckpt.tmp
+        run_dir_lock(out, argc, argv);
+    }
+    dist_barrier();
+    const int rows = rs.h.B / g_dist.world, row0 = g_dist.rank * rows;
+    Loader *train_ld = loader_open_rows(data, "train", rs.h.B, row0, rows, rs.h.T, 1, rs.h.seed);
+    Loader *val_ld = data_has_split(data, "val") ? loader_open_rows(data, "val", rs.h.B, row0, rows, rs.h.T, 0, 0) : NULL;
     int data_vocab = (int)loader_vocab(train_ld);
 
     if (!resume) {
@@ -309,6 +348,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         loader_set_state(train_ld, rs.loader);
     }
+    model_shard(&model, g_dist.rank, g_dist.world);
     model_to_device(&model);
     model_alloc_training(&model);
     if (rs.c.V < data_vocab)
@@ -906,7 +946,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     argc--; argv++;
-    if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
+    // a launch of several processes (mpirun) is for training; every other command runs in one
+    if (dist_detect() && strcmp(cmd, "train")) {
+        char what[64];
+        snprintf(what, sizeof what, "'hgrn2 %.40s'", cmd);
+        dist_refuse(what);
+    }
+    if (!strcmp(cmd, "train")) {
+        int rc = cmd_train(argc, argv);
+        dist_finish();
+        return rc;
+    }
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(cmd, "bench")) {

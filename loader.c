@@ -123,6 +123,7 @@ void prefetch_set_state(Prefetch *p, const void *state, PrefetchPos at) {
 
 struct Loader {
     int B, T, random;
+    int B_all, row0;         // the batches are rows [row0, row0 + B) of batches of B_all rows
     uint32_t vocab;
     char *tokenizer;
     size_t nshards;
@@ -193,12 +194,13 @@ static int loader_produce(Loader *l, uint64_t pos, uint64_t seed, int32_t *out) 
     int rows = 0;
     for (int r = 0; r < l->B; r++) {
         int32_t *row = out + (size_t)r * W;
+        const uint64_t g = (uint64_t)(l->row0 + r);   // the row in the whole batch
         if (l->random) {
-            loader_read(l, window_start(seed, pos, (uint64_t)r, l->ntokens - (uint64_t)l->T), W, row);
+            loader_read(l, window_start(seed, pos, g, l->ntokens - (uint64_t)l->T), W, row);
             rows++;
             continue;
         }
-        uint64_t s = pos + (uint64_t)r * (uint64_t)l->T;
+        uint64_t s = pos + g * (uint64_t)l->T;
         size_t n = 0;
         if (!seq_exhausted(l, s)) {
             n = l->ntokens - s < W ? (size_t)(l->ntokens - s) : W;
@@ -211,7 +213,7 @@ static int loader_produce(Loader *l, uint64_t pos, uint64_t seed, int32_t *out) 
 }
 
 static uint64_t loader_advance(const Loader *l, uint64_t pos) {
-    return l->random ? pos + 1 : pos + (uint64_t)l->B * (uint64_t)l->T;
+    return l->random ? pos + 1 : pos + (uint64_t)l->B_all * (uint64_t)l->T;
 }
 
 // The Prefetch's view: the position is a batch index (random) or a cursor (sequential); no epochs.
@@ -232,10 +234,18 @@ static PrefetchPos loader_at(const Loader *l, LoaderState s) {
 }
 
 Loader *loader_open(const char *dir, const char *split, int B, int T, int random, uint64_t seed) {
+    return loader_open_rows(dir, split, B, 0, B, T, random, seed);
+}
+
+Loader *loader_open_rows(const char *dir, const char *split, int B_all, int row0, int B, int T, int random,
+                         uint64_t seed) {
     if (B < 1 || T < 1 || (uint64_t)B * ((uint64_t)T + 1) > (1ull << 34))
         die("loader for %s/%s: batch %d x sequence length %d is out of range", dir, split, B, T);
+    if (row0 < 0 || B_all < row0 + B) die("loader for %s/%s: rows %d to %d of batches of %d", dir, split, row0, row0 + B, B_all);
     Loader *l = xcalloc(1, sizeof *l);
     l->B = B;
+    l->B_all = B_all;
+    l->row0 = row0;
     l->T = T;
     l->random = random != 0;
     l->paths = data_split_paths(dir, split, &l->nshards);

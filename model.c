@@ -141,25 +141,46 @@ void model_alloc(Model *m, const Config *c) {
     m->params = xcalloc(m->lay.n, sizeof(real));
     m->grads = m->m = m->v = NULL;
     m->on_device = 0;
+    m->padded = m->part = m->opt_hi = m->lay.n;
+    m->opt_lo = 0;
+}
+// A moment of every parameter cut to the part [lo, lo + part) (zeros past lay.n).
+static real *moment_part(real *full, int64_t n, int64_t lo, int64_t part) {
+    real *p = xcalloc((size_t)part, sizeof(real));
+    if (lo < n) memcpy(p, full + lo, (size_t)(n - lo < part ? n - lo : part) * sizeof(real));
+    free(full);
+    return p;
+}
+void model_shard(Model *m, int rank, int world) {
+    if (world <= 1) return;
+    const int64_t n = m->lay.n;
+    m->part = (n + world - 1) / world;
+    m->padded = m->part * world;
+    m->opt_lo = (int64_t)rank * m->part < n ? (int64_t)rank * m->part : n;
+    m->opt_hi = m->opt_lo + m->part < n ? m->opt_lo + m->part : n;
+    m->params = xrealloc(m->params, (size_t)m->padded * sizeof(real));
+    memset(m->params + n, 0, (size_t)(m->padded - n) * sizeof(real));
+    if (m->m) m->m = moment_part(m->m, n, (int64_t)rank * m->part, m->part);
+    if (m->v) m->v = moment_part(m->v, n, (int64_t)rank * m->part, m->part);
 }
 void model_to_device(Model *m) {
     if (!g_gpu || m->on_device) return;
     if (m->c.mixer == MIXER_TRANSFORMER)
         die("--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
-    size_t bytes = (size_t)m->lay.n * sizeof(real);
+    size_t bytes = (size_t)m->padded * sizeof(real), part = (size_t)m->part * sizeof(real);
     real *params = dev_alloc(bytes, "parameters");
     dev_upload(params, m->params, bytes);
     free(m->params);
     m->params = params;
     // moments loaded from a checkpoint travel too
-    if (m->m) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->m, bytes); free(m->m); m->m = d; }
-    if (m->v) { real *d = dev_alloc(bytes, "AdamW moments"); dev_upload(d, m->v, bytes); free(m->v); m->v = d; }
+    if (m->m) { real *d = dev_alloc(part, "AdamW moments"); dev_upload(d, m->m, part); free(m->m); m->m = d; }
+    if (m->v) { real *d = dev_alloc(part, "AdamW moments"); dev_upload(d, m->v, part); free(m->v); m->v = d; }
     m->on_device = 1;
 }
 void model_alloc_training(Model *m) {
-    if (!m->grads) m->grads = dev_zeros(m->lay.n, "gradients");
-    if (!m->m) m->m = dev_zeros(m->lay.n, "AdamW moments");
-    if (!m->v) m->v = dev_zeros(m->lay.n, "AdamW moments");
+    if (!m->grads) m->grads = dev_zeros(m->padded, "gradients");
+    if (!m->m) m->m = dev_zeros(m->part, "AdamW moments");
+    if (!m->v) m->v = dev_zeros(m->part, "AdamW moments");
 }
 void model_free(Model *m) {
     void (*release)(void *) = m->on_device ? dev_free : free;
@@ -751,9 +772,9 @@ void model_backward(Model *m, Acts *a, const int32_t *ids) {
 // ----------------------------------------------------------------------------------------------------------
 // Optimizer: AdamW; the global gradient norm for clipping.
 
-double grad_norm(Model *m) {
+double grad_sumsq(Model *m) {
     SECTION("optimizer");
-    return sqrt(OP(sumsq, m->grads, m->lay.n));
+    return OP(sumsq, m->grads + m->opt_lo, m->opt_hi - m->opt_lo);
 }
 
 void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step) {
@@ -764,9 +785,12 @@ void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t 
         int nl = p < P_FIRST_LAYER ? 1 : m->c.L;
         double wd = PARAMS[p].decay ? o->wd : 0.0;
         for (int l = 0; l < nl; l++) {
-            real *pp = W(m, p, l);
-            int64_t off = pp - m->params;
-            OP(adamw, pp, m->grads + off, m->m + off, m->v + off, n, lr, o->beta1, o->beta2, o->eps, wd,
+            // the tensor's values [a, b) within the part this process updates; the moments hold the part alone
+            int64_t a = W(m, p, l) - m->params, b = a + n;
+            if (a < m->opt_lo) a = m->opt_lo;
+            if (b > m->opt_hi) b = m->opt_hi;
+            if (a >= b) continue;
+            OP(adamw, m->params + a, m->grads + a, m->m + (a - m->opt_lo), m->v + (a - m->opt_lo), b - a, lr, o->beta1, o->beta2, o->eps, wd,
                      grad_scale, step);
         }
     }

@@ -116,6 +116,11 @@ typedef struct {
     Layout lay;
     real *params, *grads, *m, *v;   // grads, m, v are NULL until training asks for them
     int on_device;                  // params, m and v moved to the GPU (grads are always backend memory)
+    // ZeRO-1 over the processes of a run (model_shard): params and grads hold `padded` values, lay.n rounded up
+    // to a multiple of the process count (the tail stays 0), in one part of `part` values per process; this
+    // process updates [opt_lo, opt_hi), the stretch of its part within lay.n, and m and v hold AdamW's moments
+    // of its part alone. One process: padded = part = opt_hi = lay.n, opt_lo = 0.
+    int64_t padded, part, opt_lo, opt_hi;
 } Model;
 
 // Tensor p of layer l: its weights and its gradient.
@@ -125,6 +130,10 @@ static inline real *G(Model *m, int p, int l) { return tensor_at(&m->lay, m->gra
 // Parameters are made and loaded on the host (model_alloc, model_init, checkpoint_load), then moved to
 // the backend's memory by model_to_device; gradients and AdamW moments are born there.
 void model_alloc(Model *m, const Config *c);
+// Before model_to_device, in a run of `world` processes: this process's part of the optimizer (rank), the
+// parameters padded, and moments loaded from a checkpoint (for every parameter) cut to the part. Nothing
+// changes for a world of 1.
+void model_shard(Model *m, int rank, int world);
 void model_to_device(Model *m);
 void model_alloc_training(Model *m);
 void model_free(Model *m);
@@ -215,11 +224,14 @@ void model_backward(Model *m, Acts *a, const int32_t *ids);
 
 // ---- optimizer ----
 
-double grad_norm(Model *m);     // the global norm of every gradient
+// The sum of the squares of the gradients this process updates ([opt_lo, opt_hi)): of every gradient on one
+// process; a run of several adds theirs (train_step).
+double grad_sumsq(Model *m);
 // AdamW's constants; the learning rate comes per step from the schedule.
 typedef struct { double beta1, beta2, eps, wd; } AdamW;
-// One AdamW update of every tensor at learning rate lr; weight decay only where the parameter table says.
-// grad_scale multiplies every gradient first (clipping); step counts from 1.
+// One AdamW update of every tensor, or of the parameters [opt_lo, opt_hi) of a part, at learning rate lr;
+// weight decay only where the parameter table says (per tensor, so a part's stretch of each tensor takes its
+// tensor's). grad_scale multiplies every gradient first (clipping); step counts from 1.
 void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step);
 
 // ---- decoding ----

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "mqar.h"
+#include "dist.h"
 
 // Zoology's exponent: slot j (from 0) of the query region is drawn with weight (j + 1)^(POWER_A - 1), so
 // queries sit mostly near the start of the region, and some far from it.
@@ -101,12 +102,14 @@ int mqar_parse(const char *spec, int *P) {
 // ----------------------------------------------------------------------------------------------------------
 // Training batches and evaluation
 
-void mqar_batches_init(MqarBatches *b, const Mqar *g, int B, uint64_t next) {
+void mqar_batches_init(MqarBatches *b, const Mqar *g, int B, int row0, int rows, uint64_t next) {
     b->g = g;
     b->B = B;
+    b->row0 = row0;
+    b->rows = rows;
     b->next = next;
-    b->ids = xmalloc((size_t)B * g->T * sizeof(int32_t));
-    b->tgt = xmalloc((size_t)B * g->T * sizeof(int32_t));
+    b->ids = xmalloc((size_t)rows * g->T * sizeof(int32_t));
+    b->tgt = xmalloc((size_t)rows * g->T * sizeof(int32_t));
 }
 
 void mqar_batches_free(MqarBatches *b) {
@@ -118,8 +121,8 @@ void mqar_batches_free(MqarBatches *b) {
 void mqar_batches_next(void *ctx, const int32_t **inp, const int32_t **tgt) {
     MqarBatches *b = ctx;
     const int T = b->g->T;
-    for (int i = 0; i < b->B; i++)
-        mqar_example(b->g, b->next + (uint64_t)i, b->ids + (int64_t)i * T, b->tgt + (int64_t)i * T);
+    for (int i = 0; i < b->rows; i++)
+        mqar_example(b->g, b->next + (uint64_t)(b->row0 + i), b->ids + (int64_t)i * T, b->tgt + (int64_t)i * T);
     b->next += (uint64_t)b->B;
     *inp = b->ids;
     *tgt = b->tgt;
@@ -134,7 +137,8 @@ double mqar_evaluate(Model *m, Acts *a, const Mqar *g, int64_t n, double *acc) {
     double sum = 0;
     int64_t count = 0, right = 0;
     a->pred = pred;
-    for (int64_t first = 0; first < n; first += B) {
+    // this process's B examples of every batch of B x world
+    for (int64_t first = (int64_t)g_dist.rank * B; first < n; first += (int64_t)B * g_dist.world) {
         for (int i = 0; i < B; i++) {
             int32_t *x = ids + (int64_t)i * T, *y = tgt + (int64_t)i * T;
             if (first + i < n) mqar_example(g, MQAR_HELD_OUT + (uint64_t)(first + i), x, y);
@@ -147,18 +151,26 @@ double mqar_evaluate(Model *m, Acts *a, const Mqar *g, int64_t n, double *acc) {
     }
     a->pred = NULL;
     free(ids); free(tgt); free(pred);
+    if (g_dist.world > 1) {
+        double tot[3] = {sum, (double)count, (double)right};
+        dist_allreduce_host(tot, 3, DIST_SUM);
+        sum = tot[0];
+        count = (int64_t)tot[1];
+        right = (int64_t)tot[2];
+    }
     *acc = count ? (double)right / (double)count : NAN;
     return count ? sum / (double)count : NAN;
 }
 
 static double task_evaluate(void *ctx, Model *m, Acts *a, int64_t eval_batches, double *acc) {
     MqarTask *t = ctx;
-    return mqar_evaluate(m, a, t->g, eval_batches > 0 ? eval_batches * a->B : MQAR_EVAL_EXAMPLES, acc);
+    // a->B is this process's share of a batch of a->B x world
+    return mqar_evaluate(m, a, t->g, eval_batches > 0 ? eval_batches * a->B * g_dist.world : MQAR_EVAL_EXAMPLES, acc);
 }
 
-void mqar_task_init(MqarTask *t, const Mqar *g, int B, uint64_t first_example) {
+void mqar_task_init(MqarTask *t, const Mqar *g, int B, int row0, int rows, uint64_t first_example) {
     t->g = g;
-    mqar_batches_init(&t->batches, g, B, first_example);
+    mqar_batches_init(&t->batches, g, B, row0, rows, first_example);
     t->task = (GenTask){.batches = {mqar_batches_next, &t->batches}, .evaluate = task_evaluate, .ctx = t};
 }
 

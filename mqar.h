@@ -42,30 +42,32 @@ int mqar_parse(const char *spec, int *P);
 // ---- training and evaluation ----
 
 // The training batches: B examples per micro-batch, taken in index order from `next` (the run's first
-// micro-batch is example 0, so a run at step s with accumulation A continues at s A B).
+// micro-batch is example 0, so a run at step s with accumulation A continues at s A B). A process of a run
+// of several (dist.h) takes the examples [row0, row0 + rows) of each micro-batch; one process all B.
 typedef struct {
     const Mqar *g;
-    int B;
+    int B, row0, rows;
     uint64_t next;
     int32_t *ids, *tgt;
 } MqarBatches;
-void mqar_batches_init(MqarBatches *b, const Mqar *g, int B, uint64_t next);
+void mqar_batches_init(MqarBatches *b, const Mqar *g, int B, int row0, int rows, uint64_t next);
 void mqar_batches_free(MqarBatches *b);
 // The BatchSource next() of MqarBatches (train.h).
 void mqar_batches_next(void *ctx, const int32_t **inp, const int32_t **tgt);
 
 // The first n held-out examples, a->B at a time: the mean loss over the answer positions, and in *acc the
-// accuracy, the fraction of answer positions whose most likely token is the right value.
+// accuracy, the fraction of answer positions whose most likely token is the right value. In a run of several
+// processes each scores a->B examples of every batch of a->B x world and the result is that of them all.
 double mqar_evaluate(Model *m, Acts *a, const Mqar *g, int64_t n, double *acc);
 
-// What train_run needs of the task (train.h): the batches, and eval_batches x B held-out examples at each
-// evaluation (0: MQAR_EVAL_EXAMPLES). g and the batches must outlive the run.
+// What train_run needs of the task (train.h): the batches (rows as in MqarBatches), and eval_batches x B
+// held-out examples at each evaluation (0: MQAR_EVAL_EXAMPLES). g and the batches must outlive the run.
 typedef struct {
     GenTask task;
     const Mqar *g;
     MqarBatches batches;
 } MqarTask;
-void mqar_task_init(MqarTask *t, const Mqar *g, int B, uint64_t first_example);
+void mqar_task_init(MqarTask *t, const Mqar *g, int B, int row0, int rows, uint64_t first_example);
 void mqar_task_free(MqarTask *t);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "train.h"
 #include "checkpoint.h"
+#include "dist.h"
 
 const char *const SCHED_NAMES[NSCHED] = {"cosine", "invsqrt", "constant", "wsd"};
 
@@ -92,6 +93,13 @@ double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *nta
         if (tok) bytes += target_bytes(tok, tgt, (int64_t)B * T);
     }
     free(buf); free(inp); free(tgt);
+    if (g_dist.world > 1) {     // each process scored its rows of every batch
+        double tot[3] = {sum, (double)cnt, (double)bytes};
+        dist_allreduce_host(tot, 3, DIST_SUM);
+        sum = tot[0];
+        cnt = (int64_t)tot[1];
+        bytes = (int64_t)tot[2];
+    }
     if (ntargets) *ntargets = cnt;
     if (nbytes) *nbytes = bytes;
     return cnt ? sum / cnt : NAN;
@@ -254,26 +262,40 @@ int fault_nonfinite(int64_t step) {
 
 StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm) {
     StepResult r = {.lr = lr_at(h, step)};
-    const double N = (double)a->N;
-    OP(zero, m->grads, m->lay.n);
-    double loss_sum = 0;
+    // every loss is scaled by the global batch's positions: over several processes, the sum of their
+    // gradients is then the gradient of the one batch they share
+    const double N = (double)h->B * h->T;
+    OP(zero, m->grads, m->padded);
+    double *sums = xmalloc(2 * (size_t)h->accum * sizeof(double));   // per micro-batch: the loss sum, the count
     for (int micro = 0; micro < h->accum; micro++) {
         const int32_t *inp, *tgt;
         src->next(src->ctx, &inp, &tgt);
         int64_t cnt;
-        double s = model_forward(m, a, inp, tgt, NULL, NULL, 0, 1.0 / (N * h->accum), &cnt);
+        sums[2 * micro] = model_forward(m, a, inp, tgt, NULL, NULL, 0, 1.0 / (N * h->accum), &cnt);
+        sums[2 * micro + 1] = (double)cnt;
         model_backward(m, a, inp);
-        loss_sum += s / (double)(cnt ? cnt : 1);
     }
+    // ZeRO-1: each process receives the summed gradients of its part, and updates that part alone
+    dist_reduce_scatter(m->grads, m->part);
+    dist_allreduce_host(sums, 2 * h->accum, DIST_SUM);
+    // the mean over the micro-batches of their mean loss over every target of the global batch
+    double loss_sum = 0;
+    for (int micro = 0; micro < h->accum; micro++)
+        loss_sum += sums[2 * micro] / (sums[2 * micro + 1] ? sums[2 * micro + 1] : 1);
+    free(sums);
     r.loss = loss_sum / h->accum;
     if (fault_nonfinite(step)) r.loss = NAN;
     double scale = 1.0;
     if (measure_norm) {
-        r.grad_norm = grad_norm(m);
+        double ss = grad_sumsq(m);
+        dist_allreduce_host(&ss, 1, DIST_SUM);
+        r.grad_norm = sqrt(ss);
         if (h->clip > 0 && r.grad_norm > h->clip) scale = h->clip / r.grad_norm;
     }
-    if (!isfinite(r.loss) || !isfinite(r.grad_norm)) return r;   // diverged: the parameters stay as they were
+    // diverged: the parameters stay as they were (every process sees the same loss and norm)
+    if (!isfinite(r.loss) || !isfinite(r.grad_norm)) return r;
     adamw_step(m, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, r.lr, scale, step);
+    dist_all_gather(m->params, m->part);
     return r;
 }
 
@@ -374,6 +396,15 @@ void stop_signals_catch(void) {
     signal(SIGTERM, on_stop_signal);
 }
 int stop_signal(void) { return g_stop_signal; }
+// The signal any process of the run noted (the highest), 0 when none did; from then on this process's own.
+// Every process takes the same decision from it, whenever each received its signal.
+static int any_stop_signal(void) {
+    if (g_dist.world == 1) return g_stop_signal;
+    double sig = g_stop_signal;
+    dist_allreduce_host(&sig, 1, DIST_MAX);
+    if (sig > 0) g_stop_signal = (int)sig;
+    return (int)sig;
+}
 void stop_signals_release(void) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
@@ -441,6 +472,33 @@ double log_column(const char *log_path, int column, LogPick pick) {
 }
 
 
+// The run's checkpoint at path, saved by every process together: rank 0 writes it (checkpoint_save), with the
+// AdamW moments of every process's part gathered, so the file is the one a single process would write. The
+// others wait until it is written.
+static void run_save(const char *path, const Model *m, const RunState *rs) {
+    if (g_dist.world == 1) { checkpoint_save(path, m, rs, 1); return; }
+    const int root = g_dist.rank == 0;
+    real *mom[2] = {NULL, NULL};
+    if (root)
+        for (int k = 0; k < 2; k++) mom[k] = xmalloc((size_t)m->padded * sizeof(real));
+    dist_gather_host(m->m, m->part, mom[0]);
+    dist_gather_host(m->v, m->part, mom[1]);
+    if (root) {
+        // the parameters are the same on every process: rank 0's own, on the host
+        real *staged;
+        Model whole = *m;
+        whole.params = (real *)host_view(m, m->params, m->lay.n, &staged);
+        whole.m = mom[0];
+        whole.v = mom[1];
+        whole.on_device = 0;
+        checkpoint_save(path, &whole, rs, 1);
+        free(staged);
+        free(mom[0]);
+        free(mom[1]);
+    }
+    dist_barrier();
+}
+
 int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, const TrainPlan *p) {
     const Config *cf = &model->c;
     const Hyper *h = &rs->h;
@@ -450,19 +508,23 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     if (ckpt_every < 0) ckpt_every = h->steps >= 10 ? h->steps / 4 : 0;
     const GenTask *gen = p->gen;
     const int has_val = val_ld || gen;
+    // in a run of several processes each takes its rows of the global batch (cmd_train checked that they divide it)
+    const int rows = h->B / g_dist.world, root = g_dist.rank == 0;
     Acts acts, eacts;
-    acts_alloc(&acts, cf, h->B, h->T, 1);
-    if (has_val) acts_alloc(&eacts, cf, h->B, h->T, 0);
+    acts_alloc(&acts, cf, rows, h->T, 1);
+    if (has_val) acts_alloc(&eacts, cf, rows, h->T, 0);
     const char *peak_label;
-    const double peak = dev_peak_flops(&peak_label);
+    const double peak = dev_peak_flops(&peak_label) * g_dist.world;
 
     printf("+--------------+----------------------------------------------------------\n");
     if (gen) printf("| task         | %s, data %s (generated on the fly)\n", p->task, p->data);
     else printf("| task         | %s, data %s (%llu train tokens%s), tokenizer %s\n", p->task, p->data,
                 (unsigned long long)loader_ntokens(train_ld), val_ld ? "" : ", no validation split", rs->tokenizer);
     print_config(cf, &model->lay, stdout);
-    printf("| batch        | %d x %d tokens x %d accumulation = %lld tokens per step\n", h->B, h->T, h->accum,
+    printf("| batch        | %d x %d tokens x %d accumulation = %lld tokens per step", h->B, h->T, h->accum,
            (long long)h->B * h->T * h->accum);
+    if (g_dist.world > 1) printf(", %d rows on each of %d processes", rows, g_dist.world);
+    printf("\n");
     char sched[64];
     if (h->sched == SCHED_WSD) snprintf(sched, sizeof sched, "wsd, decay over the last %g of the steps", h->decay_frac);
     else snprintf(sched, sizeof sched, "%s", SCHED_NAMES[h->sched]);
@@ -470,33 +532,50 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
            h->lr, sched, (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
     printf("| steps        | %lld (eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
            (long long)eval_every, (long long)ckpt_every);
-    printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
-           bytes_mib(model->lay.n * 4 * (int64_t)sizeof(real)), bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0)));
-    if (g_gpu) printf("| machine      | %s, out %s\n", device_name(), out);
-    else printf("| machine      | cpu, %d thread%s, out %s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s", out);
+    const double act_mib = bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0));
+    if (g_dist.world == 1)
+        printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
+               bytes_mib(model->lay.n * 4 * (int64_t)sizeof(real)), act_mib);
+    else    // ZeRO-1: each process keeps AdamW's moments of its part of the parameters alone
+        printf("| memory       | per process: parameters+grads %.1f MiB, AdamW %.1f MiB (a 1/%d part; one process "
+               "holds %.1f MiB), activations %.1f MiB\n", bytes_mib(model->padded * 2 * (int64_t)sizeof(real)),
+               bytes_mib(model->part * 2 * (int64_t)sizeof(real)), g_dist.world,
+               bytes_mib(model->lay.n * 2 * (int64_t)sizeof(real)), act_mib);
+    char procs[96] = "";
+    if (g_dist.world > 1)
+        snprintf(procs, sizeof procs, "%d processes (%s), ", g_dist.world,
+                 !g_dist.nccl ? "MPI" : g_dist.reduce_bf16 ? "NCCL, gradients in bf16" : "NCCL, gradients in fp32");
+    if (g_gpu) printf("| machine      | %s%s, out %s\n", procs, device_name(), out);
+    else printf("| machine      | %scpu, %d thread%s%s, out %s\n", procs, omp_get_max_threads(),
+                omp_get_max_threads() == 1 ? "" : "s", g_dist.world > 1 ? " each" : "", out);
     printf("+--------------+----------------------------------------------------------\n");
     fflush(stdout);
 
+    // rank 0 alone writes the log (and the checkpoints: run_save)
     char *ckpt_path = xasprintf("%s/model.ckpt", out), *log_path = xasprintf("%s/log.tsv", out);
-    if (p->resume) log_cut(log_path, gen ? LOG_HEADER_ACC : LOG_HEADER, rs->step);
-    FILE *logf = fopen(log_path, p->resume ? "a" : "w");
-    if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
-    if (!p->resume) fputs(gen ? LOG_HEADER_ACC : LOG_HEADER, logf);
+    FILE *logf = NULL;
+    if (root) {
+        if (p->resume) log_cut(log_path, gen ? LOG_HEADER_ACC : LOG_HEADER, rs->step);
+        logf = fopen(log_path, p->resume ? "a" : "w");
+        if (!logf) die("cannot write %s: %s", log_path, strerror(errno));
+        if (!p->resume) fputs(gen ? LOG_HEADER_ACC : LOG_HEADER, logf);
+    }
 
-    int64_t N = (int64_t)h->B * h->T;
+    int64_t N = (int64_t)h->B * h->T, n = (int64_t)rows * h->T;   // the global batch's tokens, this process's
     LoaderBatches lb = {0};
-    if (!gen) lb = (LoaderBatches){train_ld, h->B, h->T, cf->V, xmalloc((size_t)h->B * (h->T + 1) * sizeof(int32_t)),
-                                   xmalloc((size_t)N * sizeof(int32_t)), xmalloc((size_t)N * sizeof(int32_t))};
+    if (!gen) lb = (LoaderBatches){train_ld, rows, h->T, cf->V, xmalloc((size_t)rows * (h->T + 1) * sizeof(int32_t)),
+                                   xmalloc((size_t)n * sizeof(int32_t)), xmalloc((size_t)n * sizeof(int32_t))};
     const BatchSource src = gen ? gen->batches : (BatchSource){loader_batches_next, &lb};
     double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, val_acc = NAN, first_loss = NAN;
     int64_t step0 = rs->step;
-    double tok_per_s = 0, wall0 = p->resume ? log_column(log_path, -1, LOG_LAST) : 0;   // wall_s
+    double tok_per_s = 0, wall0 = root && p->resume ? log_column(log_path, -1, LOG_LAST) : 0;   // wall_s
     int rc = 0;
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
     // --keep: the best held-out loss so far (of this run's log.tsv, so a resumed run knows it too)
-    double best_val = p->keep > 0 && p->resume ? log_column(log_path, 2, LOG_MIN) : INFINITY;   // val_loss
+    double best_val = p->keep > 0 && p->resume ? (root ? log_column(log_path, 2, LOG_MIN) : -INFINITY) : INFINITY;
+    dist_allreduce_host(&best_val, 1, DIST_MAX);   // rank 0's, which read the log
     stop_signals_catch();
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;
@@ -510,8 +589,9 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
                 die("training diverged: %lld steps in a row up to step %lld had a non-finite loss or gradient (loss %g, "
                     "grad norm %g; --max-bad-steps %lld); lower --lr or raise --warmup; the last checkpoint in %s is "
                     "intact", (long long)bad_run, (long long)step, r.loss, r.grad_norm, (long long)p->max_bad_steps, out);
-            fprintf(stderr, "hgrn2: warning: step %lld skipped: loss %g, grad norm %g (%lld in a row, %lld in all)\n",
-                    (long long)step, r.loss, r.grad_norm, (long long)bad_run, (long long)bad_total);
+            if (root)
+                fprintf(stderr, "hgrn2: warning: step %lld skipped: loss %g, grad norm %g (%lld in a row, %lld in all)\n",
+                        (long long)step, r.loss, r.grad_norm, (long long)bad_run, (long long)bad_total);
         } else {
             bad_run = 0;
         }
@@ -538,23 +618,27 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
             printf("\n");
             fflush(stdout);
         }
-        fprintf(logf, "%lld\t%.9g\t", (long long)step, loss);
-        if (do_eval) fprintf(logf, "%.9g", val_loss);
-        fprintf(logf, "\t%.9g\t%.9g", r.lr, r.grad_norm);
-        if (gen) { fputc('\t', logf); if (do_eval) fprintf(logf, "%.9g", val_acc); }
-        fprintf(logf, "\t%lld\t%.3f\n", (long long)(step * N * h->accum), wall0 + now_s() - t_start);
-        fflush(logf);
-        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || g_stop_signal) {
-            checkpoint_save(ckpt_path, model, rs, 1);
-            if (p->keep > 0) keep_step_checkpoint(out, ckpt_path, step, p->keep);
+        if (logf) {
+            fprintf(logf, "%lld\t%.9g\t", (long long)step, loss);
+            if (do_eval) fprintf(logf, "%.9g", val_loss);
+            fprintf(logf, "\t%.9g\t%.9g", r.lr, r.grad_norm);
+            if (gen) { fputc('\t', logf); if (do_eval) fprintf(logf, "%.9g", val_acc); }
+            fprintf(logf, "\t%lld\t%.3f\n", (long long)(step * N * h->accum), wall0 + now_s() - t_start);
+            fflush(logf);
+        }
+        // a signal to any process stops them all after this step (mpirun passes Ctrl-C on as SIGTERM to each)
+        int stop = any_stop_signal();
+        if ((ckpt_every && step % ckpt_every == 0) || step == last_step || stop) {
+            run_save(ckpt_path, model, rs);
+            if (p->keep > 0 && root) keep_step_checkpoint(out, ckpt_path, step, p->keep);
         }
         if (p->keep > 0 && do_eval && isfinite(val_loss) && val_loss < best_val) {
             best_val = val_loss;
             char *best = xasprintf("%s/best.ckpt", out);
-            checkpoint_save(best, model, rs, 1);
+            run_save(best, model, rs);
             free(best);
         }
-        if (g_stop_signal) {
+        if (stop) {
             rc = stop_signal_report(ckpt_path, rs->step, h->steps, out);
             break;
         }
@@ -563,7 +647,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         stop_signals_release();
         if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
         if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
-            checkpoint_save(ckpt_path, model, rs, 1);
+            run_save(ckpt_path, model, rs);
             printf("the run is already at step %lld of %lld\n", (long long)rs->step, (long long)h->steps);
         }
         double total = now_s() - t_start;
@@ -577,7 +661,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\nsaved %s\n", ckpt_path);
     }
-    fclose(logf);
+    if (logf) fclose(logf);
     free(lb.buf); free(lb.inp); free(lb.tgt);
     free(ckpt_path); free(log_path);
     acts_free(&acts);

@@ -49,6 +49,10 @@ typedef struct {
 // micro-batches from src, each loss scaled by 1 / (B T accum); with measure_norm, the global gradient norm
 // and clipping to it when h->clip > 0 (bench leaves it out of what it times); AdamW at lr_at(h, step).
 // When the loss or the norm is not finite, AdamW is skipped and the parameters stay as they were.
+// In a run of several processes (dist.h) h->B is the global batch, of which src gives and `a` holds this
+// process's B / world rows: the gradients are summed into each process's part (ZeRO-1, model_shard), the
+// loss and the norm are those of the global batch, each process updates its part and then every process
+// receives the others' (the same result as one process, up to the order of the sums).
 StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm);
 
 // ---- evaluation ----
@@ -59,7 +63,8 @@ void split_batch(const int32_t *buf, int B, int T, int V, int32_t *inp, int32_t 
 // The UTF-8 bytes the valid targets stand for (for bits per byte with any tokenizer).
 int64_t target_bytes(const Tokenizer *tok, const int32_t *tgt, int64_t n);
 // Mean loss over the whole (or the first max_batches batches of the) sequential split. With a tokenizer,
-// *nbytes receives the bytes of text the predicted tokens stand for.
+// *nbytes receives the bytes of text the predicted tokens stand for. In a run of several processes each
+// scores its rows of every batch (ld from loader_open_rows) and the result is that of the whole batches.
 double evaluate(Model *m, Acts *a, Loader *ld, int64_t max_batches, int64_t *ntargets,
                 const Tokenizer *tok, int64_t *nbytes);
 // The summed next-token loss of the sequences in ids_path (one sequence of token ids per line, whitespace-

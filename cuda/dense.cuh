@@ -30,13 +30,15 @@ static void to_bf16(bf16 *y, const float *x, int64_t n) {
 // converted into a cache keyed by their address, which the AdamW kernel keeps up to date as it writes the new
 // weights (weight_bf16).
 //
-// The invariant: an entry for W that is `current` holds exactly to_bf16 of W[0, n). Only cuda_adamw and
-// cuda_to_device write parameters (and cuda_free may give their memory to another tensor), so:
+// The invariant: an entry for W that is `current` holds exactly to_bf16 of W[0, n). Only cuda_adamw,
+// cuda_to_device and, in a run of several GPUs, cuda_nccl_all_gather write parameters (and cuda_free may give
+// their memory to another tensor), so:
 // - cuda_adamw over [p, p + n) writes the bf16 of the new values, in the same pass, into one current entry that
 //   contains the range, which so stays current (an entry may hold several tensors, each updated by its own
 //   cuda_adamw: the fused q/f/i and gate/up projections); the other entries over the range go stale;
 // - cuda_to_device and cuda_free make the entries over their bytes stale, and only those: the token ids go up
-//   through cuda_to_device at every forward, which must not cost a conversion of every weight.
+//   through cuda_to_device at every forward, which must not cost a conversion of every weight;
+// - cuda_nccl_all_gather makes the entries over the other ranks' parts stale (nccl.cuh).
 struct W16 { bf16 *p; int64_t cap, n; bool current; };
 static std::unordered_map<const float *, W16> g_w16;
 static const bf16 *weight_bf16(const float *W, int64_t n) {

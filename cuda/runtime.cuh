@@ -52,6 +52,7 @@ static cudaStream_t g_stream = 0;
 // plumbing: device, stream, cuBLAS, tracked allocations, scratch
 // ---------------------------------------------------------------------------------------------------------
 static int g_init = 0;
+static int g_device = 0;       // cuda_use_device: the GPU of this process among the visible ones
 static cublasHandle_t g_blas;
 static cudaDeviceProp g_prop;
 // The GEMM precision (cuda_set_gemm_precision). The program sets it before any op; the initial value only serves
@@ -66,14 +67,22 @@ extern "C" void cuda_init(void) {
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0)
         die("no usable CUDA device (%s); use --device cpu", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
-    CUDA_CHECK(cudaSetDevice(0));
-    CUDA_CHECK(cudaGetDeviceProperties(&g_prop, 0));
+    if (g_device >= n)
+        die("this process drives GPU %d (its local rank), but %d GPU%s visible: start at most one process per GPU on "
+            "each machine", g_device, n, n == 1 ? " is" : "s are");
+    CUDA_CHECK(cudaSetDevice(g_device));
+    CUDA_CHECK(cudaGetDeviceProperties(&g_prop, g_device));
     CUDA_CHECK(cudaStreamCreate(&g_stream));
     CUBLAS_CHECK(cublasCreate(&g_blas));
     CUBLAS_CHECK(cublasSetStream(g_blas, g_stream));
     const char *s = getenv("HGRN2_CUDA_SYNC");
     g_debug_sync = s && *s && strcmp(s, "0") != 0;
     g_init = 1;
+}
+
+extern "C" void cuda_use_device(int device) {
+    if (g_init && device != g_device) die("internal error: GPU %d chosen after GPU %d started", device, g_device);
+    g_device = device;
 }
 
 extern "C" const char *cuda_device_name(void) {

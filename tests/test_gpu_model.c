@@ -54,7 +54,7 @@ static double side_step(Side *s, int gpu, const int32_t *inp, const int32_t *tgt
     int64_t cnt;
     double loss = model_forward(&s->m, &s->a, inp, tgt, NULL, NULL, 0, 1.0 / N, &cnt) / cnt;
     model_backward(&s->m, &s->a, inp);
-    double gn = grad_norm(&s->m);
+    double gn = sqrt(grad_sumsq(&s->m));   // one process: every gradient
     if (gnorm) *gnorm = gn;
     if (h) adamw_step(&s->m, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, lr_at(h, step), gn > h->clip ? h->clip / gn : 1.0, step);
     g_gpu = 0;

@@ -142,13 +142,15 @@ static void held_out(void) {
     mqar_free(&g); mqar_free(&h);
 }
 
-// Batches take the examples in index order; a source started at example k continues one started at 0.
+// Batches take the examples in index order; a source started at example k continues one started at 0; a
+// process's rows of a batch (a run of several) are those rows of the whole batch.
 static void batches(void) {
     Mqar g;
     mqar_init(&g, 512, 32, 3, 9);
-    MqarBatches a, b;
-    mqar_batches_init(&a, &g, 4, 0);
-    mqar_batches_init(&b, &g, 4, 8);
+    MqarBatches a, b, part;
+    mqar_batches_init(&a, &g, 4, 0, 4, 0);
+    mqar_batches_init(&b, &g, 4, 0, 4, 8);
+    mqar_batches_init(&part, &g, 4, 1, 2, 8);
     const int32_t *ai, *at, *bi, *bt;
     int32_t want[32], wt[32];
     mqar_batches_next(&a, &ai, &at);
@@ -158,8 +160,13 @@ static void batches(void) {
     mqar_batches_next(&a, &ai, &at);
     mqar_batches_next(&b, &bi, &bt);
     CHECK(!memcmp(ai, bi, 4 * 32 * 4) && !memcmp(at, bt, 4 * 32 * 4), "a source started at example 8 differs from the third batch");
-    printf("batches: examples in index order, and a source started later continues the same sequence\n");
-    mqar_batches_free(&a); mqar_batches_free(&b);
+    const int32_t *pi, *pt;
+    mqar_batches_next(&part, &pi, &pt);
+    mqar_batches_next(&part, &pi, &pt);
+    mqar_batches_next(&b, &bi, &bt);
+    CHECK(!memcmp(pi, bi + 32, 2 * 32 * 4) && !memcmp(pt, bt + 32, 2 * 32 * 4), "rows 1-2 of a batch differ from a part's");
+    printf("batches: examples in index order, a source started later continues the same sequence, a part has its rows\n");
+    mqar_batches_free(&a); mqar_batches_free(&b); mqar_batches_free(&part);
     mqar_free(&g);
 }
 
