@@ -106,6 +106,9 @@ void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv
                         const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                         int S, int gh, int gw, int H, int K, int Dv, int chunk, int reverse, int acc);
 int cuda_hgru_cols_direct(int K, int Dv);
+// Small heads (K = Dv <= 4) over sequences of 128 steps or more run in chunks of time when the heads are too few
+// to fill the card (mixer_small.cuh); for the tests, mode 1 chunks them always, 0 never, -1 (the default) decides.
+void cuda_hgru_small_chunks(int mode);
 
 // ---- SwiGLU ----
 void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I);

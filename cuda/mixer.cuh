@@ -33,6 +33,24 @@ template <typename F> static void with_flags(int reverse, int acc, F f) {
     else f(D1{}, std::true_type{});
 }
 
+// The small-head kernels (mixer_small.cuh), in chunks of time where the heads are too few (small_chunked).
+// With acc the backward's dq of this call goes to scratch first (the reverse sweep adds it to dq, as its dg reads
+// this call's dq alone); the chunks' carries follow it in the same scratch.
+static void small_fwd(const SmallArgs &s, int K, int reverse, int acc) {
+    SmallCarry cr;
+    const bool ch = small_chunked((int64_t)s.B * s.H, s.T);
+    if (ch) cr = small_carry(s, K, false, 0);
+    with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K, ch ? &cr : NULL); });
+}
+static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
+    const size_t dq1 = acc ? align256((size_t)s.B * s.T * s.H * K * sizeof(float)) : 0;
+    const bool ch = small_chunked((int64_t)s.B * s.H, s.T);
+    SmallCarry cr;
+    if (ch) cr = small_carry(s, K, true, dq1);
+    s.dq1 = !acc ? dq : (float *)scratch(dq1);   // the scratch small_carry sized (dq1 first), or just dq1
+    with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K, ch ? &cr : NULL); });
+}
+
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,
                               int acc) {
@@ -53,7 +71,7 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
         SmallArgs s = {};
         s.q = q; s.k = k; s.g = g; s.v = v; s.S0 = S0; s.o = o; s.ST = ST;
         s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = B; s.T = T; s.H = H; s.per = 1; s.scale = (float)(1.0 / sqrt((double)K));
-        with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K); });
+        small_fwd(s, K, reverse, acc);
         return;
     }
     SweepArgs a = {};
@@ -85,9 +103,8 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
         SmallArgs s = {};
         s.q = q; s.k = k; s.g = g; s.v = v; s.dout = dout;
         s.dq = dq; s.dk = dk; s.dg = dg; s.dv = dv; s.lddv = lddv; s.ldv = ldv;
-        s.dq1 = acc ? (float *)scratch((size_t)B * T * H * K * sizeof(float)) : dq;
         s.B = B; s.T = T; s.H = H; s.per = 1; s.scale = (float)(1.0 / sqrt((double)K));
-        with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K); });
+        small_bwd(s, K, reverse, acc, dq);
         return;
     }
     SweepArgs a = {};
@@ -140,7 +157,7 @@ extern "C" void cuda_hgru_cols_fwd(float *o, const float *q, const float *k, con
     s.q = q; s.k = k; s.g = g; s.v = v; s.o = o;
     s.ldv = ldv; s.ldo = (int64_t)H * Dv; s.B = S * gw; s.T = gh; s.H = H; s.per = gw;
     s.scale = (float)(1.0 / sqrt((double)K));
-    with_flags(reverse, acc, [&](auto dir, auto ac) { small_fwd_launch<dir.value, ac.value>(s, K); });
+    small_fwd(s, K, reverse, acc);
 }
 
 extern "C" void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, const float *dout,
@@ -153,7 +170,6 @@ extern "C" void cuda_hgru_cols_bwd(float *dq, float *dk, float *dg, float *dv, i
     SmallArgs s = {};
     s.q = q; s.k = k; s.g = g; s.v = v; s.dout = dout;
     s.dq = dq; s.dk = dk; s.dg = dg; s.dv = dv; s.lddv = lddv; s.ldv = ldv;
-    s.dq1 = acc ? (float *)scratch((size_t)S * gw * gh * H * K * sizeof(float)) : dq;
     s.B = S * gw; s.T = gh; s.H = H; s.per = gw; s.scale = (float)(1.0 / sqrt((double)K));
-    with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K); });
+    small_bwd(s, K, reverse, acc, dq);
 }

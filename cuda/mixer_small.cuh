@@ -209,6 +209,371 @@ __global__ void hgru_small_rev(SmallArgs a) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The same recurrences in chunks of SC_CHUNK steps, for long sequences with too few heads to fill the card one
+// thread each (ListOps: 128 sequences x 16 heads = 2,048 threads over 2,048 steps, some 15 threads an SM, each
+// waiting on its loads in turn). A thread per (head, chunk) instead, in three launches a sweep:
+//   1. each chunk from a zero state: its own part E of the state leaving it, and P, the product of its decays
+//      per key row (the state leaving = diag(P) (state entering) + E);
+//   2. a thread per head walks the chunks in order and turns those into the state entering each chunk;
+//   3. each chunk runs the recurrence of the kernels above from its entering state (the same code per step).
+// The forward and the backward's dq sweep share phases 1 and 2 (the forward states). The reverse sweep runs them
+// from the end on dS_t = diag(a_{t+1}) dS_{t+1} + q~_t do_t^T, where a chunk passes the gradient entering it at
+// its right edge through Pi_s = prod_{u=s+1}^{end} a_u. Its dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) needs the
+// part R of that sum from the chunks after t's; dk_s is linear in the entering gradient dS_in, so phase 1 keeps
+// each chunk's own part R_local (from a zero dS_in) and W[i][j] = sum_s k_s,i Pi_s,i v_s,j, and phase 2, walking
+// back, has R = R_local - sum_j dS_in[i][j] W[i][j], all in double as the one-thread sweep sums it.
+// Chunk c of head bh keeps its numbers at slot c BH + bh, so a warp's threads (consecutive heads) are adjacent.
+// ---------------------------------------------------------------------------------------------------------
+#define SC_CHUNK 64
+
+// Chunks when there are two of them at least and fewer than 2,048 heads an SM (one thread each), unless
+// cuda_hgru_small_chunks (the tests) says always (1) or never (0).
+static int g_small_chunks = -1;
+extern "C" void cuda_hgru_small_chunks(int mode) { g_small_chunks = mode; }
+static bool small_chunked(int64_t heads, int T) {
+    if (T < 2 * SC_CHUNK) return false;
+    if (g_small_chunks >= 0) return g_small_chunks;
+    return heads < (int64_t)g_prop.multiProcessorCount * 2048;
+}
+
+struct SmallCarry {
+    float *S;     // [nch][BH][K K]: phase 1, a chunk's own state (or gradient) from zero; phase 2, what enters it
+    float *P;     // [nch][BH][K]: the product of its decays
+    double *W;    // reverse: [nch][BH][K K] sum_s k_s,i Pi_s,i v_s,j
+    double *R;    // reverse: [nch][BH][K] the chunk's own part of dg's sum; after phase 2, the later chunks'
+    int nch;
+};
+
+// the thread's (head, chunk) and the chunk's steps [t0, t1)
+#define SC_PROLOGUE(K)                                                                                        \
+    const int64_t BH = (int64_t)a.B * a.H, idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;              \
+    if (idx >= BH * cr.nch) return;                                                                           \
+    const int64_t bh = idx % BH, slot = idx;                                                                  \
+    const int c = (int)(idx / BH), b = (int)(bh / a.H), h = (int)(bh % a.H), T = a.T, per = a.per;            \
+    const int64_t HK = (int64_t)a.H * (K), base = small_base(b, T, per);                                      \
+    const int t0 = c * SC_CHUNK, t1 = min(T, t0 + SC_CHUNK);
+
+// Phase 1, forward states: E and P of the chunk.
+template <int K, int DIR>
+__global__ void hgru_small_chunk_state(SmallArgs a, SmallCarry cr) {
+    SC_PROLOGUE(K)
+    float X[K][K], p[K];
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        p[i] = 1.f;
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = 0.f;
+    }
+    for (int t = t0; t < t1; t++) {
+        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
+        float vv[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) vv[j] = __ldg(a.v + ov + j);
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float d = expf(__ldg(a.g + o + i)), kv = __ldg(a.k + o + i);
+            p[i] *= d;
+#pragma unroll
+            for (int j = 0; j < K; j++) X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        cr.P[slot * K + i] = p[i];
+#pragma unroll
+        for (int j = 0; j < K; j++) cr.S[(slot * K + i) * K + j] = X[i][j];
+    }
+}
+
+// Phase 2, forward: the state entering each chunk (from S0, or zero), and ST after the last.
+template <int K>
+__global__ void hgru_small_chunk_carry(SmallArgs a, SmallCarry cr) {
+    const int64_t BH = (int64_t)a.B * a.H, bh = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (bh >= BH) return;
+    float X[K][K];
+#pragma unroll
+    for (int i = 0; i < K; i++)
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = a.S0 ? a.S0[(bh * K + i) * K + j] : 0.f;
+    for (int c = 0; c < cr.nch; c++) {
+        const int64_t slot = (int64_t)c * BH + bh;
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float p = cr.P[slot * K + i];
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                float *e = cr.S + (slot * K + i) * K + j;
+                const float own = *e;
+                *e = X[i][j];
+                X[i][j] = fmaf(p, X[i][j], own);
+            }
+        }
+    }
+    if (a.ST)
+#pragma unroll
+        for (int i = 0; i < K; i++)
+#pragma unroll
+            for (int j = 0; j < K; j++) a.ST[(bh * K + i) * K + j] = X[i][j];
+}
+
+// Phase 3, forward: o over the chunk from its entering state.
+template <int K, int DIR, bool ACC>
+__global__ void hgru_small_chunk_fwd(SmallArgs a, SmallCarry cr) {
+    SC_PROLOGUE(K)
+    float X[K][K];
+#pragma unroll
+    for (int i = 0; i < K; i++)
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
+    for (int t = t0; t < t1; t++) {
+        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
+        float vv[K], out[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) { vv[j] = __ldg(a.v + ov + j); out[j] = 0.f; }
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float d = expf(__ldg(a.g + o + i)), qs = __ldg(a.q + o + i) * a.scale, kv = __ldg(a.k + o + i);
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
+                out[j] = fmaf(qs, X[i][j], out[j]);
+            }
+        }
+        float *po = a.o + row * a.ldo + (int64_t)h * K;
+#pragma unroll
+        for (int j = 0; j < K; j++) po[j] = ACC ? po[j] + out[j] : out[j];
+    }
+}
+
+// Phase 3 of the backward's forward sweep: dq_t = S_t do_t / sqrt(K) over the chunk, into a.dq1.
+template <int K, int DIR>
+__global__ void hgru_small_chunk_dq(SmallArgs a, SmallCarry cr) {
+    SC_PROLOGUE(K)
+    float X[K][K];
+#pragma unroll
+    for (int i = 0; i < K; i++)
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
+    for (int t = t0; t < t1; t++) {
+        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K;
+        float vv[K], dd[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
+            dd[j] = __ldg(a.dout + o + j);   // dout's rows are H Dv = H K wide
+        }
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float d = expf(__ldg(a.g + o + i)), kv = __ldg(a.k + o + i);
+            float s = 0.f;
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
+                s = fmaf(X[i][j], dd[j], s);
+            }
+            a.dq1[o + i] = s * a.scale;
+        }
+    }
+}
+
+// the decay a_{t1} that carries the gradient entering a chunk at its right edge into its last step (1 past the
+// sequence's end, where that gradient is zero)
+template <int K, int DIR>
+__device__ __forceinline__ void sc_edge_decay(const SmallArgs &a, int64_t base, int T, int per, int h, int t1,
+                                              float an[K]) {
+    const int64_t o = small_row(base, T, per, t1 < T ? t1 : 0, DIR) * ((int64_t)a.H * K) + (int64_t)h * K;
+#pragma unroll
+    for (int i = 0; i < K; i++) an[i] = t1 < T ? expf(__ldg(a.g + o + i)) : 1.f;
+}
+
+// Phase 1, reverse: the chunk's own dS at its first step (from zero at its right edge), Pi at its first step,
+// W, and its own part of dg's sum.
+template <int K, int DIR>
+__global__ void hgru_small_chunk_rstate(SmallArgs a, SmallCarry cr) {
+    SC_PROLOGUE(K)
+    float X[K][K], an[K], pi[K], pfirst[K];
+    double W[K][K], R[K];
+    sc_edge_decay<K, DIR>(a, base, T, per, h, t1, an);
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        pi[i] = an[i];
+        pfirst[i] = an[i];
+        R[i] = 0.0;
+#pragma unroll
+        for (int j = 0; j < K; j++) { X[i][j] = 0.f; W[i][j] = 0.0; }
+    }
+    for (int s = t1 - 1; s >= t0; s--) {
+        const int64_t row = small_row(base, T, per, s, DIR), o = row * HK + (int64_t)h * K;
+        float vv[K], dd[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
+            dd[j] = __ldg(a.dout + o + j);
+        }
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float qv = __ldg(a.q + o + i), kv = __ldg(a.k + o + i), qs = qv * a.scale;
+            float dk = 0.f;
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                X[i][j] = fmaf(an[i], X[i][j], qs * dd[j]);
+                dk = fmaf(X[i][j], vv[j], dk);
+                W[i][j] += (double)kv * pi[i] * vv[j];
+            }
+            R[i] += (double)qv * a.dq1[o + i] - (double)kv * dk;
+            pfirst[i] = pi[i];
+            an[i] = expf(__ldg(a.g + o + i));
+            pi[i] *= an[i];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        cr.P[slot * K + i] = pfirst[i];
+        cr.R[slot * K + i] = R[i];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            cr.S[(slot * K + i) * K + j] = X[i][j];
+            cr.W[(slot * K + i) * K + j] = W[i][j];
+        }
+    }
+}
+
+// Phase 2, reverse: walking back from the last chunk, the gradient entering each at its right edge (zero past
+// the end) and the part of dg's sum from the chunks after it.
+template <int K>
+__global__ void hgru_small_chunk_rcarry(SmallArgs a, SmallCarry cr) {
+    const int64_t BH = (int64_t)a.B * a.H, bh = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (bh >= BH) return;
+    float X[K][K];
+    double run[K];
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        run[i] = 0.0;
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = 0.f;
+    }
+    for (int c = cr.nch - 1; c >= 0; c--) {
+        const int64_t slot = (int64_t)c * BH + bh;
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            double r = cr.R[slot * K + i];
+#pragma unroll
+            for (int j = 0; j < K; j++) r -= (double)X[i][j] * cr.W[(slot * K + i) * K + j];
+            cr.R[slot * K + i] = run[i];
+            run[i] += r;
+            const float p = cr.P[slot * K + i];
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                float *e = cr.S + (slot * K + i) * K + j;
+                const float own = *e;
+                *e = X[i][j];
+                X[i][j] = fmaf(p, X[i][j], own);
+            }
+        }
+    }
+}
+
+// Phase 3, reverse: the sweep of hgru_small_rev over the chunk, from the gradient and the part of dg's sum that
+// enter it at its right edge.
+template <int K, int DIR, bool ACC>
+__global__ void hgru_small_chunk_rev(SmallArgs a, SmallCarry cr) {
+    SC_PROLOGUE(K)
+    float X[K][K], anext[K];
+    double run[K];
+    sc_edge_decay<K, DIR>(a, base, T, per, h, t1, anext);
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        run[i] = cr.R[slot * K + i];
+#pragma unroll
+        for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
+    }
+    for (int s = t1 - 1; s >= t0; s--) {
+        const int64_t row = small_row(base, T, per, s, DIR), o = row * HK + (int64_t)h * K;
+        float vv[K], dd[K], dvv[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
+            dd[j] = __ldg(a.dout + o + j);
+            dvv[j] = 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < K; i++) {
+            const float qv = __ldg(a.q + o + i), kv = __ldg(a.k + o + i), qs = qv * a.scale, q1 = a.dq1[o + i];
+            float dk = 0.f;
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                X[i][j] = fmaf(anext[i], X[i][j], qs * dd[j]);
+                dvv[j] = fmaf(X[i][j], kv, dvv[j]);
+                dk = fmaf(X[i][j], vv[j], dk);
+            }
+            run[i] += (double)qv * q1 - (double)kv * dk;
+            anext[i] = expf(__ldg(a.g + o + i));
+            if (ACC) {
+                a.dk[o + i] += dk;
+                a.dg[o + i] += (float)run[i];
+                a.dq[o + i] += q1;
+            } else {
+                a.dk[o + i] = dk;
+                a.dg[o + i] = (float)run[i];
+            }
+        }
+        float *pv = a.dv + row * a.lddv + (int64_t)h * K;
+#pragma unroll
+        for (int j = 0; j < K; j++) pv[j] = ACC ? pv[j] + dvv[j] : dvv[j];
+    }
+}
+
+// The carries' scratch, after `before` bytes the caller keeps for itself (dq1 with acc).
+static SmallCarry small_carry(const SmallArgs &a, int K, bool reverse_too, size_t before) {
+    SmallCarry cr = {};
+    cr.nch = (a.T + SC_CHUNK - 1) / SC_CHUNK;
+    const size_t n = (size_t)cr.nch * a.B * a.H;
+    Carve cv = {scratch(before + align256(n * K * K * sizeof(float)) + align256(n * K * sizeof(float)) +
+                        (reverse_too ? align256(n * K * K * sizeof(double)) + align256(n * K * sizeof(double)) : 0))};
+    if (before) cv.take<char>(before);
+    cr.S = cv.take<float>(n * K * K);
+    cr.P = cv.take<float>(n * K);
+    if (reverse_too) {
+        cr.W = cv.take<double>(n * K * K);
+        cr.R = cv.take<double>(n * K);
+    }
+    return cr;
+}
+
+static dim3 sc_grid(const SmallArgs &a, const SmallCarry &cr, int threads) {
+    const int64_t n = (int64_t)a.B * a.H * cr.nch, nb = (n + threads - 1) / threads;
+    if (nb > INT_MAX) die("HGRU2 kernel: %lld heads x chunks are too many", (long long)n);
+    return dim3((unsigned)nb);
+}
+
+template <int K, int DIR, bool ACC> static void small_chunk_fwd(const SmallArgs &a, const SmallCarry &cr) {
+    const dim3 g = sc_grid(a, cr, 128), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
+    hgru_small_chunk_state<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_state");
+    hgru_small_chunk_carry<K><<<g1, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_carry");
+    hgru_small_chunk_fwd<K, DIR, ACC><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_fwd");
+}
+
+template <int K, int DIR, bool ACC> static void small_chunk_bwd(SmallArgs a, const SmallCarry &cr) {
+    const dim3 g = sc_grid(a, cr, 128), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
+    a.S0 = NULL;   // the backward starts from a zero state
+    hgru_small_chunk_state<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_state");
+    hgru_small_chunk_carry<K><<<g1, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_carry");
+    hgru_small_chunk_dq<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_dq");
+    hgru_small_chunk_rstate<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_rstate");
+    hgru_small_chunk_rcarry<K><<<g1, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_rcarry");
+    hgru_small_chunk_rev<K, DIR, ACC><<<g, 128, 0, g_stream>>>(a, cr);
+    LAUNCH_CHECK("hgru_small_chunk_rev");
+}
+
 // Blocks of 128 threads where there are heads enough for every SM, else of 32 (more blocks, more SMs busy).
 static void small_grid(int64_t heads, dim3 *grid, int *threads) {
     *threads = heads >= (int64_t)g_prop.multiProcessorCount * 128 ? 128 : 32;
@@ -217,7 +582,16 @@ static void small_grid(int64_t heads, dim3 *grid, int *threads) {
     *grid = dim3((unsigned)nb);
 }
 
-template <int DIR, bool ACC> static void small_fwd_launch(const SmallArgs &a, int K) {
+// The forward; chunked (small_chunked) when the caller passed the carries' scratch.
+template <int DIR, bool ACC> static void small_fwd_launch(const SmallArgs &a, int K, const SmallCarry *cr = NULL) {
+    if (cr) {
+        switch (K) {
+        case 1: small_chunk_fwd<1, DIR, ACC>(a, *cr); break;
+        case 2: small_chunk_fwd<2, DIR, ACC>(a, *cr); break;
+        default: small_chunk_fwd<4, DIR, ACC>(a, *cr); break;
+        }
+        return;
+    }
     dim3 grid;
     int th;
     small_grid((int64_t)a.B * a.H, &grid, &th);
@@ -229,7 +603,15 @@ template <int DIR, bool ACC> static void small_fwd_launch(const SmallArgs &a, in
     LAUNCH_CHECK(a.per > 1 ? "hgru_cols_fwd (small heads)" : "hgru_fwd (small heads)");
 }
 
-template <int DIR, bool ACC> static void small_bwd_launch(const SmallArgs &a, int K) {
+template <int DIR, bool ACC> static void small_bwd_launch(const SmallArgs &a, int K, const SmallCarry *cr = NULL) {
+    if (cr) {
+        switch (K) {
+        case 1: small_chunk_bwd<1, DIR, ACC>(a, *cr); break;
+        case 2: small_chunk_bwd<2, DIR, ACC>(a, *cr); break;
+        default: small_chunk_bwd<4, DIR, ACC>(a, *cr); break;
+        }
+        return;
+    }
     dim3 grid;
     int th;
     small_grid((int64_t)a.B * a.H, &grid, &th);

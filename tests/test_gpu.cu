@@ -549,13 +549,22 @@ static void test_hgru(void) {
         // (16, 8, 4), more heads than a block of 32 or 128, long sequences; K = Dv = 8 (the sweeps)
         {3, 1, 5, 2, 2}, {2, 70, 50, 2, 2}, {2, 37, 7, 8, 8}, {5, 129, 33, 1, 1}, {1, 2048, 16, 4, 4}, {2, 67, 9, 4, 4},
         {600, 33, 64, 2, 2},
+        // ... and in chunks of 64 steps (ListOps' heads of 4; exactly two chunks; a last chunk of one step)
+        {2, 128, 3, 2, 2}, {3, 200, 7, 4, 4}, {2, 1000, 5, 2, 2}, {1, 4096, 16, 4, 4}, {2, 193, 9, 1, 1},
         // groups of lanes (K or Dv of 16) with a thread dim of one group: the rest of the warp only stages
         {2, 65, 3, 16, 4}, {2, 65, 3, 4, 16},
         {2, 70, 2, 20, 300}, {1, 100, 1, 256, 256}, {1, 40, 1, 300, 20}};
     for (auto c : cf)
         if (!g_quick || (int64_t)c.B * c.T * c.H * c.K * c.Dv <= 2 * 65 * 6 * 128 * 128) {
-            test_hgru_one(c.B, c.T, c.H, c.K, c.Dv);
-            test_hgru_dir_one(c.B, c.T, c.H, c.K, c.Dv);
+            // small heads over 128 steps or more: both the one-thread sweeps and the chunks of time
+            const bool both = c.K == c.Dv && c.K <= 4 && c.T >= 128;
+            for (int mode = both ? 0 : -1; mode <= (both ? 1 : -1); mode++) {
+                if (both) printf("-- small heads, chunks of time %s\n", mode ? "on" : "off");
+                cuda_hgru_small_chunks(mode);
+                test_hgru_one(c.B, c.T, c.H, c.K, c.Dv);
+                test_hgru_dir_one(c.B, c.T, c.H, c.K, c.Dv);
+            }
+            cuda_hgru_small_chunks(-1);
         }
     // the two directions at T 4096 as well (64 chunks of 64)
     if (!g_quick) {

@@ -548,11 +548,18 @@ static void test_cols_one(int S, int gh, int gw, int H, int K) {
 
 static void test_cols(void) {
     printf("-- hgru_cols (the column scans read in place)\n");
-    static const int grids[][2] = {{1, 1}, {7, 9}, {32, 32}, {128, 128}};
+    // columns of 128 rows or more also run in chunks of time (mixer_small.cuh): both ways; 200 x 3: a last
+    // chunk of 8 rows
+    static const int grids[][2] = {{1, 1}, {7, 9}, {32, 32}, {128, 128}, {200, 3}};
     for (auto &gr : grids)
         for (int K : {1, 2, 4}) {
             if (g_quick && gr[0] > 32) continue;
-            test_cols_one(gr[0] > 32 ? 1 : 3, gr[0], gr[1], gr[0] > 32 ? 2 : 3, K);
+            for (int mode = gr[0] >= 128 ? 0 : -1; mode <= (gr[0] >= 128 ? 1 : -1); mode++) {
+                if (mode >= 0) printf("-- %d x %d, K %d, chunks of time %s\n", gr[0], gr[1], K, mode ? "on" : "off");
+                cuda_hgru_small_chunks(mode);
+                test_cols_one(gr[0] > 32 ? 1 : 3, gr[0], gr[1], gr[0] > 32 ? 2 : 3, K);
+            }
+            cuda_hgru_small_chunks(-1);
         }
 }
 

@@ -395,7 +395,18 @@ static int bench(void) {
     for (int i = 0; i < 3; i++) { image.pix_mean[i] = 0.5; image.pix_std[i] = 0.25; }
     pf = image; pf.D = 128; pf.I = 128; pf.channels = 1;
     px = pf; px.D = 32; px.K = 1; px.I = 32; px.scan = SCAN_SERIES; px.grid_h = px.grid_w = 128;
+    ClsConfig retr = listops;
+    retr.D = 256; retr.K = 2; retr.I = 512; retr.grid_w = 4000;
     cuda_set_gemm_precision(2);
+    // small heads over long sequences: the one-thread sweeps against the chunks of time (mixer_small.cuh)
+    for (int mode = 0; mode <= 1; mode++) {
+        printf("-- small heads, chunks of time %s\n", mode ? "on" : "off");
+        cuda_hgru_small_chunks(mode);
+        bench_scans("ListOps", listops, 128);
+        bench_scans("Retrieval", retr, 256);   // 128 pairs of documents
+    }
+    cuda_hgru_small_chunks(-1);
+    printf("-- every preset as the program runs it\n");
     bench_scans("ListOps", listops, 128);
     bench_scans("Text", text, 64);
     bench_scans("Image", image, 64);
