@@ -216,7 +216,8 @@ __global__ void hgru_small_rev(SmallArgs a) {
 //   1. each chunk from a zero state: its own part E of the state leaving it, and P, the product of its decays
 //      per key row (the state leaving = diag(P) (state entering) + E);
 //   2. a thread per head walks the chunks in order and turns those into the state entering each chunk;
-//   3. each chunk runs the recurrence of the kernels above from its entering state (the same code per step).
+//   3. each chunk runs the recurrence of the kernels above from its entering state (the same arithmetic per
+//      step, written out again in these kernels).
 // The forward and the backward's dq sweep share phases 1 and 2 (the forward states). The reverse sweep runs them
 // from the end on dS_t = diag(a_{t+1}) dS_{t+1} + q~_t do_t^T, where a chunk passes the gradient entering it at
 // its right edge through Pi_s = prod_{u=s+1}^{end} a_u. Its dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) needs the
