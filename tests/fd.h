@@ -53,6 +53,17 @@ static inline double maxabs(const real *a, int64_t n) {
     return m;
 }
 
+// max |a - b| / max |b| over n elements (NaN in a counts as the worst)
+static inline double relerr(const real *a, const real *b, int64_t n) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        e = d > e || d != d ? d : e;
+        m = fabs((double)b[i]) > m ? fabs((double)b[i]) : m;
+    }
+    return e / (m > 0 ? m : 1);
+}
+
 // ---- finite differences ----
 // The loss is a function of a context; fd_err perturbs the rows x cols elements x[r*ldx + c] one at a time and
 // compares with ana[r*lda + c]. Returns max |fd - ana| / max(max |ana|, gscale): gscale is the largest gradient

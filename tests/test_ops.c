@@ -12,17 +12,6 @@
 
 #include "fd.h"
 
-// max |a - b| / max |b| over n elements
-static double relerr(const real *a, const real *b, int64_t n) {
-    double e = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        e = d > e || d != d ? d : e;
-        m = fabs((double)b[i]) > m ? fabs((double)b[i]) : m;
-    }
-    return e / (m > 0 ? m : 1);
-}
-
 // ======================================================================================================
 // matmul
 // ======================================================================================================

@@ -151,6 +151,17 @@ static void parity(const char *fix, const char *ref, const char *ckpt, MixerKind
     model_free(&m);
 }
 
+// Every tensor of s as float32, in the arrays st_write takes back (names point into s; data[i] allocated).
+static void read_tensors(const StSet *s, const char **names, float **data, int64_t (*shapes)[8], int *nd) {
+    for (int i = 0; i < s->n; i++) {
+        names[i] = s->t[i].name;
+        data[i] = xmalloc((size_t)s->t[i].numel * sizeof(float));
+        st_read(s, &s->t[i], data[i]);
+        memcpy(shapes[i], s->t[i].shape, sizeof shapes[i]);
+        nd[i] = s->t[i].ndim;
+    }
+}
+
 // Export then import gives identical tensors (f32), bf16/f16 exports give the rounded values.
 static void round_trips(void) {
     Model a, b;
@@ -209,13 +220,7 @@ static void round_trips(void) {
     float **data = xcalloc(n, sizeof(float *));
     int64_t (*shapes)[8] = xcalloc(n, sizeof *shapes);
     int *nd = xcalloc(n, sizeof(int));
-    for (int i = 0; i < n; i++) {
-        names[i] = s->t[i].name;
-        data[i] = xmalloc((size_t)s->t[i].numel * sizeof(float));
-        st_read(s, &s->t[i], data[i]);
-        memcpy(shapes[i], s->t[i].shape, sizeof shapes[i]);
-        nd[i] = s->t[i].ndim;
-    }
+    read_tensors(s, names, data, shapes, nd);
     st_write(TMPD "/sharded/model-00001-of-00002.safetensors", half, names, (const float *const *)data, (const int64_t(*)[8])shapes, nd, ST_F32);
     st_write(TMPD "/sharded/model-00002-of-00002.safetensors", n - half, names + half, (const float *const *)data + half,
              (const int64_t(*)[8])(shapes + half), nd + half, ST_F32);
@@ -352,13 +357,7 @@ static void llama_refusals(void) {
     StSet *s = st_open_dir(src);
     const int n = s->n;
     const char *names[64]; float *data[64]; int64_t shapes[64][8]; int nd[64];
-    for (int i = 0; i < n; i++) {
-        names[i] = s->t[i].name;
-        data[i] = xmalloc((size_t)s->t[i].numel * sizeof(float));
-        st_read(s, &s->t[i], data[i]);
-        memcpy(shapes[i], s->t[i].shape, sizeof shapes[i]);
-        nd[i] = s->t[i].ndim;
-    }
+    read_tensors(s, names, data, shapes, nd);
     struct { const char *what, *from, *to, *extra; int expect; } cases[] = {
         {"grouped-query attention", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1", NULL, 1},
         {"rope scaling", "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", NULL, 1},
