@@ -143,6 +143,7 @@ void model_alloc(Model *m, const Config *c) {
     m->on_device = 0;
     m->padded = m->part = m->opt_hi = m->lay.n;
     m->opt_lo = 0;
+    m->grads_ready = NULL;
 }
 // A moment of every parameter cut to the part [lo, lo + part) (zeros past lay.n).
 static real *moment_part(real *full, int64_t n, int64_t lo, int64_t part) {
@@ -761,12 +762,22 @@ static void input_bwd(Model *m, Acts *a, const real *dx, const int32_t *ids) {
 void model_backward(Model *m, Acts *a, const int32_t *ids) {
     const Config *c = &m->c;
     const int HK = c->H * c->K;
+    const Layout *lay = &m->lay;
     real *dx = head_bwd(m, a);
     if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);   // every layer's mixer adds its row
-    for (int l = c->L - 1; l >= 0; l--) block_bwd(m, a, l, dx);
+    for (int l = c->L - 1; l >= 0; l--) {
+        block_bwd(m, a, l, dx);
+        // a layer's backward writes its own block of the gradients alone (the lower bounds' rows go to a->dlb)
+        if (m->grads_ready) {
+            int64_t lo = lay->layers_at + (int64_t)l * lay->layer_size;
+            m->grads_ready(m->grads_ready_ctx, lo, l == c->L - 1 ? m->padded : lo + lay->layer_size);
+        }
+    }
     SECTION("embedding bwd");
     input_bwd(m, a, dx, ids);
     if (c->lower_bound) OP(lower_bounds_bwd, G(m, P_LB, 0), a->dlb, W(m, P_LB, 0), c->L, HK);
+    // the global tensors: the head's (written in the forward and by head_bwd), the embedding, the lower bounds
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, 0, lay->layers_at);
 }
 
 // ----------------------------------------------------------------------------------------------------------

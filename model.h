@@ -121,6 +121,14 @@ typedef struct {
     // process updates [opt_lo, opt_hi), the stretch of its part within lay.n, and m and v hold AdamW's moments
     // of its part alone. One process: padded = part = opt_hi = lay.n, opt_lo = 0.
     int64_t padded, part, opt_lo, opt_hi;
+    // model_backward's word, as it goes, that a stretch of grads is final (no op of this backward writes it
+    // again): grads_ready(grads_ready_ctx, lo, hi) after each layer's backward with that layer's block, then
+    // once at the end with the global tensors (the embedding, the head, the lower bounds), finished last. The
+    // stretches come in descending order and tile [0, padded): the first, layer L-1's, runs on to the padding.
+    // The trainer sets it for the backward of a step's last micro-batch in a run of several processes, to
+    // start their reduction while the backward goes on (train_step, dist.h); NULL: nothing is said.
+    void (*grads_ready)(void *ctx, int64_t lo, int64_t hi);
+    void *grads_ready_ctx;
 } Model;
 
 // Tensor p of layer l: its weights and its gradient.
@@ -219,7 +227,8 @@ void decode_state_free(DecodeState *st);
 // Returns the sum of the losses over valid targets; *count receives their number.
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
-// Backward pass after a training forward: gradients accumulate (+=) into m->grads.
+// Backward pass after a training forward: gradients accumulate (+=) into m->grads; m->grads_ready, when set,
+// hears of each stretch as it becomes final.
 void model_backward(Model *m, Acts *a, const int32_t *ids);
 
 // ---- optimizer ----

@@ -4,6 +4,7 @@
 //    over the whole sequence
 //  - checkpoints: round trip (with and without MLPs), and a corrupt or truncated file is refused
 //  - the learning-rate schedules
+//  - the stretches of gradients the backward reports final (grads_ready), as the trainer's reduction needs
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
@@ -185,6 +186,71 @@ static void sparse_head_matches_dense(void) {
     printf("sparse head: loss and predictions equal the dense head's\n");
     acts_free(&e); acts_free(&a);
     free(logits);
+    model_free(&m);
+}
+
+// model_backward's grads_ready: what it reported, and a copy of each stretch's values at the time.
+typedef struct { int n; int64_t lo[64], hi[64]; real *copy[64]; const real *grads; } Reports;
+static void note_ready(void *ctx, int64_t lo, int64_t hi) {
+    Reports *r = ctx;
+    if (r->n == 64) return;
+    r->lo[r->n] = lo;
+    r->hi[r->n] = hi;
+    r->copy[r->n] = xmalloc((size_t)(hi > lo ? hi - lo : 1) * sizeof(real));
+    if (hi > lo) memcpy(r->copy[r->n], r->grads + lo, (size_t)(hi - lo) * sizeof(real));
+    r->n++;
+}
+
+// The stretches model_backward reports final (the trainer starts their reduction then, dist.h): they come in
+// descending order and tile [0, padded) (padded: a model cut into 3 parts, as for 3 processes), one a layer
+// and the global tensors last; no op of the backward writes a stretch after it was reported (its values
+// then are its final ones); and reporting changes nothing (the gradients of a backward without the hook).
+static void grads_ready_reports(Config c, const char *what) {
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 17);
+    model_shard(&m, 0, 3);
+    model_alloc_training(&m);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 10;
+    const int B = 2, T = 9, N = B * T;
+    uint64_t s = 23;
+    int32_t ids[18], tgt[18];
+    for (int i = 0; i < N; i++) { ids[i] = (int32_t)(splitmix64(&s) % c.V); tgt[i] = (int32_t)(splitmix64(&s) % c.V); }
+    Acts a;
+    acts_alloc(&a, &c, B, T, 1);
+    real *plain = xmalloc((size_t)m.padded * sizeof(real));
+    int64_t cnt;
+    for (int hooked = 0; hooked < 2; hooked++) {
+        // twice over (an accumulation of two micro-batches): the reports come with the second backward only
+        op_zero(m.grads, m.padded);
+        Reports r = {.grads = m.grads};
+        for (int micro = 0; micro < 2; micro++) {
+            model_forward(&m, &a, ids, tgt, NULL, NULL, 0, 1.0 / N, &cnt);
+            if (hooked && micro == 1) { m.grads_ready = note_ready; m.grads_ready_ctx = &r; }
+            model_backward(&m, &a, ids);
+            m.grads_ready = NULL;
+        }
+        if (!hooked) { memcpy(plain, m.grads, (size_t)m.padded * sizeof(real)); continue; }
+        CHECK(r.n == c.L + 1, "%s: %d reports for %d layers", what, r.n, c.L);
+        int64_t at = m.padded;
+        int tiled = 1, stale = 0;
+        for (int i = 0; i < r.n; i++) {
+            int64_t want_lo = i < c.L ? m.lay.layers_at + (int64_t)(c.L - 1 - i) * m.lay.layer_size : 0;
+            if (r.hi[i] != at || r.lo[i] != want_lo) tiled = 0;
+            at = r.lo[i];
+            if (r.hi[i] > r.lo[i] && memcmp(r.copy[i], m.grads + r.lo[i], (size_t)(r.hi[i] - r.lo[i]) * sizeof(real)))
+                stale++;
+            free(r.copy[i]);
+        }
+        CHECK(tiled && at == 0, "%s: the reported stretches do not tile [0, %lld) from the top, a layer each",
+              what, (long long)m.padded);
+        CHECK(stale == 0, "%s: %d stretches changed after they were reported final", what, stale);
+        CHECK(!memcmp(plain, m.grads, (size_t)m.padded * sizeof(real)), "%s: the hook changed the gradients", what);
+    }
+    printf("%-44s gradients reported final a layer at a time\n", what);
+    free(plain);
+    acts_free(&a);
     model_free(&m);
 }
 
@@ -441,6 +507,14 @@ int main(void) {
     nomlp.tie = 1; nomlp.L = 1;
     fd_model(nomlp, 1, 6, 5, 0, "no MLP, one layer, tied, T 6");
     sparse_head_matches_dense();
+    grads_ready_reports(base, "reports: untied, lower bounds");
+    grads_ready_reports(tied, "reports: tied");
+    grads_ready_reports((Config){.V = 11, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-6},
+                        "reports: no MLP, tied, lower bounds");
+    grads_ready_reports((Config){.V = 11, .D = 8, .L = 2, .K = 1, .I = 12, .lower_bound = 1, .eps = 1e-6,
+                                 .mixer = MIXER_HGRN1}, "reports: hgrn1");
+    grads_ready_reports((Config){.V = 11, .D = 8, .L = 2, .K = 4, .I = 12, .eps = 1e-6, .mixer = MIXER_TRANSFORMER},
+                        "reports: transformer");
     decode_matches_forward(9, 1, MIXER_CAUSAL);
     decode_matches_forward(150, 70, MIXER_CAUSAL);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
