@@ -167,9 +167,13 @@ void cuda_nccl_unique_id(void *id);
 void cuda_nccl_init(const void *id, int rank, int world);   // after cuda_init's device is chosen
 void cuda_nccl_finish(void);
 void cuda_nccl_allreduce_host(double *x, int n, int max);   // x on the host: the sum (max 0) or the maximum
-// x[world x part]: the sum of every rank's block `rank` into this rank's block (in place), in fp32 or, with
-// bf16_wire, summed in bf16 and widened back; the other blocks are left undefined.
-void cuda_nccl_reduce_scatter(float *x, int64_t part, int bf16_wire);
+// The gradients' reduction in buckets (dist.h), on NCCL's own stream. x[world x part]: the bucket [lo, hi),
+// which the ops enqueued so far make final, summed piece by piece into the rank of each block the bucket
+// touches, in place there, in fp32 or, with bf16_wire, summed in bf16 and widened back; the other ranks'
+// pieces are left undefined. The ops' stream goes on meanwhile; cuda_nccl_reduce_wait makes it wait for
+// every bucket sent so far.
+void cuda_nccl_reduce_bucket(float *x, int64_t lo, int64_t hi, int64_t part, int bf16_wire);
+void cuda_nccl_reduce_wait(void);
 void cuda_nccl_all_gather(float *x, int64_t part);          // every rank's block `rank` to every rank, in place
 // Rank 0 receives every rank's part_buf[part] into all (host, world x part); `all` is unused elsewhere.
 void cuda_nccl_gather_host(const float *part_buf, int64_t part, float *all);

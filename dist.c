@@ -1,5 +1,6 @@
 // dist.c: the processes of a data-parallel run: who they are (the launcher's environment, MPI, a rendezvous
 // directory) and their collectives, over MPI on host memory or over NCCL on device memory (cuda_ops.h).
+#include <math.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -12,7 +13,8 @@
 #include "backend.h"
 #include "cli.h"
 
-Dist g_dist = {.rank = 0, .world = 1, .local_rank = 0, .local_world = 1};
+Dist g_dist = {.rank = 0, .world = 1, .local_rank = 0, .local_world = 1, .bucket_mb = DIST_BUCKET_MB};
+const Range R_BUCKET_MB = {"bucket-mb", 0, 1e6};
 
 // The collectives of GPUs: NCCL, in a CUDA build that found its header
 #if USE_CUDA && defined(HGRN2_NCCL)
@@ -162,6 +164,9 @@ void dist_start(const DistArgs *a) {
             "Open MPI's headers (make setup installs libopenmpi-dev) and rebuild, or run one process", g_dist.world);
 #endif
     }
+    // the bucket in values: at least one, unless 0 asks for a single bucket
+    g_dist.bucket_mb = a->bucket_mb;
+    g_dist.bucket = a->bucket_mb > 0 ? (int64_t)ceil(a->bucket_mb * 1048576.0 / sizeof(real)) : 0;
     if (g_dist.world > 1 && g_dist.reduce_bf16 && !g_dist.nccl)
         usage_error("--reduce-dtype bf16 is for NCCL between GPUs (--device cuda); MPI on the CPU reduces in fp32");
     if (g_dist.nccl && !HAS_NCCL)
@@ -198,16 +203,84 @@ void dist_allreduce_host(double *x, int n, DistOp op) {
 #endif
 }
 
-void dist_reduce_scatter(real *x, int64_t part) {
+// The step's reduction in progress: x[top, world x part) has left in buckets, x[ready, world x part) is final.
+static struct {
+    real *x;
+    int64_t part, top, ready;
+    int active;
+#ifdef HGRN2_MPI
+    MPI_Request *req;       // the MPI_Ireduce of every piece sent this step
+    int nreq, capreq;
+#endif
+} g_red;
+
+void dist_reduce_begin(real *x, int64_t part) {
     if (g_dist.world == 1) return;
+    if (g_red.active) die("internal error: a reduction of the gradients began while another was in progress");
+    g_red.x = x;
+    g_red.part = part;
+    g_red.top = g_red.ready = part * g_dist.world;
+    g_red.active = 1;
+}
+
+// x[lo, hi) leaves: each piece within one block is summed into the block's process, in place there.
+static void reduce_bucket(int64_t lo, int64_t hi) {
 #if HAS_NCCL
-    if (g_dist.nccl) { cuda_nccl_reduce_scatter(x, part, g_dist.reduce_bf16); return; }
+    if (g_dist.nccl) { cuda_nccl_reduce_bucket(g_red.x, lo, hi, g_red.part, g_dist.reduce_bf16); return; }
 #endif
 #ifdef HGRN2_MPI
-    // in place, MPI leaves the result at the start of x: moved to the block it belongs to
-    MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, x, mpi_count(part), MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD));
-    if (g_dist.rank) memmove(x + (int64_t)g_dist.rank * part, x, (size_t)part * sizeof(real));
+    for (int64_t a = lo, b; a < hi; a = b) {
+        const int owner = (int)(a / g_red.part);
+        b = (int64_t)(owner + 1) * g_red.part < hi ? (int64_t)(owner + 1) * g_red.part : hi;
+        if (g_red.nreq == g_red.capreq) {
+            g_red.capreq = g_red.capreq ? 2 * g_red.capreq : 64;
+            g_red.req = xrealloc(g_red.req, (size_t)g_red.capreq * sizeof(MPI_Request));
+        }
+        // the root sums into its own values; elsewhere the receive buffer is not used
+        const int mine = owner == g_dist.rank;
+        MPI_CHECK(MPI_Ireduce(mine ? MPI_IN_PLACE : g_red.x + a, mine ? g_red.x + a : NULL, mpi_count(b - a),
+                              MPI_REAL_T, MPI_SUM, owner, MPI_COMM_WORLD, &g_red.req[g_red.nreq++]));
+    }
+#else
+    (void)lo, (void)hi;
 #endif
+}
+
+void dist_reduce_ready(void *ctx, int64_t lo, int64_t hi) {
+    (void)ctx;
+    if (!g_red.active || hi != g_red.ready || lo > hi)
+        die("internal error: gradients [%lld, %lld) reported final out of turn (expected a stretch ending at %lld)",
+            (long long)lo, (long long)hi, (long long)g_red.ready);
+    g_red.ready = lo;
+    // the top buckets, each of exactly `bucket` values, as long as there are that many final ones left
+    while (g_dist.bucket > 0 && g_red.top - g_red.ready >= g_dist.bucket) {
+        reduce_bucket(g_red.top - g_dist.bucket, g_red.top);
+        g_red.top -= g_dist.bucket;
+    }
+#ifdef HGRN2_MPI
+    // Open MPI moves a nonblocking collective on only inside MPI calls: a test of them all, which returns at
+    // once, lets those in flight go on while the backward does
+    if (g_dist.mpi && g_red.nreq) {
+        int done;
+        MPI_CHECK(MPI_Testall(g_red.nreq, g_red.req, &done, MPI_STATUSES_IGNORE));
+    }
+#endif
+}
+
+void dist_reduce_end(void) {
+    if (g_dist.world == 1) return;
+    if (!g_red.active || g_red.ready != 0)
+        die("internal error: the reduction of the gradients ended before the backward reported them all");
+    if (g_red.top > 0) reduce_bucket(0, g_red.top);
+    g_red.top = 0;
+#if HAS_NCCL
+    if (g_dist.nccl) cuda_nccl_reduce_wait();
+#endif
+#ifdef HGRN2_MPI
+    if (g_dist.mpi && !g_dist.nccl) MPI_CHECK(MPI_Waitall(g_red.nreq, g_red.req, MPI_STATUSES_IGNORE));
+    g_red.nreq = 0;
+#endif
+    g_red.active = 0;
 }
 
 void dist_all_gather(real *x, int64_t part) {
@@ -308,8 +381,22 @@ static void rendezvous_read(const char *dir, unsigned char *id) {
 }
 #endif
 
+// The settings that decide the collectives each process calls: the same everywhere, or the processes would
+// wait for each other's calls forever (or sum unlike pieces). Rank 0 says so, every process exits 2.
+static void dist_agree(void) {
+    double v[4] = {g_dist.bucket_mb, -g_dist.bucket_mb, g_dist.reduce_bf16, -g_dist.reduce_bf16};
+    dist_allreduce_host(v, 4, DIST_MAX);
+    if (v[0] == -v[1] && v[2] == -v[3]) return;
+    if (g_dist.rank != 0) exit(EXIT_USAGE);
+    if (v[0] != -v[1])
+        usage_error("the processes were given different --bucket-mb (from %g to %g MiB): give every process the same",
+                    -v[1], v[0]);
+    usage_error("the processes were given different --reduce-dtype (fp32 and bf16): give every process the same");
+}
+
 void dist_connect(const char *rendezvous) {
-    if (!g_dist.nccl) return;
+    if (g_dist.world == 1) return;
+    if (!g_dist.nccl) { dist_agree(); return; }
 #if HAS_NCCL
     unsigned char id[CUDA_NCCL_ID_BYTES];
     if (g_dist.rank == 0) cuda_nccl_unique_id(id);
@@ -329,6 +416,7 @@ void dist_connect(const char *rendezvous) {
         if (unlink(path) != 0) die("cannot remove %s: %s", path, strerror(errno));
         free(path);
     }
+    dist_agree();
 #else
     (void)rendezvous;
 #endif

@@ -87,10 +87,13 @@ static const char *TRAIN_HELP =
     "  --rendezvous DIR     GPUs without MPI: the processes meet in DIR, a directory they all reach\n"
     "  --rank R --world-size N   with --rendezvous (default: the environment's RANK and WORLD_SIZE; the\n"
     "                       GPU is LOCAL_RANK, else R)\n"
-    "  --reduce-dtype fp32|bf16  what the gradients travel in over NCCL (default fp32)\n";
+    "  --reduce-dtype fp32|bf16  what the gradients travel in over NCCL (default fp32)\n"
+    "  --bucket-mb X        the gradients are summed in buckets of X MiB, each sent while the backward goes on\n"
+    "                       (default 25; 0: one bucket, the whole vector after the backward)\n";
 
 // train's options beyond the common ones
-enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_LAST };
+enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_BUCKET,
+       OT_LAST };
 
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
 // flags that would set them are refused rather than ignored.
@@ -179,7 +182,7 @@ int cmd_train(int argc, char **argv) {
         {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {"decay-fraction", required_argument, 0, OT_DECAY_FRAC},
         {"rendezvous", required_argument, 0, OT_RENDEZVOUS}, {"rank", required_argument, 0, OT_RANK},
         {"world-size", required_argument, 0, OT_WORLD}, {"reduce-dtype", required_argument, 0, OT_REDUCE_DTYPE},
-        {0, 0, 0, 0}};
+        {"bucket-mb", required_argument, 0, OT_BUCKET}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
@@ -189,7 +192,7 @@ int cmd_train(int argc, char **argv) {
                    .warmup = -1, .sched = -1, .decay_frac = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
-    DistArgs dist = {.rank = -1, .world = -1};
+    DistArgs dist = {.rank = -1, .world = -1, .bucket_mb = DIST_BUCKET_MB};
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < OT_LAST) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
@@ -233,6 +236,7 @@ int cmd_train(int argc, char **argv) {
             if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--reduce-dtype must be fp32 or bf16, got '%s'", optarg);
             dist.reduce_bf16 = !strcmp(optarg, "bf16");
             break;
+        case OT_BUCKET: dist.bucket_mb = arg_num_in(&R_BUCKET_MB, optarg); break;
         default: bad_option(argv, c);
         }
     }

@@ -273,10 +273,18 @@ StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const Bat
         int64_t cnt;
         sums[2 * micro] = model_forward(m, a, inp, tgt, NULL, NULL, 0, 1.0 / (N * h->accum), &cnt);
         sums[2 * micro + 1] = (double)cnt;
+        // ZeRO-1: each process receives the summed gradients of its part, and updates that part alone. The
+        // micro-batches accumulate locally; the backward of the last one sends each bucket of gradients on its
+        // way as soon as it is final, so the reduction overlaps the rest of the backward
+        const int reduce = micro == h->accum - 1 && g_dist.world > 1;
+        if (reduce) {
+            dist_reduce_begin(m->grads, m->part);
+            m->grads_ready = dist_reduce_ready;
+        }
         model_backward(m, a, inp);
+        m->grads_ready = NULL;
     }
-    // ZeRO-1: each process receives the summed gradients of its part, and updates that part alone
-    dist_reduce_scatter(m->grads, m->part);
+    dist_reduce_end();   // every bucket has arrived: this process's part holds the sums
     dist_allreduce_host(sums, 2 * h->accum, DIST_SUM);
     // the mean over the micro-batches of their mean loss over every target of the global batch
     double loss_sum = 0;
@@ -541,10 +549,11 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
                "holds %.1f MiB), activations %.1f MiB\n", bytes_mib(model->padded * 2 * (int64_t)sizeof(real)),
                bytes_mib(model->part * 2 * (int64_t)sizeof(real)), g_dist.world,
                bytes_mib(model->lay.n * 2 * (int64_t)sizeof(real)), act_mib);
-    char procs[96] = "";
+    char procs[128] = "", bucket[40] = "one bucket";   // bucket: how the gradients' reduction is cut
+    if (g_dist.bucket) snprintf(bucket, sizeof bucket, "buckets of %g MiB", g_dist.bucket_mb);
     if (g_dist.world > 1)
-        snprintf(procs, sizeof procs, "%d processes (%s), ", g_dist.world,
-                 !g_dist.nccl ? "MPI" : g_dist.reduce_bf16 ? "NCCL, gradients in bf16" : "NCCL, gradients in fp32");
+        snprintf(procs, sizeof procs, "%d processes (%s, %s), ", g_dist.world,
+                 !g_dist.nccl ? "MPI" : g_dist.reduce_bf16 ? "NCCL, gradients in bf16" : "NCCL, gradients in fp32", bucket);
     if (g_gpu) printf("| machine      | %s%s, out %s\n", procs, device_name(), out);
     else printf("| machine      | %scpu, %d thread%s%s, out %s\n", procs, omp_get_max_threads(),
                 omp_get_max_threads() == 1 ? "" : "s", g_dist.world > 1 ? " each" : "", out);

@@ -1,8 +1,9 @@
-// cuda/nccl.cuh: the collectives of a run of several processes on GPUs (dist.c), over NCCL on the ops' stream.
-// One communicator per process, one GPU each. The training step's collectives are in place on the device
-// arrays of ZeRO-1 (model.h): the gradients reduce-scattered (in fp32, or through bf16 copies), the parameters
-// all-gathered; small host values (losses, counts, the gradient norm) go through a device buffer, and the
-// checkpoint's moments reach rank 0 by point-to-point copies, one part at a time.
+// cuda/nccl.cuh: the collectives of a run of several processes on GPUs (dist.c), over NCCL. One communicator
+// per process, one GPU each. The training step's collectives are in place on the device arrays of ZeRO-1
+// (model.h): the gradients summed into their parts bucket by bucket during the backward, on a stream of their
+// own (in fp32, or through bf16 copies), the parameters all-gathered; small host values (losses, counts, the
+// gradient norm) go through a device buffer, and the checkpoint's moments reach rank 0 by point-to-point
+// copies, one part at a time. Everything but the gradients' buckets runs on the ops' stream, in their order.
 #pragma once
 #include <nccl.h>
 #include "dense.cuh"
@@ -20,6 +21,19 @@ static_assert(sizeof(ncclUniqueId) == CUDA_NCCL_ID_BYTES, "NCCL's unique id chan
 static ncclComm_t g_comm = NULL;
 static int g_comm_rank = 0, g_comm_world = 1;
 
+// The gradients' buckets travel on a stream of their own, so the backward's kernels on g_stream go on
+// meanwhile. Each bucket waits on g_ready, recorded on g_stream as it is sent (its gradients are final once
+// the ops enqueued before have run); cuda_nccl_reduce_wait makes g_stream wait on g_done, recorded on the
+// comm stream after the last bucket. One event of each serves every bucket: a wait holds the record that
+// preceded it, whatever is recorded later. The comm stream has the highest priority, so its kernels (NCCL's,
+// the bf16 conversions) start as SMs free up rather than behind the backward's queue.
+static cudaStream_t g_comm_stream = NULL;
+static cudaEvent_t g_ready = NULL, g_done = NULL;
+// --reduce-dtype bf16: a bf16 copy of the whole gradient vector, each bucket converted into its own place in
+// it, so no bucket overwrites another's still in flight; freed only with the comm stream idle.
+static bf16 *g_wire = NULL;
+static size_t g_wire_n = 0;
+
 extern "C" void cuda_nccl_unique_id(void *id) { NCCL_CHECK(ncclGetUniqueId((ncclUniqueId *)id)); }
 
 extern "C" void cuda_nccl_init(const void *id, int rank, int world) {
@@ -29,13 +43,26 @@ extern "C" void cuda_nccl_init(const void *id, int rank, int world) {
     NCCL_CHECK(ncclCommInitRank(&g_comm, world, uid, rank));
     g_comm_rank = rank;
     g_comm_world = world;
+    int least, greatest;
+    CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    CUDA_CHECK(cudaStreamCreateWithPriority(&g_comm_stream, cudaStreamNonBlocking, greatest));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g_ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g_done, cudaEventDisableTiming));
 }
 
 extern "C" void cuda_nccl_finish(void) {
     if (!g_comm) return;
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_comm_stream));
+    if (g_wire) cuda_free(g_wire);
+    g_wire = NULL;
+    g_wire_n = 0;
     NCCL_CHECK(ncclCommDestroy(g_comm));
     g_comm = NULL;
+    CUDA_CHECK(cudaEventDestroy(g_ready));
+    CUDA_CHECK(cudaEventDestroy(g_done));
+    CUDA_CHECK(cudaStreamDestroy(g_comm_stream));
+    g_comm_stream = NULL;
 }
 
 extern "C" void cuda_nccl_allreduce_host(double *x, int n, int max) {
@@ -51,21 +78,49 @@ __global__ void from_bf16_kernel(float *__restrict__ y, const bf16 *__restrict__
     GRID_STRIDE(i, n) y[i] = __bfloat162float(x[i]);
 }
 
-extern "C" void cuda_nccl_reduce_scatter(float *x, int64_t part, int bf16_wire) {
-    if (part <= 0) return;
-    const size_t n = (size_t)part;
-    float *mine = x + (size_t)g_comm_rank * n;
-    if (!bf16_wire) {   // in place: this rank's block of the input is where its result goes
-        NCCL_CHECK(ncclReduceScatter(x, mine, n, ncclFloat32, ncclSum, g_comm, g_stream));
-        return;
+extern "C" void cuda_nccl_reduce_bucket(float *x, int64_t lo, int64_t hi, int64_t part, int bf16_wire) {
+    if (hi <= lo || part <= 0) return;
+    if (bf16_wire && g_wire_n < (size_t)part * g_comm_world) {   // the first bucket of the run
+        if (g_wire) {
+            CUDA_CHECK(cudaStreamSynchronize(g_comm_stream));
+            cuda_free(g_wire);
+        }
+        g_wire_n = (size_t)part * g_comm_world;
+        g_wire = (bf16 *)cuda_alloc(g_wire_n * sizeof(bf16), "bf16 copies of the gradients (--reduce-dtype bf16)");
     }
-    // bf16 on the wire: half the bytes, and sums rounded to bf16 on the way (--reduce-dtype bf16)
-    bf16 *w = (bf16 *)scratch(n * g_comm_world * sizeof(bf16));
-    to_bf16(w, x, part * g_comm_world);
-    bf16 *wmine = w + (size_t)g_comm_rank * n;
-    NCCL_CHECK(ncclReduceScatter(w, wmine, n, ncclBfloat16, ncclSum, g_comm, g_stream));
-    from_bf16_kernel<<<blocks_for(part, 256), 256, 0, g_stream>>>(mine, wmine, part);
-    LAUNCH_CHECK("from_bf16");
+    // after the ops that made the bucket final
+    CUDA_CHECK(cudaEventRecord(g_ready, g_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(g_comm_stream, g_ready, 0));
+    const int64_t n = hi - lo;
+    if (bf16_wire) {   // half the bytes on the wire, and sums rounded to bf16 on the way
+        const int vec = al(x + lo, 16) && al(g_wire + lo, 8);
+        to_bf16_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_comm_stream>>>(g_wire + lo, x + lo, n, vec);
+        LAUNCH_CHECK("to_bf16 (a bucket of gradients)");
+    }
+    // each piece within one rank's block, summed in place into that rank: one launch for the bucket
+    NCCL_CHECK(ncclGroupStart());
+    for (int64_t a = lo, b; a < hi; a = b) {
+        const int owner = (int)(a / part);
+        b = (int64_t)(owner + 1) * part < hi ? (int64_t)(owner + 1) * part : hi;
+        if (bf16_wire)
+            NCCL_CHECK(ncclReduce(g_wire + a, g_wire + a, (size_t)(b - a), ncclBfloat16, ncclSum, owner, g_comm, g_comm_stream));
+        else
+            NCCL_CHECK(ncclReduce(x + a, x + a, (size_t)(b - a), ncclFloat32, ncclSum, owner, g_comm, g_comm_stream));
+    }
+    NCCL_CHECK(ncclGroupEnd());
+    if (bf16_wire) {   // this rank's piece of the sums, widened back into its gradients
+        const int64_t mlo = (int64_t)g_comm_rank * part, mhi = mlo + part;
+        const int64_t a = lo > mlo ? lo : mlo, b = hi < mhi ? hi : mhi;
+        if (a < b) {
+            from_bf16_kernel<<<blocks_for(b - a, 256), 256, 0, g_comm_stream>>>(x + a, g_wire + a, b - a);
+            LAUNCH_CHECK("from_bf16 (a bucket of gradients)");
+        }
+    }
+}
+
+extern "C" void cuda_nccl_reduce_wait(void) {
+    CUDA_CHECK(cudaEventRecord(g_done, g_comm_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(g_stream, g_done, 0));
 }
 
 extern "C" void cuda_nccl_all_gather(float *x, int64_t part) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Training over several processes on the CPU (mpirun, MPI; docs/distributed.md): 2 processes against 1 (the
 # same losses up to the order of fp32 sums), two 2-process runs bit for bit alike, --resume across 1, 2 and
-# 3 processes, the gathered checkpoint the single process's own, --accum and MQAR over 2 processes, Ctrl-C,
-# and every refusal. Exits 77 (skipped, tests/run.sh) where mpirun or MPI's compiler wrapper is missing.
+# 3 processes, the gathered checkpoint the single process's own, --accum and MQAR over 2 processes, the
+# gradients' reduction in small buckets against one, Ctrl-C, and every refusal. Exits 77 (skipped, tests/run.sh) where mpirun or MPI's compiler wrapper is missing.
 . "$(dirname "$0")/lib.sh"
 H=./hgrn2
 if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then
@@ -53,7 +53,7 @@ PROG=(--eval-every 10 --eval-batches 4)
 # token counts are exact.
 expect 0 "train 30 steps, 1 process" -- $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/one"
 expect 0 "train 30 steps, 2 processes" -- mpi 2 $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/two"
-grep -q "rows on each of 2 processes" "$TMP/out" && grep -q "2 processes (MPI), cpu, 1 thread each" "$TMP/out" &&
+grep -q "rows on each of 2 processes" "$TMP/out" && grep -q "2 processes (MPI, buckets of 25 MiB), cpu, 1 thread each" "$TMP/out" &&
     grep -q "AdamW 0.3 MiB (a 1/2 part; one process holds 0.6 MiB)" "$TMP/out" || fail "the startup table of 2 processes"
 [ "$(grep -c '^step ' "$TMP/out")" = 30 ] || fail "rank 1 printed too: $(grep -c '^step ' "$TMP/out") progress lines"
 close "$TMP/one/log.tsv" "$TMP/two/log.tsv" 2,3 1e-6 "2 processes: the training and held-out losses of 1, within 1e-6"
@@ -106,6 +106,38 @@ expect 0 "eval a 1-process checkpoint" -- $H eval --ckpt "$TMP/one/model.ckpt" -
 expect 0 "accum 2, 1 process" -- $H train "${SMALL[@]}" --accum 2 --eval-every 5 --eval-batches 2 --steps 10 --out "$TMP/acc1"
 expect 0 "accum 2, 2 processes" -- mpi 2 $H train "${SMALL[@]}" --accum 2 --eval-every 5 --eval-batches 2 --steps 10 --out "$TMP/acc2"
 close "$TMP/acc1/log.tsv" "$TMP/acc2/log.tsv" 2,3 1e-6 "--accum 2 on 2 processes: the losses of 1"
+
+# (g) buckets: the gradients' reduction starts during the backward, one bucket of --bucket-mb at a time from
+# the top of the vector, each piece within one process's part summed into that process (MPI_Ireduce). SMALL
+# has 74016 parameters: layer 1 at [45248, 74016), layer 0 at [16480, 45248), the global tensors below;
+# the parts of 2 processes meet at 37008, inside layer 0's up_proj. Buckets of 0.01 MiB (2622 values) cut
+# each layer into 11 or 12, and the bucket [34686, 37308) crosses the parts' boundary. With 2 processes each
+# sum is of two terms, whatever the cut: the same bits as one bucket (--bucket-mb 0, the whole vector after
+# the backward), and as the default 25 MiB (one bucket here too, run as (a)'s "two").
+expect 0 "2 processes, buckets of 0.01 MiB" -- mpi 2 $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --bucket-mb 0.01 --out "$TMP/b001"
+grep -q "2 processes (MPI, buckets of 0.01 MiB)" "$TMP/out" || fail "the startup table of buckets of 0.01 MiB"
+expect 0 "2 processes, one bucket" -- mpi 2 $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --bucket-mb 0 --out "$TMP/b0"
+grep -q "2 processes (MPI, one bucket)" "$TMP/out" || fail "the startup table of one bucket"
+same <(cut -f1-5 "$TMP/b0/log.tsv") <(cut -f1-5 "$TMP/b001/log.tsv") "buckets of 0.01 MiB: the losses of one bucket, bit for bit"
+same "$TMP/b0/model.ckpt" "$TMP/b001/model.ckpt" "buckets of 0.01 MiB: the checkpoint of one bucket"
+same "$TMP/two/model.ckpt" "$TMP/b001/model.ckpt" "buckets of 0.01 MiB: the checkpoint of the default bucket"
+close "$TMP/one/log.tsv" "$TMP/b001/log.tsv" 2,3 1e-6 "buckets of 0.01 MiB: the losses of 1 process, within 1e-6"
+# --accum 2: the first micro-batch's gradients stay local, the second's backward sends the buckets
+expect 0 "accum 2, 2 processes, buckets of 0.01 MiB" -- mpi 2 $H train "${SMALL[@]}" --accum 2 --eval-every 5 --eval-batches 2 \
+    --steps 10 --bucket-mb 0.01 --out "$TMP/accb"
+same <(cut -f1-5 "$TMP/acc2/log.tsv") <(cut -f1-5 "$TMP/accb/log.tsv") "--accum 2, buckets of 0.01 MiB: the losses of the default bucket"
+close "$TMP/acc1/log.tsv" "$TMP/accb/log.tsv" 2,3 1e-6 "--accum 2, buckets of 0.01 MiB: the losses of 1 process"
+# 3 processes: ODD's 57800 parameters in parts of 19267 that begin inside lm_head ([10320, 20560)) and
+# inside layer 0's up_proj; buckets of 0.004 MiB (1049 values), 36 or 37 of them over the layer's 37240. Sums of three
+# terms may be taken in another order for pieces of another size: within (a)'s tolerance of 1 process.
+expect 0 "3 processes, buckets of 0.004 MiB" -- mpi 3 $H train "${ODD[@]}" "${PROG[@]}" --steps 12 --bucket-mb 0.004 --out "$TMP/b3"
+close <(head -n 13 "$TMP/odd1/log.tsv") "$TMP/b3/log.tsv" 2,3 1e-6 "3 processes, buckets of 0.004 MiB: the losses of 1 process"
+close <(head -n 13 "$TMP/odd1/log.tsv") "$TMP/b3/log.tsv" 5 1e-4 "3 processes, buckets of 0.004 MiB: the gradient norms of 1"
+# every process must cut the same buckets
+expect 2 "processes given different --bucket-mb" -- "${MPIRUN[@]}" -np 1 $H train "${SMALL[@]}" --steps 2 --bucket-mb 1 \
+    --out "$TMP/bad" : -np 1 $H train "${SMALL[@]}" --steps 2 --bucket-mb 2 --out "$TMP/bad"
+expect_msg "the processes were given different --bucket-mb (from 1 to 2 MiB)"
+expect 2 "--bucket-mb -1" -- $H train "${SMALL[@]}" --steps 2 --bucket-mb -1 --out "$TMP/bad"
 
 # (e) MQAR: each process draws its examples of each batch; the loss counts the answers of the whole batch.
 # Its first steps agree as in (a); later ones drift further apart: the vocabulary of 8192 has rows whose
