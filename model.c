@@ -144,6 +144,7 @@ void model_alloc(Model *m, const Config *c) {
     m->padded = m->part = m->opt_hi = m->lay.n;
     m->opt_lo = 0;
     m->grads_ready = NULL;
+    m->grads_ready_ctx = NULL;
 }
 // A moment of every parameter cut to the part [lo, lo + part) (zeros past lay.n).
 static real *moment_part(real *full, int64_t n, int64_t lo, int64_t part) {
