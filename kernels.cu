@@ -24,7 +24,7 @@
 //   adamw.cuh        the AdamW update with the weights' bf16 copies
 //   norms_cls.cuh    the classifier's per-channel ops: biases, LayerNorm, BatchNorm, their column sums in double
 //   pointwise_cls.cuh  the classifier's other ops: GELU, dropout, sinusoidal positions, mean pooling, pair features
-//   nccl.cuh         the collectives of a run over several GPUs (NCCL): ZeRO-1's reduce-scatter and all-gather
+//   nccl.cuh         the collectives of a run over several GPUs (NCCL): ZeRO-1's gradients in buckets, all-gather
 #include "cuda/runtime.cuh"
 #include "cuda/reduce.cuh"
 #include "cuda/profile.cuh"

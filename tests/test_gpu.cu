@@ -21,7 +21,8 @@
 //     products): ~4e-3, held to 1e-2 (as the bf16 GEMM). dq, dk, dv likewise 1e-2. dg is a sum of up to 64 terms w = q dq - k dk that largely
 //     cancel (the true dg is small next to sum |w|, as the fp32 case shows), held to 3e-2.
 //
-// Also: determinism (the backward ops and the reductions run twice give the same bits) and, with --bench,
+// Also: determinism (the backward ops and the reductions run twice give the same bits), the gradients' reduction
+// in buckets on NCCL's stream (a communicator of this one GPU: the streams' order) and, with --bench,
 // timings of the HGRU2 forward and forward+backward at B 8, T 2048, H 6, K = Dv = 128 (median of 20 after
 // warm-up, CUDA events) with the achieved bandwidth of their compulsory traffic, and of a bidirectional mixer
 // (causal + reverse) against two causal passes at that shape.
@@ -1043,6 +1044,55 @@ static void test_determinism(void) {
 // ======================================================================================================
 // --bench
 // ======================================================================================================
+#ifdef HGRN2_NCCL
+// The gradients' reduction in buckets (cuda_nccl_reduce_bucket, nccl.cuh) on a communicator of this GPU alone:
+// each sum is then the GPU's own values, unchanged in fp32, rounded to bf16 through bf16 (the host's rounding,
+// bf16_bits). What one GPU can check is the order of the two streams. Each bucket is sent just after a large
+// exact-fp32 product has been enqueued on the ops' stream to write the vector (poisoned with NaN before), so a
+// communication stream that did not wait for the ops would convert values not yet written and, through bf16,
+// write them back; another product follows each bucket, as the backward would, and the result is read on the
+// ops' stream right after cuda_nccl_reduce_wait, so an ops' stream that did not wait for the last bucket would
+// read values not yet rounded. Two steps each, the second reusing the bf16 copy. The cut into several ranks'
+// pieces runs on several GPUs only (scripts/multi_gpu_check.sh).
+static void test_nccl_buckets(void) {
+    unsigned char id[CUDA_NCCL_ID_BYTES];
+    cuda_nccl_unique_id(id);
+    cuda_nccl_init(id, 0, 1);
+    cuda_set_gemm_precision(0);
+    const int64_t N = g_quick ? 256 : 2048;
+    const int I = 4096, O = 4096;
+    const int64_t n = N * O;
+    Pool P;
+    seed(4242);
+    float *gx = P.up(randn(N * I)), *gW = P.up(randn((size_t)O * I, 0.05)), *gy = P.f(n), *busy = P.f(n);
+    cuda_matmul_fwd(gy, gx, gW, N, I, O);   // the values every step writes (cuBLAS gives the same bits each time)
+    const Vec ref = down(gy, n);
+    // buckets from the top as dist.c cuts them: an odd size, so most start unaligned (the conversion's scalar
+    // path), and one a quarter of the vector (its vector path)
+    const int64_t sizes[2] = {1000003, n / 4};
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int b = 0; b < 2; b++)
+            for (int step = 0; step < 2; step++) {
+                poison(gy, n * sizeof(float));
+                cuda_matmul_fwd(gy, gx, gW, N, I, O);
+                for (int64_t hi = n; hi > 0; hi -= sizes[b]) {
+                    cuda_nccl_reduce_bucket(gy, hi > sizes[b] ? hi - sizes[b] : 0, hi, n, bf16);
+                    cuda_matmul_fwd(busy, gx, gW, N, I, O);
+                }
+                cuda_nccl_reduce_wait();
+                Vec got = down(gy, n), want = ref;
+                if (bf16)
+                    for (auto &v : want) v = bf16_value(bf16_bits(v));
+                char shape[96];
+                snprintf(shape, sizeof shape, "%lld values, buckets of %lld, step %d", (long long)n, (long long)sizes[b],
+                         step + 1);
+                check_bits(bf16 ? "nccl buckets bf16" : "nccl buckets fp32", shape, got.data(), want.data(), n * sizeof(float));
+            }
+    cuda_set_gemm_precision(1);
+    cuda_nccl_finish();
+}
+#endif
+
 static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
@@ -1190,5 +1240,8 @@ int main(int argc, char **argv) {
     test_adamw();
     test_adamw_bf16_copy();
     test_determinism();
+#ifdef HGRN2_NCCL
+    test_nccl_buckets();
+#endif
     return gpu_check_summary();
 }
