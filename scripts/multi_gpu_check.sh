@@ -9,7 +9,11 @@
 #    the steps after the first 10) and the efficiency, tokens/s on N / (N x tokens/s on 1);
 #  - the start without MPI: N processes through --rendezvous (RANK, WORLD_SIZE, LOCAL_RANK), the first 20
 #    steps of the curve run again, which should give the same bits as under mpirun;
-#  - --reduce-dtype bf16: the scaling run again, its tokens/s and how far its curve lies from fp32's.
+#  - --reduce-dtype bf16: the scaling run again, its tokens/s and how far its curve lies from fp32's;
+#  - --bucket-mb 0: the scaling run again with the gradients reduced in one bucket after the backward instead
+#    of 25 MiB buckets during it (what the overlap gains in tokens/s), in fp32 and in bf16, and whether the
+#    curves are the same bits (they should be on 2 GPUs, a sum of two terms; NCCL may add more in another
+#    order for pieces of other sizes).
 # The data: tinyshakespeare as bytes ($HGRN2_SHARED/data/text/tinyshakespeare.txt, or .carry/shared/...) under
 # a vocabulary of 50304, so that the head costs what it costs on the Pile. Everything goes under $OUT.
 set -uo pipefail
@@ -88,6 +92,18 @@ check() {   # check NAME ARGS...: one model
     "${MPIRUN[@]}" $H train "${args[@]}" --batch $((B * N)) --steps 50 --reduce-dtype bf16 --out "$R/sNb" > "$R/sNb.out" 2>&1 ||
         { tail -n 5 "$R/sNb.out"; return 1; }
     echo "tokens/s: $N GPUs, bf16 gradients $(tps "$R/sNb"); its curve against fp32 gradients' (25-step means): $(curve_diff "$R/sN" "$R/sNb")"
+
+    echo "== $name: the same with --bucket-mb 0 (one bucket after the backward: no overlap) =="
+    local d dt same
+    for dt in fp32 bf16; do
+        d=$R/sN1_$dt
+        "${MPIRUN[@]}" $H train "${args[@]}" --batch $((B * N)) --steps 50 --reduce-dtype $dt --bucket-mb 0 --out "$d" > "$d.out" 2>&1 ||
+            { tail -n 5 "$d.out"; return 1; }
+        local ref=$R/sN; [ $dt = bf16 ] && ref=$R/sNb
+        if cmp -s <(cut -f1-5 "$ref/log.tsv") <(cut -f1-5 "$d/log.tsv"); then same="the same bits as 25 MiB buckets"
+        else same="not the same bits as 25 MiB buckets (25-step means within $(curve_diff "$ref" "$d"))"; fi
+        echo "tokens/s, $dt gradients: one bucket $(tps "$d"), 25 MiB buckets $(tps "$ref"); $same"
+    done
 }
 
 if [ "$WHICH" = 162M ] || [ "$WHICH" = all ]; then
