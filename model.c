@@ -608,6 +608,22 @@ void decode_state_free(DecodeState *st) {
     dev_free(st->s);
     memset(st, 0, sizeof *st);
 }
+void decode_state_set_row(const Config *c, DecodeState *dst, int b, const DecodeState *src, int sb) {
+    if (b < 0 || b >= dst->B || sb < 0 || sb >= src->B)
+        die("decode_state_set_row: row %d of %d from row %d of %d", b, dst->B, sb, src->B);
+    const int64_t dper = dst->n / c->L, sper = src->n / c->L;   // values per layer: [B, ...] each
+    // a row: HGRN's H x K x Dv (D for HGRN1), or the positions of the transformer's cache that src has filled
+    int64_t drow = dper / dst->B, srow = sper / src->B, n = srow;
+    if (c->mixer == MIXER_TRANSFORMER) {
+        if (src->pos > dst->ctx)
+            die("decode_state_set_row: %d positions do not fit a key/value cache of %d", src->pos, dst->ctx);
+        n = (int64_t)src->pos * 2 * c->D;
+    } else if (drow != srow) {
+        die("decode_state_set_row: rows of %lld and %lld values", (long long)drow, (long long)srow);
+    }
+    for (int l = 0; l < c->L; l++)
+        dev_copy(dst->s + l * dper + b * drow, src->s + l * sper + sb * srow, (size_t)n * sizeof(real));
+}
 
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count) {
