@@ -552,11 +552,14 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
         for (int64_t r0 = 0; r0 < N; r0 += CR) {
             int64_t rows = N - r0 < CR ? N - r0 : CR;
             if (last_only) {
-                // only the last position of each sequence: row b*T + T-1
+                // only the last position of each sequence: row b*T + T-1 (one product when those rows are all
+                // the rows, as in decoding; a row's logits are the same either way on the CPU)
                 if (r0 >= B) break;
                 rows = B - r0 < CR ? B - r0 : CR;
-                for (int64_t i = 0; i < rows; i++)
-                    OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
+                if (T == 1) OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+                else
+                    for (int64_t i = 0; i < rows; i++)
+                        OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
             } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
                 OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, opnd_at(a->hf, r0 * D), Wlm,
                                      tgt_b + r0, (real)loss_scale, rows, D, V);
