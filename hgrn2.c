@@ -948,12 +948,14 @@ int cmd_sample(int argc, char **argv) {
 }
 
 // ----------------------------------------------------------------------------------------------------------
-// hgrn2 bench: training speed on random tokens
+// hgrn2 bench: training speed on random tokens; with --generate, decoding speed
 
-static const char *BENCH_USAGE = "hgrn2 bench [--preset NAME] [--layers N --dim N ...] [--batch B] [--seq-len T] [--steps N]";
+static const char *BENCH_USAGE =
+    "hgrn2 bench [--preset NAME] [--layers N --dim N ...] [--batch B] [--seq-len T] [--steps N]\n"
+    "       hgrn2 bench --generate [--ckpt PATH | --preset NAME --layers N ...] [--batch B] [--prompt-len P] [--tokens N]";
 static const char *BENCH_HELP =
     "Time training steps (forward, backward, AdamW) on random tokens; prints the time to the first finished\n"
-    "step and the median tokens/s of the rest.\n"
+    "step and the median tokens/s of the rest. With --generate, time generation instead.\n"
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
@@ -961,7 +963,18 @@ static const char *BENCH_HELP =
     "                       the CPU only) --heads N (transformer)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
-    "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
+    "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n"
+    "Generation (--generate): B sequences of P random token ids prefilled together, then N tokens each decoded\n"
+    "greedily, B at a time, as 'hgrn2 sample --batch B' decodes them; after a warm-up, a table of the time to\n"
+    "the first token (the prefill and its sampling) and the decoding speed, per batch size:\n"
+    "  --generate           time generation\n"
+    "  --ckpt PATH          the model of a checkpoint (default: the size flags' model, random weights)\n"
+    "  --batch B            sequences decoded together (default: both 1 and 64)\n"
+    "  --prompt-len P       prompt tokens (default 128)\n"
+    "  --tokens N           tokens generated per sequence, the first from the prefill (default 128)\n";
+
+// bench's options beyond the common and size ones
+enum { OB_GENERATE = O_LAST, OB_PROMPT_LEN };
 
 // Every step trains on the same random tokens: targets are the ids shifted by one (ids holds N + 1).
 static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
@@ -971,18 +984,96 @@ static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
 
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
+// One generation of ntok tokens for B random prompts of P ids, greedy, as sample decodes: the prefill of all B
+// together, then ntok - 1 steps of B tokens (the last token is never fed back). *first: seconds from the start to
+// the first tokens picked (the prefill and its sampling); *decode: seconds of the steps after.
+static void generate_once(Model *m, Acts *pre, Acts *one, DecodeState *st, const int32_t *prompt, int64_t ntok,
+                          real *logits, int32_t *feed, double *first, double *decode) {
+    const int B = st->B, V = m->c.V;
+    OP(zero, st->s, st->n);
+    st->pos = 0;
+    double t0 = now_s();
+    model_forward(m, pre, prompt, NULL, st, logits, 1, 0, NULL);
+    for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
+    double t1 = now_s();
+    for (int64_t i = 1; i < ntok; i++) {
+        model_forward(m, one, feed, NULL, st, logits, 1, 0, NULL);
+        for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
+    }
+    *first = t1 - t0;
+    *decode = now_s() - t1;
+}
+
+// bench --generate: the table's row of batch B (after a warm-up of the same shapes: the prefill and a few steps)
+static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t seed) {
+    const Config *c = &m->c;
+    Acts pre, one;
+    acts_alloc(&pre, c, B, P, 0);
+    acts_alloc(&one, c, B, 1, 0);
+    DecodeState st;
+    decode_state_alloc(&st, c, B, (int)(P + ntok));
+    int32_t *prompt = xmalloc((size_t)B * P * sizeof(int32_t)), *feed = xmalloc((size_t)B * sizeof(int32_t));
+    real *logits = xmalloc((size_t)B * c->V * sizeof(real));
+    uint64_t rng = seed;
+    for (int64_t i = 0; i < (int64_t)B * P; i++) prompt[i] = (int32_t)(splitmix64(&rng) % (uint64_t)c->V);
+    double first, decode;
+    generate_once(m, &pre, &one, &st, prompt, ntok < 4 ? ntok : 4, logits, feed, &first, &decode);   // warm-up
+    generate_once(m, &pre, &one, &st, prompt, ntok, logits, feed, &first, &decode);
+    char dec[96];
+    if (ntok > 1) snprintf(dec, sizeof dec, "%14.3f | %15.0f", decode / (double)(ntok - 1) * 1e3, (double)B * (ntok - 1) / decode);
+    else snprintf(dec, sizeof dec, "%14s | %15s", "-", "-");   // one token: no step after the prefill
+    printf("| %5d | %16.2f | %16.0f | %s |\n", B, first * 1e3, (double)B * P / first, dec);
+    free(prompt); free(feed); free(logits);
+    decode_state_free(&st);
+    acts_free(&pre); acts_free(&one);
+}
+
+// hgrn2 bench --generate (the options read by cmd_bench)
+static int bench_generate(const char *ckpt, const Preset *ps, const SizeArgs *z, int64_t P, int64_t ntok, uint64_t seed) {
+    Model m = {0};
+    if (ckpt) {
+        RunState rs;
+        checkpoint_load(ckpt, &m, &rs, 0);
+    } else {
+        Config cf = preset_config(ps, z, !strcmp(ps->name, "tiny") ? 256 : 50304);
+        const char *bad = config_finish(&cf);
+        if (bad) usage_error("%s", bad);
+        model_alloc(&m, &cf);
+        model_init(&m, seed);
+    }
+    if (m.c.mixer == MIXER_TRANSFORMER && P + ntok > R_SEQ_LEN.hi)
+        usage_error("--prompt-len %lld and --tokens %lld exceed the %.0f positions of the transformer's key/value cache",
+                    (long long)P, (long long)ntok, R_SEQ_LEN.hi);
+    model_to_device(&m);
+    print_config(&m.c, &m.lay, stdout);
+    if (g_gpu) printf("| device       | %s\n", device_name());
+    else printf("| device       | cpu with %d threads\n", omp_get_max_threads());
+    printf("| generate     | prompts of %lld random ids, %lld new tokens each, greedy\n\n", (long long)P, (long long)ntok);
+    printf("| batch | first token (ms) | prefill tokens/s | decode ms/step | decode tokens/s |\n");
+    printf("|-------|------------------|------------------|----------------|-----------------|\n");
+    const int batches[] = {1, 64};
+    if (z->B) bench_generate_row(&m, (int)z->B, (int)P, ntok, seed);
+    else for (int i = 0; i < 2; i++) bench_generate_row(&m, batches[i], (int)P, ntok, seed);
+    if (g_gpu) printf("\npeak GPU memory %.0f MiB\n", dev_peak_mib());
+    model_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
-                                         {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
+                                         {"profile", no_argument, 0, O_PROFILE}, {"generate", no_argument, 0, OB_GENERATE},
+                                         {"ckpt", required_argument, 0, O_CKPT}, {"tokens", required_argument, 0, O_TOKENS},
+                                         {"prompt-len", required_argument, 0, OB_PROMPT_LEN}, {0, 0, 0, 0}};
     cli_start("hgrn2 bench", BENCH_USAGE);
-    const char *preset_name = "tiny";
+    const char *preset_name = "tiny", *ckpt = NULL;
     MachineArgs mach = {0};
-    int64_t steps = 5;
-    int profile = 0;
+    int64_t steps = 5, prompt_len = 128, ntok = 128;
+    int profile = 0, generate = 0, set[OB_PROMPT_LEN + 1] = {0};
     uint64_t seed = 1;
     SizeArgs z = {0};
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c >= 0 && c <= OB_PROMPT_LEN) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
@@ -990,15 +1081,34 @@ int cmd_bench(int argc, char **argv) {
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
         case O_PROFILE: profile = 1; break;
         case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
+        case OB_GENERATE: generate = 1; break;
+        case O_CKPT: ckpt = optarg; break;
+        case O_TOKENS: ntok = arg_int("--tokens", optarg, 1, 1 << 20); break;
+        case OB_PROMPT_LEN: prompt_len = arg_int("--prompt-len", optarg, 1, 1 << 20); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    // each mode refuses the other's flags rather than ignore them
+    static const struct { int opt; const char *name; } train_only[] = {{O_SEQ, "--seq-len"}, {O_STEPS, "--steps"},
+        {O_PROFILE, "--profile"}}, gen_only[] = {{O_CKPT, "--ckpt"}, {O_TOKENS, "--tokens"}, {OB_PROMPT_LEN, "--prompt-len"}};
+    for (int i = 0; i < 3; i++) {
+        if (generate && set[train_only[i].opt]) usage_error("%s times training steps: it does not go with --generate", train_only[i].name);
+        if (!generate && set[gen_only[i].opt]) usage_error("%s goes with --generate", gen_only[i].name);
+    }
+    if (ckpt) {
+        static const struct { int opt; const char *name; } sizes[] = {{O_PRESET, "--preset"}, {O_LAYERS, "--layers"},
+            {O_DIM, "--dim"}, {O_EXPAND, "--expand-ratio"}, {O_VOCAB, "--vocab"}, {O_MLP, "--mlp-width"},
+            {O_TIE, "--tie-embeddings"}, {O_NO_LB, "--no-lower-bound"}, {O_ARCH, "--arch"}, {O_HEADS, "--heads"}};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            if (set[sizes[i].opt]) usage_error("%s cannot be given with --ckpt: the model comes from the checkpoint", sizes[i].name);
+    }
     arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
+    if (generate) return bench_generate(ckpt, ps, &z, prompt_len, ntok, seed);
     double t_start = now_s();
     Config cf = preset_config(ps, &z, !strcmp(ps->name, "tiny") ? 256 : 50304);
     const char *bad = config_finish(&cf);
@@ -1079,7 +1189,8 @@ static const char *MAIN_HELP =
     "             Range Arena's ListOps, Text and Retrieval files into example files\n"
     "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
-    "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps)\n"
+    "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps;\n"
+    "             --generate: the first token and decoding, batched)\n"
     "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
     "  import     convert a Hugging Face HGRN2 (flash-linear-attention) or LLaMA (transformers) checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"
