@@ -613,7 +613,7 @@ static void default_start(const Tokenizer *tok, IdBuf *pr) {
 // The lines of --prompts' text, each a prompt (a line ends at \n, and a \r before it is dropped).
 static Prompt *split_prompts(const char *path, const char *text, size_t len, int *n) {
     Prompt *ps = NULL;
-    int np = 0;
+    int np = 0, cap = 0;
     for (size_t at = 0; at < len; ) {
         const char *nl = memchr(text + at, '\n', len - at);
         size_t end = nl ? (size_t)(nl - text) : len, e = end;
@@ -621,7 +621,7 @@ static Prompt *split_prompts(const char *path, const char *text, size_t len, int
         if (np == MAX_SEQUENCES) die("--prompts %s has more than %d lines", path, MAX_SEQUENCES);
         if (e == at)
             die("--prompts %s: line %d is empty (every line is a prompt; without one, leave --prompts out)", path, np + 1);
-        ps = xrealloc(ps, (size_t)(np + 1) * sizeof *ps);
+        if (np == cap) ps = xrealloc(ps, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *ps);
         ps[np] = (Prompt){.text = text + at, .len = e - at, .line = np + 1};
         np++;
         at = end + 1;
@@ -655,7 +655,7 @@ static void printer_end(Printer *p, int64_t s) {
     for (; p->next < p->n && p->done[p->next]; p->next++) {
         ByteBuf *b = &p->buf[p->next];
         if (p->next > 0) fputs(p->sep, stdout);
-        fwrite(b->data, 1, b->n, stdout);
+        if (b->n) fwrite(b->data, 1, b->n, stdout);
         free(b->data);
         memset(b, 0, sizeof *b);
     }
