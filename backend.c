@@ -46,6 +46,12 @@ void dev_download(void *dst, const void *src, size_t bytes) {
 #endif
     memcpy(dst, src, bytes);
 }
+void dev_copy(void *dst, const void *src, size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) { cuda_copy(dst, src, bytes); return; }
+#endif
+    memmove(dst, src, bytes);
+}
 void dev_sync(void) {
 #if USE_CUDA
     if (g_gpu) cuda_sync();

@@ -41,6 +41,7 @@ real *dev_zeros(int64_t n, const char *what);           // n values of `real`, a
 void dev_free(void *p);
 void dev_upload(void *dst, const void *src, size_t bytes);      // host -> backend
 void dev_download(void *dst, const void *src, size_t bytes);    // backend -> host
+void dev_copy(void *dst, const void *src, size_t bytes);        // backend -> backend (in the order of the ops)
 void dev_sync(void);                                    // waits for every op launched so far
 double dev_peak_mib(void);                              // the GPU's peak allocation; 0 on the CPU
 

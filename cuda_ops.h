@@ -24,6 +24,7 @@ void *cuda_alloc(size_t bytes, const char *what);       // dies with the sizes a
 void cuda_free(void *p);                                // NULL is fine
 void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait for the copy to finish
 void cuda_to_host(void *dst, const void *src, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);        // device -> device, queued on the stream
 void cuda_sync(void);
 const char *cuda_device_name(void);
 size_t cuda_peak_bytes(void);                           // peak of the bytes allocated through cuda_alloc

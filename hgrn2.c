@@ -539,12 +539,13 @@ int cmd_eval(int argc, char **argv) {
 // hgrn2 sample
 
 static const char *SAMPLE_USAGE =
-    "hgrn2 sample [--ckpt PATH] [--prompt TEXT | --prompt-file PATH | --prompt-ids \"1 2 3\"] [-n N] [--temperature X]\n"
-    "                    [--top-k K] [--top-p P] [--num-samples N] [--stop STRING] [--repetition-penalty X]";
+    "hgrn2 sample [--ckpt PATH] [--prompt TEXT | --prompt-file PATH | --prompt-ids \"1 2 3\" | --prompts PATH] [-n N]\n"
+    "                    [--temperature X] [--top-k K] [--top-p P] [--num-samples N] [--batch B] [--stop STRING]\n"
+    "                    [--repetition-penalty X]";
 static const char *SAMPLE_HELP =
     "Generate text: the prompt is prefilled in one pass over all its tokens, then each token advances the\n"
     "recurrent state by one step (constant memory per token; a transformer instead adds the token's keys and\n"
-    "values to a cache that every later token attends to). Text is streamed as it is generated.\n"
+    "values to a cache that every later token attends to). Text is streamed as it is generated (--batch 1).\n"
     "\n"
     "  --ckpt PATH          the model (default " DEFAULT_OUT "/model.ckpt)\n"
     "  --prompt TEXT        the text to continue (default: the beginning-of-text token, or a newline)\n"
@@ -553,9 +554,15 @@ static const char *SAMPLE_HELP =
     "  --temperature X      0 is greedy (default 0.8)\n"
     "  --top-k K            sample among the K most likely tokens (default 0: all)\n"
     "  --top-p P            nucleus sampling: the smallest set with probability >= P (default 1: all)\n"
-    "  --seed N             random seed (default 1337)\n"
+    "  --seed N             random seed (default 1337); each sequence draws from its own stream of it, so on\n"
+    "                       the CPU its tokens do not depend on --batch (on the GPU: up to rounding)\n"
     "  --prompt-file PATH   the prompt's text from a file ('-': standard input)\n"
-    "  --num-samples N      N continuations of the prompt, each from the state after it (default 1)\n"
+    "  --prompts PATH       many prompts: each line of the file ('-': standard input) is one prompt's text (a\n"
+    "                       \\r before the newline is dropped; no line may be empty)\n"
+    "  --num-samples N      N continuations of each prompt, each from the state after it (default 1)\n"
+    "  --batch B            decode up to B sequences together, one forward pass per token for all (default 1);\n"
+    "                       each sequence is printed whole once it ends, in order (only --batch 1 streams).\n"
+    "                       A transformer decodes together only prompts of one length (tokens)\n"
     "  --ignore-eos         go on past the end-of-text token (default: a sample ends there, not printed)\n"
     "  --stop STRING        a sample also ends once its text ends with STRING (printed); repeatable\n"
     "  --repetition-penalty X  divide the positive logits (multiply the negative ones) of every token the\n"
@@ -564,22 +571,25 @@ static const char *SAMPLE_HELP =
     "  --tokenizer PATH     override the tokenizer the model was trained with (a directory or tokenizer.json)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
-enum { OS_PROMPT_FILE = O_LAST, OS_NUM_SAMPLES, OS_IGNORE_EOS, OS_STOP, OS_REP_PENALTY };
+enum { OS_PROMPT_FILE = O_LAST, OS_NUM_SAMPLES, OS_IGNORE_EOS, OS_STOP, OS_REP_PENALTY, OS_PROMPTS };
 #define MAX_STOPS 16
+#define MAX_SEQUENCES (1 << 24)   // prompts x --num-samples
 
-// The text of a prompt file ('-': standard input), at most 64 MiB.
-static char *read_prompt_file(const char *path) {
+// The text of a file ('-': standard input), at most 64 MiB, NUL-terminated; its length in *len. flag names the
+// option in the messages.
+static char *read_text_file(const char *flag, const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die("cannot read --prompt-file %s: %s", path, strerror(errno));
+    if (!f) die("cannot read %s %s: %s", flag, path, strerror(errno));
     ByteBuf b = {0};
     char chunk[65536];
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.n + got > (size_t)64 << 20) die("--prompt-file %s is longer than 64 MiB", path);
+        if (b.n + got > (size_t)64 << 20) die("%s %s is longer than 64 MiB", flag, path);
         bytebuf_append(&b, chunk, got);
     }
-    if (ferror(f)) die("cannot read --prompt-file %s: %s", path, strerror(errno));
+    if (ferror(f)) die("cannot read %s %s: %s", flag, path, strerror(errno));
     if (f != stdin) fclose(f);
+    *len = b.n;
     bytebuf_append(&b, "", 1);   // a terminating NUL
     return b.data;
 }
@@ -588,6 +598,82 @@ static char *read_prompt_file(const char *path) {
 static void repetition_penalty(real *logits, const uint8_t *seen, int V, double x) {
     for (int i = 0; i < V; i++)
         if (seen[i]) logits[i] = logits[i] > 0 ? (real)(logits[i] / x) : (real)(logits[i] * x);
+}
+
+// A prompt: its ids, and the text printed before its samples (NULL: its ids decoded). line: its line of
+// --prompts (0: the one prompt of --prompt, --prompt-file, --prompt-ids or the default start).
+typedef struct { IdBuf ids; const char *text; size_t len; int line; } Prompt;
+
+// The start of a sample without a prompt (or with one that encodes to nothing): the beginning-of-text token,
+// else the end-of-text one, else a newline, else id 0.
+static void default_start(const Tokenizer *tok, IdBuf *pr) {
+    int32_t start = tok ? tokenizer_bos(tok) : -1;
+    if (start < 0 && tok) start = tokenizer_eot(tok);
+    if (start >= 0) idbuf_push(pr, start);
+    else if (tok) tokenizer_encode(tok, "\n", 1, pr);
+    if (!pr->n) idbuf_push(pr, 0);
+}
+
+// The lines of --prompts' text, each a prompt (a line ends at \n, and a \r before it is dropped).
+static Prompt *split_prompts(const char *path, const char *text, size_t len, int *n) {
+    Prompt *ps = NULL;
+    int np = 0, cap = 0;
+    for (size_t at = 0; at < len; ) {
+        const char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) : len, e = end;
+        if (e > at && text[e - 1] == '\r') e--;
+        if (np == MAX_SEQUENCES) die("--prompts %s has more than %d lines", path, MAX_SEQUENCES);
+        if (e == at)
+            die("--prompts %s: line %d is empty (every line is a prompt; without one, leave --prompts out)", path, np + 1);
+        if (np == cap) ps = xrealloc(ps, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *ps);
+        ps[np] = (Prompt){.text = text + at, .len = e - at, .line = np + 1};
+        np++;
+        at = end + 1;
+    }
+    if (!np) die("--prompts %s holds no prompts (one per line)", path);
+    *n = np;
+    return ps;
+}
+
+// Where the sequences' text goes, in sequence order, "\n---\n" between two (a newline with --ids): straight to
+// standard output as each token is made (stream: --batch 1), or into a buffer per sequence printed whole once
+// the sequence and every one before it are finished.
+typedef struct {
+    int stream;
+    const char *sep;
+    int64_t n, next;    // sequences; the first not yet printed
+    ByteBuf *buf;       // [n], unless streaming
+    uint8_t *done;      // [n]
+} Printer;
+
+static void printer_begin(Printer *p, int64_t s) {
+    if (p->stream && s > 0) fputs(p->sep, stdout);
+}
+static void printer_put(Printer *p, int64_t s, const void *data, size_t n) {
+    if (p->stream) { fwrite(data, 1, n, stdout); fflush(stdout); }
+    else bytebuf_append(&p->buf[s], data, n);
+}
+static void printer_end(Printer *p, int64_t s) {
+    if (p->stream) return;
+    p->done[s] = 1;
+    for (; p->next < p->n && p->done[p->next]; p->next++) {
+        ByteBuf *b = &p->buf[p->next];
+        if (p->next > 0) fputs(p->sep, stdout);
+        if (b->n) fwrite(b->data, 1, b->n, stdout);
+        free(b->data);
+        memset(b, 0, sizeof *b);
+    }
+    fflush(stdout);
+}
+
+// Prompts by length (equal ones in their order): the transformer's rows share one position, so a batch of it
+// holds prompts of one length.
+static const Prompt *g_sort_prompts;
+static int prompt_len_cmp(const void *a, const void *b) {
+    const int x = *(const int *)a, y = *(const int *)b;
+    const size_t lx = g_sort_prompts[x].ids.n, ly = g_sort_prompts[y].ids.n;
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return (x > y) - (x < y);
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -599,12 +685,13 @@ int cmd_sample(int argc, char **argv) {
         {"tokenizer", required_argument, 0, O_TOKENIZER}, {"prompt-file", required_argument, 0, OS_PROMPT_FILE},
         {"num-samples", required_argument, 0, OS_NUM_SAMPLES}, {"ignore-eos", no_argument, 0, OS_IGNORE_EOS},
         {"stop", required_argument, 0, OS_STOP}, {"repetition-penalty", required_argument, 0, OS_REP_PENALTY},
+        {"batch", required_argument, 0, O_BATCH}, {"prompts", required_argument, 0, OS_PROMPTS},
         {0, 0, 0, 0}};
     cli_start("hgrn2 sample", SAMPLE_USAGE);
     const char *ckpt = DEFAULT_OUT "/model.ckpt", *prompt = NULL, *prompt_ids = NULL, *tok_spec = NULL;
     MachineArgs mach = {0};
-    const char *prompt_file = NULL, *stops[MAX_STOPS];
-    int64_t ntok = 256, topk = 0, nsamples = 1;
+    const char *prompt_file = NULL, *prompts_file = NULL, *stops[MAX_STOPS];
+    int64_t ntok = 256, topk = 0, nsamples = 1, batch = 1;
     double temp = 0.8, topp = 1.0, rep = 1.0;
     uint64_t seed = 1337;
     int print_ids = 0, ignore_eos = 0, nstops = 0, c;
@@ -631,74 +718,88 @@ int cmd_sample(int argc, char **argv) {
             stops[nstops++] = optarg;
             break;
         case OS_REP_PENALTY: rep = arg_num("--repetition-penalty", optarg, 1e-3, 1e3); break;
+        case O_BATCH: batch = arg_int("--batch", optarg, 1, 1 << 16); break;
+        case OS_PROMPTS: prompts_file = optarg; break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    if (!!prompt + !!prompt_ids + !!prompt_file > 1) usage_error("--prompt, --prompt-file and --prompt-ids exclude each other");
+    if (!!prompt + !!prompt_ids + !!prompt_file + !!prompts_file > 1)
+        usage_error("--prompt, --prompt-file, --prompt-ids and --prompts exclude each other");
     if (nstops && print_ids) usage_error("--stop matches text: it does not go with --ids");
     // an empty list would otherwise read as no prompt at all and start from the default token
     if (prompt_ids && !prompt_ids[strspn(prompt_ids, " \t,")])
         usage_error("--prompt-ids is empty: give at least one token id (or leave the flag out for the default start)");
     machine_start(&mach);
-    char *prompt_text = prompt_file ? read_prompt_file(prompt_file) : NULL;
-    if (prompt_text) prompt = prompt_text;
+    size_t text_len = 0;
+    char *prompt_text = prompt_file ? read_text_file("--prompt-file", prompt_file, &text_len)
+                      : prompts_file ? read_text_file("--prompts", prompts_file, &text_len) : NULL;
+    if (prompt_file) prompt = prompt_text;
 
     Model m = {0};
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
     model_to_device(&m);
     const Config *cf = &m.c;
+    const int V = cf->V, att = cf->mixer == MIXER_TRANSFORMER;
     // The tokenizer is needed for a text prompt or text output; ids in and ids out need none.
     Tokenizer *tok = NULL;
     if ((!print_ids || !prompt_ids) && !tok_spec && !rs.tokenizer[0])
         die("%s was trained on token ids without a tokenizer (%s): sample it with --prompt-ids and --ids, or give "
             "--tokenizer", ckpt, rs.data);
     if (!print_ids || !prompt_ids) tok = tokenizer_load(tok_spec ? tok_spec : rs.tokenizer);
-    if (tok && tokenizer_vocab_size(tok) > cf->V)
-        die("the tokenizer has %d ids but the model only %d", tokenizer_vocab_size(tok), cf->V);
+    if (tok && tokenizer_vocab_size(tok) > V)
+        die("the tokenizer has %d ids but the model only %d", tokenizer_vocab_size(tok), V);
 
-    IdBuf pr = {0};
-    if (prompt_ids) {
-        const char *p = prompt_ids;
-        for (;;) {
-            while (*p == ' ' || *p == '\t' || *p == ',') p++;
-            if (!*p) break;
-            char *end;
-            errno = 0;
-            long long v = strtoll(p, &end, 10);
-            if (end == p || errno) usage_error("--prompt-ids: '%s' is not a list of token ids", prompt_ids);
-            if (v < 0 || v >= cf->V) die("--prompt-ids: token id %lld is outside the vocabulary [0, %d)", v, cf->V);
-            idbuf_push(&pr, (int32_t)v);
-            p = end;
+    // the prompts: the lines of --prompts, or the one prompt
+    int nprompts = 1;
+    Prompt *prompts;
+    if (prompts_file) {
+        prompts = split_prompts(prompts_file, prompt_text, text_len, &nprompts);
+    } else {
+        prompts = xcalloc(1, sizeof *prompts);
+        if (prompt) { prompts[0].text = prompt; prompts[0].len = strlen(prompt); }
+    }
+    if ((int64_t)nprompts * nsamples > MAX_SEQUENCES)
+        usage_error("%d prompts x --num-samples %lld are more than %d sequences", nprompts, (long long)nsamples,
+                    MAX_SEQUENCES);
+    size_t maxlen = 0;
+    for (int p = 0; p < nprompts; p++) {
+        Prompt *q = &prompts[p];
+        if (prompt_ids) {
+            const char *s = prompt_ids;
+            for (;;) {
+                while (*s == ' ' || *s == '\t' || *s == ',') s++;
+                if (!*s) break;
+                char *end;
+                errno = 0;
+                long long v = strtoll(s, &end, 10);
+                if (end == s || errno) usage_error("--prompt-ids: '%s' is not a list of token ids", prompt_ids);
+                if (v < 0 || v >= V) die("--prompt-ids: token id %lld is outside the vocabulary [0, %d)", v, V);
+                idbuf_push(&q->ids, (int32_t)v);
+                s = end;
+            }
+        } else if (q->text) {
+            tokenizer_encode(tok, q->text, q->len, &q->ids);
         }
-    } else if (prompt) {
-        tokenizer_encode(tok, prompt, strlen(prompt), &pr);
+        if (!q->ids.n) default_start(tok, &q->ids);
+        for (size_t i = 0; i < q->ids.n; i++)
+            if (q->ids.ids[i] >= V) {
+                if (q->line) die("--prompts %s: line %d encodes to id %d, outside the model's vocabulary of %d", prompts_file,
+                                 q->line, q->ids.ids[i], V);
+                die("the prompt encodes to id %d, outside the model's vocabulary of %d", q->ids.ids[i], V);
+            }
+        // the transformer's key/value cache holds every position of a sample: the prompt and the tokens after it
+        // (the last token generated is never fed back)
+        if (att && (int64_t)q->ids.n + ntok > R_SEQ_LEN.hi) {
+            if (q->line)
+                die("--prompts %s: line %d: a prompt of %zu tokens and %lld more exceed the %.0f positions of the "
+                    "transformer's key/value cache", prompts_file, q->line, q->ids.n, (long long)ntok, R_SEQ_LEN.hi);
+            die("a prompt of %zu tokens and %lld more exceed the %.0f positions of the transformer's key/value cache",
+                q->ids.n, (long long)ntok, R_SEQ_LEN.hi);
+        }
+        if (q->ids.n > maxlen) maxlen = q->ids.n;
     }
-    if (!pr.n) {
-        int32_t start = tok ? tokenizer_bos(tok) : -1;
-        if (start < 0 && tok) start = tokenizer_eot(tok);
-        if (start >= 0) idbuf_push(&pr, start);
-        else if (tok) tokenizer_encode(tok, "\n", 1, &pr);
-        if (!pr.n) idbuf_push(&pr, 0);
-    }
-    for (size_t i = 0; i < pr.n; i++)
-        if (pr.ids[i] >= cf->V) die("the prompt encodes to id %d, outside the model's vocabulary of %d", pr.ids[i], cf->V);
-
-    // the decoding state: HGRN's recurrent state, or the transformer's key/value cache for every position of a
-    // sample (the prompt and the tokens after it; the last token generated is never fed back)
-    if (cf->mixer == MIXER_TRANSFORMER && (int64_t)pr.n + ntok > R_SEQ_LEN.hi)
-        die("a prompt of %zu tokens and %lld more exceed the %.0f positions of the transformer's key/value cache",
-            pr.n, (long long)ntok, R_SEQ_LEN.hi);
-    DecodeState st;
-    decode_state_alloc(&st, cf, 1, (int)(pr.n + ntok));
-    real *logits = xmalloc((size_t)cf->V * sizeof(real));
-    Cand *cand = xmalloc((size_t)cf->V * sizeof(Cand));
-    Acts pre, one;
-    acts_alloc(&pre, cf, 1, (int)pr.n, 0);
-    acts_alloc(&one, cf, 1, 1, 0);
-    uint64_t rng = seed ^ 0x5DEECE66Dull;
-    ByteBuf text = {0};
 
     // the end-of-text id ends a sample (with --ids and no tokenizer, the one the model was trained with if any)
     int32_t eot = -1;
@@ -715,83 +816,150 @@ int cmd_sample(int argc, char **argv) {
             }
         }
     }
-    double t0 = now_s();
-    model_forward(&m, &pre, pr.ids, NULL, &st, logits, 1, 0, NULL);      // prefill: the state after the prompt
-    double t_prefill = now_s() - t0;
-    // each sample starts from the state and logits after the prompt
-    real *states0 = nsamples > 1 ? xmalloc((size_t)st.n * sizeof(real)) : NULL;   // on the host
-    real *logits0 = xmalloc((size_t)cf->V * sizeof(real));
-    memcpy(logits0, logits, (size_t)cf->V * sizeof(real));
-    if (states0) dev_download(states0, st.s, (size_t)st.n * sizeof(real));
-    uint8_t *seen = rep != 1.0 ? xmalloc((size_t)cf->V) : NULL;
-    ByteBuf all = {0};   // a sample's text, for --stop
-    int64_t generated = 0;
-    t0 = now_s();
-    for (int64_t s = 0; s < nsamples; s++) {
-        if (s > 0) {
-            dev_upload(st.s, states0, (size_t)st.n * sizeof(real));
-            st.pos = (int)pr.n;
-            memcpy(logits, logits0, (size_t)cf->V * sizeof(real));
-            if (!print_ids) fputs("\n---\n", stdout);
+
+    // Sequence s is sample s % nsamples of prompt s / nsamples. They are decoded up to `batch` at a time, in
+    // this order (the transformer's: prompts by length, as a batch of it holds one length), each prompt
+    // prefilled alone once and its state copied into the rows of its samples.
+    const int64_t nseq = (int64_t)nprompts * nsamples;
+    const int rows = (int)(batch < nseq ? batch : nseq);
+    int *porder = xmalloc((size_t)nprompts * sizeof(int));
+    for (int p = 0; p < nprompts; p++) porder[p] = p;
+    if (att && rows > 1) { g_sort_prompts = prompts; qsort(porder, (size_t)nprompts, sizeof(int), prompt_len_cmp); }
+    DecodeState pst;    // a prompt's state after its prefill
+    decode_state_alloc(&pst, cf, 1, (int)maxlen);
+    Acts pre, step;
+    acts_alloc(&pre, cf, 1, (int)maxlen, 0);
+    acts_alloc(&step, cf, rows, 1, 0);
+    real *logits = xmalloc((size_t)rows * V * sizeof(real)), *logits0 = xmalloc((size_t)V * sizeof(real));
+    Cand *cand = xmalloc((size_t)V * sizeof(Cand));
+    uint8_t *seen = rep != 1.0 ? xmalloc((size_t)rows * V) : NULL;
+    int64_t *seq = xmalloc((size_t)rows * sizeof(int64_t)), *count = xmalloc((size_t)rows * sizeof(int64_t));
+    uint64_t *rng = xmalloc((size_t)rows * sizeof(uint64_t));
+    int32_t *feed = xmalloc((size_t)rows * sizeof(int32_t));
+    uint8_t *live = xmalloc((size_t)rows);
+    ByteBuf *all = xcalloc((size_t)rows, sizeof(ByteBuf));   // each row's text, for --stop
+    ByteBuf text = {0};
+    Printer pr = {.stream = batch == 1, .sep = print_ids ? "\n" : "\n---\n", .n = nseq};
+    if (!pr.stream) { pr.buf = xcalloc((size_t)nseq, sizeof(ByteBuf)); pr.done = xcalloc((size_t)nseq, 1); }
+    int cached = -1;    // the prompt whose state and logits pst and logits0 hold
+    int64_t generated = 0, prefilled = 0;
+    double t_prefill = 0, t_start = now_s();
+    for (int64_t k = 0; k < nseq; ) {
+        // the next batch: up to `rows` sequences in order (the transformer's of one prompt length)
+        int nb = 0;
+        size_t len0 = 0;
+        for (; nb < rows && k < nseq; nb++, k++) {
+            const int p = porder[k / nsamples];
+            if (nb == 0) len0 = prompts[p].ids.n;
+            else if (att && prompts[p].ids.n != len0) break;
+            seq[nb] = (int64_t)p * nsamples + k % nsamples;
         }
-        if (!print_ids) {
-            text.n = 0;
-            if (prompt) fputs(prompt, stdout);
-            else { tokenizer_decode(tok, pr.ids, pr.n, &text); fwrite(text.data, 1, text.n, stdout); }
-            fflush(stdout);
+        DecodeState st;
+        decode_state_alloc(&st, cf, nb, att ? (int)(len0 + ntok) : 1);
+        acts_reshape(&step, nb, 1);
+        for (int r = 0; r < nb; r++) {
+            const int64_t s = seq[r];
+            const Prompt *q = &prompts[s / nsamples];
+            if (s / nsamples != cached) {
+                double t0 = now_s();
+                OP(zero, pst.s, pst.n);
+                pst.pos = 0;
+                acts_reshape(&pre, 1, (int)q->ids.n);
+                model_forward(&m, &pre, q->ids.ids, NULL, &pst, logits0, 1, 0, NULL);
+                t_prefill += now_s() - t0;
+                prefilled += (int64_t)q->ids.n;
+                cached = (int)(s / nsamples);
+            }
+            decode_state_set_row(cf, &st, r, &pst, 0);
+            memcpy(logits + (int64_t)r * V, logits0, (size_t)V * sizeof(real));
+            // each sequence draws from its own stream, so its tokens do not depend on the batch it ran in; the
+            // first sequence's is the one a single sample has always drawn from
+            rng[r] = (seed ^ 0x5DEECE66Dull) + (uint64_t)s * 0xD1B54A32D192ED03ull;
+            count[r] = 0;
+            live[r] = 1;
+            feed[r] = 0;
+            all[r].n = 0;
+            if (seen) {
+                memset(seen + (int64_t)r * V, 0, (size_t)V);
+                for (size_t i = 0; i < q->ids.n; i++) seen[(int64_t)r * V + q->ids.ids[i]] = 1;
+            }
+            printer_begin(&pr, s);
+            if (!print_ids) {
+                if (q->text) printer_put(&pr, s, q->text, q->len);
+                else { text.n = 0; tokenizer_decode(tok, q->ids.ids, q->ids.n, &text); printer_put(&pr, s, text.data, text.n); }
+            }
         }
-        if (seen) {
-            memset(seen, 0, (size_t)cf->V);
-            for (size_t i = 0; i < pr.n; i++) seen[pr.ids[i]] = 1;
-        }
-        all.n = 0;
+        st.pos = (int)pst.pos;   // the transformer's rows have all seen len0 positions
+        // A row ends at end-of-text (not printed), at a --stop string or after ntok tokens; an ended row is fed
+        // its last token until the whole batch has ended, and nothing of it is printed any more.
         for (int64_t i = 0; i < ntok; i++) {
-            if (seen) repetition_penalty(logits, seen, cf->V, rep);
-            int32_t id = sample_token(logits, cf->V, temp, (int)topk, topp, &rng, cand);
-            if (id == eot) break;
-            generated++;
-            if (seen) seen[id] = 1;
-            int stop = 0;
-            if (print_ids) printf(i ? " %d" : "%d", id);
-            else {
+            int going = 0;
+            for (int r = 0; r < nb; r++) {
+                if (!live[r]) continue;
+                const int64_t s = seq[r];
+                real *lg = logits + (int64_t)r * V;
+                uint8_t *sn = seen ? seen + (int64_t)r * V : NULL;
+                if (sn) repetition_penalty(lg, sn, V, rep);
+                const int32_t id = sample_token(lg, V, temp, (int)topk, topp, &rng[r], cand);
+                feed[r] = id;
+                if (id == eot) { live[r] = 0; continue; }
+                generated++;
+                if (sn) sn[id] = 1;
+                int stop = 0;
                 text.n = 0;
-                tokenizer_decode_one(tok, id, 0, &text);
-                fwrite(text.data, 1, text.n, stdout);
-                fflush(stdout);
-                if (nstops) {
-                    bytebuf_append(&all, text.data, text.n);
-                    for (int k = 0; k < nstops && !stop; k++) {
-                        const size_t L = strlen(stops[k]);
-                        stop = all.n >= L && !memcmp(all.data + all.n - L, stops[k], L);
+                if (print_ids) {
+                    char num[16];
+                    printer_put(&pr, s, num, (size_t)snprintf(num, sizeof num, count[r] ? " %d" : "%d", id));
+                } else {
+                    tokenizer_decode_one(tok, id, 0, &text);
+                    printer_put(&pr, s, text.data, text.n);
+                    if (nstops) {
+                        bytebuf_append(&all[r], text.data, text.n);
+                        for (int j = 0; j < nstops && !stop; j++) {
+                            const size_t L = strlen(stops[j]);
+                            stop = all[r].n >= L && !memcmp(all[r].data + all[r].n - L, stops[j], L);
+                        }
                     }
                 }
+                count[r]++;
+                if (stop || i + 1 == ntok) live[r] = 0;
+                else going = 1;
             }
-            if (stop) break;
-            if (i + 1 < ntok) model_forward(&m, &one, &id, NULL, &st, logits, 1, 0, NULL);
+            if (!going) break;
+            model_forward(&m, &step, feed, NULL, &st, logits, 1, 0, NULL);
         }
-        if (print_ids && s + 1 < nsamples) printf("\n");
+        for (int r = 0; r < nb; r++) printer_end(&pr, seq[r]);
+        decode_state_free(&st);
     }
-    double t_gen = now_s() - t0;
+    double t_gen = now_s() - t_start - t_prefill;
     printf("\n");
-    if (!print_ids)
-        fprintf(stderr, "[prompt %zu tokens in %.3f s, %lld tokens in %.3f s, %.1f tokens/s]\n", pr.n, t_prefill,
-                (long long)generated, t_gen, generated / (t_gen > 0 ? t_gen : 1e-9));
-    free(all.data); free(seen); free(logits0); free(prompt_text); free(states0);
-    free(text.data); free(pr.ids); free(logits); free(cand);
-    decode_state_free(&st);
-    acts_free(&pre); acts_free(&one);
+    if (!print_ids) {
+        char what[32] = "prompt", how[64] = "";
+        if (nprompts > 1) snprintf(what, sizeof what, "%d prompts,", nprompts);
+        if (batch > 1) snprintf(how, sizeof how, ", %lld sequences, batch %d", (long long)nseq, rows);
+        fprintf(stderr, "[%s %lld tokens in %.3f s, %lld tokens in %.3f s, %.1f tokens/s%s]\n", what,
+                (long long)prefilled, t_prefill, (long long)generated, t_gen, generated / (t_gen > 0 ? t_gen : 1e-9), how);
+    }
+    for (int r = 0; r < rows; r++) free(all[r].data);
+    for (int p = 0; p < nprompts; p++) free(prompts[p].ids.ids);
+    free(all); free(seen); free(logits0); free(prompt_text); free(prompts); free(porder); free(pr.buf); free(pr.done);
+    free(text.data); free(logits); free(cand); free(seq); free(count); free(rng); free(feed); free(live);
+    decode_state_free(&pst);
+    acts_free(&pre); acts_free(&step);
     if (tok) tokenizer_free(tok);
     model_free(&m);
     return 0;
 }
 
 // ----------------------------------------------------------------------------------------------------------
-// hgrn2 bench: training speed on random tokens
+// hgrn2 bench: training speed on random tokens; with --generate, decoding speed
 
-static const char *BENCH_USAGE = "hgrn2 bench [--preset NAME] [--layers N --dim N ...] [--batch B] [--seq-len T] [--steps N]";
+static const char *BENCH_USAGE =
+    "hgrn2 bench [--preset NAME] [--layers N --dim N ...] [--batch B] [--seq-len T] [--steps N]\n"
+    "       hgrn2 bench --generate [--ckpt PATH | --preset NAME --layers N ...] [--batch B] [--prompt-len P] [--tokens N]";
 static const char *BENCH_HELP =
     "Time training steps (forward, backward, AdamW) on random tokens; prints the time to the first finished\n"
-    "step and the median tokens/s of the rest.\n"
+    "step and the median tokens/s of the rest. With --generate, time generation instead.\n"
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
@@ -799,7 +967,18 @@ static const char *BENCH_HELP =
     "                       the CPU only) --heads N (transformer)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
-    "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n";
+    "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n"
+    "Generation (--generate): B sequences of P random token ids prefilled together, then N tokens each decoded\n"
+    "greedily, B at a time, as 'hgrn2 sample --batch B' decodes them; after a warm-up, a table of the time to\n"
+    "the first token (the prefill and its sampling) and the decoding speed, per batch size:\n"
+    "  --generate           time generation\n"
+    "  --ckpt PATH          the model of a checkpoint (default: the size flags' model, random weights)\n"
+    "  --batch B            sequences decoded together (default: both 1 and 64)\n"
+    "  --prompt-len P       prompt tokens (default 128)\n"
+    "  --tokens N           tokens generated per sequence, the first from the prefill (default 128)\n";
+
+// bench's options beyond the common and size ones
+enum { OB_GENERATE = O_LAST, OB_PROMPT_LEN };
 
 // Every step trains on the same random tokens: targets are the ids shifted by one (ids holds N + 1).
 static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
@@ -809,18 +988,96 @@ static void same_batch(void *ids, const int32_t **inp, const int32_t **tgt) {
 
 static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
+// One generation of ntok tokens for B random prompts of P ids, greedy, as sample decodes: the prefill of all B
+// together, then ntok - 1 steps of B tokens (the last token is never fed back). *first: seconds from the start to
+// the first tokens picked (the prefill and its sampling); *decode: seconds of the steps after.
+static void generate_once(Model *m, Acts *pre, Acts *one, DecodeState *st, const int32_t *prompt, int64_t ntok,
+                          real *logits, int32_t *feed, double *first, double *decode) {
+    const int B = st->B, V = m->c.V;
+    OP(zero, st->s, st->n);
+    st->pos = 0;
+    double t0 = now_s();
+    model_forward(m, pre, prompt, NULL, st, logits, 1, 0, NULL);
+    for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
+    double t1 = now_s();
+    for (int64_t i = 1; i < ntok; i++) {
+        model_forward(m, one, feed, NULL, st, logits, 1, 0, NULL);
+        for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
+    }
+    *first = t1 - t0;
+    *decode = now_s() - t1;
+}
+
+// bench --generate: the table's row of batch B (after a warm-up of the same shapes: the prefill and a few steps)
+static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t seed) {
+    const Config *c = &m->c;
+    Acts pre, one;
+    acts_alloc(&pre, c, B, P, 0);
+    acts_alloc(&one, c, B, 1, 0);
+    DecodeState st;
+    decode_state_alloc(&st, c, B, (int)(P + ntok));
+    int32_t *prompt = xmalloc((size_t)B * P * sizeof(int32_t)), *feed = xmalloc((size_t)B * sizeof(int32_t));
+    real *logits = xmalloc((size_t)B * c->V * sizeof(real));
+    uint64_t rng = seed;
+    for (int64_t i = 0; i < (int64_t)B * P; i++) prompt[i] = (int32_t)(splitmix64(&rng) % (uint64_t)c->V);
+    double first, decode;
+    generate_once(m, &pre, &one, &st, prompt, ntok < 4 ? ntok : 4, logits, feed, &first, &decode);   // warm-up
+    generate_once(m, &pre, &one, &st, prompt, ntok, logits, feed, &first, &decode);
+    char dec[96];
+    if (ntok > 1) snprintf(dec, sizeof dec, "%14.3f | %15.0f", decode / (double)(ntok - 1) * 1e3, (double)B * (ntok - 1) / decode);
+    else snprintf(dec, sizeof dec, "%14s | %15s", "-", "-");   // one token: no step after the prefill
+    printf("| %5d | %16.2f | %16.0f | %s |\n", B, first * 1e3, (double)B * P / first, dec);
+    free(prompt); free(feed); free(logits);
+    decode_state_free(&st);
+    acts_free(&pre); acts_free(&one);
+}
+
+// hgrn2 bench --generate (the options read by cmd_bench)
+static int bench_generate(const char *ckpt, const Preset *ps, const SizeArgs *z, int64_t P, int64_t ntok, uint64_t seed) {
+    Model m = {0};
+    if (ckpt) {
+        RunState rs;
+        checkpoint_load(ckpt, &m, &rs, 0);
+    } else {
+        Config cf = preset_config(ps, z, !strcmp(ps->name, "tiny") ? 256 : 50304);
+        const char *bad = config_finish(&cf);
+        if (bad) usage_error("%s", bad);
+        model_alloc(&m, &cf);
+        model_init(&m, seed);
+    }
+    if (m.c.mixer == MIXER_TRANSFORMER && P + ntok > R_SEQ_LEN.hi)
+        usage_error("--prompt-len %lld and --tokens %lld exceed the %.0f positions of the transformer's key/value cache",
+                    (long long)P, (long long)ntok, R_SEQ_LEN.hi);
+    model_to_device(&m);
+    print_config(&m.c, &m.lay, stdout);
+    if (g_gpu) printf("| device       | %s\n", device_name());
+    else printf("| device       | cpu with %d threads\n", omp_get_max_threads());
+    printf("| generate     | prompts of %lld random ids, %lld new tokens each, greedy\n\n", (long long)P, (long long)ntok);
+    printf("| batch | first token (ms) | prefill tokens/s | decode ms/step | decode tokens/s |\n");
+    printf("|-------|------------------|------------------|----------------|-----------------|\n");
+    const int batches[] = {1, 64};
+    if (z->B) bench_generate_row(&m, (int)z->B, (int)P, ntok, seed);
+    else for (int i = 0; i < 2; i++) bench_generate_row(&m, batches[i], (int)P, ntok, seed);
+    if (g_gpu) printf("\npeak GPU memory %.0f MiB\n", dev_peak_mib());
+    model_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {COMMON_OPTS, SIZE_OPTS, {"steps", required_argument, 0, O_STEPS},
-                                         {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
+                                         {"profile", no_argument, 0, O_PROFILE}, {"generate", no_argument, 0, OB_GENERATE},
+                                         {"ckpt", required_argument, 0, O_CKPT}, {"tokens", required_argument, 0, O_TOKENS},
+                                         {"prompt-len", required_argument, 0, OB_PROMPT_LEN}, {0, 0, 0, 0}};
     cli_start("hgrn2 bench", BENCH_USAGE);
-    const char *preset_name = "tiny";
+    const char *preset_name = "tiny", *ckpt = NULL;
     MachineArgs mach = {0};
-    int64_t steps = 5;
-    int profile = 0;
+    int64_t steps = 5, prompt_len = 128, ntok = 128;
+    int profile = 0, generate = 0, set[OB_PROMPT_LEN + 1] = {0};
     uint64_t seed = 1;
     SizeArgs z = {0};
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c >= 0 && c <= OB_PROMPT_LEN) set[c] = 1;
         if (size_arg(c, &z) || machine_arg(c, &mach)) continue;
         switch (c) {
         case O_HELP: print_help(BENCH_USAGE, BENCH_HELP); return 0;
@@ -828,15 +1085,34 @@ int cmd_bench(int argc, char **argv) {
         case O_STEPS: steps = arg_int("--steps", optarg, 1, 1 << 20); break;
         case O_PROFILE: profile = 1; break;
         case O_SEED: seed = (uint64_t)arg_int_in(&R_SEED, optarg); break;
+        case OB_GENERATE: generate = 1; break;
+        case O_CKPT: ckpt = optarg; break;
+        case O_TOKENS: ntok = arg_int("--tokens", optarg, 1, 1 << 20); break;
+        case OB_PROMPT_LEN: prompt_len = arg_int("--prompt-len", optarg, 1, 1 << 20); break;
         default: bad_option(argv, c);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    // each mode refuses the other's flags rather than ignore them
+    static const struct { int opt; const char *name; } train_only[] = {{O_SEQ, "--seq-len"}, {O_STEPS, "--steps"},
+        {O_PROFILE, "--profile"}}, gen_only[] = {{O_CKPT, "--ckpt"}, {O_TOKENS, "--tokens"}, {OB_PROMPT_LEN, "--prompt-len"}};
+    for (int i = 0; i < 3; i++) {
+        if (generate && set[train_only[i].opt]) usage_error("%s times training steps: it does not go with --generate", train_only[i].name);
+        if (!generate && set[gen_only[i].opt]) usage_error("%s goes with --generate", gen_only[i].name);
+    }
+    if (ckpt) {
+        static const struct { int opt; const char *name; } sizes[] = {{O_PRESET, "--preset"}, {O_LAYERS, "--layers"},
+            {O_DIM, "--dim"}, {O_EXPAND, "--expand-ratio"}, {O_VOCAB, "--vocab"}, {O_MLP, "--mlp-width"},
+            {O_TIE, "--tie-embeddings"}, {O_NO_LB, "--no-lower-bound"}, {O_ARCH, "--arch"}, {O_HEADS, "--heads"}};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            if (set[sizes[i].opt]) usage_error("%s cannot be given with --ckpt: the model comes from the checkpoint", sizes[i].name);
+    }
     arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
+    if (generate) return bench_generate(ckpt, ps, &z, prompt_len, ntok, seed);
     double t_start = now_s();
     Config cf = preset_config(ps, &z, !strcmp(ps->name, "tiny") ? 256 : 50304);
     const char *bad = config_finish(&cf);
@@ -917,7 +1193,8 @@ static const char *MAIN_HELP =
     "             Range Arena's ListOps, Text and Retrieval files into example files\n"
     "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
-    "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps)\n"
+    "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps;\n"
+    "             --generate: the first token and decoding, batched)\n"
     "  plot       draw runs' training and held-out losses into a PNG (with gnuplot)\n"
     "  import     convert a Hugging Face HGRN2 (flash-linear-attention) or LLaMA (transformers) checkpoint\n"
     "  export     write a checkpoint as a Hugging Face model directory\n"

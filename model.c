@@ -554,11 +554,14 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
         for (int64_t r0 = 0; r0 < N; r0 += CR) {
             int64_t rows = N - r0 < CR ? N - r0 : CR;
             if (last_only) {
-                // only the last position of each sequence: row b*T + T-1
+                // only the last position of each sequence: row b*T + T-1 (one product when those rows are all
+                // the rows, as in decoding; a row's logits are the same either way on the CPU)
                 if (r0 >= B) break;
                 rows = B - r0 < CR ? B - r0 : CR;
-                for (int64_t i = 0; i < rows; i++)
-                    OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
+                if (T == 1) OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
+                else
+                    for (int64_t i = 0; i < rows; i++)
+                        OP(matmul_fwd, a->logits + i * V, opnd_at(a->hf, ((r0 + i) * T + T - 1) * D), Wlm, 1, D, V);
             } else if (a->train && targets && !logits_out) {   // logits, loss and gradient: one op
                 OP(classifier_train, a->losses + r0, a->dx + r0 * D, dWlm, a->logits, opnd_at(a->hf, r0 * D), Wlm,
                                      tgt_b + r0, (real)loss_scale, rows, D, V);
@@ -609,6 +612,22 @@ void decode_state_alloc(DecodeState *st, const Config *c, int B, int ctx) {
 void decode_state_free(DecodeState *st) {
     dev_free(st->s);
     memset(st, 0, sizeof *st);
+}
+void decode_state_set_row(const Config *c, DecodeState *dst, int b, const DecodeState *src, int sb) {
+    if (b < 0 || b >= dst->B || sb < 0 || sb >= src->B)
+        die("decode_state_set_row: row %d of %d from row %d of %d", b, dst->B, sb, src->B);
+    const int64_t dper = dst->n / c->L, sper = src->n / c->L;   // values per layer: [B, ...] each
+    // a row: HGRN's H x K x Dv (D for HGRN1), or the positions of the transformer's cache that src has filled
+    int64_t drow = dper / dst->B, srow = sper / src->B, n = srow;
+    if (c->mixer == MIXER_TRANSFORMER) {
+        if (src->pos > dst->ctx)
+            die("decode_state_set_row: %d positions do not fit a key/value cache of %d", src->pos, dst->ctx);
+        n = (int64_t)src->pos * 2 * c->D;
+    } else if (drow != srow) {
+        die("decode_state_set_row: rows of %lld and %lld values", (long long)drow, (long long)srow);
+    }
+    for (int l = 0; l < c->L; l++)
+        dev_copy(dst->s + l * dper + b * drow, src->s + l * sper + sb * srow, (size_t)n * sizeof(real));
 }
 
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,

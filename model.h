@@ -214,6 +214,11 @@ typedef struct {
 // A zero state (an empty cache) for B sequences of up to ctx positions, pos 0.
 void decode_state_alloc(DecodeState *st, const Config *c, int B, int ctx);
 void decode_state_free(DecodeState *st);
+// Row b of dst becomes row sb of src, in every layer (a backend copy): sequences prefilled apart (one prompt
+// each, of any length) then decode together. The transformer's cache takes src's positions [0, src->pos), which
+// must fit dst->ctx; its rows share one pos, which this leaves to the caller (dst->pos), so rows decoded
+// together must have seen as many positions. HGRN's state has no positions: dst->pos is only a count there.
+void decode_state_set_row(const Config *c, DecodeState *dst, int b, const DecodeState *src, int sb);
 
 // Forward pass. ids [B,T]; targets [B,T] (< 0: no loss there) or NULL.
 // st: NULL (zero state, nothing kept), or the state carried in and out (prefill and decoding; B = st->B, and a

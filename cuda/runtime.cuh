@@ -140,6 +140,15 @@ extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
+// Queued behind the ops already launched, like them: nothing waits. Any bf16 copy of weights over dst goes stale,
+// as with cuda_to_device.
+extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    w16_stale(dst, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
+}
+
 extern "C" void cuda_sync(void) {
     cuda_init();
     CUDA_CHECK(cudaStreamSynchronize(g_stream));

@@ -3,6 +3,8 @@
 //     and HGRN1 with --arch hgrn1)
 //  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
+//  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
+//     against each row decoded alone
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
@@ -166,6 +168,95 @@ static void training_curves(void) {
     acts_free(&cpu.a); model_free(&cpu.m);
 }
 
+// Logits [S][B][V] of B rows decoded S steps on the CPU (gpu 0) or the GPU (gpu 1): with `together`, three
+// prompts of different lengths prefilled one at a time (B = 1), copied into the rows of one state by
+// decode_state_set_row (the last row from row 1 of that state, a copy on the device) and decoded together;
+// otherwise each row prefilled and decoded alone. Row b is fed feed[b][t] at step t, whatever its logits say.
+enum { BD_NP = 3, BD_B = 4, BD_S = 10, BD_P = 70 };
+static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[BD_NP][BD_P], int32_t feed[BD_B][BD_S],
+                        real *out) {
+    static const int len[BD_NP] = {5, 1, BD_P}, from[BD_B] = {0, 1, 2, 1};
+    const int64_t V = c->V;
+    g_gpu = gpu;
+    Model m;
+    model_alloc(&m, c);
+    model_init(&m, 23);
+    model_to_device(&m);
+    Acts pre, rows;
+    acts_alloc(&pre, c, 1, BD_P, 0);
+    acts_alloc(&rows, c, together ? BD_B : 1, 1, 0);
+    real *lg = xmalloc((size_t)BD_B * V * sizeof(real));
+    if (together) {
+        DecodeState bst;
+        decode_state_alloc(&bst, c, BD_B, 1);
+        for (int p = 0; p < BD_NP; p++) {
+            DecodeState st;
+            decode_state_alloc(&st, c, 1, 1);
+            acts_reshape(&pre, 1, len[p]);
+            model_forward(&m, &pre, prompt[p], NULL, &st, lg + p * V, 1, 0, NULL);
+            decode_state_set_row(c, &bst, p, &st, 0);
+            decode_state_free(&st);
+        }
+        decode_state_set_row(c, &bst, 3, &bst, 1);
+        memcpy(lg + 3 * V, lg + 1 * V, (size_t)V * sizeof(real));
+        for (int t = 0; t < BD_S; t++) {
+            if (t > 0) {
+                int32_t ids[BD_B];
+                for (int b = 0; b < BD_B; b++) ids[b] = feed[b][t - 1];
+                model_forward(&m, &rows, ids, NULL, &bst, lg, 1, 0, NULL);
+            }
+            memcpy(out + (int64_t)t * BD_B * V, lg, (size_t)BD_B * V * sizeof(real));
+        }
+        decode_state_free(&bst);
+    } else {
+        for (int b = 0; b < BD_B; b++) {
+            DecodeState st;
+            decode_state_alloc(&st, c, 1, 1);
+            acts_reshape(&pre, 1, len[from[b]]);
+            model_forward(&m, &pre, prompt[from[b]], NULL, &st, lg, 1, 0, NULL);
+            for (int t = 0; t < BD_S; t++) {
+                if (t > 0) model_forward(&m, &rows, &feed[b][t - 1], NULL, &st, lg, 1, 0, NULL);
+                memcpy(out + ((int64_t)t * BD_B + b) * V, lg, (size_t)V * sizeof(real));
+            }
+            decode_state_free(&st);
+        }
+    }
+    free(lg);
+    acts_free(&pre); acts_free(&rows);
+    model_free(&m);
+    g_gpu = 0;
+}
+
+// Batched decoding (hgrn2 sample --batch, bench --generate) on the GPU against the CPU: rows prefilled apart and
+// copied into one state, then decoded together, against the same on the CPU and against each row decoded alone
+// on the GPU. The CPU's rows are exactly its rows alone (test_model); the GPU's may differ by rounding, as its
+// products choose their kernels by the batch.
+static void batched_decode(const char *what, Config c, int gemm_mode, double tol) {
+    config_finish(&c);
+    cuda_set_gemm_precision(gemm_mode);
+    int32_t prompt[BD_NP][BD_P], feed[BD_B][BD_S];
+    uint64_t r = 77;
+    for (int p = 0; p < BD_NP; p++) for (int t = 0; t < BD_P; t++) prompt[p][t] = (int32_t)(splitmix64(&r) % c.V);
+    for (int b = 0; b < BD_B; b++) for (int t = 0; t < BD_S; t++) feed[b][t] = (int32_t)(splitmix64(&r) % c.V);
+    const int64_t n = (int64_t)BD_S * BD_B * c.V;
+    real *cpu = xmalloc((size_t)n * sizeof(real)), *gpu = xmalloc((size_t)n * sizeof(real)),
+         *alone = xmalloc((size_t)n * sizeof(real));
+    decode_rows(0, &c, 1, prompt, feed, cpu);
+    decode_rows(1, &c, 1, prompt, feed, gpu);
+    decode_rows(1, &c, 0, prompt, feed, alone);
+    double worst = 0, worst_alone = 0;
+    for (int64_t i = 0; i < (int64_t)BD_S * BD_B; i++) {   // each row's logits at each step
+        worst = fmax(worst, rel(cpu + i * c.V, gpu + i * c.V, c.V));
+        worst_alone = fmax(worst_alone, rel(alone + i * c.V, gpu + i * c.V, c.V));
+    }
+    printf("%-46s %d rows together: worst row rel %.2e against the CPU, %.2e against each alone (limit %.0e)\n",
+           what, BD_B, worst, worst_alone, tol);
+    CHECK(worst < tol, "%s: the GPU's batched logits differ from the CPU's by %.3g", what, worst);
+    CHECK(worst_alone < tol, "%s: the GPU's batched logits differ from its rows alone by %.3g", what, worst_alone);
+    free(cpu); free(gpu); free(alone);
+    cuda_set_gemm_precision(1);
+}
+
 // The reference fixture on the GPU (imported by test_parity into tests/tmp/test_parity/fla.ckpt; imported
 // again here so this program stands alone).
 static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
@@ -291,6 +382,14 @@ int main(void) {
     Config h1q = mqar;
     h1q.K = 1; h1q.mixer = MIXER_HGRN1;
     one_step("one step HGRN1 no MLP, sparse targets, T 128, fp32", h1q, 4, 128, 1, 0, 1e-5, 1e-4);
+    // batched decoding: prompts of 5, 1 and 70 tokens (70: a chunked prefill on tensor cores), K = Dv = 64
+    Config dec = {.V = 97, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    batched_decode("batched decoding D 128, fp32", dec, 0, 1e-5);
+    batched_decode("batched decoding D 128, bf16", dec, 2, 3e-2);
+    Config dec1 = dec;
+    dec1.K = 1; dec1.mixer = MIXER_HGRN1;
+    batched_decode("batched decoding HGRN1 D 128, fp32", dec1, 0, 1e-5);
+    batched_decode("batched decoding HGRN1 D 128, bf16", dec1, 2, 3e-2);
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);

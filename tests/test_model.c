@@ -1,7 +1,7 @@
 // test_model.c: the whole model in float64 (it links the library compiled with -DHGRN2_F64).
 //  - finite differences of the mean loss against the backward pass, for every parameter tensor
 //  - decoding token by token from the recurrent state (the transformer: its key/value cache) equals one forward
-//    over the whole sequence
+//    over the whole sequence; sequences decoded together in one batch equal each decoded alone, bit for bit
 //  - checkpoints: round trip (with and without MLPs), and a corrupt or truncated file is refused
 //  - the learning-rate schedules
 //  - the stretches of gradients the backward reports final (grads_ready), as the trainer's reduction needs
@@ -141,6 +141,75 @@ static void decode_matches_forward(int T, int P, MixerKind mixer) {
 
 // With targets on few positions the head runs at those rows alone: its summed loss and its predictions
 // (a->pred) equal those computed from the dense head's logits, in evaluation and in training alike.
+// Sequences prefilled one at a time (B = 1, prompts of different lengths; the transformer's of one length, as
+// its rows share a position) and copied into the rows of one state by decode_state_set_row, then decoded
+// together, give each row exactly the logits of that sequence decoded alone: every op computes a row as it
+// would alone, so not a bit differs. The last row is copied from another row of the batched state (sb > 0).
+static void batched_decode_matches_single(MixerKind mixer) {
+    Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 0,
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer};
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 7);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 10;
+    enum { NP = 3, B = 4, S = 12 };
+    const int att = mixer == MIXER_TRANSFORMER;
+    const int len[NP] = {att ? 6 : 5, att ? 6 : 1, att ? 6 : 9}, from[B] = {0, 1, 2, 1}, P = 9;
+    uint64_t r = 41;
+    int32_t prompt[NP][P], feed[B][S];     // the prompts, and the token each row is fed at each step
+    for (int p = 0; p < NP; p++) for (int t = 0; t < P; t++) prompt[p][t] = (int32_t)(splitmix64(&r) % c.V);
+    for (int b = 0; b < B; b++) for (int t = 0; t < S; t++) feed[b][t] = (int32_t)(splitmix64(&r) % c.V);
+    real *alone = xmalloc((size_t)B * S * c.V * sizeof(real)), *got = xmalloc((size_t)B * c.V * sizeof(real));
+    Acts pre, one, batch;
+    acts_alloc(&pre, &c, 1, P, 0);
+    acts_alloc(&one, &c, 1, 1, 0);
+    acts_alloc(&batch, &c, B, 1, 0);
+    // each row alone: its prompt, then S steps; alone[b][t] are the logits before feed[b][t]
+    for (int b = 0; b < B; b++) {
+        const int p = from[b];
+        DecodeState st;
+        decode_state_alloc(&st, &c, 1, len[p] + S);
+        acts_reshape(&pre, 1, len[p]);
+        model_forward(&m, &pre, prompt[p], NULL, &st, alone + (int64_t)b * S * c.V, 1, 0, NULL);
+        for (int t = 0; t + 1 < S; t++)
+            model_forward(&m, &one, &feed[b][t], NULL, &st, alone + ((int64_t)b * S + t + 1) * c.V, 1, 0, NULL);
+        decode_state_free(&st);
+    }
+    // together: rows 0..2 from their own prefills, row 3 from row 1 of the batched state
+    DecodeState bst;
+    decode_state_alloc(&bst, &c, B, P + S);
+    int64_t diff = 0;
+    for (int p = 0; p < NP; p++) {
+        DecodeState st;
+        decode_state_alloc(&st, &c, 1, len[p]);
+        acts_reshape(&pre, 1, len[p]);
+        model_forward(&m, &pre, prompt[p], NULL, &st, got + (int64_t)p * c.V, 1, 0, NULL);
+        decode_state_set_row(&c, &bst, p, &st, 0);
+        decode_state_free(&st);
+    }
+    bst.pos = len[0];       // (the transformer copies the positions its source has seen)
+    decode_state_set_row(&c, &bst, 3, &bst, 1);
+    memcpy(got + 3 * c.V, got + 1 * c.V, (size_t)c.V * sizeof(real));
+    for (int t = 0; t < S; t++) {
+        if (t > 0) {
+            int32_t ids[B];
+            for (int b = 0; b < B; b++) ids[b] = feed[b][t - 1];
+            model_forward(&m, &batch, ids, NULL, &bst, got, 1, 0, NULL);
+        }
+        for (int b = 0; b < B; b++)
+            for (int v = 0; v < c.V; v++) diff += got[(int64_t)b * c.V + v] != alone[((int64_t)b * S + t) * c.V + v];
+    }
+    CHECK(diff == 0, "%s: %lld logits of %d rows decoded together differ from the rows decoded alone",
+          ARCH_NAMES[mixer], (long long)diff, B);
+    printf("%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
+           ARCH_NAMES[mixer], B, diff ? "NO" : "yes");
+    acts_free(&pre); acts_free(&one); acts_free(&batch);
+    decode_state_free(&bst);
+    free(alone); free(got);
+    model_free(&m);
+}
+
 static void sparse_head_matches_dense(void) {
     Config c = {.V = 23, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     config_finish(&c);
@@ -520,6 +589,7 @@ int main(void) {
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
     decode_matches_forward(150, 70, MIXER_CAUSAL);
     g_hgru_chunk = 0;
+    batched_decode_matches_single(MIXER_CAUSAL);
     // HGRN1: the element-wise mixer (K = 1), with and without lower bounds and MLPs
     Config h1 = base;
     h1.mixer = MIXER_HGRN1; h1.K = 1;
@@ -534,6 +604,7 @@ int main(void) {
     fd_model(h1c, 2, 6, 24, 1, "hgrn1: no MLP, no lower bounds, sparse targets");
     decode_matches_forward(9, 1, MIXER_HGRN1);
     decode_matches_forward(150, 70, MIXER_HGRN1);
+    batched_decode_matches_single(MIXER_HGRN1);
     hgrn1_config();
     // the transformer: attention with rotary positions, with and without MLPs, tied and untied, one head or several
     Config tp = base;
@@ -548,6 +619,7 @@ int main(void) {
     fd_model(tp2, 2, 11, 34, 1, "transformer: no MLP, sparse targets");
     decode_matches_forward(9, 1, MIXER_TRANSFORMER);
     decode_matches_forward(150, 70, MIXER_TRANSFORMER);
+    batched_decode_matches_single(MIXER_TRANSFORMER);
     transformer_config();
     checkpoints();
     checkpoint_no_mlp();
