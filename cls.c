@@ -118,22 +118,47 @@ void cls_alloc(ClsModel *m, const ClsConfig *c) {
     m->stats = ns ? xcalloc((size_t)ns, sizeof(real)) : NULL;
 }
 
-void cls_init(ClsModel *m, uint64_t seed) {
+const char *const CLS_INIT_NAMES[NCLS_INITS] = {"normal", "torch"};
+
+// The linear layer a bias belongs to (-1: not a linear layer's bias).
+static int bias_of(int p) {
+    switch (p) {
+    case C_HEAD_B: return C_HEAD;
+    case C_PAIR1_B: return C_PAIR1;
+    case C_PAIR2_B: return C_PAIR2;
+    case C_B12: return C_W12;
+    case C_B3: return C_W3;
+    case C_PIX_B: return C_PIX;
+    }
+    return -1;
+}
+
+void cls_init(ClsModel *m, uint64_t seed, int init) {
     const ClsConfig *c = &m->c;
     for (int p = 0; p < NCPARAM; p++) {
         const int64_t n = numel(c, p);
+        // PyTorch's nn.Linear: weight and bias uniform within 1/sqrt(fan_in), the weight's columns
+        const int weight = CPARAMS[p].init == INIT_NORMAL && p != C_EMB, lin = weight ? p : bias_of(p);
+        int64_t rows, fan_in = 0;
+        if (lin >= 0) cls_param_shape(c, lin, &rows, &fan_in);
         for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c->L) && n; l++) {
             real *x = CW(m, p, l);
+            uint64_t s = mix64(seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)l);
+            if (init == CLS_INIT_TORCH && lin >= 0 && fan_in > 0) {
+                const double bound = 1 / sqrt((double)fan_in);
+                for (int64_t i = 0; i < n; i++) x[i] = (real)(bound * (2 * rng_uniform(&s) - 1));
+                continue;
+            }
             if (CPARAMS[p].init != INIT_NORMAL) {
                 for (int64_t i = 0; i < n; i++) x[i] = CPARAMS[p].init == INIT_ONES ? 1 : 0;
                 continue;
             }
-            uint64_t s = mix64(seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)l);
+            const double sd = init == CLS_INIT_TORCH ? 1.0 : 0.02;   // (torch: the embedding, nn.Embedding's)
             for (int64_t i = 0; i < n; i += 2) {
                 double r, a;
                 rng_polar(&s, &r, &a);
-                x[i] = (real)(0.02 * r * cos(a));
-                if (i + 1 < n) x[i + 1] = (real)(0.02 * r * sin(a));
+                x[i] = (real)(sd * r * cos(a));
+                if (i + 1 < n) x[i + 1] = (real)(sd * r * sin(a));
             }
         }
     }

@@ -113,9 +113,15 @@ static inline real *cls_stat(ClsModel *m, int j) { return m->stats + (int64_t)j 
 
 // Made on the host (cls_alloc, cls_init or a checkpoint), then moved to the backend (cls_to_device).
 void cls_alloc(ClsModel *m, const ClsConfig *c);
-// Linear weights and the embedding ~ N(0, 0.02), biases 0, norm weights 1, lower bounds 0, running means 0
-// and variances 1; the same values at any thread count.
-void cls_init(ClsModel *m, uint64_t seed);
+// The initial weights, by scheme (--init):
+//   CLS_INIT_NORMAL: linear weights and the embedding ~ N(0, 0.02), biases 0 (DeiT's, for the image models);
+//   CLS_INIT_TORCH: PyTorch's defaults, as in the reference LRA code: the embedding ~ N(0, 1), each linear
+//     layer's weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (nn.Linear's).
+// Both: norm weights 1 and biases 0, lower bounds 0, running means 0 and variances 1; the same values at any
+// thread count.
+typedef enum { CLS_INIT_NORMAL, CLS_INIT_TORCH, NCLS_INITS } ClsInit;
+extern const char *const CLS_INIT_NAMES[NCLS_INITS];   // "normal", "torch"
+void cls_init(ClsModel *m, uint64_t seed, int init);
 void cls_to_device(ClsModel *m);
 void cls_alloc_training(ClsModel *m);   // zeroed gradients and AdamW moments in backend memory
 void cls_free(ClsModel *m);

@@ -24,6 +24,7 @@ typedef struct {
                                 // summed, 2: the series form)
     int patch;                  // an image task: positions of patch x patch pixels (0: a position per pixel)
     int augment;                // an image task: the padding of the random crops, with flips (0: no augmentation)
+    int init;                   // ClsInit: the reference LRA code's PyTorch defaults, or the image models' N(0, 0.02)
 } ClsPreset;
 #define NCLS_PRESETS 9
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];

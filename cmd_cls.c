@@ -14,7 +14,7 @@
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
-       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_LAST };
+       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -109,6 +109,9 @@ static const char *TRAIN_HELP =
     "Model (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none --dropout X\n"
+    "  --init torch|normal  the initial weights: PyTorch's defaults (embedding N(0, 1), linear layers uniform\n"
+    "                       within 1/sqrt(fan-in), as the reference LRA code; default for the lra-* tasks) or\n"
+    "                       N(0, 0.02) and zero biases (DeiT's; default for fashion-mnist and imagenet)\n"
     "  --patch P            image tasks: a token per P x P patch of pixels (P must divide the images' height and\n"
     "                       width; 1: a token per pixel; default: fashion-mnist 4, imagenet 14, the LRA tasks 1)\n"
     "ImageNet:\n"
@@ -150,7 +153,7 @@ static const char *TRAIN_HELP =
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
-    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_PATCH, OC_PRESET,
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET,
                                 OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
                                 OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
@@ -162,7 +165,7 @@ static void refuse_on_resume(const int *set) {
 
 // The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
 // model, the run.
-static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int threads,
+static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int init, int threads,
                           ClsPlan *plan, real *moments, int argc, char **argv) {
     run_dir_lock(out, argc, argv);
     const int side = rs->c.grid_h;
@@ -185,7 +188,7 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
         const char *bad = cls_config_finish(&rs->c);
         if (bad) die("the images of %s do not fit the model: %s", data, bad);
         cls_alloc(model, &rs->c);
-        cls_init(model, rs->h.seed);
+        cls_init(model, rs->h.seed, init);
         rs->step = 0;
         rs->train_examples = jpeg_set_count(ts);
         rs->vocab_hash = classes_hash;
@@ -226,6 +229,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND},
         {"glu-ratio", required_argument, 0, OC_GLU}, {"norm", required_argument, 0, OC_NORM},
         {"pos", required_argument, 0, OC_POS}, {"dropout", required_argument, 0, OC_DROPOUT},
+        {"init", required_argument, 0, OC_INIT},
         {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ},
         {"lr", required_argument, 0, O_LR}, {"min-lr", required_argument, 0, O_MIN_LR},
         {"warmup", required_argument, 0, O_WARMUP}, {"sched-steps", required_argument, 0, OC_SCHED_STEPS},
@@ -256,7 +260,7 @@ int cmd_cls_train(int argc, char **argv) {
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
     int64_t batch = 0, seq = 0, patch = 0;
-    int norm = 0, pos = 0, c;
+    int norm = 0, pos = 0, init = 0, c;
     double dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
     ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10, .max_bad_steps = 10};
@@ -278,6 +282,7 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_GLU: glu = arg_int_in(&R_GLU_RATIO, optarg); break;
         case OC_NORM: norm = name_index("--norm", optarg, NORM_NAMES, NNORMS); break;
         case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
+        case OC_INIT: init = name_index("--init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
         case OC_PRESET:
@@ -347,6 +352,7 @@ int cmd_cls_train(int argc, char **argv) {
         usage_error("--patch is for the image tasks (lra-image, lra-pathfinder, lra-pathx, fashion-mnist): %s reads tokens", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
     if (resume) refuse_on_resume(set);
+    if (ps && !set[OC_INIT]) init = ps->init;
     if (!resume && !data) usage_error("--task %s needs --data DIR (example files made by 'hgrn2 prepare --task %s')", task, task);
     if (data && strlen(data) >= sizeof ((ClsRunState *)0)->data) usage_error("--data is longer than 1023 bytes");
     machine_start(&mach);
@@ -467,7 +473,7 @@ int cmd_cls_train(int argc, char **argv) {
     }
 
     if (imnet || (resume && cls_task_imagenet(rs.task))) {
-        int rc = train_imagenet(&model, &rs, data, out, resume, (int)loader_threads, &plan, moments, argc, argv);
+        int rc = train_imagenet(&model, &rs, data, out, resume, init, (int)loader_threads, &plan, moments, argc, argv);
         free(out_dflt);
         return rc;
     }
@@ -492,7 +498,7 @@ int cmd_cls_train(int argc, char **argv) {
         const char *bad = cls_config_finish(&rs.c);
         if (bad) die("the examples of %s do not fit the model: %s", data, bad);
         cls_alloc(&model, &rs.c);
-        cls_init(&model, rs.h.seed);
+        cls_init(&model, rs.h.seed, init);
         rs.step = 0;
         rs.train_examples = example_count(te);
         rs.vocab_hash = vocab;
@@ -836,7 +842,7 @@ int cmd_cls_bench(int argc, char **argv) {
     // the steps alone, on the last batch again and again
     ClsModel m;
     cls_alloc(&m, &cfg);
-    cls_init(&m, seed);
+    cls_init(&m, seed, CLS_INIT_NORMAL);
     cls_to_device(&m);
     cls_alloc_training(&m);
     ClsActs *a = cls_acts_alloc(&cfg, B, cls_positions(&cfg, T), 1);

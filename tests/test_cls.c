@@ -56,7 +56,7 @@ static void fd_cls(ClsConfig c, int B, int T, uint64_t seed, const char *what) {
     if (bad) { printf("bad config: %s\n", bad); exit(1); }
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, seed);
+    cls_init(&m, seed, CLS_INIT_NORMAL);
     cls_alloc_training(&m);
     uint64_t s = seed * 77 + 1;
     // norms, biases and lower bounds away from their initial values; weights larger than 0.02 so every path
@@ -114,7 +114,7 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
     cls_config_finish(&c);
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 3);
+    cls_init(&m, 3, CLS_INIT_NORMAL);
     uint64_t s = 5;
     Batch b = make_batch(&c, 4, 9, &s);
     ClsActs *tr = cls_acts_alloc(&c, 4, 9, 1), *ev = cls_acts_alloc(&c, 4, 9, 0);
@@ -286,7 +286,7 @@ static void patch_layout(int gh, int gw, int p, int ch) {
     CHECK(!wrong && once, "patch %d of %d x %d x %d: %d pixels misplaced, every slot once: %d", p, gh, gw, ch, wrong, once);
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 21);
+    cls_init(&m, 21, CLS_INIT_NORMAL);
     uint64_t s = 17;
     const int B = 3;
     int32_t *img = xmalloc((size_t)(B * vals) * sizeof(int32_t)), *lens = xmalloc(B * sizeof(int32_t)), lab[3] = {0, 1, 2};
@@ -341,7 +341,7 @@ static void top_k(ClsConfig c) {
     CHECK(r * k == 0, "a plain final RMSNorm has a bias of %lld x %lld", (long long)r, (long long)k);
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 5);
+    cls_init(&m, 5, CLS_INIT_NORMAL);
     uint64_t s = 31;
     const int B = 40;
     Batch b = make_batch(&c, B, 6, &s);
@@ -373,7 +373,7 @@ static void mix_staging(ClsConfig c, const ClsMix *mx, const char *what) {
     if (bad) { printf("bad config: %s\n", bad); exit(1); }
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 41);
+    cls_init(&m, 41, CLS_INIT_NORMAL);
     cls_alloc_training(&m);
     const int B = 3, P = cls_rows(&c) * cls_cols(&c), CH = cls_pos_values(&c);
     const int64_t vals = (int64_t)P * CH;
@@ -452,7 +452,7 @@ static void soft_loss_value(ClsConfig c) {
     if (bad) { printf("bad config: %s\n", bad); exit(1); }
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 51);
+    cls_init(&m, 51, CLS_INIT_NORMAL);
     cls_alloc_training(&m);
     const int B = 4, P = cls_rows(&c) * cls_cols(&c);
     uint64_t s = 53;
@@ -544,10 +544,79 @@ static void schedules(void) {
     printf("schedules: per epoch at its turning points, per step unchanged\n");
 }
 
+
+// The two initial schemes. normal: matrices and the embedding N(0, 0.02), biases 0. torch (PyTorch's
+// defaults): the embedding N(0, 1); each linear layer's weight and bias uniform within 1/sqrt(fan_in), where
+// fan_in is the weight's column count; norms, lower bounds and BatchNorm's statistics as in normal. Checks
+// the bounds, the spread (a uniform's std is bound / sqrt(3)) on the larger tensors, and that the same seed
+// gives the same values.
+static void init_schemes(void) {
+    ClsConfig c = {.V = 300, .D = 64, .L = 2, .K = 4, .I = 128, .classes = 10, .ndoc = 1, .norm = NORM_BATCH,
+                   .pos = POS_SINUSOIDAL, .lower_bound = 1, .eps = 1e-5};
+    for (int pair = 0; pair < 2; pair++) {
+        c.ndoc = pair ? 2 : 1;
+        c.classes = pair ? 2 : 10;
+        ClsConfig cc = c;
+        if (cls_config_finish(&cc)) { printf("bad config\n"); exit(1); }
+        ClsModel mt, mn, again;
+        cls_alloc(&mt, &cc); cls_alloc(&mn, &cc); cls_alloc(&again, &cc);
+        cls_init(&mt, 7, CLS_INIT_TORCH); cls_init(&mn, 7, CLS_INIT_NORMAL); cls_init(&again, 7, CLS_INIT_TORCH);
+        CHECK(!memcmp(mt.params, again.params, (size_t)mt.lay.n * sizeof(real)), "torch init: the same seed gave other values");
+        static const int lin[][2] = {{C_HEAD, C_HEAD_B}, {C_PAIR1, C_PAIR1_B}, {C_PAIR2, C_PAIR2_B}, {C_WQFI, -1},
+                                     {C_WO, -1}, {C_W12, C_B12}, {C_W3, C_B3}};
+        for (size_t j = 0; j < sizeof lin / sizeof lin[0]; j++) {
+            int64_t r, fan_in;
+            cls_param_shape(&cc, lin[j][0], &r, &fan_in);
+            if (!r) continue;
+            const double bound = 1 / sqrt((double)fan_in);
+            for (int b = 0; b < 2 && lin[j][b] >= 0; b++) {
+                const int p = lin[j][b];
+                int64_t pr, pk;
+                cls_param_shape(&cc, p, &pr, &pk);
+                for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : cc.L); l++) {
+                    const real *t = CW(&mt, p, l), *u = CW(&mn, p, l);
+                    double ss = 0, un = 0;
+                    int out = 0;
+                    for (int64_t i = 0; i < pr * pk; i++) {
+                        out += fabs(t[i]) > bound;
+                        ss += (double)t[i] * t[i];
+                        un += (double)u[i] * u[i];
+                    }
+                    const double sd = sqrt(ss / (double)(pr * pk)), want = bound / sqrt(3.0);
+                    CHECK(!out, "torch init: %d values of %s[%d] beyond 1/sqrt(%lld)", out, CPARAMS[p].name, l, (long long)fan_in);
+                    if (pr * pk >= 500)
+                        CHECK(fabs(sd - want) < 0.1 * want, "torch init: %s[%d] has std %.4g, want %.4g", CPARAMS[p].name, l, sd, want);
+                    else
+                        CHECK(sd > 0.3 * want, "torch init: %s[%d] has std %.4g, want about %.4g", CPARAMS[p].name, l, sd, want);
+                    if (b == 1) CHECK(un == 0, "normal init: the bias %s[%d] is not zero", CPARAMS[p].name, l);
+                    else CHECK(fabs(sqrt(un / (double)(pr * pk)) - 0.02) < (pr * pk >= 500 ? 0.002 : 0.01),
+                               "normal init: %s[%d] has std %.4g, want 0.02", CPARAMS[p].name, l, sqrt(un / (double)(pr * pk)));
+                }
+            }
+        }
+        int64_t r, k;
+        cls_param_shape(&cc, C_EMB, &r, &k);
+        double se = 0;
+        for (int64_t i = 0; i < r * k; i++) se += (double)CW(&mt, C_EMB, 0)[i] * CW(&mt, C_EMB, 0)[i];
+        CHECK(fabs(sqrt(se / (double)(r * k)) - 1) < 0.05, "torch init: the embedding has std %.4g, want 1", sqrt(se / (double)(r * k)));
+        // everything that is not a linear layer or the embedding starts as in the normal scheme
+        static const int same[] = {C_LB, C_FNORM, C_FNORM_B, C_NORM1, C_NORM1_B, C_GNORM, C_NORM2, C_NORM2_B};
+        for (size_t j = 0; j < sizeof same / sizeof same[0]; j++) {
+            const int p = same[j];
+            cls_param_shape(&cc, p, &r, &k);
+            for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : cc.L); l++)
+                CHECK(!memcmp(CW(&mt, p, l), CW(&mn, p, l), (size_t)(r * k) * sizeof(real)), "torch init changed %s[%d]",
+                      CPARAMS[p].name, l);
+        }
+        cls_free(&mt); cls_free(&mn); cls_free(&again);
+    }
+}
+
 int main(void) {
     omp_set_num_threads(1);   // thousands of tiny forwards
     ClsConfig listops = {.V = 13, .D = 8, .L = 2, .K = 4, .I = 8, .classes = 5, .ndoc = 1, .norm = NORM_BATCH,
                          .pos = POS_SINUSOIDAL, .lower_bound = 1, .dropout = 0, .eps = 1e-5};
+    init_schemes();
     fd_cls(listops, 3, 7, 1, "BatchNorm, positions, lower bounds, T 7");
     ClsConfig text = listops;
     text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.25; text.K = 2;

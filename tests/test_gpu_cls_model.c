@@ -36,7 +36,7 @@ typedef struct { ClsModel m; ClsActs *a, *e; } Side;
 static void side_init(Side *s, const ClsConfig *c, int gpu, int B, int T) {
     g_gpu = gpu;
     cls_alloc(&s->m, c);
-    cls_init(&s->m, 11);
+    cls_init(&s->m, 11, CLS_INIT_NORMAL);
     uint64_t r = 17;        // norms and biases away from their initial values
     for (int p = 0; p < NCPARAM; p++) {
         int64_t rows, cols;
@@ -347,7 +347,7 @@ static void bench_scans(const char *name, ClsConfig c, int B) {
     g_gpu = 1;
     ClsModel m;
     cls_alloc(&m, &c);
-    cls_init(&m, 3);
+    cls_init(&m, 3, CLS_INIT_NORMAL);
     cls_to_device(&m);
     cls_alloc_training(&m);
     ClsActs *a = cls_acts_alloc(&c, B, T, 1);
