@@ -10,6 +10,7 @@
 
 static const char *GENERATE_USAGE =
     "hgrn2 generate --task listops --out DIR [--seed N] [--train-size N] [--val-size N] [--test-size N]\n"
+    "       [--min-len N] [--max-len N]\n"
     "       hgrn2 generate --task pathfinder --size 32|128 --out DIR [--seed N] [--count N]";
 static const char *GENERATE_HELP =
     "Generate a synthetic task's data in the layout of its official release, ready for hgrn2 prepare.\n"
@@ -30,15 +31,19 @@ static const char *GENERATE_HELP =
     "  --seed N            the same seed and sizes give the same files (default 0)\n"
     "  --train-size N      listops: examples of the training split (default 96000)\n"
     "  --val-size N        listops: examples of the validation split (default 2000)\n"
-    "  --test-size N       listops: examples of the test split (default 2000)\n";
+    "  --test-size N       listops: examples of the test split (default 2000)\n"
+    "  --min-len N --max-len N  listops: keep expressions of min < tokens < max, parentheses not counted\n"
+    "                      (default 500 and 2000, the official set's; max at most 2000): shorter ListOps for\n"
+    "                      quick experiments\n";
 
 int cmd_generate(int argc, char **argv) {
-    enum { G_TASK = 256, G_OUT, G_SEED, G_TRAIN, G_VAL, G_TEST, G_SIZE, G_COUNT };
+    enum { G_TASK = 256, G_OUT, G_SEED, G_TRAIN, G_VAL, G_TEST, G_SIZE, G_COUNT, G_MINLEN, G_MAXLEN };
     static const struct option opts[] = {
         {"task", required_argument, 0, G_TASK}, {"out", required_argument, 0, G_OUT},
         {"seed", required_argument, 0, G_SEED}, {"train-size", required_argument, 0, G_TRAIN},
         {"val-size", required_argument, 0, G_VAL}, {"test-size", required_argument, 0, G_TEST},
         {"size", required_argument, 0, G_SIZE}, {"count", required_argument, 0, G_COUNT},
+        {"min-len", required_argument, 0, G_MINLEN}, {"max-len", required_argument, 0, G_MAXLEN},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     cli_start("hgrn2 generate", GENERATE_USAGE);
     opterr = 0;
@@ -57,6 +62,8 @@ int cmd_generate(int argc, char **argv) {
         case G_TRAIN: lo.sizes[0] = (uint64_t)arg_int("--train-size", optarg, 1, INT64_C(1) << 32); listops_flag = "--train-size"; break;
         case G_VAL: lo.sizes[1] = (uint64_t)arg_int("--val-size", optarg, 1, INT64_C(1) << 32); listops_flag = "--val-size"; break;
         case G_TEST: lo.sizes[2] = (uint64_t)arg_int("--test-size", optarg, 1, INT64_C(1) << 32); listops_flag = "--test-size"; break;
+        case G_MINLEN: lo.min_len = (int)arg_int("--min-len", optarg, 0, LISTOPS_MAX_LEN - 2); listops_flag = "--min-len"; break;
+        case G_MAXLEN: lo.max_len = (int)arg_int("--max-len", optarg, 2, LISTOPS_MAX_LEN); listops_flag = "--max-len"; break;
         case G_SIZE:
             po.size = (int)arg_int("--size", optarg, 32, 128);
             if (po.size != 32 && po.size != 128) usage_error("--size must be 32 or 128, got %s", optarg);
@@ -71,6 +78,9 @@ int cmd_generate(int argc, char **argv) {
     if (!lo.out) usage_error("--out is required");
     if (!strcmp(task, "listops")) {
         if (pathfinder_flag) usage_error("%s does not apply to --task listops", pathfinder_flag);
+        const int lo_min = lo.min_len ? lo.min_len : LISTOPS_MIN_LEN, lo_max = lo.max_len ? lo.max_len : LISTOPS_MAX_LEN;
+        if (lo_min + 1 >= lo_max)
+            usage_error("--min-len %d and --max-len %d leave no length (kept: min < tokens < max)", lo_min, lo_max);
         return listops_generate(&lo);
     }
     if (!strcmp(task, "pathfinder")) {

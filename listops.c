@@ -147,19 +147,29 @@ int listops_generate(const ListopsOptions *o) {
         // The header and the line ends of Python's csv writer, which wrote the original files: CRLF.
         if (fputs("Source\tTarget\r\n", f[s]) < 0) die("writing %s failed: %s", tmp[s], strerror(errno));
     }
+    const int min_len = o->min_len ? o->min_len : LISTOPS_MIN_LEN, max_len = o->max_len ? o->max_len : LISTOPS_MAX_LEN;
+    if (min_len < 0 || max_len > LISTOPS_MAX_LEN || min_len + 1 >= max_len)
+        die("generate: the lengths must satisfy 0 <= min < max - 1 and max <= %d (kept: min < tokens < max), got %d and %d",
+            LISTOPS_MAX_LEN, min_len, max_len);
     Expr *e = xcalloc(1, sizeof *e);
     e->rng = mix64(o->seed ^ 0x6C6973746F7073ull);
     Seen seen = {0};
     ByteBuf line = {0};
-    uint64_t kept = 0, draws = 0, dups = 0, bytes = 0, len_sum = 0, counts[10] = {0};
-    int len_min = LISTOPS_MAX_LEN, len_max = 0, tty = isatty(2);
+    uint64_t kept = 0, draws = 0, dups = 0, bytes = 0, len_sum = 0, counts[10] = {0}, last_new = 0;
+    int len_min = max_len, len_max = 0, tty = isatty(2);
     double t0 = now_s(), last = t0;
     while (kept < total) {
         e->n = 0;
         e->overflow = 0;
         int value = draw_tree(e, 1);
         draws++;
-        if (e->overflow || e->n <= LISTOPS_MIN_LEN || e->n >= LISTOPS_MAX_LEN) continue;
+        // a range that holds fewer distinct expressions than asked for (or that draws seldom reach) would loop
+        // for ever: give up once many draws in a row brought nothing new
+        if (draws - last_new > LISTOPS_GIVE_UP)
+            die("generate: listops: no new expression of %d to %d tokens in the last %d draws (%llu of %llu kept): the "
+                "range is too narrow for the sizes asked; widen --min-len/--max-len or ask for fewer examples",
+                min_len + 1, max_len - 1, LISTOPS_GIVE_UP, (unsigned long long)kept, (unsigned long long)total);
+        if (e->overflow || e->n <= min_len || e->n >= max_len) continue;
         line.n = 0;
         render(e, 0, &line);
         uint64_t h1 = data_fnv1a(DATA_FNV_INIT, line.data, line.n), h2 = mix64(h1 ^ (uint64_t)line.n);
@@ -169,6 +179,7 @@ int listops_generate(const ListopsOptions *o) {
             h2 = mix64(h2 ^ w);
         }
         if (!seen_add(&seen, h1, h2)) { dups++; continue; }
+        last_new = draws;
         int s = kept < o->sizes[0] ? 0 : kept < o->sizes[0] + o->sizes[1] ? 1 : 2;
         char label[8];
         int k = snprintf(label, sizeof label, "\t%d\r\n", value);

@@ -44,10 +44,13 @@ typedef struct {
     const char *out;          // directory: created; must not hold the three files already
     uint64_t seed;
     uint64_t sizes[3];        // examples of train, val, test (each at least 1)
+    int min_len, max_len;     // kept when min_len < tokens < max_len; 0: LISTOPS_MIN_LEN, LISTOPS_MAX_LEN
 } ListopsOptions;
 // Draws distinct expressions until the three splits are full and writes them; a progress line on stderr, a
-// summary on stdout. Returns 0; dies on a write failure, leaving no file under a final name. The same seed
-// and sizes give the same bytes.
+// summary on stdout. Returns 0; dies on a write failure, leaving no file under a final name, and when a
+// length range holds too few distinct expressions for the sizes asked (no new one in LISTOPS_GIVE_UP draws).
+// The same seed, sizes and lengths give the same bytes.
+#define LISTOPS_GIVE_UP 5000000
 int listops_generate(const ListopsOptions *o);
 // The value of one operator over its arguments: MIN, MAX, MED (the median; of an even count the mean of the
 // two middle values rounded down, as the original generator's int(numpy.median)), SM (the sum modulo 10).

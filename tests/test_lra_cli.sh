@@ -16,6 +16,22 @@ expect 0 "generate a small ListOps" -- $H generate --task listops --out "$TMP/lo
 grep -q "generate: listops: train 50, val 10, test 10 expressions of" "$TMP/out" || fail "generate summary: $(cat "$TMP/out")"
 [ "$(wc -l < "$TMP/lo/basic_train.tsv")" = 51 ] || fail "basic_train.tsv does not hold a header and 50 lines"
 expect 1 "generate over existing files" -- $H generate --task listops --out "$TMP/lo"; expect_msg "already exists"
+# other lengths: every kept expression within them (tokens without parentheses: split on spaces, drop them)
+expect 0 "generate ListOps of 21 to 59 tokens" -- $H generate --task listops --out "$TMP/los" --seed 4 --min-len 20 --max-len 60 \
+    --train-size 200 --val-size 5 --test-size 5
+grep -q "expressions of 2[1-9] to [3-5][0-9] tokens" "$TMP/out" || fail "generate --min-len/--max-len summary: $(cat "$TMP/out")"
+bad=$(tail -n +2 "$TMP/los/basic_train.tsv" | cut -f1 | awk '{ n = 0; for (i = 1; i <= NF; i++) if ($i != "(" && $i != ")") n++; if (n <= 20 || n >= 60) print n }' | wc -l)
+[ "$bad" = 0 ] || fail "$bad expressions of --min-len 20 --max-len 60 are out of range"
+expect 2 "generate --min-len 100 --max-len 101" -- $H generate --task listops --out "$TMP/x" --min-len 100 --max-len 101
+expect_msg "leave no length"
+expect 2 "generate --max-len 2001" -- $H generate --task listops --out "$TMP/x" --max-len 2001; expect_msg "--max-len"
+expect 2 "generate pathfinder --min-len" -- $H generate --task pathfinder --size 32 --out "$TMP/x" --min-len 30
+expect_msg "does not apply"
+# 4 tokens hold 4 operators x 10 x 10 digits = 400 distinct expressions: asking 502 stops, and writes nothing
+expect 1 "generate more expressions than a range holds" -- $H generate --task listops --out "$TMP/lon" --min-len 3 --max-len 5 \
+    --train-size 500 --val-size 1 --test-size 1
+expect_msg "too narrow"
+[ ! -e "$TMP/lon/basic_train.tsv" ] && [ ! -e "$TMP/lon/basic_train.tsv.tmp" ] || fail "a stopped generate left files"
 
 expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"
 grep -q "prepare: lra-listops: train 50, val 10, test 10 examples; vocabulary 18" "$TMP/out" || fail "prepare summary: $(cat "$TMP/out")"
