@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The authors' ListOps run on one GPU, in pieces that fit sittings of limited length: generated ListOps at the
+# official size (the same --seed gives the same files, so any machine remakes the same data), the lra-listops
+# preset, stopped after SECONDS of training with a checkpoint (SIGINT saves one), resumed by the next call,
+# and scored on the test split once all its epochs are done.
+#
+#   scripts/gpu_listops.sh RUN [SECONDS] [-- more flags for the first hgrn2 train]
+#     RUN      the run directory (model.ckpt and log.tsv; a run found there is resumed)
+#     SECONDS  wall-clock seconds of training in this call (default: no limit, the whole run)
+# The data lives in $WORK (default /tmp/hgrn2-listops: generated and prepared when missing, about 25 s);
+# $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains.
+# Prints the validation accuracy of every evaluation so far and, at the end of the run, 'accuracy X' on test.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+RUN=$1; shift
+SECONDS_LIMIT=0
+if [ $# -gt 0 ] && [ "$1" != -- ]; then SECONDS_LIMIT=$1; shift; fi
+[ "${1:-}" = -- ] && shift
+WORK=${WORK:-/tmp/hgrn2-listops}
+SEED=${SEED:-1}
+DEVICE=${DEVICE:-cuda}
+make -s hgrn2 || exit 1
+if [ ! -f "$WORK/data/train.examples" ]; then
+    rm -rf "$WORK"
+    ./hgrn2 generate --task listops --seed "$SEED" --out "$WORK/tsv" > /dev/null || exit 1
+    ./hgrn2 prepare --task lra-listops --input "$WORK/tsv" --out "$WORK/data" | tail -n 1 || exit 1
+    rm -rf "$WORK/tsv"
+fi
+limit=()
+[ "$SECONDS_LIMIT" -gt 0 ] && limit=(timeout -s INT "$SECONDS_LIMIT")
+if [ -f "$RUN/model.ckpt" ]; then
+    ${limit[@]+"${limit[@]}"} ./hgrn2 train --resume --out "$RUN" --data "$WORK/data" --device "$DEVICE" > "$RUN/train.out.$$" 2>&1
+else
+    mkdir -p "$RUN"
+    ${limit[@]+"${limit[@]}"} ./hgrn2 train --task lra-listops --data "$WORK/data" --out "$RUN" --device "$DEVICE" "$@" \
+        > "$RUN/train.out.$$" 2>&1
+fi
+rc=$?
+cat "$RUN/train.out.$$" >> "$RUN/train.out" && rm -f "$RUN/train.out.$$"
+# 124: the time limit stopped it (and the interrupt saved the checkpoint); anything else but 0 is a failure
+if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then tail -n 5 "$RUN/train.out"; exit $rc; fi
+grep -E "interrupted|^done|steps in" "$RUN/train.out" | tail -n 1
+awk -F'\t' 'NR > 1 && $6 != "" { printf "epoch %.1f  val acc %s\n", $2, $6 }' "$RUN/log.tsv"
+if [ $rc -eq 0 ]; then
+    ./hgrn2 eval --task lra-listops --ckpt "$RUN/model.ckpt" --data "$WORK/data" --device "$DEVICE" | tail -n 2
+fi
