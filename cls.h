@@ -113,7 +113,7 @@ static inline real *cls_stat(ClsModel *m, int j) { return m->stats + (int64_t)j 
 
 // Made on the host (cls_alloc, cls_init or a checkpoint), then moved to the backend (cls_to_device).
 void cls_alloc(ClsModel *m, const ClsConfig *c);
-// The initial weights, by scheme (--init):
+// The initial weights, by scheme (--weight-init):
 //   CLS_INIT_NORMAL: linear weights and the embedding ~ N(0, 0.02), biases 0 (DeiT's, for the image models);
 //   CLS_INIT_TORCH: PyTorch's defaults, as in the reference LRA code: the embedding ~ N(0, 1), each linear
 //     layer's weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (nn.Linear's).

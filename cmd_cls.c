@@ -109,7 +109,8 @@ static const char *TRAIN_HELP =
     "Model (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none --dropout X\n"
-    "  --init torch|normal  the initial weights: PyTorch's defaults (embedding N(0, 1), linear layers uniform\n"
+    "  --weight-init torch|normal\n"
+    "                       the initial weights: PyTorch's defaults (embedding N(0, 1), linear layers uniform\n"
     "                       within 1/sqrt(fan-in), as the reference LRA code; default for the lra-* tasks) or\n"
     "                       N(0, 0.02) and zero biases (DeiT's; default for fashion-mnist and imagenet)\n"
     "  --patch P            image tasks: a token per P x P patch of pixels (P must divide the images' height and\n"
@@ -229,7 +230,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND},
         {"glu-ratio", required_argument, 0, OC_GLU}, {"norm", required_argument, 0, OC_NORM},
         {"pos", required_argument, 0, OC_POS}, {"dropout", required_argument, 0, OC_DROPOUT},
-        {"init", required_argument, 0, OC_INIT},
+        {"weight-init", required_argument, 0, OC_INIT},
         {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ},
         {"lr", required_argument, 0, O_LR}, {"min-lr", required_argument, 0, O_MIN_LR},
         {"warmup", required_argument, 0, O_WARMUP}, {"sched-steps", required_argument, 0, OC_SCHED_STEPS},
@@ -282,7 +283,7 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_GLU: glu = arg_int_in(&R_GLU_RATIO, optarg); break;
         case OC_NORM: norm = name_index("--norm", optarg, NORM_NAMES, NNORMS); break;
         case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
-        case OC_INIT: init = name_index("--init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
+        case OC_INIT: init = name_index("--weight-init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
         case OC_PRESET:

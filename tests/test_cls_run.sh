@@ -21,6 +21,8 @@ expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_ms
 expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
+expect 2 "train --weight-init nope" -- $H train --task lra-listops --data x --weight-init nope; expect_msg "--weight-init must be"
+expect 2 "train --init (a language model's flag)" -- $H train --task lra-listops --data x --init torch; expect_msg "unknown option"
 expect 2 "train --dropout 1" -- $H train --task lra-listops --data x --dropout 1; expect_msg "--dropout needs a number"
 expect 2 "train --glu-ratio 0" -- $H train --task lra-listops --data x --glu-ratio 0; expect_msg "--glu-ratio needs an integer"
 expect 2 "train --epochs 0" -- $H train --task lra-listops --data x --epochs 0
@@ -51,6 +53,18 @@ expect_msg "does not hold lra-text examples"
 
 # ---- training, and --resume repeating it exactly ----
 SMALL=(--layers 1 --dim 16 --expand-ratio 4 --batch 8 --seq-len 256 --warmup 5 --lr 3e-3 --threads 2)
+# the two initial schemes: the default (torch) is what --weight-init torch gives, normal starts elsewhere
+first_loss() { sed -n 's/.*(first \([0-9.]*\)).*/\1/p' "$TMP/out" | tail -n 1; }
+for w in default torch normal; do
+    flag=(); [ $w = default ] || flag=(--weight-init $w)
+    expect 0 "train 1 step, weights $w" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" ${flag[@]+"${flag[@]}"} \
+        --steps 1 --eval-every 0 --out "$TMP/w_$w"
+    eval "first_$w=$(first_loss)"
+done
+[ -n "$first_default" ] && [ "$first_default" = "$first_torch" ] || fail "default and --weight-init torch start at losses $first_default and $first_torch"
+[ -n "$first_normal" ] && [ "$first_normal" != "$first_torch" ] || fail "--weight-init normal and torch both start at loss $first_normal"
+checks=$((checks + 1))
+expect 2 "--resume --weight-init" -- $H train --resume --out "$TMP/w_torch" --weight-init normal; expect_msg "cannot change on --resume"
 PROG=(--eval-every 10 --ckpt-every 7 --log-every 5)
 expect 0 "train 30 steps" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/a"
 grep -q "| model        | bidirectional HGRN2 classifier: 1 layers, dim 16" "$TMP/out" || fail "no model row in the startup table"
