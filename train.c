@@ -398,6 +398,14 @@ static volatile sig_atomic_t g_stop_signal = 0;
 static void on_stop_signal(int sig) {
     g_stop_signal = sig;
     signal(sig, SIG_DFL);
+    // A launcher that is stopping (mpirun after a Ctrl-C) may stop reading its processes' output: rank 0 would
+    // then wait in the write of a progress line (a fast run logs many), never reach the end of its step and
+    // the save, and be killed. From the signal on, stdout does not block: what the pipe cannot take is lost,
+    // the checkpoint is not (the write in progress, restarted after this handler, returns at once too).
+    if (g_dist.world > 1) {
+        int fl = fcntl(STDOUT_FILENO, F_GETFL);
+        if (fl >= 0) fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+    }
 }
 void stop_signals_catch(void) {
     signal(SIGINT, on_stop_signal);
@@ -418,8 +426,11 @@ void stop_signals_release(void) {
     signal(SIGTERM, SIG_DFL);
 }
 int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const char *out) {
-    printf("%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n",
-           g_stop_signal == SIGINT ? "interrupted" : "terminated", ckpt_path, (long long)step, (long long)steps, out);
+    const char *fmt = "%s: saved %s at step %lld of %lld; continue with: hgrn2 train --resume --out %s\n";
+    const char *what = g_stop_signal == SIGINT ? "interrupted" : "terminated";
+    printf(fmt, what, ckpt_path, (long long)step, (long long)steps, out);
+    // stdout may no longer take it (on_stop_signal): then on stderr, which carries little else
+    if (fflush(stdout) != 0 || ferror(stdout)) fprintf(stderr, fmt, what, ckpt_path, (long long)step, (long long)steps, out);
     return 128 + g_stop_signal;
 }
 // --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
