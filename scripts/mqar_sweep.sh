@@ -5,7 +5,8 @@
 # whose accuracy file is there is not run again, so an interrupted sweep continues where it stopped.
 #   bash scripts/mqar_sweep.sh [options] [-- more flags for hgrn2 train]
 #     --device cuda|cpu   (default cuda)         --out DIR     (default runs/mqar_sweep)
-#     --dims "64 128 256 512"                    --shapes "64:4 128:8 256:16 512:64"   (T:P)
+#     --dims "64 128 256 512"                    --shapes "64:4 128:8 256:16 512:64"   (T:P[:STEPS[:BATCH]]:
+#                a shape's own steps and batch, over --steps and --batch; such runs' directories name them)
 #     --lrs "1e-3 3e-3 1e-2"                     --steps N     (default: the mqar preset's)
 #     --batch B (default: the preset's)          --examples N  held-out examples per score (default 3000)
 #     --jobs N   runs at a time (on cuda, run i takes GPU i mod the GPUs nvidia-smi lists; default 1)
@@ -44,18 +45,33 @@ mkdir -p "$out"
 ngpu=1
 [ "$device" = cuda ] && ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') && [ "$ngpu" -ge 1 ] || ngpu=1
 
+# a shape T:P[:STEPS[:BATCH]] in parts: sets T P S B (S, B: the shape's own steps and batch, or empty)
+parse_shape() {
+    IFS=: read -r T P S B <<< "$1"
+    case "$T$P$S$B" in *[!0-9]* | "") echo "mqar_sweep.sh: bad shape '$1' (T:P[:STEPS[:BATCH]], numbers)" >&2; exit 2 ;; esac
+    [ -n "$T" ] && [ -n "$P" ] || { echo "mqar_sweep.sh: bad shape '$1' (T:P[:STEPS[:BATCH]])" >&2; exit 2; }
+}
+# a run's directory: the shape's own steps and batch, when it has them, are part of its name
+run_dir() {   # D T P lr S B
+    local d="$out/d$1_t$2_p$3_lr$4"
+    [ -n "$5" ] && d+="_s$5"
+    [ -n "$6" ] && d+="_b$6"
+    echo "$d"
+}
+
 # one run: train, then score the final model; writes its accuracy file last
-run() {   # slot D T P lr
-    local slot=$1 D=$2 T=$3 P=$4 lr=$5
-    local dir="$out/d${D}_t${T}_p${P}_lr${lr}"
+run() {   # slot D T P lr S B
+    local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch}
+    local dir
+    dir=$(run_dir "$D" "$T" "$P" "$lr" "$6" "$7")
     [ -s "$dir/accuracy" ] && return 0
     local flags=(--device "$device")
     [ -n "$threads" ] && flags+=(--threads "$threads")
     local env=()
     [ "$device" = cuda ] && env=(env CUDA_VISIBLE_DEVICES=$((slot % ngpu)))
     local train=(--task mqar --dim "$D" --seq-len "$T" --kv-pairs "$P" --lr "$lr" --out "$dir" --log-every 100)
-    [ -n "$steps" ] && train+=(--steps "$steps")
-    [ -n "$batch" ] && train+=(--batch "$batch")
+    [ -n "$rsteps" ] && train+=(--steps "$rsteps")
+    [ -n "$rbatch" ] && train+=(--batch "$rbatch")
     mkdir -p "$dir"
     if ! ${env[@]+"${env[@]}"} "$hgrn2" train "${train[@]}" "${flags[@]}" ${extra[@]+"${extra[@]}"} > "$dir/train.out" 2>&1; then
         echo "D $D T $T P $P lr $lr: training failed (see $dir/train.out)" >&2
@@ -72,16 +88,17 @@ run() {   # slot D T P lr
     printf 'D %4d  T %4d  P %3d  lr %-6s accuracy %s\n' "$D" "$T" "$P" "$lr" "$acc"
 }
 
+for shape in $shapes; do parse_shape "$shape"; done   # every shape checked before the first run
 failed=0 i=0
 for D in $dims; do
     for shape in $shapes; do
-        T=${shape%%:*} P=${shape##*:}
+        parse_shape "$shape"
         for lr in $lrs; do
             if [ "$jobs" -gt 1 ]; then
                 while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
-                run $((i % jobs)) "$D" "$T" "$P" "$lr" &
+                run $((i % jobs)) "$D" "$T" "$P" "$lr" "$S" "$B" &
             else
-                run 0 "$D" "$T" "$P" "$lr" || failed=1
+                run 0 "$D" "$T" "$P" "$lr" "$S" "$B" || failed=1
             fi
             i=$((i + 1))
         done
@@ -94,14 +111,15 @@ echo
 echo "best held-out accuracy over lr in { $lrs } ($examples examples each), rows D, columns T/pairs:"
 {
     printf '%-6s' "D"
-    for shape in $shapes; do printf '  %-16s' "T ${shape%%:*}/${shape##*:}"; done
+    for shape in $shapes; do parse_shape "$shape"; printf '  %-16s' "T $T/$P"; done
     printf '\n'
     for D in $dims; do
         printf '%-6s' "$D"
         for shape in $shapes; do
-            T=${shape%%:*} P=${shape##*:} best="" blr=""
+            parse_shape "$shape"
+            best="" blr=""
             for lr in $lrs; do
-                f="$out/d${D}_t${T}_p${P}_lr${lr}/accuracy"
+                f="$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B")/accuracy"
                 [ -s "$f" ] || continue
                 a=$(cat "$f")
                 if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$lr; fi

@@ -48,6 +48,16 @@ expect 0 "scripts/mqar_sweep.sh --device cpu --tiny" -- bash scripts/mqar_sweep.
 checks=$((checks + 1))
 if grep -Eq '^64 +[0-9.]+ \(.*\) +[0-9.]+ \(' "$TMP/out"; then ok "the sweep prints a row of accuracies for D 64"
 else fail "the sweep's table"; tail -4 "$TMP/out"; fi
+# a shape with its own steps and batch: its run trains that long, in a directory that names them
+expect 0 "mqar_sweep.sh with a shape's own steps and batch" -- bash scripts/mqar_sweep.sh --device cpu --dims 64 \
+    --shapes "32:2:12:8" --lrs 1e-2 --steps 40 --examples 32 --threads 1 --out "$TMP/sweep2"
+checks=$((checks + 1))
+if grep -q "| steps        | 12 " "$TMP/sweep2/d64_t32_p2_lr1e-2_s12_b8/train.out" &&
+    grep -q "| batch        | 8 x 32 tokens" "$TMP/sweep2/d64_t32_p2_lr1e-2_s12_b8/train.out" &&
+    grep -Eq '^64 +[0-9.]+ \(1e-2\)' "$TMP/out"; then ok "the shape's steps and batch, and its row of the table"
+else fail "a shape's own steps and batch"; ls "$TMP/sweep2"; fi
+expect 2 "mqar_sweep.sh with a malformed shape" -- bash scripts/mqar_sweep.sh --device cpu --shapes "32:x" --out "$TMP/sweep3"
+expect_msg "bad shape"
 
 # Learning the task: D 64, T 64, 4 pairs, the mqar preset's model, batch 64 at lr 1e-2 held constant. The
 # held-out accuracy sits near 0.25 (the model copies some value of the sequence) until it learns which value
