@@ -23,6 +23,7 @@ const char *cls_config_finish(ClsConfig *c) {
     if (c->pos < 0 || c->pos >= NPOS) return "--pos must be sinusoidal or none";
     if (c->lower_bound != 0 && c->lower_bound != 1) return "lower bounds are on (1) or off (0)";
     if (!(c->dropout >= 0 && c->dropout < 1)) return "--dropout must be in [0, 1)";
+    if (!(c->input_dropout >= 0 && c->input_dropout < 1)) return "--input-dropout must be in [0, 1)";
     if (!(c->eps > 0 && c->eps < 1)) return "the norm eps must be in (0, 1)";
     if (c->input != INPUT_IDS && c->input != INPUT_PIXELS) return "the input is token ids or pixels";
     if (c->input == INPUT_PIXELS) {
@@ -201,8 +202,8 @@ void cls_free(ClsModel *m) {
 
 void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
     fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
-               "%s norm%s, %s positions, dropout %g\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
-            c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout);
+               "%s norm%s, %s positions, dropout %g (input %g)\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
+            c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout, c->input_dropout);
     if (c->input == INPUT_PIXELS || c->scan != SCAN_1D) {
         char grid[96] = "", patch[128] = "";
         const int gh = cls_rows(c), gw = cls_cols(c);
@@ -790,7 +791,7 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
         OP(bias_add, x0, CW(m, C_PIX_B, 0), N, D);
     } else OP(embed_fwd, x0, ids, CW(m, C_EMB, 0), N, D);
     if (c->pos == POS_SINUSOIDAL) OP(add_positions, x0, S, T, D);
-    if (train && c->dropout > 0) OP(dropout_fwd, x0, x0, N * D, c->dropout, drop_site(drop_seed, 0));
+    if (train && c->input_dropout > 0) OP(dropout_fwd, x0, x0, N * D, c->input_dropout, drop_site(drop_seed, 0));
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), c->L, HK);
     for (int l = 0; l < c->L; l++) block_fwd(m, a, l, S, N, train);
     SECTION("head");
@@ -900,7 +901,7 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
     if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);
     for (int l = c->L - 1; l >= 0; l--) block_bwd(m, a, l, S, N);
     SECTION("input bwd");
-    if (c->dropout > 0) OP(dropout_bwd, a->dx, a->dx, N * D, c->dropout, drop_site(a->drop_seed, 0));
+    if (c->input_dropout > 0) OP(dropout_bwd, a->dx, a->dx, N * D, c->input_dropout, drop_site(a->drop_seed, 0));
     if (c->input == INPUT_PIXELS) {
         const int CH = cls_pos_values(c);
         OP(bias_bwd, CG(m, C_PIX_B, 0), a->dx, N, D);

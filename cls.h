@@ -33,7 +33,8 @@ typedef struct {
     int norm;           // NormKind of every norm of the model
     int pos;            // PosKind of the input
     int lower_bound;    // the learned lower bounds of the forget gates
-    double dropout;     // on the input (with positions) and on each mixer and GLU output, in training
+    double dropout;     // on each mixer and GLU output, in training
+    double input_dropout;   // on the embedded input (with its positions), in training
     double eps;         // eps of every norm except the mixer's output RMSNorm (1e-5, as EPS_O)
     int input;          // ClsInputKind (0: token ids, so a Config written without it is a token model)
     int channels;       // pixels: channel values per position (1 or 3)

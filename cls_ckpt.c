@@ -20,7 +20,8 @@
 // and the schedule's stepping (per step or per epoch, the per-epoch warmup's start); versions 1 to 5 read as no
 // smoothing, no mixing (switch 0.5, probability 1) and the per-step schedule (warmup lr 1e-6, unused), what
 // they trained with.
-#define CLS_CKPT_VERSION 6
+// Version 7 added the input's own dropout; versions 1 to 6 read it as the dropout, which they applied there too.
+#define CLS_CKPT_VERSION 7
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
@@ -33,10 +34,12 @@ enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T
 #define NINTS_V5 I_LR_PER_EPOCH
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
-       F_STD0, F_STD1, F_STD2, F_REPROB, F_SMOOTHING, F_MIXUP, F_CUTMIX, F_MIX_SWITCH, F_MIX_PROB, F_WARMUP_LR, NFLOATS };
+       F_STD0, F_STD1, F_STD2, F_REPROB, F_SMOOTHING, F_MIXUP, F_CUTMIX, F_MIX_SWITCH, F_MIX_PROB, F_WARMUP_LR,
+       F_INPUT_DROPOUT, NFLOATS };
 #define NFLOATS_V1 F_MEAN0
 #define NFLOATS_V4 F_REPROB
 #define NFLOATS_V5 F_SMOOTHING
+#define NFLOATS_V6 F_INPUT_DROPOUT
 
 // A backend tensor as host values: itself on the CPU, a downloaded copy (in *tmp, freed by the caller) on
 // the GPU.
@@ -79,7 +82,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
                                 [F_STD0] = c->pix_std[0], [F_STD1] = c->pix_std[1], [F_STD2] = c->pix_std[2],
                                 [F_REPROB] = h->reprob, [F_SMOOTHING] = h->smoothing, [F_MIXUP] = h->mixup,
                                 [F_CUTMIX] = h->cutmix, [F_MIX_SWITCH] = h->mix_switch, [F_MIX_PROB] = h->mix_prob,
-                                [F_WARMUP_LR] = h->warmup_lr};
+                                [F_WARMUP_LR] = h->warmup_lr, [F_INPUT_DROPOUT] = c->input_dropout};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->task);
@@ -122,6 +125,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "pos", v[I_POS], 0, NPOS - 1);
     ckpt_check_int(path, "lower-bounds", v[I_LB], 0, 1);
     ckpt_check_range_num(path, &R_DROPOUT, fl[F_DROPOUT]);
+    ckpt_check_range_num(path, &R_INPUT_DROPOUT, fl[F_INPUT_DROPOUT]);
     if (!(fl[F_EPS] > 0 && fl[F_EPS] < 1)) die("checkpoint %s is corrupt: norm eps = %g is out of range (0, 1)", path, fl[F_EPS]);
     ckpt_check_range_int(path, &R_BATCH, v[I_B]);
     ckpt_check_range_int(path, &R_SEQ_LEN, v[I_T]);
@@ -203,7 +207,8 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
     const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3
                         : version == 4 ? NINTS_V4 : version == 5 ? NINTS_V5 : NINTS;
-    const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : version == 5 ? NFLOATS_V5 : NFLOATS;
+    const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : version == 5 ? NFLOATS_V5
+                          : version == 6 ? NFLOATS_V6 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
     int64_t v[NINTS] = {0};
@@ -218,6 +223,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
         fl[F_MIX_PROB] = CLS_MIX_PROB;
         fl[F_WARMUP_LR] = CLS_WARMUP_LR;
     }
+    if (version < 7) fl[F_INPUT_DROPOUT] = fl[F_DROPOUT];   // one dropout, the input's too
     check_header(path, v, fl);
     memset(rs, 0, sizeof *rs);
     ckpt_in_str(&r, "task name", rs->task, sizeof rs->task);
@@ -227,7 +233,8 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     if (!rs->data[0]) die("checkpoint %s is corrupt: its data directory is empty", path);
     ClsConfig c = {.V = (int)v[I_V], .D = (int)v[I_D], .L = (int)v[I_L], .K = (int)v[I_K], .I = (int)v[I_I],
                    .classes = (int)v[I_CLASSES], .ndoc = (int)v[I_NDOC], .norm = (int)v[I_NORM], .pos = (int)v[I_POS],
-                   .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
+                   .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT],
+                   .input_dropout = fl[F_INPUT_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
                    .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
                    .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
                    .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};

@@ -17,18 +17,18 @@
 // Fashion-MNIST (not an LRA task) reads its 28 x 28 images as 7 x 7 patches of 4 x 4 pixels, the ImageNet
 // models' input of the HGRN2 paper, with a small model sized to train in minutes: docs/classifier.md says why.
 const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
-    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0, 0, 0, CLS_INIT_TORCH},
-    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0, 0, 0, CLS_INIT_TORCH},
-    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0, 0, 0, CLS_INIT_TORCH},
-    {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1, 0, 4, CLS_INIT_TORCH},
-    {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1, 0, 0, CLS_INIT_TORCH},
-    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2, 0, 0, CLS_INIT_TORCH},
-    {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_SINUSOIDAL, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2, CLS_INIT_NORMAL},
+    {"lra-listops", 5, 64, 4, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_LISTOPS_LEN, 5e-4, 0, 0, 5000, 50000, 50, 0, 0, 0, CLS_INIT_TORCH, 0.1},
+    {"lra-text", 4, 128, 8, 1, NORM_LAYER, POS_NONE, 0.1, 64, LRA_TEXT_LEN, 5e-3, 0, 0, 10000, 50000, 40, 0, 0, 0, CLS_INIT_TORCH, 0.0},
+    {"lra-retrieval", 2, 256, 2, 2, NORM_BATCH, POS_SINUSOIDAL, 0.0, 128, LRA_RETRIEVAL_LEN, 5e-3, 1, 0, 312, 50000, 20, 0, 0, 0, CLS_INIT_TORCH, 0.1},
+    {"lra-image", 6, 512, 2, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 64, 0, 3e-3, 0, 0, 30000, 50000, 75, 1, 0, 4, CLS_INIT_TORCH, 0.1},
+    {"lra-pathfinder", 6, 128, 2, 1, NORM_BATCH, POS_NONE, 0.0, 128, 0, 2e-3, 0, 0, 50000, 500000, 100, 1, 0, 0, CLS_INIT_TORCH, 0.0},
+    {"lra-pathx", 6, 32, 1, 1, NORM_BATCH, POS_SINUSOIDAL, 0.0, 256, 0, 7.5e-4, 1, 0, 150000, 500000, 200, 2, 0, 0, CLS_INIT_TORCH, 0.1},
+    {"fashion-mnist", 6, 256, 4, 2, NORM_BATCH, POS_SINUSOIDAL, 0.1, 128, 0, 2e-3, 1, 0.05, 844, 16880, 40, 1, 4, 2, CLS_INIT_NORMAL, 0.1},
     // ImageNet (the HGRN2 paper's DeiT-tiny and DeiT-small sized models): 1-D scans over the raster order of
     // 16 x 16 patches of 14 x 14 pixels, heads of key dim 64 (DeiT's 3 and 6 heads); warmup in epochs, lr per
     // 512 examples of batch, cosine to 1e-5 over the run; the loader does the crops and flips.
-    {"imagenet-tiny", 12, 192, 64, 3, NORM_LAYER, POS_NONE, 0.0, 1024, 0, 7.5e-4, 5, 0.05, 20, 0, 300, 0, 14, 0, CLS_INIT_NORMAL},
-    {"imagenet-small", 12, 384, 64, 3, NORM_LAYER, POS_NONE, 0.0, 2048, 0, 7.5e-4, 5, 0.1, 10, 0, 300, 0, 14, 0, CLS_INIT_NORMAL},
+    {"imagenet-tiny", 12, 192, 64, 3, NORM_LAYER, POS_NONE, 0.0, 1024, 0, 7.5e-4, 5, 0.05, 20, 0, 300, 0, 14, 0, CLS_INIT_NORMAL, 0.0},
+    {"imagenet-small", 12, 384, 64, 3, NORM_LAYER, POS_NONE, 0.0, 2048, 0, 7.5e-4, 5, 0.1, 10, 0, 300, 0, 14, 0, CLS_INIT_NORMAL, 0.0},
 };
 
 const ClsPreset *cls_preset_find(const char *task) {
@@ -81,7 +81,8 @@ void cls_augment(int32_t *pix, int n, int h, int w, int ch, int pad, uint64_t se
     free(tmp);
 }
 
-const Range R_GLU_RATIO = {"glu-ratio", 1, 64}, R_DROPOUT = {"dropout", 0, 0.99}, R_EPOCHS = {"epochs", 1, 1 << 20},
+const Range R_GLU_RATIO = {"glu-ratio", 1, 64}, R_DROPOUT = {"dropout", 0, 0.99},
+            R_INPUT_DROPOUT = {"input-dropout", 0, 0.99}, R_EPOCHS = {"epochs", 1, 1 << 20},
             R_SCHED_STEPS = {"sched-steps", 1, 0x1p40}, R_TRAIN_EXAMPLES = {"train examples", 1, 0x1p40};
 const Range R_SMOOTHING = {"smoothing", 0, 0.99}, R_MIXUP = {"mixup", 0, 100}, R_CUTMIX = {"cutmix", 0, 100},
             R_MIX_SWITCH = {"mix-switch", 0, 1}, R_MIX_PROB = {"mix-prob", 0, 1}, R_WARMUP_LR = {"warmup-lr", 0, 10};

@@ -25,6 +25,8 @@ typedef struct {
     int patch;                  // an image task: positions of patch x patch pixels (0: a position per pixel)
     int augment;                // an image task: the padding of the random crops, with flips (0: no augmentation)
     int init;                   // ClsInit: the reference LRA code's PyTorch defaults, or the image models' N(0, 0.02)
+    double input_dropout;       // on the embedded input: the reference LRA runs' 0.1 where they add positions (their
+                                // positional encoder drops out at 0.1), none where they do not
 } ClsPreset;
 #define NCLS_PRESETS 9
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];
@@ -80,7 +82,7 @@ typedef struct {
 // The ranges of the settings that only the classifier has (train's flags of the same names); the others
 // are the language model's (R_DIM ..., R_BATCH ... of model.h and train.h). Checkpoints are checked
 // against the same ranges.
-extern const Range R_GLU_RATIO, R_DROPOUT, R_EPOCHS, R_SCHED_STEPS, R_TRAIN_EXAMPLES;
+extern const Range R_GLU_RATIO, R_DROPOUT, R_INPUT_DROPOUT, R_EPOCHS, R_SCHED_STEPS, R_TRAIN_EXAMPLES;
 extern const Range R_SMOOTHING, R_MIXUP, R_CUTMIX, R_MIX_SWITCH, R_MIX_PROB, R_WARMUP_LR;
 // The defaults of the flags above that are not the imagenet presets' (those: smoothing 0.1, mixup 0.8, cutmix
 // 1, the per-epoch schedule): mixing's switch and probability, the per-epoch warmup's start.

@@ -14,7 +14,7 @@
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
-       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_LAST };
+       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -67,6 +67,7 @@ static const char *TRAIN_HELP =
     "  expand, glu ratio      4, 1      8, 1          2, 2\n"
     "  norm, positions  batch, sin.  layer, none  batch, sin.\n"
     "  dropout                   0       0.1             0\n"
+    "  input dropout           0.1         0           0.1\n"
     "  batch x seq-len   128 x 2048  64 x 4096    128 x 4000 (two documents)\n"
     "  lr, warmup         5e-4, 5000  5e-3, 10000  5e-3, 312\n"
     "  epochs, clip          50, 0      40, 0         20, 1\n"
@@ -75,6 +76,7 @@ static const char *TRAIN_HELP =
     "  layers, dim           6, 512      6, 128       6, 32\n"
     "  expand, glu ratio      2, 1        2, 1         1, 1\n"
     "  norm, positions  batch, sin.  batch, none   batch, sin.\n"
+    "  input dropout            0.1          0          0.1   (dropout 0)\n"
     "  batch                    64         128          256   (seq-len: the images' size)\n"
     "  lr, warmup       3e-3, 30000  2e-3, 50000  7.5e-4, 150000\n"
     "  cosine, epochs    50000, 75   500000, 100  500000, 200\n"
@@ -82,7 +84,7 @@ static const char *TRAIN_HELP =
     "Image trains on random crops (4 pixels of mirrored padding) and horizontal flips; 3-channel images are\n"
     "normalised with CIFAR-10's channel statistics, 1-channel ones as (x - 0.5) / 0.5.\n"
     "fashion-mnist: 4 x 4 patches (7 x 7 = 49 tokens), four 2-D scans over the 7 x 7 patch grid; 6 layers,\n"
-    "dim 256, expand 4, glu 2, batch norm, sin. positions, dropout 0.1; batch 128, lr 2e-3, warmup 844, cosine\n"
+    "dim 256, expand 4, glu 2, batch norm, sin. positions, dropout 0.1 (input 0.1); batch 128, lr 2e-3, warmup 844, cosine\n"
     "16880 (to 0 at the end), 40 epochs, clip 1, wd 0.05; crops from 2 pixels of padding, and flips.\n"
     "imagenet: the HGRN2 paper's image classifiers on JPEG example files ('hgrn2 prepare --task imagenet'):\n"
     "224 x 224 RGB as 16 x 16 patches of 14 x 14 pixels, ImageNet's mean and std, no positions, 12 layers of\n"
@@ -108,7 +110,10 @@ static const char *TRAIN_HELP =
     "  --steps N            optimizer steps in all, instead of the epochs (with --resume: the new total)\n"
     "Model (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
-    "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none --dropout X\n"
+    "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none\n"
+    "  --dropout X          dropout on each mixer and GLU output in training\n"
+    "  --input-dropout X    dropout on the embedded input (with its positions) in training (default: 0.1 where\n"
+    "                       the preset adds positions, as the reference LRA runs; fashion-mnist 0.1; else 0)\n"
     "  --weight-init torch|normal\n"
     "                       the initial weights: PyTorch's defaults (embedding N(0, 1), linear layers uniform\n"
     "                       within 1/sqrt(fan-in), as the reference LRA code; default for the lra-* tasks) or\n"
@@ -154,7 +159,7 @@ static const char *TRAIN_HELP =
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
-    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET,
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INPUT_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET,
                                 OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
                                 OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
@@ -230,7 +235,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND},
         {"glu-ratio", required_argument, 0, OC_GLU}, {"norm", required_argument, 0, OC_NORM},
         {"pos", required_argument, 0, OC_POS}, {"dropout", required_argument, 0, OC_DROPOUT},
-        {"weight-init", required_argument, 0, OC_INIT},
+        {"weight-init", required_argument, 0, OC_INIT}, {"input-dropout", required_argument, 0, OC_INPUT_DROPOUT},
         {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ},
         {"lr", required_argument, 0, O_LR}, {"min-lr", required_argument, 0, O_MIN_LR},
         {"warmup", required_argument, 0, O_WARMUP}, {"sched-steps", required_argument, 0, OC_SCHED_STEPS},
@@ -262,7 +267,7 @@ int cmd_cls_train(int argc, char **argv) {
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
     int64_t batch = 0, seq = 0, patch = 0;
     int norm = 0, pos = 0, init = 0, c;
-    double dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
+    double dropout = 0, input_dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
     ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10, .max_bad_steps = 10};
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -285,6 +290,7 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
         case OC_INIT: init = name_index("--weight-init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
+        case OC_INPUT_DROPOUT: input_dropout = arg_num_in(&R_INPUT_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
         case OC_PRESET:
             if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
@@ -384,7 +390,8 @@ int cmd_cls_train(int argc, char **argv) {
         rs.c = (ClsConfig){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
                            .K = (int)(expand ? expand : ps->K), .norm = set[OC_NORM] ? norm : ps->norm,
                            .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
-                           .dropout = set[OC_DROPOUT] ? dropout : ps->dropout, .eps = 1e-5};
+                           .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
+                           .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5};
         rs.c.I = (int)((glu ? glu : ps->glu) * rs.c.D);
         // the sizes, checked now with the task's vocabulary and classes, before any data is touched
         ClsConfig probe = rs.c;

@@ -619,13 +619,18 @@ int main(void) {
     init_schemes();
     fd_cls(listops, 3, 7, 1, "BatchNorm, positions, lower bounds, T 7");
     ClsConfig text = listops;
-    text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.25; text.K = 2;
+    text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.25; text.input_dropout = 0.25; text.K = 2;
     fd_cls(text, 3, 6, 2, "LayerNorm, no positions, dropout 0.25, K 2");
+    ClsConfig indrop = listops;   // the input's dropout alone, and the two at different rates
+    indrop.input_dropout = 0.3;
+    fd_cls(indrop, 3, 7, 13, "input dropout 0.3 alone, positions");
+    indrop.dropout = 0.15; indrop.input_dropout = 0.4;
+    fd_cls(indrop, 3, 7, 14, "dropout 0.15, input dropout 0.4");
     ClsConfig rms = listops;
     rms.norm = NORM_RMS; rms.lower_bound = 0; rms.L = 1; rms.I = 16;
     fd_cls(rms, 2, 5, 3, "RMSNorm, no lower bounds, one layer, GLU 2D");
     ClsConfig pair = listops;
-    pair.ndoc = 2; pair.classes = 2; pair.dropout = 0.1;
+    pair.ndoc = 2; pair.classes = 2; pair.dropout = 0.1; pair.input_dropout = 0.1;
     fd_cls(pair, 3, 6, 4, "document pairs, BatchNorm, dropout 0.1");
     pair.norm = NORM_LAYER; pair.L = 3;
     fd_cls(pair, 2, 5, 5, "document pairs, LayerNorm, three layers");
@@ -665,7 +670,7 @@ int main(void) {
     ClsConfig ser = gray;
     ser.scan = SCAN_SERIES; ser.grid_h = 4; ser.grid_w = 5; ser.norm = NORM_BATCH; ser.pos = POS_SINUSOIDAL;
     fd_cls(ser, 3, 20, 13, "gray pixels, series scans over 4 x 5, BatchNorm");
-    ser.grid_h = 1; ser.grid_w = 1; ser.dropout = 0.2;
+    ser.grid_h = 1; ser.grid_w = 1; ser.dropout = 0.2; ser.input_dropout = 0.2;
     fd_cls(ser, 3, 1, 14, "gray pixels, series scans over 1 x 1, dropout 0.2");
     ser.grid_h = 3; ser.grid_w = 7; ser.channels = 3; ser.L = 3; ser.dropout = 0;
     fd_cls(ser, 2, 21, 15, "RGB pixels, series scans over 3 x 7, three layers");
@@ -677,7 +682,7 @@ int main(void) {
     pat.scan = SCAN_2D;
     fd_cls(pat, 3, 6, 17, "RGB 4 x 6 in 2 x 2 patches, 2-D scans over 2 x 3");
     ClsConfig gpat = gray;
-    gpat.patch = 3; gpat.grid_h = 6; gpat.grid_w = 6; gpat.scan = SCAN_1D; gpat.dropout = 0.1;
+    gpat.patch = 3; gpat.grid_h = 6; gpat.grid_w = 6; gpat.scan = SCAN_1D; gpat.dropout = 0.1; gpat.input_dropout = 0.1;
     fd_cls(gpat, 3, 4, 18, "gray 6 x 6 in 3 x 3 patches, 1-D scans, dropout 0.1");
     gpat.scan = SCAN_2D; gpat.dropout = 0; gpat.norm = NORM_RMS;
     fd_cls(gpat, 2, 4, 19, "gray 6 x 6 in 3 x 3 patches, 2-D scans, RMSNorm");

@@ -297,14 +297,16 @@ import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 6 and struct.unpack_from('<q', b, 16)[0] == 37
-# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 22 floats, the last seven
-# (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation
+assert struct.unpack_from('<q', b, 8)[0] == 7 and struct.unpack_from('<q', b, 16)[0] == 37
+# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 23 floats, seven of them
+# (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation,
+# then the input dropout (the preset's 0.1), which version 2 reads as the dropout (0): evaluation uses neither
 assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 37)] == [0, 0, 0, 1, 0]
 fl = 24 + 8 * 37
-assert struct.unpack_from('<q', b, fl)[0] == 22
-assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 22)] == [0, 0, 0, 0, 0.5, 1, 1e-6]
-del b[fl + 8 + 8 * 15:fl + 8 + 8 * 22]
+assert struct.unpack_from('<q', b, fl)[0] == 23
+assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 23)] == [0, 0, 0, 0, 0.5, 1, 1e-6, 0.1]
+assert struct.unpack_from('<d', b, fl + 8)[0] == 0
+del b[fl + 8 + 8 * 15:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
 del b[24 + 8 * 32:24 + 8 * 37]

@@ -422,7 +422,7 @@ int main(int argc, char **argv) {
     ClsConfig listops = {.V = 20, .D = 64, .L = 2, .K = 4, .I = 64, .classes = 10, .ndoc = 1, .norm = NORM_BATCH,
                          .pos = POS_SINUSOIDAL, .lower_bound = 1, .dropout = 0, .eps = 1e-5};
     ClsConfig text = listops;
-    text.D = 128; text.K = 8; text.I = 128; text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.1; text.classes = 2;
+    text.D = 128; text.K = 8; text.I = 128; text.norm = NORM_LAYER; text.pos = POS_NONE; text.dropout = 0.1; text.input_dropout = 0.2; text.classes = 2;
     ClsConfig pair = listops;
     pair.D = 64; pair.K = 2; pair.I = 128; pair.ndoc = 2; pair.classes = 2;
     ClsConfig rms = listops;

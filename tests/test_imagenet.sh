@@ -146,13 +146,15 @@ import struct, sys
 sys.path.insert(0, sys.argv[3])
 import seal
 b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 6 and struct.unpack_from('<q', b, 16)[0] == 37
+assert struct.unpack_from('<q', b, 8)[0] == 7 and struct.unpack_from('<q', b, 16)[0] == 37
 assert struct.unpack_from('<q', b, 24 + 8 * 36)[0] == 0          # the per-step schedule
 fl = 24 + 8 * 37
-assert struct.unpack_from('<q', b, fl)[0] == 22
-# smoothing, mixup, cutmix 0; switch 0.5, probability 1, warmup lr 1e-6: what version 5 reads as
-assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(16, 22)] == [0, 0, 0, 0.5, 1, 1e-6]
-del b[fl + 8 + 8 * 16:fl + 8 + 8 * 22]
+assert struct.unpack_from('<q', b, fl)[0] == 23
+# smoothing, mixup, cutmix 0; switch 0.5, probability 1, warmup lr 1e-6: what version 5 reads as; then the
+# input dropout, which version 5 reads as the dropout: the same here (0)
+assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(16, 23)] == [0, 0, 0, 0.5, 1, 1e-6, 0]
+assert struct.unpack_from('<d', b, fl + 8)[0] == 0
+del b[fl + 8 + 8 * 16:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 16)
 del b[24 + 8 * 36:24 + 8 * 37]
 struct.pack_into('<q', b, 8, 5); struct.pack_into('<q', b, 16, 36)
