@@ -48,7 +48,7 @@ int cmd_generate(int argc, char **argv) {
     cli_start("hgrn2 generate", GENERATE_USAGE);
     opterr = 0;
     const char *task = NULL;
-    ListopsOptions lo = {.sizes = {96000, 2000, 2000}};
+    ListopsOptions lo = {.sizes = {96000, 2000, 2000}, .min_len = LISTOPS_MIN_LEN, .max_len = LISTOPS_MAX_LEN};
     PathfinderOptions po = {.count = 200000};
     // Flags of one task that mean nothing to the other: refused with it, not ignored.
     const char *listops_flag = NULL, *pathfinder_flag = NULL;
@@ -78,9 +78,8 @@ int cmd_generate(int argc, char **argv) {
     if (!lo.out) usage_error("--out is required");
     if (!strcmp(task, "listops")) {
         if (pathfinder_flag) usage_error("%s does not apply to --task listops", pathfinder_flag);
-        const int lo_min = lo.min_len ? lo.min_len : LISTOPS_MIN_LEN, lo_max = lo.max_len ? lo.max_len : LISTOPS_MAX_LEN;
-        if (lo_min + 1 >= lo_max)
-            usage_error("--min-len %d and --max-len %d leave no length (kept: min < tokens < max)", lo_min, lo_max);
+        if (lo.min_len + 1 >= lo.max_len)
+            usage_error("--min-len %d and --max-len %d leave no length (kept: min < tokens < max)", lo.min_len, lo.max_len);
         return listops_generate(&lo);
     }
     if (!strcmp(task, "pathfinder")) {

@@ -147,7 +147,7 @@ int listops_generate(const ListopsOptions *o) {
         // The header and the line ends of Python's csv writer, which wrote the original files: CRLF.
         if (fputs("Source\tTarget\r\n", f[s]) < 0) die("writing %s failed: %s", tmp[s], strerror(errno));
     }
-    const int min_len = o->min_len ? o->min_len : LISTOPS_MIN_LEN, max_len = o->max_len ? o->max_len : LISTOPS_MAX_LEN;
+    const int min_len = o->min_len, max_len = o->max_len;
     if (min_len < 0 || max_len > LISTOPS_MAX_LEN || min_len + 1 >= max_len)
         die("generate: the lengths must satisfy 0 <= min < max - 1 and max <= %d (kept: min < tokens < max), got %d and %d",
             LISTOPS_MAX_LEN, min_len, max_len);

@@ -44,7 +44,7 @@ typedef struct {
     const char *out;          // directory: created; must not hold the three files already
     uint64_t seed;
     uint64_t sizes[3];        // examples of train, val, test (each at least 1)
-    int min_len, max_len;     // kept when min_len < tokens < max_len; 0: LISTOPS_MIN_LEN, LISTOPS_MAX_LEN
+    int min_len, max_len;     // kept when min_len < tokens < max_len (LISTOPS_MIN_LEN, LISTOPS_MAX_LEN: the official)
 } ListopsOptions;
 // Draws distinct expressions until the three splits are full and writes them; a progress line on stderr, a
 // summary on stdout. Returns 0; dies on a write failure, leaving no file under a final name, and when a
