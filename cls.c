@@ -255,7 +255,7 @@ struct ClsActs {
     real *qfi2, *o2, *rstdo2, *y1;  // series: the second (column) pass's per-layer activations, the first's output
     opnd *yo2, *y1o;                // ... its output norm, and the first pass's output as an operand
     real *dy1;                      // ... the gradient of the first pass's output (training)
-    // backward
+    // backward; dh is [N, max(D, I)] (the GLU's hidden gradient passes through it)
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *dlb, *dpooled, *dlogits, *dz, *df;
     opnd *dgu, *cv;                 // [N,2I]; conversions of a product's dy into an operand [N, max(QFI, 2I)]
     void *mem;
@@ -324,7 +324,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->f, B * 4 * D * O}, {&a->gz, B * D * O}, {&a->z, B * D * R}, {&a->logits, B * C * R},
         {&a->losses, B * R}, {&a->lb, L * HK * R},
         {&a->ones, c->fnorm_plain ? D * R : 0}, {&a->dones, c->fnorm_plain && train ? D * R : 0},
-        {&a->dx, train ? N * D * R : 0}, {&a->dt, train ? N * D * R : 0}, {&a->dh, train ? N * D * R : 0},
+        {&a->dx, train ? N * D * R : 0}, {&a->dt, train ? N * D * R : 0}, {&a->dh, train ? N * (D > I ? D : I) * R : 0},
         {&a->dqfi, train ? N * QFI * R : 0}, {&a->dq, train ? N * HK * R : 0}, {&a->dk, train ? N * HK * R : 0},
         {&a->dg, train ? N * HK * R : 0}, {&a->dout, train ? N * D * R : 0}, {&a->dlb, train ? L * HK * R : 0},
         {&a->dpooled, train ? S * D * R : 0}, {&a->dlogits, train ? B * C * R : 0}, {&a->dz, train ? B * D * R : 0},
