@@ -16,7 +16,10 @@ run() {
         skipped+=("$name"); printf 'SKIP %-28s %4ds  (%s)\n' "$name" $((SECONDS - t0)) "$(tail -n 1 "$log")"
     else
         fail=$((fail + 1)); failed+=("$name"); printf 'FAIL %-28s %4ds  (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
-        tail -n 30 "$log" | sed 's/^/    /'
+        # the failed checks themselves (a long log's tail may not reach them), then how it ended
+        grep -E -A3 '^ *(FAIL|not ok)' "$log" | head -n 40 | sed 's/^/    /'
+        echo "    ..."
+        tail -n 15 "$log" | sed 's/^/    /'
     fi
 }
 for t in tests/bin/test_*; do
