@@ -54,8 +54,10 @@ PROG=(--eval-every 10 --eval-batches 4)
 expect 0 "train 30 steps, 1 process" -- $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/one"
 expect 0 "train 30 steps, 2 processes" -- mpi 2 $H train "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/two"
 grep -q "rows on each of 2 processes" "$TMP/out" && grep -q "2 processes (MPI, buckets of 25 MiB), cpu, 1 thread each" "$TMP/out" &&
-    grep -q "AdamW 0.3 MiB (a 1/2 part; one process holds 0.6 MiB)" "$TMP/out" || fail "the startup table of 2 processes"
-[ "$(grep -c '^step ' "$TMP/out")" = 30 ] || fail "rank 1 printed too: $(grep -c '^step ' "$TMP/out") progress lines"
+    grep -q "AdamW 0.3 MiB (a 1/2 part; one process holds 0.6 MiB)" "$TMP/out" ||
+    { fail "the startup table of 2 processes"; head -n 20 "$TMP/out" | sed 's/^/    /'; }
+[ "$(grep -c '^step ' "$TMP/out")" = 30 ] ||
+    { fail "rank 1 printed too, or output was lost: $(grep -c '^step ' "$TMP/out") progress lines"; sed 's/^/    /' "$TMP/out"; }
 close "$TMP/one/log.tsv" "$TMP/two/log.tsv" 2,3 1e-6 "2 processes: the training and held-out losses of 1, within 1e-6"
 close "$TMP/one/log.tsv" "$TMP/two/log.tsv" 5 1e-4 "2 processes: the gradient norms of 1, within 1e-4"
 close "$TMP/one/log.tsv" "$TMP/two/log.tsv" 1,4,6 0 "2 processes: the steps, rates and token counts of 1"
@@ -88,7 +90,7 @@ ODD=(--task text --data "$D" --dim 40 --layers 1 --expand-ratio 8 --batch 6 --se
 expect 0 "1 process, 12 steps, 57800 parameters" -- $H train "${ODD[@]}" "${PROG[@]}" --steps 12 --out "$TMP/odd"
 cp "$TMP/odd/model.ckpt" "$TMP/odd.ckpt"
 expect 0 "the same on 2 processes: nothing to do" -- mpi 2 $H train --resume --out "$TMP/odd" --threads 1
-grep -q "already at step 12 of 12" "$TMP/out" || fail "the finished run did not say so"
+grep -q "already at step 12 of 12" "$TMP/out" || { fail "the finished run did not say so"; sed 's/^/    /' "$TMP/out" "$TMP/err"; }
 same "$TMP/odd.ckpt" "$TMP/odd/model.ckpt" "saved again by 2 processes: the same bytes"
 expect 0 "the same on 3 processes: nothing to do" -- mpi 3 $H train --resume --out "$TMP/odd" --threads 1
 same "$TMP/odd.ckpt" "$TMP/odd/model.ckpt" "saved again by 3 processes (a padded part): the same bytes"
