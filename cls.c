@@ -33,6 +33,9 @@ const char *cls_config_finish(ClsConfig *c) {
                 return "a pixel normalisation is out of range (|mean| <= 1000, std in [1e-6, 1000])";
     }
     if (c->scan < 0 || c->scan >= NSCANS) return "the scans are 1-D, 2-D or 2-D in series";
+    if (c->mixer != MIXER_CAUSAL && c->mixer != MIXER_HGRN1) return "a classifier's --arch must be hgrn2 or hgrn1";
+    if (c->mixer == MIXER_HGRN1 && c->K != 1)
+        return "--arch hgrn1 needs --expand-ratio 1: HGRN1's state is a vector, one value per channel";
     if (c->fnorm_plain != 0 && c->fnorm_plain != 1) return "the final norm is the model's (0) or a plain RMSNorm (1)";
     if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
@@ -201,8 +204,11 @@ void cls_free(ClsModel *m) {
 }
 
 void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
-    fprintf(f, "| model        | bidirectional HGRN2 classifier: %d layers, dim %d, %d heads of key dim %d, GLU %d, "
-               "%s norm%s, %s positions, dropout %g (input %g)\n", c->L, c->D, c->H, c->K, c->I, NORM_NAMES[c->norm],
+    char mixer[64];
+    if (c->mixer == MIXER_HGRN1) snprintf(mixer, sizeof mixer, "HGRN1, state a vector of %d", c->D);
+    else snprintf(mixer, sizeof mixer, "HGRN2, %d heads of key dim %d", c->H, c->K);
+    fprintf(f, "| model        | bidirectional classifier, %s: %d layers, dim %d, GLU %d, %s norm%s, %s positions, "
+               "dropout %g (input %g)\n", mixer, c->L, c->D, c->I, NORM_NAMES[c->norm],
             c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout, c->input_dropout);
     if (c->input == INPUT_PIXELS || c->scan != SCAN_1D) {
         char grid[96] = "", patch[128] = "";
@@ -226,7 +232,9 @@ void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
 
 double cls_flops_per_example(const ClsConfig *c, int T) {
     const double D = c->D, HK = (double)c->H * c->K, QFI = 2 * HK + D, I = c->I;
-    const double per_token = 2 * (D * QFI + D * D + D * 2 * I + I * D) + 2 * 4 * HK * c->Dv;   // two scans
+    // the scans both ways: HGRU2's outer-product update and readout, 4 HK Dv each; HGRN1's element-wise, 4 D
+    const double scan = c->mixer == MIXER_HGRN1 ? 4 * D : 4 * HK * c->Dv;
+    const double per_token = 2 * (D * QFI + D * D + D * 2 * I + I * D) + 2 * scan;
     return per_token * c->L * (double)T * c->ndoc;
 }
 
@@ -288,6 +296,7 @@ static int64_t stat_len(const ClsActs *a, int D) { return 2 * (a->N > D ? a->N :
 // column-major order and back: the backend says per head shape (ops.h; on the GPU only once its kernels have
 // been checked and timed on one, cuda_ops.h).
 static int cols_direct(const ClsConfig *c) {
+    if (c->mixer == MIXER_HGRN1) return 0;   // HGRN1's column scans always gather
 #if USE_CUDA
     if (g_gpu) return cuda_hgru_cols_direct(c->K, c->Dv);
 #endif
@@ -557,11 +566,39 @@ static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const r
 
 static Lines lines_of(const ClsConfig *c) { return c->scan == SCAN_1D ? LINES_SEQ : LINES_BOTH; }
 
+// HGRN1's scans (--arch hgrn1): the gates of the rows [i | f | g] once in raster order, q = silu(i), k = 1 - a,
+// g = log a (as op_gates_fwd makes them for HGRN2, K = 1); the element-wise recurrence both ways along each line,
+// summed into o [N,D] (=). For the columns q, k and g are gathered into column-major order (in qfiT's three
+// thirds), scanned as S W sequences of H, and the result added back into o in raster order.
+static void hgrn1_scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N,
+                            Lines lines) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, QFI = 3 * D;
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, D);
+    if (lines != LINES_COLS) {
+        const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c);
+        OP(hgrn_fwd, o, NULL, a->q, a->k, a->g, NULL, nseq, len, D, 0, 0);
+        OP(hgrn_fwd, o, NULL, a->q, a->k, a->g, NULL, nseq, len, D, 1, 1);
+    }
+    if (lines == LINES_COLS || lines == LINES_BOTH) {
+        const int gh = cls_rows(c), nc = S * cls_cols(c);
+        real *qT = a->qfiT, *kT = qT + N * D, *gT = kT + N * D;
+        OP(embed_fwd, qT, a->perm_d, a->q, N, D);
+        OP(embed_fwd, kT, a->perm_d, a->k, N, D);
+        OP(embed_fwd, gT, a->perm_d, a->g, N, D);
+        OP(hgrn_fwd, a->oT, NULL, qT, kT, gT, NULL, nc, gh, D, 0, 0);
+        OP(hgrn_fwd, a->oT, NULL, qT, kT, gT, NULL, nc, gh, D, 1, 1);
+        if (lines == LINES_COLS) OP(zero, o, N * D);
+        OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+    }
+}
+
 void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, int lines) {
     const int HK = m->c.H * m->c.K;
     if (m->c.lower_bound) OP(lower_bounds_fwd, a->lb, CW(m, C_LB, 0), m->c.L, HK);
     const Lines ln = lines == 0 ? lines_of(&m->c) : lines == 1 ? LINES_ROWS : LINES_COLS;
-    scans_fwd(m, a, o, qfi, (m->c.lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL, S, (int64_t)S * a->T, ln);
+    (m->c.mixer == MIXER_HGRN1 ? hgrn1_scans_fwd : scans_fwd)(
+        m, a, o, qfi, (m->c.lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL, S, (int64_t)S * a->T, ln);
 }
 
 // The scans' backward from dout (a->dout): dq, dk, dg recomputed and consumed per set of lines, into dqfi
@@ -604,17 +641,56 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
     }
 }
 
+// HGRN1's scans' backward from dout: per set of lines and direction, the direction's states recomputed (the
+// recurrence is element-wise, so this costs about what storing them would in memory traffic) into a free [N,D]
+// buffer (dh, which the mixer's backward has consumed; oT for the columns), then its backward adds into dq,
+// dk, dg; the columns' in column-major order, added back by row index. One gates_bwd then writes dqfi's
+// first 2D columns (=) and adds into dlb; the last D, the output gate's, are the gated norm's.
+static void hgrn1_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N,
+                            Lines lines) {
+    const ClsConfig *c = &m->c;
+    const int T = a->T, D = c->D, QFI = 3 * D;
+    OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, D);                                          // recomputed
+    if (lines != LINES_COLS) {
+        const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c);
+        for (int r = 0; r < 2; r++) {
+            OP(hgrn_fwd, a->dh, NULL, a->q, a->k, a->g, NULL, nseq, len, D, r, 0);
+            OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, a->dh, nseq, len, D, r, r);
+        }
+    }
+    if (lines == LINES_COLS || lines == LINES_BOTH) {
+        const int gh = cls_rows(c), nc = S * cls_cols(c);
+        real *qT = a->qfiT, *kT = qT + N * D, *gT = kT + N * D;
+        real *dqT = a->dqfiT, *dkT = dqT + N * D, *dgT = dkT + N * D;
+        OP(embed_fwd, qT, a->perm_d, a->q, N, D);
+        OP(embed_fwd, kT, a->perm_d, a->k, N, D);
+        OP(embed_fwd, gT, a->perm_d, a->g, N, D);
+        OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
+        for (int r = 0; r < 2; r++) {
+            OP(hgrn_fwd, a->oT, NULL, qT, kT, gT, NULL, nc, gh, D, r, 0);
+            OP(hgrn_bwd, dqT, dkT, dgT, a->doutT, qT, kT, gT, a->oT, nc, gh, D, r, r);
+        }
+        if (lines == LINES_COLS) { OP(zero, a->dq, N * D); OP(zero, a->dk, N * D); OP(zero, a->dg, N * D); }
+        OP(embed_bwd, a->dq, dqT, a->perm_d, N, D);
+        OP(embed_bwd, a->dk, dkT, a->perm_d, N, D);
+        OP(embed_bwd, a->dg, dgT, a->perm_d, N, D);
+    }
+    OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, D);
+}
+
 void cls_mixer_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, int l, int S, int lines) {
     const int HK = m->c.H * m->c.K;
     const Lines ln = lines == 0 ? lines_of(&m->c) : lines == 1 ? LINES_ROWS : LINES_COLS;
     const int lbon = m->c.lower_bound && l > 0;
-    scans_bwd(m, a, qfi, lbon ? a->lb + (int64_t)l * HK : NULL, lbon ? a->dlb + (int64_t)l * HK : NULL, S,
-              (int64_t)S * a->T, ln);
+    (m->c.mixer == MIXER_HGRN1 ? hgrn1_scans_bwd : scans_bwd)(
+        m, a, qfi, lbon ? a->lb + (int64_t)l * HK : NULL, lbon ? a->dlb + (int64_t)l * HK : NULL, S,
+        (int64_t)S * a->T, ln);
 }
 
 // One pass of the token mixer of layer l over a set of lines: in (an operand) -> q/f/v projection -> scans ->
 // output RMSNorm -> output projection -> out [N,D] (=). The pass's activations go to the slots given (the
-// series form makes two passes with the layer's weights).
+// series form makes two passes with the layer's weights). HGRN1: the projection is [i | f | g], the scans
+// HGRN1's, and the output norm gated by swish(g) with the model's eps (as in its language model).
 typedef struct { real *qfi, *o, *rstdo; opnd *yo; } MixSlots;
 static void mixer_pass_fwd(ClsModel *m, ClsActs *a, int l, const opnd *in, real *out, MixSlots sl, Lines lines, int S,
                            int64_t N) {
@@ -622,8 +698,13 @@ static void mixer_pass_fwd(ClsModel *m, ClsActs *a, int l, const opnd *in, real 
     const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
     OP(matmul_fwd, sl.qfi, in, CW(m, C_WQFI, l), N, D, QFI);                     // [q | f | v]
-    scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
-    OP(rmsnorm_fwd, sl.yo, sl.rstdo, sl.o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
+    if (c->mixer == MIXER_HGRN1) {
+        hgrn1_scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
+        OP(rmsnorm_gated_fwd, sl.yo, sl.rstdo, sl.o, sl.qfi + 2 * HK, QFI, CW(m, C_GNORM, l), N, D, c->eps);
+    } else {
+        scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
+        OP(rmsnorm_fwd, sl.yo, sl.rstdo, sl.o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
+    }
     OP(matmul_fwd, out, sl.yo, CW(m, C_WO, l), N, D, D);
 }
 
@@ -635,8 +716,15 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
     const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
     real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
     OP(matmul_bwd, a->dh, CG(m, C_WO, l), as_opnd(a->cv, dy, N * D), sl.yo, CW(m, C_WO, l), N, D, D);   // d yo
-    OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
-    scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
+    if (c->mixer == MIXER_HGRN1) {
+        // d o into dout; d g, the gate's, straight into its columns of dqfi, which the scans leave alone
+        OP(rmsnorm_gated_bwd, a->dout, a->dqfi + 2 * HK, QFI, CG(m, C_GNORM, l), a->dh, sl.o, sl.qfi + 2 * HK, QFI,
+           CW(m, C_GNORM, l), sl.rstdo, N, D, c->eps);
+        hgrn1_scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
+    } else {
+        OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
+        scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
+    }
     OP(matmul_bwd, d_in, CG(m, C_WQFI, l), as_opnd(a->cv, a->dqfi, N * QFI), in, CW(m, C_WQFI, l), N, D, QFI);
 }
 

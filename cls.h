@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "backend.h"
+#include "model.h"
 
 typedef enum { NORM_BATCH, NORM_LAYER, NORM_RMS, NNORMS } NormKind;
 extern const char *const NORM_NAMES[NNORMS];         // "batch", "layer", "rms"
@@ -46,6 +47,9 @@ typedef struct {
                         // order, the patches in raster order over the (grid_h / p) x (grid_w / p) patch grid
     int fnorm_plain;    // 1: the final norm (before the pool) is an RMSNorm without weight or bias, whatever `norm`
                         // is (the HGRN2 ImageNet models'); 0: a norm of kind `norm`, with its weight
+    int mixer;          // MixerKind (model.h): MIXER_CAUSAL, HGRN2's HGRU2 (0, so a Config written without it is
+                        // one), or MIXER_HGRN1, HGRN1's element-wise recurrence (K = 1) with its gated output norm;
+                        // either way scanned both ways along every line
 } ClsConfig;
 
 // The grid of positions the scans see: the image's pixels, or its patches.

@@ -924,9 +924,10 @@ int op_hgru_cols_direct(int K, int Dv) { (void)K; (void)Dv; return 1; }
 // HGRN1: the element-wise recurrence and the gated RMSNorm
 // ---------------------------------------------------------------------------------------------------------
 // One worker per (sequence, block of COLBLK channels): the channels are independent, and a block's inner loop
-// runs over contiguous columns, which gcc vectorises. The state is the previous output row (h_{t-1} = o_{t-1}),
-// so no scratch is needed. Flush-to-zero as in the HGRU2 recurrence (decays underflow).
-void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D) {
+// runs over contiguous columns, which gcc vectorises. The state lives in a block-sized array; scan step s is
+// position s, or T - 1 - s in reverse. Flush-to-zero as in the HGRU2 recurrence (decays underflow).
+void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D,
+                 int reverse, int acc) {
     const int nblk = (D + COLBLK - 1) / COLBLK;
     #pragma omp parallel for schedule(static)
     for (int64_t w = 0; w < (int64_t)B * nblk; w++) {
@@ -934,24 +935,27 @@ void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g,
         const int c0 = (int)(w % nblk) * COLBLK, c1 = c0 + COLBLK < D ? c0 + COLBLK : D;
         unsigned csr = ftz_begin();
         const int64_t base = b * T * D;
-        const real *hin = h0 ? h0 + b * D : NULL;
-        for (int t = 0; t < T; t++) {
-            const int64_t r = base + (int64_t)t * D;
-            const real *prev = t ? o + r - D : hin;
-            if (prev) for (int c = c0; c < c1; c++) o[r + c] = decay(g[r + c]) * prev[c] + q[r + c] * k[r + c];
-            else      for (int c = c0; c < c1; c++) o[r + c] = q[r + c] * k[r + c];
+        real h[COLBLK];
+        for (int c = c0; c < c1; c++) h[c - c0] = h0 ? h0[b * D + c] : 0;
+        for (int s = 0; s < T; s++) {
+            const int64_t r = base + (int64_t)(reverse ? T - 1 - s : s) * D;
+            if (s || h0) for (int c = c0; c < c1; c++) h[c - c0] = decay(g[r + c]) * h[c - c0] + q[r + c] * k[r + c];
+            else         for (int c = c0; c < c1; c++) h[c - c0] = q[r + c] * k[r + c];
+            if (acc) for (int c = c0; c < c1; c++) o[r + c] += h[c - c0];
+            else     for (int c = c0; c < c1; c++) o[r + c] = h[c - c0];
         }
-        // read after the scan: hT may be h0, which step 0 read
-        if (hT)
-            for (int c = c0; c < c1; c++) hT[b * D + c] = T ? o[base + (int64_t)(T - 1) * D + c] : (hin ? hin[c] : 0);
+        // written after the scan: hT may be h0, which the first step read
+        if (hT) for (int c = c0; c < c1; c++) hT[b * D + c] = h[c - c0];
         ftz_end(csr);
     }
 }
 
-// The scan in reverse with the carry exp(g_{t+1}) dh_{t+1} per channel in a block-sized array.
+// The scan run back from the last step with the carry exp(g) dh of the step after, per channel in a
+// block-sized array; h of the step before is o of the position before it in the scan's order.
 void op_hgrn_bwd(real *dq, real *dk, real *dg, const real *dout, const real *q, const real *k, const real *g,
-                 const real *o, int B, int T, int D) {
+                 const real *o, int B, int T, int D, int reverse, int acc) {
     const int nblk = (D + COLBLK - 1) / COLBLK;
+    const int64_t back = reverse ? D : -(int64_t)D;   // from a position's row to that of the scan's step before
     #pragma omp parallel for schedule(static)
     for (int64_t w = 0; w < (int64_t)B * nblk; w++) {
         const int64_t b = w / nblk;
@@ -959,13 +963,13 @@ void op_hgrn_bwd(real *dq, real *dk, real *dg, const real *dout, const real *q, 
         unsigned csr = ftz_begin();
         real carry[COLBLK] = {0};
         const int64_t base = b * T * D;
-        for (int t = T - 1; t >= 0; t--) {
-            const int64_t r = base + (int64_t)t * D;
+        for (int s = T - 1; s >= 0; s--) {
+            const int64_t r = base + (int64_t)(reverse ? T - 1 - s : s) * D;
             for (int c = c0; c < c1; c++) {
                 real dh = dout[r + c] + carry[c - c0], a = decay(g[r + c]);
-                dq[r + c] = dh * k[r + c];
-                dk[r + c] = dh * q[r + c];
-                dg[r + c] = t ? dh * a * o[r - D + c] : 0;   // zero entering state
+                const real vq = dh * k[r + c], vk = dh * q[r + c], vg = s ? dh * a * o[r + back + c] : 0;   // zero entering state
+                if (acc) { dq[r + c] += vq; dk[r + c] += vk; dg[r + c] += vg; }
+                else     { dq[r + c] = vq;  dk[r + c] = vk;  dg[r + c] = vg; }
                 carry[c - c0] = a * dh;
             }
         }

@@ -66,9 +66,9 @@ void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const floa
 
 // ---- HGRN1 (cuda/hgrn1.cuh) ----
 void cuda_hgrn_fwd(float *o, float *hT, const float *q, const float *k, const float *g, const float *h0, int B, int T,
-                   int D);
+                   int D, int reverse, int acc);
 void cuda_hgrn_bwd(float *dq, float *dk, float *dg, const float *dout, const float *q, const float *k, const float *g,
-                   const float *o, int B, int T, int D);
+                   const float *o, int B, int T, int D, int reverse, int acc);
 void cuda_rmsnorm_gated_fwd(void *y, float *rstd, const float *x, const float *z, int64_t ldz, const float *w,
                             int64_t N, int C, double eps);
 void cuda_rmsnorm_gated_bwd(float *dx, float *dz, int64_t lddz, float *dw, const float *dy, const float *x,

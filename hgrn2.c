@@ -158,10 +158,6 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
 
 int cmd_train(int argc, char **argv) {
     if (cls_command_line(argc, argv, 0)) {
-        // the classifier's mixer is HGRN2's alone for now
-        if (cli_option_value(argc, argv, "--arch"))
-            usage_error("--arch is for the language-model tasks (bible, text, pile, wiki103) and mqar; the classifier tasks "
-                        "(lra-*, fashion-mnist, imagenet) train HGRN2 only");
         if (g_dist.world > 1) dist_refuse("training a classifier (lra-*, fashion-mnist, imagenet)");
         return cmd_cls_train(argc, argv);
     }

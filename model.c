@@ -385,7 +385,7 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, ifg, a->h1, W(m, P_WQ, l), N, D, QFI);                // [i | f | g] [N, 3D]
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                // silu(i), 1 - a, log a [N,D]
-        OP(hgrn_fwd, o, S, a->q, a->k, a->g, S, B, T, D);                    // h = o [N,D]
+        OP(hgrn_fwd, o, S, a->q, a->k, a->g, S, B, T, D, 0, 0);                    // h = o [N,D]
         OP(rmsnorm_gated_fwd, a->yo, LAYER(a, rstdo, l, 1), o, ifg + 2 * HK, QFI, W(m, P_GNORM, l), N, D, c->eps);
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
@@ -725,7 +725,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         OP(rmsnorm_gated_bwd, a->dout, a->dqfi + 2 * HK, QFI, G(m, P_GNORM, l), a->dh, o, z, QFI, W(m, P_GNORM, l),
                              LAYER(a, rstdo, l, 1), N, D, c->eps);                   // d o, d g
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                        // recomputed
-        OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D);
+        OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D, 0, 0);
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, ifg, QFI, lb, N, HK);  // d i, d f
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);

@@ -20,7 +20,7 @@ typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embeddin
 // baseline's causal softmax attention with rotary positions (docs/model.md "Transformer++"). Checkpoints store it.
 typedef enum {
     MIXER_CAUSAL,       // hgrn2: the HGRU2 recurrence, left to right
-    MIXER_HGRN1,        // hgrn1: the element-wise HGRU recurrence, left to right (K = 1; the CPU only for now)
+    MIXER_HGRN1,        // hgrn1: the element-wise HGRU recurrence, left to right (K = 1)
     MIXER_TRANSFORMER,  // transformer: LLaMA's attention, H heads of K values (K: the head dim; the CPU only for now)
     NMIXERS
 } MixerKind;

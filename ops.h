@@ -106,15 +106,17 @@ int op_hgru_cols_direct(int K, int Dv);
 // ---- HGRN1 (docs/model.md "HGRN1's token mixer"): the element-wise recurrence and its gated output norm ----
 // HGRN1's gates are op_gates_fwd's, run on rows [i | f]: q = swish(i) = silu(i), k = 1 - a, g = log a with a the
 // (lower-bounded) forget gate; the recurrence's input is q k, fla's swiglu(i, 1 - a), formed inside these ops.
-// q, k, g, o: [B,T,D] contiguous. Per (b, d): h_t = exp(g_t) h_{t-1} + q_t k_t; o_t = h_t.
-// h0 [B,D]: the entering state, NULL for zeros. hT [B,D]: the leaving state, not written when NULL; hT may equal
-// h0 (updated in place).                                                            (o =, hT =)
-void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D);
-// Backward from a zero entering state and no gradient on the leaving state (training); o as the forward wrote
-// it (o_{t-1} = h_{t-1}). dh_t = dout_t + exp(g_{t+1}) dh_{t+1}; dq = dh k; dk = dh q; dg_t = dh_t exp(g_t) h_{t-1}
-// (0 at t = 0).                                                                     (dq, dk, dg =)
+// q, k, g, o: [B,T,D] contiguous. Per (b, d), over scan steps s = 0 .. T-1 at position t = s (reverse: T-1-s):
+// h_s = exp(g_t) h_{s-1} + q_t k_t; o_t = h_s (acc: o_t += h_s, the reverse scan added to the forward one).
+// h0 [B,D]: the state entering the first step, NULL for zeros. hT [B,D]: the state leaving the last step, not
+// written when NULL; hT may equal h0 (updated in place).                      (o = or +=, hT =)
+void op_hgrn_fwd(real *o, real *hT, const real *q, const real *k, const real *g, const real *h0, int B, int T, int D,
+                 int reverse, int acc);
+// Backward from a zero entering state and no gradient on the leaving state (training); o as the forward of the
+// same direction wrote it alone (o at the step before = h_{s-1}). dh_s = dout_t + exp(g at step s+1) dh_{s+1};
+// dq = dh k; dk = dh q; dg = dh exp(g_t) h_{s-1} (0 at s = 0).                 (dq, dk, dg = or += with acc)
 void op_hgrn_bwd(real *dq, real *dk, real *dg, const real *dout, const real *q, const real *k, const real *g,
-                 const real *o, int B, int T, int D);
+                 const real *o, int B, int T, int D, int reverse, int acc);
 // The gated RMSNorm (fla's FusedRMSNormGated, swish): y = x / sqrt(mean(x^2) + eps) * w * swish(z) over the
 // last dim C; z in rows of stride ldz; y an operand; rstd[N] saved when not NULL.      (y =)
 void op_rmsnorm_gated_fwd(opnd *y, real *rstd, const real *x, const real *z, int64_t ldz, const real *w, int64_t N,

@@ -14,17 +14,25 @@
 // The backward is the same scan run from the end: dh_t = dout_t + a_{t+1} dh_{t+1}, where the decay that
 // carries a chunk's entering gradient (from its right) is the product of a_{t+1} over the chunk. Threads of a
 // warp hold consecutive d, so every load and store of a time step is one coalesced row segment.
+// With dir = 1 the whole scan runs over the sequence from its end (the classifier's reverse scan): scan step s
+// reads and writes position T - 1 - s, in place, with no reversed copy; `acc` adds o (dq, dk, dg) to what is
+// there, so the two directions of a bidirectional mixer sum into one buffer.
 // ---------------------------------------------------------------------------------------------------------
 #define HG_CHUNK 64
 #define HG_THREADS 128
 
 __device__ __forceinline__ float hg_decay(float g) { return g < -87.f ? 0.f : expf(g); }   // cpu.c's decay
+// the row offset of scan step s of sequence b: position s, or T - 1 - s when the scan runs from the end
+__device__ __forceinline__ int64_t hg_row(int64_t base, int s, int T, int D, int dir) {
+    return base + (int64_t)(dir ? T - 1 - s : s) * D;
+}
 
 // Phase 1. Forward: e = the chunk's state from zero, P = prod a_t. Backward (rev): e = the gradient at the
 // chunk's first step from zero at its right edge, P = prod a_{t+1} over the chunk (a_T: none, the sequence ends).
 __global__ void __launch_bounds__(HG_THREADS) hgrn_chunk_kernel(float *__restrict__ e, float *__restrict__ P,
                                                                 const float *__restrict__ x, const float *__restrict__ k,
-                                                                const float *__restrict__ g, int T, int D, int rev) {
+                                                                const float *__restrict__ g, int T, int D, int rev,
+                                                                int dir) {
     const int d = blockIdx.x * HG_THREADS + threadIdx.x, c = blockIdx.y, b = blockIdx.z, nch = gridDim.y;
     if (d >= D) return;
     const int t0 = c * HG_CHUNK, t1 = min(T, t0 + HG_CHUNK);
@@ -32,15 +40,15 @@ __global__ void __launch_bounds__(HG_THREADS) hgrn_chunk_kernel(float *__restric
     float h = 0.f, p = 1.f;
     if (!rev) {
         for (int t = t0; t < t1; t++) {
-            const int64_t i = base + (int64_t)t * D;
+            const int64_t i = hg_row(base, t, T, D, dir);
             const float a = hg_decay(g[i]);
             h = a * h + x[i] * k[i];
             p *= a;
         }
     } else {
         for (int t = t1 - 1; t >= t0; t--) {
-            const int64_t i = base + (int64_t)t * D;
-            const float a = t + 1 < T ? hg_decay(g[i + D]) : 0.f;
+            const int64_t i = hg_row(base, t, T, D, dir);
+            const float a = t + 1 < T ? hg_decay(g[hg_row(base, t + 1, T, D, dir)]) : 0.f;
             h = a * h + x[i];
             p *= a;
         }
@@ -71,16 +79,17 @@ __global__ void hgrn_carry_kernel(float *__restrict__ carry, const float *__rest
 // Phase 3, forward: o over the chunk from its entering state.
 __global__ void __launch_bounds__(HG_THREADS) hgrn_fwd_kernel(float *__restrict__ o, const float *__restrict__ carry,
                                                               const float *__restrict__ q, const float *__restrict__ k,
-                                                              const float *__restrict__ g, int T, int D) {
+                                                              const float *__restrict__ g, int T, int D, int dir,
+                                                              int acc) {
     const int d = blockIdx.x * HG_THREADS + threadIdx.x, c = blockIdx.y, b = blockIdx.z, nch = gridDim.y;
     if (d >= D) return;
     const int t0 = c * HG_CHUNK, t1 = min(T, t0 + HG_CHUNK);
     const int64_t base = (int64_t)b * T * D + d;
     float h = carry[((int64_t)b * nch + c) * D + d];
     for (int t = t0; t < t1; t++) {
-        const int64_t i = base + (int64_t)t * D;
+        const int64_t i = hg_row(base, t, T, D, dir);
         h = hg_decay(g[i]) * h + q[i] * k[i];
-        o[i] = h;
+        o[i] = acc ? o[i] + h : h;
     }
 }
 
@@ -91,19 +100,20 @@ __global__ void __launch_bounds__(HG_THREADS) hgrn_bwd_kernel(float *__restrict_
                                                               const float *__restrict__ dout,
                                                               const float *__restrict__ q, const float *__restrict__ k,
                                                               const float *__restrict__ g, const float *__restrict__ o,
-                                                              int T, int D) {
+                                                              int T, int D, int dir, int acc) {
     const int d = blockIdx.x * HG_THREADS + threadIdx.x, c = blockIdx.y, b = blockIdx.z, nch = gridDim.y;
     if (d >= D) return;
     const int t0 = c * HG_CHUNK, t1 = min(T, t0 + HG_CHUNK);
     const int64_t base = (int64_t)b * T * D + d;
-    float dh = carry[((int64_t)b * nch + c) * D + d];   // dh_{t1}
+    float dh = carry[((int64_t)b * nch + c) * D + d];   // dh at step t1
     for (int t = t1 - 1; t >= t0; t--) {
-        const int64_t i = base + (int64_t)t * D;
-        const float an = t + 1 < T ? hg_decay(g[i + D]) : 0.f;
+        const int64_t i = hg_row(base, t, T, D, dir);
+        const float an = t + 1 < T ? hg_decay(g[hg_row(base, t + 1, T, D, dir)]) : 0.f;
         dh = dout[i] + an * dh;
-        dq[i] = dh * k[i];
-        dk[i] = dh * q[i];
-        dg[i] = t ? dh * hg_decay(g[i]) * o[i - D] : 0.f;
+        const float vq = dh * k[i], vk = dh * q[i];
+        const float vg = t ? dh * hg_decay(g[i]) * o[hg_row(base, t - 1, T, D, dir)] : 0.f;
+        if (acc) { dq[i] += vq; dk[i] += vk; dg[i] += vg; }
+        else { dq[i] = vq; dk[i] = vk; dg[i] = vg; }
     }
 }
 
@@ -200,12 +210,12 @@ static dim3 hg_grid(int B, int T, int D) {
 
 // Phases 1 and 2 into scratch: the state (or gradient) entering every chunk, [B, nch, D].
 static float *hg_carries(const float *x, const float *k, const float *g, const float *h0, float *hT, int B, int T,
-                         int D, int rev) {
+                         int D, int rev, int dir) {
     const dim3 grid = hg_grid(B, T, D);
     const int64_t n = (int64_t)B * grid.y * D;
     Carve cv = {scratch(3 * align256(n * sizeof(float)))};
     float *e = cv.take<float>(n), *P = cv.take<float>(n), *carry = cv.take<float>(n);
-    hgrn_chunk_kernel<<<grid, HG_THREADS, 0, g_stream>>>(e, P, x, k, g, T, D, rev);
+    hgrn_chunk_kernel<<<grid, HG_THREADS, 0, g_stream>>>(e, P, x, k, g, T, D, rev, dir);
     LAUNCH_CHECK("hgrn_chunk");
     hgrn_carry_kernel<<<blocks_for((int64_t)B * D, 256), 256, 0, g_stream>>>(carry, e, P, h0, hT, B, D, (int)grid.y, rev);
     LAUNCH_CHECK("hgrn_carry");
@@ -213,7 +223,7 @@ static float *hg_carries(const float *x, const float *k, const float *g, const f
 }
 
 extern "C" void cuda_hgrn_fwd(float *o, float *hT, const float *q, const float *k, const float *g, const float *h0,
-                              int B, int T, int D) {
+                              int B, int T, int D, int reverse, int acc) {
     if (B <= 0 || D <= 0) return;
     if (T <= 0) {   // no steps: the state leaves as it came
         if (hT && hT != h0) {
@@ -222,16 +232,16 @@ extern "C" void cuda_hgrn_fwd(float *o, float *hT, const float *q, const float *
         }
         return;
     }
-    const float *carry = hg_carries(q, k, g, h0, hT, B, T, D, 0);
-    hgrn_fwd_kernel<<<hg_grid(B, T, D), HG_THREADS, 0, g_stream>>>(o, carry, q, k, g, T, D);
+    const float *carry = hg_carries(q, k, g, h0, hT, B, T, D, 0, reverse);
+    hgrn_fwd_kernel<<<hg_grid(B, T, D), HG_THREADS, 0, g_stream>>>(o, carry, q, k, g, T, D, reverse, acc);
     LAUNCH_CHECK("hgrn_fwd");
 }
 
 extern "C" void cuda_hgrn_bwd(float *dq, float *dk, float *dg, const float *dout, const float *q, const float *k,
-                              const float *g, const float *o, int B, int T, int D) {
+                              const float *g, const float *o, int B, int T, int D, int reverse, int acc) {
     if (B <= 0 || T <= 0 || D <= 0) return;
-    const float *carry = hg_carries(dout, NULL, g, NULL, NULL, B, T, D, 1);
-    hgrn_bwd_kernel<<<hg_grid(B, T, D), HG_THREADS, 0, g_stream>>>(dq, dk, dg, carry, dout, q, k, g, o, T, D);
+    const float *carry = hg_carries(dout, NULL, g, NULL, NULL, B, T, D, 1, reverse);
+    hgrn_bwd_kernel<<<hg_grid(B, T, D), HG_THREADS, 0, g_stream>>>(dq, dk, dg, carry, dout, q, k, g, o, T, D, reverse, acc);
     LAUNCH_CHECK("hgrn_bwd");
 }
 

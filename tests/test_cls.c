@@ -154,9 +154,13 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
 // left to right and right to left, along its column top to bottom and bottom to top) of the recurrence
 // S = diag(exp g) S + k v^T, o = S^T q / sqrt(K) run up to that pixel, evaluated here directly in double.
 // lines 0: all four directions; 1: the rows' two; 2: the columns' two (the series form's passes).
-static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int lines) {
+// HGRN1 (mixer MIXER_HGRN1, K = Dv = 1, a head per channel): h = a h + silu(i) (1 - a), o = h, with i and f
+// channel h's columns of the first two blocks of qfi.
+static void scans_2d_explicit_of(int mixer, int S, int gh, int gw, int H, int K, int Dv, int lines) {
     ClsConfig c = {.V = 5, .D = H * Dv, .L = 1, .K = K, .I = 4, .classes = 2, .ndoc = 1, .norm = NORM_LAYER,
-                   .pos = POS_NONE, .lower_bound = 0, .eps = 1e-5, .scan = SCAN_2D, .grid_h = gh, .grid_w = gw};
+                   .pos = POS_NONE, .lower_bound = 0, .eps = 1e-5, .scan = SCAN_2D, .grid_h = gh, .grid_w = gw,
+                   .mixer = mixer};
+    const int h1 = mixer == MIXER_HGRN1;
     const char *bad = cls_config_finish(&c);
     if (bad) { printf("bad config: %s\n", bad); exit(1); }
     if (c.Dv != Dv) { printf("heads of this model have Dv = K\n"); exit(1); }
@@ -184,13 +188,17 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int l
                         memset(St, 0, (size_t)K * Dv * sizeof(double));
                         for (;; yy += dy, xx += dx) {
                             const real *row = qfi + ((int64_t)s * T + (int64_t)yy * gw + xx) * QFI;
-                            for (int i = 0; i < K; i++) {
+                            if (h1) {
+                                const double f = row[HK + h], g = -log1p(exp(-f)), ip = row[h];
+                                St[0] = exp(g) * St[0] + (1 - exp(g)) * ip / (1 + exp(-ip));
+                            } else for (int i = 0; i < K; i++) {
                                 const double f = row[HK + h * K + i], g = -log1p(exp(-f)), kk = 1 - exp(g);
                                 for (int j = 0; j < Dv; j++) St[i * Dv + j] = exp(g) * St[i * Dv + j] + kk * row[2 * HK + h * Dv + j];
                             }
                             if (yy == y && xx == x) break;
                         }
                         const real *row = qfi + ((int64_t)s * T + (int64_t)y * gw + x) * QFI;
+                        if (h1) { want[0] += St[0]; continue; }
                         for (int j = 0; j < Dv; j++)
                             for (int i = 0; i < K; i++) {
                                 const double qp = row[h * K + i], q = qp / (1 + exp(-qp));
@@ -204,13 +212,16 @@ static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int l
                     }
                 }
     static const char *const what[3] = {"rows and columns", "rows", "columns"};
-    CHECK(worst < 1e-12, "2-D scans (%s) over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g", what[lines],
-          gh, gw, H, K, Dv, worst);
-    printf("2-D scans over %2d x %-2d along %-16s (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n", gh, gw,
-           what[lines], S, H, K, Dv, worst);
+    CHECK(worst < 1e-12, "%s 2-D scans (%s) over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g",
+          ARCH_NAMES[mixer], what[lines], gh, gw, H, K, Dv, worst);
+    printf("%s 2-D scans over %2d x %-2d along %-16s (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n",
+           ARCH_NAMES[mixer], gh, gw, what[lines], S, H, K, Dv, worst);
     free(St); free(qfi); free(o);
     cls_acts_free(a);
     cls_free(&m);
+}
+static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int lines) {
+    scans_2d_explicit_of(MIXER_CAUSAL, S, gh, gw, H, K, Dv, lines);
 }
 
 // Image's augmentation: every augmented image is the original cropped from its 4-pixel mirrored padding and
@@ -698,6 +709,30 @@ int main(void) {
     inet.norm = NORM_BATCH; inet.L = 1;
     fd_cls(inet, 3, 6, 22, "RGB patches, BatchNorm, a plain final RMSNorm");
     top_k(inet);
+    // HGRN1's mixer (--arch hgrn1): the element-wise recurrence both ways and the gated output norm, K = 1
+    ClsConfig h1 = listops;
+    h1.mixer = MIXER_HGRN1; h1.K = 1;
+    fd_cls(h1, 3, 7, 30, "HGRN1, BatchNorm, positions, lower bounds, T 7");
+    fd_cls(h1, 2, 70, 31, "HGRN1, BatchNorm, T 70");
+    ClsConfig h1t = text;
+    h1t.mixer = MIXER_HGRN1; h1t.K = 1;
+    fd_cls(h1t, 3, 6, 32, "HGRN1, LayerNorm, dropout 0.25");
+    ClsConfig h1p = pair;
+    h1p.mixer = MIXER_HGRN1; h1p.K = 1;
+    fd_cls(h1p, 2, 5, 33, "HGRN1, document pairs, three layers");
+    ClsConfig h1g = gray;
+    h1g.mixer = MIXER_HGRN1; h1g.K = 1; h1g.grid_h = 7; h1g.grid_w = 9;
+    fd_cls(h1g, 2, 63, 34, "HGRN1, gray pixels, 2-D scans over 7 x 9");
+    ClsConfig h1s = ser;
+    h1s.mixer = MIXER_HGRN1; h1s.K = 1;
+    fd_cls(h1s, 2, 21, 35, "HGRN1, RGB pixels, series scans over 3 x 7, three layers");
+    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 0);
+    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 1);
+    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 2);
+    scans_2d_explicit_of(MIXER_HGRN1, 1, 1, 1, 3, 1, 1, 0);
+    ClsConfig h1bad = h1;
+    h1bad.K = 2;
+    CHECK(cls_config_finish(&h1bad) != NULL, "HGRN1 with expand ratio 2 was accepted");
     patch_layout(4, 6, 2, 1);
     patch_layout(4, 6, 2, 3);
     patch_layout(6, 6, 3, 1);

@@ -67,7 +67,7 @@ checks=$((checks + 1))
 expect 2 "--resume --weight-init" -- $H train --resume --out "$TMP/w_torch" --weight-init normal; expect_msg "cannot change on --resume"
 PROG=(--eval-every 10 --ckpt-every 7 --log-every 5)
 expect 0 "train 30 steps" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/a"
-grep -q "| model        | bidirectional HGRN2 classifier: 1 layers, dim 16" "$TMP/out" || fail "no model row in the startup table"
+grep -q "| model        | bidirectional classifier, HGRN2, 4 heads of key dim 4: 1 layers, dim 16" "$TMP/out" || fail "no model row in the startup table"
 grep -q "an epoch is 25 steps" "$TMP/out" || fail "200 examples in batches of 8 are not 25 steps an epoch"
 grep -q "^step     30/30 | epoch 2/2 | loss" "$TMP/out" || fail "no progress line of step 30"
 grep -Eq "^val loss [0-9.]+, val accuracy (0|1)\.[0-9]+ at step 30" "$TMP/out" || fail "no final validation accuracy"
@@ -91,6 +91,29 @@ else fail "the resumed run differs from the uninterrupted one"; diff "$TMP/a/log
 expect 0 "resume a finished run with --epochs 2" -- $H train --resume --out "$TMP/b" --threads 2 --epochs 2 "${PROG[@]}"
 grep -q "resuming .* at step 30 of 50" "$TMP/out" || fail "--epochs 2 on resume is not 50 steps"
 expect 2 "resume with --steps below the steps done" -- $H train --resume --out "$TMP/b" --steps 3; expect_msg "below the 50 steps"
+
+# --arch hgrn1: HGRN1's mixer both ways (expand ratio 1 whatever the preset's), a byte-exact resume, eval
+H1=(--layers 1 --dim 16 --batch 8 --seq-len 256 --warmup 5 --lr 3e-3 --threads 2)
+expect 0 "train --arch hgrn1 30 steps" -- $H train --task lra-listops --arch hgrn1 --data "$TMP/ex" "${H1[@]}" "${PROG[@]}" --steps 30 --out "$TMP/h1a"
+grep -q "| model        | bidirectional classifier, HGRN1, state a vector of 16: 1 layers, dim 16" "$TMP/out" ||
+    fail "the startup table's model row of hgrn1: $(grep '| model' "$TMP/out")"
+checks=$((checks + 1))
+h1first=$(sed -n 2p "$TMP/h1a/log.tsv" | cut -f3); h2first=$(sed -n 2p "$TMP/a/log.tsv" | cut -f3)
+[ -n "$h1first" ] && [ "$h1first" != "$h2first" ] && ok "hgrn1 trains another model (first loss $h1first, hgrn2's $h2first)" ||
+    fail "hgrn1's first loss '$h1first' is hgrn2's '$h2first'"
+expect 0 "hgrn1, stop at step 12" -- $H train --task lra-listops --arch hgrn1 --data "$TMP/ex" "${H1[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/h1b"
+expect 2 "resume the hgrn1 run with --arch hgrn2" -- $H train --resume --out "$TMP/h1b" --arch hgrn2; expect_msg "a resumed run keeps its architecture"
+expect 0 "resume the hgrn1 run (--arch hgrn1 agrees)" -- $H train --resume --out "$TMP/h1b" --arch hgrn1 --threads 2 "${PROG[@]}"
+same_h1=0; cmp -s "$TMP/h1a/model.ckpt" "$TMP/h1b/model.ckpt" && cmp -s "$TMP/h1a/log.tsv" "$TMP/h1b/log.tsv" && same_h1=1
+checks=$((checks + 1))
+[ $same_h1 = 1 ] && ok "hgrn1: the resumed run ends in the identical checkpoint and log" || fail "hgrn1: the resumed run differs"
+expect 0 "eval the hgrn1 model" -- $H eval --task lra-listops --ckpt "$TMP/h1a/model.ckpt" --threads 2
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of hgrn1: $(tail -n 1 "$TMP/out")"
+expect 2 "--arch hgrn1 --expand-ratio 4" -- $H train --task lra-listops --arch hgrn1 --expand-ratio 4 --data "$TMP/ex"
+expect_msg "--expand-ratio 4 is not possible with --arch hgrn1"
+expect 2 "--arch transformer on a classifier task" -- $H train --task lra-listops --arch transformer --data "$TMP/ex"
+expect_msg "--arch must be hgrn2 or hgrn1 for a classifier task"
+expect 2 "--arch rwkv" -- $H train --task lra-listops --arch rwkv --data "$TMP/ex"; expect_msg "--arch must be hgrn2 or hgrn1"
 
 # --keep and best.ckpt (the best validation accuracy); non-finite steps skipped, then the stop
 expect 0 "train 30 steps keeping 1" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 \
@@ -212,17 +235,17 @@ expect 0 "resume after Ctrl-C" -- $H train --resume --out "$TMP/int" --steps "$(
 # ---- the table of eval --task lra: a ListOps run and a Text run, the other four missing ----
 mkdir -p "$TMP/runs"
 cp -r "$TMP/a" "$TMP/runs/lra-listops"
-expect 0 "train a tiny lra-text run" -- $H train --task lra-text --data "$TMP/tx" --layers 1 --dim 16 --expand-ratio 4 --batch 4 \
+expect 0 "train a tiny lra-text run of hgrn1" -- $H train --task lra-text --arch hgrn1 --data "$TMP/tx" --layers 1 --dim 16 --batch 4 \
     --seq-len 64 --steps 6 --warmup 2 --out "$TMP/runs/lra-text"
 grep -q "layer norm, none positions, dropout 0.1" "$TMP/out" || fail "the lra-text preset's norm, positions or dropout"
 expect 0 "eval --task lra --runs" -- $H eval --task lra --runs "$TMP/runs"
 pct=$(awk -v a="$acc_a" 'BEGIN { printf "%.2f", 100 * a }')
 checks=$((checks + 1))
-if grep -Eq "^ListOps +$pct +60\.52$" "$TMP/out" && grep -Eq '^Text +[0-9]+\.[0-9]{2} +88\.97$' "$TMP/out" &&
-   grep -Eq '^Retrieval +missing +95\.07' "$TMP/out" && grep -Eq '^Image +missing +89\.33' "$TMP/out" &&
-   grep -Eq '^Pathfinder +missing +93\.95' "$TMP/out" && grep -Eq '^Path-X +missing +98\.12' "$TMP/out" &&
-   grep -Eq '^average +[0-9.]+ +74\.75 +partial: over the 2 of 6 tasks present \(the paper.s over all six: 87\.66\)' "$TMP/out"
-then ok "the table: ListOps at eval's $pct, Text, four missing, a partial average"; else fail "the table:"; cat "$TMP/out"; fi
+if grep -Eq "^ListOps +$pct +hgrn2 +60\.52 +59\.95$" "$TMP/out" && grep -Eq '^Text +[0-9]+\.[0-9]{2} +hgrn1 +88\.97 +88\.14$' "$TMP/out" &&
+   grep -Eq '^Retrieval +missing +- +95\.07 +94\.23$' "$TMP/out" && grep -Eq '^Image +missing +- +89\.33 +88\.69$' "$TMP/out" &&
+   grep -Eq '^Pathfinder +missing +- +93\.95 +92\.92$' "$TMP/out" && grep -Eq '^Path-X +missing +- +98\.12 +97\.50$' "$TMP/out" &&
+   grep -Eq '^average +[0-9.]+ +74\.75 +74\.0[45] +partial: over the 2 of 6 tasks present \(the paper.s over all six: 87\.66 and 86\.91\)' "$TMP/out"
+then ok "the table: ListOps (hgrn2) at eval's $pct, Text (hgrn1), four missing, a partial average"; else fail "the table:"; cat "$TMP/out"; fi
 mkdir -p "$TMP/root"; ln -s "$(pwd)/$TMP/ex" "$TMP/root/lra-listops"; ln -s "$(pwd)/$TMP/tx" "$TMP/root/lra-text"
 expect 0 "eval --task lra --data-root" -- $H eval --task lra --runs "$TMP/runs" --data-root "$TMP/root"
 grep -q "lra-text: test split of $TMP/root/lra-text" "$TMP/out" || fail "--data-root was not used for lra-text"
@@ -290,26 +313,28 @@ badp "patch 3 of 32 x 32 images" "patch 3 does not divide the 32 x 32 images" 32
 badp "patch 1 stored" "patch = 1 (a model without patches stores 0)" 32 1
 badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
 badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
-# version 2 files (no patch field, no final-norm field, no augmentation, target or schedule fields) still read, as models without patches: the
+badp "an arch that is none" "arch = 5 is neither hgrn2 (0) nor hgrn1 (1)" 37 5
+badp "hgrn1 with expand ratio 4" "an hgrn1 model with expand-ratio 4 (HGRN1's is 1)" 37 1
+# version 2 files (no patch field, no final-norm field, no augmentation, target, schedule or arch fields) still read, as models without patches: the
 # ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
 import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 7 and struct.unpack_from('<q', b, 16)[0] == 37
+assert struct.unpack_from('<q', b, 8)[0] == 8 and struct.unpack_from('<q', b, 16)[0] == 38
 # patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 23 floats, seven of them
 # (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation,
 # then the input dropout (the preset's 0.1), which version 2 reads as the dropout (0): evaluation uses neither
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 37)] == [0, 0, 0, 1, 0]
-fl = 24 + 8 * 37
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 38)] == [0, 0, 0, 1, 0, 0]
+fl = 24 + 8 * 38
 assert struct.unpack_from('<q', b, fl)[0] == 23
 assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 23)] == [0, 0, 0, 0, 0.5, 1, 1e-6, 0.1]
 assert struct.unpack_from('<d', b, fl + 8)[0] == 0
 del b[fl + 8 + 8 * 15:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 37]
+del b[24 + 8 * 32:24 + 8 * 38]
 seal.write(dst, b)
 EOF2
 checks=$((checks + 1))

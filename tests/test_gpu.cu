@@ -593,9 +593,9 @@ static void test_hgrn1_scan(void) {
         for (auto &v : q) v = (float)(v / (1 + exp(-(double)v)));
         gates_like(g, k, n, [](size_t) { return true; });
         Vec o(n), hT(ns), o0(n), dq(n), dk(n), dg(n);
-        op_hgrn_fwd(o.data(), hT.data(), q.data(), k.data(), g.data(), h0.data(), B, T, D);
-        op_hgrn_fwd(o0.data(), NULL, q.data(), k.data(), g.data(), NULL, B, T, D);
-        op_hgrn_bwd(dq.data(), dk.data(), dg.data(), dout.data(), q.data(), k.data(), g.data(), o0.data(), B, T, D);
+        op_hgrn_fwd(o.data(), hT.data(), q.data(), k.data(), g.data(), h0.data(), B, T, D, 0, 0);
+        op_hgrn_fwd(o0.data(), NULL, q.data(), k.data(), g.data(), NULL, B, T, D, 0, 0);
+        op_hgrn_bwd(dq.data(), dk.data(), dg.data(), dout.data(), q.data(), k.data(), g.data(), o0.data(), B, T, D, 0, 0);
         Pool P;
         float *gq = P.up(q), *gk = P.up(k), *gg = P.up(g), *gdo = P.up(dout), *gh0 = P.up(h0), *gX = P.up(h0),
               *go = P.f(n), *go2 = P.f(n), *ghT = P.f(ns), *gdq = P.f(n), *gdk = P.f(n), *gdg = P.f(n);
@@ -603,26 +603,50 @@ static void test_hgrn1_scan(void) {
         snprintf(shape, sizeof shape, "B%d T%d D%d", B, T, D);
         poison(go, n * 4);
         poison(ghT, ns * 4);
-        cuda_hgrn_fwd(go, ghT, gq, gk, gg, gh0, B, T, D);
+        cuda_hgrn_fwd(go, ghT, gq, gk, gg, gh0, B, T, D, 0, 0);
         const Vec go_h = down(go, n), ghT_h = down(ghT, ns);
         compare("hgrn_fwd o (h0)", shape, go_h, o, TOL_RED);
         compare("hgrn_fwd hT", shape, ghT_h, hT, TOL_RED);
         // hT == h0: updated in place, the same bits
         poison(go2, n * 4);
-        cuda_hgrn_fwd(go2, gX, gq, gk, gg, gX, B, T, D);
+        cuda_hgrn_fwd(go2, gX, gq, gk, gg, gX, B, T, D, 0, 0);
         const Vec go2_h = down(go2, n), gX_h = down(gX, ns);
         check_bits("hgrn_fwd hT==h0 o", shape, go2_h.data(), go_h.data(), n * 4);
         check_bits("hgrn_fwd hT==h0 state", shape, gX_h.data(), ghT_h.data(), ns * 4);
         poison(go, n * 4);
-        cuda_hgrn_fwd(go, NULL, gq, gk, gg, NULL, B, T, D);
+        cuda_hgrn_fwd(go, NULL, gq, gk, gg, NULL, B, T, D, 0, 0);
         compare("hgrn_fwd o (h0 NULL)", shape, down(go, n), o0, TOL_RED);
         poison(gdq, n * 4);
         poison(gdk, n * 4);
         poison(gdg, n * 4);
-        cuda_hgrn_bwd(gdq, gdk, gdg, gdo, gq, gk, gg, go, B, T, D);
+        cuda_hgrn_bwd(gdq, gdk, gdg, gdo, gq, gk, gg, go, B, T, D, 0, 0);
         compare("hgrn_bwd dq", shape, down(gdq, n), dq, 2e-5);
         compare("hgrn_bwd dk", shape, down(gdk, n), dk, 2e-5);
         compare("hgrn_bwd dg", shape, down(gdg, n), dg, 5e-5);
+        // the scan from the end, read in place (the classifier's reverse direction), alone and added (acc)
+        // onto the forward direction's output and gradients, as the bidirectional mixer sums them; each
+        // direction's backward reads its own outputs
+        Vec orv(n), ob(n), dqb(n), dkb(n), dgb(n), orv0(n);
+        op_hgrn_fwd(orv.data(), hT.data(), q.data(), k.data(), g.data(), h0.data(), B, T, D, 1, 0);
+        op_hgrn_fwd(orv0.data(), NULL, q.data(), k.data(), g.data(), NULL, B, T, D, 1, 0);
+        ob = o0;
+        op_hgrn_fwd(ob.data(), NULL, q.data(), k.data(), g.data(), NULL, B, T, D, 1, 1);
+        dqb = dq; dkb = dk; dgb = dg;
+        op_hgrn_bwd(dqb.data(), dkb.data(), dgb.data(), dout.data(), q.data(), k.data(), g.data(), orv0.data(), B, T, D, 1, 1);
+        poison(go, n * 4);
+        poison(ghT, ns * 4);
+        cuda_hgrn_fwd(go, ghT, gq, gk, gg, gh0, B, T, D, 1, 0);
+        compare("hgrn_fwd reverse o (h0)", shape, down(go, n), orv, TOL_RED);
+        compare("hgrn_fwd reverse hT", shape, down(ghT, ns), hT, TOL_RED);
+        float *gob = P.up(o0), *gorv = P.f(n);
+        cuda_hgrn_fwd(gob, NULL, gq, gk, gg, NULL, B, T, D, 1, 1);
+        compare("hgrn_fwd both ways (acc)", shape, down(gob, n), ob, TOL_RED);
+        cuda_hgrn_fwd(gorv, NULL, gq, gk, gg, NULL, B, T, D, 1, 0);
+        float *gdqb = P.up(dq), *gdkb = P.up(dk), *gdgb = P.up(dg);
+        cuda_hgrn_bwd(gdqb, gdkb, gdgb, gdo, gq, gk, gg, gorv, B, T, D, 1, 1);
+        compare("hgrn_bwd both ways dq (acc)", shape, down(gdqb, n), dqb, 2e-5);
+        compare("hgrn_bwd both ways dk (acc)", shape, down(gdkb, n), dkb, 2e-5);
+        compare("hgrn_bwd both ways dg (acc)", shape, down(gdgb, n), dgb, 5e-5);
     }
 }
 

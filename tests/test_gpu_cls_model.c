@@ -472,6 +472,24 @@ int main(int argc, char **argv) {
     one_step("gray 28 x 28 in 4 x 4 patches, 1-D scans over 49", fm, 4, 49, 0, 1e-5, 1e-4);
     img.patch = 4;
     one_step("RGB 32 x 32 in 4 x 4 patches, 2-D scans over 8 x 8", img, 3, 64, 0, 1e-5, 1e-4);
+    // HGRN1's mixer (--arch hgrn1): the element-wise scans both ways, in place from the end, and the gated norm
+    ClsConfig h1 = listops;
+    h1.mixer = MIXER_HGRN1; h1.K = 1;
+    for (int i = 0; i < 4; i++) {
+        char w[96];
+        snprintf(w, sizeof w, "HGRN1, BatchNorm, positions, T %d", Ts[i]);
+        one_step(w, h1, 4, Ts[i], 0, 1e-5, 1e-4);
+    }
+    one_step("HGRN1, BatchNorm, positions, T 4096", h1, 2, 4096, 0, 1e-5, 1e-4);
+    one_step("HGRN1, BatchNorm, positions, T 65", h1, 4, 65, 2, 1e-2, 3e-2);
+    ClsConfig h1p = pair;
+    h1p.mixer = MIXER_HGRN1; h1p.K = 1;
+    one_step("HGRN1, pairs, T 300", h1p, 3, 300, 0, 1e-5, 1e-4);
+    ClsConfig h1i = img;
+    h1i.mixer = MIXER_HGRN1; h1i.K = 1; h1i.patch = 0; h1i.grid_h = 7; h1i.grid_w = 9;
+    one_step("HGRN1, RGB pixels, 2-D scans over 7 x 9", h1i, 3, 63, 0, 1e-5, 1e-4);
+    h1i.scan = SCAN_SERIES;
+    one_step("HGRN1, RGB pixels, series scans over 7 x 9", h1i, 3, 63, 0, 1e-5, 1e-4);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }

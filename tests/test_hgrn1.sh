@@ -73,8 +73,8 @@ expect_msg "hgrn2 train: --arch must be hgrn2, hgrn1 or transformer, got 'hgrn3'
 expect 2 "expand ratio with hgrn1" -- $H train --arch hgrn1 --expand-ratio 4 --steps 1 --out "$TMP/x"
 expect_msg "--expand-ratio 4 is not possible with --arch hgrn1"
 expect 0 "expand ratio 1 with hgrn1 is fine (bench)" -- $H bench --arch hgrn1 --expand-ratio 1 --dim 16 --layers 1 --batch 1 --seq-len 8 --steps 1
-expect 2 "--arch with a classifier task" -- $H train --task lra-listops --arch hgrn1
-expect_msg "--arch is for the language-model tasks"
+expect 2 "--arch transformer with a classifier task" -- $H train --task lra-listops --arch transformer
+expect_msg "--arch must be hgrn2 or hgrn1 for a classifier task"
 # MQAR with HGRN1 (the issue's comparison row): it trains, is scored, and says so in its startup table
 expect 0 "mqar with --arch hgrn1" -- $H train --task mqar --arch hgrn1 --dim 32 --layers 1 --seq-len 32 --kv-pairs 2 \
     --batch 8 --steps 6 --eval-every 0 --threads 2 --out "$TMP/mq"

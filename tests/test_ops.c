@@ -835,11 +835,26 @@ static void test_hgru_directions(void) {
 // ======================================================================================================
 // HGRN1: the element-wise recurrence and the gated RMSNorm
 // ======================================================================================================
-typedef struct { int B, T, D; real *q, *k, *g, *w, *o; } HgrnCtx;
+// dir: 0 the scan from the start, 1 from the end, 2 both summed (the classifier's bidirectional mixer: the
+// second added into the first's output with acc)
+typedef struct { int B, T, D, dir; real *q, *k, *g, *w, *o; } HgrnCtx;
 static double hgrn_loss(void *p) {
     HgrnCtx *c = p;
-    op_hgrn_fwd(c->o, NULL, c->q, c->k, c->g, NULL, c->B, c->T, c->D);
+    op_hgrn_fwd(c->o, NULL, c->q, c->k, c->g, NULL, c->B, c->T, c->D, c->dir == 1, 0);
+    if (c->dir == 2) op_hgrn_fwd(c->o, NULL, c->q, c->k, c->g, NULL, c->B, c->T, c->D, 1, 1);
     return wsum(c->w, c->o, (int64_t)c->B * c->T * c->D);
+}
+// The loss's gradients (garbage in dq, dk, dg is overwritten): each direction's backward reads that
+// direction's own outputs, recomputed alone; the second adds (acc).
+static void hgrn_grads(HgrnCtx *c, real *dq, real *dk, real *dg) {
+    const int64_t n = (int64_t)c->B * c->T * c->D;
+    real *h = zvec(n);
+    for (int r = 0; r < 2; r++) {
+        if ((c->dir == 0 && r) || (c->dir == 1 && !r)) continue;
+        op_hgrn_fwd(h, NULL, c->q, c->k, c->g, NULL, c->B, c->T, c->D, r, 0);
+        op_hgrn_bwd(dq, dk, dg, c->w, c->q, c->k, c->g, h, c->B, c->T, c->D, r, c->dir == 2 && r);
+    }
+    free(h);
 }
 // q = swish(i) of any sign, k = 1 - exp(g) and g = logsigmoid(x), one in ten very negative, as the model makes them
 static void hgrn_inputs(HgrnCtx *c, uint64_t s) {
@@ -855,22 +870,22 @@ static void hgrn_inputs(HgrnCtx *c, uint64_t s) {
 }
 static void hgrn_free(HgrnCtx *c) { free(c->q); free(c->k); free(c->g); free(c->w); free(c->o); }
 
-static void test_hgrn_fd(int B, int T, int D, uint64_t s) {
-    HgrnCtx c = {.B = B, .T = T, .D = D};
+static void test_hgrn_fd(int B, int T, int D, int dir, uint64_t s) {
+    HgrnCtx c = {.B = B, .T = T, .D = D, .dir = dir};
     hgrn_inputs(&c, s);
     int64_t n = (int64_t)B * T * D;
     real *dq = rvec(n, 1), *dk = rvec(n, 1), *dg = rvec(n, 1);   // garbage: the op overwrites
-    hgrn_loss(&c);   // o, which the backward reads
-    op_hgrn_bwd(dq, dk, dg, c.w, c.q, c.k, c.g, c.o, B, T, D);
+    hgrn_grads(&c, dq, dk, dg);
     double gs = maxabs(dq, n);
     gs = maxabs(dk, n) > gs ? maxabs(dk, n) : gs;
     gs = maxabs(dg, n) > gs ? maxabs(dg, n) : gs;
+    const char *dn = dir == 0 ? "" : dir == 1 ? " reverse" : " both ways";
     char name[96];
-    snprintf(name, sizeof name, "hgrn dq B%d T%d D%d (seed %llu)", B, T, D, (unsigned long long)s);
+    snprintf(name, sizeof name, "hgrn%s dq B%d T%d D%d (seed %llu)", dn, B, T, D, (unsigned long long)s);
     fd_vec(name, hgrn_loss, &c, c.q, n, dq, gs);
-    snprintf(name, sizeof name, "hgrn dk B%d T%d D%d", B, T, D);
+    snprintf(name, sizeof name, "hgrn%s dk B%d T%d D%d", dn, B, T, D);
     fd_vec(name, hgrn_loss, &c, c.k, n, dk, gs);
-    snprintf(name, sizeof name, "hgrn dg B%d T%d D%d", B, T, D);
+    snprintf(name, sizeof name, "hgrn%s dg B%d T%d D%d", dn, B, T, D);
     fd_vec(name, hgrn_loss, &c, c.g, n, dg, gs);
     hgrn_free(&c);
     free(dq); free(dk); free(dg);
@@ -893,8 +908,8 @@ static void test_hgrn_naive(int B, int T, int D, uint64_t s) {
             }
             hn[(int64_t)b * D + d] = x;
         }
-    op_hgrn_fwd(c.o, hT, c.q, c.k, c.g, h0, B, T, D);
-    op_hgrn_fwd(o2, h, c.q, c.k, c.g, h, B, T, D);
+    op_hgrn_fwd(c.o, hT, c.q, c.k, c.g, h0, B, T, D, 0, 0);
+    op_hgrn_fwd(o2, h, c.q, c.k, c.g, h, B, T, D, 0, 0);
     double e = 0, m = 0;
     for (int64_t i = 0; i < n; i++) { e = fmax(e, fabs(c.o[i] - on[i])); m = fmax(m, fabs(on[i])); }
     for (int64_t i = 0; i < (int64_t)B * D; i++) { e = fmax(e, fabs(hT[i] - hn[i])); m = fmax(m, fabs(hn[i])); }
@@ -907,12 +922,58 @@ static void test_hgrn_naive(int B, int T, int D, uint64_t s) {
     free(h0); free(hT); free(h); free(o2); free(on); free(hn);
 }
 
+// The reverse scan against a plain double loop from the end (from a nonzero entering state), and acc: the
+// forward and the backward added onto what is there give the sums of their fresh outputs.
+static void test_hgrn_reverse(int B, int T, int D, uint64_t s) {
+    HgrnCtx c = {.B = B, .T = T, .D = D};
+    hgrn_inputs(&c, s);
+    const int64_t n = (int64_t)B * T * D, nb = (int64_t)B * D;
+    real *h0 = rvec(nb, 1), *hT = zvec(nb);
+    double *on = xmalloc((size_t)n * sizeof(double)), *hn = xmalloc((size_t)nb * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++) {
+            double x = h0[(int64_t)b * D + d];
+            for (int t = T - 1; t >= 0; t--) {
+                int64_t i = ((int64_t)b * T + t) * D + d;
+                x = exp((double)c.g[i]) * x + (double)c.q[i] * c.k[i];
+                on[i] = x;
+            }
+            hn[(int64_t)b * D + d] = x;
+        }
+    op_hgrn_fwd(c.o, hT, c.q, c.k, c.g, h0, B, T, D, 1, 0);
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) { e = fmax(e, fabs(c.o[i] - on[i])); m = fmax(m, fabs(on[i])); }
+    for (int64_t i = 0; i < nb; i++) { e = fmax(e, fabs(hT[i] - hn[i])); m = fmax(m, fabs(hn[i])); }
+    char name[112];
+    snprintf(name, sizeof name, "hgrn reverse fwd vs naive double from the end: o, hT (B%d T%d D%d)", B, T, D);
+    near(name, e / (m > 0 ? m : 1), 8 * T * EPS);
+    for (int r = 0; r < 2; r++) {
+        real *base = rvec(n, 1), *acc = dup(base, n), *fresh = zvec(n), *sum = zvec(n);
+        op_hgrn_fwd(fresh, NULL, c.q, c.k, c.g, NULL, B, T, D, r, 0);
+        op_hgrn_fwd(acc, NULL, c.q, c.k, c.g, NULL, B, T, D, r, 1);
+        for (int64_t i = 0; i < n; i++) sum[i] = base[i] + fresh[i];
+        snprintf(name, sizeof name, "hgrn%s fwd acc: what was there + the fresh output, same bits (T=%d)",
+                 r ? " reverse" : "", T);
+        near(name, relerr(acc, sum, n), 0);
+        real *g3 = rvec(3 * n, 1), *g3a = dup(g3, 3 * n), *f3 = zvec(3 * n);
+        op_hgrn_bwd(f3, f3 + n, f3 + 2 * n, c.w, c.q, c.k, c.g, fresh, B, T, D, r, 0);
+        op_hgrn_bwd(g3a, g3a + n, g3a + 2 * n, c.w, c.q, c.k, c.g, fresh, B, T, D, r, 1);
+        for (int64_t i = 0; i < 3 * n; i++) g3[i] += f3[i];
+        // the compiler may fuse a product with the sum it is added to (one rounding fewer): one unit apart at most
+        snprintf(name, sizeof name, "hgrn%s bwd acc: what was there + the fresh gradients, within a rounding (T=%d)",
+                 r ? " reverse" : "", T);
+        near(name, relerr(g3a, g3, 3 * n), 2 * EPS);
+        free(base); free(acc); free(fresh); free(sum); free(g3); free(g3a); free(f3);
+    }
+    hgrn_free(&c);
+    free(h0); free(hT); free(on); free(hn);
+}
+
 static void hgrn_det(void *p, real *out) { HgrnCtx *c = p; hgrn_loss(c); memcpy(out, c->o, (size_t)c->B * c->T * c->D * sizeof(real)); }
 static void hgrn_det_bwd(void *p, real *out) {
     HgrnCtx *c = p;
     int64_t n = (int64_t)c->B * c->T * c->D;
-    hgrn_loss(c);
-    op_hgrn_bwd(out, out + n, out + 2 * n, c->w, c->q, c->k, c->g, c->o, c->B, c->T, c->D);
+    hgrn_grads(c, out, out + n, out + 2 * n);
 }
 
 typedef struct { real *x, *z, *w, *wt, *y; int64_t N, ldz; int C; double eps; } GnCtx;
@@ -957,15 +1018,18 @@ static void test_hgrn(void) {
     printf("-- hgrn (HGRN1's element-wise recurrence): finite differences, naive double loop, determinism\n");
     int Ts[] = {1, 7, 64, 65};
     for (int ti = 0; ti < 4; ti++) {
-        test_hgrn_fd(2, Ts[ti], 5, 60 + ti);
+        for (int dir = 0; dir < 3; dir++) test_hgrn_fd(2, Ts[ti], 5, dir, 60 + ti);
         test_hgrn_naive(3, Ts[ti], 70, 70 + ti);   // D 70: a full and a partial column block
+        test_hgrn_reverse(3, Ts[ti], 70, 75 + ti);
     }
-    HgrnCtx c = {.B = 3, .T = 65, .D = 130};
-    hgrn_inputs(&c, 80);
-    int64_t n = (int64_t)c.B * c.T * c.D;
-    det_check("hgrn fwd", hgrn_det, &c, n);
-    det_check("hgrn bwd", hgrn_det_bwd, &c, 3 * n);
-    hgrn_free(&c);
+    for (int dir = 0; dir < 3; dir += 2) {
+        HgrnCtx c = {.B = 3, .T = 65, .D = 130, .dir = dir};
+        hgrn_inputs(&c, 80);
+        int64_t n = (int64_t)c.B * c.T * c.D;
+        det_check(dir ? "hgrn fwd both ways" : "hgrn fwd", hgrn_det, &c, n);
+        det_check(dir ? "hgrn bwd both ways" : "hgrn bwd", hgrn_det_bwd, &c, 3 * n);
+        hgrn_free(&c);
+    }
     printf("-- rmsnorm_gated (HGRN1's output norm)\n");
     int Ns[] = {1, 7, 64, 65};
     for (int i = 0; i < 4; i++) test_rmsnorm_gated(Ns[i], 9, 90 + i);
