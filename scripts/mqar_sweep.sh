@@ -8,6 +8,8 @@
 #     --dims "64 128 256 512"                    --shapes "64:4 128:8 256:16 512:64"   (T:P[:STEPS[:BATCH]]:
 #                a shape's own steps and batch, over --steps and --batch; such runs' directories name them)
 #     --lrs "1e-3 3e-3 1e-2"                     --steps N     (default: the mqar preset's)
+#     --seeds "1 2"  train every cell once per seed too, and take the best over lr and seed (a run leaves
+#                MQAR's plateau after a number of steps that varies with the seed; default: the preset's seed)
 #     --batch B (default: the preset's)          --examples N  held-out examples per score (default 3000)
 #     --jobs N   runs at a time (on cuda, run i takes GPU i mod the GPUs nvidia-smi lists; default 1)
 #     --threads N (cpu)                          --hgrn2 PATH  (default ./hgrn2)
@@ -16,8 +18,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 device=cuda out=runs/mqar_sweep dims="64 128 256 512" shapes="64:4 128:8 256:16 512:64" lrs="1e-3 3e-3 1e-2"
-steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
+steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2 seeds=""
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device=$2; shift ;;
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
         --dims) dims=$2; shift ;;
         --shapes) shapes=$2; shift ;;
         --lrs) lrs=$2; shift ;;
+        --seeds) seeds=$2; shift ;;
         --steps) steps=$2; shift ;;
         --batch) batch=$2; shift ;;
         --examples) examples=$2; shift ;;
@@ -51,19 +54,20 @@ parse_shape() {
     case "$T$P$S$B" in *[!0-9]* | "") echo "mqar_sweep.sh: bad shape '$1' (T:P[:STEPS[:BATCH]], numbers)" >&2; exit 2 ;; esac
     [ -n "$T" ] && [ -n "$P" ] || { echo "mqar_sweep.sh: bad shape '$1' (T:P[:STEPS[:BATCH]])" >&2; exit 2; }
 }
-# a run's directory: the shape's own steps and batch, when it has them, are part of its name
-run_dir() {   # D T P lr S B
+# a run's directory: the shape's own steps and batch, and the seed, when given, are part of its name
+run_dir() {   # D T P lr S B seed
     local d="$out/d$1_t$2_p$3_lr$4"
     [ -n "$5" ] && d+="_s$5"
     [ -n "$6" ] && d+="_b$6"
+    [ -n "${7:-}" ] && d+="_seed$7"
     echo "$d"
 }
 
 # one run: train, then score the final model; writes its accuracy file last
-run() {   # slot D T P lr S B
-    local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch}
+run() {   # slot D T P lr S B seed
+    local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch} seed=${8:-}
     local dir
-    dir=$(run_dir "$D" "$T" "$P" "$lr" "$6" "$7")
+    dir=$(run_dir "$D" "$T" "$P" "$lr" "$6" "$7" "$seed")
     [ -s "$dir/accuracy" ] && return 0
     local flags=(--device "$device")
     [ -n "$threads" ] && flags+=(--threads "$threads")
@@ -72,6 +76,7 @@ run() {   # slot D T P lr S B
     local train=(--task mqar --dim "$D" --seq-len "$T" --kv-pairs "$P" --lr "$lr" --out "$dir" --log-every 100)
     [ -n "$rsteps" ] && train+=(--steps "$rsteps")
     [ -n "$rbatch" ] && train+=(--batch "$rbatch")
+    [ -n "$seed" ] && train+=(--seed "$seed")
     mkdir -p "$dir"
     if ! ${env[@]+"${env[@]}"} "$hgrn2" train "${train[@]}" "${flags[@]}" ${extra[@]+"${extra[@]}"} > "$dir/train.out" 2>&1; then
         echo "D $D T $T P $P lr $lr: training failed (see $dir/train.out)" >&2
@@ -85,22 +90,27 @@ run() {   # slot D T P lr S B
     acc=$(tail -n 1 "$dir/eval.out" | awk '$1 == "accuracy" { print $2 }')
     [ -n "$acc" ] || { echo "D $D T $T P $P lr $lr: no accuracy in $dir/eval.out" >&2; return 1; }
     echo "$acc" > "$dir/accuracy"
-    printf 'D %4d  T %4d  P %3d  lr %-6s accuracy %s\n' "$D" "$T" "$P" "$lr" "$acc"
+    printf 'D %4d  T %4d  P %3d  lr %-6s%s accuracy %s\n' "$D" "$T" "$P" "$lr" "${seed:+ seed $seed}" "$acc"
 }
 
 for shape in $shapes; do parse_shape "$shape"; done   # every shape checked before the first run
+for seed in $seeds; do case "$seed" in *[!0-9]*) echo "mqar_sweep.sh: bad seed '$seed'" >&2; exit 2 ;; esac; done
+seed_list=${seeds:-"-"}    # "-": the preset's seed, no suffix
 failed=0 i=0
 for D in $dims; do
     for shape in $shapes; do
         parse_shape "$shape"
         for lr in $lrs; do
-            if [ "$jobs" -gt 1 ]; then
-                while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
-                run $((i % jobs)) "$D" "$T" "$P" "$lr" "$S" "$B" &
-            else
-                run 0 "$D" "$T" "$P" "$lr" "$S" "$B" || failed=1
-            fi
-            i=$((i + 1))
+            for seed in $seed_list; do
+                [ "$seed" = - ] && seed=""
+                if [ "$jobs" -gt 1 ]; then
+                    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+                    run $((i % jobs)) "$D" "$T" "$P" "$lr" "$S" "$B" "$seed" &
+                else
+                    run 0 "$D" "$T" "$P" "$lr" "$S" "$B" "$seed" || failed=1
+                fi
+                i=$((i + 1))
+            done
         done
     done
 done
@@ -108,7 +118,7 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 # the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
 echo
-echo "best held-out accuracy over lr in { $lrs } ($examples examples each), rows D, columns T/pairs:"
+echo "best held-out accuracy over lr in { $lrs }${seeds:+ and seed in { $seeds }} ($examples examples each), rows D, columns T/pairs:"
 {
     printf '%-6s' "D"
     for shape in $shapes; do parse_shape "$shape"; printf '  %-16s' "T $T/$P"; done
@@ -119,10 +129,13 @@ echo "best held-out accuracy over lr in { $lrs } ($examples examples each), rows
             parse_shape "$shape"
             best="" blr=""
             for lr in $lrs; do
-                f="$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B")/accuracy"
-                [ -s "$f" ] || continue
-                a=$(cat "$f")
-                if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$lr; fi
+                for seed in $seed_list; do
+                    [ "$seed" = - ] && seed=""
+                    f="$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B" "$seed")/accuracy"
+                    [ -s "$f" ] || continue
+                    a=$(cat "$f")
+                    if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$lr; fi
+                done
             done
             if [ -n "$best" ]; then printf '  %-16s' "$(printf '%.4f (%s)' "$best" "$blr")"; else printf '  %-16s' "-"; fi
         done

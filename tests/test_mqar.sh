@@ -58,6 +58,18 @@ if grep -q "| steps        | 12 " "$TMP/sweep2/d64_t32_p2_lr1e-2_s12_b8/train.ou
 else fail "a shape's own steps and batch"; ls "$TMP/sweep2"; fi
 expect 2 "mqar_sweep.sh with a malformed shape" -- bash scripts/mqar_sweep.sh --device cpu --shapes "32:x" --out "$TMP/sweep3"
 expect_msg "bad shape"
+# --seeds: a run per seed in a directory that names it (the two seeds' losses differ); the best in the table
+expect 0 "mqar_sweep.sh --seeds" -- bash scripts/mqar_sweep.sh --device cpu --dims 64 --shapes "32:2:6:8" --lrs 1e-2 \
+    --seeds "3 4" --examples 32 --threads 1 --out "$TMP/sweep4"
+checks=$((checks + 1))
+d3="$TMP/sweep4/d64_t32_p2_lr1e-2_s6_b8_seed3" d4="$TMP/sweep4/d64_t32_p2_lr1e-2_s6_b8_seed4"
+best=$(cat "$d3/accuracy" "$d4/accuracy" 2>/dev/null | sort -g | tail -n 1)
+if [ -s "$d3/log.tsv" ] && [ -s "$d4/log.tsv" ] && ! cmp -s <(cut -f2 "$d3/log.tsv") <(cut -f2 "$d4/log.tsv") && [ -n "$best" ] &&
+    grep -Eq "^64 +$(printf '%.4f' "$best") \(1e-2\)" "$TMP/out" && grep -q "and seed in { 3 4 }" "$TMP/out"
+then ok "a run per seed, and the best of them in the table"
+else fail "--seeds"; ls "$TMP/sweep4"; tail -n 3 "$TMP/out"; fi
+expect 2 "mqar_sweep.sh with a bad seed" -- bash scripts/mqar_sweep.sh --device cpu --seeds "1 x" --out "$TMP/sweep5"
+expect_msg "bad seed"
 
 # Learning the task: D 64, T 64, 4 pairs, the mqar preset's model, batch 64 at lr 1e-2 held constant. The
 # held-out accuracy sits near 0.25 (the model copies some value of the sequence) until it learns which value
