@@ -36,6 +36,8 @@ const char *cls_config_finish(ClsConfig *c) {
     if (c->mixer != MIXER_CAUSAL && c->mixer != MIXER_HGRN1) return "a classifier's --arch must be hgrn2 or hgrn1";
     if (c->mixer == MIXER_HGRN1 && c->K != 1)
         return "--arch hgrn1 needs --expand-ratio 1: HGRN1's state is a vector, one value per channel";
+    if (c->layer < 0 || c->layer >= NLAYERS) return "--mixer-layer must be fla or lra";
+    if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL) return "--mixer-layer lra is HGRN2's: not with --arch hgrn1";
     if (c->fnorm_plain != 0 && c->fnorm_plain != 1) return "the final norm is the model's (0) or a plain RMSNorm (1)";
     if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
@@ -62,11 +64,14 @@ const ClsParamDesc CPARAMS[NCPARAM] = {
     [C_B12] = {"glu_in_bias", 0, INIT_ZEROS},    [C_W3] = {"glu_out", 1, INIT_NORMAL},
     [C_B3] = {"glu_out_bias", 0, INIT_ZEROS},
     [C_PIX] = {"pixel_proj", 1, INIT_NORMAL},    [C_PIX_B] = {"pixel_proj_bias", 0, INIT_ZEROS},
+    [C_BQFI] = {"qfi_proj_bias", 0, INIT_ZEROS}, [C_BO] = {"o_proj_bias", 0, INIT_ZEROS},
+    [C_GNORM_B] = {"g_norm_bias", 0, INIT_ZEROS},
 };
+const char *const LAYER_NAMES[NLAYERS] = {"fla", "lra"};
 
 void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     const int64_t D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D, I = c->I;
-    const int bias = c->norm != NORM_RMS, one = c->ndoc == 1, pix = c->input == INPUT_PIXELS;
+    const int bias = c->norm != NORM_RMS, one = c->ndoc == 1, pix = c->input == INPUT_PIXELS, lra = c->layer == LAYER_LRA;
     int64_t r = 0, k = 0;
     switch (p) {
     case C_EMB: r = pix ? 0 : c->V; k = pix ? 0 : D; break;
@@ -88,6 +93,8 @@ void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     case C_W12: r = 2 * I; k = D; break;
     case C_B12: r = 1; k = 2 * I; break;
     case C_W3: r = D; k = I; break;
+    case C_BQFI: r = lra; k = lra ? QFI : 0; break;
+    case C_BO: case C_GNORM_B: r = lra; k = lra ? D : 0; break;
     }
     *rows = r;
     *cols = k;
@@ -133,6 +140,8 @@ static int bias_of(int p) {
     case C_B12: return C_W12;
     case C_B3: return C_W3;
     case C_PIX_B: return C_PIX;
+    case C_BQFI: return C_WQFI;
+    case C_BO: return C_WO;
     }
     return -1;
 }
@@ -206,7 +215,8 @@ void cls_free(ClsModel *m) {
 void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
     char mixer[64];
     if (c->mixer == MIXER_HGRN1) snprintf(mixer, sizeof mixer, "HGRN1, state a vector of %d", c->D);
-    else snprintf(mixer, sizeof mixer, "HGRN2, %d heads of key dim %d", c->H, c->K);
+    else snprintf(mixer, sizeof mixer, "HGRN2%s, %d heads of key dim %d", c->layer == LAYER_LRA ? " (the LRA layer)" : "",
+                  c->H, c->K);
     fprintf(f, "| model        | bidirectional classifier, %s: %d layers, dim %d, GLU %d, %s norm%s, %s positions, "
                "dropout %g (input %g)\n", mixer, c->L, c->D, c->I, NORM_NAMES[c->norm],
             c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout, c->input_dropout);
@@ -250,7 +260,8 @@ struct ClsActs {
     real *resid, *xmid;             // [L+1 or 2][N,D], [L or 1][N,D]
     real *st1, *st2;                // per layer, a norm's saved statistics: [2 max(N, D)] (mean, then rstd)
     opnd *h1, *h2, *yo, *gu, *ga;   // per layer operands: [N,D] x3, [N,2I], [N,I]
-    real *qfi, *o, *rstdo;          // per layer: [N,QFI] [N,D] [N]
+    real *qfi, *o, *rstdo;          // per layer: [N,QFI] [N,D] [N] (LAYER_LRA: [2N], its LayerNorm's mean, rstd)
+    real *vact, *dvs;               // LAYER_LRA: silu(v) [N,D], and its gradient (training)
     real *q, *k, *g;                // shared [N,HK] x3, recomputed in the backward
     real *hf, *stf;                 // final norm [N,D] (real: the pool reads it), its statistics
     real *pooled;                   // [B ndoc, D]
@@ -291,6 +302,8 @@ struct ClsActs {
 };
 
 static int64_t stat_len(const ClsActs *a, int D) { return 2 * (a->N > D ? a->N : D); }
+// The mixer output norm's saved statistics per layer: rstd [N], or the LRA layer's LayerNorm's mean and rstd.
+static int64_t rstdo_len(const ClsConfig *c, int64_t N) { return c->layer == LAYER_LRA ? 2 * N : N; }
 
 // Whether the column scans read the columns in place (op_hgru_cols_fwd/bwd), or gather them into
 // column-major order and back: the backend says per head shape (ops.h; on the GPU only once its kernels have
@@ -321,13 +334,16 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     const int64_t CV = opnd_size() == sizeof(real) ? 0 : CVT > CVH ? CVT : CVH;
     const int pix = c->input == INPUT_PIXELS, two = c->scan != SCAN_1D, ser = c->scan == SCAN_SERIES;
     const int gather = two && !cols_direct(c);   // the column-major copies of the gather path
+    const int lra = c->layer == LAYER_LRA;
+    const int64_t RO = rstdo_len(c, N);
     const int64_t NC = pix ? N * cls_pos_values(c) : 0;
     struct { void *p; int64_t bytes; } parts[] = {
         {&a->resid, (train ? L + 1 : 2) * N * D * R}, {&a->xmid, nl * N * D * R},
         {&a->st1, nl * SL * R}, {&a->st2, nl * SL * R},
         {&a->h1, nl * N * D * O}, {&a->h2, nl * N * D * O}, {&a->yo, nl * N * D * O},
         {&a->gu, nl * N * 2 * I * O}, {&a->ga, nl * N * I * O},
-        {&a->qfi, nl * N * QFI * R}, {&a->o, nl * N * D * R}, {&a->rstdo, nl * N * R},
+        {&a->qfi, nl * N * QFI * R}, {&a->o, nl * N * D * R}, {&a->rstdo, nl * RO * R},
+        {&a->vact, lra ? N * D * R : 0}, {&a->dvs, lra && train ? N * D * R : 0},
         {&a->q, N * HK * R}, {&a->k, N * HK * R}, {&a->g, N * HK * R},
         {&a->hf, N * D * R}, {&a->stf, SL * R}, {&a->pooled, S * D * R},
         {&a->f, B * 4 * D * O}, {&a->gz, B * D * O}, {&a->z, B * D * R}, {&a->logits, B * C * R},
@@ -341,7 +357,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         {&a->pix, NC * R}, {&a->pixo, opnd_size() == sizeof(real) ? 0 : NC * O},
         {&a->qfiT, gather ? N * QFI * R : 0}, {&a->oT, gather ? N * D * R : 0},
         {&a->doutT, gather && train ? N * D * R : 0}, {&a->dqfiT, gather && train ? N * QFI * R : 0},
-        {&a->qfi2, ser ? nl * N * QFI * R : 0}, {&a->o2, ser ? nl * N * D * R : 0}, {&a->rstdo2, ser ? nl * N * R : 0},
+        {&a->qfi2, ser ? nl * N * QFI * R : 0}, {&a->o2, ser ? nl * N * D * R : 0}, {&a->rstdo2, ser ? nl * RO * R : 0},
         {&a->y1, ser ? nl * N * D * R : 0}, {&a->yo2, ser ? nl * N * D * O : 0},
         {&a->y1o, ser && opnd_size() != sizeof(real) ? nl * N * D * O : 0}, {&a->dy1, ser && train ? N * D * R : 0},
     };
@@ -538,27 +554,48 @@ typedef enum { LINES_SEQ, LINES_ROWS, LINES_COLS, LINES_BOTH } Lines;
 // does that (cols_direct: the gates in raster order serve both line sets, and the column scans add into o);
 // otherwise qfi is gathered into column-major order (embed_fwd reads rows by index), scanned as S W sequences of
 // H, and added back to o in raster order (embed_bwd adds rows by index).
+// The gates of rows x (qfi or its column-major copy): q, k, g, and with the LRA layer q's sigmoid and v's silu
+// (into vact) in place of the gates' swish and the raw v.
+static void gates_of(const ClsModel *m, ClsActs *a, const real *x, const real *lb, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D;
+    OP(gates_fwd, a->q, a->k, a->g, x, QFI, lb, N, HK);
+    if (c->layer == LAYER_LRA) OP(lra_acts_fwd, a->q, a->vact, x, QFI, N, HK, c->D, sqrt((double)c->K));
+}
+// Their backward into dx's first 2 HK columns, and with the LRA layer its v columns too (from dvs), once the
+// scans' backward has summed dq, dk, dg (and dv) over the directions.
+static void gates_of_bwd(const ClsModel *m, ClsActs *a, real *dx, real *dlb, const real *x, const real *lb, int64_t N) {
+    const ClsConfig *c = &m->c;
+    const int HK = c->H * c->K, QFI = 2 * HK + c->D;
+    OP(gates_bwd, dx, QFI, dlb, a->dq, a->dk, a->dg, x, QFI, lb, N, HK);
+    if (c->layer == LAYER_LRA) OP(lra_acts_bwd, dx, QFI, a->dq, a->dvs, x, QFI, N, HK, c->D, sqrt((double)c->K));
+}
+
 static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const real *lb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
-    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, lra = c->layer == LAYER_LRA;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
+    // the values the scans read: qfi's last D columns, or with the LRA layer their silu
+    const real *v = lra ? a->vact : qfi + 2 * HK;
+    const int64_t ldv = lra ? D : QFI;
     if (lines != LINES_COLS) {
         const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c), ck = mixer_chunk(len);
-        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
-        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
-        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, qfi + 2 * HK, QFI, NULL, nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
+        gates_of(m, a, qfi, lb, N);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, v, ldv, NULL, nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_fwd, o, NULL, a->q, a->k, a->g, v, ldv, NULL, nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
     }
     if (direct) {
         const int gh = cls_rows(c), gw = cls_cols(c), ck = mixer_chunk(gh), both = lines == LINES_BOTH;
-        if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);
-        OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
-        OP(hgru_cols_fwd, o, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
+        if (!both) gates_of(m, a, qfi, lb, N);
+        OP(hgru_cols_fwd, o, a->q, a->k, a->g, v, ldv, S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
+        OP(hgru_cols_fwd, o, a->q, a->k, a->g, v, ldv, S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
     } else if (lines == LINES_COLS || lines == LINES_BOTH) {
         const int gh = cls_rows(c), nc = S * cls_cols(c), ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
-        OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
-        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
-        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
+        gates_of(m, a, a->qfiT, lb, N);
+        const real *vT = lra ? a->vact : a->qfiT + 2 * HK;
+        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, vT, ldv, NULL, nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
+        OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, vT, ldv, NULL, nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
         if (lines == LINES_COLS) OP(zero, o, N * D);
         OP(embed_bwd, o, a->oT, a->perm_d, N, D);
     }
@@ -607,35 +644,41 @@ void cls_mixer_scans(ClsModel *m, ClsActs *a, real *o, real *qfi, int l, int S, 
 // takes their sum: gates_bwd is linear in dq, dk, dg and writes dqfi's first 2 HK columns (=).
 static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *dlb, int S, int64_t N, Lines lines) {
     const ClsConfig *c = &m->c;
-    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, lra = c->layer == LAYER_LRA;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
+    // the values read and their gradients: qfi's (dqfi's) last D columns, or the LRA layer's silu(v) and dvs
+    const real *v = lra ? a->vact : qfi + 2 * HK;
+    real *dv = lra ? a->dvs : a->dqfi + 2 * HK;
+    const int64_t ldv = lra ? D : QFI;
     if (lines != LINES_COLS) {
         const int nseq = lines == LINES_SEQ ? S : S * cls_rows(c), len = lines == LINES_SEQ ? T : cls_cols(c), ck = mixer_chunk(len);
-        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                                      // recomputed
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-           nseq, len, c->H, c->K, c->Dv, ck, 0, 0);
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-           nseq, len, c->H, c->K, c->Dv, ck, 1, 1);
-        if (!direct) OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        gates_of(m, a, qfi, lb, N);                                                                // recomputed
+        OP(hgru_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv, nseq, len, c->H, c->K, c->Dv,
+           ck, 0, 0);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv, nseq, len, c->H, c->K, c->Dv,
+           ck, 1, 1);
+        if (!direct) gates_of_bwd(m, a, a->dqfi, dlb, qfi, lb, N);
     }
     if (direct) {
         const int gh = cls_rows(c), gw = cls_cols(c), ck = mixer_chunk(gh), both = lines == LINES_BOTH;
-        if (!both) OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                          // recomputed
-        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-           S, gh, gw, c->H, c->K, c->Dv, ck, 0, both);
-        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
-           S, gh, gw, c->H, c->K, c->Dv, ck, 1, 1);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        if (!both) gates_of(m, a, qfi, lb, N);                                                     // recomputed
+        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv, S, gh, gw, c->H, c->K,
+           c->Dv, ck, 0, both);
+        OP(hgru_cols_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv, S, gh, gw, c->H, c->K,
+           c->Dv, ck, 1, 1);
+        gates_of_bwd(m, a, a->dqfi, dlb, qfi, lb, N);
     } else if (lines == LINES_COLS || lines == LINES_BOTH) {
         const int gh = cls_rows(c), nc = S * cls_cols(c), ck = mixer_chunk(gh);
         OP(embed_fwd, a->qfiT, a->perm_d, qfi, N, QFI);
         OP(embed_fwd, a->doutT, a->perm_d, a->dout, N, D);
-        OP(gates_fwd, a->q, a->k, a->g, a->qfiT, QFI, lb, N, HK);
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
-           nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfiT + 2 * HK, QFI, a->doutT, a->q, a->k, a->g, a->qfiT + 2 * HK, QFI,
-           nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
-        OP(gates_bwd, a->dqfiT, QFI, dlb, a->dq, a->dk, a->dg, a->qfiT, QFI, lb, N, HK);
+        gates_of(m, a, a->qfiT, lb, N);
+        const real *vT = lra ? a->vact : a->qfiT + 2 * HK;
+        real *dvT = lra ? a->dvs : a->dqfiT + 2 * HK;
+        OP(hgru_bwd, a->dq, a->dk, a->dg, dvT, ldv, a->doutT, a->q, a->k, a->g, vT, ldv, nc, gh, c->H, c->K, c->Dv,
+           ck, 0, 0);
+        OP(hgru_bwd, a->dq, a->dk, a->dg, dvT, ldv, a->doutT, a->q, a->k, a->g, vT, ldv, nc, gh, c->H, c->K, c->Dv,
+           ck, 1, 1);
+        gates_of_bwd(m, a, a->dqfiT, dlb, a->qfiT, lb, N);
         if (lines == LINES_COLS) OP(zero, a->dqfi, N * QFI);
         OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI);
     }
@@ -697,15 +740,21 @@ static void mixer_pass_fwd(ClsModel *m, ClsActs *a, int l, const opnd *in, real 
     const ClsConfig *c = &m->c;
     const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    const int lra = c->layer == LAYER_LRA;
     OP(matmul_fwd, sl.qfi, in, CW(m, C_WQFI, l), N, D, QFI);                     // [q | f | v]
+    if (lra) OP(bias_add, sl.qfi, CW(m, C_BQFI, l), N, QFI);
     if (c->mixer == MIXER_HGRN1) {
         hgrn1_scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
         OP(rmsnorm_gated_fwd, sl.yo, sl.rstdo, sl.o, sl.qfi + 2 * HK, QFI, CW(m, C_GNORM, l), N, D, c->eps);
     } else {
         scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
-        OP(rmsnorm_fwd, sl.yo, sl.rstdo, sl.o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
+        if (lra)
+            OP(layernorm_fwd, sl.yo, sl.rstdo, sl.rstdo + N, sl.o, NULL, CW(m, C_GNORM, l), CW(m, C_GNORM_B, l), N, D,
+               c->eps);
+        else OP(rmsnorm_fwd, sl.yo, sl.rstdo, sl.o, NULL, CW(m, C_GNORM, l), N, D, EPS_O);
     }
     OP(matmul_fwd, out, sl.yo, CW(m, C_WO, l), N, D, D);
+    if (lra) OP(bias_add, out, CW(m, C_BO, l), N, D);
 }
 
 // Its backward: dy [N,D] (the gradient of out) -> d_in [N,D] (=); the weights' gradients +=. d_in may be a->dh.
@@ -715,6 +764,8 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
     const int D = c->D, HK = c->H * c->K, QFI = 2 * HK + D;
     const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
     real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+    const int lra = c->layer == LAYER_LRA;
+    if (lra) OP(bias_bwd, CG(m, C_BO, l), dy, N, D);
     OP(matmul_bwd, a->dh, CG(m, C_WO, l), as_opnd(a->cv, dy, N * D), sl.yo, CW(m, C_WO, l), N, D, D);   // d yo
     if (c->mixer == MIXER_HGRN1) {
         // d o into dout; d g, the gate's, straight into its columns of dqfi, which the scans leave alone
@@ -722,9 +773,13 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
            CW(m, C_GNORM, l), sl.rstdo, N, D, c->eps);
         hgrn1_scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
     } else {
-        OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
+        if (lra)
+            OP(layernorm_bwd, a->dout, 0, CG(m, C_GNORM, l), CG(m, C_GNORM_B, l), a->dh, sl.o, CW(m, C_GNORM, l),
+               sl.rstdo, sl.rstdo + N, N, D);
+        else OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
         scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
     }
+    if (lra) OP(bias_bwd, CG(m, C_BQFI, l), a->dqfi, N, QFI);
     OP(matmul_bwd, d_in, CG(m, C_WQFI, l), as_opnd(a->cv, a->dqfi, N * QFI), in, CW(m, C_WQFI, l), N, D, QFI);
 }
 
@@ -737,13 +792,14 @@ static void block_fwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N, int trai
     const real *x_res = l > 0 ? PER(a, xmid, l - 1, N * D) : NULL;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
-    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, N), yo};
+    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, rstdo_len(c, N)), yo};
     SECTION("mixer");
     norm_fwd(m, a, h1, PER(a, st1, l, stat_len(a, D)), x, x_res, C_NORM1, C_NORM1_B, l, 2 * l, N, train);
     if (c->scan != SCAN_SERIES) mixer_pass_fwd(m, a, l, h1, xmid, sl, lines_of(c), S, N);   // y; + x in norm2
     else {
         // along the rows, then the same weights along the columns of that result
-        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, N), PER_OPND(a, yo2, l, N * D)};
+        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, rstdo_len(c, N)),
+                             PER_OPND(a, yo2, l, N * D)};
         real *y1 = PER(a, y1, l, N * D);
         mixer_pass_fwd(m, a, l, h1, y1, sl, LINES_ROWS, S, N);
         const opnd *y1o = as_opnd(a->y1o ? PER_OPND(a, y1o, l, N * D) : NULL, y1, N * D);
@@ -936,7 +992,7 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     real *x = stream(a, l, N, D), *xmid = PER(a, xmid, l, N * D), *dx = a->dx;
     opnd *h1 = PER_OPND(a, h1, l, N * D), *h2 = PER_OPND(a, h2, l, N * D), *yo = PER_OPND(a, yo, l, N * D);
     opnd *gu = PER_OPND(a, gu, l, N * 2 * I), *ga = PER_OPND(a, ga, l, N * I);
-    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, N), yo};
+    const MixSlots sl = {PER(a, qfi, l, N * QFI), PER(a, o, l, N * D), PER(a, rstdo, l, rstdo_len(c, N)), yo};
     // the GLU: d out = dx (through the dropout)
     SECTION("glu bwd");
     real *dy = dx;
@@ -953,7 +1009,8 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 1 + 2 * l)); dy = a->dt; }
     if (c->scan != SCAN_SERIES) mixer_pass_bwd(m, a, l, h1, dy, a->dh, sl, lines_of(c), S, N);   // d h1
     else {
-        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, N), PER_OPND(a, yo2, l, N * D)};
+        const MixSlots s2 = {PER(a, qfi2, l, N * QFI), PER(a, o2, l, N * D), PER(a, rstdo2, l, rstdo_len(c, N)),
+                             PER_OPND(a, yo2, l, N * D)};
         const opnd *y1o = a->y1o ? PER_OPND(a, y1o, l, N * D) : PER(a, y1, l, N * D);
         mixer_pass_bwd(m, a, l, y1o, dy, a->dy1, s2, LINES_COLS, S, N);                       // d y1
         mixer_pass_bwd(m, a, l, h1, a->dy1, a->dh, sl, LINES_ROWS, S, N);                      // d h1

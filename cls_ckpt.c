@@ -21,13 +21,14 @@
 // smoothing, no mixing (switch 0.5, probability 1) and the per-step schedule (warmup lr 1e-6, unused), what
 // they trained with.
 // Version 7 added the input's own dropout; versions 1 to 6 read it as the dropout, which they applied there too.
-// Version 8 added the token mixer (--arch: HGRN2's or HGRN1's); versions 1 to 7 read as HGRN2, the only one then.
+// Version 8 added the token mixer (--arch: HGRN2's or HGRN1's) and HGRN2's layer (--mixer-layer: the language
+// model's or the authors' LRA one); versions 1 to 7 read as HGRN2 with the language model's layer, the only ones then.
 #define CLS_CKPT_VERSION 8
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, I_LR_PER_EPOCH, I_MIXER, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, I_LR_PER_EPOCH, I_MIXER, I_LAYER, NINTS };
 #define NINTS_V1 I_INPUT
 #define NINTS_V2 I_PATCH
 #define NINTS_V3 I_FNORM
@@ -74,7 +75,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_CHANNELS] = c->input == INPUT_PIXELS ? c->channels : 0, [I_SCAN] = c->scan,
         [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0,
         [I_FNORM] = c->fnorm_plain, [I_RANDAUG] = h->randaug, [I_REPEAT] = h->repeat,
-        [I_LR_PER_EPOCH] = h->lr_per_epoch, [I_MIXER] = c->mixer};
+        [I_LR_PER_EPOCH] = h->lr_per_epoch, [I_MIXER] = c->mixer, [I_LAYER] = c->layer};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -179,6 +180,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
             MIXER_CAUSAL, MIXER_HGRN1);
     if (v[I_MIXER] == MIXER_HGRN1 && v[I_K] != 1)
         die("checkpoint %s is corrupt: an hgrn1 model with expand-ratio %lld (HGRN1's is 1)", path, (long long)v[I_K]);
+    ckpt_check_int(path, "mixer layer", v[I_LAYER], 0, v[I_MIXER] == MIXER_CAUSAL ? NLAYERS - 1 : 0);
     ckpt_check_range_num(path, &R_SMOOTHING, fl[F_SMOOTHING]);
     ckpt_check_range_num(path, &R_MIX_SWITCH, fl[F_MIX_SWITCH]);
     ckpt_check_range_num(path, &R_MIX_PROB, fl[F_MIX_PROB]);
@@ -244,7 +246,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
                    .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT],
                    .input_dropout = fl[F_INPUT_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
                    .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
-                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .mixer = (int)v[I_MIXER], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
+                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .mixer = (int)v[I_MIXER], .layer = (int)v[I_LAYER], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
                    .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};
     const char *bad = cls_config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);

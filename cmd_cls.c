@@ -14,7 +14,7 @@
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
-       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAST };
+       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -112,6 +112,9 @@ static const char *TRAIN_HELP =
     "Model (override the preset):\n"
     "  --arch hgrn2|hgrn1   the token mixer (default hgrn2): hgrn1 is HGRN1's element-wise recurrence (the paper's\n"
     "                       baseline), scanned both ways like HGRN2's, with its gated output norm; expand 1\n"
+    "  --mixer-layer fla|lra HGRN2's layer: fla (default), the language model's (flash-linear-attention's: q =\n"
+    "                       swish(q), o = S^T q / sqrt(K), RMSNorm, no biases); lra, the layer of the HGRN2\n"
+    "                       authors' LRA code (q = sigmoid(q), v = silu(v), o = S^T q, LayerNorm, biases)\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none\n"
     "  --dropout X          dropout on each mixer and GLU output in training\n"
@@ -162,7 +165,7 @@ static const char *TRAIN_HELP =
 // With --resume, the model and the optimization settings come from the checkpoint: flags that would set
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
-    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INPUT_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET,
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INPUT_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET, OC_LAYER,
                                 OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
                                 OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
@@ -255,7 +258,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"mixup", required_argument, 0, OC_MIXUP}, {"cutmix", required_argument, 0, OC_CUTMIX},
         {"mix-switch", required_argument, 0, OC_MIX_SWITCH}, {"mix-prob", required_argument, 0, OC_MIX_PROB},
         {"lr-per-epoch", required_argument, 0, OC_LR_PER_EPOCH}, {"warmup-lr", required_argument, 0, OC_WARMUP_LR},
-        {"arch", required_argument, 0, O_ARCH}, {0, 0, 0, 0}};
+        {"arch", required_argument, 0, O_ARCH}, {"mixer-layer", required_argument, 0, OC_LAYER}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
     int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
@@ -269,7 +272,7 @@ int cmd_cls_train(int argc, char **argv) {
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
     int64_t batch = 0, seq = 0, patch = 0;
-    int norm = 0, pos = 0, init = 0, arch = MIXER_CAUSAL, c;
+    int norm = 0, pos = 0, init = 0, arch = MIXER_CAUSAL, layer = LAYER_FLA, c;
     double dropout = 0, input_dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
     ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10, .max_bad_steps = 10};
@@ -301,6 +304,7 @@ int cmd_cls_train(int argc, char **argv) {
                 usage_error("--arch must be hgrn2 or hgrn1 for a classifier task, got '%s' (the transformer baseline is "
                             "for the language-model tasks and mqar)", optarg);
             break;
+        case OC_LAYER: layer = name_index("--mixer-layer", optarg, LAYER_NAMES, NLAYERS); break;
         case OC_PRESET:
             if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
                 usage_error("--preset must be imagenet-tiny or imagenet-small, got '%s'", optarg);
@@ -400,11 +404,13 @@ int cmd_cls_train(int argc, char **argv) {
         free(from);
     } else {
         // HGRN1's state is a vector: expand ratio 1, whatever the preset's
+        if (arch == MIXER_HGRN1 && layer != LAYER_FLA)
+            usage_error("--mixer-layer %s is a form of HGRN2's layer: not with --arch hgrn1", LAYER_NAMES[layer]);
         if (arch == MIXER_HGRN1 && expand > 1)
             usage_error("--expand-ratio %lld is not possible with --arch hgrn1: HGRN1's state is a vector, one value per "
                         "channel (leave --expand-ratio out)", (long long)expand);
         rs.c = (ClsConfig){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
-                           .K = arch == MIXER_HGRN1 ? 1 : (int)(expand ? expand : ps->K), .mixer = arch,
+                           .K = arch == MIXER_HGRN1 ? 1 : (int)(expand ? expand : ps->K), .mixer = arch, .layer = layer,
                            .norm = set[OC_NORM] ? norm : ps->norm,
                            .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
                            .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,

@@ -149,6 +149,9 @@ void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run_mean, floa
                         const float *w, const float *b, int64_t N, int C, double eps, double momentum, int train);
 void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int64_t N, int C);
+void cuda_lra_acts_fwd(float *q, float *v, const float *qfi, int64_t ld, int64_t N, int HK, int D, double s);
+void cuda_lra_acts_bwd(float *dqfi, int64_t ldd, const float *dq, const float *dv, const float *qfi, int64_t ld,
+                       int64_t N, int HK, int D, double s);
 void cuda_gelu_fwd(void *y, const float *x, int64_t n);
 void cuda_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n);
 void cuda_add_positions(float *x, int B, int T, int D);

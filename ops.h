@@ -204,6 +204,17 @@ void op_bias_add_opnd(opnd *y, const real *b, int64_t N, int C);     // y an ope
 void op_bias_bwd(real *db, const real *dy, int64_t N, int C);
 void op_bias_bwd_opnd(real *db, const opnd *dy, int64_t N, int C);   // dy an operand (the GLU's dgu)
 
+// ---- the activations of the authors' LRA layer (docs/classifier.md "The mixer layer: fla or lra") ----
+// qfi: rows of stride ld holding [q pre-activation (HK) | f logits (HK) | v pre-activation (D)]. Run after
+// op_gates_fwd on the same rows, these replace its q = swish(qpre) by q = s sigmoid(qpre) (s = sqrt(K) undoes
+// the recurrence's 1/sqrt(K): the LRA layer reads its state unscaled) and write v = silu(vpre).
+//                                                                          q [N,HK] (=), v [N,D] contiguous (=)
+void op_lra_acts_fwd(real *q, real *v, const real *qfi, int64_t ld, int64_t N, int HK, int D, double s);
+// Run after op_gates_bwd wrote dqfi's first 2 HK columns: its q columns become dq s sigmoid'(qpre) and its v
+// columns dv silu'(vpre) (dq [N,HK], dv [N,D] contiguous); the f columns are left as they are. (dqfi's q, v =)
+void op_lra_acts_bwd(real *dqfi, int64_t ldd, const real *dq, const real *dv, const real *qfi, int64_t ld,
+                     int64_t N, int HK, int D, double s);
+
 // ---- LayerNorm over the last dim C ----
 // y = (x - mean) rstd w + b per row, var the biased mean of (x - mean)^2, rstd = (var + eps)^-1/2, both
 // statistics in double, two passes. y an operand; mean[N], rstd[N] saved when not NULL.   (y =, mean =, rstd =)

@@ -23,6 +23,45 @@ __global__ void gelu_bwd_kernel(float *dx, const float *dy, const float *__restr
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// The LRA layer's activations (ops.h): q = s sigmoid(qpre) over each row's first HK columns, v = silu(vpre)
+// over its last D, one thread per element of the [N, HK + D] the two make together; the backward the same.
+// ---------------------------------------------------------------------------------------------------------
+__global__ void lra_acts_fwd_kernel(float *__restrict__ q, float *__restrict__ v, const float *__restrict__ qfi,
+                                    int64_t ld, int64_t N, int HK, int D, float sc) {
+    const int64_t W = (int64_t)HK + D;
+    GRID_STRIDE(i, N * W) {
+        const int64_t n = i / W, c = i % W;
+        float a, b;
+        if (c < HK) {
+            sigmoid2(qfi[n * ld + c], a, b);
+            q[n * HK + c] = sc * a;
+        } else {
+            const float x = qfi[n * ld + HK + c];   // column 2 HK + (c - HK)
+            sigmoid2(x, a, b);
+            v[n * D + (c - HK)] = x * a;
+        }
+    }
+}
+
+__global__ void lra_acts_bwd_kernel(float *__restrict__ dqfi, int64_t ldd, const float *__restrict__ dq,
+                                    const float *__restrict__ dv, const float *__restrict__ qfi, int64_t ld,
+                                    int64_t N, int HK, int D, float sc) {
+    const int64_t W = (int64_t)HK + D;
+    GRID_STRIDE(i, N * W) {
+        const int64_t n = i / W, c = i % W;
+        float a, b;
+        if (c < HK) {
+            sigmoid2(qfi[n * ld + c], a, b);
+            dqfi[n * ldd + c] = dq[n * HK + c] * sc * a * b;
+        } else {
+            const float x = qfi[n * ld + HK + c];
+            sigmoid2(x, a, b);
+            dqfi[n * ldd + HK + c] = dv[n * D + (c - HK)] * a * (1.f + x * b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // dropout: the hash of ops.h. mix64 is common.c's splitmix64 finaliser; this is a copy the device can call
 // (the tests compare the masks of both backends bit for bit).
 // ---------------------------------------------------------------------------------------------------------
@@ -125,6 +164,20 @@ extern "C" void cuda_gelu_bwd(float *dx, const float *dy, const float *x, int64_
     if (n <= 0) return;
     gelu_bwd_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(dx, dy, x, n);
     LAUNCH_CHECK("gelu_bwd");
+}
+
+extern "C" void cuda_lra_acts_fwd(float *q, float *v, const float *qfi, int64_t ld, int64_t N, int HK, int D, double s) {
+    if (N <= 0) return;
+    lra_acts_fwd_kernel<<<blocks_for(N * (HK + D), 256), 256, 0, g_stream>>>(q, v, qfi, ld, N, HK, D, (float)s);
+    LAUNCH_CHECK("lra_acts_fwd");
+}
+
+extern "C" void cuda_lra_acts_bwd(float *dqfi, int64_t ldd, const float *dq, const float *dv, const float *qfi,
+                                  int64_t ld, int64_t N, int HK, int D, double s) {
+    if (N <= 0) return;
+    lra_acts_bwd_kernel<<<blocks_for(N * (HK + D), 256), 256, 0, g_stream>>>(dqfi, ldd, dq, dv, qfi, ld, N, HK, D,
+                                                                             (float)s);
+    LAUNCH_CHECK("lra_acts_bwd");
 }
 
 extern "C" void cuda_dropout_fwd(float *y, const float *x, int64_t n, double p, uint64_t seed) {

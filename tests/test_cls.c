@@ -155,12 +155,13 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
 // S = diag(exp g) S + k v^T, o = S^T q / sqrt(K) run up to that pixel, evaluated here directly in double.
 // lines 0: all four directions; 1: the rows' two; 2: the columns' two (the series form's passes).
 // HGRN1 (mixer MIXER_HGRN1, K = Dv = 1, a head per channel): h = a h + silu(i) (1 - a), o = h, with i and f
-// channel h's columns of the first two blocks of qfi.
-static void scans_2d_explicit_of(int mixer, int S, int gh, int gw, int H, int K, int Dv, int lines) {
+// channel h's columns of the first two blocks of qfi. HGRN2's LRA layer (layer LAYER_LRA): the values v are
+// silu(v) and the state is read by sigmoid(q), unscaled.
+static void scans_2d_explicit_of(int mixer, int layer, int S, int gh, int gw, int H, int K, int Dv, int lines) {
     ClsConfig c = {.V = 5, .D = H * Dv, .L = 1, .K = K, .I = 4, .classes = 2, .ndoc = 1, .norm = NORM_LAYER,
                    .pos = POS_NONE, .lower_bound = 0, .eps = 1e-5, .scan = SCAN_2D, .grid_h = gh, .grid_w = gw,
-                   .mixer = mixer};
-    const int h1 = mixer == MIXER_HGRN1;
+                   .mixer = mixer, .layer = layer};
+    const int h1 = mixer == MIXER_HGRN1, lra = layer == LAYER_LRA;
     const char *bad = cls_config_finish(&c);
     if (bad) { printf("bad config: %s\n", bad); exit(1); }
     if (c.Dv != Dv) { printf("heads of this model have Dv = K\n"); exit(1); }
@@ -193,7 +194,10 @@ static void scans_2d_explicit_of(int mixer, int S, int gh, int gw, int H, int K,
                                 St[0] = exp(g) * St[0] + (1 - exp(g)) * ip / (1 + exp(-ip));
                             } else for (int i = 0; i < K; i++) {
                                 const double f = row[HK + h * K + i], g = -log1p(exp(-f)), kk = 1 - exp(g);
-                                for (int j = 0; j < Dv; j++) St[i * Dv + j] = exp(g) * St[i * Dv + j] + kk * row[2 * HK + h * Dv + j];
+                                for (int j = 0; j < Dv; j++) {
+                                    const double vp = row[2 * HK + h * Dv + j], vv = lra ? vp / (1 + exp(-vp)) : vp;
+                                    St[i * Dv + j] = exp(g) * St[i * Dv + j] + kk * vv;
+                                }
                             }
                             if (yy == y && xx == x) break;
                         }
@@ -201,8 +205,9 @@ static void scans_2d_explicit_of(int mixer, int S, int gh, int gw, int H, int K,
                         if (h1) { want[0] += St[0]; continue; }
                         for (int j = 0; j < Dv; j++)
                             for (int i = 0; i < K; i++) {
-                                const double qp = row[h * K + i], q = qp / (1 + exp(-qp));
-                                want[j] += St[i * Dv + j] * q / sqrt((double)K);
+                                const double qp = row[h * K + i];
+                                const double q = lra ? 1 / (1 + exp(-qp)) : qp / (1 + exp(-qp)) / sqrt((double)K);
+                                want[j] += St[i * Dv + j] * q;
                             }
                     }
                     for (int j = 0; j < Dv; j++) {
@@ -212,16 +217,16 @@ static void scans_2d_explicit_of(int mixer, int S, int gh, int gw, int H, int K,
                     }
                 }
     static const char *const what[3] = {"rows and columns", "rows", "columns"};
-    CHECK(worst < 1e-12, "%s 2-D scans (%s) over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g",
-          ARCH_NAMES[mixer], what[lines], gh, gw, H, K, Dv, worst);
-    printf("%s 2-D scans over %2d x %-2d along %-16s (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n",
-           ARCH_NAMES[mixer], gh, gw, what[lines], S, H, K, Dv, worst);
+    CHECK(worst < 1e-12, "%s (%s layer) 2-D scans (%s) over %d x %d (H %d, K %d, Dv %d) differ from the explicit sum by %.3g",
+          ARCH_NAMES[mixer], LAYER_NAMES[layer], what[lines], gh, gw, H, K, Dv, worst);
+    printf("%s %s 2-D scans over %2d x %-2d along %-16s (S %d, H %d, K %d, Dv %d) against the explicit sum: worst %.2g\n",
+           ARCH_NAMES[mixer], LAYER_NAMES[layer], gh, gw, what[lines], S, H, K, Dv, worst);
     free(St); free(qfi); free(o);
     cls_acts_free(a);
     cls_free(&m);
 }
 static void scans_2d_explicit(int S, int gh, int gw, int H, int K, int Dv, int lines) {
-    scans_2d_explicit_of(MIXER_CAUSAL, S, gh, gw, H, K, Dv, lines);
+    scans_2d_explicit_of(MIXER_CAUSAL, LAYER_FLA, S, gh, gw, H, K, Dv, lines);
 }
 
 // Image's augmentation: every augmented image is the original cropped from its 4-pixel mirrored padding and
@@ -726,13 +731,35 @@ int main(void) {
     ClsConfig h1s = ser;
     h1s.mixer = MIXER_HGRN1; h1s.K = 1;
     fd_cls(h1s, 2, 21, 35, "HGRN1, RGB pixels, series scans over 3 x 7, three layers");
-    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 0);
-    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 1);
-    scans_2d_explicit_of(MIXER_HGRN1, 2, 7, 9, 8, 1, 1, 2);
-    scans_2d_explicit_of(MIXER_HGRN1, 1, 1, 1, 3, 1, 1, 0);
+    scans_2d_explicit_of(MIXER_HGRN1, LAYER_FLA, 2, 7, 9, 8, 1, 1, 0);
+    scans_2d_explicit_of(MIXER_HGRN1, LAYER_FLA, 2, 7, 9, 8, 1, 1, 1);
+    scans_2d_explicit_of(MIXER_HGRN1, LAYER_FLA, 2, 7, 9, 8, 1, 1, 2);
+    scans_2d_explicit_of(MIXER_HGRN1, LAYER_FLA, 1, 1, 1, 3, 1, 1, 0);
     ClsConfig h1bad = h1;
     h1bad.K = 2;
     CHECK(cls_config_finish(&h1bad) != NULL, "HGRN1 with expand ratio 2 was accepted");
+    h1bad.K = 1; h1bad.layer = LAYER_LRA;
+    CHECK(cls_config_finish(&h1bad) != NULL, "HGRN1 with the LRA layer was accepted");
+    // HGRN2's LRA layer (--mixer-layer lra): sigmoid q, silu v, unscaled readout, LayerNorm, biased projections
+    ClsConfig lr = listops;
+    lr.layer = LAYER_LRA;
+    fd_cls(lr, 3, 7, 40, "LRA layer, BatchNorm, positions, lower bounds, T 7");
+    g_hgru_chunk = 64;
+    fd_cls(lr, 2, 70, 41, "LRA layer, chunked mixer, T 70");
+    g_hgru_chunk = 0;
+    ClsConfig lrt = text;
+    lrt.layer = LAYER_LRA;
+    fd_cls(lrt, 3, 6, 42, "LRA layer, LayerNorm, dropout 0.25, K 2");
+    ClsConfig lrp = pair;
+    lrp.layer = LAYER_LRA;
+    fd_cls(lrp, 2, 5, 43, "LRA layer, document pairs, three layers");
+    ClsConfig lrg = gray;
+    lrg.layer = LAYER_LRA; lrg.grid_h = 7; lrg.grid_w = 9;
+    fd_cls(lrg, 2, 63, 44, "LRA layer, gray pixels, 2-D scans over 7 x 9");
+    ClsConfig lrs = ser;
+    lrs.layer = LAYER_LRA;
+    fd_cls(lrs, 2, 21, 45, "LRA layer, RGB pixels, series scans over 3 x 7");
+    for (int lines = 0; lines < 3; lines++) scans_2d_explicit_of(MIXER_CAUSAL, LAYER_LRA, 2, 7, 9, 2, 4, 4, lines);
     patch_layout(4, 6, 2, 1);
     patch_layout(4, 6, 2, 3);
     patch_layout(6, 6, 3, 1);

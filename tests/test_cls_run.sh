@@ -115,6 +115,25 @@ expect 2 "--arch transformer on a classifier task" -- $H train --task lra-listop
 expect_msg "--arch must be hgrn2 or hgrn1 for a classifier task"
 expect 2 "--arch rwkv" -- $H train --task lra-listops --arch rwkv --data "$TMP/ex"; expect_msg "--arch must be hgrn2 or hgrn1"
 
+# --mixer-layer lra: HGRN2 with the authors' LRA layer; a byte-exact resume, eval, the refusals
+expect 0 "train --mixer-layer lra 30 steps" -- $H train --task lra-listops --mixer-layer lra --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/lra_a"
+grep -q "| model        | bidirectional classifier, HGRN2 (the LRA layer), 4 heads of key dim 4: 1 layers, dim 16" "$TMP/out" ||
+    fail "the startup table's model row of the LRA layer: $(grep '| model' "$TMP/out")"
+checks=$((checks + 1))
+lfirst=$(sed -n 2p "$TMP/lra_a/log.tsv" | cut -f3)
+[ -n "$lfirst" ] && [ "$lfirst" != "$h2first" ] && ok "the LRA layer trains another model (first loss $lfirst)" || fail "the LRA layer's first loss '$lfirst'"
+expect 0 "the LRA layer, stop at step 12" -- $H train --task lra-listops --mixer-layer lra --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/lra_b"
+expect 2 "resume with --mixer-layer" -- $H train --resume --out "$TMP/lra_b" --mixer-layer fla; expect_msg "cannot change on --resume"
+expect 0 "resume the LRA layer's run" -- $H train --resume --out "$TMP/lra_b" --threads 2 "${PROG[@]}"
+checks=$((checks + 1))
+cmp -s "$TMP/lra_a/model.ckpt" "$TMP/lra_b/model.ckpt" && cmp -s "$TMP/lra_a/log.tsv" "$TMP/lra_b/log.tsv" &&
+    ok "the LRA layer: the resumed run ends in the identical checkpoint and log" || fail "the LRA layer: the resumed run differs"
+expect 0 "eval the LRA layer's model" -- $H eval --task lra-listops --ckpt "$TMP/lra_a/model.ckpt" --threads 2
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of the LRA layer: $(tail -n 1 "$TMP/out")"
+expect 2 "--mixer-layer lra --arch hgrn1" -- $H train --task lra-listops --arch hgrn1 --mixer-layer lra --data "$TMP/ex"
+expect_msg "--mixer-layer lra is a form of HGRN2's layer"
+expect 2 "--mixer-layer other" -- $H train --task lra-listops --mixer-layer other --data "$TMP/ex"; expect_msg "mixer-layer"
+
 # --keep and best.ckpt (the best validation accuracy); non-finite steps skipped, then the stop
 expect 0 "train 30 steps keeping 1" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 \
     --keep 1 --out "$TMP/keep"
@@ -315,6 +334,7 @@ badp "patch 2048" "patch = 2048 is out of range \[0, 1024\]" 32 2048
 badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 0
 badp "an arch that is none" "arch = 5 is neither hgrn2 (0) nor hgrn1 (1)" 37 5
 badp "hgrn1 with expand ratio 4" "an hgrn1 model with expand-ratio 4 (HGRN1's is 1)" 37 1
+badp "a mixer layer that is none" "mixer layer = 2 is out of range \[0, 1\]" 38 2
 # version 2 files (no patch field, no final-norm field, no augmentation, target, schedule or arch fields) still read, as models without patches: the
 # ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
@@ -322,19 +342,19 @@ import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 8 and struct.unpack_from('<q', b, 16)[0] == 38
+assert struct.unpack_from('<q', b, 8)[0] == 8 and struct.unpack_from('<q', b, 16)[0] == 39
 # patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 23 floats, seven of them
 # (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation,
 # then the input dropout (the preset's 0.1), which version 2 reads as the dropout (0): evaluation uses neither
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 38)] == [0, 0, 0, 1, 0, 0]
-fl = 24 + 8 * 38
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 39)] == [0, 0, 0, 1, 0, 0, 0]
+fl = 24 + 8 * 39
 assert struct.unpack_from('<q', b, fl)[0] == 23
 assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 23)] == [0, 0, 0, 0, 0.5, 1, 1e-6, 0.1]
 assert struct.unpack_from('<d', b, fl + 8)[0] == 0
 del b[fl + 8 + 8 * 15:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 38]
+del b[24 + 8 * 32:24 + 8 * 39]
 seal.write(dst, b)
 EOF2
 checks=$((checks + 1))

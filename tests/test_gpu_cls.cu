@@ -331,6 +331,33 @@ static void test_gelu(void) {
     }
 }
 
+// The LRA layer's activations: q = s sigmoid over the first HK columns of rows of stride ld, v = silu over the
+// last D, and their backward into the same strided rows, whose f columns must keep their values.
+static void test_lra_acts(void) {
+    struct { int64_t N; int HK, D; } cf[] = {{1, 4, 4}, {63, 64, 64}, {65, 256, 128}, {4096, 128, 512}};
+    for (auto c : cf) {
+        if (g_quick && c.N > 100) continue;
+        const int64_t N = c.N, ld = 2 * c.HK + c.D + 3, nq = N * c.HK, nv = N * c.D;
+        const double sc = sqrt(4.0);
+        seed(450 + N);
+        Vec qfi = randn(N * ld, 4), dq = randn(nq), dv = randn(nv), q(nq), v(nv), dqfi = randn(N * ld);
+        const Vec dqfi0 = dqfi;
+        op_lra_acts_fwd(q.data(), v.data(), qfi.data(), ld, N, c.HK, c.D, sc);
+        op_lra_acts_bwd(dqfi.data(), ld, dq.data(), dv.data(), qfi.data(), ld, N, c.HK, c.D, sc);
+        Pool P;
+        float *gqfi = P.up(qfi), *gdq = P.up(dq), *gdv = P.up(dv), *gq = P.f(nq), *gv = P.f(nv), *gd = P.up(dqfi0);
+        char shape[64];
+        snprintf(shape, sizeof shape, "N %lld HK %d D %d", (long long)N, c.HK, c.D);
+        poison(gq, nq * 4);
+        poison(gv, nv * 4);
+        cuda_lra_acts_fwd(gq, gv, gqfi, ld, N, c.HK, c.D, sc);
+        cuda_lra_acts_bwd(gd, ld, gdq, gdv, gqfi, ld, N, c.HK, c.D, sc);
+        compare("lra_acts_fwd q", shape, down(gq, nq), q, TOL_EW);
+        compare("lra_acts_fwd v", shape, down(gv, nv), v, TOL_EW);
+        compare("lra_acts_bwd dqfi (q and v columns; f columns kept)", shape, down(gd, N * ld), dqfi, TOL_EW);
+    }
+}
+
 static void test_dropout(void) {
     const int64_t ns[] = {1, 63, 64, 65, 1000003};
     const double ps[] = {0, 0.1, 0.5};
@@ -627,6 +654,7 @@ int main(int argc, char **argv) {
     test_layernorm();
     test_batchnorm();
     test_gelu();
+    test_lra_acts();
     test_dropout();
     test_positions();
     test_pool();

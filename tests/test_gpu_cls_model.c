@@ -490,6 +490,24 @@ int main(int argc, char **argv) {
     one_step("HGRN1, RGB pixels, 2-D scans over 7 x 9", h1i, 3, 63, 0, 1e-5, 1e-4);
     h1i.scan = SCAN_SERIES;
     one_step("HGRN1, RGB pixels, series scans over 7 x 9", h1i, 3, 63, 0, 1e-5, 1e-4);
+    // HGRN2's LRA layer (--mixer-layer lra): sigmoid q, silu v, the unscaled readout, LayerNorm, biases; on the
+    // 2-D images also through the column gather where the backend does not read columns in place
+    ClsConfig lr = listops;
+    lr.layer = LAYER_LRA;
+    one_step("LRA layer, BatchNorm, positions, T 65", lr, 4, 65, 0, 1e-5, 1e-4);
+    one_step("LRA layer, BatchNorm, positions, T 4096", lr, 2, 4096, 0, 1e-5, 1e-4);
+    one_step("LRA layer, BatchNorm, positions, T 65", lr, 4, 65, 2, 1e-2, 3e-2);
+    ClsConfig lrp = pair;
+    lrp.layer = LAYER_LRA;
+    one_step("LRA layer, pairs, T 300", lrp, 3, 300, 0, 1e-5, 1e-4);
+    ClsConfig lri = img;
+    lri.layer = LAYER_LRA; lri.patch = 0; lri.grid_h = 7; lri.grid_w = 9;
+    one_step("LRA layer, RGB pixels, 2-D scans over 7 x 9", lri, 3, 63, 0, 1e-5, 1e-4);
+    lri.scan = SCAN_SERIES;
+    one_step("LRA layer, RGB pixels, series scans over 7 x 9", lri, 3, 63, 0, 1e-5, 1e-4);
+    ClsConfig lrx = lri;     // K = Dv = 8: heads the GPU's column scans do not read in place, so it gathers them
+    lrx.scan = SCAN_2D; lrx.K = 8;
+    one_step("LRA layer, RGB pixels, K 8 (columns gathered), 2-D scans over 7 x 9", lrx, 3, 63, 0, 1e-5, 1e-4);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }
