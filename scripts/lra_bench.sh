@@ -3,7 +3,7 @@
 # generated at the official size, Pathfinder-32 and Path-X generated, Fashion-MNIST from Debian's package),
 # then trains each preset for a few steps and prints its examples/s, batch shape and peak memory.
 #   bash scripts/lra_bench.sh [--steps N] [--data DIR] [--device cuda|cpu] [--tasks "listops pathfinder ..."]
-#                             [--placeholder]
+#                             [--placeholder] [-- more flags for hgrn2 train, e.g. --arch hgrn1]
 # Tasks: listops, pathfinder, pathx, fmnist (Fashion-MNIST through the lra-image preset); Text, Retrieval and
 # CIFAR-10 need their official files (put prepared example folders at DIR/text, DIR/aan, DIR/cifar10 and
 # name them in --tasks as text, retrieval, image); with --placeholder, Text and Retrieval without such a
@@ -18,11 +18,13 @@ while [ $# -gt 0 ]; do
         --device) device=$2; shift ;;
         --tasks) tasks=$2; shift ;;
         --placeholder) placeholder=1 ;;
-        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; break ;;
+        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "lra_bench.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
     [ $# -gt 0 ] && shift
 done
+extra=("$@")
 [ -x ./hgrn2 ] || { echo "lra_bench.sh: ./hgrn2 not found: build it first (make)" >&2; exit 1; }
 mkdir -p "$data"
 H=./hgrn2
@@ -68,8 +70,10 @@ for t in $tasks; do
         *) echo "lra_bench.sh: unknown task '$t'" >&2; continue ;;
     esac
     log=$data/bench-$t.log
+    rm -rf "$data/bench-run-$t"     # a scratch run, made again each time
     $H train --task "$task" --data "$dir" --out "$data/bench-run-$t" --device "$device" --steps "$steps" \
-        --eval-every 0 --ckpt-every 0 --log-every 5 > "$log" 2>&1 || { echo "$t: training failed (see $log)"; continue; }
+        --eval-every 0 --ckpt-every 0 --log-every 5 ${extra[@]+"${extra[@]}"} > "$log" 2>&1 ||
+        { echo "$t: training failed (see $log)"; continue; }
     # the last progress line's rate (past the first steps' start-up) and the summary's memory
     rate=$(grep -E '^step' "$log" | tail -n 1 | grep -oE '[0-9.]+ ex/s')
     model=$(grep -E '^\| (model|parameters)' "$log" | sed 's/^| *//' | tr '\n' ';')
