@@ -118,7 +118,9 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 # the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
 echo
-echo "best held-out accuracy over lr in { $lrs }${seeds:+ and seed in { $seeds }} ($examples examples each), rows D, columns T/pairs:"
+over_seeds=""
+[ -n "$seeds" ] && over_seeds=" and seed in { $seeds }"
+echo "best held-out accuracy over lr in { $lrs }$over_seeds ($examples examples each), rows D, columns T/pairs:"
 {
     printf '%-6s' "D"
     for shape in $shapes; do parse_shape "$shape"; printf '  %-16s' "T $T/$P"; done

@@ -46,7 +46,8 @@ expect 0 "resume after Ctrl-C" -- $H train --resume --out "$TMP/int" --steps "$(
 # the sweep script, a tiny grid
 expect 0 "scripts/mqar_sweep.sh --device cpu --tiny" -- bash scripts/mqar_sweep.sh --device cpu --tiny --out "$TMP/sweep"
 checks=$((checks + 1))
-if grep -Eq '^64 +[0-9.]+ \(.*\) +[0-9.]+ \(' "$TMP/out"; then ok "the sweep prints a row of accuracies for D 64"
+if grep -Eq '^64 +[0-9.]+ \(.*\) +[0-9.]+ \(' "$TMP/out" && grep -q "over lr in { 1e-2 3e-3 } (64 examples each)" "$TMP/out"
+then ok "the sweep prints its title and a row of accuracies for D 64"
 else fail "the sweep's table"; tail -4 "$TMP/out"; fi
 # a shape with its own steps and batch: its run trains that long, in a directory that names them
 expect 0 "mqar_sweep.sh with a shape's own steps and batch" -- bash scripts/mqar_sweep.sh --device cpu --dims 64 \
@@ -65,7 +66,7 @@ checks=$((checks + 1))
 d3="$TMP/sweep4/d64_t32_p2_lr1e-2_s6_b8_seed3" d4="$TMP/sweep4/d64_t32_p2_lr1e-2_s6_b8_seed4"
 best=$(cat "$d3/accuracy" "$d4/accuracy" 2>/dev/null | sort -g | tail -n 1)
 if [ -s "$d3/log.tsv" ] && [ -s "$d4/log.tsv" ] && ! cmp -s <(cut -f2 "$d3/log.tsv") <(cut -f2 "$d4/log.tsv") && [ -n "$best" ] &&
-    grep -Eq "^64 +$(printf '%.4f' "$best") \(1e-2\)" "$TMP/out" && grep -q "and seed in { 3 4 }" "$TMP/out"
+    grep -Eq "^64 +$(printf '%.4f' "$best") \(1e-2\)" "$TMP/out" && grep -q "over lr in { 1e-2 } and seed in { 3 4 } (32 examples" "$TMP/out"
 then ok "a run per seed, and the best of them in the table"
 else fail "--seeds"; ls "$TMP/sweep4"; tail -n 3 "$TMP/out"; fi
 expect 2 "mqar_sweep.sh with a bad seed" -- bash scripts/mqar_sweep.sh --device cpu --seeds "1 x" --out "$TMP/sweep5"
