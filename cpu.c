@@ -6,23 +6,12 @@
 // the number of threads (static partitions of independent outputs; reductions over rows run per column in
 // row order, or over fixed-size blocks combined in block order). No float atomics anywhere.
 #include "common.h"
+#include "cpu_math.h"
 #include "ops.h"
 #include <math.h>
 #include <omp.h>
 #if defined(__SSE2__)
 #include <xmmintrin.h>
-#endif
-
-#ifdef HGRN2_F64
-#define rexp exp
-#define rlog log
-#define rlog1p log1p
-#define rfabs fabs
-#else
-#define rexp expf
-#define rlog logf
-#define rlog1p log1pf
-#define rfabs fabsf
 #endif
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -74,15 +63,6 @@ static inline double sumsq_d(const real *restrict a, int64_t n) {
 static inline void axpy(real *restrict y, real a, const real *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
-
-// sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each to full relative precision (exp never overflows).
-static inline void sigmoid2(real x, real *s, real *sn) {
-    real e = rexp(-rfabs(x));
-    real r = 1 / (1 + e);
-    if (x >= 0) { *s = r; *sn = e * r; }
-    else        { *s = e * r; *sn = r; }
-}
-static inline real sigmoid(real x) { real s, sn; sigmoid2(x, &s, &sn); return s; }
 
 // ---------------------------------------------------------------------------------------------------------
 // dense: a blocked GEMM  C[M,N] (= or +=) sum_k A(m,k) B(k,n)  with arbitrary strides on A and B

@@ -8,17 +8,10 @@
 // lose about sqrt(N) ulps. Column sums are parallel over blocks of CB columns, each summed in row order by the
 // thread that owns the block; a row's sums keep LANES partial sums combined in a fixed tree.
 #include "common.h"
+#include "cpu_math.h"
 #include "ops.h"
 #include <math.h>
 #include <omp.h>
-
-#ifdef HGRN2_F64
-#define rexp exp
-#define rerfc erfc
-#else
-#define rexp expf
-#define rerfc erfcf
-#endif
 
 #define CB 16      // columns per block of the column sums: one 64-byte line of floats per row
 #define LANES 8    // partial sums of a row sum
@@ -69,22 +62,16 @@ void op_bias_bwd(real *db, const real *dy, int64_t N, int C) {
 
 void op_bias_bwd_opnd(real *db, const opnd *dy, int64_t N, int C) { op_bias_bwd(db, dy, N, C); }
 
-// The LRA layer's activations: sigmoid from exp(-|x|) (no overflow), silu(x) = x sigmoid(x) and its
-// derivative sigmoid(x) (1 + x sigmoid(-x)), as the gates' swish in cpu.c.
-static inline void lra_sig2(real x, real *s, real *sn) {
-    const real e = rexp(-(x < 0 ? -x : x)), r = 1 / (1 + e);
-    if (x >= 0) { *s = r; *sn = e * r; }
-    else        { *s = e * r; *sn = r; }
-}
-
+// The LRA layer's activations (sigmoid2 of cpu_math.h): silu(x) = x sigmoid(x), its derivative
+// sigmoid(x) (1 + x sigmoid(-x)), as the gates' swish in cpu.c.
 void op_lra_acts_fwd(real *q, real *v, const real *qfi, int64_t ld, int64_t N, int HK, int D, double s) {
     const real sc = (real)s;
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const real *row = qfi + n * ld, *vp = row + 2 * HK;
         real *qr = q + n * HK, *vr = v + n * D, a, b;
-        for (int c = 0; c < HK; c++) { lra_sig2(row[c], &a, &b); qr[c] = sc * a; }
-        for (int c = 0; c < D; c++) { lra_sig2(vp[c], &a, &b); vr[c] = vp[c] * a; }
+        for (int c = 0; c < HK; c++) { sigmoid2(row[c], &a, &b); qr[c] = sc * a; }
+        for (int c = 0; c < D; c++) { sigmoid2(vp[c], &a, &b); vr[c] = vp[c] * a; }
     }
 }
 
@@ -95,8 +82,8 @@ void op_lra_acts_bwd(real *dqfi, int64_t ldd, const real *dq, const real *dv, co
     for (int64_t n = 0; n < N; n++) {
         const real *row = qfi + n * ld, *vp = row + 2 * HK, *dqr = dq + n * HK, *dvr = dv + n * D;
         real *dr = dqfi + n * ldd, *dvo = dr + 2 * HK, a, b;
-        for (int c = 0; c < HK; c++) { lra_sig2(row[c], &a, &b); dr[c] = dqr[c] * sc * a * b; }
-        for (int c = 0; c < D; c++) { lra_sig2(vp[c], &a, &b); dvo[c] = dvr[c] * a * (1 + vp[c] * b); }
+        for (int c = 0; c < HK; c++) { sigmoid2(row[c], &a, &b); dr[c] = dqr[c] * sc * a * b; }
+        for (int c = 0; c < D; c++) { sigmoid2(vp[c], &a, &b); dvo[c] = dvr[c] * a * (1 + vp[c] * b); }
     }
 }
 
