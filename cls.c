@@ -37,7 +37,8 @@ const char *cls_config_finish(ClsConfig *c) {
     if (c->mixer == MIXER_HGRN1 && c->K != 1)
         return "--arch hgrn1 needs --expand-ratio 1: HGRN1's state is a vector, one value per channel";
     if (c->layer < 0 || c->layer >= NLAYERS) return "--mixer-layer must be fla or lra";
-    if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL) return "--mixer-layer lra is HGRN2's: not with --arch hgrn1";
+    if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL)
+        return "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1";
     if (c->fnorm_plain != 0 && c->fnorm_plain != 1) return "the final norm is the model's (0) or a plain RMSNorm (1)";
     if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";

@@ -403,9 +403,8 @@ int cmd_cls_train(int argc, char **argv) {
         printf("resuming %s at step %lld of %lld\n", from, (long long)rs.step, (long long)rs.h.steps);
         free(from);
     } else {
-        // HGRN1's state is a vector: expand ratio 1, whatever the preset's
-        if (arch == MIXER_HGRN1 && layer != LAYER_FLA)
-            usage_error("--mixer-layer %s is a form of HGRN2's layer: not with --arch hgrn1", LAYER_NAMES[layer]);
+        // HGRN1's state is a vector: expand ratio 1, whatever the preset's (the mixer and its layer are checked
+        // with the rest of the configuration below)
         if (arch == MIXER_HGRN1 && expand > 1)
             usage_error("--expand-ratio %lld is not possible with --arch hgrn1: HGRN1's state is a vector, one value per "
                         "channel (leave --expand-ratio out)", (long long)expand);
