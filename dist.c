@@ -95,19 +95,23 @@ static int mpi_count(int64_t n) {
     return (int)n;
 }
 
-// Waits for a request without spinning: polls at first (a collective in step with the others ends within
-// microseconds), then sleeps between polls, up to a millisecond.
-static void mpi_wait_sleeping(MPI_Request *req) {
+// Waits for requests without spinning: polls at first (a collective in step with the others ends within
+// microseconds), then sleeps between polls, up to a millisecond. Every collective waits so: a process that
+// reaches one early (its peers still in their backward, or rank 0 writing a checkpoint) would otherwise
+// poll a core at full speed for as long as it waits, against its peers and anything else on the machine.
+static void mpi_waitall_sleeping(int n, MPI_Request *req) {
     long ns = 1000;
     for (int polls = 0;; polls++) {
         int done = 0;
-        MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        MPI_CHECK(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE));
         if (done) return;
         if (polls < 100) continue;
         nanosleep(&(struct timespec){0, ns}, NULL);
         if (ns < 1000000) ns *= 2;
     }
 }
+
+static void mpi_wait_sleeping(MPI_Request *req) { mpi_waitall_sleeping(1, req); }
 #endif
 
 // Open MPI waits by polling; it yields the core to other processes between polls only when told to
@@ -199,7 +203,9 @@ void dist_allreduce_host(double *x, int n, DistOp op) {
     if (g_dist.nccl) { cuda_nccl_allreduce_host(x, n, op == DIST_MAX); return; }
 #endif
 #ifdef HGRN2_MPI
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, op == DIST_MAX ? MPI_MAX : MPI_SUM, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, op == DIST_MAX ? MPI_MAX : MPI_SUM, MPI_COMM_WORLD, &req));
+    mpi_wait_sleeping(&req);
 #endif
 }
 
@@ -277,7 +283,7 @@ void dist_reduce_end(void) {
     if (g_dist.nccl) cuda_nccl_reduce_wait();
 #endif
 #ifdef HGRN2_MPI
-    if (g_dist.mpi && !g_dist.nccl) MPI_CHECK(MPI_Waitall(g_red.nreq, g_red.req, MPI_STATUSES_IGNORE));
+    if (g_dist.mpi && !g_dist.nccl) mpi_waitall_sleeping(g_red.nreq, g_red.req);
     g_red.nreq = 0;
 #endif
     g_red.active = 0;
@@ -289,7 +295,9 @@ void dist_all_gather(real *x, int64_t part) {
     if (g_dist.nccl) { cuda_nccl_all_gather(x, part); return; }
 #endif
 #ifdef HGRN2_MPI
-    MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, mpi_count(part), MPI_REAL_T, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, mpi_count(part), MPI_REAL_T, MPI_COMM_WORLD, &req));
+    mpi_wait_sleeping(&req);
 #endif
 }
 
@@ -299,7 +307,9 @@ void dist_gather_host(const real *part_buf, int64_t part, real *all) {
     if (g_dist.nccl) { cuda_nccl_gather_host(part_buf, part, all); return; }
 #endif
 #ifdef HGRN2_MPI
-    MPI_CHECK(MPI_Gather(part_buf, mpi_count(part), MPI_REAL_T, all, mpi_count(part), MPI_REAL_T, 0, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(MPI_Igather(part_buf, mpi_count(part), MPI_REAL_T, all, mpi_count(part), MPI_REAL_T, 0, MPI_COMM_WORLD, &req));
+    mpi_wait_sleeping(&req);
 #endif
 }
 
