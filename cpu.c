@@ -1118,6 +1118,11 @@ void op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dou
     }
 }
 
+void op_kv_append(real *cache, int64_t ldc, int ctx, int pos0, const real *x, int64_t ldx, int B, int T, int C) {
+    for (int64_t r = 0; r < (int64_t)B * T; r++)
+        memcpy(cache + ((r / T) * ctx + pos0 + r % T) * ldc, x + r * ldx, (size_t)C * sizeof(real));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------

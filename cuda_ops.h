@@ -111,6 +111,20 @@ int cuda_hgru_cols_direct(int K, int Dv);
 // to fill the card (mixer_small.cuh); for the tests, mode 1 chunks them always, 0 never, -1 (the default) decides.
 void cuda_hgru_small_chunks(int mode);
 
+// ---- Transformer++ (cuda/attention.cuh): plain fp32 kernels; heads of at most CUDA_ATTENTION_MAX_HD values ----
+// The rotation's angles, cos and sin in double as on the CPU. The attention is flash style (online softmax,
+// keys streamed through shared memory, no T x T scratch); its backward recomputes p from lse in three kernels
+// (delta = do . o, then dq per query tile, dk and dv per key tile) with no atomics: deterministic.
+#define CUDA_ATTENTION_MAX_HD 256
+void cuda_rope_fwd(float *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta);
+void cuda_rope_bwd(float *dx, int64_t lddx, int B, int T, int H, int hd, double theta);
+void cuda_attention_fwd(float *o, float *lse, const float *q, int64_t ldq, const float *k, const float *v,
+                        int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd);
+void cuda_attention_bwd(float *dq, float *dk, float *dv, int64_t ldd, const float *dout, const float *q,
+                        const float *k, const float *v, int64_t ld, const float *o, const float *lse, int B, int T,
+                        int H, int hd);
+void cuda_kv_append(float *cache, int64_t ldc, int ctx, int pos0, const float *x, int64_t ldx, int B, int T, int C);
+
 // ---- SwiGLU ----
 void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I);
 void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int I);

@@ -20,6 +20,8 @@
 //   mixer_chunk.cuh  the HGRU2 recurrence in chunks on tensor cores: prep, state sweep, backward products, dq/dk/dg
 //   mixer.cuh        the token mixer's ops, choosing between the two forms
 //   hgrn1.cuh        HGRN1's element-wise recurrence (a chunked parallel scan) and its gated output RMSNorm
+//   attention.cuh    the Transformer++: rotary positions, causal softmax attention (flash style, fp32) and its
+//                    backward, the key/value cache's append
 //   classifier.cuh   softmax cross-entropy and the fused classifier of training
 //   adamw.cuh        the AdamW update with the weights' bf16 copies
 //   norms_cls.cuh    the classifier's per-channel ops: biases, LayerNorm, BatchNorm, their column sums in double
@@ -37,6 +39,7 @@
 #include "cuda/mixer_small.cuh"
 #include "cuda/mixer.cuh"
 #include "cuda/hgrn1.cuh"
+#include "cuda/attention.cuh"
 #include "cuda/classifier.cuh"
 #include "cuda/adamw.cuh"
 #include "cuda/norms_cls.cuh"

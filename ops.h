@@ -150,6 +150,9 @@ void op_attention_fwd(real *o, real *lse, const real *q, int64_t ldq, const real
 // dout: [B,T,H hd] contiguous; dq, dk, dv: rows of stride ldd.                      (dq =, dk =, dv =)
 void op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dout, const real *q, const real *k,
                       const real *v, int64_t ld, const real *o, const real *lse, int B, int T, int H, int hd);
+// Decoding: the new rows join a key/value cache. Row (b, t) of x ([B,T], stride ldx; C values) is copied to
+// position pos0 + t of sequence b of the cache, whose sequences hold ctx rows of stride ldc.        (cache =)
+void op_kv_append(real *cache, int64_t ldc, int ctx, int pos0, const real *x, int64_t ldx, int B, int T, int C);
 
 // ---- SwiGLU ----
 // gu: rows [gate (I) | up (I)] of length 2I. h[N,I] = swish(gate) * up. gu, h and dgu are operands  (h =)

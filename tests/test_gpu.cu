@@ -14,6 +14,9 @@
 //   hgru backward dq, dk, dv: 2e-5; dg: 5e-5, because the GPU gets it from the identity dg_t =
 //     sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels: float rounding of dq and dk (1e-7) grows to ~5e-6 at
 //     T = 2048 (the CPU recurrent oracle computes dg directly)
+//   rotary positions: 2e-6, as the elementwise ops (angles, cos and sin in double on both sides)
+//   attention: 4 u sqrt(n) with u = 2^-24, n = hd + Tk for the forward, 2 hd + T for the backward (derived
+//     above test_attention_one): 3e-6 at T 63 and hd 64, 8e-6 at T 1000 and hd 128
 //   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
 //   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-8 relative (~2^-9 in the
 //     mean square), a product of two by ~2^-8.5 in the mean square, and a sum of products of mixed signs keeps
@@ -713,6 +716,144 @@ static void test_rmsnorm_gated(void) {
 }
 
 // ======================================================================================================
+// the Transformer++: rotary positions, causal softmax attention, the key/value cache's append
+// ======================================================================================================
+// Rotary positions: rows of stride ldx, the first H hd columns rotated in place, the rest untouched (the model
+// turns q and k, 2H heads, in rows of [q | k | v]). pos0 up to a million: the angles are made in double on
+// both sides, so the rotation agrees to the rounding of each result (TOL_EW).
+static void test_rope(void) {
+    struct { int B, T, H, hd, pos0; int64_t ldx; } sh[] = {
+        {1, 1, 1, 2, 0, 2},  {2, 63, 4, 64, 0, 4 * 64 + 5}, {2, 65, 2 * 3, 128, 0, 3 * 3 * 128},
+        {3, 7, 2, 32, 100, 3 * 32}, {1, 200, 4, 48, 1000000, 4 * 48 + 1}, {4, 2048, 12, 64, 0, 18 * 64}};
+    for (auto s : sh) {
+        const int64_t rows = (int64_t)s.B * s.T, n = rows * s.ldx;
+        if (g_quick && n > 100000) continue;
+        seed(3000 + s.B * 7 + s.T * 3 + s.H + s.hd + s.pos0 % 97);
+        const Vec x = randn(n);
+        Vec xf = x, xb = x;
+        op_rope_fwd(xf.data(), s.ldx, s.B, s.T, s.H, s.hd, s.pos0, 10000.0);
+        op_rope_bwd(xb.data(), s.ldx, s.B, s.T, s.H, s.hd, 10000.0);
+        Pool P;
+        float *gx = P.up(x), *gb = P.up(x);
+        cuda_rope_fwd(gx, s.ldx, s.B, s.T, s.H, s.hd, s.pos0, 10000.0);
+        cuda_rope_bwd(gb, s.ldx, s.B, s.T, s.H, s.hd, 10000.0);
+        char shape[96];
+        snprintf(shape, sizeof shape, "B%d T%d H%d hd%d pos0 %d ld%lld", s.B, s.T, s.H, s.hd, s.pos0, (long long)s.ldx);
+        compare("rope_fwd x (in place)", shape, down(gx, n), xf, TOL_EW);
+        compare("rope_bwd dx (in place)", shape, down(gb, n), xb, TOL_EW);
+    }
+}
+
+// Attention against the CPU, with tolerances derived from fp32 rounding. u = 2^-24 is float's unit roundoff. A
+// float sum of n terms of mixed signs, whose partial sums stay about the size of the result, is off by about
+// u sqrt(n/2) relative (independent roundings, a random walk of partial sums). Here q, k, v and do have entries
+// of unit variance, so a score s = q . k / sqrt(hd) is about 1 and its absolute error about u sqrt(hd/2), which
+// moves every weight p = exp(s - m) by that much relative, hence o = sum_j p_j v_j / l too; the sum over the Tk
+// keys adds u sqrt(Tk/2). The CPU's rounding is of the same size or smaller (its dots run in 16 lanes) and
+// independent of the GPU's: the difference is about u sqrt(hd + Tk) in the 2-norm. The backward has one more
+// hd-long dot before its sums (dp = do . v, with dp - delta of the same size as dp), and sums over up to T keys
+// (dq) or queries (dk, dv): u sqrt(2 hd + T). The checks hold 4 times that (for the few fixed roundings, exp's
+// ulp and the division by l, and the spread about the typical size); compare() holds the largest elementwise
+// error to 10 times it. Larger scores scale the scores' absolute errors with them: the sharp case, with q 4
+// times larger, gets 4 times the tolerance.
+static double att_tol(int64_t n, double sharp) { return 4 * sharp * 0x1p-24 * sqrt((double)n); }
+
+// Training form (Tq = Tk = T): q, k, v read in place from rows [q | k | v] of stride 3D (D = H hd), as the model
+// keeps them; o and lse against the CPU's; then the backward from the CPU's o and lse, its dq, dk, dv written
+// into the columns of rows of stride 3D + 4 whose 4 last values must come back untouched.
+static void test_attention_one(int B, int T, int H, int hd, double sharp) {
+    const int64_t D = (int64_t)H * hd, ld = 3 * D, ldd = 3 * D + 4, rows = (int64_t)B * T;
+    seed(3100 + B * 13 + T * 7 + H * 3 + hd + (int)sharp);
+    Vec qkv = randn(rows * ld), dout = randn(rows * D), d0 = randn(rows * ldd);
+    if (sharp != 1)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < D; c++) qkv[r * ld + c] *= (float)sharp;
+    Vec o(rows * D), lse(rows * H), d = d0;
+    const float *q = qkv.data(), *k = q + D, *v = q + 2 * D;
+    op_attention_fwd(o.data(), lse.data(), q, ld, k, v, ld, T * ld, B, T, T, H, hd);
+    op_attention_bwd(d.data(), d.data() + D, d.data() + 2 * D, ldd, dout.data(), q, k, v, ld, o.data(), lse.data(), B,
+                     T, H, hd);
+    Pool P;
+    float *gqkv = P.up(qkv), *gdo = P.up(dout), *gco = P.up(o), *gcl = P.up(lse), *go = P.f(o.size()),
+          *gl = P.f(lse.size()), *gd = P.up(poisoned_rows(d0, rows, ldd, 3 * D));
+    char shape[96];
+    snprintf(shape, sizeof shape, "B%d T%d H%d hd%d%s", B, T, H, hd, sharp != 1 ? " sharp" : "");
+    const double tf = att_tol(hd + T, sharp), tb = att_tol(2 * hd + T, sharp);
+    poison(go, o.size() * 4);
+    poison(gl, lse.size() * 4);
+    cuda_attention_fwd(go, gl, gqkv, ld, gqkv + D, gqkv + 2 * D, ld, T * ld, B, T, T, H, hd);
+    compare("attention_fwd o", shape, down(go, o.size()), o, tf);
+    compare("attention_fwd lse", shape, down(gl, lse.size()), lse, tf);
+    poison(go, o.size() * 4);
+    cuda_attention_fwd(go, NULL, gqkv, ld, gqkv + D, gqkv + 2 * D, ld, T * ld, B, T, T, H, hd);
+    compare("attention_fwd o (no lse)", shape, down(go, o.size()), o, tf);
+    cuda_attention_bwd(gd, gd + D, gd + 2 * D, ldd, gdo, gqkv, gqkv + D, gqkv + 2 * D, ld, gco, gcl, B, T, H, hd);
+    // dq, dk, dv apart (each to its own size), and the gaps, which must hold the host's values to the bit
+    const Vec gdh = down(gd, d.size());
+    Vec a[4], c[4];
+    for (int w = 0; w < 4; w++)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t c0 = w * D, c1 = w < 3 ? c0 + D : ldd;
+            a[w].insert(a[w].end(), gdh.begin() + r * ldd + c0, gdh.begin() + r * ldd + c1);
+            c[w].insert(c[w].end(), d.begin() + r * ldd + c0, d.begin() + r * ldd + c1);
+        }
+    compare("attention_bwd dq", shape, a[0], c[0], tb);
+    compare("attention_bwd dk", shape, a[1], c[1], tb);
+    compare("attention_bwd dv", shape, a[2], c[2], tb);
+    check_bits("attention_bwd gaps untouched", shape, a[3].data(), c[3].data(), a[3].size() * 4);
+}
+
+// Decoding: Tq queries (rows of stride 3D, as the model's) at the last Tq of Tk positions, against a key/value
+// cache [B, ctx, 2D] (keys, then values, in each row) of ctx > Tk positions, read through its sequence stride.
+// The cache's new rows are appended as the model appends them: op_kv_append's copy, bit for bit.
+static void test_attention_decode(int B, int Tq, int Tk, int H, int hd) {
+    const int64_t D = (int64_t)H * hd, ld = 3 * D, ctx = Tk + 28, ldc = 2 * D;
+    seed(3200 + B * 13 + Tq * 7 + Tk + H * 3 + hd);
+    Vec qkv = randn((int64_t)B * Tq * ld), cache = randn(B * ctx * ldc), o((int64_t)B * Tq * D), lse((int64_t)B * Tq * H);
+    Pool P;
+    float *gqkv = P.up(qkv), *gc = P.up(cache), *go = P.f(o.size()), *gl = P.f(lse.size());
+    const int pos0 = Tk - Tq;   // the cache holds pos0 positions; the new rows' keys and values join them
+    op_kv_append(cache.data(), ldc, (int)ctx, pos0, qkv.data() + D, ld, B, Tq, (int)(2 * D));
+    cuda_kv_append(gc, ldc, (int)ctx, pos0, gqkv + D, ld, B, Tq, (int)(2 * D));
+    char shape[96];
+    snprintf(shape, sizeof shape, "B%d Tq%d Tk%d H%d hd%d ctx%lld", B, Tq, Tk, H, hd, (long long)ctx);
+    const Vec gch = down(gc, cache.size());
+    check_bits("kv_append cache", shape, gch.data(), cache.data(), cache.size() * 4);
+    op_attention_fwd(o.data(), lse.data(), qkv.data(), ld, cache.data(), cache.data() + D, ldc, ctx * ldc, B, Tq, Tk, H,
+                     hd);
+    poison(go, o.size() * 4);
+    poison(gl, lse.size() * 4);
+    cuda_attention_fwd(go, gl, gqkv, ld, gc, gc + D, ldc, ctx * ldc, B, Tq, Tk, H, hd);
+    const double tol = att_tol(hd + Tk, 1);
+    compare("attention_fwd decode o", shape, down(go, o.size()), o, tol);
+    compare("attention_fwd decode lse", shape, down(gl, lse.size()), lse, tol);
+}
+
+static void test_attention(void) {
+    const int Ts[] = {1, 63, 64, 65, 200, 1000}, hds[] = {32, 64, 128};
+    for (int T : Ts)
+        for (int hd : hds) {
+            if (g_quick && T > 65) continue;
+            test_attention_one(2, T, 2, hd, 1);
+        }
+    // heads of other widths: 2 (the smallest), 48 (not a multiple of 32), 256 (the widest the kernels take);
+    // sharper softmaxes (scores 4 times larger), where the running maximum moves more
+    test_attention_one(3, 65, 4, 2, 1);
+    test_attention_one(1, 100, 3, 48, 1);
+    test_attention_one(1, 65, 1, 256, 1);
+    test_attention_one(2, 65, 2, 64, 4);
+    if (!g_quick) {
+        test_attention_one(1, 300, 1, 256, 1);
+        test_attention_one(1, 1000, 2, 128, 4);
+        test_attention_one(1, 2048, 2, 64, 1);
+    }
+    for (int Tq : {1, 3})
+        for (int hd : hds) test_attention_decode(2, Tq, 100, 2, hd);
+    test_attention_decode(3, 1, 1, 2, 64);   // the first token of a sequence: one key, its own
+    if (!g_quick) test_attention_decode(2, 1, 3000, 4, 128);
+}
+
+// ======================================================================================================
 // SwiGLU
 // ======================================================================================================
 static void test_swiglu(void) {
@@ -1048,6 +1189,21 @@ static void test_determinism(void) {
                 check_bits(nm[a], sh2, res[0][a].data(), res[1][a].data(), res[0][a].size() * 4);
         }
     }
+    {   // attention backward (dq, dk, dv each from its own kernel, no atomics)
+        const int B = 2, T = g_quick ? 65 : 1000, H = 2, hd = 64;
+        const int64_t D = (int64_t)H * hd, ld = 3 * D, rows = (int64_t)B * T;
+        seed(1106);
+        float *qkv = P.up(randn(rows * ld)), *dout = P.up(randn(rows * D)), *o = P.f(rows * D), *lse = P.f(rows * H);
+        cuda_attention_fwd(o, lse, qkv, ld, qkv + D, qkv + 2 * D, ld, T * ld, B, T, T, H, hd);
+        Vec res[2];
+        for (int r = 0; r < 2; r++) {
+            float *d = P.f(rows * ld);
+            cuda_attention_bwd(d, d + D, d + 2 * D, ld, dout, qkv, qkv + D, qkv + 2 * D, ld, o, lse, B, T, H, hd);
+            res[r] = down(d, rows * ld);
+        }
+        snprintf(shape, sizeof shape, "B%d T%d H%d hd%d", B, T, H, hd);
+        check_bits("determinism attention_bwd", shape, res[0].data(), res[1].data(), res[0].size() * 4);
+    }
     {   // sumsq and the cross-entropy forward
         seed(1105);
         int64_t N = g_quick ? 8 : 64;
@@ -1261,6 +1417,8 @@ int main(int argc, char **argv) {
     test_hgru();
     test_hgrn1_scan();
     test_rmsnorm_gated();
+    test_rope();
+    test_attention();
     test_swiglu();
     test_xent();
     test_xent_soft();

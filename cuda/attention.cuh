@@ -1,0 +1,438 @@
+// cuda/attention.cuh: the Transformer++'s ops (ops.h "Transformer++"): rotary positions, causal softmax
+// attention forward and backward, and the append of new keys and values to a decoding cache. Plain fp32 kernels
+// on the CUDA cores: a first GPU path, checked against cpu.c by tests/test_gpu.cu (cuDNN's fused attention is to
+// replace the attention kernels later).
+#pragma once
+#include "pointwise.cuh"
+
+// ---------------------------------------------------------------------------------------------------------
+// Rotary positions: a thread per (row, frequency i) turns the pair (x_i, x_{i+hd/2}) of every head of the row.
+// The angle (pos0 + t) theta^(-2i/hd), its cos and sin are computed in double, as cpu.c computes them, and
+// each result is rounded once; the heads of a row share the angle, so it is made once per thread. The GPU's
+// double pow, sin and cos may differ from glibc's in the last bit of the double, which moves a float result
+// only where it lies that close to a rounding boundary: in practice the rotation is the CPU's, bit for bit.
+// Consecutive threads take consecutive i, so each head's loads and stores are contiguous runs.
+// ---------------------------------------------------------------------------------------------------------
+__global__ void rope_kernel(float *x, int64_t ldx, int64_t rows, int T, int H, int hd, int pos0, double theta,
+                            double sign) {
+    const int hh = hd / 2;
+    GRID_STRIDE(e, rows * hh) {
+        const int64_t r = e / hh;
+        const int i = (int)(e - r * hh);
+        const double a = (double)(pos0 + (int)(r % T)) * pow(theta, -2.0 * i / hd);
+        double s, c;
+        sincos(a, &s, &c);
+        s *= sign;
+        float *lo = x + r * ldx + i;
+        for (int h = 0; h < H; h++, lo += hd) {
+            const double x1 = lo[0], x2 = lo[hh];
+            lo[0] = (float)(x1 * c - x2 * s);
+            lo[hh] = (float)(x2 * c + x1 * s);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Causal attention, flash style: the scores never leave the chip, memory is O(T), not O(T^2).
+//
+// Forward. A block of ATT_WARPS warps takes one (sequence b, head h) and a tile of BQ = ATT_WARPS x RPW queries;
+// warp w owns the tile's rows w, w + ATT_WARPS, ... (interleaved, so that every warp gets early and late rows
+// and the causal work is even). The keys and values the tile sees stream through shared memory in tiles of
+// ATT_BK = 32, one key per lane: lane j computes the score of key j0 + j for the row, the warp takes their
+// maximum and sum by shuffles, and the row's output accumulates sum_j p_j v_j with lane owning the columns
+// lane, lane + 32, ... (HD / 32 registers per row). Each row keeps the online softmax's running maximum m and
+// sum l: a tile that raises the maximum rescales l and the accumulator by the same exp(m_old - m_new), so the
+// rounding of that factor cancels in o = acc / l. Everything is fp32 (the CPU's sum of the exponentials is in
+// double; the difference is fp32 rounding, tests/test_gpu.cu derives its size). lse = m + log l in double.
+// Shared rows have hd + 1 floats (odd): lanes reading 32 different rows at one column hit 32 different banks.
+// Blocks of the heaviest tiles (the last queries see the most keys) are launched first.
+//
+// Backward (training: Tq = Tk = T), without atomics, so it is deterministic:
+//   1. delta_t = do_t . o_t per (row, head): a warp each;
+//   2. dq: a block per (b, h, tile of BQ queries), as the forward, streaming the keys and values: lane j
+//      recomputes s_tj and p_tj = exp(s_tj - lse_t) (lse as the forward saved it), dp_tj = do_t . v_j and
+//      ds_tj = p_tj (dp_tj - delta_t) / sqrt(hd); the row accumulates dq_t = sum_j ds_tj k_j;
+//   3. dk, dv: a block per (b, h, tile of ATT_WARPS x RPW keys), streaming the queries from the tile's first key
+//      to the end in tiles of 32 (q, do, lse and delta of one query per lane): dv_j = sum_t p_tj do_t and
+//      dk_j = sum_t ds_tj q_t, each key's sums owned by one warp.
+// The scores are the same expression in both backward kernels (att_dot of q and k, times the scale), so the two
+// see the same p bit for bit. Per (b, h) the work is O(T^2 hd) and the extra traffic is the key/value (or
+// query) prefix once per tile, which the L2 cache mostly serves.
+// ---------------------------------------------------------------------------------------------------------
+#define ATT_WARPS 4
+#define ATT_THREADS (32 * ATT_WARPS)
+#define ATT_BK 32         // keys per tile in the forward and dq kernels, queries per tile in the dk/dv kernel
+#define ATT_RPW 8         // rows per warp in the forward and dq kernels (a tile of 32 queries)
+#define ATT_MAX_HD CUDA_ATTENTION_MAX_HD   // the widest head (cuda_ops.h): register accumulators of HD / 32 a row
+
+__device__ __forceinline__ float att_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// a . b over n values in four interleaved partial sums (latency: four independent chains of FMAs)
+__device__ __forceinline__ float att_dot(const float *a, const float *b, int n) {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    int d = 0;
+    for (; d + 4 <= n; d += 4) {
+        s0 += a[d] * b[d];
+        s1 += a[d + 1] * b[d + 1];
+        s2 += a[d + 2] * b[d + 2];
+        s3 += a[d + 3] * b[d + 3];
+    }
+    for (; d < n; d++) s0 += a[d] * b[d];
+    return (s0 + s1) + (s2 + s3);
+}
+
+// rows [r0, r0 + n) of a [rows, hd] slice with row stride ld into shared rows of stride hd + 1
+__device__ __forceinline__ void att_load(float *dst, const float *src, int64_t ld, int n, int hd) {
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        const int r = e / hd, d = e - r * hd;
+        dst[r * (hd + 1) + d] = src[r * ld + d];
+    }
+}
+
+// The block's (b, h, tile): blocks in order of decreasing tile, every (b, h) within a tile.
+struct AttBlock { int b, h, tile; };
+__device__ __forceinline__ AttBlock att_block(int B, int H, int ntiles) {
+    const int64_t bh = (int64_t)B * H, i = blockIdx.x;
+    AttBlock a;
+    a.tile = ntiles - 1 - (int)(i / bh);
+    a.b = (int)(i % bh / H);
+    a.h = (int)(i % H);
+    return a;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(ATT_THREADS) attention_fwd_kernel(float *__restrict__ o, float *__restrict__ lse,
+                                                                    const float *__restrict__ q, int64_t ldq,
+                                                                    const float *__restrict__ k,
+                                                                    const float *__restrict__ v, int64_t ldkv,
+                                                                    int64_t skv, int B, int Tq, int Tk, int H, int hd,
+                                                                    float scale, int ntiles) {
+    constexpr int BQ = ATT_WARPS * ATT_RPW, NC = HD / 32;
+    extern __shared__ float att_smem[];
+    const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float *sQ = att_smem, *sK = sQ + BQ * SK, *sV = sK + ATT_BK * SK;
+    const AttBlock blk = att_block(B, H, ntiles);
+    const int q0 = blk.tile * BQ, nq = min(BQ, Tq - q0), off = Tk - Tq;   // query t stands at position off + t
+    const int kend = off + q0 + nq;                                      // the tile sees keys 0 .. kend - 1
+    const int64_t col = (int64_t)blk.h * hd;
+    const float *kb = k + blk.b * skv + col, *vb = v + blk.b * skv + col;
+    att_load(sQ, q + ((int64_t)blk.b * Tq + q0) * ldq + col, ldq, nq, hd);
+    float m[ATT_RPW], l[ATT_RPW], acc[ATT_RPW][NC];
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.f;
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[i][c] = 0.f;
+    }
+    for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
+        const int nk = min(ATT_BK, kend - j0);
+        __syncthreads();   // every warp is done with the previous tile (and, the first time, sQ is written)
+        att_load(sK, kb + (int64_t)j0 * ldkv, ldkv, nk, hd);
+        att_load(sV, vb + (int64_t)j0 * ldkv, ldkv, nk, hd);
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < ATT_RPW; i++) {
+            const int r = i * ATT_WARPS + w, pos = off + q0 + r;
+            if (r >= nq || j0 > pos) continue;             // (the whole warp) no key of this tile for this row
+            const int n = min(nk, pos - j0 + 1);           // the tile's keys the row sees: lanes 0 .. n - 1
+            const float s = lane < n ? att_dot(sQ + r * SK, sK + lane * SK, hd) * scale : -INFINITY;
+            const float mn = fmaxf(m[i], att_warp_max(s));   // finite: lane 0's key is always seen
+            const float f = expf(m[i] - mn);                 // 0 on the row's first tile
+            const float p = lane < n ? expf(s - mn) : 0.f;
+            l[i] = l[i] * f + warp_sum(p);
+            m[i] = mn;
+#pragma unroll
+            for (int c = 0; c < NC; c++) acc[i][c] *= f;
+            for (int jj = 0; jj < n; jj++) {
+                const float pj = __shfl_sync(0xffffffffu, p, jj);
+                const float *vr = sV + jj * SK;
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+                    if (c * 32 + lane < hd) acc[i][c] += pj * vr[c * 32 + lane];
+            }
+        }
+    }
+    const int64_t D = (int64_t)H * hd;
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        const int r = i * ATT_WARPS + w;
+        if (r >= nq) continue;
+        const int64_t row = (int64_t)blk.b * Tq + q0 + r;
+        const float inv = 1.f / l[i];
+        float *orow = o + row * D + col;
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            if (c * 32 + lane < hd) orow[c * 32 + lane] = acc[i][c] * inv;
+        if (lse && lane == 0) lse[row * H + blk.h] = (float)((double)m[i] + log((double)l[i]));
+    }
+}
+
+// delta[w] = do . o over the hd values of (row, head) w, a warp each (grid stride): rows of H hd contiguous
+// values, so w's are at w hd
+__global__ void attention_delta_kernel(float *__restrict__ delta, const float *__restrict__ dout,
+                                       const float *__restrict__ o, int64_t n, int hd) {
+    const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+    for (int64_t w = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); w < n; w += (int64_t)gridDim.x * wpb) {
+        const float *a = dout + w * hd, *b = o + w * hd;
+        float s = 0.f;
+        for (int d = lane; d < hd; d += 32) s += a[d] * b[d];
+        s = warp_sum(s);
+        if (lane == 0) delta[w] = s;
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(ATT_THREADS) attention_dq_kernel(float *__restrict__ dq, int64_t ldd,
+                                                                   const float *__restrict__ dout,
+                                                                   const float *__restrict__ q,
+                                                                   const float *__restrict__ k,
+                                                                   const float *__restrict__ v, int64_t ld,
+                                                                   const float *__restrict__ lse,
+                                                                   const float *__restrict__ delta, int B, int T,
+                                                                   int H, int hd, float scale, int ntiles) {
+    constexpr int BQ = ATT_WARPS * ATT_RPW, NC = HD / 32;
+    extern __shared__ float att_smem[];
+    const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float *sQ = att_smem, *sDO = sQ + BQ * SK, *sK = sDO + BQ * SK, *sV = sK + ATT_BK * SK;
+    const AttBlock blk = att_block(B, H, ntiles);
+    const int q0 = blk.tile * BQ, nq = min(BQ, T - q0), kend = q0 + nq;
+    const int64_t col = (int64_t)blk.h * hd, D = (int64_t)H * hd, row0 = (int64_t)blk.b * T;
+    const float *kb = k + row0 * ld + col, *vb = v + row0 * ld + col;
+    att_load(sQ, q + (row0 + q0) * ld + col, ld, nq, hd);
+    att_load(sDO, dout + (row0 + q0) * D + col, D, nq, hd);
+    float L[ATT_RPW], dl[ATT_RPW], acc[ATT_RPW][NC];
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        const int r = i * ATT_WARPS + w;
+        L[i] = r < nq ? lse[(row0 + q0 + r) * H + blk.h] : 0.f;
+        dl[i] = r < nq ? delta[(row0 + q0 + r) * H + blk.h] : 0.f;
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[i][c] = 0.f;
+    }
+    for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
+        const int nk = min(ATT_BK, kend - j0);
+        __syncthreads();
+        att_load(sK, kb + (int64_t)j0 * ld, ld, nk, hd);
+        att_load(sV, vb + (int64_t)j0 * ld, ld, nk, hd);
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < ATT_RPW; i++) {
+            const int r = i * ATT_WARPS + w, t = q0 + r;
+            if (r >= nq || j0 > t) continue;
+            const int n = min(nk, t - j0 + 1);
+            float ds = 0.f;
+            if (lane < n) {
+                const float p = expf(att_dot(sQ + r * SK, sK + lane * SK, hd) * scale - L[i]);
+                ds = p * (att_dot(sDO + r * SK, sV + lane * SK, hd) - dl[i]) * scale;
+            }
+            for (int jj = 0; jj < n; jj++) {
+                const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+                const float *kr = sK + jj * SK;
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+                    if (c * 32 + lane < hd) acc[i][c] += dsj * kr[c * 32 + lane];
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        const int r = i * ATT_WARPS + w;
+        if (r >= nq) continue;
+        float *dr = dq + (row0 + q0 + r) * ldd + col;
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            if (c * 32 + lane < hd) dr[c * 32 + lane] = acc[i][c];
+    }
+}
+
+// RPW keys per warp: 8 (a tile of 32 keys) up to HD 128, 4 at HD 256, where dk and dv take 2 x 8 registers a key
+template <int HD, int RPW>
+__global__ void __launch_bounds__(ATT_THREADS) attention_dkv_kernel(float *__restrict__ dk, float *__restrict__ dv,
+                                                                    int64_t ldd, const float *__restrict__ dout,
+                                                                    const float *__restrict__ q,
+                                                                    const float *__restrict__ k,
+                                                                    const float *__restrict__ v, int64_t ld,
+                                                                    const float *__restrict__ lse,
+                                                                    const float *__restrict__ delta, int B, int T,
+                                                                    int H, int hd, float scale, int ntiles) {
+    constexpr int BKT = ATT_WARPS * RPW, NC = HD / 32;
+    extern __shared__ float att_smem[];
+    const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float *sK = att_smem, *sV = sK + BKT * SK, *sQ = sV + BKT * SK, *sDO = sQ + ATT_BK * SK,
+          *sL = sDO + ATT_BK * SK, *sD = sL + ATT_BK;
+    const AttBlock blk = att_block(B, H, ntiles);
+    const int j0 = blk.tile * BKT, nk = min(BKT, T - j0);
+    const int64_t col = (int64_t)blk.h * hd, D = (int64_t)H * hd, row0 = (int64_t)blk.b * T;
+    att_load(sK, k + (row0 + j0) * ld + col, ld, nk, hd);
+    att_load(sV, v + (row0 + j0) * ld + col, ld, nk, hd);
+    float ak[RPW][NC], av[RPW][NC];
+#pragma unroll
+    for (int i = 0; i < RPW; i++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) ak[i][c] = av[i][c] = 0.f;
+    for (int i0 = j0; i0 < T; i0 += ATT_BK) {   // queries before j0 see none of the tile's keys
+        const int nq = min(ATT_BK, T - i0);
+        __syncthreads();
+        att_load(sQ, q + (row0 + i0) * ld + col, ld, nq, hd);
+        att_load(sDO, dout + (row0 + i0) * D + col, D, nq, hd);
+        if ((int)threadIdx.x < nq) {
+            sL[threadIdx.x] = lse[(row0 + i0 + threadIdx.x) * H + blk.h];
+            sD[threadIdx.x] = delta[(row0 + i0 + threadIdx.x) * H + blk.h];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < RPW; i++) {
+            const int r = i * ATT_WARPS + w, j = j0 + r;
+            if (r >= nk || i0 + nq <= j) continue;         // every query of this tile comes before key j
+            const int first = max(0, j - i0);              // the tile's first query that sees key j
+            float p = 0.f, ds = 0.f;
+            if (lane >= first && lane < nq) {
+                p = expf(att_dot(sQ + lane * SK, sK + r * SK, hd) * scale - sL[lane]);
+                ds = p * (att_dot(sDO + lane * SK, sV + r * SK, hd) - sD[lane]) * scale;
+            }
+            for (int tt = first; tt < nq; tt++) {
+                const float pt = __shfl_sync(0xffffffffu, p, tt), dst = __shfl_sync(0xffffffffu, ds, tt);
+                const float *qr = sQ + tt * SK, *dor = sDO + tt * SK;
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+                    if (c * 32 + lane < hd) {
+                        av[i][c] += pt * dor[c * 32 + lane];
+                        ak[i][c] += dst * qr[c * 32 + lane];
+                    }
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < RPW; i++) {
+        const int r = i * ATT_WARPS + w;
+        if (r >= nk) continue;
+        float *dkr = dk + (row0 + j0 + r) * ldd + col, *dvr = dv + (row0 + j0 + r) * ldd + col;
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            if (c * 32 + lane < hd) {
+                dkr[c * 32 + lane] = ak[i][c];
+                dvr[c * 32 + lane] = av[i][c];
+            }
+    }
+}
+
+// The new keys and values into the decoding cache: a block per new row (b, t), its threads along the C values.
+__global__ void kv_append_kernel(float *__restrict__ cache, int64_t ldc, int ctx, int pos0,
+                                 const float *__restrict__ x, int64_t ldx, int64_t N, int T, int C) {
+    ROWS_COLS(r, c, N, C) cache[((r / T) * ctx + pos0 + r % T) * ldc + c] = x[r * ldx + c];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// launchers
+// ---------------------------------------------------------------------------------------------------------
+extern "C" void cuda_rope_fwd(float *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta) {
+    const int64_t n = (int64_t)B * T * (hd / 2);
+    if (n <= 0 || H <= 0) return;
+    rope_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(x, ldx, (int64_t)B * T, T, H, hd, pos0, theta, 1.0);
+    LAUNCH_CHECK("rope_fwd");
+}
+
+extern "C" void cuda_rope_bwd(float *dx, int64_t lddx, int B, int T, int H, int hd, double theta) {
+    const int64_t n = (int64_t)B * T * (hd / 2);
+    if (n <= 0 || H <= 0) return;
+    rope_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(dx, lddx, (int64_t)B * T, T, H, hd, 0, theta, -1.0);
+    LAUNCH_CHECK("rope_bwd");
+}
+
+// The register width of a head of hd values: the next of 32, 64, 128, 256.
+static int att_hd(int hd) {
+    if (hd > ATT_MAX_HD)
+        die("the GPU's attention takes heads of at most %d values, got %d: use more --heads, or --device cpu",
+            ATT_MAX_HD, hd);
+    return hd <= 32 ? 32 : hd <= 64 ? 64 : hd <= 128 ? 128 : 256;
+}
+
+// Blocks for ntiles tiles of every (b, h), one dimension
+static unsigned att_grid(int ntiles, int B, int H) {
+    const int64_t n = (int64_t)ntiles * B * H;
+    if (n > INT_MAX) die("attention: %lld blocks of (sequence, head, tile) are more than one launch takes", (long long)n);
+    return (unsigned)n;
+}
+
+// Launches kernel with smem bytes of dynamic shared memory, allowing more than the default 48 KiB once per
+// kernel (each instantiation has its own `allowed`).
+template <typename K> static void att_allow(K *kernel, size_t smem, size_t &allowed) {
+    if (smem > 48 * 1024 && smem > allowed) {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        allowed = smem;
+    }
+}
+
+template <int HD>
+static void att_fwd_launch(float *o, float *lse, const float *q, int64_t ldq, const float *k, const float *v,
+                           int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd, float scale) {
+    static size_t allowed = 0;
+    const int ntiles = (Tq + ATT_WARPS * ATT_RPW - 1) / (ATT_WARPS * ATT_RPW);
+    const size_t smem = (size_t)(ATT_WARPS * ATT_RPW + 2 * ATT_BK) * (hd + 1) * sizeof(float);
+    att_allow(attention_fwd_kernel<HD>, smem, allowed);
+    attention_fwd_kernel<HD><<<att_grid(ntiles, B, H), ATT_THREADS, smem, g_stream>>>(o, lse, q, ldq, k, v, ldkv, skv,
+                                                                                      B, Tq, Tk, H, hd, scale, ntiles);
+    LAUNCH_CHECK("attention_fwd");
+}
+
+extern "C" void cuda_attention_fwd(float *o, float *lse, const float *q, int64_t ldq, const float *k, const float *v,
+                                   int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd) {
+    if (B <= 0 || Tq <= 0 || H <= 0 || hd <= 0) return;
+    if (Tk < Tq) die("cuda_attention_fwd: %d queries against %d keys (queries are the last keys' positions)", Tq, Tk);
+    const float scale = (float)(1 / sqrt((double)hd));   // cpu.c's
+    switch (att_hd(hd)) {
+    case 32: att_fwd_launch<32>(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd, scale); break;
+    case 64: att_fwd_launch<64>(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd, scale); break;
+    case 128: att_fwd_launch<128>(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd, scale); break;
+    default: att_fwd_launch<256>(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd, scale); break;
+    }
+}
+
+template <int HD>
+static void att_bwd_launch(float *dq, float *dk, float *dv, int64_t ldd, const float *dout, const float *q,
+                           const float *k, const float *v, int64_t ld, const float *lse, const float *delta, int B,
+                           int T, int H, int hd, float scale) {
+    constexpr int RPW = HD > 128 ? 4 : 8;
+    static size_t allowed_q = 0, allowed_kv = 0;
+    const int nq = (T + ATT_WARPS * ATT_RPW - 1) / (ATT_WARPS * ATT_RPW), nk = (T + ATT_WARPS * RPW - 1) / (ATT_WARPS * RPW);
+    const size_t smem_q = (size_t)(2 * ATT_WARPS * ATT_RPW + 2 * ATT_BK) * (hd + 1) * sizeof(float);
+    const size_t smem_kv = ((size_t)(2 * ATT_WARPS * RPW + 2 * ATT_BK) * (hd + 1) + 2 * ATT_BK) * sizeof(float);
+    att_allow(attention_dq_kernel<HD>, smem_q, allowed_q);
+    att_allow(attention_dkv_kernel<HD, RPW>, smem_kv, allowed_kv);
+    attention_dq_kernel<HD><<<att_grid(nq, B, H), ATT_THREADS, smem_q, g_stream>>>(dq, ldd, dout, q, k, v, ld, lse,
+                                                                                   delta, B, T, H, hd, scale, nq);
+    LAUNCH_CHECK("attention_dq");
+    attention_dkv_kernel<HD, RPW><<<att_grid(nk, B, H), ATT_THREADS, smem_kv, g_stream>>>(
+        dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale, nk);
+    LAUNCH_CHECK("attention_dkv");
+}
+
+extern "C" void cuda_attention_bwd(float *dq, float *dk, float *dv, int64_t ldd, const float *dout, const float *q,
+                                   const float *k, const float *v, int64_t ld, const float *o, const float *lse, int B,
+                                   int T, int H, int hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    const int hdr = att_hd(hd);
+    const float scale = (float)(1 / sqrt((double)hd));
+    const int64_t n = (int64_t)B * T * H;
+    float *delta = (float *)scratch(n * sizeof(float));
+    attention_delta_kernel<<<blocks_for(n, 8), 256, 0, g_stream>>>(delta, dout, o, n, hd);
+    LAUNCH_CHECK("attention_delta");
+    switch (hdr) {
+    case 32: att_bwd_launch<32>(dq, dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale); break;
+    case 64: att_bwd_launch<64>(dq, dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale); break;
+    case 128: att_bwd_launch<128>(dq, dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale); break;
+    default: att_bwd_launch<256>(dq, dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale); break;
+    }
+}
+
+extern "C" void cuda_kv_append(float *cache, int64_t ldc, int ctx, int pos0, const float *x, int64_t ldx, int B,
+                               int T, int C) {
+    const int64_t N = (int64_t)B * T;
+    if (N <= 0 || C <= 0) return;
+    kv_append_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(cache, ldc, ctx, pos0, x, ldx, N, T, C);
+    LAUNCH_CHECK("kv_append");
+}
