@@ -159,11 +159,6 @@ int size_arg(int c, SizeArgs *z) {
     return 0;
 }
 
-void arch_check_device(const SizeArgs *z, const MachineArgs *m) {
-    if (z->has_arch && z->arch == MIXER_TRANSFORMER && m->device && !strcmp(m->device, "cuda"))
-        usage_error("--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
-}
-
 const Preset PRESETS[] = {
     {"tiny", "bible", 256, 4, 64, 0, 16, 256, 400, 40, 2e-3, 0.1, 0.9, 0.95, SCHED_COSINE,
      "3.5M parameters, byte-level: the default run, minutes on 2 CPU cores", 0, 0},

@@ -75,8 +75,6 @@ int free_cores(void);   // the cores other processes leave free (the default thr
 typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T, heads; int tie, nolb, has_mlp, arch, has_arch; } SizeArgs;
 // Takes option c when it is one of SIZE_OPTS; returns whether it was.
 int size_arg(int c, SizeArgs *z);
-// --arch transformer with --device cuda: a usage error (no GPU attention yet), before any device starts.
-void arch_check_device(const SizeArgs *z, const MachineArgs *m);
 
 // The paper's configurations (docs/model.md) and the small default that trains in minutes on a laptop.
 // K 0: the expand ratio is min(D, 128) (1 with --arch hgrn1, whose state is a vector). vocab 0: the data's. no_mlp: blocks without an MLP (else fla's width).

@@ -53,9 +53,9 @@ static const char *TRAIN_HELP =
     "  --vocab N (default: the data's) --mlp-width N (default fla's) --tie-embeddings --no-lower-bound\n"
     "  --arch hgrn2|hgrn1|transformer   the architecture (default hgrn2); the paper's baselines: hgrn1, HGRN1's\n"
     "                       element-wise token mixer, whose state is a vector (expand ratio 1); transformer,\n"
-    "                       LLaMA's Transformer++ (softmax attention, rotary positions) at the same sizes, on\n"
-    "                       the CPU only for now; language-model tasks and mqar; --resume and --init keep the\n"
-    "                       checkpoint's arch\n"
+    "                       LLaMA's Transformer++ (softmax attention, rotary positions) at the same sizes (on\n"
+    "                       the GPU a plain fp32 attention kernel for now); language-model tasks and mqar;\n"
+    "                       --resume and --init keep the checkpoint's arch\n"
     "  --heads N            transformer: attention heads, of dim / N each (default: heads of 64 where 64\n"
     "                       divides dim, else one)\n"
     "Optimization:\n"
@@ -237,7 +237,6 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
-    arch_check_device(&z, &mach);
     dist.gpu = mach.device && !strcmp(mach.device, "cuda");
     dist_start(&dist);
     machine_start(&mach);
@@ -959,8 +958,8 @@ static const char *BENCH_HELP =
     "\n"
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
-    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1|transformer (transformer:\n"
-    "                       the CPU only) --heads N (transformer)\n"
+    "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1|transformer\n"
+    "                       --heads N (transformer)\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n"
@@ -1103,7 +1102,6 @@ int cmd_bench(int argc, char **argv) {
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
             if (set[sizes[i].opt]) usage_error("%s cannot be given with --ckpt: the model comes from the checkpoint", sizes[i].name);
     }
-    arch_check_device(&z, &mach);
     machine_start(&mach);
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);

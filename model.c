@@ -167,8 +167,12 @@ void model_shard(Model *m, int rank, int world) {
 }
 void model_to_device(Model *m) {
     if (!g_gpu || m->on_device) return;
-    if (m->c.mixer == MIXER_TRANSFORMER)
-        die("--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu");
+#if USE_CUDA
+    // the GPU's attention kernels hold a head's values in registers, up to a width (cuda_ops.h)
+    if (m->c.mixer == MIXER_TRANSFORMER && m->c.K > CUDA_ATTENTION_MAX_HD)
+        die("the transformer's heads of %d values are wider than the GPU's attention takes (%d): use more --heads, "
+            "or --device cpu", m->c.K, CUDA_ATTENTION_MAX_HD);
+#endif
     size_t bytes = (size_t)m->padded * sizeof(real), part = (size_t)m->part * sizeof(real);
     real *params = dev_alloc(bytes, "parameters");
     dev_upload(params, m->params, bytes);
@@ -391,20 +395,18 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
         break;
     }
     case MIXER_TRANSFORMER: {
-        // H = D / K heads of K values (HK = D). The attention ops are called directly: they run on the CPU only
-        // (model_to_device refuses the GPU).
+        // H = D / K heads of K values (HK = D)
         real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *lse = LAYER(a, lse, l, c->H);
         const int pos0 = st ? st->pos : 0;
         OP(matmul_fwd, qkv, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | k | v] [N, 3D]
-        op_rope_fwd(qkv, QFI, B, T, 2 * c->H, c->K, pos0, ROPE_THETA);      // q and k rotated: 2H heads
+        OP(rope_fwd, qkv, QFI, B, T, 2 * c->H, c->K, pos0, ROPE_THETA);     // q and k rotated: 2H heads
         if (S) {
-            // decoding: the new keys and values join the cache after the pos0 already there, and the queries
-            // attend to all of them
-            for (int64_t r = 0; r < N; r++)
-                memcpy(S + ((r / T) * st->ctx + pos0 + r % T) * 2 * D, qkv + r * QFI + D, (size_t)(2 * D) * sizeof(real));
-            op_attention_fwd(o, lse, qkv, QFI, S, S + D, 2 * D, (int64_t)st->ctx * 2 * D, B, T, pos0 + T, c->H, c->K);
+            // decoding: the new keys and values join the cache [B, ctx, 2D] after the pos0 already there, and
+            // the queries attend to all of them
+            OP(kv_append, S, 2 * D, st->ctx, pos0, qkv + D, QFI, B, T, 2 * D);
+            OP(attention_fwd, o, lse, qkv, QFI, S, S + D, 2 * D, (int64_t)st->ctx * 2 * D, B, T, pos0 + T, c->H, c->K);
         } else {
-            op_attention_fwd(o, lse, qkv, QFI, qkv + D, qkv + 2 * D, QFI, (int64_t)T * QFI, B, T, T, c->H, c->K);
+            OP(attention_fwd, o, lse, qkv, QFI, qkv + D, qkv + 2 * D, QFI, (int64_t)T * QFI, B, T, T, c->H, c->K);
         }
         OP(matmul_fwd, out, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // y [N,D]
         break;
@@ -736,9 +738,9 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
         OP(matmul_bwd, a->dout, G(m, P_WO, l), dyo, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // d o
-        op_attention_bwd(a->dqfi, a->dqfi + D, a->dqfi + 2 * D, QFI, a->dout, qkv, qkv + D, qkv + 2 * D, QFI, o,
-                         LAYER(a, lse, l, c->H), B, T, c->H, c->K);                  // d [q | k | v] [N, 3D]
-        op_rope_bwd(a->dqfi, QFI, B, T, 2 * c->H, c->K, ROPE_THETA);
+        OP(attention_bwd, a->dqfi, a->dqfi + D, a->dqfi + 2 * D, QFI, a->dout, qkv, qkv + D, qkv + 2 * D, QFI, o,
+                          LAYER(a, lse, l, c->H), B, T, c->H, c->K);                 // d [q | k | v] [N, 3D]
+        OP(rope_bwd, a->dqfi, QFI, B, T, 2 * c->H, c->K, ROPE_THETA);
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;

@@ -21,7 +21,7 @@ typedef enum { INPUT_TOKENS } InputKind;        // token ids through an embeddin
 typedef enum {
     MIXER_CAUSAL,       // hgrn2: the HGRU2 recurrence, left to right
     MIXER_HGRN1,        // hgrn1: the element-wise HGRU recurrence, left to right (K = 1)
-    MIXER_TRANSFORMER,  // transformer: LLaMA's attention, H heads of K values (K: the head dim; the CPU only for now)
+    MIXER_TRANSFORMER,  // transformer: LLaMA's attention, H heads of K values (K: the head dim)
     NMIXERS
 } MixerKind;
 extern const char *const ARCH_NAMES[NMIXERS];   // "hgrn2", "hgrn1", "transformer": the values of --arch

@@ -1,10 +1,11 @@
 // test_gpu_model.c: the whole model on the GPU against the CPU (the oracle), run by `make test-gpu`.
 //  1. one training step from the same initialisation on the same tokens: the loss and every gradient (HGRN2,
-//     and HGRN1 with --arch hgrn1)
+//     HGRN1 with --arch hgrn1, and the Transformer++ with --arch transformer, whose attention is fp32 in every
+//     mode)
 //  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
 //  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
-//     against each row decoded alone
+//     against each row decoded alone (the transformer's through its key/value cache)
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
@@ -172,10 +173,14 @@ static void training_curves(void) {
 // prompts of different lengths prefilled one at a time (B = 1), copied into the rows of one state by
 // decode_state_set_row (the last row from row 1 of that state, a copy on the device) and decoded together;
 // otherwise each row prefilled and decoded alone. Row b is fed feed[b][t] at step t, whatever its logits say.
+// The transformer's rows share a position, so its three prompts have one length (70: three tiles of the GPU's
+// attention queries), and its states are key/value caches of the 80 positions the rows reach.
 enum { BD_NP = 3, BD_B = 4, BD_S = 10, BD_P = 70 };
 static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[BD_NP][BD_P], int32_t feed[BD_B][BD_S],
                         real *out) {
-    static const int len[BD_NP] = {5, 1, BD_P}, from[BD_B] = {0, 1, 2, 1};
+    static const int len_rec[BD_NP] = {5, 1, BD_P}, len_att[BD_NP] = {BD_P, BD_P, BD_P}, from[BD_B] = {0, 1, 2, 1};
+    const int att = c->mixer == MIXER_TRANSFORMER, ctx = att ? BD_P + BD_S : 1;
+    const int *len = att ? len_att : len_rec;
     const int64_t V = c->V;
     g_gpu = gpu;
     Model m;
@@ -188,15 +193,16 @@ static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[B
     real *lg = xmalloc((size_t)BD_B * V * sizeof(real));
     if (together) {
         DecodeState bst;
-        decode_state_alloc(&bst, c, BD_B, 1);
+        decode_state_alloc(&bst, c, BD_B, ctx);
         for (int p = 0; p < BD_NP; p++) {
             DecodeState st;
-            decode_state_alloc(&st, c, 1, 1);
+            decode_state_alloc(&st, c, 1, ctx);
             acts_reshape(&pre, 1, len[p]);
             model_forward(&m, &pre, prompt[p], NULL, &st, lg + p * V, 1, 0, NULL);
             decode_state_set_row(c, &bst, p, &st, 0);
             decode_state_free(&st);
         }
+        if (att) bst.pos = BD_P;   // (the transformer's copies take the positions their source has seen)
         decode_state_set_row(c, &bst, 3, &bst, 1);
         memcpy(lg + 3 * V, lg + 1 * V, (size_t)V * sizeof(real));
         for (int t = 0; t < BD_S; t++) {
@@ -211,7 +217,7 @@ static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[B
     } else {
         for (int b = 0; b < BD_B; b++) {
             DecodeState st;
-            decode_state_alloc(&st, c, 1, 1);
+            decode_state_alloc(&st, c, 1, ctx);
             acts_reshape(&pre, 1, len[from[b]]);
             model_forward(&m, &pre, prompt[from[b]], NULL, &st, lg, 1, 0, NULL);
             for (int t = 0; t < BD_S; t++) {
@@ -382,6 +388,22 @@ int main(void) {
     Config h1q = mqar;
     h1q.K = 1; h1q.mixer = MIXER_HGRN1;
     one_step("one step HGRN1 no MLP, sparse targets, T 128, fp32", h1q, 4, 128, 1, 0, 1e-5, 1e-4);
+    // the Transformer++ (--arch transformer): heads of 32, 64 and 128 values (query and key tiles of 32 cut
+    // T 65, 200 and 130 unevenly); its attention is fp32 in every mode, the products as the mode says
+    Config tp = {.V = 97, .D = 128, .L = 2, .K = 32, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 0, .eps = 1e-6,
+                 .mixer = MIXER_TRANSFORMER};
+    one_step("one step transformer D 128 (4 x 32), T 65, fp32", tp, 2, 65, 0, 0, 1e-5, 1e-4);
+    one_step("one step transformer D 128 (4 x 32), T 65, tf32", tp, 2, 65, 0, 1, 1e-3, 1e-2);
+    Config tpw = tp;
+    tpw.D = 256; tpw.K = 64; tpw.V = 512; tpw.tie = 1;
+    one_step("one step transformer D 256 tied (4 x 64), T 200, fp32", tpw, 2, 200, 0, 0, 1e-5, 1e-4);
+    one_step("one step transformer D 256 tied (4 x 64), T 200, bf16", tpw, 2, 200, 0, 2, 3e-3, 3e-2);
+    Config tp128 = tp;
+    tp128.D = 256; tp128.K = 128;
+    one_step("one step transformer D 256 (2 x 128), T 130, fp32", tp128, 1, 130, 0, 0, 1e-5, 1e-4);
+    Config tpq = mqar;
+    tpq.K = 64; tpq.lower_bound = 0; tpq.mixer = MIXER_TRANSFORMER;
+    one_step("one step transformer no MLP, sparse targets, T 128, fp32", tpq, 4, 128, 1, 0, 1e-5, 1e-4);
     // batched decoding: prompts of 5, 1 and 70 tokens (70: a chunked prefill on tensor cores), K = Dv = 64
     Config dec = {.V = 97, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     batched_decode("batched decoding D 128, fp32", dec, 0, 1e-5);
@@ -390,6 +412,10 @@ int main(void) {
     dec1.K = 1; dec1.mixer = MIXER_HGRN1;
     batched_decode("batched decoding HGRN1 D 128, fp32", dec1, 0, 1e-5);
     batched_decode("batched decoding HGRN1 D 128, bf16", dec1, 2, 3e-2);
+    Config decT = dec;
+    decT.lower_bound = 0; decT.mixer = MIXER_TRANSFORMER;   // two heads of 64
+    batched_decode("batched decoding transformer D 128, fp32", decT, 0, 1e-5);
+    batched_decode("batched decoding transformer D 128, bf16", decT, 2, 3e-2);
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);

@@ -102,10 +102,6 @@ expect 2 "--expand-ratio with the transformer" -- $H train --arch transformer --
 expect_msg "the transformer's heads are set by --heads"
 expect 2 "--heads without the transformer" -- $H train --heads 4 --steps 1 --out "$TMP/x"
 expect_msg "--heads is for --arch transformer"
-expect 2 "the transformer on the GPU" -- $H train "${SMALL[@]}" --device cuda --steps 1 --out "$TMP/x"
-expect_msg "--arch transformer runs on the CPU only: its GPU kernels are not built yet; use --device cpu"
-expect 2 "the transformer on the GPU (bench)" -- $H bench --arch transformer --device cuda
-expect_msg "GPU kernels are not built yet; use --device cpu"
 expect 2 "--init with another architecture" -- $H train --init "$TMP/a/model.ckpt" --arch hgrn1 --steps 1 --out "$TMP/x"
 expect_msg "--init keeps the architecture of its weights"
 expect 1 "export of a transformer without MLPs" -- $H export --ckpt "$TMP/mq/model.ckpt" --hf "$TMP/hf2"
