@@ -45,10 +45,10 @@ __global__ void rope_kernel(float *x, int64_t ldx, int64_t rows, int T, int H, i
 // rounding of that factor cancels in o = acc / l. Everything is fp32 (the CPU's sum of the exponentials is in
 // double; the difference is fp32 rounding, tests/test_gpu.cu derives its size). lse = m + log l in double.
 // Shared rows have hd + 1 floats (odd): lanes reading 32 different rows at one column hit 32 different banks.
-// Blocks of the heaviest tiles (the last queries see the most keys) are launched first.
+// Blocks of the heaviest tiles are launched first (att_block): a tile's causal work grows with its position.
 //
 // Backward (training: Tq = Tk = T), without atomics, so it is deterministic:
-//   1. delta_t = do_t . o_t per (row, head): a warp each;
+//   1. delta_t = do_t . o_t per (row, head): a thread each, summed as dp below is;
 //   2. dq: a block per (b, h, tile of BQ queries), as the forward, streaming the keys and values: lane j
 //      recomputes s_tj and p_tj = exp(s_tj - lse_t) (lse as the forward saved it), dp_tj = do_t . v_j and
 //      ds_tj = p_tj (dp_tj - delta_t) / sqrt(hd); the row accumulates dq_t = sum_j ds_tj k_j;
@@ -56,7 +56,7 @@ __global__ void rope_kernel(float *x, int64_t ldx, int64_t rows, int T, int H, i
 //      to the end in tiles of 32 (q, do, lse and delta of one query per lane): dv_j = sum_t p_tj do_t and
 //      dk_j = sum_t ds_tj q_t, each key's sums owned by one warp.
 // The scores are the same expression in both backward kernels (att_dot of q and k, times the scale), so the two
-// see the same p bit for bit. Per (b, h) the work is O(T^2 hd) and the extra traffic is the key/value (or
+// compute p alike. Per (b, h) the work is O(T^2 hd) and the extra traffic is the key/value (or
 // query) prefix once per tile, which the L2 cache mostly serves.
 // ---------------------------------------------------------------------------------------------------------
 #define ATT_WARPS 4
@@ -92,12 +92,13 @@ __device__ __forceinline__ void att_load(float *dst, const float *src, int64_t l
     }
 }
 
-// The block's (b, h, tile): blocks in order of decreasing tile, every (b, h) within a tile.
+// The block's (b, h, tile), every (b, h) of a tile before the next tile, the heaviest tiles first: the last
+// query tiles see the most keys (last_heavy), the first key tiles the most queries.
 struct AttBlock { int b, h, tile; };
-__device__ __forceinline__ AttBlock att_block(int B, int H, int ntiles) {
+__device__ __forceinline__ AttBlock att_block(int B, int H, int ntiles, bool last_heavy) {
     const int64_t bh = (int64_t)B * H, i = blockIdx.x;
     AttBlock a;
-    a.tile = ntiles - 1 - (int)(i / bh);
+    a.tile = last_heavy ? ntiles - 1 - (int)(i / bh) : (int)(i / bh);
     a.b = (int)(i % bh / H);
     a.h = (int)(i % H);
     return a;
@@ -114,7 +115,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fwd_kernel(float *__res
     extern __shared__ float att_smem[];
     const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float *sQ = att_smem, *sK = sQ + BQ * SK, *sV = sK + ATT_BK * SK;
-    const AttBlock blk = att_block(B, H, ntiles);
+    const AttBlock blk = att_block(B, H, ntiles, true);
     const int q0 = blk.tile * BQ, nq = min(BQ, Tq - q0), off = Tk - Tq;   // query t stands at position off + t
     const int kend = off + q0 + nq;                                      // the tile sees keys 0 .. kend - 1
     const int64_t col = (int64_t)blk.h * hd;
@@ -171,18 +172,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fwd_kernel(float *__res
     }
 }
 
-// delta[w] = do . o over the hd values of (row, head) w, a warp each (grid stride): rows of H hd contiguous
-// values, so w's are at w hd
+// delta[w] = do . o over the hd values of (row, head) w: rows of H hd contiguous values, so w's are at w hd. A
+// thread each, in att_dot's order, which is the order of the backward kernels' dp = do . v: where o_t is one
+// value v_j (the first row, o_0 = v_0) dp_tj - delta_t is then exactly 0, as on the CPU, not rounding noise.
 __global__ void attention_delta_kernel(float *__restrict__ delta, const float *__restrict__ dout,
                                        const float *__restrict__ o, int64_t n, int hd) {
-    const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
-    for (int64_t w = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); w < n; w += (int64_t)gridDim.x * wpb) {
-        const float *a = dout + w * hd, *b = o + w * hd;
-        float s = 0.f;
-        for (int d = lane; d < hd; d += 32) s += a[d] * b[d];
-        s = warp_sum(s);
-        if (lane == 0) delta[w] = s;
-    }
+    GRID_STRIDE(w, n) delta[w] = att_dot(dout + w * hd, o + w * hd, hd);
 }
 
 template <int HD>
@@ -198,7 +193,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_dq_kernel(float *__rest
     extern __shared__ float att_smem[];
     const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float *sQ = att_smem, *sDO = sQ + BQ * SK, *sK = sDO + BQ * SK, *sV = sK + ATT_BK * SK;
-    const AttBlock blk = att_block(B, H, ntiles);
+    const AttBlock blk = att_block(B, H, ntiles, true);
     const int q0 = blk.tile * BQ, nq = min(BQ, T - q0), kend = q0 + nq;
     const int64_t col = (int64_t)blk.h * hd, D = (int64_t)H * hd, row0 = (int64_t)blk.b * T;
     const float *kb = k + row0 * ld + col, *vb = v + row0 * ld + col;
@@ -264,7 +259,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_dkv_kernel(float *__res
     const int SK = hd + 1, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float *sK = att_smem, *sV = sK + BKT * SK, *sQ = sV + BKT * SK, *sDO = sQ + ATT_BK * SK,
           *sL = sDO + ATT_BK * SK, *sD = sL + ATT_BK;
-    const AttBlock blk = att_block(B, H, ntiles);
+    const AttBlock blk = att_block(B, H, ntiles, false);
     const int j0 = blk.tile * BKT, nk = min(BKT, T - j0);
     const int64_t col = (int64_t)blk.h * hd, D = (int64_t)H * hd, row0 = (int64_t)blk.b * T;
     att_load(sK, k + (row0 + j0) * ld + col, ld, nk, hd);
@@ -419,7 +414,7 @@ extern "C" void cuda_attention_bwd(float *dq, float *dk, float *dv, int64_t ldd,
     const float scale = (float)(1 / sqrt((double)hd));
     const int64_t n = (int64_t)B * T * H;
     float *delta = (float *)scratch(n * sizeof(float));
-    attention_delta_kernel<<<blocks_for(n, 8), 256, 0, g_stream>>>(delta, dout, o, n, hd);
+    attention_delta_kernel<<<blocks_for(n, 256), 256, 0, g_stream>>>(delta, dout, o, n, hd);
     LAUNCH_CHECK("attention_delta");
     switch (hdr) {
     case 32: att_bwd_launch<32>(dq, dk, dv, ldd, dout, q, k, v, ld, lse, delta, B, T, H, hd, scale); break;
