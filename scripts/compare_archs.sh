@@ -13,7 +13,7 @@
 #     --heads N        the transformer's attention heads (default: heads of 64 where 64 divides D, else one)
 #     --steps N --batch B --seq-len T  (default: the preset's)
 #     --eval-batches N held-out batches scored (default 0: the whole val split)
-#     --device cpu|cuda (default cpu; the transformer runs on the CPU only for now)   --threads N   --hgrn2 PATH
+#     --device cpu|cuda (default cpu)   --threads N   --hgrn2 PATH
 #     --archs "LIST"   which of them, in this order (default "hgrn2 hgrn1 transformer")
 #     --tiny           D 64, 2 layers, batch 8 x 128, 300 steps on the Bible: about a minute on 2 CPU cores
 set -uo pipefail
