@@ -42,7 +42,7 @@ BIN     = tests/bin
 
 ifneq ($(NVCC),)
 ifneq ($(wildcard kernels.cu),)
-  CUDA_OBJ = build/kernels.o
+  CUDA_OBJ = build/kernels$(if $(CUDNN_OBJ),-cudnn).o
   CFLAGS  += -DHGRN2_CUDA
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
@@ -55,6 +55,27 @@ ifneq ($(wildcard kernels.cu),)
   endif
 endif
 endif
+# cuDNN's fused attention (cuda/attention_cudnn.cpp) runs the Transformer++'s attention under --precision bf16,
+# through the cuDNN frontend (header-only C++ graph API; make setup fetches version CUDNN_FE_VERSION into
+# CUDNN_FE_DIR) and cuDNN itself (header and library from the CUDA install or the system). A CUDA build without
+# either leaves it out: the fp32 attention kernels then serve every precision. CUDNN=0 leaves it out anyway.
+CUDNN_FE_VERSION = 1.32.0
+CUDNN_FE_DIR     = build/cudnn_frontend
+ifneq ($(CUDA_OBJ),)
+ifneq ($(CUDNN),0)
+  CUDNN_H   := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h))
+  CUDNN_LIB := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcudnn.so /usr/lib/x86_64-linux-gnu/libcudnn.so \
+                                      $(CUDA_HOME)/lib64/libcudnn.so.9 /usr/lib/x86_64-linux-gnu/libcudnn.so.9))
+  ifneq ($(and $(wildcard $(CUDNN_FE_DIR)/include/cudnn_frontend.h),$(CUDNN_H),$(CUDNN_LIB)),)
+    CUDNN_OBJ  = build/attention_cudnn.o
+    CUDNN_DIR  = $(patsubst %/,%,$(dir $(CUDNN_LIB)))
+    CUDNN_LIBS = -L$(CUDNN_DIR) -l:$(notdir $(CUDNN_LIB)) -Wl,-rpath,$(CUDNN_DIR) -lnvrtc   # (the frontend calls NVRTC)
+    NVCUDNN    = -DHGRN2_CUDNN
+    LDLIBS    += $(CUDNN_LIBS)
+  endif
+endif
+endif
+CUDA_OBJ := $(CUDA_OBJ)
 
 # Objects of the program's build (build/cpu, or build/cuda with the CUDA backend: a switch between the two
 # never links objects of the other) and of the float64 build the gradient tests use (build/f64), each
@@ -69,7 +90,7 @@ LIB_F64 = build/f64$(NOUNI)/libhgrn2.a
 .DEFAULT_GOAL := all
 # Names the build the programs were last linked for; rewritten when that changes, so that they relink.
 BUILD_KIND = build/kind
-$(shell mkdir -p build && (echo '$(OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ)' > $(BUILD_KIND)))
+$(shell mkdir -p build && (echo '$(OBJ) $(CUDNN_OBJ)' | cmp -s - $(BUILD_KIND) || echo '$(OBJ) $(CUDNN_OBJ)' > $(BUILD_KIND)))
 # `hgrn2 --version`: the commit (git describe), rewritten only when it changes so that only hgrn2.o rebuilds
 VERSION_H = build/version.h
 $(shell v="$$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
@@ -80,10 +101,10 @@ $(OBJ)/hgrn2.o: $(VERSION_H)
 .PHONY: all setup test test-gpu bench-tokenizer clean
 .DEFAULT_GOAL := all
 all: hgrn2
-	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them)$(if $(MPI_LIBS),; MPI,; without MPI: one process only, make setup installs Open MPI))"
+	@echo "built ./hgrn2 (CPU backend$(if $(CUDA_OBJ),; CUDA backend with $(NVCC)$(if $(CUDNN_OBJ),; cuDNN attention (frontend $(CUDNN_FE_VERSION), $(CUDNN_LIB)),; without cuDNN attention: the fp32 attention kernels in every precision$(if $(CUDNN_H),$(if $(CUDNN_LIB),$(if $(filter 0,$(CUDNN)),, (make setup fetches the cuDNN frontend)), (cuDNN library not found)), (cudnn.h not found))),; no CUDA backend: nvcc or kernels.cu not found)$(if $(UNICODE_LIBS),,; without PCRE2 and utf8proc: tokenizer.json files with regex pre-tokenizers or Unicode normalizers are refused, make setup installs them)$(if $(MPI_LIBS),; MPI,; without MPI: one process only, make setup installs Open MPI))"
 
-hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
-	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(LDLIBS)
+hgrn2: $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)
+	$(CC) $(CFLAGS) -o $@ $(OBJ)/hgrn2.o $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(LDLIBS)
 
 $(OBJ)/%.o: %.c $(HDR)
 	@mkdir -p $(@D)
@@ -96,10 +117,15 @@ $(LIB): $(LIB_SRC:%.c=$(OBJ)/%.o)
 $(LIB_F64): $(LIB_SRC:%.c=build/f64$(NOUNI)/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
 
-NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo $(NVNCCL)
-build/kernels.o: kernels.cu $(wildcard cuda/*.cuh) cuda_ops.h common.h
+NVFLAGS = -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -lineinfo $(NVNCCL) $(NVCUDNN)
+build/kernels.o build/kernels-cudnn.o: kernels.cu $(wildcard cuda/*.cuh) cuda/attention_cudnn.h cuda_ops.h common.h
 	@mkdir -p build
 	$(NVCC) $(NVFLAGS) -c -o $@ kernels.cu
+# the cuDNN frontend is C++ host code only: the host compiler builds it (its own headers warn, so -isystem)
+build/attention_cudnn.o: cuda/attention_cudnn.cpp cuda/attention_cudnn.h common.h
+	@mkdir -p build
+	$(CXX) -O2 -g -std=c++17 -Wall -Wextra -fPIC -DCUDNN_FRONTEND_SKIP_JSON_LIB -isystem $(CUDNN_FE_DIR)/include \
+	  -isystem $(dir $(CUDNN_H)) -isystem $(CUDA_HOME)/include -c -o $@ $<
 
 # Debian packages the build, the tests and the default run need, and the Python package the export's
 # tokenizer test loads its files with (Hugging Face tokenizers, in the git-ignored virtual environment .venv).
@@ -139,6 +165,7 @@ setup:
 	  fi; \
 	  { [ -x .venv/bin/pip ] || python3 -m venv .venv; } && .venv/bin/pip install -q tokenizers==$(TOKENIZERS_VERSION); \
 	fi
+	@if command -v $(or $(NVCC),nvcc) >/dev/null 2>&1; then sh scripts/fetch_cudnn_frontend.sh $(CUDNN_FE_VERSION) $(CUDNN_FE_DIR); fi
 	@$(MAKE) --no-print-directory all
 
 # ---- tests: one C program per area (the model and op tests compiled in float64), plus shell tests ----
@@ -150,13 +177,13 @@ $(BIN)/test_ops $(BIN)/test_attention $(BIN)/test_cls_ops $(BIN)/test_cls $(BIN)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -DHGRN2_F64 -o $@ $< $(LIB_F64) $(LDLIBS)
 $(BIN)/test_ops $(BIN)/test_attention $(BIN)/test_cls_ops: tests/fd.h
-$(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
+$(BIN)/test_parity: tests/test_parity.c tests/check.h $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(LDLIBS)
 $(BIN)/test_tokenizer $(BIN)/test_formats $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_checkpoint $(BIN)/test_examples \
-$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg $(BIN)/test_augment: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(BUILD_KIND)
+$(BIN)/test_lra $(BIN)/test_mqar $(BIN)/test_images $(BIN)/test_jpeg $(BIN)/test_augment: $(BIN)/%: tests/%.c tests/check.h tests/child.h $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(LDLIBS)
 $(BIN)/test_data $(BIN)/test_prepare $(BIN)/test_examples $(BIN)/test_lra $(BIN)/test_images $(BIN)/test_jpeg: tests/files.h
 $(BIN)/test_lra $(BIN)/test_images $(BIN)/test_jpeg: tests/data_cmd.h
 
@@ -164,24 +191,24 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu build/kernels.o build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
 # (its own object names: make -j may build it beside test_gpu)
-$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h build/kernels.o cpu.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_gpu_cls.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu build/kernels.o build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
 # (their CPU side can round its operands to bf16: tests/bf16_emul.h)
 BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd
-$(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ)
+$(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(LDLIBS) $(BF16_EMUL_WRAP)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(LDLIBS) $(BF16_EMUL_WRAP)
 
 test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model
 	$(BIN)/test_gpu
@@ -196,8 +223,10 @@ test-gpu: hgrn2 $(BIN)/test_gpu $(BIN)/test_gpu_cls $(BIN)/test_gpu_model $(BIN)
 bench-tokenizer: $(BIN)/test_tokenizer
 	$(BIN)/test_tokenizer --bench
 
+# (keeps the cuDNN frontend's headers make setup fetched)
 clean:
-	rm -rf hgrn2 build $(BIN) tests/tmp
+	rm -rf hgrn2 $(BIN) tests/tmp
+	find build -mindepth 1 -maxdepth 1 ! -name cudnn_frontend -exec rm -rf {} + 2>/dev/null || true
 
 # ---- fuzzing and sanitizer builds ------------------------------------------------------------------------
 # make fuzz [FUZZ_SECONDS=N]: every libFuzzer harness of tests/fuzz, built with clang, ASan and UBSan, runs

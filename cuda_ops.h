@@ -124,6 +124,15 @@ void cuda_attention_bwd(float *dq, float *dk, float *dv, int64_t ldd, const floa
                         const float *k, const float *v, int64_t ld, const float *o, const float *lse, int B, int T,
                         int H, int hd);
 void cuda_kv_append(float *cache, int64_t ldc, int ctx, int pos0, const float *x, int64_t ldx, int B, int T, int C);
+// cuDNN's fused attention (a build with cuDNN: cuda/attention_cudnn.cpp) takes the training form (Tq = Tk) under
+// --precision bf16 wherever cuDNN supports the shape forward and backward: bf16 q, k, v, o and do, fp32 softmax
+// and accumulation, outputs converted back to fp32. The environment variable HGRN2_ATTENTION=kernel keeps the
+// fp32 kernels everywhere, =cudnn takes cuDNN in every precision (dying where cuDNN cannot); cuda_attention_path
+// overrides it (-1 auto, 0 kernels, 1 cuDNN). cuda_attention_uses_cudnn: whether attention at this shape takes
+// cuDNN now (building its plans).
+int cuda_attention_cudnn_built(void);
+void cuda_attention_path(int mode);
+int cuda_attention_uses_cudnn(int B, int Tq, int Tk, int H, int hd);
 
 // ---- SwiGLU ----
 void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I);

@@ -1,9 +1,13 @@
 // cuda/attention.cuh: the Transformer++'s ops (ops.h "Transformer++"): rotary positions, causal softmax
 // attention forward and backward, and the append of new keys and values to a decoding cache. Plain fp32 kernels
-// on the CUDA cores: a first GPU path, checked against cpu.c by tests/test_gpu.cu (cuDNN's fused attention is to
-// replace the attention kernels later).
+// on the CUDA cores, checked against cpu.c by tests/test_gpu.cu. Under --precision bf16, a build with cuDNN
+// (HGRN2_CUDNN) runs the training form's attention on cuDNN's fused SDPA instead (cuda/attention_cudnn.cpp):
+// the conversion kernels and the choice of path are at the end of this file.
 #pragma once
 #include "pointwise.cuh"
+#ifdef HGRN2_CUDNN
+#include "attention_cudnn.h"
+#endif
 
 // ---------------------------------------------------------------------------------------------------------
 // Rotary positions: a thread per (row, frequency i) turns the pair (x_i, x_{i+hd/2}) of every head of the row.
@@ -322,6 +326,41 @@ __global__ void kv_append_kernel(float *__restrict__ cache, int64_t ldc, int ctx
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// cuDNN's attention: the fp32 tensors to the bf16 layouts of cuda/attention_cudnn.h and back
+// ---------------------------------------------------------------------------------------------------------
+// q, k, v (row (b, t) of q at q + (b T + t) ldq, of k and v at k + b skv + t ldkv) into bf16 rows [q | k | v] of 3D
+__global__ void att_qkv_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ q, int64_t ldq,
+                                    const float *__restrict__ k, const float *__restrict__ v, int64_t ldkv,
+                                    int64_t skv, int64_t N, int T, int D) {
+    ROWS_COLS(r, c, N, 3 * D) {
+        const int w = c / D, cc = c - w * D;
+        const float x = w == 0 ? q[r * ldq + cc] : (w == 1 ? k : v)[(r / T) * skv + (r % T) * ldkv + cc];
+        y[r * 3 * D + c] = __float2bfloat16(x);
+    }
+}
+__global__ void att_to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
+}
+__global__ void att_from_bf16_kernel(float *__restrict__ y, const bf16 *__restrict__ x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = __bfloat162float(x[i]);
+}
+// bf16 rows [dq | dk | dv] of 3D into dq, dk, dv, rows of stride ldd
+__global__ void att_dqkv_f32_kernel(float *__restrict__ dq, float *__restrict__ dk, float *__restrict__ dv, int64_t ldd,
+                                    const bf16 *__restrict__ x, int64_t N, int D) {
+    ROWS_COLS(r, c, N, 3 * D) {
+        const int w = c / D;
+        (w == 0 ? dq : w == 1 ? dk : dv)[r * ldd + c - w * D] = __bfloat162float(x[r * 3 * D + c]);
+    }
+}
+// [B, n1, n2] -> [B, n2, n1]
+__global__ void att_transpose_kernel(float *__restrict__ y, const float *__restrict__ x, int64_t B, int n1, int n2) {
+    GRID_STRIDE(i, B * n1 * n2) {
+        const int64_t b = i / ((int64_t)n1 * n2), r = i - b * n1 * n2, a = r / n2, c = r - a * n2;
+        y[(b * n2 + c) * n1 + a] = x[i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // launchers
 // ---------------------------------------------------------------------------------------------------------
 extern "C" void cuda_rope_fwd(float *x, int64_t ldx, int B, int T, int H, int hd, int pos0, double theta) {
@@ -362,6 +401,110 @@ template <typename K> static void att_allow(K *kernel, size_t smem, size_t &allo
     }
 }
 
+// The path of the attention: cuDNN's fused SDPA (a build with HGRN2_CUDNN) for the training form (Tq = Tk: training,
+// evaluation, prefill) under --precision bf16 at shapes cuDNN takes forward and backward; the fp32 kernels
+// otherwise (decoding's Tq < Tk among them). HGRN2_ATTENTION=kernel keeps the kernels in every precision,
+// HGRN2_ATTENTION=cudnn takes cuDNN in every precision (the training form only) and dies where cuDNN cannot;
+// cuda_attention_path overrides both (the tests).
+static int g_att_path = -2;   // -1: as the precision says, 0: the kernels, 1: cuDNN; -2: HGRN2_ATTENTION not read yet
+
+extern "C" void cuda_attention_path(int mode) {
+    if (mode < -1 || mode > 1) die("attention path must be -1 (auto), 0 (kernels) or 1 (cuDNN), got %d", mode);
+    g_att_path = mode;
+}
+
+static int att_path(void) {
+    if (g_att_path == -2) {
+        const char *e = getenv("HGRN2_ATTENTION");
+        if (!e || !*e || !strcmp(e, "auto")) g_att_path = -1;
+        else if (!strcmp(e, "kernel")) g_att_path = 0;
+        else if (!strcmp(e, "cudnn")) g_att_path = 1;
+        else die("HGRN2_ATTENTION must be kernel, cudnn or auto, got '%s'", e);
+#ifndef HGRN2_CUDNN
+        if (g_att_path == 1) die("HGRN2_ATTENTION=cudnn: this build has no cuDNN attention (make setup, then make)");
+#endif
+    }
+    return g_att_path;
+}
+
+extern "C" int cuda_attention_cudnn_built(void) {
+#ifdef HGRN2_CUDNN
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef HGRN2_CUDNN
+// The cuDNN plans of the shape (forward and backward; each -1 when cuDNN does not take it) when the path is cuDNN's.
+static bool att_cudnn(int B, int Tq, int Tk, int H, int hd, int *pf, int *pb, int *stats_bht) {
+    const int path = att_path();
+    if (Tq != Tk || path == 0 || (path < 0 && g_gemm_mode != 2)) return false;
+    cuda_init();
+    int sf = 0, sb = 0;
+    *pf = cudnn_sdpa_plan(0, B, Tq, H, hd, g_stream, path == 1, &sf);
+    *pb = *pf < 0 ? -1 : cudnn_sdpa_plan(1, B, Tq, H, hd, g_stream, path == 1, &sb);
+    if (*pf < 0 || *pb < 0) return false;
+    if (sf != sb) die("internal error: cuDNN attention's forward and backward keep their stats in different layouts");
+    *stats_bht = sf;
+    return true;
+}
+#endif
+
+extern "C" int cuda_attention_uses_cudnn(int B, int Tq, int Tk, int H, int hd) {
+#ifdef HGRN2_CUDNN
+    int pf, pb, sl;
+    return B > 0 && Tq > 0 && H > 0 && hd > 0 && att_cudnn(B, Tq, Tk, H, hd, &pf, &pb, &sl);
+#else
+    return 0;
+#endif
+}
+
+#ifdef HGRN2_CUDNN
+static void att_cudnn_fwd(int plan, int stats_bht, float *o, float *lse, const float *q, int64_t ldq, const float *k,
+                          const float *v, int64_t ldkv, int64_t skv, int B, int T, int H, int hd) {
+    const int64_t N = (int64_t)B * T, D = (int64_t)H * hd, nl = N * H;
+    const bool direct = lse && !stats_bht;   // cuDNN writes lse itself
+    Carve c = {scratch(align256(N * 3 * D * 2) + align256(N * D * 2) + align256(nl * 4))};
+    bf16 *qkv16 = c.take<bf16>(N * 3 * D), *o16 = c.take<bf16>(N * D);
+    float *st = direct ? lse : c.take<float>(nl);
+    att_qkv_bf16_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(qkv16, q, ldq, k, v, ldkv, skv, N, T, (int)D);
+    LAUNCH_CHECK("att_qkv_bf16");
+    cudnn_sdpa_fwd(plan, o16, st, qkv16);
+    att_from_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(o, o16, N * D);
+    LAUNCH_CHECK("att_from_bf16");
+    if (lse && !direct) {
+        att_transpose_kernel<<<blocks_for(nl, 256), 256, 0, g_stream>>>(lse, st, B, H, T);   // [B,H,T] -> [B,T,H]
+        LAUNCH_CHECK("att_transpose");
+    }
+}
+
+static void att_cudnn_bwd(int plan, int stats_bht, float *dq, float *dk, float *dv, int64_t ldd, const float *dout,
+                          const float *q, const float *k, const float *v, int64_t ld, const float *o,
+                          const float *lse, int B, int T, int H, int hd) {
+    const int64_t N = (int64_t)B * T, D = (int64_t)H * hd, nl = N * H;
+    Carve c = {scratch(2 * align256(N * 3 * D * 2) + 2 * align256(N * D * 2) + align256(nl * 4))};
+    bf16 *qkv16 = c.take<bf16>(N * 3 * D), *dqkv16 = c.take<bf16>(N * 3 * D), *o16 = c.take<bf16>(N * D),
+         *do16 = c.take<bf16>(N * D);
+    const float *st = lse;
+    if (stats_bht) {
+        float *t = c.take<float>(nl);
+        att_transpose_kernel<<<blocks_for(nl, 256), 256, 0, g_stream>>>(t, lse, B, T, H);   // [B,T,H] -> [B,H,T]
+        LAUNCH_CHECK("att_transpose");
+        st = t;
+    }
+    att_qkv_bf16_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(qkv16, q, ld, k, v, ld, (int64_t)T * ld, N, T, (int)D);
+    LAUNCH_CHECK("att_qkv_bf16");
+    att_to_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(o16, o, N * D);
+    LAUNCH_CHECK("att_to_bf16");
+    att_to_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(do16, dout, N * D);
+    LAUNCH_CHECK("att_to_bf16");
+    cudnn_sdpa_bwd(plan, dqkv16, do16, qkv16, o16, st);
+    att_dqkv_f32_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(dq, dk, dv, ldd, dqkv16, N, (int)D);
+    LAUNCH_CHECK("att_dqkv_f32");
+}
+#endif
+
 template <int HD>
 static void att_fwd_launch(float *o, float *lse, const float *q, int64_t ldq, const float *k, const float *v,
                            int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd, float scale) {
@@ -378,6 +521,13 @@ extern "C" void cuda_attention_fwd(float *o, float *lse, const float *q, int64_t
                                    int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd) {
     if (B <= 0 || Tq <= 0 || H <= 0 || hd <= 0) return;
     if (Tk < Tq) die("cuda_attention_fwd: %d queries against %d keys (queries are the last keys' positions)", Tq, Tk);
+#ifdef HGRN2_CUDNN
+    int pf, pb, sl;
+    if (att_cudnn(B, Tq, Tk, H, hd, &pf, &pb, &sl)) {
+        att_cudnn_fwd(pf, sl, o, lse, q, ldq, k, v, ldkv, skv, B, Tq, H, hd);
+        return;
+    }
+#endif
     const float scale = (float)(1 / sqrt((double)hd));   // cpu.c's
     switch (att_hd(hd)) {
     case 32: att_fwd_launch<32>(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd, scale); break;
@@ -410,6 +560,13 @@ extern "C" void cuda_attention_bwd(float *dq, float *dk, float *dv, int64_t ldd,
                                    const float *k, const float *v, int64_t ld, const float *o, const float *lse, int B,
                                    int T, int H, int hd) {
     if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+#ifdef HGRN2_CUDNN
+    int pf, pb, sl;
+    if (att_cudnn(B, T, T, H, hd, &pf, &pb, &sl)) {
+        att_cudnn_bwd(pb, sl, dq, dk, dv, ldd, dout, q, k, v, ld, o, lse, B, T, H, hd);
+        return;
+    }
+#endif
     const int hdr = att_hd(hd);
     const float scale = (float)(1 / sqrt((double)hd));
     const int64_t n = (int64_t)B * T * H;
