@@ -205,7 +205,7 @@ $(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
 	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
 # (their CPU side can round its operands to bf16: tests/bf16_emul.h)
-BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd
+BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd,--wrap=op_attention_fwd,--wrap=op_attention_bwd
 $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(LDLIBS) $(BF16_EMUL_WRAP)

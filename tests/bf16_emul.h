@@ -1,7 +1,9 @@
 // tests/bf16_emul.h: the CPU backend with its inputs rounded as the GPU's tensor cores round them, for the GPU
 // model tests' tolerances in tf32 and bf16. Include it in one test file and link with the --wrap flags of
 // BF16_EMUL_WRAP in the Makefile: the library's calls to op_matmul_fwd, op_matmul_fwd_opnd, op_matmul_bwd,
-// op_hgru_fwd and op_hgru_bwd then come here. With g_emul set to a GEMM precision (1 tf32, 2 bf16) the products'
+// op_hgru_fwd, op_hgru_bwd, op_attention_fwd and op_attention_bwd then come here. The attention's inputs and
+// outputs are rounded to bf16 where the GPU would run it on cuDNN (cuda_attention_uses_cudnn: bf16, training's
+// form, a shape cuDNN takes), as cuDNN's are: q, k, v (and do, o in the backward) in, o (dq, dk, dv) out. With g_emul set to a GEMM precision (1 tf32, 2 bf16) the products'
 // inputs are rounded to that format, and the token mixer's to bf16 where the GPU runs it on tensor cores
 // (K = Dv = 64 or 128, cuda/mixer.cuh); then the real op runs. g_emul = 0 rounds nothing.
 //
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "../ops.h"
+#include "../cuda_ops.h"
 
 #define BF16_SITES 4.0
 
@@ -86,4 +89,51 @@ void __wrap_op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, co
          *dr = round_copy(dout, rows, HDv, HDv, b);
     __real_op_hgru_bwd(dq, dk, dg, dv, lddv, dr, qr, kr, g, vr, HDv, B, T, H, K, Dv, chunk, reverse, acc);
     free(qr); free(kr); free(vr); free(dr);
+}
+
+// The attention where the GPU runs it on cuDNN (bf16 in and out; the softmax's own bf16 P is not emulated).
+void __real_op_attention_fwd(real *o, real *lse, const real *q, int64_t ldq, const real *k, const real *v,
+                             int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd);
+void __real_op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dout, const real *q,
+                             const real *k, const real *v, int64_t ld, const real *o, const real *lse, int B, int T,
+                             int H, int hd);
+static int att_bits(int B, int Tq, int Tk, int H, int hd) {
+    return g_emul == 2 && cuda_attention_uses_cudnn(B, Tq, Tk, H, hd) ? 7 : 0;
+}
+static void round_rows(real *x, int64_t rows, int64_t ld, int64_t w, int bits) {
+    for (int64_t r = 0; r < rows && bits; r++)
+        for (int64_t i = 0; i < w; i++) x[r * ld + i] = (real)mantissa_round((float)x[r * ld + i], bits);
+}
+void __wrap_op_attention_fwd(real *o, real *lse, const real *q, int64_t ldq, const real *k, const real *v,
+                             int64_t ldkv, int64_t skv, int B, int Tq, int Tk, int H, int hd) {
+    const int b = att_bits(B, Tq, Tk, H, hd);
+    if (!b) {
+        __real_op_attention_fwd(o, lse, q, ldq, k, v, ldkv, skv, B, Tq, Tk, H, hd);
+        return;
+    }
+    const int64_t D = (int64_t)H * hd;
+    real *qr = round_copy(q, (int64_t)B * Tq, ldq, D, b), *kr = xmalloc((size_t)B * Tk * D * sizeof(real)),
+         *vr = xmalloc((size_t)B * Tk * D * sizeof(real));
+    for (int bb = 0; bb < B; bb++) {
+        real *kk = round_copy(k + bb * skv, Tk, ldkv, D, b), *vv = round_copy(v + bb * skv, Tk, ldkv, D, b);
+        memcpy(kr + (int64_t)bb * Tk * D, kk, (size_t)Tk * D * sizeof(real));
+        memcpy(vr + (int64_t)bb * Tk * D, vv, (size_t)Tk * D * sizeof(real));
+        free(kk); free(vv);
+    }
+    __real_op_attention_fwd(o, lse, qr, D, kr, vr, D, (int64_t)Tk * D, B, Tq, Tk, H, hd);
+    round_rows(o, (int64_t)B * Tq, D, D, b);
+    free(qr); free(kr); free(vr);
+}
+void __wrap_op_attention_bwd(real *dq, real *dk, real *dv, int64_t ldd, const real *dout, const real *q,
+                             const real *k, const real *v, int64_t ld, const real *o, const real *lse, int B, int T,
+                             int H, int hd) {
+    const int b = att_bits(B, T, T, H, hd);
+    const int64_t rows = (int64_t)B * T, D = (int64_t)H * hd;
+    real *qr = round_copy(q, rows, ld, D, b), *kr = round_copy(k, rows, ld, D, b), *vr = round_copy(v, rows, ld, D, b),
+         *dr = round_copy(dout, rows, D, D, b), *orr = round_copy(o, rows, D, D, b);
+    __real_op_attention_bwd(dq, dk, dv, ldd, dr, qr, kr, vr, D, orr, lse, B, T, H, hd);
+    round_rows(dq, rows, ldd, D, b);
+    round_rows(dk, rows, ldd, D, b);
+    round_rows(dv, rows, ldd, D, b);
+    free(qr); free(kr); free(vr); free(dr); free(orr);
 }

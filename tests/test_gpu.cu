@@ -17,6 +17,8 @@
 //   rotary positions: 2e-6, as the elementwise ops (angles, cos and sin in double on both sides)
 //   attention: 4 u sqrt(n) with u = 2^-24, n = hd + Tk for the forward, 2 hd + T for the backward (derived
 //     above test_attention_one): 3e-6 at T 63 and hd 64, 8e-6 at T 1000 and hd 128
+//   cuDNN's bf16 attention (a build with cuDNN): 2^-7 against the CPU on the fp32 inputs, 2^-8 against the
+//     CPU on the inputs rounded to bf16 (derived above test_attention_cudnn_one)
 //   matmul: exact fp32 GEMM 1e-5; TF32 (10-bit mantissa inputs) 2e-3; bf16 (7-bit) 1.5e-2
 //   hgru on tensor cores (chunk 64, bf16 operands): each operand rounds by up to 2^-8 relative (~2^-9 in the
 //     mean square), a product of two by ~2^-8.5 in the mean square, and a sum of products of mixed signs keeps
@@ -853,6 +855,124 @@ static void test_attention(void) {
     if (!g_quick) test_attention_decode(2, 1, 3000, 4, 128);
 }
 
+// cuDNN's fused attention (a build with cuDNN; the path forced, whatever the precision), training form, q, k, v
+// read from rows [q | k | v] of 3D and dq, dk, dv written into rows of 3D + 4 as the model lays them out.
+// Two references. (a) The CPU op on the fp32 inputs: cuDNN rounds q, k, v, do (and o in the backward) to bf16,
+// relative error up to 2^-9 each, about 2^-9/sqrt(3) = 1.1e-3 in the mean square. A score q . k / sqrt(hd)
+// (unit-variance entries) then moves by about sqrt(2) 1.1e-3 = 1.6e-3 times the size of its terms, and every
+// weight p_j relatively by that; o = sum_j p_j v_j / l, a weighted average, keeps the relative size of
+// independent errors of its terms: 1.6e-3 from the scores, 1.1e-3 from v, 1.1e-3 from the bf16 P that cuDNN
+// multiplies V with, 1.1e-3 from o's bf16 output: about 2.3e-3 in all. The backward has the same kinds of terms
+// (do, v and o rounded, bf16 P for dV and bf16 dS for dQ and dK, bf16 outputs): about 3e-3. Both held to
+// 2 x 2^-8 = 7.8e-3. (b) The CPU op on the bf16-rounded inputs (rounded on the host, as cuDNN rounds them):
+// only cuDNN's internal roundings remain: bf16 P (or dS) and the bf16 outputs, about sqrt(2) 1.1e-3 = 1.6e-3,
+// held to 2^-8 = 3.9e-3. lse: its error is the weighted average of the scores' absolute errors, about 1.6e-3
+// against inputs of unit size in (a), held to 2^-8 as an rms absolute error (compare_to against max(1, |lse|));
+// in (b) the scores are fp32 sums of exact products of bf16 values and cuDNN's exponentials are within a few
+// float ulp: held to 4 times the fp32 attention's tolerance. The backward also runs twice: the same bits.
+static Vec bf16_round(const Vec &x) {
+    Vec y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = bf16_value(bf16_bits(x[i]));
+    return y;
+}
+static Vec lse_scale(const Vec &lse) {
+    Vec s(lse.size());
+    for (size_t i = 0; i < lse.size(); i++) s[i] = fabsf(lse[i]) > 1 ? fabsf(lse[i]) : 1.f;
+    return s;
+}
+
+static void test_attention_cudnn_one(int B, int T, int H, int hd) {
+    const int64_t D = (int64_t)H * hd, ld = 3 * D, ldd = 3 * D + 4, rows = (int64_t)B * T;
+    seed(3300 + B * 13 + T * 7 + H * 3 + hd);
+    const Vec qkv = randn(rows * ld), dout = randn(rows * D), d0 = randn(rows * ldd);
+    const Vec qkvr = bf16_round(qkv), doutr = bf16_round(dout);
+    // (a) fp32 inputs
+    Vec o(rows * D), lse(rows * H), d = d0;
+    const float *q = qkv.data();
+    op_attention_fwd(o.data(), lse.data(), q, ld, q + D, q + 2 * D, ld, T * ld, B, T, T, H, hd);
+    op_attention_bwd(d.data(), d.data() + D, d.data() + 2 * D, ldd, dout.data(), q, q + D, q + 2 * D, ld, o.data(),
+                     lse.data(), B, T, H, hd);
+    // (b) bf16-rounded inputs; the backward from o rounded as cuDNN gets it
+    Vec orr(rows * D), lser(rows * H), dr = d0;
+    const float *qr = qkvr.data();
+    op_attention_fwd(orr.data(), lser.data(), qr, ld, qr + D, qr + 2 * D, ld, T * ld, B, T, T, H, hd);
+    const Vec orb = bf16_round(orr);
+    op_attention_bwd(dr.data(), dr.data() + D, dr.data() + 2 * D, ldd, doutr.data(), qr, qr + D, qr + 2 * D, ld,
+                     orb.data(), lser.data(), B, T, H, hd);
+    Pool P;
+    float *gqkv = P.up(qkv), *gdo = P.up(dout), *gco = P.up(orr), *gcl = P.up(lser), *go = P.f(o.size()),
+          *gl = P.f(lse.size()), *gd = P.f(d0.size());
+    char shape[96];
+    snprintf(shape, sizeof shape, "B%d T%d H%d hd%d", B, T, H, hd);
+    const double loose = 2 * 0x1p-8, tight = 0x1p-8;
+    if (!cuda_attention_uses_cudnn(B, T, T, H, hd)) {
+        printf("FAIL  %-26s %-40s cuDNN does not take this shape\n", "cudnn attention", shape);
+        n_fail++;
+        return;
+    }
+    poison(go, o.size() * 4);
+    poison(gl, lse.size() * 4);
+    cuda_attention_fwd(go, gl, gqkv, ld, gqkv + D, gqkv + 2 * D, ld, T * ld, B, T, T, H, hd);
+    const Vec ho = down(go, o.size()), hl = down(gl, lse.size());
+    compare("cudnn fwd o (fp32 in)", shape, ho, o, loose);
+    compare("cudnn fwd o (bf16 in)", shape, ho, orr, tight);
+    compare_to("cudnn fwd lse (fp32 in)", shape, hl, lse, lse_scale(lse), loose, "");
+    compare_to("cudnn fwd lse (bf16 in)", shape, hl, lser, lse_scale(lser), 4 * att_tol(hd + T, 1), "");
+    poison(go, o.size() * 4);
+    cuda_attention_fwd(go, NULL, gqkv, ld, gqkv + D, gqkv + 2 * D, ld, T * ld, B, T, T, H, hd);
+    check_bits("cudnn fwd o (no lse)", shape, down(go, o.size()).data(), ho.data(), ho.size() * 4);
+    Vec gdh[2];
+    for (int rep = 0; rep < 2; rep++) {
+        set(gd, poisoned_rows(d0, rows, ldd, 3 * D));
+        cuda_attention_bwd(gd, gd + D, gd + 2 * D, ldd, gdo, gqkv, gqkv + D, gqkv + 2 * D, ld, gco, gcl, B, T, H, hd);
+        gdh[rep] = down(gd, d0.size());
+    }
+    check_bits("cudnn bwd deterministic", shape, gdh[0].data(), gdh[1].data(), gdh[0].size() * 4);
+    Vec a[4], c[4], cr[4];
+    for (int w = 0; w < 4; w++)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t c0 = w * D, c1 = w < 3 ? c0 + D : ldd;
+            a[w].insert(a[w].end(), gdh[0].begin() + r * ldd + c0, gdh[0].begin() + r * ldd + c1);
+            c[w].insert(c[w].end(), d.begin() + r * ldd + c0, d.begin() + r * ldd + c1);
+            cr[w].insert(cr[w].end(), dr.begin() + r * ldd + c0, dr.begin() + r * ldd + c1);
+        }
+    const char *names[3][2] = {{"cudnn bwd dq (fp32 in)", "cudnn bwd dq (bf16 in)"},
+                               {"cudnn bwd dk (fp32 in)", "cudnn bwd dk (bf16 in)"},
+                               {"cudnn bwd dv (fp32 in)", "cudnn bwd dv (bf16 in)"}};
+    for (int w = 0; w < 3; w++) {
+        compare(names[w][0], shape, a[w], c[w], loose);
+        compare(names[w][1], shape, a[w], cr[w], tight);
+    }
+    check_bits("cudnn bwd gaps untouched", shape, a[3].data(), c[3].data(), a[3].size() * 4);
+}
+
+static void test_attention_cudnn(void) {
+    if (!cuda_attention_cudnn_built()) {
+        printf("-- cuDNN attention checks skipped: this build has no cuDNN attention (make setup fetches the frontend)\n");
+        return;
+    }
+    cuda_attention_path(1);
+    const int Ts[] = {1, 63, 64, 65, 200, 1000, 2048}, hds[] = {64, 128};
+    int i = 0;
+    for (int T : Ts)
+        for (int hd : hds) {
+            const int H = 2 + i++ % 3;
+            if (g_quick && T > 65) continue;
+            test_attention_cudnn_one(2, T, H, hd);
+        }
+    cuda_attention_path(-1);
+    // the dispatch under bf16: training's form at hd 64 takes cuDNN; decoding (Tq < Tk) and heads cuDNN cannot
+    // take (not a multiple of 8) keep the kernels; so does tf32
+    cuda_set_gemm_precision(2);
+    const bool train = cuda_attention_uses_cudnn(2, 64, 64, 2, 64), dec = cuda_attention_uses_cudnn(2, 1, 100, 2, 64),
+               odd = cuda_attention_uses_cudnn(1, 64, 64, 2, 36);
+    cuda_set_gemm_precision(1);
+    const bool tf32 = cuda_attention_uses_cudnn(2, 64, 64, 2, 64), ok = train && !dec && !odd && !tf32;
+    printf("%s  %-26s %-40s bf16 T64 %s, decode %s, hd 36 %s, tf32 %s\n", ok ? "PASS" : "FAIL", "cudnn dispatch", "",
+           train ? "cuDNN" : "kernels", dec ? "cuDNN" : "kernels", odd ? "cuDNN" : "kernels", tf32 ? "cuDNN" : "kernels");
+    ok ? n_pass++ : n_fail++;
+}
+
 // ======================================================================================================
 // SwiGLU
 // ======================================================================================================
@@ -1418,7 +1538,10 @@ int main(int argc, char **argv) {
     test_hgrn1_scan();
     test_rmsnorm_gated();
     test_rope();
+    cuda_attention_path(0);   // the fp32 kernels' checks, whatever the precision
     test_attention();
+    cuda_attention_path(-1);
+    test_attention_cudnn();
     test_swiglu();
     test_xent();
     test_xent_soft();

@@ -1,7 +1,8 @@
 // test_gpu_model.c: the whole model on the GPU against the CPU (the oracle), run by `make test-gpu`.
 //  1. one training step from the same initialisation on the same tokens: the loss and every gradient (HGRN2,
-//     HGRN1 with --arch hgrn1, and the Transformer++ with --arch transformer, whose attention is fp32 in every
-//     mode)
+//     HGRN1 with --arch hgrn1, and the Transformer++ with --arch transformer, whose attention is fp32 except
+//     under bf16 in a build with cuDNN, where heads of 64 and 128 run on cuDNN's fused attention: bf16_emul.h
+//     rounds its inputs and outputs on the CPU as cuDNN does, so its sensitivity counts in the tolerance)
 //  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
 //  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
@@ -389,7 +390,8 @@ int main(void) {
     h1q.K = 1; h1q.mixer = MIXER_HGRN1;
     one_step("one step HGRN1 no MLP, sparse targets, T 128, fp32", h1q, 4, 128, 1, 0, 1e-5, 1e-4);
     // the Transformer++ (--arch transformer): heads of 32, 64 and 128 values (query and key tiles of 32 cut
-    // T 65, 200 and 130 unevenly); its attention is fp32 in every mode, the products as the mode says
+    // T 65, 200 and 130 unevenly); its attention is fp32 in every mode, the products as the mode says, except
+    // under bf16 with cuDNN: heads of 64 and 128 (multiples of 8) then take cuDNN's bf16 attention
     Config tp = {.V = 97, .D = 128, .L = 2, .K = 32, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 0, .eps = 1e-6,
                  .mixer = MIXER_TRANSFORMER};
     one_step("one step transformer D 128 (4 x 32), T 65, fp32", tp, 2, 65, 0, 0, 1e-5, 1e-4);
@@ -398,9 +400,15 @@ int main(void) {
     tpw.D = 256; tpw.K = 64; tpw.V = 512; tpw.tie = 1;
     one_step("one step transformer D 256 tied (4 x 64), T 200, fp32", tpw, 2, 200, 0, 0, 1e-5, 1e-4);
     one_step("one step transformer D 256 tied (4 x 64), T 200, bf16", tpw, 2, 200, 0, 2, 3e-3, 3e-2);
+    cuda_set_gemm_precision(2);
+    printf("transformer attention under bf16: %s\n", cuda_attention_uses_cudnn(2, 200, 200, 4, 64)
+           ? "cuDNN's fused attention" : "the fp32 kernels (a build without cuDNN)");
+    CHECK(cuda_attention_uses_cudnn(2, 200, 200, 4, 64) == cuda_attention_cudnn_built(),
+          "a build with cuDNN must run the bf16 transformer's attention (B 2, T 200, 4 heads of 64) on it");
     Config tp128 = tp;
     tp128.D = 256; tp128.K = 128;
     one_step("one step transformer D 256 (2 x 128), T 130, fp32", tp128, 1, 130, 0, 0, 1e-5, 1e-4);
+    one_step("one step transformer D 256 (2 x 128), T 130, bf16", tp128, 1, 130, 0, 2, 3e-3, 3e-2);
     Config tpq = mqar;
     tpq.K = 64; tpq.lower_bound = 0; tpq.mixer = MIXER_TRANSFORMER;
     one_step("one step transformer no MLP, sparse targets, T 128, fp32", tpq, 4, 128, 1, 0, 1e-5, 1e-4);
