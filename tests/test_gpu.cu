@@ -1470,6 +1470,37 @@ static void bench(void) {
                    K, Dv, form, tbb, tb2, tbb / tb2);
         }
     }
+    {   // causal attention at the 162M Transformer++'s shape (D 768 = 12 heads of 64, B 16 x T 2048), the model's
+        // layout: q, k and v in one [B,T,3D] fp32 matrix. cuDNN (bf16, conversions included) and the fp32 kernels.
+        const int B = 16, T = 2048, H = 12, hd = 64;
+        const int64_t D = (int64_t)H * hd, ld = 3 * D, rows = (int64_t)B * T;
+        seed(1220);
+        Pool P;
+        float *qkv = P.up(randn(rows * ld)), *dout = P.up(randn(rows * D)), *o = P.f(rows * D), *lse = P.f(rows * H),
+              *d = P.f(rows * ld);
+        // useful work of causal attention: q k^T and p v over the T (T + 1) / 2 pairs, 2 hd FLOPs each; the
+        // backward redoes q k^T and adds four products (dp, dv, dq, dk): 2.5 times the forward
+        const double fl = 4.0 * B * H * hd * ((double)T * (T + 1) / 2);
+        cuda_set_gemm_precision(2);
+        for (int path : {1, 0}) {
+            if (path == 1 && !cuda_attention_cudnn_built()) continue;
+            cuda_attention_path(path);
+            auto fwd = [&] { cuda_attention_fwd(o, lse, qkv, ld, qkv + D, qkv + 2 * D, ld, T * ld, B, T, T, H, hd); };
+            auto fwdbwd = [&] {
+                fwd();
+                cuda_attention_bwd(d, d + D, d + 2 * D, ld, dout, qkv, qkv + D, qkv + 2 * D, ld, o, lse, B, T, H, hd);
+            };
+            const int reps = path ? 20 : 3;
+            double tf = time_ms(fwd, 1, reps), tb = time_ms(fwdbwd, 1, reps);
+            const char *name = path ? "cudnn bf16" : "kernel fp32";
+            printf("attention fwd      B%d T%d H%d hd%d %s: %8.3f ms  %6.1f TFLOP/s\n", B, T, H, hd, name, tf,
+                   fl / tf * 1e-9);
+            printf("attention fwd+bwd  B%d T%d H%d hd%d %s: %8.3f ms  %6.1f TFLOP/s\n", B, T, H, hd, name, tb,
+                   3.5 * fl / tb * 1e-9);
+        }
+        cuda_attention_path(-1);
+        cuda_set_gemm_precision(1);
+    }
     const int B = 8, T = 2048;
     Pool P;
 
