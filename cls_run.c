@@ -287,8 +287,9 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
                "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
                h->adam_eps, h->wd, h->clip);
-    printf("| steps        | %lld (%.4g epochs; eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
-           (double)h->steps / (double)spe, (long long)p->eval_every, (long long)p->ckpt_every);
+    printf("| steps        | %lld (%.4g epochs; eval every %lld, checkpoint every %lld), seed %llu\n",
+           (long long)h->steps, (double)h->steps / (double)spe, (long long)p->eval_every, (long long)p->ckpt_every,
+           (unsigned long long)h->seed);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
            bytes_mib((m->lay.n * 4 + cls_nstats(c)) * (int64_t)sizeof(real)),
            bytes_mib(cls_acts_bytes(acts) + (eacts ? cls_acts_bytes(eacts) : 0)));

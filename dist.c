@@ -96,7 +96,7 @@ static int mpi_count(int64_t n) {
 }
 
 // Waits for requests without spinning: polls at first (a collective in step with the others ends within
-// microseconds), then sleeps between polls, up to a millisecond. Every collective waits so: a process that
+// microseconds), then sleeps between polls, up to a millisecond. Every collective of a training step waits so: a process that
 // reaches one early (its peers still in their backward, or rank 0 writing a checkpoint) would otherwise
 // poll a core at full speed for as long as it waits, against its peers and anything else on the machine.
 static void mpi_waitall_sleeping(int n, MPI_Request *req) {

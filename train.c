@@ -549,8 +549,8 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     else snprintf(sched, sizeof sched, "%s", SCHED_NAMES[h->sched]);
     printf("| optimizer    | AdamW lr %g (%s, warmup %lld, min %g), betas (%g, %g), eps %g, wd %g, clip %g\n",
            h->lr, sched, (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
-    printf("| steps        | %lld (eval every %lld, checkpoint every %lld)\n", (long long)h->steps,
-           (long long)eval_every, (long long)ckpt_every);
+    printf("| steps        | %lld (eval every %lld, checkpoint every %lld), seed %llu\n", (long long)h->steps,
+           (long long)eval_every, (long long)ckpt_every, (unsigned long long)h->seed);
     const double act_mib = bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0));
     if (g_dist.world == 1)
         printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",

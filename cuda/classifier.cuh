@@ -127,13 +127,14 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
 
 // The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
 // the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
-// into the operand of the two products after it. dlogits never exists in fp32.
+// into the operand of the two products after it. dlogits never exists in fp32. Rows of logits and G are ld
+// apart (ld >= V; the columns from V on are neither read nor written).
 __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
-                                  const int32_t *__restrict__ targets, float scale, int V) {
+                                  const int32_t *__restrict__ targets, float scale, int V, int64_t ld) {
     int64_t n = blockIdx.x;
     int t = targets[n];
-    const float *x = logits + n * V;
-    bf16 *g = G + n * V;
+    const float *x = logits + n * ld;
+    bf16 *g = G + n * ld;
     if (t < 0) {
         if (threadIdx.x == 0) losses[n] = 0.f;
         for (int j = threadIdx.x; j < V; j += blockDim.x) g[j] = __float2bfloat16(0.f);
@@ -186,22 +187,39 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
                                       const int32_t *targets, float scale, int64_t N, int D, int V) {
     if (N <= 0) return;
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
-    cuda_matmul_fwd(logits, h, W, N, D, V);
     if (g_gemm_mode != 2) {
+        cuda_matmul_fwd(logits, h, W, N, D, V);
         cuda_xent_fwd(losses, logits, targets, N, V);
         cuda_xent_bwd(logits, logits, targets, scale, N, V);
         cuda_matmul_bwd(dx, dW, logits, h, W, N, D, V);
         return;
     }
+    // A vocabulary that is not a multiple of 64 (GPT-2's 50257, the WikiText-103 preset's 50265) would leave the
+    // rows of the logits and of G at addresses that break the 16-byte alignment cuBLAS's fastest tensor-core
+    // kernels need, in all three products; so their rows are laid out ld = V rounded up to 64 apart, the logits
+    // then in a scratch of this op's own of 4 N ld bytes (the caller's [N,V] block goes unused).
+    const int64_t ld = V % 64 ? ((int64_t)V + 63) / 64 * 64 : V;
     static bf16 *G;
-    static int64_t cap;
-    if (N * V > cap) {
+    static float *padded;
+    static int64_t cap, pcap;
+    if (N * ld > cap) {
         cuda_free(G);
-        cap = N * V;
+        cap = N * ld;
         G = (bf16 *)cuda_alloc((size_t)cap * sizeof(bf16), "the classifier's bf16 gradient block");
     }
-    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, logits, targets, scale, V);
+    float *lg = logits;
+    if (ld != V) {
+        if (N * ld > pcap) {
+            cuda_free(padded);
+            pcap = N * ld;
+            padded = (float *)cuda_alloc((size_t)pcap * sizeof(float), "the classifier's logits, rows padded to 64");
+        }
+        lg = padded;
+    }
+    const bf16 *W16 = weight_bf16(W, (int64_t)V * D);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, W16, D, h, D, 0.f, lg, ld);   // logits = h W^T (dense.cuh's layout)
+    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, lg, targets, scale, V, ld);
     LAUNCH_CHECK("xent_fused");
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, weight_bf16(W, (int64_t)V * D), D, G, V, 0.f, dx, D);
-    gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, V, 1.f, dW, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, W16, D, G, ld, 0.f, dx, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, ld, 1.f, dW, D);
 }

@@ -1086,7 +1086,8 @@ static void test_xent_soft(void) {
 // The fused classifier against the CPU's op_classifier_train (matmul, xent_fwd, xent_bwd, matmul_bwd), in all
 // three GEMM modes
 static void test_classifier(void) {
-    struct { int64_t N; int D, V; } sh[] = {{65, 64, 1000}, {300, 128, 50304}};
+    // V 1000 and 50265 are not multiples of 64: in bf16 their rows are laid out padded (classifier.cuh)
+    struct { int64_t N; int D, V; } sh[] = {{65, 64, 1000}, {300, 128, 50304}, {257, 96, 50265}};
     for (auto s : sh) {
         if (g_quick && s.V > 1000) continue;
         seed(950 + s.N + s.V);
@@ -1535,6 +1536,26 @@ static void bench(void) {
     int32_t *gt = P.up(t);
     double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, NX, V); });
     printf("xent_fwd      N%lld V%d: %8.3f ms  %7.1f GB/s\n", (long long)NX, V, tx, 4.0 * NX * V / tx * 1e-6);
+    {   // the training classifier (bf16) at a vocabulary that is a multiple of 64 and at one that is not: the
+        // padded layout's point is that the two cost the same per useful FLOP (three products of 2 N D V each)
+        const int64_t NC = 1024;
+        const int DC = 512;
+        Pool Q;
+        cuda_set_gemm_precision(2);
+        for (int VC : {50304, 50265}) {
+            std::vector<int32_t> tc(NC);
+            for (auto &x : tc) x = (int32_t)(next_u64() % VC);
+            int32_t *gtc = Q.up(tc);
+            float *hW = Q.up(randn((size_t)VC * DC, 0.02)), *hdW = Q.f((size_t)VC * DC), *hl = Q.f(NC * VC),
+                  *hloss = Q.f(NC), *hdx = Q.f(NC * DC);
+            void *hh = opnd_of(Q, Q.up(randn(NC * DC)), NC * DC);
+            cuda_zero(hdW, (int64_t)VC * DC);
+            double tc_ms = time_ms([&] { cuda_classifier_train(hloss, hdx, hdW, hl, hh, hW, gtc, 1.f / NC, NC, DC, VC); });
+            printf("classifier    N%lld D%d V%d bf16: %8.3f ms  %7.1f TFLOP/s\n", (long long)NC, DC, VC, tc_ms,
+                   6.0 * NC * DC * VC / tc_ms * 1e-9);
+        }
+        cuda_set_gemm_precision(1);
+    }
     float *W = P.up(randn((size_t)D * D, 0.05));
     double tm = time_ms([&] { cuda_matmul_fwd(ddx, x, W, N, D, D); });
     printf("matmul_fwd    N%lld I%d O%d tf32: %8.3f ms  %7.1f TFLOP/s\n", (long long)N, D, D, tm,
