@@ -57,6 +57,35 @@ void dev_sync(void) {
     if (g_gpu) cuda_sync();
 #endif
 }
+void dev_graph_begin(void) {
+#if USE_CUDA
+    if (g_gpu) cuda_graph_begin();
+#endif
+}
+void *dev_graph_end(void) {
+#if USE_CUDA
+    if (g_gpu) return cuda_graph_end();
+#endif
+    return NULL;
+}
+void dev_graph_launch(void *graph) {
+#if USE_CUDA
+    if (g_gpu && graph) { cuda_graph_launch(graph); return; }
+#endif
+    if (graph) die("internal error: a CUDA graph launched without the GPU");
+}
+void dev_graph_free(void *graph) {
+#if USE_CUDA
+    if (graph) cuda_graph_free(graph);
+#endif
+    (void)graph;
+}
+uint64_t dev_mem_epoch(void) {
+#if USE_CUDA
+    if (g_gpu) return cuda_mem_epoch();
+#endif
+    return 0;
+}
 double dev_peak_mib(void) {
 #if USE_CUDA
     if (g_gpu) return (double)cuda_peak_bytes() / (1024.0 * 1024.0);

@@ -43,6 +43,13 @@ void dev_upload(void *dst, const void *src, size_t bytes);      // host -> backe
 void dev_download(void *dst, const void *src, size_t bytes);    // backend -> host
 void dev_copy(void *dst, const void *src, size_t bytes);        // backend -> backend (in the order of the ops)
 void dev_sync(void);                                    // waits for every op launched so far
+// CUDA graphs of a sequence of ops (cuda_ops.h says what may be recorded): dev_graph_end returns NULL when the
+// recording failed (or on the CPU, which has none), and the caller then runs the ops itself.
+void dev_graph_begin(void);
+void *dev_graph_end(void);
+void dev_graph_launch(void *graph);
+void dev_graph_free(void *graph);                      // NULL is fine
+uint64_t dev_mem_epoch(void);                           // cuda_mem_epoch (cuda_ops.h); 0 on the CPU
 double dev_peak_mib(void);                              // the GPU's peak allocation; 0 on the CPU
 
 // Operands (ops.h) in the backend's format: bytes per value, the address of value i, and a real tensor as an

@@ -26,6 +26,18 @@ void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait fo
 void cuda_to_host(void *dst, const void *src, size_t bytes);
 void cuda_copy(void *dst, const void *src, size_t bytes);        // device -> device, queued on the stream
 void cuda_sync(void);
+// CUDA graphs: the ops queued between cuda_graph_begin and cuda_graph_end are recorded, not run, and
+// cuda_graph_launch replays them in one launch: the same kernels with the same arguments on the same memory.
+// Nothing recorded may allocate, free or wait (the caller runs the ops once outside a capture first, so that
+// every buffer and cached bf16 weight exists). cuda_graph_end returns NULL if the capture failed, and the
+// caller then runs its ops itself.
+void cuda_graph_begin(void);
+void *cuda_graph_end(void);
+void cuda_graph_launch(void *graph);
+void cuda_graph_free(void *graph);                      // NULL is fine
+// Grows by one at every free and every bf16 weight copy that goes stale: a graph recorded at another value may
+// read memory that has changed hands or old weights, and must be recorded again.
+uint64_t cuda_mem_epoch(void);
 const char *cuda_device_name(void);
 size_t cuda_peak_bytes(void);                           // peak of the bytes allocated through cuda_alloc
 // Matmul precision: 0 = exact fp32 (CUBLAS_COMPUTE_32F), 1 = TF32 tensor cores (~1e-3 relative), 2 = bf16

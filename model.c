@@ -323,6 +323,7 @@ void acts_reshape(Acts *a, int B, int T) {
     a->B = B; a->T = T; a->N = (int64_t)B * T;
 }
 void acts_free(Acts *a) {
+    dev_graph_free(a->graph);
     dev_free(a->mem);
     free(a->losses_h);
     free(a->sel_h);
@@ -632,27 +633,82 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
         dev_copy(dst->s + l * dper + b * drow, src->s + l * sper + sb * srow, (size_t)n * sizeof(real));
 }
 
+// The forward's ops, with the ids (and targets: tgt_b) where the backend reads them.
+static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t *targets, const int32_t *tgt_b,
+                          DecodeState *st, real *logits_out, int last_only, double loss_scale, int64_t *count) {
+    const Config *c = &m->c;
+    SECTION("embedding");
+    // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
+    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, c->H * c->K);
+    input_fwd(m, a, ids_b);
+    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, st);
+    if (st) st->pos += a->T;
+    return head_fwd(m, a, targets, tgt_b, logits_out, last_only, loss_scale, count);
+}
+
+// Decoding a token at a time on the GPU launches a few kernels per layer for very little work each, so at small
+// sizes the launches, not the GPU, set the pace. HGRN's step is the same every time (the same kernels on the
+// same buffers and state; no positions), so it is recorded once as a CUDA graph and replayed: one launch a
+// token. The first step of a batch runs as it is (it creates every buffer and bf16 weight copy the step uses),
+// the second records the graph; the graph belongs to the activations and the state it was recorded with.
+// The transformer's step changes with its position (its attention reads a longer cache each time), so it
+// runs as it is. HGRN2_CUDA_GRAPHS=0, or g_decode_graphs = 0, turns the graphs off.
+int g_decode_graphs = -1;   // -1: as HGRN2_CUDA_GRAPHS says (on unless it is 0)
+static int decode_graphs_on(void) {
+    if (g_decode_graphs < 0) {   // (HGRN2_CUDA_SYNC, a wait after every launch, cannot be recorded)
+        const char *e = getenv("HGRN2_CUDA_GRAPHS"), *sync = getenv("HGRN2_CUDA_SYNC");
+        g_decode_graphs = !(e && !strcmp(e, "0")) && !(sync && *sync && strcmp(sync, "0"));
+    }
+    return g_decode_graphs && !g_prof;
+}
+static double graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, real *logits_out, int64_t *count) {
+    // recorded for another state or batch, or before memory it reads changed
+    if (a->graph && (a->graph_state != st->s || a->graph_B != a->B || a->graph_epoch != dev_mem_epoch())) {
+        dev_graph_free(a->graph);
+        a->graph = NULL;
+        a->graph_runs = 0;
+    }
+    dev_upload(a->ids_d, ids, (size_t)a->N * sizeof(int32_t));
+    const int pos = st->pos;
+    if (!a->graph && a->graph_runs > 0 && !a->graph_failed) {
+        dev_graph_begin();
+        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
+        a->graph = dev_graph_end();
+        a->graph_failed = !a->graph;
+        a->graph_state = st->s;
+        a->graph_B = a->B;
+        a->graph_epoch = dev_mem_epoch();
+        st->pos = pos;   // nothing ran yet
+    }
+    if (a->graph) {
+        dev_graph_launch(a->graph);
+        st->pos = pos + 1;
+    } else {
+        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
+    }
+    a->graph_runs++;
+    dev_download(logits_out, a->logits, (size_t)a->B * m->c.V * sizeof(real));
+    if (count) *count = 0;
+    return 0;
+}
+
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count) {
     const Config *c = &m->c;
-    const int HK = c->H * c->K;
     const int64_t N = a->N;
     if (st && st->B != a->B) die("model_forward: a decoding state of %d sequences for a batch of %d", st->B, a->B);
     if (st && c->mixer == MIXER_TRANSFORMER && (int64_t)st->pos + a->T > st->ctx)
         die("the key/value cache holds %d positions: %d more after %d do not fit", st->ctx, a->T, st->pos);
+    if (g_gpu && st && a->T == 1 && last_only && logits_out && !targets && !a->train && c->head == HEAD_NEXT_TOKEN &&
+        c->mixer != MIXER_TRANSFORMER && a->B <= cls_rows() && decode_graphs_on())
+        return graph_step(m, a, ids, st, logits_out, count);
     const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
     if (g_gpu) {
         dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
         ids_b = a->ids_d;
         if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
     }
-    SECTION("embedding");
-    // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
-    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, HK);
-    input_fwd(m, a, ids_b);
-    for (int l = 0; l < c->L; l++) block_fwd(m, a, l, st);
-    if (st) st->pos += a->T;
-    return head_fwd(m, a, targets, tgt_b, logits_out, last_only, loss_scale, count);
+    return forward_ops(m, a, ids_b, targets, tgt_b, st, logits_out, last_only, loss_scale, count);
 }
 
 // ----------------------------------------------------------------------------------------------------------

@@ -188,6 +188,13 @@ typedef struct {
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
     opnd *dgu;                              // [N,2I]
     opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
+    // Decoding on the GPU (model_forward): the CUDA graph of a one-token step, recorded for graph_B sequences,
+    // the decoding state at graph_state and the memory as dev_mem_epoch() found it; the steps taken since;
+    // whether a recording failed
+    void *graph;
+    const real *graph_state;
+    uint64_t graph_epoch;
+    int graph_B, graph_runs, graph_failed;
     void *mem;
     int64_t bytes;
 } Acts;
@@ -230,8 +237,12 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
 // (the same function; a->sparse says so). With a->pred set, a forward with targets that is not training also
 // writes pred[n] = the most likely token (the first of equal logits) at every row n with a target.
 // Returns the sum of the losses over valid targets; *count receives their number.
+// On the GPU, an HGRN model decoding one token per sequence (st, T 1, last_only, logits_out, no targets) replays a
+// CUDA graph of the step from the second step on (model.c); g_decode_graphs 0 (or HGRN2_CUDA_GRAPHS=0) turns
+// that off, -1 (the default) reads the variable.
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
+extern int g_decode_graphs;
 // Backward pass after a training forward: gradients accumulate (+=) into m->grads; m->grads_ready, when set,
 // hears of each stretch as it becomes final.
 void model_backward(Model *m, Acts *a, const int32_t *ids);

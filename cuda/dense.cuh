@@ -64,7 +64,10 @@ static bf16 *w16_over(const void *p, size_t bytes, bool keep) {
         const uintptr_t ka = (uintptr_t)kv.first, kb = (uintptr_t)(kv.first + e.n);
         if (!e.current || kb <= a || b <= ka) continue;   // stale already, or apart
         if (keep && !kept && ka <= a && b <= kb) kept = e.p + ((const float *)p - kv.first);
-        else e.current = false;
+        else {
+            e.current = false;
+            g_mem_epoch++;   // (a graph recorded with this copy would read old weights)
+        }
     }
     return kept;
 }

@@ -90,8 +90,16 @@ extern "C" const char *cuda_device_name(void) {
     return g_prop.name;
 }
 
+// The stream records instead of running while g_capturing (cuda_graph_begin, cuda_ops.h). The capture's mode is
+// thread-local: another thread's allocations go on; this thread's would fail the capture, and say so here first.
+static int g_capturing = 0;
+// Counts the events after which a recorded graph may read memory that is no longer what it was: a free (the
+// address may come back as another buffer) and a bf16 weight copy going stale (cuda_mem_epoch, cuda_ops.h).
+static uint64_t g_mem_epoch = 0;
+extern "C" uint64_t cuda_mem_epoch(void) { return g_mem_epoch; }
 extern "C" void *cuda_alloc(size_t bytes, const char *what) {
     cuda_init();
+    if (g_capturing) die("internal error: %s allocated during a CUDA graph capture", what ? what : "a buffer");
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {
@@ -113,6 +121,8 @@ static void w16_stale(const void *p, size_t bytes);   // marks the bf16 weight c
 
 extern "C" void cuda_free(void *p) {
     if (!p) return;
+    if (g_capturing) die("internal error: memory freed during a CUDA graph capture");
+    g_mem_epoch++;
     auto it = g_allocs.find(p);
     if (it != g_allocs.end()) {
         w16_stale(p, it->second);   // the address may come back as another tensor
@@ -152,6 +162,30 @@ extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
 extern "C" void cuda_sync(void) {
     cuda_init();
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+extern "C" void cuda_graph_begin(void) {
+    cuda_init();
+    if (g_debug_sync) die("internal error: a CUDA graph capture with HGRN2_CUDA_SYNC set");
+    CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+    g_capturing = 1;
+}
+extern "C" void *cuda_graph_end(void) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaStreamEndCapture(g_stream, &g);
+    g_capturing = 0;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&x, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();   // clear it: the caller runs the ops without a graph
+        return NULL;
+    }
+    return (void *)x;
+}
+extern "C" void cuda_graph_launch(void *graph) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, g_stream)); }
+extern "C" void cuda_graph_free(void *graph) {
+    if (graph) CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
 }
 
 extern "C" void cuda_set_gemm_precision(int mode) {

@@ -6,7 +6,8 @@
 //  2. 200 steps of training on both from the same start: the loss curves agree within the GPU's rounding
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
 //  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
-//     against each row decoded alone (the transformer's through its key/value cache)
+//     against each row decoded alone (the transformer's through its key/value cache); HGRN's with and without
+//     CUDA graphs, bit for bit
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
@@ -251,6 +252,19 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
     decode_rows(0, &c, 1, prompt, feed, cpu);
     decode_rows(1, &c, 1, prompt, feed, gpu);
     decode_rows(1, &c, 0, prompt, feed, alone);
+    // HGRN's decoding steps replay a CUDA graph from the second step on (model.c): the same kernels on the same
+    // memory, so the same bits as without one; the rows decoded alone record theirs again for each new state
+    if (c.mixer != MIXER_TRANSFORMER) {
+        real *plain = xmalloc((size_t)n * sizeof(real));
+        g_decode_graphs = 0;
+        decode_rows(1, &c, 1, prompt, feed, plain);
+        g_decode_graphs = 1;
+        int64_t differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;
+        printf("%-46s with and without CUDA graphs: %lld of %lld logits differ\n", what, (long long)differ, (long long)n);
+        CHECK(differ == 0, "%s: decoding with CUDA graphs changed %lld logits", what, (long long)differ);
+        free(plain);
+    }
     double worst = 0, worst_alone = 0;
     for (int64_t i = 0; i < (int64_t)BD_S * BD_B; i++) {   // each row's logits at each step
         worst = fmax(worst, rel(cpu + i * c.V, gpu + i * c.V, c.V));
