@@ -441,13 +441,18 @@ static bool att_cudnn(int B, int Tq, int Tk, int H, int hd, int *pf, int *pb, in
     const int path = att_path();
     if (Tq != Tk || path == 0 || (path < 0 && g_gemm_mode != 2)) return false;
     cuda_init();
-    int sf = 0, sb = 0;
-    *pf = cudnn_sdpa_plan(0, B, Tq, H, hd, g_stream, path == 1, &sf);
-    *pb = *pf < 0 ? -1 : cudnn_sdpa_plan(1, B, Tq, H, hd, g_stream, path == 1, &sb);
-    if (*pf < 0 || *pb < 0) return false;
-    if (sf != sb) die("internal error: cuDNN attention's forward and backward keep their stats in different layouts");
-    *stats_bht = sf;
-    return true;
+    // the stats as the ops' lse [B,T,H] first (no transposes), else as cuDNN's own [B,H,T]; forward and backward
+    // in the same layout (with HGRN2_ATTENTION=cudnn, the last try dies with cuDNN's reason)
+    for (int bht = 0; bht < 2; bht++) {
+        const int must = path == 1 && bht == 1;
+        *pf = cudnn_sdpa_plan(0, B, Tq, H, hd, g_stream, must, bht);
+        *pb = *pf < 0 ? -1 : cudnn_sdpa_plan(1, B, Tq, H, hd, g_stream, must, bht);
+        if (*pf >= 0 && *pb >= 0) {
+            *stats_bht = bht;
+            return true;
+        }
+    }
+    return false;
 }
 #endif
 

@@ -126,14 +126,13 @@ static std::string sdpa_graph(SdpaPlan &p) {
     return "";
 }
 
-extern "C" int cudnn_sdpa_plan(int bwd, int B, int T, int H, int hd, void *stream, int must, int *stats_bht) {
+extern "C" int cudnn_sdpa_plan(int bwd, int B, int T, int H, int hd, void *stream, int must, int stats_bht) {
     for (size_t i = 0; i < g_plans.size(); i++) {
         const SdpaPlan &p = g_plans[i];
-        if (p.bwd == bwd && p.B == B && p.T == T && p.H == H && p.hd == hd) {
+        if (p.bwd == bwd && p.B == B && p.T == T && p.H == H && p.hd == hd && p.stats_bht == stats_bht) {
             if (!p.ok && must)
                 die("cuDNN attention (%s, B %d T %d H %d hd %d) is not supported by this cuDNN (HGRN2_ATTENTION=cudnn "
                     "asks for it)", bwd ? "backward" : "forward", B, T, H, hd);
-            *stats_bht = p.stats_bht;
             return p.ok ? (int)i : -1;
         }
     }
@@ -141,23 +140,13 @@ extern "C" int cudnn_sdpa_plan(int bwd, int B, int T, int H, int hd, void *strea
         CUDNN_CHECK(cudnnCreate(&g_cudnn));
         CUDNN_CHECK(cudnnSetStream(g_cudnn, (cudaStream_t)stream));
     }
-    SdpaPlan p = {bwd, B, T, H, hd, 0, 0, nullptr, 0};
-    std::string why;
-    if (hd % 8) why = "the head width is not a multiple of 8";
-    else {
-        why = sdpa_graph(p);               // the stats as our lse, [B,T,H]
-        if (!why.empty()) {
-            p.stats_bht = 1;               // or as cuDNN's own [B,H,T]
-            why = sdpa_graph(p);
-        }
-    }
+    SdpaPlan p = {bwd, B, T, H, hd, 0, stats_bht, nullptr, 0};
+    const std::string why = hd % 8 ? "the head width is not a multiple of 8" : sdpa_graph(p);
     p.ok = why.empty();
     if (!p.ok && must)
         die("cuDNN attention (%s, B %d T %d H %d hd %d) is not supported by this cuDNN (HGRN2_ATTENTION=cudnn asks "
             "for it): %s", bwd ? "backward" : "forward", B, T, H, hd, why.c_str());
-    if (!p.ok) p.stats_bht = 0;
     g_plans.push_back(p);
-    *stats_bht = p.stats_bht;
     return p.ok ? (int)g_plans.size() - 1 : -1;
 }
 

@@ -11,10 +11,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-// The plan for causal attention at this shape (bwd 0: forward with stats, 1: backward), built on first use and
-// kept: its index, or -1 when cuDNN does not take the shape (the caller then uses the fp32 kernels; with
-// must != 0 the reason is printed and the program dies instead). stream: the backend's cudaStream_t.
-int cudnn_sdpa_plan(int bwd, int B, int T, int H, int hd, void *stream, int must, int *stats_bht);
+// The plan for causal attention at this shape (bwd 0: forward with stats, 1: backward) with the stats laid out
+// [B,H,T] (stats_bht 1) or [B,T,H] (0), built on first use and kept: its index, or -1 when cuDNN does not take
+// it (the caller then tries the other layout or uses the fp32 kernels; with must != 0 the reason is printed and
+// the program dies instead). A forward and its backward must agree on the layout: cuDNN versions differ in
+// which they take. stream: the backend's cudaStream_t.
+int cudnn_sdpa_plan(int bwd, int B, int T, int H, int hd, void *stream, int must, int stats_bht);
 void cudnn_sdpa_fwd(int plan, void *o, float *stats, const void *qkv);
 void cudnn_sdpa_bwd(int plan, void *dqkv, const void *dout, const void *qkv, const void *o, const float *stats);
 #ifdef __cplusplus
