@@ -128,7 +128,7 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
 // The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
 // the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
 // into the operand of the two products after it. dlogits never exists in fp32. Rows of logits and G are ld
-// apart (ld >= V; the columns from V on are neither read nor written).
+// apart (ld >= V): G's columns from V to ld are written as zeros, the logits' there are not read.
 __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
                                   const int32_t *__restrict__ targets, float scale, int V, int64_t ld) {
     int64_t n = blockIdx.x;
@@ -137,7 +137,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
     bf16 *g = G + n * ld;
     if (t < 0) {
         if (threadIdx.x == 0) losses[n] = 0.f;
-        for (int j = threadIdx.x; j < V; j += blockDim.x) g[j] = __float2bfloat16(0.f);
+        for (int64_t j = threadIdx.x; j < ld; j += blockDim.x) g[j] = __float2bfloat16(0.f);
         return;
     }
     double lse = block_logsumexp(x, V);
@@ -147,6 +147,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
         float val = scale * expf(x[j] - l);
         g[j] = __float2bfloat16(j == t ? val - scale : val);
     }
+    for (int64_t j = V + threadIdx.x; j < ld; j += blockDim.x) g[j] = __float2bfloat16(0.f);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -196,8 +197,11 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
     }
     // A vocabulary that is not a multiple of 64 (GPT-2's 50257, the WikiText-103 preset's 50265) would leave the
     // rows of the logits and of G at addresses that break the 16-byte alignment cuBLAS's fastest tensor-core
-    // kernels need, in all three products; so their rows are laid out ld = V rounded up to 64 apart, the logits
-    // then in a scratch of this op's own of 4 N ld bytes (the caller's [N,V] block goes unused).
+    // kernels need, and an odd length in the products' inner dimension; so their rows are laid out ld = V
+    // rounded up to 64 apart, the logits then in a scratch of this op's own of 4 N ld bytes (the caller's
+    // [N,V] block goes unused), and the products run over ld: the weights' bf16 copy has zero rows from V to
+    // ld and G zero columns there, so those add nothing (the logits there are 0 and unread). dW's product
+    // stops at V, the rows dW has.
     const int64_t ld = V % 64 ? ((int64_t)V + 63) / 64 * 64 : V;
     static bf16 *G;
     static float *padded;
@@ -216,10 +220,10 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
         }
         lg = padded;
     }
-    const bf16 *W16 = weight_bf16(W, (int64_t)V * D);
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, W16, D, h, D, 0.f, lg, ld);   // logits = h W^T (dense.cuh's layout)
+    const bf16 *W16 = weight_bf16(W, (int64_t)V * D, ld * D);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, ld, N, D, W16, D, h, D, 0.f, lg, ld);   // logits = h W^T (dense.cuh's layout)
     xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, lg, targets, scale, V, ld);
     LAUNCH_CHECK("xent_fused");
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, W16, D, G, ld, 0.f, dx, D);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, ld, W16, D, G, ld, 0.f, dx, D);
     gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, ld, 1.f, dW, D);
 }

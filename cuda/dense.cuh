@@ -39,19 +39,32 @@ static void to_bf16(bf16 *y, const float *x, int64_t n) {
 // - cuda_to_device and cuda_free make the entries over their bytes stale, and only those: the token ids go up
 //   through cuda_to_device at every forward, which must not cost a conversion of every weight;
 // - cuda_nccl_all_gather makes the entries over the other ranks' parts stale (nccl.cuh).
-struct W16 { bf16 *p; int64_t cap, n; bool current; };
+// room > n asks for a copy followed by zeros up to room (the classifier's rows padded to 64): written is where
+// the values written so far end, and the buffer is zero from there on.
+struct W16 { bf16 *p; int64_t cap, n, written; bool current; };
 static std::unordered_map<const float *, W16> g_w16;
-static const bf16 *weight_bf16(const float *W, int64_t n) {
+static const bf16 *weight_bf16(const float *W, int64_t n, int64_t room = 0) {
     W16 &e = g_w16[W];
-    if (e.current && e.n >= n) return e.p;
-    if (e.cap < n) {
+    const int64_t need = room > n ? room : n;
+    if (e.cap < need) {
         cuda_free(e.p);
-        e.p = (bf16 *)cuda_alloc((size_t)n * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
-        e.cap = n;
+        e.p = (bf16 *)cuda_alloc((size_t)need * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
+        e.cap = need;
+        CUDA_CHECK(cudaMemsetAsync(e.p, 0, (size_t)need * sizeof(bf16), g_stream));
+        e.written = 0;
+        e.current = false;
     }
-    to_bf16(e.p, W, n);
-    e.n = n;
-    e.current = true;
+    // with room, exactly n values: a longer copy's values past n would stand where zeros must
+    if (!(e.current && (room > n ? e.n == n : e.n >= n))) {
+        to_bf16(e.p, W, n);
+        e.n = n;
+        e.current = true;
+        if (e.written < n) e.written = n;
+    }
+    if (room > n && e.written > n) {   // values a longer tensor at this address once left
+        CUDA_CHECK(cudaMemsetAsync(e.p + n, 0, (size_t)(e.written - n) * sizeof(bf16), g_stream));
+        e.written = n;
+    }
     return e.p;
 }
 // The current entries over the bytes [p, p + bytes) go stale, except the first that contains them all when
