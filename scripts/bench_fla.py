@@ -12,6 +12,8 @@ import time
 import torch
 import triton
 
+from hf_train_timer import time_training
+
 
 def ops():
     from fla.ops.gla import chunk_gla
@@ -47,26 +49,7 @@ def train(D, L, B, T, steps=10):
     t_start = time.time()
     cfg = HGRN2Config(hidden_size=D, num_hidden_layers=L, expand_ratio=128, vocab_size=50304, use_cache=False)
     model = HGRN2ForCausalLM(cfg).cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
-    ids = torch.randint(0, 50304, (B, T), device='cuda')
-    times = []
-    first = None
-    for s in range(steps + 2):
-        torch.cuda.synchronize()
-        t0 = time.time()
-        with torch.autocast('cuda', dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if first is None:
-            first = time.time() - t_start
-        elif s >= 2:
-            times.append(time.time() - t0)
-    times.sort()
-    med = times[len(times) // 2]
-    n = sum(p.numel() for p in model.parameters())
+    med, first, n = time_training(model, B, T, 50304, t_start, steps)
     print(f"fla train D{D} L{L} B{B} T{T}: {B * T / med:.0f} tokens/s, step {med * 1e3:.1f} ms, "
           f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB, first step {first:.1f} s, {n / 1e6:.1f}M params",
           flush=True)
