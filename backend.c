@@ -57,10 +57,11 @@ void dev_sync(void) {
     if (g_gpu) cuda_sync();
 #endif
 }
-void dev_graph_begin(void) {
+int dev_graph_begin(void) {
 #if USE_CUDA
-    if (g_gpu) cuda_graph_begin();
+    if (g_gpu) return cuda_graph_begin();
 #endif
+    return 0;
 }
 void *dev_graph_end(void) {
 #if USE_CUDA

@@ -43,9 +43,10 @@ void dev_upload(void *dst, const void *src, size_t bytes);      // host -> backe
 void dev_download(void *dst, const void *src, size_t bytes);    // backend -> host
 void dev_copy(void *dst, const void *src, size_t bytes);        // backend -> backend (in the order of the ops)
 void dev_sync(void);                                    // waits for every op launched so far
-// CUDA graphs of a sequence of ops (cuda_ops.h says what may be recorded): dev_graph_end returns NULL when the
-// recording failed (or on the CPU, which has none), and the caller then runs the ops itself.
-void dev_graph_begin(void);
+// CUDA graphs of a sequence of ops (cuda_ops.h says what may be recorded): dev_graph_begin returns 0 when it
+// cannot record (on the CPU, which has none, or under HGRN2_CUDA_SYNC), dev_graph_end NULL when the recording
+// failed; the caller then runs the ops itself.
+int dev_graph_begin(void);
 void *dev_graph_end(void);
 void dev_graph_launch(void *graph);
 void dev_graph_free(void *graph);                      // NULL is fine

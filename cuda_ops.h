@@ -30,8 +30,9 @@ void cuda_sync(void);
 // cuda_graph_launch replays them in one launch: the same kernels with the same arguments on the same memory.
 // Nothing recorded may allocate, free or wait (the caller runs the ops once outside a capture first, so that
 // every buffer and cached bf16 weight exists). cuda_graph_end returns NULL if the capture failed, and the
-// caller then runs its ops itself.
-void cuda_graph_begin(void);
+// caller then runs its ops itself. cuda_graph_begin returns 0, recording nothing, under HGRN2_CUDA_SYNC (a
+// wait after every launch cannot be recorded).
+int cuda_graph_begin(void);
 void *cuda_graph_end(void);
 void cuda_graph_launch(void *graph);
 void cuda_graph_free(void *graph);                      // NULL is fine

@@ -652,12 +652,13 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
 // token. The first step of a batch runs as it is (it creates every buffer and bf16 weight copy the step uses),
 // the second records the graph; the graph belongs to the activations and the state it was recorded with.
 // The transformer's step changes with its position (its attention reads a longer cache each time), so it
-// runs as it is. HGRN2_CUDA_GRAPHS=0, or g_decode_graphs = 0, turns the graphs off.
+// runs as it is. HGRN2_CUDA_GRAPHS=0, or g_decode_graphs = 0, turns the graphs off (and the backend records
+// nothing under HGRN2_CUDA_SYNC).
 int g_decode_graphs = -1;   // -1: as HGRN2_CUDA_GRAPHS says (on unless it is 0)
 static int decode_graphs_on(void) {
-    if (g_decode_graphs < 0) {   // (HGRN2_CUDA_SYNC, a wait after every launch, cannot be recorded)
-        const char *e = getenv("HGRN2_CUDA_GRAPHS"), *sync = getenv("HGRN2_CUDA_SYNC");
-        g_decode_graphs = !(e && !strcmp(e, "0")) && !(sync && *sync && strcmp(sync, "0"));
+    if (g_decode_graphs < 0) {
+        const char *e = getenv("HGRN2_CUDA_GRAPHS");
+        g_decode_graphs = !(e && !strcmp(e, "0"));
     }
     return g_decode_graphs && !g_prof;
 }
@@ -671,9 +672,10 @@ static double graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st,
     dev_upload(a->ids_d, ids, (size_t)a->N * sizeof(int32_t));
     const int pos = st->pos;
     if (!a->graph && a->graph_runs > 0 && !a->graph_failed) {
-        dev_graph_begin();
-        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
-        a->graph = dev_graph_end();
+        if (dev_graph_begin()) {
+            forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
+            a->graph = dev_graph_end();
+        }
         a->graph_failed = !a->graph;
         a->graph_state = st->s;
         a->graph_B = a->B;
