@@ -5,7 +5,8 @@
 # the output projection; the transformer has no g_norm and no lower bounds; docs/model.md).
 # Each model is scored by 'hgrn2 eval' on the same held-out windows; the table lists the parameter counts,
 # the tokens trained on, the held-out loss, perplexity and bits per byte, and the training time.
-# Runs live in OUT/hgrn1, OUT/hgrn2 and OUT/transformer (model.ckpt, log.tsv, train.out, eval.out).
+# Runs live in OUT/hgrn1, OUT/hgrn2 and OUT/transformer (model.ckpt, log.tsv, train.out, eval.out); with gnuplot
+# installed, OUT/curves.png draws their training and held-out losses (hgrn2 plot).
 #   bash scripts/compare_archs.sh [options] [-- more flags for every 'hgrn2 train' run]
 #     --out DIR        (default runs/compare_archs)      --task NAME --data DIR  (default: bible)
 #     --preset NAME    (default: the task's)             --dim N --layers N  (default: the preset's)
@@ -20,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=runs/compare_archs task="" data="" preset="" dim="" layers="" expand="" heads="" steps="" batch="" seq="" evalb=0
 device=cpu threads="" hgrn2=./hgrn2 archs="hgrn2 hgrn1 transformer"
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out=$2; shift ;;
@@ -88,3 +89,12 @@ for arch in $archs; do
     secs=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "wall_s") c = i; next } { t = $c } END { printf "%.0f s", t }' "$d/log.tsv")
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$arch" "$model" "$params" "$tokens" "$loss" "$ppl" "${bpb:--}" "$secs"
 done
+# the loss curves of the runs in one picture, where gnuplot is installed (hgrn2 plot)
+runs=()
+for arch in $archs; do runs+=("$out/$arch"); done
+if command -v gnuplot > /dev/null; then
+    "$hgrn2" plot "${runs[@]}" --out "$out/curves.png" --title "$(echo $archs | sed 's/ /, /g'): training and held-out loss" > /dev/null \
+        && echo "loss curves: $out/curves.png" >&2
+else
+    echo "compare_archs.sh: no gnuplot, so no loss curves (make setup installs it; hgrn2 plot ${runs[*]} draws them)" >&2
+fi
