@@ -1182,6 +1182,15 @@ void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real
     }
 }
 
+void op_argmax_rows(int32_t *best, const real *logits, int64_t N, int V) {
+    for (int64_t n = 0; n < N; n++) {
+        const real *x = logits + n * V;
+        int32_t b = 0;
+        for (int j = 1; j < V; j++) if (x[j] > x[b]) b = j;
+        best[n] = b;
+    }
+}
+
 // The soft target's weight on class j of row n (ops.h): eps / V everywhere, plus (1 - eps) lam on ta and
 // (1 - eps) (1 - lam) on tb (both on ta when they are equal).
 static double soft_target(int j, int32_t a, int32_t b, double lam, double eps, int V) {

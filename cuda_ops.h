@@ -60,6 +60,9 @@ size_t cuda_opnd_size(void);                            // bytes per operand val
 void cuda_to_opnd(void *y, const float *x, int64_t n);
 
 // ---- dense ----
+// In bf16, products of at most 8 rows (decoding) run on a kernel of their own that streams the weights (dense.cuh);
+// 0 hands them to cuBLAS like the rest, 1 back, -1 as HGRN2_GEMV says (the default: on unless it is 0).
+void cuda_set_gemv(int on);
 void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N, int I, int O);
@@ -154,6 +157,7 @@ void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int 
 // ---- softmax cross-entropy ----
 void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V);
 void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t *targets, float scale, int64_t N, int V);
+void cuda_argmax_rows(int32_t *best, const float *logits, int64_t N, int V);
 void cuda_xent_soft_fwd(float *losses, const float *logits, const int32_t *ta, const int32_t *tb, const float *lam,
                         float eps, int64_t N, int V);
 void cuda_xent_soft_bwd(float *dlogits, const float *logits, const int32_t *ta, const int32_t *tb, const float *lam,

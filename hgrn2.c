@@ -830,7 +830,10 @@ int cmd_sample(int argc, char **argv) {
     uint8_t *seen = rep != 1.0 ? xmalloc((size_t)rows * V) : NULL;
     int64_t *seq = xmalloc((size_t)rows * sizeof(int64_t)), *count = xmalloc((size_t)rows * sizeof(int64_t));
     uint64_t *rng = xmalloc((size_t)rows * sizeof(uint64_t));
-    int32_t *feed = xmalloc((size_t)rows * sizeof(int32_t));
+    int32_t *feed = xmalloc((size_t)rows * sizeof(int32_t)), *best = xmalloc((size_t)rows * sizeof(int32_t));
+    // greedy decoding without a repetition penalty needs of each step's logits only their largest: the backend
+    // picks it (model_forward_greedy), and the logits stay where they are
+    const int greedy = temp <= 0 && !seen;
     uint8_t *live = xmalloc((size_t)rows);
     ByteBuf *all = xcalloc((size_t)rows, sizeof(ByteBuf));   // each row's text, for --stop
     ByteBuf text = {0};
@@ -895,7 +898,7 @@ int cmd_sample(int argc, char **argv) {
                 real *lg = logits + (int64_t)r * V;
                 uint8_t *sn = seen ? seen + (int64_t)r * V : NULL;
                 if (sn) repetition_penalty(lg, sn, V, rep);
-                const int32_t id = sample_token(lg, V, temp, (int)topk, topp, &rng[r], cand);
+                const int32_t id = greedy && i > 0 ? best[r] : sample_token(lg, V, temp, (int)topk, topp, &rng[r], cand);
                 feed[r] = id;
                 if (id == eot) { live[r] = 0; continue; }
                 generated++;
@@ -921,7 +924,8 @@ int cmd_sample(int argc, char **argv) {
                 else going = 1;
             }
             if (!going) break;
-            model_forward(&m, &step, feed, NULL, &st, logits, 1, 0, NULL);
+            if (greedy) model_forward_greedy(&m, &step, feed, &st, best);
+            else model_forward(&m, &step, feed, NULL, &st, logits, 1, 0, NULL);
         }
         for (int r = 0; r < nb; r++) printer_end(&pr, seq[r]);
         decode_state_free(&st);
@@ -938,7 +942,7 @@ int cmd_sample(int argc, char **argv) {
     for (int r = 0; r < rows; r++) free(all[r].data);
     for (int p = 0; p < nprompts; p++) free(prompts[p].ids.ids);
     free(all); free(seen); free(logits0); free(prompt_text); free(prompts); free(porder); free(pr.buf); free(pr.done);
-    free(text.data); free(logits); free(cand); free(seq); free(count); free(rng); free(feed); free(live);
+    free(text.data); free(logits); free(cand); free(seq); free(count); free(rng); free(feed); free(best); free(live);
     decode_state_free(&pst);
     acts_free(&pre); acts_free(&step);
     if (tok) tokenizer_free(tok);
@@ -985,20 +989,15 @@ static int dbl_cmp(const void *a, const void *b) { double x = *(const double *)a
 
 // One generation of ntok tokens for B random prompts of P ids, greedy, as sample decodes: the prefill of all B
 // together, then ntok - 1 steps of B tokens (the last token is never fed back). *first: seconds from the start to
-// the first tokens picked (the prefill and its sampling); *decode: seconds of the steps after.
+// the first tokens picked (the prefill and its pick); *decode: seconds of the steps after.
 static void generate_once(Model *m, Acts *pre, Acts *one, DecodeState *st, const int32_t *prompt, int64_t ntok,
-                          real *logits, int32_t *feed, double *first, double *decode) {
-    const int B = st->B, V = m->c.V;
+                          int32_t *feed, double *first, double *decode) {
     OP(zero, st->s, st->n);
     st->pos = 0;
     double t0 = now_s();
-    model_forward(m, pre, prompt, NULL, st, logits, 1, 0, NULL);
-    for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
+    model_forward_greedy(m, pre, prompt, st, feed);
     double t1 = now_s();
-    for (int64_t i = 1; i < ntok; i++) {
-        model_forward(m, one, feed, NULL, st, logits, 1, 0, NULL);
-        for (int b = 0; b < B; b++) feed[b] = sample_token(logits + (int64_t)b * V, V, 0, 0, 1, NULL, NULL);
-    }
+    for (int64_t i = 1; i < ntok; i++) model_forward_greedy(m, one, feed, st, feed);
     *first = t1 - t0;
     *decode = now_s() - t1;
 }
@@ -1012,17 +1011,16 @@ static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t se
     DecodeState st;
     decode_state_alloc(&st, c, B, (int)(P + ntok));
     int32_t *prompt = xmalloc((size_t)B * P * sizeof(int32_t)), *feed = xmalloc((size_t)B * sizeof(int32_t));
-    real *logits = xmalloc((size_t)B * c->V * sizeof(real));
     uint64_t rng = seed;
     for (int64_t i = 0; i < (int64_t)B * P; i++) prompt[i] = (int32_t)(splitmix64(&rng) % (uint64_t)c->V);
     double first, decode;
-    generate_once(m, &pre, &one, &st, prompt, ntok < 4 ? ntok : 4, logits, feed, &first, &decode);   // warm-up
-    generate_once(m, &pre, &one, &st, prompt, ntok, logits, feed, &first, &decode);
+    generate_once(m, &pre, &one, &st, prompt, ntok < 4 ? ntok : 4, feed, &first, &decode);   // warm-up
+    generate_once(m, &pre, &one, &st, prompt, ntok, feed, &first, &decode);
     char dec[96];
     if (ntok > 1) snprintf(dec, sizeof dec, "%14.3f | %15.0f", decode / (double)(ntok - 1) * 1e3, (double)B * (ntok - 1) / decode);
     else snprintf(dec, sizeof dec, "%14s | %15s", "-", "-");   // one token: no step after the prefill
     printf("| %5d | %16.2f | %16.0f | %s |\n", B, first * 1e3, (double)B * P / first, dec);
-    free(prompt); free(feed); free(logits);
+    free(prompt); free(feed);
     decode_state_free(&st);
     acts_free(&pre); acts_free(&one);
 }

@@ -522,9 +522,10 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
 }
 
 // Head: the stream leaving the last layer -> losses (and logits). Arguments as model_forward's; tgt_b: the
-// targets where the backend reads them.
+// targets where the backend reads them; best_b: NULL, or where the backend keeps each row's greedy pick (with
+// last_only: model_forward_greedy).
 static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t *tgt_b, real *logits_out,
-                       int last_only, double loss_scale, int64_t *count) {
+                       int32_t *best_b, int last_only, double loss_scale, int64_t *count) {
     const Config *c = &m->c;
     const int B = a->B, T = a->T, D = c->D, V = c->V;
     const int64_t N = a->N;
@@ -573,6 +574,7 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
                 OP(matmul_fwd, a->logits, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
             }
             if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
+            if (best_b) OP(argmax_rows, best_b + r0, a->logits, rows, V);
             if (!targets || last_only) continue;
             OP(xent_fwd, a->losses + r0, a->logits, tgt_b + r0, rows, V);
             if (a->pred && !a->train) {
@@ -633,9 +635,10 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
         dev_copy(dst->s + l * dper + b * drow, src->s + l * sper + sb * srow, (size_t)n * sizeof(real));
 }
 
-// The forward's ops, with the ids (and targets: tgt_b) where the backend reads them.
+// The forward's ops, with the ids (and targets: tgt_b) where the backend reads them; best_b as head_fwd's.
 static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t *targets, const int32_t *tgt_b,
-                          DecodeState *st, real *logits_out, int last_only, double loss_scale, int64_t *count) {
+                          DecodeState *st, real *logits_out, int32_t *best_b, int last_only, double loss_scale,
+                          int64_t *count) {
     const Config *c = &m->c;
     SECTION("embedding");
     // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
@@ -643,7 +646,7 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
     input_fwd(m, a, ids_b);
     for (int l = 0; l < c->L; l++) block_fwd(m, a, l, st);
     if (st) st->pos += a->T;
-    return head_fwd(m, a, targets, tgt_b, logits_out, last_only, loss_scale, count);
+    return head_fwd(m, a, targets, tgt_b, logits_out, best_b, last_only, loss_scale, count);
 }
 
 // Decoding a token at a time on the GPU launches a few kernels per layer for very little work each, so at small
@@ -662,23 +665,29 @@ static int decode_graphs_on(void) {
     }
     return g_decode_graphs && !g_prof;
 }
-static double graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, real *logits_out, int64_t *count) {
-    // recorded for another state or batch, or before memory it reads changed
-    if (a->graph && (a->graph_state != st->s || a->graph_B != a->B || a->graph_epoch != dev_mem_epoch())) {
+// The step of model_forward (logits_out) or model_forward_greedy (best_out); the graph of the one keeps its
+// output apart from the other's (graph_best says which it was recorded for).
+static void graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, real *logits_out, int32_t *best_out) {
+    const int best = best_out != NULL;
+    // recorded for another state, batch or output, or before memory it reads changed
+    if (a->graph && (a->graph_state != st->s || a->graph_B != a->B || a->graph_best != best ||
+                     a->graph_epoch != dev_mem_epoch())) {
         dev_graph_free(a->graph);
         a->graph = NULL;
         a->graph_runs = 0;
     }
     dev_upload(a->ids_d, ids, (size_t)a->N * sizeof(int32_t));
+    int32_t *best_b = best ? a->sel_d : NULL;
     const int pos = st->pos;
     if (!a->graph && a->graph_runs > 0 && !a->graph_failed) {
         if (dev_graph_begin()) {
-            forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
+            forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL);
             a->graph = dev_graph_end();
         }
         a->graph_failed = !a->graph;
         a->graph_state = st->s;
         a->graph_B = a->B;
+        a->graph_best = best;
         a->graph_epoch = dev_mem_epoch();
         st->pos = pos;   // nothing ran yet
     }
@@ -686,31 +695,48 @@ static double graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st,
         dev_graph_launch(a->graph);
         st->pos = pos + 1;
     } else {
-        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, 1, 0, NULL);
+        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL);
     }
     a->graph_runs++;
-    dev_download(logits_out, a->logits, (size_t)a->B * m->c.V * sizeof(real));
-    if (count) *count = 0;
-    return 0;
+    if (best) dev_download(best_out, best_b, (size_t)a->B * sizeof(int32_t));
+    else dev_download(logits_out, a->logits, (size_t)a->B * m->c.V * sizeof(real));
 }
 
-double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
-                     real *logits_out, int last_only, double loss_scale, int64_t *count) {
+// model_forward and model_forward_greedy: logits_out and best_out as they say (at most one of them)
+static double forward_entry(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
+                            real *logits_out, int32_t *best_out, int last_only, double loss_scale, int64_t *count) {
     const Config *c = &m->c;
     const int64_t N = a->N;
+    if (count) *count = 0;
     if (st && st->B != a->B) die("model_forward: a decoding state of %d sequences for a batch of %d", st->B, a->B);
     if (st && c->mixer == MIXER_TRANSFORMER && (int64_t)st->pos + a->T > st->ctx)
         die("the key/value cache holds %d positions: %d more after %d do not fit", st->ctx, a->T, st->pos);
-    if (g_gpu && st && a->T == 1 && last_only && logits_out && !targets && !a->train && c->head == HEAD_NEXT_TOKEN &&
-        c->mixer != MIXER_TRANSFORMER && a->B <= cls_rows() && decode_graphs_on())
-        return graph_step(m, a, ids, st, logits_out, count);
+    if (g_gpu && st && a->T == 1 && last_only && (logits_out || best_out) && !targets && !a->train &&
+        c->head == HEAD_NEXT_TOKEN && c->mixer != MIXER_TRANSFORMER && a->B <= cls_rows() && decode_graphs_on()) {
+        graph_step(m, a, ids, st, logits_out, best_out);
+        return 0;
+    }
     const int32_t *ids_b = ids, *tgt_b = targets;     // the ids where the backend reads them
+    int32_t *best_b = best_out ? a->sel_h : NULL;     // and the greedy picks
     if (g_gpu) {
         dev_upload(a->ids_d, ids, (size_t)N * sizeof(int32_t));
         ids_b = a->ids_d;
         if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
+        if (best_out) best_b = a->sel_d;
     }
-    return forward_ops(m, a, ids_b, targets, tgt_b, st, logits_out, last_only, loss_scale, count);
+    double loss = forward_ops(m, a, ids_b, targets, tgt_b, st, logits_out, best_b, last_only, loss_scale, count);
+    if (best_out) dev_download(best_out, best_b, (size_t)a->B * sizeof(int32_t));
+    return loss;
+}
+
+double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
+                     real *logits_out, int last_only, double loss_scale, int64_t *count) {
+    return forward_entry(m, a, ids, targets, st, logits_out, NULL, last_only, loss_scale, count);
+}
+
+void model_forward_greedy(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int32_t *best) {
+    if (m->c.head != HEAD_NEXT_TOKEN) die("model_forward_greedy: the model does not predict tokens");
+    forward_entry(m, a, ids, NULL, st, NULL, best, 1, 0, NULL);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -898,8 +924,8 @@ static int cand_cmp(const void *a, const void *b) {
 
 int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c) {
     if (temp <= 0) {
-        int32_t best = 0;
-        for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        int32_t best;
+        op_argmax_rows(&best, logits, 1, V);
         return best;
     }
     double mx = logits[0];

@@ -190,11 +190,11 @@ typedef struct {
     opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
     // Decoding on the GPU (model_forward): the CUDA graph of a one-token step, recorded for graph_B sequences,
     // the decoding state at graph_state and the memory as dev_mem_epoch() found it; the steps taken since;
-    // whether a recording failed
+    // whether a recording failed; whether it ends in the greedy picks (model_forward_greedy) or the logits
     void *graph;
     const real *graph_state;
     uint64_t graph_epoch;
-    int graph_B, graph_runs, graph_failed;
+    int graph_B, graph_runs, graph_failed, graph_best;
     void *mem;
     int64_t bytes;
 } Acts;
@@ -243,6 +243,11 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
 extern int g_decode_graphs;
+// Greedy decoding's forward: model_forward of ids [B,T] with last_only, keeping of each row's logits at its last
+// position only the most likely token, best[B] (the first of equal logits, as sample_token picks at temperature
+// 0). The pick is made where the logits are, so on the GPU B ids cross to the host instead of B x V logits. The
+// one-token step replays a CUDA graph as model_forward's does.
+void model_forward_greedy(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int32_t *best);
 // Backward pass after a training forward: gradients accumulate (+=) into m->grads; m->grads_ready, when set,
 // hears of each stretch as it becomes final.
 void model_backward(Model *m, Acts *a, const int32_t *ids);

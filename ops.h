@@ -164,6 +164,10 @@ void op_swiglu_bwd(opnd *dgu, const real *dh, const opnd *gu, int64_t N, int I);
 void op_xent_fwd(real *losses, const real *logits, const int32_t *targets, int64_t N, int V);
 // dlogits[n] = scale * (softmax(logits[n]) - onehot(t[n])), 0 for ignored rows. dlogits may equal logits.
 void op_xent_bwd(real *dlogits, const real *logits, const int32_t *targets, real scale, int64_t N, int V);
+// best[n] = the index of row n's largest logit, the first of equal ones: the pick of a scan that starts at index
+// 0 and moves on to anything greater (greedy decoding's rule), so a NaN is never picked unless it is the row's
+// first value.
+void op_argmax_rows(int32_t *best, const real *logits, int64_t N, int V);
 // Soft targets (label smoothing eps, mixup and cutmix): row n's target distribution is
 // y[n] = eps / V + (1 - eps) (lam[n] onehot(ta[n]) + (1 - lam[n]) onehot(tb[n])), which sums to 1;
 // losses[n] = logsumexp(logits[n]) - sum_j y[n,j] logits[n,j]; ta[n] < 0 marks an ignored row (loss 0).

@@ -73,6 +73,36 @@ __global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32
     }
 }
 
+// Greedy decoding's pick (ops.h): one block per row. Each thread keeps the first of its largest values among
+// the ones that are not NaN (i -1: none yet), the block keeps the larger of two and of equal ones the earlier.
+// That is the first largest value of the row without its NaNs, which is what the sequential scan picks unless
+// the row starts with a NaN (then 0).
+__device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2) {
+    if (i2 >= 0 && (i < 0 || v2 > v || (v2 == v && i2 < i))) { v = v2; i = i2; }
+}
+
+__global__ void argmax_rows_kernel(int32_t *__restrict__ best, const float *__restrict__ logits, int V) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const float *x = logits + (int64_t)blockIdx.x * V;
+    float v = 0.f;
+    int i = -1;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float xv = x[j];
+        if (!isnan(xv) && (i < 0 || xv > v)) { v = xv; i = j; }
+    }
+    for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) { sv[w] = v; si[w] = i; }
+    __syncthreads();
+    if (w == 0) {
+        v = lane < nw ? sv[lane] : 0.f;
+        i = lane < nw ? si[lane] : -1;
+        for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+        if (lane == 0) best[blockIdx.x] = i < 0 || isnan(x[0]) ? 0 : i;
+    }
+}
+
 // Soft targets (label smoothing, mixup, cutmix; ops.h): y = eps / V + (1 - eps) (lam onehot(a) + (1 - lam)
 // onehot(b)). The loss needs the row's sum too: lse - eps / V sum(x) - (1 - eps) (lam x_a + (1 - lam) x_b).
 __device__ double block_sum(const float *x, int V) {
@@ -166,6 +196,13 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
     xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
     LAUNCH_CHECK("xent_bwd");
+}
+
+extern "C" void cuda_argmax_rows(int32_t *best, const float *logits, int64_t N, int V) {
+    if (N <= 0) return;
+    if (N > INT_MAX) die("argmax: %lld rows is too many", (long long)N);
+    argmax_rows_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(best, logits, V);
+    LAUNCH_CHECK("argmax_rows");
 }
 
 extern "C" void cuda_xent_soft_fwd(float *losses, const float *logits, const int32_t *ta, const int32_t *tb,

@@ -177,9 +177,11 @@ static void training_curves(void) {
 // otherwise each row prefilled and decoded alone. Row b is fed feed[b][t] at step t, whatever its logits say.
 // The transformer's rows share a position, so its three prompts have one length (70: three tiles of the GPU's
 // attention queries), and its states are key/value caches of the 80 positions the rows reach.
+// picks: NULL, or [S][B] receiving what model_forward_greedy picks when a second state decodes the same rows
+// in lockstep through it (together only).
 enum { BD_NP = 3, BD_B = 4, BD_S = 10, BD_P = 70 };
 static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[BD_NP][BD_P], int32_t feed[BD_B][BD_S],
-                        real *out) {
+                        real *out, int32_t *picks) {
     static const int len_rec[BD_NP] = {5, 1, BD_P}, len_att[BD_NP] = {BD_P, BD_P, BD_P}, from[BD_B] = {0, 1, 2, 1};
     const int att = c->mixer == MIXER_TRANSFORMER, ctx = att ? BD_P + BD_S : 1;
     const int *len = att ? len_att : len_rec;
@@ -194,28 +196,43 @@ static void decode_rows(int gpu, const Config *c, int together, int32_t prompt[B
     acts_alloc(&rows, c, together ? BD_B : 1, 1, 0);
     real *lg = xmalloc((size_t)BD_B * V * sizeof(real));
     if (together) {
-        DecodeState bst;
+        DecodeState bst, gst;
+        Acts grows;
         decode_state_alloc(&bst, c, BD_B, ctx);
+        if (picks) { decode_state_alloc(&gst, c, BD_B, ctx); acts_alloc(&grows, c, BD_B, 1, 0); }
         for (int p = 0; p < BD_NP; p++) {
             DecodeState st;
             decode_state_alloc(&st, c, 1, ctx);
             acts_reshape(&pre, 1, len[p]);
             model_forward(&m, &pre, prompt[p], NULL, &st, lg + p * V, 1, 0, NULL);
             decode_state_set_row(c, &bst, p, &st, 0);
+            if (picks) {
+                OP(zero, st.s, st.n);
+                st.pos = 0;
+                model_forward_greedy(&m, &pre, prompt[p], &st, &picks[p]);
+                decode_state_set_row(c, &gst, p, &st, 0);
+            }
             decode_state_free(&st);
         }
         if (att) bst.pos = BD_P;   // (the transformer's copies take the positions their source has seen)
         decode_state_set_row(c, &bst, 3, &bst, 1);
         memcpy(lg + 3 * V, lg + 1 * V, (size_t)V * sizeof(real));
+        if (picks) {
+            gst.pos = bst.pos;
+            decode_state_set_row(c, &gst, 3, &gst, 1);
+            picks[3] = picks[1];
+        }
         for (int t = 0; t < BD_S; t++) {
             if (t > 0) {
                 int32_t ids[BD_B];
                 for (int b = 0; b < BD_B; b++) ids[b] = feed[b][t - 1];
                 model_forward(&m, &rows, ids, NULL, &bst, lg, 1, 0, NULL);
+                if (picks) model_forward_greedy(&m, &grows, ids, &gst, picks + t * BD_B);
             }
             memcpy(out + (int64_t)t * BD_B * V, lg, (size_t)BD_B * V * sizeof(real));
         }
         decode_state_free(&bst);
+        if (picks) { decode_state_free(&gst); acts_free(&grows); }
     } else {
         for (int b = 0; b < BD_B; b++) {
             DecodeState st;
@@ -249,15 +266,26 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
     const int64_t n = (int64_t)BD_S * BD_B * c.V;
     real *cpu = xmalloc((size_t)n * sizeof(real)), *gpu = xmalloc((size_t)n * sizeof(real)),
          *alone = xmalloc((size_t)n * sizeof(real));
-    decode_rows(0, &c, 1, prompt, feed, cpu);
-    decode_rows(1, &c, 1, prompt, feed, gpu);
-    decode_rows(1, &c, 0, prompt, feed, alone);
+    int32_t picks[BD_S * BD_B];
+    decode_rows(0, &c, 1, prompt, feed, cpu, NULL);
+    decode_rows(1, &c, 1, prompt, feed, gpu, picks);
+    decode_rows(1, &c, 0, prompt, feed, alone, NULL);
+    // the greedy picks made on the GPU (the prefill's, then the steps', replayed from a graph after the second)
+    // are the argmax of the logits it gave the other state, to the index
+    int wrong = 0;
+    for (int i = 0; i < BD_S * BD_B; i++) {
+        int32_t want;
+        op_argmax_rows(&want, gpu + (int64_t)i * c.V, 1, c.V);
+        wrong += picks[i] != want;
+    }
+    printf("%-46s greedy picks on the GPU against its logits' argmax: %d of %d differ\n", what, wrong, BD_S * BD_B);
+    CHECK(wrong == 0, "%s: %d greedy picks differ from the argmax of the logits", what, wrong);
     // HGRN's decoding steps replay a CUDA graph from the second step on (model.c): the same kernels on the same
     // memory, so the same bits as without one; the rows decoded alone record theirs again for each new state
     if (c.mixer != MIXER_TRANSFORMER) {
         real *plain = xmalloc((size_t)n * sizeof(real));
         g_decode_graphs = 0;
-        decode_rows(1, &c, 1, prompt, feed, plain);
+        decode_rows(1, &c, 1, prompt, feed, plain, NULL);
         g_decode_graphs = 1;
         int64_t differ = 0;
         for (int64_t i = 0; i < n; i++) differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;

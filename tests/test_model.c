@@ -176,30 +176,47 @@ static void batched_decode_matches_single(MixerKind mixer) {
             model_forward(&m, &one, &feed[b][t], NULL, &st, alone + ((int64_t)b * S + t + 1) * c.V, 1, 0, NULL);
         decode_state_free(&st);
     }
-    // together: rows 0..2 from their own prefills, row 3 from row 1 of the batched state
-    DecodeState bst;
+    // together: rows 0..2 from their own prefills, row 3 from row 1 of the batched state. A second state
+    // (gst) decodes the same in lockstep through model_forward_greedy, whose picks must be the logits' argmax.
+    DecodeState bst, gst;
     decode_state_alloc(&bst, &c, B, P + S);
-    int64_t diff = 0;
+    decode_state_alloc(&gst, &c, B, P + S);
+    int64_t diff = 0, wrong = 0;
+    int32_t best[B], want;
     for (int p = 0; p < NP; p++) {
         DecodeState st;
         decode_state_alloc(&st, &c, 1, len[p]);
         acts_reshape(&pre, 1, len[p]);
         model_forward(&m, &pre, prompt[p], NULL, &st, got + (int64_t)p * c.V, 1, 0, NULL);
         decode_state_set_row(&c, &bst, p, &st, 0);
+        OP(zero, st.s, st.n);
+        st.pos = 0;
+        model_forward_greedy(&m, &pre, prompt[p], &st, best);
+        op_argmax_rows(&want, got + (int64_t)p * c.V, 1, c.V);
+        wrong += best[0] != want;
+        decode_state_set_row(&c, &gst, p, &st, 0);
         decode_state_free(&st);
     }
-    bst.pos = len[0];       // (the transformer copies the positions its source has seen)
+    bst.pos = gst.pos = len[0];       // (the transformer copies the positions its source has seen)
     decode_state_set_row(&c, &bst, 3, &bst, 1);
+    decode_state_set_row(&c, &gst, 3, &gst, 1);
     memcpy(got + 3 * c.V, got + 1 * c.V, (size_t)c.V * sizeof(real));
     for (int t = 0; t < S; t++) {
         if (t > 0) {
             int32_t ids[B];
             for (int b = 0; b < B; b++) ids[b] = feed[b][t - 1];
             model_forward(&m, &batch, ids, NULL, &bst, got, 1, 0, NULL);
+            model_forward_greedy(&m, &batch, ids, &gst, best);
+            for (int b = 0; b < B; b++) {
+                op_argmax_rows(&want, got + (int64_t)b * c.V, 1, c.V);
+                wrong += best[b] != want;
+            }
         }
         for (int b = 0; b < B; b++)
             for (int v = 0; v < c.V; v++) diff += got[(int64_t)b * c.V + v] != alone[((int64_t)b * S + t) * c.V + v];
     }
+    CHECK(wrong == 0, "%s: %lld greedy picks differ from the logits' argmax", ARCH_NAMES[mixer], (long long)wrong);
+    decode_state_free(&gst);
     CHECK(diff == 0, "%s: %lld logits of %d rows decoded together differ from the rows decoded alone",
           ARCH_NAMES[mixer], (long long)diff, B);
     printf("%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
