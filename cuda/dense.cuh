@@ -119,6 +119,82 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
     if (g_debug_sync) CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// decoding's products: a handful of rows against a whole weight matrix
+// ---------------------------------------------------------------------------------------------------------
+// y[N,O] = x[N,I] W[O,I]^T with N <= GEMV_MAX_ROWS (a token step of a small batch), bf16 operands: reading W once
+// is all the work, so the product runs at the memory's rate or not at all. One warp per output column o streams
+// W's row o in 16-byte loads, four in flight a lane, and takes its dot products with the N rows of x (a few KB,
+// read from cache) in fp32; a fixed shuffle tree sums the lanes, so a row's result does not depend on the
+// others in the batch. HGRN2_GEMV=0 leaves these products to cuBLAS (which chooses its kernels by the batch).
+#define GEMV_MAX_ROWS 8
+__device__ __forceinline__ void bf16x8(uint4 u, float f[8]) {
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const float2 t = __bfloat1622float2(*(const __nv_bfloat162 *)&w[j]);
+        f[2 * j] = t.x;
+        f[2 * j + 1] = t.y;
+    }
+}
+template <int NR>
+__device__ __forceinline__ void gemv_take(float acc[NR], uint4 wu, const bf16 *__restrict__ x, int64_t I, int i) {
+    float w[8], xv[8];
+    bf16x8(wu, w);
+    #pragma unroll
+    for (int n = 0; n < NR; n++) {
+        bf16x8(*(const uint4 *)(x + n * I + i), xv);
+        #pragma unroll
+        for (int j = 0; j < 8; j++) acc[n] = fmaf(w[j], xv[j], acc[n]);
+    }
+}
+template <int NR, typename TY>
+__global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, const bf16 *__restrict__ x,
+                                                        const bf16 *__restrict__ W, int I, int O) {
+    const int o = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (o >= O) return;
+    const bf16 *w = W + (int64_t)o * I;
+    float acc[NR];
+    #pragma unroll
+    for (int n = 0; n < NR; n++) acc[n] = 0.f;
+    int i = lane * 8;
+    for (; i + 3 * 256 < I; i += 4 * 256) {
+        uint4 u[4];
+        #pragma unroll
+        for (int k = 0; k < 4; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
+        #pragma unroll
+        for (int k = 0; k < 4; k++) gemv_take<NR>(acc, u[k], x, I, i + k * 256);
+    }
+    for (; i < I; i += 256) gemv_take<NR>(acc, __ldcs((const uint4 *)(w + i)), x, I, i);
+    #pragma unroll
+    for (int n = 0; n < NR; n++)
+        for (int off = 16; off > 0; off >>= 1) acc[n] += __shfl_xor_sync(0xffffffffu, acc[n], off);
+    if (lane == 0) {
+        #pragma unroll
+        for (int n = 0; n < NR; n++) put(y + (int64_t)n * O + o, acc[n]);
+    }
+}
+template <typename TY>
+static void gemv_bf16(TY *y, const bf16 *x, const bf16 *W, int N, int I, int O) {
+    const unsigned blocks = (unsigned)(((int64_t)O * 32 + 255) / 256);
+    switch (N) {
+#define GEMV_CASE(nr) case nr: gemv_bf16_kernel<nr, TY><<<blocks, 256, 0, g_stream>>>(y, x, W, I, O); break;
+    GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
+#undef GEMV_CASE
+    default: die("gemv_bf16: %d rows", N);
+    }
+    LAUNCH_CHECK("gemv_bf16");
+}
+static int g_gemv = -1;   // -1: as HGRN2_GEMV says (on unless it is 0)
+static bool gemv_on(void) {
+    if (g_gemv < 0) {
+        const char *e = getenv("HGRN2_GEMV");
+        g_gemv = !(e && !strcmp(e, "0"));
+    }
+    return g_gemv;
+}
+extern "C" void cuda_set_gemv(int on) { g_gemv = on; }
+
 // In mode 2 the weight operand is its bf16 copy; the activation operands come in the mode's format.
 static const void *weight_opnd(const float *W, int64_t n) { return opnd_bf16() ? (const void *)weight_bf16(W, n) : W; }
 
@@ -127,6 +203,12 @@ static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int6
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
         CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)(N * O) * (y_opnd ? cuda_opnd_size() : sizeof(float)), g_stream));
+        return;
+    }
+    if (opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on()) {
+        const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
+        if (y_opnd) gemv_bf16((bf16 *)y, (const bf16 *)x, Wb, (int)N, I, O);
+        else gemv_bf16((float *)y, (const bf16 *)x, Wb, (int)N, I, O);
         return;
     }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);
