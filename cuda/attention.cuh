@@ -328,29 +328,90 @@ __global__ void kv_append_kernel(float *__restrict__ cache, int64_t ldc, int ctx
 // ---------------------------------------------------------------------------------------------------------
 // cuDNN's attention: the fp32 tensors to the bf16 layouts of cuda/attention_cudnn.h and back
 // ---------------------------------------------------------------------------------------------------------
+// These passes move every byte of q, k, v, o and their gradients once more, so they run eight values a thread:
+// two 16-byte loads of fp32 and one 16-byte store of bf16 (or the other way). D and the row strides are multiples
+// of 8 values and the pointers 16-byte aligned in every model (att_vec checks); otherwise (vec 0) one value a
+// thread. Eight values never straddle q, k and v, since D is a multiple of 8.
+__device__ __forceinline__ void load8(const float *p, float v[8]) { load4(p, v); load4(p + 4, v + 4); }
+__device__ __forceinline__ void store8(bf16 *p, const float v[8]) {
+    uint4 u;
+    unsigned *w = (unsigned *)&u;
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+        __nv_bfloat162 t = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+        w[j] = *(unsigned *)&t;
+    }
+    *(uint4 *)p = u;
+}
+__device__ __forceinline__ void load8(const bf16 *p, float v[8]) {
+    const uint4 u = *(const uint4 *)p;
+    const unsigned *w = (const unsigned *)&u;
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const float2 t = __bfloat1622float2(*(const __nv_bfloat162 *)&w[j]);
+        v[2 * j] = t.x;
+        v[2 * j + 1] = t.y;
+    }
+}
+__device__ __forceinline__ void store8(float *p, const float v[8]) { store4(p, v); store4(p + 4, v + 4); }
+
 // q, k, v (row (b, t) of q at q + (b T + t) ldq, of k and v at k + b skv + t ldkv) into bf16 rows [q | k | v] of 3D
 __global__ void att_qkv_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ q, int64_t ldq,
                                     const float *__restrict__ k, const float *__restrict__ v, int64_t ldkv,
-                                    int64_t skv, int64_t N, int T, int D) {
-    ROWS_COLS(r, c, N, 3 * D) {
-        const int w = c / D, cc = c - w * D;
-        const float x = w == 0 ? q[r * ldq + cc] : (w == 1 ? k : v)[(r / T) * skv + (r % T) * ldkv + cc];
-        y[r * 3 * D + c] = __float2bfloat16(x);
+                                    int64_t skv, int64_t N, int T, int D, int vec) {
+    const int W = vec ? 8 : 1, per = 3 * D / W;   // groups of W values a row
+    GRID_STRIDE(i, N * per) {
+        const int64_t r = i / per;
+        const int c = (int)(i - r * per) * W, w = c / D, cc = c - w * D;
+        const float *x = w == 0 ? q + r * ldq + cc : (w == 1 ? k : v) + (r / T) * skv + (r % T) * ldkv + cc;
+        bf16 *out = y + r * 3 * D + c;
+        if (vec) {
+            float t[8];
+            load8(x, t);
+            store8(out, t);
+        } else {
+            *out = __float2bfloat16(*x);
+        }
     }
-}
-__global__ void att_to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n) {
-    GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
-}
-__global__ void att_from_bf16_kernel(float *__restrict__ y, const bf16 *__restrict__ x, int64_t n) {
-    GRID_STRIDE(i, n) y[i] = __bfloat162float(x[i]);
 }
 // bf16 rows [dq | dk | dv] of 3D into dq, dk, dv, rows of stride ldd
 __global__ void att_dqkv_f32_kernel(float *__restrict__ dq, float *__restrict__ dk, float *__restrict__ dv, int64_t ldd,
-                                    const bf16 *__restrict__ x, int64_t N, int D) {
-    ROWS_COLS(r, c, N, 3 * D) {
-        const int w = c / D;
-        (w == 0 ? dq : w == 1 ? dk : dv)[r * ldd + c - w * D] = __bfloat162float(x[r * 3 * D + c]);
+                                    const bf16 *__restrict__ x, int64_t N, int D, int vec) {
+    const int W = vec ? 8 : 1, per = 3 * D / W;
+    GRID_STRIDE(i, N * per) {
+        const int64_t r = i / per;
+        const int c = (int)(i - r * per) * W, w = c / D;
+        float *out = (w == 0 ? dq : w == 1 ? dk : dv) + r * ldd + c - w * D;
+        if (vec) {
+            float t[8];
+            load8(x + r * 3 * D + c, t);
+            store8(out, t);
+        } else {
+            *out = __bfloat162float(x[r * 3 * D + c]);
+        }
     }
+}
+// n values between the formats, eight a thread where n is a multiple of 8 and both are 16-byte aligned
+template <typename TO, typename TI>
+__global__ void att_convert_kernel(TO *__restrict__ y, const TI *__restrict__ x, int64_t n, int vec) {
+    if (vec) {
+        GRID_STRIDE(i, n / 8) {
+            float t[8];
+            load8(x + 8 * i, t);
+            store8(y + 8 * i, t);
+        }
+    } else {
+        GRID_STRIDE(i, n) put(y + i, (float)x[i]);
+    }
+}
+template <typename TO, typename TI> static void att_convert(TO *y, const TI *x, int64_t n) {
+    const int vec = n % 8 == 0 && al(x, 16) && al(y, 16);
+    att_convert_kernel<TO, TI><<<blocks_for(vec ? n / 8 : n, 256), 256, 0, g_stream>>>(y, x, n, vec);
+    LAUNCH_CHECK("att_convert");
+}
+static bool att_vec(int64_t D, const void *a, int64_t lda, const void *b, int64_t ldb, int64_t sb, const void *c,
+                    const void *y) {
+    return D % 8 == 0 && lda % 4 == 0 && ldb % 4 == 0 && sb % 4 == 0 && al(a, 16) && al(b, 16) && al(c, 16) && al(y, 16);
 }
 // [B, n1, n2] -> [B, n2, n1]
 __global__ void att_transpose_kernel(float *__restrict__ y, const float *__restrict__ x, int64_t B, int n1, int n2) {
@@ -473,11 +534,12 @@ static void att_cudnn_fwd(int plan, int stats_bht, float *o, float *lse, const f
     Carve c = {scratch(align256(N * 3 * D * 2) + align256(N * D * 2) + align256(nl * 4))};
     bf16 *qkv16 = c.take<bf16>(N * 3 * D), *o16 = c.take<bf16>(N * D);
     float *st = direct ? lse : c.take<float>(nl);
-    att_qkv_bf16_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(qkv16, q, ldq, k, v, ldkv, skv, N, T, (int)D);
+    const int vec = att_vec(D, q, ldq, k, ldkv, skv, v, qkv16);
+    att_qkv_bf16_kernel<<<blocks_for(N * 3 * D / (vec ? 8 : 1), 256), 256, 0, g_stream>>>(qkv16, q, ldq, k, v, ldkv, skv,
+                                                                                          N, T, (int)D, vec);
     LAUNCH_CHECK("att_qkv_bf16");
     cudnn_sdpa_fwd(plan, o16, st, qkv16);
-    att_from_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(o, o16, N * D);
-    LAUNCH_CHECK("att_from_bf16");
+    att_convert(o, o16, N * D);
     if (lse && !direct) {
         att_transpose_kernel<<<blocks_for(nl, 256), 256, 0, g_stream>>>(lse, st, B, H, T);   // [B,H,T] -> [B,T,H]
         LAUNCH_CHECK("att_transpose");
@@ -498,14 +560,16 @@ static void att_cudnn_bwd(int plan, int stats_bht, float *dq, float *dk, float *
         LAUNCH_CHECK("att_transpose");
         st = t;
     }
-    att_qkv_bf16_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(qkv16, q, ld, k, v, ld, (int64_t)T * ld, N, T, (int)D);
+    const int vec = att_vec(D, q, ld, k, ld, (int64_t)T * ld, v, qkv16);
+    att_qkv_bf16_kernel<<<blocks_for(N * 3 * D / (vec ? 8 : 1), 256), 256, 0, g_stream>>>(qkv16, q, ld, k, v, ld,
+                                                                                          (int64_t)T * ld, N, T, (int)D, vec);
     LAUNCH_CHECK("att_qkv_bf16");
-    att_to_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(o16, o, N * D);
-    LAUNCH_CHECK("att_to_bf16");
-    att_to_bf16_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(do16, dout, N * D);
-    LAUNCH_CHECK("att_to_bf16");
+    att_convert(o16, o, N * D);
+    att_convert(do16, dout, N * D);
     cudnn_sdpa_bwd(plan, dqkv16, do16, qkv16, o16, st);
-    att_dqkv_f32_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(dq, dk, dv, ldd, dqkv16, N, (int)D);
+    const int dvec = att_vec(D, dq, ldd, dk, ldd, ldd, dv, dqkv16);
+    att_dqkv_f32_kernel<<<blocks_for(N * 3 * D / (dvec ? 8 : 1), 256), 256, 0, g_stream>>>(dq, dk, dv, ldd, dqkv16, N,
+                                                                                           (int)D, dvec);
     LAUNCH_CHECK("att_dqkv_f32");
 }
 #endif
