@@ -89,8 +89,11 @@ static void check_scalar(const char *op, const char *shape, double gpu, double c
 // matmul, in the three GEMM precisions
 // ======================================================================================================
 static void test_matmul(void) {
+    // N up to 8 in bf16: decoding's own kernel (dense.cuh), also where I is no multiple of 8 (cuBLAS then)
     struct { int64_t N; int I, O; } sh[] = {{1, 128, 128},  {63, 256, 768},  {64, 768, 256},
-                                            {65, 128, 768}, {2048, 768, 768}, {2048, 256, 128}};
+                                            {65, 128, 768}, {2048, 768, 768}, {2048, 256, 128},
+                                            {1, 2048, 6144}, {4, 1024, 50257}, {8, 5632, 512}, {3, 100, 64},
+                                            {7, 8, 1}, {2, 1032, 33}};
     const double tol[3] = {1e-5, 2e-3, 1.5e-2};
     const char *mname[3] = {"fp32", "tf32", "bf16"};
     for (auto s : sh) {
@@ -881,8 +884,9 @@ static Vec lse_scale(const Vec &lse) {
     return s;
 }
 
-static void test_attention_cudnn_one(int B, int T, int H, int hd) {
-    const int64_t D = (int64_t)H * hd, ld = 3 * D, ldd = 3 * D + 4, rows = (int64_t)B * T;
+// odd: row strides that are no multiple of 4 values, which the conversions to and from bf16 take a value at a time
+static void test_attention_cudnn_one(int B, int T, int H, int hd, int odd = 0) {
+    const int64_t D = (int64_t)H * hd, ld = 3 * D + odd, ldd = 3 * D + 4 + odd, rows = (int64_t)B * T;
     seed(3300 + B * 13 + T * 7 + H * 3 + hd);
     const Vec qkv = randn(rows * ld), dout = randn(rows * D), d0 = randn(rows * ldd);
     const Vec qkvr = bf16_round(qkv), doutr = bf16_round(dout);
@@ -903,7 +907,7 @@ static void test_attention_cudnn_one(int B, int T, int H, int hd) {
     float *gqkv = P.up(qkv), *gdo = P.up(dout), *gco = P.up(orr), *gcl = P.up(lser), *go = P.f(o.size()),
           *gl = P.f(lse.size()), *gd = P.f(d0.size());
     char shape[96];
-    snprintf(shape, sizeof shape, "B%d T%d H%d hd%d", B, T, H, hd);
+    snprintf(shape, sizeof shape, "B%d T%d H%d hd%d%s", B, T, H, hd, odd ? " odd strides" : "");
     const double loose = 2 * 0x1p-8, tight = 0x1p-8;
     if (!cuda_attention_uses_cudnn(B, T, T, H, hd)) {
         printf("FAIL  %-26s %-40s cuDNN does not take this shape\n", "cudnn attention", shape);
@@ -962,6 +966,7 @@ static void test_attention_cudnn(void) {
             if (g_quick && T > 65) continue;
             test_attention_cudnn_one(2, T, H, hd);
         }
+    test_attention_cudnn_one(2, 65, 2, 64, 1);
     cuda_set_gemm_precision(1);
     // the dispatch under bf16: training's form at hd 64 takes cuDNN; decoding (Tq < Tk) and heads cuDNN cannot
     // take (not a multiple of 8) keep the kernels; so does tf32
@@ -1046,6 +1051,38 @@ static void test_xent(void) {
         Vec gd_h = down(gd, d.size()), gin_h = down(gin, d.size());
         compare("xent_bwd dlogits", shape, gd_h, d, TOL_RED);
         check_bits("xent_bwd in place", shape, gin_h.data(), gd_h.data(), d.size() * 4);
+    }
+}
+
+// Greedy decoding's pick against the CPU's scan, which must agree to the index: rows with their largest value
+// repeated (the first wins), values drawn from few levels (many ties), all -inf, NaNs inside a row and at its
+// start, and +inf.
+static void test_argmax(void) {
+    struct { int64_t N; int V; } sh[] = {{1, 1}, {1, 7}, {9, 1000}, {64, 50304}, {63, 50257}, {3, 100000}};
+    for (auto s : sh) {
+        seed(970 + s.N + s.V);
+        Vec x(s.N * s.V);
+        for (int64_t n = 0; n < s.N; n++) {
+            float *r = x.data() + n * s.V;
+            const int kind = (int)(n % 6);
+            for (int j = 0; j < s.V; j++) r[j] = kind == 1 ? (float)(next_u64() % 4) : (float)nrand();
+            if (kind == 0 && s.V > 2) { int a = (int)(next_u64() % s.V), b = (int)(next_u64() % s.V); r[a] = r[b] = 9; }
+            if (kind == 2) for (int j = 0; j < s.V; j++) r[j] = -INFINITY;
+            if (kind == 3) for (int j = 1; j < s.V; j += 3) r[j] = NAN;
+            if (kind == 4) { r[0] = NAN; r[s.V - 1] = 50; }
+            if (kind == 5) r[next_u64() % s.V] = INFINITY;
+        }
+        std::vector<int32_t> want(s.N), got(s.N);
+        op_argmax_rows(want.data(), x.data(), s.N, s.V);
+        Pool P;
+        float *gx = P.up(x);
+        int32_t *gb = P.i(s.N);
+        poison(gb, s.N * 4);
+        cuda_argmax_rows(gb, gx, s.N, s.V);
+        cuda_to_host(got.data(), gb, s.N * sizeof(int32_t));
+        char shape[64];
+        snprintf(shape, sizeof shape, "N%lld V%d (ties, NaN, inf)", (long long)s.N, s.V);
+        check_bits("argmax_rows", shape, got.data(), want.data(), s.N * sizeof(int32_t));
     }
 }
 
@@ -1538,6 +1575,25 @@ static void bench(void) {
     int32_t *gt = P.up(t);
     double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, NX, V); });
     printf("xent_fwd      N%lld V%d: %8.3f ms  %7.1f GB/s\n", (long long)NX, V, tx, 4.0 * NX * V / tx * 1e-6);
+    {   // decoding's products (bf16, a few rows): the streaming kernel against cuBLAS, in GB/s of the weights read
+        cuda_set_gemm_precision(2);
+        const int dsh[][3] = {{1, 2048, 6144}, {1, 2048, 2048}, {1, 5632, 2048}, {1, 2048, 50304}, {8, 2048, 6144}, {1, 512, 1536}};
+        for (auto d : dsh) {
+            const int n = d[0], I = d[1], O = d[2];
+            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O);
+            void *xd = opnd_buf(P, (size_t)n * I);
+            cuda_to_opnd(xd, P.up(randn((size_t)n * I)), (int64_t)n * I);
+            double tg[2];
+            for (int on = 0; on < 2; on++) {
+                cuda_set_gemv(on);
+                tg[on] = time_ms([&] { cuda_matmul_fwd(yd, xd, W, n, I, O); });
+            }
+            cuda_set_gemv(-1);
+            printf("decode matmul N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (cuBLAS %7.4f ms %7.1f GB/s)\n", n, I, O, tg[1],
+                   2.0 * O * I / tg[1] * 1e-6, tg[0], 2.0 * O * I / tg[0] * 1e-6);
+        }
+        cuda_set_gemm_precision(1);
+    }
     {   // the training classifier (bf16) at a vocabulary that is a multiple of 64 and at one that is not: the
         // padded layout's point is that the two cost the same per useful FLOP (three products of 2 N D V each)
         const int64_t NC = 1024;
@@ -1599,6 +1655,7 @@ int main(int argc, char **argv) {
     test_swiglu();
     test_xent();
     test_xent_soft();
+    test_argmax();
     test_classifier();
     test_adamw();
     test_adamw_bf16_copy();
