@@ -50,7 +50,7 @@ void cuda_set_gemm_precision(int mode);
 int cuda_get_gemm_precision(void);
 
 // Op profile: cuda_prof_mark before each op (by section and op name), cuda_prof_step after a step (waits for
-// it), cuda_prof_print: the GPU time per step of each (section, op), largest first.
+// it), cuda_prof_print: the GPU time per step of each (section, op), largest first (and a fresh start).
 void cuda_prof_mark(const char *section, const char *op);
 void cuda_prof_step(void);
 void cuda_prof_print(int steps);

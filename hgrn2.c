@@ -955,7 +955,8 @@ int cmd_sample(int argc, char **argv) {
 
 static const char *BENCH_USAGE =
     "hgrn2 bench [--preset NAME] [--layers N --dim N ...] [--batch B] [--seq-len T] [--steps N]\n"
-    "       hgrn2 bench --generate [--ckpt PATH | --preset NAME --layers N ...] [--batch B] [--prompt-len P] [--tokens N]";
+    "       hgrn2 bench --generate [--ckpt PATH | --preset NAME --layers N ...] [--batch B] [--prompt-len P] [--tokens N]\n"
+    "                   [--profile]";
 static const char *BENCH_HELP =
     "Time training steps (forward, backward, AdamW) on random tokens; prints the time to the first finished\n"
     "step and the median tokens/s of the rest. With --generate, time generation instead.\n"
@@ -965,7 +966,8 @@ static const char *BENCH_HELP =
     "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1|transformer\n"
     "                       --heads N (transformer)\n"
     "  --steps N            timed steps after the first (default 5)\n"
-    "  --profile            (GPU) also time every op of the timed steps and print where the time goes\n"
+    "  --profile            (GPU) also time every op of the timed steps and print where the time goes; with\n"
+    "                       --generate, of the decoding steps (then run op by op, without a CUDA graph)\n"
     "  --threads N --device cpu|cuda --seed N --precision bf16|tf32|fp32 (GPU; default bf16)\n"
     "Generation (--generate): B sequences of P random token ids prefilled together, then N tokens each decoded\n"
     "greedily, B at a time, as 'hgrn2 sample --batch B' decodes them; after a warm-up, a table of the time to\n"
@@ -1002,8 +1004,9 @@ static void generate_once(Model *m, Acts *pre, Acts *one, DecodeState *st, const
     *decode = now_s() - t1;
 }
 
-// bench --generate: the table's row of batch B (after a warm-up of the same shapes: the prefill and a few steps)
-static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t seed) {
+// bench --generate: the table's row of batch B (after a warm-up of the same shapes: the prefill and a few steps);
+// with profile, then the GPU time of each op in a decoding step (the steps run op by op, without a graph)
+static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t seed, int profile) {
     const Config *c = &m->c;
     Acts pre, one;
     acts_alloc(&pre, c, B, P, 0);
@@ -1020,13 +1023,30 @@ static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t se
     if (ntok > 1) snprintf(dec, sizeof dec, "%14.3f | %15.0f", decode / (double)(ntok - 1) * 1e3, (double)B * (ntok - 1) / decode);
     else snprintf(dec, sizeof dec, "%14s | %15s", "-", "-");   // one token: no step after the prefill
     printf("| %5d | %16.2f | %16.0f | %s |\n", B, first * 1e3, (double)B * P / first, dec);
+#if USE_CUDA
+    if (profile && ntok > 1) {
+        fflush(stdout);
+        for (int64_t i = 1; i < ntok; i++) {
+            g_prof = 1;
+            model_forward_greedy(m, &one, feed, &st, feed);
+            g_prof = 0;
+            cuda_prof_step();
+        }
+        printf("\nbatch %d, ", B);
+        cuda_prof_print((int)(ntok - 1));
+        printf("\n");
+    }
+#else
+    (void)profile;
+#endif
     free(prompt); free(feed);
     decode_state_free(&st);
     acts_free(&pre); acts_free(&one);
 }
 
 // hgrn2 bench --generate (the options read by cmd_bench)
-static int bench_generate(const char *ckpt, const Preset *ps, const SizeArgs *z, int64_t P, int64_t ntok, uint64_t seed) {
+static int bench_generate(const char *ckpt, const Preset *ps, const SizeArgs *z, int64_t P, int64_t ntok, uint64_t seed,
+                          int profile) {
     Model m = {0};
     if (ckpt) {
         RunState rs;
@@ -1049,8 +1069,8 @@ static int bench_generate(const char *ckpt, const Preset *ps, const SizeArgs *z,
     printf("| batch | first token (ms) | prefill tokens/s | decode ms/step | decode tokens/s |\n");
     printf("|-------|------------------|------------------|----------------|-----------------|\n");
     const int batches[] = {1, 64};
-    if (z->B) bench_generate_row(&m, (int)z->B, (int)P, ntok, seed);
-    else for (int i = 0; i < 2; i++) bench_generate_row(&m, batches[i], (int)P, ntok, seed);
+    if (z->B) bench_generate_row(&m, (int)z->B, (int)P, ntok, seed, profile);
+    else for (int i = 0; i < 2; i++) bench_generate_row(&m, batches[i], (int)P, ntok, seed, profile);
     if (g_gpu) printf("\npeak GPU memory %.0f MiB\n", dev_peak_mib());
     model_free(&m);
     return 0;
@@ -1087,10 +1107,11 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
     // each mode refuses the other's flags rather than ignore them
-    static const struct { int opt; const char *name; } train_only[] = {{O_SEQ, "--seq-len"}, {O_STEPS, "--steps"},
-        {O_PROFILE, "--profile"}}, gen_only[] = {{O_CKPT, "--ckpt"}, {O_TOKENS, "--tokens"}, {OB_PROMPT_LEN, "--prompt-len"}};
+    static const struct { int opt; const char *name; } train_only[] = {{O_SEQ, "--seq-len"}, {O_STEPS, "--steps"}},
+        gen_only[] = {{O_CKPT, "--ckpt"}, {O_TOKENS, "--tokens"}, {OB_PROMPT_LEN, "--prompt-len"}};
     for (int i = 0; i < 3; i++) {
-        if (generate && set[train_only[i].opt]) usage_error("%s times training steps: it does not go with --generate", train_only[i].name);
+        if (i < 2 && generate && set[train_only[i].opt])
+            usage_error("%s times training steps: it does not go with --generate", train_only[i].name);
         if (!generate && set[gen_only[i].opt]) usage_error("%s goes with --generate", gen_only[i].name);
     }
     if (ckpt) {
@@ -1104,7 +1125,7 @@ int cmd_bench(int argc, char **argv) {
     if (profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     const Preset *ps = preset_find(preset_name);
     if (!ps) usage_error("unknown preset '%s' (see 'hgrn2 train --help')", preset_name);
-    if (generate) return bench_generate(ckpt, ps, &z, prompt_len, ntok, seed);
+    if (generate) return bench_generate(ckpt, ps, &z, prompt_len, ntok, seed, profile);
     double t_start = now_s();
     Config cf = preset_config(ps, &z, !strcmp(ps->name, "tiny") ? 256 : 50304);
     const char *bad = config_finish(&cf);

@@ -49,4 +49,5 @@ extern "C" void cuda_prof_print(int steps) {
     for (auto &e : v)
         printf("  %-34s %6.1f calls %9.3f ms %6.1f%%\n", e.first.c_str(), (double)e.second.calls / steps,
                e.second.ms / steps, 100 * e.second.ms / (total > 0 ? total : 1));
+    g_prof.clear();   // the next profile starts afresh
 }

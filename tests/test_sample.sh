@@ -134,6 +134,7 @@ expect 1 "--prompts: a line longer than the transformer's cache" -- $H sample --
 expect_msg "line 2: a prompt of 3000 tokens and 16775216 more exceed the 16777216 positions"
 expect 2 "bench --generate --steps" -- $H bench --generate --steps 3; expect_msg "does not go with --generate"
 expect 2 "bench --generate --seq-len" -- $H bench --generate --seq-len 8; expect_msg "does not go with --generate"
+expect 2 "bench --generate --profile on the CPU" -- $H bench --generate --profile; expect_msg "needs --device cuda"
 expect 2 "bench --tokens without --generate" -- $H bench --tokens 3; expect_msg "goes with --generate"
 expect 2 "bench --generate --ckpt with a size flag" -- $H bench --generate --ckpt "$C" --dim 8; expect_msg "comes from the checkpoint"
 expect 2 "bench --generate --prompt-len 0" -- $H bench --generate --prompt-len 0
