@@ -87,9 +87,18 @@ __global__ void argmax_rows_kernel(int32_t *__restrict__ best, const float *__re
     const float *x = logits + (int64_t)blockIdx.x * V;
     float v = 0.f;
     int i = -1;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
-        float xv = x[j];
-        if (!isnan(xv) && (i < 0 || xv > v)) { v = xv; i = j; }
+    // eight loads in flight a thread before the comparisons (a row of 50,000 logits is read by one block, so
+    // one load at a time would wait on the memory's latency 100 times over); still in increasing j per thread
+    for (int j0 = threadIdx.x; j0 < V; j0 += 8 * blockDim.x) {
+        float t[8];
+        #pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int j = j0 + u * blockDim.x;
+            t[u] = j < V ? x[j] : NAN;
+        }
+        #pragma unroll
+        for (int u = 0; u < 8; u++)
+            if (!isnan(t[u]) && (i < 0 || t[u] > v)) { v = t[u]; i = j0 + u * blockDim.x; }
     }
     for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -201,7 +210,7 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
 extern "C" void cuda_argmax_rows(int32_t *best, const float *logits, int64_t N, int V) {
     if (N <= 0) return;
     if (N > INT_MAX) die("argmax: %lld rows is too many", (long long)N);
-    argmax_rows_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(best, logits, V);
+    argmax_rows_kernel<<<(unsigned)N, 1024, 0, g_stream>>>(best, logits, V);
     LAUNCH_CHECK("argmax_rows");
 }
 

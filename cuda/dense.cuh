@@ -124,10 +124,12 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t 
 // ---------------------------------------------------------------------------------------------------------
 // y[N,O] = x[N,I] W[O,I]^T with N <= GEMV_MAX_ROWS (a token step of a small batch), bf16 operands: reading W once
 // is all the work, so the product runs at the memory's rate or not at all. One warp per output column o streams
-// W's row o in 16-byte loads, four in flight a lane, and takes its dot products with the N rows of x (a few KB,
-// read from cache) in fp32; a fixed shuffle tree sums the lanes, so a row's result does not depend on the
-// others in the batch. HGRN2_GEMV=0 leaves these products to cuBLAS (which chooses its kernels by the batch).
+// W's row o in 16-byte loads, eight in flight a lane, and takes its dot products with the N rows of x in fp32;
+// the block first copies x (a few KB) into shared memory where it fits (SX), so that only W's loads wait on the
+// memory. A fixed shuffle tree sums the lanes, so a row's result does not depend on the others in the batch.
+// HGRN2_GEMV=0 leaves these products to cuBLAS (which chooses its kernels by the batch).
 #define GEMV_MAX_ROWS 8
+#define GEMV_SMEM (48 * 1024)
 __device__ __forceinline__ void bf16x8(uint4 u, float f[8]) {
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
     #pragma unroll
@@ -138,7 +140,7 @@ __device__ __forceinline__ void bf16x8(uint4 u, float f[8]) {
     }
 }
 template <int NR>
-__device__ __forceinline__ void gemv_take(float acc[NR], uint4 wu, const bf16 *__restrict__ x, int64_t I, int i) {
+__device__ __forceinline__ void gemv_take(float acc[NR], uint4 wu, const bf16 *x, int64_t I, int i) {
     float w[8], xv[8];
     bf16x8(wu, w);
     #pragma unroll
@@ -148,9 +150,17 @@ __device__ __forceinline__ void gemv_take(float acc[NR], uint4 wu, const bf16 *_
         for (int j = 0; j < 8; j++) acc[n] = fmaf(w[j], xv[j], acc[n]);
     }
 }
-template <int NR, typename TY>
+template <int NR, typename TY, bool SX>
 __global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, const bf16 *__restrict__ x,
                                                         const bf16 *__restrict__ W, int I, int O) {
+    extern __shared__ uint4 gemv_xs[];   // x [NR, I] when SX
+    const bf16 *xr = x;
+    if (SX) {
+        const int n16 = NR * I / 8;
+        for (int t = threadIdx.x; t < n16; t += blockDim.x) gemv_xs[t] = ((const uint4 *)x)[t];
+        __syncthreads();
+        xr = (const bf16 *)gemv_xs;
+    }
     const int o = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     if (o >= O) return;
     const bf16 *w = W + (int64_t)o * I;
@@ -158,14 +168,21 @@ __global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, cons
     #pragma unroll
     for (int n = 0; n < NR; n++) acc[n] = 0.f;
     int i = lane * 8;
+    for (; i + 7 * 256 < I; i += 8 * 256) {
+        uint4 u[8];
+        #pragma unroll
+        for (int k = 0; k < 8; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
+        #pragma unroll
+        for (int k = 0; k < 8; k++) gemv_take<NR>(acc, u[k], xr, I, i + k * 256);
+    }
     for (; i + 3 * 256 < I; i += 4 * 256) {
         uint4 u[4];
         #pragma unroll
-        for (int k = 0; k < 4; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
+        for (int k = 0; k < 4; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));
         #pragma unroll
-        for (int k = 0; k < 4; k++) gemv_take<NR>(acc, u[k], x, I, i + k * 256);
+        for (int k = 0; k < 4; k++) gemv_take<NR>(acc, u[k], xr, I, i + k * 256);
     }
-    for (; i < I; i += 256) gemv_take<NR>(acc, __ldcs((const uint4 *)(w + i)), x, I, i);
+    for (; i < I; i += 256) gemv_take<NR>(acc, __ldcs((const uint4 *)(w + i)), xr, I, i);
     #pragma unroll
     for (int n = 0; n < NR; n++)
         for (int off = 16; off > 0; off >>= 1) acc[n] += __shfl_xor_sync(0xffffffffu, acc[n], off);
@@ -174,11 +191,17 @@ __global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, cons
         for (int n = 0; n < NR; n++) put(y + (int64_t)n * O + o, acc[n]);
     }
 }
+template <int NR, typename TY>
+static void gemv_bf16_rows(TY *y, const bf16 *x, const bf16 *W, int I, int O) {
+    const unsigned blocks = (unsigned)(((int64_t)O * 32 + 255) / 256);
+    const size_t smem = (size_t)NR * I * sizeof(bf16);
+    if (smem <= GEMV_SMEM) gemv_bf16_kernel<NR, TY, true><<<blocks, 256, smem, g_stream>>>(y, x, W, I, O);
+    else gemv_bf16_kernel<NR, TY, false><<<blocks, 256, 0, g_stream>>>(y, x, W, I, O);
+}
 template <typename TY>
 static void gemv_bf16(TY *y, const bf16 *x, const bf16 *W, int N, int I, int O) {
-    const unsigned blocks = (unsigned)(((int64_t)O * 32 + 255) / 256);
     switch (N) {
-#define GEMV_CASE(nr) case nr: gemv_bf16_kernel<nr, TY><<<blocks, 256, 0, g_stream>>>(y, x, W, I, O); break;
+#define GEMV_CASE(nr) case nr: gemv_bf16_rows<nr, TY>(y, x, W, I, O); break;
     GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
 #undef GEMV_CASE
     default: die("gemv_bf16: %d rows", N);
