@@ -51,12 +51,58 @@ static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
     with_flags(reverse, acc, [&](auto dir, auto ac) { small_bwd_launch<dir.value, ac.value>(s, K, ch ? &cr : NULL); });
 }
 
+// One step (T = 1: a decoding step, the same in either direction). The state is read and written once, which is
+// all the work, so the step is a pass over it at the memory's rate: a block per (b, h) and 32 columns j, its four
+// warps a quarter of the rows i each, a lane a column (coalesced rows of the state), eight rows' loads in flight;
+// the four partial sums of o_j meet in shared memory. S0 and ST may be one buffer (each element is read, then
+// written by the same thread).
+#define STEP_WARPS 4
+__global__ void __launch_bounds__(32 * STEP_WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
+        const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
+        const float *S0, int H, int K, int Dv, float scale, int acc) {
+    __shared__ float part[STEP_WARPS][32];
+    const int bh = blockIdx.x, b = bh / H, h = bh - b * H, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int j = blockIdx.y * 32 + lane, per = (K + STEP_WARPS - 1) / STEP_WARPS;
+    const int i0 = w * per, i1 = min(K, i0 + per);
+    const int64_t hk = (int64_t)b * H * K + (int64_t)h * K, base = (int64_t)bh * K * Dv + j;
+    float sum = 0.f;
+    if (j < Dv) {
+        const float vj = v[(int64_t)b * ldv + (int64_t)h * Dv + j];
+        #pragma unroll 8
+        for (int i = i0; i < i1; i++) {
+            float st = S0 ? S0[base + (int64_t)i * Dv] : 0.f;
+            st = expf(g[hk + i]) * st + k[hk + i] * vj;
+            if (ST) ST[base + (int64_t)i * Dv] = st;
+            sum = fmaf(st, q[hk + i], sum);
+        }
+    }
+    part[w][lane] = sum;
+    __syncthreads();
+    if (w == 0 && j < Dv) {
+        float t = part[0][lane];
+        #pragma unroll
+        for (int u = 1; u < STEP_WARPS; u++) t += part[u][lane];
+        float *out = o + (int64_t)b * H * Dv + (int64_t)h * Dv + j;
+        *out = acc ? *out + t * scale : t * scale;
+    }
+}
+
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,
                               int acc) {
     hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
     if (B == 0 || H == 0 || (T == 0 && !ST)) return;
     cuda_init();
+    // (a few sequences' step leaves most of the card idle in this kernel: at 1 x 16 heads of 128 the sweep kernel
+    // below was the faster, 939 against 869 tokens/s decoding the 1.13B model; at 64 x 16 this one, 19,629
+    // against 15,060)
+    if (T == 1 && (int64_t)B * H >= 128) {
+        if ((int64_t)B * H > INT_MAX) die("hgru_fwd: %lld sequences x heads is more than one launch takes", (long long)B * H);
+        hgru_step_kernel<<<dim3((unsigned)(B * H), (unsigned)((Dv + 31) / 32)), 32 * STEP_WARPS, 0, g_stream>>>(
+            o, ST, q, k, g, v, ldv, S0, H, K, Dv, (float)(1.0 / sqrt((double)K)), acc);
+        LAUNCH_CHECK("hgru_step");
+        return;
+    }
     if (chunk_path(chunk, B, T, H, K, Dv)) {
         ChunkArgs c = chunk_scratch(B, T, H, K, Dv, false, false);
         c.q = q; c.k = k; c.g = g; c.v = v; c.ldv = ldv; c.o = o; c.ST = ST; c.S0 = S0;
