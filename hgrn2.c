@@ -1026,6 +1026,10 @@ static void bench_generate_row(Model *m, int B, int P, int64_t ntok, uint64_t se
 #if USE_CUDA
     if (profile && ntok > 1) {
         fflush(stdout);
+        // from the prompt again: the transformer's cache has room for P + ntok positions
+        OP(zero, st.s, st.n);
+        st.pos = 0;
+        model_forward_greedy(m, &pre, prompt, &st, feed);
         for (int64_t i = 1; i < ntok; i++) {
             g_prof = 1;
             model_forward_greedy(m, &one, feed, &st, feed);
