@@ -208,6 +208,21 @@ void op_matmul_fwd_opnd(opnd *y, const opnd *x, const real *W, int64_t N, int I,
     op_matmul_fwd(y, x, W, N, I, O);
 }
 
+// The fused product of decoding is the ops it stands for, in turn (ops.h): nothing to gain from fusing here.
+void op_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const real *nw, double eps, const real *W,
+                         const real *res, opnd *tmp, int64_t N, int I, int O) {
+    const opnd *in = x;
+    if (pro == OP_PRO_RMSNORM) op_rmsnorm_fwd(tmp, NULL, (real *)x, NULL, nw, N, I, eps);
+    else if (pro == OP_PRO_SWIGLU) op_swiglu_fwd(tmp, x, N, I);
+    if (pro != OP_PRO_NONE) in = tmp;
+    (void)y_opnd;   // operands are `real` here
+    op_matmul_fwd(y, in, W, N, I, O);
+    if (res) {
+        real *yr = y;
+        for (int64_t i = 0; i < N * O; i++) yr[i] += res[i];
+    }
+}
+
 void op_matmul_bwd(real *dx, real *dW, const opnd *dy_, const opnd *x_, const real *W, int64_t N, int I, int O) {
     const real *dy = dy_, *x = x_;
     // dx = dy W: A = dy [N,O], B = W [O,I]
@@ -875,6 +890,13 @@ static void hgru_bwd_lines(real *dq, real *dk, real *dg, real *dv, int64_t lddv,
 void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
                  const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc) {
     hgru_fwd_lines(o, ST, q, k, g, v, ldv, S0, B, T, 1, H, K, Dv, chunk, reverse, acc);
+}
+
+void op_hgru_step_fwd(real *o, real *S, real *q, real *k, real *g, const real *qfi, int64_t ld, const real *lb,
+                      int B, int H, int K, int Dv) {
+    const int HK = H * K;
+    op_gates_fwd(q, k, g, qfi, ld, lb, B, HK);
+    op_hgru_fwd(o, S, q, k, g, qfi + 2 * HK, ld, S, B, 1, H, K, Dv, 0, 0, 0);
 }
 
 void op_hgru_bwd(real *dq, real *dk, real *dg, real *dv, int64_t lddv, const real *dout,

@@ -66,6 +66,16 @@ void cuda_set_gemv(int on);
 void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N, int I, int O);
+// Decoding's fused products (ops.h): in bf16, up to 8 rows whose input fits in shared memory run as one kernel
+// that forms the input in its prologue (the RMSNorm or SwiGLU) and adds res in its epilogue (dense.cuh); the rest
+// run the ops one by one, with tmp for the input.
+#ifndef OP_PRO_NONE   // the input forms of ops.h
+#define OP_PRO_NONE 0
+#define OP_PRO_RMSNORM 1
+#define OP_PRO_SWIGLU 2
+#endif
+void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps, const float *W,
+                           const float *res, void *tmp, int64_t N, int I, int O);
 
 // ---- embedding ----
 void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D);
@@ -113,6 +123,10 @@ void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_t lddv, con
                    const float *q, const float *k, const float *g, const float *v, int64_t ldv,
                    int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
 int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
+// Decoding's step with its gates (ops.h): one kernel that computes a head's gates in shared memory and then
+// steps its state (cuda/decode.cuh); q, k and g are not written.
+void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float *g, const float *qfi, int64_t ld, const float *lb,
+                        int B, int H, int K, int Dv);
 // The columns of images read in place (ops.h), for small heads only (K = Dv in 1, 2, 4: the one-thread-per-head
 // kernels with a stride of gw rows; the exact recurrence whatever chunk says); other shapes die.
 // cuda_hgru_cols_direct(K, Dv) is 1 for those shapes while HGRU_COLS_DIRECT (cuda/mixer.cuh) is on (the

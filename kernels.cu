@@ -39,6 +39,7 @@
 #include "cuda/mixer_small.cuh"
 #include "cuda/mixer.cuh"
 #include "cuda/hgrn1.cuh"
+#include "cuda/decode.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/classifier.cuh"
 #include "cuda/adamw.cuh"

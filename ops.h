@@ -27,6 +27,23 @@ void op_matmul_fwd_opnd(opnd *y, const opnd *x, const real *W, int64_t N, int I,
 // dW[O,I] += dy^T x          (skipped when dW is NULL)        (dW +=)
 void op_matmul_bwd(real *dx, real *dW, const opnd *dy, const opnd *x, const real *W, int64_t N, int I, int O);
 
+// Decoding's fused products (a token step of a few sequences): y[N,O] = a[N,I] W[O,I]^T (+ res) with a, the
+// product's input, one of
+//   OP_PRO_NONE:    x itself, an operand [N,I];
+//   OP_PRO_RMSNORM: op_rmsnorm_fwd of x [N,I] (real, not changed) with weight nw and eps, in the operand format;
+//   OP_PRO_SWIGLU:  op_swiglu_fwd of x, an operand [N,2I] of rows [gate | up].
+// y is real (y_opnd 0) or an operand (y_opnd 1, then res must be NULL); res [N,O] real or NULL, not y.
+// tmp [N,I] (an operand buffer) is where a backend that does not fuse puts a; the CPU computes exactly the ops
+// named above in turn, then y += res. A backend that fuses may leave tmp untouched, and may apply the RMSNorm's
+// row scale 1 / rms(x) to the row's products instead of to a (the same function, rounded elsewhere).  (y =)
+#ifndef OP_PRO_NONE   // (cuda_ops.h names them too)
+#define OP_PRO_NONE 0
+#define OP_PRO_RMSNORM 1
+#define OP_PRO_SWIGLU 2
+#endif
+void op_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const real *nw, double eps, const real *W,
+                         const real *res, opnd *tmp, int64_t N, int I, int O);
+
 // ---- embedding ----
 // x[N,D] = E[ids[n], :]; every id is in [0, V) (checked by the caller)  (x =)
 void op_embed_fwd(real *x, const int32_t *ids, const real *E, int64_t N, int D);
@@ -80,6 +97,12 @@ void op_lower_bounds_bwd(real *dP, const real *dlb, const real *P, int L, int C)
 // rounding).                                                                      (o = or +=, ST =)
 void op_hgru_fwd(real *o, real *ST, const real *q, const real *k, const real *g, const real *v, int64_t ldv,
                  const real *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse, int acc);
+// Decoding's step of the recurrence with its gates: op_gates_fwd on the rows qfi [B, ld] (lb as there), then
+// op_hgru_fwd over T = 1 with v = qfi + 2 HK (row stride ld) and the state S [B,H,K,Dv] carried in place.
+// q, k, g [B,HK] are where a backend that does not fuse puts the gates (the CPU does; the GPU may not).
+//                                                                                         (o =, S =)
+void op_hgru_step_fwd(real *o, real *S, real *q, real *k, real *g, const real *qfi, int64_t ld, const real *lb,
+                      int B, int H, int K, int Dv);
 // Backward from a zero entering state and no gradient on the leaving state (training). chunk and reverse as
 // in the forward. dq, dk, dg: [B,T,H,K]; dv: row stride lddv, H*Dv values per row. acc = 0 overwrites them;
 // acc = 1 adds the gradients to what is there, so the two directions of a bidirectional mixer share one set

@@ -1,6 +1,7 @@
 // cuda/dense.cuh: the dense products on cuBLAS and the operands they read (bf16 conversion, the weights' bf16 copies).
 #pragma once
 #include "runtime.cuh"
+#include "reduce.cuh"
 
 __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n, int vec) {
     if (!vec) {
@@ -150,33 +151,106 @@ __device__ __forceinline__ void gemv_take(float acc[NR], uint4 wu, const bf16 *x
         for (int j = 0; j < 8; j++) acc[n] = fmaf(w[j], xv[j], acc[n]);
     }
 }
-template <int NR, typename TY, bool SX>
-__global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, const bf16 *__restrict__ x,
-                                                        const bf16 *__restrict__ W, int I, int O) {
-    extern __shared__ uint4 gemv_xs[];   // x [NR, I] when SX
-    const bf16 *xr = x;
-    if (SX) {
-        const int n16 = NR * I / 8;
-        for (int t = threadIdx.x; t < n16; t += blockDim.x) gemv_xs[t] = ((const uint4 *)x)[t];
+// The prologue forms the product's input x in shared memory (ops.h's op_matmul_fused_fwd) in one pass over what
+// it reads: PRO 0 copies the operand; OP_PRO_SWIGLU takes swish(gate) up of bf16 rows [gate | up] as
+// op_swiglu_fwd does; OP_PRO_RMSNORM stages x w (fp32 rows, rounded to bf16) and the sum of squares of each row,
+// leaving r = 1 / sqrt(ss / I + eps) (in double, as op_rmsnorm_fwd) to the epilogue: a row's product with x r w is
+// r times its product with x w, so r scales the dot products instead of the inputs (the operand rounds at x w
+// instead of x r w: the same relative rounding). Every block forms the whole input (a few KB from L2) while its
+// first weight loads are in flight, then streams its part of W.
+template <int NR, int PRO>
+__device__ __forceinline__ void gemv_stage(bf16 *xs, float r[NR], const void *xin, const float *__restrict__ nw,
+                                           double eps, int I) {
+    const int n8 = I / 8;
+    if (PRO == OP_PRO_NONE) {
+        for (int t = threadIdx.x; t < NR * n8; t += blockDim.x) ((uint4 *)xs)[t] = ((const uint4 *)xin)[t];
         __syncthreads();
+    } else if (PRO == OP_PRO_SWIGLU) {
+        const bf16 *gu = (const bf16 *)xin;
+        for (int t = threadIdx.x; t < NR * n8; t += blockDim.x) {
+            const int n = t / n8, c = (t - n * n8) * 8;
+            float a[8], u[8];
+            bf16x8(*(const uint4 *)(gu + (int64_t)n * 2 * I + c), a);
+            bf16x8(*(const uint4 *)(gu + (int64_t)n * 2 * I + I + c), u);
+            #pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float sg, sn;
+                sigmoid2(a[j], sg, sn);
+                a[j] = a[j] * sg * u[j];
+            }
+            store4(xs + (int64_t)n * I + c, a);
+            store4(xs + (int64_t)n * I + c + 4, a + 4);
+        }
+        __syncthreads();
+    } else {
+        __shared__ float part[NR][8];   // blockDim 256: eight warps' sums per row
+        const float *x = (const float *)xin;
+        float ss[NR];
+        #pragma unroll
+        for (int n = 0; n < NR; n++) {
+            ss[n] = 0.f;
+            for (int c = 4 * threadIdx.x; c < I; c += 4 * blockDim.x) {
+                float v[4], w[4];
+                load4(x + (int64_t)n * I + c, v);
+                load4(nw + c, w);
+                #pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    ss[n] += v[k] * v[k];
+                    v[k] *= w[k];
+                }
+                store4(xs + (int64_t)n * I + c, v);
+            }
+            ss[n] = warp_sum(ss[n]);
+            if ((threadIdx.x & 31) == 0) part[n][threadIdx.x >> 5] = ss[n];
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int n = 0; n < NR; n++) {
+            float t = 0.f;
+            #pragma unroll
+            for (int w = 0; w < 8; w++) t += part[n][w];
+            r[n] = (float)(1.0 / sqrt((double)t / I + eps));
+        }
+    }
+}
+// y[n, o] = r[n] x[n] . W[o] (+ res[n, o] with RES, one rounding, as adding to the stored product); r = 1 but for
+// OP_PRO_RMSNORM. SX: x is staged in shared memory (always with a prologue); otherwise read from global memory.
+template <int NR, typename TY, bool SX, int PRO, bool RES>
+__global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, const void *__restrict__ x,
+                                                        const float *__restrict__ nw, double eps,
+                                                        const float *__restrict__ res, const bf16 *__restrict__ W,
+                                                        int I, int O) {
+    extern __shared__ uint4 gemv_xs[];   // x [NR, I] when SX
+    const int o = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    const bf16 *w = W + (int64_t)(o < O ? o : 0) * I;
+    int i = lane * 8;
+    uint4 u[8];
+    const bool first = o < O && i + 7 * 256 < I;   // the first eight loads go out before the prologue
+    if (first) {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
+    }
+    const bf16 *xr = (const bf16 *)x;
+    float r[NR];
+    #pragma unroll
+    for (int n = 0; n < NR; n++) r[n] = 1.f;
+    if (SX) {
+        gemv_stage<NR, PRO>((bf16 *)gemv_xs, r, x, nw, eps, I);
         xr = (const bf16 *)gemv_xs;
     }
-    const int o = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     if (o >= O) return;
-    const bf16 *w = W + (int64_t)o * I;
     float acc[NR];
     #pragma unroll
     for (int n = 0; n < NR; n++) acc[n] = 0.f;
-    int i = lane * 8;
-    for (; i + 7 * 256 < I; i += 8 * 256) {
-        uint4 u[8];
-        #pragma unroll
-        for (int k = 0; k < 8; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
+    for (bool have = first; i + 7 * 256 < I; i += 8 * 256, have = false) {
+        if (!have) {
+            #pragma unroll
+            for (int k = 0; k < 8; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));
+        }
         #pragma unroll
         for (int k = 0; k < 8; k++) gemv_take<NR>(acc, u[k], xr, I, i + k * 256);
     }
     for (; i + 3 * 256 < I; i += 4 * 256) {
-        uint4 u[4];
         #pragma unroll
         for (int k = 0; k < 4; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));
         #pragma unroll
@@ -188,20 +262,47 @@ __global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, cons
         for (int off = 16; off > 0; off >>= 1) acc[n] += __shfl_xor_sync(0xffffffffu, acc[n], off);
     if (lane == 0) {
         #pragma unroll
-        for (int n = 0; n < NR; n++) put(y + (int64_t)n * O + o, acc[n]);
+        for (int n = 0; n < NR; n++) {
+            const float v = PRO == OP_PRO_RMSNORM ? acc[n] * r[n] : acc[n];
+            put(y + (int64_t)n * O + o, RES ? v + res[(int64_t)n * O + o] : v);
+        }
     }
 }
-template <int NR, typename TY>
-static void gemv_bf16_rows(TY *y, const bf16 *x, const bf16 *W, int I, int O) {
+// The shared memory a block may have (opted in above the default 48 KB where the input needs it), queried once.
+static int gemv_smem_max(void) {
+    static int v = -1;
+    if (v < 0) {
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        v -= 1024;   // the prologue's own static shared memory
+    }
+    return v;
+}
+template <int NR, typename TY, int PRO, bool RES>
+static void gemv_bf16_rows(TY *y, const void *x, const float *nw, double eps, const float *res, const bf16 *W, int I,
+                           int O) {
     const unsigned blocks = (unsigned)(((int64_t)O * 32 + 255) / 256);
     const size_t smem = (size_t)NR * I * sizeof(bf16);
-    if (smem <= GEMV_SMEM) gemv_bf16_kernel<NR, TY, true><<<blocks, 256, smem, g_stream>>>(y, x, W, I, O);
-    else gemv_bf16_kernel<NR, TY, false><<<blocks, 256, 0, g_stream>>>(y, x, W, I, O);
+    if (PRO == OP_PRO_NONE && smem > GEMV_SMEM) {
+        gemv_bf16_kernel<NR, TY, false, PRO, RES><<<blocks, 256, 0, g_stream>>>(y, x, nw, eps, res, W, I, O);
+        return;
+    }
+    if (smem > GEMV_SMEM) {   // (the callers checked it against gemv_smem_max)
+        static size_t opted = GEMV_SMEM;
+        if (smem > opted) {
+            CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel<NR, TY, true, PRO, RES>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+            opted = smem;
+        }
+    }
+    gemv_bf16_kernel<NR, TY, true, PRO, RES><<<blocks, 256, smem, g_stream>>>(y, x, nw, eps, res, W, I, O);
 }
-template <typename TY>
-static void gemv_bf16(TY *y, const bf16 *x, const bf16 *W, int N, int I, int O) {
+template <typename TY, int PRO, bool RES>
+static void gemv_bf16(TY *y, const void *x, const float *nw, double eps, const float *res, const bf16 *W, int N, int I,
+                      int O) {
     switch (N) {
-#define GEMV_CASE(nr) case nr: gemv_bf16_rows<nr, TY>(y, x, W, I, O); break;
+#define GEMV_CASE(nr) case nr: gemv_bf16_rows<nr, TY, PRO, RES>(y, x, nw, eps, res, W, I, O); break;
     GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
 #undef GEMV_CASE
     default: die("gemv_bf16: %d rows", N);
@@ -230,8 +331,8 @@ static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int6
     }
     if (opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on()) {
         const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
-        if (y_opnd) gemv_bf16((bf16 *)y, (const bf16 *)x, Wb, (int)N, I, O);
-        else gemv_bf16((float *)y, (const bf16 *)x, Wb, (int)N, I, O);
+        if (y_opnd) gemv_bf16<bf16, OP_PRO_NONE, false>((bf16 *)y, x, NULL, 0, NULL, Wb, (int)N, I, O);
+        else gemv_bf16<float, OP_PRO_NONE, false>((float *)y, x, NULL, 0, NULL, Wb, (int)N, I, O);
         return;
     }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);

@@ -52,19 +52,38 @@ static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
 }
 
 // One step (T = 1: a decoding step, the same in either direction). The state is read and written once, which is
-// all the work, so the step is a pass over it at the memory's rate: a block per (b, h) and 32 columns j, its four
-// warps a quarter of the rows i each, a lane a column (coalesced rows of the state), eight rows' loads in flight;
-// the four partial sums of o_j meet in shared memory. S0 and ST may be one buffer (each element is read, then
-// written by the same thread).
-#define STEP_WARPS 4
-__global__ void __launch_bounds__(32 * STEP_WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
+// all the work, so the step is a pass over it at the memory's rate: a block per (b, h) and 32 columns j, its
+// WARPS warps a share of the rows i each, a lane a column (coalesced rows of the state), eight rows' loads in
+// flight; the partial sums of o_j meet in shared memory. S0 and ST may be one buffer (each element is read, then
+// written by the same thread). GATES (decoding's op_hgru_step_fwd): q points at rows [q pre-activation | f
+// logits | v] of stride ldv and lb at the lower bounds (or NULL); the block first computes its head's K gates
+// into shared memory with the gates op's own formulas, and v follows at 2 H K in the row.
+template <int WARPS, bool GATES>
+__global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
         const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
-        const float *S0, int H, int K, int Dv, float scale, int acc) {
-    __shared__ float part[STEP_WARPS][32];
+        const float *S0, const float *__restrict__ lb, int H, int K, int Dv, float scale, int acc) {
+    __shared__ float part[WARPS][32];
+    extern __shared__ float step_gates[];   // GATES: q, k, g [K] each
     const int bh = blockIdx.x, b = bh / H, h = bh - b * H, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    const int j = blockIdx.y * 32 + lane, per = (K + STEP_WARPS - 1) / STEP_WARPS;
+    const int j = blockIdx.y * 32 + lane, per = (K + WARPS - 1) / WARPS;
     const int i0 = w * per, i1 = min(K, i0 + per);
-    const int64_t hk = (int64_t)b * H * K + (int64_t)h * K, base = (int64_t)bh * K * Dv + j;
+    const int64_t base = (int64_t)bh * K * Dv + j;
+    int64_t hk = (int64_t)b * H * K + (int64_t)h * K;
+    if (GATES) {
+        const int HK = H * K;
+        const float *row = q + (int64_t)b * ldv;
+        for (int i = threadIdx.x; i < K; i += blockDim.x) {
+            const int c = h * K + i;
+            gate_values(row[c], row[HK + c], lb ? lb + c : NULL, step_gates[i], step_gates[K + i], step_gates[2 * K + i]);
+        }
+        __syncthreads();
+        q = step_gates;
+        k = step_gates + K;
+        g = step_gates + 2 * K;
+        v = row + 2 * HK;
+        ldv = 0;
+        hk = 0;
+    }
     float sum = 0.f;
     if (j < Dv) {
         const float vj = v[(int64_t)b * ldv + (int64_t)h * Dv + j];
@@ -81,11 +100,12 @@ __global__ void __launch_bounds__(32 * STEP_WARPS) hgru_step_kernel(float *o, fl
     if (w == 0 && j < Dv) {
         float t = part[0][lane];
         #pragma unroll
-        for (int u = 1; u < STEP_WARPS; u++) t += part[u][lane];
+        for (int u = 1; u < WARPS; u++) t += part[u][lane];
         float *out = o + (int64_t)b * H * Dv + (int64_t)h * Dv + j;
         *out = acc ? *out + t * scale : t * scale;
     }
 }
+#define STEP_WARPS 4
 
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,
@@ -98,8 +118,9 @@ extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *
     // against 15,060)
     if (T == 1 && (int64_t)B * H >= 128) {
         if ((int64_t)B * H > INT_MAX) die("hgru_fwd: %lld sequences x heads is more than one launch takes", (long long)B * H);
-        hgru_step_kernel<<<dim3((unsigned)(B * H), (unsigned)((Dv + 31) / 32)), 32 * STEP_WARPS, 0, g_stream>>>(
-            o, ST, q, k, g, v, ldv, S0, H, K, Dv, (float)(1.0 / sqrt((double)K)), acc);
+        hgru_step_kernel<STEP_WARPS, false><<<dim3((unsigned)(B * H), (unsigned)((Dv + 31) / 32)), 32 * STEP_WARPS, 0,
+                                             g_stream>>>(o, ST, q, k, g, v, ldv, S0, NULL, H, K, Dv,
+                                                         (float)(1.0 / sqrt((double)K)), acc);
         LAUNCH_CHECK("hgru_step");
         return;
     }

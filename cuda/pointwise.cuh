@@ -2,14 +2,6 @@
 #pragma once
 #include "reduce.cuh"
 
-// sigmoid(x) and sigmoid(-x), each to full relative precision; exp never overflows (as cpu.c)
-__device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
-    float e = expf(-fabsf(x));
-    float r = 1.f / (1.f + e);
-    if (x >= 0) { s = r; sn = e * r; }
-    else        { s = e * r; sn = r; }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // sum of squares
 // ---------------------------------------------------------------------------------------------------------
@@ -34,25 +26,31 @@ __global__ void sumsq_final_kernel(double *out, const double *__restrict__ part,
 // ---------------------------------------------------------------------------------------------------------
 // gates: the same formulas as cpu.c
 // ---------------------------------------------------------------------------------------------------------
+// One column's gates from its q pre-activation x and forget logit f (ops.h, op_gates_fwd); lb: its lower bound
+// or NULL. Shared by the gates' op and decoding's step (decode.cuh), so both compute the same bits.
+__device__ __forceinline__ void gate_values(float x, float f, const float *lb, float &q, float &k, float &g) {
+    float s, sn;
+    sigmoid2(x, s, sn);
+    q = x * s;
+    sigmoid2(f, s, sn);
+    if (!lb) {
+        g = -((f < 0 ? -f : 0.f) + log1pf(expf(-fabsf(f))));   // logsigmoid(f) = -softplus(-f)
+        k = sn;
+    } else {
+        // g = log(lam) = log1p(-k): log1p keeps precision when the gate is near 1, log(lam) when near 0
+        const float l = *lb, kk = (1 - l) * sn;
+        k = kk;
+        g = kk < 0.5f ? log1pf(-kk) : logf(l + (1 - l) * s);
+    }
+}
+
 __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, float *__restrict__ g,
                                  const float *__restrict__ qf, int64_t ldqf, const float *__restrict__ lb, int64_t N,
                                  int HK) {
     ROWS_COLS(n, c, N, HK) {
         const int64_t i = n * HK + c;
         const float *qp = qf + n * ldqf;
-        float x = qp[c], f = qp[HK + c], s, sn;
-        sigmoid2(x, s, sn);
-        q[i] = x * s;
-        sigmoid2(f, s, sn);
-        if (!lb) {
-            g[i] = -((f < 0 ? -f : 0.f) + log1pf(expf(-fabsf(f))));   // logsigmoid(f) = -softplus(-f)
-            k[i] = sn;
-        } else {
-            // g = log(lam) = log1p(-k): log1p keeps precision when the gate is near 1, log(lam) when near 0
-            float l = lb[c], kk = (1 - l) * sn;
-            k[i] = kk;
-            g[i] = kk < 0.5f ? log1pf(-kk) : logf(l + (1 - l) * s);
-        }
+        gate_values(qp[c], qp[HK + c], lb ? lb + c : NULL, q[i], k[i], g[i]);
     }
 }
 

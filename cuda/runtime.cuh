@@ -270,3 +270,11 @@ __device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
     t.y = *(unsigned *)&b;
     *(uint2 *)p = t;
 }
+
+// sigmoid(x) and sigmoid(-x), each to full relative precision; exp never overflows (as cpu.c)
+__device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
+    float e = expf(-fabsf(x));
+    float r = 1.f / (1.f + e);
+    if (x >= 0) { s = r; sn = e * r; }
+    else        { s = e * r; sn = r; }
+}

@@ -1024,6 +1024,84 @@ static void test_swiglu(void) {
 }
 
 // ======================================================================================================
+// decoding's fused ops: the products that form their input and add the residual, the step with its gates
+// ======================================================================================================
+// y = a W^T (+ res), a = x, rmsnorm(x) or swiglu(x). fp32 runs the ops one by one (rmsnorm or SwiGLU, the exact
+// GEMM, the add): the tolerances of those ops added. bf16 runs the one kernel where N <= 8 and the input fits
+// in shared memory (the largest here: 8 rows of 5632, 88 KB, above the default 48 KB), the ops otherwise (N 12;
+// I 100, no multiple of 8): the bf16 product's 1.5e-2 against the CPU on the unrounded input (the input rounds to
+// bf16 as the product's operand does), plus TOL_OPND for an output stored as an operand. The CPU gets SwiGLU's
+// [gate | up] as the GPU holds it (rounded to bf16 in that mode).
+static void test_decode_fused(void) {
+    struct { int64_t N; int I, O; } sh[] = {{1, 2048, 6144}, {1, 5632, 2048}, {8, 5632, 512}, {3, 64, 300},
+                                            {8, 2048, 2048}, {12, 256, 128}, {2, 100, 64}, {5, 8, 33}};
+    const char *pname[3] = {"x", "rmsnorm", "swiglu"};
+    for (auto s : sh)
+        for (int m = 0; m < 3; m += 2)
+            for (int pro = 0; pro < 3; pro++)
+                for (int form = 0; form < 3; form++) {   // y real; y real + res; y an operand
+                    if (g_quick && (int64_t)s.I * s.O > 1000000) continue;
+                    if (form == 2 && pro == OP_PRO_SWIGLU) continue;   // (decoding does not use it; the ops run it)
+                    seed(4100 + s.N + s.I + s.O + 7 * pro + form);
+                    const int64_t nin = s.N * (pro == OP_PRO_SWIGLU ? 2 * s.I : s.I);
+                    Vec x = randn(nin, pro == OP_PRO_RMSNORM ? 3 : 1), nw = randn(s.I, 0.3, 1),
+                        W = randn((size_t)s.O * s.I, 0.05), res = randn(s.N * s.O), y(s.N * s.O), tmp(s.N * s.I);
+                    cuda_set_gemm_precision(m);
+                    Vec xc = x;
+                    if (m == 2 && pro != OP_PRO_RMSNORM)
+                        for (auto &v : xc) v = bf16_value(bf16_bits(v));
+                    const float *rp = form == 1 ? res.data() : NULL;
+                    op_matmul_fused_fwd(y.data(), form == 2, xc.data(), pro, nw.data(), 1e-5, W.data(), rp, tmp.data(),
+                                        s.N, s.I, s.O);
+                    Pool P;
+                    float *gx = P.up(x), *gnw = P.up(nw), *gW = P.up(W), *gres = P.up(res);
+                    const void *gin = pro == OP_PRO_RMSNORM ? (const void *)gx : opnd_of(P, gx, x.size());
+                    void *gtmp = opnd_buf(P, tmp.size());
+                    void *gy = form == 2 ? opnd_buf(P, y.size()) : (void *)P.f(y.size());
+                    poison(gy, y.size() * (form == 2 ? cuda_opnd_size() : 4));
+                    cuda_matmul_fused_fwd(gy, form == 2, gin, pro, gnw, 1e-5, gW, form == 1 ? gres : NULL, gtmp, s.N,
+                                          s.I, s.O);
+                    char shape[96], op[64];
+                    snprintf(shape, sizeof shape, "N%lld I%d O%d", (long long)s.N, s.I, s.O);
+                    snprintf(op, sizeof op, "matmul_fused %s%s %s", pname[pro],
+                             form == 1 ? " +res" : form == 2 ? " y opnd" : "", m == 2 ? "bf16" : "fp32");
+                    const double tol = m == 2 ? 1.5e-2 + (form == 2 ? TOL_OPND : 0)
+                                              : 1e-5 + (pro == OP_PRO_NONE ? 0 : pro == OP_PRO_RMSNORM ? TOL_RED : TOL_EW);
+                    compare(op, shape, form == 2 ? opnd_down(gy, y.size()) : down((float *)gy, y.size()), y, tol);
+                    // the input itself is not changed
+                    if (pro == OP_PRO_RMSNORM) compare("matmul_fused x untouched", shape, down(gx, x.size()), x, 0);
+                }
+    cuda_set_gemm_precision(1);
+    // the step with its gates: the 32-warp blocks below 128 (sequence, head) pairs, the 4-warp ones above; K not
+    // a multiple of the warps (200 over 32), Dv not of 32 (300, 40); rows of the fused projection with a gap at
+    // their end (ld > 2HK + H Dv), with and without lower bounds. As the gates (elementwise) and the recurrence
+    // (a reduction over K) are: TOL_RED.
+    struct { int B, H, K, Dv; } st[] = {{1, 16, 128, 128}, {64, 16, 128, 128}, {2, 3, 20, 300}, {1, 1, 64, 64},
+                                        {3, 2, 200, 40}, {128, 1, 8, 8}};
+    for (auto c : st)
+        for (int withlb = 0; withlb < 2; withlb++) {
+            if (g_quick && (int64_t)c.B * c.H * c.K * c.Dv > 1 << 20) continue;
+            seed(4300 + c.B + c.H + c.K + c.Dv + withlb);
+            const int HK = c.H * c.K;
+            const int64_t ld = 2 * HK + (int64_t)c.H * c.Dv + 3, ns = (int64_t)c.B * HK * c.Dv;
+            Vec qfi = randn(c.B * ld, 2), lb(HK), S0 = randn(ns), S = S0, o(c.B * (int64_t)c.H * c.Dv);
+            for (auto &v : lb) v = (float)(0.95 * urand());
+            Vec q(c.B * HK), k(c.B * HK), g(c.B * HK);
+            const float *lbp = withlb ? lb.data() : NULL;
+            op_hgru_step_fwd(o.data(), S.data(), q.data(), k.data(), g.data(), qfi.data(), ld, lbp, c.B, c.H, c.K, c.Dv);
+            Pool P;
+            float *gqfi = P.up(qfi), *glb = withlb ? P.up(lb) : NULL, *gS = P.up(S0), *go = P.f(o.size()),
+                  *gq = P.f(q.size()), *gk = P.f(k.size()), *gg = P.f(g.size());
+            poison(go, o.size() * 4);
+            cuda_hgru_step_fwd(go, gS, gq, gk, gg, gqfi, ld, glb, c.B, c.H, c.K, c.Dv);
+            char shape[96];
+            snprintf(shape, sizeof shape, "B%d H%d K%d Dv%d %s", c.B, c.H, c.K, c.Dv, withlb ? "lb" : "no lb");
+            compare("hgru_step o", shape, down(go, o.size()), o, TOL_RED);
+            compare("hgru_step S (in place)", shape, down(gS, S.size()), S, TOL_RED);
+        }
+}
+
+// ======================================================================================================
 // cross-entropy
 // ======================================================================================================
 static void test_xent(void) {
@@ -1594,6 +1672,39 @@ static void bench(void) {
             printf("decode matmul N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (cuBLAS %7.4f ms %7.1f GB/s)\n", n, I, O, tg[1],
                    2.0 * O * I / tg[1] * 1e-6, tg[0], 2.0 * O * I / tg[0] * 1e-6);
         }
+        // the fused products against the ops they replace (an RMSNorm, or SwiGLU, then the product, then the
+        // residual's add in the next norm), and the step with its gates against the gates op and the recurrence
+        const int fsh[][4] = {{1, 2048, 6144, OP_PRO_RMSNORM}, {1, 5632, 2048, OP_PRO_SWIGLU}, {8, 2048, 6144, OP_PRO_RMSNORM},
+                              {8, 5632, 2048, OP_PRO_SWIGLU}};
+        for (auto d : fsh) {
+            const int n = d[0], I = d[1], O = d[2], pro = d[3], win = pro == OP_PRO_SWIGLU ? 2 * I : I;
+            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O), *res = P.up(randn((size_t)n * O)),
+                  *xf = P.up(randn((size_t)n * win)), *nw = P.up(randn(I, 0.1, 1)), *rs = P.f(n);
+            void *xo = opnd_buf(P, (size_t)n * win), *tmp = opnd_buf(P, (size_t)n * I);
+            cuda_to_opnd(xo, xf, (int64_t)n * win);
+            const void *in = pro == OP_PRO_RMSNORM ? (const void *)xf : xo;
+            const double tf = time_ms([&] { cuda_matmul_fused_fwd(yd, 0, in, pro, nw, 1e-5, W, res, tmp, n, I, O); });
+            const double tu = time_ms([&] {
+                if (pro == OP_PRO_RMSNORM) cuda_rmsnorm_fwd(tmp, rs, xf, res, nw, n, I, 1e-5);
+                else cuda_swiglu_fwd(tmp, xo, n, I);
+                cuda_matmul_fwd(yd, tmp, W, n, I, O);
+            });
+            printf("decode fused %s N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (the ops: %7.4f ms)\n",
+                   pro == OP_PRO_RMSNORM ? "rmsnorm+matmul" : "swiglu+matmul+res", n, I, O, tf, 2.0 * O * I / tf * 1e-6, tu);
+        }
+        for (int B : {1, 64}) {
+            const int H = 16, K = 128, Dv = 128, HK = H * K;
+            const int64_t ld = 2 * HK + H * Dv;
+            float *qfi = P.up(randn(B * ld)), *S = P.up(randn((size_t)B * HK * Dv, 0.1)), *o = P.f((size_t)B * H * Dv),
+                  *q = P.f((size_t)B * HK), *k = P.f((size_t)B * HK), *g = P.f((size_t)B * HK), *lb = P.up(randn(HK, 0.1, 0.5));
+            const double tf = time_ms([&] { cuda_hgru_step_fwd(o, S, q, k, g, qfi, ld, lb, B, H, K, Dv); });
+            const double tu = time_ms([&] {
+                cuda_gates_fwd(q, k, g, qfi, ld, lb, B, HK);
+                cuda_hgru_fwd(o, S, q, k, g, qfi + 2 * HK, ld, S, B, 1, H, K, Dv, 0, 0, 0);
+            });
+            printf("decode step with gates B%d H%d K%d Dv%d: %7.4f ms %7.1f GB/s of state (the ops: %7.4f ms)\n", B, H, K,
+                   Dv, tf, 8.0 * B * HK * Dv / tf * 1e-6, tu);
+        }
         cuda_set_gemm_precision(1);
     }
     {   // the training classifier (bf16) at a vocabulary that is a multiple of 64 and at one that is not: the
@@ -1655,6 +1766,7 @@ int main(int argc, char **argv) {
     cuda_attention_path(-1);
     test_attention_cudnn();
     test_swiglu();
+    test_decode_fused();
     test_xent();
     test_xent_soft();
     test_argmax();
