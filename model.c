@@ -360,6 +360,17 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
     }
 }
 
+// Whether decoding fuses its ops (see block_step below).
+#define DECODE_FUSED_ROWS 8
+int g_decode_fused = -1;   // -1: as HGRN2_DECODE_FUSED says (on unless it is 0)
+static int fused_flag(void) {
+    if (g_decode_fused < 0) {
+        const char *e = getenv("HGRN2_DECODE_FUSED");
+        g_decode_fused = !(e && !strcmp(e, "0"));
+    }
+    return g_decode_fused;
+}
+
 // Layer l's part of a decoding state: HGRN's state [B,H,K,Dv] or the transformer's cache [B,ctx,2D]; NULL
 // without one.
 static real *layer_state(const Config *c, const DecodeState *st, int l) {
@@ -378,8 +389,12 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, qfi, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | f | v] [N, 2HK+D]
-        OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                // q, k, g [N,HK]
-        OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);  // o [N,D]
+        if (S && T == 1 && !a->train && fused_flag()) {                      // decoding: the step with its gates
+            OP(hgru_step_fwd, o, S, a->q, a->k, a->g, qfi, QFI, lb, B, c->H, c->K, c->Dv);
+        } else {
+            OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);            // q, k, g [N,HK]
+            OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
+        }                                                                    // o [N,D]
         OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
         break;
@@ -635,6 +650,52 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
         dev_copy(dst->s + l * dper + b * drow, src->s + l * sper + sb * srow, (size_t)n * sizeof(real));
 }
 
+// Decoding's token step of HGRN2 (T 1, a state, no targets): the function of block_fwd and the head's last_only
+// branch, with the element-wise work folded into the ops beside it (ops.h: op_matmul_fused_fwd and
+// op_hgru_step_fwd): each RMSNorm into the product it feeds, each residual add into the product before it (so the
+// stream entering a layer is whole, nothing pending), SwiGLU into the down product, the gates into the step.
+// Five ops a layer where block_fwd has ten; on the CPU the same ops in turn, with the same results. It serves up to
+// DECODE_FUSED_ROWS sequences, where a product is one pass over its weights and the prologue's input is small;
+// more rows decode through block_fwd, whose norms add the residuals on the way and whose recurrence still takes
+// the step with its gates. HGRN2_DECODE_FUSED=0, or g_decode_fused = 0, decodes op by op throughout.
+static int decode_fused_on(const Model *m, const Acts *a, const DecodeState *st, const int32_t *targets, int last_only) {
+    return fused_flag() && st && a->T == 1 && a->B <= DECODE_FUSED_ROWS && !a->train && !targets && last_only &&
+           m->c.mixer == MIXER_CAUSAL && m->c.head == HEAD_NEXT_TOKEN && m->c.input == INPUT_TOKENS;
+}
+static void block_step(Model *m, Acts *a, int l, const DecodeState *st) {
+    const Config *c = &m->c;
+    const int B = a->B, D = c->D, I = c->I, HK = c->H * c->K, QFI = 2 * HK + D;
+    const int64_t N = a->N;
+    real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
+    real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *mid = I ? LAYER(a, xmid, l, D) : xn;
+    const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
+    SECTION("mixer");
+    OP(matmul_fused_fwd, qfi, 0, x, OP_PRO_RMSNORM, W(m, P_ATTN_NORM, l), c->eps, W(m, P_WQ, l), NULL, a->h1, N, D,
+                         QFI);                                               // [q | f | v] of norm(x)
+    OP(hgru_step_fwd, o, layer_state(c, st, l), a->q, a->k, a->g, qfi, QFI, lb, B, c->H, c->K, c->Dv);   // o [N,D]
+    OP(matmul_fused_fwd, mid, 0, o, OP_PRO_RMSNORM, W(m, P_GNORM, l), EPS_O, W(m, P_WO, l), x, a->yo, N, D, D);  // x + y
+    if (!I) return;
+    SECTION("mlp");
+    opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
+    OP(matmul_fused_fwd, gu, 1, mid, OP_PRO_RMSNORM, W(m, P_MLP_NORM, l), c->eps, W(m, P_WGATE, l), NULL, a->h2, N,
+                         D, 2 * I);                                          // [gate | up] of norm(mid)
+    OP(matmul_fused_fwd, xn, 0, gu, OP_PRO_SWIGLU, NULL, 0.0, W(m, P_WDOWN, l), mid, a->a, N, I, D);   // mid + MLP
+}
+// The head of a fused step: the final norm folded into the classifier, then logits_out or best_b as head_fwd's.
+static void head_step(Model *m, Acts *a, real *logits_out, int32_t *best_b) {
+    const Config *c = &m->c;
+    const int D = c->D, V = c->V;
+    const real *xL = a->resid + (int64_t)c->L * a->N * D;
+    SECTION("classifier");
+    for (int64_t r0 = 0, CR = cls_rows(); r0 < a->N; r0 += CR) {
+        const int64_t rows = a->N - r0 < CR ? a->N - r0 : CR;
+        OP(matmul_fused_fwd, a->logits, 0, xL + r0 * D, OP_PRO_RMSNORM, W(m, P_NORM, 0), c->eps, W(m, lm_tensor(m), 0),
+                             NULL, opnd_at(a->hf, r0 * D), rows, D, V);
+        if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
+        if (best_b) OP(argmax_rows, best_b + r0, a->logits, rows, V);
+    }
+}
+
 // The forward's ops, with the ids (and targets: tgt_b) where the backend reads them; best_b as head_fwd's.
 static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t *targets, const int32_t *tgt_b,
                           DecodeState *st, real *logits_out, int32_t *best_b, int last_only, double loss_scale,
@@ -644,6 +705,13 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
     // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, c->H * c->K);
     input_fwd(m, a, ids_b);
+    if (decode_fused_on(m, a, st, targets, last_only)) {
+        for (int l = 0; l < c->L; l++) block_step(m, a, l, st);
+        st->pos += 1;
+        head_step(m, a, logits_out, best_b);
+        if (count) *count = 0;
+        return 0;
+    }
     for (int l = 0; l < c->L; l++) block_fwd(m, a, l, st);
     if (st) st->pos += a->T;
     return head_fwd(m, a, targets, tgt_b, logits_out, best_b, last_only, loss_scale, count);

@@ -239,10 +239,11 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
 // Returns the sum of the losses over valid targets; *count receives their number.
 // On the GPU, an HGRN model decoding one token per sequence (st, T 1, last_only, logits_out, no targets) replays a
 // CUDA graph of the step from the second step on (model.c); g_decode_graphs 0 (or HGRN2_CUDA_GRAPHS=0) turns
-// that off, -1 (the default) reads the variable.
+// that off, -1 (the default) reads the variable. HGRN2's one-token steps run the fused step (model.c: five ops a
+// layer); g_decode_fused 0 (or HGRN2_DECODE_FUSED=0) runs the layers op by op instead.
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count);
-extern int g_decode_graphs;
+extern int g_decode_graphs, g_decode_fused;
 // Greedy decoding's forward: model_forward of ids [B,T] with last_only, keeping of each row's logits at its last
 // position only the most likely token, best[B] (the first of equal logits, as sample_token picks at temperature
 // 0). The pick is made where the logits are, so on the GPU B ids cross to the host instead of B x V logits. The

@@ -144,8 +144,9 @@ static void decode_matches_forward(int T, int P, MixerKind mixer) {
 // Sequences prefilled one at a time (B = 1, prompts of different lengths; the transformer's of one length, as
 // its rows share a position) and copied into the rows of one state by decode_state_set_row, then decoded
 // together, give each row exactly the logits of that sequence decoded alone: every op computes a row as it
-// would alone, so not a bit differs. The last row is copied from another row of the batched state (sb > 0).
-static void batched_decode_matches_single(MixerKind mixer) {
+// would alone, so not a bit differs. The rows after the first three are copied from rows of the batched state
+// (sb > 0). B 4 decodes HGRN2 through the fused step (model.c), B 10 through the layers op by op.
+static void batched_decode_matches_single(MixerKind mixer, int B) {
     Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 0,
                 .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer};
     config_finish(&c);
@@ -153,9 +154,11 @@ static void batched_decode_matches_single(MixerKind mixer) {
     model_alloc(&m, &c);
     model_init(&m, 7);
     for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 10;
-    enum { NP = 3, B = 4, S = 12 };
+    enum { NP = 3, S = 12 };
     const int att = mixer == MIXER_TRANSFORMER;
-    const int len[NP] = {att ? 6 : 5, att ? 6 : 1, att ? 6 : 9}, from[B] = {0, 1, 2, 1}, P = 9;
+    const int len[NP] = {att ? 6 : 5, att ? 6 : 1, att ? 6 : 9}, P = 9;
+    int from[B];   // the prompt of each row: rows 0..2 their own, the others a copy of row (2b + 1) mod 3
+    for (int b = 0; b < B; b++) from[b] = b < NP ? b : (2 * b + 1) % NP;
     uint64_t r = 41;
     int32_t prompt[NP][P], feed[B][S];     // the prompts, and the token each row is fed at each step
     for (int p = 0; p < NP; p++) for (int t = 0; t < P; t++) prompt[p][t] = (int32_t)(splitmix64(&r) % c.V);
@@ -198,9 +201,11 @@ static void batched_decode_matches_single(MixerKind mixer) {
         decode_state_free(&st);
     }
     bst.pos = gst.pos = len[0];       // (the transformer copies the positions its source has seen)
-    decode_state_set_row(&c, &bst, 3, &bst, 1);
-    decode_state_set_row(&c, &gst, 3, &gst, 1);
-    memcpy(got + 3 * c.V, got + 1 * c.V, (size_t)c.V * sizeof(real));
+    for (int b = NP; b < B; b++) {
+        decode_state_set_row(&c, &bst, b, &bst, from[b]);
+        decode_state_set_row(&c, &gst, b, &gst, from[b]);
+        memcpy(got + (int64_t)b * c.V, got + (int64_t)from[b] * c.V, (size_t)c.V * sizeof(real));
+    }
     for (int t = 0; t < S; t++) {
         if (t > 0) {
             int32_t ids[B];
@@ -606,7 +611,8 @@ int main(void) {
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
     decode_matches_forward(150, 70, MIXER_CAUSAL);
     g_hgru_chunk = 0;
-    batched_decode_matches_single(MIXER_CAUSAL);
+    batched_decode_matches_single(MIXER_CAUSAL, 4);
+    batched_decode_matches_single(MIXER_CAUSAL, 10);
     // HGRN1: the element-wise mixer (K = 1), with and without lower bounds and MLPs
     Config h1 = base;
     h1.mixer = MIXER_HGRN1; h1.K = 1;
@@ -621,7 +627,7 @@ int main(void) {
     fd_model(h1c, 2, 6, 24, 1, "hgrn1: no MLP, no lower bounds, sparse targets");
     decode_matches_forward(9, 1, MIXER_HGRN1);
     decode_matches_forward(150, 70, MIXER_HGRN1);
-    batched_decode_matches_single(MIXER_HGRN1);
+    batched_decode_matches_single(MIXER_HGRN1, 4);
     hgrn1_config();
     // the transformer: attention with rotary positions, with and without MLPs, tied and untied, one head or several
     Config tp = base;
@@ -636,7 +642,7 @@ int main(void) {
     fd_model(tp2, 2, 11, 34, 1, "transformer: no MLP, sparse targets");
     decode_matches_forward(9, 1, MIXER_TRANSFORMER);
     decode_matches_forward(150, 70, MIXER_TRANSFORMER);
-    batched_decode_matches_single(MIXER_TRANSFORMER);
+    batched_decode_matches_single(MIXER_TRANSFORMER, 4);
     transformer_config();
     checkpoints();
     checkpoint_no_mlp();
