@@ -4,6 +4,9 @@
   python3 scripts/bench_fla.py ops             chunk_gla forward and forward+backward at PERF.md's shapes
   python3 scripts/bench_fla.py train D L B T   HGRN2ForCausalLM training tokens/s (bf16 autocast, fp32
                                                weights, fused AdamW, random tokens, vocab 50304)
+  python3 scripts/bench_fla.py gen D L NEW     HGRN2ForCausalLM.generate, bf16 weights, greedy: at batch 1 and
+                                               64, prompts of 128 random ids, NEW new tokens each (NEW >= 2);
+                                               the time to the first token and the decoding speed after it
 Prints one line per measurement, prefixed 'fla', for scripts/bench_vs_fla.sh to put into its table.
 """
 import sys
@@ -55,8 +58,49 @@ def train(D, L, B, T, steps=10):
           flush=True)
 
 
+def median_s(f, reps=3):
+    ts = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.time()
+        f()
+        torch.cuda.synchronize()
+        ts.append(time.time() - t0)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def greedy(model, ids, n):
+    """n new tokens for each row of ids; no early stop (no end-of-sequence id, and at least n)."""
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                         do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert out.shape[1] == ids.shape[1] + n, out.shape
+    return out
+
+
+def gen(D, L, new, P=128):
+    from fla.models import HGRN2Config, HGRN2ForCausalLM
+    cfg = HGRN2Config(hidden_size=D, num_hidden_layers=L, expand_ratio=128, vocab_size=50304)
+    model = HGRN2ForCausalLM(cfg).to(torch.bfloat16).cuda().eval()
+    for B in (1, 64):
+        ids = torch.randint(0, 50304, (B, P), generator=torch.Generator().manual_seed(0)).cuda()
+        with torch.inference_mode():
+            warm = median_s(lambda: greedy(model, ids, 4), reps=1)   # Triton autotunes on first use
+            t1 = median_s(lambda: greedy(model, ids, 1))
+            tn = median_s(lambda: greedy(model, ids, new))
+        step = (tn - t1) / (new - 1)
+        print(f"fla generate D{D} L{L} batch {B}: first token {t1 * 1e3:.1f} ms, decode {B / step:.1f} tokens/s, "
+              f"decode {step * 1e3:.2f} ms/step (prompt {P}, {new} new, warm-up {warm:.1f} s)", flush=True)
+
+
 if __name__ == '__main__':
+    if len(sys.argv) < 2 or sys.argv[1] not in ('ops', 'train', 'gen'):
+        sys.exit(__doc__)
     if sys.argv[1] == 'ops':
         ops()
+    elif sys.argv[1] == 'gen':
+        if len(sys.argv) < 5 or int(sys.argv[4]) < 2:
+            sys.exit(__doc__)
+        gen(*map(int, sys.argv[2:5]))
     else:
         train(*map(int, sys.argv[2:6]))
