@@ -19,6 +19,12 @@ typedef double real;
 typedef float real;
 #endif
 
+// The input forms of decoding's fused products (ops.h, op_matmul_fused_fwd), shared by both backends: the product's
+// input as given, its RMSNorm, or SwiGLU of it.
+#define OP_PRO_NONE 0
+#define OP_PRO_RMSNORM 1
+#define OP_PRO_SWIGLU 2
+
 // Exit codes: 1 for a runtime failure, 2 for a usage error (bad flag, missing value, out-of-range number).
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2

@@ -69,11 +69,6 @@ void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const 
 // Decoding's fused products (ops.h): in bf16, up to 8 rows whose input fits in shared memory run as one kernel
 // that forms the input in its prologue (the RMSNorm or SwiGLU) and adds res in its epilogue (dense.cuh); the rest
 // run the ops one by one, with tmp for the input.
-#ifndef OP_PRO_NONE   // the input forms of ops.h
-#define OP_PRO_NONE 0
-#define OP_PRO_RMSNORM 1
-#define OP_PRO_SWIGLU 2
-#endif
 void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps, const float *W,
                            const float *res, void *tmp, int64_t N, int I, int O);
 

@@ -36,11 +36,7 @@ void op_matmul_bwd(real *dx, real *dW, const opnd *dy, const opnd *x, const real
 // tmp [N,I] (an operand buffer) is where a backend that does not fuse puts a; the CPU computes exactly the ops
 // named above in turn, then y += res. A backend that fuses may leave tmp untouched, and may apply the RMSNorm's
 // row scale 1 / rms(x) to the row's products instead of to a (the same function, rounded elsewhere).  (y =)
-#ifndef OP_PRO_NONE   // (cuda_ops.h names them too)
-#define OP_PRO_NONE 0
-#define OP_PRO_RMSNORM 1
-#define OP_PRO_SWIGLU 2
-#endif
+// (the forms OP_PRO_* are in common.h, which the CUDA backend includes too)
 void op_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const real *nw, double eps, const real *W,
                          const real *res, opnd *tmp, int64_t N, int I, int O);
 
