@@ -34,9 +34,9 @@ endif
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 # The library: every C source but hgrn2.c, which holds main. A new source file is added here.
-LIB_SRC = common.c cpu.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
+LIB_SRC = common.c cpu.c cpu_mixer.c cpu_cls.c backend.c model.c cls.c cls_run.c cls_ckpt.c cmd_cls.c cmd_plot.c checkpoint.c train.c cli.c \
           cmd_hf.c cmd_data.c shard.c loader.c input.c prepare.c examples.c lra.c listops.c images.c pathfinder.c cmd_tasks.c jpeg.c imagenet.c imloader.c augment.c tokenizer.c tokenizer_hf.c tokenizer_json.c json.c hf.c mqar.c \
-          zeroshot.c dist.c
+          zeroshot.c dist.c cmd_sample.c cmd_bench.c
 HDR     = $(wildcard *.h)
 BIN     = tests/bin
 
@@ -191,19 +191,21 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_mixer.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
+	$(CC) $(CFLAGS) -c -o build/cpu_mixer_test.o cpu_mixer.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_test.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_test.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_test.o build/cpu_mixer_test.o build/cpu_cls_test.o build/common_test.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
 # (its own object names: make -j may build it beside test_gpu)
-$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu_cls: tests/test_gpu_cls.cu tests/gpu_check.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_mixer.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_gpu_cls.o cpu.c
+	$(CC) $(CFLAGS) -c -o build/cpu_mixer_gpu_cls.o cpu_mixer.c
 	$(CC) $(CFLAGS) -c -o build/cpu_cls_gpu_cls.o cpu_cls.c
 	$(CC) $(CFLAGS) -c -o build/common_gpu_cls.o common.c
-	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_gpu_cls.cu $(CUDA_OBJ) $(CUDNN_OBJ) build/cpu_gpu_cls.o build/cpu_mixer_gpu_cls.o build/cpu_cls_gpu_cls.o build/common_gpu_cls.o -lcublas -lcublasLt $(NCCL_LIBS) $(CUDNN_LIBS:-Wl,%=-Xlinker %) -lgomp -lm
 # (their CPU side can round its operands to bf16: tests/bf16_emul.h)
 BF16_EMUL_WRAP = -Wl,--wrap=op_matmul_fwd,--wrap=op_matmul_fwd_opnd,--wrap=op_matmul_bwd,--wrap=op_hgru_fwd,--wrap=op_hgru_bwd,--wrap=op_attention_fwd,--wrap=op_attention_bwd
 $(BIN)/test_gpu_model $(BIN)/test_gpu_cls_model: $(BIN)/%: tests/%.c tests/check.h tests/bf16_emul.h $(LIB) $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND)

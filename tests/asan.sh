@@ -6,8 +6,9 @@
 # checkout's shared directory. Sanitizer reports go to build/asan/tests/tmp/sanitizer.*, so that a report
 # from a command whose failure a test expected is not lost; any report fails the run.
 # Leak reports are off: die() ends the process with its allocations live, by design.
-# ./hgrn2's dense kernels (cpu.c) are built without sanitizers unless ASAN_FULL=1: instrumented, they run
-# about 30x slower and the default-preset run of test_default.sh alone takes over an hour on two cores.
+# ./hgrn2's dense kernels and recurrences (cpu.c, cpu_mixer.c) are built without sanitizers unless ASAN_FULL=1:
+# instrumented, they run about 30x slower and the default-preset run of test_default.sh alone takes over an
+# hour on two cores.
 # The gradient tests (test_ops, test_cls_ops, test_model: the float64 build) run them instrumented either way.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -28,7 +29,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:log_path=$PW
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:abort_on_error=1:log_path=$PWD/tests/tmp/sanitizer}
 if [ -z "${ASAN_FULL:-}" ]; then
     # built after the copy, so it is newer than its sources and make keeps it in the program's library
-    mkdir -p build/cpu && "$cc" -O3 -march=native -std=gnu11 -fopenmp -g -c -o build/cpu/cpu.o cpu.c || exit 1
+    mkdir -p build/cpu
+    for f in cpu cpu_mixer; do
+        "$cc" -O3 -march=native -std=gnu11 -fopenmp -g -c -o build/cpu/$f.o $f.c || exit 1
+    done
 fi
 make --no-print-directory NVCC= test
 status=$?
