@@ -173,11 +173,11 @@ int cmd_bench(int argc, char **argv) {
     // each mode refuses the other's flags rather than ignore them
     static const struct { int opt; const char *name; } train_only[] = {{O_SEQ, "--seq-len"}, {O_STEPS, "--steps"}},
         gen_only[] = {{O_CKPT, "--ckpt"}, {O_TOKENS, "--tokens"}, {OB_PROMPT_LEN, "--prompt-len"}};
-    for (int i = 0; i < 3; i++) {
-        if (i < 2 && generate && set[train_only[i].opt])
+    for (size_t i = 0; i < sizeof train_only / sizeof train_only[0]; i++)
+        if (generate && set[train_only[i].opt])
             usage_error("%s times training steps: it does not go with --generate", train_only[i].name);
+    for (size_t i = 0; i < sizeof gen_only / sizeof gen_only[0]; i++)
         if (!generate && set[gen_only[i].opt]) usage_error("%s goes with --generate", gen_only[i].name);
-    }
     if (ckpt) {
         static const struct { int opt; const char *name; } sizes[] = {{O_PRESET, "--preset"}, {O_LAYERS, "--layers"},
             {O_DIM, "--dim"}, {O_EXPAND, "--expand-ratio"}, {O_VOCAB, "--vocab"}, {O_MLP, "--mlp-width"},
