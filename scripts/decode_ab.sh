@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Decoding with HGRN2's fused step against decoding op by op (HGRN2_DECODE_FUSED=0), batch by batch, in one
+# run: the measurement behind the fused step's row limit (model.c, DECODE_FUSED_ROWS).
+#   bash scripts/decode_ab.sh [--batches "1 2 4 8 16"] [-- flags for hgrn2 bench --generate]
+# Default model: the 1.13B size of scripts/bench_vs_fla.sh on the GPU (--dim 2048 --layers 18 --expand-ratio 128
+# --vocab 50304 --device cuda --tokens 128); flags after -- replace it, e.g. `-- --preset tiny --device cpu
+# --tokens 16`. Each batch size runs both ways back to back (each after its own warm-up) and prints decode
+# tokens/s and the ratio.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+batches="1 2 4 8 16"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --batches) batches=$2; shift 2 ;;
+        --) shift; break ;;
+        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "decode_ab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+model=(--dim 2048 --layers 18 --expand-ratio 128 --vocab 50304 --device cuda --tokens 128)
+[ $# -gt 0 ] && model=("$@")
+make -s hgrn2 || exit 1
+rate() {   # fused(0|1) batch -> decode tokens/s (the last column of bench's table row)
+    HGRN2_DECODE_FUSED=$1 ./hgrn2 bench --generate --batch "$2" "${model[@]}" |
+        awk -F'|' -v b="$2" '$2 + 0 == b && NF > 5 { gsub(/ /, "", $6); print $6 }'
+}
+printf "%6s %18s %18s %8s\n" batch "fused tok/s" "op by op tok/s" ratio
+for b in $batches; do
+    f=$(rate 1 "$b") || exit 1
+    o=$(rate 0 "$b") || exit 1
+    if [ -z "$f" ] || [ -z "$o" ]; then echo "decode_ab.sh: no decoding rate at batch $b" >&2; exit 1; fi
+    awk -v b="$b" -v f="$f" -v o="$o" 'BEGIN { printf "%6d %18.0f %18.0f %7.2fx\n", b, f, o, f / o }'
+done
