@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
 done
 model=(--dim 2048 --layers 18 --expand-ratio 128 --vocab 50304 --device cuda --tokens 128)
 [ $# -gt 0 ] && model=("$@")
-make -s hgrn2 || exit 1
+[ -x ./hgrn2 ] || { echo "decode_ab.sh: ./hgrn2 is missing: build it first (make)" >&2; exit 1; }
 rate() {   # fused(0|1) batch -> decode tokens/s (the last column of bench's table row)
     HGRN2_DECODE_FUSED=$1 ./hgrn2 bench --generate --batch "$2" "${model[@]}" |
         awk -F'|' -v b="$2" '$2 + 0 == b && NF > 5 { gsub(/ /, "", $6); print $6 }'

@@ -139,4 +139,11 @@ expect 2 "bench --tokens without --generate" -- $H bench --tokens 3; expect_msg 
 expect 2 "bench --generate --ckpt with a size flag" -- $H bench --generate --ckpt "$C" --dim 8; expect_msg "comes from the checkpoint"
 expect 2 "bench --generate --prompt-len 0" -- $H bench --generate --prompt-len 0
 expect 1 "bench --generate of a missing checkpoint" -- $H bench --generate --ckpt "$TMP/none.ckpt"; expect_msg "cannot open checkpoint"
+# scripts/decode_ab.sh: a row per batch size, both ways (the tiny preset on the CPU, a few tokens)
+expect 0 "decode_ab.sh on the CPU" -- bash scripts/decode_ab.sh --batches "1 3" -- --preset tiny --device cpu --tokens 4 \
+    --prompt-len 8 --threads 1
+checks=$((checks + 1))
+if [ "$(grep -cE '^ +[13] +[0-9]+ +[0-9]+ +[0-9.]+x$' "$TMP/out")" = 2 ]; then ok "decode_ab.sh prints batches 1 and 3"
+else fail "decode_ab.sh's table:"; sed 's/^/    /' "$TMP/out" | head -5; fi
+expect 2 "decode_ab.sh with an unknown option" -- bash scripts/decode_ab.sh --bogus; expect_msg "unknown option"
 finish
