@@ -360,16 +360,19 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
     }
 }
 
+// A decoding switch: *v, or once it is -1, the environment variable `name` (on unless it is "0").
+static int env_switch(int *v, const char *name) {
+    if (*v < 0) {
+        const char *e = getenv(name);
+        *v = !(e && !strcmp(e, "0"));
+    }
+    return *v;
+}
+
 // Whether decoding fuses its ops (see block_step below).
 #define DECODE_FUSED_ROWS 8
 int g_decode_fused = -1;   // -1: as HGRN2_DECODE_FUSED says (on unless it is 0)
-static int fused_flag(void) {
-    if (g_decode_fused < 0) {
-        const char *e = getenv("HGRN2_DECODE_FUSED");
-        g_decode_fused = !(e && !strcmp(e, "0"));
-    }
-    return g_decode_fused;
-}
+static int fused_flag(void) { return env_switch(&g_decode_fused, "HGRN2_DECODE_FUSED"); }
 
 // Layer l's part of a decoding state: HGRN's state [B,H,K,Dv] or the transformer's cache [B,ctx,2D]; NULL
 // without one.
@@ -681,19 +684,17 @@ static void block_step(Model *m, Acts *a, int l, const DecodeState *st) {
                          D, 2 * I);                                          // [gate | up] of norm(mid)
     OP(matmul_fused_fwd, xn, 0, gu, OP_PRO_SWIGLU, NULL, 0.0, W(m, P_WDOWN, l), mid, a->a, N, I, D);   // mid + MLP
 }
-// The head of a fused step: the final norm folded into the classifier, then logits_out or best_b as head_fwd's.
+// The head of a fused step: the final norm folded into the classifier, then logits_out or best_b as head_fwd's
+// (its N <= DECODE_FUSED_ROWS rows fit the classifier's scratch at once).
 static void head_step(Model *m, Acts *a, real *logits_out, int32_t *best_b) {
     const Config *c = &m->c;
     const int D = c->D, V = c->V;
-    const real *xL = a->resid + (int64_t)c->L * a->N * D;
+    const int64_t N = a->N;
     SECTION("classifier");
-    for (int64_t r0 = 0, CR = cls_rows(); r0 < a->N; r0 += CR) {
-        const int64_t rows = a->N - r0 < CR ? a->N - r0 : CR;
-        OP(matmul_fused_fwd, a->logits, 0, xL + r0 * D, OP_PRO_RMSNORM, W(m, P_NORM, 0), c->eps, W(m, lm_tensor(m), 0),
-                             NULL, opnd_at(a->hf, r0 * D), rows, D, V);
-        if (logits_out) dev_download(logits_out + r0 * V, a->logits, (size_t)(rows * V) * sizeof(real));
-        if (best_b) OP(argmax_rows, best_b + r0, a->logits, rows, V);
-    }
+    OP(matmul_fused_fwd, a->logits, 0, a->resid + (int64_t)c->L * N * D, OP_PRO_RMSNORM, W(m, P_NORM, 0), c->eps,
+                         W(m, lm_tensor(m), 0), NULL, a->hf, N, D, V);
+    if (logits_out) dev_download(logits_out, a->logits, (size_t)(N * V) * sizeof(real));
+    if (best_b) OP(argmax_rows, best_b, a->logits, N, V);
 }
 
 // The forward's ops, with the ids (and targets: tgt_b) where the backend reads them; best_b as head_fwd's.
@@ -726,13 +727,7 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
 // runs as it is. HGRN2_CUDA_GRAPHS=0, or g_decode_graphs = 0, turns the graphs off (and the backend records
 // nothing under HGRN2_CUDA_SYNC).
 int g_decode_graphs = -1;   // -1: as HGRN2_CUDA_GRAPHS says (on unless it is 0)
-static int decode_graphs_on(void) {
-    if (g_decode_graphs < 0) {
-        const char *e = getenv("HGRN2_CUDA_GRAPHS");
-        g_decode_graphs = !(e && !strcmp(e, "0"));
-    }
-    return g_decode_graphs && !g_prof;
-}
+static int decode_graphs_on(void) { return env_switch(&g_decode_graphs, "HGRN2_CUDA_GRAPHS") && !g_prof; }
 // The step of model_forward (logits_out) or model_forward_greedy (best_out); the graph of the one keeps its
 // output apart from the other's (graph_best says which it was recorded for).
 static void graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, real *logits_out, int32_t *best_out) {

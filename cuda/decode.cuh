@@ -10,6 +10,19 @@ __global__ void add_into_kernel(float *__restrict__ y, const float *__restrict__
     GRID_STRIDE(i, n) y[i] += x[i];
 }
 
+// The one kernel of the forms decoding uses (false: another form, which the ops then run)
+static bool gemv_fused(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps, const bf16 *Wb,
+                       const float *res, int n, int I, int O) {
+    if (pro == OP_PRO_RMSNORM && y_opnd) gemv_bf16<bf16, OP_PRO_RMSNORM, false>((bf16 *)y, x, nw, eps, NULL, Wb, n, I, O);
+    else if (pro == OP_PRO_RMSNORM && res) gemv_bf16<float, OP_PRO_RMSNORM, true>((float *)y, x, nw, eps, res, Wb, n, I, O);
+    else if (pro == OP_PRO_RMSNORM) gemv_bf16<float, OP_PRO_RMSNORM, false>((float *)y, x, nw, eps, NULL, Wb, n, I, O);
+    else if (pro == OP_PRO_SWIGLU && res) gemv_bf16<float, OP_PRO_SWIGLU, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
+    else if (pro == OP_PRO_SWIGLU && !y_opnd) gemv_bf16<float, OP_PRO_SWIGLU, false>((float *)y, x, NULL, 0, NULL, Wb, n, I, O);
+    else if (pro == OP_PRO_NONE && res) gemv_bf16<float, OP_PRO_NONE, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
+    else return false;
+    return true;
+}
+
 extern "C" void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps,
                                       const float *W, const float *res, void *tmp, int64_t N, int I, int O) {
     if (N <= 0 || O <= 0) return;
@@ -19,19 +32,9 @@ extern "C" void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pr
     // one kernel: bf16, a few rows, whole 16-byte loads, and the input in shared memory
     const size_t smem = (size_t)N * I * sizeof(bf16);
     if (I > 0 && opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on() &&
-        (pro != OP_PRO_RMSNORM || al(nw, 16)) && smem <= (size_t)gemv_smem_max()) {
-        const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
-        const int n = (int)N;
-        if (pro == OP_PRO_RMSNORM && y_opnd) gemv_bf16<bf16, OP_PRO_RMSNORM, false>((bf16 *)y, x, nw, eps, NULL, Wb, n, I, O);
-        else if (pro == OP_PRO_RMSNORM && res) gemv_bf16<float, OP_PRO_RMSNORM, true>((float *)y, x, nw, eps, res, Wb, n, I, O);
-        else if (pro == OP_PRO_RMSNORM) gemv_bf16<float, OP_PRO_RMSNORM, false>((float *)y, x, nw, eps, NULL, Wb, n, I, O);
-        else if (pro == OP_PRO_SWIGLU && res) gemv_bf16<float, OP_PRO_SWIGLU, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
-        else if (pro == OP_PRO_SWIGLU && !y_opnd) gemv_bf16<float, OP_PRO_SWIGLU, false>((float *)y, x, NULL, 0, NULL, Wb, n, I, O);
-        else if (pro == OP_PRO_NONE && res) gemv_bf16<float, OP_PRO_NONE, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
-        else goto ops;   // (forms decoding does not use: the ops below)
+        (pro != OP_PRO_RMSNORM || al(nw, 16)) && smem <= (size_t)gemv_smem_max() &&
+        gemv_fused(y, y_opnd, x, pro, nw, eps, weight_bf16(W, (int64_t)O * I), res, (int)N, I, O))
         return;
-    }
-ops:
     // the ops one by one: the input into tmp, the product, the residual
     const void *in = x;
     if (pro == OP_PRO_RMSNORM) cuda_rmsnorm_fwd(tmp, NULL, (float *)x, NULL, nw, N, I, eps);
