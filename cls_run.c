@@ -323,7 +323,25 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         t_wait += waited;
         t_wait_all += waited;
         if (augment) cls_augment(b.tokens, h->B, c->grid_h, c->grid_w, c->channels, augment, h->seed, step);
+#if USE_CUDA
+        // --profile: the first two steps of the call warm up, the next CLS_PROFILE_STEPS are timed op by op
+        const int64_t nth = step - step0;
+        const int prof = p->profile && nth > 2 && nth <= 2 + CLS_PROFILE_STEPS;
+        if (prof) g_prof = 1;
+#endif
         ClsStepResult r = cls_train_step(m, acts, h, step, spe, &b);
+#if USE_CUDA
+        if (prof) {
+            g_prof = 0;
+            cuda_prof_step();
+            if (nth == 2 + CLS_PROFILE_STEPS || step == last_step) {
+                printf("profile: GPU time per step of steps %lld to %lld, by (section, op)\n", (long long)(step0 + 3),
+                       (long long)step);
+                cuda_prof_print((int)(nth - 2));
+                fflush(stdout);
+            }
+        }
+#endif
         t_steps += now_s() - t0;
         t_steps_all += now_s() - t0;
         if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {

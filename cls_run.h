@@ -167,7 +167,10 @@ typedef struct {
     int keep;                   // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and the
                                 // best validation accuracy's as best.ckpt
     int64_t max_bad_steps;      // steps with a non-finite loss or gradient in a row before the run stops
+    int profile;                // GPU: time every op of this call's steps 3 to 2 + CLS_PROFILE_STEPS, then print
+                                // the GPU time per step of each (section, op)
 } ClsPlan;
+#define CLS_PROFILE_STEPS 10
 
 // Trains from rs->step to rs->h.steps on train (shuffled), validating on val (sequential; NULL: none): the
 // startup table, progress lines, a log.tsv row per step, checkpoints with the AdamW moments, a summary.

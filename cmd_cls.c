@@ -158,6 +158,7 @@ static const char *TRAIN_HELP =
     "                       the best validation accuracy as OUT/best.ckpt (default 0: model.ckpt alone)\n"
     "  --max-bad-steps N    a step whose loss or gradient is not finite is skipped (no update) and counted;\n"
     "                       the run stops after N more than that in a row (default 10)\n"
+    "  --profile            (GPU) time every op of this call's steps 3 to 12 and print where a step's time goes\n"
     "Machine:\n"
     "  --device cpu|cuda --threads N (default: the cores not busy at the start) --seed N (default 1337)\n"
     "  --precision bf16|tf32|fp32   GPU tensor-core precision (default bf16)\n";
@@ -258,7 +259,8 @@ int cmd_cls_train(int argc, char **argv) {
         {"mixup", required_argument, 0, OC_MIXUP}, {"cutmix", required_argument, 0, OC_CUTMIX},
         {"mix-switch", required_argument, 0, OC_MIX_SWITCH}, {"mix-prob", required_argument, 0, OC_MIX_PROB},
         {"lr-per-epoch", required_argument, 0, OC_LR_PER_EPOCH}, {"warmup-lr", required_argument, 0, OC_WARMUP_LR},
-        {"arch", required_argument, 0, O_ARCH}, {"mixer-layer", required_argument, 0, OC_LAYER}, {0, 0, 0, 0}};
+        {"arch", required_argument, 0, O_ARCH}, {"mixer-layer", required_argument, 0, OC_LAYER},
+        {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
     int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
@@ -347,6 +349,7 @@ int cmd_cls_train(int argc, char **argv) {
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
         case OC_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
         case OC_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
+        case O_PROFILE: plan.profile = 1; break;
         default: bad_option(argv, c);
         }
     }
@@ -376,6 +379,7 @@ int cmd_cls_train(int argc, char **argv) {
     if (!resume && !data) usage_error("--task %s needs --data DIR (example files made by 'hgrn2 prepare --task %s')", task, task);
     if (data && strlen(data) >= sizeof ((ClsRunState *)0)->data) usage_error("--data is longer than 1023 bytes");
     machine_start(&mach);
+    if (plan.profile && !g_gpu) usage_error("--profile times GPU ops; it needs --device cuda");
     char *out_dflt = task ? xasprintf("runs/%s", task) : xstrdup(DEFAULT_OUT);
     if (!out) out = out_dflt;
 

@@ -19,6 +19,7 @@ expect 0 "eval --task lra --help" -- $H eval --task lra --help
 grep -q -- "--runs DIR" "$TMP/out" || fail "eval --task lra --help lacks --runs"
 expect 2 "train --task lra-nope" -- $H train --task lra-nope --data x; expect_msg "must be lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx, fashion-mnist or imagenet"
 expect 2 "train --task lra-listops without --data" -- $H train --task lra-listops; expect_msg "needs --data DIR"
+expect 2 "train --task lra-listops --profile on the CPU" -- $H train --task lra-listops --data x --profile; expect_msg "needs --device cuda"
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
 expect 2 "train --weight-init nope" -- $H train --task lra-listops --data x --weight-init nope; expect_msg "--weight-init must be"
