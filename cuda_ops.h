@@ -63,6 +63,9 @@ void cuda_to_opnd(void *y, const float *x, int64_t n);
 // In bf16, products of at most 8 rows (decoding) run on a kernel of their own that streams the weights (dense.cuh);
 // 0 hands them to cuBLAS like the rest, 1 back, -1 as HGRN2_GEMV says (the default: on unless it is 0).
 void cuda_set_gemv(int on);
+// Decoding's small products and step start as programmatic dependents of the kernel before them (sm_90 and
+// later; cuda/runtime.cuh): 0 launches them plainly, 1 back, -1 as HGRN2_PDL says (the default: on unless it is 0).
+void cuda_set_pdl(int on);
 void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O);
 void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N, int I, int O);

@@ -369,8 +369,10 @@ static int env_switch(int *v, const char *name) {
     return *v;
 }
 
-// Whether decoding fuses its ops (see block_step below).
-#define DECODE_FUSED_ROWS 8
+// Whether decoding fuses its ops (see block_step below), and up to how many sequences: every block of a fused
+// product forms all its rows' input, which at 8 rows costs more than the separate ops save (docs/kernels.md,
+// "decoding's fused step": the ops at N 8, and whole steps by scripts/decode_ab.sh).
+#define DECODE_FUSED_ROWS 4
 int g_decode_fused = -1;   // -1: as HGRN2_DECODE_FUSED says (on unless it is 0)
 static int fused_flag(void) { return env_switch(&g_decode_fused, "HGRN2_DECODE_FUSED"); }
 

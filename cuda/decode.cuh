@@ -10,16 +10,22 @@ __global__ void add_into_kernel(float *__restrict__ y, const float *__restrict__
     GRID_STRIDE(i, n) y[i] += x[i];
 }
 
-// The one kernel of the forms decoding uses (false: another form, which the ops then run)
-static bool gemv_fused(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps, const bf16 *Wb,
+// The one kernel of the forms decoding uses (false: another form, which the ops then run). It streams W from before
+// the kernel ahead of it ends (pdl) unless W's bf16 copy was written just now.
+static bool gemv_fused(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps, const float *W,
                        const float *res, int n, int I, int O) {
-    if (pro == OP_PRO_RMSNORM && y_opnd) gemv_bf16<bf16, OP_PRO_RMSNORM, false>((bf16 *)y, x, nw, eps, NULL, Wb, n, I, O);
-    else if (pro == OP_PRO_RMSNORM && res) gemv_bf16<float, OP_PRO_RMSNORM, true>((float *)y, x, nw, eps, res, Wb, n, I, O);
-    else if (pro == OP_PRO_RMSNORM) gemv_bf16<float, OP_PRO_RMSNORM, false>((float *)y, x, nw, eps, NULL, Wb, n, I, O);
-    else if (pro == OP_PRO_SWIGLU && res) gemv_bf16<float, OP_PRO_SWIGLU, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
-    else if (pro == OP_PRO_SWIGLU && !y_opnd) gemv_bf16<float, OP_PRO_SWIGLU, false>((float *)y, x, NULL, 0, NULL, Wb, n, I, O);
-    else if (pro == OP_PRO_NONE && res) gemv_bf16<float, OP_PRO_NONE, true>((float *)y, x, NULL, 0, res, Wb, n, I, O);
-    else return false;
+    const bool rms = pro == OP_PRO_RMSNORM, swi = pro == OP_PRO_SWIGLU, none = pro == OP_PRO_NONE;
+    if (!(rms || (swi && !y_opnd) || (none && res))) return false;   // (y_opnd with res was refused)
+    const int64_t writes = g_w16_writes;
+    const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
+    const bool pdl = g_w16_writes == writes;
+    float *yf = (float *)y;
+    if (rms && y_opnd) gemv_bf16<bf16, OP_PRO_RMSNORM, false>((bf16 *)y, x, nw, eps, NULL, Wb, n, I, O, pdl);
+    else if (rms && res) gemv_bf16<float, OP_PRO_RMSNORM, true>(yf, x, nw, eps, res, Wb, n, I, O, pdl);
+    else if (rms) gemv_bf16<float, OP_PRO_RMSNORM, false>(yf, x, nw, eps, NULL, Wb, n, I, O, pdl);
+    else if (swi && res) gemv_bf16<float, OP_PRO_SWIGLU, true>(yf, x, NULL, 0, res, Wb, n, I, O, pdl);
+    else if (swi) gemv_bf16<float, OP_PRO_SWIGLU, false>(yf, x, NULL, 0, NULL, Wb, n, I, O, pdl);
+    else gemv_bf16<float, OP_PRO_NONE, true>(yf, x, NULL, 0, res, Wb, n, I, O, pdl);
     return true;
 }
 
@@ -33,7 +39,7 @@ extern "C" void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pr
     const size_t smem = (size_t)N * I * sizeof(bf16);
     if (I > 0 && opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on() &&
         (pro != OP_PRO_RMSNORM || al(nw, 16)) && smem <= (size_t)gemv_smem_max() &&
-        gemv_fused(y, y_opnd, x, pro, nw, eps, weight_bf16(W, (int64_t)O * I), res, (int)N, I, O))
+        gemv_fused(y, y_opnd, x, pro, nw, eps, W, res, (int)N, I, O))
         return;
     // the ops one by one: the input into tmp, the product, the residual
     const void *in = x;
@@ -61,11 +67,13 @@ extern "C" void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float
     // a few (sequence, head) pairs leave most of the card idle unless each block has many warps to share the rows
     const dim3 grid((unsigned)(B * H), (unsigned)((Dv + 31) / 32));
     const float scale = (float)(1.0 / sqrt((double)K));
+    // a dependent launch (runtime.cuh): its launch overlaps the end of the product before
+    const float *none = NULL;
     if ((int64_t)B * H >= 128)
-        hgru_step_kernel<STEP_WARPS, true><<<grid, 32 * STEP_WARPS, smem, g_stream>>>(o, S, qfi, NULL, NULL, NULL, ld, S,
-                                                                                     lb, H, K, Dv, scale, 0);
+        launch_kernel(true, hgru_step_kernel<STEP_WARPS, true>, grid, 32 * STEP_WARPS, smem, o, S, (const float *)qfi,
+                      none, none, none, ld, (const float *)S, lb, H, K, Dv, scale, 0);
     else
-        hgru_step_kernel<32, true><<<grid, 32 * 32, smem, g_stream>>>(o, S, qfi, NULL, NULL, NULL, ld, S, lb, H, K, Dv,
-                                                                       scale, 0);
+        launch_kernel(true, hgru_step_kernel<32, true>, grid, 32 * 32, smem, o, S, (const float *)qfi, none, none, none,
+                      ld, (const float *)S, lb, H, K, Dv, scale, 0);
     LAUNCH_CHECK("hgru_step");
 }

@@ -44,6 +44,9 @@ static void to_bf16(bf16 *y, const float *x, int64_t n) {
 // the values written so far end, and the buffer is zero from there on.
 struct W16 { bf16 *p; int64_t cap, n, written; bool current; };
 static std::unordered_map<const float *, W16> g_w16;
+// bf16 copies written by weight_bf16 so far: a product that streams its weights before waiting for the kernel
+// before it (pdl_wait) may do so only when that kernel did not just write them
+static int64_t g_w16_writes = 0;
 static const bf16 *weight_bf16(const float *W, int64_t n, int64_t room = 0) {
     W16 &e = g_w16[W];
     const int64_t need = room > n ? room : n;
@@ -52,18 +55,21 @@ static const bf16 *weight_bf16(const float *W, int64_t n, int64_t room = 0) {
         e.p = (bf16 *)cuda_alloc((size_t)need * sizeof(bf16), "bf16 copies of the weights (--precision bf16)");
         e.cap = need;
         CUDA_CHECK(cudaMemsetAsync(e.p, 0, (size_t)need * sizeof(bf16), g_stream));
+        g_w16_writes++;
         e.written = 0;
         e.current = false;
     }
     // with room, exactly n values: a longer copy's values past n would stand where zeros must
     if (!(e.current && (room > n ? e.n == n : e.n >= n))) {
         to_bf16(e.p, W, n);
+        g_w16_writes++;
         e.n = n;
         e.current = true;
         if (e.written < n) e.written = n;
     }
     if (room > n && e.written > n) {   // values a longer tensor at this address once left
         CUDA_CHECK(cudaMemsetAsync(e.p + n, 0, (size_t)(e.written - n) * sizeof(bf16), g_stream));
+        g_w16_writes++;
         e.written = n;
     }
     return e.p;
@@ -225,11 +231,14 @@ __global__ void __launch_bounds__(256) gemv_bf16_kernel(TY *__restrict__ y, cons
     const bf16 *w = W + (int64_t)(o < O ? o : 0) * I;
     int i = lane * 8;
     uint4 u[8];
-    const bool first = o < O && i + 7 * 256 < I;   // the first eight loads go out before the prologue
+    // the first eight loads go out before the wait for the kernel before (pdl_wait) and the prologue
+    const bool first = o < O && i + 7 * 256 < I;
     if (first) {
         #pragma unroll
         for (int k = 0; k < 8; k++) u[k] = __ldcs((const uint4 *)(w + i + k * 256));   // read once: stream it
     }
+    pdl_wait();      // (launched as a dependent: the kernel before has written x)
+    pdl_release();
     const bf16 *xr = (const bf16 *)x;
     float r[NR];
     #pragma unroll
@@ -279,13 +288,14 @@ static int gemv_smem_max(void) {
     }
     return v;
 }
+// pdl: launched as a programmatic dependent (runtime.cuh), its first weight loads ahead of the kernel before
 template <int NR, typename TY, int PRO, bool RES>
 static void gemv_bf16_rows(TY *y, const void *x, const float *nw, double eps, const float *res, const bf16 *W, int I,
-                           int O) {
+                           int O, bool pdl) {
     const unsigned blocks = (unsigned)(((int64_t)O * 32 + 255) / 256);
     const size_t smem = (size_t)NR * I * sizeof(bf16);
     if (PRO == OP_PRO_NONE && smem > GEMV_SMEM) {
-        gemv_bf16_kernel<NR, TY, false, PRO, RES><<<blocks, 256, 0, g_stream>>>(y, x, nw, eps, res, W, I, O);
+        launch_kernel(pdl, gemv_bf16_kernel<NR, TY, false, PRO, RES>, blocks, 256, 0, y, x, nw, eps, res, W, I, O);
         return;
     }
     if (smem > GEMV_SMEM) {   // (the callers checked it against gemv_smem_max)
@@ -296,13 +306,13 @@ static void gemv_bf16_rows(TY *y, const void *x, const float *nw, double eps, co
             opted = smem;
         }
     }
-    gemv_bf16_kernel<NR, TY, true, PRO, RES><<<blocks, 256, smem, g_stream>>>(y, x, nw, eps, res, W, I, O);
+    launch_kernel(pdl, gemv_bf16_kernel<NR, TY, true, PRO, RES>, blocks, 256, smem, y, x, nw, eps, res, W, I, O);
 }
 template <typename TY, int PRO, bool RES>
 static void gemv_bf16(TY *y, const void *x, const float *nw, double eps, const float *res, const bf16 *W, int N, int I,
-                      int O) {
+                      int O, bool pdl) {
     switch (N) {
-#define GEMV_CASE(nr) case nr: gemv_bf16_rows<nr, TY, PRO, RES>(y, x, nw, eps, res, W, I, O); break;
+#define GEMV_CASE(nr) case nr: gemv_bf16_rows<nr, TY, PRO, RES>(y, x, nw, eps, res, W, I, O, pdl); break;
     GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
 #undef GEMV_CASE
     default: die("gemv_bf16: %d rows", N);
@@ -330,9 +340,11 @@ static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int6
         return;
     }
     if (opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on()) {
+        const int64_t writes = g_w16_writes;
         const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
-        if (y_opnd) gemv_bf16<bf16, OP_PRO_NONE, false>((bf16 *)y, x, NULL, 0, NULL, Wb, (int)N, I, O);
-        else gemv_bf16<float, OP_PRO_NONE, false>((float *)y, x, NULL, 0, NULL, Wb, (int)N, I, O);
+        const bool pdl = g_w16_writes == writes;   // (a fresh copy: its kernel is the one just before)
+        if (y_opnd) gemv_bf16<bf16, OP_PRO_NONE, false>((bf16 *)y, x, NULL, 0, NULL, Wb, (int)N, I, O, pdl);
+        else gemv_bf16<float, OP_PRO_NONE, false>((float *)y, x, NULL, 0, NULL, Wb, (int)N, I, O, pdl);
         return;
     }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);

@@ -57,7 +57,8 @@ static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
 // flight; the partial sums of o_j meet in shared memory. S0 and ST may be one buffer (each element is read, then
 // written by the same thread). GATES (decoding's op_hgru_step_fwd): q points at rows [q pre-activation | f
 // logits | v] of stride ldv and lb at the lower bounds (or NULL); the block first computes its head's K gates
-// into shared memory with the gates op's own formulas, and v follows at 2 H K in the row.
+// into shared memory with the gates op's own formulas, and v follows at 2 H K in the row. Decoding launches it as a
+// dependent of the product that writes its q/f/v rows (runtime.cuh): it reads nothing before pdl_wait.
 template <int WARPS, bool GATES>
 __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
         const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
@@ -69,6 +70,8 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
     const int i0 = w * per, i1 = min(K, i0 + per);
     const int64_t base = (int64_t)bh * K * Dv + j;
     int64_t hk = (int64_t)b * H * K + (int64_t)h * K;
+    pdl_wait();
+    pdl_release();
     if (GATES) {
         const int HK = H * K;
         const float *row = q + (int64_t)b * ldv;

@@ -278,3 +278,53 @@ __device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {
     if (x >= 0) { s = r; sn = e * r; }
     else        { s = e * r; sn = r; }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// programmatic dependent launch (sm_90 and later)
+// ---------------------------------------------------------------------------------------------------------
+// A kernel launched with launch_kernel(pdl = true) may start while the kernel before it on the stream is still
+// running. Until pdl_wait() it may only read what that kernel does not write (weights it streams, a recurrent
+// state that only an earlier kernel wrote); pdl_wait() returns once the kernel before has completed and its
+// writes are visible. Right after it, pdl_release() lets the next such kernel start: so while any kernel runs
+// past its pdl_wait, every kernel two or more places before it on the stream has completed. Each kernel calls
+// both, in this order, before it reads its inputs or writes anything. Below sm_90, and for a kernel launched
+// plainly, both do nothing. A decoding step of a small batch is a chain of short kernels; this lets each one's
+// launch and first weight loads overlap the end of the one before.
+__device__ __forceinline__ void pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_release(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static int g_pdl = -1;   // -1: as HGRN2_PDL says (on unless it is 0)
+extern "C" void cuda_set_pdl(int on) { g_pdl = on; }
+// whether launch_kernel may use it: on, and a device of compute capability 9.0 or later
+static bool pdl_on(void) {
+    if (g_pdl < 0) {
+        const char *e = getenv("HGRN2_PDL");
+        g_pdl = !(e && !strcmp(e, "0"));
+    }
+    return g_pdl && g_prop.major >= 9;
+}
+template <typename... KArgs, typename... Args>
+static void launch_kernel(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args... args) {
+    if (!pdl || !pdl_on()) {
+        kernel<<<grid, block, smem, g_stream>>>(args...);
+        return;
+    }
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = g_stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, (KArgs)args...));
+}

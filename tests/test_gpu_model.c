@@ -7,7 +7,7 @@
 //  3. the flash-linear-attention fixture on the GPU: logits, loss, gradients and the greedy continuation
 //  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
 //     against each row decoded alone (the transformer's through its key/value cache); HGRN's with and without
-//     CUDA graphs, bit for bit
+//     CUDA graphs, and with and without dependent launches, bit for bit
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
@@ -291,6 +291,16 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
         for (int64_t i = 0; i < n; i++) differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;
         printf("%-46s with and without CUDA graphs: %lld of %lld logits differ\n", what, (long long)differ, (long long)n);
         CHECK(differ == 0, "%s: decoding with CUDA graphs changed %lld logits", what, (long long)differ);
+        // the small products and the step start before the kernel ahead of them ends (programmatic dependent
+        // launch, sm_90 on): the order in which their work lands must not change a bit either
+        cuda_set_pdl(0);
+        decode_rows(1, &c, 1, prompt, feed, plain, NULL);
+        cuda_set_pdl(-1);
+        differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;
+        printf("%-46s with and without dependent launches: %lld of %lld logits differ\n", what, (long long)differ,
+               (long long)n);
+        CHECK(differ == 0, "%s: dependent launches changed %lld logits", what, (long long)differ);
         free(plain);
     }
     double worst = 0, worst_alone = 0;
