@@ -9,7 +9,9 @@
 #     SECONDS  wall-clock seconds of training in this call (default: no limit, the whole run)
 # The data lives in $WORK (default /tmp/hgrn2-listops: generated and prepared when missing, about 25 s);
 # $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains.
-# Prints the validation accuracy of every evaluation so far and, at the end of the run, 'accuracy X' on test.
+# Prints the validation accuracy of every evaluation so far and, at the end of the run, the test accuracy of the
+# checkpoint of the best validation accuracy (RUN/best.ckpt, kept by --keep 1), then 'accuracy X': the final
+# model's on test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -30,11 +32,12 @@ fi
 limit=()
 [ "$SECONDS_LIMIT" -gt 0 ] && limit=(timeout -s INT "$SECONDS_LIMIT")
 if [ -f "$RUN/model.ckpt" ]; then
-    ${limit[@]+"${limit[@]}"} ./hgrn2 train --resume --out "$RUN" --data "$WORK/data" --device "$DEVICE" > "$RUN/train.out.$$" 2>&1
+    ${limit[@]+"${limit[@]}"} ./hgrn2 train --resume --out "$RUN" --data "$WORK/data" --device "$DEVICE" --keep 1 \
+        > "$RUN/train.out.$$" 2>&1
 else
     mkdir -p "$RUN"
-    ${limit[@]+"${limit[@]}"} ./hgrn2 train --task lra-listops --data "$WORK/data" --out "$RUN" --device "$DEVICE" "$@" \
-        > "$RUN/train.out.$$" 2>&1
+    ${limit[@]+"${limit[@]}"} ./hgrn2 train --task lra-listops --data "$WORK/data" --out "$RUN" --device "$DEVICE" --keep 1 \
+        "$@" > "$RUN/train.out.$$" 2>&1
 fi
 rc=$?
 cat "$RUN/train.out.$$" >> "$RUN/train.out" && rm -f "$RUN/train.out.$$"
@@ -43,5 +46,11 @@ if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then tail -n 5 "$RUN/train.out"; exit $rc; 
 grep -E "interrupted|^done|steps in" "$RUN/train.out" | tail -n 1
 awk -F'\t' 'NR > 1 && $6 != "" { printf "epoch %.1f  val acc %s\n", $2, $6 }' "$RUN/log.tsv"
 if [ $rc -eq 0 ]; then
+    if [ -f "$RUN/best.ckpt" ]; then
+        best=$(awk -F'\t' 'NR > 1 && $6 != "" && $6 + 0 > b { b = $6 + 0; e = $2 } END { printf "%.4f at epoch %.1f", b, e }' \
+               "$RUN/log.tsv")
+        acc=$(./hgrn2 eval --task lra-listops --ckpt "$RUN/best.ckpt" --data "$WORK/data" --device "$DEVICE" | tail -n 1)
+        echo "best validation accuracy $best: test ${acc:-(eval failed)}"
+    fi
     ./hgrn2 eval --task lra-listops --ckpt "$RUN/model.ckpt" --data "$WORK/data" --device "$DEVICE" | tail -n 2
 fi
