@@ -16,9 +16,8 @@ static bool gemv_fused(void *y, int y_opnd, const void *x, int pro, const float 
                        const float *res, int n, int I, int O) {
     const bool rms = pro == OP_PRO_RMSNORM, swi = pro == OP_PRO_SWIGLU, none = pro == OP_PRO_NONE;
     if (!(rms || (swi && !y_opnd) || (none && res))) return false;   // (y_opnd with res was refused)
-    const int64_t writes = g_w16_writes;
-    const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
-    const bool pdl = g_w16_writes == writes;
+    bool pdl;
+    const bf16 *Wb = weight_bf16_ahead(W, (int64_t)O * I, &pdl);
     float *yf = (float *)y;
     if (rms && y_opnd) gemv_bf16<bf16, OP_PRO_RMSNORM, false>((bf16 *)y, x, nw, eps, NULL, Wb, n, I, O, pdl);
     else if (rms && res) gemv_bf16<float, OP_PRO_RMSNORM, true>(yf, x, nw, eps, res, Wb, n, I, O, pdl);
@@ -68,12 +67,11 @@ extern "C" void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float
     const dim3 grid((unsigned)(B * H), (unsigned)((Dv + 31) / 32));
     const float scale = (float)(1.0 / sqrt((double)K));
     // a dependent launch (runtime.cuh): its launch overlaps the end of the product before
-    const float *none = NULL;
     if ((int64_t)B * H >= 128)
-        launch_kernel(true, hgru_step_kernel<STEP_WARPS, true>, grid, 32 * STEP_WARPS, smem, o, S, (const float *)qfi,
-                      none, none, none, ld, (const float *)S, lb, H, K, Dv, scale, 0);
+        launch_kernel(true, hgru_step_kernel<STEP_WARPS, true>, grid, 32 * STEP_WARPS, smem, o, S, qfi, nullptr,
+                      nullptr, nullptr, ld, S, lb, H, K, Dv, scale, 0);
     else
-        launch_kernel(true, hgru_step_kernel<32, true>, grid, 32 * 32, smem, o, S, (const float *)qfi, none, none, none,
-                      ld, (const float *)S, lb, H, K, Dv, scale, 0);
+        launch_kernel(true, hgru_step_kernel<32, true>, grid, 32 * 32, smem, o, S, qfi, nullptr, nullptr, nullptr, ld,
+                      S, lb, H, K, Dv, scale, 0);
     LAUNCH_CHECK("hgru_step");
 }

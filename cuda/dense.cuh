@@ -74,6 +74,14 @@ static const bf16 *weight_bf16(const float *W, int64_t n, int64_t room = 0) {
     }
     return e.p;
 }
+// weight_bf16 for a product that streams the copy before its pdl_wait: *pdl says whether it may, which it may not
+// when the copy was written just now (by the kernel right before the product)
+static const bf16 *weight_bf16_ahead(const float *W, int64_t n, bool *pdl) {
+    const int64_t writes = g_w16_writes;
+    const bf16 *p = weight_bf16(W, n);
+    *pdl = g_w16_writes == writes;
+    return p;
+}
 // The current entries over the bytes [p, p + bytes) go stale, except the first that contains them all when
 // `keep`: that one is returned, with the position of p in it (NULL when there is none).
 static bf16 *w16_over(const void *p, size_t bytes, bool keep) {
@@ -340,9 +348,8 @@ static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int6
         return;
     }
     if (opnd_bf16() && N <= GEMV_MAX_ROWS && I % 8 == 0 && O <= INT_MAX / 32 && al(x, 16) && gemv_on()) {
-        const int64_t writes = g_w16_writes;
-        const bf16 *Wb = weight_bf16(W, (int64_t)O * I);
-        const bool pdl = g_w16_writes == writes;   // (a fresh copy: its kernel is the one just before)
+        bool pdl;
+        const bf16 *Wb = weight_bf16_ahead(W, (int64_t)O * I, &pdl);
         if (y_opnd) gemv_bf16<bf16, OP_PRO_NONE, false>((bf16 *)y, x, NULL, 0, NULL, Wb, (int)N, I, O, pdl);
         else gemv_bf16<float, OP_PRO_NONE, false>((float *)y, x, NULL, 0, NULL, Wb, (int)N, I, O, pdl);
         return;
