@@ -598,7 +598,7 @@ static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const r
         OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, vT, ldv, NULL, nc, gh, c->H, c->K, c->Dv, ck, 0, 0);
         OP(hgru_fwd, a->oT, NULL, a->q, a->k, a->g, vT, ldv, NULL, nc, gh, c->H, c->K, c->Dv, ck, 1, 1);
         if (lines == LINES_COLS) OP(zero, o, N * D);
-        OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+        OP(embed_bwd, o, a->oT, a->perm_d, N, D, N);
     }
 }
 
@@ -627,7 +627,7 @@ static void hgrn1_scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, c
         OP(hgrn_fwd, a->oT, NULL, qT, kT, gT, NULL, nc, gh, D, 0, 0);
         OP(hgrn_fwd, a->oT, NULL, qT, kT, gT, NULL, nc, gh, D, 1, 1);
         if (lines == LINES_COLS) OP(zero, o, N * D);
-        OP(embed_bwd, o, a->oT, a->perm_d, N, D);
+        OP(embed_bwd, o, a->oT, a->perm_d, N, D, N);
     }
 }
 
@@ -681,7 +681,7 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
            ck, 1, 1);
         gates_of_bwd(m, a, a->dqfiT, dlb, a->qfiT, lb, N);
         if (lines == LINES_COLS) OP(zero, a->dqfi, N * QFI);
-        OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI);
+        OP(embed_bwd, a->dqfi, a->dqfiT, a->perm_d, N, QFI, N);
     }
 }
 
@@ -715,9 +715,9 @@ static void hgrn1_scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, 
             OP(hgrn_bwd, dqT, dkT, dgT, a->doutT, qT, kT, gT, a->oT, nc, gh, D, r, r);
         }
         if (lines == LINES_COLS) { OP(zero, a->dq, N * D); OP(zero, a->dk, N * D); OP(zero, a->dg, N * D); }
-        OP(embed_bwd, a->dq, dqT, a->perm_d, N, D);
-        OP(embed_bwd, a->dk, dkT, a->perm_d, N, D);
-        OP(embed_bwd, a->dg, dgT, a->perm_d, N, D);
+        OP(embed_bwd, a->dq, dqT, a->perm_d, N, D, N);
+        OP(embed_bwd, a->dk, dkT, a->perm_d, N, D, N);
+        OP(embed_bwd, a->dg, dgT, a->perm_d, N, D, N);
     }
     OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, D);
 }
@@ -1053,7 +1053,7 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
         OP(bias_bwd, CG(m, C_PIX_B, 0), a->dx, N, D);
         OP(matmul_bwd, NULL, CG(m, C_PIX, 0), dy_opnd(a, a->dx, N * D), as_opnd(a->pixo, a->pix, N * CH),
            CW(m, C_PIX, 0), N, CH, D);
-    } else OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D);
+    } else OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D, c->V);
     if (c->lower_bound) OP(lower_bounds_bwd, CG(m, C_LB, 0), a->dlb, CW(m, C_LB, 0), c->L, HK);
 }
 

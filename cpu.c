@@ -189,8 +189,8 @@ void op_embed_fwd(real *x, const int32_t *ids, const real *E, int64_t N, int D) 
 }
 
 // Rows may share an id, so parallelise over column blocks (COLBLK, cpu_vec.h): every dE element is summed in row
-// order by the one thread that owns its columns.
-void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D) {
+// order by the one thread that owns its columns. Every id is below V, the rows of dE.
+void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D, int64_t V) {
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < D; c0 += COLBLK) {
         int c1 = c0 + COLBLK < D ? c0 + COLBLK : D;

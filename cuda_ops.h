@@ -77,7 +77,7 @@ void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const fl
 
 // ---- embedding ----
 void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D);
-void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D);
+void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D, int64_t V);
 
 // ---- elementwise ----
 void cuda_zero(float *y, int64_t n);

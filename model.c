@@ -533,7 +533,7 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
     if (a->train) {
         SECTION("final norm bwd");
         OP(rmsnorm_bwd, rr, 0, G(m, P_NORM, 0), a->dx, xr, W(m, P_NORM, 0), a->rstdf, n, D, c->eps);  // [n,D]
-        OP(embed_bwd, a->dt, rr, rows_b, n, D);                              // into d stream's rows
+        OP(embed_bwd, a->dt, rr, rows_b, n, D, N);                           // into d stream's rows
     }
     dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
     double loss = 0;
@@ -925,7 +925,7 @@ static void input_bwd(Model *m, Acts *a, const real *dx, const int32_t *ids) {
     const Config *c = &m->c;
     switch (c->input) {
     case INPUT_TOKENS:
-        OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, a->N, c->D);
+        OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, a->N, c->D, c->V);
         break;
     }
 }

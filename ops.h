@@ -44,7 +44,7 @@ void op_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const real
 // x[N,D] = E[ids[n], :]; every id is in [0, V) (checked by the caller)  (x =)
 void op_embed_fwd(real *x, const int32_t *ids, const real *E, int64_t N, int D);
 // dE[ids[n], :] += dx[n, :]                                   (dE +=)
-void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D);
+void op_embed_bwd(real *dE, const real *dx, const int32_t *ids, int64_t N, int D, int64_t V);
 
 // ---- elementwise ----
 void op_zero(real *y, int64_t n);                        // y = 0

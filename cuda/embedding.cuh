@@ -12,7 +12,8 @@ __global__ void embed_fwd_kernel(float *__restrict__ x, const int32_t *__restric
 }
 
 // Backward, deterministic: rows sharing an id must be summed in a fixed order. A stable LSD radix sort of the ids
-// (4 passes of 8 bits; the ids are non-negative int32) groups the rows of each id, in row order. The sorted
+// (a pass of 8 bits for each byte that ids below V can have: one for a vocabulary of up to 256, four at most)
+// groups the rows of each id, in row order. The sorted
 // positions are then cut into fixed chunks of EB_CH: an id whose rows lie inside one chunk is summed there and
 // added to dE by that chunk; an id spanning chunks leaves per-chunk partial sums (P for the chunks it continues
 // out of, Q for the chunk where it ends) that a second kernel adds to dE in chunk order.
@@ -156,7 +157,7 @@ extern "C" void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int
     LAUNCH_CHECK("embed_fwd");
 }
 
-extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D) {
+extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D, int64_t V) {
     if (N <= 0 || D <= 0) return;
     if (N > INT_MAX / 2) die("embedding backward: %lld rows is too many; reduce --batch or --seq-len", (long long)N);
     int64_t ntiles = (N + RS_TILE - 1) / RS_TILE, nchunks = (N + EB_CH - 1) / EB_CH;
@@ -167,7 +168,9 @@ extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, i
     int *hist = cv.take<int>(256 * ntiles);
     float *P = cv.take<float>(nchunks * D), *Q = cv.take<float>(nchunks * D);
     const int *kin = ids, *vin = NULL;
-    for (int pass = 0; pass < 4; pass++) {
+    int passes = 1;
+    while (passes < 4 && (V - 1) >> (8 * passes) > 0) passes++;
+    for (int pass = 0; pass < passes; pass++) {
         int *kout = pass % 2 ? kb : ka, *vout = pass % 2 ? vb : va;
         rs_hist_kernel<<<(unsigned)ntiles, RS_TILE, 0, g_stream>>>(hist, kin, N, 8 * pass, (int)ntiles);
         LAUNCH_CHECK("rs_hist");

@@ -3,34 +3,32 @@
 #pragma once
 #include "reduce.cuh"
 
-// An operand value as float, from either operand format.
-__device__ __forceinline__ float ld_opnd(const float *p) { return *p; }
-__device__ __forceinline__ float ld_opnd(const bf16 *p) { return __bfloat162float(*p); }
-
-// Threads of a block that walks a row of C columns (ROWS_COLS): whole warps, at most 256.
-static unsigned cls_threads(int C) { return C >= 256 ? 256u : (unsigned)((C + 31) / 32 * 32); }
 
 // ---------------------------------------------------------------------------------------------------------
 // column sums over rows in double, deterministic
 // ---------------------------------------------------------------------------------------------------------
-// A partial kernel runs on a grid (row chunk, column tile) of CLS_COLS threads, one per column: each thread
-// sums its column over the chunk's CLS_ROWS rows in row order, in double, into part[chunk, column]. The partials
-// of a column are then added in a fixed order by cls_colsum (CLS_SLICES fixed runs of chunks, each in chunk
-// order, then the runs in order). Double, because these sums run over every position of a batch (2^18 rows and
-// more) and feed statistics (BatchNorm) as well as gradients.
+// A partial kernel runs on col_launch's grid, one thread per (chunk of CLS_ROWS rows, column): each thread sums
+// its column over the chunk's rows in row order, in double, into part[chunk, column]. The partials of a column
+// are then added in a fixed order by cls_colsum. Double, because these sums run over every position of a batch
+// (2^18 rows and more) and feed statistics (BatchNorm) as well as gradients.
 #define CLS_ROWS 64
 #define CLS_COLS 128
 #define CLS_SLICES 32
+#define CLS_RUN 8   // partials a thread adds in the first pass of cls_colsum, at most
 
 static unsigned cls_chunks(int64_t N) { return (unsigned)((N + CLS_ROWS - 1) / CLS_ROWS); }
 
-// Sums part[j * ld + c] over j < np for c < W: ADD 1: outf[c] += (float)sum; ADD 0: outd[c] = sum.
+// Sums part[j * ld + c] over the group's partials j for c < W. The grid's y splits the np partials into
+// gridDim.y groups of consecutive partials; a block's CLS_SLICES warps each add a fixed run of its group in
+// order, then the first warp adds the runs in order. ADD 1 (one group): outf[c] += (float)sum; ADD 0:
+// outd[group * W + c] = sum.
 template <bool ADD>
 __global__ void cls_colsum_kernel(float *__restrict__ outf, double *__restrict__ outd, const double *__restrict__ part,
                                   int64_t np, int W, int64_t ld) {
     __shared__ double run[CLS_SLICES][32];
     const int lane = threadIdx.x & 31, sl = threadIdx.x >> 5, c = blockIdx.x * 32 + lane;
-    const int64_t per = (np + CLS_SLICES - 1) / CLS_SLICES, j0 = sl * per, j1 = j0 + per < np ? j0 + per : np;
+    const int64_t pg = (np + gridDim.y - 1) / gridDim.y, g0 = blockIdx.y * pg, g1 = g0 + pg < np ? g0 + pg : np;
+    const int64_t per = (pg + CLS_SLICES - 1) / CLS_SLICES, j0 = g0 + sl * per, j1 = j0 + per < g1 ? j0 + per : g1;
     double s = 0;
     if (c < W)
         for (int64_t j = j0; j < j1; j++) s += part[j * ld + c];
@@ -40,38 +38,63 @@ __global__ void cls_colsum_kernel(float *__restrict__ outf, double *__restrict__
         double t = 0;
         for (int k = 0; k < CLS_SLICES; k++) t += run[k][lane];
         if (ADD) outf[c] += (float)t;
-        else outd[c] = t;
+        else outd[(int64_t)blockIdx.y * W + c] = t;
     }
 }
 
-static void cls_colsum_add(float *out, const double *part, int64_t np, int W, int64_t ld) {
-    cls_colsum_kernel<true><<<(W + 31) / 32, 32 * CLS_SLICES, 0, g_stream>>>(out, NULL, part, np, W, ld);
-    LAUNCH_CHECK("cls_colsum");
-}
-static void cls_colsum_to(double *out, const double *part, int64_t np, int W, int64_t ld) {
-    cls_colsum_kernel<false><<<(W + 31) / 32, 32 * CLS_SLICES, 0, g_stream>>>(NULL, out, part, np, W, ld);
+// The groups of the first pass over np partials: a pass over all of them in one group of 32 blocks' worth of
+// warps would leave a handful of blocks waiting on long chains of loads (4,096 partials for a ListOps batch).
+static unsigned cls_groups(int64_t np) { return (unsigned)((np + CLS_SLICES * CLS_RUN - 1) / (CLS_SLICES * CLS_RUN)); }
+// Doubles of the temporary a sum of np partials of W columns needs (the first pass's group sums).
+static size_t cls_colsum_tmp(int64_t np, int W) { return cls_groups(np) > 1 ? (size_t)cls_groups(np) * W : 1; }
+
+// The column sums of part (np partials of W columns, ld apart) into outf (added) or outd (written); tmp holds
+// cls_colsum_tmp(np, W) doubles. Two passes when there are many partials: the groups, then their sums in order.
+static void cls_colsum(float *outf, double *outd, const double *part, int64_t np, int W, int64_t ld, double *tmp) {
+    const unsigned G = cls_groups(np), cb = (unsigned)((W + 31) / 32);
+    if (G > 1) {
+        cls_colsum_kernel<false><<<dim3(cb, G), 32 * CLS_SLICES, 0, g_stream>>>(NULL, tmp, part, np, W, ld);
+        LAUNCH_CHECK("cls_colsum_groups");
+        part = tmp;
+        np = G;
+        ld = W;
+    }
+    if (outf) cls_colsum_kernel<true><<<cb, 32 * CLS_SLICES, 0, g_stream>>>(outf, NULL, part, np, W, ld);
+    else cls_colsum_kernel<false><<<cb, 32 * CLS_SLICES, 0, g_stream>>>(NULL, outd, part, np, W, ld);
     LAUNCH_CHECK("cls_colsum");
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // biases
 // ---------------------------------------------------------------------------------------------------------
-template <typename T>
+// The elementwise kernels of this file take V = 4 consecutive columns a thread when every row allows it (C a
+// multiple of 4, rows aligned: vec4_rows), else one; the arithmetic is the same either way.
+template <int V, typename T>
 __global__ void bias_add_kernel(T *__restrict__ y, const float *__restrict__ b, int64_t N, int C) {
-    ROWS_COLS(n, c, N, C) {
-        T *p = y + n * C + c;
-        put(p, ld_opnd(p) + b[c]);
+    ROWS_COLS(n, j, N, C / V) {
+        T *p = y + n * C + j * V;
+        float v[V], bb[V];
+        loadv<V>(p, v);
+        loadv<V>(b + j * V, bb);
+#pragma unroll
+        for (int e = 0; e < V; e++) v[e] += bb[e];
+        storev<V>(p, v);
     }
 }
 
+// Partial kernels: the chunk's rows in order, a few loads in flight
+#define CLS_PART(j, c, n0, n1)                                                   \
+    COL_CHUNK(j, c);                                                             \
+    const int64_t n0 = j * CLS_ROWS, n1 = n0 + CLS_ROWS < N ? n0 + CLS_ROWS : N; \
+    if (c >= C || n0 >= N) return
+
 template <typename T>
 __global__ void bias_part_kernel(double *__restrict__ part, const T *__restrict__ dy, int64_t N, int C) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const int64_t n0 = (int64_t)blockIdx.x * CLS_ROWS, n1 = n0 + CLS_ROWS < N ? n0 + CLS_ROWS : N;
+    CLS_PART(j, c, n0, n1);
     double s = 0;
-    for (int64_t n = n0; n < n1; n++) s += ld_opnd(dy + n * C + c);
-    part[(int64_t)blockIdx.x * C + c] = s;
+#pragma unroll 8
+    for (int64_t n = n0; n < n1; n++) s += ld1(dy + n * C + c);
+    part[j * C + c] = s;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -145,19 +168,18 @@ template <bool PER_ROW>
 __global__ void norm_wb_part_kernel(double *__restrict__ part, const float *__restrict__ dy,
                                     const float *__restrict__ x, const float *__restrict__ mean,
                                     const float *__restrict__ rstd, int64_t N, int C) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const int64_t n0 = (int64_t)blockIdx.x * CLS_ROWS, n1 = n0 + CLS_ROWS < N ? n0 + CLS_ROWS : N;
+    CLS_PART(j, c, n0, n1);
     const float mc = PER_ROW ? 0.f : mean[c], rc = PER_ROW ? 0.f : rstd[c];
     double sw = 0, sb = 0;
+#pragma unroll 8
     for (int64_t n = n0; n < n1; n++) {
         const float m = PER_ROW ? mean[n] : mc, r = PER_ROW ? rstd[n] : rc;
         const float d = dy[n * C + c], xh = (x[n * C + c] - m) * r;
         sw += (double)d * xh;
         sb += d;
     }
-    part[(int64_t)blockIdx.x * 2 * C + c] = sw;
-    part[(int64_t)blockIdx.x * 2 * C + C + c] = sb;
+    part[j * 2 * C + c] = sw;
+    part[j * 2 * C + C + c] = sb;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -167,10 +189,9 @@ __global__ void norm_wb_part_kernel(double *__restrict__ part, const float *__re
 // part[chunk, c] = sum of x (after x += res, written back, when res is given)
 __global__ void bn_sum_part_kernel(double *__restrict__ part, float *__restrict__ x, const float *__restrict__ res,
                                    int64_t N, int C) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const int64_t n0 = (int64_t)blockIdx.x * CLS_ROWS, n1 = n0 + CLS_ROWS < N ? n0 + CLS_ROWS : N;
+    CLS_PART(j, c, n0, n1);
     double s = 0;
+#pragma unroll 8
     for (int64_t n = n0; n < n1; n++) {
         float v = x[n * C + c];
         if (res) {
@@ -179,22 +200,21 @@ __global__ void bn_sum_part_kernel(double *__restrict__ part, float *__restrict_
         }
         s += v;
     }
-    part[(int64_t)blockIdx.x * C + c] = s;
+    part[j * C + c] = s;
 }
 
 // part[chunk, c] = sum of (x - mean)^2 in double, mean = sums[c] / N
 __global__ void bn_dev_part_kernel(double *__restrict__ part, const float *__restrict__ x,
                                    const double *__restrict__ sums, int64_t N, int C) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const int64_t n0 = (int64_t)blockIdx.x * CLS_ROWS, n1 = n0 + CLS_ROWS < N ? n0 + CLS_ROWS : N;
+    CLS_PART(j, c, n0, n1);
     const double m = sums[c] / N;
     double q = 0;
+#pragma unroll 8
     for (int64_t n = n0; n < n1; n++) {
         const double d = x[n * C + c] - m;
         q += d * d;
     }
-    part[(int64_t)blockIdx.x * C + c] = q;
+    part[j * C + c] = q;
 }
 
 // Training: the statistics from the sums, saved, and the running averages (the variance unbiased). The
@@ -225,17 +245,29 @@ __global__ void bn_eval_stats_kernel(float *__restrict__ mr, float *__restrict__
 }
 
 // y = (x - mr) rr w + b; with res (eval: the training path added it in the sums' pass), x += res first
-template <typename T>
+template <int V, typename T>
 __global__ void bn_apply_kernel(T *__restrict__ y, float *__restrict__ x, const float *__restrict__ res,
                                 const float *__restrict__ mr, const float *__restrict__ rr, const float *__restrict__ w,
                                 const float *__restrict__ b, int64_t N, int C) {
-    ROWS_COLS(n, c, N, C) {
-        float v = x[n * C + c];
+    ROWS_COLS(n, j, N, C / V) {
+        const int64_t i = n * C + j * V;
+        const int c = j * V;
+        float v[V], m[V], r[V], ww[V], bb[V], o[V];
+        loadv<V>(x + i, v);
         if (res) {
-            v += res[n * C + c];
-            x[n * C + c] = v;
+            float t[V];
+            loadv<V>(res + i, t);
+#pragma unroll
+            for (int e = 0; e < V; e++) v[e] += t[e];
+            storev<V>(x + i, v);
         }
-        put(y + n * C + c, (v - mr[c]) * rr[c] * w[c] + b[c]);
+        loadv<V>(mr + c, m);
+        loadv<V>(rr + c, r);
+        loadv<V>(w + c, ww);
+        loadv<V>(b + c, bb);
+#pragma unroll
+        for (int e = 0; e < V; e++) o[e] = (v[e] - m[e]) * r[e] * ww[e] + bb[e];
+        storev<V>(y + i, o);
     }
 }
 
@@ -254,39 +286,70 @@ __global__ void bn_bwd_coef_kernel(float *__restrict__ coef, float *__restrict__
     coef[2 * C + c] = (float)(sx / N);
 }
 
+template <int V>
 __global__ void bn_bwd_dx_kernel(float *dx, int acc, const float *__restrict__ dy, const float *__restrict__ x,
                                  const float *__restrict__ mean, const float *__restrict__ rstd,
                                  const float *__restrict__ coef, int64_t N, int C) {
-    ROWS_COLS(n, c, N, C) {
-        const int64_t i = n * C + c;
-        const float xh = (x[i] - mean[c]) * rstd[c], t = coef[c] * (dy[i] - coef[C + c] - xh * coef[2 * C + c]);
-        dx[i] = acc ? dx[i] + t : t;
+    ROWS_COLS(n, j, N, C / V) {
+        const int64_t i = n * C + j * V;
+        const int c = j * V;
+        float xv[V], d[V], m[V], r[V], a[V], k1[V], k2[V], t[V];
+        loadv<V>(x + i, xv);
+        loadv<V>(dy + i, d);
+        loadv<V>(mean + c, m);
+        loadv<V>(rstd + c, r);
+        loadv<V>(coef + c, a);
+        loadv<V>(coef + C + c, k1);
+        loadv<V>(coef + 2 * C + c, k2);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            const float xh = (xv[e] - m[e]) * r[e];
+            t[e] = a[e] * (d[e] - k1[e] - xh * k2[e]);
+        }
+        if (acc) {
+            float o[V];
+            loadv<V>(dx + i, o);
+#pragma unroll
+            for (int e = 0; e < V; e++) t[e] = o[e] + t[e];
+        }
+        storev<V>(dx + i, t);
     }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // launchers
 // ---------------------------------------------------------------------------------------------------------
+template <typename T> static void bias_add_as(T *y, const float *b, int64_t N, int C) {
+    if (vec4_rows(y, C) && al(b, 16)) {
+        const RowsLaunch rl = rows_launch(N, C / 4);
+        bias_add_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(y, b, N, C);
+    } else {
+        const RowsLaunch rl = rows_launch(N, C);
+        bias_add_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(y, b, N, C);
+    }
+}
+
 extern "C" void cuda_bias_add(float *y, const float *b, int64_t N, int C) {
     if (N <= 0 || C <= 0) return;
-    bias_add_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>(y, b, N, C);
+    bias_add_as(y, b, N, C);
     LAUNCH_CHECK("bias_add");
 }
 
 extern "C" void cuda_bias_add_opnd(void *y, const float *b, int64_t N, int C) {
     if (N <= 0 || C <= 0) return;
-    if (opnd_bf16()) bias_add_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>((bf16 *)y, b, N, C);
-    else bias_add_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>((float *)y, b, N, C);
+    if (opnd_bf16()) bias_add_as((bf16 *)y, b, N, C);
+    else bias_add_as((float *)y, b, N, C);
     LAUNCH_CHECK("bias_add_opnd");
 }
 
 template <typename T> static void bias_bwd_as(float *db, const T *dy, int64_t N, int C) {
     const unsigned nch = cls_chunks(N);
-    double *part = (double *)scratch(align256((size_t)nch * C * sizeof(double)));
-    dim3 grid(nch, (unsigned)((C + CLS_COLS - 1) / CLS_COLS));
-    bias_part_kernel<<<grid, CLS_COLS, 0, g_stream>>>(part, dy, N, C);
+    Carve cv = {scratch(align256((size_t)nch * C * sizeof(double)) + align256(cls_colsum_tmp(nch, C) * sizeof(double)))};
+    double *part = cv.take<double>((size_t)nch * C), *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
+    const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+    bias_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, dy, N, C);
     LAUNCH_CHECK("bias_part");
-    cls_colsum_add(db, part, nch, C, C);
+    cls_colsum(db, NULL, part, nch, C, C, tmp);
 }
 
 extern "C" void cuda_bias_bwd(float *db, const float *dy, int64_t N, int C) {
@@ -320,12 +383,26 @@ extern "C" void cuda_layernorm_bwd(float *dx, int acc, float *dw, float *db, con
     }
     if (dw || db) {
         const unsigned nch = cls_chunks(N);
-        double *part = (double *)scratch(align256((size_t)nch * 2 * C * sizeof(double)));
-        dim3 grid(nch, (unsigned)((C + CLS_COLS - 1) / CLS_COLS));
-        norm_wb_part_kernel<true><<<grid, CLS_COLS, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
+        Carve cv = {scratch(align256((size_t)nch * 2 * C * sizeof(double)) +
+                            align256(cls_colsum_tmp(nch, C) * sizeof(double)))};
+        double *part = cv.take<double>((size_t)nch * 2 * C), *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
+        const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+        norm_wb_part_kernel<true><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
         LAUNCH_CHECK("layernorm_wb_part");
-        if (dw) cls_colsum_add(dw, part, nch, C, 2 * (int64_t)C);
-        if (db) cls_colsum_add(db, part + C, nch, C, 2 * (int64_t)C);
+        if (dw) cls_colsum(dw, NULL, part, nch, C, 2 * (int64_t)C, tmp);
+        if (db) cls_colsum(db, NULL, part + C, nch, C, 2 * (int64_t)C, tmp);
+    }
+}
+
+template <typename T>
+static void bn_apply_as(T *y, float *x, const float *res, const float *mr, const float *rr, const float *w,
+                        const float *b, int64_t N, int C) {
+    if (vec4_rows(y, C) && vec4_rows(x, C) && (!res || vec4_rows(res, C)) && al(w, 16) && al(b, 16)) {
+        const RowsLaunch rl = rows_launch(N, C / 4);   // (mr and rr are carved 256-byte aligned)
+        bn_apply_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(y, x, res, mr, rr, w, b, N, C);
+    } else {
+        const RowsLaunch rl = rows_launch(N, C);
+        bn_apply_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(y, x, res, mr, rr, w, b, N, C);
     }
 }
 
@@ -336,18 +413,19 @@ extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run
     if (N <= 0 || C <= 0) return;
     const unsigned nch = cls_chunks(N);
     Carve cv = {scratch(align256((size_t)nch * C * sizeof(double)) + 2 * align256((size_t)C * sizeof(double)) +
-                        2 * align256((size_t)C * sizeof(float)))};
+                        align256(cls_colsum_tmp(nch, C) * sizeof(double)) + 2 * align256((size_t)C * sizeof(float)))};
     double *part = cv.take<double>((size_t)nch * C), *sums = cv.take<double>(C), *devs = cv.take<double>(C);
+    double *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
     float *mr = cv.take<float>(C), *rr = cv.take<float>(C);
     const unsigned cb = (unsigned)((C + 127) / 128);
     if (train) {
-        dim3 grid(nch, (unsigned)((C + CLS_COLS - 1) / CLS_COLS));
-        bn_sum_part_kernel<<<grid, CLS_COLS, 0, g_stream>>>(part, x, res, N, C);
+        const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+        bn_sum_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, res, N, C);
         LAUNCH_CHECK("batchnorm_sum_part");
-        cls_colsum_to(sums, part, nch, C, C);
-        bn_dev_part_kernel<<<grid, CLS_COLS, 0, g_stream>>>(part, x, sums, N, C);
+        cls_colsum(NULL, sums, part, nch, C, C, tmp);
+        bn_dev_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, sums, N, C);
         LAUNCH_CHECK("batchnorm_dev_part");
-        cls_colsum_to(devs, part, nch, C, C);
+        cls_colsum(NULL, devs, part, nch, C, C, tmp);
         bn_stats_kernel<<<cb, 128, 0, g_stream>>>(mr, rr, mean, rstd, run_mean, run_var, sums, devs, N, C, eps,
                                                   momentum);
         LAUNCH_CHECK("batchnorm_stats");
@@ -356,9 +434,8 @@ extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run
         bn_eval_stats_kernel<<<cb, 128, 0, g_stream>>>(mr, rr, run_mean, run_var, C, eps);
         LAUNCH_CHECK("batchnorm_eval_stats");
     }
-    if (opnd_bf16())
-        bn_apply_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>((bf16 *)y, x, res, mr, rr, w, b, N, C);
-    else bn_apply_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>((float *)y, x, res, mr, rr, w, b, N, C);
+    if (opnd_bf16()) bn_apply_as((bf16 *)y, x, res, mr, rr, w, b, N, C);
+    else bn_apply_as((float *)y, x, res, mr, rr, w, b, N, C);
     LAUNCH_CHECK("batchnorm_apply");
 }
 
@@ -367,17 +444,24 @@ extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, con
     if (N <= 0 || C <= 0 || (!dx && !dw && !db)) return;
     const unsigned nch = cls_chunks(N);
     Carve cv = {scratch(align256((size_t)nch * 2 * C * sizeof(double)) + align256((size_t)2 * C * sizeof(double)) +
-                        align256((size_t)3 * C * sizeof(float)))};
+                        align256(cls_colsum_tmp(nch, 2 * C) * sizeof(double)) + align256((size_t)3 * C * sizeof(float)))};
     double *part = cv.take<double>((size_t)nch * 2 * C), *sums = cv.take<double>((size_t)2 * C);
+    double *tmp = cv.take<double>(cls_colsum_tmp(nch, 2 * C));
     float *coef = cv.take<float>((size_t)3 * C);
-    dim3 grid(nch, (unsigned)((C + CLS_COLS - 1) / CLS_COLS));
-    norm_wb_part_kernel<false><<<grid, CLS_COLS, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
+    const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+    norm_wb_part_kernel<false><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
     LAUNCH_CHECK("batchnorm_wb_part");
-    cls_colsum_to(sums, part, nch, 2 * C, 2 * (int64_t)C);
+    cls_colsum(NULL, sums, part, nch, 2 * C, 2 * (int64_t)C, tmp);
     bn_bwd_coef_kernel<<<(unsigned)((C + 127) / 128), 128, 0, g_stream>>>(coef, dw, db, sums, w, rstd, N, C);
     LAUNCH_CHECK("batchnorm_bwd_coef");
     if (dx) {
-        bn_bwd_dx_kernel<<<blocks_for(N, 1), cls_threads(C), 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
+        if (vec4_rows(dx, C) && vec4_rows(dy, C) && vec4_rows(x, C) && al(mean, 16) && al(rstd, 16)) {
+            const RowsLaunch rl = rows_launch(N, C / 4);   // (coef is carved 256-byte aligned; C % 4 == 0)
+            bn_bwd_dx_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
+        } else {
+            const RowsLaunch rl = rows_launch(N, C);
+            bn_bwd_dx_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
+        }
         LAUNCH_CHECK("batchnorm_bwd_dx");
     }
 }

@@ -56,14 +56,14 @@ __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, f
 
 #define COL_ROWS 64   // rows per chunk of the gates' dlb partials
 
-// grid (row chunk, column tile): each thread writes dqf for its column over COL_ROWS rows and, with a lower
+// col_launch: each thread writes dqf for its column over COL_ROWS rows and, with a lower
 // bound, leaves the chunk's dlb partial in part. dqf may equal qf: every element is read before it is written.
 __global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
                                  const float *__restrict__ dk, const float *__restrict__ dg, const float *qf,
                                  int64_t ldqf, const float *__restrict__ lb, int64_t N, int HK) {
-    int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= HK) return;
-    int64_t n0 = (int64_t)blockIdx.x * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    COL_CHUNK(j, c);
+    const int64_t n0 = j * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
+    if (c >= HK || n0 >= N) return;
     float l = lb ? lb[c] : 0.f, acc = 0.f;
 #pragma unroll 4
     for (int64_t n = n0; n < n1; n++) {
@@ -81,7 +81,7 @@ __global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ 
             acc += dlam * sn;
         }
     }
-    if (part) part[(int64_t)blockIdx.x * HK + c] = acc;
+    if (part) part[j * HK + c] = acc;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -128,11 +128,8 @@ __global__ void lb_bwd_kernel(float *__restrict__ dP, const float *__restrict__ 
 // ---------------------------------------------------------------------------------------------------------
 // SwiGLU
 // ---------------------------------------------------------------------------------------------------------
-__device__ __forceinline__ float ld1(const float *p) { return *p; }
-__device__ __forceinline__ float ld1(const bf16 *p) { return __bfloat162float(*p); }
-
-// A block per row; with V = 4 each thread takes four consecutive columns per load (I a multiple of 4, rows
-// aligned), else one.
+// ROWS_COLS over the rows; with V = 4 each thread takes four consecutive columns per load (I a multiple of 4,
+// rows aligned), else one.
 template <int V, typename T>
 __global__ void swiglu_fwd_kernel(T *__restrict__ h, const T *__restrict__ gu, int64_t N, int I) {
     ROWS_COLS(n, j, N, I / V) {
@@ -196,7 +193,8 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
 extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
                                int HK) {
     if (N <= 0 || HK <= 0) return;
-    gates_fwd_kernel<<<blocks_for(N, 1), 256, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
+    const RowsLaunch rl = rows_launch(N, HK);
+    gates_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_fwd");
 }
 
@@ -206,8 +204,8 @@ extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const floa
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
     float *part = NULL;
     if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
-    dim3 grid((unsigned)nchunks, (unsigned)((HK + COL_THREADS - 1) / COL_THREADS));
-    gates_bwd_kernel<<<grid, COL_THREADS, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
+    const ColLaunch cl = col_launch(nchunks, HK);
+    gates_bwd_kernel<<<cl.grid, cl.block, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_bwd");
     if (part) colsum_finish(dlb, part, nchunks, HK);
 }
@@ -225,14 +223,22 @@ extern "C" void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *
 }
 
 template <typename T> static void swiglu_fwd_as(T *h, const T *gu, int64_t N, int I) {
-    if (I % 4 == 0 && al(h, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)))
-        swiglu_fwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
-    else swiglu_fwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(h, gu, N, I);
+    if (vec4_rows(h, I) && vec4_rows(gu, I)) {
+        const RowsLaunch rl = rows_launch(N, I / 4);
+        swiglu_fwd_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(h, gu, N, I);
+    } else {
+        const RowsLaunch rl = rows_launch(N, I);
+        swiglu_fwd_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(h, gu, N, I);
+    }
 }
 template <typename T> static void swiglu_bwd_as(T *dgu, const float *dh, const T *gu, int64_t N, int I) {
-    if (I % 4 == 0 && al(dgu, 4 * sizeof(T)) && al(gu, 4 * sizeof(T)) && al(dh, 16))
-        swiglu_bwd_kernel<4><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
-    else swiglu_bwd_kernel<1><<<blocks_for(N, 1), 256, 0, g_stream>>>(dgu, dh, gu, N, I);
+    if (vec4_rows(dgu, I) && vec4_rows(gu, I) && vec4_rows(dh, I)) {
+        const RowsLaunch rl = rows_launch(N, I / 4);
+        swiglu_bwd_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dgu, dh, gu, N, I);
+    } else {
+        const RowsLaunch rl = rows_launch(N, I);
+        swiglu_bwd_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dgu, dh, gu, N, I);
+    }
 }
 
 extern "C" void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I) {

@@ -214,21 +214,24 @@ extern "C" void cuda_pool_mean_fwd(float *y, const float *x, const int32_t *lens
 
 extern "C" void cuda_pool_mean_bwd(float *dx, const float *dy, const int32_t *lens, int B, int T, int D) {
     if (B <= 0 || T <= 0 || D <= 0) return;
-    pool_bwd_kernel<<<blocks_for((int64_t)B * T, 1), cls_threads(D), 0, g_stream>>>(dx, dy, lens, B, T, D);
+    const RowsLaunch rl = rows_launch((int64_t)B * T, D);
+    pool_bwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(dx, dy, lens, B, T, D);
     LAUNCH_CHECK("pool_mean_bwd");
 }
 
 extern "C" void cuda_pair_features_fwd(void *f, const float *a, const float *b, int B, int D) {
     if (B <= 0 || D <= 0) return;
-    if (opnd_bf16()) pair_fwd_kernel<<<blocks_for(B, 1), cls_threads(D), 0, g_stream>>>((bf16 *)f, a, b, B, D);
-    else pair_fwd_kernel<<<blocks_for(B, 1), cls_threads(D), 0, g_stream>>>((float *)f, a, b, B, D);
+    const RowsLaunch rl = rows_launch(B, D);
+    if (opnd_bf16()) pair_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>((bf16 *)f, a, b, B, D);
+    else pair_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>((float *)f, a, b, B, D);
     LAUNCH_CHECK("pair_features_fwd");
 }
 
 extern "C" void cuda_pair_features_bwd(float *da, float *db, const float *df, const float *a, const float *b, int B,
                                        int D) {
     if (B <= 0 || D <= 0) return;
-    pair_bwd_kernel<<<blocks_for(B, 1), cls_threads(D), 0, g_stream>>>(da, db, df, a, b, B, D);
+    const RowsLaunch rl = rows_launch(B, D);
+    pair_bwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(da, db, df, a, b, B, D);
     LAUNCH_CHECK("pair_features_bwd");
 }
 

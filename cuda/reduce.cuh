@@ -28,6 +28,22 @@ __device__ double block_sum_d(double v) {
 // adds those in a fixed order.
 #define COL_THREADS 128   // threads per block of the column kernels (one thread per column)
 
+// A column kernel's launch: one thread per (chunk of rows, column). A block takes x = C columns (rounded up to a
+// power of two, at most `threads`) of y = threads / x chunks, so that a narrow array (a classifier of D 64) fills
+// its blocks; COL_CHUNK names the thread's chunk j and column c (past the end when j or c is out of range).
+struct ColLaunch {
+    dim3 grid, block;
+};
+static ColLaunch col_launch(int64_t nchunks, int C, unsigned threads = COL_THREADS) {
+    unsigned tx = 1;
+    while (tx < (unsigned)C && tx < threads) tx <<= 1;
+    const unsigned ty = threads / tx;
+    return {dim3((unsigned)((nchunks + ty - 1) / ty), (unsigned)((C + tx - 1) / tx)), dim3(tx, ty)};
+}
+#define COL_CHUNK(j, c)                                                       \
+    const int64_t j = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;         \
+    const int c = blockIdx.y * blockDim.x + threadIdx.x
+
 // out[c] += the sum of part[j, c] over j < np, in a fixed order: a block takes 32 columns, each of its
 // CS_SLICES warps sums a fixed run of np / CS_SLICES rows in order, then the first warp adds the runs in order.
 // (One thread per column walking all np rows waited on each load in turn: ~50 us for 512 partials.)

@@ -236,10 +236,24 @@ static unsigned blocks_for(int64_t n, int threads) {
     return (unsigned)(b < 1 ? 1 : b);
 }
 
-// Row n, column c of an [N, C] array: a block per row (grid stride), the block's threads along the row.
-#define ROWS_COLS(n, c, N, C)                                                        \
-    for (int64_t n = blockIdx.x; n < (N); n += gridDim.x)                            \
+// Row n, column c of an [N, C] array: blockDim.y rows per block (grid stride), the block's x threads along each
+// row. A one-dimensional block takes one row at a time.
+#define ROWS_COLS(n, c, N, C)                                                                                   \
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; n < (N); n += (int64_t)gridDim.x * blockDim.y) \
         for (int c = threadIdx.x; c < (C); c += blockDim.x)
+
+// A ROWS_COLS launch of `threads` threads a block over [N, C]: x takes the row's C items (rounded up to a power
+// of two, at most `threads`), y as many rows as fill the block. A short row (a classifier of D 64, a SwiGLU
+// row of 16 four-column groups) then fills the block instead of leaving most of its threads idle.
+struct RowsLaunch {
+    dim3 grid, block;
+};
+static RowsLaunch rows_launch(int64_t N, int C, unsigned threads = 256) {
+    unsigned tx = 1;
+    while (tx < (unsigned)C && tx < threads) tx <<= 1;
+    const unsigned ty = threads / tx;
+    return {dim3(blocks_for((N + ty - 1) / ty, 1)), dim3(tx, ty)};
+}
 
 #define GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
@@ -252,6 +266,9 @@ static bool al(const void *p, int bytes) { return ((uintptr_t)p % bytes) == 0; }
 // Stores in the operand formats (float or bf16, round to nearest).
 __device__ __forceinline__ void put(float *p, float v) { *p = v; }
 __device__ __forceinline__ void put(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// A value of either format as float.
+__device__ __forceinline__ float ld1(const float *p) { return *p; }
+__device__ __forceinline__ float ld1(const bf16 *p) { return __bfloat162float(*p); }
 // Four consecutive values of either format in one load or store (16 bytes of fp32, 8 of bf16).
 __device__ __forceinline__ void load4(const float *p, float v[4]) {
     const float4 t = *(const float4 *)p;
@@ -270,6 +287,18 @@ __device__ __forceinline__ void store4(bf16 *p, const float v[4]) {
     t.y = *(unsigned *)&b;
     *(uint2 *)p = t;
 }
+
+// V (1 or 4) consecutive values of either format: one element, or load4 / store4.
+template <int V, typename T> __device__ __forceinline__ void loadv(const T *p, float v[V]) {
+    if constexpr (V == 4) load4(p, v);
+    else v[0] = ld1(p);
+}
+template <int V, typename T> __device__ __forceinline__ void storev(T *p, const float v[V]) {
+    if constexpr (V == 4) store4(p, v);
+    else put(p, v[0]);
+}
+// Whether rows of C values of T starting at p may be read and written four at a time.
+template <typename T> static bool vec4_rows(const T *p, int C) { return C % 4 == 0 && al(p, 4 * sizeof(T)); }
 
 // sigmoid(x) and sigmoid(-x), each to full relative precision; exp never overflows (as cpu.c)
 __device__ __forceinline__ void sigmoid2(float x, float &s, float &sn) {

@@ -169,7 +169,9 @@ static void test_embed(void) {
     struct { int64_t N; int D, V; const char *what; } sh[] = {
         {1, 128, 37, ""}, {63, 256, 37, ""}, {64, 768, 37, ""}, {65, 128, 37, ""},
         {8192, 256, 37, "(few ids, long runs)"}, {8192, 768, 50304, ""}, {4096, 128, 1, "(one id)"},
-        {3000, 768, 3, ""}, {2048, 768, 2048, ""}};
+        {3000, 768, 3, ""}, {2048, 768, 2048, ""}, {4096, 64, 256, "(one digit)"}, {4096, 64, 257, "(two digits)"},
+        {3000, 64, 70000, "(three digits)"}, {3000, 2, 1 << 24, "(three digits, the last full)"},
+        {3000, 2, 1 << 25, "(four digits)"}};
     for (auto s : sh) {
         if (g_quick && s.N * s.D > 3000 * 768) continue;
         seed(200 + s.N + s.D + s.V);
@@ -178,13 +180,13 @@ static void test_embed(void) {
         Vec E = randn((size_t)s.V * s.D), dx = randn(s.N * s.D), dE0 = randn((size_t)s.V * s.D);
         Vec x(s.N * s.D), dE = dE0;
         op_embed_fwd(x.data(), ids.data(), E.data(), s.N, s.D);
-        op_embed_bwd(dE.data(), dx.data(), ids.data(), s.N, s.D);
+        op_embed_bwd(dE.data(), dx.data(), ids.data(), s.N, s.D, s.V);
         Pool P;
         int32_t *gid = P.up(ids);
         float *gE = P.up(E), *gdx = P.up(dx), *gdE = P.up(dE0), *gx = P.f(x.size());
         poison(gx, x.size() * 4);
         cuda_embed_fwd(gx, gid, gE, s.N, s.D);
-        cuda_embed_bwd(gdE, gdx, gid, s.N, s.D);
+        cuda_embed_bwd(gdE, gdx, gid, s.N, s.D, s.V);
         char shape[96];
         snprintf(shape, sizeof shape, "N%lld D%d V%d %s", (long long)s.N, s.D, s.V, s.what);
         compare("embed_fwd x", shape, down(gx, x.size()), x, 0);
@@ -1340,8 +1342,8 @@ static void test_determinism(void) {
         Vec dx = randn(N * D), dE0 = randn((size_t)V * D);
         int32_t *gid = P.up(ids);
         float *gdx = P.up(dx), *a = P.up(dE0), *b = P.up(dE0);
-        cuda_embed_bwd(a, gdx, gid, N, D);
-        cuda_embed_bwd(b, gdx, gid, N, D);
+        cuda_embed_bwd(a, gdx, gid, N, D, V);
+        cuda_embed_bwd(b, gdx, gid, N, D, V);
         Vec ha = down(a, dE0.size()), hb = down(b, dE0.size());
         snprintf(shape, sizeof shape, "N%lld D%d V%d", (long long)N, D, V);
         check_bits("determinism embed_bwd", shape, ha.data(), hb.data(), ha.size() * 4);
@@ -1633,7 +1635,7 @@ static void bench(void) {
     int32_t *gid = P.up(ids);
     float *dx = P.up(randn(N * D)), *dE = P.f((size_t)V * D);
     cuda_zero(dE, (int64_t)V * D);
-    double te = time_ms([&] { cuda_embed_bwd(dE, dx, gid, N, D); });
+    double te = time_ms([&] { cuda_embed_bwd(dE, dx, gid, N, D, V); });
     printf("embed_bwd     N%lld D%d V%d: %8.3f ms\n", (long long)N, D, V, te);
     float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.up(randn(N * D)),
           *dw = P.f(D), *rs = P.f(N), *res = P.up(randn(N * D));

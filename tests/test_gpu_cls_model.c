@@ -292,7 +292,7 @@ static void col_gather_fwd(void *p) {
     cuda_hgru_fwd(b->oT, NULL, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, 0, 0, 0);
     cuda_hgru_fwd(b->oT, NULL, b->q, b->k, b->g, b->qfiT + 2 * HK, QFI, NULL, nc, gh, c->H, c->K, c->Dv, 0, 1, 1);
     cuda_zero(b->o, N * c->D);
-    cuda_embed_bwd(b->o, b->oT, b->perm, N, c->D);
+    cuda_embed_bwd(b->o, b->oT, b->perm, N, c->D, N);
 }
 static void col_gather_fwdbwd(void *p) {
     ColBench *b = p;
@@ -309,7 +309,7 @@ static void col_gather_fwdbwd(void *p) {
                   nc, gh, c->H, c->K, c->Dv, 0, 1, 1);
     cuda_gates_bwd(b->dqfiT, QFI, NULL, b->dq, b->dk, b->dg, b->qfiT, QFI, NULL, N, HK);
     cuda_zero(b->dqfi, N * QFI);
-    cuda_embed_bwd(b->dqfi, b->dqfiT, b->perm, N, QFI);
+    cuda_embed_bwd(b->dqfi, b->dqfiT, b->perm, N, QFI, N);
 }
 
 // The column pass at a 2-D preset's shape, read in place against gathered (fp32 state: chunk 0, as trained).

@@ -102,7 +102,7 @@ static void test_embed(void) {
     for (int64_t n = 0; n < c.N; n++) c.ids[n] = (int32_t)(next_u64() % 4);  // ids 0..3 repeat, 4, 5 unused
     c.E = rvec((int64_t)V * c.D, 1); c.w = rvec(c.N * c.D, 1); c.x = zvec(c.N * c.D);
     real *dE0 = rvec((int64_t)V * c.D, 1), *dE = dup(dE0, (int64_t)V * c.D);
-    op_embed_bwd(dE, c.w, c.ids, c.N, c.D);
+    op_embed_bwd(dE, c.w, c.ids, c.N, c.D, V);
     for (int64_t i = 0; i < (int64_t)V * c.D; i++) dE[i] -= dE0[i];
     fd("embed dE (repeated ids, +=)", emb_loss, &c, c.E, 1, (int64_t)V * c.D, 0, dE, 0);
     free(c.ids); free(c.E); free(c.w); free(c.x); free(dE0); free(dE);
@@ -564,7 +564,7 @@ typedef struct { real *dx; int32_t *ids; int64_t N; int D, V; } DetEmb;
 static void det_embed(void *p, real *out) {
     DetEmb *c = p;
     memset(out, 0, (size_t)c->V * c->D * sizeof(real));
-    op_embed_bwd(out, c->dx, c->ids, c->N, c->D);
+    op_embed_bwd(out, c->dx, c->ids, c->N, c->D, c->V);
 }
 typedef struct { real *qf, *lb, *dq, *dk, *dg; int64_t N; int HK; } DetGate;
 static void det_gates(void *p, real *out) {
