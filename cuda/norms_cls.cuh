@@ -3,7 +3,6 @@
 #pragma once
 #include "reduce.cuh"
 
-
 // ---------------------------------------------------------------------------------------------------------
 // column sums over rows in double, deterministic
 // ---------------------------------------------------------------------------------------------------------
@@ -321,10 +320,10 @@ __global__ void bn_bwd_dx_kernel(float *dx, int acc, const float *__restrict__ d
 // ---------------------------------------------------------------------------------------------------------
 template <typename T> static void bias_add_as(T *y, const float *b, int64_t N, int C) {
     if (vec4_rows(y, C) && al(b, 16)) {
-        const RowsLaunch rl = rows_launch(N, C / 4);
+        const Launch2D rl = rows_launch(N, C / 4);
         bias_add_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(y, b, N, C);
     } else {
-        const RowsLaunch rl = rows_launch(N, C);
+        const Launch2D rl = rows_launch(N, C);
         bias_add_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(y, b, N, C);
     }
 }
@@ -346,7 +345,7 @@ template <typename T> static void bias_bwd_as(float *db, const T *dy, int64_t N,
     const unsigned nch = cls_chunks(N);
     Carve cv = {scratch(align256((size_t)nch * C * sizeof(double)) + align256(cls_colsum_tmp(nch, C) * sizeof(double)))};
     double *part = cv.take<double>((size_t)nch * C), *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
-    const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+    const Launch2D cl = col_launch(nch, C, CLS_COLS);
     bias_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, dy, N, C);
     LAUNCH_CHECK("bias_part");
     cls_colsum(db, NULL, part, nch, C, C, tmp);
@@ -386,7 +385,7 @@ extern "C" void cuda_layernorm_bwd(float *dx, int acc, float *dw, float *db, con
         Carve cv = {scratch(align256((size_t)nch * 2 * C * sizeof(double)) +
                             align256(cls_colsum_tmp(nch, C) * sizeof(double)))};
         double *part = cv.take<double>((size_t)nch * 2 * C), *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
-        const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+        const Launch2D cl = col_launch(nch, C, CLS_COLS);
         norm_wb_part_kernel<true><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
         LAUNCH_CHECK("layernorm_wb_part");
         if (dw) cls_colsum(dw, NULL, part, nch, C, 2 * (int64_t)C, tmp);
@@ -398,10 +397,10 @@ template <typename T>
 static void bn_apply_as(T *y, float *x, const float *res, const float *mr, const float *rr, const float *w,
                         const float *b, int64_t N, int C) {
     if (vec4_rows(y, C) && vec4_rows(x, C) && (!res || vec4_rows(res, C)) && al(w, 16) && al(b, 16)) {
-        const RowsLaunch rl = rows_launch(N, C / 4);   // (mr and rr are carved 256-byte aligned)
+        const Launch2D rl = rows_launch(N, C / 4);   // (mr and rr are carved 256-byte aligned)
         bn_apply_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(y, x, res, mr, rr, w, b, N, C);
     } else {
-        const RowsLaunch rl = rows_launch(N, C);
+        const Launch2D rl = rows_launch(N, C);
         bn_apply_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(y, x, res, mr, rr, w, b, N, C);
     }
 }
@@ -419,7 +418,7 @@ extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run
     float *mr = cv.take<float>(C), *rr = cv.take<float>(C);
     const unsigned cb = (unsigned)((C + 127) / 128);
     if (train) {
-        const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+        const Launch2D cl = col_launch(nch, C, CLS_COLS);
         bn_sum_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, res, N, C);
         LAUNCH_CHECK("batchnorm_sum_part");
         cls_colsum(NULL, sums, part, nch, C, C, tmp);
@@ -448,7 +447,7 @@ extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, con
     double *part = cv.take<double>((size_t)nch * 2 * C), *sums = cv.take<double>((size_t)2 * C);
     double *tmp = cv.take<double>(cls_colsum_tmp(nch, 2 * C));
     float *coef = cv.take<float>((size_t)3 * C);
-    const ColLaunch cl = col_launch(nch, C, CLS_COLS);
+    const Launch2D cl = col_launch(nch, C, CLS_COLS);
     norm_wb_part_kernel<false><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
     LAUNCH_CHECK("batchnorm_wb_part");
     cls_colsum(NULL, sums, part, nch, 2 * C, 2 * (int64_t)C, tmp);
@@ -456,10 +455,10 @@ extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, con
     LAUNCH_CHECK("batchnorm_bwd_coef");
     if (dx) {
         if (vec4_rows(dx, C) && vec4_rows(dy, C) && vec4_rows(x, C) && al(mean, 16) && al(rstd, 16)) {
-            const RowsLaunch rl = rows_launch(N, C / 4);   // (coef is carved 256-byte aligned; C % 4 == 0)
+            const Launch2D rl = rows_launch(N, C / 4);   // (coef is carved 256-byte aligned; C % 4 == 0)
             bn_bwd_dx_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
         } else {
-            const RowsLaunch rl = rows_launch(N, C);
+            const Launch2D rl = rows_launch(N, C);
             bn_bwd_dx_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
         }
         LAUNCH_CHECK("batchnorm_bwd_dx");

@@ -193,7 +193,7 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
 extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
                                int HK) {
     if (N <= 0 || HK <= 0) return;
-    const RowsLaunch rl = rows_launch(N, HK);
+    const Launch2D rl = rows_launch(N, HK);
     gates_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_fwd");
 }
@@ -204,7 +204,7 @@ extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const floa
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
     float *part = NULL;
     if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
-    const ColLaunch cl = col_launch(nchunks, HK);
+    const Launch2D cl = col_launch(nchunks, HK);
     gates_bwd_kernel<<<cl.grid, cl.block, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_bwd");
     if (part) colsum_finish(dlb, part, nchunks, HK);
@@ -224,19 +224,19 @@ extern "C" void cuda_lower_bounds_bwd(float *dP, const float *dlb, const float *
 
 template <typename T> static void swiglu_fwd_as(T *h, const T *gu, int64_t N, int I) {
     if (vec4_rows(h, I) && vec4_rows(gu, I)) {
-        const RowsLaunch rl = rows_launch(N, I / 4);
+        const Launch2D rl = rows_launch(N, I / 4);
         swiglu_fwd_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(h, gu, N, I);
     } else {
-        const RowsLaunch rl = rows_launch(N, I);
+        const Launch2D rl = rows_launch(N, I);
         swiglu_fwd_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(h, gu, N, I);
     }
 }
 template <typename T> static void swiglu_bwd_as(T *dgu, const float *dh, const T *gu, int64_t N, int I) {
     if (vec4_rows(dgu, I) && vec4_rows(gu, I) && vec4_rows(dh, I)) {
-        const RowsLaunch rl = rows_launch(N, I / 4);
+        const Launch2D rl = rows_launch(N, I / 4);
         swiglu_bwd_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dgu, dh, gu, N, I);
     } else {
-        const RowsLaunch rl = rows_launch(N, I);
+        const Launch2D rl = rows_launch(N, I);
         swiglu_bwd_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dgu, dh, gu, N, I);
     }
 }

@@ -214,14 +214,14 @@ extern "C" void cuda_pool_mean_fwd(float *y, const float *x, const int32_t *lens
 
 extern "C" void cuda_pool_mean_bwd(float *dx, const float *dy, const int32_t *lens, int B, int T, int D) {
     if (B <= 0 || T <= 0 || D <= 0) return;
-    const RowsLaunch rl = rows_launch((int64_t)B * T, D);
+    const Launch2D rl = rows_launch((int64_t)B * T, D);
     pool_bwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(dx, dy, lens, B, T, D);
     LAUNCH_CHECK("pool_mean_bwd");
 }
 
 extern "C" void cuda_pair_features_fwd(void *f, const float *a, const float *b, int B, int D) {
     if (B <= 0 || D <= 0) return;
-    const RowsLaunch rl = rows_launch(B, D);
+    const Launch2D rl = rows_launch(B, D);
     if (opnd_bf16()) pair_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>((bf16 *)f, a, b, B, D);
     else pair_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>((float *)f, a, b, B, D);
     LAUNCH_CHECK("pair_features_fwd");
@@ -230,7 +230,7 @@ extern "C" void cuda_pair_features_fwd(void *f, const float *a, const float *b, 
 extern "C" void cuda_pair_features_bwd(float *da, float *db, const float *df, const float *a, const float *b, int B,
                                        int D) {
     if (B <= 0 || D <= 0) return;
-    const RowsLaunch rl = rows_launch(B, D);
+    const Launch2D rl = rows_launch(B, D);
     pair_bwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(da, db, df, a, b, B, D);
     LAUNCH_CHECK("pair_features_bwd");
 }

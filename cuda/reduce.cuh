@@ -31,13 +31,8 @@ __device__ double block_sum_d(double v) {
 // A column kernel's launch: one thread per (chunk of rows, column). A block takes x = C columns (rounded up to a
 // power of two, at most `threads`) of y = threads / x chunks, so that a narrow array (a classifier of D 64) fills
 // its blocks; COL_CHUNK names the thread's chunk j and column c (past the end when j or c is out of range).
-struct ColLaunch {
-    dim3 grid, block;
-};
-static ColLaunch col_launch(int64_t nchunks, int C, unsigned threads = COL_THREADS) {
-    unsigned tx = 1;
-    while (tx < (unsigned)C && tx < threads) tx <<= 1;
-    const unsigned ty = threads / tx;
+static Launch2D col_launch(int64_t nchunks, int C, unsigned threads = COL_THREADS) {
+    const unsigned tx = row_threads(C, threads), ty = threads / tx;
     return {dim3((unsigned)((nchunks + ty - 1) / ty), (unsigned)((C + tx - 1) / tx)), dim3(tx, ty)};
 }
 #define COL_CHUNK(j, c)                                                       \

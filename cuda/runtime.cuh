@@ -245,13 +245,17 @@ static unsigned blocks_for(int64_t n, int threads) {
 // A ROWS_COLS launch of `threads` threads a block over [N, C]: x takes the row's C items (rounded up to a power
 // of two, at most `threads`), y as many rows as fill the block. A short row (a classifier of D 64, a SwiGLU
 // row of 16 four-column groups) then fills the block instead of leaving most of its threads idle.
-struct RowsLaunch {
+struct Launch2D {
     dim3 grid, block;
 };
-static RowsLaunch rows_launch(int64_t N, int C, unsigned threads = 256) {
+// Threads along a row of C items: C rounded up to a power of two, at most `threads` (rows_launch, col_launch).
+static unsigned row_threads(int C, unsigned threads) {
     unsigned tx = 1;
     while (tx < (unsigned)C && tx < threads) tx <<= 1;
-    const unsigned ty = threads / tx;
+    return tx;
+}
+static Launch2D rows_launch(int64_t N, int C, unsigned threads = 256) {
+    const unsigned tx = row_threads(C, threads), ty = threads / tx;
     return {dim3(blocks_for((N + ty - 1) / ty, 1)), dim3(tx, ty)};
 }
 
