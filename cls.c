@@ -1068,15 +1068,19 @@ double cls_grad_norm(ClsModel *m) {
 void cls_adamw(ClsModel *m, double lr, double beta1, double beta2, double eps, double wd, double grad_scale,
                int64_t step) {
     SECTION("optimizer");
+    AdamwPart *parts = xmalloc((size_t)NCPARAM * (m->c.L > 1 ? m->c.L : 1) * sizeof *parts);
+    int np = 0;
     for (int p = 0; p < NCPARAM; p++) {
         const int64_t n = numel(&m->c, p);
         if (!n) continue;
         for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : m->c.L); l++) {
             const int64_t off = CW(m, p, l) - m->params;
-            OP(adamw, m->params + off, m->grads + off, m->m + off, m->v + off, n, lr, beta1, beta2, eps,
-               CPARAMS[p].decay ? wd : 0.0, grad_scale, step);
+            parts[np++] = (AdamwPart){m->params + off, m->grads + off, m->m + off, m->v + off, n,
+                                      CPARAMS[p].decay ? wd : 0.0};
         }
     }
+    OP(adamw_multi, parts, np, lr, beta1, beta2, eps, grad_scale, step);   // one launch on the GPU
+    free(parts);
 }
 
 int64_t cls_topk_correct(const ClsActs *a, int n, int k) {

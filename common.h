@@ -25,6 +25,16 @@ typedef float real;
 #define OP_PRO_RMSNORM 1
 #define OP_PRO_SWIGLU 2
 
+// One tensor's part of an AdamW step over many tensors (ops.h, op_adamw_multi), shared by both backends: the
+// values [p, p + n) with their gradient and moments, and the weight decay the tensor takes.
+typedef struct AdamwPart {
+    real *p;
+    const real *grad;
+    real *m, *v;
+    int64_t n;
+    double wd;
+} AdamwPart;
+
 // Exit codes: 1 for a runtime failure, 2 for a usage error (bad flag, missing value, out-of-range number).
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2

@@ -608,3 +608,10 @@ void op_adamw(real *p, const real *grad, real *m, real *v, int64_t n, double lr,
         p[i] = (real)(p[i] - lr * upd);
     }
 }
+
+void op_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
+                    double grad_scale, int64_t step) {
+    for (int k = 0; k < nparts; k++)
+        op_adamw(parts[k].p, parts[k].grad, parts[k].m, parts[k].v, parts[k].n, lr, beta1, beta2, eps, parts[k].wd,
+                 grad_scale, step);
+}

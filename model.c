@@ -959,8 +959,11 @@ double grad_sumsq(Model *m) {
     return OP(sumsq, m->grads + m->opt_lo, m->opt_hi - m->opt_lo);
 }
 
+// Every tensor a part of one AdamW op (one launch on the GPU), with its own weight decay.
 void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step) {
     SECTION("optimizer");
+    AdamwPart *parts = xmalloc((size_t)NPARAM * (m->c.L > 1 ? m->c.L : 1) * sizeof *parts);
+    int np = 0;
     for (int p = 0; p < NPARAM; p++) {
         int64_t n = param_numel(&m->c, p);
         if (!n) continue;
@@ -972,10 +975,12 @@ void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t 
             if (a < m->opt_lo) a = m->opt_lo;
             if (b > m->opt_hi) b = m->opt_hi;
             if (a >= b) continue;
-            OP(adamw, m->params + a, m->grads + a, m->m + (a - m->opt_lo), m->v + (a - m->opt_lo), b - a, lr, o->beta1, o->beta2, o->eps, wd,
-                     grad_scale, step);
+            parts[np++] = (AdamwPart){m->params + a, m->grads + a, m->m + (a - m->opt_lo), m->v + (a - m->opt_lo),
+                                      b - a, wd};
         }
     }
+    OP(adamw_multi, parts, np, lr, o->beta1, o->beta2, o->eps, grad_scale, step);
+    free(parts);
 }
 
 // ----------------------------------------------------------------------------------------------------------

@@ -208,6 +208,9 @@ void op_classifier_train(real *losses, real *dx, real *dW, real *logits, const o
 // (grad_scale folds in the clipping and the 1/accumulation factor). step counts from 1.
 void op_adamw(real *p, const real *grad, real *m, real *v, int64_t n, double lr, double beta1, double beta2,
               double eps, double wd, double grad_scale, int64_t step);
+// op_adamw on every part (common.h) with its own weight decay, in one pass: the GPU updates them all in one launch
+void op_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
+                    double grad_scale, int64_t step);
 
 // =========================================================================================================
 // the classification model (cpu_cls.c; docs/ops.md "The classification ops")

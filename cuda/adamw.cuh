@@ -22,45 +22,130 @@ __device__ __forceinline__ void adamw1(float &p, float grad, float &m, float &v,
     p = p - a.lr * upd;
 }
 
-// vec: every pointer 16-byte aligned (p16 8-byte), so four elements at a time and the last n % 4 one by one.
-// p16 (NULL: none) receives bf16(p) rounded as to_bf16 rounds, so the copy is the one a fresh conversion gives.
+// Elements 4i .. 4i + 3 (every pointer 16-byte aligned, p16 8-byte), and element i alone. p16 (NULL: none) receives
+// bf16(p) rounded as to_bf16 rounds, so the copy is the one a fresh conversion gives.
+__device__ __forceinline__ void adamw4(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
+                                       float *__restrict__ v, bf16 *__restrict__ p16, int64_t i, const AdamW &a) {
+    float4 pp = ((float4 *)p)[i], mm = ((float4 *)m)[i], vv = ((float4 *)v)[i];
+    const float4 g = ((const float4 *)grad)[i];
+    adamw1(pp.x, g.x, mm.x, vv.x, a);
+    adamw1(pp.y, g.y, mm.y, vv.y, a);
+    adamw1(pp.z, g.z, mm.z, vv.z, a);
+    adamw1(pp.w, g.w, mm.w, vv.w, a);
+    ((float4 *)p)[i] = pp;
+    ((float4 *)m)[i] = mm;
+    ((float4 *)v)[i] = vv;
+    if (p16) {
+        const float np[4] = {pp.x, pp.y, pp.z, pp.w};
+        store4(p16 + 4 * i, np);
+    }
+}
+__device__ __forceinline__ void adamw_one(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
+                                          float *__restrict__ v, bf16 *__restrict__ p16, int64_t i, const AdamW &a) {
+    float pi = p[i], mi = m[i], vi = v[i];
+    adamw1(pi, grad[i], mi, vi, a);
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+    if (p16) p16[i] = __float2bfloat16(pi);
+}
+
+// vec: every pointer aligned, so four elements at a time and the last n % 4 one by one.
 __global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
                              float *__restrict__ v, bf16 *__restrict__ p16, int64_t n, AdamW a, int vec) {
     const int64_t n4 = vec ? n >> 2 : 0;
-    GRID_STRIDE(i, n4) {
-        float4 pp = ((float4 *)p)[i], mm = ((float4 *)m)[i], vv = ((float4 *)v)[i];
-        const float4 g = ((const float4 *)grad)[i];
-        adamw1(pp.x, g.x, mm.x, vv.x, a);
-        adamw1(pp.y, g.y, mm.y, vv.y, a);
-        adamw1(pp.z, g.z, mm.z, vv.z, a);
-        adamw1(pp.w, g.w, mm.w, vv.w, a);
-        ((float4 *)p)[i] = pp;
-        ((float4 *)m)[i] = mm;
-        ((float4 *)v)[i] = vv;
-        if (p16) {
-            const float np[4] = {pp.x, pp.y, pp.z, pp.w};
-            store4(p16 + 4 * i, np);
-        }
+    GRID_STRIDE(i, n4) adamw4(p, grad, m, v, p16, i, a);
+    GRID_STRIDE(j, n - 4 * n4) adamw_one(p, grad, m, v, p16, 4 * n4 + j, a);
+}
+
+// Many tensors in one launch (cuda_adamw_multi): a part per tensor, each cut into chunks of ADAMW_CHUNK
+// elements, a block per chunk. A block finds its part by a binary search over the parts' first chunks. Each
+// element gets exactly cuda_adamw's arithmetic (with its part's weight decay), so the bits are the same.
+#define ADAMW_CHUNK 4096
+struct AdamwSeg {
+    float *p, *m, *v;
+    const float *grad;
+    bf16 *p16;
+    int64_t n, first;   // first: the part's first chunk (the block index)
+    float wd;
+    int vec;
+};
+__global__ void __launch_bounds__(256) adamw_multi_kernel(const AdamwSeg *__restrict__ segs, int nseg, AdamW a) {
+    int lo = 0, hi = nseg - 1;   // the last part whose first chunk is at or before this block
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (segs[mid].first <= (int64_t)blockIdx.x) lo = mid;
+        else hi = mid - 1;
     }
-    GRID_STRIDE(j, n - 4 * n4) {
-        const int64_t i = 4 * n4 + j;
-        float pi = p[i], mi = m[i], vi = v[i];
-        adamw1(pi, grad[i], mi, vi, a);
-        p[i] = pi;
-        m[i] = mi;
-        v[i] = vi;
-        if (p16) p16[i] = __float2bfloat16(pi);
+    const AdamwSeg s = segs[lo];
+    a.wd = s.wd;
+    const int64_t c0 = ((int64_t)blockIdx.x - s.first) * ADAMW_CHUNK, c1 = min(s.n, c0 + ADAMW_CHUNK);
+    int64_t i = c0;
+    if (s.vec) {   // (c0 is a multiple of 4)
+        const int64_t e4 = c0 / 4 + (c1 - c0) / 4;
+        for (int64_t j = c0 / 4 + threadIdx.x; j < e4; j += blockDim.x) adamw4(s.p, s.grad, s.m, s.v, s.p16, j, a);
+        i = 4 * e4;
     }
+    for (i += threadIdx.x; i < c1; i += blockDim.x) adamw_one(s.p, s.grad, s.m, s.v, s.p16, i, a);
+}
+
+static AdamW adamw_args(double lr, double beta1, double beta2, double eps, double wd, double grad_scale, int64_t step) {
+    const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    return {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
+            (float)wd, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
 }
 
 extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
                            double beta2, double eps, double wd, double grad_scale, int64_t step) {
     if (n <= 0) return;
     bf16 *p16 = adamw_copy_for(p, n);
-    const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    const AdamW a = {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
-                     (float)wd, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
+    const AdamW a = adamw_args(lr, beta1, beta2, eps, wd, grad_scale, step);
     const int vec = al(p, 16) && al(grad, 16) && al(m, 16) && al(v, 16) && al(p16, 8);
     adamw_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(p, grad, m, v, p16, n, a, vec);
+    LAUNCH_CHECK("adamw");
+}
+
+// The parts' table lives on the device and goes up again only when it changes (the first step, a bf16 copy made or
+// moved, other tensors): an upload from pageable host memory waits for the stream, which a step must not do every
+// time. The table holds only addresses and sizes, so one equal to the last sent is still right on the device.
+extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
+                                 double grad_scale, int64_t step) {
+    static std::vector<AdamwSeg> host, sent;
+    static AdamwSeg *dev = NULL;
+    static size_t dev_cap = 0;
+    host.clear();
+    int64_t chunks = 0;
+    for (int k = 0; k < nparts; k++) {
+        const AdamwPart &q = parts[k];
+        if (q.n <= 0) continue;
+        AdamwSeg s;
+        memset(&s, 0, sizeof s);   // (the padding too: tables are compared byte for byte)
+        s.p = q.p;
+        s.grad = q.grad;
+        s.m = q.m;
+        s.v = q.v;
+        s.p16 = adamw_copy_for(q.p, q.n);
+        s.n = q.n;
+        s.first = chunks;
+        s.wd = (float)q.wd;
+        s.vec = al(s.p, 16) && al(s.grad, 16) && al(s.m, 16) && al(s.v, 16) && al(s.p16, 8);
+        host.push_back(s);
+        chunks += (q.n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+    }
+    if (host.empty()) return;
+    if (chunks > INT_MAX) die("adamw: %lld chunks of %d values is more than one launch takes", (long long)chunks, ADAMW_CHUNK);
+    const size_t bytes = host.size() * sizeof(AdamwSeg);
+    if (!dev || sent.size() != host.size() || memcmp(sent.data(), host.data(), bytes)) {
+        if (dev_cap < host.size()) {
+            cuda_free(dev);
+            dev = (AdamwSeg *)cuda_alloc(bytes, "the AdamW parts' table");
+            dev_cap = host.size();
+        }
+        CUDA_CHECK(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice, g_stream));
+        sent = host;
+    }
+    // (the weight decay in the arguments is each part's own, set in the kernel)
+    const AdamW a = adamw_args(lr, beta1, beta2, eps, 0, grad_scale, step);
+    adamw_multi_kernel<<<(unsigned)chunks, 256, 0, g_stream>>>(dev, (int)host.size(), a);
     LAUNCH_CHECK("adamw");
 }

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <unordered_map>
+#include <vector>
 
 #include "../common.h"      // die(); its functions are static inline, so C++ compiles them as they are
 #include "../cuda_ops.h"

@@ -1266,6 +1266,55 @@ static void test_adamw(void) {
     }
 }
 
+// Many tensors in one launch: parts of 1, 3, 4096 (one chunk), 4097 (a chunk and one), 100003 and 13 values, every
+// other one not 16-byte aligned, each with its own weight decay. Against the CPU (as test_adamw) and bit for bit
+// against cuda_adamw on each part in turn.
+static void test_adamw_multi(void) {
+    const int64_t ns[] = {1, 3, 4096, 4097, 100003, 13};
+    const int K = (int)(sizeof ns / sizeof ns[0]);
+    Pool P;
+    std::vector<Vec> p(K), m(K), v(K);
+    std::vector<float *> gp(K), gm(K), gv(K), gg(K), hp(K), hm(K), hv(K);
+    std::vector<AdamwPart> parts(K), cparts(K);
+    for (int k = 0; k < K; k++) {
+        const int64_t n = ns[k], off = k % 2;
+        seed(1020 + k);
+        p[k] = randn(n, 0.02);
+        m[k] = Vec(n, 0.f);
+        v[k] = Vec(n, 0.f);
+        for (auto *t : {&gp[k], &gm[k], &gv[k], &gg[k], &hp[k], &hm[k], &hv[k]}) *t = P.f(n + off) + off;
+        set(gp[k], p[k]);
+        set(hp[k], p[k]);
+        set(gm[k], m[k]);
+        set(hm[k], m[k]);
+        set(gv[k], v[k]);
+        set(hv[k], v[k]);
+        parts[k] = AdamwPart{gp[k], gg[k], gm[k], gv[k], n, 0.05 * k};
+    }
+    for (int step = 1; step <= 3; step++) {
+        std::vector<Vec> g(K);
+        for (int k = 0; k < K; k++) {
+            g[k] = randn(ns[k], 0.1);
+            set(gg[k], g[k]);
+            cparts[k] = AdamwPart{p[k].data(), g[k].data(), m[k].data(), v[k].data(), ns[k], 0.05 * k};
+        }
+        op_adamw_multi(cparts.data(), K, 3e-4, 0.9, 0.95, 1e-8, 0.5, step);
+        cuda_adamw_multi(parts.data(), K, 3e-4, 0.9, 0.95, 1e-8, 0.5, step);
+        for (int k = 0; k < K; k++)
+            cuda_adamw(hp[k], gg[k], hm[k], hv[k], ns[k], 3e-4, 0.9, 0.95, 1e-8, 0.05 * k, 0.5, step);
+    }
+    for (int k = 0; k < K; k++) {
+        char shape[64];
+        snprintf(shape, sizeof shape, "part %d of %d: n %lld%s", k + 1, K, (long long)ns[k], k % 2 ? ", unaligned" : "");
+        compare("adamw_multi p", shape, down(gp[k], ns[k]), p[k], 1e-6);
+        compare("adamw_multi m", shape, down(gm[k], ns[k]), m[k], 1e-6);
+        compare("adamw_multi v", shape, down(gv[k], ns[k]), v[k], 1e-6);
+        const Vec a = down(gp[k], ns[k]), b = down(hp[k], ns[k]), c = down(gv[k], ns[k]), d = down(hv[k], ns[k]);
+        check_bits("adamw_multi p = adamw", shape, a.data(), b.data(), a.size() * sizeof a[0]);
+        check_bits("adamw_multi v = adamw", shape, c.data(), d.data(), c.size() * sizeof c[0]);
+    }
+}
+
 // --precision bf16: cuda_adamw refreshes the cached bf16 copy of the weights it updates. A product after the
 // update must give the bits of one after cuda_to_device of the same values, which makes the copy be converted
 // afresh; and no copy that overlaps an updated range may be left stale. W stacks three tensors of R rows, as
@@ -1305,6 +1354,14 @@ static void test_adamw_bf16_copy(void) {
            moved ? "yes" : "NO");
     moved ? n_pass++ : n_fail++;
     same("stacked, per-tensor updates", after, fresh(w, 3 * R));
+    {   // the three as parts of one update, as training runs them
+        AdamwPart parts[3];
+        for (int t = 0; t < 3; t++)
+            parts[t] = AdamwPart{w + (int64_t)t * RI, gg + (int64_t)t * RI, gm + (int64_t)t * RI, gv + (int64_t)t * RI, RI,
+                                 0.1};
+        cuda_adamw_multi(parts, 3, 1e-2, 0.9, 0.95, 1e-8, 1.0, ++step);
+        same("stacked, one update of three parts", product(w, 3 * R), fresh(w, 3 * R));
+    }
 
     // a copy of the middle tensor alone beside the stacked one; an update over the first two tensors contains it
     product(w + RI, R);
@@ -1774,6 +1831,7 @@ int main(int argc, char **argv) {
     test_argmax();
     test_classifier();
     test_adamw();
+    test_adamw_multi();
     test_adamw_bf16_copy();
     test_determinism();
 #ifdef HGRN2_NCCL
