@@ -2,7 +2,7 @@
 #pragma once
 #include "reduce.cuh"
 
-// A block of NT threads walks RN_ROWS consecutive rows one at a time; thread t holds the columns 4 (t + NT i)
+// A block of NT threads walks RN_ROWS consecutive rows (the forward: fewer when N is small) one at a time; thread t holds the columns 4 (t + NT i)
 // .. +3 (i < V) of the row in registers, and w the whole time. The next row's loads are issued before the
 // current row's sum is reduced, so each block has two rows in flight: the latency of one row's loads hides
 // behind the reduction and the stores of the other. (One warp per row waiting on each row's loads in turn
@@ -62,9 +62,9 @@ __device__ __forceinline__ float rn_sum(float v, float *buf) {
 template <int V, bool VEC, typename T>
 __global__ void __launch_bounds__(256) rmsnorm_fwd_rows_kernel(T *y, float *rstd, float *x, const float *__restrict__ res,
                                                                const float *__restrict__ w, int64_t N, int C,
-                                                               double eps) {
+                                                               double eps, int rows) {
     __shared__ float buf[2][32];
-    const int64_t n0 = (int64_t)blockIdx.x * RN_ROWS, n1 = n0 + RN_ROWS < N ? n0 + RN_ROWS : N;
+    const int64_t n0 = (int64_t)blockIdx.x * rows, n1 = n0 + rows < N ? n0 + rows : N;
     float wv[V][4], xv[V][4], rv[V][4], nx[V][4], nr[V][4];
     rn_load<V, VEC>(wv, w, C);
     rn_load<V, VEC>(xv, x + n0 * C, C);
@@ -235,8 +235,12 @@ static void rmsnorm_fwd_launch(T *y, float *rstd, float *x, const float *res, co
                                double eps) {
     const int v = rn_v(C);
     const bool vec = C % 4 == 0 && al(x, 16) && al(w, 16) && al(res, 16) && al(y, 4 * sizeof(T));
-    const unsigned nb = (unsigned)((N + RN_ROWS - 1) / RN_ROWS), nt = v ? (unsigned)rn_threads(C, v) : 0;
-#define RN_FWD(V, VEC) rmsnorm_fwd_rows_kernel<V, VEC, T><<<nb, nt, 0, g_stream>>>(y, rstd, x, res, w, N, C, eps)
+    // RN_ROWS rows a block where there are rows enough for two blocks an SM; fewer (down to one) below that, so a
+    // few rows (decoding a batch) still spread over the card instead of waiting on each other in a few blocks
+    const int64_t few = N / (2 * (int64_t)g_prop.multiProcessorCount);
+    const int rows = few >= RN_ROWS ? RN_ROWS : few < 1 ? 1 : (int)few;
+    const unsigned nb = (unsigned)((N + rows - 1) / rows), nt = v ? (unsigned)rn_threads(C, v) : 0;
+#define RN_FWD(V, VEC) rmsnorm_fwd_rows_kernel<V, VEC, T><<<nb, nt, 0, g_stream>>>(y, rstd, x, res, w, N, C, eps, rows)
     if (v == 1) { if (vec) RN_FWD(1, true); else RN_FWD(1, false); }
     else if (v == 2) { if (vec) RN_FWD(2, true); else RN_FWD(2, false); }
     else if (v == 4) { if (vec) RN_FWD(4, true); else RN_FWD(4, false); }

@@ -220,7 +220,8 @@ static void test_elementwise(void) {
 // RMSNorm
 // ======================================================================================================
 static void test_rmsnorm(void) {
-    int64_t Ns[] = {1, 63, 64, 65, 4096};
+    // the forward's blocks take from one row (N 1 to 65) to 15 (4096) and 16 (5000, the last block half full)
+    int64_t Ns[] = {1, 63, 64, 65, 4096, 5000};
     // rows held in registers by up to 256 threads, 1, 2 or 4 float4 groups each: 128, 256, 768, 2048 (the 1.13B
     // model's width), 2100 (4 groups, the last thread's partly past the row); 130: rows that are not whole
     // float4s, loaded column by column; 4098: past the registers, the one-warp-per-row kernels
