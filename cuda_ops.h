@@ -126,6 +126,9 @@ int cuda_hgru_tensor_cores(int B, int T, int H, int K, int Dv, int chunk);
 // steps its state (cuda/decode.cuh); q, k and g are not written.
 void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float *g, const float *qfi, int64_t ld, const float *lb,
                         int B, int H, int K, int Dv);
+// From 128 (sequence, head) pairs up, with Dv a multiple of 4, the step runs a kernel that moves four columns a
+// thread (decode.cuh); 0 keeps those on the kernel of one column a thread, 1 back (tests).
+void cuda_set_step4(int on);
 // The columns of images read in place (ops.h), for small heads only (K = Dv in 1, 2, 4: the one-thread-per-head
 // kernels with a stride of gw rows; the exact recurrence whatever chunk says); other shapes die.
 // cuda_hgru_cols_direct(K, Dv) is 1 for those shapes while HGRU_COLS_DIRECT (cuda/mixer.cuh) is on (the

@@ -52,6 +52,8 @@ extern "C" void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pr
     }
 }
 
+static int g_step4 = 1;   // cuda_set_step4 (tests): 0 keeps the many pairs on hgru_step_kernel
+extern "C" void cuda_set_step4(int on) { g_step4 = on; }
 extern "C" void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float *g, const float *qfi, int64_t ld,
                                    const float *lb, int B, int H, int K, int Dv) {
     hgru_check_dims("hgru_step_fwd", B, 1, H, K, Dv);
@@ -67,7 +69,10 @@ extern "C" void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float
     const dim3 grid((unsigned)(B * H), (unsigned)((Dv + 31) / 32));
     const float scale = (float)(1.0 / sqrt((double)K));
     // a dependent launch (runtime.cuh): its launch overlaps the end of the product before
-    if ((int64_t)B * H >= 128)
+    if ((int64_t)B * H >= 128 && Dv % 4 == 0 && al(S, 16) && g_step4)
+        launch_kernel(true, hgru_step4_kernel, dim3((unsigned)(B * H), (unsigned)((Dv + 127) / 128)), 32 * STEP4_WARPS,
+                      smem, o, S, qfi, ld, S, lb, H, K, Dv, scale);
+    else if ((int64_t)B * H >= 128)
         launch_kernel(true, hgru_step_kernel<STEP_WARPS, true>, grid, 32 * STEP_WARPS, smem, o, S, qfi, nullptr,
                       nullptr, nullptr, ld, S, lb, H, K, Dv, scale, 0);
     else

@@ -58,7 +58,9 @@ static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
 // written by the same thread). GATES (decoding's op_hgru_step_fwd): q points at rows [q pre-activation | f
 // logits | v] of stride ldv and lb at the lower bounds (or NULL); the block first computes its head's K gates
 // into shared memory with the gates op's own formulas, and v follows at 2 H K in the row. Decoding launches it as a
-// dependent of the product that writes its q/f/v rows (runtime.cuh): it reads nothing before pdl_wait.
+// dependent of the product that writes its q/f/v rows (runtime.cuh): before pdl_wait it reads only its first
+// STEP_PRE rows of the state, which an earlier step wrote, so that their loads overlap that product's end.
+#define STEP_PRE 4
 template <int WARPS, bool GATES>
 __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
         const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
@@ -70,6 +72,9 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
     const int i0 = w * per, i1 = min(K, i0 + per);
     const int64_t base = (int64_t)bh * K * Dv + j;
     int64_t hk = (int64_t)b * H * K + (int64_t)h * K;
+    float pre[STEP_PRE];
+    #pragma unroll
+    for (int u = 0; u < STEP_PRE; u++) pre[u] = S0 && j < Dv && i0 + u < i1 ? S0[base + (int64_t)(i0 + u) * Dv] : 0.f;
     pdl_wait();
     pdl_release();
     if (GATES) {
@@ -90,8 +95,17 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
     float sum = 0.f;
     if (j < Dv) {
         const float vj = v[(int64_t)b * ldv + (int64_t)h * Dv + j];
+        #pragma unroll
+        for (int u = 0; u < STEP_PRE; u++) {
+            const int i = i0 + u;
+            if (i < i1) {
+                const float st = expf(g[hk + i]) * pre[u] + k[hk + i] * vj;
+                if (ST) ST[base + (int64_t)i * Dv] = st;
+                sum = fmaf(st, q[hk + i], sum);
+            }
+        }
         #pragma unroll 8
-        for (int i = i0; i < i1; i++) {
+        for (int i = i0 + STEP_PRE; i < i1; i++) {
             float st = S0 ? S0[base + (int64_t)i * Dv] : 0.f;
             st = expf(g[hk + i]) * st + k[hk + i] * vj;
             if (ST) ST[base + (int64_t)i * Dv] = st;
@@ -109,6 +123,71 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
     }
 }
 #define STEP_WARPS 4
+
+// The step with its gates for many (sequence, head) pairs (decoding a batch), Dv a multiple of 4 and the state
+// 16-byte aligned: a block per pair and 128 columns, a lane four adjacent columns (16-byte loads and stores of
+// the state's rows, four times the bytes in flight of a lane per column), its 8 warps every 8th row each; the
+// partial sums of o meet in shared memory. Otherwise as hgru_step_kernel<WARPS, true> (the same formulas; the
+// sum over rows in another order), the first STEP_PRE rows of each warp read before pdl_wait.
+#define STEP4_WARPS 8
+__global__ void __launch_bounds__(32 * STEP4_WARPS) hgru_step4_kernel(float *o, float *ST, const float *__restrict__ qfi,
+        int64_t ldv, const float *S0, const float *__restrict__ lb, int H, int K, int Dv, float scale) {
+    __shared__ float4 part[STEP4_WARPS][32];
+    extern __shared__ float step_gates[];   // q, k, g [K] each
+    const int bh = blockIdx.x, b = bh / H, h = bh - b * H, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int j = blockIdx.y * 128 + lane * 4;   // the lane's first column; with Dv % 4 == 0, all four or none
+    const bool on = j < Dv;
+    const int64_t base = (int64_t)bh * K * Dv + j;
+    float4 pre[STEP_PRE];
+    #pragma unroll
+    for (int u = 0; u < STEP_PRE; u++) {
+        const int i = w + u * STEP4_WARPS;
+        pre[u] = S0 && on && i < K ? *(const float4 *)(S0 + base + (int64_t)i * Dv) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    pdl_wait();
+    pdl_release();
+    const int HK = H * K;
+    const float *row = qfi + (int64_t)b * ldv;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) {
+        const int c = h * K + i;
+        gate_values(row[c], row[HK + c], lb ? lb + c : NULL, step_gates[i], step_gates[K + i], step_gates[2 * K + i]);
+    }
+    __syncthreads();
+    const float *q = step_gates, *k = step_gates + K, *g = step_gates + 2 * K;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (on) {
+        const float *vr = row + 2 * HK + (int64_t)h * Dv + j;
+        const float v0 = vr[0], v1 = vr[1], v2 = vr[2], v3 = vr[3];
+        auto take = [&](int i, float4 st) {
+            const float a = expf(g[i]), kk = k[i], qq = q[i];
+            st.x = a * st.x + kk * v0;
+            st.y = a * st.y + kk * v1;
+            st.z = a * st.z + kk * v2;
+            st.w = a * st.w + kk * v3;
+            if (ST) *(float4 *)(ST + base + (int64_t)i * Dv) = st;
+            sum.x = fmaf(st.x, qq, sum.x);
+            sum.y = fmaf(st.y, qq, sum.y);
+            sum.z = fmaf(st.z, qq, sum.z);
+            sum.w = fmaf(st.w, qq, sum.w);
+        };
+        #pragma unroll
+        for (int u = 0; u < STEP_PRE; u++)
+            if (w + u * STEP4_WARPS < K) take(w + u * STEP4_WARPS, pre[u]);
+        #pragma unroll 4
+        for (int i = w + STEP_PRE * STEP4_WARPS; i < K; i += STEP4_WARPS)
+            take(i, S0 ? *(const float4 *)(S0 + base + (int64_t)i * Dv) : make_float4(0.f, 0.f, 0.f, 0.f));
+    }
+    part[w][lane] = sum;
+    __syncthreads();
+    const int t = threadIdx.x, c = blockIdx.y * 128 + t;
+    if (t < 128 && c < Dv) {
+        const float *pf = (const float *)part;
+        float r = pf[t];
+        #pragma unroll
+        for (int u = 1; u < STEP4_WARPS; u++) r += pf[u * 128 + t];
+        o[(int64_t)b * H * Dv + (int64_t)h * Dv + c] = r * scale;
+    }
+}
 
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,

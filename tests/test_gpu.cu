@@ -1037,7 +1037,8 @@ static void test_swiglu(void) {
 // [gate | up] as the GPU holds it (rounded to bf16 in that mode).
 static void test_decode_fused(void) {
     struct { int64_t N; int I, O; } sh[] = {{1, 2048, 6144}, {1, 5632, 2048}, {8, 5632, 512}, {3, 64, 300},
-                                            {8, 2048, 2048}, {12, 256, 128}, {2, 100, 64}, {5, 8, 33}};
+                                            {8, 2048, 2048}, {12, 256, 128}, {2, 100, 64}, {5, 8, 33},
+                                            {1, 256, 50304}, {4, 1024, 9001}};
     const char *pname[3] = {"x", "rmsnorm", "swiglu"};
     for (auto s : sh)
         for (int m = 0; m < 3; m += 2)
@@ -1079,8 +1080,12 @@ static void test_decode_fused(void) {
     // a multiple of the warps (200 over 32), Dv not of 32 (300, 40); rows of the fused projection with a gap at
     // their end (ld > 2HK + H Dv), with and without lower bounds. As the gates (elementwise) and the recurrence
     // (a reduction over K) are: TOL_RED.
+    // From 128 pairs up with Dv a multiple of 4, four columns a thread: K below and above 32 (the rows a block
+    // reads before pdl_wait), Dv over two 128-column slabs (200), a slab of three lanes (12); Dv 30 keeps the
+    // one-column kernel there.
     struct { int B, H, K, Dv; } st[] = {{1, 16, 128, 128}, {64, 16, 128, 128}, {2, 3, 20, 300}, {1, 1, 64, 64},
-                                        {3, 2, 200, 40}, {128, 1, 8, 8}};
+                                        {3, 2, 200, 40}, {128, 1, 8, 8}, {40, 4, 20, 12}, {32, 8, 64, 200},
+                                        {128, 1, 300, 8}, {64, 2, 16, 30}};
     for (auto c : st)
         for (int withlb = 0; withlb < 2; withlb++) {
             if (g_quick && (int64_t)c.B * c.H * c.K * c.Dv > 1 << 20) continue;
@@ -1101,6 +1106,14 @@ static void test_decode_fused(void) {
             snprintf(shape, sizeof shape, "B%d H%d K%d Dv%d %s", c.B, c.H, c.K, c.Dv, withlb ? "lb" : "no lb");
             compare("hgru_step o", shape, down(go, o.size()), o, TOL_RED);
             compare("hgru_step S (in place)", shape, down(gS, S.size()), S, TOL_RED);
+            if (c.B == 64 && c.H == 16) {   // the same on the kernel of one column a thread
+                float *gS1 = P.up(S0), *go1 = P.f(o.size());
+                cuda_set_step4(0);
+                cuda_hgru_step_fwd(go1, gS1, gq, gk, gg, gqfi, ld, glb, c.B, c.H, c.K, c.Dv);
+                cuda_set_step4(1);
+                compare("hgru_step o, a column a thread", shape, down(go1, o.size()), o, TOL_RED);
+                compare("hgru_step S, a column a thread", shape, down(gS1, S.size()), S, TOL_RED);
+            }
         }
 }
 
@@ -1603,6 +1616,95 @@ template <typename F> static double time_ms(F f, int warm = 3, int reps = 20) {
     return median(ts);
 }
 
+// decoding's products and step (part of --bench; --bench-decode runs it alone)
+static void bench_decode(Pool &P) {
+    {   // decoding's products (bf16, a few rows): the streaming kernel against cuBLAS, in GB/s of the weights read
+        cuda_set_gemm_precision(2);
+        const int dsh[][3] = {{1, 2048, 6144}, {1, 2048, 2048}, {1, 5632, 2048}, {1, 2048, 50304}, {8, 2048, 6144}, {1, 512, 1536}};
+        for (auto d : dsh) {
+            const int n = d[0], I = d[1], O = d[2];
+            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O);
+            void *xd = opnd_buf(P, (size_t)n * I);
+            cuda_to_opnd(xd, P.up(randn((size_t)n * I)), (int64_t)n * I);
+            double tg[2];
+            for (int on = 0; on < 2; on++) {
+                cuda_set_gemv(on);
+                tg[on] = time_ms([&] { cuda_matmul_fwd(yd, xd, W, n, I, O); });
+            }
+            cuda_set_gemv(-1);
+            printf("decode matmul N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (cuBLAS %7.4f ms %7.1f GB/s)\n", n, I, O, tg[1],
+                   2.0 * O * I / tg[1] * 1e-6, tg[0], 2.0 * O * I / tg[0] * 1e-6);
+        }
+        // the fused products against the ops they replace (an RMSNorm, or SwiGLU, then the product, then the
+        // residual's add in the next norm), and the step with its gates against the gates op and the recurrence
+        const int fsh[][4] = {{1, 2048, 6144, OP_PRO_RMSNORM}, {1, 5632, 2048, OP_PRO_SWIGLU}, {8, 2048, 6144, OP_PRO_RMSNORM},
+                              {8, 5632, 2048, OP_PRO_SWIGLU}};
+        for (auto d : fsh) {
+            const int n = d[0], I = d[1], O = d[2], pro = d[3], win = pro == OP_PRO_SWIGLU ? 2 * I : I;
+            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O), *res = P.up(randn((size_t)n * O)),
+                  *xf = P.up(randn((size_t)n * win)), *nw = P.up(randn(I, 0.1, 1)), *rs = P.f(n);
+            void *xo = opnd_buf(P, (size_t)n * win), *tmp = opnd_buf(P, (size_t)n * I);
+            cuda_to_opnd(xo, xf, (int64_t)n * win);
+            const void *in = pro == OP_PRO_RMSNORM ? (const void *)xf : xo;
+            const double tf = time_ms([&] { cuda_matmul_fused_fwd(yd, 0, in, pro, nw, 1e-5, W, res, tmp, n, I, O); });
+            const double tu = time_ms([&] {
+                if (pro == OP_PRO_RMSNORM) cuda_rmsnorm_fwd(tmp, rs, xf, res, nw, n, I, 1e-5);
+                else cuda_swiglu_fwd(tmp, xo, n, I);
+                cuda_matmul_fwd(yd, tmp, W, n, I, O);
+            });
+            printf("decode fused %s N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (the ops: %7.4f ms)\n",
+                   pro == OP_PRO_RMSNORM ? "rmsnorm+matmul" : "swiglu+matmul+res", n, I, O, tf, 2.0 * O * I / tf * 1e-6, tu);
+        }
+        {   // a decoding step's products as the 1.13B model runs them (D 2048, MLP 5632, 16 heads of 128), six layers
+            // of their own weights (620 MB of bf16, far more than L2 holds), back to back as dependent launches: the
+            // weights come from memory as in decoding, and the launches and their ends overlap as there.
+            const int D = 2048, F = 5632, L = 6;
+            struct { float *qfv, *wo, *gu, *dn, *n1, *n2; } ly[L];
+            for (auto &l : ly) {
+                l.qfv = P.up(randn((size_t)3 * D * D, 0.02));
+                l.wo = P.up(randn((size_t)D * D, 0.02));
+                l.gu = P.up(randn((size_t)2 * F * D, 0.02));
+                l.dn = P.up(randn((size_t)D * F, 0.02));
+                l.n1 = P.up(randn(D, 0.1, 1));
+                l.n2 = P.up(randn(D, 0.1, 1));
+            }
+            float *xs = P.up(randn(D)), *qkv = P.f(3 * D);
+            void *gu = opnd_buf(P, 2 * F), *tmp = opnd_buf(P, F), *ob = opnd_buf(P, D);
+            cuda_to_opnd(ob, P.up(randn(D)), D);
+            auto stack = [&] {
+                for (auto &l : ly) {
+                    cuda_matmul_fused_fwd(qkv, 0, xs, OP_PRO_RMSNORM, l.n1, 1e-5, l.qfv, NULL, tmp, 1, D, 3 * D);
+                    cuda_matmul_fused_fwd(xs, 0, ob, OP_PRO_NONE, NULL, 1e-5, l.wo, xs, tmp, 1, D, D);
+                    cuda_matmul_fused_fwd(gu, 1, xs, OP_PRO_RMSNORM, l.n2, 1e-5, l.gu, NULL, tmp, 1, D, 2 * F);
+                    cuda_matmul_fused_fwd(xs, 0, gu, OP_PRO_SWIGLU, NULL, 1e-5, l.dn, xs, tmp, 1, F, D);
+                }
+            };
+            const double bytes = 2.0 * L * ((double)3 * D * D + (double)D * D + 2.0 * F * D + (double)D * F);
+            const double tl = time_ms(stack);
+            printf("decode products, %d layers of D%d F%d, L2-cold: %7.4f ms %7.1f GB/s\n", L, D, F, tl, bytes / tl * 1e-6);
+        }
+        for (int B : {1, 64}) {
+            const int H = 16, K = 128, Dv = 128, HK = H * K;
+            const int64_t ld = 2 * HK + H * Dv;
+            float *qfi = P.up(randn(B * ld)), *S = P.up(randn((size_t)B * HK * Dv, 0.1)), *o = P.f((size_t)B * H * Dv),
+                  *q = P.f((size_t)B * HK), *k = P.f((size_t)B * HK), *g = P.f((size_t)B * HK), *lb = P.up(randn(HK, 0.1, 0.5));
+            cuda_set_step4(0);
+            const double t1 = time_ms([&] { cuda_hgru_step_fwd(o, S, q, k, g, qfi, ld, lb, B, H, K, Dv); });
+            cuda_set_step4(1);
+            const double tf = time_ms([&] { cuda_hgru_step_fwd(o, S, q, k, g, qfi, ld, lb, B, H, K, Dv); });
+            if (B * H >= 128) printf("decode step with gates B%d, a column a thread: %7.4f ms %7.1f GB/s of state\n", B, t1,
+                                     8.0 * B * HK * Dv / t1 * 1e-6);
+            const double tu = time_ms([&] {
+                cuda_gates_fwd(q, k, g, qfi, ld, lb, B, HK);
+                cuda_hgru_fwd(o, S, q, k, g, qfi + 2 * HK, ld, S, B, 1, H, K, Dv, 0, 0, 0);
+            });
+            printf("decode step with gates B%d H%d K%d Dv%d: %7.4f ms %7.1f GB/s of state (the ops: %7.4f ms)\n", B, H, K,
+                   Dv, tf, 8.0 * B * HK * Dv / tf * 1e-6, tu);
+        }
+        cuda_set_gemm_precision(1);
+    }
+}
+
 static void bench(void) {
     printf("-- bench on %s (median of 20 after warm-up)\n", cuda_device_name());
     // the three op shapes of the README's token-mixer table (docs/kernels.md, Performance), K = Dv = 128
@@ -1715,58 +1817,7 @@ static void bench(void) {
     int32_t *gt = P.up(t);
     double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, NX, V); });
     printf("xent_fwd      N%lld V%d: %8.3f ms  %7.1f GB/s\n", (long long)NX, V, tx, 4.0 * NX * V / tx * 1e-6);
-    {   // decoding's products (bf16, a few rows): the streaming kernel against cuBLAS, in GB/s of the weights read
-        cuda_set_gemm_precision(2);
-        const int dsh[][3] = {{1, 2048, 6144}, {1, 2048, 2048}, {1, 5632, 2048}, {1, 2048, 50304}, {8, 2048, 6144}, {1, 512, 1536}};
-        for (auto d : dsh) {
-            const int n = d[0], I = d[1], O = d[2];
-            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O);
-            void *xd = opnd_buf(P, (size_t)n * I);
-            cuda_to_opnd(xd, P.up(randn((size_t)n * I)), (int64_t)n * I);
-            double tg[2];
-            for (int on = 0; on < 2; on++) {
-                cuda_set_gemv(on);
-                tg[on] = time_ms([&] { cuda_matmul_fwd(yd, xd, W, n, I, O); });
-            }
-            cuda_set_gemv(-1);
-            printf("decode matmul N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (cuBLAS %7.4f ms %7.1f GB/s)\n", n, I, O, tg[1],
-                   2.0 * O * I / tg[1] * 1e-6, tg[0], 2.0 * O * I / tg[0] * 1e-6);
-        }
-        // the fused products against the ops they replace (an RMSNorm, or SwiGLU, then the product, then the
-        // residual's add in the next norm), and the step with its gates against the gates op and the recurrence
-        const int fsh[][4] = {{1, 2048, 6144, OP_PRO_RMSNORM}, {1, 5632, 2048, OP_PRO_SWIGLU}, {8, 2048, 6144, OP_PRO_RMSNORM},
-                              {8, 5632, 2048, OP_PRO_SWIGLU}};
-        for (auto d : fsh) {
-            const int n = d[0], I = d[1], O = d[2], pro = d[3], win = pro == OP_PRO_SWIGLU ? 2 * I : I;
-            float *W = P.up(randn((size_t)O * I, 0.05)), *yd = P.f((size_t)n * O), *res = P.up(randn((size_t)n * O)),
-                  *xf = P.up(randn((size_t)n * win)), *nw = P.up(randn(I, 0.1, 1)), *rs = P.f(n);
-            void *xo = opnd_buf(P, (size_t)n * win), *tmp = opnd_buf(P, (size_t)n * I);
-            cuda_to_opnd(xo, xf, (int64_t)n * win);
-            const void *in = pro == OP_PRO_RMSNORM ? (const void *)xf : xo;
-            const double tf = time_ms([&] { cuda_matmul_fused_fwd(yd, 0, in, pro, nw, 1e-5, W, res, tmp, n, I, O); });
-            const double tu = time_ms([&] {
-                if (pro == OP_PRO_RMSNORM) cuda_rmsnorm_fwd(tmp, rs, xf, res, nw, n, I, 1e-5);
-                else cuda_swiglu_fwd(tmp, xo, n, I);
-                cuda_matmul_fwd(yd, tmp, W, n, I, O);
-            });
-            printf("decode fused %s N%d I%d O%d bf16: %7.4f ms %7.1f GB/s (the ops: %7.4f ms)\n",
-                   pro == OP_PRO_RMSNORM ? "rmsnorm+matmul" : "swiglu+matmul+res", n, I, O, tf, 2.0 * O * I / tf * 1e-6, tu);
-        }
-        for (int B : {1, 64}) {
-            const int H = 16, K = 128, Dv = 128, HK = H * K;
-            const int64_t ld = 2 * HK + H * Dv;
-            float *qfi = P.up(randn(B * ld)), *S = P.up(randn((size_t)B * HK * Dv, 0.1)), *o = P.f((size_t)B * H * Dv),
-                  *q = P.f((size_t)B * HK), *k = P.f((size_t)B * HK), *g = P.f((size_t)B * HK), *lb = P.up(randn(HK, 0.1, 0.5));
-            const double tf = time_ms([&] { cuda_hgru_step_fwd(o, S, q, k, g, qfi, ld, lb, B, H, K, Dv); });
-            const double tu = time_ms([&] {
-                cuda_gates_fwd(q, k, g, qfi, ld, lb, B, HK);
-                cuda_hgru_fwd(o, S, q, k, g, qfi + 2 * HK, ld, S, B, 1, H, K, Dv, 0, 0, 0);
-            });
-            printf("decode step with gates B%d H%d K%d Dv%d: %7.4f ms %7.1f GB/s of state (the ops: %7.4f ms)\n", B, H, K,
-                   Dv, tf, 8.0 * B * HK * Dv / tf * 1e-6, tu);
-        }
-        cuda_set_gemm_precision(1);
-    }
+    bench_decode(P);
     {   // the training classifier (bf16) at a vocabulary that is a multiple of 64 and at one that is not: the
         // padded layout's point is that the two cost the same per useful FLOP (three products of 2 N D V each)
         const int64_t NC = 1024;
@@ -1797,17 +1848,21 @@ int main(int argc, char **argv) {
     int do_bench = 0, nccl = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bench")) do_bench = 1;
+        else if (!strcmp(argv[i], "--bench-decode")) do_bench = 2;
         else if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--no-nccl")) nccl = 0;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--no-nccl] | --bench\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-nccl] | --bench | --bench-decode\n", argv[0]);
             return EXIT_USAGE;
         }
     }
     cuda_init();
     cuda_set_gemm_precision(1);   // the baseline of the checks and timings; a check of another mode sets it and returns
     if (do_bench) {
-        bench();
+        if (do_bench == 2) {
+            Pool P;
+            bench_decode(P);
+        } else bench();
         return 0;
     }
     printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
