@@ -61,6 +61,16 @@ static void small_bwd(SmallArgs s, int K, int reverse, int acc, float *dq) {
 // dependent of the product that writes its q/f/v rows (runtime.cuh): before pdl_wait it reads only its first
 // STEP_PRE rows of the state, which an earlier step wrote, so that their loads overlap that product's end.
 #define STEP_PRE 4
+// Head h's K gates of a row [q pre-activation | f logits | ...] of the fused projection (HK = H K values each) into
+// shared memory sg = [q | k | g], by the gates op's own formulas; then the block waits for all of them.
+__device__ __forceinline__ void step_gates_fill(float *sg, const float *row, const float *__restrict__ lb, int HK, int h,
+                                                int K) {
+    for (int i = threadIdx.x; i < K; i += blockDim.x) {
+        const int c = h * K + i;
+        gate_values(row[c], row[HK + c], lb ? lb + c : NULL, sg[i], sg[K + i], sg[2 * K + i]);
+    }
+    __syncthreads();
+}
 template <int WARPS, bool GATES>
 __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
         const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
@@ -80,11 +90,7 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
     if (GATES) {
         const int HK = H * K;
         const float *row = q + (int64_t)b * ldv;
-        for (int i = threadIdx.x; i < K; i += blockDim.x) {
-            const int c = h * K + i;
-            gate_values(row[c], row[HK + c], lb ? lb + c : NULL, step_gates[i], step_gates[K + i], step_gates[2 * K + i]);
-        }
-        __syncthreads();
+        step_gates_fill(step_gates, row, lb, HK, h, K);
         q = step_gates;
         k = step_gates + K;
         g = step_gates + 2 * K;
@@ -148,11 +154,7 @@ __global__ void __launch_bounds__(32 * STEP4_WARPS) hgru_step4_kernel(float *o, 
     pdl_release();
     const int HK = H * K;
     const float *row = qfi + (int64_t)b * ldv;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-        const int c = h * K + i;
-        gate_values(row[c], row[HK + c], lb ? lb + c : NULL, step_gates[i], step_gates[K + i], step_gates[2 * K + i]);
-    }
-    __syncthreads();
+    step_gates_fill(step_gates, row, lb, HK, h, K);
     const float *q = step_gates, *k = step_gates + K, *g = step_gates + 2 * K;
     float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
     if (on) {
