@@ -189,7 +189,7 @@ void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, c
 // weights it updates is rewritten in the same pass.
 void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double wd, double grad_scale, int64_t step);
-// Every part (common.h) in one launch, each element exactly as cuda_adamw computes it.
+// Every part (common.h) in one launch (cuda_adamw is the one-part case), each element as cuda_adamw computes it.
 void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
                       double grad_scale, int64_t step);
 

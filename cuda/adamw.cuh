@@ -50,17 +50,9 @@ __device__ __forceinline__ void adamw_one(float *__restrict__ p, const float *__
     if (p16) p16[i] = __float2bfloat16(pi);
 }
 
-// vec: every pointer aligned, so four elements at a time and the last n % 4 one by one.
-__global__ void adamw_kernel(float *__restrict__ p, const float *__restrict__ grad, float *__restrict__ m,
-                             float *__restrict__ v, bf16 *__restrict__ p16, int64_t n, AdamW a, int vec) {
-    const int64_t n4 = vec ? n >> 2 : 0;
-    GRID_STRIDE(i, n4) adamw4(p, grad, m, v, p16, i, a);
-    GRID_STRIDE(j, n - 4 * n4) adamw_one(p, grad, m, v, p16, 4 * n4 + j, a);
-}
-
-// Many tensors in one launch (cuda_adamw_multi): a part per tensor, each cut into chunks of ADAMW_CHUNK
-// elements, a block per chunk. A block finds its part by a binary search over the parts' first chunks. Each
-// element gets exactly cuda_adamw's arithmetic (with its part's weight decay), so the bits are the same.
+// Many tensors in one launch (cuda_adamw_multi; cuda_adamw is its one-part case): a part per tensor, each cut into
+// chunks of ADAMW_CHUNK elements, a block per chunk. A block finds its part by a binary search over the parts'
+// first chunks; every element's update is adamw1 with its part's weight decay, whatever the other parts are.
 #define ADAMW_CHUNK 4096
 struct AdamwSeg {
     float *p, *m, *v;
@@ -89,20 +81,10 @@ __global__ void __launch_bounds__(256) adamw_multi_kernel(const AdamwSeg *__rest
     for (i += threadIdx.x; i < c1; i += blockDim.x) adamw_one(s.p, s.grad, s.m, s.v, s.p16, i, a);
 }
 
-static AdamW adamw_args(double lr, double beta1, double beta2, double eps, double wd, double grad_scale, int64_t step) {
-    const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    return {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
-            (float)wd, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
-}
-
 extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
                            double beta2, double eps, double wd, double grad_scale, int64_t step) {
-    if (n <= 0) return;
-    bf16 *p16 = adamw_copy_for(p, n);
-    const AdamW a = adamw_args(lr, beta1, beta2, eps, wd, grad_scale, step);
-    const int vec = al(p, 16) && al(grad, 16) && al(m, 16) && al(v, 16) && al(p16, 8);
-    adamw_kernel<<<blocks_for(vec ? n / 4 + 1 : n, 256), 256, 0, g_stream>>>(p, grad, m, v, p16, n, a, vec);
-    LAUNCH_CHECK("adamw");
+    const AdamwPart one = {p, grad, m, v, n, wd};
+    cuda_adamw_multi(&one, 1, lr, beta1, beta2, eps, grad_scale, step);
 }
 
 // The parts' table lives on the device and goes up again only when it changes (the first step, a bf16 copy made or
@@ -144,8 +126,9 @@ extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, 
         CUDA_CHECK(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice, g_stream));
         sent = host;
     }
-    // (the weight decay in the arguments is each part's own, set in the kernel)
-    const AdamW a = adamw_args(lr, beta1, beta2, eps, 0, grad_scale, step);
+    const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    const AdamW a = {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
+                     0.f /* each part's own, set in the kernel */, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
     adamw_multi_kernel<<<(unsigned)chunks, 256, 0, g_stream>>>(dev, (int)host.size(), a);
     LAUNCH_CHECK("adamw");
 }
