@@ -397,6 +397,35 @@ static void test_adamw(void) {
     free(p); free(m); free(v); free(pr); free(mr); free(vr);
 }
 
+// One update of three parts with their own weight decay is the three updates one by one: the same values.
+static void test_adamw_multi(void) {
+    seed(10);
+    const int64_t ns[3] = {5, 1, 17};
+    real *p[3], *q[3], *m[3], *v[3], *m2[3], *v2[3], *g[3];
+    AdamwPart parts[3];
+    for (int k = 0; k < 3; k++) {
+        p[k] = rvec(ns[k], 1);
+        q[k] = xmalloc((size_t)ns[k] * sizeof(real));
+        memcpy(q[k], p[k], (size_t)ns[k] * sizeof(real));
+        m[k] = zvec(ns[k]);
+        v[k] = zvec(ns[k]);
+        m2[k] = zvec(ns[k]);
+        v2[k] = zvec(ns[k]);
+        g[k] = rvec(ns[k], 1);
+        parts[k] = (AdamwPart){p[k], g[k], m[k], v[k], ns[k], 0.1 * k};
+    }
+    double e = 0;
+    for (int step = 1; step <= 3; step++) {
+        op_adamw_multi(parts, 3, 3e-3, 0.9, 0.98, 1e-8, 0.5, step);
+        for (int k = 0; k < 3; k++) {
+            op_adamw(q[k], g[k], m2[k], v2[k], ns[k], 3e-3, 0.9, 0.98, 1e-8, 0.1 * k, 0.5, step);
+            for (int64_t i = 0; i < ns[k]; i++) e = fmax(e, fabs((double)p[k][i] - q[k][i]));
+        }
+    }
+    near("adamw_multi = adamw part by part (3 parts, own weight decay)", e, 0);
+    for (int k = 0; k < 3; k++) { free(p[k]); free(q[k]); free(m[k]); free(v[k]); free(m2[k]); free(v2[k]); free(g[k]); }
+}
+
 // ======================================================================================================
 // sumsq
 // ======================================================================================================
@@ -1057,6 +1086,7 @@ int main(int argc, char **argv) {
     test_xent();
     test_xent_soft();
     test_adamw();
+    test_adamw_multi();
     test_sumsq();
 
     printf("-- hgru finite differences (g = logsigmoid(x), one in ten very negative; k = 1 - exp(g))\n");
