@@ -2,11 +2,11 @@
 #pragma once
 #include "reduce.cuh"
 
-// A block of NT threads walks RN_ROWS consecutive rows (the forward: fewer when N is small) one at a time;
-// thread t holds the columns 4 (t + NT i) .. +3 (i < V) of the row in registers, and w the whole time. The next row's loads are issued before the
-// current row's sum is reduced, so each block has two rows in flight: the latency of one row's loads hides
-// behind the reduction and the stores of the other. (One warp per row waiting on each row's loads in turn
-// moved the backward's bytes at ~1.3 TB/s.) VEC: C % 4 == 0 and every row 16-byte aligned (float4 loads);
+// A block of NT threads walks RN_ROWS consecutive rows (the forward: fewer when N is small) one at a time; thread t
+// holds the columns 4 (t + NT i) .. +3 (i < V) of the row in registers, and w the whole time. The next row's loads
+// are issued before the current row's sum is reduced, so each block has two rows in flight: the latency of one
+// row's loads hides behind the reduction and the stores of the other. (One warp per row waiting on each row's loads
+// in turn moved the backward's bytes at ~1.3 TB/s.) VEC: C % 4 == 0 and every row 16-byte aligned (float4 loads);
 // otherwise the same kernel loads column by column. Rows wider than RN_MAXV * 4 * 256 columns take the
 // one-warp-per-row kernels further down.
 #define RN_ROWS 16
