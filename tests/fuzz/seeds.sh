@@ -9,7 +9,7 @@ SHARED=${HGRN2_SHARED:-../shared}
 OUT=tests/tmp/fuzz-seeds
 WORK=tests/tmp/fuzz-seeds-work
 rm -rf "$OUT" "$WORK"
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl; do mkdir -p "$OUT/$t"; done
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples; do mkdir -p "$OUT/$t"; done
 mkdir -p "$WORK"
 
 # Some text: a piece of a shared corpus, else a generated one.
@@ -68,6 +68,24 @@ cp "$WORK/cls2/model.ckpt" "$OUT/cls_checkpoint/retrieval_layernorm.ckpt"
 ./hgrn2 train --task lra-pathfinder --data "$WORK/pf_ex" --out "$WORK/cls3" --steps 1 --layers 1 --dim 4 --expand-ratio 2 \
     --patch 4 --batch 2 --threads 1 >/dev/null
 cp "$WORK/cls3/model.ckpt" "$OUT/cls_checkpoint/pathfinder_patch4.ckpt"
+
+# ---- example files: ListOps (one document), Retrieval (a pair), Pathfinder's pixels (one frame each) ----
+cp "$WORK/lo_ex/train.examples" "$OUT/examples/listops_train.examples"
+cp "$WORK/lo_ex/val.examples" "$OUT/examples/listops_val.examples"
+cp "$WORK/aan_ex/train.examples" "$OUT/examples/retrieval_pairs.examples"
+cp "$WORK/pf_ex/train.examples" "$OUT/examples/pathfinder_pixels.examples"
+# several frames: 3,000 short expressions (a frame closes at 16 KiB of records)
+./hgrn2 generate --task listops --out "$WORK/lo_many" --train-size 3000 --val-size 1 --test-size 1 --min-len 1 --max-len 12 \
+    >/dev/null
+./hgrn2 prepare --task lra-listops --input "$WORK/lo_many" --out "$WORK/lo_many_ex" >/dev/null
+cp "$WORK/lo_many_ex/train.examples" "$OUT/examples/listops_frames.examples"
+# inputs that describe a file for the harness to build (tests/fuzz/fuzz_examples.c): 2-byte tokens, vocabulary
+# 20, 10 classes, documents of up to 8 tokens; one frame of one example (label 3, tokens 1 2 3), then two
+# frames of two pairs each with 4-byte tokens
+printf '\x00\x13\x00\x09\x08\x00\x00\x00''\x00\x0e\x00''\x03\x00\x00\x00\x03\x00\x00\x00\x01\x00\x02\x00\x03\x00' \
+    >"$OUT/examples/built_one.in"
+rec='\x01\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x02\x00\x00\x00\x06\x00\x00\x00\x07\x00\x00\x00'
+printf "\\x03\\x13\\x00\\x01\\x08\\x00\\x00\\x01\\x01\\x30\\x00$rec$rec\\x01\\x30\\x00$rec$rec" >"$OUT/examples/built_pairs.in"
 
 # A safetensors file by hand: integer and float64 tensors, a scalar, an empty tensor and metadata.
 st_by_hand() {   # st_by_hand FILE HEADER DATA_BYTES
@@ -131,7 +149,7 @@ JSONL
 printf '{"text": "no newline at the end"}' >"$OUT/jsonl/no_newline.jsonl"
 printf '{"text": "crlf"}\r\n{"text": "two"}\r\n' >"$OUT/jsonl/crlf.jsonl"
 
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl; do
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples; do
     printf '%-12s %3d seeds\n' "$t" "$(ls "$OUT/$t" | wc -l)"
 done | tr '\n' ' '
 echo "-> $OUT"
