@@ -6,9 +6,13 @@
 
 #include "common.h"
 
-// Images larger than this are refused before anything is allocated for their pixels.
+// Images larger than this are refused before anything is allocated for their pixels. The fuzz build
+// (make fuzz) takes a smaller pixel limit, so that an input of a few bytes declaring a huge image (legal:
+// libjpeg decodes what data there is and reports the damage) costs the fuzzer milliseconds, not seconds.
 #define JPEG_SIDE_MAX 32768
+#ifndef JPEG_PIXELS_MAX
 #define JPEG_PIXELS_MAX (1u << 28)
+#endif
 // Progressive files of more scans than this are refused: a crafted file of many empty scans would otherwise
 // take minutes to decode.
 #define JPEG_SCANS_MAX 500

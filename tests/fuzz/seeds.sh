@@ -9,7 +9,7 @@ SHARED=${HGRN2_SHARED:-../shared}
 OUT=tests/tmp/fuzz-seeds
 WORK=tests/tmp/fuzz-seeds-work
 rm -rf "$OUT" "$WORK"
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples; do mkdir -p "$OUT/$t"; done
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image; do mkdir -p "$OUT/$t"; done
 mkdir -p "$WORK"
 
 # Some text: a piece of a shared corpus, else a generated one.
@@ -87,6 +87,16 @@ printf '\x00\x13\x00\x09\x08\x00\x00\x00''\x00\x0e\x00''\x03\x00\x00\x00\x03\x00
 rec='\x01\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x02\x00\x00\x00\x06\x00\x00\x00\x07\x00\x00\x00'
 printf "\\x03\\x13\\x00\\x01\\x08\\x00\\x00\\x01\\x01\\x30\\x00$rec$rec\\x01\\x30\\x00$rec$rec" >"$OUT/examples/built_pairs.in"
 
+# ---- images: a byte that picks the decoder (even, '0': JPEG; odd, '1': PNG), then the file. The JPEGs of
+# tests/fixtures/jpeg were written with libjpeg-turbo: RGB baseline, progressive, grayscale, Adobe CMYK ----
+for f in tests/fixtures/jpeg/*.jpg; do
+    { printf '0'; cat "$f"; } >"$OUT/image/$(basename "$f" .jpg).in"
+done
+for k in 0 1; do
+    f=$(find "$WORK/pf_raw/imgs" -name "sample_$k.png" | head -n 1)
+    { printf '1'; cat "$f"; } >"$OUT/image/pathfinder_$k.in"
+done
+
 # A safetensors file by hand: integer and float64 tensors, a scalar, an empty tensor and metadata.
 st_by_hand() {   # st_by_hand FILE HEADER DATA_BYTES
     local n=${#2} le='' i
@@ -149,7 +159,7 @@ JSONL
 printf '{"text": "no newline at the end"}' >"$OUT/jsonl/no_newline.jsonl"
 printf '{"text": "crlf"}\r\n{"text": "two"}\r\n' >"$OUT/jsonl/crlf.jsonl"
 
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples; do
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image; do
     printf '%-12s %3d seeds\n' "$t" "$(ls "$OUT/$t" | wc -l)"
 done | tr '\n' ' '
 echo "-> $OUT"
