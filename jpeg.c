@@ -96,6 +96,17 @@ int jpeg_decode_rgb(const uint8_t *data, size_t n, uint8_t **rgb, int *w, int *h
         jpeg_destroy_decompress(&d);
         return -1;
     }
+    // A complete Huffman-coded JPEG spends at least one bit on every 8 x 8 block of its first component (a
+    // DC code; baseline adds an end-of-block code), so n bytes hold at most 512 n pixels. A file declaring
+    // more is truncated or corrupt, and would otherwise cost the declared image's memory and decoding time
+    // (a 1.6 GB coefficient buffer for a progressive 2^28-pixel header) before the data ran out. Arithmetic
+    // coding can spend less than a bit a block: such files get only the limits above.
+    if (!d.arith_code && (uint64_t)d.image_width * d.image_height > (uint64_t)n * JPEG_PIXELS_PER_BYTE) {
+        snprintf(err, errlen, "%ux%u pixels in a file of %zu bytes: more than a complete JPEG of that size holds (%d pixels a "
+                 "byte); the file is truncated or corrupt", d.image_width, d.image_height, n, JPEG_PIXELS_PER_BYTE);
+        jpeg_destroy_decompress(&d);
+        return -1;
+    }
     int cmyk = d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK;
     d.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&d);

@@ -13,6 +13,9 @@
 #ifndef JPEG_PIXELS_MAX
 #define JPEG_PIXELS_MAX (1u << 28)
 #endif
+// A Huffman-coded file declaring more pixels than this many per byte of the file is refused from its header
+// too: a complete JPEG cannot hold them (jpeg.c says why).
+#define JPEG_PIXELS_PER_BYTE 512
 // Progressive files of more scans than this are refused: a crafted file of many empty scans would otherwise
 // take minutes to decode.
 #define JPEG_SCANS_MAX 500
@@ -24,7 +27,8 @@ int jpeg_available(void);
 // Decodes data[0, n) to 8-bit RGB rows (*rgb, w * h * 3 bytes, malloc'd; the caller frees it): grayscale is
 // expanded, CMYK and YCCK converted (Adobe files store inverted CMYK, as libjpeg reports it), progressive
 // files read as any other. Returns 0; -1 with the reason in err for a file that is not a JPEG, is corrupt,
-// ends early (truncated), or is larger than JPEG_SIDE_MAX a side or JPEG_PIXELS_MAX pixels. *warnings
+// ends early (truncated), is larger than JPEG_SIDE_MAX a side or JPEG_PIXELS_MAX pixels, or (Huffman-coded)
+// declares more than JPEG_PIXELS_PER_BYTE pixels a byte of the file. *warnings
 // (when not NULL) counts libjpeg's warnings about recoverable damage in a file that did decode.
 int jpeg_decode_rgb(const uint8_t *data, size_t n, uint8_t **rgb, int *w, int *h, int *warnings, char *err, size_t errlen);
 // Encodes rgb[h][w][3] as a baseline JPEG (4:2:0, optimised Huffman tables) at quality 1-100 into *out

@@ -208,7 +208,27 @@ static void test_refusals(void) {
         big.p[d] = big.p[d + 2] = (uint8_t)(20000 >> 8);   // 20000 x 20000 = 4e8 pixels
         big.p[d + 1] = big.p[d + 3] = (uint8_t)(20000 & 255);
         expect_refused("20000x20000", big.p, big.n, "larger than");
+        // within the limits, but more pixels than the file's bytes can code (512 a byte): refused from the header,
+        // where libjpeg would have decoded what data there was and padded the rest
+        big.p[d] = big.p[d + 2] = (uint8_t)(4000 >> 8);   // 4000 x 4000 = 1.6e7 pixels in a few KB
+        big.p[d + 1] = big.p[d + 3] = (uint8_t)(4000 & 255);
+        CHECK((uint64_t)4000 * 4000 > (uint64_t)big.n * JPEG_PIXELS_PER_BYTE, "the test's JPEG is too large (%zu bytes)", big.n);
+        expect_refused("4000x4000 in a small file", big.p, big.n, "more than a complete JPEG");
         free(big.p);
+    }
+    {   // the bound leaves room: a flat 2048 x 2048 image, the cheapest there is to code, decodes baseline and progressive
+        uint8_t *flat = xmalloc((size_t)2048 * 2048 * 3);
+        memset(flat, 77, (size_t)2048 * 2048 * 3);
+        for (int prog = 0; prog < 2; prog++) {
+            Bytes f = encode(flat, 2048, 2048, JCS_RGB, 3, prog, 50);
+            CHECK((uint64_t)2048 * 2048 <= (uint64_t)f.n * JPEG_PIXELS_PER_BYTE, "flat 2048x2048 (%s) in %zu bytes: above the bound",
+                  prog ? "progressive" : "baseline", f.n);
+            if (getenv("SHOWMSG")) printf("[flat 2048x2048 %s] %zu bytes\n", prog ? "progressive" : "baseline", f.n);
+            // a gray of 77 comes back as 76 or 78 through YCbCr's rounding: 1.5 is one level and a half
+            check_decode(prog ? "flat 2048x2048 progressive" : "flat 2048x2048", f, flat, 2048, 2048, 1.5);
+            free(f.p);
+        }
+        free(flat);
     }
     // damage in the entropy-coded data: either refused or decoded with warnings counted, never a crash
     Bytes bad = {xmalloc(good.n), good.n};
