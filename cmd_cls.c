@@ -2,6 +2,8 @@
 // options and presets in, the run or the evaluation of cls_run.c out; and `eval --task lra`, the table of
 // every task's test accuracy beside the paper's. hgrn2.c hands these command lines over (cls_command_line).
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <sys/stat.h>
 
@@ -596,7 +598,9 @@ static const char *EVAL_HELP =
     "                       HGRN2 paper's accuracies of HGRN2 and HGRN1 (the arch column: each run's own);\n"
     "                       tasks without a checkpoint are shown as missing, and the\n"
     "                       average is over the tasks present\n"
-    "  --runs DIR           the folder of the runs (default runs)\n"
+    "  --runs DIR           the folder of the runs (default runs): a task's runs are DIR/TASK and\n"
+    "                       DIR/TASK-* (lra-listops-seed2); several give their mean, count and range,\n"
+    "                       a row per architecture\n"
     "  --data-root R        the data of task T is R/T (default: each checkpoint's own data)\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
@@ -694,42 +698,112 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
 }
 
 // eval --task lra: the table.
+
+// 1 when a folder of the runs holds a run of task: named the task, or the task, '-' and anything (a seed's or
+// a variant's run beside the first: lra-listops-seed2).
+static int run_of_task(const char *name, const char *task) {
+    size_t n = strlen(task);
+    return strncmp(name, task, n) == 0 && (name[n] == 0 || (name[n] == '-' && name[n + 1]));
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// The folders of runs that hold a model.ckpt, sorted by name; *n their count.
+static char **list_runs(const char *runs, size_t *n) {
+    DIR *d = opendir(runs);
+    if (!d) die("cannot read the folder of runs %s: %s", runs, strerror(errno));
+    char **names = NULL;
+    size_t cap = 0;
+    *n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char *ckpt = xasprintf("%s/%s/model.ckpt", runs, de->d_name);
+        int keep = file_exists(ckpt);
+        free(ckpt);
+        if (!keep) continue;
+        if (*n == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 16) * sizeof *names);
+        names[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (*n) qsort(names, *n, sizeof *names, cmp_name);
+    return names;
+}
+
+// Every run of each task in the folder (DIR/<task> and DIR/<task>-*), scored on its test split; a row per
+// task and architecture: the mean of its runs, and with several runs their count and range.
 static int eval_table(const char *runs, const char *data_root, const EvalShape *e) {
     struct stat st;
     if (stat(runs, &st) != 0 || !S_ISDIR(st.st_mode)) die("no folder of runs %s (pass --runs DIR)", runs);
-    double ours[6], sum = 0, paper_sum = 0, paper1_sum = 0;
-    int have[6] = {0}, arch[6] = {0}, n = 0;
+    enum { NARCH = 2 };   // the classifier's token mixers: HGRN2's and HGRN1's
+    struct { double sum, lo, hi; int n; } row[6][NARCH] = {{{0}}};
+    size_t nruns;
+    char **names = list_runs(runs, &nruns);
     EvalShape es = *e;
-    for (int i = 0; i < 6; i++) {
-        char *ckpt = xasprintf("%s/%s/model.ckpt", runs, LRA_TABLE[i].task);
-        if (file_exists(ckpt)) {
+    for (int i = 0; i < 6; i++)
+        for (size_t r = 0; r < nruns; r++) {
+            if (!run_of_task(names[r], LRA_TABLE[i].task)) continue;
+            char *ckpt = xasprintf("%s/%s/model.ckpt", runs, names[r]);
             char *data = data_root ? xasprintf("%s/%s", data_root, LRA_TABLE[i].task) : NULL;
-            es.mixer = &arch[i];
-            ours[i] = 100 * eval_ckpt(ckpt, LRA_TABLE[i].task, data, &es);
-            have[i] = 1;
-            n++;
-            sum += ours[i];
-            paper_sum += LRA_TABLE[i].paper;
-            paper1_sum += LRA_TABLE[i].paper1;
+            int arch = 0;
+            es.mixer = &arch;
+            double acc = 100 * eval_ckpt(ckpt, LRA_TABLE[i].task, data, &es);
+            if (arch < 0 || arch >= NARCH) die("%s: a classifier of an unknown token mixer (%d)", ckpt, arch);
+            if (!row[i][arch].n || acc < row[i][arch].lo) row[i][arch].lo = acc;
+            if (!row[i][arch].n || acc > row[i][arch].hi) row[i][arch].hi = acc;
+            row[i][arch].sum += acc;
+            row[i][arch].n++;
             free(data);
+            free(ckpt);
         }
-        free(ckpt);
-    }
+    for (size_t r = 0; r < nruns; r++) free(names[r]);
+    free(names);
+    // one average over every task present, unless a task has runs of both mixers: then one per mixer
+    int split = 0;
+    for (int i = 0; i < 6; i++) split |= row[i][0].n && row[i][1].n;
     printf("\nLong Range Arena, test accuracy (%%): the runs in %s (arch: each run's) beside the HGRN2 paper's\n"
            "numbers for HGRN2 and HGRN1\n", runs);
     printf("%-12s %8s %6s %8s %8s\n", "task", "ours", "arch", "HGRN2", "HGRN1");
+    double sum[NARCH + 1] = {0}, paper_sum[NARCH + 1] = {0}, paper1_sum[NARCH + 1] = {0};
+    int tasks[NARCH + 1] = {0};
     for (int i = 0; i < 6; i++) {
-        if (have[i]) printf("%-12s %8.2f %6s %8.2f %8.2f\n", LRA_TABLE[i].name, ours[i], ARCH_NAMES[arch[i]],
-                            LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
-        else printf("%-12s %8s %6s %8.2f %8.2f\n", LRA_TABLE[i].name, "missing", "-", LRA_TABLE[i].paper,
-                    LRA_TABLE[i].paper1);
+        int any = 0;
+        double task_sum = 0;
+        int task_n = 0;
+        for (int a = 0; a < NARCH; a++) {
+            if (!row[i][a].n) continue;
+            double mean = row[i][a].sum / row[i][a].n;
+            printf("%-12s %8.2f %6s %8.2f %8.2f", LRA_TABLE[i].name, mean, ARCH_NAMES[a], LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
+            if (row[i][a].n > 1) printf("   mean of %d runs: %.2f to %.2f", row[i][a].n, row[i][a].lo, row[i][a].hi);
+            printf("\n");
+            any = 1;
+            sum[a] += mean;
+            paper_sum[a] += LRA_TABLE[i].paper;
+            paper1_sum[a] += LRA_TABLE[i].paper1;
+            tasks[a]++;
+            task_sum += row[i][a].sum;
+            task_n += row[i][a].n;
+        }
+        if (!any) {
+            printf("%-12s %8s %6s %8.2f %8.2f\n", LRA_TABLE[i].name, "missing", "-", LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
+        } else {   // the single average takes each task's one row
+            sum[NARCH] += task_sum / task_n;
+            paper_sum[NARCH] += LRA_TABLE[i].paper;
+            paper1_sum[NARCH] += LRA_TABLE[i].paper1;
+            tasks[NARCH]++;
+        }
     }
-    if (n == 6) printf("%-12s %8.2f %6s %8.2f %8.2f\n", "average", sum / n, "", LRA_PAPER_AVERAGE, LRA_PAPER1_AVERAGE);
-    else if (n) printf("%-12s %8.2f %6s %8.2f %8.2f   partial: over the %d of 6 tasks present (the paper's over all six: "
-                       "%.2f and %.2f)\n", "average", sum / n, "", paper_sum / n, paper1_sum / n, n, LRA_PAPER_AVERAGE,
-                       LRA_PAPER1_AVERAGE);
-    else printf("%-12s %8s %6s %8.2f %8.2f   no task has a checkpoint in %s\n", "average", "-", "", LRA_PAPER_AVERAGE,
-                LRA_PAPER1_AVERAGE, runs);
+    for (int a = split ? 0 : NARCH; a <= (split ? NARCH - 1 : NARCH); a++) {
+        int n = tasks[a];
+        const char *arch = a < NARCH ? ARCH_NAMES[a] : "";
+        if (split && !n) continue;
+        if (n == 6) printf("%-12s %8.2f %6s %8.2f %8.2f\n", "average", sum[a] / n, arch, LRA_PAPER_AVERAGE, LRA_PAPER1_AVERAGE);
+        else if (n) printf("%-12s %8.2f %6s %8.2f %8.2f   partial: over the %d of 6 tasks present (the paper's over all six: "
+                           "%.2f and %.2f)\n", "average", sum[a] / n, arch, paper_sum[a] / n, paper1_sum[a] / n, n,
+                           LRA_PAPER_AVERAGE, LRA_PAPER1_AVERAGE);
+        else printf("%-12s %8s %6s %8.2f %8.2f   no task has a checkpoint in %s\n", "average", "-", "", LRA_PAPER_AVERAGE,
+                    LRA_PAPER1_AVERAGE, runs);
+    }
     return 0;
 }
 

@@ -270,6 +270,34 @@ mkdir -p "$TMP/root"; ln -s "$(pwd)/$TMP/ex" "$TMP/root/lra-listops"; ln -s "$(p
 expect 0 "eval --task lra --data-root" -- $H eval --task lra --runs "$TMP/runs" --data-root "$TMP/root"
 grep -q "lra-text: test split of $TMP/root/lra-text" "$TMP/out" || fail "--data-root was not used for lra-text"
 expect 1 "eval --task lra of a missing folder" -- $H eval --task lra --runs "$TMP/nothere"; expect_msg "no folder of runs"
+# more runs of a task: lra-listops-* beside lra-listops, a row per architecture with the mean and the range of
+# its runs, and an average per architecture once a task has runs of both; folders that only look like runs of
+# the task (no '-' after its name, nothing after the '-', no model.ckpt) are left out
+expect 0 "train a second tiny ListOps run (seed 2)" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 30 \
+    --seed 2 --out "$TMP/runs/lra-listops-seed2"
+expect 0 "train a tiny ListOps run of hgrn1" -- $H train --task lra-listops --arch hgrn1 --data "$TMP/ex" --layers 1 --dim 16 --batch 8 \
+    --seq-len 256 --warmup 5 --lr 3e-3 --threads 2 --steps 10 --out "$TMP/runs/lra-listops-hgrn1"
+cp -r "$TMP/runs/lra-text" "$TMP/runs/lra-listopsx"
+cp -r "$TMP/runs/lra-text" "$TMP/runs/lra-listops-"
+mkdir -p "$TMP/runs/lra-listops-empty"
+accs=()
+for r in lra-listops lra-listops-seed2 lra-listops-hgrn1 lra-text; do
+    t=lra-listops; [ "$r" = lra-text ] && t=lra-text
+    expect 0 "eval $r" -- $H eval --task $t --ckpt "$TMP/runs/$r/model.ckpt"
+    accs+=("$(tail -n 1 "$TMP/out" | awk '{ printf "%.2f", 100 * $2 }')")
+done
+expect 0 "eval --task lra with three ListOps runs" -- $H eval --task lra --runs "$TMP/runs"
+read -r mean lo hi < <(awk -v a="${accs[0]}" -v b="${accs[1]}" 'BEGIN { m = (a + b) / 2; printf "%.2f %.2f %.2f\n", m, (a < b ? a : b), (a < b ? b : a) }')
+avg1=$(awk -v a="${accs[2]}" -v b="${accs[3]}" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+checks=$((checks + 1))
+if grep -Eq "^ListOps +$mean +hgrn2 +60\.52 +59\.95   mean of 2 runs: $lo to $hi\$" "$TMP/out" &&
+   grep -Eq "^ListOps +${accs[2]} +hgrn1 +60\.52 +59\.95\$" "$TMP/out" && grep -Eq "^Text +${accs[3]} +hgrn1 +88\.97 +88\.14\$" "$TMP/out" &&
+   grep -Eq "^average +$mean +hgrn2 +60\.52 +59\.95 +partial: over the 1 of 6 tasks" "$TMP/out" &&
+   grep -Eq "^average +$avg1 +hgrn1 +74\.75 +74\.0[45] +partial: over the 2 of 6 tasks" "$TMP/out" &&
+   [ "$(grep -c '^lra-listops: test split' "$TMP/out")" = 3 ] && [ "$(grep -c '^lra-text: test split' "$TMP/out")" = 1 ]
+then ok "the table with more runs: ListOps hgrn2 the mean of 2 ($mean, $lo to $hi), hgrn1 apart, an average per architecture"
+else fail "the table with more runs (accuracies ${accs[*]}):"; cat "$TMP/out"; fi
+rm -rf "$TMP/runs/lra-listopsx" "$TMP/runs/lra-listops-" "$TMP/runs/lra-listops-empty"
 
 # ---- an image task: generated Pathfinder images, pixels in, four 2-D scans over 32 x 32 ----
 IMG=(--layers 1 --dim 8 --expand-ratio 4 --batch 4 --steps 4 --warmup 2 --eval-every 2 --ckpt-every 2 --eval-batches 1 --threads 2)
