@@ -2,8 +2,6 @@
 // options and presets in, the run or the evaluation of cls_run.c out; and `eval --task lra`, the table of
 // every task's test accuracy beside the paper's. hgrn2.c hands these command lines over (cls_command_line).
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <errno.h>
 #include <getopt.h>
 #include <sys/stat.h>
 
@@ -706,28 +704,12 @@ static int run_of_task(const char *name, const char *task) {
     return strncmp(name, task, n) == 0 && (name[n] == 0 || (name[n] == '-' && name[n + 1]));
 }
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-// The folders of runs that hold a model.ckpt, sorted by name; *n their count.
-static char **list_runs(const char *runs, size_t *n) {
-    DIR *d = opendir(runs);
-    if (!d) die("cannot read the folder of runs %s: %s", runs, strerror(errno));
-    char **names = NULL;
-    size_t cap = 0;
-    *n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char *ckpt = xasprintf("%s/%s/model.ckpt", runs, de->d_name);
-        int keep = file_exists(ckpt);
-        free(ckpt);
-        if (!keep) continue;
-        if (*n == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 16) * sizeof *names);
-        names[(*n)++] = xstrdup(de->d_name);
-    }
-    closedir(d);
-    if (*n) qsort(names, *n, sizeof *names, cmp_name);
-    return names;
+// dir_names' filter: a folder of the runs that holds a model.ckpt
+static int has_ckpt(const char *dir, const char *name, void *arg) {
+    char *ckpt = xasprintf("%s/%s/model.ckpt", dir, name);
+    int keep = file_exists(ckpt);
+    free(ckpt);
+    return keep;
 }
 
 // Every run of each task in the folder (DIR/<task> and DIR/<task>-*), scored on its test split; a row per
@@ -738,7 +720,7 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
     enum { NARCH = 2 };   // the classifier's token mixers: HGRN2's and HGRN1's
     struct { double sum, lo, hi; int n; } row[6][NARCH] = {{{0}}};
     size_t nruns;
-    char **names = list_runs(runs, &nruns);
+    char **names = dir_names(runs, has_ckpt, NULL, &nruns);
     EvalShape es = *e;
     for (int i = 0; i < 6; i++)
         for (size_t r = 0; r < nruns; r++) {
@@ -756,8 +738,7 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
             free(data);
             free(ckpt);
         }
-    for (size_t r = 0; r < nruns; r++) free(names[r]);
-    free(names);
+    free_names(names, nruns);
     // one average over every task present, unless a task has runs of both mixers: then one per mixer
     int split = 0;
     for (int i = 0; i < 6; i++) split |= row[i][0].n && row[i][1].n;

@@ -1,4 +1,5 @@
 // common.c: the helpers of common.h that every file shares: strings and paths, clocks, directories, random numbers.
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -59,6 +60,30 @@ void mkdir_p(const char *dir) {
 int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+char **dir_names(const char *dir, int (*keep)(const char *dir, const char *name, void *arg), void *arg, size_t *n) {
+    DIR *d = opendir(dir);
+    if (!d) die("cannot read folder %s: %s", dir, strerror(errno));
+    char **names = NULL;
+    size_t cap = 0;
+    *n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || (keep && !keep(dir, de->d_name, arg))) continue;
+        if (*n == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+        names[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (*n) qsort(names, *n, sizeof *names, cmp_names);
+    return names;
+}
+
+void free_names(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
 }
 
 void copy_file(const char *from, const char *to) {

@@ -150,6 +150,12 @@ __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
 double now_s(void);                                  // a monotonic clock in seconds
 void mkdir_p(const char *dir);                       // mkdir -p; dies naming the part that failed
 int file_exists(const char *path);
+// The names in folder dir, hidden ones (a leading '.') left out, that keep(dir, name, arg) accepts (all when
+// keep is NULL), sorted by bytes; *n their count. Dies naming the folder when it cannot be read. Free the
+// list with free_names.
+char **dir_names(const char *dir, int (*keep)(const char *dir, const char *name, void *arg), void *arg, size_t *n);
+void free_names(char **names, size_t n);
+int cmp_names(const void *a, const void *b);   // qsort and bsearch order of dir_names: strcmp of char * elements
 // Copies a file to `to` through to.tmp (synced) and a rename, in pieces of 64 KiB: a kill never leaves a
 // partial file under the final name, and a file of any size takes constant memory. Dies on any failure.
 void copy_file(const char *from, const char *to);

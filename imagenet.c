@@ -4,7 +4,6 @@
 // runs on threads, a chunk of images at a time, and the chunk is written in the input's order, so the files
 // do not depend on the thread count. The format and the policies: docs/imagenet.md.
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <omp.h>
 #include <sys/stat.h>
@@ -286,8 +285,6 @@ static void items_free(Items *it) {
     free(it->label);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static int is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -298,35 +295,21 @@ static int has_jpeg_suffix(const char *name) {
     return dot && (!strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".jpg"));
 }
 
-// The entries of dir, sorted by bytes: its folders (dirs = 1) or its regular files named *.jpeg / *.jpg in
-// any case (dirs = 0); hidden names left out. *n their count.
-static char **list_dir(const char *dir, int dirs, size_t *n) {
-    DIR *d = opendir(dir);
-    if (!d) die("cannot read folder %s: %s", dir, strerror(errno));
-    char **names = NULL;
-    size_t cap = 0;
-    *n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        if (!dirs && !has_jpeg_suffix(de->d_name)) continue;
-        char *full = xasprintf("%s/%s", dir, de->d_name);
-        struct stat st;
-        int keep = stat(full, &st) == 0 && (dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
-        free(full);
-        if (!keep) continue;
-        if (*n == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 256) * sizeof *names);
-        names[(*n)++] = xstrdup(de->d_name);
-    }
-    closedir(d);
-    if (*n) qsort(names, *n, sizeof *names, cmp_str);
-    return names;
+// Folders (arg points to 1) or regular files named *.jpeg / *.jpg in any case (arg points to 0): dir_names'
+// filter for list_dir.
+static int keep_entry(const char *dir, const char *name, void *arg) {
+    int dirs = *(const int *)arg;
+    if (!dirs && !has_jpeg_suffix(name)) return 0;
+    char *full = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    int keep = stat(full, &st) == 0 && (dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    free(full);
+    return keep;
 }
 
-static void free_names(char **names, size_t n) {
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
+// The entries of dir, sorted by bytes: its folders (dirs = 1) or its regular files named *.jpeg / *.jpg in
+// any case (dirs = 0); hidden names left out. *n their count.
+static char **list_dir(const char *dir, int dirs, size_t *n) { return dir_names(dir, keep_entry, &dirs, n); }
 
 // The folder layout: class c is the c-th of train's folders in byte order; val's folders must be among them.
 // Returns the class names as text, one a line.
@@ -354,7 +337,7 @@ static char *scan_folders(const char *input, Items split[2], uint32_t *nclasses)
     size_t missing = 0;
     char list[600] = "";
     for (size_t v = 0; v < nv; v++)
-        if (!bsearch(&val[v], classes, nc, sizeof *classes, cmp_str) && ++missing <= 5)
+        if (!bsearch(&val[v], classes, nc, sizeof *classes, cmp_names) && ++missing <= 5)
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", missing > 1 ? ", " : "", val[v]);
     if (missing)
         die("%s has %zu class folder%s that %s lacks: %s%s", dir[1], missing, missing == 1 ? "" : "s", dir[0], list,
@@ -363,7 +346,7 @@ static char *scan_folders(const char *input, Items split[2], uint32_t *nclasses)
         char **folders = s == 0 ? classes : val;
         size_t nf = s == 0 ? nc : nv;
         for (size_t f = 0; f < nf; f++) {
-            size_t label = s == 0 ? f : (size_t)((char **)bsearch(&folders[f], classes, nc, sizeof *classes, cmp_str) - classes);
+            size_t label = s == 0 ? f : (size_t)((char **)bsearch(&folders[f], classes, nc, sizeof *classes, cmp_names) - classes);
             char *cdir = xasprintf("%s/%s", dir[s], folders[f]);
             size_t nfiles;
             char **files = list_dir(cdir, 0, &nfiles);
