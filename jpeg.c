@@ -220,16 +220,17 @@ double image_bicubic(double x) {
 // shrinking; taps outside the segment are dropped and the rest renormalised (PIL's convention).
 typedef struct { int taps; int *first, *count; float *w; } Taps;
 
-static Taps taps_make(int in, int out) {
+// The taps of outputs from .. from + n - 1 (i below) of a resampling of `in` pixels to `out`.
+static Taps taps_make(int in, int out, int from, int n) {
     double scale = (double)in / out, fs = scale > 1 ? scale : 1, support = 2 * fs;
     Taps t;
     t.taps = (int)ceil(support) * 2 + 1;
-    t.first = xmalloc((size_t)out * sizeof *t.first);
-    t.count = xmalloc((size_t)out * sizeof *t.count);
-    t.w = xcalloc((size_t)out * t.taps, sizeof *t.w);
+    t.first = xmalloc((size_t)n * sizeof *t.first);
+    t.count = xmalloc((size_t)n * sizeof *t.count);
+    t.w = xcalloc((size_t)n * t.taps, sizeof *t.w);
     double *k = xmalloc((size_t)t.taps * sizeof *k);
-    for (int i = 0; i < out; i++) {
-        double center = (i + 0.5) * scale;
+    for (int i = 0; i < n; i++) {
+        double center = (from + i + 0.5) * scale;
         int lo = (int)floor(center - support + 0.5), hi = (int)floor(center + support + 0.5);
         if (lo < 0) lo = 0;
         if (hi > in) hi = in;
@@ -256,17 +257,22 @@ static uint8_t clamp8(float v) {
     return (uint8_t)lrintf(v);
 }
 
-void image_resize(const uint8_t *src, int sw, int sh, ImageBox b, uint8_t *dst, int dw, int dh) {
-    if (sw < 1 || sh < 1 || dw < 1 || dh < 1 || b.w < 1 || b.h < 1 || b.x < 0 || b.y < 0 || b.x > sw - b.w ||
-        b.y > sh - b.h)
-        die("image_resize: box %dx%d at (%d, %d) of a %dx%d image to %dx%d", b.w, b.h, b.x, b.y, sw, sh, dw, dh);
-    Taps tx = taps_make(b.w, dw), ty = taps_make(b.h, dh);
-    // The horizontal pass over the box's rows, kept in float, then the vertical pass.
-    float *mid = xmalloc((size_t)dw * b.h * 3 * sizeof *mid);
-    for (int y = 0; y < b.h; y++) {
+// The window win (in the dw x dh result) of the box's resampling, into dst[win.h][win.w][3]: only the taps,
+// the source rows and the intermediate values that the window needs, so that a window of a huge result (the
+// center crop of an image of extreme aspect ratio resized to a short side of 256) costs what the window does.
+// Each value is computed as for the whole result, in the same order: the same bits.
+static void resize_window(const uint8_t *src, int sw, ImageBox b, int dw, int dh, ImageBox win, uint8_t *dst) {
+    Taps tx = taps_make(b.w, dw, win.x, win.w), ty = taps_make(b.h, dh, win.y, win.h);
+    // the source rows the window reads: from the first row of its first output to the last of its last
+    int r0 = ty.first[0], r1 = r0;
+    for (int j = 0; j < win.h; j++)
+        if (ty.first[j] + ty.count[j] > r1) r1 = ty.first[j] + ty.count[j];
+    // The horizontal pass over those rows of the box, kept in float, then the vertical pass.
+    float *mid = xmalloc((size_t)win.w * (r1 - r0 > 0 ? r1 - r0 : 1) * 3 * sizeof *mid);
+    for (int y = r0; y < r1; y++) {
         const uint8_t *row = src + ((size_t)(b.y + y) * sw + b.x) * 3;
-        float *m = mid + (size_t)y * dw * 3;
-        for (int i = 0; i < dw; i++) {
+        float *m = mid + (size_t)(y - r0) * win.w * 3;
+        for (int i = 0; i < win.w; i++) {
             const float *w = tx.w + (size_t)i * tx.taps;
             const uint8_t *p = row + (size_t)tx.first[i] * 3;
             float r = 0, g = 0, bl = 0;
@@ -280,21 +286,28 @@ void image_resize(const uint8_t *src, int sw, int sh, ImageBox b, uint8_t *dst, 
             m[3 * i + 2] = bl;
         }
     }
-    float *acc = xmalloc((size_t)dw * 3 * sizeof *acc);
-    for (int j = 0; j < dh; j++) {
+    float *acc = xmalloc((size_t)win.w * 3 * sizeof *acc);
+    for (int j = 0; j < win.h; j++) {
         const float *w = ty.w + (size_t)j * ty.taps;
-        for (int q = 0; q < dw * 3; q++) acc[q] = 0;
+        for (int q = 0; q < win.w * 3; q++) acc[q] = 0;
         for (int k = 0; k < ty.count[j]; k++) {
-            const float *m = mid + (size_t)(ty.first[j] + k) * dw * 3;
-            for (int q = 0; q < dw * 3; q++) acc[q] += w[k] * m[q];
+            const float *m = mid + (size_t)(ty.first[j] + k - r0) * win.w * 3;
+            for (int q = 0; q < win.w * 3; q++) acc[q] += w[k] * m[q];
         }
-        uint8_t *o = dst + (size_t)j * dw * 3;
-        for (int q = 0; q < dw * 3; q++) o[q] = clamp8(acc[q]);
+        uint8_t *o = dst + (size_t)j * win.w * 3;
+        for (int q = 0; q < win.w * 3; q++) o[q] = clamp8(acc[q]);
     }
     free(acc);
     free(mid);
     taps_free(&tx);
     taps_free(&ty);
+}
+
+void image_resize(const uint8_t *src, int sw, int sh, ImageBox b, uint8_t *dst, int dw, int dh) {
+    if (sw < 1 || sh < 1 || dw < 1 || dh < 1 || b.w < 1 || b.h < 1 || b.x < 0 || b.y < 0 || b.x > sw - b.w ||
+        b.y > sh - b.h)
+        die("image_resize: box %dx%d at (%d, %d) of a %dx%d image to %dx%d", b.w, b.h, b.x, b.y, sw, sh, dw, dh);
+    resize_window(src, sw, b, dw, dh, (ImageBox){0, 0, dw, dh}, dst);
 }
 
 void image_short_side(int w, int h, int side, int *ow, int *oh) {
@@ -363,15 +376,14 @@ ImageBox image_random_crop(int w, int h, uint64_t *rng, double smin, double smax
 
 void image_eval_transform(const uint8_t *rgb, int w, int h, int resize, int side, uint8_t *out) {
     if (resize < side) die("image_eval_transform: resize %d is below the crop %d", resize, side);
+    if (w < 1 || h < 1) die("image_eval_transform: a %dx%d image", w, h);
     int rw, rh;
     image_short_side(w, h, resize, &rw, &rh);
-    uint8_t *tmp = xmalloc((size_t)rw * rh * 3);
-    ImageBox all = {0, 0, w, h};
-    image_resize(rgb, w, h, all, tmp, rw, rh);
-    // torchvision's center crop: offsets round((size - crop) / 2), Python's round (half to even) as rint
+    // torchvision's center crop: offsets round((size - crop) / 2), Python's round (half to even) as rint. Only
+    // the crop's window of the resized image is computed: the same pixels as resizing it all and cutting them
+    // out, without the whole (an image of 32768 x 1 pixels would be 8.4 million pixels wide at 256 high).
     int top = (int)nearbyint((rh - side) / 2.0), left = (int)nearbyint((rw - side) / 2.0);
-    for (int y = 0; y < side; y++) memcpy(out + (size_t)y * side * 3, tmp + ((size_t)(top + y) * rw + left) * 3, (size_t)side * 3);
-    free(tmp);
+    resize_window(rgb, w, (ImageBox){0, 0, w, h}, rw, rh, (ImageBox){left, top, side, side}, out);
 }
 
 void image_train_transform(const uint8_t *rgb, int w, int h, int side, uint64_t seed, uint64_t epoch, uint64_t index,

@@ -430,6 +430,29 @@ static void test_crops(void) {
     for (int y = 0; y < 224; y++) ok &= !memcmp(out + (size_t)y * 224 * 3, mid + ((size_t)(16 + y) * 341 + 58) * 3, 224 * 3);
     CHECK(ok, "eval transform is not the 224x224 crop at (58, 16) of the 341x256 resize");
     free(mid);
+    // extreme aspect ratios, both ways: still the crop of the whole resize, bit for bit (small sizes, so that
+    // the whole resize stays small: 600 x 1 to 19200 x 32, cropped to 24 x 24); and at the recipe's sizes a
+    // 20000 x 2 image, whose whole resize would be 2.56 million pixels wide, in far less than that costs
+    for (int tall = 0; tall < 2; tall++) {
+        int ew = tall ? 1 : 600, eh = tall ? 600 : 1, rw = tall ? 32 : 19200, rh = tall ? 19200 : 32;
+        uint8_t *e = pattern(ew, eh, 5), *whole = xmalloc((size_t)rw * rh * 3), got[24 * 24 * 3];
+        image_eval_transform(e, ew, eh, 32, 24, got);
+        image_resize(e, ew, eh, (ImageBox){0, 0, ew, eh}, whole, rw, rh);
+        int top = (int)nearbyint((rh - 24) / 2.0), left = (int)nearbyint((rw - 24) / 2.0), same = 1;
+        for (int y = 0; y < 24; y++)
+            same &= !memcmp(got + (size_t)y * 24 * 3, whole + ((size_t)(top + y) * rw + left) * 3, 24 * 3);
+        CHECK(same, "eval transform of a %dx%d image is not the crop of its %dx%d resize", ew, eh, rw, rh);
+        free(e);
+        free(whole);
+    }
+    {
+        uint8_t *e = pattern(20000, 2, 6);
+        double t0 = now_s();
+        image_eval_transform(e, 20000, 2, 256, 224, out);
+        double dt = now_s() - t0;
+        CHECK(dt < 2.0, "eval transform of a 20000x2 image took %.2f s", dt);
+        free(e);
+    }
     free(img);
     free(out);
     free(out2);
