@@ -239,7 +239,7 @@ clean:
 #   C and shell tests, run against them (the fuzz part excepted; ./hgrn2's dense kernels stay uninstrumented
 #   unless ASAN_FULL=1: tests/asan.sh says why).
 # FUZZ_TARGETS lists the harnesses (tests/fuzz/fuzz_<name>.c).
-FUZZ_TARGETS ?= json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image
+FUZZ_TARGETS ?= json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image jpegs
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS   = -I. -std=gnu11 -O1 -g -fno-omit-frame-pointer -fopenmp -DHGRN2_FUZZ -D'JPEG_PIXELS_MAX=(1u << 22)' $(if $(UNICODE_LIBS),,-DHGRN2_NO_UNICODE_LIBS) $(if $(JPEG_LIBS),,-DHGRN2_NO_JPEG) \

@@ -9,7 +9,7 @@ SHARED=${HGRN2_SHARED:-../shared}
 OUT=tests/tmp/fuzz-seeds
 WORK=tests/tmp/fuzz-seeds-work
 rm -rf "$OUT" "$WORK"
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image; do mkdir -p "$OUT/$t"; done
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image jpegs; do mkdir -p "$OUT/$t"; done
 mkdir -p "$WORK"
 
 # Some text: a piece of a shared corpus, else a generated one.
@@ -97,6 +97,23 @@ for k in 0 1; do
     { printf '1'; cat "$f"; } >"$OUT/image/pathfinder_$k.in"
 done
 
+# ---- ImageNet's JPEG example files, from the fixture JPEGs: the folder layout (class names) and lists (none);
+# a build without libjpeg cannot prepare them and leaves the target without seeds ----
+J=tests/fixtures/jpeg
+mkdir -p "$WORK/in/train/n01" "$WORK/in/train/n02" "$WORK/in/val/n01" "$WORK/in/val/n02"
+cp "$J/rgb_baseline_16x8.jpg" "$WORK/in/train/n01/a.JPEG"; cp "$J/gray_8x8.jpg" "$WORK/in/train/n01/b.JPEG"
+cp "$J/rgb_progressive_17x9.jpg" "$WORK/in/train/n02/c.JPEG"; cp "$J/cmyk_8x8.jpg" "$WORK/in/val/n02/d.JPEG"
+cp "$J/rgb_baseline_16x8.jpg" "$WORK/in/val/n01/e.JPEG"
+printf 'train/n01/a.JPEG 0\ntrain/n02/c.JPEG 2\n' >"$WORK/in/train.txt"
+printf 'val/n02/d.JPEG 1\n' >"$WORK/in/val.txt"
+if ./hgrn2 prepare --task imagenet --input "$WORK/in" --out "$WORK/in_ex" --short-side 12 --threads 1 >/dev/null 2>&1 &&
+   ./hgrn2 prepare --task imagenet --train-list "$WORK/in/train.txt" --val-list "$WORK/in/val.txt" --classes 3 \
+       --out "$WORK/in_list" --threads 1 >/dev/null 2>&1; then
+    cp "$WORK/in_ex/train.jpegs" "$OUT/jpegs/folder_train.jpegs"
+    cp "$WORK/in_ex/val.jpegs" "$OUT/jpegs/folder_val.jpegs"
+    cp "$WORK/in_list/train.jpegs" "$OUT/jpegs/list_train.jpegs"
+fi
+
 # A safetensors file by hand: integer and float64 tensors, a scalar, an empty tensor and metadata.
 st_by_hand() {   # st_by_hand FILE HEADER DATA_BYTES
     local n=${#2} le='' i
@@ -159,7 +176,7 @@ JSONL
 printf '{"text": "no newline at the end"}' >"$OUT/jsonl/no_newline.jsonl"
 printf '{"text": "crlf"}\r\n{"text": "two"}\r\n' >"$OUT/jsonl/crlf.jsonl"
 
-for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image; do
+for t in json safetensors tokenizer shard checkpoint cls_checkpoint jsonl examples image jpegs; do
     printf '%-12s %3d seeds\n' "$t" "$(ls "$OUT/$t" | wc -l)"
 done | tr '\n' ' '
 echo "-> $OUT"
