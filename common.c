@@ -81,6 +81,11 @@ char **dir_names(const char *dir, int (*keep)(const char *dir, const char *name,
     return names;
 }
 
+int dir_keep_suffix(const char *dir, const char *name, void *suffix) {
+    size_t n = strlen(name), k = strlen((const char *)suffix);
+    return n > k && strcmp(name + n - k, (const char *)suffix) == 0;
+}
+
 void free_names(char **names, size_t n) {
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);

@@ -156,6 +156,8 @@ int file_exists(const char *path);
 char **dir_names(const char *dir, int (*keep)(const char *dir, const char *name, void *arg), void *arg, size_t *n);
 void free_names(char **names, size_t n);
 int cmp_names(const void *a, const void *b);   // qsort and bsearch order of dir_names: strcmp of char * elements
+// A dir_names filter: the names that end in the string arg points to, and are longer than it.
+int dir_keep_suffix(const char *dir, const char *name, void *suffix);
 // Copies a file to `to` through to.tmp (synced) and a rename, in pieces of 64 KiB: a kill never leaves a
 // partial file under the final name, and a file of any size takes constant memory. Dies on any failure.
 void copy_file(const char *from, const char *to);

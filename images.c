@@ -2,7 +2,6 @@
 // task), Pathfinder and Path-X (metadata lines and PNGs, decoded with libpng), Fashion-MNIST's IDX files
 // (plain or gzip). Every image becomes one document of pixel tokens. Formats and choices: docs/images.md.
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <png.h>
 #include <sys/stat.h>
@@ -428,18 +427,8 @@ static void meta_line(Run *r, Entries *e, const char *where, const char *line, s
 static void read_metadata(Run *r, Entries *e) {
     char *dir = xasprintf("%s/metadata", r->o->input);
     require_dir(dir, "metadata folder");
-    DIR *d = opendir(dir);
-    if (!d) die("cannot read metadata folder %s: %s", dir, strerror(errno));
-    char **names = NULL;
-    size_t nn = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".npy") != 0) continue;
-        if (nn == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 256) * sizeof *names);
-        names[nn++] = xstrdup(de->d_name);
-    }
-    closedir(d);
+    size_t nn;
+    char **names = dir_names(dir, dir_keep_suffix, ".npy", &nn);
     if (!nn) die("%s holds no metadata files (*.npy)", dir);
     qsort(names, nn, sizeof *names, meta_cmp);
     for (size_t i = 0; i < nn; i++) {

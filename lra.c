@@ -2,7 +2,6 @@
 // ListOps (TSV of expressions, a vocabulary built from the training split), Text (the aclImdb folder of
 // reviews, bytes) and Retrieval (TSV of paper pairs, bytes). Policies and choices: docs/lra.md.
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -407,26 +406,10 @@ static void listops_split(Lra *p, Vocab *v, const char *path, int s) {
 // ----------------------------------------------------------------------------------------------------------
 // Text: the aclImdb folder, {train,test}/{neg,pos}/*.txt, one review a file; a review's bytes are its tokens.
 
-static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 // The *.txt names of dir, sorted (so that the order does not depend on the file system).
 static char **txt_names(const char *dir, size_t *n) {
     require_dir(dir, "review folder");
-    DIR *d = opendir(dir);
-    if (!d) die("cannot read review folder %s: %s", dir, strerror(errno));
-    size_t cap = 0;
-    char **v = NULL;
-    *n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (e->d_name[0] == '.' || len < 5 || strcmp(e->d_name + len - 4, ".txt") != 0) continue;
-        if (*n == cap) v = xrealloc(v, (cap = cap ? 2 * cap : 1024) * sizeof *v);
-        v[(*n)++] = xstrdup(e->d_name);
-    }
-    closedir(d);
-    if (*n) qsort(v, *n, sizeof *v, name_cmp);
-    return v;
+    return dir_names(dir, dir_keep_suffix, ".txt", n);
 }
 
 // A review: its first LEN - 1 bytes, then eos. Reads no more than it keeps.
