@@ -745,39 +745,32 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
     printf("\nLong Range Arena, test accuracy (%%): the runs in %s (arch: each run's) beside the HGRN2 paper's\n"
            "numbers for HGRN2 and HGRN1\n", runs);
     printf("%-12s %8s %6s %8s %8s\n", "task", "ours", "arch", "HGRN2", "HGRN1");
-    double sum[NARCH + 1] = {0}, paper_sum[NARCH + 1] = {0}, paper1_sum[NARCH + 1] = {0};
-    int tasks[NARCH + 1] = {0};
+    double sum[NARCH] = {0}, paper_sum[NARCH] = {0}, paper1_sum[NARCH] = {0};
+    int tasks[NARCH] = {0};
     for (int i = 0; i < 6; i++) {
-        int any = 0;
-        double task_sum = 0;
-        int task_n = 0;
+        if (!row[i][0].n && !row[i][1].n)
+            printf("%-12s %8s %6s %8.2f %8.2f\n", LRA_TABLE[i].name, "missing", "-", LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
         for (int a = 0; a < NARCH; a++) {
             if (!row[i][a].n) continue;
             double mean = row[i][a].sum / row[i][a].n;
             printf("%-12s %8.2f %6s %8.2f %8.2f", LRA_TABLE[i].name, mean, ARCH_NAMES[a], LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
             if (row[i][a].n > 1) printf("   mean of %d runs: %.2f to %.2f", row[i][a].n, row[i][a].lo, row[i][a].hi);
             printf("\n");
-            any = 1;
             sum[a] += mean;
             paper_sum[a] += LRA_TABLE[i].paper;
             paper1_sum[a] += LRA_TABLE[i].paper1;
             tasks[a]++;
-            task_sum += row[i][a].sum;
-            task_n += row[i][a].n;
-        }
-        if (!any) {
-            printf("%-12s %8s %6s %8.2f %8.2f\n", LRA_TABLE[i].name, "missing", "-", LRA_TABLE[i].paper, LRA_TABLE[i].paper1);
-        } else {   // the single average takes each task's one row
-            sum[NARCH] += task_sum / task_n;
-            paper_sum[NARCH] += LRA_TABLE[i].paper;
-            paper1_sum[NARCH] += LRA_TABLE[i].paper1;
-            tasks[NARCH]++;
         }
     }
-    for (int a = split ? 0 : NARCH; a <= (split ? NARCH - 1 : NARCH); a++) {
+    if (!split) {   // no task has rows of both: one average over every task's one row
+        sum[0] += sum[1];
+        paper_sum[0] += paper_sum[1];
+        paper1_sum[0] += paper1_sum[1];
+        tasks[0] += tasks[1];
+    }
+    for (int a = 0; a < (split ? NARCH : 1); a++) {
         int n = tasks[a];
-        const char *arch = a < NARCH ? ARCH_NAMES[a] : "";
-        if (split && !n) continue;
+        const char *arch = split ? ARCH_NAMES[a] : "";
         if (n == 6) printf("%-12s %8.2f %6s %8.2f %8.2f\n", "average", sum[a] / n, arch, LRA_PAPER_AVERAGE, LRA_PAPER1_AVERAGE);
         else if (n) printf("%-12s %8.2f %6s %8.2f %8.2f   partial: over the %d of 6 tasks present (the paper's over all six: "
                            "%.2f and %.2f)\n", "average", sum[a] / n, arch, paper_sum[a] / n, paper1_sum[a] / n, n,
