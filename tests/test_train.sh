@@ -135,6 +135,10 @@ checks=$((checks + 1))
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
 ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int"
 expect 0 "resume after Ctrl-C with a nearer end" -- $H train --resume --out "$TMP/int" --steps "$(( $(wc -l < "$TMP/int/log.tsv") + 1 ))"
+# steps of about 0.2 s, so that the second of ctrl_c's two signals comes while a step or the save is under way:
+# it must not cut them short (a run stopped by `timeout -s INT` gets both)
+ctrl_c "$TMP/int2" 2 $H train --task text --data "$D" --dim 128 --layers 2 --batch 8 --seq-len 256 --threads 1 --eval-every 0 \
+    --steps 100000 --out "$TMP/int2"
 
 # a damaged latest checkpoint is refused by resume, sample and eval alike
 cp "$TMP/a/model.ckpt" "$TMP/damaged.ckpt"
