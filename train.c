@@ -2,7 +2,6 @@
 // The run loop prints the progress and writes log.tsv and checkpoints; Ctrl-C stops it after saving.
 #include <math.h>
 #include <signal.h>
-#include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -396,26 +395,22 @@ void log_cut(const char *path, const char *header, int64_t last_step) {
 }
 
 static volatile sig_atomic_t g_stop_signal = 0;
-static volatile sig_atomic_t g_stop_seen[2];   // SIGINT, SIGTERM: each noted once
-static struct timespec g_stop_time[2];         // and when
+static volatile double g_stop_time[2];   // when SIGINT, SIGTERM came first (now_s); 0: not yet
 // The first SIGINT or SIGTERM is noted: the run saves after its step and stops. The same signal again within a
 // second is the same request sent twice (GNU timeout signals the child, then its whole process group) and is
 // ignored; later, it stops the run at once, unsaved (a second Ctrl-C when the step or the save takes too
 // long). The other signal is noted as before (mpirun sends SIGTERM a second after the Ctrl-C its processes may
-// have had too). clock_gettime and raise are async-signal-safe.
+// have had too). now_s (clock_gettime) and raise are async-signal-safe.
 static void on_stop_signal(int sig) {
     int k = sig == SIGINT ? 0 : 1;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (g_stop_seen[k]) {
-        double since = (double)(now.tv_sec - g_stop_time[k].tv_sec) + 1e-9 * (double)(now.tv_nsec - g_stop_time[k].tv_nsec);
-        if (since < 1.0) return;
+    double now = now_s();
+    if (g_stop_time[k] > 0) {
+        if (now - g_stop_time[k] < 1.0) return;
         signal(sig, SIG_DFL);
         raise(sig);   // blocked while this handler runs: delivered, with the default action, when it returns
         return;
     }
     g_stop_time[k] = now;
-    g_stop_seen[k] = 1;
     g_stop_signal = sig;
     // A launcher that is stopping (mpirun after a Ctrl-C) may stop reading its processes' output: rank 0 would
     // then wait in the write of a progress line (a fast run logs many), never reach the end of its step and
