@@ -601,6 +601,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
                                    xmalloc((size_t)n * sizeof(int32_t)), xmalloc((size_t)n * sizeof(int32_t))};
     const BatchSource src = gen ? gen->batches : (BatchSource){loader_batches_next, &lb};
     double t_start = now_s(), t_first = -1, loss = NAN, val_loss = NAN, val_acc = NAN, first_loss = NAN;
+    int evaluated = 0;
     int64_t step0 = rs->step;
     double tok_per_s = 0, wall0 = root && p->resume ? log_column(log_path, -1, LOG_LAST) : 0;   // wall_s
     int rc = 0;
@@ -637,6 +638,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         tok_per_s = (double)N * h->accum / dt;
 
         int do_eval = has_val && ((eval_every && step % eval_every == 0) || step == h->steps);
+        evaluated |= do_eval;
         if (do_eval && gen) val_loss = gen->evaluate(gen->ctx, model, &eacts, p->eval_batches, &val_acc);
         else if (do_eval) val_loss = evaluate(model, &eacts, val_ld, p->eval_batches, NULL, NULL, NULL);
         if (step % p->log_every == 0 || step == h->steps || do_eval) {
@@ -690,8 +692,10 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
                (long long)(rs->step - step0), tot, t_first, (double)(rs->step - step0) * N * h->accum / total, loss, first_loss);
         if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
-        if (has_val) printf(", held-out loss %.4f", val_loss);
-        if (gen) printf(", accuracy %.4f", val_acc);
+        if (evaluated) {   // (a sitting stopped before its first evaluation has none to show)
+            printf(", held-out loss %.4f", val_loss);
+            if (gen) printf(", accuracy %.4f", val_acc);
+        }
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\nsaved %s\n", ckpt_path);
     }

@@ -28,6 +28,11 @@ if head -n 1 "$TMP/a/log.tsv" | grep -q '	val_acc	' && awk -F'\t' 'NR > 1 && $3 
 then ok "log.tsv has a val_acc column, a fraction at every evaluation"; else fail "log.tsv's val_acc column"; head -3 "$TMP/a/log.tsv"; fi
 expect 0 "train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 expect 0 "resume to step 30" -- $H train --resume --out "$TMP/b"
+expect 0 "train, stop at step 5, before the first evaluation" -- $H train "${SMALL[@]}" --steps 30 --stop-at 5 --out "$TMP/c"
+checks=$((checks + 1))
+if grep -q "^done: 5 steps" "$TMP/out" && ! grep -q "held-out\|accuracy\|nan" "$TMP/out"
+then ok "a sitting without an evaluation shows no held-out loss or accuracy in its summary"
+else fail "the summary of a sitting without an evaluation"; grep "^done" "$TMP/out"; fi
 checks=$((checks + 1))
 if cmp -s <(cut -f2 "$TMP/a/log.tsv") <(cut -f2 "$TMP/b/log.tsv") && cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt"
 then ok "the resumed run repeats the training losses and ends in the identical checkpoint"; else fail "the resumed run differs"; fi
