@@ -115,6 +115,11 @@ extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, 
         chunks += (q.n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
     }
     if (host.empty()) return;
+    {   // p, grad, m, v in; p, m, v out, and the bf16 copy where there is one
+        double bytes = 0;
+        for (const AdamwSeg &s : host) bytes += (double)s.n * (28 + (s.p16 ? 2 : 0));
+        PROF_COST(0, bytes);
+    }
     if (chunks > INT_MAX) die("adamw: %lld chunks of %d values is more than one launch takes", (long long)chunks, ADAMW_CHUNK);
     const size_t bytes = host.size() * sizeof(AdamwSeg);
     if (!dev || sent.size() != host.size() || memcmp(sent.data(), host.data(), bytes)) {

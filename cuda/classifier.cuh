@@ -194,6 +194,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
 // ---------------------------------------------------------------------------------------------------------
 extern "C" void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V) {
     if (N <= 0) return;
+    PROF_COST(3.0 * N * V, 4.0 * N * V + 8.0 * N);
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
     xent_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, targets, V);
     LAUNCH_CHECK("xent_fwd");
@@ -209,6 +210,7 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
 
 extern "C" void cuda_argmax_rows(int32_t *best, const float *logits, int64_t N, int V) {
     if (N <= 0) return;
+    PROF_COST(0, 4.0 * N * V + 4.0 * N);
     if (N > INT_MAX) die("argmax: %lld rows is too many", (long long)N);
     argmax_rows_kernel<<<(unsigned)N, 1024, 0, g_stream>>>(best, logits, V);
     LAUNCH_CHECK("argmax_rows");
@@ -233,6 +235,9 @@ extern "C" void cuda_xent_soft_bwd(float *dlogits, const float *logits, const in
 extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                                       const int32_t *targets, float scale, int64_t N, int D, int V) {
     if (N <= 0) return;
+    // the three products (logits, dx, dW); h, the weights, targets in, losses and dx out, dW read and written
+    // (the logits and G between the products are not counted: a kernel that kept them on chip would not move them)
+    PROF_COST(6.0 * N * D * V, (double)N * D * prof_os() + (double)V * D * prof_ws() + 8.0 * V * D + 4.0 * N * D + 8.0 * N);
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
     if (g_gemm_mode != 2) {
         cuda_matmul_fwd(logits, h, W, N, D, V);

@@ -30,6 +30,11 @@ static bool gemv_fused(void *y, int y_opnd, const void *x, int pro, const float 
 
 extern "C" void cuda_matmul_fused_fwd(void *y, int y_opnd, const void *x, int pro, const float *nw, double eps,
                                       const float *W, const float *res, void *tmp, int64_t N, int I, int O) {
+    // the weights, the input as stored (real rows and the norm's weight, [gate | up] operands, or operands), y, res
+    PROF_COST(2.0 * N * I * O, (double)O * I * prof_ws() +
+                                   (pro == OP_PRO_RMSNORM ? 4.0 * N * I + 4.0 * I
+                                    : pro == OP_PRO_SWIGLU ? 2.0 * N * I * prof_os() : (double)N * I * prof_os()) +
+                                   (double)N * O * (y_opnd ? prof_os() : 4) + (res ? 4.0 * N * O : 0));
     if (N <= 0 || O <= 0) return;
     if (y_opnd && res) die("matmul_fused_fwd: a residual is added to real outputs only");
     if (pro != OP_PRO_NONE && pro != OP_PRO_RMSNORM && pro != OP_PRO_SWIGLU) die("matmul_fused_fwd: input form %d", pro);
@@ -57,6 +62,8 @@ extern "C" void cuda_set_step4(int on) { g_step4 = on; }
 extern "C" void cuda_hgru_step_fwd(float *o, float *S, float *q, float *k, float *g, const float *qfi, int64_t ld,
                                    const float *lb, int B, int H, int K, int Dv) {
     hgru_check_dims("hgru_step_fwd", B, 1, H, K, Dv);
+    // the state read and written, the row's q and f logits and v, o; decay, outer product and output per entry
+    PROF_COST(5.0 * B * H * K * Dv, 8.0 * B * H * K * Dv + 4.0 * B * H * (2.0 * K + 2.0 * Dv));
     if (B == 0 || H == 0) return;
     cuda_init();
     const size_t smem = (size_t)3 * K * sizeof(float);

@@ -106,6 +106,7 @@ static bf16 *adamw_copy_for(const float *p, int64_t n) { return w16_over(p, (siz
 // A real tensor as an operand: converted to bf16 in mode 2, copied (unless in place) otherwise.
 extern "C" void cuda_to_opnd(void *y, const float *x, int64_t n) {
     if (n <= 0) return;
+    PROF_COST(0, n * (4 + prof_os()));
     if (opnd_bf16()) to_bf16((bf16 *)y, x, n);
     else if (y != x) CUDA_CHECK(cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, g_stream));
 }
@@ -357,13 +358,19 @@ static void matmul_fwd(void *y, bool y_opnd, const void *x, const float *W, int6
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, weight_opnd(W, (int64_t)O * I), I, x, I, 0.f, y, O, y_opnd);
 }
 extern "C" void cuda_matmul_fwd(float *y, const void *x, const float *W, int64_t N, int I, int O) {
+    PROF_COST(2.0 * N * I * O, (double)N * I * prof_os() + (double)O * I * prof_ws() + 4.0 * N * O);
     matmul_fwd(y, false, x, W, N, I, O);
 }
 extern "C" void cuda_matmul_fwd_opnd(void *y, const void *x, const float *W, int64_t N, int I, int O) {
+    PROF_COST(2.0 * N * I * O, ((double)N * I + (double)N * O) * prof_os() + (double)O * I * prof_ws());
     matmul_fwd(y, true, x, W, N, I, O);
 }
 extern "C" void cuda_matmul_bwd(float *dx, float *dW, const void *dy, const void *x, const float *W, int64_t N,
                                 int I, int O) {
+    // dy once; dx = dy W reads W and writes dx; dW += dy^T x reads x and reads and writes dW
+    PROF_COST(2.0 * N * I * O * ((dx != NULL) + (dW != NULL)),
+              (double)N * O * prof_os() + (dx ? (double)O * I * prof_ws() + 4.0 * N * I : 0) +
+              (dW ? (double)N * I * prof_os() + 8.0 * O * I : 0));
     if (N <= 0 || I <= 0) return;
     if (O <= 0) {
         if (dx) cuda_zero(dx, N * I);

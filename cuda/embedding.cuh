@@ -153,12 +153,15 @@ __global__ void embed_bwd_merge_kernel(float *__restrict__ dE, const float *__re
 // ---------------------------------------------------------------------------------------------------------
 extern "C" void cuda_embed_fwd(float *x, const int32_t *ids, const float *E, int64_t N, int D) {
     if (N <= 0 || D <= 0) return;
+    PROF_COST(0, 4.0 * N + 8.0 * N * D);
     embed_fwd_kernel<<<blocks_for(N * D, 256), 256, 0, g_stream>>>(x, ids, E, N, D);
     LAUNCH_CHECK("embed_fwd");
 }
 
 extern "C" void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, int D, int64_t V) {
     if (N <= 0 || D <= 0) return;
+    // ids and dx once; at most min(N, V) rows of dE read and written
+    PROF_COST(N * (double)D, 4.0 * N + 4.0 * N * D + 8.0 * (double)(N < V ? N : V) * D);
     if (N > INT_MAX / 2) die("embedding backward: %lld rows is too many; reduce --batch or --seq-len", (long long)N);
     int64_t ntiles = (N + RS_TILE - 1) / RS_TILE, nchunks = (N + EB_CH - 1) / EB_CH;
     size_t bytes = 4 * align256(N * sizeof(int)) + align256(256 * ntiles * sizeof(int)) +

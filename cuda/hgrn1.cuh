@@ -248,6 +248,7 @@ extern "C" void cuda_hgrn_bwd(float *dq, float *dk, float *dg, const float *dout
 extern "C" void cuda_rmsnorm_gated_fwd(void *y, float *rstd, const float *x, const float *z, int64_t ldz,
                                        const float *w, int64_t N, int C, double eps) {
     if (N <= 0 || C <= 0) return;
+    PROF_COST(6.0 * N * C, 8.0 * N * C + (double)N * C * prof_os() + (rstd ? 4.0 * N : 0) + 4.0 * C);
     const unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     if (opnd_bf16())
         rmsnorm_gated_fwd_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>((bf16 *)y, rstd, x, z, ldz, w, N, C, eps);
@@ -260,6 +261,8 @@ extern "C" void cuda_rmsnorm_gated_bwd(float *dx, float *dz, int64_t lddz, float
                                        const float *z, int64_t ldz, const float *w, const float *rstd, int64_t N, int C,
                                        double eps) {
     if (N <= 0 || C <= 0) return;
+    // dy, x and z in, dx and dz out; rstd when kept; w, and dw read and written
+    PROF_COST(10.0 * N * C, 20.0 * N * C + (rstd ? 4.0 * N : 0) + (dw ? 12.0 * C : 4.0 * C));
     const int64_t nchunks = (N + RN_ROWS - 1) / RN_ROWS;
     Carve cv = {scratch(align256(N * sizeof(float)) + (dw ? align256(nchunks * C * sizeof(float)) : 0))};
     float *rs = cv.take<float>(N), *part = dw ? cv.take<float>(nchunks * C) : NULL;

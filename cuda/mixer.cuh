@@ -191,10 +191,21 @@ __global__ void __launch_bounds__(32 * STEP4_WARPS) hgru_step4_kernel(float *o, 
     }
 }
 
+// The work of a pass over B x T x H heads (PROF_COST): the chunked form's matrix products per chunk of C = 64 steps,
+// Q K^T and A V within it (2 C^2 (K + Dv)) and Q S and K^T V across (4 C K Dv), per step 2 C (K + Dv) + 4 K Dv; the
+// plain recurrence's 5 K Dv (decay, outer product, output); a backward counts twice its forward. Bytes: q, k, g and
+// v read, o written (and read first with acc), the states given or kept.
+static double hgru_flops(int B, int T, int H, int K, int Dv, int chunk) {
+    const double per = chunk_path(chunk, B, T, H, K, Dv) ? 2.0 * 64 * (K + Dv) + 4.0 * K * Dv : 5.0 * K * Dv;
+    return per * B * T * H;
+}
+
 extern "C" void cuda_hgru_fwd(float *o, float *ST, const float *q, const float *k, const float *g, const float *v,
                               int64_t ldv, const float *S0, int B, int T, int H, int K, int Dv, int chunk, int reverse,
                               int acc) {
     hgru_check_dims("hgru_fwd", B, T, H, K, Dv);
+    PROF_COST(hgru_flops(B, T, H, K, Dv, chunk), 4.0 * B * T * H * (3.0 * K + Dv * (acc ? 3 : 2)) +
+                                                     4.0 * B * H * K * Dv * ((S0 != NULL) + (ST != NULL)));
     if (B == 0 || H == 0 || (T == 0 && !ST)) return;
     cuda_init();
     // (a few sequences' step leaves most of the card idle in this kernel: at 1 x 16 heads of 128 the sweep kernel
@@ -237,6 +248,8 @@ extern "C" void cuda_hgru_bwd(float *dq, float *dk, float *dg, float *dv, int64_
                               const float *q, const float *k, const float *g, const float *v, int64_t ldv, int B, int T,
                               int H, int K, int Dv, int chunk, int reverse, int acc) {
     hgru_check_dims("hgru_bwd", B, T, H, K, Dv);
+    // q, k, g, v and dout in; dq, dk, dg and dv out (read first with acc)
+    PROF_COST(2 * hgru_flops(B, T, H, K, Dv, chunk), 4.0 * B * T * H * (3.0 * K * (acc ? 3 : 2) + Dv * (acc ? 4 : 3)));
     if (B == 0 || H == 0 || T == 0) return;
     cuda_init();
     if (chunk_path(chunk, B, T, H, K, Dv)) {

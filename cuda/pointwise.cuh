@@ -174,11 +174,13 @@ __global__ void swiglu_bwd_kernel(T *__restrict__ dgu, const float *__restrict__
 // ---------------------------------------------------------------------------------------------------------
 extern "C" void cuda_zero(float *y, int64_t n) {
     if (n <= 0) return;
+    PROF_COST(0, 4.0 * n);
     CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
 }
 
 extern "C" double cuda_sumsq(const float *a, int64_t n) {
     if (n <= 0) return 0;
+    PROF_COST(2.0 * n, 4.0 * n);
     Carve cv = {scratch(align256(SS_BLOCKS * sizeof(double)) + align256(sizeof(double)))};
     double *part = cv.take<double>(SS_BLOCKS), *out = cv.take<double>(1);
     sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
@@ -193,6 +195,7 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
 extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,
                                int HK) {
     if (N <= 0 || HK <= 0) return;
+    PROF_COST(0, 20.0 * N * HK);   // q's and f's logits in, q, k and g out
     const Launch2D rl = rows_launch(N, HK);
     gates_fwd_kernel<<<rl.grid, rl.block, 0, g_stream>>>(q, k, g, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_fwd");
@@ -201,6 +204,8 @@ extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, in
 extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
                                const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
     if (N <= 0 || HK <= 0) return;
+    PROF_COST(0, 28.0 * N * HK);   // dq, dk, dg and both logits in, both logits' gradients out
+
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
     float *part = NULL;
     if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
@@ -243,6 +248,7 @@ template <typename T> static void swiglu_bwd_as(T *dgu, const float *dh, const T
 
 extern "C" void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
+    PROF_COST(0, 3.0 * N * I * prof_os());
     if (opnd_bf16()) swiglu_fwd_as((bf16 *)h, (const bf16 *)gu, N, I);
     else swiglu_fwd_as((float *)h, (const float *)gu, N, I);
     LAUNCH_CHECK("swiglu_fwd");
@@ -250,6 +256,7 @@ extern "C" void cuda_swiglu_fwd(void *h, const void *gu, int64_t N, int I) {
 
 extern "C" void cuda_swiglu_bwd(void *dgu, const float *dh, const void *gu, int64_t N, int I) {
     if (N <= 0 || I <= 0) return;
+    PROF_COST(0, 4.0 * N * I + 4.0 * N * I * prof_os());
     if (opnd_bf16()) swiglu_bwd_as((bf16 *)dgu, dh, (const bf16 *)gu, N, I);
     else swiglu_bwd_as((float *)dgu, dh, (const float *)gu, N, I);
     LAUNCH_CHECK("swiglu_bwd");

@@ -252,6 +252,8 @@ static void rmsnorm_fwd_launch(T *y, float *rstd, float *x, const float *res, co
 extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C,
                                  double eps) {
     if (N <= 0 || C <= 0) return;
+    // x (and res, added into x), y, rstd; the weights once
+    PROF_COST(4.0 * N * C, 4.0 * N * C * (res ? 3 : 1) + (y ? (double)N * C * prof_os() : 0) + (rstd ? 4.0 * N : 0) + 4.0 * C);
     if (opnd_bf16()) rmsnorm_fwd_launch((bf16 *)y, rstd, x, res, w, N, C, eps);
     else rmsnorm_fwd_launch((float *)y, rstd, x, res, w, N, C, eps);
     LAUNCH_CHECK("rmsnorm_fwd");
@@ -260,6 +262,8 @@ extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *re
 extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                                  const float *rstd, int64_t N, int C, double eps) {
     if (N <= 0 || C <= 0 || (!dx && !dw)) return;
+    // dy and x; dx written (and read first with acc); rstd when kept; w, and dw read and written
+    PROF_COST(6.0 * N * C, 8.0 * N * C + (dx ? 4.0 * N * C * (acc ? 2 : 1) : 0) + (rstd ? 4.0 * N : 0) + 12.0 * C);
     const int64_t nchunks = (N + RN_ROWS - 1) / RN_ROWS;
     Carve cv = {scratch(align256(N * sizeof(float)) + (dw ? align256(nchunks * C * sizeof(float)) : 0))};
     float *rs = cv.take<float>(N), *part = dw ? cv.take<float>(nchunks * C) : NULL;
