@@ -30,6 +30,27 @@ expect 2 "train --device tpu" -- $H train --device tpu
 expect 2 "train --precision fp8" -- $H train --precision fp8; expect_msg "bf16, tf32 or fp32"
 expect 2 "train --precision bf16 on the CPU" -- $H train --precision bf16; expect_msg "needs --device cuda"
 expect 2 "bench --profile on the CPU" -- $H bench --profile; expect_msg "needs --device cuda"
+# scripts/profile_floors.py on a profile of known work: hgru_bwd 2e10 flops and 1e9 bytes in 2 ms (floor 0.25 ms
+# at 4 TB/s and 100 TFLOP/s, bytes-bound), adamw 4e9 bytes in 1 ms (at its floor), an op with no cost (0.01 ms)
+cat > "$TMP/prof.txt" <<'PROF'
+| batch        | 16 x 2048 on some GPU, bf16
+GPU time per step by section and op (5 steps; 3.01 ms per step in all), with the work of the ops that
+state it: TFLOP/s of their arithmetic and TB/s of the bytes they must move at the least:
+  mixer bwd / hgru_bwd                 12.0 calls     2.000 ms  66.4%     10.0 TFLOP/s   0.50 TB/s
+  optimizer / adamw_multi               1.0 calls     1.000 ms  33.2%                    4.00 TB/s
+  embedding / lower_bounds_fwd          1.0 calls     0.010 ms   0.3%
+PROF
+expect 0 "scripts/profile_floors.py on a profile" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --tbs 4 --tflops 100 --tokens 1000
+checks=$((checks + 1))
+if grep -Eq '^  mixer bwd / hgru_bwd +2\.000 +0\.250 +8\.0 +1\.750 +100\.0%$' "$TMP/out" &&
+    grep -Eq '^  optimizer / adamw_multi +1\.000 +1\.000 +1\.0 +0\.000 ' "$TMP/out" &&
+    grep -q "step 3.010 ms, at the ops' floors 1.260 ms (2.39x): 332,226 against 793,651 tokens/s" "$TMP/out"
+then ok "profile_floors.py: each op's floor, times over it and ms above it, and the step at the floors"
+else fail "profile_floors.py's table:"; sed 's/^/    /' "$TMP/out"; fi
+expect 0 "profile_floors.py --best takes the ceilings from the profile" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --best
+grep -q "floors at 4.00 TB/s and 10.0 TFLOP/s" "$TMP/out" || fail "--best: $(head -1 "$TMP/out")"
+expect 1 "profile_floors.py on text without a profile" -- python3 scripts/profile_floors.py "$TMP/err"; expect_msg "no 'GPU time per step"
+expect 2 "profile_floors.py --tbs 0" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --tbs 0
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 printf 'not a checkpoint at all, but long enough to have a header......................' > "$TMP/bad.ckpt"
