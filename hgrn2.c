@@ -44,6 +44,8 @@ static const char *TRAIN_HELP =
     "  --data DIR           prepared shards (hgrn2 prepare); required for text, pile and wiki103\n"
     "  --kv-pairs P         mqar: key-value pairs per example (default 4, 8, 16, 64 at --seq-len 64, 128, 256,\n"
     "                       512; T/16 otherwise); at most seq-len / 4\n"
+    "  --train-examples N   mqar: train on a fixed set of N examples, reshuffled every epoch, as Zoology does\n"
+    "                       (default: a fresh example every time)\n"
     "  --out DIR            run directory: model.ckpt, log.tsv (default " DEFAULT_OUT ")\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
     "  --ckpt PATH          the checkpoint --resume reads (default OUT/model.ckpt)\n"
@@ -94,7 +96,7 @@ static const char *TRAIN_HELP =
 
 // train's options beyond the common ones
 enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_BUCKET,
-       OT_LAST };
+       OT_TRAIN_EXAMPLES, OT_LAST };
 
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
 // flags that would set them are refused rather than ignored.
@@ -117,7 +119,8 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
 
 // The rest of hgrn2 train for --task mqar, once the run state holds the preset (or the checkpoint, with
 // --resume): the examples come from the generator, so no loaders; the checkpoint's data field names the task.
-static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, TrainPlan *plan) {
+static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, uint64_t train_examples,
+                      TrainPlan *plan) {
     if (!plan->resume) {
         if (init) {
             RunState from;
@@ -130,12 +133,16 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, T
         if (!init) { model_alloc(model, &rs->c); model_init(model, rs->h.seed); }
         rs->step = 0;
         rs->tokenizer[0] = 0;           // ids only: no tokenizer
-        mqar_spec(rs->data, sizeof rs->data, pairs);
+        mqar_spec(rs->data, sizeof rs->data, pairs, train_examples);
     }
     Mqar g;
     const char *bad = mqar_init(&g, rs->c.V, rs->h.T, pairs, rs->h.seed);
     if (bad && plan->resume) die("the checkpoint's mqar run cannot continue: %s", bad);
     if (bad) usage_error("%s (the vocabulary of %s is %d)", bad, init, rs->c.V);
+    g.train_examples = train_examples;
+    if (train_examples)
+        printf("mqar: a fixed training set of %llu examples, shuffled anew every epoch\n",
+               (unsigned long long)train_examples);
     model_shard(model, g_dist.rank, g_dist.world);
     model_to_device(model);
     model_alloc_training(model);
@@ -179,7 +186,8 @@ int cmd_train(int argc, char **argv) {
         {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {"decay-fraction", required_argument, 0, OT_DECAY_FRAC},
         {"rendezvous", required_argument, 0, OT_RENDEZVOUS}, {"rank", required_argument, 0, OT_RANK},
         {"world-size", required_argument, 0, OT_WORLD}, {"reduce-dtype", required_argument, 0, OT_REDUCE_DTYPE},
-        {"bucket-mb", required_argument, 0, OT_BUCKET}, {0, 0, 0, 0}};
+        {"bucket-mb", required_argument, 0, OT_BUCKET}, {"train-examples", required_argument, 0, OT_TRAIN_EXAMPLES},
+        {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *task = "bible", *preset_name = NULL, *data = NULL, *out = DEFAULT_OUT, *ckpt = NULL, *init = NULL;
     MachineArgs mach = {0};
@@ -189,6 +197,7 @@ int cmd_train(int argc, char **argv) {
                    .warmup = -1, .sched = -1, .decay_frac = -1, .seed = 1337};   // what preset_hyper reads as not given
     TrainPlan plan = {.eval_every = -1, .eval_batches = 20, .ckpt_every = -1, .log_every = 1, .max_bad_steps = 10};
     int pairs = 0, c;     // pairs: mqar's key-value pairs per example
+    uint64_t train_examples = 0;   // mqar: a fixed training set of that many examples (0: fresh ones)
     DistArgs dist = {.rank = -1, .world = -1, .bucket_mb = DIST_BUCKET_MB};
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c >= 0 && c < OT_LAST) set[c] = 1;
@@ -234,6 +243,9 @@ int cmd_train(int argc, char **argv) {
             dist.reduce_bf16 = !strcmp(optarg, "bf16");
             break;
         case OT_BUCKET: dist.bucket_mb = arg_num_in(&R_BUCKET_MB, optarg); break;
+        case OT_TRAIN_EXAMPLES:
+            train_examples = (uint64_t)arg_int("--train-examples", optarg, 1, (int64_t)MQAR_MAX_TRAIN_EXAMPLES);
+            break;
         default: bad_option(argv, c);
         }
     }
@@ -252,6 +264,9 @@ int cmd_train(int argc, char **argv) {
     if (given.decay_frac >= 0 && given.sched != SCHED_WSD) usage_error("--decay-fraction goes with --schedule wsd");
     if (pairs && resume) usage_error("--kv-pairs cannot change on --resume: the run continues with its saved task");
     if (pairs && !is_mqar) usage_error("--kv-pairs is for --task mqar");
+    if (train_examples && resume)
+        usage_error("--train-examples cannot change on --resume: the run continues with its saved task");
+    if (train_examples && !is_mqar) usage_error("--train-examples is for --task mqar");
     if (is_mqar && data) usage_error("--task mqar generates its examples: it takes no --data");
 
     Model model = {0};
@@ -268,7 +283,7 @@ int cmd_train(int argc, char **argv) {
         if (z.has_arch && z.arch != (int)rs.c.mixer)
             usage_error("--arch %s, but %s is a run of %s: a resumed run keeps its architecture", ARCH_NAMES[z.arch],
                         from, ARCH_NAMES[rs.c.mixer]);
-        is_mqar = mqar_parse(rs.data, &pairs);
+        is_mqar = mqar_parse(rs.data, &pairs, &train_examples);
         if (is_mqar && data) usage_error("%s is a run of mqar, whose examples are generated: it takes no --data", from);
         if (!data) data = rs.data;
         printf("resuming %s at step %lld of %lld\n", from, (long long)rs.step, (long long)rs.h.steps);
@@ -305,7 +320,7 @@ int cmd_train(int argc, char **argv) {
     plan.out = out;
     plan.resume = resume;
     if (is_mqar) {
-        int rc = train_mqar(&model, &rs, init, pairs, &plan);
+        int rc = train_mqar(&model, &rs, init, pairs, train_examples, &plan);
         free(ckpt_path);
         return rc;
     }
@@ -479,7 +494,7 @@ int cmd_eval(int argc, char **argv) {
     model_to_device(&m);
     const Config *cf = &m.c;
     int trained_pairs = 0;
-    if (mqar_parse(rs.data, &trained_pairs) && !data && !ids_path && !tok_spec && !max_batches && !strcmp(split, "val"))
+    if (mqar_parse(rs.data, &trained_pairs, NULL) && !data && !ids_path && !tok_spec && !max_batches && !strcmp(split, "val"))
         mqar = 1;           // a model trained on mqar is scored on it
     if (!mqar && (examples || pairs)) usage_error("--examples and --kv-pairs are for --task mqar");
     if (mqar) {

@@ -1,6 +1,7 @@
 // mqar.c: multi-query associative recall: the generator, the training batches, held-out accuracy.
 // The layout of an example and the reasons for it are in docs/mqar.md.
 #include <math.h>
+#include <errno.h>
 
 #include "mqar.h"
 #include "dist.h"
@@ -90,12 +91,55 @@ void mqar_example(const Mqar *g, uint64_t index, int32_t *ids, int32_t *targets)
     }
 }
 
-void mqar_spec(char *buf, size_t n, int P) { snprintf(buf, n, "mqar:kv-pairs=%d", P); }
+// A bijection of [0, n) picked by key: a 4-round Feistel network on the smallest domain of 2h bits that holds
+// n, applied again until the value falls inside [0, n) (cycle walking keeps it a bijection; since the domain
+// is under 4n, fewer than 4 passes on average). n <= 2^40, so h <= 20.
+static uint64_t permute(uint64_t x, uint64_t n, uint64_t key) {
+    if (n <= 1) return 0;
+    int h = 1;
+    while ((UINT64_C(1) << (2 * h)) < n) h++;
+    const uint64_t mask = (UINT64_C(1) << h) - 1;
+    do {
+        uint64_t l = x >> h, r = x & mask;
+        for (uint64_t k = 0; k < 4; k++) {
+            const uint64_t f = mix64(key ^ (k << 56) ^ r) & mask;
+            const uint64_t t = l ^ f;
+            l = r;
+            r = t;
+        }
+        x = l << h | r;
+    } while (x >= n);
+    return x;
+}
 
-int mqar_parse(const char *spec, int *P) {
+uint64_t mqar_train_index(const Mqar *g, uint64_t i) {
+    const uint64_t N = g->train_examples;
+    if (!N) return i;
+    // (the order's key is apart from the examples' streams, which start from mix64(mix64(seed) ^ index))
+    return permute(i % N, N, mix64(mix64(g->seed ^ UINT64_C(0x6f72646572)) ^ (i / N)));
+}
+
+void mqar_spec(char *buf, size_t n, int P, uint64_t N) {
+    if (N) snprintf(buf, n, "mqar:kv-pairs=%d,train-examples=%llu", P, (unsigned long long)N);
+    else snprintf(buf, n, "mqar:kv-pairs=%d", P);
+}
+
+int mqar_parse(const char *spec, int *P, uint64_t *N) {
     int p, end = 0;
-    if (sscanf(spec, "mqar:kv-pairs=%d%n", &p, &end) != 1 || spec[end] || p < 1) return 0;
+    if (sscanf(spec, "mqar:kv-pairs=%d%n", &p, &end) != 1 || p < 1) return 0;
+    unsigned long long n = 0;
+    if (spec[end]) {   // ",train-examples=N": digits only, 1 to the most a set may hold
+        const char *s = spec + end, *key = ",train-examples=";
+        if (strncmp(s, key, strlen(key))) return 0;
+        s += strlen(key);
+        if (*s < '0' || *s > '9') return 0;
+        char *e;
+        errno = 0;
+        n = strtoull(s, &e, 10);
+        if (*e || errno || n < 1 || n > MQAR_MAX_TRAIN_EXAMPLES) return 0;
+    }
     *P = p;
+    if (N) *N = n;
     return 1;
 }
 
@@ -122,7 +166,8 @@ void mqar_batches_next(void *ctx, const int32_t **inp, const int32_t **tgt) {
     MqarBatches *b = ctx;
     const int T = b->g->T;
     for (int i = 0; i < b->rows; i++)
-        mqar_example(b->g, b->next + (uint64_t)(b->row0 + i), b->ids + (int64_t)i * T, b->tgt + (int64_t)i * T);
+        mqar_example(b->g, mqar_train_index(b->g, b->next + (uint64_t)(b->row0 + i)), b->ids + (int64_t)i * T,
+                     b->tgt + (int64_t)i * T);
     b->next += (uint64_t)b->B;
     *inp = b->ids;
     *tgt = b->tgt;

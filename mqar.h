@@ -22,6 +22,7 @@ typedef struct {
     uint64_t seed;      // with the index, picks the example
     int S;              // query slots: (T - 2P) / 2, each a query position and the position after it
     double *w;          // [S] the weight of each slot when the queries are placed: a power law, early ones first
+    uint64_t train_examples;   // 0: every training example fresh; N: a fixed set of N, reshuffled every epoch
 } Mqar;
 
 // Checks the shape and prepares it; returns NULL, or what is wrong (a usage error for the caller).
@@ -34,15 +35,26 @@ int mqar_default_pairs(int T);
 // Example `index`: ids [T] and targets [T], the value of its key at each query position, -1 elsewhere.
 void mqar_example(const Mqar *g, uint64_t index, int32_t *ids, int32_t *targets);
 
-// How a checkpoint's data field names the task: "mqar:kv-pairs=P". mqar_parse returns 1 and sets *P when
+// The most training examples a fixed set may hold (--train-examples)
+#define MQAR_MAX_TRAIN_EXAMPLES (UINT64_C(1) << 40)
+
+// The index of the i-th example a training run takes. With g->train_examples N = 0 it is i itself; with N > 0
+// the run cycles through examples 0 .. N-1 (the examples of the fresh run's first N indices), each epoch of N
+// in an order of its own, a permutation of [0, N) drawn from the seed and the epoch, as a data loader that
+// shuffles a fixed training set gives.
+uint64_t mqar_train_index(const Mqar *g, uint64_t i);
+
+// How a checkpoint's data field names the task: "mqar:kv-pairs=P", and ",train-examples=N" after it for a
+// fixed set of N. mqar_parse returns 1 and sets *P (and *N, 0 without a fixed set, when N is not NULL) when
 // spec is such a name, 0 otherwise.
-void mqar_spec(char *buf, size_t n, int P);
-int mqar_parse(const char *spec, int *P);
+void mqar_spec(char *buf, size_t n, int P, uint64_t N);
+int mqar_parse(const char *spec, int *P, uint64_t *N);
 
 // ---- training and evaluation ----
 
-// The training batches: B examples per micro-batch, taken in index order from `next` (the run's first
-// micro-batch is example 0, so a run at step s with accumulation A continues at s A B). A process of a run
+// The training batches: B examples per micro-batch, the run's examples mqar_train_index(g, i) in the order of
+// i from `next` (the run's first micro-batch is i = 0, so a run at step s with accumulation A continues at
+// s A B). A process of a run
 // of several (dist.h) takes the examples [row0, row0 + rows) of each micro-batch; one process all B.
 typedef struct {
     const Mqar *g;

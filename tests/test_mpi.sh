@@ -156,6 +156,10 @@ expect 0 "mqar, 2 processes, stop at 8" -- mpi 2 $H train "${MQ[@]}" --steps 20 
 expect 0 "mqar, resume on 2 processes" -- mpi 2 $H train --resume --out "$TMP/mq3" --eval-every 10 --eval-batches 2 --threads 1
 same <(cut -f1-6 "$TMP/mq2/log.tsv") <(cut -f1-6 "$TMP/mq3/log.tsv") "mqar 2 -> 2 processes: the uninterrupted run's log"
 same "$TMP/mq2/model.ckpt" "$TMP/mq3/model.ckpt" "mqar 2 -> 2 processes: the uninterrupted run's checkpoint"
+# a fixed training set: each process takes its rows of the same shuffled batches
+expect 0 "mqar, a fixed set of 24, 1 process" -- $H train "${MQ[@]}" --train-examples 24 --steps 6 --out "$TMP/mqf1"
+expect 0 "mqar, a fixed set of 24, 2 processes" -- mpi 2 $H train "${MQ[@]}" --train-examples 24 --steps 6 --out "$TMP/mqf2"
+close <(head -n 6 "$TMP/mqf1/log.tsv") <(head -n 6 "$TMP/mqf2/log.tsv") 2 1e-6 "mqar's fixed set on 2 processes: the losses of 1"
 expect 0 "eval --task mqar on the 2-process model" -- $H eval --ckpt "$TMP/mq2/model.ckpt" --examples 64 --threads 1
 
 # Ctrl-C: mpirun passes it on as SIGTERM to every process (after odls_base_sigkill_timeout, 1 s, and kills

@@ -185,11 +185,21 @@ static void refusals(void) {
     mqar_free(&g);
     char spec[64];
     int P = 0;
-    mqar_spec(spec, sizeof spec, 64);
-    CHECK(mqar_parse(spec, &P) && P == 64, "'%s' reads back as %d pairs", spec, P);
-    const char *not_specs[] = {"data/bible", "mqar", "mqar:kv-pairs=", "mqar:kv-pairs=0", "mqar:kv-pairs=4x", ""};
+    uint64_t N = 7;
+    mqar_spec(spec, sizeof spec, 64, 0);
+    CHECK(mqar_parse(spec, &P, &N) && P == 64 && N == 0, "'%s' reads back as %d pairs, %llu examples", spec, P,
+          (unsigned long long)N);
+    mqar_spec(spec, sizeof spec, 16, 100000);
+    CHECK(!strcmp(spec, "mqar:kv-pairs=16,train-examples=100000") && mqar_parse(spec, &P, &N) && P == 16 &&
+          N == 100000, "'%s' reads back as %d pairs, %llu examples", spec, P, (unsigned long long)N);
+    CHECK(mqar_parse(spec, &P, NULL) && P == 16, "'%s' without asking for the examples", spec);
+    const char *not_specs[] = {"data/bible", "mqar", "mqar:kv-pairs=", "mqar:kv-pairs=0", "mqar:kv-pairs=4x", "",
+                               "mqar:kv-pairs=4,", "mqar:kv-pairs=4,train-examples=", "mqar:kv-pairs=4,train-examples=0",
+                               "mqar:kv-pairs=4,train-examples=-5", "mqar:kv-pairs=4,train-examples=+5",
+                               "mqar:kv-pairs=4,train-examples=12x", "mqar:kv-pairs=4,train-examples=1099511627777",
+                               "mqar:kv-pairs=4,train-examples=99999999999999999999999", "mqar:kv-pairs=4,examples=5"};
     for (size_t i = 0; i < sizeof not_specs / sizeof not_specs[0]; i++)
-        CHECK(!mqar_parse(not_specs[i], &P), "'%s' read as an mqar run", not_specs[i]);
+        CHECK(!mqar_parse(not_specs[i], &P, &N), "'%s' read as an mqar run", not_specs[i]);
     CHECK(mqar_default_pairs(64) == 4 && mqar_default_pairs(128) == 8 && mqar_default_pairs(256) == 16 &&
           mqar_default_pairs(512) == 64 && mqar_default_pairs(1024) == 64, "the default pairs per length");
     printf("refused shapes and the task's name in a checkpoint\n");
@@ -241,6 +251,61 @@ static void evaluate_matches_logits(void) {
     model_free(&m);
 }
 
+// A fixed training set of N (--train-examples): every epoch of N takes each of the examples 0 .. N-1 once, in
+// an order of its own that the seed decides; without a set the i-th example is example i; batches follow it.
+static void fixed_set(void) {
+    const uint64_t sizes[] = {1, 2, 3, 7, 64, 1000, 4099, 100000};
+    Mqar g;
+    mqar_init(&g, 512, 32, 3, 21);
+    CHECK(mqar_train_index(&g, 12345) == 12345, "without a fixed set, example i is not the i-th");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const uint64_t N = sizes[s];
+        g.train_examples = N;
+        unsigned char *seen = calloc(N, 1);
+        int64_t bad = 0, moved = 0, same_as_last = 0;
+        uint64_t *first = malloc(N * sizeof *first);
+        for (uint64_t e = 0; e < 3; e++) {
+            memset(seen, 0, N);
+            for (uint64_t j = 0; j < N; j++) {
+                const uint64_t x = mqar_train_index(&g, e * N + j);
+                if (x >= N || seen[x]++) bad++;
+                if (x != j) moved++;
+                if (e == 0) first[j] = x;
+                else if (e == 1 && x == first[j]) same_as_last++;
+                if (mqar_train_index(&g, e * N + j) != x) bad++;   // the same every time
+            }
+        }
+        CHECK(!bad, "N %llu: an epoch is not a permutation of [0, N) (%lld faults)", (unsigned long long)N, (long long)bad);
+        if (N >= 64) {
+            CHECK(moved > (int64_t)N, "N %llu: the epochs keep the examples in index order", (unsigned long long)N);
+            CHECK(same_as_last < (int64_t)N / 8, "N %llu: epochs 0 and 1 share %lld places of %llu", (unsigned long long)N,
+                  (long long)same_as_last, (unsigned long long)N);
+        }
+        free(seen); free(first);
+    }
+    // another seed, another order; batches take the examples of the order
+    Mqar h;
+    mqar_init(&h, 512, 32, 3, 22);
+    g.train_examples = h.train_examples = 1000;
+    int same = 0;
+    for (uint64_t j = 0; j < 1000; j++) same += mqar_train_index(&g, j) == mqar_train_index(&h, j);
+    CHECK(same < 100, "seeds 21 and 22 put %d of 1000 examples in the same place", same);
+    g.train_examples = 10;
+    MqarBatches b;
+    mqar_batches_init(&b, &g, 4, 0, 4, 8);   // the third batch of 4: examples 8 and 9 of epoch 0, 0 and 1 of epoch 1
+    const int32_t *bi, *bt;
+    mqar_batches_next(&b, &bi, &bt);
+    int32_t want[32], wt[32];
+    for (int r = 0; r < 4; r++) {
+        mqar_example(&g, mqar_train_index(&g, (uint64_t)(8 + r)), want, wt);
+        CHECK(!memcmp(bi + r * 32, want, sizeof want) && !memcmp(bt + r * 32, wt, sizeof wt),
+              "row %d of the third batch is not the fixed set's example %d of the run", r, 8 + r);
+    }
+    mqar_batches_free(&b);
+    mqar_free(&g); mqar_free(&h);
+    printf("fixed training sets: each epoch a permutation of the set, its own order, batches in that order\n");
+}
+
 int main(void) {
     omp_set_num_threads(1);
     invariants(MQAR_VOCAB, 64, 4, 2000);
@@ -251,6 +316,7 @@ int main(void) {
     checker_catches();
     held_out();
     batches();
+    fixed_set();
     refusals();
     evaluate_matches_logits();
     return check_summary("test_mqar");

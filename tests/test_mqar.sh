@@ -28,6 +28,23 @@ if head -n 1 "$TMP/a/log.tsv" | grep -q '	val_acc	' && awk -F'\t' 'NR > 1 && $3 
 then ok "log.tsv has a val_acc column, a fraction at every evaluation"; else fail "log.tsv's val_acc column"; head -3 "$TMP/a/log.tsv"; fi
 expect 0 "train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 expect 0 "resume to step 30" -- $H train --resume --out "$TMP/b"
+# a fixed training set: named in the checkpoint, resumed exactly, other batches than fresh examples give
+expect 0 "train on a fixed set of 24 examples" -- $H train "${SMALL[@]}" --train-examples 24 --steps 12 --out "$TMP/f"
+grep -q "a fixed training set of 24 examples" "$TMP/out" || fail "the run does not say it trains on a fixed set"
+grep -q "mqar:kv-pairs=4,train-examples=24" "$TMP/out" || fail "the startup table does not name the fixed set"
+expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --train-examples 24 --steps 12 --stop-at 5 --out "$TMP/g"
+expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/g"
+grep -q "a fixed training set of 24 examples" "$TMP/out" || fail "the resumed run lost its fixed set"
+checks=$((checks + 1))
+if cmp -s <(cut -f2 "$TMP/f/log.tsv") <(cut -f2 "$TMP/g/log.tsv") && cmp -s "$TMP/f/model.ckpt" "$TMP/g/model.ckpt" &&
+    ! cmp -s <(cut -f2 "$TMP/f/log.tsv") <(head -n 13 "$TMP/a/log.tsv" | cut -f2)
+then ok "a fixed set's run resumes exactly, and its losses are not those of fresh examples"
+else fail "the fixed set's runs"; paste <(cut -f2 "$TMP/f/log.tsv") <(cut -f2 "$TMP/g/log.tsv") | head -14; fi
+expect 0 "eval of the fixed set's model (held-out examples)" -- $H eval --ckpt "$TMP/f/model.ckpt" --examples 64
+grep -q "^accuracy " "$TMP/out" || fail "eval printed no accuracy line"
+expect 2 "--train-examples with --resume" -- $H train --resume --out "$TMP/g" --train-examples 5; expect_msg "cannot change on --resume"
+expect 2 "--train-examples without --task mqar" -- $H train --train-examples 5; expect_msg "for --task mqar"
+expect 2 "--train-examples 0" -- $H train --task mqar --train-examples 0
 expect 0 "train, stop at step 5, before the first evaluation" -- $H train "${SMALL[@]}" --steps 30 --stop-at 5 --out "$TMP/c"
 checks=$((checks + 1))
 if grep -q "^done: 5 steps" "$TMP/out" && ! grep -q "held-out\|accuracy\|nan" "$TMP/out"
