@@ -10,7 +10,8 @@
 #include "cli.h"
 #include "commands.h"
 
-static const char *PLOT_USAGE = "hgrn2 plot RUN [RUN...] [--out FILE.png] [--x tokens|step|wall] [--size WxH] [--title TEXT]";
+static const char *PLOT_USAGE =
+    "hgrn2 plot RUN [RUN...] [--out FILE.png] [--x tokens|step|wall] [--y loss|acc] [--size WxH] [--title TEXT]";
 static const char *PLOT_HELP =
     "Draws each run's training loss (a line) and held-out loss (points on a line) against tokens seen,\n"
     "steps or wall time, from its log.tsv, with gnuplot (Debian's gnuplot-nox; make setup installs it).\n"
@@ -19,6 +20,8 @@ static const char *PLOT_HELP =
     "\n"
     "  --out FILE           the PNG to write (default curves.png)\n"
     "  --x tokens|step|wall the horizontal axis (default tokens; a log without that column uses steps)\n"
+    "  --y loss|acc         what is drawn (default loss); acc: the accuracy of runs that log it (mqar's held-out\n"
+    "                       accuracy; a classifier's training and validation accuracy)\n"
     "  --size WxH           pixels (default 1000x600)\n"
     "  --title TEXT         a title over the plot\n";
 
@@ -38,6 +41,7 @@ typedef struct {
     char *label;
     double *x, *train, *val;
     size_t n;
+    int has_train;   // the log has the training column drawn (mqar's logs have no training accuracy)
     int x_kind;   // what x holds (X_STEP where the log lacks the asked column)
 } Curve;
 
@@ -81,7 +85,7 @@ static int log_line(FILE *f, char *line, const char *path, int64_t lineno) {
     return 1;
 }
 
-static void curve_read(Curve *c, const char *run, int want_x) {
+static void curve_read(Curve *c, const char *run, int want_x, int acc) {
     char *path = is_directory(run) ? xasprintf("%s/log.tsv", run) : xasprintf("%s", run);
     if (file_size(path) < 0) {
         if (file_exists(path)) die("%s is not a regular file", path);
@@ -98,6 +102,14 @@ static void curve_read(Curve *c, const char *run, int want_x) {
         cval = column_of(names, nn, "val_loss");
     if (cstep < 0 || ctrain < 0 || cval < 0)
         die("%s is not a run's log.tsv: its header lacks step, train_loss or val_loss", path);
+    if (acc) {   // the accuracy columns instead: val_acc always, train_acc where the log has it
+        cval = column_of(names, nn, "val_acc");
+        ctrain = column_of(names, nn, "train_acc");
+        if (cval < 0)
+            die("%s logs no accuracy (no val_acc column): --y acc draws mqar and classifier runs; a language "
+                "model's log has losses only", path);
+    }
+    c->has_train = ctrain >= 0;
     const char *xname = want_x == X_TOKENS ? "tokens" : want_x == X_WALL ? "wall_s" : "step";
     int cx = column_of(names, nn, xname);
     c->x_kind = want_x;
@@ -150,13 +162,14 @@ static void gp_string(FILE *f, const char *s) {
 }
 
 int cmd_plot(int argc, char **argv) {
-    enum { OP_OUT = 256, OP_X, OP_SIZE, OP_TITLE };
+    enum { OP_OUT = 256, OP_X, OP_Y, OP_SIZE, OP_TITLE };
     static const struct option opts[] = {{"out", required_argument, 0, OP_OUT}, {"x", required_argument, 0, OP_X},
+                                         {"y", required_argument, 0, OP_Y},
                                          {"size", required_argument, 0, OP_SIZE}, {"title", required_argument, 0, OP_TITLE},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     cli_start("hgrn2 plot", PLOT_USAGE);
     const char *out = "curves.png", *title = NULL;
-    int want_x = X_TOKENS, W = 1000, Hh = 600, c;
+    int want_x = X_TOKENS, acc = 0, W = 1000, Hh = 600, c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'h': print_help(PLOT_USAGE, PLOT_HELP); return 0;
@@ -166,6 +179,10 @@ int cmd_plot(int argc, char **argv) {
             else if (!strcmp(optarg, "step")) want_x = X_STEP;
             else if (!strcmp(optarg, "wall")) want_x = X_WALL;
             else usage_error("--x must be tokens, step or wall, got '%s'", optarg);
+            break;
+        case OP_Y:
+            if (!strcmp(optarg, "loss") || !strcmp(optarg, "acc")) acc = !strcmp(optarg, "acc");
+            else usage_error("--y must be loss or acc, got '%s'", optarg);
             break;
         case OP_SIZE:
             if (sscanf(optarg, "%dx%d", &W, &Hh) != 2 || W < 200 || Hh < 150 || W > 10000 || Hh > 10000)
@@ -184,7 +201,7 @@ int cmd_plot(int argc, char **argv) {
     Curve *cv = xcalloc((size_t)nruns, sizeof *cv);
     int xk = X_STEP;
     for (int i = 0; i < nruns; i++) {
-        curve_read(&cv[i], argv[optind + i], want_x);
+        curve_read(&cv[i], argv[optind + i], want_x, acc);
         if (i == 0) xk = cv[i].x_kind;
         else if (cv[i].x_kind != xk) die("the runs cannot share an axis: some logs have the %s column and some not; use --x step",
                                          want_x == X_TOKENS ? "tokens" : "wall_s");
@@ -199,8 +216,9 @@ int cmd_plot(int argc, char **argv) {
     if (!g) die("cannot write %s: %s", script, strerror(errno));
     fprintf(g, "set terminal pngcairo size %d,%d noenhanced font ',10'\nset output ", W, Hh);
     gp_string(g, tmp_png);
-    fprintf(g, "\nset grid\nset key outside right top\nset ylabel 'loss (nats)'\nset xlabel '%s'\n",
-            xk == X_TOKENS ? "tokens (millions)" : xk == X_WALL ? "wall time (minutes)" : "step");
+    fprintf(g, "\nset grid\nset key outside right top\nset ylabel '%s'\nset xlabel '%s'\n",
+            acc ? "accuracy" : "loss (nats)", xk == X_TOKENS ? "tokens (millions)" : xk == X_WALL ? "wall time (minutes)" : "step");
+    if (acc) fputs("set yrange [0:1]\n", g);
     if (title) { fputs("set title ", g); gp_string(g, title); fputc('\n', g); }
     fputs("set datafile missing 'nan'\nplot ", g);
     for (int i = 0; i < nruns; i++) {
@@ -217,9 +235,12 @@ int cmd_plot(int argc, char **argv) {
             if (!isnan(cv[i].val[k])) fprintf(d, "%.9g %.9g\n", cv[i].x[k], cv[i].val[k]);
         if (fclose(d) != 0) die("cannot write %s: %s", datv, strerror(errno));
         char *lt = xasprintf("%s train", cv[i].label), *lv = xasprintf("%s held-out", cv[i].label);
-        fprintf(g, "%s'%s' using 1:2 with lines lw 1 lc %d title ", i ? ", " : "", dat, i + 1);
-        gp_string(g, lt);
-        fprintf(g, ", '%s' using 1:2 with linespoints pt 7 ps 0.8 lw 2 lc %d title ", datv, i + 1);
+        if (cv[i].has_train) {
+            fprintf(g, "%s'%s' using 1:2 with lines lw 1 lc %d title ", i ? ", " : "", dat, i + 1);
+            gp_string(g, lt);
+            fputs(", ", g);
+        } else if (i) fputs(", ", g);
+        fprintf(g, "'%s' using 1:2 with linespoints pt 7 ps 0.8 lw 2 lc %d title ", datv, i + 1);
         gp_string(g, lv);
         free(lt); free(lv); free(dat); free(datv);
     }

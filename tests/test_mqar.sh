@@ -26,6 +26,10 @@ grep -q "val acc" "$TMP/out" || fail "the progress line shows no held-out accura
 checks=$((checks + 1))
 if head -n 1 "$TMP/a/log.tsv" | grep -q '	val_acc	' && awk -F'\t' 'NR > 1 && $3 != "" && ($6 < 0 || $6 > 1 || $6 == "") { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
 then ok "log.tsv has a val_acc column, a fraction at every evaluation"; else fail "log.tsv's val_acc column"; head -3 "$TMP/a/log.tsv"; fi
+expect 0 "plot the run's held-out accuracy" -- $H plot "$TMP/a" --y acc --x step --out "$TMP/acc.png"
+checks=$((checks + 1))
+if [ "$(head -c 8 "$TMP/acc.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && grep -q "1 run, 30 rows" "$TMP/out"
+then ok "plot --y acc wrote a PNG of the 30 rows"; else fail "plot --y acc: $(cat "$TMP/out")"; fi
 expect 0 "train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 expect 0 "resume to step 30" -- $H train --resume --out "$TMP/b"
 # a fixed training set: named in the checkpoint, resumed exactly, other batches than fresh examples give

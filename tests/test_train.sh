@@ -115,6 +115,8 @@ sig=$(head -c 8 "$TMP/curves.png" | od -An -tx1 | tr -d ' \n'); wh=$(od -An -tu1
 [ "$sig" = "89504e470d0a1a0a" ] && [ "$wh" = " 0 0 2 128 0 0 1 144" ] && grep -q "2 runs" "$TMP/out" \
     && ok "plot wrote a 640 x 400 PNG" || fail "plot: signature $sig, size bytes $wh"
 expect 0 "plot against wall time" -- $H plot "$TMP/k/log.tsv" --x wall --out "$TMP/wall.png"
+expect 1 "plot --y acc of a language model" -- $H plot "$TMP/a" --y acc --out "$TMP/x.png"; expect_msg "logs no accuracy"
+expect 2 "plot --y nope" -- $H plot "$TMP/a" --y nope --out "$TMP/x.png"; expect_msg "loss or acc"
 expect 2 "plot without a run" -- $H plot --out "$TMP/x.png"; expect_msg "at least one run"
 expect 2 "plot --out not a .png" -- $H plot "$TMP/a" --out "$TMP/x.jpg"; expect_msg "must name a .png"
 expect 1 "plot of a missing run" -- $H plot "$TMP/nothing"; expect_msg "cannot read"
