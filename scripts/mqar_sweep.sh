@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The HGRN2 paper's MQAR grid (docs/mqar.md): trains HGRN2 at every width D and (length T, pairs P), once per
 # learning rate, scores each on the held-out examples and prints the best accuracy per cell (rows D,
-# columns T). Each run lives in OUT/d<D>_t<T>_p<P>_lr<lr>/ (model.ckpt, log.tsv, train.out, accuracy); a run
-# whose accuracy file is there is not run again, so an interrupted sweep continues where it stopped.
+# columns T). Each run lives in OUT/d<D>_t<T>_p<P>_lr<lr>/ (model.ckpt, log.tsv, train.out, settings,
+# accuracy); a run whose accuracy file is there is not run again, so an interrupted sweep continues where it
+# stopped. A run's settings (steps, batch, held-out examples, the flags after --) are kept beside it: a sweep
+# that would reuse a directory trained otherwise (another --steps, -- --arch hgrn1 into the same OUT) stops
+# before it starts, rather than report the other run's accuracy as its own.
 #   bash scripts/mqar_sweep.sh [options] [-- more flags for hgrn2 train]
 #     --device cuda|cpu   (default cuda)         --out DIR     (default runs/mqar_sweep)
 #     --dims "64 128 256 512"                    --shapes "64:4 128:8 256:16 512:64"   (T:P[:STEPS[:BATCH]]:
@@ -63,6 +66,11 @@ run_dir() {   # D T P lr S B seed
     echo "$d"
 }
 
+# what a run's result depends on beyond its directory's name: steps, batch, held-out examples, the extra flags
+settings_of() {   # S B
+    echo "steps=${1:-${steps:-preset}} batch=${2:-${batch:-preset}} examples=$examples flags=${extra[*]+${extra[*]}}"
+}
+
 # one run: train, then score the final model; writes its accuracy file last
 run() {   # slot D T P lr S B seed
     local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch} seed=${8:-}
@@ -78,6 +86,7 @@ run() {   # slot D T P lr S B seed
     [ -n "$rbatch" ] && train+=(--batch "$rbatch")
     [ -n "$seed" ] && train+=(--seed "$seed")
     mkdir -p "$dir"
+    settings_of "$6" "$7" > "$dir/settings"
     if ! ${env[@]+"${env[@]}"} "$hgrn2" train "${train[@]}" "${flags[@]}" ${extra[@]+"${extra[@]}"} > "$dir/train.out" 2>&1; then
         echo "D $D T $T P $P lr $lr: training failed (see $dir/train.out)" >&2
         return 1
@@ -96,6 +105,25 @@ run() {   # slot D T P lr S B seed
 for shape in $shapes; do parse_shape "$shape"; done   # every shape checked before the first run
 for seed in $seeds; do case "$seed" in *[!0-9]*) echo "mqar_sweep.sh: bad seed '$seed'" >&2; exit 2 ;; esac; done
 seed_list=${seeds:-"-"}    # "-": the preset's seed, no suffix
+# every directory this sweep would reuse must have been trained with its settings
+clash=0
+for D in $dims; do
+    for shape in $shapes; do
+        parse_shape "$shape"
+        for lr in $lrs; do
+            for seed in $seed_list; do
+                [ "$seed" = - ] && seed=""
+                dir=$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B" "$seed")
+                want=$(settings_of "$S" "$B")
+                if [ -f "$dir/settings" ] && [ "$(cat "$dir/settings")" != "$want" ]; then
+                    echo "mqar_sweep.sh: $dir was trained with other settings ($(cat "$dir/settings")) than this sweep's ($want)" >&2
+                    clash=1
+                fi
+            done
+        done
+    done
+done
+[ "$clash" = 0 ] || { echo "mqar_sweep.sh: give this sweep another --out" >&2; exit 2; }
 failed=0 i=0
 for D in $dims; do
     for shape in $shapes; do

@@ -75,6 +75,13 @@ checks=$((checks + 1))
 if grep -Eq '^64 +[0-9.]+ \(.*\) +[0-9.]+ \(' "$TMP/out" && grep -q "over lr in { 1e-2 3e-3 } (64 examples each)" "$TMP/out"
 then ok "the sweep prints its title and a row of accuracies for D 64"
 else fail "the sweep's table"; tail -4 "$TMP/out"; fi
+# the same sweep again reuses every run; one with other flags into the same folder stops before it starts
+expect 0 "the tiny sweep again: its runs reused" -- bash scripts/mqar_sweep.sh --device cpu --tiny --out "$TMP/sweep"
+checks=$((checks + 1))
+if ! grep -Eq '^D +64 +T' "$TMP/out" && grep -Eq '^64 +[0-9.]+ \(' "$TMP/out"; then ok "nothing trained again, the same table"
+else fail "the sweep run again:"; sed 's/^/    /' "$TMP/out" | head -5; fi
+expect 2 "the tiny sweep with -- --arch hgrn1 into the same --out" -- bash scripts/mqar_sweep.sh --device cpu --tiny \
+    --out "$TMP/sweep" -- --arch hgrn1; expect_msg "trained with other settings"
 # a shape with its own steps and batch: its run trains that long, in a directory that names them
 expect 0 "mqar_sweep.sh with a shape's own steps and batch" -- bash scripts/mqar_sweep.sh --device cpu --dims 64 \
     --shapes "32:2:12:8" --lrs 1e-2 --steps 40 --examples 32 --threads 1 --out "$TMP/sweep2"
