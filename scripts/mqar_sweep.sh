@@ -105,43 +105,46 @@ run() {   # slot D T P lr S B seed
 for shape in $shapes; do parse_shape "$shape"; done   # every shape checked before the first run
 for seed in $seeds; do case "$seed" in *[!0-9]*) echo "mqar_sweep.sh: bad seed '$seed'" >&2; exit 2 ;; esac; done
 seed_list=${seeds:-"-"}    # "-": the preset's seed, no suffix
+# calls "$@" D T P lr S B seed for every run of the sweep, in order
+each_run() {
+    local D shape lr seed
+    for D in $dims; do
+        for shape in $shapes; do
+            parse_shape "$shape"
+            for lr in $lrs; do
+                for seed in $seed_list; do
+                    [ "$seed" = - ] && seed=""
+                    "$@" "$D" "$T" "$P" "$lr" "$S" "$B" "$seed"
+                done
+            done
+        done
+    done
+}
 # every directory this sweep would reuse must have been trained with its settings
+check_settings() {   # D T P lr S B seed
+    local dir want
+    dir=$(run_dir "$@")
+    want=$(settings_of "$5" "$6")
+    if [ -f "$dir/settings" ] && [ "$(cat "$dir/settings")" != "$want" ]; then
+        echo "mqar_sweep.sh: $dir was trained with other settings ($(cat "$dir/settings")) than this sweep's ($want)" >&2
+        clash=1
+    fi
+}
 clash=0
-for D in $dims; do
-    for shape in $shapes; do
-        parse_shape "$shape"
-        for lr in $lrs; do
-            for seed in $seed_list; do
-                [ "$seed" = - ] && seed=""
-                dir=$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B" "$seed")
-                want=$(settings_of "$S" "$B")
-                if [ -f "$dir/settings" ] && [ "$(cat "$dir/settings")" != "$want" ]; then
-                    echo "mqar_sweep.sh: $dir was trained with other settings ($(cat "$dir/settings")) than this sweep's ($want)" >&2
-                    clash=1
-                fi
-            done
-        done
-    done
-done
+each_run check_settings
 [ "$clash" = 0 ] || { echo "mqar_sweep.sh: give this sweep another --out" >&2; exit 2; }
+# the runs, --jobs at a time
+launch() {   # D T P lr S B seed
+    if [ "$jobs" -gt 1 ]; then
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+        run $((i % jobs)) "$@" &
+    else
+        run 0 "$@" || failed=1
+    fi
+    i=$((i + 1))
+}
 failed=0 i=0
-for D in $dims; do
-    for shape in $shapes; do
-        parse_shape "$shape"
-        for lr in $lrs; do
-            for seed in $seed_list; do
-                [ "$seed" = - ] && seed=""
-                if [ "$jobs" -gt 1 ]; then
-                    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
-                    run $((i % jobs)) "$D" "$T" "$P" "$lr" "$S" "$B" "$seed" &
-                else
-                    run 0 "$D" "$T" "$P" "$lr" "$S" "$B" "$seed" || failed=1
-                fi
-                i=$((i + 1))
-            done
-        done
-    done
-done
+each_run launch
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 # the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
