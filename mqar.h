@@ -54,8 +54,8 @@ int mqar_parse(const char *spec, int *P, uint64_t *N);
 
 // The training batches: B examples per micro-batch, the run's examples mqar_train_index(g, i) in the order of
 // i from `next` (the run's first micro-batch is i = 0, so a run at step s with accumulation A continues at
-// s A B). A process of a run
-// of several (dist.h) takes the examples [row0, row0 + rows) of each micro-batch; one process all B.
+// s A B). A process of a run of several (dist.h) takes the examples [row0, row0 + rows) of each micro-batch;
+// one process all B.
 typedef struct {
     const Mqar *g;
     int B, row0, rows;

@@ -205,7 +205,6 @@ extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const floa
                                const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
     if (N <= 0 || HK <= 0) return;
     PROF_COST(0, 28.0 * N * HK);   // dq, dk, dg and both logits in, both logits' gradients out
-
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
     float *part = NULL;
     if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
