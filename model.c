@@ -264,8 +264,25 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
 // Activations
 
 // The classifier runs over this many rows at a time, so [N, V] logits never exist: 256 on the CPU (the block
-// stays in cache), 1024 on the GPU (GEMMs large enough to fill it; 206 MB of logits at V = 50304).
-static int cls_rows(void) { return g_gpu ? 1024 : 256; }
+// stays in cache), 1024 on the GPU (GEMMs large enough to fill it; 206 MB of logits at V = 50304), or what
+// HGRN2_CLS_ROWS says (a multiple of 64 from 64 to 65536): larger blocks trade memory for speed on the GPU
+// (docs/kernels.md, "Against the floors").
+static int cls_rows(void) {
+    static int rows;
+    if (!rows) {
+        const char *e = getenv("HGRN2_CLS_ROWS");
+        if (e && *e) {
+            char *end;
+            long v = strtol(e, &end, 10);
+            if (*end || v < 64 || v > 65536 || v % 64)
+                die("HGRN2_CLS_ROWS=%s: the classifier's rows per block are a multiple of 64 from 64 to 65536", e);
+            rows = (int)v;
+        } else {
+            rows = g_gpu ? 1024 : 256;
+        }
+    }
+    return rows;
+}
 
 void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     memset(a, 0, sizeof *a);

@@ -64,4 +64,22 @@ expect 2 "sample --prompt-ids ' , '" -- $H sample --prompt-ids " , "; expect_msg
 expect 2 "eval --logits without --ids" -- $H eval --logits x
 expect 2 "eval --split test" -- $H eval --split test
 expect 2 "bench --dim 0" -- $H bench --dim 0
+# HGRN2_CLS_ROWS: refused unless a multiple of 64 in [64, 65536]; blocks of 64 rows over 300 rows (four and a
+# ragged 44) give the default's first loss to the bit, and the next ones (after updates whose classifier
+# gradient was summed in other blocks) to rounding
+for v in 100 0 32 65600 12x; do
+    expect 1 "HGRN2_CLS_ROWS=$v" -- env HGRN2_CLS_ROWS=$v $H bench --steps 1; expect_msg "HGRN2_CLS_ROWS=$v"
+done
+for v in "" 64; do
+    expect 0 "train, HGRN2_CLS_ROWS='$v'" -- env HGRN2_CLS_ROWS=$v $H train --steps 3 --batch 3 --seq-len 100 \
+        --eval-every 0 --seed 3 --threads 2 --out "$TMP/cr$v"
+done
+checks=$((checks + 1))
+if [ -s "$TMP/cr/log.tsv" ] && paste "$TMP/cr/log.tsv" "$TMP/cr64/log.tsv" | awk -F'\t' -v n="$(head -1 "$TMP/cr/log.tsv" | awk -F'\t' '{print NF}')" '
+    NR == 1 { next }
+    { a = $2; b = $(n + 2); d = a - b; if (d < 0) d = -d
+      if ((NR == 2 && a != b) || d > 1e-6 * (a < 0 ? -a : a)) bad = 1; rows++ }
+    END { exit !(rows == 3 && !bad) }'
+then ok "HGRN2_CLS_ROWS=64: the losses of the default blocks"
+else fail "HGRN2_CLS_ROWS=64 changed the losses"; fi
 finish
