@@ -8,13 +8,14 @@
 #     RUN      the run directory (model.ckpt and log.tsv; a run found there is resumed)
 #     SECONDS  wall-clock seconds of training in this call (default: no limit, the whole run)
 # The data lives in $WORK (default /tmp/hgrn2-listops: generated and prepared when missing, about 25 s);
-# $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains.
+# $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains. Runs of other model seeds
+# may share the card and $WORK: start them together (`... RUN2 540 -- --seed 2 & ...`).
 # Prints the validation accuracy of every evaluation so far and, at the end of the run, the test accuracy of the
 # checkpoint of the best validation accuracy (RUN/best.ckpt, kept by --keep 1), then 'accuracy X': the final
 # model's on test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 RUN=$1; shift
 SECONDS_LIMIT=0
 if [ $# -gt 0 ] && [ "$1" != -- ]; then SECONDS_LIMIT=$1; shift; fi
@@ -22,6 +23,11 @@ if [ $# -gt 0 ] && [ "$1" != -- ]; then SECONDS_LIMIT=$1; shift; fi
 WORK=${WORK:-/tmp/hgrn2-listops}
 SEED=${SEED:-1}
 DEVICE=${DEVICE:-cuda}
+# Several runs may start at once (other seeds side by side on one card): the first builds and makes the data
+# while the others wait on the lock
+mkdir -p "$(dirname "$WORK")"
+exec 9> "$WORK.lock"
+command -v flock > /dev/null && flock 9
 make -s hgrn2 || exit 1
 if [ ! -f "$WORK/data/train.examples" ]; then
     rm -rf "$WORK"
@@ -29,6 +35,7 @@ if [ ! -f "$WORK/data/train.examples" ]; then
     ./hgrn2 prepare --task lra-listops --input "$WORK/tsv" --out "$WORK/data" | tail -n 1 || exit 1
     rm -rf "$WORK/tsv"
 fi
+exec 9>&-
 limit=()
 [ "$SECONDS_LIMIT" -gt 0 ] && limit=(timeout -s INT "$SECONDS_LIMIT")
 if [ -f "$RUN/model.ckpt" ]; then
