@@ -8,14 +8,15 @@
 #     RUN      the run directory (model.ckpt and log.tsv; a run found there is resumed)
 #     SECONDS  wall-clock seconds of training in this call (default: no limit, the whole run)
 # The data lives in $WORK (default /tmp/hgrn2-listops: generated and prepared when missing, about 25 s);
-# $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains. Runs of other model seeds
-# may share the card and $WORK: start them together (`... RUN2 540 -- --seed 2 & ...`).
+# $SEED (default 1) seeds the generator, $DEVICE (default cuda) is where it trains. Runs started together
+# (other model seeds, `... RUN2 540 -- --seed 2 &`) share $WORK safely, but not faster: the card runs them
+# one kernel at a time (on an H200, four at 1,273 examples/s each against one alone at 5,570).
 # Prints the validation accuracy of every evaluation so far and, at the end of the run, the test accuracy of the
 # checkpoint of the best validation accuracy (RUN/best.ckpt, kept by --keep 1), then 'accuracy X': the final
 # model's on test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 RUN=$1; shift
 SECONDS_LIMIT=0
 if [ $# -gt 0 ] && [ "$1" != -- ]; then SECONDS_LIMIT=$1; shift; fi
