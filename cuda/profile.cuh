@@ -80,10 +80,12 @@ extern "C" void cuda_prof_print(int steps) {
         const ProfSum &p = e.second;
         printf("  %-34s %6.1f calls %9.3f ms %6.1f%%", e.first.c_str(), (double)p.calls / steps, p.ms / steps,
                100 * p.ms / (total > 0 ? total : 1));
-        if (p.costed == p.calls && p.ms > 0) {   // TFLOP/s = flops per ms / 1e9, and likewise TB/s
-            if (p.flops > 0) printf(" %8.1f TFLOP/s", p.flops / p.ms / 1e9);
-            else printf(" %16s", "");
-            printf(" %6.2f TB/s", p.bytes / p.ms / 1e9);
+        // TFLOP/s = flops per ms / 1e9, and likewise TB/s; three and four decimals, so that the small ops' work
+        // survives a reading back (scripts/profile_floors.py multiplies these by the time)
+        if (p.costed == p.calls && p.ms > 0) {
+            if (p.flops > 0) printf(" %10.3f TFLOP/s", p.flops / p.ms / 1e9);
+            else printf(" %18s", "");
+            printf(" %7.4f TB/s", p.bytes / p.ms / 1e9);
             cms += p.ms;
             cflops += p.flops;
             cbytes += p.bytes;

@@ -36,8 +36,8 @@ cat > "$TMP/prof.txt" <<'PROF'
 | batch        | 16 x 2048 on some GPU, bf16
 GPU time per step by section and op (5 steps; 3.01 ms per step in all), with the work of the ops that
 state it: TFLOP/s of their arithmetic and TB/s of the bytes they must move at the least:
-  mixer bwd / hgru_bwd                 12.0 calls     2.000 ms  66.4%     10.0 TFLOP/s   0.50 TB/s
-  optimizer / adamw_multi               1.0 calls     1.000 ms  33.2%                    4.00 TB/s
+  mixer bwd / hgru_bwd                 12.0 calls     2.000 ms  66.4%     10.000 TFLOP/s  0.5000 TB/s
+  optimizer / adamw_multi               1.0 calls     1.000 ms  33.2%                     4.0000 TB/s
   embedding / lower_bounds_fwd          1.0 calls     0.010 ms   0.3%
 PROF
 expect 0 "scripts/profile_floors.py on a profile" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --tbs 4 --tflops 100 --tokens 1000
