@@ -268,20 +268,19 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
 // HGRN2_CLS_ROWS says (a multiple of 64 from 64 to 65536): larger blocks trade memory for speed on the GPU
 // (docs/kernels.md, "Against the floors").
 static int cls_rows(void) {
-    static int rows;
-    if (!rows) {
+    static int rows = -1;   // -1: not read yet; 0: not set (then the backend's default)
+    if (rows < 0) {
         const char *e = getenv("HGRN2_CLS_ROWS");
+        rows = 0;
         if (e && *e) {
             char *end;
             long v = strtol(e, &end, 10);
             if (*end || v < 64 || v > 65536 || v % 64)
                 die("HGRN2_CLS_ROWS=%s: the classifier's rows per block are a multiple of 64 from 64 to 65536", e);
             rows = (int)v;
-        } else {
-            rows = g_gpu ? 1024 : 256;
         }
     }
-    return rows;
+    return rows ? rows : g_gpu ? 1024 : 256;
 }
 
 void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
