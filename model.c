@@ -273,9 +273,8 @@ static int cls_rows(void) {
         const char *e = getenv("HGRN2_CLS_ROWS");
         rows = 0;
         if (e && *e) {
-            char *end;
-            long v = strtol(e, &end, 10);
-            if (*end || v < 64 || v > 65536 || v % 64)
+            long long v;
+            if (parse_i64(e, 64, 65536, &v) || v % 64)
                 die("HGRN2_CLS_ROWS=%s: the classifier's rows per block are a multiple of 64 from 64 to 65536", e);
             rows = (int)v;
         }
