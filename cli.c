@@ -155,6 +155,10 @@ int size_arg(int c, SizeArgs *z) {
         z->has_arch = 1;
         return 1;
     case O_HEADS: z->heads = arg_int_in(&R_DIM, optarg); return 1;
+    case O_LAYER:
+        for (z->layer = 0; z->layer < NLAYERS && strcmp(optarg, LAYER_NAMES[z->layer]); z->layer++) {}
+        if (z->layer == NLAYERS) usage_error("--mixer-layer must be fla or lra, got '%s'", optarg);
+        return 1;
     }
     return 0;
 }
@@ -213,5 +217,5 @@ Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     return (Config){.V = (int)(z->vocab ? z->vocab : ps->vocab ? ps->vocab : vocab), .D = D,
                     .L = (int)(z->layers ? z->layers : ps->L), .K = K, .mixer = mixer,
                     .I = z->has_mlp ? (int)z->mlp : ps->no_mlp ? 0 : MLP_DEFAULT, .tie = z->tie || ps->tie,
-                    .lower_bound = !z->nolb && !tpp, .eps = 1e-6};
+                    .lower_bound = !z->nolb && !tpp, .eps = 1e-6, .layer = (LayerKind)z->layer};
 }

@@ -68,7 +68,6 @@ const ClsParamDesc CPARAMS[NCPARAM] = {
     [C_BQFI] = {"qfi_proj_bias", 0, INIT_ZEROS}, [C_BO] = {"o_proj_bias", 0, INIT_ZEROS},
     [C_GNORM_B] = {"g_norm_bias", 0, INIT_ZEROS},
 };
-const char *const LAYER_NAMES[NLAYERS] = {"fla", "lra"};
 
 void cls_param_shape(const ClsConfig *c, int p, int64_t *rows, int64_t *cols) {
     const int64_t D = c->D, HK = (int64_t)c->H * c->K, QFI = 2 * HK + D, I = c->I;

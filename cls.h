@@ -50,14 +50,9 @@ typedef struct {
     int mixer;          // MixerKind (model.h): MIXER_CAUSAL, HGRN2's HGRU2 (0, so a Config written without it is
                         // one), or MIXER_HGRN1, HGRN1's element-wise recurrence (K = 1) with its gated output norm;
                         // either way scanned both ways along every line
-    int layer;          // HGRN2's mixer layer, ClsLayerKind: the language model's (0) or the authors' LRA one
+    int layer;          // HGRN2's mixer layer, LayerKind (model.h): fla's (0) or the authors' (LAYER_LRA)
 } ClsConfig;
 
-// HGRN2's mixer layer (--mixer-layer): LAYER_FLA, the language model's (flash-linear-attention's HGRN2: q =
-// swish, v as it is, o = S^T q / sqrt(K), an RMSNorm, projections without biases), or LAYER_LRA, the layer of
-// the HGRN2 authors' LRA code (q = sigmoid, v = silu, o = S^T q unscaled, a LayerNorm, projections with biases).
-typedef enum { LAYER_FLA, LAYER_LRA, NLAYERS } ClsLayerKind;
-extern const char *const LAYER_NAMES[NLAYERS];       // "fla", "lra"
 
 // The grid of positions the scans see: the image's pixels, or its patches.
 static inline int cls_rows(const ClsConfig *c) { return c->patch > 1 ? c->grid_h / c->patch : c->grid_h; }

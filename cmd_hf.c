@@ -607,6 +607,9 @@ int cmd_export(int argc, char **argv) {
     if (!m.c.I)
         die("%s has no MLPs (--mlp-width 0); %s always has them, so it has no Hugging Face form", ckpt,
             llama ? "LLaMA" : m.c.mixer == MIXER_HGRN1 ? "fla's HGRN" : "fla's HGRN2");
+    if (m.c.layer != LAYER_FLA)
+        die("%s has the HGRN2 authors' mixer layer (--mixer-layer %s: sigmoid q, silu v, a LayerNorm, biases); fla's "
+            "HGRN2 has only its own layer, so this model has no Hugging Face form", ckpt, LAYER_NAMES[m.c.layer]);
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);

@@ -61,6 +61,10 @@ static const char *TRAIN_HELP =
     "                       --resume and --init keep the checkpoint's arch\n"
     "  --heads N            transformer: attention heads, of dim / N each (default: heads of 64 where 64\n"
     "                       divides dim, else one)\n"
+    "  --mixer-layer fla|lra  HGRN2's layer: fla (default), flash-linear-attention's (q = swish, v as it is,\n"
+    "                       a readout scaled by 1/sqrt(K), an RMSNorm, no biases), the only one export takes;\n"
+    "                       lra, the HGRN2 authors' own (q = sigmoid, v = silu, an unscaled readout, a LayerNorm,\n"
+    "                       biased projections), as in their LRA and MQAR runs\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -103,9 +107,9 @@ enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_W
 static void refuse_fixed_flags(const int *set, int resume, int init) {
     if (resume || init) {
         static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB,
-                                    O_HEADS};
+                                    O_HEADS, O_LAYER};
         static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
-                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads"};
+                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads", "--mixer-layer"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
     }

@@ -18,6 +18,8 @@ const Range R_VOCAB = {"vocab", 2, 1 << 24}, R_DIM = {"dim", 1, 65536}, R_LAYERS
 const char *const ARCH_NAMES[NMIXERS] = {[MIXER_CAUSAL] = "hgrn2", [MIXER_HGRN1] = "hgrn1",
                                          [MIXER_TRANSFORMER] = "transformer"};
 
+const char *const LAYER_NAMES[NLAYERS] = {[LAYER_FLA] = "fla", [LAYER_LRA] = "lra"};
+
 int arch_parse(const char *name) {
     for (int i = 0; i < NMIXERS; i++) if (!strcmp(name, ARCH_NAMES[i])) return i;
     return -1;
@@ -26,6 +28,12 @@ int arch_parse(const char *name) {
 const char *config_finish(Config *c) {
     static char msg[160];
     if (c->mixer < 0 || c->mixer >= NMIXERS) return "unknown architecture";
+    if (c->layer < 0 || c->layer >= NLAYERS) return "--mixer-layer must be fla or lra";
+    if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL) {
+        snprintf(msg, sizeof msg, "--mixer-layer %s is a form of HGRN2's layer: not with --arch %s",
+                 LAYER_NAMES[c->layer], ARCH_NAMES[c->mixer]);
+        return msg;
+    }
     // HGRN1's state is a vector: one channel per head, no key dimension to expand
     if (c->mixer == MIXER_HGRN1 && c->K != 1) {
         snprintf(msg, sizeof msg, "--expand-ratio %d is not possible with --arch hgrn1: HGRN1's state is a vector "
@@ -83,11 +91,15 @@ const ParamDesc PARAMS[NPARAM] = {
                      "model.layers.%d.mlp.up_proj.weight"},
     [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL, NULL,
                      "model.layers.%d.mlp.down_proj.weight"},
+    // the authors' layer has no Hugging Face form (export refuses it); these names only label the tensors
+    [P_BQFI]      = {"qfi_proj_bias", "model.layers.%d.attn.qfi_proj.bias",   0, INIT_ZEROS},
+    [P_BO]        = {"o_proj_bias", "model.layers.%d.attn.o_proj.bias",       0, INIT_ZEROS},
+    [P_GNORM_B]   = {"g_norm_bias", "model.layers.%d.attn.g_norm.bias",       0, INIT_ZEROS},
 };
 
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     int64_t HK = (int64_t)c->H * c->K, D = c->D;
-    int64_t r = 1, k = D;
+    int64_t r = 1, k = D, lra = c->layer == LAYER_LRA;
     switch (p) {
     case P_EMB: r = c->V; break;
     case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
@@ -99,6 +111,8 @@ void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     case P_WI: case P_WO: r = D; break;
     case P_WGATE: case P_WUP: r = c->I; k = c->I ? D : 0; break;
     case P_WDOWN: r = c->I ? D : 0; k = c->I; break;
+    case P_BQFI: r = lra; k = lra ? 2 * HK + D : 0; break;
+    case P_BO: case P_GNORM_B: r = lra; k = lra ? D : 0; break;
     }
     *rows = r;
     *cols = k;
@@ -254,9 +268,10 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
         fprintf(f, "| model        | Transformer++, V %d, D %d, layers %d, heads %d x %d (RoPE), %s, %s\n", c->V, c->D,
                 c->L, c->H, c->K, mlp, c->tie ? "tied embeddings" : "untied lm_head");
     else
-        fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s\n", c->V, c->D,
+        fprintf(f, "| model        | V %d, D %d, layers %d, heads %d x (K %d, Dv %d), %s, %s, %s%s\n", c->V, c->D,
                 c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
-                c->lower_bound ? "lower bounds" : "no lower bounds");
+                c->lower_bound ? "lower bounds" : "no lower bounds",
+                c->layer == LAYER_LRA ? ", the authors' mixer layer (lra)" : "");
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
 
@@ -289,11 +304,13 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
     // rec: the recurrent mixers' gates and output-norm statistics; att: the transformer's log-sum-exps
     const int64_t att = c->mixer == MIXER_TRANSFORMER, rec = !att, H = c->H;
+    // the authors' layer: its LayerNorm keeps mean and rstd (2 values a row), and silu(v) has its own buffer
+    const int64_t lra = c->layer == LAYER_LRA, no = lra ? 2 : 1;
     a->N = a->cap = N;
     // The sizes come from flags or a checkpoint: bound them before the byte counts below can overflow. Every part
-    // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 32 of them.
+    // is at most (L+1) x N x the widest row x 8 bytes, and there are fewer than 64 of them.
     const double widest = (double)(QFI > 2 * I ? QFI : 2 * I) > (double)c->V ? (double)(QFI > 2 * I ? QFI : 2 * I) : (double)c->V;
-    if (32.0 * 8.0 * (double)(L + 1) * ((double)N + 1024) * widest > 0x1p62)
+    if (64.0 * 8.0 * (double)(L + 1) * ((double)N + 1024) * widest > 0x1p62)
         die("the activations of batch %d x sequence length %d at this model size would need more than 2^62 bytes; "
             "use a smaller batch, sequence length or model", B, T);
     // every part in bytes: values of `real`, or operands (O) in the backend's operand format
@@ -302,9 +319,10 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     struct { void **p; int64_t bytes; } parts[] = {
         {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, mid * nl * N * D * R},
         {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, rec * nl * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->rstdo, rec * nl * no * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
         {(void **)&a->lse, att * nl * N * H * R},
         {(void **)&a->q, rec * N * HK * R}, {(void **)&a->k, rec * N * HK * R}, {(void **)&a->g, rec * N * HK * R},
+        {(void **)&a->vact, lra * N * D * R}, {(void **)&a->dvs, train ? lra * N * D * R : 0},
         {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, mid * N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
         {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
         {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
@@ -409,6 +427,19 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, qfi, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | f | v] [N, 2HK+D]
+        if (c->layer == LAYER_LRA) {
+            // the authors' layer: biased projections, q = sigmoid (scaled by sqrt(K) against the scan's 1 / sqrt(K):
+            // their readout is unscaled), v = silu, and a LayerNorm with a bias
+            real *rstdo = LAYER(a, rstdo, l, 2);
+            OP(bias_add, qfi, W(m, P_BQFI, l), N, QFI);
+            OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);            // k, g; q is replaced next
+            OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sqrt((double)c->K));
+            OP(hgru_fwd, o, S, a->q, a->k, a->g, a->vact, D, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
+            OP(layernorm_fwd, a->yo, rstdo, rstdo + N, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, D, EPS_O);
+            OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);
+            OP(bias_add, out, W(m, P_BO, l), N, D);                          // y [N,D]
+            break;
+        }
         if (S && T == 1 && !a->train && fused_flag()) {                      // decoding: the step with its gates
             OP(hgru_step_fwd, o, S, a->q, a->k, a->g, qfi, QFI, lb, B, c->H, c->K, c->Dv);
         } else {
@@ -680,7 +711,8 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
 // the step with its gates. HGRN2_DECODE_FUSED=0, or g_decode_fused = 0, decodes op by op throughout.
 static int decode_fused_on(const Model *m, const Acts *a, const DecodeState *st, const int32_t *targets, int last_only) {
     return fused_flag() && st && a->T == 1 && a->B <= DECODE_FUSED_ROWS && !a->train && !targets && last_only &&
-           m->c.mixer == MIXER_CAUSAL && m->c.head == HEAD_NEXT_TOKEN && m->c.input == INPUT_TOKENS;
+           m->c.mixer == MIXER_CAUSAL && m->c.layer == LAYER_FLA && m->c.head == HEAD_NEXT_TOKEN &&
+           m->c.input == INPUT_TOKENS;
 }
 static void block_step(Model *m, Acts *a, int l, const DecodeState *st) {
     const Config *c = &m->c;
@@ -868,6 +900,26 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
+        if (c->layer == LAYER_LRA) {
+            const real *rstdo = LAYER(a, rstdo, l, 2);
+            const double sK = sqrt((double)c->K);
+            OP(bias_bwd, G(m, P_BO, l), dy, N, D);
+            OP(layernorm_fwd, a->yo, NULL, NULL, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, D, EPS_O);  // recomputed
+            const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+            OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
+            OP(layernorm_bwd, a->dout, 0, G(m, P_GNORM, l), G(m, P_GNORM_B, l), a->dh, o, W(m, P_GNORM, l), rstdo,
+                              rstdo + N, N, D);
+            OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                    // recomputed
+            OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sK);
+            OP(hgru_bwd, a->dq, a->dk, a->dg, a->dvs, D, a->dout, a->q, a->k, a->g, a->vact, D,
+                        B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
+            OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);  // d f (and a swish d q)
+            OP(lra_acts_bwd, a->dqfi, QFI, a->dq, a->dvs, qfi, QFI, N, HK, D, sK);      // d q, d v
+            OP(bias_bwd, G(m, P_BQFI, l), a->dqfi, N, QFI);
+            dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+            OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
+            break;
+        }
         OP(rmsnorm_fwd, a->yo, NULL, o, NULL, W(m, P_GNORM, l), N, D, EPS_O);        // recomputed
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo

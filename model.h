@@ -28,6 +28,12 @@ extern const char *const ARCH_NAMES[NMIXERS];   // "hgrn2", "hgrn1", "transforme
 // The MixerKind of an --arch value, or -1 when it names none.
 int arch_parse(const char *name);
 typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifier over the vocabulary: next token
+// HGRN2's mixer layer (--mixer-layer), in the language model and the classifiers alike: LAYER_FLA,
+// flash-linear-attention's HGRN2 (q = swish, v as it is, o = S^T q / sqrt(K), an RMSNorm, projections without
+// biases), or LAYER_LRA, the layer of the HGRN2 authors' own code, the one of their LRA and MQAR runs (q =
+// sigmoid, v = silu, o = S^T q unscaled, a LayerNorm with a bias, projections with biases; docs/model.md).
+typedef enum { LAYER_FLA, LAYER_LRA, NLAYERS } LayerKind;
+extern const char *const LAYER_NAMES[NLAYERS];       // "fla", "lra"
 
 typedef struct {
     int V;          // vocabulary size
@@ -43,9 +49,11 @@ typedef struct {
     InputKind input;
     MixerKind mixer;
     HeadKind head;
+    LayerKind layer;    // HGRN2's layer (MIXER_CAUSAL only): fla's (0) or the authors' (LAYER_LRA)
 } Config;
 
-#define EPS_O 1e-5          // HGRN2's output norm always uses this eps; HGRN1's uses the model's (docs/model.md)
+#define EPS_O 1e-5          // HGRN2's output norm always uses this eps (either layer's); HGRN1's uses the model's
+                            // (docs/model.md)
 #define ROPE_THETA 10000.0  // the transformer's rotary base, LLaMA's (import refuses any other)
 
 // The ranges of the sizes (the flags --vocab, --dim, --layers, --expand-ratio and --mlp-width).
@@ -67,6 +75,7 @@ const char *config_finish(Config *c);
 enum {
     P_EMB, P_LB, P_NORM, P_LM,                                            // global
     P_ATTN_NORM, P_WQ, P_WF, P_WI, P_GNORM, P_WO, P_MLP_NORM, P_WGATE, P_WUP, P_WDOWN,  // per layer
+    P_BQFI, P_BO, P_GNORM_B,                    // per layer, LAYER_LRA only: the biases of [q|f|i], o and g_norm
     NPARAM
 };
 #define P_FIRST_LAYER P_ATTN_NORM
@@ -89,7 +98,7 @@ extern const ParamDesc PARAMS[NPARAM];
 
 // Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent: lm_head when
 // tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP, g_norm in a
-// transformer.
+// transformer, the three biases unless the layer is LAYER_LRA.
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
 // The Hugging Face name of tensor p of layer l in a model of configuration c (HGRN2's, HGRN1's or LLaMA's names).
@@ -168,11 +177,13 @@ typedef struct {
     real *lb;                               // [L, HK] lower bounds of this forward
     real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
     real *xmid;                             // [L, N, D] residual between mixer and MLP
-    real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N]
+    real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N] (LAYER_LRA: [2N], its
+                                            // LayerNorm's mean, then rstd)
     real *rstd2;                            // per layer: [N]
     real *lse;                              // per layer: [N,H], the transformer's attention log-sum-exps
     opnd *gu;                               // per layer: [N,2I], an operand
     real *q, *k, *g;                        // shared: [N,HK] x3
+    real *vact, *dvs;                       // LAYER_LRA, shared: silu(v) [N,D], and in training its gradient
     opnd *h1, *yo, *h2, *a;                 // shared operands (ops.h): [N,D] x3 [N,I]
     opnd *hf;                               // final norm [N,D]
     real *rstdf;                            // [N]

@@ -18,13 +18,13 @@
 
 #define TMPD "tests/tmp/test_checkpoint"
 
-// Where the header fields sit: magic, version and the count take 24 bytes, then 22 integers (21 before version
-// 3), the count of floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
+// Where the header fields sit: magic, version and the count take 24 bytes, then 23 integers (22 in version 3,
+// 21 before), the count of floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
 #define INT_AT(i) (24 + 8 * (i))
-#define FLOAT_AT(i) (24 + 8 * 22 + 8 + 8 * (i))
+#define FLOAT_AT(i) (24 + 8 * 23 + 8 + 8 * (i))
 #define STRINGS_AT FLOAT_AT(9)
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
-       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH };
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH, I_LAYER };
 enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC };
 
 static unsigned char *g_good;   // the valid checkpoint every case edits
@@ -142,6 +142,10 @@ static void header_ranges(void) {
     bad_field("hgrn1 with expand ratio 8", 0, I_ARCH, 1, "invalid configuration (--expand-ratio 8 is not possible with --arch hgrn1");
     // the transformer over a model with lower bounds: it has no forget gates to bound
     bad_field("transformer with lower bounds", 0, I_ARCH, 2, "invalid configuration (the transformer has no forget gates");
+    bad_field("mixer layer 2", 0, I_LAYER, 2, "is corrupt: mixer layer = 2 is out of range [0, 1]");
+    bad_field("mixer layer -1", 0, I_LAYER, -1, "is corrupt: mixer layer = -1 is out of range [0, 1]");
+    // the authors' layer has its biases: over this model's tensors, the parameter count does not match
+    bad_field("mixer layer lra over fla's tensors", 0, I_LAYER, 1, "is corrupt: it says");
     bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
     bad_field("norm eps NaN", 1, F_EPS, NAN, "is corrupt: norm eps = ");
     bad_field("a parameter count that is not the configuration's", 0, I_N, 12345, "is corrupt: it says 12345 parameters");
@@ -295,14 +299,30 @@ int main(void) {
     st = run(sample, err, sizeof err);
     CHECK(st == 0, "sample of the valid checkpoint: exit %d: %s", st, err);
 
-    // a version-2 file (no architecture) still loads, as hgrn2: the same checkpoint with that integer cut out;
-    // a version-1 file (no decay fraction either) too, with that float cut out as well; a version-2 file that
-    // claims the new integer count, a version-1 file that claims the new float count, or a version 4, is refused
+    // a version-3 file (no mixer layer) still loads, with fla's layer: the same checkpoint with that integer cut
+    // out; a version-2 file (no architecture) too, as hgrn2, with the architecture cut out as well; a version-1
+    // file (no decay fraction either) too, with that float cut out as well; a version-3 or version-2 file that
+    // claims the new integer count, a version-1 file that claims the new float count, or a version 5, is refused
     {
-        size_t n2 = g_size - 8, n1 = g_size - 16, fl2 = FLOAT_AT(0) - 8;   // in version 2 the floats start 8 earlier
+        size_t n3 = g_size - 8;
+        unsigned char *b3 = xmalloc(n3);
+        memcpy(b3, g_good, INT_AT(I_LAYER));
+        memcpy(b3 + INT_AT(I_LAYER), g_good + INT_AT(I_LAYER) + 8, g_size - INT_AT(I_LAYER) - 8);
+        int64_t three = 3, n22v3 = 22, n23 = 23;
+        memcpy(b3 + 8, &three, 8);
+        memcpy(b3 + 16, &n22v3, 8);
+        write_resummed(TMPD "/v3.ckpt", b3, n3);
+        char *eval3[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v3.ckpt", "--ids", TMPD "/ids.txt", NULL};
+        st = run(eval3, err, sizeof err);
+        CHECK(st == 0, "eval of a version-3 checkpoint: exit %d: %s", st, err);
+        memcpy(b3 + 16, &n23, 8);
+        write_resummed(TMPD "/v3bad.ckpt", b3, n3);
+        refused("version 3 with 23 header integers", TMPD "/v3bad.ckpt", "is corrupt: 23 header integers, expected 22", 0);
+        free(b3);
+        size_t n2 = g_size - 16, n1 = g_size - 24, fl2 = FLOAT_AT(0) - 16;  // in version 2 the floats start 16 earlier
         unsigned char *b2 = xmalloc(n2), *b1 = xmalloc(n1);
         memcpy(b2, g_good, INT_AT(I_ARCH));
-        memcpy(b2 + INT_AT(I_ARCH), g_good + INT_AT(I_ARCH) + 8, g_size - INT_AT(I_ARCH) - 8);
+        memcpy(b2 + INT_AT(I_ARCH), g_good + INT_AT(I_ARCH) + 16, g_size - INT_AT(I_ARCH) - 16);
         int64_t one = 1, two = 2, eight = 8, nine = 9, n21 = 21, n22 = 22;
         memcpy(b2 + 8, &two, 8);
         memcpy(b2 + 16, &n21, 8);
@@ -328,10 +348,10 @@ int main(void) {
         free(b1); free(b2);
         unsigned char *b = xmalloc(g_size);
         memcpy(b, g_good, g_size);
-        int64_t four = 4;
-        memcpy(b + 8, &four, 8);
-        write_resummed(TMPD "/v4.ckpt", b, g_size);
-        refused("format version 4", TMPD "/v4.ckpt", "has format version 4; this hgrn2 reads versions 1 to 3", 0);
+        int64_t five = 5;
+        memcpy(b + 8, &five, 8);
+        write_resummed(TMPD "/v5.ckpt", b, g_size);
+        refused("format version 5", TMPD "/v5.ckpt", "has format version 5; this hgrn2 reads versions 1 to 4", 0);
         free(b);
     }
     header_ranges();

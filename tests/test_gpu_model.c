@@ -429,6 +429,19 @@ int main(void) {
     Config mqar64 = mqar;
     mqar64.K = 64;
     one_step("one step no MLP, K 64, sparse targets, T 128, bf16", mqar64, 4, 128, 1, 2, 3e-3, 3e-2);
+    // the HGRN2 authors' layer (--mixer-layer lra): biases, sigmoid q, silu v in its own buffer, an unscaled
+    // readout, a LayerNorm; MQAR's model and one with MLPs at a length that is not a multiple of the chunk
+    Config lq = mqar;
+    lq.layer = LAYER_LRA;
+    one_step("one step lra layer, no MLP, sparse, T 128, fp32", lq, 4, 128, 1, 0, 1e-5, 1e-4);
+    one_step("one step lra layer, no MLP, sparse, T 128, bf16", lq, 4, 128, 1, 2, 3e-3, 3e-2);
+    Config lm = small;
+    lm.layer = LAYER_LRA;
+    one_step("one step lra layer D 128, T 65, fp32", lm, 2, 65, 0, 0, 1e-5, 1e-4);
+    one_step("one step lra layer D 128, T 65, tf32", lm, 2, 65, 0, 1, 1e-3, 1e-2);
+    Config lw = wide;
+    lw.layer = LAYER_LRA;
+    one_step("one step lra layer D 768 (K = Dv = 128), T 130, bf16", lw, 1, 130, 0, 2, 3e-3, 3e-2);
     // HGRN1 (--arch hgrn1): the element-wise recurrence as a scan in chunks of 64 and the gated output norm
     Config h1 = {.V = 97, .D = 128, .L = 2, .K = 1, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6,
                  .mixer = MIXER_HGRN1};
@@ -468,6 +481,10 @@ int main(void) {
     Config dec = {.V = 97, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     batched_decode("batched decoding D 128, fp32", dec, 0, 1e-5);
     batched_decode("batched decoding D 128, bf16", dec, 2, 3e-2);
+    Config decl = dec;
+    decl.layer = LAYER_LRA;   // op by op (no fused step), graphs as for fla's layer
+    batched_decode("batched decoding lra layer D 128, fp32", decl, 0, 1e-5);
+    batched_decode("batched decoding lra layer D 128, bf16", decl, 2, 3e-2);
     Config dec1 = dec;
     dec1.K = 1; dec1.mixer = MIXER_HGRN1;
     batched_decode("batched decoding HGRN1 D 128, fp32", dec1, 0, 1e-5);

@@ -103,9 +103,9 @@ static void fd_model(Config c, int B, int T, uint64_t seed, int sparse, const ch
 
 // Logits of one forward over T tokens equal those of a prefill of the first P tokens followed by
 // single-token steps from the carried recurrent state or key/value cache (the sampling path).
-static void decode_matches_forward(int T, int P, MixerKind mixer) {
+static void decode_matches_forward(int T, int P, MixerKind mixer, LayerKind layer) {
     Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 1,
-                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer};
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -131,7 +131,8 @@ static void decode_matches_forward(int T, int P, MixerKind mixer) {
     }
     // the two paths differ only in the order of float64 sums: far below 1e-10
     CHECK(worst < 1e-10, "decode T %d prefill %d: max |logit difference| %.3g", T, P, worst);
-    printf("%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer], P, T, worst);
+    printf("%s%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer],
+           layer == LAYER_LRA ? " (lra)" : "", P, T, worst);
     acts_free(&full); acts_free(&pre); acts_free(&one);
     CHECK(st.pos == T, "the state has seen %d positions, not %d", st.pos, T);
     free(ids); free(ref); free(got);
@@ -146,9 +147,9 @@ static void decode_matches_forward(int T, int P, MixerKind mixer) {
 // together, give each row exactly the logits of that sequence decoded alone: every op computes a row as it
 // would alone, so not a bit differs. The rows after the first three are copied from rows of the batched state
 // (sb > 0). B 4 decodes HGRN2 through the fused step (model.c), B 10 through the layers op by op.
-static void batched_decode_matches_single(MixerKind mixer, int B) {
+static void batched_decode_matches_single(MixerKind mixer, LayerKind layer, int B) {
     Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 0,
-                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer};
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -224,8 +225,8 @@ static void batched_decode_matches_single(MixerKind mixer, int B) {
     decode_state_free(&gst);
     CHECK(diff == 0, "%s: %lld logits of %d rows decoded together differ from the rows decoded alone",
           ARCH_NAMES[mixer], (long long)diff, B);
-    printf("%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
-           ARCH_NAMES[mixer], B, diff ? "NO" : "yes");
+    printf("%s%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
+           ARCH_NAMES[mixer], layer == LAYER_LRA ? " (lra)" : "", B, diff ? "NO" : "yes");
     acts_free(&pre); acts_free(&one); acts_free(&batch);
     decode_state_free(&bst);
     free(alone); free(got);
@@ -463,6 +464,46 @@ static void checkpoint_no_mlp(void) {
     model_free(&m);
 }
 
+// The authors' layer (--mixer-layer lra) adds three biases a layer, [q | f | i] (2HK + D), o and g_norm (D each),
+// round-trips through a checkpoint with its layer, and is refused for HGRN1 and the transformer.
+static void checkpoint_lra(void) {
+    Config c = {.V = 17, .D = 8, .L = 2, .K = 4, .I = 12, .lower_bound = 1, .eps = 1e-6, .layer = LAYER_LRA};
+    CHECK(!config_finish(&c), "lra configuration");
+    Config fla = c;
+    fla.layer = LAYER_FLA;
+    const int64_t extra = layout_of(&c).n - layout_of(&fla).n, want = 2 * ((2 * 8 + 8) + 8 + 8);
+    CHECK(extra == want, "lra layout: %lld parameters more than fla's, expected %lld", (long long)extra, (long long)want);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 11);
+    uint64_t s = 5;
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)(m.params[i] + 0.1 * rng_normal(&s));
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7}};
+    const char *path = "tests/tmp/test_model_lra.ckpt";
+    checkpoint_save(path, &m, &rs, 0);
+    RunState back;
+    checkpoint_load(path, &r, &back, 0);
+    CHECK(back.c.layer == LAYER_LRA && r.lay.n == m.lay.n && !memcmp(r.params, m.params, m.lay.n * sizeof(real)),
+          "lra checkpoint round trip: layer %d, %lld parameters", back.c.layer, (long long)r.lay.n);
+    model_free(&r);
+    model_free(&m);
+    Config h1 = c;
+    h1.mixer = MIXER_HGRN1; h1.K = 1;
+    const char *bad = config_finish(&h1);
+    CHECK(bad && strstr(bad, "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1"), "lra with hgrn1: %s",
+          bad ? bad : "accepted");
+    Config tp = c;
+    tp.mixer = MIXER_TRANSFORMER; tp.lower_bound = 0;
+    bad = config_finish(&tp);
+    CHECK(bad && strstr(bad, "not with --arch transformer"), "lra with the transformer: %s", bad ? bad : "accepted");
+    Config odd = c;
+    odd.layer = 2;
+    bad = config_finish(&odd);
+    CHECK(bad && strstr(bad, "--mixer-layer must be fla or lra"), "layer 2: %s", bad ? bad : "accepted");
+    printf("lra layer: layout, checkpoint round trip, refused with hgrn1 and the transformer\n");
+}
+
 static void schedules(void) {
     Hyper h = {.steps = 100, .warmup = 10, .lr = 1.0, .min_lr = 0.1, .sched = SCHED_COSINE};
     CHECK(fabs(lr_at(&h, 5) - 0.5) < 1e-15, "warmup");
@@ -606,13 +647,26 @@ int main(void) {
                                  .mixer = MIXER_HGRN1}, "reports: hgrn1");
     grads_ready_reports((Config){.V = 11, .D = 8, .L = 2, .K = 4, .I = 12, .eps = 1e-6, .mixer = MIXER_TRANSFORMER},
                         "reports: transformer");
-    decode_matches_forward(9, 1, MIXER_CAUSAL);
-    decode_matches_forward(150, 70, MIXER_CAUSAL);
+    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_FLA);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
-    decode_matches_forward(150, 70, MIXER_CAUSAL);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA);
     g_hgru_chunk = 0;
-    batched_decode_matches_single(MIXER_CAUSAL, 4);
-    batched_decode_matches_single(MIXER_CAUSAL, 10);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, 4);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, 10);
+    // the HGRN2 authors' layer (--mixer-layer lra): biases, sigmoid q, silu v, an unscaled readout, a LayerNorm
+    Config lra = base;
+    lra.layer = LAYER_LRA;
+    fd_model(lra, 2, 7, 41, 0, "lra layer: MLP, untied, lower bounds, T 7");
+    Config lra2 = tied;
+    lra2.layer = LAYER_LRA; lra2.I = 0; lra2.lower_bound = 0; lra2.K = 2;
+    g_hgru_chunk = 64;
+    fd_model(lra2, 1, 70, 42, 0, "lra layer: no MLP, tied, chunked, T 70");
+    g_hgru_chunk = 0;
+    fd_model(lra2, 2, 11, 43, 1, "lra layer: no MLP, sparse targets");
+    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_LRA);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_LRA, 4);
     // HGRN1: the element-wise mixer (K = 1), with and without lower bounds and MLPs
     Config h1 = base;
     h1.mixer = MIXER_HGRN1; h1.K = 1;
@@ -625,9 +679,9 @@ int main(void) {
     fd_model(h1c, 1, 65, 23, 0, "hgrn1: no MLP, lower bounds, T 65");
     h1c.lower_bound = 0;
     fd_model(h1c, 2, 6, 24, 1, "hgrn1: no MLP, no lower bounds, sparse targets");
-    decode_matches_forward(9, 1, MIXER_HGRN1);
-    decode_matches_forward(150, 70, MIXER_HGRN1);
-    batched_decode_matches_single(MIXER_HGRN1, 4);
+    decode_matches_forward(9, 1, MIXER_HGRN1, LAYER_FLA);
+    decode_matches_forward(150, 70, MIXER_HGRN1, LAYER_FLA);
+    batched_decode_matches_single(MIXER_HGRN1, LAYER_FLA, 4);
     hgrn1_config();
     // the transformer: attention with rotary positions, with and without MLPs, tied and untied, one head or several
     Config tp = base;
@@ -640,12 +694,13 @@ int main(void) {
     tp2.K = 2; tp2.I = 0;
     fd_model(tp2, 2, 9, 33, 0, "transformer: 4 heads of 2, no MLP, T 9");
     fd_model(tp2, 2, 11, 34, 1, "transformer: no MLP, sparse targets");
-    decode_matches_forward(9, 1, MIXER_TRANSFORMER);
-    decode_matches_forward(150, 70, MIXER_TRANSFORMER);
-    batched_decode_matches_single(MIXER_TRANSFORMER, 4);
+    decode_matches_forward(9, 1, MIXER_TRANSFORMER, LAYER_FLA);
+    decode_matches_forward(150, 70, MIXER_TRANSFORMER, LAYER_FLA);
+    batched_decode_matches_single(MIXER_TRANSFORMER, LAYER_FLA, 4);
     transformer_config();
     checkpoints();
     checkpoint_no_mlp();
+    checkpoint_lra();
     schedules();
     return check_summary("test_model");
 }

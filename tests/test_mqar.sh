@@ -58,6 +58,29 @@ checks=$((checks + 1))
 if cmp -s <(cut -f2 "$TMP/a/log.tsv") <(cut -f2 "$TMP/b/log.tsv") && cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt"
 then ok "the resumed run repeats the training losses and ends in the identical checkpoint"; else fail "the resumed run differs"; fi
 expect 2 "resume with --kv-pairs" -- $H train --resume --out "$TMP/b" --kv-pairs 8
+# the HGRN2 authors' layer (--mixer-layer lra): named at startup, resumed exactly, kept by the checkpoint; refused
+# where it does not apply, and by export (fla's HGRN2 has no such layer)
+expect 0 "train with the authors' layer" -- $H train "${SMALL[@]}" --mixer-layer lra --steps 20 --out "$TMP/l"
+grep -q "the authors' mixer layer (lra)" "$TMP/out" || fail "the startup table does not name the lra layer"
+expect 0 "the same run stopped at step 7" -- $H train "${SMALL[@]}" --mixer-layer lra --steps 20 --stop-at 7 --out "$TMP/l2"
+expect 0 "and resumed to step 20" -- $H train --resume --out "$TMP/l2"
+grep -q "the authors' mixer layer (lra)" "$TMP/out" || fail "the resumed run lost its layer"
+checks=$((checks + 1))
+if cmp -s <(cut -f2 "$TMP/l/log.tsv") <(cut -f2 "$TMP/l2/log.tsv") && cmp -s "$TMP/l/model.ckpt" "$TMP/l2/model.ckpt" &&
+    ! cmp -s <(cut -f2 "$TMP/l/log.tsv") <(head -n 21 "$TMP/a/log.tsv" | cut -f2)
+then ok "the lra layer's run resumes exactly, and its losses are not fla's"
+else fail "the lra layer's runs"; paste <(cut -f2 "$TMP/l/log.tsv") <(cut -f2 "$TMP/l2/log.tsv") | head -8; fi
+expect 0 "eval of the lra layer's model" -- $H eval --ckpt "$TMP/l/model.ckpt" --examples 64
+grep -q "^accuracy " "$TMP/out" || fail "eval printed no accuracy line"
+expect 2 "--mixer-layer with --resume" -- $H train --resume --out "$TMP/l2" --mixer-layer fla; expect_msg "--mixer-layer cannot be given with --resume"
+expect 2 "--mixer-layer nope" -- $H train --task mqar --mixer-layer nope; expect_msg "--mixer-layer must be fla or lra, got 'nope'"
+expect 2 "--mixer-layer lra with hgrn1" -- $H train --task mqar --arch hgrn1 --mixer-layer lra
+expect_msg "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1"
+expect 2 "--mixer-layer lra with the transformer" -- $H train --task mqar --arch transformer --mixer-layer lra
+expect_msg "not with --arch transformer"
+expect 0 "a language model with MLPs and the lra layer" -- $H train --task mqar --mlp-width 64 --dim 32 --seq-len 32 --batch 4 --mixer-layer lra --steps 2 --eval-every 0 --out "$TMP/lm"
+expect 1 "export of the lra layer" -- $H export --ckpt "$TMP/lm/model.ckpt" --hf "$TMP/lmhf"
+expect_msg "has the HGRN2 authors' mixer layer"
 expect 2 "resume with --data" -- $H train --resume --out "$TMP/b" --data "$TMP/none"; expect_msg "no --data"
 expect 2 "eval with more pairs than the length holds" -- $H eval --ckpt "$TMP/a/model.ckpt" --kv-pairs 9
 expect 1 "export of a model without MLPs" -- $H export --ckpt "$TMP/a/model.ckpt" --hf "$TMP/hf"; expect_msg "no MLPs"
