@@ -664,6 +664,7 @@ int main(void) {
     fd_model(lra2, 1, 70, 42, 0, "lra layer: no MLP, tied, chunked, T 70");
     g_hgru_chunk = 0;
     fd_model(lra2, 2, 11, 43, 1, "lra layer: no MLP, sparse targets");
+    grads_ready_reports(lra, "reports: lra layer");
     decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_LRA);
     decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA);
     batched_decode_matches_single(MIXER_CAUSAL, LAYER_LRA, 4);
