@@ -7,8 +7,9 @@
 
 #include "checkpoint.h"
 
-#define CKPT_VERSION 4      // 2 added the wsd decay fraction, 3 the architecture, 4 HGRN2's mixer layer; older
-                            // files still load (as 0: no decay fraction, hgrn2, fla's layer)
+#define CKPT_VERSION 4      // 2 added the wsd decay fraction, 3 the architecture, 4 HGRN2's mixer layer, the blocks
+                            // and the embeddings' dropout; older files still load (as 0: no decay fraction, hgrn2,
+                            // fla's layer and blocks, no dropout)
 
 void hash_init(Hash *s) { s->h = 0xcbf29ce484222325ull; s->tail = 0; s->ntail = 0; }
 static inline void hash_word(Hash *s, uint64_t w) { s->h = (s->h ^ w) * 0x100000001b3ull; s->h ^= s->h >> 29; }
@@ -22,12 +23,14 @@ uint64_t hash_final(const Hash *s) { Hash t = *s; if (t.ntail) hash_word(&t, t.t
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
-       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH, I_LAYER, NINTS };
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH, I_LAYER, I_BLOCK,
+       NINTS };
 enum { NINTS_V2 = I_ARCH };             // versions 1 and 2 stop before the architecture
-enum { NINTS_V3 = I_LAYER };            // version 3 before the mixer layer
+enum { NINTS_V3 = I_LAYER };            // version 3 stops before the mixer layer
 // The header floats.
-enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC, NFLOATS };
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC, F_EMBED_DROP, NFLOATS };
 enum { NFLOATS_V1 = F_DECAY_FRAC };     // version 1 stops before the decay fraction
+enum { NFLOATS_V3 = F_EMBED_DROP };     // versions 2 and 3 before the embeddings' dropout
 
 // Every failure while saving removes the partial temporary file and leaves the checkpoint under the final
 // name as it was.
@@ -101,12 +104,12 @@ void checkpoint_save(const char *path, const Model *m, const RunState *rs, int w
         [I_WARMUP] = h->warmup, [I_SCHED] = h->sched, [I_SEED] = (int64_t)h->seed, [I_STEP] = rs->step,
         [I_LOADER_SEED] = (int64_t)rs->loader.seed, [I_LOADER_BATCHES] = (int64_t)rs->loader.batches,
         [I_LOADER_CURSOR] = (int64_t)rs->loader.cursor, [I_LOADER_RESERVED] = (int64_t)rs->loader.reserved,
-        [I_N] = m->lay.n, [I_OPT] = with_optimizer, [I_ARCH] = c->mixer, [I_LAYER] = c->layer};
+        [I_N] = m->lay.n, [I_OPT] = with_optimizer, [I_ARCH] = c->mixer, [I_LAYER] = c->layer, [I_BLOCK] = c->block};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr, [F_WD] = h->wd,
                                 [F_BETA1] = h->beta1, [F_BETA2] = h->beta2, [F_ADAM_EPS] = h->adam_eps, [F_CLIP] = h->clip,
-                                [F_DECAY_FRAC] = h->decay_frac};
+                                [F_DECAY_FRAC] = h->decay_frac, [F_EMBED_DROP] = h->embed_drop};
     ckpt_out_i64(&o, NFLOATS);
     for (int i = 0; i < NFLOATS; i++) ckpt_out_f64(&o, fl[i]);
     ckpt_out_str(&o, rs->tokenizer);
@@ -187,6 +190,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "lower-bounds", v[I_LB], 0, 1);
     ckpt_check_int(path, "architecture", v[I_ARCH], 0, NMIXERS - 1);
     ckpt_check_int(path, "mixer layer", v[I_LAYER], 0, NLAYERS - 1);
+    ckpt_check_int(path, "blocks", v[I_BLOCK], 0, NBLOCKS - 1);
     if (v[I_D] % v[I_K])
         die("checkpoint %s is corrupt: expand-ratio %lld does not divide dim %lld", path, (long long)v[I_K], (long long)v[I_D]);
     if (!(fl[F_EPS] > 0 && fl[F_EPS] < 1)) die("checkpoint %s is corrupt: norm eps = %g is out of range (0, 1)", path, fl[F_EPS]);
@@ -197,6 +201,7 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_range_int(path, &R_WARMUP, v[I_WARMUP]);
     ckpt_check_int(path, "schedule", v[I_SCHED], 0, NSCHED - 1);
     // wsd needs its fraction, which no other schedule has
+    ckpt_check_range_num(path, &R_EMBED_DROP, fl[F_EMBED_DROP]);
     if (v[I_SCHED] == SCHED_WSD) ckpt_check_range_num(path, &R_DECAY_FRAC, fl[F_DECAY_FRAC]);
     else if (fl[F_DECAY_FRAC] != 0)
         die("checkpoint %s is corrupt: decay-fraction = %g with schedule %s (only wsd has one)", path, fl[F_DECAY_FRAC],
@@ -239,10 +244,10 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
     int64_t nints = ckpt_in_i64(&r);
     const int want_ints = version < 3 ? NINTS_V2 : version < 4 ? NINTS_V3 : NINTS;
     if (nints != want_ints) die("checkpoint %s is corrupt: %lld header integers, expected %d", path, (long long)nints, want_ints);
-    int64_t v[NINTS] = {0};     // before version 3, the architecture reads as 0: hgrn2; before 4 the layer: fla's
+    int64_t v[NINTS] = {0};     // before version 3, the architecture reads as 0: hgrn2; before 4 the layer and blocks: fla's
     for (int i = 0; i < want_ints; i++) v[i] = ckpt_in_i64(&r);
     int64_t nfl = ckpt_in_i64(&r);
-    int want_fl = version == 1 ? NFLOATS_V1 : NFLOATS;
+    int want_fl = version == 1 ? NFLOATS_V1 : version < 4 ? NFLOATS_V3 : NFLOATS;
     if (nfl != want_fl) die("checkpoint %s is corrupt: %lld header floats, expected %d", path, (long long)nfl, want_fl);
     double fl[NFLOATS] = {0};
     for (int i = 0; i < want_fl; i++) fl[i] = ckpt_in_f64(&r);
@@ -253,14 +258,15 @@ void checkpoint_load(const char *path, Model *m, RunState *rs, int want_optimize
     // input and head are left 0, the language model's; the mixer is the architecture
     Config c = {.V = (int)v[I_V], .D = (int)v[I_D], .L = (int)v[I_L], .K = (int)v[I_K], .I = (int)v[I_I],
                 .tie = (int)v[I_TIE], .lower_bound = (int)v[I_LB], .eps = fl[F_EPS], .mixer = (MixerKind)v[I_ARCH],
-                .layer = (LayerKind)v[I_LAYER]};
+                .layer = (LayerKind)v[I_LAYER], .block = (BlockKind)v[I_BLOCK]};
     const char *bad = config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);
     rs->c = c;
     rs->h = (Hyper){.B = (int)v[I_B], .T = (int)v[I_T], .accum = (int)v[I_ACCUM], .steps = v[I_STEPS],
                     .warmup = v[I_WARMUP], .sched = (int)v[I_SCHED], .seed = (uint64_t)v[I_SEED], .lr = fl[F_LR],
                     .min_lr = fl[F_MIN_LR], .wd = fl[F_WD], .beta1 = fl[F_BETA1], .beta2 = fl[F_BETA2],
-                    .adam_eps = fl[F_ADAM_EPS], .clip = fl[F_CLIP], .decay_frac = fl[F_DECAY_FRAC]};
+                    .adam_eps = fl[F_ADAM_EPS], .clip = fl[F_CLIP], .decay_frac = fl[F_DECAY_FRAC],
+                    .embed_drop = fl[F_EMBED_DROP]};
     rs->step = v[I_STEP];
     rs->loader = (LoaderState){(uint64_t)v[I_LOADER_SEED], (uint64_t)v[I_LOADER_BATCHES], (uint64_t)v[I_LOADER_CURSOR],
                                (uint64_t)v[I_LOADER_RESERVED]};

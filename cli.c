@@ -159,6 +159,10 @@ int size_arg(int c, SizeArgs *z) {
         for (z->layer = 0; z->layer < NLAYERS && strcmp(optarg, LAYER_NAMES[z->layer]); z->layer++) {}
         if (z->layer == NLAYERS) usage_error("--mixer-layer must be fla or lra, got '%s'", optarg);
         return 1;
+    case O_BLOCK:
+        for (z->block = 0; z->block < NBLOCKS && strcmp(optarg, BLOCK_NAMES[z->block]); z->block++) {}
+        if (z->block == NBLOCKS) usage_error("--block must be fla or zoology, got '%s'", optarg);
+        return 1;
     }
     return 0;
 }
@@ -194,7 +198,7 @@ Hyper preset_hyper(const Preset *ps, const SizeArgs *z, const Hyper *g) {
                .wd = g->wd >= 0 ? g->wd : ps->wd, .beta1 = g->beta1 >= 0 ? g->beta1 : ps->beta1,
                .beta2 = g->beta2 >= 0 ? g->beta2 : ps->beta2, .adam_eps = g->adam_eps, .clip = g->clip,
                .warmup = g->warmup >= 0 ? g->warmup : ps->warmup, .sched = g->sched >= 0 ? g->sched : ps->sched,
-               .seed = g->seed};
+               .seed = g->seed, .embed_drop = g->embed_drop};
     h.min_lr = g->min_lr >= 0 ? g->min_lr : h.lr / 10;      // a tenth of the peak unless given
     h.decay_frac = h.sched != SCHED_WSD ? 0 : g->decay_frac > 0 ? g->decay_frac : 0.2;
     if (h.warmup > h.steps) h.warmup = h.steps;
@@ -217,5 +221,7 @@ Config preset_config(const Preset *ps, const SizeArgs *z, int vocab) {
     return (Config){.V = (int)(z->vocab ? z->vocab : ps->vocab ? ps->vocab : vocab), .D = D,
                     .L = (int)(z->layers ? z->layers : ps->L), .K = K, .mixer = mixer,
                     .I = z->has_mlp ? (int)z->mlp : ps->no_mlp ? 0 : MLP_DEFAULT, .tie = z->tie || ps->tie,
-                    .lower_bound = !z->nolb && !tpp, .eps = 1e-6, .layer = (LayerKind)z->layer};
+                    .lower_bound = !z->nolb && !tpp, .layer = (LayerKind)z->layer, .block = (BlockKind)z->block,
+                    // fla's RMSNorms take 1e-6; Zoology's LayerNorms PyTorch's default
+                    .eps = z->block == BLOCK_ZOOLOGY ? 1e-5 : 1e-6};
 }

@@ -41,7 +41,7 @@ enum {
     O_WARMUP, O_SCHED, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
     O_CKPT_EVERY, O_LOG_EVERY, O_THREADS, O_SPLIT, O_IDS, O_LOGITS, O_PROMPT, O_PROMPT_IDS, O_TOKENS,
     O_TEMP, O_TOPK, O_TOPP, O_PRINT_IDS, O_TOKENIZER, O_MAX_BATCHES, O_HF, O_STOP_AT, O_PRECISION, O_PROFILE,
-    O_KV_PAIRS, O_EXAMPLES, O_ARCH, O_HEADS, O_LAYER, O_LAST
+    O_KV_PAIRS, O_EXAMPLES, O_ARCH, O_HEADS, O_LAYER, O_BLOCK, O_LAST
 };
 
 // Options of every command that runs a model: --help, --seed and the machine options.
@@ -57,7 +57,7 @@ enum {
     {"tie-embeddings", no_argument, 0, O_TIE}, {"no-lower-bound", no_argument, 0, O_NO_LB}, \
     {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ}, \
     {"arch", required_argument, 0, O_ARCH}, {"heads", required_argument, 0, O_HEADS}, \
-    {"mixer-layer", required_argument, 0, O_LAYER}
+    {"mixer-layer", required_argument, 0, O_LAYER}, {"block", required_argument, 0, O_BLOCK}
 
 // ---- the machine options: --device, --threads, --precision ----
 
@@ -73,8 +73,11 @@ int free_cores(void);   // the cores other processes leave free (the default thr
 
 // 0: not given; but --mlp-width 0 is a width (no MLP), so mlp counts only where has_mlp says it was given,
 // and arch (a MixerKind: --arch) only where has_arch says so. heads: the transformer's attention heads. layer:
-// HGRN2's layer (a LayerKind: --mixer-layer; 0, fla's, unless given).
-typedef struct { int64_t layers, dim, expand, vocab, mlp, B, T, heads; int tie, nolb, has_mlp, arch, has_arch, layer; } SizeArgs;
+// HGRN2's layer (a LayerKind: --mixer-layer; 0, fla's, unless given); block: the blocks (a BlockKind: --block).
+typedef struct {
+    int64_t layers, dim, expand, vocab, mlp, B, T, heads;
+    int tie, nolb, has_mlp, arch, has_arch, layer, block;
+} SizeArgs;
 // Takes option c when it is one of SIZE_OPTS; returns whether it was.
 int size_arg(int c, SizeArgs *z);
 

@@ -24,7 +24,7 @@ static const char *BENCH_HELP =
     "  --preset NAME        a preset of 'hgrn2 train' (default tiny), sizes as in train:\n"
     "  --layers N --dim N --expand-ratio N --vocab N (default 50304, or 256 for tiny) --mlp-width N\n"
     "  --tie-embeddings --no-lower-bound --batch B --seq-len T --arch hgrn2|hgrn1|transformer\n"
-    "                       --heads N (transformer) --mixer-layer fla|lra\n"
+    "                       --heads N (transformer) --mixer-layer fla|lra --block fla|zoology\n"
     "  --steps N            timed steps after the first (default 5)\n"
     "  --profile            (GPU) also time every op of the timed steps and print where the time goes; with\n"
     "                       --generate, of the decoding steps (then run op by op, without a CUDA graph)\n"
@@ -182,7 +182,7 @@ int cmd_bench(int argc, char **argv) {
         static const struct { int opt; const char *name; } sizes[] = {{O_PRESET, "--preset"}, {O_LAYERS, "--layers"},
             {O_DIM, "--dim"}, {O_EXPAND, "--expand-ratio"}, {O_VOCAB, "--vocab"}, {O_MLP, "--mlp-width"},
             {O_TIE, "--tie-embeddings"}, {O_NO_LB, "--no-lower-bound"}, {O_ARCH, "--arch"}, {O_HEADS, "--heads"},
-            {O_LAYER, "--mixer-layer"}};
+            {O_LAYER, "--mixer-layer"}, {O_BLOCK, "--block"}};
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
             if (set[sizes[i].opt]) usage_error("%s cannot be given with --ckpt: the model comes from the checkpoint", sizes[i].name);
     }

@@ -65,6 +65,10 @@ static const char *TRAIN_HELP =
     "                       a readout scaled by 1/sqrt(K), an RMSNorm, no biases), the only one export takes;\n"
     "                       lra, the HGRN2 authors' own (q = sigmoid, v = silu, an unscaled readout, a LayerNorm,\n"
     "                       biased projections), as in their LRA and MQAR runs\n"
+    "  --block fla|zoology  the blocks around the mixer: fla (default), RMSNorms; zoology, the Zoology\n"
+    "                       benchmark's language model, on which the authors ran MQAR: LayerNorms with biases,\n"
+    "                       without an MLP the identity in its place (its norm's output joins the stream), the\n"
+    "                       output products drawn at 0.02 / sqrt(2 layers); export refuses it\n"
     "Optimization:\n"
     "  --batch B --seq-len T --accum N (micro-batches per step)\n"
     "  --lr X --min-lr X (the floor of cosine and wsd, default lr/10) --warmup N\n"
@@ -73,6 +77,8 @@ static const char *TRAIN_HELP =
     "                       over the last F of the steps (default 0.2); --resume --steps N moves the decay to\n"
     "                       the end of the new total\n"
     "  --wd X (AdamW decay; never on norms and lower bounds) --beta1 X --beta2 X --adam-eps X --clip X (0: off)\n"
+    "  --embed-dropout P    dropout on the embeddings in training (default 0; Zoology's language model, on which\n"
+    "                       the authors ran MQAR, drops them at 0.1); masks per sequence, from the seed and step\n"
     "Progress:\n"
     "  --eval-every N (held-out loss every N steps, 0: only at the end) --eval-batches N (0: whole split;\n"
     "                       mqar: batches of held-out examples, also scored for accuracy; 0: 3000 examples)\n"
@@ -99,7 +105,7 @@ static const char *TRAIN_HELP =
     "                       (default 25; 0: one bucket, the whole vector after the backward)\n";
 
 // train's options beyond the common ones
-enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_BUCKET,
+enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_EMBED_DROP, OT_RENDEZVOUS, OT_RANK, OT_WORLD, OT_REDUCE_DTYPE, OT_BUCKET,
        OT_TRAIN_EXAMPLES, OT_LAST };
 
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
@@ -107,15 +113,16 @@ enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_RENDEZVOUS, OT_RANK, OT_W
 static void refuse_fixed_flags(const int *set, int resume, int init) {
     if (resume || init) {
         static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB,
-                                    O_HEADS, O_LAYER};
+                                    O_HEADS, O_LAYER, O_BLOCK};
         static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
-                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads", "--mixer-layer"};
+                                      "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads", "--mixer-layer",
+                                      "--block"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
     }
     if (resume) {
         static const int fixed[] = {O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_BETA1,
-                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED, OT_DECAY_FRAC};
+                                    O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED, OT_DECAY_FRAC, OT_EMBED_DROP};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("optimization settings cannot change on --resume (only --steps and the progress flags can): the run continues with its saved settings");
     }
@@ -188,6 +195,7 @@ int cmd_train(int argc, char **argv) {
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {"kv-pairs", required_argument, 0, O_KV_PAIRS}, {"keep", required_argument, 0, OT_KEEP},
         {"max-bad-steps", required_argument, 0, OT_MAX_BAD}, {"decay-fraction", required_argument, 0, OT_DECAY_FRAC},
+        {"embed-dropout", required_argument, 0, OT_EMBED_DROP},
         {"rendezvous", required_argument, 0, OT_RENDEZVOUS}, {"rank", required_argument, 0, OT_RANK},
         {"world-size", required_argument, 0, OT_WORLD}, {"reduce-dtype", required_argument, 0, OT_REDUCE_DTYPE},
         {"bucket-mb", required_argument, 0, OT_BUCKET}, {"train-examples", required_argument, 0, OT_TRAIN_EXAMPLES},
@@ -239,6 +247,7 @@ int cmd_train(int argc, char **argv) {
         case OT_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
         case OT_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         case OT_DECAY_FRAC: given.decay_frac = arg_num_in(&R_DECAY_FRAC, optarg); break;
+        case OT_EMBED_DROP: given.embed_drop = arg_num_in(&R_EMBED_DROP, optarg); break;
         case OT_RENDEZVOUS: dist.rendezvous = optarg; break;
         case OT_RANK: dist.rank = (int)arg_int("--rank", optarg, 0, (1 << 20) - 1); break;
         case OT_WORLD: dist.world = (int)arg_int("--world-size", optarg, 1, 1 << 20); break;

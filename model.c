@@ -19,6 +19,7 @@ const char *const ARCH_NAMES[NMIXERS] = {[MIXER_CAUSAL] = "hgrn2", [MIXER_HGRN1]
                                          [MIXER_TRANSFORMER] = "transformer"};
 
 const char *const LAYER_NAMES[NLAYERS] = {[LAYER_FLA] = "fla", [LAYER_LRA] = "lra"};
+const char *const BLOCK_NAMES[NBLOCKS] = {[BLOCK_FLA] = "fla", [BLOCK_ZOOLOGY] = "zoology"};
 
 int arch_parse(const char *name) {
     for (int i = 0; i < NMIXERS; i++) if (!strcmp(name, ARCH_NAMES[i])) return i;
@@ -29,6 +30,7 @@ const char *config_finish(Config *c) {
     static char msg[160];
     if (c->mixer < 0 || c->mixer >= NMIXERS) return "unknown architecture";
     if (c->layer < 0 || c->layer >= NLAYERS) return "--mixer-layer must be fla or lra";
+    if (c->block < 0 || c->block >= NBLOCKS) return "--block must be fla or zoology";
     if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL) {
         snprintf(msg, sizeof msg, "--mixer-layer %s is a form of HGRN2's layer: not with --arch %s",
                  LAYER_NAMES[c->layer], ARCH_NAMES[c->mixer]);
@@ -95,17 +97,21 @@ const ParamDesc PARAMS[NPARAM] = {
     [P_BQFI]      = {"qfi_proj_bias", "model.layers.%d.attn.qfi_proj.bias",   0, INIT_ZEROS},
     [P_BO]        = {"o_proj_bias", "model.layers.%d.attn.o_proj.bias",       0, INIT_ZEROS},
     [P_GNORM_B]   = {"g_norm_bias", "model.layers.%d.attn.g_norm.bias",       0, INIT_ZEROS},
+    // Zoology's blocks have no Hugging Face form either (export refuses them)
+    [P_NORM_B]    = {"norm_bias",   "model.norm.bias",                        0, INIT_ZEROS},
+    [P_ATTN_NORM_B] = {"attn_norm_bias", "model.layers.%d.attn_norm.bias",    0, INIT_ZEROS},
+    [P_MLP_NORM_B]  = {"mlp_norm_bias", "model.layers.%d.mlp_norm.bias",      0, INIT_ZEROS},
 };
 
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     int64_t HK = (int64_t)c->H * c->K, D = c->D;
-    int64_t r = 1, k = D, lra = c->layer == LAYER_LRA;
+    int64_t r = 1, k = D, lra = c->layer == LAYER_LRA, zb = c->block == BLOCK_ZOOLOGY;
     switch (p) {
     case P_EMB: r = c->V; break;
     case P_LB: r = c->lower_bound ? c->L : 0; k = c->lower_bound ? HK : 0; break;
     case P_NORM: case P_ATTN_NORM: break;
     case P_GNORM: if (c->mixer == MIXER_TRANSFORMER) r = k = 0; break;
-    case P_MLP_NORM: r = c->I ? 1 : 0; k = c->I ? D : 0; break;
+    case P_MLP_NORM: r = c->I || zb; k = c->I || zb ? D : 0; break;
     case P_LM: r = c->tie ? 0 : c->V; k = c->tie ? 0 : D; break;
     case P_WQ: case P_WF: r = HK; break;
     case P_WI: case P_WO: r = D; break;
@@ -113,6 +119,7 @@ void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
     case P_WDOWN: r = c->I ? D : 0; k = c->I; break;
     case P_BQFI: r = lra; k = lra ? 2 * HK + D : 0; break;
     case P_BO: case P_GNORM_B: r = lra; k = lra ? D : 0; break;
+    case P_NORM_B: case P_ATTN_NORM_B: case P_MLP_NORM_B: r = zb; k = zb ? D : 0; break;
     }
     *rows = r;
     *cols = k;
@@ -246,10 +253,11 @@ void model_init(Model *m, uint64_t seed) {
         }
         uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)tl[t];
         s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
+        const double std = m->c.block == BLOCK_ZOOLOGY && (p == P_WO || p == P_WDOWN) ? 0.02 / sqrt(2.0 * m->c.L) : 0.02;
         for (int64_t i = i0; i < i1; i += 2) {   // both normals of each pair
             double r, a;
             rng_polar(&s, &r, &a);
-            r *= 0.02;
+            r *= std;
             x[i] = (real)(r * cos(a));
             if (i + 1 < i1) x[i + 1] = (real)(r * sin(a));
         }
@@ -272,6 +280,9 @@ void print_config(const Config *c, const Layout *lay, FILE *f) {
                 c->L, c->H, c->K, c->Dv, mlp, c->tie ? "tied embeddings" : "untied lm_head",
                 c->lower_bound ? "lower bounds" : "no lower bounds",
                 c->layer == LAYER_LRA ? ", the authors' mixer layer (lra)" : "");
+    if (c->block == BLOCK_ZOOLOGY)
+        fprintf(f, "| blocks       | Zoology's: LayerNorms with biases (eps %g)%s\n", c->eps,
+                c->I ? "" : ", the identity as the state mixer (its norm's output joins the stream)");
     fprintf(f, "| parameters   | %lld (%.2fM)\n", (long long)lay->n, lay->n / 1e6);
 }
 
@@ -301,7 +312,10 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     memset(a, 0, sizeof *a);
     a->B = B; a->T = T; a->train = train;
     int64_t N = (int64_t)B * T, D = c->D, HK = (int64_t)c->H * c->K, I = c->I, L = c->L;
-    int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0;   // mid: xmid, rstd2 and h2 exist with an MLP
+    // mid: xmid, rstd2 and h2 exist with an MLP, or with Zoology's identity in its place; ns: a block norm's
+    // statistics per row (Zoology's LayerNorms keep the mean beside the rstd)
+    int64_t nl = train ? L : 1, QFI = 2 * HK + D, mid = I > 0 || c->block == BLOCK_ZOOLOGY;
+    const int64_t ns = c->block == BLOCK_ZOOLOGY ? 2 : 1;
     // rec: the recurrent mixers' gates and output-norm statistics; att: the transformer's log-sum-exps
     const int64_t att = c->mixer == MIXER_TRANSFORMER, rec = !att, H = c->H;
     // the authors' layer: its LayerNorm keeps mean and rstd (2 values a row), and silu(v) has its own buffer
@@ -318,13 +332,13 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
     const int64_t CR = cls_rows(), DY = opnd_size() == sizeof(real) || !train ? 0 : (N * QFI > CR * c->V ? N * QFI : CR * c->V);
     struct { void **p; int64_t bytes; } parts[] = {
         {(void **)&a->lb, L * HK * R}, {(void **)&a->resid, (L + 1) * N * D * R}, {(void **)&a->xmid, mid * nl * N * D * R},
-        {(void **)&a->rstd1, nl * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
-        {(void **)&a->rstdo, rec * nl * no * N * R}, {(void **)&a->rstd2, mid * nl * N * R}, {&a->gu, nl * N * 2 * I * O},
+        {(void **)&a->rstd1, nl * ns * N * R}, {(void **)&a->qfi, nl * N * QFI * R}, {(void **)&a->o, nl * N * D * R},
+        {(void **)&a->rstdo, rec * nl * no * N * R}, {(void **)&a->rstd2, mid * nl * ns * N * R}, {&a->gu, nl * N * 2 * I * O},
         {(void **)&a->lse, att * nl * N * H * R},
         {(void **)&a->q, rec * N * HK * R}, {(void **)&a->k, rec * N * HK * R}, {(void **)&a->g, rec * N * HK * R},
         {(void **)&a->vact, lra * N * D * R}, {(void **)&a->dvs, train ? lra * N * D * R : 0},
         {&a->h1, N * D * O}, {&a->yo, N * D * O}, {&a->h2, mid * N * D * O}, {&a->a, N * I * O}, {&a->hf, N * D * O},
-        {(void **)&a->rstdf, N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
+        {(void **)&a->rstdf, ns * N * R}, {(void **)&a->logits, CR * c->V * R}, {(void **)&a->losses, N * R},
         {(void **)&a->dx, train ? N * D * R : 0}, {(void **)&a->dt, train ? N * D * R : 0},
         {(void **)&a->dh, train ? N * D * R : 0}, {(void **)&a->dqfi, train ? N * QFI * R : 0},
         {(void **)&a->dq, train ? rec * N * HK * R : 0}, {(void **)&a->dk, train ? rec * N * HK * R : 0},
@@ -379,8 +393,54 @@ void acts_free(Acts *a) {
 // The residual that the stream leaving layer l still needs added (by the norm after it): the layer's xmid
 // (x + y), to which the MLP's output goes; without an MLP, the stream x entering the layer.
 static real *block_residual(const Model *m, Acts *a, int l) {
-    if (m->c.I) return LAYER(a, xmid, l, m->c.D);
+    if (m->c.I || m->c.block == BLOCK_ZOOLOGY) return LAYER(a, xmid, l, m->c.D);
     return a->resid + (int64_t)l * a->N * m->c.D;
+}
+
+// The block norms (attn_norm, mlp_norm, the final norm: tensor pw, its bias pb, of layer l) over N rows: fla's
+// RMSNorm, or with Zoology's blocks a LayerNorm with a bias, whose statistics st hold the N means, then the N
+// rstds (NULL: not kept). x and res as op_rmsnorm_fwd's (x += res first).
+static int bnorm_stats(const Config *c) { return c->block == BLOCK_ZOOLOGY ? 2 : 1; }
+static void bnorm_fwd(Model *m, opnd *y, real *st, real *x, const real *res, int pw, int pb, int l, int64_t N) {
+    const Config *c = &m->c;
+    if (c->block == BLOCK_ZOOLOGY)
+        OP(layernorm_fwd, y, st, st ? st + N : NULL, x, res, W(m, pw, l), W(m, pb, l), N, c->D, c->eps);
+    else OP(rmsnorm_fwd, y, st, x, res, W(m, pw, l), N, c->D, c->eps);
+}
+// Its backward from the statistics the forward kept: dx = or += (acc), the weights' gradients +=.
+static void bnorm_bwd(Model *m, real *dx, int acc, const real *dy, const real *x, const real *st, int pw, int pb, int l,
+                      int64_t N) {
+    const Config *c = &m->c;
+    if (c->block == BLOCK_ZOOLOGY)
+        OP(layernorm_bwd, dx, acc, G(m, pw, l), G(m, pb, l), dy, x, W(m, pw, l), st, st + N, N, c->D);
+    else OP(rmsnorm_bwd, dx, acc, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
+}
+// bnorm_fwd with y in `real` (Zoology's identity state mixer: the norm's output is the block's, in the stream).
+// Norms write operands, which on a GPU computing in bf16 are bf16: there the call runs with the operand format
+// switched to fp32 for its duration (ops run in launch order, so nothing else sees the switch).
+static void bnorm_fwd_real(Model *m, real *y, real *st, real *x, const real *res, int pw, int pb, int l, int64_t N) {
+#if USE_CUDA
+    if (g_gpu && opnd_size() != sizeof(real)) {
+        const int prec = cuda_get_gemm_precision();
+        cuda_set_gemm_precision(PRECISION_TF32);
+        bnorm_fwd(m, y, st, x, res, pw, pb, l, N);
+        cuda_set_gemm_precision(prec);
+        return;
+    }
+#endif
+    bnorm_fwd(m, y, st, x, res, pw, pb, l, N);
+}
+
+// The embeddings' dropout in a training pass (Acts, embed_drop): each sequence's rows of x [N,D] in place, with
+// that sequence's mask; bwd applies the same masks to the gradient.
+static void embed_dropout(Acts *a, real *x, int D, int bwd) {
+    if (!a->train || !(a->embed_drop > 0)) return;
+    const int64_t n = (int64_t)a->T * D;
+    for (int b = 0; b < a->B; b++) {
+        const uint64_t seed = mix64(a->drop_seed ^ (uint64_t)(a->drop_row0 + b));
+        if (bwd) OP(dropout_bwd, x + b * n, x + b * n, n, a->embed_drop, seed);
+        else OP(dropout_fwd, x + b * n, x + b * n, n, a->embed_drop, seed);
+    }
 }
 
 // Input stage: the ids [N] (where the backend reads them) into the residual stream entering layer 0 [N,D].
@@ -391,6 +451,7 @@ static void input_fwd(Model *m, Acts *a, const int32_t *ids) {
         OP(embed_fwd, a->resid, ids, W(m, P_EMB, 0), a->N, c->D);           // x [N,D]
         break;
     }
+    embed_dropout(a, a->resid, c->D, 0);
 }
 
 // A decoding switch: *v, or once it is -1, the environment variable `name` (on unless it is "0").
@@ -493,23 +554,28 @@ static void mlp_fwd(Model *m, Acts *a, int l, real *out) {
 }
 
 // Layer l: x -> attn_norm -> mixer -> (+ x) -> mlp_norm -> MLP, into the stream entering layer l + 1.
-// Without an MLP: x -> attn_norm -> mixer, into that stream (+ x there).
+// Without an MLP: x -> attn_norm -> mixer, into that stream (+ x there); with Zoology's blocks the identity
+// takes the MLP's place: x -> attn_norm -> mixer -> (+ x) -> mlp_norm, into the stream (+ xmid there).
 static void block_fwd(Model *m, Acts *a, int l, const DecodeState *st) {
     const Config *c = &m->c;
-    const int D = c->D;
+    const int D = c->D, ns = bnorm_stats(c);
     const int64_t N = a->N;
     real *x = a->resid + (int64_t)l * N * D, *xn = a->resid + (int64_t)(l + 1) * N * D;
     const real *x_res = l > 0 ? block_residual(m, a, l - 1) : NULL;
     SECTION("mixer");
-    OP(rmsnorm_fwd, a->h1, LAYER(a, rstd1, l, 1), x, x_res, W(m, P_ATTN_NORM, l), N, D, c->eps);   // h [N,D]
-    if (!c->I) {
+    bnorm_fwd(m, a->h1, LAYER(a, rstd1, l, ns), x, x_res, P_ATTN_NORM, P_ATTN_NORM_B, l, N);        // h [N,D]
+    if (!c->I && c->block != BLOCK_ZOOLOGY) {
         mixer_fwd(m, a, l, st, xn);                                          // y [N,D]; + x in the next norm
         return;
     }
     real *xmid = LAYER(a, xmid, l, D);
     mixer_fwd(m, a, l, st, xmid);
     SECTION("mlp");
-    OP(rmsnorm_fwd, a->h2, LAYER(a, rstd2, l, 1), xmid, x, W(m, P_MLP_NORM, l), N, D, c->eps);    // xmid = x + y
+    if (!c->I) {                                                             // the identity: its norm's output
+        bnorm_fwd_real(m, xn, LAYER(a, rstd2, l, ns), xmid, x, P_MLP_NORM, P_MLP_NORM_B, l, N);    // xmid = x + y
+        return;
+    }
+    bnorm_fwd(m, a->h2, LAYER(a, rstd2, l, ns), xmid, x, P_MLP_NORM, P_MLP_NORM_B, l, N);           // xmid = x + y
     mlp_fwd(m, a, l, xn);
 }
 
@@ -556,7 +622,7 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
     SECTION("final norm");
     OP(embed_fwd, xr, rows_b, xL, n, D);                                     // the rows of the stream [n,D]
     OP(embed_fwd, rr, rows_b, block_residual(m, a, c->L - 1), n, D);         // and of its residual [n,D]
-    OP(rmsnorm_fwd, a->hf, a->rstdf, xr, rr, W(m, P_NORM, 0), n, D, c->eps); // xr += rr; hf [n,D]
+    bnorm_fwd(m, a->hf, a->rstdf, xr, rr, P_NORM, P_NORM_B, 0, n);          // xr += rr; hf [n,D]
     SECTION("classifier");
     real *Wlm = W(m, lm_tensor(m), 0);
     const int64_t CR = cls_rows();
@@ -578,7 +644,7 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
     free(best);
     if (a->train) {
         SECTION("final norm bwd");
-        OP(rmsnorm_bwd, rr, 0, G(m, P_NORM, 0), a->dx, xr, W(m, P_NORM, 0), a->rstdf, n, D, c->eps);  // [n,D]
+        bnorm_bwd(m, rr, 0, a->dx, xr, a->rstdf, P_NORM, P_NORM_B, 0, n);                          // [n,D]
         OP(embed_bwd, a->dt, rr, rows_b, n, D, N);                           // into d stream's rows
     }
     dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
@@ -612,8 +678,8 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
         }
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm");
-        OP(rmsnorm_fwd, a->hf, a->rstdf, xL, c->L > 0 ? block_residual(m, a, c->L - 1) : NULL, W(m, P_NORM, 0), N,
-                        D, c->eps);                                          // xL += the last block's residual
+        bnorm_fwd(m, a->hf, a->rstdf, xL, c->L > 0 ? block_residual(m, a, c->L - 1) : NULL, P_NORM, P_NORM_B, 0,
+                  N);                                                        // xL += the last block's residual
 
         // Classifier, cls_rows() rows at a time: logits, loss, and in training straight away their gradient.
         SECTION("classifier");
@@ -711,7 +777,8 @@ void decode_state_set_row(const Config *c, DecodeState *dst, int b, const Decode
 // the step with its gates. HGRN2_DECODE_FUSED=0, or g_decode_fused = 0, decodes op by op throughout.
 static int decode_fused_on(const Model *m, const Acts *a, const DecodeState *st, const int32_t *targets, int last_only) {
     return fused_flag() && st && a->T == 1 && a->B <= DECODE_FUSED_ROWS && !a->train && !targets && last_only &&
-           m->c.mixer == MIXER_CAUSAL && m->c.layer == LAYER_FLA && m->c.head == HEAD_NEXT_TOKEN &&
+           m->c.mixer == MIXER_CAUSAL && m->c.layer == LAYER_FLA && m->c.block == BLOCK_FLA &&
+           m->c.head == HEAD_NEXT_TOKEN &&
            m->c.input == INPUT_TOKENS;
 }
 static void block_step(Model *m, Acts *a, int l, const DecodeState *st) {
@@ -868,7 +935,7 @@ static real *head_bwd(Model *m, Acts *a) {
         if (a->sparse) { dx = a->dt; break; }      // the sparse head did its backward in the forward
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm bwd");
-        OP(rmsnorm_bwd, a->dt, 0, G(m, P_NORM, 0), a->dx, xL, W(m, P_NORM, 0), a->rstdf, N, D, c->eps);
+        bnorm_bwd(m, a->dt, 0, a->dx, xL, a->rstdf, P_NORM, P_NORM_B, 0, N);
         dx = a->dt;
         break;
     }
@@ -966,30 +1033,35 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
 }
 
 // Layer l backward: dx holds the gradient of the layer's output and leaves as that of its input. Without an
-// MLP the output is x + y, so dx is also the gradient of y.
+// MLP the output is x + y, so dx is also the gradient of y. Zoology's identity in the MLP's place passes dx on
+// as the gradient of its norm's output.
 static void block_bwd(Model *m, Acts *a, int l, real *dx) {
     const Config *c = &m->c;
-    const int D = c->D;
+    const int D = c->D, ns = bnorm_stats(c);
     const int64_t N = a->N;
     real *x = a->resid + (int64_t)l * N * D;
     if (c->I) {
         real *xmid = LAYER(a, xmid, l, D);
         SECTION("mlp bwd");
-        OP(rmsnorm_fwd, a->h2, NULL, xmid, NULL, W(m, P_MLP_NORM, l), N, D, c->eps);    // recomputed
+        bnorm_fwd(m, a->h2, NULL, xmid, NULL, P_MLP_NORM, P_MLP_NORM_B, l, N);            // recomputed
         mlp_bwd(m, a, l, dx);
-        OP(rmsnorm_bwd, dx, 1, G(m, P_MLP_NORM, l), a->dh, xmid, W(m, P_MLP_NORM, l), LAYER(a, rstd2, l, 1),
-                    N, D, c->eps);                                               // dx += d xmid
+        bnorm_bwd(m, dx, 1, a->dh, xmid, LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);   // dx += d xmid
+    } else if (c->block == BLOCK_ZOOLOGY) {
+        SECTION("mlp bwd");
+        dev_copy(a->dh, dx, (size_t)(N * D) * sizeof(real));                 // d (the norm's output) = dx
+        bnorm_bwd(m, dx, 1, a->dh, LAYER(a, xmid, l, D), LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);
     }
     SECTION("mixer bwd");
-    OP(rmsnorm_fwd, a->h1, NULL, x, NULL, W(m, P_ATTN_NORM, l), N, D, c->eps);      // recomputed
+    bnorm_fwd(m, a->h1, NULL, x, NULL, P_ATTN_NORM, P_ATTN_NORM_B, l, N);                   // recomputed
     mixer_bwd(m, a, l, dx);
-    OP(rmsnorm_bwd, dx, 1, G(m, P_ATTN_NORM, l), a->dh, x, W(m, P_ATTN_NORM, l), LAYER(a, rstd1, l, 1),
-                N, D, c->eps);                                                   // dx += d x
+    bnorm_bwd(m, dx, 1, a->dh, x, LAYER(a, rstd1, l, ns), P_ATTN_NORM, P_ATTN_NORM_B, l, N);         // dx += d x
 }
 
-// Input stage backward: dx [N,D], the gradient of the stream entering layer 0, into the input's parameters.
-static void input_bwd(Model *m, Acts *a, const real *dx, const int32_t *ids) {
+// Input stage backward: dx [N,D], the gradient of the stream entering layer 0 (through the dropout's masks in
+// place), into the input's parameters.
+static void input_bwd(Model *m, Acts *a, real *dx, const int32_t *ids) {
     const Config *c = &m->c;
+    embed_dropout(a, dx, c->D, 1);
     switch (c->input) {
     case INPUT_TOKENS:
         OP(embed_bwd, G(m, P_EMB, 0), dx, g_gpu ? a->ids_d : ids, a->N, c->D, c->V);

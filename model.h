@@ -34,6 +34,12 @@ typedef enum { HEAD_NEXT_TOKEN } HeadKind;      // the final norm and a classifi
 // sigmoid, v = silu, o = S^T q unscaled, a LayerNorm with a bias, projections with biases; docs/model.md).
 typedef enum { LAYER_FLA, LAYER_LRA, NLAYERS } LayerKind;
 extern const char *const LAYER_NAMES[NLAYERS];       // "fla", "lra"
+// The blocks around the mixer (--block): BLOCK_FLA, flash-linear-attention's (RMSNorms before the mixer and the
+// MLP and at the end; without an MLP the block is the mixer alone), or BLOCK_ZOOLOGY, the Zoology benchmark's
+// language model, on which the HGRN2 authors ran MQAR: LayerNorms with biases in those three places, and without
+// an MLP its state mixer is the identity, so the block adds its second norm's output to the stream (docs/model.md).
+typedef enum { BLOCK_FLA, BLOCK_ZOOLOGY, NBLOCKS } BlockKind;
+extern const char *const BLOCK_NAMES[NBLOCKS];       // "fla", "zoology"
 
 typedef struct {
     int V;          // vocabulary size
@@ -45,11 +51,12 @@ typedef struct {
     int I;          // MLP width; 0: no MLP, each block is its token mixer alone (MLP_DEFAULT: fla's width)
     int tie;        // lm_head tied to the embedding
     int lower_bound;// use the learned lower bounds of the forget gates
-    double eps;     // RMSNorm eps of attn_norm, mlp_norm and the final norm
+    double eps;     // eps of attn_norm, mlp_norm and the final norm (RMSNorms, or Zoology's LayerNorms)
     InputKind input;
     MixerKind mixer;
     HeadKind head;
     LayerKind layer;    // HGRN2's layer (MIXER_CAUSAL only): fla's (0) or the authors' (LAYER_LRA)
+    BlockKind block;    // the blocks' norms: fla's RMSNorms (0) or Zoology's LayerNorms (BLOCK_ZOOLOGY)
 } Config;
 
 #define EPS_O 1e-5          // HGRN2's output norm always uses this eps (either layer's); HGRN1's uses the model's
@@ -73,9 +80,10 @@ const char *config_finish(Config *c);
 // gate/up sit next to each other, so each pair or triple is one matrix product.
 
 enum {
-    P_EMB, P_LB, P_NORM, P_LM,                                            // global
+    P_EMB, P_LB, P_NORM, P_LM, P_NORM_B,        // global (P_NORM_B: BLOCK_ZOOLOGY only, the final norm's bias)
     P_ATTN_NORM, P_WQ, P_WF, P_WI, P_GNORM, P_WO, P_MLP_NORM, P_WGATE, P_WUP, P_WDOWN,  // per layer
     P_BQFI, P_BO, P_GNORM_B,                    // per layer, LAYER_LRA only: the biases of [q|f|i], o and g_norm
+    P_ATTN_NORM_B, P_MLP_NORM_B,                // per layer, BLOCK_ZOOLOGY only: the block norms' biases
     NPARAM
 };
 #define P_FIRST_LAYER P_ATTN_NORM
@@ -98,7 +106,8 @@ extern const ParamDesc PARAMS[NPARAM];
 
 // Shape [rows, cols] of one tensor (one layer's, for per-layer tensors). 0 x 0 when absent: lm_head when
 // tied, lower_bounds without lower bounds, mlp_norm, gate/up and down_proj without an MLP, g_norm in a
-// transformer, the three biases unless the layer is LAYER_LRA.
+// transformer, the three biases unless the layer is LAYER_LRA, the norms' biases unless the block is BLOCK_ZOOLOGY
+// (whose mlp_norm is there without an MLP too).
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols);
 int64_t param_numel(const Config *c, int p);
 // The Hugging Face name of tensor p of layer l in a model of configuration c (HGRN2's, HGRN1's or LLaMA's names).
@@ -155,7 +164,8 @@ void model_to_device(Model *m);
 void model_alloc_training(Model *m);
 void model_free(Model *m);
 // fla's initialisation: linear weights and the embedding ~ N(0, 0.02), norms 1, lower bounds 0; the same
-// values at any thread count.
+// values at any thread count. Zoology's blocks draw the output products (o_proj, down_proj) from N(0, 0.02 /
+// sqrt(2 L)) instead, as Zoology initialises them.
 void model_init(Model *m, uint64_t seed);
 // A host copy of n values at p (the pointer itself on the CPU); free *tmp afterwards.
 const real *host_view(const Model *m, const real *p, int64_t n, real **tmp);
@@ -178,7 +188,8 @@ typedef struct {
     real *resid;                            // [L+1, N, D] residual stream entering each layer, and the last
     real *xmid;                             // [L, N, D] residual between mixer and MLP
     real *rstd1, *qfi, *o, *rstdo;          // per layer: [N] [N,2HK+D] [N,D] [N] (LAYER_LRA: [2N], its
-                                            // LayerNorm's mean, then rstd)
+                                            // LayerNorm's mean, then rstd; rstd1, rstd2 and rstdf likewise
+                                            // with BLOCK_ZOOLOGY)
     real *rstd2;                            // per layer: [N]
     real *lse;                              // per layer: [N,H], the transformer's attention log-sum-exps
     opnd *gu;                               // per layer: [N,2I], an operand
@@ -195,6 +206,12 @@ typedef struct {
     int32_t *sel_h, *sel_d;                 // the rows with a target, then their targets [2N]; sel_d on the GPU
     int sparse;                             // the last forward took it (its backward is then done)
     int32_t *pred;                          // NULL, or [N] given by the caller: see model_forward
+    // Dropout on the embeddings in a training forward (and its backward), set by the trainer before each call:
+    // p (0: none), the call's seed, and the global index of this process's first sequence; sequence b's mask
+    // comes from mix64(drop_seed ^ (drop_row0 + b)), so it does not depend on how the batch is split
+    double embed_drop;
+    uint64_t drop_seed;
+    int64_t drop_row0;
     // backward scratch
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
     opnd *dgu;                              // [N,2I]

@@ -19,7 +19,8 @@ const Range R_BATCH = {"batch", 1, 1 << 20}, R_SEQ_LEN = {"seq-len", 1, 1 << 24}
             R_STEPS = {"steps", 1, 0x1p40}, R_WARMUP = {"warmup", 0, 0x1p40}, R_LR = {"lr", 1e-12, 10},
             R_MIN_LR = {"min-lr", 0, 10}, R_WD = {"wd", 0, 10}, R_BETA1 = {"beta1", 0, 0.999999},
             R_BETA2 = {"beta2", 0, 0.99999999}, R_ADAM_EPS = {"adam-eps", 1e-30, 1}, R_CLIP = {"clip", 0, 1e9},
-            R_SEED = {"seed", 0, 0x1p63}, R_DECAY_FRAC = {"decay-fraction", 1e-6, 1};
+            R_SEED = {"seed", 0, 0x1p63}, R_DECAY_FRAC = {"decay-fraction", 1e-6, 1},
+            R_EMBED_DROP = {"embed-dropout", 0, 0.9};
 
 double lr_at(const Hyper *h, int64_t step) {
     if (h->warmup > 0 && step <= h->warmup) return h->lr * (double)step / (double)h->warmup;
@@ -271,6 +272,11 @@ StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const Bat
         const int32_t *inp, *tgt;
         src->next(src->ctx, &inp, &tgt);
         int64_t cnt;
+        // the embeddings' dropout masks: one per sequence of the global batch, from the seed, the step and the
+        // micro-batch, so a resumed run and a run over several processes draw the same ones
+        a->embed_drop = h->embed_drop;
+        a->drop_seed = mix64(mix64(h->seed ^ 0x656D6264726F70ull) ^ ((uint64_t)step * (uint64_t)h->accum + (uint64_t)micro));
+        a->drop_row0 = (int64_t)g_dist.rank * a->B;
         sums[2 * micro] = model_forward(m, a, inp, tgt, NULL, NULL, 0, 1.0 / (N * h->accum), &cnt);
         sums[2 * micro + 1] = (double)cnt;
         // ZeRO-1: each process receives the summed gradients of its part, and updates that part alone. The
@@ -563,6 +569,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     else snprintf(sched, sizeof sched, "%s", SCHED_NAMES[h->sched]);
     printf("| optimizer    | AdamW lr %g (%s, warmup %lld, min %g), betas (%g, %g), eps %g, wd %g, clip %g\n",
            h->lr, sched, (long long)h->warmup, h->min_lr, h->beta1, h->beta2, h->adam_eps, h->wd, h->clip);
+    if (h->embed_drop > 0) printf("| dropout      | on the embeddings, p %g (training only)\n", h->embed_drop);
     printf("| steps        | %lld (eval every %lld, checkpoint every %lld), seed %llu\n", (long long)h->steps,
            (long long)eval_every, (long long)ckpt_every, (unsigned long long)h->seed);
     const double act_mib = bytes_mib(acts.bytes + (has_val ? eacts.bytes : 0));

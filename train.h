@@ -19,12 +19,13 @@ typedef struct {
     int sched;
     double decay_frac;  // wsd: the share of the steps over which the rate decays to min_lr (0 otherwise)
     uint64_t seed;
+    double embed_drop;  // dropout on the embeddings in training (Zoology's embed_dropout; 0: none)
 } Hyper;
 
 // The ranges of the settings of a run (train's flags of the same names). A checkpoint holds the same
 // settings, checked against the same ranges when it is loaded.
 extern const Range R_BATCH, R_SEQ_LEN, R_ACCUM, R_STEPS, R_WARMUP, R_LR, R_MIN_LR, R_WD, R_BETA1, R_BETA2,
-    R_ADAM_EPS, R_CLIP, R_SEED, R_DECAY_FRAC;
+    R_ADAM_EPS, R_CLIP, R_SEED, R_DECAY_FRAC, R_EMBED_DROP;
 
 // The learning rate of step `step` (from 1): a linear warmup, then the schedule. wsd holds the peak until
 // the last ceil(decay_frac x steps) steps, which fall linearly to min_lr (reached at the last step).

@@ -18,14 +18,15 @@
 
 #define TMPD "tests/tmp/test_checkpoint"
 
-// Where the header fields sit: magic, version and the count take 24 bytes, then 23 integers (22 in version 3,
-// 21 before), the count of floats, 9 floats (8 in version 1), then the two strings (docs/checkpoint.md).
+// Where the header fields sit: magic, version and the count take 24 bytes, then 24 integers (22 in version 3,
+// 21 before), the count of floats, 10 floats (9 in versions 2 and 3, 8 in version 1), then the two strings
+// (docs/checkpoint.md).
 #define INT_AT(i) (24 + 8 * (i))
-#define FLOAT_AT(i) (24 + 8 * 23 + 8 + 8 * (i))
-#define STRINGS_AT FLOAT_AT(9)
+#define FLOAT_AT(i) (24 + 8 * 24 + 8 + 8 * (i))
+#define STRINGS_AT FLOAT_AT(10)
 enum { I_V, I_D, I_L, I_K, I_I, I_TIE, I_LB, I_B, I_T, I_ACCUM, I_STEPS, I_WARMUP, I_SCHED, I_SEED, I_STEP,
-       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH, I_LAYER };
-enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC };
+       I_LOADER_SEED, I_LOADER_BATCHES, I_LOADER_CURSOR, I_LOADER_RESERVED, I_N, I_OPT, I_ARCH, I_LAYER, I_BLOCK };
+enum { F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_DECAY_FRAC, F_EMBED_DROP };
 
 static unsigned char *g_good;   // the valid checkpoint every case edits
 static size_t g_size;
@@ -83,6 +84,15 @@ static void refused(const char *what, const char *ckpt, const char *want, int re
 
 static void set_int(unsigned char *b, int i, int64_t v) { memcpy(b + INT_AT(i), &v, 8); }
 static void set_float(unsigned char *b, int i, double v) { memcpy(b + FLOAT_AT(i), &v, 8); }
+static void set_i64(unsigned char *b, size_t at, int64_t v) { memcpy(b + at, &v, 8); }
+// A copy of the n bytes at src with the len bytes at `at` removed; *m receives its size.
+static unsigned char *cut_bytes(const unsigned char *src, size_t n, size_t at, size_t len, size_t *m) {
+    unsigned char *b = xmalloc(n - len);
+    memcpy(b, src, at);
+    memcpy(b + at, src + at + len, n - at - len);
+    *m = n - len;
+    return b;
+}
 
 // One header field set to a value outside its range, the checksum recomputed.
 static void bad_field(const char *what, int is_float, int i, double v, const char *want) {
@@ -103,6 +113,8 @@ static void header_ranges(void) {
     bad_field("wsd without its decay fraction", 0, I_SCHED, 3, "is corrupt: decay-fraction = 0 is out of range [1e-06, 1]");
     bad_field("a decay fraction with cosine", 1, F_DECAY_FRAC, 0.5, "is corrupt: decay-fraction = 0.5 with schedule cosine");
     bad_field("decay fraction NaN", 1, F_DECAY_FRAC, NAN, "is corrupt: decay-fraction = ");
+    bad_field("embedding dropout 1", 1, F_EMBED_DROP, 1, "is corrupt: embed-dropout = 1 is out of range [0, 0.9]");
+    bad_field("embedding dropout -0.1", 1, F_EMBED_DROP, -0.1, "is corrupt: embed-dropout = -0.1 is out of range");
     bad_field("accumulation -1", 0, I_ACCUM, -1, "is corrupt: accum = -1 is out of range [1, 1048576]");
     bad_field("steps -1", 0, I_STEPS, -1, "is corrupt: steps = -1 is out of range");
     bad_field("warmup -10", 0, I_WARMUP, -10, "is corrupt: warmup = -10 is out of range");
@@ -146,6 +158,8 @@ static void header_ranges(void) {
     bad_field("mixer layer -1", 0, I_LAYER, -1, "is corrupt: mixer layer = -1 is out of range [0, 1]");
     // the authors' layer has its biases: over this model's tensors, the parameter count does not match
     bad_field("mixer layer lra over fla's tensors", 0, I_LAYER, 1, "is corrupt: it says");
+    bad_field("blocks 2", 0, I_BLOCK, 2, "is corrupt: blocks = 2 is out of range [0, 1]");
+    bad_field("blocks zoology over fla's tensors", 0, I_BLOCK, 1, "is corrupt: it says");
     bad_field("norm eps 0", 1, F_EPS, 0, "is corrupt: norm eps = 0 is out of range (0, 1)");
     bad_field("norm eps NaN", 1, F_EPS, NAN, "is corrupt: norm eps = ");
     bad_field("a parameter count that is not the configuration's", 0, I_N, 12345, "is corrupt: it says 12345 parameters");
@@ -299,53 +313,54 @@ int main(void) {
     st = run(sample, err, sizeof err);
     CHECK(st == 0, "sample of the valid checkpoint: exit %d: %s", st, err);
 
-    // a version-3 file (no mixer layer) still loads, with fla's layer: the same checkpoint with that integer cut
-    // out; a version-2 file (no architecture) too, as hgrn2, with the architecture cut out as well; a version-1
-    // file (no decay fraction either) too, with that float cut out as well; a version-3 or version-2 file that
-    // claims the new integer count, a version-1 file that claims the new float count, or a version 5, is refused
+    // Older versions, made from the valid file by cutting out what they lack: a version-3 file (no mixer layer,
+    // no blocks, no embedding dropout) loads with fla's layer and blocks and no dropout; a version-2 file (no
+    // architecture either) as hgrn2; a version-1 file (no decay fraction either). A file that claims a later
+    // version's count of integers or floats, or a version 5, is refused.
     {
-        size_t n3 = g_size - 8;
-        unsigned char *b3 = xmalloc(n3);
-        memcpy(b3, g_good, INT_AT(I_LAYER));
-        memcpy(b3 + INT_AT(I_LAYER), g_good + INT_AT(I_LAYER) + 8, g_size - INT_AT(I_LAYER) - 8);
-        int64_t three = 3, n22v3 = 22, n23 = 23;
-        memcpy(b3 + 8, &three, 8);
-        memcpy(b3 + 16, &n22v3, 8);
+        size_t n3, n2, n1;
+        // version 3: the last float, then the mixer layer and the blocks (two integers) cut out
+        unsigned char *t = cut_bytes(g_good, g_size, FLOAT_AT(F_EMBED_DROP), 8, &n3);
+        unsigned char *b3 = cut_bytes(t, n3, INT_AT(I_LAYER), 16, &n3);
+        free(t);
+        set_i64(b3, 8, 3);
+        set_i64(b3, 16, 22);
+        set_i64(b3, FLOAT_AT(0) - 8 - 16, 9);
         write_resummed(TMPD "/v3.ckpt", b3, n3);
         char *eval3[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v3.ckpt", "--ids", TMPD "/ids.txt", NULL};
         st = run(eval3, err, sizeof err);
         CHECK(st == 0, "eval of a version-3 checkpoint: exit %d: %s", st, err);
-        memcpy(b3 + 16, &n23, 8);
-        write_resummed(TMPD "/v3bad.ckpt", b3, n3);
-        refused("version 3 with 23 header integers", TMPD "/v3bad.ckpt", "is corrupt: 23 header integers, expected 22", 0);
-        free(b3);
-        size_t n2 = g_size - 16, n1 = g_size - 24, fl2 = FLOAT_AT(0) - 16;  // in version 2 the floats start 16 earlier
-        unsigned char *b2 = xmalloc(n2), *b1 = xmalloc(n1);
-        memcpy(b2, g_good, INT_AT(I_ARCH));
-        memcpy(b2 + INT_AT(I_ARCH), g_good + INT_AT(I_ARCH) + 16, g_size - INT_AT(I_ARCH) - 16);
-        int64_t one = 1, two = 2, eight = 8, nine = 9, n21 = 21, n22 = 22;
-        memcpy(b2 + 8, &two, 8);
-        memcpy(b2 + 16, &n21, 8);
+        // version 2: the architecture cut out as well
+        unsigned char *b2 = cut_bytes(b3, n3, INT_AT(I_ARCH), 8, &n2);
+        set_i64(b2, 8, 2);
+        set_i64(b2, 16, 21);
         write_resummed(TMPD "/v2.ckpt", b2, n2);
         char *eval2[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v2.ckpt", "--ids", TMPD "/ids.txt", NULL};
         st = run(eval2, err, sizeof err);
         CHECK(st == 0, "eval of a version-2 checkpoint: exit %d: %s", st, err);
-        const size_t dfrac = fl2 + 8 * F_DECAY_FRAC;
-        memcpy(b1, b2, dfrac);
-        memcpy(b1 + dfrac, b2 + dfrac + 8, n2 - dfrac - 8);
-        memcpy(b1 + 8, &one, 8);
-        memcpy(b1 + fl2 - 8, &eight, 8);
+        // version 1: the decay fraction cut out as well (the floats start 24 bytes earlier than in version 4)
+        const size_t fl1 = FLOAT_AT(0) - 24;
+        unsigned char *b1 = cut_bytes(b2, n2, fl1 + 8 * F_DECAY_FRAC, 8, &n1);
+        set_i64(b1, 8, 1);
+        set_i64(b1, fl1 - 8, 8);
         write_resummed(TMPD "/v1.ckpt", b1, n1);
         char *eval1[] = {"./hgrn2", "eval", "--ckpt", TMPD "/v1.ckpt", "--ids", TMPD "/ids.txt", NULL};
         st = run(eval1, err, sizeof err);
         CHECK(st == 0, "eval of a version-1 checkpoint: exit %d: %s", st, err);
-        memcpy(b1 + fl2 - 8, &nine, 8);
+        set_i64(b1, fl1 - 8, 9);
         write_resummed(TMPD "/v1bad.ckpt", b1, n1);
         refused("version 1 with 9 header floats", TMPD "/v1bad.ckpt", "is corrupt: 9 header floats, expected 8", 0);
-        memcpy(b2 + 16, &n22, 8);
+        set_i64(b2, 16, 22);
         write_resummed(TMPD "/v2bad.ckpt", b2, n2);
         refused("version 2 with 22 header integers", TMPD "/v2bad.ckpt", "is corrupt: 22 header integers, expected 21", 0);
-        free(b1); free(b2);
+        set_i64(b3, 16, 24);
+        write_resummed(TMPD "/v3bad.ckpt", b3, n3);
+        refused("version 3 with 24 header integers", TMPD "/v3bad.ckpt", "is corrupt: 24 header integers, expected 22", 0);
+        set_i64(b3, 16, 22);
+        set_i64(b3, FLOAT_AT(0) - 8 - 16, 10);
+        write_resummed(TMPD "/v3badf.ckpt", b3, n3);
+        refused("version 3 with 10 header floats", TMPD "/v3badf.ckpt", "is corrupt: 10 header floats, expected 9", 0);
+        free(b1); free(b2); free(b3);
         unsigned char *b = xmalloc(g_size);
         memcpy(b, g_good, g_size);
         int64_t five = 5;

@@ -442,6 +442,16 @@ int main(void) {
     Config lw = wide;
     lw.layer = LAYER_LRA;
     one_step("one step lra layer D 768 (K = Dv = 128), T 130, bf16", lw, 1, 130, 0, 2, 3e-3, 3e-2);
+    // Zoology's blocks (--block zoology): LayerNorms with biases; without an MLP the identity in its place, whose
+    // norm writes the stream in fp32 under every precision (the authors' MQAR model with the lra layer)
+    Config zq = lq;
+    zq.block = BLOCK_ZOOLOGY; zq.eps = 1e-5;
+    one_step("one step zoology blocks, lra, sparse, T 128, fp32", zq, 4, 128, 1, 0, 1e-5, 1e-4);
+    one_step("one step zoology blocks, lra, sparse, T 128, bf16", zq, 4, 128, 1, 2, 3e-3, 3e-2);
+    Config zm = small;
+    zm.block = BLOCK_ZOOLOGY; zm.eps = 1e-5;
+    one_step("one step zoology blocks D 128, T 65, fp32", zm, 2, 65, 0, 0, 1e-5, 1e-4);
+    one_step("one step zoology blocks D 128, T 65, bf16", zm, 2, 65, 0, 2, 3e-3, 3e-2);
     // HGRN1 (--arch hgrn1): the element-wise recurrence as a scan in chunks of 64 and the gated output norm
     Config h1 = {.V = 97, .D = 128, .L = 2, .K = 1, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6,
                  .mixer = MIXER_HGRN1};
@@ -485,6 +495,9 @@ int main(void) {
     decl.layer = LAYER_LRA;   // op by op (no fused step), graphs as for fla's layer
     batched_decode("batched decoding lra layer D 128, fp32", decl, 0, 1e-5);
     batched_decode("batched decoding lra layer D 128, bf16", decl, 2, 3e-2);
+    Config decz = dec;
+    decz.block = BLOCK_ZOOLOGY; decz.eps = 1e-5; decz.I = 0;
+    batched_decode("batched decoding zoology blocks D 128, bf16", decz, 2, 3e-2);
     Config dec1 = dec;
     dec1.K = 1; dec1.mixer = MIXER_HGRN1;
     batched_decode("batched decoding HGRN1 D 128, fp32", dec1, 0, 1e-5);

@@ -55,10 +55,10 @@ import struct, sys
 sys.path.insert(0, 'tests')
 import ckpt_seal
 b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
-assert struct.unpack_from('<qq', b, 8) == (4, 23)
-arch_at = 24 + 8 * 21                     # the 22nd integer, the architecture, then the mixer layer
-assert struct.unpack_from('<qq', b, arch_at) == (0, 0)
-del b[arch_at:arch_at + 16]
+assert struct.unpack_from('<qq', b, 8) == (4, 24)
+arch_at = 24 + 8 * 21                     # the 22nd integer, the architecture, then the mixer layer and the blocks
+assert struct.unpack_from('<qqq', b, arch_at) == (0, 0, 0)
+del b[arch_at:arch_at + 24]
 struct.pack_into('<qq', b, 8, 2, 21)
 ckpt_seal.write(sys.argv[2], b)
 PY

@@ -103,9 +103,10 @@ static void fd_model(Config c, int B, int T, uint64_t seed, int sparse, const ch
 
 // Logits of one forward over T tokens equal those of a prefill of the first P tokens followed by
 // single-token steps from the carried recurrent state or key/value cache (the sampling path).
-static void decode_matches_forward(int T, int P, MixerKind mixer, LayerKind layer) {
+static void decode_matches_forward(int T, int P, MixerKind mixer, LayerKind layer, BlockKind block) {
     Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 1,
-                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer};
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer,
+                .block = block};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -131,8 +132,8 @@ static void decode_matches_forward(int T, int P, MixerKind mixer, LayerKind laye
     }
     // the two paths differ only in the order of float64 sums: far below 1e-10
     CHECK(worst < 1e-10, "decode T %d prefill %d: max |logit difference| %.3g", T, P, worst);
-    printf("%s%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer],
-           layer == LAYER_LRA ? " (lra)" : "", P, T, worst);
+    printf("%s%s%s decode after prefill %3d of %3d tokens  max |logit difference| %.3g\n", ARCH_NAMES[mixer],
+           layer == LAYER_LRA ? " (lra)" : "", block == BLOCK_ZOOLOGY ? " (zoology)" : "", P, T, worst);
     acts_free(&full); acts_free(&pre); acts_free(&one);
     CHECK(st.pos == T, "the state has seen %d positions, not %d", st.pos, T);
     free(ids); free(ref); free(got);
@@ -147,9 +148,10 @@ static void decode_matches_forward(int T, int P, MixerKind mixer, LayerKind laye
 // together, give each row exactly the logits of that sequence decoded alone: every op computes a row as it
 // would alone, so not a bit differs. The rows after the first three are copied from rows of the batched state
 // (sb > 0). B 4 decodes HGRN2 through the fused step (model.c), B 10 through the layers op by op.
-static void batched_decode_matches_single(MixerKind mixer, LayerKind layer, int B) {
+static void batched_decode_matches_single(MixerKind mixer, LayerKind layer, BlockKind block, int B) {
     Config c = {.V = 13, .D = 16, .L = 2, .K = mixer == MIXER_HGRN1 ? 1 : 4, .I = 24, .tie = 0,
-                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer};
+                .lower_bound = mixer != MIXER_TRANSFORMER, .eps = 1e-6, .mixer = mixer, .layer = layer,
+                .block = block};
     config_finish(&c);
     Model m;
     model_alloc(&m, &c);
@@ -225,8 +227,9 @@ static void batched_decode_matches_single(MixerKind mixer, LayerKind layer, int 
     decode_state_free(&gst);
     CHECK(diff == 0, "%s: %lld logits of %d rows decoded together differ from the rows decoded alone",
           ARCH_NAMES[mixer], (long long)diff, B);
-    printf("%s%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
-           ARCH_NAMES[mixer], layer == LAYER_LRA ? " (lra)" : "", B, diff ? "NO" : "yes");
+    printf("%s%s%s %d rows decoded together after separate prefills  logits identical to each alone: %s\n",
+           ARCH_NAMES[mixer], layer == LAYER_LRA ? " (lra)" : "", block == BLOCK_ZOOLOGY ? " (zoology)" : "", B,
+           diff ? "NO" : "yes");
     acts_free(&pre); acts_free(&one); acts_free(&batch);
     decode_state_free(&bst);
     free(alone); free(got);
@@ -464,6 +467,66 @@ static void checkpoint_no_mlp(void) {
     model_free(&m);
 }
 
+// Dropout on the embeddings (Acts.embed_drop, set by the trainer): with the masks fixed by the seed the loss is a
+// function of the parameters, so the backward is held to finite differences of the training forward itself;
+// p = 0 is the pass without dropout, bit for bit, and another seed gives another loss.
+static void embed_dropout_grads(void) {
+    Config c = {.V = 11, .D = 8, .L = 2, .K = 4, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-5,
+                .block = BLOCK_ZOOLOGY};
+    config_finish(&c);
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 61);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] *= 15;
+    model_alloc_training(&m);
+    enum { B = 2, T = 9 };
+    int32_t inp[B * T], tgt[B * T];
+    uint64_t s = 62;
+    for (int i = 0; i < B * T; i++) { inp[i] = (int32_t)(splitmix64(&s) % c.V); tgt[i] = (int32_t)(splitmix64(&s) % c.V); }
+    Acts a;
+    acts_alloc(&a, &c, B, T, 1);
+    a.embed_drop = 0.3;
+    a.drop_seed = 1234;
+    a.drop_row0 = 5;
+    int64_t cnt;
+    const int64_t n = m.lay.n;
+    op_zero(m.grads, n);
+    const double l0 = model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 1.0 / (B * T), &cnt) / cnt;
+    model_backward(&m, &a, inp);
+    real *g = xmalloc((size_t)n * sizeof(real));
+    memcpy(g, m.grads, (size_t)n * sizeof(real));
+    double worst = 0;
+    int probes = 0;
+    for (int k = 0; k < 40; k++) {
+        const int64_t i = k < 20 ? (int64_t)(splitmix64(&s) % (uint64_t)(c.V * c.D)) : (int64_t)(splitmix64(&s) % (uint64_t)n);
+        const double h = 5e-5, keep = m.params[i];
+        double f[4], off[4] = {2 * h, h, -h, -2 * h};
+        for (int j = 0; j < 4; j++) {
+            m.params[i] = keep + off[j];
+            f[j] = model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 0, &cnt) / cnt;
+        }
+        m.params[i] = keep;
+        const double fd = (8 * (f[1] - f[2]) - (f[0] - f[3])) / (12 * h), err = fabs(fd - g[i]), tol = 1e-8 + 1e-6 * fabs(g[i]);
+        worst = fmax(worst, err / tol);
+        probes++;
+        CHECK(err <= tol, "embedding dropout: d loss / d param[%lld]: backward %.12g, finite difference %.12g",
+              (long long)i, (double)g[i], fd);
+    }
+    a.drop_seed = 1235;
+    const double l1 = model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 0, &cnt) / cnt;
+    a.embed_drop = 0;
+    const double lp0 = model_forward(&m, &a, inp, tgt, NULL, NULL, 0, 0, &cnt) / cnt;
+    Acts e;
+    acts_alloc(&e, &c, B, T, 0);
+    const double le = model_forward(&m, &e, inp, tgt, NULL, NULL, 0, 0, &cnt) / cnt;
+    CHECK(l1 != l0, "another seed gives the same loss %.12g", l0);
+    CHECK(lp0 == le && lp0 != l0, "p 0 gives %.12g, the pass without dropout %.12g (with p 0.3: %.12g)", lp0, le, l0);
+    printf("embedding dropout p 0.3: %d probes, worst error / tolerance %.3g; p 0 = no dropout\n", probes, worst);
+    acts_free(&a); acts_free(&e);
+    free(g);
+    model_free(&m);
+}
+
 // The authors' layer (--mixer-layer lra) adds three biases a layer, [q | f | i] (2HK + D), o and g_norm (D each),
 // round-trips through a checkpoint with its layer, and is refused for HGRN1 and the transformer.
 static void checkpoint_lra(void) {
@@ -502,6 +565,52 @@ static void checkpoint_lra(void) {
     bad = config_finish(&odd);
     CHECK(bad && strstr(bad, "--mixer-layer must be fla or lra"), "layer 2: %s", bad ? bad : "accepted");
     printf("lra layer: layout, checkpoint round trip, refused with hgrn1 and the transformer\n");
+}
+
+// Zoology's blocks (--block zoology): without an MLP, mlp_norm is there and every norm has a bias (D + L x 3D
+// more values than fla's blocks); the blocks round-trip through a checkpoint; o_proj is drawn at 0.02 /
+// sqrt(2 L), the other products at 0.02.
+static void zoology_blocks(void) {
+    Config c = {.V = 17, .D = 64, .L = 2, .K = 16, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-5,
+                .layer = LAYER_LRA, .block = BLOCK_ZOOLOGY};
+    CHECK(!config_finish(&c), "zoology configuration");
+    Config fla = c;
+    fla.block = BLOCK_FLA;
+    const int64_t extra = layout_of(&c).n - layout_of(&fla).n, want = 64 + 2 * 3 * 64;
+    CHECK(extra == want, "zoology layout: %lld parameters more than fla's blocks, expected %lld", (long long)extra,
+          (long long)want);
+    Model m, r;
+    model_alloc(&m, &c);
+    model_init(&m, 13);
+    double sd[2] = {0, 0};
+    const int p2[2] = {P_WO, P_WQ};
+    for (int j = 0; j < 2; j++) {
+        const int64_t n = param_numel(&c, p2[j]);
+        for (int l = 0; l < c.L; l++)
+            for (int64_t i = 0; i < n; i++) sd[j] += (double)W(&m, p2[j], l)[i] * W(&m, p2[j], l)[i];
+        sd[j] = sqrt(sd[j] / (double)(n * c.L));
+    }
+    // 8192 draws each: an estimated standard deviation has a relative standard error of 1 / sqrt(2 n) = 0.8%,
+    // so 3% is almost 4 of them
+    CHECK(fabs(sd[0] / (0.02 / 2) - 1) < 0.03 && fabs(sd[1] / 0.02 - 1) < 0.03,
+          "zoology initialisation: o_proj std %.5f (want 0.01), q/f/i %.5f (want 0.02)", sd[0], sd[1]);
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] = (float)m.params[i];
+    RunState rs = {.c = c, .h = {.B = 2, .T = 8, .accum = 1, .steps = 10, .lr = 1e-3, .min_lr = 1e-4, .wd = 0.1,
+                                 .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8, .clip = 1, .warmup = 2, .seed = 7}};
+    const char *path = "tests/tmp/test_model_zoology.ckpt";
+    checkpoint_save(path, &m, &rs, 0);
+    RunState back;
+    checkpoint_load(path, &r, &back, 0);
+    CHECK(back.c.block == BLOCK_ZOOLOGY && back.c.layer == LAYER_LRA && back.c.eps == 1e-5 && r.lay.n == m.lay.n &&
+          !memcmp(r.params, m.params, m.lay.n * sizeof(real)),
+          "zoology checkpoint round trip: blocks %d, %lld parameters", back.c.block, (long long)r.lay.n);
+    model_free(&r);
+    model_free(&m);
+    Config odd = c;
+    odd.block = 2;
+    const char *bad = config_finish(&odd);
+    CHECK(bad && strstr(bad, "--block must be fla or zoology"), "blocks 2: %s", bad ? bad : "accepted");
+    printf("zoology blocks: layout, initialisation (o_proj std %.5f, q/f/i %.5f), checkpoint round trip\n", sd[0], sd[1]);
 }
 
 static void schedules(void) {
@@ -647,13 +756,13 @@ int main(void) {
                                  .mixer = MIXER_HGRN1}, "reports: hgrn1");
     grads_ready_reports((Config){.V = 11, .D = 8, .L = 2, .K = 4, .I = 12, .eps = 1e-6, .mixer = MIXER_TRANSFORMER},
                         "reports: transformer");
-    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_FLA);
-    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA);
+    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_FLA, BLOCK_FLA);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA, BLOCK_FLA);
     g_hgru_chunk = 64;          // a chunked prefill, then recurrent steps
-    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA, BLOCK_FLA);
     g_hgru_chunk = 0;
-    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, 4);
-    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, 10);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, BLOCK_FLA, 4);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, BLOCK_FLA, 10);
     // the HGRN2 authors' layer (--mixer-layer lra): biases, sigmoid q, silu v, an unscaled readout, a LayerNorm
     Config lra = base;
     lra.layer = LAYER_LRA;
@@ -665,9 +774,24 @@ int main(void) {
     g_hgru_chunk = 0;
     fd_model(lra2, 2, 11, 43, 1, "lra layer: no MLP, sparse targets");
     grads_ready_reports(lra, "reports: lra layer");
-    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_LRA);
-    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA);
-    batched_decode_matches_single(MIXER_CAUSAL, LAYER_LRA, 4);
+    decode_matches_forward(9, 1, MIXER_CAUSAL, LAYER_LRA, BLOCK_FLA);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA, BLOCK_FLA);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_LRA, BLOCK_FLA, 4);
+    // Zoology's blocks (--block zoology): LayerNorms with biases, the identity in an absent MLP's place
+    Config zb = base;
+    zb.block = BLOCK_ZOOLOGY; zb.eps = 1e-5;
+    fd_model(zb, 2, 7, 51, 0, "zoology blocks: MLP, untied, lower bounds, T 7");
+    Config zb0 = lra2;          // the authors' MQAR model: their layer in Zoology's blocks, no MLP, tied
+    zb0.block = BLOCK_ZOOLOGY; zb0.eps = 1e-5;
+    fd_model(zb0, 2, 9, 52, 0, "zoology blocks, lra layer: no MLP, tied, T 9");
+    fd_model(zb0, 2, 11, 53, 1, "zoology blocks, lra layer: no MLP, sparse");
+    Config zh1 = zb;
+    zh1.mixer = MIXER_HGRN1; zh1.K = 1; zh1.I = 0;
+    fd_model(zh1, 2, 7, 54, 0, "zoology blocks, hgrn1: no MLP, T 7");
+    grads_ready_reports(zb0, "reports: zoology blocks, no MLP");
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA, BLOCK_ZOOLOGY);
+    decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA, BLOCK_ZOOLOGY);
+    batched_decode_matches_single(MIXER_CAUSAL, LAYER_FLA, BLOCK_ZOOLOGY, 4);
     // HGRN1: the element-wise mixer (K = 1), with and without lower bounds and MLPs
     Config h1 = base;
     h1.mixer = MIXER_HGRN1; h1.K = 1;
@@ -680,9 +804,9 @@ int main(void) {
     fd_model(h1c, 1, 65, 23, 0, "hgrn1: no MLP, lower bounds, T 65");
     h1c.lower_bound = 0;
     fd_model(h1c, 2, 6, 24, 1, "hgrn1: no MLP, no lower bounds, sparse targets");
-    decode_matches_forward(9, 1, MIXER_HGRN1, LAYER_FLA);
-    decode_matches_forward(150, 70, MIXER_HGRN1, LAYER_FLA);
-    batched_decode_matches_single(MIXER_HGRN1, LAYER_FLA, 4);
+    decode_matches_forward(9, 1, MIXER_HGRN1, LAYER_FLA, BLOCK_FLA);
+    decode_matches_forward(150, 70, MIXER_HGRN1, LAYER_FLA, BLOCK_FLA);
+    batched_decode_matches_single(MIXER_HGRN1, LAYER_FLA, BLOCK_FLA, 4);
     hgrn1_config();
     // the transformer: attention with rotary positions, with and without MLPs, tied and untied, one head or several
     Config tp = base;
@@ -695,13 +819,15 @@ int main(void) {
     tp2.K = 2; tp2.I = 0;
     fd_model(tp2, 2, 9, 33, 0, "transformer: 4 heads of 2, no MLP, T 9");
     fd_model(tp2, 2, 11, 34, 1, "transformer: no MLP, sparse targets");
-    decode_matches_forward(9, 1, MIXER_TRANSFORMER, LAYER_FLA);
-    decode_matches_forward(150, 70, MIXER_TRANSFORMER, LAYER_FLA);
-    batched_decode_matches_single(MIXER_TRANSFORMER, LAYER_FLA, 4);
+    decode_matches_forward(9, 1, MIXER_TRANSFORMER, LAYER_FLA, BLOCK_FLA);
+    decode_matches_forward(150, 70, MIXER_TRANSFORMER, LAYER_FLA, BLOCK_FLA);
+    batched_decode_matches_single(MIXER_TRANSFORMER, LAYER_FLA, BLOCK_FLA, 4);
     transformer_config();
     checkpoints();
     checkpoint_no_mlp();
     checkpoint_lra();
+    zoology_blocks();
+    embed_dropout_grads();
     schedules();
     return check_summary("test_model");
 }

@@ -78,6 +78,34 @@ expect 2 "--mixer-layer lra with hgrn1" -- $H train --task mqar --arch hgrn1 --m
 expect_msg "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1"
 expect 2 "--mixer-layer lra with the transformer" -- $H train --task mqar --arch transformer --mixer-layer lra
 expect_msg "not with --arch transformer"
+# Zoology's blocks: named at startup, resumed exactly, refused by export and on --resume
+expect 0 "train with Zoology's blocks and the lra layer" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --steps 12 --out "$TMP/z"
+grep -q "Zoology's: LayerNorms with biases (eps 1e-05), the identity as the state mixer" "$TMP/out" || fail "the startup table does not name Zoology's blocks"
+expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --steps 12 --stop-at 5 --out "$TMP/z2"
+expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/z2"
+checks=$((checks + 1))
+if cmp -s <(cut -f2 "$TMP/z/log.tsv") <(cut -f2 "$TMP/z2/log.tsv") && cmp -s "$TMP/z/model.ckpt" "$TMP/z2/model.ckpt" &&
+    ! cmp -s <(cut -f2 "$TMP/z/log.tsv") <(head -n 13 "$TMP/l/log.tsv" | cut -f2)
+then ok "Zoology's blocks resume exactly, and their losses are not fla's blocks'"
+else fail "the runs with Zoology's blocks"; paste <(cut -f2 "$TMP/z/log.tsv") <(cut -f2 "$TMP/z2/log.tsv") | head -8; fi
+# dropout on the embeddings: named at startup, resumed exactly, other losses than without it
+expect 0 "train with embedding dropout" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --embed-dropout 0.1 --steps 12 --out "$TMP/zd"
+grep -q "on the embeddings, p 0.1" "$TMP/out" || fail "the startup table does not show the dropout"
+expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --embed-dropout 0.1 --steps 12 --stop-at 5 --out "$TMP/zd2"
+expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/zd2"
+grep -q "on the embeddings, p 0.1" "$TMP/out" || fail "the resumed run lost its dropout"
+checks=$((checks + 1))
+if cmp -s <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/zd2/log.tsv") && cmp -s "$TMP/zd/model.ckpt" "$TMP/zd2/model.ckpt" &&
+    ! cmp -s <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/z/log.tsv")
+then ok "a run with embedding dropout resumes exactly, and its losses are not those without it"
+else fail "the runs with embedding dropout"; paste <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/zd2/log.tsv") | head -8; fi
+expect 2 "--embed-dropout 1" -- $H train --task mqar --embed-dropout 1; expect_msg "embed-dropout"
+expect 2 "--embed-dropout with --resume" -- $H train --resume --out "$TMP/zd2" --embed-dropout 0.2; expect_msg "cannot change on --resume"
+expect 2 "--block with --resume" -- $H train --resume --out "$TMP/z2" --block fla; expect_msg "--block cannot be given with --resume"
+expect 2 "--block nope" -- $H train --task mqar --block nope; expect_msg "--block must be fla or zoology, got 'nope'"
+expect 0 "a language model with MLPs in Zoology's blocks" -- $H train --task mqar --mlp-width 64 --dim 32 --seq-len 32 --batch 4 --block zoology --steps 2 --eval-every 0 --out "$TMP/zm"
+expect 1 "export of Zoology's blocks" -- $H export --ckpt "$TMP/zm/model.ckpt" --hf "$TMP/zmhf"
+expect_msg "has Zoology's blocks"
 expect 0 "a language model with MLPs and the lra layer" -- $H train --task mqar --mlp-width 64 --dim 32 --seq-len 32 --batch 4 --mixer-layer lra --steps 2 --eval-every 0 --out "$TMP/lm"
 expect 1 "export of the lra layer" -- $H export --ckpt "$TMP/lm/model.ckpt" --hf "$TMP/lmhf"
 expect_msg "has the HGRN2 authors' mixer layer"
