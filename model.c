@@ -70,37 +70,39 @@ const char *config_finish(Config *c) {
 
 const ParamDesc PARAMS[NPARAM] = {
     [P_EMB]       = {"embeddings",  "model.embeddings.weight",                1, INIT_NORMAL, NULL,
-                     "model.embed_tokens.weight"},
-    [P_LB]        = {"lower_bounds","model.lower_bounds",                     0, INIT_ZEROS},
-    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES, NULL, "model.norm.weight"},
-    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL, NULL, "lm_head.weight"},
+                     "model.embed_tokens.weight", .id = 0},
+    [P_LB]        = {"lower_bounds","model.lower_bounds",                     0, INIT_ZEROS, .id = 1},
+    [P_NORM]      = {"norm",        "model.norm.weight",                      0, INIT_ONES, NULL, "model.norm.weight",
+                     .id = 2},
+    [P_LM]        = {"lm_head",     "lm_head.weight",                         1, INIT_NORMAL, NULL, "lm_head.weight",
+                     .id = 3},
     [P_ATTN_NORM] = {"attn_norm",   "model.layers.%d.attn_norm.weight",       0, INIT_ONES, NULL,
-                     "model.layers.%d.input_layernorm.weight"},
+                     "model.layers.%d.input_layernorm.weight", .id = 4},
     [P_WQ]        = {"q_proj",      "model.layers.%d.attn.q_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.i_proj.weight",
-                     "model.layers.%d.self_attn.q_proj.weight"},
+                     "model.layers.%d.self_attn.q_proj.weight", .id = 5},
     [P_WF]        = {"f_proj",      "model.layers.%d.attn.f_proj.weight",     1, INIT_NORMAL, NULL,
-                     "model.layers.%d.self_attn.k_proj.weight"},
+                     "model.layers.%d.self_attn.k_proj.weight", .id = 6},
     [P_WI]        = {"i_proj",      "model.layers.%d.attn.i_proj.weight",     1, INIT_NORMAL, "model.layers.%d.attn.g_proj.weight",
-                     "model.layers.%d.self_attn.v_proj.weight"},
-    [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES},
+                     "model.layers.%d.self_attn.v_proj.weight", .id = 7},
+    [P_GNORM]     = {"g_norm",      "model.layers.%d.attn.g_norm.weight",     0, INIT_ONES, .id = 8},
     [P_WO]        = {"o_proj",      "model.layers.%d.attn.o_proj.weight",     1, INIT_NORMAL, NULL,
-                     "model.layers.%d.self_attn.o_proj.weight"},
+                     "model.layers.%d.self_attn.o_proj.weight", .id = 9},
     [P_MLP_NORM]  = {"mlp_norm",    "model.layers.%d.mlp_norm.weight",        0, INIT_ONES, NULL,
-                     "model.layers.%d.post_attention_layernorm.weight"},
+                     "model.layers.%d.post_attention_layernorm.weight", .id = 10},
     [P_WGATE]     = {"gate_proj",   "model.layers.%d.mlp.gate_proj.weight",   1, INIT_NORMAL, NULL,
-                     "model.layers.%d.mlp.gate_proj.weight"},
+                     "model.layers.%d.mlp.gate_proj.weight", .id = 11},
     [P_WUP]       = {"up_proj",     "model.layers.%d.mlp.up_proj.weight",     1, INIT_NORMAL, NULL,
-                     "model.layers.%d.mlp.up_proj.weight"},
+                     "model.layers.%d.mlp.up_proj.weight", .id = 12},
     [P_WDOWN]     = {"down_proj",   "model.layers.%d.mlp.down_proj.weight",   1, INIT_NORMAL, NULL,
-                     "model.layers.%d.mlp.down_proj.weight"},
+                     "model.layers.%d.mlp.down_proj.weight", .id = 13},
     // the authors' layer has no Hugging Face form (export refuses it); these names only label the tensors
-    [P_BQFI]      = {"qfi_proj_bias", "model.layers.%d.attn.qfi_proj.bias",   0, INIT_ZEROS},
-    [P_BO]        = {"o_proj_bias", "model.layers.%d.attn.o_proj.bias",       0, INIT_ZEROS},
-    [P_GNORM_B]   = {"g_norm_bias", "model.layers.%d.attn.g_norm.bias",       0, INIT_ZEROS},
+    [P_BQFI]      = {"qfi_proj_bias", "model.layers.%d.attn.qfi_proj.bias",   0, INIT_ZEROS, .id = 14},
+    [P_BO]        = {"o_proj_bias", "model.layers.%d.attn.o_proj.bias",       0, INIT_ZEROS, .id = 15},
+    [P_GNORM_B]   = {"g_norm_bias", "model.layers.%d.attn.g_norm.bias",       0, INIT_ZEROS, .id = 16},
     // Zoology's blocks have no Hugging Face form either (export refuses them)
-    [P_NORM_B]    = {"norm_bias",   "model.norm.bias",                        0, INIT_ZEROS},
-    [P_ATTN_NORM_B] = {"attn_norm_bias", "model.layers.%d.attn_norm.bias",    0, INIT_ZEROS},
-    [P_MLP_NORM_B]  = {"mlp_norm_bias", "model.layers.%d.mlp_norm.bias",      0, INIT_ZEROS},
+    [P_NORM_B]    = {"norm_bias",   "model.norm.bias",                        0, INIT_ZEROS, .id = 17},
+    [P_ATTN_NORM_B] = {"attn_norm_bias", "model.layers.%d.attn_norm.bias",    0, INIT_ZEROS, .id = 18},
+    [P_MLP_NORM_B]  = {"mlp_norm_bias", "model.layers.%d.mlp_norm.bias",      0, INIT_ZEROS, .id = 19},
 };
 
 void param_shape(const Config *c, int p, int64_t *rows, int64_t *cols) {
@@ -251,7 +253,7 @@ void model_init(Model *m, uint64_t seed) {
             for (int64_t i = i0; i < i1; i++) x[i] = kind == INIT_ONES ? 1 : 0;
             continue;
         }
-        uint64_t s = seed * 1000003ull + (uint64_t)p * 4099ull + (uint64_t)tl[t];
+        uint64_t s = seed * 1000003ull + (uint64_t)PARAMS[p].id * 4099ull + (uint64_t)tl[t];
         s = splitmix64(&s) ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
         const double std = m->c.block == BLOCK_ZOOLOGY && (p == P_WO || p == P_WDOWN) ? 0.02 / sqrt(2.0 * m->c.L) : 0.02;
         for (int64_t i = i0; i < i1; i += 2) {   // both normals of each pair

@@ -101,6 +101,8 @@ typedef struct {
     Init init;
     const char *hgrn1;  // fla's HGRNForCausalLM name where HGRN1's tensor in this slot differs, else NULL
     const char *llama;  // the transformer's tensor in this slot, named as in LlamaForCausalLM; NULL: none
+    int id;             // the tensor's number in model_init's seeds, fixed when it was added: a new row in the
+                        // table changes no other tensor's initial values
 } ParamDesc;
 extern const ParamDesc PARAMS[NPARAM];
 

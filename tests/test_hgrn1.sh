@@ -58,6 +58,10 @@ b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
 assert struct.unpack_from('<qq', b, 8) == (4, 24)
 arch_at = 24 + 8 * 21                     # the 22nd integer, the architecture, then the mixer layer and the blocks
 assert struct.unpack_from('<qqq', b, arch_at) == (0, 0, 0)
+nfl_at = 24 + 8 * 24                      # the float count (10), and after the 10th float, the embeddings' dropout
+assert struct.unpack_from('<q', b, nfl_at)[0] == 10 and struct.unpack_from('<d', b, nfl_at + 8 * 10)[0] == 0
+del b[nfl_at + 8 * 10:nfl_at + 8 * 11]
+struct.pack_into('<q', b, nfl_at, 9)
 del b[arch_at:arch_at + 24]
 struct.pack_into('<qq', b, 8, 2, 21)
 ckpt_seal.write(sys.argv[2], b)

@@ -571,6 +571,11 @@ static void checkpoint_lra(void) {
 // more values than fla's blocks); the blocks round-trip through a checkpoint; o_proj is drawn at 0.02 /
 // sqrt(2 L), the other products at 0.02.
 static void zoology_blocks(void) {
+    // every tensor seeds its initial values with a number of its own
+    for (int p = 0; p < NPARAM; p++)
+        for (int q = p + 1; q < NPARAM; q++)
+            CHECK(PARAMS[p].id != PARAMS[q].id, "%s and %s share the seed number %d", PARAMS[p].name, PARAMS[q].name,
+                  PARAMS[p].id);
     Config c = {.V = 17, .D = 64, .L = 2, .K = 16, .I = 0, .tie = 1, .lower_bound = 1, .eps = 1e-5,
                 .layer = LAYER_LRA, .block = BLOCK_ZOOLOGY};
     CHECK(!config_finish(&c), "zoology configuration");

@@ -165,6 +165,12 @@ expect 0 "mqar, a fixed set of 24, 1 process" -- $H train "${MQ[@]}" --train-exa
 expect 0 "mqar, a fixed set of 24, 2 processes" -- mpi 2 $H train "${MQ[@]}" --train-examples 24 --steps 6 --out "$TMP/mqf2"
 # (its drift grows faster: 5e-8 relative at step 4, 1e-6 at step 5, 3e-6 at step 6, so its first 4 are compared)
 close <(head -n 5 "$TMP/mqf1/log.tsv") <(head -n 5 "$TMP/mqf2/log.tsv") 2 1e-6 "mqar's fixed set on 2 processes: the first 4 losses of 1"
+# dropout on the embeddings: each sequence's mask comes from its index in the global batch, so 2 processes
+# drop what 1 does (and Zoology's blocks with the authors' layer, the model the dropout comes from)
+ZD=(--block zoology --mixer-layer lra --embed-dropout 0.3 --steps 6)
+expect 0 "mqar with embedding dropout, 1 process" -- $H train "${MQ[@]}" "${ZD[@]}" --out "$TMP/mqd1"
+expect 0 "mqar with embedding dropout, 2 processes" -- mpi 2 $H train "${MQ[@]}" "${ZD[@]}" --out "$TMP/mqd2"
+close <(head -n 6 "$TMP/mqd1/log.tsv") <(head -n 6 "$TMP/mqd2/log.tsv") 2 1e-6 "embedding dropout on 2 processes: the losses of 1"
 expect 0 "eval --task mqar on the 2-process model" -- $H eval --ckpt "$TMP/mq2/model.ckpt" --examples 64 --threads 1
 
 # Ctrl-C: mpirun passes it on as SIGTERM to every process (after odls_base_sigkill_timeout, 1 s, and kills
