@@ -793,6 +793,9 @@ int main(void) {
     Config zh1 = zb;
     zh1.mixer = MIXER_HGRN1; zh1.K = 1; zh1.I = 0;
     fd_model(zh1, 2, 7, 54, 0, "zoology blocks, hgrn1: no MLP, T 7");
+    Config ztp = zb;
+    ztp.mixer = MIXER_TRANSFORMER; ztp.lower_bound = 0; ztp.K = 4;
+    fd_model(ztp, 2, 7, 55, 0, "zoology blocks, transformer: MLP, T 7");
     grads_ready_reports(zb0, "reports: zoology blocks, no MLP");
     decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_FLA, BLOCK_ZOOLOGY);
     decode_matches_forward(150, 70, MIXER_CAUSAL, LAYER_LRA, BLOCK_ZOOLOGY);
