@@ -7,6 +7,24 @@ H=./hgrn2
 export OMP_NUM_THREADS=2
 SMALL=(--task mqar --dim 32 --seq-len 32 --kv-pairs 4 --batch 8 --eval-every 10 --eval-batches 2)
 
+# resumes DIR STEPS STOP WHAT NOTE BASE FLAG...: trains SMALL with the FLAGs for STEPS steps into DIR, and again
+# into DIR2 stopped at STOP and resumed; the startup table names NOTE both times, the two end in the same losses
+# and checkpoint, and their losses are not those of the log BASE over the same steps (the FLAGs change the run)
+resumes() {
+    local dir=$1 steps=$2 stop=$3 what=$4 note=$5 base=$6
+    shift 6
+    expect 0 "train $what" -- $H train "${SMALL[@]}" "$@" --steps "$steps" --out "$dir"
+    grep -q -- "$note" "$TMP/out" || fail "the startup table does not name $what"
+    expect 0 "the same run stopped at step $stop" -- $H train "${SMALL[@]}" "$@" --steps "$steps" --stop-at "$stop" --out "${dir}2"
+    expect 0 "and resumed to step $steps" -- $H train --resume --out "${dir}2"
+    grep -q -- "$note" "$TMP/out" || fail "the resumed run lost $what"
+    checks=$((checks + 1))
+    if cmp -s <(cut -f2 "$dir/log.tsv") <(cut -f2 "${dir}2/log.tsv") && cmp -s "$dir/model.ckpt" "${dir}2/model.ckpt" &&
+        ! cmp -s <(cut -f2 "$dir/log.tsv") <(head -n $((steps + 1)) "$base" | cut -f2)
+    then ok "$what: the run resumes exactly, and its losses are not those of $base"
+    else fail "$what: the runs"; paste <(cut -f2 "$dir/log.tsv") <(cut -f2 "${dir}2/log.tsv") | head -14; fi
+}
+
 # usage errors (2) and runtime failures (1)
 expect 2 "train --task mqar, more pairs than the length holds" -- $H train --task mqar --seq-len 64 --kv-pairs 17
 expect_msg "too many for --seq-len 64"
@@ -33,20 +51,12 @@ then ok "plot --y acc wrote a PNG of the 30 rows"; else fail "plot --y acc: $(ca
 expect 0 "train, stop at step 12" -- $H train "${SMALL[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 expect 0 "resume to step 30" -- $H train --resume --out "$TMP/b"
 # a fixed training set: named in the checkpoint, resumed exactly, other batches than fresh examples give
-expect 0 "train on a fixed set of 24 examples" -- $H train "${SMALL[@]}" --train-examples 24 --steps 12 --out "$TMP/f"
-grep -q "a fixed training set of 24 examples" "$TMP/out" || fail "the run does not say it trains on a fixed set"
+resumes "$TMP/f" 12 5 "on a fixed set of 24 examples" "a fixed training set of 24 examples" "$TMP/a/log.tsv" \
+    --train-examples 24
 grep -q "mqar:kv-pairs=4,train-examples=24" "$TMP/out" || fail "the startup table does not name the fixed set"
-expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --train-examples 24 --steps 12 --stop-at 5 --out "$TMP/g"
-expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/g"
-grep -q "a fixed training set of 24 examples" "$TMP/out" || fail "the resumed run lost its fixed set"
-checks=$((checks + 1))
-if cmp -s <(cut -f2 "$TMP/f/log.tsv") <(cut -f2 "$TMP/g/log.tsv") && cmp -s "$TMP/f/model.ckpt" "$TMP/g/model.ckpt" &&
-    ! cmp -s <(cut -f2 "$TMP/f/log.tsv") <(head -n 13 "$TMP/a/log.tsv" | cut -f2)
-then ok "a fixed set's run resumes exactly, and its losses are not those of fresh examples"
-else fail "the fixed set's runs"; paste <(cut -f2 "$TMP/f/log.tsv") <(cut -f2 "$TMP/g/log.tsv") | head -14; fi
 expect 0 "eval of the fixed set's model (held-out examples)" -- $H eval --ckpt "$TMP/f/model.ckpt" --examples 64
 grep -q "^accuracy " "$TMP/out" || fail "eval printed no accuracy line"
-expect 2 "--train-examples with --resume" -- $H train --resume --out "$TMP/g" --train-examples 5; expect_msg "cannot change on --resume"
+expect 2 "--train-examples with --resume" -- $H train --resume --out "$TMP/f2" --train-examples 5; expect_msg "cannot change on --resume"
 expect 2 "--train-examples without --task mqar" -- $H train --train-examples 5; expect_msg "for --task mqar"
 expect 2 "--train-examples 0" -- $H train --task mqar --train-examples 0
 expect 0 "train, stop at step 5, before the first evaluation" -- $H train "${SMALL[@]}" --steps 30 --stop-at 5 --out "$TMP/c"
@@ -60,16 +70,7 @@ then ok "the resumed run repeats the training losses and ends in the identical c
 expect 2 "resume with --kv-pairs" -- $H train --resume --out "$TMP/b" --kv-pairs 8
 # the HGRN2 authors' layer (--mixer-layer lra): named at startup, resumed exactly, kept by the checkpoint; refused
 # where it does not apply, and by export (fla's HGRN2 has no such layer)
-expect 0 "train with the authors' layer" -- $H train "${SMALL[@]}" --mixer-layer lra --steps 20 --out "$TMP/l"
-grep -q "the authors' mixer layer (lra)" "$TMP/out" || fail "the startup table does not name the lra layer"
-expect 0 "the same run stopped at step 7" -- $H train "${SMALL[@]}" --mixer-layer lra --steps 20 --stop-at 7 --out "$TMP/l2"
-expect 0 "and resumed to step 20" -- $H train --resume --out "$TMP/l2"
-grep -q "the authors' mixer layer (lra)" "$TMP/out" || fail "the resumed run lost its layer"
-checks=$((checks + 1))
-if cmp -s <(cut -f2 "$TMP/l/log.tsv") <(cut -f2 "$TMP/l2/log.tsv") && cmp -s "$TMP/l/model.ckpt" "$TMP/l2/model.ckpt" &&
-    ! cmp -s <(cut -f2 "$TMP/l/log.tsv") <(head -n 21 "$TMP/a/log.tsv" | cut -f2)
-then ok "the lra layer's run resumes exactly, and its losses are not fla's"
-else fail "the lra layer's runs"; paste <(cut -f2 "$TMP/l/log.tsv") <(cut -f2 "$TMP/l2/log.tsv") | head -8; fi
+resumes "$TMP/l" 20 7 "with the authors' layer" "the authors' mixer layer (lra)" "$TMP/a/log.tsv" --mixer-layer lra
 expect 0 "eval of the lra layer's model" -- $H eval --ckpt "$TMP/l/model.ckpt" --examples 64
 grep -q "^accuracy " "$TMP/out" || fail "eval printed no accuracy line"
 expect 2 "--mixer-layer with --resume" -- $H train --resume --out "$TMP/l2" --mixer-layer fla; expect_msg "--mixer-layer cannot be given with --resume"
@@ -79,26 +80,12 @@ expect_msg "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1"
 expect 2 "--mixer-layer lra with the transformer" -- $H train --task mqar --arch transformer --mixer-layer lra
 expect_msg "not with --arch transformer"
 # Zoology's blocks: named at startup, resumed exactly, refused by export and on --resume
-expect 0 "train with Zoology's blocks and the lra layer" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --steps 12 --out "$TMP/z"
-grep -q "Zoology's: LayerNorms with biases (eps 1e-05), the identity as the state mixer" "$TMP/out" || fail "the startup table does not name Zoology's blocks"
-expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --steps 12 --stop-at 5 --out "$TMP/z2"
-expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/z2"
-checks=$((checks + 1))
-if cmp -s <(cut -f2 "$TMP/z/log.tsv") <(cut -f2 "$TMP/z2/log.tsv") && cmp -s "$TMP/z/model.ckpt" "$TMP/z2/model.ckpt" &&
-    ! cmp -s <(cut -f2 "$TMP/z/log.tsv") <(head -n 13 "$TMP/l/log.tsv" | cut -f2)
-then ok "Zoology's blocks resume exactly, and their losses are not fla's blocks'"
-else fail "the runs with Zoology's blocks"; paste <(cut -f2 "$TMP/z/log.tsv") <(cut -f2 "$TMP/z2/log.tsv") | head -8; fi
+resumes "$TMP/z" 12 5 "with Zoology's blocks and the lra layer" \
+    "Zoology's: LayerNorms with biases (eps 1e-05), the identity as the state mixer" "$TMP/l/log.tsv" \
+    --block zoology --mixer-layer lra
 # dropout on the embeddings: named at startup, resumed exactly, other losses than without it
-expect 0 "train with embedding dropout" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --embed-dropout 0.1 --steps 12 --out "$TMP/zd"
-grep -q "on the embeddings, p 0.1" "$TMP/out" || fail "the startup table does not show the dropout"
-expect 0 "the same run stopped at step 5" -- $H train "${SMALL[@]}" --block zoology --mixer-layer lra --embed-dropout 0.1 --steps 12 --stop-at 5 --out "$TMP/zd2"
-expect 0 "and resumed to step 12" -- $H train --resume --out "$TMP/zd2"
-grep -q "on the embeddings, p 0.1" "$TMP/out" || fail "the resumed run lost its dropout"
-checks=$((checks + 1))
-if cmp -s <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/zd2/log.tsv") && cmp -s "$TMP/zd/model.ckpt" "$TMP/zd2/model.ckpt" &&
-    ! cmp -s <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/z/log.tsv")
-then ok "a run with embedding dropout resumes exactly, and its losses are not those without it"
-else fail "the runs with embedding dropout"; paste <(cut -f2 "$TMP/zd/log.tsv") <(cut -f2 "$TMP/zd2/log.tsv") | head -8; fi
+resumes "$TMP/zd" 12 5 "with embedding dropout" "on the embeddings, p 0.1" "$TMP/z/log.tsv" \
+    --block zoology --mixer-layer lra --embed-dropout 0.1
 expect 2 "--embed-dropout 1" -- $H train --task mqar --embed-dropout 1; expect_msg "embed-dropout"
 expect 2 "--embed-dropout with --resume" -- $H train --resume --out "$TMP/zd2" --embed-dropout 0.2; expect_msg "cannot change on --resume"
 expect 2 "--block with --resume" -- $H train --resume --out "$TMP/z2" --block fla; expect_msg "--block cannot be given with --resume"
