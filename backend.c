@@ -16,6 +16,23 @@ int mixer_chunk(int T) {
     return g_hgru_chunk;
 }
 
+int opnd_real_begin(void) {
+#if USE_CUDA
+    if (g_gpu && opnd_size() != sizeof(real)) {
+        const int prec = cuda_get_gemm_precision();
+        cuda_set_gemm_precision(PRECISION_TF32);
+        return prec;
+    }
+#endif
+    return -1;
+}
+void opnd_real_end(int saved) {
+#if USE_CUDA
+    if (saved >= 0) cuda_set_gemm_precision(saved);
+#endif
+    (void)saved;
+}
+
 void *dev_alloc(size_t bytes, const char *what) {
 #if USE_CUDA
     if (g_gpu) return cuda_alloc(bytes, what);

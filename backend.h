@@ -58,6 +58,11 @@ double dev_peak_mib(void);                              // the GPU's peak alloca
 size_t opnd_size(void);
 opnd *opnd_at(const opnd *p, int64_t i);
 const opnd *as_opnd(opnd *to, const real *x, int64_t n);
+// Ops that write operands write `real` from opnd_real_begin to opnd_real_end (a GPU computing in bf16 switches its
+// operand format to fp32 in between; ops run in launch order, so nothing else sees the switch): for a norm whose
+// output is not an operand. begin returns what end restores.
+int opnd_real_begin(void);
+void opnd_real_end(int saved);
 
 // What the GPU's tensor cores compute in (--precision); the values are cuda_set_gemm_precision's modes.
 // Storage is fp32 in every mode.

@@ -139,6 +139,12 @@ int free_cores(void) {
 // ----------------------------------------------------------------------------------------------------------
 // The model-size options and the presets
 
+int cli_name_index(const char *flag, const char *v, const char *const *names, int n) {
+    for (int i = 0; i < n; i++) if (!strcmp(v, names[i])) return i;
+    if (n == 2) usage_error("%s must be %s or %s, got '%s'", flag, names[0], names[1], v);
+    usage_error("%s must be %s, %s or %s, got '%s'", flag, names[0], names[1], names[2], v);
+}
+
 int size_arg(int c, SizeArgs *z) {
     switch (c) {
     case O_LAYERS: z->layers = arg_int_in(&R_LAYERS, optarg); return 1;
@@ -155,14 +161,8 @@ int size_arg(int c, SizeArgs *z) {
         z->has_arch = 1;
         return 1;
     case O_HEADS: z->heads = arg_int_in(&R_DIM, optarg); return 1;
-    case O_LAYER:
-        for (z->layer = 0; z->layer < NLAYERS && strcmp(optarg, LAYER_NAMES[z->layer]); z->layer++) {}
-        if (z->layer == NLAYERS) usage_error("--mixer-layer must be fla or lra, got '%s'", optarg);
-        return 1;
-    case O_BLOCK:
-        for (z->block = 0; z->block < NBLOCKS && strcmp(optarg, BLOCK_NAMES[z->block]); z->block++) {}
-        if (z->block == NBLOCKS) usage_error("--block must be fla or zoology, got '%s'", optarg);
-        return 1;
+    case O_LAYER: z->layer = cli_name_index("--mixer-layer", optarg, LAYER_NAMES, NLAYERS); return 1;
+    case O_BLOCK: z->block = cli_name_index("--block", optarg, BLOCK_NAMES, NBLOCKS); return 1;
     }
     return 0;
 }

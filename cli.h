@@ -29,6 +29,8 @@ double arg_num_in(const Range *r, const char *v);
 __attribute__((noreturn)) void bad_option(char **argv, int c);
 // --help: the usage line, a blank line, then the help text, on stdout.
 void print_help(const char *usage, const char *help);
+// The index of v among the n names of flag's values (2 or 3 of them); a usage error naming them otherwise.
+int cli_name_index(const char *flag, const char *v, const char *const *names, int n);
 // The value of option name ("--task") in a command's argv, "--task X" or "--task=X" (the last one given), read
 // before the command parses its options, to choose which command parses them; NULL when absent.
 const char *cli_option_value(int argc, char **argv, const char *name);

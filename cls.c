@@ -524,20 +524,11 @@ static void norm_bwd(ClsModel *m, const ClsActs *a, real *dx, int acc, const rea
     }
 }
 
-// The final norm writes `real` (the pool reads it). Norms write operands, which on a GPU computing in bf16 are
-// bf16: there the call runs with the operand format switched to fp32 for its duration (ops run in launch order,
-// so nothing else sees the switch).
+// The final norm writes `real` (the pool reads it), where norms write operands (opnd_real_begin).
 static void final_norm_fwd(ClsModel *m, ClsActs *a, real *x, const real *res, int64_t N, int train) {
-#if USE_CUDA
-    if (g_gpu && opnd_size() != sizeof(real)) {
-        const int prec = cuda_get_gemm_precision();
-        cuda_set_gemm_precision(PRECISION_TF32);
-        norm_fwd(m, a, a->hf, a->stf, x, res, C_FNORM, C_FNORM_B, 0, 2 * m->c.L, N, train);
-        cuda_set_gemm_precision(prec);
-        return;
-    }
-#endif
+    const int saved = opnd_real_begin();
     norm_fwd(m, a, a->hf, a->stf, x, res, C_FNORM, C_FNORM_B, 0, 2 * m->c.L, N, train);
+    opnd_real_end(saved);
 }
 
 static uint64_t drop_site(uint64_t seed, int site) { return mix64(seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(site + 1))); }

@@ -45,12 +45,6 @@ static const ClsPreset *task_or_usage(const char *task) {
     return ps;
 }
 
-static int name_index(const char *flag, const char *v, const char *const *names, int n) {
-    for (int i = 0; i < n; i++) if (!strcmp(v, names[i])) return i;
-    if (n == 2) usage_error("%s must be %s or %s, got '%s'", flag, names[0], names[1], v);
-    usage_error("%s must be %s, %s or %s, got '%s'", flag, names[0], names[1], names[2], v);
-}
-
 // ----------------------------------------------------------------------------------------------------------
 // hgrn2 train --task lra-*
 
@@ -294,9 +288,9 @@ int cmd_cls_train(int argc, char **argv) {
         case O_DIM: dim = arg_int_in(&R_DIM, optarg); break;
         case O_EXPAND: expand = arg_int_in(&R_EXPAND, optarg); break;
         case OC_GLU: glu = arg_int_in(&R_GLU_RATIO, optarg); break;
-        case OC_NORM: norm = name_index("--norm", optarg, NORM_NAMES, NNORMS); break;
-        case OC_POS: pos = name_index("--pos", optarg, POS_NAMES, NPOS); break;
-        case OC_INIT: init = name_index("--weight-init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
+        case OC_NORM: norm = cli_name_index("--norm", optarg, NORM_NAMES, NNORMS); break;
+        case OC_POS: pos = cli_name_index("--pos", optarg, POS_NAMES, NPOS); break;
+        case OC_INIT: init = cli_name_index("--weight-init", optarg, CLS_INIT_NAMES, NCLS_INITS); break;
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
         case OC_INPUT_DROPOUT: input_dropout = arg_num_in(&R_INPUT_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
@@ -306,7 +300,7 @@ int cmd_cls_train(int argc, char **argv) {
                 usage_error("--arch must be hgrn2 or hgrn1 for a classifier task, got '%s' (the transformer baseline is "
                             "for the language-model tasks and mqar)", optarg);
             break;
-        case OC_LAYER: layer = name_index("--mixer-layer", optarg, LAYER_NAMES, NLAYERS); break;
+        case OC_LAYER: layer = cli_name_index("--mixer-layer", optarg, LAYER_NAMES, NLAYERS); break;
         case OC_PRESET:
             if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
                 usage_error("--preset must be imagenet-tiny or imagenet-small, got '%s'", optarg);

@@ -604,15 +604,15 @@ int cmd_export(int argc, char **argv) {
     RunState rs;
     checkpoint_load(ckpt, &m, &rs, 0);
     const int llama = m.c.mixer == MIXER_TRANSFORMER;
+    const char *form = llama ? "LLaMA" : m.c.mixer == MIXER_HGRN1 ? "fla's HGRN" : "fla's HGRN2";   // the HF model
     if (!m.c.I)
-        die("%s has no MLPs (--mlp-width 0); %s always has them, so it has no Hugging Face form", ckpt,
-            llama ? "LLaMA" : m.c.mixer == MIXER_HGRN1 ? "fla's HGRN" : "fla's HGRN2");
+        die("%s has no MLPs (--mlp-width 0); %s always has them, so it has no Hugging Face form", ckpt, form);
     if (m.c.layer != LAYER_FLA)
         die("%s has the HGRN2 authors' mixer layer (--mixer-layer %s: sigmoid q, silu v, a LayerNorm, biases); fla's "
             "HGRN2 has only its own layer, so this model has no Hugging Face form", ckpt, LAYER_NAMES[m.c.layer]);
     if (m.c.block != BLOCK_FLA)
         die("%s has Zoology's blocks (--block %s: LayerNorms with biases); %s has RMSNorms, so this model has no "
-            "Hugging Face form", ckpt, BLOCK_NAMES[m.c.block], llama ? "LLaMA" : m.c.mixer == MIXER_HGRN1 ? "fla's HGRN" : "fla's HGRN2");
+            "Hugging Face form", ckpt, BLOCK_NAMES[m.c.block], form);
     mkdir_p(dir);
 
     int n = hf_write_tensors(dir, &m, dtype);

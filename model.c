@@ -418,19 +418,10 @@ static void bnorm_bwd(Model *m, real *dx, int acc, const real *dy, const real *x
     else OP(rmsnorm_bwd, dx, acc, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
 }
 // bnorm_fwd with y in `real` (Zoology's identity state mixer: the norm's output is the block's, in the stream).
-// Norms write operands, which on a GPU computing in bf16 are bf16: there the call runs with the operand format
-// switched to fp32 for its duration (ops run in launch order, so nothing else sees the switch).
 static void bnorm_fwd_real(Model *m, real *y, real *st, real *x, const real *res, int pw, int pb, int l, int64_t N) {
-#if USE_CUDA
-    if (g_gpu && opnd_size() != sizeof(real)) {
-        const int prec = cuda_get_gemm_precision();
-        cuda_set_gemm_precision(PRECISION_TF32);
-        bnorm_fwd(m, y, st, x, res, pw, pb, l, N);
-        cuda_set_gemm_precision(prec);
-        return;
-    }
-#endif
+    const int saved = opnd_real_begin();
     bnorm_fwd(m, y, st, x, res, pw, pb, l, N);
+    opnd_real_end(saved);
 }
 
 // The embeddings' dropout in a training pass (Acts, embed_drop): each sequence's rows of x [N,D] in place, with
@@ -478,6 +469,21 @@ static real *layer_state(const Config *c, const DecodeState *st, int l) {
     return st ? st->s + (int64_t)l * (st->n / c->L) : NULL;
 }
 
+// HGRN2's output norm of layer l over o [N,D] into yo: an RMSNorm, or with the authors' layer a LayerNorm with a
+// bias, whose statistics st hold the N means, then the N rstds (NULL: not kept); eps EPS_O either way.
+static void out_norm_fwd(Model *m, opnd *yo, real *st, real *o, int l, int64_t N) {
+    if (m->c.layer == LAYER_LRA)
+        OP(layernorm_fwd, yo, st, st ? st + N : NULL, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, m->c.D, EPS_O);
+    else OP(rmsnorm_fwd, yo, st, o, NULL, W(m, P_GNORM, l), N, m->c.D, EPS_O);
+}
+// Its backward: d o into dout (=), the weights' gradients +=.
+static void out_norm_bwd(Model *m, real *dout, const real *dyo, const real *o, const real *st, int l, int64_t N) {
+    if (m->c.layer == LAYER_LRA)
+        OP(layernorm_bwd, dout, 0, G(m, P_GNORM, l), G(m, P_GNORM_B, l), dyo, o, W(m, P_GNORM, l), st, st + N, N,
+                          m->c.D);
+    else OP(rmsnorm_bwd, dout, 0, G(m, P_GNORM, l), dyo, o, W(m, P_GNORM, l), st, N, m->c.D, EPS_O);
+}
+
 // Token mixer of layer l: the normed stream h1 [N,D] -> y [N,D] into out. st: the decoding state, carried in
 // and out, or NULL (a zero state, nothing kept; the transformer's positions start at 0).
 static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out) {
@@ -487,30 +493,25 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
     real *S = layer_state(c, st, l);
     switch (c->mixer) {
     case MIXER_CAUSAL: {
+        // the authors' layer (lra) adds the projections' biases, replaces q by sigmoid (scaled by sqrt(K) against
+        // the scan's 1 / sqrt(K): their readout is unscaled) and v by silu(v) in a buffer of its own, and has a
+        // LayerNorm for the output norm
+        const int lra = c->layer == LAYER_LRA;
         real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         OP(matmul_fwd, qfi, a->h1, W(m, P_WQ, l), N, D, QFI);                // [q | f | v] [N, 2HK+D]
-        if (c->layer == LAYER_LRA) {
-            // the authors' layer: biased projections, q = sigmoid (scaled by sqrt(K) against the scan's 1 / sqrt(K):
-            // their readout is unscaled), v = silu, and a LayerNorm with a bias
-            real *rstdo = LAYER(a, rstdo, l, 2);
-            OP(bias_add, qfi, W(m, P_BQFI, l), N, QFI);
-            OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);            // k, g; q is replaced next
-            OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sqrt((double)c->K));
-            OP(hgru_fwd, o, S, a->q, a->k, a->g, a->vact, D, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
-            OP(layernorm_fwd, a->yo, rstdo, rstdo + N, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, D, EPS_O);
-            OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);
-            OP(bias_add, out, W(m, P_BO, l), N, D);                          // y [N,D]
-            break;
-        }
-        if (S && T == 1 && !a->train && fused_flag()) {                      // decoding: the step with its gates
+        if (lra) OP(bias_add, qfi, W(m, P_BQFI, l), N, QFI);
+        if (S && T == 1 && !a->train && !lra && fused_flag()) {              // decoding: the step with its gates
             OP(hgru_step_fwd, o, S, a->q, a->k, a->g, qfi, QFI, lb, B, c->H, c->K, c->Dv);
         } else {
             OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);            // q, k, g [N,HK]
-            OP(hgru_fwd, o, S, a->q, a->k, a->g, qfi + 2 * HK, QFI, S, B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
+            if (lra) OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sqrt((double)c->K));
+            OP(hgru_fwd, o, S, a->q, a->k, a->g, lra ? a->vact : qfi + 2 * HK, lra ? D : QFI, S, B, T, c->H, c->K,
+                         c->Dv, mixer_chunk(T), 0, 0);
         }                                                                    // o [N,D]
-        OP(rmsnorm_fwd, a->yo, LAYER(a, rstdo, l, 1), o, NULL, W(m, P_GNORM, l), N, D, EPS_O);
+        out_norm_fwd(m, a->yo, LAYER(a, rstdo, l, lra ? 2 : 1), o, l, N);
         OP(matmul_fwd, out, a->yo, W(m, P_WO, l), N, D, D);                  // y [N,D]
+        if (lra) OP(bias_add, out, W(m, P_BO, l), N, D);
         break;
     }
     case MIXER_HGRN1: {
@@ -966,37 +967,27 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
     const int64_t N = a->N;
     switch (c->mixer) {
     case MIXER_CAUSAL: {
-        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
+        // the authors' layer (lra): silu(v) and its gradient in buffers of their own, the biases' gradients
+        const int lra = c->layer == LAYER_LRA;
+        real *qfi = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D), *v = lra ? a->vact : qfi + 2 * HK;
+        real *dv = lra ? a->dvs : a->dqfi + 2 * HK;
+        const int64_t ldv = lra ? D : QFI;
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
-        if (c->layer == LAYER_LRA) {
-            const real *rstdo = LAYER(a, rstdo, l, 2);
-            const double sK = sqrt((double)c->K);
-            OP(bias_bwd, G(m, P_BO, l), dy, N, D);
-            OP(layernorm_fwd, a->yo, NULL, NULL, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, D, EPS_O);  // recomputed
-            const opnd *dyo = as_opnd(a->dyo, dy, N * D);
-            OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
-            OP(layernorm_bwd, a->dout, 0, G(m, P_GNORM, l), G(m, P_GNORM_B, l), a->dh, o, W(m, P_GNORM, l), rstdo,
-                              rstdo + N, N, D);
-            OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                    // recomputed
-            OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sK);
-            OP(hgru_bwd, a->dq, a->dk, a->dg, a->dvs, D, a->dout, a->q, a->k, a->g, a->vact, D,
-                        B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
-            OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);  // d f (and a swish d q)
-            OP(lra_acts_bwd, a->dqfi, QFI, a->dq, a->dvs, qfi, QFI, N, HK, D, sK);      // d q, d v
-            OP(bias_bwd, G(m, P_BQFI, l), a->dqfi, N, QFI);
-            dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
-            OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
-            break;
-        }
-        OP(rmsnorm_fwd, a->yo, NULL, o, NULL, W(m, P_GNORM, l), N, D, EPS_O);        // recomputed
+        if (lra) OP(bias_bwd, G(m, P_BO, l), dy, N, D);
+        out_norm_fwd(m, a->yo, NULL, o, l, N);                                        // recomputed
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
-        OP(rmsnorm_bwd, a->dout, 0, G(m, P_GNORM, l), a->dh, o, W(m, P_GNORM, l), LAYER(a, rstdo, l, 1), N, D, EPS_O);
+        out_norm_bwd(m, a->dout, a->dh, o, LAYER(a, rstdo, l, lra ? 2 : 1), l, N);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                        // recomputed
-        OP(hgru_bwd, a->dq, a->dk, a->dg, a->dqfi + 2 * HK, QFI, a->dout, a->q, a->k, a->g, qfi + 2 * HK, QFI,
+        if (lra) OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sqrt((double)c->K));
+        OP(hgru_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv,
                     B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);  // (lra: q's is replaced next)
+        if (lra) {
+            OP(lra_acts_bwd, a->dqfi, QFI, a->dq, a->dvs, qfi, QFI, N, HK, D, sqrt((double)c->K));   // d q, d v
+            OP(bias_bwd, G(m, P_BQFI, l), a->dqfi, N, QFI);
+        }
         dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;
