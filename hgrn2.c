@@ -49,7 +49,8 @@ static const char *TRAIN_HELP =
     "  --out DIR            run directory: model.ckpt, log.tsv (default " DEFAULT_OUT ")\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
     "  --ckpt PATH          the checkpoint --resume reads (default OUT/model.ckpt)\n"
-    "  --init PATH          start a new run from the weights of a checkpoint (fine-tuning)\n"
+    "  --init PATH          start a new run from the weights of a checkpoint (fine-tuning; with --task mqar,\n"
+    "                       another shape): the model is the checkpoint's, the task and optimizer this line's\n"
     "  --steps N            optimizer steps in all (with --resume: the new total)\n"
     "Model size (override the preset):\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
@@ -111,16 +112,19 @@ enum { OT_KEEP = O_LAST, OT_MAX_BAD, OT_DECAY_FRAC, OT_EMBED_DROP, OT_RENDEZVOUS
 // With --resume the model and the optimization settings come from the checkpoint, with --init the model:
 // flags that would set them are refused rather than ignored.
 static void refuse_fixed_flags(const int *set, int resume, int init) {
+    // --init takes the model from the checkpoint and everything else from the command line: the task (another
+    // corpus to fine-tune on, or another MQAR shape) and its preset's optimizer settings, which flags override
     if (resume || init) {
-        static const int fixed[] = {O_TASK, O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB,
+        static const int fixed[] = {O_PRESET, O_LAYERS, O_DIM, O_EXPAND, O_VOCAB, O_MLP, O_TIE, O_NO_LB,
                                     O_HEADS, O_LAYER, O_BLOCK};
-        static const char *names[] = {"--task", "--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
+        static const char *names[] = {"--preset", "--layers", "--dim", "--expand-ratio", "--vocab",
                                       "--mlp-width", "--tie-embeddings", "--no-lower-bound", "--heads", "--mixer-layer",
                                       "--block"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (set[fixed[i]]) usage_error("%s cannot be given with %s: the model comes from the checkpoint", names[i], resume ? "--resume" : "--init");
     }
     if (resume) {
+        if (set[O_TASK]) usage_error("--task cannot be given with --resume: the run continues with its saved task");
         static const int fixed[] = {O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_BETA1,
                                     O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED, OT_DECAY_FRAC, OT_EMBED_DROP};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)

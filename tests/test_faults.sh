@@ -33,6 +33,21 @@ RUN=(--task text --data "$D" --dim 32 --layers 2 --expand-ratio 8 --batch 4 --se
 PROGRESS=(--eval-every 10 --eval-batches 4 --ckpt-every 3)     # not kept in checkpoints: given on every resume
 expect 0 "an uninterrupted run of 36 steps" -- $H train "${RUN[@]}" "${PROGRESS[@]}" --out "$TMP/ref"
 
+# ---- --init: a new run from another's weights (fine-tuning, the README's command): the model is the
+# checkpoint's, the task and the optimizer the command line's; the model's shape cannot change ----
+expect 0 "fine-tune: --init from the run, --task text" -- $H train --init "$TMP/ref/model.ckpt" --task text --data "$D" \
+    --batch 4 --seq-len 80 --lr 1e-4 --warmup 0 --steps 2 --eval-every 0 --out "$TMP/ft"
+grep -q "initialising from the weights of $TMP/ref/model.ckpt" "$TMP/out" || fail "--init does not say where the weights come from"
+checks=$((checks + 1))
+# the trained weights start where the reference run ended, far below a fresh model's first loss
+if awk -F'\t' 'FNR == 2 { f[n++] = $2 } END { exit !(f[1] < f[0] - 1) }' "$TMP/ref/log.tsv" "$TMP/ft/log.tsv"
+then ok "the fine-tuned run starts from the trained weights (first loss $(sed -n 2p "$TMP/ft/log.tsv" | cut -f2) against $(sed -n 2p "$TMP/ref/log.tsv" | cut -f2))"
+else fail "the fine-tuned run's first loss:"; sed -n 2p "$TMP/ref/log.tsv" "$TMP/ft/log.tsv"; fi
+expect 2 "--init with --dim" -- $H train --init "$TMP/ref/model.ckpt" --task text --data "$D" --dim 64
+expect_msg "--dim cannot be given with --init: the model comes from the checkpoint"
+expect 2 "--resume with --task" -- $H train --resume --out "$TMP/ref" --task text
+expect_msg "--task cannot be given with --resume: the run continues with its saved task"
+
 # ---- log.tsv after a crash: rows past the checkpoint, and a row cut short, are dropped on resume ----
 expect 0 "a run stopped at step 12" -- $H train "${RUN[@]}" "${PROGRESS[@]}" --stop-at 12 --out "$TMP/log"
 sed -n 14,15p "$TMP/ref/log.tsv" >> "$TMP/log/log.tsv"          # steps 13 and 14, logged before a crash

@@ -44,6 +44,18 @@ grep -q "val acc" "$TMP/out" || fail "the progress line shows no held-out accura
 checks=$((checks + 1))
 if head -n 1 "$TMP/a/log.tsv" | grep -q '	val_acc	' && awk -F'\t' 'NR > 1 && $3 != "" && ($6 < 0 || $6 > 1 || $6 == "") { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
 then ok "log.tsv has a val_acc column, a fraction at every evaluation"; else fail "log.tsv's val_acc column"; head -3 "$TMP/a/log.tsv"; fi
+# --init into another shape (a curriculum: fewer pairs first, then more): the checkpoint's model, the new task's
+# shape in the data field, and a first loss that is the trained model's, not a fresh one's
+expect 0 "--init from the run into T 64 with 8 pairs" -- $H train --init "$TMP/a/model.ckpt" --task mqar --seq-len 64 \
+    --kv-pairs 8 --batch 8 --steps 2 --eval-every 0 --out "$TMP/i"
+grep -q "mqar:kv-pairs=8" "$TMP/out" && grep -q "D 32, layers 2" "$TMP/out" || fail "--init: the startup table: $(grep -E 'task|model' "$TMP/out")"
+expect 0 "the same shape from a fresh model" -- $H train --task mqar --dim 32 --seq-len 64 --kv-pairs 8 --batch 8 --steps 2 \
+    --eval-every 0 --out "$TMP/i0"
+checks=$((checks + 1))
+if ! cmp -s <(sed -n 2p "$TMP/i/log.tsv" | cut -f2) <(sed -n 2p "$TMP/i0/log.tsv" | cut -f2)
+then ok "the run from --init does not start where a fresh model does"; else fail "--init: the first loss is a fresh model's"; fi
+expect 2 "--init with --mixer-layer" -- $H train --init "$TMP/a/model.ckpt" --task mqar --mixer-layer lra
+expect_msg "--mixer-layer cannot be given with --init"
 expect 0 "plot the run's held-out accuracy" -- $H plot "$TMP/a" --y acc --x step --out "$TMP/acc.png"
 checks=$((checks + 1))
 if [ "$(head -c 8 "$TMP/acc.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && grep -q "1 run, 30 rows" "$TMP/out"
