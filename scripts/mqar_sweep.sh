@@ -16,13 +16,16 @@
 #     --batch B (default: the preset's)          --examples N  held-out examples per score (default 3000)
 #     --jobs N   runs at a time (on cuda, run i takes GPU i mod the GPUs nvidia-smi lists; default 1)
 #     --threads N (cpu)                          --hgrn2 PATH  (default ./hgrn2)
+#     --curriculum  every shape after the first starts from the weights of the best run of the shape
+#                before it at the same D (train --init), the shapes taken in the order given; without it
+#                every run starts from a fresh model, as the paper's runs did
 #     --tiny     a small grid that finishes in a minute on a CPU: D 64, T:P 32:2 64:4, lr 1e-2 3e-3,
 #                40 steps, 64 examples (with --device cpu; for checking the script, not for results)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 device=cuda out=runs/mqar_sweep dims="64 128 256 512" shapes="64:4 128:8 256:16 512:64" lrs="1e-3 3e-3 1e-2"
-steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2 seeds=""
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
+steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2 seeds="" curriculum=0
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device=$2; shift ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --jobs) jobs=$2; shift ;;
         --threads) threads=$2; shift ;;
         --hgrn2) hgrn2=$2; shift ;;
+        --curriculum) curriculum=1 ;;
         --tiny) dims="64" shapes="32:2 64:4" lrs="1e-2 3e-3" steps=40 examples=64 ;;
         --) shift; break ;;
         -h | --help) usage 0 ;;
@@ -66,14 +70,17 @@ run_dir() {   # D T P lr S B seed
     echo "$d"
 }
 
-# what a run's result depends on beyond its directory's name: steps, batch, held-out examples, the extra flags
+# what a run's result depends on beyond its directory's name: steps, batch, held-out examples, the extra flags,
+# and whether it started from the shape before it
 settings_of() {   # S B
-    echo "steps=${1:-${steps:-preset}} batch=${2:-${batch:-preset}} examples=$examples flags=${extra[*]+${extra[*]}}"
+    local s="steps=${1:-${steps:-preset}} batch=${2:-${batch:-preset}} examples=$examples flags=${extra[*]+${extra[*]}}"
+    [ "$curriculum" = 1 ] && s+=" curriculum=$shapes"
+    echo "$s"
 }
 
-# one run: train, then score the final model; writes its accuracy file last
-run() {   # slot D T P lr S B seed
-    local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch} seed=${8:-}
+# one run: train (from the weights of INIT when given), then score the final model; writes its accuracy file last
+run() {   # slot D T P lr S B seed INIT
+    local slot=$1 D=$2 T=$3 P=$4 lr=$5 rsteps=${6:-$steps} rbatch=${7:-$batch} seed=${8:-} init=${9:-}
     local dir
     dir=$(run_dir "$D" "$T" "$P" "$lr" "$6" "$7" "$seed")
     [ -s "$dir/accuracy" ] && return 0
@@ -81,7 +88,8 @@ run() {   # slot D T P lr S B seed
     [ -n "$threads" ] && flags+=(--threads "$threads")
     local env=()
     [ "$device" = cuda ] && env=(env CUDA_VISIBLE_DEVICES=$((slot % ngpu)))
-    local train=(--task mqar --dim "$D" --seq-len "$T" --kv-pairs "$P" --lr "$lr" --out "$dir" --log-every 100)
+    local train=(--task mqar --seq-len "$T" --kv-pairs "$P" --lr "$lr" --out "$dir" --log-every 100)
+    if [ -n "$init" ]; then train+=(--init "$init"); else train+=(--dim "$D"); fi
     [ -n "$rsteps" ] && train+=(--steps "$rsteps")
     [ -n "$rbatch" ] && train+=(--batch "$rbatch")
     [ -n "$seed" ] && train+=(--seed "$seed")
@@ -105,20 +113,34 @@ run() {   # slot D T P lr S B seed
 for shape in $shapes; do parse_shape "$shape"; done   # every shape checked before the first run
 for seed in $seeds; do case "$seed" in *[!0-9]*) echo "mqar_sweep.sh: bad seed '$seed'" >&2; exit 2 ;; esac; done
 seed_list=${seeds:-"-"}    # "-": the preset's seed, no suffix
-# calls "$@" D T P lr S B seed for every run of the sweep, in order
-each_run() {
-    local D shape lr seed
-    for D in $dims; do
-        for shape in $shapes; do
-            parse_shape "$shape"
-            for lr in $lrs; do
-                for seed in $seed_list; do
-                    [ "$seed" = - ] && seed=""
-                    "$@" "$D" "$T" "$P" "$lr" "$S" "$B" "$seed"
-                done
-            done
+# calls "$@" D T P lr S B seed for every run of one shape at one width
+shape_runs() {   # D shape command...
+    local D=$1 lr seed
+    parse_shape "$2"
+    shift 2
+    for lr in $lrs; do
+        for seed in $seed_list; do
+            [ "$seed" = - ] && seed=""
+            "$@" "$D" "$T" "$P" "$lr" "$S" "$B" "$seed"
         done
     done
+}
+# calls "$@" D T P lr S B seed for every run of the sweep, in order
+each_run() {
+    local D shape
+    for D in $dims; do for shape in $shapes; do shape_runs "$D" "$shape" "$@"; done; done
+}
+# the best scored run of a cell: sets best (its accuracy), blr and bdir, or leaves best empty
+best_of() {   # D shape
+    best="" blr="" bdir=""
+    shape_runs "$1" "$2" best_step
+}
+best_step() {   # D T P lr S B seed
+    local d a
+    d=$(run_dir "$@")
+    [ -s "$d/accuracy" ] || return 0
+    a=$(cat "$d/accuracy")
+    if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$4 bdir=$d; fi
 }
 # every directory this sweep would reuse must have been trained with its settings
 check_settings() {   # D T P lr S B seed
@@ -137,14 +159,37 @@ each_run check_settings
 launch() {   # D T P lr S B seed
     if [ "$jobs" -gt 1 ]; then
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
-        run $((i % jobs)) "$@" &
+        run $((i % jobs)) "$@" "$init" &
     else
-        run 0 "$@" || failed=1
+        run 0 "$@" "$init" || failed=1
     fi
     i=$((i + 1))
 }
-failed=0 i=0
-each_run launch
+failed=0 i=0 init=""
+if [ "$curriculum" = 0 ]; then
+    each_run launch
+else
+    # a shape at a time, every width's runs of it together; the next shape waits for them all, then starts
+    # each width from that width's best run so far
+    prev=""
+    for shape in $shapes; do
+        for D in $dims; do
+            init=""
+            if [ -n "$prev" ]; then
+                best_of "$D" "$prev"
+                if [ -z "$best" ]; then
+                    echo "D $D T:P $shape: no scored run of $prev to start from; skipped" >&2
+                    failed=1
+                    continue
+                fi
+                init="$bdir/model.ckpt"
+            fi
+            shape_runs "$D" "$shape" launch
+        done
+        while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+        prev=$shape
+    done
+fi
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 # the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
@@ -152,6 +197,7 @@ echo
 over_seeds=""
 [ -n "$seeds" ] && over_seeds=" and seed in { $seeds }"
 echo "best held-out accuracy over lr in { $lrs }$over_seeds ($examples examples each), rows D, columns T/pairs:"
+[ "$curriculum" = 1 ] && echo "(--curriculum: each shape from the best run of the one before it at the same D)"
 {
     printf '%-6s' "D"
     for shape in $shapes; do parse_shape "$shape"; printf '  %-16s' "T $T/$P"; done
@@ -159,17 +205,7 @@ echo "best held-out accuracy over lr in { $lrs }$over_seeds ($examples examples 
     for D in $dims; do
         printf '%-6s' "$D"
         for shape in $shapes; do
-            parse_shape "$shape"
-            best="" blr=""
-            for lr in $lrs; do
-                for seed in $seed_list; do
-                    [ "$seed" = - ] && seed=""
-                    f="$(run_dir "$D" "$T" "$P" "$lr" "$S" "$B" "$seed")/accuracy"
-                    [ -s "$f" ] || continue
-                    a=$(cat "$f")
-                    if [ -z "$best" ] || awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a blr=$lr; fi
-                done
-            done
+            best_of "$D" "$shape"
             if [ -n "$best" ]; then printf '  %-16s' "$(printf '%.4f (%s)' "$best" "$blr")"; else printf '  %-16s' "-"; fi
         done
         printf '\n'

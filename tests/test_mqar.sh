@@ -154,6 +154,17 @@ then ok "a run per seed, and the best of them in the table"
 else fail "--seeds"; ls "$TMP/sweep4"; tail -n 3 "$TMP/out"; fi
 expect 2 "mqar_sweep.sh with a bad seed" -- bash scripts/mqar_sweep.sh --device cpu --seeds "1 x" --out "$TMP/sweep5"
 expect_msg "bad seed"
+# --curriculum: the second shape's runs start from the first shape's best run at the same width
+expect 0 "mqar_sweep.sh --curriculum" -- bash scripts/mqar_sweep.sh --device cpu --dims 64 --shapes "32:2:6:8 64:4:6:8" \
+    --lrs "1e-2 3e-3" --examples 32 --threads 1 --curriculum --out "$TMP/sweep6"
+checks=$((checks + 1))
+from=$(sed -n 's/^initialising from the weights of \(.*\)\/model.ckpt$/\1/p' "$TMP"/sweep6/d64_t64_*/train.out | sort -u)
+best=$(cat "$TMP"/sweep6/d64_t32_*/accuracy | sort -g | tail -n 1)
+if [ "$(echo "$from" | wc -w)" = 1 ] && [ "$(grep -c initialising "$TMP"/sweep6/d64_t64_*/train.out | grep -c ':1$')" = 2 ] &&
+    case "$from" in "$TMP"/sweep6/d64_t32_p2_*) true ;; *) false ;; esac && [ "$(cat "$from/accuracy")" = "$best" ] &&
+    ! grep -q initialising "$TMP"/sweep6/d64_t32_*/train.out && grep -q "^(--curriculum" "$TMP/out"
+then ok "both runs of the second shape start from the first shape's best run (${from##*/})"
+else fail "--curriculum: from '$from', best $best"; grep -H initialising "$TMP"/sweep6/*/train.out; fi
 
 # Learning the task: D 64, T 64, 4 pairs, the mqar preset's model, batch 64 at lr 1e-2 held constant. The
 # held-out accuracy sits near 0.25 (the model copies some value of the sequence) until it learns which value
