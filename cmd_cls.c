@@ -593,7 +593,9 @@ static const char *EVAL_HELP =
     "  --runs DIR           the folder of the runs (default runs): a task's runs are DIR/TASK and\n"
     "                       DIR/TASK-* (lra-listops-seed2); several give their mean, count and range,\n"
     "                       a row per architecture\n"
-    "  --data-root R        the data of task T is R/T (default: each checkpoint's own data)\n"
+    "  --data-root R        the data of task T is R/T, a folder named as the task (R/lra-listops ...;\n"
+    "                       default: each checkpoint's own data)\n"
+    "  --seq-len T          the token tasks' documents cut to T; the image tasks keep their images\n"
     "  --threads N --device cpu|cuda --precision bf16|tf32|fp32 (GPU; default bf16)\n";
 
 // The six tasks of the benchmark and the HGRN2 paper's test accuracy on each (%), of HGRN2 and of HGRN1.
@@ -610,6 +612,7 @@ typedef struct {
     int threads;                    // imagenet: decoding threads (0: the cores)
     double *top5;                   // imagenet: receives the top-5 accuracy (when not NULL)
     int *mixer;                     // receives the model's MixerKind (when not NULL)
+    int t_tokens_only;              // the table: T cuts the token tasks' documents and leaves images as they are
 } EvalShape;
 
 // Scores the classifier in ckpt on a split of data (NULL: its own); prints a line of counts. Returns the
@@ -661,7 +664,10 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     if (e->threads) die("--loader-threads is for models of --task imagenet");
     char *file = xasprintf("%s/%s" EXAMPLES_SUFFIX, data, e->split);
     if (!file_exists(file)) die("no %s examples in %s (%s is missing; pass --data DIR)", e->split, data, file);
-    if (e->T && m.c.input == INPUT_PIXELS) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
+    if (e->T && m.c.input == INPUT_PIXELS) {
+        if (!e->t_tokens_only) die("%s is an image model: its documents are its images, so --seq-len does not apply", ckpt);
+        es.T = 0;
+    }
     int B = (int)(e->B ? e->B : rs.h.B), T = (int)(e->T ? e->T : rs.h.T);
     cls_to_device(&m);
     ExampleLoader *ld = example_loader_open(data, e->split, B, T, 0, 0);
@@ -716,6 +722,7 @@ static int eval_table(const char *runs, const char *data_root, const EvalShape *
     size_t nruns;
     char **names = dir_names(runs, has_ckpt, NULL, &nruns);
     EvalShape es = *e;
+    es.t_tokens_only = 1;
     for (int i = 0; i < 6; i++)
         for (size_t r = 0; r < nruns; r++) {
             if (!run_of_task(names[r], LRA_TABLE[i].task)) continue;

@@ -316,6 +316,15 @@ then ok "an image run resumed ends in the identical checkpoint and log"; else fa
 expect 0 "eval --task lra-pathfinder" -- $H eval --task lra-pathfinder --ckpt "$TMP/pf1/model.ckpt" --threads 2
 checks=$((checks + 1))
 if tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]{4}$'; then ok "it ends with the accuracy"; else fail "no accuracy line"; fi
+expect 1 "eval --seq-len of an image model alone" -- $H eval --task lra-pathfinder --ckpt "$TMP/pf1/model.ckpt" --seq-len 64
+expect_msg "is an image model: its documents are its images, so --seq-len does not apply"
+# the table with a token task and an image task: --seq-len cuts the ListOps documents and leaves the images whole
+cp -r "$TMP/pf1" "$TMP/runs/lra-pathfinder"
+expect 0 "eval --task lra --seq-len over a token run and an image run" -- $H eval --task lra --runs "$TMP/runs" --seq-len 64
+checks=$((checks + 1))
+if grep -q "^lra-listops: test split of .*(up to 64 tokens)" "$TMP/out" && grep -Eq "^Pathfinder +[0-9]+\.[0-9]{2} +hgrn2" "$TMP/out"
+then ok "the table cuts the token task to 64 tokens and scores the image task as it is"
+else fail "the table with --seq-len:"; cat "$TMP/out"; fi
 
 # ---- patches: the 32 x 32 images as 8 x 8 patches of 4 x 4 ----
 expect 2 "--patch on a token task" -- $H train --task lra-listops --data "$TMP/ex" --patch 2; expect_msg "--patch is for the image tasks"
