@@ -418,7 +418,9 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
         if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
             cls_checkpoint_save(ckpt_path, m, rs, 1);
-            printf("the run is already at step %lld of %lld\n", (long long)rs->step, (long long)h->steps);
+            printf("the run is already at step %lld of %lld: nothing to train (--steps or --epochs set a new total)\n"
+                   "done: 0 steps\nsaved %s\n", (long long)rs->step, (long long)h->steps, ckpt_path);
+            goto out;
         }
         double total = now_s() - t_start;
         char tot[32];
@@ -434,6 +436,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         if (val_step) printf("val loss %.4f, val accuracy %.4f at step %lld\n", val_loss, val_acc, (long long)val_step);
         printf("saved %s\n", ckpt_path);
     }
+out:
     fclose(logf);
     batch_free(&b);
     free(ckpt_path);

@@ -691,7 +691,9 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if (rs->step < h->steps) printf("stopped at step %lld of %lld; continue with --resume\n", (long long)rs->step, (long long)h->steps);
         if (rs->step == step0) {                 // nothing to do: still leave a checkpoint behind
             run_save(ckpt_path, model, rs);
-            printf("the run is already at step %lld of %lld\n", (long long)rs->step, (long long)h->steps);
+            printf("the run is already at step %lld of %lld: nothing to train (--steps N sets a new total)\n"
+                   "done: 0 steps\nsaved %s\n", (long long)rs->step, (long long)h->steps, ckpt_path);
+            goto out;
         }
         double total = now_s() - t_start;
         char tot[32];
@@ -706,6 +708,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\nsaved %s\n", ckpt_path);
     }
+out:
     if (logf) fclose(logf);
     free(lb.buf); free(lb.inp); free(lb.tgt);
     free(ckpt_path); free(log_path);

@@ -48,6 +48,15 @@ expect_msg "--dim cannot be given with --init: the model comes from the checkpoi
 expect 2 "--resume with --task" -- $H train --resume --out "$TMP/ref" --task text
 expect_msg "--task cannot be given with --resume: the run continues with its saved task"
 
+# ---- resuming a finished run trains nothing, says so, and keeps its checkpoint ----
+cp "$TMP/ref/model.ckpt" "$TMP/ref.ckpt"
+expect 0 "resume a finished run" -- $H train --resume --out "$TMP/ref"
+checks=$((checks + 1))
+if grep -q "already at step 36 of 36: nothing to train" "$TMP/out" && grep -q "^done: 0 steps$" "$TMP/out" &&
+    ! grep -qi "nan" "$TMP/out" && cmp -s "$TMP/ref/model.ckpt" "$TMP/ref.ckpt"
+then ok "a finished run resumed: nothing to train, no loss summary, the same checkpoint"
+else fail "resuming a finished run:"; tail -n 4 "$TMP/out"; fi
+
 # ---- log.tsv after a crash: rows past the checkpoint, and a row cut short, are dropped on resume ----
 expect 0 "a run stopped at step 12" -- $H train "${RUN[@]}" "${PROGRESS[@]}" --stop-at 12 --out "$TMP/log"
 sed -n 14,15p "$TMP/ref/log.tsv" >> "$TMP/log/log.tsv"          # steps 13 and 14, logged before a crash
