@@ -165,9 +165,11 @@ launch() {   # D T P lr S B seed
     fi
     i=$((i + 1))
 }
+wait_all() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done; }
 failed=0 i=0 init=""
 if [ "$curriculum" = 0 ]; then
     each_run launch
+    wait_all
 else
     # a shape at a time, every width's runs of it together; the next shape waits for them all, then starts
     # each width from that width's best run so far
@@ -186,11 +188,10 @@ else
             fi
             shape_runs "$D" "$shape" launch
         done
-        while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+        wait_all
         prev=$shape
     done
 fi
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 # the table: per (D, T) the best accuracy over the learning rates, and the lr that gave it
 echo
