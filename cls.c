@@ -129,6 +129,42 @@ void cls_alloc(ClsModel *m, const ClsConfig *c) {
     m->stats = ns ? xcalloc((size_t)ns, sizeof(real)) : NULL;
 }
 
+int cls_adopt_config(ClsModel *m, const ClsConfig *c, uint64_t seed, int init) {
+    if (cls_nstats(c) != cls_nstats(&m->c) || c->L != m->c.L)
+        die("internal error: a classifier's new configuration changes its layers or norms");
+    int same = 1;
+    int64_t r0, k0, r1, k1;
+    for (int p = 0; p < NCPARAM; p++) {
+        cls_param_shape(&m->c, p, &r0, &k0);
+        cls_param_shape(c, p, &r1, &k1);
+        same &= (r0 == r1 && k0 == k1) || (r0 * k0 == 0 && r1 * k1 == 0);
+    }
+    if (same) {
+        m->c = *c;
+        m->lay = cls_layout_of(c);
+        return 0;
+    }
+    // a fresh model of the new configuration, then every tensor of an unchanged shape copied over it
+    ClsModel nm;
+    cls_alloc(&nm, c);
+    cls_init(&nm, seed, init);
+    int fresh = 0;
+    for (int p = 0; p < NCPARAM; p++) {
+        cls_param_shape(&m->c, p, &r0, &k0);
+        cls_param_shape(c, p, &r1, &k1);
+        if (r0 != r1 || k0 != k1) {
+            fresh += r1 * k1 > 0;
+            continue;
+        }
+        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c->L); l++)
+            memcpy(cls_tensor(&nm.lay, nm.params, p, l), cls_tensor(&m->lay, m->params, p, l), (size_t)(r1 * k1) * sizeof(real));
+    }
+    if (nm.stats) memcpy(nm.stats, m->stats, (size_t)cls_nstats(c) * sizeof(real));
+    cls_free(m);
+    *m = nm;
+    return fresh;
+}
+
 const char *const CLS_INIT_NAMES[NCLS_INITS] = {"normal", "torch"};
 
 // The linear layer a bias belongs to (-1: not a linear layer's bias).

@@ -121,6 +121,11 @@ static inline real *cls_stat(ClsModel *m, int j) { return m->stats + (int64_t)j 
 
 // Made on the host (cls_alloc, cls_init or a checkpoint), then moved to the backend (cls_to_device).
 void cls_alloc(ClsModel *m, const ClsConfig *c);
+// A model read from a checkpoint (on the host) takes its new run's configuration: another image size, dropout,
+// or number of classes. Tensors whose shape changes (the head, for other classes) start afresh, as cls_init
+// makes them with `seed` and `init`; the others and the running statistics are kept. Returns how many tensors
+// start afresh. The layers and norms must be the checkpoint's.
+int cls_adopt_config(ClsModel *m, const ClsConfig *c, uint64_t seed, int init);
 // The initial weights, by scheme (--weight-init):
 //   CLS_INIT_NORMAL: linear weights and the embedding ~ N(0, 0.02), biases 0 (DeiT's, for the image models);
 //   CLS_INIT_TORCH: PyTorch's defaults, as in the reference LRA code: the embedding ~ N(0, 1), each linear

@@ -101,6 +101,11 @@ static const char *TRAIN_HELP =
     "  --out DIR            run directory: model.ckpt, log.tsv (default runs/TASK)\n"
     "  --resume             continue the run in --out (or --ckpt PATH) exactly where it stopped\n"
     "  --ckpt PATH          the checkpoint --resume reads (default OUT/model.ckpt)\n"
+    "  --init PATH          start a new run from the weights of a classifier's checkpoint (fine-tuning, or a\n"
+    "                       curriculum: another length, data or task): the model (its sizes, norms, mixer,\n"
+    "                       BatchNorm statistics) is the checkpoint's, the rest the command line's; the data\n"
+    "                       must have the checkpoint's vocabulary (image tasks: its channels and a multiple of\n"
+    "                       its patch); other classes get a fresh head\n"
     "  --epochs N           epochs in all (with --resume: the new total)\n"
     "  --steps N            optimizer steps in all, instead of the epochs (with --resume: the new total)\n"
     "Model (override the preset):\n"
@@ -170,10 +175,21 @@ static void refuse_on_resume(const int *set) {
                         "--data and the progress flags can): the run continues with its saved settings");
 }
 
+// With --init, the model comes from the checkpoint: flags that would shape another one are refused (dropout is
+// a training setting and may change; the optimizer and the data are the command line's).
+static void refuse_on_init(const int *set) {
+    static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_INIT, OC_PATCH, OC_PRESET, O_ARCH,
+                                OC_LAYER};
+    static const char *const names[] = {"--layers", "--dim", "--expand-ratio", "--glu-ratio", "--norm", "--pos",
+                                        "--weight-init", "--patch", "--preset", "--arch", "--mixer-layer"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (set[fixed[i]]) usage_error("%s cannot be given with --init: the model comes from the checkpoint", names[i]);
+}
+
 // The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
 // model, the run.
-static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int init, int threads,
-                          ClsPlan *plan, real *moments, int argc, char **argv) {
+static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int have_model,
+                          int init, int threads, ClsPlan *plan, real *moments, int argc, char **argv) {
     run_dir_lock(out, argc, argv);
     const int side = rs->c.grid_h;
     ImAugment aug = {.randaug = rs->h.randaug, .reprob = rs->h.reprob, .repeat = rs->h.repeat};
@@ -191,11 +207,18 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
     if (!resume) {
         rs->c.V = 256;
         rs->c.ndoc = 1;
+        const int from_classes = rs->c.classes;
         rs->c.classes = (int)jpeg_set_classes(ts);
         const char *bad = cls_config_finish(&rs->c);
         if (bad) die("the images of %s do not fit the model: %s", data, bad);
-        cls_alloc(model, &rs->c);
-        cls_init(model, rs->h.seed, init);
+        if (have_model) {
+            if (cls_adopt_config(model, &rs->c, rs->h.seed, init))
+                printf("a new head for %d classes (the checkpoint's model has %d), initialised as a fresh model's\n",
+                       rs->c.classes, from_classes);
+        } else {
+            cls_alloc(model, &rs->c);
+            cls_init(model, rs->h.seed, init);
+        }
         rs->step = 0;
         rs->train_examples = jpeg_set_count(ts);
         rs->vocab_hash = classes_hash;
@@ -232,6 +255,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT}, {"resume", no_argument, 0, O_RESUME},
         {"ckpt", required_argument, 0, O_CKPT}, {"steps", required_argument, 0, O_STEPS},
+        {"init", required_argument, 0, O_INIT},
         {"epochs", required_argument, 0, OC_EPOCHS}, {"layers", required_argument, 0, O_LAYERS},
         {"dim", required_argument, 0, O_DIM}, {"expand-ratio", required_argument, 0, O_EXPAND},
         {"glu-ratio", required_argument, 0, OC_GLU}, {"norm", required_argument, 0, OC_NORM},
@@ -263,7 +287,7 @@ int cmd_cls_train(int argc, char **argv) {
     double warmup_lr = CLS_WARMUP_LR;
     int lr_per_epoch = 0;
     int64_t image_size = IMAGENET_SIDE, loader_threads = 0;
-    const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL;
+    const char *task = NULL, *data = NULL, *out = NULL, *ckpt = NULL, *init_from = NULL;
     MachineArgs mach = {0};
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
@@ -282,6 +306,7 @@ int cmd_cls_train(int argc, char **argv) {
         case O_OUT: out = optarg; break;
         case O_RESUME: break;
         case O_CKPT: ckpt = optarg; break;
+        case O_INIT: init_from = optarg; break;
         case O_STEPS: steps = arg_int_in(&R_STEPS, optarg); break;
         case OC_EPOCHS: epochs = arg_int_in(&R_EPOCHS, optarg); break;
         case O_LAYERS: layers = arg_int_in(&R_LAYERS, optarg); break;
@@ -368,7 +393,9 @@ int cmd_cls_train(int argc, char **argv) {
     if (ps && !ps->pixels && !imnet && set[OC_PATCH])
         usage_error("--patch is for the image tasks (lra-image, lra-pathfinder, lra-pathx, fashion-mnist): %s reads tokens", task);
     if (ckpt && !resume) usage_error("--ckpt names the checkpoint to --resume from");
+    if (resume && init_from) usage_error("--resume and --init exclude each other");
     if (resume) refuse_on_resume(set);
+    if (init_from) refuse_on_init(set);
     if (ps && !set[OC_INIT]) init = ps->init;
     if (!resume && !data) usage_error("--task %s needs --data DIR (example files made by 'hgrn2 prepare --task %s')", task, task);
     if (data && strlen(data) >= sizeof ((ClsRunState *)0)->data) usage_error("--data is longer than 1023 bytes");
@@ -381,6 +408,7 @@ int cmd_cls_train(int argc, char **argv) {
     ClsRunState rs;
     memset(&rs, 0, sizeof rs);
     real *moments = NULL;
+    uint64_t init_vocab = 0;    // with --init: the vocabulary the checkpoint's model was trained on
     if (resume) {
         char *from = ckpt ? xstrdup(ckpt) : xasprintf("%s/model.ckpt", out);
         cls_checkpoint_load(from, &model, &rs, &moments);
@@ -400,26 +428,44 @@ int cmd_cls_train(int argc, char **argv) {
         if (!data) data = rs.data;
         printf("resuming %s at step %lld of %lld\n", from, (long long)rs.step, (long long)rs.h.steps);
         free(from);
-    } else {
-        // HGRN1's state is a vector: expand ratio 1, whatever the preset's (the mixer and its layer are checked
-        // with the rest of the configuration below)
-        if (arch == MIXER_HGRN1 && expand > 1)
-            usage_error("--expand-ratio %lld is not possible with --arch hgrn1: HGRN1's state is a vector, one value per "
-                        "channel (leave --expand-ratio out)", (long long)expand);
-        rs.c = (ClsConfig){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
-                           .K = arch == MIXER_HGRN1 ? 1 : (int)(expand ? expand : ps->K), .mixer = arch, .layer = layer,
-                           .norm = set[OC_NORM] ? norm : ps->norm,
-                           .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
-                           .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
-                           .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5};
-        rs.c.I = (int)((glu ? glu : ps->glu) * rs.c.D);
-        // the sizes, checked now with the task's vocabulary and classes, before any data is touched
-        ClsConfig probe = rs.c;
-        probe.V = LRA_BYTE_VOCAB;
-        probe.ndoc = !strcmp(task, "lra-retrieval") ? 2 : 1;
-        probe.classes = !strcmp(task, "lra-listops") || !strcmp(task, "lra-image") || !strcmp(task, "fashion-mnist") ? 10 : 2;
-        const char *bad = cls_config_finish(&probe);
-        if (bad) usage_error("%s", bad);
+    } else if (init_from) {
+        // the model and its BatchNorm statistics from the checkpoint, its optimizer state left behind
+        ClsRunState from;
+        cls_checkpoint_load(init_from, &model, &from, NULL);
+        rs.c = from.c;
+        if (set[OC_DROPOUT]) rs.c.dropout = dropout;
+        if (set[OC_INPUT_DROPOUT]) rs.c.input_dropout = input_dropout;
+        init_vocab = from.vocab_hash;
+        const int pixels = imnet || ps->pixels;
+        if ((rs.c.input == INPUT_PIXELS) != pixels)
+            die("%s holds a model of %s, which reads %s; --task %s reads %s", init_from, from.task,
+                rs.c.input == INPUT_PIXELS ? "pixels" : "token ids", task, pixels ? "pixels" : "token ids");
+        printf("initialising from the weights of %s (a model of %s after %lld steps)\n", init_from, from.task,
+               (long long)from.step);
+    }
+    if (!resume) {
+        if (!init_from) {
+            // HGRN1's state is a vector: expand ratio 1, whatever the preset's (the mixer and its layer are checked
+            // with the rest of the configuration below)
+            if (arch == MIXER_HGRN1 && expand > 1)
+                usage_error("--expand-ratio %lld is not possible with --arch hgrn1: HGRN1's state is a vector, one "
+                            "value per channel (leave --expand-ratio out)", (long long)expand);
+            rs.c = (ClsConfig){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
+                               .K = arch == MIXER_HGRN1 ? 1 : (int)(expand ? expand : ps->K), .mixer = arch, .layer = layer,
+                               .norm = set[OC_NORM] ? norm : ps->norm,
+                               .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
+                               .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
+                               .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5};
+            rs.c.I = (int)((glu ? glu : ps->glu) * rs.c.D);
+            // the sizes, checked now with the task's vocabulary and classes, before any data is touched
+            ClsConfig probe = rs.c;
+            probe.V = LRA_BYTE_VOCAB;
+            probe.ndoc = !strcmp(task, "lra-retrieval") ? 2 : 1;
+            probe.classes =
+                !strcmp(task, "lra-listops") || !strcmp(task, "lra-image") || !strcmp(task, "fashion-mnist") ? 10 : 2;
+            const char *bad = cls_config_finish(&probe);
+            if (bad) usage_error("%s", bad);
+        }
         rs.h = (ClsHyper){.B = (int)(batch ? batch : ps->B), .T = (int)(seq ? seq : ps->T),
                           .epochs = epochs ? epochs : ps->epochs, .warmup = set[O_WARMUP] ? warmup : ps->warmup,
                           .sched_steps = sched_steps ? sched_steps : ps->sched_steps, .lr = lr ? lr : ps->lr,
@@ -448,16 +494,26 @@ int cmd_cls_train(int argc, char **argv) {
             jpeg_set_close(js);
             if (!n) die("%s/train" JPEGS_SUFFIX " holds no images", data);
             static const double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
-            rs.c.input = INPUT_PIXELS;
-            rs.c.channels = 3;
-            for (int i = 0; i < 3; i++) { rs.c.pix_mean[i] = mean[i]; rs.c.pix_std[i] = sd[i]; }
-            rs.c.scan = SCAN_1D;
+            if (!init_from) {
+                rs.c.input = INPUT_PIXELS;
+                rs.c.channels = 3;
+                for (int i = 0; i < 3; i++) { rs.c.pix_mean[i] = mean[i]; rs.c.pix_std[i] = sd[i]; }
+                rs.c.scan = SCAN_1D;
+                rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
+                rs.c.fnorm_plain = 1;
+            } else if (rs.c.channels != 3 || rs.c.scan != SCAN_1D || rs.c.patch < 2) {
+                die("%s holds no ImageNet model (%d channels, %s scans, patch %d): --task imagenet fine-tunes a model "
+                    "of patches of RGB images scanned in one dimension", init_from, rs.c.channels,
+                    rs.c.scan == SCAN_1D ? "1-D" : "2-D", rs.c.patch);
+            }
             rs.c.grid_h = rs.c.grid_w = (int)image_size;
-            rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
-            rs.c.fnorm_plain = 1;
             rs.h.randaug = randaug;
             rs.h.reprob = reprob;
             rs.h.repeat = repeat;
+            if (init_from && image_size % rs.c.patch)
+                usage_error("the patches of %s (%d x %d) do not divide the %lld x %lld images: pick an --image-size that "
+                            "is a multiple of %d", init_from, rs.c.patch, rs.c.patch, (long long)image_size,
+                            (long long)image_size, rs.c.patch);
             if (rs.c.patch < 2 || image_size % rs.c.patch)
                 usage_error("--patch %d does not divide the %lld x %lld images: pick a patch of 2 or more that divides "
                             "--image-size", rs.c.patch, (long long)image_size, (long long)image_size);
@@ -483,16 +539,22 @@ int cmd_cls_train(int argc, char **argv) {
                 die("%s does not hold images (its vocabulary is '%.60s'): prepare an image set for --task %s",
                     train_path, example_vocab_desc(e), task);
             if ((int64_t)ih * iw * ic > R_SEQ_LEN.hi) die("%s holds images of %d x %d x %d values, more than a document can be", train_path, ih, iw, ic);
-            rs.c.input = INPUT_PIXELS;
-            rs.c.channels = ic;
-            cls_pixel_norm(&rs.c, ic);
-            rs.c.scan = ps->pixels == 2 ? SCAN_SERIES : SCAN_2D;
+            if (!init_from) {
+                rs.c.input = INPUT_PIXELS;
+                rs.c.channels = ic;
+                cls_pixel_norm(&rs.c, ic);
+                rs.c.scan = ps->pixels == 2 ? SCAN_SERIES : SCAN_2D;
+                rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
+            } else if (rs.c.channels != ic) {
+                die("%s holds images of %d channel%s; the model of %s reads %d", train_path, ic, ic == 1 ? "" : "s",
+                    init_from, rs.c.channels);
+            }
             rs.c.grid_h = ih;
             rs.c.grid_w = iw;
-            rs.c.patch = (int)(set[OC_PATCH] ? patch : ps->patch);
             if (rs.c.patch > 1 && (ih % rs.c.patch || iw % rs.c.patch))
-                die("--patch %d does not divide the images of %s (%d x %d): pick a patch size that divides both", rs.c.patch,
-                    train_path, ih, iw);
+                die("%s %d does not divide the images of %s (%d x %d): %s", init_from ? "the checkpoint's patch" : "--patch",
+                    rs.c.patch, train_path, ih, iw, init_from ? "its model needs images whose sides are multiples of it"
+                                                                : "pick a patch size that divides both");
             if (rs.c.patch == 1) rs.c.patch = 0;
             rs.h.T = ih * iw * ic;
             example_close(e);
@@ -501,7 +563,8 @@ int cmd_cls_train(int argc, char **argv) {
     }
 
     if (imnet || (resume && cls_task_imagenet(rs.task))) {
-        int rc = train_imagenet(&model, &rs, data, out, resume, init, (int)loader_threads, &plan, moments, argc, argv);
+        int rc = train_imagenet(&model, &rs, data, out, resume, init_from != NULL, init, (int)loader_threads, &plan,
+                                moments, argc, argv);
         free(out_dflt);
         return rc;
     }
@@ -520,13 +583,29 @@ int cmd_cls_train(int argc, char **argv) {
     if (val && cls_vocab_hash(example_loader_data(val)) != vocab)
         die("%s and %s describe different vocabularies: prepare both splits together", train_file, val_file);
     if (!resume) {
+        if (init_from) {
+            if (rs.c.input == INPUT_IDS && vocab != init_vocab)
+                die("%s does not have the vocabulary of the data %s was trained on: a model reads the ids of its own "
+                    "vocabulary", train_file, init_from);
+            if (example_vocab(te) != (uint32_t)rs.c.V || example_ndoc(te) != rs.c.ndoc)
+                die("%s does not fit the model of %s: %u symbols and %d document%s an example, where the model has "
+                    "%d and %d", train_file, init_from, (unsigned)example_vocab(te), example_ndoc(te),
+                    example_ndoc(te) == 1 ? "" : "s", rs.c.V, rs.c.ndoc);
+        }
+        const int from_classes = rs.c.classes;
         rs.c.V = (int)example_vocab(te);
         rs.c.classes = (int)example_classes(te);
         rs.c.ndoc = example_ndoc(te);
         const char *bad = cls_config_finish(&rs.c);
         if (bad) die("the examples of %s do not fit the model: %s", data, bad);
-        cls_alloc(&model, &rs.c);
-        cls_init(&model, rs.h.seed, init);
+        if (init_from) {
+            if (cls_adopt_config(&model, &rs.c, rs.h.seed, init))
+                printf("a new head for %d classes (the checkpoint's model has %d), initialised as a fresh model's\n",
+                       rs.c.classes, from_classes);
+        } else {
+            cls_alloc(&model, &rs.c);
+            cls_init(&model, rs.h.seed, init);
+        }
         rs.step = 0;
         rs.train_examples = example_count(te);
         rs.vocab_hash = vocab;

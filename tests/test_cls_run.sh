@@ -23,7 +23,8 @@ expect 2 "train --task lra-listops --profile on the CPU" -- $H train --task lra-
 expect 2 "train --norm nope" -- $H train --task lra-listops --data x --norm nope; expect_msg "--norm must be batch, layer or rms"
 expect 2 "train --pos nope" -- $H train --task lra-listops --data x --pos nope; expect_msg "--pos must be"
 expect 2 "train --weight-init nope" -- $H train --task lra-listops --data x --weight-init nope; expect_msg "--weight-init must be"
-expect 2 "train --init (a language model's flag)" -- $H train --task lra-listops --data x --init torch; expect_msg "unknown option"
+expect 2 "train --init with --weight-init" -- $H train --task lra-listops --data x --init y --weight-init torch
+expect_msg "--weight-init cannot be given with --init: the model comes from the checkpoint"
 expect 2 "train --dropout 1" -- $H train --task lra-listops --data x --dropout 1; expect_msg "--dropout needs a number"
 expect 2 "train --glu-ratio 0" -- $H train --task lra-listops --data x --glu-ratio 0; expect_msg "--glu-ratio needs an integer"
 expect 2 "train --epochs 0" -- $H train --task lra-listops --data x --epochs 0
@@ -361,6 +362,41 @@ checks=$((checks + 1))
 cmp -s "$TMP/pm1/log.tsv" "$TMP/pp1/log.tsv" && fail "mixing changed nothing" || ok "mixing changes the run"
 expect 0 "label smoothing on a token task" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 3 --smoothing 0.1 --out "$TMP/sm"
 grep -q "| targets      | no mixup or cutmix; label smoothing 0.1" "$TMP/out" || fail "the token task's targets line: $(grep '| targets' "$TMP/out")"
+# ---- --init: a new run from a checkpoint's weights ----
+expect 2 "--init with --layers" -- $H train --task lra-listops --data "$TMP/ex" --init "$TMP/a/model.ckpt" --layers 2
+expect_msg "--layers cannot be given with --init: the model comes from the checkpoint"
+expect 2 "--init with --resume" -- $H train --resume --out "$TMP/a" --init "$TMP/a/model.ckpt"; expect_msg "exclude each other"
+expect 1 "--init from a missing file" -- $H train --task lra-listops --data "$TMP/ex" --init "$TMP/none.ckpt" --out "$TMP/in0"
+expect_msg "$TMP/none.ckpt"
+# the held-out loss of the checkpoint, of a run started from it (one step at a negligible lr: only BatchNorm's
+# running statistics move), and of a fresh model: the first two agree, the third does not
+ONE=(--steps 1 --lr 1e-9 --warmup 0 --eval-every 0 --batch 8 --seq-len 256 --threads 2)
+expect 0 "eval the ListOps run on val" -- $H eval --ckpt "$TMP/a/model.ckpt" --split val --seq-len 256 --threads 2
+l_ckpt=$(sed -n 's/.* right, loss \([0-9.]*\),.*/\1/p' "$TMP/out")
+expect 0 "train --init from it, dropout 0.2" -- $H train --task lra-listops --data "$TMP/ex" --init "$TMP/a/model.ckpt" "${ONE[@]}" \
+    --dropout 0.2 --out "$TMP/in1"
+grep -q "^initialising from the weights of $TMP/a/model.ckpt (a model of lra-listops after 30 steps)" "$TMP/out" ||
+    fail "--init does not say where its weights come from"
+grep -q "1 layers, dim 16, GLU 16, batch norm, sinusoidal positions, dropout 0.2 (input 0.1)" "$TMP/out" ||
+    fail "the model row of an --init run: $(grep '| model' "$TMP/out")"
+l_init=$(sed -n 's/^val loss \([0-9.]*\), .*/\1/p' "$TMP/out")
+expect 0 "the same from a fresh model" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${ONE[@]}" --out "$TMP/in2"
+l_fresh=$(sed -n 's/^val loss \([0-9.]*\), .*/\1/p' "$TMP/out")
+checks=$((checks + 1))
+if [ -n "$l_ckpt" ] && [ -n "$l_init" ] && [ -n "$l_fresh" ] &&
+   awk -v c="$l_ckpt" -v i="$l_init" -v f="$l_fresh" 'BEGIN { d = c - i; e = c - f; exit !(d * d < 1e-4 && e * e > 1e-2) }'
+then ok "an --init run starts from the checkpoint's model (val loss $l_init against its $l_ckpt; fresh $l_fresh)"
+else fail "--init: val loss of the checkpoint '$l_ckpt', of the --init run '$l_init', of a fresh model '$l_fresh'"; fi
+expect 1 "--init of a Text model on ListOps data" -- $H train --task lra-listops --data "$TMP/ex" --init "$TMP/runs/lra-text/model.ckpt" \
+    "${ONE[@]}" --out "$TMP/in3"
+expect_msg "does not have the vocabulary of the data $TMP/runs/lra-text/model.ckpt was trained on"
+expect 1 "--init of a token model on images" -- $H train --task lra-pathfinder --data "$TMP/pf" --init "$TMP/a/model.ckpt" --out "$TMP/in4"
+expect_msg "holds a model of lra-listops, which reads token ids; --task lra-pathfinder reads pixels"
+expect 0 "--init of the patch model on its images" -- $H train --task lra-pathfinder --data "$TMP/pf" --init "$TMP/pp1/model.ckpt" \
+    --batch 4 --steps 2 --warmup 1 --eval-every 0 --eval-batches 1 --threads 2 --out "$TMP/in5"
+grep -q "| input        | pixels in 4 x 4 patches: 8 x 8 = 64 tokens of 16 values; four scans over 8 x 8" "$TMP/out" \
+    || fail "the --init image run's input row: $(grep '| input' "$TMP/out")"
+
 P="$TMP/pp1/model.ckpt"
 badp() {   # badp DESCRIPTION MESSAGE INDEX VALUE: a header integer of the patch model's checkpoint
     python3 "$TMP/edit.py" "$P" "$TMP/badp.ckpt" int "$3" "$4" || { fail "edit.py int $3 $4"; return; }

@@ -40,6 +40,23 @@ if cmp -s "$TMP/a/model.ckpt" "$TMP/b/model.ckpt" && cmp -s "$TMP/a/log.tsv" "$T
 then ok "the resumed fashion-mnist run ends in the identical checkpoint and log"; else fail "the resumed fashion-mnist run differs"; fi
 expect 1 "--patch 3 of 28 x 28" -- $H train --task fashion-mnist --data "$TMP/fm" "${TINY[@]}" --patch 3 --out "$TMP/c"
 expect_msg "--patch 3 does not divide the images of $TMP/fm/train.examples (28 x 28)"
+# --init across image sizes and classes: the Fashion-MNIST model (4 x 4 patches of 28 x 28, 10 classes)
+# fine-tuned on 32 x 32 Pathfinder images reads 8 x 8 patches through a new head of 2 classes; a model of 8 x 8
+# patches cannot read 28 x 28 images
+expect 0 "generate 40 Pathfinder images" -- $H generate --task pathfinder --size 32 --count 40 --seed 3 --out "$TMP/pf-raw"
+expect 0 "prepare them" -- $H prepare --task lra-pathfinder --input "$TMP/pf-raw" --out "$TMP/pf"
+IMG=(--batch 4 --steps 2 --warmup 1 --eval-every 0 --eval-batches 1 --threads 2)
+expect 0 "--init of the Fashion-MNIST model on Pathfinder" -- $H train --task lra-pathfinder --data "$TMP/pf" \
+    --init "$TMP/run/model.ckpt" "${IMG[@]}" --out "$TMP/pf-ft"
+grep -q "| input        | pixels in 4 x 4 patches: 8 x 8 = 64 tokens of 16 values; four scans over 8 x 8" "$TMP/out" \
+    || fail "the fine-tuned model's input row: $(grep '| input' "$TMP/out")"
+grep -q "^a new head for 2 classes (the checkpoint's model has 10), initialised as a fresh model's" "$TMP/out" \
+    || fail "two classes where the checkpoint has ten: no new head"
+expect 0 "a Pathfinder model of 8 x 8 patches" -- $H train --task lra-pathfinder --data "$TMP/pf" --layers 1 --dim 8 --expand-ratio 4 \
+    --patch 8 "${IMG[@]}" --out "$TMP/pf8"
+expect 1 "--init of it on 28 x 28 images" -- $H train --task fashion-mnist --data "$TMP/fm" --init "$TMP/pf8/model.ckpt" "${IMG[@]}" \
+    --out "$TMP/c"
+expect_msg "the checkpoint's patch 8 does not divide the images of $TMP/fm/train.examples (28 x 28)"
 expect 1 "fashion-mnist without data" -- $H train --task fashion-mnist --data "$TMP/none" --out "$TMP/c"
 expect_msg "no training examples"
 finish

@@ -229,4 +229,16 @@ expect 1 "eval on data without val.jpegs" -- $H eval --task imagenet --ckpt "$TM
 expect_msg "val.jpegs is missing"
 expect 2 "resume with another --image-size" -- $H train --resume --out "$TMP/a" --image-size 64
 expect_msg "cannot change on --resume"
+# ---- --init: the run's model fine-tuned on larger crops (6 x 6 patches of 8 x 8); sides not a multiple of 8 refused ----
+FT=(--task imagenet --data "$TMP/data" --batch 8 --lr 1e-3 --threads 2 --eval-every 0 --steps 2)
+expect 0 "--init at --image-size 48" -- $H train "${FT[@]}" --image-size 48 --init "$TMP/a/model.ckpt" --out "$TMP/ft"
+checks=$((checks + 1))
+grep -q "^initialising from the weights of $TMP/a/model.ckpt (a model of imagenet after 10 steps)" "$TMP/out" &&
+    grep -q "| input        | RGB pixels in 8 x 8 patches: 6 x 6 = 36 tokens of 192 values" "$TMP/out" &&
+    ok "the fine-tuned run reads 36 patches of the checkpoint's size" || fail "the --init run's table: $(grep '| input' "$TMP/out")"
+expect 2 "--init at --image-size 36" -- $H train "${FT[@]}" --image-size 36 --init "$TMP/a/model.ckpt" --out "$TMP/ft2"
+expect_msg "the patches of $TMP/a/model.ckpt (8 x 8) do not divide the 36 x 36 images"
+expect 2 "--init with --patch" -- $H train "${FT[@]}" --patch 4 --init "$TMP/a/model.ckpt" --out "$TMP/ft2"
+expect_msg "--patch cannot be given with --init"
+
 finish
