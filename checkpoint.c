@@ -4,6 +4,7 @@
 #include <math.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 
@@ -127,6 +128,9 @@ void ckpt_in_open(CkptIn *r, const char *path, const char *hint) {
     r->path = path;
     r->f = fopen(path, "rb");
     if (!r->f) die("cannot open checkpoint %s: %s%s", path, strerror(errno), hint);
+    struct stat st;
+    if (fstat(fileno(r->f), &st) == 0 && S_ISDIR(st.st_mode))
+        die("%s is a directory, not a checkpoint (a run's checkpoint is %s/model.ckpt)", path, path);
     if (fseeko(r->f, 0, SEEK_END) != 0) die("cannot read checkpoint %s: %s", path, strerror(errno));
     r->left = ftello(r->f) - 8;     // the checksum is not part of the hashed bytes
     rewind(r->f);

@@ -209,8 +209,8 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
     char magic[8];
     ckpt_in_read(&r, magic, 8);
     if (!memcmp(magic, CKPT_MAGIC, 8))
-        die("%s is the checkpoint of a language model, not of a classifier: evaluate it without --task lra-* "
-            "(hgrn2 eval --ckpt %s)", path, path);
+        die("%s is the checkpoint of a language model, not of a classifier: the classifier tasks cannot read it "
+            "('hgrn2 eval --ckpt %s' evaluates it)", path, path);
     if (memcmp(magic, CLS_CKPT_MAGIC, 8)) die("%s is not an hgrn2 checkpoint (bad magic)", path);
     int64_t version = ckpt_in_i64(&r);
     if (version < 1 || version > CLS_CKPT_VERSION)

@@ -53,6 +53,10 @@ expect 1 "profile_floors.py on text without a profile" -- python3 scripts/profil
 expect 2 "profile_floors.py --tbs 0" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --tbs 0
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
+mkdir -p "$TMP/adir"
+expect 1 "eval of a directory as the checkpoint" -- $H eval --ckpt "$TMP/adir"
+expect_msg "hgrn2: error: $TMP/adir is a directory, not a checkpoint (a run's checkpoint is $TMP/adir/model.ckpt)"
+expect 1 "train --init of a directory" -- $H train --init "$TMP/adir" --steps 1 --out "$TMP/adir2"; expect_msg "is a directory, not a checkpoint"
 printf 'not a checkpoint at all, but long enough to have a header......................' > "$TMP/bad.ckpt"
 expect 1 "sample of a file that is no checkpoint" -- $H sample --ckpt "$TMP/bad.ckpt"; expect_msg "not an hgrn2 checkpoint"
 expect 1 "bench at sizes whose activations overflow 64-bit byte counts" -- $H bench --dim 1 --expand-ratio 1 --mlp-width 1048576 --batch 1048576 --seq-len 16777216 --threads 1; expect_msg "would need more than 2^62 bytes"
