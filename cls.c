@@ -506,6 +506,7 @@ void cls_acts_set_mix(ClsActs *a, const ClsMix *mix) {
 }
 
 const real *cls_acts_staged_pixels(const ClsActs *a) { return a->pix_h; }
+const real *cls_acts_outputs(const ClsActs *a) { return a->out_h; }
 
 #define PER(a, field, l, per) ((a)->field + ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))
 #define PER_OPND(a, field, l, per) opnd_at((a)->field, ((a)->train ? (int64_t)(l) : 0) * (int64_t)(per))

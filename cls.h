@@ -185,6 +185,8 @@ void cls_acts_set_mix(ClsActs *a, const ClsMix *mix);
 // The normalised pixels the last forward staged (after mixing), in the model's input layout (with patches: a
 // position's p p channels values together), on the host. For tests.
 const real *cls_acts_staged_pixels(const ClsActs *a);   // NULL on the GPU for whole images (staged there)
+// After a cls_forward of n rows: their logits [n][classes], then their n losses, on the host.
+const real *cls_acts_outputs(const ClsActs *a);
 // The token mixer's scans of layer l alone (for tests): o [N,D] (=) from the layer's projection qfi [N, 2HK+D]
 // (gates applied here, with the layer's lower bound), over S sequences of the activations' T positions.
 // lines 0: the config's (1-D, or rows and columns); 1: the rows only; 2: the columns only (2-D grids).

@@ -145,9 +145,9 @@ static ClsBatch batch_alloc(const ClsSource *s, int B, int T, int ndoc) {
 }
 static void batch_free(ClsBatch *b) { free(b->tokens); free(b->lens); free(b->labels); }
 static double batch_forward(ClsModel *m, ClsActs *a, const ClsBatch *b, int n, int train, uint64_t drop_seed,
-                            int64_t *correct) {
-    if (b->pix8) return cls_forward8(m, a, b->pix8, b->lens, b->labels, n, train, drop_seed, correct, NULL);
-    return cls_forward(m, a, b->tokens, b->lens, b->labels, n, train, drop_seed, correct, NULL);
+                            int64_t *correct, int32_t *pred) {
+    if (b->pix8) return cls_forward8(m, a, b->pix8, b->lens, b->labels, n, train, drop_seed, correct, pred);
+    return cls_forward(m, a, b->tokens, b->lens, b->labels, n, train, drop_seed, correct, pred);
 }
 
 uint64_t cls_source_count(const ClsSource *s) {
@@ -169,21 +169,36 @@ static int source_next(ClsSource *s, ClsBatch *b, int B, int T) {
     return example_loader_next(s->ex, b->tokens, b->lens, b->labels, NULL);
 }
 
-ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches) {
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches, ClsEvalOut *out) {
     ClsBatch b = batch_alloc(ld, B, T, m->c.ndoc);
     if (ld->im) im_loader_reset(ld->im);
     else example_loader_reset(ld->ex);
     ClsScore sc = {0};
     double sum = 0;
+    const int C = m->c.classes;
+    int32_t *pred = out ? xmalloc((size_t)B * sizeof(int32_t)) : NULL;
     for (int64_t i = 0; max_batches <= 0 || i < max_batches; i++) {
         int n = source_next(ld, &b, B, T);
         if (!n) break;
         int64_t correct = 0;
-        sum += batch_forward(m, a, &b, n, 0, 0, &correct);
+        sum += batch_forward(m, a, &b, n, 0, 0, &correct, pred);
+        for (int r = 0; out && r < n; r++) {
+            const int y = b.labels[r], p = pred[r];
+            if (out->confusion && y >= 0) out->confusion[(int64_t)y * C + p]++;
+            if (!out->tsv) continue;
+            // the predicted class's softmax probability, from the logits on the host
+            const real *lg = cls_acts_outputs(a) + (int64_t)r * C;
+            double z = 0;
+            for (int k = 0; k < C; k++) z += exp((double)lg[k] - (double)lg[p]);
+            if (fprintf(out->tsv, "%lld\t%d\t%d\t%.6f\t%.6f\n", (long long)(sc.count + r), y, p, 1 / z,
+                        (double)cls_acts_outputs(a)[(int64_t)n * C + r]) < 0)
+                die("cannot write the predictions: %s", strerror(errno));
+        }
         sc.count += n;
         sc.correct += correct;
         sc.correct5 += cls_topk_correct(a, n, 5);
     }
+    free(pred);
     batch_free(&b);
     sc.loss = sc.count ? sum / (double)sc.count : NAN;
     return sc;
@@ -205,7 +220,7 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
     const ClsMix mix = cls_mix_draw(h, m->c.grid_h, m->c.grid_w, step);
     cls_acts_set_mix(a, &mix);
     int64_t correct = 0;
-    double sum = batch_forward(m, a, b, h->B, 1, cls_drop_seed(h->seed, step), &correct);
+    double sum = batch_forward(m, a, b, h->B, 1, cls_drop_seed(h->seed, step), &correct, NULL);
     cls_backward(m, a, 1.0 / h->B);     // every row of a shuffled batch holds an example
     r.loss = sum / h->B;
     r.acc = (double)correct / h->B;
@@ -368,7 +383,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
 
         int do_eval = val && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
         if (do_eval) {
-            ClsScore sc = cls_evaluate(m, eacts, val, EB, h->T, p->eval_batches);
+            ClsScore sc = cls_evaluate(m, eacts, val, EB, h->T, p->eval_batches, NULL);
             val_loss = sc.loss;
             val_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
             val_top5 = sc.count ? (double)sc.correct5 / (double)sc.count : NAN;

@@ -151,7 +151,13 @@ uint64_t cls_source_count(const ClsSource *s);      // examples of the split
 uint32_t cls_source_classes(const ClsSource *s);
 // The whole split (or its first max_batches batches) in order, from its first example: running statistics,
 // no dropout. ld is a sequential loader of batches of B examples of T tokens, a the activations for them.
-ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches);
+// What an evaluation can also report example by example (a NULL member: not collected).
+typedef struct {
+    FILE *tsv;              // a line per example in the split's order: index, label, predicted class, the
+                            // predicted class's probability, the example's loss
+    int64_t *confusion;     // [classes][classes]: how many examples of label i the model predicts as j
+} ClsEvalOut;
+ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int64_t max_batches, ClsEvalOut *out);
 
 // How a run reports, saves and stops.
 typedef struct {

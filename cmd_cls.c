@@ -14,7 +14,8 @@
 // Options of the classifier only, numbered after the shared ones of cli.h.
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
-       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER, OC_LAST };
+       OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER,
+       OC_PREDICTIONS, OC_PER_CLASS, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -646,7 +647,7 @@ int cmd_cls_train(int argc, char **argv) {
 static const char *EVAL_USAGE =
     "hgrn2 eval --task lra-listops|lra-text|lra-retrieval|lra-image|lra-pathfinder|lra-pathx|fashion-mnist|imagenet [--ckpt PATH] "
     "[--data DIR] [--split test|val|train] "
-    "[--batch N] | --task lra [--runs DIR] [--data-root DIR]";
+    "[--batch N] [--predictions FILE] [--per-class] | --task lra [--runs DIR] [--data-root DIR]";
 static const char *EVAL_HELP =
     "Score a classifier trained on a Long Range Arena task or Fashion-MNIST: the mean cross-entropy and the\n"
     "accuracy, the fraction of examples whose most likely class is the label. The last line printed is\n"
@@ -660,6 +661,10 @@ static const char *EVAL_HELP =
     "  --split NAME         test (default; imagenet: val), val or train\n"
     "  --batch B --seq-len T  (default: the training run's)\n"
     "  --max-batches N      stop after N batches (default 0: the whole split)\n"
+    "  --predictions FILE   also write a line per example, in the split's order: index, label, predicted class,\n"
+    "                       its probability and the example's loss (tab-separated, with a header)\n"
+    "  --per-class          also print each class's accuracy and how often it is predicted, and for up to 16\n"
+    "                       classes the confusion matrix\n"
     "imagenet: the JPEG example files of 'hgrn2 prepare --task imagenet', evaluated at the model's image size\n"
     "(resize to 256 / 224 of it, center crop); prints 'top5 Y' (the label among the 5 most likely classes),\n"
     "then 'accuracy X' (top-1). --loader-threads N: decoding threads (default: the cores).\n"
@@ -692,7 +697,61 @@ typedef struct {
     double *top5;                   // imagenet: receives the top-5 accuracy (when not NULL)
     int *mixer;                     // receives the model's MixerKind (when not NULL)
     int t_tokens_only;              // the table: T cuts the token tasks' documents and leaves images as they are
+    const char *predictions;        // a file for a line per example (NULL: none)
+    int per_class;                  // print each class's accuracy (and the confusion matrix of up to 16 classes)
 } EvalShape;
+
+// --predictions and --per-class: what cls_evaluate collects for them (NULL when neither is asked for)
+typedef struct {
+    ClsEvalOut out;
+    char *tmp;      // the predictions' file under a temporary name until the split is done
+} EvalExtras;
+static ClsEvalOut *extras_open(EvalExtras *x, const EvalShape *e, int classes) {
+    memset(x, 0, sizeof *x);
+    if (!e->predictions && !e->per_class) return NULL;
+    if (e->predictions) {
+        x->tmp = xasprintf("%s.tmp", e->predictions);
+        x->out.tsv = fopen(x->tmp, "w");
+        if (!x->out.tsv) die("cannot write the predictions to %s: %s", x->tmp, strerror(errno));
+        fprintf(x->out.tsv, "index\tlabel\tpredicted\tprob\tloss\n");
+    }
+    if (e->per_class) x->out.confusion = xcalloc((size_t)classes * (size_t)classes, sizeof(int64_t));
+    return &x->out;
+}
+// After the split: the predictions' file under its name; each class's accuracy (recall), how often it is
+// predicted, and for up to 16 classes the confusion matrix.
+static void extras_close(EvalExtras *x, const EvalShape *e, int classes) {
+    if (x->out.tsv) {
+        if (fflush(x->out.tsv) != 0 || ferror(x->out.tsv) | fclose(x->out.tsv))
+            die("cannot write the predictions to %s: %s", x->tmp, strerror(errno));
+        if (rename(x->tmp, e->predictions) != 0)
+            die("cannot rename %s to %s: %s", x->tmp, e->predictions, strerror(errno));
+        printf("predictions: %s (index, label, predicted, prob, loss)\n", e->predictions);
+    }
+    const int64_t *cm = x->out.confusion;
+    if (cm) {
+        printf("class  examples     right  accuracy  predicted\n");
+        for (int i = 0; i < classes; i++) {
+            int64_t n = 0, as = 0;
+            for (int j = 0; j < classes; j++) { n += cm[(int64_t)i * classes + j]; as += cm[(int64_t)j * classes + i]; }
+            const int64_t right = cm[(int64_t)i * classes + i];
+            if (n) printf("%5d  %8lld  %8lld    %.4f  %9lld\n", i, (long long)n, (long long)right, (double)right / (double)n, (long long)as);
+            else printf("%5d  %8d  %8d         -  %9lld\n", i, 0, 0, (long long)as);
+        }
+        if (classes <= 16) {
+            printf("confusion (rows: label, columns: predicted)\n      ");
+            for (int j = 0; j < classes; j++) printf(" %6d", j);
+            printf("\n");
+            for (int i = 0; i < classes; i++) {
+                printf("%5d ", i);
+                for (int j = 0; j < classes; j++) printf(" %6lld", (long long)cm[(int64_t)i * classes + j]);
+                printf("\n");
+            }
+        }
+    }
+    free(x->out.confusion);
+    free(x->tmp);
+}
 
 // Scores the classifier in ckpt on a split of data (NULL: its own); prints a line of counts. Returns the
 // accuracy; want_task (NULL: any) must be the checkpoint's task.
@@ -709,12 +768,14 @@ static double eval_imagenet(ClsModel *m, const ClsRunState *rs, const char *ckpt
     cls_to_device(m);
     ClsActs *a = cls_acts_alloc(&m->c, B, cls_positions(&m->c, T), 0);
     double t0 = now_s();
-    ClsScore sc = cls_evaluate(m, a, &src, B, T, e->max_batches);
+    EvalExtras x;
+    ClsScore sc = cls_evaluate(m, a, &src, B, T, e->max_batches, extras_open(&x, e, m->c.classes));
     if (!sc.count) die("%s holds no images to evaluate", jpeg_set_path(js));
     printf("%s: %s split of %s, %lld images (%d x %d, %d tokens of %d x %d patches): %lld right, %lld in the top 5, "
            "loss %.6f, %.1f s\n", rs->task, e->split, data, (long long)sc.count, m->c.grid_h, m->c.grid_w,
            cls_positions(&m->c, T), m->c.patch, m->c.patch, (long long)sc.correct, (long long)sc.correct5, sc.loss,
            now_s() - t0);
+    extras_close(&x, e, m->c.classes);
     fflush(stdout);
     *top5 = (double)sc.correct5 / (double)sc.count;
     cls_acts_free(a);
@@ -757,7 +818,8 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     ClsActs *a = cls_acts_alloc(&m.c, B, cls_positions(&m.c, T), 0);
     double t0 = now_s();
     ClsSource src = {.ex = ld};
-    ClsScore sc = cls_evaluate(&m, a, &src, B, T, e->max_batches);
+    EvalExtras x;
+    ClsScore sc = cls_evaluate(&m, a, &src, B, T, e->max_batches, extras_open(&x, e, m.c.classes));
     if (!sc.count) die("%s holds no examples to evaluate", file);
     double acc = (double)sc.correct / (double)sc.count;
     char shape[96];
@@ -766,6 +828,7 @@ static double eval_ckpt(const char *ckpt, const char *want_task, const char *dat
     else snprintf(shape, sizeof shape, "%s%d tokens", m.c.ndoc == 2 ? "2 documents of up to " : "up to ", T);
     printf("%s: %s split of %s, %lld examples (%s): %lld right, loss %.6f, %.1f s\n", rs.task, e->split, data,
            (long long)sc.count, shape, (long long)sc.correct, sc.loss, now_s() - t0);
+    extras_close(&x, e, m.c.classes);
     fflush(stdout);
     cls_acts_free(a);
     example_loader_close(ld);
@@ -868,7 +931,8 @@ int cmd_cls_eval(int argc, char **argv) {
         {"batch", required_argument, 0, O_BATCH}, {"seq-len", required_argument, 0, O_SEQ},
         {"max-batches", required_argument, 0, O_MAX_BATCHES}, {"runs", required_argument, 0, OC_RUNS},
         {"data-root", required_argument, 0, OC_DATA_ROOT},
-        {"loader-threads", required_argument, 0, OC_LOADER_THREADS}, {0, 0, 0, 0}};
+        {"loader-threads", required_argument, 0, OC_LOADER_THREADS},
+        {"predictions", required_argument, 0, OC_PREDICTIONS}, {"per-class", no_argument, 0, OC_PER_CLASS}, {0, 0, 0, 0}};
     cli_start("hgrn2 eval", EVAL_USAGE);
     const char *task = NULL, *ckpt = NULL, *data = NULL, *runs = NULL, *data_root = NULL;
     MachineArgs mach = {0};
@@ -894,6 +958,8 @@ int cmd_cls_eval(int argc, char **argv) {
         case OC_RUNS: runs = optarg; break;
         case OC_DATA_ROOT: data_root = optarg; break;
         case OC_LOADER_THREADS: e.threads = (int)arg_int("--loader-threads", optarg, 1, 256); break;
+        case OC_PREDICTIONS: e.predictions = optarg; break;
+        case OC_PER_CLASS: e.per_class = 1; break;
         case O_SEED: break;
         default: bad_option(argv, c);
         }
@@ -904,6 +970,8 @@ int cmd_cls_eval(int argc, char **argv) {
     if (table && (ckpt || data || e.split))
         usage_error("--task lra scores the test split of every run in --runs: it takes no --ckpt, --data or --split");
     if (!table && (runs || data_root)) usage_error("--runs and --data-root are for --task lra");
+    if (table && (e.predictions || e.per_class))
+        usage_error("--predictions and --per-class are for one model (--ckpt), not the table of --task lra");
     machine_start(&mach);
     if (table) {
         e.split = "test";

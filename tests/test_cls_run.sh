@@ -163,6 +163,26 @@ then ok "eval ends with '$last' after the counts"; else fail "eval's last lines:
 acc_a=${last#accuracy }
 expect 0 "eval without --task recognises the classifier" -- $H eval --ckpt "$TMP/a/model.ckpt" --split val --batch 5
 tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of the val split: $(tail -n 1 "$TMP/out")"
+# --predictions and --per-class agree with the counts (batches of 7 leave a ragged last one of 1)
+expect 0 "eval --predictions --per-class" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --batch 7 --threads 2 \
+    --predictions "$TMP/pred.tsv" --per-class
+right=$(sed -n 's/^lra-listops: test split .*: \([0-9]*\) right, loss \([0-9.]*\),.*/\1 \2/p' "$TMP/out")
+checks=$((checks + 1))
+if [ "$(head -n 1 "$TMP/pred.tsv")" = "$(printf 'index\tlabel\tpredicted\tprob\tloss')" ] && [ ! -e "$TMP/pred.tsv.tmp" ] &&
+   awk -F'\t' -v want="$right" 'NR > 1 { n++; ok += $2 == $3; loss += $5; bad += $1 != NR - 2 || $3 < 0 || $3 > 9 || !($4 > 0 && $4 <= 1) }
+        END { split(want, w, " "); d = loss / n - w[2]; exit !(n == 50 && ok == w[1] && !bad && d * d < 1e-10) }' "$TMP/pred.tsv"
+then ok "--predictions: 50 lines in order, as many right and the same mean loss as the summary ($right)"
+else fail "--predictions against the summary '$right':"; head -3 "$TMP/pred.tsv"; fi
+checks=$((checks + 1))
+if awk -v want="$right" '/^class  examples/ { t = 1; next } /^confusion/ { t = 0; c = 2; next } c == 2 { c = 1; next }
+        t { n += $2; r += $3; as += $5 } c && /^ +[0-9]/ { for (j = 2; j <= NF; j++) { m += $j; if (j - 2 == $1) d += $j } }
+        END { split(want, w, " "); exit !(n == 50 && as == 50 && r == w[1] && m == 50 && d == w[1]) }' "$TMP/out"
+then ok "--per-class: the classes' examples, right and predicted sum to the split, the confusion's diagonal to the right ones"
+else fail "--per-class:"; cat "$TMP/out"; fi
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "--per-class: the last line is not the accuracy"
+expect 2 "--predictions with --task lra" -- $H eval --task lra --predictions "$TMP/p2.tsv"; expect_msg "are for one model"
+expect 1 "--predictions into a missing folder" -- $H eval --ckpt "$TMP/a/model.ckpt" --predictions "$TMP/no/such/p.tsv"
+expect_msg "cannot write the predictions to $TMP/no/such/p.tsv.tmp"
 expect 1 "eval --task lra-text of a ListOps model" -- $H eval --task lra-text --ckpt "$TMP/a/model.ckpt"
 expect_msg "is a model of lra-listops, not of lra-text"
 expect 1 "eval on data of another vocabulary" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --data "$TMP/tx"

@@ -195,6 +195,14 @@ then ok "eval ends 'top5 Y', 'accuracy $val' (the run's final validation)"; else
 # 3 classes: every label is among the 5 most likely
 tail -n 2 "$TMP/out" | head -1 | grep -qx "top5 1.0000" && ok "top5 of 3 classes is 1" || fail "top5 of 3 classes: $(tail -n 2 "$TMP/out" | head -1)"
 checks=$((checks + 1))
+expect 0 "eval --predictions --per-class" -- $H eval --task imagenet --ckpt "$TMP/a/model.ckpt" --threads 2 --predictions "$TMP/pred.tsv" --per-class
+right=$(sed -n 's/^imagenet: val split .*: \([0-9]*\) right, .*/\1/p' "$TMP/out")
+checks=$((checks + 1))
+if [ "$(tail -n +2 "$TMP/pred.tsv" | wc -l)" = 12 ] && [ "$(tail -n +2 "$TMP/pred.tsv" | awk -F'\t' '$2 == $3' | wc -l)" = "$right" ] &&
+   [ "$(grep -Ec '^ +[0-2] +4 +[0-9]+ +[01]\.[0-9]{4} +[0-9]+$' "$TMP/out")" = 3 ] && grep -q "^confusion (rows: label, columns: predicted)" "$TMP/out" &&
+   [ "$(tail -n 1 "$TMP/out")" = "accuracy $val" ]
+then ok "the 12 validation images' predictions ($right right), 3 classes' rows and the confusion matrix"
+else fail "eval --predictions of the ImageNet model:"; cat "$TMP/out"; fi
 expect 0 "eval --split train" -- $H eval --ckpt "$TMP/a/model.ckpt" --split train --threads 2
 grep -q "imagenet: train split of $TMP/data, 36 images" "$TMP/out" && ok "a checkpoint says its task; --split train" || fail "eval --split train: $(head -1 "$TMP/out")"
 checks=$((checks + 1))
