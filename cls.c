@@ -129,17 +129,26 @@ void cls_alloc(ClsModel *m, const ClsConfig *c) {
     m->stats = ns ? xcalloc((size_t)ns, sizeof(real)) : NULL;
 }
 
+// Elements of tensor p in configuration c, or -1 when its shape differs from that in configuration o (two
+// absent tensors count as the same).
+static int64_t kept_numel(const ClsConfig *o, const ClsConfig *c, int p) {
+    int64_t r0, k0, r1, k1;
+    cls_param_shape(o, p, &r0, &k0);
+    cls_param_shape(c, p, &r1, &k1);
+    if (r1 * k1 == 0) return r0 * k0 == 0 ? 0 : -1;
+    return r0 == r1 && k0 == k1 ? r1 * k1 : -1;
+}
+
 int cls_adopt_config(ClsModel *m, const ClsConfig *c, uint64_t seed, int init) {
     if (cls_nstats(c) != cls_nstats(&m->c) || c->L != m->c.L)
         die("internal error: a classifier's new configuration changes its layers or norms");
-    int same = 1;
-    int64_t r0, k0, r1, k1;
+    int fresh = 0, changed = 0;
     for (int p = 0; p < NCPARAM; p++) {
-        cls_param_shape(&m->c, p, &r0, &k0);
-        cls_param_shape(c, p, &r1, &k1);
-        same &= (r0 == r1 && k0 == k1) || (r0 * k0 == 0 && r1 * k1 == 0);
+        int64_t r, k;
+        cls_param_shape(c, p, &r, &k);
+        if (kept_numel(&m->c, c, p) < 0) { changed = 1; fresh += r * k > 0; }
     }
-    if (same) {
+    if (!changed) {
         m->c = *c;
         m->lay = cls_layout_of(c);
         return 0;
@@ -148,16 +157,10 @@ int cls_adopt_config(ClsModel *m, const ClsConfig *c, uint64_t seed, int init) {
     ClsModel nm;
     cls_alloc(&nm, c);
     cls_init(&nm, seed, init);
-    int fresh = 0;
     for (int p = 0; p < NCPARAM; p++) {
-        cls_param_shape(&m->c, p, &r0, &k0);
-        cls_param_shape(c, p, &r1, &k1);
-        if (r0 != r1 || k0 != k1) {
-            fresh += r1 * k1 > 0;
-            continue;
-        }
-        for (int l = 0; l < (p < C_FIRST_LAYER ? 1 : c->L); l++)
-            memcpy(cls_tensor(&nm.lay, nm.params, p, l), cls_tensor(&m->lay, m->params, p, l), (size_t)(r1 * k1) * sizeof(real));
+        const int64_t n = kept_numel(&m->c, c, p);
+        for (int l = 0; n > 0 && l < (p < C_FIRST_LAYER ? 1 : c->L); l++)
+            memcpy(cls_tensor(&nm.lay, nm.params, p, l), cls_tensor(&m->lay, m->params, p, l), (size_t)n * sizeof(real));
     }
     if (nm.stats) memcpy(nm.stats, m->stats, (size_t)cls_nstats(c) * sizeof(real));
     cls_free(m);

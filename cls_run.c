@@ -187,11 +187,11 @@ ClsScore cls_evaluate(ClsModel *m, ClsActs *a, ClsSource *ld, int B, int T, int6
             if (out->confusion && y >= 0) out->confusion[(int64_t)y * C + p]++;
             if (!out->tsv) continue;
             // the predicted class's softmax probability, from the logits on the host
-            const real *lg = cls_acts_outputs(a) + (int64_t)r * C;
+            const real *lg = cls_acts_outputs(a) + (int64_t)r * C, *losses = cls_acts_outputs(a) + (int64_t)n * C;
             double z = 0;
             for (int k = 0; k < C; k++) z += exp((double)lg[k] - (double)lg[p]);
             if (fprintf(out->tsv, "%lld\t%d\t%d\t%.6f\t%.6f\n", (long long)(sc.count + r), y, p, 1 / z,
-                        (double)cls_acts_outputs(a)[(int64_t)n * C + r]) < 0)
+                        (double)losses[r]) < 0)
                 die("cannot write the predictions: %s", strerror(errno));
         }
         sc.count += n;

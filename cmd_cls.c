@@ -187,6 +187,19 @@ static void refuse_on_init(const int *set) {
         if (set[fixed[i]]) usage_error("%s cannot be given with --init: the model comes from the checkpoint", names[i]);
 }
 
+// A new run's model: a fresh one, or with --init the checkpoint's (already in m) taking the run's configuration
+static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint64_t seed, int init) {
+    if (!have_model) {
+        cls_alloc(m, c);
+        cls_init(m, seed, init);
+        return;
+    }
+    const int had = m->c.classes;
+    if (cls_adopt_config(m, c, seed, init))
+        printf("a new head for %d classes (the checkpoint's model has %d), initialised as a fresh model's\n",
+               c->classes, had);
+}
+
 // The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
 // model, the run.
 static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int have_model,
@@ -208,18 +221,10 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
     if (!resume) {
         rs->c.V = 256;
         rs->c.ndoc = 1;
-        const int from_classes = rs->c.classes;
         rs->c.classes = (int)jpeg_set_classes(ts);
         const char *bad = cls_config_finish(&rs->c);
         if (bad) die("the images of %s do not fit the model: %s", data, bad);
-        if (have_model) {
-            if (cls_adopt_config(model, &rs->c, rs->h.seed, init))
-                printf("a new head for %d classes (the checkpoint's model has %d), initialised as a fresh model's\n",
-                       rs->c.classes, from_classes);
-        } else {
-            cls_alloc(model, &rs->c);
-            cls_init(model, rs->h.seed, init);
-        }
+        model_for_run(model, &rs->c, have_model, rs->h.seed, init);
         rs->step = 0;
         rs->train_examples = jpeg_set_count(ts);
         rs->vocab_hash = classes_hash;
@@ -593,20 +598,12 @@ int cmd_cls_train(int argc, char **argv) {
                     "%d and %d", train_file, init_from, (unsigned)example_vocab(te), example_ndoc(te),
                     example_ndoc(te) == 1 ? "" : "s", rs.c.V, rs.c.ndoc);
         }
-        const int from_classes = rs.c.classes;
         rs.c.V = (int)example_vocab(te);
         rs.c.classes = (int)example_classes(te);
         rs.c.ndoc = example_ndoc(te);
         const char *bad = cls_config_finish(&rs.c);
         if (bad) die("the examples of %s do not fit the model: %s", data, bad);
-        if (init_from) {
-            if (cls_adopt_config(&model, &rs.c, rs.h.seed, init))
-                printf("a new head for %d classes (the checkpoint's model has %d), initialised as a fresh model's\n",
-                       rs.c.classes, from_classes);
-        } else {
-            cls_alloc(&model, &rs.c);
-            cls_init(&model, rs.h.seed, init);
-        }
+        model_for_run(&model, &rs.c, init_from != NULL, rs.h.seed, init);
         rs.step = 0;
         rs.train_examples = example_count(te);
         rs.vocab_hash = vocab;
