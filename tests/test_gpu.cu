@@ -14,6 +14,8 @@
 //   hgru backward dq, dk, dv: 2e-5; dg: 5e-5, because the GPU gets it from the identity dg_t =
 //     sum_{s>=t} (q_s dq_s - k_s dk_s), which cancels: float rounding of dq and dk (1e-7) grows to ~5e-6 at
 //     T = 2048 (the CPU recurrent oracle computes dg directly)
+//   hgru backward on inputs whose dq cancels (a state of near rank one, do orthogonal to o, as the authors'
+//     layer can make them): against float64, within 4 times the CPU's own float32 error on them
 //   rotary positions: 2e-6, as the elementwise ops (angles, cos and sin in double on both sides)
 //   attention: 4 u sqrt(n) with u = 2^-24, n = hd + Tk for the forward, 2 hd + T for the backward (derived
 //     above test_attention_one): 3e-6 at T 63 and hd 64, 8e-6 at T 1000 and hd 128
@@ -554,6 +556,110 @@ static void test_hgru_dir_one(int B, int T, int H, int K, int Dv) {
     }
 }
 
+// The backward on inputs that make dq cancel, as the authors' layer can (--mixer-layer lra): v nearly the same at
+// every position (its biases), so the state is nearly of rank one, and do orthogonal to the ones and to o_t =
+// S_t^T q~_t, as an output LayerNorm's backward makes it; then dq_t = S_t do_t is a small remainder of large
+// terms (the cancellation printed: the 2-norm of |S_t| |do_t| over that of S_t do_t). Such inputs move the float32
+// result by the cancellation times its rounding, on either backend, so both are measured against a float64
+// recurrence: the GPU's exact sweeps (chunk 0) within 4 times the CPU's own float32 error, for dq, dk and dv
+// that of its recurrence, for dg that of its chunked form, which forms dg from dq and dk through the same
+// identity as the GPU (floor 1e-6).
+static void test_hgru_conditioning(double spread) {
+    const int B = 2, T = 128, K = 128, Dv = 128;
+    const int64_t rows = (int64_t)B * T, nqk = rows * K, nv = rows * Dv;
+    seed(31);
+    Vec q(nqk), k(nqk), g(nqk), v(nv), dout(nv);
+    gates_like(g, k, nqk, [](size_t) { return false; });
+    for (auto &x : q) x = (float)(sqrt((double)K) / (1 + exp(-nrand())));   // sqrt(K) sigmoid, the lra layer's q
+    for (int b = 0; b < B; b++) {
+        std::vector<double> vbar(Dv);
+        for (auto &x : vbar) x = nrand();
+        for (int64_t i = 0; i < (int64_t)T * Dv; i++) {
+            const double x = vbar[i % Dv] + spread * nrand();
+            v[(int64_t)b * T * Dv + i] = (float)(x / (1 + exp(-x)));               // silu
+        }
+    }
+    // the float64 recurrence: the states forward (do drawn as each o_t appears), then the backward with dg formed
+    // from the states, dg_t = a_t sum_j dS_t S_{t-1}
+    std::vector<double> rdq(nqk), rdk(nqk), rdg(nqk), rdv(nv), S((size_t)(T + 1) * K * Dv), dS((size_t)K * Dv);
+    const double sc = 1 / sqrt((double)K);
+    double big = 0, small = 0;
+    for (int b = 0; b < B; b++) {
+        const int64_t r0 = (int64_t)b * T;
+        std::fill(S.begin(), S.begin() + (size_t)K * Dv, 0.0);
+        for (int t = 0; t < T; t++) {
+            const int64_t r = r0 + t;
+            const double *Sp = &S[(size_t)t * K * Dv];
+            double *St = &S[(size_t)(t + 1) * K * Dv];
+            std::vector<double> o(Dv, 0.0), d(Dv);
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < Dv; j++) {
+                    St[i * Dv + j] = exp((double)g[r * K + i]) * Sp[i * Dv + j] + (double)k[r * K + i] * v[r * Dv + j];
+                    o[j] += St[i * Dv + j] * q[r * K + i] * sc;
+                }
+            double om = 0, dm = 0, oo = 0, od = 0;
+            for (int j = 0; j < Dv; j++) { om += o[j] / Dv; d[j] = nrand(); dm += d[j] / Dv; }
+            for (int j = 0; j < Dv; j++) { o[j] -= om; d[j] -= dm; oo += o[j] * o[j]; od += o[j] * d[j]; }
+            for (int j = 0; j < Dv; j++) dout[r * Dv + j] = (float)(d[j] - od / oo * o[j]);
+        }
+        std::fill(dS.begin(), dS.end(), 0.0);
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t r = r0 + t;
+            const double *Sp = &S[(size_t)t * K * Dv], *St = Sp + (size_t)K * Dv;
+            for (int i = 0; i < K; i++) {
+                const double an = t + 1 < T ? exp((double)g[(r + 1) * K + i]) : 1;
+                double a = 0, a1 = 0, bk = 0, c = 0;
+                for (int j = 0; j < Dv; j++) {
+                    double &x = dS[i * Dv + j];
+                    x = an * x + q[r * K + i] * sc * dout[r * Dv + j];
+                    a += St[i * Dv + j] * dout[r * Dv + j];
+                    a1 += fabs(St[i * Dv + j] * dout[r * Dv + j]);
+                    bk += x * v[r * Dv + j];
+                    c += x * Sp[i * Dv + j];
+                }
+                rdq[r * K + i] = a * sc;
+                rdk[r * K + i] = bk;
+                rdg[r * K + i] = exp((double)g[r * K + i]) * c;
+                big += a1 * a1;
+                small += a * a;
+            }
+            for (int j = 0; j < Dv; j++) {
+                double s = 0;
+                for (int i = 0; i < K; i++) s += dS[i * Dv + j] * k[r * K + i];
+                rdv[r * Dv + j] = s;
+            }
+        }
+    }
+    auto err = [](const Vec &x, const std::vector<double> &ref) {
+        double e = 0, n = 0;
+        for (size_t i = 0; i < ref.size(); i++) e += (x[i] - ref[i]) * (x[i] - ref[i]), n += ref[i] * ref[i];
+        return sqrt(e / n);
+    };
+    auto as_vec = [](const std::vector<double> &x) { return Vec(x.begin(), x.end()); };
+    // the CPU's float32 errors: its recurrence (chunk 0) and its chunked form (dg through the identity)
+    Vec cq(nqk), ck(nqk), cg(nqk), cv(nv), hq(nqk), hk(nqk), hg(nqk), hv(nv);
+    op_hgru_bwd(cq.data(), ck.data(), cg.data(), cv.data(), Dv, dout.data(), q.data(), k.data(), g.data(), v.data(), Dv,
+                B, T, 1, K, Dv, 0, 0, 0);
+    op_hgru_bwd(hq.data(), hk.data(), hg.data(), hv.data(), Dv, dout.data(), q.data(), k.data(), g.data(), v.data(), Dv,
+                B, T, 1, K, Dv, 64, 0, 0);
+    Pool P;
+    float *gq = P.up(q), *gk = P.up(k), *gg = P.up(g), *gv = P.up(v), *gdo = P.up(dout), *gdq = P.f(nqk),
+          *gdk = P.f(nqk), *gdg = P.f(nqk), *gdv = P.f(nv);
+    poison(gdq, nqk * 4); poison(gdk, nqk * 4); poison(gdg, nqk * 4); poison(gdv, nv * 4);
+    cuda_hgru_bwd(gdq, gdk, gdg, gdv, Dv, gdo, gq, gk, gg, gv, Dv, B, T, 1, K, Dv, 0, 0, 0);
+    char sh[96], note[96];
+    snprintf(sh, sizeof sh, "B%d T%d K%d Dv%d, cancels %.0fx", B, T, K, Dv, sqrt(big / small));
+    const struct { const char *op; float *d; const Vec &cpu; const std::vector<double> &ref; } outs[] = {
+        {"hgru_bwd dq vs float64", gdq, cq, rdq}, {"hgru_bwd dk vs float64", gdk, ck, rdk},
+        {"hgru_bwd dv vs float64", gdv, cv, rdv}, {"hgru_bwd dg vs float64", gdg, hg, rdg}};
+    for (const auto &o : outs) {
+        const double ce = err(o.cpu, o.ref), tol = std::max(4 * ce, 1e-6);
+        snprintf(note, sizeof note, "  (the CPU's float32: %.2e)", ce);
+        const Vec ref = as_vec(o.ref);
+        compare_to(o.op, sh, down(o.d, o.ref.size()), ref, ref, tol, note);
+    }
+}
+
 static void test_hgru(void) {
     struct { int B, T, H, K, Dv; } cf[] = {
         // D = 768 (H = 6 heads of 128), every T boundary around the chunk of 64
@@ -588,6 +694,7 @@ static void test_hgru(void) {
         test_hgru_dir_one(1, 4096, 2, 128, 128);
         test_hgru_dir_one(1, 4096, 4, 64, 64);
     }
+    for (double spread : {0.1, 0.03, 0.01}) test_hgru_conditioning(spread);
 }
 
 // ======================================================================================================
