@@ -19,13 +19,15 @@
 #     --curriculum  every shape after the first starts from the weights of the best run of the shape
 #                before it at the same D (train --init), the shapes taken in the order given; without it
 #                every run starts from a fresh model, as the paper's runs did
+#     --table    train nothing: print the table of the runs already scored in OUT (a sweep stopped part way,
+#                or looked at again later; give it the sweep's own options)
 #     --tiny     a small grid that finishes in a minute on a CPU: D 64, T:P 32:2 64:4, lr 1e-2 3e-3,
 #                40 steps, 64 examples (with --device cpu; for checking the script, not for results)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 device=cuda out=runs/mqar_sweep dims="64 128 256 512" shapes="64:4 128:8 256:16 512:64" lrs="1e-3 3e-3 1e-2"
-steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2 seeds="" curriculum=0
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
+steps="" batch="" examples=3000 jobs=1 threads="" hgrn2=./hgrn2 seeds="" curriculum=0 table_only=0
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "$1"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device=$2; shift ;;
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift ;;
         --hgrn2) hgrn2=$2; shift ;;
         --curriculum) curriculum=1 ;;
+        --table) table_only=1 ;;
         --tiny) dims="64" shapes="32:2 64:4" lrs="1e-2 3e-3" steps=40 examples=64 ;;
         --) shift; break ;;
         -h | --help) usage 0 ;;
@@ -50,8 +53,8 @@ while [ $# -gt 0 ]; do
 done
 extra=("$@")
 case "$device" in cuda | cpu) ;; *) echo "mqar_sweep.sh: --device must be cuda or cpu" >&2; exit 2 ;; esac
-[ -x "$hgrn2" ] || { echo "mqar_sweep.sh: $hgrn2 not found: build it first (make)" >&2; exit 1; }
-mkdir -p "$out"
+[ "$table_only" = 1 ] || [ -x "$hgrn2" ] || { echo "mqar_sweep.sh: $hgrn2 not found: build it first (make)" >&2; exit 1; }
+[ "$table_only" = 1 ] || mkdir -p "$out"
 ngpu=1
 [ "$device" = cuda ] && ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') && [ "$ngpu" -ge 1 ] || ngpu=1
 
@@ -167,7 +170,9 @@ launch() {   # D T P lr S B seed
 }
 wait_all() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done; }
 failed=0 i=0 init=""
-if [ "$curriculum" = 0 ]; then
+if [ "$table_only" = 1 ]; then
+    [ -d "$out" ] || { echo "mqar_sweep.sh: no sweep in $out" >&2; exit 2; }
+elif [ "$curriculum" = 0 ]; then
     each_run launch
     wait_all
 else

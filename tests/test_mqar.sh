@@ -166,6 +166,23 @@ if [ "$(echo "$from" | wc -w)" = 1 ] && [ "$(grep -c initialising "$TMP"/sweep6/
 then ok "both runs of the second shape start from the first shape's best run (${from##*/})"
 else fail "--curriculum: from '$from', best $best"; grep -H initialising "$TMP"/sweep6/*/train.out; fi
 
+# --table prints the same table from the scored runs without training (no program needed); a wider grid than
+# was run shows its unscored cells as '-'; a folder with no sweep is refused
+cp "$TMP/sweep6/table.txt" "$TMP/table6.txt"
+expect 0 "mqar_sweep.sh --table" -- bash scripts/mqar_sweep.sh --table --hgrn2 /nonexistent --dims 64 \
+    --shapes "32:2:6:8 64:4:6:8" --lrs "1e-2 3e-3" --examples 32 --curriculum --out "$TMP/sweep6"
+checks=$((checks + 1))
+if tail -n 2 "$TMP/out" | cmp -s - <(tail -n 2 "$TMP/table6.txt") && ! grep -q "accuracy 0" "$TMP/out"
+then ok "--table: the sweep's own table, nothing trained"
+else fail "--table"; cat "$TMP/out"; fi
+expect 0 "mqar_sweep.sh --table over a wider grid" -- bash scripts/mqar_sweep.sh --table --hgrn2 /nonexistent \
+    --dims "64 128" --shapes "32:2:6:8 64:4:6:8" --lrs "1e-2 3e-3" --examples 32 --curriculum --out "$TMP/sweep6"
+checks=$((checks + 1))
+if grep -Eq '^128 +- +- *$' "$TMP/out"; then ok "--table: unscored cells as '-'"
+else fail "--table over a wider grid"; cat "$TMP/out"; fi
+expect 2 "mqar_sweep.sh --table of no sweep" -- bash scripts/mqar_sweep.sh --table --out "$TMP/nothing-here"
+expect_msg "no sweep in"
+
 # Learning the task: D 64, T 64, 4 pairs, the mqar preset's model, batch 64 at lr 1e-2 held constant. The
 # held-out accuracy sits near 0.25 (the model copies some value of the sequence) until it learns which value
 # goes with the key, some 1500 to 3000 steps in, then rises past 0.9 within a few hundred steps. The run
