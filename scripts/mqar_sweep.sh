@@ -157,7 +157,11 @@ check_settings() {   # D T P lr S B seed
 }
 clash=0
 each_run check_settings
-[ "$clash" = 0 ] || { echo "mqar_sweep.sh: give this sweep another --out" >&2; exit 2; }
+if [ "$clash" = 1 ]; then
+    if [ "$table_only" = 1 ]; then echo "mqar_sweep.sh: give --table the options that sweep ran with" >&2
+    else echo "mqar_sweep.sh: give this sweep another --out" >&2; fi
+    exit 2
+fi
 # the runs, --jobs at a time
 launch() {   # D T P lr S B seed
     if [ "$jobs" -gt 1 ]; then

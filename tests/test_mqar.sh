@@ -180,6 +180,9 @@ expect 0 "mqar_sweep.sh --table over a wider grid" -- bash scripts/mqar_sweep.sh
 checks=$((checks + 1))
 if grep -Eq '^128 +- +- *$' "$TMP/out"; then ok "--table: unscored cells as '-'"
 else fail "--table over a wider grid"; cat "$TMP/out"; fi
+expect 2 "mqar_sweep.sh --table with other options than the sweep's" -- bash scripts/mqar_sweep.sh --table --dims 64 \
+    --shapes "32:2:6:8 64:4:6:8" --lrs "1e-2 3e-3" --examples 16 --curriculum --out "$TMP/sweep6"
+expect_msg "give --table the options that sweep ran with"
 expect 2 "mqar_sweep.sh --table of no sweep" -- bash scripts/mqar_sweep.sh --table --out "$TMP/nothing-here"
 expect_msg "no sweep in"
 
