@@ -36,6 +36,23 @@ expect_msg "too narrow"
 expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"
 grep -q "prepare: lra-listops: train 50, val 10, test 10 examples; vocabulary 18" "$TMP/out" || fail "prepare summary: $(cat "$TMP/out")"
 for s in train val test; do [ -f "$TMP/ex/$s.examples" ] || fail "no $s.examples"; done
+# scripts/listops_by_op.py: predictions right on exactly the MIN-rooted expressions give MIN 1 and the others 0
+awk -F'\t' 'BEGIN { print "index\tlabel\tpredicted\tprob\tloss" }
+    NR > 1 { split($1, t, " "); op = ""; for (i = 1; op == "" && i <= length(t); i++) if (t[i] ~ /^\[/) op = t[i]
+             sub(/\r$/, "", $2); print NR - 2 "\t" $2 "\t" (op == "[MIN" ? $2 : ($2 + 1) % 10) "\t0.5\t0.7" }' \
+    "$TMP/lo/basic_test.tsv" > "$TMP/pred.tsv"
+nmin=$(tail -n +2 "$TMP/lo/basic_test.tsv" | tr -d '( ' | grep -c '^\[MIN')
+expect 0 "listops_by_op.py" -- python3 scripts/listops_by_op.py "$TMP/lo/basic_test.tsv" "$TMP/pred.tsv" --mix "$TMP/lo/basic_val.tsv"
+awk -v n="$nmin" '$1 == "MIN" && $2 == n && $3 == "1.0000" { m = 1 } $1 ~ /^(MAX|MED|SM)$/ && $3 != "0.0000" { bad = 1 }
+    END { exit !(m && !bad) }' "$TMP/out" || fail "listops_by_op.py: MIN should be $nmin at 1.0000, the rest 0: $(cat "$TMP/out")"
+grep -q "^10 examples, accuracy $(awk -v n="$nmin" 'BEGIN { printf "%.4f", n / 10 }')" "$TMP/out" || fail "listops_by_op.py total: $(head -1 "$TMP/out")"
+grep -q "^on the mix of .*basic_val.tsv" "$TMP/out" || fail "listops_by_op.py --mix printed no line"
+head -n 5 "$TMP/pred.tsv" > "$TMP/pred_short.tsv"
+expect 2 "listops_by_op.py on predictions of another split" -- python3 scripts/listops_by_op.py "$TMP/lo/basic_test.tsv" "$TMP/pred_short.tsv"
+expect_msg "not the same split"
+awk -F'\t' 'NR == 3 { $2 = ($2 + 1) % 10 } { print }' OFS='\t' "$TMP/pred.tsv" > "$TMP/pred_bad.tsv"
+expect 2 "listops_by_op.py with a label that differs" -- python3 scripts/listops_by_op.py "$TMP/lo/basic_test.tsv" "$TMP/pred_bad.tsv"
+expect_msg "example 1: label"
 expect 1 "prepare into the same directory" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"; expect_msg "already holds example files"
 expect 2 "prepare lra-listops --tokenizer" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex2" --tokenizer byte
 expect_msg "does not apply"
