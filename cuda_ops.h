@@ -142,6 +142,7 @@ int cuda_hgru_cols_direct(int K, int Dv);
 // Small heads (K = Dv <= 4) over sequences of 128 steps or more run in chunks of time when the heads are too few
 // to fill the card (mixer_small.cuh); for the tests, mode 1 chunks them always, 0 never, -1 (the default) decides.
 void cuda_hgru_small_chunks(int mode);
+void cuda_embed_small_table(int mode);   // the embedding backward's table for small vocabularies: -1 where it fits, 0 never
 
 // ---- Transformer++ (cuda/attention.cuh): plain fp32 kernels; heads of at most CUDA_ATTENTION_MAX_HD values ----
 // The rotation's angles, cos and sin in double as on the CPU. The attention is flash style (online softmax,

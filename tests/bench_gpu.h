@@ -212,6 +212,21 @@ static void bench(void) {
     cuda_zero(dE, (int64_t)V * D);
     double te = time_ms([&] { cuda_embed_bwd(dE, dx, gid, N, D, V); });
     printf("embed_bwd     N%lld D%d V%d: %8.3f ms\n", (long long)N, D, V, te);
+    {   // ListOps' batch (128 x 2048 tokens, D 64, 18 ids): the shared-memory table against the sort
+        const int64_t NL = 128 * 2048;
+        const int DL = 64, VL = 18;
+        std::vector<int32_t> il(NL);
+        for (auto &id : il) id = (int32_t)(next_u64() % VL);
+        int32_t *gil = P.up(il);
+        float *dxl = P.up(randn(NL * DL)), *dEl = P.f((size_t)VL * DL);
+        cuda_zero(dEl, (int64_t)VL * DL);
+        double tt = time_ms([&] { cuda_embed_bwd(dEl, dxl, gil, NL, DL, VL); });
+        cuda_embed_small_table(0);
+        double ts = time_ms([&] { cuda_embed_bwd(dEl, dxl, gil, NL, DL, VL); });
+        cuda_embed_small_table(-1);
+        printf("embed_bwd     N%lld D%d V%d: %8.3f ms with the table, %8.3f ms sorted  %7.1f / %7.1f GB/s\n",
+               (long long)NL, DL, VL, tt, ts, 4.0 * NL * (DL + 1) / tt * 1e-6, 4.0 * NL * (DL + 1) / ts * 1e-6);
+    }
     float *x = P.up(randn(N * D)), *w = P.up(randn(D)), *dy = P.up(randn(N * D)), *ddx = P.up(randn(N * D)),
           *dw = P.f(D), *rs = P.f(N), *res = P.up(randn(N * D));
     cuda_zero(dw, D);

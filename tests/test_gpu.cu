@@ -174,7 +174,11 @@ static void test_embed(void) {
         {8192, 256, 37, "(few ids, long runs)"}, {8192, 768, 50304, ""}, {4096, 128, 1, "(one id)"},
         {3000, 768, 3, ""}, {2048, 768, 2048, ""}, {4096, 64, 256, "(one digit)"}, {4096, 64, 257, "(two digits)"},
         {3000, 64, 70000, "(three digits)"}, {3000, 2, 1 << 24, "(three digits, the last full)"},
-        {3000, 2, 1 << 25, "(four digits)"}};
+        {3000, 2, 1 << 25, "(four digits)"},
+        // the shared-memory table of small vocabularies: ListOps' 18 ids, several blocks and a ragged last one,
+        // the largest table that fits (D 64: 48 ids), one just past it (the sort), D that does not divide 256
+        {32768, 64, 18, "(ListOps' vocabulary)"}, {35001, 64, 18, "(ListOps', ragged)"}, {5000, 64, 48, "(table full)"},
+        {5000, 64, 49, "(table too big: sorted)"}, {3001, 100, 20, ""}, {2500, 3, 16, ""}};
     for (auto s : sh) {
         if (g_quick && s.N * s.D > 3000 * 768) continue;
         seed(200 + s.N + s.D + s.V);
@@ -194,6 +198,13 @@ static void test_embed(void) {
         snprintf(shape, sizeof shape, "N%lld D%d V%d %s", (long long)s.N, s.D, s.V, s.what);
         compare("embed_fwd x", shape, down(gx, x.size()), x, 0);
         compare("embed_bwd dE+=", shape, down(gdE, dE.size()), dE, TOL_RED);
+        if (s.D <= 256 && s.V <= 48) {   // the sort, where the table would be taken
+            float *gdE2 = P.up(dE0);
+            cuda_embed_small_table(0);
+            cuda_embed_bwd(gdE2, gdx, gid, s.N, s.D, s.V);
+            cuda_embed_small_table(-1);
+            compare("embed_bwd dE+= (sorted)", shape, down(gdE2, dE.size()), dE, TOL_RED);
+        }
     }
 }
 
@@ -1203,6 +1214,21 @@ static void test_determinism(void) {
         int64_t N = g_quick ? 1000 : 8192;
         int D = 768, V = 37;
         seed(1100);
+        std::vector<int32_t> ids(N);
+        for (auto &id : ids) id = (int32_t)(next_u64() % V);
+        Vec dx = randn(N * D), dE0 = randn((size_t)V * D);
+        int32_t *gid = P.up(ids);
+        float *gdx = P.up(dx), *a = P.up(dE0), *b = P.up(dE0);
+        cuda_embed_bwd(a, gdx, gid, N, D, V);
+        cuda_embed_bwd(b, gdx, gid, N, D, V);
+        Vec ha = down(a, dE0.size()), hb = down(b, dE0.size());
+        snprintf(shape, sizeof shape, "N%lld D%d V%d", (long long)N, D, V);
+        check_bits("determinism embed_bwd", shape, ha.data(), hb.data(), ha.size() * 4);
+    }
+    {   // and with a vocabulary small enough for the shared-memory table
+        int64_t N = g_quick ? 5000 : 100003;
+        int D = 64, V = 18;
+        seed(1101);
         std::vector<int32_t> ids(N);
         for (auto &id : ids) id = (int32_t)(next_u64() % V);
         Vec dx = randn(N * D), dE0 = randn((size_t)V * D);
