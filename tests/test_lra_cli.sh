@@ -53,6 +53,16 @@ expect_msg "not the same split"
 awk -F'\t' 'NR == 3 { $2 = ($2 + 1) % 10 } { print }' OFS='\t' "$TMP/pred.tsv" > "$TMP/pred_bad.tsv"
 expect 2 "listops_by_op.py with a label that differs" -- python3 scripts/listops_by_op.py "$TMP/lo/basic_test.tsv" "$TMP/pred_bad.tsv"
 expect_msg "example 1: label"
+# scripts/gpu_listops.sh on the CPU over a small generated set: the run, its test accuracy and the table by operator
+expect 0 "gpu_listops.sh, a short run on the CPU" -- env WORK="$TMP/glw" GEN="--min-len 40 --max-len 200 --train-size 200 \
+    --val-size 30 --test-size 40" DEVICE=cpu bash scripts/gpu_listops.sh "$TMP/glrun" -- --steps 12 --seq-len 200 \
+    --batch 8 --threads 1 --eval-every 6 --warmup 2
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy (0|1)\.[0-9]+$' || fail "gpu_listops.sh does not end with 'accuracy X': $(tail -n 2 "$TMP/out")"
+grep -q "^best validation accuracy .*: test accuracy" "$TMP/out" || fail "gpu_listops.sh printed no best checkpoint's test accuracy"
+n=$(awk '$1 ~ /^(MAX|MED|MIN|SM)$/ { n += $2 } END { print n + 0 }' "$TMP/out")
+[ "$n" = 40 ] || fail "gpu_listops.sh's table by operator covers $n of the 40 test expressions: $(cat "$TMP/out")"
+[ "$(wc -l < "$TMP/glrun/test_predictions.tsv")" = 41 ] || fail "gpu_listops.sh: no test_predictions.tsv of 40 lines"
+[ ! -e "$TMP/glw/tsv/basic_train.tsv" ] && [ -f "$TMP/glw/tsv/basic_val.tsv" ] || fail "gpu_listops.sh: the kept files"
 expect 1 "prepare into the same directory" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex"; expect_msg "already holds example files"
 expect 2 "prepare lra-listops --tokenizer" -- $H prepare --task lra-listops --input "$TMP/lo" --out "$TMP/ex2" --tokenizer byte
 expect_msg "does not apply"
