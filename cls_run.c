@@ -329,6 +329,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
     double best_acc = p->keep > 0 && p->resume ? log_column(log_path, 5, LOG_MAX) : -1;   // val_acc
+    warn_resume_without_keep(p->out, p->resume, p->keep);
     stop_signals_catch();     // Ctrl-C or SIGTERM: finish the step, save, stop (train.h)
     while (rs->step < last_step) {
         int64_t step = rs->step + 1;

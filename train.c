@@ -453,6 +453,16 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
     if (fflush(stdout) != 0 || ferror(stdout)) fprintf(stderr, fmt, what, ckpt_path, (long long)step, (long long)steps, out);
     return 128 + g_stop_signal;
 }
+// A resumed run does not remember --keep (progress flags are given again): where the run kept a best.ckpt,
+// say that this resume, without --keep, leaves it as it is.
+void warn_resume_without_keep(const char *out, int resume, int keep) {
+    if (!resume || keep > 0) return;
+    char *best = xasprintf("%s/best.ckpt", out);
+    if (file_exists(best))
+        fprintf(stderr, "hgrn2: warning: %s was kept by --keep, which a resumed run is not given by its checkpoint: "
+                "without --keep N this run updates neither it nor the step checkpoints\n", best);
+    free(best);
+}
 // --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
 // replaces ckpt_path by a rename, so the link keeps this one), or a copy where links do not work; then the step checkpoints beyond the newest `keep` removed.
 void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep) {
@@ -617,6 +627,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
     // --keep: the best held-out loss so far (of this run's log.tsv, so a resumed run knows it too)
     double best_val = p->keep > 0 && p->resume ? (root ? log_column(log_path, 2, LOG_MIN) : -INFINITY) : INFINITY;
+    if (root) warn_resume_without_keep(out, p->resume, p->keep);
     dist_allreduce_host(&best_val, 1, DIST_MAX);   // rank 0's, which read the log
     stop_signals_catch();
     while (rs->step < last_step) {

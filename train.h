@@ -123,6 +123,8 @@ typedef struct {
 // What the language model's and the classifier's runs share beyond the stop signals:
 // --keep: the checkpoint just saved at ckpt_path kept also as OUT/model_step<step>.ckpt, the newest `keep` of them.
 void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep);
+// On a resume without --keep, a warning when OUT/best.ckpt exists (it will not be updated).
+void warn_resume_without_keep(const char *out, int resume, int keep);
 // A number from every row of a run's log.tsv (the header skipped): of column `column` (from 0; -1: the last),
 // its lowest (LOG_MIN: INFINITY if none), highest (LOG_MAX: -INFINITY if none) or last (LOG_LAST: 0 if none).
 // Empty and unreadable fields are passed over; so is a missing log.

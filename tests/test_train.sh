@@ -107,6 +107,12 @@ cmp -s "$TMP/k/best.ckpt" "$TMP/k/model_step$best.ckpt" 2>/dev/null || [ "$best"
 expect 0 "resume to 60 steps keeping 2" -- $H train --resume --out "$TMP/k" --steps 60 --ckpt-every 10 --keep 2
 kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
 checks=$((checks + 1)); [ "$kept" = "model_step50.ckpt model_step60.ckpt " ] && ok "resumed: steps 50 and 60 kept" || fail "after resume: $kept"
+grep -q "was kept by --keep" "$TMP/err" && fail "a resume with --keep warned that it was not given"
+# a resume without --keep says that best.ckpt stays as it is, and leaves it so
+cp "$TMP/k/best.ckpt" "$TMP/best_before.ckpt"
+expect 0 "resume to 70 steps without --keep" -- $H train --resume --out "$TMP/k" --steps 70 --ckpt-every 10
+expect_msg "best.ckpt was kept by --keep"
+cmp -s "$TMP/k/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume without --keep changed best.ckpt"
 expect 0 "eval best.ckpt" -- $H eval --ckpt "$TMP/k/best.ckpt"
 # plot: the curves of two runs into a PNG (gnuplot), and its errors
 expect 0 "plot two runs" -- $H plot "$TMP/a" "$TMP/k" --out "$TMP/curves.png" --size 640x400 --title "two runs"
