@@ -164,8 +164,8 @@ static int g_embed_table = -1;
 extern "C" void cuda_embed_small_table(int mode) { g_embed_table = mode; }
 static inline bool embed_bwd_small_fits(int D, int64_t V) {
     if (g_embed_table == 0) return false;
-    int S = ebs_subs(D);
-    return S > 0 && V <= EBS_SMEM && (double)S * (double)V * D * sizeof(float) <= EBS_SMEM;
+    const int S = ebs_subs(D);   // S x D <= 256, so the product below cannot overflow for any V below 2^31
+    return S > 0 && (int64_t)S * D * V * (int64_t)sizeof(float) <= EBS_SMEM;
 }
 
 __global__ void embed_bwd_small_kernel(float *__restrict__ P, const float *__restrict__ dx, const int *__restrict__ ids,

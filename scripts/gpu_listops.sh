@@ -68,11 +68,11 @@ if [ $rc -eq 0 ]; then
         --predictions "$RUN/test_predictions.tsv" > "$RUN/test.out" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && command -v python3 > /dev/null; then
-        byop=$(python3 scripts/listops_by_op.py "$WORK/tsv/basic_test.tsv" "$RUN/test_predictions.tsv" \
-               --mix "$WORK/tsv/basic_val.tsv")
+        # its operator table and the line of the validation split's mix (not the depth and length tables)
         echo "the final model on test, by outermost operator:"
-        echo "$byop" | sed -n '/^operator/,/^depth/p' | sed '$d'
-        echo "$byop" | grep '^on the mix' | sed 's/^on the mix of [^ ]*/on the validation split'"'"'s mix of operators/'
+        python3 scripts/listops_by_op.py "$WORK/tsv/basic_test.tsv" "$RUN/test_predictions.tsv" \
+            --mix "$WORK/tsv/basic_val.tsv" | sed -n -e '/^operator/,/^depth/{/^depth/!p;}' \
+            -e "s|^on the mix of $WORK/tsv/basic_val.tsv|on the validation split's mix of operators|p"
     fi
     grep -v '^predictions:' "$RUN/test.out" | tail -n 2
     exit $rc
