@@ -325,6 +325,9 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     double t_wait = 0, t_wait_all = 0, t_steps_all = 0;
     double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN, val_top5 = NAN;
     int64_t step0 = rs->step, since = 0, val_step = 0;
+    // the means of the current epoch's steps (those of this call, with a finite loss), for the summary line
+    double ep_loss = 0, ep_acc = 0;
+    int64_t ep_n = 0;
     int rc = 0;
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
@@ -381,6 +384,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         sum_loss += loss;
         sum_acc += acc;
         since++;
+        if ((step - 1) % spe == 0) ep_loss = ep_acc = 0, ep_n = 0;   // the step that begins an epoch
+        if (isfinite(loss)) ep_loss += loss, ep_acc += acc, ep_n++;
 
         int do_eval = val && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
         if (do_eval) {
@@ -441,9 +446,11 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         double total = now_s() - t_start;
         char tot[32];
         fmt_duration(tot, sizeof tot, total);
-        printf("done: %lld steps (%.4g epochs) in %s, %.1f examples/s, train loss %.4f (first %.4f), train acc %.3f",
-               (long long)(rs->step - step0), (double)rs->step / (double)spe, tot,
-               (double)(rs->step - step0) * h->B / total, loss, first_loss, acc);
+        printf("done: %lld steps (%.4g epochs) in %s, %.1f examples/s, train loss %.4f (first step %.4f), train acc "
+               "%.3f (means over %lld step%s of epoch %lld)", (long long)(rs->step - step0),
+               (double)rs->step / (double)spe, tot, (double)(rs->step - step0) * h->B / total,
+               ep_n ? ep_loss / ep_n : NAN, first_loss, ep_n ? ep_acc / ep_n : NAN, (long long)ep_n,
+               ep_n == 1 ? "" : "s", (long long)((rs->step - 1) / spe + 1));
         if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
         if (train->im && t_steps_all > 0)
             printf(", %.0f%% of the steps' time waiting for the loader", 100 * t_wait_all / t_steps_all);

@@ -56,7 +56,7 @@ expect_msg "does not hold lra-text examples"
 # ---- training, and --resume repeating it exactly ----
 SMALL=(--layers 1 --dim 16 --expand-ratio 4 --batch 8 --seq-len 256 --warmup 5 --lr 3e-3 --threads 2)
 # the two initial schemes: the default (torch) is what --weight-init torch gives, normal starts elsewhere
-first_loss() { sed -n 's/.*(first \([0-9.]*\)).*/\1/p' "$TMP/out" | tail -n 1; }
+first_loss() { sed -n 's/.*(first step \([0-9.]*\)).*/\1/p' "$TMP/out" | tail -n 1; }
 for w in default torch normal; do
     flag=(); [ $w = default ] || flag=(--weight-init $w)
     expect 0 "train 1 step, weights $w" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" ${flag[@]+"${flag[@]}"} \
@@ -79,6 +79,10 @@ if head -n 1 "$TMP/a/log.tsv" | grep -q "^step	epoch	train_loss	train_acc	val_lo
    awk -F'\t' 'NR > 1 && ($4 < 0 || $4 > 1 || ($1 % 10 == 0) != ($6 != "") || ($6 != "" && ($6 < 0 || $6 > 1))) { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
 then ok "log.tsv: a row per step, accuracies in [0, 1], validation every 10 steps"
 else fail "log.tsv's rows"; head -3 "$TMP/a/log.tsv"; fi
+# the summary's train loss and accuracy: the means over the last epoch's steps (26 to 30), not the last step's
+want=$(awk -F'\t' 'NR > 1 && $1 > 25 { l += $3; a += $4; n++ } END { printf "train loss %.4f \\(first step [0-9.]+\\), train acc %.3f \\(means over %d steps of epoch 2\\)", l / n, a / n, n }' "$TMP/a/log.tsv")
+if grep -Eq "^done: 30 steps .*, $want" "$TMP/out"; then ok "done: the last epoch's mean train loss and accuracy"
+else fail "done line: wanted '$want'"; grep "^done:" "$TMP/out"; fi
 expect 0 "train, stop at step 12" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 grep -q "stopped at step 12 of 30" "$TMP/out" || fail "--stop-at 12 did not say where it stopped"
 expect 2 "resume with --dim" -- $H train --resume --out "$TMP/b" --dim 32; expect_msg "cannot change on --resume"
