@@ -83,6 +83,15 @@ else fail "log.tsv's rows"; head -3 "$TMP/a/log.tsv"; fi
 want=$(awk -F'\t' 'NR > 1 && $1 > 25 { l += $3; a += $4; n++ } END { printf "train loss %.4f \\(first step [0-9.]+\\), train acc %.3f \\(means over %d steps of epoch 2\\)", l / n, a / n, n }' "$TMP/a/log.tsv")
 if grep -Eq "^done: 30 steps .*, $want" "$TMP/out"; then ok "done: the last epoch's mean train loss and accuracy"
 else fail "done line: wanted '$want'"; grep "^done:" "$TMP/out"; fi
+checks=$((checks + 1))
+# scripts/cls_speed_ab.sh, the speed of two builds side by side: one program twice trains the same bits
+if DEVICE=cpu STEPS=6 EVERY=2 ROUNDS=1 WORK="$TMP/ab" bash scripts/cls_speed_ab.sh $H $H "$TMP/ex" -- "${SMALL[@]}" \
+        > "$TMP/ab.out" 2>&1 && [ "$(grep -c '^[AB] round 1: [0-9.]* and [0-9.]* examples/s$' "$TMP/ab.out")" = 2 ] &&
+   grep -Eq "^mean examples/s: A [0-9.]+, B [0-9.]+, B/A [0-9.]+$" "$TMP/ab.out" &&
+   grep -q "^logs: the same bits over 6 steps$" "$TMP/ab.out"
+then ok "scripts/cls_speed_ab.sh: rates of both, the same bits"
+else fail "scripts/cls_speed_ab.sh"; cat "$TMP/ab.out"; fi
+checks=$((checks + 1))
 expect 0 "train, stop at step 12" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/b"
 grep -q "stopped at step 12 of 30" "$TMP/out" || fail "--stop-at 12 did not say where it stopped"
 expect 2 "resume with --dim" -- $H train --resume --out "$TMP/b" --dim 32; expect_msg "cannot change on --resume"
