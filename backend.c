@@ -57,6 +57,27 @@ void dev_upload(void *dst, const void *src, size_t bytes) {
 #endif
     memcpy(dst, src, bytes);
 }
+void dev_upload_async(void *dst, const void *src, size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) { cuda_to_device_async(dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+void *dev_host_alloc(size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) {
+        void *p = cuda_host_alloc(bytes);
+        if (p) return p;
+    }
+#endif
+    return xmalloc(bytes ? bytes : 1);
+}
+void dev_host_free(void *p) {
+#if USE_CUDA
+    if (cuda_host_free(p)) return;
+#endif
+    free(p);
+}
 void dev_download(void *dst, const void *src, size_t bytes) {
 #if USE_CUDA
     if (g_gpu) { cuda_to_host(dst, src, bytes); return; }

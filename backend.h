@@ -41,6 +41,14 @@ real *dev_zeros(int64_t n, const char *what);           // n values of `real`, a
 void dev_free(void *p);
 void dev_upload(void *dst, const void *src, size_t bytes);      // host -> backend
 void dev_download(void *dst, const void *src, size_t bytes);    // backend -> host
+// Host buffers that a forward fills and uploads every batch: page-locked on the GPU (ordinary memory where the
+// driver refuses), so that dev_upload_async's copy neither stages nor waits. dev_host_free takes NULL too.
+void *dev_host_alloc(size_t bytes);
+void dev_host_free(void *p);
+// host -> backend, queued behind the ops launched so far as an op is: the host does not wait for it. src must
+// stay as it is until the host next waits on the backend (dev_download, dev_sync), which every forward does
+// before it returns.
+void dev_upload_async(void *dst, const void *src, size_t bytes);
 void dev_copy(void *dst, const void *src, size_t bytes);        // backend -> backend (in the order of the ops)
 void dev_sync(void);                                    // waits for every op launched so far
 // CUDA graphs of a sequence of ops (cuda_ops.h says what may be recorded): dev_graph_begin returns 0 when it

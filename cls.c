@@ -410,9 +410,10 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         *(void **)parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
         at += (parts[i].bytes + 255) / 256 * 256;
     }
-    a->ids_h = xmalloc((size_t)N * sizeof(int32_t));
-    a->lens_h = xmalloc((size_t)S * sizeof(int32_t));
-    a->lab_h = xmalloc((size_t)B * sizeof(int32_t));
+    // the batch's inputs, staged on the host and copied up without waiting (page-locked on the GPU)
+    a->ids_h = dev_host_alloc((size_t)N * sizeof(int32_t));
+    a->lens_h = dev_host_alloc((size_t)S * sizeof(int32_t));
+    a->lab_h = dev_host_alloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
     if (c->fnorm_plain) {
         real *one = xmalloc((size_t)D * sizeof(real));
@@ -447,7 +448,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
                 dev_upload(a->xoff_d, a->xoff_h, (size_t)gw * sizeof(int64_t));
             }
         }
-        a->pix_h = !g_gpu ? a->pix : a->grid ? NULL : xmalloc((size_t)NC * sizeof(real));
+        a->pix_h = !g_gpu ? a->pix : a->grid ? NULL : dev_host_alloc((size_t)NC * sizeof(real));
     }
     if (gather) {
         // column-major order: sequence s, then column x, then row y
@@ -470,8 +471,8 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         a->lab_d = dev_alloc((size_t)B * sizeof(int32_t), "labels");
     }
     if (train) {
-        a->tb_h = xmalloc((size_t)B * sizeof(int32_t));
-        a->lam_h = xmalloc((size_t)B * sizeof(real));
+        a->tb_h = dev_host_alloc((size_t)B * sizeof(int32_t));
+        a->lam_h = dev_host_alloc((size_t)B * sizeof(real));
         a->tb_d = a->tb_h;
         a->lam_d = a->lam_h;
         if (g_gpu) {
@@ -485,15 +486,15 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
 void cls_acts_free(ClsActs *a) {
     if (!a) return;
     dev_free(a->mem);
-    free(a->ids_h); free(a->lens_h); free(a->lab_h); free(a->out_h);
-    if (a->pix_h != a->pix) free(a->pix_h);
+    dev_host_free(a->ids_h); dev_host_free(a->lens_h); dev_host_free(a->lab_h); free(a->out_h);
+    if (a->pix_h != a->pix) dev_host_free(a->pix_h);
     if (a->px8_d != a->px8_h) { dev_free(a->lut_d); dev_free(a->yoff_d); dev_free(a->xoff_d); dev_free(a->px8_d); }
     free(a->lut_h); free(a->yoff_h); free(a->xoff_h); free(a->px8_h);
     if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
     free(a->perm_h);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
     if (a->tb_d && a->tb_d != a->tb_h) { dev_free(a->tb_d); dev_free(a->lam_d); }
-    free(a->tb_h); free(a->lam_h);
+    dev_host_free(a->tb_h); dev_host_free(a->lam_h);
     free(a);
 }
 
@@ -948,15 +949,17 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
             a->lam_h[b] = (real)(mixing ? mx->lam : 1.0);
         }
     const int32_t *ids = a->ids_h, *lens_b = a->lens_h, *lab_b = a->lab_h;
-    if (pix && !a->grid && g_gpu) dev_upload(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
+    // queued, not waited for: the download of the logits below waits, so these buffers are not written again
+    // before the copies are done
+    if (pix && !a->grid && g_gpu) dev_upload_async(a->pix, a->pix_h, (size_t)N * CH * sizeof(real));
     if (g_gpu) {
-        if (!pix) dev_upload(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
-        dev_upload(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
-        dev_upload(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
+        if (!pix) dev_upload_async(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
+        dev_upload_async(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
+        dev_upload_async(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
         ids = a->ids_d; lens_b = a->lens_d; lab_b = a->lab_d;
         if (a->soft) {
-            dev_upload(a->tb_d, a->tb_h, (size_t)n * sizeof(int32_t));
-            dev_upload(a->lam_d, a->lam_h, (size_t)n * sizeof(real));
+            dev_upload_async(a->tb_d, a->tb_h, (size_t)n * sizeof(int32_t));
+            dev_upload_async(a->lam_d, a->lam_h, (size_t)n * sizeof(real));
         }
     }
     SECTION("input");

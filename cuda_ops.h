@@ -25,6 +25,9 @@ void *cuda_alloc(size_t bytes, const char *what);       // dies with the sizes a
 void cuda_free(void *p);                                // NULL is fine
 void cuda_to_device(void *dst, const void *src, size_t bytes);   // both wait for the copy to finish
 void cuda_to_host(void *dst, const void *src, size_t bytes);
+void cuda_to_device_async(void *dst, const void *src, size_t bytes);   // queued, not waited for (runtime.cuh)
+void *cuda_host_alloc(size_t bytes);                    // page-locked host memory, NULL when refused
+int cuda_host_free(void *p);                            // 0 when p did not come from cuda_host_alloc
 void cuda_copy(void *dst, const void *src, size_t bytes);        // device -> device, queued on the stream
 void cuda_sync(void);
 // CUDA graphs: the ops queued between cuda_graph_begin and cuda_graph_end are recorded, not run, and

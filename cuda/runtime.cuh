@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "../common.h"      // die(); its functions are static inline, so C++ compiles them as they are
@@ -142,6 +143,38 @@ extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
     w16_stale(dst, bytes);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+// Queued behind the ops already launched, like them: the host does not wait. From page-locked memory
+// (cuda_host_alloc) the copy reads src when the stream reaches it, so src must stay as it is until the host
+// next waits on the stream; from other memory the call returns once src is copied aside.
+extern "C" void cuda_to_device_async(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    w16_stale(dst, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
+}
+
+// Page-locked host memory, which copies to the GPU without a staging copy and without waiting. NULL when the
+// driver will not give it (the caller then uses ordinary memory). cuda_host_free returns 0 for a pointer it did
+// not give, which the caller frees itself.
+static std::unordered_set<void *> g_pinned;
+extern "C" void *cuda_host_alloc(size_t bytes) {
+    cuda_init();
+    void *p = NULL;
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    g_pinned.insert(p);
+    return p;
+}
+extern "C" int cuda_host_free(void *p) {
+    auto it = g_pinned.find(p);
+    if (!p || it == g_pinned.end()) return 0;
+    g_pinned.erase(it);
+    CUDA_CHECK(cudaFreeHost(p));
+    return 1;
 }
 
 extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
