@@ -227,6 +227,10 @@ __global__ void hgru_small_rev(SmallArgs a) {
 // Chunk c of head bh keeps its numbers at slot c BH + bh, so a warp's threads (consecutive heads) are adjacent.
 // ---------------------------------------------------------------------------------------------------------
 #define SC_CHUNK 64
+// Threads a block of the chunked kernels. At most 128 registers a thread (the bounds below) keep 4 such blocks on
+// an SM, where the steps loaded ahead would otherwise take them down to 3: ListOps' 512 blocks then all fit on the
+// 132 SMs of an H100 or H200 at once.
+#define SC_THREADS 128
 
 // Chunks when there are two of them at least and fewer than 2,048 heads an SM (one thread each), unless
 // cuda_hgru_small_chunks (the tests) says always (1) or never (0).
@@ -255,10 +259,18 @@ struct SmallCarry {
     const int64_t HK = (int64_t)a.H * (K), base = small_base(b, T, per);                                      \
     const int t0 = c * SC_CHUNK, t1 = min(T, t0 + SC_CHUNK);
 
+// The chunked kernels load U steps of every input a step reads before they compute any of them, so each thread
+// has U steps of loads in flight rather than one (the compiler cannot move the next step's loads above this
+// step's stores by itself: the pointers may alias as far as it knows). The arithmetic and its order are those
+// of one step at a time. The reverse kernels read more arrays a step and keep fewer steps ahead (2 for K = 4,
+// 4 for K = 1 and 2), so that every kernel stays within the 128 registers of SC_THREADS' bounds.
+template <int K> struct ScU { static constexpr int F = SmallU<K>::U, R = K == 4 ? 2 : 4; };
+
 // Phase 1, forward states: E and P of the chunk.
 template <int K, int DIR>
-__global__ void hgru_small_chunk_state(SmallArgs a, SmallCarry cr) {
+__global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_state(SmallArgs a, SmallCarry cr) {
     SC_PROLOGUE(K)
+    constexpr int U = ScU<K>::F;
     float X[K][K], p[K];
 #pragma unroll
     for (int i = 0; i < K; i++) {
@@ -266,18 +278,30 @@ __global__ void hgru_small_chunk_state(SmallArgs a, SmallCarry cr) {
 #pragma unroll
         for (int j = 0; j < K; j++) X[i][j] = 0.f;
     }
-    for (int t = t0; t < t1; t++) {
-        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
-        float vv[K];
+    for (int tb = t0; tb < t1; tb += U) {
+        float gg[U][K], kk[U][K], vv[U][K];
 #pragma unroll
-        for (int j = 0; j < K; j++) vv[j] = __ldg(a.v + ov + j);
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1) {
+                const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
+                              ov = row * a.ldv + (int64_t)h * K;
 #pragma unroll
-        for (int i = 0; i < K; i++) {
-            const float d = expf(__ldg(a.g + o + i)), kv = __ldg(a.k + o + i);
-            p[i] *= d;
+                for (int i = 0; i < K; i++) {
+                    gg[u][i] = __ldg(a.g + o + i);
+                    kk[u][i] = __ldg(a.k + o + i);
+                    vv[u][i] = __ldg(a.v + ov + i);
+                }
+            }
 #pragma unroll
-            for (int j = 0; j < K; j++) X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
-        }
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1)
+#pragma unroll
+                for (int i = 0; i < K; i++) {
+                    const float d = expf(gg[u][i]);
+                    p[i] *= d;
+#pragma unroll
+                    for (int j = 0; j < K; j++) X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
+                }
     }
 #pragma unroll
     for (int i = 0; i < K; i++) {
@@ -320,61 +344,93 @@ __global__ void hgru_small_chunk_carry(SmallArgs a, SmallCarry cr) {
 
 // Phase 3, forward: o over the chunk from its entering state.
 template <int K, int DIR, bool ACC>
-__global__ void hgru_small_chunk_fwd(SmallArgs a, SmallCarry cr) {
+__global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_fwd(SmallArgs a, SmallCarry cr) {
     SC_PROLOGUE(K)
+    constexpr int U = ScU<K>::F;
     float X[K][K];
 #pragma unroll
     for (int i = 0; i < K; i++)
 #pragma unroll
         for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
-    for (int t = t0; t < t1; t++) {
-        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
-        float vv[K], out[K];
+    for (int tb = t0; tb < t1; tb += U) {
+        float qq[U][K], kk[U][K], gg[U][K], vv[U][K], oo[U][K];
 #pragma unroll
-        for (int j = 0; j < K; j++) { vv[j] = __ldg(a.v + ov + j); out[j] = 0.f; }
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1) {
+                const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
+                              ov = row * a.ldv + (int64_t)h * K, oo_ = row * a.ldo + (int64_t)h * K;
 #pragma unroll
-        for (int i = 0; i < K; i++) {
-            const float d = expf(__ldg(a.g + o + i)), qs = __ldg(a.q + o + i) * a.scale, kv = __ldg(a.k + o + i);
-#pragma unroll
-            for (int j = 0; j < K; j++) {
-                X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
-                out[j] = fmaf(qs, X[i][j], out[j]);
+                for (int i = 0; i < K; i++) {
+                    qq[u][i] = __ldg(a.q + o + i);
+                    kk[u][i] = __ldg(a.k + o + i);
+                    gg[u][i] = __ldg(a.g + o + i);
+                    vv[u][i] = __ldg(a.v + ov + i);
+                    oo[u][i] = ACC ? a.o[oo_ + i] : 0.f;
+                }
             }
-        }
-        float *po = a.o + row * a.ldo + (int64_t)h * K;
 #pragma unroll
-        for (int j = 0; j < K; j++) po[j] = ACC ? po[j] + out[j] : out[j];
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1) {
+                float out[K];
+#pragma unroll
+                for (int j = 0; j < K; j++) out[j] = 0.f;
+#pragma unroll
+                for (int i = 0; i < K; i++) {
+                    const float d = expf(gg[u][i]), qs = qq[u][i] * a.scale;
+#pragma unroll
+                    for (int j = 0; j < K; j++) {
+                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
+                        out[j] = fmaf(qs, X[i][j], out[j]);
+                    }
+                }
+                float *po = a.o + small_row(base, T, per, tb + u, DIR) * a.ldo + (int64_t)h * K;
+#pragma unroll
+                for (int j = 0; j < K; j++) po[j] = ACC ? oo[u][j] + out[j] : out[j];
+            }
     }
 }
 
 // Phase 3 of the backward's forward sweep: dq_t = S_t do_t / sqrt(K) over the chunk, into a.dq1.
 template <int K, int DIR>
-__global__ void hgru_small_chunk_dq(SmallArgs a, SmallCarry cr) {
+__global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_dq(SmallArgs a, SmallCarry cr) {
     SC_PROLOGUE(K)
+    constexpr int U = ScU<K>::F;
     float X[K][K];
 #pragma unroll
     for (int i = 0; i < K; i++)
 #pragma unroll
         for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
-    for (int t = t0; t < t1; t++) {
-        const int64_t row = small_row(base, T, per, t, DIR), o = row * HK + (int64_t)h * K;
-        float vv[K], dd[K];
+    for (int tb = t0; tb < t1; tb += U) {
+        float kk[U][K], gg[U][K], vv[U][K], dd[U][K];
 #pragma unroll
-        for (int j = 0; j < K; j++) {
-            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
-            dd[j] = __ldg(a.dout + o + j);   // dout's rows are H Dv = H K wide
-        }
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1) {
+                const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
+                              ov = row * a.ldv + (int64_t)h * K;
 #pragma unroll
-        for (int i = 0; i < K; i++) {
-            const float d = expf(__ldg(a.g + o + i)), kv = __ldg(a.k + o + i);
-            float s = 0.f;
-#pragma unroll
-            for (int j = 0; j < K; j++) {
-                X[i][j] = fmaf(d, X[i][j], kv * vv[j]);
-                s = fmaf(X[i][j], dd[j], s);
+                for (int i = 0; i < K; i++) {
+                    kk[u][i] = __ldg(a.k + o + i);
+                    gg[u][i] = __ldg(a.g + o + i);
+                    vv[u][i] = __ldg(a.v + ov + i);
+                    dd[u][i] = __ldg(a.dout + o + i);   // dout's rows are H Dv = H K wide
+                }
             }
-            a.dq1[o + i] = s * a.scale;
-        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (tb + u < t1) {
+                float *pq = a.dq1 + small_row(base, T, per, tb + u, DIR) * HK + (int64_t)h * K;
+#pragma unroll
+                for (int i = 0; i < K; i++) {
+                    const float d = expf(gg[u][i]);
+                    float s = 0.f;
+#pragma unroll
+                    for (int j = 0; j < K; j++) {
+                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
+                        s = fmaf(X[i][j], dd[u][j], s);
+                    }
+                    pq[i] = s * a.scale;
+                }
+            }
     }
 }
 
@@ -391,8 +447,9 @@ __device__ __forceinline__ void sc_edge_decay(const SmallArgs &a, int64_t base, 
 // Phase 1, reverse: the chunk's own dS at its first step (from zero at its right edge), Pi at its first step,
 // W, and its own part of dg's sum.
 template <int K, int DIR>
-__global__ void hgru_small_chunk_rstate(SmallArgs a, SmallCarry cr) {
+__global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rstate(SmallArgs a, SmallCarry cr) {
     SC_PROLOGUE(K)
+    constexpr int U = ScU<K>::R;
     float X[K][K], an[K], pi[K], pfirst[K];
     double W[K][K], R[K];
     sc_edge_decay<K, DIR>(a, base, T, per, h, t1, an);
@@ -404,29 +461,41 @@ __global__ void hgru_small_chunk_rstate(SmallArgs a, SmallCarry cr) {
 #pragma unroll
         for (int j = 0; j < K; j++) { X[i][j] = 0.f; W[i][j] = 0.0; }
     }
-    for (int s = t1 - 1; s >= t0; s--) {
-        const int64_t row = small_row(base, T, per, s, DIR), o = row * HK + (int64_t)h * K;
-        float vv[K], dd[K];
+    for (int sb = t1 - 1; sb >= t0; sb -= U) {   // steps sb, sb - 1, ..., sb - U + 1
+        float qq[U][K], kk[U][K], gg[U][K], vv[U][K], dd[U][K], q1[U][K];
 #pragma unroll
-        for (int j = 0; j < K; j++) {
-            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
-            dd[j] = __ldg(a.dout + o + j);
-        }
+        for (int u = 0; u < U; u++)
+            if (sb - u >= t0) {
+                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
+                              ov = row * a.ldv + (int64_t)h * K;
 #pragma unroll
-        for (int i = 0; i < K; i++) {
-            const float qv = __ldg(a.q + o + i), kv = __ldg(a.k + o + i), qs = qv * a.scale;
-            float dk = 0.f;
-#pragma unroll
-            for (int j = 0; j < K; j++) {
-                X[i][j] = fmaf(an[i], X[i][j], qs * dd[j]);
-                dk = fmaf(X[i][j], vv[j], dk);
-                W[i][j] += (double)kv * pi[i] * vv[j];
+                for (int i = 0; i < K; i++) {
+                    vv[u][i] = __ldg(a.v + ov + i);
+                    dd[u][i] = __ldg(a.dout + o + i);
+                    qq[u][i] = __ldg(a.q + o + i);
+                    kk[u][i] = __ldg(a.k + o + i);
+                    gg[u][i] = __ldg(a.g + o + i);
+                    q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
+                }
             }
-            R[i] += (double)qv * a.dq1[o + i] - (double)kv * dk;
-            pfirst[i] = pi[i];
-            an[i] = expf(__ldg(a.g + o + i));
-            pi[i] *= an[i];
-        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (sb - u >= t0)
+#pragma unroll
+                for (int i = 0; i < K; i++) {
+                    const float qv = qq[u][i], kv = kk[u][i], qs = qv * a.scale;
+                    float dk = 0.f;
+#pragma unroll
+                    for (int j = 0; j < K; j++) {
+                        X[i][j] = fmaf(an[i], X[i][j], qs * dd[u][j]);
+                        dk = fmaf(X[i][j], vv[u][j], dk);
+                        W[i][j] += (double)kv * pi[i] * vv[u][j];
+                    }
+                    R[i] += (double)qv * q1[u][i] - (double)kv * dk;
+                    pfirst[i] = pi[i];
+                    an[i] = expf(gg[u][i]);
+                    pi[i] *= an[i];
+                }
     }
 #pragma unroll
     for (int i = 0; i < K; i++) {
@@ -478,8 +547,9 @@ __global__ void hgru_small_chunk_rcarry(SmallArgs a, SmallCarry cr) {
 // Phase 3, reverse: the sweep of hgru_small_rev over the chunk, from the gradient and the part of dg's sum that
 // enter it at its right edge.
 template <int K, int DIR, bool ACC>
-__global__ void hgru_small_chunk_rev(SmallArgs a, SmallCarry cr) {
+__global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rev(SmallArgs a, SmallCarry cr) {
     SC_PROLOGUE(K)
+    constexpr int U = ScU<K>::R;
     float X[K][K], anext[K];
     double run[K];
     sc_edge_decay<K, DIR>(a, base, T, per, h, t1, anext);
@@ -489,39 +559,59 @@ __global__ void hgru_small_chunk_rev(SmallArgs a, SmallCarry cr) {
 #pragma unroll
         for (int j = 0; j < K; j++) X[i][j] = cr.S[(slot * K + i) * K + j];
     }
-    for (int s = t1 - 1; s >= t0; s--) {
-        const int64_t row = small_row(base, T, per, s, DIR), o = row * HK + (int64_t)h * K;
-        float vv[K], dd[K], dvv[K];
+    for (int sb = t1 - 1; sb >= t0; sb -= U) {   // steps sb, sb - 1, ..., sb - U + 1
+        // with ACC, the dk and dg the outputs add to (each element is this thread's alone, read once); dq and dv
+        // are read where they are added to, which keeps the registers within the bounds
+        float qq[U][K], kk[U][K], gg[U][K], vv[U][K], dd[U][K], q1[U][K], odk[U][K], odg[U][K];
 #pragma unroll
-        for (int j = 0; j < K; j++) {
-            vv[j] = __ldg(a.v + row * a.ldv + (int64_t)h * K + j);
-            dd[j] = __ldg(a.dout + o + j);
-            dvv[j] = 0.f;
-        }
+        for (int u = 0; u < U; u++)
+            if (sb - u >= t0) {
+                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
+                              ov = row * a.ldv + (int64_t)h * K;
 #pragma unroll
-        for (int i = 0; i < K; i++) {
-            const float qv = __ldg(a.q + o + i), kv = __ldg(a.k + o + i), qs = qv * a.scale, q1 = a.dq1[o + i];
-            float dk = 0.f;
-#pragma unroll
-            for (int j = 0; j < K; j++) {
-                X[i][j] = fmaf(anext[i], X[i][j], qs * dd[j]);
-                dvv[j] = fmaf(X[i][j], kv, dvv[j]);
-                dk = fmaf(X[i][j], vv[j], dk);
+                for (int i = 0; i < K; i++) {
+                    vv[u][i] = __ldg(a.v + ov + i);
+                    dd[u][i] = __ldg(a.dout + o + i);
+                    qq[u][i] = __ldg(a.q + o + i);
+                    kk[u][i] = __ldg(a.k + o + i);
+                    gg[u][i] = __ldg(a.g + o + i);
+                    q1[u][i] = a.dq1[o + i];
+                    odk[u][i] = ACC ? a.dk[o + i] : 0.f;
+                    odg[u][i] = ACC ? a.dg[o + i] : 0.f;
+                }
             }
-            run[i] += (double)qv * q1 - (double)kv * dk;
-            anext[i] = expf(__ldg(a.g + o + i));
-            if (ACC) {
-                a.dk[o + i] += dk;
-                a.dg[o + i] += (float)run[i];
-                a.dq[o + i] += q1;
-            } else {
-                a.dk[o + i] = dk;
-                a.dg[o + i] = (float)run[i];
-            }
-        }
-        float *pv = a.dv + row * a.lddv + (int64_t)h * K;
 #pragma unroll
-        for (int j = 0; j < K; j++) pv[j] = ACC ? pv[j] + dvv[j] : dvv[j];
+        for (int u = 0; u < U; u++)
+            if (sb - u >= t0) {
+                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K;
+                float dvv[K];
+#pragma unroll
+                for (int j = 0; j < K; j++) dvv[j] = 0.f;
+#pragma unroll
+                for (int i = 0; i < K; i++) {
+                    const float qv = qq[u][i], kv = kk[u][i], qs = qv * a.scale;
+                    float dk = 0.f;
+#pragma unroll
+                    for (int j = 0; j < K; j++) {
+                        X[i][j] = fmaf(anext[i], X[i][j], qs * dd[u][j]);
+                        dvv[j] = fmaf(X[i][j], kv, dvv[j]);
+                        dk = fmaf(X[i][j], vv[u][j], dk);
+                    }
+                    run[i] += (double)qv * q1[u][i] - (double)kv * dk;
+                    anext[i] = expf(gg[u][i]);
+                    if (ACC) {
+                        a.dk[o + i] = odk[u][i] + dk;
+                        a.dg[o + i] = odg[u][i] + (float)run[i];
+                        a.dq[o + i] += q1[u][i];
+                    } else {
+                        a.dk[o + i] = dk;
+                        a.dg[o + i] = (float)run[i];
+                    }
+                }
+                float *pv = a.dv + row * a.lddv + (int64_t)h * K;
+#pragma unroll
+                for (int j = 0; j < K; j++) pv[j] = ACC ? pv[j] + dvv[j] : dvv[j];
+            }
     }
 }
 
@@ -549,29 +639,29 @@ static dim3 sc_grid(const SmallArgs &a, const SmallCarry &cr, int threads) {
 }
 
 template <int K, int DIR, bool ACC> static void small_chunk_fwd(const SmallArgs &a, const SmallCarry &cr) {
-    const dim3 g = sc_grid(a, cr, 128), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
-    hgru_small_chunk_state<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    const dim3 g = sc_grid(a, cr, SC_THREADS), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
+    hgru_small_chunk_state<K, DIR><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_state");
     hgru_small_chunk_carry<K><<<g1, 128, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_carry");
-    hgru_small_chunk_fwd<K, DIR, ACC><<<g, 128, 0, g_stream>>>(a, cr);
+    hgru_small_chunk_fwd<K, DIR, ACC><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_fwd");
 }
 
 template <int K, int DIR, bool ACC> static void small_chunk_bwd(SmallArgs a, const SmallCarry &cr) {
-    const dim3 g = sc_grid(a, cr, 128), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
+    const dim3 g = sc_grid(a, cr, SC_THREADS), g1((unsigned)(((int64_t)a.B * a.H + 127) / 128));
     a.S0 = NULL;   // the backward starts from a zero state
-    hgru_small_chunk_state<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    hgru_small_chunk_state<K, DIR><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_state");
     hgru_small_chunk_carry<K><<<g1, 128, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_carry");
-    hgru_small_chunk_dq<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    hgru_small_chunk_dq<K, DIR><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_dq");
-    hgru_small_chunk_rstate<K, DIR><<<g, 128, 0, g_stream>>>(a, cr);
+    hgru_small_chunk_rstate<K, DIR><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_rstate");
     hgru_small_chunk_rcarry<K><<<g1, 128, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_rcarry");
-    hgru_small_chunk_rev<K, DIR, ACC><<<g, 128, 0, g_stream>>>(a, cr);
+    hgru_small_chunk_rev<K, DIR, ACC><<<g, SC_THREADS, 0, g_stream>>>(a, cr);
     LAUNCH_CHECK("hgru_small_chunk_rev");
 }
 
