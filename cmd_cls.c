@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "cls_run.h"
+#include "train.h"
 #include "lra.h"
 #include "jpeg.h"
 
@@ -200,11 +201,24 @@ static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint6
                c->classes, had);
 }
 
+// A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
+static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int resume) {
+    ProgressFlags pf = {.v = {p->eval_every, p->eval_batches, p->ckpt_every, p->log_every, p->keep},
+                        .given = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP]}};
+    progress_flags_sync(out, resume, &pf);
+    p->eval_every = pf.v[PF_EVAL_EVERY];
+    p->eval_batches = pf.v[PF_EVAL_BATCHES];
+    p->ckpt_every = pf.v[PF_CKPT_EVERY];
+    p->log_every = pf.v[PF_LOG_EVERY];
+    p->keep = (int)pf.v[PF_KEEP];
+}
+
 // The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
 // model, the run.
 static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int have_model,
-                          int init, int threads, ClsPlan *plan, real *moments, int argc, char **argv) {
+                          int init, int threads, ClsPlan *plan, real *moments, const int *set, int argc, char **argv) {
     run_dir_lock(out, argc, argv);
+    cls_plan_progress(plan, set, out, resume);
     const int side = rs->c.grid_h;
     ImAugment aug = {.randaug = rs->h.randaug, .reprob = rs->h.reprob, .repeat = rs->h.repeat};
     for (int i = 0; i < 3; i++) { aug.mean[i] = rs->c.pix_mean[i]; aug.std[i] = rs->c.pix_std[i]; }
@@ -570,7 +584,7 @@ int cmd_cls_train(int argc, char **argv) {
 
     if (imnet || (resume && cls_task_imagenet(rs.task))) {
         int rc = train_imagenet(&model, &rs, data, out, resume, init_from != NULL, init, (int)loader_threads, &plan,
-                                moments, argc, argv);
+                                moments, set, argc, argv);
         free(out_dflt);
         return rc;
     }
@@ -581,6 +595,7 @@ int cmd_cls_train(int argc, char **argv) {
     // one trainer per run directory, from here to the exit: a second would interleave its rows with this
     // one's in log.tsv and race it on model.ckpt.tmp
     run_dir_lock(out, argc, argv);
+    cls_plan_progress(&plan, set, out, resume);
     ExampleLoader *train = example_loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
     ExampleLoader *val = file_exists(val_file) ? example_loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
     const Examples *te = example_loader_data(train);

@@ -132,10 +132,22 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
     }
 }
 
+// A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
+static void plan_progress(TrainPlan *p, const int *set, const char *out) {
+    ProgressFlags pf = {.v = {p->eval_every, p->eval_batches, p->ckpt_every, p->log_every, p->keep},
+                        .given = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OT_KEEP]}};
+    progress_flags_sync(out, p->resume, &pf);
+    p->eval_every = pf.v[PF_EVAL_EVERY];
+    p->eval_batches = pf.v[PF_EVAL_BATCHES];
+    p->ckpt_every = pf.v[PF_CKPT_EVERY];
+    p->log_every = pf.v[PF_LOG_EVERY];
+    p->keep = (int)pf.v[PF_KEEP];
+}
+
 // The rest of hgrn2 train for --task mqar, once the run state holds the preset (or the checkpoint, with
 // --resume): the examples come from the generator, so no loaders; the checkpoint's data field names the task.
 static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, uint64_t train_examples,
-                      TrainPlan *plan) {
+                      TrainPlan *plan, const int *set) {
     if (!plan->resume) {
         if (init) {
             RunState from;
@@ -162,6 +174,7 @@ static int train_mqar(Model *model, RunState *rs, const char *init, int pairs, u
     model_to_device(model);
     model_alloc_training(model);
     mkdir_p(plan->out);
+    plan_progress(plan, set, plan->out);
     // the run's micro-batches take the examples in order, so step s begins at example s x accum x B; each
     // process takes its B / world of them
     MqarTask t;
@@ -337,7 +350,7 @@ int cmd_train(int argc, char **argv) {
     plan.out = out;
     plan.resume = resume;
     if (is_mqar) {
-        int rc = train_mqar(&model, &rs, init, pairs, train_examples, &plan);
+        int rc = train_mqar(&model, &rs, init, pairs, train_examples, &plan, set);
         free(ckpt_path);
         return rc;
     }
@@ -352,6 +365,7 @@ int cmd_train(int argc, char **argv) {
         run_dir_lock(out, argc, argv);
     }
     dist_barrier();
+    plan_progress(&plan, set, out);
     const int rows = rs.h.B / g_dist.world, row0 = g_dist.rank * rows;
     Loader *train_ld = loader_open_rows(data, "train", rs.h.B, row0, rows, rs.h.T, 1, rs.h.seed);
     Loader *val_ld = data_has_split(data, "val") ? loader_open_rows(data, "val", rs.h.B, row0, rows, rs.h.T, 0, 0) : NULL;

@@ -453,16 +453,79 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
     if (fflush(stdout) != 0 || ferror(stdout)) fprintf(stderr, fmt, what, ckpt_path, (long long)step, (long long)steps, out);
     return 128 + g_stop_signal;
 }
-// A resumed run does not remember --keep (progress flags are given again): where the run kept a best.ckpt,
-// say that this resume, without --keep, leaves it as it is.
+// A resume that ends up with --keep 0 (given so, or in a run directory without OUT/progress, which runs before
+// it existed lack): where the run kept a best.ckpt, say that this one leaves it as it is.
 void warn_resume_without_keep(const char *out, int resume, int keep) {
     if (!resume || keep > 0) return;
     char *best = xasprintf("%s/best.ckpt", out);
     if (file_exists(best))
-        fprintf(stderr, "hgrn2: warning: %s was kept by --keep, which a resumed run is not given by its checkpoint: "
-                "without --keep N this run updates neither it nor the step checkpoints\n", best);
+        fprintf(stderr, "hgrn2: warning: %s was kept by --keep, but this run has --keep 0 (given, or no %s/progress "
+                "to take it from): it updates neither it nor the step checkpoints\n", best, out);
     free(best);
 }
+static const struct { const char *name; int64_t lo, hi; } PF_FLAGS[PF_N] = {
+    [PF_EVAL_EVERY] = {"--eval-every", -1, INT64_C(1) << 40}, [PF_EVAL_BATCHES] = {"--eval-batches", 0, INT64_C(1) << 40},
+    [PF_CKPT_EVERY] = {"--ckpt-every", -1, INT64_C(1) << 40}, [PF_LOG_EVERY] = {"--log-every", 1, INT64_C(1) << 40},
+    [PF_KEEP] = {"--keep", 0, 1 << 20},
+};
+#define PF_FILE_MAX 4096    // bytes: five short lines, with room; a larger file is not one of ours
+
+void progress_flags_sync(const char *out, int resume, ProgressFlags *pf) {
+    char *path = xasprintf("%s/progress", out);
+    FILE *f = resume ? fopen(path, "rb") : NULL;
+    if (resume && !f && errno != ENOENT) die("cannot read %s: %s", path, strerror(errno));
+    if (f) {
+        // read whole, bounded, then line by line: every line must be a known flag and a number in its range
+        char buf[PF_FILE_MAX + 2];
+        const size_t n = fread(buf, 1, sizeof buf - 1, f);
+        const int err = ferror(f);
+        fclose(f);
+        if (err) die("cannot read %s", path);
+        if (n > PF_FILE_MAX) die("%s is over %d bytes: not a progress file (remove it to resume without it)", path, PF_FILE_MAX);
+        buf[n] = 0;
+        if (memchr(buf, 0, n)) die("%s holds a NUL byte: not a progress file (remove it to resume without it)", path);
+        int64_t v[PF_N];
+        int have[PF_N] = {0}, line = 0;
+        for (char *s = buf, *next; *s; s = next) {
+            next = strchr(s, '\n');
+            if (next) *next++ = 0;
+            else next = s + strlen(s);
+            line++;
+            char name[32], extra[2];
+            long long x;
+            if (!*s) continue;
+            if (sscanf(s, "%31s %lld %1s", name, &x, extra) != 2)
+                die("%s:%d: expected a flag and a number, got '%.60s' (remove the file to resume without it)", path, line, s);
+            int k = 0;
+            while (k < PF_N && strcmp(name, PF_FLAGS[k].name)) k++;
+            if (k == PF_N) die("%s:%d: '%s' is not a progress flag (remove the file to resume without it)", path, line, name);
+            if (x < PF_FLAGS[k].lo || x > PF_FLAGS[k].hi)
+                die("%s:%d: %s %lld is outside [%lld, %lld] (remove the file to resume without it)", path, line, name, x,
+                    (long long)PF_FLAGS[k].lo, (long long)PF_FLAGS[k].hi);
+            v[k] = x;
+            have[k] = 1;
+        }
+        // taken where the command line left a flag out; said where that differs from the command's default
+        char took[256] = "";
+        for (int k = 0; k < PF_N; k++)
+            if (have[k] && !pf->given[k]) {
+                if (v[k] != pf->v[k])
+                    snprintf(took + strlen(took), sizeof took - strlen(took), " %s %lld", PF_FLAGS[k].name, (long long)v[k]);
+                pf->v[k] = v[k];
+            }
+        if (*took && g_dist.rank == 0) printf("resuming with the progress flags of %s:%s\n", path, took);
+    }
+    if (g_dist.rank == 0) {
+        char *tmp = xasprintf("%s.tmp", path);
+        FILE *w = fopen(tmp, "wb");
+        if (!w) die("cannot write %s: %s", tmp, strerror(errno));
+        for (int k = 0; k < PF_N; k++) fprintf(w, "%s %lld\n", PF_FLAGS[k].name, (long long)pf->v[k]);
+        if (fclose(w) != 0 || rename(tmp, path) != 0) die("cannot write %s: %s", path, strerror(errno));
+        free(tmp);
+    }
+    free(path);
+}
+
 // --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
 // replaces ckpt_path by a rename, so the link keeps this one), or a copy where links do not work; then the step checkpoints beyond the newest `keep` removed.
 void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep) {

@@ -156,10 +156,15 @@ kept=$(cd "$TMP/keep" && ls model_step*.ckpt | tr '\n' ' ')
 checks=$((checks + 1)); [ "$kept" = "model_step30.ckpt " ] && [ -s "$TMP/keep/best.ckpt" ] && ok "--keep 1 leaves step 30 and best.ckpt" \
     || fail "--keep 1 left: $kept"
 expect 0 "eval best.ckpt" -- $H eval --task lra-listops --ckpt "$TMP/keep/best.ckpt" --data "$TMP/ex"
+expect 0 "resume the kept run to 36 steps without --keep" -- $H train --resume --out "$TMP/keep" --steps 36
+checks=$((checks + 1)); grep -q "resuming with the progress flags of $TMP/keep/progress: --eval-every 10 --ckpt-every 7 --log-every 5 --keep 1" "$TMP/out" && ok "the flags taken from OUT/progress are named" || fail "no line naming the flags taken from OUT/progress"
+kept=$(cd "$TMP/keep" && ls model_step*.ckpt | tr '\n' ' ')
+checks=$((checks + 1)); [ "$kept" = "model_step36.ckpt " ] && ok "the classifier's progress flags from OUT/progress: step 36 kept" \
+    || fail "after a resume from OUT/progress: $kept"
 cp "$TMP/keep/best.ckpt" "$TMP/best_before.ckpt"
-expect 0 "resume the kept run to 36 steps without --keep" -- $H train --resume --out "$TMP/keep" --steps 36 "${PROG[@]}"
-expect_msg "best.ckpt was kept by --keep"
-cmp -s "$TMP/keep/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume without --keep changed best.ckpt"
+expect 0 "resume the kept run to 40 steps with --keep 0" -- $H train --resume --out "$TMP/keep" --steps 40 --keep 0
+expect_msg "best.ckpt was kept by --keep, but this run has --keep 0"
+cmp -s "$TMP/keep/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume with --keep 0 changed best.ckpt"
 HGRN2_FAULT_NONFINITE=3-4 $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 8 --max-bad-steps 2 \
     --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
 checks=$((checks + 1))

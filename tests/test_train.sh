@@ -108,11 +108,32 @@ expect 0 "resume to 60 steps keeping 2" -- $H train --resume --out "$TMP/k" --st
 kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
 checks=$((checks + 1)); [ "$kept" = "model_step50.ckpt model_step60.ckpt " ] && ok "resumed: steps 50 and 60 kept" || fail "after resume: $kept"
 grep -q "was kept by --keep" "$TMP/err" && fail "a resume with --keep warned that it was not given"
-# a resume without --keep says that best.ckpt stays as it is, and leaves it so
+# a resume without the progress flags takes them from OUT/progress: --keep 2 and --ckpt-every 10 again
+expect 0 "resume to 70 steps without the progress flags" -- $H train --resume --out "$TMP/k" --steps 70
+checks=$((checks + 1)); grep -q "resuming with the progress flags of $TMP/k/progress: --eval-every 10 --eval-batches 4 --ckpt-every 10 --keep 2" "$TMP/out" && ok "the flags taken from OUT/progress are named" || fail "no line naming the flags taken from OUT/progress"
+kept=$(cd "$TMP/k" && ls model_step*.ckpt | tr '\n' ' ')
+checks=$((checks + 1)); [ "$kept" = "model_step60.ckpt model_step70.ckpt " ] && ! grep -q "was kept by --keep" "$TMP/err" \
+    && ok "resumed from OUT/progress: steps 60 and 70 kept, no warning" || fail "after a resume from OUT/progress: $kept"
+# --keep 0 given: best.ckpt stays as it is, and the run says so
 cp "$TMP/k/best.ckpt" "$TMP/best_before.ckpt"
-expect 0 "resume to 70 steps without --keep" -- $H train --resume --out "$TMP/k" --steps 70 --ckpt-every 10
-expect_msg "best.ckpt was kept by --keep"
-cmp -s "$TMP/k/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume without --keep changed best.ckpt"
+expect 0 "resume to 80 steps with --keep 0" -- $H train --resume --out "$TMP/k" --steps 80 --keep 0
+expect_msg "best.ckpt was kept by --keep, but this run has --keep 0"
+cmp -s "$TMP/k/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume with --keep 0 changed best.ckpt"
+checks=$((checks + 1)); grep -q "^--keep 0$" "$TMP/k/progress" && grep -q "^--ckpt-every 10$" "$TMP/k/progress" \
+    && ok "OUT/progress: the flags given replace, the others stay" || fail "OUT/progress: $(tr '\n' ' ' < "$TMP/k/progress")"
+# a damaged OUT/progress is refused before anything is trained, the checkpoint untouched
+cp "$TMP/k/model.ckpt" "$TMP/ck_before"; cp "$TMP/k/progress" "$TMP/progress_good"
+printf -- '--eval-every 5\n--nope 3\n' > "$TMP/k/progress"
+expect 1 "resume with an unknown flag in OUT/progress" -- $H train --resume --out "$TMP/k" --steps 90
+expect_msg "progress:2: '--nope' is not a progress flag"
+printf -- '--keep 99999999\n' > "$TMP/k/progress"
+expect 1 "resume with --keep out of range in OUT/progress" -- $H train --resume --out "$TMP/k" --steps 90
+expect_msg "progress:1: --keep 99999999 is outside"
+printf -- '--log-every 2 3\n' > "$TMP/k/progress"
+expect 1 "resume with a malformed OUT/progress line" -- $H train --resume --out "$TMP/k" --steps 90
+expect_msg "progress:1: expected a flag and a number"
+cmp -s "$TMP/k/model.ckpt" "$TMP/ck_before" || fail "a refused OUT/progress changed model.ckpt"
+cp "$TMP/progress_good" "$TMP/k/progress"
 expect 0 "eval best.ckpt" -- $H eval --ckpt "$TMP/k/best.ckpt"
 # plot: the curves of two runs into a PNG (gnuplot), and its errors
 expect 0 "plot two runs" -- $H plot "$TMP/a" "$TMP/k" --out "$TMP/curves.png" --size 640x400 --title "two runs"
