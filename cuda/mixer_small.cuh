@@ -42,6 +42,71 @@ __device__ __forceinline__ int64_t small_row(int64_t base, int T, int per, int t
     return base + (int64_t)(dir ? T - 1 - t : t) * per;
 }
 
+// K values of a head's row
+template <int K> __device__ __forceinline__ void small_ld(float (&x)[K], const float *p) {
+#pragma unroll
+    for (int i = 0; i < K; i++) x[i] = __ldg(p + i);
+}
+
+// One step of each recurrence, as the one-thread kernels and the chunked ones (below) both take it: the same
+// arithmetic in the same order on either path.
+// The forward: the state takes step t (decays by exp g, adds k v^T), out = S_t^T q scale.
+template <int K>
+__device__ __forceinline__ void small_step_fwd(float (&X)[K][K], const float (&q)[K], const float (&k)[K],
+                                               const float (&g)[K], const float (&v)[K], float scale, float (&out)[K]) {
+#pragma unroll
+    for (int j = 0; j < K; j++) out[j] = 0.f;
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        const float d = expf(g[i]), qs = q[i] * scale;
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            X[i][j] = fmaf(d, X[i][j], k[i] * v[j]);
+            out[j] = fmaf(qs, X[i][j], out[j]);
+        }
+    }
+}
+// The backward's forward sweep: the state takes step t, dq = S_t do scale.
+template <int K>
+__device__ __forceinline__ void small_step_dq(float (&X)[K][K], const float (&k)[K], const float (&g)[K],
+                                              const float (&v)[K], const float (&dout)[K], float scale, float (&dq)[K]) {
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        const float d = expf(g[i]);
+        float s = 0.f;
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            X[i][j] = fmaf(d, X[i][j], k[i] * v[j]);
+            s = fmaf(X[i][j], dout[j], s);
+        }
+        dq[i] = s * scale;
+    }
+}
+// The reverse sweep at step s: dS_s = diag(anext) dS_{s+1} + q~_s do_s^T (anext = a_{s+1}, left as a_s for the
+// step before), dv = dS_s^T k, dk = dS_s v, and dg's running sum takes q dq1 - k dk in double.
+template <int K>
+__device__ __forceinline__ void small_step_rev(float (&X)[K][K], float (&anext)[K], double (&run)[K],
+                                               const float (&q)[K], const float (&k)[K], const float (&g)[K],
+                                               const float (&v)[K], const float (&dout)[K], const float (&q1)[K],
+                                               float scale, float (&dk)[K], float (&dv)[K]) {
+#pragma unroll
+    for (int j = 0; j < K; j++) dv[j] = 0.f;
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        const float qs = q[i] * scale;
+        float dki = 0.f;
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            X[i][j] = fmaf(anext[i], X[i][j], qs * dout[j]);
+            dv[j] = fmaf(X[i][j], k[i], dv[j]);
+            dki = fmaf(X[i][j], v[j], dki);
+        }
+        run[i] += (double)q[i] * q1[i] - (double)k[i] * dki;
+        anext[i] = expf(g[i]);
+        dk[i] = dki;
+    }
+}
+
 template <int K, int DIR, bool ACC>
 __global__ void hgru_small_fwd(SmallArgs a) {
     constexpr int U = SmallU<K>::U;
@@ -59,30 +124,17 @@ __global__ void hgru_small_fwd(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
-                const int64_t row = small_row(base, T, per, t0 + u, DIR), o = row * HK + (int64_t)h * K, ov = row * a.ldv + (int64_t)h * K;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    qq[u][i] = __ldg(a.q + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    aa[u][i] = __ldg(a.g + o + i);
-                    vv[u][i] = __ldg(a.v + ov + i);
-                }
+                const int64_t row = small_row(base, T, per, t0 + u, DIR), o = row * HK + (int64_t)h * K;
+                small_ld(qq[u], a.q + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(aa[u], a.g + o);
+                small_ld(vv[u], a.v + row * a.ldv + (int64_t)h * K);
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
                 float out[K];
-#pragma unroll
-                for (int j = 0; j < K; j++) out[j] = 0.f;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    const float d = expf(aa[u][i]), qs = qq[u][i] * a.scale;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
-                        out[j] = fmaf(qs, X[i][j], out[j]);
-                    }
-                }
+                small_step_fwd(X, qq[u], kk[u], aa[u], vv[u], a.scale, out);
                 float *po = a.o + small_row(base, T, per, t0 + u, DIR) * a.ldo + (int64_t)h * K;
 #pragma unroll
                 for (int j = 0; j < K; j++) po[j] = ACC ? po[j] + out[j] : out[j];
@@ -114,29 +166,19 @@ __global__ void hgru_small_dq(SmallArgs a) {
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
                 const int64_t row = small_row(base, T, per, t0 + u, DIR), o = row * HK + (int64_t)h * K;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    kk[u][i] = __ldg(a.k + o + i);
-                    aa[u][i] = __ldg(a.g + o + i);
-                    vv[u][i] = __ldg(a.v + row * a.ldv + (int64_t)h * K + i);
-                    dd[u][i] = __ldg(a.dout + o + i);   // dout's rows are H Dv = H K wide
-                }
+                small_ld(kk[u], a.k + o);
+                small_ld(aa[u], a.g + o);
+                small_ld(vv[u], a.v + row * a.ldv + (int64_t)h * K);
+                small_ld(dd[u], a.dout + o);   // dout's rows are H Dv = H K wide
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (t0 + u < T) {
+                float dq[K];
+                small_step_dq(X, kk[u], aa[u], vv[u], dd[u], a.scale, dq);
                 float *pq = a.dq1 + small_row(base, T, per, t0 + u, DIR) * HK + (int64_t)h * K;
 #pragma unroll
-                for (int i = 0; i < K; i++) {
-                    const float d = expf(aa[u][i]);
-                    float s = 0.f;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
-                        s = fmaf(X[i][j], dd[u][j], s);
-                    }
-                    pq[i] = s * a.scale;
-                }
+                for (int i = 0; i < K; i++) pq[i] = dq[i];
             }
     }
 }
@@ -164,41 +206,28 @@ __global__ void hgru_small_rev(SmallArgs a) {
         for (int u = 0; u < U; u++)
             if (s0 - u >= 0) {
                 const int64_t row = small_row(base, T, per, s0 - u, DIR), o = row * HK + (int64_t)h * K;
+                small_ld(qq[u], a.q + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(gg[u], a.g + o);
+                small_ld(vv[u], a.v + row * a.ldv + (int64_t)h * K);
+                small_ld(dd[u], a.dout + o);
 #pragma unroll
-                for (int i = 0; i < K; i++) {
-                    qq[u][i] = __ldg(a.q + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    gg[u][i] = __ldg(a.g + o + i);
-                    vv[u][i] = __ldg(a.v + row * a.ldv + (int64_t)h * K + i);
-                    dd[u][i] = __ldg(a.dout + o + i);
-                    q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
-                }
+                for (int i = 0; i < K; i++) q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (s0 - u >= 0) {
                 const int64_t row = small_row(base, T, per, s0 - u, DIR), o = row * HK + (int64_t)h * K;
-                float dvv[K];
-#pragma unroll
-                for (int j = 0; j < K; j++) dvv[j] = 0.f;
+                float dk[K], dvv[K];
+                small_step_rev(X, anext, run, qq[u], kk[u], gg[u], vv[u], dd[u], q1[u], a.scale, dk, dvv);
 #pragma unroll
                 for (int i = 0; i < K; i++) {
-                    const float qs = qq[u][i] * a.scale;
-                    float dk = 0.f;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(anext[i], X[i][j], qs * dd[u][j]);
-                        dvv[j] = fmaf(X[i][j], kk[u][i], dvv[j]);
-                        dk = fmaf(X[i][j], vv[u][j], dk);
-                    }
-                    run[i] += (double)qq[u][i] * q1[u][i] - (double)kk[u][i] * dk;
-                    anext[i] = expf(gg[u][i]);
                     if (ACC) {
-                        a.dk[o + i] += dk;
+                        a.dk[o + i] += dk[i];
                         a.dg[o + i] += (float)run[i];
                         a.dq[o + i] += q1[u][i];
                     } else {
-                        a.dk[o + i] = dk;
+                        a.dk[o + i] = dk[i];
                         a.dg[o + i] = (float)run[i];
                     }
                 }
@@ -216,8 +245,8 @@ __global__ void hgru_small_rev(SmallArgs a) {
 //   1. each chunk from a zero state: its own part E of the state leaving it, and P, the product of its decays
 //      per key row (the state leaving = diag(P) (state entering) + E);
 //   2. a thread per head walks the chunks in order and turns those into the state entering each chunk;
-//   3. each chunk runs the recurrence of the kernels above from its entering state (the same arithmetic per
-//      step, written out again in these kernels).
+//   3. each chunk runs the recurrence of the kernels above from its entering state (the same steps,
+//      small_step_fwd, _dq and _rev).
 // The forward and the backward's dq sweep share phases 1 and 2 (the forward states). The reverse sweep runs them
 // from the end on dS_t = diag(a_{t+1}) dS_{t+1} + q~_t do_t^T, where a chunk passes the gradient entering it at
 // its right edge through Pi_s = prod_{u=s+1}^{end} a_u. Its dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) needs the
@@ -285,12 +314,9 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_state(SmallArg
             if (tb + u < t1) {
                 const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
                               ov = row * a.ldv + (int64_t)h * K;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    gg[u][i] = __ldg(a.g + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    vv[u][i] = __ldg(a.v + ov + i);
-                }
+                small_ld(gg[u], a.g + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(vv[u], a.v + ov);
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -359,30 +385,18 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_fwd(SmallArgs 
             if (tb + u < t1) {
                 const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
                               ov = row * a.ldv + (int64_t)h * K, oo_ = row * a.ldo + (int64_t)h * K;
+                small_ld(qq[u], a.q + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(gg[u], a.g + o);
+                small_ld(vv[u], a.v + ov);
 #pragma unroll
-                for (int i = 0; i < K; i++) {
-                    qq[u][i] = __ldg(a.q + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    gg[u][i] = __ldg(a.g + o + i);
-                    vv[u][i] = __ldg(a.v + ov + i);
-                    oo[u][i] = ACC ? a.o[oo_ + i] : 0.f;
-                }
+                for (int i = 0; i < K; i++) oo[u][i] = ACC ? a.o[oo_ + i] : 0.f;
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (tb + u < t1) {
                 float out[K];
-#pragma unroll
-                for (int j = 0; j < K; j++) out[j] = 0.f;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    const float d = expf(gg[u][i]), qs = qq[u][i] * a.scale;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
-                        out[j] = fmaf(qs, X[i][j], out[j]);
-                    }
-                }
+                small_step_fwd(X, qq[u], kk[u], gg[u], vv[u], a.scale, out);
                 float *po = a.o + small_row(base, T, per, tb + u, DIR) * a.ldo + (int64_t)h * K;
 #pragma unroll
                 for (int j = 0; j < K; j++) po[j] = ACC ? oo[u][j] + out[j] : out[j];
@@ -407,29 +421,19 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_dq(SmallArgs a
             if (tb + u < t1) {
                 const int64_t row = small_row(base, T, per, tb + u, DIR), o = row * HK + (int64_t)h * K,
                               ov = row * a.ldv + (int64_t)h * K;
-#pragma unroll
-                for (int i = 0; i < K; i++) {
-                    kk[u][i] = __ldg(a.k + o + i);
-                    gg[u][i] = __ldg(a.g + o + i);
-                    vv[u][i] = __ldg(a.v + ov + i);
-                    dd[u][i] = __ldg(a.dout + o + i);   // dout's rows are H Dv = H K wide
-                }
+                small_ld(kk[u], a.k + o);
+                small_ld(gg[u], a.g + o);
+                small_ld(vv[u], a.v + ov);
+                small_ld(dd[u], a.dout + o);   // dout's rows are H Dv = H K wide
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (tb + u < t1) {
+                float dq[K];
+                small_step_dq(X, kk[u], gg[u], vv[u], dd[u], a.scale, dq);
                 float *pq = a.dq1 + small_row(base, T, per, tb + u, DIR) * HK + (int64_t)h * K;
 #pragma unroll
-                for (int i = 0; i < K; i++) {
-                    const float d = expf(gg[u][i]);
-                    float s = 0.f;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(d, X[i][j], kk[u][i] * vv[u][j]);
-                        s = fmaf(X[i][j], dd[u][j], s);
-                    }
-                    pq[i] = s * a.scale;
-                }
+                for (int i = 0; i < K; i++) pq[i] = dq[i];
             }
     }
 }
@@ -468,15 +472,13 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rstate(SmallAr
             if (sb - u >= t0) {
                 const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
                               ov = row * a.ldv + (int64_t)h * K;
+                small_ld(vv[u], a.v + ov);
+                small_ld(dd[u], a.dout + o);
+                small_ld(qq[u], a.q + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(gg[u], a.g + o);
 #pragma unroll
-                for (int i = 0; i < K; i++) {
-                    vv[u][i] = __ldg(a.v + ov + i);
-                    dd[u][i] = __ldg(a.dout + o + i);
-                    qq[u][i] = __ldg(a.q + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    gg[u][i] = __ldg(a.g + o + i);
-                    q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
-                }
+                for (int i = 0; i < K; i++) q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -568,13 +570,13 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rev(SmallArgs 
             if (sb - u >= t0) {
                 const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
                               ov = row * a.ldv + (int64_t)h * K;
+                small_ld(vv[u], a.v + ov);
+                small_ld(dd[u], a.dout + o);
+                small_ld(qq[u], a.q + o);
+                small_ld(kk[u], a.k + o);
+                small_ld(gg[u], a.g + o);
 #pragma unroll
                 for (int i = 0; i < K; i++) {
-                    vv[u][i] = __ldg(a.v + ov + i);
-                    dd[u][i] = __ldg(a.dout + o + i);
-                    qq[u][i] = __ldg(a.q + o + i);
-                    kk[u][i] = __ldg(a.k + o + i);
-                    gg[u][i] = __ldg(a.g + o + i);
                     q1[u][i] = a.dq1[o + i];
                     odk[u][i] = ACC ? a.dk[o + i] : 0.f;
                     odg[u][i] = ACC ? a.dg[o + i] : 0.f;
@@ -584,27 +586,16 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rev(SmallArgs 
         for (int u = 0; u < U; u++)
             if (sb - u >= t0) {
                 const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K;
-                float dvv[K];
-#pragma unroll
-                for (int j = 0; j < K; j++) dvv[j] = 0.f;
+                float dk[K], dvv[K];
+                small_step_rev(X, anext, run, qq[u], kk[u], gg[u], vv[u], dd[u], q1[u], a.scale, dk, dvv);
 #pragma unroll
                 for (int i = 0; i < K; i++) {
-                    const float qv = qq[u][i], kv = kk[u][i], qs = qv * a.scale;
-                    float dk = 0.f;
-#pragma unroll
-                    for (int j = 0; j < K; j++) {
-                        X[i][j] = fmaf(anext[i], X[i][j], qs * dd[u][j]);
-                        dvv[j] = fmaf(X[i][j], kv, dvv[j]);
-                        dk = fmaf(X[i][j], vv[u][j], dk);
-                    }
-                    run[i] += (double)qv * q1[u][i] - (double)kv * dk;
-                    anext[i] = expf(gg[u][i]);
                     if (ACC) {
-                        a.dk[o + i] = odk[u][i] + dk;
+                        a.dk[o + i] = odk[u][i] + dk[i];
                         a.dg[o + i] = odg[u][i] + (float)run[i];
                         a.dq[o + i] += q1[u][i];
                     } else {
-                        a.dk[o + i] = dk;
+                        a.dk[o + i] = dk[i];
                         a.dg[o + i] = (float)run[i];
                     }
                 }
