@@ -170,7 +170,7 @@ typedef struct {
     int64_t log_every;          // a progress line every N steps
     int64_t stop_at;            // save and stop after this step, as if interrupted (0: run to the end)
     int resume;                 // continue log.tsv (cut back to the checkpoint's step) instead of starting it
-    int keep;                   // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and the
+    int64_t keep;               // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and the
                                 // best validation accuracy's as best.ckpt
     int64_t max_bad_steps;      // steps with a non-finite loss or gradient in a row before the run stops
     int profile;                // GPU: time every op of this call's steps 3 to 2 + CLS_PROFILE_STEPS, then print

@@ -203,14 +203,9 @@ static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint6
 
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int resume) {
-    ProgressFlags pf = {.v = {p->eval_every, p->eval_batches, p->ckpt_every, p->log_every, p->keep},
-                        .given = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP]}};
-    progress_flags_sync(out, resume, &pf);
-    p->eval_every = pf.v[PF_EVAL_EVERY];
-    p->eval_batches = pf.v[PF_EVAL_BATCHES];
-    p->ckpt_every = pf.v[PF_CKPT_EVERY];
-    p->log_every = pf.v[PF_LOG_EVERY];
-    p->keep = (int)pf.v[PF_KEEP];
+    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep};
+    const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP]};
+    progress_flags_sync(out, resume, v, given);
 }
 
 // The rest of `train --task imagenet` once the settings are made (or read back): the JPEG loaders, the
@@ -386,7 +381,7 @@ int cmd_cls_train(int argc, char **argv) {
         case O_CKPT_EVERY: plan.ckpt_every = arg_int("--ckpt-every", optarg, 0, INT64_C(1) << 40); break;
         case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
-        case OC_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
+        case OC_KEEP: plan.keep = arg_int("--keep", optarg, 0, 1 << 20); break;
         case OC_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         case O_PROFILE: plan.profile = 1; break;
         default: bad_option(argv, c);

@@ -134,14 +134,9 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
 
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void plan_progress(TrainPlan *p, const int *set, const char *out) {
-    ProgressFlags pf = {.v = {p->eval_every, p->eval_batches, p->ckpt_every, p->log_every, p->keep},
-                        .given = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OT_KEEP]}};
-    progress_flags_sync(out, p->resume, &pf);
-    p->eval_every = pf.v[PF_EVAL_EVERY];
-    p->eval_batches = pf.v[PF_EVAL_BATCHES];
-    p->ckpt_every = pf.v[PF_CKPT_EVERY];
-    p->log_every = pf.v[PF_LOG_EVERY];
-    p->keep = (int)pf.v[PF_KEEP];
+    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep};
+    const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OT_KEEP]};
+    progress_flags_sync(out, p->resume, v, given);
 }
 
 // The rest of hgrn2 train for --task mqar, once the run state holds the preset (or the checkpoint, with
@@ -261,7 +256,7 @@ int cmd_train(int argc, char **argv) {
         case O_LOG_EVERY: plan.log_every = arg_int("--log-every", optarg, 1, INT64_C(1) << 40); break;
         case O_STOP_AT: plan.stop_at = arg_int("--stop-at", optarg, 1, INT64_C(1) << 40); break;
         case O_KV_PAIRS: pairs = (int)arg_int("--kv-pairs", optarg, 1, 1 << 24); break;
-        case OT_KEEP: plan.keep = (int)arg_int("--keep", optarg, 0, 1 << 20); break;
+        case OT_KEEP: plan.keep = arg_int("--keep", optarg, 0, 1 << 20); break;
         case OT_MAX_BAD: plan.max_bad_steps = arg_int("--max-bad-steps", optarg, 0, INT64_C(1) << 40); break;
         case OT_DECAY_FRAC: given.decay_frac = arg_num_in(&R_DECAY_FRAC, optarg); break;
         case OT_EMBED_DROP: given.embed_drop = arg_num_in(&R_EMBED_DROP, optarg); break;

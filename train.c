@@ -455,7 +455,7 @@ int stop_signal_report(const char *ckpt_path, int64_t step, int64_t steps, const
 }
 // A resume that ends up with --keep 0 (given so, or in a run directory without OUT/progress, which runs before
 // it existed lack): where the run kept a best.ckpt, say that this one leaves it as it is.
-void warn_resume_without_keep(const char *out, int resume, int keep) {
+void warn_resume_without_keep(const char *out, int resume, int64_t keep) {
     if (!resume || keep > 0) return;
     char *best = xasprintf("%s/best.ckpt", out);
     if (file_exists(best))
@@ -470,7 +470,7 @@ static const struct { const char *name; int64_t lo, hi; } PF_FLAGS[PF_N] = {
 };
 #define PF_FILE_MAX 4096    // bytes: five short lines, with room; a larger file is not one of ours
 
-void progress_flags_sync(const char *out, int resume, ProgressFlags *pf) {
+void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], const int given[PF_N]) {
     char *path = xasprintf("%s/progress", out);
     FILE *f = resume ? fopen(path, "rb") : NULL;
     if (resume && !f && errno != ENOENT) die("cannot read %s: %s", path, strerror(errno));
@@ -508,10 +508,10 @@ void progress_flags_sync(const char *out, int resume, ProgressFlags *pf) {
         // taken where the command line left a flag out; said where that differs from the command's default
         char took[256] = "";
         for (int k = 0; k < PF_N; k++)
-            if (have[k] && !pf->given[k]) {
-                if (v[k] != pf->v[k])
+            if (have[k] && !given[k]) {
+                if (v[k] != *val[k])
                     snprintf(took + strlen(took), sizeof took - strlen(took), " %s %lld", PF_FLAGS[k].name, (long long)v[k]);
-                pf->v[k] = v[k];
+                *val[k] = v[k];
             }
         if (*took && g_dist.rank == 0) printf("resuming with the progress flags of %s:%s\n", path, took);
     }
@@ -519,7 +519,7 @@ void progress_flags_sync(const char *out, int resume, ProgressFlags *pf) {
         char *tmp = xasprintf("%s.tmp", path);
         FILE *w = fopen(tmp, "wb");
         if (!w) die("cannot write %s: %s", tmp, strerror(errno));
-        for (int k = 0; k < PF_N; k++) fprintf(w, "%s %lld\n", PF_FLAGS[k].name, (long long)pf->v[k]);
+        for (int k = 0; k < PF_N; k++) fprintf(w, "%s %lld\n", PF_FLAGS[k].name, (long long)*val[k]);
         if (fclose(w) != 0 || rename(tmp, path) != 0) die("cannot write %s: %s", path, strerror(errno));
         free(tmp);
     }
@@ -528,7 +528,7 @@ void progress_flags_sync(const char *out, int resume, ProgressFlags *pf) {
 
 // --keep: the checkpoint just saved at ckpt_path also as OUT/model_step<step>.ckpt: a hard link (each save
 // replaces ckpt_path by a rename, so the link keeps this one), or a copy where links do not work; then the step checkpoints beyond the newest `keep` removed.
-void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep) {
+void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int64_t keep) {
     char *name = xasprintf("%s/model_step%lld.ckpt", out, (long long)step);
     remove(name);   // one left by an earlier run to this step
     if (link(ckpt_path, name) != 0) copy_file(ckpt_path, name);

@@ -115,24 +115,24 @@ typedef struct {
     int64_t stop_at;                // save and stop after this step, as if interrupted (0: run to the end)
     int resume;                     // continue log.tsv (cut back to the checkpoint's step) instead of starting it
     const GenTask *gen;             // a generated task: batches and evaluation from it, no loaders (NULL: shards)
-    int keep;                       // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and
+    int64_t keep;                   // > 0: also keep the newest `keep` checkpoints as model_step<N>.ckpt, and
                                     // the best held-out loss's as best.ckpt
     int64_t max_bad_steps;          // steps with a non-finite loss or gradient in a row before the run stops
 } TrainPlan;
 
 // What the language model's and the classifier's runs share beyond the stop signals:
 // --keep: the checkpoint just saved at ckpt_path kept also as OUT/model_step<step>.ckpt, the newest `keep` of them.
-void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int keep);
+void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, int64_t keep);
 // On a resume without --keep, a warning when OUT/best.ckpt exists (it will not be updated).
-void warn_resume_without_keep(const char *out, int resume, int keep);
+void warn_resume_without_keep(const char *out, int resume, int64_t keep);
 // The progress flags of a run (how often it evaluates, checkpoints and prints, how many batches an evaluation
 // takes, how many step checkpoints it keeps) are not part of its checkpoint. OUT/progress keeps the ones the
 // run was started or last resumed with, a "--flag value" a line, and --resume takes from it each flag that the
-// command line does not give again (and says which it took). Values as the plans hold them (-1: the run's
-// default, which it works out itself). Every process reads; the first writes the file anew, through a rename.
+// command line does not give again (and says which it took). v points at the plan's fields, in the order of
+// the enum (-1 there: the run's default, which it works out itself); given says which the command line gave.
+// Every process reads; the first writes the file anew, through a rename.
 enum { PF_EVAL_EVERY, PF_EVAL_BATCHES, PF_CKPT_EVERY, PF_LOG_EVERY, PF_KEEP, PF_N };
-typedef struct { int64_t v[PF_N]; int given[PF_N]; } ProgressFlags;
-void progress_flags_sync(const char *out, int resume, ProgressFlags *pf);
+void progress_flags_sync(const char *out, int resume, int64_t *const v[PF_N], const int given[PF_N]);
 // A number from every row of a run's log.tsv (the header skipped): of column `column` (from 0; -1: the last),
 // its lowest (LOG_MIN: INFINITY if none), highest (LOG_MAX: -INFINITY if none) or last (LOG_LAST: 0 if none).
 // Empty and unreadable fields are passed over; so is a missing log.
