@@ -48,6 +48,22 @@ template <int K> __device__ __forceinline__ void small_ld(float (&x)[K], const f
     for (int i = 0; i < K; i++) x[i] = __ldg(p + i);
 }
 
+// The rows the reverse sweep reads at a step of row `row`: q, k, g, v, dout, and dq1 (written by the dq kernel
+// just before, so not through the read-only cache)
+template <int K>
+__device__ __forceinline__ void small_ld_rev(const SmallArgs &a, int64_t row, int64_t HK, int h, float (&q)[K],
+                                             float (&k)[K], float (&g)[K], float (&v)[K], float (&dout)[K],
+                                             float (&q1)[K]) {
+    const int64_t o = row * HK + (int64_t)h * K;
+    small_ld(v, a.v + row * a.ldv + (int64_t)h * K);
+    small_ld(dout, a.dout + o);
+    small_ld(q, a.q + o);
+    small_ld(k, a.k + o);
+    small_ld(g, a.g + o);
+#pragma unroll
+    for (int i = 0; i < K; i++) q1[i] = a.dq1[o + i];
+}
+
 // One step of each recurrence, as the one-thread kernels and the chunked ones (below) both take it: the same
 // arithmetic in the same order on either path.
 // The forward: the state takes step t (decays by exp g, adds k v^T), out = S_t^T q scale.
@@ -205,14 +221,7 @@ __global__ void hgru_small_rev(SmallArgs a) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (s0 - u >= 0) {
-                const int64_t row = small_row(base, T, per, s0 - u, DIR), o = row * HK + (int64_t)h * K;
-                small_ld(qq[u], a.q + o);
-                small_ld(kk[u], a.k + o);
-                small_ld(gg[u], a.g + o);
-                small_ld(vv[u], a.v + row * a.ldv + (int64_t)h * K);
-                small_ld(dd[u], a.dout + o);
-#pragma unroll
-                for (int i = 0; i < K; i++) q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
+                small_ld_rev(a, small_row(base, T, per, s0 - u, DIR), HK, h, qq[u], kk[u], gg[u], vv[u], dd[u], q1[u]);
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -470,15 +479,7 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rstate(SmallAr
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (sb - u >= t0) {
-                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
-                              ov = row * a.ldv + (int64_t)h * K;
-                small_ld(vv[u], a.v + ov);
-                small_ld(dd[u], a.dout + o);
-                small_ld(qq[u], a.q + o);
-                small_ld(kk[u], a.k + o);
-                small_ld(gg[u], a.g + o);
-#pragma unroll
-                for (int i = 0; i < K; i++) q1[u][i] = a.dq1[o + i];   // written by the dq kernel just before
+                small_ld_rev(a, small_row(base, T, per, sb - u, DIR), HK, h, qq[u], kk[u], gg[u], vv[u], dd[u], q1[u]);
             }
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -568,16 +569,10 @@ __global__ void __launch_bounds__(SC_THREADS, 4) hgru_small_chunk_rev(SmallArgs 
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (sb - u >= t0) {
-                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K,
-                              ov = row * a.ldv + (int64_t)h * K;
-                small_ld(vv[u], a.v + ov);
-                small_ld(dd[u], a.dout + o);
-                small_ld(qq[u], a.q + o);
-                small_ld(kk[u], a.k + o);
-                small_ld(gg[u], a.g + o);
+                const int64_t row = small_row(base, T, per, sb - u, DIR), o = row * HK + (int64_t)h * K;
+                small_ld_rev(a, row, HK, h, qq[u], kk[u], gg[u], vv[u], dd[u], q1[u]);
 #pragma unroll
                 for (int i = 0; i < K; i++) {
-                    q1[u][i] = a.dq1[o + i];
                     odk[u][i] = ACC ? a.dk[o + i] : 0.f;
                     odg[u][i] = ACC ? a.dg[o + i] : 0.f;
                 }
