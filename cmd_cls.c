@@ -203,8 +203,9 @@ static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint6
 
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int resume) {
-    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep};
-    const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP]};
+    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep, &p->max_bad_steps};
+    const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP],
+                             set[OC_MAX_BAD]};
     progress_flags_sync(out, resume, v, given);
 }
 

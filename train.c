@@ -466,9 +466,9 @@ void warn_resume_without_keep(const char *out, int resume, int64_t keep) {
 static const struct { const char *name; int64_t lo, hi; } PF_FLAGS[PF_N] = {
     [PF_EVAL_EVERY] = {"--eval-every", -1, INT64_C(1) << 40}, [PF_EVAL_BATCHES] = {"--eval-batches", 0, INT64_C(1) << 40},
     [PF_CKPT_EVERY] = {"--ckpt-every", -1, INT64_C(1) << 40}, [PF_LOG_EVERY] = {"--log-every", 1, INT64_C(1) << 40},
-    [PF_KEEP] = {"--keep", 0, 1 << 20},
+    [PF_KEEP] = {"--keep", 0, 1 << 20}, [PF_MAX_BAD] = {"--max-bad-steps", 0, INT64_C(1) << 40},
 };
-#define PF_FILE_MAX 4096    // bytes: five short lines, with room; a larger file is not one of ours
+#define PF_FILE_MAX 4096    // bytes: six short lines, with room; a larger file is not one of ours
 
 void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], const int given[PF_N]) {
     char *path = xasprintf("%s/progress", out);

@@ -126,12 +126,12 @@ void keep_step_checkpoint(const char *out, const char *ckpt_path, int64_t step, 
 // On a resume without --keep, a warning when OUT/best.ckpt exists (it will not be updated).
 void warn_resume_without_keep(const char *out, int resume, int64_t keep);
 // The progress flags of a run (how often it evaluates, checkpoints and prints, how many batches an evaluation
-// takes, how many step checkpoints it keeps) are not part of its checkpoint. OUT/progress keeps the ones the
-// run was started or last resumed with, a "--flag value" a line, and --resume takes from it each flag that the
+// takes, how many step checkpoints it keeps, how many non-finite steps in a row it skips) are not part of its
+// checkpoint. OUT/progress keeps the ones the run was started or last resumed with, a "--flag value" a line, and --resume takes from it each flag that the
 // command line does not give again (and says which it took). v points at the plan's fields, in the order of
 // the enum (-1 there: the run's default, which it works out itself); given says which the command line gave.
 // Every process reads; the first writes the file anew, through a rename.
-enum { PF_EVAL_EVERY, PF_EVAL_BATCHES, PF_CKPT_EVERY, PF_LOG_EVERY, PF_KEEP, PF_N };
+enum { PF_EVAL_EVERY, PF_EVAL_BATCHES, PF_CKPT_EVERY, PF_LOG_EVERY, PF_KEEP, PF_MAX_BAD, PF_N };
 void progress_flags_sync(const char *out, int resume, int64_t *const v[PF_N], const int given[PF_N]);
 // A number from every row of a run's log.tsv (the header skipped): of column `column` (from 0; -1: the last),
 // its lowest (LOG_MIN: INFINITY if none), highest (LOG_MAX: -INFINITY if none) or last (LOG_LAST: 0 if none).

@@ -175,6 +175,13 @@ HGRN2_FAULT_NONFINITE=3-20 $H train --task lra-listops --data "$TMP/ex" "${SMALL
 checks=$((checks + 1))
 [ $rc = 1 ] && grep -q "training diverged: 3 steps in a row up to step 5" "$TMP/err" \
     && ok "classifier: three in a row stop the run" || fail "classifier stopping: exit $rc; $(cat "$TMP/err")"
+# --max-bad-steps is a progress flag: a resume without it keeps the run's 2 (the default 10 would skip these 3)
+HGRN2_FAULT_NONFINITE=10-20 $H train --resume --out "$TMP/bad1" --steps 14 > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 1 ] && grep -q "resuming with the progress flags of $TMP/bad1/progress: .*--max-bad-steps 2" "$TMP/out" \
+    && grep -q "training diverged: 3 steps in a row up to step 12" "$TMP/err" \
+    && ok "classifier: a resume keeps --max-bad-steps from OUT/progress" \
+    || fail "classifier, resumed --max-bad-steps: exit $rc; $(cat "$TMP/out" "$TMP/err")"
 
 # ---- eval ----
 expect 0 "eval --task lra-listops" -- $H eval --task lra-listops --ckpt "$TMP/a/model.ckpt" --threads 2

@@ -160,6 +160,12 @@ HGRN2_FAULT_NONFINITE=5-30 $H train "${SMALL[@]}" --steps 12 --max-bad-steps 3 -
 checks=$((checks + 1))
 [ $rc = 1 ] && grep -q "training diverged: 4 steps in a row up to step 8" "$TMP/err" && [ -s "$TMP/bad2/model.ckpt" ] \
     && ok "four in a row stop the run, its checkpoint intact" || fail "stopping: exit $rc; $(cat "$TMP/err")"
+# --max-bad-steps is a progress flag: a resume without it keeps the run's 3 (the default 10 would skip these 4)
+HGRN2_FAULT_NONFINITE=14-30 $H train --resume --out "$TMP/bad1" --steps 20 > "$TMP/out" 2> "$TMP/err"; rc=$?
+checks=$((checks + 1))
+[ $rc = 1 ] && grep -q "resuming with the progress flags of $TMP/bad1/progress: .*--max-bad-steps 3" "$TMP/out" \
+    && grep -q "training diverged: 4 steps in a row up to step 17" "$TMP/err" \
+    && ok "a resume keeps --max-bad-steps from OUT/progress" || fail "resumed --max-bad-steps: exit $rc; $(cat "$TMP/out" "$TMP/err")"
 
 # Ctrl-C: the step in progress finishes, a checkpoint is saved, the exit status is 130, resume continues
 ctrl_c "$TMP/int" 3 $H train "${SMALL[@]}" --steps 100000 --out "$TMP/int"
