@@ -688,6 +688,11 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
 
     int64_t last_step = p->stop_at && p->stop_at < h->steps ? p->stop_at : h->steps;
     int64_t bad_run = 0, bad_total = 0;   // steps skipped for a non-finite loss or gradient: in a row, in all
+    // the summary's train loss: the mean over the sitting's last LOSS_WINDOW finite steps, since one step's loss
+    // moves with its batch
+    enum { LOSS_WINDOW = 100 };
+    double loss_win[LOSS_WINDOW];
+    int64_t loss_n = 0;
     // --keep: the best held-out loss so far (of this run's log.tsv, so a resumed run knows it too)
     double best_val = p->keep > 0 && p->resume ? (root ? log_column(log_path, 2, LOG_MIN) : -INFINITY) : INFINITY;
     if (root) warn_resume_without_keep(out, p->resume, p->keep);
@@ -710,6 +715,7 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
                         (long long)step, r.loss, r.grad_norm, (long long)bad_run, (long long)bad_total);
         } else {
             bad_run = 0;
+            loss_win[loss_n++ % LOSS_WINDOW] = r.loss;
         }
         rs->step = step;
         if (train_ld) rs->loader = loader_get_state(train_ld);
@@ -772,8 +778,13 @@ int train_run(Model *model, RunState *rs, Loader *train_ld, Loader *val_ld, cons
         double total = now_s() - t_start;
         char tot[32];
         fmt_duration(tot, sizeof tot, total);
-        printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (first %.4f)",
-               (long long)(rs->step - step0), tot, t_first, (double)(rs->step - step0) * N * h->accum / total, loss, first_loss);
+        const int nwin = loss_n < LOSS_WINDOW ? (int)loss_n : LOSS_WINDOW;
+        double mean_loss = 0;
+        for (int i = 0; i < nwin; i++) mean_loss += loss_win[i];
+        mean_loss = nwin ? mean_loss / nwin : NAN;
+        printf("done: %lld steps in %s (first step %.2f s), %.0f tokens/s, train loss %.4f (mean of the last %d steps; "
+               "first step %.4f)", (long long)(rs->step - step0), tot, t_first,
+               (double)(rs->step - step0) * N * h->accum / total, mean_loss, nwin, first_loss);
         if (bad_total) printf(", %lld steps skipped (non-finite)", (long long)bad_total);
         if (evaluated) {   // (a sitting stopped before its first evaluation has none to show)
             printf(", held-out loss %.4f", val_loss);

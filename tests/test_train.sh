@@ -15,6 +15,12 @@ cut -f2 "$TMP/a/log.tsv" | sed -n '2,25p' > "$TMP/a.loss"
 first=$(sed -n 1p "$TMP/a.loss"); last=$(sed -n 24p "$TMP/a.loss")
 checks=$((checks + 1))
 if awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f - 1.0) }'; then ok "loss falls: $first -> $last"; else fail "loss did not fall by 1 nat: $first -> $last"; fi
+# the summary's train loss is the mean of the steps' (all 24 here: fewer than its window of 100), not the last step's
+said=$(sed -n 's/^done: .*, train loss \([0-9.]*\) (mean of the last 24 steps; first step \([0-9.]*\)).*/\1 \2/p' "$TMP/out")
+checks=$((checks + 1))
+if [ -n "$said" ] && awk -v s="$said" -v f="$first" '{ m += $1 } END { split(s, a, " "); m /= NR; d = a[1] - m; e = a[2] - f
+                                                           exit !(d * d < 3.6e-9 && e * e < 3.6e-9) }' "$TMP/a.loss"
+then ok "done: the mean train loss of the steps ($said)"; else fail "done line: $(grep '^done:' "$TMP/out")"; fi
 
 # the same run interrupted at step 10, then resumed
 expect 0 "train, stop at step 10" -- $H train "${SMALL[@]}" --steps 24 --stop-at 10 --out "$TMP/b"
