@@ -26,7 +26,7 @@
 // hgrn2 train
 
 static const char *TRAIN_USAGE =
-    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist] [--preset NAME] [--data DIR] "
+    "hgrn2 train [--task bible|text|pile|wiki103|mqar|lra-*|fashion-mnist|imagenet] [--preset NAME] [--data DIR] "
     "[--out DIR] [--steps N] [options]";
 static const char *TRAIN_HELP =
     "Train an HGRN2 language model (HGRN1 or a Transformer++ with --arch). With no arguments: a 3.5M-parameter\n"
@@ -37,7 +37,8 @@ static const char *TRAIN_HELP =
     "                       mqar (multi-query associative recall, generated: no --data; docs/mqar.md);\n"
     "                       lra-listops, lra-text, lra-retrieval, lra-image, lra-pathfinder, lra-pathx train\n"
     "                       a classifier on Long Range Arena examples, fashion-mnist one on Fashion-MNIST's\n"
-    "                       images in 4 x 4 patches, with options of their own:\n"
+    "                       images in 4 x 4 patches, imagenet one on ImageNet (docs/imagenet.md), with options\n"
+    "                       of their own:\n"
     "                       hgrn2 train --task lra-listops --help\n"
     "  --preset NAME        tiny (default for bible/text), pile-150m, pile-385m, pile-1b, pile-3b, wiki103-44m,\n"
     "                       mqar (the default for mqar)\n"
@@ -582,14 +583,16 @@ static const char *MAIN_HELP =
     "HGRN2 language models: gated linear RNNs with state expansion, trained, evaluated and sampled in C.\n"
     "\n"
     "commands:\n"
-    "  train      train a model (no arguments: a small byte-level model on the King James Bible), or a\n"
-    "             classifier on a Long Range Arena task (--task lra-listops, -text, -retrieval, -image, -pathfinder, -pathx)\n"
-    "             or on Fashion-MNIST in patches (--task fashion-mnist)\n"
-    "  eval       held-out loss, perplexity and bits per byte of a checkpoint; a classifier's accuracy\n"
+    "  train      train a model (no arguments: a small byte-level model on the King James Bible; --task pile,\n"
+    "             wiki103, text: a language model on prepared shards; --task mqar: associative recall), or a\n"
+    "             classifier on a Long Range Arena task (--task lra-listops, -text, -retrieval, -image, -pathfinder, -pathx),\n"
+    "             on Fashion-MNIST in patches (--task fashion-mnist) or on ImageNet (--task imagenet)\n"
+    "  eval       held-out loss, perplexity and bits per byte of a checkpoint; MQAR's or a classifier's accuracy;\n"
+    "             zero-shot benchmarks (--task mc, lambada); the LRA table of a folder of runs (--task lra)\n"
     "  sample     generate text from a checkpoint\n"
     "  prepare    tokenize raw text, WikiText or (zstd) JSON Lines into compressed token shards, or the Long\n"
-    "             Range Arena's ListOps, Text and Retrieval files into example files\n"
-    "  generate   write synthetic task data (ListOps) in the layout of its official release\n"
+    "             Range Arena's, Fashion-MNIST's and ImageNet's files into example files\n"
+    "  generate   write synthetic task data (ListOps; Pathfinder and Path-X) in the layout of its official release\n"
     "  tokenize   encode standard input to token ids, or --decode ids to text\n"
     "  bench      time training steps on random tokens (--task imagenet: the JPEG loader and the steps;\n"
     "             --generate: the first token and decoding, batched)\n"
