@@ -10,7 +10,7 @@
 
 static const char *GENERATE_USAGE =
     "hgrn2 generate --task listops --out DIR [--seed N] [--train-size N] [--val-size N] [--test-size N]\n"
-    "       [--min-len N] [--max-len N]\n"
+    "       [--min-len N] [--max-len N] [--ops LIST]\n"
     "       hgrn2 generate --task pathfinder --size 32|128 --out DIR [--seed N] [--count N]";
 static const char *GENERATE_HELP =
     "Generate a synthetic task's data in the layout of its official release, ready for hgrn2 prepare.\n"
@@ -34,17 +34,20 @@ static const char *GENERATE_HELP =
     "  --test-size N       listops: examples of the test split (default 2000)\n"
     "  --min-len N --max-len N  listops: keep expressions of min < tokens < max, parentheses not counted\n"
     "                      (default 500 and 2000, the official set's; max at most 2000): shorter ListOps for\n"
-    "                      quick experiments\n";
+    "                      quick experiments\n"
+    "  --ops LIST          listops: draw only these operators, comma-separated (MIN,MAX,MED,SM; default all\n"
+    "                      four, the official set's): which operators a model learns, one at a time (the\n"
+    "                      operator is drawn uniformly among those given; everything else as the original)\n";
 
 int cmd_generate(int argc, char **argv) {
-    enum { G_TASK = 256, G_OUT, G_SEED, G_TRAIN, G_VAL, G_TEST, G_SIZE, G_COUNT, G_MINLEN, G_MAXLEN };
+    enum { G_TASK = 256, G_OUT, G_SEED, G_TRAIN, G_VAL, G_TEST, G_SIZE, G_COUNT, G_MINLEN, G_MAXLEN, G_OPS };
     static const struct option opts[] = {
         {"task", required_argument, 0, G_TASK}, {"out", required_argument, 0, G_OUT},
         {"seed", required_argument, 0, G_SEED}, {"train-size", required_argument, 0, G_TRAIN},
         {"val-size", required_argument, 0, G_VAL}, {"test-size", required_argument, 0, G_TEST},
         {"size", required_argument, 0, G_SIZE}, {"count", required_argument, 0, G_COUNT},
         {"min-len", required_argument, 0, G_MINLEN}, {"max-len", required_argument, 0, G_MAXLEN},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"ops", required_argument, 0, G_OPS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     cli_start("hgrn2 generate", GENERATE_USAGE);
     opterr = 0;
     const char *task = NULL;
@@ -64,6 +67,13 @@ int cmd_generate(int argc, char **argv) {
         case G_TEST: lo.sizes[2] = (uint64_t)arg_int("--test-size", optarg, 1, INT64_C(1) << 32); listops_flag = "--test-size"; break;
         case G_MINLEN: lo.min_len = (int)arg_int("--min-len", optarg, 0, LISTOPS_MAX_LEN - 2); listops_flag = "--min-len"; break;
         case G_MAXLEN: lo.max_len = (int)arg_int("--max-len", optarg, 2, LISTOPS_MAX_LEN); listops_flag = "--max-len"; break;
+        case G_OPS: {
+            const char *err;
+            lo.ops = listops_parse_ops(optarg, &err);
+            if (err) usage_error("--ops '%s' holds %s: give a comma-separated list of MIN, MAX, MED, SM", optarg, err);
+            listops_flag = "--ops";
+            break;
+        }
         case G_SIZE:
             po.size = (int)arg_int("--size", optarg, 32, 128);
             if (po.size != 32 && po.size != 128) usage_error("--size must be 32 or 128, got %s", optarg);

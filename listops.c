@@ -2,6 +2,7 @@
 // random expressions over MIN, MAX, MED and SM on digits, drawn as the original generator draws them, kept
 // when their length is in range, labelled with their value. The distribution and the format: docs/lra.md.
 #define _GNU_SOURCE
+#include <strings.h>
 #include <unistd.h>
 
 #include "data.h"
@@ -41,6 +42,7 @@ int listops_apply(int op, const int *args, int n) {
 enum { TOK_OP = 10, TOK_END = 14 };
 typedef struct {
     uint64_t rng;
+    int nops, op_of[4];   // the operators that may be drawn (--ops): draw(nops), then op_of[]
     uint8_t tok[LISTOPS_MAX_LEN];
     uint8_t nargs[LISTOPS_MAX_LEN];
     int n, overflow;
@@ -66,7 +68,8 @@ static int draw_tree(Expr *e, int depth) {
         push(e, v, 0);
         return v;
     }
-    int nargs = 2 + (int)draw(&e->rng, LISTOPS_MAX_ARGS - 1), op = (int)draw(&e->rng, 4), args[LISTOPS_MAX_ARGS];
+    int nargs = 2 + (int)draw(&e->rng, LISTOPS_MAX_ARGS - 1), op = e->op_of[draw(&e->rng, (uint32_t)e->nops)];
+    int args[LISTOPS_MAX_ARGS];
     push(e, TOK_OP + op, nargs);
     for (int i = 0; i < nargs; i++) args[i] = draw_tree(e, depth + 1);
     push(e, TOK_END, 0);
@@ -125,6 +128,23 @@ static int seen_add(Seen *s, uint64_t a, uint64_t b) {
     }
 }
 
+unsigned listops_parse_ops(const char *list, const char **err) {
+    unsigned mask = 0;
+    *err = NULL;
+    for (const char *s = list;;) {
+        const char *end = strchr(s, ',');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        if (n && *s == '[') s++, n--;
+        int k = 0;
+        while (k < 4 && !(n == strlen(LISTOPS_OPS[k] + 1) && !strncasecmp(s, LISTOPS_OPS[k] + 1, n))) k++;
+        if (k == 4) { *err = n ? "an unknown operator" : "an empty name"; return 0; }
+        if (mask >> k & 1) { *err = "an operator named twice"; return 0; }
+        mask |= 1u << k;
+        if (!end) return mask;
+        s = end + 1;
+    }
+}
+
 int listops_generate(const ListopsOptions *o) {
     static const char *const NAMES[3] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
     if (!o->out) die("generate: an output directory is required");
@@ -153,6 +173,9 @@ int listops_generate(const ListopsOptions *o) {
             LISTOPS_MAX_LEN, min_len, max_len);
     Expr *e = xcalloc(1, sizeof *e);
     e->rng = mix64(o->seed ^ 0x6C6973746F7073ull);
+    const unsigned ops = o->ops & 15 ? o->ops & 15 : 15;   // all four: the same draws as before the choice existed
+    for (int k = 0; k < 4; k++)
+        if (ops >> k & 1) e->op_of[e->nops++] = k;
     Seen seen = {0};
     ByteBuf line = {0};
     uint64_t kept = 0, draws = 0, dups = 0, bytes = 0, len_sum = 0, counts[10] = {0}, last_new = 0;
@@ -212,9 +235,14 @@ int listops_generate(const ListopsOptions *o) {
     }
     double el = now_s() - t0;
     printf("generate: listops: train %llu, val %llu, test %llu expressions of %d to %d tokens (mean %.0f, parentheses "
-           "not counted); %llu drawn, %llu duplicates; labels 0-9:", (unsigned long long)o->sizes[0],
-           (unsigned long long)o->sizes[1], (unsigned long long)o->sizes[2], len_min, len_max, (double)len_sum / (double)kept,
-           (unsigned long long)draws, (unsigned long long)dups);
+           "not counted)", (unsigned long long)o->sizes[0], (unsigned long long)o->sizes[1], (unsigned long long)o->sizes[2],
+           len_min, len_max, (double)len_sum / (double)kept);
+    if (e->nops < 4) {
+        printf(", operators");
+        for (int k = 0; k < e->nops; k++) printf("%s %s", k ? "," : "", LISTOPS_OPS[e->op_of[k]] + 1);
+        printf(" only");
+    }
+    printf("; %llu drawn, %llu duplicates; labels 0-9:", (unsigned long long)draws, (unsigned long long)dups);
     for (int v = 0; v < 10; v++) printf(" %.1f%%", 100.0 * (double)counts[v] / (double)kept);
     printf("; %.1f MB in %.1f s; wrote %s\n", (double)bytes / 1e6, el, o->out);
     fflush(stdout);

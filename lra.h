@@ -45,6 +45,7 @@ typedef struct {
     uint64_t seed;
     uint64_t sizes[3];        // examples of train, val, test (each at least 1)
     int min_len, max_len;     // kept when min_len < tokens < max_len (LISTOPS_MIN_LEN, LISTOPS_MAX_LEN: the official)
+    unsigned ops;             // the operators drawn, bit k for LISTOPS_OPS[k]; 0 or 15: all four, as the original
 } ListopsOptions;
 // Draws distinct expressions until the three splits are full and writes them; a progress line on stderr, a
 // summary on stdout. Returns 0; dies on a write failure, leaving no file under a final name, and when a
@@ -57,5 +58,8 @@ int listops_generate(const ListopsOptions *o);
 // op: 0 MIN, 1 MAX, 2 MED, 3 SM; args are digits, at most LISTOPS_MAX_ARGS of them.
 int listops_apply(int op, const int *args, int n);
 extern const char *const LISTOPS_OPS[4];   // "[MIN", "[MAX", "[MED", "[SM"
+// --ops: a comma-separated list of operator names (MIN, MAX, MED, SM; any case, '[' optional) as a mask of
+// LISTOPS_OPS bits; 0 with *err set for an unknown, repeated or empty name.
+unsigned listops_parse_ops(const char *list, const char **err);
 
 #endif

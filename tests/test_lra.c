@@ -238,6 +238,43 @@ static void test_generator(void) {
         free(z.p);
     }
 
+    // --ops: only the operators named are drawn, the labels still the stack machine's; the default draws as before
+    const char *two_ops[] = {"--task", "listops", "--out", TMP "/gen4", "--seed", "5", "--train-size", "120", "--val-size", "10",
+                             "--test-size", "10", "--min-len", "20", "--max-len", "300", "--ops", "sm,[MED", NULL};
+    CHECK(run("generate", two_ops) == 0, "generate --ops failed: %s", err_text.p);
+    CHECK(strstr(out_text.p, ", operators MED, SM only;"), "summary of --ops: %s", out_text.p);
+    int n_med = 0, n_sm = 0, n_other = 0, ops_bad_label = 0, ops_lines = 0;
+    for (int s = 0; s < 3; s++) {
+        char path[256];
+        snprintf(path, sizeof path, TMP "/gen4/%s", SPLIT_FILES[s]);
+        Text t = slurp(path);
+        CHECK(t.p && t.n > 15, "%s is missing", path);
+        for (char *line = t.p + 15; line < t.p + t.n;) {
+            char *eol = strstr(line, "\r\n");
+            if (!eol) break;
+            *eol = 0;
+            char *tab = strchr(line, '\t');
+            CHECK(tab, "a line of %s has no tab", path);
+            for (const char *q = line; (q = strchr(q, '[')) && q < tab; q++) {
+                if (!strncmp(q, "[MED ", 5)) n_med++;
+                else if (!strncmp(q, "[SM ", 4)) n_sm++;
+                else n_other++;
+            }
+            ops_bad_label += stack_eval(line, (size_t)(tab - line)) != tab[1] - '0';
+            ops_lines++;
+            line = eol + 2;
+        }
+        free(t.p);
+    }
+    CHECK(ops_lines == 140 && !n_other && n_med > 50 && n_sm > 50 && !ops_bad_label,
+          "--ops MED,SM: %d lines, %d MED, %d SM, %d other operators, %d labels off", ops_lines, n_med, n_sm, n_other, ops_bad_label);
+    const char *perr;
+    CHECK(listops_parse_ops("SM", &perr) == 8 && !perr && listops_parse_ops("min,MAX,[Med,sm", &perr) == 15 && !perr,
+          "listops_parse_ops of good lists");
+    CHECK(!listops_parse_ops("SM,SM", &perr) && perr && !listops_parse_ops("SUM", &perr) && perr &&
+              !listops_parse_ops("MIN,", &perr) && perr && !listops_parse_ops("", &perr) && perr,
+          "listops_parse_ops of bad lists");
+
     // listops_apply: MED of an even count is the mean of the middle two, rounded down (numpy.median, int())
     int a1[] = {2, 5}, a2[] = {9, 1, 4, 4}, a3[] = {7, 3, 8}, a4[] = {9, 9, 9};
     CHECK(listops_apply(2, a1, 2) == 3 && listops_apply(2, a2, 4) == 4 && listops_apply(2, a3, 3) == 7, "MED");
@@ -251,6 +288,10 @@ static void test_generator(void) {
         {"generate --train-size 0", {"--task", "listops", "--out", TMP "/u", "--train-size", "0", NULL}, "--train-size"},
         {"generate --seed -1", {"--task", "listops", "--out", TMP "/u", "--seed", "-1", NULL}, "--seed"},
         {"generate --bogus", {"--task", "listops", "--out", TMP "/u", "--bogus", NULL}, "unknown option '--bogus'"},
+        {"generate --ops SUM", {"--task", "listops", "--out", TMP "/u", "--ops", "MIN,SUM", NULL}, "holds an unknown operator"},
+        {"generate --ops twice", {"--task", "listops", "--out", TMP "/u", "--ops", "SM,sm", NULL}, "an operator named twice"},
+        {"generate pathfinder --ops", {"--task", "pathfinder", "--size", "32", "--out", TMP "/u", "--ops", "SM", NULL},
+         "--ops does not apply to --task pathfinder"},
         {"generate without --task", {"--out", TMP "/u", NULL}, "--task is required"},
     };
     expect_usage("generate", usage, sizeof usage / sizeof *usage);
