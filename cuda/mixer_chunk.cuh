@@ -18,11 +18,12 @@
 //
 // Kernels (all one launch over the grid shown):
 //   chunk_prep     (chunk, b*h)          b, qs, ks, decay and A for every chunk: fully parallel
-//   chunk_state    (Dv/64, b*h)          the sweep over chunks: S in fp32 in shared memory, one 64-column slice
-//                                        of Dv per block (columns of S never mix). Forward: o, and the
-//                                        leaving state. Backward: the entering state of each chunk (bf16), or,
-//                                        run in reverse with qs and do in place of ks and v, the state
-//                                        gradient dS leaving each chunk: dS_c = diag(decay) dS_{c+1} + qs^T do
+//   chunk_state    (Dv/64, b*h)          the sweep over chunks: S in fp32 in the warps' registers, one 64-column
+//                                        slice of Dv per block (columns of S never mix), 16 columns per warp.
+//                                        Forward: o, and the leaving state.
+//   chunk_states_bwd (Dv/64, b*h, 2)     the backward's two sweeps in one launch: the entering state of each
+//                                        chunk (bf16), and, run in reverse with qs and do in place of ks and v,
+//                                        the state gradient dS leaving each chunk: dS_c = diag(decay) dS_{c+1} + qs^T do
 //   chunk_bwd_mm   (chunk, b*h)          the tensor-core part of the backward: dqs = do S^T, dks = v dS^T,
 //                                        dv = A^T do + ks dS, dA = do v^T, and exp(b_C) sum_j S dS
 //   chunk_bwd_qkg  (K/32, chunk, b*h)    dq, dk from dqs, dks and dA (the intra-chunk terms, anchored like A,
@@ -239,47 +240,81 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
 }
 
 // ---- chunk_state: the sweep over chunks ----
-// REV = 0: S_{c+1} = diag(decay_c) S_c + ks_c^T v_c, o_c = qs_c S_c + A_c v_c (when o), states out = S_c.
-// REV = 1: X_c = diag(decay_c) X_{c+1} + qs_c^T do_c, run from the last chunk, states out = X_{c+1}.
-// One block per (b, h, 64 columns of Dv), 8 warps, two barriers per chunk. The inputs of chunk c+1 load
-// (cp.async) while chunk c computes, into the other of two stages. Each warp owns fixed 16 x 16 tiles of the
-// fp32 state: it decays them, adds its products and writes their bf16 copy for the next chunk's output into
-// the other of two bf16 buffers, all without waiting for the other warps; likewise its part of o.
+// MODE 0 (forward): S_{c+1} = diag(decay_c) S_c + ks_c^T v_c and o_c = qs_c S_c + A_c v_c, from S0 (or zero)
+//   to ST (when given).
+// MODE 1 (backward): the same sweep from zero without o; states out (hs) = S_c, in bf16.
+// MODE 2 (backward): X_c = diag(decay_c) X_{c+1} + qs_c^T do_c, run from the last chunk; states out (dhs) =
+//   X_{c+1}. The backward runs modes 1 and 2 in one launch: they are independent, and together they fill
+//   the card where either alone leaves SMs idle.
+// One block per (b, h, VT columns of Dv), one warp per 16 of those columns. The state never leaves the
+// registers: warp w holds the transposed slice S^T[16 columns of Dv][K] in fp32 mma accumulators, and every
+// product is set up so that S^T is the left operand or the accumulator:
+//   o^T   = S^T qs^T + R^T A^T        (the accumulators of S^T, rounded to bf16, are the left operand as they lie)
+//   S^T  <- S^T diag(decay) + R^T Lm   (R = v or do, Lm = ks or qs)
+// so the warps never exchange anything: one barrier per chunk, for the inputs. The inputs of chunk c+1 load
+// (cp.async) while chunk c computes, into the other of two stages; R^T's fragments are read from the fp32
+// rows in shared memory and rounded to bf16 as they are read.
 #define ST_VT 64
-template <int K>
+
+// mma.sync m16n8k16, bf16 operands, fp32 accumulators (sm_80 and later). The fragments, with g = lane / 4 and
+// t = lane % 4: A (16 x 16, row-major) a0 = (g, 2t..2t+1), a1 = (g + 8, 2t..), a2 = (g, 2t + 8..), a3 = (g + 8,
+// 2t + 8..); B (16 x 8) b0 = (k 2t..2t+1, n g), b1 = (k 2t + 8.., n g); C (16 x 8) c0, c1 = (g, 2t..2t+1),
+// c2, c3 = (g + 8, 2t..2t+1).
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// four 8 x 8 bf16 matrices from shared memory; lanes 8m .. 8m + 7 give the row addresses of matrix m. Plain:
+// register m holds (row g, columns 2t..2t+1) of matrix m; TRANS: (rows 2t..2t+1, column g).
+template <bool TRANS> __device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16 *p) {
+    const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+// A stage holds Lm (ks or qs), then with o qs and A, then R (fp32) and decay; the backward's modes add a
+// [K][16] bf16 tile per warp for the states' stores. The forward takes one block per SM, the backward two.
+template <int K, bool O>
 struct StateSmem {
-    static constexpr int VT = ST_VT, LDS = VT + 4, LDK = K + PADB, LDC = CK + PADB, LDV = VT + PADB;
-    static constexpr size_t stage = sizeof(bf16) * (2 * CK * LDK + CK * LDC) + sizeof(float) * (CK * VT + K);
-    static constexpr size_t bytes =
-        sizeof(float) * (K * LDS + CK * LDS) + sizeof(bf16) * (2 * K * LDV + CK * LDV) + 2 * stage;
+    static constexpr int VT = ST_VT, NW = VT / 16, LDK = K + PADB, LDC = CK + PADB, LDR = VT + 4, LDW = 16 + PADB;
+    static constexpr size_t stage = sizeof(bf16) * ((O ? 2 : 1) * CK * LDK + (O ? CK * LDC : 0)) + sizeof(float) * (CK * LDR + K);
+    static constexpr size_t bytes = 2 * stage + (O ? 0 : sizeof(bf16) * NW * K * LDW);
 };
 
-template <int K, int REV, int DIR, bool ACC>
-__global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
-    typedef StateSmem<K> L;
-    constexpr int VT = L::VT, LDS = L::LDS, LDK = L::LDK, LDC = L::LDC, LDV = L::LDV, DV = K, NTH = 256;
+template <int K, int MODE, int DIR, bool ACC>
+__device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
+    constexpr int REV = MODE == 2, VT = ST_VT;
+    constexpr bool O = MODE == 0;
+    typedef StateSmem<K, O> L;
+    constexpr int LDK = L::LDK, LDC = L::LDC, LDR = L::LDR, LDW = L::LDW, DV = K, NTH = VT * 2, NJ = K / 8;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    float *Sf = (float *)smem_raw;            // [K][LDS] the state slice, fp32
-    float *Of = Sf + K * LDS;                 // [CK][LDS] output staging (each warp its own part)
-    bf16 *Sb0 = (bf16 *)(Of + CK * LDS);      // [2][K][LDV] the state in bf16 (operand of qs S), by chunk parity
-    bf16 *Rb = Sb0 + 2 * K * LDV;             // [CK][LDV] v or do slice, bf16
-    unsigned char *stages = (unsigned char *)(Rb + CK * LDV);
     struct Stage { bf16 *Lm, *Qm, *Am; float *Rf, *dec; };   // ks or qs, qs, A, v or do (fp32), decay
     auto stage = [&](int st) {
         Stage x;
-        x.Lm = (bf16 *)(stages + st * L::stage);
+        x.Lm = (bf16 *)(smem_raw + st * L::stage);
         x.Qm = x.Lm + CK * LDK;
         x.Am = x.Qm + CK * LDK;
-        x.Rf = (float *)(x.Am + CK * LDC);
-        x.dec = x.Rf + CK * VT;
+        x.Rf = O ? (float *)(x.Am + CK * LDC) : (float *)x.Qm;
+        x.dec = x.Rf + CK * LDR;
         return x;
     };
 
     const int vt = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
-    const int warp = tid >> 5, lane = tid & 31;
-    const int c0 = vt * VT;
-    const bool want_o = !REV && a.o;
-    bf16 *states = REV ? a.dhs : a.hs;
+    const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    const int c0 = vt * VT, dv0 = warp * 16;   // this block's columns of Dv; this warp's, within them
+    bf16 *Ws = (bf16 *)(smem_raw + 2 * L::stage) + warp * K * LDW;   // [K][LDW] the warp's bf16 state (modes 1, 2)
+    constexpr bool want_o = O, states_out = !O;
+    bf16 *states = O ? NULL : REV ? a.dhs : a.hs;
     const float *R = (REV ? a.dout : a.v) + (int64_t)h * DV + c0;   // row bb*T + t at stride ldr
     const int64_t ldr = REV ? (int64_t)a.H * DV : a.ldv, ldrs = DIR ? -ldr : ldr;   // ldrs: step to step
     const bool vec = REV ? a.do_vec : a.v_vec;
@@ -294,16 +329,23 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
             tile_async<CK, CK>(x.Am, a.A + cidx * CK * CK, tid, NTH);
         }
         copy_async(x.dec, a.decay + cidx * K, K * 4, tid, NTH);
-        rows_async<VT, VT>(x.Rf, R + ((int64_t)bb * a.T + pos<DIR>(t0, a.T)) * ldr, ldrs, len, vec, tid, NTH);
+        rows_async<VT, LDR>(x.Rf, R + ((int64_t)bb * a.T + pos<DIR>(t0, a.T)) * ldr, ldrs, len, vec, tid, NTH);
         __pipeline_commit();
     };
 
-    for (int i = tid; i < K * VT; i += NTH) {
-        int r = i / VT, col = i % VT;
-        float v0 = (!REV && a.S0) ? a.S0[((int64_t)bh * K + r) * DV + c0 + col] : 0.f;
-        Sf[r * LDS + col] = v0;
-        Sb0[r * LDV + col] = __float2bfloat16(v0);
+    // S^T in accumulator tiles: tile j holds K columns 8j .. 8j + 7; (row, column) = (Dv column dv0 + row, k)
+    float S[NJ][4];
+    const int r0 = dv0 + g;   // this lane's Dv columns: r0 and r0 + 8
+#pragma unroll
+    for (int j = 0; j < NJ; j++) {
+        const int k = 8 * j + 2 * tq;
+        if (O && a.S0) {
+            const float *s0 = a.S0 + ((int64_t)bh * K + k) * DV + c0;
+            S[j][0] = s0[r0]; S[j][1] = s0[DV + r0]; S[j][2] = s0[r0 + 8]; S[j][3] = s0[DV + r0 + 8];
+        } else S[j][0] = S[j][1] = S[j][2] = S[j][3] = 0.f;
     }
+    // ldmatrix row addresses: lane l gives row l % 8 of matrix l / 8
+    const int lr = lane & 7, lm = lane >> 3;
     issue(0);
     for (int step = 0; step < a.NC; step++) {
         __pipeline_wait_prior(0);   // this step's inputs have landed (for this thread) ...
@@ -312,90 +354,119 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(ChunkArgs a) {
         const int c = chunk_of(step), t0 = c * CK, len = min(CK, a.T - t0);
         const int64_t cidx = (int64_t)bh * a.NC + c;
         const Stage x = stage(step & 1);
-        const bf16 *Sb = Sb0 + (step & 1) * K * LDV;   // S entering this chunk, bf16
-        bf16 *Sn = Sb0 + ((step + 1) & 1) * K * LDV;   // S leaving it, bf16
-        for (int i = 4 * tid; i < CK * VT; i += 4 * NTH) {   // four columns at a time
-            const int r = i / VT, col = i % VT;
-            float v[4] = {0.f, 0.f, 0.f, 0.f};
-            if (r < len) load4(x.Rf + i, v);
-            store4(Rb + r * LDV + col, v);
+
+        // R^T as the left operand, k-step kk covering steps 16 kk .. 16 kk + 15; rows past T read as zero
+        uint32_t ra[CK / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < CK / 16; kk++) {
+            const int s = 16 * kk + 2 * tq;
+            auto rv = [&](int ss, int col) { return ss < len ? x.Rf[ss * LDR + col] : 0.f; };
+            ra[kk][0] = pack_bf16(rv(s, r0), rv(s + 1, r0));
+            ra[kk][1] = pack_bf16(rv(s, r0 + 8), rv(s + 1, r0 + 8));
+            ra[kk][2] = pack_bf16(rv(s + 8, r0), rv(s + 9, r0));
+            ra[kk][3] = pack_bf16(rv(s + 8, r0 + 8), rv(s + 9, r0 + 8));
         }
-        if (states)
-            for (int i = tid; i < K * VT / 8; i += NTH) {
-                int r = i / (VT / 8), col = (i % (VT / 8)) * 8;
-                *(uint4 *)(states + (cidx * K + r) * DV + c0 + col) = *(const uint4 *)(Sb + r * LDV + col);
-            }
-        __syncthreads();
-        if (want_o) {   // o = qs S + A R: warp w owns rows 16 (w / 2) and 32 columns
-            const int ri = warp >> 1, j0 = (warp & 1) * 2;
-            FragA fa;
-            FragB fb;
-            FragC acc[2];
-            wm::fill_fragment(acc[0], 0.f);
-            wm::fill_fragment(acc[1], 0.f);
+
+        {
+            float o[CK / 8][4];
 #pragma unroll
-            for (int kk = 0; kk < K / 16; kk++) {
-                wm::load_matrix_sync(fa, x.Qm + ri * 16 * LDK + kk * 16, LDK);
+            for (int n = 0; n < CK / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
 #pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    wm::load_matrix_sync(fb, Sb + kk * 16 * LDV + (j0 + j) * 16, LDV);
-                    wm::mma_sync(acc[j], fa, fb, acc[j]);
+            for (int kk = 0; kk < K / 16; kk++) {   // the entering state, rounded to bf16 as a left operand
+                uint32_t sa[4];
+                sa[0] = pack_bf16(S[2 * kk][0], S[2 * kk][1]);
+                sa[1] = pack_bf16(S[2 * kk][2], S[2 * kk][3]);
+                sa[2] = pack_bf16(S[2 * kk + 1][0], S[2 * kk + 1][1]);
+                sa[3] = pack_bf16(S[2 * kk + 1][2], S[2 * kk + 1][3]);
+                if (states_out) {   // S^T[dv][k] into Ws[k][dv]
+                    const int k = 16 * kk + 2 * tq;
+                    const bf16 *h = (const bf16 *)sa;
+                    Ws[k * LDW + g] = h[0];
+                    Ws[(k + 1) * LDW + g] = h[1];
+                    Ws[k * LDW + g + 8] = h[2];
+                    Ws[(k + 1) * LDW + g + 8] = h[3];
+                    Ws[(k + 8) * LDW + g] = h[4];
+                    Ws[(k + 9) * LDW + g] = h[5];
+                    Ws[(k + 8) * LDW + g + 8] = h[6];
+                    Ws[(k + 9) * LDW + g + 8] = h[7];
+                }
+                if (want_o) {
+#pragma unroll
+                    for (int np = 0; np < CK / 16; np++) {   // B[k][t] = qs[t][k]: rows t of Qm
+                        uint32_t b[4];
+                        ldsm4<false>(b, x.Qm + (16 * np + lr + (lm >> 1) * 8) * LDK + 16 * kk + (lm & 1) * 8);
+                        mma16816(o[2 * np], sa, b[0], b[1]);
+                        mma16816(o[2 * np + 1], sa, b[2], b[3]);
+                    }
                 }
             }
-            for (int kk = 0; kk <= ri; kk++) {
-                wm::load_matrix_sync(fa, x.Am + ri * 16 * LDC + kk * 16, LDC);
-#pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    wm::load_matrix_sync(fb, Rb + kk * 16 * LDV + (j0 + j) * 16, LDV);
-                    wm::mma_sync(acc[j], fa, fb, acc[j]);
+            if (states_out) {
+                __syncwarp();
+                // K rows of 16 columns (32 bytes): two 16-byte pieces a row
+                for (int i = lane; i < 2 * K; i += 32) {
+                    const int k = i >> 1, half = i & 1;
+                    *(uint4 *)(states + (cidx * K + k) * DV + c0 + dv0 + half * 8) = *(const uint4 *)(Ws + k * LDW + half * 8);
                 }
+                __syncwarp();
             }
-            float *of = Of + ri * 16 * LDS + j0 * 16;
+            if (want_o) {
 #pragma unroll
-            for (int j = 0; j < 2; j++) wm::store_matrix_sync(of + j * 16, acc[j], LDS, wm::mem_row_major);
-            __syncwarp();
-            float *o = a.o + bth(bb, pos<DIR>(t0 + ri * 16, a.T), h, a.T, a.H) * DV + c0 + j0 * 16 + lane;
-            const int64_t ldo = DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV;
-            for (int rr = 0; rr < 16 && ri * 16 + rr < len; rr++) {
-                if (ACC) o[rr * ldo] += of[rr * LDS + lane];
-                else o[rr * ldo] = of[rr * LDS + lane];
+                for (int np = 0; np < CK / 16; np++)   // B[s][t] = A[t][s]: rows t of Am; s <= t only
+#pragma unroll
+                    for (int kk = 0; kk <= np; kk++) {
+                        uint32_t b[4];
+                        ldsm4<false>(b, x.Am + (16 * np + lr + (lm >> 1) * 8) * LDC + 16 * kk + (lm & 1) * 8);
+                        mma16816(o[2 * np], ra[kk], b[0], b[1]);
+                        mma16816(o[2 * np + 1], ra[kk], b[2], b[3]);
+                    }
+                // o^T[dv][t]: per store, 4 rows t of 8 consecutive columns (32 bytes each)
+                const int64_t ldo = DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV;
+                float *ob = a.o + bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * DV + c0 + r0;
+#pragma unroll
+                for (int n = 0; n < CK / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int t = 8 * n + 2 * tq + (e & 1);
+                        if (t < len) {
+                            float *p = ob + t * ldo + (e >> 1) * 8;
+                            if (ACC) *p += o[n][e];
+                            else *p = o[n][e];
+                        }
+                    }
             }
         }
-        {   // S = diag(decay) S + Lm^T R, tile by tile
-            constexpr int NT = (K / 16) * (VT / 16);
-            FragC acc;
-            for (int t = warp; t < NT; t += NTH / 32) {
-                const int ri = t / (VT / 16), j = t % (VT / 16);
-                float *sf = Sf + ri * 16 * LDS + j * 16;
-                // lane: row lane / 2 of the tile, eight columns from 8 (lane % 2), in two 16-byte pieces
-                float *mine = sf + (lane >> 1) * LDS + (lane & 1) * 8;
-                const float d = x.dec[ri * 16 + (lane >> 1)];
-                float v[8];
-                load4(mine, v);
-                load4(mine + 4, v + 4);
+
+        // S^T <- S^T diag(decay) + R^T Lm: B[s][k] = Lm[s][k], rows s of Lm (transposed loads)
 #pragma unroll
-                for (int e = 0; e < 8; e++) v[e] *= d;
-                store4(mine, v);
-                store4(mine + 4, v + 4);
-                __syncwarp();
-                wm::load_matrix_sync(acc, sf, LDS, wm::mem_row_major);
-                mma_run<FragAt, FragB>(acc, x.Lm + ri * 16, LDK, 16 * LDK, Rb + j * 16, LDV, 16 * LDV, 0, CK / 16);
-                wm::store_matrix_sync(sf, acc, LDS, wm::mem_row_major);
-                __syncwarp();
-                load4(mine, v);
-                load4(mine + 4, v + 4);
-                bf16 *sn = Sn + ri * 16 * LDV + j * 16 + (lane >> 1) * LDV + (lane & 1) * 8;
-                store4(sn, v);
-                store4(sn + 4, v + 4);
-            }
+        for (int j = 0; j < NJ; j++) {
+            const float2 d = *(const float2 *)(x.dec + 8 * j + 2 * tq);
+            S[j][0] *= d.x; S[j][1] *= d.y; S[j][2] *= d.x; S[j][3] *= d.y;
         }
+#pragma unroll
+        for (int kk = 0; kk < CK / 16; kk++)
+#pragma unroll
+            for (int jp = 0; jp < K / 16; jp++) {
+                uint32_t b[4];
+                ldsm4<true>(b, x.Lm + (16 * kk + lr + (lm & 1) * 8) * LDK + 16 * jp + (lm >> 1) * 8);
+                mma16816(S[2 * jp], ra[kk], b[0], b[1]);
+                mma16816(S[2 * jp + 1], ra[kk], b[2], b[3]);
+            }
     }
-    __syncthreads();
-    if (!REV && a.ST)
-        for (int i = tid; i < K * VT; i += NTH) {
-            int r = i / VT, col = i % VT;
-            a.ST[((int64_t)bh * K + r) * DV + c0 + col] = Sf[r * LDS + col];
+    if (O && a.ST)
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            float *st = a.ST + ((int64_t)bh * K + 8 * j + 2 * tq) * DV + c0;
+            st[r0] = S[j][0]; st[DV + r0] = S[j][1]; st[r0 + 8] = S[j][2]; st[DV + r0 + 8] = S[j][3];
         }
+}
+
+template <int K, int DIR, bool ACC>
+__global__ void __launch_bounds__(ST_VT * 2, 1) chunk_state_kernel(ChunkArgs a) { state_sweep<K, 0, DIR, ACC>(a); }
+// blockIdx.z 0: mode 1 (hs), 1: mode 2 (dhs)
+template <int K, int DIR>
+__global__ void __launch_bounds__(ST_VT * 2, 2) chunk_states_bwd_kernel(ChunkArgs a) {
+    if (blockIdx.z == 0) state_sweep<K, 1, DIR, false>(a);
+    else state_sweep<K, 2, DIR, false>(a);
 }
 
 // rows x COLS floats from shared rows of stride sld to global rows of stride gld: 16 bytes a store when vec
@@ -659,30 +730,32 @@ static void chunk_prep(const ChunkArgs &a, int BH) {
     LAUNCH_CHECK("hgru chunk_prep");
 }
 
-template <int K, int REV, int DIR, bool ACC>
+template <int K, int DIR, bool ACC>
 static void chunk_state(const ChunkArgs &a, int BH) {
     static bool set = false;
-    if (!set) { set_smem(chunk_state_kernel<K, REV, DIR, ACC>, StateSmem<K>::bytes); set = true; }
-    chunk_state_kernel<K, REV, DIR, ACC><<<dim3(K / ST_VT, BH), 256, StateSmem<K>::bytes, g_stream>>>(a);
-    LAUNCH_CHECK(REV ? "hgru chunk_state (reverse)" : "hgru chunk_state");
+    if (!set) { set_smem(chunk_state_kernel<K, DIR, ACC>, StateSmem<K, true>::bytes); set = true; }
+    chunk_state_kernel<K, DIR, ACC><<<dim3(K / ST_VT, BH), ST_VT * 2, StateSmem<K, true>::bytes, g_stream>>>(a);
+    LAUNCH_CHECK("hgru chunk_state");
 }
 
 template <int K, int DIR, bool ACC>
 static void chunk_fwd(ChunkArgs a, int B) {
     chunk_prep<K, DIR>(a, B * a.H);
-    chunk_state<K, 0, DIR, ACC>(a, B * a.H);
+    chunk_state<K, DIR, ACC>(a, B * a.H);
 }
 
 template <int K, int DIR, bool ACC>
 static void chunk_bwd(ChunkArgs a, int B) {
     const int BH = B * a.H;
     chunk_prep<K, DIR>(a, BH);
-    ChunkArgs s = a;
-    s.o = NULL; s.ST = NULL; s.S0 = NULL;
-    chunk_state<K, 0, DIR, false>(s, BH);      // hs
-    chunk_state<K, 1, DIR, false>(a, BH);      // dhs
     static bool set = false;
-    if (!set) { set_smem(chunk_bwd_mm_kernel<K, K, DIR, ACC>, BwdSmem<K, K>::bytes); set = true; }
+    if (!set) {
+        set_smem(chunk_states_bwd_kernel<K, DIR>, StateSmem<K, false>::bytes);
+        set_smem(chunk_bwd_mm_kernel<K, K, DIR, ACC>, BwdSmem<K, K>::bytes);
+        set = true;
+    }
+    chunk_states_bwd_kernel<K, DIR><<<dim3(K / ST_VT, BH, 2), ST_VT * 2, StateSmem<K, false>::bytes, g_stream>>>(a);   // hs, dhs
+    LAUNCH_CHECK("hgru chunk_state (backward)");
     chunk_bwd_mm_kernel<K, K, DIR, ACC><<<dim3(a.NC, BH), 256, BwdSmem<K, K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_bwd_mm");
     chunk_bwd_qkg_kernel<K, DIR, ACC><<<dim3(K / 32, a.NC, BH), 128, 0, g_stream>>>(a);

@@ -1399,17 +1399,37 @@ static void test_nccl_buckets(void) {
 
 #include "bench_gpu.h"   // --bench and --bench-decode: timings, not checks
 
+// the checks in order; --only NAME runs one group (a focused run under the sanitizers)
+static const struct { const char *name; void (*fn)(void); } CHECKS[] = {
+    {"matmul", test_matmul}, {"embed", test_embed}, {"elementwise", test_elementwise}, {"rmsnorm", test_rmsnorm},
+    {"gates", test_gates}, {"lower_bounds", test_lower_bounds}, {"hgru", test_hgru}, {"hgrn1_scan", test_hgrn1_scan},
+    {"rmsnorm_gated", test_rmsnorm_gated}, {"rope", test_rope}, {"attention", NULL}, {"attention_cudnn", test_attention_cudnn},
+    {"swiglu", test_swiglu}, {"decode_fused", test_decode_fused}, {"xent", test_xent}, {"xent_soft", test_xent_soft},
+    {"argmax", test_argmax}, {"classifier", test_classifier}, {"adamw", test_adamw}, {"adamw_multi", test_adamw_multi},
+    {"adamw_bf16_copy", test_adamw_bf16_copy}, {"determinism", test_determinism},
+};
+
 int main(int argc, char **argv) {
     int do_bench = 0, nccl = 1;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bench")) do_bench = 1;
         else if (!strcmp(argv[i], "--bench-decode")) do_bench = 2;
         else if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--no-nccl")) nccl = 0;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--no-nccl] | --bench | --bench-decode\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-nccl] [--only CHECK] | --bench | --bench-decode\n", argv[0]);
             return EXIT_USAGE;
         }
+    }
+    bool known = !only;
+    for (size_t i = 0; only && i < sizeof CHECKS / sizeof *CHECKS; i++) known |= !strcmp(only, CHECKS[i].name);
+    if (!known) {
+        fprintf(stderr, "--only: unknown check %s; one of:", only);
+        for (size_t i = 0; i < sizeof CHECKS / sizeof *CHECKS; i++) fprintf(stderr, " %s", CHECKS[i].name);
+        fprintf(stderr, "\n");
+        return EXIT_USAGE;
     }
     cuda_init();
     cuda_set_gemm_precision(1);   // the baseline of the checks and timings; a check of another mode sets it and returns
@@ -1421,32 +1441,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
-    test_matmul();
-    test_embed();
-    test_elementwise();
-    test_rmsnorm();
-    test_gates();
-    test_lower_bounds();
-    test_hgru();
-    test_hgrn1_scan();
-    test_rmsnorm_gated();
-    test_rope();
-    cuda_attention_path(0);   // the fp32 kernels' checks, whatever the precision
-    test_attention();
-    cuda_attention_path(-1);
-    test_attention_cudnn();
-    test_swiglu();
-    test_decode_fused();
-    test_xent();
-    test_xent_soft();
-    test_argmax();
-    test_classifier();
-    test_adamw();
-    test_adamw_multi();
-    test_adamw_bf16_copy();
-    test_determinism();
+    for (size_t i = 0; i < sizeof CHECKS / sizeof *CHECKS; i++) {
+        if (only && strcmp(only, CHECKS[i].name)) continue;
+        if (CHECKS[i].fn) CHECKS[i].fn();
+        else {   // the fp32 kernels' checks, whatever the precision
+            cuda_attention_path(0);
+            test_attention();
+            cuda_attention_path(-1);
+        }
+    }
 #ifdef HGRN2_NCCL
-    if (nccl) test_nccl_buckets();
+    if (nccl && !only) test_nccl_buckets();
 #else
     (void)nccl;
 #endif
