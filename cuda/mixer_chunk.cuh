@@ -283,7 +283,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 }
 
 // A stage holds Lm (ks or qs), then with o qs and A, then R (fp32) and decay; the backward's modes add a
-// [K][16] bf16 tile per warp for the states' stores. The forward takes one block per SM, the backward two.
+// [K][16] bf16 tile per warp for the states' stores. At K 128 the forward takes one block per SM (121 KiB),
+// the backward two (93 KiB); at K 64 two (88.5 KiB) and three (64.5 KiB).
 template <int K, bool O>
 struct StateSmem {
     static constexpr int VT = ST_VT, NW = VT / 16, LDK = K + PADB, LDC = CK + PADB, LDR = VT + 4, LDW = 16 + PADB;
