@@ -314,7 +314,6 @@ __device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
     const int c0 = vt * VT, dv0 = warp * 16;   // this block's columns of Dv; this warp's, within them
     bf16 *Ws = (bf16 *)(smem_raw + 2 * L::stage) + warp * K * LDW;   // [K][LDW] the warp's bf16 state (modes 1, 2)
-    constexpr bool want_o = O, states_out = !O;
     bf16 *states = O ? NULL : REV ? a.dhs : a.hs;
     const float *R = (REV ? a.dout : a.v) + (int64_t)h * DV + c0;   // row bb*T + t at stride ldr
     const int64_t ldr = REV ? (int64_t)a.H * DV : a.ldv, ldrs = DIR ? -ldr : ldr;   // ldrs: step to step
@@ -325,7 +324,7 @@ __device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
         const int64_t cidx = (int64_t)bh * a.NC + c;
         Stage x = stage(step & 1);
         tile_async<CK, K>(x.Lm, (REV ? a.qs : a.ks) + cidx * CK * K, tid, NTH);
-        if (want_o) {
+        if (O) {
             tile_async<CK, K>(x.Qm, a.qs + cidx * CK * K, tid, NTH);
             tile_async<CK, CK>(x.Am, a.A + cidx * CK * CK, tid, NTH);
         }
@@ -379,19 +378,19 @@ __device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
                 sa[1] = pack_bf16(S[2 * kk][2], S[2 * kk][3]);
                 sa[2] = pack_bf16(S[2 * kk + 1][0], S[2 * kk + 1][1]);
                 sa[3] = pack_bf16(S[2 * kk + 1][2], S[2 * kk + 1][3]);
-                if (states_out) {   // S^T[dv][k] into Ws[k][dv]
+                if (!O) {   // S^T[dv][k] into Ws[k][dv]
                     const int k = 16 * kk + 2 * tq;
-                    const bf16 *h = (const bf16 *)sa;
-                    Ws[k * LDW + g] = h[0];
-                    Ws[(k + 1) * LDW + g] = h[1];
-                    Ws[k * LDW + g + 8] = h[2];
-                    Ws[(k + 1) * LDW + g + 8] = h[3];
-                    Ws[(k + 8) * LDW + g] = h[4];
-                    Ws[(k + 9) * LDW + g] = h[5];
-                    Ws[(k + 8) * LDW + g + 8] = h[6];
-                    Ws[(k + 9) * LDW + g + 8] = h[7];
+                    const bf16 *sv = (const bf16 *)sa;
+                    Ws[k * LDW + g] = sv[0];
+                    Ws[(k + 1) * LDW + g] = sv[1];
+                    Ws[k * LDW + g + 8] = sv[2];
+                    Ws[(k + 1) * LDW + g + 8] = sv[3];
+                    Ws[(k + 8) * LDW + g] = sv[4];
+                    Ws[(k + 9) * LDW + g] = sv[5];
+                    Ws[(k + 8) * LDW + g + 8] = sv[6];
+                    Ws[(k + 9) * LDW + g + 8] = sv[7];
                 }
-                if (want_o) {
+                if (O) {
 #pragma unroll
                     for (int np = 0; np < CK / 16; np++) {   // B[k][t] = qs[t][k]: rows t of Qm
                         uint32_t b[4];
@@ -401,7 +400,7 @@ __device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
                     }
                 }
             }
-            if (states_out) {
+            if (!O) {
                 __syncwarp();
                 // K rows of 16 columns (32 bytes): two 16-byte pieces a row
                 for (int i = lane; i < 2 * K; i += 32) {
@@ -410,7 +409,7 @@ __device__ __forceinline__ void state_sweep(const ChunkArgs &a) {
                 }
                 __syncwarp();
             }
-            if (want_o) {
+            if (O) {
 #pragma unroll
                 for (int np = 0; np < CK / 16; np++)   // B[s][t] = A[t][s]: rows t of Am; s <= t only
 #pragma unroll

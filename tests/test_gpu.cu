@@ -1399,11 +1399,17 @@ static void test_nccl_buckets(void) {
 
 #include "bench_gpu.h"   // --bench and --bench-decode: timings, not checks
 
+static void test_attention_fp32(void) {   // the fp32 kernels' checks, whatever the precision
+    cuda_attention_path(0);
+    test_attention();
+    cuda_attention_path(-1);
+}
+
 // the checks in order; --only NAME runs one group (a focused run under the sanitizers)
 static const struct { const char *name; void (*fn)(void); } CHECKS[] = {
     {"matmul", test_matmul}, {"embed", test_embed}, {"elementwise", test_elementwise}, {"rmsnorm", test_rmsnorm},
     {"gates", test_gates}, {"lower_bounds", test_lower_bounds}, {"hgru", test_hgru}, {"hgrn1_scan", test_hgrn1_scan},
-    {"rmsnorm_gated", test_rmsnorm_gated}, {"rope", test_rope}, {"attention", NULL}, {"attention_cudnn", test_attention_cudnn},
+    {"rmsnorm_gated", test_rmsnorm_gated}, {"rope", test_rope}, {"attention", test_attention_fp32}, {"attention_cudnn", test_attention_cudnn},
     {"swiglu", test_swiglu}, {"decode_fused", test_decode_fused}, {"xent", test_xent}, {"xent_soft", test_xent_soft},
     {"argmax", test_argmax}, {"classifier", test_classifier}, {"adamw", test_adamw}, {"adamw_multi", test_adamw_multi},
     {"adamw_bf16_copy", test_adamw_bf16_copy}, {"determinism", test_determinism},
@@ -1442,13 +1448,7 @@ int main(int argc, char **argv) {
     }
     printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
     for (size_t i = 0; i < sizeof CHECKS / sizeof *CHECKS; i++) {
-        if (only && strcmp(only, CHECKS[i].name)) continue;
-        if (CHECKS[i].fn) CHECKS[i].fn();
-        else {   // the fp32 kernels' checks, whatever the precision
-            cuda_attention_path(0);
-            test_attention();
-            cuda_attention_path(-1);
-        }
+        if (!only || !strcmp(only, CHECKS[i].name)) CHECKS[i].fn();
     }
 #ifdef HGRN2_NCCL
     if (nccl && !only) test_nccl_buckets();
