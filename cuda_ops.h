@@ -187,6 +187,10 @@ void cuda_xent_soft_bwd(float *dlogits, const float *logits, const int32_t *ta, 
 // G is only ever written in bf16 (the products' operand).
 void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                            const int32_t *targets, float scale, int64_t N, int D, int V);
+// Its pass over the logits reads 16-byte aligned rows in float4s, several loads ahead (cuda/classifier.cuh); 0 takes
+// them one value at a time, as it does rows that are not aligned (tests and timings), 1 back, -1 as HGRN2_XENT_VEC
+// says (the default: on unless it is 0).
+void cuda_set_xent_vec(int on);
 
 // ---- AdamW ----
 // In fp32 arithmetic (within ~1e-7 of op_adamw's double). The bf16 copy that --precision bf16 keeps of the

@@ -16,15 +16,15 @@ __device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2)
     if (m2 != -INFINITY) s += s2 * expf(m2 - m);   // an empty side (-inf, 0) adds nothing
 }
 
-// logsumexp of x[0..V) for the whole block (every thread gets it), in double for the final log
-__device__ double block_logsumexp(const float *x, int V) {
+// a running (max m, sum s of exp(x - m)) takes one more value
+__device__ __forceinline__ void ms_take(float &m, float &s, float xv) {
+    if (xv > m) { s = s * expf(m - xv) + 1.f; m = xv; }
+    else s += expf(xv - m);
+}
+
+// the block's threads' (m, s) merged: the logsumexp, in double for the final log (every thread gets it)
+__device__ double block_ms_lse(float m, float s) {
     __shared__ float bm[32], bs[32];
-    float m = -INFINITY, s = 0.f;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
-        float xv = x[j];
-        if (xv > m) { s = s * expf(m - xv) + 1.f; m = xv; }
-        else s += expf(xv - m);
-    }
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
         ms_merge(m, s, m2, s2);
@@ -39,6 +39,13 @@ __device__ double block_logsumexp(const float *x, int V) {
         ms_merge(m, s, m2, s2);
     }
     return (double)m + log((double)s);
+}
+
+// logsumexp of x[0..V) for the whole block (every thread gets it)
+__device__ double block_logsumexp(const float *x, int V) {
+    float m = -INFINITY, s = 0.f;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) ms_take(m, s, x[j]);
+    return block_ms_lse(m, s);
 }
 
 __global__ void xent_fwd_kernel(float *__restrict__ losses, const float *__restrict__ logits,
@@ -168,25 +175,78 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
 // the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
 // into the operand of the two products after it. dlogits never exists in fp32. Rows of logits and G are ld
 // apart (ld >= V): G's columns from V to ld are written as zeros, the logits' there are not read.
+//
+// The rows are 16-byte aligned (ld a multiple of 4, checked by the launcher), so both passes go in float4s, a
+// thread's next XF loads issued before it uses any of them. The loop of one value a thread at a time (as
+// block_logsumexp) waits on each load in turn, its running max and sum being one chain: it reads the logits at
+// under half the memory's rate (1.8 of an H200's 4.3 TB/s). Each group of 4 XF values first takes their max,
+// then the sum of their exponentials against it: one rescale of the running sum a group, not a branch a value.
+#define XF 4
+__device__ __forceinline__ void ms_take4(float &m, float &s, const float4 (&v)[XF]) {
+    float bm = m;
+#pragma unroll
+    for (int u = 0; u < XF; u++) bm = fmaxf(bm, fmaxf(fmaxf(v[u].x, v[u].y), fmaxf(v[u].z, v[u].w)));
+    if (bm > m) {   // (from m = -inf the sum is 0 and stays 0)
+        s *= expf(m - bm);
+        m = bm;
+    }
+#pragma unroll
+    for (int u = 0; u < XF; u++) s += expf(v[u].x - m) + expf(v[u].y - m) + expf(v[u].z - m) + expf(v[u].w - m);
+}
 __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
-                                  const int32_t *__restrict__ targets, float scale, int V, int64_t ld) {
-    int64_t n = blockIdx.x;
-    int t = targets[n];
+                                  const int32_t *__restrict__ targets, float scale, int V, int64_t ld, int vec) {
+    const int64_t n = blockIdx.x;
+    const int t = targets[n], bd = blockDim.x, v4 = vec ? V / 4 : 0;   // (not vec: all of the row one at a time)
     const float *x = logits + n * ld;
+    const float4 *x4 = (const float4 *)x;
     bf16 *g = G + n * ld;
     if (t < 0) {
         if (threadIdx.x == 0) losses[n] = 0.f;
-        for (int64_t j = threadIdx.x; j < ld; j += blockDim.x) g[j] = __float2bfloat16(0.f);
+        for (int64_t j = threadIdx.x; j < ld; j += bd) g[j] = __float2bfloat16(0.f);
         return;
     }
-    double lse = block_logsumexp(x, V);
+    float m = -INFINITY, s = 0.f;
+    int j = threadIdx.x;
+    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
+        float4 v[XF];
+#pragma unroll
+        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
+        ms_take4(m, s, v);
+    }
+    for (; j < v4; j += bd) {
+        const float4 v = x4[j];
+        ms_take(m, s, v.x);
+        ms_take(m, s, v.y);
+        ms_take(m, s, v.z);
+        ms_take(m, s, v.w);
+    }
+    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) ms_take(m, s, x[c]);
+    const double lse = block_ms_lse(m, s);
     if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
     const float l = (float)lse;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
-        float val = scale * expf(x[j] - l);
-        g[j] = __float2bfloat16(j == t ? val - scale : val);
+    auto out = [&](int j4, float4 v) {   // G's four columns from 4 j4
+        float a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const float val = scale * expf(a[k] - l);
+            a[k] = 4 * j4 + k == t ? val - scale : val;
+        }
+        store4(g + 4 * (int64_t)j4, a);
+    };
+    j = threadIdx.x;
+    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
+        float4 v[XF];
+#pragma unroll
+        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
+#pragma unroll
+        for (int u = 0; u < XF; u++) out(j + u * bd, v[u]);
     }
-    for (int64_t j = V + threadIdx.x; j < ld; j += blockDim.x) g[j] = __float2bfloat16(0.f);
+    for (; j < v4; j += bd) out(j, x4[j]);
+    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) {
+        const float val = scale * expf(x[c] - l);
+        g[c] = __float2bfloat16(c == t ? val - scale : val);
+    }
+    for (int64_t c = V + threadIdx.x; c < ld; c += bd) g[c] = __float2bfloat16(0.f);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -232,6 +292,17 @@ extern "C" void cuda_xent_soft_bwd(float *dlogits, const float *logits, const in
     LAUNCH_CHECK("xent_soft_bwd");
 }
 
+// cuda_set_xent_vec, or HGRN2_XENT_VEC=0 (timings): 0 takes the rows one value at a time; -1 until the variable is read
+static int g_xent_vec = -1;
+extern "C" void cuda_set_xent_vec(int on) { g_xent_vec = on; }
+static bool xent_vec(void) {
+    if (g_xent_vec < 0) {
+        const char *e = getenv("HGRN2_XENT_VEC");
+        g_xent_vec = !(e && !strcmp(e, "0"));
+    }
+    return g_xent_vec;
+}
+
 extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                                       const int32_t *targets, float scale, int64_t N, int D, int V) {
     if (N <= 0) return;
@@ -273,7 +344,8 @@ extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float
     }
     const bf16 *W16 = weight_bf16(W, (int64_t)V * D, ld * D);
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, ld, N, D, W16, D, h, D, 0.f, lg, ld);   // logits = h W^T (dense.cuh's layout)
-    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, lg, targets, scale, V, ld);
+    xent_fused_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, G, lg, targets, scale, V, ld,
+                                                                  xent_vec() && al(lg, 16) && ld % 4 == 0);
     LAUNCH_CHECK("xent_fused");
     gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, ld, W16, D, G, ld, 0.f, dx, D);
     gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, h, D, G, ld, 1.f, dW, D);

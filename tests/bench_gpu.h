@@ -31,6 +31,39 @@ template <typename F> static double time_ms(F f, int warm = 3, int reps = 20) {
     return median(ts);
 }
 
+// The training classifier at the language models' block (1024 rows, V 50304, D 768 and 2048): the whole op with
+// its pass over the logits in float4s and one value at a time, and its logits product and xent_fwd alone for scale
+static void bench_classifier(void) {
+    const int64_t N = 1024;
+    const int V = 50304;
+    cuda_set_gemm_precision(2);
+    for (int D : {768, 2048}) {
+        Pool Q;
+        std::vector<int32_t> t(N);
+        for (auto &x : t) x = (int32_t)(next_u64() % V);
+        int32_t *gt = Q.up(t);
+        float *W = Q.up(randn((size_t)V * D, 0.02)), *dW = Q.f((size_t)V * D), *lg = Q.f(N * V), *loss = Q.f(N),
+              *dx = Q.f(N * D);
+        void *h = opnd_of(Q, Q.up(randn(N * D)), N * D);
+        cuda_zero(dW, (int64_t)V * D);
+        const double fl = 2.0 * N * D * V;
+        const double tl = time_ms([&] { cuda_matmul_fwd(lg, h, W, N, D, V); });
+        printf("classifier N%lld D%d V%d bf16: logits product alone %7.3f ms %6.1f TFLOP/s\n", (long long)N, D, V, tl,
+               fl / tl * 1e-9);
+        for (int vec : {1, 0}) {
+            cuda_set_xent_vec(vec);
+            const double tc = time_ms([&] { cuda_classifier_train(loss, dx, dW, lg, h, W, gt, 1.f / N, N, D, V); });
+            printf("classifier N%lld D%d V%d bf16, logits read %s: %7.3f ms %6.1f TFLOP/s\n", (long long)N, D, V,
+                   vec ? "in float4s" : "a value at a time", tc, 3 * fl / tc * 1e-9);
+        }
+        cuda_set_xent_vec(-1);
+        const double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, N, V); });
+        printf("classifier N%lld V%d: xent_fwd alone (one read of the logits, a value at a time) %7.3f ms %7.1f GB/s\n",
+               (long long)N, V, tx, 4.0 * N * V / tx * 1e-6);
+    }
+    cuda_set_gemm_precision(1);
+}
+
 // decoding's products and step (part of --bench; --bench-decode runs it alone)
 static void bench_decode(Pool &P) {
     {   // decoding's products (bf16, a few rows): the streaming kernel against cuBLAS, in GB/s of the weights read
@@ -268,6 +301,7 @@ static void bench(void) {
         }
         cuda_set_gemm_precision(1);
     }
+    bench_classifier();
     float *W = P.up(randn((size_t)D * D, 0.05));
     double tm = time_ms([&] { cuda_matmul_fwd(ddx, x, W, N, D, D); });
     printf("matmul_fwd    N%lld I%d O%d tf32: %8.3f ms  %7.1f TFLOP/s\n", (long long)N, D, D, tm,

@@ -1039,8 +1039,9 @@ static void test_classifier(void) {
         Vec logits(s.N * s.V), loss(s.N), dx(s.N * s.D), dW = dW0;
         op_classifier_train(loss.data(), dx.data(), dW.data(), logits.data(), h.data(), W.data(), t.data(), scale, s.N,
                             s.D, s.V);
-        for (int mode = 0; mode < 3; mode++) {
-            cuda_set_gemm_precision(mode);
+        for (int mode = 0; mode < 4; mode++) {   // 3: bf16 with the logits read one value at a time
+            cuda_set_gemm_precision(mode < 3 ? mode : 2);
+            cuda_set_xent_vec(mode != 3);
             Pool P;
             int32_t *gt = P.up(t);
             float *gh = P.up(h), *gW = P.up(W), *gdW = P.up(dW0), *gl = P.f(s.N * s.V), *gloss = P.f(s.N),
@@ -1051,11 +1052,12 @@ static void test_classifier(void) {
             const double tol = mode == 0 ? 1e-5 : mode == 1 ? 2e-3 : 1.5e-2;
             char shape[96];
             snprintf(shape, sizeof shape, "N%lld D%d V%d %s", (long long)s.N, s.D, s.V,
-                     mode == 0 ? "fp32" : mode == 1 ? "tf32" : "bf16");
+                     mode == 0 ? "fp32" : mode == 1 ? "tf32" : mode == 2 ? "bf16" : "bf16 scalar");
             compare("classifier losses", shape, down(gloss, s.N), loss, tol);
             compare("classifier dx", shape, down(gdx, s.N * s.D), dx, tol);
             compare("classifier dW+=", shape, down(gdW, dW.size()), dW, tol);
         }
+        cuda_set_xent_vec(-1);
         cuda_set_gemm_precision(1);
     }
 }
@@ -1397,7 +1399,7 @@ static void test_nccl_buckets(void) {
 }
 #endif
 
-#include "bench_gpu.h"   // --bench and --bench-decode: timings, not checks
+#include "bench_gpu.h"   // --bench, --bench-decode and --bench-classifier: timings, not checks
 
 static void test_attention_fp32(void) {   // the fp32 kernels' checks, whatever the precision
     cuda_attention_path(0);
@@ -1421,11 +1423,12 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bench")) do_bench = 1;
         else if (!strcmp(argv[i], "--bench-decode")) do_bench = 2;
+        else if (!strcmp(argv[i], "--bench-classifier")) do_bench = 3;
         else if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--no-nccl")) nccl = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--no-nccl] [--only CHECK] | --bench | --bench-decode\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-nccl] [--only CHECK] | --bench | --bench-decode | --bench-classifier\n", argv[0]);
             return EXIT_USAGE;
         }
     }
@@ -1443,7 +1446,8 @@ int main(int argc, char **argv) {
         if (do_bench == 2) {
             Pool P;
             bench_decode(P);
-        } else bench();
+        } else if (do_bench == 3) bench_classifier();
+        else bench();
         return 0;
     }
     printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
