@@ -243,6 +243,15 @@ void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w
     }
 }
 
+void op_rmsnorm_scale(opnd *y, const real *x, const real *rstd, const real *w, int64_t N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = x + n * C, r = rstd[n];
+        real *yr = (real *)y + n * C;
+        for (int c = 0; c < C; c++) yr[c] = xr[c] * r * w[c];
+    }
+}
+
 // y = x r w with r = (mean(x^2) + eps)^-1/2:  dx (= or +=) r (w dy) - x r^3 / C * sum(w dy x);  dw += sum_n dy x r.
 void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps) {

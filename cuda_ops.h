@@ -91,6 +91,7 @@ double cuda_sumsq(const float *a, int64_t n);           // synchronises
 void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C, double eps);
 void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                       const float *rstd, int64_t N, int C, double eps);
+void cuda_rmsnorm_scale(void *y, const float *x, const float *rstd, const float *w, int64_t N, int C);
 
 // ---- HGRN1 (cuda/hgrn1.cuh) ----
 void cuda_hgrn_fwd(float *o, float *hT, const float *q, const float *k, const float *g, const float *h0, int B, int T,

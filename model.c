@@ -417,6 +417,12 @@ static void bnorm_bwd(Model *m, real *dx, int acc, const real *dy, const real *x
         OP(layernorm_bwd, dx, acc, G(m, pw, l), G(m, pb, l), dy, x, W(m, pw, l), st, st + N, N, c->D);
     else OP(rmsnorm_bwd, dx, acc, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
 }
+// The backward's copy of the norm's output y again, from the statistics st its forward kept (NULL: recomputed
+// from x): fla's RMSNorm scales x by the kept rstd, which gives the forward's bits without the row sums.
+static void bnorm_again(Model *m, opnd *y, const real *st, real *x, int pw, int pb, int l, int64_t N) {
+    if (st && m->c.block != BLOCK_ZOOLOGY) OP(rmsnorm_scale, y, x, st, W(m, pw, l), N, m->c.D);
+    else bnorm_fwd(m, y, NULL, x, NULL, pw, pb, l, N);
+}
 // bnorm_fwd with y in `real` (Zoology's identity state mixer: the norm's output is the block's, in the stream).
 static void bnorm_fwd_real(Model *m, real *y, real *st, real *x, const real *res, int pw, int pb, int l, int64_t N) {
     const int saved = opnd_real_begin();
@@ -475,6 +481,11 @@ static void out_norm_fwd(Model *m, opnd *yo, real *st, real *o, int l, int64_t N
     if (m->c.layer == LAYER_LRA)
         OP(layernorm_fwd, yo, st, st ? st + N : NULL, o, NULL, W(m, P_GNORM, l), W(m, P_GNORM_B, l), N, m->c.D, EPS_O);
     else OP(rmsnorm_fwd, yo, st, o, NULL, W(m, P_GNORM, l), N, m->c.D, EPS_O);
+}
+// Its output again in the backward, as bnorm_again.
+static void out_norm_again(Model *m, opnd *yo, const real *st, real *o, int l, int64_t N) {
+    if (st && m->c.layer != LAYER_LRA) OP(rmsnorm_scale, yo, o, st, W(m, P_GNORM, l), N, m->c.D);
+    else out_norm_fwd(m, yo, NULL, o, l, N);
 }
 // Its backward: d o into dout (=), the weights' gradients +=.
 static void out_norm_bwd(Model *m, real *dout, const real *dyo, const real *o, const real *st, int l, int64_t N) {
@@ -975,7 +986,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         const real *lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL;
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
         if (lra) OP(bias_bwd, G(m, P_BO, l), dy, N, D);
-        out_norm_fwd(m, a->yo, NULL, o, l, N);                                        // recomputed
+        out_norm_again(m, a->yo, LAYER(a, rstdo, l, lra ? 2 : 1), o, l, N);          // recomputed
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
         out_norm_bwd(m, a->dout, a->dh, o, LAYER(a, rstdo, l, lra ? 2 : 1), l, N);
@@ -1036,7 +1047,7 @@ static void block_bwd(Model *m, Acts *a, int l, real *dx) {
     if (c->I) {
         real *xmid = LAYER(a, xmid, l, D);
         SECTION("mlp bwd");
-        bnorm_fwd(m, a->h2, NULL, xmid, NULL, P_MLP_NORM, P_MLP_NORM_B, l, N);            // recomputed
+        bnorm_again(m, a->h2, LAYER(a, rstd2, l, ns), xmid, P_MLP_NORM, P_MLP_NORM_B, l, N);   // recomputed
         mlp_bwd(m, a, l, dx);
         bnorm_bwd(m, dx, 1, a->dh, xmid, LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);   // dx += d xmid
     } else if (c->block == BLOCK_ZOOLOGY) {
@@ -1045,7 +1056,7 @@ static void block_bwd(Model *m, Acts *a, int l, real *dx) {
         bnorm_bwd(m, dx, 1, a->dh, LAYER(a, xmid, l, D), LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);
     }
     SECTION("mixer bwd");
-    bnorm_fwd(m, a->h1, NULL, x, NULL, P_ATTN_NORM, P_ATTN_NORM_B, l, N);                   // recomputed
+    bnorm_again(m, a->h1, LAYER(a, rstd1, l, ns), x, P_ATTN_NORM, P_ATTN_NORM_B, l, N);       // recomputed
     mixer_bwd(m, a, l, dx);
     bnorm_bwd(m, dx, 1, a->dh, x, LAYER(a, rstd1, l, ns), P_ATTN_NORM, P_ATTN_NORM_B, l, N);         // dx += d x
 }

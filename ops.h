@@ -59,6 +59,9 @@ void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w
 // when NULL, with eps). acc lets the backward add into the residual stream's gradient without a pass of its own.
 void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps);
+// y = x rstd w with the rstd a forward kept: that forward's y again, to the bit, without the row sums (the
+// backward's recomputed operand).                                                              (y =)
+void op_rmsnorm_scale(opnd *y, const real *x, const real *rstd, const real *w, int64_t N, int C);
 
 // ---- gates (docs/model.md "The token mixer (HGRU2)" and "Gradients of the gates") ----
 // qf: rows of row stride ldqf holding [q pre-activation (HK) | f logits (HK)] (the first 2*HK columns of

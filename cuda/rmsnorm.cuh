@@ -156,6 +156,40 @@ __global__ void __launch_bounds__(256) rmsnorm_bwd_rows_kernel(float *__restrict
     if (part) rn_store<V, VEC>(part + (int64_t)blockIdx.x * C, dwp, C);
 }
 
+// y = x rstd w from the rstd a forward kept: that forward's y again, the same bits (the same two float products in
+// the same order), without the row sums and their barriers. A block is 32 columns (float4 groups with VEC) by
+// RS_ROWS rows; each thread loads its RS_ROWS / 8 rows before storing any.
+#define RS_ROWS 32
+template <bool VEC, typename T>
+__global__ void __launch_bounds__(256) rmsnorm_scale_kernel(T *__restrict__ y, const float *__restrict__ x,
+                                                            const float *__restrict__ rstd,
+                                                            const float *__restrict__ w, int64_t N, int C) {
+    constexpr int R = RS_ROWS / 8, W = VEC ? 4 : 1;
+    const int c = W * (blockIdx.x * 32 + threadIdx.x);
+    const int64_t n0 = (int64_t)blockIdx.y * RS_ROWS + threadIdx.y;
+    if (c >= C) return;
+    float wv[W], xv[R][W], r[R];
+    loadv<W>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+        const int64_t n = n0 + 8 * i;
+        if (n < N) {
+            loadv<W>(x + n * C + c, xv[i]);
+            r[i] = rstd[n];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+        const int64_t n = n0 + 8 * i;
+        if (n < N) {
+            float o[W];
+#pragma unroll
+            for (int k = 0; k < W; k++) o[k] = xv[i][k] * r[i] * wv[k];
+            storev<W>(y + n * C + c, o);
+        }
+    }
+}
+
 #define ROWS_PER_BLOCK 8   // warps per block of the one-warp-per-row kernels
 
 // The one-warp-per-row forward for rows too wide for registers; the same contract as the kernel above.
@@ -257,6 +291,28 @@ extern "C" void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *re
     if (opnd_bf16()) rmsnorm_fwd_launch((bf16 *)y, rstd, x, res, w, N, C, eps);
     else rmsnorm_fwd_launch((float *)y, rstd, x, res, w, N, C, eps);
     LAUNCH_CHECK("rmsnorm_fwd");
+}
+
+template <typename T>
+static void rmsnorm_scale_launch(T *y, const float *x, const float *rstd, const float *w, int64_t N, int C) {
+    const bool vec = C % 4 == 0 && al(x, 16) && al(w, 16) && al(y, 4 * sizeof(T));
+    const int cols = vec ? C / 4 : C;
+    const int64_t most = (int64_t)65535 * RS_ROWS;   // rows a launch's grid can cover
+    for (int64_t n0 = 0; n0 < N; n0 += most) {
+        const int64_t n = N - n0 < most ? N - n0 : most;
+        const dim3 grid((unsigned)((cols + 31) / 32), (unsigned)((n + RS_ROWS - 1) / RS_ROWS)), block(32, 8);
+        if (vec) rmsnorm_scale_kernel<true><<<grid, block, 0, g_stream>>>(y + n0 * C, x + n0 * C, rstd + n0, w, n, C);
+        else rmsnorm_scale_kernel<false><<<grid, block, 0, g_stream>>>(y + n0 * C, x + n0 * C, rstd + n0, w, n, C);
+    }
+}
+
+extern "C" void cuda_rmsnorm_scale(void *y, const float *x, const float *rstd, const float *w, int64_t N, int C) {
+    if (N <= 0 || C <= 0) return;
+    // x, y; rstd and the weights once
+    PROF_COST(2.0 * N * C, 4.0 * N * C + (double)N * C * prof_os() + 4.0 * N + 4.0 * C);
+    if (opnd_bf16()) rmsnorm_scale_launch((bf16 *)y, x, rstd, w, N, C);
+    else rmsnorm_scale_launch((float *)y, x, rstd, w, N, C);
+    LAUNCH_CHECK("rmsnorm_scale");
 }
 
 extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,

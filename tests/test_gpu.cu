@@ -265,12 +265,26 @@ static void test_rmsnorm(void) {
             poison(gy, y.size() * 4);
             cuda_rmsnorm_fwd(gy, NULL, gx, NULL, gw, N, C, eps);
             compare("rmsnorm_fwd y (no rstd)", shape, down(gy, y.size()), y, TOL_RED);
+            {   // the backward's copy of y from the kept rstd: against the CPU, and the forward's own bits
+                Vec ys(N * C);
+                op_rmsnorm_scale(ys.data(), x.data(), rstd.data(), w.data(), N, C);
+                float *gys = P.f(y.size());
+                poison(gys, y.size() * 4);
+                cuda_rmsnorm_scale(gys, gx, gr, gw, N, C);
+                compare("rmsnorm_scale y", shape, down(gys, y.size()), ys, TOL_RED);
+                check_bits("rmsnorm_scale y == rmsnorm_fwd y", shape, down(gys, y.size()).data(),
+                           down(gy, y.size()).data(), y.size() * 4);
+            }
             {   // y as a bf16 operand
                 cuda_set_gemm_precision(2);
-                void *oy = opnd_buf(P, y.size());
+                void *oy = opnd_buf(P, y.size()), *os = opnd_buf(P, y.size());
                 poison(oy, y.size() * 2);
                 cuda_rmsnorm_fwd(oy, NULL, gx, NULL, gw, N, C, eps);
                 compare("rmsnorm_fwd y bf16", shape, opnd_down(oy, y.size()), y, TOL_OPND);
+                poison(os, y.size() * 2);
+                cuda_rmsnorm_scale(os, gx, gr, gw, N, C);
+                check_bits("rmsnorm_scale y bf16 == rmsnorm_fwd y bf16", shape, opnd_down(os, y.size()).data(),
+                           opnd_down(oy, y.size()).data(), y.size() * 4);
                 cuda_set_gemm_precision(1);
             }
             {   // with a residual: x += res in place, then the norm of the sum
@@ -316,6 +330,11 @@ static void test_rmsnorm(void) {
                 poison(uy, y.size() * 4);
                 cuda_rmsnorm_fwd(uy, ur, ux, NULL, gw, N, C, eps);
                 compare("rmsnorm_fwd y, unaligned", shape, down(uy, y.size()), y, TOL_RED);
+                float *uys = P.f(y.size() + 1) + 1;
+                poison(uys, y.size() * 4);
+                cuda_rmsnorm_scale(uys, ux, ur, gw, N, C);
+                check_bits("rmsnorm_scale y, unaligned == rmsnorm_fwd's", shape, down(uys, y.size()).data(),
+                           down(uy, y.size()).data(), y.size() * 4);
                 set(udx, dxp);
                 set(gdw, dw0);
                 cuda_rmsnorm_bwd(udx, 1, gdw, udy, ux, gw, ur, N, C, eps);

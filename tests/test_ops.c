@@ -160,6 +160,11 @@ static void test_rmsnorm(void) {
     op_rmsnorm_fwd(c.y, rstd, c.x, NULL, c.wt, c.N, c.C, c.eps);
     near("rmsnorm fwd with res: x += res in place", relerr(xs, c.x, c.N * c.C), 0);
     near("rmsnorm fwd with res == add, then the norm", relerr(ys, c.y, c.N * c.C) + relerr(rs, rstd, c.N), 0);
+    // the backward's copy of y from the kept rstd: the forward's bits
+    real *y2 = rvec(c.N * c.C, 1);
+    op_rmsnorm_scale(y2, c.x, rstd, c.wt, c.N, c.C);
+    near("rmsnorm scale from the kept rstd == the forward's y", relerr(y2, c.y, c.N * c.C), 0);
+    free(y2);
     free(res); free(xs); free(ys); free(rs);
     free(c.x); free(c.wt); free(c.w); free(c.y); free(rstd); free(dx); free(dw0); free(dw); free(dx2); free(dw2); free(dw1);
     free(dx0); free(dxa);
