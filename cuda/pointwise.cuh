@@ -57,7 +57,10 @@ __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, f
 #define COL_ROWS 64   // rows per chunk of the gates' dlb partials
 
 // col_launch: each thread writes dqf for its column over COL_ROWS rows and, with a lower
-// bound, leaves the chunk's dlb partial in part. dqf may equal qf: every element is read before it is written.
+// bound, leaves the chunk's dlb partial in part. dqf may equal qf: every element is read before it is written,
+// and by the thread that writes it. Since they may alias, the compiler keeps each row's loads behind the row
+// before's stores, one row's loads in flight at a time; so a thread loads GB_ROWS rows before it stores any.
+#define GB_ROWS 4
 __global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
                                  const float *__restrict__ dk, const float *__restrict__ dg, const float *qf,
                                  int64_t ldqf, const float *__restrict__ lb, int64_t N, int HK) {
@@ -65,21 +68,34 @@ __global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ 
     const int64_t n0 = j * COL_ROWS, n1 = n0 + COL_ROWS < N ? n0 + COL_ROWS : N;
     if (c >= HK || n0 >= N) return;
     float l = lb ? lb[c] : 0.f, acc = 0.f;
-#pragma unroll 4
-    for (int64_t n = n0; n < n1; n++) {
-        float x = qf[n * ldqf + c], f = qf[n * ldqf + HK + c];
-        float dqv = dq[n * HK + c], dkv = dk[n * HK + c], dgv = dg[n * HK + c];
-        float sq, sqn, s, sn;
-        sigmoid2(x, sq, sqn);
-        sigmoid2(f, s, sn);
-        dqf[n * lddqf + c] = dqv * (sq + x * sq * sqn);
-        if (!lb) {
-            dqf[n * lddqf + HK + c] = (dgv - dkv * s) * sn;   // lam = s, k = 1 - s
-        } else {
-            float lam = l + (1 - l) * s, dlam = dgv / lam - dkv;
-            dqf[n * lddqf + HK + c] = dlam * (1 - l) * s * sn;
-            acc += dlam * sn;
-        }
+    for (int64_t n = n0; n < n1; n += GB_ROWS) {
+        float x[GB_ROWS], f[GB_ROWS], dqv[GB_ROWS], dkv[GB_ROWS], dgv[GB_ROWS];
+#pragma unroll
+        for (int u = 0; u < GB_ROWS; u++)
+            if (n + u < n1) {
+                const int64_t r = n + u;
+                x[u] = qf[r * ldqf + c];
+                f[u] = qf[r * ldqf + HK + c];
+                dqv[u] = dq[r * HK + c];
+                dkv[u] = dk[r * HK + c];
+                dgv[u] = dg[r * HK + c];
+            }
+#pragma unroll
+        for (int u = 0; u < GB_ROWS; u++)
+            if (n + u < n1) {
+                const int64_t r = n + u;
+                float sq, sqn, s, sn;
+                sigmoid2(x[u], sq, sqn);
+                sigmoid2(f[u], s, sn);
+                dqf[r * lddqf + c] = dqv[u] * (sq + x[u] * sq * sqn);
+                if (!lb) {
+                    dqf[r * lddqf + HK + c] = (dgv[u] - dkv[u] * s) * sn;   // lam = s, k = 1 - s
+                } else {
+                    float lam = l + (1 - l) * s, dlam = dgv[u] / lam - dkv[u];
+                    dqf[r * lddqf + HK + c] = dlam * (1 - l) * s * sn;
+                    acc += dlam * sn;
+                }
+            }
     }
     if (part) part[j * HK + c] = acc;
 }
