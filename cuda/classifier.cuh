@@ -182,6 +182,11 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
 // under half the memory's rate (1.8 of an H200's 4.3 TB/s). Each group of 4 XF values first takes their max,
 // then the sum of their exponentials against it: one rescale of the running sum a group, not a branch a value.
 #define XF 4
+// G's element from its logit x, the row's log-sum-exp l and whether it is the target's column
+__device__ __forceinline__ float g_elem(float x, float l, float scale, bool target) {
+    const float val = scale * expf(x - l);
+    return target ? val - scale : val;
+}
 __device__ __forceinline__ void ms_take4(float &m, float &s, const float4 (&v)[XF]) {
     float bm = m;
 #pragma unroll
@@ -227,10 +232,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
     auto out = [&](int j4, float4 v) {   // G's four columns from 4 j4
         float a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const float val = scale * expf(a[k] - l);
-            a[k] = 4 * j4 + k == t ? val - scale : val;
-        }
+        for (int k = 0; k < 4; k++) a[k] = g_elem(a[k], l, scale, 4 * j4 + k == t);
         store4(g + 4 * (int64_t)j4, a);
     };
     j = threadIdx.x;
@@ -242,10 +244,7 @@ __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__
         for (int u = 0; u < XF; u++) out(j + u * bd, v[u]);
     }
     for (; j < v4; j += bd) out(j, x4[j]);
-    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) {
-        const float val = scale * expf(x[c] - l);
-        g[c] = __float2bfloat16(c == t ? val - scale : val);
-    }
+    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) g[c] = __float2bfloat16(g_elem(x[c], l, scale, c == t));
     for (int64_t c = V + threadIdx.x; c < ld; c += bd) g[c] = __float2bfloat16(0.f);
 }
 
