@@ -191,7 +191,7 @@ test: hgrn2 $(TESTS)
 	@tests/run.sh
 
 # ---- GPU tests: on a machine with an NVIDIA GPU (sm_90: H100/H200) ----
-$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h tests/gpu_hgru.h tests/bench_gpu.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_mixer.c cpu_cls.c cuda_ops.h $(HDR)
+$(BIN)/test_gpu: tests/test_gpu.cu tests/gpu_check.h tests/gpu_hgru.h tests/gpu_attention.h tests/gpu_xent.h tests/bench_gpu.h $(CUDA_OBJ) $(CUDNN_OBJ) $(BUILD_KIND) cpu.c cpu_mixer.c cpu_cls.c cuda_ops.h $(HDR)
 	@mkdir -p $(BIN) build
 	$(CC) $(CFLAGS) -c -o build/cpu_test.o cpu.c
 	$(CC) $(CFLAGS) -c -o build/cpu_mixer_test.o cpu_mixer.c
