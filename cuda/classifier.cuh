@@ -22,6 +22,29 @@ __device__ __forceinline__ void ms_take(float &m, float &s, float xv) {
     else s += expf(xv - m);
 }
 
+// Rows that are 16-byte aligned (V, or ld, a multiple of 4 and the block aligned) are read in float4s, a thread's
+// next XF loads issued before it uses any of them. The loop of one value a thread at a time (as
+// block_logsumexp) waits on each load in turn, its running max and sum being one chain: it reads the logits at
+// under half the memory's rate (1.8 of an H200's 4.3 TB/s). Each group of 4 XF values first takes their max,
+// then the sum of their exponentials against it: one rescale of the running sum a group, not a branch a value.
+#define XF 4
+// G's element (scale (softmax - onehot)) from its logit x, the row's log-sum-exp l and whether it is the target's
+__device__ __forceinline__ float g_elem(float x, float l, float scale, bool target) {
+    const float val = scale * expf(x - l);
+    return target ? val - scale : val;
+}
+__device__ __forceinline__ void ms_take4(float &m, float &s, const float4 (&v)[XF]) {
+    float bm = m;
+#pragma unroll
+    for (int u = 0; u < XF; u++) bm = fmaxf(bm, fmaxf(fmaxf(v[u].x, v[u].y), fmaxf(v[u].z, v[u].w)));
+    if (bm > m) {   // (from m = -inf the sum is 0 and stays 0)
+        s *= expf(m - bm);
+        m = bm;
+    }
+#pragma unroll
+    for (int u = 0; u < XF; u++) s += expf(v[u].x - m) + expf(v[u].y - m) + expf(v[u].z - m) + expf(v[u].w - m);
+}
+
 // the block's threads' (m, s) merged: the logsumexp, in double for the final log (every thread gets it)
 __device__ double block_ms_lse(float m, float s) {
     __shared__ float bm[32], bs[32];
@@ -48,8 +71,56 @@ __device__ double block_logsumexp(const float *x, int V) {
     return block_ms_lse(m, s);
 }
 
+// The log-sum-exp of a row x[0..V) for the whole block (every thread gets it): float4s when vec (V's whole
+// fours; the rest one at a time), else one value at a time, as block_logsumexp.
+__device__ double row_lse(const float *x, int V, bool vec) {
+    const int bd = blockDim.x, v4 = vec ? V / 4 : 0;
+    const float4 *x4 = (const float4 *)x;
+    float m = -INFINITY, s = 0.f;
+    int j = threadIdx.x;
+    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
+        float4 v[XF];
+#pragma unroll
+        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
+        ms_take4(m, s, v);
+    }
+    for (; j < v4; j += bd) {
+        const float4 v = x4[j];
+        ms_take(m, s, v.x);
+        ms_take(m, s, v.y);
+        ms_take(m, s, v.z);
+        ms_take(m, s, v.w);
+    }
+    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) ms_take(m, s, x[c]);
+    return block_ms_lse(m, s);
+}
+
+// g[c] = g_elem(x[c]) for the row's V columns (float4s when vec, as row_lse). g may be x: each thread reads
+// and then writes only its own elements.
+template <typename T>
+__device__ __forceinline__ void row_g(T *g, const float *x, int V, int t, float l, float scale, bool vec) {
+    const int bd = blockDim.x, v4 = vec ? V / 4 : 0;
+    const float4 *x4 = (const float4 *)x;
+    auto out = [&](int j4, float4 v) {   // four columns from 4 j4
+        float a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) a[k] = g_elem(a[k], l, scale, 4 * j4 + k == t);
+        store4(g + 4 * (int64_t)j4, a);
+    };
+    int j = threadIdx.x;
+    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
+        float4 v[XF];
+#pragma unroll
+        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
+#pragma unroll
+        for (int u = 0; u < XF; u++) out(j + u * bd, v[u]);
+    }
+    for (; j < v4; j += bd) out(j, x4[j]);
+    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) put(g + c, g_elem(x[c], l, scale, c == t));
+}
+
 __global__ void xent_fwd_kernel(float *__restrict__ losses, const float *__restrict__ logits,
-                                const int32_t *__restrict__ targets, int V) {
+                                const int32_t *__restrict__ targets, int V, int vec) {
     int64_t n = blockIdx.x;
     int t = targets[n];
     if (t < 0) {   // the whole block leaves together
@@ -57,14 +128,14 @@ __global__ void xent_fwd_kernel(float *__restrict__ losses, const float *__restr
         return;
     }
     const float *x = logits + n * V;
-    double lse = block_logsumexp(x, V);
+    double lse = row_lse(x, V, vec);
     if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
 }
 
-// dlogits may equal logits: block_logsumexp reads the row before its barrier; afterwards each thread reads and
+// dlogits may equal logits: row_lse reads the row before its barrier; afterwards each thread reads and
 // rewrites only its own elements.
 __global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32_t *__restrict__ targets, float scale,
-                                int V) {
+                                int V, int vec) {
     int64_t n = blockIdx.x;
     int t = targets[n];
     const float *x = logits + n * V;
@@ -73,11 +144,7 @@ __global__ void xent_bwd_kernel(float *dlogits, const float *logits, const int32
         for (int j = threadIdx.x; j < V; j += blockDim.x) d[j] = 0.f;
         return;
     }
-    float lse = (float)block_logsumexp(x, V);
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
-        float val = scale * expf(x[j] - lse);
-        d[j] = j == t ? val - scale : val;
-    }
+    row_g(d, x, V, t, (float)row_lse(x, V, vec), scale, vec);
 }
 
 // Greedy decoding's pick (ops.h): one block per row. Each thread keeps the first of its largest values among
@@ -174,88 +241,45 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
 // The classifier in training, fused (cuda_classifier_train): logits, then one pass per row for its loss and
 // the gradient G = scale (softmax - onehot), which under --precision bf16 is written only in bf16, straight
 // into the operand of the two products after it. dlogits never exists in fp32. Rows of logits and G are ld
-// apart (ld >= V): G's columns from V to ld are written as zeros, the logits' there are not read.
-//
-// The rows are 16-byte aligned (ld a multiple of 4, checked by the launcher), so both passes go in float4s, a
-// thread's next XF loads issued before it uses any of them. The loop of one value a thread at a time (as
-// block_logsumexp) waits on each load in turn, its running max and sum being one chain: it reads the logits at
-// under half the memory's rate (1.8 of an H200's 4.3 TB/s). Each group of 4 XF values first takes their max,
-// then the sum of their exponentials against it: one rescale of the running sum a group, not a branch a value.
-#define XF 4
-// G's element from its logit x, the row's log-sum-exp l and whether it is the target's column
-__device__ __forceinline__ float g_elem(float x, float l, float scale, bool target) {
-    const float val = scale * expf(x - l);
-    return target ? val - scale : val;
-}
-__device__ __forceinline__ void ms_take4(float &m, float &s, const float4 (&v)[XF]) {
-    float bm = m;
-#pragma unroll
-    for (int u = 0; u < XF; u++) bm = fmaxf(bm, fmaxf(fmaxf(v[u].x, v[u].y), fmaxf(v[u].z, v[u].w)));
-    if (bm > m) {   // (from m = -inf the sum is 0 and stays 0)
-        s *= expf(m - bm);
-        m = bm;
-    }
-#pragma unroll
-    for (int u = 0; u < XF; u++) s += expf(v[u].x - m) + expf(v[u].y - m) + expf(v[u].z - m) + expf(v[u].w - m);
-}
+// apart (ld >= V): G's columns from V to ld are written as zeros, the logits' there are not read. Both passes
+// go in float4s when the rows are 16-byte aligned (ld a multiple of 4, checked by the launcher).
 __global__ void xent_fused_kernel(float *__restrict__ losses, bf16 *__restrict__ G, const float *__restrict__ logits,
                                   const int32_t *__restrict__ targets, float scale, int V, int64_t ld, int vec) {
     const int64_t n = blockIdx.x;
-    const int t = targets[n], bd = blockDim.x, v4 = vec ? V / 4 : 0;   // (not vec: all of the row one at a time)
+    const int t = targets[n], bd = blockDim.x;   // (not vec: all of the row one at a time)
     const float *x = logits + n * ld;
-    const float4 *x4 = (const float4 *)x;
     bf16 *g = G + n * ld;
     if (t < 0) {
         if (threadIdx.x == 0) losses[n] = 0.f;
         for (int64_t j = threadIdx.x; j < ld; j += bd) g[j] = __float2bfloat16(0.f);
         return;
     }
-    float m = -INFINITY, s = 0.f;
-    int j = threadIdx.x;
-    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
-        float4 v[XF];
-#pragma unroll
-        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
-        ms_take4(m, s, v);
-    }
-    for (; j < v4; j += bd) {
-        const float4 v = x4[j];
-        ms_take(m, s, v.x);
-        ms_take(m, s, v.y);
-        ms_take(m, s, v.z);
-        ms_take(m, s, v.w);
-    }
-    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) ms_take(m, s, x[c]);
-    const double lse = block_ms_lse(m, s);
+    const double lse = row_lse(x, V, vec);
     if (threadIdx.x == 0) losses[n] = (float)(lse - x[t]);
-    const float l = (float)lse;
-    auto out = [&](int j4, float4 v) {   // G's four columns from 4 j4
-        float a[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int k = 0; k < 4; k++) a[k] = g_elem(a[k], l, scale, 4 * j4 + k == t);
-        store4(g + 4 * (int64_t)j4, a);
-    };
-    j = threadIdx.x;
-    for (; j + (XF - 1) * bd < v4; j += XF * bd) {
-        float4 v[XF];
-#pragma unroll
-        for (int u = 0; u < XF; u++) v[u] = x4[j + u * bd];
-#pragma unroll
-        for (int u = 0; u < XF; u++) out(j + u * bd, v[u]);
-    }
-    for (; j < v4; j += bd) out(j, x4[j]);
-    for (int c = 4 * v4 + threadIdx.x; c < V; c += bd) g[c] = __float2bfloat16(g_elem(x[c], l, scale, c == t));
+    row_g(g, x, V, t, (float)lse, scale, vec);
     for (int64_t c = V + threadIdx.x; c < ld; c += bd) g[c] = __float2bfloat16(0.f);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // launchers
 // ---------------------------------------------------------------------------------------------------------
+// cuda_set_xent_vec, or HGRN2_XENT_VEC=0 (timings): 0 takes the rows one value at a time; -1 until the variable is read
+static int g_xent_vec = -1;
+extern "C" void cuda_set_xent_vec(int on) { g_xent_vec = on; }
+static bool xent_vec(void) {
+    if (g_xent_vec < 0) {
+        const char *e = getenv("HGRN2_XENT_VEC");
+        g_xent_vec = !(e && !strcmp(e, "0"));
+    }
+    return g_xent_vec;
+}
+
 extern "C" void cuda_xent_fwd(float *losses, const float *logits, const int32_t *targets, int64_t N, int V) {
     if (N <= 0) return;
     PROF_COST(3.0 * N * V, 4.0 * N * V + 8.0 * N);
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
-    xent_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, targets, V);
+    xent_fwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(losses, logits, targets, V,
+                                                                xent_vec() && al(logits, 16) && V % 4 == 0);
     LAUNCH_CHECK("xent_fwd");
 }
 
@@ -263,7 +287,9 @@ extern "C" void cuda_xent_bwd(float *dlogits, const float *logits, const int32_t
                               int V) {
     if (N <= 0) return;
     if (N > INT_MAX) die("cross-entropy: %lld rows is too many", (long long)N);
-    xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V);
+    xent_bwd_kernel<<<(unsigned)N, XENT_THREADS, 0, g_stream>>>(dlogits, logits, targets, scale, V,
+                                                                xent_vec() && al(logits, 16) && al(dlogits, 16) &&
+                                                                    V % 4 == 0);
     LAUNCH_CHECK("xent_bwd");
 }
 
@@ -291,16 +317,6 @@ extern "C" void cuda_xent_soft_bwd(float *dlogits, const float *logits, const in
     LAUNCH_CHECK("xent_soft_bwd");
 }
 
-// cuda_set_xent_vec, or HGRN2_XENT_VEC=0 (timings): 0 takes the rows one value at a time; -1 until the variable is read
-static int g_xent_vec = -1;
-extern "C" void cuda_set_xent_vec(int on) { g_xent_vec = on; }
-static bool xent_vec(void) {
-    if (g_xent_vec < 0) {
-        const char *e = getenv("HGRN2_XENT_VEC");
-        g_xent_vec = !(e && !strcmp(e, "0"));
-    }
-    return g_xent_vec;
-}
 
 extern "C" void cuda_classifier_train(float *losses, float *dx, float *dW, float *logits, const void *h, const float *W,
                                       const int32_t *targets, float scale, int64_t N, int D, int V) {

@@ -32,7 +32,7 @@ template <typename F> static double time_ms(F f, int warm = 3, int reps = 20) {
 }
 
 // The training classifier at the language models' block (1024 rows, V 50304, D 768 and 2048): the whole op with
-// its pass over the logits in float4s and one value at a time, and its logits product and xent_fwd alone for scale
+// its pass over the logits in float4s and one value at a time, its logits product alone, and xent_fwd both ways
 static void bench_classifier(void) {
     const int64_t N = 1024;
     const int V = 50304;
@@ -56,10 +56,13 @@ static void bench_classifier(void) {
             printf("classifier N%lld D%d V%d bf16, logits read %s: %7.3f ms %6.1f TFLOP/s\n", (long long)N, D, V,
                    vec ? "in float4s" : "a value at a time", tc, 3 * fl / tc * 1e-9);
         }
+        for (int vec : {1, 0}) {
+            cuda_set_xent_vec(vec);
+            const double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, N, V); });
+            printf("classifier N%lld V%d: xent_fwd alone (one read of the logits, %s) %7.3f ms %7.1f GB/s\n",
+                   (long long)N, V, vec ? "in float4s" : "a value at a time", tx, 4.0 * N * V / tx * 1e-6);
+        }
         cuda_set_xent_vec(-1);
-        const double tx = time_ms([&] { cuda_xent_fwd(loss, lg, gt, N, V); });
-        printf("classifier N%lld V%d: xent_fwd alone (one read of the logits, a value at a time) %7.3f ms %7.1f GB/s\n",
-               (long long)N, V, tx, 4.0 * N * V / tx * 1e-6);
     }
     cuda_set_gemm_precision(1);
 }
