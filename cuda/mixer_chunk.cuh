@@ -541,10 +541,14 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         store4(V + r * LDD + col, y);
     }
     __syncthreads();
-    if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg
+    if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg, eight columns to a load
         float s = 0;
-        for (int j = 0; j < DV; j++)
-            s += __bfloat162float(Hs[tid * LDD + j]) * __bfloat162float(dS[tid * LDD + j]);
+        for (int j = 0; j < DV; j += 8) {
+            const uint4 hu = *(const uint4 *)(Hs + tid * LDD + j), du = *(const uint4 *)(dS + tid * LDD + j);
+            const bf16 *hv = (const bf16 *)&hu, *dv = (const bf16 *)&du;
+#pragma unroll
+            for (int e = 0; e < 8; e++) s += __bfloat162float(hv[e]) * __bfloat162float(dv[e]);
+        }
         a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
     }
     FragC acc;
@@ -622,27 +626,52 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     __syncthreads();   // gS is free from here
     float wsum[16], kint = 0;
     if (n < len) {
+        // Every lane reads the same dA entries (a broadcast), so the loops below are bound by shared-memory
+        // load instructions, not by their arithmetic: dA is read four entries to a load. Each sum still takes
+        // its terms in the order of s (or r) one at a time.
         const float bn = bv[0];
-        for (int s = 0; s < n; s++) {   // earlier blocks -> dq
-            const float x = kS[s * 32 + lane] * __expf(bn - bS[s * 32 + lane]);
+        for (int s = 0; s < n; s += 4) {   // earlier blocks -> dq
+            float x[4];
 #pragma unroll
-            for (int j = 0; j < 16; j++) accO[j] += dA[(n + j) * CK + s] * x;
+            for (int e = 0; e < 4; e++) x[e] = kS[(s + e) * 32 + lane] * __expf(bn - bS[(s + e) * 32 + lane]);
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float4 d = *(const float4 *)(dA + (n + j) * CK + s);
+                accO[j] += d.x * x[0];
+                accO[j] += d.y * x[1];
+                accO[j] += d.z * x[2];
+                accO[j] += d.w * x[3];
+            }
         }
         const float bm = bv[15];
         for (int r = n + 16; r < len; r++) {   // later blocks -> dk
             const float x = qS[r * 32 + lane] * __expf(bS[r * 32 + lane] - bm);
 #pragma unroll
-            for (int j = 0; j < 16; j++) accK[j] += dA[r * CK + n + j] * x;
+            for (int j = 0; j < 16; j += 4) {
+                const float4 d = *(const float4 *)(dA + r * CK + n + j);
+                accK[j] += d.x * x;
+                accK[j + 1] += d.y * x;
+                accK[j + 2] += d.z * x;
+                accK[j + 3] += d.w * x;
+            }
         }
+        // the diagonal block, a row r at a time: e[s] = exp(g_{s+1}) ... exp(g_r), built up as r grows
+        float e[16];
 #pragma unroll
-        for (int s = 0; s < 16; s++) {   // the diagonal block
-            float e = 1.f;
+        for (int r = 0; r < 16; r++) {
+            float dr[16];
 #pragma unroll
-            for (int r = s; r < 16; r++) {
-                const float d = dA[(n + r) * CK + n + s] * e;
+            for (int s = 0; s <= r; s += 4) {
+                const float4 t = *(const float4 *)(dA + (n + r) * CK + n + s);
+                dr[s] = t.x; dr[s + 1] = t.y; dr[s + 2] = t.z; dr[s + 3] = t.w;
+            }
+#pragma unroll
+            for (int s = 0; s <= r; s++) {
+                if (s < r) e[s] *= f[r];
+                else e[s] = 1.f;
+                const float d = dr[s] * e[s];
                 accD[r] += d * kv[s];
                 dkD[s] += d * qv[r];
-                if (r < 15) e *= f[r + 1];
             }
         }
     }
