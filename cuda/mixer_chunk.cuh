@@ -594,12 +594,16 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
 // b, g sit in shared memory.
 template <int K, int DIR, bool ACC>
-__global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
-    __shared__ __align__(16) float dA[CK * CK];
-    __shared__ __align__(16) float qS[CK * 32], kS[CK * 32], bS[CK * 32], gS[CK * 32];
+// Its shared memory: dA, then the chunk's 32 channels of q, k, b, g, of dqs and dks, and of bnd (loaded with the
+// rest, so that the final loop's reads do not wait behind its stores to the same arrays).
+#define QKG_SMEM (sizeof(float) * (CK * CK + 6 * CK * 32 + 32))
+__global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
+    extern __shared__ __align__(16) float qkg_smem[];
+    float *dA = qkg_smem, *qS = dA + CK * CK, *kS = qS + CK * 32, *bS = kS + CK * 32, *gS = bS + CK * 32;
+    float *dqS = gS + CK * 32, *dkS = dqS + CK * 32, *bndS = dkS + CK * 32;
     float (*wtot)[32] = (float (*)[32])gS, (*ktot)[32] = (float (*)[32])(gS + 4 * 32);   // once g is read
     const int c = blockIdx.y, bh = blockIdx.z, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x;
-    const int lane = tid & 31, rb = tid >> 5, ch0 = blockIdx.x * 32, ch = ch0 + lane;
+    const int lane = tid & 31, rb = tid >> 5, ch0 = blockIdx.x * 32;
     const int t0 = c * CK, len = min(CK, a.T - t0), n = rb * 16;
     const int64_t cidx = (int64_t)bh * a.NC + c, row0 = bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K + ch0;
     const int64_t ld = DIR ? -(int64_t)a.H * K : (int64_t)a.H * K;
@@ -608,6 +612,9 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     rows_async<32, 32>(kS, a.k + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(gS, a.g + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(bS, a.b + row0, ld, len, true, tid, blockDim.x);
+    rows_async<32, 32>(dqS, (ACC ? a.tq : a.dq) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
+    rows_async<32, 32>(dkS, (ACC ? a.tk : a.dk) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
+    copy_async(bndS, a.bnd + cidx * K + ch0, 32 * 4, tid, blockDim.x);
     __pipeline_commit();
     __pipeline_wait_prior(0);
     __syncthreads();
@@ -680,8 +687,8 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
         float dq = 0, dk = 0;
         if (n + j < len) {
             const int64_t gi = at(n + j);
-            dq = ((ACC ? a.tq : a.dq)[gi] * __expf(bv[j]) + accO[j] * __expf(bv[j] - bv[0]) + accD[j]) * a.scale;
-            const float dki = (ACC ? a.tk : a.dk)[gi] * __expf(bC - bv[j]);
+            dq = (dqS[(n + j) * 32 + lane] * __expf(bv[j]) + accO[j] * __expf(bv[j] - bv[0]) + accD[j]) * a.scale;
+            const float dki = dkS[(n + j) * 32 + lane] * __expf(bC - bv[j]);
             dk = dki + (accK[j] * __expf(bv[15] - bv[j]) + dkD[j]) * a.scale;
             kint += kv[j] * dki;
             if (ACC) {
@@ -699,7 +706,7 @@ __global__ void __launch_bounds__(128) chunk_bwd_qkg_kernel(ChunkArgs a) {
     wtot[rb][lane] = wsum[0];
     ktot[rb][lane] = kint;
     __syncthreads();
-    float later = a.bnd[cidx * K + ch];
+    float later = bndS[lane];
     for (int r2 = 0; r2 < 4; r2++) later += ktot[r2][lane] + (r2 > rb ? wtot[r2][lane] : 0.f);
 #pragma unroll
     for (int j = 0; j < 16; j++)
@@ -781,12 +788,13 @@ static void chunk_bwd(ChunkArgs a, int B) {
     if (!set) {
         set_smem(chunk_states_bwd_kernel<K, DIR>, StateSmem<K, false>::bytes);
         set_smem(chunk_bwd_mm_kernel<K, K, DIR, ACC>, BwdSmem<K, K>::bytes);
+        set_smem(chunk_bwd_qkg_kernel<K, DIR, ACC>, QKG_SMEM);
         set = true;
     }
     chunk_states_bwd_kernel<K, DIR><<<dim3(K / ST_VT, BH, 2), ST_VT * 2, StateSmem<K, false>::bytes, g_stream>>>(a);   // hs, dhs
     LAUNCH_CHECK("hgru chunk_state (backward)");
     chunk_bwd_mm_kernel<K, K, DIR, ACC><<<dim3(a.NC, BH), 256, BwdSmem<K, K>::bytes, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_bwd_mm");
-    chunk_bwd_qkg_kernel<K, DIR, ACC><<<dim3(K / 32, a.NC, BH), 128, 0, g_stream>>>(a);
+    chunk_bwd_qkg_kernel<K, DIR, ACC><<<dim3(K / 32, a.NC, BH), 128, QKG_SMEM, g_stream>>>(a);
     LAUNCH_CHECK("hgru chunk_bwd_qkg");
 }

@@ -1054,11 +1054,12 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--bench")) do_bench = 1;
         else if (!strcmp(argv[i], "--bench-decode")) do_bench = 2;
         else if (!strcmp(argv[i], "--bench-classifier")) do_bench = 3;
+        else if (!strcmp(argv[i], "--bench-mixer")) do_bench = 4;
         else if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--no-nccl")) nccl = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--no-nccl] [--only CHECK] | --bench | --bench-decode | --bench-classifier\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-nccl] [--only CHECK] | --bench | --bench-decode | --bench-classifier | --bench-mixer\n", argv[0]);
             return EXIT_USAGE;
         }
     }
@@ -1077,7 +1078,10 @@ int main(int argc, char **argv) {
             Pool P;
             bench_decode(P);
         } else if (do_bench == 3) bench_classifier();
-        else bench();
+        else if (do_bench == 4) {
+            printf("-- the token mixer on %s (median of 20 after warm-up)\n", cuda_device_name());
+            bench_mixer(false);
+        } else bench();
         return 0;
     }
     printf("-- CUDA ops against the CPU ops on %s\n", cuda_device_name());
