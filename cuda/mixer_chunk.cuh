@@ -519,27 +519,31 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t cidx = (int64_t)bh * a.NC + c;
-    {
-        tile_async<K, DV>(Hs, a.hs + cidx * K * DV, tid, blockDim.x);
-        tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, blockDim.x);
-        tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, blockDim.x);
-        tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, blockDim.x);
-        const int64_t row0 = (int64_t)bb * a.T + pos<DIR>(t0, a.T);
-        rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV, len,
-                           a.do_vec, tid, blockDim.x);
-        rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, DIR ? -a.ldv : a.ldv, len, a.v_vec, tid,
-                           blockDim.x);
-        __pipeline_commit();
-        __pipeline_wait_prior(0);
-    }
+    // Two groups of loads: first what the leaving state's share of dg and dqs need (Hs, dS, do), then KS, A and
+    // v, which land while those are computed.
+    const int64_t row0 = (int64_t)bb * a.T + pos<DIR>(t0, a.T);
+    tile_async<K, DV>(Hs, a.hs + cidx * K * DV, tid, blockDim.x);
+    tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, blockDim.x);
+    rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV, len,
+                       a.do_vec, tid, blockDim.x);
+    __pipeline_commit();
+    tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, blockDim.x);
+    tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, blockDim.x);
+    rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, DIR ? -a.ldv : a.ldv, len, a.v_vec, tid,
+                       blockDim.x);
+    __pipeline_commit();
+    __pipeline_wait_prior(1);
     __syncthreads();
-    for (int i = 4 * tid; i < CK * DV; i += 4 * blockDim.x) {   // four columns at a time
-        const int r = i / DV, col = i - r * DV;
-        float x[4] = {0.f, 0.f, 0.f, 0.f}, y[4] = {0.f, 0.f, 0.f, 0.f};
-        if (r < len) { load4(Of + i, x); load4(Of + CK * DV + i, y); }
-        store4(dO + r * LDD + col, x);
-        store4(V + r * LDD + col, y);
-    }
+    // the fp32 rows of do (then of v) into bf16 tiles, four columns at a time; rows past T are zero
+    auto to_tile = [&](bf16 *dst, const float *src) {
+        for (int i = 4 * tid; i < CK * DV; i += 4 * blockDim.x) {
+            const int r = i / DV, col = i - r * DV;
+            float x[4] = {0.f, 0.f, 0.f, 0.f};
+            if (r < len) load4(src + i, x);
+            store4(dst + r * LDD + col, x);
+        }
+    };
+    to_tile(dO, Of);
     __syncthreads();
     if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg, eight columns to a load
         float s = 0;
@@ -551,15 +555,35 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         }
         a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
     }
+    // dqs = dO Hs^T and dks = V dS^T, [CK][K] each, staged and written to dq and dk. dqs's tiles stay in the
+    // warps' accumulators until v is in and converted (the staging overwrites v's fp32 rows).
+    constexpr int QT = (CK / 16) * (K / 16) / 8;   // tiles a warp
+    FragC accq[QT];
+#pragma unroll
+    for (int u = 0; u < QT; u++) {
+        const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
+        wm::fill_fragment(accq[u], 0.f);
+        mma_run<FragA, FragBt>(accq[u], dO + ri * 16 * LDD, LDD, 16, Hs + j * 16 * LDD, LDD, 16, 0, DV / 16);
+    }
+    __pipeline_wait_prior(0);
+    __syncthreads();
+    to_tile(V, Of + CK * DV);
+    __syncthreads();
     FragC acc;
-    // dqs = dO Hs^T and dks = V dS^T, [CK][K] each, staged and written to dq and dk
     for (int pass = 0; pass < 2; pass++) {
-        const bf16 *X = pass ? V : dO, *Y = pass ? dS : Hs;
-        for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
-            const int ri = t / (K / 16), j = t - ri * (K / 16);
-            wm::fill_fragment(acc, 0.f);
-            mma_run<FragA, FragBt>(acc, X + ri * 16 * LDD, LDD, 16, Y + j * 16 * LDD, LDD, 16, 0, DV / 16);
-            wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+        if (pass == 0) {
+#pragma unroll
+            for (int u = 0; u < QT; u++) {
+                const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
+                wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, accq[u], LDO, wm::mem_row_major);
+            }
+        } else {
+            for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
+                const int ri = t / (K / 16), j = t - ri * (K / 16);
+                wm::fill_fragment(acc, 0.f);
+                mma_run<FragA, FragBt>(acc, V + ri * 16 * LDD, LDD, 16, dS + j * 16 * LDD, LDD, 16, 0, DV / 16);
+                wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+            }
         }
         __syncthreads();
         float *dst = (pass ? (ACC ? a.tk : a.dk) : (ACC ? a.tq : a.dq)) + bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K;
