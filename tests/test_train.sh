@@ -181,6 +181,26 @@ expect 0 "resume after Ctrl-C with a nearer end" -- $H train --resume --out "$TM
 ctrl_c "$TMP/int2" 2 $H train --task text --data "$D" --dim 128 --layers 2 --batch 8 --seq-len 256 --threads 1 --eval-every 0 \
     --steps 100000 --out "$TMP/int2"
 
+# scripts/lm_speed_ab.sh, two builds' speed side by side: one program twice trains the same bits; a program that
+# trains other numbers (here a wrapper with another learning rate) is reported with the first row that differs
+AB=(--data "$D" --dim 32 --layers 2 --expand-ratio 8 --batch 2 --seq-len 32 --threads 1 --steps 1)
+TF="--device cpu --dim 32 --layers 2 --expand-ratio 8 --batch 2 --seq-len 32 --threads 1"
+checks=$((checks + 1))
+if ROUNDS=1 STEPS=4 TRAIN_FLAGS="$TF" WORK="$TMP/lab" bash scripts/lm_speed_ab.sh $H $H "$D" -- --device cpu "${AB[@]:2}" \
+        > "$TMP/lab.out" 2>&1 && [ "$(grep -Ec '^flags [AB] round 1: step [0-9.]+ ms, [0-9]+ tokens/s$' "$TMP/lab.out")" = 2 ] &&
+   grep -Eq '^flags mean step: A [0-9.]+ ms, B [0-9.]+ ms, A/B [0-9.]+$' "$TMP/lab.out" &&
+   grep -q '^logs: the same bits over 4 steps$' "$TMP/lab.out"
+then ok "scripts/lm_speed_ab.sh: steps of both, the same bits"
+else fail "scripts/lm_speed_ab.sh"; cat "$TMP/lab.out"; fi
+printf '#!/bin/sh\nif [ "$1" = train ]; then exec %s "$@" --lr 5e-2; fi\nexec %s "$@"\n' "$PWD/$H" "$PWD/$H" > "$TMP/other_lr"
+chmod +x "$TMP/other_lr"
+checks=$((checks + 1))
+if ROUNDS=1 STEPS=4 TRAIN_FLAGS="$TF" WORK="$TMP/lab2" bash scripts/lm_speed_ab.sh $H "$TMP/other_lr" "$D" -- --device cpu \
+        "${AB[@]:2}" > "$TMP/lab2.out" 2>&1 && grep -Eq '^logs: differ, first at: ' "$TMP/lab2.out"
+then ok "scripts/lm_speed_ab.sh: other numbers are reported"
+else fail "scripts/lm_speed_ab.sh with another lr"; cat "$TMP/lab2.out"; fi
+expect 2 "lm_speed_ab.sh: a missing program" -- bash scripts/lm_speed_ab.sh $H "$TMP/nothing"
+
 # a damaged latest checkpoint is refused by resume, sample and eval alike
 cp "$TMP/a/model.ckpt" "$TMP/damaged.ckpt"
 printf '\x13' | dd of="$TMP/damaged.ckpt" bs=1 seek=4000 conv=notrunc 2>/dev/null
