@@ -617,10 +617,10 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // itself through running products of exp(g). dk_s = dks_s exp(b_C - b_s) + sum_{r>=s} dA_rs q_r exp(b_r - b_s)
 // / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
 // b, g sit in shared memory.
-template <int K, int DIR, bool ACC>
 // Its shared memory: dA, then the chunk's 32 channels of q, k, b, g, of dqs and dks, and of bnd (loaded with the
 // rest, so that the final loop's reads do not wait behind its stores to the same arrays).
 #define QKG_SMEM (sizeof(float) * (CK * CK + 6 * CK * 32 + 32))
+template <int K, int DIR, bool ACC>
 __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
     extern __shared__ __align__(16) float qkg_smem[];
     float *dA = qkg_smem, *qS = dA + CK * CK, *kS = qS + CK * 32, *bS = kS + CK * 32, *gS = bS + CK * 32;
