@@ -17,7 +17,8 @@
 // the first row of the query block (both factors <= 1); its diagonal blocks are summed elementwise in fp32.
 //
 // Kernels (all one launch over the grid shown):
-//   chunk_prep     (chunk, b*h)          b, qs, ks, decay and A for every chunk: fully parallel
+//   chunk_prep     (chunk, b*h)          qs, ks, decay and A for every chunk: fully parallel (b stays on chip;
+//                                        chunk_bwd_qkg sums it again from g, in the same order)
 //   chunk_state    (Dv/64, b*h)          the sweep over chunks: S in fp32 in the warps' registers, one 64-column
 //                                        slice of Dv per block (columns of S never mix), 16 columns per warp.
 //                                        Forward: o, and the leaving state.
@@ -49,7 +50,6 @@ struct ChunkArgs {
     float *o, *ST, *dq, *dk, *dg, *dv;
     int64_t ldv, lddv;
     // scratch, per (b, h, chunk) unless said
-    float *b;                 // [B,T,H,K] cumulative g inside each chunk
     bf16 *qs, *ks;            // [BH][NC][CK][K] (rows past T are zero)
     bf16 *A;                  // [BH][NC][CK][CK] lower triangle, zero above
     float *decay;             // [BH][NC][K]
@@ -169,7 +169,6 @@ __global__ void __launch_bounds__(256, 2) chunk_prep_kernel(ChunkArgs a) {
         for (int r = 0; r < CK; r++) {
             run += bs[r * LDF + tid];
             bs[r * LDF + tid] = run;
-            if (r < len) a.b[row0 + (int64_t)r * ld + tid] = run;
             if ((r & 15) == 0) bn = run;
             if ((r & 15) == 15 && bn - run > DIAG_SPAN) atomicOr(&wide[r >> 4], 1);
         }
@@ -618,7 +617,8 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
 // b, g sit in shared memory.
 // Its shared memory: dA, then the chunk's 32 channels of q, k, b, g, of dqs and dks, and of bnd (loaded with the
-// rest, so that the final loop's reads do not wait behind its stores to the same arrays).
+// rest, so that the final loop's reads do not wait behind its stores to the same arrays). b is summed from g here
+// rather than kept by chunk_prep: 4 bytes an element that were written and read back.
 #define QKG_SMEM (sizeof(float) * (CK * CK + 6 * CK * 32 + 32))
 template <int K, int DIR, bool ACC>
 __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
@@ -635,12 +635,19 @@ __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
     rows_async<32, 32>(qS, a.q + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(kS, a.k + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(gS, a.g + row0, ld, len, a.qkg_vec, tid, blockDim.x);
-    rows_async<32, 32>(bS, a.b + row0, ld, len, true, tid, blockDim.x);
     rows_async<32, 32>(dqS, (ACC ? a.tq : a.dq) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
     rows_async<32, 32>(dkS, (ACC ? a.tk : a.dk) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
     copy_async(bndS, a.bnd + cidx * K + ch0, 32 * 4, tid, blockDim.x);
     __pipeline_commit();
     __pipeline_wait_prior(0);
+    __syncthreads();
+    if (rb == 0) {   // b, the cumulative sums of g down the chunk, in chunk_prep's order: the same bits
+        float run = 0;
+        for (int r = 0; r < len; r++) {
+            run += gS[r * 32 + lane];
+            bS[r * 32 + lane] = run;
+        }
+    }
     __syncthreads();
     auto at = [&](int r) { return row0 + (int64_t)r * ld + lane; };
     const float bC = bS[(len - 1) * 32 + lane];
@@ -751,12 +758,10 @@ static ChunkArgs chunk_scratch(int B, int T, int H, int K, int Dv, bool bwd, boo
     a.T = T; a.H = H; a.NC = (T + CK - 1) / CK;
     a.scale = 1.f / sqrtf((float)K);
     const size_t nch = (size_t)B * H * a.NC;
-    size_t bytes = align256((size_t)B * T * H * K * 4) + align256(nch * CK * K * 2) * 2 + align256(nch * CK * CK * 2) +
-                   align256(nch * K * 4);
+    size_t bytes = align256(nch * CK * K * 2) * 2 + align256(nch * CK * CK * 2) + align256(nch * K * 4);
     if (bwd) bytes += align256(nch * K * Dv * 2) * 2 + align256(nch * CK * CK * 4) + align256(nch * K * 4);
     if (bwd && acc) bytes += align256((size_t)B * T * H * K * 4) * 2;
     Carve cv = {scratch(bytes)};
-    a.b = cv.take<float>((size_t)B * T * H * K);
     a.qs = cv.take<bf16>(nch * CK * K);
     a.ks = cv.take<bf16>(nch * CK * K);
     a.A = cv.take<bf16>(nch * CK * CK);
