@@ -24,7 +24,7 @@ __device__ __forceinline__ void ms_take(float &m, float &s, float xv) {
 
 // Rows that are 16-byte aligned (V, or ld, a multiple of 4 and the block aligned) are read in float4s, a thread's
 // next XF loads issued before it uses any of them. The loop of one value a thread at a time (as
-// block_logsumexp) waits on each load in turn, its running max and sum being one chain: it reads the logits at
+// row_lse without vec) waits on each load in turn, its running max and sum being one chain: it reads the logits at
 // under half the memory's rate (1.8 of an H200's 4.3 TB/s). Each group of 4 XF values first takes their max,
 // then the sum of their exponentials against it: one rescale of the running sum a group, not a branch a value.
 #define XF 4
@@ -64,15 +64,8 @@ __device__ double block_ms_lse(float m, float s) {
     return (double)m + log((double)s);
 }
 
-// logsumexp of x[0..V) for the whole block (every thread gets it)
-__device__ double block_logsumexp(const float *x, int V) {
-    float m = -INFINITY, s = 0.f;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) ms_take(m, s, x[j]);
-    return block_ms_lse(m, s);
-}
-
 // The log-sum-exp of a row x[0..V) for the whole block (every thread gets it): float4s when vec (V's whole
-// fours; the rest one at a time), else one value at a time, as block_logsumexp.
+// fours; the rest one at a time), else one value at a time (any row, aligned or not).
 __device__ double row_lse(const float *x, int V, bool vec) {
     const int bd = blockDim.x, v4 = vec ? V / 4 : 0;
     const float4 *x4 = (const float4 *)x;
@@ -212,7 +205,7 @@ __global__ void xent_soft_fwd_kernel(float *__restrict__ losses, const float *__
         return;
     }
     const float *x = logits + n * V;
-    double lse = block_logsumexp(x, V), sx = block_sum(x, V), l = lam[n], e = eps;
+    double lse = row_lse(x, V, false), sx = block_sum(x, V), l = lam[n], e = eps;
     if (threadIdx.x == 0) losses[n] = (float)(lse - e / V * sx - (1 - e) * (l * x[a] + (1 - l) * x[tb[n]]));
 }
 
@@ -231,7 +224,7 @@ __global__ void xent_soft_bwd_kernel(float *dlogits, const float *logits, const 
     const int b = tb[n];
     const double l = lam[n], e = eps;
     const float off = (float)(e / V), ya = (float)((1 - e) * l), yb = (float)((1 - e) * (1 - l));
-    float lse = (float)block_logsumexp(x, V);
+    float lse = (float)row_lse(x, V, false);
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
         float y = off + (j == a ? ya : 0.f) + (j == b ? yb : 0.f);
         d[j] = scale * (expf(x[j] - lse) - y);
