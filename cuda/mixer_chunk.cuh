@@ -568,27 +568,27 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
     __syncthreads();
     to_tile(V, Of + CK * DV);
     __syncthreads();
-    FragC acc;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) {
+    const int64_t qk0 = bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K, qkld = DIR ? -(int64_t)a.H * K : (int64_t)a.H * K;
+    // dqs from the accumulators through the staging, out to dq
 #pragma unroll
-            for (int u = 0; u < QT; u++) {
-                const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
-                wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, accq[u], LDO, wm::mem_row_major);
-            }
-        } else {
-            for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
-                const int ri = t / (K / 16), j = t - ri * (K / 16);
-                wm::fill_fragment(acc, 0.f);
-                mma_run<FragA, FragBt>(acc, V + ri * 16 * LDD, LDD, 16, dS + j * 16 * LDD, LDD, 16, 0, DV / 16);
-                wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
-            }
-        }
-        __syncthreads();
-        float *dst = (pass ? (ACC ? a.tk : a.dk) : (ACC ? a.tq : a.dq)) + bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K;
-        rows_out<K>(dst, DIR ? -(int64_t)a.H * K : (int64_t)a.H * K, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
-        __syncthreads();
+    for (int u = 0; u < QT; u++) {
+        const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
+        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, accq[u], LDO, wm::mem_row_major);
     }
+    __syncthreads();
+    rows_out<K>((ACC ? a.tq : a.dq) + qk0, qkld, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
+    __syncthreads();
+    // dks = V dS^T, through the staging out to dk
+    FragC acc;
+    for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
+        const int ri = t / (K / 16), j = t - ri * (K / 16);
+        wm::fill_fragment(acc, 0.f);
+        mma_run<FragA, FragBt>(acc, V + ri * 16 * LDD, LDD, 16, dS + j * 16 * LDD, LDD, 16, 0, DV / 16);
+        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+    }
+    __syncthreads();
+    rows_out<K>((ACC ? a.tk : a.dk) + qk0, qkld, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
+    __syncthreads();
     // dv = A^T dO + KS dS, [CK][DV]
     for (int t = warp; t < (CK / 16) * (DV / 16); t += 8) {
         const int ri = t / (DV / 16), j = t - ri * (DV / 16);
