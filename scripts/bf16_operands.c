@@ -9,6 +9,7 @@
 //   cc -O2 -std=gnu11 -fopenmp -DHGRN2_F64 -I. -o /tmp/bf16_operands scripts/bf16_operands.c
 //      build/f64/libhgrn2.a -lzstd -lpng -lz -lpthread -lm
 //   /tmp/bf16_operands [T [LOWER_BOUND]]     (default T 256, lower bound 0; B 2, H 2, K = Dv = 128)
+#include "hf.h"
 #include "ops.h"
 #include <math.h>
 #include <stdint.h>
@@ -24,14 +25,7 @@ static double urand(void) {   // xorshift64, [0, 1)
     return (double)(rng >> 11) / 9007199254740992.0;
 }
 static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
-static double to_bf16(double x) {   // round to nearest even, through float
-    float f = (float)x;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
+static double to_bf16(double x) { return bf16_to_f32(f32_to_bf16((float)x)); }   // hf.h's, nearest even
 static double rel(const double *a, const double *b, size_t n) {
     double e = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
