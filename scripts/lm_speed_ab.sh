@@ -46,7 +46,7 @@ for i in "${!names[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do
         for w in A B; do
             prog=$A; [ $w = B ] && prog=$B
-            out="$WORK/bench_$w$r.txt"
+            out="$WORK/bench_${names[$i]}_$w$r.txt"   # every size and run kept (peak memory, the profile line)
             # shellcheck disable=SC2086
             if ! "$prog" bench ${flags[$i]} > "$out" 2>&1; then
                 echo "lm_speed_ab.sh: $w ($prog) failed:" >&2; tail -n 5 "$out" >&2; exit 1
