@@ -119,6 +119,13 @@ void dev_graph_free(void *graph) {
 #endif
     (void)graph;
 }
+int dev_decode_step(const DecodeStep *d) {
+#if USE_CUDA
+    if (g_gpu) return cuda_decode_step(d);
+#endif
+    (void)d;
+    return 0;
+}
 uint64_t dev_mem_epoch(void) {
 #if USE_CUDA
     if (g_gpu) return cuda_mem_epoch();

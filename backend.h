@@ -58,6 +58,9 @@ int dev_graph_begin(void);
 void *dev_graph_end(void);
 void dev_graph_launch(void *graph);
 void dev_graph_free(void *graph);                      // NULL is fine
+// Decoding's whole token step of HGRN2 (common.h's DecodeStep) in one launch: 1 when the backend ran it (the
+// GPU, for the shapes it takes), 0 when the caller runs the ops, on the CPU always. The same results as the ops.
+int dev_decode_step(const DecodeStep *d);
 uint64_t dev_mem_epoch(void);                           // cuda_mem_epoch (cuda_ops.h); 0 on the CPU
 double dev_peak_mib(void);                              // the GPU's peak allocation; 0 on the CPU
 

@@ -35,6 +35,25 @@ typedef struct AdamwPart {
     double wd;
 } AdamwPart;
 
+// Decoding's whole token step of HGRN2 in one GPU kernel (backend.h, dev_decode_step): each layer's tensors as
+// block_step in model.c passes them to its ops (lb NULL where the layer has no lower bound, S its state), then
+// the sizes, the activations the ops would write, and the head. The GPU takes batches of 1 to 4 and up to
+// DECODE_STEP_MAX_L layers (their pointers travel in the kernel's parameters).
+#define DECODE_STEP_MAX_L 40
+typedef struct DecodeStepLayer {
+    const real *attn_norm, *wqfi, *gnorm, *wo, *mlp_norm, *wgu, *wdown, *lb;
+    real *S;
+} DecodeStepLayer;
+typedef struct DecodeStep {
+    int L, B, D, I, H, K, Dv, V;
+    double eps, eps_o;
+    real *resid, *qfi, *o, *mid, *logits;   // resid [L + 1, B, D], the layers' entering streams and the last
+    void *gu;                               // [B, 2I] operands
+    int32_t *best;                          // NULL, or where op_argmax_rows of the logits goes
+    const real *norm, *wlm;
+    const DecodeStepLayer *layers;          // [L]
+} DecodeStep;
+
 // Exit codes: 1 for a runtime failure, 2 for a usage error (bad flag, missing value, out-of-range number).
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2

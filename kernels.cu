@@ -20,6 +20,8 @@
 //   mixer_chunk.cuh  the HGRU2 recurrence in chunks on tensor cores: prep, state sweep, backward products, dq/dk/dg
 //   mixer.cuh        the token mixer's ops, choosing between the two forms
 //   hgrn1.cuh        HGRN1's element-wise recurrence (a chunked parallel scan) and its gated output RMSNorm
+//   decode.cuh       decoding's fused ops: the products that form their input and add the residual, the step
+//   decode_step.cuh  decoding's whole token step of HGRN2 in one kernel, its phases apart by grid barriers
 //   attention.cuh    the Transformer++: rotary positions, causal softmax attention (flash style, fp32) and its
 //                    backward, the key/value cache's append
 //   classifier.cuh   softmax cross-entropy and the fused classifier of training
@@ -40,6 +42,7 @@
 #include "cuda/mixer.cuh"
 #include "cuda/hgrn1.cuh"
 #include "cuda/decode.cuh"
+#include "cuda/decode_step.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/classifier.cuh"
 #include "cuda/adamw.cuh"

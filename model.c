@@ -815,16 +815,40 @@ static void block_step(Model *m, Acts *a, int l, const DecodeState *st) {
     OP(matmul_fused_fwd, xn, 0, gu, OP_PRO_SWIGLU, NULL, 0.0, W(m, P_WDOWN, l), mid, a->a, N, I, D);   // mid + MLP
 }
 // The head of a fused step: the final norm folded into the classifier, then logits_out or best_b as head_fwd's
-// (its N <= DECODE_FUSED_ROWS rows fit the classifier's scratch at once).
-static void head_step(Model *m, Acts *a, real *logits_out, int32_t *best_b) {
+// (its N <= DECODE_FUSED_ROWS rows fit the classifier's scratch at once); done: the whole step ran the product
+// and the picks.
+static void head_step(Model *m, Acts *a, int done, real *logits_out, int32_t *best_b) {
     const Config *c = &m->c;
     const int D = c->D, V = c->V;
     const int64_t N = a->N;
     SECTION("classifier");
-    OP(matmul_fused_fwd, a->logits, 0, a->resid + (int64_t)c->L * N * D, OP_PRO_RMSNORM, W(m, P_NORM, 0), c->eps,
-                         W(m, lm_tensor(m), 0), NULL, a->hf, N, D, V);
+    if (!done)
+        OP(matmul_fused_fwd, a->logits, 0, a->resid + (int64_t)c->L * N * D, OP_PRO_RMSNORM, W(m, P_NORM, 0), c->eps,
+                             W(m, lm_tensor(m), 0), NULL, a->hf, N, D, V);
     if (logits_out) dev_download(logits_out, a->logits, (size_t)(N * V) * sizeof(real));
-    if (best_b) OP(argmax_rows, best_b, a->logits, N, V);
+    if (best_b && !done) OP(argmax_rows, best_b, a->logits, N, V);
+}
+
+// Every layer's block_step, the head's product and best_b's picks as one launch where the backend has it
+// (dev_decode_step: the GPU, batches of 1 to 4, not under bench --profile, which times the ops); 0: the caller
+// runs the ops.
+static int whole_step(Model *m, Acts *a, const DecodeState *st, int32_t *best_b) {
+    const Config *c = &m->c;
+    if (g_prof || c->L > DECODE_STEP_MAX_L) return 0;
+    const int HK = c->H * c->K;
+    DecodeStepLayer ly[DECODE_STEP_MAX_L];
+    for (int l = 0; l < c->L; l++)
+        ly[l] = (DecodeStepLayer){.attn_norm = W(m, P_ATTN_NORM, l), .wqfi = W(m, P_WQ, l), .gnorm = W(m, P_GNORM, l),
+                                  .wo = W(m, P_WO, l), .mlp_norm = c->I ? W(m, P_MLP_NORM, l) : NULL,
+                                  .wgu = c->I ? W(m, P_WGATE, l) : NULL, .wdown = c->I ? W(m, P_WDOWN, l) : NULL,
+                                  .lb = (c->lower_bound && l > 0) ? a->lb + (int64_t)l * HK : NULL,
+                                  .S = layer_state(c, st, l)};
+    const DecodeStep d = {.L = c->L, .B = a->B, .D = c->D, .I = c->I, .H = c->H, .K = c->K, .Dv = c->Dv, .V = c->V,
+                          .eps = c->eps, .eps_o = EPS_O, .resid = a->resid, .qfi = a->qfi, .o = a->o,
+                          .mid = a->xmid, .logits = a->logits, .gu = a->gu, .best = best_b, .norm = W(m, P_NORM, 0),
+                          .wlm = W(m, lm_tensor(m), 0), .layers = ly};
+    SECTION("decode step");
+    return dev_decode_step(&d);
 }
 
 // The forward's ops, with the ids (and targets: tgt_b) where the backend reads them; best_b as head_fwd's.
@@ -837,9 +861,11 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
     if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, c->H * c->K);
     input_fwd(m, a, ids_b);
     if (decode_fused_on(m, a, st, targets, last_only)) {
-        for (int l = 0; l < c->L; l++) block_step(m, a, l, st);
+        const int done = whole_step(m, a, st, best_b);
+        if (!done)
+            for (int l = 0; l < c->L; l++) block_step(m, a, l, st);
         st->pos += 1;
-        head_step(m, a, logits_out, best_b);
+        head_step(m, a, done, logits_out, best_b);
         if (count) *count = 0;
         return 0;
     }

@@ -71,6 +71,8 @@ __device__ __forceinline__ void step_gates_fill(float *sg, const float *row, con
     }
     __syncthreads();
 }
+// One entry of the state after the step: decay, then the outer product's share (the whole-step kernel's too)
+__device__ __forceinline__ float step_entry(float g, float s, float k, float v) { return expf(g) * s + k * v; }
 template <int WARPS, bool GATES>
 __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *ST, const float *__restrict__ q,
         const float *__restrict__ k, const float *__restrict__ g, const float *__restrict__ v, int64_t ldv,
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
         for (int u = 0; u < STEP_PRE; u++) {
             const int i = i0 + u;
             if (i < i1) {
-                const float st = expf(g[hk + i]) * pre[u] + k[hk + i] * vj;
+                const float st = step_entry(g[hk + i], pre[u], k[hk + i], vj);
                 if (ST) ST[base + (int64_t)i * Dv] = st;
                 sum = fmaf(st, q[hk + i], sum);
             }
@@ -113,7 +115,7 @@ __global__ void __launch_bounds__(32 * WARPS) hgru_step_kernel(float *o, float *
         #pragma unroll 8
         for (int i = i0 + STEP_PRE; i < i1; i++) {
             float st = S0 ? S0[base + (int64_t)i * Dv] : 0.f;
-            st = expf(g[hk + i]) * st + k[hk + i] * vj;
+            st = step_entry(g[hk + i], st, k[hk + i], vj);
             if (ST) ST[base + (int64_t)i * Dv] = st;
             sum = fmaf(st, q[hk + i], sum);
         }

@@ -307,6 +307,26 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
         printf("%-46s with and without dependent launches: %lld of %lld logits differ\n", what, (long long)differ,
                (long long)n);
         CHECK(differ == 0, "%s: dependent launches changed %lld logits", what, (long long)differ);
+        // the whole step in one kernel (bf16 operands; cuda/decode_step.cuh) computes what the fused ops compute,
+        // in their order: the same bits as the ops one launch each. By default it takes the 4 rows together and
+        // not the rows alone: so the rows together without it, and the rows alone with it
+        cuda_set_decode_kernel(0);
+        decode_rows(1, &c, 1, prompt, feed, plain, NULL);
+        cuda_set_decode_kernel(1);
+        real *plain1 = xmalloc((size_t)n * sizeof(real));
+        decode_rows(1, &c, 0, prompt, feed, plain1, NULL);
+        cuda_set_decode_kernel(-1);
+        differ = 0;
+        int64_t differ1 = 0;
+        for (int64_t i = 0; i < n; i++) {
+            differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;
+            differ1 += memcmp(&plain1[i], &alone[i], sizeof(real)) != 0;
+        }
+        printf("%-46s with and without the whole-step kernel: %lld and %lld (rows alone) of %lld logits differ\n",
+               what, (long long)differ, (long long)differ1, (long long)n);
+        CHECK(differ == 0 && differ1 == 0, "%s: the whole-step kernel changed %lld and %lld logits", what,
+              (long long)differ, (long long)differ1);
+        free(plain1);
         free(plain);
     }
     double worst = 0, worst_alone = 0;
@@ -497,6 +517,12 @@ int main(void) {
     Config dec = {.V = 97, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
     batched_decode("batched decoding D 128, fp32", dec, 0, 1e-5);
     batched_decode("batched decoding D 128, bf16", dec, 2, 3e-2);
+    Config dec2 = dec;   // K = Dv = 128 (the step's four rows a group), no MLP, tied embeddings, 3 layers
+    dec2.D = 256; dec2.K = 128; dec2.I = 0; dec2.tie = 1; dec2.L = 3; dec2.V = 300;
+    batched_decode("batched decoding D 256, K 128, no MLP, bf16", dec2, 2, 3e-2);
+    Config dec3 = dec;   // heads of 32 (one column group), an MLP wider than 2,048 (rows over several batches)
+    dec3.K = 32; dec3.I = 2056; dec3.L = 1;
+    batched_decode("batched decoding D 128, K 32, MLP 2056, bf16", dec3, 2, 3e-2);
     Config decl = dec;
     decl.layer = LAYER_LRA;   // op by op (no fused step), graphs as for fla's layer
     batched_decode("batched decoding lra layer D 128, fp32", decl, 0, 1e-5);
