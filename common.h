@@ -37,8 +37,8 @@ typedef struct AdamwPart {
 
 // Decoding's whole token step of HGRN2 in one GPU kernel (backend.h, dev_decode_step): each layer's tensors as
 // block_step in model.c passes them to its ops (lb NULL where the layer has no lower bound, S its state), then
-// the sizes, the activations the ops would write, and the head. The GPU takes batches of 1 to 4 and up to
-// DECODE_STEP_MAX_L layers (their pointers travel in the kernel's parameters).
+// the sizes, the activations the ops would write, and the head. The GPU takes batches of up to 4 (by default 2
+// to 4) and up to DECODE_STEP_MAX_L layers (their pointers travel in the kernel's parameters).
 #define DECODE_STEP_MAX_L 40
 typedef struct DecodeStepLayer {
     const real *attn_norm, *wqfi, *gnorm, *wo, *mlp_norm, *wgu, *wdown, *lb;

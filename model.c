@@ -830,8 +830,8 @@ static void head_step(Model *m, Acts *a, int done, real *logits_out, int32_t *be
 }
 
 // Every layer's block_step, the head's product and best_b's picks as one launch where the backend has it
-// (dev_decode_step: the GPU, batches of 1 to 4, not under bench --profile, which times the ops); 0: the caller
-// runs the ops.
+// (dev_decode_step: the GPU, batches of 2 to 4, or 1 to 4 under HGRN2_DECODE_KERNEL=1; not under bench --profile,
+// which times the ops); 0: the caller runs the ops.
 static int whole_step(Model *m, Acts *a, const DecodeState *st, int32_t *best_b) {
     const Config *c = &m->c;
     if (g_prof || c->L > DECODE_STEP_MAX_L) return 0;
@@ -847,7 +847,6 @@ static int whole_step(Model *m, Acts *a, const DecodeState *st, int32_t *best_b)
                           .eps = c->eps, .eps_o = EPS_O, .resid = a->resid, .qfi = a->qfi, .o = a->o,
                           .mid = a->xmid, .logits = a->logits, .gu = a->gu, .best = best_b, .norm = W(m, P_NORM, 0),
                           .wlm = W(m, lm_tensor(m), 0), .layers = ly};
-    SECTION("decode step");
     return dev_decode_step(&d);
 }
 
