@@ -15,7 +15,6 @@
 #include "decode.cuh"
 
 #define DSTEP_THREADS 256   // gemv_stage's norm sums and the products' warps assume 8 warps a block
-#define DSTEP_MAX_L DECODE_STEP_MAX_L   // the layers' pointers travel in the kernel's parameters (under 4 KB)
 #define DSTEP_VW 32         // hgru_step_kernel<32, true>'s warps, each real warp taking four
 
 struct DStepLayer {
@@ -34,7 +33,7 @@ struct DStepArgs {
     unsigned long long *bar;                 // the barrier's count of arrivals
     int32_t *best;                           // greedy decoding's picks [B] (NULL: none)
     unsigned long long *keys;                // their running maxima [4], 0 between launches
-    DStepLayer layer[DSTEP_MAX_L];
+    DStepLayer layer[DECODE_STEP_MAX_L];   // (in the kernel's parameters: under 4 KB)
 };
 
 // ---- the barrier over the grid ----
@@ -123,7 +122,7 @@ __device__ __forceinline__ void dstep_last(const DStepArgs &a, unsigned ph, cons
 // A warp takes G adjacent rows of W at a time, KB 16-byte chunks of each a lane in one batch of loads: 8 loads
 // a lane in flight (G 4 only for 1 or 2 sequences, whose G NR sums fit the registers), the groups of rows dealt
 // round the grid's warps. Its first group's first loads go out before the wait. (16 loads a lane for one
-// sequence ran slower: 5,614 against 7,376 tokens/s at 44M, the registers spilling.)
+// sequence spilled registers and ran slower: 0.81x the fused ops at 44M, where 8 ran 1.04x.)
 template <int NR, int PRO, bool RES, int G, int KB, typename TY>
 __device__ __forceinline__ void dstep_gemv_g(TY *__restrict__ y, const void *x, const float *__restrict__ nw,
                                              double eps, const float *res, const bf16 *__restrict__ W, int I, int O,
@@ -302,7 +301,7 @@ __global__ void __launch_bounds__(DSTEP_THREADS, 2) decode_step_kernel(const __g
 
 // Which batches take the kernel: 2 to 4 (2, the default), 1 to 4 (1) or none (0); -1: as HGRN2_DECODE_KERNEL
 // says (0 or 1, else the default). At batch 1 the fused ops a launch each stream the weights of a large model
-// faster (one H100: 1.13B 947 and 998 tokens/s against 1,041; 44M 7,247 and 7,376 against 7,020 and 7,086).
+// faster (one H100, one call: 1.13B 1,000 tokens/s against 1,035; 44M 7,482 against 7,109).
 static int g_decode_kernel = -1;
 extern "C" void cuda_set_decode_kernel(int on) { g_decode_kernel = on; }
 static int decode_kernel_min_batch(void) {   // 0: off
@@ -337,7 +336,7 @@ extern "C" int cuda_decode_step(const DecodeStep *d) {
     const int B = d->B, D = d->D, I = d->I, H = d->H, K = d->K, Dv = d->Dv, V = d->V, L = d->L;
     const int64_t HK = (int64_t)H * K;
     const int min_b = decode_kernel_min_batch();
-    if (!min_b || !opnd_bf16() || !gemv_on() || B < min_b || B > 4 || L < 0 || L > DSTEP_MAX_L ||
+    if (!min_b || !opnd_bf16() || !gemv_on() || B < min_b || B > 4 || L < 0 || L > DECODE_STEP_MAX_L ||
         H < 1 || (int64_t)B * H >= 128 || (int64_t)H * Dv != D || D % 8 || I % 8 || I < 0 || V < 1 || K < 1 ||
         2 * HK + D > INT_MAX / 32 || 2 * (int64_t)I > INT_MAX / 32 || (int64_t)V > INT_MAX / 32)
         return 0;
