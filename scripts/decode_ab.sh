@@ -14,9 +14,11 @@ batches="1 2 4 8 16"
 switch=HGRN2_DECODE_FUSED
 while [ $# -gt 0 ]; do
     case "$1" in
-        --batches) batches=$2; shift 2 ;;
+        --batches)
+            [ -n "${2:-}" ] || { echo "decode_ab.sh: --batches needs a list of batch sizes" >&2; exit 2; }
+            batches=$2; shift 2 ;;
         --switch)
-            case "$2" in
+            case "${2:-}" in
                 HGRN2_DECODE_FUSED | HGRN2_DECODE_KERNEL | HGRN2_CUDA_GRAPHS | HGRN2_PDL | HGRN2_GEMV) switch=$2 ;;
                 *) echo "decode_ab.sh: --switch takes HGRN2_DECODE_FUSED, HGRN2_DECODE_KERNEL, HGRN2_CUDA_GRAPHS, HGRN2_PDL or HGRN2_GEMV" >&2; exit 2 ;;
             esac

@@ -146,4 +146,15 @@ checks=$((checks + 1))
 if [ "$(grep -cE '^ +[13] +[0-9]+ +[0-9]+ +[0-9.]+x$' "$TMP/out")" = 2 ]; then ok "decode_ab.sh prints batches 1 and 3"
 else fail "decode_ab.sh's table:"; sed 's/^/    /' "$TMP/out" | head -5; fi
 expect 2 "decode_ab.sh with an unknown option" -- bash scripts/decode_ab.sh --bogus; expect_msg "unknown option"
+expect 0 "decode_ab.sh --switch HGRN2_DECODE_KERNEL on the CPU" -- bash scripts/decode_ab.sh --batches 2 \
+    --switch HGRN2_DECODE_KERNEL -- --preset tiny --device cpu --tokens 4 --prompt-len 8 --threads 1
+checks=$((checks + 1))
+if grep -q "^HGRN2_DECODE_KERNEL: on (1) against off (0)$" "$TMP/out" && grep -qE '^ +2 +[0-9]+ +[0-9]+ +[0-9.]+x$' "$TMP/out"
+then ok "decode_ab.sh --switch names the switch and prints batch 2"
+else fail "decode_ab.sh --switch's table:"; sed 's/^/    /' "$TMP/out" | head -5; fi
+expect 2 "decode_ab.sh --switch of an unknown switch" -- bash scripts/decode_ab.sh --switch HGRN2_BOGUS
+expect_msg "--switch takes"
+expect 2 "decode_ab.sh --switch without a value" -- bash scripts/decode_ab.sh --switch; expect_msg "--switch takes"
+expect 2 "decode_ab.sh --batches without a value" -- bash scripts/decode_ab.sh --batches
+expect_msg "--batches needs"
 finish
