@@ -312,10 +312,11 @@ int cmd_sample(int argc, char **argv) {
     uint8_t *seen = rep != 1.0 ? xmalloc((size_t)rows * V) : NULL;
     int64_t *seq = xmalloc((size_t)rows * sizeof(int64_t)), *count = xmalloc((size_t)rows * sizeof(int64_t));
     uint64_t *rng = xmalloc((size_t)rows * sizeof(uint64_t));
-    int32_t *feed = xmalloc((size_t)rows * sizeof(int32_t)), *best = xmalloc((size_t)rows * sizeof(int32_t));
     // greedy decoding without a repetition penalty needs of each step's logits only their largest: the backend
-    // picks it (model_forward_greedy), and the logits stay where they are
+    // picks it, and the logits stay where they are; it decodes up to GREEDY_CHUNK steps at a time ahead of the
+    // printing (model_greedy_steps: on the GPU one wait for them all), picks [steps][nb]
     const int greedy = temp <= 0 && !seen;
+    int32_t *feed = xmalloc((size_t)rows * sizeof(int32_t)), *picks = xmalloc((size_t)GREEDY_CHUNK * rows * sizeof(int32_t));
     uint8_t *live = xmalloc((size_t)rows);
     ByteBuf *all = xcalloc((size_t)rows, sizeof(ByteBuf));   // each row's text, for --stop
     ByteBuf text = {0};
@@ -370,6 +371,7 @@ int cmd_sample(int argc, char **argv) {
             }
         }
         st.pos = (int)pst.pos;   // the transformer's rows have all seen len0 positions
+        int npicks = 0, at = 0;  // greedy: the steps decoded ahead, and which of them step i is
         // A row ends at end-of-text (not printed), at a --stop string or after ntok tokens; an ended row is fed
         // its last token until the whole batch has ended, and nothing of it is printed any more.
         for (int64_t i = 0; i < ntok; i++) {
@@ -380,7 +382,8 @@ int cmd_sample(int argc, char **argv) {
                 real *lg = logits + (int64_t)r * V;
                 uint8_t *sn = seen ? seen + (int64_t)r * V : NULL;
                 if (sn) repetition_penalty(lg, sn, V, rep);
-                const int32_t id = greedy && i > 0 ? best[r] : sample_token(lg, V, temp, (int)topk, topp, &rng[r], cand);
+                const int32_t id = greedy && i > 0 ? picks[(int64_t)at * nb + r]
+                                                   : sample_token(lg, V, temp, (int)topk, topp, &rng[r], cand);
                 feed[r] = id;
                 if (id == eot) { live[r] = 0; continue; }
                 generated++;
@@ -406,8 +409,12 @@ int cmd_sample(int argc, char **argv) {
                 else going = 1;
             }
             if (!going) break;
-            if (greedy) model_forward_greedy(&m, &step, feed, &st, best);
-            else model_forward(&m, &step, feed, NULL, &st, logits, 1, 0, NULL);
+            if (!greedy) model_forward(&m, &step, feed, NULL, &st, logits, 1, 0, NULL);
+            else if (++at >= npicks) {   // the steps for i + 1 on, fed the tokens of i; ended rows' picks unread
+                npicks = (int)(ntok - 1 - i < GREEDY_CHUNK ? ntok - 1 - i : GREEDY_CHUNK);
+                model_greedy_steps(&m, &step, feed, &st, npicks, picks);
+                at = 0;
+            }
         }
         for (int r = 0; r < nb; r++) printer_end(&pr, seq[r]);
         decode_state_free(&st);
@@ -424,7 +431,7 @@ int cmd_sample(int argc, char **argv) {
     for (int r = 0; r < rows; r++) free(all[r].data);
     for (int p = 0; p < nprompts; p++) free(prompts[p].ids.ids);
     free(all); free(seen); free(logits0); free(prompt_text); free(prompts); free(porder); free(pr.buf); free(pr.done);
-    free(text.data); free(logits); free(cand); free(seq); free(count); free(rng); free(feed); free(best); free(live);
+    free(text.data); free(logits); free(cand); free(seq); free(count); free(rng); free(feed); free(picks); free(live);
     decode_state_free(&pst);
     acts_free(&pre); acts_free(&step);
     if (tok) tokenizer_free(tok);

@@ -373,6 +373,8 @@ void acts_reshape(Acts *a, int B, int T) {
 }
 void acts_free(Acts *a) {
     dev_graph_free(a->graph);
+    for (int k = 0; k < GREEDY_GRAPHS; k++) dev_graph_free(a->sgraph[k]);
+    if (a->steps_d) dev_free(a->steps_d);
     dev_free(a->mem);
     free(a->losses_h);
     free(a->sel_h);
@@ -955,6 +957,57 @@ double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targe
 void model_forward_greedy(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int32_t *best) {
     if (m->c.head != HEAD_NEXT_TOKEN) die("model_forward_greedy: the model does not predict tokens");
     forward_entry(m, a, ids, NULL, st, NULL, best, 1, 0, NULL);
+}
+
+// Graph k of model_greedy_steps: 2 << k steps from ids, their picks into a->steps_d and then out; 0 when it could
+// not be recorded (the caller steps one at a time).
+static int greedy_graph(Model *m, Acts *a, int k, const int32_t *ids, DecodeState *st, int32_t *out) {
+    const int B = a->B, S = 2 << k;
+    if (a->sgraph[k] && (a->sgraph_state[k] != st->s || a->sgraph_B[k] != B || a->sgraph_epoch[k] != dev_mem_epoch())) {
+        dev_graph_free(a->sgraph[k]);
+        a->sgraph[k] = NULL;
+    }
+    if (!a->steps_d) a->steps_d = dev_alloc((size_t)GREEDY_CHUNK * (size_t)a->cap * sizeof(int32_t), "greedy picks");
+    dev_upload(a->ids_d, ids, (size_t)B * sizeof(int32_t));
+    const int pos = st->pos;
+    if (!a->sgraph[k]) {
+        if (!dev_graph_begin()) return 0;
+        for (int s = 0; s < S; s++)   // step s reads step s - 1's picks
+            forward_ops(m, a, s ? a->steps_d + (int64_t)(s - 1) * B : a->ids_d, NULL, NULL, st, NULL,
+                        a->steps_d + (int64_t)s * B, 1, 0, NULL);
+        st->pos = pos;   // nothing ran yet
+        a->sgraph[k] = dev_graph_end();
+        if (!a->sgraph[k]) { a->sgraph_failed = 1; return 0; }
+        a->sgraph_state[k] = st->s;
+        a->sgraph_B[k] = B;
+        a->sgraph_epoch[k] = dev_mem_epoch();
+    }
+    dev_graph_launch(a->sgraph[k]);
+    st->pos = pos + S;
+    dev_download(out, a->steps_d, (size_t)S * B * sizeof(int32_t));
+    return 1;
+}
+
+// HGRN2_GREEDY_STEPS=0 (or g_greedy_steps = 0) takes model_greedy_steps' steps one at a time
+int g_greedy_steps = -1;
+void model_greedy_steps(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int n, int32_t *out) {
+    const int B = a->B;
+    for (int t = 0; t < n; ) {
+        const int32_t *in = t ? out + (int64_t)(t - 1) * B : ids;
+        // the graphs take the steps after a batch's first (which makes the buffers and bf16 copies they read)
+        const int graphs = g_gpu && st && a->T == 1 && a->steps_B == B && a->steps_epoch == dev_mem_epoch() &&
+                           !a->sgraph_failed &&
+                           m->c.head == HEAD_NEXT_TOKEN && m->c.mixer != MIXER_TRANSFORMER &&
+                           B <= cls_rows() && decode_graphs_on() && st->B == B &&
+                           env_switch(&g_greedy_steps, "HGRN2_GREEDY_STEPS");
+        int k = GREEDY_GRAPHS - 1;
+        while (k >= 0 && (2 << k) > n - t) k--;
+        if (graphs && k >= 0 && greedy_graph(m, a, k, in, st, out + (int64_t)t * B)) { t += 2 << k; continue; }
+        model_forward_greedy(m, a, in, st, out + (int64_t)t * B);
+        a->steps_B = B;
+        a->steps_epoch = dev_mem_epoch();
+        t++;
+    }
 }
 
 // ----------------------------------------------------------------------------------------------------------

@@ -182,6 +182,8 @@ void print_config(const Config *c, const Layout *lay, FILE *f);
 // instead of 11D + 3I. A transformer keeps in qfi its rotated [q | k | v], in o the attention's output, and
 // per row and head its log-sum-exp (lse); it has no gates, so q, k, g, their gradients and rstdo are not
 // allocated. Without `train`, every per-layer buffer is shared.
+#define GREEDY_GRAPHS 4                         // model_greedy_steps: graphs of 2, 4, 8, 16 steps
+#define GREEDY_CHUNK (2 << (GREEDY_GRAPHS - 1))   // the longest: 16
 typedef struct {
     int B, T, train;
     int64_t N;
@@ -225,6 +227,15 @@ typedef struct {
     const real *graph_state;
     uint64_t graph_epoch;
     int graph_B, graph_runs, graph_failed, graph_best;
+    // model_greedy_steps' graphs of 2, 4, 8 and 16 greedy steps (steps [GREEDY_CHUNK][B] on the GPU: their
+    // picks), each recorded for the state, batch and memory its fields say
+    void *sgraph[GREEDY_GRAPHS];
+    const real *sgraph_state[GREEDY_GRAPHS];
+    uint64_t sgraph_epoch[GREEDY_GRAPHS];
+    int sgraph_B[GREEDY_GRAPHS], sgraph_failed;
+    int32_t *steps_d;
+    uint64_t steps_epoch;                   // the memory as a step of steps_B sequences left it (0: none yet):
+    int steps_B;                            // what recording the graphs needs allocated exists then
     void *mem;
     int64_t bytes;
 } Acts;
@@ -279,6 +290,13 @@ extern int g_decode_graphs, g_decode_fused;
 // 0). The pick is made where the logits are, so on the GPU B ids cross to the host instead of B x V logits. The
 // one-token step replays a CUDA graph as model_forward's does.
 void model_forward_greedy(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int32_t *best);
+// n greedy steps of one token a sequence: the first fed ids [B], each later one fed the picks of the step before;
+// out [n][B] receives every step's picks. The same tokens, state and bits as n calls of model_forward_greedy fed
+// their own picks. On the GPU, after the first step of a batch, the steps replay CUDA graphs of 16, 8, 4 or 2
+// steps (one graph and one wait a graph instead of one a token; HGRN2_CUDA_GRAPHS=0 or HGRN2_GREEDY_STEPS=0 or
+// g_greedy_steps 0: a step at a time).
+void model_greedy_steps(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int n, int32_t *out);
+extern int g_greedy_steps;
 // Backward pass after a training forward: gradients accumulate (+=) into m->grads; m->grads_ready, when set,
 // hears of each stretch as it becomes final.
 void model_backward(Model *m, Acts *a, const int32_t *ids);

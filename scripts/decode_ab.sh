@@ -2,7 +2,8 @@
 # Decoding with HGRN2's fused step against decoding op by op (HGRN2_DECODE_FUSED=0), batch by batch, in one
 # run: the measurement behind the fused step's row limit (model.c, DECODE_FUSED_ROWS). --switch VAR compares
 # on against off for another of the program's switches instead (HGRN2_DECODE_KERNEL: the whole step in one kernel
-# against the fused ops a launch each; HGRN2_CUDA_GRAPHS, HGRN2_PDL, HGRN2_GEMV).
+# against the fused ops a launch each; HGRN2_GREEDY_STEPS: greedy steps in graphs of up to 16 against one graph
+# and one wait a token; HGRN2_CUDA_GRAPHS, HGRN2_PDL, HGRN2_GEMV).
 #   bash scripts/decode_ab.sh [--batches "1 2 4 8 16"] [--switch VAR] [-- flags for hgrn2 bench --generate]
 # Default model: the 1.13B size of scripts/bench_vs_fla.sh on the GPU (--dim 2048 --layers 18 --expand-ratio 128
 # --vocab 50304 --device cuda --tokens 128); flags after -- replace it, e.g. `-- --preset tiny --device cpu
@@ -19,12 +20,13 @@ while [ $# -gt 0 ]; do
             batches=$2; shift 2 ;;
         --switch)
             case "${2:-}" in
-                HGRN2_DECODE_FUSED | HGRN2_DECODE_KERNEL | HGRN2_CUDA_GRAPHS | HGRN2_PDL | HGRN2_GEMV) switch=$2 ;;
-                *) echo "decode_ab.sh: --switch takes HGRN2_DECODE_FUSED, HGRN2_DECODE_KERNEL, HGRN2_CUDA_GRAPHS, HGRN2_PDL or HGRN2_GEMV" >&2; exit 2 ;;
+                HGRN2_DECODE_FUSED | HGRN2_DECODE_KERNEL | HGRN2_GREEDY_STEPS | HGRN2_CUDA_GRAPHS | HGRN2_PDL | HGRN2_GEMV)
+                    switch=$2 ;;
+                *) echo "decode_ab.sh: --switch takes HGRN2_DECODE_FUSED, HGRN2_DECODE_KERNEL, HGRN2_GREEDY_STEPS, HGRN2_CUDA_GRAPHS, HGRN2_PDL or HGRN2_GEMV" >&2; exit 2 ;;
             esac
             shift 2 ;;
         --) shift; break ;;
-        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "decode_ab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

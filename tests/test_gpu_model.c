@@ -342,6 +342,73 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
     cuda_set_gemm_precision(1);
 }
 
+// Greedy decoding many steps at a time (model_greedy_steps: CUDA graphs of 2 to 16 steps that feed each step's
+// picks to the next on the GPU) against one step at a time fed its own picks (model_forward_greedy): the same
+// picks and the same state, to the bit, for B rows prefilled together from random prompts. The steps come in
+// calls of 37, 19 and 6 (a first step alone, then graphs of 16, 16, 4; 16, 2, then one alone; 4, 2), and once
+// more after the states were replaced (freed memory: the first step alone again, and the graphs recorded again).
+static void greedy_steps(const char *what, Config c, int gemm_mode, int B) {
+    config_finish(&c);
+    cuda_set_gemm_precision(gemm_mode);
+    enum { P = 9, NC = 3, MAXS = 37 };
+    static const int calls[NC] = {37, 19, 6};
+    g_gpu = 1;
+    Model m;
+    model_alloc(&m, &c);
+    model_init(&m, 31);
+    model_to_device(&m);
+    Acts pre, one, many;
+    acts_alloc(&pre, &c, B, P, 0);
+    acts_alloc(&one, &c, B, 1, 0);
+    acts_alloc(&many, &c, B, 1, 0);
+    int32_t *prompt = xmalloc((size_t)B * P * sizeof(int32_t)), *first = xmalloc((size_t)B * sizeof(int32_t));
+    int32_t *want = xmalloc((size_t)MAXS * B * sizeof(int32_t)), *got = xmalloc((size_t)MAXS * B * sizeof(int32_t));
+    uint64_t r = 1234 + (uint64_t)B;
+    int64_t differ = 0, sdiffer = 0, total = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < B * P; i++) prompt[i] = (int32_t)(splitmix64(&r) % (uint64_t)c.V);
+        DecodeState sa, sb;
+        decode_state_alloc(&sa, &c, B, 1);
+        decode_state_alloc(&sb, &c, B, 1);
+        model_forward_greedy(&m, &pre, prompt, &sa, first);
+        model_forward_greedy(&m, &pre, prompt, &sb, first);
+        int32_t *fa = xmalloc((size_t)B * sizeof(int32_t)), *fb = xmalloc((size_t)B * sizeof(int32_t));
+        memcpy(fa, first, (size_t)B * sizeof(int32_t));
+        memcpy(fb, first, (size_t)B * sizeof(int32_t));
+        for (int k = 0; k < NC; k++) {
+            const int n = calls[k];
+            for (int t = 0; t < n; t++) {
+                model_forward_greedy(&m, &one, t ? want + (int64_t)(t - 1) * B : fa, &sa, want + (int64_t)t * B);
+            }
+            model_greedy_steps(&m, &many, fb, &sb, n, got);
+            for (int64_t i = 0; i < (int64_t)n * B; i++) differ += want[i] != got[i];
+            total += (int64_t)n * B;
+            memcpy(fa, want + (int64_t)(n - 1) * B, (size_t)B * sizeof(int32_t));
+            memcpy(fb, got + (int64_t)(n - 1) * B, (size_t)B * sizeof(int32_t));
+        }
+        CHECK(sa.pos == sb.pos, "%s: positions %d and %d after the steps", what, sa.pos, sb.pos);
+        real *ha = xmalloc((size_t)sa.n * sizeof(real)), *hb = xmalloc((size_t)sb.n * sizeof(real));
+        cuda_to_host(ha, sa.s, (size_t)sa.n * sizeof(real));
+        cuda_to_host(hb, sb.s, (size_t)sb.n * sizeof(real));
+        for (int64_t i = 0; i < sa.n; i++) sdiffer += memcmp(&ha[i], &hb[i], sizeof(real)) != 0;
+        free(ha); free(hb); free(fa); free(fb);
+        decode_state_free(&sa);
+        decode_state_free(&sb);
+    }
+    int recorded = 0;
+    for (int k = 0; k < GREEDY_GRAPHS; k++) recorded += many.sgraph[k] != NULL;
+    printf("%-46s %d rows, steps in graphs of up to %d (%d recorded): %lld of %lld picks and %lld state values differ\n",
+           what, B, GREEDY_CHUNK, recorded, (long long)differ, (long long)total, (long long)sdiffer);
+    CHECK(differ == 0 && sdiffer == 0, "%s: decoding steps in graphs changed %lld picks and %lld state values", what,
+          (long long)differ, (long long)sdiffer);
+    CHECK(recorded == 3, "%s: %d of the graphs of 16, 4 and 2 steps were recorded, not 3", what, recorded);
+    free(prompt); free(first); free(want); free(got);
+    acts_free(&pre); acts_free(&one); acts_free(&many);
+    model_free(&m);
+    g_gpu = 0;
+    cuda_set_gemm_precision(1);
+}
+
 // The reference fixture on the GPU (imported by test_parity into tests/tmp/test_parity/fla.ckpt; imported
 // again here so this program stands alone).
 static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
@@ -538,6 +605,16 @@ int main(void) {
     decT.lower_bound = 0; decT.mixer = MIXER_TRANSFORMER;   // two heads of 64
     batched_decode("batched decoding transformer D 128, fp32", decT, 0, 1e-5);
     batched_decode("batched decoding transformer D 128, bf16", decT, 2, 3e-2);
+    // greedy steps many at a time: the fused ops (1 row), the whole-step kernel (4 rows; 1 row when forced), the
+    // layers' ops (8 rows), HGRN1
+    greedy_steps("greedy steps in graphs D 128, bf16", dec, 2, 1);
+    greedy_steps("greedy steps in graphs D 128, bf16", dec, 2, 4);
+    greedy_steps("greedy steps in graphs D 256, K 128, no MLP, bf16", dec2, 2, 4);
+    cuda_set_decode_kernel(1);
+    greedy_steps("greedy steps in graphs, whole-step kernel, bf16", dec, 2, 1);
+    cuda_set_decode_kernel(-1);
+    greedy_steps("greedy steps in graphs D 128, fp32", dec, 0, 8);
+    greedy_steps("greedy steps in graphs HGRN1 D 128, bf16", dec1, 2, 3);
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);
