@@ -853,13 +853,14 @@ static int whole_step(Model *m, Acts *a, const DecodeState *st, int32_t *best_b)
 }
 
 // The forward's ops, with the ids (and targets: tgt_b) where the backend reads them; best_b as head_fwd's.
+// lb_ready: a->lb holds the lower bounds of these weights already (the later steps of a graph of several).
 static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t *targets, const int32_t *tgt_b,
                           DecodeState *st, real *logits_out, int32_t *best_b, int last_only, double loss_scale,
-                          int64_t *count) {
+                          int64_t *count, int lb_ready) {
     const Config *c = &m->c;
     SECTION("embedding");
     // the forget gates' lower bounds of every layer, once per pass: a softmax over the layers per channel
-    if (c->lower_bound) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, c->H * c->K);
+    if (c->lower_bound && !lb_ready) OP(lower_bounds_fwd, a->lb, W(m, P_LB, 0), c->L, c->H * c->K);
     input_fwd(m, a, ids_b);
     if (decode_fused_on(m, a, st, targets, last_only)) {
         const int done = whole_step(m, a, st, best_b);
@@ -901,7 +902,7 @@ static void graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, r
     const int pos = st->pos;
     if (!a->graph && a->graph_runs > 0 && !a->graph_failed) {
         if (dev_graph_begin()) {
-            forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL);
+            forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL, 0);
             a->graph = dev_graph_end();
         }
         a->graph_failed = !a->graph;
@@ -915,7 +916,7 @@ static void graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, r
         dev_graph_launch(a->graph);
         st->pos = pos + 1;
     } else {
-        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL);
+        forward_ops(m, a, a->ids_d, NULL, NULL, st, NULL, best_b, 1, 0, NULL, 0);
     }
     a->graph_runs++;
     if (best) dev_download(best_out, best_b, (size_t)a->B * sizeof(int32_t));
@@ -944,7 +945,7 @@ static double forward_entry(Model *m, Acts *a, const int32_t *ids, const int32_t
         if (targets) { dev_upload(a->tgt_d, targets, (size_t)N * sizeof(int32_t)); tgt_b = a->tgt_d; }
         if (best_out) best_b = a->sel_d;
     }
-    double loss = forward_ops(m, a, ids_b, targets, tgt_b, st, logits_out, best_b, last_only, loss_scale, count);
+    double loss = forward_ops(m, a, ids_b, targets, tgt_b, st, logits_out, best_b, last_only, loss_scale, count, 0);
     if (best_out) dev_download(best_out, best_b, (size_t)a->B * sizeof(int32_t));
     return loss;
 }
@@ -972,9 +973,9 @@ static int greedy_graph(Model *m, Acts *a, int k, const int32_t *ids, DecodeStat
     const int pos = st->pos;
     if (!a->sgraph[k]) {
         if (!dev_graph_begin()) return 0;
-        for (int s = 0; s < S; s++)   // step s reads step s - 1's picks
+        for (int s = 0; s < S; s++)   // step s reads step s - 1's picks and the lower bounds step 0 made
             forward_ops(m, a, s ? a->steps_d + (int64_t)(s - 1) * B : a->ids_d, NULL, NULL, st, NULL,
-                        a->steps_d + (int64_t)s * B, 1, 0, NULL);
+                        a->steps_d + (int64_t)s * B, 1, 0, NULL, s > 0);
         st->pos = pos;   // nothing ran yet
         a->sgraph[k] = dev_graph_end();
         if (!a->sgraph[k]) { a->sgraph_failed = 1; return 0; }
