@@ -42,9 +42,10 @@ void cuda_graph_launch(void *graph);
 void cuda_graph_free(void *graph);                      // NULL is fine
 // Decoding's whole token step in one kernel (decode_step.cuh): 1 when it ran, 0 when the step's shapes, the
 // precision (bf16 operands) or HGRN2_DECODE_KERNEL leave it to the ops; the same bits as the ops. It takes
-// batches of 2 to 4; HGRN2_DECODE_KERNEL=1 batch 1 too, =0 none.
+// batches of 2 to 4, and batch 1 where every layer's product holds at most 16 MB of weights (44M, 162M; not
+// 1.13B); HGRN2_DECODE_KERNEL=1 batch 1 always, =0 none.
 int cuda_decode_step(const DecodeStep *d);
-void cuda_set_decode_kernel(int on);   // tests: 0 none, 1 batches 1 to 4, 2 2 to 4, -1 as HGRN2_DECODE_KERNEL says
+void cuda_set_decode_kernel(int on);   // tests: 0 none, 1 batches 1 to 4, 2 the default, -1 as HGRN2_DECODE_KERNEL says
 // Grows by one at every free and every bf16 weight copy that goes stale: a graph recorded at another value may
 // read memory that has changed hands or old weights, and must be recorded again.
 uint64_t cuda_mem_epoch(void);

@@ -832,7 +832,7 @@ static void head_step(Model *m, Acts *a, int done, real *logits_out, int32_t *be
 }
 
 // Every layer's block_step, the head's product and best_b's picks as one launch where the backend has it
-// (dev_decode_step: the GPU, batches of 2 to 4, or 1 to 4 under HGRN2_DECODE_KERNEL=1; not under bench --profile,
+// (dev_decode_step: the GPU, batches of 2 to 4 and batch 1 of a model of small products; not under bench --profile,
 // which times the ops); 0: the caller runs the ops.
 static int whole_step(Model *m, Acts *a, const DecodeState *st, int32_t *best_b) {
     const Config *c = &m->c;

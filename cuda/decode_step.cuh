@@ -299,12 +299,15 @@ __global__ void __launch_bounds__(DSTEP_THREADS, 2) decode_step_kernel(const __g
                                           (const float *)NULL, a.wlm, D, a.V, xs, a.bar, ph, a.L == 0, &a);
 }
 
-// Which batches take the kernel: 2 to 4 (2, the default), 1 to 4 (1) or none (0); -1: as HGRN2_DECODE_KERNEL
-// says (0 or 1, else the default). At batch 1 the fused ops a launch each stream the weights of a large model
-// faster (one H100, one call: 1.13B 1,000 tokens/s against 1,035; 44M 7,482 against 7,109).
+// Which batches take the kernel: 1 to 4 (1), none (0), or by default (2) 2 to 4 and batch 1 of a model whose
+// layers' products are each at most DSTEP_B1_BYTES of weights; -1: as HGRN2_DECODE_KERNEL says (0 or 1, else the
+// default). At batch 1 the fused ops, a launch each, stream the weights of a large product faster (one H100, one
+// call, decode tokens/s, kernel against fused ops: 44M 8,931 / 8,086 and 162M 4,353 / 3,977, whose largest
+// products are 2.9 and 6.3 MB, against 1.13B 1,020 / 1,052, whose MLP's first product is 46 MB).
+#define DSTEP_B1_BYTES (16ll << 20)
 static int g_decode_kernel = -1;
 extern "C" void cuda_set_decode_kernel(int on) { g_decode_kernel = on; }
-static int decode_kernel_min_batch(void) {   // 0: off
+static int decode_kernel_mode(void) {
     if (g_decode_kernel < 0) {
         const char *e = getenv("HGRN2_DECODE_KERNEL");
         g_decode_kernel = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
@@ -335,8 +338,10 @@ template <int NR> static int dstep_grid(size_t smem) {
 extern "C" int cuda_decode_step(const DecodeStep *d) {
     const int B = d->B, D = d->D, I = d->I, H = d->H, K = d->K, Dv = d->Dv, V = d->V, L = d->L;
     const int64_t HK = (int64_t)H * K;
-    const int min_b = decode_kernel_min_batch();
-    if (!min_b || !opnd_bf16() || !gemv_on() || B < min_b || B > 4 || L < 0 || L > DECODE_STEP_MAX_L ||
+    const int mode = decode_kernel_mode();
+    const int64_t widest = 2 * HK + D > 2 * (int64_t)I ? 2 * HK + D : 2 * (int64_t)I;   // the layers' widest product
+    if (!mode || (mode == 2 && B == 1 && widest * D * (int64_t)sizeof(bf16) > DSTEP_B1_BYTES)) return 0;
+    if (!opnd_bf16() || !gemv_on() || B < 1 || B > 4 || L < 0 || L > DECODE_STEP_MAX_L ||
         H < 1 || (int64_t)B * H >= 128 || (int64_t)H * Dv != D || D % 8 || I % 8 || I < 0 || V < 1 || K < 1 ||
         2 * HK + D > INT_MAX / 32 || 2 * (int64_t)I > INT_MAX / 32 || (int64_t)V > INT_MAX / 32)
         return 0;

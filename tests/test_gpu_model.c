@@ -308,25 +308,26 @@ static void batched_decode(const char *what, Config c, int gemm_mode, double tol
                (long long)n);
         CHECK(differ == 0, "%s: dependent launches changed %lld logits", what, (long long)differ);
         // the whole step in one kernel (bf16 operands; cuda/decode_step.cuh) computes what the fused ops compute,
-        // in their order: the same bits as the ops one launch each. By default it takes the 4 rows together and
-        // not the rows alone: so the rows together without it, and the rows alone with it
+        // in their order: the same bits as the ops one launch each. By default it takes the 4 rows together (and
+        // a row alone of a model this small): so the rows together without it, and the rows alone with and without
         cuda_set_decode_kernel(0);
         decode_rows(1, &c, 1, prompt, feed, plain, NULL);
+        real *plain1 = xmalloc((size_t)n * sizeof(real)), *plain0 = xmalloc((size_t)n * sizeof(real));
+        decode_rows(1, &c, 0, prompt, feed, plain0, NULL);
         cuda_set_decode_kernel(1);
-        real *plain1 = xmalloc((size_t)n * sizeof(real));
         decode_rows(1, &c, 0, prompt, feed, plain1, NULL);
         cuda_set_decode_kernel(-1);
         differ = 0;
         int64_t differ1 = 0;
         for (int64_t i = 0; i < n; i++) {
             differ += memcmp(&plain[i], &gpu[i], sizeof(real)) != 0;
-            differ1 += memcmp(&plain1[i], &alone[i], sizeof(real)) != 0;
+            differ1 += memcmp(&plain1[i], &plain0[i], sizeof(real)) != 0 || memcmp(&plain1[i], &alone[i], sizeof(real)) != 0;
         }
         printf("%-46s with and without the whole-step kernel: %lld and %lld (rows alone) of %lld logits differ\n",
                what, (long long)differ, (long long)differ1, (long long)n);
         CHECK(differ == 0 && differ1 == 0, "%s: the whole-step kernel changed %lld and %lld logits", what,
               (long long)differ, (long long)differ1);
-        free(plain1);
+        free(plain1); free(plain0);
         free(plain);
     }
     double worst = 0, worst_alone = 0;
