@@ -125,7 +125,7 @@ static void one_step(const char *what, Config c, int B, int T, int sparse, int g
     CHECK(el < tol_loss, "%s: loss %.7f on the GPU, %.7f on the CPU", what, lg, lc);
     printf("%-46s loss rel %.2e (limit %.0e) | worst gradient rel %.2e (%s; limit %.0e", what, el, tol_loss, worst,
            worst_name, tol_grad);
-    if (ge) printf(" or %.0f x the CPU's sensitivity to rounded operands, at most %.2e", BF16_SITES, worst_sens);
+    if (ge) printf(" or %.0f x the tensor's own sensitivity to rounded operands on the CPU, the largest %.2e", BF16_SITES, worst_sens);
     printf(")\n");
     free(g); free(ge); free(inp); free(tgt);
     g_gpu = 1; acts_free(&gpu.a); model_free(&gpu.m); g_gpu = 0;
