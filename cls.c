@@ -798,7 +798,9 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
     real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
     const int lra = c->layer == LAYER_LRA;
     if (lra) OP(bias_bwd, CG(m, C_BO, l), dy, N, D);
-    OP(matmul_bwd, a->dh, CG(m, C_WO, l), as_opnd(a->cv, dy, N * D), sl.yo, CW(m, C_WO, l), N, D, D);   // d yo
+    // (each operand is converted before its product's OP, so that the profile charges the product to itself)
+    const opnd *dyo = as_opnd(a->cv, dy, N * D);
+    OP(matmul_bwd, a->dh, CG(m, C_WO, l), dyo, sl.yo, CW(m, C_WO, l), N, D, D);   // d yo
     if (c->mixer == MIXER_HGRN1) {
         // d o into dout; d g, the gate's, straight into its columns of dqfi, which the scans leave alone
         OP(rmsnorm_gated_bwd, a->dout, a->dqfi + 2 * HK, QFI, CG(m, C_GNORM, l), a->dh, sl.o, sl.qfi + 2 * HK, QFI,
@@ -812,7 +814,8 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
         scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
     }
     if (lra) OP(bias_bwd, CG(m, C_BQFI, l), a->dqfi, N, QFI);
-    OP(matmul_bwd, d_in, CG(m, C_WQFI, l), as_opnd(a->cv, a->dqfi, N * QFI), in, CW(m, C_WQFI, l), N, D, QFI);
+    const opnd *dqfio = as_opnd(a->cv, a->dqfi, N * QFI);
+    OP(matmul_bwd, d_in, CG(m, C_WQFI, l), dqfio, in, CW(m, C_WQFI, l), N, D, QFI);
 }
 
 // Layer l: x -> norm1 -> bidirectional HGRU2 -> dropout -> (+ x) -> norm2 -> GLU -> dropout, into the stream
@@ -965,7 +968,8 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
     SECTION("input");
     real *x0 = stream(a, 0, N, D);
     if (pix) {
-        OP(matmul_fwd, x0, as_opnd(a->pixo, a->pix, N * CH), CW(m, C_PIX, 0), N, CH, D);
+        const opnd *pixo = as_opnd(a->pixo, a->pix, N * CH);
+        OP(matmul_fwd, x0, pixo, CW(m, C_PIX, 0), N, CH, D);
         OP(bias_add, x0, CW(m, C_PIX_B, 0), N, D);
     } else OP(embed_fwd, x0, ids, CW(m, C_EMB, 0), N, D);
     if (c->pos == POS_SINUSOIDAL) OP(add_positions, x0, S, T, D);
@@ -976,7 +980,8 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
     final_norm_fwd(m, a, stream(a, c->L, N, D), PER(a, xmid, c->L - 1, N * D), N, train);
     OP(pool_mean_fwd, a->pooled, a->hf, lens_b, S, T, D);
     if (nd == 1) {
-        OP(matmul_fwd, a->logits, as_opnd(a->cv, a->pooled, (int64_t)n * D), CW(m, C_HEAD, 0), n, D, C);
+        const opnd *po = as_opnd(a->cv, a->pooled, (int64_t)n * D);
+        OP(matmul_fwd, a->logits, po, CW(m, C_HEAD, 0), n, D, C);
         OP(bias_add, a->logits, CW(m, C_HEAD_B, 0), n, C);
     } else {
         OP(pair_features_fwd, a->f, a->pooled, a->pooled + (int64_t)n * D, n, D);
@@ -1032,7 +1037,8 @@ static void block_bwd(ClsModel *m, ClsActs *a, int l, int S, int64_t N) {
     real *dy = dx;
     if (c->dropout > 0) { OP(dropout_bwd, a->dt, dx, N * D, c->dropout, drop_site(a->drop_seed, 2 + 2 * l)); dy = a->dt; }
     OP(bias_bwd, CG(m, C_B3, l), dy, N, D);
-    OP(matmul_bwd, a->dh, CG(m, C_W3, l), dy_opnd(a, dy, N * D), ga, CW(m, C_W3, l), N, I, D);   // d ga [N,I]
+    const opnd *dyo = dy_opnd(a, dy, N * D);
+    OP(matmul_bwd, a->dh, CG(m, C_W3, l), dyo, ga, CW(m, C_W3, l), N, I, D);   // d ga [N,I]
     OP(swiglu_bwd, a->dgu, a->dh, gu, N, I);
     OP(bias_bwd_opnd, CG(m, C_B12, l), a->dgu, N, 2 * I);
     OP(matmul_bwd, a->dh, CG(m, C_W12, l), a->dgu, h2, CW(m, C_W12, l), N, D, 2 * I);             // d h2
@@ -1072,7 +1078,8 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
         OP(matmul_bwd, a->dz, CG(m, C_PAIR2, 0), dl, a->gz, CW(m, C_PAIR2, 0), n, D, 2);         // d gz
         OP(gelu_bwd, a->dz, a->dz, a->z, (int64_t)n * D);
         OP(bias_bwd, CG(m, C_PAIR1_B, 0), a->dz, n, D);
-        OP(matmul_bwd, a->df, CG(m, C_PAIR1, 0), dy_opnd(a, a->dz, (int64_t)n * D), a->f, CW(m, C_PAIR1, 0), n, 4 * D, D);
+        const opnd *dzo = dy_opnd(a, a->dz, (int64_t)n * D);
+        OP(matmul_bwd, a->df, CG(m, C_PAIR1, 0), dzo, a->f, CW(m, C_PAIR1, 0), n, 4 * D, D);
         OP(pair_features_bwd, a->dpooled, a->dpooled + (int64_t)n * D, a->df, a->pooled, a->pooled + (int64_t)n * D, n, D);
     }
     OP(pool_mean_bwd, a->dh, a->dpooled, lens_b, S, T, D);                                         // d hf
@@ -1084,8 +1091,8 @@ void cls_backward(ClsModel *m, ClsActs *a, double loss_scale) {
     if (c->input == INPUT_PIXELS) {
         const int CH = cls_pos_values(c);
         OP(bias_bwd, CG(m, C_PIX_B, 0), a->dx, N, D);
-        OP(matmul_bwd, NULL, CG(m, C_PIX, 0), dy_opnd(a, a->dx, N * D), as_opnd(a->pixo, a->pix, N * CH),
-           CW(m, C_PIX, 0), N, CH, D);
+        const opnd *dxo = dy_opnd(a, a->dx, N * D), *pixo = as_opnd(a->pixo, a->pix, N * CH);
+        OP(matmul_bwd, NULL, CG(m, C_PIX, 0), dxo, pixo, CW(m, C_PIX, 0), N, CH, D);
     } else OP(embed_bwd, CG(m, C_EMB, 0), a->dx, g_gpu ? a->ids_d : a->ids_h, N, D, c->V);
     if (c->lower_bound) OP(lower_bounds_bwd, CG(m, C_LB, 0), a->dlb, CW(m, C_LB, 0), c->L, HK);
 }

@@ -552,7 +552,8 @@ static void mixer_fwd(Model *m, Acts *a, int l, const DecodeState *st, real *out
         } else {
             OP(attention_fwd, o, lse, qkv, QFI, qkv + D, qkv + 2 * D, QFI, (int64_t)T * QFI, B, T, T, c->H, c->K);
         }
-        OP(matmul_fwd, out, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // y [N,D]
+        const opnd *oo = as_opnd(a->yo, o, N * D);   // (before the product's OP: the profile charges each its own)
+        OP(matmul_fwd, out, oo, W(m, P_WO, l), N, D, D);   // y [N,D]
         break;
     }
     case NMIXERS: break;
@@ -1103,7 +1104,8 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         // q and k as the forward kept them, rotated; their gradients are rotated back after the attention's
         real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
         const opnd *dyo = as_opnd(a->dyo, dy, N * D);
-        OP(matmul_bwd, a->dout, G(m, P_WO, l), dyo, as_opnd(a->yo, o, N * D), W(m, P_WO, l), N, D, D);   // d o
+        const opnd *oo = as_opnd(a->yo, o, N * D);
+        OP(matmul_bwd, a->dout, G(m, P_WO, l), dyo, oo, W(m, P_WO, l), N, D, D);   // d o
         OP(attention_bwd, a->dqfi, a->dqfi + D, a->dqfi + 2 * D, QFI, a->dout, qkv, qkv + D, qkv + 2 * D, QFI, o,
                           LAYER(a, lse, l, c->H), B, T, c->H, c->K);                 // d [q | k | v] [N, 3D]
         OP(rope_bwd, a->dqfi, QFI, B, T, 2 * c->H, c->K, ROPE_THETA);
