@@ -887,6 +887,12 @@ static double forward_ops(Model *m, Acts *a, const int32_t *ids_b, const int32_t
 // nothing under HGRN2_CUDA_SYNC).
 int g_decode_graphs = -1;   // -1: as HGRN2_CUDA_GRAPHS says (on unless it is 0)
 static int decode_graphs_on(void) { return env_switch(&g_decode_graphs, "HGRN2_CUDA_GRAPHS") && !g_prof; }
+// Whether a one-token decoding step of a may replay a graph: on the GPU, HGRN (not the transformer, whose step
+// changes with its position), a next-token head, not training, rows that fit the classifier's block.
+static int step_graphs_on(const Model *m, const Acts *a, const DecodeState *st) {
+    return g_gpu && st && a->T == 1 && !a->train && m->c.head == HEAD_NEXT_TOKEN &&
+           m->c.mixer != MIXER_TRANSFORMER && a->B <= cls_rows() && decode_graphs_on();
+}
 // The step of model_forward (logits_out) or model_forward_greedy (best_out); the graph of the one keeps its
 // output apart from the other's (graph_best says which it was recorded for).
 static void graph_step(Model *m, Acts *a, const int32_t *ids, DecodeState *st, real *logits_out, int32_t *best_out) {
@@ -933,8 +939,7 @@ static double forward_entry(Model *m, Acts *a, const int32_t *ids, const int32_t
     if (st && st->B != a->B) die("model_forward: a decoding state of %d sequences for a batch of %d", st->B, a->B);
     if (st && c->mixer == MIXER_TRANSFORMER && (int64_t)st->pos + a->T > st->ctx)
         die("the key/value cache holds %d positions: %d more after %d do not fit", st->ctx, a->T, st->pos);
-    if (g_gpu && st && a->T == 1 && last_only && (logits_out || best_out) && !targets && !a->train &&
-        c->head == HEAD_NEXT_TOKEN && c->mixer != MIXER_TRANSFORMER && a->B <= cls_rows() && decode_graphs_on()) {
+    if (step_graphs_on(m, a, st) && last_only && (logits_out || best_out) && !targets) {
         graph_step(m, a, ids, st, logits_out, best_out);
         return 0;
     }
@@ -994,14 +999,12 @@ static int greedy_graph(Model *m, Acts *a, int k, const int32_t *ids, DecodeStat
 int g_greedy_steps = -1;
 void model_greedy_steps(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int n, int32_t *out) {
     const int B = a->B;
+    if (st && st->B != B) die("model_greedy_steps: a decoding state of %d sequences for a batch of %d", st->B, B);
+    const int on = step_graphs_on(m, a, st) && env_switch(&g_greedy_steps, "HGRN2_GREEDY_STEPS");
     for (int t = 0; t < n; ) {
         const int32_t *in = t ? out + (int64_t)(t - 1) * B : ids;
         // the graphs take the steps after a batch's first (which makes the buffers and bf16 copies they read)
-        const int graphs = g_gpu && st && a->T == 1 && a->steps_B == B && a->steps_epoch == dev_mem_epoch() &&
-                           !a->sgraph_failed &&
-                           m->c.head == HEAD_NEXT_TOKEN && m->c.mixer != MIXER_TRANSFORMER &&
-                           B <= cls_rows() && decode_graphs_on() && st->B == B &&
-                           env_switch(&g_greedy_steps, "HGRN2_GREEDY_STEPS");
+        const int graphs = on && !a->sgraph_failed && a->steps_B == B && a->steps_epoch == dev_mem_epoch();
         int k = GREEDY_GRAPHS - 1;
         while (k >= 0 && (2 << k) > n - t) k--;
         if (graphs && k >= 0 && greedy_graph(m, a, k, in, st, out + (int64_t)t * B)) { t += 2 << k; continue; }

@@ -175,6 +175,8 @@ const real *host_view(const Model *m, const real *p, int64_t n, real **tmp);
 void print_config(const Config *c, const Layout *lay, FILE *f);
 
 // ---- activations ----
+#define GREEDY_GRAPHS 4                           // model_greedy_steps: graphs of 2, 4, 8, 16 steps
+#define GREEDY_CHUNK (2 << (GREEDY_GRAPHS - 1))   // the longest: 16
 // Activations of one forward pass over B x T tokens, carved from one allocation. With `train`, every layer
 // keeps the inputs of its norms, of the gates and of SwiGLU (resid, xmid, qfi, o, gu and the rstds); the
 // cheap elementwise results in between (h1, q, k, g, yo, h2, a) are shared by all layers and recomputed
@@ -182,8 +184,6 @@ void print_config(const Config *c, const Layout *lay, FILE *f);
 // instead of 11D + 3I. A transformer keeps in qfi its rotated [q | k | v], in o the attention's output, and
 // per row and head its log-sum-exp (lse); it has no gates, so q, k, g, their gradients and rstdo are not
 // allocated. Without `train`, every per-layer buffer is shared.
-#define GREEDY_GRAPHS 4                         // model_greedy_steps: graphs of 2, 4, 8, 16 steps
-#define GREEDY_CHUNK (2 << (GREEDY_GRAPHS - 1))   // the longest: 16
 typedef struct {
     int B, T, train;
     int64_t N;
