@@ -235,15 +235,17 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 // ----------------------------------------------------------------------------------------------------------
 // The training run
 
-#define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\n"
+// test_loss and test_acc: with --eval-test on, at the steps that have val_loss and val_acc (empty otherwise)
+#define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\ttest_loss\ttest_acc\n"
 
-int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, const ClsPlan *p) {
+int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, ClsSource *test, const ClsPlan *p) {
+    if (!p->eval_test) test = NULL;
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
     const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);
     const int P = cls_positions(c, h->T);
     const int EB = p->eval_batch > 0 && p->eval_batch < h->B ? p->eval_batch : h->B;
-    ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val ? cls_acts_alloc(c, EB, P, 0) : NULL;
+    ClsActs *acts = cls_acts_alloc(c, h->B, P, 1), *eacts = val || test ? cls_acts_alloc(c, EB, P, 0) : NULL;
     const char *peak_label;
     const double peak = dev_peak_flops(&peak_label);
     const double flops = 3 * cls_flops_per_example(c, P);        // forward and backward, per example
@@ -252,6 +254,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     printf("| task         | %s, data %s: %llu train", rs->task, rs->data, (unsigned long long)cls_source_count(train));
     if (val) printf(", %llu val", (unsigned long long)cls_source_count(val));
     else printf(" (no validation split)");
+    if (test) printf(", %llu test", (unsigned long long)cls_source_count(test));
     if (train->im) printf(" JPEG images, %u classes\n", cls_source_classes(train));
     else printf(" examples, vocabulary %u, %u classes\n", example_vocab(example_loader_data(train->ex)), cls_source_classes(train));
     cls_print_config(c, &m->lay, stdout);
@@ -302,9 +305,9 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         printf("| optimizer    | AdamW lr %g (warmup %lld, cosine to %g over %lld steps), betas (%g, %g), eps %g, wd %g, "
                "clip %g\n", h->lr, (long long)h->warmup, h->min_lr, (long long)h->sched_steps, h->beta1, h->beta2,
                h->adam_eps, h->wd, h->clip);
-    printf("| steps        | %lld (%.4g epochs; eval every %lld, checkpoint every %lld), seed %llu\n",
-           (long long)h->steps, (double)h->steps / (double)spe, (long long)p->eval_every, (long long)p->ckpt_every,
-           (unsigned long long)h->seed);
+    printf("| steps        | %lld (%.4g epochs; eval every %lld%s, checkpoint every %lld), seed %llu\n",
+           (long long)h->steps, (double)h->steps / (double)spe, (long long)p->eval_every,
+           test ? " with the test split" : "", (long long)p->ckpt_every, (unsigned long long)h->seed);
     printf("| memory       | parameters+grads+AdamW %.1f MiB, activations %.1f MiB\n",
            bytes_mib((m->lay.n * 4 + cls_nstats(c)) * (int64_t)sizeof(real)),
            bytes_mib(cls_acts_bytes(acts) + (eacts ? cls_acts_bytes(eacts) : 0)));
@@ -324,6 +327,8 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
     // of which waiting for the JPEG loader's next batch (since the last line, and in all): which one limits
     double t_wait = 0, t_wait_all = 0, t_steps_all = 0;
     double loss = NAN, acc = NAN, sum_loss = 0, sum_acc = 0, val_loss = NAN, val_acc = NAN, val_top5 = NAN;
+    double test_loss = NAN, test_acc = NAN;
+    int64_t test_step = 0;
     int64_t step0 = rs->step, since = 0, val_step = 0;
     // the means of the current epoch's steps (those of this call, with a finite loss), for the summary line
     double ep_loss = 0, ep_acc = 0;
@@ -387,13 +392,19 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         if ((step - 1) % spe == 0) ep_loss = ep_acc = 0, ep_n = 0;   // the step that begins an epoch
         if (isfinite(loss)) ep_loss += loss, ep_acc += acc, ep_n++;
 
-        int do_eval = val && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
-        if (do_eval) {
+        int do_eval = (val || test) && ((p->eval_every && step % p->eval_every == 0) || step == h->steps);
+        if (do_eval && val) {
             ClsScore sc = cls_evaluate(m, eacts, val, EB, h->T, p->eval_batches, NULL);
             val_loss = sc.loss;
             val_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
             val_top5 = sc.count ? (double)sc.correct5 / (double)sc.count : NAN;
             val_step = step;
+        }
+        if (do_eval && test) {   // the whole split, whatever --eval-batches says
+            ClsScore sc = cls_evaluate(m, eacts, test, EB, h->T, 0, NULL);
+            test_loss = sc.loss;
+            test_acc = sc.count ? (double)sc.correct / (double)sc.count : NAN;
+            test_step = step;
         }
         if (step % p->log_every == 0 || step == last_step || do_eval) {
             // examples/s of the steps alone (waits for the loader included), the ETA from the whole time
@@ -407,23 +418,27 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
             if (peak > 0) printf(" | MFU %.1f%%", 100 * flops * ex_per_s / peak);
             if (train->im) printf(" | loader wait %.0f%%", 100 * t_wait / t_steps);
             printf(" | ETA %s", etas);
-            if (do_eval) printf(" | val loss %.4f | val acc %.4f", val_loss, val_acc);
-            if (do_eval && train->im) printf(" | val top5 %.4f", val_top5);
+            if (do_eval && val) printf(" | val loss %.4f | val acc %.4f", val_loss, val_acc);
+            if (do_eval && val && train->im) printf(" | val top5 %.4f", val_top5);
+            if (do_eval && test) printf(" | test acc %.4f", test_acc);
             printf("\n");
             fflush(stdout);
             sum_loss = sum_acc = t_steps = t_wait = 0;
             since = 0;
         }
         fprintf(logf, "%lld\t%.6f\t%.9g\t%.9g\t", (long long)step, (double)step / (double)spe, loss, acc);
-        if (do_eval) fprintf(logf, "%.9g\t%.9g", val_loss, val_acc);
+        if (do_eval && val) fprintf(logf, "%.9g\t%.9g", val_loss, val_acc);
         else fputc('\t', logf);
-        fprintf(logf, "\t%.9g\t%.9g\n", r.lr, r.grad_norm);
+        fprintf(logf, "\t%.9g\t%.9g\t", r.lr, r.grad_norm);
+        if (do_eval && test) fprintf(logf, "%.9g\t%.9g", test_loss, test_acc);
+        else fputc('\t', logf);
+        fputc('\n', logf);
         fflush(logf);
         if ((p->ckpt_every && step % p->ckpt_every == 0) || step == last_step || stop_signal()) {
             cls_checkpoint_save(ckpt_path, m, rs, 1);
             if (p->keep > 0) keep_step_checkpoint(p->out, ckpt_path, step, p->keep);
         }
-        if (p->keep > 0 && do_eval && isfinite(val_acc) && val_acc > best_acc) {
+        if (p->keep > 0 && do_eval && val && isfinite(val_acc) && val_acc > best_acc) {
             best_acc = val_acc;
             char *best = xasprintf("%s/best.ckpt", p->out);
             cls_checkpoint_save(best, m, rs, 1);
@@ -457,6 +472,7 @@ int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val
         if (g_gpu) printf(", peak GPU memory %.0f MiB", dev_peak_mib());
         printf("\n");
         if (val_step) printf("val loss %.4f, val accuracy %.4f at step %lld\n", val_loss, val_acc, (long long)val_step);
+        if (test_step) printf("test loss %.4f, test accuracy %.4f at step %lld\n", test_loss, test_acc, (long long)test_step);
         printf("saved %s\n", ckpt_path);
     }
 out:

@@ -16,7 +16,7 @@
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
        OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER,
-       OC_PREDICTIONS, OC_PER_CLASS, OC_LAST };
+       OC_PREDICTIONS, OC_PER_CLASS, OC_EVAL_TEST, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -152,6 +152,8 @@ static const char *TRAIN_HELP =
     "Progress:\n"
     "  --eval-every N       validation loss and accuracy every N steps (default: once an epoch; 0: at the end)\n"
     "  --eval-batches N     batches per validation (default 0: the whole split)\n"
+    "  --eval-test on|off   with each validation, also the test split's loss and accuracy (DIR/test.examples),\n"
+    "                       in log.tsv's test_loss and test_acc (default off; not for imagenet)\n"
     "  --ckpt-every N       (default: once an epoch; 0: at the end) --log-every N (default 10)\n"
     "  --stop-at N          save and stop after step N, as if interrupted (a later --resume continues);\n"
     "                       Ctrl-C also saves and stops after the step in progress\n"
@@ -203,9 +205,10 @@ static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint6
 
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int resume) {
-    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep, &p->max_bad_steps};
+    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep,
+                              &p->max_bad_steps, &p->eval_test};
     const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OC_KEEP],
-                             set[OC_MAX_BAD]};
+                             set[OC_MAX_BAD], set[OC_EVAL_TEST]};
     progress_flags_sync(out, resume, v, given);
 }
 
@@ -214,6 +217,9 @@ static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int r
 static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, const char *out, int resume, int have_model,
                           int init, int threads, ClsPlan *plan, real *moments, const int *set, int argc, char **argv) {
     run_dir_lock(out, argc, argv);
+    if (plan->eval_test)   // (before OUT/progress is written)
+        die("--eval-test: an imagenet run has no test split (its val split is the one the papers report); start or "
+            "resume it with --eval-test off");
     cls_plan_progress(plan, set, out, resume);
     const int side = rs->c.grid_h;
     ImAugment aug = {.randaug = rs->h.randaug, .reprob = rs->h.reprob, .repeat = rs->h.repeat};
@@ -256,7 +262,7 @@ static int train_imagenet(ClsModel *model, ClsRunState *rs, const char *data, co
     if (plan->ckpt_every < 0) plan->ckpt_every = spe;
     plan->out = out;
     plan->resume = resume;
-    int rc = cls_train_run(model, rs, &train, val.im ? &val : NULL, plan);
+    int rc = cls_train_run(model, rs, &train, val.im ? &val : NULL, NULL, plan);
     if (rc) return rc;
     im_loader_close(train.im);
     im_loader_close(val.im);
@@ -283,7 +289,8 @@ int cmd_cls_train(int argc, char **argv) {
         {"wd", required_argument, 0, O_WD}, {"beta1", required_argument, 0, O_BETA1},
         {"beta2", required_argument, 0, O_BETA2}, {"adam-eps", required_argument, 0, O_ADAM_EPS},
         {"clip", required_argument, 0, O_CLIP}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
-        {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
+        {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"eval-test", required_argument, 0, OC_EVAL_TEST},
+        {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"stop-at", required_argument, 0, O_STOP_AT},
         {"keep", required_argument, 0, OC_KEEP}, {"max-bad-steps", required_argument, 0, OC_MAX_BAD},
         {"patch", required_argument, 0, OC_PATCH}, {"preset", required_argument, 0, OC_PRESET},
@@ -360,6 +367,10 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_CUTMIX: cutmix = arg_num_in(&R_CUTMIX, optarg); break;
         case OC_MIX_SWITCH: mix_switch = arg_num_in(&R_MIX_SWITCH, optarg); break;
         case OC_MIX_PROB: mix_prob = arg_num_in(&R_MIX_PROB, optarg); break;
+        case OC_EVAL_TEST:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--eval-test must be on or off, got '%s'", optarg);
+            plan.eval_test = !strcmp(optarg, "on");
+            break;
         case OC_LR_PER_EPOCH:
             if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--lr-per-epoch must be on or off, got '%s'", optarg);
             lr_per_epoch = !strcmp(optarg, "on");
@@ -594,11 +605,23 @@ int cmd_cls_train(int argc, char **argv) {
     cls_plan_progress(&plan, set, out, resume);
     ExampleLoader *train = example_loader_open(data, "train", rs.h.B, rs.h.T, 1, rs.h.seed);
     ExampleLoader *val = file_exists(val_file) ? example_loader_open(data, "val", rs.h.B, rs.h.T, 0, 0) : NULL;
+    ExampleLoader *test = NULL;
+    if (plan.eval_test) {
+        char *test_file = xasprintf("%s/test" EXAMPLES_SUFFIX, data);
+        if (!file_exists(test_file))
+            die("--eval-test on, but %s is missing: prepare the test split too, or start or resume the run with "
+                "--eval-test off", test_file);
+        test = example_loader_open(data, "test", rs.h.B, rs.h.T, 0, 0);
+        free(test_file);
+    }
     const Examples *te = example_loader_data(train);
     cls_check_task_data(task, te);
     uint64_t vocab = cls_vocab_hash(te);
     if (val && cls_vocab_hash(example_loader_data(val)) != vocab)
         die("%s and %s describe different vocabularies: prepare both splits together", train_file, val_file);
+    if (test && cls_vocab_hash(example_loader_data(test)) != vocab)
+        die("%s and %s/test%s describe different vocabularies: prepare the splits together", train_file, data,
+            EXAMPLES_SUFFIX);
     if (!resume) {
         if (init_from) {
             if (rs.c.input == INPUT_IDS && vocab != init_vocab)
@@ -637,10 +660,11 @@ int cmd_cls_train(int argc, char **argv) {
     if (plan.ckpt_every < 0) plan.ckpt_every = spe;
     plan.out = out;
     plan.resume = resume;
-    ClsSource tsrc = {.ex = train}, vsrc = {.ex = val};
-    int rc = cls_train_run(&model, &rs, &tsrc, val ? &vsrc : NULL, &plan);
+    ClsSource tsrc = {.ex = train}, vsrc = {.ex = val}, xsrc = {.ex = test};
+    int rc = cls_train_run(&model, &rs, &tsrc, val ? &vsrc : NULL, test ? &xsrc : NULL, &plan);
     if (rc) return rc;      // stopped by a signal, after saving: the process ends here
     if (val) example_loader_close(val);
+    if (test) example_loader_close(test);
     example_loader_close(train);
     cls_free(&model);
     free(train_file);

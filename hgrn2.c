@@ -135,9 +135,10 @@ static void refuse_fixed_flags(const int *set, int resume, int init) {
 
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void plan_progress(TrainPlan *p, const int *set, const char *out) {
-    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep, &p->max_bad_steps};
+    int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep,
+                              &p->max_bad_steps, NULL};
     const int given[PF_N] = {set[O_EVAL_EVERY], set[O_EVAL_BATCHES], set[O_CKPT_EVERY], set[O_LOG_EVERY], set[OT_KEEP],
-                             set[OT_MAX_BAD]};
+                             set[OT_MAX_BAD], 0};
     progress_flags_sync(out, p->resume, v, given);
 }
 

@@ -467,8 +467,9 @@ static const struct { const char *name; int64_t lo, hi; } PF_FLAGS[PF_N] = {
     [PF_EVAL_EVERY] = {"--eval-every", -1, INT64_C(1) << 40}, [PF_EVAL_BATCHES] = {"--eval-batches", 0, INT64_C(1) << 40},
     [PF_CKPT_EVERY] = {"--ckpt-every", -1, INT64_C(1) << 40}, [PF_LOG_EVERY] = {"--log-every", 1, INT64_C(1) << 40},
     [PF_KEEP] = {"--keep", 0, 1 << 20}, [PF_MAX_BAD] = {"--max-bad-steps", 0, INT64_C(1) << 40},
+    [PF_EVAL_TEST] = {"--eval-test", 0, 1},
 };
-#define PF_FILE_MAX 4096    // bytes: six short lines, with room; a larger file is not one of ours
+#define PF_FILE_MAX 4096    // bytes: seven short lines, with room; a larger file is not one of ours
 
 void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], const int given[PF_N]) {
     char *path = xasprintf("%s/progress", out);
@@ -498,7 +499,9 @@ void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], 
                 die("%s:%d: expected a flag and a number, got '%.60s' (remove the file to resume without it)", path, line, s);
             int k = 0;
             while (k < PF_N && strcmp(name, PF_FLAGS[k].name)) k++;
-            if (k == PF_N) die("%s:%d: '%s' is not a progress flag (remove the file to resume without it)", path, line, name);
+            if (k == PF_N || !val[k])
+                die("%s:%d: '%s' is not a progress flag of this command (remove the file to resume without it)", path,
+                    line, name);
             if (x < PF_FLAGS[k].lo || x > PF_FLAGS[k].hi)
                 die("%s:%d: %s %lld is outside [%lld, %lld] (remove the file to resume without it)", path, line, name, x,
                     (long long)PF_FLAGS[k].lo, (long long)PF_FLAGS[k].hi);
@@ -508,8 +511,10 @@ void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], 
         // taken where the command line left a flag out; said where that differs from the command's default
         char took[256] = "";
         for (int k = 0; k < PF_N; k++)
-            if (have[k] && !given[k]) {
-                if (v[k] != *val[k])
+            if (val[k] && have[k] && !given[k]) {
+                if (v[k] != *val[k] && k == PF_EVAL_TEST)   // an on|off flag
+                    snprintf(took + strlen(took), sizeof took - strlen(took), " %s %s", PF_FLAGS[k].name, v[k] ? "on" : "off");
+                else if (v[k] != *val[k])
                     snprintf(took + strlen(took), sizeof took - strlen(took), " %s %lld", PF_FLAGS[k].name, (long long)v[k]);
                 *val[k] = v[k];
             }
@@ -519,7 +524,8 @@ void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], 
         char *tmp = xasprintf("%s.tmp", path);
         FILE *w = fopen(tmp, "wb");
         if (!w) die("cannot write %s: %s", tmp, strerror(errno));
-        for (int k = 0; k < PF_N; k++) fprintf(w, "%s %lld\n", PF_FLAGS[k].name, (long long)*val[k]);
+        for (int k = 0; k < PF_N; k++)
+            if (val[k]) fprintf(w, "%s %lld\n", PF_FLAGS[k].name, (long long)*val[k]);
         if (fclose(w) != 0 || rename(tmp, path) != 0) die("cannot write %s: %s", path, strerror(errno));
         free(tmp);
     }

@@ -129,9 +129,9 @@ void warn_resume_without_keep(const char *out, int resume, int64_t keep);
 // takes, how many step checkpoints it keeps, how many non-finite steps in a row it skips) are not part of its
 // checkpoint. OUT/progress keeps the ones the run was started or last resumed with, a "--flag value" a line, and --resume takes from it each flag that the
 // command line does not give again (and says which it took). v points at the plan's fields, in the order of
-// the enum (-1 there: the run's default, which it works out itself); given says which the command line gave.
-// Every process reads; the first writes the file anew, through a rename.
-enum { PF_EVAL_EVERY, PF_EVAL_BATCHES, PF_CKPT_EVERY, PF_LOG_EVERY, PF_KEEP, PF_MAX_BAD, PF_N };
+// the enum (-1 there: the run's default, which it works out itself; NULL: a flag the command does not have);
+// given says which the command line gave. Every process reads; the first writes the file anew, through a rename.
+enum { PF_EVAL_EVERY, PF_EVAL_BATCHES, PF_CKPT_EVERY, PF_LOG_EVERY, PF_KEEP, PF_MAX_BAD, PF_EVAL_TEST, PF_N };
 void progress_flags_sync(const char *out, int resume, int64_t *const v[PF_N], const int given[PF_N]);
 // A number from every row of a run's log.tsv (the header skipped): of column `column` (from 0; -1: the last),
 // its lowest (LOG_MIN: INFINITY if none), highest (LOG_MAX: -INFINITY if none) or last (LOG_LAST: 0 if none).

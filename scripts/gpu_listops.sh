@@ -13,13 +13,14 @@
 # cuda) is where it trains. Runs started together (other model seeds, `... RUN2 540 -- --seed 2 &`) share
 # $WORK safely, but not faster: the card runs them one kernel at a time (on an H200, four at 1,273 examples/s
 # each against one alone at 5,570).
-# Prints the validation accuracy of every evaluation so far and, at the end of the run, the test accuracy of the
+# Prints the validation accuracy of every evaluation so far (and the test split's, scored beside it with
+# --eval-test on, as the reference code logs it each epoch) and, at the end of the run, the test accuracy of the
 # checkpoint of the best validation accuracy (RUN/best.ckpt, kept by --keep 1), the final model's accuracy by
 # outermost operator (scripts/listops_by_op.py over RUN/test_predictions.tsv, when python3 is there), then
 # 'accuracy X': the final model's on test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 RUN=$1; shift
 SECONDS_LIMIT=0
 if [ $# -gt 0 ] && [ "$1" != -- ]; then SECONDS_LIMIT=$1; shift; fi
@@ -44,18 +45,18 @@ limit=()
 [ "$SECONDS_LIMIT" -gt 0 ] && limit=(timeout -s INT "$SECONDS_LIMIT")
 if [ -f "$RUN/model.ckpt" ]; then
     ${limit[@]+"${limit[@]}"} ./hgrn2 train --resume --out "$RUN" --data "$WORK/data" --device "$DEVICE" --keep 1 \
-        > "$RUN/train.out.$$" 2>&1
+        --eval-test on > "$RUN/train.out.$$" 2>&1
 else
     mkdir -p "$RUN"
     ${limit[@]+"${limit[@]}"} ./hgrn2 train --task lra-listops --data "$WORK/data" --out "$RUN" --device "$DEVICE" --keep 1 \
-        "$@" > "$RUN/train.out.$$" 2>&1
+        --eval-test on "$@" > "$RUN/train.out.$$" 2>&1
 fi
 rc=$?
 cat "$RUN/train.out.$$" >> "$RUN/train.out" && rm -f "$RUN/train.out.$$"
 # 124: the time limit stopped it (and the interrupt saved the checkpoint); anything else but 0 is a failure
 if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then tail -n 5 "$RUN/train.out"; exit $rc; fi
 grep -E "interrupted|^done|steps in" "$RUN/train.out" | tail -n 1
-awk -F'\t' 'NR > 1 && $6 != "" { printf "epoch %.1f  val acc %s\n", $2, $6 }' "$RUN/log.tsv"
+awk -F'\t' 'NR > 1 && $6 != "" { printf "epoch %.1f  val acc %s%s\n", $2, $6, $10 != "" ? "  test acc " $10 : "" }' "$RUN/log.tsv"
 if [ $rc -eq 0 ]; then
     if [ -f "$RUN/best.ckpt" ]; then
         best=$(awk -F'\t' 'NR > 1 && $6 != "" && $6 + 0 > b { b = $6 + 0; e = $2 } END { printf "%.4f at epoch %.1f", b, e }' \

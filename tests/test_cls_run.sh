@@ -74,7 +74,7 @@ grep -q "an epoch is 25 steps" "$TMP/out" || fail "200 examples in batches of 8 
 grep -q "^step     30/30 | epoch 2/2 | loss" "$TMP/out" || fail "no progress line of step 30"
 grep -Eq "^val loss [0-9.]+, val accuracy (0|1)\.[0-9]+ at step 30" "$TMP/out" || fail "no final validation accuracy"
 checks=$((checks + 1))
-if head -n 1 "$TMP/a/log.tsv" | grep -q "^step	epoch	train_loss	train_acc	val_loss	val_acc	lr	grad_norm$" &&
+if head -n 1 "$TMP/a/log.tsv" | grep -q "^step	epoch	train_loss	train_acc	val_loss	val_acc	lr	grad_norm	test_loss	test_acc$" &&
    [ "$(wc -l < "$TMP/a/log.tsv")" = 31 ] &&
    awk -F'\t' 'NR > 1 && ($4 < 0 || $4 > 1 || ($1 % 10 == 0) != ($6 != "") || ($6 != "" && ($6 < 0 || $6 > 1))) { bad = 1 } END { exit bad }' "$TMP/a/log.tsv"
 then ok "log.tsv: a row per step, accuracies in [0, 1], validation every 10 steps"
@@ -165,6 +165,29 @@ cp "$TMP/keep/best.ckpt" "$TMP/best_before.ckpt"
 expect 0 "resume the kept run to 40 steps with --keep 0" -- $H train --resume --out "$TMP/keep" --steps 40 --keep 0
 expect_msg "best.ckpt was kept by --keep, but this run has --keep 0"
 cmp -s "$TMP/keep/best.ckpt" "$TMP/best_before.ckpt" || fail "a resume with --keep 0 changed best.ckpt"
+# --eval-test: the test split scored at each validation, into log.tsv's last two columns; the same accuracy as
+# eval --split test of the checkpoint; taken from OUT/progress on --resume
+expect 0 "train 20 steps with --eval-test on" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 20 \
+    --eval-every 10 --eval-test on --out "$TMP/et"
+checks=$((checks + 1))
+et_rows=$(awk -F'\t' 'NR == 1 { h = $9 "," $10 } NR > 1 && $10 != "" && $9 != "" { r = r $1 " " } END { print h ": " r }' "$TMP/et/log.tsv")
+[ "$et_rows" = "test_loss,test_acc: 10 20 " ] && ok "--eval-test: test_loss and test_acc at steps 10 and 20" \
+    || fail "--eval-test: log.tsv gives '$et_rows'"
+et_acc=$(awk -F'\t' 'NR > 1 && $10 != "" { a = $10 } END { printf "%.4f", a }' "$TMP/et/log.tsv")
+expect 0 "eval the --eval-test run's model on test" -- $H eval --task lra-listops --ckpt "$TMP/et/model.ckpt" --data "$TMP/ex" --threads 2
+checks=$((checks + 1))
+[ "$(tail -n 1 "$TMP/out")" = "accuracy $et_acc" ] && ok "the logged test accuracy is eval's ($et_acc)" \
+    || fail "log.tsv's last test_acc $et_acc, eval: $(tail -n 1 "$TMP/out")"
+expect 0 "resume the --eval-test run to 30 steps" -- $H train --resume --out "$TMP/et" --steps 30 --threads 2
+checks=$((checks + 1))
+grep -q "resuming with the progress flags of $TMP/et/progress: --eval-every 10 --eval-test on" "$TMP/out" &&
+    [ -n "$(awk -F'\t' '$1 == 30 { print $10 }' "$TMP/et/log.tsv")" ] && ok "--eval-test on taken from OUT/progress" \
+    || fail "--eval-test after a resume: $(grep resuming "$TMP/out")"
+mkdir -p "$TMP/ex_notest" && cp "$TMP/ex/train.examples" "$TMP/ex/val.examples" "$TMP/ex_notest/"
+expect 1 "--eval-test on without a test split" -- $H train --task lra-listops --data "$TMP/ex_notest" "${SMALL[@]}" --steps 2 \
+    --eval-test on --out "$TMP/et2"
+expect_msg "test.examples is missing"
+expect 2 "--eval-test maybe" -- $H train --task lra-listops --data "$TMP/ex" --eval-test maybe; expect_msg "--eval-test must be on or off"
 HGRN2_FAULT_NONFINITE=3-4 $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" --steps 8 --max-bad-steps 2 \
     --out "$TMP/bad1" > "$TMP/out" 2> "$TMP/err"; rc=$?
 checks=$((checks + 1))

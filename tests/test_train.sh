@@ -132,6 +132,9 @@ cp "$TMP/k/model.ckpt" "$TMP/ck_before"; cp "$TMP/k/progress" "$TMP/progress_goo
 printf -- '--eval-every 5\n--nope 3\n' > "$TMP/k/progress"
 expect 1 "resume with an unknown flag in OUT/progress" -- $H train --resume --out "$TMP/k" --steps 90
 expect_msg "progress:2: '--nope' is not a progress flag"
+printf -- '--eval-test 1\n' > "$TMP/k/progress"
+expect 1 "resume a language model with a classifier's progress flag" -- $H train --resume --out "$TMP/k" --steps 90
+expect_msg "progress:1: '--eval-test' is not a progress flag of this command"
 printf -- '--keep 99999999\n' > "$TMP/k/progress"
 expect 1 "resume with --keep out of range in OUT/progress" -- $H train --resume --out "$TMP/k" --steps 90
 expect_msg "progress:1: --keep 99999999 is outside"
