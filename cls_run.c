@@ -239,7 +239,6 @@ static ClsStepResult cls_train_step(ClsModel *m, ClsActs *a, const ClsHyper *h, 
 #define CLS_LOG_HEADER "step\tepoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tlr\tgrad_norm\ttest_loss\ttest_acc\n"
 
 int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, ClsSource *test, const ClsPlan *p) {
-    if (!p->eval_test) test = NULL;
     const ClsConfig *c = &m->c;
     const ClsHyper *h = &rs->h;
     const int64_t spe = cls_steps_per_epoch(rs->train_examples, h->B);

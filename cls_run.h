@@ -164,7 +164,7 @@ typedef struct {
     const char *out;            // the run directory: model.ckpt and log.tsv
     int64_t eval_every;         // validation every N steps (0: at the end only)
     int64_t eval_batches;       // batches per evaluation (0: the whole split)
-    int64_t eval_test;          // 1: each evaluation also scores the test split (cls_train_run's test)
+    int64_t eval_test;          // 1: each evaluation also scores the test split (the caller opens it for cls_train_run)
     int eval_batch;             // examples per validation batch (0: the training batch); the validation source
                                 // must deliver batches of this size
     int64_t ckpt_every;         // a checkpoint every N steps (0: at the end only)
@@ -180,7 +180,7 @@ typedef struct {
 #define CLS_PROFILE_STEPS 10
 
 // Trains from rs->step to rs->h.steps on train (shuffled), validating on val (sequential; NULL: none) and, at
-// the same steps, scoring test (NULL: none) when p->eval_test: the startup table, progress lines, a log.tsv row per step, checkpoints with the AdamW moments, a summary.
+// the same steps, scoring test (NULL: none): the startup table, progress lines, a log.tsv row per step, checkpoints with the AdamW moments, a summary.
 // The model is on its backend with its training buffers. Ctrl-C or SIGTERM saves and stops after the step
 // in progress. Returns 0, or 128 + the signal that stopped it.
 int cls_train_run(ClsModel *m, ClsRunState *rs, ClsSource *train, ClsSource *val, ClsSource *test, const ClsPlan *p);

@@ -203,6 +203,12 @@ static void model_for_run(ClsModel *m, const ClsConfig *c, int have_model, uint6
                c->classes, had);
 }
 
+// 1 for on, 0 for off; anything else is a usage error
+static int arg_on_off(const char *flag, const char *v) {
+    if (strcmp(v, "on") && strcmp(v, "off")) usage_error("%s must be on or off, got '%s'", flag, v);
+    return !strcmp(v, "on");
+}
+
 // A resume takes the progress flags that its command line leaves out from the run's OUT/progress (train.h).
 static void cls_plan_progress(ClsPlan *p, const int *set, const char *out, int resume) {
     int64_t *const v[PF_N] = {&p->eval_every, &p->eval_batches, &p->ckpt_every, &p->log_every, &p->keep,
@@ -356,10 +362,7 @@ int cmd_cls_train(int argc, char **argv) {
             break;
         case OC_IMAGE_SIZE: image_size = arg_int("--image-size", optarg, IM_SIDE_MIN, 4096); break;
         case OC_LOADER_THREADS: loader_threads = arg_int("--loader-threads", optarg, 1, 256); break;
-        case OC_RANDAUG:
-            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--randaugment must be on or off, got '%s'", optarg);
-            randaug = !strcmp(optarg, "on");
-            break;
+        case OC_RANDAUG: randaug = arg_on_off("--randaugment", optarg); break;
         case OC_REPROB: reprob = arg_num("--reprob", optarg, 0, 1); break;
         case OC_REPEAT: repeat = (int)arg_int("--repeated-aug", optarg, 1, AUG_REPEAT_MAX); break;
         case OC_SMOOTHING: smoothing = arg_num_in(&R_SMOOTHING, optarg); break;
@@ -367,14 +370,8 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_CUTMIX: cutmix = arg_num_in(&R_CUTMIX, optarg); break;
         case OC_MIX_SWITCH: mix_switch = arg_num_in(&R_MIX_SWITCH, optarg); break;
         case OC_MIX_PROB: mix_prob = arg_num_in(&R_MIX_PROB, optarg); break;
-        case OC_EVAL_TEST:
-            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--eval-test must be on or off, got '%s'", optarg);
-            plan.eval_test = !strcmp(optarg, "on");
-            break;
-        case OC_LR_PER_EPOCH:
-            if (strcmp(optarg, "on") && strcmp(optarg, "off")) usage_error("--lr-per-epoch must be on or off, got '%s'", optarg);
-            lr_per_epoch = !strcmp(optarg, "on");
-            break;
+        case OC_EVAL_TEST: plan.eval_test = arg_on_off("--eval-test", optarg); break;
+        case OC_LR_PER_EPOCH: lr_per_epoch = arg_on_off("--lr-per-epoch", optarg); break;
         case OC_WARMUP_LR: warmup_lr = arg_num_in(&R_WARMUP_LR, optarg); break;
         case O_BATCH: batch = arg_int_in(&R_BATCH, optarg); break;
         case O_SEQ: seq = arg_int_in(&R_SEQ_LEN, optarg); break;

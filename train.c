@@ -463,11 +463,12 @@ void warn_resume_without_keep(const char *out, int resume, int64_t keep) {
                 "to take it from): it updates neither it nor the step checkpoints\n", best, out);
     free(best);
 }
-static const struct { const char *name; int64_t lo, hi; } PF_FLAGS[PF_N] = {
+// on_off: a flag given as on|off, kept as 1 or 0 and named so in the resume's message
+static const struct { const char *name; int64_t lo, hi; int on_off; } PF_FLAGS[PF_N] = {
     [PF_EVAL_EVERY] = {"--eval-every", -1, INT64_C(1) << 40}, [PF_EVAL_BATCHES] = {"--eval-batches", 0, INT64_C(1) << 40},
     [PF_CKPT_EVERY] = {"--ckpt-every", -1, INT64_C(1) << 40}, [PF_LOG_EVERY] = {"--log-every", 1, INT64_C(1) << 40},
     [PF_KEEP] = {"--keep", 0, 1 << 20}, [PF_MAX_BAD] = {"--max-bad-steps", 0, INT64_C(1) << 40},
-    [PF_EVAL_TEST] = {"--eval-test", 0, 1},
+    [PF_EVAL_TEST] = {"--eval-test", 0, 1, 1},
 };
 #define PF_FILE_MAX 4096    // bytes: seven short lines, with room; a larger file is not one of ours
 
@@ -512,7 +513,7 @@ void progress_flags_sync(const char *out, int resume, int64_t *const val[PF_N], 
         char took[256] = "";
         for (int k = 0; k < PF_N; k++)
             if (val[k] && have[k] && !given[k]) {
-                if (v[k] != *val[k] && k == PF_EVAL_TEST)   // an on|off flag
+                if (v[k] != *val[k] && PF_FLAGS[k].on_off)
                     snprintf(took + strlen(took), sizeof took - strlen(took), " %s %s", PF_FLAGS[k].name, v[k] ? "on" : "off");
                 else if (v[k] != *val[k])
                     snprintf(took + strlen(took), sizeof took - strlen(took), " %s %lld", PF_FLAGS[k].name, (long long)v[k]);
