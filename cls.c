@@ -8,6 +8,7 @@
 
 const char *const NORM_NAMES[NNORMS] = {"batch", "layer", "rms"};
 const char *const POS_NAMES[NPOS] = {"none", "sinusoidal"};
+const char *const SCAN_DTYPE_NAMES[NSCAN_DTYPES] = {[SCAN_FP32] = "fp32", [SCAN_BF16] = "bf16"};
 const Range R_CLASSES = {"classes", 2, 1 << 24}, R_PATCH = {"patch", 1, 1024};
 
 const char *cls_config_finish(ClsConfig *c) {
@@ -39,6 +40,14 @@ const char *cls_config_finish(ClsConfig *c) {
     if (c->layer < 0 || c->layer >= NLAYERS) return "--mixer-layer must be fla or lra";
     if (c->layer != LAYER_FLA && c->mixer != MIXER_CAUSAL)
         return "--mixer-layer lra is a form of HGRN2's layer: not with --arch hgrn1";
+    if (c->scan_dtype < 0 || c->scan_dtype >= NSCAN_DTYPES) return "--scan-dtype must be fp32 or bf16";
+    if (c->scan_dtype == SCAN_BF16) {
+        if (c->layer != LAYER_LRA || c->mixer != MIXER_CAUSAL)
+            return "--scan-dtype bf16 is the numerics of the authors' layer: it needs --mixer-layer lra";
+        if (c->scan != SCAN_1D) return "--scan-dtype bf16 scans sequences (1-D) only, not the 2-D image scans";
+        if (c->K < 1 || c->K > 32 || 32 % c->K)
+            return "--scan-dtype bf16 needs an expand ratio that divides 32 (1, 2, 4, 8, 16 or 32)";
+    }
     if (c->fnorm_plain != 0 && c->fnorm_plain != 1) return "the final norm is the model's (0) or a plain RMSNorm (1)";
     if ((c->scan != SCAN_1D || c->patch > 1) && (c->grid_h < 1 || c->grid_w < 1 || (int64_t)c->grid_h * c->grid_w > (1 << 24)))
         return "a 2-D grid needs a height and width of at least 1 and at most 2^24 positions";
@@ -252,10 +261,11 @@ void cls_free(ClsModel *m) {
 }
 
 void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
-    char mixer[64];
+    char mixer[96];
     if (c->mixer == MIXER_HGRN1) snprintf(mixer, sizeof mixer, "HGRN1, state a vector of %d", c->D);
-    else snprintf(mixer, sizeof mixer, "HGRN2%s, %d heads of key dim %d", c->layer == LAYER_LRA ? " (the LRA layer)" : "",
-                  c->H, c->K);
+    else snprintf(mixer, sizeof mixer, "HGRN2%s, %d heads of key dim %d",
+                  c->layer != LAYER_LRA ? "" : c->scan_dtype == SCAN_BF16 ? " (the LRA layer, its scans in bf16)"
+                                                                          : " (the LRA layer)", c->H, c->K);
     fprintf(f, "| model        | bidirectional classifier, %s: %d layers, dim %d, GLU %d, %s norm%s, %s positions, "
                "dropout %g (input %g)\n", mixer, c->L, c->D, c->I, NORM_NAMES[c->norm],
             c->fnorm_plain ? " (the final one a plain RMSNorm)" : "", POS_NAMES[c->pos], c->dropout, c->input_dropout);
@@ -607,6 +617,10 @@ static void scans_fwd(ClsModel *m, ClsActs *a, real *o, const real *qfi, const r
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, lra = c->layer == LAYER_LRA;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
+    if (c->scan_dtype == SCAN_BF16) {   // the authors' bf16 numerics: gates, both scans and the readout in one op
+        OP(lra_bf16_fwd, o, qfi, QFI, lb, S, T, c->H, c->K, 1);
+        return;
+    }
     // the values the scans read: qfi's last D columns, or with the LRA layer their silu
     const real *v = lra ? a->vact : qfi + 2 * HK;
     const int64_t ldv = lra ? D : QFI;
@@ -678,6 +692,10 @@ static void scans_bwd(ClsModel *m, ClsActs *a, real *qfi, const real *lb, real *
     const ClsConfig *c = &m->c;
     const int T = a->T, D = c->D, HK = c->H * c->K, QFI = 2 * HK + D, lra = c->layer == LAYER_LRA;
     const int direct = lines != LINES_SEQ && lines != LINES_ROWS && cols_direct(c);
+    if (c->scan_dtype == SCAN_BF16) {
+        OP(lra_bf16_bwd, a->dqfi, QFI, dlb, a->dout, qfi, QFI, lb, S, T, c->H, c->K, 1);
+        return;
+    }
     // the values read and their gradients: qfi's (dqfi's) last D columns, or the LRA layer's silu(v) and dvs
     const real *v = lra ? a->vact : qfi + 2 * HK;
     real *dv = lra ? a->dvs : a->dqfi + 2 * HK;

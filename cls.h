@@ -21,6 +21,10 @@ typedef enum { INPUT_IDS, INPUT_PIXELS, NINPUTS } ClsInputKind;
 // (projections, scans both ways, output norm) along the rows, then with the same weights along the columns of
 // its output (Path-X's form).
 typedef enum { SCAN_1D, SCAN_2D, SCAN_SERIES, NSCANS } ClsScanKind;
+// What the LRA layer computes its gates and scans in: fp32, or bf16 with every element-wise result and the
+// states at every step rounded, as the authors' bf16 runs did (ops.h, op_lra_bf16_fwd).
+typedef enum { SCAN_FP32, SCAN_BF16, NSCAN_DTYPES } ClsScanDtype;
+extern const char *const SCAN_DTYPE_NAMES[NSCAN_DTYPES];   // "fp32", "bf16"
 
 typedef struct {
     int V;              // vocabulary (token ids below V)
@@ -51,6 +55,7 @@ typedef struct {
                         // one), or MIXER_HGRN1, HGRN1's element-wise recurrence (K = 1) with its gated output norm;
                         // either way scanned both ways along every line
     int layer;          // HGRN2's mixer layer, LayerKind (model.h): fla's (0) or the authors' (LAYER_LRA)
+    int scan_dtype;     // ClsScanDtype: the LRA layer's gates and scans in fp32 (0) or in the authors' bf16 numerics
 } ClsConfig;
 
 

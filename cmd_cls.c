@@ -16,7 +16,7 @@
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
        OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER,
-       OC_PREDICTIONS, OC_PER_CLASS, OC_EVAL_TEST, OC_LAST };
+       OC_SCAN_DTYPE, OC_PREDICTIONS, OC_PER_CLASS, OC_EVAL_TEST, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -116,6 +116,9 @@ static const char *TRAIN_HELP =
     "  --mixer-layer fla|lra HGRN2's layer: fla (default), the language model's (flash-linear-attention's: q =\n"
     "                       swish(q), o = S^T q / sqrt(K), RMSNorm, no biases); lra, the layer of the HGRN2\n"
     "                       authors' LRA code (q = sigmoid(q), v = silu(v), o = S^T q, LayerNorm, biases)\n"
+    "  --scan-dtype fp32|bf16 what the lra layer's gates and scans compute in: fp32 (default), or bf16 as the\n"
+    "                       authors' bf16 runs did (every element-wise result and the states at every step\n"
+    "                       rounded to bf16; 1-D tasks, expand ratio dividing 32; slower)\n"
     "  --layers N --dim N --expand-ratio N (key dim per head; heads = dim / expand-ratio)\n"
     "  --glu-ratio N (GLU width N x dim) --norm batch|layer|rms --pos sinusoidal|none\n"
     "  --dropout X          dropout on each mixer and GLU output in training\n"
@@ -170,7 +173,7 @@ static const char *TRAIN_HELP =
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INPUT_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET, OC_LAYER,
-                                OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
+                                OC_SCAN_DTYPE, OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
                                 OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
@@ -183,9 +186,10 @@ static void refuse_on_resume(const int *set) {
 // a training setting and may change; the optimizer and the data are the command line's).
 static void refuse_on_init(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_INIT, OC_PATCH, OC_PRESET, O_ARCH,
-                                OC_LAYER};
+                                OC_LAYER, OC_SCAN_DTYPE};
     static const char *const names[] = {"--layers", "--dim", "--expand-ratio", "--glu-ratio", "--norm", "--pos",
-                                        "--weight-init", "--patch", "--preset", "--arch", "--mixer-layer"};
+                                        "--weight-init", "--patch", "--preset", "--arch", "--mixer-layer",
+                                        "--scan-dtype"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (set[fixed[i]]) usage_error("%s cannot be given with --init: the model comes from the checkpoint", names[i]);
 }
@@ -307,7 +311,7 @@ int cmd_cls_train(int argc, char **argv) {
         {"mix-switch", required_argument, 0, OC_MIX_SWITCH}, {"mix-prob", required_argument, 0, OC_MIX_PROB},
         {"lr-per-epoch", required_argument, 0, OC_LR_PER_EPOCH}, {"warmup-lr", required_argument, 0, OC_WARMUP_LR},
         {"arch", required_argument, 0, O_ARCH}, {"mixer-layer", required_argument, 0, OC_LAYER},
-        {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
+        {"scan-dtype", required_argument, 0, OC_SCAN_DTYPE}, {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
     int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
@@ -321,7 +325,7 @@ int cmd_cls_train(int argc, char **argv) {
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
     int64_t batch = 0, seq = 0, patch = 0;
-    int norm = 0, pos = 0, init = 0, arch = MIXER_CAUSAL, layer = LAYER_FLA, c;
+    int norm = 0, pos = 0, init = 0, arch = MIXER_CAUSAL, layer = LAYER_FLA, scan_dtype = SCAN_FP32, c;
     double dropout = 0, input_dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
     ClsPlan plan = {.eval_every = -1, .ckpt_every = -1, .log_every = 10, .max_bad_steps = 10};
@@ -355,6 +359,7 @@ int cmd_cls_train(int argc, char **argv) {
                             "for the language-model tasks and mqar)", optarg);
             break;
         case OC_LAYER: layer = cli_name_index("--mixer-layer", optarg, LAYER_NAMES, NLAYERS); break;
+        case OC_SCAN_DTYPE: scan_dtype = cli_name_index("--scan-dtype", optarg, SCAN_DTYPE_NAMES, NSCAN_DTYPES); break;
         case OC_PRESET:
             if (strcmp(optarg, "imagenet-tiny") && strcmp(optarg, "imagenet-small"))
                 usage_error("--preset must be imagenet-tiny or imagenet-small, got '%s'", optarg);
@@ -476,7 +481,7 @@ int cmd_cls_train(int argc, char **argv) {
                             "value per channel (leave --expand-ratio out)", (long long)expand);
             rs.c = (ClsConfig){.D = (int)(dim ? dim : ps->D), .L = (int)(layers ? layers : ps->L),
                                .K = arch == MIXER_HGRN1 ? 1 : (int)(expand ? expand : ps->K), .mixer = arch, .layer = layer,
-                               .norm = set[OC_NORM] ? norm : ps->norm,
+                               .scan_dtype = scan_dtype, .norm = set[OC_NORM] ? norm : ps->norm,
                                .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
                                .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
                                .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5};

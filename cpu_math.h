@@ -12,12 +12,14 @@
 #define rlog1p log1p
 #define rfabs fabs
 #define rerfc erfc
+#define rfma fma
 #else
 #define rexp expf
 #define rlog logf
 #define rlog1p log1pf
 #define rfabs fabsf
 #define rerfc erfcf
+#define rfma fmaf
 #endif
 
 // sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each to full relative precision (exp never overflows).

@@ -226,6 +226,9 @@ void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, const float *d
 void cuda_lra_acts_fwd(float *q, float *v, const float *qfi, int64_t ld, int64_t N, int HK, int D, double s);
 void cuda_lra_acts_bwd(float *dqfi, int64_t ldd, const float *dq, const float *dv, const float *qfi, int64_t ld,
                        int64_t N, int HK, int D, double s);
+void cuda_lra_bf16_fwd(float *o, const float *qfi, int64_t ld, const float *lb, int B, int T, int H, int K, int rnd);
+void cuda_lra_bf16_bwd(float *dqfi, int64_t ldd, float *dlb, const float *dout, const float *qfi, int64_t ld,
+                       const float *lb, int B, int T, int H, int K, int rnd);
 void cuda_gelu_fwd(void *y, const float *x, int64_t n);
 void cuda_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n);
 void cuda_add_positions(float *x, int B, int T, int D);

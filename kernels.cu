@@ -48,6 +48,7 @@
 #include "cuda/adamw.cuh"
 #include "cuda/norms_cls.cuh"
 #include "cuda/pointwise_cls.cuh"
+#include "cuda/lra_bf16.cuh"
 #ifdef HGRN2_NCCL
 #include "cuda/nccl.cuh"
 #endif

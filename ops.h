@@ -247,6 +247,33 @@ void op_lra_acts_fwd(real *q, real *v, const real *qfi, int64_t ld, int64_t N, i
 void op_lra_acts_bwd(real *dqfi, int64_t ldd, const real *dq, const real *dv, const real *qfi, int64_t ld,
                      int64_t N, int HK, int D, double s);
 
+// ---- the LRA layer in the authors' bf16 numerics (--scan-dtype bf16; docs/classifier.md "bf16 scans") ----
+// Under bf16 autocast the authors' layer computes its activations, gates and both scans in bfloat16 tensors:
+// every element-wise result is rounded to bf16 (r: to nearest, ties to even), and their scan kernel keeps its
+// state in the tensors' type, so the state is rounded at every step. These ops compute that layer between its
+// [q | f | v] projection (bias added) and its LayerNorm with those roundings, over B sequences of T rows: qfi
+// rows of stride ld, H heads of K, the values D = H K wide (Dv = K). Per row and head (d, e < K):
+//   q, f = r(sigmoid(r(pre))) of their columns; v = r(silu(r(v pre))); b = r(lb) (0 when lb is NULL);
+//   lam = r(b + r(r(1 - b) f)); x[d,e] = r(r(1 - lam[d]) v[e]);
+//   h_t = r(r(lam_t h_{t-1}) + x_t) forward from h = 0 before t = 0, and likewise in reverse from t = T - 1;
+//   s = r(h_fwd + h_rev); o[e] = r(the fp32 sum over d ascending of s[d,e] q[d], each term fused in).
+// rnd = 0 computes the same without any rounding, in the precision of `real` (the tests' check of the algebra).
+//                                                                                           o [B T, D] (=)
+// K is at most 32 and divides 32.
+void op_lra_bf16_fwd(real *o, const real *qfi, int64_t ld, const real *lb, int B, int T, int H, int K, int rnd);
+// The backward. The scans' gradients are those of the authors' scan backward, rounded at every step:
+//   ds = r(r(dout[e]) q[d]); forward G_t = r(ds_t + r(lam_{t+1} G_{t+1})) from t = T - 1 (G = 0 after it),
+//   dlam_t = r(G_t h_{t-1}) (h_{-1} = 0); the reverse scan's mirrored (lam_{t-1}, h_{t+1});
+//   dx = r(G_fwd + G_rev), dlam[d,e] = r(dlam_fwd + dlam_rev).
+// Everything after them is exact fp32 through the roundings' places as if they were not there (in the
+// authors' run these gradients are bf16 tensors too: a further relative 2^-9 left out):
+//   dv[e] = sum_d dx (1 - lam[d]); dlam[d] = sum_e (dlam[d,e] - dx[d,e] v[e]); dq[d] = sum_e r(dout[e]) s[d,e];
+//   then through the sigmoids and silu at their rounded values; dlb += dlam (1 - f), summed in double per
+//   sequence in row order, then over the sequences in order.
+// dqfi: all 2 HK + D columns of rows of stride ldd (=); dlb [HK] += (skipped when lb or dlb is NULL).
+void op_lra_bf16_bwd(real *dqfi, int64_t ldd, real *dlb, const real *dout, const real *qfi, int64_t ld, const real *lb,
+                     int B, int T, int H, int K, int rnd);
+
 // ---- LayerNorm over the last dim C ----
 // y = (x - mean) rstd w + b per row, var the biased mean of (x - mean)^2, rstd = (var + eps)^-1/2, both
 // statistics in double, two passes. y an operand; mean[N], rstd[N] saved when not NULL.   (y =, mean =, rstd =)

@@ -40,6 +40,21 @@ static Batch make_batch(const ClsConfig *c, int B, int T, uint64_t *s) {
 }
 static void free_batch(Batch *b) { free(b->tok); free(b->lens); free(b->lab); }
 
+// The bf16 scans' ops (--scan-dtype bf16) come here (the linker's --wrap, Makefile): with g_lra16_rnd at 0 they
+// run without their roundings, the function whose derivative the backward computes, so finite differences can
+// check how the model wires them in; tests/test_cls_ops.c checks the ops themselves, roundings included.
+static int g_lra16_rnd = 1;
+void __real_op_lra_bf16_fwd(real *o, const real *qfi, int64_t ld, const real *lb, int B, int T, int H, int K, int rnd);
+void __real_op_lra_bf16_bwd(real *dqfi, int64_t ldd, real *dlb, const real *dout, const real *qfi, int64_t ld,
+                            const real *lb, int B, int T, int H, int K, int rnd);
+void __wrap_op_lra_bf16_fwd(real *o, const real *qfi, int64_t ld, const real *lb, int B, int T, int H, int K, int rnd) {
+    __real_op_lra_bf16_fwd(o, qfi, ld, lb, B, T, H, K, rnd && g_lra16_rnd);
+}
+void __wrap_op_lra_bf16_bwd(real *dqfi, int64_t ldd, real *dlb, const real *dout, const real *qfi, int64_t ld,
+                            const real *lb, int B, int T, int H, int K, int rnd) {
+    __real_op_lra_bf16_bwd(dqfi, ldd, dlb, dout, qfi, ld, lb, B, T, H, K, rnd && g_lra16_rnd);
+}
+
 // The mixing fd_cls's training forwards use (NULL: none).
 static const ClsMix *fd_mix;
 
@@ -760,6 +775,57 @@ int main(void) {
     lrs.layer = LAYER_LRA;
     fd_cls(lrs, 2, 21, 45, "LRA layer, RGB pixels, series scans over 3 x 7");
     for (int lines = 0; lines < 3; lines++) scans_2d_explicit_of(MIXER_CAUSAL, LAYER_LRA, 2, 7, 9, 2, 4, 4, lines);
+    // the LRA layer with --scan-dtype bf16: its ops without the roundings are the fp32 layer's function, so finite
+    // differences check their wiring (every column of dqfi, the lower bounds); with them the loss moves by about
+    // bf16's rounding and no more; the configurations it refuses
+    {
+        ClsConfig l16 = lr;
+        l16.scan_dtype = SCAN_BF16;
+        g_lra16_rnd = 0;
+        fd_cls(l16, 3, 7, 46, "LRA layer, bf16 scans (their roundings off), T 7");
+        ClsConfig l16p = lrp;
+        l16p.scan_dtype = SCAN_BF16;
+        fd_cls(l16p, 2, 5, 47, "LRA layer, bf16 scans (their roundings off), pairs");
+        double loss[3];
+        for (int i = 0; i < 3; i++) {
+            ClsConfig c = i == 0 ? lr : l16;
+            g_lra16_rnd = i == 2;
+            cls_config_finish(&c);
+            ClsModel m;
+            cls_alloc(&m, &c);
+            cls_init(&m, 48, CLS_INIT_NORMAL);
+            uint64_t s = 49;
+            Batch b = make_batch(&c, 3, 40, &s);
+            ClsActs *a = cls_acts_alloc(&c, 3, 40, 0);
+            loss[i] = cls_forward(&m, a, b.tok, b.lens, b.lab, 3, 0, 0, NULL, NULL);
+            cls_acts_free(a);
+            free_batch(&b);
+            cls_free(&m);
+        }
+        CHECK(fabs(loss[1] - loss[0]) <= 1e-12 * fabs(loss[0]), "bf16 scans without roundings: loss %.15g, the fp32 "
+              "layer's %.15g", loss[1], loss[0]);
+        const double moved = fabs(loss[2] - loss[0]) / fabs(loss[0]);
+        CHECK(moved > 1e-7 && moved < 3e-2, "bf16 scans move the loss by %.3g relative (expected a rounding's worth)",
+              moved);
+        printf("bf16 scans: loss %.6f against the fp32 layer's %.6f\n", loss[2], loss[0]);
+        ClsConfig bad = listops;
+        bad.scan_dtype = SCAN_BF16;
+        const char *why = cls_config_finish(&bad);
+        CHECK(why && strstr(why, "it needs --mixer-layer lra"), "bf16 scans with the fla layer: %s", why);
+        bad = lrg;
+        bad.scan_dtype = SCAN_BF16;
+        why = cls_config_finish(&bad);
+        CHECK(why && strstr(why, "1-D"), "bf16 scans with 2-D scans: %s", why);
+        bad = l16;
+        bad.K = 3; bad.D = 12; bad.I = 12;
+        why = cls_config_finish(&bad);
+        CHECK(why && strstr(why, "divides 32"), "bf16 scans with K 3: %s", why);
+        bad = l16;
+        bad.scan_dtype = 2;
+        why = cls_config_finish(&bad);
+        CHECK(why && strstr(why, "--scan-dtype must be"), "scan dtype 2: %s", why);
+        g_lra16_rnd = 1;
+    }
     patch_layout(4, 6, 2, 1);
     patch_layout(4, 6, 2, 3);
     patch_layout(6, 6, 3, 1);

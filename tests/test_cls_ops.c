@@ -686,6 +686,209 @@ static void test_cols_all(void) {
                     test_cols(sh[i].S, sh[i].gh, sh[i].gw, sh[i].H, sh[i].K, sh[i].Dv, chunks[ci], rev, acc);
 }
 
+// ======================================================================================================
+// the LRA layer in bf16 numerics (op_lra_bf16_fwd/bwd)
+// ======================================================================================================
+// rnd = 0: the same function as the fp32 layer's ops (op_gates_fwd, op_lra_acts_fwd, op_hgru_fwd both ways;
+// their backwards), checked against those, and against finite differences in the float64 build.
+// rnd = 1: against a separate evaluator below, element by element with its own loops: bit for bit forward and
+// in the scans' rounded gradients, to the build's rounding in the fp32 sums after them.
+static float bf16_of(double x) {   // to float, then to bf16 by nearest, ties to even, as ops.h says
+    float f = (float)x;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) {
+        const uint32_t low = u & 0xffffu, keep = u & 0xffff0000u;
+        u = low > 0x8000u || (low == 0x8000u && (keep & 0x10000u)) ? keep + 0x10000u : keep;
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+static real sig_of(real x) {   // the backend's sigmoid, written out: e = exp(-|x|), 1 / (1 + e) or e / (1 + e)
+    real e = (real)exp(-fabs((double)x));
+    if (sizeof(real) == sizeof(float)) e = (real)expf(-fabsf((float)x));
+    const real r = 1 / (1 + e);
+    return x >= 0 ? r : e * r;
+}
+#ifdef HGRN2_F64
+#define FMA_REAL fma
+#else
+#define FMA_REAL fmaf
+#endif
+typedef struct { real *o, *dqfi, *dlb; } Lra16Out;
+// The evaluator: gate arrays for every (row, column) first, then each state element's two scans on its own.
+static Lra16Out lra16_eval(const real *qfi, int64_t ld, const real *lb, const real *dout, int B, int T, int H, int K) {
+    const int HK = H * K;
+    const int64_t N = (int64_t)B * T;
+#define R16(x) ((real)bf16_of(x))
+    real *q = zvec(N * HK), *f = zvec(N * HK), *vp = zvec(N * HK), *v = zvec(N * HK), *lam = zvec(N * HK);
+    real *bb = zvec(HK);
+    for (int c = 0; c < HK; c++) bb[c] = lb ? R16(lb[c]) : 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < HK; c++) {
+            const real *row = qfi + n * ld;
+            q[n * HK + c] = R16(sig_of(R16(row[c])));
+            f[n * HK + c] = R16(sig_of(R16(row[HK + c])));
+            vp[n * HK + c] = R16(row[2 * HK + c]);
+            v[n * HK + c] = R16(vp[n * HK + c] * sig_of(vp[n * HK + c]));
+            lam[n * HK + c] = R16(bb[c] + R16(R16(1 - bb[c]) * f[n * HK + c]));
+        }
+    // states [dir][n][h][d][e]
+    const int64_t NS = N * H * K * K;
+    real *hs = zvec(2 * NS), *gs = zvec(2 * NS), *ls = zvec(2 * NS);
+#define SI(n, h, d, e) ((((n) * H + (h)) * K + (d)) * K + (e))
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < K; d++)
+                for (int e = 0; e < K; e++)
+                    for (int dir = 0; dir < 2; dir++) {
+                        real st = 0, G = 0;
+                        for (int i = 0; i < T; i++) {   // the scan
+                            const int64_t n = (int64_t)b * T + (dir ? T - 1 - i : i);
+                            const real x = R16(R16(1 - lam[n * HK + h * K + d]) * v[n * HK + h * K + e]);
+                            st = R16(R16(lam[n * HK + h * K + d] * st) + x);
+                            hs[dir * NS + SI(n, h, d, e)] = st;
+                        }
+                        for (int i = T - 1; i >= 0; i--) {   // its backward, from its last step
+                            const int64_t n = (int64_t)b * T + (dir ? T - 1 - i : i);
+                            const real ln = i < T - 1 ? lam[(dir ? n - 1 : n + 1) * HK + h * K + d] : 0;
+                            const real ds = R16(R16(dout[n * HK + h * K + e]) * q[n * HK + h * K + d]);
+                            G = R16(ds + R16(ln * G));
+                            const real hp = i > 0 ? hs[dir * NS + SI(dir ? n + 1 : n - 1, h, d, e)] : 0;
+                            gs[dir * NS + SI(n, h, d, e)] = G;
+                            ls[dir * NS + SI(n, h, d, e)] = R16(G * hp);
+                        }
+                    }
+    Lra16Out r = {zvec(N * HK), zvec(N * ld), lb ? zvec(HK) : NULL};
+    double *dlb = xcalloc((size_t)HK, sizeof(double));
+    for (int64_t n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) {
+            for (int e = 0; e < K; e++) {
+                real acc = 0;
+                for (int d = 0; d < K; d++)
+                    acc = FMA_REAL(R16(hs[SI(n, h, d, e)] + hs[NS + SI(n, h, d, e)]), q[n * HK + h * K + d], acc);
+                r.o[n * HK + h * K + e] = R16(acc);
+            }
+            for (int d = 0; d < K; d++) {
+                double dq = 0, dlam = 0, dv = 0;
+                const int c = h * K + d;
+                for (int e = 0; e < K; e++) {
+                    const int64_t i = SI(n, h, d, e);
+                    const double dx = R16(gs[i] + gs[NS + i]), dl = R16(ls[i] + ls[NS + i]);
+                    dq += (double)R16(dout[n * HK + h * K + e]) * R16(hs[i] + hs[NS + i]);
+                    dlam += dl - dx * v[n * HK + h * K + e];
+                }
+                for (int e = 0; e < K; e++) {   // column c as a value: the sum over the gates d of its head
+                    const int64_t i = SI(n, h, e, d);
+                    dv += (double)R16(gs[i] + gs[NS + i]) * R16(1 - lam[n * HK + h * K + e]);
+                }
+                const double qq = q[n * HK + c], ff = f[n * HK + c], vv = vp[n * HK + c], sv = sig_of(vp[n * HK + c]);
+                r.dqfi[n * ld + c] = (real)(dq * qq * (1 - qq));
+                r.dqfi[n * ld + HK + c] = (real)(dlam * (1 - bb[c]) * ff * (1 - ff));
+                r.dqfi[n * ld + 2 * HK + c] = (real)(dv * sv * (1 + vv * (1 - sv)));
+                dlb[c] += dlam * (1 - ff);
+            }
+        }
+#undef SI
+#undef R16
+    for (int c = 0; c < HK; c++)
+        if (r.dlb) r.dlb[c] = (real)dlb[c];
+    free(dlb);
+    free(q); free(f); free(vp); free(v); free(lam); free(bb); free(hs); free(gs); free(ls);
+    return r;
+}
+
+typedef struct { real *qfi, *lb, *wt, *o; int64_t ld; int B, T, H, K; } Lra16Ctx;
+static double lra16_loss(void *p) {
+    Lra16Ctx *c = p;
+    op_lra_bf16_fwd(c->o, c->qfi, c->ld, c->lb, c->B, c->T, c->H, c->K, 0);
+    return wsum(c->wt, c->o, (int64_t)c->B * c->T * c->H * c->K);
+}
+static void det_lra16(void *p, real *out) {   // o, dqfi, dlb with the roundings
+    Lra16Ctx *c = p;
+    const int64_t N = (int64_t)c->B * c->T, D = (int64_t)c->H * c->K;
+    op_lra_bf16_fwd(out, c->qfi, c->ld, c->lb, c->B, c->T, c->H, c->K, 1);
+    memset(out + N * D, 0, (size_t)(N * c->ld + D) * sizeof(real));
+    op_lra_bf16_bwd(out + N * D, c->ld, out + N * D + N * c->ld, c->wt, c->qfi, c->ld, c->lb, c->B, c->T, c->H, c->K, 1);
+}
+
+static void test_lra16(int B, int T, int H, int K, int with_lb, double fscale) {
+    const int D = H * K, HK = D;
+    const int64_t N = (int64_t)B * T, ld = 2 * HK + D + 3;   // a gap past the columns, never written
+    Lra16Ctx c = {.qfi = rvec(N * ld, 1), .lb = with_lb ? zvec(HK) : NULL, .wt = rvec(N * D, 1), .o = zvec(N * D),
+                  .ld = ld, .B = B, .T = T, .H = H, .K = K};
+    for (int64_t n = 0; n < N; n++)   // forget logits of spread fscale: with a large one, gates round to 1
+        for (int j = 0; j < HK; j++) c.qfi[n * ld + HK + j] = (real)(fscale * nrand() + 1);
+    if (c.lb)
+        for (int j = 0; j < HK; j++) c.lb[j] = (real)(0.9 * urand());
+    char name[200], shape[96];
+    snprintf(shape, sizeof shape, "B %d T %d H %d K %d%s, f logits +- %g", B, T, H, K, with_lb ? ", lower bound" : "",
+             fscale);
+    // rnd = 0 against the fp32 layer's ops
+    real *q = zvec(N * HK), *k = zvec(N * HK), *g = zvec(N * HK), *vact = zvec(N * D), *oref = zvec(N * D);
+    op_gates_fwd(q, k, g, c.qfi, ld, c.lb, N, HK);
+    op_lra_acts_fwd(q, vact, c.qfi, ld, N, HK, D, sqrt((double)K));
+    op_hgru_fwd(oref, NULL, q, k, g, vact, D, NULL, B, T, H, K, K, 0, 0, 0);
+    op_hgru_fwd(oref, NULL, q, k, g, vact, D, NULL, B, T, H, K, K, 0, 1, 1);
+    op_lra_bf16_fwd(c.o, c.qfi, ld, c.lb, B, T, H, K, 0);
+    // the two compute the gates differently (lam from f, against k = (1 - lb) sigmoid(-f) and g = log lam) and
+    // sum the states of each direction before the readout: a few roundings a step, kept for up to T steps
+    const double tol0 = 16.0 * (T + 4) * EPS;
+    snprintf(name, sizeof name, "lra_bf16 rnd 0 fwd vs gates + hgru ops (%s)", shape);
+    near(name, relerr(c.o, oref, N * D), tol0);
+    real *dq = zvec(N * HK), *dk = zvec(N * HK), *dg = zvec(N * HK), *dvs = zvec(N * D), *dref = zvec(N * ld);
+    real *dlbref = c.lb ? zvec(HK) : NULL, *dqfi = zvec(N * ld), *dlb = c.lb ? zvec(HK) : NULL;
+    op_hgru_bwd(dq, dk, dg, dvs, D, c.wt, q, k, g, vact, D, B, T, H, K, K, 0, 0, 0);
+    op_hgru_bwd(dq, dk, dg, dvs, D, c.wt, q, k, g, vact, D, B, T, H, K, K, 0, 1, 1);
+    op_gates_bwd(dref, ld, dlbref, dq, dk, dg, c.qfi, ld, c.lb, N, HK);
+    op_lra_acts_bwd(dref, ld, dq, dvs, c.qfi, ld, N, HK, D, sqrt((double)K));
+    op_lra_bf16_bwd(dqfi, ld, dlb, c.wt, c.qfi, ld, c.lb, B, T, H, K, 0);
+    double e = rel_err(dqfi, dref, N, 2 * HK + D, ld);
+    if (c.lb) e = maxd(e, relerr(dlb, dlbref, HK));
+    snprintf(name, sizeof name, "lra_bf16 rnd 0 bwd vs the ops' backwards (%s)", shape);
+    near(name, e, tol0);
+    CHECK(gaps_same(dqfi, dref, N, 2 * HK + D, ld), "lra_bf16_bwd wrote past the columns of dqfi (%s)", shape);
+    snprintf(name, sizeof name, "lra_bf16 rnd 0 dqfi (finite differences, %s)", shape);
+    const double gs = maxabs(dqfi, N * ld);
+    fd_scaled(name, lra16_loss, &c, c.qfi, N, 2 * HK + D, ld, dqfi, ld, gs);
+    if (c.lb) {
+        snprintf(name, sizeof name, "lra_bf16 rnd 0 dlb (finite differences, %s)", shape);
+        fd_vec(name, lra16_loss, &c, c.lb, HK, dlb, gs);
+    }
+    // rnd = 1 against the evaluator
+    Lra16Out r = lra16_eval(c.qfi, ld, c.lb, c.wt, B, T, H, K);
+    op_lra_bf16_fwd(c.o, c.qfi, ld, c.lb, B, T, H, K, 1);
+    snprintf(name, sizeof name, "lra_bf16 rnd 1 fwd vs the evaluator, bits (%s)", shape);
+    near(name, memcmp(c.o, r.o, (size_t)(N * D) * sizeof(real)) != 0, 0);
+    memset(dqfi, 0, (size_t)(N * ld) * sizeof(real));
+    if (dlb) memset(dlb, 0, (size_t)HK * sizeof(real));
+    op_lra_bf16_bwd(dqfi, ld, dlb, c.wt, c.qfi, ld, c.lb, B, T, H, K, 1);
+    // the same rounded gradients, then sums of K terms in the build's precision (the evaluator's in double)
+    e = rel_err(dqfi, r.dqfi, N, 2 * HK + D, ld);
+    if (c.lb) e = maxd(e, relerr(dlb, r.dlb, HK));
+    snprintf(name, sizeof name, "lra_bf16 rnd 1 bwd vs the evaluator (%s)", shape);
+    near(name, e, 8.0 * (K + 2) * EPS);
+    // the roundings matter: the rounded layer is not the fp32 one
+    snprintf(name, sizeof name, "lra_bf16 rnd 1 fwd differs from rnd 0 by more than fp32 rounding (%s)", shape);
+    near(name, relerr(c.o, oref, N * D) < 1e-4, 0);
+    snprintf(name, sizeof name, "lra_bf16 (%s)", shape);
+    det_check(name, det_lra16, &c, N * D + N * ld + D);
+    free(c.qfi); free(c.lb); free(c.wt); free(c.o); free(q); free(k); free(g); free(vact); free(oref);
+    free(dq); free(dk); free(dg); free(dvs); free(dref); free(dlbref); free(dqfi); free(dlb);
+    free(r.o); free(r.dqfi); free(r.dlb);
+}
+
+static void test_lra16_all(void) {
+    printf("-- lra_bf16 (the LRA layer in bf16 numerics)\n");
+    seed(900);
+    test_lra16(1, 1, 1, 1, 0, 1);
+    test_lra16(2, 37, 3, 4, 1, 1);
+    test_lra16(1, 70, 2, 2, 0, 1);
+    test_lra16(2, 19, 1, 8, 1, 1);
+    test_lra16(1, 40, 2, 4, 1, 8);    // gates that round to 1: those states stay 0
+    test_lra16(1, 9, 1, 32, 1, 1);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) { fprintf(stderr, "usage: %s\n", argv[0]); return EXIT_USAGE; }
     double t0 = now_s();
@@ -728,6 +931,7 @@ int main(int argc, char **argv) {
     test_pair(5, 130);
     test_determinism();
     test_cols_all();
+    test_lra16_all();
     printf("\n%.1f s\n", now_s() - t0);
     return check_summary("test_cls_ops");
 }

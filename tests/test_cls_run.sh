@@ -149,6 +149,29 @@ expect 2 "--mixer-layer lra --arch hgrn1" -- $H train --task lra-listops --arch 
 expect_msg "--mixer-layer lra is a form of HGRN2's layer"
 expect 2 "--mixer-layer other" -- $H train --task lra-listops --mixer-layer other --data "$TMP/ex"; expect_msg "mixer-layer"
 
+# --scan-dtype bf16: the LRA layer in the authors' bf16 numerics; named at startup, kept by the checkpoint (a
+# byte-exact resume, eval), another model than fp32's; refused where it does not apply
+expect 0 "train --scan-dtype bf16 30 steps" -- $H train --task lra-listops --mixer-layer lra --scan-dtype bf16 --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/l16_a"
+grep -q "| model        | bidirectional classifier, HGRN2 (the LRA layer, its scans in bf16), 4 heads of key dim 4" "$TMP/out" ||
+    fail "the startup table's model row of bf16 scans: $(grep '| model' "$TMP/out")"
+checks=$((checks + 1))
+cmp -s "$TMP/lra_a/log.tsv" "$TMP/l16_a/log.tsv" && fail "bf16 scans trained the fp32 layer's run" || ok "bf16 scans train another run than fp32's"
+expect 0 "bf16 scans, stop at step 12" -- $H train --task lra-listops --mixer-layer lra --scan-dtype bf16 --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/l16_b"
+expect 2 "resume with --scan-dtype" -- $H train --resume --out "$TMP/l16_b" --scan-dtype fp32; expect_msg "cannot change on --resume"
+expect 0 "resume the bf16 scans' run" -- $H train --resume --out "$TMP/l16_b" --threads 2 "${PROG[@]}"
+checks=$((checks + 1))
+cmp -s "$TMP/l16_a/model.ckpt" "$TMP/l16_b/model.ckpt" && cmp -s "$TMP/l16_a/log.tsv" "$TMP/l16_b/log.tsv" &&
+    ok "bf16 scans: the resumed run ends in the identical checkpoint and log" || fail "bf16 scans: the resumed run differs"
+expect 0 "eval the bf16 scans' model" -- $H eval --task lra-listops --ckpt "$TMP/l16_a/model.ckpt" --threads 2
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of bf16 scans: $(tail -n 1 "$TMP/out")"
+expect 2 "--init with --scan-dtype" -- $H train --task lra-listops --init "$TMP/lra_a/model.ckpt" --scan-dtype bf16 --data "$TMP/ex" --out "$TMP/l16_c"
+expect_msg "--scan-dtype cannot be given with --init"
+expect 2 "--scan-dtype bf16 with the fla layer" -- $H train --task lra-listops --scan-dtype bf16 --data "$TMP/ex"
+expect_msg "--scan-dtype bf16 is the numerics of the authors' layer: it needs --mixer-layer lra"
+expect 2 "--scan-dtype bf16 with expand ratio 3" -- $H train --task lra-listops --mixer-layer lra --scan-dtype bf16 --dim 12 --expand-ratio 3 --data "$TMP/ex"
+expect_msg "divides 32"
+expect 2 "--scan-dtype fp16" -- $H train --task lra-listops --mixer-layer lra --scan-dtype fp16 --data "$TMP/ex"; expect_msg "scan-dtype"
+
 # --keep and best.ckpt (the best validation accuracy); non-finite steps skipped, then the stop
 expect 0 "train 30 steps keeping 1" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 \
     --keep 1 --out "$TMP/keep"
@@ -481,6 +504,7 @@ badp "no grid for patches" "grid height = 0 is out of range \[1, 16777216\]" 30 
 badp "an arch that is none" "arch = 5 is neither hgrn2 (0) nor hgrn1 (1)" 37 5
 badp "hgrn1 with expand ratio 4" "an hgrn1 model with expand-ratio 4 (HGRN1's is 1)" 37 1
 badp "a mixer layer that is none" "mixer layer = 2 is out of range \[0, 1\]" 38 2
+badp "bf16 scans for the fla layer" "scan dtype = 1 is out of range \[0, 0\]" 39 1
 # version 2 files (no patch field, no final-norm field, no augmentation, target, schedule or arch fields) still read, as models without patches: the
 # ListOps checkpoint written back in version 2's layout evaluates to the same accuracy
 cat > "$TMP/v2.py" <<'EOF2'
@@ -488,19 +512,19 @@ import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 8 and struct.unpack_from('<q', b, 16)[0] == 39
-# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule; 23 floats, seven of them
+assert struct.unpack_from('<q', b, 8)[0] == 9 and struct.unpack_from('<q', b, 16)[0] == 40
+# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule, HGRN2, fla, fp32 scans; 23 floats, seven of them
 # (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation,
 # then the input dropout (the preset's 0.1), which version 2 reads as the dropout (0): evaluation uses neither
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 39)] == [0, 0, 0, 1, 0, 0, 0]
-fl = 24 + 8 * 39
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 40)] == [0, 0, 0, 1, 0, 0, 0, 0]
+fl = 24 + 8 * 40
 assert struct.unpack_from('<q', b, fl)[0] == 23
 assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 23)] == [0, 0, 0, 0, 0.5, 1, 1e-6, 0.1]
 assert struct.unpack_from('<d', b, fl + 8)[0] == 0
 del b[fl + 8 + 8 * 15:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 39]
+del b[24 + 8 * 32:24 + 8 * 40]
 seal.write(dst, b)
 EOF2
 checks=$((checks + 1))

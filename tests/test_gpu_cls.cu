@@ -1,6 +1,7 @@
 // tests/test_gpu_cls.cu: the CUDA ops of the classification model (cuda/norms_cls.cuh, cuda/pointwise_cls.cuh)
 // against the CPU ops (cpu_cls.c in its float build): biases, LayerNorm, BatchNorm, GELU, sinusoidal positions,
-// dropout, mean pooling, the document-pair features, the staging of 8-bit pixels (bit for bit); and the 2-D
+// dropout, mean pooling, the document-pair features, the staging of 8-bit pixels (bit for bit), the LRA layer in
+// bf16 numerics (lra_bf16, its own tolerances below); and the 2-D
 // mixer's column scans read in place (op_hgru_cols_fwd/bwd, cuda/mixer.cuh: the small-head kernels,
 // K = Dv = 1, 2, 4) against the CPU's (cpu.c).
 //
@@ -358,6 +359,58 @@ static void test_lra_acts(void) {
     }
 }
 
+// The LRA layer in bf16 numerics (op_lra_bf16_fwd/bwd), rnd 0 and 1. Without the roundings both sides run the
+// same recurrences in fp32, with sums in other orders: o 1e-5, the gradients 2e-5, as the exact hgru cases.
+// With them every rounding is at the same place with the same operands, so the forward agrees bit for bit
+// except where a sigmoid or silu (CUDA's expf within 2 ulps, glibc's within 1) lands on the other side of a
+// bf16 rounding boundary: about one value in 2^15, which then moves by one bf16 unit (2^-8 relative) and
+// moves the states after it by as much. So: at most 0.1% of o's elements may differ at all, and o and the
+// gradients (the scans' rounded gradients, then fp32 sums) within 2^-10 in the 2-norm. A rounding left out
+// anywhere makes nearly every element differ, by about 2^-9 relative.
+static void test_lra_bf16(void) {
+    struct { int B, T, H, K, lb; } cf[] = {{1, 1, 1, 1, 0}, {2, 37, 3, 4, 1}, {3, 130, 16, 4, 1}, {2, 65, 4, 8, 1},
+                                           {1, 200, 2, 32, 1}, {2, 300, 8, 2, 0}, {4, 2048, 16, 4, 1}};
+    for (auto c : cf) {
+        if (g_quick && c.T > 200) continue;
+        const int HK = c.H * c.K, D = HK;
+        const int64_t N = (int64_t)c.B * c.T, ld = 2 * HK + D + 3;
+        for (int rnd = 0; rnd < 2; rnd++) {
+            seed(470 + N + rnd);
+            Vec qfi = randn(N * ld, 1), dout = randn(N * D), lb = randn(HK, 0.2, 0.5), o(N * D), dqfi = randn(N * ld);
+            for (int64_t n = 0; n < N; n++)   // a few forget logits large enough that the gate rounds to 1
+                qfi[n * ld + HK + n % HK] = (float)(4 + 4 * urand());
+            const Vec dqfi0 = dqfi;
+            Vec dlb = randn(HK);
+            const Vec dlb0 = dlb;
+            const float *lbp = c.lb ? lb.data() : NULL;
+            op_lra_bf16_fwd(o.data(), qfi.data(), ld, lbp, c.B, c.T, c.H, c.K, rnd);
+            op_lra_bf16_bwd(dqfi.data(), ld, c.lb ? dlb.data() : NULL, dout.data(), qfi.data(), ld, lbp, c.B, c.T,
+                            c.H, c.K, rnd);
+            Pool P;
+            float *gqfi = P.up(qfi), *gdout = P.up(dout), *glb = c.lb ? P.up(lb) : NULL, *go = P.f(N * D);
+            float *gd = P.up(dqfi0), *gdlb = c.lb ? P.up(dlb0) : NULL;
+            char shape[80];
+            snprintf(shape, sizeof shape, "rnd %d B %d T %d H %d K %d%s", rnd, c.B, c.T, c.H, c.K, c.lb ? " lb" : "");
+            poison(go, N * D * 4);
+            cuda_lra_bf16_fwd(go, gqfi, ld, glb, c.B, c.T, c.H, c.K, rnd);
+            cuda_lra_bf16_bwd(gd, ld, gdlb, gdout, gqfi, ld, glb, c.B, c.T, c.H, c.K, rnd);
+            const Vec og = down(go, N * D);
+            const double tol = rnd ? 1.0 / 1024 : 1e-5, tolg = rnd ? 1.0 / 1024 : 2e-5;
+            compare("lra_bf16_fwd o", shape, og, o, tol);
+            compare("lra_bf16_bwd dqfi", shape, down(gd, N * ld), dqfi, tolg);
+            if (c.lb) compare("lra_bf16_bwd dlb (+=)", shape, down(gdlb, HK), dlb, tolg);
+            if (rnd) {
+                int64_t differ = 0;
+                for (int64_t i = 0; i < N * D; i++) differ += memcmp(&og[i], &o[i], 4) != 0;
+                const bool ok = differ * 1000 <= N * D;
+                printf("%s  %-26s %-40s %lld of %lld differ (at most 0.1%%)\n", ok ? "PASS" : "FAIL", "lra_bf16_fwd o bits",
+                       shape, (long long)differ, (long long)(N * D));
+                ok ? n_pass++ : n_fail++;
+            }
+        }
+    }
+}
+
 static void test_dropout(void) {
     const int64_t ns[] = {1, 63, 64, 65, 1000003};
     const double ps[] = {0, 0.1, 0.5};
@@ -655,6 +708,7 @@ int main(int argc, char **argv) {
     test_batchnorm();
     test_gelu();
     test_lra_acts();
+    test_lra_bf16();
     test_dropout();
     test_positions();
     test_pool();

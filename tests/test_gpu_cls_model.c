@@ -508,6 +508,17 @@ int main(int argc, char **argv) {
     ClsConfig lrx = lri;     // K = Dv = 8: heads the GPU's column scans do not read in place, so it gathers them
     lrx.scan = SCAN_2D; lrx.K = 8;
     one_step("LRA layer, RGB pixels, K 8 (columns gathered), 2-D scans over 7 x 9", lrx, 3, 63, 0, 1e-5, 1e-4);
+    // the LRA layer in the authors' bf16 numerics (--scan-dtype bf16): the same roundings at the same places on
+    // both sides, but a projection output that the GPU's fp32 products leave on the other side of a bf16 rounding
+    // boundary (about one in 2^15 when the sums differ in their last bits) rounds one bf16 unit (2^-8) away,
+    // and the values after it move with it: the loss within 1e-3, the gradients 1e-2
+    ClsConfig l16 = lr;
+    l16.scan_dtype = SCAN_BF16;
+    one_step("LRA layer, bf16 scans, BatchNorm, positions, T 65", l16, 4, 65, 0, 1e-3, 1e-2);
+    one_step("LRA layer, bf16 scans, BatchNorm, positions, T 2048", l16, 2, 2048, 0, 1e-3, 1e-2);
+    ClsConfig l16p = lrp;
+    l16p.scan_dtype = SCAN_BF16;
+    one_step("LRA layer, bf16 scans, pairs, T 300", l16p, 3, 300, 0, 1e-3, 1e-2);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }
