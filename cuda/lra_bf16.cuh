@@ -5,7 +5,8 @@
 // registers and runs the T steps in order: the K threads of a head are K consecutive lanes of a warp (K divides
 // 32), so the sums over e (dq, dlam) are butterfly shuffles among them. Every thread computes its head's K gates
 // itself (a head's lanes read the same gate values, one transaction). The states that another pass needs go to
-// the scratch buffer, [B T, K, D] in bf16 (the values are bf16 already; fp32 with rnd = 0):
+// the scratch buffer, [B T, K, D] in bf16 (the values are bf16 already; fp32 with rnd = 0). There are only B D
+// threads (8,192 at ListOps' batch of 128 and dim 64), so a block is one warp, to spread them over every SM.
 //   forward   pass 1 (t up) the forward states; pass 2 (t down) the reverse states and the readout.
 //   backward  pass A (t up) the forward states; pass B (t down) the reverse states (kept), dq, and the forward
 //             scan's G and dlam (over the forward states, which it no longer needs); pass C (t up) the reverse
@@ -56,7 +57,7 @@ template <int K> __device__ __forceinline__ float lra16_head_sum(float x) {
 }
 
 template <int K, bool R>
-__global__ void __launch_bounds__(128) lra16_fwd_kernel(float *__restrict__ o, const float *__restrict__ qfi,
+__global__ void __launch_bounds__(32) lra16_fwd_kernel(float *__restrict__ o, const float *__restrict__ qfi,
                                                         int64_t ld, const float *__restrict__ lb,
                                                         Lra16S<R> *__restrict__ ws, int B, int T, int H) {
     const int D = H * K, HK = D;
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(128) lra16_fwd_kernel(float *__restrict__ o, c
 }
 
 template <int K, bool R>
-__global__ void __launch_bounds__(128) lra16_bwd_kernel(float *__restrict__ dqfi, int64_t ldd,
+__global__ void __launch_bounds__(32) lra16_bwd_kernel(float *__restrict__ dqfi, int64_t ldd,
                                                         double *__restrict__ part, const float *__restrict__ dout,
                                                         const float *__restrict__ qfi, int64_t ld,
                                                         const float *__restrict__ lb, Lra16S<R> *__restrict__ wa,
@@ -208,7 +209,7 @@ template <int K, bool R>
 static void lra16_fwd_launch(float *o, const float *qfi, int64_t ld, const float *lb, int B, int T, int H) {
     const int64_t n = (int64_t)B * H * K;
     Lra16S<R> *ws = (Lra16S<R> *)scratch((size_t)n * T * K * sizeof(Lra16S<R>));
-    lra16_fwd_kernel<K, R><<<(unsigned)((n + 127) / 128), 128, 0, g_stream>>>(o, qfi, ld, lb, ws, B, T, H);
+    lra16_fwd_kernel<K, R><<<(unsigned)((n + 31) / 32), 32, 0, g_stream>>>(o, qfi, ld, lb, ws, B, T, H);
 }
 
 template <int K, bool R>
@@ -219,7 +220,7 @@ static void lra16_bwd_launch(float *dqfi, int64_t ldd, float *dlb, const float *
     Carve cv = {scratch(3 * align256((size_t)per * sizeof(Lra16S<R>)) + align256((size_t)n * sizeof(double)))};
     Lra16S<R> *wa = cv.take<Lra16S<R>>(per), *wl = cv.take<Lra16S<R>>(per), *wr = cv.take<Lra16S<R>>(per);
     double *part = want_dlb ? cv.take<double>(n) : NULL;
-    lra16_bwd_kernel<K, R><<<(unsigned)((n + 127) / 128), 128, 0, g_stream>>>(dqfi, ldd, part, dout, qfi, ld, lb, wa,
+    lra16_bwd_kernel<K, R><<<(unsigned)((n + 31) / 32), 32, 0, g_stream>>>(dqfi, ldd, part, dout, qfi, ld, lb, wa,
                                                                             wl, wr, B, T, H);
     if (want_dlb) lra16_dlb_kernel<<<(H * K + 127) / 128, 128, 0, g_stream>>>(dlb, part, B, H * K);
 }
