@@ -13,10 +13,14 @@ if [ ! -s "$FM/train-images-idx3-ubyte.gz" ] && [ ! -s "$FM/train-images-idx3-ub
     finish; exit
 fi
 expect 0 "prepare --task fashion-mnist" -- $H prepare --task fashion-mnist --input "$FM" --out "$TMP/fm"
-# one layer of dim 32 (8 heads of key dim 4), no dropout, batch 64, lr 1e-2 decaying to 0 over the 3 epochs
+# one layer of dim 32 (8 heads of key dim 4), no dropout, batch 64, lr 1e-2 decaying to 0 over the 3 epochs;
+# under the sanitizers (tests/asan.sh) the run's code is what matters, not its 2,532 steps: 100 of them, and no
+# accuracy criterion
 TINY=(--layers 1 --dim 32 --expand-ratio 4 --glu-ratio 2 --dropout 0 --batch 64 --lr 1e-2 --warmup 50 --threads 2)
-expect 0 "train --task fashion-mnist, tiny, 3 epochs" -- $H train --task fashion-mnist --data "$TMP/fm" "${TINY[@]}" \
-    --epochs 3 --sched-steps 2532 --eval-every 0 --log-every 500 --out "$TMP/run"
+LEN=(--epochs 3) WHAT="3 epochs"
+[ -n "${HGRN2_SANITIZED:-}" ] && LEN=(--steps 100) WHAT="100 steps (sanitizer build)"
+expect 0 "train --task fashion-mnist, tiny, $WHAT" -- $H train --task fashion-mnist --data "$TMP/fm" "${TINY[@]}" \
+    "${LEN[@]}" --sched-steps 2532 --eval-every 0 --log-every 500 --out "$TMP/run"
 sed 's/^/    /' "$TMP/out" | grep -E "^    (\\| input|\\| batch|done|val)"
 grep -q "| input        | pixels in 4 x 4 patches: 7 x 7 = 49 tokens of 16 values; four scans over 7 x 7" "$TMP/out" \
     || fail "the startup table does not show the preset's patches"
@@ -25,9 +29,11 @@ expect 0 "eval --task fashion-mnist" -- $H eval --task fashion-mnist --ckpt "$TM
 cat "$TMP/out"
 acc=$(tail -n 1 "$TMP/out" | sed -n 's/^accuracy \([01]\.[0-9]\{4\}\)$/\1/p')
 checks=$((checks + 1))
+want=0.80
+[ -n "${HGRN2_SANITIZED:-}" ] && want=0
 if grep -q "fashion-mnist: test split of $TMP/fm, 10000 examples (49 tokens of 4 x 4 patches)" "$TMP/out" &&
-   [ -n "$acc" ] && awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }'
-then ok "test accuracy $acc >= 0.80 on the 10,000 test images"; else fail "test accuracy '${acc}' (want >= 0.80)"; fi
+   [ -n "$acc" ] && awk -v a="$acc" -v w=$want 'BEGIN { exit !(a >= w) }'
+then ok "test accuracy $acc >= $want on the 10,000 test images"; else fail "test accuracy '${acc}' (want >= $want)"; fi
 expect 0 "eval --task lra ignores the fashion-mnist run" -- $H eval --task lra --runs "$TMP"
 grep -q "no task has a checkpoint" "$TMP/out" || fail "eval --task lra counted a fashion-mnist run: $(tail -n 1 "$TMP/out")"
 # --resume of a patch run: 40 steps straight, or 15 then 25, end in the same bytes
