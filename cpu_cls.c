@@ -1,5 +1,6 @@
 // cpu_cls.c: the CPU ops of the classification model (ops.h, "the classification model"): biases, LayerNorm,
-// BatchNorm, GELU, sinusoidal positions, dropout, mean pooling and the document-pair features. The rules of
+// BatchNorm, GELU, sinusoidal positions, dropout, mean pooling, the document-pair features, the LRA layer's
+// activations and that layer in bf16 numerics. The rules of
 // cpu.c hold here: every output element is written by one thread, in an order fixed by the shapes, so the
 // results are bit-identical at any thread count; no float atomics.
 //
@@ -10,10 +11,9 @@
 #include "common.h"
 #include "cpu_math.h"
 #include "ops.h"
+#include "hf.h"
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
-#include <string.h>
 
 #define CB 16      // columns per block of the column sums: one 64-byte line of floats per row
 #define LANES 8    // partial sums of a row sum
@@ -91,19 +91,10 @@ void op_lra_acts_bwd(real *dqfi, int64_t ldd, const real *dq, const real *dv, co
 
 // ---------------------------------------------------------------------------------------------------------
 // The LRA layer in bf16 numerics (ops.h, op_lra_bf16_fwd): one (sequence, head) at a time, its states of both
-// directions kept for all T steps in the thread's own buffers.
+// directions and its gates kept for all T steps in the thread's own buffers.
 // ---------------------------------------------------------------------------------------------------------
-// x rounded to bfloat16 (8 significant bits), to nearest with ties to even; infinities and NaN as they are.
-// A double (the float64 build) is rounded to float first.
-static inline real bf16r(real x) {
-    float f = (float)x;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
-#define RB(x) (rnd ? bf16r(x) : (x))
+// x rounded to bfloat16, to nearest with ties to even (a double, in the float64 build, to float first)
+#define RB(x) (rnd ? (real)bf16_to_f32(f32_to_bf16((float)(x))) : (x))
 #define LRA16_KMAX 32
 
 // The gates of head h of one row [q pre | f logits | v pre]: q, f, v, b (the rounded lower bound), lam, 1 - lam
@@ -127,21 +118,22 @@ static void lra16_gates(Lra16Gates *g, const real *row, int HK, int h, int K, co
     }
 }
 
-// The states of one (sequence, head), [T][K][K] each: forward (hf) and reverse (hr).
-static void lra16_states(real *hf, real *hr, const real *qfi, int64_t ld, const real *lb, int T, int HK, int h, int K,
-                         int rnd) {
-    Lra16Gates g;
+// The gates of every row of one (sequence, head) into gs [T], then its states, [T][K][K] each: forward (hf)
+// and reverse (hr).
+static void lra16_states(real *hf, real *hr, Lra16Gates *gs, const real *qfi, int64_t ld, const real *lb, int T,
+                         int HK, int h, int K, int rnd) {
     const int KK = K * K;
+    for (int t = 0; t < T; t++) lra16_gates(&gs[t], qfi + (int64_t)t * ld, HK, h, K, lb, rnd);
     for (int dir = 0; dir < 2; dir++) {
         real *hs = dir ? hr : hf;
         for (int i = 0; i < T; i++) {
             const int t = dir ? T - 1 - i : i;
-            lra16_gates(&g, qfi + (int64_t)t * ld, HK, h, K, lb, rnd);
+            const Lra16Gates *g = &gs[t];
             const real *prev = i ? hs + (int64_t)(dir ? t + 1 : t - 1) * KK : NULL;
             real *st = hs + (int64_t)t * KK;
             for (int d = 0; d < K; d++)
                 for (int e = 0; e < K; e++)
-                    st[d * K + e] = RB(RB(g.lam[d] * (prev ? prev[d * K + e] : 0)) + RB(g.oml[d] * g.v[e]));
+                    st[d * K + e] = RB(RB(g->lam[d] * (prev ? prev[d * K + e] : 0)) + RB(g->oml[d] * g->v[e]));
         }
     }
 }
@@ -151,25 +143,26 @@ void op_lra_bf16_fwd(real *o, const real *qfi, int64_t ld, const real *lb, int B
     #pragma omp parallel
     {
         real *hf = xmalloc((size_t)2 * T * KK * sizeof(real)), *hr = hf + (int64_t)T * KK;
-        Lra16Gates g;
+        Lra16Gates *gs = xmalloc((size_t)T * sizeof(Lra16Gates));
         #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < (int64_t)B * H; bh++) {
             const int64_t b = bh / H;
             const int h = (int)(bh % H);
             const real *q0 = qfi + b * T * ld;
-            lra16_states(hf, hr, q0, ld, lb, T, HK, h, K, rnd);
+            lra16_states(hf, hr, gs, q0, ld, lb, T, HK, h, K, rnd);
             for (int t = 0; t < T; t++) {
-                lra16_gates(&g, q0 + (int64_t)t * ld, HK, h, K, lb, rnd);
+                const Lra16Gates *g = &gs[t];
                 const real *f = hf + (int64_t)t * KK, *r = hr + (int64_t)t * KK;
                 real *orow = o + (b * T + t) * HK + h * K;
                 for (int e = 0; e < K; e++) {
                     real acc = 0;
-                    for (int d = 0; d < K; d++) acc = rfma(RB(f[d * K + e] + r[d * K + e]), g.q[d], acc);
+                    for (int d = 0; d < K; d++) acc = rfma(RB(f[d * K + e] + r[d * K + e]), g->q[d], acc);
                     orow[e] = RB(acc);
                 }
             }
         }
         free(hf);
+        free(gs);
     }
 }
 
@@ -181,28 +174,28 @@ void op_lra_bf16_bwd(real *dqfi, int64_t ldd, real *dlb, const real *dout, const
     {
         real *hf = xmalloc((size_t)4 * T * KK * sizeof(real)), *hr = hf + (int64_t)T * KK;
         real *gf = hr + (int64_t)T * KK, *lf = gf + (int64_t)T * KK;      // the forward scan's G and dlam
-        Lra16Gates g;
+        Lra16Gates *gs = xmalloc((size_t)T * sizeof(Lra16Gates));
         real lamn[LRA16_KMAX], G[LRA16_KMAX * LRA16_KMAX];
         #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < (int64_t)B * H; bh++) {
             const int64_t b = bh / H;
             const int h = (int)(bh % H);
             const real *q0 = qfi + b * T * ld;
-            lra16_states(hf, hr, q0, ld, lb, T, HK, h, K, rnd);
+            lra16_states(hf, hr, gs, q0, ld, lb, T, HK, h, K, rnd);
             // the forward scan's backward, from t = T - 1 down: G = r(ds + r(lam_{t+1} G)), dlam = r(G h_{t-1})
             for (int i = 0; i < KK; i++) G[i] = 0;
             for (int d = 0; d < K; d++) lamn[d] = 0;
             for (int t = T - 1; t >= 0; t--) {
-                lra16_gates(&g, q0 + (int64_t)t * ld, HK, h, K, lb, rnd);
+                const Lra16Gates *g = &gs[t];
                 const real *dor = dout + (b * T + t) * HK + h * K;
                 for (int d = 0; d < K; d++)
                     for (int e = 0; e < K; e++) {
                         const int i = d * K + e;
-                        G[i] = RB(RB(RB(dor[e]) * g.q[d]) + RB(lamn[d] * G[i]));
+                        G[i] = RB(RB(RB(dor[e]) * g->q[d]) + RB(lamn[d] * G[i]));
                         gf[(int64_t)t * KK + i] = G[i];
                         lf[(int64_t)t * KK + i] = RB(G[i] * (t ? hf[(int64_t)(t - 1) * KK + i] : 0));
                     }
-                for (int d = 0; d < K; d++) lamn[d] = g.lam[d];
+                for (int d = 0; d < K; d++) lamn[d] = g->lam[d];
             }
             // the reverse scan's, from t = 0 up (h_{t+1} its previous state), and what both feed
             for (int i = 0; i < KK; i++) G[i] = 0;
@@ -210,40 +203,41 @@ void op_lra_bf16_bwd(real *dqfi, int64_t ldd, real *dlb, const real *dout, const
             for (int c = 0; c < K; c++)
                 if (part) part[b * HK + h * K + c] = 0;
             for (int t = 0; t < T; t++) {
-                lra16_gates(&g, q0 + (int64_t)t * ld, HK, h, K, lb, rnd);
+                const Lra16Gates *g = &gs[t];
                 const real *dor = dout + (b * T + t) * HK + h * K;
                 real dx[LRA16_KMAX * LRA16_KMAX], dl[LRA16_KMAX * LRA16_KMAX];
                 for (int d = 0; d < K; d++)
                     for (int e = 0; e < K; e++) {
                         const int i = d * K + e;
-                        G[i] = RB(RB(RB(dor[e]) * g.q[d]) + RB(lamn[d] * G[i]));
+                        G[i] = RB(RB(RB(dor[e]) * g->q[d]) + RB(lamn[d] * G[i]));
                         const real dlr = RB(G[i] * (t < T - 1 ? hr[(int64_t)(t + 1) * KK + i] : 0));
                         dx[i] = RB(gf[(int64_t)t * KK + i] + G[i]);
                         dl[i] = RB(lf[(int64_t)t * KK + i] + dlr);
                     }
-                for (int d = 0; d < K; d++) lamn[d] = g.lam[d];
+                for (int d = 0; d < K; d++) lamn[d] = g->lam[d];
                 real *dr = dqfi + (b * T + t) * ldd;
                 for (int d = 0; d < K; d++) {
                     real dq = 0, dlam = 0;
                     for (int e = 0; e < K; e++) {
                         const int i = d * K + e;
                         dq += RB(dor[e]) * RB(hf[(int64_t)t * KK + i] + hr[(int64_t)t * KK + i]);
-                        dlam += dl[i] - dx[i] * g.v[e];
+                        dlam += dl[i] - dx[i] * g->v[e];
                     }
                     const int c = h * K + d;
-                    dr[c] = dq * g.q[d] * (1 - g.q[d]);
-                    dr[HK + c] = dlam * (1 - g.b[d]) * g.f[d] * (1 - g.f[d]);
-                    if (part) part[b * HK + c] += (double)(dlam * (1 - g.f[d]));
+                    dr[c] = dq * g->q[d] * (1 - g->q[d]);
+                    dr[HK + c] = dlam * (1 - g->b[d]) * g->f[d] * (1 - g->f[d]);
+                    if (part) part[b * HK + c] += (double)(dlam * (1 - g->f[d]));
                 }
                 for (int e = 0; e < K; e++) {
                     real dv = 0, s, sn;
-                    for (int d = 0; d < K; d++) dv += dx[d * K + e] * g.oml[d];
-                    sigmoid2(g.vp[e], &s, &sn);
-                    dr[2 * HK + h * K + e] = dv * s * (1 + g.vp[e] * sn);
+                    for (int d = 0; d < K; d++) dv += dx[d * K + e] * g->oml[d];
+                    sigmoid2(g->vp[e], &s, &sn);
+                    dr[2 * HK + h * K + e] = dv * s * (1 + g->vp[e] * sn);
                 }
             }
         }
         free(hf);
+        free(gs);
     }
     if (part) {
         for (int c = 0; c < HK; c++) {
