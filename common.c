@@ -163,3 +163,12 @@ int open_regular(const char *path, int64_t *size, char *err, size_t errlen) {
     *size = (int64_t)st.st_size;
     return fd;
 }
+
+float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+    u += 0x7fff + ((u >> 16) & 1);                                          // round to nearest even
+    return (uint16_t)(u >> 16);
+}

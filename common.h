@@ -193,6 +193,10 @@ uint64_t mix64(uint64_t x);
 double rng_uniform(uint64_t *s);                     // [0, 1) with 53 random bits
 void rng_polar(uint64_t *s, double *r, double *a);   // Box-Muller: a normal pair is r cos(a), r sin(a)
 double rng_normal(uint64_t *s);
+
+// bf16 (the top half of a float): exact widening, and narrowing to nearest even with NaN kept NaN
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
 #ifdef __cplusplus
 }
 #endif

@@ -11,7 +11,6 @@
 #include "common.h"
 #include "cpu_math.h"
 #include "ops.h"
-#include "hf.h"
 #include <math.h>
 #include <omp.h>
 

@@ -7,14 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
-    u += 0x7fff + ((u >> 16) & 1);                                          // round to nearest even
-    return (uint16_t)(u >> 16);
-}
 float f16_to_f32(uint16_t h) {
     uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
     if (e == 31) u = s | 0x7f800000 | (m << 13);

@@ -40,9 +40,7 @@ void st_close(StSet *s);
 void st_write(const char *path, int n, const char *const *names, const float *const *data,
               const int64_t (*shapes)[8], const int *ndims, StDtype dtype);
 
-float bf16_to_f32(uint16_t h);
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f);
+float f16_to_f32(uint16_t h);     // (bf16's converters are common.h's)
 uint16_t f32_to_f16(float f);
 
 #endif

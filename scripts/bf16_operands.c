@@ -25,7 +25,7 @@ static double urand(void) {   // xorshift64, [0, 1)
     return (double)(rng >> 11) / 9007199254740992.0;
 }
 static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
-static double to_bf16(double x) { return bf16_to_f32(f32_to_bf16((float)x)); }   // hf.h's, nearest even
+static double to_bf16(double x) { return bf16_to_f32(f32_to_bf16((float)x)); }   // common.h's, nearest even
 static double rel(const double *a, const double *b, size_t n) {
     double e = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
