@@ -9,7 +9,8 @@
 const char *const NORM_NAMES[NNORMS] = {"batch", "layer", "rms"};
 const char *const POS_NAMES[NPOS] = {"none", "sinusoidal"};
 const char *const SCAN_DTYPE_NAMES[NSCAN_DTYPES] = {[SCAN_FP32] = "fp32", [SCAN_BF16] = "bf16"};
-const Range R_CLASSES = {"classes", 2, 1 << 24}, R_PATCH = {"patch", 1, 1024};
+const Range R_CLASSES = {"classes", 2, 1 << 24}, R_PATCH = {"patch", 1, 1024},
+            R_PAD_GROUP = {"pad group", 0, 1 << 20};
 
 const char *cls_config_finish(ClsConfig *c) {
     if (!in_range(&R_VOCAB, c->V)) return "the vocabulary must be in [2, 16777216]";
@@ -56,6 +57,9 @@ const char *cls_config_finish(ClsConfig *c) {
         if (c->input != INPUT_PIXELS) return "patches are made of pixels: --patch needs an image task";
         if (c->grid_h % c->patch || c->grid_w % c->patch) return "--patch must divide the images' height and width";
     }
+    if (!in_range(&R_PAD_GROUP, c->pad_group)) return "--pad-group must be in [0, 1048576]";
+    if (c->pad_group && (c->scan != SCAN_1D || c->patch > 1))
+        return "--pad-group pads documents of varying length: it needs 1-D scans over tokens or pixels, not a grid";
     c->H = c->D / c->K;
     c->Dv = c->D / c->H;
     return NULL;
@@ -286,6 +290,9 @@ void cls_print_config(const ClsConfig *c, const ClsLayout *lay, FILE *f) {
             c->ndoc == 2 ? "two documents pooled apart, [a, b, a-b, ab] -> linear -> GELU -> linear" : "mean pool -> linear",
             c->classes, c->input != INPUT_PIXELS ? "embedding" : c->patch > 1 ? "linear map of the patch values" : "linear map of the channels",
             c->lower_bound ? "; learned forget-gate lower bounds" : "");
+    if (c->pad_group)
+        fprintf(f, "| padding      | each group of %d examples of a batch to its longest document (--pad-group)\n",
+                c->pad_group);
     fprintf(f, "| parameters   | %.3fM\n", (double)lay->n / 1e6);
 }
 
@@ -331,6 +338,10 @@ struct ClsActs {
     // the batch: host staging and, on the GPU, device copies
     int n;                          // examples of the last forward
     int32_t *ids_h, *lens_h, *lab_h, *ids_d, *lens_d, *lab_d;
+    // --pad-group: the positions of each sequence that exist (the longest document of its group), and the rows
+    // of the last forward that exist (rows_all() when every row does)
+    int32_t *ext_h, *ext_d;
+    RowMask rows;
     int32_t *perm_h, *perm_d;       // 2-D, gather path: row n of the column-major order is row perm[n] of the raster order
     real *pix_h;                    // on the GPU, inputs not on a grid: host staging of the pixels (the CPU writes a->pix)
     // pixel input on a grid (whole images of a known size): the values per channel and level, where each pixel
@@ -423,6 +434,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
     // the batch's inputs, staged on the host and copied up without waiting (page-locked on the GPU)
     a->ids_h = dev_host_alloc((size_t)N * sizeof(int32_t));
     a->lens_h = dev_host_alloc((size_t)S * sizeof(int32_t));
+    a->ext_h = c->pad_group ? dev_host_alloc((size_t)S * sizeof(int32_t)) : NULL;
     a->lab_h = dev_host_alloc((size_t)B * sizeof(int32_t));
     a->out_h = xmalloc((size_t)B * (C + 1) * sizeof(real));
     if (c->fnorm_plain) {
@@ -479,6 +491,7 @@ ClsActs *cls_acts_alloc(const ClsConfig *c, int B, int T, int train) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->lens_d = dev_alloc((size_t)S * sizeof(int32_t), "document lengths");
         a->lab_d = dev_alloc((size_t)B * sizeof(int32_t), "labels");
+        a->ext_d = c->pad_group ? dev_alloc((size_t)S * sizeof(int32_t), "documents' padded lengths") : NULL;
     }
     if (train) {
         a->tb_h = dev_host_alloc((size_t)B * sizeof(int32_t));
@@ -502,7 +515,8 @@ void cls_acts_free(ClsActs *a) {
     free(a->lut_h); free(a->yoff_h); free(a->xoff_h); free(a->px8_h);
     if (a->perm_d && a->perm_d != a->perm_h) dev_free(a->perm_d);
     free(a->perm_h);
-    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); }
+    if (a->ids_d) { dev_free(a->ids_d); dev_free(a->lens_d); dev_free(a->lab_d); dev_free(a->ext_d); }
+    dev_host_free(a->ext_h);
     if (a->tb_d && a->tb_d != a->tb_h) { dev_free(a->tb_d); dev_free(a->lam_d); }
     dev_host_free(a->tb_h); dev_host_free(a->lam_h);
     free(a);
@@ -550,8 +564,8 @@ static void norm_fwd(ClsModel *m, const ClsActs *a, opnd *y, real *st, real *x, 
     case NORM_RMS: OP(rmsnorm_fwd, y, st + half, x, res, w, N, D, c->eps); break;
     case NORM_BATCH: {
         real *rm = cls_stat(m, j), *rv = rm + D;
-        if (train) OP(batchnorm_fwd, y, st, st + half, rm, rv, x, res, w, b, N, D, c->eps, CLS_BN_MOMENTUM, 1);
-        else OP(batchnorm_fwd, y, NULL, NULL, rm, rv, x, res, w, b, N, D, c->eps, CLS_BN_MOMENTUM, 0);
+        if (train) OP(batchnorm_fwd, y, st, st + half, rm, rv, x, res, w, b, N, D, a->rows, c->eps, CLS_BN_MOMENTUM, 1);
+        else OP(batchnorm_fwd, y, NULL, NULL, rm, rv, x, res, w, b, N, D, a->rows, c->eps, CLS_BN_MOMENTUM, 0);
         break;
     }
     }
@@ -571,7 +585,7 @@ static void norm_bwd(ClsModel *m, const ClsActs *a, real *dx, int acc, const rea
     switch (c->norm) {
     case NORM_LAYER: OP(layernorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D); break;
     case NORM_RMS: OP(rmsnorm_bwd, dx, acc, dw, dy, x, w, st + half, N, D, c->eps); break;
-    case NORM_BATCH: OP(batchnorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D); break;
+    case NORM_BATCH: OP(batchnorm_bwd, dx, acc, dw, db, dy, x, w, st, st + half, N, D, a->rows); break;
     }
 }
 
@@ -793,6 +807,9 @@ static void mixer_pass_fwd(ClsModel *m, ClsActs *a, int l, const opnd *in, real 
     const int lra = c->layer == LAYER_LRA;
     OP(matmul_fwd, sl.qfi, in, CW(m, C_WQFI, l), N, D, QFI);                     // [q | f | v]
     if (lra) OP(bias_add, sl.qfi, CW(m, C_BQFI, l), N, QFI);
+    // --pad-group: no value enters the state at a position that does not exist (HGRN1's input, HGRN2's v; both
+    // enter through silu or as they are, so 0 adds nothing), so each reverse scan starts at its group's end
+    OP(rows_zero, sl.qfi + (c->mixer == MIXER_HGRN1 ? 0 : 2 * HK), QFI, D, a->rows, N);
     if (c->mixer == MIXER_HGRN1) {
         hgrn1_scans_fwd(m, a, sl.o, sl.qfi, lb, S, N, lines);
         OP(rmsnorm_gated_fwd, sl.yo, sl.rstdo, sl.o, sl.qfi + 2 * HK, QFI, CW(m, C_GNORM, l), N, D, c->eps);
@@ -831,6 +848,7 @@ static void mixer_pass_bwd(ClsModel *m, ClsActs *a, int l, const opnd *in, const
         else OP(rmsnorm_bwd, a->dout, 0, CG(m, C_GNORM, l), a->dh, sl.o, CW(m, C_GNORM, l), sl.rstdo, N, D, EPS_O);
         scans_bwd(m, a, sl.qfi, lb, dlb, S, N, lines);
     }
+    OP(rows_zero, a->dqfi, QFI, QFI, a->rows, N);   // (the values' zeroing; the rest is 0 up to rounding)
     if (lra) OP(bias_bwd, CG(m, C_BQFI, l), a->dqfi, N, QFI);
     const opnd *dqfio = as_opnd(a->cv, a->dqfi, N * QFI);
     OP(matmul_bwd, d_in, CG(m, C_WQFI, l), dqfio, in, CW(m, C_WQFI, l), N, D, QFI);
@@ -904,6 +922,21 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
                 die("internal error: mixing images that are not whole");
             a->lens_h[s] = len;
         }
+    // --pad-group: each group of pad_group examples ends at its longest document; the rows past that do not exist
+    a->rows = rows_all();
+    if (c->pad_group > 0) {
+        int64_t nin = 0;
+        for (int b0 = 0; b0 < n; b0 += c->pad_group) {
+            const int b1 = n - b0 > c->pad_group ? b0 + c->pad_group : n;
+            int32_t e = 1;
+            for (int b = b0; b < b1; b++)
+                for (int d = 0; d < nd; d++) e = a->lens_h[d * n + b] > e ? a->lens_h[d * n + b] : e;
+            for (int b = b0; b < b1; b++)
+                for (int d = 0; d < nd; d++) a->ext_h[d * n + b] = e;
+            nin += (int64_t)e * (b1 - b0) * nd;
+        }
+        if (nin < N) a->rows = (RowMask){g_gpu ? a->ext_d : a->ext_h, T, nin};
+    }
     const int chans = pix ? c->channels : 1;
     if (mixing && !a->grid) die("internal error: mixing images of an unknown size");
     if (pix8 && !a->grid) die("internal error: 8-bit pixels for inputs that are not whole images");
@@ -976,6 +1009,7 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
     if (g_gpu) {
         if (!pix) dev_upload_async(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
         dev_upload_async(a->lens_d, a->lens_h, (size_t)S * sizeof(int32_t));
+        if (a->rows.ext) dev_upload_async(a->ext_d, a->ext_h, (size_t)S * sizeof(int32_t));
         dev_upload_async(a->lab_d, a->lab_h, (size_t)n * sizeof(int32_t));
         ids = a->ids_d; lens_b = a->lens_d; lab_b = a->lab_d;
         if (a->soft) {

@@ -56,6 +56,9 @@ typedef struct {
                         // either way scanned both ways along every line
     int layer;          // HGRN2's mixer layer, LayerKind (model.h): fla's (0) or the authors' (LAYER_LRA)
     int scan_dtype;     // ClsScanDtype: the LRA layer's gates and scans in fp32 (0) or in the authors' bf16 numerics
+    int pad_group;      // 0: every document padded to the task's length; G > 0: each group of G consecutive examples
+                        // of a batch padded only to its longest document, the positions past it taking no part in
+                        // the reverse scans or BatchNorm's statistics (as a data-parallel run of G a process)
 } ClsConfig;
 
 
@@ -78,7 +81,7 @@ static inline int64_t cls_patch_index(const ClsConfig *c, int64_t t) {
 
 #define CLS_BN_MOMENTUM 0.1          // BatchNorm's running statistics: run = 0.9 run + 0.1 batch statistic
 
-extern const Range R_CLASSES, R_PATCH;   // R_PATCH: --patch (1: none)
+extern const Range R_CLASSES, R_PATCH, R_PAD_GROUP;   // R_PATCH: --patch (1: none); R_PAD_GROUP: 0 (off) or G
 // Fills H and Dv; returns NULL when the configuration is valid, otherwise what is wrong.
 const char *cls_config_finish(ClsConfig *c);
 

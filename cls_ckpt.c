@@ -24,12 +24,13 @@
 // Version 8 added the token mixer (--arch: HGRN2's or HGRN1's) and HGRN2's layer (--mixer-layer: the language
 // model's or the authors' LRA one); versions 1 to 7 read as HGRN2 with the language model's layer, the only ones then.
 // Version 9 added what the LRA layer's scans compute in (--scan-dtype); versions 1 to 8 read as fp32, the only one then.
-#define CLS_CKPT_VERSION 9
+// Version 10 added the padding groups (--pad-group); versions 1 to 9 read as 0, every document padded to the length.
+#define CLS_CKPT_VERSION 10
 
 // The header integers, in the order they are stored.
 enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T, I_EPOCHS, I_STEPS, I_WARMUP,
        I_SCHED_STEPS, I_SEED, I_STEP, I_TRAIN_EXAMPLES, I_VOCAB_HASH, I_LOADER_SEED, I_LOADER_EPOCH, I_LOADER_INDEX,
-       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, I_LR_PER_EPOCH, I_MIXER, I_LAYER, I_SCAN_DTYPE, NINTS };
+       I_LOADER_RESERVED, I_N, I_NSTATS, I_OPT, I_INPUT, I_CHANNELS, I_SCAN, I_GRID_H, I_GRID_W, I_PATCH, I_FNORM, I_RANDAUG, I_REPEAT, I_LR_PER_EPOCH, I_MIXER, I_LAYER, I_SCAN_DTYPE, I_PAD_GROUP, NINTS };
 #define NINTS_V1 I_INPUT
 #define NINTS_V2 I_PATCH
 #define NINTS_V3 I_FNORM
@@ -37,6 +38,7 @@ enum { I_V, I_D, I_L, I_K, I_I, I_CLASSES, I_NDOC, I_NORM, I_POS, I_LB, I_B, I_T
 #define NINTS_V5 I_LR_PER_EPOCH
 #define NINTS_V7 I_MIXER
 #define NINTS_V8 I_SCAN_DTYPE
+#define NINTS_V9 I_PAD_GROUP
 // The header floats.
 enum { F_DROPOUT, F_EPS, F_LR, F_MIN_LR, F_WD, F_BETA1, F_BETA2, F_ADAM_EPS, F_CLIP, F_MEAN0, F_MEAN1, F_MEAN2,
        F_STD0, F_STD1, F_STD2, F_REPROB, F_SMOOTHING, F_MIXUP, F_CUTMIX, F_MIX_SWITCH, F_MIX_PROB, F_WARMUP_LR,
@@ -78,7 +80,7 @@ void cls_checkpoint_save(const char *path, const ClsModel *m, const ClsRunState 
         [I_GRID_H] = grid ? c->grid_h : 0, [I_GRID_W] = grid ? c->grid_w : 0, [I_PATCH] = c->patch > 1 ? c->patch : 0,
         [I_FNORM] = c->fnorm_plain, [I_RANDAUG] = h->randaug, [I_REPEAT] = h->repeat,
         [I_LR_PER_EPOCH] = h->lr_per_epoch, [I_MIXER] = c->mixer, [I_LAYER] = c->layer,
-        [I_SCAN_DTYPE] = c->scan_dtype};
+        [I_SCAN_DTYPE] = c->scan_dtype, [I_PAD_GROUP] = c->pad_group};
     ckpt_out_i64(&o, NINTS);
     for (int i = 0; i < NINTS; i++) ckpt_out_i64(&o, ints[i]);
     const double fl[NFLOATS] = {[F_DROPOUT] = c->dropout, [F_EPS] = c->eps, [F_LR] = h->lr, [F_MIN_LR] = h->min_lr,
@@ -186,6 +188,8 @@ static void check_header(const char *path, const int64_t *v, const double *fl) {
     ckpt_check_int(path, "mixer layer", v[I_LAYER], 0, v[I_MIXER] == MIXER_CAUSAL ? NLAYERS - 1 : 0);
     // version 9: bf16 scans only for the authors' layer (the rest of what they need is cls_config_finish's)
     ckpt_check_int(path, "scan dtype", v[I_SCAN_DTYPE], 0, v[I_LAYER] == LAYER_LRA ? NSCAN_DTYPES - 1 : 0);
+    // version 10: the padding groups (where they apply is cls_config_finish's)
+    ckpt_check_range_int(path, &R_PAD_GROUP, v[I_PAD_GROUP]);
     ckpt_check_range_num(path, &R_SMOOTHING, fl[F_SMOOTHING]);
     ckpt_check_range_num(path, &R_MIX_SWITCH, fl[F_MIX_SWITCH]);
     ckpt_check_range_num(path, &R_MIX_PROB, fl[F_MIX_PROB]);
@@ -222,7 +226,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
         die("checkpoint %s has format version %lld; this hgrn2 reads versions 1 to %d", path, (long long)version, CLS_CKPT_VERSION);
     const int want_ints = version == 1 ? NINTS_V1 : version == 2 ? NINTS_V2 : version == 3 ? NINTS_V3
                         : version == 4 ? NINTS_V4 : version == 5 ? NINTS_V5 : version < 8 ? NINTS_V7
-                        : version == 8 ? NINTS_V8 : NINTS;
+                        : version == 8 ? NINTS_V8 : version == 9 ? NINTS_V9 : NINTS;
     const int want_floats = version == 1 ? NFLOATS_V1 : version < 5 ? NFLOATS_V4 : version == 5 ? NFLOATS_V5
                           : version == 6 ? NFLOATS_V6 : NFLOATS;
     int64_t nints = ckpt_in_i64(&r);
@@ -252,7 +256,7 @@ void cls_checkpoint_load(const char *path, ClsModel *m, ClsRunState *rs, real **
                    .lower_bound = (int)v[I_LB], .dropout = fl[F_DROPOUT],
                    .input_dropout = fl[F_INPUT_DROPOUT], .eps = fl[F_EPS], .input = (int)v[I_INPUT],
                    .channels = (int)v[I_CHANNELS], .scan = (int)v[I_SCAN], .grid_h = (int)v[I_GRID_H],
-                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .mixer = (int)v[I_MIXER], .layer = (int)v[I_LAYER], .scan_dtype = (int)v[I_SCAN_DTYPE], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
+                   .grid_w = (int)v[I_GRID_W], .patch = (int)v[I_PATCH], .fnorm_plain = (int)v[I_FNORM], .mixer = (int)v[I_MIXER], .layer = (int)v[I_LAYER], .scan_dtype = (int)v[I_SCAN_DTYPE], .pad_group = (int)v[I_PAD_GROUP], .pix_mean = {fl[F_MEAN0], fl[F_MEAN1], fl[F_MEAN2]},
                    .pix_std = {fl[F_STD0], fl[F_STD1], fl[F_STD2]}};
     const char *bad = cls_config_finish(&c);
     if (bad) die("checkpoint %s is corrupt: invalid configuration (%s)", path, bad);

@@ -16,7 +16,7 @@
 enum { OC_GLU = O_LAST, OC_NORM, OC_POS, OC_DROPOUT, OC_EPOCHS, OC_SCHED_STEPS, OC_RUNS, OC_DATA_ROOT, OC_KEEP, OC_MAX_BAD,
        OC_PATCH, OC_PRESET, OC_IMAGE_SIZE, OC_LOADER_THREADS, OC_RANDAUG, OC_REPROB, OC_REPEAT,
        OC_SMOOTHING, OC_MIXUP, OC_CUTMIX, OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, OC_INIT, OC_INPUT_DROPOUT, OC_LAYER,
-       OC_SCAN_DTYPE, OC_PREDICTIONS, OC_PER_CLASS, OC_EVAL_TEST, OC_LAST };
+       OC_SCAN_DTYPE, OC_PAD_GROUP, OC_PREDICTIONS, OC_PER_CLASS, OC_EVAL_TEST, OC_LAST };
 
 // ----------------------------------------------------------------------------------------------------------
 // Which command lines are the classifier's
@@ -130,6 +130,11 @@ static const char *TRAIN_HELP =
     "                       N(0, 0.02) and zero biases (DeiT's; default for fashion-mnist and imagenet)\n"
     "  --patch P            image tasks: a token per P x P patch of pixels (P must divide the images' height and\n"
     "                       width; 1: a token per pixel; default: fashion-mnist 4, imagenet 14, the LRA tasks 1)\n"
+    "  --pad-group G        pad each group of G examples of a batch only to its longest document, as a run of\n"
+    "                       G examples per process on several GPUs whose loader pads each batch to its longest\n"
+    "                       did: the positions past it take no part in the reverse scans or in BatchNorm's\n"
+    "                       statistics (text tasks; default 0: every document padded to --seq-len; kept in the\n"
+    "                       checkpoint, so evaluation pads the same way)\n"
     "ImageNet:\n"
     "  --preset NAME        imagenet-tiny (default) or imagenet-small\n"
     "  --image-size N       train and validate on N x N crops instead of 224 x 224 (a multiple of --patch;\n"
@@ -173,7 +178,7 @@ static const char *TRAIN_HELP =
 // them are refused rather than ignored.
 static void refuse_on_resume(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_DROPOUT, OC_INPUT_DROPOUT, OC_INIT, OC_PATCH, OC_PRESET, OC_LAYER,
-                                OC_SCAN_DTYPE, OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
+                                OC_SCAN_DTYPE, OC_PAD_GROUP, OC_IMAGE_SIZE, OC_RANDAUG, OC_REPROB, OC_REPEAT, OC_SMOOTHING, OC_MIXUP, OC_CUTMIX,
                                 OC_MIX_SWITCH, OC_MIX_PROB, OC_LR_PER_EPOCH, OC_WARMUP_LR, O_BATCH, O_SEQ, O_LR,
                                 O_MIN_LR, O_WARMUP, OC_SCHED_STEPS, O_WD, O_BETA1, O_BETA2, O_ADAM_EPS, O_CLIP, O_SEED};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
@@ -182,8 +187,8 @@ static void refuse_on_resume(const int *set) {
                         "--data and the progress flags can): the run continues with its saved settings");
 }
 
-// With --init, the model comes from the checkpoint: flags that would shape another one are refused (dropout is
-// a training setting and may change; the optimizer and the data are the command line's).
+// With --init, the model comes from the checkpoint: flags that would shape another one are refused (dropout and
+// the padding groups are training settings and may change; the optimizer and the data are the command line's).
 static void refuse_on_init(const int *set) {
     static const int fixed[] = {O_LAYERS, O_DIM, O_EXPAND, OC_GLU, OC_NORM, OC_POS, OC_INIT, OC_PATCH, OC_PRESET, O_ARCH,
                                 OC_LAYER, OC_SCAN_DTYPE};
@@ -311,7 +316,8 @@ int cmd_cls_train(int argc, char **argv) {
         {"mix-switch", required_argument, 0, OC_MIX_SWITCH}, {"mix-prob", required_argument, 0, OC_MIX_PROB},
         {"lr-per-epoch", required_argument, 0, OC_LR_PER_EPOCH}, {"warmup-lr", required_argument, 0, OC_WARMUP_LR},
         {"arch", required_argument, 0, O_ARCH}, {"mixer-layer", required_argument, 0, OC_LAYER},
-        {"scan-dtype", required_argument, 0, OC_SCAN_DTYPE}, {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
+        {"scan-dtype", required_argument, 0, OC_SCAN_DTYPE}, {"pad-group", required_argument, 0, OC_PAD_GROUP},
+        {"profile", no_argument, 0, O_PROFILE}, {0, 0, 0, 0}};
     cli_start("hgrn2 train", TRAIN_USAGE);
     const char *preset = NULL;
     int randaug = 1, repeat = 3;        // the recipe's: RandAugment, erasing 0.25, repeated augmentation x3
@@ -324,7 +330,7 @@ int cmd_cls_train(int argc, char **argv) {
     MachineArgs mach = {0};
     int set[OC_LAST] = {0};
     int64_t layers = 0, dim = 0, expand = 0, glu = 0, epochs = 0, steps = 0, warmup = 0, sched_steps = 0;
-    int64_t batch = 0, seq = 0, patch = 0;
+    int64_t batch = 0, seq = 0, patch = 0, pad_group = 0;
     int norm = 0, pos = 0, init = 0, arch = MIXER_CAUSAL, layer = LAYER_FLA, scan_dtype = SCAN_FP32, c;
     double dropout = 0, input_dropout = 0, lr = 0, min_lr = 0, wd = 0, beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, clip = 0;
     uint64_t seed = 1337;
@@ -352,6 +358,7 @@ int cmd_cls_train(int argc, char **argv) {
         case OC_DROPOUT: dropout = arg_num_in(&R_DROPOUT, optarg); break;
         case OC_INPUT_DROPOUT: input_dropout = arg_num_in(&R_INPUT_DROPOUT, optarg); break;
         case OC_PATCH: patch = arg_int_in(&R_PATCH, optarg); break;
+        case OC_PAD_GROUP: pad_group = arg_int_in(&R_PAD_GROUP, optarg); break;
         case O_ARCH:
             arch = arch_parse(optarg);
             if (arch != MIXER_CAUSAL && arch != MIXER_HGRN1)
@@ -464,6 +471,7 @@ int cmd_cls_train(int argc, char **argv) {
         rs.c = from.c;
         if (set[OC_DROPOUT]) rs.c.dropout = dropout;
         if (set[OC_INPUT_DROPOUT]) rs.c.input_dropout = input_dropout;
+        if (set[OC_PAD_GROUP]) rs.c.pad_group = (int)pad_group;
         init_vocab = from.vocab_hash;
         const int pixels = imnet || ps->pixels;
         if ((rs.c.input == INPUT_PIXELS) != pixels)
@@ -484,7 +492,8 @@ int cmd_cls_train(int argc, char **argv) {
                                .scan_dtype = scan_dtype, .norm = set[OC_NORM] ? norm : ps->norm,
                                .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
                                .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
-                               .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5};
+                               .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5,
+                               .pad_group = (int)pad_group};
             rs.c.I = (int)((glu ? glu : ps->glu) * rs.c.D);
             // the sizes, checked now with the task's vocabulary and classes, before any data is touched
             ClsConfig probe = rs.c;

@@ -35,6 +35,19 @@ typedef struct AdamwPart {
     double wd;
 } AdamwPart;
 
+// The rows of a batch that exist (ops.h): a batch of S sequences of T positions (row s T + t) padded to T,
+// where sequence s has only its first ext[s] positions. The rest are there because the batch is one array, but
+// take no part in BatchNorm's statistics, as if the batch had been cut into groups each padded to its own
+// longest document (the classifier's --pad-group). ext [S] (backend memory: on the device for the GPU's ops),
+// each in [1, T], or NULL: every row exists (T and n unused). n: the rows that exist, the sum of ext.
+typedef struct RowMask {
+    const int32_t *ext;
+    int T;
+    int64_t n;
+} RowMask;
+static inline RowMask rows_all(void) { RowMask r = {NULL, 0, 0}; return r; }
+static inline int64_t rows_in(RowMask r, int64_t N) { return r.ext ? r.n : N; }
+
 // Decoding's whole token step of HGRN2 in one GPU kernel (backend.h, dev_decode_step): each layer's tensors as
 // block_step in model.c passes them to its ops (lb NULL where the layer has no lower bound, S its state), then
 // the sizes, the activations the ops would write, and the head. The GPU takes batches of up to 4 (by default 2

@@ -321,13 +321,28 @@ void op_layernorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, con
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// BatchNorm: per channel over the N rows. Training statistics in two passes in double (the mean, then the mean
+// BatchNorm: per channel over the rows that exist (all N, or those a RowMask keeps), and the zeroing of the
+// others' values (op_rows_zero). Training statistics in two passes in double (the mean, then the mean
 // square deviation from it), for the reason given at LayerNorm; a column block's rows are read three times
 // (sums, deviations, output), which the CPU can afford.
 // ---------------------------------------------------------------------------------------------------------
+// Whether row n exists (RowMask, common.h).
+static inline int row_in(RowMask r, int64_t n) { return !r.ext || n % r.T < r.ext[n / r.T]; }
+
+void op_rows_zero(real *x, int64_t ld, int cols, RowMask rows, int64_t N) {
+    if (!rows.ext) return;
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        if (!row_in(rows, n))
+            for (int j = 0; j < cols; j++) x[n * ld + j] = 0;
+}
+
 void op_batchnorm_fwd(opnd *y_, real *mean, real *rstd, real *run_mean, real *run_var, real *x, const real *res,
-                      const real *w, const real *b, int64_t N, int C, double eps, double momentum, int train) {
-    if (train && N < 2) die("BatchNorm in training needs at least 2 positions per channel, got %lld", (long long)N);
+                      const real *w, const real *b, int64_t N, int C, RowMask rows, double eps, double momentum,
+                      int train) {
+    const int64_t n_in = rows_in(rows, N);
+    if (train && n_in < 2)
+        die("BatchNorm in training needs at least 2 positions per channel, got %lld", (long long)n_in);
     real *y = y_;
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += CB) {
@@ -339,20 +354,22 @@ void op_batchnorm_fwd(opnd *y_, real *mean, real *rstd, real *run_mean, real *ru
         if (train) {
             double s[CB] = {0}, q[CB] = {0}, m[CB];
             for (int64_t n = 0; n < N; n++)
-                for (int j = 0; j < nc; j++) s[j] += x[n * C + c0 + j];
-            for (int j = 0; j < nc; j++) m[j] = s[j] / N;
+                if (row_in(rows, n))
+                    for (int j = 0; j < nc; j++) s[j] += x[n * C + c0 + j];
+            for (int j = 0; j < nc; j++) m[j] = s[j] / n_in;
             for (int64_t n = 0; n < N; n++)
-                for (int j = 0; j < nc; j++) { double d = x[n * C + c0 + j] - m[j]; q[j] += d * d; }
+                if (row_in(rows, n))
+                    for (int j = 0; j < nc; j++) { double d = x[n * C + c0 + j] - m[j]; q[j] += d * d; }
             for (int j = 0; j < nc; j++) {
                 int c = c0 + j;
-                double var = q[j] / N;
+                double var = q[j] / n_in;
                 mr[j] = (real)m[j];
                 r[j] = (real)(1.0 / sqrt(var + eps));
                 if (mean) mean[c] = mr[j];
                 if (rstd) rstd[c] = r[j];
                 // PyTorch's BatchNorm1d: the running variance takes the unbiased estimate
                 if (run_mean) run_mean[c] = (real)((1 - momentum) * run_mean[c] + momentum * m[j]);
-                if (run_var) run_var[c] = (real)((1 - momentum) * run_var[c] + momentum * (var * N / (N - 1)));
+                if (run_var) run_var[c] = (real)((1 - momentum) * run_var[c] + momentum * (var * n_in / (n_in - 1)));
             }
         } else {
             for (int j = 0; j < nc; j++) {
@@ -371,17 +388,20 @@ void op_batchnorm_fwd(opnd *y_, real *mean, real *rstd, real *run_mean, real *ru
 // Training mode, through the batch statistics. xh = (x - mean) rstd:
 //   dx = w rstd (dy - mean_n(dy) - xh mean_n(dy xh));  dw += sum_n dy xh;  db += sum_n dy
 void op_batchnorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
-                      const real *mean, const real *rstd, int64_t N, int C) {
+                      const real *mean, const real *rstd, int64_t N, int C, RowMask rows) {
+    const int64_t n_in = rows_in(rows, N);
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += CB) {
         int nc = C - c0 < CB ? C - c0 : CB;
         double sy[CB] = {0}, sx[CB] = {0};
-        for (int64_t n = 0; n < N; n++)
+        for (int64_t n = 0; n < N; n++) {
+            if (!row_in(rows, n)) continue;
             for (int j = 0; j < nc; j++) {
                 int64_t i = n * C + c0 + j;
                 sx[j] += (double)dy[i] * ((x[i] - mean[c0 + j]) * rstd[c0 + j]);
                 sy[j] += dy[i];
             }
+        }
         for (int j = 0; j < nc; j++) {
             if (dw) dw[c0 + j] += (real)sx[j];
             if (db) db[c0 + j] += (real)sy[j];
@@ -390,15 +410,17 @@ void op_batchnorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, con
         real a[CB], k1[CB], k2[CB];
         for (int j = 0; j < nc; j++) {
             a[j] = w[c0 + j] * rstd[c0 + j];
-            k1[j] = (real)(sy[j] / N);
-            k2[j] = (real)(sx[j] / N);
+            k1[j] = (real)(sy[j] / n_in);
+            k2[j] = (real)(sx[j] / n_in);
         }
-        for (int64_t n = 0; n < N; n++)
+        for (int64_t n = 0; n < N; n++) {
+            const int in = row_in(rows, n);
             for (int j = 0; j < nc; j++) {
                 int64_t i = n * C + c0 + j;
-                real xh = (x[i] - mean[c0 + j]) * rstd[c0 + j], t = a[j] * (dy[i] - k1[j] - xh * k2[j]);
+                real xh = (x[i] - mean[c0 + j]) * rstd[c0 + j], t = in ? a[j] * (dy[i] - k1[j] - xh * k2[j]) : 0;
                 dx[i] = acc ? dx[i] + t : t;
             }
+        }
     }
 }
 

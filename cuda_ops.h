@@ -220,9 +220,11 @@ void cuda_layernorm_fwd(void *y, float *mean, float *rstd, float *x, const float
 void cuda_layernorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int64_t N, int C);
 void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run_mean, float *run_var, float *x, const float *res,
-                        const float *w, const float *b, int64_t N, int C, double eps, double momentum, int train);
+                        const float *w, const float *b, int64_t N, int C, RowMask rows, double eps, double momentum,
+                        int train);
 void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x, const float *w,
-                        const float *mean, const float *rstd, int64_t N, int C);
+                        const float *mean, const float *rstd, int64_t N, int C, RowMask rows);
+void cuda_rows_zero(float *x, int64_t ld, int cols, RowMask rows, int64_t N);
 void cuda_lra_acts_fwd(float *q, float *v, const float *qfi, int64_t ld, int64_t N, int HK, int D, double s);
 void cuda_lra_acts_bwd(float *dqfi, int64_t ldd, const float *dq, const float *dv, const float *qfi, int64_t ld,
                        int64_t N, int HK, int D, double s);

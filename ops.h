@@ -285,20 +285,27 @@ void op_layernorm_fwd(opnd *y, real *mean, real *rstd, real *x, const real *res,
 void op_layernorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
                       const real *mean, const real *rstd, int64_t N, int C);
 
+// ---- the rows of a batch that exist (RowMask, common.h) ----
+// x[n * ld + j] = 0 for j < cols at every row n of the N that does not exist. rows.ext NULL: nothing. (x: rows)
+void op_rows_zero(real *x, int64_t ld, int cols, RowMask rows, int64_t N);
+
 // ---- BatchNorm over the N rows (batch x length positions), per channel of C ----
 // y = (x - mean) rstd w + b, y an operand. res as op_layernorm_fwd (x += res first).     (y =; x += when res)
-// train 1: mean and the biased var of the N rows, in double, two passes (mean, then the mean square deviation
-//   from it); mean[C], rstd[C] saved when not NULL (=); run_mean, run_var updated in place when not NULL with
-//   momentum m: run = (1 - m) run + m stat, the variance unbiased (var N / (N - 1)), as PyTorch's BatchNorm1d.
-//   N >= 2 (dies otherwise, as PyTorch refuses a single value per channel).
-// train 0: mean = run_mean, rstd = (run_var + eps)^-1/2 (both required); nothing else written.
+// train 1: mean and the biased var of the rows that exist (rows; every one of the N with rows_all()), in
+//   double, two passes (mean, then the mean square deviation from it); mean[C], rstd[C] saved when not NULL
+//   (=); run_mean, run_var updated in place when not NULL with momentum m: run = (1 - m) run + m stat, the
+//   variance unbiased (var n / (n - 1), n the rows counted), as PyTorch's BatchNorm1d. n >= 2 (dies
+//   otherwise, as PyTorch refuses a single value per channel). y and x += res are written at every row.
+// train 0: mean = run_mean, rstd = (run_var + eps)^-1/2 (both required); nothing else written; rows unused.
 void op_batchnorm_fwd(opnd *y, real *mean, real *rstd, real *run_mean, real *run_var, real *x, const real *res,
-                      const real *w, const real *b, int64_t N, int C, double eps, double momentum, int train);
-// The training mode's backward, through the batch statistics, from the saved mean and rstd [C]:
+                      const real *w, const real *b, int64_t N, int C, RowMask rows, double eps, double momentum,
+                      int train);
+// The training mode's backward, through the batch statistics, from the saved mean and rstd [C], the means and
+// sums over the rows that exist (rows as the forward's); the others' dx is 0 (or left as it was with acc):
 // dx = or += (acc) w rstd (dy - mean_n(dy) - xh mean_n(dy xh)); dw += sum_n dy xh; db += sum_n dy.
 // Each of dx, dw, db is skipped when NULL.                                 (dx = or +=, dw +=, db +=)
 void op_batchnorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
-                      const real *mean, const real *rstd, int64_t N, int C);
+                      const real *mean, const real *rstd, int64_t N, int C, RowMask rows);
 
 // ---- GELU, exact: y = x Phi(x) = x erfc(-x / sqrt 2) / 2 ----
 // y an operand (the head's product reads it)                                                   (y =)

@@ -81,6 +81,9 @@ __global__ void bias_add_kernel(T *__restrict__ y, const float *__restrict__ b, 
     }
 }
 
+// Whether row n exists (RowMask, common.h)
+__device__ __forceinline__ bool row_in_d(const RowMask &r, int64_t n) { return !r.ext || n % r.T < r.ext[n / r.T]; }
+
 // Partial kernels: the chunk's rows in order, a few loads in flight
 #define CLS_PART(j, c, n0, n1)                                                   \
     COL_CHUNK(j, c);                                                             \
@@ -166,12 +169,13 @@ __global__ void layernorm_bwd_dx_kernel(float *dx, int acc, const float *__restr
 template <bool PER_ROW>
 __global__ void norm_wb_part_kernel(double *__restrict__ part, const float *__restrict__ dy,
                                     const float *__restrict__ x, const float *__restrict__ mean,
-                                    const float *__restrict__ rstd, int64_t N, int C) {
+                                    const float *__restrict__ rstd, int64_t N, int C, RowMask rows) {
     CLS_PART(j, c, n0, n1);
     const float mc = PER_ROW ? 0.f : mean[c], rc = PER_ROW ? 0.f : rstd[c];
     double sw = 0, sb = 0;
 #pragma unroll 8
     for (int64_t n = n0; n < n1; n++) {
+        if (!row_in_d(rows, n)) continue;
         const float m = PER_ROW ? mean[n] : mc, r = PER_ROW ? rstd[n] : rc;
         const float d = dy[n * C + c], xh = (x[n * C + c] - m) * r;
         sw += (double)d * xh;
@@ -185,9 +189,10 @@ __global__ void norm_wb_part_kernel(double *__restrict__ part, const float *__re
 // BatchNorm: column sums for the statistics (two passes: sums, then squared deviations from the mean), a
 // per-channel kernel for the statistics and the running averages, then the elementwise pass
 // ---------------------------------------------------------------------------------------------------------
-// part[chunk, c] = sum of x (after x += res, written back, when res is given)
+// part[chunk, c] = sum of x over the rows that exist (after x += res, written back at every row, when res is
+// given)
 __global__ void bn_sum_part_kernel(double *__restrict__ part, float *__restrict__ x, const float *__restrict__ res,
-                                   int64_t N, int C) {
+                                   int64_t N, int C, RowMask rows) {
     CLS_PART(j, c, n0, n1);
     double s = 0;
 #pragma unroll 8
@@ -197,27 +202,28 @@ __global__ void bn_sum_part_kernel(double *__restrict__ part, float *__restrict_
             v += res[n * C + c];
             x[n * C + c] = v;
         }
-        s += v;
+        if (row_in_d(rows, n)) s += v;
     }
     part[j * C + c] = s;
 }
 
-// part[chunk, c] = sum of (x - mean)^2 in double, mean = sums[c] / N
+// part[chunk, c] = sum of (x - mean)^2 in double over the rows that exist, mean = sums[c] / nin
 __global__ void bn_dev_part_kernel(double *__restrict__ part, const float *__restrict__ x,
-                                   const double *__restrict__ sums, int64_t N, int C) {
+                                   const double *__restrict__ sums, int64_t N, int C, RowMask rows, int64_t nin) {
     CLS_PART(j, c, n0, n1);
-    const double m = sums[c] / N;
+    const double m = sums[c] / nin;
     double q = 0;
 #pragma unroll 8
     for (int64_t n = n0; n < n1; n++) {
+        if (!row_in_d(rows, n)) continue;
         const double d = x[n * C + c] - m;
         q += d * d;
     }
     part[j * C + c] = q;
 }
 
-// Training: the statistics from the sums, saved, and the running averages (the variance unbiased). The
-// elementwise pass reads the mean and rstd from mr, rr.
+// Training: the statistics from the sums over the N rows counted, saved, and the running averages (the variance
+// unbiased). The elementwise pass reads the mean and rstd from mr, rr.
 __global__ void bn_stats_kernel(float *__restrict__ mr, float *__restrict__ rr, float *__restrict__ mean,
                                 float *__restrict__ rstd, float *__restrict__ run_mean, float *__restrict__ run_var,
                                 const double *__restrict__ sums, const double *__restrict__ devs, int64_t N, int C,
@@ -271,7 +277,7 @@ __global__ void bn_apply_kernel(T *__restrict__ y, float *__restrict__ x, const 
 }
 
 // The backward's per-channel step: dw += sum dy xh, db += sum dy; the coefficients of dx:
-// a = w rstd, k1 = mean_n(dy), k2 = mean_n(dy xh)
+// a = w rstd, k1 = mean_n(dy), k2 = mean_n(dy xh), the means over the N rows counted
 __global__ void bn_bwd_coef_kernel(float *__restrict__ coef, float *__restrict__ dw, float *__restrict__ db,
                                    const double *__restrict__ sums, const float *__restrict__ w,
                                    const float *__restrict__ rstd, int64_t N, int C) {
@@ -288,7 +294,7 @@ __global__ void bn_bwd_coef_kernel(float *__restrict__ coef, float *__restrict__
 template <int V>
 __global__ void bn_bwd_dx_kernel(float *dx, int acc, const float *__restrict__ dy, const float *__restrict__ x,
                                  const float *__restrict__ mean, const float *__restrict__ rstd,
-                                 const float *__restrict__ coef, int64_t N, int C) {
+                                 const float *__restrict__ coef, int64_t N, int C, RowMask rows) {
     ROWS_COLS(n, j, N, C / V) {
         const int64_t i = n * C + j * V;
         const int c = j * V;
@@ -305,6 +311,9 @@ __global__ void bn_bwd_dx_kernel(float *dx, int acc, const float *__restrict__ d
             const float xh = (xv[e] - m[e]) * r[e];
             t[e] = a[e] * (d[e] - k1[e] - xh * k2[e]);
         }
+        if (!row_in_d(rows, n))
+#pragma unroll
+            for (int e = 0; e < V; e++) t[e] = 0.f;
         if (acc) {
             float o[V];
             loadv<V>(dx + i, o);
@@ -386,7 +395,7 @@ extern "C" void cuda_layernorm_bwd(float *dx, int acc, float *dw, float *db, con
                             align256(cls_colsum_tmp(nch, C) * sizeof(double)))};
         double *part = cv.take<double>((size_t)nch * 2 * C), *tmp = cv.take<double>(cls_colsum_tmp(nch, C));
         const Launch2D cl = col_launch(nch, C, CLS_COLS);
-        norm_wb_part_kernel<true><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
+        norm_wb_part_kernel<true><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C, rows_all());
         LAUNCH_CHECK("layernorm_wb_part");
         if (dw) cls_colsum(dw, NULL, part, nch, C, 2 * (int64_t)C, tmp);
         if (db) cls_colsum(db, NULL, part + C, nch, C, 2 * (int64_t)C, tmp);
@@ -406,9 +415,11 @@ static void bn_apply_as(T *y, float *x, const float *res, const float *mr, const
 }
 
 extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run_mean, float *run_var, float *x,
-                                   const float *res, const float *w, const float *b, int64_t N, int C, double eps,
-                                   double momentum, int train) {
-    if (train && N < 2) die("BatchNorm in training needs at least 2 positions per channel, got %lld", (long long)N);
+                                   const float *res, const float *w, const float *b, int64_t N, int C, RowMask rows,
+                                   double eps, double momentum, int train) {
+    const int64_t nin = rows_in(rows, N);   // the rows counted in the statistics
+    if (train && nin < 2)
+        die("BatchNorm in training needs at least 2 positions per channel, got %lld", (long long)nin);
     if (N <= 0 || C <= 0) return;
     const unsigned nch = cls_chunks(N);
     Carve cv = {scratch(align256((size_t)nch * C * sizeof(double)) + 2 * align256((size_t)C * sizeof(double)) +
@@ -419,13 +430,13 @@ extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run
     const unsigned cb = (unsigned)((C + 127) / 128);
     if (train) {
         const Launch2D cl = col_launch(nch, C, CLS_COLS);
-        bn_sum_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, res, N, C);
+        bn_sum_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, res, N, C, rows);
         LAUNCH_CHECK("batchnorm_sum_part");
         cls_colsum(NULL, sums, part, nch, C, C, tmp);
-        bn_dev_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, sums, N, C);
+        bn_dev_part_kernel<<<cl.grid, cl.block, 0, g_stream>>>(part, x, sums, N, C, rows, nin);
         LAUNCH_CHECK("batchnorm_dev_part");
         cls_colsum(NULL, devs, part, nch, C, C, tmp);
-        bn_stats_kernel<<<cb, 128, 0, g_stream>>>(mr, rr, mean, rstd, run_mean, run_var, sums, devs, N, C, eps,
+        bn_stats_kernel<<<cb, 128, 0, g_stream>>>(mr, rr, mean, rstd, run_mean, run_var, sums, devs, nin, C, eps,
                                                   momentum);
         LAUNCH_CHECK("batchnorm_stats");
         res = NULL;   // added in the sums' pass
@@ -439,7 +450,8 @@ extern "C" void cuda_batchnorm_fwd(void *y, float *mean, float *rstd, float *run
 }
 
 extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, const float *dy, const float *x,
-                                   const float *w, const float *mean, const float *rstd, int64_t N, int C) {
+                                   const float *w, const float *mean, const float *rstd, int64_t N, int C,
+                                   RowMask rows) {
     if (N <= 0 || C <= 0 || (!dx && !dw && !db)) return;
     const unsigned nch = cls_chunks(N);
     Carve cv = {scratch(align256((size_t)nch * 2 * C * sizeof(double)) + align256((size_t)2 * C * sizeof(double)) +
@@ -448,19 +460,33 @@ extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, con
     double *tmp = cv.take<double>(cls_colsum_tmp(nch, 2 * C));
     float *coef = cv.take<float>((size_t)3 * C);
     const Launch2D cl = col_launch(nch, C, CLS_COLS);
-    norm_wb_part_kernel<false><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C);
+    norm_wb_part_kernel<false><<<cl.grid, cl.block, 0, g_stream>>>(part, dy, x, mean, rstd, N, C, rows);
     LAUNCH_CHECK("batchnorm_wb_part");
     cls_colsum(NULL, sums, part, nch, 2 * C, 2 * (int64_t)C, tmp);
-    bn_bwd_coef_kernel<<<(unsigned)((C + 127) / 128), 128, 0, g_stream>>>(coef, dw, db, sums, w, rstd, N, C);
+    bn_bwd_coef_kernel<<<(unsigned)((C + 127) / 128), 128, 0, g_stream>>>(coef, dw, db, sums, w, rstd, rows_in(rows, N), C);
     LAUNCH_CHECK("batchnorm_bwd_coef");
     if (dx) {
         if (vec4_rows(dx, C) && vec4_rows(dy, C) && vec4_rows(x, C) && al(mean, 16) && al(rstd, 16)) {
             const Launch2D rl = rows_launch(N, C / 4);   // (coef is carved 256-byte aligned; C % 4 == 0)
-            bn_bwd_dx_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
+            bn_bwd_dx_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C, rows);
         } else {
             const Launch2D rl = rows_launch(N, C);
-            bn_bwd_dx_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C);
+            bn_bwd_dx_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(dx, acc, dy, x, mean, rstd, coef, N, C, rows);
         }
         LAUNCH_CHECK("batchnorm_bwd_dx");
     }
+}
+
+// x[n ld + j] = 0 for j < cols at the rows that do not exist: a thread per element of those columns
+__global__ void rows_zero_kernel(float *__restrict__ x, int64_t ld, int cols, RowMask rows, int64_t N) {
+    ROWS_COLS(n, j, N, cols) {
+        if (!row_in_d(rows, n)) x[n * ld + j] = 0.f;
+    }
+}
+
+extern "C" void cuda_rows_zero(float *x, int64_t ld, int cols, RowMask rows, int64_t N) {
+    if (!rows.ext || N <= 0 || cols <= 0) return;
+    const Launch2D rl = rows_launch(N, cols);
+    rows_zero_kernel<<<rl.grid, rl.block, 0, g_stream>>>(x, ld, cols, rows, N);
+    LAUNCH_CHECK("rows_zero");
 }

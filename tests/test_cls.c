@@ -165,6 +165,94 @@ static void eval_is_per_example(ClsConfig c, const char *what) {
     cls_free(&m);
 }
 
+// A batch's documents cut or padded (with id 0) to T positions each; the lengths kept (each at most T).
+static Batch batch_to(const ClsConfig *c, const Batch *b, int first, int n, int T) {
+    Batch o = {n, T, xcalloc((size_t)n * c->ndoc * T, sizeof(int32_t)), xmalloc((size_t)n * c->ndoc * sizeof(int32_t)),
+               xmalloc((size_t)n * sizeof(int32_t))};
+    for (int i = 0; i < n * c->ndoc; i++) {
+        const int from = first * c->ndoc + i, len = b->lens[from];
+        if (len > T) { printf("batch_to: a document of %d in %d positions\n", len, T); exit(1); }
+        o.lens[i] = len;
+        memcpy(o.tok + (int64_t)i * T, b->tok + (int64_t)from * b->T, (size_t)len * sizeof(int32_t));
+    }
+    memcpy(o.lab, b->lab + first, (size_t)n * sizeof(int32_t));
+    return o;
+}
+
+// --pad-group: examples whose group's longest document has E positions, in a batch padded to T > E, train as the
+// same examples padded to E: the same loss, gradients and running statistics (to rounding: a product may sum its
+// rows in other blocks). In evaluation each group of a batch scores as it would alone, padded to its longest.
+// Without dropout, whose masks are drawn by place in the batch's array.
+static void pad_group_same(ClsConfig c, const char *what) {
+    c.dropout = c.input_dropout = 0;
+    c.pad_group = 0;
+    ClsConfig cg = c;
+    cg.pad_group = 2;
+    const char *bad = cls_config_finish(&c);
+    if (!bad) bad = cls_config_finish(&cg);
+    if (bad) { printf("bad config: %s\n", bad); exit(1); }
+    ClsModel m;
+    cls_alloc(&m, &c);
+    cls_init(&m, 7, CLS_INIT_NORMAL);
+    cls_alloc_training(&m);
+    uint64_t s = 23;
+    for (int64_t i = 0; i < m.lay.n; i++) m.params[i] += (real)(0.3 * rng_normal(&s));
+    for (int64_t i = 0; i < cls_nstats(&c); i++)     // each norm's running means [D], then variances [D]
+        m.stats[i] = (real)((i / c.D) % 2 ? 0.5 + rng_uniform(&s) : rng_normal(&s));
+    const int E = 6, T = 11, nd = c.ndoc;
+    const int64_t ns = cls_nstats(&c), np = m.lay.n;
+    // training: one group of 2 (the first document E long), in arrays of E and of T
+    Batch be = make_batch(&c, 2, E, &s), bt = batch_to(&c, &be, 0, 2, T);
+    ClsActs *ae = cls_acts_alloc(&c, 2, E, 1), *at = cls_acts_alloc(&cg, 2, T, 1);
+    real *st0 = xmalloc((size_t)(ns + 1) * sizeof(real)), *ste = xmalloc((size_t)(ns + 1) * sizeof(real));
+    real *ge = xmalloc((size_t)np * sizeof(real));
+    memcpy(st0, m.stats, (size_t)ns * sizeof(real));
+    op_zero(m.grads, np);
+    const double le = cls_forward(&m, ae, be.tok, be.lens, be.lab, 2, 1, 5, NULL, NULL);
+    cls_backward(&m, ae, 0.5);
+    memcpy(ge, m.grads, (size_t)np * sizeof(real));
+    memcpy(ste, m.stats, (size_t)ns * sizeof(real));
+    memcpy(m.stats, st0, (size_t)ns * sizeof(real));
+    m.c.pad_group = 2;
+    op_zero(m.grads, np);
+    const double lt = cls_forward(&m, at, bt.tok, bt.lens, bt.lab, 2, 1, 5, NULL, NULL);
+    cls_backward(&m, at, 0.5);
+    double gmax = 0, gerr = 0, serr = 0;
+    for (int64_t i = 0; i < np; i++) {
+        gmax = fmax(gmax, fabs(ge[i]));
+        gerr = fmax(gerr, fabs(m.grads[i] - ge[i]));
+    }
+    for (int64_t i = 0; i < ns; i++) serr = fmax(serr, fabs(m.stats[i] - ste[i]) / (1 + fabs(ste[i])));
+    CHECK(fabs(lt - le) <= 1e-12 * fabs(le), "%s: loss %.15g padded to %d with --pad-group, %.15g padded to %d", what, lt,
+          T, le, E);
+    CHECK(gerr <= 1e-11 * gmax, "%s: gradients differ by %.3g (largest %.3g) between padding to %d and to %d", what,
+          gerr, gmax, T, E);
+    CHECK(serr <= 1e-13, "%s: running statistics differ by %.3g between padding to %d and to %d", what, serr, T, E);
+    // evaluation: 5 examples in groups {0, 1}, {2, 3}, {4}, each against itself alone padded to its longest
+    Batch b5 = make_batch(&c, 5, T, &s);
+    ClsActs *ev = cls_acts_alloc(&cg, 5, T, 0);
+    const double all = cls_forward(&m, ev, b5.tok, b5.lens, b5.lab, 5, 0, 0, NULL, NULL);
+    m.c.pad_group = 0;
+    double sum = 0;
+    for (int g = 0; g < 5; g += 2) {
+        const int n = g + 2 <= 5 ? 2 : 1;
+        int Eg = 1;
+        for (int i = g * nd; i < (g + n) * nd; i++) Eg = b5.lens[i] > Eg ? b5.lens[i] : Eg;
+        Batch bg = batch_to(&c, &b5, g, n, Eg);
+        ClsActs *eg = cls_acts_alloc(&c, n, Eg, 0);
+        sum += cls_forward(&m, eg, bg.tok, bg.lens, bg.lab, n, 0, 0, NULL, NULL);
+        cls_acts_free(eg);
+        free_batch(&bg);
+    }
+    CHECK(fabs(all - sum) <= 1e-12 * fabs(all), "%s: evaluation loss %.15g in groups of 2, %.15g group by group", what, all,
+          sum);
+    printf("%-58s padding groups: as padded to the group's longest (gradients to %.2g)\n", what, gmax ? gerr / gmax : 0);
+    cls_acts_free(ae); cls_acts_free(at); cls_acts_free(ev);
+    free_batch(&be); free_batch(&bt); free_batch(&b5);
+    free(st0); free(ste); free(ge);
+    cls_free(&m);
+}
+
 // The 2-D scans against their definition: for every pixel, the sum over the four directions (along its row
 // left to right and right to left, along its column top to bottom and bottom to top) of the recurrence
 // S = diag(exp g) S + k v^T, o = S^T q / sqrt(K) run up to that pixel, evaluated here directly in double.
@@ -669,6 +757,42 @@ int main(void) {
     fd_cls(listops, 2, 70, 6, "BatchNorm, chunked mixer, T 70 (two chunks)");
     g_hgru_chunk = 0;
     fd_cls(listops, 2, 70, 6, "BatchNorm, plain mixer, T 70");
+    // --pad-group: groups of 2 of a batch of 5 ({0, 1}, {2, 3}, {4}), each padded to its longest document
+    {
+        ClsConfig pg = listops;
+        pg.pad_group = 2;
+        fd_cls(pg, 5, 9, 50, "padding groups of 2, BatchNorm, T 9");
+        pg.dropout = 0.2; pg.input_dropout = 0.1;
+        fd_cls(pg, 5, 9, 51, "padding groups of 2, dropout 0.2, input dropout 0.1");
+        g_hgru_chunk = 64;
+        fd_cls(pg, 5, 70, 52, "padding groups of 2, chunked mixer, T 70");
+        g_hgru_chunk = 0;
+        ClsConfig pgp = pair;
+        pgp.pad_group = 2;
+        fd_cls(pgp, 5, 8, 53, "padding groups of 2, document pairs");
+        ClsConfig pgh = listops;
+        pgh.mixer = MIXER_HGRN1; pgh.K = 1; pgh.pad_group = 2;
+        fd_cls(pgh, 5, 9, 54, "padding groups of 2, HGRN1");
+        ClsConfig pgl = listops;
+        pgl.layer = LAYER_LRA; pgl.pad_group = 3;
+        fd_cls(pgl, 5, 9, 55, "padding groups of 3, LRA layer");
+        pad_group_same(listops, "BatchNorm");
+        pad_group_same(text, "LayerNorm");
+        pad_group_same(pair, "document pairs");
+        pad_group_same(pgh, "HGRN1");
+        pad_group_same(pgl, "LRA layer");
+        g_hgru_chunk = 4;
+        pad_group_same(listops, "BatchNorm, chunked mixer (chunks of 4)");
+        g_hgru_chunk = 0;
+        ClsConfig pgbad = listops;
+        pgbad.pad_group = 2; pgbad.input = INPUT_PIXELS; pgbad.channels = 1; pgbad.pix_std[0] = 1; pgbad.V = 256;
+        pgbad.scan = SCAN_2D; pgbad.grid_h = 2; pgbad.grid_w = 3;
+        CHECK(cls_config_finish(&pgbad) != NULL, "padding groups with 2-D scans were accepted");
+        pgbad.scan = SCAN_1D;
+        CHECK(cls_config_finish(&pgbad) == NULL, "padding groups with 1-D scans over pixels were refused");
+        pgbad.pad_group = -1;
+        CHECK(cls_config_finish(&pgbad) != NULL, "a padding group of -1 was accepted");
+    }
     // pixels, 1-D and 2-D
     ClsConfig img = listops;
     img.input = INPUT_PIXELS; img.channels = 3; img.V = 256;
@@ -783,6 +907,12 @@ int main(void) {
         l16.scan_dtype = SCAN_BF16;
         g_lra16_rnd = 0;
         fd_cls(l16, 3, 7, 46, "LRA layer, bf16 scans (their roundings off), T 7");
+        l16.pad_group = 2;
+        fd_cls(l16, 5, 9, 56, "LRA layer, bf16 scans (roundings off), padding groups");
+        g_lra16_rnd = 1;
+        pad_group_same(l16, "LRA layer, bf16 scans");
+        g_lra16_rnd = 0;
+        l16.pad_group = 0;
         ClsConfig l16p = lrp;
         l16p.scan_dtype = SCAN_BF16;
         fd_cls(l16p, 2, 5, 47, "LRA layer, bf16 scans (their roundings off), pairs");

@@ -183,8 +183,101 @@ static void test_layernorm(int64_t N, int C, double offset, double scale) {
 
 static double bn_loss(void *p) {
     NormCtx *c = p;
-    op_batchnorm_fwd(c->y, NULL, NULL, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, c->eps, 0.1, 1);
+    op_batchnorm_fwd(c->y, NULL, NULL, NULL, NULL, c->x, NULL, c->w, c->b, c->N, c->C, rows_all(), c->eps, 0.1, 1);
     return wsum(c->wt, c->y, c->N * c->C);
+}
+// BatchNorm over the rows that exist (RowMask: sequence s of T positions has its first ext[s]): the same bits as
+// BatchNorm over those rows alone, packed together in order, for y, the statistics, the running statistics, dx,
+// dw and db; the other rows' y is the same affine map of x, their dx 0 (left alone with acc). op_rows_zero
+// zeroes exactly their first `cols` values.
+static void test_batchnorm_rows(int S, int T, int C) {
+    seed(700 + S * 31 + T * 7 + C);
+    char name[160], shape[64];
+    snprintf(shape, sizeof shape, "S=%d T=%d C=%d", S, T, C);
+    const int64_t N = (int64_t)S * T;
+    int32_t *ext = xmalloc((size_t)S * sizeof(int32_t));
+    int64_t nin = 0;
+    for (int s = 0; s < S; s++) { ext[s] = 1 + (int)(urand() * T) % T; nin += ext[s]; }
+    if (nin < 2) { ext[0] = T; nin += T - 1; }     // (T >= 2 in every call)
+    const RowMask rows = {ext, T, nin};
+    real *x = rvec(N * C, 1), *w = rvec(C, 1), *b = rvec(C, 1), *dy = rvec(N * C, 1), *res = rvec(N * C, 1);
+    real *xp = zvec(nin * C), *dyp = zvec(nin * C), *resp = zvec(nin * C);
+    for (int64_t n = 0, k = 0; n < N; n++)
+        if (n % T < ext[n / T]) {
+            memcpy(xp + k * C, x + n * C, (size_t)C * sizeof(real));
+            memcpy(dyp + k * C, dy + n * C, (size_t)C * sizeof(real));
+            memcpy(resp + k * C, res + n * C, (size_t)C * sizeof(real));
+            k++;
+        }
+    real *y = zvec(N * C), *yp = zvec(nin * C), *m = zvec(C), *r = zvec(C), *mp = zvec(C), *rp = zvec(C);
+    real *rm = rvec(C, 1), *rv = zvec(C);
+    for (int j = 0; j < C; j++) rv[j] = (real)(0.5 + urand());
+    real *rmp = dup(rm, C), *rvp = dup(rv, C);
+    op_batchnorm_fwd(y, m, r, rm, rv, x, res, w, b, N, C, rows, 1e-5, 0.1, 1);
+    op_batchnorm_fwd(yp, mp, rp, rmp, rvp, xp, resp, w, b, nin, C, rows_all(), 1e-5, 0.1, 1);
+    real *dx = rvec(N * C, 1), *dx0 = dup(dx, N * C), *dxp = zvec(nin * C), *dxa = dup(dx, N * C), *dxpa = zvec(nin * C);
+    real *dw = zvec(C), *db = zvec(C), *dwp = zvec(C), *dbp = zvec(C);
+    op_batchnorm_bwd(dx, 0, dw, db, dy, x, w, m, r, N, C, rows);
+    op_batchnorm_bwd(dxp, 0, dwp, dbp, dyp, xp, w, mp, rp, nin, C, rows_all());
+    op_batchnorm_bwd(dxa, 1, NULL, NULL, dy, x, w, m, r, N, C, rows);
+    double ey = 0, ea = 0, ed = 0, eda = 0, ez = 0;
+    for (int64_t n = 0, k = 0; n < N; n++) {
+        const int in = n % T < ext[n / T];
+        for (int j = 0; j < C; j++) {
+            const int64_t i = n * C + j;
+            if (in) {
+                ey += y[i] != yp[k * C + j];
+                ea += x[i] != xp[k * C + j];
+                ed += dx[i] != dxp[k * C + j];
+                // (the add may be fused into the product: one rounding fewer)
+                eda += fabs(dxa[i] - (dx0[i] + dxp[k * C + j])) > 2 * EPS * (fabs(dx0[i]) + fabs(dxp[k * C + j]));
+            } else {
+                const double want = ((double)x[i] - m[j]) * r[j] * w[j] + b[j];
+                ey += fabs(y[i] - want) > 1e-4 * (1 + fabs(want));
+                ez += dx[i] != 0;
+                eda += dxa[i] != dx0[i];
+            }
+        }
+        k += in;
+    }
+    snprintf(name, sizeof name, "batchnorm rows: y == packed rows' y, the others x's map %s", shape);
+    near(name, ey, 0);
+    snprintf(name, sizeof name, "batchnorm rows: x += res at the rows that exist as packed %s", shape);
+    near(name, ea, 0);
+    snprintf(name, sizeof name, "batchnorm rows: mean, rstd, running mean, var == packed %s", shape);
+    near(name, (double)(memcmp(m, mp, (size_t)C * sizeof(real)) != 0) + (memcmp(r, rp, (size_t)C * sizeof(real)) != 0) +
+               (memcmp(rm, rmp, (size_t)C * sizeof(real)) != 0) + (memcmp(rv, rvp, (size_t)C * sizeof(real)) != 0), 0);
+    snprintf(name, sizeof name, "batchnorm rows: dx == packed rows' dx, 0 at the others %s", shape);
+    near(name, ed + ez, 0);
+    snprintf(name, sizeof name, "batchnorm rows: dx += (acc), the others left alone %s", shape);
+    near(name, eda, 0);
+    snprintf(name, sizeof name, "batchnorm rows: dw, db == packed %s", shape);
+    near(name, (double)(memcmp(dw, dwp, (size_t)C * sizeof(real)) != 0) + (memcmp(db, dbp, (size_t)C * sizeof(real)) != 0), 0);
+    // op_rows_zero on the first C - 1 columns of rows of C + 3
+    const int ld = C + 3, cols = C > 1 ? C - 1 : 1;
+    real *z = rvec(N * ld, 1), *z0 = dup(z, N * ld);
+    op_rows_zero(z, ld, cols, rows, N);
+    double bad = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < ld; j++) {
+            const int gone = n % T >= ext[n / T] && j < cols;
+            bad += gone ? z[n * ld + j] != 0 : z[n * ld + j] != z0[n * ld + j];
+        }
+    snprintf(name, sizeof name, "rows_zero: the first %d of %d values of the rows that do not exist %s", cols, ld, shape);
+    near(name, bad, 0);
+    memcpy(z, z0, (size_t)(N * ld) * sizeof(real));
+    op_rows_zero(z, ld, cols, rows_all(), N);
+    snprintf(name, sizeof name, "rows_zero: every row exists, nothing changes %s", shape);
+    check_same(name, z, z0, (size_t)(N * ld) * sizeof(real));
+    free(ext); free(x); free(w); free(b); free(dy); free(res); free(xp); free(dyp); free(resp); free(y); free(yp);
+    free(m); free(r); free(mp); free(rp); free(rm); free(rv); free(rmp); free(rvp); free(dx); free(dx0); free(dxp);
+    free(dxa); free(dxpa); free(dw); free(db); free(dwp); free(dbp); free(z); free(z0);
+}
+
+// op_batchnorm_bwd over every row, in the shape of LayerNorm's backward (norm_bwd_checks)
+static void bn_bwd_all(real *dx, int acc, real *dw, real *db, const real *dy, const real *x, const real *w,
+                       const real *mean, const real *rstd, int64_t N, int C) {
+    op_batchnorm_bwd(dx, acc, dw, db, dy, x, w, mean, rstd, N, C, rows_all());
 }
 static void test_batchnorm(int64_t N, int C, double offset, double scale) {
     seed(300 + N * 5 + C);
@@ -197,7 +290,7 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
     real *mean = zvec(C), *rstd = zvec(C), *rm0 = rvec(C, 1), *rv0 = zvec(C);
     for (int j = 0; j < C; j++) rv0[j] = (real)(0.5 + urand());
     real *rm = dup(rm0, C), *rv = dup(rv0, C);
-    op_batchnorm_fwd(c.y, mean, rstd, rm, rv, c.x, NULL, c.w, c.b, N, C, c.eps, mom, 1);
+    op_batchnorm_fwd(c.y, mean, rstd, rm, rv, c.x, NULL, c.w, c.b, N, C, rows_all(), c.eps, mom, 1);
     double ey = 0, em = 0, er = 0, erm = 0, erv = 0;
     for (int j = 0; j < C; j++) {
         long double s = 0, q = 0, sa = 0;
@@ -221,7 +314,7 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
     near(name, erv, 2 * EPS + 4 * N * 1.2e-16);
     // eval mode: the running statistics, nothing else written
     real *ye = zvec(N * C), *me = dup(mean, C), *re = dup(rstd, C), *rm2 = dup(rm, C), *rv2 = dup(rv, C);
-    op_batchnorm_fwd(ye, me, re, rm2, rv2, c.x, NULL, c.w, c.b, N, C, c.eps, mom, 0);
+    op_batchnorm_fwd(ye, me, re, rm2, rv2, c.x, NULL, c.w, c.b, N, C, rows_all(), c.eps, mom, 0);
     double ee = 0;
     for (int j = 0; j < C; j++) {
         double r = 1 / sqrt((double)rv[j] + c.eps);
@@ -234,16 +327,16 @@ static void test_batchnorm(int64_t N, int C, double offset, double scale) {
     near(name, (double)(memcmp(me, mean, (size_t)C * sizeof(real)) != 0) + (memcmp(re, rstd, (size_t)C * sizeof(real)) != 0) +
                (memcmp(rm2, rm, (size_t)C * sizeof(real)) != 0) + (memcmp(rv2, rv, (size_t)C * sizeof(real)) != 0), 0);
     // backward (training)
-    norm_bwd_checks("batchnorm", shape, op_batchnorm_bwd, bn_loss, &c, mean, rstd);
+    norm_bwd_checks("batchnorm", shape, bn_bwd_all, bn_loss, &c, mean, rstd);
     // with a residual, in both modes
     real *res = rvec(N * C, 1);
     for (int train = 1; train >= 0; train--) {
         real *xs = dup(c.x, N * C), *xa = dup(c.x, N * C), *ys = zvec(N * C), *ya = zvec(N * C);
         real *ms = zvec(C), *rs = zvec(C), *ma = zvec(C), *ra = zvec(C);
         real *rms = dup(rm0, C), *rvs = dup(rv0, C), *rma = dup(rm0, C), *rva = dup(rv0, C);
-        op_batchnorm_fwd(ys, ms, rs, rms, rvs, xs, res, c.w, c.b, N, C, c.eps, mom, train);
+        op_batchnorm_fwd(ys, ms, rs, rms, rvs, xs, res, c.w, c.b, N, C, rows_all(), c.eps, mom, train);
         for (int64_t i = 0; i < N * C; i++) xa[i] += res[i];
-        op_batchnorm_fwd(ya, ma, ra, rma, rva, xa, NULL, c.w, c.b, N, C, c.eps, mom, train);
+        op_batchnorm_fwd(ya, ma, ra, rma, rva, xa, NULL, c.w, c.b, N, C, rows_all(), c.eps, mom, train);
         snprintf(name, sizeof name, "batchnorm fwd (%s) with res == add, then the norm %s", train ? "train" : "eval", shape);
         near(name, (double)(memcmp(xs, xa, (size_t)(N * C) * sizeof(real)) != 0) +
                    (memcmp(ys, ya, (size_t)(N * C) * sizeof(real)) != 0) + (memcmp(ms, ma, (size_t)C * sizeof(real)) != 0) +
@@ -559,9 +652,9 @@ static void det_bn(void *p, real *out) {   // y, mean, rstd, running mean, var, 
     memcpy(x, c->x, (size_t)NC * sizeof(real));
     memcpy(rm, c->rm, (size_t)c->C * sizeof(real));
     memcpy(rv, c->rv, (size_t)c->C * sizeof(real));
-    op_batchnorm_fwd(y, m, r, rm, rv, x, c->res, c->w, c->b, c->N, c->C, 1e-5, 0.1, 1);
+    op_batchnorm_fwd(y, m, r, rm, rv, x, c->res, c->w, c->b, c->N, c->C, rows_all(), 1e-5, 0.1, 1);
     memset(dw, 0, 2 * (size_t)c->C * sizeof(real));
-    op_batchnorm_bwd(dx, 0, dw, db, c->dy, x, c->w, m, r, c->N, c->C);
+    op_batchnorm_bwd(dx, 0, dw, db, c->dy, x, c->w, m, r, c->N, c->C, rows_all());
 }
 static void det_pointwise(void *p, real *out) {   // GELU fwd and bwd, dropout, positions, pooling fwd and bwd
     Det *c = p;
@@ -911,6 +1004,9 @@ int main(int argc, char **argv) {
     test_batchnorm(13, 17, 0, 1);
     test_batchnorm(65, 2, 0, 1);
     test_batchnorm(9, 5, 1000, 0.01);
+    test_batchnorm_rows(3, 7, 5);
+    test_batchnorm_rows(5, 64, 17);
+    test_batchnorm_rows(1, 9, 1);
     test_gelu();
     printf("-- positions\n");
     test_positions(1, 1, 1);

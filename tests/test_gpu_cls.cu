@@ -1,6 +1,6 @@
 // tests/test_gpu_cls.cu: the CUDA ops of the classification model (cuda/norms_cls.cuh, cuda/pointwise_cls.cuh)
 // against the CPU ops (cpu_cls.c in its float build): biases, LayerNorm, BatchNorm, GELU, sinusoidal positions,
-// dropout, mean pooling, the document-pair features, the staging of 8-bit pixels (bit for bit), the LRA layer in
+// dropout, mean pooling, the document-pair features, BatchNorm over the rows a RowMask keeps (--pad-group), the staging of 8-bit pixels (bit for bit), the LRA layer in
 // bf16 numerics (lra_bf16, its own tolerances below); and the 2-D
 // mixer's column scans read in place (op_hgru_cols_fwd/bwd, cuda/mixer.cuh: the small-head kernels,
 // K = Dv = 1, 2, 4) against the CPU's (cpu.c).
@@ -208,15 +208,15 @@ static void test_batchnorm(void) {
             {
                 Vec ye(N * C), xs = x, yr(N * C);
                 op_batchnorm_fwd(ye.data(), NULL, NULL, rm0.data(), rv0.data(), x.data(), NULL, w.data(), b.data(),
-                                 N, C, eps, mom, 0);
+                                 N, C, rows_all(), eps, mom, 0);
                 poison(gy, N * C * 4);
-                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 0);
+                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, rows_all(), eps, mom, 0);
                 compare("batchnorm_fwd eval y", shape, down(gy, N * C), ye, TOL_D);
                 op_batchnorm_fwd(yr.data(), NULL, NULL, rm0.data(), rv0.data(), xs.data(), res.data(), w.data(),
-                                 b.data(), N, C, eps, mom, 0);
+                                 b.data(), N, C, rows_all(), eps, mom, 0);
                 float *gxs = P.up(x), *gres = P.up(res);
                 poison(gy, N * C * 4);
-                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gxs, gres, gw, gb, N, C, eps, mom, 0);
+                cuda_batchnorm_fwd(gy, NULL, NULL, grm, grv, gxs, gres, gw, gb, N, C, rows_all(), eps, mom, 0);
                 compare("batchnorm_fwd eval res: x+=", shape, down(gxs, N * C), xs, TOL_D);
                 compare("batchnorm_fwd eval res: y", shape, down(gy, N * C), yr, TOL_D);
                 compare("batchnorm_fwd eval: run_mean", shape, down(grm, C), rm0, 0);   // left alone
@@ -224,18 +224,18 @@ static void test_batchnorm(void) {
                 cuda_set_gemm_precision(2);
                 void *oy = opnd_buf(P, N * C);
                 poison(oy, N * C * 2);
-                cuda_batchnorm_fwd(oy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 0);
+                cuda_batchnorm_fwd(oy, NULL, NULL, grm, grv, gx, NULL, gw, gb, N, C, rows_all(), eps, mom, 0);
                 compare("batchnorm_fwd eval y bf16", shape, opnd_down(oy, N * C), ye, TOL_OPND);
                 cuda_set_gemm_precision(1);
             }
             if (N < 2) continue;   // training needs two positions per channel
             Vec y(N * C), mean(C), rstd(C), rm = rm0, rv = rv0, dx(N * C), dw = dw0, db = db0;
             op_batchnorm_fwd(y.data(), mean.data(), rstd.data(), rm.data(), rv.data(), x.data(), NULL, w.data(),
-                             b.data(), N, C, eps, mom, 1);
+                             b.data(), N, C, rows_all(), eps, mom, 1);
             op_batchnorm_bwd(dx.data(), 0, dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(),
-                             rstd.data(), N, C);
+                             rstd.data(), N, C, rows_all());
             Vec dxp = randn(N * C), dxa = dxp;
-            op_batchnorm_bwd(dxa.data(), 1, NULL, NULL, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+            op_batchnorm_bwd(dxa.data(), 1, NULL, NULL, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C, rows_all());
             Vec sdx(N * C), sdxa(N * C);   // dx's terms: w rstd dy, and what acc adds it to
             for (int64_t n = 0; n < N; n++)
                 for (int c = 0; c < C; c++) {
@@ -245,7 +245,7 @@ static void test_batchnorm(void) {
             poison(gy, N * C * 4);
             poison(gm, C * 4);
             poison(gr, C * 4);
-            cuda_batchnorm_fwd(gy, gm, gr, grm, grv, gx, NULL, gw, gb, N, C, eps, mom, 1);
+            cuda_batchnorm_fwd(gy, gm, gr, grm, grv, gx, NULL, gw, gb, N, C, rows_all(), eps, mom, 1);
             compare("batchnorm_fwd y", shape, down(gy, N * C), y, TOL_D);
             compare("batchnorm_fwd mean", shape, down(gm, C), mean, TOL_D);
             compare("batchnorm_fwd rstd", shape, down(gr, C), rstd, TOL_D);
@@ -253,17 +253,17 @@ static void test_batchnorm(void) {
             compare("batchnorm_fwd run_var", shape, down(grv, C), rv, TOL_D);
             compare("batchnorm_fwd x unchanged", shape, down(gx, N * C), x, 0);
             poison(gy, N * C * 4);
-            cuda_batchnorm_fwd(gy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, eps, mom, 1);
+            cuda_batchnorm_fwd(gy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, rows_all(), eps, mom, 1);
             compare("batchnorm_fwd y (no stats)", shape, down(gy, N * C), y, TOL_D);
             {   // with a residual
                 Vec xs = x, ys(N * C), ms(C), rs(C), rms = rm0, rvs = rv0;
                 op_batchnorm_fwd(ys.data(), ms.data(), rs.data(), rms.data(), rvs.data(), xs.data(), res.data(),
-                                 w.data(), b.data(), N, C, eps, mom, 1);
+                                 w.data(), b.data(), N, C, rows_all(), eps, mom, 1);
                 float *gxs = P.up(x), *gres = P.up(res), *grms = P.up(rm0), *grvs = P.up(rv0);
                 poison(gy, N * C * 4);
                 poison(gm, C * 4);
                 poison(gr, C * 4);
-                cuda_batchnorm_fwd(gy, gm, gr, grms, grvs, gxs, gres, gw, gb, N, C, eps, mom, 1);
+                cuda_batchnorm_fwd(gy, gm, gr, grms, grvs, gxs, gres, gw, gb, N, C, rows_all(), eps, mom, 1);
                 compare("batchnorm_fwd res: x+=", shape, down(gxs, N * C), xs, TOL_D);
                 compare("batchnorm_fwd res: y", shape, down(gy, N * C), ys, TOL_D);
                 compare("batchnorm_fwd res: mean", shape, down(gm, C), ms, TOL_D);
@@ -275,29 +275,101 @@ static void test_batchnorm(void) {
                 cuda_set_gemm_precision(2);
                 void *oy = opnd_buf(P, N * C);
                 poison(oy, N * C * 2);
-                cuda_batchnorm_fwd(oy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, eps, mom, 1);
+                cuda_batchnorm_fwd(oy, NULL, NULL, NULL, NULL, gx, NULL, gw, gb, N, C, rows_all(), eps, mom, 1);
                 compare("batchnorm_fwd y bf16", shape, opnd_down(oy, N * C), y, TOL_OPND);
                 cuda_set_gemm_precision(1);
             }
             // the backward from the CPU's statistics
             float *cm = P.up(mean), *cr = P.up(rstd), *gdx = P.f(N * C), *gdw = P.up(dw0), *gdb = P.up(db0);
             poison(gdx, N * C * 4);
-            cuda_batchnorm_bwd(gdx, 0, gdw, gdb, gdy, gx, gw, cm, cr, N, C);
+            cuda_batchnorm_bwd(gdx, 0, gdw, gdb, gdy, gx, gw, cm, cr, N, C, rows_all());
             compare_scaled("batchnorm_bwd dx", shape, down(gdx, N * C), dx, sdx, TOL_D);
             compare("batchnorm_bwd dw+=", shape, down(gdw, C), dw, TOL_D);
             compare("batchnorm_bwd db+=", shape, down(gdb, C), db, TOL_D);
             set(gdx, dxp);
-            cuda_batchnorm_bwd(gdx, 1, NULL, NULL, gdy, gx, gw, cm, cr, N, C);
+            cuda_batchnorm_bwd(gdx, 1, NULL, NULL, gdy, gx, gw, cm, cr, N, C, rows_all());
             compare_scaled("batchnorm_bwd dx+= (acc)", shape, down(gdx, N * C), dxa, sdxa, TOL_D);
             if (N == 65 && C == 130) {   // one output at a time
                 set(gdw, dw0);
-                cuda_batchnorm_bwd(NULL, 0, gdw, NULL, gdy, gx, gw, cm, cr, N, C);
+                cuda_batchnorm_bwd(NULL, 0, gdw, NULL, gdy, gx, gw, cm, cr, N, C, rows_all());
                 compare("batchnorm_bwd dw only", shape, down(gdw, C), dw, TOL_D);
                 set(gdb, db0);
-                cuda_batchnorm_bwd(NULL, 0, NULL, gdb, gdy, gx, gw, cm, cr, N, C);
+                cuda_batchnorm_bwd(NULL, 0, NULL, gdb, gdy, gx, gw, cm, cr, N, C, rows_all());
                 compare("batchnorm_bwd db only", shape, down(gdb, C), db, TOL_D);
             }
         }
+}
+
+// BatchNorm over the rows that exist (--pad-group: sequence s of T positions has its first ext[s]) and the
+// zeroing of the others' values, against the CPU ops with the same RowMask: S sequences of T, T around the
+// column sums' 64-row chunks and not a multiple of them, ext random in [1, T] (one sequence whole).
+static void test_rows(void) {
+    const double eps = 1e-5, mom = 0.1;
+    const int shapes[][3] = {{3, 7, 5}, {4, 63, 64}, {5, 65, 130}, {2, 2048, 64}, {16, 1000, 64}};
+    for (auto &sh : shapes) {
+        const int S = sh[0], T = sh[1], C = sh[2];
+        const int64_t N = (int64_t)S * T;
+        if (g_quick && N > 1000) continue;
+        seed(900 + S * 7 + T + C);
+        std::vector<int32_t> ext(S);
+        int64_t nin = 0;
+        for (int s = 0; s < S; s++) {
+            ext[s] = s == 1 ? T : 1 + (int)(urand() * T) % T;
+            nin += ext[s];
+        }
+        char shape[64];
+        snprintf(shape, sizeof shape, "S%d T%d C%d (%lld of %lld rows)", S, T, C, (long long)nin, (long long)N);
+        Pool P;
+        const RowMask hr = {ext.data(), T, nin}, dr = {P.up(ext), T, nin};
+        Vec x = randn(N * C, 2, 0.5), w = randn(C, 0.1, 1), b = randn(C), dy = randn(N * C), res = randn(N * C),
+            rm0 = randn(C, 0.1), rv0(C), dw0 = randn(C), db0 = randn(C);
+        for (auto &v : rv0) v = (float)(0.5 + urand());
+        for (int64_t n = 0; n < N; n++)   // the rows that do not exist hold no gradient (as the model's)
+            if (n % T >= ext[n / T])
+                for (int c = 0; c < C; c++) dy[n * C + c] = 0;
+        Vec xs = x, y(N * C), mean(C), rstd(C), rm = rm0, rv = rv0, dx(N * C), dw = dw0, db = db0;
+        op_batchnorm_fwd(y.data(), mean.data(), rstd.data(), rm.data(), rv.data(), xs.data(), res.data(), w.data(),
+                         b.data(), N, C, hr, eps, mom, 1);
+        op_batchnorm_bwd(dx.data(), 0, dw.data(), db.data(), dy.data(), xs.data(), w.data(), mean.data(), rstd.data(),
+                         N, C, hr);
+        Vec dxp = randn(N * C), dxa = dxp;
+        op_batchnorm_bwd(dxa.data(), 1, NULL, NULL, dy.data(), xs.data(), w.data(), mean.data(), rstd.data(), N, C, hr);
+        Vec sdx(N * C), sdxa(N * C);
+        for (int64_t n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                sdx[n * C + c] = fabsf(w[c] * rstd[c] * dy[n * C + c]) + 1e-30f;
+                sdxa[n * C + c] = sdx[n * C + c] + fabsf(dxp[n * C + c]);
+            }
+        float *gx = P.up(x), *gres = P.up(res), *gw = P.up(w), *gb = P.up(b), *gy = P.f(N * C), *gm = P.f(C),
+              *gr = P.f(C), *grm = P.up(rm0), *grv = P.up(rv0);
+        poison(gy, N * C * 4);
+        poison(gm, C * 4);
+        poison(gr, C * 4);
+        cuda_batchnorm_fwd(gy, gm, gr, grm, grv, gx, gres, gw, gb, N, C, dr, eps, mom, 1);
+        compare("batchnorm_fwd rows: x+=", shape, down(gx, N * C), xs, TOL_D);
+        compare("batchnorm_fwd rows: y", shape, down(gy, N * C), y, TOL_D);
+        compare("batchnorm_fwd rows: mean", shape, down(gm, C), mean, TOL_D);
+        compare("batchnorm_fwd rows: rstd", shape, down(gr, C), rstd, TOL_D);
+        compare("batchnorm_fwd rows: run_mean", shape, down(grm, C), rm, TOL_D);
+        compare("batchnorm_fwd rows: run_var", shape, down(grv, C), rv, TOL_D);
+        float *cm = P.up(mean), *cr = P.up(rstd), *cx = P.up(xs), *gdy = P.up(dy), *gdx = P.f(N * C);
+        float *gdw = P.up(dw0), *gdb = P.up(db0);
+        poison(gdx, N * C * 4);
+        cuda_batchnorm_bwd(gdx, 0, gdw, gdb, gdy, cx, gw, cm, cr, N, C, dr);
+        compare_scaled("batchnorm_bwd rows: dx", shape, down(gdx, N * C), dx, sdx, TOL_D);
+        compare("batchnorm_bwd rows: dw+=", shape, down(gdw, C), dw, TOL_D);
+        compare("batchnorm_bwd rows: db+=", shape, down(gdb, C), db, TOL_D);
+        set(gdx, dxp);
+        cuda_batchnorm_bwd(gdx, 1, NULL, NULL, gdy, cx, gw, cm, cr, N, C, dr);
+        compare_scaled("batchnorm_bwd rows: dx+= (acc)", shape, down(gdx, N * C), dxa, sdxa, TOL_D);
+        // rows_zero on columns [2, C + 2) of rows of C + 5, bit for bit
+        const int ld = C + 5;
+        Vec z = randn(N * ld), zc = z;
+        op_rows_zero(zc.data() + 2, ld, C, hr, N);
+        float *gz = P.up(z);
+        cuda_rows_zero(gz + 2, ld, C, dr, N);
+        compare("rows_zero", shape, down(gz, N * ld), zc, 0);
+    }
 }
 
 // ======================================================================================================
@@ -551,8 +623,8 @@ static void test_determinism(void) {
         cuda_zero(dw2, C);
         cuda_zero(db2, C);
         cuda_bias_bwd(db, gdy, N, C);
-        cuda_batchnorm_fwd(gy, m, rs, NULL, NULL, gx, NULL, gw, gb, N, C, 1e-5, 0.1, 1);
-        cuda_batchnorm_bwd(dx, 0, dw, db2, gdy, gx, gw, m, rs, N, C);
+        cuda_batchnorm_fwd(gy, m, rs, NULL, NULL, gx, NULL, gw, gb, N, C, rows_all(), 1e-5, 0.1, 1);
+        cuda_batchnorm_bwd(dx, 0, dw, db2, gdy, gx, gw, m, rs, N, C, rows_all());
         r[k].push_back(down(db, C));
         r[k].push_back(down(m, C));
         r[k].push_back(down(rs, C));
@@ -706,6 +778,7 @@ int main(int argc, char **argv) {
     test_bias();
     test_layernorm();
     test_batchnorm();
+    test_rows();
     test_gelu();
     test_lra_acts();
     test_lra_bf16();

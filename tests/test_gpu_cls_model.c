@@ -2,6 +2,7 @@
 //  1. one training step from the same initialisation on the same batch: the loss, the number right, every
 //     gradient tensor and BatchNorm's running statistics, at T 1, 63, 64, 65 and 4096, both heads, all norms,
 //     pixels and patches of pixels
+//     (and with padding groups, --pad-group)
 //  2. an evaluation forward (running statistics): the loss and the predictions
 //  3. 100 training steps on both from the same start: the loss curves agree within the GPU's rounding
 // With --bench it times instead the token mixer's scans at the LRA presets' shapes (fp32 state, as trained):
@@ -519,6 +520,21 @@ int main(int argc, char **argv) {
     ClsConfig l16p = lrp;
     l16p.scan_dtype = SCAN_BF16;
     one_step("LRA layer, bf16 scans, pairs, T 300", l16p, 3, 300, 0, 1e-3, 1e-2);
+    // --pad-group: BatchNorm's statistics over the rows that exist and the values zeroed past each group's longest
+    // document (batch() makes every third document whole: groups of 1 leave two of every three short)
+    ClsConfig pg = listops;
+    pg.pad_group = 1;
+    one_step("padding groups of 1, BatchNorm, T 65", pg, 4, 65, 0, 1e-5, 1e-4);
+    one_step("padding groups of 1, BatchNorm, T 2048", pg, 4, 2048, 0, 1e-5, 1e-4);
+    pg.pad_group = 2;
+    one_step("padding groups of 2, BatchNorm, T 300", pg, 6, 300, 0, 1e-5, 1e-4);
+    one_step("padding groups of 2, BatchNorm, T 300", pg, 6, 300, 2, 1e-2, 3e-2);
+    ClsConfig pgl = lr, pg16 = l16, pgp = pair, pgh = h1;
+    pgl.pad_group = pg16.pad_group = pgp.pad_group = pgh.pad_group = 1;
+    one_step("padding groups of 1, LRA layer, T 2048", pgl, 4, 2048, 0, 1e-5, 1e-4);
+    one_step("padding groups of 1, LRA layer, bf16 scans, T 2048", pg16, 4, 2048, 0, 1e-3, 1e-2);
+    one_step("padding groups of 1, pairs, T 300", pgp, 3, 300, 0, 1e-5, 1e-4);
+    one_step("padding groups of 1, HGRN1, T 300", pgh, 4, 300, 0, 1e-5, 1e-4);
     curves(listops, 8, 40);
     return check_summary("test_gpu_cls_model");
 }
