@@ -10,7 +10,7 @@ const char *const NORM_NAMES[NNORMS] = {"batch", "layer", "rms"};
 const char *const POS_NAMES[NPOS] = {"none", "sinusoidal"};
 const char *const SCAN_DTYPE_NAMES[NSCAN_DTYPES] = {[SCAN_FP32] = "fp32", [SCAN_BF16] = "bf16"};
 const Range R_CLASSES = {"classes", 2, 1 << 24}, R_PATCH = {"patch", 1, 1024},
-            R_PAD_GROUP = {"pad group", 0, 1 << 20};
+            R_PAD_GROUP = {"pad-group", 0, 1 << 20};
 
 const char *cls_config_finish(ClsConfig *c) {
     if (!in_range(&R_VOCAB, c->V)) return "the vocabulary must be in [2, 16777216]";

@@ -172,6 +172,31 @@ expect 2 "--scan-dtype bf16 with expand ratio 3" -- $H train --task lra-listops 
 expect_msg "divides 32"
 expect 2 "--scan-dtype fp16" -- $H train --task lra-listops --mixer-layer lra --scan-dtype fp16 --data "$TMP/ex"; expect_msg "scan-dtype"
 
+# --pad-group: each group of G examples of a batch padded only to its longest document (short ListOps, 40 to 200
+# tokens in 256 positions); named at startup, kept by the checkpoint (a byte-exact resume, eval), another run than
+# without; refused on resume, free with --init (a training setting), refused for images read as 2-D grids
+expect 0 "generate a tiny short ListOps" -- $H generate --task listops --out "$TMP/los" --seed 6 --min-len 40 --max-len 200 \
+    --train-size 120 --val-size 20 --test-size 20
+expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/los" --out "$TMP/exs"
+expect 0 "train 30 steps on short documents" -- $H train --task lra-listops --data "$TMP/exs" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/pg_0"
+expect 0 "train --pad-group 2 30 steps" -- $H train --task lra-listops --pad-group 2 --data "$TMP/exs" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/pg_a"
+grep -q "| padding      | each group of 2 examples of a batch to its longest document (--pad-group)" "$TMP/out" ||
+    fail "the startup table's padding row: $(grep '| padding' "$TMP/out")"
+checks=$((checks + 1))
+cmp -s "$TMP/pg_0/log.tsv" "$TMP/pg_a/log.tsv" && fail "--pad-group 2 trained the run without groups" || ok "padding groups train another run"
+expect 0 "padding groups, stop at step 12" -- $H train --task lra-listops --pad-group 2 --data "$TMP/exs" "${SMALL[@]}" "${PROG[@]}" --steps 30 --stop-at 12 --out "$TMP/pg_b"
+expect 2 "resume with --pad-group" -- $H train --resume --out "$TMP/pg_b" --pad-group 4; expect_msg "cannot change on --resume"
+expect 0 "resume the padding groups' run" -- $H train --resume --out "$TMP/pg_b" --threads 2 "${PROG[@]}"
+checks=$((checks + 1))
+cmp -s "$TMP/pg_a/model.ckpt" "$TMP/pg_b/model.ckpt" && cmp -s "$TMP/pg_a/log.tsv" "$TMP/pg_b/log.tsv" &&
+    ok "padding groups: the resumed run ends in the identical checkpoint and log" || fail "padding groups: the resumed run differs"
+expect 0 "eval the padding groups' model" -- $H eval --task lra-listops --ckpt "$TMP/pg_a/model.ckpt" --threads 2
+tail -n 1 "$TMP/out" | grep -Eq '^accuracy [01]\.[0-9]{4}$' || fail "eval of padding groups: $(tail -n 1 "$TMP/out")"
+expect 0 "--init with --pad-group" -- $H train --task lra-listops --init "$TMP/pg_0/model.ckpt" --pad-group 3 --data "$TMP/exs" \
+    --batch 8 --seq-len 256 --threads 2 --steps 2 --eval-every 0 --out "$TMP/pg_c"
+grep -q "| padding      | each group of 3 examples" "$TMP/out" || fail "--init did not take --pad-group 3"
+expect 2 "--pad-group -1" -- $H train --task lra-listops --pad-group -1 --data "$TMP/ex"; expect_msg "--pad-group needs an integer"
+
 # --keep and best.ckpt (the best validation accuracy); non-finite steps skipped, then the stop
 expect 0 "train 30 steps keeping 1" -- $H train --task lra-listops --data "$TMP/ex" "${SMALL[@]}" "${PROG[@]}" --steps 30 \
     --keep 1 --out "$TMP/keep"
@@ -335,6 +360,7 @@ bad "cutmix on a token model" "cutmix = 1 is out of range \[0, 0\]" float 18 1
 bad "a switch probability of 2" "mix-switch = 2 is out of range \[0, 1\]" float 19 2
 bad "a mixing probability of NaN" "mix-prob = nan is out of range" float 20 nan
 bad "a negative warmup lr" "warmup-lr = -1 is out of range \[0, 10\]" float 21 -1
+bad "a padding group of -1" "pad-group = -1 is out of range \[0, 1048576\]" int 40 -1
 cp "$A" "$TMP/flip.ckpt"
 printf '\x55' | dd of="$TMP/flip.ckpt" bs=1 seek=1000 conv=notrunc 2>/dev/null
 expect 1 "a flipped byte" -- $H eval --task lra-listops --ckpt "$TMP/flip.ckpt"; expect_msg "checksum mismatch"
@@ -402,6 +428,8 @@ expect 0 "prepare them" -- $H prepare --task lra-pathfinder --input "$TMP/pf-raw
 expect 2 "lra-pathfinder refuses --seq-len" -- $H train --task lra-pathfinder --data "$TMP/pf" --seq-len 64; expect_msg "takes no --seq-len"
 expect 1 "lra-pathfinder refuses token data" -- $H train --task lra-pathfinder --data "$TMP/ex" "${IMG[@]}" --out "$TMP/pf-bad"
 expect_msg "does not hold images"
+expect 1 "lra-pathfinder with --pad-group" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --pad-group 2 --out "$TMP/pf-pg"
+expect_msg "--pad-group pads documents of varying length: it needs 1-D scans"
 expect 0 "train lra-pathfinder" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --out "$TMP/pf1"
 grep -q "four scans over 32 x 32" "$TMP/out" || fail "the startup table does not show the 2-D scans"
 expect 0 "train lra-pathfinder to step 2" -- $H train --task lra-pathfinder --data "$TMP/pf" "${IMG[@]}" --out "$TMP/pf2" --stop-at 2
@@ -512,19 +540,20 @@ import struct, sys
 import seal
 src, dst = sys.argv[1:3]
 b = bytearray(open(src, 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 9 and struct.unpack_from('<q', b, 16)[0] == 40
-# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule, HGRN2, fla, fp32 scans; 23 floats, seven of them
+assert struct.unpack_from('<q', b, 8)[0] == 10 and struct.unpack_from('<q', b, 16)[0] == 41
+# patch 0, final norm 0, RandAugment 0, repeated augmentation 1, per-step schedule, HGRN2, fla, fp32 scans, no
+# padding groups; 23 floats, seven of them
 # (erasing, smoothing, mixup, cutmix, switch, mixing probability, warmup lr) at their values of no augmentation,
 # then the input dropout (the preset's 0.1), which version 2 reads as the dropout (0): evaluation uses neither
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 40)] == [0, 0, 0, 1, 0, 0, 0, 0]
-fl = 24 + 8 * 40
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(32, 41)] == [0, 0, 0, 1, 0, 0, 0, 0, 0]
+fl = 24 + 8 * 41
 assert struct.unpack_from('<q', b, fl)[0] == 23
 assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(15, 23)] == [0, 0, 0, 0, 0.5, 1, 1e-6, 0.1]
 assert struct.unpack_from('<d', b, fl + 8)[0] == 0
 del b[fl + 8 + 8 * 15:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 15)
 struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
-del b[24 + 8 * 32:24 + 8 * 40]
+del b[24 + 8 * 32:24 + 8 * 41]
 seal.write(dst, b)
 EOF2
 checks=$((checks + 1))
