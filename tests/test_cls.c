@@ -206,13 +206,15 @@ static void pad_group_same(ClsConfig c, const char *what) {
     ClsActs *ae = cls_acts_alloc(&c, 2, E, 1), *at = cls_acts_alloc(&cg, 2, T, 1);
     real *st0 = xmalloc((size_t)(ns + 1) * sizeof(real)), *ste = xmalloc((size_t)(ns + 1) * sizeof(real));
     real *ge = xmalloc((size_t)np * sizeof(real));
-    memcpy(st0, m.stats, (size_t)ns * sizeof(real));
+    if (ns) memcpy(st0, m.stats, (size_t)ns * sizeof(real));
     op_zero(m.grads, np);
     const double le = cls_forward(&m, ae, be.tok, be.lens, be.lab, 2, 1, 5, NULL, NULL);
     cls_backward(&m, ae, 0.5);
     memcpy(ge, m.grads, (size_t)np * sizeof(real));
-    memcpy(ste, m.stats, (size_t)ns * sizeof(real));
-    memcpy(m.stats, st0, (size_t)ns * sizeof(real));
+    if (ns) {   // (LayerNorm has none: stats is NULL)
+        memcpy(ste, m.stats, (size_t)ns * sizeof(real));
+        memcpy(m.stats, st0, (size_t)ns * sizeof(real));
+    }
     m.c.pad_group = 2;
     op_zero(m.grads, np);
     const double lt = cls_forward(&m, at, bt.tok, bt.lens, bt.lab, 2, 1, 5, NULL, NULL);

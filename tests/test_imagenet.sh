@@ -146,10 +146,10 @@ import struct, sys
 sys.path.insert(0, sys.argv[3])
 import seal
 b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
-assert struct.unpack_from('<q', b, 8)[0] == 9 and struct.unpack_from('<q', b, 16)[0] == 40
-# the per-step schedule, HGRN2, the fla layer, fp32 scans
-assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(36, 40)] == [0, 0, 0, 0]
-fl = 24 + 8 * 40
+assert struct.unpack_from('<q', b, 8)[0] == 10 and struct.unpack_from('<q', b, 16)[0] == 41
+# the per-step schedule, HGRN2, the fla layer, fp32 scans, no padding groups
+assert [struct.unpack_from('<q', b, 24 + 8 * i)[0] for i in range(36, 41)] == [0, 0, 0, 0, 0]
+fl = 24 + 8 * 41
 assert struct.unpack_from('<q', b, fl)[0] == 23
 # smoothing, mixup, cutmix 0; switch 0.5, probability 1, warmup lr 1e-6: what version 5 reads as; then the
 # input dropout, which version 5 reads as the dropout: the same here (0)
@@ -157,7 +157,7 @@ assert [struct.unpack_from('<d', b, fl + 8 + 8 * i)[0] for i in range(16, 23)] =
 assert struct.unpack_from('<d', b, fl + 8)[0] == 0
 del b[fl + 8 + 8 * 16:fl + 8 + 8 * 23]
 struct.pack_into('<q', b, fl, 16)
-del b[24 + 8 * 36:24 + 8 * 40]
+del b[24 + 8 * 36:24 + 8 * 41]
 struct.pack_into('<q', b, 8, 5); struct.pack_into('<q', b, 16, 36)
 seal.write(sys.argv[2], b)
 EOF5
@@ -177,7 +177,7 @@ import struct, sys
 sys.path.insert(0, sys.argv[3])
 import seal
 b = bytearray(open(sys.argv[1], 'rb').read()[:-8])
-struct.pack_into('<d', b, 24 + 8 * 40 + 8 + 8 * 17, 200.0)     # mixup alpha
+struct.pack_into('<d', b, 24 + 8 * 41 + 8 + 8 * 17, 200.0)     # mixup alpha
 seal.write(sys.argv[2], b)
 EOFB
 expect 1 "a checkpoint with mixup alpha 200" -- $H eval --ckpt "$TMP/bad.ckpt" --threads 2
