@@ -925,6 +925,7 @@ static double forward(ClsModel *m, ClsActs *a, const int32_t *tokens, const uint
     // --pad-group: each group of pad_group examples ends at its longest document; the rows past that do not exist
     a->rows = rows_all();
     if (c->pad_group > 0) {
+        if (!a->ext_h) die("internal error: padding groups on activations made without them");
         int64_t nin = 0;
         for (int b0 = 0; b0 < n; b0 += c->pad_group) {
             const int b1 = n - b0 > c->pad_group ? b0 + c->pad_group : n;

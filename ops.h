@@ -286,7 +286,7 @@ void op_layernorm_bwd(real *dx, int acc, real *dw, real *db, const real *dy, con
                       const real *mean, const real *rstd, int64_t N, int C);
 
 // ---- the rows of a batch that exist (RowMask, common.h) ----
-// x[n * ld + j] = 0 for j < cols at every row n of the N that does not exist. rows.ext NULL: nothing. (x: rows)
+// x[n * ld + j] = 0 for j < cols at every row n of the N that does not exist. rows.ext NULL: nothing.   (x = 0 there)
 void op_rows_zero(real *x, int64_t ld, int cols, RowMask rows, int64_t N);
 
 // ---- BatchNorm over the N rows (batch x length positions), per channel of C ----
