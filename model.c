@@ -1209,38 +1209,3 @@ void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t 
     OP(adamw_multi, parts, np, lr, o->beta1, o->beta2, o->eps, grad_scale, step);
     free(parts);
 }
-
-// ----------------------------------------------------------------------------------------------------------
-// Decoding
-
-static int cand_cmp(const void *a, const void *b) {
-    const Cand *x = a, *y = b;
-    if (x->p != y->p) return x->p < y->p ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c) {
-    if (temp <= 0) {
-        int32_t best;
-        op_argmax_rows(&best, logits, 1, V);
-        return best;
-    }
-    double mx = logits[0];
-    for (int i = 1; i < V; i++) if (logits[i] > mx) mx = logits[i];
-    double z = 0;
-    for (int i = 0; i < V; i++) { c[i].p = exp((logits[i] - mx) / temp); c[i].id = i; z += c[i].p; }
-    int n = V;
-    if ((topk > 0 && topk < V) || topp < 1) {
-        qsort(c, (size_t)V, sizeof *c, cand_cmp);
-        if (topk > 0 && topk < n) n = topk;
-        if (topp < 1) {
-            double cum = 0;
-            for (int i = 0; i < n; i++) { cum += c[i].p / z; if (cum >= topp) { n = i + 1; break; } }
-        }
-        z = 0;
-        for (int i = 0; i < n; i++) z += c[i].p;
-    }
-    double u = rng_uniform(rng) * z, cum = 0;
-    for (int i = 0; i < n; i++) { cum += c[i].p; if (u < cum) return c[i].id; }
-    return c[n - 1].id;
-}

@@ -317,7 +317,7 @@ void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t 
 
 typedef struct { double p; int32_t id; } Cand;
 // One token from logits[V]: greedy at temperature 0 (rng and c unused: NULL is fine), else
-// softmax(logits / temperature) cut to top-k/top-p; c is scratch of V candidates.
+// softmax(logits / temperature) cut to top-k/top-p; c is scratch of V candidates. (cmd_sample.c)
 int32_t sample_token(const real *logits, int V, double temp, int topk, double topp, uint64_t *rng, Cand *c);
 
 #endif
