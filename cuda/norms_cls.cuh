@@ -477,16 +477,34 @@ extern "C" void cuda_batchnorm_bwd(float *dx, int acc, float *dw, float *db, con
     }
 }
 
-// x[n ld + j] = 0 for j < cols at the rows that do not exist: a thread per element of those columns
-__global__ void rows_zero_kernel(float *__restrict__ x, int64_t ld, int cols, RowMask rows, int64_t N) {
-    ROWS_COLS(n, j, N, cols) {
-        if (!row_in_d(rows, n)) x[n * ld + j] = 0.f;
+// The rows past each sequence's extent set to 0. A block takes one sequence's tile of `tile` rows (sequence in
+// x, tile in y) and leaves at once where the whole tile exists, so the pass writes only the absent rows, reads
+// no element and tests the extent once a block; inside, y threads walk the rows and x threads the columns in
+// groups of V.
+template <int V>
+__global__ void rows_zero_kernel(float *__restrict__ x, int64_t ld, int cols, const int32_t *__restrict__ ext, int T,
+                                 int tile) {
+    const int64_t s = blockIdx.x;
+    const int r0 = (int)blockIdx.y * tile, r1 = min(T, r0 + tile), lo = max(r0, ext[s]);
+    const int cv = cols / V;
+    for (int r = lo + (int)threadIdx.y; r < r1; r += blockDim.y) {
+        float *row = x + (s * T + r) * ld;
+        for (int j = threadIdx.x; j < cv; j += blockDim.x) {
+            if constexpr (V == 4) ((float4 *)row)[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+            else row[j] = 0.f;
+        }
     }
 }
 
 extern "C" void cuda_rows_zero(float *x, int64_t ld, int cols, RowMask rows, int64_t N) {
     if (!rows.ext || N <= 0 || cols <= 0) return;
-    const Launch2D rl = rows_launch(N, cols);
-    rows_zero_kernel<<<rl.grid, rl.block, 0, g_stream>>>(x, ld, cols, rows, N);
+    const int64_t S = N / rows.T;
+    const int tile = (int)std::max<int64_t>(16, (rows.T + 65534) / 65535);
+    const unsigned tiles = (unsigned)((rows.T + tile - 1) / tile);
+    const bool v4 = cols % 4 == 0 && ld % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    const unsigned tx = row_threads(v4 ? cols / 4 : cols, 256), ty = 256 / tx;
+    const dim3 grid((unsigned)S, tiles), block(tx, ty);
+    if (v4) rows_zero_kernel<4><<<grid, block, 0, g_stream>>>(x, ld, cols, rows.ext, rows.T, tile);
+    else rows_zero_kernel<1><<<grid, block, 0, g_stream>>>(x, ld, cols, rows.ext, rows.T, tile);
     LAUNCH_CHECK("rows_zero");
 }

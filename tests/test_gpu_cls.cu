@@ -305,7 +305,7 @@ static void test_batchnorm(void) {
 // column sums' 64-row chunks and not a multiple of them, ext random in [1, T] (one sequence whole).
 static void test_rows(void) {
     const double eps = 1e-5, mom = 0.1;
-    const int shapes[][3] = {{3, 7, 5}, {4, 63, 64}, {5, 65, 130}, {2, 2048, 64}, {16, 1000, 64}};
+    const int shapes[][3] = {{3, 7, 5}, {4, 63, 64}, {5, 65, 130}, {2, 2048, 64}, {16, 1000, 64}, {2, 1100000, 4}};
     for (auto &sh : shapes) {
         const int S = sh[0], T = sh[1], C = sh[2];
         const int64_t N = (int64_t)S * T;
@@ -362,13 +362,19 @@ static void test_rows(void) {
         set(gdx, dxp);
         cuda_batchnorm_bwd(gdx, 1, NULL, NULL, gdy, cx, gw, cm, cr, N, C, dr);
         compare_scaled("batchnorm_bwd rows: dx+= (acc)", shape, down(gdx, N * C), dxa, sdxa, TOL_D);
-        // rows_zero on columns [2, C + 2) of rows of C + 5, bit for bit
-        const int ld = C + 5;
-        Vec z = randn(N * ld), zc = z;
-        op_rows_zero(zc.data() + 2, ld, C, hr, N);
-        float *gz = P.up(z);
-        cuda_rows_zero(gz + 2, ld, C, dr, N);
-        compare("rows_zero", shape, down(gz, N * ld), zc, 0);
+        // rows_zero, bit for bit: on columns [2, C + 2) of rows of C + 5 (a value at a time), on whole rows and
+        // on columns [4, C + 4) of rows of C + 8 (four at a time where C is a multiple of 4)
+        const int cases[][2] = {{2, 5}, {0, 0}, {4, 8}};
+        for (auto &cs : cases) {
+            const int off = cs[0], ld = C + cs[1];
+            Vec z = randn(N * ld), zc = z;
+            op_rows_zero(zc.data() + off, ld, C, hr, N);
+            float *gz = P.up(z);
+            cuda_rows_zero(gz + off, ld, C, dr, N);
+            char what[64];
+            snprintf(what, sizeof what, "rows_zero (columns %d..%d of %d)", off, off + C - 1, ld);
+            compare(what, shape, down(gz, N * ld), zc, 0);
+        }
     }
 }
 
