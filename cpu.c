@@ -146,6 +146,11 @@ static void gemm(real *C, int64_t ldc, const real *A, int64_t sam, int64_t sak, 
 
 // Operands are `real` here: the matmuls read them as they are.
 void op_to_opnd(opnd *y, const real *x, int64_t n) { memmove(y, x, (size_t)n * sizeof(real)); }
+void op_to_opnd_cols(opnd *y_, int64_t ldy, const real *x, int64_t ldx, int64_t N, int C) {
+    real *y = y_;
+    if (y == x && ldy == ldx) return;
+    for (int64_t r = 0; r < N; r++) memmove(y + r * ldy, x + r * ldx, (size_t)C * sizeof(real));
+}
 
 void op_matmul_fwd(real *y, const opnd *x_, const real *W, int64_t N, int I, int O) {
     const real *x = x_;
@@ -338,6 +343,10 @@ void op_gates_bwd(real *dqf, int64_t lddqf, real *dlb, const real *dq, const rea
             }
         }
     }
+}
+void op_gates_bwd_opnd(opnd *dqf, int64_t lddqf, real *dlb, const real *dq, const real *dk, const real *dg,
+                       const real *qf, int64_t ldqf, const real *lb, int64_t N, int HK) {
+    op_gates_bwd(dqf, lddqf, dlb, dq, dk, dg, qf, ldqf, lb, N, HK);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ void cuda_prof_print(int steps);
 // ---- operands (ops.h): bf16 under --precision bf16 (gemm mode 2), fp32 otherwise ----
 size_t cuda_opnd_size(void);                            // bytes per operand value in the current mode
 void cuda_to_opnd(void *y, const float *x, int64_t n);
+void cuda_to_opnd_cols(void *y, int64_t ldy, const float *x, int64_t ldx, int64_t N, int C);
 
 // ---- dense ----
 // In bf16, products of at most 8 rows (decoding) run on a kernel of their own that streams the weights (dense.cuh);
@@ -114,6 +115,8 @@ void cuda_rmsnorm_gated_bwd(float *dx, float *dz, int64_t lddz, float *dw, const
 void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
 void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk, const float *dg,
                     const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
+void cuda_gates_bwd_opnd(void *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk, const float *dg,
+                         const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK);
 
 // ---- lower bounds ----
 void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C);

@@ -1053,6 +1053,21 @@ static void mlp_bwd(Model *m, Acts *a, int l, const real *dy) {
     OP(matmul_bwd, a->dh, G(m, P_WGATE, l), a->dgu, a->h2, W(m, P_WGATE, l), N, D, 2 * I);
 }
 
+// The gates' backward into the projection's gradient dqfi [N, 2 HK + D] as the operand its product reads, the
+// last D columns (v's, or HGRN1's output gate's) already in a->dqfi as real. Where operands are not real the
+// gates' columns go straight into a->dyo in that format and only the last D are converted (the same bits as
+// converting the whole of a->dqfi after the gates' op).
+static const opnd *gates_bwd_to_opnd(Acts *a, const real *qf, int QFI, int HK, int D, const real *lb, real *dlb) {
+    const int64_t N = a->N;
+    if (opnd_size() == sizeof(real)) {
+        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qf, QFI, lb, N, HK);
+        return a->dqfi;
+    }
+    OP(gates_bwd_opnd, a->dyo, QFI, dlb, a->dq, a->dk, a->dg, qf, QFI, lb, N, HK);
+    OP(to_opnd_cols, opnd_at(a->dyo, 2 * HK), QFI, a->dqfi + 2 * HK, QFI, N, D);
+    return a->dyo;
+}
+
 // Token mixer backward: dy [N,D], the gradient of y -> a->dh = d h1 (=); its weights' gradients and the
 // layer's row of a->dlb (+=). Needs h1 as the forward made it.
 static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
@@ -1077,12 +1092,14 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         if (lra) OP(lra_acts_fwd, a->q, a->vact, qfi, QFI, N, HK, D, sqrt((double)c->K));
         OP(hgru_bwd, a->dq, a->dk, a->dg, dv, ldv, a->dout, a->q, a->k, a->g, v, ldv,
                     B, T, c->H, c->K, c->Dv, mixer_chunk(T), 0, 0);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);  // (lra: q's is replaced next)
         if (lra) {
+            OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);   // (q's is replaced next)
             OP(lra_acts_bwd, a->dqfi, QFI, a->dq, a->dvs, qfi, QFI, N, HK, D, sqrt((double)c->K));   // d q, d v
             OP(bias_bwd, G(m, P_BQFI, l), a->dqfi, N, QFI);
+            dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        } else {
+            dyo = gates_bwd_to_opnd(a, qfi, QFI, HK, D, lb, dlb);
         }
-        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;
     }
@@ -1098,8 +1115,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
                              LAYER(a, rstdo, l, 1), N, D, c->eps);                   // d o, d g
         OP(gates_fwd, a->q, a->k, a->g, ifg, QFI, lb, N, HK);                        // recomputed
         OP(hgrn_bwd, a->dq, a->dk, a->dg, a->dout, a->q, a->k, a->g, o, B, T, D, 0, 0);
-        OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, ifg, QFI, lb, N, HK);  // d i, d f
-        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        dyo = gates_bwd_to_opnd(a, ifg, QFI, HK, D, lb, dlb);                         // d i, d f
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;
     }

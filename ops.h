@@ -17,6 +17,9 @@
 typedef void opnd;
 // y[n] = x (n values) in the operand format                  (y =)
 void op_to_opnd(opnd *y, const real *x, int64_t n);
+// C columns of N rows: y[r ldy + c] = x[r ldx + c] in the operand format, converted as op_to_opnd converts
+// (the backward's dqfi, whose other columns an op wrote as operands already).   (y =)
+void op_to_opnd_cols(opnd *y, int64_t ldy, const real *x, int64_t ldx, int64_t N, int C);
 
 // ---- dense ----
 // y[N,O] = x[N,I] W[O,I]^T                                   (y =)
@@ -73,6 +76,10 @@ void op_gates_fwd(real *q, real *k, real *g, const real *qf, int64_t ldqf, const
 // (skipped when lb or dlb is NULL).
 void op_gates_bwd(real *dqf, int64_t lddqf, real *dlb, const real *dq, const real *dk, const real *dg,
                   const real *qf, int64_t ldqf, const real *lb, int64_t N, int HK);
+// The same with dqf an operand: each value rounded as op_to_opnd would round op_gates_bwd's, so the product
+// that reads it sees the same bits without the conversion pass.
+void op_gates_bwd_opnd(opnd *dqf, int64_t lddqf, real *dlb, const real *dq, const real *dk, const real *dg,
+                       const real *qf, int64_t ldqf, const real *lb, int64_t N, int HK);
 
 // ---- lower bounds, once per forward ----
 // P[L,C] parameters. p = softmax over layers (per channel c); lb[l] = cumsum(p)[l] - p[0].     lb[L,C] (=)

@@ -17,6 +17,21 @@ __global__ void to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x
     GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __float2bfloat16(x[4 * n4 + i]);
 }
 
+// C columns of N rows, y[r ldy + c] = bf16 of x[r ldx + c]; V values a thread where every row start is aligned
+template <int V>
+__global__ void to_bf16_cols_kernel(bf16 *__restrict__ y, int64_t ldy, const float *__restrict__ x, int64_t ldx,
+                                    int64_t N, int C) {
+    ROWS_COLS(n, j, N, C / V) {
+        float v[V];
+        if constexpr (V == 4) {
+            load4(x + n * ldx + 4 * j, v);
+            store4(y + n * ldy + 4 * j, v);
+        } else {
+            y[n * ldy + j] = __float2bfloat16(x[n * ldx + j]);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // launchers: the bf16 conversion, the weights' bf16 copies, operands
 // ---------------------------------------------------------------------------------------------------------
@@ -109,6 +124,25 @@ extern "C" void cuda_to_opnd(void *y, const float *x, int64_t n) {
     PROF_COST(0, n * (4 + prof_os()));
     if (opnd_bf16()) to_bf16((bf16 *)y, x, n);
     else if (y != x) CUDA_CHECK(cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, g_stream));
+}
+extern "C" void cuda_to_opnd_cols(void *y, int64_t ldy, const float *x, int64_t ldx, int64_t N, int C) {
+    if (N <= 0 || C <= 0) return;
+    PROF_COST(0, (double)N * C * (4 + prof_os()));
+    if (!opnd_bf16()) {
+        if (y != x || ldy != ldx)
+            CUDA_CHECK(cudaMemcpy2DAsync(y, (size_t)ldy * sizeof(float), x, (size_t)ldx * sizeof(float),
+                                         (size_t)C * sizeof(float), (size_t)N, cudaMemcpyDeviceToDevice, g_stream));
+        return;
+    }
+    bf16 *yb = (bf16 *)y;
+    if (C % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && al(x, 16) && al(yb, 8)) {
+        const Launch2D rl = rows_launch(N, C / 4);
+        to_bf16_cols_kernel<4><<<rl.grid, rl.block, 0, g_stream>>>(yb, ldy, x, ldx, N, C);
+    } else {
+        const Launch2D rl = rows_launch(N, C);
+        to_bf16_cols_kernel<1><<<rl.grid, rl.block, 0, g_stream>>>(yb, ldy, x, ldx, N, C);
+    }
+    LAUNCH_CHECK("to_opnd_cols");
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ __global__ void gates_fwd_kernel(float *__restrict__ q, float *__restrict__ k, f
 // and by the thread that writes it. Since they may alias, the compiler keeps each row's loads behind the row
 // before's stores, one row's loads in flight at a time; so a thread loads GB_ROWS rows before it stores any.
 #define GB_ROWS 4
-__global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
+template <typename T>
+__global__ void gates_bwd_kernel(T *dqf, int64_t lddqf, float *__restrict__ part, const float *__restrict__ dq,
                                  const float *__restrict__ dk, const float *__restrict__ dg, const float *qf,
                                  int64_t ldqf, const float *__restrict__ lb, int64_t N, int HK) {
     COL_CHUNK(j, c);
@@ -97,12 +98,12 @@ __global__ void gates_bwd_kernel(float *dqf, int64_t lddqf, float *__restrict__ 
                 float sq, sqn, s, sn;
                 sigmoid2(x[u], sq, sqn);
                 sigmoid2(f[u], s, sn);
-                dqf[r * lddqf + c] = dqv[u] * (sq + x[u] * sq * sqn);
+                put(dqf + r * lddqf + c, dqv[u] * (sq + x[u] * sq * sqn));
                 if (!lb) {
-                    dqf[r * lddqf + HK + c] = (dgv[u] - dkv[u] * s) * sn;   // lam = s, k = 1 - s
+                    put(dqf + r * lddqf + HK + c, (dgv[u] - dkv[u] * s) * sn);   // lam = s, k = 1 - s
                 } else {
                     float lam = l + (1 - l) * s, dlam = dgv[u] / lam - dkv[u];
-                    dqf[r * lddqf + HK + c] = dlam * (1 - l) * s * sn;
+                    put(dqf + r * lddqf + HK + c, dlam * (1 - l) * s * sn);
                     acc += dlam * sn;
                 }
             }
@@ -232,17 +233,30 @@ extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, in
     LAUNCH_CHECK("gates_fwd");
 }
 
-extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
-                               const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
-    if (N <= 0 || HK <= 0) return;
-    PROF_COST(0, 28.0 * N * HK);   // dq, dk, dg and both logits in, both logits' gradients out
+template <typename T>
+static void gates_bwd_as(T *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk, const float *dg,
+                         const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
     int64_t nchunks = (N + COL_ROWS - 1) / COL_ROWS;
     float *part = NULL;
     if (lb && dlb) part = (float *)scratch(align256(nchunks * HK * sizeof(float)));
     const Launch2D cl = col_launch(nchunks, HK);
-    gates_bwd_kernel<<<cl.grid, cl.block, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
+    gates_bwd_kernel<T><<<cl.grid, cl.block, 0, g_stream>>>(dqf, lddqf, part, dq, dk, dg, qf, ldqf, lb, N, HK);
     LAUNCH_CHECK("gates_bwd");
     if (part) colsum_finish(dlb, part, nchunks, HK);
+}
+extern "C" void cuda_gates_bwd(float *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
+                               const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
+    if (N <= 0 || HK <= 0) return;
+    PROF_COST(0, 28.0 * N * HK);   // dq, dk, dg and both logits in, both logits' gradients out
+    gates_bwd_as(dqf, lddqf, dlb, dq, dk, dg, qf, ldqf, lb, N, HK);
+}
+// The logits' gradients written as operands (bf16 under --precision bf16), rounded as cuda_to_opnd rounds
+extern "C" void cuda_gates_bwd_opnd(void *dqf, int64_t lddqf, float *dlb, const float *dq, const float *dk,
+                                    const float *dg, const float *qf, int64_t ldqf, const float *lb, int64_t N, int HK) {
+    if (N <= 0 || HK <= 0) return;
+    PROF_COST(0, (20.0 + 2.0 * prof_os()) * N * HK);
+    if (opnd_bf16()) gates_bwd_as((bf16 *)dqf, lddqf, dlb, dq, dk, dg, qf, ldqf, lb, N, HK);
+    else gates_bwd_as((float *)dqf, lddqf, dlb, dq, dk, dg, qf, ldqf, lb, N, HK);
 }
 
 extern "C" void cuda_lower_bounds_fwd(float *lb, const float *P, int L, int C) {

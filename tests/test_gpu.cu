@@ -162,6 +162,43 @@ static void test_matmul(void) {
             check_bits("to_opnd bf16", shape, got.data(), want.data(), n * 2);
         }
     }
+    // columns of rows: C of N rows from rows of ldx at column ox into rows of ldy at column oy, the rest of y's
+    // rows untouched; bf16 (four a thread where aligned: C, ldx, ldy multiples of 4 and the starts aligned) and
+    // fp32 (a 2-D copy)
+    const int cs[][6] = {{1, 1, 3, 0, 5, 2}, {63, 128, 384, 256, 384, 256}, {65, 130, 390, 260, 392, 261},
+                         {2048, 768, 2304, 1536, 2304, 1536}, {1000, 64, 260, 196, 256, 192}, {7, 5, 9, 3, 6, 1}};
+    for (auto &cc : cs) {
+        const int64_t N = cc[0];
+        const int C = cc[1], ldx = cc[2], ox = cc[3], ldy = cc[4], oy = cc[5];
+        seed(170 + N + C);
+        Vec x = randn(N * ldx, 10);
+        Pool P;
+        float *gx = P.up(x);
+        for (int mode : {2, 1}) {
+            cuda_set_gemm_precision(mode);
+            const size_t os = cuda_opnd_size(), nb = (size_t)N * ldy * os;
+            std::vector<uint8_t> pat(nb), want(nb), got(nb);
+            for (auto &b : pat) b = (uint8_t)next_u64();
+            want = pat;
+            for (int64_t r = 0; r < N; r++)
+                for (int c = 0; c < C; c++) {
+                    const float v = x[r * ldx + ox + c];
+                    if (os == 2) {
+                        const uint16_t b = bf16_bits(v);
+                        memcpy(&want[(r * ldy + oy + c) * 2], &b, 2);
+                    } else {
+                        memcpy(&want[(r * ldy + oy + c) * 4], &v, 4);
+                    }
+                }
+            char *gy = (char *)opnd_buf(P, (size_t)N * ldy);
+            cuda_to_device(gy, pat.data(), nb);
+            cuda_to_opnd_cols(gy + oy * os, ldy, gx + ox, ldx, N, C);
+            cuda_to_host(got.data(), gy, nb);
+            char shape[96];
+            snprintf(shape, sizeof shape, "N %lld C %d, x %d+%d, y %d+%d", (long long)N, C, ldx, ox, ldy, oy);
+            check_bits(mode == 2 ? "to_opnd_cols bf16" : "to_opnd_cols fp32", shape, got.data(), want.data(), nb);
+        }
+    }
     cuda_set_gemm_precision(1);
 }
 
@@ -383,6 +420,36 @@ static void test_gates(void) {
                 compare("gates_fwd g", shape, down(gg, g.size()), g, TOL_EW);
                 compare("gates_bwd dqf (strided)", shape, down(gdqf, dqf.size()), dqf, TOL_EW);
                 compare(withlb ? "gates_bwd dlb+=" : "gates_bwd dlb untouched", shape, down(gdlb, HK), dlb, TOL_RED);
+                // into an operand: in bf16 the fp32 op's values rounded (to the bit), in fp32 the same bits; the
+                // rows' other columns untouched, dlb the fp32 op's to the bit
+                const Vec want_dqf = down(gdqf, dqf.size()), want_dlb = down(gdlb, HK);
+                for (int mode : {2, 1}) {
+                    cuda_set_gemm_precision(mode);
+                    const size_t os = cuda_opnd_size(), nb = (size_t)N * lddqf * os;
+                    std::vector<uint8_t> pat(nb), want(nb), got(nb);
+                    for (auto &b : pat) b = (uint8_t)next_u64();
+                    want = pat;
+                    for (int64_t r = 0; r < N; r++)
+                        for (int64_t c = 0; c < 2 * HK; c++) {
+                            const float v = want_dqf[r * lddqf + c];
+                            if (os == 2) {
+                                const uint16_t b = bf16_bits(v);
+                                memcpy(&want[(r * lddqf + c) * 2], &b, 2);
+                            } else {
+                                memcpy(&want[(r * lddqf + c) * 4], &v, 4);
+                            }
+                        }
+                    void *go = opnd_buf(P, (size_t)N * lddqf);
+                    cuda_to_device(go, pat.data(), nb);
+                    float *gdlb2 = P.up(dlb0);
+                    cuda_gates_bwd_opnd(go, lddqf, gdlb2, gdq, gdk, gdg, gqf, ldqf, glb, N, HK);
+                    cuda_to_host(got.data(), go, nb);
+                    check_bits(mode == 2 ? "gates_bwd_opnd bf16 == gates_bwd rounded" : "gates_bwd_opnd fp32 == gates_bwd",
+                               shape, got.data(), want.data(), nb);
+                    check_bits("gates_bwd_opnd dlb == gates_bwd's", shape, down(gdlb2, HK).data(), want_dlb.data(),
+                               HK * 4);
+                }
+                cuda_set_gemm_precision(1);
             }
 }
 

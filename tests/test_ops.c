@@ -207,6 +207,16 @@ static void test_gates(int with_lb) {
     snprintf(name, sizeof name, "gates%s dqf (q and f, strides %lld/%lld)", with_lb ? " lb" : "", (long long)c.ldqf, (long long)ld2);
     fd(name, gate_loss, &c, c.qf, c.N, 2 * c.HK, c.ldqf, dqf, ld2);
     if (with_lb) fd("gates lb dlb (+=)", gate_loss, &c, c.lb, 1, c.HK, 0, dlb, 0);
+    {   // the operand form writes the same values (operands are real here), dlb the same sum
+        real *dqf2 = dup(dqf0, c.N * ld2), *dlb2 = dup(dlb0, c.HK);
+        op_gates_bwd_opnd(dqf2, ld2, with_lb ? dlb2 : NULL, c.wq, c.wk, c.wg, c.qf, c.ldqf, c.lb, c.N, c.HK);
+        int same = 1;
+        for (int64_t i = 0; i < c.N * ld2; i++) same &= memcmp(&dqf2[i], i % ld2 < 2 * c.HK ? &dqf[i] : &dqf0[i], sizeof(real)) == 0;
+        for (int i = 0; with_lb && i < c.HK; i++) same &= dlb2[i] - dlb0[i] == dlb[i];
+        snprintf(name, sizeof name, "gates%s: gates_bwd_opnd == gates_bwd", with_lb ? " lb" : "");
+        near(name, !same, 0);
+        free(dqf2); free(dlb2);
+    }
     // k = 1 - exp(g), g <= 0, finite
     op_gates_fwd(c.q, c.k, c.g, c.qf, c.ldqf, c.lb, c.N, c.HK);
     double e = 0; int bad = 0;
@@ -260,6 +270,24 @@ static double swi_loss(void *p) {
     op_swiglu_fwd(c->h, c->gu, c->N, c->I);
     return wsum(c->w, c->h, c->N * c->I);
 }
+// op_to_opnd_cols: C columns of N rows copied between row strides, the rest of y untouched; in place a no-op
+static void test_to_opnd_cols(void) {
+    printf("-- to_opnd_cols\n");
+    seed(77);
+    const int64_t N = 9, ldx = 13, ldy = 11;
+    const int C = 6;
+    real *x = rvec(N * ldx, 1), *y0 = rvec(N * ldy, 1), *y = dup(y0, N * ldy), *x0 = dup(x, N * ldx);
+    op_to_opnd_cols(y + 4, ldy, x + 5, ldx, N, C);
+    int ok = 1;
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t j = 0; j < ldy; j++)
+            ok &= y[r * ldy + j] == (j >= 4 && j < 4 + C ? x[r * ldx + 5 + j - 4] : y0[r * ldy + j]);
+    near("to_opnd_cols: the columns copied, the rest untouched", !ok, 0);
+    op_to_opnd_cols(x + 2, ldx, x + 2, ldx, N, C);
+    near("to_opnd_cols in place leaves x as it was", memcmp(x, x0, (size_t)(N * ldx) * sizeof(real)) != 0, 0);
+    free(x); free(y0); free(y); free(x0);
+}
+
 static void test_swiglu(void) {
     const uint64_t s = 7;
     printf("-- swiglu (seed %llu)\n", (unsigned long long)s);
@@ -1086,6 +1114,7 @@ int main(int argc, char **argv) {
     test_rmsnorm();
     test_gates(0);
     test_gates(1);
+    test_to_opnd_cols();
     test_lower_bounds();
     test_swiglu();
     test_xent();
