@@ -67,6 +67,25 @@ static Vec poisoned_rows(const Vec &h, int64_t rows, int64_t ld, int64_t used) {
     return p;
 }
 
+// nb random bytes: an operand buffer's contents before an op writes part of it
+static std::vector<uint8_t> random_bytes(size_t nb) {
+    std::vector<uint8_t> b(nb);
+    for (auto &v : b) v = (uint8_t)next_u64();
+    return b;
+}
+// The bytes of an operand buffer of N rows of ld values (os bytes each: bf16 rounded to nearest even, or fp32)
+// once columns [col0, col0 + C) are set from src's rows (stride sld), the rest left as they are in buf
+static std::vector<uint8_t> opnd_cols_bytes(std::vector<uint8_t> buf, int64_t N, int64_t ld, int64_t col0, int64_t C,
+                                            const float *src, int64_t sld, size_t os) {
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t c = 0; c < C; c++) {
+            const float v = src[r * sld + c];
+            const uint16_t b = bf16_bits(v);
+            memcpy(&buf[(r * ld + col0 + c) * os], os == 2 ? (const void *)&b : (const void *)&v, os);
+        }
+    return buf;
+}
+
 static void *opnd_of(Pool &P, const float *d, size_t n) {   // a device operand holding device values d
     void *o = opnd_buf(P, n);
     cuda_to_opnd(o, d, n);
@@ -177,19 +196,8 @@ static void test_matmul(void) {
         for (int mode : {2, 1}) {
             cuda_set_gemm_precision(mode);
             const size_t os = cuda_opnd_size(), nb = (size_t)N * ldy * os;
-            std::vector<uint8_t> pat(nb), want(nb), got(nb);
-            for (auto &b : pat) b = (uint8_t)next_u64();
-            want = pat;
-            for (int64_t r = 0; r < N; r++)
-                for (int c = 0; c < C; c++) {
-                    const float v = x[r * ldx + ox + c];
-                    if (os == 2) {
-                        const uint16_t b = bf16_bits(v);
-                        memcpy(&want[(r * ldy + oy + c) * 2], &b, 2);
-                    } else {
-                        memcpy(&want[(r * ldy + oy + c) * 4], &v, 4);
-                    }
-                }
+            const std::vector<uint8_t> pat = random_bytes(nb), want = opnd_cols_bytes(pat, N, ldy, oy, C, &x[ox], ldx, os);
+            std::vector<uint8_t> got(nb);
             char *gy = (char *)opnd_buf(P, (size_t)N * ldy);
             cuda_to_device(gy, pat.data(), nb);
             cuda_to_opnd_cols(gy + oy * os, ldy, gx + ox, ldx, N, C);
@@ -426,19 +434,9 @@ static void test_gates(void) {
                 for (int mode : {2, 1}) {
                     cuda_set_gemm_precision(mode);
                     const size_t os = cuda_opnd_size(), nb = (size_t)N * lddqf * os;
-                    std::vector<uint8_t> pat(nb), want(nb), got(nb);
-                    for (auto &b : pat) b = (uint8_t)next_u64();
-                    want = pat;
-                    for (int64_t r = 0; r < N; r++)
-                        for (int64_t c = 0; c < 2 * HK; c++) {
-                            const float v = want_dqf[r * lddqf + c];
-                            if (os == 2) {
-                                const uint16_t b = bf16_bits(v);
-                                memcpy(&want[(r * lddqf + c) * 2], &b, 2);
-                            } else {
-                                memcpy(&want[(r * lddqf + c) * 4], &v, 4);
-                            }
-                        }
+                    const std::vector<uint8_t> pat = random_bytes(nb),
+                                               want = opnd_cols_bytes(pat, N, lddqf, 0, 2 * HK, want_dqf.data(), lddqf, os);
+                    std::vector<uint8_t> got(nb);
                     void *go = opnd_buf(P, (size_t)N * lddqf);
                     cuda_to_device(go, pat.data(), nb);
                     float *gdlb2 = P.up(dlb0);
