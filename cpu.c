@@ -285,6 +285,11 @@ void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, 
         }
     }
 }
+void op_rmsnorm_bwd_opnd(real *dx, int acc, opnd *dxo, real *dw, const real *dy, const real *x, const real *w,
+                         const real *rstd, int64_t N, int C, double eps) {
+    op_rmsnorm_bwd(dx, acc, dw, dy, x, w, rstd, N, C, eps);
+    op_to_opnd(dxo, dx, N * C);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // gates

@@ -98,6 +98,8 @@ double cuda_sumsq(const float *a, int64_t n);           // synchronises
 void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C, double eps);
 void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
                       const float *rstd, int64_t N, int C, double eps);
+void cuda_rmsnorm_bwd_opnd(float *dx, int acc, void *dxo, float *dw, const float *dy, const float *x, const float *w,
+                           const float *rstd, int64_t N, int C, double eps);
 void cuda_rmsnorm_scale(void *y, const float *x, const float *rstd, const float *w, int64_t N, int C);
 
 // ---- HGRN1 (cuda/hgrn1.cuh) ----

@@ -412,12 +412,30 @@ static void bnorm_fwd(Model *m, opnd *y, real *st, real *x, const real *res, int
     else OP(rmsnorm_fwd, y, st, x, res, W(m, pw, l), N, c->D, c->eps);
 }
 // Its backward from the statistics the forward kept: dx = or += (acc), the weights' gradients +=.
-static void bnorm_bwd(Model *m, real *dx, int acc, const real *dy, const real *x, const real *st, int pw, int pb, int l,
-                      int64_t N) {
+// With `feeds` (dx is the stream's gradient that the next products read: dy_opnd), where operands are not real the
+// RMSNorm's backward also leaves dx's operand in a->dyo, and a->dyo_of says so.
+static void bnorm_bwd(Model *m, Acts *a, real *dx, int acc, int feeds, const real *dy, const real *x, const real *st,
+                      int pw, int pb, int l, int64_t N) {
     const Config *c = &m->c;
     if (c->block == BLOCK_ZOOLOGY)
         OP(layernorm_bwd, dx, acc, G(m, pw, l), G(m, pb, l), dy, x, W(m, pw, l), st, st + N, N, c->D);
-    else OP(rmsnorm_bwd, dx, acc, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
+    else if (feeds && a->dyo && opnd_size() != sizeof(real)) {
+        OP(rmsnorm_bwd_opnd, dx, acc, a->dyo, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
+        a->dyo_of = dx;
+        return;
+    } else OP(rmsnorm_bwd, dx, acc, G(m, pw, l), dy, x, W(m, pw, l), st, N, c->D, c->eps);
+    if (a->dyo_of == dx) a->dyo_of = NULL;   // dx changed: the operand it left is stale
+}
+// x [n values] as an operand in a->dyo (which then holds no stream gradient's operand)
+static const opnd *dyo_from(Acts *a, const real *x, int64_t n) {
+    a->dyo_of = NULL;
+    return as_opnd(a->dyo, x, n);
+}
+// The stream's gradient dy [N, D] as an operand: what the norm's backward that made it left in a->dyo, or
+// converted there now
+static const opnd *dy_opnd(Acts *a, const real *dy, int D) {
+    if (dy == a->dyo_of) return a->dyo;
+    return dyo_from(a, dy, a->N * D);
 }
 // The backward's copy of the norm's output y again, from the statistics st its forward kept (NULL: recomputed
 // from x): fla's RMSNorm scales x by the kept rstd, which gives the forward's bits without the row sums.
@@ -661,7 +679,7 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
     free(best);
     if (a->train) {
         SECTION("final norm bwd");
-        bnorm_bwd(m, rr, 0, a->dx, xr, a->rstdf, P_NORM, P_NORM_B, 0, n);                          // [n,D]
+        bnorm_bwd(m, a, rr, 0, 0, a->dx, xr, a->rstdf, P_NORM, P_NORM_B, 0, n);                    // [n,D]
         OP(embed_bwd, a->dt, rr, rows_b, n, D, N);                           // into d stream's rows
     }
     dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
@@ -734,7 +752,7 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
             }
             if (a->train) {
                 OP(xent_bwd, a->logits, a->logits, tgt_b + r0, (real)loss_scale, rows, V);
-                const opnd *dlog = as_opnd(a->dyo, a->logits, rows * V);
+                const opnd *dlog = dyo_from(a, a->logits, rows * V);
                 OP(matmul_bwd, a->dx + r0 * D, dWlm, dlog, opnd_at(a->hf, r0 * D), Wlm, rows, D, V);
             }
         }
@@ -1032,7 +1050,7 @@ static real *head_bwd(Model *m, Acts *a) {
         if (a->sparse) { dx = a->dt; break; }      // the sparse head did its backward in the forward
         real *xL = a->resid + (int64_t)c->L * N * D;
         SECTION("final norm bwd");
-        bnorm_bwd(m, a->dt, 0, a->dx, xL, a->rstdf, P_NORM, P_NORM_B, 0, N);
+        bnorm_bwd(m, a, a->dt, 0, 1, a->dx, xL, a->rstdf, P_NORM, P_NORM_B, 0, N);
         dx = a->dt;
         break;
     }
@@ -1047,7 +1065,7 @@ static void mlp_bwd(Model *m, Acts *a, int l, const real *dy) {
     const int64_t N = a->N;
     opnd *gu = LAYER_OPND(a, gu, l, 2 * I);
     OP(swiglu_fwd, a->a, gu, N, I);                                                  // recomputed
-    const opnd *dyo = as_opnd(a->dyo, dy, N * D);   // (outside OP: the profile charges it apart)
+    const opnd *dyo = dy_opnd(a, dy, D);   // (outside OP: the profile charges a conversion apart)
     OP(matmul_bwd, a->da, G(m, P_WDOWN, l), dyo, a->a, W(m, P_WDOWN, l), N, I, D);   // da [N,I]
     OP(swiglu_bwd, a->dgu, a->da, gu, N, I);                                         // dgu [N,2I]
     OP(matmul_bwd, a->dh, G(m, P_WGATE, l), a->dgu, a->h2, W(m, P_WGATE, l), N, D, 2 * I);
@@ -1063,6 +1081,7 @@ static const opnd *gates_bwd_to_opnd(Acts *a, const real *qf, int QFI, int HK, i
         OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qf, QFI, lb, N, HK);
         return a->dqfi;
     }
+    a->dyo_of = NULL;
     OP(gates_bwd_opnd, a->dyo, QFI, dlb, a->dq, a->dk, a->dg, qf, QFI, lb, N, HK);
     OP(to_opnd_cols, opnd_at(a->dyo, 2 * HK), QFI, a->dqfi + 2 * HK, QFI, N, D);
     return a->dyo;
@@ -1085,7 +1104,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
         if (lra) OP(bias_bwd, G(m, P_BO, l), dy, N, D);
         out_norm_again(m, a->yo, LAYER(a, rstdo, l, lra ? 2 : 1), o, l, N);          // recomputed
-        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        const opnd *dyo = dy_opnd(a, dy, D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
         out_norm_bwd(m, a->dout, a->dh, o, LAYER(a, rstdo, l, lra ? 2 : 1), l, N);
         OP(gates_fwd, a->q, a->k, a->g, qfi, QFI, lb, N, HK);                        // recomputed
@@ -1096,7 +1115,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
             OP(gates_bwd, a->dqfi, QFI, dlb, a->dq, a->dk, a->dg, qfi, QFI, lb, N, HK);   // (q's is replaced next)
             OP(lra_acts_bwd, a->dqfi, QFI, a->dq, a->dvs, qfi, QFI, N, HK, D, sqrt((double)c->K));   // d q, d v
             OP(bias_bwd, G(m, P_BQFI, l), a->dqfi, N, QFI);
-            dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+            dyo = dyo_from(a, a->dqfi, N * QFI);
         } else {
             dyo = gates_bwd_to_opnd(a, qfi, QFI, HK, D, lb, dlb);
         }
@@ -1109,7 +1128,7 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
         real *dlb = lb ? a->dlb + (int64_t)l * HK : NULL;
         const real *z = ifg + 2 * HK;                                                // the output gate g
         OP(rmsnorm_gated_fwd, a->yo, NULL, o, z, QFI, W(m, P_GNORM, l), N, D, c->eps);  // recomputed
-        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        const opnd *dyo = dy_opnd(a, dy, D);
         OP(matmul_bwd, a->dh, G(m, P_WO, l), dyo, a->yo, W(m, P_WO, l), N, D, D);     // d yo
         OP(rmsnorm_gated_bwd, a->dout, a->dqfi + 2 * HK, QFI, G(m, P_GNORM, l), a->dh, o, z, QFI, W(m, P_GNORM, l),
                              LAYER(a, rstdo, l, 1), N, D, c->eps);                   // d o, d g
@@ -1122,13 +1141,13 @@ static void mixer_bwd(Model *m, Acts *a, int l, const real *dy) {
     case MIXER_TRANSFORMER: {
         // q and k as the forward kept them, rotated; their gradients are rotated back after the attention's
         real *qkv = LAYER(a, qfi, l, QFI), *o = LAYER(a, o, l, D);
-        const opnd *dyo = as_opnd(a->dyo, dy, N * D);
+        const opnd *dyo = dy_opnd(a, dy, D);
         const opnd *oo = as_opnd(a->yo, o, N * D);
         OP(matmul_bwd, a->dout, G(m, P_WO, l), dyo, oo, W(m, P_WO, l), N, D, D);   // d o
         OP(attention_bwd, a->dqfi, a->dqfi + D, a->dqfi + 2 * D, QFI, a->dout, qkv, qkv + D, qkv + 2 * D, QFI, o,
                           LAYER(a, lse, l, c->H), B, T, c->H, c->K);                 // d [q | k | v] [N, 3D]
         OP(rope_bwd, a->dqfi, QFI, B, T, 2 * c->H, c->K, ROPE_THETA);
-        dyo = as_opnd(a->dyo, a->dqfi, N * QFI);
+        dyo = dyo_from(a, a->dqfi, N * QFI);
         OP(matmul_bwd, a->dh, G(m, P_WQ, l), dyo, a->h1, W(m, P_WQ, l), N, D, QFI);
         break;
     }
@@ -1149,16 +1168,17 @@ static void block_bwd(Model *m, Acts *a, int l, real *dx) {
         SECTION("mlp bwd");
         bnorm_again(m, a->h2, LAYER(a, rstd2, l, ns), xmid, P_MLP_NORM, P_MLP_NORM_B, l, N);   // recomputed
         mlp_bwd(m, a, l, dx);
-        bnorm_bwd(m, dx, 1, a->dh, xmid, LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);   // dx += d xmid
+        bnorm_bwd(m, a, dx, 1, 1, a->dh, xmid, LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);   // dx += d xmid
     } else if (c->block == BLOCK_ZOOLOGY) {
         SECTION("mlp bwd");
         dev_copy(a->dh, dx, (size_t)(N * D) * sizeof(real));                 // d (the norm's output) = dx
-        bnorm_bwd(m, dx, 1, a->dh, LAYER(a, xmid, l, D), LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l, N);
+        bnorm_bwd(m, a, dx, 1, 1, a->dh, LAYER(a, xmid, l, D), LAYER(a, rstd2, l, ns), P_MLP_NORM, P_MLP_NORM_B, l,
+                  N);
     }
     SECTION("mixer bwd");
     bnorm_again(m, a->h1, LAYER(a, rstd1, l, ns), x, P_ATTN_NORM, P_ATTN_NORM_B, l, N);       // recomputed
     mixer_bwd(m, a, l, dx);
-    bnorm_bwd(m, dx, 1, a->dh, x, LAYER(a, rstd1, l, ns), P_ATTN_NORM, P_ATTN_NORM_B, l, N);         // dx += d x
+    bnorm_bwd(m, a, dx, 1, l > 0, a->dh, x, LAYER(a, rstd1, l, ns), P_ATTN_NORM, P_ATTN_NORM_B, l, N);  // dx += d x
 }
 
 // Input stage backward: dx [N,D], the gradient of the stream entering layer 0 (through the dropout's masks in
@@ -1177,6 +1197,7 @@ void model_backward(Model *m, Acts *a, const int32_t *ids) {
     const Config *c = &m->c;
     const int HK = c->H * c->K;
     const Layout *lay = &m->lay;
+    a->dyo_of = NULL;
     real *dx = head_bwd(m, a);
     if (c->lower_bound) OP(zero, a->dlb, (int64_t)c->L * HK);   // every layer's mixer adds its row
     for (int l = c->L - 1; l >= 0; l--) {

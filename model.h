@@ -220,6 +220,7 @@ typedef struct {
     real *dx, *dt, *dh, *dqfi, *dq, *dk, *dg, *dout, *da, *dlb;
     opnd *dgu;                              // [N,2I]
     opnd *dyo;                              // dx or dqfi as an operand, where that format is not real's
+    const real *dyo_of;                     // the stream gradient whose operand dyo holds (rmsnorm_bwd_opnd), or NULL
     // Decoding on the GPU (model_forward): the CUDA graph of a one-token step, recorded for graph_B sequences,
     // the decoding state at graph_state and the memory as dev_mem_epoch() found it; the steps taken since;
     // whether a recording failed; whether it ends in the greedy picks (model_forward_greedy) or the logits

@@ -62,6 +62,10 @@ void op_rmsnorm_fwd(opnd *y, real *rstd, real *x, const real *res, const real *w
 // when NULL, with eps). acc lets the backward add into the residual stream's gradient without a pass of its own.
 void op_rmsnorm_bwd(real *dx, int acc, real *dw, const real *dy, const real *x, const real *w, const real *rstd,
                     int64_t N, int C, double eps);
+// The same (dx not NULL) and the new dx also into dxo [N, C] as an operand, rounded as op_to_opnd rounds: the
+// residual stream's gradient for the next layer's products, without a conversion pass.             (dxo =)
+void op_rmsnorm_bwd_opnd(real *dx, int acc, opnd *dxo, real *dw, const real *dy, const real *x, const real *w,
+                         const real *rstd, int64_t N, int C, double eps);
 // y = x rstd w with the rstd a forward kept: that forward's y again, to the bit, without the row sums (the
 // backward's recomputed operand).                                                              (y =)
 void op_rmsnorm_scale(opnd *y, const real *x, const real *rstd, const real *w, int64_t N, int C);

@@ -100,9 +100,11 @@ __global__ void __launch_bounds__(256) rmsnorm_fwd_rows_kernel(T *y, float *rstd
 }
 
 // dx (= or += with acc) r w dy - x r^3 / C * sum(w dy x) and, with part, the block's dw partials
-// part[block, c] = sum over its rows of dy x r (each thread owns its columns: no reduction across threads).
-template <int V, bool VEC>
-__global__ void __launch_bounds__(256) rmsnorm_bwd_rows_kernel(float *__restrict__ dx, int acc, float *__restrict__ part,
+// part[block, c] = sum over its rows of dy x r (each thread owns its columns: no reduction across threads). With
+// dxo, the new dx is also stored there as an operand (T: bf16, rounded as cuda_to_opnd rounds).
+template <int V, bool VEC, typename T>
+__global__ void __launch_bounds__(256) rmsnorm_bwd_rows_kernel(float *__restrict__ dx, int acc, T *__restrict__ dxo,
+                                                               float *__restrict__ part,
                                                                const float *__restrict__ dy, const float *__restrict__ x,
                                                                const float *__restrict__ w,
                                                                const float *__restrict__ rstd, int64_t N, int C) {
@@ -143,6 +145,7 @@ __global__ void __launch_bounds__(256) rmsnorm_bwd_rows_kernel(float *__restrict
                     o[i][k] = add ? g[i][k] + t : t;
                 }
             rn_store<V, VEC>(dx + row * C, o, C);
+            if (dxo) rn_store<V, VEC>(dxo + row * C, o, C);
         }
 #pragma unroll
         for (int i = 0; i < V; i++)
@@ -220,8 +223,9 @@ __global__ void rmsnorm_fwd_kernel(T *y, float *rstd, float *x, const float *__r
     if (rstd && lane == 0) rstd[row] = r;
 }
 
-// The one-warp-per-row backward for rows too wide for registers: dx (as above) here, dw below.
-__global__ void rmsnorm_bwd_dx_kernel(float *dx, int acc, const float *dy, const float *x,
+// The one-warp-per-row backward for rows too wide for registers: dx (and dxo, as above) here, dw below.
+template <typename T>
+__global__ void rmsnorm_bwd_dx_kernel(float *dx, int acc, T *dxo, const float *dy, const float *x,
                                       const float *__restrict__ w, const float *__restrict__ rstd, int64_t N, int C) {
     int64_t row = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -234,8 +238,9 @@ __global__ void rmsnorm_bwd_dx_kernel(float *dx, int acc, const float *dy, const
     float coef = s * r * r * r / C;
     float *dxr = dx + row * C;
     for (int c = lane; c < C; c += 32) {
-        const float t = r * w[c] * dyr[c] - coef * xr[c];
-        dxr[c] = acc ? dxr[c] + t : t;
+        const float t = r * w[c] * dyr[c] - coef * xr[c], v = acc ? dxr[c] + t : t;
+        dxr[c] = v;
+        if (dxo) put(dxo + row * C + c, v);
     }
 }
 
@@ -315,11 +320,9 @@ extern "C" void cuda_rmsnorm_scale(void *y, const float *x, const float *rstd, c
     LAUNCH_CHECK("rmsnorm_scale");
 }
 
-extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
-                                 const float *rstd, int64_t N, int C, double eps) {
-    if (N <= 0 || C <= 0 || (!dx && !dw)) return;
-    // dy and x; dx written (and read first with acc); rstd when kept; w, and dw read and written
-    PROF_COST(6.0 * N * C, 8.0 * N * C + (dx ? 4.0 * N * C * (acc ? 2 : 1) : 0) + (rstd ? 4.0 * N : 0) + 12.0 * C);
+template <typename T>
+static void rmsnorm_bwd_as(float *dx, int acc, T *dxo, float *dw, const float *dy, const float *x, const float *w,
+                           const float *rstd, int64_t N, int C, double eps) {
     const int64_t nchunks = (N + RN_ROWS - 1) / RN_ROWS;
     Carve cv = {scratch(align256(N * sizeof(float)) + (dw ? align256(nchunks * C * sizeof(float)) : 0))};
     float *rs = cv.take<float>(N), *part = dw ? cv.take<float>(nchunks * C) : NULL;
@@ -329,9 +332,10 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
     }
     const int v = rn_v(C);
     if (v) {   // dx and the dw partials in one pass
-        const bool vec = C % 4 == 0 && al(dx, 16) && al(dy, 16) && al(x, 16) && al(w, 16);
+        const bool vec = C % 4 == 0 && al(dx, 16) && al(dy, 16) && al(x, 16) && al(w, 16) && al(dxo, 4 * sizeof(T));
         const unsigned nt = (unsigned)rn_threads(C, v);
-#define RN_BWD(V, VEC) rmsnorm_bwd_rows_kernel<V, VEC><<<(unsigned)nchunks, nt, 0, g_stream>>>(dx, acc, part, dy, x, w, rstd, N, C)
+#define RN_BWD(V, VEC)                                                                                               \
+    rmsnorm_bwd_rows_kernel<V, VEC, T><<<(unsigned)nchunks, nt, 0, g_stream>>>(dx, acc, dxo, part, dy, x, w, rstd, N, C)
         if (v == 1) { if (vec) RN_BWD(1, true); else RN_BWD(1, false); }
         else if (v == 2) { if (vec) RN_BWD(2, true); else RN_BWD(2, false); }
         else { if (vec) RN_BWD(4, true); else RN_BWD(4, false); }
@@ -340,7 +344,7 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
     } else {
         if (dx) {
             unsigned nb = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-            rmsnorm_bwd_dx_kernel<<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(dx, acc, dy, x, w, rstd, N, C);
+            rmsnorm_bwd_dx_kernel<T><<<nb, 32 * ROWS_PER_BLOCK, 0, g_stream>>>(dx, acc, dxo, dy, x, w, rstd, N, C);
             LAUNCH_CHECK("rmsnorm_bwd_dx");
         }
         if (dw) {
@@ -350,4 +354,22 @@ extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy,
         }
     }
     if (dw) colsum_finish(dw, part, nchunks, C);
+}
+
+extern "C" void cuda_rmsnorm_bwd(float *dx, int acc, float *dw, const float *dy, const float *x, const float *w,
+                                 const float *rstd, int64_t N, int C, double eps) {
+    if (N <= 0 || C <= 0 || (!dx && !dw)) return;
+    // dy and x; dx written (and read first with acc); rstd when kept; w, and dw read and written
+    PROF_COST(6.0 * N * C, 8.0 * N * C + (dx ? 4.0 * N * C * (acc ? 2 : 1) : 0) + (rstd ? 4.0 * N : 0) + 12.0 * C);
+    rmsnorm_bwd_as(dx, acc, (float *)NULL, dw, dy, x, w, rstd, N, C, eps);
+}
+
+// The same with the new dx also written as an operand into dxo (bf16 under --precision bf16; otherwise a copy)
+extern "C" void cuda_rmsnorm_bwd_opnd(float *dx, int acc, void *dxo, float *dw, const float *dy, const float *x,
+                                      const float *w, const float *rstd, int64_t N, int C, double eps) {
+    if (N <= 0 || C <= 0) return;
+    PROF_COST(6.0 * N * C, 8.0 * N * C + 4.0 * N * C * (acc ? 2 : 1) + (double)N * C * prof_os() + (rstd ? 4.0 * N : 0) +
+                               12.0 * C);
+    if (opnd_bf16()) rmsnorm_bwd_as(dx, acc, (bf16 *)dxo, dw, dy, x, w, rstd, N, C, eps);
+    else rmsnorm_bwd_as(dx, acc, dxo == dx ? NULL : (float *)dxo, dw, dy, x, w, rstd, N, C, eps);
 }

@@ -357,6 +357,33 @@ static void test_rmsnorm(void) {
             cuda_rmsnorm_bwd(gdx, 1, gdw, gdy, gx, gw, gr, N, C, eps);
             compare("rmsnorm_bwd dx+= (acc)", shape, down(gdx, dx.size()), dxa, TOL_RED);
             compare("rmsnorm_bwd dw+= (acc)", shape, down(gdw, C), dw, TOL_RED);
+            // with the new dx also as an operand (acc 0 and 1): dx and dw the plain op's bits, dxo those of dx
+            // converted (bf16 rounded; in fp32 a copy)
+            for (int acc = 0; acc < 2; acc++) {
+                set(gdx, dxp);
+                set(gdw, dw0);
+                cuda_rmsnorm_bwd(gdx, acc, gdw, gdy, gx, gw, gr, N, C, eps);
+                const Vec want_dx = down(gdx, dx.size()), want_dw = down(gdw, C);
+                for (int mode : {2, 1}) {
+                    cuda_set_gemm_precision(mode);
+                    const size_t os = cuda_opnd_size(), nb = (size_t)N * C * os;
+                    const std::vector<uint8_t> want = opnd_cols_bytes(random_bytes(nb), N, C, 0, C, want_dx.data(), C, os);
+                    std::vector<uint8_t> got(nb);
+                    void *gdxo = opnd_buf(P, (size_t)N * C);
+                    poison(gdxo, nb);
+                    set(gdx, dxp);
+                    set(gdw, dw0);
+                    cuda_rmsnorm_bwd_opnd(gdx, acc, gdxo, gdw, gdy, gx, gw, gr, N, C, eps);
+                    cuda_to_host(got.data(), gdxo, nb);
+                    char op[96];
+                    snprintf(op, sizeof op, "rmsnorm_bwd_opnd%s dxo %s == dx's", acc ? " (acc)" : "", mode == 2 ? "bf16" : "fp32");
+                    check_bits(op, shape, got.data(), want.data(), nb);
+                    check_bits("rmsnorm_bwd_opnd dx == rmsnorm_bwd's", shape, down(gdx, dx.size()).data(), want_dx.data(),
+                               dx.size() * 4);
+                    check_bits("rmsnorm_bwd_opnd dw == rmsnorm_bwd's", shape, down(gdw, C).data(), want_dw.data(), C * 4);
+                }
+                cuda_set_gemm_precision(1);
+            }
             if (N == 65 && C == 256) {   // one output at a time
                 set(gdw, dw0);
                 cuda_rmsnorm_bwd(NULL, 0, gdw, gdy, gx, gw, gr, N, C, eps);

@@ -153,6 +153,15 @@ static void test_rmsnorm(void) {
     op_rmsnorm_bwd(dxa, 1, NULL, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
     for (int64_t i = 0; i < c.N * c.C; i++) dx0[i] += dx[i];
     near("rmsnorm bwd acc=1 == prefilled dx + the acc=0 dx", relerr(dxa, dx0, c.N * c.C), 2 * EPS);
+    {   // the operand form: the same dx and dw, and dx again in dxo (operands are real here)
+        real *dxb = rvec(c.N * c.C, 1), *dxc = dup(dxb, c.N * c.C), *dxo = rvec(c.N * c.C, 1), *dwb = zvec(c.C),
+             *dwc = zvec(c.C);
+        op_rmsnorm_bwd(dxb, 1, dwb, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+        op_rmsnorm_bwd_opnd(dxc, 1, dxo, dwc, c.w, c.x, c.wt, rstd, c.N, c.C, c.eps);
+        near("rmsnorm bwd_opnd: dx, dw and dxo == rmsnorm bwd's dx and dw",
+             relerr(dxc, dxb, c.N * c.C) + relerr(dwc, dwb, c.C) + relerr(dxo, dxb, c.N * c.C), 0);
+        free(dxb); free(dxc); free(dxo); free(dwb); free(dwc);
+    }
     // with a residual: x += res, then the norm of the sum; the same bits as the add followed by the norm
     real *res = rvec(c.N * c.C, 1), *xs = dup(c.x, c.N * c.C), *ys = zvec(c.N * c.C), *rs = zvec(c.N);
     op_rmsnorm_fwd(ys, rs, xs, res, c.wt, c.N, c.C, c.eps);
