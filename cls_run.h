@@ -27,6 +27,8 @@ typedef struct {
     int init;                   // ClsInit: the reference LRA code's PyTorch defaults, or the image models' N(0, 0.02)
     double input_dropout;       // on the embedded input: the reference LRA runs' 0.1 where they add positions (their
                                 // positional encoder drops out at 0.1), none where they do not
+    int pad_group;              // --pad-group: the reference runs' batch per GPU, which their loader padded to its
+                                // longest document (0: every document padded to the length)
 } ClsPreset;
 #define NCLS_PRESETS 9
 extern const ClsPreset CLS_PRESETS[NCLS_PRESETS];

@@ -133,7 +133,8 @@ static const char *TRAIN_HELP =
     "  --pad-group G        pad each group of G examples of a batch only to its longest document, as a run of\n"
     "                       G examples per process on several GPUs whose loader pads each batch to its longest\n"
     "                       did: the positions past it take no part in the reverse scans or in BatchNorm's\n"
-    "                       statistics (text tasks; default 0: every document padded to --seq-len; kept in the\n"
+    "                       statistics (text tasks; default: the authors' examples per GPU, lra-listops and\n"
+    "                       lra-retrieval 16, lra-text 32; 0: every document padded to --seq-len; kept in the\n"
     "                       checkpoint, so evaluation pads the same way)\n"
     "ImageNet:\n"
     "  --preset NAME        imagenet-tiny (default) or imagenet-small\n"
@@ -493,7 +494,7 @@ int cmd_cls_train(int argc, char **argv) {
                                .pos = set[OC_POS] ? pos : ps->pos, .lower_bound = 1,
                                .dropout = set[OC_DROPOUT] ? dropout : ps->dropout,
                                .input_dropout = set[OC_INPUT_DROPOUT] ? input_dropout : ps->input_dropout, .eps = 1e-5,
-                               .pad_group = (int)pad_group};
+                               .pad_group = (int)(set[OC_PAD_GROUP] ? pad_group : ps->pad_group)};
             rs.c.I = (int)((glu ? glu : ps->glu) * rs.c.D);
             // the sizes, checked now with the task's vocabulary and classes, before any data is touched
             ClsConfig probe = rs.c;

@@ -173,12 +173,19 @@ expect_msg "divides 32"
 expect 2 "--scan-dtype fp16" -- $H train --task lra-listops --mixer-layer lra --scan-dtype fp16 --data "$TMP/ex"; expect_msg "scan-dtype"
 
 # --pad-group: each group of G examples of a batch padded only to its longest document (short ListOps, 40 to 200
-# tokens in 256 positions); named at startup, kept by the checkpoint (a byte-exact resume, eval), another run than
-# without; refused on resume, free with --init (a training setting), refused for images read as 2-D grids
+# tokens in 256 positions); the text presets' default (ListOps: 16), off with 0; named at startup, kept by the
+# checkpoint (a byte-exact resume, eval), another run than without; refused on resume, free with --init (a
+# training setting), refused for images read as 2-D grids
 expect 0 "generate a tiny short ListOps" -- $H generate --task listops --out "$TMP/los" --seed 6 --min-len 40 --max-len 200 \
     --train-size 120 --val-size 20 --test-size 20
 expect 0 "prepare it" -- $H prepare --task lra-listops --input "$TMP/los" --out "$TMP/exs"
-expect 0 "train 30 steps on short documents" -- $H train --task lra-listops --data "$TMP/exs" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/pg_0"
+expect 0 "the preset's groups: 16, the authors' examples per GPU" -- $H train --task lra-listops --data "$TMP/exs" \
+    "${SMALL[@]}" --steps 1 --eval-every 0 --out "$TMP/pg_p"
+grep -q "| padding      | each group of 16 examples of a batch to its longest document (--pad-group)" "$TMP/out" ||
+    fail "lra-listops's preset without its padding groups: $(grep '| padding' "$TMP/out")"
+expect 0 "train 30 steps on short documents, --pad-group 0" -- $H train --task lra-listops --pad-group 0 --data "$TMP/exs" \
+    "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/pg_0"
+grep -q "| padding" "$TMP/out" && fail "--pad-group 0 still named padding groups: $(grep '| padding' "$TMP/out")"
 expect 0 "train --pad-group 2 30 steps" -- $H train --task lra-listops --pad-group 2 --data "$TMP/exs" "${SMALL[@]}" "${PROG[@]}" --steps 30 --out "$TMP/pg_a"
 grep -q "| padding      | each group of 2 examples of a batch to its longest document (--pad-group)" "$TMP/out" ||
     fail "the startup table's padding row: $(grep '| padding' "$TMP/out")"
@@ -556,10 +563,13 @@ struct.pack_into('<q', b, 8, 2); struct.pack_into('<q', b, 16, 32)
 del b[24 + 8 * 32:24 + 8 * 41]
 seal.write(dst, b)
 EOF2
+# (a run without padding groups, which version 2 cannot hold)
+expect 0 "eval the run without padding groups" -- $H eval --task lra-listops --ckpt "$TMP/pg_0/model.ckpt" --threads 2
+acc_0=$(tail -n 1 "$TMP/out"); acc_0=${acc_0#accuracy }
 checks=$((checks + 1))
-if python3 "$TMP/v2.py" "$A" "$TMP/v2.ckpt"; then ok "a version 2 copy of the ListOps checkpoint"; else fail "v2.py"; fi
+if python3 "$TMP/v2.py" "$TMP/pg_0/model.ckpt" "$TMP/v2.ckpt"; then ok "a version 2 copy of a ListOps checkpoint"; else fail "v2.py"; fi
 expect 0 "eval a version 2 checkpoint" -- $H eval --task lra-listops --ckpt "$TMP/v2.ckpt" --threads 2
 checks=$((checks + 1))
-[ "$(tail -n 1 "$TMP/out")" = "accuracy $acc_a" ] && ok "version 2 reads as the same model (accuracy $acc_a)" \
-    || fail "the version 2 checkpoint: $(tail -n 1 "$TMP/out"), expected accuracy $acc_a"
+[ "$(tail -n 1 "$TMP/out")" = "accuracy $acc_0" ] && ok "version 2 reads as the same model (accuracy $acc_0)" \
+    || fail "the version 2 checkpoint: $(tail -n 1 "$TMP/out"), expected accuracy $acc_0"
 finish
