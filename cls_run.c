@@ -13,9 +13,9 @@
 // The HGRN2 authors' LRA runs: the model, the batch, AdamW's peak lr, the gradient clip (0: none), the weight
 // decay, the warmup and the cosine's length in steps, the epochs. Their text tasks ran on several GPUs, each
 // padding its share of the batch to its own longest document, with BatchNorm's statistics synchronised over
-// the whole batch: the padding groups (ListOps and Retrieval 8 GPUs of 16 examples, Text 2 of 32). The image tasks scan their images in 2-D:
-// four scans summed (1), or Path-X's series form, the mixer along rows then along columns (2). Image trains
-// on crops from 4 pixels of padding, and flips.
+// the whole batch: the padding groups (ListOps and Retrieval 8 GPUs of 16 examples, Text 2 of 32). The image
+// tasks scan their images in 2-D: four scans summed (1), or Path-X's series form, the mixer along rows then
+// along columns (2). Image trains on crops from 4 pixels of padding, and flips.
 // Fashion-MNIST (not an LRA task) reads its 28 x 28 images as 7 x 7 patches of 4 x 4 pixels, the ImageNet
 // models' input of the HGRN2 paper, with a small model sized to train in minutes: docs/classifier.md says why.
 const ClsPreset CLS_PRESETS[NCLS_PRESETS] = {
