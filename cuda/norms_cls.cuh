@@ -81,8 +81,48 @@ __global__ void bias_add_kernel(T *__restrict__ y, const float *__restrict__ b, 
     }
 }
 
-// Whether row n exists (RowMask, common.h)
-__device__ __forceinline__ bool row_in_d(const RowMask &r, int64_t n) { return !r.ext || n % r.T < r.ext[n / r.T]; }
+// Whether row n exists (RowMask, common.h): a 32-bit division where n allows (a 64-bit one is several times
+// the instructions, and the elementwise passes make one a thread)
+__device__ __forceinline__ bool row_in_d(const RowMask &r, int64_t n) {
+    if (!r.ext) return true;
+    if (n <= 0x7fffffff) {
+        const uint32_t u = (uint32_t)n, s = u / (uint32_t)r.T;
+        return (int)(u - s * (uint32_t)r.T) < r.ext[s];
+    }
+    return n % r.T < r.ext[n / r.T];
+}
+
+// Rows n0, n0 + 1, ... of a RowMask in order, for the partial kernels: one division at the start, then a
+// counter; a sequence's extent is read as the walk enters it. in(): whether the current row exists. A row
+// that does not exist is still loaded and its term replaced by +0.0, which leaves a sum's bits as skipping it
+// would (the sums start at +0.0 and so are never -0.0), and keeps the loads unconditional.
+struct RowWalk {
+    const int32_t *ext;
+    int64_t s, ns;   // the current sequence, the number of sequences
+    int T, t, e;     // positions per sequence, the current row's position, the current sequence's extent
+    __device__ __forceinline__ RowWalk(const RowMask &r, int64_t n0, int64_t N) : ext(r.ext), T(r.T) {
+        if (ext) {
+            s = n0 / T;
+            ns = (N + T - 1) / T;
+            t = (int)(n0 - s * T);
+            e = ext[s];
+        } else {
+            s = ns = 0;
+            t = 0;
+            e = 1;
+        }
+    }
+    __device__ __forceinline__ bool in() const { return t < e; }
+    __device__ __forceinline__ void next() {
+        if (!ext) return;
+        if (++t == T) {
+            t = 0;
+            e = ++s < ns ? ext[s] : 0;
+        }
+    }
+    // whether rows [n0, n0 + rows) hold none that exists (only said where they lie in one sequence)
+    __device__ __forceinline__ bool none(int rows) const { return ext && t >= e && t + rows <= T; }
+};
 
 // Partial kernels: the chunk's rows in order, a few loads in flight
 #define CLS_PART(j, c, n0, n1)                                                   \
@@ -173,13 +213,16 @@ __global__ void norm_wb_part_kernel(double *__restrict__ part, const float *__re
     CLS_PART(j, c, n0, n1);
     const float mc = PER_ROW ? 0.f : mean[c], rc = PER_ROW ? 0.f : rstd[c];
     double sw = 0, sb = 0;
+    RowWalk w(rows, n0, N);
+    if (!w.none((int)(n1 - n0))) {
 #pragma unroll 8
-    for (int64_t n = n0; n < n1; n++) {
-        if (!row_in_d(rows, n)) continue;
-        const float m = PER_ROW ? mean[n] : mc, r = PER_ROW ? rstd[n] : rc;
-        const float d = dy[n * C + c], xh = (x[n * C + c] - m) * r;
-        sw += (double)d * xh;
-        sb += d;
+        for (int64_t n = n0; n < n1; n++, w.next()) {
+            const float m = PER_ROW ? mean[n] : mc, r = PER_ROW ? rstd[n] : rc;
+            const float d = dy[n * C + c], xh = (x[n * C + c] - m) * r;
+            const bool in = w.in();
+            sw += in ? (double)d * xh : 0.0;
+            sb += in ? d : 0.f;
+        }
     }
     part[j * 2 * C + c] = sw;
     part[j * 2 * C + C + c] = sb;
@@ -195,14 +238,17 @@ __global__ void bn_sum_part_kernel(double *__restrict__ part, float *__restrict_
                                    int64_t N, int C, RowMask rows) {
     CLS_PART(j, c, n0, n1);
     double s = 0;
+    RowWalk w(rows, n0, N);
+    if (res || !w.none((int)(n1 - n0))) {
 #pragma unroll 8
-    for (int64_t n = n0; n < n1; n++) {
-        float v = x[n * C + c];
-        if (res) {
-            v += res[n * C + c];
-            x[n * C + c] = v;
+        for (int64_t n = n0; n < n1; n++, w.next()) {
+            float v = x[n * C + c];
+            if (res) {
+                v += res[n * C + c];
+                x[n * C + c] = v;
+            }
+            s += w.in() ? v : 0.f;
         }
-        if (row_in_d(rows, n)) s += v;
     }
     part[j * C + c] = s;
 }
@@ -213,11 +259,13 @@ __global__ void bn_dev_part_kernel(double *__restrict__ part, const float *__res
     CLS_PART(j, c, n0, n1);
     const double m = sums[c] / nin;
     double q = 0;
+    RowWalk w(rows, n0, N);
+    if (!w.none((int)(n1 - n0))) {
 #pragma unroll 8
-    for (int64_t n = n0; n < n1; n++) {
-        if (!row_in_d(rows, n)) continue;
-        const double d = x[n * C + c] - m;
-        q += d * d;
+        for (int64_t n = n0; n < n1; n++, w.next()) {
+            const double d = x[n * C + c] - m;
+            q += w.in() ? d * d : 0.0;
+        }
     }
     part[j * C + c] = q;
 }
