@@ -2,7 +2,8 @@
 # One device call after a change to GPU code: `make test-gpu` (full log in $OUT/test_gpu.log), the
 # export checks against fla and transformers (logits; AutoTokenizer and greedy generate), then the
 # side-by-side benchmark (bench_vs_fla.sh ops|162M|1.13B|train|all).
-# Carry .carry (the fla wheels; .carry/shared/data/text/tinyshakespeare.txt for the training test).
+# Carry .carry (the fla wheels; .carry/shared/data/text/tinyshakespeare.txt for the training test: `bash
+# scripts/offline_deps.sh fetch` gathers both, and `. scripts/offline_deps.sh env` sets up a machine without network).
 set -uo pipefail
 OUT=${OUT:-/tmp}
 export HGRN2_SHARED=${HGRN2_SHARED:-$PWD/.carry/shared}
