@@ -13,6 +13,8 @@
 #                                        objects put in build/ newer than their sources where the sources'
 #                                        checksum is the one they were built from (else make compiles them)
 #
+#   bash scripts/offline_deps.sh sum     the checksum of the sources the CUDA objects are built from
+#
 # Then `make -j16 hgrn2`, `make test-gpu`, and the scripts of scripts/ run as on any machine. A build there
 # without PCRE2, utf8proc or libjpeg in /usr/include leaves those parts out (the Makefile says so); the GPU
 # tests need none of them.
@@ -48,7 +50,9 @@ offline_env() {
     export LIBRARY_PATH=/tmp/hgrn2-deps/usr/lib/x86_64-linux-gnu:/tmp/hgrn2-deps/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}
     export LD_LIBRARY_PATH=$LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export HGRN2_SHARED=${HGRN2_SHARED:-$PWD/.carry/shared}
-    python3 -c 'import einops' 2>/dev/null || python3 -m pip install --no-deps -q .carry/einops-*.whl
+    if ls .carry/einops-*.whl > /dev/null 2>&1 && ! python3 -c 'import einops' 2> /dev/null; then
+        python3 -m pip install --no-deps -q .carry/einops-*.whl
+    fi
     if [ -d .carry/cudnn_frontend ] && [ ! -d build/cudnn_frontend ]; then
         mkdir -p build && cp -r .carry/cudnn_frontend build/
     fi
@@ -67,6 +71,7 @@ offline_env() {
 case "${1:-}" in
     fetch) offline_fetch ;;
     env) offline_env ;;
-    *) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sum) obj_sum ;;
+    *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
        [ "${BASH_SOURCE[0]}" = "$0" ] && exit 2 || return 2 ;;
 esac

@@ -51,6 +51,27 @@ expect 0 "profile_floors.py --best takes the ceilings from the profile" -- pytho
 grep -q "floors at 4.00 TB/s and 10.0 TFLOP/s" "$TMP/out" || fail "--best: $(head -1 "$TMP/out")"
 expect 1 "profile_floors.py on text without a profile" -- python3 scripts/profile_floors.py "$TMP/err"; expect_msg "no 'GPU time per step"
 expect 2 "profile_floors.py --tbs 0" -- python3 scripts/profile_floors.py "$TMP/prof.txt" --tbs 0
+# scripts/offline_deps.sh env puts carried CUDA objects in build/ only when they were built from the sources
+# there (its checksum of them), and leaves build/ alone otherwise
+D="$TMP/offline"
+mkdir -p "$D/scripts" "$D/cuda" "$D/.carry/obj"
+cp scripts/offline_deps.sh "$D/scripts/"
+for f in kernels.cu cuda/mixer.cuh cuda_ops.h common.h Makefile; do echo "$f" > "$D/$f"; done
+printf 'an object' | gzip > "$D/.carry/obj/kernels-cudnn.o.gz"
+(cd "$D" && bash scripts/offline_deps.sh sum > .carry/obj/SOURCES)
+expect 0 "offline_deps.sh env with objects of these sources" -- bash -c "cd '$D' && . scripts/offline_deps.sh env"
+checks=$((checks + 1))
+if grep -q "the carried objects are in build/" "$TMP/out" && [ "$(cat "$D/build/kernels-cudnn.o")" = "an object" ] &&
+    [ "$D/build/kernels-cudnn.o" -nt "$D/kernels.cu" ]
+then ok "offline_deps.sh: the objects in build/, newer than their sources"
+else fail "offline_deps.sh env: $(cat "$TMP/out" "$TMP/err")"; fi
+rm -rf "$D/build"
+echo changed >> "$D/cuda/mixer.cuh"
+expect 0 "offline_deps.sh env after a source changed" -- bash -c "cd '$D' && . scripts/offline_deps.sh env"
+checks=$((checks + 1))
+if grep -q "no carried objects for these sources" "$TMP/out" && [ ! -e "$D/build/kernels-cudnn.o" ]
+then ok "offline_deps.sh: stale objects left out"
+else fail "offline_deps.sh env with stale objects: $(cat "$TMP/out" "$TMP/err")"; fi
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 mkdir -p "$TMP/adir"
