@@ -31,6 +31,7 @@ offline_fetch() {
     local shared=${HGRN2_SHARED:-../shared}
     cp "$shared/data/text/tinyshakespeare.txt" .carry/shared/data/text/
     local n=0
+    rm -f .carry/obj/*.o.gz   # objects of an earlier build are not this one's
     for o in build/kernels-cudnn.o build/kernels.o build/attention_cudnn.o; do
         [ -f "$o" ] || continue
         gzip -1 -c "$o" > ".carry/obj/$(basename "$o").gz"
