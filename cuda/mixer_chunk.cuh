@@ -4,6 +4,7 @@
 #include "runtime.cuh"
 #include <mma.h>
 #include <cuda_pipeline.h>
+#include <type_traits>
 
 // The chunked form, with chunks of CK = 64 steps and matrix operands in bf16 (fp32 accumulation,
 // fp32 state). Per (b, h) and chunk c, with b_r the cumulative sum of g inside the chunk (b_C its last value):
@@ -82,6 +83,28 @@ __device__ __forceinline__ void mma_run(FragC &acc, const bf16 *a, int lda, int 
         wm::load_matrix_sync(fa, a + kk * da, lda);
         wm::load_matrix_sync(fb, b + kk * db, ldb);
         wm::mma_sync(acc, fa, fb, acc);
+    }
+}
+
+// The same for an M x N block of output tiles, acc[m N + n] += sum over kk in [k0, k1) of A_{m,kk} B_{n,kk} with
+// A_{m,kk} at a + m * dam + kk * dak and B_{n,kk} at b + n * dbn + kk * dbk: each fragment loaded once a k-step
+// serves N (or M) products, where a tile at a time loads two fragments a product. Each tile still takes its
+// k-steps in order, so its sums are mma_run's.
+template <typename FA, typename FB, int M, int N>
+__device__ __forceinline__ void mma_blk(FragC *acc, const bf16 *a, int lda, int dam, int dak, const bf16 *b, int ldb,
+                                        int dbn, int dbk, int k0, int k1) {
+    FA fa[M];
+    FB fb[N];
+#pragma unroll
+    for (int kk = k0; kk < k1; kk++) {
+#pragma unroll
+        for (int m = 0; m < M; m++) wm::load_matrix_sync(fa[m], a + m * dam + kk * dak, lda);
+#pragma unroll
+        for (int n = 0; n < N; n++) wm::load_matrix_sync(fb[n], b + n * dbn + kk * dbk, ldb);
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int n = 0; n < N; n++) wm::mma_sync(acc[m * N + n], fa[m], fb[n], acc[m * N + n]);
     }
 }
 
@@ -468,81 +491,96 @@ __global__ void __launch_bounds__(ST_VT * 2, 2) chunk_states_bwd_kernel(ChunkArg
     else state_sweep<K, 2, DIR, false>(a);
 }
 
-// rows x COLS floats from shared rows of stride sld to global rows of stride gld: 16 bytes a store when vec
-// (dst and gld 16-byte aligned; sld and COLS are multiples of 4), else 4. ACC: added to what dst holds.
-template <int COLS, bool ACC = false>
-__device__ __forceinline__ void rows_out(float *dst, int64_t gld, const float *src, int sld, int rows, bool vec,
-                                         int tid, int nthr) {
+// ---- chunk_bwd_mm: the tensor-core products of the backward ----
+// A warp's 16 x 16 fp32 accumulator tile out to rows r0 .. r0 + 15 (those below len) of dst, 16 columns from dst's
+// row start, row stride gld, through the warp's shared tile ws ([16][BWD_LDW]): four 16-byte stores a row when vec
+// (dst and gld 16-byte aligned), else one a value. ACC adds the tile to what dst holds.
+#define BWD_LDW 20
+template <bool ACC>
+__device__ __forceinline__ void tile_out(float *dst, int64_t gld, const FragC &acc, float *ws, int r0, int len, bool vec,
+                                         int lane) {
+    wm::store_matrix_sync(ws, acc, BWD_LDW, wm::mem_row_major);
+    __syncwarp();
     if (vec) {
-        for (int i = 4 * tid; i < rows * COLS; i += 4 * nthr) {
-            const int r = i / COLS, col = i % COLS;
+        for (int i = lane; i < 64; i += 32) {
+            const int r = i >> 2, col = (i & 3) * 4;
+            if (r0 + r >= len) continue;
+            float4 v = *(const float4 *)(ws + r * BWD_LDW + col);
+            float4 *p = (float4 *)(dst + (r0 + r) * gld + col);
             if (ACC) {
-                float4 v = *(const float4 *)(src + r * sld + col);
-                const float4 d = *(const float4 *)(dst + r * gld + col);
+                const float4 d = *p;
                 v.x += d.x; v.y += d.y; v.z += d.z; v.w += d.w;
-                *(float4 *)(dst + r * gld + col) = v;
-            } else {
-                *(float4 *)(dst + r * gld + col) = *(const float4 *)(src + r * sld + col);
             }
+            *p = v;
         }
     } else {
-        for (int i = tid; i < rows * COLS; i += nthr) {
-            const int r = i / COLS, col = i % COLS;
-            if (ACC) dst[r * gld + col] += src[r * sld + col];
-            else dst[r * gld + col] = src[r * sld + col];
+        for (int i = lane; i < 256; i += 32) {
+            const int r = i >> 4, col = i & 15;
+            if (r0 + r >= len) continue;
+            float *p = dst + (r0 + r) * gld + col;
+            if (ACC) *p += ws[r * BWD_LDW + col];
+            else *p = ws[r * BWD_LDW + col];
         }
     }
+    __syncwarp();   // (the warp's next tile overwrites ws)
 }
 
-// ---- chunk_bwd_mm: the tensor-core products of the backward ----
+// Its shared memory: dO and V (bf16 tiles of the fp32 do and v rows), dS, Hs, and a [16][BWD_LDW] fp32 tile per
+// warp through which the products' tiles go out. Once dqs and the leaving state's share of dg are done, KS and A
+// load into Hs's place while dks and dA are computed. At K = Dv = 128 that is 112 KiB, two blocks an SM (the
+// loads of one block's chunk overlap the other's products); at 64, 55 KiB.
 template <int K, int DV>
 struct BwdSmem {
-    static constexpr int LDO = (K > DV ? K : DV) + 4, LDD = DV + PADB, LDK = K + PADB, LDC = CK + PADB;
-    static constexpr size_t F = (size_t)2 * CK * DV > (size_t)CK * LDO ? (size_t)2 * CK * DV : (size_t)CK * LDO;
-    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * LDD + 2 * K * LDD + CK * LDK + CK * LDC) + sizeof(float) * F;
+    static constexpr int LDD = DV + PADB, LDK = K + PADB, LDC = CK + PADB;
+    static constexpr size_t RE = (size_t)K * LDD > (size_t)CK * (LDK + LDC) ? (size_t)K * LDD : (size_t)CK * (LDK + LDC);
+    static constexpr size_t bytes = sizeof(bf16) * (2 * CK * LDD + K * LDD + RE) + sizeof(float) * 8 * 16 * BWD_LDW;
 };
 
 template <int K, int DV, int DIR, bool ACC>
-__global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
+__global__ void __launch_bounds__(256, 2) chunk_bwd_mm_kernel(ChunkArgs a) {
     typedef BwdSmem<K, DV> L;
-    constexpr int LDO = L::LDO, LDD = L::LDD, LDK = L::LDK, LDC = L::LDC;
+    constexpr int LDD = L::LDD, LDK = L::LDK, LDC = L::LDC, NTH = 256;
     extern __shared__ __align__(128) unsigned char smem_raw[];
+    const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5,
+              lane = tid & 31;
     bf16 *dO = (bf16 *)smem_raw;     // [CK][LDD]
     bf16 *V = dO + CK * LDD;         // [CK][LDD]
-    bf16 *Hs = V + CK * LDD;         // [K][LDD] state entering the chunk
-    bf16 *dS = Hs + K * LDD;         // [K][LDD] state gradient leaving the chunk
-    bf16 *KS = dS + K * LDD;         // [CK][LDK]
-    bf16 *Am = KS + CK * LDK;        // [CK][LDC]
-    float *Of = (float *)(Am + CK * LDC);   // [CK][LDO] output staging; first the fp32 do and v rows
+    bf16 *dS = V + CK * LDD;         // [K][LDD] state gradient leaving the chunk
+    bf16 *Hs = dS + K * LDD;         // [K][LDD] state entering the chunk; then KS and A in its place:
+    bf16 *KS = Hs, *Am = Hs + CK * LDK;                        // [CK][LDK], [CK][LDC]
+    float *ws = (float *)(Hs + L::RE) + warp * 16 * BWD_LDW;   // the warp's output tile
 
-    const int c = blockIdx.x, bh = blockIdx.y, bb = bh / a.H, h = bh - bb * a.H, tid = threadIdx.x, warp = tid >> 5;
     const int t0 = c * CK, len = min(CK, a.T - t0);
     const int64_t cidx = (int64_t)bh * a.NC + c;
-    // Two groups of loads: first what the leaving state's share of dg and dqs need (Hs, dS, do), then KS, A and
-    // v, which land while those are computed.
     const int64_t row0 = (int64_t)bb * a.T + pos<DIR>(t0, a.T);
-    tile_async<K, DV>(Hs, a.hs + cidx * K * DV, tid, blockDim.x);
-    tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, blockDim.x);
-    rows_async<DV, DV>(Of, a.dout + (row0 * a.H + h) * DV, DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV, len,
-                       a.do_vec, tid, blockDim.x);
+    tile_async<K, DV>(Hs, a.hs + cidx * K * DV, tid, NTH);
+    tile_async<K, DV>(dS, a.dhs + cidx * K * DV, tid, NTH);
     __pipeline_commit();
-    tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, blockDim.x);
-    tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, blockDim.x);
-    rows_async<DV, DV>(Of + CK * DV, a.v + row0 * a.ldv + (int64_t)h * DV, DIR ? -a.ldv : a.ldv, len, a.v_vec, tid,
-                       blockDim.x);
-    __pipeline_commit();
-    __pipeline_wait_prior(1);
-    __syncthreads();
-    // the fp32 rows of do (then of v) into bf16 tiles, four columns at a time; rows past T are zero
-    auto to_tile = [&](bf16 *dst, const float *src) {
-        for (int i = 4 * tid; i < CK * DV; i += 4 * blockDim.x) {
-            const int r = i / DV, col = i - r * DV;
-            float x[4] = {0.f, 0.f, 0.f, 0.f};
-            if (r < len) load4(src + i, x);
-            store4(dst + r * LDD + col, x);
+    // the fp32 rows of do and v into bf16 tiles (rows past T zero) while Hs and dS land: each thread's loads of
+    // a tile all go out before any is converted
+    auto to_tile = [&](bf16 *dst, const float *src, int64_t gld, bool vec) {
+        constexpr int PER = CK * DV / 4 / NTH;
+        float x[PER][4];
+#pragma unroll
+        for (int u = 0; u < PER; u++) {
+            const int i = 4 * (tid + NTH * u), r = i / DV, col = i - r * DV;
+            x[u][0] = x[u][1] = x[u][2] = x[u][3] = 0.f;
+            if (r < len) {
+                const float *p = src + r * gld + col;
+                if (vec) load4(p, x[u]);
+                else
+                    for (int e = 0; e < 4; e++) x[u][e] = p[e];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < PER; u++) {
+            const int i = 4 * (tid + NTH * u), r = i / DV, col = i - r * DV;
+            store4(dst + r * LDD + col, x[u]);
         }
     };
-    to_tile(dO, Of);
+    to_tile(dO, a.dout + (row0 * a.H + h) * DV, DIR ? -(int64_t)a.H * DV : (int64_t)a.H * DV, a.do_vec);
+    to_tile(V, a.v + row0 * a.ldv + (int64_t)h * DV, DIR ? -a.ldv : a.ldv, a.v_vec);
+    __pipeline_wait_prior(0);
     __syncthreads();
     if (tid < K) {   // exp(b_C) sum_j S dS: the leaving state's share of dg, eight columns to a load
         float s = 0;
@@ -554,60 +592,67 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
         }
         a.bnd[cidx * K + tid] = s * a.decay[cidx * K + tid];
     }
-    // dqs = dO Hs^T and dks = V dS^T, [CK][K] each, staged and written to dq and dk. dqs's tiles stay in the
-    // warps' accumulators until v is in and converted (the staging overwrites v's fp32 rows).
-    constexpr int QT = (CK / 16) * (K / 16) / 8;   // tiles a warp
-    FragC accq[QT];
-#pragma unroll
-    for (int u = 0; u < QT; u++) {
-        const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
-        wm::fill_fragment(accq[u], 0.f);
-        mma_run<FragA, FragBt>(accq[u], dO + ri * 16 * LDD, LDD, 16, Hs + j * 16 * LDD, LDD, 16, 0, DV / 16);
-    }
-    __pipeline_wait_prior(0);
-    __syncthreads();
-    to_tile(V, Of + CK * DV);
-    __syncthreads();
     const int64_t qk0 = bth(bb, pos<DIR>(t0, a.T), h, a.T, a.H) * K, qkld = DIR ? -(int64_t)a.H * K : (int64_t)a.H * K;
-    // dqs from the accumulators through the staging, out to dq
+    const bool qk_vec = ACC || a.dqk_vec;   // (tq and tk are scratch, 256-byte aligned)
+    // Each warp takes a block of BM x BN output tiles (2 x 2 at K = Dv = 128, 2 x 1 at 64: eight blocks of a
+    // [CK][K] product for the eight warps)
+    constexpr int BM = 2, BN = K / 16 >= 8 ? 2 : 1, NBC = K / 16 / BN, NB = CK / 16 / BM * NBC;
+    static_assert(K == DV, "the blocks of dqs, dks and dv are laid out alike");
+    FragC acc[BM * BN];
+    auto block_out = [&](float *dst, int64_t gld, int r0, int j0, bool vec, auto add) {
 #pragma unroll
-    for (int u = 0; u < QT; u++) {
-        const int t = warp + 8 * u, ri = t / (K / 16), j = t - ri * (K / 16);
-        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, accq[u], LDO, wm::mem_row_major);
+        for (int m = 0; m < BM; m++)
+#pragma unroll
+            for (int n = 0; n < BN; n++)
+                tile_out<decltype(add)::value>(dst + (j0 + n) * 16, gld, acc[m * BN + n], ws, (r0 + m) * 16, len, vec,
+                                               lane);
+    };
+    auto zero = [&] {
+#pragma unroll
+        for (int u = 0; u < BM * BN; u++) wm::fill_fragment(acc[u], 0.f);
+    };
+    // dqs = dO Hs^T, [CK][K], out to dq (ACC: tq)
+    for (int bi = warp; bi < NB; bi += 8) {
+        const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
+        zero();
+        mma_blk<FragA, FragBt, BM, BN>(acc, dO + r0 * 16 * LDD, LDD, 16 * LDD, 16, Hs + j0 * 16 * LDD, LDD, 16 * LDD, 16,
+                                       0, DV / 16);
+        block_out((ACC ? a.tq : a.dq) + qk0, qkld, r0, j0, qk_vec, std::false_type());
     }
-    __syncthreads();
-    rows_out<K>((ACC ? a.tq : a.dq) + qk0, qkld, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
-    __syncthreads();
-    // dks = V dS^T, through the staging out to dk
-    FragC acc;
-    for (int t = warp; t < (CK / 16) * (K / 16); t += 8) {
-        const int ri = t / (K / 16), j = t - ri * (K / 16);
-        wm::fill_fragment(acc, 0.f);
-        mma_run<FragA, FragBt>(acc, V + ri * 16 * LDD, LDD, 16, dS + j * 16 * LDD, LDD, 16, 0, DV / 16);
-        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
-    }
-    __syncthreads();
-    rows_out<K>((ACC ? a.tk : a.dk) + qk0, qkld, Of, LDO, len, a.dqk_vec, tid, blockDim.x);
-    __syncthreads();
-    // dv = A^T dO + KS dS, [CK][DV]
-    for (int t = warp; t < (CK / 16) * (DV / 16); t += 8) {
-        const int ri = t / (DV / 16), j = t - ri * (DV / 16);
-        wm::fill_fragment(acc, 0.f);
-        // A^T[s][r] is zero for r-block < s-block
-        mma_run<FragAt, FragB>(acc, Am + ri * 16, LDC, 16 * LDC, dO + j * 16, LDD, 16 * LDD, ri, CK / 16);
-        mma_run<FragA, FragB>(acc, KS + ri * 16 * LDK, LDK, 16, dS + j * 16, LDD, 16 * LDD, 0, K / 16);
-        wm::store_matrix_sync(Of + ri * 16 * LDO + j * 16, acc, LDO, wm::mem_row_major);
+    __syncthreads();   // Hs is read: KS and A land in its place while dks and dA are computed
+    tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, NTH);
+    tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, NTH);
+    __pipeline_commit();
+    // dks = V dS^T, [CK][K], out to dk (ACC: tk)
+    for (int bi = warp; bi < NB; bi += 8) {
+        const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
+        zero();
+        mma_blk<FragA, FragBt, BM, BN>(acc, V + r0 * 16 * LDD, LDD, 16 * LDD, 16, dS + j0 * 16 * LDD, LDD, 16 * LDD, 16,
+                                       0, DV / 16);
+        block_out((ACC ? a.tk : a.dk) + qk0, qkld, r0, j0, qk_vec, std::false_type());
     }
     // dA = dO V^T on and below the diagonal blocks: 10 tiles, straight to global
     for (int t = warp; t < 10; t += 8) {
         const int ri = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, j = t - (ri * (ri + 1)) / 2;
-        wm::fill_fragment(acc, 0.f);
-        mma_run<FragA, FragBt>(acc, dO + ri * 16 * LDD, LDD, 16, V + j * 16 * LDD, LDD, 16, 0, DV / 16);
-        wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc, CK, wm::mem_row_major);
+        wm::fill_fragment(acc[0], 0.f);
+        mma_run<FragA, FragBt>(acc[0], dO + ri * 16 * LDD, LDD, 16, V + j * 16 * LDD, LDD, 16, 0, DV / 16);
+        wm::store_matrix_sync(a.dA + cidx * CK * CK + ri * 16 * CK + j * 16, acc[0], CK, wm::mem_row_major);
     }
+    __pipeline_wait_prior(0);
     __syncthreads();
-    float *dv = a.dv + ((int64_t)bb * a.T + pos<DIR>(t0, a.T)) * a.lddv + (int64_t)h * DV;
-    rows_out<DV, ACC>(dv, DIR ? -a.lddv : a.lddv, Of, LDO, len, a.dv_vec, tid, blockDim.x);
+    // dv = A^T dO + KS dS, [CK][DV]. A^T[s][r] is zero for r-block < s-block: the block's first row of tiles
+    // starts at k-step r0, its second at r0 + 1.
+    float *dv = a.dv + row0 * a.lddv + (int64_t)h * DV;
+    for (int bi = warp; bi < NB; bi += 8) {
+        const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
+        zero();
+        mma_blk<FragAt, FragB, 1, BN>(acc, Am + r0 * 16, LDC, 16, 16 * LDC, dO + j0 * 16, LDD, 16, 16 * LDD, r0, r0 + 1);
+        mma_blk<FragAt, FragB, BM, BN>(acc, Am + r0 * 16, LDC, 16, 16 * LDC, dO + j0 * 16, LDD, 16, 16 * LDD, r0 + 1,
+                                       CK / 16);
+        mma_blk<FragA, FragB, BM, BN>(acc, KS + r0 * 16 * LDK, LDK, 16 * LDK, 16, dS + j0 * 16, LDD, 16, 16 * LDD, 0,
+                                      K / 16);
+        block_out(dv, DIR ? -a.lddv : a.lddv, r0, j0, a.dv_vec, std::integral_constant<bool, ACC>());
+    }
 }
 
 // ---- chunk_bwd_qkg: dq, dk and dg ----
@@ -616,9 +661,10 @@ __global__ void __launch_bounds__(256) chunk_bwd_mm_kernel(ChunkArgs a) {
 // itself through running products of exp(g). dk_s = dks_s exp(b_C - b_s) + sum_{r>=s} dA_rs q_r exp(b_r - b_s)
 // / sqrt(K), the later blocks through the anchor m = 16 rb + 15. The chunk's dA and its 32 channels of q, k,
 // b, g sit in shared memory.
-// Its shared memory: dA, then the chunk's 32 channels of q, k, b, g, of dqs and dks, and of bnd (loaded with the
-// rest, so that the final loop's reads do not wait behind its stores to the same arrays). b is summed from g here
-// rather than kept by chunk_prep: 4 bytes an element that were written and read back.
+// Its shared memory: dA, then the chunk's 32 channels of q, k, b, g, of dqs and dks, and of bnd (loaded at the
+// start, so that the final loop's reads do not wait behind its stores to the same arrays, in a second group that
+// lands while the sums over dA run). b is summed from g here rather than kept by chunk_prep: 4 bytes an element
+// that were written and read back.
 #define QKG_SMEM (sizeof(float) * (CK * CK + 6 * CK * 32 + 32))
 template <int K, int DIR, bool ACC>
 __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
@@ -635,11 +681,13 @@ __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
     rows_async<32, 32>(qS, a.q + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(kS, a.k + row0, ld, len, a.qkg_vec, tid, blockDim.x);
     rows_async<32, 32>(gS, a.g + row0, ld, len, a.qkg_vec, tid, blockDim.x);
+    __pipeline_commit();
+    // a second group, which only the final loop reads: it lands while the sums over dA run
     rows_async<32, 32>(dqS, (ACC ? a.tq : a.dq) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
     rows_async<32, 32>(dkS, (ACC ? a.tk : a.dk) + row0, ld, len, ACC || a.dqk_vec, tid, blockDim.x);
     copy_async(bndS, a.bnd + cidx * K + ch0, 32 * 4, tid, blockDim.x);
     __pipeline_commit();
-    __pipeline_wait_prior(0);
+    __pipeline_wait_prior(1);
     __syncthreads();
     if (rb == 0) {   // b, the cumulative sums of g down the chunk, in chunk_prep's order: the same bits
         float run = 0;
@@ -713,6 +761,8 @@ __global__ void __launch_bounds__(128, 3) chunk_bwd_qkg_kernel(ChunkArgs a) {
             }
         }
     }
+    __pipeline_wait_prior(0);   // dqs, dks and bnd
+    __syncthreads();
 #pragma unroll
     for (int j = 0; j < 16; j++) {
         float dq = 0, dk = 0;
