@@ -72,6 +72,36 @@ checks=$((checks + 1))
 if grep -q "no carried objects for these sources" "$TMP/out" && [ ! -e "$D/build/kernels-cudnn.o" ]
 then ok "offline_deps.sh: stale objects left out"
 else fail "offline_deps.sh env with stale objects: $(cat "$TMP/out" "$TMP/err")"; fi
+# scripts/mixer_ab.sh over two stand-ins for test_gpu and for ncu (the formats of their output): the means of
+# --bench-mixer's timings, and each kernel's microseconds in ncu's two passes
+D="$TMP/mixer_ab"
+mkdir -p "$D/bin"
+for w in A B; do
+    f=0.800; [ $w = B ] && f=0.720
+    printf '#!/bin/sh\necho "hgru fwd      B8 T2048 H6 K128 Dv128:    0.184 ms   1371.3 GB/s"\n' > "$D/test_gpu_$w"
+    printf 'echo "hgru fwd+bwd  B8 T2048 H6 K128 Dv128:    %s ms    895.9 GB/s"\n' $f >> "$D/test_gpu_$w"
+    chmod +x "$D/test_gpu_$w"
+done
+cat > "$D/bin/ncu" <<'NCU'
+#!/bin/sh
+for p; do [ "$p" = --bench-mixer ] && break; prog=$p; done   # ncu ... PROGRAM --bench-mixer
+us=200.00; case "$prog" in *_B) us=180.00 ;; esac
+for pass in 1 2; do
+    for k in chunk_prep chunk_state chunk_prep chunk_states_bwd chunk_bwd_mm chunk_bwd_qkg; do
+        echo "  void ${k}_kernel<128, 0>(ChunkArgs) (32, 48, 1)x(256, 1, 1), Context 1, Stream 13, Device 0, CC 9.0"
+        echo "    gpu__time_duration.sum          us       $us"
+    done
+done
+NCU
+chmod +x "$D/bin/ncu"
+expect 0 "mixer_ab.sh on two stand-ins" -- env PATH="$D/bin:$PATH" WORK="$D/w" bash scripts/mixer_ab.sh "$D/test_gpu_A" "$D/test_gpu_B"
+checks=$((checks + 1))
+if grep -q "hgru fwd+bwd B8 T2048 H6 K128 Dv128: A 0.800 0.800 (mean 0.800) B 0.720 0.720 (mean 0.720)" "$TMP/out" &&
+    grep -qE "chunk_bwd_mm +A +200.00 +200.00 +B +180.00 +180.00 +B/A 0.900" "$TMP/out"
+then ok "mixer_ab.sh: the timings' means and the kernels' times"
+else fail "mixer_ab.sh: $(cat "$TMP/out" "$TMP/err")"; fi
+expect 2 "mixer_ab.sh with a missing program" -- bash scripts/mixer_ab.sh "$D/none" "$D/test_gpu_B"; expect_msg "is not an executable"
+expect 2 "mixer_ab.sh ROUNDS=0" -- env ROUNDS=0 bash scripts/mixer_ab.sh "$D/test_gpu_A" "$D/test_gpu_B"
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 mkdir -p "$TMP/adir"
