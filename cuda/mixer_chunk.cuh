@@ -4,7 +4,6 @@
 #include "runtime.cuh"
 #include <mma.h>
 #include <cuda_pipeline.h>
-#include <type_traits>
 
 // The chunked form, with chunks of CK = 64 steps and matrix operands in bf16 (fp32 accumulation,
 // fp32 state). Per (b, h) and chunk c, with b_r the cumulative sum of g inside the chunk (b_C its last value):
@@ -599,38 +598,36 @@ __global__ void __launch_bounds__(256, 2) chunk_bwd_mm_kernel(ChunkArgs a) {
     constexpr int BM = 2, BN = K / 16 >= 8 ? 2 : 1, NBC = K / 16 / BN, NB = CK / 16 / BM * NBC;
     static_assert(K == DV, "the blocks of dqs, dks and dv are laid out alike");
     FragC acc[BM * BN];
-    auto block_out = [&](float *dst, int64_t gld, int r0, int j0, bool vec, auto add) {
+    auto block_out = [&](float *dst, int64_t gld, int r0, int j0, bool vec, bool add) {   // add: ACC's stores
 #pragma unroll
         for (int m = 0; m < BM; m++)
 #pragma unroll
-            for (int n = 0; n < BN; n++)
-                tile_out<decltype(add)::value>(dst + (j0 + n) * 16, gld, acc[m * BN + n], ws, (r0 + m) * 16, len, vec,
-                                               lane);
+            for (int n = 0; n < BN; n++) {
+                float *d = dst + (j0 + n) * 16;
+                if (add) tile_out<true>(d, gld, acc[m * BN + n], ws, (r0 + m) * 16, len, vec, lane);
+                else tile_out<false>(d, gld, acc[m * BN + n], ws, (r0 + m) * 16, len, vec, lane);
+            }
     };
     auto zero = [&] {
 #pragma unroll
         for (int u = 0; u < BM * BN; u++) wm::fill_fragment(acc[u], 0.f);
     };
-    // dqs = dO Hs^T, [CK][K], out to dq (ACC: tq)
-    for (int bi = warp; bi < NB; bi += 8) {
-        const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
-        zero();
-        mma_blk<FragA, FragBt, BM, BN>(acc, dO + r0 * 16 * LDD, LDD, 16 * LDD, 16, Hs + j0 * 16 * LDD, LDD, 16 * LDD, 16,
-                                       0, DV / 16);
-        block_out((ACC ? a.tq : a.dq) + qk0, qkld, r0, j0, qk_vec, std::false_type());
-    }
+    // X Y^T, [CK][K], out to the rows of dst: dqs = dO Hs^T to dq, dks = V dS^T to dk (ACC: tq, tk)
+    auto qk_product = [&](const bf16 *X, const bf16 *Y, float *dst) {
+        for (int bi = warp; bi < NB; bi += 8) {
+            const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
+            zero();
+            mma_blk<FragA, FragBt, BM, BN>(acc, X + r0 * 16 * LDD, LDD, 16 * LDD, 16, Y + j0 * 16 * LDD, LDD, 16 * LDD,
+                                           16, 0, DV / 16);
+            block_out(dst + qk0, qkld, r0, j0, qk_vec, false);
+        }
+    };
+    qk_product(dO, Hs, ACC ? a.tq : a.dq);
     __syncthreads();   // Hs is read: KS and A land in its place while dks and dA are computed
     tile_async<CK, K>(KS, a.ks + cidx * CK * K, tid, NTH);
     tile_async<CK, CK>(Am, a.A + cidx * CK * CK, tid, NTH);
     __pipeline_commit();
-    // dks = V dS^T, [CK][K], out to dk (ACC: tk)
-    for (int bi = warp; bi < NB; bi += 8) {
-        const int r0 = bi / NBC * BM, j0 = bi % NBC * BN;
-        zero();
-        mma_blk<FragA, FragBt, BM, BN>(acc, V + r0 * 16 * LDD, LDD, 16 * LDD, 16, dS + j0 * 16 * LDD, LDD, 16 * LDD, 16,
-                                       0, DV / 16);
-        block_out((ACC ? a.tk : a.dk) + qk0, qkld, r0, j0, qk_vec, std::false_type());
-    }
+    qk_product(V, dS, ACC ? a.tk : a.dk);
     // dA = dO V^T on and below the diagonal blocks: 10 tiles, straight to global
     for (int t = warp; t < 10; t += 8) {
         const int ri = t < 1 ? 0 : t < 3 ? 1 : t < 6 ? 2 : 3, j = t - (ri * (ri + 1)) / 2;
@@ -651,7 +648,7 @@ __global__ void __launch_bounds__(256, 2) chunk_bwd_mm_kernel(ChunkArgs a) {
                                        CK / 16);
         mma_blk<FragA, FragB, BM, BN>(acc, KS + r0 * 16 * LDK, LDK, 16 * LDK, 16, dS + j0 * 16, LDD, 16, 16 * LDD, 0,
                                       K / 16);
-        block_out(dv, DIR ? -a.lddv : a.lddv, r0, j0, a.dv_vec, std::integral_constant<bool, ACC>());
+        block_out(dv, DIR ? -a.lddv : a.lddv, r0, j0, a.dv_vec, ACC);
     }
 }
 

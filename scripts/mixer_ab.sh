@@ -33,19 +33,16 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 echo "test_gpu --bench-mixer, ms (each round's A, then B), and the means:"
-timings "$WORK/bench_A1.txt" | cut -f1 | while IFS= read -r what; do
-    line="  $what:"
-    for w in A B; do
-        vals=""
-        for r in $(seq 1 "$ROUNDS"); do
-            v=$(timings "$WORK/bench_$w$r.txt" | awk -F'\t' -v k="$what" '$1 == k { print $2 }')
-            vals="$vals ${v:-?}"
-        done
-        mean=$(awk '{ s = 0; n = 0; for (i = 1; i <= NF; i++) if ($i != "?") { s += $i; n++ } if (n) printf "%.3f", s / n; else printf "?" }' <<< "$vals")
-        line="$line $w$vals (mean $mean)"
-    done
-    echo "$line"
-done
+for r in $(seq 1 "$ROUNDS"); do for w in A B; do timings "$WORK/bench_$w$r.txt" | sed "s/^/$w\t/"; done; done |
+    awk -F'\t' '!(($2) in seen) { seen[$2] = 1; order[++n] = $2 }
+                 { vals[$1, $2] = vals[$1, $2] " " $3; sum[$1, $2] += $3; cnt[$1, $2]++ }
+                 END { for (i = 1; i <= n; i++) {
+                           k = order[i]; line = "  " k ":"
+                           for (w = 1; w <= 2; w++) {
+                               p = w == 1 ? "A" : "B"
+                               line = line " " p vals[p, k] " (mean " (cnt[p, k] ? sprintf("%.3f", sum[p, k] / cnt[p, k]) : "?") ")"
+                           }
+                           print line } }'
 
 [ "$NCU" = 0 ] && exit 0
 command -v ncu > /dev/null || { echo "mixer_ab.sh: no ncu on PATH; kernel times left out (NCU=0 says so quietly)"; exit 0; }
@@ -69,9 +66,10 @@ for w in A B; do
     [ "$(wc -l < "$WORK/kernels_$w.tsv")" -eq 12 ] || { echo "mixer_ab.sh: ncu gave no 12 launches in $out" >&2; exit 1; }
 done
 echo "ncu, B 8 T 2048 H 6 K 128, us a launch (two passes: A, then B):"
-for i in 0 1 2 3 4 5; do
-    a1=$(sed -n "$((i + 1))p" "$WORK/kernels_A.tsv" | cut -f2); a2=$(sed -n "$((i + 7))p" "$WORK/kernels_A.tsv" | cut -f2)
-    b1=$(sed -n "$((i + 1))p" "$WORK/kernels_B.tsv" | cut -f2); b2=$(sed -n "$((i + 7))p" "$WORK/kernels_B.tsv" | cut -f2)
-    awk -v n="${names[$i]}" -v a1="$a1" -v a2="$a2" -v b1="$b1" -v b2="$b2" \
-        'BEGIN { printf "  %-22s A %8.2f %8.2f   B %8.2f %8.2f   B/A %.3f\n", n, a1, a2, b1, b2, (b1 + b2) / (a1 + a2) }'
-done
+paste "$WORK/kernels_A.tsv" "$WORK/kernels_B.tsv" | cut -f2,4 |
+    awk -v names="$(IFS=,; echo "${names[*]}")" '
+        { a[NR] = $1; b[NR] = $2 }
+        END { split(names, nm, ",")
+              for (i = 1; i <= 6; i++)
+                  printf "  %-22s A %8.2f %8.2f   B %8.2f %8.2f   B/A %.3f\n", nm[i], a[i], a[i + 6], b[i], b[i + 6],
+                         (b[i] + b[i + 6]) / (a[i] + a[i + 6]) }'
