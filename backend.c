@@ -84,6 +84,40 @@ void dev_download(void *dst, const void *src, size_t bytes) {
 #endif
     memcpy(dst, src, bytes);
 }
+void dev_download_async(void *dst, const void *src, size_t bytes) {
+#if USE_CUDA
+    if (g_gpu) { cuda_to_host_async(dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+int dev_host_is_pinned(const void *p) {
+#if USE_CUDA
+    if (g_gpu) return cuda_host_is_pinned(p);
+#endif
+    (void)p;
+    return 0;
+}
+void dev_sumsq_into(double *ss, const real *x, int64_t n) {
+#if USE_CUDA
+    if (g_gpu) { cuda_sumsq_into(ss, x, n); return; }
+#endif
+    (void)ss; (void)x; (void)n;
+    die("internal error: dev_sumsq_into without the GPU");
+}
+void dev_flag_nonfinite(int32_t *flag, const real *losses, const int32_t *tgt, int64_t n) {
+#if USE_CUDA
+    if (g_gpu) { cuda_flag_nonfinite(flag, losses, tgt, n); return; }
+#endif
+    (void)flag; (void)losses; (void)tgt; (void)n;
+    die("internal error: dev_flag_nonfinite without the GPU");
+}
+void dev_adamw_ctl(const AdamwPart *parts, int nparts, double beta1, double beta2, double eps, const StepCtl *ctl) {
+#if USE_CUDA
+    if (g_gpu) { cuda_adamw_multi_ctl(parts, nparts, beta1, beta2, eps, ctl); return; }
+#endif
+    (void)parts; (void)nparts; (void)beta1; (void)beta2; (void)eps; (void)ctl;
+    die("internal error: dev_adamw_ctl without the GPU");
+}
 void dev_copy(void *dst, const void *src, size_t bytes) {
 #if USE_CUDA
     if (g_gpu) { cuda_copy(dst, src, bytes); return; }

@@ -49,6 +49,9 @@ void dev_host_free(void *p);
 // stay as it is until the host next waits on the backend (dev_download, dev_sync), which every forward does
 // before it returns.
 void dev_upload_async(void *dst, const void *src, size_t bytes);
+// backend -> host, queued as an op is: dst (from dev_host_alloc) holds the bytes once the host next waits
+void dev_download_async(void *dst, const void *src, size_t bytes);
+int dev_host_is_pinned(const void *p);                  // p is page-locked (dev_host_alloc on the GPU)
 void dev_copy(void *dst, const void *src, size_t bytes);        // backend -> backend (in the order of the ops)
 void dev_sync(void);                                    // waits for every op launched so far
 // CUDA graphs of a sequence of ops (cuda_ops.h says what may be recorded): dev_graph_begin returns 0 when it
@@ -61,6 +64,12 @@ void dev_graph_free(void *graph);                      // NULL is fine
 // Decoding's whole token step of HGRN2 (common.h's DecodeStep) in one launch: 1 when the backend ran it (the
 // GPU, for the shapes it takes), 0 when the caller runs the ops, on the CPU always. The same results as the ops.
 int dev_decode_step(const DecodeStep *d);
+// The GPU's training step queued without a wait (train.c, common.h's StepCtl; the GPU only: they die on the CPU):
+// the sum of squares of x into *ss on the device, *flag = 1 where a loss (of a row with a target) is not finite,
+// and AdamW over parts with lr, scale and skip from ctl on the device.
+void dev_sumsq_into(double *ss, const real *x, int64_t n);
+void dev_flag_nonfinite(int32_t *flag, const real *losses, const int32_t *tgt, int64_t n);
+void dev_adamw_ctl(const AdamwPart *parts, int nparts, double beta1, double beta2, double eps, const StepCtl *ctl);
 uint64_t dev_mem_epoch(void);                           // cuda_mem_epoch (cuda_ops.h); 0 on the CPU
 double dev_peak_mib(void);                              // the GPU's peak allocation; 0 on the CPU
 

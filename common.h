@@ -35,6 +35,19 @@ typedef struct AdamwPart {
     double wd;
 } AdamwPart;
 
+// What changes from one training step to the next, or is decided on the GPU, in the step that train_step queues
+// without waiting so that it can be recorded once as a CUDA graph and replayed (train.c): the host writes lr,
+// the bias corrections, clip, measure and skip before each step; the step's ops write ss, the gradients' sum of
+// squares, and set skip when a loss is not finite; AdamW (cuda_adamw_multi_ctl) reads them all.
+typedef struct StepCtl {
+    double ss;              // the gradients' sum of squares (when measured)
+    double clip;            // the norm's limit (0: none)
+    float lr, rbc1, rbc2;   // as cuda_adamw_multi derives them from lr and the step: 1 / (1 - beta^step)
+    int32_t measure;        // ss is measured: it clips the update and, when not finite, skips it
+    int32_t skip;           // the update is skipped: a loss was not finite (or the host said so)
+    int32_t pad;
+} StepCtl;
+
 // The rows of a batch that exist (ops.h): a batch of S sequences of T positions (row s T + t) padded to T,
 // where sequence s has only its first ext[s] positions. The rest are there because the batch is one array, but
 // take no part in BatchNorm's statistics, as if the batch had been cut into groups each padded to its own

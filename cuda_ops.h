@@ -28,6 +28,8 @@ void cuda_to_host(void *dst, const void *src, size_t bytes);
 void cuda_to_device_async(void *dst, const void *src, size_t bytes);   // queued, not waited for (runtime.cuh)
 void *cuda_host_alloc(size_t bytes);                    // page-locked host memory, NULL when refused
 int cuda_host_free(void *p);                            // 0 when p did not come from cuda_host_alloc
+int cuda_host_is_pinned(const void *p);                 // p came from cuda_host_alloc
+void cuda_to_host_async(void *dst, const void *src, size_t bytes);   // queued, not waited for; dst page-locked
 void cuda_copy(void *dst, const void *src, size_t bytes);        // device -> device, queued on the stream
 void cuda_sync(void);
 // CUDA graphs: the ops queued between cuda_graph_begin and cuda_graph_end are recorded, not run, and
@@ -93,6 +95,10 @@ void cuda_embed_bwd(float *dE, const float *dx, const int32_t *ids, int64_t N, i
 // ---- elementwise ----
 void cuda_zero(float *y, int64_t n);
 double cuda_sumsq(const float *a, int64_t n);           // synchronises
+void cuda_sumsq_into(double *out, const float *a, int64_t n);   // the same sum into *out on the device; no wait
+// *flag (on the device) = 1 when a value x[i] of a row with tgt[i] >= 0 (every row where tgt is NULL) is not
+// finite; left as it is otherwise
+void cuda_flag_nonfinite(int32_t *flag, const float *x, const int32_t *tgt, int64_t n);
 
 // ---- RMSNorm ----
 void cuda_rmsnorm_fwd(void *y, float *rstd, float *x, const float *res, const float *w, int64_t N, int C, double eps);
@@ -212,6 +218,10 @@ void cuda_adamw(float *p, const float *grad, float *m, float *v, int64_t n, doub
 // Every part (common.h) in one launch (cuda_adamw is the one-part case), each element as cuda_adamw computes it.
 void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
                       double grad_scale, int64_t step);
+// The same with lr, the bias corrections, the clipping scale and the skip of a failed step taken from ctl on the
+// device (common.h's StepCtl), so that the launch can be recorded once and replayed every step.
+void cuda_adamw_multi_ctl(const AdamwPart *parts, int nparts, double beta1, double beta2, double eps,
+                          const StepCtl *ctl);
 
 // ---- the classification model (ops.h; the kernels in cuda/norms_cls.cuh and cuda/pointwise_cls.cuh) ----
 // Column sums over rows (bias and norm gradients, BatchNorm statistics) and the pooling sums are in double, in

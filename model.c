@@ -358,8 +358,9 @@ void acts_alloc(Acts *a, const Config *c, int B, int T, int train) {
         *parts[i].p = parts[i].bytes ? (char *)a->mem + at : NULL;
         at += (parts[i].bytes + 255) / 256 * 256;
     }
-    a->losses_h = xmalloc((size_t)N * sizeof(real));
-    a->sel_h = xmalloc((size_t)N * 2 * sizeof(int32_t));
+    // page-locked on the GPU: the training step's queued copies read and write them (model_queue_batch)
+    a->losses_h = dev_host_alloc((size_t)N * sizeof(real));
+    a->sel_h = dev_host_alloc((size_t)N * 2 * sizeof(int32_t));
     if (g_gpu) {
         a->ids_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
         a->tgt_d = dev_alloc((size_t)N * sizeof(int32_t), "token ids");
@@ -376,8 +377,13 @@ void acts_free(Acts *a) {
     for (int k = 0; k < GREEDY_GRAPHS; k++) dev_graph_free(a->sgraph[k]);
     if (a->steps_d) dev_free(a->steps_d);
     dev_free(a->mem);
-    free(a->losses_h);
-    free(a->sel_h);
+    dev_graph_free(a->tgraph);
+    dev_host_free(a->losses_h);
+    dev_host_free(a->sel_h);
+    dev_host_free(a->ids_h);
+    dev_host_free(a->tgt_h);
+    dev_host_free(a->ctl_h);
+    if (a->ctl_d) dev_free(a->ctl_d);
     if (a->ids_d) { dev_free(a->ids_d); dev_free(a->tgt_d); dev_free(a->sel_d); }
     memset(a, 0, sizeof *a);
 }
@@ -628,6 +634,14 @@ static void logits_argmax(Acts *a, int64_t n, int V, int32_t *best) {
     free(tmp);
 }
 
+static int64_t count_targets(const int32_t *targets, int64_t N) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; i++) n += targets[i] >= 0;
+    return n;
+}
+// Whether a training forward with n targets among N rows takes the sparse head below
+static int sparse_head(int64_t n, int64_t N) { return 4 * n <= N; }
+
 // The head at the n rows with a target only, for targets on few positions (MQAR's answers). The rows of the
 // stream leaving the last layer and of its residual are gathered (embed_fwd reads rows by index), added and
 // normed, and the classifier runs on them; in training their gradient goes back through the norm and is
@@ -643,8 +657,10 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
         if (targets[i] >= 0) { sel[k] = (int32_t)i; sel[N + k] = targets[i]; k++; }
     const int32_t *rows_b = sel, *tgt_b = sel + N;      // where the backend reads them
     if (g_gpu && n) {
-        dev_upload(a->sel_d, sel, (size_t)n * sizeof(int32_t));
-        dev_upload(a->sel_d + N, sel + N, (size_t)n * sizeof(int32_t));
+        // queued: sel is page-locked, and the next step's rows go in only after this step is done
+        void (*up)(void *, const void *, size_t) = a->queued ? dev_upload_async : dev_upload;
+        up(a->sel_d, sel, (size_t)n * sizeof(int32_t));
+        up(a->sel_d + N, sel + N, (size_t)n * sizeof(int32_t));
         rows_b = a->sel_d;
         tgt_b = a->sel_d + N;
     }
@@ -682,6 +698,10 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
         bnorm_bwd(m, a, rr, 0, 0, a->dx, xr, a->rstdf, P_NORM, P_NORM_B, 0, n);                    // [n,D]
         OP(embed_bwd, a->dt, rr, rows_b, n, D, N);                           // into d stream's rows
     }
+    if (a->queued) {   // the host adds them up once it has waited (model_queued_loss)
+        dev_download_async(a->losses_h, a->losses, (size_t)n * sizeof(real));
+        return 0;
+    }
     dev_download(a->losses_h, a->losses, (size_t)n * sizeof(real));
     double loss = 0;
     for (int64_t i = 0; i < n; i++) loss += a->losses_h[i];
@@ -702,9 +722,8 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
     switch (c->head) {
     case HEAD_NEXT_TOKEN: {
         if (targets && !logits_out && !last_only) {
-            int64_t n = 0;
-            for (int64_t i = 0; i < N; i++) n += targets[i] >= 0;
-            if (4 * n <= N) {       // few targets: the sparse head
+            const int64_t n = count_targets(targets, N);
+            if (sparse_head(n, N)) {       // few targets: the sparse head
                 a->sparse = 1;
                 loss = head_sparse_fwd(m, a, targets, n, loss_scale);
                 cnt = n;
@@ -757,7 +776,10 @@ static double head_fwd(Model *m, Acts *a, const int32_t *targets, const int32_t 
             }
         }
         // summed on the host in row order, once the losses are all there
-        if (targets && !last_only) {
+        if (targets && !last_only && a->queued) {   // (model_queued_loss, once the host has waited)
+            dev_download_async(a->losses_h, a->losses, (size_t)N * sizeof(real));
+            cnt = a->q_count;
+        } else if (targets && !last_only) {
             dev_download(a->losses_h, a->losses, (size_t)N * sizeof(real));
             for (int64_t i = 0; i < N; i++)
                 if (targets[i] >= 0) { loss += a->losses_h[i]; cnt++; }
@@ -977,6 +999,51 @@ static double forward_entry(Model *m, Acts *a, const int32_t *ids, const int32_t
 double model_forward(Model *m, Acts *a, const int32_t *ids, const int32_t *targets, DecodeState *st,
                      real *logits_out, int last_only, double loss_scale, int64_t *count) {
     return forward_entry(m, a, ids, targets, st, logits_out, NULL, last_only, loss_scale, count);
+}
+
+int64_t model_queue_batch(Acts *a, const int32_t *ids, const int32_t *targets) {
+    if (!g_gpu) die("internal error: a queued training step without the GPU");
+    const int64_t N = a->N;
+    if (!a->ids_h) {
+        a->ids_h = dev_host_alloc((size_t)a->cap * sizeof(int32_t));
+        a->tgt_h = dev_host_alloc((size_t)a->cap * sizeof(int32_t));
+    }
+    memcpy(a->ids_h, ids, (size_t)N * sizeof(int32_t));
+    memcpy(a->tgt_h, targets, (size_t)N * sizeof(int32_t));
+    a->q_count = count_targets(targets, N);
+    a->q_sparse = sparse_head(a->q_count, N);
+    a->q_nloss = a->q_sparse ? a->q_count : N;
+    if (a->q_sparse)   // the rows and their targets, where the recorded uploads read them (as head_sparse_fwd)
+        for (int64_t i = 0, k = 0; i < N; i++)
+            if (targets[i] >= 0) { a->sel_h[k] = (int32_t)i; a->sel_h[N + k] = targets[i]; k++; }
+    return a->q_count;
+}
+
+int model_queue_pinned(const Acts *a) {
+    return dev_host_is_pinned(a->ids_h) && dev_host_is_pinned(a->tgt_h) && dev_host_is_pinned(a->sel_h) &&
+           dev_host_is_pinned(a->losses_h);
+}
+
+void model_forward_queued(Model *m, Acts *a, double loss_scale) {
+    const int64_t N = a->N;
+    dev_upload_async(a->ids_d, a->ids_h, (size_t)N * sizeof(int32_t));
+    dev_upload_async(a->tgt_d, a->tgt_h, (size_t)N * sizeof(int32_t));
+    a->queued = 1;
+    int64_t cnt;
+    forward_ops(m, a, a->ids_d, a->tgt_h, a->tgt_d, NULL, NULL, NULL, 0, loss_scale, &cnt, 0);
+    a->queued = 0;
+    if (a->sparse != a->q_sparse || cnt != a->q_count)
+        die("internal error: the queued forward took another head than model_queue_batch decided");
+}
+
+double model_queued_loss(const Acts *a) {
+    double loss = 0;   // in row order, as head_fwd and head_sparse_fwd add them
+    if (a->q_sparse)
+        for (int64_t i = 0; i < a->q_nloss; i++) loss += a->losses_h[i];
+    else
+        for (int64_t i = 0; i < a->N; i++)
+            if (a->tgt_h[i] >= 0) loss += a->losses_h[i];
+    return loss;
 }
 
 void model_forward_greedy(Model *m, Acts *a, const int32_t *ids, DecodeState *st, int32_t *best) {
@@ -1223,9 +1290,9 @@ double grad_sumsq(Model *m) {
     return OP(sumsq, m->grads + m->opt_lo, m->opt_hi - m->opt_lo);
 }
 
-// Every tensor a part of one AdamW op (one launch on the GPU), with its own weight decay.
-void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step) {
-    SECTION("optimizer");
+// Every tensor a part of one AdamW op (one launch on the GPU), with its own weight decay: *parts (the caller
+// frees it), returns their count.
+static int adamw_parts(Model *m, const AdamW *o, AdamwPart **out) {
     AdamwPart *parts = xmalloc((size_t)NPARAM * (m->c.L > 1 ? m->c.L : 1) * sizeof *parts);
     int np = 0;
     for (int p = 0; p < NPARAM; p++) {
@@ -1243,6 +1310,27 @@ void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t 
                                       b - a, wd};
         }
     }
+    *out = parts;
+    return np;
+}
+
+void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step) {
+    SECTION("optimizer");
+    AdamwPart *parts;
+    const int np = adamw_parts(m, o, &parts);
     OP(adamw_multi, parts, np, lr, o->beta1, o->beta2, o->eps, grad_scale, step);
+    free(parts);
+}
+
+void grad_sumsq_queued(Model *m, double *ss) {
+    SECTION("optimizer");
+    dev_sumsq_into(ss, m->grads + m->opt_lo, m->opt_hi - m->opt_lo);
+}
+
+void adamw_step_queued(Model *m, const AdamW *o, const StepCtl *ctl) {
+    SECTION("optimizer");
+    AdamwPart *parts;
+    const int np = adamw_parts(m, o, &parts);
+    dev_adamw_ctl(parts, np, o->beta1, o->beta2, o->eps, ctl);
     free(parts);
 }

@@ -234,6 +234,20 @@ typedef struct {
     const real *sgraph_state[GREEDY_GRAPHS];
     uint64_t sgraph_epoch[GREEDY_GRAPHS];
     int sgraph_B[GREEDY_GRAPHS], sgraph_failed;
+    // The GPU's training step queued without a wait (model_queue_batch; train.c records it as a CUDA graph): the
+    // batch in page-locked memory, where the queued uploads read it [N] each; the head it takes (sparse or not),
+    // its targets and the losses the forward leaves in losses_h (the targets' rows for the sparse head, all rows
+    // else); the step's StepCtl on the host ([0] sent, [1] received) and on the GPU
+    int32_t *ids_h, *tgt_h;
+    int queued, q_sparse;
+    int64_t q_count, q_nloss;
+    StepCtl *ctl_h, *ctl_d;
+    // train.c's graph of that step, recorded for the memory as dev_mem_epoch() found it, for the head (q_sparse,
+    // q_nloss) and the norm's measure as they were then; the steps queued since it was made or dropped
+    void *tgraph;
+    uint64_t tgraph_epoch;
+    int tgraph_runs, tgraph_failed, tgraph_sparse, tgraph_measure;
+    int64_t tgraph_nloss;
     int32_t *steps_d;
     uint64_t steps_epoch;                   // the memory as a step of steps_B sequences left it (0: none yet):
     int steps_B;                            // what recording the graphs needs allocated exists then
@@ -307,12 +321,25 @@ void model_backward(Model *m, Acts *a, const int32_t *ids);
 // The sum of the squares of the gradients this process updates ([opt_lo, opt_hi)): of every gradient on one
 // process; a run of several adds theirs (train_step).
 double grad_sumsq(Model *m);
+// The GPU's training step without a wait, for train.c to record as a CUDA graph and replay. On the host,
+// model_queue_batch copies a batch into a's page-locked buffers and decides the head as model_forward would
+// (returns the count of targets; the buffers must stay as they are until the step is done).
+// model_forward_queued queues the batch's upload, the forward and the copy of the losses back, and nothing waits;
+// once the host has waited, model_queued_loss is the summed loss model_forward would have returned.
+// model_queue_pinned: the buffers are page-locked (a recording can read them). The GPU only.
+int64_t model_queue_batch(Acts *a, const int32_t *ids, const int32_t *targets);
+void model_forward_queued(Model *m, Acts *a, double loss_scale);
+double model_queued_loss(const Acts *a);
+int model_queue_pinned(const Acts *a);
 // AdamW's constants; the learning rate comes per step from the schedule.
 typedef struct { double beta1, beta2, eps, wd; } AdamW;
 // One AdamW update of every tensor, or of the parameters [opt_lo, opt_hi) of a part, at learning rate lr;
 // weight decay only where the parameter table says (per tensor, so a part's stretch of each tensor takes its
 // tensor's). grad_scale multiplies every gradient first (clipping); step counts from 1.
 void adamw_step(Model *m, const AdamW *o, double lr, double grad_scale, int64_t step);
+// grad_sumsq into *ss on the GPU, and adamw_step with lr, scale and skip from ctl on the GPU (common.h's StepCtl)
+void grad_sumsq_queued(Model *m, double *ss);
+void adamw_step_queued(Model *m, const AdamW *o, const StepCtl *ctl);
 
 // ---- decoding ----
 

@@ -261,7 +261,91 @@ int fault_nonfinite(int64_t step) {
     return e && sscanf(e, "%lld-%lld", &a, &b) == 2 && step >= a && step <= b;
 }
 
+// The GPU's step as one CUDA graph. A step's few hundred to few thousand launches cost the host a few
+// microseconds each, and the GPU waits for each of them after the step's waits (the batch's upload, the loss,
+// the norm): at a small model's step of a few milliseconds those waits and launches are most of the step. So
+// on one GPU, with one micro-batch and no dropout on the embeddings (whose masks change every step), the step
+// runs queued: the batch from page-locked memory, the loss and the norm left on the GPU, AdamW taking its
+// learning rate, clipping scale and the skip of a non-finite step from the GPU (StepCtl), one wait at the end.
+// That sequence is recorded at the second such step and replayed from then on, one launch a step, until the
+// memory it reads changes (dev_mem_epoch), or the head (sparse or not, and how many targets), or measure_norm;
+// then it runs as it is once and is recorded again. Every op is the one train_step's other path launches, in
+// the same order, so both give the same bits (make test-gpu checks it). HGRN2_CUDA_GRAPHS=0 or
+// g_train_graphs = 0 takes the other path; bench --profile, which times every op, does too.
+int g_train_graphs = -1;   // -1: as HGRN2_CUDA_GRAPHS says (on unless it is 0)
+static int queued_step_on(const Hyper *h) {
+    if (!g_gpu || g_prof || h->accum != 1 || g_dist.world > 1 || h->embed_drop > 0) return 0;
+    if (g_train_graphs < 0) {
+        const char *e = getenv("HGRN2_CUDA_GRAPHS");
+        g_train_graphs = !(e && !strcmp(e, "0"));
+    }
+    return g_train_graphs;
+}
+
+// The ops of a queued step (the graph's content): ctl up, the gradients cleared, the forward with its losses
+// back, their check, the backward, the norm, AdamW, ctl back.
+static void queue_step(Model *m, Acts *a, const Hyper *h, int measure_norm) {
+    dev_upload_async(a->ctl_d, &a->ctl_h[0], sizeof(StepCtl));
+    OP(zero, m->grads, m->padded);
+    a->embed_drop = 0;
+    model_forward_queued(m, a, 1.0 / ((double)h->B * h->T));
+    dev_flag_nonfinite(&a->ctl_d->skip, a->losses, a->q_sparse ? NULL : a->tgt_d, a->q_nloss);
+    model_backward(m, a, a->ids_h);
+    if (measure_norm) grad_sumsq_queued(m, &a->ctl_d->ss);
+    adamw_step_queued(m, &(AdamW){h->beta1, h->beta2, h->adam_eps, h->wd}, a->ctl_d);
+    dev_download_async(&a->ctl_h[1], a->ctl_d, sizeof(StepCtl));
+}
+
+static StepResult train_step_queued(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src,
+                                    int measure_norm) {
+    StepResult r = {.lr = lr_at(h, step)};
+    const int32_t *inp, *tgt;
+    src->next(src->ctx, &inp, &tgt);
+    const int64_t cnt = model_queue_batch(a, inp, tgt);
+    if (!a->ctl_h) {
+        a->ctl_h = dev_host_alloc(2 * sizeof(StepCtl));
+        a->ctl_d = dev_alloc(sizeof(StepCtl), "the training step's numbers");
+    }
+    // lr and the bias corrections as cuda_adamw_multi derives them; clipping and the skip as below
+    const double bc1 = 1 - pow(h->beta1, (double)step), bc2 = 1 - pow(h->beta2, (double)step);
+    a->ctl_h[0] = (StepCtl){.clip = h->clip, .lr = (float)r.lr, .rbc1 = (float)(1 / bc1), .rbc2 = (float)(1 / bc2),
+                            .measure = measure_norm, .skip = fault_nonfinite(step)};
+    // a graph recorded for other memory, another head or another measure is dropped
+    if (a->tgraph && (a->tgraph_epoch != dev_mem_epoch() || a->tgraph_sparse != a->q_sparse ||
+                      a->tgraph_nloss != a->q_nloss || a->tgraph_measure != measure_norm)) {
+        dev_graph_free(a->tgraph);
+        a->tgraph = NULL;
+        a->tgraph_runs = 0;
+    }
+    if (!a->tgraph && a->tgraph_runs > 0 && !a->tgraph_failed && model_queue_pinned(a)) {
+        const uint64_t epoch = dev_mem_epoch();
+        if (dev_graph_begin()) {
+            queue_step(m, a, h, measure_norm);
+            a->tgraph = dev_graph_end();
+        }
+        // (a recording that changed what it records against is not kept)
+        if (a->tgraph && dev_mem_epoch() != epoch) {
+            dev_graph_free(a->tgraph);
+            a->tgraph = NULL;
+        }
+        a->tgraph_failed = !a->tgraph;
+        a->tgraph_epoch = dev_mem_epoch();
+        a->tgraph_sparse = a->q_sparse;
+        a->tgraph_nloss = a->q_nloss;
+        a->tgraph_measure = measure_norm;
+    }
+    if (a->tgraph) dev_graph_launch(a->tgraph);
+    else queue_step(m, a, h, measure_norm);
+    a->tgraph_runs++;
+    dev_sync();
+    r.loss = model_queued_loss(a) / (cnt ? (double)cnt : 1);
+    if (fault_nonfinite(step)) r.loss = NAN;
+    if (measure_norm) r.grad_norm = sqrt(a->ctl_h[1].ss);
+    return r;
+}
+
 StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm) {
+    if (queued_step_on(h)) return train_step_queued(m, a, h, step, src, measure_norm);
     StepResult r = {.lr = lr_at(h, step)};
     // every loss is scaled by the global batch's positions: over several processes, the sum of their
     // gradients is then the gradient of the one batch they share

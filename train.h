@@ -55,6 +55,9 @@ typedef struct {
 // loss and the norm are those of the global batch, each process updates its part and then every process
 // receives the others' (the same result as one process, up to the order of the sums).
 StepResult train_step(Model *m, Acts *a, const Hyper *h, int64_t step, const BatchSource *src, int measure_norm);
+// On the GPU the step is queued and, from its second step, replayed as a CUDA graph (train.c says when); 0 (or
+// HGRN2_CUDA_GRAPHS=0 in the environment) runs it op by op as the CPU does. -1: as the environment says.
+extern int g_train_graphs;
 
 // ---- evaluation ----
 

@@ -62,7 +62,26 @@ struct AdamwSeg {
     float wd;
     int vec;
 };
-__global__ void __launch_bounds__(256) adamw_multi_kernel(const AdamwSeg *__restrict__ segs, int nseg, AdamW a) {
+// With ctl (the training step queued for a CUDA graph, common.h's StepCtl), the numbers that change from step to
+// step come from the device: lr and the bias corrections as the host wrote them, and the clipping scale and the
+// skip of a step with a non-finite loss or norm decided here, as train_step decides them on the host (the same
+// double arithmetic: sqrt and division round correctly on both), so both give the same bits.
+template <bool CTL>
+__global__ void __launch_bounds__(256) adamw_multi_kernel(const AdamwSeg *__restrict__ segs, int nseg, AdamW a,
+                                                          const StepCtl *__restrict__ ctl) {
+    if constexpr (CTL) {
+        if (ctl->skip) return;
+        double scale = 1.0;
+        if (ctl->measure) {
+            const double norm = sqrt(ctl->ss);
+            if (!isfinite(norm)) return;
+            if (ctl->clip > 0 && norm > ctl->clip) scale = ctl->clip / norm;
+        }
+        a.grad_scale = (float)scale;
+        a.lr = ctl->lr;
+        a.rbc1 = ctl->rbc1;
+        a.rbc2 = ctl->rbc2;
+    }
     int lo = 0, hi = nseg - 1;   // the last part whose first chunk is at or before this block
     while (lo < hi) {
         const int mid = (lo + hi + 1) >> 1;
@@ -87,16 +106,21 @@ extern "C" void cuda_adamw(float *p, const float *grad, float *m, float *v, int6
     cuda_adamw_multi(&one, 1, lr, beta1, beta2, eps, grad_scale, step);
 }
 
-// The parts' table lives on the device and goes up again only when it changes (the first step, a bf16 copy made or
-// moved, other tensors): an upload from pageable host memory waits for the stream, which a step must not do every
-// time. The table holds only addresses and sizes, so one equal to the last sent is still right on the device.
-extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
-                                 double grad_scale, int64_t step) {
-    static std::vector<AdamwSeg> host, sent;
-    static AdamwSeg *dev = NULL;
-    static size_t dev_cap = 0;
+// The parts' tables live on the device, each uploaded once and never changed after: a step finds the table it
+// needs among those sent before (an upload from pageable host memory waits for the stream, which a step must not
+// do every time), and a CUDA graph that recorded a launch keeps reading the right one whatever other models'
+// steps send meanwhile. A table changes only when a bf16 copy is made or moved or the tensors change; past 16
+// tables all go (a graph recorded with one is then recorded again: cuda_free moves the memory epoch on).
+// Returns the table on the device (NULL: nothing to update), its entries in *nseg and the launch's blocks in *chunks.
+struct AdamwTable {
+    std::vector<AdamwSeg> host;
+    AdamwSeg *dev;
+};
+static std::vector<AdamwTable> g_adamw_tables;
+static const AdamwSeg *adamw_table(const AdamwPart *parts, int nparts, int *nseg, int64_t *chunks) {
+    static std::vector<AdamwSeg> host;
     host.clear();
-    int64_t chunks = 0;
+    *chunks = 0;
     for (int k = 0; k < nparts; k++) {
         const AdamwPart &q = parts[k];
         if (q.n <= 0) continue;
@@ -108,32 +132,60 @@ extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, 
         s.v = q.v;
         s.p16 = adamw_copy_for(q.p, q.n);
         s.n = q.n;
-        s.first = chunks;
+        s.first = *chunks;
         s.wd = (float)q.wd;
         s.vec = al(s.p, 16) && al(s.grad, 16) && al(s.m, 16) && al(s.v, 16) && al(s.p16, 8);
         host.push_back(s);
-        chunks += (q.n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+        *chunks += (q.n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
     }
-    if (host.empty()) return;
+    if (host.empty()) return NULL;
     {   // p, grad, m, v in; p, m, v out, and the bf16 copy where there is one
         double bytes = 0;
         for (const AdamwSeg &s : host) bytes += (double)s.n * (28 + (s.p16 ? 2 : 0));
         PROF_COST(0, bytes);
     }
-    if (chunks > INT_MAX) die("adamw: %lld chunks of %d values is more than one launch takes", (long long)chunks, ADAMW_CHUNK);
+    if (*chunks > INT_MAX)
+        die("adamw: %lld chunks of %d values is more than one launch takes", (long long)*chunks, ADAMW_CHUNK);
+    *nseg = (int)host.size();
     const size_t bytes = host.size() * sizeof(AdamwSeg);
-    if (!dev || sent.size() != host.size() || memcmp(sent.data(), host.data(), bytes)) {
-        if (dev_cap < host.size()) {
-            cuda_free(dev);
-            dev = (AdamwSeg *)cuda_alloc(bytes, "the AdamW parts' table");
-            dev_cap = host.size();
-        }
-        CUDA_CHECK(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice, g_stream));
-        sent = host;
+    for (const AdamwTable &t : g_adamw_tables)
+        if (t.host.size() == host.size() && !memcmp(t.host.data(), host.data(), bytes)) return t.dev;
+    if (g_capturing) die("internal error: a new AdamW table during a CUDA graph capture");
+    if (g_adamw_tables.size() >= 16) {
+        for (AdamwTable &t : g_adamw_tables) cuda_free(t.dev);
+        g_adamw_tables.clear();
     }
+    AdamwTable t = {host, (AdamwSeg *)cuda_alloc(bytes, "an AdamW parts' table")};
+    CUDA_CHECK(cudaMemcpyAsync(t.dev, t.host.data(), bytes, cudaMemcpyHostToDevice, g_stream));
+    g_adamw_tables.push_back(t);
+    return t.dev;
+}
+
+static AdamW adamw_consts(double lr, double beta1, double beta2, double eps, double grad_scale, int64_t step) {
     const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    const AdamW a = {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
-                     0.f /* each part's own, set in the kernel */, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
-    adamw_multi_kernel<<<(unsigned)chunks, 256, 0, g_stream>>>(dev, (int)host.size(), a);
+    return {(float)lr, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)eps,
+            0.f /* each part's own, set in the kernel */, (float)grad_scale, (float)(1 / bc1), (float)(1 / bc2)};
+}
+
+extern "C" void cuda_adamw_multi(const AdamwPart *parts, int nparts, double lr, double beta1, double beta2, double eps,
+                                 double grad_scale, int64_t step) {
+    int nseg;
+    int64_t chunks;
+    const AdamwSeg *dev = adamw_table(parts, nparts, &nseg, &chunks);
+    if (!dev) return;
+    adamw_multi_kernel<false><<<(unsigned)chunks, 256, 0, g_stream>>>(
+        dev, nseg, adamw_consts(lr, beta1, beta2, eps, grad_scale, step), NULL);
+    LAUNCH_CHECK("adamw");
+}
+
+extern "C" void cuda_adamw_multi_ctl(const AdamwPart *parts, int nparts, double beta1, double beta2, double eps,
+                                     const StepCtl *ctl) {
+    int nseg;
+    int64_t chunks;
+    const AdamwSeg *dev = adamw_table(parts, nparts, &nseg, &chunks);
+    if (!dev) return;
+    // lr, the scale and the bias corrections are the kernel's to fill in from ctl
+    adamw_multi_kernel<true><<<(unsigned)chunks, 256, 0, g_stream>>>(
+        dev, nseg, adamw_consts(0, beta1, beta2, eps, 1, 1), ctl);
     LAUNCH_CHECK("adamw");
 }

@@ -205,6 +205,19 @@ extern "C" void cuda_zero(float *y, int64_t n) {
     CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
 }
 
+extern "C" void cuda_sumsq_into(double *out, const float *a, int64_t n) {
+    PROF_COST(2.0 * n, 4.0 * n);
+    if (n <= 0) {
+        CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), g_stream));   // 0.0 is all zero bits
+        return;
+    }
+    double *part = (double *)scratch(SS_BLOCKS * sizeof(double));
+    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
+    LAUNCH_CHECK("sumsq_partial");
+    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
+    LAUNCH_CHECK("sumsq_final");
+}
+
 extern "C" double cuda_sumsq(const float *a, int64_t n) {
     if (n <= 0) return 0;
     PROF_COST(2.0 * n, 4.0 * n);
@@ -217,6 +230,20 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
     double r;
     cuda_to_host(&r, out, sizeof r);
     return r;
+}
+
+// *flag = 1 when a value of x (of a row with a target, where tgt is given) is not finite; it is left alone
+// otherwise, so that several calls gather into one flag.
+__global__ void flag_nonfinite_kernel(int32_t *flag, const float *__restrict__ x, const int32_t *__restrict__ tgt,
+                                      int64_t n) {
+    GRID_STRIDE(i, n) if ((!tgt || tgt[i] >= 0) && !isfinite(x[i])) *flag = 1;
+}
+extern "C" void cuda_flag_nonfinite(int32_t *flag, const float *x, const int32_t *tgt, int64_t n) {
+    if (n <= 0) return;
+    PROF_COST(0, 8.0 * n);
+    const int64_t blocks = (n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024;
+    flag_nonfinite_kernel<<<(unsigned)blocks, 256, 0, g_stream>>>(flag, x, tgt, n);
+    LAUNCH_CHECK("flag_nonfinite");
 }
 
 extern "C" void cuda_gates_fwd(float *q, float *k, float *g, const float *qf, int64_t ldqf, const float *lb, int64_t N,

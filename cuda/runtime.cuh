@@ -177,6 +177,16 @@ extern "C" int cuda_host_free(void *p) {
     return 1;
 }
 
+extern "C" int cuda_host_is_pinned(const void *p) { return p && g_pinned.count((void *)p); }
+
+// Queued behind the ops launched so far; the host does not wait. Into page-locked memory (cuda_host_alloc), so
+// that a CUDA graph may record it; dst holds the bytes once the host next waits on the stream.
+extern "C" void cuda_to_host_async(void *dst, const void *src, size_t bytes) {
+    cuda_init();
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+}
+
 extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
     cuda_init();
     if (!bytes) return;

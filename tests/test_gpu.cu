@@ -859,6 +859,75 @@ static void test_adamw_multi(void) {
     }
 }
 
+// cuda_adamw_multi_ctl (the training step recorded as a CUDA graph) against cuda_adamw_multi given what the host
+// would have decided, bit for bit: lr and the bias corrections from ctl; the norm sqrt(ss) clipped to ctl's limit
+// (above it, at it, below it, no limit, not measured); the update skipped for a loss (skip) or a norm (an
+// infinite or NaN ss) that is not finite.
+static void test_adamw_ctl(void) {
+    const int64_t ns[] = {4097, 13, 100003};
+    const int K = 3;
+    const double b1 = 0.9, b2 = 0.95, eps = 1e-8, lr = 3e-4;
+    Pool P;
+    struct Case { const char *name; double ss, clip; int measure, skip; };
+    const Case cases[] = {{"norm above the limit", 4.0, 0.5, 1, 0}, {"norm at the limit", 0.25, 0.5, 1, 0},
+                          {"norm below the limit", 0.01, 0.5, 1, 0}, {"no limit", 4.0, 0, 1, 0},
+                          {"norm not measured", 0, 0.5, 0, 0}, {"loss not finite", 4.0, 0.5, 1, 1},
+                          {"norm infinite", INFINITY, 0.5, 1, 0}, {"norm NaN", NAN, 0.5, 1, 0}};
+    StepCtl *ctl_d = (StepCtl *)P.add(cuda_alloc(sizeof(StepCtl), "test ctl"));
+    // the sum of squares into the device: the bits cuda_sumsq returns (the norm the host path clips with)
+    for (int64_t n : {(int64_t)1, (int64_t)1000, (int64_t)300001}) {
+        seed(1050);
+        const float *x = P.up(randn((size_t)n, 0.3));
+        const double want = cuda_sumsq(x, n);
+        cuda_sumsq_into(&ctl_d->ss, x, n);
+        double got;
+        cuda_to_host(&got, &ctl_d->ss, sizeof got);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %lld", (long long)n);
+        check_bits("sumsq_into = sumsq", shape, &got, &want, sizeof got);
+    }
+    for (const Case &c : cases) {
+        std::vector<AdamwPart> pa(K), pb(K);
+        std::vector<float *> ga(K), gb(K), gg(K), ma(K), mb(K), va(K), vb(K);
+        std::vector<Vec> p0(K);
+        for (int k = 0; k < K; k++) {
+            const int64_t n = ns[k];
+            seed(1040 + k);
+            p0[k] = randn(n, 0.02);
+            const Vec g = randn(n, 0.1), m = randn(n, 0.01), v = randn(n, 0.001, 0.01);
+            ga[k] = P.up(p0[k]); gb[k] = P.up(p0[k]); gg[k] = P.up(g);
+            ma[k] = P.up(m); mb[k] = P.up(m); va[k] = P.up(v); vb[k] = P.up(v);
+            pa[k] = AdamwPart{ga[k], gg[k], ma[k], va[k], n, 0.05 * k};
+            pb[k] = AdamwPart{gb[k], gg[k], mb[k], vb[k], n, 0.05 * k};
+        }
+        const int64_t step = 7;
+        const double bc1 = 1 - pow(b1, (double)step), bc2 = 1 - pow(b2, (double)step);
+        StepCtl h;
+        memset(&h, 0, sizeof h);
+        h.ss = c.ss; h.clip = c.clip; h.lr = (float)lr; h.rbc1 = (float)(1 / bc1); h.rbc2 = (float)(1 / bc2);
+        h.measure = c.measure; h.skip = c.skip;
+        cuda_to_device(ctl_d, &h, sizeof h);
+        cuda_adamw_multi_ctl(pa.data(), K, b1, b2, eps, ctl_d);
+        // the host's decision, as train_step makes it
+        const double norm = c.measure ? sqrt(c.ss) : 0;
+        const bool run = !c.skip && std::isfinite(norm);
+        const double scale = c.measure && c.clip > 0 && norm > c.clip ? c.clip / norm : 1.0;
+        if (run) cuda_adamw_multi(pb.data(), K, lr, b1, b2, eps, scale, step);
+        bool same = true, moved = false;
+        for (int k = 0; k < K; k++) {
+            const Vec a = down(ga[k], ns[k]), b = down(gb[k], ns[k]), am = down(ma[k], ns[k]), bm = down(mb[k], ns[k]);
+            const Vec av = down(va[k], ns[k]), bv = down(vb[k], ns[k]);
+            same &= !memcmp(a.data(), b.data(), a.size() * 4) && !memcmp(am.data(), bm.data(), am.size() * 4) &&
+                    !memcmp(av.data(), bv.data(), av.size() * 4);
+            moved |= memcmp(a.data(), p0[k].data(), a.size() * 4) != 0;
+        }
+        const bool ok = same && moved == run;
+        printf("%s  %-26s %-40s %s\n", ok ? "PASS" : "FAIL", "adamw_ctl", c.name,
+               !same ? "differs from adamw_multi" : run ? "updated, as adamw_multi" : "skipped");
+        ok ? n_pass++ : n_fail++;
+    }
+}
+
 // --precision bf16: cuda_adamw refreshes the cached bf16 copy of the weights it updates. A product after the
 // update must give the bits of one after cuda_to_device of the same values, which makes the copy be converted
 // afresh; and no copy that overlaps an updated range may be left stale. W stacks three tensors of R rows, as
@@ -1135,7 +1204,7 @@ static const struct { const char *name; void (*fn)(void); } CHECKS[] = {
     {"gates", test_gates}, {"lower_bounds", test_lower_bounds}, {"hgru", test_hgru}, {"hgrn1_scan", test_hgrn1_scan},
     {"rmsnorm_gated", test_rmsnorm_gated}, {"rope", test_rope}, {"attention", test_attention_fp32}, {"attention_cudnn", test_attention_cudnn},
     {"swiglu", test_swiglu}, {"decode_fused", test_decode_fused}, {"xent", test_xent}, {"xent_soft", test_xent_soft},
-    {"argmax", test_argmax}, {"classifier", test_classifier}, {"adamw", test_adamw}, {"adamw_multi", test_adamw_multi},
+    {"argmax", test_argmax}, {"classifier", test_classifier}, {"adamw", test_adamw}, {"adamw_multi", test_adamw_multi}, {"adamw_ctl", test_adamw_ctl},
     {"adamw_bf16_copy", test_adamw_bf16_copy}, {"determinism", test_determinism},
 };
 

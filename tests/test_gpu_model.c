@@ -8,6 +8,8 @@
 //  4. batched decoding: rows prefilled apart, copied into one state and decoded together, against the CPU and
 //     against each row decoded alone (the transformer's through its key/value cache); HGRN's with and without
 //     CUDA graphs, and with and without dependent launches, bit for bit
+//  5. the training step queued and replayed as a CUDA graph (train.c) against the same steps op by op: the same
+//     losses, norms, weights and moments, bit for bit
 // Precision modes (--precision): fp32 runs exact GEMMs and the plain recurrence, held to 1e-5 (loss) and
 // 1e-4 (gradients). tf32 GEMMs round inputs to 10-bit mantissas (2^-11 relative); bf16 GEMMs to 7 bits
 // (2^-8 relative per product, 4e-3); in both, K = Dv = 64 or 128 runs the token mixer on tensor cores
@@ -500,6 +502,135 @@ static void fixture(int gemm_mode, double tol_logits, double tol_grad) {
     cuda_set_gemm_precision(1);
 }
 
+// cuda_flag_nonfinite: rows without a target are not looked at, and the flag gathers over calls
+static void flag_nonfinite(void) {
+    enum { N = 3000 };
+    float *x = xmalloc(N * sizeof(float));
+    int32_t *t = xmalloc(N * sizeof(int32_t)), fl;
+    for (int i = 0; i < N; i++) { x[i] = (float)i - 1000.f; t[i] = i % 5 == 2 ? -1 : i % 7; }
+    float *xd = cuda_alloc(N * sizeof(float), "x");
+    int32_t *td = cuda_alloc(N * sizeof(int32_t), "t"), *fd = cuda_alloc(sizeof(int32_t), "flag");
+    cuda_to_device(td, t, N * sizeof(int32_t));
+    // case: the value at `at` (1e30 * 1e30: inf, or NaN), with or without the targets; the flag expected
+    const struct { int at, nan, tgts, want; } cases[] = {
+        {-1, 0, 1, 0}, {2, 0, 1, 0}, {2, 1, 1, 0}, {2, 0, 0, 1}, {2999, 1, 1, 1}, {1234, 0, 1, 1}, {0, 1, 0, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        float *y = xmalloc(N * sizeof(float));
+        memcpy(y, x, N * sizeof(float));
+        if (cases[k].at >= 0) y[cases[k].at] = cases[k].nan ? NAN : INFINITY;
+        cuda_to_device(xd, y, N * sizeof(float));
+        fl = 0;
+        cuda_to_device(fd, &fl, sizeof fl);
+        cuda_flag_nonfinite(fd, xd, cases[k].tgts ? td : NULL, N);
+        cuda_to_host(&fl, fd, sizeof fl);
+        CHECK(fl == cases[k].want, "flag_nonfinite case %zu: %d, expected %d", k, fl, cases[k].want);
+        free(y);
+    }
+    // a second call does not clear what the first set
+    fl = 1;
+    cuda_to_device(fd, &fl, sizeof fl);
+    cuda_to_device(xd, x, N * sizeof(float));
+    cuda_flag_nonfinite(fd, xd, td, N);
+    cuda_to_host(&fl, fd, sizeof fl);
+    CHECK(fl == 1, "flag_nonfinite cleared a flag set before");
+    cuda_free(xd); cuda_free(td); cuda_free(fd);
+    free(x); free(t);
+    printf("flag_nonfinite: %zu cases\n", sizeof cases / sizeof cases[0] + 1);
+}
+
+// Random batches of B x T ids below V; targets everywhere, or (sparse) at every eighth position only.
+typedef struct { int V, sparse; int64_t N; uint64_t r; int32_t *inp, *tgt; } RandBatches;
+static void rand_batches_next(void *ctx, const int32_t **inp, const int32_t **tgt) {
+    RandBatches *g = ctx;
+    for (int64_t i = 0; i < g->N; i++) {
+        g->inp[i] = (int32_t)(splitmix64(&g->r) % (uint64_t)g->V);
+        const int32_t y = (int32_t)(splitmix64(&g->r) % (uint64_t)g->V);
+        g->tgt[i] = g->sparse && i % 8 != 3 ? -1 : y;
+    }
+    *inp = g->inp;
+    *tgt = g->tgt;
+}
+
+// The same 12 steps from the same start, once queued and in CUDA graphs (train.c) and once op by op. Along the
+// way: clipping (a limit under the norms), a step skipped for a non-finite loss (HGRN2_FAULT_NONFINITE), the
+// memory changing under the graph (recorded again), a step without the norm (another graph).
+static void graph_steps(const char *what, Config c, int B, int T, int sparse) {
+    config_finish(&c);
+    cuda_set_gemm_precision(2);
+    enum { STEPS = 12 };
+    Side s[2];
+    side_init(&s[0], &c, 7, 1, B, T);
+    side_init(&s[1], &c, 7, 1, B, T);
+    const int64_t N = (int64_t)B * T;
+    Hyper h = {.B = B, .T = T, .accum = 1, .steps = STEPS, .lr = 3e-3, .min_lr = 3e-4, .wd = 0.1, .beta1 = 0.9,
+               .beta2 = 0.95, .adam_eps = 1e-8, .clip = 0.05, .warmup = 3, .sched = SCHED_COSINE};
+    double loss[2][STEPS + 1], gn[2][STEPS + 1];
+    int recorded = 0, clipped = 0;
+    setenv("HGRN2_FAULT_NONFINITE", "5-5", 1);
+    g_gpu = 1;
+    for (int k = 0; k < 2; k++) {
+        RandBatches rb = {.V = c.V, .sparse = sparse, .N = N, .r = 99, .inp = xmalloc(N * 4), .tgt = xmalloc(N * 4)};
+        const BatchSource src = {rand_batches_next, &rb};
+        g_train_graphs = k == 0;
+        for (int step = 1; step <= STEPS; step++) {
+            if (step == 8) cuda_free(cuda_alloc(256, "a buffer that moves the memory epoch on"));
+            const StepResult r = train_step(&s[k].m, &s[k].a, &h, step, &src, step != 10);
+            loss[k][step] = r.loss;
+            gn[k][step] = r.grad_norm;
+            if (k == 0 && step == 4) recorded = s[0].a.tgraph != NULL;
+            if (r.grad_norm > h.clip) clipped++;
+        }
+        free(rb.inp);
+        free(rb.tgt);
+    }
+    g_train_graphs = -1;
+    unsetenv("HGRN2_FAULT_NONFINITE");
+    CHECK(recorded && s[0].a.tgraph && !s[0].a.tgraph_failed, "%s: no graph of the step was recorded", what);
+    CHECK(!s[1].a.tgraph, "%s: a graph was recorded with the graphs off", what);
+    CHECK(clipped > 0, "%s: no step was clipped (norms under %g)", what, h.clip);
+    CHECK(isnan(loss[0][5]) && isnan(loss[1][5]), "%s: the faulted step's loss is %g and %g", what, loss[0][5], loss[1][5]);
+    int same = 1;
+    for (int step = 1; step <= STEPS; step++) {
+        if (step != 5 && (memcmp(&loss[0][step], &loss[1][step], sizeof(double)) ||
+                          memcmp(&gn[0][step], &gn[1][step], sizeof(double)))) {
+            CHECK(0, "%s: step %d: loss %.17g and %.17g, norm %.17g and %.17g", what, step, loss[0][step],
+                  loss[1][step], gn[0][step], gn[1][step]);
+            same = 0;
+        }
+    }
+    const int64_t n = s[0].m.lay.n;
+    real *a = xmalloc((size_t)n * sizeof(real)), *b = xmalloc((size_t)n * sizeof(real));
+    const real *ta[3] = {s[0].m.params, s[0].m.m, s[0].m.v}, *tb[3] = {s[1].m.params, s[1].m.m, s[1].m.v};
+    const char *names[3] = {"weights", "first moments", "second moments"};
+    for (int t = 0; t < 3; t++) {
+        const int64_t len = t == 0 ? n : s[0].m.opt_hi - s[0].m.opt_lo;
+        cuda_to_host(a, ta[t], (size_t)len * sizeof(real));
+        cuda_to_host(b, tb[t], (size_t)len * sizeof(real));
+        int64_t diff = 0;
+        for (int64_t i = 0; i < len; i++) diff += memcmp(&a[i], &b[i], sizeof(real)) != 0;
+        CHECK(diff == 0, "%s: %lld of %lld %s differ", what, (long long)diff, (long long)len, names[t]);
+        same &= diff == 0;
+    }
+    // and the step changed the weights: the run is not trivially equal
+    real *w0 = xmalloc((size_t)n * sizeof(real));
+    Side fresh;
+    side_init(&fresh, &c, 7, 1, B, T);
+    cuda_to_host(w0, fresh.m.params, (size_t)n * sizeof(real));
+    cuda_to_host(a, s[0].m.params, (size_t)n * sizeof(real));
+    int64_t moved = 0;
+    for (int64_t i = 0; i < n; i++) moved += a[i] != w0[i];
+    CHECK(moved > n / 10, "%s: only %lld of %lld weights moved in %d steps", what, (long long)moved, (long long)n, STEPS);
+    printf("%-46s %d steps, %d clipped, the same bits: %s (loss %.4f -> %.4f)\n", what, STEPS, clipped,
+           same ? "yes" : "NO", loss[0][1], loss[0][STEPS]);
+    free(a); free(b); free(w0);
+    g_gpu = 1;
+    acts_free(&fresh.a); model_free(&fresh.m);
+    for (int k = 0; k < 2; k++) { acts_free(&s[k].a); model_free(&s[k].m); }
+    g_gpu = 0;
+    cuda_set_gemm_precision(1);
+}
+
 int main(void) {
     cuda_init();
     printf("device: %s\n", cuda_device_name());
@@ -619,6 +750,11 @@ int main(void) {
     fixture(0, 1e-5, 1e-4);
     fixture(1, 1e-2, 1e-2);
     fixture(2, 3e-2, 3e-2);
+    flag_nonfinite();
+    Config gs = {.V = 256, .D = 128, .L = 2, .K = 64, .I = MLP_DEFAULT, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    graph_steps("step graphs D 128, K 64, T 130, bf16", gs, 3, 130, 0);
+    Config gq = {.V = 8192, .D = 128, .L = 2, .K = 128, .I = 0, .tie = 0, .lower_bound = 1, .eps = 1e-6};
+    graph_steps("step graphs no MLP, sparse targets, T 128, bf16", gq, 4, 128, 1);
     training_curves();
     return check_summary("test_gpu_model");
 }
