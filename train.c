@@ -317,7 +317,7 @@ static StepResult train_step_queued(Model *m, Acts *a, const Hyper *h, int64_t s
         a->tgraph = NULL;
         a->tgraph_runs = 0;
     }
-    if (!a->tgraph && a->tgraph_runs > 0 && !a->tgraph_failed && model_queue_pinned(a)) {
+    if (!a->tgraph && a->tgraph_runs > 0 && !a->tgraph_failed && model_queue_pinned(a) && dev_host_is_pinned(a->ctl_h)) {
         const uint64_t epoch = dev_mem_epoch();
         if (dev_graph_begin()) {
             queue_step(m, a, h, measure_norm);
