@@ -27,6 +27,7 @@ shape() {   # name -> bench flags
     esac
 }
 way() { [ "$1" = G ] && echo 1 || echo 0; }   # G: graphs, O: op by op
+for s in $SHAPES; do shape "$s" > /dev/null || exit 2; done
 
 printf '%-12s %-4s %10s %12s\n' shape way 'step ms' 'tokens/s'
 for s in $SHAPES; do
@@ -41,6 +42,7 @@ for s in $SHAPES; do
         done
     done
 done | tee "$WORK/steps.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
 echo
 awk '{ k = $1 " " $2; sum[k] += $3; n[k]++; if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
      END { for (i = 1; i <= m; i++) { s = order[i]; o = sum[s " O"] / n[s " O"]; g = sum[s " G"] / n[s " G"];
@@ -60,7 +62,11 @@ same() {   # name, then the train flags: both ways, logs compared
     a=$(awk -F'\t' '{ NF -= 2; print }' OFS='\t' "$WORK/run_${name}_O/log.tsv" | md5sum | cut -c1-32)
     b=$(awk -F'\t' '{ NF -= 2; print }' OFS='\t' "$WORK/run_${name}_G/log.tsv" | md5sum | cut -c1-32)
     if [ "$a" = "$b" ]; then echo "$name: log.tsv the same bits both ways ($(wc -l < "$WORK/run_${name}_G/log.tsv") lines)"
-    else echo "$name: log.tsv DIFFERS"; diff <(cut -f1-6 "$WORK/run_${name}_O/log.tsv") <(cut -f1-6 "$WORK/run_${name}_G/log.tsv") | head -6; return 1; fi
+    else
+        echo "step_graph_ab.sh: $name: log.tsv differs between the two ways" >&2
+        diff <(cut -f1-6 "$WORK/run_${name}_O/log.tsv") <(cut -f1-6 "$WORK/run_${name}_G/log.tsv") | head -6
+        return 1
+    fi
 }
 echo
 rc=0

@@ -102,6 +102,31 @@ then ok "mixer_ab.sh: the timings' means and the kernels' times"
 else fail "mixer_ab.sh: $(cat "$TMP/out" "$TMP/err")"; fi
 expect 2 "mixer_ab.sh with a missing program" -- bash scripts/mixer_ab.sh "$D/none" "$D/test_gpu_B"; expect_msg "is not an executable"
 expect 2 "mixer_ab.sh ROUNDS=0" -- env ROUNDS=0 bash scripts/mixer_ab.sh "$D/test_gpu_A" "$D/test_gpu_B"
+# scripts/step_graph_ab.sh over a stand-in for hgrn2 whose step is 0.8 ms op by op (HGRN2_CUDA_GRAPHS=0) and 0.6
+# with graphs: the means and the speed-up; the training logs compared, the same bits or (STANDIN_DIFF) not
+D="$TMP/step_graph_ab"
+mkdir -p "$D"
+cat > "$D/hgrn2" <<'STANDIN'
+#!/bin/sh
+ms=0.6; [ "$HGRN2_CUDA_GRAPHS" = 0 ] && ms=0.8
+if [ "$1" = bench ]; then echo "time to first step 0.24 s | step $ms ms (median of 20) | 5537193 tokens/s | 1.0 GFLOP/s"; exit 0; fi
+while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done
+mkdir -p "$out"
+loss=2.5; [ -n "$STANDIN_DIFF" ] && [ "$HGRN2_CUDA_GRAPHS" != 0 ] && loss=2.50000001
+printf 'step\ttrain_loss\tval_loss\tlr\tgrad_norm\tval_acc\ttokens\twall_s\n1\t%s\t\t0.01\t1.5\t\t4096\t0.%s\n' $loss $$ > "$out/log.tsv"
+echo "done: 1 steps in 0m01s"
+STANDIN
+chmod +x "$D/hgrn2"
+expect 0 "step_graph_ab.sh on a stand-in" -- env SHAPES="mqar 162M" STEPS=8 WORK="$D/w" bash scripts/step_graph_ab.sh "$D/hgrn2"
+checks=$((checks + 1))
+if grep -q "mqar         op by op 0.800 ms, graphs 0.600 ms: 1.333x" "$TMP/out" && grep -q "162M         op by op 0.800" "$TMP/out" &&
+    grep -q "mqar: log.tsv the same bits both ways (2 lines)" "$TMP/out"
+then ok "step_graph_ab.sh: the means, the speed-up and the logs compared"
+else fail "step_graph_ab.sh: $(cat "$TMP/out" "$TMP/err")"; fi
+expect 1 "step_graph_ab.sh with logs that differ" -- env STANDIN_DIFF=1 SHAPES=tiny ROUNDS=1 WORK="$D/w2" bash scripts/step_graph_ab.sh "$D/hgrn2"
+expect_msg "step_graph_ab.sh: mqar: log.tsv differs between the two ways"
+expect 2 "step_graph_ab.sh with a missing program" -- bash scripts/step_graph_ab.sh "$D/none"; expect_msg "is not an executable"
+expect 2 "step_graph_ab.sh with an unknown shape" -- env SHAPES=huge WORK="$D/w3" bash scripts/step_graph_ab.sh "$D/hgrn2"; expect_msg "unknown shape huge"
 expect 1 "train on a missing data directory" -- $H train --task text --data "$TMP/none"; expect_msg "hgrn2: error: no training shards"
 expect 1 "eval of a missing checkpoint" -- $H eval --ckpt "$TMP/none.ckpt"; expect_msg "hgrn2: error: cannot open checkpoint"
 mkdir -p "$TMP/adir"
