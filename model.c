@@ -641,6 +641,11 @@ static int64_t count_targets(const int32_t *targets, int64_t N) {
 }
 // Whether a training forward with n targets among N rows takes the sparse head below
 static int sparse_head(int64_t n, int64_t N) { return 4 * n <= N; }
+// The sparse head's rows: sel [n] the rows with a target, sel + N [n] their targets
+static void sparse_rows(int32_t *sel, const int32_t *targets, int64_t N) {
+    for (int64_t i = 0, k = 0; i < N; i++)
+        if (targets[i] >= 0) { sel[k] = (int32_t)i; sel[N + k] = targets[i]; k++; }
+}
 
 // The head at the n rows with a target only, for targets on few positions (MQAR's answers). The rows of the
 // stream leaving the last layer and of its residual are gathered (embed_fwd reads rows by index), added and
@@ -653,8 +658,7 @@ static double head_sparse_fwd(Model *m, Acts *a, const int32_t *targets, int64_t
     const int D = c->D, V = c->V;
     const int64_t N = a->N;
     int32_t *sel = a->sel_h;                            // the rows [n], and at sel + N their targets [n]
-    for (int64_t i = 0, k = 0; i < N; i++)
-        if (targets[i] >= 0) { sel[k] = (int32_t)i; sel[N + k] = targets[i]; k++; }
+    if (!a->queued) sparse_rows(sel, targets, N);       // (queued: model_queue_batch made them)
     const int32_t *rows_b = sel, *tgt_b = sel + N;      // where the backend reads them
     if (g_gpu && n) {
         // queued: sel is page-locked, and the next step's rows go in only after this step is done
@@ -1013,9 +1017,7 @@ int64_t model_queue_batch(Acts *a, const int32_t *ids, const int32_t *targets) {
     a->q_count = count_targets(targets, N);
     a->q_sparse = sparse_head(a->q_count, N);
     a->q_nloss = a->q_sparse ? a->q_count : N;
-    if (a->q_sparse)   // the rows and their targets, where the recorded uploads read them (as head_sparse_fwd)
-        for (int64_t i = 0, k = 0; i < N; i++)
-            if (targets[i] >= 0) { a->sel_h[k] = (int32_t)i; a->sel_h[N + k] = targets[i]; k++; }
+    if (a->q_sparse) sparse_rows(a->sel_h, targets, N);   // where the recorded uploads read them
     return a->q_count;
 }
 

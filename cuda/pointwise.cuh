@@ -205,17 +205,21 @@ extern "C" void cuda_zero(float *y, int64_t n) {
     CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * sizeof(float), g_stream));   // 0.0f is all zero bits
 }
 
+// The sum of squares of a[n] into *out on the device: block partials (part [SS_BLOCKS]) then one block's sum
+static void sumsq_launch(double *out, double *part, const float *a, int64_t n) {
+    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
+    LAUNCH_CHECK("sumsq_partial");
+    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
+    LAUNCH_CHECK("sumsq_final");
+}
+
 extern "C" void cuda_sumsq_into(double *out, const float *a, int64_t n) {
     PROF_COST(2.0 * n, 4.0 * n);
     if (n <= 0) {
         CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), g_stream));   // 0.0 is all zero bits
         return;
     }
-    double *part = (double *)scratch(SS_BLOCKS * sizeof(double));
-    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
-    LAUNCH_CHECK("sumsq_partial");
-    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
-    LAUNCH_CHECK("sumsq_final");
+    sumsq_launch(out, (double *)scratch(SS_BLOCKS * sizeof(double)), a, n);
 }
 
 extern "C" double cuda_sumsq(const float *a, int64_t n) {
@@ -223,10 +227,7 @@ extern "C" double cuda_sumsq(const float *a, int64_t n) {
     PROF_COST(2.0 * n, 4.0 * n);
     Carve cv = {scratch(align256(SS_BLOCKS * sizeof(double)) + align256(sizeof(double)))};
     double *part = cv.take<double>(SS_BLOCKS), *out = cv.take<double>(1);
-    sumsq_partial_kernel<<<SS_BLOCKS, 256, 0, g_stream>>>(part, a, n);
-    LAUNCH_CHECK("sumsq_partial");
-    sumsq_final_kernel<<<1, 512, 0, g_stream>>>(out, part, SS_BLOCKS);
-    LAUNCH_CHECK("sumsq_final");
+    sumsq_launch(out, part, a, n);
     double r;
     cuda_to_host(&r, out, sizeof r);
     return r;
